@@ -1,0 +1,76 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createMesh, currentContext, fetch, type Mesh, type Registry, userAgentFamily } from 'meshlet';
+
+/** What one hop saw, and what the hops after it saw. */
+export interface HopReport {
+  service: string;
+  instance: string;
+  caller: string;
+  tags: Record<string, string>;
+  next?: HopReport;
+}
+
+export interface RunningService {
+  mesh: Mesh;
+  server: Server;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one demo service on 127.0.0.1: it reports what arrived and, if it has a
+ * downstream, calls it by service name and nests the downstream's report in its own.
+ */
+export async function startService(opts: {
+  registry: Registry;
+  service: string;
+  version: string;
+  instanceId: string;
+  downstream?: string;
+  metadata?: Record<string, string>;
+}): Promise<RunningService> {
+  const mesh = createMesh({
+    service: opts.service,
+    version: opts.version,
+    instanceId: opts.instanceId,
+    registry: opts.registry,
+    ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    tagsFromHeaders: [{ header: 'user-agent', tag: 'ua.family', transform: userAgentFamily }],
+  });
+  const server = createServer(
+    mesh.httpHandler((req, res) => {
+      const ctx = currentContext();
+      const report: HopReport = {
+        service: opts.service,
+        instance: opts.instanceId,
+        caller: ctx.caller.service ? `${ctx.caller.service}@${ctx.caller.version}` : '(edge)',
+        tags: Object.fromEntries(ctx.tags),
+      };
+      const downstream = opts.downstream;
+      const done = (next?: HopReport) => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(next ? { ...report, next } : report));
+      };
+      if (!downstream) return done();
+      fetch(`http://${downstream}${req.url ?? '/'}`)
+        .then((r) => r.json() as Promise<HopReport>)
+        .then(done, (err: Error) => {
+          res.statusCode = 502;
+          res.end(JSON.stringify({ error: err.message }));
+        });
+    }),
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  await mesh.register({ port: (server.address() as AddressInfo).port });
+  return {
+    mesh,
+    server,
+    async stop() {
+      await mesh.close();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}

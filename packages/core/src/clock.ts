@@ -1,0 +1,71 @@
+/** Cancels a timer made by a Clock. */
+export type CancelTimer = () => void;
+
+/**
+ * Time as a port. Limiters and breakers take a Clock so that tests run on a ManualClock
+ * and are exact; production uses `systemClock`.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch, possibly fractional. */
+  now(): number;
+  /** Calls `fn` once after `ms` milliseconds. The timer does not keep the process alive. */
+  setTimeout(fn: () => void, ms: number): CancelTimer;
+}
+
+const origin = performance.timeOrigin;
+
+export const systemClock: Clock = {
+  now: () => origin + performance.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return () => clearTimeout(t);
+  },
+};
+
+interface PendingTimer {
+  at: number;
+  seq: number;
+  fn: () => void;
+}
+
+/** A clock that moves only when told to. Timers fire in order of due time during `advance`. */
+export class ManualClock implements Clock {
+  #now: number;
+  #seq = 0;
+  #timers: PendingTimer[] = [];
+
+  constructor(start = 0) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): CancelTimer {
+    const timer: PendingTimer = { at: this.#now + Math.max(0, ms), seq: this.#seq++, fn };
+    this.#timers.push(timer);
+    return () => {
+      this.#timers = this.#timers.filter((t) => t !== timer);
+    };
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due on the way, in order. */
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      const due = this.#timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      if (!due) break;
+      this.#timers = this.#timers.filter((t) => t !== due);
+      this.#now = due.at;
+      due.fn();
+    }
+    this.#now = end;
+  }
+
+  /** Number of timers not yet fired. */
+  get pendingTimers(): number {
+    return this.#timers.length;
+  }
+}

@@ -1,0 +1,136 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { consoleLogger, type Logger } from './logger.js';
+import { putTag, SystemTag, type TagDropReason } from './tags.js';
+
+/** Who is calling: read from the inbound caller header. */
+export interface Caller {
+  readonly service?: string;
+  readonly version?: string;
+  readonly namespace?: string;
+  readonly instance?: string;
+}
+
+/** The inbound request's API, for system tags and rules. */
+export interface RequestInfo {
+  readonly method: string;
+  readonly path: string;
+}
+
+/** W3C trace context as it arrived; the trace package turns it into spans. */
+export interface TraceHeaders {
+  readonly traceparent: string;
+  readonly tracestate?: string;
+}
+
+/**
+ * Everything Meshlet knows about the request being served. Lives in AsyncLocalStorage
+ * for the duration of the handler, so outbound calls made anywhere inside it carry it on.
+ */
+export interface MeshContext {
+  readonly caller: Caller;
+  /** Custom tags: propagate to every downstream hop. Change them with setTag. */
+  readonly tags: ReadonlyMap<string, string>;
+  readonly request: RequestInfo | undefined;
+  readonly trace: TraceHeaders | undefined;
+  /** The mesh serving this request (opaque to core; the SDK's module-level fetch uses it). */
+  readonly owner: unknown;
+  readonly logger: Logger;
+}
+
+export interface ContextInit {
+  readonly caller?: Caller;
+  readonly tags?: Iterable<readonly [string, string]>;
+  readonly request?: RequestInfo | undefined;
+  readonly trace?: TraceHeaders | undefined;
+  readonly owner?: unknown;
+  readonly logger?: Logger | undefined;
+}
+
+// One store per process even if two copies of @meshlet/core get installed side by side:
+// two stores would silently lose the context between packages.
+const STORE_KEY = Symbol.for('meshlet.context.store');
+const globals = globalThis as { [STORE_KEY]?: AsyncLocalStorage<MeshContext> };
+const storage: AsyncLocalStorage<MeshContext> = globals[STORE_KEY] ?? new AsyncLocalStorage<MeshContext>();
+globals[STORE_KEY] = storage;
+
+const fallbackLogger = consoleLogger('warn');
+
+const EMPTY: MeshContext = Object.freeze({
+  caller: Object.freeze({}),
+  tags: new Map<string, string>(),
+  request: undefined,
+  trace: undefined,
+  owner: undefined,
+  logger: fallbackLogger,
+});
+
+/** Builds a context; tags over a bound are dropped and logged, never thrown. */
+export function createContext(init: ContextInit = {}): MeshContext {
+  const logger = init.logger ?? fallbackLogger;
+  const tags = new Map<string, string>();
+  if (init.tags) for (const [k, v] of init.tags) warnDropped(logger, k, putTag(tags, k, v));
+  return {
+    caller: init.caller ?? EMPTY.caller,
+    tags,
+    request: init.request,
+    trace: init.trace,
+    owner: init.owner,
+    logger,
+  };
+}
+
+/** The current request's context; outside any request, an empty one (never undefined). */
+export function currentContext(): MeshContext {
+  return storage.getStore() ?? EMPTY;
+}
+
+/** Runs `fn` with `context` as the current context, for it and everything it starts. */
+export function runWithContext<T>(context: MeshContext, fn: () => T): T {
+  return storage.run(context, fn);
+}
+
+/**
+ * Sets a custom tag on the current request; it travels to every downstream hop.
+ * Returns false (and logs why) when there is no request or the tag is over a bound.
+ */
+export function setTag(key: string, value: string): boolean {
+  const ctx = storage.getStore();
+  if (!ctx) {
+    fallbackLogger.warn('setTag outside a request: ignored', { code: 'MESHLET_NO_CONTEXT', key });
+    return false;
+  }
+  const reason = putTag(ctx.tags as Map<string, string>, key, value);
+  warnDropped(ctx.logger, key, reason);
+  return reason === undefined;
+}
+
+/** Runs `fn` in a child context that has the current tags plus `tags`; the parent is not changed. */
+export function withTags<T>(tags: Readonly<Record<string, string>>, fn: () => T): T {
+  const parent = currentContext();
+  const child = createContext({ ...parent, tags: [...parent.tags, ...Object.entries(tags)] });
+  return storage.run(child, fn);
+}
+
+/** The system tags of a context, by SystemTag name; absent ones are left out. */
+export function systemTags(ctx: MeshContext): Record<string, string> {
+  const out: Record<string, string> = {};
+  const put = (k: string, v: string | undefined) => {
+    if (v !== undefined) out[k] = v;
+  };
+  put(SystemTag.sourceService, ctx.caller.service);
+  put(SystemTag.sourceVersion, ctx.caller.version);
+  put(SystemTag.sourceNamespace, ctx.caller.namespace);
+  put(SystemTag.sourceInstance, ctx.caller.instance);
+  put(SystemTag.requestMethod, ctx.request?.method);
+  put(SystemTag.requestPath, ctx.request?.path);
+  return out;
+}
+
+/** A tag of the current request: a system tag by its SystemTag name, else a custom tag. */
+export function getTag(key: string, ctx: MeshContext = currentContext()): string | undefined {
+  return systemTags(ctx)[key] ?? ctx.tags.get(key);
+}
+
+function warnDropped(logger: Logger, key: string, reason: TagDropReason | undefined): void {
+  if (reason) logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', key: key.slice(0, 128), reason });
+}

@@ -1,0 +1,24 @@
+export { type CancelTimer, type Clock, ManualClock, systemClock } from './clock.js';
+export {
+  type Caller,
+  type ContextInit,
+  createContext,
+  currentContext,
+  getTag,
+  type MeshContext,
+  type RequestInfo,
+  runWithContext,
+  setTag,
+  systemTags,
+  type TraceHeaders,
+  withTags,
+} from './context.js';
+export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
+export { type Health, type Instance, instanceOrigin, MetaKey } from './instance.js';
+export type { KvEntry, KvStore, PutOptions } from './kv-store.js';
+export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
+export { InMemoryKvStore } from './memory-kv-store.js';
+export { InMemoryRegistry } from './memory-registry.js';
+export type { Registry, Unsubscribe } from './registry.js';
+export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';
+export { checkTag, type DroppedTag, putTag, SystemTag, type SystemTagName, type TagDropReason, TagLimits } from './tags.js';

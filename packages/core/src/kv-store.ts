@@ -1,0 +1,31 @@
+import type { Unsubscribe } from './registry.js';
+
+export interface KvEntry {
+  readonly key: string;
+  readonly value: string;
+  /** Increases on every write of this key (Consul's ModifyIndex). */
+  readonly revision: number;
+}
+
+export interface PutOptions {
+  /**
+   * Compare-and-set: write only if the key's current revision equals this. 0 means
+   * "only if the key does not exist".
+   */
+  readonly ifRevision?: number;
+}
+
+/**
+ * A key/value store as a port: where rules and config come from. In memory by default,
+ * Consul KV in production. Keys are `/`-separated paths.
+ */
+export interface KvStore {
+  get(key: string): Promise<KvEntry | undefined>;
+  /** Every entry whose key starts with `prefix`, sorted by key. */
+  list(prefix: string): Promise<readonly KvEntry[]>;
+  /** Returns false when a compare-and-set did not match (nothing was written). */
+  put(key: string, value: string, options?: PutOptions): Promise<boolean>;
+  delete(key: string, options?: PutOptions): Promise<boolean>;
+  /** Calls `listener` with the entries under `prefix` now and after every change under it. */
+  watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe;
+}

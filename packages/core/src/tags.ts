@@ -1,0 +1,62 @@
+/**
+ * Tags are string key/value pairs that describe a request (who is calling, which user
+ * tier, which browser). They steer routing, limits and auth, and custom tags travel
+ * with the request to every downstream hop. Every bound here is enforced: a tag over a
+ * bound is dropped with a warning, never an exception or a 500.
+ */
+export const TagLimits = {
+  /** Most tags one request may carry. */
+  maxTags: 64,
+  /** Longest key, in UTF-8 bytes. */
+  maxKeyBytes: 128,
+  /** Longest value, in UTF-8 bytes. */
+  maxValueBytes: 512,
+  /** Longest encoded tag header, in bytes. */
+  maxHeaderBytes: 8 * 1024,
+} as const;
+
+/** Why a tag was not taken. */
+export type TagDropReason = 'too-many-tags' | 'empty-key' | 'key-too-long' | 'value-too-long' | 'control-character' | 'header-too-long';
+
+export interface DroppedTag {
+  readonly key: string;
+  readonly reason: TagDropReason;
+}
+
+/** System tags: computed by Meshlet for every request, readable by rules, never propagated as custom tags. */
+export const SystemTag = {
+  sourceService: 'source.service',
+  sourceVersion: 'source.version',
+  sourceNamespace: 'source.namespace',
+  sourceInstance: 'source.instance',
+  destinationService: 'destination.service',
+  requestMethod: 'request.method',
+  requestPath: 'request.path',
+} as const;
+export type SystemTagName = (typeof SystemTag)[keyof typeof SystemTag];
+
+// C0 controls and DEL: never legitimate in a tag, and dangerous in logs and headers.
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const encoder = new TextEncoder();
+const byteLength = (s: string) => (s.length * 3 <= 128 ? encoder.encode(s).length : Buffer.byteLength(s, 'utf8'));
+
+/** Checks one tag against the per-tag bounds; returns why it must be dropped, or undefined. */
+export function checkTag(key: string, value: string): TagDropReason | undefined {
+  if (key.length === 0) return 'empty-key';
+  if (byteLength(key) > TagLimits.maxKeyBytes) return 'key-too-long';
+  if (byteLength(value) > TagLimits.maxValueBytes) return 'value-too-long';
+  if (CONTROL.test(key) || CONTROL.test(value)) return 'control-character';
+  return undefined;
+}
+
+/**
+ * Sets `key` in `tags` if the bounds allow it. Returns the reason when it does not.
+ * Replacing an existing key never counts against the tag-count bound.
+ */
+export function putTag(tags: Map<string, string>, key: string, value: string): TagDropReason | undefined {
+  const bad = checkTag(key, value);
+  if (bad) return bad;
+  if (!tags.has(key) && tags.size >= TagLimits.maxTags) return 'too-many-tags';
+  tags.set(key, value);
+  return undefined;
+}

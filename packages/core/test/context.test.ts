@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  createContext,
+  currentContext,
+  getTag,
+  MemoryLogger,
+  runWithContext,
+  SystemTag,
+  setTag,
+  TagLimits,
+  withTags,
+} from '../src/index.js';
+
+describe('request context', () => {
+  it('is empty, not missing, outside a request', () => {
+    const ctx = currentContext();
+    assert.equal(ctx.tags.size, 0);
+    assert.deepEqual(ctx.caller, {});
+    assert.equal(ctx.request, undefined);
+    assert.equal(getTag('anything'), undefined);
+    assert.equal(setTag('a', 'b'), false);
+  });
+
+  it('follows async work started inside the request', async () => {
+    const ctx = createContext({ tags: [['user', 'u1']] });
+    const seen = await runWithContext(ctx, async () => {
+      await sleep(1);
+      return new Promise<string | undefined>((resolve) => setImmediate(() => resolve(getTag('user'))));
+    });
+    assert.equal(seen, 'u1');
+  });
+
+  it('never lets 1 000 interleaved requests see each other’s tags', async () => {
+    const n = 1000;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        runWithContext(createContext({ tags: [['req', String(i)]] }), async () => {
+          setTag('mine', `m${i}`);
+          // Yield in different orders so that the requests really interleave.
+          await sleep(i % 7);
+          await new Promise((r) => setImmediate(r));
+          const after = `${getTag('req')}/${getTag('mine')}`;
+          await sleep((n - i) % 5);
+          return `${after}|${getTag('req')}/${getTag('mine')}`;
+        }),
+      ),
+    );
+    for (const [i, r] of results.entries()) assert.equal(r, `${i}/m${i}|${i}/m${i}`);
+    assert.equal(currentContext().tags.size, 0);
+  });
+
+  it('exposes system tags by their names', () => {
+    const ctx = createContext({
+      caller: { service: 'gateway', version: '1.2.0', namespace: 'prod', instance: 'gw-1' },
+      request: { method: 'GET', path: '/api/users/42' },
+    });
+    assert.equal(getTag(SystemTag.sourceService, ctx), 'gateway');
+    assert.equal(getTag(SystemTag.sourceVersion, ctx), '1.2.0');
+    assert.equal(getTag(SystemTag.sourceNamespace, ctx), 'prod');
+    assert.equal(getTag(SystemTag.sourceInstance, ctx), 'gw-1');
+    assert.equal(getTag(SystemTag.requestMethod, ctx), 'GET');
+    assert.equal(getTag(SystemTag.requestPath, ctx), '/api/users/42');
+  });
+
+  it('withTags adds tags for a scope without touching the parent', () => {
+    runWithContext(createContext({ tags: [['a', '1']] }), () => {
+      withTags({ b: '2' }, () => {
+        assert.equal(getTag('a'), '1');
+        assert.equal(getTag('b'), '2');
+      });
+      assert.equal(getTag('b'), undefined);
+    });
+  });
+
+  it('drops a tag over a bound with a warning, and keeps going', () => {
+    const logger = new MemoryLogger();
+    runWithContext(createContext({ logger }), () => {
+      assert.equal(setTag('v', 'x'.repeat(TagLimits.maxValueBytes + 1)), false);
+      assert.equal(setTag('', 'x'), false);
+      for (let i = 0; i < TagLimits.maxTags; i++) assert.equal(setTag(`k${i}`, 'v'), true);
+      assert.equal(setTag('one-too-many', 'v'), false);
+      assert.equal(setTag('k0', 'replaced'), true, 'replacing a key is not a new tag');
+      assert.equal(currentContext().tags.size, TagLimits.maxTags);
+    });
+    assert.deepEqual(
+      logger.entries.map((e) => e.fields?.reason),
+      ['value-too-long', 'empty-key', 'too-many-tags'],
+    );
+  });
+});
