@@ -128,7 +128,23 @@ export function systemTags(ctx: MeshContext): Record<string, string> {
 
 /** A tag of the current request: a system tag by its SystemTag name, else a custom tag. */
 export function getTag(key: string, ctx: MeshContext = currentContext()): string | undefined {
-  return systemTags(ctx)[key] ?? ctx.tags.get(key);
+  // A switch, not systemTags(): rules call this per condition per call.
+  switch (key) {
+    case SystemTag.sourceService:
+      return ctx.caller.service;
+    case SystemTag.sourceVersion:
+      return ctx.caller.version;
+    case SystemTag.sourceNamespace:
+      return ctx.caller.namespace;
+    case SystemTag.sourceInstance:
+      return ctx.caller.instance;
+    case SystemTag.requestMethod:
+      return ctx.request?.method;
+    case SystemTag.requestPath:
+      return ctx.request?.path;
+    default:
+      return ctx.tags.get(key);
+  }
 }
 
 function warnDropped(logger: Logger, key: string, reason: TagDropReason | undefined): void {

@@ -22,3 +22,4 @@ export { InMemoryRegistry } from './memory-registry.js';
 export type { Registry, Unsubscribe } from './registry.js';
 export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';
 export { checkTag, type DroppedTag, putTag, SystemTag, type SystemTagName, type TagDropReason, TagLimits } from './tags.js';
+export * from './rules/index.js';

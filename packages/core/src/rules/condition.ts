@@ -1,0 +1,173 @@
+import { field, RuleValidationError } from './rule-error.js';
+
+/**
+ * A condition on one tag. Conditions in a list are ANDed. A condition on a tag the
+ * request does not have is false, whatever the operator (TSF's rule: a rule that needs a
+ * tag the request lacks does not match) — except `exists`, which asks exactly that.
+ */
+export type Condition =
+  | { readonly tag: string; readonly op: 'equals' | 'notEquals'; readonly value: string }
+  | { readonly tag: string; readonly op: 'in' | 'notIn'; readonly values: readonly string[] }
+  | { readonly tag: string; readonly op: 'regex'; readonly pattern: string }
+  | { readonly tag: string; readonly op: 'exists' }
+  | { readonly tag: string; readonly op: 'range'; readonly min?: number; readonly max?: number };
+
+export const OPERATORS = ['equals', 'notEquals', 'in', 'notIn', 'regex', 'exists', 'range'] as const;
+export type Operator = (typeof OPERATORS)[number];
+
+/** Reads a tag's value for the request being matched. */
+export type TagLookup = (tag: string) => string | undefined;
+/** A compiled condition list: true when every condition holds. */
+export type Matcher = (lookup: TagLookup) => boolean;
+
+export const REGEX_MAX_LENGTH = 256;
+
+/** Parses and validates one condition; throws RuleValidationError naming the field. */
+export function parseCondition(raw: unknown, path: string): Condition {
+  const obj = field.object(raw, path);
+  const tag = field.string(obj.tag, `${path}.tag`, 128);
+  if (tag.length === 0) throw new RuleValidationError(`${path}.tag`, 'must not be empty');
+  const op = field.oneOf(obj.op, `${path}.op`, OPERATORS);
+  switch (op) {
+    case 'equals':
+    case 'notEquals':
+      field.onlyKeys(obj, path, ['tag', 'op', 'value']);
+      return { tag, op, value: field.string(obj.value, `${path}.value`) };
+    case 'in':
+    case 'notIn': {
+      field.onlyKeys(obj, path, ['tag', 'op', 'values']);
+      const values = field.array(obj.values, `${path}.values`).map((v, i) => field.string(v, `${path}.values[${i}]`));
+      if (values.length === 0) throw new RuleValidationError(`${path}.values`, 'must not be empty');
+      return { tag, op, values };
+    }
+    case 'regex': {
+      field.onlyKeys(obj, path, ['tag', 'op', 'pattern']);
+      const pattern = field.string(obj.pattern, `${path}.pattern`, Number.MAX_SAFE_INTEGER);
+      checkRegex(pattern, `${path}.pattern`);
+      return { tag, op, pattern };
+    }
+    case 'exists':
+      field.onlyKeys(obj, path, ['tag', 'op']);
+      return { tag, op };
+    case 'range': {
+      field.onlyKeys(obj, path, ['tag', 'op', 'min', 'max']);
+      const min = obj.min === undefined ? undefined : field.number(obj.min, `${path}.min`);
+      const max = obj.max === undefined ? undefined : field.number(obj.max, `${path}.max`);
+      if (min === undefined && max === undefined) throw new RuleValidationError(path, 'range needs min, max or both');
+      if (min !== undefined && max !== undefined && min > max) throw new RuleValidationError(`${path}.min`, 'must not be greater than max');
+      return { tag, op, ...(min !== undefined ? { min } : {}), ...(max !== undefined ? { max } : {}) };
+    }
+  }
+}
+
+/**
+ * Refuses regular expressions that can backtrack catastrophically: longer than
+ * REGEX_MAX_LENGTH, back-references and lookarounds, and a quantified group that itself
+ * contains a quantifier or an alternation (`(a+)+`, `(a|a)*`). Tag values are at most 512
+ * bytes, which bounds what remains. Use `in` for lists of alternatives.
+ */
+export function checkRegex(pattern: string, path: string): RegExp {
+  if (pattern.length > REGEX_MAX_LENGTH) throw new RuleValidationError(path, `regex longer than ${REGEX_MAX_LENGTH} characters`);
+  if (/\\[1-9]|\\k</.test(pattern)) throw new RuleValidationError(path, 'regex back-references are not allowed');
+  if (/\(\?<?[=!]/.test(pattern)) throw new RuleValidationError(path, 'regex lookarounds are not allowed');
+  let compiled: RegExp;
+  try {
+    compiled = new RegExp(pattern, 'u');
+  } catch (err) {
+    throw new RuleValidationError(path, `invalid regex: ${(err as Error).message}`);
+  }
+  // Scan for a quantifier applied to a group that contains a quantifier or alternation.
+  const groups: { risky: boolean }[] = [];
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === '(') groups.push({ risky: false });
+    else if (c === '|' || isQuantifierAt(pattern, i)) {
+      const top = groups.at(-1);
+      if (top) top.risky = true;
+    } else if (c === ')') {
+      const closed = groups.pop();
+      if (closed?.risky && isQuantifierAt(pattern, i + 1)) {
+        throw new RuleValidationError(path, 'regex has a quantified group with a quantifier or alternation inside (catastrophic backtracking); rewrite it or use "in"');
+      }
+      const parent = groups.at(-1);
+      if (parent && closed?.risky) parent.risky = true;
+    }
+  }
+  return compiled;
+}
+
+function isQuantifierAt(pattern: string, i: number): boolean {
+  const c = pattern[i];
+  if (c === '*' || c === '+') return true;
+  // `?` after `(` is a group modifier; after an atom it is a quantifier (0 or 1: harmless alone).
+  if (c === '?') return pattern[i - 1] !== '(' && !isQuantifierAt(pattern, i - 1);
+  if (c === '{') return /^\{\d+(,\d*)?\}/.test(pattern.slice(i));
+  return false;
+}
+
+/** Compiles a condition list once into a matcher; regexes are compiled here, not per call. */
+export function compileConditions(conditions: readonly Condition[]): Matcher {
+  const tests = conditions.map(compileOne);
+  if (tests.length === 0) return () => true;
+  if (tests.length === 1) return tests[0] as Matcher;
+  return (lookup) => {
+    for (const t of tests) if (!t(lookup)) return false;
+    return true;
+  };
+}
+
+function compileOne(c: Condition): Matcher {
+  const { tag } = c;
+  switch (c.op) {
+    case 'equals':
+      return (get) => get(tag) === c.value;
+    case 'notEquals':
+      return (get) => {
+        const v = get(tag);
+        return v !== undefined && v !== c.value;
+      };
+    case 'in': {
+      const set = new Set(c.values);
+      return (get) => {
+        const v = get(tag);
+        return v !== undefined && set.has(v);
+      };
+    }
+    case 'notIn': {
+      const set = new Set(c.values);
+      return (get) => {
+        const v = get(tag);
+        return v !== undefined && !set.has(v);
+      };
+    }
+    case 'regex': {
+      const re = checkRegex(c.pattern, 'pattern');
+      return (get) => {
+        const v = get(tag);
+        return v !== undefined && re.test(v);
+      };
+    }
+    case 'exists':
+      return (get) => get(tag) !== undefined;
+    case 'range': {
+      const min = c.min ?? Number.NEGATIVE_INFINITY;
+      const max = c.max ?? Number.POSITIVE_INFINITY;
+      return (get) => {
+        const v = get(tag);
+        if (v === undefined || v.trim() === '') return false;
+        const n = Number(v);
+        return Number.isFinite(n) && n >= min && n <= max;
+      };
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import { MeshletError } from '../errors.js';
+
+/**
+ * A rule document that cannot be applied. `path` names the field, as a JSON path from the
+ * document root (`route.rules[2].when[0].op`), so the message tells ops what to fix.
+ */
+export class RuleValidationError extends MeshletError {
+  static readonly code = 'MESHLET_BAD_RULE';
+  readonly path: string;
+  readonly reason: string;
+
+  constructor(path: string, reason: string) {
+    super(RuleValidationError.code, `${path || '(document)'}: ${reason}`);
+    this.path = path;
+    this.reason = reason;
+  }
+}
+
+/** Field readers that throw RuleValidationError naming the path; for the rule parsers. */
+export const field = {
+  object(value: unknown, path: string): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RuleValidationError(path, 'must be an object');
+    return value as Record<string, unknown>;
+  },
+  array(value: unknown, path: string): unknown[] {
+    if (!Array.isArray(value)) throw new RuleValidationError(path, 'must be an array');
+    return value;
+  },
+  string(value: unknown, path: string, maxLength = 512): string {
+    if (typeof value !== 'string') throw new RuleValidationError(path, 'must be a string');
+    if (value.length > maxLength) throw new RuleValidationError(path, `must be at most ${maxLength} characters`);
+    return value;
+  },
+  number(value: unknown, path: string, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY): number {
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw new RuleValidationError(path, 'must be a number');
+    if (value < min || value > max) throw new RuleValidationError(path, `must be between ${min} and ${max}`);
+    return value;
+  },
+  integer(value: unknown, path: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number {
+    const n = field.number(value, path, min, max);
+    if (!Number.isInteger(n)) throw new RuleValidationError(path, 'must be a whole number');
+    return n;
+  },
+  boolean(value: unknown, path: string): boolean {
+    if (typeof value !== 'boolean') throw new RuleValidationError(path, 'must be true or false');
+    return value;
+  },
+  oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
+    if (typeof value !== 'string' || !allowed.includes(value as T)) {
+      throw new RuleValidationError(path, `must be one of ${allowed.map((a) => `"${a}"`).join(', ')} (got ${JSON.stringify(value)})`);
+    }
+    return value as T;
+  },
+  /** Rejects keys other than `allowed`: a typo in a rule must not be silently ignored. */
+  onlyKeys(obj: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(obj)) {
+      if (!allowed.includes(k)) throw new RuleValidationError(`${path}.${k}`, `unknown field (allowed: ${allowed.join(', ')})`);
+    }
+  },
+};

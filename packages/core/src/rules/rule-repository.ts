@@ -1,0 +1,116 @@
+import { type Clock, systemClock } from '../clock.js';
+import { MeshletError } from '../errors.js';
+import type { KvStore } from '../kv-store.js';
+import { parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
+import { RULES_PREFIX } from './rule-watcher.js';
+
+export const RULES_HISTORY_PREFIX = 'meshlet/rules-history/';
+
+/** One accepted change of a service's rules. */
+export interface RuleVersion {
+  readonly version: number;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  readonly author: string;
+  readonly action: 'apply' | 'rollback' | 'delete';
+  /** For a rollback: the version restored. */
+  readonly restored?: number;
+  /** The document text, or null for a delete. */
+  readonly document: string | null;
+}
+
+/** The rules changed in the store between read and write; read again and retry. */
+export class RuleConflictError extends MeshletError {
+  static readonly code = 'MESHLET_RULE_CONFLICT';
+  constructor(service: string) {
+    super(RuleConflictError.code, `${service}: the rules changed since they were read; read them again and retry`);
+  }
+}
+
+/**
+ * The write side of rules: validates before writing, writes with compare-and-set, and
+ * keeps every accepted version under `meshlet/rules-history/<service>/` so that a
+ * rollback is one call. Used by the CLI and by `mesh.rules`.
+ */
+export class RuleRepository {
+  readonly #kv: KvStore;
+  readonly #kinds: readonly RuleKind<unknown>[];
+  readonly #clock: Clock;
+
+  constructor(opts: { kv: KvStore; kinds: readonly RuleKind<unknown>[]; clock?: Clock }) {
+    this.#kv = opts.kv;
+    this.#kinds = opts.kinds;
+    this.#clock = opts.clock ?? systemClock;
+  }
+
+  /** Validates a document without writing it; throws RuleValidationError naming the field. */
+  validate(text: string, service?: string): RuleDocument {
+    return parseRuleDocument(text, this.#kinds, service);
+  }
+
+  /** The document in force and its store revision (0 when there is none). */
+  async current(service: string): Promise<{ text: string | undefined; revision: number }> {
+    const entry = await this.#kv.get(`${RULES_PREFIX}${service}`);
+    return { text: entry?.value, revision: entry?.revision ?? 0 };
+  }
+
+  /**
+   * Validates and writes `text` as the rules of its service. With `ifRevision`, refuses
+   * (RuleConflictError) if the document changed since it was read at that revision.
+   */
+  async apply(text: string, opts: { author: string; ifRevision?: number }): Promise<RuleVersion> {
+    const doc = this.validate(text);
+    return this.#write(doc.service, text, { author: opts.author, action: 'apply', ifRevision: opts.ifRevision });
+  }
+
+  /** Removes a service's rules (recorded in history, so it can be rolled back too). */
+  async remove(service: string, opts: { author: string; ifRevision?: number }): Promise<RuleVersion> {
+    return this.#write(service, null, { author: opts.author, action: 'delete', ifRevision: opts.ifRevision });
+  }
+
+  /** Every accepted version, oldest first. */
+  async history(service: string): Promise<readonly RuleVersion[]> {
+    const entries = await this.#kv.list(`${RULES_HISTORY_PREFIX}${service}/`);
+    return entries.map((e) => JSON.parse(e.value) as RuleVersion).sort((a, b) => a.version - b.version);
+  }
+
+  /**
+   * Restores version `to` (default: the version before the newest) as a new version.
+   * Rolling back twice returns to where it started, as `git revert` would.
+   */
+  async rollback(service: string, opts: { author: string; to?: number }): Promise<RuleVersion> {
+    const history = await this.history(service);
+    const target = opts.to === undefined ? history.at(-2) : history.find((v) => v.version === opts.to);
+    if (!target) {
+      const known = history.map((v) => v.version).join(', ') || 'none';
+      throw new MeshletError('MESHLET_NO_RULE_VERSION', `${service}: no version ${opts.to ?? 'before the current one'} to roll back to (versions: ${known})`);
+    }
+    if (target.document !== null) this.validate(target.document, service);
+    return this.#write(service, target.document, { author: opts.author, action: 'rollback', restored: target.version });
+  }
+
+  async #write(
+    service: string,
+    text: string | null,
+    how: { author: string; action: RuleVersion['action']; ifRevision?: number | undefined; restored?: number },
+  ): Promise<RuleVersion> {
+    const key = `${RULES_PREFIX}${service}`;
+    const current = await this.#kv.get(key);
+    const revision = current?.revision ?? 0;
+    if (how.ifRevision !== undefined && how.ifRevision !== revision) throw new RuleConflictError(service);
+    const history = await this.history(service);
+    const version: RuleVersion = {
+      version: (history.at(-1)?.version ?? 0) + 1,
+      at: this.#clock.now(),
+      author: how.author,
+      action: how.action,
+      ...(how.restored !== undefined ? { restored: how.restored } : {}),
+      document: text,
+    };
+    // Write the document first with compare-and-set; record history only once it took.
+    const written = text === null ? await this.#kv.delete(key, { ifRevision: revision }) : await this.#kv.put(key, text, { ifRevision: revision });
+    if (!written) throw new RuleConflictError(service);
+    await this.#kv.put(`${RULES_HISTORY_PREFIX}${service}/${String(version.version).padStart(10, '0')}`, JSON.stringify(version), { ifRevision: 0 });
+    return version;
+  }
+}

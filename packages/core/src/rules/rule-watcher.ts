@@ -1,0 +1,113 @@
+import type { KvStore } from '../kv-store.js';
+import type { Logger } from '../logger.js';
+import type { Unsubscribe } from '../registry.js';
+import { parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
+import { RuleValidationError } from './rule-error.js';
+
+/** Where rule documents live in a KvStore: `<prefix><service>`. */
+export const RULES_PREFIX = 'meshlet/rules/';
+
+export interface RuleWatcherStatus {
+  /** KV revision of the document in force; 0 when none was ever applied. */
+  readonly revision: number;
+  /** Documents rejected since start. */
+  readonly rejected: number;
+  /** Why the newest document was rejected, if it was. */
+  readonly lastError?: { readonly revision: number; readonly message: string; readonly path: string };
+}
+
+type Listener = (document: RuleDocument | undefined, revision: number) => void;
+
+/**
+ * Follows one service's rule document in a KvStore and applies it hot. A document that
+ * fails to parse or validate is logged once, counted, and ignored: the last good
+ * document stays in force. A deleted document means "no rules".
+ */
+export class RuleWatcher {
+  readonly #kv: KvStore;
+  readonly #key: string;
+  readonly #service: string;
+  readonly #kinds: readonly RuleKind<unknown>[];
+  readonly #logger: Logger;
+  readonly #listeners = new Set<Listener>();
+  #unwatch: Unsubscribe | undefined;
+  #document: RuleDocument | undefined;
+  #revision = 0;
+  #seenRevision = -1;
+  #rejected = 0;
+  #lastError: RuleWatcherStatus['lastError'];
+
+  constructor(opts: { kv: KvStore; service: string; kinds: readonly RuleKind<unknown>[]; logger: Logger; prefix?: string }) {
+    this.#kv = opts.kv;
+    this.#service = opts.service;
+    this.#kinds = opts.kinds;
+    this.#logger = opts.logger;
+    this.#key = `${opts.prefix ?? RULES_PREFIX}${opts.service}`;
+  }
+
+  /** Starts following the store. Listeners hear the current document at once if there is one. */
+  start(): this {
+    this.#unwatch ??= this.#kv.watch(this.#key, (entries) => {
+      const entry = entries.find((e) => e.key === this.#key);
+      this.#receive(entry?.value, entry?.revision ?? 0);
+    });
+    return this;
+  }
+
+  /** The document in force, or undefined when there is none. */
+  get document(): RuleDocument | undefined {
+    return this.#document;
+  }
+
+  /** The parsed section of `kind` in force. */
+  section<T>(kind: RuleKind<T>): T | undefined {
+    return this.#document?.sections.get(kind.name) as T | undefined;
+  }
+
+  get status(): RuleWatcherStatus {
+    return { revision: this.#revision, rejected: this.#rejected, ...(this.#lastError ? { lastError: this.#lastError } : {}) };
+  }
+
+  /** Calls `listener` now with the document in force and after every accepted change. */
+  subscribe(listener: Listener): Unsubscribe {
+    this.#listeners.add(listener);
+    listener(this.#document, this.#revision);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+    this.#listeners.clear();
+  }
+
+  #receive(text: string | undefined, revision: number): void {
+    if (revision === this.#seenRevision) return; // a watch may repeat itself; log once per revision
+    this.#seenRevision = revision;
+    let document: RuleDocument | undefined;
+    if (text !== undefined) {
+      try {
+        document = parseRuleDocument(text, this.#kinds, this.#service);
+      } catch (err) {
+        if (!(err instanceof RuleValidationError)) throw err;
+        this.#rejected++;
+        this.#lastError = { revision, message: err.message, path: err.path };
+        this.#logger.error('rule document rejected; the last good rules stay in force', {
+          code: err.code,
+          service: this.#service,
+          key: this.#key,
+          revision,
+          path: err.path,
+          reason: err.reason,
+          inForce: this.#revision,
+        });
+        return;
+      }
+    }
+    this.#document = document;
+    this.#revision = revision;
+    this.#lastError = undefined;
+    this.#logger.info('rules applied', { service: this.#service, revision, sections: document ? [...document.sections.keys()] : [] });
+    for (const l of [...this.#listeners]) l(document, revision);
+  }
+}
