@@ -15,6 +15,7 @@ export {
 } from './context.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
 export { type Health, type Instance, instanceOrigin, MetaKey } from './instance.js';
+export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
 export { InMemoryKvStore } from './memory-kv-store.js';
