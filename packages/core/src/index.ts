@@ -14,13 +14,14 @@ export {
   withTags,
 } from './context.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
-export { type Health, type Instance, instanceOrigin, MetaKey } from './instance.js';
+export { FileKvStore } from './file-kv-store.js';
+export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
 export { InMemoryKvStore } from './memory-kv-store.js';
 export { InMemoryRegistry } from './memory-registry.js';
 export type { Registry, Unsubscribe } from './registry.js';
+export * from './rules/index.js';
 export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';
 export { checkTag, type DroppedTag, putTag, SystemTag, type SystemTagName, type TagDropReason, TagLimits } from './tags.js';
-export * from './rules/index.js';

@@ -1,3 +1,9 @@
+/**
+ * A service name that Spring clients can call: a DNS label. An underscore, for one, breaks
+ * Java's URI host parsing, so `@LoadBalanced` clients could not reach the service.
+ */
+export const SERVICE_NAME = /^[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
 export type Health = 'passing' | 'warning' | 'critical';
 
 /**

@@ -12,6 +12,7 @@ import {
   NoMeshError,
   type Registry,
   runWithContext,
+  SERVICE_NAME,
 } from '@meshlet/core';
 import { type Fetch, governedFetch } from './governed-fetch.js';
 import { type HeaderTag, inboundContext } from './inbound.js';
@@ -74,8 +75,6 @@ export interface Mesh {
   close(): Promise<void>;
 }
 
-const DNS_LABEL = /^[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
-
 let processRegistry: InMemoryRegistry | undefined;
 /** The in-memory registry shared by every mesh in this process that was not given one. */
 export function defaultRegistry(): InMemoryRegistry {
@@ -88,7 +87,7 @@ let lastMesh: Mesh | undefined;
 /** Creates a mesh for one service. Invalid options throw MeshletError `MESHLET_BAD_OPTION` naming the field. */
 export function createMesh(options: MeshOptions): Mesh {
   const service = options.service;
-  if (typeof service !== 'string' || !DNS_LABEL.test(service)) {
+  if (typeof service !== 'string' || !SERVICE_NAME.test(service)) {
     throw new MeshletError(
       'MESHLET_BAD_OPTION',
       `service: "${String(service)}" is not a DNS label (letters, digits and "-", starting with a letter, at most 63): Spring clients cannot call such a name`,

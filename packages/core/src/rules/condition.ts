@@ -97,7 +97,10 @@ export function checkRegex(pattern: string, path: string): RegExp {
     } else if (c === ')') {
       const closed = groups.pop();
       if (closed?.risky && isQuantifierAt(pattern, i + 1)) {
-        throw new RuleValidationError(path, 'regex has a quantified group with a quantifier or alternation inside (catastrophic backtracking); rewrite it or use "in"');
+        throw new RuleValidationError(
+          path,
+          'regex has a quantified group with a quantifier or alternation inside (catastrophic backtracking); rewrite it or use "in"',
+        );
       }
       const parent = groups.at(-1);
       if (parent && closed?.risky) parent.risky = true;

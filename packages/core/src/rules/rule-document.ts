@@ -1,3 +1,4 @@
+import { SERVICE_NAME } from '../instance.js';
 import { field, RuleValidationError } from './rule-error.js';
 
 /**
@@ -42,6 +43,8 @@ export function parseRuleDocument(text: string, kinds: readonly RuleKind<unknown
   }
   const obj = field.object(raw, '');
   const service = field.string(obj.service, 'service', 63);
+  if (!SERVICE_NAME.test(service))
+    throw new RuleValidationError('service', `"${service}" is not a DNS label (letters, digits and "-", starting with a letter)`);
   if (expectService !== undefined && service !== expectService) {
     throw new RuleValidationError('service', `document is for "${service}", stored under "${expectService}"`);
   }

@@ -83,7 +83,10 @@ export class RuleRepository {
     const target = opts.to === undefined ? history.at(-2) : history.find((v) => v.version === opts.to);
     if (!target) {
       const known = history.map((v) => v.version).join(', ') || 'none';
-      throw new MeshletError('MESHLET_NO_RULE_VERSION', `${service}: no version ${opts.to ?? 'before the current one'} to roll back to (versions: ${known})`);
+      throw new MeshletError(
+        'MESHLET_NO_RULE_VERSION',
+        `${service}: no version ${opts.to ?? 'before the current one'} to roll back to (versions: ${known})`,
+      );
     }
     if (target.document !== null) this.validate(target.document, service);
     return this.#write(service, target.document, { author: opts.author, action: 'rollback', restored: target.version });
@@ -108,9 +111,12 @@ export class RuleRepository {
       document: text,
     };
     // Write the document first with compare-and-set; record history only once it took.
-    const written = text === null ? await this.#kv.delete(key, { ifRevision: revision }) : await this.#kv.put(key, text, { ifRevision: revision });
+    const written =
+      text === null ? await this.#kv.delete(key, { ifRevision: revision }) : await this.#kv.put(key, text, { ifRevision: revision });
     if (!written) throw new RuleConflictError(service);
-    await this.#kv.put(`${RULES_HISTORY_PREFIX}${service}/${String(version.version).padStart(10, '0')}`, JSON.stringify(version), { ifRevision: 0 });
+    await this.#kv.put(`${RULES_HISTORY_PREFIX}${service}/${String(version.version).padStart(10, '0')}`, JSON.stringify(version), {
+      ifRevision: 0,
+    });
     return version;
   }
 }
