@@ -1,22 +1,32 @@
-// `npm test`: build, lint, then run every test file with Node's test runner.
-// Runs under Node >= 22 (scripts/with-node.sh fetches one when the machine's is older).
-// Later suites that need real services (Consul, Redis, the Spring peer) get them
-// installed and started from here, so this stays the one command CI runs.
-import { spawnSync } from 'node:child_process';
+// `npm test`: build, lint, get the real services the integration tests need, then run
+// every test file with Node's test runner. Runs under Node >= 22 (scripts/with-node.sh
+// fetches one when the machine's is older). Tests start their own Consul agents and
+// Redis servers from the binaries prepared here, on free loopback ports.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { globSync } from 'node:fs';
 
-const run = (cmd, args) => {
+const run = (cmd, args, env = process.env) => {
   console.log(`\n$ ${cmd} ${args.join(' ')}`);
-  const r = spawnSync(cmd, args, { stdio: 'inherit' });
+  const r = spawnSync(cmd, args, { stdio: 'inherit', env });
   if (r.status !== 0) process.exit(r.status ?? 1);
+};
+
+/** Runs a setup script whose last stdout line is a path; its progress goes to our stderr. */
+const prepare = (script) => {
+  console.log(`\n$ ${script}`);
+  const out = execFileSync(script, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  return out.trim().split('\n').at(-1);
 };
 
 run('tsc', ['-b']);
 run('biome', ['ci', '.']);
+
+const env = { ...process.env };
+env.MESHLET_CONSUL_BIN ??= prepare('scripts/install-consul.sh');
 
 const files = [...globSync('packages/*/dist/test/**/*.test.js'), ...globSync('test/dist/**/*.test.js')].sort();
 if (files.length === 0) {
   console.error('no test files found: did the build put them in dist/?');
   process.exit(1);
 }
-run(process.execPath, ['--test', '--test-timeout=120000', ...process.argv.slice(2), ...files]);
+run(process.execPath, ['--test', '--test-timeout=120000', ...process.argv.slice(2), ...files], env);

@@ -136,3 +136,16 @@ describe('RuleRepository', () => {
     assert.equal((await repo.current('orders')).text, doc(10));
   });
 });
+
+describe('RuleWatcher deletes', () => {
+  it('applies the deletion of a document that was there at start', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put(`${RULES_PREFIX}orders`, doc(10));
+    const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [limitKind], logger: new MemoryLogger() }).start();
+    assert.equal(watcher.section(limitKind)?.max, 10);
+    await kv.delete(`${RULES_PREFIX}orders`);
+    assert.equal(watcher.document, undefined);
+    await kv.put(`${RULES_PREFIX}orders`, doc(12));
+    assert.equal(watcher.section(limitKind)?.max, 12);
+  });
+});

@@ -33,7 +33,7 @@ export class RuleWatcher {
   #unwatch: Unsubscribe | undefined;
   #document: RuleDocument | undefined;
   #revision = 0;
-  #seenRevision = -1;
+  #seen: string | undefined;
   #rejected = 0;
   #lastError: RuleWatcherStatus['lastError'];
 
@@ -82,8 +82,11 @@ export class RuleWatcher {
   }
 
   #receive(text: string | undefined, revision: number): void {
-    if (revision === this.#seenRevision) return; // a watch may repeat itself; log once per revision
-    this.#seenRevision = revision;
+    // A watch may repeat itself: act (and log) once per revision. An absent document has no
+    // revision of its own, so "absent" is its own signature.
+    const seen = text === undefined ? 'absent' : String(revision);
+    if (seen === this.#seen) return;
+    this.#seen = seen;
     let document: RuleDocument | undefined;
     if (text !== undefined) {
       try {

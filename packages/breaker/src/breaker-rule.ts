@@ -1,0 +1,249 @@
+import { field, type RuleKind, RuleValidationError } from '@meshlet/core';
+import { type ApiTemplate, apiKey, templateProblem } from './api-template.js';
+import { type BreakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
+import { type FailureClassifier, type StatusSpec, statusClassifier } from './failure-classifier.js';
+import type { WindowSpec } from './sliding-window.js';
+
+/** Lowercase, as every other enum in the rule document (`equals`, `count`). */
+export const ISOLATION_LEVELS = ['service', 'api', 'instance'] as const;
+export type IsolationLevel = (typeof ISOLATION_LEVELS)[number];
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', '*'] as const;
+
+/** A response a rule returns instead of calling an open circuit. A non-string body is sent as JSON. */
+export interface StaticFallback {
+  readonly status: number;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface RetryPolicy {
+  /** Retries after the first attempt; each goes to an instance not tried yet. */
+  readonly maxRetries: number;
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number };
+  /** Retry POST and PATCH too: only when the upstream is known to deduplicate. */
+  readonly retryNonIdempotent: boolean;
+  readonly budget: { readonly percent: number; readonly minPerSecond: number; readonly windowMs: number };
+}
+
+export interface ServiceRule {
+  readonly policy: BreakerPolicy;
+  readonly fallback?: StaticFallback;
+}
+export interface ApiRule extends ServiceRule {
+  readonly apis: readonly ApiTemplate[];
+}
+export interface InstanceRule {
+  readonly policy: BreakerPolicy;
+  readonly maxEjectionPercent: number;
+}
+
+/** The parsed `breaker` section of a service's rule document. */
+export interface BreakerRules {
+  readonly service?: ServiceRule;
+  readonly apis: readonly ApiRule[];
+  readonly instance?: InstanceRule;
+  /** Per attempt, ms. */
+  readonly timeoutMs?: number;
+  readonly retry?: RetryPolicy;
+  readonly failureStatuses: readonly StatusSpec[];
+  readonly classifier: FailureClassifier;
+}
+
+export const defaultRetryPolicy: RetryPolicy = {
+  maxRetries: 2,
+  backoff: { baseMs: 25, maxMs: 1000 },
+  retryNonIdempotent: false,
+  budget: { percent: 20, minPerSecond: 10, windowMs: 10_000 },
+};
+
+const HOUR = 3_600_000;
+const RULE_KEYS = [
+  'level',
+  'apis',
+  'window',
+  'failureRateThreshold',
+  'minimumCalls',
+  'consecutiveFailures',
+  'slowCallThresholdMs',
+  'slowCallRateThreshold',
+  'sleepWindowMs',
+  'probes',
+  'maxEjectionPercent',
+  'fallback',
+];
+
+function optional<T>(value: unknown, fallback: T, read: (v: unknown) => T): T {
+  return value === undefined ? fallback : read(value);
+}
+
+function parseWindow(raw: unknown, path: string): WindowSpec {
+  const w = field.object(raw, path);
+  const type = field.oneOf(w.type, `${path}.type`, ['count', 'time'] as const);
+  if (type === 'count') {
+    field.onlyKeys(w, path, ['type', 'size']);
+    return { type, size: field.integer(w.size, `${path}.size`, 1, 10_000) };
+  }
+  field.onlyKeys(w, path, ['type', 'ms', 'buckets']);
+  const ms = field.integer(w.ms, `${path}.ms`, 1, HOUR);
+  const buckets = optional(w.buckets, 10, (v) => field.integer(v, `${path}.buckets`, 1, 60));
+  if (buckets > ms) throw new RuleValidationError(`${path}.buckets`, `must be at most ms (${ms})`);
+  return { type, ms, buckets };
+}
+
+function parseFallback(raw: unknown, path: string): StaticFallback {
+  const f = field.object(raw, path);
+  field.onlyKeys(f, path, ['status', 'body', 'headers']);
+  const status = field.integer(f.status, `${path}.status`, 200, 599);
+  let headers: Record<string, string> | undefined;
+  if (f.headers !== undefined) {
+    const h = field.object(f.headers, `${path}.headers`);
+    headers = {};
+    for (const [k, v] of Object.entries(h)) {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) throw new RuleValidationError(`${path}.headers.${k}`, 'not a header name');
+      headers[k] = field.string(v, `${path}.headers.${k}`, 4096);
+    }
+  }
+  if (f.body !== undefined && typeof f.body === 'string') field.string(f.body, `${path}.body`, 65_536);
+  return { status, ...(f.body !== undefined ? { body: f.body } : {}), ...(headers ? { headers } : {}) };
+}
+
+function parsePolicy(r: Record<string, unknown>, path: string): BreakerPolicy {
+  const d = defaultBreakerPolicy;
+  return {
+    window: optional(r.window, d.window, (v) => parseWindow(v, `${path}.window`)),
+    failureRateThreshold: optional(r.failureRateThreshold, d.failureRateThreshold, (v) =>
+      field.number(v, `${path}.failureRateThreshold`, 0, 100),
+    ),
+    minimumCalls: optional(r.minimumCalls, d.minimumCalls, (v) => field.integer(v, `${path}.minimumCalls`, 1, 100_000)),
+    consecutiveFailures: optional(r.consecutiveFailures, d.consecutiveFailures, (v) =>
+      field.integer(v, `${path}.consecutiveFailures`, 0, 100_000),
+    ),
+    slowCallThresholdMs: optional(r.slowCallThresholdMs, d.slowCallThresholdMs, (v) =>
+      field.integer(v, `${path}.slowCallThresholdMs`, 0, HOUR),
+    ),
+    slowCallRateThreshold: optional(r.slowCallRateThreshold, d.slowCallRateThreshold, (v) =>
+      field.number(v, `${path}.slowCallRateThreshold`, 0, 100),
+    ),
+    sleepWindowMs: optional(r.sleepWindowMs, d.sleepWindowMs, (v) => field.integer(v, `${path}.sleepWindowMs`, 1, HOUR)),
+    probes: optional(r.probes, d.probes, (v) => field.integer(v, `${path}.probes`, 1, 1000)),
+  };
+}
+
+function parseApis(raw: unknown, path: string): ApiTemplate[] {
+  const list = field.array(raw, path);
+  if (list.length === 0) throw new RuleValidationError(path, 'must name at least one API');
+  if (list.length > 1000) throw new RuleValidationError(path, 'at most 1000 APIs');
+  return list.map((item, i) => {
+    const p = `${path}[${i}]`;
+    const a = field.object(item, p);
+    field.onlyKeys(a, p, ['method', 'path']);
+    const method = field.oneOf(a.method, `${p}.method`, HTTP_METHODS);
+    const tpl = field.string(a.path, `${p}.path`, 1024);
+    const problem = templateProblem(tpl);
+    if (problem) throw new RuleValidationError(`${p}.path`, problem);
+    return { method, path: tpl };
+  });
+}
+
+function parseRetry(raw: unknown, path: string): RetryPolicy {
+  const r = field.object(raw, path);
+  field.onlyKeys(r, path, ['maxRetries', 'backoff', 'retryNonIdempotent', 'budget']);
+  const d = defaultRetryPolicy;
+  const backoff = optional(r.backoff, d.backoff, (v) => {
+    const b = field.object(v, `${path}.backoff`);
+    field.onlyKeys(b, `${path}.backoff`, ['baseMs', 'maxMs']);
+    const baseMs = optional(b.baseMs, d.backoff.baseMs, (x) => field.integer(x, `${path}.backoff.baseMs`, 0, 60_000));
+    const maxMs = optional(b.maxMs, Math.max(baseMs, d.backoff.maxMs), (x) => field.integer(x, `${path}.backoff.maxMs`, 0, 60_000));
+    if (maxMs < baseMs) throw new RuleValidationError(`${path}.backoff.maxMs`, `must be at least baseMs (${baseMs})`);
+    return { baseMs, maxMs };
+  });
+  const budget = optional(r.budget, d.budget, (v) => {
+    const b = field.object(v, `${path}.budget`);
+    field.onlyKeys(b, `${path}.budget`, ['percent', 'minPerSecond', 'windowMs']);
+    return {
+      percent: optional(b.percent, d.budget.percent, (x) => field.number(x, `${path}.budget.percent`, 0, 100)),
+      minPerSecond: optional(b.minPerSecond, d.budget.minPerSecond, (x) => field.number(x, `${path}.budget.minPerSecond`, 0, 100_000)),
+      windowMs: optional(b.windowMs, d.budget.windowMs, (x) => field.integer(x, `${path}.budget.windowMs`, 10, HOUR)),
+    };
+  });
+  return {
+    maxRetries: optional(r.maxRetries, d.maxRetries, (v) => field.integer(v, `${path}.maxRetries`, 0, 10)),
+    backoff,
+    retryNonIdempotent: optional(r.retryNonIdempotent, d.retryNonIdempotent, (v) => field.boolean(v, `${path}.retryNonIdempotent`)),
+    budget,
+  };
+}
+
+function parseStatuses(raw: unknown, path: string): StatusSpec[] {
+  return field.array(raw, path).map((s, i) => {
+    if (s === '4xx' || s === '5xx') return s;
+    if (typeof s === 'string') throw new RuleValidationError(`${path}[${i}]`, 'must be a status code or "4xx" / "5xx"');
+    return field.integer(s, `${path}[${i}]`, 100, 599);
+  });
+}
+
+/**
+ * Parses the `breaker` section:
+ * `{ rules: [{ level: "instance", consecutiveFailures: 5, … }], timeoutMs, retry, failureStatuses }`.
+ * At most one rule for the service level and one for the instance level; API rules list
+ * their APIs, and an API may be in one rule only.
+ */
+export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
+  const obj = field.object(raw, path);
+  field.onlyKeys(obj, path, ['rules', 'timeoutMs', 'retry', 'failureStatuses']);
+  let service: ServiceRule | undefined;
+  let instance: InstanceRule | undefined;
+  const apis: ApiRule[] = [];
+  const seenApis = new Set<string>();
+  const rules = obj.rules === undefined ? [] : field.array(obj.rules, `${path}.rules`);
+  if (rules.length > 100) throw new RuleValidationError(`${path}.rules`, 'at most 100 rules');
+  rules.forEach((item, i) => {
+    const p = `${path}.rules[${i}]`;
+    const r = field.object(item, p);
+    field.onlyKeys(r, p, RULE_KEYS);
+    const level = field.oneOf(r.level, `${p}.level`, ISOLATION_LEVELS);
+    if (level !== 'api' && r.apis !== undefined) throw new RuleValidationError(`${p}.apis`, 'only for level "api"');
+    if (level !== 'instance' && r.maxEjectionPercent !== undefined) {
+      throw new RuleValidationError(`${p}.maxEjectionPercent`, 'only for level "instance"');
+    }
+    if (level === 'instance' && r.fallback !== undefined) {
+      throw new RuleValidationError(`${p}.fallback`, 'not for level "instance": an open instance is routed around, not answered for');
+    }
+    const policy = parsePolicy(r, p);
+    const fallback = r.fallback === undefined ? undefined : parseFallback(r.fallback, `${p}.fallback`);
+    if (level === 'service') {
+      if (service) throw new RuleValidationError(`${p}.level`, 'a second "service" rule; there is one service breaker');
+      service = { policy, ...(fallback ? { fallback } : {}) };
+    } else if (level === 'instance') {
+      if (instance) throw new RuleValidationError(`${p}.level`, 'a second "instance" rule');
+      const maxEjectionPercent = optional(r.maxEjectionPercent, 50, (v) => field.number(v, `${p}.maxEjectionPercent`, 0, 100));
+      instance = { policy, maxEjectionPercent };
+    } else {
+      if (r.apis === undefined) throw new RuleValidationError(`${p}.apis`, 'level "api" needs the list of APIs it covers');
+      const list = parseApis(r.apis, `${p}.apis`);
+      list.forEach((a, j) => {
+        const key = apiKey(a);
+        if (seenApis.has(key)) throw new RuleValidationError(`${p}.apis[${j}]`, `${key} is already covered by an earlier rule`);
+        seenApis.add(key);
+      });
+      apis.push({ policy, apis: list, ...(fallback ? { fallback } : {}) });
+    }
+  });
+  const timeoutMs = obj.timeoutMs === undefined ? undefined : field.integer(obj.timeoutMs, `${path}.timeoutMs`, 1, 600_000);
+  const retry = obj.retry === undefined ? undefined : parseRetry(obj.retry, `${path}.retry`);
+  const failureStatuses =
+    obj.failureStatuses === undefined ? (['5xx'] as StatusSpec[]) : parseStatuses(obj.failureStatuses, `${path}.failureStatuses`);
+  return {
+    ...(service ? { service } : {}),
+    apis,
+    ...(instance ? { instance } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(retry ? { retry } : {}),
+    failureStatuses,
+    classifier: statusClassifier(failureStatuses),
+  };
+}
+
+/** The `breaker` section of the rule document, for RuleWatcher's kinds. */
+export const breakerRuleKind: RuleKind<BreakerRules> = { name: 'breaker', parse: parseBreakerRules };

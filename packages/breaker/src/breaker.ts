@@ -1,0 +1,264 @@
+import { type Clock, systemClock } from '@meshlet/core';
+import { BreakerEvents, type BreakerId, type CircuitState, type TripReason } from './breaker-events.js';
+import type { BreakerPolicy } from './breaker-policy.js';
+import { createWindow, type SlidingWindow } from './sliding-window.js';
+
+/** What `tryAcquire` returns when the breaker rejects the call. */
+export const REJECTED = -1;
+
+/** Settings shared by a group of breakers (one object, not one per breaker). */
+export interface BreakerGroupOptions {
+  readonly clock?: Clock;
+  readonly events?: BreakerEvents;
+  /**
+   * Asked before a closed breaker opens; false keeps it closed (and counted in
+   * `vetoedTrips`). Instance breakers use it so that they never eject too many instances.
+   */
+  readonly mayOpen?: (breaker: Breaker) => boolean;
+  /** Told after every transition, before the events fire. */
+  readonly onTransition?: (breaker: Breaker, from: CircuitState, to: CircuitState) => void;
+}
+
+/** State and counts for a dashboard. Rates are percentages of the calls in the window. */
+export interface BreakerSnapshot {
+  readonly breaker: BreakerId;
+  readonly state: CircuitState;
+  readonly calls: number;
+  readonly failures: number;
+  readonly slowCalls: number;
+  readonly failureRate: number;
+  readonly slowCallRate: number;
+  readonly consecutiveFailures: number;
+  /** While open: clock time from which probes go through. */
+  readonly retryAt?: number;
+  readonly probesInFlight: number;
+  readonly probesSucceeded: number;
+  /** Calls rejected since the breaker was made. */
+  readonly rejected: number;
+  readonly opened: number;
+  readonly vetoedTrips: number;
+}
+
+/**
+ * A circuit breaker with no timer. Time is read from the clock when a call comes: an open
+ * breaker turns half-open on the first `tryAcquire` after its sleep window, and a time
+ * window drops old buckets when it is next touched. So a breaker costs a few hundred bytes
+ * and nothing while idle, which is what 10 000 instance breakers need.
+ *
+ * Use: `const permit = b.tryAcquire(); if (permit === REJECTED) …; b.record(permit, failed, ms)`
+ * (or `b.release(permit)` when the outcome says nothing about the upstream, e.g. the caller
+ * aborted). A permit carries the breaker's epoch, so the outcome of a call that started
+ * before a transition does not count in the new state: only probes decide a half-open
+ * breaker.
+ */
+export class Breaker {
+  readonly id: BreakerId;
+  readonly policy: BreakerPolicy;
+  readonly #group: BreakerGroupOptions;
+  readonly #clock: Clock;
+  readonly #window: SlidingWindow;
+  #state: CircuitState = 'closed';
+  #epoch = 0;
+  #consecutive = 0;
+  #retryAt = 0;
+  #probesStarted = 0;
+  #probesSucceeded = 0;
+  #rejected = 0;
+  #opened = 0;
+  #vetoed = 0;
+  #events: BreakerEvents | undefined;
+
+  constructor(id: BreakerId, policy: BreakerPolicy, group: BreakerGroupOptions = {}) {
+    this.id = id;
+    this.policy = policy;
+    this.#group = group;
+    this.#clock = group.clock ?? systemClock;
+    this.#events = group.events;
+    this.#window = createWindow(policy.window);
+  }
+
+  /** Transition events; shared with the group when the group gave an events object. */
+  get events(): BreakerEvents {
+    this.#events ??= new BreakerEvents();
+    return this.#events;
+  }
+  get onOpen() {
+    return this.events.onOpen;
+  }
+  get onHalfOpen() {
+    return this.events.onHalfOpen;
+  }
+  get onClose() {
+    return this.events.onClose;
+  }
+
+  /** The state as of the last call; an open breaker whose sleep is over shows `open` until the next call. */
+  get state(): CircuitState {
+    return this.#state;
+  }
+
+  /** While open, the clock time from which probes go through. */
+  get retryAt(): number {
+    return this.#retryAt;
+  }
+
+  /** True when a call now would be rejected (routing leaves such an instance out). Reads only. */
+  isRejecting(now = this.#clock.now()): boolean {
+    if (this.#state === 'closed') return false;
+    if (this.#state === 'open') return now < this.#retryAt;
+    return this.#probesStarted >= this.policy.probes;
+  }
+
+  /** Milliseconds until a rejected call could get through: the rest of the sleep window, or 0 while probes run. */
+  retryAfter(now = this.#clock.now()): number {
+    return this.#state === 'open' ? Math.max(0, this.#retryAt - now) : 0;
+  }
+
+  /** A permit (the epoch, >= 0) for one call, or REJECTED. */
+  tryAcquire(): number {
+    const state = this.#state;
+    if (state === 'closed') return this.#epoch;
+    if (state === 'open') {
+      const now = this.#clock.now();
+      if (now < this.#retryAt) {
+        this.#rejected++;
+        return REJECTED;
+      }
+      this.#toHalfOpen(now);
+    }
+    if (this.#probesStarted >= this.policy.probes) {
+      this.#rejected++;
+      return REJECTED;
+    }
+    this.#probesStarted++;
+    return this.#epoch;
+  }
+
+  /**
+   * Turns an open breaker whose sleep window is over half-open, without taking a probe.
+   * Lets a group (instance breakers) re-admit an instance to routing lazily.
+   */
+  wake(now = this.#clock.now()): boolean {
+    if (this.#state !== 'open' || now < this.#retryAt) return false;
+    this.#toHalfOpen(now);
+    return true;
+  }
+
+  /** Records the outcome of a call made with `permit`. */
+  record(permit: number, failed: boolean, durationMs: number): void {
+    if (permit !== this.#epoch) return; // started before the last transition: says nothing now
+    const p = this.policy;
+    const slow = p.slowCallThresholdMs > 0 && durationMs > p.slowCallThresholdMs;
+    if (this.#state === 'half-open') {
+      // A slow probe is a failed probe when slowness can trip the breaker at all.
+      if (failed || (slow && p.slowCallRateThreshold > 0)) {
+        this.#open(this.#clock.now(), 'probe-failed');
+      } else if (++this.#probesSucceeded >= p.probes) {
+        this.#close();
+      }
+      return;
+    }
+    if (this.#state !== 'closed') return;
+    const now = this.#clock.now();
+    const w = this.#window;
+    w.record(now, failed, slow);
+    this.#consecutive = failed ? this.#consecutive + 1 : 0;
+    const reason = this.#tripReason(w);
+    if (reason !== undefined) {
+      if (this.#group.mayOpen && !this.#group.mayOpen(this)) {
+        this.#vetoed++;
+        return;
+      }
+      this.#open(now, reason);
+    }
+  }
+
+  /** Gives a permit back without an outcome (the caller aborted, the call never left). */
+  release(permit: number): void {
+    if (permit === this.#epoch && this.#state === 'half-open' && this.#probesStarted > this.#probesSucceeded) this.#probesStarted--;
+  }
+
+  /** Back to closed with an empty window, e.g. by an operator. */
+  reset(): void {
+    if (this.#state !== 'closed') this.#close();
+    else {
+      this.#window.reset();
+      this.#consecutive = 0;
+    }
+  }
+
+  snapshot(): BreakerSnapshot {
+    const w = this.#window;
+    w.advance(this.#clock.now());
+    return {
+      breaker: this.id,
+      state: this.#state,
+      calls: w.calls,
+      failures: w.failures,
+      slowCalls: w.slowCalls,
+      failureRate: w.calls ? (100 * w.failures) / w.calls : 0,
+      slowCallRate: w.calls ? (100 * w.slowCalls) / w.calls : 0,
+      consecutiveFailures: this.#consecutive,
+      ...(this.#state === 'open' ? { retryAt: this.#retryAt } : {}),
+      probesInFlight: this.#state === 'half-open' ? this.#probesStarted - this.#probesSucceeded : 0,
+      probesSucceeded: this.#probesSucceeded,
+      rejected: this.#rejected,
+      opened: this.#opened,
+      vetoedTrips: this.#vetoed,
+    };
+  }
+
+  #tripReason(w: SlidingWindow): TripReason | undefined {
+    const p = this.policy;
+    if (p.consecutiveFailures > 0 && this.#consecutive >= p.consecutiveFailures) return 'consecutive-failures';
+    if (w.calls < p.minimumCalls || w.calls === 0) return undefined;
+    if (p.failureRateThreshold > 0 && w.failures * 100 >= p.failureRateThreshold * w.calls) return 'failure-rate';
+    if (p.slowCallRateThreshold > 0 && p.slowCallThresholdMs > 0 && w.slowCalls * 100 >= p.slowCallRateThreshold * w.calls) {
+      return 'slow-call-rate';
+    }
+    return undefined;
+  }
+
+  #open(now: number, reason: TripReason): void {
+    const from = this.#state;
+    const w = this.#window;
+    const event = {
+      breaker: this.id,
+      from,
+      at: now,
+      reason,
+      failureRate: w.calls ? (100 * w.failures) / w.calls : 0,
+      slowCallRate: w.calls ? (100 * w.slowCalls) / w.calls : 0,
+      calls: w.calls,
+      consecutiveFailures: this.#consecutive,
+      retryAt: now + this.policy.sleepWindowMs,
+    };
+    this.#state = 'open';
+    this.#epoch++;
+    this.#opened++;
+    this.#retryAt = event.retryAt;
+    this.#probesStarted = this.#probesSucceeded = 0;
+    this.#group.onTransition?.(this, from, 'open');
+    this.#events?.onOpen.emit(event);
+  }
+
+  #toHalfOpen(now: number): void {
+    this.#state = 'half-open';
+    this.#epoch++;
+    this.#probesStarted = this.#probesSucceeded = 0;
+    this.#group.onTransition?.(this, 'open', 'half-open');
+    this.#events?.onHalfOpen.emit({ breaker: this.id, from: 'open', at: now, probes: this.policy.probes });
+  }
+
+  #close(): void {
+    const from = this.#state;
+    const succeeded = this.#probesSucceeded;
+    this.#state = 'closed';
+    this.#epoch++;
+    this.#window.reset();
+    this.#consecutive = 0;
+    this.#probesStarted = this.#probesSucceeded = 0;
+    this.#group.onTransition?.(this, from, 'closed');
+    this.#events?.onClose.emit({ breaker: this.id, from, at: this.#clock.now(), probesSucceeded: succeeded });
+  }
+}

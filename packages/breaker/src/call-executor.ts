@@ -1,0 +1,369 @@
+import { type Clock, type Logger, NoInstanceError, type RuleDocument, silentLogger, systemClock, type Unsubscribe } from '@meshlet/core';
+import { ApiMatcher, apiKey } from './api-template.js';
+import { withTimeout } from './attempt-signal.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
+import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
+import { type ApiRule, type BreakerRules, breakerRuleKind, type RetryPolicy, type StaticFallback } from './breaker-rule.js';
+import { CircuitOpenError } from './circuit-open-error.js';
+import type { FailureClassifier } from './failure-classifier.js';
+import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
+import { RetryBudget } from './retry-budget.js';
+
+/** Methods that may be sent twice without harm (RFC 9110 §9.2.2). */
+export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+export type Fallback = (error: CircuitOpenError) => Response | Promise<Response>;
+
+/** One governed call, as the SDK's fetch describes it. */
+export interface GovernedCall<I extends { readonly id: string }> {
+  readonly service: string;
+  readonly method: string;
+  /** The request path without its query; finds the API rule. Ignored when `api` is given. */
+  readonly path?: string;
+  /** The API key (`GET /users/{id}`) when the caller knows it. */
+  readonly api?: string;
+  /** The caller's signal: aborting it ends the call, and the outcome does not count against the upstream. */
+  readonly signal?: AbortSignal;
+  /**
+   * An instance not in `tried`, or undefined when none is left. Routing leaves out what
+   * the InstanceExclusion excludes; `tried` holds the instances this call already used.
+   */
+  pick(tried: ReadonlySet<string>): I | undefined;
+  /** Sends one attempt. `signal` aborts at the attempt's timeout or when the caller's signal aborts. */
+  send(instance: I, signal: AbortSignal | undefined): Promise<Response>;
+  /** Used when a breaker rejects, before the rule's fallback. */
+  readonly fallback?: Fallback;
+  /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
+  readonly retryable?: boolean;
+}
+
+export interface CallExecutorOptions {
+  readonly clock?: Clock;
+  /** Jitter source, [0, 1); seed it in tests. */
+  readonly random?: () => number;
+  /** Transitions of service and API breakers; instance breakers announce on `instanceBreakers.events`. */
+  readonly events?: BreakerEvents;
+  readonly instanceBreakers?: InstanceBreakers;
+  readonly logger?: Logger;
+}
+
+interface ApiEntry {
+  readonly breaker: Breaker;
+  readonly fallback: Fallback | undefined;
+  readonly key: string;
+}
+
+/** Everything a call to one service needs, computed when its rules change. */
+interface Governance {
+  readonly rules: BreakerRules;
+  readonly classifier: FailureClassifier;
+  readonly serviceBreaker: Breaker | undefined;
+  readonly serviceFallback: Fallback | undefined;
+  readonly matcher: ApiMatcher;
+  readonly apis: ReadonlyMap<string, ApiEntry>;
+  readonly instances: ServiceInstanceBreakers | undefined;
+  readonly timeoutMs: number;
+  readonly retry: RetryPolicy | undefined;
+  readonly budget: RetryBudget | undefined;
+  readonly fingerprints: Readonly<Record<string, string>>;
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
+
+/**
+ * Governance around one outbound call: service breaker, then API breaker, then attempts —
+ * each to an instance routing picks, through its instance breaker, under a timeout — and
+ * retries with backoff and a budget. Outcomes are recorded at all three levels: instance
+ * per attempt, service and API once per call. Services without a `breaker` section are
+ * passed straight to `send`.
+ */
+export class CallExecutor {
+  readonly events: BreakerEvents;
+  /** The InstanceExclusion routing should use. */
+  readonly instanceBreakers: InstanceBreakers;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #logger: Logger;
+  readonly #services = new Map<string, Governance>();
+  readonly #fallbacks = new Map<string, Fallback>();
+
+  constructor(options: CallExecutorOptions = {}) {
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#logger = options.logger ?? silentLogger;
+    this.events = options.events ?? new BreakerEvents();
+    this.instanceBreakers = options.instanceBreakers ?? new InstanceBreakers({ clock: this.#clock });
+  }
+
+  /**
+   * A fallback function for `service` (or one API of it, by key), used when a breaker
+   * there rejects; it wins over the rule's static fallback. Takes effect on the next rules.
+   */
+  setFallback(service: string, fallback: Fallback | undefined, api?: string): void {
+    const key = api === undefined ? service : `${service} ${api}`;
+    if (fallback) this.#fallbacks.set(key, fallback);
+    else this.#fallbacks.delete(key);
+    const gov = this.#services.get(service);
+    if (gov) this.#services.set(service, this.#compile(service, gov.rules, gov));
+  }
+
+  /**
+   * Applies the `breaker` section of `service` (undefined: no governance). Breakers whose
+   * rule did not change keep their state; the others start closed.
+   */
+  setRules(service: string, rules: BreakerRules | undefined): void {
+    const old = this.#services.get(service);
+    if (rules === undefined) {
+      this.#services.delete(service);
+      if (old?.instances) this.instanceBreakers.configure(service, undefined);
+      return;
+    }
+    this.#services.set(service, this.#compile(service, rules, old));
+  }
+
+  /** Follows a RuleWatcher of `service`: its `breaker` section is applied on every accepted document. */
+  follow(watcher: { subscribe(listener: (document: RuleDocument | undefined) => void): Unsubscribe }, service: string): Unsubscribe {
+    return watcher.subscribe((document) =>
+      this.setRules(service, document?.sections.get(breakerRuleKind.name) as BreakerRules | undefined),
+    );
+  }
+
+  /** The instances `service` has now, for the ejection cap; breakers of departed instances are dropped. */
+  setInstances(service: string, ids: Iterable<string>): void {
+    this.#services.get(service)?.instances?.setInstances(ids);
+  }
+
+  /** The breaker of one level, if the rules made one. */
+  breaker(level: Exclude<BreakerLevel, 'instance'>, service: string, api?: string): Breaker | undefined {
+    const gov = this.#services.get(service);
+    if (!gov) return undefined;
+    return level === 'service' ? gov.serviceBreaker : api === undefined ? undefined : gov.apis.get(api)?.breaker;
+  }
+
+  /** Retry budget counters of `service`. */
+  retryStats(service: string): { calls: number; retries: number; denied: number } | undefined {
+    return this.#services.get(service)?.budget?.stats;
+  }
+
+  /** State and counts of every breaker, for a dashboard. */
+  snapshot(): BreakerSnapshot[] {
+    const out: BreakerSnapshot[] = [];
+    for (const gov of this.#services.values()) {
+      if (gov.serviceBreaker) out.push(gov.serviceBreaker.snapshot());
+      for (const a of gov.apis.values()) out.push(a.breaker.snapshot());
+      if (gov.instances) out.push(...gov.instances.snapshot());
+    }
+    return out;
+  }
+
+  /** Runs one call; resolves with the final Response (a 5xx too, once retries are spent) or a fallback's. */
+  async call<I extends { readonly id: string }>(call: GovernedCall<I>): Promise<Response> {
+    const gov = this.#services.get(call.service);
+    if (gov === undefined) {
+      const instance = call.pick(EMPTY);
+      if (instance === undefined) throw new NoInstanceError(call.service);
+      return call.send(instance, call.signal);
+    }
+    this.instanceBreakers.poll();
+    const sb = gov.serviceBreaker;
+    let sPermit = REJECTED;
+    if (sb !== undefined) {
+      sPermit = sb.tryAcquire();
+      if (sPermit === REJECTED) return this.#rejected(call, sb, undefined, call.fallback ?? gov.serviceFallback);
+    }
+    let entry: ApiEntry | undefined;
+    let aPermit = REJECTED;
+    if (gov.apis.size !== 0) {
+      const key = call.api ?? (call.path === undefined ? undefined : gov.matcher.match(call.method, call.path));
+      entry = key === undefined ? undefined : gov.apis.get(key);
+      if (entry !== undefined) {
+        aPermit = entry.breaker.tryAcquire();
+        if (aPermit === REJECTED) {
+          sb?.release(sPermit);
+          return this.#rejected(call, entry.breaker, entry.key, call.fallback ?? entry.fallback);
+        }
+      }
+    }
+    const clock = this.#clock;
+    const start = clock.now();
+    try {
+      const res = await this.#attempts(gov, call);
+      const failed = gov.classifier.response(res.status);
+      const ms = clock.now() - start;
+      sb?.record(sPermit, failed, ms);
+      entry?.breaker.record(aPermit, failed, ms);
+      return res;
+    } catch (err) {
+      if (gov.classifier.error(err, call.signal?.aborted === true) === 'failure') {
+        const ms = clock.now() - start;
+        sb?.record(sPermit, true, ms);
+        entry?.breaker.record(aPermit, true, ms);
+      } else {
+        sb?.release(sPermit);
+        entry?.breaker.release(aPermit);
+      }
+      throw err;
+    }
+  }
+
+  async #attempts<I extends { readonly id: string }>(gov: Governance, call: GovernedCall<I>): Promise<Response> {
+    const clock = this.#clock;
+    const { retry, instances, classifier, timeoutMs } = gov;
+    const retries =
+      retry !== undefined && call.retryable !== false && (retry.retryNonIdempotent || IDEMPOTENT_METHODS.has(call.method))
+        ? retry.maxRetries
+        : 0;
+    if (retries > 0) gov.budget?.recordCall();
+    let tried: Set<string> | undefined;
+    let next = call.pick(EMPTY);
+    for (let attempt = 0; ; attempt++) {
+      // Take the instance breaker's permit; an instance whose probe permits are all taken
+      // (routing had not yet heard) is skipped for another.
+      let instance = next;
+      let permit = REJECTED;
+      while (instance !== undefined && instances !== undefined) {
+        permit = instances.acquire(instance.id);
+        if (permit !== REJECTED) break;
+        tried ??= new Set();
+        tried.add(instance.id);
+        instance = call.pick(tried);
+      }
+      if (instance === undefined)
+        throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
+      const id = instance.id;
+      const t0 = clock.now();
+      let res: Response;
+      try {
+        res =
+          timeoutMs > 0
+            ? await withTimeout(clock, timeoutMs, call.signal, (signal) => call.send(instance, signal), call.service)
+            : await call.send(instance, call.signal);
+      } catch (err) {
+        const callerAborted = call.signal?.aborted === true;
+        const verdict = classifier.error(err, callerAborted);
+        if (instances !== undefined) {
+          if (verdict === 'ignore') instances.release(id, permit);
+          else instances.record(id, permit, verdict === 'failure', clock.now() - t0);
+        }
+        if (verdict !== 'failure' || attempt >= retries) throw err;
+        tried ??= new Set();
+        next = this.#nextForRetry(gov, call, tried, id);
+        if (next === undefined) throw err;
+        await this.#backoff(retry, attempt, call.signal);
+        continue;
+      }
+      const failed = classifier.response(res.status);
+      instances?.record(id, permit, failed, clock.now() - t0);
+      if (!failed || attempt >= retries) return res;
+      tried ??= new Set();
+      next = this.#nextForRetry(gov, call, tried, id);
+      if (next === undefined) return res;
+      // The failed response is dropped for the retry: free its connection.
+      void res.body?.cancel().catch(() => {});
+      await this.#backoff(retry, attempt, call.signal);
+    }
+  }
+
+  /** The instance for a retry, or undefined when none is left or the budget is spent. */
+  #nextForRetry<I extends { readonly id: string }>(
+    gov: Governance,
+    call: GovernedCall<I>,
+    tried: Set<string>,
+    failedId: string,
+  ): I | undefined {
+    tried.add(failedId);
+    const next = call.pick(tried);
+    if (next === undefined) return undefined;
+    if (gov.budget !== undefined && !gov.budget.tryRetry()) {
+      this.#logger.debug('retry budget spent; not retrying', { code: 'MESHLET_RETRY_BUDGET', service: call.service });
+      return undefined;
+    }
+    return next;
+  }
+
+  #backoff(retry: RetryPolicy | undefined, attempt: number, signal: AbortSignal | undefined): Promise<void> {
+    if (retry === undefined) return Promise.resolve();
+    return sleep(this.#clock, backoffDelay(attempt + 1, retry.backoff, this.#random), signal);
+  }
+
+  async #rejected<I extends { readonly id: string }>(
+    call: GovernedCall<I>,
+    breaker: Breaker,
+    api: string | undefined,
+    fallback: Fallback | undefined,
+  ): Promise<Response> {
+    const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter());
+    if (fallback === undefined) throw err;
+    return fallback(err);
+  }
+
+  #compile(service: string, rules: BreakerRules, old: Governance | undefined): Governance {
+    const clock = this.#clock;
+    const group = { clock, events: this.events };
+    const fp: Record<string, string> = {};
+    const same = (key: string, value: unknown) => {
+      fp[key] = JSON.stringify(value);
+      return old !== undefined && old.fingerprints[key] === fp[key];
+    };
+
+    let serviceBreaker: Breaker | undefined;
+    if (rules.service) {
+      serviceBreaker = same('service', rules.service.policy) ? old?.serviceBreaker : undefined;
+      serviceBreaker ??= new Breaker({ level: 'service', service }, rules.service.policy, group);
+    }
+    const apis = new Map<string, ApiEntry>();
+    const templates = [];
+    for (const rule of rules.apis) {
+      for (const t of rule.apis) {
+        const key = apiKey(t);
+        templates.push(t);
+        const kept = same(`api ${key}`, rule.policy) ? old?.apis.get(key)?.breaker : undefined;
+        apis.set(key, {
+          key,
+          breaker: kept ?? new Breaker({ level: 'api', service, api: key }, rule.policy, group),
+          fallback: this.#fallbacks.get(`${service} ${key}`) ?? staticFallback(rule),
+        });
+      }
+    }
+    let instances = old?.instances;
+    if (!rules.instance) {
+      if (instances) this.instanceBreakers.configure(service, undefined);
+      instances = undefined;
+    } else if (!same('instance', rules.instance) || instances === undefined) {
+      instances = this.instanceBreakers.configure(service, rules.instance.policy, rules.instance.maxEjectionPercent);
+    }
+    let budget: RetryBudget | undefined;
+    if (rules.retry) {
+      budget = same('budget', rules.retry.budget) ? old?.budget : undefined;
+      budget ??= new RetryBudget({ ...rules.retry.budget, clock });
+    }
+    return {
+      rules,
+      classifier: rules.classifier,
+      serviceBreaker,
+      serviceFallback: this.#fallbacks.get(service) ?? (rules.service ? staticFallback(rules.service) : undefined),
+      matcher: new ApiMatcher(templates),
+      apis,
+      instances,
+      timeoutMs: rules.timeoutMs ?? 0,
+      retry: rules.retry,
+      budget,
+      fingerprints: fp,
+    };
+  }
+}
+
+/** The rule's static response as a Fallback; a new Response each time, as a body reads once. */
+function staticFallback(rule: { readonly fallback?: StaticFallback } | ApiRule): Fallback | undefined {
+  const f = rule.fallback;
+  if (f === undefined) return undefined;
+  const json = f.body !== undefined && typeof f.body !== 'string';
+  const body = f.body === undefined ? null : json ? JSON.stringify(f.body) : (f.body as string);
+  const headers: Record<string, string> = {
+    ...(json ? { 'content-type': 'application/json' } : {}),
+    ...f.headers,
+    'x-meshlet-fallback': 'circuit-open',
+  };
+  return () => new Response(body, { status: f.status, headers });
+}

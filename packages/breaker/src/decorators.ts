@@ -1,0 +1,168 @@
+import { type Clock, MeshletError, systemClock } from '@meshlet/core';
+import { withTimeout } from './attempt-signal.js';
+import { type BackoffOptions, backoffDelay, sleep } from './backoff.js';
+import { Breaker, REJECTED } from './breaker.js';
+import { type BreakerPolicy, breakerPolicy } from './breaker-policy.js';
+import { CircuitOpenError } from './circuit-open-error.js';
+import type { RetryBudget } from './retry-budget.js';
+
+type AsyncMethod<This, Args extends unknown[], R> = (this: This, ...args: Args) => Promise<R>;
+
+/**
+ * A method decorator that works both ways TypeScript compiles decorators: standard (TC39)
+ * decorators call it with `(method, context)`, legacy `experimentalDecorators` (NestJS)
+ * with `(prototype, key, descriptor)`. It tells them apart by the arguments.
+ */
+export interface AsyncMethodDecorator {
+  <This, Args extends unknown[], R>(
+    method: AsyncMethod<This, Args, R>,
+    context: ClassMethodDecoratorContext<This, AsyncMethod<This, Args, R>>,
+  ): AsyncMethod<This, Args, R>;
+  (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
+}
+
+type Wrap = (method: (...args: unknown[]) => Promise<unknown>, name: string) => (...args: unknown[]) => Promise<unknown>;
+
+function methodDecorator(decorator: string, wrap: Wrap): AsyncMethodDecorator {
+  return ((...args: unknown[]) => {
+    const [a, b, c] = args;
+    if (
+      args.length === 2 &&
+      typeof a === 'function' &&
+      typeof b === 'object' &&
+      b !== null &&
+      (b as { kind?: unknown }).kind === 'method'
+    ) {
+      return wrap(a as (...args: unknown[]) => Promise<unknown>, String((b as { name: string | symbol }).name));
+    }
+    if (args.length === 3 && typeof c === 'object' && c !== null && typeof (c as PropertyDescriptor).value === 'function') {
+      const d = c as PropertyDescriptor;
+      return { ...d, value: wrap(d.value, String(b)) };
+    }
+    throw new MeshletError(
+      'MESHLET_BAD_DECORATOR',
+      `@${decorator} decorates methods only (async ones); put it on a method, not a class or field`,
+    );
+  }) as AsyncMethodDecorator;
+}
+
+export interface CircuitBreakerOptions extends Partial<BreakerPolicy> {
+  /** The name in events and errors; default the method name. */
+  readonly name?: string;
+  readonly clock?: Clock;
+  /** A breaker to use, e.g. one shared by several methods or read by a dashboard. */
+  readonly breaker?: Breaker;
+  /** Which errors count against the breaker; default every error except an AbortError. */
+  readonly isFailure?: (error: unknown) => boolean;
+  /** Answers instead of throwing CircuitOpenError while the breaker rejects. */
+  readonly fallback?: (error: CircuitOpenError, ...args: never[]) => unknown;
+}
+
+const notAbort = (err: unknown) => !(err instanceof Error && err.name === 'AbortError');
+
+/**
+ * `@CircuitBreaker({ consecutiveFailures: 3 })`: one breaker per decorated method (shared by
+ * all instances of the class). A rejected call throws CircuitOpenError or returns the fallback.
+ */
+export function CircuitBreaker(options: CircuitBreakerOptions = {}): AsyncMethodDecorator {
+  return methodDecorator('CircuitBreaker', (method, name) => {
+    const { name: label, clock, breaker: given, isFailure = notAbort, fallback, ...policy } = options;
+    const c = clock ?? systemClock;
+    const breaker = given ?? new Breaker({ level: 'service', service: label ?? name }, breakerPolicy(policy), { clock: c });
+    const fb = fallback as ((error: CircuitOpenError, ...args: unknown[]) => unknown) | undefined;
+    return async function (this: unknown, ...args: unknown[]) {
+      const permit = breaker.tryAcquire();
+      if (permit === REJECTED) {
+        const err = new CircuitOpenError(breaker.id.level, breaker.id.service, breaker.id.api, breaker.retryAfter());
+        if (fb) return fb.call(this, err, ...args);
+        throw err;
+      }
+      const t0 = c.now();
+      try {
+        const result = await method.apply(this, args);
+        breaker.record(permit, false, c.now() - t0);
+        return result;
+      } catch (err) {
+        if (isFailure(err)) breaker.record(permit, true, c.now() - t0);
+        else breaker.release(permit);
+        throw err;
+      }
+    };
+  });
+}
+
+export interface TimeoutOptions {
+  readonly ms: number;
+  readonly clock?: Clock;
+  /**
+   * The index of the method's AbortSignal parameter. When given, the method gets a signal
+   * there that aborts at the deadline (and when the caller's own signal there aborts), so it
+   * can stop its work; otherwise the call is only abandoned.
+   */
+  readonly signalArg?: number;
+}
+
+/** `@Timeout(2000)`: rejects with TimeoutError (MESHLET_TIMEOUT) after the deadline. */
+export function Timeout(options: number | TimeoutOptions): AsyncMethodDecorator {
+  const o = typeof options === 'number' ? { ms: options } : options;
+  if (!(o.ms > 0)) throw new MeshletError('MESHLET_BAD_OPTION', `@Timeout: ms must be above 0 (got ${o.ms})`);
+  const clock = o.clock ?? systemClock;
+  return methodDecorator('Timeout', (method, name) => {
+    const at = o.signalArg;
+    return function (this: unknown, ...args: unknown[]) {
+      const callerSignal = at !== undefined && args[at] instanceof AbortSignal ? (args[at] as AbortSignal) : undefined;
+      return withTimeout(
+        clock,
+        o.ms,
+        callerSignal,
+        (signal) => {
+          if (at !== undefined) {
+            const a = args.slice();
+            while (a.length <= at) a.push(undefined);
+            a[at] = signal;
+            return method.apply(this, a);
+          }
+          return method.apply(this, args);
+        },
+        name,
+      );
+    };
+  });
+}
+
+export interface RetryOptions {
+  readonly maxRetries: number;
+  readonly backoff?: BackoffOptions;
+  /** Default: every error but CircuitOpenError (retrying an open circuit only waits) and AbortError. */
+  readonly shouldRetry?: (error: unknown, retry: number) => boolean;
+  readonly budget?: RetryBudget;
+  readonly clock?: Clock;
+  readonly random?: () => number;
+}
+
+const retryable = (err: unknown) => !(err instanceof CircuitOpenError) && notAbort(err);
+
+/** `@Retry({ maxRetries: 2 })`: runs the method again after a failure, with exponential backoff and full jitter. */
+export function Retry(options: RetryOptions): AsyncMethodDecorator {
+  const {
+    maxRetries,
+    backoff = { baseMs: 25, maxMs: 1000 },
+    shouldRetry = retryable,
+    budget,
+    clock = systemClock,
+    random = Math.random,
+  } = options;
+  return methodDecorator('Retry', (method) => {
+    return async function (this: unknown, ...args: unknown[]) {
+      budget?.recordCall();
+      for (let retry = 0; ; retry++) {
+        try {
+          return await method.apply(this, args);
+        } catch (err) {
+          if (retry >= maxRetries || !shouldRetry(err, retry + 1) || (budget !== undefined && !budget.tryRetry())) throw err;
+        }
+        await sleep(clock, backoffDelay(retry + 1, backoff, random));
+      }
+    };
+  });
+}

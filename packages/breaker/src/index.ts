@@ -1,0 +1,46 @@
+export { ApiMatcher, type ApiTemplate, apiKey } from './api-template.js';
+export { withTimeout } from './attempt-signal.js';
+export { type BackoffOptions, backoffDelay, sleep } from './backoff.js';
+export { Breaker, type BreakerGroupOptions, type BreakerSnapshot, REJECTED } from './breaker.js';
+export {
+  BreakerEvents,
+  type BreakerId,
+  type BreakerLevel,
+  type CircuitState,
+  type CloseEvent,
+  type HalfOpenEvent,
+  type OpenEvent,
+  type TripReason,
+} from './breaker-events.js';
+export { type BreakerPolicy, breakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
+export {
+  type ApiRule,
+  type BreakerRules,
+  breakerRuleKind,
+  defaultRetryPolicy,
+  HTTP_METHODS,
+  type InstanceRule,
+  ISOLATION_LEVELS,
+  type IsolationLevel,
+  parseBreakerRules,
+  type RetryPolicy,
+  type ServiceRule,
+  type StaticFallback,
+} from './breaker-rule.js';
+export { CallExecutor, type CallExecutorOptions, type Fallback, type GovernedCall, IDEMPOTENT_METHODS } from './call-executor.js';
+export { CircuitOpenError } from './circuit-open-error.js';
+export {
+  type AsyncMethodDecorator,
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  Retry,
+  type RetryOptions,
+  Timeout,
+  type TimeoutOptions,
+} from './decorators.js';
+export { defaultClassifier, type FailureClassifier, type StatusSpec, statusClassifier, type Verdict } from './failure-classifier.js';
+export { InstanceBreakers, type InstanceBreakersOptions, ServiceInstanceBreakers } from './instance-breakers.js';
+export { Listeners } from './listeners.js';
+export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
+export { CountWindow, createWindow, type SlidingWindow, TimeWindow, type WindowSpec } from './sliding-window.js';
+export { TimeoutError } from './timeout-error.js';

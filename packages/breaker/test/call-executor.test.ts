@@ -1,0 +1,290 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ManualClock, NoInstanceError } from '@meshlet/core';
+import { CallExecutor, CircuitOpenError, type GovernedCall, parseBreakerRules, TimeoutError } from '../src/index.js';
+
+type Inst = { id: string };
+const instances: Inst[] = [{ id: 'a' }, { id: 'b' }, { id: 'c' }];
+
+/** Round robin over instances not excluded and not tried. */
+function picker(executor: CallExecutor, list: Inst[] = instances) {
+  let next = 0;
+  return (tried: ReadonlySet<string>) => {
+    for (let i = 0; i < list.length; i++) {
+      const inst = list[(next + i) % list.length] as Inst;
+      if (tried.has(inst.id) || executor.instanceBreakers.isExcluded(inst.id)) continue;
+      next = (next + i + 1) % list.length;
+      return inst;
+    }
+    return undefined;
+  };
+}
+
+function setup(section: unknown, statusOf: (id: string, n: number) => number = () => 200) {
+  const clock = new ManualClock();
+  const executor = new CallExecutor({ clock, random: () => 0.5 });
+  executor.setRules('orders', parseBreakerRules(section, 'breaker'));
+  executor.setInstances(
+    'orders',
+    instances.map((i) => i.id),
+  );
+  const sent: string[] = [];
+  const pick = picker(executor);
+  const send = async (inst: Inst) => {
+    sent.push(inst.id);
+    return new Response(inst.id, { status: statusOf(inst.id, sent.length) });
+  };
+  const call = (method = 'GET', path = '/x', extra: Partial<GovernedCall<Inst>> = {}) =>
+    executor.call<Inst>({ service: 'orders', method, path, pick, send, ...extra });
+  return { clock, executor, sent, call, pick };
+}
+
+describe('CallExecutor', () => {
+  it('without rules, passes the call straight to send', async () => {
+    const executor = new CallExecutor();
+    const res = await executor.call<Inst>({
+      service: 'free',
+      method: 'GET',
+      pick: () => ({ id: 'z' }),
+      send: async (i) => new Response(i.id),
+    });
+    assert.equal(await res.text(), 'z');
+    await assert.rejects(
+      executor.call<Inst>({ service: 'free', method: 'GET', pick: () => undefined, send: async () => new Response() }),
+      NoInstanceError,
+    );
+  });
+
+  it('a service breaker opens and rejects with CircuitOpenError, then its static fallback answers', async () => {
+    const { call, clock, executor } = setup({ rules: [{ level: 'service', consecutiveFailures: 2, sleepWindowMs: 1_000 }] }, () => 503);
+    assert.equal((await call()).status, 503);
+    assert.equal((await call()).status, 503);
+    clock.advance(200);
+    await assert.rejects(call(), (e: unknown) => {
+      assert.ok(e instanceof CircuitOpenError);
+      assert.deepEqual([e.code, e.level, e.service, e.api, e.retryAfter], ['MESHLET_CIRCUIT_OPEN', 'service', 'orders', undefined, 800]);
+      return true;
+    });
+    const viaFn = await call('GET', '/x', { fallback: (e) => new Response(`fallback ${e.level}`, { status: 200 }) });
+    assert.equal(await viaFn.text(), 'fallback service');
+    executor.setRules(
+      'orders',
+      parseBreakerRules(
+        {
+          rules: [
+            {
+              level: 'service',
+              consecutiveFailures: 2,
+              sleepWindowMs: 1_000,
+              fallback: { status: 503, body: { busy: true }, headers: { 'retry-after': '1' } },
+            },
+          ],
+        },
+        'breaker',
+      ),
+    );
+    assert.equal(executor.breaker('service', 'orders')?.state, 'open', 'an unchanged rule keeps its breaker state');
+    const fb = await call();
+    assert.deepEqual(
+      [fb.status, fb.headers.get('retry-after'), fb.headers.get('content-type'), await fb.json()],
+      [503, '1', 'application/json', { busy: true }],
+    );
+  });
+
+  it('an API breaker covers its template only', async () => {
+    const { call, executor } = setup(
+      { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/users/{id}' }], consecutiveFailures: 1 }], failureStatuses: [500] },
+      () => 500,
+    );
+    await call('GET', '/users/1');
+    await assert.rejects(
+      call('GET', '/users/2'),
+      (e: unknown) => e instanceof CircuitOpenError && e.level === 'api' && e.api === 'GET /users/{id}',
+    );
+    assert.equal((await call('GET', '/orders/1')).status, 500, 'other APIs still go through');
+    assert.equal((await call('POST', '/users/1')).status, 500, 'other methods too');
+    assert.equal(executor.breaker('api', 'orders', 'GET /users/{id}')?.state, 'open');
+  });
+
+  it('records outcomes at all three levels: instance per attempt, service and API per call', async () => {
+    const { call, executor } = setup(
+      {
+        rules: [
+          { level: 'service', minimumCalls: 100 },
+          { level: 'api', apis: [{ method: 'GET', path: '/x' }], minimumCalls: 100 },
+          { level: 'instance', minimumCalls: 100, consecutiveFailures: 0 },
+        ],
+        retry: { maxRetries: 2, backoff: { baseMs: 0, maxMs: 0 } },
+      },
+      (id) => (id === 'a' ? 503 : 200),
+    );
+    // Round robin: a(503)→b, c, a(503)→b: five attempts for three calls.
+    for (let i = 0; i < 3; i++) assert.equal((await call()).status, 200);
+    const snap = Object.fromEntries(
+      executor.snapshot().map((s) => [`${s.breaker.level}:${s.breaker.api ?? s.breaker.instance ?? ''}`, [s.calls, s.failures]]),
+    );
+    assert.deepEqual(snap, { 'service:': [3, 0], 'api:GET /x': [3, 0], 'instance:a': [2, 2], 'instance:b': [2, 0], 'instance:c': [1, 0] });
+  });
+
+  it('times an attempt out on the clock: TimeoutError, the signal aborts, and it counts as a failure', async () => {
+    const clock = new ManualClock();
+    const executor = new CallExecutor({ clock });
+    executor.setRules('orders', parseBreakerRules({ timeoutMs: 100, rules: [{ level: 'instance', consecutiveFailures: 0 }] }, 'breaker'));
+    let seen: AbortSignal | undefined;
+    const pending = executor.call<Inst>({
+      service: 'orders',
+      method: 'GET',
+      pick: () => ({ id: 'a' }),
+      send: (_i, signal) => {
+        seen = signal;
+        return new Promise(() => {}); // an upstream that never answers and ignores the signal
+      },
+    });
+    clock.advance(99);
+    assert.equal(seen?.aborted, false);
+    clock.advance(1);
+    await assert.rejects(pending, (e: unknown) => e instanceof TimeoutError && e.code === 'MESHLET_TIMEOUT' && e.timeoutMs === 100);
+    assert.equal(seen?.aborted, true);
+    assert.ok(seen?.reason instanceof TimeoutError);
+    assert.equal(executor.instanceBreakers.forService('orders')?.breaker('a').snapshot().failures, 1);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it("the caller's abort ends the call and does not count against the upstream", async () => {
+    const clock = new ManualClock();
+    const executor = new CallExecutor({ clock });
+    executor.setRules(
+      'orders',
+      parseBreakerRules({ timeoutMs: 1_000, rules: [{ level: 'service' }, { level: 'instance' }], retry: { maxRetries: 2 } }, 'breaker'),
+    );
+    const caller = new AbortController();
+    let sends = 0;
+    const pending = executor.call<Inst>({
+      service: 'orders',
+      method: 'GET',
+      signal: caller.signal,
+      pick: picker(executor),
+      send: (_i, signal) => {
+        sends++;
+        return new Promise((_res, rej) => signal?.addEventListener('abort', () => rej(signal.reason)));
+      },
+    });
+    caller.abort(new Error('user went away'));
+    await assert.rejects(pending, /user went away/);
+    assert.equal(sends, 1, 'not retried');
+    for (const s of executor.snapshot()) assert.equal(s.calls, 0, `${s.breaker.level} counted nothing`);
+    assert.equal(clock.pendingTimers, 0, 'the attempt timer was cleared');
+  });
+
+  it('retries idempotent calls, each on a different instance; returns the last 5xx when all fail', async () => {
+    const { call, sent } = setup({ retry: { maxRetries: 2, backoff: { baseMs: 0, maxMs: 0 } } }, (id) => (id === 'c' ? 200 : 503));
+    const res = await call('GET');
+    assert.deepEqual([res.status, await res.text(), sent], [200, 'c', ['a', 'b', 'c']]);
+    const all = setup({ retry: { maxRetries: 5, backoff: { baseMs: 0, maxMs: 0 } } }, () => 503);
+    const last = await all.call('DELETE');
+    assert.equal(last.status, 503);
+    assert.deepEqual(all.sent, ['a', 'b', 'c'], 'three instances: never twice to one, even with 5 retries allowed');
+  });
+
+  it('does not retry POST or PATCH unless the rule says so', async () => {
+    const plain = setup({ retry: { maxRetries: 2, backoff: { baseMs: 0, maxMs: 0 } } }, () => 503);
+    await plain.call('POST');
+    await plain.call('PATCH');
+    assert.deepEqual(plain.sent, ['a', 'b']);
+    const allowed = setup({ retry: { maxRetries: 1, retryNonIdempotent: true, backoff: { baseMs: 0, maxMs: 0 } } }, () => 503);
+    await allowed.call('POST');
+    assert.deepEqual(allowed.sent, ['a', 'b']);
+    const stream = setup({ retry: { maxRetries: 2, backoff: { baseMs: 0, maxMs: 0 } } }, () => 503);
+    await stream.call('PUT', '/x', { retryable: false });
+    assert.deepEqual(stream.sent, ['a'], 'a body that cannot be sent twice is not retried');
+  });
+
+  it('retries connection errors; a 4xx is an answer, not a failure', async () => {
+    const clock = new ManualClock();
+    const executor = new CallExecutor({ clock });
+    executor.setRules('orders', parseBreakerRules({ retry: { maxRetries: 1, backoff: { baseMs: 0, maxMs: 0 } } }, 'breaker'));
+    const sent: string[] = [];
+    const res = await executor.call<Inst>({
+      service: 'orders',
+      method: 'GET',
+      pick: picker(executor),
+      send: async (i) => {
+        sent.push(i.id);
+        if (i.id === 'a') throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } });
+        return new Response(null, { status: 404 });
+      },
+    });
+    assert.deepEqual([res.status, sent], [404, ['a', 'b']]);
+  });
+
+  it('waits exponential backoff with full jitter on the clock between attempts', async () => {
+    const clock = new ManualClock();
+    const delays: number[] = [];
+    const recording = {
+      now: () => clock.now(),
+      setTimeout: (fn: () => void, ms: number) => {
+        delays.push(ms);
+        return clock.setTimeout(fn, ms);
+      },
+    };
+    const draws = [0.5, 0.25];
+    const executor = new CallExecutor({ clock: recording, random: () => draws.shift() ?? 0 });
+    executor.setRules('orders', parseBreakerRules({ retry: { maxRetries: 2, backoff: { baseMs: 100, maxMs: 150 } } }, 'breaker'));
+    const times: number[] = [];
+    const pending = executor.call<Inst>({
+      service: 'orders',
+      method: 'GET',
+      pick: picker(executor),
+      send: async () => {
+        times.push(clock.now());
+        return new Response(null, { status: 503 });
+      },
+    });
+    for (let i = 0; i < 20 && times.length < 3; i++) {
+      await new Promise((r) => setImmediate(r));
+      if (clock.pendingTimers > 0) clock.advance(1_000);
+    }
+    assert.equal((await pending).status, 503);
+    // retry 1: 0.5 × min(150, 100 × 2⁰) = 50 ms; retry 2: 0.25 × min(150, 100 × 2¹) = 37.5 ms
+    assert.deepEqual(delays, [50, 37.5]);
+    assert.equal(times.length, 3);
+  });
+
+  it('the retry budget caps retries at a percentage of calls while an upstream is down', async () => {
+    const { call, sent, executor } = setup(
+      { retry: { maxRetries: 2, backoff: { baseMs: 0, maxMs: 0 }, budget: { percent: 10, minPerSecond: 0, windowMs: 10_000 } } },
+      () => 503,
+    );
+    for (let i = 0; i < 200; i++) await call();
+    // Without the budget: 600 sends. With it: 200 first attempts + at most 10% of 200.
+    assert.equal(sent.length, 220);
+    // Every call ends on a denied retry: 180 at their first retry, 20 at their second.
+    assert.deepEqual(executor.retryStats('orders'), { calls: 200, retries: 20, denied: 200 });
+  });
+
+  it('skips an instance whose probe permits are taken and picks another', async () => {
+    const { call, executor, clock, sent } = setup(
+      { rules: [{ level: 'instance', consecutiveFailures: 1, sleepWindowMs: 100, probes: 1 }] },
+      (id, n) => (id === 'a' && n === 1 ? 503 : 200),
+    );
+    await call(); // a fails → open
+    assert.equal(executor.instanceBreakers.isExcluded('a'), true);
+    clock.advance(100);
+    // A stale picker that still returns "a" although its single probe is in flight.
+    const group = executor.instanceBreakers.forService('orders');
+    executor.instanceBreakers.poll();
+    const probe = group?.acquire('a') ?? -1;
+    const stale = await executor.call<Inst>({
+      service: 'orders',
+      method: 'GET',
+      pick: (tried) => (tried.has('a') ? { id: 'b' } : { id: 'a' }),
+      send: async (i) => {
+        sent.push(i.id);
+        return new Response(i.id);
+      },
+    });
+    assert.equal(await stale.text(), 'b');
+    group?.record('a', probe, false, 1);
+    assert.equal(group?.breaker('a').state, 'closed');
+  });
+});

@@ -1,0 +1,495 @@
+import { readFile } from 'node:fs/promises';
+import { consoleLogger, type KvEntry, type KvStore, type Logger, type Unsubscribe } from '@meshlet/core';
+import { configContexts, watchPrefixes } from './config-contexts.js';
+import { ConfigDecryptError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
+import { type ConfigFormat, kindOfFile, parseDocument } from './config-format.js';
+import { type EnvSource, envName, keyOfEnvName, readEnv } from './env-source.js';
+import {
+  decryptValue,
+  type EncryptionKey,
+  isEncrypted,
+  KEY_ENV,
+  KEY_FILE_ENV,
+  keysFromEnvironment,
+  parseKey,
+  UndecryptableValue,
+} from './value-cipher.js';
+
+export interface ConfigOptions {
+  readonly kv: KvStore;
+  /** The application name: Spring's `spring.application.name` (the `<app>` context). */
+  readonly service: string;
+  /** Active profiles; a later profile wins over an earlier one. */
+  readonly profiles?: readonly string[];
+  /** Default `key-value`, as Spring Cloud Consul Config's KEY_VALUE. */
+  readonly format?: ConfigFormat;
+  /** Default `config`. */
+  readonly prefix?: string;
+  /** Default `application`: the context every service reads. */
+  readonly defaultContext?: string;
+  /** Default `,`; `-` in `files` format (`config/orders-dev.yml`), as Spring does. */
+  readonly profileSeparator?: string;
+  /** The key holding the document in `yaml` and `properties` formats. Default `data`. */
+  readonly dataKey?: string;
+  /** Default `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Variables `<envPrefix><NAME>` set the property `<name>`. Default `MESHLET_CONFIG_`; `''` turns it off. */
+  readonly envPrefix?: string;
+  /**
+   * Let a plain variable override a property by its relaxed name (`SERVER_PORT` for
+   * `server.port`), as Spring Boot does. Default true; turn off when the process's
+   * environment has names (PATH, HOME, USER) that collide with property names.
+   */
+  readonly relaxedEnv?: boolean;
+  /** A local YAML (`.yml`/`.yaml`) or `.properties` file: the lowest-precedence source. */
+  readonly file?: string;
+  /**
+   * Keys to decrypt `ENC(...)` values with, newest first. Default: from
+   * `MESHLET_ENCRYPT_KEY` (comma-separated) and `MESHLET_ENCRYPT_KEY_FILE`.
+   */
+  readonly keys?: readonly EncryptionKey[];
+  /** Keys whose values are masked in change events and masked snapshots, besides decrypted ones. */
+  readonly secretKeys?: RegExp;
+  /** Fail start when the KV store cannot be read (default true, as Spring's failFast). Otherwise start from env and file. */
+  readonly failFast?: boolean;
+  /** Follow the KV store and apply changes hot. Default true. */
+  readonly watch?: boolean;
+  readonly logger?: Logger;
+}
+
+/** One property that changed. Secret values are `'******'`. */
+export interface ConfigChange {
+  readonly key: string;
+  readonly oldValue: string | undefined;
+  readonly newValue: string | undefined;
+  readonly secret: boolean;
+}
+
+export interface ConfigChangeEvent {
+  readonly changes: readonly ConfigChange[];
+  /** KV revision of the newest document in force. */
+  readonly revision: number;
+}
+
+export interface ConfigStatus {
+  /** KV revision of the newest document in force; 0 when none. */
+  readonly revision: number;
+  /** Documents rejected (did not parse) since start. */
+  readonly rejectedDocuments: number;
+  /** `ENC(...)` values that could not be decrypted since start. */
+  readonly decryptFailures: number;
+  readonly lastError?: { readonly code: string; readonly source: string; readonly message: string };
+}
+
+export interface Config {
+  /** The value in force: environment, then KV (most specific context first), then the local file. */
+  get(key: string): string | undefined;
+  has(key: string): boolean;
+  getString(key: string): string | undefined;
+  getString(key: string, fallback: string): string;
+  /** ConfigValueError when the value is not a number. */
+  getNumber(key: string): number | undefined;
+  getNumber(key: string, fallback: number): number;
+  /** `true/false`, `yes/no`, `on/off`, `1/0` in any case, as Spring converts; else ConfigValueError. */
+  getBoolean(key: string): boolean | undefined;
+  getBoolean(key: string, fallback: boolean): boolean;
+  /** `key[0]`, `key[1]`… if present, else the value split on commas; empty when absent. */
+  getList(key: string): readonly string[];
+  /** Whether the value is secret (decrypted from ENC(...) or named like one). */
+  isSecret(key: string): boolean;
+  /** Every property in force. `maskSecrets` for logs and debug endpoints. */
+  snapshot(options?: { readonly maskSecrets?: boolean }): Readonly<Record<string, string>>;
+  /** Calls `listener` after every change that alters a value in force. */
+  onChange(listener: (event: ConfigChangeEvent) => void): Unsubscribe;
+  /** The KV contexts read, most specific first. */
+  readonly contexts: readonly string[];
+  readonly status: ConfigStatus;
+  close(): void;
+}
+
+/** Reads config, applies it hot as the KV store changes; resolves once the first read is done. */
+export async function createConfig(options: ConfigOptions): Promise<Config> {
+  const config = new LayeredConfig(options);
+  await config.start();
+  return config;
+}
+
+export const MASK = '******';
+const DEFAULT_SECRET_KEYS = /(password|passwd|pwd|secret|token|credentials?|private[-_.]?key|api[-_.]?key|access[-_.]?key)$/i;
+
+interface Value {
+  readonly value: string;
+  readonly secret: boolean;
+}
+type Layer = ReadonlyMap<string, Value>;
+interface DocumentState {
+  readonly revision: number;
+  readonly values: Layer;
+  /** A newer revision that failed to parse; remembered so it is logged once. */
+  readonly failedRevision?: number;
+}
+const EMPTY: Layer = new Map();
+
+class LayeredConfig implements Config {
+  readonly contexts: readonly string[];
+  readonly #kv: KvStore;
+  readonly #format: ConfigFormat;
+  readonly #dataKey: string;
+  readonly #file: string | undefined;
+  readonly #env: EnvSource;
+  readonly #envValues = new Map<string, Value | undefined>();
+  /** Relaxed names by key: computed once per key, not on every reload. */
+  readonly #envNames = new Map<string, string>();
+  readonly #keys: readonly Buffer[];
+  readonly #relaxed: boolean;
+  readonly #secretKeys: RegExp;
+  readonly #failFast: boolean;
+  readonly #follow: boolean;
+  readonly #logger: Logger;
+  readonly #prefixes: readonly string[];
+  readonly #entries = new Map<string, { signature: string; entries: readonly KvEntry[] }>();
+  readonly #documents = new Map<string, DocumentState>();
+  readonly #listeners = new Set<(event: ConfigChangeEvent) => void>();
+  readonly #unwatch: Unsubscribe[] = [];
+  #fileLayer: Layer = EMPTY;
+  #values: Layer = EMPTY;
+  #snapshot: Readonly<Record<string, string>> = Object.freeze({});
+  #masked: Readonly<Record<string, string>> | undefined;
+  #revision = 0;
+  #rejected = 0;
+  #decryptFailures = 0;
+  #lastError: ConfigStatus['lastError'];
+
+  constructor(o: ConfigOptions) {
+    this.#kv = o.kv;
+    this.#format = o.format ?? 'key-value';
+    this.#dataKey = o.dataKey ?? 'data';
+    this.#file = o.file;
+    const env = o.env ?? process.env;
+    this.#env = readEnv(env, o.envPrefix ?? 'MESHLET_CONFIG_', [KEY_ENV, KEY_FILE_ENV]);
+    this.#keys = o.keys ? o.keys.map((k, i) => parseKey(k, `keys[${i}]`)) : keysFromEnvironment(env);
+    this.#secretKeys = o.secretKeys ?? DEFAULT_SECRET_KEYS;
+    this.#relaxed = o.relaxedEnv ?? true;
+    this.#failFast = o.failFast ?? true;
+    this.#follow = o.watch ?? true;
+    this.#logger = o.logger ?? consoleLogger('warn', o.service);
+    const layout = {
+      service: o.service,
+      profiles: o.profiles ?? [],
+      format: this.#format,
+      prefix: o.prefix ?? 'config',
+      defaultContext: o.defaultContext ?? 'application',
+      profileSeparator: o.profileSeparator ?? (this.#format === 'files' ? '-' : ','),
+    };
+    this.contexts = configContexts(layout);
+    this.#prefixes = watchPrefixes(layout);
+  }
+
+  async start(): Promise<void> {
+    if (this.#file !== undefined) this.#fileLayer = await this.#readFile(this.#file);
+    try {
+      const lists = await Promise.all(this.#prefixes.map((p) => this.#kv.list(p)));
+      this.#prefixes.forEach((p, i) => {
+        this.#entries.set(p, { signature: signatureOf(lists[i] ?? []), entries: lists[i] ?? [] });
+      });
+    } catch (err) {
+      if (this.#failFast) {
+        throw new ConfigSourceError(
+          `KV ${this.#prefixes.join(', ')}`,
+          `cannot be read (${(err as Error).message}). Check that Consul is reachable, or pass failFast: false to start from the environment and the local file.`,
+          { cause: err },
+        );
+      }
+      this.#logger.warn('config KV unreadable at start; starting from the environment and the local file', {
+        code: ConfigSourceError.code,
+        prefixes: this.#prefixes,
+        reason: (err as Error).message,
+      });
+    }
+    this.#apply();
+    if (!this.#follow) return;
+    for (const prefix of this.#prefixes) {
+      this.#unwatch.push(
+        this.#kv.watch(prefix, (entries) => {
+          const signature = signatureOf(entries);
+          if (this.#entries.get(prefix)?.signature === signature) return; // a watch may repeat itself
+          this.#entries.set(prefix, { signature, entries });
+          this.#apply();
+        }),
+      );
+    }
+  }
+
+  get(key: string): string | undefined {
+    return (this.#values.get(key) ?? this.#relaxedEnv(key))?.value;
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  getString(key: string): string | undefined;
+  getString(key: string, fallback: string): string;
+  getString(key: string, fallback?: string): string | undefined {
+    return this.get(key) ?? fallback;
+  }
+
+  getNumber(key: string): number | undefined;
+  getNumber(key: string, fallback: number): number;
+  getNumber(key: string, fallback?: number): number | undefined {
+    const raw = this.get(key);
+    if (raw === undefined) return fallback;
+    const n = raw.trim() === '' ? Number.NaN : Number(raw);
+    if (!Number.isFinite(n)) throw new ConfigValueError(key, 'a number', this.#shown(key, raw));
+    return n;
+  }
+
+  getBoolean(key: string): boolean | undefined;
+  getBoolean(key: string, fallback: boolean): boolean;
+  getBoolean(key: string, fallback?: boolean): boolean | undefined {
+    const raw = this.get(key);
+    if (raw === undefined) return fallback;
+    const v = raw.trim().toLowerCase();
+    if (v === 'true' || v === 'yes' || v === 'on' || v === '1') return true;
+    if (v === 'false' || v === 'no' || v === 'off' || v === '0') return false;
+    throw new ConfigValueError(key, 'a boolean (true/false, yes/no, on/off, 1/0)', this.#shown(key, raw));
+  }
+
+  getList(key: string): readonly string[] {
+    const items: string[] = [];
+    for (let i = 0; ; i++) {
+      const v = this.get(`${key}[${i}]`);
+      if (v === undefined) break;
+      items.push(v);
+    }
+    if (items.length > 0) return items;
+    const raw = this.get(key);
+    if (raw === undefined || raw.trim() === '') return [];
+    return raw.split(',').map((s) => s.trim());
+  }
+
+  isSecret(key: string): boolean {
+    return (this.#values.get(key) ?? this.#relaxedEnv(key))?.secret ?? this.#secretKeys.test(key);
+  }
+
+  snapshot(options?: { readonly maskSecrets?: boolean }): Readonly<Record<string, string>> {
+    if (!options?.maskSecrets) return this.#snapshot;
+    this.#masked ??= Object.freeze(Object.fromEntries([...this.#values].map(([k, v]) => [k, v.secret ? MASK : v.value])));
+    return this.#masked;
+  }
+
+  onChange(listener: (event: ConfigChangeEvent) => void): Unsubscribe {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get status(): ConfigStatus {
+    return {
+      revision: this.#revision,
+      rejectedDocuments: this.#rejected,
+      decryptFailures: this.#decryptFailures,
+      ...(this.#lastError ? { lastError: this.#lastError } : {}),
+    };
+  }
+
+  close(): void {
+    for (const u of this.#unwatch.splice(0)) u();
+    this.#listeners.clear();
+  }
+
+  #shown(key: string, raw: string): string {
+    return this.isSecret(key) ? 'a secret value' : JSON.stringify(raw);
+  }
+
+  async #readFile(path: string): Promise<Layer> {
+    const kind = kindOfFile(path);
+    if (!kind) throw new ConfigSourceError(path, 'the local config file must end in .yml, .yaml or .properties');
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw new ConfigSourceError(
+        path,
+        `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the path or leave \`file\` out`,
+        {
+          cause: err,
+        },
+      );
+    }
+    return this.#decode(parseDocument(text, kind, path), path, undefined);
+  }
+
+  /** Rebuilds the values in force from the KV entries, reusing every document whose revision did not change. */
+  #apply(): void {
+    const byKey = new Map<string, KvEntry>();
+    for (const { entries } of this.#entries.values()) for (const e of entries) byKey.set(e.key, e);
+    const seen = new Set<string>();
+    const layers: Layer[] = []; // most specific first
+    for (const context of this.contexts) {
+      const layer = new Map<string, Value>();
+      const take = (entry: KvEntry | undefined, parse: (e: KvEntry) => Map<string, string>) => {
+        if (!entry) return;
+        seen.add(entry.key);
+        for (const [k, v] of this.#document(entry, parse).values) layer.set(k, v);
+      };
+      if (this.#format === 'key-value') {
+        for (const e of byKey.values()) {
+          if (e.key.startsWith(context) && !e.key.endsWith('/')) {
+            take(e, (x) => new Map([[x.key.slice(context.length).replaceAll('/', '.'), x.value]]));
+          }
+        }
+      } else if (this.#format === 'files') {
+        const kind = kindOfFile(context);
+        if (kind) take(byKey.get(context), (x) => parseDocument(x.value, kind, x.key));
+      } else {
+        const kind = this.#format;
+        take(byKey.get(context + this.#dataKey), (x) => parseDocument(x.value, kind, x.key));
+      }
+      layers.push(layer);
+    }
+    for (const key of this.#documents.keys()) if (!seen.has(key)) this.#documents.delete(key);
+    let revision = 0;
+    for (const d of this.#documents.values()) revision = Math.max(revision, d.revision);
+    this.#revision = revision;
+    this.#install(this.#merge(layers));
+  }
+
+  #document(entry: KvEntry, parse: (e: KvEntry) => Map<string, string>): DocumentState {
+    const previous = this.#documents.get(entry.key);
+    if (previous && (previous.revision === entry.revision || previous.failedRevision === entry.revision)) return previous;
+    let raw: Map<string, string>;
+    try {
+      raw = parse(entry);
+    } catch (err) {
+      const error =
+        err instanceof ConfigParseError
+          ? err
+          : new ConfigParseError(entry.key, `invalid document: ${String((err as Error).message).split('\n')[0]}`);
+      this.#rejected++;
+      this.#lastError = { code: error.code, source: entry.key, message: error.message };
+      this.#logger.error('config document rejected; its previous values stay', {
+        code: error.code,
+        key: entry.key,
+        revision: entry.revision,
+        reason: error.reason,
+        inForce: previous?.revision ?? 0,
+      });
+      const kept: DocumentState = { revision: previous?.revision ?? 0, values: previous?.values ?? EMPTY, failedRevision: entry.revision };
+      this.#documents.set(entry.key, kept);
+      return kept;
+    }
+    const state: DocumentState = { revision: entry.revision, values: this.#decode(raw, entry.key, previous?.values) };
+    this.#documents.set(entry.key, state);
+    return state;
+  }
+
+  /** Decrypts ENC(...) values; one that fails keeps the previous value of that key, if any. */
+  #decode(raw: ReadonlyMap<string, string>, source: string, previous: Layer | undefined): Layer {
+    const out = new Map<string, Value>();
+    for (const [key, value] of raw) {
+      if (!isEncrypted(value)) {
+        out.set(key, { value, secret: this.#secretKeys.test(key) });
+        continue;
+      }
+      const plain = this.#decrypt(key, value, source);
+      const kept = plain === undefined ? previous?.get(key) : { value: plain, secret: true };
+      if (kept) out.set(key, kept);
+    }
+    return out;
+  }
+
+  #decrypt(key: string, value: string, source: string): string | undefined {
+    try {
+      return decryptValue(value, this.#keys);
+    } catch (err) {
+      if (!(err instanceof UndecryptableValue)) throw err;
+      const error = new ConfigDecryptError(key, source, err.message);
+      this.#decryptFailures++;
+      this.#lastError = { code: error.code, source, message: error.message };
+      this.#logger.error(error.message, { code: error.code, key, source });
+      return undefined;
+    }
+  }
+
+  /** File, then KV contexts from least to most specific, then the environment. */
+  #merge(layers: readonly Layer[]): Map<string, Value> {
+    const merged = new Map<string, Value>(this.#fileLayer);
+    for (let i = layers.length - 1; i >= 0; i--) for (const [k, v] of layers[i] as Layer) merged.set(k, v);
+    const byEnvName = new Map<string, string>();
+    for (const key of merged.keys()) {
+      const name = this.#envNameOf(key);
+      byEnvName.set(name, key);
+      const fromEnv = this.#envValue(name, key);
+      if (fromEnv) merged.set(key, fromEnv);
+    }
+    for (const name of this.#env.explicit.keys()) {
+      const key = byEnvName.get(name) ?? keyOfEnvName(name);
+      const fromEnv = this.#envValue(`explicit:${name}`, key);
+      if (fromEnv) merged.set(key, fromEnv);
+    }
+    return merged;
+  }
+
+  /** An environment variable's value, decrypted once; `explicit:NAME` for a prefixed one. */
+  #envValue(id: string, key: string): Value | undefined {
+    if (this.#envValues.has(id)) return this.#envValues.get(id);
+    const explicit = id.startsWith('explicit:');
+    const name = explicit ? id.slice('explicit:'.length) : id;
+    const raw = explicit ? this.#env.explicit.get(name) : this.#relaxed ? this.#env.byName.get(name) : undefined;
+    let value: Value | undefined;
+    if (raw !== undefined) {
+      if (isEncrypted(raw)) {
+        const plain = this.#decrypt(key, raw, `environment variable ${name}`);
+        value = plain === undefined ? undefined : { value: plain, secret: true };
+      } else {
+        value = { value: raw, secret: this.#secretKeys.test(key) };
+      }
+    }
+    this.#envValues.set(id, value);
+    return value;
+  }
+
+  /** Spring's relaxed binding for a key no source defines: `MESHLET_CONFIG_SERVER_PORT` or `SERVER_PORT`. */
+  #relaxedEnv(key: string): Value | undefined {
+    const name = this.#envNameOf(key);
+    return this.#envValue(`explicit:${name}`, key) ?? this.#envValue(name, key);
+  }
+
+  #envNameOf(key: string): string {
+    let name = this.#envNames.get(key);
+    if (name === undefined) {
+      name = envName(key);
+      this.#envNames.set(key, name);
+    }
+    return name;
+  }
+
+  #install(values: Map<string, Value>): void {
+    const old = this.#values;
+    this.#values = values;
+    this.#snapshot = Object.freeze(Object.fromEntries([...values].map(([k, v]) => [k, v.value])));
+    this.#masked = undefined;
+    const changes: ConfigChange[] = [];
+    for (const key of new Set([...old.keys(), ...values.keys()])) {
+      const before = old.get(key);
+      const after = values.get(key);
+      if (before?.value === after?.value) continue;
+      const secret = (before?.secret ?? false) || (after?.secret ?? false);
+      const mask = (v: Value | undefined) => (v === undefined ? undefined : secret ? MASK : v.value);
+      changes.push({ key, oldValue: mask(before), newValue: mask(after), secret });
+    }
+    if (changes.length === 0) return;
+    changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    this.#logger.info('config applied', { revision: this.#revision, changed: changes.map((c) => c.key) });
+    const event: ConfigChangeEvent = Object.freeze({ changes: Object.freeze(changes), revision: this.#revision });
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#logger.error('config change listener threw', { reason: (err as Error).message });
+      }
+    }
+  }
+}
+
+const signatureOf = (entries: readonly KvEntry[]) => entries.map((e) => `${e.key}@${e.revision}`).join('\n');

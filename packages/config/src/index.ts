@@ -1,0 +1,29 @@
+export {
+  type Config,
+  type ConfigChange,
+  type ConfigChangeEvent,
+  type ConfigOptions,
+  type ConfigStatus,
+  createConfig,
+  MASK,
+} from './config.js';
+export { type CliIo, runConfigCli } from './config-cli.js';
+export { type ContextLayout, configContexts, watchPrefixes } from './config-contexts.js';
+export { ConfigDecryptError, ConfigKeyError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
+export type { ConfigFormat } from './config-format.js';
+export { envName } from './env-source.js';
+export { parseProperties } from './properties-format.js';
+export {
+  decryptValue,
+  type EncryptionKey,
+  encryptValue,
+  generateKey,
+  isEncrypted,
+  KEY_ENV,
+  KEY_FILE_ENV,
+  keysFromEnvironment,
+  keysFromFile,
+  parseKey,
+  UndecryptableValue,
+} from './value-cipher.js';
+export { parseYaml } from './yaml-format.js';

@@ -1,0 +1,69 @@
+import { parseAllDocuments, Scalar, type Tags } from 'yaml';
+import { ConfigParseError } from './config-errors.js';
+
+/**
+ * Parses a YAML document into dotted keys the way Spring's YamlProcessor flattens it:
+ * nested maps join with `.`, list items become `key[0]`, an empty list is `""`, null is
+ * `""`, an empty map disappears, a non-string map key `k` becomes `[k]`, a root that is
+ * not a map is the key `document`. Documents in a `---` stream merge, later ones
+ * winning. YAML 1.1 (SnakeYAML's dialect): `yes`/`on` are booleans and `<<` merges.
+ */
+export function parseYaml(text: string, source = 'yaml'): Map<string, string> {
+  const out = new Map<string, string>();
+  const docs = parseAllDocuments(text, {
+    version: '1.1',
+    merge: true,
+    uniqueKeys: true,
+    prettyErrors: true,
+    customTags: snakeYamlBooleans,
+  });
+  if (!Array.isArray(docs)) return out; // an empty stream
+  for (const doc of docs) {
+    const error = doc.errors[0];
+    // Only the first line of the message: the rest quotes the document, which may hold secrets.
+    if (error) throw new ConfigParseError(source, `invalid YAML: ${error.message.split('\n')[0]}`);
+    const value: unknown = doc.toJS({ mapAsMap: true, maxAliasCount: 1000 });
+    if (value === null || value === undefined) continue;
+    if (value instanceof Map) flatten(out, value, '');
+    else flatten(out, new Map([['document', value]]), '');
+  }
+  return out;
+}
+
+/**
+ * The `yaml` package's YAML 1.1 booleans include `y`/`n`; SnakeYAML's (and so Spring's)
+ * do not, and `n: 1` must stay the key `n`.
+ */
+const TRUE = /^(?:yes|Yes|YES|true|True|TRUE|on|On|ON)$/;
+const FALSE = /^(?:no|No|NO|false|False|FALSE|off|Off|OFF)$/;
+function snakeYamlBooleans(tags: Tags): Tags {
+  return tags.map((tag) => {
+    if (typeof tag === 'string' || tag.tag !== 'tag:yaml.org,2002:bool' || !('test' in tag) || !tag.test) return tag;
+    const truthy = tag.test.test('true');
+    return { ...tag, test: truthy ? TRUE : FALSE, resolve: () => new Scalar(truthy) };
+  });
+}
+
+function flatten(out: Map<string, string>, map: Map<unknown, unknown>, path: string): void {
+  for (const [rawKey, value] of map) {
+    let key = typeof rawKey === 'string' ? rawKey : `[${scalarText(rawKey)}]`;
+    if (path !== '') key = key.startsWith('[') ? path + key : `${path}.${key}`;
+    if (value instanceof Map) {
+      flatten(out, value, key);
+    } else if (Array.isArray(value)) {
+      if (value.length === 0) out.set(key, '');
+      value.forEach((item, i) => {
+        flatten(out, new Map([[`[${i}]`, item]]), key);
+      });
+    } else {
+      out.set(key, scalarText(value));
+    }
+  }
+}
+
+function scalarText(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
+  return String(value);
+}

@@ -1,0 +1,323 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FileKvStore, InMemoryKvStore, type KvEntry, type KvStore, MemoryLogger } from '@meshlet/core';
+import { type ConfigOptions, ConfigParseError, ConfigSourceError, ConfigValueError, createConfig } from '../src/index.js';
+import { nextChange, recordChanges } from './helpers.js';
+
+const base = (kv: KvStore, extra: Partial<ConfigOptions> = {}): ConfigOptions => ({
+  kv,
+  service: 'orders',
+  profiles: ['dev'],
+  env: {},
+  logger: new MemoryLogger(),
+  ...extra,
+});
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meshlet-config-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('createConfig: precedence across the four contexts', () => {
+  it('key-value: the most specific context wins, and deleting it falls back one level at a time', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application/server/port', '1');
+    await kv.put('config/application,dev/server/port', '2');
+    await kv.put('config/orders/server/port', '3');
+    await kv.put('config/orders,dev/server/port', '4');
+    await kv.put('config/application/only/in/default', 'd');
+    await kv.put('config/payments/server/port', '99'); // another service's: never read
+    await kv.put('config/orders,prod/server/port', '98'); // an inactive profile's
+    await kv.put('config/orders/folder/', ''); // a folder key, as Consul's UI makes
+    const config = await createConfig(base(kv));
+    assert.equal(config.get('server.port'), '4');
+    assert.equal(config.get('only.in.default'), 'd');
+    assert.equal(config.has('folder'), false);
+    assert.deepEqual(config.snapshot(), { 'server.port': '4', 'only.in.default': 'd' });
+
+    const seen: (string | undefined)[] = [];
+    config.onChange((e) => seen.push(...e.changes.map((c) => c.newValue)));
+    for (const key of [
+      'config/orders,dev/server/port',
+      'config/orders/server/port',
+      'config/application,dev/server/port',
+      'config/application/server/port',
+    ]) {
+      await kv.delete(key);
+    }
+    assert.deepEqual(seen, ['3', '2', '1', undefined]);
+    assert.equal(config.get('server.port'), undefined);
+    config.close();
+  });
+
+  it('the later of two profiles wins', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders,dev/x', 'dev');
+    await kv.put('config/orders,eu/x', 'eu');
+    await kv.put('config/application,eu/y', 'app-eu');
+    await kv.put('config/orders/y', 'orders');
+    const config = await createConfig(base(kv, { profiles: ['dev', 'eu'] }));
+    assert.equal(config.get('x'), 'eu');
+    assert.equal(config.get('y'), 'orders', 'the service context beats the default context even with a profile');
+    config.close();
+  });
+
+  it('honours prefix, defaultContext and profileSeparator options', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('cfg/shared/a', 'shared');
+    await kv.put('cfg/orders::dev/a', 'dev');
+    await kv.put('config/orders,dev/a', 'wrong layout');
+    const config = await createConfig(base(kv, { prefix: 'cfg', defaultContext: 'shared', profileSeparator: '::' }));
+    assert.equal(config.get('a'), 'dev');
+    assert.deepEqual(config.contexts, ['cfg/orders::dev/', 'cfg/orders/', 'cfg/shared::dev/', 'cfg/shared/']);
+    config.close();
+  });
+});
+
+describe('createConfig: formats', () => {
+  it('yaml: the document at <context>/data, flattened; other keys ignored', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application/data', 'server:\n  port: 8080\n  host: app\nlist: [a, b]\n');
+    await kv.put('config/orders,dev/data', 'server:\n  port: 9090\n');
+    await kv.put('config/orders/server/port', '1'); // key-value layout: not read in yaml format
+    const config = await createConfig(base(kv, { format: 'yaml' }));
+    assert.deepEqual(config.snapshot(), { 'server.port': '9090', 'server.host': 'app', 'list[0]': 'a', 'list[1]': 'b' });
+    assert.deepEqual(config.getList('list'), ['a', 'b']);
+    config.close();
+  });
+
+  it('properties: the document at <context>/data; a custom dataKey', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application/props', 'a=1\nb=1');
+    await kv.put('config/orders/props', 'b: 2\nc=multi \\\n  line');
+    await kv.put('config/orders/data', 'a=wrong key');
+    const config = await createConfig(base(kv, { format: 'properties', dataKey: 'props' }));
+    assert.deepEqual(config.snapshot(), { a: '1', b: '2', c: 'multi line' });
+    config.close();
+  });
+
+  it('files: config/<name>[-profile].yml|.yaml|.properties, with "-" as the profile separator', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application.yml', 'a: app\nb: app\nc: app\n');
+    await kv.put('config/orders.properties', 'b=orders');
+    await kv.put('config/orders-dev.yaml', 'c: orders-dev\n');
+    await kv.put('config/orders,dev.yml', 'c: wrong separator\n');
+    await kv.put('config/orders.json', '{"a": "not a known extension"}');
+    const config = await createConfig(base(kv, { format: 'files' }));
+    assert.deepEqual(config.snapshot(), { a: 'app', b: 'orders', c: 'orders-dev' });
+    config.close();
+  });
+});
+
+describe('createConfig: environment and local file', () => {
+  it('env over KV over file; MESHLET_CONFIG_ names over relaxed names; get() finds env for keys nobody else defines', async () => {
+    const file = join(dir, 'application.yml');
+    await writeFile(file, 'a: file\nb: file\nc: file\nd: file\nserver:\n  max-connections: 10\n');
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/b', 'kv');
+    await kv.put('config/orders/c', 'kv');
+    await kv.put('config/orders/d', 'kv');
+    const env = {
+      C: 'env',
+      D: 'relaxed',
+      MESHLET_CONFIG_D: 'explicit',
+      MESHLET_CONFIG_NEW_KEY: 'new',
+      SERVER_MAXCONNECTIONS: '20',
+      ONLY_ENV: 'from env',
+    };
+    const config = await createConfig(base(kv, { file, env }));
+    assert.equal(config.get('a'), 'file');
+    assert.equal(config.get('b'), 'kv');
+    assert.equal(config.get('c'), 'env');
+    assert.equal(config.get('d'), 'explicit');
+    assert.equal(config.get('new.key'), 'new');
+    assert.equal(config.getNumber('server.max-connections'), 20);
+    assert.equal(config.get('only.env'), 'from env');
+    assert.equal(config.snapshot()['only.env'], undefined, 'snapshot lists keys some source defines');
+    config.close();
+  });
+
+  it('relaxedEnv: false leaves plain variables out; a properties file works too', async () => {
+    const file = join(dir, 'local.properties');
+    await writeFile(file, 'path=/srv/app\nport=8080\n');
+    const config = await createConfig(
+      base(new InMemoryKvStore(), { file, env: { PATH: '/usr/bin', MESHLET_CONFIG_PORT: '9' }, relaxedEnv: false }),
+    );
+    assert.equal(config.get('path'), '/srv/app');
+    assert.equal(config.getNumber('port'), 9);
+    config.close();
+  });
+
+  it('a missing or unparsable local file, or an unknown extension, fails start', async () => {
+    const kv = new InMemoryKvStore();
+    await assert.rejects(createConfig(base(kv, { file: join(dir, 'nope.yml') })), ConfigSourceError);
+    await assert.rejects(createConfig(base(kv, { file: join(dir, 'x.json') })), ConfigSourceError);
+    const bad = join(dir, 'bad.yml');
+    await writeFile(bad, 'a: [');
+    await assert.rejects(createConfig(base(kv, { file: bad })), ConfigParseError);
+  });
+});
+
+describe('createConfig: hot reload', () => {
+  it('applies changes through kv.watch with a typed event: keys, old and new values, secrets masked', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'timeout: 5\ndb:\n  password: old-pass\n  url: jdbc:a\n');
+    const config = await createConfig(base(kv, { format: 'yaml' }));
+    const events = recordChanges(config);
+    await kv.put('config/orders/data', 'timeout: 7\ndb:\n  password: new-pass\n  url: jdbc:a\nretries: 3\n');
+    assert.equal(events.length, 1);
+    assert.deepEqual(events[0]?.changes, [
+      { key: 'db.password', oldValue: '******', newValue: '******', secret: true },
+      { key: 'retries', oldValue: undefined, newValue: '3', secret: false },
+      { key: 'timeout', oldValue: '5', newValue: '7', secret: false },
+    ]);
+    assert.equal(events[0]?.revision, (await kv.get('config/orders/data'))?.revision);
+    assert.equal(config.get('db.password'), 'new-pass', 'the app reads the real value');
+    assert.equal(config.snapshot({ maskSecrets: true })['db.password'], '******');
+
+    // A write that changes no value in force (here: a lower context) is no event.
+    await kv.put('config/application/data', 'timeout: 1\n');
+    await kv.put('config/orders/data', 'timeout: 7\ndb:\n  password: new-pass\n  url: jdbc:a\nretries: 3\n');
+    assert.equal(events.length, 1);
+    config.close();
+    await kv.put('config/orders/data', 'timeout: 8\n');
+    assert.equal(events.length, 1, 'closed: no more events');
+    assert.equal(config.get('timeout'), '7');
+  });
+
+  it('a document that fails to parse is logged with its key and ignored; the previous values stay', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    await kv.put('config/orders/data', 'timeout: 5\nname: orders\n');
+    await kv.put('config/application/data', 'shared: yes\n');
+    const config = await createConfig(base(kv, { format: 'yaml', logger }));
+    const events = recordChanges(config);
+
+    await kv.put('config/orders/data', 'timeout: [9\n');
+    assert.equal(config.get('timeout'), '5');
+    assert.equal(config.get('name'), 'orders');
+    assert.equal(events.length, 0);
+    assert.equal(config.status.rejectedDocuments, 1);
+    assert.equal(config.status.lastError?.source, 'config/orders/data');
+    const errors = logger.entries.filter((e) => e.level === 'error');
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]?.fields?.key, 'config/orders/data');
+    assert.equal(errors[0]?.fields?.code, ConfigParseError.code);
+
+    // Another document changing meanwhile is applied; the bad one still keeps its values.
+    await kv.put('config/application/data', 'shared: no\n');
+    assert.equal(config.get('shared'), 'false');
+    assert.equal(config.get('timeout'), '5');
+    assert.equal(logger.entries.filter((e) => e.level === 'error').length, 1, 'logged once per bad revision');
+
+    await kv.put('config/orders/data', 'timeout: 9\n');
+    assert.equal(config.get('timeout'), '9');
+    assert.equal(config.get('name'), undefined);
+    assert.deepEqual(
+      events.at(-1)?.changes.map((c) => c.key),
+      ['name', 'timeout'],
+    );
+    config.close();
+  });
+
+  it('a document that is bad from the start contributes nothing, and is applied once fixed', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'a=\\uZZZZ');
+    const config = await createConfig(base(kv, { format: 'properties' }));
+    assert.deepEqual(config.snapshot(), {});
+    assert.equal(config.status.rejectedDocuments, 1);
+    const change = nextChange(config);
+    await kv.put('config/orders/data', 'a=1');
+    assert.deepEqual((await change).changes, [{ key: 'a', oldValue: undefined, newValue: '1', secret: false }]);
+  });
+
+  it('follows a FileKvStore: ops edit a file, the app sees the change', async () => {
+    const kvDir = join(dir, 'kv');
+    const kv = new FileKvStore(kvDir);
+    await kv.put('config/orders,dev/data', 'feature:\n  enabled: false\n');
+    const config = await createConfig(base(kv, { format: 'yaml' }));
+    assert.equal(config.getBoolean('feature.enabled'), false);
+    const change = nextChange(config);
+    await kv.put('config/orders,dev/data', 'feature:\n  enabled: true\n');
+    assert.deepEqual((await change).changes, [{ key: 'feature.enabled', oldValue: 'false', newValue: 'true', secret: false }]);
+    assert.equal(config.getBoolean('feature.enabled'), true);
+    config.close();
+  });
+
+  it('a listener that throws is logged and does not stop the others', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    const config = await createConfig(base(kv, { logger }));
+    let heard = 0;
+    config.onChange(() => {
+      throw new Error('boom');
+    });
+    config.onChange(() => {
+      heard++;
+    });
+    await kv.put('config/orders/a', '1');
+    assert.equal(heard, 1);
+    assert.ok(logger.entries.some((e) => e.level === 'error' && e.message.includes('listener')));
+    config.close();
+  });
+});
+
+describe('createConfig: KV unavailable at start', () => {
+  const broken: KvStore = {
+    get: async () => undefined,
+    list: async (): Promise<readonly KvEntry[]> => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:8500');
+    },
+    put: async () => false,
+    delete: async () => false,
+    watch: () => () => {},
+  };
+
+  it('fails start by default (failFast), naming what to do', async () => {
+    await assert.rejects(
+      createConfig(base(broken)),
+      (err: unknown) => err instanceof ConfigSourceError && /failFast: false/.test(err.message),
+    );
+  });
+
+  it('with failFast: false starts from env and file, with a warning', async () => {
+    const logger = new MemoryLogger();
+    const config = await createConfig(base(broken, { failFast: false, env: { MESHLET_CONFIG_A: '1' }, logger }));
+    assert.equal(config.get('a'), '1');
+    assert.ok(logger.entries.some((e) => e.level === 'warn' && e.fields?.code === ConfigSourceError.code));
+    config.close();
+  });
+});
+
+describe('typed getters', () => {
+  it('read numbers, booleans, lists, with fallbacks; a bad value is a ConfigValueError that hides secrets', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'n: 1.5\nb: ON\nbad: abc\nempty: ""\ncsv: a, b ,c\ndb:\n  password: abc\n');
+    const config = await createConfig(base(kv, { format: 'yaml' }));
+    assert.equal(config.getNumber('n'), 1.5);
+    assert.equal(config.getNumber('missing', 42), 42);
+    assert.equal(config.getBoolean('b'), true);
+    assert.equal(config.getBoolean('missing', true), true);
+    assert.equal(config.getString('missing', 'x'), 'x');
+    assert.equal(config.getString('bad'), 'abc');
+    assert.deepEqual(config.getList('csv'), ['a', 'b', 'c']);
+    assert.deepEqual(config.getList('missing'), []);
+    assert.throws(
+      () => config.getNumber('bad'),
+      (e: unknown) => e instanceof ConfigValueError && e.key === 'bad' && e.message.includes('"abc"'),
+    );
+    assert.throws(() => config.getNumber('empty', 1), ConfigValueError);
+    assert.throws(() => config.getBoolean('bad'), ConfigValueError);
+    assert.throws(
+      () => config.getNumber('db.password'),
+      (e: unknown) => e instanceof ConfigValueError && !e.message.includes('abc') && e.message.includes('secret'),
+    );
+    config.close();
+  });
+});

@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { InMemoryKvStore, MemoryLogger } from '@meshlet/core';
+import {
+  ConfigDecryptError,
+  ConfigKeyError,
+  createConfig,
+  decryptValue,
+  encryptValue,
+  generateKey,
+  isEncrypted,
+  keysFromEnvironment,
+  parseKey,
+  runConfigCli,
+  UndecryptableValue,
+} from '../src/index.js';
+import { recordChanges } from './helpers.js';
+
+const keyA = generateKey();
+const keyB = generateKey();
+const a = parseKey(keyA);
+const b = parseKey(keyB);
+
+/** Flips one bit of the decoded ENC payload at `index` (negative: from the end). */
+function tamper(enc: string, index: number): string {
+  const raw = Buffer.from(enc.slice(4, -1), 'base64');
+  const at = index < 0 ? raw.length + index : index;
+  raw[at] = (raw[at] ?? 0) ^ 1;
+  return `ENC(${raw.toString('base64')})`;
+}
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'meshlet-cipher-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('encryptValue / decryptValue', () => {
+  it('round-trips, with a fresh IV each time, in the documented format', () => {
+    const plain = 'p@ss wörd ✓';
+    const one = encryptValue(plain, keyA);
+    const two = encryptValue(plain, a);
+    assert.ok(isEncrypted(one));
+    assert.notEqual(one, two);
+    assert.equal(decryptValue(one, [a]), plain);
+    assert.equal(decryptValue(two, [a]), plain);
+    // base64(iv 12 | ciphertext | tag 16): the ciphertext is as long as the UTF-8 plain text.
+    assert.equal(Buffer.from(one.slice(4, -1), 'base64').length, 12 + Buffer.byteLength(plain) + 16);
+    assert.equal(decryptValue(encryptValue('', keyA), [a]), '');
+  });
+
+  it('a tampered IV, ciphertext or tag does not decrypt', () => {
+    const enc = encryptValue('secret', keyA);
+    for (const index of [0, 12, -1]) assert.throws(() => decryptValue(tamper(enc, index), [a]), UndecryptableValue);
+  });
+
+  it('a wrong key does not decrypt; a list of keys tries each (rotation)', () => {
+    const old = encryptValue('v1', keyA);
+    assert.throws(() => decryptValue(old, [b]), /no configured key decrypts it \(1 tried\)/);
+    assert.equal(decryptValue(old, [b, a]), 'v1');
+    assert.throws(() => decryptValue(old, []), /no decryption key/);
+  });
+
+  it('rejects malformed values without echoing them', () => {
+    for (const bad of ['ENC(not base64!)', 'ENC(QUFBQUFB)', 'plaintext-value']) {
+      assert.throws(
+        () => decryptValue(bad, [a]),
+        (e: unknown) => e instanceof UndecryptableValue && !e.message.includes(bad.replace(/^ENC\(|\)$/g, '')),
+      );
+    }
+  });
+
+  it('keys are base64 of 32 bytes, from MESHLET_ENCRYPT_KEY (comma-separated) and MESHLET_ENCRYPT_KEY_FILE', async () => {
+    assert.throws(() => parseKey(Buffer.alloc(16).toString('base64')), ConfigKeyError);
+    assert.throws(() => parseKey('not base64 ***'), ConfigKeyError);
+    const file = join(dir, 'keys');
+    await writeFile(file, `# newest first\n${keyB}\n\n`);
+    const keys = keysFromEnvironment({ MESHLET_ENCRYPT_KEY: `${keyA}, ${keyA}`, MESHLET_ENCRYPT_KEY_FILE: file });
+    assert.deepEqual(keys, [a, a, b]);
+    assert.throws(() => keysFromEnvironment({ MESHLET_ENCRYPT_KEY: 'short' }), /MESHLET_ENCRYPT_KEY\[0\]/);
+    assert.throws(() => keysFromEnvironment({ MESHLET_ENCRYPT_KEY_FILE: join(dir, 'none') }), ConfigKeyError);
+  });
+});
+
+describe('encrypted values in config', () => {
+  it('decrypts ENC(...) from KV, marks it secret, masks it in events, snapshots and logs', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    await kv.put('config/orders/data', `db:\n  pass: ${encryptValue('first-secret', keyA)}\n`);
+    const config = await createConfig({ kv, service: 'orders', format: 'yaml', env: { MESHLET_ENCRYPT_KEY: keyA }, logger });
+    assert.equal(config.get('db.pass'), 'first-secret');
+    assert.equal(config.isSecret('db.pass'), true);
+    assert.equal(config.snapshot({ maskSecrets: true })['db.pass'], '******');
+    assert.equal(config.has('MESHLET_ENCRYPT_KEY'.toLowerCase()), false, 'the key variable is not config');
+    const events = recordChanges(config);
+    await kv.put('config/orders/data', `db:\n  pass: ${encryptValue('second-secret', keyA)}\n`);
+    assert.deepEqual(events[0]?.changes, [{ key: 'db.pass', oldValue: '******', newValue: '******', secret: true }]);
+    assert.equal(config.get('db.pass'), 'second-secret');
+    assert.ok(!JSON.stringify(logger.entries).includes('secret-'), 'no plain text in logs');
+    config.close();
+  });
+
+  it('a tampered value is an error naming the key, counted and logged; the previous value stays', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    const good = encryptValue('keep-me', keyA);
+    await kv.put('config/orders/db/pass', good);
+    await kv.put('config/orders/other', '1');
+    const config = await createConfig({ kv, service: 'orders', env: {}, keys: [keyA], logger });
+    const events = recordChanges(config);
+
+    await kv.put('config/orders/db/pass', tamper(encryptValue('evil', keyA), 20));
+    assert.equal(config.get('db.pass'), 'keep-me');
+    assert.equal(events.length, 0);
+    assert.equal(config.status.decryptFailures, 1);
+    assert.equal(config.status.lastError?.code, ConfigDecryptError.code);
+    const error = logger.entries.find((e) => e.level === 'error');
+    assert.equal(error?.fields?.key, 'db.pass');
+    assert.equal(error?.fields?.source, 'config/orders/db/pass');
+    assert.match(error?.message ?? '', /"db\.pass"/);
+    assert.ok(!JSON.stringify(logger.entries).includes('keep-me'));
+
+    // Other changes go on being applied.
+    await kv.put('config/orders/other', '2');
+    assert.equal(config.get('other'), '2');
+    assert.equal(config.get('db.pass'), 'keep-me');
+    config.close();
+  });
+
+  it('a value under a key it does not have is absent at start, not a crash; rotation reads old and new', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application/old', encryptValue('under-a', keyA));
+    await kv.put('config/application/new', encryptValue('under-b', keyB));
+    const logger = new MemoryLogger();
+    const onlyB = await createConfig({ kv, service: 'orders', env: { MESHLET_ENCRYPT_KEY: keyB }, logger });
+    assert.equal(onlyB.get('new'), 'under-b');
+    assert.equal(onlyB.get('old'), undefined);
+    assert.equal(onlyB.status.decryptFailures, 1);
+    onlyB.close();
+
+    const rotated = await createConfig({ kv, service: 'orders', env: { MESHLET_ENCRYPT_KEY: `${keyB},${keyA}` }, logger });
+    assert.deepEqual(rotated.snapshot(), { new: 'under-b', old: 'under-a' });
+    rotated.close();
+  });
+
+  it('decrypts ENC(...) in environment variables and the local file too', async () => {
+    const file = join(dir, 'app.properties');
+    await writeFile(file, `file.token=${encryptValue('from-file', keyA)}\n`);
+    const config = await createConfig({
+      kv: new InMemoryKvStore(),
+      service: 'orders',
+      file,
+      keys: [keyA],
+      env: { MESHLET_CONFIG_API_SECRET: encryptValue('from-env', keyA) },
+      logger: new MemoryLogger(),
+    });
+    assert.deepEqual(config.snapshot(), { 'file.token': 'from-file', 'api.secret': 'from-env' });
+    assert.deepEqual(config.snapshot({ maskSecrets: true }), { 'file.token': '******', 'api.secret': '******' });
+    config.close();
+  });
+});
+
+describe('meshlet-config CLI', () => {
+  const run = async (argv: string[], env: Record<string, string>, stdin = '') => {
+    let out = '';
+    let err = '';
+    const code = await runConfigCli(argv, { env, readStdin: async () => stdin, out: (t) => (out += t), err: (t) => (err += t) });
+    return { code, out, err };
+  };
+
+  it('keygen prints a usable key; encrypt reads the key from the environment and the value from stdin or argv', async () => {
+    const gen = await run(['keygen'], {});
+    assert.equal(gen.code, 0);
+    const key = gen.out.trim();
+    assert.equal(parseKey(key).length, 32);
+    const viaStdin = await run(['encrypt'], { MESHLET_ENCRYPT_KEY: key }, 'hunter2\n');
+    assert.equal(viaStdin.code, 0);
+    assert.equal(decryptValue(viaStdin.out.trim(), [parseKey(key)]), 'hunter2');
+    const viaArg = await run(['encrypt', 'a b'], { MESHLET_ENCRYPT_KEY: key });
+    assert.equal(decryptValue(viaArg.out.trim(), [parseKey(key)]), 'a b');
+  });
+
+  it('fails with usage or a clear message', async () => {
+    assert.equal((await run(['encrypt', 'x'], {})).code, 2);
+    assert.match((await run(['encrypt', 'x'], {})).err, /MESHLET_ENCRYPT_KEY/);
+    assert.equal((await run(['frobnicate'], {})).code, 2);
+    assert.equal((await run([], {})).code, 0);
+  });
+});

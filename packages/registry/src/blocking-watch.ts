@@ -1,0 +1,108 @@
+import type { ConsulResponse } from './consul-client.js';
+
+export interface BlockingWatchOptions<T> {
+  /** Runs one query; `index` 0 means "answer at once". */
+  readonly query: (index: number, waitSeconds: number, signal: AbortSignal) => Promise<ConsulResponse<T>>;
+  /** Called with each answer whose content differs from the last one delivered. */
+  readonly onChange: (value: T) => void;
+  /** Called on each failed query (the loop backs off and retries by itself). */
+  readonly onError?: (err: unknown, consecutive: number) => void;
+  /** Called on the first success after failures. */
+  readonly onRecover?: () => void;
+  /**
+   * How long Consul may hold a query, seconds. Default 25: Consul 1.22's HTTP server cuts
+   * connections at 30 s, and Consul adds up to wait/16 of jitter.
+   */
+  readonly waitSeconds?: number;
+  /** Content signature used to tell a real change from a timeout. Default JSON.stringify. */
+  readonly signature?: (value: T) => string;
+}
+
+const BACKOFF_MIN_MS = 200;
+const BACKOFF_MAX_MS = 10_000;
+/** At most this many queries in a burst, refilled at RATE per second. */
+const BURST = 10;
+const RATE = 10;
+
+/**
+ * A Consul blocking-query loop, following Consul's documented rules: pass the last
+ * X-Consul-Index back; a return does not prove a change (compare content); reset to 0
+ * when the index goes backwards; never block on an index below 1; back off with jitter
+ * on errors; and rate-limit the loop so a misbehaving server cannot make it spin.
+ */
+export class BlockingWatch<T> {
+  readonly #opts: BlockingWatchOptions<T>;
+  readonly #abort = new AbortController();
+  #index = 0;
+  #lastSignature: string | undefined;
+  #tokens = BURST;
+  #lastRefill = performance.now();
+  #running: Promise<void> | undefined;
+
+  constructor(options: BlockingWatchOptions<T>) {
+    this.#opts = options;
+  }
+
+  start(): this {
+    this.#running ??= this.#loop();
+    return this;
+  }
+
+  stop(): void {
+    this.#abort.abort();
+  }
+
+  /** Resolves when the loop has ended after stop(). */
+  get done(): Promise<void> {
+    return this.#running ?? Promise.resolve();
+  }
+
+  async #loop(): Promise<void> {
+    const { signal } = this.#abort;
+    const wait = this.#opts.waitSeconds ?? 25;
+    const signature = this.#opts.signature ?? ((v: T) => JSON.stringify(v));
+    let failures = 0;
+    while (!signal.aborted) {
+      await this.#takeToken(signal);
+      if (signal.aborted) return;
+      try {
+        const res = await this.#opts.query(this.#index, wait, signal);
+        if (failures > 0) this.#opts.onRecover?.();
+        failures = 0;
+        this.#index = res.index < this.#index ? 0 : Math.max(res.index, 1);
+        const sig = signature(res.body);
+        if (sig !== this.#lastSignature) {
+          this.#lastSignature = sig;
+          this.#opts.onChange(res.body);
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        failures++;
+        this.#opts.onError?.(err, failures);
+        const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1));
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), signal);
+      }
+    }
+  }
+
+  async #takeToken(signal: AbortSignal): Promise<void> {
+    const now = performance.now();
+    this.#tokens = Math.min(BURST, this.#tokens + ((now - this.#lastRefill) / 1000) * RATE);
+    this.#lastRefill = now;
+    if (this.#tokens < 1) await sleep(((1 - this.#tokens) / RATE) * 1000, signal);
+    this.#tokens = Math.max(0, this.#tokens - 1);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,92 @@
+import { MeshletError } from '@meshlet/core';
+
+export interface ConsulClientOptions {
+  /** Agent HTTP address. Default `http://127.0.0.1:8500`, or CONSUL_HTTP_ADDR. */
+  readonly address?: string;
+  /** ACL token, sent as X-Consul-Token. Default CONSUL_HTTP_TOKEN. */
+  readonly token?: string;
+  /**
+   * The HTTP client. Pass a fetch bound to an undici Agent for TLS with your own CA or
+   * client certificates (`(url, init) => fetch(url, { ...init, dispatcher })`).
+   */
+  readonly fetch?: typeof globalThis.fetch;
+  /** Per-request timeout for non-blocking calls, ms. Default 5 000. */
+  readonly timeoutMs?: number;
+}
+
+/** Consul answered with an error status, or could not be reached. */
+export class ConsulError extends MeshletError {
+  static readonly code = 'MESHLET_CONSUL';
+  readonly status: number | undefined;
+  constructor(message: string, status?: number, cause?: unknown) {
+    super(ConsulError.code, message, cause === undefined ? undefined : { cause });
+    this.status = status;
+  }
+}
+
+export interface ConsulResponse<T> {
+  readonly body: T;
+  /** X-Consul-Index: the blocking-query index of this answer. */
+  readonly index: number;
+  readonly status: number;
+}
+
+/**
+ * The few Consul HTTP API calls Meshlet needs, typed. No retries here: callers decide
+ * (watch loops back off; registration surfaces the error).
+ */
+export class ConsulClient {
+  readonly address: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof globalThis.fetch;
+  readonly #timeoutMs: number;
+
+  constructor(options: ConsulClientOptions = {}) {
+    const addr = options.address ?? process.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500';
+    this.address = (addr.includes('://') ? addr : `http://${addr}`).replace(/\/+$/, '');
+    this.#token = options.token ?? process.env.CONSUL_HTTP_TOKEN;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#timeoutMs = options.timeoutMs ?? 5_000;
+  }
+
+  /**
+   * Sends one request. `notFound` lets 404 through (KV reads of absent keys). For a
+   * blocking query, pass the caller's signal: the wait can be long.
+   */
+  async request<T>(
+    method: 'GET' | 'PUT' | 'DELETE',
+    path: string,
+    opts: { body?: string; signal?: AbortSignal; notFound?: boolean; raw?: boolean; timeoutMs?: number } = {},
+  ): Promise<ConsulResponse<T>> {
+    const headers: Record<string, string> = {};
+    if (this.#token) headers['x-consul-token'] = this.#token;
+    const timeout = AbortSignal.timeout(Math.ceil(opts.timeoutMs ?? this.#timeoutMs));
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.address}${path}`, {
+        method,
+        headers,
+        signal,
+        ...(opts.body !== undefined ? { body: opts.body } : {}),
+      });
+    } catch (err) {
+      throw new ConsulError(
+        `consul ${method} ${path.split('?')[0]}: unreachable at ${this.address} (${(err as Error).message})`,
+        undefined,
+        err,
+      );
+    }
+    const index = Number(res.headers.get('x-consul-index') ?? 0);
+    if (res.status === 404 && opts.notFound) {
+      await res.body?.cancel();
+      return { body: undefined as T, index, status: 404 };
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      throw new ConsulError(`consul ${method} ${path.split('?')[0]}: HTTP ${res.status}: ${text.trim().slice(0, 300)}`, res.status);
+    }
+    const body = (opts.raw ? text : text.length ? JSON.parse(text) : undefined) as T;
+    return { body, index, status: res.status };
+  }
+}

@@ -1,0 +1,350 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { consoleLogger, type Health, type Instance, type Logger, MetaKey, type Registry, type Unsubscribe } from '@meshlet/core';
+import { BlockingWatch } from './blocking-watch.js';
+import { ConsulClient, type ConsulClientOptions } from './consul-client.js';
+import { checkConsulMeta } from './consul-meta.js';
+
+/** How Consul checks an instance's health. */
+export type HealthCheck =
+  /** Consul calls the app: `GET <scheme>://<address>:<port><path>` every `interval`. Spring's default. */
+  | { readonly type: 'http'; readonly path?: string; readonly interval?: string; readonly timeout?: string }
+  /** The app calls Consul every ttl×2/3 to say it is alive. */
+  | { readonly type: 'ttl'; readonly ttl?: string };
+
+export interface ConsulRegistryOptions extends ConsulClientOptions {
+  /** Default: HTTP check of `/health` every 10 s, as Spring Cloud Consul does for `/actuator/health`. */
+  readonly healthCheck?: HealthCheck;
+  /** Consul removes an instance critical this long. Default `1m` (Consul's minimum). */
+  readonly deregisterCriticalAfter?: string;
+  /**
+   * Also write metadata into tags as `key=value`, for Spring Cloud Hoxton (2.2.x) estates
+   * that read metadata from tags.
+   */
+  readonly metadataInTags?: boolean;
+  /**
+   * A file where the last known instances are kept, so that a process started while
+   * Consul is down still routes. Default: none.
+   */
+  readonly snapshotFile?: string;
+  readonly waitSeconds?: number;
+  readonly logger?: Logger;
+}
+
+interface HealthEntry {
+  Node: { Node: string; Address: string };
+  Service: { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null };
+  Checks: { Status: string; ServiceID: string }[];
+}
+
+interface CatalogWatch {
+  readonly watch: BlockingWatch<Record<string, string[]>>;
+  names: readonly string[] | undefined;
+  readonly listeners: Set<(s: readonly string[]) => void>;
+}
+
+interface ServiceWatch {
+  readonly listeners: Set<(instances: readonly Instance[]) => void>;
+  instances: readonly Instance[] | undefined;
+  readonly watch: BlockingWatch<HealthEntry[]>;
+  /** Resolves with the first answer (from Consul, or the snapshot during an outage). */
+  readonly first: Promise<void>;
+}
+
+export interface ConsulRegistryStatus {
+  /** True while any watch cannot reach Consul and serves the last known state. */
+  readonly degraded: boolean;
+  /** Failed Consul queries since start. */
+  readonly errors: number;
+  readonly lastError: string | undefined;
+}
+
+/**
+ * The Registry port on Consul, registering the way Spring Cloud Consul does so that
+ * Spring's DiscoveryClient sees Meshlet services as its own, and following services with
+ * blocking queries so that calls read memory. During a Consul outage every watch keeps
+ * its last known instances (and the snapshot file keeps them across a restart).
+ */
+export class ConsulRegistry implements Registry {
+  readonly client: ConsulClient;
+  readonly #opts: ConsulRegistryOptions;
+  readonly #logger: Logger;
+  readonly #services = new Map<string, ServiceWatch>();
+  readonly #heartbeats = new Map<string, NodeJS.Timeout>();
+  #catalog: CatalogWatch | undefined;
+  #snapshot: Record<string, Instance[]> | undefined;
+  #failing = new Set<string>();
+  #errors = 0;
+  #lastError: string | undefined;
+  #snapshotWrite: Promise<void> = Promise.resolve();
+
+  constructor(options: ConsulRegistryOptions = {}) {
+    this.client = new ConsulClient(options);
+    this.#opts = options;
+    this.#logger = options.logger ?? consoleLogger('warn', 'meshlet-registry');
+  }
+
+  get status(): ConsulRegistryStatus {
+    return { degraded: this.#failing.size > 0, errors: this.#errors, lastError: this.#lastError };
+  }
+
+  async register(instance: Instance): Promise<void> {
+    const meta: Record<string, string> = { [MetaKey.secure]: 'false', ...instance.metadata };
+    checkConsulMeta(meta);
+    const secure = meta[MetaKey.secure] === 'true';
+    const check = this.#opts.healthCheck ?? { type: 'http' };
+    const deregister = this.#opts.deregisterCriticalAfter ?? '1m';
+    const tags = [...instance.tags, ...(this.#opts.metadataInTags ? Object.entries(meta).map(([k, v]) => `${k}=${v}`) : [])];
+    // Registered only once the app is ready (lossless start), so the check starts passing
+    // rather than Consul's default critical, which would hide the instance for one interval.
+    const body = {
+      ID: instance.id,
+      Name: instance.service,
+      Address: instance.address,
+      Port: instance.port,
+      Tags: tags,
+      Meta: meta,
+      Check:
+        check.type === 'http'
+          ? {
+              HTTP: `${secure ? 'https' : 'http'}://${instance.address}:${instance.port}${check.path ?? '/health'}`,
+              Interval: check.interval ?? '10s',
+              ...(check.timeout ? { Timeout: check.timeout } : {}),
+              DeregisterCriticalServiceAfter: deregister,
+              Status: 'passing',
+            }
+          : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
+    };
+    await this.client.request('PUT', '/v1/agent/service/register', { body: JSON.stringify(body) });
+    if (check.type === 'ttl') this.#startHeartbeat(instance.id, parseDuration(check.ttl ?? '30s'));
+  }
+
+  async deregister(instanceId: string): Promise<void> {
+    const hb = this.#heartbeats.get(instanceId);
+    if (hb) clearInterval(hb);
+    this.#heartbeats.delete(instanceId);
+    await this.client.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(instanceId)}`);
+  }
+
+  /** Tells Consul a TTL-checked instance is alive (done on a timer by register; exposed for apps that prefer to drive it). */
+  async pass(instanceId: string): Promise<void> {
+    await this.client.request('PUT', `/v1/agent/check/pass/service:${encodeURIComponent(instanceId)}`);
+  }
+
+  async healthyInstances(service: string): Promise<readonly Instance[]> {
+    const w = this.#follow(service);
+    await w.first;
+    return w.instances ?? [];
+  }
+
+  async services(): Promise<readonly string[]> {
+    return new Promise((resolve) => {
+      const off = this.watchServices((names) => {
+        queueMicrotask(() => off());
+        resolve(names);
+      });
+    });
+  }
+
+  watch(service: string, listener: (instances: readonly Instance[]) => void): Unsubscribe {
+    const w = this.#follow(service);
+    w.listeners.add(listener);
+    if (w.instances) listener(w.instances);
+    return () => {
+      w.listeners.delete(listener);
+    };
+  }
+
+  watchServices(listener: (services: readonly string[]) => void): Unsubscribe {
+    const catalog = this.#catalog ?? this.#followCatalog();
+    this.#catalog = catalog;
+    catalog.listeners.add(listener);
+    if (catalog.names) listener(catalog.names);
+    return () => {
+      catalog.listeners.delete(listener);
+    };
+  }
+
+  /** Stops every watch and heartbeat; does not deregister. */
+  async close(): Promise<void> {
+    for (const hb of this.#heartbeats.values()) clearInterval(hb);
+    this.#heartbeats.clear();
+    for (const w of this.#services.values()) w.watch.stop();
+    this.#catalog?.watch.stop();
+    await Promise.all([...this.#services.values()].map((w) => w.watch.done));
+    await this.#snapshotWrite;
+  }
+
+  #follow(service: string): ServiceWatch {
+    const existing = this.#services.get(service);
+    if (existing) return existing;
+    let resolveFirst!: () => void;
+    const first = new Promise<void>((r) => {
+      resolveFirst = r;
+    });
+    const deliver = (instances: readonly Instance[]) => {
+      entry.instances = instances;
+      resolveFirst();
+      for (const l of [...entry.listeners]) l(instances);
+    };
+    const key = `service:${service}`;
+    const watch = new BlockingWatch<HealthEntry[]>({
+      query: (index, wait, signal) =>
+        this.client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}?index=${index}&wait=${wait}s`, {
+          signal,
+          timeoutMs: (wait + wait / 16 + 5) * 1000,
+        }),
+      waitSeconds: this.#opts.waitSeconds ?? 25,
+      onChange: (entries) => {
+        const healthy = entries.map(toInstance).filter((i) => i.health === 'passing');
+        deliver(Object.freeze(healthy));
+        this.#remember(service, healthy);
+      },
+      onError: (err, consecutive) => {
+        this.#degrade(key, err, consecutive);
+        if (consecutive === 1 && entry.instances === undefined) {
+          // Consul is down before we ever heard from it: fall back to the snapshot file.
+          void this.#fromSnapshot(service).then((saved) => {
+            if (entry.instances === undefined) deliver(Object.freeze(saved ?? []));
+          });
+        }
+      },
+      onRecover: () => this.#recover(key),
+    });
+    const entry: ServiceWatch = { listeners: new Set(), instances: undefined, watch, first };
+    this.#services.set(service, entry);
+    watch.start();
+    return entry;
+  }
+
+  #followCatalog(): CatalogWatch {
+    const listeners = new Set<(s: readonly string[]) => void>();
+    const state: CatalogWatch = {
+      listeners,
+      names: undefined,
+      watch: new BlockingWatch<Record<string, string[]>>({
+        query: (index, wait, signal) =>
+          this.client.request<Record<string, string[]>>('GET', `/v1/catalog/services?index=${index}&wait=${wait}s`, {
+            signal,
+            timeoutMs: (wait + wait / 16 + 5) * 1000,
+          }),
+        waitSeconds: this.#opts.waitSeconds ?? 25,
+        onChange: (services) => {
+          state.names = Object.freeze(
+            Object.keys(services)
+              .filter((n) => n !== 'consul')
+              .sort(),
+          );
+          for (const l of [...listeners]) l(state.names);
+        },
+        onError: (err, consecutive) => {
+          this.#degrade('catalog', err, consecutive);
+          if (consecutive === 1 && state.names === undefined) {
+            void this.#loadSnapshot().then((snap) => {
+              if (state.names !== undefined) return;
+              state.names = Object.freeze(Object.keys(snap ?? {}).sort());
+              for (const l of [...listeners]) l(state.names);
+            });
+          }
+        },
+        onRecover: () => this.#recover('catalog'),
+      }),
+    };
+    state.watch.start();
+    return state;
+  }
+
+  #degrade(key: string, err: unknown, consecutive: number): void {
+    this.#errors++;
+    this.#lastError = (err as Error).message;
+    if (consecutive === 1) {
+      this.#failing.add(key);
+      this.#logger.warn('consul unreachable: serving the last known instances', {
+        code: 'MESHLET_REGISTRY_DEGRADED',
+        watch: key,
+        error: this.#lastError,
+      });
+    }
+  }
+
+  #recover(key: string): void {
+    if (this.#failing.delete(key))
+      this.#logger.warn('consul reachable again: resynced', { code: 'MESHLET_REGISTRY_RECOVERED', watch: key });
+  }
+
+  #startHeartbeat(instanceId: string, ttlMs: number): void {
+    const existing = this.#heartbeats.get(instanceId);
+    if (existing) clearInterval(existing);
+    const beat = () =>
+      this.pass(instanceId).catch((err: Error) => this.#logger.warn('ttl heartbeat failed', { instanceId, error: err.message }));
+    void beat();
+    const timer = setInterval(beat, Math.max(1000, (ttlMs * 2) / 3));
+    timer.unref();
+    this.#heartbeats.set(instanceId, timer);
+  }
+
+  async #loadSnapshot(): Promise<Record<string, Instance[]> | undefined> {
+    const file = this.#opts.snapshotFile;
+    if (!file) return undefined;
+    if (this.#snapshot) return this.#snapshot;
+    try {
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as { services?: Record<string, Instance[]> };
+      this.#snapshot = parsed.services ?? {};
+      this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file });
+    } catch {
+      this.#snapshot = {};
+    }
+    return this.#snapshot;
+  }
+
+  async #fromSnapshot(service: string): Promise<Instance[] | undefined> {
+    return (await this.#loadSnapshot())?.[service];
+  }
+
+  /** Keeps the file in step with what Consul said; writes are serialised and atomic. */
+  #remember(service: string, instances: Instance[]): void {
+    const file = this.#opts.snapshotFile;
+    if (!file) return;
+    this.#snapshot = { ...this.#snapshot, [service]: instances };
+    const data = JSON.stringify({ savedAt: new Date().toISOString(), services: this.#snapshot });
+    this.#snapshotWrite = this.#snapshotWrite.then(async () => {
+      try {
+        await mkdir(dirname(file), { recursive: true });
+        const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+        await writeFile(tmp, data);
+        await rename(tmp, file);
+      } catch (err) {
+        this.#logger.warn('could not write the registry snapshot', { file, error: (err as Error).message });
+      }
+    });
+  }
+}
+
+function toInstance(e: HealthEntry): Instance {
+  const statuses = e.Checks.map((c) => c.Status);
+  const health: Health = statuses.includes('critical') ? 'critical' : statuses.every((s) => s === 'passing') ? 'passing' : 'warning';
+  return {
+    id: e.Service.ID,
+    service: e.Service.Service,
+    // Spring's rule: the service address, else the node's.
+    address: e.Service.Address || e.Node.Address,
+    port: e.Service.Port,
+    tags: e.Service.Tags ?? [],
+    metadata: e.Service.Meta ?? {},
+    health,
+  };
+}
+
+/** Parses a Go duration as Consul writes them (`10s`, `1m`, `500ms`, `1h30m`). */
+export function parseDuration(text: string): number {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = text.trim();
+  while (rest.length) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (!m) throw new Error(`"${text}" is not a duration (e.g. 10s, 1m, 500ms)`);
+    total += Number(m[1]) * (unit[m[2] as string] ?? 0);
+    rest = rest.slice(m[0].length);
+  }
+  return total;
+}

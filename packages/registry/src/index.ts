@@ -1,0 +1,11 @@
+export { BlockingWatch, type BlockingWatchOptions } from './blocking-watch.js';
+export { ConsulClient, type ConsulClientOptions, ConsulError, type ConsulResponse } from './consul-client.js';
+export { ConsulKvStore, type ConsulKvStoreOptions } from './consul-kv-store.js';
+export { ConsulMetaLimits, checkConsulMeta, InvalidMetadataError } from './consul-meta.js';
+export {
+  ConsulRegistry,
+  type ConsulRegistryOptions,
+  type ConsulRegistryStatus,
+  type HealthCheck,
+  parseDuration,
+} from './consul-registry.js';

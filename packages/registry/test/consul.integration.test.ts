@@ -1,0 +1,230 @@
+// Against a real Consul dev agent (see src/testing/consul-agent.ts): no fakes.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Instance, MemoryLogger } from '@meshlet/core';
+import { ConsulKvStore, ConsulRegistry, InvalidMetadataError } from '../src/index.js';
+import { type ConsulAgent, startConsulAgent } from '../src/testing/consul-agent.js';
+
+const instance = (id: string, port: number, metadata: Record<string, string> = {}): Instance => ({
+  id,
+  service: 'orders',
+  address: '127.0.0.1',
+  port,
+  tags: ['blue'],
+  metadata: { version: '1.2.0', zone: 'zone-a', ...metadata },
+  health: 'passing',
+});
+
+/** Resolves with the first value the watch delivers that passes `test`. */
+function until<T>(subscribe: (cb: (v: T) => void) => () => void, test: (v: T) => boolean): Promise<T> {
+  return new Promise((resolve) => {
+    let off: (() => void) | undefined;
+    let done = false;
+    off = subscribe((v) => {
+      if (done || !test(v)) return;
+      done = true;
+      queueMicrotask(() => off?.());
+      resolve(v);
+    });
+    if (done) off();
+  });
+}
+
+async function healthServer(): Promise<{ server: Server; port: number; setHealthy: (ok: boolean) => void }> {
+  let healthy = true;
+  const server = createServer((req, res) => {
+    res.statusCode = req.url === '/health' && !healthy ? 503 : 200;
+    res.end(healthy ? 'UP' : 'DOWN');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, setHealthy: (ok) => (healthy = ok) };
+}
+
+describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
+  let agent: ConsulAgent;
+  let app: Awaited<ReturnType<typeof healthServer>>;
+  let dir: string;
+  before(async () => {
+    agent = await startConsulAgent();
+    app = await healthServer();
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-consul-'));
+  });
+  after(async () => {
+    await agent.stop();
+    app.server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('registers the way Spring Cloud Consul does', async () => {
+    const registry = new ConsulRegistry({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });
+    await registry.register(instance('orders-1', app.port));
+    const services = (
+      await registry.client.request<
+        Record<string, { ID: string; Service: string; Meta: Record<string, string>; Tags: string[]; Port: number }>
+      >('GET', '/v1/agent/services')
+    ).body;
+    const svc = services['orders-1'];
+    assert.ok(svc);
+    assert.equal(svc.Service, 'orders');
+    assert.equal(svc.Port, app.port);
+    assert.deepEqual(svc.Tags, ['blue']);
+    assert.deepEqual(svc.Meta, { secure: 'false', version: '1.2.0', zone: 'zone-a' });
+    const checks = (
+      await registry.client.request<Record<string, { ServiceID: string; Type: string; Status: string; Interval?: string }>>(
+        'GET',
+        '/v1/agent/checks',
+      )
+    ).body;
+    const check = Object.values(checks).find((c) => c.ServiceID === 'orders-1');
+    assert.equal(check?.Type, 'http');
+    assert.equal(check?.Status, 'passing', 'registered after readiness: starts passing');
+    const found = await registry.healthyInstances('orders');
+    assert.deepEqual(
+      found.map((i) => [i.id, i.address, i.port, i.metadata.zone]),
+      [['orders-1', '127.0.0.1', app.port, 'zone-a']],
+    );
+    assert.ok((await registry.services()).includes('orders'));
+    await registry.deregister('orders-1');
+    await registry.close();
+  });
+
+  it('refuses metadata Consul would reject, naming the key, before asking Consul', async () => {
+    const registry = new ConsulRegistry({ address: agent.address });
+    for (const bad of [{ 'app.version': '1' }, { 'consul-x': '1' }, { ok: 'v'.repeat(513) }]) {
+      await assert.rejects(registry.register(instance('bad-1', app.port, bad)), InvalidMetadataError);
+    }
+    const many = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`k${i}`, 'v']));
+    await assert.rejects(registry.register(instance('bad-2', app.port, many)), /at most 64/);
+    await registry.close();
+  });
+
+  it('follows health: a failing check removes the instance, recovery brings it back, deregister removes it', async () => {
+    const registry = new ConsulRegistry({
+      address: agent.address,
+      waitSeconds: 5,
+      healthCheck: { type: 'http', interval: '1s', timeout: '1s' },
+      logger: new MemoryLogger(),
+    });
+    await registry.register(instance('orders-2', app.port));
+    const watch = (cb: (v: readonly Instance[]) => void) => registry.watch('orders', cb);
+    await until(watch, (list) => list.some((i) => i.id === 'orders-2'));
+    app.setHealthy(false);
+    await until(watch, (list) => !list.some((i) => i.id === 'orders-2'));
+    app.setHealthy(true);
+    await until(watch, (list) => list.some((i) => i.id === 'orders-2'));
+    await registry.deregister('orders-2');
+    const after = await until(watch, (list) => !list.some((i) => i.id === 'orders-2'));
+    assert.equal(after.length, 0);
+    await registry.close();
+  });
+
+  it('keeps a TTL-checked instance passing with its heartbeat', async () => {
+    const registry = new ConsulRegistry({ address: agent.address, waitSeconds: 5, healthCheck: { type: 'ttl', ttl: '3s' } });
+    await registry.register(instance('orders-ttl', app.port));
+    const checks = (
+      await registry.client.request<Record<string, { ServiceID: string; Type: string; Status: string }>>('GET', '/v1/agent/checks')
+    ).body;
+    const check = Object.values(checks).find((c) => c.ServiceID === 'orders-ttl');
+    assert.deepEqual([check?.Type, check?.Status], ['ttl', 'passing']);
+    await registry.deregister('orders-ttl');
+    await registry.close();
+  });
+
+  it('KV: compare-and-set, prefix lists, and watches by blocking query', async () => {
+    const kv = new ConsulKvStore({ address: agent.address, waitSeconds: 5 });
+    assert.equal(await kv.get('meshlet/rules/orders'), undefined);
+    assert.equal(await kv.put('meshlet/rules/orders', '{"v":1} ✓', { ifRevision: 0 }), true);
+    assert.equal(await kv.put('meshlet/rules/orders', 'x', { ifRevision: 0 }), false);
+    const e = await kv.get('meshlet/rules/orders');
+    assert.equal(e?.value, '{"v":1} ✓');
+    const seen: string[] = [];
+    const changed = until<readonly { value: string }[]>(
+      (cb) =>
+        kv.watch('meshlet/rules/', (entries) => {
+          seen.push(entries.map((x) => x.value).join('+'));
+          cb(entries);
+        }),
+      (entries) => entries.length === 2,
+    );
+    assert.equal(await kv.put('meshlet/rules/orders', '{"v":2}', { ifRevision: e?.revision ?? -1 }), true);
+    await kv.put('meshlet/rules/users', 'u');
+    await changed;
+    assert.equal(seen.at(-1), '{"v":2}+u');
+    assert.deepEqual(
+      (await kv.list('meshlet/rules/')).map((x) => x.key),
+      ['meshlet/rules/orders', 'meshlet/rules/users'],
+    );
+    assert.equal(await kv.delete('meshlet/rules/users'), true);
+    assert.deepEqual(
+      (await kv.list('meshlet/rules/')).map((x) => x.key),
+      ['meshlet/rules/orders'],
+    );
+  });
+
+  it('survives a Consul outage on the last known instances, and a restart during it from the snapshot', async () => {
+    const snapshotFile = join(dir, 'registry-snapshot.json');
+    const logger = new MemoryLogger();
+    const registry = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger });
+    await registry.register(instance('orders-3', app.port));
+    await until(
+      (cb: (v: readonly Instance[]) => void) => registry.watch('orders', cb),
+      (l) => l.some((i) => i.id === 'orders-3'),
+    );
+    await registry.close(); // flushes the snapshot
+
+    const live = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger });
+    const seen: string[][] = [];
+    live.watch('orders', (l) => seen.push(l.map((i) => i.id)));
+    await until(
+      (cb: (v: readonly Instance[]) => void) => live.watch('orders', cb),
+      (l) => l.length === 1,
+    );
+
+    await agent.stop();
+    // A process started during the outage routes from the snapshot.
+    const restarted = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger });
+    assert.deepEqual(
+      (await restarted.healthyInstances('orders')).map((i) => i.id),
+      ['orders-3'],
+    );
+    assert.ok((await restarted.services()).includes('orders'));
+    // The running one keeps the last known instances and says it is degraded.
+    assert.deepEqual(
+      (await live.healthyInstances('orders')).map((i) => i.id),
+      ['orders-3'],
+    );
+    await until<boolean>(
+      (cb) => {
+        const t = setInterval(() => cb(live.status.degraded), 20);
+        return () => clearInterval(t);
+      },
+      (d) => d,
+    );
+    assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_REGISTRY_DEGRADED'));
+
+    // Consul comes back (empty, as a dev agent does); the app registers again; watches resync.
+    await agent.restart();
+    await live.register(instance('orders-4', app.port));
+    await until(
+      (cb: (v: readonly Instance[]) => void) => live.watch('orders', cb),
+      (l) => l.some((i) => i.id === 'orders-4'),
+    );
+    await until<boolean>(
+      (cb) => {
+        const t = setInterval(() => cb(live.status.degraded), 20);
+        return () => clearInterval(t);
+      },
+      (d) => !d,
+    );
+    assert.deepEqual(seen.at(-1), ['orders-4']);
+    await live.deregister('orders-4');
+    await Promise.all([live.close(), restarted.close()]);
+  });
+});

@@ -1,0 +1,115 @@
+import { compileConditions, type Instance, type InstanceExclusion, type Matcher, SystemTag } from '@meshlet/core';
+import { type Endpoint, instanceWeight, type LoadCounter } from './endpoint.js';
+import { InstancePool, type PoolSettings } from './instance-pool.js';
+import { LANE_META_KEY } from './lane.js';
+import type { Member } from './nearby.js';
+import type { Destination, GroupSelector, RouteSection } from './route-section.js';
+import { RuleIndex } from './rule-index.js';
+
+/** Groups chosen by weight: pool i takes r in [cumulative[i-1], cumulative[i]) of r in [0, 100). */
+export interface WeightedPools {
+  readonly cumulative: readonly number[];
+  readonly pools: readonly InstancePool[];
+}
+
+export interface CompiledRule {
+  readonly name: string;
+  readonly matches: Matcher;
+  readonly destinations: WeightedPools;
+  readonly fallback: WeightedPools | undefined;
+}
+
+const EVERYTHING: readonly Destination[] = [{ group: {}, weight: 100 }];
+
+/**
+ * Everything about routing to one service that depends only on its rules, its instances
+ * and the exclusions: rules sorted and compiled, every group's pool with its nearby level
+ * and balancer, and the lanes. Rebuilt whole on any change and swapped in at once, so a
+ * decision sees either the old table or the new one, never a mix.
+ */
+export class RouteTable {
+  readonly service: string;
+  readonly rules: readonly CompiledRule[];
+  /** Finds the first matching rule testing only the rules the request's tags can match. */
+  readonly ruleIndex: RuleIndex;
+  readonly defaultRoute: WeightedPools;
+  /** Pools of the instances in each lane; lane instances never serve requests outside their lane. */
+  readonly lanes: ReadonlyMap<string, InstancePool>;
+  /** True when some condition reads `destination.service`: only then is the lookup wrapped. */
+  readonly readsDestination: boolean;
+  readonly instanceCount: number;
+  readonly baselineCount: number;
+
+  constructor(opts: {
+    service: string;
+    section: RouteSection | undefined;
+    instances: readonly Instance[];
+    exclusion: InstanceExclusion;
+    loads: Map<string, LoadCounter>;
+    settings: PoolSettings;
+  }) {
+    const { section, settings } = opts;
+    this.service = opts.service;
+    const baseline: Member[] = [];
+    const byLane = new Map<string, Member[]>();
+    for (const instance of opts.instances) {
+      let load = opts.loads.get(instance.id);
+      if (!load) {
+        load = { outstanding: 0 };
+        opts.loads.set(instance.id, load);
+      }
+      const endpoint: Endpoint = { instance, weight: instanceWeight(instance), load };
+      const member: Member = { endpoint, healthy: instance.health === 'passing' && !opts.exclusion.isExcluded(instance.id) };
+      const lane = instance.metadata[LANE_META_KEY];
+      if (lane === undefined || lane === '') baseline.push(member);
+      else {
+        const list = byLane.get(lane) ?? [];
+        list.push(member);
+        byLane.set(lane, list);
+      }
+    }
+    this.instanceCount = opts.instances.length;
+    this.baselineCount = baseline.length;
+    this.lanes = new Map([...byLane].map(([lane, members]) => [lane, new InstancePool(`lane "${lane}"`, members, settings)]));
+
+    // One pool per distinct selector, shared by every rule that names it.
+    const pools = new Map<string, InstancePool>();
+    const poolFor = (group: GroupSelector): InstancePool => {
+      const entries = Object.entries(group).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      const key = JSON.stringify(entries);
+      let pool = pools.get(key);
+      if (!pool) {
+        const members = baseline.filter((m) => entries.every(([k, v]) => m.endpoint.instance.metadata[k] === v));
+        pool = new InstancePool(
+          entries.length === 0 ? 'every instance' : `group ${JSON.stringify(Object.fromEntries(entries))}`,
+          members,
+          settings,
+        );
+        pools.set(key, pool);
+      }
+      return pool;
+    };
+    const weighted = (list: readonly Destination[]): WeightedPools => {
+      let sum = 0;
+      return { cumulative: list.map((d) => (sum += d.weight)), pools: list.map((d) => poolFor(d.group)) };
+    };
+    // Array sort is stable: equal priorities keep document order.
+    const sorted = [...(section?.rules ?? [])].sort((a, b) => a.priority - b.priority);
+    this.rules = sorted.map((r) => ({
+      name: r.name,
+      matches: compileConditions(r.when),
+      destinations: weighted(r.destinations),
+      fallback: r.fallback ? weighted(r.fallback) : undefined,
+    }));
+    this.ruleIndex = new RuleIndex(sorted.map((r, i) => ({ when: r.when, matches: (this.rules[i] as CompiledRule).matches })));
+    this.defaultRoute = weighted(section?.default ?? EVERYTHING);
+    this.readsDestination = sorted.some((r) => r.when.some((c) => c.tag === SystemTag.destinationService));
+  }
+}
+
+/** The pool that `r` in [0, 100) falls in. */
+export function choosePool(w: WeightedPools, r: number): InstancePool {
+  const { cumulative, pools } = w;
+  for (let i = 0; i < cumulative.length; i++) if (r < (cumulative[i] as number)) return pools[i] as InstancePool;
+  return pools[pools.length - 1] as InstancePool;
+}

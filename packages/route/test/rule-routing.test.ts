@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Condition, type Instance, NoInstanceError } from '@meshlet/core';
+import { type Destination, parseRouteSection, Router, type RouteSection, seededRandom } from '../src/index.js';
+import { countBy, instance, tags } from './fixtures.js';
+
+const SVC = 'user-service';
+const fleet: Instance[] = [
+  instance(SVC, 'a1', { version: 'v1.20' }),
+  instance(SVC, 'a2', { version: 'v1.20' }),
+  instance(SVC, 'b1', { version: 'v1.21' }),
+  instance(SVC, 'b2', { version: 'v1.21' }),
+  instance(SVC, 'c1', { version: 'v2' }),
+];
+const to = (version: string): Destination[] => [{ group: { version }, weight: 100 }];
+const section = (raw: unknown): RouteSection => parseRouteSection(raw);
+
+function routerWith(rules: unknown, instances: readonly Instance[] = fleet, seed = 1): Router {
+  const router = new Router({ random: seededRandom(seed) });
+  router.setInstances(SVC, instances);
+  router.setRules(SVC, section(rules));
+  return router;
+}
+
+const versionOf = (router: Router, t: Record<string, string>) => router.pick(SVC, tags(t)).metadata.version;
+
+describe('rule routing', () => {
+  // Each operator, with a request that matches and one that does not (missing tag included).
+  const operators: [string, Condition, Record<string, string>, Record<string, string>[]][] = [
+    ['equals', { tag: 'ua.family', op: 'equals', value: 'Chrome' }, { 'ua.family': 'Chrome' }, [{ 'ua.family': 'Firefox' }, {}]],
+    ['notEquals', { tag: 'ua.family', op: 'notEquals', value: 'Chrome' }, { 'ua.family': 'Safari' }, [{ 'ua.family': 'Chrome' }, {}]],
+    ['in', { tag: 'tier', op: 'in', values: ['gold', 'vip'] }, { tier: 'vip' }, [{ tier: 'free' }, {}]],
+    ['notIn', { tag: 'tier', op: 'notIn', values: ['gold', 'vip'] }, { tier: 'free' }, [{ tier: 'gold' }, {}]],
+    [
+      'regex',
+      { tag: 'user-agent', op: 'regex', pattern: '^Mozilla/5\\.0 .*Chrome/1[2-9][0-9]' },
+      { 'user-agent': 'Mozilla/5.0 (X11) Chrome/126.0' },
+      [{ 'user-agent': 'Mozilla/5.0 (X11) Chrome/99.0' }, {}],
+    ],
+    ['exists', { tag: 'canary', op: 'exists' }, { canary: '' }, [{ other: '1' }]],
+    ['range', { tag: 'uid', op: 'range', min: 100, max: 199 }, { uid: '150' }, [{ uid: '200' }, { uid: 'abc' }, { uid: '' }, {}]],
+  ];
+  for (const [op, condition, yes, nos] of operators) {
+    it(`routes on ${op}`, () => {
+      const router = routerWith({ rules: [{ name: op, priority: 1, when: [condition], destinations: to('v1.21') }], default: to('v1.20') });
+      for (let i = 0; i < 4; i++) assert.equal(versionOf(router, yes), 'v1.21');
+      for (const no of nos) assert.equal(versionOf(router, no), 'v1.20', JSON.stringify(no));
+    });
+  }
+
+  it('ANDs the conditions of a rule', () => {
+    const when = [
+      { tag: 'ua.family', op: 'equals', value: 'Chrome' },
+      { tag: 'tier', op: 'in', values: ['vip'] },
+    ];
+    const router = routerWith({ rules: [{ name: 'both', priority: 1, when, destinations: to('v1.21') }], default: to('v1.20') });
+    assert.equal(versionOf(router, { 'ua.family': 'Chrome', tier: 'vip' }), 'v1.21');
+    assert.equal(versionOf(router, { 'ua.family': 'Chrome' }), 'v1.20');
+  });
+
+  it('answers destination.service itself', () => {
+    const router = routerWith({
+      rules: [
+        {
+          name: 'other',
+          priority: 1,
+          when: [{ tag: 'destination.service', op: 'equals', value: 'order-service' }],
+          destinations: to('v2'),
+        },
+        { name: 'mine', priority: 2, when: [{ tag: 'destination.service', op: 'equals', value: SVC }], destinations: to('v1.21') },
+      ],
+    });
+    assert.equal(versionOf(router, {}), 'v1.21');
+  });
+
+  it('takes the first matching rule by priority, lower first, ties in document order', () => {
+    const all = [{ tag: 'ua.family', op: 'exists' }];
+    const router = routerWith({
+      rules: [
+        { name: 'late', priority: 50, when: all, destinations: to('v2') },
+        { name: 'first-of-tie', priority: 5, when: all, destinations: to('v1.21') },
+        { name: 'second-of-tie', priority: 5, when: all, destinations: to('v1.20') },
+        { name: 'specific', priority: 1, when: [{ tag: 'tier', op: 'equals', value: 'vip' }], destinations: to('v1.20') },
+      ],
+    });
+    assert.equal(router.decide(SVC, tags({ 'ua.family': 'Chrome' })).rule, 'first-of-tie');
+    assert.equal(versionOf(router, { 'ua.family': 'Chrome' }), 'v1.21');
+    assert.equal(router.decide(SVC, tags({ 'ua.family': 'Chrome', tier: 'vip' })).rule, 'specific');
+  });
+
+  it('splits by weight within statistical bounds (seeded)', () => {
+    const router = routerWith({
+      rules: [
+        {
+          name: 'chrome-gray',
+          priority: 1,
+          when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }],
+          destinations: [
+            { group: { version: 'v1.21' }, weight: 20 },
+            { group: { version: 'v1.20' }, weight: 80 },
+          ],
+        },
+      ],
+      default: to('v2'),
+    });
+    const n = 10_000;
+    const seen = countBy(
+      Array.from({ length: n }, () => versionOf(router, { 'ua.family': 'Chrome' })),
+      (v) => v ?? '',
+    );
+    // Binomial(10 000, 0.2): sd = 40, so ±4 sd is ±160.
+    assert.ok(Math.abs((seen['v1.21'] ?? 0) - 2000) <= 160, JSON.stringify(seen));
+    assert.equal((seen['v1.21'] ?? 0) + (seen['v1.20'] ?? 0), n);
+    // Non-Chrome traffic is untouched by the rule.
+    assert.equal(versionOf(router, { 'ua.family': 'Firefox' }), 'v2');
+  });
+
+  it('never sends to a weight-0 group', () => {
+    const router = routerWith({
+      default: [
+        { group: { version: 'v1.21' }, weight: 0 },
+        { group: { version: 'v1.20' }, weight: 100 },
+      ],
+    });
+    for (let i = 0; i < 1000; i++) assert.equal(versionOf(router, {}), 'v1.20');
+  });
+
+  it('spreads calls over every instance when there are no rules', () => {
+    const router = new Router({ random: seededRandom(3) });
+    router.setInstances(SVC, fleet);
+    const ids = countBy(
+      Array.from({ length: 50 }, () => router.pick(SVC, tags()).id),
+      (id) => id,
+    );
+    assert.deepEqual(ids, { a1: 10, a2: 10, b1: 10, b2: 10, c1: 10 });
+  });
+
+  it('falls through an empty group to the rule’s fallback, then to the default route', () => {
+    const down = fleet.map((i) => (i.metadata.version === 'v1.21' ? { ...i, health: 'critical' as const } : i));
+    const rule = { name: 'gray', priority: 1, when: [], destinations: to('v1.21') };
+    const withFallback = routerWith({ rules: [{ ...rule, fallback: to('v2') }], default: to('v1.20') }, down);
+    assert.deepEqual(pickOf(withFallback.decide(SVC, tags())), { via: 'fallback', rule: 'gray', version: 'v2' });
+    const noFallback = routerWith({ rules: [rule], default: to('v1.20') }, down);
+    assert.deepEqual(pickOf(noFallback.decide(SVC, tags())), { via: 'default', rule: 'gray', version: 'v1.20' });
+    const emptyFallback = routerWith({ rules: [{ ...rule, fallback: to('v9') }], default: to('v1.20') }, down);
+    assert.deepEqual(pickOf(emptyFallback.decide(SVC, tags())), { via: 'default', rule: 'gray', version: 'v1.20' });
+  });
+
+  it('says why when nothing is left', () => {
+    const down = fleet.map((i) => (i.metadata.version === 'v1.21' ? { ...i, health: 'critical' as const } : i));
+    const router = routerWith(
+      { rules: [{ name: 'gray', priority: 1, when: [], destinations: to('v1.21'), fallback: to('v9') }], default: to('v7') },
+      down,
+    );
+    assert.throws(
+      () => router.decide(SVC, tags()),
+      (err: unknown) =>
+        err instanceof NoInstanceError &&
+        err.code === 'MESHLET_NO_INSTANCE' &&
+        err.service === SVC &&
+        err.message.includes('rule "gray" chose group {"version":"v1.21"} (0 of 2 instances healthy)') &&
+        err.message.includes('its fallback group {"version":"v9"} (0 of 0 instances healthy)') &&
+        err.message.includes('the default route group {"version":"v7"} (0 of 0 instances healthy)'),
+    );
+    const empty = new Router();
+    assert.throws(() => empty.decide('ghost', tags()), /ghost: no instance is registered/);
+  });
+
+  it('leaves out instances the exclusion names, and refreshes when it changes', () => {
+    const excluded = new Set<string>();
+    const listeners = new Set<() => void>();
+    const exclusion = {
+      isExcluded: (id: string) => excluded.has(id),
+      subscribe: (l: () => void) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+    const router = new Router({ exclusion, random: seededRandom(1) });
+    router.setInstances(SVC, fleet.slice(0, 2));
+    assert.deepEqual(new Set(Array.from({ length: 4 }, () => router.pick(SVC, tags()).id)), new Set(['a1', 'a2']));
+    excluded.add('a1');
+    for (const l of listeners) l();
+    assert.deepEqual(new Set(Array.from({ length: 4 }, () => router.pick(SVC, tags()).id)), new Set(['a2']));
+    router.close();
+    assert.equal(listeners.size, 0);
+  });
+
+  it('counts calls in flight only while they run', () => {
+    const router = new Router({ loadBalancer: { type: 'leastRequests' }, random: seededRandom(9) });
+    router.setInstances(SVC, fleet.slice(0, 2));
+    const busy = router.pick(SVC, tags());
+    const ends = Array.from({ length: 3 }, () => router.callStarted(busy));
+    for (let i = 0; i < 20; i++) assert.notEqual(router.pick(SVC, tags()).id, busy.id);
+    for (const end of ends) {
+      end();
+      end(); // a second end is ignored
+    }
+    const ids = new Set(Array.from({ length: 40 }, () => router.pick(SVC, tags()).id));
+    assert.deepEqual(ids, new Set(['a1', 'a2']));
+  });
+});
+
+function pickOf(d: { via: string; rule: string | undefined; instance: Instance }) {
+  return { via: d.via, rule: d.rule, version: d.instance.metadata.version };
+}

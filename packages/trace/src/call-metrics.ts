@@ -1,0 +1,137 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** One finished call (an attempt on the client side, a request on the server side). */
+export interface CallRecord {
+  /** Client side: the destination service; server side: the calling service ('' if unknown). */
+  readonly service: string;
+  /** The API: `METHOD route`, e.g. `GET /users/{id}`. */
+  readonly api: string;
+  readonly durationMs: number;
+  /** `error.type` when the call failed; absent on success. */
+  readonly errorType?: string | undefined;
+}
+
+export interface CallMetricsOptions {
+  /** Metric name prefix, e.g. `meshlet_client`. */
+  readonly prefix: string;
+  /** Histogram bucket upper bounds in seconds. Default: sub-millisecond up to 10 s. */
+  readonly buckets?: readonly number[];
+  /** Distinct APIs kept per service; more are counted under api="_other" so a path with ids cannot blow up the registry. Default 200. */
+  readonly maxApisPerService?: number;
+}
+
+export const DEFAULT_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+];
+
+interface Series {
+  readonly service: string;
+  readonly api: string;
+  requests: number;
+  readonly errors: Map<string, number>;
+  readonly buckets: Float64Array;
+  sum: number;
+}
+
+/** A snapshot of one (service, api) series. */
+export interface SeriesSnapshot {
+  readonly service: string;
+  readonly api: string;
+  readonly requests: number;
+  readonly errors: Readonly<Record<string, number>>;
+  /** Cumulative counts per bucket bound, as Prometheus exposes them (the last is +Inf). */
+  readonly buckets: readonly number[];
+  readonly sumSeconds: number;
+}
+
+/**
+ * Request count, error count by `error.type` and a latency histogram per (service, api).
+ * Hand-written rather than the OpenTelemetry metrics SDK: recording is a map lookup and a
+ * few increments, and the Prometheus text is rendered only when scraped.
+ */
+export class CallMetrics {
+  readonly #prefix: string;
+  readonly #bounds: readonly number[];
+  readonly #maxApis: number;
+  readonly #series = new Map<string, Series>();
+  readonly #apisPerService = new Map<string, number>();
+
+  constructor(options: CallMetricsOptions) {
+    this.#prefix = options.prefix;
+    this.#bounds = [...(options.buckets ?? DEFAULT_BUCKETS)].sort((a, b) => a - b);
+    this.#maxApis = options.maxApisPerService ?? 200;
+  }
+
+  record(call: CallRecord): void {
+    const s = this.#seriesFor(call.service, call.api);
+    s.requests++;
+    if (call.errorType !== undefined) s.errors.set(call.errorType, (s.errors.get(call.errorType) ?? 0) + 1);
+    const seconds = call.durationMs / 1000;
+    s.sum += seconds;
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && seconds > (bounds[i] as number)) i++;
+    (s.buckets as Float64Array)[i] = ((s.buckets as Float64Array)[i] ?? 0) + 1;
+  }
+
+  snapshot(): SeriesSnapshot[] {
+    return [...this.#series.values()].map((s) => {
+      let acc = 0;
+      const cumulative = Array.from(s.buckets, (n) => (acc += n));
+      return {
+        service: s.service,
+        api: s.api,
+        requests: s.requests,
+        errors: Object.fromEntries(s.errors),
+        buckets: cumulative,
+        sumSeconds: s.sum,
+      };
+    });
+  }
+
+  /** The Prometheus text exposition (format 0.0.4) of every series. */
+  render(): string {
+    const p = this.#prefix;
+    const snap = this.snapshot();
+    const out: string[] = [`# HELP ${p}_requests_total Calls, by service and API.`, `# TYPE ${p}_requests_total counter`];
+    for (const s of snap) out.push(`${p}_requests_total{${labels(s)}} ${s.requests}`);
+    out.push(`# HELP ${p}_errors_total Failed calls, by service, API and error.type.`, `# TYPE ${p}_errors_total counter`);
+    for (const s of snap) {
+      for (const [type, n] of Object.entries(s.errors)) out.push(`${p}_errors_total{${labels(s)},error_type="${escapeLabel(type)}"} ${n}`);
+    }
+    out.push(`# HELP ${p}_request_duration_seconds Call latency.`, `# TYPE ${p}_request_duration_seconds histogram`);
+    for (const s of snap) {
+      const l = labels(s);
+      s.buckets.forEach((n, i) => {
+        const le = i < this.#bounds.length ? String(this.#bounds[i]) : '+Inf';
+        out.push(`${p}_request_duration_seconds_bucket{${l},le="${le}"} ${n}`);
+      });
+      out.push(`${p}_request_duration_seconds_sum{${l}} ${s.sumSeconds}`, `${p}_request_duration_seconds_count{${l}} ${s.requests}`);
+    }
+    return `${out.join('\n')}\n`;
+  }
+
+  #seriesFor(service: string, api: string): Series {
+    const key = `${service}\u0000${api}`;
+    let s = this.#series.get(key);
+    if (s) return s;
+    const n = this.#apisPerService.get(service) ?? 0;
+    if (n >= this.#maxApis && api !== '_other') return this.#seriesFor(service, '_other');
+    this.#apisPerService.set(service, n + 1);
+    s = { service, api, requests: 0, errors: new Map(), buckets: new Float64Array(this.#bounds.length + 1), sum: 0 };
+    this.#series.set(key, s);
+    return s;
+  }
+}
+
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const labels = (s: { service: string; api: string }) => `service="${escapeLabel(s.service)}",api="${escapeLabel(s.api)}"`;
+
+/** A node:http handler that serves the Prometheus text of `sources` (mount it at `/metrics`). */
+export function prometheusHandler(...sources: readonly { render(): string }[]): (req: IncomingMessage, res: ServerResponse) => void {
+  return (_req, res) => {
+    const body = sources.map((s) => s.render()).join('');
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+}

@@ -1,0 +1,146 @@
+import { type Attributes, type AttributeValue, type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import type { OutboundHeaders } from './propagation.js';
+import { redactUrl } from './redact-url.js';
+import type { SpanDeps } from './span-deps.js';
+
+/** Meshlet's governance decisions for a call, recorded as `io.meshlet.*` attributes. */
+export interface MeshletDecisions {
+  /** The route rule that picked the destination. */
+  readonly route?: string;
+  readonly lane?: string;
+  /** Limiter decision, e.g. `allowed`, `rejected`, or `<limiter>:allowed`. */
+  readonly limiter?: string;
+  /** Breaker state seen: `closed`, `open`, `half_open`. */
+  readonly breaker?: string;
+  /** The instance id the attempt went to. */
+  readonly instance?: string;
+}
+
+/** One physical attempt of an outbound call. */
+export interface ClientCall extends MeshletDecisions {
+  readonly method: string;
+  /** The URL actually sent to (the instance's), or the logical one when nothing was sent. */
+  readonly url: URL | string;
+  /** The logical destination service (`service.peer.name`), when the call went through discovery. */
+  readonly service?: string;
+  /** 0 for the first attempt, n for the n-th retry (`http.request.resend_count`). */
+  readonly attempt?: number;
+  /** The API for metrics, e.g. `GET /users/{id}`. Default: method and path. */
+  readonly api?: string;
+}
+
+/**
+ * How an attempt ended: the response status, or what stopped it. `errorType` overrides the
+ * `error.type` derived from `error` (see GovernanceErrorType).
+ */
+export type ClientOutcome = number | { readonly statusCode?: number; readonly error?: unknown; readonly errorType?: string };
+
+/** A CLIENT span for one attempt: inject its headers, then end it once. */
+export interface ClientSpan {
+  /** The context with this span, as parent of anything started inside the attempt. */
+  readonly context: Context;
+  /** Whether the span is being recorded (sampled). */
+  readonly recording: boolean;
+  /** Writes this span's trace headers (and baggage) into the outbound request's headers. */
+  inject(headers: OutboundHeaders): void;
+  setAttribute(key: string, value: AttributeValue): void;
+  /** Ends the span and records the metrics; later calls are ignored. */
+  end(outcome: ClientOutcome): void;
+}
+
+export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCall): ClientSpan {
+  const url = typeof call.url === 'string' ? new URL(call.url) : call.url;
+  const method = normalizeMethod(call.method);
+  const scheme = url.protocol.slice(0, -1);
+  const attributes: Attributes = {
+    [Attr.httpRequestMethod]: method,
+    [Attr.serverAddress]: url.hostname,
+    [Attr.serverPort]: url.port ? Number(url.port) : scheme === 'https' ? 443 : 80,
+    [Attr.urlFull]: redactUrl(url),
+  };
+  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
+  if (call.service !== undefined) attributes[Attr.servicePeerName] = call.service;
+  if (call.attempt) attributes[Attr.httpRequestResendCount] = call.attempt;
+  if (call.route !== undefined) attributes[Attr.meshletRoute] = call.route;
+  if (call.lane !== undefined) attributes[Attr.meshletLane] = call.lane;
+  if (call.limiter !== undefined) attributes[Attr.meshletLimiter] = call.limiter;
+  if (call.breaker !== undefined) attributes[Attr.meshletBreaker] = call.breaker;
+  if (call.instance !== undefined) attributes[Attr.meshletInstance] = call.instance;
+  const span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);
+  return new ClientSpanHandle(deps, span, parent, call, url, method);
+}
+
+class ClientSpanHandle implements ClientSpan {
+  readonly #deps: SpanDeps;
+  readonly #span: Span;
+  readonly #parent: Context;
+  readonly #call: ClientCall;
+  readonly #url: URL;
+  readonly #method: string;
+  readonly #start: number;
+  #context: Context | undefined;
+  #ended = false;
+
+  constructor(deps: SpanDeps, span: Span, parent: Context, call: ClientCall, url: URL, method: string) {
+    this.#deps = deps;
+    this.#span = span;
+    this.#parent = parent;
+    this.#call = call;
+    this.#url = url;
+    this.#method = method;
+    this.#start = deps.clock.now();
+  }
+
+  get context(): Context {
+    this.#context ??= trace.setSpan(this.#parent, this.#span);
+    return this.#context;
+  }
+
+  get recording(): boolean {
+    return this.#span.isRecording();
+  }
+
+  inject(headers: OutboundHeaders): void {
+    this.#deps.propagation.inject(this.context, headers);
+  }
+
+  setAttribute(key: string, value: AttributeValue): void {
+    this.#span.setAttribute(key, value);
+  }
+
+  end(outcome: ClientOutcome): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const { statusCode, error, errorType: given } = typeof outcome === 'number' ? { statusCode: outcome } : outcome;
+    const span = this.#span;
+    let errorType: string | undefined;
+    if (statusCode !== undefined) {
+      span.setAttribute(Attr.httpResponseStatusCode, statusCode);
+      // Client side: 4xx is an error too (the conventions' client status rule).
+      if (statusCode >= 400) errorType = String(statusCode);
+    }
+    if (given !== undefined) errorType = given;
+    else if (error !== undefined) errorType = errorTypeOf(error);
+    if (errorType !== undefined) {
+      span.setAttribute(Attr.errorType, errorType);
+      const message = error instanceof Error ? error.message : undefined;
+      span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+    }
+    span.end();
+    const durationMs = this.#deps.clock.now() - this.#start;
+    const service = this.#call.service ?? this.#url.host;
+    const api = this.#call.api ?? `${this.#method} ${this.#url.pathname}`;
+    this.#deps.clientMetrics?.record({ service, api, durationMs, errorType });
+    if (this.#deps.clientDuration) {
+      const attrs: Attributes = {
+        [Attr.httpRequestMethod]: this.#method,
+        [Attr.serverAddress]: this.#url.hostname,
+        [Attr.servicePeerName]: service,
+      };
+      if (statusCode !== undefined) attrs[Attr.httpResponseStatusCode] = statusCode;
+      if (errorType !== undefined) attrs[Attr.errorType] = errorType;
+      this.#deps.clientDuration.record(durationMs / 1000, attrs);
+    }
+  }
+}

@@ -1,0 +1,30 @@
+export { activeContext, runInContext } from './active-context.js';
+export { Attr, errorTypeOf, GovernanceErrorType, normalizeMethod, OTHER_ERROR } from './attributes.js';
+export { BaggageLimits, baggageWithinLimits } from './baggage-limits.js';
+export { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
+export {
+  CallMetrics,
+  type CallMetricsOptions,
+  type CallRecord,
+  DEFAULT_BUCKETS,
+  prometheusHandler,
+  type SeriesSnapshot,
+} from './call-metrics.js';
+export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions } from './client-span.js';
+export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
+export { encodeTraceLine, encodeTraceRequest, type OtlpSpan, OtlpSpanKind, type OtlpTraceRequest } from './otlp-json.js';
+export {
+  type InboundHeaders,
+  type OutboundHeaders,
+  type PropagationFormat,
+  type PropagationOptions,
+  TracePropagation,
+} from './propagation.js';
+export { redactUrl } from './redact-url.js';
+export type { ServerRequestInfo, ServerSpan } from './server-span.js';
+export { buildTopology, renderTopologyMermaid, renderTopologySvg, renderTopologyTable, type TopologyEdge } from './topology.js';
+export { topologyCommand } from './topology-cli.js';
+export { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
+export { decodeTraceRequest, type LoggedAttributeValue, type LoggedSpan, readTraceLog } from './trace-log-reader.js';
+export { Traced, type TracedDecorator, type TracedOptions } from './traced.js';
+export { createTracing, defaultTracing, type InternalSpanOptions, type Tracing, type TracingOptions } from './tracing.js';

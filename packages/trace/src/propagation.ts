@@ -1,0 +1,110 @@
+import { type Context, isSpanContextValid, ROOT_CONTEXT, type TextMapGetter, type TextMapSetter, trace } from '@opentelemetry/api';
+import { W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
+import { baggageWithinLimits } from './baggage-limits.js';
+
+/** A trace header format: W3C trace context, B3 single header (`b3`), B3 multi header (`X-B3-*`). */
+export type PropagationFormat = 'w3c' | 'b3' | 'b3multi';
+
+export interface PropagationOptions {
+  /** Formats written on outbound calls. Default `['w3c']`; Spring Boot 2 (Sleuth) estates want `['b3multi']` or `['w3c', 'b3multi']`. */
+  readonly emit?: readonly PropagationFormat[];
+  /** Carry W3C `baggage` in and out. Default true. */
+  readonly baggage?: boolean;
+}
+
+/** Request headers as node:http gives them (lower-case names) or a WHATWG Headers. */
+export type InboundHeaders = Headers | Readonly<Record<string, string | readonly string[] | undefined>>;
+/** Headers of an outbound request: a WHATWG Headers or a plain record. */
+export type OutboundHeaders = Headers | Record<string, string>;
+
+const getter: TextMapGetter<InboundHeaders> = {
+  get(carrier, key) {
+    if (carrier instanceof Headers) return carrier.get(key) ?? undefined;
+    const v = carrier[key];
+    return v === undefined ? undefined : typeof v === 'string' ? v : [...v];
+  },
+  keys(carrier) {
+    return carrier instanceof Headers ? [...carrier.keys()] : Object.keys(carrier);
+  },
+};
+
+// Hides the single `b3` header so that B3Propagator falls back to the multi-header form.
+const withoutB3Single: TextMapGetter<InboundHeaders> = {
+  get: (carrier, key) => (key === 'b3' ? undefined : getter.get(carrier, key)),
+  keys: (carrier) => getter.keys(carrier).filter((k) => k !== 'b3'),
+};
+
+const setter: TextMapSetter<OutboundHeaders> = {
+  set(carrier, key, value) {
+    if (carrier instanceof Headers) carrier.set(key, value);
+    else carrier[key] = value;
+  },
+};
+
+const hasValidSpan = (ctx: Context): boolean => {
+  const sc = trace.getSpanContext(ctx);
+  return sc !== undefined && isSpanContextValid(sc);
+};
+
+/**
+ * Reads and writes trace headers. Extraction accepts W3C, B3 single and B3 multi, in that
+ * order, and the first valid one wins: OpenTelemetry's CompositePropagator runs every
+ * propagator and lets the last one win, which would let a stale B3 header added by an old
+ * proxy override a good traceparent. A malformed header is ignored (the request starts a
+ * new trace); nothing here throws on input.
+ */
+export class TracePropagation {
+  readonly #w3c = new W3CTraceContextPropagator();
+  readonly #baggage = new W3CBaggagePropagator();
+  readonly #b3Single = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
+  readonly #b3Multi = new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
+  readonly #emit: readonly PropagationFormat[];
+  readonly #withBaggage: boolean;
+  /** Every header name this propagation may write. */
+  readonly fields: readonly string[];
+
+  constructor(options: PropagationOptions = {}) {
+    this.#emit = [...new Set<PropagationFormat>(options.emit ?? ['w3c'])];
+    this.#withBaggage = options.baggage ?? true;
+    const fields: string[] = [];
+    for (const f of this.#emit) {
+      if (f === 'w3c') fields.push(...this.#w3c.fields());
+      else if (f === 'b3') fields.push(...this.#b3Single.fields());
+      else fields.push(...this.#b3Multi.fields());
+    }
+    if (this.#withBaggage) fields.push(...this.#baggage.fields());
+    this.fields = fields;
+  }
+
+  /** The remote parent (and baggage) carried by `headers`, on top of `base`. */
+  extract(headers: InboundHeaders, base: Context = ROOT_CONTEXT): Context {
+    let ctx = base;
+    const w3c = this.#w3c.extract(base, headers, getter);
+    if (hasValidSpan(w3c)) ctx = w3c;
+    else {
+      const b3 = this.#b3Single.extract(base, headers, getter);
+      if (hasValidSpan(b3)) ctx = b3;
+      else if (getter.get(headers, 'b3') !== undefined) {
+        const multi = this.#b3Single.extract(base, headers, withoutB3Single);
+        if (hasValidSpan(multi)) ctx = multi;
+      }
+    }
+    if (this.#withBaggage) {
+      const raw = getter.get(headers, 'baggage');
+      const header = Array.isArray(raw) ? raw.join(',') : raw;
+      if (header && baggageWithinLimits(header)) ctx = this.#baggage.extract(ctx, { baggage: header }, getter);
+    }
+    return ctx;
+  }
+
+  /** Writes the span in `context` (and its baggage) into `headers` in every configured format. */
+  inject(context: Context, headers: OutboundHeaders): void {
+    for (const f of this.#emit) {
+      if (f === 'w3c') this.#w3c.inject(context, headers, setter);
+      else if (f === 'b3') this.#b3Single.inject(context, headers, setter);
+      else this.#b3Multi.inject(context, headers, setter);
+    }
+    if (this.#withBaggage) this.#baggage.inject(context, headers, setter);
+  }
+}

@@ -1,0 +1,138 @@
+import {
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
+import { runInContext } from './active-context.js';
+import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import type { InboundHeaders } from './propagation.js';
+import type { SpanDeps } from './span-deps.js';
+
+/** What else is known of an inbound request. */
+export interface ServerRequestInfo {
+  /** The request target (path and query), e.g. node's `req.url`. */
+  readonly target?: string;
+  /** Default `http`. */
+  readonly scheme?: string;
+  /** The calling service, when known (for per-caller server metrics). */
+  readonly caller?: string;
+}
+
+/** The SERVER span of one inbound request. */
+export interface ServerSpan {
+  /** The context with this span: the parent of every client span made while handling the request. */
+  readonly context: Context;
+  readonly recording: boolean;
+  /** Sets `http.route` (a template such as `/users/:id`) and renames the span `{method} {route}`; frameworks know it after routing. */
+  setRoute(route: string): void;
+  setAttribute(key: string, value: AttributeValue): void;
+  /** Runs `fn` with this span active, so spans started inside it are its children. */
+  run<T>(fn: () => T): T;
+  /** Ends the span with the response status (5xx is an error on the server side; 4xx is not). */
+  end(statusCode: number, error?: unknown): void;
+}
+
+const headerValue = (headers: InboundHeaders, name: string): string | undefined => {
+  if (headers instanceof Headers) return headers.get(name) ?? undefined;
+  const v = headers[name];
+  return typeof v === 'string' ? v : v?.[0];
+};
+
+export function startServerSpan(
+  deps: SpanDeps,
+  headers: InboundHeaders,
+  method: string,
+  route: string | undefined,
+  info: ServerRequestInfo = {},
+): ServerSpan {
+  const parent = deps.propagation.extract(headers, ROOT_CONTEXT);
+  const m = normalizeMethod(method);
+  const attributes: Attributes = { [Attr.httpRequestMethod]: m, [Attr.urlScheme]: info.scheme ?? 'http' };
+  if (m !== method) attributes[Attr.httpRequestMethodOriginal] = method;
+  if (info.target !== undefined) {
+    const q = info.target.indexOf('?');
+    attributes[Attr.urlPath] = q < 0 ? info.target : info.target.slice(0, q);
+  }
+  if (route !== undefined) attributes[Attr.httpRoute] = route;
+  const host = headerValue(headers, 'host');
+  if (host) {
+    // host[:port]; an IPv6 literal is bracketed.
+    const colon = host.lastIndexOf(':');
+    if (colon > host.lastIndexOf(']')) {
+      attributes[Attr.serverAddress] = host.slice(0, colon);
+      const port = Number(host.slice(colon + 1));
+      if (Number.isInteger(port)) attributes[Attr.serverPort] = port;
+    } else attributes[Attr.serverAddress] = host;
+  }
+  const span = deps.tracer.startSpan(route ? `${m} ${route}` : m, { kind: SpanKind.SERVER, attributes }, parent);
+  return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+}
+
+class ServerSpanHandle implements ServerSpan {
+  readonly context: Context;
+  readonly #deps: SpanDeps;
+  readonly #span: Span;
+  readonly #method: string;
+  readonly #caller: string | undefined;
+  readonly #start: number;
+  #route: string | undefined;
+  #ended = false;
+
+  constructor(deps: SpanDeps, span: Span, context: Context, method: string, route: string | undefined, caller: string | undefined) {
+    this.#deps = deps;
+    this.#span = span;
+    this.context = context;
+    this.#method = method;
+    this.#route = route;
+    this.#caller = caller;
+    this.#start = deps.clock.now();
+  }
+
+  get recording(): boolean {
+    return this.#span.isRecording();
+  }
+
+  setRoute(route: string): void {
+    this.#route = route;
+    this.#span.setAttribute(Attr.httpRoute, route);
+    this.#span.updateName(`${this.#method} ${route}`);
+  }
+
+  setAttribute(key: string, value: AttributeValue): void {
+    this.#span.setAttribute(key, value);
+  }
+
+  run<T>(fn: () => T): T {
+    return runInContext(this.context, fn);
+  }
+
+  end(statusCode: number, error?: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const span = this.#span;
+    span.setAttribute(Attr.httpResponseStatusCode, statusCode);
+    let errorType: string | undefined;
+    if (error !== undefined) errorType = errorTypeOf(error);
+    else if (statusCode >= 500) errorType = String(statusCode);
+    if (errorType !== undefined) {
+      span.setAttribute(Attr.errorType, errorType);
+      const message = error instanceof Error ? error.message : undefined;
+      span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+    }
+    span.end();
+    const durationMs = this.#deps.clock.now() - this.#start;
+    const api = this.#route ? `${this.#method} ${this.#route}` : this.#method;
+    this.#deps.serverMetrics?.record({ service: this.#caller ?? '', api, durationMs, errorType });
+    if (this.#deps.serverDuration) {
+      const attrs: Attributes = { [Attr.httpRequestMethod]: this.#method, [Attr.httpResponseStatusCode]: statusCode };
+      if (this.#route) attrs[Attr.httpRoute] = this.#route;
+      if (errorType !== undefined) attrs[Attr.errorType] = errorType;
+      this.#deps.serverDuration.record(durationMs / 1000, attrs);
+    }
+  }
+}

@@ -1,0 +1,16 @@
+import type { Clock } from '@meshlet/core';
+import type { Histogram, Tracer } from '@opentelemetry/api';
+import type { CallMetrics } from './call-metrics.js';
+import type { TracePropagation } from './propagation.js';
+
+/** What the span handles share with the Tracing that made them. */
+export interface SpanDeps {
+  readonly tracer: Tracer;
+  readonly propagation: TracePropagation;
+  readonly clock: Clock;
+  readonly clientMetrics: CallMetrics | undefined;
+  readonly serverMetrics: CallMetrics | undefined;
+  /** OpenTelemetry histograms, only when a MeterProvider was given. */
+  readonly clientDuration: Histogram | undefined;
+  readonly serverDuration: Histogram | undefined;
+}

@@ -1,0 +1,92 @@
+import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import { encodeTraceLine } from './otlp-json.js';
+
+export interface TraceLogOptions {
+  /** The file spans are appended to; rotated files are `<path>.1` (newest) to `<path>.<maxFiles>`. */
+  readonly path: string;
+  /** Rotate before a write would take the file past this size. Default 64 MiB. */
+  readonly maxBytes?: number;
+  /** Rotated files kept besides the live one. Default 3. */
+  readonly maxFiles?: number;
+}
+
+/**
+ * The local trace log: JSON Lines, one OTLP/JSON ExportTraceServiceRequest per line, as
+ * the OpenTelemetry file exporter specification describes, with size-based rotation.
+ * Called by the batch queue only (one batch per line); writes are serialized.
+ */
+export class TraceLogExporter implements SpanExporter {
+  readonly path: string;
+  readonly #maxBytes: number;
+  readonly #maxFiles: number;
+  #file: FileHandle | undefined;
+  #size = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** Files rotated so far. */
+  rotations = 0;
+
+  constructor(options: TraceLogOptions) {
+    this.path = options.path;
+    this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    this.#maxFiles = Math.max(1, options.maxFiles ?? 3);
+  }
+
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    if (this.#closed) {
+      resultCallback({ code: ExportResultCode.FAILED, error: new Error('trace log closed') });
+      return;
+    }
+    const line = Buffer.from(`${encodeTraceLine(spans)}\n`);
+    this.#tail = this.#tail.then(
+      () =>
+        this.#write(line).then(
+          () => resultCallback({ code: ExportResultCode.SUCCESS }),
+          (error: Error) => resultCallback({ code: ExportResultCode.FAILED, error }),
+        ),
+      () => undefined,
+    );
+  }
+
+  async forceFlush(): Promise<void> {
+    await this.#tail;
+  }
+
+  async shutdown(): Promise<void> {
+    this.#closed = true;
+    await this.#tail;
+    await this.#file?.close();
+    this.#file = undefined;
+  }
+
+  async #write(line: Buffer): Promise<void> {
+    if (!this.#file) await this.#open();
+    if (this.#size > 0 && this.#size + line.length > this.#maxBytes) await this.#rotate();
+    const file = this.#file as FileHandle;
+    await file.write(line);
+    this.#size += line.length;
+  }
+
+  async #open(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    this.#file = await open(this.path, 'a');
+    this.#size = (await stat(this.path)).size;
+  }
+
+  async #rotate(): Promise<void> {
+    await this.#file?.close();
+    this.#file = undefined;
+    await rm(`${this.path}.${this.#maxFiles}`, { force: true });
+    for (let i = this.#maxFiles - 1; i >= 1; i--) {
+      await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+    await rename(this.path, `${this.path}.1`);
+    this.rotations++;
+    await this.#open();
+  }
+}

@@ -1,0 +1,188 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Clock, MeshletError, systemClock } from '@meshlet/core';
+import { type AttributeValue, type Context, type MeterProvider, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  AlwaysOnSampler,
+  type IdGenerator,
+  ParentBasedSampler,
+  type SpanExporter,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace';
+import { activeContext, runInContext } from './active-context.js';
+import { Attr, errorTypeOf } from './attributes.js';
+import { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
+import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
+import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
+import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
+import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
+import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
+import type { SpanDeps } from './span-deps.js';
+import { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
+
+export interface TracingOptions {
+  /** This service's name (`service.name` of every span). */
+  readonly service: string;
+  readonly version?: string;
+  readonly namespace?: string;
+  readonly instanceId?: string;
+  /** Share of new traces recorded, 0 to 1; a caller's sampling decision is always followed (parent-based). Default 1. */
+  readonly sampleRatio?: number;
+  readonly propagation?: PropagationOptions;
+  /** The local trace log (OTLP JSON Lines). Off unless given. */
+  readonly log?: TraceLogOptions;
+  /** An OTLP/HTTP collector, instead of or beside the log. */
+  readonly otlp?: OtlpHttpOptions;
+  /** More exporters (e.g. OpenTelemetry's InMemorySpanExporter in tests); each gets its own batch queue. */
+  readonly exporters?: readonly SpanExporter[];
+  /** Batch queue settings, for every exporter. */
+  readonly batch?: Omit<BatchOptions, 'clock'>;
+  /** Metrics: per destination service and API (client) and per route (server). `false` turns them off. */
+  readonly metrics?: false | Omit<CallMetricsOptions, 'prefix'>;
+  /** Also record `http.client.request.duration` / `http.server.request.duration` to this OpenTelemetry MeterProvider. */
+  readonly meterProvider?: MeterProvider;
+  readonly clock?: Clock;
+  /** Trace and span ids; inject a seeded one for deterministic sampling in tests. */
+  readonly idGenerator?: IdGenerator;
+}
+
+/** Options of a span around a piece of in-process work (see `@Traced`). */
+export interface InternalSpanOptions {
+  readonly attributes?: Readonly<Record<string, AttributeValue>>;
+}
+
+/** Tracing for one service: span handles for the SDK to call, metrics, and the exporters' lifecycle. */
+export interface Tracing {
+  readonly service: string;
+  readonly tracer: Tracer;
+  readonly propagation: TracePropagation;
+  /** Per destination service and API; undefined when metrics are off. */
+  readonly clientMetrics: CallMetrics | undefined;
+  /** Per calling service and route. */
+  readonly serverMetrics: CallMetrics | undefined;
+  /** The SERVER span of an inbound request, continuing the caller's trace from `headers` (W3C, then B3). */
+  startServerSpan(headers: InboundHeaders, method: string, route?: string, info?: ServerRequestInfo): ServerSpan;
+  /** A CLIENT span for one attempt, child of `parent` (default: the active context). */
+  startClientSpan(parent: Context | undefined, call: ClientCall): ClientSpan;
+  /** Runs `fn` inside an INTERNAL span child of the active context; the span ends when the returned promise settles. */
+  inSpan<T>(name: string, fn: () => Promise<T>, options?: InternalSpanOptions): Promise<T>;
+  /** The active trace context (a server span's, a `@Traced` method's). */
+  active(): Context;
+  /** Runs `fn` with `ctx` active. */
+  run<T>(ctx: Context, fn: () => T): T;
+  /** A node:http handler serving the metrics in Prometheus text format. */
+  metricsHandler(): (req: IncomingMessage, res: ServerResponse) => void;
+  /** Export counters, summed over the exporters' queues. */
+  readonly stats: BatchStats;
+  /** Exports every ended span now. */
+  forceFlush(): Promise<void>;
+  /** Flushes and closes the exporters; spans ended before it are not lost. Call it from the service's graceful shutdown. */
+  shutdown(): Promise<void>;
+}
+
+let lastTracing: Tracing | undefined;
+
+/** The tracing most recently created in this process (what `@Traced()` uses by default). */
+export function defaultTracing(): Tracing | undefined {
+  return lastTracing;
+}
+
+/** Creates tracing for a service. Invalid options throw MeshletError `MESHLET_BAD_OPTION`. */
+export function createTracing(options: TracingOptions): Tracing {
+  const ratio = options.sampleRatio ?? 1;
+  if (!(ratio >= 0 && ratio <= 1)) {
+    throw new MeshletError('MESHLET_BAD_OPTION', `sampleRatio: ${ratio} — give a number from 0 (no new traces) to 1 (every trace)`);
+  }
+  const clock = options.clock ?? systemClock;
+  const exporters: SpanExporter[] = [...(options.exporters ?? [])];
+  if (options.log) exporters.push(new TraceLogExporter(options.log));
+  if (options.otlp) exporters.push(new OtlpHttpExporter(options.otlp));
+  const queues = exporters.map((e) => new BatchQueue(e, { ...options.batch, clock }));
+
+  const resourceAttrs: Record<string, string> = { [Attr.serviceName]: options.service };
+  if (options.version) resourceAttrs[Attr.serviceVersion] = options.version;
+  if (options.namespace) resourceAttrs[Attr.serviceNamespace] = options.namespace;
+  if (options.instanceId) resourceAttrs[Attr.serviceInstanceId] = options.instanceId;
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes(resourceAttrs),
+    sampler: new ParentBasedSampler({ root: ratio === 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(ratio) }),
+    spanProcessors: queues,
+    ...(options.idGenerator ? { idGenerator: options.idGenerator } : {}),
+  });
+  const tracer = provider.getTracer('@meshlet/trace', '0.1.0');
+  const propagation = new TracePropagation(options.propagation);
+  const metricsOptions = options.metrics === false ? undefined : (options.metrics ?? {});
+  const clientMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_client' }) : undefined;
+  const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server' }) : undefined;
+  const meter = options.meterProvider?.getMeter('@meshlet/trace', '0.1.0');
+  const advice = { explicitBucketBoundaries: [...(metricsOptions?.buckets ?? DEFAULT_BUCKETS)] };
+  const deps: SpanDeps = {
+    tracer,
+    propagation,
+    clock,
+    clientMetrics,
+    serverMetrics,
+    clientDuration: meter?.createHistogram('http.client.request.duration', {
+      unit: 's',
+      description: 'Duration of HTTP client requests.',
+      advice,
+    }),
+    serverDuration: meter?.createHistogram('http.server.request.duration', {
+      unit: 's',
+      description: 'Duration of HTTP server requests.',
+      advice,
+    }),
+  };
+
+  let closing: Promise<void> | undefined;
+  const tracing: Tracing = {
+    service: options.service,
+    tracer,
+    propagation,
+    clientMetrics,
+    serverMetrics,
+    startServerSpan: (headers, method, route, info) => startServerSpan(deps, headers, method, route, info),
+    startClientSpan: (parent, call) => startClientSpan(deps, parent ?? activeContext(), call),
+    async inSpan(name, fn, spanOptions) {
+      const parent = activeContext();
+      const span = tracer.startSpan(
+        name,
+        { kind: SpanKind.INTERNAL, ...(spanOptions?.attributes ? { attributes: spanOptions.attributes } : {}) },
+        parent,
+      );
+      try {
+        return await runInContext(trace.setSpan(parent, span), fn);
+      } catch (error) {
+        span.setAttribute(Attr.errorType, errorTypeOf(error));
+        span.setStatus({ code: SpanStatusCode.ERROR, ...(error instanceof Error ? { message: error.message } : {}) });
+        throw error;
+      } finally {
+        span.end();
+      }
+    },
+    active: activeContext,
+    run: runInContext,
+    metricsHandler: () => prometheusHandler(...[clientMetrics, serverMetrics].filter((m) => m !== undefined)),
+    get stats() {
+      const sum = { exported: 0, dropped: 0, failed: 0, queued: 0 };
+      for (const q of queues) {
+        const s = q.stats;
+        sum.exported += s.exported;
+        sum.dropped += s.dropped;
+        sum.failed += s.failed;
+        sum.queued += s.queued;
+      }
+      return sum;
+    },
+    forceFlush: () => provider.forceFlush(),
+    shutdown() {
+      closing ??= provider.shutdown().finally(() => {
+        if (lastTracing === tracing) lastTracing = undefined;
+      });
+      return closing;
+    },
+  };
+  lastTracing = tracing;
+  return tracing;
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ManualClock, MeshletError } from '@meshlet/core';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { CallMetrics, createTracing } from '../src/index.js';
+import { listen } from './servers.js';
+
+describe('metrics', () => {
+  it('count requests, errors by error.type and latency per destination service and API', async () => {
+    const clock = new ManualClock();
+    const tracing = createTracing({ service: 'web', clock });
+    const call = (ms: number, outcome: Parameters<ReturnType<typeof tracing.startClientSpan>['end']>[0], api = 'GET /users/{id}') => {
+      const span = tracing.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: 'http://10.0.0.1:8080/users/1', service: 'users', api });
+      clock.advance(ms);
+      span.end(outcome);
+    };
+    call(0.4, 200);
+    call(3, 200);
+    call(30, 503);
+    call(0, { error: new MeshletError('MESHLET_CIRCUIT_OPEN', 'open') });
+    call(2, 200, 'POST /users');
+    const [users, post] = tracing.clientMetrics?.snapshot() ?? [];
+    assert.equal(users?.service, 'users');
+    assert.equal(users?.requests, 4);
+    assert.deepEqual(users?.errors, { '503': 1, circuit_open: 1 });
+    assert.equal(users?.sumSeconds, (0.4 + 3 + 30) / 1000);
+    // Cumulative buckets: <=0.5 ms holds 0.4 and 0; <=5 ms adds 3; <=50 ms adds 30.
+    assert.deepEqual(users?.buckets.slice(0, 7), [2, 2, 2, 3, 3, 3, 4]);
+    assert.equal(post?.requests, 1);
+
+    const text = tracing.clientMetrics?.render() ?? '';
+    assert.match(text, /^# TYPE meshlet_client_requests_total counter$/m);
+    assert.match(text, /^meshlet_client_requests_total\{service="users",api="GET \/users\/\{id\}"\} 4$/m);
+    assert.match(text, /^meshlet_client_errors_total\{service="users",api="GET \/users\/\{id\}",error_type="circuit_open"\} 1$/m);
+    assert.match(text, /^meshlet_client_request_duration_seconds_bucket\{service="users",api="GET \/users\/\{id\}",le="\+Inf"\} 4$/m);
+    assert.match(text, /^meshlet_client_request_duration_seconds_count\{service="users",api="POST \/users"\} 1$/m);
+    await tracing.shutdown();
+  });
+
+  it('serves Prometheus text over node:http, server side keyed by route and caller', async () => {
+    const tracing = createTracing({ service: 'web' });
+    const s = tracing.startServerSpan({}, 'GET', '/health', { caller: 'gateway' });
+    s.end(500);
+    const server = await listen(tracing.metricsHandler());
+    try {
+      const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+      const body = await res.text();
+      assert.match(body, /^meshlet_server_requests_total\{service="gateway",api="GET \/health"\} 1$/m);
+      assert.match(body, /^meshlet_server_errors_total\{service="gateway",api="GET \/health",error_type="500"\} 1$/m);
+    } finally {
+      await server.close();
+      await tracing.shutdown();
+    }
+  });
+
+  it('bounds the APIs per service and escapes label values', () => {
+    const m = new CallMetrics({ prefix: 'x', maxApisPerService: 2 });
+    for (const api of ['GET /a', 'GET /b', 'GET /c', 'GET /d']) m.record({ service: 's"\\', api, durationMs: 1 });
+    assert.deepEqual(
+      m.snapshot().map((s) => [s.api, s.requests]),
+      [
+        ['GET /a', 1],
+        ['GET /b', 1],
+        ['_other', 2],
+      ],
+    );
+    assert.match(m.render(), /x_requests_total\{service="s\\"\\\\",api="_other"\} 2/);
+  });
+
+  it('can be turned off', async () => {
+    const tracing = createTracing({ service: 'web', metrics: false });
+    assert.equal(tracing.clientMetrics, undefined);
+    tracing.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: 'http://a/' }).end(200);
+    await tracing.shutdown();
+  });
+});

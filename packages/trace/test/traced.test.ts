@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { createTracing, Traced } from '../src/index.js';
+import { byName, memoryExporter } from './servers.js';
+
+describe('@Traced()', () => {
+  it('gives a method its own span (standard decorator), parent of calls made inside it', async () => {
+    const exporter = memoryExporter();
+    const tracing = createTracing({ service: 'svc', exporters: [exporter] });
+    class Orders {
+      @Traced()
+      async place(id: string): Promise<string> {
+        tracing.startClientSpan(undefined, { method: 'POST', url: 'http://pay/charge', service: 'pay' }).end(200);
+        return `placed ${id}`;
+      }
+
+      @Traced({ name: 'orders.fail', tracing })
+      async fail(): Promise<never> {
+        throw new Error('nope');
+      }
+    }
+    const orders = new Orders();
+    const server = tracing.startServerSpan({}, 'POST', '/orders');
+    assert.equal(await server.run(() => orders.place('7')), 'placed 7');
+    server.end(200);
+    await assert.rejects(orders.fail(), /nope/);
+    await tracing.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    const place = byName(spans, 'Orders.place');
+    assert.equal(place.kind, SpanKind.INTERNAL);
+    assert.equal(place.attributes['code.function.name'], 'Orders.place');
+    assert.equal(place.parentSpanContext?.spanId, byName(spans, 'POST /orders').spanContext().spanId);
+    assert.equal(byName(spans, 'POST').parentSpanContext?.spanId, place.spanContext().spanId);
+    const fail = byName(spans, 'orders.fail');
+    assert.equal(fail.status.code, SpanStatusCode.ERROR);
+    assert.equal(fail.attributes['error.type'], '_OTHER');
+    await tracing.shutdown();
+  });
+
+  it('works as a legacy experimentalDecorators decorator (target, key, descriptor)', async () => {
+    const exporter = memoryExporter();
+    const tracing = createTracing({ service: 'svc', exporters: [exporter] });
+    class Legacy {
+      async load(n: number): Promise<number> {
+        return n * 2;
+      }
+    }
+    const descriptor = Object.getOwnPropertyDescriptor(Legacy.prototype, 'load') as PropertyDescriptor;
+    const decorated = Traced({ tracing })(Legacy.prototype, 'load', descriptor);
+    Object.defineProperty(Legacy.prototype, 'load', decorated);
+    assert.equal(await new Legacy().load(21), 42);
+    await tracing.forceFlush();
+    assert.deepEqual(
+      exporter.getFinishedSpans().map((s) => s.name),
+      ['Legacy.load'],
+    );
+    await tracing.shutdown();
+    assert.throws(() => Traced()(Legacy.prototype, 'x', { value: 1 }), TypeError);
+  });
+
+  it('runs the method untraced when there is no tracing', async () => {
+    const tracing = createTracing({ service: 'svc' });
+    await tracing.shutdown(); // no tracing is the default any more
+    class Plain {
+      @Traced()
+      async ping(): Promise<string> {
+        return 'pong';
+      }
+    }
+    assert.equal(await new Plain().ping(), 'pong');
+  });
+});
