@@ -4,17 +4,22 @@
 // Redis servers from the binaries prepared here, on free loopback ports.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { globSync } from 'node:fs';
+import { delimiter, resolve } from 'node:path';
+
+// As under `npm test`, whoever runs this directly: the project's tools first on PATH.
+process.env.PATH = `${resolve('node_modules/.bin')}${delimiter}${process.env.PATH}`;
 
 const run = (cmd, args, env = process.env) => {
   console.log(`\n$ ${cmd} ${args.join(' ')}`);
   const r = spawnSync(cmd, args, { stdio: 'inherit', env });
+  if (r.error) console.error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
 
 /** Runs a setup script whose last stdout line is a path; its progress goes to our stderr. */
-const prepare = (script) => {
-  console.log(`\n$ ${script}`);
-  const out = execFileSync(script, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+const prepare = (script, args = []) => {
+  console.log(`\n$ ${script} ${args.join(' ')}`);
+  const out = execFileSync(script, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   return out.trim().split('\n').at(-1);
 };
 
@@ -23,10 +28,17 @@ run('biome', ['ci', '.']);
 
 const env = { ...process.env };
 env.MESHLET_CONSUL_BIN ??= prepare('scripts/install-consul.sh');
+// One Redis for the distributed rate-limit tests, on its own port, stopped at exit.
+const redisPort = '16379';
+if (!env.MESHLET_REDIS_URL) {
+  env.MESHLET_REDIS_URL = prepare('scripts/redis.sh', ['start', redisPort]);
+  process.on('exit', () => spawnSync('scripts/redis.sh', ['stop', redisPort], { stdio: 'inherit' }));
+}
 
 const files = [...globSync('packages/*/dist/test/**/*.test.js'), ...globSync('test/dist/**/*.test.js')].sort();
 if (files.length === 0) {
   console.error('no test files found: did the build put them in dist/?');
   process.exit(1);
 }
-run(process.execPath, ['--test', '--test-timeout=120000', ...process.argv.slice(2), ...files], env);
+const r = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...process.argv.slice(2), ...files], { stdio: 'inherit', env });
+process.exitCode = r.status ?? 1;

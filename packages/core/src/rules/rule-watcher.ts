@@ -36,6 +36,11 @@ export class RuleWatcher {
   #seen: string | undefined;
   #rejected = 0;
   #lastError: RuleWatcherStatus['lastError'];
+  #markReady!: () => void;
+  /** Resolves once the store has answered for the first time (with a document or without). */
+  readonly ready: Promise<void> = new Promise((resolve) => {
+    this.#markReady = resolve;
+  });
 
   constructor(opts: { kv: KvStore; service: string; kinds: readonly RuleKind<unknown>[]; logger: Logger; prefix?: string }) {
     this.#kv = opts.kv;
@@ -87,6 +92,7 @@ export class RuleWatcher {
     const seen = text === undefined ? 'absent' : String(revision);
     if (seen === this.#seen) return;
     this.#seen = seen;
+    this.#markReady();
     let document: RuleDocument | undefined;
     if (text !== undefined) {
       try {

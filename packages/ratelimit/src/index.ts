@@ -1,0 +1,44 @@
+export { Bulkhead, BulkheadFullError, type BulkheadOptions, Bulkheads, type Release } from './bulkhead.js';
+export { type PathMatcher, parsePathTemplate } from './path-template.js';
+export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';
+export {
+  ALLOWED,
+  type Decision,
+  type LimitedRequest,
+  RateLimiter,
+  type RateLimiterOptions,
+  type RateLimiterStats,
+  type RefusingRule,
+  type RuleSource,
+} from './rate-limiter.js';
+export {
+  type ApiMethod,
+  type ApiScope,
+  METHODS,
+  MODES,
+  parseDuration,
+  parseRateLimitRule,
+  parseRateLimitSection,
+  type RateLimitMode,
+  type RateLimitRule,
+  type RateLimitSection,
+  type RateUnit,
+  type RuleScope,
+  ratelimitRules,
+  scopeOf,
+  tokensPerMs,
+  UNITS,
+} from './ratelimit-rule.js';
+export { connectRedis, nodeRedisCommand, type RawCommandClient, type RedisConnection } from './redis-client.js';
+export {
+  type RedisAcquired,
+  type RedisBucketSpec,
+  type RedisCommand,
+  RedisTokenBuckets,
+  type RedisTokenBucketsOptions,
+  RedisUnavailableError,
+  TOKEN_BUCKET_LUA,
+  TOKEN_BUCKET_SHA,
+} from './redis-token-buckets.js';
+export { describeLimit, RateLimitedError, type Rejection, type RejectionBody, rejection } from './rejection.js';
+export { type Acquired, type TokenBucketOptions, TokenBuckets } from './token-bucket.js';

@@ -1,0 +1,364 @@
+import {
+  type Clock,
+  compileConditions,
+  type Logger,
+  type Matcher,
+  type RuleDocument,
+  silentLogger,
+  systemClock,
+  TagLimits,
+  type TagLookup,
+  type Unsubscribe,
+} from '@meshlet/core';
+import { type PathMatcher, parsePathTemplate } from './path-template.js';
+import { type RateLimitRule, type RateLimitSection, type RuleScope, ratelimitRules, scopeOf, tokensPerMs } from './ratelimit-rule.js';
+import type { RedisBucketSpec, RedisTokenBuckets } from './redis-token-buckets.js';
+import { TokenBuckets } from './token-bucket.js';
+
+/** The inbound request a decision is about. */
+export interface LimitedRequest {
+  readonly method: string;
+  /** The request path without the query string. */
+  readonly path: string;
+  /** Reads the request's tags (system and custom), e.g. `(k) => getTag(k, ctx)`. */
+  readonly tag: TagLookup;
+}
+
+/** The rule that refused a request, as a 429 body and a log line name it. */
+export interface RefusingRule {
+  readonly name: string;
+  readonly scope: RuleScope;
+  readonly rate: number;
+  readonly perMs: number;
+  readonly burst: number;
+  readonly mode: RateLimitRule['mode'];
+}
+
+export type Decision =
+  | { readonly allowed: true; readonly rule: undefined; readonly retryAfterSeconds: 0 }
+  | { readonly allowed: false; readonly rule: RefusingRule; readonly retryAfterSeconds: number };
+
+export const ALLOWED: Decision = Object.freeze({ allowed: true, rule: undefined, retryAfterSeconds: 0 });
+
+export interface RateLimiterStats {
+  /** True while distributed rules are enforced from local shares because Redis does not answer. */
+  readonly degraded: boolean;
+  /** Times Redis went from answering to not answering. */
+  readonly outages: number;
+  /** Decisions on distributed rules made from local shares. */
+  readonly degradedDecisions: number;
+  readonly allowed: number;
+  readonly refused: number;
+  /** Local buckets held, over every rule (bounded by rules x maxKeysPerRule). */
+  readonly buckets: number;
+}
+
+/** Something that publishes rule documents: core's RuleWatcher. */
+export interface RuleSource {
+  subscribe(listener: (document: RuleDocument | undefined, revision: number) => void): Unsubscribe;
+}
+
+export interface RateLimiterOptions {
+  /** This service: part of the Redis keys, so that services never share buckets by accident. */
+  readonly service: string;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Where `distributed` rules keep their buckets. Without it they are enforced locally at full rate. */
+  readonly redis?: RedisTokenBuckets;
+  /** Healthy instances of this service, for the local share when Redis is down. Default 1. */
+  readonly instances?: () => number;
+  /** Most buckets per rule (one per distinct `by` value). Default 10 000. */
+  readonly maxKeysPerRule?: number;
+  /** While degraded, how often one decision tries Redis again. Default 1000 ms. */
+  readonly probeIntervalMs?: number;
+  /** Redis key prefix. Default `meshlet:rl:`. */
+  readonly keyPrefix?: string;
+}
+
+interface CompiledRule {
+  readonly rule: RateLimitRule;
+  readonly refusing: RefusingRule;
+  readonly path: PathMatcher | undefined;
+  readonly when: Matcher | undefined;
+  readonly by: readonly string[];
+  readonly local: TokenBuckets;
+  readonly distributed: boolean;
+  readonly redisPrefix: string;
+  /** For distributed rules while Redis is down: this instance's share of the limit. */
+  share: { instances: number; buckets: TokenBuckets } | undefined;
+}
+
+interface Match {
+  readonly c: CompiledRule;
+  readonly key: string;
+}
+
+/** Key of the one bucket that requests without a usable `by` value share. */
+const OTHER = '\u0000other';
+const SEP = '\u0000';
+const METHODS_PRECOMPILED = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+/**
+ * Decides whether an inbound request is within the rate limits in force. Rules are
+ * compiled once when they change (per method, path matchers, condition matchers), so a
+ * decision is a few map reads and one bucket update per matching rule. A request must fit
+ * every rule that matches it; tokens are taken only when it fits all of them.
+ *
+ * Local rules decide synchronously. Distributed rules ask Redis (one round trip for all
+ * of them); when Redis fails or is slow, they fall back to this instance's share of the
+ * limit (rate and burst divided by `instances()`), say so once in the log, count it in
+ * `stats`, and try Redis again every `probeIntervalMs`.
+ */
+export class RateLimiter {
+  readonly #service: string;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #redis: RedisTokenBuckets | undefined;
+  readonly #instances: () => number;
+  readonly #maxKeys: number;
+  readonly #probeMs: number;
+  readonly #keyPrefix: string;
+  #rules: CompiledRule[] = [];
+  #byMethod = new Map<string, CompiledRule[]>();
+  #anyMethod: CompiledRule[] = [];
+  #degraded = false;
+  #nextProbeAt = 0;
+  #outages = 0;
+  #degradedDecisions = 0;
+  #allowed = 0;
+  #refused = 0;
+
+  constructor(options: RateLimiterOptions) {
+    this.#service = options.service;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+    this.#redis = options.redis;
+    this.#instances = options.instances ?? (() => 1);
+    this.#maxKeys = options.maxKeysPerRule ?? 10_000;
+    this.#probeMs = options.probeIntervalMs ?? 1000;
+    this.#keyPrefix = options.keyPrefix ?? 'meshlet:rl:';
+  }
+
+  /**
+   * Replaces the rules in force. A rule that keeps its name and numbers keeps its buckets,
+   * so a reload does not hand every client a fresh burst; a changed rule starts from the
+   * old levels, capped at its new burst.
+   */
+  setRules(section: RateLimitSection | undefined): void {
+    const old = new Map(this.#rules.map((c) => [c.rule.name, c]));
+    this.#rules = (section?.rules ?? []).map((rule) => this.#compile(rule, old.get(rule.name)));
+    if (this.#redis === undefined) {
+      for (const c of this.#rules) {
+        if (c.rule.mode === 'distributed' && !old.has(c.rule.name)) {
+          this.#logger.warn('distributed rate limit enforced per instance: no Redis configured', {
+            code: 'MESHLET_RATELIMIT_NO_REDIS',
+            service: this.#service,
+            rule: c.rule.name,
+          });
+        }
+      }
+    }
+    this.#anyMethod = this.#rules.filter((c) => c.rule.api === undefined || c.rule.api.method === '*');
+    this.#byMethod = new Map(
+      METHODS_PRECOMPILED.map((m) => [
+        m,
+        this.#rules.filter((c) => c.rule.api === undefined || c.rule.api.method === '*' || c.rule.api.method === m),
+      ]),
+    );
+  }
+
+  /** Applies the `ratelimit` section of every document `source` publishes, now and on change. */
+  follow(source: RuleSource): Unsubscribe {
+    return source.subscribe((doc) => this.setRules(doc?.sections.get(ratelimitRules.name) as RateLimitSection | undefined));
+  }
+
+  /** The rules in force. */
+  get rules(): readonly RateLimitRule[] {
+    return this.#rules.map((c) => c.rule);
+  }
+
+  get stats(): RateLimiterStats {
+    return {
+      degraded: this.#degraded,
+      outages: this.#outages,
+      degradedDecisions: this.#degradedDecisions,
+      allowed: this.#allowed,
+      refused: this.#refused,
+      buckets: this.#rules.reduce((sum, c) => sum + c.local.size + (c.share?.buckets.size ?? 0), 0),
+    };
+  }
+
+  /**
+   * Decides `request`, taking `n` tokens from every matching rule when it is allowed.
+   * Synchronous (a Decision) unless a distributed rule matches and Redis must be asked
+   * (a Promise). Never rejects: Redis trouble means local shares, not an error.
+   */
+  decide(request: LimitedRequest, n = 1): Decision | Promise<Decision> {
+    const candidates = this.#byMethod.get(request.method) ?? this.#anyMethod;
+    if (candidates.length === 0) return this.#count(ALLOWED);
+    let matches: Match[] | undefined;
+    let remote = false;
+    for (const c of candidates) {
+      if (c.path !== undefined && !c.path(request.path)) continue;
+      if (c.when !== undefined && !c.when(request.tag)) continue;
+      const m: Match = { c, key: bucketKey(c.by, request.tag) };
+      if (matches === undefined) matches = [m];
+      else matches.push(m);
+      if (c.distributed) remote = true;
+    }
+    if (matches === undefined) return this.#count(ALLOWED);
+    if (!remote) {
+      if (matches.length === 1) {
+        // The common case: one rule, so check-and-take is one bucket operation.
+        const { c, key } = matches[0] as Match;
+        const got = c.local.tryAcquire(key, n);
+        return this.#count(got.admitted ? ALLOWED : refuse(c, got.retryAfterMs));
+      }
+      return this.#count(this.#local(matches, n, false));
+    }
+    if (this.#degraded && this.#clock.now() < this.#nextProbeAt) return this.#count(this.#local(matches, n, true));
+    if (this.#degraded) this.#nextProbeAt = this.#clock.now() + this.#probeMs; // this decision probes; the rest stay local
+    return this.#remote(matches, n);
+  }
+
+  async #remote(matches: Match[], n: number): Promise<Decision> {
+    // Local rules first: a request they refuse must not spend shared tokens.
+    const localOnly = matches.filter((m) => !m.c.distributed);
+    const localRefusal = this.#refusal(localOnly, n, false);
+    if (localRefusal) return this.#count(localRefusal);
+    const distributed = matches.filter((m) => m.c.distributed);
+    const specs: RedisBucketSpec[] = distributed.map((m) => ({
+      key: `${m.c.redisPrefix}${m.key}`,
+      ratePerMs: tokensPerMs(m.c.rule),
+      burst: m.c.rule.burst,
+    }));
+    let answer: Awaited<ReturnType<RedisTokenBuckets['tryAcquire']>>;
+    try {
+      answer = await (this.#redis as RedisTokenBuckets).tryAcquire(specs, n);
+    } catch (err) {
+      this.#markDown(err);
+      return this.#count(this.#local(matches, n, true));
+    }
+    this.#markUp();
+    if (!answer.admitted) {
+      const refusing = (distributed[answer.bucket] ?? distributed[0]) as Match;
+      return this.#count(refuse(refusing.c, answer.retryAfterMs));
+    }
+    // Local levels may have moved during the round trip; take what fits now.
+    return this.#count(this.#local(localOnly, n, false));
+  }
+
+  /** Checks every match, then takes from all of them or from none. */
+  #local(matches: readonly Match[], n: number, degraded: boolean): Decision {
+    if (degraded) this.#degradedDecisions++;
+    const refusal = this.#refusal(matches, n, degraded);
+    if (refusal) return refusal;
+    for (const m of matches) this.#buckets(m.c, degraded).take(m.key, n);
+    return ALLOWED;
+  }
+
+  #refusal(matches: readonly Match[], n: number, degraded: boolean): Decision | undefined {
+    let worst: Match | undefined;
+    let wait = 0;
+    for (const m of matches) {
+      const w = this.#buckets(m.c, degraded).wouldWait(m.key, n);
+      if (w > wait) {
+        wait = w;
+        worst = m;
+      }
+    }
+    return worst ? refuse(worst.c, wait) : undefined;
+  }
+
+  #buckets(c: CompiledRule, degraded: boolean): TokenBuckets {
+    if (!degraded || !c.distributed) return c.local;
+    const instances = Math.max(1, Math.floor(this.#instances()) || 1);
+    if (c.share?.instances !== instances) {
+      const buckets = new TokenBuckets({
+        rate: c.rule.rate / instances,
+        perMs: c.rule.perMs,
+        burst: Math.max(1, Math.floor(c.rule.burst / instances)),
+        clock: this.#clock,
+        maxKeys: this.#maxKeys,
+      });
+      if (c.share) buckets.adopt(c.share.buckets);
+      c.share = { instances, buckets };
+    }
+    return c.share.buckets;
+  }
+
+  #markDown(err: unknown): void {
+    this.#nextProbeAt = this.#clock.now() + this.#probeMs;
+    if (this.#degraded) return;
+    this.#degraded = true;
+    this.#outages++;
+    this.#logger.warn("rate limit Redis unavailable: distributed rules fall back to this instance's share of the limit", {
+      code: 'MESHLET_RATELIMIT_DEGRADED',
+      service: this.#service,
+      instances: this.#instances(),
+      reason: err instanceof Error ? err.message : String(err),
+    });
+  }
+
+  #markUp(): void {
+    if (!this.#degraded) return;
+    this.#degraded = false;
+    this.#logger.info('rate limit Redis answers again: distributed rules are shared again', {
+      code: 'MESHLET_RATELIMIT_RECOVERED',
+      service: this.#service,
+    });
+  }
+
+  #count(d: Decision): Decision {
+    if (d.allowed) this.#allowed++;
+    else this.#refused++;
+    return d;
+  }
+
+  #compile(rule: RateLimitRule, previous: CompiledRule | undefined): CompiledRule {
+    const same = previous && previous.rule.rate === rule.rate && previous.rule.perMs === rule.perMs && previous.rule.burst === rule.burst;
+    let local: TokenBuckets;
+    if (same) local = previous.local;
+    else {
+      local = new TokenBuckets({ rate: rule.rate, perMs: rule.perMs, burst: rule.burst, clock: this.#clock, maxKeys: this.#maxKeys });
+      if (previous) local.adopt(previous.local);
+    }
+    return {
+      rule,
+      refusing: { name: rule.name, scope: scopeOf(rule), rate: rule.rate, perMs: rule.perMs, burst: rule.burst, mode: rule.mode },
+      path: rule.api ? parsePathTemplate(rule.api.path, 'api.path') : undefined,
+      when: rule.when.length > 0 ? compileConditions(rule.when) : undefined,
+      by: rule.by,
+      local,
+      distributed: rule.mode === 'distributed' && this.#redis !== undefined,
+      // The hash tag keeps one service's buckets in one cluster slot, so a multi-rule script is legal there.
+      redisPrefix: `${this.#keyPrefix}{${this.#service}}:${rule.name}:${rule.rate}/${rule.perMs}/${rule.burst}:`,
+      share: same ? previous.share : undefined,
+    };
+  }
+}
+
+function refuse(c: CompiledRule, waitMs: number): Decision {
+  return { allowed: false, rule: c.refusing, retryAfterSeconds: Number.isFinite(waitMs) ? Math.max(1, Math.ceil(waitMs / 1000)) : 3600 };
+}
+
+/**
+ * The bucket of a request under a rule split `by` tags. A request without the tag, or
+ * with a value over the tag bound, counts against one shared bucket: it is limited, and
+ * a flood of huge or absent values cannot mint a bucket each.
+ */
+function bucketKey(by: readonly string[], tag: TagLookup): string {
+  if (by.length === 0) return '';
+  let key = '';
+  for (let i = 0; i < by.length; i++) {
+    const v = tag(by[i] as string);
+    if (v === undefined || overBound(v)) return OTHER;
+    key = i === 0 ? v : `${key}${SEP}${v}`;
+  }
+  return key;
+}
+
+function overBound(v: string): boolean {
+  if (v.length > TagLimits.maxValueBytes) return true;
+  return v.length * 3 > TagLimits.maxValueBytes && Buffer.byteLength(v, 'utf8') > TagLimits.maxValueBytes;
+}

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import type { Clock } from '@meshlet/core';
+import { MeshletError, systemClock } from '@meshlet/core';
+
+/**
+ * Sends one Redis command and resolves with its reply. The port this package needs from a
+ * Redis client: `nodeRedisCommand(client)` adapts node-redis, and any other client with a
+ * raw-command call fits in one line.
+ */
+export type RedisCommand = (args: readonly string[]) => Promise<unknown>;
+
+/** One bucket a distributed acquire must take from. */
+export interface RedisBucketSpec {
+  readonly key: string;
+  /** Tokens per millisecond. */
+  readonly ratePerMs: number;
+  readonly burst: number;
+}
+
+/** Redis did not answer in time or answered with an error; the limiter falls back to local shares. */
+export class RedisUnavailableError extends MeshletError {
+  static readonly code = 'MESHLET_RATELIMIT_REDIS';
+  constructor(reason: string, options?: ErrorOptions) {
+    super(
+      RedisUnavailableError.code,
+      `rate limit store unavailable: ${reason}. Limits fall back to each instance's share until Redis answers again.`,
+      options,
+    );
+  }
+}
+
+/**
+ * All-or-nothing token bucket over several keys, in one round trip. Time comes from Redis
+ * `TIME` so that the clocks of the instances do not matter; a bucket's state is a hash
+ * {tokens, at} that expires once it would have refilled anyway. Replies {1, 0} when
+ * admitted, else {0, wait ms, index of the bucket that waits longest (1-based)}.
+ */
+export const TOKEN_BUCKET_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local n = tonumber(ARGV[1])
+local levels = {}
+local wait, worst = 0, 0
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[i * 2])
+  local burst = tonumber(ARGV[i * 2 + 1])
+  local s = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(s[1])
+  local at = tonumber(s[2])
+  if tokens == nil or at == nil then
+    tokens = burst
+  elseif now > at then
+    tokens = math.min(burst, tokens + (now - at) * rate)
+  end
+  levels[i] = tokens
+  if tokens + 1e-6 < n then
+    local w = (n - tokens) / rate
+    if w > wait then wait, worst = w, i end
+  end
+end
+if worst > 0 then return {0, math.ceil(wait), worst} end
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[i * 2])
+  local burst = tonumber(ARGV[i * 2 + 1])
+  redis.call('HSET', key, 'tokens', tostring(levels[i] - n), 'at', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000)
+end
+return {1, 0, 0}
+`;
+
+export const TOKEN_BUCKET_SHA = createHash('sha1').update(TOKEN_BUCKET_LUA).digest('hex');
+
+export type RedisAcquired =
+  | { readonly admitted: true }
+  | { readonly admitted: false; readonly retryAfterMs: number; readonly bucket: number };
+
+export interface RedisTokenBucketsOptions {
+  readonly send: RedisCommand;
+  /** A reply slower than this counts as Redis being down. Default 50 ms. */
+  readonly timeoutMs?: number;
+  /** For the timeout timer only. Default systemClock. */
+  readonly clock?: Clock;
+}
+
+/**
+ * Token buckets kept in Redis, shared by every instance that names the same keys. Runs the
+ * script with EVALSHA and, when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH),
+ * with EVAL, which caches it again.
+ */
+export class RedisTokenBuckets {
+  readonly #send: RedisCommand;
+  readonly #timeoutMs: number;
+  readonly #clock: Clock;
+
+  constructor(options: RedisTokenBucketsOptions) {
+    this.#send = options.send;
+    this.#timeoutMs = options.timeoutMs ?? 50;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Takes `n` tokens from every bucket, or from none. Rejects with RedisUnavailableError. */
+  async tryAcquire(buckets: readonly RedisBucketSpec[], n = 1): Promise<RedisAcquired> {
+    const args: string[] = [String(buckets.length)];
+    for (const b of buckets) args.push(b.key);
+    args.push(String(n));
+    for (const b of buckets) args.push(String(b.ratePerMs), String(b.burst));
+    let reply: unknown;
+    try {
+      reply = await this.#withTimeout(this.#send(['EVALSHA', TOKEN_BUCKET_SHA, ...args]));
+    } catch (err) {
+      if (!isNoScript(err)) throw asUnavailable(err);
+      try {
+        reply = await this.#withTimeout(this.#send(['EVAL', TOKEN_BUCKET_LUA, ...args]));
+      } catch (again) {
+        throw asUnavailable(again);
+      }
+    }
+    if (!Array.isArray(reply) || reply.length < 3) throw new RedisUnavailableError(`unexpected script reply ${JSON.stringify(reply)}`);
+    if (Number(reply[0]) === 1) return { admitted: true };
+    return { admitted: false, retryAfterMs: Number(reply[1]), bucket: Number(reply[2]) - 1 };
+  }
+
+  #withTimeout<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const cancel = this.#clock.setTimeout(
+        () => reject(new RedisUnavailableError(`no reply within ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
+      p.then(
+        (v) => {
+          cancel();
+          resolve(v);
+        },
+        (err: unknown) => {
+          cancel();
+          reject(err);
+        },
+      );
+    });
+  }
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+function asUnavailable(err: unknown): RedisUnavailableError {
+  if (err instanceof RedisUnavailableError) return err;
+  return new RedisUnavailableError(err instanceof Error ? err.message : String(err), { cause: err });
+}

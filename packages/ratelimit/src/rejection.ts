@@ -1,0 +1,73 @@
+import { MeshletError } from '@meshlet/core';
+import type { Decision, RefusingRule } from './rate-limiter.js';
+
+/** What a refused request gets back: status 429, its headers and a JSON body naming the rule. */
+export interface Rejection {
+  readonly status: 429;
+  readonly headers: { readonly 'content-type': 'application/json'; readonly 'retry-after': string };
+  readonly body: string;
+}
+
+/** The body of a 429, as JSON. */
+export interface RejectionBody {
+  readonly error: 'rate_limited';
+  readonly code: typeof RateLimitedError.code;
+  readonly service: string;
+  readonly rule: string;
+  readonly scope: RefusingRule['scope'];
+  /** e.g. "10 per 1s, burst 20". */
+  readonly limit: string;
+  readonly retryAfterSeconds: number;
+}
+
+/** Builds the 429 response for a refused decision: `res.writeHead(r.status, r.headers).end(r.body)`. */
+export function rejection(decision: Extract<Decision, { allowed: false }>, service: string): Rejection {
+  const body: RejectionBody = {
+    error: 'rate_limited',
+    code: RateLimitedError.code,
+    service,
+    rule: decision.rule.name,
+    scope: decision.rule.scope,
+    limit: describeLimit(decision.rule),
+    retryAfterSeconds: decision.retryAfterSeconds,
+  };
+  return {
+    status: 429,
+    headers: { 'content-type': 'application/json', 'retry-after': String(decision.retryAfterSeconds) },
+    body: JSON.stringify(body),
+  };
+}
+
+/** "10 per 1s, burst 20" */
+export function describeLimit(rule: Pick<RefusingRule, 'rate' | 'perMs' | 'burst'>): string {
+  const per =
+    rule.perMs % 3_600_000 === 0
+      ? `${rule.perMs / 3_600_000}h`
+      : rule.perMs % 60_000 === 0
+        ? `${rule.perMs / 60_000}m`
+        : rule.perMs % 1000 === 0
+          ? `${rule.perMs / 1000}s`
+          : `${rule.perMs}ms`;
+  return `${rule.rate} per ${per}, burst ${rule.burst}`;
+}
+
+/**
+ * Thrown by a `@RateLimit` method over its limit. Inbound middleware turns it into the
+ * same 429 as a rule refusal (`rejection(err.decision, service)`).
+ */
+export class RateLimitedError extends MeshletError {
+  static readonly code = 'MESHLET_RATE_LIMITED';
+  readonly decision: Extract<Decision, { allowed: false }>;
+
+  constructor(decision: Extract<Decision, { allowed: false }>) {
+    super(
+      RateLimitedError.code,
+      `rate limit "${decision.rule.name}" (${describeLimit(decision.rule)}) exceeded; retry after ${decision.retryAfterSeconds} s`,
+    );
+    this.decision = decision;
+  }
+
+  get retryAfterSeconds(): number {
+    return this.decision.retryAfterSeconds;
+  }
+}

@@ -1,0 +1,256 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InMemoryKvStore, ManualClock, MemoryLogger, RuleWatcher } from '@meshlet/core';
+import {
+  type Decision,
+  type LimitedRequest,
+  parseRateLimitSection,
+  RateLimiter,
+  type RedisCommand,
+  RedisTokenBuckets,
+  ratelimitRules,
+  rejection,
+} from '../src/index.js';
+
+const section = (rules: unknown[]) => parseRateLimitSection({ rules }, 'ratelimit');
+const req = (method: string, path: string, tags: Record<string, string> = {}): LimitedRequest => ({ method, path, tag: (k) => tags[k] });
+
+function sync(d: Decision | Promise<Decision>): Decision {
+  assert.ok(!(d instanceof Promise), 'a local decision is synchronous');
+  return d;
+}
+
+function admitted(limiter: RateLimiter, request: LimitedRequest, times: number): number {
+  let n = 0;
+  for (let i = 0; i < times; i++) if (sync(limiter.decide(request)).allowed) n++;
+  return n;
+}
+
+describe('RateLimiter (local)', () => {
+  it('allows everything with no rules, synchronously', () => {
+    const limiter = new RateLimiter({ service: 'orders' });
+    assert.equal(admitted(limiter, req('GET', '/'), 100), 100);
+  });
+
+  it('limits per service, per API (method + template) and per tag condition', () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ service: 'orders', clock });
+    limiter.setRules(
+      section([
+        { name: 'service', rate: 1, burst: 50 },
+        { name: 'create-order', api: { method: 'POST', path: '/orders/{id}' }, rate: 1, burst: 3 },
+        { name: 'checkout', when: [{ tag: 'source.service', op: 'equals', value: 'checkout' }], rate: 1, burst: 2 },
+      ]),
+    );
+    assert.equal(admitted(limiter, req('POST', '/orders/1'), 10), 3, 'API rule');
+    assert.equal(admitted(limiter, req('POST', '/orders/2'), 10), 0, 'one bucket for the template, not per path');
+    assert.equal(admitted(limiter, req('GET', '/orders/1'), 1), 1, 'other methods not under the API rule');
+    assert.equal(admitted(limiter, req('GET', '/x', { 'source.service': 'checkout' }), 10), 2, 'tag rule');
+    assert.equal(admitted(limiter, req('GET', '/x', { 'source.service': 'cart' }), 100), 50 - 3 - 1 - 2, 'service rule takes the rest');
+  });
+
+  it('names the refusing rule, the longest wait, and builds the 429', () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ service: 'orders', clock });
+    limiter.setRules(
+      section([
+        { name: 'fast', rate: 10, burst: 1 },
+        { name: 'slow', rate: 1, unit: 'minute', burst: 1 },
+      ]),
+    );
+    assert.equal(sync(limiter.decide(req('GET', '/'))).allowed, true);
+    const d = sync(limiter.decide(req('GET', '/')));
+    assert.equal(d.allowed, false);
+    if (d.allowed) return;
+    assert.equal(d.rule.name, 'slow');
+    assert.equal(d.rule.scope, 'service');
+    assert.equal(d.retryAfterSeconds, 60);
+    const r = rejection(d, 'orders');
+    assert.equal(r.status, 429);
+    assert.equal(r.headers['retry-after'], '60');
+    assert.deepEqual(JSON.parse(r.body), {
+      error: 'rate_limited',
+      code: 'MESHLET_RATE_LIMITED',
+      service: 'orders',
+      rule: 'slow',
+      scope: 'service',
+      limit: '1 per 1m, burst 1',
+      retryAfterSeconds: 60,
+    });
+  });
+
+  it('takes tokens only when every matching rule admits', () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ service: 'orders', clock });
+    limiter.setRules(
+      section([
+        { name: 'wide', rate: 1, unit: 'hour', burst: 5 },
+        { name: 'narrow', api: { path: '/a' }, rate: 1, unit: 'hour', burst: 1 },
+      ]),
+    );
+    assert.equal(admitted(limiter, req('GET', '/a'), 10), 1);
+    // Nine refusals by "narrow" must not have spent "wide": four left for other paths.
+    assert.equal(admitted(limiter, req('GET', '/b'), 10), 4);
+  });
+
+  it('splits a rule by tag values, and a 10 KB tag value creates no bucket', () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ service: 'orders', clock, maxKeysPerRule: 1000 });
+    limiter.setRules(section([{ name: 'per-user', by: ['user-id'], rate: 1, unit: 'hour', burst: 2 }]));
+    assert.equal(admitted(limiter, req('GET', '/', { 'user-id': 'ann' }), 5), 2);
+    assert.equal(admitted(limiter, req('GET', '/', { 'user-id': 'bob' }), 5), 2);
+    assert.equal(limiter.stats.buckets, 2);
+    let huge = 0;
+    for (let i = 0; i < 200; i++) if (sync(limiter.decide(req('GET', '/', { 'user-id': `${i}${'x'.repeat(10 * 1024)}` }))).allowed) huge++;
+    assert.equal(huge, 2, 'over-bound values share one bucket: limited, not free');
+    assert.equal(limiter.stats.buckets, 3, 'one shared bucket for all of them, none per value');
+    assert.equal(admitted(limiter, req('GET', '/'), 5), 0, 'requests without the tag share that bucket too');
+    for (let i = 0; i < 50_000; i++) limiter.decide(req('GET', '/', { 'user-id': `u${i}` }));
+    assert.ok(limiter.stats.buckets <= 1000, `buckets ${limiter.stats.buckets}`);
+  });
+
+  it('keeps bucket levels across a reload of the same rule, caps them on a changed one', () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ service: 'orders', clock });
+    limiter.setRules(section([{ name: 'r', rate: 1, unit: 'hour', burst: 5 }]));
+    assert.equal(admitted(limiter, req('GET', '/'), 3), 3);
+    limiter.setRules(section([{ name: 'r', rate: 1, unit: 'hour', burst: 5 }]));
+    assert.equal(admitted(limiter, req('GET', '/'), 5), 2, 'same rule: no fresh burst');
+    limiter.setRules(section([{ name: 'r', rate: 1, unit: 'hour', burst: 10 }]));
+    assert.equal(admitted(limiter, req('GET', '/'), 5), 0, 'changed rule starts from the old level');
+    limiter.setRules(undefined);
+    assert.equal(admitted(limiter, req('GET', '/'), 5), 5);
+  });
+
+  it('follows the rule document in the KvStore, hot, and keeps the last good rules', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [ratelimitRules], logger }).start();
+    const limiter = new RateLimiter({ service: 'orders', clock: new ManualClock(0) });
+    limiter.follow(watcher);
+    await kv.put(
+      'meshlet/rules/orders',
+      JSON.stringify({ service: 'orders', ratelimit: { rules: [{ name: 'r', rate: 1, unit: 'hour', burst: 2 }] } }),
+    );
+    await new Promise((r) => setImmediate(r));
+    assert.equal(limiter.rules.length, 1);
+    await kv.put('meshlet/rules/orders', JSON.stringify({ service: 'orders', ratelimit: { rules: [{ name: 'r', rate: -1 }] } }));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(watcher.status.rejected, 1);
+    assert.equal(admitted(limiter, req('GET', '/'), 5), 2, 'last good rule still in force');
+    watcher.close();
+  });
+});
+
+/** A scripted Redis: each command is answered by `next`. */
+function fakeRedis(next: (args: readonly string[]) => Promise<unknown>) {
+  const calls: string[][] = [];
+  const send: RedisCommand = (args) => {
+    calls.push([...args]);
+    return next(args);
+  };
+  return { send, calls };
+}
+
+describe('RateLimiter (distributed, Redis failing)', () => {
+  const rules = section([{ name: 'shared', rate: 1, unit: 'hour', burst: 100, mode: 'distributed' }]);
+
+  it('falls back to the local share when Redis refuses connections, logs once, recovers', async () => {
+    const clock = new ManualClock(0);
+    const logger = new MemoryLogger();
+    let up = false;
+    const redis = fakeRedis(async () => {
+      if (!up) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
+      return [1, 0, 0];
+    });
+    const limiter = new RateLimiter({
+      service: 'orders',
+      clock,
+      logger,
+      redis: new RedisTokenBuckets({ send: redis.send, clock }),
+      instances: () => 4,
+      probeIntervalMs: 1000,
+    });
+    limiter.setRules(rules);
+    const first = await limiter.decide(req('GET', '/'));
+    assert.equal(first.allowed, true);
+    assert.equal(limiter.stats.degraded, true);
+    // The share is burst / instances = 25: neither everything nor nothing.
+    let ok = 1;
+    for (let i = 0; i < 99; i++) if ((await limiter.decide(req('GET', '/'))).allowed) ok++;
+    assert.equal(ok, 25);
+    assert.equal(redis.calls.length, 1, 'no Redis call between probes');
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_DEGRADED').length, 1);
+    assert.equal(limiter.stats.outages, 1);
+    assert.equal(limiter.stats.degradedDecisions, 100);
+
+    clock.advance(1000);
+    await limiter.decide(req('GET', '/')); // probes: still down
+    assert.equal(redis.calls.length, 2);
+    assert.equal(limiter.stats.degraded, true);
+    up = true;
+    clock.advance(1000);
+    const recovered = await limiter.decide(req('GET', '/'));
+    assert.equal(recovered.allowed, true);
+    assert.equal(limiter.stats.degraded, false);
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_RECOVERED').length, 1);
+  });
+
+  it('treats a Redis slower than the timeout as down', async () => {
+    const clock = new ManualClock(0);
+    const redis = fakeRedis(() => new Promise(() => {}));
+    const limiter = new RateLimiter({
+      service: 'orders',
+      clock,
+      redis: new RedisTokenBuckets({ send: redis.send, clock, timeoutMs: 50 }),
+      instances: () => 2,
+    });
+    limiter.setRules(rules);
+    const pending = limiter.decide(req('GET', '/'));
+    assert.ok(pending instanceof Promise);
+    clock.advance(50);
+    assert.equal((await pending).allowed, true);
+    assert.equal(limiter.stats.degraded, true);
+  });
+
+  it('asks Redis only when the local rules admit, for all distributed rules in one call', async () => {
+    const clock = new ManualClock(0);
+    const redis = fakeRedis(async () => [1, 0, 0]);
+    const limiter = new RateLimiter({ service: 'orders', clock, redis: new RedisTokenBuckets({ send: redis.send, clock }) });
+    limiter.setRules(
+      section([
+        { name: 'local', rate: 1, unit: 'hour', burst: 2 },
+        { name: 'shared-a', rate: 1, unit: 'hour', burst: 10, mode: 'distributed' },
+        { name: 'shared-b', by: ['user-id'], rate: 1, unit: 'hour', burst: 10, mode: 'distributed' },
+      ]),
+    );
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push((await limiter.decide(req('GET', '/', { 'user-id': 'ann' }))).allowed);
+    assert.deepEqual(results, [true, true, false, false]);
+    assert.equal(redis.calls.length, 2, 'refused locally: no round trip');
+    const [cmd, , keys, ...rest] = redis.calls[0] as string[];
+    assert.equal(cmd, 'EVALSHA');
+    assert.equal(keys, '2');
+    assert.match(rest[0] as string, /^meshlet:rl:\{orders\}:shared-a:/);
+    assert.match(rest[1] as string, /^meshlet:rl:\{orders\}:shared-b:.*ann$/);
+  });
+
+  it('retries with EVAL when Redis answers NOSCRIPT, and uses the script reply', async () => {
+    const clock = new ManualClock(0);
+    const redis = fakeRedis(async (args) => {
+      if (args[0] === 'EVALSHA') throw new Error('NOSCRIPT No matching script. Please use EVAL.');
+      return [0, 1500, 1];
+    });
+    const limiter = new RateLimiter({ service: 'orders', clock, redis: new RedisTokenBuckets({ send: redis.send, clock }) });
+    limiter.setRules(rules);
+    const d = await limiter.decide(req('GET', '/'));
+    assert.deepEqual(
+      redis.calls.map((c) => c[0]),
+      ['EVALSHA', 'EVAL'],
+    );
+    assert.equal(d.allowed, false);
+    assert.equal(d.rule?.name, 'shared');
+    assert.equal(d.retryAfterSeconds, 2);
+    assert.equal(limiter.stats.degraded, false);
+  });
+});

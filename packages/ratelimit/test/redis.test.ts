@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server, Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MemoryLogger } from '@meshlet/core';
+import { connectRedis, type Decision, parseRateLimitSection, RateLimiter, type RedisConnection, RedisTokenBuckets } from '../src/index.js';
+
+// Needs a real Redis: `scripts/redis.sh` starts one; CI exports the URL it prints.
+const URL_VAR = 'MESHLET_REDIS_URL';
+const HINT = `start one with \`scripts/redis.sh\` and run with ${URL_VAR}=redis://127.0.0.1:16379`;
+
+function redisAddress(): { url: string; host: string; port: number } {
+  const url = process.env[URL_VAR];
+  if (!url) throw new Error(`${URL_VAR} is not set: these tests need a real Redis; ${HINT}`);
+  const u = new URL(url);
+  return { url, host: u.hostname, port: Number(u.port || 6379) };
+}
+
+const request = { method: 'GET', path: '/', tag: () => undefined };
+// Each run gets its own keys, so reruns against the same Redis never see old buckets.
+const run = `t${process.pid}x${Date.now().toString(36)}`;
+const rules = (burst: number) =>
+  parseRateLimitSection({ rules: [{ name: 'shared', rate: 1, unit: 'hour', burst, mode: 'distributed' }] }, 'ratelimit');
+
+/** Polls `check` (bounded) while a client reconnects; not a timing assertion. */
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await sleep(50, undefined, { ref: false });
+  }
+  assert.fail(`never happened within 10 s: ${what}`);
+}
+
+function limiterOn(
+  connection: RedisConnection,
+  opts: { burst: number; instances?: number; logger?: MemoryLogger; timeoutMs?: number; service?: string },
+) {
+  const limiter = new RateLimiter({
+    service: opts.service ?? run,
+    redis: new RedisTokenBuckets({ send: connection.send, timeoutMs: opts.timeoutMs ?? 2000 }),
+    instances: () => opts.instances ?? 1,
+    probeIntervalMs: 0,
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  limiter.setRules(rules(opts.burst));
+  return limiter;
+}
+
+describe('RateLimiter with a real Redis', () => {
+  const connections: RedisConnection[] = [];
+  const connect = (url: string) => {
+    const c = connectRedis(url);
+    connections.push(c);
+    return c;
+  };
+  /** Connects and waits for the connection, so that no decision is made before Redis is reachable. */
+  const connected = async (url: string) => {
+    const c = connect(url);
+    await Promise.race([
+      c.ready,
+      sleep(10_000, undefined, { ref: false }).then(() => assert.fail(`no connection to Redis at ${url} within 10 s (${HINT})`)),
+    ]);
+    return c;
+  };
+
+  before(async () => {
+    const { url } = redisAddress();
+    const probe = await connected(url);
+    assert.equal(await probe.send(['PING']), 'PONG');
+  });
+
+  after(async () => {
+    await Promise.all(connections.map((c) => c.close()));
+  });
+
+  it('two limiter instances sharing Redis admit exactly the shared quota', async () => {
+    const { url } = redisAddress();
+    const a = limiterOn(await connected(url), { burst: 30, service: `${run}-quota` });
+    const b = limiterOn(await connected(url), { burst: 30, service: `${run}-quota` });
+    // Offer 100, interleaved and concurrent, across both instances: the quota is shared.
+    const decisions = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).decide(request)));
+    assert.equal(decisions.filter((d) => d.allowed).length, 30);
+    const refused = decisions.find((d) => !d.allowed) as Extract<Decision, { allowed: false }>;
+    assert.equal(refused.rule.name, 'shared');
+    assert.ok(refused.retryAfterSeconds > 0 && refused.retryAfterSeconds <= 3600);
+    assert.equal(a.stats.degraded || b.stats.degraded, false);
+  });
+
+  it('survives SCRIPT FLUSH (NOSCRIPT) by loading the script again', async () => {
+    const { url } = redisAddress();
+    const connection = await connected(url);
+    const limiter = limiterOn(connection, { burst: 3, service: `${run}-flush` });
+    assert.equal((await limiter.decide(request)).allowed, true);
+    assert.equal(await connection.send(['SCRIPT', 'FLUSH']), 'OK');
+    assert.equal((await limiter.decide(request)).allowed, true);
+    assert.equal((await limiter.decide(request)).allowed, true);
+    assert.equal((await limiter.decide(request)).allowed, false);
+    assert.equal(limiter.stats.degraded, false);
+  });
+
+  it('with Redis on a closed port, enforces the local share: not everything, not nothing', async () => {
+    const closed = await freePort();
+    const logger = new MemoryLogger();
+    const limiter = limiterOn(connect(`redis://127.0.0.1:${closed}`), { burst: 40, instances: 4, logger, timeoutMs: 200 });
+    let ok = 0;
+    for (let i = 0; i < 100; i++) if ((await limiter.decide(request)).allowed) ok++;
+    assert.equal(ok, 10, 'burst 40 over 4 instances');
+    assert.equal(limiter.stats.degraded, true);
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_DEGRADED').length, 1);
+  });
+
+  it('falls back while Redis is gone and shares the limit again when it returns', async () => {
+    const { host, port } = redisAddress();
+    const proxy = await tcpProxy(host, port);
+    try {
+      await outageAndReturn(proxy, await connected(`redis://127.0.0.1:${proxy.port}`));
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+async function outageAndReturn(proxy: Awaited<ReturnType<typeof tcpProxy>>, connection: RedisConnection): Promise<void> {
+  const logger = new MemoryLogger();
+  const limiter = limiterOn(connection, { burst: 1000, instances: 2, logger, timeoutMs: 500, service: `${run}-outage` });
+  assert.equal((await limiter.decide(request)).allowed, true);
+  assert.equal(limiter.stats.degraded, false);
+  await proxy.stop();
+  await eventually('degraded after Redis went away', async () => {
+    await limiter.decide(request);
+    return limiter.stats.degraded;
+  });
+  assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_RATELIMIT_DEGRADED'));
+  await proxy.restart();
+  await eventually('recovered after Redis came back', async () => {
+    await limiter.decide(request);
+    return !limiter.stats.degraded;
+  });
+  assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_RATELIMIT_RECOVERED'));
+  assert.equal(limiter.stats.outages, 1);
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** A TCP forwarder to Redis that the test can cut and restore, on the same port. */
+async function tcpProxy(host: string, targetPort: number) {
+  let server: Server | undefined;
+  const sockets = new Set<Socket>();
+  let port = 0;
+  const start = async () => {
+    server = createServer((client) => {
+      const upstream = new Socket();
+      upstream.connect(targetPort, host);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => s.destroy());
+        s.on('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((r) => (server as Server).listen(port, '127.0.0.1', r));
+    port = (server.address() as { port: number }).port;
+  };
+  await start();
+  return {
+    get port() {
+      return port;
+    },
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server?.close(r));
+    },
+    restart: start,
+  };
+}
