@@ -1,19 +1,56 @@
 // Runs the README's demo and quick start as a newcomer would, so the README stays true.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { it } from 'node:test';
+import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-it('the demo shows each hop, the instance chosen and the tags that arrived', async () => {
-  const { stdout } = await run(process.execPath, ['examples/dist/demo/main.js'], { timeout: 60_000 });
-  const hops = stdout.split('\n').filter((l) => /^\s+(gateway|user-service|order-service)\s/.test(l));
-  assert.equal(hops.length, 12, stdout);
-  assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=Chrome user-tier=vip/);
-  const userInstances = hops.filter((l) => l.trim().startsWith('user-service')).map((l) => l.trim().split(/\s+/)[1]);
-  assert.deepEqual(userInstances, ['user-a', 'user-b', 'user-a', 'user-b'], 'round robin over the two user-service instances');
-  assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=curl note=a,b ✓/);
+/** The `v1.21.0: N` count on the demo line that starts with `label`. */
+function count(stdout: string, label: string, version: string): number {
+  const line = stdout.split('\n').find((l) => l.trim().startsWith(label)) ?? '';
+  const m = new RegExp(`v${version.replaceAll('.', '\\.')}: (\\d+)`).exec(line);
+  return m ? Number(m[1]) : 0;
+}
+
+async function demo(args: string[], requests: number) {
+  const { stdout } = await run(process.execPath, ['examples/dist/demo/main.js', ...args], {
+    timeout: 110_000,
+    env: { ...process.env, DEMO_REQUESTS: String(requests) },
+  });
+  return stdout;
+}
+
+describe('the demo', () => {
+  it('shows each hop, the gray-release split, and the rollback (embedded registry)', async () => {
+    const n = 2000;
+    const stdout = await demo([], n);
+    const hops = stdout.split('\n').filter((l) => /^\s+(gateway|user-service|order-service)\s/.test(l));
+    assert.equal(hops.length, 12, stdout);
+    assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=Chrome user-tier=vip/);
+    const users = hops.filter((l) => l.trim().startsWith('user-service')).map((l) => l.trim().split(/\s+/)[1]);
+    assert.deepEqual(new Set(users), new Set(['user-a', 'user-b']), 'both user-service instances serve');
+    assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=curl note=a,b ✓/);
+
+    // 20% of n Chrome requests to v1.21, within 4 standard deviations.
+    const gray = count(stdout, 'Chrome, rule in force', '1.21.0');
+    const sd = Math.sqrt(n * 0.2 * 0.8);
+    assert.ok(Math.abs(gray - n * 0.2) < 4 * sd, `v1.21 got ${gray} of ${n}`);
+    assert.equal(count(stdout, 'Firefox, rule in force', '1.21.0'), 0, 'the rule matches Chrome only');
+    assert.equal(count(stdout, 'Firefox, rule in force', '1.20.0'), n / 10);
+    // After the rollback, no rule: round robin over the three instances, one of them v1.21.
+    const after = count(stdout, 'Chrome, after rollback', '1.21.0');
+    assert.ok(Math.abs(after - n / 3) <= 2, `v1.21 got ${after} of ${n} after rollback`);
+  });
+
+  it('runs on a real Consul agent with --consul', async () => {
+    const stdout = await demo(['--consul'], 300);
+    assert.match(stdout, /registry: Consul dev agent/);
+    assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=Chrome user-tier=vip/);
+    const gray = count(stdout, 'Chrome, rule in force', '1.21.0');
+    assert.ok(gray > 20 && gray < 110, `v1.21 got ${gray} of 300`);
+    assert.equal(count(stdout, 'Chrome, after rollback', '1.21.0'), 100);
+  });
 });
 
 it('the quick start prints the tag the gateway set, as seen by user-service', async () => {

@@ -1,35 +1,46 @@
 /**
- * The Meshlet demo, on the embedded in-memory registry: gateway -> user-service (two
- * instances) -> order-service, all in this process on 127.0.0.1. It sends requests
- * through the chain and prints, for each hop, the instance that served it, who called
- * it and the tags that arrived.
+ * The Meshlet demo: gateway -> user-service -> order-service on 127.0.0.1, on the
+ * embedded in-memory registry (or a real Consul agent with `--consul`).
+ *
+ * 1. Requests through the chain; each hop prints the instance that served it, who called
+ *    it and the tags that arrived.
+ * 2. Gray release: a rule sends 20% of Chrome users to user-service v1.21; the split over
+ *    DEMO_REQUESTS requests (default 10 000) is printed, the rule is rolled back in one
+ *    call, and the split printed again.
  */
-import { InMemoryRegistry, TAG_HEADER } from 'meshlet';
+import { type KvStore, type Registry, TAG_HEADER } from 'meshlet';
+import { demoBackend } from './backend.js';
 import { type HopReport, type RunningService, startService } from './services.js';
 
-const registry = new InMemoryRegistry();
+const REQUESTS = Number(process.env.DEMO_REQUESTS ?? 10_000);
+const backend = await demoBackend(process.argv.includes('--consul'));
+const { registry, rules }: { registry: Registry; rules: KvStore } = backend;
+console.log(`registry: ${backend.name}`);
+
 const services: RunningService[] = [
-  await startService({ registry, service: 'order-service', version: '2.0.0', instanceId: 'order-1' }),
-  await startService({ registry, service: 'user-service', version: '1.20.0', instanceId: 'user-a', downstream: 'order-service' }),
-  await startService({ registry, service: 'user-service', version: '1.20.0', instanceId: 'user-b', downstream: 'order-service' }),
-  await startService({ registry, service: 'gateway', version: '1.0.0', instanceId: 'gateway-1', downstream: 'user-service' }),
+  await startService({ registry, rules, service: 'order-service', version: '2.0.0', instanceId: 'order-1' }),
+  await startService({ registry, rules, service: 'user-service', version: '1.20.0', instanceId: 'user-a', downstream: 'order-service' }),
+  await startService({ registry, rules, service: 'user-service', version: '1.20.0', instanceId: 'user-b', downstream: 'order-service' }),
+  await startService({ registry, rules, service: 'gateway', version: '1.0.0', instanceId: 'gateway-1', downstream: 'user-service' }),
 ];
-const gatewayPort = services[3]?.mesh.instance?.port;
+const gateway = services[3];
+const gatewayUrl = `http://127.0.0.1:${gateway?.mesh.instance?.port}/api/orders/42`;
+const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
 
+const call = async (headers: Record<string, string>): Promise<HopReport> =>
+  (await globalThis.fetch(gatewayUrl, { headers })).json() as Promise<HopReport>;
+
+// 1. What each hop saw.
 const requests: { title: string; headers: Record<string, string> }[] = [
-  {
-    title: 'Chrome user, tier vip',
-    headers: { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0 Safari/537.36', [TAG_HEADER]: 'user-tier=vip' },
-  },
-  { title: 'Firefox user', headers: { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0' } },
+  { title: 'Chrome user, tier vip', headers: { 'user-agent': CHROME, [TAG_HEADER]: 'user-tier=vip' } },
+  { title: 'Firefox user', headers: { 'user-agent': FIREFOX } },
   { title: 'curl, tag with a comma and unicode', headers: { 'user-agent': 'curl/8.5.0', [TAG_HEADER]: 'note=a%2Cb%20%E2%9C%93' } },
-  { title: 'Chrome user again (round robin moves on)', headers: { 'user-agent': 'Mozilla/5.0 Chrome/131.0.0.0 Safari/537.36' } },
+  { title: 'Chrome user again (round robin moves on)', headers: { 'user-agent': CHROME } },
 ];
-
 const pad = (s: string, n: number) => s.padEnd(n);
 for (const [i, r] of requests.entries()) {
-  const res = await globalThis.fetch(`http://127.0.0.1:${gatewayPort}/api/orders/42`, { headers: r.headers });
-  let hop: HopReport | undefined = (await res.json()) as HopReport;
+  let hop: HopReport | undefined = await call(r.headers);
   console.log(`\nrequest ${i + 1}: ${r.title}`);
   console.log(`  ${pad('hop', 14)} ${pad('instance', 10)} ${pad('caller', 22)} tags that arrived`);
   while (hop) {
@@ -41,4 +52,58 @@ for (const [i, r] of requests.entries()) {
   }
 }
 
+// 2. Gray release: 20% of Chrome users to v1.21, and a way back.
+services.push(
+  await startService({ registry, rules, service: 'user-service', version: '1.21.0', instanceId: 'user-c', downstream: 'order-service' }),
+);
+const grayRule = {
+  service: 'user-service',
+  description: 'gray release: 20% of Chrome users to v1.21',
+  route: {
+    rules: [
+      {
+        name: 'chrome-to-v1.21',
+        when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }],
+        destinations: [
+          { group: { version: '1.21.0' }, weight: 20 },
+          { group: { version: '1.20.0' }, weight: 80 },
+        ],
+      },
+    ],
+    default: [{ group: { version: '1.20.0' }, weight: 100 }],
+  },
+};
+
+/** Sends `n` requests, 20 at a time, and counts the user-service version that served each. */
+async function split(userAgent: string, n: number): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      while (sent < n) {
+        sent++;
+        const report = await call({ 'user-agent': userAgent });
+        const v = report.next?.version ?? '?';
+        counts.set(v, (counts.get(v) ?? 0) + 1);
+      }
+    }),
+  );
+  return counts;
+}
+const show = (label: string, counts: Map<string, number>) => {
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  const parts = [...counts.entries()].sort().map(([v, c]) => `v${v}: ${c} (${((100 * c) / total).toFixed(1)}%)`);
+  console.log(`  ${pad(label, 34)} ${parts.join('   ')}`);
+};
+
+console.log(`\ngray release, ${REQUESTS} requests each`);
+const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo' });
+console.log(`  rule applied as version ${applied?.version}: ${grayRule.description}`);
+show('Chrome, rule in force', await split(CHROME, REQUESTS));
+show('Firefox, rule in force', await split(FIREFOX, Math.ceil(REQUESTS / 10)));
+const back = await gateway?.mesh.rules.rollback('user-service', { author: 'demo' });
+console.log(`  rolled back (version ${back?.version} restores ${back?.restored === 0 ? 'no rules' : `version ${back?.restored}`})`);
+show('Chrome, after rollback', await split(CHROME, REQUESTS));
+
 for (const s of services) await s.stop();
+await backend.close();

@@ -1,11 +1,10 @@
-import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createMesh, currentContext, fetch, type Mesh, type Registry, userAgentFamily } from 'meshlet';
+import { createMesh, currentContext, fetch, type KvStore, type Mesh, type Registry, userAgentFamily } from 'meshlet';
 
 /** What one hop saw, and what the hops after it saw. */
 export interface HopReport {
   service: string;
+  version: string;
   instance: string;
   caller: string;
   tags: Record<string, string>;
@@ -24,6 +23,7 @@ export interface RunningService {
  */
 export async function startService(opts: {
   registry: Registry;
+  rules: KvStore;
   service: string;
   version: string;
   instanceId: string;
@@ -35,6 +35,7 @@ export async function startService(opts: {
     version: opts.version,
     instanceId: opts.instanceId,
     registry: opts.registry,
+    rules: opts.rules,
     ...(opts.metadata ? { metadata: opts.metadata } : {}),
     tagsFromHeaders: [{ header: 'user-agent', tag: 'ua.family', transform: userAgentFamily }],
   });
@@ -43,6 +44,7 @@ export async function startService(opts: {
       const ctx = currentContext();
       const report: HopReport = {
         service: opts.service,
+        version: opts.version,
         instance: opts.instanceId,
         caller: ctx.caller.service ? `${ctx.caller.service}@${ctx.caller.version}` : '(edge)',
         tags: Object.fromEntries(ctx.tags),
@@ -62,15 +64,7 @@ export async function startService(opts: {
     }),
   );
   server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  await mesh.register({ port: (server.address() as AddressInfo).port });
-  return {
-    mesh,
-    server,
-    async stop() {
-      await mesh.close();
-      server.closeAllConnections();
-      server.close();
-    },
-  };
+  // Lossless start: registered once the health path answers; no signal handlers in a demo.
+  await mesh.serve(server, { signals: [], deregisterDelayMs: 0, drainTimeoutMs: 1_000 });
+  return { mesh, server, stop: () => mesh.shutdown() };
 }

@@ -126,6 +126,15 @@ describe('RuleRepository', () => {
     assert.equal((await repo.current('orders')).text, doc(11));
   });
 
+  it('rolls the first version back to no rules at all', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [limitKind] });
+    await repo.apply(doc(10), { author: 'a' });
+    const back = await repo.rollback('orders', { author: 'a' });
+    assert.deepEqual([back.restored, back.document], [0, null]);
+    assert.equal((await repo.current('orders')).text, undefined);
+  });
+
   it('records a removal, which can be rolled back too', async () => {
     const kv = new InMemoryKvStore();
     const repo = new RuleRepository({ kv, kinds: [limitKind] });

@@ -1,5 +1,8 @@
 import { type Condition, field, parseCondition, type RuleKind, RuleValidationError } from '@meshlet/core';
 
+/** The priority of a rule that names none: after every explicit priority up to it, in document order. */
+export const DEFAULT_PRIORITY = 1_000_000;
+
 /**
  * Instance metadata a group's members must all have, e.g. `{ "version": "v1.21" }`.
  * An empty selector is every instance of the service.
@@ -16,6 +19,7 @@ export interface Destination {
 export interface RouteRule {
   readonly name: string;
   /** Lower runs first; equal priorities keep document order. */
+  /** Lower runs first; equal priorities keep document order. Default DEFAULT_PRIORITY. */
   readonly priority: number;
   /** Core conditions, ANDed; an empty list matches every request. */
   readonly when: readonly Condition[];
@@ -99,7 +103,8 @@ function parseRule(raw: unknown, path: string): RouteRule {
   const name = field.string(obj.name, `${path}.name`, 128);
   if (!RULE_NAME.test(name))
     throw new RuleValidationError(`${path}.name`, 'use letters, digits, ".", "_" and "-", starting with a letter or digit');
-  const priority = field.integer(obj.priority, `${path}.priority`, 0, 1_000_000);
+  // Optional: a rule without one runs after the rules that name one, in document order.
+  const priority = obj.priority === undefined ? DEFAULT_PRIORITY : field.integer(obj.priority, `${path}.priority`, 0, 1_000_000);
   const rawWhen = obj.when === undefined ? [] : field.array(obj.when, `${path}.when`);
   if (rawWhen.length > RouteLimits.maxConditions)
     throw new RuleValidationError(`${path}.when`, `at most ${RouteLimits.maxConditions} conditions`);

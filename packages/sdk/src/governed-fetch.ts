@@ -1,4 +1,21 @@
-import { CALLER_HEADER, currentContext, encodeTags, instanceOrigin, type Logger, TAG_HEADER } from '@meshlet/core';
+import type { CallExecutor } from '@meshlet/breaker';
+import {
+  CALLER_HEADER,
+  currentContext,
+  encodeTags,
+  getTag,
+  type Instance,
+  instanceOrigin,
+  type Logger,
+  type MeshContext,
+  NoInstanceError,
+  SystemTag,
+  TAG_HEADER,
+  type TagLookup,
+} from '@meshlet/core';
+import type { Bulkheads } from '@meshlet/ratelimit';
+import type { RouteDecision, Router } from '@meshlet/route';
+import type { Tracing } from '@meshlet/trace';
 import type { ServiceDirectory } from './service-directory.js';
 
 export type Fetch = typeof globalThis.fetch;
@@ -6,43 +23,126 @@ type FetchInput = Parameters<Fetch>[0];
 
 export interface GovernedFetchDeps {
   readonly directory: ServiceDirectory;
+  readonly router: Router;
+  readonly executor: CallExecutor;
+  readonly tracing: Tracing | undefined;
+  readonly bulkheads: Bulkheads | undefined;
   /** The encoded identity of this service, sent as the caller header on every governed call. */
-  readonly callerHeader: string;
+  readonly callerHeader: () => string;
   readonly logger: Logger;
   /** The client that sends the request; global fetch by default. */
   readonly send: Fetch;
 }
 
+/** The tags routing sees: the request's, plus the destination. Read at call time, so a tag set just before the call counts. */
+function routingTags(ctx: MeshContext, service: string): TagLookup {
+  return (tag) => (tag === SystemTag.destinationService ? service : getTag(tag, ctx));
+}
+
 /**
- * Builds a fetch with the WHATWG signature that resolves service names. A URL whose host
- * is a service in the registry goes to one of its healthy instances, carrying the current
- * request's tags and this service's identity; any other URL is passed to `send` untouched.
- * The port in a service URL, if any, is ignored: the instance's port is used.
+ * Builds a fetch with the WHATWG signature that governs calls to services. A URL whose
+ * host is a service in the registry is routed (rules, lanes, nearby, balancer, open
+ * instance breakers left out), passed through the service and API breakers, sent with
+ * timeout and retries to other instances as the service's rules say, traced per
+ * attempt, and carries the current request's tags and this service's identity. Any other
+ * URL is passed to `send` untouched. A service URL's port, if any, is ignored.
  */
 export function governedFetch(deps: GovernedFetchDeps): Fetch {
-  const { directory, send, logger } = deps;
+  const { directory, router, executor, tracing, bulkheads, send, logger } = deps;
+
   return async function fetch(input: FetchInput, init?: RequestInit): Promise<Response> {
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
     const service = url.hostname;
     if (!(await directory.isService(service))) return send(input, init);
+    await directory.ensure(service);
 
-    const instance = await directory.pick(service);
-    const target = `${instanceOrigin(instance)}${url.pathname}${url.search}`;
+    const ctx = currentContext();
+    const tags = routingTags(ctx, service);
+    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const headers = new Headers(init?.headers ?? request?.headers);
-    const ctx = currentContext();
     if (ctx.tags.size > 0 && !headers.has(TAG_HEADER)) {
       const { header, dropped } = encodeTags(ctx.tags);
       for (const d of dropped) logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
       if (header) headers.set(TAG_HEADER, header);
     }
-    headers.set(CALLER_HEADER, deps.callerHeader);
-    if (ctx.trace && !headers.has('traceparent')) {
+    headers.set(CALLER_HEADER, deps.callerHeader());
+    if (!tracing && ctx.trace && !headers.has('traceparent')) {
+      // No tracing configured: pass the caller's trace context on as it came.
       headers.set('traceparent', ctx.trace.traceparent);
       if (ctx.trace.tracestate) headers.set('tracestate', ctx.trace.tracestate);
     }
-    if (request) return send(new Request(target, request), { ...init, headers });
-    return send(target, { ...init, headers });
+    const body = init?.body ?? request?.body ?? null;
+    // A stream can be read once: such a request is never retried.
+    const retryable = !(body instanceof ReadableStream);
+    const signal = init?.signal ?? request?.signal ?? undefined;
+    let decision: RouteDecision | undefined;
+    let attempt = 0;
+
+    const pick = (tried: ReadonlySet<string>): Instance | undefined => {
+      if (tried.size === 0) {
+        decision = router.decide(service, tags);
+        return decision.instance;
+      }
+      // A retry: ask again until routing offers an instance not tried yet (round robin moves
+      // on; a hash-affine balancer will not, and then there is no other instance to try).
+      for (let i = 0; i < 4; i++) {
+        let next: RouteDecision;
+        try {
+          next = router.decide(service, tags);
+        } catch (err) {
+          if (err instanceof NoInstanceError) return undefined;
+          throw err;
+        }
+        if (!tried.has(next.instance.id)) {
+          decision = next;
+          return next.instance;
+        }
+      }
+      return undefined;
+    };
+
+    const sendAttempt = async (instance: Instance, attemptSignal: AbortSignal | undefined): Promise<Response> => {
+      const target = new URL(`${instanceOrigin(instance)}${url.pathname}${url.search}`);
+      const span = tracing?.startClientSpan(undefined, {
+        method,
+        url: target,
+        service,
+        attempt: attempt++,
+        instance: instance.id,
+        ...(decision?.rule ? { route: decision.rule } : {}),
+        ...(decision?.lane ? { lane: decision.lane } : {}),
+      });
+      const attemptHeaders = span ? new Headers(headers) : headers;
+      span?.inject(attemptHeaders);
+      const end = router.callStarted(instance);
+      try {
+        const res = await send(request ? new Request(target, request) : target, {
+          ...init,
+          method,
+          headers: attemptHeaders,
+          ...(attemptSignal ? { signal: attemptSignal } : {}),
+        });
+        span?.end(res.status);
+        return res;
+      } catch (error) {
+        span?.end({ error });
+        throw error;
+      } finally {
+        end();
+      }
+    };
+
+    const call = () =>
+      executor.call({ service, method, path: url.pathname, ...(signal ? { signal } : {}), retryable, pick, send: sendAttempt });
+    try {
+      return await (bulkheads ? bulkheads.execute(service, call, signal) : call());
+    } catch (error) {
+      // Rejected before anything was sent (breaker open, no instance, bulkhead full): a span
+      // for the logical call, so traces and metrics show the rejection.
+      if (attempt === 0 && tracing) tracing.startClientSpan(undefined, { method, url, service }).end({ error });
+      throw error;
+    }
   };
 }

@@ -1,21 +1,43 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { breakerRuleKind, CallExecutor } from '@meshlet/breaker';
 import {
+  type Clock,
   consoleLogger,
   currentContext,
   encodeTags,
+  getTag,
+  InMemoryKvStore,
   InMemoryRegistry,
   type Instance,
+  type KvStore,
   type Logger,
   type MeshContext,
   MeshletError,
   MetaKey,
   NoMeshError,
   type Registry,
+  type RuleKind,
+  RuleRepository,
+  RuleWatcher,
   runWithContext,
   SERVICE_NAME,
+  systemClock,
 } from '@meshlet/core';
+import {
+  type BulkheadOptions,
+  Bulkheads,
+  connectRedis,
+  RateLimiter,
+  type RedisConnection,
+  RedisTokenBuckets,
+  ratelimitRules,
+  rejection,
+} from '@meshlet/ratelimit';
+import { Router, type RouterOptions, routeRuleKind } from '@meshlet/route';
+import { createTracing, type Tracing, type TracingOptions } from '@meshlet/trace';
 import { type Fetch, governedFetch } from './governed-fetch.js';
 import { type HeaderTag, inboundContext } from './inbound.js';
+import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
 import { ServiceDirectory } from './service-directory.js';
 
 export interface MeshOptions {
@@ -23,7 +45,7 @@ export interface MeshOptions {
   readonly service: string;
   readonly version?: string;
   readonly namespace?: string;
-  /** The port this service listens on; can also be given to `register()` once the server is listening. */
+  /** The port this service listens on; can also be given to `register()`, or found by `serve()`. */
   readonly port?: number;
   /** The address other services reach this one at. Default 127.0.0.1. */
   readonly address?: string;
@@ -33,8 +55,23 @@ export interface MeshOptions {
   readonly metadata?: Readonly<Record<string, string>>;
   /** Where services are found. Default: the process-wide in-memory registry. */
   readonly registry?: Registry;
+  /** Where rules live (`meshlet/rules/<service>`). Default: the process-wide in-memory store. */
+  readonly rules?: KvStore;
   /** Request headers lifted into custom tags at this service's edge. */
   readonly tagsFromHeaders?: readonly HeaderTag[];
+  /** Routing defaults: balancer, nearby threshold, seeded random. The caller's zone/region come from metadata. */
+  readonly route?: Omit<RouterOptions, 'exclusion' | 'location'>;
+  /** Tracing: spans, propagation formats, trace log, metrics. Off when absent. */
+  readonly tracing?: Tracing | Omit<TracingOptions, 'service' | 'version' | 'namespace' | 'instanceId'>;
+  /** Distributed rate limits through Redis, and client-side bulkheads per destination. */
+  readonly ratelimit?: {
+    readonly redisUrl?: string;
+    readonly redisTimeoutMs?: number;
+    readonly bulkheads?: { readonly defaults?: BulkheadOptions; readonly services?: Readonly<Record<string, BulkheadOptions>> };
+  };
+  /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
+  readonly healthPath?: string | false;
+  readonly clock?: Clock;
   readonly logger?: Logger;
   /** The HTTP client governed calls are sent with. Default: global fetch. */
   readonly fetch?: Fetch;
@@ -45,7 +82,10 @@ type Next = (err?: unknown) => void;
 
 /** The part of a Fastify instance the plugin uses. */
 export interface FastifyHookHost {
-  addHook(name: 'onRequest', hook: (request: { raw: IncomingMessage }, reply: unknown, done: (err?: Error) => void) => void): unknown;
+  addHook(
+    name: 'onRequest',
+    hook: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }, done: (err?: Error) => void) => void,
+  ): unknown;
 }
 export type FastifyPlugin = (app: FastifyHookHost, opts: unknown, done: (err?: Error) => void) => void;
 
@@ -55,23 +95,39 @@ export interface Mesh {
   readonly namespace: string;
   readonly registry: Registry;
   readonly logger: Logger;
-  /** WHATWG fetch that resolves service names through the registry and carries tags on. */
+  /** WHATWG fetch that governs calls to services and carries tags on. */
   readonly fetch: Fetch;
-  /** Registers this instance; call it once the server is listening. */
+  /** Writes rules with validation, history and one-call rollback. */
+  readonly rules: RuleRepository;
+  readonly router: Router;
+  /** Breakers, timeouts and retries around governed calls; `snapshot()` for dashboards. */
+  readonly breakers: CallExecutor;
+  readonly rateLimiter: RateLimiter;
+  readonly tracing: Tracing | undefined;
+  /** True from the start of a graceful stop: the health path answers 503. */
+  readonly stopping: boolean;
+  /** Registers this instance; call it once the server is listening (or use serve()). */
   register(overrides?: { port?: number; address?: string }): Promise<Instance>;
   /** The registered instance, if any. */
   readonly instance: Instance | undefined;
-  /** A healthy instance of `service`, chosen as a governed call would. */
+  /** A healthy instance of `service`, chosen as a governed call from the current request would. */
   resolve(service: string): Promise<Instance>;
   /** The context of an inbound request, built from its headers. */
   contextOf(req: IncomingMessage): MeshContext;
-  /** Wraps a node:http request listener so that it runs inside the request's context. */
+  /** Wraps a node:http request listener: context, health path, span, rate limits. */
   httpHandler<Req extends IncomingMessage, Res extends ServerResponse>(listener: NodeListener<Req, Res>): NodeListener<Req, Res>;
   /** Express middleware: `app.use(mesh.express())`. */
   express(): (req: IncomingMessage, res: ServerResponse, next: Next) => void;
   /** Fastify plugin: `app.register(mesh.fastify)`. */
   readonly fastify: FastifyPlugin;
-  /** Deregisters and stops following the registry. */
+  /**
+   * Lossless start: waits until `server` listens and answers its health path, then
+   * registers, and stops gracefully on SIGTERM/SIGINT.
+   */
+  serve(server: Server, options?: ServeOptions): Promise<Instance>;
+  /** Graceful stop: health 503, deregister, wait for callers to notice, drain in-flight requests, flush traces. */
+  shutdown(): Promise<void>;
+  /** Deregisters and stops following the registry and rules, at once. */
   close(): Promise<void>;
 }
 
@@ -81,6 +137,19 @@ export function defaultRegistry(): InMemoryRegistry {
   processRegistry ??= new InMemoryRegistry();
   return processRegistry;
 }
+
+let processRules: InMemoryKvStore | undefined;
+/** The in-memory rule store shared by every mesh in this process that was not given one. */
+export function defaultRuleStore(): InMemoryKvStore {
+  processRules ??= new InMemoryKvStore();
+  return processRules;
+}
+
+/** The rule kinds a mesh reads. */
+export const ruleKinds: readonly RuleKind<unknown>[] = [routeRuleKind, breakerRuleKind, ratelimitRules];
+
+/** How long the first call to a service waits for its rules before going on without them. */
+const RULES_FIRST_LOAD_MS = 3_000;
 
 let lastMesh: Mesh | undefined;
 
@@ -99,10 +168,82 @@ export function createMesh(options: MeshOptions): Mesh {
   const version = options.version ?? '0.0.0';
   const namespace = options.namespace ?? 'default';
   const registry = options.registry ?? defaultRegistry();
+  const kv = options.rules ?? defaultRuleStore();
+  const clock = options.clock ?? systemClock;
   const logger = options.logger ?? consoleLogger('warn', service);
-  const directory = new ServiceDirectory(registry);
-  const tagsFromHeaders = options.tagsFromHeaders ?? [];
+  const healthPath = options.healthPath === undefined ? '/health' : options.healthPath;
+  const metadata = options.metadata ?? {};
+
+  const tracing: Tracing | undefined =
+    options.tracing === undefined
+      ? undefined
+      : 'startClientSpan' in options.tracing
+        ? options.tracing
+        : createTracing({ ...options.tracing, service, version, namespace, clock });
+
+  const executor = new CallExecutor({ clock, logger });
+  const router = new Router({
+    ...options.route,
+    exclusion: executor.instanceBreakers,
+    location: {
+      ...(metadata[MetaKey.zone] ? { zone: metadata[MetaKey.zone] } : {}),
+      ...(metadata[MetaKey.region] ? { region: metadata[MetaKey.region] } : {}),
+    },
+  });
+  const watchers = new Map<string, RuleWatcher>();
+  const watchRules = (name: string): RuleWatcher => {
+    let w = watchers.get(name);
+    if (!w) {
+      w = new RuleWatcher({ kv, service: name, kinds: ruleKinds, logger }).start();
+      watchers.set(name, w);
+    }
+    return w;
+  };
+
+  const directory = new ServiceDirectory(registry, {
+    async follow(destination) {
+      const watcher = watchRules(destination);
+      router.followRules(destination, watcher);
+      executor.follow(watcher, destination);
+      // A rule stored before the first call (a gray release) applies from that call on; a
+      // rule store that does not answer does not block calls for long.
+      await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
+    },
+    instances(destination, instances) {
+      router.setInstances(destination, instances);
+      executor.setInstances(
+        destination,
+        instances.map((i) => i.id),
+      );
+    },
+  });
+
+  let redis: RedisConnection | undefined;
+  if (options.ratelimit?.redisUrl) redis = connectRedis(options.ratelimit.redisUrl, { logger });
+  const rateLimiter = new RateLimiter({
+    service,
+    clock,
+    logger,
+    ...(redis
+      ? {
+          redis: new RedisTokenBuckets({
+            send: redis.send,
+            clock,
+            ...(options.ratelimit?.redisTimeoutMs ? { timeoutMs: options.ratelimit.redisTimeoutMs } : {}),
+          }),
+        }
+      : {}),
+    // The local share of a distributed limit divides by the healthy instances of this service.
+    instances: () => Math.max(1, directory.instances(service).length),
+  });
+  rateLimiter.follow(watchRules(service));
+  if (redis) void directory.ensure(service).catch(() => {});
+  const bulkheads = options.ratelimit?.bulkheads ? new Bulkheads(options.ratelimit.bulkheads) : undefined;
+  const rules = new RuleRepository({ kv, kinds: ruleKinds, clock });
+
   let instance: Instance | undefined;
+  let stopping = false;
+  let servedBy: { server: Server; options: ServeOptions } | undefined;
 
   const callerHeader = () =>
     encodeTags([
@@ -111,70 +252,201 @@ export function createMesh(options: MeshOptions): Mesh {
       ['namespace', namespace],
       ...(instance ? [['instance', instance.id] as const] : []),
     ]).header;
+  let callerValue = callerHeader();
 
-  let fetchImpl = governedFetch({ directory, callerHeader: callerHeader(), logger, send: options.fetch ?? globalThis.fetch });
-  const inbound = { tagsFromHeaders, logger, owner: undefined as unknown };
+  const fetchImpl = governedFetch({
+    directory,
+    router,
+    executor,
+    tracing,
+    bulkheads,
+    callerHeader: () => callerValue,
+    logger,
+    send: options.fetch ?? globalThis.fetch,
+  });
+  const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], logger, owner: undefined as unknown };
 
   const contextOf = (req: IncomingMessage): MeshContext =>
     inboundContext(req.headers, req.method ?? 'GET', (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/', inbound);
 
+  /**
+   * The inbound path shared by every framework: health, context, span, rate limits, then
+   * `next` inside the context. `respond` answers without the app (health, 429).
+   */
+  const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+    const ctx = contextOf(req);
+    const path = ctx.request?.path ?? '/';
+    if (healthPath && path === healthPath && (req.method === 'GET' || req.method === 'HEAD')) {
+      respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
+      return;
+    }
+    const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', undefined, {
+      target: req.url ?? '/',
+      ...(ctx.caller.service ? { caller: ctx.caller.service } : {}),
+    });
+    if (span) {
+      res.once('close', () => {
+        const route = (req as { route?: { path?: string }; baseUrl?: string }).route?.path;
+        if (typeof route === 'string') span.setRoute(`${(req as { baseUrl?: string }).baseUrl ?? ''}${route}`);
+        span.end(res.statusCode);
+      });
+    }
+    const go = () => (span ? span.run(() => runWithContext(ctx, next)) : runWithContext(ctx, next));
+    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
+    const act = (d: Awaited<typeof decision>) => {
+      if (d.allowed) return go();
+      const r = rejection(d, service);
+      respond(r.status, r.headers, r.body);
+    };
+    if (decision instanceof Promise)
+      decision.then(act, (err: Error) => {
+        logger.error('rate limiter failed; admitting', { error: err.message });
+        go();
+      });
+    else act(decision);
+  };
+
+  const writeNode =
+    (res: ServerResponse): Respond =>
+    (status, headers, body) => {
+      res.writeHead(status, headers);
+      res.end(body);
+    };
+
   const fastifyPlugin: FastifyPlugin = (app, _opts, done) => {
-    app.addHook('onRequest', (request, _reply, next) => runWithContext(contextOf(request.raw), () => next()));
+    app.addHook('onRequest', (request, reply, next) =>
+      admit(
+        request.raw,
+        reply.raw,
+        (status, headers, body) => {
+          reply.hijack();
+          writeNode(reply.raw)(status, headers, body);
+        },
+        () => next(),
+      ),
+    );
     done();
   };
   // What fastify-plugin sets: the hook applies to the whole app, not only an encapsulated child.
   const fastify = Object.assign(fastifyPlugin, { [Symbol.for('skip-override')]: true });
 
+  const register = async (overrides: { port?: number; address?: string } = {}): Promise<Instance> => {
+    const port = overrides.port ?? options.port;
+    if (port === undefined || !validPort(port)) {
+      throw new MeshletError(
+        'MESHLET_BAD_OPTION',
+        `port: ${String(port)} — give createMesh({ port }) or register({ port }) the port the server listens on`,
+      );
+    }
+    const address = overrides.address ?? options.address ?? '127.0.0.1';
+    instance = {
+      id: options.instanceId ?? `${service}-${port}`,
+      service,
+      address,
+      port,
+      tags: [],
+      metadata: { [MetaKey.secure]: 'false', ...metadata, [MetaKey.version]: version, [MetaKey.namespace]: namespace },
+      health: 'passing',
+    };
+    callerValue = callerHeader();
+    await registry.register(instance);
+    return instance;
+  };
+
+  const deregister = async () => {
+    if (!instance) return;
+    const id = instance.id;
+    instance = undefined;
+    try {
+      await registry.deregister(id);
+    } catch (err) {
+      logger.warn('deregistration failed; the registry will reap the instance when its check fails', { error: (err as Error).message });
+    }
+  };
+
+  const closeAll = async () => {
+    directory.close();
+    router.close();
+    for (const w of watchers.values()) w.close();
+    watchers.clear();
+    await tracing?.shutdown();
+    await redis?.close();
+    if (lastMesh === mesh) lastMesh = undefined;
+  };
+
+  let signalHandler: (() => void) | undefined;
   const mesh: Mesh = {
     service,
     version,
     namespace,
     registry,
     logger,
-    get fetch() {
-      return fetchImpl;
+    fetch: fetchImpl,
+    rules,
+    router,
+    breakers: executor,
+    rateLimiter,
+    tracing,
+    get stopping() {
+      return stopping;
     },
     get instance() {
       return instance;
     },
-    async register(overrides = {}) {
-      const port = overrides.port ?? options.port;
-      if (port === undefined || !validPort(port)) {
-        throw new MeshletError(
-          'MESHLET_BAD_OPTION',
-          `port: ${String(port)} — give createMesh({ port }) or register({ port }) the port the server listens on`,
-        );
-      }
-      const address = overrides.address ?? options.address ?? '127.0.0.1';
-      instance = {
-        id: options.instanceId ?? `${service}-${port}`,
-        service,
-        address,
-        port,
-        tags: [],
-        metadata: { [MetaKey.secure]: 'false', ...options.metadata, [MetaKey.version]: version, [MetaKey.namespace]: namespace },
-        health: 'passing',
-      };
-      fetchImpl = governedFetch({ directory, callerHeader: callerHeader(), logger, send: options.fetch ?? globalThis.fetch });
-      await registry.register(instance);
-      return instance;
+    register,
+    async resolve(name) {
+      await directory.require(name);
+      const ctx = currentContext();
+      return router.pick(name, (t) => (t === 'destination.service' ? name : getTag(t, ctx)));
     },
-    resolve: (name) => directory.pick(name),
     contextOf,
-    httpHandler: (listener) => (req, res) => runWithContext(contextOf(req), () => listener(req, res)),
-    express: () => (req, _res, next) => runWithContext(contextOf(req), () => next()),
+    httpHandler: (listener) => (req, res) => admit(req, res, writeNode(res), () => listener(req, res)),
+    express: () => (req, res, next) => admit(req, res, writeNode(res), () => next()),
     fastify,
+    async serve(server, serveOptions = {}) {
+      const path = serveOptions.healthPath ?? (healthPath || '/health');
+      const port = await waitUntilReady(server, path, serveOptions.readinessTimeoutMs ?? 30_000, clock);
+      servedBy = { server, options: serveOptions };
+      const registered = await register({ port });
+      const signals = serveOptions.signals ?? ['SIGTERM', 'SIGINT'];
+      if (signals.length > 0 && !signalHandler) {
+        signalHandler = () => {
+          logger.info('graceful stop', { service });
+          void mesh.shutdown().then(
+            () => {
+              if (serveOptions.exitOnSignal !== false) process.exit(0);
+            },
+            (err: Error) => {
+              logger.error('graceful stop failed', { error: err.message });
+              process.exit(1);
+            },
+          );
+        };
+        for (const s of signals) process.once(s, signalHandler);
+      }
+      return registered;
+    },
+    async shutdown() {
+      if (stopping) return;
+      stopping = true;
+      const opts = servedBy?.options ?? {};
+      await deregister();
+      const delay = opts.deregisterDelayMs ?? (registry instanceof InMemoryRegistry ? 0 : 35_000);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      if (servedBy) await drain(servedBy.server, opts.drainTimeoutMs ?? 10_000);
+      await closeAll();
+    },
     async close() {
-      directory.close();
-      if (instance) await registry.deregister(instance.id);
-      instance = undefined;
-      if (lastMesh === mesh) lastMesh = undefined;
+      await deregister();
+      await closeAll();
     },
   };
   inbound.owner = mesh;
   lastMesh = mesh;
   return mesh;
 }
+
+type Respond = (status: number, headers: Readonly<Record<string, string>>, body: string) => void;
 
 function validPort(port: number): boolean {
   return Number.isInteger(port) && port > 0 && port < 65536;

@@ -1,29 +1,38 @@
-import { type Instance, NoInstanceError, type Registry, UnknownServiceError, type Unsubscribe } from '@meshlet/core';
+import { type Instance, type Registry, UnknownServiceError, type Unsubscribe } from '@meshlet/core';
 
-interface ServiceEntry {
+/** What the directory tells the mesh about a service it follows. */
+export interface DirectoryListener {
+  /** The first time a service is used: start what it needs (its rules). Awaited before the first call. */
+  follow(service: string): Promise<void>;
+  /** Every snapshot of the service's healthy instances. */
+  instances(service: string, instances: readonly Instance[]): void;
+}
+
+interface Followed {
   instances: readonly Instance[];
-  next: number;
+  ready: Promise<void>;
   unsubscribe: Unsubscribe;
-  readonly ready: Promise<void>;
 }
 
 /**
  * A local view of the registry: which names are services, and the healthy instances of
- * each service this process has called. It follows the registry's watches, so a call
- * reads memory, never the network. A name once seen stays a service for the life of the
- * process, so a service whose last instance went away fails with NoInstanceError instead
- * of falling through to DNS.
+ * each service this process calls, fed to routing as they change. Calls read memory,
+ * never the network. A name once seen stays a service for the life of the process, so a
+ * service whose last instance went away fails with NoInstanceError instead of falling
+ * through to DNS.
  */
 export class ServiceDirectory {
   readonly #registry: Registry;
+  readonly #listener: DirectoryListener;
   readonly #known = new Set<string>();
-  readonly #entries = new Map<string, ServiceEntry>();
+  readonly #followed = new Map<string, Followed>();
   readonly #unsubscribeServices: Unsubscribe;
   #servicesLoaded = false;
   readonly #servicesReady: Promise<void>;
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, listener: DirectoryListener) {
     this.#registry = registry;
+    this.#listener = listener;
     let markReady!: () => void;
     this.#servicesReady = new Promise((resolve) => {
       markReady = resolve;
@@ -38,49 +47,43 @@ export class ServiceDirectory {
   /** True when `name` is a service. Waits for the registry's first answer only once. */
   async isService(name: string): Promise<boolean> {
     if (!this.#servicesLoaded) await this.#servicesReady;
-    return this.#known.has(name);
+    return this.#known.has(name) || this.#followed.has(name);
   }
 
-  /** The healthy instances of `service`, as last seen. */
-  async instances(service: string): Promise<readonly Instance[]> {
+  /** Follows `service` (once) and resolves when its instances and rules are known. */
+  ensure(service: string): Promise<void> {
+    return (this.#followed.get(service) ?? this.#follow(service)).ready;
+  }
+
+  /** Like ensure, but for a name that must be a service. */
+  async require(service: string): Promise<void> {
     if (!(await this.isService(service))) throw new UnknownServiceError(service);
-    const entry = this.#entries.get(service) ?? this.#follow(service);
-    if (entry.instances.length === 0) await entry.ready;
-    return entry.instances;
+    await this.ensure(service);
   }
 
-  /** Picks a healthy instance of `service`, round robin. */
-  async pick(service: string): Promise<Instance> {
-    const instances = await this.instances(service);
-    const entry = this.#entries.get(service);
-    if (instances.length === 0 || !entry) throw new NoInstanceError(service);
-    const chosen = instances[entry.next++ % instances.length];
-    if (entry.next >= Number.MAX_SAFE_INTEGER) entry.next = 0;
-    // biome-ignore lint/style/noNonNullAssertion: the index is in range: length > 0 was checked.
-    return chosen!;
+  /** The healthy instances of a followed service, as last seen. */
+  instances(service: string): readonly Instance[] {
+    return this.#followed.get(service)?.instances ?? [];
   }
 
   close(): void {
     this.#unsubscribeServices();
-    for (const e of this.#entries.values()) e.unsubscribe();
-    this.#entries.clear();
+    for (const f of this.#followed.values()) f.unsubscribe();
+    this.#followed.clear();
   }
 
-  #follow(service: string): ServiceEntry {
-    let markReady!: () => void;
-    const ready = new Promise<void>((resolve) => {
-      markReady = resolve;
+  #follow(service: string): Followed {
+    let firstSnapshot!: () => void;
+    const snapshot = new Promise<void>((resolve) => {
+      firstSnapshot = resolve;
     });
-    const entry: ServiceEntry = {
-      instances: [],
-      next: 0,
-      ready,
-      unsubscribe: () => {},
-    };
-    this.#entries.set(service, entry);
+    const entry: Followed = { instances: [], ready: snapshot, unsubscribe: () => {} };
+    this.#followed.set(service, entry);
+    entry.ready = Promise.all([snapshot, this.#listener.follow(service)]).then(() => {});
     entry.unsubscribe = this.#registry.watch(service, (instances) => {
       entry.instances = instances;
-      markReady();
+      this.#listener.instances(service, instances);
+      firstSnapshot();
     });
     return entry;
   }

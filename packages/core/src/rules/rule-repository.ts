@@ -80,7 +80,16 @@ export class RuleRepository {
    */
   async rollback(service: string, opts: { author: string; to?: number }): Promise<RuleVersion> {
     const history = await this.history(service);
-    const target = opts.to === undefined ? history.at(-2) : history.find((v) => v.version === opts.to);
+    // Before the first version there were no rules: rolling that back removes the document.
+    const none: RuleVersion = { version: 0, at: 0, author: '', action: 'delete', document: null };
+    const target =
+      opts.to === undefined
+        ? history.length === 1
+          ? none
+          : history.at(-2)
+        : opts.to === 0
+          ? none
+          : history.find((v) => v.version === opts.to);
     if (!target) {
       const known = history.map((v) => v.version).join(', ') || 'none';
       throw new MeshletError(
