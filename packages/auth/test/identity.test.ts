@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { ManualClock } from '@meshlet/core';
+import {
+  BadMeshKeyError,
+  checkIdentity,
+  IdentitySigner,
+  IdentityVerifier,
+  type MeshKey,
+  meshKey,
+  newIdentityCounters,
+  signIdentity,
+  verifyIdentity,
+} from '../src/index.js';
+
+const T0 = 1_700_000_000_000;
+const k1: MeshKey = { id: 'k1', key: Buffer.alloc(32, 1) };
+const k2: MeshKey = { id: 'k2', key: Buffer.alloc(32, 2) };
+const checkout = { service: 'checkout', namespace: 'prod', instance: 'checkout-8080', version: '1.2.0' };
+
+/** Replaces field `i` (0-based, by "|") of a header. */
+function withField(header: string, i: number, value: string): string {
+  const parts = header.split('|');
+  parts[i] = value;
+  return parts.join('|');
+}
+
+describe('signed caller identity', () => {
+  it('round-trips: what was signed is what is verified', () => {
+    const clock = new ManualClock(T0);
+    const header = signIdentity(checkout, k1, clock, { audience: 'payment' });
+    const result = checkIdentity(header, [k1], clock, { audience: 'payment' });
+    assert.deepEqual(result, {
+      ok: true,
+      identity: { ...checkout, issuedAt: T0, expiresAt: T0 + 30_000, keyId: 'k1', audience: 'payment' },
+    });
+  });
+
+  it('encodes fields so separators and odd characters cannot shift them', () => {
+    const clock = new ManualClock(T0);
+    const odd = { service: 'checkout', namespace: 'team|a b', instance: 'i|%|ü', version: '' };
+    const header = signIdentity(odd, k1, clock);
+    assert.equal(header.split('|').length, 10);
+    const got = verifyIdentity(header, [k1], clock);
+    assert.equal(got?.namespace, 'team|a b');
+    assert.equal(got?.instance, 'i|%|ü');
+    assert.equal(got?.version, undefined, 'an empty version is left out');
+  });
+
+  it('refuses each kind of bad header with its reason, and counts it', () => {
+    const clock = new ManualClock(T0);
+    const good = signIdentity(checkout, k1, clock);
+    const mac = good.slice(good.lastIndexOf('|') + 1);
+    const flipped = `${good.slice(0, -2)}${mac.at(-2) === 'A' ? 'B' : 'A'}${mac.at(-1)}`;
+    const cases: [string | undefined, string][] = [
+      [undefined, 'unsigned'],
+      ['', 'unsigned'],
+      ['service=checkout', 'malformed'],
+      ['x'.repeat(2000), 'malformed'],
+      [`v2${good.slice(2)}`, 'malformed'],
+      [`${good}, ${good}`, 'malformed'], // two headers joined by Node
+      [flipped, 'bad-signature'],
+      [good.slice(0, good.lastIndexOf('|') + 1), 'bad-signature'],
+      [withField(good, 3, 'admin'), 'bad-signature'], // a caller rewriting the service name
+      [withField(good, 8, String(T0 + 3_600_000)), 'bad-signature'], // extending the expiry
+      [withField(good, 1, 'k9'), 'unknown-key'],
+      [withField(good, 1, 'k 9'), 'malformed'],
+    ];
+    const counters = newIdentityCounters();
+    for (const [header, reason] of cases) {
+      const r = checkIdentity(header, [k1], clock);
+      assert.equal(r.ok ? 'ok' : r.reason, reason, String(header).slice(0, 80));
+      assert.equal(verifyIdentity(header, [k1], clock, 5_000, counters), undefined);
+    }
+    assert.equal(counters.unsigned, 2);
+    assert.equal(counters['bad-signature'], 4);
+    assert.equal(counters.verified, 0);
+  });
+
+  it('refuses an expired token, tolerating the configured skew', () => {
+    const clock = new ManualClock(T0);
+    const header = signIdentity(checkout, k1, clock, { ttlMs: 10_000 });
+    clock.advance(10_000 + 5_000);
+    assert.ok(verifyIdentity(header, [k1], clock, 5_000), 'within skew');
+    clock.advance(1);
+    const r = checkIdentity(header, [k1], clock, { maxSkewMs: 5_000 });
+    assert.equal(r.ok ? 'ok' : r.reason, 'expired');
+    assert.equal(verifyIdentity(header, [k1], clock, 60_000)?.service, 'checkout', 'a wider skew accepts it');
+  });
+
+  it('refuses a token from the future and one that lives too long', () => {
+    const early = signIdentity(checkout, k1, new ManualClock(T0 + 60_000));
+    const r = checkIdentity(early, [k1], new ManualClock(T0));
+    assert.equal(r.ok ? 'ok' : r.reason, 'not-yet-valid');
+    const long = signIdentity(checkout, k1, new ManualClock(T0), { ttlMs: 3_600_000 });
+    const r2 = checkIdentity(long, [k1], new ManualClock(T0));
+    assert.equal(r2.ok ? 'ok' : r2.reason, 'malformed');
+  });
+
+  it('refuses a token signed for another service when the audience is checked', () => {
+    const clock = new ManualClock(T0);
+    const forCart = signIdentity(checkout, k1, clock, { audience: 'cart' });
+    const r = checkIdentity(forCart, [k1], clock, { audience: 'payment' });
+    assert.equal(r.ok ? 'ok' : r.reason, 'wrong-audience');
+    const anyAudience = signIdentity(checkout, k1, clock);
+    const r2 = checkIdentity(anyAudience, [k1], clock, { audience: 'payment' });
+    assert.equal(r2.ok ? 'ok' : r2.reason, 'wrong-audience');
+  });
+
+  it('rolls keys over: both accepted during the rollover, the retired one refused after', () => {
+    const clock = new ManualClock(T0);
+    const v = new IdentityVerifier({ keys: [k1], clock });
+    const old = signIdentity(checkout, k1, clock);
+    const next = signIdentity(checkout, k2, clock);
+    assert.ok(v.verify(old));
+    const before = v.check(next);
+    assert.equal(before.ok ? 'ok' : before.reason, 'unknown-key');
+    v.setKeys([k1, k2]); // step 1: every verifier learns the new key
+    assert.ok(v.verify(old));
+    assert.equal(v.verify(next)?.keyId, 'k2');
+    v.setKeys([k2]); // step 3: the old key is retired
+    const r = v.check(old);
+    assert.equal(r.ok ? 'ok' : r.reason, 'unknown-key', 'a token of a retired key is refused even though it was cached');
+    assert.ok(v.verify(next));
+  });
+
+  it('refuses a signature made with another key under the same id', () => {
+    const clock = new ManualClock(T0);
+    const forged = signIdentity(checkout, { id: 'k1', key: Buffer.alloc(32, 9) }, clock);
+    const r = checkIdentity(forged, [k1], clock);
+    assert.equal(r.ok ? 'ok' : r.reason, 'bad-signature');
+  });
+
+  it('takes keys from base64 config and refuses weak or badly named ones', () => {
+    const b64 = randomBytes(32).toString('base64');
+    const k = meshKey('k2025a', b64);
+    assert.equal(k.key.byteLength, 32);
+    assert.throws(
+      () => meshKey('k', randomBytes(16).toString('base64')),
+      (e: unknown) => e instanceof BadMeshKeyError && /at least 32/.test(e.message),
+    );
+    assert.throws(() => meshKey('bad id', b64), BadMeshKeyError);
+    assert.throws(() => meshKey('k', 'not base64!'), BadMeshKeyError);
+    assert.throws(() => new IdentityVerifier({ keys: [] }), BadMeshKeyError);
+    assert.throws(() => new IdentityVerifier({ keys: [k1, { ...k2, id: 'k1' }] }), /twice/);
+  });
+});
+
+describe('IdentitySigner', () => {
+  it('signs once per half-lifetime and destination, not per call', () => {
+    const clock = new ManualClock(T0);
+    const s = new IdentitySigner({ identity: checkout, key: k1, clock, ttlMs: 30_000 });
+    const first = s.header('payment');
+    const n = s.signatures;
+    for (let i = 0; i < 100; i++) assert.equal(s.header('payment'), first);
+    assert.equal(s.signatures, n);
+    s.header('cart');
+    assert.equal(s.signatures, n + 1, 'one more for another audience');
+    clock.advance(15_000);
+    const renewed = s.header('payment');
+    assert.notEqual(renewed, first);
+    assert.equal(verifyIdentity(renewed, [k1], clock)?.issuedAt, T0 + 15_000);
+    // A token handed out just before renewal still has half its life left.
+    clock.advance(14_999);
+    assert.ok(verifyIdentity(s.header('payment'), [k1], clock, 0));
+  });
+
+  it('switches key and identity, dropping cached tokens', () => {
+    const clock = new ManualClock(T0);
+    const s = new IdentitySigner({ identity: checkout, key: k1, clock });
+    s.setKey(k2);
+    assert.equal(verifyIdentity(s.header(), [k2], clock)?.keyId, 'k2');
+    s.setIdentity({ ...checkout, instance: 'checkout-9090' });
+    assert.equal(verifyIdentity(s.header(), [k2], clock)?.instance, 'checkout-9090');
+    assert.throws(() => new IdentitySigner({ identity: checkout, key: { id: 'k', key: Buffer.alloc(8) }, clock }), BadMeshKeyError);
+  });
+});
+
+describe('IdentityVerifier', () => {
+  it('counts outcomes and rechecks expiry on cached tokens', () => {
+    const clock = new ManualClock(T0);
+    const v = new IdentityVerifier({ keys: [k1], clock, maxSkewMs: 0 });
+    const header = signIdentity(checkout, k1, clock, { ttlMs: 1_000 });
+    assert.ok(v.verify(header));
+    assert.ok(v.verify(header));
+    clock.advance(1_001);
+    assert.equal(v.verify(header), undefined, 'the cache does not outlive the token');
+    v.verify(undefined);
+    v.verify(withField(header, 3, 'admin'));
+    assert.deepEqual(
+      { verified: v.counters.verified, expired: v.counters.expired, unsigned: v.counters.unsigned, bad: v.counters['bad-signature'] },
+      { verified: 2, expired: 1, unsigned: 1, bad: 1 },
+    );
+  });
+});

@@ -1,0 +1,111 @@
+import { MeshletError, RuleConflictError, RuleValidationError } from '@meshlet/core';
+import { CliError, UsageError } from './cli-error.js';
+import type { CliIo } from './cli-io.js';
+import { type Command, parseCommand, printJson, stringOption } from './command.js';
+import { ExitCode } from './exit-code.js';
+import { kvTarget } from './kv-target.js';
+import { REGISTRY_COMMANDS } from './registry-commands.js';
+import { type CheckedRuleKind, loadRuleKinds } from './rule-kinds.js';
+import { RULES_COMMANDS } from './rules-commands.js';
+
+export interface RunCliOptions {
+  /** Rule kinds to check; default loadRuleKinds(). Pass more to check sections of your own kinds. */
+  readonly kinds?: readonly CheckedRuleKind[];
+}
+
+export const COMMANDS: readonly Command[] = [...RULES_COMMANDS, ...REGISTRY_COMMANDS];
+
+const EXIT_CODES = `exit codes:
+  0 ok   1 failure (unreachable, unreadable)   2 usage   3 conflict (rules changed since read)
+  4 invalid rules (nothing written)   5 not found   6 not confirmed (nothing written)`;
+
+function mainUsage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.words.join(' ').length));
+  const lines = COMMANDS.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`);
+  return `usage: meshlet <command> [options]   (meshlet <command> --help for its options)
+
+commands:
+${lines.join('\n')}
+
+every command takes --json (output for scripts) and --help.
+${EXIT_CODES}
+`;
+}
+
+const commandUsage = (c: Command) => `usage: meshlet ${c.usage}
+  --json             output for scripts
+  -h, --help         this help
+${EXIT_CODES}
+`;
+
+/** Finds the command whose words start argv (longest first). */
+function findCommand(argv: readonly string[]): { command: Command; rest: readonly string[] } | undefined {
+  const sorted = [...COMMANDS].sort((a, b) => b.words.length - a.words.length);
+  for (const c of sorted) {
+    if (c.words.every((w, i) => argv[i] === w)) return { command: c, rest: argv.slice(c.words.length) };
+  }
+  return undefined;
+}
+
+/**
+ * The `meshlet` command as a function: returns the exit code (see ExitCode). Everything
+ * it prints goes through `io`, so it runs the same in a test as in a terminal.
+ */
+export async function runCli(argv: readonly string[], io: CliIo, options: RunCliOptions = {}): Promise<number> {
+  const first = argv[0];
+  if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
+    io.out(mainUsage());
+    return first === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    io.err(`meshlet: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${mainUsage()}`);
+    return ExitCode.usage;
+  }
+  const { command, rest } = found;
+  const json = rest.includes('--json');
+  try {
+    const { values, positionals } = parseCommand(command, rest);
+    if (values.help) {
+      io.out(commandUsage(command));
+      return ExitCode.ok;
+    }
+    return await command.run({
+      io,
+      values,
+      positionals,
+      kinds: () => (options.kinds ? Promise.resolve(options.kinds) : loadRuleKinds()),
+      store: () =>
+        kvTarget(
+          { dir: stringOption(values, 'dir'), consul: stringOption(values, 'consul'), token: stringOption(values, 'token') },
+          io.env,
+        ),
+    });
+  } catch (err) {
+    const code = exitCodeOf(err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (json) {
+      const e = err as { code?: unknown; path?: unknown };
+      printJson(io, {
+        error: {
+          code: typeof e.code === 'string' ? e.code : 'MESHLET_CLI_FAILURE',
+          message,
+          ...(typeof e.path === 'string' ? { path: e.path } : {}),
+        },
+      });
+    }
+    const prefix = err instanceof RuleValidationError ? 'invalid rules: ' : '';
+    io.err(`meshlet ${command.words.join(' ')}: ${prefix}${message}\n`);
+    if (code === ExitCode.usage) io.err(`\n${commandUsage(command)}`);
+    return code;
+  }
+}
+
+function exitCodeOf(err: unknown): number {
+  if (err instanceof CliError) return err.exitCode;
+  if (err instanceof UsageError) return ExitCode.usage;
+  if (err instanceof RuleValidationError) return ExitCode.invalidRules;
+  if (err instanceof RuleConflictError) return ExitCode.conflict;
+  if (err instanceof MeshletError && err.code === 'MESHLET_NO_RULE_VERSION') return ExitCode.notFound;
+  return ExitCode.failure;
+}

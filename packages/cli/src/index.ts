@@ -1,0 +1,12 @@
+export { ADMIN_META_KEY, type AdminResult, adminStatusUrl, fetchAdminStatus, type InstanceStatus } from './admin-client.js';
+export { COMMANDS, type RunCliOptions, runCli } from './cli.js';
+export { CliError, NotFoundError, UsageError } from './cli-error.js';
+export { type CliIo, processIo } from './cli-io.js';
+export type { Command, CommandContext } from './command.js';
+export { ExitCode, type ExitCodeValue } from './exit-code.js';
+export { type KvTarget, type KvTargetOptions, kvTarget } from './kv-target.js';
+export { ConsulRegistryView, type RegistryView, SnapshotRegistryView } from './registry-view.js';
+export { type CheckedDocument, type CheckOptions, checkRuleDocument } from './rule-check.js';
+export { type CheckedRuleKind, loadRuleKinds } from './rule-kinds.js';
+export { renderTable } from './table.js';
+export { canonicalDocument, type DiffLine, diffLines, unifiedDiff } from './text-diff.js';

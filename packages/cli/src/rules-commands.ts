@@ -1,0 +1,317 @@
+import { readFile } from 'node:fs/promises';
+import { RuleConflictError, RuleRepository, RuleValidationError, type RuleVersion } from '@meshlet/core';
+import { CliError, NotFoundError } from './cli-error.js';
+import {
+  type Command,
+  type CommandContext,
+  integerOption,
+  parserKinds,
+  printJson,
+  STORE_OPTIONS,
+  STORE_USAGE,
+  stringOption,
+} from './command.js';
+import { ExitCode } from './exit-code.js';
+import { checkRuleDocument } from './rule-check.js';
+import { renderTable } from './table.js';
+import { canonicalDocument, unifiedDiff } from './text-diff.js';
+
+const CHECK_USAGE = `  --allow-unknown    store sections no known kind checks (default: refuse them, a typo must not pass)
+  --skip-schema      check with the parsers only, not the published JSON Schemas`;
+
+const CHECK_OPTIONS = { 'allow-unknown': { type: 'boolean' }, 'skip-schema': { type: 'boolean' } } as const;
+
+async function readRuleFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CliError('MESHLET_CLI_READ', `${path}: cannot read (${(err as Error).message})`, ExitCode.failure);
+  }
+}
+
+async function check(ctx: CommandContext, text: string) {
+  return checkRuleDocument(text, await ctx.kinds(), {
+    allowUnknown: ctx.values['allow-unknown'] === true,
+    schemas: ctx.values['skip-schema'] !== true,
+  });
+}
+
+async function repository(ctx: CommandContext) {
+  const { kv, description } = ctx.store();
+  return { repo: new RuleRepository({ kv, kinds: parserKinds(await ctx.kinds()) }), description };
+}
+
+/** Who a change is recorded as: `--author`, MESHLET_AUTHOR, the login name. */
+function author(ctx: CommandContext): string {
+  const env = ctx.io.env;
+  return stringOption(ctx.values, 'author') ?? env.MESHLET_AUTHOR ?? env.USER ?? env.USERNAME ?? 'unknown';
+}
+
+/** Asks before writing when a person is there (or `--confirm`), unless `--yes`. */
+async function confirmed(ctx: CommandContext, question: string): Promise<boolean> {
+  const ask = ctx.values.confirm === true || (ctx.io.interactive && ctx.values.yes !== true);
+  if (!ask) return true;
+  const answer = await ctx.io.ask(`${question} [y/N] `);
+  return answer !== undefined && /^\s*y(es)?\s*$/i.test(answer);
+}
+
+const WRITE_OPTIONS = {
+  author: { type: 'string' },
+  yes: { type: 'boolean', short: 'y' },
+  confirm: { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+} as const;
+
+const WRITE_USAGE = `  --author <name>    recorded in history (default MESHLET_AUTHOR, else USER)
+  --dry-run          show the change, write nothing
+  -y, --yes          do not ask (asked only when standard input is a terminal)
+  --confirm          ask even when standard input is not a terminal`;
+
+const versionLabel = (v: RuleVersion) =>
+  v.action === 'rollback' ? `rollback to v${v.restored}` : v.action === 'delete' ? 'delete' : 'apply';
+
+/** Which sections a version changed against the one before it: `+route ~breaker -ratelimit`. */
+export function changeSummary(before: string | null | undefined, after: string | null): string {
+  if (after === null) return 'deleted';
+  const a = sections(before);
+  const b = sections(after);
+  if (b === undefined) return 'changed';
+  if (a === undefined) return `created: ${Object.keys(b).join(', ') || '(no sections)'}`;
+  const names = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+  const parts = names.flatMap((n) => {
+    if (!(n in a)) return [`+${n}`];
+    if (!(n in b)) return [`-${n}`];
+    return JSON.stringify(a[n]) === JSON.stringify(b[n]) ? [] : [`~${n}`];
+  });
+  return parts.join(' ') || 'no change';
+}
+
+function sections(text: string | null | undefined): Record<string, unknown> | undefined {
+  if (text === null || text === undefined) return undefined;
+  try {
+    const { service: _s, ...rest } = JSON.parse(text) as Record<string, unknown>;
+    return rest;
+  } catch {
+    return undefined;
+  }
+}
+
+export const rulesGet: Command = {
+  words: ['rules', 'get'],
+  summary: 'print the rule document of a service',
+  usage: `rules get <service> [--version N] [--json] [store]
+  --version <N>      print version N from the history instead of the one in force
+${STORE_USAGE}`,
+  options: { ...STORE_OPTIONS, version: { type: 'string' } },
+  positionals: [1, 1],
+  async run(ctx) {
+    const service = ctx.positionals[0] as string;
+    const { repo, description } = await repository(ctx);
+    const wanted = integerOption(ctx.values, 'version');
+    if (wanted !== undefined) {
+      const v = (await repo.history(service)).find((h) => h.version === wanted);
+      if (!v) throw new NotFoundError(`${service}: no version ${wanted} in the history (see \`meshlet rules history ${service}\`)`);
+      if (ctx.values.json) printJson(ctx.io, v);
+      else ctx.io.out(v.document === null ? `(version ${wanted} deleted the rules)\n` : canonicalDocument(v.document));
+      return ExitCode.ok;
+    }
+    const { text, revision } = await repo.current(service);
+    if (text === undefined) throw new NotFoundError(`${service}: no rules in ${description}`);
+    if (ctx.values.json) printJson(ctx.io, { service, revision, document: parseOrText(text) });
+    else ctx.io.out(text.endsWith('\n') ? text : `${text}\n`);
+    return ExitCode.ok;
+  },
+};
+
+const parseOrText = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+};
+
+export const rulesValidate: Command = {
+  words: ['rules', 'validate'],
+  summary: 'check rule files offline, as the services would',
+  usage: `rules validate <file>... [--json]
+  Checks each file with the rule parsers and the JSON Schemas; needs no store.
+${CHECK_USAGE}`,
+  options: CHECK_OPTIONS,
+  positionals: [1, 100],
+  async run(ctx) {
+    const results: { file: string; ok: boolean; service?: string; sections?: string[]; path?: string; error?: string }[] = [];
+    for (const file of ctx.positionals) {
+      try {
+        const { document, unchecked } = await check(ctx, await readRuleFile(file));
+        results.push({ file, ok: true, service: document.service, sections: [...document.sections.keys()] });
+        if (!ctx.values.json) {
+          const note = unchecked.length ? ` (unchecked: ${unchecked.join(', ')})` : '';
+          ctx.io.out(`ok: ${file}: ${document.service} [${[...document.sections.keys()].join(', ')}]${note}\n`);
+        }
+      } catch (err) {
+        if (!(err instanceof RuleValidationError)) throw err;
+        results.push({ file, ok: false, path: err.path, error: err.message });
+        if (!ctx.values.json) ctx.io.err(`invalid: ${file}: ${err.message}\n`);
+      }
+    }
+    if (ctx.values.json) printJson(ctx.io, results);
+    return results.every((r) => r.ok) ? ExitCode.ok : ExitCode.invalidRules;
+  },
+};
+
+export const rulesDiff: Command = {
+  words: ['rules', 'diff'],
+  summary: 'show how a rule file differs from the rules in force',
+  usage: `rules diff <file> [--json] [store]
+${STORE_USAGE}`,
+  options: { ...STORE_OPTIONS, ...CHECK_OPTIONS },
+  positionals: [1, 1],
+  async run(ctx) {
+    const file = ctx.positionals[0] as string;
+    const text = await readRuleFile(file);
+    const { document } = await check(ctx, text);
+    const { repo, description } = await repository(ctx);
+    const current = await repo.current(document.service);
+    const diff = unifiedDiff(canonicalDocument(current.text), canonicalDocument(text), {
+      from: `${document.service} (${description}, revision ${current.revision})`,
+      to: file,
+    });
+    if (ctx.values.json) printJson(ctx.io, { service: document.service, revision: current.revision, changed: diff !== '', diff });
+    else ctx.io.out(diff || `no change: ${file} matches the rules of ${document.service}\n`);
+    return ExitCode.ok;
+  },
+};
+
+export const rulesApply: Command = {
+  words: ['rules', 'apply'],
+  summary: 'check a rule file, show the change, write it with compare-and-set',
+  usage: `rules apply <file> [--if-revision N] [--author name] [--dry-run] [--yes] [--json] [store]
+  Refuses (exit 3) if the rules change between the read and the write.
+  --if-revision <N>  also refuse unless the rules in force are at revision N (as \`rules get --json\` showed)
+${WRITE_USAGE}
+${CHECK_USAGE}
+${STORE_USAGE}`,
+  options: { ...STORE_OPTIONS, ...CHECK_OPTIONS, ...WRITE_OPTIONS, 'if-revision': { type: 'string' } },
+  positionals: [1, 1],
+  async run(ctx) {
+    const file = ctx.positionals[0] as string;
+    const text = await readRuleFile(file);
+    const { document } = await check(ctx, text);
+    const service = document.service;
+    const { repo, description } = await repository(ctx);
+    const current = await repo.current(service);
+    const expected = integerOption(ctx.values, 'if-revision');
+    if (expected !== undefined && expected !== current.revision) throw new RuleConflictError(service);
+    const diff = unifiedDiff(canonicalDocument(current.text), canonicalDocument(text), {
+      from: `${service} (${description}, revision ${current.revision})`,
+      to: file,
+    });
+    const json = ctx.values.json === true;
+    if (diff === '') {
+      if (json) printJson(ctx.io, { service, changed: false, revision: current.revision });
+      else ctx.io.out(`no change: ${file} matches the rules of ${service}; nothing written\n`);
+      return ExitCode.ok;
+    }
+    if (!json) ctx.io.out(diff);
+    if (ctx.values['dry-run']) {
+      if (json) printJson(ctx.io, { service, changed: true, written: false, diff });
+      else ctx.io.out('dry run: nothing written\n');
+      return ExitCode.ok;
+    }
+    if (!(await confirmed(ctx, `apply to ${service} in ${description}?`))) {
+      ctx.io.err('not applied\n');
+      return ExitCode.declined;
+    }
+    const version = await repo.apply(text, { author: author(ctx), ifRevision: current.revision });
+    const after = await repo.current(service);
+    if (json) printJson(ctx.io, { service, changed: true, written: true, version: version.version, revision: after.revision, diff });
+    else ctx.io.out(`applied: ${service} version ${version.version} (revision ${after.revision}) by ${version.author}\n`);
+    return ExitCode.ok;
+  },
+};
+
+export const rulesHistory: Command = {
+  words: ['rules', 'history'],
+  summary: 'list every accepted change of a service’s rules',
+  usage: `rules history <service> [--json] [store]
+  The newest version is the one in force. \`rules get <service> --version N\` prints one.
+${STORE_USAGE}`,
+  options: STORE_OPTIONS,
+  positionals: [1, 1],
+  async run(ctx) {
+    const service = ctx.positionals[0] as string;
+    const { repo } = await repository(ctx);
+    const [history, current] = await Promise.all([repo.history(service), repo.current(service)]);
+    if (history.length === 0) throw new NotFoundError(`${service}: no rule history`);
+    const latest = history.at(-1);
+    // Someone wrote the key without the repository (consul kv put, an editor): say so.
+    const drifted = latest !== undefined && canonicalDocument(latest.document) !== canonicalDocument(current.text);
+    if (ctx.values.json) {
+      printJson(ctx.io, {
+        service,
+        revision: current.revision,
+        drifted,
+        versions: history.map((v, i) => ({ ...v, change: changeSummary(history[i - 1]?.document, v.document) })),
+      });
+      return ExitCode.ok;
+    }
+    const rows = history.map((v, i) => [
+      `${v.version}${i === history.length - 1 && !drifted ? '*' : ''}`,
+      new Date(v.at)
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z'),
+      v.author,
+      versionLabel(v),
+      changeSummary(history[i - 1]?.document, v.document),
+    ]);
+    ctx.io.out(renderTable(['version', 'when', 'author', 'action', 'change'], rows));
+    if (drifted) ctx.io.err(`warning: the rules in force were written outside meshlet and match no version in this history\n`);
+    return ExitCode.ok;
+  },
+};
+
+export const rulesRollback: Command = {
+  words: ['rules', 'rollback'],
+  summary: 'restore a previous version of a service’s rules (recorded as a new version)',
+  usage: `rules rollback <service> [--to N] [--author name] [--dry-run] [--yes] [--json] [store]
+  --to <N>           the version to restore (default: the one before the newest)
+${WRITE_USAGE}
+${STORE_USAGE}`,
+  options: { ...STORE_OPTIONS, ...WRITE_OPTIONS, to: { type: 'string' } },
+  positionals: [1, 1],
+  async run(ctx) {
+    const service = ctx.positionals[0] as string;
+    const { repo, description } = await repository(ctx);
+    const to = integerOption(ctx.values, 'to');
+    const history = await repo.history(service);
+    const target = to === undefined ? history.at(-2) : history.find((v) => v.version === to);
+    if (!target) {
+      const known = history.map((v) => v.version).join(', ') || 'none';
+      throw new NotFoundError(`${service}: no version ${to ?? 'before the newest'} to roll back to (versions: ${known})`);
+    }
+    const current = await repo.current(service);
+    const diff = unifiedDiff(canonicalDocument(current.text), canonicalDocument(target.document), {
+      from: `${service} (${description}, revision ${current.revision})`,
+      to: `${service} version ${target.version}`,
+    });
+    const json = ctx.values.json === true;
+    if (!json) ctx.io.out(diff || `the rules in force already match version ${target.version}; recording the rollback anyway\n`);
+    if (ctx.values['dry-run']) {
+      if (json) printJson(ctx.io, { service, to: target.version, written: false, diff });
+      else ctx.io.out('dry run: nothing written\n');
+      return ExitCode.ok;
+    }
+    if (!(await confirmed(ctx, `roll ${service} back to version ${target.version} in ${description}?`))) {
+      ctx.io.err('not rolled back\n');
+      return ExitCode.declined;
+    }
+    const version = await repo.rollback(service, { author: author(ctx), to: target.version });
+    if (json) printJson(ctx.io, { service, to: target.version, written: true, version: version.version, diff });
+    else ctx.io.out(`rolled back: ${service} version ${version.version} restores version ${target.version}, by ${version.author}\n`);
+    return ExitCode.ok;
+  },
+};
+
+export const RULES_COMMANDS: readonly Command[] = [rulesGet, rulesValidate, rulesDiff, rulesApply, rulesHistory, rulesRollback];

@@ -1,0 +1,154 @@
+// The CLI as a user runs it (a spawned process), on a rule directory: no Consul needed.
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { FileKvStore, RULES_PREFIX } from '@meshlet/core';
+import { type CliIo, COMMANDS, runCli } from '../src/index.js';
+import { meshletInProcess as inProcess, meshlet, start } from './run-meshlet.js';
+
+const quietIo: CliIo = { env: {}, out: () => {}, err: () => {}, interactive: false, ask: async () => undefined };
+
+const v1 = { service: 'orders', breaker: { rules: [{ level: 'service', consecutiveFailures: 2 }] } };
+const v2 = {
+  service: 'orders',
+  breaker: { rules: [{ level: 'service', consecutiveFailures: 5 }] },
+  route: { rules: [{ name: 'gray', priority: 1, destinations: [{ weight: 100, group: { version: '2.0.0' } }] }] },
+};
+
+describe('meshlet rules on a --dir store', () => {
+  let dir: string;
+  let kvDir: string;
+  const file = (name: string) => join(dir, name);
+  const store = () => ['--dir', kvDir];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-cli-'));
+    kvDir = join(dir, 'kv');
+    await writeFile(file('v1.json'), JSON.stringify(v1));
+    await writeFile(file('v2.json'), JSON.stringify(v2, null, 2));
+    await writeFile(file('bad.json'), JSON.stringify({ service: 'orders', breaker: { rules: [{ level: 'service', probes: 'three' }] } }));
+    await writeFile(file('typo.json'), JSON.stringify({ service: 'orders', rout: { rules: [] } }));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('validates offline: a good file passes, a bad one is refused naming the field (exit 4)', async () => {
+    const ok = await meshlet(['rules', 'validate', file('v1.json'), file('v2.json')]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /ok: .*v2\.json: orders \[breaker, route\]/);
+    const bad = await inProcess(['rules', 'validate', file('v1.json'), file('bad.json')]);
+    assert.equal(bad.code, 4);
+    assert.match(bad.stderr, /bad\.json: breaker\.rules\[0\]\.probes: must be a number/);
+    const json = await inProcess(['rules', 'validate', file('bad.json'), '--json']);
+    assert.deepEqual(
+      (JSON.parse(json.stdout) as { path: string }[]).map((r) => r.path),
+      ['breaker.rules[0].probes'],
+    );
+  });
+
+  it('refuses a section no kind knows, unless told to store it unchecked', async () => {
+    const typo = await inProcess(['rules', 'validate', file('typo.json')]);
+    assert.equal(typo.code, 4);
+    assert.match(typo.stderr, /rout: unknown rule section \(known: route, breaker, ratelimit\)/);
+    const allowed = await inProcess(['rules', 'validate', file('typo.json'), '--allow-unknown']);
+    assert.equal(allowed.code, 0);
+    assert.match(allowed.stdout, /unchecked: rout/);
+  });
+
+  it('apply → history → rollback → rollback round trip, each recorded with its author', async () => {
+    const a1 = await meshlet(['rules', 'apply', file('v1.json'), ...store()], { MESHLET_AUTHOR: 'alice' });
+    assert.equal(a1.code, 0, a1.stderr);
+    assert.match(a1.stdout, /\+ {2}"service": "orders"/);
+    assert.match(a1.stdout, /applied: orders version 1 .* by alice/);
+    const a2 = await meshlet(['rules', 'apply', file('v2.json'), ...store(), '--author', 'bob']);
+    assert.equal(a2.code, 0, a2.stderr);
+    assert.match(a2.stdout, /-\s+"consecutiveFailures": 2/);
+    assert.match(a2.stdout, /\+\s+"consecutiveFailures": 5/);
+
+    const rb = await meshlet(['rules', 'rollback', 'orders', ...store()], { USER: 'carol' });
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.match(rb.stdout, /rolled back: orders version 3 restores version 1, by carol/);
+    const now = await inProcess(['rules', 'get', 'orders', ...store(), '--json']);
+    assert.deepEqual((JSON.parse(now.stdout) as { document: unknown }).document, v1);
+
+    const back = await meshlet(['rules', 'rollback', 'orders', '--to', '2', ...store(), '--author', 'dave']);
+    assert.equal(back.code, 0, back.stderr);
+    const history = await meshlet(['rules', 'history', 'orders', ...store()]);
+    assert.equal(history.code, 0, history.stderr);
+    const lines = history.stdout.trimEnd().split('\n');
+    assert.match(lines[0] ?? '', /^VERSION\s+WHEN\s+AUTHOR\s+ACTION\s+CHANGE$/);
+    assert.match(lines[1] ?? '', /^1 .* alice\s+apply\s+created: breaker$/);
+    assert.match(lines[2] ?? '', /^2 .* bob\s+apply\s+~breaker \+route$/);
+    assert.match(lines[3] ?? '', /^3 .* carol\s+rollback to v1\s+~breaker -route$/);
+    assert.match(lines[4] ?? '', /^4\* .* dave\s+rollback to v2\s+~breaker \+route$/);
+    const old = await inProcess(['rules', 'get', 'orders', '--version', '1', ...store()]);
+    assert.deepEqual(JSON.parse(old.stdout), v1);
+  });
+
+  it('writes nothing when the file matches the rules in force', async () => {
+    const before = (await new FileKvStore(kvDir).get(`${RULES_PREFIX}orders`))?.revision;
+    const same = await inProcess(['rules', 'apply', file('v2.json'), ...store()]);
+    assert.equal(same.code, 0);
+    assert.match(same.stdout, /no change/);
+    assert.equal((await new FileKvStore(kvDir).get(`${RULES_PREFIX}orders`))?.revision, before);
+    const diff = await inProcess(['rules', 'diff', file('v1.json'), ...store(), '--json']);
+    assert.equal((JSON.parse(diff.stdout) as { changed: boolean }).changed, true);
+  });
+
+  it('refuses an apply when the rules are no longer at the revision the caller read (exit 3)', async () => {
+    const read = JSON.parse((await inProcess(['rules', 'get', 'orders', ...store(), '--json'])).stdout) as { revision: number };
+    assert.equal((await inProcess(['rules', 'apply', file('v1.json'), ...store(), '--if-revision', String(read.revision)])).code, 0);
+    const stale = await inProcess(['rules', 'apply', file('v2.json'), ...store(), '--if-revision', String(read.revision), '--json']);
+    assert.equal(stale.code, 3);
+    assert.equal((JSON.parse(stale.stdout) as { error: { code: string } }).error.code, 'MESHLET_RULE_CONFLICT');
+    assert.match(stale.stderr, /changed since they were read/);
+  });
+
+  it('asks before writing with --confirm, and writes nothing on "n" (exit 6)', async () => {
+    const history = async () => (await readdir(join(kvDir, 'meshlet', 'rules-history', 'orders'))).length;
+    const count = await history();
+    const run = start(['rules', 'apply', file('v2.json'), ...store(), '--confirm']);
+    await run.waitForOutput('[y/N]');
+    run.child.stdin.end('n\n');
+    const r = await run.done;
+    assert.equal(r.code, 6);
+    assert.equal(await history(), count);
+  });
+
+  it('refuses an invalid file with the field named and writes nothing', async () => {
+    const fresh = join(dir, 'fresh-kv');
+    const r = await meshlet(['rules', 'apply', file('bad.json'), '--dir', fresh]);
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, /invalid rules: breaker\.rules\[0\]\.probes/);
+    assert.deepEqual(await new FileKvStore(fresh).list('meshlet/'), []);
+  });
+
+  it('says what is missing: no rules, no version, bad usage', async () => {
+    assert.equal((await inProcess(['rules', 'get', 'nobody', ...store()])).code, 5);
+    assert.equal((await inProcess(['rules', 'rollback', 'orders', '--to', '99', ...store()])).code, 5);
+    const usage = await inProcess(['rules', 'apply', ...store()]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /usage: meshlet rules apply/);
+    assert.equal((await inProcess(['rules', 'get', 'orders', '--bogus'])).code, 2);
+    assert.equal((await inProcess(['nonsense'])).code, 2);
+    assert.equal((await inProcess(['rules', 'get', 'orders', '--version', 'x', ...store()])).code, 2);
+  });
+
+  it('prints help for every command, with the exit codes', async () => {
+    const main = await meshlet(['--help']);
+    assert.equal(main.code, 0);
+    const spawned = await meshlet(['rules', 'apply', '--help']);
+    assert.equal(spawned.code, 0);
+    assert.match(spawned.stdout, /^usage: meshlet rules apply/);
+    for (const c of COMMANDS) {
+      assert.match(main.stdout, new RegExp(`  ${c.words.join(' ')} `));
+      // The rest in-process: the same function the binary runs, without a process each.
+      let out = '';
+      const code = await runCli([...c.words, '--help'], { ...quietIo, out: (t) => (out += t) });
+      assert.equal(code, 0, c.words.join(' '));
+      assert.match(out, new RegExp(`^usage: meshlet ${c.words.join(' ')}`));
+      assert.match(out, /3 conflict/);
+    }
+  });
+});

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Instance } from '@meshlet/core';
+import { adminStatusUrl, canonicalDocument, diffLines, renderTable, unifiedDiff } from '../src/index.js';
+import { breakersCell } from '../src/registry-commands.js';
+import { changeSummary } from '../src/rules-commands.js';
+
+describe('text output', () => {
+  it('diffs lines by their longest common subsequence', () => {
+    const ops = diffLines(['a', 'b', 'c', 'd'], ['a', 'x', 'c', 'd', 'e']).map((l) => `${l.op}${l.text}`);
+    assert.deepEqual(ops, [' a', '-b', '+x', ' c', ' d', '+e']);
+    assert.deepEqual(diffLines([], ['a']), [{ op: '+', text: 'a' }]);
+  });
+
+  it('shows a unified diff with context, and nothing for a change of formatting only', () => {
+    const before = canonicalDocument('{"service":"a","x":[1,2,3,4,5,6,7,8,9]}');
+    const after = canonicalDocument('{"service":"a","x":[1,2,3,4,5,6,7,8,10]}');
+    const diff = unifiedDiff(before, after, { from: 'old', to: 'new' }, 1);
+    assert.equal(diff, '--- old\n+++ new\n@@\n     8,\n-    9\n+    10\n   ]\n');
+    assert.equal(unifiedDiff(canonicalDocument('{"a": 1}'), canonicalDocument('{\n  "a":1}'), { from: 'x', to: 'y' }), '');
+  });
+
+  it('aligns table columns without trailing spaces', () => {
+    assert.equal(
+      renderTable(
+        ['id', 'state', 'note'],
+        [
+          ['a-long-id', 'open', ''],
+          ['b', 'closed', 'x\ny'],
+        ],
+      ),
+      'ID         STATE   NOTE\na-long-id  open\nb          closed  x y\n',
+    );
+  });
+
+  it('summarises what a version changed, section by section', () => {
+    assert.equal(changeSummary(undefined, '{"service":"a","route":{}}'), 'created: route');
+    assert.equal(
+      changeSummary('{"service":"a","route":{},"breaker":{"x":1}}', '{"service":"a","breaker":{"x":2},"ratelimit":{}}'),
+      '-route ~breaker +ratelimit',
+    );
+    assert.equal(changeSummary('{"service":"a"}', null), 'deleted');
+  });
+
+  it('finds an instance admin endpoint on its own origin or on another port', () => {
+    const i = (meta: Record<string, string>): Instance => ({
+      id: 'a-1',
+      service: 'a',
+      address: '10.0.0.1',
+      port: 8080,
+      tags: [],
+      metadata: meta,
+      health: 'passing',
+    });
+    assert.equal(adminStatusUrl(i({ 'meshlet-admin': '/_meshlet/' })), 'http://10.0.0.1:8080/_meshlet/status');
+    assert.equal(adminStatusUrl(i({ 'meshlet-admin': ':9901/admin', secure: 'true' })), 'https://10.0.0.1:9901/admin/status');
+    assert.equal(adminStatusUrl(i({ 'meshlet-admin': ':9901' })), 'http://10.0.0.1:9901/_meshlet/status');
+    assert.equal(adminStatusUrl(i({})), undefined);
+    assert.equal(adminStatusUrl(i({}), '/_meshlet'), 'http://10.0.0.1:8080/_meshlet/status');
+  });
+
+  it('names the breakers that are not closed', () => {
+    const b = (level: string, state: string, extra: Record<string, string> = {}) => ({
+      breaker: { level, service: 'pay', ...extra },
+      state,
+    });
+    assert.equal(breakersCell({ breakers: [b('service', 'closed'), b('instance', 'closed', { instance: 'p-1' })] }), 'closed (2)');
+    assert.equal(
+      breakersCell({
+        breakers: [b('instance', 'open', { instance: 'p-1' }), b('api', 'half-open', { api: 'GET /x' }), b('service', 'closed')],
+      }),
+      'pay[p-1] open, pay GET /x half-open',
+    );
+    assert.equal(breakersCell({}), '-');
+  });
+});

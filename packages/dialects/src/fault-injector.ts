@@ -1,0 +1,111 @@
+import { type Clock, compileConditions, type Matcher, type RuleWatcher, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import { type FaultSection, faultRuleKind } from './fault-rule.js';
+
+/** What to do to one call. Empty (NO_FAULT): send it as it is. */
+export interface FaultDecision {
+  /** Wait this long first. */
+  readonly delayMs?: number;
+  /** Then answer with this status instead of sending. */
+  readonly abortStatus?: number;
+  /** The rule that decided, for spans, metrics and logs. */
+  readonly rule?: string;
+}
+
+export const NO_FAULT: FaultDecision = Object.freeze({});
+
+/** Header set on a response made up by an abort, naming the rule, so nobody mistakes it for the service's. */
+export const FAULT_HEADER = 'x-meshlet-fault';
+
+interface CompiledFault {
+  readonly matches: Matcher;
+  /** Share in [0, 1]; 1 draws nothing. */
+  readonly share: number;
+  readonly decision: FaultDecision;
+}
+
+/**
+ * Decides, per outbound call, whether to inject a fault. Rules are compiled when they
+ * change; a decision tests the rules in document order and takes the first whose
+ * conditions match and whose draw (`random() * 100 < percentage`) hits. Each rule with a
+ * percentage strictly between 0 and 100 draws once when its conditions match; 0 never
+ * applies and 100 always does, without a draw. With no rules nothing is drawn and every
+ * call gets NO_FAULT: faults are off unless a rule says so.
+ */
+export class FaultInjector {
+  #rules: readonly CompiledFault[] = [];
+
+  constructor(section?: FaultSection) {
+    this.setRules(section);
+  }
+
+  /** Replaces the rules (undefined: none). */
+  setRules(section: FaultSection | undefined): void {
+    this.#rules = (section?.rules ?? [])
+      .filter((r) => r.percentage > 0)
+      .map((r) => ({
+        matches: compileConditions(r.when),
+        share: r.percentage / 100,
+        decision: Object.freeze({
+          rule: r.name,
+          ...(r.delay !== undefined ? { delayMs: r.delay } : {}),
+          ...(r.abort !== undefined ? { abortStatus: r.abort } : {}),
+        }),
+      }));
+  }
+
+  /** Follows the `fault` section of a service's rule document. */
+  follow(watcher: RuleWatcher): Unsubscribe {
+    return watcher.subscribe((doc) => this.setRules(doc?.sections.get(faultRuleKind.name) as FaultSection | undefined));
+  }
+
+  /** True when some rule can apply. */
+  get active(): boolean {
+    return this.#rules.length > 0;
+  }
+
+  /** The fault for one call with these tags; `random` returns [0, 1) (seed it in tests). */
+  decide(tags: TagLookup, random: () => number = Math.random): FaultDecision {
+    for (const r of this.#rules) {
+      if (!r.matches(tags)) continue;
+      if (r.share >= 1 || random() < r.share) return r.decision;
+    }
+    return NO_FAULT;
+  }
+}
+
+/**
+ * Carries out a decision around a send: waits `delayMs` on `clock` (ending early, with
+ * the signal's reason, if `signal` aborts), then returns the made-up response for an
+ * abort, or undefined when the call should now be sent.
+ */
+export async function applyFault(
+  decision: FaultDecision,
+  options: { readonly clock: Clock; readonly signal?: AbortSignal | undefined },
+): Promise<Response | undefined> {
+  const { clock, signal } = options;
+  if (decision.delayMs !== undefined && decision.delayMs > 0) {
+    signal?.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        cancel();
+        reject(signal?.reason);
+      };
+      const cancel = clock.setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, decision.delayMs as number);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+  if (decision.abortStatus === undefined) return undefined;
+  return new Response(null, { status: decision.abortStatus, headers: { [FAULT_HEADER]: decision.rule ?? 'fault' } });
+}
+
+/** Span and metric attributes for a decision (empty for NO_FAULT). */
+export function faultAttributes(decision: FaultDecision): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  if (decision.rule !== undefined) out['meshlet.fault.rule'] = decision.rule;
+  if (decision.delayMs !== undefined) out['meshlet.fault.delay_ms'] = decision.delayMs;
+  if (decision.abortStatus !== undefined) out['meshlet.fault.abort_status'] = decision.abortStatus;
+  return out;
+}

@@ -1,0 +1,51 @@
+export { applyFault, FAULT_HEADER, type FaultDecision, FaultInjector, faultAttributes, NO_FAULT } from './fault-injector.js';
+export { FAULT_LIMITS, type FaultRule, type FaultSection, faultRuleKind, parseFaultSection } from './fault-rule.js';
+export { formDecode, formEncode } from './form-encoding.js';
+export { meshletDialect, ONCE_TAG_HEADER } from './meshlet-dialect.js';
+export {
+  POLARIS_LANE_KEY,
+  POLARIS_TRANSITIVE_PREFIX,
+  type PolarisDialectOptions,
+  polarisDialect,
+  SCT_TRANSITIVE_PREFIX,
+} from './polaris-dialect.js';
+export { attachRequestTags, type RequestTags, requestTagsOf, setScopedTag } from './request-tags.js';
+export { SCT_DISPOSABLE_HEADER, SCT_METADATA_HEADER, sctDialect } from './sct-dialect.js';
+export type {
+  DialectDroppedTag,
+  DialectDropReason,
+  DialectEmit,
+  DialectExtract,
+  DialectName,
+  HeaderBag,
+  HeaderWarning,
+  ScopeLookup,
+  TagDialect,
+} from './tag-dialect.js';
+export {
+  DEFAULT_ACCEPT,
+  type InboundTags,
+  type OutboundHeaders,
+  TagPropagation,
+  type TagPropagationOptions,
+} from './tag-propagation.js';
+export { TAG_SCOPES, type TagScope, TagScopes } from './tag-scope.js';
+export {
+  TSF_METADATA_HEADER,
+  TSF_TAGS_HEADER,
+  TSF_TRANSITIVE_FLAG,
+  type TsfDialectOptions,
+  type TsfIdentity,
+  TsfSystemTag,
+  tsfDialect,
+} from './tsf-dialect.js';
+export {
+  applyWarmup,
+  BASE_WEIGHT_META,
+  baseWeight,
+  nextWarmupChangeAt,
+  REGISTERED_AT_META,
+  registeredAt,
+  type WarmupOptions,
+  warmupWeight,
+} from './warmup.js';

@@ -1,0 +1,81 @@
+import type { Caller, TagDropReason } from '@meshlet/core';
+import type { TagScope } from './tag-scope.js';
+
+/** Request headers as node:http gives them: lower-case names, repeated headers as arrays. */
+export type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+/** Why a tag read from (or meant for) a dialect's header was not taken. */
+export type DialectDropReason = TagDropReason | 'not-a-header-name';
+
+export interface DialectDroppedTag {
+  readonly key: string;
+  readonly reason: DialectDropReason;
+  /** The header it came from or was meant for. */
+  readonly header: string;
+}
+
+/** A problem with a whole header: it was ignored and the request served without it. */
+export interface HeaderWarning {
+  readonly header: string;
+  readonly code: 'MESHLET_BAD_TAG_HEADER';
+  readonly reason: string;
+}
+
+/** What one dialect read from a request's headers. */
+export interface DialectExtract {
+  /** Tags, within core's bounds (TagLimits). */
+  readonly tags: Map<string, string>;
+  /**
+   * Keys that arrived one-hop (TSF tags without the transitive flag, SCT disposable
+   * metadata, `x-meshlet-tags-once`, and the caller's identity from `tsf-metadata`):
+   * this service sees them, the next hop does not.
+   */
+  readonly arrivedOnce: Set<string>;
+  /** The calling service's identity, when the dialect carries one (`tsf-metadata`). */
+  readonly caller?: Caller;
+  readonly dropped: DialectDroppedTag[];
+  readonly warnings: HeaderWarning[];
+}
+
+/** Headers one dialect writes for an outbound call, and the tags it could not write. */
+export interface DialectEmit {
+  readonly headers: Record<string, string>;
+  readonly dropped: DialectDroppedTag[];
+}
+
+/** Reads the scope a tag travels with (see TagScopes). */
+export type ScopeLookup = (key: string) => TagScope;
+
+/**
+ * One tag header dialect: how a family of services carries request tags between hops.
+ * `extract` never throws: a bad header is dropped whole with a warning, a bad tag alone
+ * with a drop, so a client's garbage can never turn into a 500.
+ */
+export interface TagDialect {
+  readonly name: DialectName;
+  extract(headers: HeaderBag): DialectExtract;
+  /** Writes transitive tags to the transitive carrier and one-hop tags to the one-hop carrier; local tags never. */
+  emit(tags: Iterable<readonly [string, string]>, scope: ScopeLookup): DialectEmit;
+}
+
+export type DialectName = 'meshlet' | 'tsf' | 'polaris' | 'sct';
+
+/** First value of a header (repeated headers are joined as node:http joins them, with `, `). */
+export function headerValue(headers: HeaderBag, name: string): string | undefined {
+  const v = headers[name];
+  if (v === undefined) return undefined;
+  return typeof v === 'string' ? v : v.join(', ');
+}
+
+export function emptyExtract(): {
+  tags: Map<string, string>;
+  arrivedOnce: Set<string>;
+  dropped: DialectDroppedTag[];
+  warnings: HeaderWarning[];
+} {
+  return { tags: new Map(), arrivedOnce: new Set(), dropped: [], warnings: [] };
+}
+
+export function warning(header: string, reason: string): HeaderWarning {
+  return { header, code: 'MESHLET_BAD_TAG_HEADER', reason };
+}

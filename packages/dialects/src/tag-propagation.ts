@@ -1,0 +1,155 @@
+import { type Caller, TagLimits } from '@meshlet/core';
+import { meshletDialect } from './meshlet-dialect.js';
+import { type PolarisDialectOptions, polarisDialect } from './polaris-dialect.js';
+import { sctDialect } from './sct-dialect.js';
+import {
+  type DialectDroppedTag,
+  type DialectName,
+  type HeaderBag,
+  type HeaderWarning,
+  headerValue,
+  type TagDialect,
+  warning,
+} from './tag-dialect.js';
+import { TAG_SCOPES, type TagScope, TagScopes } from './tag-scope.js';
+import { putChecked } from './take-tag.js';
+import { type TsfDialectOptions, tsfDialect } from './tsf-dialect.js';
+
+export interface TagPropagationOptions {
+  /**
+   * Dialects read on inbound requests, lowest precedence first: when two carry the same
+   * key, the later one's value wins. Default `['tsf', 'sct', 'polaris', 'meshlet']`:
+   * Spring Cloud Tencent's own merge order (TSF tags, then SCT-CUSTOM-METADATA, then the
+   * per-key prefix headers), with Meshlet's header, sent only by Meshlet hops, last.
+   */
+  readonly accept?: readonly DialectName[];
+  /** Dialects written on outbound calls. Default `['meshlet']`. */
+  readonly emit?: readonly DialectName[];
+  /** Scope by tag name, for tags whose scope code does not set. Default: every tag transitive. */
+  readonly scopes?: Readonly<Record<string, TagScope>>;
+  /** Headers passed on to the next hop unchanged (e.g. `x-uid`), for estates that route on plain headers. */
+  readonly passThroughHeaders?: readonly string[];
+  readonly tsf?: TsfDialectOptions;
+  readonly polaris?: PolarisDialectOptions;
+}
+
+/** Everything the tag headers of one inbound request said. */
+export interface InboundTags {
+  /** Custom tags for the request's MeshContext (`createContext({ tags })`). */
+  readonly tags: Map<string, string>;
+  /** Scopes for the request: tags that arrived one-hop are `local` here. Keep beside the context. */
+  readonly scopes: TagScopes;
+  /** Raw pass-through headers, by lower-case name. Keep beside the context. */
+  readonly passThrough: Map<string, string>;
+  /** The caller's identity from a dialect that carries one (TSF), for when `x-meshlet-caller` is absent. */
+  readonly caller?: Caller;
+  readonly dropped: readonly DialectDroppedTag[];
+  readonly warnings: readonly HeaderWarning[];
+}
+
+export interface OutboundHeaders {
+  /** Headers to set on the outbound call (names as the dialects spell them; HTTP names are case-insensitive). */
+  readonly headers: Record<string, string>;
+  readonly dropped: readonly DialectDroppedTag[];
+}
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+export const DEFAULT_ACCEPT: readonly DialectName[] = ['tsf', 'sct', 'polaris', 'meshlet'];
+
+/**
+ * Reads request tags from every accepted dialect and writes them in every configured one.
+ * Built once from configuration; `extract` and `emit` do no set-up per call.
+ */
+export class TagPropagation {
+  readonly #accept: readonly TagDialect[];
+  readonly #emit: readonly TagDialect[];
+  readonly #configured: ReadonlyMap<string, TagScope>;
+  readonly #passThrough: readonly string[];
+
+  constructor(options: TagPropagationOptions = {}) {
+    const dialects: Record<DialectName, TagDialect> = {
+      meshlet: meshletDialect,
+      tsf: tsfDialect(options.tsf),
+      polaris: polarisDialect(options.polaris),
+      sct: sctDialect,
+    };
+    const pick = (names: readonly DialectName[], what: string) =>
+      names.map((n) => {
+        const d = dialects[n];
+        if (!d) throw new TypeError(`${what}: unknown dialect "${n}" (known: ${Object.keys(dialects).join(', ')})`);
+        return d;
+      });
+    this.#accept = pick(options.accept ?? DEFAULT_ACCEPT, 'accept');
+    this.#emit = pick(options.emit ?? ['meshlet'], 'emit');
+    const configured = new Map<string, TagScope>();
+    for (const [k, s] of Object.entries(options.scopes ?? {})) {
+      if (!TAG_SCOPES.includes(s)) throw new TypeError(`scopes.${k}: must be one of ${TAG_SCOPES.join(', ')} (got ${JSON.stringify(s)})`);
+      configured.set(k, s);
+    }
+    this.#configured = configured;
+    this.#passThrough = (options.passThroughHeaders ?? []).map((h) => h.toLowerCase());
+  }
+
+  /** The scope `key` travels with on a request with `scopes`: set in code, else configured, else transitive. */
+  scopeOf(key: string, scopes?: TagScopes): TagScope {
+    return scopes?.get(key) ?? this.#configured.get(key) ?? 'transitive';
+  }
+
+  /** Reads an inbound request's headers. Never throws: bad headers and tags are reported, not raised. */
+  extract(headers: HeaderBag): InboundTags {
+    const tags = new Map<string, string>();
+    const once = new Set<string>();
+    const transitive = new Set<string>();
+    const dropped: DialectDroppedTag[] = [];
+    const warnings: HeaderWarning[] = [];
+    let caller: Caller | undefined;
+    for (const dialect of this.#accept) {
+      const got = dialect.extract(headers);
+      dropped.push(...got.dropped);
+      warnings.push(...got.warnings);
+      if (got.caller && !caller) caller = got.caller;
+      for (const [k, v] of got.tags) {
+        // Each dialect checked its tags against core's per-tag bounds; the count is left.
+        const reason = putChecked(tags, k, v);
+        if (reason) {
+          dropped.push({ key: k, reason, header: dialect.name });
+          continue;
+        }
+        // Sent transitive by any dialect: the sender meant it to travel on.
+        if (got.arrivedOnce.has(k)) once.add(k);
+        else transitive.add(k);
+      }
+    }
+    const scopes = new TagScopes();
+    for (const k of once) if (!transitive.has(k)) scopes.set(k, 'local');
+    const passThrough = new Map<string, string>();
+    for (const name of this.#passThrough) {
+      const v = headerValue(headers, name);
+      if (v === undefined) continue;
+      if (v.length > TagLimits.maxHeaderBytes || CONTROL.test(v)) {
+        warnings.push(warning(name, 'pass-through header over the header bound or with control characters: not passed on'));
+        continue;
+      }
+      passThrough.set(name, v);
+    }
+    return { tags, scopes, passThrough, ...(caller ? { caller } : {}), dropped, warnings };
+  }
+
+  /**
+   * Headers for an outbound call: the request's tags in every emitted dialect (transitive
+   * and one-hop tags; local ones never), and the pass-through headers as they arrived.
+   */
+  emit(tags: Iterable<readonly [string, string]>, scopes?: TagScopes, passThrough?: ReadonlyMap<string, string>): OutboundHeaders {
+    const list = Array.isArray(tags) ? (tags as readonly (readonly [string, string])[]) : [...tags];
+    const lookup = (key: string) => this.scopeOf(key, scopes);
+    const headers: Record<string, string> = {};
+    const dropped: DialectDroppedTag[] = [];
+    if (passThrough) for (const [k, v] of passThrough) headers[k] = v;
+    for (const dialect of this.#emit) {
+      const out = dialect.emit(list, lookup);
+      Object.assign(headers, out.headers);
+      dropped.push(...out.dropped);
+    }
+    return { headers, dropped };
+  }
+}

@@ -1,0 +1,135 @@
+import { type Instance, MetaKey } from '@meshlet/core';
+
+/**
+ * Metadata key holding when an instance registered, as epoch milliseconds. Letters and
+ * `-` only, so it is a valid Consul `Meta` key as it is.
+ */
+export const REGISTERED_AT_META = 'registered-at';
+/**
+ * Metadata key where the instance's own weight is kept while warm-up lowers `weight`, so
+ * that adjusting an already adjusted list gives the same answer (never compounding).
+ */
+export const BASE_WEIGHT_META = 'warmup-base-weight';
+
+// As route's instanceWeight (packages/route/src/endpoint.ts): 1-10000, anything else 100.
+const DEFAULT_WEIGHT = 100;
+const MAX_WEIGHT = 10_000;
+
+export interface WarmupOptions {
+  /** How long after registration an instance reaches its full weight. 0 turns warm-up off. */
+  readonly windowMs: number;
+  /** Share of the full weight a just-registered instance gets, 0-1. Default 0.01 (never below weight 1). */
+  readonly floor?: number;
+  /**
+   * Shape of the ramp: share = floor + (1 - floor) × progress^curvature. 1 (the default) is
+   * linear, as Dubbo's warm-up (weight × uptime / warmup); above 1 holds the weight low for
+   * longer (a JVM still compiling), below 1 rises fast and then levels off.
+   */
+  readonly curvature?: number;
+  /**
+   * The ramp moves in this many equal steps, so the router is re-fed `steps` times per
+   * warming instance instead of on every call. Default 10.
+   */
+  readonly steps?: number;
+  /** Metadata key of the registration time. Default `registered-at`. */
+  readonly metaKey?: string;
+}
+
+interface Ramp {
+  readonly windowMs: number;
+  readonly floor: number;
+  readonly curvature: number;
+  readonly steps: number;
+  readonly metaKey: string;
+}
+
+function ramp(options: WarmupOptions): Ramp {
+  const { windowMs } = options;
+  const floor = options.floor ?? 0.01;
+  const curvature = options.curvature ?? 1;
+  const steps = options.steps ?? 10;
+  if (!(Number.isFinite(windowMs) && windowMs >= 0)) throw new RangeError(`warm-up windowMs must be a number >= 0 (got ${windowMs})`);
+  if (!(floor >= 0 && floor <= 1)) throw new RangeError(`warm-up floor must be between 0 and 1 (got ${floor})`);
+  if (!(Number.isFinite(curvature) && curvature > 0)) throw new RangeError(`warm-up curvature must be > 0 (got ${curvature})`);
+  if (!(Number.isInteger(steps) && steps >= 1 && steps <= 1000))
+    throw new RangeError(`warm-up steps must be a whole number 1-1000 (got ${steps})`);
+  return { windowMs, floor, curvature, steps, metaKey: options.metaKey ?? REGISTERED_AT_META };
+}
+
+/** The instance's own weight, as the router reads it, before any warm-up. */
+export function baseWeight(instance: Instance): number {
+  const raw = instance.metadata[BASE_WEIGHT_META] ?? instance.metadata[MetaKey.weight];
+  if (raw === undefined) return DEFAULT_WEIGHT;
+  const n = Number(raw);
+  return Number.isInteger(n) && n >= 1 && n <= MAX_WEIGHT ? n : DEFAULT_WEIGHT;
+}
+
+/** Registration time from metadata; undefined when absent or not a number (such an instance gets no warm-up). */
+export function registeredAt(instance: Instance, metaKey = REGISTERED_AT_META): number | undefined {
+  const raw = instance.metadata[metaKey];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const n = Number(raw);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * The weight of an instance of weight `full`, `ageMs` after it registered. A negative age
+ * (a registration clock ahead of ours) counts as just registered. Never below 1.
+ */
+export function warmupWeight(full: number, ageMs: number, options: WarmupOptions): number {
+  const r = ramp(options);
+  return weightAt(full, ageMs, r);
+}
+
+function weightAt(full: number, ageMs: number, r: Ramp): number {
+  if (r.windowMs === 0 || ageMs >= r.windowMs) return full;
+  const progress = Math.floor((Math.max(0, ageMs) / r.windowMs) * r.steps) / r.steps;
+  const share = r.floor + (1 - r.floor) * progress ** r.curvature;
+  return Math.min(full, Math.max(1, Math.round(full * share)));
+}
+
+/**
+ * The instances with their `weight` metadata lowered while they warm up, for the router's
+ * `setInstances`. Instances not warming (no or bad registration time, or past the window)
+ * come back as the same objects; warming ones as copies with `weight` and
+ * `warmup-base-weight` set.
+ */
+export function applyWarmup(instances: readonly Instance[], now: number, options: WarmupOptions): Instance[] {
+  const r = ramp(options);
+  return instances.map((instance) => {
+    const at = registeredAt(instance, r.metaKey);
+    const full = baseWeight(instance);
+    const warming = at !== undefined && now - at < r.windowMs;
+    if (!warming) {
+      if (instance.metadata[BASE_WEIGHT_META] === undefined) return instance;
+      // Warmed up since the last adjustment: give the instance its own weight back.
+      const { [BASE_WEIGHT_META]: _base, ...rest } = instance.metadata;
+      return { ...instance, metadata: { ...rest, [MetaKey.weight]: String(full) } };
+    }
+    const weight = weightAt(full, now - at, r);
+    return { ...instance, metadata: { ...instance.metadata, [MetaKey.weight]: String(weight), [BASE_WEIGHT_META]: String(full) } };
+  });
+}
+
+/**
+ * When the next weight changes, over all instances: the earliest step boundary after
+ * `now` of any instance still warming, or undefined when none is. The SDK sets one timer
+ * for it and re-feeds `applyWarmup` to the router then (the router precomputes on
+ * `setInstances`, so the weights only move when fed).
+ */
+export function nextWarmupChangeAt(instances: readonly Instance[], now: number, options: WarmupOptions): number | undefined {
+  const r = ramp(options);
+  if (r.windowMs === 0) return undefined;
+  const stepMs = r.windowMs / r.steps;
+  let next: number | undefined;
+  for (const instance of instances) {
+    const at = registeredAt(instance, r.metaKey);
+    if (at === undefined || now - at >= r.windowMs) continue;
+    // Ages below zero sit at the floor until registration time, then step as usual.
+    const age = Math.max(0, now - at);
+    const k = Math.floor(age / stepMs) + 1;
+    const due = at + Math.min(r.windowMs, k * stepMs);
+    if (next === undefined || due < next) next = due;
+  }
+  return next;
+}

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Instance, ManualClock } from '@meshlet/core';
+import { applyWarmup, BASE_WEIGHT_META, nextWarmupChangeAt, REGISTERED_AT_META, warmupWeight } from '../src/index.js';
+
+const MIN = 60_000;
+const inst = (id: string, metadata: Record<string, string>): Instance => ({
+  id,
+  service: 'orders',
+  address: '10.0.0.1',
+  port: 8080,
+  tags: [],
+  metadata,
+  health: 'passing',
+});
+
+describe('warm-up weight', () => {
+  it('ramps linearly in steps from the floor to full over the window', () => {
+    const o = { windowMs: 10 * MIN, floor: 0.1 };
+    assert.equal(warmupWeight(100, 0, o), 10);
+    assert.equal(warmupWeight(100, 0.99 * MIN, o), 10); // still in the first step
+    assert.equal(warmupWeight(100, 1 * MIN, o), 19);
+    assert.equal(warmupWeight(100, 5 * MIN, o), 55);
+    assert.equal(warmupWeight(100, 9.99 * MIN, o), 91);
+    assert.equal(warmupWeight(100, 10 * MIN, o), 100);
+    assert.equal(warmupWeight(100, 60 * MIN, o), 100);
+  });
+
+  it('a curvature above 1 holds the weight low for longer', () => {
+    const half = { windowMs: 10 * MIN, floor: 0 };
+    assert.equal(warmupWeight(100, 5 * MIN, half), 50);
+    assert.equal(warmupWeight(100, 5 * MIN, { ...half, curvature: 2 }), 25);
+  });
+
+  it('is never below 1, never above full, and a clock-skewed future registration is at the floor', () => {
+    assert.equal(warmupWeight(3, 0, { windowMs: MIN, floor: 0 }), 1);
+    assert.equal(warmupWeight(100, -5 * MIN, { windowMs: MIN, floor: 0.2 }), 20);
+    assert.equal(warmupWeight(100, 0, { windowMs: 0 }), 100);
+  });
+
+  it('refuses nonsense options', () => {
+    assert.throws(() => warmupWeight(100, 0, { windowMs: -1 }), RangeError);
+    assert.throws(() => warmupWeight(100, 0, { windowMs: 1, floor: 2 }), RangeError);
+    assert.throws(() => warmupWeight(100, 0, { windowMs: 1, steps: 0 }), RangeError);
+  });
+});
+
+describe('applyWarmup and nextWarmupChangeAt', () => {
+  const clock = new ManualClock(1_000 * MIN);
+  const options = { windowMs: 10 * MIN, floor: 0.1 };
+  const old = inst('old', { [REGISTERED_AT_META]: String(clock.now() - 60 * MIN) });
+  const fresh = inst('fresh', { [REGISTERED_AT_META]: String(clock.now() - 2.5 * MIN), weight: '200' });
+  const unknown = inst('unknown', { [REGISTERED_AT_META]: 'yesterday' });
+
+  it('lowers only warming instances, keeps the others as they are', () => {
+    const out = applyWarmup([old, fresh, unknown], clock.now(), options);
+    assert.equal(out[0], old);
+    assert.equal(out[2], unknown, 'an unreadable registration time never starves an instance');
+    assert.equal(out[1]?.metadata.weight, String(Math.round(200 * (0.1 + 0.9 * 0.2))));
+    assert.equal(out[1]?.metadata[BASE_WEIGHT_META], '200');
+  });
+
+  it('re-applying to an adjusted list gives the same weights, and a warmed instance gets its own weight back', () => {
+    const once = applyWarmup([fresh], clock.now(), options);
+    assert.deepEqual(applyWarmup(once, clock.now(), options), once);
+    const later = applyWarmup(once, clock.now() + 10 * MIN, options);
+    assert.equal(later[0]?.metadata.weight, '200');
+    assert.equal(later[0]?.metadata[BASE_WEIGHT_META], undefined);
+  });
+
+  it('schedules one timer: the earliest step boundary of any warming instance', () => {
+    const a = inst('a', { [REGISTERED_AT_META]: String(clock.now() - 2.5 * MIN) }); // next step at +0.5 min
+    const b = inst('b', { [REGISTERED_AT_META]: String(clock.now() - 0.2 * MIN) }); // next step at +0.8 min
+    assert.equal(nextWarmupChangeAt([old, b, a], clock.now(), options), clock.now() + 0.5 * MIN);
+    assert.equal(nextWarmupChangeAt([old, unknown], clock.now(), options), undefined);
+    // The last step ends at full weight.
+    const c = inst('c', { [REGISTERED_AT_META]: String(clock.now() - 9.5 * MIN) });
+    assert.equal(nextWarmupChangeAt([c], clock.now(), options), clock.now() + 0.5 * MIN);
+  });
+
+  it('re-fed at each change, the weights walk up to full and the timer stops', () => {
+    const c = new ManualClock(clock.now());
+    const registry = [old, fresh];
+    const seen: string[] = [];
+    const feed = () => {
+      const fed = applyWarmup(registry, c.now(), options);
+      seen.push(fed[1]?.metadata.weight ?? '');
+      const at = nextWarmupChangeAt(registry, c.now(), options);
+      if (at !== undefined) c.setTimeout(feed, at - c.now());
+    };
+    feed();
+    c.advance(20 * MIN);
+    // 200 × (0.1 + 0.9 × k/10) for steps k = 2..9, then full.
+    assert.deepEqual(seen, ['56', '74', '92', '110', '128', '146', '164', '182', '200']);
+    assert.equal(c.pendingTimers, 0);
+  });
+});

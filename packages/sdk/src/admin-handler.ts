@@ -1,0 +1,231 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MeshletError } from '@meshlet/core';
+
+/**
+ * The instance metadata key that tells `meshlet instances` where this instance's admin
+ * endpoint is: a path on the instance's own origin (`/_meshlet`), or `:<port><path>` for
+ * an admin server on another port (`:9901/_meshlet`).
+ */
+export const ADMIN_META_KEY = 'meshlet-admin';
+
+/** Where the admin handler answers unless told otherwise. */
+export const DEFAULT_ADMIN_PATH = '/_meshlet';
+
+/** Shortest token accepted: the endpoint tells an attacker which instances are failing. */
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
+
+/** The rules this process follows for one service (core's RuleWatcherStatus, plus whose). */
+export interface AdminRulesStatus {
+  readonly service: string;
+  /** Store revision of the document in force; 0 when none was ever applied. */
+  readonly revision: number;
+  readonly rejected: number;
+  readonly lastError?: { readonly revision: number; readonly path: string; readonly message: string };
+}
+
+/** One breaker; @meshlet/breaker's BreakerSnapshot fits as it is. */
+export interface AdminBreakerStatus {
+  readonly breaker: {
+    readonly level: 'service' | 'api' | 'instance';
+    readonly service: string;
+    readonly api?: string;
+    readonly instance?: string;
+  };
+  readonly state: 'closed' | 'open' | 'half-open';
+  readonly calls: number;
+  readonly failures: number;
+  readonly failureRate: number;
+  readonly slowCallRate: number;
+  readonly consecutiveFailures: number;
+  readonly retryAt?: number;
+  readonly rejected: number;
+  readonly opened: number;
+}
+
+/** Inbound limiter counters; @meshlet/ratelimit's RateLimiterStats fits as it is. */
+export interface AdminLimiterStatus {
+  readonly allowed: number;
+  readonly refused: number;
+  readonly degraded: boolean;
+  readonly outages: number;
+  readonly degradedDecisions: number;
+  readonly buckets: number;
+}
+
+/** What an instance reports about itself; the mesh builds it on each request to the endpoint. */
+export interface AdminStatus {
+  readonly service: string;
+  readonly instance?: string;
+  readonly version?: string;
+  /** One entry per watched service (this one and the services it calls). */
+  readonly rules: readonly AdminRulesStatus[];
+  readonly breakers: readonly AdminBreakerStatus[];
+  readonly limiter?: AdminLimiterStatus;
+  readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number };
+  /** Named degraded flags (`registry`, `ratelimitRedis`, `rules`…); true means running on a fallback. */
+  readonly degraded: Readonly<Record<string, boolean>>;
+}
+
+export interface AdminHandlerOptions {
+  /** Required: callers send `Authorization: Bearer <token>`. At least 16 characters. */
+  readonly token: string;
+  readonly status: () => AdminStatus | Promise<AdminStatus>;
+  /** Mount point; the status is at `<path>/status`. Default `/_meshlet`. */
+  readonly path?: string;
+}
+
+/**
+ * A node:http (and Express) handler. Requests outside its path go to `next` when given,
+ * else get 404, so it can sit in front of an app or on its own admin port.
+ */
+export type AdminHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
+
+/** The admin token is missing or too short to be worth having. */
+export class AdminTokenError extends MeshletError {
+  static readonly code = 'MESHLET_ADMIN_TOKEN';
+  constructor() {
+    super(
+      AdminTokenError.code,
+      `the admin endpoint needs a token of at least ${MIN_ADMIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 24\`); it is off until given one`,
+    );
+  }
+}
+
+/**
+ * The admin endpoint: `GET <path>/status` answers the instance's status as JSON to a
+ * caller with the bearer token. Off unless mounted. Only the fields of AdminStatus are
+ * copied out, one by one, so a status provider that passes something bigger (a config
+ * object, a snapshot with secrets) cannot leak it.
+ */
+export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
+  if (typeof options.token !== 'string' || options.token.length < MIN_ADMIN_TOKEN_LENGTH) throw new AdminTokenError();
+  const base = normalizePath(options.path ?? DEFAULT_ADMIN_PATH);
+  // Compare digests: equal lengths for timingSafeEqual, and the token's length does not leak.
+  const expected = digest(options.token);
+  const statusPath = `${base}/status`;
+
+  return (req, res, next) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const pathname = q === -1 ? url : url.slice(0, q);
+    if (pathname !== base && !pathname.startsWith(`${base}/`)) {
+      if (next) next();
+      else send(res, 404, { error: 'not found' });
+      return;
+    }
+    if (!authorized(req.headers.authorization, expected)) {
+      res.setHeader('www-authenticate', 'Bearer realm="meshlet-admin"');
+      send(res, 401, { error: 'unauthorized: send Authorization: Bearer <admin token>' });
+      return;
+    }
+    if (pathname !== statusPath) {
+      send(res, 404, { error: `not found; the status is at ${statusPath}` });
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      send(res, 405, { error: 'method not allowed' });
+      return;
+    }
+    Promise.resolve()
+      .then(() => options.status())
+      .then(
+        (status) => send(res, 200, publicStatus(status), req.method === 'HEAD'),
+        () => send(res, 500, { error: 'status unavailable' }),
+      );
+  };
+}
+
+function authorized(header: string | undefined, expected: Buffer): boolean {
+  if (header === undefined) return false;
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  if (!m?.[1]) return false;
+  return timingSafeEqual(digest(m[1]), expected);
+}
+
+const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+
+function normalizePath(path: string): string {
+  if (!path.startsWith('/') || /[?#\s]/.test(path)) {
+    throw new MeshletError('MESHLET_ADMIN_PATH', `admin path "${path}": must start with "/" and hold no "?", "#" or spaces`);
+  }
+  return path.replace(/\/+$/, '') || '';
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headOnly = false): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(headOnly ? undefined : text);
+}
+
+const LEVELS = ['service', 'api', 'instance'] as const;
+const STATES = ['closed', 'open', 'half-open'] as const;
+const pick = <T extends string>(v: unknown, allowed: readonly T[], fallback: T): T => (allowed.includes(v as T) ? (v as T) : fallback);
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const opt = <K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } =>
+  (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+
+/** Copies exactly the documented fields, so nothing else a provider hands over is ever sent. */
+export function publicStatus(s: AdminStatus): AdminStatus {
+  const degraded: Record<string, boolean> = {};
+  for (const [k, v] of Object.entries(s.degraded ?? {})) degraded[k] = v === true;
+  return {
+    service: String(s.service),
+    ...opt('instance', str(s.instance)),
+    ...opt('version', str(s.version)),
+    rules: (s.rules ?? []).map((r) => ({
+      service: String(r.service),
+      revision: num(r.revision),
+      rejected: num(r.rejected),
+      ...opt(
+        'lastError',
+        r.lastError
+          ? { revision: num(r.lastError.revision), path: String(r.lastError.path), message: String(r.lastError.message) }
+          : undefined,
+      ),
+    })),
+    breakers: (s.breakers ?? []).map((b) => ({
+      breaker: {
+        level: pick(b.breaker.level, LEVELS, 'service'),
+        service: String(b.breaker.service),
+        ...opt('api', str(b.breaker.api)),
+        ...opt('instance', str(b.breaker.instance)),
+      },
+      state: pick(b.state, STATES, 'closed'),
+      calls: num(b.calls),
+      failures: num(b.failures),
+      failureRate: num(b.failureRate),
+      slowCallRate: num(b.slowCallRate),
+      consecutiveFailures: num(b.consecutiveFailures),
+      ...opt('retryAt', typeof b.retryAt === 'number' ? b.retryAt : undefined),
+      rejected: num(b.rejected),
+      opened: num(b.opened),
+    })),
+    ...opt(
+      'limiter',
+      s.limiter
+        ? {
+            allowed: num(s.limiter.allowed),
+            refused: num(s.limiter.refused),
+            degraded: s.limiter.degraded === true,
+            outages: num(s.limiter.outages),
+            degradedDecisions: num(s.limiter.degradedDecisions),
+            buckets: num(s.limiter.buckets),
+          }
+        : undefined,
+    ),
+    registry: {
+      mode: String(s.registry?.mode ?? 'unknown'),
+      degraded: s.registry?.degraded === true,
+      ...opt('errors', typeof s.registry?.errors === 'number' ? s.registry.errors : undefined),
+    },
+    degraded,
+  };
+}

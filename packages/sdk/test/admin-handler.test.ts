@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type AdminStatus, AdminTokenError, createAdminHandler, publicStatus } from '../src/admin-handler.js';
+import { listen } from './servers.js';
+
+const TOKEN = 'a-long-enough-admin-token-0123';
+
+const status = (): AdminStatus => ({
+  service: 'orders',
+  instance: 'orders-8080',
+  rules: [{ service: 'orders', revision: 42, rejected: 1, lastError: { revision: 43, path: 'route.rules[0]', message: 'bad' } }],
+  breakers: [
+    {
+      breaker: { level: 'instance', service: 'payments', instance: 'payments-1' },
+      state: 'open',
+      calls: 5,
+      failures: 5,
+      failureRate: 100,
+      slowCallRate: 0,
+      consecutiveFailures: 5,
+      retryAt: 1000,
+      rejected: 2,
+      opened: 1,
+    },
+  ],
+  limiter: { allowed: 10, refused: 3, degraded: false, outages: 0, degradedDecisions: 0, buckets: 2 },
+  registry: { mode: 'consul', degraded: false, errors: 0 },
+  degraded: { registry: false, ratelimitRedis: true },
+});
+
+describe('admin handler', () => {
+  let server: Awaited<ReturnType<typeof listen>>;
+  let base: string;
+  let calls = 0;
+  let fallthrough = 0;
+
+  before(async () => {
+    const admin = createAdminHandler({
+      token: TOKEN,
+      path: '/_meshlet',
+      status: () => {
+        calls++;
+        // A provider that hands over more than the interface: none of it may be sent.
+        return { ...status(), config: { 'db.password': 's3cret' }, token: TOKEN } as AdminStatus;
+      },
+    });
+    server = await listen((req, res) =>
+      admin(req, res, () => {
+        fallthrough++;
+        res.end('app');
+      }),
+    );
+    base = `http://127.0.0.1:${server.port}`;
+  });
+  after(() => server.close());
+
+  const get = (path: string, headers: Record<string, string> = {}) => fetch(`${base}${path}`, { headers });
+
+  it('answers the status as JSON to a caller with the bearer token', async () => {
+    const res = await get('/_meshlet/status', { authorization: `Bearer ${TOKEN}` });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), 'no-store');
+    const body = (await res.json()) as AdminStatus;
+    assert.deepEqual(body, status());
+  });
+
+  it('never sends fields beyond AdminStatus, so config values and the token stay in', async () => {
+    const text = await (await get('/_meshlet/status', { authorization: `Bearer ${TOKEN}` })).text();
+    assert.doesNotMatch(text, /s3cret|db\.password|config/);
+    assert.equal(text.includes(TOKEN), false);
+  });
+
+  it('refuses a missing, wrong or differently sized token with 401 and does not ask the provider', async () => {
+    const before = calls;
+    for (const headers of [
+      {},
+      { authorization: `Bearer ${TOKEN}x` },
+      { authorization: `Bearer ${TOKEN.slice(0, -1)}` },
+      { authorization: `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}` },
+      { authorization: TOKEN },
+    ]) {
+      const res = await get('/_meshlet/status', headers);
+      assert.equal(res.status, 401, JSON.stringify(headers));
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/);
+      assert.equal((await res.text()).includes(TOKEN), false);
+    }
+    assert.equal(calls, before);
+  });
+
+  it('hides even which admin paths exist from a caller without the token', async () => {
+    assert.equal((await get('/_meshlet/other')).status, 401);
+    assert.equal((await get('/_meshlet/other', { authorization: `Bearer ${TOKEN}` })).status, 404);
+  });
+
+  it('passes requests outside its path to the app', async () => {
+    const before = fallthrough;
+    const res = await get('/orders/1');
+    assert.equal(await res.text(), 'app');
+    assert.equal((await get('/_meshletx/status')).status, 200);
+    assert.equal(fallthrough, before + 2);
+  });
+
+  it('answers only GET and HEAD', async () => {
+    const res = await fetch(`${base}/_meshlet/status`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(res.status, 405);
+    assert.equal(res.headers.get('allow'), 'GET, HEAD');
+  });
+
+  it('answers 500 without details when the provider throws', async () => {
+    const admin = createAdminHandler({
+      token: TOKEN,
+      status: () => {
+        throw new Error('secret detail');
+      },
+    });
+    const s = await listen((req, res) => admin(req, res));
+    try {
+      const res = await fetch(`http://127.0.0.1:${s.port}/_meshlet/status`, { headers: { authorization: `bearer ${TOKEN}` } });
+      assert.equal(res.status, 500);
+      assert.doesNotMatch(await res.text(), /secret detail/);
+      assert.equal((await fetch(`http://127.0.0.1:${s.port}/elsewhere`)).status, 404);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('stays off without a token of at least 16 characters', () => {
+    assert.throws(() => createAdminHandler({ token: '', status }), AdminTokenError);
+    assert.throws(
+      () => createAdminHandler({ token: 'short', status }),
+      (err: AdminTokenError) => err.code === 'MESHLET_ADMIN_TOKEN',
+    );
+    assert.throws(() => createAdminHandler({ token: TOKEN, status, path: 'no-slash' }), /must start with "\/"/);
+  });
+
+  it('publicStatus fills what a loose provider left out', () => {
+    const loose = { service: 'a', rules: [], breakers: [{ breaker: { level: 'bogus', service: 'b' }, state: 'weird' }], degraded: {} };
+    const out = publicStatus(loose as unknown as AdminStatus);
+    assert.equal(out.breakers[0]?.state, 'closed');
+    assert.equal(out.breakers[0]?.breaker.level, 'service');
+    assert.deepEqual(out.registry, { mode: 'unknown', degraded: false });
+  });
+});

@@ -1,0 +1,247 @@
+// The SDK's governed call and inbound path with every package wired in, on real servers
+// on 127.0.0.1 and the in-memory registry and rule store.
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, setTag } from '@meshlet/core';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import express from 'express';
+import Fastify from 'fastify';
+import { createMesh, type Mesh } from '../src/index.js';
+import { listen } from './servers.js';
+
+/** A service instance that answers with its id, or 503 while `failing`. */
+async function upstream(id: string) {
+  const state = { failing: false, hits: 0 };
+  const server = await listen((_req, res) => {
+    state.hits++;
+    res.statusCode = state.failing ? 503 : 200;
+    res.end(id);
+  });
+  return { id, server, state };
+}
+
+describe('governed calls with rules', () => {
+  const registry = new InMemoryRegistry();
+  const rules = new InMemoryKvStore();
+  const ups: Awaited<ReturnType<typeof upstream>>[] = [];
+  let caller: Mesh;
+
+  before(async () => {
+    for (const [i, version] of ['1.0', '1.0', '2.0'].entries()) {
+      const u = await upstream(`inv-${i}`);
+      ups.push(u);
+      await registry.register({
+        id: u.id,
+        service: 'inventory',
+        address: '127.0.0.1',
+        port: u.server.port,
+        tags: [],
+        metadata: { version },
+        health: 'passing',
+      });
+    }
+    caller = createMesh({ service: 'shop', registry, rules, logger: new MemoryLogger() });
+  });
+  after(async () => {
+    await caller.close();
+    for (const u of ups) await u.server.close();
+  });
+
+  const get = async () => {
+    const res = await caller.fetch('http://inventory/stock');
+    return { status: res.status, id: await res.text() };
+  };
+
+  it('routes by a tag set in the same request, before the call', async () => {
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'inventory',
+        route: {
+          rules: [
+            {
+              name: 'beta',
+              when: [{ tag: 'tier', op: 'equals', value: 'beta' }],
+              destinations: [{ group: { version: '2.0' }, weight: 100 }],
+            },
+          ],
+          default: [{ group: { version: '1.0' }, weight: 100 }],
+        },
+      }),
+      { author: 'test' },
+    );
+    const { createContext, runWithContext } = await import('@meshlet/core');
+    const beta = await runWithContext(createContext(), async () => {
+      setTag('tier', 'beta');
+      return get();
+    });
+    assert.equal(beta.id, 'inv-2');
+    for (let i = 0; i < 4; i++) assert.notEqual((await get()).id, 'inv-2', 'without the tag: the default route');
+    await caller.rules.rollback('inventory', { author: 'test' });
+  });
+
+  it('ejects a failing instance through its breaker and retries elsewhere, counting each attempt once', async () => {
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'inventory',
+        breaker: {
+          rules: [{ level: 'instance', consecutiveFailures: 3, sleepWindowMs: 60_000, probes: 1, maxEjectionPercent: 50 }],
+          retry: { maxRetries: 1, backoff: { baseMs: 1, maxMs: 1 } },
+        },
+      }),
+      { author: 'test' },
+    );
+    const bad = ups[0];
+    assert.ok(bad);
+    bad.state.failing = true;
+    bad.state.hits = 0;
+    const results = [];
+    for (let i = 0; i < 30; i++) results.push(await get());
+    assert.ok(
+      results.every((r) => r.status === 200),
+      'every call succeeds: a 503 is retried on another instance',
+    );
+    assert.ok(bad.state.hits <= 3, `the failing instance was hit ${bad.state.hits} times before ejection (at most consecutiveFailures)`);
+    assert.ok(caller.breakers.instanceBreakers.isExcluded('inv-0'));
+    bad.state.failing = false;
+    await caller.rules.rollback('inventory', { author: 'test' });
+  });
+});
+
+describe('inbound rate limits', () => {
+  const registry = new InMemoryRegistry();
+  const rules = new InMemoryKvStore();
+  const limit = JSON.stringify({
+    service: 'limited',
+    ratelimit: { rules: [{ name: 'per-api', api: { method: 'GET', path: '/items/{id}' }, rate: 1, unit: 'minute', burst: 2 }] },
+  });
+
+  const frameworks: { name: string; start: (mesh: Mesh) => Promise<{ port: number; close: () => Promise<unknown> }> }[] = [
+    { name: 'node:http', start: (mesh) => listen(mesh.httpHandler((_req, res) => res.end('ok'))) },
+    {
+      name: 'express',
+      async start(mesh) {
+        const app = express();
+        app.use(mesh.express());
+        app.get('/items/:id', (_req, res) => {
+          res.send('ok');
+        });
+        const server = app.listen(0, '127.0.0.1');
+        await new Promise((r) => server.once('listening', r));
+        return { port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
+      },
+    },
+    {
+      name: 'fastify',
+      async start(mesh) {
+        const app = Fastify();
+        await app.register(mesh.fastify);
+        app.get('/items/:id', async () => 'ok');
+        await app.listen({ port: 0, host: '127.0.0.1' });
+        return { port: (app.server.address() as AddressInfo).port, close: () => app.close() };
+      },
+    },
+  ];
+
+  for (const fw of frameworks) {
+    it(`answers 429 with Retry-After and the rule's name, before the handler (${fw.name})`, async () => {
+      const mesh = createMesh({ service: 'limited', registry, rules, logger: new MemoryLogger() });
+      const server = await fw.start(mesh);
+      await rules.put('meshlet/rules/limited', limit);
+      const statuses: number[] = [];
+      let refused: Response | undefined;
+      for (let i = 0; i < 4; i++) {
+        const res = await globalThis.fetch(`http://127.0.0.1:${server.port}/items/${i}`);
+        statuses.push(res.status);
+        if (res.status === 429) refused ??= res;
+        else await res.text();
+      }
+      assert.deepEqual(statuses, [200, 200, 429, 429]);
+      assert.ok(refused);
+      // burst 2 spent; one token a minute: the next one is 60 s away.
+      assert.equal(refused.headers.get('retry-after'), '60');
+      const body = (await refused.json()) as { rule: string };
+      assert.equal(body.rule, 'per-api');
+      const health = await globalThis.fetch(`http://127.0.0.1:${server.port}/health`);
+      assert.deepEqual([health.status, await health.json()], [200, { status: 'UP' }]);
+      await rules.delete('meshlet/rules/limited');
+      await server.close();
+      await mesh.close();
+    });
+  }
+});
+
+describe('tracing through the mesh', () => {
+  it('makes one trace of client and server spans across two services', async () => {
+    const registry = new InMemoryRegistry();
+    const exporter = new InMemorySpanExporter();
+    const tracing = { exporters: [exporter], batch: { delayMs: 10 }, metrics: false as const };
+    const back = createMesh({ service: 'back', registry, tracing, logger: new MemoryLogger() });
+    const backServer = await listen(back.httpHandler((_req, res) => res.end('deep')));
+    await back.register({ port: backServer.port });
+    const front = createMesh({ service: 'front', registry, tracing, logger: new MemoryLogger() });
+    const frontServer = await listen(
+      front.httpHandler(async (_req, res) => {
+        const r = await front.fetch('http://back/deep');
+        res.end(await r.text());
+      }),
+    );
+    await front.register({ port: frontServer.port });
+    const res = await globalThis.fetch(`http://127.0.0.1:${frontServer.port}/start`);
+    assert.equal(await res.text(), 'deep');
+    await frontServer.close();
+    await backServer.close();
+    // Read before close: shutting a tracer down shuts the shared in-memory exporter, which forgets.
+    await front.tracing?.forceFlush();
+    await back.tracing?.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    await front.close();
+    await back.close();
+    const byKind = (kind: number, service: string) =>
+      spans.find((s) => s.kind === kind && s.resource.attributes['service.name'] === service);
+    const frontServerSpan = byKind(1, 'front');
+    const client = byKind(2, 'front');
+    const backServerSpan = byKind(1, 'back');
+    assert.ok(frontServerSpan && client && backServerSpan, `spans: ${spans.map((s) => s.name).join(', ')}`);
+    const trace = frontServerSpan.spanContext().traceId;
+    assert.equal(client.spanContext().traceId, trace);
+    assert.equal(backServerSpan.spanContext().traceId, trace);
+    assert.equal(client.parentSpanContext?.spanId, frontServerSpan.spanContext().spanId);
+    assert.equal(backServerSpan.parentSpanContext?.spanId, client.spanContext().spanId);
+    assert.equal(client.attributes['service.peer.name'], 'back');
+  });
+});
+
+describe('lifecycle', () => {
+  it('serve() registers only once healthy; shutdown() drains in-flight requests and deregisters', async () => {
+    const registry = new InMemoryRegistry();
+    const mesh = createMesh({ service: 'slow', registry, logger: new MemoryLogger() });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const { createServer } = await import('node:http');
+    const server = createServer(
+      mesh.httpHandler(async (_req, res) => {
+        await gate;
+        res.end('done');
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    const instance = await mesh.serve(server, { signals: [] });
+    assert.deepEqual(
+      (await registry.healthyInstances('slow')).map((i) => i.id),
+      [instance.id],
+    );
+    const inFlight = globalThis.fetch(`http://127.0.0.1:${instance.port}/work`).then((r) => r.text());
+    await new Promise((r) => setTimeout(r, 50));
+    const stopped = mesh.shutdown();
+    assert.equal(mesh.stopping, true);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await registry.healthyInstances('slow'), [], 'deregistered first');
+    release();
+    assert.equal(await inFlight, 'done', 'the in-flight request finished');
+    await stopped;
+    assert.equal(server.listening, false);
+  });
+});
