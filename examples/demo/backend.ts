@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { InMemoryKvStore, InMemoryRegistry, type KvStore, type Registry } from 'meshlet';
 
 /** The registry and rule store the demo runs on: in memory, or a throwaway Consul agent. */
@@ -6,7 +7,14 @@ export async function demoBackend(consul: boolean): Promise<{ name: string; regi
     return { name: 'embedded (in memory)', registry: new InMemoryRegistry(), rules: new InMemoryKvStore(), close: async () => {} };
   const { ConsulKvStore, ConsulRegistry } = await import('@meshlet/registry');
   const { startConsulAgent } = await import('@meshlet/registry/testing');
-  const agent = await startConsulAgent();
+  // The agent binary: MESHLET_CONSUL_BIN, else the project's script builds (once) and caches it.
+  const binary =
+    process.env.MESHLET_CONSUL_BIN ??
+    execFileSync('scripts/install-consul.sh', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+      .trim()
+      .split('\n')
+      .at(-1);
+  const agent = await startConsulAgent(binary ? { binary } : {});
   const registry = new ConsulRegistry({ address: agent.address, healthCheck: { type: 'http', interval: '2s' } });
   return {
     name: `Consul dev agent at ${agent.address}`,

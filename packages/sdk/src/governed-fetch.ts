@@ -1,8 +1,8 @@
 import type { CallExecutor } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
+  type Clock,
   currentContext,
-  encodeTags,
   getTag,
   type Instance,
   instanceOrigin,
@@ -10,9 +10,9 @@ import {
   type MeshContext,
   NoInstanceError,
   SystemTag,
-  TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
+import { applyFault, type FaultInjector, faultAttributes, NO_FAULT, requestTagsOf, type TagPropagation } from '@meshlet/dialects';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { Tracing } from '@meshlet/trace';
@@ -27,8 +27,15 @@ export interface GovernedFetchDeps {
   readonly executor: CallExecutor;
   readonly tracing: Tracing | undefined;
   readonly bulkheads: Bulkheads | undefined;
+  /** Writes the request's tags in the configured dialects, by scope. */
+  readonly propagation: TagPropagation;
+  /** Fault rules of a destination, if it has any. */
+  readonly faults: (service: string) => FaultInjector | undefined;
   /** The encoded identity of this service, sent as the caller header on every governed call. */
   readonly callerHeader: () => string;
+  /** The signed identity for a destination (the audience), when auth is on. */
+  readonly identityHeader: ((service: string) => [name: string, value: string]) | undefined;
+  readonly clock: Clock;
   readonly logger: Logger;
   /** The client that sends the request; global fetch by default. */
   readonly send: Fetch;
@@ -48,7 +55,7 @@ function routingTags(ctx: MeshContext, service: string): TagLookup {
  * URL is passed to `send` untouched. A service URL's port, if any, is ignored.
  */
 export function governedFetch(deps: GovernedFetchDeps): Fetch {
-  const { directory, router, executor, tracing, bulkheads, send, logger } = deps;
+  const { directory, router, executor, tracing, bulkheads, send, logger, propagation, clock } = deps;
 
   return async function fetch(input: FetchInput, init?: RequestInit): Promise<Response> {
     const request = input instanceof Request ? input : undefined;
@@ -62,12 +69,15 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
     const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const headers = new Headers(init?.headers ?? request?.headers);
-    if (ctx.tags.size > 0 && !headers.has(TAG_HEADER)) {
-      const { header, dropped } = encodeTags(ctx.tags);
-      for (const d of dropped) logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
-      if (header) headers.set(TAG_HEADER, header);
+    const scoped = requestTagsOf(ctx);
+    if (ctx.tags.size > 0 || scoped?.passThrough.size) {
+      const out = propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
+      for (const d of out.dropped) logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
+      // Never overwrite what the application set itself.
+      for (const [k, v] of Object.entries(out.headers)) if (!headers.has(k)) headers.set(k, v);
     }
     headers.set(CALLER_HEADER, deps.callerHeader());
+    if (deps.identityHeader) headers.set(...deps.identityHeader(service));
     if (!tracing && ctx.trace && !headers.has('traceparent')) {
       // No tracing configured: pass the caller's trace context on as it came.
       headers.set('traceparent', ctx.trace.traceparent);
@@ -118,6 +128,15 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
       span?.inject(attemptHeaders);
       const end = router.callStarted(instance);
       try {
+        const fault = deps.faults(service)?.decide(tags) ?? NO_FAULT;
+        if (fault !== NO_FAULT) {
+          for (const [k, v] of Object.entries(faultAttributes(fault))) span?.setAttribute(k, v);
+          const injected = await applyFault(fault, { clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
+          if (injected) {
+            span?.end(injected.status);
+            return injected;
+          }
+        }
         const res = await send(request ? new Request(target, request) : target, {
           ...init,
           method,

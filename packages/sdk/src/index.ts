@@ -1,3 +1,4 @@
+export { type MeshKey, meshKey } from '@meshlet/auth';
 export {
   BadTagHeaderError,
   type Caller,
@@ -20,7 +21,28 @@ export {
   UnknownServiceError,
   withTags,
 } from '@meshlet/core';
+export { setScopedTag, type TagScope } from '@meshlet/dialects';
+export {
+  ADMIN_META_KEY,
+  type AdminHandler,
+  type AdminHandlerOptions,
+  type AdminStatus,
+  AdminTokenError,
+  createAdminHandler,
+  publicStatus,
+} from './admin-handler.js';
 export type { Fetch } from './governed-fetch.js';
 export type { HeaderTag } from './inbound.js';
-export { createMesh, defaultRegistry, type FastifyHookHost, type FastifyPlugin, fetch, type Mesh, type MeshOptions } from './mesh.js';
+export type { ServeOptions } from './lifecycle.js';
+export {
+  createMesh,
+  defaultRegistry,
+  defaultRuleStore,
+  type FastifyHookHost,
+  type FastifyPlugin,
+  fetch,
+  type Mesh,
+  type MeshOptions,
+  ruleKinds,
+} from './mesh.js';
 export { userAgentFamily } from './user-agent.js';

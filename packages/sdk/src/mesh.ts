@@ -1,4 +1,20 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import {
+  Authorizer,
+  authRules,
+  bindVerifiedCaller,
+  CATALOG_META_KEY,
+  catalogHandler,
+  forbidden,
+  IDENTITY_HEADER,
+  IdentitySigner,
+  IdentityVerifier,
+  loadCatalog,
+  type MeshKey,
+  publishCatalog,
+  type RouteDeclaration,
+  verifiedCaller,
+} from '@meshlet/auth';
 import { breakerRuleKind, CallExecutor } from '@meshlet/breaker';
 import {
   type Clock,
@@ -24,6 +40,16 @@ import {
   systemClock,
 } from '@meshlet/core';
 import {
+  applyWarmup,
+  FaultInjector,
+  faultRuleKind,
+  nextWarmupChangeAt,
+  REGISTERED_AT_META,
+  TagPropagation,
+  type TagPropagationOptions,
+  type WarmupOptions,
+} from '@meshlet/dialects';
+import {
   type BulkheadOptions,
   Bulkheads,
   connectRedis,
@@ -35,6 +61,7 @@ import {
 } from '@meshlet/ratelimit';
 import { Router, type RouterOptions, routeRuleKind } from '@meshlet/route';
 import { createTracing, type Tracing, type TracingOptions } from '@meshlet/trace';
+import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, governedFetch } from './governed-fetch.js';
 import { type HeaderTag, inboundContext } from './inbound.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
@@ -69,6 +96,27 @@ export interface MeshOptions {
     readonly redisTimeoutMs?: number;
     readonly bulkheads?: { readonly defaults?: BulkheadOptions; readonly services?: Readonly<Record<string, BulkheadOptions>> };
   };
+  /**
+   * Service auth: calls carry an identity signed with the mesh key (the first key signs,
+   * all verify, for rollovers); inbound, only a verified identity is a caller, and the
+   * service's `auth` rules allow or deny (403). The API catalog is served at
+   * `catalogPath` (default `/meshlet/apis`) and published with the registration.
+   */
+  readonly auth?: {
+    readonly keys: readonly MeshKey[];
+    readonly defaultAction?: 'allow' | 'deny';
+    readonly ttlMs?: number;
+    readonly maxSkewMs?: number;
+    readonly openapiFiles?: readonly string[];
+    readonly routes?: readonly RouteDeclaration[];
+    readonly catalogPath?: string | false;
+  };
+  /** Tag header dialects read and written (TSF, Polaris, Spring Cloud Tencent), scopes, raw pass-through headers. Default: read all, write Meshlet's. */
+  readonly dialects?: TagPropagationOptions;
+  /** Ramp a new instance's weight up over a window after its registration, so a cold process is not flooded. */
+  readonly warmup?: WarmupOptions;
+  /** Mount the admin status endpoint (off unless given). The token is required of callers. */
+  readonly admin?: { readonly token: string; readonly path?: string };
   /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
   readonly healthPath?: string | false;
   readonly clock?: Clock;
@@ -146,7 +194,7 @@ export function defaultRuleStore(): InMemoryKvStore {
 }
 
 /** The rule kinds a mesh reads. */
-export const ruleKinds: readonly RuleKind<unknown>[] = [routeRuleKind, breakerRuleKind, ratelimitRules];
+export const ruleKinds: readonly RuleKind<unknown>[] = [routeRuleKind, breakerRuleKind, ratelimitRules, authRules, faultRuleKind];
 
 /** How long the first call to a service waits for its rules before going on without them. */
 const RULES_FIRST_LOAD_MS = 3_000;
@@ -200,17 +248,39 @@ export function createMesh(options: MeshOptions): Mesh {
     return w;
   };
 
+  const propagation = new TagPropagation(options.dialects);
+  const faults = new Map<string, FaultInjector>();
+  const warmupTimers = new Map<string, () => void>();
+  /** Feeds routing, with warm-up weights when configured; re-feeds once when the ramp next moves. */
+  const feedRouter = (destination: string, instances: readonly Instance[]) => {
+    warmupTimers.get(destination)?.();
+    warmupTimers.delete(destination);
+    const warmup = options.warmup;
+    if (!warmup || warmup.windowMs <= 0) return router.setInstances(destination, instances);
+    const now = clock.now();
+    router.setInstances(destination, applyWarmup(instances, now, warmup));
+    const at = nextWarmupChangeAt(instances, now, warmup);
+    if (at !== undefined)
+      warmupTimers.set(
+        destination,
+        clock.setTimeout(() => feedRouter(destination, instances), at - now),
+      );
+  };
+
   const directory = new ServiceDirectory(registry, {
     async follow(destination) {
       const watcher = watchRules(destination);
       router.followRules(destination, watcher);
       executor.follow(watcher, destination);
+      const injector = new FaultInjector();
+      injector.follow(watcher);
+      faults.set(destination, injector);
       // A rule stored before the first call (a gray release) applies from that call on; a
       // rule store that does not answer does not block calls for long.
       await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
     },
     instances(destination, instances) {
-      router.setInstances(destination, instances);
+      feedRouter(destination, instances);
       executor.setInstances(
         destination,
         instances.map((i) => i.id),
@@ -241,6 +311,58 @@ export function createMesh(options: MeshOptions): Mesh {
   const bulkheads = options.ratelimit?.bulkheads ? new Bulkheads(options.ratelimit.bulkheads) : undefined;
   const rules = new RuleRepository({ kv, kinds: ruleKinds, clock });
 
+  const auth = options.auth;
+  const authKey = auth?.keys[0];
+  if (auth && !authKey) throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
+  const authorizer = auth ? new Authorizer({ ...(auth.defaultAction ? { defaultAction: auth.defaultAction } : {}) }) : undefined;
+  authorizer?.follow(watchRules(service));
+  const verifier = auth
+    ? new IdentityVerifier({ keys: [...auth.keys], clock, audience: service, ...(auth.maxSkewMs ? { maxSkewMs: auth.maxSkewMs } : {}) })
+    : undefined;
+  const signer = authKey
+    ? new IdentitySigner({
+        identity: { service, namespace, instance: service, version },
+        key: authKey,
+        clock,
+        ...(auth?.ttlMs ? { ttlMs: auth.ttlMs } : {}),
+      })
+    : undefined;
+  const catalog = auth
+    ? loadCatalog({
+        ...(auth.openapiFiles ? { openapiFiles: auth.openapiFiles } : {}),
+        ...(auth.routes ? { routes: auth.routes } : {}),
+        logger,
+      })
+    : undefined;
+  let loadedCatalog: Awaited<NonNullable<typeof catalog>> | undefined;
+  void catalog?.then((c) => {
+    loadedCatalog = c;
+  });
+  const serveCatalog =
+    auth && auth.catalogPath !== false
+      ? catalogHandler(() => loadedCatalog ?? { apis: [], hash: '' }, { service, ...(auth.catalogPath ? { path: auth.catalogPath } : {}) })
+      : undefined;
+
+  const adminPath = options.admin?.path ?? '/_meshlet';
+  const adminStatus = (): AdminStatus => {
+    const registryStatus = (registry as { status?: { degraded: boolean; errors: number } }).status;
+    return {
+      service,
+      ...(instance ? { instance: instance.id } : {}),
+      version,
+      rules: [...watchers.entries()].map(([name, w]) => ({ service: name, ...w.status })),
+      breakers: executor.snapshot(),
+      limiter: rateLimiter.stats,
+      registry: {
+        mode: registry.constructor.name,
+        degraded: registryStatus?.degraded ?? false,
+        ...(registryStatus ? { errors: registryStatus.errors } : {}),
+      },
+      degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: rateLimiter.stats.degraded },
+    };
+  };
+  const adminHandler = options.admin ? createAdminHandler({ token: options.admin.token, path: adminPath, status: adminStatus }) : undefined;
+
   let instance: Instance | undefined;
   let stopping = false;
   let servedBy: { server: Server; options: ServeOptions } | undefined;
@@ -260,25 +382,62 @@ export function createMesh(options: MeshOptions): Mesh {
     executor,
     tracing,
     bulkheads,
+    propagation,
+    faults: (name) => faults.get(name),
     callerHeader: () => callerValue,
+    identityHeader: signer ? (audience) => [IDENTITY_HEADER, signer.header(audience)] : undefined,
+    clock,
     logger,
     send: options.fetch ?? globalThis.fetch,
   });
-  const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], logger, owner: undefined as unknown };
-
-  const contextOf = (req: IncomingMessage): MeshContext =>
-    inboundContext(req.headers, req.method ?? 'GET', (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/', inbound);
+  const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
 
   /**
-   * The inbound path shared by every framework: health, context, span, rate limits, then
-   * `next` inside the context. `respond` answers without the app (health, 429).
+   * The context of an inbound request. With auth on, the caller is the verified identity
+   * or nobody: never the caller header, which anyone can type.
+   */
+  const contextOf = (req: IncomingMessage): MeshContext => {
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+    if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, inbound);
+    const raw = req.headers[IDENTITY_HEADER];
+    const identity = verifier.verify(Array.isArray(raw) ? raw.join(', ') : raw);
+    const caller = identity
+      ? {
+          service: identity.service,
+          namespace: identity.namespace,
+          instance: identity.instance,
+          ...(identity.version ? { version: identity.version } : {}),
+        }
+      : {};
+    const ctx = inboundContext(req.headers, req.method ?? 'GET', url, inbound, caller);
+    bindVerifiedCaller(ctx, identity);
+    return ctx;
+  };
+
+  /**
+   * The inbound path shared by every framework: admin endpoint, API catalog, health,
+   * context (with the verified caller), auth (403), span, rate limits (429), then `next`
+   * inside the context. `respond` answers without the app.
    */
   const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+    if (adminHandler && req.url?.startsWith(adminPath)) adminHandler(req, res, () => admitApp(req, res, respond, next));
+    else admitApp(req, res, respond, next);
+  };
+  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+    if (serveCatalog?.(req, res)) return;
     const ctx = contextOf(req);
     const path = ctx.request?.path ?? '/';
     if (healthPath && path === healthPath && (req.method === 'GET' || req.method === 'HEAD')) {
       respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
       return;
+    }
+    if (authorizer) {
+      const d = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
+      if (!d.allowed) {
+        const f = forbidden(d, service);
+        respond(f.status, f.headers, f.body);
+        return;
+      }
     }
     const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', undefined, {
       target: req.url ?? '/',
@@ -339,16 +498,29 @@ export function createMesh(options: MeshOptions): Mesh {
       );
     }
     const address = overrides.address ?? options.address ?? '127.0.0.1';
+    const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
+    if (adminHandler) extra[ADMIN_META_KEY] = adminPath;
+    if (catalog) {
+      const c = await catalog;
+      if (c.apis.length > 0) {
+        try {
+          extra[CATALOG_META_KEY] = await publishCatalog(kv, service, c);
+        } catch (err) {
+          logger.warn('API catalog not published; registering without it', { code: 'MESHLET_BAD_CATALOG', error: (err as Error).message });
+        }
+      }
+    }
     instance = {
       id: options.instanceId ?? `${service}-${port}`,
       service,
       address,
       port,
       tags: [],
-      metadata: { [MetaKey.secure]: 'false', ...metadata, [MetaKey.version]: version, [MetaKey.namespace]: namespace },
+      metadata: { [MetaKey.secure]: 'false', ...extra, ...metadata, [MetaKey.version]: version, [MetaKey.namespace]: namespace },
       health: 'passing',
     };
     callerValue = callerHeader();
+    signer?.setIdentity({ service, namespace, instance: instance.id, version });
     await registry.register(instance);
     return instance;
   };
@@ -365,6 +537,8 @@ export function createMesh(options: MeshOptions): Mesh {
   };
 
   const closeAll = async () => {
+    for (const cancel of warmupTimers.values()) cancel();
+    warmupTimers.clear();
     directory.close();
     router.close();
     for (const w of watchers.values()) w.close();
