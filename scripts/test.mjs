@@ -28,6 +28,8 @@ run('biome', ['ci', '.']);
 
 const env = { ...process.env };
 env.MESHLET_CONSUL_BIN ??= prepare('scripts/install-consul.sh');
+// The Spring Cloud peer of the interop suite (Maven build, cached by its sources).
+env.MESHLET_SPRING_PEER_JAR ??= prepare('scripts/spring-peer.sh');
 // One Redis for the distributed rate-limit tests, on its own port, stopped at exit.
 const redisPort = '16379';
 if (!env.MESHLET_REDIS_URL) {
@@ -35,10 +37,16 @@ if (!env.MESHLET_REDIS_URL) {
   process.on('exit', () => spawnSync('scripts/redis.sh', ['stop', redisPort], { stdio: 'inherit' }));
 }
 
-const files = [...globSync('packages/*/dist/test/**/*.test.js'), ...globSync('test/dist/**/*.test.js')].sort();
+// `--only=<prefix>` keeps the test files under a prefix (`npm run test:interop`); other
+// arguments go to node --test.
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+const passOn = process.argv.slice(2).filter((a) => !a.startsWith('--only='));
+const files = [...globSync('packages/*/dist/test/**/*.test.js'), ...globSync('test/dist/**/*.test.js')]
+  .filter((f) => only === undefined || f.startsWith(only))
+  .sort();
 if (files.length === 0) {
   console.error('no test files found: did the build put them in dist/?');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-timeout=120000', ...process.argv.slice(2), ...files], { stdio: 'inherit', env });
+const r = spawnSync(process.execPath, ['--test', '--test-timeout=180000', ...passOn, ...files], { stdio: 'inherit', env });
 process.exitCode = r.status ?? 1;

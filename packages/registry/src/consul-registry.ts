@@ -28,6 +28,17 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
    */
   readonly snapshotFile?: string;
   readonly waitSeconds?: number;
+  /**
+   * How often to check that this process's own instances are still known to the agent,
+   * and register them again if not (an agent restarted without its state). Default 10 000 ms.
+   */
+  readonly reregisterCheckMs?: number;
+  /**
+   * After an outage, an answer with no healthy instance for a service that had some is
+   * not believed for this long: a restarted agent answers before its services have
+   * registered again. Default 15 000 ms.
+   */
+  readonly resyncGraceMs?: number;
   readonly logger?: Logger;
 }
 
@@ -71,6 +82,9 @@ export class ConsulRegistry implements Registry {
   readonly #logger: Logger;
   readonly #services = new Map<string, ServiceWatch>();
   readonly #heartbeats = new Map<string, NodeJS.Timeout>();
+  /** This process's registrations, to register again after an agent lost them. */
+  readonly #registered = new Map<string, { body: string; keeper: NodeJS.Timeout }>();
+  #recoveredAt = Number.NEGATIVE_INFINITY;
   #catalog: CatalogWatch | undefined;
   #snapshot: Record<string, Instance[]> | undefined;
   #failing = new Set<string>();
@@ -115,11 +129,16 @@ export class ConsulRegistry implements Registry {
             }
           : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
     };
-    await this.client.request('PUT', '/v1/agent/service/register', { body: JSON.stringify(body) });
+    const payload = JSON.stringify(body);
+    await this.client.request('PUT', '/v1/agent/service/register', { body: payload });
     if (check.type === 'ttl') this.#startHeartbeat(instance.id, parseDuration(check.ttl ?? '30s'));
+    this.#keepRegistered(instance.id, payload);
   }
 
   async deregister(instanceId: string): Promise<void> {
+    const kept = this.#registered.get(instanceId);
+    if (kept) clearInterval(kept.keeper);
+    this.#registered.delete(instanceId);
     const hb = this.#heartbeats.get(instanceId);
     if (hb) clearInterval(hb);
     this.#heartbeats.delete(instanceId);
@@ -132,9 +151,15 @@ export class ConsulRegistry implements Registry {
   }
 
   async healthyInstances(service: string): Promise<readonly Instance[]> {
-    const w = this.#follow(service);
-    await w.first;
-    return w.instances ?? [];
+    // Follow for as long as it takes to answer (an existing watch answers from memory).
+    const hold = this.watch(service, () => {});
+    try {
+      const w = this.#follow(service);
+      await w.first;
+      return w.instances ?? [];
+    } finally {
+      hold();
+    }
   }
 
   async services(): Promise<readonly string[]> {
@@ -152,6 +177,11 @@ export class ConsulRegistry implements Registry {
     if (w.instances) listener(w.instances);
     return () => {
       w.listeners.delete(listener);
+      // Nobody follows the service any more: stop its blocking query.
+      if (w.listeners.size === 0 && this.#services.get(service) === w) {
+        this.#services.delete(service);
+        w.watch.stop();
+      }
     };
   }
 
@@ -162,6 +192,10 @@ export class ConsulRegistry implements Registry {
     if (catalog.names) listener(catalog.names);
     return () => {
       catalog.listeners.delete(listener);
+      if (catalog.listeners.size === 0 && this.#catalog === catalog) {
+        this.#catalog = undefined;
+        catalog.watch.stop();
+      }
     };
   }
 
@@ -169,6 +203,8 @@ export class ConsulRegistry implements Registry {
   async close(): Promise<void> {
     for (const hb of this.#heartbeats.values()) clearInterval(hb);
     this.#heartbeats.clear();
+    for (const r of this.#registered.values()) clearInterval(r.keeper);
+    this.#registered.clear();
     for (const w of this.#services.values()) w.watch.stop();
     this.#catalog?.watch.stop();
     await Promise.all([...this.#services.values()].map((w) => w.watch.done));
@@ -197,6 +233,17 @@ export class ConsulRegistry implements Registry {
       waitSeconds: this.#opts.waitSeconds ?? 25,
       onChange: (entries) => {
         const healthy = entries.map(toInstance).filter((i) => i.health === 'passing');
+        const grace = this.#opts.resyncGraceMs ?? 15_000;
+        if (healthy.length === 0 && (entry.instances?.length ?? 0) > 0 && performance.now() - this.#recoveredAt < grace) {
+          this.#logger.warn(
+            'consul came back without instances of a service that had some: keeping the last known until they register again',
+            {
+              code: 'MESHLET_REGISTRY_RESYNC',
+              service,
+            },
+          );
+          return;
+        }
         deliver(Object.freeze(healthy));
         this.#remember(service, healthy);
       },
@@ -268,8 +315,35 @@ export class ConsulRegistry implements Registry {
   }
 
   #recover(key: string): void {
+    this.#recoveredAt = performance.now();
     if (this.#failing.delete(key))
       this.#logger.warn('consul reachable again: resynced', { code: 'MESHLET_REGISTRY_RECOVERED', watch: key });
+    void this.#reregisterMissing();
+  }
+
+  /** Checks, every reregisterCheckMs, that the agent still knows an instance this process registered. */
+  #keepRegistered(instanceId: string, body: string): void {
+    const existing = this.#registered.get(instanceId);
+    if (existing) clearInterval(existing.keeper);
+    const keeper = setInterval(() => void this.#reregisterMissing(), this.#opts.reregisterCheckMs ?? 10_000);
+    keeper.unref();
+    this.#registered.set(instanceId, { body, keeper });
+  }
+
+  async #reregisterMissing(): Promise<void> {
+    for (const [id, { body }] of this.#registered) {
+      try {
+        const res = await this.client.request('GET', `/v1/agent/service/${encodeURIComponent(id)}`, { notFound: true });
+        if (res.status !== 404) continue;
+        await this.client.request('PUT', '/v1/agent/service/register', { body });
+        this.#logger.warn('the agent had lost this instance: registered it again', {
+          code: 'MESHLET_REGISTRY_REREGISTERED',
+          instanceId: id,
+        });
+      } catch {
+        // Consul still down: the next check tries again.
+      }
+    }
   }
 
   #startHeartbeat(instanceId: string, ttlMs: number): void {

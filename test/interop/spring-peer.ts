@@ -1,0 +1,180 @@
+// Starts the Spring Cloud test peer (test/interop/spring-peer, a plain Spring Boot 3 +
+// Spring Cloud Consul app) against a test Consul agent, for the interop tests.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export interface SpringPeerOptions {
+  /** The Consul agent, `http://127.0.0.1:<port>`. */
+  readonly consulAddress: string;
+  /** `spring.application.name`: the service name in Consul. */
+  readonly name: string;
+  /** `spring.cloud.consul.discovery.instance-id`. */
+  readonly instanceId: string;
+  /** Default: a free port. */
+  readonly port?: number;
+  /** Consul's instance zone (metadata `zone`) and Spring Cloud LoadBalancer's own zone (zone preference). */
+  readonly zone?: string;
+  /** Trace headers Spring writes (management.tracing.propagation.produce); it reads W3C, B3 single and B3 multi either way. Default `w3c`. */
+  readonly propagation?: 'w3c' | 'b3' | 'b3_multi';
+  /** Consul HTTP check interval. Default `1s`, so the instance turns passing soon after start (Consul staggers the first check by up to one interval). */
+  readonly healthInterval?: string;
+  /** Spring Cloud LoadBalancer's instance cache TTL. Default `1s` (Spring's default is 35 s). */
+  readonly loadBalancerCacheTtl?: string;
+  /** More `--name=value` arguments for Spring. */
+  readonly args?: readonly string[];
+  /** Default 180 s: JVM start on a busy 2-core machine is slow. */
+  readonly startTimeoutMs?: number;
+}
+
+export interface SpringPeer {
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly instanceId: string;
+  /** Everything the app logged so far (stdout and stderr). */
+  logs(): string;
+  /** SIGTERM: Spring deregisters from Consul and shuts down gracefully. */
+  stop(): Promise<void>;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The repository root, from test/interop (sources) or test/dist/interop (compiled). */
+const repoRoot = [resolve(here, '../..'), resolve(here, '../../..')].find((d) => existsSync(resolve(d, 'scripts/spring-peer.sh')));
+
+let jarPath: Promise<string> | undefined;
+
+/**
+ * The peer's jar: MESHLET_SPRING_PEER_JAR, else built (or taken from the cache) by
+ * scripts/spring-peer.sh. Fails loudly when Java, Maven or the jar is missing: the interop
+ * tests never skip.
+ */
+export function springPeerJar(): Promise<string> {
+  jarPath ??= (async () => {
+    const given = process.env.MESHLET_SPRING_PEER_JAR;
+    if (given) {
+      if (!existsSync(given)) throw new Error(`MESHLET_SPRING_PEER_JAR=${given} does not exist: build it with scripts/spring-peer.sh`);
+      return given;
+    }
+    if (!repoRoot) throw new Error('scripts/spring-peer.sh not found: set MESHLET_SPRING_PEER_JAR to the spring-peer jar');
+    try {
+      // The first build downloads Spring from Maven Central: minutes, not seconds.
+      const { stdout } = await promisify(execFile)(resolve(repoRoot, 'scripts/spring-peer.sh'), [], {
+        cwd: repoRoot,
+        timeout: 20 * 60_000,
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      const jar = stdout.trim().split('\n').at(-1) ?? '';
+      if (!existsSync(jar)) throw new Error(`scripts/spring-peer.sh printed "${jar}", which is not a file`);
+      return jar;
+    } catch (err) {
+      const e = err as Error & { stderr?: string };
+      throw new Error(`could not build the Spring peer with scripts/spring-peer.sh: ${e.message}\n${e.stderr ?? ''}`);
+    }
+  })();
+  return jarPath;
+}
+
+/** Starts the peer and resolves once /actuator/health is UP and Consul reports the instance passing. */
+export async function startSpringPeer(options: SpringPeerOptions): Promise<SpringPeer> {
+  const jar = await springPeerJar();
+  const consul = new URL(options.consulAddress);
+  const port = options.port ?? (await freePort());
+  const args = [
+    // Start-up time over peak speed: the peer serves a handful of test requests.
+    '-XX:TieredStopAtLevel=1',
+    '-XX:+UseSerialGC',
+    '-Xshare:auto',
+    '-jar',
+    jar,
+    `--server.port=${port}`,
+    `--peer.name=${options.name}`,
+    `--peer.instance-id=${options.instanceId}`,
+    `--peer.consul-host=${consul.hostname}`,
+    `--peer.consul-port=${consul.port}`,
+    `--peer.zone=${options.zone ?? ''}`,
+    `--peer.propagation=${options.propagation ?? 'w3c'}`,
+    `--peer.health-interval=${options.healthInterval ?? '1s'}`,
+    `--peer.lb-cache-ttl=${options.loadBalancerCacheTtl ?? '1s'}`,
+    ...(options.args ?? []),
+  ];
+  let child: ChildProcess;
+  try {
+    child = spawn('java', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    throw new Error(`could not run java: ${(err as Error).message}. Install a JDK 17+ (Debian: openjdk-17-jdk-headless).`);
+  }
+  let output = '';
+  const keep = (d: Buffer) => {
+    output += d.toString();
+    // Bounded: a long test keeps the last 4 MB.
+    if (output.length > 4 * 1024 * 1024) output = output.slice(-2 * 1024 * 1024);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<never>((_, reject) => {
+    child.once('error', (err) =>
+      reject(new Error(`could not run java: ${err.message}. Install a JDK 17+ (Debian: openjdk-17-jdk-headless).`)),
+    );
+    child.once('exit', (code, signal) =>
+      reject(new Error(`spring peer ${options.instanceId} exited (${code ?? signal}) before it was ready:\n${output.slice(-4000)}`)),
+    );
+  });
+  exited.catch(() => {});
+
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const done = once(child, 'exit');
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    await done;
+    clearTimeout(timer);
+  };
+  const timeoutMs = options.startTimeoutMs ?? 180_000;
+  try {
+    await Promise.race([waitUntilReady(url, options, timeoutMs, () => output), exited]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, url, instanceId: options.instanceId, logs: () => output, stop };
+}
+
+async function waitUntilReady(url: string, options: SpringPeerOptions, timeoutMs: number, logs: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    try {
+      const health = await fetch(`${url}/actuator/health`, { signal: AbortSignal.timeout(2000) });
+      const status = ((await health.json()) as { status?: string }).status;
+      if (status !== 'UP') last = `/actuator/health is ${status}`;
+      else {
+        const res = await fetch(`${options.consulAddress}/v1/health/service/${encodeURIComponent(options.name)}?passing=true`, {
+          signal: AbortSignal.timeout(2000),
+        });
+        const entries = (await res.json()) as { Service: { ID: string } }[];
+        if (entries.some((e) => e.Service.ID === options.instanceId)) return;
+        last = `UP, but ${options.instanceId} is not passing in Consul yet`;
+      }
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`spring peer ${options.instanceId} not ready within ${timeoutMs} ms (${last}):\n${logs().slice(-4000)}`);
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise((r) => server.close(r));
+  return port;
+}
