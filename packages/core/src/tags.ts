@@ -37,14 +37,14 @@ export type SystemTagName = (typeof SystemTag)[keyof typeof SystemTag];
 
 // C0 controls and DEL: never legitimate in a tag, and dangerous in logs and headers.
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const encoder = new TextEncoder();
-const byteLength = (s: string) => (s.length * 3 <= 128 ? encoder.encode(s).length : Buffer.byteLength(s, 'utf8'));
+/** True when `s` fits in `max` UTF-8 bytes. A UTF-16 unit is at most 3 bytes, so short strings need no count. */
+const fits = (s: string, max: number) => s.length * 3 <= max || Buffer.byteLength(s, 'utf8') <= max;
 
 /** Checks one tag against the per-tag bounds; returns why it must be dropped, or undefined. */
 export function checkTag(key: string, value: string): TagDropReason | undefined {
   if (key.length === 0) return 'empty-key';
-  if (byteLength(key) > TagLimits.maxKeyBytes) return 'key-too-long';
-  if (byteLength(value) > TagLimits.maxValueBytes) return 'value-too-long';
+  if (!fits(key, TagLimits.maxKeyBytes)) return 'key-too-long';
+  if (!fits(value, TagLimits.maxValueBytes)) return 'value-too-long';
   if (CONTROL.test(key) || CONTROL.test(value)) return 'control-character';
   return undefined;
 }
