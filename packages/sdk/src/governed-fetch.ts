@@ -41,9 +41,21 @@ export interface GovernedFetchDeps {
   readonly send: Fetch;
 }
 
-/** The tags routing sees: the request's, plus the destination. Read at call time, so a tag set just before the call counts. */
-function routingTags(ctx: MeshContext, service: string): TagLookup {
-  return (tag) => (tag === SystemTag.destinationService ? service : getTag(tag, ctx));
+/** Tags of the outbound call itself, under TSF's names too, for rules on the call's API. */
+const DESTINATION_PATH = 'destination.interface';
+const DESTINATION_METHOD = 'request.http.method';
+
+/**
+ * The tags routing sees: the request's, plus the destination and the call's path and
+ * method. Read at call time, so a tag set just before the call counts.
+ */
+function routingTags(ctx: MeshContext, service: string, path: string, method: string): TagLookup {
+  return (tag) => {
+    if (tag === SystemTag.destinationService) return service;
+    if (tag === DESTINATION_PATH) return path;
+    if (tag === DESTINATION_METHOD) return method;
+    return getTag(tag, ctx);
+  };
 }
 
 /**
@@ -65,8 +77,8 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
     await directory.ensure(service);
 
     const ctx = currentContext();
-    const tags = routingTags(ctx, service);
     const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+    const tags = routingTags(ctx, service, url.pathname, method);
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const headers = new Headers(init?.headers ?? request?.headers);
     const scoped = requestTagsOf(ctx);

@@ -314,8 +314,10 @@ export function createMesh(options: MeshOptions): Mesh {
   const auth = options.auth;
   const authKey = auth?.keys[0];
   if (auth && !authKey) throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
-  const authorizer = auth ? new Authorizer({ ...(auth.defaultAction ? { defaultAction: auth.defaultAction } : {}) }) : undefined;
-  authorizer?.follow(watchRules(service));
+  // Auth rules apply whenever the service's document has them (TSF authority rules match
+  // tags); only with mesh keys is there a verified caller for rules on the caller itself.
+  const authorizer = new Authorizer({ ...(auth?.defaultAction ? { defaultAction: auth.defaultAction } : {}) });
+  authorizer.follow(watchRules(service));
   const verifier = auth
     ? new IdentityVerifier({ keys: [...auth.keys], clock, audience: service, ...(auth.maxSkewMs ? { maxSkewMs: auth.maxSkewMs } : {}) })
     : undefined;
@@ -431,13 +433,11 @@ export function createMesh(options: MeshOptions): Mesh {
       respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
       return;
     }
-    if (authorizer) {
-      const d = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
-      if (!d.allowed) {
-        const f = forbidden(d, service);
-        respond(f.status, f.headers, f.body);
-        return;
-      }
+    const allowed = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
+    if (!allowed.allowed) {
+      const f = forbidden(allowed, service);
+      respond(f.status, f.headers, f.body);
+      return;
     }
     const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', undefined, {
       target: req.url ?? '/',

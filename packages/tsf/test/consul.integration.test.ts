@@ -1,0 +1,132 @@
+// Against a real Consul dev agent: TSF YAML written under TSF's keys governs real calls.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { MemoryLogger } from '@meshlet/core';
+import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
+import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
+import { createMesh, type Mesh, ruleKinds } from 'meshlet';
+import { TsfRuleStore, tsfMetadata, tsfRuleKey } from '../src/index.js';
+import { fixture } from './fixtures.js';
+
+const NS = 'namespace-n1';
+
+async function listen(listener: RequestListener): Promise<{ server: Server; port: number }> {
+  const server = createServer(listener);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** Waits (bounded) for state that arrives through Consul's blocking queries. */
+async function until(what: string, test: () => boolean): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (test()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+/** mulberry32: a seeded random source, so the split is the same on every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('TSF rules in a real Consul govern Meshlet calls', () => {
+  let agent: ConsulAgent;
+  let kv: ConsulKvStore;
+  const meshes: Mesh[] = [];
+  const servers: Server[] = [];
+  const stores = new Map<string, TsfRuleStore>();
+
+  const startUserService = async (group: string) => {
+    const logger = new MemoryLogger();
+    const store = new TsfRuleStore({
+      kv,
+      identity: { serviceName: 'user-service', namespaceId: NS, groupId: group },
+      kinds: ruleKinds,
+      logger,
+    });
+    stores.set(group, store);
+    const mesh = createMesh({
+      service: 'user-service',
+      instanceId: `user-service-${group}`,
+      registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+      rules: store,
+      metadata: tsfMetadata({ applicationId: 'application-u1', groupId: group, namespaceId: NS, progVersion: '1.0' }),
+      logger,
+    });
+    meshes.push(mesh);
+    const { server, port } = await listen(mesh.httpHandler((_req, res) => res.end(group)));
+    servers.push(server);
+    await mesh.register({ port });
+    return { mesh, port, store };
+  };
+
+  before(async () => {
+    agent = await startConsulAgent();
+    kv = new ConsulKvStore({ address: agent.address, waitSeconds: 2, logger: new MemoryLogger() });
+  });
+  after(async () => {
+    for (const m of meshes) await m.close();
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+    await agent?.stop();
+  });
+
+  it('registers TSF Meta keys, a rate limit on destination.interface answers 429, a route splits 80/20 by TSF_GROUP_ID', async () => {
+    await kv.put(tsfRuleKey.ratelimit(NS, 'user-service'), fixture('ratelimit.yaml'));
+    const a = await startUserService('group-a');
+    await startUserService('group-b');
+
+    // Registered as TSF registers: the route destinations below select on these keys.
+    const registry = new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger: new MemoryLogger() });
+    const services = (await registry.client.request<Record<string, { Meta: Record<string, string> }>>('GET', '/v1/agent/services')).body;
+    assert.equal(services['user-service-group-a']?.Meta.TSF_GROUP_ID, 'group-a');
+    assert.equal(services['user-service-group-a']?.Meta.TSF_NAMESPACE_ID, NS);
+    assert.equal(services['user-service-group-a']?.Meta.protocol, 'http');
+
+    // Rate limit: quota 2 per 60 s on /limited, STANDALONE, read from ratelimit/<ns>/<svc>/data.
+    const limitKey = tsfRuleKey.ratelimit(NS, 'user-service');
+    await until('the rate limit in force', () => (a.store.status.find((s) => s.key === limitKey)?.inForce ?? 0) > 0);
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`http://127.0.0.1:${a.port}/limited`)).status);
+    assert.deepEqual(statuses, [200, 200, 429]);
+    assert.equal((await fetch(`http://127.0.0.1:${a.port}/other`)).status, 200);
+
+    // Route: written once under route/<ns>/user-service/data, read by the caller "orders".
+    await kv.put(tsfRuleKey.route(NS, 'user-service'), fixture('route.yaml'));
+    const logger = new MemoryLogger();
+    const ordersStore = new TsfRuleStore({ kv, identity: { serviceName: 'orders', namespaceId: NS }, kinds: ruleKinds, logger });
+    const orders = createMesh({
+      service: 'orders',
+      registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+      rules: ordersStore,
+      route: { random: seeded(13) },
+      logger,
+    });
+    meshes.push(orders);
+    const first = await orders.fetch('http://user-service/who');
+    assert.equal(first.status, 200);
+    const routeKey = tsfRuleKey.route(NS, 'user-service');
+    await until('the route in force', () => (ordersStore.status.find((s) => s.key === routeKey)?.inForce ?? 0) > 0);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 200; i++) {
+      const body = await (await orders.fetch('http://user-service/who')).text();
+      counts[body] = (counts[body] ?? 0) + 1;
+    }
+    assert.equal((counts['group-a'] ?? 0) + (counts['group-b'] ?? 0), 200);
+    assert.ok((counts['group-a'] ?? 0) >= 140 && (counts['group-a'] ?? 0) <= 180, JSON.stringify(counts));
+    assert.ok((counts['group-b'] ?? 0) >= 20, JSON.stringify(counts));
+  });
+});
