@@ -40,6 +40,8 @@ export interface SpringPeer {
   logs(): string;
   /** SIGTERM: Spring deregisters from Consul and shuts down gracefully. */
   stop(): Promise<void>;
+  /** SIGKILL: a crash; the instance stays registered until its Consul check fails. */
+  kill(): Promise<void>;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -142,7 +144,13 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     await stop();
     throw err;
   }
-  return { port, url, instanceId: options.instanceId, logs: () => output, stop };
+  const kill = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const done = once(child, 'exit');
+    child.kill('SIGKILL');
+    await done;
+  };
+  return { port, url, instanceId: options.instanceId, logs: () => output, stop, kill };
 }
 
 async function waitUntilReady(url: string, options: SpringPeerOptions, timeoutMs: number, logs: () => string): Promise<void> {

@@ -1,0 +1,92 @@
+// Node → Spring with two Spring instances: routing by their Consul metadata, and the
+// instance breaker ejecting one that crashed before Consul noticed.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { MemoryLogger } from '@meshlet/core';
+import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
+import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
+import { createMesh, type Mesh } from 'meshlet';
+import { eventually } from './eventually.js';
+import { type SpringPeer, startSpringPeer } from './spring-peer.js';
+
+describe('Meshlet routing and breaking over Spring instances', () => {
+  let consul: ConsulAgent;
+  let peers: SpringPeer[] = [];
+  let mesh: Mesh;
+
+  before(
+    async () => {
+      consul = await startConsulAgent();
+      peers = await Promise.all([
+        // Consul checks the first one rarely: its crash is for the breaker to find.
+        startSpringPeer({
+          consulAddress: consul.address,
+          name: 'spring-peer',
+          instanceId: 'spring-peer-1',
+          zone: 'zone-a',
+          healthInterval: '60s',
+        }),
+        startSpringPeer({ consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' }),
+      ]);
+      mesh = createMesh({
+        service: 'node-caller',
+        registry: new ConsulRegistry({ address: consul.address, waitSeconds: 5, logger: new MemoryLogger() }),
+        rules: new ConsulKvStore({ address: consul.address, waitSeconds: 5, logger: new MemoryLogger() }),
+        logger: new MemoryLogger(),
+      });
+      await eventually(
+        'both Spring instances passing',
+        async () => ((await mesh.registry.healthyInstances('spring-peer')).length === 2 ? true : undefined),
+        60_000,
+      );
+    },
+    { timeout: 25 * 60_000 },
+  );
+  after(async () => {
+    await mesh?.close();
+    await Promise.all(peers.map((p) => p.stop()));
+    await consul?.stop();
+  });
+
+  const hello = async () => {
+    const res = await mesh.fetch('http://spring-peer/hello');
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { instanceId: string }).instanceId;
+  };
+
+  it('a route rule on the Spring instances’ metadata (zone) sends every call to the matching one', async () => {
+    await mesh.rules.apply(
+      JSON.stringify({ service: 'spring-peer', route: { rules: [], default: [{ group: { zone: 'zone-b' }, weight: 100 }] } }),
+      { author: 'test' },
+    );
+    await eventually('the rule in force', async () => ((await hello()) === 'spring-peer-2' ? true : undefined));
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) seen.add(await hello());
+    assert.deepEqual([...seen], ['spring-peer-2']);
+    await mesh.rules.rollback('spring-peer', { author: 'test' });
+    await eventually('both instances again', async () => ((await hello()) === 'spring-peer-1' ? true : undefined));
+  });
+
+  it('the instance breaker ejects a Spring instance that crashed, and no call fails meanwhile', async () => {
+    await mesh.rules.apply(
+      JSON.stringify({
+        service: 'spring-peer',
+        breaker: {
+          rules: [{ level: 'instance', consecutiveFailures: 2, sleepWindowMs: 60_000, probes: 1, maxEjectionPercent: 50 }],
+          retry: { maxRetries: 1, backoff: { baseMs: 1, maxMs: 1 } },
+        },
+      }),
+      { author: 'test' },
+    );
+    await new Promise((r) => setTimeout(r, 200)); // the rule reaches the caller by blocking query
+    await peers[0]?.kill();
+    const served: string[] = [];
+    for (let i = 0; i < 20; i++) served.push(await hello());
+    assert.ok(
+      served.every((id) => id === 'spring-peer-2'),
+      'every call answered by the live instance',
+    );
+    assert.equal(mesh.breakers.instanceBreakers.isExcluded('spring-peer-1'), true, 'the crashed instance is ejected');
+    assert.equal((await mesh.registry.healthyInstances('spring-peer')).length, 2, 'while Consul still lists it as passing');
+  });
+});
