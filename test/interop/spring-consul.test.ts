@@ -11,8 +11,7 @@ import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { SpanKind } from '@opentelemetry/api';
 import { eventually } from './eventually.js';
 import { getJson } from './get-json.js';
-import { startMeshService as startNodeService } from './node-mesh-peer.js';
-import type { HelloAnswer, NodeService, ViaAnswer } from './node-peer.js';
+import { type HelloAnswer, type NodeService, startNodeService, type ViaAnswer } from './node-service.js';
 import { type SpringPeer, startSpringPeer } from './spring-peer.js';
 
 /** One entry of the peer's `/discovery/{service}`: Spring's ServiceInstance as JSON. */

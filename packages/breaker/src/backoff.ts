@@ -1,5 +1,3 @@
-import type { Clock } from '@meshlet/core';
-
 export interface BackoffOptions {
   readonly baseMs: number;
   readonly maxMs: number;
@@ -15,19 +13,5 @@ export function backoffDelay(retry: number, options: BackoffOptions, random: () 
   return random() * cap;
 }
 
-/** Waits `ms` on `clock`; rejects with the signal's reason if it aborts first. */
-export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.reject(signal.reason);
-  if (ms <= 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      cancel();
-      reject(signal?.reason);
-    };
-    const cancel = clock.setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
+/** Waits on a clock; shared with the rest of Meshlet from core. */
+export { sleep } from '@meshlet/core';

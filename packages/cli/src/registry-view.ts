@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import type { Health, Instance } from '@meshlet/core';
-import { ConsulClient } from '@meshlet/registry';
+import type { Instance } from '@meshlet/core';
+import { ConsulClient, type HealthEntry, instanceFromHealthEntry } from '@meshlet/registry';
 import { CliError } from './cli-error.js';
 import { ExitCode } from './exit-code.js';
 
@@ -12,12 +12,6 @@ export interface RegistryView {
   readonly description: string;
   services(): Promise<readonly string[]>;
   instances(service: string): Promise<readonly Instance[]>;
-}
-
-interface HealthEntry {
-  Node: { Address: string };
-  Service: { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null };
-  Checks: { Status: string }[];
 }
 
 /** Consul's catalog and health endpoints, read once (no watches: a command is a snapshot). */
@@ -39,23 +33,8 @@ export class ConsulRegistryView implements RegistryView {
 
   async instances(service: string): Promise<readonly Instance[]> {
     const res = await this.#client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}`);
-    return res.body.map(toInstance).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return res.body.map(instanceFromHealthEntry).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
-}
-
-function toInstance(e: HealthEntry): Instance {
-  const statuses = e.Checks.map((c) => c.Status);
-  const health: Health = statuses.includes('critical') ? 'critical' : statuses.every((s) => s === 'passing') ? 'passing' : 'warning';
-  return {
-    id: e.Service.ID,
-    service: e.Service.Service,
-    // Spring's rule, as ConsulRegistry reads it: the service address, else the node's.
-    address: e.Service.Address || e.Node.Address,
-    port: e.Service.Port,
-    tags: e.Service.Tags ?? [],
-    metadata: e.Service.Meta ?? {},
-    health,
-  };
 }
 
 /** A registry snapshot file, as ConsulRegistry's `snapshotFile` writes it: `{ services: { name: Instance[] } }`. */

@@ -1,4 +1,4 @@
-import { type Clock, compileConditions, type Matcher, type RuleWatcher, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import { type Clock, compileConditions, type Matcher, type RuleWatcher, sleep, type TagLookup, type Unsubscribe } from '@meshlet/core';
 import { type FaultSection, faultRuleKind } from './fault-rule.js';
 
 /** What to do to one call. Empty (NO_FAULT): send it as it is. */
@@ -85,17 +85,7 @@ export async function applyFault(
   const { clock, signal } = options;
   if (decision.delayMs !== undefined && decision.delayMs > 0) {
     signal?.throwIfAborted();
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        cancel();
-        reject(signal?.reason);
-      };
-      const cancel = clock.setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, decision.delayMs as number);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    await sleep(clock, decision.delayMs, signal);
   }
   if (decision.abortStatus === undefined) return undefined;
   return new Response(null, { status: decision.abortStatus, headers: { [FAULT_HEADER]: decision.rule ?? 'fault' } });

@@ -42,7 +42,8 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
   readonly logger?: Logger;
 }
 
-interface HealthEntry {
+/** One entry of Consul's `/v1/health/service/<name>`. */
+export interface HealthEntry {
   Node: { Node: string; Address: string };
   Service: { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null };
   Checks: { Status: string; ServiceID: string }[];
@@ -232,7 +233,7 @@ export class ConsulRegistry implements Registry {
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
       onChange: (entries) => {
-        const healthy = entries.map(toInstance).filter((i) => i.health === 'passing');
+        const healthy = entries.map(instanceFromHealthEntry).filter((i) => i.health === 'passing');
         const grace = this.#opts.resyncGraceMs ?? 15_000;
         if (healthy.length === 0 && (entry.instances?.length ?? 0) > 0 && performance.now() - this.#recoveredAt < grace) {
           this.#logger.warn(
@@ -394,7 +395,8 @@ export class ConsulRegistry implements Registry {
   }
 }
 
-function toInstance(e: HealthEntry): Instance {
+/** A Consul health entry as an Instance, read the way Spring does (service address, else the node's). */
+export function instanceFromHealthEntry(e: HealthEntry): Instance {
   const statuses = e.Checks.map((c) => c.Status);
   const health: Health = statuses.includes('critical') ? 'critical' : statuses.every((s) => s === 'passing') ? 'passing' : 'warning';
   return {

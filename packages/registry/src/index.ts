@@ -7,5 +7,7 @@ export {
   type ConsulRegistryOptions,
   type ConsulRegistryStatus,
   type HealthCheck,
+  type HealthEntry,
+  instanceFromHealthEntry,
   parseDuration,
 } from './consul-registry.js';

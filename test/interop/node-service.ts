@@ -1,17 +1,44 @@
-// The Node side of the interop tests on the SDK itself: createMesh with ConsulRegistry,
+// The Node side of the interop tests, on the SDK itself: createMesh with ConsulRegistry,
 // mesh.serve (lossless start, HTTP check on /health), mesh.fetch by service name, tracing
-// in the mesh, mesh.shutdown (deregister, wait, drain). Same shape as node-peer.ts, which
-// assembles the same behaviour from the lower-level packages.
+// in the mesh, mesh.shutdown (deregister, wait, drain).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { TAG_HEADER } from '@meshlet/core';
+import { type Instance, TAG_HEADER } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
-import type { PropagationFormat } from '@meshlet/trace';
+import type { PropagationFormat, Tracing } from '@meshlet/trace';
 import { trace } from '@opentelemetry/api';
-import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createMesh } from 'meshlet';
-import type { HelloAnswer, NodeService, ViaAnswer } from './node-peer.js';
 
-export interface MeshServiceOptions {
+/** What one request to `/hello` saw. */
+export interface HelloAnswer {
+  readonly service: string;
+  readonly instanceId: string;
+  /** The trace id of the server span that handled the request. */
+  readonly traceId: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** What `/via/<service>/<path>` answers: which instance was called and what it said. */
+export interface ViaAnswer {
+  readonly instance: string;
+  readonly status: number;
+  readonly body: string;
+  readonly traceId: string;
+}
+
+export interface NodeService {
+  readonly port: number;
+  readonly url: string;
+  readonly instance: Instance;
+  readonly registry: ConsulRegistry;
+  readonly tracing: Tracing;
+  /** Every span this service ended, after a flush. */
+  spans(): Promise<readonly ReadableSpan[]>;
+  /** A graceful stop: `mesh.shutdown()` (deregister, keep serving for callers' caches, drain, flush). */
+  stop(options?: { readonly drainMs?: number }): Promise<void>;
+}
+
+export interface NodeServiceOptions {
   readonly consulAddress: string;
   readonly name: string;
   readonly instanceId: string;
@@ -24,7 +51,7 @@ export interface MeshServiceOptions {
 
 const REPORTED = ['traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-sampled', 'baggage', TAG_HEADER];
 
-export async function startMeshService(options: MeshServiceOptions): Promise<NodeService> {
+export async function startNodeService(options: NodeServiceOptions): Promise<NodeService> {
   const exporter = new InMemorySpanExporter();
   const registry = new ConsulRegistry({
     address: options.consulAddress,
