@@ -186,6 +186,36 @@ describe('rule routing', () => {
     assert.equal(listeners.size, 0);
   });
 
+  it('honours an exclusion with every load balancer', () => {
+    const excluded = new Set<string>();
+    const listeners = new Set<() => void>();
+    const exclusion = {
+      isExcluded: (id: string) => excluded.has(id),
+      subscribe: (l: () => void) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+    const balancers = [
+      { type: 'roundRobin' },
+      { type: 'random' },
+      { type: 'leastRequests' },
+      { type: 'consistentHash', hashTag: 'user' },
+    ] as const;
+    for (const loadBalancer of balancers) {
+      excluded.clear();
+      const router = new Router({ exclusion, loadBalancer, random: seededRandom(3) });
+      router.setInstances(SVC, fleet.slice(0, 3));
+      const users = Array.from({ length: 60 }, (_, i) => tags({ user: `u${i}` }));
+      const before = new Set(users.map((t) => router.pick(SVC, t).id));
+      assert.ok(before.has('a1'), `${loadBalancer.type}: a1 serves before it is excluded`);
+      excluded.add('a1');
+      for (const l of listeners) l();
+      for (const t of users) assert.notEqual(router.pick(SVC, t).id, 'a1', `${loadBalancer.type} picked an excluded instance`);
+      router.close();
+    }
+  });
+
   it('counts calls in flight only while they run', () => {
     const router = new Router({ loadBalancer: { type: 'leastRequests' }, random: seededRandom(9) });
     router.setInstances(SVC, fleet.slice(0, 2));

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import {
+  AuthDeniedError,
   Authorizer,
   authRules,
   bindVerifiedCaller,
@@ -53,6 +54,7 @@ import {
   type BulkheadOptions,
   Bulkheads,
   connectRedis,
+  RateLimitedError,
   RateLimiter,
   type RedisConnection,
   RedisTokenBuckets,
@@ -166,6 +168,11 @@ export interface Mesh {
   httpHandler<Req extends IncomingMessage, Res extends ServerResponse>(listener: NodeListener<Req, Res>): NodeListener<Req, Res>;
   /** Express middleware: `app.use(mesh.express())`. */
   express(): (req: IncomingMessage, res: ServerResponse, next: Next) => void;
+  /**
+   * Express error middleware, after the routes: a limit or auth rule a decorated handler
+   * threw (`@RateLimit`, `@Authorize`) becomes its 429 or 403; other errors go on.
+   */
+  expressErrors(): (err: unknown, req: IncomingMessage, res: ServerResponse, next: Next) => void;
   /** Fastify plugin: `app.register(mesh.fastify)`. */
   readonly fastify: FastifyPlugin;
   /**
@@ -465,6 +472,14 @@ export function createMesh(options: MeshOptions): Mesh {
     else act(decision);
   };
 
+  /** The response for a governance error a handler threw (a decorator's limit or auth rule). */
+  const governedError = (err: unknown) =>
+    err instanceof RateLimitedError
+      ? rejection(err.decision, service)
+      : err instanceof AuthDeniedError
+        ? forbidden(err.decision, service)
+        : undefined;
+
   const writeNode =
     (res: ServerResponse): Respond =>
     (status, headers, body) => {
@@ -574,8 +589,23 @@ export function createMesh(options: MeshOptions): Mesh {
       return router.pick(name, (t) => (t === 'destination.service' ? name : getTag(t, ctx)));
     },
     contextOf,
-    httpHandler: (listener) => (req, res) => admit(req, res, writeNode(res), () => listener(req, res)),
+    httpHandler: (listener) => (req, res) =>
+      admit(req, res, writeNode(res), () => {
+        const result: unknown = listener(req, res);
+        if (result instanceof Promise) {
+          result.catch((err: unknown) => {
+            const answer = governedError(err);
+            if (!answer) return Promise.reject(err); // not ours: surfaces as it would without the mesh
+            if (!res.headersSent) writeNode(res)(answer.status, answer.headers, answer.body);
+          });
+        }
+      }),
     express: () => (req, res, next) => admit(req, res, writeNode(res), () => next()),
+    expressErrors: () => (err, _req, res, next) => {
+      const answer = governedError(err);
+      if (!answer || res.headersSent) return next(err);
+      writeNode(res)(answer.status, answer.headers, answer.body);
+    },
     fastify,
     async serve(server, serveOptions = {}) {
       const path = serveOptions.healthPath ?? (healthPath || '/health');

@@ -245,3 +245,51 @@ describe('lifecycle', () => {
     assert.equal(server.listening, false);
   });
 });
+
+describe('limits and auth declared on handlers with decorators', () => {
+  it('turns a @RateLimit refusal into 429 in node:http and Express', async () => {
+    const { RateLimit } = await import('@meshlet/ratelimit');
+    class Items {
+      @RateLimit({ name: 'items-get', rate: 1, unit: 'minute', burst: 1 })
+      async get(): Promise<string> {
+        return 'ok';
+      }
+    }
+    const mesh = createMesh({
+      service: 'decorated',
+      registry: new InMemoryRegistry(),
+      rules: new InMemoryKvStore(),
+      logger: new MemoryLogger(),
+    });
+    const items = new Items();
+    const plain = await listen(mesh.httpHandler(async (_req, res) => res.end(await items.get())));
+    const statuses = [];
+    for (let i = 0; i < 2; i++) statuses.push((await globalThis.fetch(`http://127.0.0.1:${plain.port}/`)).status);
+    assert.deepEqual(statuses, [200, 429]);
+
+    // A decorator's bucket belongs to the method of the class: another class for Express.
+    class MoreItems {
+      @RateLimit({ name: 'items-get', rate: 1, unit: 'minute', burst: 1 })
+      async get(): Promise<string> {
+        return 'ok';
+      }
+    }
+    const app = express();
+    app.use(mesh.express());
+    const more = new MoreItems();
+    app.get('/x', async (_req, res) => {
+      res.send(await more.get());
+    });
+    app.use(mesh.expressErrors());
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as AddressInfo).port;
+    const first = await globalThis.fetch(`http://127.0.0.1:${port}/x`);
+    const second = await globalThis.fetch(`http://127.0.0.1:${port}/x`);
+    assert.deepEqual([first.status, second.status], [200, 429]);
+    assert.equal(((await second.json()) as { rule: string }).rule, 'items-get');
+    server.close();
+    await plain.close();
+    await mesh.close();
+  });
+});
