@@ -1,69 +1,109 @@
-// Governed fetch against raw fetch to the same local upstream (BENCH.md question 1).
-// Raw and governed runs alternate so that drift on a noisy machine hits both; figures are
-// medians over the runs, and the ratio is of those medians.
-import { createContext, InMemoryRegistry, runWithContext } from '@meshlet/core';
-import { createMesh } from 'meshlet';
-import { fmt, type LoadResult, load, machine, median, startUpstream, table } from './harness.js';
+// What governance costs a call (BENCH.md question 1): the full governed fetch (route rule
+// in force, service and instance breakers, timeout, retry policy, tags sent on, and
+// tracing at 100% with batched export to a trace log file) against the same raw fetch to
+// the same upstream, in a forked process, at concurrency 1 and 50; and the governed fetch
+// with tracing off. The three clients take turns within each run, so drift on a noisy
+// machine hits them all; figures are medians over runs, ratios are of those medians.
+// CPU is this process's user + system time over a run, per 1 000 requests: the vCPU a
+// client needs to sustain 1 000 req/s (the upstream's CPU is not in it).
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+import { governedClient } from './governed-client.js';
+import { fmt, type LoadResult, load, machine, med, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
+
+const RUNS = sized('BENCH_RUNS', 5, 2);
 const PLAN = [
-  { concurrency: 1, total: Number(process.env.BENCH_C1_REQUESTS ?? 3000) },
-  { concurrency: 50, total: Number(process.env.BENCH_C50_REQUESTS ?? 10000) },
+  { concurrency: 1, total: sized('BENCH_C1_REQUESTS', 3000, 400) },
+  { concurrency: 50, total: sized('BENCH_C50_REQUESTS', 10000, 1500) },
 ];
 
 export async function fetchOverhead(): Promise<string> {
   const { port, child } = await startUpstream();
-  const registry = new InMemoryRegistry();
-  await registry.register({ id: 'up-1', service: 'bench-upstream', address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing' });
-  const mesh = createMesh({ service: 'bench-client', version: '1.0.0', registry });
-  // A request context with tags, as a handler would have: the governed path encodes them.
-  const ctx = createContext({
-    tags: [
-      ['user-tier', 'vip'],
-      ['ua.family', 'Chrome'],
-    ],
-    caller: { service: 'edge' },
-  });
-
+  const full = await governedClient({ port, tracing: true });
+  const untraced = await governedClient({ port, tracing: false });
   const raw = () => globalThis.fetch(`http://127.0.0.1:${port}/api/users/42`).then((r) => r.arrayBuffer());
-  const governed = () => runWithContext(ctx, () => mesh.fetch('http://bench-upstream/api/users/42').then((r) => r.arrayBuffer()));
+  const clients: [string, () => Promise<unknown>][] = [
+    ['raw fetch', raw],
+    ['governed, tracing off', untraced.call],
+    ['governed, tracing 100%', full.call],
+  ];
 
   const rows: (string | number)[][] = [];
+  let traced = { exported: 0, dropped: 0, bytes: 0 };
   try {
     for (const { concurrency, total } of PLAN) {
-      await load(raw, 2000, concurrency); // warm-up: JIT, keep-alive pool
-      await load(governed, 2000, concurrency);
-      const r: LoadResult[] = [];
-      const g: LoadResult[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        r.push(await load(raw, total, concurrency));
-        g.push(await load(governed, total, concurrency));
+      for (const [, call] of clients) await load(call, Math.min(2000, total), concurrency); // warm-up: JIT, keep-alive pool
+      const runs: LoadResult[][] = clients.map(() => []);
+      for (let r = 0; r < RUNS; r++) {
+        // Rotate who goes first, so no client always follows the same one.
+        for (let k = 0; k < clients.length; k++) {
+          const i = (k + r) % clients.length;
+          runs[i]?.push(await load(clients[i]?.[1] as () => Promise<unknown>, total, concurrency));
+        }
       }
-      const m = (xs: LoadResult[], k: keyof LoadResult) => median(xs.map((x) => x[k]));
-      rows.push([
-        concurrency,
-        fmt(m(r, 'rps')),
-        fmt(m(g, 'rps')),
-        fmt(m(g, 'rps') / m(r, 'rps'), 3),
-        fmt(m(r, 'p50'), 1),
-        fmt(m(g, 'p50'), 1),
-        fmt(m(g, 'p50') - m(r, 'p50'), 1),
-        fmt(m(r, 'p99'), 1),
-        fmt(m(g, 'p99'), 1),
-        fmt(m(g, 'p99') - m(r, 'p99'), 1),
-      ]);
+      const base = runs[0] ?? [];
+      const rps0 = med(base, (x) => x.rps);
+      const p500 = med(base, (x) => x.p50);
+      const p990 = med(base, (x) => x.p99);
+      const cpu0 = med(base, (x) => x.cpuPerRequestUs);
+      for (const [i, [name]] of clients.entries()) {
+        const xs = runs[i] ?? [];
+        const rps = med(xs, (x) => x.rps);
+        const cpu = med(xs, (x) => x.cpuPerRequestUs);
+        rows.push([
+          concurrency,
+          name,
+          fmt(rps),
+          spread(xs.map((x) => x.rps)),
+          i === 0 ? '1' : fmt(rps / rps0, 3),
+          fmt(
+            med(xs, (x) => x.p50),
+            1,
+          ),
+          i === 0 ? '—' : fmt(med(xs, (x) => x.p50) - p500, 1),
+          fmt(
+            med(xs, (x) => x.p99),
+            1,
+          ),
+          i === 0 ? '—' : fmt(med(xs, (x) => x.p99) - p990, 1),
+          fmt(cpu / 1000, 3),
+          i === 0 ? '—' : fmt((cpu - cpu0) / 1000, 3),
+        ]);
+      }
     }
+    traced = await full.traceStats();
   } finally {
-    await mesh.close();
-    child.disconnect();
+    await full.close();
+    await untraced.close();
+    await stopUpstream(child);
   }
   return [
-    `### Governed fetch vs raw fetch (undici via global fetch), loopback, upstream in a forked process`,
-    `${machine()}; median of ${RUNS} alternating runs; latencies in µs.`,
+    '## Governed call vs raw client (BENCH.md Q1)',
+    '',
+    `${machine()}; loopback, upstream in a forked process; median of ${RUNS} interleaved runs ` +
+      `(${fmt(PLAN[0]?.total ?? 0)} requests at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
+      'Governed = route rule matching (20/80 split), service + instance breakers, 5 s timeout, retry policy, 2 tags sent on; bulkheads off. ' +
+      'CPU = client process user+system per 1 000 requests = vCPU at 1 000 req/s. Targets: ≥ 0.95x throughput, added p99 < 50 µs, added CPU < 0.02 vCPU per 1 000 req/s.',
     '',
     table(
-      ['concurrency', 'raw req/s', 'governed req/s', 'ratio', 'raw p50', 'gov p50', 'added p50', 'raw p99', 'gov p99', 'added p99'],
+      [
+        'conc.',
+        'client',
+        'req/s',
+        'req/s spread',
+        'ratio',
+        'p50',
+        'added p50',
+        'p99',
+        'added p99',
+        'vCPU per 1 000 req/s',
+        'added vCPU per 1 000 req/s',
+      ],
       rows,
     ),
+    '',
+    `Tracing: ${fmt(traced.exported)} spans written, ${fmt(traced.dropped)} dropped, ` +
+      `${fmt(traced.bytes / Math.max(1, traced.exported))} bytes/span in the trace log. No fast path (undici request/dispatch) is offered by the SDK, so there is no row for it.`,
   ].join('\n');
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) console.log(await fetchOverhead());

@@ -16,12 +16,15 @@ export interface LoadResult {
   /** Latencies in microseconds. */
   p50: number;
   p99: number;
+  /** CPU time of this process over the run (user + system), µs per request. */
+  cpuPerRequestUs: number;
 }
 
 /** Sends `total` requests with `concurrency` callers in flight; each call must resolve when its response is consumed. */
 export async function load(call: () => Promise<unknown>, total: number, concurrency: number): Promise<LoadResult> {
   const latencies = new Float64Array(total);
   let next = 0;
+  const cpu0 = process.cpuUsage();
   const start = process.hrtime.bigint();
   const worker = async () => {
     for (;;) {
@@ -34,8 +37,14 @@ export async function load(call: () => Promise<unknown>, total: number, concurre
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
   latencies.sort();
-  return { rps: total / seconds, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
+  return {
+    rps: total / seconds,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    cpuPerRequestUs: (cpu.user + cpu.system) / total,
+  };
 }
 
 export function quantile(sorted: Float64Array | number[], q: number): number {
@@ -60,3 +69,41 @@ export function machine(): string {
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** `BENCH_QUICK=1`: smoke-run sizes (run.ts sets the per-section env defaults from it). */
+export const quick = process.env.BENCH_QUICK === '1';
+
+/** A number from the environment, else `full`, else `smoke` in quick mode. */
+export function sized(envName: string, full: number, smoke: number): number {
+  const v = process.env[envName];
+  return v !== undefined && v !== '' ? Number(v) : quick ? smoke : full;
+}
+
+/** The spread of a set of runs, as "min–max". */
+export function spread(values: number[], digits = 0): string {
+  return `${fmt(Math.min(...values), digits)}–${fmt(Math.max(...values), digits)}`;
+}
+
+/** The median of one field over runs. */
+export function med<T>(runs: readonly T[], field: (r: T) => number): number {
+  return median(runs.map(field));
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const a = s.address();
+  await new Promise((r) => s.close(r));
+  return typeof a === 'object' && a ? a.port : 0;
+}
+
+/** Stops a forked upstream and waits for it to exit. */
+export async function stopUpstream(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.disconnect();
+  await exited;
+}

@@ -1,6 +1,75 @@
-// `npm run bench`: every benchmark, one markdown report on stdout.
-import { fetchOverhead } from './fetch-overhead.js';
+// `npm run bench`: every benchmark, one markdown report on stdout (progress on stderr).
+//   npm run bench -- route sidecar     only the sections whose name contains a word given
+//   BENCH_ONLY=route npm run bench     the same, from the environment
+//   BENCH_QUICK=1 npm run bench        smoke sizes: every section, a few seconds each
+// Sections marked `optIn` (the CPU profile) run only when named. Every section stops
+// by itself, talks to 127.0.0.1 only, and a failing one is reported and fails the run
+// (exit code 1) without stopping the others.
+import { machine } from './harness.js';
 
-const sections = [fetchOverhead];
-console.log('# Meshlet benchmarks\n');
-for (const section of sections) console.log(`${await section()}\n`);
+if (process.env.BENCH_QUICK === '1') {
+  // Sizes of the sections that read their own variables (the others use harness.sized).
+  const smoke: Record<string, string> = {
+    BENCH_RUNS: '2',
+    BENCH_AUTH_OPS: '20000',
+    BENCH_BREAKER_CALLS: '20000',
+    BENCH_DIALECT_OPS: '5000',
+    BENCH_ROUTE_DECISIONS: '20000',
+    RATELIMIT_BENCH_SECONDS: '2',
+  };
+  for (const [k, v] of Object.entries(smoke)) process.env[k] ??= v;
+}
+
+interface Section {
+  readonly name: string;
+  readonly run: () => Promise<string>;
+  readonly optIn?: boolean;
+}
+
+// Imported after the environment is set: sections read their sizes when loaded.
+const sections: Section[] = [
+  { name: 'governed-call', run: (await import('./fetch-overhead.js')).fetchOverhead },
+  { name: 'governance-cost', run: (await import('./governance-cost.js')).governanceCost },
+  { name: 'sidecar', run: (await import('./sidecar.js')).sidecar },
+  { name: 'route-decision', run: (await import('./route-decision.js')).routeDecision },
+  { name: 'memory', run: (await import('./memory.js')).memory },
+  { name: 'breaker-overhead', run: (await import('./breaker-overhead.js')).breakerOverhead },
+  { name: 'breaker-reaction', run: (await import('./breaker-reaction.js')).breakerReaction },
+  { name: 'ratelimit-accuracy', run: (await import('./ratelimit-accuracy.js')).ratelimitAccuracy },
+  { name: 'consul-propagation', run: (await import('./consul-propagation.js')).consulPropagation },
+  { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
+  { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
+  { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
+  { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
+  { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
+];
+
+const words = [...process.argv.slice(2), ...(process.env.BENCH_ONLY ?? '').split(/[\s,]+/)].map((w) => w.toLowerCase()).filter(Boolean);
+const chosen = words.length ? sections.filter((s) => words.some((w) => s.name.includes(w))) : sections.filter((s) => !s.optIn);
+if (chosen.length === 0) {
+  console.error(`no section matches ${words.join(', ')}; sections: ${sections.map((s) => s.name).join(', ')}`);
+  process.exit(2);
+}
+
+const started = process.hrtime.bigint();
+const times: [string, string][] = [];
+let failed = 0;
+console.log(
+  `# Meshlet benchmarks\n\n${machine()}${process.env.BENCH_QUICK === '1' ? ' — quick mode (smoke sizes, not for quoting)' : ''}\n`,
+);
+for (const s of chosen) {
+  process.stderr.write(`bench: ${s.name}…\n`);
+  const t0 = process.hrtime.bigint();
+  try {
+    console.log(`${await s.run()}\n`);
+  } catch (err) {
+    failed++;
+    console.log(`## ${s.name}: FAILED\n\n\`\`\`\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n\`\`\`\n`);
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  times.push([s.name, seconds.toFixed(1)]);
+  process.stderr.write(`bench: ${s.name} done in ${seconds.toFixed(1)} s\n`);
+}
+const total = (Number(process.hrtime.bigint() - started) / 1e9).toFixed(1);
+console.log(`Run time: ${total} s (${times.map(([n, s]) => `${n} ${s} s`).join(', ')}).`);
+if (failed > 0) process.exitCode = 1;

@@ -136,7 +136,9 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
         ...(decision?.rule ? { route: decision.rule } : {}),
         ...(decision?.lane ? { lane: decision.lane } : {}),
       });
-      const attemptHeaders = span ? new Headers(headers) : headers;
+      // No copy per attempt: fetch copies the headers when called, and each attempt's span
+      // writes its own traceparent over the last one's.
+      const attemptHeaders = headers;
       span?.inject(attemptHeaders);
       const end = router.callStarted(instance);
       try {

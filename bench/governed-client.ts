@@ -1,0 +1,112 @@
+// The governed client the client-path benchmarks measure: a mesh calling `bench-upstream`
+// with what a production service would have in force — a tag route rule that matches the
+// request (20/80 split between two instance groups), service and instance breakers, a
+// per-attempt timeout and a retry policy, the request's tags sent on, and (optionally)
+// tracing at 100% sampling with spans batched into a trace log file. Client bulkheads are
+// off. Both "instances" are the same forked upstream, so the raw client and the governed
+// one share one keep-alive pool to one origin.
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createContext, InMemoryKvStore, InMemoryRegistry, type MeshContext, runWithContext, silentLogger } from '@meshlet/core';
+import { createMesh, type Mesh } from 'meshlet';
+
+export const UPSTREAM_SERVICE = 'bench-upstream';
+
+export const benchRules = {
+  service: UPSTREAM_SERVICE,
+  route: {
+    rules: [
+      {
+        name: 'vip-gray',
+        priority: 1,
+        when: [{ tag: 'user-tier', op: 'equals', value: 'vip' }],
+        destinations: [
+          { group: { version: 'v2' }, weight: 20 },
+          { group: { version: 'v1' }, weight: 80 },
+        ],
+      },
+    ],
+    default: [{ group: { version: 'v1' }, weight: 100 }],
+  },
+  breaker: {
+    rules: [{ level: 'service' }, { level: 'instance' }],
+    timeoutMs: 5_000,
+    retry: { maxRetries: 1 },
+  },
+};
+
+export interface GovernedClient {
+  readonly mesh: Mesh;
+  /** One governed GET, body consumed, inside a request context with tags (as a handler would call). */
+  readonly call: () => Promise<unknown>;
+  /** Spans written and dropped, and the trace log's size (zero without tracing). */
+  traceStats(): Promise<{ exported: number; dropped: number; bytes: number }>;
+  close(): Promise<void>;
+}
+
+export interface GovernedClientOptions {
+  readonly port: number;
+  /** Tracing at 100% sampling, batched into a temp trace log. */
+  readonly tracing: boolean;
+  /** Route and breaker rules in force. Default true. */
+  readonly rules?: boolean;
+}
+
+export async function governedClient(options: GovernedClientOptions): Promise<GovernedClient> {
+  const registry = new InMemoryRegistry();
+  for (const version of ['v1', 'v2']) {
+    await registry.register({
+      id: `up-${version}`,
+      service: UPSTREAM_SERVICE,
+      address: '127.0.0.1',
+      port: options.port,
+      tags: [],
+      metadata: { version },
+      health: 'passing',
+    });
+  }
+  const kv = new InMemoryKvStore();
+  if (options.rules !== false) await kv.put(`meshlet/rules/${UPSTREAM_SERVICE}`, JSON.stringify(benchRules));
+  const dir = options.tracing ? await mkdtemp(join(tmpdir(), 'meshlet-bench-trace-')) : undefined;
+  const logPath = dir ? join(dir, 'spans.jsonl') : undefined;
+  const mesh = createMesh({
+    service: 'bench-client',
+    version: '1.0.0',
+    registry,
+    rules: kv,
+    logger: silentLogger,
+    ...(logPath ? { tracing: { sampleRatio: 1, log: { path: logPath } } } : {}),
+  });
+  // The context of the inbound request being served: tags the rule reads and that travel on.
+  const ctx: MeshContext = createContext({
+    tags: [
+      ['user-tier', 'vip'],
+      ['ua.family', 'Chrome'],
+    ],
+    caller: { service: 'edge' },
+  });
+  const url = `http://${UPSTREAM_SERVICE}/api/users/42`;
+  const call = () => runWithContext(ctx, () => mesh.fetch(url).then((r) => r.arrayBuffer()));
+  await call(); // follows the service and loads its rules before any timing
+  return {
+    mesh,
+    call,
+    async traceStats() {
+      if (!mesh.tracing || !logPath) return { exported: 0, dropped: 0, bytes: 0 };
+      await mesh.tracing.forceFlush();
+      const { exported, dropped } = mesh.tracing.stats;
+      let bytes = 0;
+      for (const f of [logPath, `${logPath}.1`, `${logPath}.2`, `${logPath}.3`])
+        bytes += await stat(f).then(
+          (s) => s.size,
+          () => 0,
+        );
+      return { exported, dropped, bytes };
+    },
+    async close() {
+      await mesh.close();
+      if (dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

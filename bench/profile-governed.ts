@@ -1,0 +1,126 @@
+// Where the governed call's time goes: runs the full governed fetch (governed-client.ts,
+// tracing 100%) at concurrency 50 in a child started with `node --cpu-prof`, then reads
+// the profile and prints self time by function and by package. The raw fetch is profiled
+// the same way first, so the table shows what governance adds on top of undici.
+//   node bench/dist/profile-governed.js            both profiles, tables on stdout
+//   PROFILE_KEEP=1 ...                             keeps the .cpuprofile files (open in Chrome DevTools)
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { governedClient } from './governed-client.js';
+import { fmt, load, machine, sized, startUpstream, stopUpstream, table } from './harness.js';
+
+const REQUESTS = sized('BENCH_PROFILE_REQUESTS', 30_000, 4_000);
+const TOP = 25;
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Which part of the stack a script belongs to. */
+function owner(url: string, fn: string): string {
+  if (url === '') return fn.startsWith('(') ? fn : '(native / V8)';
+  const pkg = /packages\/([a-z-]+)\/dist/.exec(url);
+  if (pkg) return `@meshlet/${pkg[1]}`;
+  const mod = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (mod) return mod[1] ?? url;
+  if (url.startsWith('node:internal/deps/undici')) return 'undici (fetch)';
+  if (url.startsWith('node:')) return `node:${url.slice(5).split('/').slice(0, 2).join('/')}`;
+  if (url.includes('/bench/dist/')) return 'bench driver';
+  return url;
+}
+
+function analyse(profile: CpuProfile): { total: number; byFn: [string, number][]; byOwner: [string, number][] } {
+  const self = new Map<number, number>();
+  for (const [i, id] of profile.samples.entries()) self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  const byFn = new Map<string, number>();
+  const byOwner = new Map<string, number>();
+  let total = 0;
+  for (const n of profile.nodes) {
+    const t = self.get(n.id) ?? 0;
+    if (t === 0) continue;
+    const { functionName, url, lineNumber } = n.callFrame;
+    if (functionName === '(idle)') continue;
+    total += t;
+    const file = url.replace(/^.*\/(packages|node_modules|bench)\//, '$1/').replace(/^node:internal\/deps\//, '');
+    const key = `${functionName || '(anonymous)'} ${file ? `${file}:${lineNumber + 1}` : ''}`.trim();
+    byFn.set(key, (byFn.get(key) ?? 0) + t);
+    const o = owner(url, functionName);
+    byOwner.set(o, (byOwner.get(o) ?? 0) + t);
+  }
+  const sorted = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]);
+  return { total, byFn: sorted(byFn), byOwner: sorted(byOwner) };
+}
+
+async function child(kind: string): Promise<void> {
+  const { port, child: up } = await startUpstream();
+  const client = kind === 'raw' ? undefined : await governedClient({ port, tracing: kind === 'governed' });
+  const call = client?.call ?? (() => globalThis.fetch(`http://127.0.0.1:${port}/api/users/42`).then((r) => r.arrayBuffer()));
+  await load(call, 3000, 50);
+  const r = await load(call, REQUESTS, 50);
+  process.stderr.write(`${kind}: ${fmt(r.rps)} req/s, ${fmt(r.cpuPerRequestUs, 1)} µs CPU per request\n`);
+  await client?.close();
+  await stopUpstream(up);
+}
+
+function profileOf(kind: string): { cpuUs: number; result: ReturnType<typeof analyse> } {
+  const dir = mkdtempSync(join(tmpdir(), 'meshlet-prof-'));
+  const run = spawnSync(
+    process.execPath,
+    ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', fileURLToPath(import.meta.url), '--child', kind],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'inherit', 'pipe'],
+    },
+  );
+  if (run.status !== 0) throw new Error(`profiled child failed: ${run.stderr}`);
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error('no .cpuprofile written');
+  const result = analyse(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
+  if (process.env.PROFILE_KEEP === '1') process.stderr.write(`profile kept: ${join(dir, file)}\n`);
+  else rmSync(dir, { recursive: true, force: true });
+  const m = /([\d.,]+) µs CPU per request/.exec(run.stderr);
+  return { cpuUs: Number(m?.[1]?.replace(/,/g, '') ?? Number.NaN), result };
+}
+
+export async function profileGoverned(): Promise<string> {
+  const raw = profileOf('raw');
+  const gov = profileOf('governed');
+  // Per request: the profile's sampled (non-idle) time spread over the requests of the
+  // whole child, warm-up and set-up included, so compare the two columns, not absolutes.
+  const perReq = (us: number) => fmt(us / (REQUESTS + 3000), 2);
+  const rawOwners = new Map(raw.result.byOwner);
+  const owners = gov.result.byOwner
+    .slice(0, 16)
+    .map(([o, t]) => [o, perReq(rawOwners.get(o) ?? 0), perReq(t), perReq(t - (rawOwners.get(o) ?? 0))]);
+  const rawFns = new Map(raw.result.byFn);
+  const fns = gov.result.byFn
+    .map(([f, t]) => [f, t, t - (rawFns.get(f) ?? 0)] as const)
+    .sort((a, b) => b[2] - a[2])
+    .slice(0, TOP)
+    .map(([f, t, added]) => [`\`${f}\``, perReq(rawFns.get(f) ?? 0), perReq(t), perReq(added)]);
+  return [
+    '## Profile of the governed call (node --cpu-prof, concurrency 50, tracing 100%)',
+    '',
+    `${machine()}; ${fmt(REQUESTS)} requests after 3 000 of warm-up; sampling every 200 µs. ` +
+      `Measured CPU per request: raw fetch ${fmt(raw.cpuUs, 1)} µs, governed ${fmt(gov.cpuUs, 1)} µs. Self time in µs per request.`,
+    '',
+    table(['part of the stack', 'raw fetch', 'governed', 'added'], owners),
+    '',
+    `Top ${TOP} functions by self time added (governed minus raw):`,
+    '',
+    table(['function', 'raw fetch', 'governed', 'added'], fns),
+  ].join('\n');
+}
+
+if (process.argv[2] === '--child') await child(process.argv[3] ?? 'governed');
+else if (import.meta.url === `file://${process.argv[1]}`) console.log(await profileGoverned());
