@@ -138,8 +138,7 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
       });
       // No copy per attempt: fetch copies the headers when called, and each attempt's span
       // writes its own traceparent over the last one's.
-      const attemptHeaders = headers;
-      span?.inject(attemptHeaders);
+      span?.inject(headers);
       const end = router.callStarted(instance);
       try {
         const fault = deps.faults(service)?.decide(tags) ?? NO_FAULT;
@@ -154,7 +153,7 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
         const res = await send(request ? new Request(target, request) : target, {
           ...init,
           method,
-          headers: attemptHeaders,
+          headers,
           ...(attemptSignal ? { signal: attemptSignal } : {}),
         });
         span?.end(res.status);
