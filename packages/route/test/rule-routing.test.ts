@@ -167,15 +167,7 @@ describe('rule routing', () => {
   });
 
   it('leaves out instances the exclusion names, and refreshes when it changes', () => {
-    const excluded = new Set<string>();
-    const listeners = new Set<() => void>();
-    const exclusion = {
-      isExcluded: (id: string) => excluded.has(id),
-      subscribe: (l: () => void) => {
-        listeners.add(l);
-        return () => listeners.delete(l);
-      },
-    };
+    const { excluded, listeners, exclusion } = mutableExclusion();
     const router = new Router({ exclusion, random: seededRandom(1) });
     router.setInstances(SVC, fleet.slice(0, 2));
     assert.deepEqual(new Set(Array.from({ length: 4 }, () => router.pick(SVC, tags()).id)), new Set(['a1', 'a2']));
@@ -187,15 +179,7 @@ describe('rule routing', () => {
   });
 
   it('honours an exclusion with every load balancer', () => {
-    const excluded = new Set<string>();
-    const listeners = new Set<() => void>();
-    const exclusion = {
-      isExcluded: (id: string) => excluded.has(id),
-      subscribe: (l: () => void) => {
-        listeners.add(l);
-        return () => listeners.delete(l);
-      },
-    };
+    const { excluded, listeners, exclusion } = mutableExclusion();
     const balancers = [
       { type: 'roundRobin' },
       { type: 'random' },
@@ -233,4 +217,18 @@ describe('rule routing', () => {
 
 function pickOf(d: { via: string; rule: string | undefined; instance: Instance }) {
   return { via: d.via, rule: d.rule, version: d.instance.metadata.version };
+}
+
+/** An InstanceExclusion a test changes by hand: add ids to `excluded`, then call the listeners. */
+function mutableExclusion() {
+  const excluded = new Set<string>();
+  const listeners = new Set<() => void>();
+  const exclusion = {
+    isExcluded: (id: string) => excluded.has(id),
+    subscribe: (l: () => void) => {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+  };
+  return { excluded, listeners, exclusion };
 }
