@@ -12,8 +12,10 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { parse as parseYaml } from 'yaml';
+import { convertTsfAffinity } from './tsf-affinity.js';
 import { convertTsfAuthority } from './tsf-authority.js';
 import { convertTsfBreaker } from './tsf-breaker.js';
+import { convertTsfFault } from './tsf-fault.js';
 import type { NoticeSink } from './tsf-fields.js';
 import { tsfRuleKey } from './tsf-keys.js';
 import { convertTsfRateLimit } from './tsf-ratelimit.js';
@@ -45,7 +47,7 @@ export interface TsfRuleStoreOptions {
 /** The state of one TSF key, for admin pages and tests. */
 export interface TsfKeyStatus {
   readonly key: string;
-  /** Meshlet section the key becomes. */
+  /** Meshlet section the key becomes (the affinity key becomes `route.nearby`). */
   readonly section: SectionName;
   /** Consul revision of the value whose conversion is in force; 0 for none (absent key or never converted). */
   readonly inForce: number;
@@ -55,9 +57,12 @@ export interface TsfKeyStatus {
   readonly notices: readonly TsfNotice[];
 }
 
-type SectionName = 'route' | 'ratelimit' | 'auth' | 'breaker';
+type SectionName = 'route' | 'ratelimit' | 'auth' | 'breaker' | 'fault';
+type SourceId = SectionName | 'affinity';
 
 interface SectionSource {
+  /** One state per source; several sources may feed one section (route and affinity). */
+  readonly id: SourceId;
   readonly name: SectionName;
   readonly key: string;
   readonly convert: (doc: unknown, notice: NoticeSink) => Record<string, unknown>;
@@ -73,9 +78,9 @@ export class TsfReadOnlyError extends MeshletError {
 
 /**
  * A KvStore that presents TSF's rules as Meshlet rule documents. For each service the
- * mesh follows, it watches TSF's keys in the backing store (route, rate limit, authority
- * and this caller's breaker for that service), converts each YAML document into its
- * Meshlet section, and shows the result at `meshlet/rules/<service>`. The mesh's own
+ * mesh follows, it watches TSF's keys in the backing store (route, nearby affinity, rate
+ * limit, authority, fault and this caller's breaker for that service), converts each
+ * YAML document into its Meshlet section, and shows the result at `meshlet/rules/<service>`. The mesh's own
  * RuleWatcher then validates and applies it hot, keeping the last good document.
  *
  * A TSF value that cannot be converted (bad YAML, weights not summing to 100, an unknown
@@ -186,10 +191,14 @@ export class TsfRuleStore implements KvStore {
     const me = this.#identity;
     const ns = this.#namespaceOf(service);
     return [
-      { name: 'route', key: tsfRuleKey.route(ns, service), convert: (doc, n) => convertTsfRoute(doc, service, me, n) },
-      { name: 'ratelimit', key: tsfRuleKey.ratelimit(ns, service), convert: (doc, n) => convertTsfRateLimit(doc, me, n) },
-      { name: 'auth', key: tsfRuleKey.authority(ns, service), convert: (doc, n) => convertTsfAuthority(doc, me, n) },
+      { id: 'route', name: 'route', key: tsfRuleKey.route(ns, service), convert: (doc, n) => convertTsfRoute(doc, service, me, n) },
+      // Nearby affinity is per namespace; it becomes `route.nearby` of every service in it.
+      { id: 'affinity', name: 'route', key: tsfRuleKey.affinity(ns), convert: (doc, n) => convertTsfAffinity(doc, ns, n) },
+      { id: 'ratelimit', name: 'ratelimit', key: tsfRuleKey.ratelimit(ns, service), convert: (doc, n) => convertTsfRateLimit(doc, me, n) },
+      { id: 'auth', name: 'auth', key: tsfRuleKey.authority(ns, service), convert: (doc, n) => convertTsfAuthority(doc, me, n) },
+      { id: 'fault', name: 'fault', key: tsfRuleKey.fault(ns, service), convert: (doc, n) => convertTsfFault(doc, service, me, n) },
       {
+        id: 'breaker',
         name: 'breaker',
         key: tsfRuleKey.circuitbreaker(me.namespaceId, me.serviceName, ns, service),
         convert: (doc, n) => convertTsfBreaker(doc, service, n),
@@ -220,7 +229,7 @@ class ServiceView {
   readonly #service: string;
   readonly #sources: readonly SectionSource[];
   readonly #deps: ViewDeps;
-  readonly #states = new Map<SectionName, SectionState>();
+  readonly #states = new Map<SourceId, SectionState>();
   readonly #listeners = new Set<(entries: readonly KvEntry[]) => void>();
   readonly #unwatch: Unsubscribe[] = [];
   #text: string | undefined;
@@ -232,7 +241,7 @@ class ServiceView {
     this.#sources = sources;
     this.#deps = deps;
     for (const s of sources)
-      this.#states.set(s.name, { answered: false, seen: undefined, inForce: 0, section: undefined, error: undefined, notices: [] });
+      this.#states.set(s.id, { answered: false, seen: undefined, inForce: 0, section: undefined, error: undefined, notices: [] });
     for (const s of sources) {
       this.#unwatch.push(
         deps.kv.watch(s.key, (entries) => {
@@ -255,7 +264,7 @@ class ServiceView {
 
   status(): TsfKeyStatus[] {
     return this.#sources.map((s) => {
-      const st = this.#states.get(s.name) as SectionState;
+      const st = this.#states.get(s.id) as SectionState;
       return { key: s.key, section: s.name, inForce: st.inForce, ...(st.error ? { error: st.error } : {}), notices: st.notices };
     });
   }
@@ -270,7 +279,7 @@ class ServiceView {
   }
 
   #receive(source: SectionSource, entry: KvEntry | undefined): void {
-    const st = this.#states.get(source.name) as SectionState;
+    const st = this.#states.get(source.id) as SectionState;
     st.answered = true;
     const seen = entry === undefined ? 'absent' : String(entry.revision);
     if (seen !== st.seen) {
@@ -339,9 +348,11 @@ class ServiceView {
     const doc: Record<string, unknown> = { service: this.#service };
     let any = false;
     for (const s of this.#sources) {
-      const section = this.#states.get(s.name)?.section;
+      const section = this.#states.get(s.id)?.section;
       if (section === undefined) continue;
-      doc[s.name] = section;
+      // Sources of one section hold different fields (route rules, route.nearby): merged shallowly.
+      const had = doc[s.name] as Record<string, unknown> | undefined;
+      doc[s.name] = had === undefined ? section : { ...had, ...section };
       any = true;
     }
     const text = any ? JSON.stringify(doc) : undefined;

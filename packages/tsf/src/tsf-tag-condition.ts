@@ -181,8 +181,8 @@ function systemTarget(field: string, ctx: TagListContext, path: string): Target 
   return { tag: field };
 }
 
-/** One core condition; core's validation (regex safety, bounds) reported on `tagValue`. */
-function coreCondition(tag: string, operator: TsfOperator, value: string, path: string): Condition {
+/** One core condition from a TSF operator; core's validation (regex safety, bounds) reported on `path`. */
+export function coreCondition(tag: string, operator: TsfOperator, value: string, path: string): Condition {
   const op = TSF_OPERATORS[operator];
   let raw: Record<string, unknown>;
   if (op === 'in' || op === 'notIn') {

@@ -129,4 +129,53 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     assert.ok((counts['group-a'] ?? 0) >= 140 && (counts['group-a'] ?? 0) <= 180, JSON.stringify(counts));
     assert.ok((counts['group-b'] ?? 0) >= 20, JSON.stringify(counts));
   });
+  it('nearby affinity from affinity/<ns>/data keeps calls in the caller’s zone, and lets them spread when off', async () => {
+    // Its own namespace, so the switch does not touch the route test above.
+    const GEO = 'namespace-geo';
+    for (const zone of ['zone-1', 'zone-2']) {
+      const logger = new MemoryLogger();
+      const mesh = createMesh({
+        service: 'geo-service',
+        instanceId: `geo-service-${zone}`,
+        registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+        metadata: tsfMetadata({ applicationId: 'application-g1', groupId: `group-${zone}`, namespaceId: GEO, zone }),
+        logger,
+      });
+      meshes.push(mesh);
+      const { server, port } = await listen(mesh.httpHandler((_req, res) => res.end(zone)));
+      servers.push(server);
+      await mesh.register({ port });
+    }
+    const affinityKey = tsfRuleKey.affinity(GEO);
+    await kv.put(affinityKey, `namespaceId: ${GEO}\naffinity: false\n`);
+    const logger = new MemoryLogger();
+    const store = new TsfRuleStore({
+      kv,
+      identity: { serviceName: 'geo-client', namespaceId: NS },
+      namespaceOf: (service) => (service === 'geo-service' ? GEO : NS),
+      kinds: ruleKinds,
+      logger,
+    });
+    const client = createMesh({
+      service: 'geo-client',
+      registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+      rules: store,
+      metadata: { zone: 'zone-1' },
+      route: { random: seeded(7) },
+      logger,
+    });
+    meshes.push(client);
+    const zones = async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 40; i++) seen.add(await (await client.fetch('http://geo-service/where')).text());
+      return [...seen].sort();
+    };
+    await client.fetch('http://geo-service/where');
+    await until('the affinity in force', () => (store.status.find((s) => s.key === affinityKey)?.inForce ?? 0) > 0);
+    assert.deepEqual(await zones(), ['zone-1', 'zone-2']);
+    await kv.put(affinityKey, fixture('affinity.yaml').replace('namespace-n1', GEO));
+    const before = store.status.find((s) => s.key === affinityKey)?.inForce ?? 0;
+    await until('the new affinity in force', () => (store.status.find((s) => s.key === affinityKey)?.inForce ?? 0) > before);
+    assert.deepEqual(await zones(), ['zone-1']);
+  });
 });
