@@ -40,6 +40,8 @@ export interface GovernedClient {
   readonly mesh: Mesh;
   /** One governed GET, body consumed, inside a request context with tags (as a handler would call). */
   readonly call: () => Promise<unknown>;
+  /** The same GET through the fast path, `mesh.request` (undici's request shape). */
+  readonly request: () => Promise<unknown>;
   /** Spans written and dropped, and the trace log's size (zero without tracing). */
   traceStats(): Promise<{ exported: number; dropped: number; bytes: number }>;
   close(): Promise<void>;
@@ -88,10 +90,13 @@ export async function governedClient(options: GovernedClientOptions): Promise<Go
   });
   const url = `http://${UPSTREAM_SERVICE}/api/users/42`;
   const call = () => runWithContext(ctx, () => mesh.fetch(url).then((r) => r.arrayBuffer()));
+  const request = () => runWithContext(ctx, () => mesh.request(url).then((r) => r.body.arrayBuffer()));
   await call(); // follows the service and loads its rules before any timing
+  await request();
   return {
     mesh,
     call,
+    request,
     async traceStats() {
       if (!mesh.tracing || !logPath) return { exported: 0, dropped: 0, bytes: 0 };
       await mesh.tracing.forceFlush();

@@ -14,6 +14,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Agent, request } from 'undici';
 import { governedClient } from './governed-client.js';
 import { fmt, freePort, type LoadResult, load, machine, med, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
 
@@ -68,12 +69,18 @@ export async function sidecar(): Promise<string> {
   const sdk = await governedClient({ port, tracing: true });
   const sdkUntraced = await governedClient({ port, tracing: false });
   const get = (p: number) => () => globalThis.fetch(`http://127.0.0.1:${p}/api/users/42`).then((r) => r.arrayBuffer());
+  const agent = new Agent();
+  const rawRequest = () => request(`http://127.0.0.1:${port}/api/users/42`, { dispatcher: agent }).then((r) => r.body.arrayBuffer());
   const paths: { name: string; call: () => Promise<unknown>; proxies: number[] }[] = [
     { name: 'direct (no proxy)', call: get(port), proxies: [] },
     { name: 'nginx x1 (one sidecar hop)', call: get(one), proxies: nginxWorkers(one) },
     { name: 'nginx x2 (sidecar each side)', call: get(outer), proxies: [...nginxWorkers(outer), ...nginxWorkers(inner)] },
     { name: 'SDK governed, tracing off', call: sdkUntraced.call, proxies: [] },
     { name: 'SDK governed, tracing 100%', call: sdk.call, proxies: [] },
+    // The fast path: undici's request, raw and through `mesh.request`.
+    { name: 'direct, raw undici request', call: rawRequest, proxies: [] },
+    { name: 'SDK governed request, tracing off', call: sdkUntraced.request, proxies: [] },
+    { name: 'SDK governed request, tracing 100%', call: sdk.request, proxies: [] },
   ];
 
   const sections: string[] = [];
@@ -133,13 +140,16 @@ export async function sidecar(): Promise<string> {
         '',
         `SDK (tracing 100%) / nginx x1: **${fmt(rps(4) / rps(1), 2)}x** the req/s; SDK (tracing off) / nginx x1: **${fmt(rps(3) / rps(1), 2)}x**; ` +
           `SDK (tracing 100%) / nginx x2: **${fmt(rps(4) / rps(2), 2)}x**. Added p50 over direct: SDK ${fmt(p50(4) - p50(0), 0)} µs (tracing off ${fmt(p50(3) - p50(0), 0)} µs) ` +
-          `vs one nginx hop ${fmt(p50(1) - p50(0), 0)} µs, two hops ${fmt(p50(2) - p50(0), 0)} µs.`,
+          `vs one nginx hop ${fmt(p50(1) - p50(0), 0)} µs, two hops ${fmt(p50(2) - p50(0), 0)} µs. ` +
+          `Fast path: SDK governed request (tracing 100%) / nginx x1: **${fmt(rps(7) / rps(1), 2)}x** the req/s (tracing off **${fmt(rps(6) / rps(1), 2)}x**); ` +
+          `vs raw undici request **${fmt(rps(7) / rps(5), 3)}x** (tracing off **${fmt(rps(6) / rps(5), 3)}x**).`,
         '',
       );
     }
   } finally {
     await sdk.close();
     await sdkUntraced.close();
+    await agent.close();
     for (const p of started) execFileSync(script, ['stop', String(p)]);
     await stopUpstream(child);
   }
@@ -147,7 +157,7 @@ export async function sidecar(): Promise<string> {
   return [
     '## SDK vs sidecar hop (BENCH.md Q2)',
     '',
-    `${machine()}; ${version.replace('nginx version: ', '')} (1 worker, keep-alive upstream, access log off); the same forked upstream and client (global fetch, keep-alive) on every path; ` +
+    `${machine()}; ${version.replace('nginx version: ', '')} (1 worker, keep-alive upstream, access log off); the same forked upstream and client (global fetch, keep-alive) on every path but the undici rows (undici request on a keep-alive Agent); ` +
       `median of ${RUNS} interleaved runs after a warm-up; latencies in µs. The SDK rows do tag routing (20/80 rule), breakers, timeout, retry policy and (100%) tracing; nginx only forwards.`,
     '',
     ...sections,

@@ -15,8 +15,16 @@ export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', '
 
 export type Fallback = (error: CircuitOpenError) => Response | Promise<Response>;
 
-/** One governed call, as the SDK's fetch describes it. */
-export interface GovernedCall<I extends { readonly id: string }> {
+/** What an attempt resolves with: a WHATWG Response, or any client's result with a status. */
+export interface CallResult {
+  readonly status: number;
+}
+
+/**
+ * One governed call, as the SDK's fetch describes it. `R` is what an attempt resolves with
+ * (a Response by default); a fallback always gives a Response.
+ */
+export interface GovernedCall<I extends { readonly id: string }, R extends CallResult = Response> {
   readonly service: string;
   readonly method: string;
   /** The request path without its query; finds the API rule. Ignored when `api` is given. */
@@ -31,7 +39,12 @@ export interface GovernedCall<I extends { readonly id: string }> {
    */
   pick(tried: ReadonlySet<string>): I | undefined;
   /** Sends one attempt. `signal` aborts at the attempt's timeout or when the caller's signal aborts. */
-  send(instance: I, signal: AbortSignal | undefined): Promise<Response>;
+  send(instance: I, signal: AbortSignal | undefined): Promise<R>;
+  /**
+   * Frees a result dropped for a retry (its connection). Default: cancels a Response's body;
+   * give it when `R` is not a Response.
+   */
+  discard?(result: R): void;
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
@@ -157,8 +170,8 @@ export class CallExecutor {
     return out;
   }
 
-  /** Runs one call; resolves with the final Response (a 5xx too, once retries are spent) or a fallback's. */
-  async call<I extends { readonly id: string }>(call: GovernedCall<I>): Promise<Response> {
+  /** Runs one call; resolves with the final result (a 5xx too, once retries are spent) or a fallback's Response. */
+  async call<I extends { readonly id: string }, R extends CallResult = Response>(call: GovernedCall<I, R>): Promise<R | Response> {
     const gov = this.#services.get(call.service);
     if (gov === undefined) {
       const instance = call.pick(EMPTY);
@@ -207,7 +220,7 @@ export class CallExecutor {
     }
   }
 
-  async #attempts<I extends { readonly id: string }>(gov: Governance, call: GovernedCall<I>): Promise<Response> {
+  async #attempts<I extends { readonly id: string }, R extends CallResult>(gov: Governance, call: GovernedCall<I, R>): Promise<R> {
     const clock = this.#clock;
     const { retry, instances, classifier, timeoutMs } = gov;
     const retries =
@@ -233,7 +246,7 @@ export class CallExecutor {
         throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
       const id = instance.id;
       const t0 = clock.now();
-      let res: Response;
+      let res: R;
       try {
         res =
           timeoutMs > 0
@@ -260,15 +273,16 @@ export class CallExecutor {
       next = this.#nextForRetry(gov, call, tried, id);
       if (next === undefined) return res;
       // The failed response is dropped for the retry: free its connection.
-      void res.body?.cancel().catch(() => {});
+      if (call.discard !== undefined) call.discard(res);
+      else if (res instanceof Response) void res.body?.cancel().catch(() => {});
       await this.#backoff(retry, attempt, call.signal);
     }
   }
 
   /** The instance for a retry, or undefined when none is left or the budget is spent. */
-  #nextForRetry<I extends { readonly id: string }>(
+  #nextForRetry<I extends { readonly id: string }, R extends CallResult>(
     gov: Governance,
-    call: GovernedCall<I>,
+    call: GovernedCall<I, R>,
     tried: Set<string>,
     failedId: string,
   ): I | undefined {
@@ -287,8 +301,8 @@ export class CallExecutor {
     return sleep(this.#clock, backoffDelay(attempt + 1, retry.backoff, this.#random), signal);
   }
 
-  async #rejected<I extends { readonly id: string }>(
-    call: GovernedCall<I>,
+  async #rejected<I extends { readonly id: string }, R extends CallResult>(
+    call: GovernedCall<I, R>,
     breaker: Breaker,
     api: string | undefined,
     fallback: Fallback | undefined,

@@ -27,7 +27,14 @@ export {
   type ServiceRule,
   type StaticFallback,
 } from './breaker-rule.js';
-export { CallExecutor, type CallExecutorOptions, type Fallback, type GovernedCall, IDEMPOTENT_METHODS } from './call-executor.js';
+export {
+  CallExecutor,
+  type CallExecutorOptions,
+  type CallResult,
+  type Fallback,
+  type GovernedCall,
+  IDEMPOTENT_METHODS,
+} from './call-executor.js';
 export { CircuitOpenError } from './circuit-open-error.js';
 export {
   type AsyncMethodDecorator,

@@ -1,4 +1,4 @@
-import type { CallExecutor } from '@meshlet/breaker';
+import type { CallExecutor, CallResult } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
   type Clock,
@@ -15,13 +15,14 @@ import {
 import { applyFault, type FaultInjector, faultAttributes, NO_FAULT, requestTagsOf, type TagPropagation } from '@meshlet/dialects';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
-import type { Tracing } from '@meshlet/trace';
+import type { OutboundHeaders, Tracing } from '@meshlet/trace';
 import type { ServiceDirectory } from './service-directory.js';
 
 export type Fetch = typeof globalThis.fetch;
 type FetchInput = Parameters<Fetch>[0];
 
-export interface GovernedFetchDeps {
+/** What the governed pipeline needs from the mesh; shared by `fetch` and `request`. */
+export interface GovernedCallDeps {
   readonly directory: ServiceDirectory;
   readonly router: Router;
   readonly executor: CallExecutor;
@@ -37,6 +38,9 @@ export interface GovernedFetchDeps {
   readonly identityHeader: ((service: string) => [name: string, value: string]) | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
+}
+
+export interface GovernedFetchDeps extends GovernedCallDeps {
   /** The client that sends the request; global fetch by default. */
   readonly send: Fetch;
 }
@@ -59,46 +63,74 @@ function routingTags(ctx: MeshContext, service: string, path: string, method: st
 }
 
 /**
- * Builds a fetch with the WHATWG signature that governs calls to services. A URL whose
- * host is a service in the registry is routed (rules, lanes, nearby, balancer, open
- * instance breakers left out), passed through the service and API breakers, sent with
- * timeout and retries to other instances as the service's rules say, traced per
- * attempt, and carries the current request's tags and this service's identity. Any other
- * URL is passed to `send` untouched. A service URL's port, if any, is ignored.
+ * The outbound headers of one call: a WHATWG Headers, or a plain object with lower-case
+ * names (what undici takes). The pipeline only adds to them.
  */
-export function governedFetch(deps: GovernedFetchDeps): Fetch {
-  const { directory, router, executor, tracing, bulkheads, send, logger, propagation, clock } = deps;
+export type CallHeaders = Headers | Record<string, string | string[]>;
 
-  return async function fetch(input: FetchInput, init?: RequestInit): Promise<Response> {
-    const request = input instanceof Request ? input : undefined;
-    const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
-    const service = url.hostname;
-    if (!(await directory.isService(service))) return send(input, init);
-    await directory.ensure(service);
+function hasHeader(headers: CallHeaders, name: string): boolean {
+  return headers instanceof Headers ? headers.has(name) : headers[name] !== undefined;
+}
 
+function setHeader(headers: CallHeaders, name: string, value: string): void {
+  if (headers instanceof Headers) headers.set(name, value);
+  else headers[name] = value;
+}
+
+/** One call to a service, as a front end (fetch, request) describes it to the pipeline. */
+export interface ServiceCall<R extends CallResult> {
+  readonly service: string;
+  /** Upper case. */
+  readonly method: string;
+  readonly path: string;
+  /** `?…`, or empty. */
+  readonly search: string;
+  /** Mutated: tags, identity and trace headers are added. */
+  readonly headers: CallHeaders;
+  /** False when the body can be read once (a stream): never retried. */
+  readonly retryable: boolean;
+  readonly signal: AbortSignal | undefined;
+  /**
+   * Sends one attempt to the instance at `origin` (`http://host:port`; the front end adds
+   * the path and query) with `headers`, under `signal` (the attempt's timeout and the caller's).
+   */
+  send(origin: string, headers: CallHeaders, signal: AbortSignal | undefined): Promise<R>;
+  /** A Response made by the mesh (an injected fault, a breaker fallback) as the front end's result. */
+  fromResponse(response: Response): R;
+  /** Frees an attempt's result dropped for a retry. Default: cancels a Response's body. */
+  discard?(result: R): void;
+}
+
+/**
+ * The governance pipeline behind every front end: routing (rules, lanes, nearby,
+ * balancer, open instance breakers left out), service and API breakers, per-attempt
+ * timeouts and retries to other instances, bulkheads, fault injection, a span per
+ * attempt, and the request's tags, this service's identity and trace context on the
+ * headers. Resolves with the front end's result type.
+ */
+export type GovernedCallPipeline = <R extends CallResult>(call: ServiceCall<R>) => Promise<R>;
+
+export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
+  const { router, executor, tracing, bulkheads, logger, propagation, clock } = deps;
+
+  return async function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
+    const { service, method, path, search, headers, signal } = call;
     const ctx = currentContext();
-    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
-    const tags = routingTags(ctx, service, url.pathname, method);
-    // As in fetch itself, init.headers replace a Request's headers rather than merge.
-    const headers = new Headers(init?.headers ?? request?.headers);
+    const tags = routingTags(ctx, service, path, method);
     const scoped = requestTagsOf(ctx);
     if (ctx.tags.size > 0 || scoped?.passThrough.size) {
       const out = propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
       for (const d of out.dropped) logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
       // Never overwrite what the application set itself.
-      for (const [k, v] of Object.entries(out.headers)) if (!headers.has(k)) headers.set(k, v);
+      for (const [k, v] of Object.entries(out.headers)) if (!hasHeader(headers, k)) setHeader(headers, k, v);
     }
-    headers.set(CALLER_HEADER, deps.callerHeader());
-    if (deps.identityHeader) headers.set(...deps.identityHeader(service));
-    if (!tracing && ctx.trace && !headers.has('traceparent')) {
+    setHeader(headers, CALLER_HEADER, deps.callerHeader());
+    if (deps.identityHeader) setHeader(headers, ...deps.identityHeader(service));
+    if (!tracing && ctx.trace && !hasHeader(headers, 'traceparent')) {
       // No tracing configured: pass the caller's trace context on as it came.
-      headers.set('traceparent', ctx.trace.traceparent);
-      if (ctx.trace.tracestate) headers.set('tracestate', ctx.trace.tracestate);
+      setHeader(headers, 'traceparent', ctx.trace.traceparent);
+      if (ctx.trace.tracestate) setHeader(headers, 'tracestate', ctx.trace.tracestate);
     }
-    const body = init?.body ?? request?.body ?? null;
-    // A stream can be read once: such a request is never retried.
-    const retryable = !(body instanceof ReadableStream);
-    const signal = init?.signal ?? request?.signal ?? undefined;
     let decision: RouteDecision | undefined;
     let attempt = 0;
 
@@ -125,20 +157,20 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
       return undefined;
     };
 
-    const sendAttempt = async (instance: Instance, attemptSignal: AbortSignal | undefined): Promise<Response> => {
-      const target = new URL(`${instanceOrigin(instance)}${url.pathname}${url.search}`);
+    const sendAttempt = async (instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> => {
+      const origin = instanceOrigin(instance);
       const span = tracing?.startClientSpan(undefined, {
         method,
-        url: target,
+        url: `${origin}${path}${search}`,
         service,
         attempt: attempt++,
         instance: instance.id,
         ...(decision?.rule ? { route: decision.rule } : {}),
         ...(decision?.lane ? { lane: decision.lane } : {}),
       });
-      // No copy per attempt: fetch copies the headers when called, and each attempt's span
-      // writes its own traceparent over the last one's.
-      span?.inject(headers);
+      // No copy per attempt: both clients copy the headers when called, and each attempt's
+      // span writes its own traceparent over the last one's. Inject only sets names.
+      span?.inject(headers as OutboundHeaders);
       const end = router.callStarted(instance);
       try {
         const fault = deps.faults(service)?.decide(tags) ?? NO_FAULT;
@@ -147,15 +179,10 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
           const injected = await applyFault(fault, { clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
           if (injected) {
             span?.end(injected.status);
-            return injected;
+            return call.fromResponse(injected);
           }
         }
-        const res = await send(request ? new Request(target, request) : target, {
-          ...init,
-          method,
-          headers,
-          ...(attemptSignal ? { signal: attemptSignal } : {}),
-        });
+        const res = await call.send(origin, headers, attemptSignal);
         span?.end(res.status);
         return res;
       } catch (error) {
@@ -166,15 +193,71 @@ export function governedFetch(deps: GovernedFetchDeps): Fetch {
       }
     };
 
-    const call = () =>
-      executor.call({ service, method, path: url.pathname, ...(signal ? { signal } : {}), retryable, pick, send: sendAttempt });
+    const execute = () =>
+      executor.call<Instance, R>({
+        service,
+        method,
+        path,
+        ...(signal ? { signal } : {}),
+        retryable: call.retryable,
+        pick,
+        send: sendAttempt,
+        ...(call.discard ? { discard: call.discard } : {}),
+      });
+    let out: R | Response;
     try {
-      return await (bulkheads ? bulkheads.execute(service, call, signal) : call());
+      out = await (bulkheads ? bulkheads.execute(service, execute, signal) : execute());
     } catch (error) {
       // Rejected before anything was sent (breaker open, no instance, bulkhead full): a span
       // for the logical call, so traces and metrics show the rejection.
-      if (attempt === 0 && tracing) tracing.startClientSpan(undefined, { method, url, service }).end({ error });
+      if (attempt === 0 && tracing)
+        tracing.startClientSpan(undefined, { method, url: `http://${service}${path}${search}`, service }).end({ error });
       throw error;
     }
+    // A breaker's fallback is a Response whatever the front end.
+    return out instanceof Response ? call.fromResponse(out) : out;
+  };
+}
+
+/**
+ * Builds a fetch with the WHATWG signature that governs calls to services through the
+ * shared pipeline (see governedCall). A URL whose host is a service in the registry is
+ * governed; any other URL is passed to `send` untouched. A service URL's port, if any,
+ * is ignored.
+ */
+export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
+  const { directory, send } = deps;
+  const identity = (res: Response) => res;
+
+  return async function fetch(input: FetchInput, init?: RequestInit): Promise<Response> {
+    const request = input instanceof Request ? input : undefined;
+    const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
+    const service = url.hostname;
+    if (!(await directory.isService(service))) return send(input, init);
+    await directory.ensure(service);
+
+    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+    const body = init?.body ?? request?.body ?? null;
+    return pipeline({
+      service,
+      method,
+      path: url.pathname,
+      search: url.search,
+      // As in fetch itself, init.headers replace a Request's headers rather than merge.
+      headers: new Headers(init?.headers ?? request?.headers),
+      // A stream can be read once: such a request is never retried.
+      retryable: !(body instanceof ReadableStream),
+      signal: init?.signal ?? request?.signal ?? undefined,
+      send: (origin, headers, attemptSignal) => {
+        const target = `${origin}${url.pathname}${url.search}`;
+        return send(request ? new Request(target, request) : target, {
+          ...init,
+          method,
+          headers: headers as Headers,
+          ...(attemptSignal ? { signal: attemptSignal } : {}),
+        });
+      },
+      fromResponse: identity,
+    });
   };
 }

@@ -32,6 +32,7 @@ export {
   publicStatus,
 } from './admin-handler.js';
 export type { Fetch } from './governed-fetch.js';
+export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { HeaderTag } from './inbound.js';
 export type { ServeOptions } from './lifecycle.js';
 export {

@@ -63,8 +63,10 @@ import {
 } from '@meshlet/ratelimit';
 import { Router, type RouterOptions, routeRuleKind } from '@meshlet/route';
 import { createTracing, type Tracing, type TracingOptions } from '@meshlet/trace';
+import { Agent } from 'undici';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
-import { type Fetch, governedFetch } from './governed-fetch.js';
+import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
+import { governedRequest, type MeshRequest } from './governed-request.js';
 import { type HeaderTag, inboundContext } from './inbound.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
 import { ServiceDirectory } from './service-directory.js';
@@ -147,6 +149,11 @@ export interface Mesh {
   readonly logger: Logger;
   /** WHATWG fetch that governs calls to services and carries tags on. */
   readonly fetch: Fetch;
+  /**
+   * undici's `request`, governed exactly as `fetch` and sent through one keep-alive Agent
+   * of this mesh: the fast path, several times less CPU a call than WHATWG fetch.
+   */
+  readonly request: MeshRequest;
   /** Writes rules with validation, history and one-call rollback. */
   readonly rules: RuleRepository;
   readonly router: Router;
@@ -385,7 +392,7 @@ export function createMesh(options: MeshOptions): Mesh {
     ]).header;
   let callerValue = callerHeader();
 
-  const fetchImpl = governedFetch({
+  const callDeps: GovernedCallDeps = {
     directory,
     router,
     executor,
@@ -397,8 +404,11 @@ export function createMesh(options: MeshOptions): Mesh {
     identityHeader: signer ? (audience) => [IDENTITY_HEADER, signer.header(audience)] : undefined,
     clock,
     logger,
-    send: options.fetch ?? globalThis.fetch,
-  });
+  };
+  const pipeline = governedCall(callDeps);
+  const fetchImpl = governedFetch({ ...callDeps, send: options.fetch ?? globalThis.fetch }, pipeline);
+  const agent = new Agent();
+  const requestImpl = governedRequest({ directory, dispatcher: agent }, pipeline);
   const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
 
   /**
@@ -560,6 +570,8 @@ export function createMesh(options: MeshOptions): Mesh {
     watchers.clear();
     await tracing?.shutdown();
     await redis?.close();
+    // Destroy, not close: a body the application never read would hold close() forever.
+    await agent.destroy();
     if (lastMesh === mesh) lastMesh = undefined;
   };
 
@@ -571,6 +583,7 @@ export function createMesh(options: MeshOptions): Mesh {
     registry,
     logger,
     fetch: fetchImpl,
+    request: requestImpl,
     rules,
     router,
     breakers: executor,
