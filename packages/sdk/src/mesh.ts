@@ -32,6 +32,7 @@ import {
   MeshletError,
   MetaKey,
   NoMeshError,
+  putTag,
   type Registry,
   type RuleKind,
   RuleRepository,
@@ -39,6 +40,7 @@ import {
   runWithContext,
   SERVICE_NAME,
   systemClock,
+  type TagLookup,
 } from '@meshlet/core';
 import {
   applyWarmup,
@@ -119,6 +121,16 @@ export interface MeshOptions {
   readonly dialects?: TagPropagationOptions;
   /** Ramp a new instance's weight up over a window after its registration, so a cold process is not flooded. */
   readonly warmup?: WarmupOptions;
+  /**
+   * Adjusts a called service's instances before routing sees them, e.g. TSF lanes:
+   * `(service, list) => tsfLanes.annotate(list)`.
+   */
+  readonly instanceFilter?: (service: string, instances: readonly Instance[]) => readonly Instance[];
+  /**
+   * Tags to add to an inbound request from its other tags (they never replace a tag that
+   * arrived), e.g. the TSF lane an entrance group puts a request in.
+   */
+  readonly inboundTags?: (tags: TagLookup) => Readonly<Record<string, string>> | undefined;
   /** Mount the admin status endpoint (off unless given). The token is required of callers. */
   readonly admin?: { readonly token: string; readonly path?: string };
   /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
@@ -133,7 +145,16 @@ type NodeListener<Req extends IncomingMessage, Res extends ServerResponse> = (re
 type Next = (err?: unknown) => void;
 
 /** The part of a Fastify instance the plugin uses. */
+/** The part of a Fastify reply the plugin's error handler uses. */
+export interface FastifyReplyLike {
+  code(status: number): FastifyReplyLike;
+  headers(values: Readonly<Record<string, string>>): FastifyReplyLike;
+  send(payload?: unknown): unknown;
+}
+
 export interface FastifyHookHost {
+  /** Governance errors a handler threw answer 429/403; any other error is sent as Fastify would. */
+  setErrorHandler(handler: (error: unknown, request: unknown, reply: FastifyReplyLike) => unknown): unknown;
   addHook(
     name: 'onRequest',
     hook: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }, done: (err?: Error) => void) => void,
@@ -294,7 +315,7 @@ export function createMesh(options: MeshOptions): Mesh {
       await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
     },
     instances(destination, instances) {
-      feedRouter(destination, instances);
+      feedRouter(destination, options.instanceFilter ? options.instanceFilter(destination, instances) : instances);
       executor.setInstances(
         destination,
         instances.map((i) => i.id),
@@ -415,7 +436,16 @@ export function createMesh(options: MeshOptions): Mesh {
    * The context of an inbound request. With auth on, the caller is the verified identity
    * or nobody: never the caller header, which anyone can type.
    */
-  const contextOf = (req: IncomingMessage): MeshContext => {
+  const contextOf = (req: IncomingMessage): MeshContext => withInboundTags(verifiedContextOf(req));
+  /** Adds the tags `inboundTags` derives, leaving every tag that arrived as it was. */
+  const withInboundTags = (ctx: MeshContext): MeshContext => {
+    const derive = options.inboundTags;
+    if (!derive) return ctx;
+    const extra = derive((k) => getTag(k, ctx));
+    if (extra) for (const [k, v] of Object.entries(extra)) if (!ctx.tags.has(k)) putTag(ctx.tags as Map<string, string>, k, v);
+    return ctx;
+  };
+  const verifiedContextOf = (req: IncomingMessage): MeshContext => {
     const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
     if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, inbound);
     const raw = req.headers[IDENTITY_HEADER];
@@ -509,6 +539,11 @@ export function createMesh(options: MeshOptions): Mesh {
         () => next(),
       ),
     );
+    app.setErrorHandler((error, _request, reply) => {
+      const answer = governedError(error);
+      if (!answer) return reply.send(error);
+      return reply.code(answer.status).headers(answer.headers).send(answer.body);
+    });
     done();
   };
   // What fastify-plugin sets: the hook applies to the whole app, not only an encapsulated child.

@@ -293,3 +293,77 @@ describe('limits and auth declared on handlers with decorators', () => {
     await mesh.close();
   });
 });
+
+describe('Fastify error handler', () => {
+  it('answers a decorator refusal with 429 and leaves other errors to Fastify', async () => {
+    const { RateLimit } = await import('@meshlet/ratelimit');
+    class Orders {
+      @RateLimit({ name: 'orders-get', rate: 1, unit: 'minute', burst: 1 })
+      async get(): Promise<string> {
+        return 'ok';
+      }
+    }
+    const mesh = createMesh({
+      service: 'fast',
+      registry: new InMemoryRegistry(),
+      rules: new InMemoryKvStore(),
+      logger: new MemoryLogger(),
+    });
+    const app = Fastify();
+    await app.register(mesh.fastify);
+    const orders = new Orders();
+    app.get('/orders', async () => orders.get());
+    app.get('/boom', async () => {
+      throw new Error('boom');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const statuses = [];
+    for (let i = 0; i < 2; i++) statuses.push((await globalThis.fetch(`${base}/orders`)).status);
+    assert.deepEqual(statuses, [200, 429]);
+    const boom = await globalThis.fetch(`${base}/boom`);
+    assert.equal(boom.status, 500);
+    await app.close();
+    await mesh.close();
+  });
+});
+
+describe('hooks for estates with their own models (TSF lanes)', () => {
+  it('instanceFilter adjusts instances before routing; inboundTags derives tags without replacing arrived ones', async () => {
+    const { createServer } = await import('node:http');
+    const registry = new InMemoryRegistry();
+    const ups = await Promise.all([listen((_q, r) => r.end('base')), listen((_q, r) => r.end('gray'))]);
+    for (const [i, u] of ups.entries()) {
+      await registry.register({
+        id: `g-${i}`,
+        service: 'lanes',
+        address: '127.0.0.1',
+        port: u.port,
+        tags: [],
+        metadata: { TSF_GROUP_ID: `group-${i}` },
+        health: 'passing',
+      });
+    }
+    const mesh = createMesh({
+      service: 'entry',
+      registry,
+      logger: new MemoryLogger(),
+      // group-1 is the gray lane's group; requests from beta users enter the lane.
+      instanceFilter: (_s, list) =>
+        list.map((i) => (i.metadata.TSF_GROUP_ID === 'group-1' ? { ...i, metadata: { ...i.metadata, lane: 'gray' } } : i)),
+      inboundTags: (tag) => (tag('user') === 'beta' ? { lane: 'gray' } : undefined),
+    });
+    const server = createServer(mesh.httpHandler(async (_req, res) => res.end(await (await mesh.fetch('http://lanes/')).text())));
+    server.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as AddressInfo).port;
+    const ask = (tags: string) =>
+      globalThis.fetch(`http://127.0.0.1:${port}/`, { headers: { 'x-meshlet-tags': tags } }).then((r) => r.text());
+    assert.equal(await ask('user=beta'), 'gray');
+    assert.equal(await ask('user=beta,lane=blue'), 'base', 'an arrived lane tag is not replaced (no blue instance: the baseline)');
+    assert.equal(await ask('user=plain'), 'base');
+    server.close();
+    await mesh.close();
+    for (const u of ups) await u.close();
+  });
+});
