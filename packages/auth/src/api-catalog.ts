@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Logger, silentLogger } from '@meshlet/core';
-import { type ApiTemplate, HTTP_METHODS, PathTemplate, PathTemplateError } from './path-template.js';
+import { type ApiTemplate, HTTP_METHODS, type Logger, PathTemplate, PathTemplateError, silentLogger } from '@meshlet/core';
 
 /** One API of a service, normalised: method in capitals, OpenAPI path template. */
 export interface ApiEntry extends ApiTemplate {

@@ -1,5 +1,15 @@
-import { type Condition, field, parseCondition, type RuleKind, RuleValidationError, SERVICE_NAME } from '@meshlet/core';
-import { type ApiTemplate, HTTP_METHODS, normalizeTemplate, pathTemplateProblem } from './path-template.js';
+import {
+  type ApiTemplate,
+  type Condition,
+  field,
+  HTTP_METHODS,
+  normalizeTemplate,
+  parseCondition,
+  pathTemplateProblem,
+  type RuleKind,
+  RuleValidationError,
+  SERVICE_NAME,
+} from '@meshlet/core';
 
 export type AuthAction = 'allow' | 'deny';
 export const AUTH_ACTIONS: readonly AuthAction[] = ['allow', 'deny'];

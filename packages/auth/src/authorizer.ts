@@ -1,7 +1,6 @@
-import { compileConditions, type Matcher, type RuleWatcher, SystemTag, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import { ApiMatcher, compileConditions, type Matcher, type RuleWatcher, SystemTag, type TagLookup, type Unsubscribe } from '@meshlet/core';
 import { type AuthAction, type AuthRule, type AuthSection, authRules } from './auth-rule.js';
 import type { CallerIdentity } from './identity.js';
-import { ApiMatcher } from './path-template.js';
 
 /** What the Authorizer decided for one request. Allowed decisions are shared objects: do not mutate. */
 export interface AuthDecision {

@@ -1,4 +1,17 @@
 export {
+  type ApiMatch,
+  ApiMatcher,
+  type ApiTemplate,
+  apiKey,
+  HTTP_METHODS,
+  MAX_TEMPLATE_LENGTH,
+  normalizeTemplate,
+  PathTemplate,
+  PathTemplateError,
+  pathTemplateProblem,
+  splitPath,
+} from '@meshlet/core';
+export {
   type ApiCatalog,
   type ApiEntry,
   catalogHash,
@@ -62,17 +75,4 @@ export {
 export { IdentitySigner, type IdentitySignerOptions } from './identity-signer.js';
 export { IdentityVerifier, type IdentityVerifierOptions } from './identity-verifier.js';
 export { type LoadCatalogOptions, loadCatalog, openApiFromJsdoc, type SwaggerJsdoc } from './load-catalog.js';
-export {
-  type ApiMatch,
-  ApiMatcher,
-  type ApiTemplate,
-  apiKey,
-  HTTP_METHODS,
-  MAX_TEMPLATE_LENGTH,
-  normalizeTemplate,
-  PathTemplate,
-  PathTemplateError,
-  pathTemplateProblem,
-  splitPath,
-} from './path-template.js';
 export { bindVerifiedCaller, verifiedCaller } from './verified-caller.js';

@@ -1,5 +1,4 @@
-import { field, type RuleKind, RuleValidationError } from '@meshlet/core';
-import { type ApiTemplate, apiKey, templateProblem } from './api-template.js';
+import { type ApiTemplate, apiKey, field, normalizeTemplate, pathTemplateProblem, type RuleKind, RuleValidationError } from '@meshlet/core';
 import { type BreakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
 import { type FailureClassifier, type StatusSpec, statusClassifier } from './failure-classifier.js';
 import type { WindowSpec } from './sliding-window.js';
@@ -140,9 +139,10 @@ function parseApis(raw: unknown, path: string): ApiTemplate[] {
     field.onlyKeys(a, p, ['method', 'path']);
     const method = field.oneOf(a.method, `${p}.method`, HTTP_METHODS);
     const tpl = field.string(a.path, `${p}.path`, 1024);
-    const problem = templateProblem(tpl);
+    const problem = pathTemplateProblem(tpl);
     if (problem) throw new RuleValidationError(`${p}.path`, problem);
-    return { method, path: tpl };
+    // Canonical spelling, so `/a/:id/` and `/a/{id}` are one API with one key, the key ApiMatcher returns.
+    return { method, path: normalizeTemplate(tpl) };
   });
 }
 

@@ -1,5 +1,14 @@
-import { type Clock, type Logger, NoInstanceError, type RuleDocument, silentLogger, systemClock, type Unsubscribe } from '@meshlet/core';
-import { ApiMatcher, apiKey } from './api-template.js';
+import {
+  ApiMatcher,
+  apiKey,
+  type Clock,
+  type Logger,
+  NoInstanceError,
+  type RuleDocument,
+  silentLogger,
+  systemClock,
+  type Unsubscribe,
+} from '@meshlet/core';
 import { withTimeout } from './attempt-signal.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -188,7 +197,7 @@ export class CallExecutor {
     let entry: ApiEntry | undefined;
     let aPermit = REJECTED;
     if (gov.apis.size !== 0) {
-      const key = call.api ?? (call.path === undefined ? undefined : gov.matcher.match(call.method, call.path));
+      const key = call.api ?? (call.path === undefined ? undefined : gov.matcher.match(call.method, call.path)?.key);
       entry = key === undefined ? undefined : gov.apis.get(key);
       if (entry !== undefined) {
         aPermit = entry.breaker.tryAcquire();

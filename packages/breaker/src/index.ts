@@ -1,4 +1,5 @@
-export { ApiMatcher, type ApiTemplate, apiKey } from './api-template.js';
+// The one path-template matcher lives in core; re-exported here so `@meshlet/breaker` keeps its API.
+export { type ApiMatch, ApiMatcher, type ApiTemplate, apiKey } from '@meshlet/core';
 export { withTimeout } from './attempt-signal.js';
 export { type BackoffOptions, backoffDelay, sleep } from './backoff.js';
 export { Breaker, type BreakerGroupOptions, type BreakerSnapshot, REJECTED } from './breaker.js';

@@ -57,6 +57,40 @@ describe('breaker rules', () => {
     assert.deepEqual(parseBreakerRules({}, 'breaker').apis, []);
   });
 
+  it("reads templates with core's PathTemplate and keys APIs by the canonical spelling", () => {
+    const r = parseBreakerRules(
+      {
+        rules: [
+          {
+            level: 'api',
+            apis: [
+              { method: 'GET', path: '/users/:id/' },
+              { method: 'GET', path: '/files/{name}.{ext}' },
+            ],
+          },
+        ],
+      },
+      'breaker',
+    );
+    assert.deepEqual(
+      r.apis[0]?.apis.map((a) => `${a.method} ${a.path}`),
+      ['GET /users/{id}', 'GET /files/{name}.{ext}'],
+    );
+    rejects(
+      {
+        rules: [
+          { level: 'api', apis: [{ method: 'GET', path: '/a/{id}' }] },
+          { level: 'api', apis: [{ method: 'GET', path: '/a/:id' }] },
+        ],
+      },
+      'breaker.rules[1].apis[0]',
+      /GET \/a\/\{id\} is already covered/,
+    );
+    rejects({ rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a//b' }] }] }, 'breaker.rules[0].apis[0].path', /empty segment/);
+    rejects({ rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/{x}/b/{x}' }] }] }, 'breaker.rules[0].apis[0].path', /twice/);
+    rejects({ rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/{x}{y}' }] }] }, 'breaker.rules[0].apis[0].path', /side by side/);
+  });
+
   it('rejects bad input with a RuleValidationError naming the field', () => {
     rejects({ rules: [{ level: 'service', failureRateThreshold: 150 }] }, 'breaker.rules[0].failureRateThreshold', /between 0 and 100/);
     rejects({ rules: [{ level: 'service', window: { type: 'time', ms: -5 } }] }, 'breaker.rules[0].window.ms', /between 1 and/);
@@ -108,6 +142,11 @@ describe('breaker rules', () => {
       { rules: [{ level: 'api', apis: [] }] },
       { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/{x}y' }] }] },
       { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/**/b' }] }] },
+      { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/:id/' }] }] },
+      { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/files/{name}.{ext}' }] }] },
+      { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/*/b' }] }] },
+      { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a/{x}{y}' }] }] },
+      { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a//b' }] }] },
       { rules: [{ level: 'api', apis: [{ method: 'get', path: '/a' }] }] },
       { rules: [{ level: 'instance', fallback: { status: 503 } }] },
       { rules: [{ level: 'service', maxEjectionPercent: 5 }] },

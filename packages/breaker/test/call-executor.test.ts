@@ -106,6 +106,28 @@ describe('CallExecutor', () => {
     assert.equal(executor.breaker('api', 'orders', 'GET /users/{id}')?.state, 'open');
   });
 
+  it('sends a request to the most specific API, whatever the order, and HEAD to the GET API', async () => {
+    const { call, executor } = setup(
+      {
+        rules: [
+          { level: 'api', apis: [{ method: 'GET', path: '/users/{id}' }], consecutiveFailures: 1 },
+          { level: 'api', apis: [{ method: 'GET', path: '/users/me' }], consecutiveFailures: 1 },
+        ],
+        failureStatuses: [500],
+      },
+      () => 500,
+    );
+    await call('GET', '/users/me');
+    assert.equal(executor.breaker('api', 'orders', 'GET /users/me')?.state, 'open', '/users/me is its own API, listed second');
+    assert.equal(executor.breaker('api', 'orders', 'GET /users/{id}')?.state, 'closed');
+    await call('HEAD', '/users/7/');
+    await assert.rejects(
+      call('GET', '/users/8'),
+      (e: unknown) => e instanceof CircuitOpenError && e.api === 'GET /users/{id}',
+      'a HEAD counts on the GET API it falls back to',
+    );
+  });
+
   it('records outcomes at all three levels: instance per attempt, service and API per call', async () => {
     const { call, executor } = setup(
       {

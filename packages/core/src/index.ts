@@ -21,6 +21,19 @@ export type { KvEntry, KvStore, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
 export { InMemoryKvStore } from './memory-kv-store.js';
 export { InMemoryRegistry } from './memory-registry.js';
+export {
+  type ApiMatch,
+  ApiMatcher,
+  type ApiTemplate,
+  apiKey,
+  HTTP_METHODS,
+  MAX_TEMPLATE_LENGTH,
+  normalizeTemplate,
+  PathTemplate,
+  PathTemplateError,
+  pathTemplateProblem,
+  splitPath,
+} from './path-template.js';
 export type { Registry, Unsubscribe } from './registry.js';
 export * from './rules/index.js';
 export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';

@@ -1,5 +1,5 @@
 export { Bulkhead, BulkheadFullError, type BulkheadOptions, Bulkheads, type Release } from './bulkhead.js';
-export { type PathMatcher, parsePathTemplate } from './path-template.js';
+export { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';
 export {
   ALLOWED,

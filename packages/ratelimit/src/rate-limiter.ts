@@ -10,7 +10,7 @@ import {
   type TagLookup,
   type Unsubscribe,
 } from '@meshlet/core';
-import { type PathMatcher, parsePathTemplate } from './path-template.js';
+import { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 import { type RateLimitRule, type RateLimitSection, type RuleScope, ratelimitRules, scopeOf, tokensPerMs } from './ratelimit-rule.js';
 import type { RedisBucketSpec, RedisTokenBuckets } from './redis-token-buckets.js';
 import { TokenBuckets } from './token-bucket.js';

@@ -1,5 +1,5 @@
 import { type Condition, field, parseCondition, type RuleKind, RuleValidationError } from '@meshlet/core';
-import { parsePathTemplate } from './path-template.js';
+import { parsePathTemplate } from './path-matcher.js';
 
 export const UNITS = ['second', 'minute', 'hour'] as const;
 export type RateUnit = (typeof UNITS)[number];

@@ -79,6 +79,9 @@ describe('ratelimit rules', () => {
     refused(one({ api: { path: 'orders' } }), 'ratelimit.rules[0].api.path', /start with/);
     refused(one({ api: { path: '/a/**/b' } }), 'ratelimit.rules[0].api.path', /last segment/);
     refused(one({ api: { path: '/a/{id' } }), 'ratelimit.rules[0].api.path');
+    refused(one({ api: { path: '/a//b' } }), 'ratelimit.rules[0].api.path', /empty segment/);
+    refused(one({ api: { path: '/a/{id}/b/{id}' } }), 'ratelimit.rules[0].api.path', /twice/);
+    refused(one({ api: { path: '/a/{x}{y}' } }), 'ratelimit.rules[0].api.path', /side by side/);
     refused(one({ when: [{ tag: 'x', op: 'like', value: 'y' }] }), 'ratelimit.rules[0].when[0].op');
     refused(one({ by: ['a', 'a'] }), 'ratelimit.rules[0].by[1]', /twice/);
     refused(
@@ -108,6 +111,17 @@ describe('ratelimit rules', () => {
     const dotted = parsePathTemplate('/v1.0/*/x', 'p');
     assert.equal(dotted('/v1.0/a/x'), true);
     assert.equal(dotted('/v1a0/a/x'), false, 'a dot is a literal');
+    // The template syntax is core's PathTemplate, the same as auth and breaker rules read.
+    const express = parsePathTemplate('/orders/:id', 'p');
+    assert.equal(express('/orders/42'), true);
+    assert.equal(express('/orders'), false);
+    const mixed = parsePathTemplate('/files/{name}.{ext}', 'p');
+    assert.equal(mixed('/files/a.tar.gz'), true);
+    assert.equal(mixed('/files/readme'), false);
+    assert.throws(
+      () => parsePathTemplate('/a/{x}/{x}', 'p'),
+      (e: unknown) => e instanceof RuleValidationError && e.path === 'p',
+    );
   });
 
   it('agrees with its JSON Schema', () => {
@@ -118,6 +132,8 @@ describe('ratelimit rules', () => {
       one({ per: '250ms' }),
       one({ api: { path: '/orders/{id}/items/*' } }),
       one({ api: { method: '*', path: '/static/**' } }),
+      one({ api: { path: '/orders/:id/' } }),
+      one({ api: { path: '/files/{name}.{ext}' } }),
       one({
         when: [
           { tag: 'caller', op: 'in', values: ['a', 'b'] },
@@ -142,6 +158,8 @@ describe('ratelimit rules', () => {
       one({ name: '' }),
       one({ api: { path: 'x' } }),
       one({ api: { path: '/a/**/b' } }),
+      one({ api: { path: '/a//b' } }),
+      one({ api: { path: '/a/{x}{y}' } }),
       one({ api: { method: 'get', path: '/a' } }),
       one({ by: ['a', 'a'] }),
       one({ when: [{ tag: 'x', op: 'equals' }] }),

@@ -173,8 +173,9 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     await client.fetch('http://geo-service/where');
     await until('the affinity in force', () => (store.status.find((s) => s.key === affinityKey)?.inForce ?? 0) > 0);
     assert.deepEqual(await zones(), ['zone-1', 'zone-2']);
-    await kv.put(affinityKey, fixture('affinity.yaml').replace('namespace-n1', GEO));
+    // Read before the write: the store may apply the change before the next line runs.
     const before = store.status.find((s) => s.key === affinityKey)?.inForce ?? 0;
+    await kv.put(affinityKey, fixture('affinity.yaml').replace('namespace-n1', GEO));
     await until('the new affinity in force', () => (store.status.find((s) => s.key === affinityKey)?.inForce ?? 0) > before);
     assert.deepEqual(await zones(), ['zone-1']);
   });

@@ -1,4 +1,4 @@
-import { MeshletError } from '@meshlet/core';
+import { MeshletError } from './errors.js';
 
 /**
  * Path templates as OpenAPI writes them, so that API-level rules (auth, limits, breakers)
