@@ -49,11 +49,25 @@ export interface InboundTags {
 
 export interface OutboundHeaders {
   /** Headers to set on the outbound call (names as the dialects spell them; HTTP names are case-insensitive). */
-  readonly headers: Record<string, string>;
+  readonly headers: Readonly<Record<string, string>>;
   readonly dropped: readonly DialectDroppedTag[];
 }
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The last headers emitted for one tags Map, with everything they were computed from:
+ * every tag, its scope and every pass-through header, in order. A hit compares all of
+ * them, so a setTag (even one that replaces a value), a scope set in code or a changed
+ * pass-through header is seen; only the encoding is skipped.
+ */
+interface EmitMemo {
+  readonly tags: readonly string[];
+  readonly scopes: readonly TagScope[];
+  readonly passThrough: ReadonlyMap<string, string> | undefined;
+  readonly passed: readonly string[];
+  readonly out: OutboundHeaders;
+}
 export const DEFAULT_ACCEPT: readonly DialectName[] = ['tsf', 'sct', 'polaris', 'meshlet'];
 
 /**
@@ -65,6 +79,9 @@ export class TagPropagation {
   readonly #emit: readonly TagDialect[];
   readonly #configured: ReadonlyMap<string, TagScope>;
   readonly #passThrough: readonly string[];
+  // Keyed by the context's tags Map: one per request, so the encoding is done once per
+  // request, not once per outbound call. Weak, so it ends with the request.
+  readonly #memo = new WeakMap<object, EmitMemo>();
 
   constructor(options: TagPropagationOptions = {}) {
     const dialects: Record<DialectName, TagDialect> = {
@@ -138,8 +155,55 @@ export class TagPropagation {
   /**
    * Headers for an outbound call: the request's tags in every emitted dialect (transitive
    * and one-hop tags; local ones never), and the pass-through headers as they arrived.
+   * For a Map of tags (a request's), the result is reused while the tags, their scopes and
+   * the pass-through headers stay the same, so it is frozen: copy it to change it.
    */
   emit(tags: Iterable<readonly [string, string]>, scopes?: TagScopes, passThrough?: ReadonlyMap<string, string>): OutboundHeaders {
+    if (!(tags instanceof Map)) return this.#encode(tags, scopes, passThrough);
+    const memo = this.#memo.get(tags);
+    if (memo && this.#same(memo, tags, scopes, passThrough)) return memo.out;
+    const flat: string[] = [];
+    const scoped: TagScope[] = [];
+    for (const [k, v] of tags as ReadonlyMap<string, string>) {
+      flat.push(k, v);
+      scoped.push(this.scopeOf(k, scopes));
+    }
+    const passed: string[] = [];
+    if (passThrough) for (const [k, v] of passThrough) passed.push(k, v);
+    const out = this.#encode(tags, scopes, passThrough);
+    // Shared by every call that hits: nobody may change it.
+    Object.freeze(out.headers);
+    Object.freeze(out.dropped);
+    this.#memo.set(tags, { tags: flat, scopes: scoped, passThrough, passed, out: Object.freeze(out) });
+    return out;
+  }
+
+  #same(
+    memo: EmitMemo,
+    tags: ReadonlyMap<string, string>,
+    scopes: TagScopes | undefined,
+    passThrough: ReadonlyMap<string, string> | undefined,
+  ): boolean {
+    const flat = memo.tags;
+    if (flat.length !== tags.size * 2 || memo.passThrough !== passThrough) return false;
+    let i = 0;
+    for (const [k, v] of tags) {
+      if (flat[i] !== k || flat[i + 1] !== v || memo.scopes[i >> 1] !== this.scopeOf(k, scopes)) return false;
+      i += 2;
+    }
+    if (passThrough) {
+      const passed = memo.passed;
+      if (passed.length !== passThrough.size * 2) return false;
+      i = 0;
+      for (const [k, v] of passThrough) {
+        if (passed[i] !== k || passed[i + 1] !== v) return false;
+        i += 2;
+      }
+    }
+    return true;
+  }
+
+  #encode(tags: Iterable<readonly [string, string]>, scopes?: TagScopes, passThrough?: ReadonlyMap<string, string>): OutboundHeaders {
     const list = Array.isArray(tags) ? (tags as readonly (readonly [string, string])[]) : [...tags];
     const lookup = (key: string) => this.scopeOf(key, scopes);
     const headers: Record<string, string> = {};

@@ -15,10 +15,11 @@ import {
 import { applyFault, type FaultInjector, faultAttributes, NO_FAULT, requestTagsOf, type TagPropagation } from '@meshlet/dialects';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
-import type { OutboundHeaders, Tracing } from '@meshlet/trace';
+import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';
 import type { ServiceDirectory } from './service-directory.js';
 
 export type Fetch = typeof globalThis.fetch;
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type FetchInput = Parameters<Fetch>[0];
 
 /** What the governed pipeline needs from the mesh; shared by `fetch` and `request`. */
@@ -122,7 +123,8 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
       const out = propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
       for (const d of out.dropped) logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
       // Never overwrite what the application set itself.
-      for (const [k, v] of Object.entries(out.headers)) if (!hasHeader(headers, k)) setHeader(headers, k, v);
+      const emitted = out.headers;
+      for (const k in emitted) if (!hasHeader(headers, k)) setHeader(headers, k, emitted[k] as string);
     }
     setHeader(headers, CALLER_HEADER, deps.callerHeader());
     if (deps.identityHeader) setHeader(headers, ...deps.identityHeader(service));
@@ -159,15 +161,15 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
 
     const sendAttempt = async (instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> => {
       const origin = instanceOrigin(instance);
-      const span = tracing?.startClientSpan(undefined, {
-        method,
-        url: `${origin}${path}${search}`,
-        service,
-        attempt: attempt++,
-        instance: instance.id,
-        ...(decision?.rule ? { route: decision.rule } : {}),
-        ...(decision?.lane ? { lane: decision.lane } : {}),
-      });
+      let span: ClientSpan | undefined;
+      if (tracing) {
+        // Already split: the span need not parse the URL again.
+        const spanCall: Mutable<ClientCall> = { method, url: { origin, path, search }, service, attempt, instance: instance.id };
+        if (decision?.rule) spanCall.route = decision.rule;
+        if (decision?.lane) spanCall.lane = decision.lane;
+        span = tracing.startClientSpan(undefined, spanCall);
+      }
+      attempt++;
       // No copy per attempt: both clients copy the headers when called, and each attempt's
       // span writes its own traceparent over the last one's. Inject only sets names.
       span?.inject(headers as OutboundHeaders);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CALLER_HEADER, createContext, InMemoryRegistry, MemoryLogger, runWithContext, TAG_HEADER } from '@meshlet/core';
+import { CALLER_HEADER, createContext, InMemoryRegistry, MemoryLogger, runWithContext, setTag, TAG_HEADER } from '@meshlet/core';
 import { createMesh, type Mesh, fetch as meshFetch, NoInstanceError, UnknownServiceError } from '../src/index.js';
 import { listen } from './servers.js';
 
@@ -64,6 +64,28 @@ describe('governed fetch', () => {
     const echo = (await runWithContext(ctx, () => caller.fetch('http://user-service/x').then((r) => r.json()))) as Echo;
     assert.equal(echo.headers[TAG_HEADER], 'user-tier=vip,note=a%2Cb%3D%7B%22x%22%7D');
     assert.equal(echo.headers[CALLER_HEADER], 'service=gateway,version=2.0.0,namespace=prod,instance=gateway-1');
+  });
+
+  it('sends a tag set (or replaced) between two calls of one request, and keeps the app’s own tag header', async () => {
+    const ctx = createContext({ tags: [['user-tier', 'vip']] });
+    const sent = await runWithContext(ctx, async () => {
+      const tagsOf = async (init?: RequestInit) =>
+        ((await caller.fetch('http://user-service/x', init).then((r) => r.json())) as Echo).headers[TAG_HEADER];
+      const out = [await tagsOf(), await tagsOf()];
+      setTag('user-tier', 'gold');
+      out.push(await tagsOf());
+      setTag('lane', 'blue');
+      out.push(await tagsOf(), await tagsOf({ headers: { [TAG_HEADER]: 'own=1' } }), await tagsOf());
+      return out;
+    });
+    assert.deepEqual(sent, [
+      'user-tier=vip',
+      'user-tier=vip',
+      'user-tier=gold',
+      'user-tier=gold,lane=blue',
+      'own=1',
+      'user-tier=gold,lane=blue',
+    ]);
   });
 
   it('keeps method, body and the caller’s headers; a Request object works too', async () => {

@@ -53,8 +53,10 @@ export class CallMetrics {
   readonly #prefix: string;
   readonly #bounds: readonly number[];
   readonly #maxApis: number;
-  readonly #series = new Map<string, Series>();
-  readonly #apisPerService = new Map<string, number>();
+  // By service, then API: two lookups, and no key string built per call. Insertion order
+  // of the series is kept in #order for the snapshot.
+  readonly #byService = new Map<string, Map<string, Series>>();
+  readonly #order: Series[] = [];
 
   constructor(options: CallMetricsOptions) {
     this.#prefix = options.prefix;
@@ -75,7 +77,7 @@ export class CallMetrics {
   }
 
   snapshot(): SeriesSnapshot[] {
-    return [...this.#series.values()].map((s) => {
+    return this.#order.map((s) => {
       let acc = 0;
       const cumulative = Array.from(s.buckets, (n) => (acc += n));
       return {
@@ -112,14 +114,17 @@ export class CallMetrics {
   }
 
   #seriesFor(service: string, api: string): Series {
-    const key = `${service}\u0000${api}`;
-    let s = this.#series.get(key);
+    let apis = this.#byService.get(service);
+    if (apis === undefined) {
+      apis = new Map();
+      this.#byService.set(service, apis);
+    }
+    let s = apis.get(api);
     if (s) return s;
-    const n = this.#apisPerService.get(service) ?? 0;
-    if (n >= this.#maxApis && api !== '_other') return this.#seriesFor(service, '_other');
-    this.#apisPerService.set(service, n + 1);
+    if (apis.size >= this.#maxApis && api !== '_other') return this.#seriesFor(service, '_other');
     s = { service, api, requests: 0, errors: new Map(), buckets: new Float64Array(this.#bounds.length + 1), sum: 0 };
-    this.#series.set(key, s);
+    apis.set(api, s);
+    this.#order.push(s);
     return s;
   }
 }

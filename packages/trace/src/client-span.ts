@@ -17,11 +17,24 @@ export interface MeshletDecisions {
   readonly instance?: string;
 }
 
+/**
+ * A URL its caller has already split: the origin (`http://host:port`, no user info) and
+ * the path and query of an already-parsed URL. Saves the span parsing the whole URL
+ * again on every attempt; the origin's parse is reused across calls.
+ */
+export interface SplitUrl {
+  readonly origin: string;
+  /** A parsed URL's `pathname`. */
+  readonly path: string;
+  /** A parsed URL's `search`: `?…`, or empty. */
+  readonly search: string;
+}
+
 /** One physical attempt of an outbound call. */
 export interface ClientCall extends MeshletDecisions {
   readonly method: string;
   /** The URL actually sent to (the instance's), or the logical one when nothing was sent. */
-  readonly url: URL | string;
+  readonly url: URL | string | SplitUrl;
   /** The logical destination service (`service.peer.name`), when the call went through discovery. */
   readonly service?: string;
   /** 0 for the first attempt, n for the n-th retry (`http.request.resend_count`). */
@@ -49,15 +62,61 @@ export interface ClientSpan {
   end(outcome: ClientOutcome): void;
 }
 
+/** What the span and its metrics read of the target URL. */
+interface Target {
+  readonly hostname: string;
+  /** `hostname[:port]`, the port only when not the scheme's default. */
+  readonly host: string;
+  readonly port: number;
+  readonly pathname: string;
+  /** `url.full`, redacted. */
+  readonly full: string;
+}
+
+interface OriginParts {
+  readonly hostname: string;
+  readonly host: string;
+  readonly port: number;
+  /** The origin as URL serialises it (no trailing slash). */
+  readonly href: string;
+}
+
+// Origins are instances' addresses: few, and reused by every call. Bounded all the same.
+const ORIGINS_KEPT = 1024;
+const origins = new Map<string, OriginParts>();
+
+function originParts(origin: string): OriginParts {
+  let parts = origins.get(origin);
+  if (parts) return parts;
+  const url = new URL(origin);
+  parts = { hostname: url.hostname, host: url.host, port: portOf(url), href: `${url.protocol}//${url.host}` };
+  if (origins.size >= ORIGINS_KEPT) origins.clear();
+  origins.set(origin, parts);
+  return parts;
+}
+
+const portOf = (url: URL) => (url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80);
+
+function targetOf(given: URL | string | SplitUrl): Target {
+  if (typeof given !== 'string' && !(given instanceof URL)) {
+    const o = originParts(given.origin);
+    // A query may carry a signature to redact: that case takes the general path.
+    if (given.search === '')
+      return { hostname: o.hostname, host: o.host, port: o.port, pathname: given.path, full: `${o.href}${given.path}` };
+    given = `${given.origin}${given.path}${given.search}`;
+  }
+  const url = typeof given === 'string' ? new URL(given) : given;
+  return { hostname: url.hostname, host: url.host, port: portOf(url), pathname: url.pathname, full: redactUrl(url) };
+}
+
 export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCall): ClientSpan {
-  const url = typeof call.url === 'string' ? new URL(call.url) : call.url;
+  const target = targetOf(call.url);
   const method = normalizeMethod(call.method);
-  const scheme = url.protocol.slice(0, -1);
   const attributes: Attributes = {
     [Attr.httpRequestMethod]: method,
-    [Attr.serverAddress]: url.hostname,
-    [Attr.serverPort]: url.port ? Number(url.port) : scheme === 'https' ? 443 : 80,
-    [Attr.urlFull]: redactUrl(url),
+    [Attr.serverAddress]: target.hostname,
+    [Attr.serverPort]: target.port,
+    [Attr.urlFull]: target.full,
   };
   if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
   if (call.service !== undefined) attributes[Attr.servicePeerName] = call.service;
@@ -68,7 +127,7 @@ export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCal
   if (call.breaker !== undefined) attributes[Attr.meshletBreaker] = call.breaker;
   if (call.instance !== undefined) attributes[Attr.meshletInstance] = call.instance;
   const span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);
-  return new ClientSpanHandle(deps, span, parent, call, url, method);
+  return new ClientSpanHandle(deps, span, parent, call, target, method);
 }
 
 class ClientSpanHandle implements ClientSpan {
@@ -76,18 +135,18 @@ class ClientSpanHandle implements ClientSpan {
   readonly #span: Span;
   readonly #parent: Context;
   readonly #call: ClientCall;
-  readonly #url: URL;
+  readonly #target: Target;
   readonly #method: string;
   readonly #start: number;
   #context: Context | undefined;
   #ended = false;
 
-  constructor(deps: SpanDeps, span: Span, parent: Context, call: ClientCall, url: URL, method: string) {
+  constructor(deps: SpanDeps, span: Span, parent: Context, call: ClientCall, target: Target, method: string) {
     this.#deps = deps;
     this.#span = span;
     this.#parent = parent;
     this.#call = call;
-    this.#url = url;
+    this.#target = target;
     this.#method = method;
     this.#start = deps.clock.now();
   }
@@ -129,13 +188,13 @@ class ClientSpanHandle implements ClientSpan {
     }
     span.end();
     const durationMs = this.#deps.clock.now() - this.#start;
-    const service = this.#call.service ?? this.#url.host;
-    const api = this.#call.api ?? `${this.#method} ${this.#url.pathname}`;
+    const service = this.#call.service ?? this.#target.host;
+    const api = this.#call.api ?? `${this.#method} ${this.#target.pathname}`;
     this.#deps.clientMetrics?.record({ service, api, durationMs, errorType });
     if (this.#deps.clientDuration) {
       const attrs: Attributes = {
         [Attr.httpRequestMethod]: this.#method,
-        [Attr.serverAddress]: this.#url.hostname,
+        [Attr.serverAddress]: this.#target.hostname,
         [Attr.servicePeerName]: service,
       };
       if (statusCode !== undefined) attrs[Attr.httpResponseStatusCode] = statusCode;

@@ -10,7 +10,7 @@ export {
   prometheusHandler,
   type SeriesSnapshot,
 } from './call-metrics.js';
-export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions } from './client-span.js';
+export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 export { encodeTraceLine, encodeTraceRequest, type OtlpSpan, OtlpSpanKind, type OtlpTraceRequest } from './otlp-json.js';
 export {
