@@ -1,5 +1,5 @@
 import { type NoticeSink, ruleName, tsfField } from './tsf-fields.js';
-import { TsfFieldError } from './tsf-rule-error.js';
+import { firstRouteGroup } from './tsf-route.js';
 import { convertTagList, type TsfLocalIdentity } from './tsf-tag-condition.js';
 
 // The fault document is a route-group list whose rules carry `faultRule` (polaris-java
@@ -36,15 +36,8 @@ export const TsfFaultBounds = { maxDelayMs: 60_000, minAbortStatus: 400, maxAbor
  * joint odds: `<id>` delay+abort at d·a, `<id>-delay` at d(1−a)/(1−d·a), `<id>-abort` at a.
  */
 export function convertTsfFault(doc: unknown, destination: string, local: TsfLocalIdentity, notice: NoticeSink): Record<string, unknown> {
-  const groups = tsfField.list(doc, '');
-  if (groups.length === 0) return { rules: [] };
-  if (groups.length > 1) notice('[1]', `${groups.length} fault groups; only the first is read, as TSF's SDK does`);
-  const group = tsfField.object(groups[0], '[0]');
-  tsfField.reportUnknown(group, '[0]', GROUP_KEYS, GROUP_IGNORED, notice);
-  const service = tsfField.optionalText(group.microserviceName, '[0].microserviceName');
-  if (service !== undefined && service !== destination) {
-    throw new TsfFieldError('[0].microserviceName', `is "${service}", but the key is for "${destination}"`);
-  }
+  const group = firstRouteGroup(doc, destination, 'fault', GROUP_KEYS, GROUP_IGNORED, notice);
+  if (group === undefined) return { rules: [] };
   const names = new Set<string>();
   const rules: Record<string, unknown>[] = [];
   tsfField.optionalList(group.ruleList, '[0].ruleList').forEach((item, i) => {

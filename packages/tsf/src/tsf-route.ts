@@ -50,15 +50,8 @@ export const TSF_ROUTE_WEIGHT_TOTAL = 100;
  * sends a rule whose chosen group has no instance to every instance.
  */
 export function convertTsfRoute(doc: unknown, destination: string, local: TsfLocalIdentity, notice: NoticeSink): Record<string, unknown> {
-  const groups = tsfField.list(doc, '');
-  if (groups.length === 0) return { rules: [] };
-  if (groups.length > 1) notice('[1]', `${groups.length} route groups; only the first is read, as TSF's SDKs do`);
-  const group = tsfField.object(groups[0], '[0]');
-  tsfField.reportUnknown(group, '[0]', GROUP_KEYS, GROUP_IGNORED, notice);
-  const service = tsfField.optionalText(group.microserviceName, '[0].microserviceName');
-  if (service !== undefined && service !== destination) {
-    throw new TsfFieldError('[0].microserviceName', `is "${service}", but the key is for "${destination}"`);
-  }
+  const group = firstRouteGroup(doc, destination, 'route', GROUP_KEYS, GROUP_IGNORED, notice);
+  if (group === undefined) return { rules: [] };
   const fallback = tsfField.boolean(group.fallbackStatus, '[0].fallbackStatus', false);
   const names = new Set<string>();
   const rules: Record<string, unknown>[] = [];
@@ -118,4 +111,29 @@ function convertDest(raw: unknown, path: string, notice: NoticeSink): { group: R
     group[key] = value;
   });
   return { group, weight };
+}
+
+/**
+ * The first group of a TSF route-group list (route and fault documents share the shape;
+ * TSF's SDKs read only the first), checked against the key's service. Undefined when
+ * the list is empty.
+ */
+export function firstRouteGroup(
+  doc: unknown,
+  destination: string,
+  what: string,
+  keys: readonly string[],
+  ignored: readonly string[],
+  notice: NoticeSink,
+): Record<string, unknown> | undefined {
+  const groups = tsfField.list(doc, '');
+  if (groups.length === 0) return undefined;
+  if (groups.length > 1) notice('[1]', `${groups.length} ${what} groups; only the first is read, as TSF's SDKs do`);
+  const group = tsfField.object(groups[0], '[0]');
+  tsfField.reportUnknown(group, '[0]', keys, ignored, notice);
+  const service = tsfField.optionalText(group.microserviceName, '[0].microserviceName');
+  if (service !== undefined && service !== destination) {
+    throw new TsfFieldError('[0].microserviceName', `is "${service}", but the key is for "${destination}"`);
+  }
+  return group;
 }
