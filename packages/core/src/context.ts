@@ -111,40 +111,30 @@ export function withTags<T>(tags: Readonly<Record<string, string>>, fn: () => T)
   return storage.run(child, fn);
 }
 
+/** How each system tag is read from a context: the one list of system tags a request has. */
+const SYSTEM_TAG_READERS: ReadonlyMap<string, (ctx: MeshContext) => string | undefined> = new Map([
+  [SystemTag.sourceService, (ctx: MeshContext) => ctx.caller.service],
+  [SystemTag.sourceVersion, (ctx: MeshContext) => ctx.caller.version],
+  [SystemTag.sourceNamespace, (ctx: MeshContext) => ctx.caller.namespace],
+  [SystemTag.sourceInstance, (ctx: MeshContext) => ctx.caller.instance],
+  [SystemTag.requestMethod, (ctx: MeshContext) => ctx.request?.method],
+  [SystemTag.requestPath, (ctx: MeshContext) => ctx.request?.path],
+]);
+
 /** The system tags of a context, by SystemTag name; absent ones are left out. */
 export function systemTags(ctx: MeshContext): Record<string, string> {
   const out: Record<string, string> = {};
-  const put = (k: string, v: string | undefined) => {
-    if (v !== undefined) out[k] = v;
-  };
-  put(SystemTag.sourceService, ctx.caller.service);
-  put(SystemTag.sourceVersion, ctx.caller.version);
-  put(SystemTag.sourceNamespace, ctx.caller.namespace);
-  put(SystemTag.sourceInstance, ctx.caller.instance);
-  put(SystemTag.requestMethod, ctx.request?.method);
-  put(SystemTag.requestPath, ctx.request?.path);
+  for (const [name, read] of SYSTEM_TAG_READERS) {
+    const value = read(ctx);
+    if (value !== undefined) out[name] = value;
+  }
   return out;
 }
 
 /** A tag of the current request: a system tag by its SystemTag name, else a custom tag. */
 export function getTag(key: string, ctx: MeshContext = currentContext()): string | undefined {
-  // A switch, not systemTags(): rules call this per condition per call.
-  switch (key) {
-    case SystemTag.sourceService:
-      return ctx.caller.service;
-    case SystemTag.sourceVersion:
-      return ctx.caller.version;
-    case SystemTag.sourceNamespace:
-      return ctx.caller.namespace;
-    case SystemTag.sourceInstance:
-      return ctx.caller.instance;
-    case SystemTag.requestMethod:
-      return ctx.request?.method;
-    case SystemTag.requestPath:
-      return ctx.request?.path;
-    default:
-      return ctx.tags.get(key);
-  }
+  const read = SYSTEM_TAG_READERS.get(key);
+  return read ? read(ctx) : ctx.tags.get(key);
 }
 
 function warnDropped(logger: Logger, key: string, reason: TagDropReason | undefined): void {

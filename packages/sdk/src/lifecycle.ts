@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Clock, MeshletError } from '@meshlet/core';
+import { MeshletError } from '@meshlet/core';
 
 export interface ServeOptions {
   /** Path the readiness probe and the registry's health check call. Default: the mesh's healthPath. */
@@ -24,15 +24,16 @@ export interface ServeOptions {
 }
 
 /** Waits until `server` listens and its health path answers 2xx; returns the port. */
-export async function waitUntilReady(server: Server, healthPath: string, timeoutMs: number, clock: Clock): Promise<number> {
+export async function waitUntilReady(server: Server, healthPath: string, timeoutMs: number): Promise<number> {
   if (!server.listening) await once(server, 'listening');
   const address = server.address() as AddressInfo | null;
   if (!address || typeof address !== 'object') throw new MeshletError('MESHLET_NOT_LISTENING', 'serve(): the server has no TCP address');
   const host = address.address === '::' || address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}${healthPath}`;
-  const deadline = clock.now() + timeoutMs;
+  // Real time, not the mesh's clock: this waits on a real server over the network.
+  const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
-  while (clock.now() < deadline) {
+  while (Date.now() < deadline) {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       await res.body?.cancel();

@@ -657,7 +657,7 @@ export function createMesh(options: MeshOptions): Mesh {
     fastify,
     async serve(server, serveOptions = {}) {
       const path = serveOptions.healthPath ?? (healthPath || '/health');
-      const port = await waitUntilReady(server, path, serveOptions.readinessTimeoutMs ?? 30_000, clock);
+      const port = await waitUntilReady(server, path, serveOptions.readinessTimeoutMs ?? 30_000);
       servedBy = { server, options: serveOptions };
       const registered = await register({ port });
       const signals = serveOptions.signals ?? ['SIGTERM', 'SIGINT'];
