@@ -1,6 +1,6 @@
 import { type NoticeSink, ruleName, tsfField } from './tsf-fields.js';
-import { firstRouteGroup } from './tsf-route.js';
-import { convertTagList, type TsfLocalIdentity } from './tsf-tag-condition.js';
+import { firstRouteGroup, forEachRouteRule } from './tsf-route.js';
+import type { TsfLocalIdentity } from './tsf-tag-condition.js';
 
 // The fault document is a route-group list whose rules carry `faultRule` (polaris-java
 // connector-consul FaultService reads it as RouteRuleGroup/RouteRule; FaultRule entity).
@@ -40,16 +40,7 @@ export function convertTsfFault(doc: unknown, destination: string, local: TsfLoc
   if (group === undefined) return { rules: [] };
   const names = new Set<string>();
   const rules: Record<string, unknown>[] = [];
-  tsfField.optionalList(group.ruleList, '[0].ruleList').forEach((item, i) => {
-    const p = `[0].ruleList[${i}]`;
-    const rule = tsfField.object(item, p);
-    tsfField.reportUnknown(rule, p, RULE_KEYS, RULE_IGNORED, notice);
-    const tags = convertTagList(rule.tagList, `${p}.tagList`, {
-      side: { side: 'outbound', destination },
-      local,
-      notice,
-      ignoredKeys: ['routeRuleId'],
-    });
+  forEachRouteRule(group, { destination, local, notice, keys: RULE_KEYS, ignored: RULE_IGNORED }, (rule, p, tags, i) => {
     const fp = `${p}.faultRule`;
     const fault = tsfField.object(rule.faultRule, fp);
     tsfField.reportUnknown(fault, fp, FAULT_KEYS, [], notice);

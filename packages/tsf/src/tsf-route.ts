@@ -55,16 +55,7 @@ export function convertTsfRoute(doc: unknown, destination: string, local: TsfLoc
   const fallback = tsfField.boolean(group.fallbackStatus, '[0].fallbackStatus', false);
   const names = new Set<string>();
   const rules: Record<string, unknown>[] = [];
-  tsfField.optionalList(group.ruleList, '[0].ruleList').forEach((item, i) => {
-    const p = `[0].ruleList[${i}]`;
-    const rule = tsfField.object(item, p);
-    tsfField.reportUnknown(rule, p, RULE_KEYS, RULE_IGNORED, notice);
-    const tags = convertTagList(rule.tagList, `${p}.tagList`, {
-      side: { side: 'outbound', destination },
-      local,
-      notice,
-      ignoredKeys: ['routeRuleId'],
-    });
+  forEachRouteRule(group, { destination, local, notice, keys: RULE_KEYS, ignored: RULE_IGNORED }, (rule, p, tags, i) => {
     const rawDests = tsfField.optionalList(rule.destList, `${p}.destList`);
     if (rawDests.length === 0) {
       // polaris-java skips a rule without destinations.
@@ -136,4 +127,33 @@ export function firstRouteGroup(
     throw new TsfFieldError('[0].microserviceName', `is "${service}", but the key is for "${destination}"`);
   }
   return group;
+}
+
+/**
+ * Calls `each` for every rule of a route group (route and fault documents share the
+ * shape), with its path and its tag list converted for an outbound call to `destination`.
+ */
+export function forEachRouteRule(
+  group: Record<string, unknown>,
+  opts: {
+    readonly destination: string;
+    readonly local: TsfLocalIdentity;
+    readonly notice: NoticeSink;
+    readonly keys: readonly string[];
+    readonly ignored: readonly string[];
+  },
+  each: (rule: Record<string, unknown>, path: string, tags: ReturnType<typeof convertTagList>, index: number) => void,
+): void {
+  tsfField.optionalList(group.ruleList, '[0].ruleList').forEach((item, i) => {
+    const p = `[0].ruleList[${i}]`;
+    const rule = tsfField.object(item, p);
+    tsfField.reportUnknown(rule, p, opts.keys, opts.ignored, opts.notice);
+    const tags = convertTagList(rule.tagList, `${p}.tagList`, {
+      side: { side: 'outbound', destination: opts.destination },
+      local: opts.local,
+      notice: opts.notice,
+      ignoredKeys: ['routeRuleId'],
+    });
+    each(rule, p, tags, i);
+  });
 }
