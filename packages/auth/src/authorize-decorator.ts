@@ -1,4 +1,4 @@
-import { type Condition, getTag } from '@meshlet/core';
+import { type AnyMethod, type Condition, getTag, methodDecorator } from '@meshlet/core';
 import { type AuthAction, type IdentityFilter, parseAuthRule } from './auth-rule.js';
 import { Authorizer } from './authorizer.js';
 import { AuthDeniedError } from './forbidden.js';
@@ -16,9 +16,6 @@ export interface CallerSpec {
   /** Where the verified caller comes from. Default: verifiedCaller() of the current request. */
   readonly caller?: () => CallerIdentity | undefined;
 }
-
-// biome-ignore lint/suspicious/noExplicitAny: a decorator must accept any method signature.
-type AnyMethod = (this: any, ...args: any[]) => any;
 
 /**
  * Lets only callers matching `spec` run the method; others get AuthDeniedError (thrown,
@@ -43,19 +40,7 @@ export function Deny(spec: CallerSpec) {
 }
 
 function decorator(action: AuthAction, spec: CallerSpec, label: string) {
-  function decorate<T extends AnyMethod>(method: T, context: ClassMethodDecoratorContext): T;
-  function decorate(target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
-  function decorate(a: unknown, b: unknown, c?: unknown): unknown {
-    if (typeof a === 'function' && typeof b === 'object' && b !== null && (b as { kind?: unknown }).kind === 'method') {
-      return guard(a as AnyMethod, String((b as ClassMethodDecoratorContext).name), action, spec, label);
-    }
-    const descriptor = c as PropertyDescriptor | undefined;
-    if (descriptor !== undefined && typeof descriptor.value === 'function') {
-      return { ...descriptor, value: guard(descriptor.value as AnyMethod, String(b as string | symbol), action, spec, label) };
-    }
-    throw new TypeError(`${label} goes on a method`);
-  }
-  return decorate;
+  return methodDecorator(label, (method, name) => guard(method, name, action, spec, label));
 }
 
 function guard<T extends AnyMethod>(method: T, methodName: string, action: AuthAction, spec: CallerSpec, label: string): T {

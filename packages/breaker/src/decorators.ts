@@ -1,4 +1,4 @@
-import { type Clock, MeshletError, systemClock } from '@meshlet/core';
+import { type AsyncMethodDecorator, type Clock, methodDecorator as coreMethodDecorator, MeshletError, systemClock } from '@meshlet/core';
 import { withTimeout } from './attempt-signal.js';
 import { type BackoffOptions, backoffDelay, sleep } from './backoff.js';
 import { Breaker, REJECTED } from './breaker.js';
@@ -6,44 +6,15 @@ import { type BreakerPolicy, breakerPolicy } from './breaker-policy.js';
 import { CircuitOpenError } from './circuit-open-error.js';
 import type { RetryBudget } from './retry-budget.js';
 
-type AsyncMethod<This, Args extends unknown[], R> = (this: This, ...args: Args) => Promise<R>;
+/** Both decorator forms, typed for async methods (from core; re-exported for compatibility). */
+export type { AsyncMethodDecorator };
 
-/**
- * A method decorator that works both ways TypeScript compiles decorators: standard (TC39)
- * decorators call it with `(method, context)`, legacy `experimentalDecorators` (NestJS)
- * with `(prototype, key, descriptor)`. It tells them apart by the arguments.
- */
-export interface AsyncMethodDecorator {
-  <This, Args extends unknown[], R>(
-    method: AsyncMethod<This, Args, R>,
-    context: ClassMethodDecoratorContext<This, AsyncMethod<This, Args, R>>,
-  ): AsyncMethod<This, Args, R>;
-  (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
-}
-
-type Wrap = (method: (...args: unknown[]) => Promise<unknown>, name: string) => (...args: unknown[]) => Promise<unknown>;
-
-function methodDecorator(decorator: string, wrap: Wrap): AsyncMethodDecorator {
-  return ((...args: unknown[]) => {
-    const [a, b, c] = args;
-    if (
-      args.length === 2 &&
-      typeof a === 'function' &&
-      typeof b === 'object' &&
-      b !== null &&
-      (b as { kind?: unknown }).kind === 'method'
-    ) {
-      return wrap(a as (...args: unknown[]) => Promise<unknown>, String((b as { name: string | symbol }).name));
-    }
-    if (args.length === 3 && typeof c === 'object' && c !== null && typeof (c as PropertyDescriptor).value === 'function') {
-      const d = c as PropertyDescriptor;
-      return { ...d, value: wrap(d.value, String(b)) };
-    }
-    throw new MeshletError(
-      'MESHLET_BAD_DECORATOR',
-      `@${decorator} decorates methods only (async ones); put it on a method, not a class or field`,
-    );
-  }) as AsyncMethodDecorator;
+/** A Meshlet method decorator typed for async methods. */
+function methodDecorator(
+  label: string,
+  wrap: (method: (...args: unknown[]) => Promise<unknown>, name: string) => (...args: unknown[]) => Promise<unknown>,
+): AsyncMethodDecorator {
+  return coreMethodDecorator(`@${label}`, wrap) as AsyncMethodDecorator;
 }
 
 export interface CircuitBreakerOptions extends Partial<BreakerPolicy> {

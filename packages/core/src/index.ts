@@ -22,6 +22,14 @@ export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger
 export { InMemoryKvStore } from './memory-kv-store.js';
 export { InMemoryRegistry } from './memory-registry.js';
 export {
+  type AnyMethod,
+  type AsyncMethod,
+  type AsyncMethodDecorator,
+  BadDecoratorError,
+  type MethodDecorator,
+  methodDecorator,
+} from './method-decorator.js';
+export {
   type ApiMatch,
   ApiMatcher,
   type ApiTemplate,

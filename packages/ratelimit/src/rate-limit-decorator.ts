@@ -1,4 +1,4 @@
-import { type Clock, getTag, systemClock } from '@meshlet/core';
+import { type AnyMethod, type Clock, getTag, methodDecorator, systemClock } from '@meshlet/core';
 import type { Decision } from './rate-limiter.js';
 import { parseRateLimitRule, type RateLimitRule, type RateUnit, scopeOf } from './ratelimit-rule.js';
 import { RateLimitedError } from './rejection.js';
@@ -18,9 +18,6 @@ export interface RateLimitOptions {
   /** Default systemClock. */
   readonly clock?: Clock;
 }
-
-// biome-ignore lint/suspicious/noExplicitAny: a decorator must accept any method signature.
-type AnyMethod = (this: any, ...args: any[]) => any;
 
 const declared: RateLimitRule[] = [];
 
@@ -44,19 +41,7 @@ export function declaredRateLimits(): readonly RateLimitRule[] {
  * ```
  */
 export function RateLimit(options: RateLimitOptions) {
-  function decorate<T extends AnyMethod>(method: T, context: ClassMethodDecoratorContext): T;
-  function decorate(target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
-  function decorate(a: unknown, b: unknown, c?: unknown): unknown {
-    if (typeof a === 'function' && typeof b === 'object' && b !== null && (b as { kind?: unknown }).kind === 'method') {
-      return limit(a as AnyMethod, String((b as ClassMethodDecoratorContext).name), options);
-    }
-    const descriptor = c as PropertyDescriptor | undefined;
-    if (descriptor !== undefined && typeof descriptor.value === 'function') {
-      return { ...descriptor, value: limit(descriptor.value as AnyMethod, String(b as string | symbol), options) };
-    }
-    throw new TypeError('@RateLimit goes on a method');
-  }
-  return decorate;
+  return methodDecorator('@RateLimit', (method, name) => limit(method, name, options));
 }
 
 function limit<T extends AnyMethod>(method: T, methodName: string, options: RateLimitOptions): T {

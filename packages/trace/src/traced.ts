@@ -1,3 +1,4 @@
+import { type AsyncMethod, type AsyncMethodDecorator, methodDecorator } from '@meshlet/core';
 import { Attr } from './attributes.js';
 import { defaultTracing, type Tracing } from './tracing.js';
 
@@ -8,16 +9,8 @@ export interface TracedOptions {
   readonly tracing?: Tracing;
 }
 
-type AsyncMethod<This, Args extends unknown[], R> = (this: This, ...args: Args) => Promise<R>;
-
 /** A decorator usable both as a TC39 standard decorator and with `experimentalDecorators`. */
-export interface TracedDecorator {
-  <This, Args extends unknown[], R>(
-    value: AsyncMethod<This, Args, R>,
-    context: ClassMethodDecoratorContext<This, AsyncMethod<This, Args, R>>,
-  ): AsyncMethod<This, Args, R>;
-  (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
-}
+export type TracedDecorator = AsyncMethodDecorator;
 
 function wrap<This, Args extends unknown[], R>(
   method: AsyncMethod<This, Args, R>,
@@ -40,16 +33,5 @@ function wrap<This, Args extends unknown[], R>(
  */
 export function Traced(options: string | TracedOptions = {}): TracedDecorator {
   const opts: TracedOptions = typeof options === 'string' ? { name: options } : options;
-  function decorator(...args: unknown[]): unknown {
-    const [first, second, third] = args;
-    if (typeof second === 'object' && second !== null && 'kind' in second) {
-      const context = second as ClassMethodDecoratorContext;
-      if (context.kind !== 'method') throw new TypeError(`@Traced() decorates methods, not a ${context.kind}`);
-      return wrap(first as AsyncMethod<unknown, unknown[], unknown>, String(context.name), opts);
-    }
-    const descriptor = third as PropertyDescriptor;
-    if (typeof descriptor?.value !== 'function') throw new TypeError('@Traced() decorates methods');
-    return { ...descriptor, value: wrap(descriptor.value as AsyncMethod<unknown, unknown[], unknown>, String(second), opts) };
-  }
-  return decorator as TracedDecorator;
+  return methodDecorator('@Traced()', (method, name) => wrap(method, name, opts)) as TracedDecorator;
 }
