@@ -3,10 +3,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { freeLoopbackPorts } from '@meshlet/registry/testing';
 
 export interface SpringPeerOptions {
   /** The Consul agent, `http://127.0.0.1:<port>`. */
@@ -85,7 +85,7 @@ export function springPeerJar(): Promise<string> {
 export async function startSpringPeer(options: SpringPeerOptions): Promise<SpringPeer> {
   const jar = await springPeerJar();
   const consul = new URL(options.consulAddress);
-  const port = options.port ?? (await freePort());
+  const port = options.port ?? ((await freeLoopbackPorts(1))[0] as number);
   const args = [
     // Start-up time over peak speed: the peer serves a handful of test requests.
     '-XX:TieredStopAtLevel=1',
@@ -175,14 +175,4 @@ async function waitUntilReady(url: string, options: SpringPeerOptions, timeoutMs
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`spring peer ${options.instanceId} not ready within ${timeoutMs} ms (${last}):\n${logs().slice(-4000)}`);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise((r) => server.close(r));
-  return port;
 }

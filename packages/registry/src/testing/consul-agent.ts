@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 
@@ -18,10 +19,26 @@ export interface ConsulAgent {
   restart(): Promise<void>;
 }
 
+/** How many times a start is tried again when a port was taken between choosing it and binding it. */
+const BIND_ATTEMPTS = 5;
+
 export async function startConsulAgent(options: { binary?: string; log?: boolean } = {}): Promise<ConsulAgent> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts(options);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= BIND_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** The agent exited because one of its ports was bound by someone else first. */
+class PortTakenError extends Error {}
+
+async function startOnFreePorts(options: { binary?: string; log?: boolean }): Promise<ConsulAgent> {
   const binary = options.binary ?? process.env.MESHLET_CONSUL_BIN ?? 'consul';
   // Every port explicit: dev mode's defaults (gRPC TLS on 8503…) clash between agents.
-  const [http, dns, serfLan, serfWan, server, grpc, grpcTls] = await freePorts(7);
+  const [http, dns, serfLan, serfWan, server, grpc, grpcTls] = await freeLoopbackPorts(7);
   const args = [
     'agent',
     '-dev',
@@ -58,7 +75,10 @@ export async function startConsulAgent(options: { binary?: string; log?: boolean
           ),
         ),
       );
-      proc.once('exit', (code) => reject(new Error(`consul agent exited with ${code}: ${stderr}`)));
+      proc.once('exit', (code) => {
+        const message = `consul agent exited with ${code}: ${stderr}`;
+        reject(/address already in use/.test(stderr) ? new PortTakenError(message) : new Error(message));
+      });
     });
     failed.catch(() => {});
     await Promise.race([waitForLeader(address, 30_000), failed]);
@@ -77,7 +97,16 @@ export async function startConsulAgent(options: { binary?: string; log?: boolean
     stop,
     async restart() {
       await stop();
-      await start();
+      // The same ports again (callers hold the address). One that a stranger took in the
+      // meantime is usually released soon; wait for it rather than fail at once.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await start();
+        } catch (err) {
+          if (!(err instanceof PortTakenError) || attempt >= BIND_ATTEMPTS) throw err;
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
     },
   };
 }
@@ -101,19 +130,41 @@ async function waitForLeader(address: string, timeoutMs: number): Promise<void> 
   throw new Error(`consul agent at ${address} did not elect a leader within ${timeoutMs} ms`);
 }
 
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1');
-      await once(s, 'listening');
-      return s;
-    }),
-  );
-  const ports = servers.map((s) => {
-    const a = s.address();
-    return typeof a === 'object' && a ? a.port : 0;
-  });
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+/**
+ * Ports below Linux's ephemeral range (32768–60999), so that the kernel does not hand
+ * them to outgoing connections or `listen(0)` servers in the meantime; each one is
+ * checked free for TCP and UDP (Consul's DNS and Serf use both). Random, so that agents
+ * started at once by parallel test files rarely pick the same; a start that loses the
+ * race anyway is retried on new ports.
+ */
+export async function freeLoopbackPorts(n: number, range: { from: number; to: number } = { from: 20_000, to: 32_000 }): Promise<number[]> {
+  if (range.to - range.from < n) throw new RangeError(`${n} ports do not fit in ${range.from}–${range.to}`);
+  const ports: number[] = [];
+  for (let tries = 0; ports.length < n; tries++) {
+    if (tries === 10_000) throw new Error(`no ${n} free ports in ${range.from}–${range.to} (found ${ports.length})`);
+    const port = range.from + Math.floor(Math.random() * (range.to - range.from));
+    if (!ports.includes(port) && (await isFree(port))) ports.push(port);
+  }
   return ports;
+}
+
+async function isFree(port: number): Promise<boolean> {
+  const tcp = createServer();
+  const udp = createSocket('udp4');
+  try {
+    tcp.listen(port, '127.0.0.1');
+    await once(tcp, 'listening');
+    udp.bind(port, '127.0.0.1');
+    await once(udp, 'listening');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    if (tcp.listening) await new Promise((r) => tcp.close(r));
+    try {
+      udp.close();
+    } catch {
+      // never bound
+    }
+  }
 }
