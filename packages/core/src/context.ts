@@ -104,11 +104,45 @@ export function setTag(key: string, value: string): boolean {
   return reason === undefined;
 }
 
-/** Runs `fn` in a child context that has the current tags plus `tags`; the parent is not changed. */
+/**
+ * Runs `fn` in a child context that has the current tags plus `tags`; the parent is not
+ * changed. The child gets a fork of every extension attached to the parent.
+ */
 export function withTags<T>(tags: Readonly<Record<string, string>>, fn: () => T): T {
   const parent = currentContext();
   const child = createContext({ ...parent, tags: [...parent.tags, ...Object.entries(tags)] });
+  const attached = extensions.get(parent);
+  if (attached) extensions.set(child, new Map([...attached].map(([key, ext]) => [key, ext.fork()])));
   return storage.run(child, fn);
+}
+
+/**
+ * Per-request state that another package keeps beside a context (the dialects package
+ * keeps tag scopes and pass-through headers this way). A child context made by withTags
+ * gets `fork()` of it, so that changes in the child do not reach the parent.
+ */
+export interface ContextExtension {
+  fork(): ContextExtension;
+}
+
+// Keyed by the context object, so an extension lives exactly as long as its context. One
+// map per process, like the store, even with two copies of @meshlet/core installed.
+const EXTENSIONS_KEY = Symbol.for('meshlet.context.extensions');
+const extensionGlobals = globalThis as { [EXTENSIONS_KEY]?: WeakMap<MeshContext, Map<symbol, ContextExtension>> };
+const extensions: WeakMap<MeshContext, Map<symbol, ContextExtension>> = extensionGlobals[EXTENSIONS_KEY] ?? new WeakMap();
+extensionGlobals[EXTENSIONS_KEY] = extensions;
+
+/** Keeps `extension` beside `ctx` under `key` (a symbol of the attaching package's own). */
+export function attachExtension(ctx: MeshContext, key: symbol, extension: ContextExtension): void {
+  if (ctx === EMPTY) throw new TypeError('attachExtension: not on the empty context outside a request');
+  let attached = extensions.get(ctx);
+  if (!attached) extensions.set(ctx, (attached = new Map()));
+  attached.set(key, extension);
+}
+
+/** The extension attached to `ctx` under `key`, if any. */
+export function extensionOf<T extends ContextExtension>(ctx: MeshContext, key: symbol): T | undefined {
+  return extensions.get(ctx)?.get(key) as T | undefined;
 }
 
 /** How each system tag is read from a context: the one list of system tags a request has. */

@@ -1,9 +1,12 @@
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock } from './clock.js';
 export {
+  attachExtension,
   type Caller,
+  type ContextExtension,
   type ContextInit,
   createContext,
   currentContext,
+  extensionOf,
   getTag,
   type MeshContext,
   type RequestInfo,

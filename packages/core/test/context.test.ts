@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  attachExtension,
   createContext,
   currentContext,
+  extensionOf,
   getTag,
   MemoryLogger,
   runWithContext,
@@ -72,6 +74,28 @@ describe('request context', () => {
       });
       assert.equal(getTag('b'), undefined);
     });
+  });
+
+  it('an extension attached to a context reaches a withTags child as a fork of its own', () => {
+    class Counter {
+      constructor(public n: number) {}
+      fork() {
+        return new Counter(this.n);
+      }
+    }
+    const key = Symbol('counter');
+    const ctx = createContext();
+    attachExtension(ctx, key, new Counter(1));
+    runWithContext(ctx, () => {
+      withTags({ b: '2' }, () => {
+        const child = extensionOf<Counter>(currentContext(), key);
+        assert.equal(child?.n, 1);
+        if (child) child.n = 5;
+      });
+      assert.equal(extensionOf<Counter>(currentContext(), key)?.n, 1);
+    });
+    assert.equal(extensionOf(createContext(), key), undefined);
+    assert.throws(() => attachExtension(currentContext(), key, new Counter(0)), /outside a request/);
   });
 
   it('drops a tag over a bound with a warning, and keeps going', () => {

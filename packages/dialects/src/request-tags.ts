@@ -1,4 +1,4 @@
-import { currentContext, type MeshContext, setTag } from '@meshlet/core';
+import { attachExtension, type ContextExtension, currentContext, extensionOf, type MeshContext, setTag } from '@meshlet/core';
 import type { TagScope, TagScopes } from './tag-scope.js';
 
 /** What the SDK keeps beside a request's MeshContext for propagation. */
@@ -7,19 +7,28 @@ export interface RequestTags {
   readonly passThrough: ReadonlyMap<string, string>;
 }
 
-// Keyed by the context object, so it lives exactly as long as the request's context, and
-// reaches every async continuation that sees that context (AsyncLocalStorage carries the
-// object, and this map is read through it).
-const byContext = new WeakMap<MeshContext, RequestTags>();
+const REQUEST_TAGS = Symbol('meshlet.dialects.request-tags');
+
+/** RequestTags as a context extension: a child context (withTags) gets its own scopes. */
+class RequestTagsExtension implements RequestTags, ContextExtension {
+  constructor(
+    readonly scopes: TagScopes,
+    readonly passThrough: ReadonlyMap<string, string>,
+  ) {}
+
+  fork(): RequestTagsExtension {
+    return new RequestTagsExtension(this.scopes.fork(), this.passThrough);
+  }
+}
 
 /** Keeps `state` beside `ctx` (the SDK calls this once per inbound request). */
 export function attachRequestTags(ctx: MeshContext, state: RequestTags): void {
-  byContext.set(ctx, state);
+  attachExtension(ctx, REQUEST_TAGS, new RequestTagsExtension(state.scopes, state.passThrough));
 }
 
 /** The propagation state of a context, if the SDK attached one. */
 export function requestTagsOf(ctx: MeshContext = currentContext()): RequestTags | undefined {
-  return byContext.get(ctx);
+  return extensionOf<RequestTagsExtension>(ctx, REQUEST_TAGS);
 }
 
 /**
@@ -30,7 +39,7 @@ export function requestTagsOf(ctx: MeshContext = currentContext()): RequestTags 
  */
 export function setScopedTag(key: string, value: string, options: { readonly scope: TagScope }): boolean {
   const ctx = currentContext();
-  const state = byContext.get(ctx);
+  const state = requestTagsOf(ctx);
   // Without a place to record the scope the tag would travel as transitive: refuse instead.
   if (!state && options.scope !== 'transitive') {
     ctx.logger.warn('setScopedTag: this request has no propagation state; tag not set', {

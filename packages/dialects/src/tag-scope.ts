@@ -13,8 +13,8 @@ export const TAG_SCOPES: readonly TagScope[] = ['transitive', 'one-hop', 'local'
  * (recorded as `local`: this service reads them, and they stop here). A tag with no scope
  * here takes the configured one (TagPropagation's `scopes` option), else `transitive`.
  *
- * The SDK keeps one per request beside the MeshContext (core's MeshContext has no slot
- * for it yet; see `attachRequestTags`).
+ * The SDK keeps one per request beside the MeshContext, as a context extension (see
+ * `attachRequestTags`); a child context made by withTags gets a fork.
  */
 export class TagScopes {
   readonly #own = new Map<string, TagScope>();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter, EventEmitterAsyncResource, once } from 'node:events';
 import { describe, it } from 'node:test';
-import { createContext, currentContext, MemoryLogger, runWithContext, TAG_HEADER } from '@meshlet/core';
+import { createContext, currentContext, MemoryLogger, runWithContext, TAG_HEADER, withTags } from '@meshlet/core';
 import {
   attachRequestTags,
   type HeaderBag,
@@ -121,6 +121,26 @@ describe('propagation scopes', () => {
       assert.equal(currentContext().tags.has('a'), false);
     });
     assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_NO_TAG_SCOPES'));
+  });
+
+  it('withTags keeps the scopes and pass-through headers; the child scopes its own tags without touching the parent', () => {
+    const p = new TagPropagation({ passThroughHeaders: ['x-uid'] });
+    const send = () => {
+      const state = requestTagsOf();
+      return p.emit(currentContext().tags, state?.scopes, state?.passThrough).headers;
+    };
+    hop(p, { 'x-uid': '7' }, () => {
+      assert.ok(setScopedTag('debug-user', 'alice', { scope: 'local' }));
+      const inChild = withTags({ tier: 'vip' }, () => {
+        assert.ok(setScopedTag('canary', 'on', { scope: 'one-hop' }));
+        return send();
+      });
+      assert.equal(inChild[TAG_HEADER], 'tier=vip');
+      assert.equal(inChild[ONCE_TAG_HEADER], 'canary=on');
+      assert.equal(inChild['x-uid'], '7');
+      assert.equal(requestTagsOf()?.scopes.get('canary'), undefined);
+      assert.deepEqual(send(), { 'x-uid': '7' });
+    });
   });
 
   it('TagScopes.fork copies, then the two go their own ways', () => {
