@@ -84,6 +84,7 @@ export async function consulPropagation(): Promise<string> {
     list: (p) => consulKv.list(p),
     put: (k, v, o) => consulKv.put(k, v, o),
     delete: (k, o) => consulKv.delete(k, o),
+    putAll: (writes) => consulKv.putAll(writes),
     watch: (prefix, listener) =>
       consulKv.watch(prefix, (entries) => {
         listener(entries);

@@ -276,6 +276,7 @@ describe('createConfig: KV unavailable at start', () => {
     },
     put: async () => false,
     delete: async () => false,
+    putAll: async () => false,
     watch: () => () => {},
   };
 

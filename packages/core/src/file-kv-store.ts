@@ -2,7 +2,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { MeshletError } from './errors.js';
-import type { KvEntry, KvStore, PutOptions } from './kv-store.js';
+import type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 import type { Unsubscribe } from './registry.js';
 
 /**
@@ -68,6 +68,21 @@ export class FileKvStore implements KvStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     this.#changed();
+    return true;
+  }
+
+  /**
+   * Checks every compare-and-set, then writes in order. A directory has no transactions:
+   * this is all-or-nothing against a conflicting writer seen at the check, not against a
+   * crash half-way (the embedded default has one writer, the ops person's CLI).
+   */
+  async putAll(writes: readonly KvWrite[]): Promise<boolean> {
+    const matched = await Promise.all(writes.map((w) => this.#matches(w.key, w)));
+    if (!matched.every(Boolean)) return false;
+    for (const w of writes) {
+      if (w.value === null) await this.delete(w.key);
+      else await this.put(w.key, w.value);
+    }
     return true;
   }
 

@@ -20,7 +20,7 @@ export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownS
 export { FileKvStore } from './file-kv-store.js';
 export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
-export type { KvEntry, KvStore, PutOptions } from './kv-store.js';
+export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
 export { InMemoryKvStore } from './memory-kv-store.js';
 export { InMemoryRegistry } from './memory-registry.js';

@@ -15,6 +15,14 @@ export interface PutOptions {
   readonly ifRevision?: number;
 }
 
+/** One write of `putAll`: a value to set, or `null` to delete the key; with its own compare-and-set. */
+export interface KvWrite {
+  readonly key: string;
+  readonly value: string | null;
+  /** As PutOptions.ifRevision. */
+  readonly ifRevision?: number;
+}
+
 /**
  * A key/value store as a port: where rules and config come from. In memory by default,
  * Consul KV in production. Keys are `/`-separated paths.
@@ -26,6 +34,11 @@ export interface KvStore {
   /** Returns false when a compare-and-set did not match (nothing was written). */
   put(key: string, value: string, options?: PutOptions): Promise<boolean>;
   delete(key: string, options?: PutOptions): Promise<boolean>;
+  /**
+   * All of `writes` or none of them: returns false, having written nothing, when any
+   * compare-and-set does not match. (Consul: one transaction.)
+   */
+  putAll(writes: readonly KvWrite[]): Promise<boolean>;
   /** Calls `listener` with the entries under `prefix` now and after every change under it. */
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe;
 }

@@ -1,4 +1,4 @@
-import type { KvEntry, KvStore, PutOptions } from './kv-store.js';
+import type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 import type { Unsubscribe } from './registry.js';
 
 /** The embedded KvStore. Revisions come from one counter, as Consul's indexes do. */
@@ -28,6 +28,19 @@ export class InMemoryKvStore implements KvStore {
       this.#revision++;
       this.#changed(key);
     }
+    return true;
+  }
+
+  async putAll(writes: readonly KvWrite[]): Promise<boolean> {
+    if (!writes.every((w) => this.#matches(w.key, w))) return false;
+    for (const w of writes) {
+      if (w.value === null) this.#entries.delete(w.key);
+      else this.#entries.set(w.key, { key: w.key, value: w.value, revision: this.#revision + 1 });
+    }
+    // One revision for the lot, as a Consul transaction has one index.
+    this.#revision++;
+    const keys = writes.map((w) => w.key);
+    for (const w of [...this.#watchers]) if (keys.some((k) => k.startsWith(w.prefix))) w.listener(this.#list(w.prefix));
     return true;
   }
 

@@ -1,6 +1,6 @@
-import { consoleLogger, type KvEntry, type KvStore, type Logger, type PutOptions, type Unsubscribe } from '@meshlet/core';
+import { consoleLogger, type KvEntry, type KvStore, type KvWrite, type Logger, type PutOptions, type Unsubscribe } from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';
-import { ConsulClient, type ConsulClientOptions } from './consul-client.js';
+import { ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
 
 interface KvPair {
   Key: string;
@@ -19,6 +19,23 @@ const decode = (p: KvPair): KvEntry => ({
   value: p.Value === null ? '' : Buffer.from(p.Value, 'base64').toString('utf8'),
   revision: p.ModifyIndex,
 });
+
+/** Consul's limit on operations in one transaction. */
+const TXN_MAX_OPS = 64;
+
+/** A KvWrite as a Consul transaction operation, with the same compare-and-set meaning as put and delete. */
+function txnOp(w: KvWrite): { KV: { Verb: string; Key: string; Value?: string; Index?: number } } {
+  if (w.value !== null) {
+    const Value = Buffer.from(w.value, 'utf8').toString('base64');
+    return {
+      KV: w.ifRevision === undefined ? { Verb: 'set', Key: w.key, Value } : { Verb: 'cas', Key: w.key, Value, Index: w.ifRevision },
+    };
+  }
+  if (w.ifRevision === undefined) return { KV: { Verb: 'delete', Key: w.key } };
+  // delete with ifRevision 0 means "only if the key does not exist", as in delete().
+  if (w.ifRevision === 0) return { KV: { Verb: 'check-not-exists', Key: w.key } };
+  return { KV: { Verb: 'delete-cas', Key: w.key, Index: w.ifRevision } };
+}
 
 /**
  * The KvStore port on Consul KV: where rules and config live in production. Revisions
@@ -59,6 +76,19 @@ export class ConsulKvStore implements KvStore {
     const cas = options?.ifRevision === undefined ? '' : `?cas=${options.ifRevision}`;
     const res = await this.client.request<boolean>('DELETE', `${path(key)}${cas}`);
     return res.body === true;
+  }
+
+  /** One Consul transaction (`PUT /v1/txn`); a failed check rolls it back and answers 409. */
+  async putAll(writes: readonly KvWrite[]): Promise<boolean> {
+    if (writes.length > TXN_MAX_OPS)
+      throw new RangeError(`putAll: at most ${TXN_MAX_OPS} writes in one Consul transaction (got ${writes.length})`);
+    try {
+      await this.client.request('PUT', '/v1/txn', { body: JSON.stringify(writes.map(txnOp)) });
+      return true;
+    } catch (err) {
+      if (err instanceof ConsulError && err.status === 409) return false;
+      throw err;
+    }
   }
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {

@@ -168,6 +168,38 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     );
   });
 
+  it('KV: putAll is one transaction; a failed compare-and-set writes nothing', async () => {
+    const kv = new ConsulKvStore({ address: agent.address });
+    assert.equal(
+      await kv.putAll([
+        { key: 'txn/doc', value: 'v1 ✓', ifRevision: 0 },
+        { key: 'txn/history/1', value: 'h1', ifRevision: 0 },
+        { key: 'txn/plain', value: 'p' },
+      ]),
+      true,
+    );
+    const doc = await kv.get('txn/doc');
+    assert.equal(doc?.value, 'v1 ✓');
+    const stale = (doc?.revision ?? 0) - 1;
+    assert.equal(
+      await kv.putAll([
+        { key: 'txn/doc', value: 'v2', ifRevision: stale },
+        { key: 'txn/history/2', value: 'h2', ifRevision: 0 },
+        { key: 'txn/plain', value: null },
+      ]),
+      false,
+    );
+    assert.deepEqual(
+      (await kv.list('txn/')).map((e) => `${e.key}=${e.value}`),
+      ['txn/doc=v1 ✓', 'txn/history/1=h1', 'txn/plain=p'],
+    );
+    // delete with ifRevision 0 holds only while the key is absent, as delete() does.
+    assert.equal(await kv.putAll([{ key: 'txn/plain', value: null, ifRevision: 0 }]), false);
+    assert.equal(await kv.putAll([{ key: 'txn/absent', value: null, ifRevision: 0 }]), true);
+    assert.equal(await kv.putAll([{ key: 'txn/doc', value: null, ifRevision: doc?.revision ?? -1 }]), true);
+    assert.equal(await kv.get('txn/doc'), undefined);
+  });
+
   it('survives a Consul outage on the last known instances, and a restart during it from the snapshot', async () => {
     const snapshotFile = join(dir, 'registry-snapshot.json');
     const logger = new MemoryLogger();

@@ -1,6 +1,7 @@
 import {
   type KvEntry,
   type KvStore,
+  type KvWrite,
   type Logger,
   MeshletError,
   type PutOptions,
@@ -147,6 +148,12 @@ export class TsfRuleStore implements KvStore {
   async delete(key: string, options?: PutOptions): Promise<boolean> {
     if (key.startsWith(this.#prefix)) throw new TsfReadOnlyError(key);
     return this.#kv.delete(key, options);
+  }
+
+  async putAll(writes: readonly KvWrite[]): Promise<boolean> {
+    const tsf = writes.find((w) => w.key.startsWith(this.#prefix));
+    if (tsf) throw new TsfReadOnlyError(tsf.key);
+    return this.#kv.putAll(writes);
   }
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {

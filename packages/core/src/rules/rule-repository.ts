@@ -119,13 +119,17 @@ export class RuleRepository {
       ...(how.restored !== undefined ? { restored: how.restored } : {}),
       document: text,
     };
-    // Write the document first with compare-and-set; record history only once it took.
-    const written =
-      text === null ? await this.#kv.delete(key, { ifRevision: revision }) : await this.#kv.put(key, text, { ifRevision: revision });
+    // The document (compare-and-set on the revision read) and its history entry (only if
+    // that version is new) in one write: a conflicting writer takes neither.
+    const written = await this.#kv.putAll([
+      { key, value: text, ifRevision: revision },
+      {
+        key: `${RULES_HISTORY_PREFIX}${service}/${String(version.version).padStart(10, '0')}`,
+        value: JSON.stringify(version),
+        ifRevision: 0,
+      },
+    ]);
     if (!written) throw new RuleConflictError(service);
-    await this.#kv.put(`${RULES_HISTORY_PREFIX}${service}/${String(version.version).padStart(10, '0')}`, JSON.stringify(version), {
-      ifRevision: 0,
-    });
     return version;
   }
 }
