@@ -35,15 +35,6 @@ export type { Fetch } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { HeaderTag } from './inbound.js';
 export type { ServeOptions } from './lifecycle.js';
-export {
-  createMesh,
-  defaultRegistry,
-  defaultRuleStore,
-  type FastifyHookHost,
-  type FastifyPlugin,
-  fetch,
-  type Mesh,
-  type MeshOptions,
-  ruleKinds,
-} from './mesh.js';
+export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
+export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions } from './mesh-options.js';
 export { userAgentFamily } from './user-agent.js';

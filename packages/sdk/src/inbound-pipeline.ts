@@ -1,0 +1,187 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  AuthDeniedError,
+  type Authorizer,
+  bindVerifiedCaller,
+  forbidden,
+  IDENTITY_HEADER,
+  type IdentityVerifier,
+  verifiedCaller,
+} from '@meshlet/auth';
+import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
+import { RateLimitedError, type RateLimiter, rejection } from '@meshlet/ratelimit';
+import type { Tracing } from '@meshlet/trace';
+import { type InboundOptions, inboundContext } from './inbound.js';
+import type { FastifyPlugin, Mesh } from './mesh-options.js';
+
+/** Answers a request without the app: status, headers, body. */
+export type Respond = (status: number, headers: Readonly<Record<string, string>>, body: string) => void;
+
+/** A handler that answers some requests itself (admin, catalog) and passes the rest to `next`. */
+export type Interceptor = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+
+export interface InboundPipelineDeps {
+  readonly service: string;
+  /** The path answered 200 (503 while stopping), or false. */
+  readonly healthPath: string | false;
+  readonly stopping: () => boolean;
+  readonly context: InboundOptions;
+  /** With auth on: only a caller whose identity verifies is a caller. */
+  readonly verifier: IdentityVerifier | undefined;
+  readonly inboundTags: ((tags: TagLookup) => Readonly<Record<string, string>> | undefined) | undefined;
+  readonly authorizer: Authorizer;
+  readonly rateLimiter: RateLimiter;
+  readonly tracing: Tracing | undefined;
+  /** The admin endpoint, under its path prefix. */
+  readonly admin: { readonly path: string; readonly handler: Interceptor } | undefined;
+  /** Serves the API catalog; true when it answered. */
+  readonly catalog: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  readonly logger: InboundOptions['logger'];
+}
+
+/** The framework front ends of a Mesh, all on one inbound pipeline. */
+export type FrameworkAdapters = Pick<Mesh, 'contextOf' | 'httpHandler' | 'express' | 'expressErrors' | 'fastify'>;
+
+/**
+ * The inbound path shared by every framework: admin endpoint, API catalog, health,
+ * context (with the verified caller), auth (403), server span, rate limits (429), then
+ * the app inside the context. node:http, Express and Fastify are thin adapters over it.
+ */
+export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
+  const { service, healthPath, verifier, authorizer, rateLimiter, tracing, logger } = deps;
+
+  /**
+   * The context of an inbound request. With auth on, the caller is the verified identity
+   * or nobody: never the caller header, which anyone can type.
+   */
+  const contextOf = (req: IncomingMessage): MeshContext => withInboundTags(verifiedContextOf(req));
+  /** Adds the tags `inboundTags` derives, leaving every tag that arrived as it was. */
+  const withInboundTags = (ctx: MeshContext): MeshContext => {
+    const derive = deps.inboundTags;
+    if (!derive) return ctx;
+    const extra = derive((k) => getTag(k, ctx));
+    if (extra) for (const [k, v] of Object.entries(extra)) if (!ctx.tags.has(k)) putTag(ctx.tags as Map<string, string>, k, v);
+    return ctx;
+  };
+  const verifiedContextOf = (req: IncomingMessage): MeshContext => {
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+    if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, deps.context);
+    const raw = req.headers[IDENTITY_HEADER];
+    const identity = verifier.verify(Array.isArray(raw) ? raw.join(', ') : raw);
+    const caller = identity
+      ? {
+          service: identity.service,
+          namespace: identity.namespace,
+          instance: identity.instance,
+          ...(identity.version ? { version: identity.version } : {}),
+        }
+      : {};
+    const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller);
+    bindVerifiedCaller(ctx, identity);
+    return ctx;
+  };
+
+  const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+    const admin = deps.admin;
+    if (admin && req.url?.startsWith(admin.path)) admin.handler(req, res, () => admitApp(req, res, respond, next));
+    else admitApp(req, res, respond, next);
+  };
+  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+    if (deps.catalog?.(req, res)) return;
+    const ctx = contextOf(req);
+    const path = ctx.request?.path ?? '/';
+    if (healthPath && path === healthPath && (req.method === 'GET' || req.method === 'HEAD')) {
+      const stopping = deps.stopping();
+      respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
+      return;
+    }
+    const allowed = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
+    if (!allowed.allowed) {
+      const f = forbidden(allowed, service);
+      respond(f.status, f.headers, f.body);
+      return;
+    }
+    const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', undefined, {
+      target: req.url ?? '/',
+      ...(ctx.caller.service ? { caller: ctx.caller.service } : {}),
+    });
+    if (span) {
+      res.once('close', () => {
+        const route = (req as { route?: { path?: string }; baseUrl?: string }).route?.path;
+        if (typeof route === 'string') span.setRoute(`${(req as { baseUrl?: string }).baseUrl ?? ''}${route}`);
+        span.end(res.statusCode);
+      });
+    }
+    const go = () => (span ? span.run(() => runWithContext(ctx, next)) : runWithContext(ctx, next));
+    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
+    const act = (d: Awaited<typeof decision>) => {
+      if (d.allowed) return go();
+      const r = rejection(d, service);
+      respond(r.status, r.headers, r.body);
+    };
+    if (decision instanceof Promise)
+      decision.then(act, (err: Error) => {
+        logger.error('rate limiter failed; admitting', { error: err.message });
+        go();
+      });
+    else act(decision);
+  };
+
+  /** The response for a governance error a handler threw (a decorator's limit or auth rule). */
+  const governedError = (err: unknown) =>
+    err instanceof RateLimitedError
+      ? rejection(err.decision, service)
+      : err instanceof AuthDeniedError
+        ? forbidden(err.decision, service)
+        : undefined;
+
+  const fastifyPlugin: FastifyPlugin = (app, _opts, done) => {
+    app.addHook('onRequest', (request, reply, next) =>
+      admit(
+        request.raw,
+        reply.raw,
+        (status, headers, body) => {
+          reply.hijack();
+          writeNode(reply.raw)(status, headers, body);
+        },
+        () => next(),
+      ),
+    );
+    app.setErrorHandler((error, _request, reply) => {
+      const answer = governedError(error);
+      if (!answer) return reply.send(error);
+      return reply.code(answer.status).headers(answer.headers).send(answer.body);
+    });
+    done();
+  };
+
+  return {
+    contextOf,
+    httpHandler: (listener) => (req, res) =>
+      admit(req, res, writeNode(res), () => {
+        const result: unknown = listener(req, res);
+        if (result instanceof Promise) {
+          result.catch((err: unknown) => {
+            const answer = governedError(err);
+            if (!answer) return Promise.reject(err); // not ours: surfaces as it would without the mesh
+            if (!res.headersSent) writeNode(res)(answer.status, answer.headers, answer.body);
+          });
+        }
+      }),
+    express: () => (req, res, next) => admit(req, res, writeNode(res), () => next()),
+    expressErrors: () => (err, _req, res, next) => {
+      const answer = governedError(err);
+      if (!answer || res.headersSent) return next(err);
+      writeNode(res)(answer.status, answer.headers, answer.body);
+    },
+    // What fastify-plugin sets: the hook applies to the whole app, not only an encapsulated child.
+    fastify: Object.assign(fastifyPlugin, { [Symbol.for('skip-override')]: true }),
+  };
+}
+
+const writeNode =
+  (res: ServerResponse): Respond =>
+  (status, headers, body) => {
+    res.writeHead(status, headers);
+    res.end(body);
+  };

@@ -1,0 +1,153 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
+import type { CallExecutor } from '@meshlet/breaker';
+import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, TagLookup } from '@meshlet/core';
+import type { TagPropagationOptions, WarmupOptions } from '@meshlet/dialects';
+import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
+import type { Router, RouterOptions } from '@meshlet/route';
+import type { Tracing, TracingOptions } from '@meshlet/trace';
+import type { Fetch } from './governed-fetch.js';
+import type { MeshRequest } from './governed-request.js';
+import type { HeaderTag } from './inbound.js';
+import type { ServeOptions } from './lifecycle.js';
+
+export interface MeshOptions {
+  /** This service's name: a DNS label (letters, digits, `-`; starts with a letter), as Spring Cloud requires. */
+  readonly service: string;
+  readonly version?: string;
+  readonly namespace?: string;
+  /** The port this service listens on; can also be given to `register()`, or found by `serve()`. */
+  readonly port?: number;
+  /** The address other services reach this one at. Default 127.0.0.1. */
+  readonly address?: string;
+  /** Default `<service>-<port>`, as Spring Cloud Consul does. */
+  readonly instanceId?: string;
+  /** Extra instance metadata (zone, region, lane, weight…); version and namespace are added. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Where services are found. Default: the process-wide in-memory registry. */
+  readonly registry?: Registry;
+  /** Where rules live (`meshlet/rules/<service>`). Default: the process-wide in-memory store. */
+  readonly rules?: KvStore;
+  /** Request headers lifted into custom tags at this service's edge. */
+  readonly tagsFromHeaders?: readonly HeaderTag[];
+  /** Routing defaults: balancer, nearby threshold, seeded random. The caller's zone/region come from metadata. */
+  readonly route?: Omit<RouterOptions, 'exclusion' | 'location'>;
+  /** Tracing: spans, propagation formats, trace log, metrics. Off when absent. */
+  readonly tracing?: Tracing | Omit<TracingOptions, 'service' | 'version' | 'namespace' | 'instanceId'>;
+  /** Distributed rate limits through Redis, and client-side bulkheads per destination. */
+  readonly ratelimit?: {
+    readonly redisUrl?: string;
+    readonly redisTimeoutMs?: number;
+    readonly bulkheads?: { readonly defaults?: BulkheadOptions; readonly services?: Readonly<Record<string, BulkheadOptions>> };
+  };
+  /**
+   * Service auth: calls carry an identity signed with the mesh key (the first key signs,
+   * all verify, for rollovers); inbound, only a verified identity is a caller, and the
+   * service's `auth` rules allow or deny (403). The API catalog is served at
+   * `catalogPath` (default `/meshlet/apis`) and published with the registration.
+   */
+  readonly auth?: {
+    readonly keys: readonly MeshKey[];
+    readonly defaultAction?: 'allow' | 'deny';
+    readonly ttlMs?: number;
+    readonly maxSkewMs?: number;
+    readonly openapiFiles?: readonly string[];
+    readonly routes?: readonly RouteDeclaration[];
+    readonly catalogPath?: string | false;
+  };
+  /** Tag header dialects read and written (TSF, Polaris, Spring Cloud Tencent), scopes, raw pass-through headers. Default: read all, write Meshlet's. */
+  readonly dialects?: TagPropagationOptions;
+  /** Ramp a new instance's weight up over a window after its registration, so a cold process is not flooded. */
+  readonly warmup?: WarmupOptions;
+  /**
+   * Adjusts a called service's instances before routing sees them, e.g. TSF lanes:
+   * `(service, list) => tsfLanes.annotate(list)`.
+   */
+  readonly instanceFilter?: (service: string, instances: readonly Instance[]) => readonly Instance[];
+  /**
+   * Tags to add to an inbound request from its other tags (they never replace a tag that
+   * arrived), e.g. the TSF lane an entrance group puts a request in.
+   */
+  readonly inboundTags?: (tags: TagLookup) => Readonly<Record<string, string>> | undefined;
+  /** Mount the admin status endpoint (off unless given). The token is required of callers. */
+  readonly admin?: { readonly token: string; readonly path?: string };
+  /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
+  readonly healthPath?: string | false;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** The HTTP client governed calls are sent with. Default: global fetch. */
+  readonly fetch?: Fetch;
+}
+
+export type NodeListener<Req extends IncomingMessage, Res extends ServerResponse> = (req: Req, res: Res) => void;
+export type Next = (err?: unknown) => void;
+
+/** The part of a Fastify reply the plugin's error handler uses. */
+export interface FastifyReplyLike {
+  code(status: number): FastifyReplyLike;
+  headers(values: Readonly<Record<string, string>>): FastifyReplyLike;
+  send(payload?: unknown): unknown;
+}
+
+/** The part of a Fastify instance the plugin uses. */
+export interface FastifyHookHost {
+  /** Governance errors a handler threw answer 429/403; any other error is sent as Fastify would. */
+  setErrorHandler(handler: (error: unknown, request: unknown, reply: FastifyReplyLike) => unknown): unknown;
+  addHook(
+    name: 'onRequest',
+    hook: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }, done: (err?: Error) => void) => void,
+  ): unknown;
+}
+export type FastifyPlugin = (app: FastifyHookHost, opts: unknown, done: (err?: Error) => void) => void;
+
+export interface Mesh {
+  readonly service: string;
+  readonly version: string;
+  readonly namespace: string;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** WHATWG fetch that governs calls to services and carries tags on. */
+  readonly fetch: Fetch;
+  /**
+   * undici's `request`, governed exactly as `fetch` and sent through one keep-alive Agent
+   * of this mesh: the fast path, several times less CPU a call than WHATWG fetch.
+   */
+  readonly request: MeshRequest;
+  /** Writes rules with validation, history and one-call rollback. */
+  readonly rules: RuleRepository;
+  readonly router: Router;
+  /** Breakers, timeouts and retries around governed calls; `snapshot()` for dashboards. */
+  readonly breakers: CallExecutor;
+  readonly rateLimiter: RateLimiter;
+  readonly tracing: Tracing | undefined;
+  /** True from the start of a graceful stop: the health path answers 503. */
+  readonly stopping: boolean;
+  /** Registers this instance; call it once the server is listening (or use serve()). */
+  register(overrides?: { port?: number; address?: string }): Promise<Instance>;
+  /** The registered instance, if any. */
+  readonly instance: Instance | undefined;
+  /** A healthy instance of `service`, chosen as a governed call from the current request would. */
+  resolve(service: string): Promise<Instance>;
+  /** The context of an inbound request, built from its headers. */
+  contextOf(req: IncomingMessage): MeshContext;
+  /** Wraps a node:http request listener: context, health path, span, rate limits. */
+  httpHandler<Req extends IncomingMessage, Res extends ServerResponse>(listener: NodeListener<Req, Res>): NodeListener<Req, Res>;
+  /** Express middleware: `app.use(mesh.express())`. */
+  express(): (req: IncomingMessage, res: ServerResponse, next: Next) => void;
+  /**
+   * Express error middleware, after the routes: a limit or auth rule a decorated handler
+   * threw (`@RateLimit`, `@Authorize`) becomes its 429 or 403; other errors go on.
+   */
+  expressErrors(): (err: unknown, req: IncomingMessage, res: ServerResponse, next: Next) => void;
+  /** Fastify plugin: `app.register(mesh.fastify)`. */
+  readonly fastify: FastifyPlugin;
+  /**
+   * Lossless start: waits until `server` listens and answers its health path, then
+   * registers, and stops gracefully on SIGTERM/SIGINT.
+   */
+  serve(server: Server, options?: ServeOptions): Promise<Instance>;
+  /** Graceful stop: health 503, deregister, wait for callers to notice, drain in-flight requests, flush traces. */
+  shutdown(): Promise<void>;
+  /** Deregisters and stops following the registry and rules, at once. */
+  close(): Promise<void>;
+}
