@@ -98,10 +98,13 @@ const show = (label: string, counts: Map<string, number>) => {
 
 console.log(`\ngray release, ${REQUESTS} requests each`);
 const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo' });
+// The gateway calls user-service: wait until its watch of the rule store has the rule.
+await gateway?.mesh.rulesInForce('user-service');
 console.log(`  rule applied as version ${applied?.version}: ${grayRule.description}`);
 show('Chrome, rule in force', await split(CHROME, REQUESTS));
 show('Firefox, rule in force', await split(FIREFOX, Math.ceil(REQUESTS / 10)));
 const back = await gateway?.mesh.rules.rollback('user-service', { author: 'demo' });
+await gateway?.mesh.rulesInForce('user-service');
 console.log(`  rolled back (version ${back?.version} restores ${back?.restored === 0 ? 'no rules' : `version ${back?.restored}`})`);
 show('Chrome, after rollback', await split(CHROME, REQUESTS));
 

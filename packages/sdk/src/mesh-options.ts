@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
 import type { CallExecutor } from '@meshlet/breaker';
-import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, TagLookup } from '@meshlet/core';
+import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
 import type { TagPropagationOptions, WarmupOptions } from '@meshlet/dialects';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
 import type { Router, RouterOptions } from '@meshlet/route';
@@ -115,6 +115,14 @@ export interface Mesh {
   readonly request: MeshRequest;
   /** Writes rules with validation, history and one-call rollback. */
   readonly rules: RuleRepository;
+  /**
+   * Resolves once this process has the rules document now in the store for `service` in
+   * force (its watch of the store has caught up, e.g. after `rules.apply` or `rollback`).
+   * Rejects with `MESHLET_RULES_REJECTED` when this process rejected that document (the
+   * previous rules stay in force), and with `MESHLET_RULES_NOT_IN_FORCE` after `timeoutMs`
+   * (default 10 000, real time).
+   */
+  rulesInForce(service: string, options?: { timeoutMs?: number }): Promise<RuleWatcherStatus>;
   readonly router: Router;
   /** Breakers, timeouts and retries around governed calls; `snapshot()` for dashboards. */
   readonly breakers: CallExecutor;

@@ -345,6 +345,31 @@ export function createMesh(options: MeshOptions): Mesh {
     fetch: fetchImpl,
     request: requestImpl,
     rules,
+    async rulesInForce(name, { timeoutMs = 10_000 } = {}) {
+      const watcher = watchRules(name);
+      const { revision } = await rules.current(name);
+      // Real time, not the mesh's clock: this waits on a watch of the store, not on a timer
+      // of the mesh's own.
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const status = watcher.status;
+        // Revisions only grow: a later document in force also means this one was seen.
+        if (revision === 0 ? watcher.document === undefined && status.revision === 0 : status.revision >= revision) return status;
+        if (status.lastError && status.lastError.revision >= revision) {
+          throw new MeshletError(
+            'MESHLET_RULES_REJECTED',
+            `${name}: this process rejected the rules document at revision ${status.lastError.revision} (${status.lastError.message}); the rules at revision ${status.revision} stay in force`,
+          );
+        }
+        if (Date.now() >= deadline) {
+          throw new MeshletError(
+            'MESHLET_RULES_NOT_IN_FORCE',
+            `${name}: the rules at revision ${revision} were not in force here within ${timeoutMs} ms (in force: ${status.revision}); check that the rule store is reachable`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     router,
     breakers: executor,
     rateLimiter,
