@@ -43,7 +43,14 @@ done
 # it gains. The checksum DB reached through the proxy is incomplete (404 for
 # envoyextensions@v0.4.1), so skip it for Consul's own modules only; every other
 # dependency stays pinned by the tag's go.sum. No UI build: it is committed in uiserver/dist.
-CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags '-s -w' -o "$work/consul" . >&2
+# Retried: the build downloads hundreds of modules, and one proxy hiccup should not fail
+# a CI run; what was fetched stays in the module cache.
+for attempt in 1 2 3; do
+  if CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags '-s -w' -o "$work/consul" . >&2; then break; fi
+  [ "$attempt" -lt 3 ] || { echo "install-consul: go build failed three times" >&2; exit 1; }
+  echo "install-consul: go build attempt $attempt failed; retrying" >&2
+  sleep $((attempt * 5))
+done
 
 "$work/consul" version >&2
 mv -f "$work/consul" "$bin"

@@ -48,7 +48,14 @@ cp -R "$src/pom.xml" "$src/src" "$work/"
 echo "spring-peer: building $hash with Maven (the first build downloads Spring Boot and Spring Cloud from Maven Central)" >&2
 start=$(date +%s)
 if ! (cd "$work" && mvn -q -B -o -Dstyle.color=never -DskipTests package >"$work/offline.log" 2>&1); then
-  (cd "$work" && mvn -q -B -Dstyle.color=never -DskipTests package 1>&2) || fail "maven build failed (see above)"
+  # Online: a registry hiccup should not fail the whole run; Maven keeps what it fetched.
+  built=""
+  for attempt in 1 2 3; do
+    if (cd "$work" && mvn -q -B -Dstyle.color=never -DskipTests package 1>&2); then built=1; break; fi
+    echo "spring-peer.sh: maven build attempt $attempt failed" >&2
+    sleep $((attempt * 5))
+  done
+  [ -n "$built" ] || fail "maven build failed three times (see above)"
 fi
 [ -f "$work/target/spring-peer.jar" ] || fail "maven finished but $work/target/spring-peer.jar is missing"
 mkdir -p "$dir"

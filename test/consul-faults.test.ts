@@ -81,7 +81,9 @@ describe('Consul faults under load', () => {
     const server = createServer(mesh.httpHandler((_req, res) => res.end(id)));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    await mesh.serve(server, { signals: [], deregisterDelayMs: 300, drainTimeoutMs: 5_000 });
+    // Callers hear of a deregistration by blocking query; without a retry rule, a call sent
+    // before they do must still find the server open.
+    await mesh.serve(server, { signals: [], deregisterDelayMs: 3_000, drainTimeoutMs: 5_000 });
     return { mesh, server, id };
   }
 

@@ -35,7 +35,7 @@ export interface NodeService {
   /** Every span this service ended, after a flush. */
   spans(): Promise<readonly ReadableSpan[]>;
   /** A graceful stop: `mesh.shutdown()` (deregister, keep serving for callers' caches, drain, flush). */
-  stop(options?: { readonly drainMs?: number }): Promise<void>;
+  stop(): Promise<void>;
 }
 
 export interface NodeServiceOptions {

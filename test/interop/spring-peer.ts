@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freeLoopbackPorts } from '@meshlet/registry/testing';
 
 export interface SpringPeerOptions {
   /** The Consul agent, `http://127.0.0.1:<port>`. */
@@ -15,7 +14,7 @@ export interface SpringPeerOptions {
   readonly name: string;
   /** `spring.cloud.consul.discovery.instance-id`. */
   readonly instanceId: string;
-  /** Default: a free port. */
+  /** Default: 0, a free port the web server picks (read back from its log). */
   readonly port?: number;
   /** Consul's instance zone (metadata `zone`) and Spring Cloud LoadBalancer's own zone (zone preference). */
   readonly zone?: string;
@@ -85,7 +84,9 @@ export function springPeerJar(): Promise<string> {
 export async function startSpringPeer(options: SpringPeerOptions): Promise<SpringPeer> {
   const jar = await springPeerJar();
   const consul = new URL(options.consulAddress);
-  const port = options.port ?? ((await freeLoopbackPorts(1))[0] as number);
+  // Port 0 by default: Tomcat binds a free port itself and logs it (a port chosen here
+  // could be taken by someone else in the seconds the JVM takes to start).
+  let port = options.port ?? 0;
   const args = [
     // Start-up time over peak speed: the peer serves a handful of test requests.
     '-XX:TieredStopAtLevel=1',
@@ -128,7 +129,13 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
   });
   exited.catch(() => {});
 
-  const url = `http://127.0.0.1:${port}`;
+  const listening = (): string | undefined => {
+    if (port === 0) {
+      const started = / started on port (\d+)/.exec(output);
+      if (started) port = Number(started[1]);
+    }
+    return port === 0 ? undefined : `http://127.0.0.1:${port}`;
+  };
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const done = once(child, 'exit');
@@ -139,7 +146,7 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
   };
   const timeoutMs = options.startTimeoutMs ?? 180_000;
   try {
-    await Promise.race([waitUntilReady(url, options, timeoutMs, () => output), exited]);
+    await Promise.race([waitUntilReady(listening, options, timeoutMs, () => output), exited]);
   } catch (err) {
     await stop();
     throw err;
@@ -150,13 +157,24 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     child.kill('SIGKILL');
     await done;
   };
-  return { port, url, instanceId: options.instanceId, logs: () => output, stop, kill };
+  return { port, url: `http://127.0.0.1:${port}`, instanceId: options.instanceId, logs: () => output, stop, kill };
 }
 
-async function waitUntilReady(url: string, options: SpringPeerOptions, timeoutMs: number, logs: () => string): Promise<void> {
+async function waitUntilReady(
+  listening: () => string | undefined,
+  options: SpringPeerOptions,
+  timeoutMs: number,
+  logs: () => string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   while (Date.now() < deadline) {
+    const url = listening();
+    if (url === undefined) {
+      last = 'the web server has not logged its port yet';
+      await new Promise((r) => setTimeout(r, 250));
+      continue;
+    }
     try {
       const health = await fetch(`${url}/actuator/health`, { signal: AbortSignal.timeout(2000) });
       const status = ((await health.json()) as { status?: string }).status;

@@ -35,6 +35,8 @@ describe('meshlet on a real Consul agent', () => {
   let dir: string;
   const file = (name: string) => join(dir, name);
   const consul = () => ['--consul', agent.address];
+  // The CLI's 2 s default per admin endpoint is for people; a loaded CI machine can be slower.
+  const patientAdmin = ['--admin-timeout', '20000'];
 
   before(async () => {
     agent = await startConsulAgent();
@@ -187,7 +189,7 @@ describe('meshlet on a real Consul agent', () => {
 
     it('shows an instance breaker opening after a failing instance is hit', async () => {
       const env = { MESHLET_ADMIN_TOKEN: ADMIN_TOKEN };
-      const closed = await meshlet(['instances', 'orders', ...consul()], env);
+      const closed = await meshlet(['instances', 'orders', ...consul(), ...patientAdmin], env);
       assert.equal(closed.code, 0, closed.stderr);
       assert.match(closed.stdout, /^ID\s+ADDRESS\s+ZONE\s+VERSION\s+LANE\s+HEALTH\s+ADMIN\s+RULES\s+BREAKERS\s+LIMITER$/m);
       assert.match(
@@ -209,11 +211,11 @@ describe('meshlet on a real Consul agent', () => {
         });
         assert.equal(res.status, 503);
       }
-      const open = await meshlet(['instances', 'orders', ...consul()], env);
+      const open = await meshlet(['instances', 'orders', ...consul(), ...patientAdmin], env);
       assert.equal(open.code, 0, open.stderr);
       assert.match(row(open.stdout, 'orders-a'), /payments\[payments-1\] open/);
 
-      const json = await meshlet(['instances', 'orders', ...consul(), '--json'], env);
+      const json = await meshlet(['instances', 'orders', ...consul(), ...patientAdmin, '--json'], env);
       const rows = JSON.parse(json.stdout) as {
         instance: { id: string };
         admin: { ok: boolean; status?: { breakers: { state: string }[] } };
@@ -226,9 +228,9 @@ describe('meshlet on a real Consul agent', () => {
     });
 
     it('shows why an admin endpoint said nothing: no token, a wrong token', async () => {
-      const none = await meshlet(['instances', 'orders', ...consul()]);
+      const none = await meshlet(['instances', 'orders', ...consul(), ...patientAdmin]);
       assert.match(row(none.stdout, 'orders-a'), /passing\s+no token\s+-\s+-\s+-$/);
-      const wrong = await meshlet(['instances', 'orders', ...consul(), '--admin-token', 'not-the-token-at-all']);
+      const wrong = await meshlet(['instances', 'orders', ...consul(), ...patientAdmin, '--admin-token', 'not-the-token-at-all']);
       assert.match(row(wrong.stdout, 'orders-a'), /passing\s+unauthorized/);
       assert.equal((await meshlet(['instances', 'nobody', ...consul()])).code, 5);
     });

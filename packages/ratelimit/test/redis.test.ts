@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server, Socket } from 'node:net';
+import { createServer, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryLogger } from '@meshlet/core';
@@ -99,9 +99,9 @@ describe('RateLimiter with a real Redis', () => {
   });
 
   it('with Redis on a closed port, enforces the local share: not everything, not nothing', async () => {
-    const closed = await freePort();
     const logger = new MemoryLogger();
-    const limiter = limiterOn(connect(`redis://127.0.0.1:${closed}`), { burst: 40, instances: 4, logger, timeoutMs: 200 });
+    // Port 1 (tcpmux) has nothing listening on loopback: connections are refused.
+    const limiter = limiterOn(connect('redis://127.0.0.1:1'), { burst: 40, instances: 4, logger, timeoutMs: 200 });
     let ok = 0;
     for (let i = 0; i < 100; i++) if ((await limiter.decide(request)).allowed) ok++;
     assert.equal(ok, 10, 'burst 40 over 4 instances');
@@ -115,23 +115,23 @@ describe('RateLimiter with a real Redis', () => {
     try {
       await outageAndReturn(proxy, await connected(`redis://127.0.0.1:${proxy.port}`));
     } finally {
-      await proxy.stop();
+      await proxy.close();
     }
   });
 });
 
 async function outageAndReturn(proxy: Awaited<ReturnType<typeof tcpProxy>>, connection: RedisConnection): Promise<void> {
   const logger = new MemoryLogger();
-  const limiter = limiterOn(connection, { burst: 1000, instances: 2, logger, timeoutMs: 500, service: `${run}-outage` });
+  const limiter = limiterOn(connection, { burst: 1000, instances: 2, logger, timeoutMs: 2000, service: `${run}-outage` });
   assert.equal((await limiter.decide(request)).allowed, true);
   assert.equal(limiter.stats.degraded, false);
-  await proxy.stop();
+  proxy.cut();
   await eventually('degraded after Redis went away', async () => {
     await limiter.decide(request);
     return limiter.stats.degraded;
   });
   assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_RATELIMIT_DEGRADED'));
-  await proxy.restart();
+  proxy.restore();
   await eventually('recovered after Redis came back', async () => {
     await limiter.decide(request);
     return !limiter.stats.degraded;
@@ -140,44 +140,44 @@ async function outageAndReturn(proxy: Awaited<ReturnType<typeof tcpProxy>>, conn
   assert.equal(limiter.stats.outages, 1);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
+/**
+ * A TCP forwarder to Redis that the test can cut and restore. It keeps its port the whole
+ * time (listening again on a released port could find it taken): while cut, it drops
+ * every connection and refuses new ones.
+ */
+async function tcpProxy(host: string, targetPort: number) {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server = createServer((client) => {
+    if (cut) {
+      client.destroy();
+      return;
+    }
+    const upstream = new Socket();
+    upstream.connect(targetPort, host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => s.destroy());
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-/** A TCP forwarder to Redis that the test can cut and restore, on the same port. */
-async function tcpProxy(host: string, targetPort: number) {
-  let server: Server | undefined;
-  const sockets = new Set<Socket>();
-  let port = 0;
-  const start = async () => {
-    server = createServer((client) => {
-      const upstream = new Socket();
-      upstream.connect(targetPort, host);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => s.destroy());
-        s.on('close', () => sockets.delete(s));
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((r) => (server as Server).listen(port, '127.0.0.1', r));
-    port = (server.address() as { port: number }).port;
-  };
-  await start();
   return {
-    get port() {
-      return port;
-    },
-    async stop() {
+    port,
+    cut() {
+      cut = true;
       for (const s of sockets) s.destroy();
-      await new Promise((r) => server?.close(r));
     },
-    restart: start,
+    restore() {
+      cut = false;
+    },
+    async close() {
+      this.cut();
+      await new Promise((r) => server.close(r));
+    },
   };
 }

@@ -220,9 +220,14 @@ describe('lifecycle', () => {
     const gate = new Promise<void>((r) => {
       release = r;
     });
+    let arrive!: () => void;
+    const arrived = new Promise<void>((r) => {
+      arrive = r;
+    });
     const { createServer } = await import('node:http');
     const server = createServer(
       mesh.httpHandler(async (_req, res) => {
+        arrive();
         await gate;
         res.end('done');
       }),
@@ -234,10 +239,11 @@ describe('lifecycle', () => {
       [instance.id],
     );
     const inFlight = globalThis.fetch(`http://127.0.0.1:${instance.port}/work`).then((r) => r.text());
-    await new Promise((r) => setTimeout(r, 50));
+    await arrived;
     const stopped = mesh.shutdown();
     assert.equal(mesh.stopping, true);
-    await new Promise((r) => setTimeout(r, 50));
+    // Deregistered while the request is still held at the gate (a hang here fails the test by its timeout).
+    while ((await registry.healthyInstances('slow')).length > 0) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(await registry.healthyInstances('slow'), [], 'deregistered first');
     release();
     assert.equal(await inFlight, 'done', 'the in-flight request finished');

@@ -22,7 +22,7 @@ async function listen(listener: RequestListener): Promise<{ server: Server; port
 
 /** Waits (bounded) for state that arrives through Consul's blocking queries. */
 async function until(what: string, test: () => boolean): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     if (test()) return;
     await new Promise((r) => setTimeout(r, 50));
   }

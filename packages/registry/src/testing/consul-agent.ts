@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /**
@@ -119,7 +120,9 @@ async function waitForLeader(address: string, timeoutMs: number): Promise<void> 
       const leader = await res.text();
       if (res.ok && leader.length > 2) {
         // The leader exists; wait until the catalog answers too (the node registers itself).
-        const nodes = await fetch(`${address}/v1/catalog/nodes`).then((r) => r.json() as Promise<unknown[]>);
+        const nodes = await fetch(`${address}/v1/catalog/nodes`, { signal: AbortSignal.timeout(1000) }).then(
+          (r) => r.json() as Promise<unknown[]>,
+        );
         if (nodes.length > 0) return;
       }
     } catch {
@@ -137,7 +140,7 @@ async function waitForLeader(address: string, timeoutMs: number): Promise<void> 
  * started at once by parallel test files rarely pick the same; a start that loses the
  * race anyway is retried on new ports.
  */
-export async function freeLoopbackPorts(n: number, range: { from: number; to: number } = { from: 20_000, to: 32_000 }): Promise<number[]> {
+export async function freeLoopbackPorts(n: number, range: { from: number; to: number } = belowEphemeral()): Promise<number[]> {
   if (range.to - range.from < n) throw new RangeError(`${n} ports do not fit in ${range.from}–${range.to}`);
   const ports: number[] = [];
   for (let tries = 0; ports.length < n; tries++) {
@@ -146,6 +149,19 @@ export async function freeLoopbackPorts(n: number, range: { from: number; to: nu
     if (!ports.includes(port) && (await isFree(port))) ports.push(port);
   }
   return ports;
+}
+
+/** 12 000 ports just below the kernel's ephemeral range (Linux default 32768–60999). */
+function belowEphemeral(): { from: number; to: number } {
+  let low = 32_768;
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(first) && first > 2_048) low = first;
+  } catch {
+    // not Linux: keep the default
+  }
+  const to = Math.min(low, 32_000);
+  return { from: Math.max(1_024, to - 12_000), to };
 }
 
 async function isFree(port: number): Promise<boolean> {
