@@ -33,7 +33,7 @@ export class ConsulRegistryView implements RegistryView {
 
   async instances(service: string): Promise<readonly Instance[]> {
     const res = await this.#client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}`);
-    return res.body.map(instanceFromHealthEntry).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return res.body.map((e) => instanceFromHealthEntry(e)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 }
 

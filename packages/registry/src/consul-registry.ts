@@ -18,8 +18,8 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
   /** Consul removes an instance critical this long. Default `1m` (Consul's minimum). */
   readonly deregisterCriticalAfter?: string;
   /**
-   * Also write metadata into tags as `key=value`, for Spring Cloud Hoxton (2.2.x) estates
-   * that read metadata from tags.
+   * For Spring Cloud Hoxton (2.2.x) estates, which keep metadata in tags: also write
+   * metadata into tags as `key=value`, and read such tags of other instances as metadata.
    */
   readonly metadataInTags?: boolean;
   /**
@@ -233,7 +233,9 @@ export class ConsulRegistry implements Registry {
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
       onChange: (entries) => {
-        const healthy = entries.map(instanceFromHealthEntry).filter((i) => i.health === 'passing');
+        const healthy = entries
+          .map((e) => instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true }))
+          .filter((i) => i.health === 'passing');
         const grace = this.#opts.resyncGraceMs ?? 15_000;
         if (healthy.length === 0 && (entry.instances?.length ?? 0) > 0 && performance.now() - this.#recoveredAt < grace) {
           this.#logger.warn(
@@ -395,8 +397,12 @@ export class ConsulRegistry implements Registry {
   }
 }
 
-/** A Consul health entry as an Instance, read the way Spring does (service address, else the node's). */
-export function instanceFromHealthEntry(e: HealthEntry): Instance {
+/**
+ * A Consul health entry as an Instance, read the way Spring does (service address, else
+ * the node's). With `metadataFromTags`, `key=value` tags are metadata too, as Spring Cloud
+ * Hoxton (2.2.x) wrote them; `Meta` wins where both have a key.
+ */
+export function instanceFromHealthEntry(e: HealthEntry, options: { metadataFromTags?: boolean } = {}): Instance {
   const statuses = e.Checks.map((c) => c.Status);
   const health: Health = statuses.includes('critical') ? 'critical' : statuses.every((s) => s === 'passing') ? 'passing' : 'warning';
   return {
@@ -406,9 +412,18 @@ export function instanceFromHealthEntry(e: HealthEntry): Instance {
     address: e.Service.Address || e.Node.Address,
     port: e.Service.Port,
     tags: e.Service.Tags ?? [],
-    metadata: e.Service.Meta ?? {},
+    metadata: options.metadataFromTags ? { ...metadataInTags(e.Service.Tags ?? []), ...e.Service.Meta } : (e.Service.Meta ?? {}),
     health,
   };
+}
+
+function metadataInTags(tags: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const tag of tags) {
+    const eq = tag.indexOf('=');
+    if (eq > 0) out[tag.slice(0, eq)] = tag.slice(eq + 1);
+  }
+  return out;
 }
 
 /** Parses a Go duration as Consul writes them (`10s`, `1m`, `500ms`, `1h30m`). */

@@ -95,6 +95,37 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     await registry.close();
   });
 
+  it('metadataInTags: writes metadata as key=value tags too, and reads a Hoxton-style registration’s tags as metadata', async () => {
+    const hoxton = new ConsulRegistry({ address: agent.address, waitSeconds: 5, metadataInTags: true, logger: new MemoryLogger() });
+    const plain = new ConsulRegistry({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });
+    try {
+      await hoxton.register(instance('orders-h', app.port));
+      const written = (await hoxton.client.request<Record<string, { Tags: string[] }>>('GET', '/v1/agent/services')).body['orders-h'];
+      assert.deepEqual(written?.Tags.sort(), ['blue', 'secure=false', 'version=1.2.0', 'zone=zone-a']);
+      await hoxton.deregister('orders-h');
+
+      // As Spring Cloud Consul 2.2 registers: metadata in tags, Meta (if any) beside them.
+      await hoxton.client.request('PUT', '/v1/agent/service/register', {
+        body: JSON.stringify({
+          ID: 'legacy-1',
+          Name: 'legacy',
+          Address: '127.0.0.1',
+          Port: app.port,
+          Tags: ['zone=zone-h', 'version=1.0', 'secure=false', 'plain', '=odd'],
+          Meta: { version: '2.0' },
+        }),
+      });
+      const [read] = await hoxton.healthyInstances('legacy');
+      assert.deepEqual(read?.metadata, { zone: 'zone-h', version: '2.0', secure: 'false' }, 'Meta wins a key both have');
+      const [untouched] = await plain.healthyInstances('legacy');
+      assert.deepEqual(untouched?.metadata, { version: '2.0' }, 'off by default: tags stay tags');
+      await hoxton.client.request('PUT', '/v1/agent/service/deregister/legacy-1');
+    } finally {
+      await hoxton.close();
+      await plain.close();
+    }
+  });
+
   it('refuses metadata Consul would reject, naming the key, before asking Consul', async () => {
     const registry = new ConsulRegistry({ address: agent.address });
     for (const bad of [{ 'app.version': '1' }, { 'consul-x': '1' }, { ok: 'v'.repeat(513) }]) {
