@@ -135,9 +135,9 @@ extensionGlobals[EXTENSIONS_KEY] = extensions;
 /** Keeps `extension` beside `ctx` under `key` (a symbol of the attaching package's own). */
 export function attachExtension(ctx: MeshContext, key: symbol, extension: ContextExtension): void {
   if (ctx === EMPTY) throw new TypeError('attachExtension: not on the empty context outside a request');
-  let attached = extensions.get(ctx);
-  if (!attached) extensions.set(ctx, (attached = new Map()));
+  const attached = extensions.get(ctx) ?? new Map<symbol, ContextExtension>();
   attached.set(key, extension);
+  extensions.set(ctx, attached);
 }
 
 /** The extension attached to `ctx` under `key`, if any. */
