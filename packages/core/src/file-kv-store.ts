@@ -9,7 +9,8 @@ import type { Unsubscribe } from './registry.js';
  * A KvStore in a directory: key `meshlet/rules/orders` is the file
  * `<dir>/meshlet/rules/orders`. For the embedded default, so that ops can edit rules
  * with an editor and see them applied. A file's revision is its modification time in
- * microseconds. Writes go through a temporary file and a rename, so a reader never sees
+ * microseconds, so compare-and-set is only as fine as the file system's clock. Writes
+ * go through a temporary file and a rename, so a reader never sees
  * half a document. Watches follow the directory with fs.watch and re-read on change.
  */
 export class FileKvStore implements KvStore {
