@@ -1,4 +1,4 @@
-import type { CallExecutor, CallResult } from '@meshlet/breaker';
+import type { CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
   type Clock,
@@ -65,17 +65,34 @@ function routingTags(ctx: MeshContext, service: string, path: string, method: st
 
 /**
  * The outbound headers of one call: a WHATWG Headers, or a plain object with lower-case
- * names (what undici takes). The pipeline only adds to them.
+ * names (what undici takes, and what fetch reads as well as a Headers). The pipeline only
+ * adds to them.
  */
 export type CallHeaders = Headers | Record<string, string | string[]>;
 
+// A plain object's names are lower case, as a Headers' are: a dialect's mixed-case name
+// replaces the same header in another case rather than sitting beside it.
 function hasHeader(headers: CallHeaders, name: string): boolean {
-  return headers instanceof Headers ? headers.has(name) : headers[name] !== undefined;
+  return headers instanceof Headers ? headers.has(name) : headers[name.toLowerCase()] !== undefined;
 }
 
 function setHeader(headers: CallHeaders, name: string, value: string): void {
   if (headers instanceof Headers) headers.set(name, value);
-  else headers[name] = value;
+  else headers[name.toLowerCase()] = value;
+}
+
+// `http://host:port` of an instance, built once per instance object (the registry's
+// snapshots keep them until they change) rather than per attempt. The same string object
+// every time also keeps the span's origin cache lookup cheap (its hash is kept).
+const origins = new WeakMap<Instance, string>();
+
+function originOf(instance: Instance): string {
+  let origin = origins.get(instance);
+  if (origin === undefined) {
+    origin = instanceOrigin(instance);
+    origins.set(instance, origin);
+  }
+  return origin;
 }
 
 /** One call to a service, as a front end (fetch, request) describes it to the pipeline. */
@@ -111,108 +128,147 @@ export interface ServiceCall<R extends CallResult> {
  */
 export type GovernedCallPipeline = <R extends CallResult>(call: ServiceCall<R>) => Promise<R>;
 
+/**
+ * One call as the CallExecutor sees it: picks instances through the router and sends
+ * attempts with a span each. An object with methods rather than a set of closures and an
+ * options object per call: the executor calls `pick` and `send` as its methods.
+ */
+class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
+  readonly service: string;
+  readonly method: string;
+  readonly path: string;
+  readonly retryable: boolean;
+  readonly signal?: AbortSignal;
+  readonly discard?: (result: R) => void;
+  readonly #deps: GovernedCallDeps;
+  readonly #call: ServiceCall<R>;
+  readonly #tags: TagLookup;
+  #decision: RouteDecision | undefined;
+  /** Attempts started so far. */
+  attempts = 0;
+
+  constructor(deps: GovernedCallDeps, call: ServiceCall<R>, tags: TagLookup) {
+    this.service = call.service;
+    this.method = call.method;
+    this.path = call.path;
+    this.retryable = call.retryable;
+    if (call.signal) this.signal = call.signal;
+    if (call.discard) this.discard = call.discard;
+    this.#deps = deps;
+    this.#call = call;
+    this.#tags = tags;
+  }
+
+  pick(tried: ReadonlySet<string>): Instance | undefined {
+    const { router } = this.#deps;
+    if (tried.size === 0) {
+      this.#decision = router.decide(this.service, this.#tags);
+      return this.#decision.instance;
+    }
+    // A retry: ask again until routing offers an instance not tried yet (round robin moves
+    // on; a hash-affine balancer will not, and then there is no other instance to try).
+    for (let i = 0; i < 4; i++) {
+      let next: RouteDecision;
+      try {
+        next = router.decide(this.service, this.#tags);
+      } catch (err) {
+        if (err instanceof NoInstanceError) return undefined;
+        throw err;
+      }
+      if (!tried.has(next.instance.id)) {
+        this.#decision = next;
+        return next.instance;
+      }
+    }
+    return undefined;
+  }
+
+  async send(instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> {
+    const deps = this.#deps;
+    const call = this.#call;
+    const { tracing, router } = deps;
+    const origin = originOf(instance);
+    let span: ClientSpan | undefined;
+    if (tracing) {
+      // Already split: the span need not parse the URL again.
+      const decision = this.#decision;
+      const spanCall: Mutable<ClientCall> = {
+        method: this.method,
+        url: { origin, path: this.path, search: call.search },
+        service: this.service,
+        attempt: this.attempts,
+        instance: instance.id,
+      };
+      if (decision?.rule) spanCall.route = decision.rule;
+      if (decision?.lane) spanCall.lane = decision.lane;
+      span = tracing.startClientSpan(undefined, spanCall);
+    }
+    this.attempts++;
+    // No copy per attempt: both clients copy the headers when called, and each attempt's
+    // span writes its own traceparent over the last one's. Inject only sets names.
+    span?.inject(call.headers as OutboundHeaders);
+    const end = router.callStarted(instance);
+    try {
+      const fault = deps.faults(this.service)?.decide(this.#tags) ?? NO_FAULT;
+      if (fault !== NO_FAULT) {
+        for (const [k, v] of Object.entries(faultAttributes(fault))) span?.setAttribute(k, v);
+        const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
+        if (injected) {
+          span?.end(injected.status);
+          return call.fromResponse(injected);
+        }
+      }
+      const res = await call.send(origin, call.headers, attemptSignal);
+      span?.end(res.status);
+      return res;
+    } catch (error) {
+      span?.end({ error });
+      throw error;
+    } finally {
+      end();
+    }
+  }
+}
+
+/** Writes the request's tags, this service's identity and (tracing off) the caller's trace context. */
+function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string, headers: CallHeaders): void {
+  const scoped = requestTagsOf(ctx);
+  if (ctx.tags.size > 0 || scoped?.passThrough.size) {
+    const out = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
+    for (const d of out.dropped) deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
+    // Never overwrite what the application set itself.
+    const emitted = out.headers;
+    for (const k in emitted) if (!hasHeader(headers, k)) setHeader(headers, k, emitted[k] as string);
+  }
+  setHeader(headers, CALLER_HEADER, deps.callerHeader());
+  if (deps.identityHeader) {
+    const [name, value] = deps.identityHeader(service);
+    setHeader(headers, name, value);
+  }
+  if (!deps.tracing && ctx.trace && !hasHeader(headers, 'traceparent')) {
+    // No tracing configured: pass the caller's trace context on as it came.
+    setHeader(headers, 'traceparent', ctx.trace.traceparent);
+    if (ctx.trace.tracestate) setHeader(headers, 'tracestate', ctx.trace.tracestate);
+  }
+}
+
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
-  const { router, executor, tracing, bulkheads, logger, propagation, clock } = deps;
+  const { executor, tracing, bulkheads } = deps;
 
   return async function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
-    const { service, method, path, search, headers, signal } = call;
+    const { service, method, path, search, signal } = call;
     const ctx = currentContext();
-    const tags = routingTags(ctx, service, path, method);
-    const scoped = requestTagsOf(ctx);
-    if (ctx.tags.size > 0 || scoped?.passThrough.size) {
-      const out = propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
-      for (const d of out.dropped) logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
-      // Never overwrite what the application set itself.
-      const emitted = out.headers;
-      for (const k in emitted) if (!hasHeader(headers, k)) setHeader(headers, k, emitted[k] as string);
-    }
-    setHeader(headers, CALLER_HEADER, deps.callerHeader());
-    if (deps.identityHeader) setHeader(headers, ...deps.identityHeader(service));
-    if (!tracing && ctx.trace && !hasHeader(headers, 'traceparent')) {
-      // No tracing configured: pass the caller's trace context on as it came.
-      setHeader(headers, 'traceparent', ctx.trace.traceparent);
-      if (ctx.trace.tracestate) setHeader(headers, 'tracestate', ctx.trace.tracestate);
-    }
-    let decision: RouteDecision | undefined;
-    let attempt = 0;
-
-    const pick = (tried: ReadonlySet<string>): Instance | undefined => {
-      if (tried.size === 0) {
-        decision = router.decide(service, tags);
-        return decision.instance;
-      }
-      // A retry: ask again until routing offers an instance not tried yet (round robin moves
-      // on; a hash-affine balancer will not, and then there is no other instance to try).
-      for (let i = 0; i < 4; i++) {
-        let next: RouteDecision;
-        try {
-          next = router.decide(service, tags);
-        } catch (err) {
-          if (err instanceof NoInstanceError) return undefined;
-          throw err;
-        }
-        if (!tried.has(next.instance.id)) {
-          decision = next;
-          return next.instance;
-        }
-      }
-      return undefined;
-    };
-
-    const sendAttempt = async (instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> => {
-      const origin = instanceOrigin(instance);
-      let span: ClientSpan | undefined;
-      if (tracing) {
-        // Already split: the span need not parse the URL again.
-        const spanCall: Mutable<ClientCall> = { method, url: { origin, path, search }, service, attempt, instance: instance.id };
-        if (decision?.rule) spanCall.route = decision.rule;
-        if (decision?.lane) spanCall.lane = decision.lane;
-        span = tracing.startClientSpan(undefined, spanCall);
-      }
-      attempt++;
-      // No copy per attempt: both clients copy the headers when called, and each attempt's
-      // span writes its own traceparent over the last one's. Inject only sets names.
-      span?.inject(headers as OutboundHeaders);
-      const end = router.callStarted(instance);
-      try {
-        const fault = deps.faults(service)?.decide(tags) ?? NO_FAULT;
-        if (fault !== NO_FAULT) {
-          for (const [k, v] of Object.entries(faultAttributes(fault))) span?.setAttribute(k, v);
-          const injected = await applyFault(fault, { clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
-          if (injected) {
-            span?.end(injected.status);
-            return call.fromResponse(injected);
-          }
-        }
-        const res = await call.send(origin, headers, attemptSignal);
-        span?.end(res.status);
-        return res;
-      } catch (error) {
-        span?.end({ error });
-        throw error;
-      } finally {
-        end();
-      }
-    };
-
-    const execute = () =>
-      executor.call<Instance, R>({
-        service,
-        method,
-        path,
-        ...(signal ? { signal } : {}),
-        retryable: call.retryable,
-        pick,
-        send: sendAttempt,
-        ...(call.discard ? { discard: call.discard } : {}),
-      });
+    writeHeaders(deps, ctx, service, call.headers);
+    const governed = new ExecutorCall(deps, call, routingTags(ctx, service, path, method));
     let out: R | Response;
     try {
-      out = await (bulkheads ? bulkheads.execute(service, execute, signal) : execute());
+      out = await (bulkheads
+        ? bulkheads.execute(service, () => executor.call<Instance, R>(governed), signal)
+        : executor.call<Instance, R>(governed));
     } catch (error) {
       // Rejected before anything was sent (breaker open, no instance, bulkhead full): a span
       // for the logical call, so traces and metrics show the rejection.
-      if (attempt === 0 && tracing)
+      if (governed.attempts === 0 && tracing)
         tracing.startClientSpan(undefined, { method, url: `http://${service}${path}${search}`, service }).end({ error });
       throw error;
     }
@@ -235,18 +291,24 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
     const service = url.hostname;
-    if (!(await directory.isService(service))) return send(input, init);
-    await directory.ensure(service);
+    // After its first call a service is known and followed: no await for either.
+    if (!directory.isReady(service)) {
+      if (!(await directory.isService(service))) return send(input, init);
+      await directory.ensure(service);
+    }
 
     const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
     const body = init?.body ?? request?.body ?? null;
+    // As in fetch itself, init.headers replace a Request's headers rather than merge.
+    const given = init?.headers ?? request?.headers;
     return pipeline({
       service,
       method,
       path: url.pathname,
       search: url.search,
-      // As in fetch itself, init.headers replace a Request's headers rather than merge.
-      headers: new Headers(init?.headers ?? request?.headers),
+      // No headers given: a plain object, which fetch reads as it reads a Headers, without
+      // a Headers' validation of every name and value when the pipeline adds its own.
+      headers: given === undefined ? {} : new Headers(given),
       // A stream can be read once: such a request is never retried.
       retryable: !(body instanceof ReadableStream),
       signal: init?.signal ?? request?.signal ?? undefined,
@@ -255,7 +317,8 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
         return send(request ? new Request(target, request) : target, {
           ...init,
           method,
-          headers: headers as Headers,
+          // A Headers, or the plain object of string values made above.
+          headers: headers as Headers | Record<string, string>,
           ...(attemptSignal ? { signal: attemptSignal } : {}),
         });
       },

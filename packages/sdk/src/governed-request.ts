@@ -145,8 +145,11 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
   return async function request(input: string | URL, options?: RequestOptions): Promise<ResponseData> {
     const url = typeof input === 'string' ? new URL(input) : input;
     const service = url.hostname;
-    if (!(await directory.isService(service))) return passThrough(input, options) as Promise<ResponseData>;
-    await directory.ensure(service);
+    // After its first call a service is known and followed: no await for either.
+    if (!directory.isReady(service)) {
+      if (!(await directory.isService(service))) return passThrough(input, options) as Promise<ResponseData>;
+      await directory.ensure(service);
+    }
 
     const { dispatcher: own, ...rest } = options ?? {};
     const via = own ?? dispatcher;

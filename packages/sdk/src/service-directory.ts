@@ -11,6 +11,8 @@ export interface DirectoryListener {
 interface Followed {
   instances: readonly Instance[];
   ready: Promise<void>;
+  /** True once `ready` has resolved: calls then skip awaiting it. */
+  settled: boolean;
   unsubscribe: Unsubscribe;
 }
 
@@ -55,6 +57,15 @@ export class ServiceDirectory {
     return (this.#followed.get(service) ?? this.#follow(service)).ready;
   }
 
+  /**
+   * True when `service` is followed and ready (ensure has resolved): the state of every
+   * call after the first. Synchronous, so the call path awaits isService and ensure only
+   * until then, not on every call.
+   */
+  isReady(service: string): boolean {
+    return this.#followed.get(service)?.settled === true;
+  }
+
   /** Like ensure, but for a name that must be a service. */
   async require(service: string): Promise<void> {
     if (!(await this.isService(service))) throw new UnknownServiceError(service);
@@ -77,9 +88,11 @@ export class ServiceDirectory {
     const snapshot = new Promise<void>((resolve) => {
       firstSnapshot = resolve;
     });
-    const entry: Followed = { instances: [], ready: snapshot, unsubscribe: () => {} };
+    const entry: Followed = { instances: [], ready: snapshot, settled: false, unsubscribe: () => {} };
     this.#followed.set(service, entry);
-    entry.ready = Promise.all([snapshot, this.#listener.follow(service)]).then(() => {});
+    entry.ready = Promise.all([snapshot, this.#listener.follow(service)]).then(() => {
+      entry.settled = true;
+    });
     entry.unsubscribe = this.#registry.watch(service, (instances) => {
       entry.instances = instances;
       this.#listener.instances(service, instances);

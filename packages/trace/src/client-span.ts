@@ -112,6 +112,16 @@ function targetOf(given: URL | string | SplitUrl): Target {
 export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCall): ClientSpan {
   const target = targetOf(call.url);
   const method = normalizeMethod(call.method);
+  // Attributes are set once the span exists, in one setAttributes, and only when it
+  // records: given to startSpan, OpenTelemetry would check them twice (once for the
+  // sampler, once for the span) and build them for an unsampled span too. Meshlet's
+  // samplers (parent-based, by trace id ratio) do not read attributes.
+  const span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT }, parent);
+  if (span.isRecording()) span.setAttributes(clientAttributes(call, target, method));
+  return new ClientSpanHandle(deps, span, parent, call, target, method);
+}
+
+function clientAttributes(call: ClientCall, target: Target, method: string): Attributes {
   const attributes: Attributes = {
     [Attr.httpRequestMethod]: method,
     [Attr.serverAddress]: target.hostname,
@@ -126,8 +136,7 @@ export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCal
   if (call.limiter !== undefined) attributes[Attr.meshletLimiter] = call.limiter;
   if (call.breaker !== undefined) attributes[Attr.meshletBreaker] = call.breaker;
   if (call.instance !== undefined) attributes[Attr.meshletInstance] = call.instance;
-  const span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT, attributes }, parent);
-  return new ClientSpanHandle(deps, span, parent, call, target, method);
+  return attributes;
 }
 
 class ClientSpanHandle implements ClientSpan {
