@@ -6,9 +6,11 @@ import {
   forbidden,
   IDENTITY_HEADER,
   type IdentityVerifier,
+  type VerifiedIdentity,
   verifiedCaller,
 } from '@meshlet/auth';
 import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
+import { TsfSystemTag } from '@meshlet/dialects';
 import { RateLimitedError, type RateLimiter, rejection } from '@meshlet/ratelimit';
 import type { Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext } from './inbound.js';
@@ -77,6 +79,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         }
       : {};
     const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller);
+    keepVerifiedSourceTags(ctx.tags as Map<string, string>, identity);
     bindVerifiedCaller(ctx, identity);
     return ctx;
   };
@@ -177,6 +180,21 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     // What fastify-plugin sets: the hook applies to the whole app, not only an encapsulated child.
     fastify: Object.assign(fastifyPlugin, { [Symbol.for('skip-override')]: true }),
   };
+}
+
+/**
+ * With auth on, tags under `source.` describe the caller (TSF's `source.service.name`,
+ * `source.group.id`… from `tsf-metadata`, or anyone's tag header), and rules on them must
+ * not take a typed header's word: they are dropped, and the ones the verified identity
+ * vouches for are set from it. A TSF authority rule on `source.group.id` then matches no
+ * caller, since no identity carries the group.
+ */
+function keepVerifiedSourceTags(tags: Map<string, string>, identity: VerifiedIdentity | undefined): void {
+  for (const key of [...tags.keys()]) if (key.startsWith('source.')) tags.delete(key);
+  if (!identity) return;
+  tags.set(TsfSystemTag.serviceName, identity.service);
+  tags.set(TsfSystemTag.namespaceId, identity.namespace);
+  tags.set(TsfSystemTag.instanceId, identity.instance);
 }
 
 const writeNode =

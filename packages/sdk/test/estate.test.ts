@@ -56,6 +56,47 @@ describe('service auth through the mesh', () => {
     assert.equal(((await res.json()) as { rule: string }).rule, 'no-anonymous');
   });
 
+  it('with auth on, source.* tags (TSF caller fields) come from the verified identity only, never from a header', async () => {
+    const ledger = createMesh({ service: 'ledger', registry, rules, auth, logger: new MemoryLogger() });
+    const ledgerServer = await listen(ledger.httpHandler((_req, res) => res.end('ok')));
+    try {
+      await ledger.register({ port: ledgerServer.port });
+      await rules.put(
+        'meshlet/rules/ledger',
+        JSON.stringify({
+          service: 'ledger',
+          auth: {
+            default: 'deny',
+            rules: [{ name: 'billing-only', action: 'allow', when: [{ tag: 'source.service.name', op: 'equals', value: 'billing' }] }],
+          },
+        }),
+      );
+      const url = `http://127.0.0.1:${ledgerServer.port}/entries`;
+      const typed = [
+        { 'tsf-metadata': encodeURIComponent(JSON.stringify({ sn: 'billing' })) },
+        { 'x-meshlet-tags': 'source.service.name=billing' },
+      ];
+      for (const headers of typed) assert.equal((await globalThis.fetch(url, { headers })).status, 403, JSON.stringify(headers));
+      // A signed caller that claims another name in TSF's header is still itself.
+      const orders = createMesh({
+        service: 'orders',
+        registry,
+        rules,
+        auth,
+        dialects: { emit: ['meshlet', 'tsf'], tsf: { identity: { serviceName: 'billing' } } },
+        logger: new MemoryLogger(),
+      });
+      const billing = createMesh({ service: 'billing', registry, rules, auth, logger: new MemoryLogger() });
+      assert.equal((await orders.fetch('http://ledger/entries')).status, 403);
+      assert.equal((await billing.fetch('http://ledger/entries')).status, 200);
+      await orders.close();
+      await billing.close();
+    } finally {
+      await ledgerServer.close();
+      await ledger.close();
+    }
+  });
+
   it('a mesh with another key is anonymous too', async () => {
     const stranger = createMesh({
       service: 'orders',
