@@ -30,6 +30,15 @@ describe('meshlet rules on a --dir store', () => {
     await writeFile(file('v2.json'), JSON.stringify(v2, null, 2));
     await writeFile(file('bad.json'), JSON.stringify({ service: 'orders', breaker: { rules: [{ level: 'service', probes: 'three' }] } }));
     await writeFile(file('typo.json'), JSON.stringify({ service: 'orders', rout: { rules: [] } }));
+    await writeFile(
+      file('auth-fault.json'),
+      JSON.stringify({
+        service: 'orders',
+        auth: { default: 'deny', rules: [{ name: 'billing', action: 'allow', services: ['billing'] }] },
+        fault: { rules: [{ name: 'slow', percentage: 10, delay: 100 }] },
+      }),
+    );
+    await writeFile(file('bad-auth.json'), JSON.stringify({ service: 'orders', auth: { rules: [{ name: 'x', action: 'maybe' }] } }));
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -47,10 +56,19 @@ describe('meshlet rules on a --dir store', () => {
     );
   });
 
+  it('checks auth and fault sections as the mesh reads them', async () => {
+    const ok = await inProcess(['rules', 'validate', file('auth-fault.json')]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /orders \[auth, fault\]/);
+    const bad = await inProcess(['rules', 'validate', file('bad-auth.json')]);
+    assert.equal(bad.code, 4);
+    assert.match(bad.stderr, /auth\.rules\[0\]\.action/);
+  });
+
   it('refuses a section no kind knows, unless told to store it unchecked', async () => {
     const typo = await inProcess(['rules', 'validate', file('typo.json')]);
     assert.equal(typo.code, 4);
-    assert.match(typo.stderr, /rout: unknown rule section \(known: route, breaker, ratelimit\)/);
+    assert.match(typo.stderr, /rout: unknown rule section \(known: route, breaker, ratelimit, auth, fault\)/);
     const allowed = await inProcess(['rules', 'validate', file('typo.json'), '--allow-unknown']);
     assert.equal(allowed.code, 0);
     assert.match(allowed.stdout, /unchecked: rout/);
