@@ -7,18 +7,82 @@ import {
   decodeTags,
   type Logger,
   type MeshContext,
+  MeshletError,
   type TraceHeaders,
 } from '@meshlet/core';
 import { attachRequestTags, type TagPropagation } from '@meshlet/dialects';
 
-/** Lifts a request header into a custom tag at the edge, e.g. User-Agent into `ua.family`. */
-export interface HeaderTag {
-  /** The request header to read (any case). */
-  readonly header: string;
+/**
+ * Lifts a part of the request into a custom tag at the edge: a header (User-Agent into
+ * `ua.family`), a cookie or a query parameter. Exactly one of `header`, `cookie`, `query`.
+ */
+export type HeaderTag = {
   /** The tag to set. */
   readonly tag: string;
-  /** Maps the header value to the tag value; `undefined` sets nothing. Default: the value as it is. */
+  /** Maps the value to the tag value; `undefined` sets nothing. Default: the value as it is. */
   readonly transform?: (value: string) => string | undefined;
+} & (
+  | { /** A request header (any case). */ readonly header: string; readonly cookie?: undefined; readonly query?: undefined }
+  | {
+      /** A cookie of the Cookie header, percent-decoded. */ readonly cookie: string;
+      readonly header?: undefined;
+      readonly query?: undefined;
+    }
+  | { /** A query parameter, decoded. */ readonly query: string; readonly header?: undefined; readonly cookie?: undefined }
+);
+
+/** Checks `tagsFromHeaders` at createMesh: one source per entry, and a tag name. */
+export function checkHeaderTags(list: readonly HeaderTag[]): void {
+  list.forEach((rule, i) => {
+    const sources = (['header', 'cookie', 'query'] as const).filter((k) => typeof rule[k] === 'string' && rule[k] !== '');
+    if (sources.length !== 1) {
+      throw new MeshletError(
+        'MESHLET_BAD_OPTION',
+        `tagsFromHeaders[${i}]: give exactly one of header, cookie or query (got ${sources.join(', ') || 'none'})`,
+      );
+    }
+    if (typeof rule.tag !== 'string' || rule.tag === '')
+      throw new MeshletError('MESHLET_BAD_OPTION', `tagsFromHeaders[${i}].tag: must be a tag name`);
+  });
+}
+
+/** The raw value a HeaderTag reads from one request; cookies and the query string are parsed once, on first use. */
+function requestValues(headers: IncomingHttpHeaders, url: string): (rule: HeaderTag) => string | undefined {
+  let cookies: Map<string, string> | undefined;
+  let query: URLSearchParams | undefined;
+  return (rule) => {
+    if (rule.header !== undefined) return firstValue(headers[rule.header.toLowerCase()]);
+    if (rule.cookie !== undefined) {
+      cookies ??= parseCookies(firstValue(headers.cookie));
+      return cookies.get(rule.cookie);
+    }
+    if (rule.query !== undefined) {
+      const q = url.indexOf('?');
+      query ??= new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+      return query.get(rule.query) ?? undefined;
+    }
+    return undefined;
+  };
+}
+
+/** `a=1; b=x%20y` as RFC 6265 sends it; a value that does not percent-decode is kept as it came. */
+function parseCookies(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!header) return out;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    let value = part.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    if (out.has(name)) continue; // the first of a repeated name wins, as browsers order the most specific first
+    try {
+      out.set(name, decodeURIComponent(value));
+    } catch {
+      out.set(name, value);
+    }
+  }
+  return out;
 }
 
 export interface InboundOptions {
@@ -49,8 +113,9 @@ export function inboundContext(
 ): MeshContext {
   const { logger } = options;
   const tags = new Map<string, string>();
+  const valueOf = options.tagsFromHeaders.length > 0 ? requestValues(headers, url) : undefined;
   for (const rule of options.tagsFromHeaders) {
-    const raw = firstValue(headers[rule.header.toLowerCase()]);
+    const raw = valueOf?.(rule);
     if (raw === undefined) continue;
     const value = rule.transform ? rule.transform(raw) : raw;
     if (value !== undefined) tags.set(rule.tag, value);

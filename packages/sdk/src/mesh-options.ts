@@ -28,7 +28,7 @@ export interface MeshOptions {
   readonly registry?: Registry;
   /** Where rules live (`meshlet/rules/<service>`). Default: the process-wide in-memory store. */
   readonly rules?: KvStore;
-  /** Request headers lifted into custom tags at this service's edge. */
+  /** Request headers, cookies and query parameters lifted into custom tags at this service's edge. */
   readonly tagsFromHeaders?: readonly HeaderTag[];
   /** Routing defaults: balancer, nearby threshold, seeded random. The caller's zone/region come from metadata. */
   readonly route?: Omit<RouterOptions, 'exclusion' | 'location'>;

@@ -36,6 +36,7 @@ import { Agent } from 'undici';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest } from './governed-request.js';
+import { checkHeaderTags } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
@@ -257,6 +258,7 @@ export function createMesh(options: MeshOptions): Mesh {
   const fetchImpl = governedFetch({ ...callDeps, send: options.fetch ?? globalThis.fetch }, pipeline);
   const agent = new Agent();
   const requestImpl = governedRequest({ directory, dispatcher: agent }, pipeline);
+  checkHeaderTags(options.tagsFromHeaders ?? []);
   const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
 
   const frameworks = inboundPipeline({
