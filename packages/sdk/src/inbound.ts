@@ -113,9 +113,9 @@ export function inboundContext(
 ): MeshContext {
   const { logger } = options;
   const tags = new Map<string, string>();
-  const valueOf = options.tagsFromHeaders.length > 0 ? requestValues(headers, url) : undefined;
+  const read = options.tagsFromHeaders.length > 0 ? requestValues(headers, url) : undefined;
   for (const rule of options.tagsFromHeaders) {
-    const raw = valueOf?.(rule);
+    const raw = read?.(rule);
     if (raw === undefined) continue;
     const value = rule.transform ? rule.transform(raw) : raw;
     if (value !== undefined) tags.set(rule.tag, value);
