@@ -77,6 +77,11 @@ export const DEFAULT_ACCEPT: readonly DialectName[] = ['tsf', 'sct', 'polaris', 
 export class TagPropagation {
   readonly #accept: readonly TagDialect[];
   readonly #emit: readonly TagDialect[];
+  /**
+   * True when a call with no tags still gets headers (TSF's `tsf-metadata` with an
+   * identity): callers may skip `emit` for an untagged call only when this is false.
+   */
+  readonly emitsWithoutTags: boolean;
   readonly #configured: ReadonlyMap<string, TagScope>;
   readonly #passThrough: readonly string[];
   // Keyed by the context's tags Map: one per request, so the encoding is done once per
@@ -98,6 +103,7 @@ export class TagPropagation {
       });
     this.#accept = pick(options.accept ?? DEFAULT_ACCEPT, 'accept');
     this.#emit = pick(options.emit ?? ['meshlet'], 'emit');
+    this.emitsWithoutTags = Object.keys(this.#encode([]).headers).length > 0;
     const configured = new Map<string, TagScope>();
     for (const [k, s] of Object.entries(options.scopes ?? {})) {
       if (!TAG_SCOPES.includes(s)) throw new TypeError(`scopes.${k}: must be one of ${TAG_SCOPES.join(', ')} (got ${JSON.stringify(s)})`);

@@ -143,6 +143,13 @@ describe('propagation scopes', () => {
     });
   });
 
+  it('says when an untagged call still gets headers (TSF identity), so callers do not skip emit then', () => {
+    assert.equal(new TagPropagation({ emit: ['meshlet', 'tsf', 'sct', 'polaris'] }).emitsWithoutTags, false);
+    const tsf = new TagPropagation({ emit: ['tsf'], tsf: { identity: { serviceName: 'billing' } } });
+    assert.equal(tsf.emitsWithoutTags, true);
+    assert.ok(tsf.emit(new Map()).headers['tsf-metadata']?.includes('billing'));
+  });
+
   it('TagScopes.fork copies, then the two go their own ways', () => {
     const parent = new TagScopes([['a', 'local']]);
     const child = parent.fork();
