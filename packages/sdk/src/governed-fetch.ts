@@ -201,6 +201,9 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       };
       if (decision?.rule) spanCall.route = decision.rule;
       if (decision?.lane) spanCall.lane = decision.lane;
+      // The service breaker the attempt passed (open ones reject before any attempt).
+      const breaker = deps.executor.breaker('service', this.service)?.state;
+      if (breaker) spanCall.breaker = breaker === 'half-open' ? 'half_open' : breaker;
       span = tracing.startClientSpan(undefined, spanCall);
     }
     this.attempts++;
@@ -233,7 +236,7 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
 /** Writes the request's tags, this service's identity and (tracing off) the caller's trace context. */
 function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string, headers: CallHeaders): void {
   const scoped = requestTagsOf(ctx);
-  if (ctx.tags.size > 0 || scoped?.passThrough.size) {
+  if (ctx.tags.size > 0 || scoped?.passThrough.size || deps.propagation.emitsWithoutTags) {
     const out = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
     for (const d of out.dropped) deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
     // Never overwrite what the application set itself.

@@ -12,7 +12,7 @@ import {
 import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
 import { TsfSystemTag } from '@meshlet/dialects';
 import { RateLimitedError, type RateLimiter, rejection } from '@meshlet/ratelimit';
-import type { Tracing } from '@meshlet/trace';
+import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext } from './inbound.js';
 import type { FastifyPlugin, Mesh } from './mesh-options.js';
 
@@ -84,12 +84,13 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     return ctx;
   };
 
-  const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+  /** `route`: the route template when the framework knows it before the app runs (Fastify). */
+  const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void, route?: string): void => {
     const admin = deps.admin;
-    if (admin && req.url?.startsWith(admin.path)) admin.handler(req, res, () => admitApp(req, res, respond, next));
-    else admitApp(req, res, respond, next);
+    if (admin && req.url?.startsWith(admin.path)) admin.handler(req, res, () => admitApp(req, res, respond, next, route));
+    else admitApp(req, res, respond, next, route);
   };
-  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void): void => {
+  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void, route: string | undefined): void => {
     if (deps.catalog?.(req, res)) return;
     const ctx = contextOf(req);
     const path = ctx.request?.path ?? '/';
@@ -98,27 +99,34 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
       return;
     }
-    const allowed = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
-    if (!allowed.allowed) {
-      const f = forbidden(allowed, service);
-      respond(f.status, f.headers, f.body);
-      return;
-    }
-    const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', undefined, {
+    // The span first: a request that governance refuses is in the traces too.
+    const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', route, {
       target: req.url ?? '/',
       ...(ctx.caller.service ? { caller: ctx.caller.service } : {}),
     });
     if (span) {
       res.once('close', () => {
-        const route = (req as { route?: { path?: string }; baseUrl?: string }).route?.path;
-        if (typeof route === 'string') span.setRoute(`${(req as { baseUrl?: string }).baseUrl ?? ''}${route}`);
+        // Express knows the route only after routing, inside the app.
+        const matched = (req as { route?: { path?: string }; baseUrl?: string }).route?.path;
+        if (route === undefined && typeof matched === 'string') span.setRoute(`${(req as { baseUrl?: string }).baseUrl ?? ''}${matched}`);
         span.end(res.statusCode);
       });
+    }
+    const allowed = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
+    if (!allowed.allowed) {
+      span?.setOutcome(GovernanceErrorType.authDenied);
+      const f = forbidden(allowed, service);
+      respond(f.status, f.headers, f.body);
+      return;
     }
     const go = () => (span ? span.run(() => runWithContext(ctx, next)) : runWithContext(ctx, next));
     const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
     const act = (d: Awaited<typeof decision>) => {
       if (d.allowed) return go();
+      if (span) {
+        span.setOutcome(GovernanceErrorType.rateLimited);
+        span.setAttribute(Attr.meshletLimiter, `${d.rule.name}:rejected`);
+      }
       const r = rejection(d, service);
       respond(r.status, r.headers, r.body);
     };
@@ -148,6 +156,8 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
           writeNode(reply.raw)(status, headers, body);
         },
         () => next(),
+        // Fastify has routed before onRequest; a 404 has no route.
+        request.routeOptions?.url,
       ),
     );
     app.setErrorHandler((error, _request, reply) => {

@@ -95,7 +95,11 @@ export interface FastifyHookHost {
   setErrorHandler(handler: (error: unknown, request: unknown, reply: FastifyReplyLike) => unknown): unknown;
   addHook(
     name: 'onRequest',
-    hook: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): void }, done: (err?: Error) => void) => void,
+    hook: (
+      request: { raw: IncomingMessage; routeOptions?: { url?: string | undefined } },
+      reply: { raw: ServerResponse; hijack(): void },
+      done: (err?: Error) => void,
+    ) => void,
   ): unknown;
 }
 export type FastifyPlugin = (app: FastifyHookHost, opts: unknown, done: (err?: Error) => void) => void;

@@ -20,6 +20,26 @@ export interface CallMetricsOptions {
   readonly maxApisPerService?: number;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DIGITS = /^\d+$/;
+const TOKEN = /^[0-9A-Za-z_-]{16,}$/;
+const HAS_DIGIT = /\d/;
+
+/**
+ * The API of a call whose route template is not known: `METHOD path`, with segments that
+ * look like ids (digits, a UUID, a token of 16+ characters with a digit) as `{id}`, so
+ * that `/users/42` and `/users/43` are one series. Paths without a digit are kept whole.
+ */
+export function apiOfPath(method: string, path: string): string {
+  if (!HAS_DIGIT.test(path)) return `${method} ${path}`;
+  const segments = path.split('/');
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i] as string;
+    if (DIGITS.test(seg) || UUID.test(seg) || (TOKEN.test(seg) && HAS_DIGIT.test(seg))) segments[i] = '{id}';
+  }
+  return `${method} ${segments.join('/')}`;
+}
+
 export const DEFAULT_BUCKETS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 ];

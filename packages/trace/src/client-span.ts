@@ -1,5 +1,6 @@
 import { type Attributes, type AttributeValue, type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import { apiOfPath } from './call-metrics.js';
 import type { OutboundHeaders } from './propagation.js';
 import { redactUrl } from './redact-url.js';
 import type { SpanDeps } from './span-deps.js';
@@ -198,7 +199,7 @@ class ClientSpanHandle implements ClientSpan {
     span.end();
     const durationMs = this.#deps.clock.now() - this.#start;
     const service = this.#call.service ?? this.#target.host;
-    const api = this.#call.api ?? `${this.#method} ${this.#target.pathname}`;
+    const api = this.#call.api ?? apiOfPath(this.#method, this.#target.pathname);
     this.#deps.clientMetrics?.record({ service, api, durationMs, errorType });
     if (this.#deps.clientDuration) {
       const attrs: Attributes = {

@@ -3,6 +3,7 @@ export { Attr, errorTypeOf, GovernanceErrorType, normalizeMethod, OTHER_ERROR } 
 export { BaggageLimits, baggageWithinLimits } from './baggage-limits.js';
 export { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
 export {
+  apiOfPath,
   CallMetrics,
   type CallMetricsOptions,
   type CallRecord,

@@ -9,7 +9,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { runInContext } from './active-context.js';
-import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import { Attr, errorTypeOf, type GovernanceErrorType, normalizeMethod } from './attributes.js';
 import type { InboundHeaders } from './propagation.js';
 import type { SpanDeps } from './span-deps.js';
 
@@ -33,6 +33,12 @@ export interface ServerSpan {
   setAttribute(key: string, value: AttributeValue): void;
   /** Runs `fn` with this span active, so spans started inside it are its children. */
   run<T>(fn: () => T): T;
+  /**
+   * Records that governance answered the request itself (`rate_limited`, `auth_denied`):
+   * `end` puts it in `error.type` and the server metrics. The span status stays unset for
+   * a 4xx, as the conventions have it for the server side.
+   */
+  setOutcome(errorType: GovernanceErrorType): void;
   /** Ends the span with the response status (5xx is an error on the server side; 4xx is not). */
   end(statusCode: number, error?: unknown): void;
 }
@@ -81,6 +87,7 @@ class ServerSpanHandle implements ServerSpan {
   readonly #caller: string | undefined;
   readonly #start: number;
   #route: string | undefined;
+  #outcome: GovernanceErrorType | undefined;
   #ended = false;
 
   constructor(deps: SpanDeps, span: Span, context: Context, method: string, route: string | undefined, caller: string | undefined) {
@@ -107,6 +114,10 @@ class ServerSpanHandle implements ServerSpan {
     this.#span.setAttribute(key, value);
   }
 
+  setOutcome(errorType: GovernanceErrorType): void {
+    this.#outcome = errorType;
+  }
+
   run<T>(fn: () => T): T {
     return runInContext(this.context, fn);
   }
@@ -116,11 +127,11 @@ class ServerSpanHandle implements ServerSpan {
     this.#ended = true;
     const span = this.#span;
     span.setAttribute(Attr.httpResponseStatusCode, statusCode);
-    let errorType: string | undefined;
+    let errorType: string | undefined = this.#outcome;
     if (error !== undefined) errorType = errorTypeOf(error);
     else if (statusCode >= 500) errorType = String(statusCode);
-    if (errorType !== undefined) {
-      span.setAttribute(Attr.errorType, errorType);
+    if (errorType !== undefined) span.setAttribute(Attr.errorType, errorType);
+    if (error !== undefined || statusCode >= 500) {
       const message = error instanceof Error ? error.message : undefined;
       span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
     }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock, MeshletError } from '@meshlet/core';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { CallMetrics, createTracing } from '../src/index.js';
+import { apiOfPath, CallMetrics, createTracing } from '../src/index.js';
 import { listen } from './servers.js';
 
 describe('metrics', () => {
@@ -73,5 +73,19 @@ describe('metrics', () => {
     assert.equal(tracing.clientMetrics, undefined);
     tracing.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: 'http://a/' }).end(200);
     await tracing.shutdown();
+  });
+});
+
+describe('apiOfPath', () => {
+  it('folds segments that look like ids, and leaves words alone', () => {
+    const cases: [string, string][] = [
+      ['/users/42', 'GET /users/{id}'],
+      ['/users/42/orders/7', 'GET /users/{id}/orders/{id}'],
+      ['/items/3F2504E0-4F89-11D3-9A0C-0305E82C3301', 'GET /items/{id}'],
+      ['/files/a1b2c3d4e5f6a7b8c9d0', 'GET /files/{id}'],
+      ['/v2/internationalization', 'GET /v2/internationalization'],
+      ['/health', 'GET /health'],
+    ];
+    for (const [path, api] of cases) assert.equal(apiOfPath('GET', path), api, path);
   });
 });

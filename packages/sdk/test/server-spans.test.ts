@@ -1,0 +1,108 @@
+// Server spans for every request the pipeline admits or refuses, and what client spans and
+// metrics record, through createMesh on real servers on 127.0.0.1.
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import Fastify from 'fastify';
+import { createMesh, type Mesh } from '../src/index.js';
+import { listen } from './servers.js';
+
+const SERVER = 1;
+const CLIENT = 2;
+const registry = new InMemoryRegistry();
+const rules = new InMemoryKvStore();
+const exporter = new InMemorySpanExporter();
+const tracing = { exporters: [exporter], batch: { delayMs: 10 } };
+let shop: Mesh;
+let server: Awaited<ReturnType<typeof listen>>;
+
+before(async () => {
+  shop = createMesh({ service: 'shop', registry, rules, tracing, logger: new MemoryLogger() });
+  server = await listen(shop.httpHandler((_req, res) => res.end('ok')));
+  await shop.register({ port: server.port });
+  await rules.put(
+    'meshlet/rules/shop',
+    JSON.stringify({
+      service: 'shop',
+      ratelimit: { rules: [{ name: 'one-cart', api: { method: 'GET', path: '/cart' }, rate: 1, unit: 'minute', burst: 1 }] },
+      auth: { rules: [{ name: 'no-admin', action: 'deny', apis: [{ method: '*', path: '/admin' }] }] },
+    }),
+  );
+});
+after(async () => {
+  await server.close();
+  await shop.close();
+});
+
+async function spans(mesh: Mesh, from = exporter): Promise<ReadableSpan[]> {
+  await mesh.tracing?.forceFlush();
+  return from.getFinishedSpans();
+}
+
+/** Tracing of its own for a mesh a test closes: closing shuts its exporters down. */
+function ownTracing() {
+  const own = new InMemorySpanExporter();
+  return { exporter: own, tracing: { exporters: [own], batch: { delayMs: 10 } } };
+}
+
+it('a refused request has its server span: error.type rate_limited or auth_denied, status unset for a 4xx', async () => {
+  exporter.reset();
+  const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
+  assert.equal((await globalThis.fetch(url('/cart'))).status, 200);
+  assert.equal((await globalThis.fetch(url('/cart'))).status, 429);
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 403);
+  const got = (await spans(shop)).filter((s) => s.kind === SERVER);
+  const summary = got.map((s) => [
+    s.attributes['url.path'],
+    s.attributes['http.response.status_code'],
+    s.attributes['error.type'],
+    s.status.code,
+  ]);
+  assert.deepEqual(summary, [
+    ['/cart', 200, undefined, 0],
+    ['/cart', 429, 'rate_limited', 0],
+    ['/admin', 403, 'auth_denied', 0],
+  ]);
+  assert.equal(got[1]?.attributes['io.meshlet.limiter'], 'one-cart:rejected');
+  const errors = shop.tracing?.serverMetrics?.snapshot().flatMap((s) => [...Object.entries(s.errors)].map(([t, n]) => `${t}=${n}`));
+  assert.deepEqual(errors?.sort(), ['auth_denied=1', 'rate_limited=1']);
+});
+
+it('a Fastify route names the server span before the handler runs', async () => {
+  const own = ownTracing();
+  const api = createMesh({ service: 'api', registry, rules, tracing: own.tracing, logger: new MemoryLogger() });
+  const app = Fastify();
+  await app.register(api.fastify);
+  app.get('/users/:id', async () => 'user');
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const port = (app.server.address() as { port: number }).port;
+    assert.equal(await (await globalThis.fetch(`http://127.0.0.1:${port}/users/42`)).text(), 'user');
+    const span = (await spans(api, own.exporter)).find((s) => s.kind === SERVER);
+    assert.equal(span?.name, 'GET /users/:id');
+    assert.equal(span?.attributes['http.route'], '/users/:id');
+  } finally {
+    await app.close();
+    await api.close();
+  }
+});
+
+it('client metrics key a path with ids by its shape, and a client span carries the service breaker state', async () => {
+  await rules.put(
+    'meshlet/rules/shop',
+    JSON.stringify({ service: 'shop', breaker: { rules: [{ level: 'service', consecutiveFailures: 5 }] } }),
+  );
+  const own = ownTracing();
+  const caller = createMesh({ service: 'caller', registry, rules, tracing: own.tracing, logger: new MemoryLogger() });
+  try {
+    for (const id of ['1', '2', '3f2504e0-4f89-11d3-9a0c-0305e82c3301'])
+      assert.equal((await caller.fetch(`http://shop/items/${id}`)).status, 200);
+    const apis = caller.tracing?.clientMetrics?.snapshot().map((s) => [s.api, s.requests]);
+    assert.deepEqual(apis, [['GET /items/{id}', 3]]);
+    const client = (await spans(caller, own.exporter)).find((s) => s.kind === CLIENT);
+    assert.equal(client?.attributes['io.meshlet.breaker'], 'closed');
+  } finally {
+    await caller.close();
+  }
+});
