@@ -94,8 +94,8 @@ export async function applyFault(
 /** Span and metric attributes for a decision (empty for NO_FAULT). */
 export function faultAttributes(decision: FaultDecision): Record<string, string | number> {
   const out: Record<string, string | number> = {};
-  if (decision.rule !== undefined) out['meshlet.fault.rule'] = decision.rule;
-  if (decision.delayMs !== undefined) out['meshlet.fault.delay_ms'] = decision.delayMs;
-  if (decision.abortStatus !== undefined) out['meshlet.fault.abort_status'] = decision.abortStatus;
+  if (decision.rule !== undefined) out['io.meshlet.fault.rule'] = decision.rule;
+  if (decision.delayMs !== undefined) out['io.meshlet.fault.delay_ms'] = decision.delayMs;
+  if (decision.abortStatus !== undefined) out['io.meshlet.fault.abort_status'] = decision.abortStatus;
   return out;
 }

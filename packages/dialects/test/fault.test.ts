@@ -228,9 +228,9 @@ describe('applyFault', () => {
 
   it('describes a decision for spans and metrics', () => {
     assert.deepEqual(faultAttributes({ rule: 'r', delayMs: 5, abortStatus: 500 }), {
-      'meshlet.fault.rule': 'r',
-      'meshlet.fault.delay_ms': 5,
-      'meshlet.fault.abort_status': 500,
+      'io.meshlet.fault.rule': 'r',
+      'io.meshlet.fault.delay_ms': 5,
+      'io.meshlet.fault.abort_status': 500,
     });
     assert.deepEqual(faultAttributes(NO_FAULT), {});
   });
