@@ -21,6 +21,7 @@ export {
   TsfLanes,
   tsfLaneMetadata,
 } from './tsf-lanes.js';
+export { type TsfMeshOptions, type TsfMeshSetup, tsfMeshOptions } from './tsf-mesh-options.js';
 export { MESHLET_TSF_SDK_VERSION, TsfMetaKey, type TsfRegistration, tsfMetadata } from './tsf-metadata.js';
 export { convertTsfRateLimit, TSF_DEFAULT_CONDITION_MODEL, TSF_DEFAULT_LIMIT_MODE } from './tsf-ratelimit.js';
 export { convertTsfRoute, TSF_ROUTE_WEIGHT_TOTAL } from './tsf-route.js';
