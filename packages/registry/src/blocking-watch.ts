@@ -1,3 +1,4 @@
+import { type Clock, sleep } from '@meshlet/core';
 import type { ConsulResponse } from './consul-client.js';
 
 export interface BlockingWatchOptions<T> {
@@ -16,7 +17,20 @@ export interface BlockingWatchOptions<T> {
   readonly waitSeconds?: number;
   /** Content signature used to tell a real change from a timeout. Default JSON.stringify. */
   readonly signature?: (value: T) => string;
+  /** Time for the backoff and the rate limit; tests pass a ManualClock. Default: real time (timers keep the process alive). */
+  readonly clock?: Clock;
+  /** Source of the backoff jitter, in [0, 1). Default Math.random. */
+  readonly random?: () => number;
 }
+
+/** Real time with timers that keep the process alive, as a watch's loop always had. */
+const realTime: Clock = {
+  now: () => performance.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
 
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
@@ -32,15 +46,18 @@ const RATE = 10;
  */
 export class BlockingWatch<T> {
   readonly #opts: BlockingWatchOptions<T>;
+  readonly #clock: Clock;
   readonly #abort = new AbortController();
   #index = 0;
   #lastSignature: string | undefined;
   #tokens = BURST;
-  #lastRefill = performance.now();
+  #lastRefill: number;
   #running: Promise<void> | undefined;
 
   constructor(options: BlockingWatchOptions<T>) {
     this.#opts = options;
+    this.#clock = options.clock ?? realTime;
+    this.#lastRefill = this.#clock.now();
   }
 
   start(): this {
@@ -80,29 +97,22 @@ export class BlockingWatch<T> {
         failures++;
         this.#opts.onError?.(err, failures);
         const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1));
-        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), signal);
+        const random = this.#opts.random ?? Math.random;
+        await sleepUnlessStopped(this.#clock, ceiling / 2 + random() * (ceiling / 2), signal);
       }
     }
   }
 
   async #takeToken(signal: AbortSignal): Promise<void> {
-    const now = performance.now();
+    const now = this.#clock.now();
     this.#tokens = Math.min(BURST, this.#tokens + ((now - this.#lastRefill) / 1000) * RATE);
     this.#lastRefill = now;
-    if (this.#tokens < 1) await sleep(((1 - this.#tokens) / RATE) * 1000, signal);
+    if (this.#tokens < 1) await sleepUnlessStopped(this.#clock, ((1 - this.#tokens) / RATE) * 1000, signal);
     this.#tokens = Math.max(0, this.#tokens - 1);
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** Sleeps on the clock; `stop()` ends the sleep early (the loop then sees the abort). */
+function sleepUnlessStopped(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return sleep(clock, ms, signal).catch(() => {});
 }
