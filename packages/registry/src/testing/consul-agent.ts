@@ -82,7 +82,13 @@ async function startOnFreePorts(options: { binary?: string; log?: boolean }): Pr
       });
     });
     failed.catch(() => {});
-    await Promise.race([waitForLeader(address, 30_000), failed]);
+    // An agent that exited stops the wait for its leader at once.
+    const gaveUp = new AbortController();
+    try {
+      await Promise.race([waitForLeader(address, 30_000, gaveUp.signal), failed]);
+    } finally {
+      gaveUp.abort();
+    }
   };
 
   const stop = async () => {
@@ -112,9 +118,9 @@ async function startOnFreePorts(options: { binary?: string; log?: boolean }): Pr
   };
 }
 
-async function waitForLeader(address: string, timeoutMs: number): Promise<void> {
+async function waitForLeader(address: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && !signal.aborted) {
     try {
       const res = await fetch(`${address}/v1/status/leader`, { signal: AbortSignal.timeout(1000) });
       const leader = await res.text();
