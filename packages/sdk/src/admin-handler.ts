@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MeshletError } from '@meshlet/core';
+import { renderStatusMetrics } from './admin-metrics.js';
 
 /**
  * The instance metadata key that tells `meshlet instances` where this instance's admin
@@ -71,8 +72,10 @@ export interface AdminHandlerOptions {
   /** Required: callers send `Authorization: Bearer <token>`. At least 16 characters. */
   readonly token: string;
   readonly status: () => AdminStatus | Promise<AdminStatus>;
-  /** Mount point; the status is at `<path>/status`. Default `/_meshlet`. */
+  /** Mount point; the status is at `<path>/status`, its metrics at `<path>/metrics`. Default `/_meshlet`. */
   readonly path?: string;
+  /** More Prometheus text for `<path>/metrics` (the tracing package's call metrics). */
+  readonly metrics?: () => string;
 }
 
 /**
@@ -93,8 +96,8 @@ export class AdminTokenError extends MeshletError {
 }
 
 /**
- * The admin endpoint: `GET <path>/status` answers the instance's status as JSON to a
- * caller with the bearer token. Off unless mounted. Only the fields of AdminStatus are
+ * The admin endpoint: `GET <path>/status` answers the instance's status as JSON, and
+ * `GET <path>/metrics` the same as Prometheus text, to a caller with the bearer token. Off unless mounted. Only the fields of AdminStatus are
  * copied out, one by one, so a status provider that passes something bigger (a config
  * object, a snapshot with secrets) cannot leak it.
  */
@@ -104,6 +107,7 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
   // Compare digests: equal lengths for timingSafeEqual, and the token's length does not leak.
   const expected = digest(options.token);
   const statusPath = `${base}/status`;
+  const metricsPath = `${base}/metrics`;
 
   return (req, res, next) => {
     const url = req.url ?? '/';
@@ -119,8 +123,8 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
       send(res, 401, { error: 'unauthorized: send Authorization: Bearer <admin token>' });
       return;
     }
-    if (pathname !== statusPath) {
-      send(res, 404, { error: `not found; the status is at ${statusPath}` });
+    if (pathname !== statusPath && pathname !== metricsPath) {
+      send(res, 404, { error: `not found; the status is at ${statusPath}, metrics at ${metricsPath}` });
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -128,10 +132,17 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
       send(res, 405, { error: 'method not allowed' });
       return;
     }
+    const asMetrics = pathname === metricsPath;
     Promise.resolve()
       .then(() => options.status())
       .then(
-        (status) => send(res, 200, publicStatus(status), req.method === 'HEAD'),
+        (status) => {
+          const open = publicStatus(status);
+          if (!asMetrics) return send(res, 200, open, req.method === 'HEAD');
+          const text = renderStatusMetrics(open) + (options.metrics?.() ?? '');
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+          res.end(req.method === 'HEAD' ? undefined : text);
+        },
         () => send(res, 500, { error: 'status unavailable' }),
       );
   };

@@ -226,7 +226,15 @@ export function createMesh(options: MeshOptions): Mesh {
       degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: rateLimiter.stats.degraded },
     };
   };
-  const adminHandler = options.admin ? createAdminHandler({ token: options.admin.token, path: adminPath, status: adminStatus }) : undefined;
+  const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
+  const adminHandler = options.admin
+    ? createAdminHandler({
+        token: options.admin.token,
+        path: adminPath,
+        status: adminStatus,
+        metrics: () => callMetrics.map((m) => m?.render() ?? '').join(''),
+      })
+    : undefined;
 
   let instance: Instance | undefined;
   let stopping = false;

@@ -38,6 +38,7 @@ describe('admin handler', () => {
     const admin = createAdminHandler({
       token: TOKEN,
       path: '/_meshlet',
+      metrics: () => 'meshlet_client_requests_total{service="payments",api="GET /pay"} 7\n',
       status: () => {
         calls++;
         // A provider that hands over more than the interface: none of it may be sent.
@@ -62,6 +63,25 @@ describe('admin handler', () => {
     assert.equal(res.headers.get('cache-control'), 'no-store');
     const body = (await res.json()) as AdminStatus;
     assert.deepEqual(body, status());
+  });
+
+  it('serves the status as Prometheus metrics too, degraded states and breakers as numbers', async () => {
+    assert.equal((await get('/_meshlet/metrics')).status, 401);
+    const res = await get('/_meshlet/metrics', { authorization: `Bearer ${TOKEN}` });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const lines = (await res.text()).split('\n');
+    for (const expected of [
+      'meshlet_degraded{what="registry"} 0',
+      'meshlet_degraded{what="ratelimitRedis"} 1',
+      'meshlet_rules_revision{service="orders"} 42',
+      'meshlet_rules_rejected_total{service="orders"} 1',
+      'meshlet_breaker_open{level="instance",service="payments",instance="payments-1"} 1',
+      'meshlet_ratelimit_refused_total 3',
+      'meshlet_client_requests_total{service="payments",api="GET /pay"} 7',
+    ])
+      assert.ok(lines.includes(expected), `missing: ${expected}`);
+    assert.ok(!lines.some((l) => l.includes('s3cret')));
   });
 
   it('never sends fields beyond AdminStatus, so config values and the token stay in', async () => {

@@ -149,7 +149,8 @@ export class CallMetrics {
   }
 }
 
-const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+/** A Prometheus label value, escaped as the text format requires. */
+export const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 const labels = (s: { service: string; api: string }) => `service="${escapeLabel(s.service)}",api="${escapeLabel(s.api)}"`;
 
 /** A node:http handler that serves the Prometheus text of `sources` (mount it at `/metrics`). */

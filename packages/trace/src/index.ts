@@ -8,6 +8,7 @@ export {
   type CallMetricsOptions,
   type CallRecord,
   DEFAULT_BUCKETS,
+  escapeLabel,
   prometheusHandler,
   type SeriesSnapshot,
 } from './call-metrics.js';

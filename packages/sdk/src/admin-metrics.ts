@@ -1,0 +1,57 @@
+import { escapeLabel } from '@meshlet/trace';
+import type { AdminStatus } from './admin-handler.js';
+
+/**
+ * The admin status as Prometheus metrics: what runs degraded (registry, Redis), rule
+ * documents in force and refused, breaker states, limiter counters. The endpoint serves it
+ * at `<admin path>/metrics`, so an outage that the app survives on its last known state is
+ * still a number an alert can watch.
+ */
+export function renderStatusMetrics(status: AdminStatus): string {
+  const out: string[] = [];
+  const family = (name: string, type: 'gauge' | 'counter', help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  const labels = (pairs: Readonly<Record<string, string | undefined>>) =>
+    Object.entries(pairs)
+      .filter((e): e is [string, string] => e[1] !== undefined)
+      .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+      .join(',');
+
+  family('meshlet_degraded', 'gauge', 'Running on a fallback (1): the last known registry state, local shares of distributed limits.');
+  for (const [what, on] of Object.entries(status.degraded)) out.push(`meshlet_degraded{${labels({ what })}} ${on ? 1 : 0}`);
+  if (status.registry.errors !== undefined) {
+    family('meshlet_registry_errors_total', 'counter', 'Registry requests that failed.');
+    out.push(`meshlet_registry_errors_total ${status.registry.errors}`);
+  }
+
+  family('meshlet_rules_revision', 'gauge', 'Store revision of the rule document in force, by service (0: none).');
+  for (const r of status.rules) out.push(`meshlet_rules_revision{${labels({ service: r.service })}} ${r.revision}`);
+  family('meshlet_rules_rejected_total', 'counter', 'Rule documents refused (the last good ones stayed in force), by service.');
+  for (const r of status.rules) out.push(`meshlet_rules_rejected_total{${labels({ service: r.service })}} ${r.rejected}`);
+
+  family('meshlet_breaker_open', 'gauge', 'Breakers not closed: 1 open, 0.5 half-open, 0 closed.');
+  family('meshlet_breaker_opened_total', 'counter', 'Times a breaker opened.');
+  for (const b of status.breakers) {
+    const l = labels({ level: b.breaker.level, service: b.breaker.service, api: b.breaker.api, instance: b.breaker.instance });
+    out.push(`meshlet_breaker_open{${l}} ${b.state === 'open' ? 1 : b.state === 'half-open' ? 0.5 : 0}`);
+    out.push(`meshlet_breaker_opened_total{${l}} ${b.opened}`);
+  }
+
+  const limiter = status.limiter;
+  if (limiter) {
+    const counters: [string, number, string][] = [
+      ['meshlet_ratelimit_allowed_total', limiter.allowed, 'Inbound requests the limiter admitted.'],
+      ['meshlet_ratelimit_refused_total', limiter.refused, 'Inbound requests refused with 429.'],
+      [
+        'meshlet_ratelimit_redis_outages_total',
+        limiter.outages,
+        'Times Redis stopped answering (distributed limits fell back to local shares).',
+      ],
+      ['meshlet_ratelimit_degraded_decisions_total', limiter.degradedDecisions, 'Distributed-limit decisions made from local shares.'],
+    ];
+    for (const [name, value, help] of counters) {
+      family(name, 'counter', help);
+      out.push(`${name} ${value}`);
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
