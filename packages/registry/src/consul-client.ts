@@ -56,7 +56,15 @@ export class ConsulClient {
   async request<T>(
     method: 'GET' | 'PUT' | 'DELETE',
     path: string,
-    opts: { body?: string; signal?: AbortSignal; notFound?: boolean; raw?: boolean; timeoutMs?: number } = {},
+    opts: {
+      body?: string;
+      signal?: AbortSignal;
+      notFound?: boolean;
+      raw?: boolean;
+      timeoutMs?: number;
+      /** Error statuses answered with their body rather than thrown (a transaction's 409). */
+      accept?: readonly number[];
+    } = {},
   ): Promise<ConsulResponse<T>> {
     const headers: Record<string, string> = {};
     if (this.#token) headers['x-consul-token'] = this.#token;
@@ -83,7 +91,7 @@ export class ConsulClient {
       return { body: undefined as T, index, status: 404 };
     }
     const text = await res.text();
-    if (!res.ok) {
+    if (!res.ok && !opts.accept?.includes(res.status)) {
       throw new ConsulError(`consul ${method} ${path.split('?')[0]}: HTTP ${res.status}: ${text.trim().slice(0, 300)}`, res.status);
     }
     const body = (opts.raw ? text : text.length ? JSON.parse(text) : undefined) as T;

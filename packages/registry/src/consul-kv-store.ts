@@ -78,17 +78,21 @@ export class ConsulKvStore implements KvStore {
     return res.body === true;
   }
 
-  /** One Consul transaction (`PUT /v1/txn`); a failed check rolls it back and answers 409. */
+  /**
+   * One Consul transaction (`PUT /v1/txn`). Consul rolls it back with 409 for a failed
+   * check and for a refused permission alike: only the first is a `false`.
+   */
   async putAll(writes: readonly KvWrite[]): Promise<boolean> {
     if (writes.length > TXN_MAX_OPS)
       throw new RangeError(`putAll: at most ${TXN_MAX_OPS} writes in one Consul transaction (got ${writes.length})`);
-    try {
-      await this.client.request('PUT', '/v1/txn', { body: JSON.stringify(writes.map(txnOp)) });
-      return true;
-    } catch (err) {
-      if (err instanceof ConsulError && err.status === 409) return false;
-      throw err;
-    }
+    const res = await this.client.request<{ Errors?: { OpIndex: number; What: string }[] | null }>('PUT', '/v1/txn', {
+      body: JSON.stringify(writes.map(txnOp)),
+      accept: [409],
+    });
+    if (res.status !== 409) return true;
+    const denied = res.body?.Errors?.find((e) => /permission denied|acl not found/i.test(e.What));
+    if (denied) throw new ConsulError(`consul PUT /v1/txn: HTTP 403: ${denied.What}`, 403);
+    return false;
   }
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {

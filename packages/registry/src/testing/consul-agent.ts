@@ -23,7 +23,16 @@ export interface ConsulAgent {
 /** How many times a start is tried again when a port was taken between choosing it and binding it. */
 const BIND_ATTEMPTS = 5;
 
-export async function startConsulAgent(options: { binary?: string; log?: boolean } = {}): Promise<ConsulAgent> {
+export interface ConsulAgentOptions {
+  /** Default MESHLET_CONSUL_BIN, else `consul` on PATH. */
+  readonly binary?: string;
+  /** Copy the agent's output to stderr. */
+  readonly log?: boolean;
+  /** Turn ACLs on with default policy deny; this token is the management token. */
+  readonly aclManagementToken?: string;
+}
+
+export async function startConsulAgent(options: ConsulAgentOptions = {}): Promise<ConsulAgent> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await startOnFreePorts(options);
@@ -36,7 +45,7 @@ export async function startConsulAgent(options: { binary?: string; log?: boolean
 /** The agent exited because one of its ports was bound by someone else first. */
 class PortTakenError extends Error {}
 
-async function startOnFreePorts(options: { binary?: string; log?: boolean }): Promise<ConsulAgent> {
+async function startOnFreePorts(options: ConsulAgentOptions): Promise<ConsulAgent> {
   const binary = options.binary ?? process.env.MESHLET_CONSUL_BIN ?? 'consul';
   // Every port explicit: dev mode's defaults (gRPC TLS on 8503…) clash between agents.
   const [http, dns, serfLan, serfWan, server, grpc, grpcTls] = await freeLoopbackPorts(7);
@@ -53,6 +62,12 @@ async function startOnFreePorts(options: { binary?: string; log?: boolean }): Pr
     `-grpc-port=${grpc}`,
     `-grpc-tls-port=${grpcTls}`,
     '-log-level=warn',
+    ...(options.aclManagementToken
+      ? [
+          '-hcl',
+          `acl { enabled = true, default_policy = "deny", tokens { initial_management = ${JSON.stringify(options.aclManagementToken)} } }`,
+        ]
+      : []),
   ];
   const address = `http://127.0.0.1:${http}`;
   let child: ChildProcess | undefined;
@@ -85,7 +100,7 @@ async function startOnFreePorts(options: { binary?: string; log?: boolean }): Pr
     // An agent that exited stops the wait for its leader at once.
     const gaveUp = new AbortController();
     try {
-      await Promise.race([waitForLeader(address, 30_000, gaveUp.signal), failed]);
+      await Promise.race([waitForLeader(address, 30_000, gaveUp.signal, options.aclManagementToken), failed]);
     } finally {
       gaveUp.abort();
     }
@@ -118,7 +133,8 @@ async function startOnFreePorts(options: { binary?: string; log?: boolean }): Pr
   };
 }
 
-async function waitForLeader(address: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+async function waitForLeader(address: string, timeoutMs: number, signal: AbortSignal, token: string | undefined): Promise<void> {
+  const headers: Record<string, string> = token ? { 'x-consul-token': token } : {};
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !signal.aborted) {
     try {
@@ -126,7 +142,7 @@ async function waitForLeader(address: string, timeoutMs: number, signal: AbortSi
       const leader = await res.text();
       if (res.ok && leader.length > 2) {
         // The leader exists; wait until the catalog answers too (the node registers itself).
-        const nodes = await fetch(`${address}/v1/catalog/nodes`, { signal: AbortSignal.timeout(1000) }).then(
+        const nodes = await fetch(`${address}/v1/catalog/nodes`, { headers, signal: AbortSignal.timeout(1000) }).then(
           (r) => r.json() as Promise<unknown[]>,
         );
         if (nodes.length > 0) return;
