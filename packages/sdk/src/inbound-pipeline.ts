@@ -38,6 +38,8 @@ export interface InboundPipelineDeps {
   readonly admin: { readonly path: string; readonly handler: Interceptor } | undefined;
   /** Serves the API catalog; true when it answered. */
   readonly catalog: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** The route template of a request by the API catalog, for frameworks that do not route (node:http). */
+  readonly routeOf?: (method: string, path: string) => string | undefined;
   readonly logger: InboundOptions['logger'];
 }
 
@@ -99,8 +101,10 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
       return;
     }
-    // The span first: a request that governance refuses is in the traces too.
-    const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', route, {
+    // The span first: a request that governance refuses is in the traces too. Its route: the
+    // framework's when it has routed already (Fastify), else the API catalog's template.
+    const known = route ?? deps.routeOf?.(req.method ?? 'GET', path);
+    const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', known, {
       target: req.url ?? '/',
       ...(ctx.caller.service ? { caller: ctx.caller.service } : {}),
     });

@@ -43,8 +43,8 @@ export interface MeshOptions {
   /**
    * Service auth: calls carry an identity signed with the mesh key (the first key signs,
    * all verify, for rollovers); inbound, only a verified identity is a caller, and the
-   * service's `auth` rules allow or deny (403). The API catalog is served at
-   * `catalogPath` (default `/meshlet/apis`) and published with the registration.
+   * service's `auth` rules allow or deny (403). `openapiFiles`, `routes` and `catalogPath`
+   * here are the same as `catalog`'s (kept for earlier code; `catalog` wins).
    */
   readonly auth?: {
     readonly keys: readonly MeshKey[];
@@ -54,6 +54,18 @@ export interface MeshOptions {
     readonly openapiFiles?: readonly string[];
     readonly routes?: readonly RouteDeclaration[];
     readonly catalogPath?: string | false;
+  };
+  /**
+   * The API catalog: this service's APIs from OpenAPI JSDoc in `openapiFiles` (swagger-jsdoc)
+   * or declared `routes`, served at `path` (default `/meshlet/apis`; false: not served),
+   * published in the rule store with its hash in the registration `Meta`, and used to name
+   * server spans by route template where the framework does not (node:http). On whenever
+   * `auth` is given, too.
+   */
+  readonly catalog?: {
+    readonly openapiFiles?: readonly string[];
+    readonly routes?: readonly RouteDeclaration[];
+    readonly path?: string | false;
   };
   /** Tag header dialects read and written (TSF, Polaris, Spring Cloud Tencent), scopes, raw pass-through headers. Default: read all, write Meshlet's. */
   readonly dialects?: TagPropagationOptions;

@@ -12,6 +12,7 @@ import {
 } from '@meshlet/auth';
 import { breakerRuleKind, CallExecutor } from '@meshlet/breaker';
 import {
+  ApiMatcher,
   consoleLogger,
   currentContext,
   encodeTags,
@@ -192,20 +193,28 @@ export function createMesh(options: MeshOptions): Mesh {
         ...(auth?.ttlMs ? { ttlMs: auth.ttlMs } : {}),
       })
     : undefined;
-  const catalog = auth
+  // The catalog's own option, else what `auth` carried before there was one.
+  const catalogOptions =
+    options.catalog ?? (auth ? { openapiFiles: auth.openapiFiles, routes: auth.routes, path: auth.catalogPath } : undefined);
+  const catalog = catalogOptions
     ? loadCatalog({
-        ...(auth.openapiFiles ? { openapiFiles: auth.openapiFiles } : {}),
-        ...(auth.routes ? { routes: auth.routes } : {}),
+        ...(catalogOptions.openapiFiles ? { openapiFiles: catalogOptions.openapiFiles } : {}),
+        ...(catalogOptions.routes ? { routes: catalogOptions.routes } : {}),
         logger,
       })
     : undefined;
   let loadedCatalog: Awaited<NonNullable<typeof catalog>> | undefined;
+  let catalogRoutes: ApiMatcher | undefined;
   void catalog?.then((c) => {
     loadedCatalog = c;
+    if (c.apis.length > 0) catalogRoutes = new ApiMatcher(c.apis);
   });
   const serveCatalog =
-    auth && auth.catalogPath !== false
-      ? catalogHandler(() => loadedCatalog ?? { apis: [], hash: '' }, { service, ...(auth.catalogPath ? { path: auth.catalogPath } : {}) })
+    catalogOptions && catalogOptions.path !== false
+      ? catalogHandler(() => loadedCatalog ?? { apis: [], hash: '' }, {
+          service,
+          ...(catalogOptions.path ? { path: catalogOptions.path } : {}),
+        })
       : undefined;
 
   const adminPath = options.admin?.path ?? '/_meshlet';
@@ -281,6 +290,7 @@ export function createMesh(options: MeshOptions): Mesh {
     tracing,
     admin: adminHandler ? { path: adminPath, handler: adminHandler } : undefined,
     catalog: serveCatalog,
+    routeOf: (method, path) => catalogRoutes?.match(method, path)?.entry.path,
     logger,
   });
 

@@ -2,6 +2,7 @@
 // metrics record, through createMesh on real servers on 127.0.0.1.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
+import { CATALOG_META_KEY } from '@meshlet/auth';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import Fastify from 'fastify';
@@ -104,5 +105,35 @@ it('client metrics key a path with ids by its shape, and a client span carries t
     assert.equal(client?.attributes['io.meshlet.breaker'], 'closed');
   } finally {
     await caller.close();
+  }
+});
+
+it('the API catalog without auth: served, published with the registration, and naming node:http server spans', async () => {
+  const own = ownTracing();
+  const users = createMesh({
+    service: 'users',
+    registry,
+    rules,
+    tracing: own.tracing,
+    catalog: { routes: [{ method: 'GET', path: '/users/{id}', summary: 'One user' }] },
+    logger: new MemoryLogger(),
+  });
+  const usersServer = await listen(users.httpHandler((_req, res) => res.end('user')));
+  try {
+    const registered = await users.register({ port: usersServer.port });
+    assert.match(registered.metadata[CATALOG_META_KEY] ?? '', /^[0-9a-f]{16}$/);
+    const listed = (await (await globalThis.fetch(`http://127.0.0.1:${usersServer.port}/meshlet/apis`)).json()) as {
+      apis: { method: string; path: string }[];
+    };
+    assert.deepEqual(
+      listed.apis.map((a) => `${a.method} ${a.path}`),
+      ['GET /users/{id}'],
+    );
+    assert.equal(await (await globalThis.fetch(`http://127.0.0.1:${usersServer.port}/users/7`)).text(), 'user');
+    const span = (await spans(users, own.exporter)).find((s) => s.kind === SERVER && s.attributes['url.path'] === '/users/7');
+    assert.equal(span?.name, 'GET /users/{id}');
+  } finally {
+    await usersServer.close();
+    await users.close();
   }
 });
