@@ -31,13 +31,37 @@ const HAS_DIGIT = /\d/;
  * that `/users/42` and `/users/43` are one series. Paths without a digit are kept whole.
  */
 export function apiOfPath(method: string, path: string): string {
-  if (!HAS_DIGIT.test(path)) return `${method} ${path}`;
+  // Remembered by method, then path (no key string built per call); bounded, as paths with
+  // ids are many.
+  let byPath = API_CACHE.get(method);
+  const hit = byPath?.get(path);
+  if (hit !== undefined) return hit;
+  const api = HAS_DIGIT.test(path) ? `${method} ${foldIds(path)}` : `${method} ${path}`;
+  if (apiCacheSize >= API_CACHE_MAX) {
+    API_CACHE.clear();
+    apiCacheSize = 0;
+    byPath = undefined;
+  }
+  if (!byPath) {
+    byPath = new Map();
+    API_CACHE.set(method, byPath);
+  }
+  byPath.set(path, api);
+  apiCacheSize++;
+  return api;
+}
+
+const API_CACHE = new Map<string, Map<string, string>>();
+const API_CACHE_MAX = 4096;
+let apiCacheSize = 0;
+
+function foldIds(path: string): string {
   const segments = path.split('/');
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i] as string;
     if (DIGITS.test(seg) || UUID.test(seg) || (TOKEN.test(seg) && HAS_DIGIT.test(seg))) segments[i] = '{id}';
   }
-  return `${method} ${segments.join('/')}`;
+  return segments.join('/');
 }
 
 export const DEFAULT_BUCKETS: readonly number[] = [

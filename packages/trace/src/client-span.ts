@@ -199,8 +199,8 @@ class ClientSpanHandle implements ClientSpan {
     span.end();
     const durationMs = this.#deps.clock.now() - this.#start;
     const service = this.#call.service ?? this.#target.host;
-    const api = this.#call.api ?? apiOfPath(this.#method, this.#target.pathname);
-    this.#deps.clientMetrics?.record({ service, api, durationMs, errorType });
+    const metrics = this.#deps.clientMetrics;
+    if (metrics) metrics.record({ service, api: this.#call.api ?? apiOfPath(this.#method, this.#target.pathname), durationMs, errorType });
     if (this.#deps.clientDuration) {
       const attrs: Attributes = {
         [Attr.httpRequestMethod]: this.#method,
