@@ -23,6 +23,8 @@ export interface TsfMeshOptions {
   readonly rules: TsfRuleStore;
   /** TSF's `TSF_*` registration metadata (plus `zone`/`region`), so TSF route destinations select this instance. */
   readonly metadata: Record<string, string>;
+  /** Nearby routing off unless TSF's `affinity/<ns>/data` turns it on, as TSF routes. */
+  readonly route: { readonly nearby: { readonly enabled: false } };
   /** Every dialect read; Meshlet's and TSF's written, with `tsf-metadata` naming this instance on every call. */
   readonly dialects: {
     readonly emit: readonly ['meshlet', 'tsf'];
@@ -64,5 +66,11 @@ export function tsfMeshOptions(setup: TsfMeshSetup): TsfMeshOptions {
     ...(setup.namespaceOf ? { namespaceOf: setup.namespaceOf } : {}),
     ...(setup.logger ? { logger: setup.logger } : {}),
   });
-  return { service: setup.serviceName, rules, metadata, dialects: { emit: ['meshlet', 'tsf'], tsf: { identity } } };
+  return {
+    service: setup.serviceName,
+    rules,
+    metadata,
+    route: { nearby: { enabled: false } },
+    dialects: { emit: ['meshlet', 'tsf'], tsf: { identity } },
+  };
 }

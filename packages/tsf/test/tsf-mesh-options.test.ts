@@ -22,6 +22,7 @@ it('tsfMeshOptions: one identity names the rule keys, the registration and the t
   assert.equal(tsf.service, 'orders');
   assert.equal(tsf.metadata[TsfMetaKey.groupId], 'group-o1');
   assert.equal(tsf.metadata[TsfMetaKey.progVersion], '1.0');
+  assert.deepEqual(tsf.route, { nearby: { enabled: false } }, 'nearby as TSF: off unless an affinity key turns it on');
 
   // TSF's own key for a service this process calls shows up as its Meshlet document.
   await kv.put(tsfRuleKey.route('namespace-n1', 'user-service'), fixture('route.yaml'));
