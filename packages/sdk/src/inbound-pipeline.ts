@@ -10,7 +10,7 @@ import {
   verifiedCaller,
 } from '@meshlet/auth';
 import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
-import { TsfSystemTag } from '@meshlet/dialects';
+import { requestTagsOf, TsfSystemTag } from '@meshlet/dialects';
 import { RateLimitedError, type RateLimiter, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext } from './inbound.js';
@@ -48,7 +48,7 @@ export type FrameworkAdapters = Pick<Mesh, 'contextOf' | 'httpHandler' | 'expres
 
 /**
  * The inbound path shared by every framework: admin endpoint, API catalog, health,
- * context (with the verified caller), auth (403), server span, rate limits (429), then
+ * context (with the verified caller), server span, auth (403), rate limits (429), then
  * the app inside the context. node:http, Express and Fastify are thin adapters over it.
  */
 export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
@@ -81,7 +81,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         }
       : {};
     const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller);
-    keepVerifiedSourceTags(ctx.tags as Map<string, string>, identity);
+    keepVerifiedSourceTags(ctx, identity);
     bindVerifiedCaller(ctx, identity);
     return ctx;
   };
@@ -200,15 +200,23 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
  * With auth on, tags under `source.` describe the caller (TSF's `source.service.name`,
  * `source.group.id`… from `tsf-metadata`, or anyone's tag header), and rules on them must
  * not take a typed header's word: they are dropped, and the ones the verified identity
- * vouches for are set from it. A TSF authority rule on `source.group.id` then matches no
- * caller, since no identity carries the group.
+ * vouches for are set from it — as `local` tags: they describe this hop's caller, and the
+ * next service has a caller of its own. A TSF authority rule on `source.group.id` then
+ * matches no caller, since no identity carries the group.
  */
-function keepVerifiedSourceTags(tags: Map<string, string>, identity: VerifiedIdentity | undefined): void {
+function keepVerifiedSourceTags(ctx: MeshContext, identity: VerifiedIdentity | undefined): void {
+  const tags = ctx.tags as Map<string, string>;
   for (const key of [...tags.keys()]) if (key.startsWith('source.')) tags.delete(key);
   if (!identity) return;
-  tags.set(TsfSystemTag.serviceName, identity.service);
-  tags.set(TsfSystemTag.namespaceId, identity.namespace);
-  tags.set(TsfSystemTag.instanceId, identity.instance);
+  const scopes = requestTagsOf(ctx)?.scopes;
+  for (const [key, value] of [
+    [TsfSystemTag.serviceName, identity.service],
+    [TsfSystemTag.namespaceId, identity.namespace],
+    [TsfSystemTag.instanceId, identity.instance],
+  ] as const) {
+    tags.set(key, value);
+    scopes?.set(key, 'local');
+  }
 }
 
 const writeNode =

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { meshKey } from '@meshlet/auth';
-import { createContext, InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, runWithContext } from '@meshlet/core';
+import { createContext, InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, runWithContext, withTags } from '@meshlet/core';
 import { createMesh, type Mesh } from '../src/index.js';
 import { listen } from './servers.js';
 
@@ -56,9 +56,40 @@ describe('service auth through the mesh', () => {
     assert.equal(((await res.json()) as { rule: string }).rule, 'no-anonymous');
   });
 
-  it('with auth on, source.* tags (TSF caller fields) come from the verified identity only, never from a header', async () => {
-    const ledger = createMesh({ service: 'ledger', registry, rules, auth, logger: new MemoryLogger() });
-    const ledgerServer = await listen(ledger.httpHandler((_req, res) => res.end('ok')));
+  it('with auth on, source.* tags (TSF caller fields) come from the verified identity only, and stop at this hop', async () => {
+    // ledger calls audit on: what audit receives shows whether ledger's caller travelled on.
+    const audit = await listen((req, res) =>
+      res.end(JSON.stringify({ tags: req.headers['x-meshlet-tags'] ?? '', tsf: req.headers['tsf-tags'] ?? '' })),
+    );
+    await registry.register({
+      id: 'audit-1',
+      service: 'audit',
+      address: '127.0.0.1',
+      port: audit.port,
+      tags: [],
+      metadata: {},
+      health: 'passing',
+    });
+    const ledger = createMesh({
+      service: 'ledger',
+      registry,
+      rules,
+      auth,
+      dialects: { emit: ['meshlet', 'tsf'] },
+      logger: new MemoryLogger(),
+    });
+    const ledgerServer = await listen(
+      ledger.httpHandler(async (_req, res) => res.end(await (await ledger.fetch('http://audit/log')).text())),
+    );
+    const orders = createMesh({
+      service: 'orders',
+      registry,
+      rules,
+      auth,
+      dialects: { emit: ['meshlet', 'tsf'], tsf: { identity: { serviceName: 'billing' } } },
+      logger: new MemoryLogger(),
+    });
+    const billing = createMesh({ service: 'billing', registry, rules, auth, logger: new MemoryLogger() });
     try {
       await ledger.register({ port: ledgerServer.port });
       await rules.put(
@@ -78,22 +109,18 @@ describe('service auth through the mesh', () => {
       ];
       for (const headers of typed) assert.equal((await globalThis.fetch(url, { headers })).status, 403, JSON.stringify(headers));
       // A signed caller that claims another name in TSF's header is still itself.
-      const orders = createMesh({
-        service: 'orders',
-        registry,
-        rules,
-        auth,
-        dialects: { emit: ['meshlet', 'tsf'], tsf: { identity: { serviceName: 'billing' } } },
-        logger: new MemoryLogger(),
-      });
-      const billing = createMesh({ service: 'billing', registry, rules, auth, logger: new MemoryLogger() });
       assert.equal((await orders.fetch('http://ledger/entries')).status, 403);
-      assert.equal((await billing.fetch('http://ledger/entries')).status, 200);
+      const allowed = await withTags({ tier: 'vip' }, () => billing.fetch('http://ledger/entries'));
+      assert.equal(allowed.status, 200);
+      const downstream = (await allowed.json()) as { tags: string; tsf: string };
+      assert.equal(downstream.tags, 'tier=vip', 'the request’s own tags go on');
+      assert.doesNotMatch(downstream.tsf, /source\./, 'ledger’s caller does not travel to audit');
+    } finally {
       await orders.close();
       await billing.close();
-    } finally {
       await ledgerServer.close();
       await ledger.close();
+      await audit.close();
     }
   });
 
