@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MeshletError } from '@meshlet/core';
+import { writePrometheus } from '@meshlet/trace';
 import { renderStatusMetrics } from './admin-metrics.js';
 
 /**
@@ -133,18 +134,16 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
       return;
     }
     const asMetrics = pathname === metricsPath;
+    const headOnly = req.method === 'HEAD';
+    // Anything that throws on the way (a provider, a renderer) is a 500, never a crash.
     Promise.resolve()
       .then(() => options.status())
-      .then(
-        (status) => {
-          const open = publicStatus(status);
-          if (!asMetrics) return send(res, 200, open, req.method === 'HEAD');
-          const text = renderStatusMetrics(open) + (options.metrics?.() ?? '');
-          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-          res.end(req.method === 'HEAD' ? undefined : text);
-        },
-        () => send(res, 500, { error: 'status unavailable' }),
-      );
+      .then((status) => {
+        const open = publicStatus(status);
+        if (asMetrics) writePrometheus(res, renderStatusMetrics(open) + (options.metrics?.() ?? ''), headOnly);
+        else send(res, 200, open, headOnly);
+      })
+      .catch(() => send(res, 500, { error: 'status unavailable' }));
   };
 }
 

@@ -77,6 +77,11 @@ export function createMesh(options: MeshOptions): Mesh {
   if (options.port !== undefined && !validPort(options.port)) {
     throw new MeshletError('MESHLET_BAD_OPTION', `port: ${options.port} is not a port number (1-65535)`);
   }
+  // Every option check before anything starts (watches, Redis, tracing): a refused
+  // createMesh leaves nothing running.
+  checkHeaderTags(options.tagsFromHeaders ?? []);
+  if (options.auth && !options.auth.keys[0])
+    throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
   const version = options.version ?? '0.0.0';
   const namespace = options.namespace ?? 'default';
   const registry = options.registry ?? defaultRegistry();
@@ -177,7 +182,6 @@ export function createMesh(options: MeshOptions): Mesh {
 
   const auth = options.auth;
   const authKey = auth?.keys[0];
-  if (auth && !authKey) throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
   // Auth rules apply whenever the service's document has them (TSF authority rules match
   // tags); only with mesh keys is there a verified caller for rules on the caller itself.
   const authorizer = new Authorizer({ ...(auth?.defaultAction ? { defaultAction: auth.defaultAction } : {}) });
@@ -275,7 +279,6 @@ export function createMesh(options: MeshOptions): Mesh {
   const fetchImpl = governedFetch({ ...callDeps, send: options.fetch ?? globalThis.fetch }, pipeline);
   const agent = new Agent();
   const requestImpl = governedRequest({ directory, dispatcher: agent }, pipeline);
-  checkHeaderTags(options.tagsFromHeaders ?? []);
   const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
 
   const frameworks = inboundPipeline({
@@ -341,7 +344,9 @@ export function createMesh(options: MeshOptions): Mesh {
     }
   };
 
+  let closed = false;
   const closeAll = async () => {
+    closed = true;
     for (const cancel of warmupTimers.values()) cancel();
     warmupTimers.clear();
     directory.close();
@@ -366,6 +371,10 @@ export function createMesh(options: MeshOptions): Mesh {
     request: requestImpl,
     rules,
     async rulesInForce(name, { timeoutMs = 10_000 } = {}) {
+      if (closed) throw new MeshletError('MESHLET_CLOSED', `rulesInForce(${JSON.stringify(name)}): this mesh is closed`);
+      if (typeof name !== 'string' || !SERVICE_NAME.test(name)) {
+        throw new MeshletError('MESHLET_BAD_OPTION', `rulesInForce: "${String(name)}" is not a service name`);
+      }
       const watcher = watchRules(name);
       const { revision } = await rules.current(name);
       // Real time, not the mesh's clock: this waits on a watch of the store, not on a timer

@@ -144,6 +144,24 @@ describe('admin handler', () => {
     }
   });
 
+  it('answers 500, and keeps the process up, when the metrics source throws', async () => {
+    const admin = createAdminHandler({
+      token: TOKEN,
+      status,
+      metrics: () => {
+        throw new Error('renderer broke');
+      },
+    });
+    const s = await listen((req, res) => admin(req, res));
+    try {
+      const res = await fetch(`http://127.0.0.1:${s.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(res.status, 500);
+      assert.doesNotMatch(await res.text(), /renderer broke/);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('stays off without a token of at least 16 characters', () => {
     assert.throws(() => createAdminHandler({ token: '', status }), AdminTokenError);
     assert.throws(

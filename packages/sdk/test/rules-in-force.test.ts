@@ -87,3 +87,15 @@ it('gives up after timeoutMs when the watch never catches up', async () => {
   lagging.release();
   await mesh.rulesInForce('orders');
 });
+
+it('refuses a name that is not a service, and any call once the mesh is closed', async () => {
+  await assert.rejects(mesh.rulesInForce('not a service!'), { code: 'MESHLET_BAD_OPTION' });
+  const other = createMesh({
+    service: 'other',
+    registry: new InMemoryRegistry(),
+    rules: new InMemoryKvStore(),
+    logger: new MemoryLogger(),
+  });
+  await other.close();
+  await assert.rejects(other.rulesInForce('orders'), { code: 'MESHLET_CLOSED' });
+});

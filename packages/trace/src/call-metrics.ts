@@ -179,9 +179,11 @@ const labels = (s: { service: string; api: string }) => `service="${escapeLabel(
 
 /** A node:http handler that serves the Prometheus text of `sources` (mount it at `/metrics`). */
 export function prometheusHandler(...sources: readonly { render(): string }[]): (req: IncomingMessage, res: ServerResponse) => void {
-  return (_req, res) => {
-    const body = sources.map((s) => s.render()).join('');
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
+  return (req, res) => writePrometheus(res, sources.map((s) => s.render()).join(''), req.method === 'HEAD');
+}
+
+/** Answers 200 with Prometheus text (exposition format 0.0.4). */
+export function writePrometheus(res: ServerResponse, text: string, headOnly = false): void {
+  res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(headOnly ? undefined : text);
 }

@@ -11,6 +11,7 @@ export {
   escapeLabel,
   prometheusHandler,
   type SeriesSnapshot,
+  writePrometheus,
 } from './call-metrics.js';
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';

@@ -19,6 +19,8 @@ export interface TsfMeshSetup extends TsfRegistration {
 /** The `createMesh` options TSF mode sets; spread them and add the rest. */
 export interface TsfMeshOptions {
   readonly service: string;
+  /** TSF's namespace id: the mesh's namespace, so a signed identity names the same namespace as `tsf-metadata`. */
+  readonly namespace: string;
   /** TSF's rules, converted and hot, as the mesh's rule store. */
   readonly rules: TsfRuleStore;
   /** TSF's `TSF_*` registration metadata (plus `zone`/`region`), so TSF route destinations select this instance. */
@@ -46,7 +48,7 @@ export interface TsfMeshOptions {
  * TSF mode in one call: `createMesh({ ...tsfMeshOptions(setup), logger })`. The same
  * identity names the rule keys (`TsfRuleStore`), the registration (`tsfMetadata`) and the
  * `tsf-metadata` header callers' authority and route rules match on, so they cannot
- * disagree. Check the result with `tsfMetadata`'s errors (empty ids are refused).
+ * disagree. Throws `MESHLET_BAD_OPTION` (as `tsfMetadata` does) for an empty TSF id.
  */
 export function tsfMeshOptions(setup: TsfMeshSetup): TsfMeshOptions {
   const metadata = tsfMetadata(setup);
@@ -68,6 +70,7 @@ export function tsfMeshOptions(setup: TsfMeshSetup): TsfMeshOptions {
   });
   return {
     service: setup.serviceName,
+    namespace: setup.namespaceId,
     rules,
     metadata,
     route: { nearby: { enabled: false } },

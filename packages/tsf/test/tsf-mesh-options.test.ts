@@ -20,6 +20,7 @@ it('tsfMeshOptions: one identity names the rule keys, the registration and the t
     logger: new MemoryLogger(),
   });
   assert.equal(tsf.service, 'orders');
+  assert.equal(tsf.namespace, 'namespace-n1');
   assert.equal(tsf.metadata[TsfMetaKey.groupId], 'group-o1');
   assert.equal(tsf.metadata[TsfMetaKey.progVersion], '1.0');
   assert.deepEqual(tsf.route, { nearby: { enabled: false } }, 'nearby as TSF: off unless an affinity key turns it on');
