@@ -18,6 +18,7 @@ export class FileKvStore implements KvStore {
   readonly #watchers = new Set<{ prefix: string; listener: (entries: readonly KvEntry[]) => void; signature: string }>();
   #fsWatcher: FSWatcher | undefined;
   #pending: NodeJS.Timeout | undefined;
+  #writes: Promise<unknown> = Promise.resolve();
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -51,40 +52,59 @@ export class FileKvStore implements KvStore {
   }
 
   async put(key: string, value: string, options?: PutOptions): Promise<boolean> {
-    if (!(await this.#matches(key, options))) return false;
-    const path = this.#path(key);
-    await mkdir(dirname(path), { recursive: true });
-    const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
-    await writeFile(tmp, value);
-    await rename(tmp, path);
-    this.#changed();
-    return true;
+    return this.#serial(async () => {
+      if (!(await this.#matches(key, options))) return false;
+      await this.#write(key, value);
+      return true;
+    });
   }
 
   async delete(key: string, options?: PutOptions): Promise<boolean> {
-    if (!(await this.#matches(key, options))) return false;
-    try {
-      await unlink(this.#path(key));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    this.#changed();
-    return true;
+    return this.#serial(async () => {
+      if (!(await this.#matches(key, options))) return false;
+      await this.#write(key, null);
+      return true;
+    });
   }
 
   /**
-   * Checks every compare-and-set, then writes in order. A directory has no transactions:
-   * this is all-or-nothing against a conflicting writer seen at the check, not against a
-   * crash half-way (the embedded default has one writer, the ops person's CLI).
+   * Checks every compare-and-set, then writes in order. Writes of this store run one at a
+   * time, so a conflicting writer in this process takes neither; a directory has no
+   * transactions, so this is not all-or-nothing against a crash half-way or another
+   * process (the embedded default has one writer, the ops person's CLI).
    */
   async putAll(writes: readonly KvWrite[]): Promise<boolean> {
-    const matched = await Promise.all(writes.map((w) => this.#matches(w.key, w)));
-    if (!matched.every(Boolean)) return false;
-    for (const w of writes) {
-      if (w.value === null) await this.delete(w.key);
-      else await this.put(w.key, w.value);
+    return this.#serial(async () => {
+      const matched = await Promise.all(writes.map((w) => this.#matches(w.key, w)));
+      if (!matched.every(Boolean)) return false;
+      for (const w of writes) await this.#write(w.key, w.value);
+      return true;
+    });
+  }
+
+  /** Runs `write` after every write started before it: check-then-write stays one step. */
+  #serial<T>(write: () => Promise<T>): Promise<T> {
+    const run = this.#writes.then(write);
+    this.#writes = run.catch(() => {});
+    return run;
+  }
+
+  /** Writes (or, for null, deletes) one key's file. */
+  async #write(key: string, value: string | null): Promise<void> {
+    const path = this.#path(key);
+    if (value === null) {
+      try {
+        await unlink(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    } else {
+      await mkdir(dirname(path), { recursive: true });
+      const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
+      await writeFile(tmp, value);
+      await rename(tmp, path);
     }
-    return true;
+    this.#changed();
   }
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {

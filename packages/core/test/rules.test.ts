@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import {
+  FileKvStore,
   field,
   InMemoryKvStore,
   ManualClock,
@@ -126,26 +130,36 @@ describe('RuleRepository', () => {
     assert.equal((await repo.current('orders')).text, doc(11));
   });
 
-  it('two writers racing from the same read: one wins, the other writes neither rules nor history', async () => {
-    const kv = new InMemoryKvStore();
-    const repo = new RuleRepository({ kv, kinds: [limitKind] });
-    await repo.apply(doc(10), { author: 'a' });
-    const { revision } = await repo.current('orders');
-    const results = await Promise.allSettled([
-      repo.apply(doc(11), { author: 'b', ifRevision: revision }),
-      repo.apply(doc(12), { author: 'c', ifRevision: revision }),
-    ]);
-    const won = results.filter((r) => r.status === 'fulfilled');
-    const lost = results.filter((r) => r.status === 'rejected');
-    assert.equal(won.length, 1);
-    assert.ok(lost[0]?.status === 'rejected' && lost[0].reason instanceof RuleConflictError);
-    const history = await repo.history('orders');
-    assert.deepEqual(
-      history.map((v) => v.version),
-      [1, 2],
-    );
-    assert.equal((await repo.current('orders')).text, history[1]?.document);
-  });
+  const raceDir = mkdtempSync(join(tmpdir(), 'meshlet-race-'));
+  after(() => rmSync(raceDir, { recursive: true, force: true }));
+  for (const [name, store] of [
+    ['in memory', () => new InMemoryKvStore()],
+    ['in a directory', () => new FileKvStore(join(raceDir, 'kv'))],
+  ] as const) {
+    it(`two writers racing from the same read (${name}): one wins, the other writes neither rules nor history`, async () => {
+      const kv = store();
+      const repo = new RuleRepository({ kv, kinds: [limitKind] });
+      await repo.apply(doc(10), { author: 'a' });
+      const { revision } = await repo.current('orders');
+      const results = await Promise.allSettled([
+        repo.apply(doc(11), { author: 'b', ifRevision: revision }),
+        repo.apply(doc(12), { author: 'c', ifRevision: revision }),
+      ]);
+      const won = results.filter((r) => r.status === 'fulfilled');
+      const lost = results.filter((r) => r.status === 'rejected');
+      assert.equal(won.length, 1);
+      assert.ok(lost[0]?.status === 'rejected' && lost[0].reason instanceof RuleConflictError);
+      const history = await repo.history('orders');
+      assert.deepEqual(
+        history.map((v) => [v.version, v.author]),
+        [
+          [1, 'a'],
+          [2, won[0]?.status === 'fulfilled' ? won[0].value.author : '?'],
+        ],
+      );
+      assert.equal((await repo.current('orders')).text, history[1]?.document);
+    });
+  }
 
   it('rolls the first version back to no rules at all', async () => {
     const kv = new InMemoryKvStore();
