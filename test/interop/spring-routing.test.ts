@@ -59,14 +59,15 @@ describe('Meshlet routing and breaking over Spring instances', () => {
       JSON.stringify({ service: 'spring-peer', route: { rules: [], default: [{ group: { zone: 'zone-b' }, weight: 100 }] } }),
       { author: 'test' },
     );
-    // Without the rule each instance answers about half the calls: one lucky answer is not
-    // the rule in force, ten in a row are (1 in 1024 by chance).
-    await eventually('the rule in force', async () => {
-      for (let i = 0; i < 10; i++) if ((await hello()) !== 'spring-peer-2') return undefined;
-      return true;
-    });
+    await mesh.rulesInForce('spring-peer');
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) seen.add(await hello());
+    assert.deepEqual([...seen], ['spring-peer-2']);
     await mesh.rules.rollback('spring-peer', { author: 'test' });
-    await eventually('both instances again', async () => ((await hello()) === 'spring-peer-1' ? true : undefined));
+    await mesh.rulesInForce('spring-peer');
+    const spread = new Set<string>();
+    for (let i = 0; i < 4; i++) spread.add(await hello());
+    assert.deepEqual([...spread].sort(), ['spring-peer-1', 'spring-peer-2'], 'round robin over both instances again');
   });
 
   it('the instance breaker ejects a Spring instance that crashed, and no call fails meanwhile', async () => {
@@ -80,8 +81,8 @@ describe('Meshlet routing and breaking over Spring instances', () => {
       }),
       { author: 'test' },
     );
-    // The rule reaches the caller by blocking query; its retry budget exists once it is in force.
-    await eventually('the breaker rule in force', async () => (mesh.breakers.retryStats('spring-peer') ? true : undefined));
+    // The rule reaches the caller by blocking query.
+    await mesh.rulesInForce('spring-peer');
     await peers[0]?.kill();
     const served: string[] = [];
     for (let i = 0; i < 20; i++) served.push(await hello());
