@@ -57,3 +57,14 @@ it('the quick start prints the tag the gateway set, as seen by user-service', as
   const { stdout } = await run(process.execPath, ['examples/dist/quickstart/main.js'], { timeout: 30_000 });
   assert.equal(stdout.trim(), 'tier=vip');
 });
+
+it('the catalog example reads its OpenAPI JSDoc, publishes the list, and limits by template', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/catalog/main.js'], { timeout: 30_000 });
+  const lines = stdout.trim().split('\n');
+  assert.deepEqual(lines.filter((l) => l.startsWith('api: ')).sort(), [
+    'api: GET /users/{id} (One user)',
+    'api: POST /users (Create a user)',
+  ]);
+  assert.match(stdout, /registered with apis-hash [0-9a-f]{16}\n/);
+  assert.match(stdout, /GET \/users\/1, GET \/users\/2, POST \/users: 200, 429, 201/);
+});
