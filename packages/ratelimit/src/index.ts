@@ -1,19 +1,26 @@
 export { Bulkhead, BulkheadFullError, type BulkheadOptions, Bulkheads, type Release } from './bulkhead.js';
+export { ConcurrencySlots } from './concurrency-slots.js';
 export { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';
 export {
   ALLOWED,
+  CONCURRENCY_RETRY_AFTER_MS,
   type Decision,
   type LimitedRequest,
   RateLimiter,
   type RateLimiterOptions,
   type RateLimiterStats,
+  type RefusingBucketRule,
+  type RefusingConcurrencyRule,
   type RefusingRule,
   type RuleSource,
 } from './rate-limiter.js';
 export {
   type ApiMethod,
   type ApiScope,
+  type ConcurrencyRule,
+  isConcurrencyRule,
+  MAX_CONCURRENCY,
   METHODS,
   MODES,
   parseDuration,
@@ -24,8 +31,10 @@ export {
   type RateLimitSection,
   type RateUnit,
   type RuleScope,
+  type RuleTarget,
   ratelimitRules,
   scopeOf,
+  type TokenBucketRule,
   tokensPerMs,
   UNITS,
 } from './ratelimit-rule.js';

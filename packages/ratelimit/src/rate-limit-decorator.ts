@@ -1,6 +1,6 @@
-import { type AnyMethod, type Clock, getTag, methodDecorator, systemClock } from '@meshlet/core';
+import { type AnyMethod, type Clock, getTag, methodDecorator, RuleValidationError, systemClock } from '@meshlet/core';
 import type { Decision } from './rate-limiter.js';
-import { parseRateLimitRule, type RateLimitRule, type RateUnit, scopeOf } from './ratelimit-rule.js';
+import { isConcurrencyRule, parseRateLimitRule, type RateLimitRule, type RateUnit, scopeOf } from './ratelimit-rule.js';
 import { RateLimitedError } from './rejection.js';
 import { TokenBuckets } from './token-bucket.js';
 
@@ -50,6 +50,9 @@ function limit<T extends AnyMethod>(method: T, methodName: string, options: Rate
     { name: sanitize(options.name ?? methodName), ...raw, by: raw.by ? [...raw.by] : undefined },
     '@RateLimit',
   );
+  // A decorated method cannot tell when the request it serves ends, so it cannot give a slot back.
+  if (isConcurrencyRule(rule))
+    throw new RuleValidationError('@RateLimit.concurrency', 'not supported by @RateLimit; use a concurrency rule in the document');
   declared.push(rule);
   const buckets = new TokenBuckets({ rate: rule.rate, perMs: rule.perMs, burst: rule.burst, clock: clock ?? systemClock });
   const refusing = { name: rule.name, scope: scopeOf(rule), rate: rule.rate, perMs: rule.perMs, burst: rule.burst, mode: rule.mode };

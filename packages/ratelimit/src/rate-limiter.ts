@@ -10,8 +10,21 @@ import {
   type TagLookup,
   type Unsubscribe,
 } from '@meshlet/core';
+import type { Release } from './bulkhead.js';
+import { ConcurrencySlots } from './concurrency-slots.js';
 import { type PathMatcher, parsePathTemplate } from './path-matcher.js';
-import { type RateLimitRule, type RateLimitSection, type RuleScope, ratelimitRules, scopeOf, tokensPerMs } from './ratelimit-rule.js';
+import {
+  type ConcurrencyRule,
+  isConcurrencyRule,
+  type RateLimitMode,
+  type RateLimitRule,
+  type RateLimitSection,
+  type RuleScope,
+  ratelimitRules,
+  scopeOf,
+  type TokenBucketRule,
+  tokensPerMs,
+} from './ratelimit-rule.js';
 import type { RedisBucketSpec, RedisTokenBuckets } from './redis-token-buckets.js';
 import { TokenBuckets } from './token-bucket.js';
 
@@ -24,21 +37,49 @@ export interface LimitedRequest {
   readonly tag: TagLookup;
 }
 
-/** The rule that refused a request, as a 429 body and a log line name it. */
-export interface RefusingRule {
+/** A token bucket rule that refused a request, as a 429 body and a log line name it. */
+export interface RefusingBucketRule {
   readonly name: string;
   readonly scope: RuleScope;
   readonly rate: number;
   readonly perMs: number;
   readonly burst: number;
-  readonly mode: RateLimitRule['mode'];
+  readonly mode: RateLimitMode;
 }
 
+/** A concurrency rule that refused a request: all its slots were held. */
+export interface RefusingConcurrencyRule {
+  readonly name: string;
+  readonly scope: RuleScope;
+  readonly concurrency: number;
+  readonly mode: 'local';
+}
+
+/** The rule that refused a request, as a 429 body and a log line name it. */
+export type RefusingRule = RefusingBucketRule | RefusingConcurrencyRule;
+
+/**
+ * What `decide` answered. An allowed decision may hold slots of concurrency rules: the
+ * caller calls `release()` when the request has finished, however it finished (response
+ * sent, connection closed, handler threw). `release` is always there (a no-op when no
+ * slot is held), so the one call site cannot forget a case, and it gives the slots back
+ * once however often it is called.
+ */
 export type Decision =
-  | { readonly allowed: true; readonly rule: undefined; readonly retryAfterSeconds: 0 }
+  | { readonly allowed: true; readonly rule: undefined; readonly retryAfterSeconds: 0; readonly release: Release }
   | { readonly allowed: false; readonly rule: RefusingRule; readonly retryAfterSeconds: number };
 
-export const ALLOWED: Decision = Object.freeze({ allowed: true, rule: undefined, retryAfterSeconds: 0 });
+const noRelease: Release = () => undefined;
+
+/** An allowed decision that holds no slot. */
+export const ALLOWED: Decision = Object.freeze({ allowed: true, rule: undefined, retryAfterSeconds: 0, release: noRelease });
+
+/**
+ * Retry-After of a concurrency refusal. Nobody can know when a request in flight ends;
+ * one second is the smallest value the header can say and short next to a refused
+ * client's backoff, yet long enough not to invite a tight retry loop.
+ */
+export const CONCURRENCY_RETRY_AFTER_MS = 1000;
 
 export interface RateLimiterStats {
   /** True while distributed rules are enforced from local shares because Redis does not answer. */
@@ -51,6 +92,8 @@ export interface RateLimiterStats {
   readonly refused: number;
   /** Local buckets held, over every rule (bounded by rules x maxKeysPerRule). */
   readonly buckets: number;
+  /** Slots of concurrency rules held now by requests in flight, over every rule. */
+  readonly inFlight: number;
 }
 
 /** Something that publishes rule documents: core's RuleWatcher. */
@@ -75,18 +118,32 @@ export interface RateLimiterOptions {
   readonly keyPrefix?: string;
 }
 
-interface CompiledRule {
-  readonly rule: RateLimitRule;
-  readonly refusing: RefusingRule;
+interface CompiledTarget {
   readonly path: PathMatcher | undefined;
   readonly when: Matcher | undefined;
   readonly by: readonly string[];
+}
+
+interface CompiledBucketRule extends CompiledTarget {
+  readonly rule: TokenBucketRule;
+  readonly refusing: RefusingBucketRule;
   readonly local: TokenBuckets;
+  readonly slots: undefined;
   readonly distributed: boolean;
   readonly redisPrefix: string;
   /** For distributed rules while Redis is down: this instance's share of the limit. */
   share: { instances: number; buckets: TokenBuckets } | undefined;
 }
+
+interface CompiledConcurrencyRule extends CompiledTarget {
+  readonly rule: ConcurrencyRule;
+  readonly refusing: RefusingConcurrencyRule;
+  readonly local: undefined;
+  readonly slots: ConcurrencySlots;
+  readonly distributed: false;
+}
+
+type CompiledRule = CompiledBucketRule | CompiledConcurrencyRule;
 
 interface Match {
   readonly c: CompiledRule;
@@ -103,6 +160,10 @@ const METHODS_PRECOMPILED = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'O
  * compiled once when they change (per method, path matchers, condition matchers), so a
  * decision is a few map reads and one bucket update per matching rule. A request must fit
  * every rule that matches it; tokens are taken only when it fits all of them.
+ *
+ * A concurrency rule admits a request while fewer than `concurrency` matching requests
+ * hold a slot; the allowed Decision's `release()` gives the slot back. Slots are taken,
+ * like tokens, only when the request fits every rule.
  *
  * Local rules decide synchronously. Distributed rules ask Redis (one round trip for all
  * of them); when Redis fails or is slow, they fall back to this instance's share of the
@@ -142,7 +203,8 @@ export class RateLimiter {
   /**
    * Replaces the rules in force. A rule that keeps its name and numbers keeps its buckets,
    * so a reload does not hand every client a fresh burst; a changed rule starts from the
-   * old levels, capped at its new burst.
+   * old levels, capped at its new burst. A concurrency rule that keeps its name keeps its
+   * slots: requests in flight still hold them, and a new number applies at once.
    */
   setRules(section: RateLimitSection | undefined): void {
     const old = new Map(this.#rules.map((c) => [c.rule.name, c]));
@@ -184,13 +246,15 @@ export class RateLimiter {
       degradedDecisions: this.#degradedDecisions,
       allowed: this.#allowed,
       refused: this.#refused,
-      buckets: this.#rules.reduce((sum, c) => sum + c.local.size + (c.share?.buckets.size ?? 0), 0),
+      buckets: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.local.size + (c.share?.buckets.size ?? 0) : sum), 0),
+      inFlight: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum : sum + c.slots.total), 0),
     };
   }
 
   /**
-   * Decides `request`, taking `n` tokens from every matching rule when it is allowed.
-   * Synchronous (a Decision) unless a distributed rule matches and Redis must be asked
+   * Decides `request`, taking `n` tokens from every matching bucket rule and one slot of
+   * every matching concurrency rule when it is allowed; call the allowed decision's
+   * `release()` when the request finishes. Synchronous (a Decision) unless a distributed rule matches and Redis must be asked
    * (a Promise). Never rejects: Redis trouble means local shares, not an error.
    */
   decide(request: LimitedRequest, n = 1): Decision | Promise<Decision> {
@@ -210,7 +274,10 @@ export class RateLimiter {
     if (!remote) {
       if (matches.length === 1) {
         // The common case: one rule, so check-and-take is one bucket operation.
-        const { c, key } = matches[0] as Match;
+        const only = matches[0] as Match;
+        const { c, key } = only;
+        if (c.slots !== undefined)
+          return this.#count(c.slots.hasFree(key) ? hold(only.key, c.slots) : refuse(c, CONCURRENCY_RETRY_AFTER_MS));
         const got = c.local.tryAcquire(key, n);
         return this.#count(got.admitted ? ALLOWED : refuse(c, got.retryAfterMs));
       }
@@ -226,7 +293,8 @@ export class RateLimiter {
     const localOnly = matches.filter((m) => !m.c.distributed);
     const localRefusal = this.#refusal(localOnly, n, false);
     if (localRefusal) return this.#count(localRefusal);
-    const distributed = matches.filter((m) => m.c.distributed);
+    const distributed: { readonly c: CompiledBucketRule; readonly key: string }[] = [];
+    for (const m of matches) if (m.c.slots === undefined && m.c.distributed) distributed.push({ c: m.c, key: m.key });
     const specs: RedisBucketSpec[] = distributed.map((m) => ({
       key: `${m.c.redisPrefix}${m.key}`,
       ratePerMs: tokensPerMs(m.c.rule),
@@ -241,7 +309,7 @@ export class RateLimiter {
     }
     this.#markUp();
     if (!answer.admitted) {
-      const refusing = (distributed[answer.bucket] ?? distributed[0]) as Match;
+      const refusing = (distributed[answer.bucket] ?? distributed[0]) as (typeof distributed)[number];
       return this.#count(refuse(refusing.c, answer.retryAfterMs));
     }
     // Local levels may have moved during the round trip; take what fits now.
@@ -253,15 +321,27 @@ export class RateLimiter {
     if (degraded) this.#degradedDecisions++;
     const refusal = this.#refusal(matches, n, degraded);
     if (refusal) return refusal;
-    for (const m of matches) this.#buckets(m.c, degraded).take(m.key, n);
-    return ALLOWED;
+    const held: Held[] = [];
+    for (const m of matches) {
+      if (m.c.slots === undefined) this.#buckets(m.c, degraded).take(m.key, n);
+      else {
+        m.c.slots.take(m.key);
+        held.push({ slots: m.c.slots, key: m.key });
+      }
+    }
+    return held.length === 0 ? ALLOWED : releasing(held);
   }
 
   #refusal(matches: readonly Match[], n: number, degraded: boolean): Decision | undefined {
     let worst: Match | undefined;
     let wait = 0;
     for (const m of matches) {
-      const w = this.#buckets(m.c, degraded).wouldWait(m.key, n);
+      const w =
+        m.c.slots === undefined
+          ? this.#buckets(m.c, degraded).wouldWait(m.key, n)
+          : m.c.slots.hasFree(m.key)
+            ? 0
+            : CONCURRENCY_RETRY_AFTER_MS;
       if (w > wait) {
         wait = w;
         worst = m;
@@ -270,7 +350,7 @@ export class RateLimiter {
     return worst ? refuse(worst.c, wait) : undefined;
   }
 
-  #buckets(c: CompiledRule, degraded: boolean): TokenBuckets {
+  #buckets(c: CompiledBucketRule, degraded: boolean): TokenBuckets {
     if (!degraded || !c.distributed) return c.local;
     const instances = Math.max(1, Math.floor(this.#instances()) || 1);
     if (c.share?.instances !== instances) {
@@ -315,7 +395,27 @@ export class RateLimiter {
     return d;
   }
 
-  #compile(rule: RateLimitRule, previous: CompiledRule | undefined): CompiledRule {
+  #compile(rule: RateLimitRule, old: CompiledRule | undefined): CompiledRule {
+    const target: CompiledTarget = {
+      path: rule.api ? parsePathTemplate(rule.api.path, 'api.path') : undefined,
+      when: rule.when.length > 0 ? compileConditions(rule.when) : undefined,
+      by: rule.by,
+    };
+    if (isConcurrencyRule(rule)) {
+      // Requests in flight hold slots of the old rule and give them back to the same
+      // counter, so the counter survives the reload whatever the new number is.
+      const slots = old?.slots ?? new ConcurrencySlots(rule.concurrency);
+      slots.limit = rule.concurrency;
+      return {
+        ...target,
+        rule,
+        refusing: { name: rule.name, scope: scopeOf(rule), concurrency: rule.concurrency, mode: 'local' },
+        local: undefined,
+        slots,
+        distributed: false,
+      };
+    }
+    const previous = old?.slots === undefined ? old : undefined;
     const same = previous && previous.rule.rate === rule.rate && previous.rule.perMs === rule.perMs && previous.rule.burst === rule.burst;
     let local: TokenBuckets;
     if (same) local = previous.local;
@@ -324,18 +424,44 @@ export class RateLimiter {
       if (previous) local.adopt(previous.local);
     }
     return {
+      ...target,
       rule,
       refusing: { name: rule.name, scope: scopeOf(rule), rate: rule.rate, perMs: rule.perMs, burst: rule.burst, mode: rule.mode },
-      path: rule.api ? parsePathTemplate(rule.api.path, 'api.path') : undefined,
-      when: rule.when.length > 0 ? compileConditions(rule.when) : undefined,
-      by: rule.by,
       local,
+      slots: undefined,
       distributed: rule.mode === 'distributed' && this.#redis !== undefined,
       // The hash tag keeps one service's buckets in one cluster slot, so a multi-rule script is legal there.
       redisPrefix: `${this.#keyPrefix}{${this.#service}}:${rule.name}:${rule.rate}/${rule.perMs}/${rule.burst}:`,
       share: same ? previous.share : undefined,
     };
   }
+}
+
+/** A slot a decision holds: the counter it was taken from (which outlives reloads) and its key. */
+interface Held {
+  readonly slots: ConcurrencySlots;
+  readonly key: string;
+}
+
+/** The allowed decision of a request that took one slot (the common case: one concurrency rule). */
+function hold(key: string, slots: ConcurrencySlots): Decision {
+  slots.take(key);
+  return releasing([{ slots, key }]);
+}
+
+/** An allowed decision whose `release()` gives `held` back, the first time only. */
+function releasing(held: readonly Held[]): Decision {
+  let released = false;
+  return {
+    allowed: true,
+    rule: undefined,
+    retryAfterSeconds: 0,
+    release: () => {
+      if (released) return;
+      released = true;
+      for (const h of held) h.slots.give(h.key);
+    },
+  };
 }
 
 function refuse(c: CompiledRule, waitMs: number): Decision {

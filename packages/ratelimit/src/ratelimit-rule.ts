@@ -15,6 +15,8 @@ const DURATION_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_6
 export const MAX_PER_MS = 86_400_000;
 export const MAX_RULES = 256;
 export const MAX_BY_TAGS = 4;
+/** Most requests in flight a concurrency rule admits; past this a limit is no limit. */
+export const MAX_CONCURRENCY = 100_000;
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 
 /** The API a rule limits: a method (or `*`) and a path template such as `/orders/{id}`. */
@@ -26,8 +28,8 @@ export interface ApiScope {
 /** Which requests a rule counts: the whole service, one API, or the requests whose tags match. */
 export type RuleScope = 'service' | 'api' | 'tag';
 
-/** One rate limit rule, validated. */
-export interface RateLimitRule {
+/** What every rule has: its name and which requests it counts. */
+export interface RuleTarget {
   /** Unique in the section; named in 429 bodies, logs and metrics. */
   readonly name: string;
   /** Limited to one API when given. */
@@ -35,10 +37,14 @@ export interface RateLimitRule {
   /** Limited to requests whose tags match every condition when given. */
   readonly when: readonly Condition[];
   /**
-   * Tags whose values split the limit into one bucket per value (per user, per caller).
-   * Empty: one bucket for every request the rule counts.
+   * Tags whose values split the limit into one bucket (or one set of slots) per value
+   * (per user, per caller). Empty: one limit for every request the rule counts.
    */
   readonly by: readonly string[];
+}
+
+/** A token bucket: `rate` per `perMs`, at most `burst` at one instant. */
+export interface TokenBucketRule extends RuleTarget {
   /** Tokens added per `perMs`. */
   readonly rate: number;
   /** The refill window in milliseconds: `unit` or `per` as given. */
@@ -47,6 +53,22 @@ export interface RateLimitRule {
   readonly burst: number;
   readonly mode: RateLimitMode;
 }
+
+/**
+ * At most `concurrency` matching requests in flight at once on this instance (TSF's
+ * `THREAD` limits). Always per instance: a slot is held for the whole request, and
+ * sharing slots through Redis would leak every slot of an instance that dies.
+ */
+export interface ConcurrencyRule extends RuleTarget {
+  readonly concurrency: number;
+  readonly mode: 'local';
+}
+
+/** One rate limit rule, validated: a token bucket or a concurrency limit. */
+export type RateLimitRule = TokenBucketRule | ConcurrencyRule;
+
+/** True for a `concurrency` rule. */
+export const isConcurrencyRule = (rule: RateLimitRule): rule is ConcurrencyRule => 'concurrency' in rule;
 
 /** The `ratelimit` section of a service's rule document. */
 export interface RateLimitSection {
@@ -60,9 +82,11 @@ export function scopeOf(rule: RateLimitRule): RuleScope {
 }
 
 /** The rule's rate as tokens per millisecond. */
-export const tokensPerMs = (rule: Pick<RateLimitRule, 'rate' | 'perMs'>): number => rule.rate / rule.perMs;
+export const tokensPerMs = (rule: Pick<TokenBucketRule, 'rate' | 'perMs'>): number => rule.rate / rule.perMs;
 
-const RULE_KEYS = ['name', 'api', 'when', 'by', 'rate', 'unit', 'per', 'burst', 'mode'];
+const RULE_KEYS = ['name', 'api', 'when', 'by', 'rate', 'unit', 'per', 'burst', 'concurrency', 'mode'];
+/** The fields of the token bucket form, none of which a concurrency rule may give. */
+const BUCKET_KEYS = ['rate', 'unit', 'per', 'burst'] as const;
 
 /** Parses one rule; throws RuleValidationError naming the field. Used by the section and by `@RateLimit`. */
 export function parseRateLimitRule(raw: unknown, path: string): RateLimitRule {
@@ -71,6 +95,17 @@ export function parseRateLimitRule(raw: unknown, path: string): RateLimitRule {
   const name = field.string(obj.name, `${path}.name`, 63);
   if (!NAME.test(name))
     throw new RuleValidationError(`${path}.name`, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+  const api = obj.api === undefined ? undefined : parseApi(obj.api, `${path}.api`);
+  const when = obj.when === undefined ? [] : field.array(obj.when, `${path}.when`).map((c, i) => parseCondition(c, `${path}.when[${i}]`));
+  const by = obj.by === undefined ? [] : parseBy(obj.by, `${path}.by`);
+  const target: RuleTarget = { name, ...(api ? { api } : {}), when, by };
+  if (obj.concurrency !== undefined) return parseConcurrency(obj, path, target);
+  if (obj.rate === undefined)
+    throw new RuleValidationError(
+      `${path}.rate`,
+      'is required: give "rate" (a token bucket) or "concurrency" (requests in flight at once), one of the two',
+    );
 
   const rate = field.number(obj.rate, `${path}.rate`);
   if (rate <= 0)
@@ -92,10 +127,22 @@ export function parseRateLimitRule(raw: unknown, path: string): RateLimitRule {
     throw new RuleValidationError(`${path}.burst`, `must be at least 1 (got ${burst}): a bucket that holds no token admits nothing`);
 
   const mode = obj.mode === undefined ? 'local' : field.oneOf(obj.mode, `${path}.mode`, MODES);
-  const api = obj.api === undefined ? undefined : parseApi(obj.api, `${path}.api`);
-  const when = obj.when === undefined ? [] : field.array(obj.when, `${path}.when`).map((c, i) => parseCondition(c, `${path}.when[${i}]`));
-  const by = obj.by === undefined ? [] : parseBy(obj.by, `${path}.by`);
-  return { name, ...(api ? { api } : {}), when, by, rate, perMs, burst, mode };
+  return { ...target, rate, perMs, burst, mode };
+}
+
+function parseConcurrency(obj: Record<string, unknown>, path: string, target: RuleTarget): ConcurrencyRule {
+  // Exactly one form: a rule with both would leave open which limit the numbers mean.
+  for (const key of BUCKET_KEYS) {
+    if (obj[key] !== undefined)
+      throw new RuleValidationError(
+        `${path}.${key}`,
+        'not allowed with "concurrency": give "rate" (a token bucket) or "concurrency", not both',
+      );
+  }
+  const concurrency = field.integer(obj.concurrency, `${path}.concurrency`, 1, MAX_CONCURRENCY);
+  if (obj.mode !== undefined && field.oneOf(obj.mode, `${path}.mode`, MODES) !== 'local')
+    throw new RuleValidationError(`${path}.mode`, 'a concurrency limit counts the requests in flight on this instance: only "local"');
+  return { ...target, concurrency, mode: 'local' };
 }
 
 function parseApi(raw: unknown, path: string): ApiScope {

@@ -1,5 +1,5 @@
 import { MeshletError } from '@meshlet/core';
-import type { Decision, RefusingRule } from './rate-limiter.js';
+import type { Decision, RefusingBucketRule, RefusingConcurrencyRule, RefusingRule } from './rate-limiter.js';
 
 /** What a refused request gets back: status 429, its headers and a JSON body naming the rule. */
 export interface Rejection {
@@ -15,7 +15,7 @@ export interface RejectionBody {
   readonly service: string;
   readonly rule: string;
   readonly scope: RefusingRule['scope'];
-  /** e.g. "10 per 1s, burst 20". */
+  /** e.g. "10 per 1s, burst 20", or "2 in flight" for a concurrency rule. */
   readonly limit: string;
   readonly retryAfterSeconds: number;
 }
@@ -38,8 +38,11 @@ export function rejection(decision: Extract<Decision, { allowed: false }>, servi
   };
 }
 
-/** "10 per 1s, burst 20" */
-export function describeLimit(rule: Pick<RefusingRule, 'rate' | 'perMs' | 'burst'>): string {
+/** "10 per 1s, burst 20" for a token bucket, "2 in flight" for a concurrency rule. */
+export function describeLimit(
+  rule: Pick<RefusingBucketRule, 'rate' | 'perMs' | 'burst'> | Pick<RefusingConcurrencyRule, 'concurrency'>,
+): string {
+  if ('concurrency' in rule) return `${rule.concurrency} in flight`;
   const per =
     rule.perMs % 3_600_000 === 0
       ? `${rule.perMs / 3_600_000}h`

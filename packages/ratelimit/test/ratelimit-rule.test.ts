@@ -3,7 +3,15 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parseRuleDocument, RuleValidationError } from '@meshlet/core';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { parsePathTemplate, parseRateLimitSection, type RateLimitSection, ratelimitRules } from '../src/index.js';
+import {
+  isConcurrencyRule,
+  parsePathTemplate,
+  parseRateLimitSection,
+  type RateLimitRule,
+  type RateLimitSection,
+  ratelimitRules,
+  type TokenBucketRule,
+} from '../src/index.js';
 
 const schema = JSON.parse(readFileSync(new URL('../../schema/ratelimit.schema.json', import.meta.url), 'utf8')) as object;
 const validate = new Ajv2020({ allErrors: true }).compile(schema);
@@ -23,6 +31,13 @@ function refused(section: unknown, path: string, reason?: RegExp): void {
 }
 
 const one = (rule: Record<string, unknown>) => ({ rules: [{ name: 'r', rate: 10, ...rule }] });
+/** A concurrency rule named "r", for the "exactly one form" cases. */
+const slots = (rule: Record<string, unknown>) => ({ rules: [{ name: 'r', concurrency: 2, ...rule }] });
+
+function bucket(rule: RateLimitRule | undefined): TokenBucketRule {
+  assert.ok(rule !== undefined && !isConcurrencyRule(rule), 'a token bucket rule');
+  return rule;
+}
 
 describe('ratelimit rules', () => {
   it('parses every scope with defaults filled in', () => {
@@ -47,8 +62,8 @@ describe('ratelimit rules', () => {
     const [service, orders, free] = section.rules;
     assert.deepEqual(service, { name: 'service', when: [], by: [], rate: 100, perMs: 1000, burst: 100, mode: 'local' });
     assert.deepEqual(orders?.api, { method: 'POST', path: '/orders/{id}' });
-    assert.equal(orders?.perMs, 60_000);
-    assert.equal(free?.perMs, 500);
+    assert.equal(bucket(orders).perMs, 60_000);
+    assert.equal(bucket(free).perMs, 500);
     assert.equal(free?.mode, 'distributed');
     assert.deepEqual(free?.by, ['user-id']);
   });
@@ -98,6 +113,37 @@ describe('ratelimit rules', () => {
     refused({}, 'ratelimit.rules');
   });
 
+  it('parses a concurrency rule: requests in flight, always local', () => {
+    const section = parseRateLimitSection(
+      {
+        rules: [
+          { name: 'reports', api: { method: 'GET', path: '/reports/**' }, concurrency: 2 },
+          { name: 'per-user', by: ['user-id'], concurrency: 100000, mode: 'local' },
+        ],
+      },
+      'ratelimit',
+    );
+    assert.deepEqual(section.rules, [
+      { name: 'reports', api: { method: 'GET', path: '/reports/**' }, when: [], by: [], concurrency: 2, mode: 'local' },
+      { name: 'per-user', when: [], by: ['user-id'], concurrency: 100000, mode: 'local' },
+    ]);
+    assert.equal(isConcurrencyRule(section.rules[0] as RateLimitRule), true);
+    assert.equal(isConcurrencyRule(bucket(parseRateLimitSection(one({}), 'ratelimit').rules[0])), false);
+  });
+
+  it('takes exactly one of rate and concurrency, naming the field', () => {
+    refused({ rules: [{ name: 'r' }] }, 'ratelimit.rules[0].rate', /"rate" .*or "concurrency"/);
+    refused(one({ concurrency: 2 }), 'ratelimit.rules[0].rate', /not both/);
+    refused(slots({ unit: 'second' }), 'ratelimit.rules[0].unit', /not both/);
+    refused(slots({ per: '1s' }), 'ratelimit.rules[0].per', /not both/);
+    refused(slots({ burst: 2 }), 'ratelimit.rules[0].burst', /not both/);
+    refused(slots({ concurrency: 0 }), 'ratelimit.rules[0].concurrency', /between 1 and 100000/);
+    refused(slots({ concurrency: 100001 }), 'ratelimit.rules[0].concurrency', /between 1 and 100000/);
+    refused(slots({ concurrency: 1.5 }), 'ratelimit.rules[0].concurrency', /whole number/);
+    refused(slots({ concurrency: '2' }), 'ratelimit.rules[0].concurrency', /number/);
+    refused(slots({ mode: 'distributed' }), 'ratelimit.rules[0].mode', /only "local"/);
+  });
+
   it('matches path templates', () => {
     const orders = parsePathTemplate('/orders/{id}', 'p');
     assert.equal(orders('/orders/42'), true);
@@ -142,6 +188,9 @@ describe('ratelimit rules', () => {
         by: ['user-id'],
       }),
       one({ when: [{ tag: 'n', op: 'range', min: 1 }] }),
+      slots({}),
+      slots({ concurrency: 100000, mode: 'local', by: ['user-id'], api: { path: '/reports/**' } }),
+      slots({ concurrency: 1, when: [{ tag: 'x', op: 'exists' }] }),
     ];
     const invalid: unknown[] = [
       {},
@@ -165,6 +214,16 @@ describe('ratelimit rules', () => {
       one({ when: [{ tag: 'x', op: 'equals' }] }),
       one({ when: [{ tag: 'x', op: 'range' }] }),
       { rules: [{ rate: 1 }] },
+      { rules: [{ name: 'r' }] },
+      one({ concurrency: 2 }),
+      slots({ unit: 'second' }),
+      slots({ per: '1s' }),
+      slots({ burst: 2 }),
+      slots({ concurrency: 0 }),
+      slots({ concurrency: 100001 }),
+      slots({ concurrency: 1.5 }),
+      slots({ concurrency: '2' }),
+      slots({ mode: 'distributed' }),
     ];
     for (const doc of valid) {
       assert.equal(validate(doc), true, `schema refused ${JSON.stringify(doc)}: ${JSON.stringify(validate.errors)}`);

@@ -11,13 +11,20 @@ import {
 } from '@meshlet/auth';
 import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
 import { requestTagsOf, TsfSystemTag } from '@meshlet/dialects';
-import { RateLimitedError, type RateLimiter, rejection } from '@meshlet/ratelimit';
+import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext } from './inbound.js';
 import type { FastifyPlugin, Mesh } from './mesh-options.js';
 
 /** Answers a request without the app: status, headers, body. */
 export type Respond = (status: number, headers: Readonly<Record<string, string>>, body: string) => void;
+
+/**
+ * Runs the app for an admitted request. `release` gives back the concurrency slots the
+ * request holds; the pipeline calls it when the response closes, and an adapter calls it
+ * too when it sees the handler fail without answering (idempotent).
+ */
+type Next = (release: Release) => void;
 
 /** A handler that answers some requests itself (admin, catalog) and passes the rest to `next`. */
 export type Interceptor = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
@@ -87,12 +94,12 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
   };
 
   /** `route`: the route template when the framework knows it before the app runs (Fastify). */
-  const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void, route?: string): void => {
+  const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: Next, route?: string): void => {
     const admin = deps.admin;
     if (admin && req.url?.startsWith(admin.path)) admin.handler(req, res, () => admitApp(req, res, respond, next, route));
     else admitApp(req, res, respond, next, route);
   };
-  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: () => void, route: string | undefined): void => {
+  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: Next, route: string | undefined): void => {
     if (deps.catalog?.(req, res)) return;
     const ctx = contextOf(req);
     const path = ctx.request?.path ?? '/';
@@ -123,10 +130,14 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       respond(f.status, f.headers, f.body);
       return;
     }
-    const go = () => (span ? span.run(() => runWithContext(ctx, next)) : runWithContext(ctx, next));
+    const go = (release: Release) => {
+      const app = () => next(release);
+      return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
+    };
     const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
     const act = (d: Awaited<typeof decision>) => {
-      if (d.allowed) return go();
+      if (d === ALLOWED) return go(noSlot);
+      if (d.allowed) return runHolding(res, d.release, go);
       if (span) {
         span.setOutcome(GovernanceErrorType.rateLimited);
         span.setAttribute(Attr.meshletLimiter, `${d.rule.name}:rejected`);
@@ -137,7 +148,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     if (decision instanceof Promise)
       decision.then(act, (err: Error) => {
         logger.error('rate limiter failed; admitting', { error: err.message });
-        go();
+        go(noSlot);
       });
     else act(decision);
   };
@@ -151,6 +162,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         : undefined;
 
   const fastifyPlugin: FastifyPlugin = (app, _opts, done) => {
+    // Fastify answers a handler's error itself, so the response closes and the slot goes back.
     app.addHook('onRequest', (request, reply, next) =>
       admit(
         request.raw,
@@ -175,16 +187,19 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
   return {
     contextOf,
     httpHandler: (listener) => (req, res) =>
-      admit(req, res, writeNode(res), () => {
+      admit(req, res, writeNode(res), (release) => {
         const result: unknown = listener(req, res);
         if (result instanceof Promise) {
           result.catch((err: unknown) => {
+            // The handler is done; a response it never ended must not hold a slot until the client gives up.
+            release();
             const answer = governedError(err);
             if (!answer) return Promise.reject(err); // not ours: surfaces as it would without the mesh
             if (!res.headersSent) writeNode(res)(answer.status, answer.headers, answer.body);
           });
         }
       }),
+    // Express answers a handler's error (500 or the app's error handler), so the response closes.
     express: () => (req, res, next) => admit(req, res, writeNode(res), () => next()),
     expressErrors: () => (err, _req, res, next) => {
       const answer = governedError(err);
@@ -216,6 +231,26 @@ function keepVerifiedSourceTags(ctx: MeshContext, identity: VerifiedIdentity | u
   ] as const) {
     tags.set(key, value);
     scopes?.set(key, 'local');
+  }
+}
+
+const noSlot: Release = () => undefined;
+
+/**
+ * Runs an admitted request that holds concurrency slots and gives them back when its
+ * response closes: 'close' fires once the response is finished and when the connection
+ * drops first (a client that aborts), whatever the handler did. A handler that throws
+ * synchronously gives them back at once, since nobody may ever end that response.
+ */
+function runHolding(res: ServerResponse, release: Release, go: (release: Release) => void): void {
+  // A distributed decision may resolve after the client has gone: no 'close' is coming.
+  if (res.closed) release();
+  else res.once('close', release);
+  try {
+    go(release);
+  } catch (err) {
+    release();
+    throw err;
   }
 }
 

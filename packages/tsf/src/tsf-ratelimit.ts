@@ -23,13 +23,17 @@ export const TSF_DEFAULT_LIMIT_MODE = 'CLUSTER';
 export const TSF_DEFAULT_CONDITION_MODEL = 'QPS';
 /** Meshlet's longest rate-limit window, in seconds (ratelimit's MAX_PER_MS). */
 const MAX_DURATION_S = 86_400;
+/** Meshlet's largest concurrency limit (ratelimit's MAX_CONCURRENCY). */
+const MAX_CONCURRENCY = 100_000;
 
 /**
  * Converts TSF's rate limit document (`ratelimit/<ns>/<svc>/data`: `{rules: [...]}`)
  * into a Meshlet `ratelimit` section. `quota` requests per `duration` seconds, a full
  * bucket of `quota`; `CLUSTER` is Meshlet's `distributed` (Redis, else the local share),
- * `STANDALONE` its `local`. Conditions are TSF tags on the arriving request;
- * `destination.interface` is the request path.
+ * `STANDALONE` its `local`. A `THREAD` rule (at most `concurrentThreads` matching
+ * requests in flight at once on each instance) becomes a `concurrency` rule: per instance
+ * whatever its `limitMode`; `duration` and `quota` do not apply. Conditions are TSF tags on the arriving
+ * request; `destination.interface` is the request path.
  */
 export function convertTsfRateLimit(doc: unknown, local: TsfLocalIdentity, notice: NoticeSink): Record<string, unknown> {
   if (doc === null || doc === undefined) return { rules: [] };
@@ -45,17 +49,31 @@ export function convertTsfRateLimit(doc: unknown, local: TsfLocalIdentity, notic
     if (mode !== 'CLUSTER' && mode !== 'STANDALONE')
       throw new TsfFieldError(`${p}.limitMode`, `must be CLUSTER or STANDALONE (got "${mode}")`);
     const model = (tsfField.optionalText(rule.conditionModel, `${p}.conditionModel`) ?? TSF_DEFAULT_CONDITION_MODEL).toUpperCase();
-    if (model !== 'QPS') {
-      throw new TsfFieldError(`${p}.conditionModel`, `"${model}" is not supported by Meshlet (only QPS: requests per duration)`);
+    if (model !== 'QPS' && model !== 'THREAD') {
+      throw new TsfFieldError(
+        `${p}.conditionModel`,
+        `"${model}" is not supported by Meshlet (QPS: requests per duration, or THREAD: requests in flight)`,
+      );
     }
-    if (rule.concurrentThreads !== undefined && rule.concurrentThreads !== null)
+    const thread = model === 'THREAD';
+    if (!thread && rule.concurrentThreads !== undefined && rule.concurrentThreads !== null)
       notice(`${p}.concurrentThreads`, 'only for THREAD rules; not applied');
     if (rule.limitedResponse !== undefined && rule.limitedResponse !== null && rule.limitedResponse !== '') {
       notice(`${p}.limitedResponse`, "a custom 429 body is not supported; Meshlet's own 429 body is sent");
     }
     checkAndOnly(rule.conditionExpression, `${p}.conditionExpression`);
-    const duration = tsfField.integer(rule.duration, `${p}.duration`, 1, MAX_DURATION_S);
-    const quota = tsfField.integer(rule.quota, `${p}.quota`, 1, 1e9);
+    // A THREAD rule's limit is `concurrentThreads`, the capacity of the semaphore polaris-java
+    // builds from it (RateLimitingService: ConcurrencyAmount.maxAmount); the console may still
+    // write a QPS period and quota beside it, which mean nothing there: reported, not refused.
+    if (thread) {
+      for (const f of ['duration', 'quota'] as const)
+        if (rule[f] !== undefined && rule[f] !== null)
+          notice(`${p}.${f}`, 'a THREAD limit counts requests in flight (concurrentThreads); not applied');
+    }
+    const duration = thread ? 0 : tsfField.integer(rule.duration, `${p}.duration`, 1, MAX_DURATION_S);
+    const quota = thread
+      ? tsfField.integer(rule.concurrentThreads, `${p}.concurrentThreads`, 1, MAX_CONCURRENCY)
+      : tsfField.integer(rule.quota, `${p}.quota`, 1, 1e9);
     const tags = convertTagList(rule.conditions, `${p}.conditions`, { side: { side: 'inbound' }, local, notice });
     if (tags.never !== undefined) {
       notice(p, `never matches requests to this instance: ${tags.never}`);
@@ -64,9 +82,14 @@ export function convertTsfRateLimit(doc: unknown, local: TsfLocalIdentity, notic
     let name = ruleName(tsfField.optionalText(rule.id, `${p}.id`), `tsf-ratelimit-${i}`);
     if (names.has(name)) name = `${name}-${i}`;
     names.add(name);
+    const when = tags.when.length > 0 ? { when: tags.when } : {};
+    if (thread) {
+      rules.push({ name, ...when, concurrency: quota });
+      return;
+    }
     rules.push({
       name,
-      ...(tags.when.length > 0 ? { when: tags.when } : {}),
+      ...when,
       rate: quota,
       per: `${duration}s`,
       burst: quota,

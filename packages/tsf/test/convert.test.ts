@@ -152,9 +152,57 @@ describe('TSF rate limit → Meshlet ratelimit section', () => {
     meshletAccepts('ratelimit', section);
   });
 
-  it('refuses THREAD limits and OR expressions rather than guess', () => {
+  it('converts THREAD limits to concurrency rules: concurrentThreads in flight per instance, a QPS period reported', () => {
+    // As TSF's console writes a THREAD rule to ratelimit/<namespace>/<service>/data.
+    const yaml = `
+rules:
+- id: ratelimit-9f8e7d6c
+  name: reports-in-flight
+  limitMode: CLUSTER
+  conditionModel: THREAD
+  duration: 1
+  quota: 100
+  concurrentThreads: 8
+  ruleStatus: true
+  conditions:
+  - tagType: S
+    tagField: destination.interface
+    tagOperator: EQUAL
+    tagValue: /reports/export
+  conditionExpression: '{1}'
+- id: ratelimit-1a2b3c4d
+  name: any-in-flight
+  limitMode: STANDALONE
+  conditionModel: THREAD
+  concurrentThreads: 200
+  ruleStatus: true
+`;
+    const { notices, sink } = collect();
+    const section = convertTsfRateLimit(parse(yaml), userService, sink);
+    assert.deepEqual(section, {
+      rules: [
+        { name: 'ratelimit-9f8e7d6c', when: [{ tag: 'request.path', op: 'equals', value: '/reports/export' }], concurrency: 8 },
+        { name: 'ratelimit-1a2b3c4d', concurrency: 200 },
+      ],
+    });
+    assert.deepEqual(notices, [
+      { path: '.rules[0].duration', message: 'a THREAD limit counts requests in flight (concurrentThreads); not applied' },
+      { path: '.rules[0].quota', message: 'a THREAD limit counts requests in flight (concurrentThreads); not applied' },
+    ]);
+    meshletAccepts('ratelimit', section);
+  });
+
+  it('a THREAD rule needs concurrentThreads, bounded by the largest concurrency Meshlet takes', () => {
     const doc = parse(fixture('ratelimit.yaml'));
-    at(doc, 'rules', 0).conditionModel = 'THREAD';
+    at(doc, 'rules', 0).conditionModel = 'thread';
+    throwsField(() => convertTsfRateLimit(doc, userService, () => {}), '.rules[0].concurrentThreads', /./);
+    at(doc, 'rules', 0).concurrentThreads = 100_001;
+    throwsField(() => convertTsfRateLimit(doc, userService, () => {}), '.rules[0].concurrentThreads', /100000/);
+  });
+
+  it('refuses unknown condition models and OR expressions rather than guess', () => {
+    const doc = parse(fixture('ratelimit.yaml'));
+    at(doc, 'rules', 0).conditionModel = 'CPU';
     throwsField(() => convertTsfRateLimit(doc, userService, () => {}), '.rules[0].conditionModel', /not supported/);
     const doc2 = parse(fixture('ratelimit.yaml'));
     at(doc2, 'rules', 1).conditionExpression = '{1} OR {2}';
