@@ -53,6 +53,8 @@ export interface AdminLimiterStatus {
   readonly outages: number;
   readonly degradedDecisions: number;
   readonly buckets: number;
+  /** Requests holding a concurrency slot now (absent from older providers). */
+  readonly inFlight?: number;
 }
 
 /** What an instance reports about itself; the mesh builds it on each request to the endpoint. */
@@ -228,6 +230,7 @@ export function publicStatus(s: AdminStatus): AdminStatus {
             outages: num(s.limiter.outages),
             degradedDecisions: num(s.limiter.degradedDecisions),
             buckets: num(s.limiter.buckets),
+            ...opt('inFlight', typeof s.limiter.inFlight === 'number' ? s.limiter.inFlight : undefined),
           }
         : undefined,
     ),

@@ -52,6 +52,10 @@ export function renderStatusMetrics(status: AdminStatus): string {
       family(name, 'counter', help);
       out.push(`${name} ${value}`);
     }
+    if (limiter.inFlight !== undefined) {
+      family('meshlet_ratelimit_in_flight', 'gauge', 'Inbound requests holding a concurrency slot now.');
+      out.push(`meshlet_ratelimit_in_flight ${limiter.inFlight}`);
+    }
   }
   return `${out.join('\n')}\n`;
 }

@@ -23,7 +23,7 @@ const status = (): AdminStatus => ({
       opened: 1,
     },
   ],
-  limiter: { allowed: 10, refused: 3, degraded: false, outages: 0, degradedDecisions: 0, buckets: 2 },
+  limiter: { allowed: 10, refused: 3, degraded: false, outages: 0, degradedDecisions: 0, buckets: 2, inFlight: 1 },
   registry: { mode: 'consul', degraded: false, errors: 0 },
   degraded: { registry: false, ratelimitRedis: true },
 });
@@ -78,6 +78,7 @@ describe('admin handler', () => {
       'meshlet_rules_rejected_total{service="orders"} 1',
       'meshlet_breaker_open{level="instance",service="payments",instance="payments-1"} 1',
       'meshlet_ratelimit_refused_total 3',
+      'meshlet_ratelimit_in_flight 1',
       'meshlet_client_requests_total{service="payments",api="GET /pay"} 7',
     ])
       assert.ok(lines.includes(expected), `missing: ${expected}`);
