@@ -4,23 +4,14 @@ import { describe, it } from 'node:test';
 import { ManualClock, RuleValidationError } from '@meshlet/core';
 import {
   ConcurrencySlots,
-  type Decision,
   type LimitedRequest,
-  parseRateLimitSection,
   RateLimit,
   RateLimiter,
   type RedisCommand,
   RedisTokenBuckets,
   rejection,
 } from '../src/index.js';
-
-const section = (rules: unknown[]) => parseRateLimitSection({ rules }, 'ratelimit');
-const req = (method: string, path: string, tags: Record<string, string> = {}): LimitedRequest => ({ method, path, tag: (k) => tags[k] });
-
-function sync(d: Decision | Promise<Decision>): Decision {
-  assert.ok(!(d instanceof Promise), 'a local decision is synchronous');
-  return d;
-}
+import { req, section, sync } from './limiter-helpers.js';
 
 /** Decides and asserts it was allowed; returns its release. */
 function admit(limiter: RateLimiter, request: LimitedRequest): () => void {

@@ -1,24 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InMemoryKvStore, ManualClock, MemoryLogger, RuleWatcher } from '@meshlet/core';
-import {
-  type Decision,
-  type LimitedRequest,
-  parseRateLimitSection,
-  RateLimiter,
-  type RedisCommand,
-  RedisTokenBuckets,
-  ratelimitRules,
-  rejection,
-} from '../src/index.js';
-
-const section = (rules: unknown[]) => parseRateLimitSection({ rules }, 'ratelimit');
-const req = (method: string, path: string, tags: Record<string, string> = {}): LimitedRequest => ({ method, path, tag: (k) => tags[k] });
-
-function sync(d: Decision | Promise<Decision>): Decision {
-  assert.ok(!(d instanceof Promise), 'a local decision is synchronous');
-  return d;
-}
+import { type LimitedRequest, RateLimiter, type RedisCommand, RedisTokenBuckets, ratelimitRules, rejection } from '../src/index.js';
+import { req, section, sync } from './limiter-helpers.js';
 
 function admitted(limiter: RateLimiter, request: LimitedRequest, times: number): number {
   let n = 0;

@@ -2,45 +2,15 @@
 // written as TSF's console writes them under TSF's keys, govern real calls between real
 // meshes. (Route, rate limit and affinity: consul.integration.test.ts.)
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { RequestListener, Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { ManualClock, MemoryLogger } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh, type MeshOptions, ruleKinds, withTags } from 'meshlet';
 import { readTsfWarmup, TSF_BREAKER_PROBES, TsfRuleStore, tsfMetadata, tsfRuleKey } from '../src/index.js';
+import { listen, NS, seeded, until } from './consul-helpers.js';
 import { fixture } from './fixtures.js';
-
-const NS = 'namespace-n1';
-
-async function listen(listener: RequestListener): Promise<{ server: Server; port: number }> {
-  const server = createServer(listener);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** Waits (bounded, ~30 s) for state that arrives through Consul's blocking queries. */
-async function until(what: string, test: () => boolean): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (test()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-/** mulberry32: a seeded random source, so the draws are the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The revision of `key` whose conversion `store` has in force (0: none). */
 function inForce(store: TsfRuleStore, key: string): number {

@@ -1,44 +1,14 @@
 // Against a real Consul dev agent: TSF YAML written under TSF's keys governs real calls.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh, ruleKinds } from 'meshlet';
 import { TsfRuleStore, tsfMetadata, tsfRuleKey } from '../src/index.js';
+import { listen, NS, seeded, until } from './consul-helpers.js';
 import { fixture } from './fixtures.js';
-
-const NS = 'namespace-n1';
-
-async function listen(listener: RequestListener): Promise<{ server: Server; port: number }> {
-  const server = createServer(listener);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** Waits (bounded) for state that arrives through Consul's blocking queries. */
-async function until(what: string, test: () => boolean): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (test()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-/** mulberry32: a seeded random source, so the split is the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('TSF rules in a real Consul govern Meshlet calls', () => {
   let agent: ConsulAgent;
