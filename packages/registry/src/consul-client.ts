@@ -1,4 +1,17 @@
+import { readFileSync } from 'node:fs';
 import { MeshletError } from '@meshlet/core';
+import { Agent, fetch as undiciFetch } from 'undici';
+
+/** TLS to the agent's HTTPS port: the CA that signed it, and a client certificate when it verifies incoming. */
+export interface ConsulTlsOptions {
+  /** PEM of the CA(s) to trust (Consul's `ca_file`). Default: the system's. */
+  readonly ca?: string | Buffer;
+  /** PEM client certificate and key, for an agent with `verify_incoming`. */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** The name the agent's certificate is checked against. Default: the address's host. */
+  readonly servername?: string;
+}
 
 export interface ConsulClientOptions {
   /** Agent HTTP address. Default `http://127.0.0.1:8500`, or CONSUL_HTTP_ADDR. */
@@ -6,9 +19,11 @@ export interface ConsulClientOptions {
   /** ACL token, sent as X-Consul-Token. Default CONSUL_HTTP_TOKEN. */
   readonly token?: string;
   /**
-   * The HTTP client. Pass a fetch bound to an undici Agent for TLS with your own CA or
-   * client certificates (`(url, init) => fetch(url, { ...init, dispatcher })`).
+   * TLS for an `https://` address. Default, as Consul's CLI: `CONSUL_CACERT`,
+   * `CONSUL_CLIENT_CERT` and `CONSUL_CLIENT_KEY` (PEM files), when set.
    */
+  readonly tls?: ConsulTlsOptions;
+  /** The HTTP client. Default: fetch (with `tls`, on an agent of its own). */
   readonly fetch?: typeof globalThis.fetch;
   /** Per-request timeout for non-blocking calls, ms. Default 5 000. */
   readonly timeoutMs?: number;
@@ -45,7 +60,8 @@ export class ConsulClient {
     const addr = options.address ?? process.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500';
     this.address = (addr.includes('://') ? addr : `http://${addr}`).replace(/\/+$/, '');
     this.#token = options.token ?? process.env.CONSUL_HTTP_TOKEN;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    const tls = options.tls ?? tlsFromEnvironment();
+    this.#fetch = options.fetch ?? (tls && this.address.startsWith('https:') ? fetchOverTls(tls) : globalThis.fetch);
     this.#timeoutMs = options.timeoutMs ?? 5_000;
   }
 
@@ -97,4 +113,36 @@ export class ConsulClient {
     const body = (opts.raw ? text : text.length ? JSON.parse(text) : undefined) as T;
     return { body, index, status: res.status };
   }
+}
+
+/** Consul's CLI variables for TLS, read as files; undefined when none is set. */
+function tlsFromEnvironment(): ConsulTlsOptions | undefined {
+  const read = (name: string) => {
+    const file = process.env[name];
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new MeshletError('MESHLET_BAD_OPTION', `${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  const ca = read('CONSUL_CACERT');
+  const cert = read('CONSUL_CLIENT_CERT');
+  const key = read('CONSUL_CLIENT_KEY');
+  if (!ca && !cert && !key) return undefined;
+  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+}
+
+/** fetch on an undici Agent that trusts `tls.ca` and presents the client certificate. */
+function fetchOverTls(tls: ConsulTlsOptions): typeof globalThis.fetch {
+  const dispatcher = new Agent({
+    connect: {
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      ...(tls.cert ? { cert: tls.cert } : {}),
+      ...(tls.key ? { key: tls.key } : {}),
+      ...(tls.servername ? { servername: tls.servername } : {}),
+    },
+  });
+  return ((input: string | URL, init?: RequestInit) =>
+    undiciFetch(input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as typeof globalThis.fetch;
 }

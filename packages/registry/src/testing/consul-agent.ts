@@ -14,6 +14,8 @@ export interface ConsulAgent {
   /** `http://127.0.0.1:<port>` */
   readonly address: string;
   readonly httpPort: number;
+  /** `https://127.0.0.1:<port>` when started with `tls`. */
+  readonly httpsAddress?: string;
   /** Kills the agent (an outage); its data is gone: dev agents keep state in memory. */
   stop(): Promise<void>;
   /** Starts a fresh agent on the same ports. */
@@ -30,6 +32,8 @@ export interface ConsulAgentOptions {
   readonly log?: boolean;
   /** Turn ACLs on with default policy deny; this token is the management token. */
   readonly aclManagementToken?: string;
+  /** Serve HTTPS too, with this certificate (PEM files); the HTTP address stays for the probe. */
+  readonly tls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
 }
 
 export async function startConsulAgent(options: ConsulAgentOptions = {}): Promise<ConsulAgent> {
@@ -48,7 +52,7 @@ class PortTakenError extends Error {}
 async function startOnFreePorts(options: ConsulAgentOptions): Promise<ConsulAgent> {
   const binary = options.binary ?? process.env.MESHLET_CONSUL_BIN ?? 'consul';
   // Every port explicit: dev mode's defaults (gRPC TLS on 8503…) clash between agents.
-  const [http, dns, serfLan, serfWan, server, grpc, grpcTls] = await freeLoopbackPorts(7);
+  const [http, dns, serfLan, serfWan, server, grpc, grpcTls, https] = await freeLoopbackPorts(8);
   const args = [
     'agent',
     '-dev',
@@ -62,6 +66,13 @@ async function startOnFreePorts(options: ConsulAgentOptions): Promise<ConsulAgen
     `-grpc-port=${grpc}`,
     `-grpc-tls-port=${grpcTls}`,
     '-log-level=warn',
+    ...(options.tls
+      ? [
+          `-https-port=${https}`,
+          '-hcl',
+          `tls { defaults { ca_file = ${JSON.stringify(options.tls.caFile)}, cert_file = ${JSON.stringify(options.tls.certFile)}, key_file = ${JSON.stringify(options.tls.keyFile)}, verify_incoming = false } }`,
+        ]
+      : []),
     ...(options.aclManagementToken
       ? [
           '-hcl',
@@ -116,6 +127,7 @@ async function startOnFreePorts(options: ConsulAgentOptions): Promise<ConsulAgen
   return {
     address,
     httpPort: http as number,
+    ...(options.tls ? { httpsAddress: `https://127.0.0.1:${https}` } : {}),
     stop,
     async restart() {
       await stop();
