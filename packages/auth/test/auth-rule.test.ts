@@ -1,25 +1,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { InMemoryKvStore, MemoryLogger, parseRuleDocument, RULES_PREFIX, RuleValidationError, RuleWatcher } from '@meshlet/core';
+import { InMemoryKvStore, MemoryLogger, parseRuleDocument, RULES_PREFIX, RuleWatcher } from '@meshlet/core';
+import { assertRuleRefused } from '@meshlet/core/testing';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Authorizer, type AuthSection, authRules, parseAuthSection } from '../src/index.js';
 
 const schema = JSON.parse(readFileSync(new URL('../../schema/auth.schema.json', import.meta.url), 'utf8')) as object;
 const validate = new Ajv2020({ allErrors: true, strict: false, validateFormats: false }).compile(schema);
 
-function refused(section: unknown, path: string, reason?: RegExp): void {
-  assert.throws(
-    () => parseAuthSection(section, 'auth'),
-    (err: unknown) => {
-      assert.ok(err instanceof RuleValidationError, String(err));
-      assert.equal(err.path, path, err.message);
-      assert.equal(err.code, 'MESHLET_BAD_RULE');
-      if (reason) assert.match(err.reason, reason);
-      return true;
-    },
-  );
-}
+/** Asserts the section is refused with RuleValidationError at `path`. */
+const refused = (section: unknown, path: string, reason?: RegExp): void =>
+  assertRuleRefused(() => parseAuthSection(section, 'auth'), path, reason);
 
 const one = (rule: Record<string, unknown>) => ({ rules: [{ name: 'r', action: 'deny', ...rule }] });
 

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { CallExecutor, type CircuitState, parseBreakerRules } from '../src/index.js';
-import { listen } from './servers.js';
 
 type Upstream = { id: string; port: number; failing: boolean; hits: number; close: () => Promise<void> };
 const upstreams: Upstream[] = [];

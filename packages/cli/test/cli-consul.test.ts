@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
 import { ManualClock, RULES_HISTORY_PREFIX, RULES_PREFIX } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
-import { listen } from './listen.js';
 import { meshlet, start } from './run-meshlet.js';
 
 const ADMIN_TOKEN = 'test-admin-token-0123456789';

@@ -10,6 +10,7 @@ import {
   RuleValidationError,
   RuleWatcher,
 } from '@meshlet/core';
+import { assertRuleRefused } from '@meshlet/core/testing';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { applyFault, FAULT_HEADER, FaultInjector, faultAttributes, faultRuleKind, NO_FAULT, parseFaultSection } from '../src/index.js';
 import { seededRandom } from './seeded-random.js';
@@ -17,18 +18,9 @@ import { seededRandom } from './seeded-random.js';
 const schema = JSON.parse(readFileSync(new URL('../../schema/fault.schema.json', import.meta.url), 'utf8')) as object;
 const validate = new Ajv2020({ allErrors: true }).compile(schema);
 
-function refused(section: unknown, path: string, reason?: RegExp): void {
-  assert.throws(
-    () => parseFaultSection(section, 'fault'),
-    (err: unknown) => {
-      assert.ok(err instanceof RuleValidationError, String(err));
-      assert.equal(err.path, path, err.message);
-      assert.equal(err.code, 'MESHLET_BAD_RULE');
-      if (reason) assert.match(err.reason, reason);
-      return true;
-    },
-  );
-}
+/** Asserts the section is refused with RuleValidationError at `path`. */
+const refused = (section: unknown, path: string, reason?: RegExp): void =>
+  assertRuleRefused(() => parseFaultSection(section, 'fault'), path, reason);
 
 const rule = (r: Record<string, unknown>) => ({ rules: [{ name: 'r', percentage: 10, abort: 503, ...r }] });
 const tagsOf = (t: Record<string, string>) => (k: string) => t[k];

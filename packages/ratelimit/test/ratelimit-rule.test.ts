@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parseRuleDocument, RuleValidationError } from '@meshlet/core';
+import { assertRuleRefused } from '@meshlet/core/testing';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import {
   isConcurrencyRule,
@@ -17,18 +18,8 @@ const schema = JSON.parse(readFileSync(new URL('../../schema/ratelimit.schema.js
 const validate = new Ajv2020({ allErrors: true }).compile(schema);
 
 /** Asserts the section is refused with RuleValidationError at `path`. */
-function refused(section: unknown, path: string, reason?: RegExp): void {
-  assert.throws(
-    () => parseRateLimitSection(section, 'ratelimit'),
-    (err: unknown) => {
-      assert.ok(err instanceof RuleValidationError, String(err));
-      assert.equal(err.path, path, err.message);
-      assert.equal(err.code, 'MESHLET_BAD_RULE');
-      if (reason) assert.match(err.reason, reason);
-      return true;
-    },
-  );
-}
+const refused = (section: unknown, path: string, reason?: RegExp): void =>
+  assertRuleRefused(() => parseRateLimitSection(section, 'ratelimit'), path, reason);
 
 const one = (rule: Record<string, unknown>) => ({ rules: [{ name: 'r', rate: 10, ...rule }] });
 /** A concurrency rule named "r", for the "exactly one form" cases. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { listen } from '@meshlet/core/testing';
 import { type AdminStatus, AdminTokenError, createAdminHandler, publicStatus } from '../src/admin-handler.js';
-import { listen } from './servers.js';
 
 const TOKEN = 'a-long-enough-admin-token-0123';
 

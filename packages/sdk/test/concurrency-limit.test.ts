@@ -5,10 +5,10 @@ import { once } from 'node:events';
 import { get, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { RateLimitedError } from '@meshlet/ratelimit';
 import express from 'express';
 import { createMesh, type Mesh } from '../src/index.js';
-import { listen } from './servers.js';
 
 /** A request the handler holds: it answers when the test says so. */
 interface Held {

@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { meshKey } from '@meshlet/auth';
 import { createContext, InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, runWithContext, withTags } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
-import { listen } from './servers.js';
 
 type Echo = { headers: Record<string, string | undefined>; caller?: string };
 

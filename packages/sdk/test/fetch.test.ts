@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CALLER_HEADER, createContext, InMemoryRegistry, MemoryLogger, runWithContext, setTag, TAG_HEADER } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh, fetch as meshFetch, NoInstanceError, UnknownServiceError } from '../src/index.js';
-import { listen } from './servers.js';
 
 type Echo = { port: number; path: string; method: string; headers: Record<string, string | string[] | undefined>; body: string };
 

@@ -4,11 +4,11 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, setTag } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import express from 'express';
 import Fastify from 'fastify';
 import { createMesh, type Mesh } from '../src/index.js';
-import { listen } from './servers.js';
 
 /** A service instance that answers with its id, or 503 while `failing`. */
 async function upstream(id: string) {

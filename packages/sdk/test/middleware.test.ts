@@ -4,10 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CALLER_HEADER, currentContext, getTag, InMemoryRegistry, MemoryLogger, SystemTag, TAG_HEADER } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import express from 'express';
 import Fastify from 'fastify';
 import { createMesh, fetch, type Mesh, setTag, userAgentFamily } from '../src/index.js';
-import { listen } from './servers.js';
 
 const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 

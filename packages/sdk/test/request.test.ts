@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CALLER_HEADER, createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, TAG_HEADER } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
-import { listen } from './servers.js';
 
 type Echo = { id: string; path: string; method: string; headers: Record<string, string | string[] | undefined>; body: string };
 

@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { CATALOG_META_KEY } from '@meshlet/auth';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import Fastify from 'fastify';
 import { createMesh, type Mesh } from '../src/index.js';
-import { listen } from './servers.js';
 
 const SERVER = 1;
 const CLIENT = 2;

@@ -1,18 +1,10 @@
 // What the real-Consul TSF suites share: servers on loopback, bounded waits, seeded draws.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+
+export { listen } from '@meshlet/core/testing';
 
 /** The TSF namespace the suites' services live in. */
 export const NS = 'namespace-n1';
-
-export async function listen(listener: RequestListener): Promise<{ server: Server; port: number }> {
-  const server = createServer(listener);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
 
 /** Waits (bounded, ~30 s) for state that arrives through Consul's blocking queries. */
 export async function until(what: string, test: () => boolean): Promise<void> {

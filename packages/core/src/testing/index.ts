@@ -1,0 +1,42 @@
+/**
+ * Helpers for Meshlet's own tests and for tests of code built on it: a loopback server,
+ * and the assertion every rule parser's tests make. Not used at run time.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RuleValidationError } from '../rules/rule-error.js';
+
+export interface TestServer {
+  readonly server: Server;
+  readonly port: number;
+  /** Closes the server and every connection it holds (keep-alive ones too). */
+  close(): Promise<void>;
+}
+
+/** Starts a node:http server on 127.0.0.1 with an ephemeral port. */
+export async function listen(listener: RequestListener): Promise<TestServer> {
+  const server = createServer(listener);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+    },
+  };
+}
+
+/** Asserts that `parse` refuses its input with a RuleValidationError at `path` (and, if given, a reason matching `reason`). */
+export function assertRuleRefused(parse: () => unknown, path: string, reason?: RegExp): void {
+  assert.throws(parse, (err: unknown) => {
+    assert.ok(err instanceof RuleValidationError, String(err));
+    assert.equal(err.path, path, err.message);
+    assert.equal(err.code, 'MESHLET_BAD_RULE');
+    if (reason) assert.match(err.reason, reason);
+    return true;
+  });
+}
