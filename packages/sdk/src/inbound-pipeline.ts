@@ -221,7 +221,8 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
  */
 function keepVerifiedSourceTags(ctx: MeshContext, identity: VerifiedIdentity | undefined): void {
   const tags = ctx.tags as Map<string, string>;
-  for (const key of [...tags.keys()]) if (key.startsWith('source.')) tags.delete(key);
+  // Deleting the entry being visited is safe in a Map's iteration.
+  for (const key of tags.keys()) if (key.startsWith('source.')) tags.delete(key);
   if (!identity) return;
   const scopes = requestTagsOf(ctx)?.scopes;
   for (const [key, value] of [

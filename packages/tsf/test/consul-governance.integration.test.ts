@@ -2,14 +2,13 @@
 // written as TSF's console writes them under TSF's keys, govern real calls between real
 // meshes. (Route, rate limit and affinity: consul.integration.test.ts.)
 import assert from 'node:assert/strict';
-import type { RequestListener, Server } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import type { RequestListener } from 'node:http';
+import { describe, it } from 'node:test';
 import { ManualClock, MemoryLogger } from '@meshlet/core';
-import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
-import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
-import { createMesh, type Mesh, type MeshOptions, ruleKinds, withTags } from 'meshlet';
+import { ConsulRegistry } from '@meshlet/registry';
+import { createMesh, type MeshOptions, ruleKinds, withTags } from 'meshlet';
 import { readTsfWarmup, TSF_BREAKER_PROBES, TsfRuleStore, tsfMetadata, tsfRuleKey } from '../src/index.js';
-import { listen, NS, seeded, until } from './consul-helpers.js';
+import { consulEstate, listen, NS, seeded, until } from './consul-helpers.js';
 import { fixture } from './fixtures.js';
 
 /** The revision of `key` whose conversion `store` has in force (0: none). */
@@ -27,12 +26,10 @@ interface CircuitOpen {
 }
 
 describe('TSF breaker, authority and warm-up documents in a real Consul govern Meshlet calls', () => {
-  let agent: ConsulAgent;
-  let kv: ConsulKvStore;
-  const meshes: Mesh[] = [];
-  const servers: Server[] = [];
+  const estate = consulEstate();
+  const { meshes, servers } = estate;
 
-  const registry = (logger: MemoryLogger) => new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger });
+  const registry = (logger: MemoryLogger) => new ConsulRegistry({ address: estate.agent.address, waitSeconds: 2, logger });
   const mesh = (options: Omit<MeshOptions, 'registry' | 'logger'>) => {
     const logger = new MemoryLogger();
     const m = createMesh({ ...options, registry: registry(logger), logger });
@@ -47,20 +44,6 @@ describe('TSF breaker, authority and warm-up documents in a real Consul govern M
     await m.register({ port });
     return { mesh: m, port };
   };
-
-  before(async () => {
-    // Throws when Consul cannot start: these tests never skip.
-    agent = await startConsulAgent();
-    kv = new ConsulKvStore({ address: agent.address, waitSeconds: 2, logger: new MemoryLogger() });
-  });
-  after(async () => {
-    for (const m of meshes) await m.close();
-    for (const s of servers) {
-      s.closeAllConnections();
-      s.close();
-    }
-    await agent?.stop();
-  });
 
   it('an API-level breaker from circuitbreaker/<ns>/checkout/<ns>/payment/data opens GET /pay only, fails it fast, and closes after TSF’s probes', async () => {
     let failing = true;
@@ -87,7 +70,7 @@ describe('TSF breaker, authority and warm-up documents in a real Consul govern M
     // an API rule on GET /pay, judged over 10 s, at least 4 calls, 50 % failures, open 5 s.
     const breakerKey = tsfRuleKey.circuitbreaker(NS, 'checkout', NS, 'payment');
     assert.equal(breakerKey, `circuitbreaker/${NS}/checkout/${NS}/payment/data`);
-    await kv.put(
+    await estate.kv.put(
       breakerKey,
       `ruleId: circuitbreaker-pay00001
 microserviceId: ms-checkout01
@@ -116,7 +99,7 @@ strategyList:
     // The breaker's window and open state run on this clock: time moves only when told.
     const clock = new ManualClock(1_714_557_600_000);
     const store = new TsfRuleStore({
-      kv,
+      kv: estate.kv,
       identity: { serviceName: 'checkout', namespaceId: NS },
       kinds: ruleKinds,
       logger: new MemoryLogger(),
@@ -177,7 +160,7 @@ strategyList:
     // With `auth` keys on, the SDK takes `source.*` from the verified identity only
     // (packages/sdk/test/estate.test.ts covers that case).
     const authorityKey = tsfRuleKey.authority(NS, 'ledger');
-    await kv.put(
+    await estate.kv.put(
       authorityKey,
       `- rules:
   - ruleId: auth-rule-billing1
@@ -195,7 +178,7 @@ strategyList:
 `,
     );
     const ledgerStore = new TsfRuleStore({
-      kv,
+      kv: estate.kv,
       identity: { serviceName: 'ledger', namespaceId: NS, groupId: 'group-l1' },
       kinds: ruleKinds,
       logger: new MemoryLogger(),
@@ -249,8 +232,8 @@ strategyList:
 
   it('warm-up from warmup/<ns>/<group>/data: a just-registered instance gets a small share, then TSF’s curve, then its full share', async () => {
     // TSF's console: group-s-new warms up over 120 s with curvature 2 (weight × (uptime/120 s)²).
-    await kv.put(tsfRuleKey.warmup(NS, 'group-s-new'), fixture('warmup.yaml'));
-    const warmup = await readTsfWarmup(kv, NS, 'group-s-new');
+    await estate.kv.put(tsfRuleKey.warmup(NS, 'group-s-new'), fixture('warmup.yaml'));
+    const warmup = await readTsfWarmup(estate.kv, NS, 'group-s-new');
     assert.deepEqual(warmup, { windowMs: 120_000, floor: 0, curvature: 2 });
     if (!warmup) return;
 
@@ -273,7 +256,7 @@ strategyList:
     assert.equal(fresh.mesh.instance?.metadata['registered-at'], String(clock.now()));
 
     const store = new TsfRuleStore({
-      kv,
+      kv: estate.kv,
       identity: { serviceName: 'shop', namespaceId: NS },
       kinds: ruleKinds,
       logger: new MemoryLogger(),

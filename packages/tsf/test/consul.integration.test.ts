@@ -1,26 +1,22 @@
 // Against a real Consul dev agent: TSF YAML written under TSF's keys governs real calls.
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
-import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
-import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
-import { createMesh, type Mesh, ruleKinds } from 'meshlet';
+import { ConsulRegistry } from '@meshlet/registry';
+import { createMesh, ruleKinds } from 'meshlet';
 import { TsfRuleStore, tsfMetadata, tsfRuleKey } from '../src/index.js';
-import { listen, NS, seeded, until } from './consul-helpers.js';
+import { consulEstate, listen, NS, seeded, until } from './consul-helpers.js';
 import { fixture } from './fixtures.js';
 
 describe('TSF rules in a real Consul govern Meshlet calls', () => {
-  let agent: ConsulAgent;
-  let kv: ConsulKvStore;
-  const meshes: Mesh[] = [];
-  const servers: Server[] = [];
+  const estate = consulEstate();
+  const { meshes, servers } = estate;
   const stores = new Map<string, TsfRuleStore>();
 
   const startUserService = async (group: string) => {
     const logger = new MemoryLogger();
     const store = new TsfRuleStore({
-      kv,
+      kv: estate.kv,
       identity: { serviceName: 'user-service', namespaceId: NS, groupId: group },
       kinds: ruleKinds,
       logger,
@@ -29,7 +25,7 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     const mesh = createMesh({
       service: 'user-service',
       instanceId: `user-service-${group}`,
-      registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+      registry: new ConsulRegistry({ address: estate.agent.address, waitSeconds: 2, logger }),
       rules: store,
       metadata: tsfMetadata({ applicationId: 'application-u1', groupId: group, namespaceId: NS, progVersion: '1.0' }),
       logger,
@@ -41,26 +37,13 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     return { mesh, port, store };
   };
 
-  before(async () => {
-    agent = await startConsulAgent();
-    kv = new ConsulKvStore({ address: agent.address, waitSeconds: 2, logger: new MemoryLogger() });
-  });
-  after(async () => {
-    for (const m of meshes) await m.close();
-    for (const s of servers) {
-      s.closeAllConnections();
-      s.close();
-    }
-    await agent?.stop();
-  });
-
   it('registers TSF Meta keys, a rate limit on destination.interface answers 429, a route splits 80/20 by TSF_GROUP_ID', async () => {
-    await kv.put(tsfRuleKey.ratelimit(NS, 'user-service'), fixture('ratelimit.yaml'));
+    await estate.kv.put(tsfRuleKey.ratelimit(NS, 'user-service'), fixture('ratelimit.yaml'));
     const a = await startUserService('group-a');
     await startUserService('group-b');
 
     // Registered as TSF registers: the route destinations below select on these keys.
-    const registry = new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger: new MemoryLogger() });
+    const registry = new ConsulRegistry({ address: estate.agent.address, waitSeconds: 2, logger: new MemoryLogger() });
     const services = (await registry.client.request<Record<string, { Meta: Record<string, string> }>>('GET', '/v1/agent/services')).body;
     assert.equal(services['user-service-group-a']?.Meta.TSF_GROUP_ID, 'group-a');
     assert.equal(services['user-service-group-a']?.Meta.TSF_NAMESPACE_ID, NS);
@@ -75,12 +58,12 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     assert.equal((await fetch(`http://127.0.0.1:${a.port}/other`)).status, 200);
 
     // Route: written once under route/<ns>/user-service/data, read by the caller "orders".
-    await kv.put(tsfRuleKey.route(NS, 'user-service'), fixture('route.yaml'));
+    await estate.kv.put(tsfRuleKey.route(NS, 'user-service'), fixture('route.yaml'));
     const logger = new MemoryLogger();
-    const ordersStore = new TsfRuleStore({ kv, identity: { serviceName: 'orders', namespaceId: NS }, kinds: ruleKinds, logger });
+    const ordersStore = new TsfRuleStore({ kv: estate.kv, identity: { serviceName: 'orders', namespaceId: NS }, kinds: ruleKinds, logger });
     const orders = createMesh({
       service: 'orders',
-      registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+      registry: new ConsulRegistry({ address: estate.agent.address, waitSeconds: 2, logger }),
       rules: ordersStore,
       route: { random: seeded(13) },
       logger,
@@ -107,7 +90,7 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
       const mesh = createMesh({
         service: 'geo-service',
         instanceId: `geo-service-${zone}`,
-        registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+        registry: new ConsulRegistry({ address: estate.agent.address, waitSeconds: 2, logger }),
         metadata: tsfMetadata({ applicationId: 'application-g1', groupId: `group-${zone}`, namespaceId: GEO, zone }),
         logger,
       });
@@ -117,10 +100,10 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
       await mesh.register({ port });
     }
     const affinityKey = tsfRuleKey.affinity(GEO);
-    await kv.put(affinityKey, `namespaceId: ${GEO}\naffinity: false\n`);
+    await estate.kv.put(affinityKey, `namespaceId: ${GEO}\naffinity: false\n`);
     const logger = new MemoryLogger();
     const store = new TsfRuleStore({
-      kv,
+      kv: estate.kv,
       identity: { serviceName: 'geo-client', namespaceId: NS },
       namespaceOf: (service) => (service === 'geo-service' ? GEO : NS),
       kinds: ruleKinds,
@@ -128,7 +111,7 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     });
     const client = createMesh({
       service: 'geo-client',
-      registry: new ConsulRegistry({ address: agent.address, waitSeconds: 2, logger }),
+      registry: new ConsulRegistry({ address: estate.agent.address, waitSeconds: 2, logger }),
       rules: store,
       metadata: { zone: 'zone-1' },
       route: { random: seeded(7) },
@@ -145,7 +128,7 @@ describe('TSF rules in a real Consul govern Meshlet calls', () => {
     assert.deepEqual(await zones(), ['zone-1', 'zone-2']);
     // Read before the write: the store may apply the change before the next line runs.
     const before = store.status.find((s) => s.key === affinityKey)?.inForce ?? 0;
-    await kv.put(affinityKey, fixture('affinity.yaml').replace('namespace-n1', GEO));
+    await estate.kv.put(affinityKey, fixture('affinity.yaml').replace('namespace-n1', GEO));
     await until('the new affinity in force', () => (store.status.find((s) => s.key === affinityKey)?.inForce ?? 0) > before);
     assert.deepEqual(await zones(), ['zone-1']);
   });
