@@ -45,6 +45,7 @@ export {
   pathTemplateProblem,
   splitPath,
 } from './path-template.js';
+export { type RandomSource, seededRandom } from './random.js';
 export type { Registry, Unsubscribe } from './registry.js';
 export * from './rules/index.js';
 export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';

@@ -9,11 +9,11 @@ import {
   RULES_PREFIX,
   RuleValidationError,
   RuleWatcher,
+  seededRandom,
 } from '@meshlet/core';
 import { assertRuleRefused } from '@meshlet/core/testing';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { applyFault, FAULT_HEADER, FaultInjector, faultAttributes, faultRuleKind, NO_FAULT, parseFaultSection } from '../src/index.js';
-import { seededRandom } from './seeded-random.js';
 
 const schema = JSON.parse(readFileSync(new URL('../../schema/fault.schema.json', import.meta.url), 'utf8')) as object;
 const validate = new Ajv2020({ allErrors: true }).compile(schema);

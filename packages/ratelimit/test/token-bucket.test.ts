@@ -1,19 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock } from '@meshlet/core';
+import { ManualClock, seededRandom } from '@meshlet/core';
 import { TokenBuckets } from '../src/index.js';
-
-/** A small seeded PRNG, so that the long run is the same every time. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('TokenBuckets', () => {
   it('follows a step table at explicit instants (10/s, burst 2)', () => {
@@ -78,7 +66,7 @@ describe('TokenBuckets', () => {
     const rate = 7; // per second: a period that is not a whole number of milliseconds
     const burst = 5;
     const buckets = new TokenBuckets({ rate, perMs: 1000, burst, clock });
-    const random = mulberry32(42);
+    const random = seededRandom(42);
     const durationMs = 2_000_000;
     let admitted = 0;
     while (clock.now() < durationMs) {

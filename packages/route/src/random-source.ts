@@ -1,17 +1,2 @@
-/** A source of uniform numbers in [0, 1), as Math.random. Injected so that tests are deterministic. */
-export type RandomSource = () => number;
-
-/**
- * A small seeded generator (mulberry32): the same seed gives the same sequence, so
- * statistical tests assert exact, repeatable counts. Not for anything secret.
- */
-export function seededRandom(seed: number): RandomSource {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Kept where the router's option types import it from; the one generator lives in core.
+export { type RandomSource, seededRandom } from '@meshlet/core';

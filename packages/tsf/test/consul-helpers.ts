@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import { after, before } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
+
+/** The seeded random source of core (mulberry32), named as the suites call it. */
+export { seededRandom as seeded } from '@meshlet/core';
+
 import { ConsulKvStore } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 
@@ -18,17 +22,6 @@ export async function until(what: string, test: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.fail(`timed out waiting for ${what}`);
-}
-
-/** mulberry32: a seeded random source, so splits and draws are the same on every run. */
-export function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
