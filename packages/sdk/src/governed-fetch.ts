@@ -1,3 +1,4 @@
+import { IDENTITY_HEADER } from '@meshlet/auth';
 import type { CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
@@ -8,6 +9,7 @@ import {
   instanceOrigin,
   type Logger,
   type MeshContext,
+  MeshletError,
   NoInstanceError,
   SystemTag,
   type TagLookup,
@@ -280,17 +282,47 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   };
 }
 
+/** Statuses fetch follows as redirects. */
+const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+/** As fetch: more redirects than this is an error. */
+export const MAX_REDIRECTS = 20;
+/** Headers fetch itself drops on a redirect to another origin. */
+const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
+/** Mesh headers never sent off the mesh even when the application set them itself. */
+const MESH_ONLY_HEADERS = [CALLER_HEADER, IDENTITY_HEADER];
+
+/** A redirect that cannot be followed safely; the 3xx is not returned either. */
+export class RedirectRefusedError extends MeshletError {
+  static readonly code = 'MESHLET_REDIRECT_REFUSED';
+  constructor(
+    readonly service: string,
+    reason: string,
+  ) {
+    super(RedirectRefusedError.code, `redirect from ${service}: ${reason}`);
+  }
+}
+
 /**
  * Builds a fetch with the WHATWG signature that governs calls to services through the
  * shared pipeline (see governedCall). A URL whose host is a service in the registry is
  * governed; any other URL is passed to `send` untouched. A service URL's port, if any,
  * is ignored.
+ *
+ * Redirects (`redirect: 'follow'`, fetch's default) are followed here, not by the client,
+ * because the mesh headers (identity, caller, tags, trace context) were written for the
+ * routed instance only: a redirect to a service name (`http://orders/…`) or to the
+ * instance's own origin (a relative `Location`) is governed again, with headers made for
+ * that call; a redirect to any other origin is sent with the application's own headers
+ * only, as fetch would send them across origins (no credentials), and followed from there
+ * by the client. `redirect: 'manual'` and `'error'` go to the client as given.
  */
 export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
   const { directory, send } = deps;
   const identity = (res: Response) => res;
 
-  return async function fetch(input: FetchInput, init?: RequestInit): Promise<Response> {
+  const fetch = (input: FetchInput, init?: RequestInit): Promise<Response> => governed(input, init, 0);
+
+  async function governed(input: FetchInput, init: RequestInit | undefined, hops: number): Promise<Response> {
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
     const service = url.hostname;
@@ -304,7 +336,9 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const body = init?.body ?? request?.body ?? null;
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const given = init?.headers ?? request?.headers;
-    return pipeline({
+    const follow = (init?.redirect ?? request?.redirect ?? 'follow') === 'follow';
+    let sentTo = '';
+    const res = await pipeline({
       service,
       method,
       path: url.pathname,
@@ -317,15 +351,57 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       signal: init?.signal ?? request?.signal ?? undefined,
       send: (origin, headers, attemptSignal) => {
         const target = `${origin}${url.pathname}${url.search}`;
+        sentTo = target;
         return send(request ? new Request(target, request) : target, {
           ...init,
           method,
           // A Headers, or the plain object of string values made above.
           headers: headers as Headers | Record<string, string>,
           ...(attemptSignal ? { signal: attemptSignal } : {}),
+          // Followed below, where the mesh headers can be left behind.
+          ...(follow ? { redirect: 'manual' as const } : {}),
         });
       },
       fromResponse: identity,
     });
-  };
+    if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
+    const location = res.headers.get('location');
+    if (location === null) return res;
+    let next: URL;
+    try {
+      next = new URL(location, sentTo);
+    } catch {
+      return res; // as the client would see it: a Location that is not a URL is not followed
+    }
+    void res.body?.cancel().catch(() => {});
+    if (hops + 1 > MAX_REDIRECTS) throw new RedirectRefusedError(service, `more than ${MAX_REDIRECTS} redirects`);
+    // As fetch: 303 (but HEAD), and 301/302 after a POST, become a GET without a body.
+    const toGet = (res.status === 303 && method !== 'HEAD') || ((res.status === 301 || res.status === 302) && method === 'POST');
+    if (!toGet && body instanceof ReadableStream)
+      throw new RedirectRefusedError(service, `${res.status} to ${next.origin} would send a streamed body a second time`);
+    const headers = new Headers(given);
+    if (toGet)
+      for (const h of ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']) headers.delete(h);
+    const nextInit: RequestInit = {
+      ...init,
+      method: toGet ? 'GET' : method,
+      headers,
+      body: toGet ? null : body,
+      redirect: 'follow',
+    };
+    const signal = init?.signal ?? request?.signal;
+    if (signal) nextInit.signal = signal;
+    const sameInstance = next.origin === new URL(sentTo).origin;
+    if (sameInstance || (next.protocol === 'http:' && (await directory.isService(next.hostname)))) {
+      // Back into the mesh: governed again, its headers written for that call.
+      const target = sameInstance ? `http://${service}${next.pathname}${next.search}` : next.href;
+      return governed(target, nextInit, hops + 1);
+    }
+    // Off the mesh: the application's headers only, without credentials, as fetch sends
+    // them to another origin; the client follows any further redirect itself.
+    for (const h of [...CREDENTIAL_HEADERS, ...MESH_ONLY_HEADERS]) headers.delete(h);
+    return send(next.href, nextInit);
+  }
+
+  return fetch;
 }

@@ -31,7 +31,7 @@ export {
   createAdminHandler,
   publicStatus,
 } from './admin-handler.js';
-export type { Fetch } from './governed-fetch.js';
+export { type Fetch, MAX_REDIRECTS, RedirectRefusedError } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { HeaderTag } from './inbound.js';
 export type { ServeOptions } from './lifecycle.js';
