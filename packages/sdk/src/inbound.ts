@@ -31,6 +31,14 @@ export type HeaderTag = {
   | { /** A query parameter, decoded. */ readonly query: string; readonly header?: undefined; readonly cookie?: undefined }
 );
 
+/**
+ * Whose tag headers (`x-meshlet-tags` and every other accepted dialect's) are believed:
+ * `any` sender's, only a `verified` mesh caller's (needs `auth`), or `none` (an edge service:
+ * its tags come from `tagsFromHeaders` only).
+ */
+export type TagHeaderTrust = 'any' | 'verified' | 'none';
+export const TAG_HEADER_TRUST: readonly TagHeaderTrust[] = ['any', 'verified', 'none'];
+
 /** Checks `tagsFromHeaders` at createMesh: one source per entry, and a tag name. */
 export function checkHeaderTags(list: readonly HeaderTag[]): void {
   list.forEach((rule, i) => {
@@ -102,7 +110,8 @@ const firstValue = (v: string | string[] | undefined): string | undefined => (Ar
  * at the edge survives hops whose own User-Agent says something else.
  *
  * `caller`, when given, is the verified identity and the only source of the caller: the
- * caller header is then ignored, since anyone can type it.
+ * caller header is then ignored, since anyone can type it. `readTagHeaders` false: the
+ * sender is not trusted with tags, and only `tagsFromHeaders` set any.
  */
 export function inboundContext(
   headers: IncomingHttpHeaders,
@@ -110,6 +119,7 @@ export function inboundContext(
   url: string,
   options: InboundOptions,
   caller?: Caller,
+  readTagHeaders = true,
 ): MeshContext {
   const { logger } = options;
   const tags = new Map<string, string>();
@@ -120,7 +130,8 @@ export function inboundContext(
     const value = rule.transform ? rule.transform(raw) : raw;
     if (value !== undefined) tags.set(rule.tag, value);
   }
-  const got = options.propagation.extract(headers);
+  // An untrusted sender's tag headers are not parsed at all (only pass-through headers are read).
+  const got = options.propagation.extract(headers, readTagHeaders ? undefined : { tags: false });
   for (const w of got.warnings) logger.warn('bad tag header ignored', { code: w.code, header: w.header, reason: w.reason });
   for (const d of got.dropped) logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header, key: d.key, reason: d.reason });
   for (const [k, v] of got.tags) tags.set(k, v);

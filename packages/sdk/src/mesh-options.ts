@@ -8,7 +8,7 @@ import type { Router, RouterOptions } from '@meshlet/route';
 import type { Tracing, TracingOptions } from '@meshlet/trace';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
-import type { HeaderTag } from './inbound.js';
+import type { HeaderTag, TagHeaderTrust } from './inbound.js';
 import type { ServeOptions } from './lifecycle.js';
 
 export interface MeshOptions {
@@ -30,6 +30,14 @@ export interface MeshOptions {
   readonly rules?: KvStore;
   /** Request headers, cookies and query parameters lifted into custom tags at this service's edge. */
   readonly tagsFromHeaders?: readonly HeaderTag[];
+  /**
+   * Whose tag headers (`x-meshlet-tags`, TSF's, Polaris', SCT's) this service believes:
+   * `'verified'` — only a mesh caller whose signed identity verifies (needs `auth`; the
+   * default with `auth`); `'any'` — every sender, an edge client too (the default without
+   * `auth`: a client can then pick its own gray release, lane or tier); `'none'` — nobody,
+   * tags come only from `tagsFromHeaders` (what an edge service without `auth` should set).
+   */
+  readonly tagHeaders?: TagHeaderTrust;
   /** Routing defaults: balancer, nearby threshold, seeded random. The caller's zone/region come from metadata. */
   readonly route?: Omit<RouterOptions, 'exclusion' | 'location'>;
   /** Tracing: spans, propagation formats, trace log, metrics. Off when absent. */

@@ -37,7 +37,7 @@ import { Agent } from 'undici';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest } from './governed-request.js';
-import { checkHeaderTags } from './inbound.js';
+import { checkHeaderTags, TAG_HEADER_TRUST } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
@@ -82,6 +82,14 @@ export function createMesh(options: MeshOptions): Mesh {
   checkHeaderTags(options.tagsFromHeaders ?? []);
   if (options.auth && !options.auth.keys[0])
     throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
+  const tagHeaders = options.tagHeaders ?? (options.auth ? 'verified' : 'any');
+  if (!TAG_HEADER_TRUST.includes(tagHeaders))
+    throw new MeshletError('MESHLET_BAD_OPTION', `tagHeaders: "${String(tagHeaders)}" must be one of ${TAG_HEADER_TRUST.join(', ')}`);
+  if (tagHeaders === 'verified' && !options.auth)
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
+    );
   const version = options.version ?? '0.0.0';
   const namespace = options.namespace ?? 'default';
   const registry = options.registry ?? defaultRegistry();
@@ -287,6 +295,7 @@ export function createMesh(options: MeshOptions): Mesh {
     stopping: () => stopping,
     context: inbound,
     verifier,
+    tagHeaders,
     inboundTags: options.inboundTags,
     authorizer,
     rateLimiter,
