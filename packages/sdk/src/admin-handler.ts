@@ -69,6 +69,8 @@ export interface AdminStatus {
   readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number };
   /** Named degraded flags (`registry`, `ratelimitRedis`, `rules`…); true means running on a fallback. */
   readonly degraded: Readonly<Record<string, boolean>>;
+  /** Coded log entries by code since start, written or throttled (`MESHLET_TAG_DROPPED`…). */
+  readonly conditions?: Readonly<Record<string, number>>;
 }
 
 export interface AdminHandlerOptions {
@@ -240,5 +242,13 @@ export function publicStatus(s: AdminStatus): AdminStatus {
       ...opt('errors', typeof s.registry?.errors === 'number' ? s.registry.errors : undefined),
     },
     degraded,
+    ...opt('conditions', s.conditions ? conditionCounts(s.conditions) : undefined),
   };
+}
+
+/** Condition counts by code: codes are constants of the code (`MESHLET_…`), counts numbers. */
+function conditionCounts(c: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(c)) if (/^[A-Za-z0-9_]{1,64}$/.test(k)) out[k] = num(v);
+  return out;
 }

@@ -23,6 +23,15 @@ export function renderStatusMetrics(status: AdminStatus): string {
     out.push(`meshlet_registry_errors_total ${status.registry.errors}`);
   }
 
+  if (status.conditions) {
+    family(
+      'meshlet_conditions_total',
+      'counter',
+      'Coded conditions (bad headers, dropped tags, degraded states) by code, logged or throttled.',
+    );
+    for (const [code, n] of Object.entries(status.conditions)) out.push(`meshlet_conditions_total{${labels({ code })}} ${n}`);
+  }
+
   family('meshlet_rules_revision', 'gauge', 'Store revision of the rule document in force, by service (0: none).');
   for (const r of status.rules) out.push(`meshlet_rules_revision{${labels({ service: r.service })}} ${r.revision}`);
   family('meshlet_rules_rejected_total', 'counter', 'Rule documents refused (the last good ones stayed in force), by service.');

@@ -150,7 +150,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     };
     if (decision instanceof Promise)
       decision.then(act, (err: Error) => {
-        logger.error('rate limiter failed; admitting', { error: err.message });
+        logger.error('rate limiter failed; admitting', { code: 'MESHLET_RATELIMIT_FAILED', error: err.message });
         go(noSlot);
       });
     else act(decision);

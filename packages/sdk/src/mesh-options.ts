@@ -94,7 +94,10 @@ export interface MeshOptions {
   /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
   readonly healthPath?: string | false;
   readonly clock?: Clock;
+  /** Where the mesh logs; wrapped so that per-request conditions are logged at most once per code per `logIntervalMs`. */
   readonly logger?: Logger;
+  /** Least time between two log lines of one per-request code (a bad header, a dropped tag). Default 60 000. */
+  readonly logIntervalMs?: number;
   /** The HTTP client governed calls are sent with. Default: global fetch. */
   readonly fetch?: Fetch;
 }

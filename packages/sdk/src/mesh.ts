@@ -28,6 +28,7 @@ import {
   RuleWatcher,
   SERVICE_NAME,
   systemClock,
+  throttledLogger,
 } from '@meshlet/core';
 import { applyWarmup, FaultInjector, faultRuleKind, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
 import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets, ratelimitRules } from '@meshlet/ratelimit';
@@ -95,7 +96,12 @@ export function createMesh(options: MeshOptions): Mesh {
   const registry = options.registry ?? defaultRegistry();
   const kv = options.rules ?? defaultRuleStore();
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? consoleLogger('warn', service);
+  // Per-request conditions (bad headers, dropped tags) are logged at most once per code per
+  // interval, whatever a client sends; every coded entry is counted for the metrics.
+  const logger = throttledLogger(options.logger ?? consoleLogger('warn', service), {
+    clock,
+    ...(options.logIntervalMs !== undefined ? { intervalMs: options.logIntervalMs } : {}),
+  });
   const healthPath = options.healthPath === undefined ? '/health' : options.healthPath;
   const metadata = options.metadata ?? {};
 
@@ -245,6 +251,7 @@ export function createMesh(options: MeshOptions): Mesh {
         ...(registryStatus ? { errors: registryStatus.errors } : {}),
       },
       degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: rateLimiter.stats.degraded },
+      conditions: Object.fromEntries(logger.counts),
     };
   };
   const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
