@@ -18,7 +18,7 @@ export {
 } from './context.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
 export { FileKvStore } from './file-kv-store.js';
-export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME } from './instance.js';
+export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME, serviceNameProblem } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';

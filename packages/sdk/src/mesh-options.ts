@@ -12,7 +12,7 @@ import type { HeaderTag, TagHeaderTrust } from './inbound.js';
 import type { ServeOptions } from './lifecycle.js';
 
 export interface MeshOptions {
-  /** This service's name: a DNS label (letters, digits, `-`; starts with a letter), as Spring Cloud requires. */
+  /** This service's name: a lower-case DNS label (letters, digits, `-`; starts with a letter), as Spring Cloud and URLs require. */
   readonly service: string;
   readonly version?: string;
   readonly namespace?: string;

@@ -26,7 +26,7 @@ import {
   type RuleKind,
   RuleRepository,
   RuleWatcher,
-  SERVICE_NAME,
+  serviceNameProblem,
   systemClock,
   throttledLogger,
 } from '@meshlet/core';
@@ -69,12 +69,8 @@ let lastMesh: Mesh | undefined;
 /** Creates a mesh for one service. Invalid options throw MeshletError `MESHLET_BAD_OPTION` naming the field. */
 export function createMesh(options: MeshOptions): Mesh {
   const service = options.service;
-  if (typeof service !== 'string' || !SERVICE_NAME.test(service)) {
-    throw new MeshletError(
-      'MESHLET_BAD_OPTION',
-      `service: "${String(service)}" is not a DNS label (letters, digits and "-", starting with a letter, at most 63): Spring clients cannot call such a name`,
-    );
-  }
+  const nameProblem = serviceNameProblem(service);
+  if (nameProblem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `service: ${nameProblem}`);
   if (options.port !== undefined && !validPort(options.port)) {
     throw new MeshletError('MESHLET_BAD_OPTION', `port: ${options.port} is not a port number (1-65535)`);
   }
@@ -388,9 +384,8 @@ export function createMesh(options: MeshOptions): Mesh {
     rules,
     async rulesInForce(name, { timeoutMs = 10_000 } = {}) {
       if (closed) throw new MeshletError('MESHLET_CLOSED', `rulesInForce(${JSON.stringify(name)}): this mesh is closed`);
-      if (typeof name !== 'string' || !SERVICE_NAME.test(name)) {
-        throw new MeshletError('MESHLET_BAD_OPTION', `rulesInForce: "${String(name)}" is not a service name`);
-      }
+      const problem = serviceNameProblem(name);
+      if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `rulesInForce: ${problem}`);
       const watcher = watchRules(name);
       const { revision } = await rules.current(name);
       // Real time, not the mesh's clock: this waits on a watch of the store, not on a timer
