@@ -11,6 +11,7 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_BAD_TAG_HEADER',
   'MESHLET_NO_TAG_SCOPES',
   'MESHLET_RATELIMIT_FAILED',
+  'MESHLET_INSTANCE_COUNT_UNKNOWN',
 ];
 
 /** Default interval between two lines of one per-request code. */

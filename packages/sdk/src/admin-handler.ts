@@ -66,7 +66,7 @@ export interface AdminStatus {
   readonly rules: readonly AdminRulesStatus[];
   readonly breakers: readonly AdminBreakerStatus[];
   readonly limiter?: AdminLimiterStatus;
-  readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number };
+  readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number; readonly snapshotErrors?: number };
   /** Named degraded flags (`registry`, `ratelimitRedis`, `rules`…); true means running on a fallback. */
   readonly degraded: Readonly<Record<string, boolean>>;
   /** Coded log entries by code since start, written or throttled (`MESHLET_TAG_DROPPED`…). */
@@ -240,6 +240,7 @@ export function publicStatus(s: AdminStatus): AdminStatus {
       mode: String(s.registry?.mode ?? 'unknown'),
       degraded: s.registry?.degraded === true,
       ...opt('errors', typeof s.registry?.errors === 'number' ? s.registry.errors : undefined),
+      ...opt('snapshotErrors', typeof s.registry?.snapshotErrors === 'number' ? s.registry.snapshotErrors : undefined),
     },
     degraded,
     ...opt('conditions', s.conditions ? conditionCounts(s.conditions) : undefined),

@@ -22,6 +22,14 @@ export function renderStatusMetrics(status: AdminStatus): string {
     family('meshlet_registry_errors_total', 'counter', 'Registry requests that failed.');
     out.push(`meshlet_registry_errors_total ${status.registry.errors}`);
   }
+  if (status.registry.snapshotErrors !== undefined) {
+    family(
+      'meshlet_registry_snapshot_errors_total',
+      'counter',
+      'Registry snapshot files that could not be read (corrupt, unreadable) or written.',
+    );
+    out.push(`meshlet_registry_snapshot_errors_total ${status.registry.snapshotErrors}`);
+  }
 
   if (status.conditions) {
     family(

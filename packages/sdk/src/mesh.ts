@@ -146,6 +146,8 @@ export function createMesh(options: MeshOptions): Mesh {
       );
   };
 
+  /** The last non-zero count of this service's healthy instances (see instanceCount). */
+  let knownInstances = 0;
   const directory = new ServiceDirectory(registry, {
     async follow(destination) {
       const watcher = watchRules(destination);
@@ -159,6 +161,7 @@ export function createMesh(options: MeshOptions): Mesh {
       await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
     },
     instances(destination, instances) {
+      if (destination === service && instances.length > 0) knownInstances = instances.length;
       feedRouter(destination, options.instanceFilter ? options.instanceFilter(destination, instances) : instances);
       executor.setInstances(
         destination,
@@ -166,6 +169,23 @@ export function createMesh(options: MeshOptions): Mesh {
       );
     },
   });
+
+  /**
+   * Healthy instances of this service, for the local share of a distributed limit while
+   * Redis is down. A registry that shows none (an outage at start, a resync) does not make
+   * the share the whole limit: the last known count stays; with none ever known it is 1,
+   * logged (at most once per interval) and counted.
+   */
+  function instanceCount(): number {
+    const n = directory.instances(service).length;
+    if (n > 0) knownInstances = n;
+    else if (knownInstances === 0)
+      logger.warn('instance count of this service unknown: the local share of a distributed limit is the whole limit', {
+        code: 'MESHLET_INSTANCE_COUNT_UNKNOWN',
+        service,
+      });
+    return Math.max(1, knownInstances);
+  }
 
   let redis: RedisConnection | undefined;
   if (options.ratelimit?.redisUrl) redis = connectRedis(options.ratelimit.redisUrl, { logger });
@@ -183,10 +203,17 @@ export function createMesh(options: MeshOptions): Mesh {
         }
       : {}),
     // The local share of a distributed limit divides by the healthy instances of this service.
-    instances: () => Math.max(1, directory.instances(service).length),
+    instances: instanceCount,
   });
   rateLimiter.follow(watchRules(service));
-  if (redis) void directory.ensure(service).catch(() => {});
+  if (redis)
+    void directory.ensure(service).catch((err: Error) =>
+      logger.warn('cannot follow the instances of this service: the local share of a distributed limit keeps the last known count', {
+        code: 'MESHLET_INSTANCE_COUNT_UNKNOWN',
+        service,
+        error: err.message,
+      }),
+    );
   const bulkheads = options.ratelimit?.bulkheads ? new Bulkheads(options.ratelimit.bulkheads) : undefined;
   const rules = new RuleRepository({ kv, kinds: ruleKinds, clock });
 
@@ -233,7 +260,7 @@ export function createMesh(options: MeshOptions): Mesh {
 
   const adminPath = options.admin?.path ?? '/_meshlet';
   const adminStatus = (): AdminStatus => {
-    const registryStatus = (registry as { status?: { degraded: boolean; errors: number } }).status;
+    const registryStatus = (registry as { status?: { degraded: boolean; errors: number; snapshotErrors?: number } }).status;
     return {
       service,
       ...(instance ? { instance: instance.id } : {}),
@@ -245,6 +272,7 @@ export function createMesh(options: MeshOptions): Mesh {
         mode: registry.constructor.name,
         degraded: registryStatus?.degraded ?? false,
         ...(registryStatus ? { errors: registryStatus.errors } : {}),
+        ...(registryStatus?.snapshotErrors !== undefined ? { snapshotErrors: registryStatus.snapshotErrors } : {}),
       },
       degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: rateLimiter.stats.degraded },
       conditions: Object.fromEntries(logger.counts),
