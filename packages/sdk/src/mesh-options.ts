@@ -159,6 +159,15 @@ export interface Mesh {
   readonly stopping: boolean;
   /** Registers this instance; call it once the server is listening (or use serve()). */
   register(overrides?: { port?: number; address?: string }): Promise<Instance>;
+  /**
+   * Rotates the identity keys of a running mesh (auth on): `keys[0]` signs from now on and
+   * every key verifies. A key no longer listed is still accepted for `overlapMs` (default:
+   * the token lifetime plus the skew, 35 s), so calls signed with it just before stay good
+   * until they expire. Bad keys throw (`MESHLET_BAD_MESH_KEY`) and the keys in force stay.
+   * Rollover across a mesh: add the new key behind the old one everywhere, then put it
+   * first everywhere, then drop the old one. See `followIdentityKeys` for keys from config.
+   */
+  setIdentityKeys(keys: readonly MeshKey[], options?: { readonly overlapMs?: number }): void;
   /** The registered instance, if any. */
   readonly instance: Instance | undefined;
   /** A healthy instance of `service`, chosen as a governed call from the current request would. */

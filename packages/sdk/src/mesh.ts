@@ -2,12 +2,17 @@ import type { Server } from 'node:http';
 import {
   Authorizer,
   authRules,
+  BadMeshKeyError,
   CATALOG_META_KEY,
   catalogHandler,
+  DEFAULT_IDENTITY_TTL_MS,
+  DEFAULT_MAX_SKEW_MS,
   IDENTITY_HEADER,
   IdentitySigner,
   IdentityVerifier,
   loadCatalog,
+  type MeshKey,
+  meshKeyCheck,
   publishCatalog,
 } from '@meshlet/auth';
 import { breakerRuleKind, CallExecutor } from '@meshlet/breaker';
@@ -226,6 +231,8 @@ export function createMesh(options: MeshOptions): Mesh {
   const verifier = auth
     ? new IdentityVerifier({ keys: [...auth.keys], clock, audience: service, ...(auth.maxSkewMs ? { maxSkewMs: auth.maxSkewMs } : {}) })
     : undefined;
+  // A key taken out by setIdentityKeys is still accepted while tokens signed with it live.
+  const keyOverlapMs = (auth?.ttlMs ?? DEFAULT_IDENTITY_TTL_MS) + (auth?.maxSkewMs ?? DEFAULT_MAX_SKEW_MS);
   const signer = authKey
     ? new IdentitySigner({
         identity: { service, namespace, instance: service, version },
@@ -449,6 +456,24 @@ export function createMesh(options: MeshOptions): Mesh {
       return instance;
     },
     register,
+    setIdentityKeys(keys: readonly MeshKey[], setOptions = {}) {
+      if (!verifier || !signer)
+        throw new MeshletError(
+          'MESHLET_BAD_OPTION',
+          'setIdentityKeys: auth is off for this mesh; createMesh({ auth: { keys } }) turns it on',
+        );
+      // Every key checked before anything changes: a bad list leaves the keys in force.
+      if (!Array.isArray(keys) || keys.length === 0)
+        throw new MeshletError('MESHLET_BAD_MESH_KEY', 'setIdentityKeys: give at least one mesh key; the first signs');
+      for (const k of keys) {
+        if (typeof k !== 'object' || k === null) throw new BadMeshKeyError('setIdentityKeys: every key is a MeshKey (meshKey(id, base64))');
+        meshKeyCheck(k);
+      }
+      const overlapMs = setOptions.overlapMs ?? keyOverlapMs;
+      verifier.setKeys(keys, { overlapMs });
+      signer.setKey(keys[0] as MeshKey);
+      logger.info('identity keys changed', { code: 'MESHLET_IDENTITY_KEYS', keys: keys.map((k) => k.id), overlapMs });
+    },
     async resolve(name) {
       await directory.require(name);
       const ctx = currentContext();
