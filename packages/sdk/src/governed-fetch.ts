@@ -240,7 +240,8 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
   const scoped = requestTagsOf(ctx);
   if (ctx.tags.size > 0 || scoped?.passThrough.size || deps.propagation.emitsWithoutTags) {
     const out = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
-    for (const d of out.dropped) deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
+    for (const d of out.dropped)
+      deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key.slice(0, 128), reason: d.reason, service });
     // Never overwrite what the application set itself.
     const emitted = out.headers;
     for (const k in emitted) if (!hasHeader(headers, k)) setHeader(headers, k, emitted[k] as string);

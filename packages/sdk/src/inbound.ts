@@ -132,8 +132,11 @@ export function inboundContext(
   }
   // An untrusted sender's tag headers are not parsed at all (only pass-through headers are read).
   const got = options.propagation.extract(headers, readTagHeaders ? undefined : { tags: false });
-  for (const w of got.warnings) logger.warn('bad tag header ignored', { code: w.code, header: w.header, reason: w.reason });
-  for (const d of got.dropped) logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header, key: d.key, reason: d.reason });
+  // Logged at most once per code per interval (the mesh's logger throttles), with fields cut short.
+  for (const w of got.warnings)
+    logger.warn('bad tag header ignored', { code: w.code, header: w.header.slice(0, 128), reason: w.reason.slice(0, 200) });
+  for (const d of got.dropped)
+    logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header.slice(0, 128), key: d.key.slice(0, 128), reason: d.reason });
   for (const [k, v] of got.tags) tags.set(k, v);
   const q = url.indexOf('?');
   const traceparent = firstValue(headers.traceparent);
@@ -166,7 +169,7 @@ function callerFromHeaders(headers: IncomingHttpHeaders, logger: Logger): Caller
     return out;
   } catch (err) {
     if (!(err instanceof BadTagHeaderError)) throw err;
-    logger.warn('bad caller header ignored', { code: err.code, header: CALLER_HEADER, reason: err.message });
+    logger.warn('bad caller header ignored', { code: err.code, header: CALLER_HEADER, reason: err.message.slice(0, 200) });
     return undefined;
   }
 }
