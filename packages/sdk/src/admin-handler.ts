@@ -71,6 +71,8 @@ export interface AdminStatus {
   readonly degraded: Readonly<Record<string, boolean>>;
   /** Coded log entries by code since start, written or throttled (`MESHLET_TAG_DROPPED`…). */
   readonly conditions?: Readonly<Record<string, number>>;
+  /** Inbound identity checks by outcome (`verified`, `unsigned`, `expired`, `wrong-audience`…), with auth on. */
+  readonly identity?: Readonly<Record<string, number>>;
 }
 
 export interface AdminHandlerOptions {
@@ -244,12 +246,13 @@ export function publicStatus(s: AdminStatus): AdminStatus {
     },
     degraded,
     ...opt('conditions', s.conditions ? conditionCounts(s.conditions) : undefined),
+    ...opt('identity', s.identity ? conditionCounts(s.identity) : undefined),
   };
 }
 
 /** Condition counts by code: codes are constants of the code (`MESHLET_…`), counts numbers. */
 function conditionCounts(c: Readonly<Record<string, number>>): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(c)) if (/^[A-Za-z0-9_]{1,64}$/.test(k)) out[k] = num(v);
+  for (const [k, v] of Object.entries(c)) if (/^[A-Za-z0-9_-]{1,64}$/.test(k)) out[k] = num(v);
   return out;
 }

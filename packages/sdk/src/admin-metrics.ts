@@ -40,6 +40,15 @@ export function renderStatusMetrics(status: AdminStatus): string {
     for (const [code, n] of Object.entries(status.conditions)) out.push(`meshlet_conditions_total{${labels({ code })}} ${n}`);
   }
 
+  if (status.identity) {
+    family(
+      'meshlet_identity_checks_total',
+      'counter',
+      'Inbound identity headers checked, by outcome (anything but verified: the caller was anonymous).',
+    );
+    for (const [outcome, n] of Object.entries(status.identity)) out.push(`meshlet_identity_checks_total{${labels({ outcome })}} ${n}`);
+  }
+
   family('meshlet_rules_revision', 'gauge', 'Store revision of the rule document in force, by service (0: none).');
   for (const r of status.rules) out.push(`meshlet_rules_revision{${labels({ service: r.service })}} ${r.revision}`);
   family('meshlet_rules_rejected_total', 'counter', 'Rule documents refused (the last good ones stayed in force), by service.');

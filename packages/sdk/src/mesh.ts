@@ -283,6 +283,7 @@ export function createMesh(options: MeshOptions): Mesh {
       },
       degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: rateLimiter.stats.degraded },
       conditions: Object.fromEntries(logger.counts),
+      ...(verifier ? { identity: { ...verifier.counters } } : {}),
     };
   };
   const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
@@ -387,7 +388,10 @@ export function createMesh(options: MeshOptions): Mesh {
     try {
       await registry.deregister(id);
     } catch (err) {
-      logger.warn('deregistration failed; the registry will reap the instance when its check fails', { error: (err as Error).message });
+      logger.warn('deregistration failed; the registry will reap the instance when its check fails', {
+        code: 'MESHLET_DEREGISTER_FAILED',
+        error: (err as Error).message,
+      });
     }
   };
 

@@ -10,6 +10,7 @@ import { CALLER_HEADER, createContext, InMemoryKvStore, InMemoryRegistry, Memory
 import { listen, type TestServer } from '@meshlet/core/testing';
 import { createMesh, MAX_REDIRECTS, type Mesh, RedirectRefusedError } from '../src/index.js';
 
+const ADMIN_TOKEN = 'redirect-test-admin-token-0123';
 const MESH_HEADERS = [IDENTITY_HEADER, CALLER_HEADER, TAG_HEADER, 'traceparent', 'tracestate'];
 
 describe('redirects and the mesh headers', () => {
@@ -65,7 +66,14 @@ describe('redirects and the mesh headers', () => {
     );
 
     // A service that redirects: off the mesh, to itself (relative), to another service by name.
-    const redirector = createMesh({ service: 'redirector', registry, rules, auth, logger: new MemoryLogger() });
+    const redirector = createMesh({
+      service: 'redirector',
+      registry,
+      rules,
+      auth,
+      logger: new MemoryLogger(),
+      admin: { token: ADMIN_TOKEN },
+    });
     meshes.push(redirector);
     redirectorPort = await serve(redirector, (req, res) => {
       const to = (location: string, status = 302) => {
@@ -124,6 +132,12 @@ describe('redirects and the mesh headers', () => {
       const replay = await globalThis.fetch(`http://127.0.0.1:${port}/echo`, { headers: replayed });
       assert.equal(replay.status, 403, 'the replayed request was admitted');
     }
+    // The anonymous attempt is counted by the service that refused it.
+    const metrics = await (
+      await globalThis.fetch(`http://127.0.0.1:${redirectorPort}/_meshlet/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text();
+    assert.match(metrics, /meshlet_identity_checks_total\{outcome="unsigned"\} [1-9]/);
+    assert.match(metrics, /meshlet_identity_checks_total\{outcome="verified"\} [1-9]/);
   });
 
   it('307 and 308 keep the method and body, 303 becomes a GET; still no mesh headers', async () => {
