@@ -12,9 +12,25 @@ import {
   MeshletError,
   NoInstanceError,
   SystemTag,
+  TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
-import { applyFault, type FaultInjector, faultAttributes, NO_FAULT, requestTagsOf, type TagPropagation } from '@meshlet/dialects';
+import {
+  applyFault,
+  FAULT_HEADER,
+  type FaultInjector,
+  faultAttributes,
+  NO_FAULT,
+  ONCE_TAG_HEADER,
+  POLARIS_TRANSITIVE_PREFIX,
+  requestTagsOf,
+  SCT_DISPOSABLE_HEADER,
+  SCT_METADATA_HEADER,
+  SCT_TRANSITIVE_PREFIX,
+  type TagPropagation,
+  TSF_METADATA_HEADER,
+  TSF_TAGS_HEADER,
+} from '@meshlet/dialects';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';
@@ -289,8 +305,22 @@ const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]
 export const MAX_REDIRECTS = 20;
 /** Headers fetch itself drops on a redirect to another origin. */
 const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
-/** Mesh headers never sent off the mesh even when the application set them itself. */
-const MESH_ONLY_HEADERS = [CALLER_HEADER, IDENTITY_HEADER];
+/**
+ * Mesh headers never sent off the mesh, even when the application set them itself (an app
+ * that forwards its inbound headers would hand on its caller's identity and tags).
+ */
+const MESH_ONLY_HEADERS = [
+  CALLER_HEADER,
+  IDENTITY_HEADER,
+  TAG_HEADER,
+  ONCE_TAG_HEADER,
+  TSF_TAGS_HEADER,
+  TSF_METADATA_HEADER,
+  SCT_METADATA_HEADER,
+  SCT_DISPOSABLE_HEADER,
+  FAULT_HEADER,
+].map((h) => h.toLowerCase());
+const MESH_ONLY_PREFIXES = [POLARIS_TRANSITIVE_PREFIX, SCT_TRANSITIVE_PREFIX].map((p) => p.toLowerCase());
 
 /** A redirect that cannot be followed safely; the 3xx is not returned either. */
 export class RedirectRefusedError extends MeshletError {
@@ -401,6 +431,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     // Off the mesh: the application's headers only, without credentials, as fetch sends
     // them to another origin; the client follows any further redirect itself.
     for (const h of [...CREDENTIAL_HEADERS, ...MESH_ONLY_HEADERS]) headers.delete(h);
+    for (const name of [...headers.keys()]) if (MESH_ONLY_PREFIXES.some((p) => name.startsWith(p))) headers.delete(name);
     return send(next.href, nextInit);
   }
 

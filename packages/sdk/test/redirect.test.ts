@@ -112,9 +112,15 @@ describe('redirects and the mesh headers', () => {
 
   it('a 302 to a host outside the mesh gets none of the mesh headers, and it has nothing to replay', async () => {
     outside.length = 0;
-    const res = await inRequest(() =>
-      gateway.fetch('http://redirector/out', { headers: { 'x-app': 'mine', authorization: 'Bearer app' } }),
-    );
+    // The app forwards headers it received, mesh headers among them: those stop here too.
+    const forwarded = {
+      'x-app': 'mine',
+      authorization: 'Bearer app',
+      [TAG_HEADER]: 'lane=blue',
+      'tsf-tags': '[]',
+      'x-polaris-metadata-transitive-lane': 'blue',
+    };
+    const res = await inRequest(() => gateway.fetch('http://redirector/out', { headers: forwarded }));
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'outside');
     assert.equal(outside.length, 1);
@@ -123,6 +129,8 @@ describe('redirects and the mesh headers', () => {
     // The application's own header goes on; its credentials do not cross origins (as fetch does).
     assert.equal(got['x-app'], 'mine');
     assert.equal(got.authorization, undefined);
+    assert.equal(got['tsf-tags'], undefined);
+    assert.equal(got['x-polaris-metadata-transitive-lane'], undefined);
 
     // The replay: the outside host calls the mesh services with what it received.
     const replayed: Record<string, string> = {};
