@@ -84,6 +84,11 @@ export function createMesh(options: MeshOptions): Mesh {
   checkHeaderTags(options.tagsFromHeaders ?? []);
   if (options.auth && !options.auth.keys[0])
     throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
+  if (options.logIntervalMs !== undefined && !(Number.isFinite(options.logIntervalMs) && options.logIntervalMs >= 0))
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      `logIntervalMs: ${String(options.logIntervalMs)} must be a number of milliseconds, 0 or more`,
+    );
   const tagHeaders = options.tagHeaders ?? (options.auth ? 'verified' : 'any');
   if (!TAG_HEADER_TRUST.includes(tagHeaders))
     throw new MeshletError('MESHLET_BAD_OPTION', `tagHeaders: "${String(tagHeaders)}" must be one of ${TAG_HEADER_TRUST.join(', ')}`);

@@ -67,6 +67,15 @@ const flood = async (n: number) => {
   await Promise.all(Array.from({ length: 8 }, worker));
 };
 
+it('refuses a log interval that is not a duration, naming the option', () => {
+  for (const logIntervalMs of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    assert.throws(
+      () => createMesh({ service: 'bad-interval', registry: new InMemoryRegistry(), rules: new InMemoryKvStore(), logIntervalMs }),
+      (err: unknown) => (err as { code?: string }).code === 'MESHLET_BAD_OPTION' && /logIntervalMs/.test((err as Error).message),
+    );
+  }
+});
+
 it(`${REQUESTS} requests with 2,048 bad tags each: a handful of lines, every condition counted`, async () => {
   assert.equal(MANY_TAGS.length <= 8 * 1024, true);
   await flood(REQUESTS / 2);
