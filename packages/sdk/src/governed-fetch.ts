@@ -344,8 +344,8 @@ export class RedirectRefusedError extends MeshletError {
  * routed instance only: a redirect to a service name (`http://orders/…`) or to the
  * instance's own origin (a relative `Location`) is governed again, with headers made for
  * that call; a redirect to any other origin is sent with the application's own headers
- * only, as fetch would send them across origins (no credentials), and followed from there
- * by the client. `redirect: 'manual'` and `'error'` go to the client as given.
+ * only, less any mesh header it set itself and the credentials fetch drops across origins,
+ * and followed from there by the client. `redirect: 'manual'` and `'error'` go to the client as given.
  */
 export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
   const { directory, send } = deps;
