@@ -102,6 +102,12 @@ describe('conditions', () => {
     assert.equal(checkRegex('^hrom', 'p').test('Chrome'), false);
     assert.equal(checkRegex('^.$', 'p').test('😀'), true, 'a code point, as RegExp with the u flag');
     assert.equal(checkRegex('(?i)^chrome$', 'p').test('Chrome'), true, 'RE2 flags');
+    const memo = checkRegex('^Chrom', 'p');
+    assert.deepEqual(
+      ['Chrome', 'Chrome', 'Firefox', 'Chrome', 'Chromium', 'Firefox'].map((v) => memo.test(v)),
+      [true, true, false, true, true, false],
+      'the memo of the last value answers only for that value',
+    );
   });
 
   // On a backtracking engine these took 2.8 s at 64 characters and did not finish at 128
