@@ -168,7 +168,9 @@ describe('rule documents under fuzzing (fast-check, fixed seed)', () => {
   before(async () => {
     // The mesh reads `orders`' rules for its own inbound path (ratelimit, auth) and as a
     // destination (route, breaker, fault): every kind's listener compiles what is applied.
-    upstream = await listen((_req, res) => res.end('ok'));
+    // The upstream is this mesh's own inbound pipeline, so that ratelimit and auth rules run on every call too.
+    let inbound: Parameters<typeof listen>[0] = (_req, res) => res.end('not yet');
+    upstream = await listen((req, res) => inbound(req, res));
     const registry = new InMemoryRegistry();
     await registry.register({
       id: 'orders-1',
@@ -180,6 +182,7 @@ describe('rule documents under fuzzing (fast-check, fixed seed)', () => {
       health: 'passing',
     });
     mesh = createMesh({ service: 'orders', registry, rules: new InMemoryKvStore(), logger });
+    inbound = mesh.httpHandler((_req, res) => res.end('ok'));
     // The first call follows `orders` as a destination: router, breakers and faults listen from then on.
     assert.equal((await mesh.fetch('http://orders/')).status, 200);
   });
@@ -189,6 +192,7 @@ describe('rule documents under fuzzing (fast-check, fixed seed)', () => {
   });
 
   /** validate → a document or a coded refusal; apply → the same answer; a refusal changes nothing. */
+  const calls = { answered: 0, refused: 0 };
   const seen = { accepted: 0, refused: 0, limits: new Map<string, number>(), sections: new Set<string>() };
   async function check(text: string): Promise<void> {
     let valid: boolean;
@@ -222,8 +226,17 @@ describe('rule documents under fuzzing (fast-check, fixed seed)', () => {
     assert.equal(
       logger.entries.filter((e) => e.fields?.code === 'MESHLET_RULE_LISTENER_FAILED').length,
       failedBefore,
-      'nothing in an accepted document throws where it is used',
+      'nothing in an accepted document throws where it is compiled',
     );
+    // …nor when a call goes through it: a response (403, 429, a fallback… all fine) or a coded error.
+    try {
+      const res = await mesh.fetch('http://orders/users/7', { signal: AbortSignal.timeout(10_000) });
+      await res.arrayBuffer();
+      calls.answered++;
+    } catch (err) {
+      assert.equal(typeof (err as { code?: unknown }).code, 'string', `uncoded throw from a call: ${String(err)}`);
+      calls.refused++;
+    }
     // Bounded work: what was accepted is within the bounds, and every regex is linear with a bounded program.
     const m = measure(text);
     assert.ok(text.length <= RULE_DOCUMENT_LIMITS.maxChars);
@@ -233,16 +246,18 @@ describe('rule documents under fuzzing (fast-check, fixed seed)', () => {
   }
 
   it('mutated documents of every kind', async () => {
-    await fc.assert(fc.asyncProperty(mutatedDocument, check), { seed: SEED, numRuns: 300 });
+    await fc.assert(fc.asyncProperty(mutatedDocument, check), { seed: SEED, numRuns: 600 });
     // Not vacuous: both answers, every kind accepted, and refusals by bound and by section.
-    console.log(`rule fuzz: accepted ${seen.accepted}, refused ${seen.refused}: ${JSON.stringify([...seen.limits])}`);
+    console.log(
+      `rule fuzz: accepted ${seen.accepted}, refused ${seen.refused}: ${JSON.stringify([...seen.limits])}; calls answered ${calls.answered}, refused ${calls.refused}`,
+    );
     assert.ok(seen.accepted >= 30 && seen.refused >= 30, `accepted ${seen.accepted}, refused ${seen.refused}`);
     for (const kind of Object.keys(SEEDS)) assert.ok(seen.sections.has(kind), `no ${kind} section was accepted`);
     for (const limit of ['depth', 'array', 'string']) assert.ok(seen.limits.has(limit), `no refusal by ${limit}`);
   });
 
   it('arbitrary text', async () => {
-    await fc.assert(fc.asyncProperty(arbitraryText, check), { seed: SEED, numRuns: 200 });
+    await fc.assert(fc.asyncProperty(arbitraryText, check), { seed: SEED, numRuns: 500 });
   });
 
   it('regex conditions: coded refusal or a linear matcher that answers any tag value', () => {
@@ -287,7 +302,7 @@ describe('rule documents under fuzzing (fast-check, fixed seed)', () => {
         assert.ok(re.programSize <= REGEX_MAX_PROGRAM);
         for (const v of values) assert.equal(typeof re.test(v), 'boolean');
       }),
-      { seed: SEED, numRuns: 500 },
+      { seed: SEED, numRuns: 1000 },
     );
   });
 });
