@@ -73,6 +73,15 @@ describe('rule document bounds', () => {
     );
   });
 
+  it('regex conditions: a budget of compiled instructions over the whole document', () => {
+    const big = { tag: 't', op: 'regex', pattern: '^.{990}.{990}x' }; // 1,984 instructions
+    const fits = Math.floor(L.maxRegexProgram / 1984);
+    accepted(docWith(JSON.stringify(new Array(fits).fill(big))));
+    refusedWith(docWith(JSON.stringify(new Array(fits + 1).fill(big))), `blob[${fits}].pattern`, 'regexBudget');
+    // Whichever section a condition is in, and refused as its kind would refuse it.
+    refusedWith(docWith(JSON.stringify({ when: [{ tag: 't', op: 'regex', pattern: '(?=a)' }] })), 'blob.when[0].pattern', 'regex');
+  });
+
   it('a parser that throws something other than a RuleValidationError is still a coded refusal of its section', () => {
     const broken: RuleKind<unknown> = {
       name: 'broken',

@@ -1,4 +1,5 @@
 import { SERVICE_NAME } from '../instance.js';
+import { checkRegex } from './condition.js';
 import { field, RuleValidationError } from './rule-error.js';
 
 /**
@@ -47,6 +48,11 @@ export const RULE_DOCUMENT_LIMITS = {
   maxKeyLength: 256,
   /** Characters of any one string value (a fallback body's text is the longest). */
   maxStringLength: 65_536,
+  /**
+   * RE2 instructions over every regex condition in the document: a request's regex work is
+   * at most this much per byte of the values it tests (about 0.5 ms at 512 bytes here).
+   */
+  maxRegexProgram: 20_000,
 } as const;
 
 /** Largest rule document accepted, in characters: under Consul's 512 KiB value limit. */
@@ -123,6 +129,7 @@ function parseSection(kind: RuleKind<unknown>, value: unknown, path: string): un
 function checkBounds(root: unknown): void {
   const L = RULE_DOCUMENT_LIMITS;
   let nodes = 0;
+  let regexProgram = 0;
   const walk = (value: unknown, path: string, depth: number): void => {
     if (++nodes > L.maxNodes) throw new RuleValidationError(path, `document has more than ${L.maxNodes} values`, 'nodes');
     if (typeof value === 'string') {
@@ -136,6 +143,20 @@ function checkBounds(root: unknown): void {
       if (value.length > L.maxArrayLength) throw new RuleValidationError(path, `array longer than ${L.maxArrayLength} elements`, 'array');
       for (let i = 0; i < value.length; i++) walk(value[i], `${path}[${i}]`, depth + 1);
       return;
+    }
+    const o = value as Record<string, unknown>;
+    // A condition, in whichever kind's section: `{ op: "regex", pattern }`. Compiled here for
+    // its size only (checkRegex refuses it as the kind's parser would, naming the same field).
+    if (o.op === 'regex' && typeof o.pattern === 'string') {
+      const patternPath = path === '' ? 'pattern' : `${path}.pattern`;
+      regexProgram += checkRegex(o.pattern, patternPath).programSize;
+      if (regexProgram > L.maxRegexProgram) {
+        throw new RuleValidationError(
+          patternPath,
+          `the document's regex conditions compile to more than ${L.maxRegexProgram} instructions together; use fewer or simpler patterns ("in" for lists)`,
+          'regexBudget',
+        );
+      }
     }
     const keys = Object.keys(value);
     if (keys.length > L.maxObjectKeys) throw new RuleValidationError(path, `object with more than ${L.maxObjectKeys} keys`, 'keys');

@@ -10,7 +10,7 @@ export class RuleValidationError extends MeshletError {
   readonly reason: string;
   /**
    * Which bound or engine limit refused the field, when one did (`depth`, `size`, `array`,
-   * `keys`, `string`, `key`, `nodes`, `regex`, `regexLength`, `regexProgram`, `section`);
+   * `keys`, `string`, `key`, `nodes`, `regex`, `regexLength`, `regexProgram`, `regexBudget`, `section`);
    * see RULE_DOCUMENT_LIMITS.
    */
   readonly limit: string | undefined;
