@@ -382,7 +382,8 @@ function staticFallback(rule: { readonly fallback?: StaticFallback } | ApiRule):
   const f = rule.fallback;
   if (f === undefined) return undefined;
   const json = f.body !== undefined && typeof f.body !== 'string';
-  const body = f.body === undefined ? null : json ? JSON.stringify(f.body) : (f.body as string);
+  // A parsed rule carries the body serialised; a StaticFallback built in code may not.
+  const body = f.bodyText !== undefined ? f.bodyText : f.body === undefined ? null : json ? JSON.stringify(f.body) : (f.body as string);
   const headers: Record<string, string> = {
     ...(json ? { 'content-type': 'application/json' } : {}),
     ...f.headers,

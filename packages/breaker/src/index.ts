@@ -23,6 +23,7 @@ export {
   type InstanceRule,
   ISOLATION_LEVELS,
   type IsolationLevel,
+  MAX_FALLBACK_BODY,
   parseBreakerRules,
   type RetryPolicy,
   type ServiceRule,

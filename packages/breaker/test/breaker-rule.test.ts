@@ -44,7 +44,7 @@ describe('breaker rules', () => {
     const r = parseBreakerRules(good, 'breaker');
     assert.equal(r.service?.policy.failureRateThreshold, 60);
     assert.equal(r.service?.policy.probes, 3, 'default');
-    assert.deepEqual(r.service?.fallback, { status: 503, body: { error: 'busy' } });
+    assert.deepEqual(r.service?.fallback, { status: 503, body: { error: 'busy' }, bodyText: '{"error":"busy"}' });
     assert.deepEqual(
       r.apis[0]?.apis.map((a) => `${a.method} ${a.path}`),
       ['GET /users/{id}', '* /admin/**'],
