@@ -44,6 +44,8 @@ export class RouteTable {
     service: string;
     section: RouteSection | undefined;
     instances: readonly Instance[];
+    /** Instances that left in a sudden drop, still in their grace: routed to only in panic. */
+    departed?: readonly Instance[];
     exclusion: InstanceExclusion;
     loads: Map<string, LoadCounter>;
     settings: PoolSettings;
@@ -52,14 +54,21 @@ export class RouteTable {
     this.service = opts.service;
     const baseline: Member[] = [];
     const byLane = new Map<string, Member[]>();
-    for (const instance of opts.instances) {
+    const departed = opts.departed ?? [];
+    const all = departed.length === 0 ? opts.instances : [...opts.instances, ...departed];
+    for (let n = 0; n < all.length; n++) {
+      const instance = all[n] as Instance;
       let load = opts.loads.get(instance.id);
       if (!load) {
         load = { outstanding: 0 };
         opts.loads.set(instance.id, load);
       }
       const endpoint: Endpoint = { instance, weight: instanceWeight(instance), load };
-      const member: Member = { endpoint, healthy: instance.health === 'passing' && !opts.exclusion.isExcluded(instance.id) };
+      const excluded = opts.exclusion.isExcluded(instance.id);
+      const member: Member =
+        n < opts.instances.length
+          ? { endpoint, healthy: instance.health === 'passing' && !excluded, excluded }
+          : { endpoint, healthy: false, excluded, departed: true };
       const lane = instance.metadata[LANE_META_KEY];
       if (lane === undefined || lane === '') baseline.push(member);
       else {
@@ -69,7 +78,7 @@ export class RouteTable {
       }
     }
     this.instanceCount = opts.instances.length;
-    this.baselineCount = baseline.length;
+    this.baselineCount = baseline.reduce((c, m) => c + (m.departed ? 0 : 1), 0);
     this.lanes = new Map([...byLane].map(([lane, members]) => [lane, new InstancePool(`lane "${lane}"`, members, settings)]));
 
     // One pool per distinct selector, shared by every rule that names it.
