@@ -8,7 +8,6 @@ import {
   instanceOrigin,
   type Logger,
   type MeshContext,
-  NoInstanceError,
   SystemTag,
   type TagLookup,
 } from '@meshlet/core';
@@ -165,22 +164,12 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       this.#decision = router.decide(this.service, this.#tags);
       return this.#decision.instance;
     }
-    // A retry: ask again until routing offers an instance not tried yet (round robin moves
-    // on; a hash-affine balancer will not, and then there is no other instance to try).
-    for (let i = 0; i < 4; i++) {
-      let next: RouteDecision;
-      try {
-        next = router.decide(this.service, this.#tags);
-      } catch (err) {
-        if (err instanceof NoInstanceError) return undefined;
-        throw err;
-      }
-      if (!tried.has(next.instance.id)) {
-        this.#decision = next;
-        return next.instance;
-      }
-    }
-    return undefined;
+    // A retry: an instance not tried yet, in the same groups, nearest locality first (it
+    // may leave the caller's zone when the zone's only instance failed).
+    const next = router.decideRetry(this.service, this.#tags, tried);
+    if (next === undefined) return undefined;
+    this.#decision = next;
+    return next.instance;
   }
 
   async send(instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> {
