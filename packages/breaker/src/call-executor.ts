@@ -148,7 +148,7 @@ export class CallExecutor {
   }
 
   /**
-   * Applies the `breaker` section of `service` (undefined: no governance). Breakers whose
+   * Applies the `breaker` section of `service` (undefined: the defaults alone). Breakers whose
    * rule did not change keep their state; the others start closed.
    */
   setRules(service: string, rules: BreakerRules | undefined): void {
