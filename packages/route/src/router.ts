@@ -39,12 +39,12 @@ export interface RouterOptions {
    */
   readonly panicThresholdPercent?: number;
   /**
-   * How long instances that left in a sudden drop are remembered, ms: one registry update
-   * that leaves a service with fewer than `panicThresholdPercent` of its healthy instances
-   * (but not none) is distrusted — a registry recovering from an outage reports most
-   * instances critical for a few seconds — and the departed count, and are routed to, in
-   * panic until they come back or the grace ends. Default 35 000 (Meshlet's
-   * `deregisterDelayMs`: an instance that leaves gracefully serves that long); 0 turns it off.
+   * How long instances that left are remembered, ms, so that a sudden drop is distrusted:
+   * a registry recovering from an outage reports most instances critical for a few
+   * seconds. The departed count in the panic test, and are routed to in panic, until they
+   * come back, the grace ends, or a connection to one is refused (`reportUnreachable`).
+   * Default 35 000 (Meshlet's `deregisterDelayMs`: an instance that leaves gracefully
+   * serves that long); 0 turns it off.
    */
   readonly departedGraceMs?: number;
   /** For the departed grace. Default systemClock. */
@@ -143,30 +143,41 @@ export class Router {
     s.table = undefined;
   }
 
-  /** Instances of `service` that left in a sudden drop and are still remembered. */
+  /** Instances of `service` that left within the grace and are still remembered. */
   departed(service: string): readonly Instance[] {
     return [...(this.#services.get(service)?.departed.values() ?? [])].map((d) => d.instance);
   }
 
   /**
-   * Remembers the healthy instances this update removes when it is a sudden drop: the
-   * healthy ones left are fewer than the panic threshold of those plus the ones removed
-   * (and those still remembered), but not none. A drop to none is the registry's to judge.
+   * Says that a connection to `instance` was refused (nothing was sent): if it is a
+   * departed instance, it really is gone, and panic stops routing to it.
+   */
+  reportUnreachable(instance: Instance): void {
+    const s = this.#services.get(instance.service);
+    if (s === undefined || !s.departed.delete(instance.id)) return;
+    this.#noteDepartures(s, s.instances);
+    s.table = undefined;
+  }
+
+  /**
+   * Remembers, for the grace, the healthy instances this update removes; forgets the ones
+   * that are back and those whose grace is over. They matter only when the rest are too
+   * few (the panic threshold), and not at all when none is left: a drop to none is the
+   * registry's to judge.
    */
   #noteDepartures(s: ServiceState, next: readonly Instance[]): void {
     const now = this.#clock.now();
     const departed = s.departed;
     const ids = new Set<string>();
-    let healthy = 0;
     for (const i of next) {
       ids.add(i.id);
-      if (i.health === 'passing') healthy++;
       departed.delete(i.id);
     }
     for (const [id, d] of departed) if (d.until <= now) departed.delete(id);
-    const gone = s.instances.filter((i) => i.health === 'passing' && !ids.has(i.id));
-    if (gone.length > 0 && healthy > 0 && healthy * 100 < this.#panic * (healthy + gone.length + departed.size)) {
-      for (const i of gone) departed.set(i.id, { instance: i, until: now + this.#graceMs });
+    if (next !== s.instances) {
+      for (const i of s.instances) {
+        if (i.health === 'passing' && !ids.has(i.id)) departed.set(i.id, { instance: i, until: now + this.#graceMs });
+      }
     }
     let until = Number.POSITIVE_INFINITY;
     for (const d of departed.values()) if (d.until < until) until = d.until;

@@ -85,6 +85,23 @@ describe('departed grace: a sudden drop does not concentrate traffic on the few 
     );
   });
 
+  it('a departed instance that refuses a connection is forgotten at once', () => {
+    const { router } = setup();
+    const fleet = fleetOf(4);
+    router.setInstances(SVC, fleet);
+    router.setInstances(SVC, fleet.slice(3));
+    router.reportUnreachable(fleet[0] as Instance);
+    router.reportUnreachable(fleet[3] as Instance); // not departed: nothing happens
+    assert.deepEqual(reached(router), ['o1', 'o2', 'o3']);
+    assert.deepEqual(
+      router
+        .departed(SVC)
+        .map((i) => i.id)
+        .sort(),
+      ['o1', 'o2'],
+    );
+  });
+
   // [step, instances listed, advance ms before, instances reached]
   type Step = [string, string[], number, string[] | 'none'];
   const table: { name: string; options?: RouterOptions; steps: Step[] }[] = [
@@ -106,12 +123,21 @@ describe('departed grace: a sudden drop does not concentrate traffic on the few 
       ],
     },
     {
-      name: 'a gradual scale-down is no sudden drop',
+      name: 'one at a time within the grace adds up to a sudden drop (a registry reports checks one by one)',
+      steps: [
+        ['four', ['o0', 'o1', 'o2', 'o3'], 0, ['o0', 'o1', 'o2', 'o3']],
+        ['three: 3 of 4 healthy', ['o1', 'o2', 'o3'], 0, ['o1', 'o2', 'o3']],
+        ['two: 2 of 4, at the threshold', ['o2', 'o3'], 100, ['o2', 'o3']],
+        ['one: 1 of 4, panic', ['o3'], 100, ['o0', 'o1', 'o2', 'o3']],
+      ],
+    },
+    {
+      name: 'a scale-down slower than the grace is no sudden drop',
       steps: [
         ['four', ['o0', 'o1', 'o2', 'o3'], 0, ['o0', 'o1', 'o2', 'o3']],
         ['three', ['o1', 'o2', 'o3'], 0, ['o1', 'o2', 'o3']],
-        ['two', ['o2', 'o3'], 0, ['o2', 'o3']],
-        ['one', ['o3'], 0, ['o3']],
+        ['two', ['o2', 'o3'], 35_000, ['o2', 'o3']],
+        ['one', ['o3'], 35_000, ['o3']],
       ],
     },
     {

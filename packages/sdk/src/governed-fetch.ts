@@ -1,4 +1,4 @@
-import type { CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
+import { type CallExecutor, type CallResult, type GovernedCall, sendFailureOf } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
   type Clock,
@@ -215,6 +215,8 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       return res;
     } catch (error) {
       span?.end({ error });
+      // A refused connection: a departed instance routing still trusted is gone for good.
+      if (sendFailureOf(error) === 'not-sent') router.reportUnreachable(instance);
       throw error;
     } finally {
       end();
