@@ -56,6 +56,12 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * give it when `R` is not a Response.
    */
   discard?(result: R): void;
+  /**
+   * True when `result` was made by the mesh (an injected fault), not by the instance: it
+   * does not count for or against the instance, as Envoy's fault filter runs before its
+   * router. Service and API breakers still see it.
+   */
+  injected?(result: R): boolean;
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
@@ -313,7 +319,10 @@ export class CallExecutor {
         continue;
       }
       const failed = classifier.response(res.status);
-      instances?.record(id, permit, failed, clock.now() - t0);
+      if (instances !== undefined) {
+        if (call.injected?.(res) === true) instances.release(id, permit);
+        else instances.record(id, permit, failed, clock.now() - t0);
+      }
       if (!failed || attempt >= retries) return res;
       tried ??= new Set();
       next = this.#nextForRetry(gov, call, tried, id);

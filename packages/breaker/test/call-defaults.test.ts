@@ -332,6 +332,25 @@ describe('CallExecutor defaults: passive outlier ejection', () => {
     }
   });
 
+  it('an injected fault says nothing about the instance: five injected 503s eject nothing', async () => {
+    const f = fleet(3);
+    const injected = new WeakSet<Response>();
+    for (let i = 0; i < 5; i++) {
+      await f.executor.call<Inst>({
+        service: 'orders',
+        method: 'GET',
+        pick: () => ({ id: 'i2' }),
+        send: async () => {
+          const res = new Response(null, { status: 503 });
+          injected.add(res);
+          return res;
+        },
+        injected: (res) => injected.has(res),
+      });
+    }
+    assert.equal(f.excluded('i2'), false);
+  });
+
   it("a rule's instance breaker overrides the default; defaults off ejects nothing", async () => {
     const f = fleet(3);
     f.executor.setRules(

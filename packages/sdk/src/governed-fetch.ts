@@ -143,6 +143,8 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
   readonly #call: ServiceCall<R>;
   readonly #tags: TagLookup;
   #decision: RouteDecision | undefined;
+  /** Results made by fault injection: they say nothing about the instance. */
+  #injected: WeakSet<R> | undefined;
   /** Attempts started so far. */
   attempts = 0;
 
@@ -156,6 +158,10 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     this.#deps = deps;
     this.#call = call;
     this.#tags = tags;
+  }
+
+  injected(result: R): boolean {
+    return this.#injected?.has(result) === true;
   }
 
   pick(tried: ReadonlySet<string>): Instance | undefined {
@@ -207,7 +213,10 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
         const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
         if (injected) {
           span?.end(injected.status);
-          return call.fromResponse(injected);
+          const result = call.fromResponse(injected);
+          this.#injected ??= new WeakSet();
+          this.#injected.add(result);
+          return result;
         }
       }
       const res = await call.send(origin, call.headers, attemptSignal);

@@ -88,3 +88,21 @@ describe('after an outage the registry reports most instances critical', () => {
     assert.deepEqual((await spread()).counts, { [ids[3] as string]: 200 });
   });
 });
+
+describe('fault injection and the default outlier ejection', () => {
+  it('injected 503s say nothing about the instances: none is ejected', async () => {
+    const { ids, mesh } = await setup('chaos', 3);
+    await mesh.rules.apply(JSON.stringify({ service: 'chaos', fault: { rules: [{ name: 'all-503', percentage: 100, abort: 503 }] } }), {
+      author: 'test',
+    });
+    await mesh.rulesInForce('chaos');
+    for (let i = 0; i < 30; i++) {
+      const fetched = await mesh.fetch('http://chaos/');
+      assert.equal(fetched.status, 503);
+      const requested = await mesh.request('http://chaos/');
+      await requested.body.dump();
+      assert.equal(requested.statusCode, 503);
+    }
+    for (const id of ids) assert.equal(mesh.breakers.instanceBreakers.isExcluded(id), false, id);
+  });
+});
