@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, type Instance } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 import { startUpstream, type UpstreamProcess } from './upstream-process.js';
 
@@ -197,6 +198,59 @@ describe('nearby routing: the zone’s only instance dies', () => {
       const posts = await steadyLoad((n) => call(mesh, client, `http://${service}/`, 'POST', `z${n}`));
       assert.equal(posts.failed, 0, `${posts.failed} of ${TOTAL} POSTs failed: ${posts.errors.join('; ')}`);
       assert.equal((ups[1]?.seen.length ?? 0) + (ups[2]?.seen.length ?? 0) - before, TOTAL);
+    });
+  }
+});
+
+describe('a connection that breaks once the request was sent', () => {
+  for (const client of ['fetch', 'request'] as const) {
+    it(`mesh.${client}: a POST is never sent twice; a GET is sent again elsewhere`, async () => {
+      const service = `breaks-${client}`;
+      // The first instance reads the whole request, then drops the connection without an answer.
+      const got = { dropper: [] as string[], healthy: [] as string[] };
+      const dropper = await listen((req) => {
+        req.resume();
+        req.on('end', () => {
+          got.dropper.push(`${req.method} ${req.headers['x-request-id']}`);
+          req.socket.destroy();
+        });
+      });
+      const healthy = await listen((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          got.healthy.push(`${req.method} ${req.headers['x-request-id']}`);
+          res.end('healthy');
+        });
+      });
+      const registry = new InMemoryRegistry();
+      for (const [id, s] of [
+        ['dropper', dropper],
+        ['healthy', healthy],
+      ] as const) {
+        await registry.register({ id, service, address: '127.0.0.1', port: s.port, tags: [], metadata: {}, health: 'passing' });
+      }
+      const mesh = caller(registry);
+      try {
+        // Round robin starts at the first instance: call until the dropper has had a POST.
+        let failedPosts = 0;
+        for (let i = 0; got.dropper.length === 0 && i < 10; i++) {
+          await call(mesh, client, `http://${service}/`, 'POST', `post-${i}`).catch(() => failedPosts++);
+        }
+        assert.equal(got.dropper.length, 1, 'the dropper took one POST');
+        assert.equal(failedPosts, 1, 'and that POST failed: it may have been acted on');
+        const [, postId] = (got.dropper[0] as string).split(' ');
+        assert.equal(got.healthy.includes(`POST ${postId}`), false, 'the POST was not sent again to the other instance');
+        // A GET the dropper takes is sent again to the other instance and answered.
+        const before = got.dropper.length;
+        for (let i = 0; got.dropper.length === before && i < 10; i++) {
+          assert.equal(await call(mesh, client, `http://${service}/`, 'GET', `get-${i}`), 'healthy');
+        }
+        const [, getId] = (got.dropper.at(-1) as string).split(' ');
+        assert.equal(got.healthy.includes(`GET ${getId}`), true, 'the GET was retried on the other instance');
+      } finally {
+        await dropper.close();
+        await healthy.close();
+      }
     });
   }
 });
