@@ -39,6 +39,8 @@ export class RouteTable {
   readonly readsDestination: boolean;
   readonly instanceCount: number;
   readonly baselineCount: number;
+  /** The groups (and lanes) in panic: too few healthy instances, so routing to all of them. */
+  readonly panicking: readonly InstancePool[];
 
   constructor(opts: {
     service: string;
@@ -113,6 +115,7 @@ export class RouteTable {
     this.ruleIndex = new RuleIndex(sorted.map((r, i) => ({ when: r.when, matches: (this.rules[i] as CompiledRule).matches })));
     this.defaultRoute = weighted(section?.default ?? EVERYTHING);
     this.readsDestination = sorted.some((r) => r.when.some((c) => c.tag === SystemTag.destinationService));
+    this.panicking = [...pools.values(), ...this.lanes.values()].filter((p) => p.panic);
   }
 }
 

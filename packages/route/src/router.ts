@@ -2,11 +2,13 @@ import {
   type Clock,
   type Instance,
   type InstanceExclusion,
+  type Logger,
   NoInstanceError,
   noExclusion,
   type Registry,
   type RuleWatcher,
   SystemTag,
+  silentLogger,
   systemClock,
   type TagLookup,
   type Unsubscribe,
@@ -49,6 +51,8 @@ export interface RouterOptions {
   readonly departedGraceMs?: number;
   /** For the departed grace. Default systemClock. */
   readonly clock?: Clock;
+  /** Told when a service's routing enters and leaves panic (once each way). Default: silent. */
+  readonly logger?: Logger;
 }
 
 export const DEFAULT_PANIC_THRESHOLD_PERCENT = 50;
@@ -76,6 +80,8 @@ interface ServiceState {
   departed: Map<string, { readonly instance: Instance; readonly until: number }>;
   /** The earliest end of a grace in `departed`; +Infinity when empty. */
   graceUntil: number;
+  /** Some group was in panic at the last rebuild. */
+  panicking: boolean;
 }
 
 /** The pools a decision went through, for the explanation when nothing was left. */
@@ -108,6 +114,7 @@ export class Router {
   readonly #panic: number;
   readonly #graceMs: number;
   readonly #clock: Clock;
+  readonly #logger: Logger;
   readonly #unsubscribeExclusion: Unsubscribe;
 
   constructor(options: RouterOptions = {}) {
@@ -120,6 +127,7 @@ export class Router {
     this.#panic = options.panicThresholdPercent ?? DEFAULT_PANIC_THRESHOLD_PERCENT;
     this.#graceMs = options.departedGraceMs ?? DEFAULT_DEPARTED_GRACE_MS;
     this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
     this.#unsubscribeExclusion = this.#exclusion.subscribe(() => {
       for (const s of this.#services.values()) s.table = undefined;
     });
@@ -290,6 +298,7 @@ export class Router {
         loads: new Map(),
         departed: new Map(),
         graceUntil: Number.POSITIVE_INFINITY,
+        panicking: false,
       };
       this.#services.set(service, s);
     }
@@ -332,6 +341,19 @@ export class Router {
       loads,
       settings,
     });
+    // Logged on the change, not per call: a rebuild happens when instances, rules or exclusions change.
+    const panicking = s.table.panicking.length > 0;
+    if (panicking !== s.panicking) {
+      s.panicking = panicking;
+      if (panicking) {
+        this.#logger.warn('too few healthy instances: routing to all of them (panic)', {
+          code: 'MESHLET_ROUTE_PANIC',
+          service,
+          groups: s.table.panicking.map((p) => p.describe()).join('; '),
+          departed: s.departed.size,
+        });
+      } else this.#logger.info('enough healthy instances again: panic over', { code: 'MESHLET_ROUTE_PANIC_OVER', service });
+    }
     return s.table;
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Instance, type InstanceExclusion, ManualClock, MetaKey, NoInstanceError } from '@meshlet/core';
+import { type Instance, type InstanceExclusion, ManualClock, MemoryLogger, MetaKey, NoInstanceError } from '@meshlet/core';
 import { Router, type RouterOptions, seededRandom } from '../src/index.js';
 import { instance, tags } from './fixtures.js';
 
@@ -54,6 +54,31 @@ describe('panic threshold (Envoy healthy_panic_threshold, 50% by default)', () =
       else assert.deepEqual(reached(router), row.reaches);
     });
   }
+});
+
+describe('panic is logged when it starts and when it ends, not per call', () => {
+  it('one warning in, one note out, whatever the number of calls', () => {
+    const logger = new MemoryLogger();
+    const router = new Router({ logger, random: seededRandom(1) });
+    const fleet = fleetOf(4);
+    router.setInstances(SVC, fleet);
+    reached(router);
+    router.setInstances(SVC, down(fleet, ['o0', 'o1', 'o2']));
+    reached(router);
+    router.setInstances(SVC, down(fleet, ['o0', 'o1']));
+    reached(router);
+    router.setInstances(SVC, down(fleet, ['o0', 'o1', 'o2']));
+    reached(router);
+    assert.deepEqual(
+      logger.entries.map((e) => [e.level, e.fields?.code]),
+      [
+        ['warn', 'MESHLET_ROUTE_PANIC'],
+        ['info', 'MESHLET_ROUTE_PANIC_OVER'],
+        ['warn', 'MESHLET_ROUTE_PANIC'],
+      ],
+    );
+    assert.match(String(logger.entries[0]?.fields?.groups), /every instance \(1 of 4 instances healthy\)/);
+  });
 });
 
 describe('departed grace: a sudden drop does not concentrate traffic on the few left', () => {

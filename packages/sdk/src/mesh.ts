@@ -101,6 +101,7 @@ export function createMesh(options: MeshOptions): Mesh {
   const executor = new CallExecutor({ clock, logger, ...(options.callDefaults !== undefined ? { defaults: options.callDefaults } : {}) });
   const router = new Router({
     clock,
+    logger,
     ...options.route,
     exclusion: executor.instanceBreakers,
     location: {
