@@ -75,6 +75,7 @@ const RULE_KEYS = [
   'slowCallThresholdMs',
   'slowCallRateThreshold',
   'sleepWindowMs',
+  'maxSleepWindowMs',
   'probes',
   'maxEjectionPercent',
   'fallback',
@@ -126,8 +127,14 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
   return { status, ...(f.body !== undefined ? { body: f.body } : {}), ...(headers ? { headers } : {}), bodyText };
 }
 
-function parsePolicy(r: Record<string, unknown>, path: string): BreakerPolicy {
-  const d = defaultBreakerPolicy;
+function parsePolicy(r: Record<string, unknown>, path: string, d: BreakerPolicy = defaultBreakerPolicy): BreakerPolicy {
+  const sleepWindowMs = optional(r.sleepWindowMs, d.sleepWindowMs, (v) => field.integer(v, `${path}.sleepWindowMs`, 1, HOUR));
+  let maxSleepWindowMs = d.maxSleepWindowMs;
+  if (r.maxSleepWindowMs !== undefined) {
+    maxSleepWindowMs = field.integer(r.maxSleepWindowMs, `${path}.maxSleepWindowMs`, 1, HOUR);
+    if (maxSleepWindowMs < sleepWindowMs)
+      throw new RuleValidationError(`${path}.maxSleepWindowMs`, `must be at least sleepWindowMs (${sleepWindowMs})`);
+  }
   return {
     window: optional(r.window, d.window, (v) => parseWindow(v, `${path}.window`)),
     failureRateThreshold: optional(r.failureRateThreshold, d.failureRateThreshold, (v) =>
@@ -143,7 +150,8 @@ function parsePolicy(r: Record<string, unknown>, path: string): BreakerPolicy {
     slowCallRateThreshold: optional(r.slowCallRateThreshold, d.slowCallRateThreshold, (v) =>
       field.number(v, `${path}.slowCallRateThreshold`, 0, 100),
     ),
-    sleepWindowMs: optional(r.sleepWindowMs, d.sleepWindowMs, (v) => field.integer(v, `${path}.sleepWindowMs`, 1, HOUR)),
+    sleepWindowMs,
+    ...(maxSleepWindowMs !== undefined ? { maxSleepWindowMs } : {}),
     probes: optional(r.probes, d.probes, (v) => field.integer(v, `${path}.probes`, 1, 1000)),
   };
 }

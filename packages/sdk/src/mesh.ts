@@ -96,8 +96,10 @@ export function createMesh(options: MeshOptions): Mesh {
         ? options.tracing
         : createTracing({ ...options.tracing, service, version, namespace, clock });
 
-  const executor = new CallExecutor({ clock, logger });
+  const executor = new CallExecutor({ clock, logger, ...(options.callDefaults !== undefined ? { defaults: options.callDefaults } : {}) });
   const router = new Router({
+    clock,
+    logger,
     ...options.route,
     exclusion: executor.instanceBreakers,
     location: {
