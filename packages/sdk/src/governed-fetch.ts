@@ -1,5 +1,5 @@
 import { IDENTITY_HEADER } from '@meshlet/auth';
-import type { CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
+import { type CallExecutor, type CallResult, type GovernedCall, sendFailureOf } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
   type Clock,
@@ -10,7 +10,6 @@ import {
   type Logger,
   type MeshContext,
   MeshletError,
-  NoInstanceError,
   SystemTag,
   TAG_HEADER,
   type TagLookup,
@@ -162,6 +161,8 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
   readonly #call: ServiceCall<R>;
   readonly #tags: TagLookup;
   #decision: RouteDecision | undefined;
+  /** Results made by fault injection: they say nothing about the instance. */
+  #injected: WeakSet<R> | undefined;
   /** Attempts started so far. */
   attempts = 0;
 
@@ -177,28 +178,22 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     this.#tags = tags;
   }
 
+  injected(result: R): boolean {
+    return this.#injected?.has(result) === true;
+  }
+
   pick(tried: ReadonlySet<string>): Instance | undefined {
     const { router } = this.#deps;
     if (tried.size === 0) {
       this.#decision = router.decide(this.service, this.#tags);
       return this.#decision.instance;
     }
-    // A retry: ask again until routing offers an instance not tried yet (round robin moves
-    // on; a hash-affine balancer will not, and then there is no other instance to try).
-    for (let i = 0; i < 4; i++) {
-      let next: RouteDecision;
-      try {
-        next = router.decide(this.service, this.#tags);
-      } catch (err) {
-        if (err instanceof NoInstanceError) return undefined;
-        throw err;
-      }
-      if (!tried.has(next.instance.id)) {
-        this.#decision = next;
-        return next.instance;
-      }
-    }
-    return undefined;
+    // A retry: an instance not tried yet, in the same groups, nearest locality first (it
+    // may leave the caller's zone when the zone's only instance failed).
+    const next = router.decideRetry(this.service, this.#tags, tried);
+    if (next === undefined) return undefined;
+    this.#decision = next;
+    return next.instance;
   }
 
   async send(instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> {
@@ -236,7 +231,10 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
         const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
         if (injected) {
           span?.end(injected.status);
-          return call.fromResponse(injected);
+          const result = call.fromResponse(injected);
+          this.#injected ??= new WeakSet();
+          this.#injected.add(result);
+          return result;
         }
       }
       const res = await call.send(origin, call.headers, attemptSignal);
@@ -244,6 +242,8 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       return res;
     } catch (error) {
       span?.end({ error });
+      // A refused connection: a departed instance routing still trusted is gone for good.
+      if (sendFailureOf(error) === 'not-sent') router.reportUnreachable(instance);
       throw error;
     } finally {
       end();

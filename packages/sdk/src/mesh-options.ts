@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
-import type { CallExecutor } from '@meshlet/breaker';
+import type { CallDefaults, CallExecutor } from '@meshlet/breaker';
 import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
 import type { TagPropagationOptions, WarmupOptions } from '@meshlet/dialects';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
@@ -38,8 +38,17 @@ export interface MeshOptions {
    * tags come only from `tagsFromHeaders` (what an edge service without `auth` should set).
    */
   readonly tagHeaders?: TagHeaderTrust;
-  /** Routing defaults: balancer, nearby threshold, seeded random. The caller's zone/region come from metadata. */
+  /**
+   * Routing defaults: balancer, nearby threshold, panic threshold, departed grace, seeded
+   * random. The caller's zone/region come from metadata.
+   */
   readonly route?: Omit<RouterOptions, 'exclusion' | 'location'>;
+  /**
+   * What protects calls to services without rules: retries on another instance when
+   * nothing was sent, passive outlier ejection (README, "Safe defaults"). A service's
+   * `breaker` rules override each part they name; false turns the defaults off.
+   */
+  readonly callDefaults?: Partial<CallDefaults> | false;
   /** Tracing: spans, propagation formats, trace log, metrics. Off when absent. */
   readonly tracing?: Tracing | Omit<TracingOptions, 'service' | 'version' | 'namespace' | 'instanceId'>;
   /** Distributed rate limits through Redis, and client-side bulkheads per destination. */

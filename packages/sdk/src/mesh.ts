@@ -1,7 +1,6 @@
 import type { Server } from 'node:http';
 import {
   Authorizer,
-  authRules,
   BadMeshKeyError,
   CATALOG_META_KEY,
   catalogHandler,
@@ -15,7 +14,7 @@ import {
   meshKeyCheck,
   publishCatalog,
 } from '@meshlet/auth';
-import { breakerRuleKind, CallExecutor } from '@meshlet/breaker';
+import { CallExecutor } from '@meshlet/breaker';
 import {
   ApiMatcher,
   consoleLogger,
@@ -28,16 +27,15 @@ import {
   MeshletError,
   MetaKey,
   NoMeshError,
-  type RuleKind,
   RuleRepository,
   RuleWatcher,
   serviceNameProblem,
   systemClock,
   throttledLogger,
 } from '@meshlet/core';
-import { applyWarmup, FaultInjector, faultRuleKind, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
-import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets, ratelimitRules } from '@meshlet/ratelimit';
-import { Router, routeRuleKind } from '@meshlet/route';
+import { applyWarmup, FaultInjector, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
+import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets } from '@meshlet/ratelimit';
+import { Router } from '@meshlet/route';
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
@@ -47,6 +45,7 @@ import { checkHeaderTags, TAG_HEADER_TRUST } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
+import { ruleKinds } from './rule-kinds.js';
 import { ServiceDirectory } from './service-directory.js';
 
 let processRegistry: InMemoryRegistry | undefined;
@@ -63,8 +62,7 @@ export function defaultRuleStore(): InMemoryKvStore {
   return processRules;
 }
 
-/** The rule kinds a mesh reads. */
-export const ruleKinds: readonly RuleKind<unknown>[] = [routeRuleKind, breakerRuleKind, ratelimitRules, authRules, faultRuleKind];
+export { ruleKinds } from './rule-kinds.js';
 
 /** How long the first call to a service waits for its rules before going on without them. */
 const RULES_FIRST_LOAD_MS = 3_000;
@@ -118,8 +116,10 @@ export function createMesh(options: MeshOptions): Mesh {
         ? options.tracing
         : createTracing({ ...options.tracing, service, version, namespace, clock });
 
-  const executor = new CallExecutor({ clock, logger });
+  const executor = new CallExecutor({ clock, logger, ...(options.callDefaults !== undefined ? { defaults: options.callDefaults } : {}) });
   const router = new Router({
+    clock,
+    logger,
     ...options.route,
     exclusion: executor.instanceBreakers,
     location: {
