@@ -1,4 +1,4 @@
-import { type Clock, compileConditions, type Matcher, type RuleWatcher, sleep, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import { type Clock, compileConditions, type Matcher, type RuleFeed, sleep, type TagLookup, type Unsubscribe } from '@meshlet/core';
 import { type FaultSection, faultRuleKind } from './fault-rule.js';
 
 /** What to do to one call. Empty (NO_FAULT): send it as it is. */
@@ -24,7 +24,8 @@ interface CompiledFault {
 }
 
 /**
- * Decides, per outbound call, whether to inject a fault. Rules are compiled when they
+ * Decides, per outbound call to a service, whether to inject a fault; serves many
+ * services, like the Router, each with the `fault` section of its rules. Rules are compiled when they
  * change; a decision tests the rules in document order and takes the first whose
  * conditions match and whose draw (`random() * 100 < percentage`) hits. Each rule with a
  * percentage strictly between 0 and 100 draws once when its conditions match; 0 never
@@ -32,15 +33,11 @@ interface CompiledFault {
  * call gets NO_FAULT: faults are off unless a rule says so.
  */
 export class FaultInjector {
-  #rules: readonly CompiledFault[] = [];
+  readonly #services = new Map<string, readonly CompiledFault[]>();
 
-  constructor(section?: FaultSection) {
-    this.setRules(section);
-  }
-
-  /** Replaces the rules (undefined: none). */
-  setRules(section: FaultSection | undefined): void {
-    this.#rules = (section?.rules ?? [])
+  /** Replaces the rules of `service` (undefined: none). */
+  setRules(service: string, section: FaultSection | undefined): void {
+    const rules = (section?.rules ?? [])
       .filter((r) => r.percentage > 0)
       .map((r) => ({
         matches: compileConditions(r.when),
@@ -51,21 +48,26 @@ export class FaultInjector {
           ...(r.abort !== undefined ? { abortStatus: r.abort } : {}),
         }),
       }));
+    if (rules.length > 0) this.#services.set(service, rules);
+    else this.#services.delete(service);
   }
 
-  /** Follows the `fault` section of a service's rule document. */
-  follow(watcher: RuleWatcher): Unsubscribe {
-    return watcher.subscribe((doc) => this.setRules(doc?.sections.get(faultRuleKind.name) as FaultSection | undefined));
+  /** Follows the `fault` section of a service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    const service = rules.service;
+    return rules.follow(faultRuleKind, (section) => this.setRules(service, section));
   }
 
-  /** True when some rule can apply. */
-  get active(): boolean {
-    return this.#rules.length > 0;
+  /** True when some rule of `service` can apply. */
+  active(service: string): boolean {
+    return this.#services.has(service);
   }
 
-  /** The fault for one call with these tags; `random` returns [0, 1) (seed it in tests). */
-  decide(tags: TagLookup, random: () => number = Math.random): FaultDecision {
-    for (const r of this.#rules) {
+  /** The fault for one call to `service` with these tags; `random` returns [0, 1) (seed it in tests). */
+  decide(service: string, tags: TagLookup, random: () => number = Math.random): FaultDecision {
+    const rules = this.#services.get(service);
+    if (rules === undefined) return NO_FAULT;
+    for (const r of rules) {
       if (!r.matches(tags)) continue;
       if (r.share >= 1 || random() < r.share) return r.decision;
     }

@@ -13,7 +13,6 @@ export {
   type RefusingBucketRule,
   type RefusingConcurrencyRule,
   type RefusingRule,
-  type RuleSource,
 } from './rate-limiter.js';
 export {
   type ApiMethod,

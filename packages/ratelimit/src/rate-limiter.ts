@@ -3,7 +3,7 @@ import {
   compileConditions,
   type Logger,
   type Matcher,
-  type RuleDocument,
+  type RuleFeed,
   silentLogger,
   systemClock,
   TagLimits,
@@ -94,11 +94,6 @@ export interface RateLimiterStats {
   readonly buckets: number;
   /** Slots of concurrency rules held now by requests in flight, over every rule. */
   readonly inFlight: number;
-}
-
-/** Something that publishes rule documents: core's RuleWatcher. */
-export interface RuleSource {
-  subscribe(listener: (document: RuleDocument | undefined, revision: number) => void): Unsubscribe;
 }
 
 export interface RateLimiterOptions {
@@ -229,9 +224,9 @@ export class RateLimiter {
     );
   }
 
-  /** Applies the `ratelimit` section of every document `source` publishes, now and on change. */
-  follow(source: RuleSource): Unsubscribe {
-    return source.subscribe((doc) => this.setRules(doc?.sections.get(ratelimitRules.name) as RateLimitSection | undefined));
+  /** Follows the `ratelimit` section of this service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    return rules.follow(ratelimitRules, (section) => this.setRules(section));
   }
 
   /** The rules in force. */

@@ -6,7 +6,7 @@ import {
   NoInstanceError,
   noExclusion,
   type Registry,
-  type RuleWatcher,
+  type RuleFeed,
   SystemTag,
   silentLogger,
   systemClock,
@@ -192,9 +192,10 @@ export class Router {
     s.graceUntil = until;
   }
 
-  /** Follows the `route` section of a RuleWatcher of `service`'s rule document. */
-  followRules(service: string, watcher: RuleWatcher): Unsubscribe {
-    return watcher.subscribe((doc) => this.setRules(service, doc?.sections.get(routeRuleKind.name) as RouteSection | undefined));
+  /** Follows the `route` section of a service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    const service = rules.service;
+    return rules.follow(routeRuleKind, (section) => this.setRules(service, section));
   }
 
   /** Follows `service`'s instances in a registry. */

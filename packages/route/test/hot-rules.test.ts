@@ -40,7 +40,7 @@ function setup() {
   const watcher = new RuleWatcher({ kv, service: SVC, kinds: [routeRuleKind], logger }).start();
   const router = new Router({ random: seededRandom(1) });
   router.setInstances(SVC, fleet);
-  router.followRules(SVC, watcher);
+  router.follow(watcher);
   return { kv, logger, watcher, router };
 }
 

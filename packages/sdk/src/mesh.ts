@@ -138,7 +138,9 @@ export function createMesh(options: MeshOptions): Mesh {
   };
 
   const propagation = new TagPropagation(options.dialects);
-  const faults = new Map<string, FaultInjector>();
+  const faults = new FaultInjector();
+  /** What each follower returned: called on close, so nothing listens to a closed watcher. */
+  const unsubscribes: (() => void)[] = [];
   const warmupTimers = new Map<string, () => void>();
   /** Feeds routing, with warm-up weights when configured; re-feeds once when the ramp next moves. */
   const feedRouter = (destination: string, instances: readonly Instance[]) => {
@@ -161,11 +163,7 @@ export function createMesh(options: MeshOptions): Mesh {
   const directory = new ServiceDirectory(registry, {
     async follow(destination) {
       const watcher = watchRules(destination);
-      router.followRules(destination, watcher);
-      executor.follow(watcher, destination);
-      const injector = new FaultInjector();
-      injector.follow(watcher);
-      faults.set(destination, injector);
+      unsubscribes.push(router.follow(watcher), executor.follow(watcher), faults.follow(watcher));
       // A rule stored before the first call (a gray release) applies from that call on; a
       // rule store that does not answer does not block calls for long.
       await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
@@ -215,7 +213,7 @@ export function createMesh(options: MeshOptions): Mesh {
     // The local share of a distributed limit divides by the healthy instances of this service.
     instances: instanceCount,
   });
-  rateLimiter.follow(watchRules(service));
+  unsubscribes.push(rateLimiter.follow(watchRules(service)));
   if (redis)
     void directory.ensure(service).catch((err: Error) =>
       logger.warn('cannot follow the instances of this service: the local share of a distributed limit keeps the last known count', {
@@ -232,7 +230,7 @@ export function createMesh(options: MeshOptions): Mesh {
   // Auth rules apply whenever the service's document has them (TSF authority rules match
   // tags); only with mesh keys is there a verified caller for rules on the caller itself.
   const authorizer = new Authorizer({ ...(auth?.defaultAction ? { defaultAction: auth.defaultAction } : {}) });
-  authorizer.follow(watchRules(service));
+  unsubscribes.push(authorizer.follow(watchRules(service)));
   const verifier = auth
     ? new IdentityVerifier({ keys: [...auth.keys], clock, audience: service, ...(auth.maxSkewMs ? { maxSkewMs: auth.maxSkewMs } : {}) })
     : undefined;
@@ -321,7 +319,7 @@ export function createMesh(options: MeshOptions): Mesh {
     tracing,
     bulkheads,
     propagation,
-    faults: (name) => faults.get(name),
+    faults,
     callerHeader: () => callerValue,
     identityHeader: signer ? (audience) => [IDENTITY_HEADER, signer.header(audience)] : undefined,
     clock,
@@ -407,6 +405,7 @@ export function createMesh(options: MeshOptions): Mesh {
     warmupTimers.clear();
     directory.close();
     router.close();
+    for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();
     for (const w of watchers.values()) w.close();
     watchers.clear();
     await tracing?.shutdown();
@@ -432,27 +431,7 @@ export function createMesh(options: MeshOptions): Mesh {
       if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `rulesInForce: ${problem}`);
       const watcher = watchRules(name);
       const { revision } = await rules.current(name);
-      // Real time, not the mesh's clock: this waits on a watch of the store, not on a timer
-      // of the mesh's own.
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const status = watcher.status;
-        // Revisions only grow: a later document in force also means this one was seen.
-        if (revision === 0 ? watcher.document === undefined && status.revision === 0 : status.revision >= revision) return status;
-        if (status.lastError && status.lastError.revision >= revision) {
-          throw new MeshletError(
-            'MESHLET_RULES_REJECTED',
-            `${name}: this process rejected the rules document at revision ${status.lastError.revision} (${status.lastError.message}); the rules at revision ${status.revision} stay in force`,
-          );
-        }
-        if (Date.now() >= deadline) {
-          throw new MeshletError(
-            'MESHLET_RULES_NOT_IN_FORCE',
-            `${name}: the rules at revision ${revision} were not in force here within ${timeoutMs} ms (in force: ${status.revision}); check that the rule store is reachable`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      return watcher.until(revision, { timeoutMs });
     },
     router,
     breakers: executor,
