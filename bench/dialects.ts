@@ -5,8 +5,8 @@
 //    window (floor 1%, 10 steps); the router is re-fed with applyWarmup at each instant and
 //    the share of 10 000 round-robin picks the new instance gets is counted.
 import { type Instance, MetaKey } from '@meshlet/core';
-import { applyWarmup, type DialectName, REGISTERED_AT_META, TagPropagation, TagScopes } from '@meshlet/dialects';
-import { Router, seededRandom } from '@meshlet/route';
+import { type DialectName, TagPropagation, TagScopes } from '@meshlet/dialects';
+import { applyWarmup, REGISTERED_AT_META, Router, seededRandom } from '@meshlet/route';
 import { fmt, machine, median, table } from './harness.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);

@@ -39,13 +39,3 @@ export {
   TsfSystemTag,
   tsfDialect,
 } from './tsf-dialect.js';
-export {
-  applyWarmup,
-  BASE_WEIGHT_META,
-  baseWeight,
-  nextWarmupChangeAt,
-  REGISTERED_AT_META,
-  registeredAt,
-  type WarmupOptions,
-  warmupWeight,
-} from './warmup.js';

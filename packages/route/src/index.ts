@@ -21,4 +21,16 @@ export {
 } from './route-section.js';
 export { type RouteDecision, Router, type RouterOptions, type RouteVia } from './router.js';
 export { buildSchedule, MAX_SCHEDULE, SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
+export {
+  applyWarmup,
+  BASE_WEIGHT_META,
+  baseWeight,
+  type InstanceSink,
+  nextWarmupChangeAt,
+  REGISTERED_AT_META,
+  registeredAt,
+  WarmupFeed,
+  type WarmupOptions,
+  warmupWeight,
+} from './warmup.js';
 export { WeightedRandom } from './weighted-random.js';
