@@ -7,9 +7,12 @@ import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh } from 'meshlet';
 import { eventually } from './eventually.js';
-import { type SpringPeer, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeer } from './spring-peer.js';
 
-describe('Meshlet routing and breaking over Spring instances', () => {
+// The same suite against each Spring line (Boot 3 and Boot 4 peers), one after the other.
+for (const line of SPRING_LINES) describe(`Meshlet routing and breaking over Spring instances — ${line.label}`, () => suite(line));
+
+function suite(line: SpringLine): void {
   let consul: ConsulAgent;
   let peers: SpringPeer[] = [];
   let mesh: Mesh;
@@ -20,13 +23,20 @@ describe('Meshlet routing and breaking over Spring instances', () => {
       peers = await Promise.all([
         // Consul checks the first one rarely: its crash is for the breaker to find.
         startSpringPeer({
+          boot: line.boot,
           consulAddress: consul.address,
           name: 'spring-peer',
           instanceId: 'spring-peer-1',
           zone: 'zone-a',
           healthInterval: '60s',
         }),
-        startSpringPeer({ consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' }),
+        startSpringPeer({
+          boot: line.boot,
+          consulAddress: consul.address,
+          name: 'spring-peer',
+          instanceId: 'spring-peer-2',
+          zone: 'zone-b',
+        }),
       ]);
       mesh = createMesh({
         service: 'node-caller',
@@ -93,4 +103,4 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     assert.equal(mesh.breakers.instanceBreakers.isExcluded('spring-peer-1'), true, 'the crashed instance is ejected');
     assert.equal((await mesh.registry.healthyInstances('spring-peer')).length, 2, 'while Consul still lists it as passing');
   });
-});
+}
