@@ -18,7 +18,7 @@ import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh } from 'meshlet';
 import { eventually } from './eventually.js';
 import { getJson } from './get-json.js';
-import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeers } from './spring-peer.js';
 
 const SERVICE = 'spring-fail';
 /** Calls per second Node sends, and the most it keeps in flight (a slow answer does not pile calls up). */
@@ -109,10 +109,14 @@ function suite(line: SpringLine): void {
     async () => {
       consul = await startConsulAgent();
       // Spring's default check interval (10 s): the window in which Consul still lists a dead instance as passing.
-      peers = await Promise.all(
-        ['spring-fail-1', 'spring-fail-2'].map((instanceId) =>
-          startSpringPeer({ boot: line.boot, consulAddress: consul.address, name: SERVICE, instanceId, healthInterval: '10s' }),
-        ),
+      peers = await startSpringPeers(
+        ['spring-fail-1', 'spring-fail-2'].map((instanceId) => ({
+          boot: line.boot,
+          consulAddress: consul.address,
+          name: SERVICE,
+          instanceId,
+          healthInterval: '10s',
+        })),
       );
       // No rules: what a new user gets.
       mesh = createMesh({

@@ -16,7 +16,7 @@ import { createMesh, type Mesh } from 'meshlet';
 import { eventually } from './eventually.js';
 import { getJson } from './get-json.js';
 import { type NodeService, startNodeService } from './node-service.js';
-import { SPRING_LINES, type SpringLine, type SpringPeer, type SpringPeerOptions, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, type SpringPeerOptions, settleAll, startSpringPeer } from './spring-peer.js';
 
 /** One way of running a Spring instance, as an estate would configure it. */
 interface Mode {
@@ -61,9 +61,17 @@ interface ConsulCheck {
   readonly Type: string;
 }
 
+/** A Spring instance that joined, and how. */
+interface Joined {
+  readonly peer: SpringPeer;
+  readonly join: Join;
+  stop(): Promise<void>;
+}
+
 /**
  * Starts a Spring instance and, while it starts, polls Consul (its checks) and Node (a call
- * by name) every 200 ms until Node's call is answered by that instance.
+ * by name) every 200 ms until Node's call is answered by that instance. If the instance
+ * fails to start or never becomes a target, it is stopped and the error thrown.
  */
 async function join(
   consulAddress: string,
@@ -71,9 +79,13 @@ async function join(
   start: () => Promise<SpringPeer>,
   service: string,
   instanceId: string,
-): Promise<{ peer: SpringPeer; join: Join }> {
+): Promise<Joined> {
   const t0 = performance.now();
   const started = start();
+  let startFailed: unknown;
+  started.catch((err: unknown) => {
+    startFailed = err ?? new Error('start failed');
+  });
   let registeredMs: number | undefined;
   let passingMs: number | undefined;
   let checkType = '';
@@ -88,27 +100,37 @@ async function join(
     if (statuses.at(-1) !== check.Status) statuses.push(check.Status);
     if (check.Status === 'passing') passingMs ??= at;
   };
-  const joined = await eventually(
-    `${instanceId} answering Node's calls by name`,
-    async () => {
-      await observe();
-      // Called from the start, as a running caller would: Node's directory watches the
-      // service before the instance exists. Until then the call fails (no instance).
-      let answeredBy: string | undefined;
-      try {
-        const res = await mesh.fetch(`http://${service}/hello`, { signal: AbortSignal.timeout(5000) });
-        if (res.status === 200) answeredBy = ((await res.json()) as { instanceId?: string }).instanceId;
-        else await res.body?.cancel();
-      } catch {}
-      if (answeredBy !== instanceId) return undefined;
-      const targetMs = performance.now() - t0;
-      // Node's watch can be quicker than this poll: look at the check once more.
-      if (passingMs === undefined) await observe();
-      return { registeredMs: registeredMs ?? targetMs, passingMs: passingMs ?? targetMs, targetMs, statuses, checkType };
-    },
-    240_000,
-  );
-  return { peer: await started, join: joined };
+  let joined: Join | 'start failed';
+  try {
+    joined = await eventually(
+      `${instanceId} answering Node's calls by name`,
+      async () => {
+        if (startFailed) return 'start failed' as const;
+        await observe();
+        // Called from the start, as a running caller would: Node's directory watches the
+        // service before the instance exists. Until then the call fails (no instance).
+        let answeredBy: string | undefined;
+        try {
+          const res = await mesh.fetch(`http://${service}/hello`, { signal: AbortSignal.timeout(5000) });
+          if (res.status === 200) answeredBy = ((await res.json()) as { instanceId?: string }).instanceId;
+          else await res.body?.cancel();
+        } catch {}
+        if (answeredBy !== instanceId) return undefined;
+        const targetMs = performance.now() - t0;
+        // Node's watch can be quicker than this poll: look at the check once more.
+        if (passingMs === undefined) await observe();
+        return { registeredMs: registeredMs ?? targetMs, passingMs: passingMs ?? targetMs, targetMs, statuses, checkType };
+      },
+      240_000,
+    );
+  } catch (err) {
+    await started.then((p) => p.stop()).catch(() => {});
+    throw err;
+  }
+  // The start's own error says why (Java, the jar, the JVM's log).
+  if (joined === 'start failed') throw startFailed;
+  const peer = await started;
+  return { peer, join: joined, stop: () => peer.stop() };
 }
 
 for (const line of SPRING_LINES) describe(`Spring's check modes and query-passing — ${line.label}`, () => suite(line));
@@ -133,7 +155,8 @@ function suite(line: SpringLine): void {
         logger: new MemoryLogger(),
       });
       // The modes start side by side: each instance is timed on its own service name.
-      const results = await Promise.all(
+      // settleAll: if one fails, the others are stopped (a JVM left running keeps the test process alive).
+      const results = await settleAll(
         MODES.map((mode) =>
           join(
             consul.address,

@@ -204,6 +204,28 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
   return { port, url: `http://127.0.0.1:${port}`, instanceId: options.instanceId, logs: () => output, stop, kill };
 }
 
+/**
+ * Starts several peers side by side. If any fails to start, the others are stopped before
+ * the error is thrown: a JVM left running would keep the test process alive.
+ */
+export async function startSpringPeers(options: readonly SpringPeerOptions[]): Promise<SpringPeer[]> {
+  return settleAll(options.map((o) => startSpringPeer(o)));
+}
+
+/**
+ * Waits for every start; if one failed, stops the peers that did start and throws the
+ * first error.
+ */
+export async function settleAll<T extends { stop(): Promise<void> }>(starts: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw failed.reason;
+  }
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
 async function waitUntilReady(
   listening: () => string | undefined,
   options: SpringPeerOptions,
