@@ -36,7 +36,13 @@ const MODES: readonly Mode[] = [
     checkType: 'ttl',
     options: { heartbeat: true, queryPassing: false },
   },
-  // What the README advises for heartbeat mode.
+  // What the README advises for heartbeat mode: heartbeat more often, or a shorter TTL.
+  {
+    service: 'spring-ttl-frequent',
+    label: 'TTL 30s, interval-ratio 0.1 (heartbeat every 3s)',
+    checkType: 'ttl',
+    options: { heartbeat: true, heartbeatIntervalRatio: 0.1 },
+  },
   {
     service: 'spring-ttl-short',
     label: 'TTL 6s (heartbeat every 4s)',
@@ -213,8 +219,9 @@ function suite(line: SpringLine): void {
       // readiness is OUT_OF_SERVICE until the application is ready: the first heartbeat
       // reports critical and the next comes ttl × 2/3 later. If this starts failing, Spring
       // changed that: update the README's "Joining a Spring Cloud estate".
-      assert.equal(joins.get('spring-ttl')?.statuses[0], 'critical');
-      assert.equal(joins.get('spring-ttl-short')?.statuses[0], 'critical');
+      for (const service of ['spring-ttl', 'spring-ttl-frequent', 'spring-ttl-short']) {
+        assert.equal(joins.get(service)?.statuses[0], 'critical', service);
+      }
     });
   }
 

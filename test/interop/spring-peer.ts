@@ -55,6 +55,8 @@ export interface SpringPeerOptions {
   readonly heartbeat?: boolean;
   /** `spring.cloud.consul.discovery.heartbeat.ttl` (a heartbeat every ttl × 2/3). Default Spring's `30s`. */
   readonly heartbeatTtl?: string;
+  /** `spring.cloud.consul.discovery.heartbeat.interval-ratio`: a heartbeat every ttl × this. Spring's default 2/3, its least 0.1. */
+  readonly heartbeatIntervalRatio?: number;
   /**
    * `spring.cloud.consul.discovery.query-passing`: whether Spring's DiscoveryClient asks Consul
    * for passing instances only. Default true here (many estates set it); Spring's own default is false.
@@ -146,6 +148,9 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     `--peer.lb-cache-ttl=${options.loadBalancerCacheTtl ?? '1s'}`,
     `--peer.heartbeat=${options.heartbeat ?? false}`,
     ...(options.heartbeatTtl ? [`--peer.heartbeat-ttl=${options.heartbeatTtl}`] : []),
+    ...(options.heartbeatIntervalRatio === undefined
+      ? []
+      : [`--spring.cloud.consul.discovery.heartbeat.interval-ratio=${options.heartbeatIntervalRatio}`]),
     `--peer.query-passing=${options.queryPassing ?? true}`,
     ...(options.args ?? []),
   ];

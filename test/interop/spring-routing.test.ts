@@ -33,7 +33,7 @@ function suite(line: SpringLine): void {
           zone: 'zone-a',
           heartbeat: true,
           heartbeatTtl: '30s',
-          args: ['--spring.cloud.consul.discovery.heartbeat.interval-ratio=0.1'],
+          heartbeatIntervalRatio: 0.1,
         },
         { boot: line.boot, consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' },
       ]);
