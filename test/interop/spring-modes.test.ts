@@ -1,6 +1,6 @@
 // The settings Spring estates run, on each Spring line: Consul's HTTP check (Spring's
-// default), heartbeat (TTL) mode, a shorter heartbeat TTL, and query-passing off (Spring's
-// default) or on. Each Spring instance starts while a Node caller is already calling it by
+// default), heartbeat (TTL) mode, heartbeat mode with more frequent heartbeats, and
+// query-passing off (Spring's default) or on. Each Spring instance starts while a Node caller is already calling it by
 // name, and the file reports how long it took to become a target: registered in Consul →
 // passing → Node's first answered call. Figures are printed (test diagnostics), never
 // asserted: what is asserted is that each instance becomes a target, with the check type
@@ -36,18 +36,14 @@ const MODES: readonly Mode[] = [
     checkType: 'ttl',
     options: { heartbeat: true, queryPassing: false },
   },
-  // What the README advises for heartbeat mode: heartbeat more often, or a shorter TTL.
+  // What the README advises for heartbeat mode first: heartbeat more often. (A shorter TTL,
+  // its other advice, was measured while writing this file: ttl 6s passed 4 s after
+  // registering on Boot 4; left out to keep the run short.)
   {
     service: 'spring-ttl-frequent',
     label: 'TTL 30s, interval-ratio 0.1 (heartbeat every 3s)',
     checkType: 'ttl',
     options: { heartbeat: true, heartbeatIntervalRatio: 0.1 },
-  },
-  {
-    service: 'spring-ttl-short',
-    label: 'TTL 6s (heartbeat every 4s)',
-    checkType: 'ttl',
-    options: { heartbeat: true, heartbeatTtl: '6s' },
   },
 ];
 
@@ -219,7 +215,7 @@ function suite(line: SpringLine): void {
       // readiness is OUT_OF_SERVICE until the application is ready: the first heartbeat
       // reports critical and the next comes ttl × 2/3 later. If this starts failing, Spring
       // changed that: update the README's "Joining a Spring Cloud estate".
-      for (const service of ['spring-ttl', 'spring-ttl-frequent', 'spring-ttl-short']) {
+      for (const service of ['spring-ttl', 'spring-ttl-frequent']) {
         assert.equal(joins.get(service)?.statuses[0], 'critical', service);
       }
     });
