@@ -30,7 +30,7 @@ fi
 command -v java >/dev/null || fail "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jdk-headless)"
 command -v mvn >/dev/null || fail "mvn not found: install Maven (Debian: apt-get install maven)"
 java_major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p')"
-[ "${java_major:-0}" -ge 17 ] || fail "java is version ${java_major:-unknown}; Spring Boot 3 needs 17 or newer"
+[ "${java_major:-0}" -ge 17 ] || fail "java is version ${java_major:-unknown}; Spring Boot 3 and 4 need 17 or newer"
 
 # The cache key covers every input of the build: the pom and each source file (path and content).
 hash="$(cd "$src" && find "$pom" src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
