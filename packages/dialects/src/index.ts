@@ -1,5 +1,3 @@
-export { applyFault, FAULT_HEADER, type FaultDecision, FaultInjector, faultAttributes, NO_FAULT } from './fault-injector.js';
-export { FAULT_LIMITS, type FaultRule, type FaultSection, faultRuleKind, parseFaultSection } from './fault-rule.js';
 export { formDecode, formEncode } from './form-encoding.js';
 export { meshletDialect, ONCE_TAG_HEADER } from './meshlet-dialect.js';
 export {

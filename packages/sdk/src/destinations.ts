@@ -1,6 +1,6 @@
 import { CallExecutor } from '@meshlet/breaker';
 import { type Instance, MetaKey, RuleWatcher, type RuleWatcherStatus, type Unsubscribe } from '@meshlet/core';
-import { FaultInjector } from '@meshlet/dialects';
+import { FaultInjector } from '@meshlet/fault';
 import { Bulkheads } from '@meshlet/ratelimit';
 import { Router, WarmupFeed } from '@meshlet/route';
 import type { MeshOptions } from './mesh-options.js';

@@ -15,11 +15,6 @@ import {
   type TagLookup,
 } from '@meshlet/core';
 import {
-  applyFault,
-  FAULT_HEADER,
-  type FaultInjector,
-  faultAttributes,
-  NO_FAULT,
   ONCE_TAG_HEADER,
   POLARIS_TRANSITIVE_PREFIX,
   requestTagsOf,
@@ -30,6 +25,7 @@ import {
   TSF_METADATA_HEADER,
   TSF_TAGS_HEADER,
 } from '@meshlet/dialects';
+import { applyFault, FAULT_HEADER, type FaultInjector, faultAttributes, NO_FAULT } from '@meshlet/fault';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';

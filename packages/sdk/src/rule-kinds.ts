@@ -1,7 +1,7 @@
 import { authRules } from '@meshlet/auth';
 import { breakerRuleKind } from '@meshlet/breaker';
 import type { RuleKind } from '@meshlet/core';
-import { faultRuleKind } from '@meshlet/dialects';
+import { faultRuleKind } from '@meshlet/fault';
 import { ratelimitRules } from '@meshlet/ratelimit';
 import { routeRuleKind } from '@meshlet/route';
 
@@ -21,7 +21,7 @@ export const RULE_KINDS: readonly RuleKindEntry[] = [
   { kind: breakerRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/breaker', file: 'schema/breaker.schema.json' } },
   { kind: ratelimitRules as RuleKind<unknown>, schema: { package: '@meshlet/ratelimit', file: 'schema/ratelimit.schema.json' } },
   { kind: authRules as RuleKind<unknown>, schema: { package: '@meshlet/auth', file: 'schema/auth.schema.json' } },
-  { kind: faultRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/dialects', file: 'schema/fault.schema.json' } },
+  { kind: faultRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/fault', file: 'schema/fault.schema.json' } },
 ];
 
 /** The rule kinds a mesh reads. */
