@@ -17,6 +17,7 @@ export { type BreakerPolicy, breakerPolicy, defaultBreakerPolicy } from './break
 export {
   type ApiRule,
   type BreakerRules,
+  breakerRule,
   breakerRuleKind,
   defaultRetryPolicy,
   HTTP_METHODS,

@@ -20,7 +20,7 @@ import {
   type RateLimitRule,
   type RateLimitSection,
   type RuleScope,
-  ratelimitRules,
+  ratelimitRuleKind,
   scopeOf,
   type TokenBucketRule,
   tokensPerMs,
@@ -226,7 +226,7 @@ export class RateLimiter {
 
   /** Follows the `ratelimit` section of this service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
-    return rules.follow(ratelimitRules, (section) => this.setRules(section));
+    return rules.follow(ratelimitRuleKind, (section) => this.setRules(section));
   }
 
   /** The rules in force. */

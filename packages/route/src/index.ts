@@ -17,8 +17,9 @@ export {
   RouteLimits,
   type RouteRule,
   type RouteSection,
+  routeRule,
   routeRuleKind,
-} from './route-section.js';
+} from './route-rule.js';
 export { type RouteDecision, Router, type RouterOptions, type RouteVia } from './router.js';
 export { buildSchedule, MAX_SCHEDULE, SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
 export {

@@ -5,7 +5,7 @@ import { LeastRequests } from './least-requests.js';
 import type { LoadBalancer } from './load-balancer.js';
 import { type Location, localityRank, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
 import type { RandomSource } from './random-source.js';
-import type { LoadBalancerConfig, NearbyConfig } from './route-section.js';
+import type { LoadBalancerConfig, NearbyConfig } from './route-rule.js';
 import { SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
 import { WeightedRandom } from './weighted-random.js';
 

@@ -18,6 +18,7 @@ export {
   RULE_DOCUMENT_LIMITS,
   type RuleDocument,
   type RuleKind,
+  type RuleKindEntry,
 } from './rule-document.js';
 export { field, RuleValidationError } from './rule-error.js';
 export { RULES_HISTORY_PREFIX, RuleConflictError, RuleRepository, type RuleVersion } from './rule-repository.js';
