@@ -6,11 +6,12 @@ import {
   NoInstanceError,
   type RuleFeed,
   silentLogger,
+  sleep,
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
 import { withTimeout } from './attempt-signal.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { backoffDelay } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
 import { type ApiRule, type BreakerRules, breakerRuleKind, type RetryPolicy, type StaticFallback } from './breaker-rule.js';

@@ -5,7 +5,6 @@ export { LANE_META_KEY, LANE_TAG } from './lane.js';
 export { LeastRequests } from './least-requests.js';
 export type { LoadBalancer } from './load-balancer.js';
 export { DEFAULT_NEARBY, type Location, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
-export { type RandomSource, seededRandom } from './random-source.js';
 export {
   type Destination,
   type GroupSelector,

@@ -1,3 +1,4 @@
+import type { RandomSource } from '@meshlet/core';
 import {
   type Clock,
   type Instance,
@@ -17,7 +18,6 @@ import type { LoadCounter } from './endpoint.js';
 import type { InstancePool, PoolSettings } from './instance-pool.js';
 import { LANE_TAG } from './lane.js';
 import { DEFAULT_NEARBY, type Location, type NearbyLevel } from './nearby.js';
-import type { RandomSource } from './random-source.js';
 import { type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-rule.js';
 import { choosePool, RouteTable } from './route-table.js';
 
