@@ -176,6 +176,18 @@ describe('FaultInjector', () => {
     assert.equal(draws, 1, 'only the 50% rule draws');
   });
 
+  it('serves many services, each with its own rules, like the Router', () => {
+    const injector = new FaultInjector();
+    injector.setRules('orders', parseFaultSection({ rules: [{ name: 'o', percentage: 100, abort: 503 }] }, 'fault'));
+    injector.setRules('users', parseFaultSection({ rules: [{ name: 'u', percentage: 100, abort: 500 }] }, 'fault'));
+    assert.equal(injector.decide('orders', tagsOf({})).rule, 'o');
+    assert.equal(injector.decide('users', tagsOf({})).rule, 'u');
+    assert.equal(injector.decide('stock', tagsOf({})), NO_FAULT);
+    injector.setRules('orders', undefined);
+    assert.equal(injector.active('orders'), false);
+    assert.equal(injector.decide('users', tagsOf({})).rule, 'u');
+  });
+
   it('follows the fault section of the rule document, hot', async () => {
     const kv = new InMemoryKvStore();
     const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [faultRuleKind], logger: new MemoryLogger() }).start();
