@@ -31,6 +31,7 @@ export {
   createAdminHandler,
   publicStatus,
 } from './admin-handler.js';
+export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
 export type { Fetch } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { HeaderTag } from './inbound.js';

@@ -40,6 +40,7 @@ import { governedRequest } from './governed-request.js';
 import { checkHeaderTags } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
+import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
 import { ServiceDirectory } from './service-directory.js';
 
@@ -455,6 +456,7 @@ export function createMesh(options: MeshOptions): Mesh {
     },
   };
   inbound.owner = mesh;
+  setMeshInternals(mesh, { directory, pipeline, logger });
   lastMesh = mesh;
   return mesh;
 }
