@@ -1,4 +1,16 @@
-export { type MeshKey, meshKey } from '@meshlet/auth';
+// One import: the decorators and the errors an app catches, from the packages that own them.
+export { AuthDeniedError, Authorize, type CallerSpec, Deny, type MeshKey, meshKey } from '@meshlet/auth';
+export {
+  type AsyncMethodDecorator,
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  CircuitOpenError,
+  Retry,
+  type RetryOptions,
+  Timeout,
+  TimeoutError,
+  type TimeoutOptions,
+} from '@meshlet/breaker';
 export {
   BadTagHeaderError,
   type Caller,
@@ -22,6 +34,8 @@ export {
   withTags,
 } from '@meshlet/core';
 export { setScopedTag, type TagScope } from '@meshlet/dialects';
+export { BulkheadFullError, RateLimit, RateLimitedError, type RateLimitOptions } from '@meshlet/ratelimit';
+export { Traced, type TracedOptions } from '@meshlet/trace';
 export {
   ADMIN_META_KEY,
   type AdminHandler,
