@@ -49,6 +49,7 @@ export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks }
 export type { Fetch } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { HeaderTag } from './inbound.js';
+export { type KoaContextLike, type KoaMiddleware, koaMiddleware } from './koa.js';
 export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
 export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions } from './mesh-options.js';
