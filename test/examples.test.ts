@@ -68,3 +68,14 @@ it('the catalog example reads its OpenAPI JSDoc, publishes the list, and limits 
   assert.match(stdout, /registered with apis-hash [0-9a-f]{16}\n/);
   assert.match(stdout, /GET \/users\/1, GET \/users\/2, POST \/users: 200, 429, 201/);
 });
+
+it('the axios example retries on the other instance and reports an open breaker', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/axios/main.js'], { timeout: 30_000 });
+  assert.match(stdout, /^served by: inventory-b \(inventory-a's 503s were retried\)$/m);
+  assert.match(stdout, /^breaker: MESHLET_CIRCUIT_OPEN \(cause: CircuitOpenError\)$/m);
+});
+
+it('the Koa example carries the tag its handler set', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/koa/main.js'], { timeout: 30_000 });
+  assert.deepEqual(stdout.trim().split('\n'), ['user-tier=vip', 'health: 200']);
+});
