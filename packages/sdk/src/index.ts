@@ -46,6 +46,7 @@ export {
   publicStatus,
 } from './admin-handler.js';
 export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
+export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
 export type { Fetch } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { HeaderTag } from './inbound.js';
