@@ -81,7 +81,9 @@ export class MeshletModule implements NestModule, BeforeApplicationShutdown {
       // filter above), and its Fastify error handler must stay in place.
       const plugin: FastifyPlugin = (instance, opts, done) =>
         this.mesh.fastify({ addHook: instance.addHook.bind(instance), setErrorHandler: () => instance }, opts, done);
-      (adapter as unknown as { register(plugin: unknown): unknown }).register(Object.assign(plugin, { [Symbol.for('skip-override')]: true }));
+      (adapter as unknown as { register(plugin: unknown): unknown }).register(
+        Object.assign(plugin, { [Symbol.for('skip-override')]: true }),
+      );
     } else {
       throw new MeshletError('MESHLET_BAD_OPTION', `MeshletModule: the ${type} platform is not supported (express, fastify)`);
     }

@@ -101,7 +101,15 @@ for (const platform of platforms) {
 
     before(async () => {
       backend = await listen((req, res) => res.end(String(req.headers['x-meshlet-tags'] ?? '')));
-      await registry.register({ id: 'back-1', service: 'back', address: '127.0.0.1', port: backend.port, tags: [], metadata: {}, health: 'passing' });
+      await registry.register({
+        id: 'back-1',
+        service: 'back',
+        address: '127.0.0.1',
+        port: backend.port,
+        tags: [],
+        metadata: {},
+        health: 'passing',
+      });
       app = await NestFactory.create(appModule(registry, rules), platform.adapter(), { logger: false });
       await app.listen(0, '127.0.0.1');
       mesh = app.get<Mesh>(MESH);
@@ -173,4 +181,3 @@ for (const platform of platforms) {
     });
   });
 }
-
