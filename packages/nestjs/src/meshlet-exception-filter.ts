@@ -1,5 +1,5 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, Inject } from '@nestjs/common';
-import type { HttpAdapterHost } from '@nestjs/core';
+import { HttpAdapterHost } from '@nestjs/core';
 import { AuthDeniedError, governedErrorAnswer, type Mesh, RateLimitedError } from 'meshlet';
 import { MESH } from './tokens.js';
 

@@ -10,7 +10,7 @@ import {
   type NestModule,
   type Provider,
 } from '@nestjs/common';
-import { APP_FILTER, type HttpAdapterHost } from '@nestjs/core';
+import { APP_FILTER, HttpAdapterHost } from '@nestjs/core';
 import { createMesh, type FastifyPlugin, type Mesh, MeshletError, type MeshOptions } from 'meshlet';
 import { MeshletExceptionFilter } from './meshlet-exception-filter.js';
 import { MESH, MESHLET_OPTIONS } from './tokens.js';
