@@ -38,7 +38,10 @@ function countTimers(): void {
     live = alive.size;
   };
   globalThis.setInterval = ((...a: Parameters<typeof si>) => track(si(...a))) as typeof si;
-  globalThis.clearInterval = ((t: Parameters<typeof ci>[0]) => (untrack(t), ci(t))) as typeof ci;
+  globalThis.clearInterval = ((t: Parameters<typeof ci>[0]) => {
+    untrack(t);
+    ci(t);
+  }) as typeof ci;
   globalThis.setTimeout = ((fn: () => void, ...rest: number[]) => {
     const t = st(
       () => {
@@ -49,7 +52,10 @@ function countTimers(): void {
     );
     return track(t);
   }) as typeof st;
-  globalThis.clearTimeout = ((t: Parameters<typeof ct>[0]) => (untrack(t), ct(t))) as typeof ct;
+  globalThis.clearTimeout = ((t: Parameters<typeof ct>[0]) => {
+    untrack(t);
+    ct(t);
+  }) as typeof ct;
 }
 const timers = () => live;
 
