@@ -216,6 +216,25 @@ describe('axios through the mesh', () => {
     assert.equal(spans[0]?.attributes['http.response.status_code'], 200);
   });
 
+  it('answers an injected fault as axios would answer the status (a Response the mesh made)', async () => {
+    await mesh.rules.apply(JSON.stringify({ service: 'inventory', fault: { rules: [{ name: 'teapot', percentage: 100, abort: 418 }] } }), {
+      author: 'test',
+    });
+    await mesh.rulesInForce('inventory');
+    const err = await client.get('http://inventory/api/items/9').catch((e: unknown) => e);
+    assert.ok(err instanceof AxiosError);
+    assert.equal(err.code, AxiosError.ERR_BAD_REQUEST);
+    assert.equal(err.response?.status, 418);
+    assert.equal(
+      ups.reduce((n, u) => n + u.hits, 0),
+      0,
+      'nothing sent',
+    );
+    const streamed = await client.get('http://inventory/api/items/9', { responseType: 'stream', validateStatus: () => true });
+    assert.equal(streamed.status, 418);
+    assert.equal(typeof (await text(streamed.data)), 'string', 'a readable stream, as for a real response');
+  });
+
   it('governedAxios: an instance with the adapter in place', async () => {
     const api = governedAxios(mesh, { baseURL: 'http://inventory/api', timeout: 5_000 });
     const res = await api.post('/items', { name: 'a' });
