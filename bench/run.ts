@@ -42,6 +42,7 @@ const sections: Section[] = [
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
   { name: 'card-opossum', run: (await import('./card-opossum.js')).cardOpossum },
+  { name: 'card-bottleneck', run: (await import('./card-bottleneck.js')).cardBottleneck },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 
