@@ -97,3 +97,8 @@ for (const platform of ['express', 'fastify']) {
     assert.equal(lines[4], 'stopped on SIGTERM: 0 instance(s) of orders registered');
   });
 }
+
+it('the ky and got example carries the tag through both clients', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/ky-got/main.js'], { timeout: 30_000 });
+  assert.deepEqual(stdout.trim().split('\n'), ['ky: tier=gold', 'got: tier=vip']);
+});
