@@ -40,8 +40,12 @@ export function koaMiddleware(mesh: Pick<Mesh, 'express' | 'expressErrors'>): Ko
         res.off('close', answered);
         if (err !== undefined) return reject(err);
         next().then(
-          () => resolve(),
+          () => {
+            nameRoute(ctx);
+            resolve();
+          },
           (error: unknown) => {
+            nameRoute(ctx);
             let passedOn = false;
             answerGoverned(error, req, res, (passed?: unknown) => {
               passedOn = true;
@@ -56,4 +60,15 @@ export function koaMiddleware(mesh: Pick<Mesh, 'express' | 'expressErrors'>): Ko
         );
       });
     });
+}
+
+/**
+ * The route template a Koa router matched (`@koa/router` sets `ctx._matchedRoute`), where
+ * the pipeline looks for Express's (`req.route.path`) when the response closes: the server
+ * span is named `GET /items/:id`, not after the path with its ids.
+ */
+function nameRoute(ctx: KoaContextLike): void {
+  const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+  const req = ctx.req as IncomingMessage & { route?: { path?: string } };
+  if (typeof matched === 'string' && req.route === undefined) req.route = { path: matched };
 }

@@ -3,8 +3,10 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import Router from '@koa/router';
 import { getTag, InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { listen, type TestServer } from '@meshlet/core/testing';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import Koa from 'koa';
 import { createMesh, type Mesh, RateLimit } from '../src/index.js';
 
@@ -105,5 +107,33 @@ describe('Koa middleware', () => {
     const boom = await get('/boom');
     assert.equal(boom.status, 500);
     await boom.text();
+  });
+
+  it("names the server span by @koa/router's route template", async () => {
+    const exporter = new InMemorySpanExporter();
+    const traced = createMesh({
+      service: 'koa-routed',
+      registry,
+      rules,
+      logger: new MemoryLogger(),
+      tracing: { exporters: [exporter], batch: { delayMs: 10 }, metrics: false },
+    });
+    const app = new Koa();
+    const router = new Router();
+    router.get('/items/:id', (ctx) => {
+      ctx.body = `item ${ctx.params.id}`;
+    });
+    app.use(traced.koa());
+    app.use(router.routes());
+    const routed = app.listen(0, '127.0.0.1');
+    await new Promise((r) => routed.once('listening', r));
+    const res = await globalThis.fetch(`http://127.0.0.1:${(routed.address() as AddressInfo).port}/items/42`);
+    assert.equal(await res.text(), 'item 42');
+    routed.closeAllConnections();
+    await new Promise((r) => routed.close(r));
+    await traced.tracing?.forceFlush();
+    const server = exporter.getFinishedSpans().find((s) => s.kind === 1);
+    await traced.close();
+    assert.equal(server?.attributes['http.route'], '/items/:id');
   });
 });
