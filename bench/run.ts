@@ -43,6 +43,7 @@ const sections: Section[] = [
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
   { name: 'card-opossum', run: (await import('./card-opossum.js')).cardOpossum },
   { name: 'card-bottleneck', run: (await import('./card-bottleneck.js')).cardBottleneck },
+  { name: 'regex-conditions', run: (await import('./regex-conditions.js')).regexConditions },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 

@@ -1,5 +1,6 @@
-// Node → Spring with two Spring instances: routing by their Consul metadata, and the
-// instance breaker ejecting one that crashed before Consul noticed.
+// Node → Spring with two Spring instances: routing by their Consul metadata, and one that
+// crashed before Consul noticed ejected by the default outlier detection, then by an
+// instance breaker rule.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
@@ -70,7 +71,18 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     assert.deepEqual([...spread].sort(), ['spring-peer-1', 'spring-peer-2'], 'round robin over both instances again');
   });
 
-  it('the instance breaker ejects a Spring instance that crashed, and no call fails meanwhile', async () => {
+  it('a Spring instance that crashed is ejected with no rules (the safe defaults), then by an instance rule; no call fails', async () => {
+    // No breaker rules: a refused connection is retried on the other instance, and 5 in a
+    // row eject the crashed one (the defaults, README "Safe defaults").
+    await peers[0]?.kill();
+    const unruled: string[] = [];
+    for (let i = 0; i < 20; i++) unruled.push(await hello());
+    assert.ok(
+      unruled.every((id) => id === 'spring-peer-2'),
+      'every call answered by the live instance',
+    );
+    assert.equal(mesh.breakers.instanceBreakers.isExcluded('spring-peer-1'), true, 'ejected by default outlier detection');
+    // An instance rule replaces the default: its breakers start closed and eject on its terms.
     await mesh.rules.apply(
       JSON.stringify({
         service: 'spring-peer',
@@ -83,7 +95,6 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     );
     // The rule reaches the caller by blocking query.
     await mesh.rulesInForce('spring-peer');
-    await peers[0]?.kill();
     const served: string[] = [];
     for (let i = 0; i < 20; i++) served.push(await hello());
     assert.ok(

@@ -47,9 +47,10 @@ export {
 } from './admin-handler.js';
 export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
 export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
-export type { Fetch } from './governed-fetch.js';
+export { type Fetch, MAX_REDIRECTS, RedirectRefusedError } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
-export type { HeaderTag } from './inbound.js';
+export { followIdentityKeys, IDENTITY_KEYS_PREFIX, type KeyConfig, meshKeysFromConfig } from './identity-keys.js';
+export type { HeaderTag, TagHeaderTrust } from './inbound.js';
 export { type KoaContextLike, type KoaMiddleware, koaMiddleware } from './koa.js';
 export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
