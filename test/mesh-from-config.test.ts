@@ -39,13 +39,13 @@ describe('createMeshFromConfig on Consul', () => {
     await agent.stop();
   });
 
-  it('joins with MESHLET_SERVICE, the Consul address and token, and an encryption key; the rest comes from KV', async () => {
+  it('joins with MESHLET_SERVICE, the Consul address and token, and an encryption key; the rest comes from KV, the mesh keys hot', async () => {
     const key = generateKey();
     const kv = new ConsulKvStore({ address: agent.address, token, logger: new MemoryLogger() });
     await kv.put('config/application/data', 'meshlet:\n  namespace: estate\n  metadata:\n    zone: zone-a\n');
     await kv.put(
       'config/orders/data',
-      `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys: ${encryptValue(`k1:${Buffer.alloc(32, 9).toString('base64')}`, key)}\n`,
+      `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys:\n      - id: k1\n        key: ${encryptValue(Buffer.alloc(32, 9).toString('base64'), key)}\n`,
     );
     const mesh = await createMeshFromConfig({
       logger: new MemoryLogger(),
@@ -73,6 +73,13 @@ describe('createMeshFromConfig on Consul', () => {
       assert.equal(await res.text(), 'ok');
       assert.match(String(seen?.['x-meshlet-caller']), /version=3\.2\.1/);
       assert.ok(seen?.['x-meshlet-identity'], 'a signed identity: auth keys came from KV');
+      assert.match(String(seen?.['x-meshlet-identity']), /\|k1\|/);
+      // Hot: a new key in KV (the rollover's first step) signs the next calls.
+      await kv.put(
+        'config/orders/data',
+        `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys:\n      - id: k2\n        key: ${encryptValue(Buffer.alloc(32, 8).toString('base64'), key)}\n      - id: k1\n        key: ${encryptValue(Buffer.alloc(32, 9).toString('base64'), key)}\n`,
+      );
+      while (!/\|k2\|/.test(String(seen?.['x-meshlet-identity']))) await (await mesh.fetch('http://echo/hello')).text();
       // Rules live in Consul KV too.
       await mesh.rules.apply(JSON.stringify({ service: 'echo', breaker: { timeoutMs: 5000 } }), { author: 'test' });
       assert.ok(await kv.get('meshlet/rules/echo'));

@@ -55,6 +55,11 @@ const SNIPPETS: Record<string, Spec> = {
   'packages/sdk/README.md#1': { prelude: MESH, compileOnly: 'calls user-service' },
   'packages/sdk/README.md#2': { prelude: MESH, compileOnly: 'calls user-service; examples/axios is run' },
   'packages/sdk/README.md#3': { compileOnly: 'listens and registers; test/mesh-from-config.test.ts covers it' },
+  'packages/sdk/README.md#4': {
+    prelude:
+      "import { createConfig } from '@meshlet/config';\nimport { InMemoryKvStore } from '@meshlet/core';\nimport { createMesh, followIdentityKeys, meshKeysFromConfig } from 'meshlet';\nconst kv = new InMemoryKvStore();\n",
+    compileOnly: 'needs keys in the config; packages/sdk/test covers it',
+  },
   'packages/trace/README.md#0': { compileOnly: 'serves HTTP' },
   'packages/trace/README.md#1': { prelude: "import { Traced } from '@meshlet/trace';\n", run: true },
   'packages/tsf/README.md#0': { run: true },

@@ -1,7 +1,7 @@
-import { meshKey } from '@meshlet/auth';
 import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
 import { InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
+import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
 
@@ -27,8 +27,8 @@ const FORMATS: readonly ConfigFormat[] = ['key-value', 'yaml', 'properties', 'fi
  * `CONSUL_HTTP_TOKEN`, `MESHLET_CONFIG_FORMAT`); then Consul KV in Spring's layout
  * (`config/<service>,<profile>/`, `config/application/`…) under them, with `ENC(...)`
  * values decrypted with `MESHLET_ENCRYPT_KEY`. Every option is a key under `meshlet.`
- * (`meshlet.version`, `meshlet.metadata.zone`, `meshlet.auth.keys`…; see the README's
- * table); an environment variable with the key's relaxed name (`MESHLET_VERSION`) wins
+ * (`meshlet.version`, `meshlet.metadata.zone`, `meshlet.auth.keys[0].key`…; see the
+ * README's table); an environment variable with the key's relaxed name (`MESHLET_VERSION`) wins
  * over KV, KV over the file. With a Consul address, Consul is the registry and the rule
  * store; without one, the in-memory defaults. A missing or malformed value is a
  * MeshletError `MESHLET_BAD_OPTION` naming the key and the variable.
@@ -73,12 +73,18 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
       ...(options.logger ? { logger: options.logger } : {}),
       ...overrides,
     });
+    // Hot where it is safe: a change of the keys in config rotates them (a bad one is logged, the keys in force stay).
+    const unfollow = config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined ? followIdentityKeys(mesh, config) : () => {};
     const close = mesh.close;
     const shutdown = mesh.shutdown;
+    const done = () => {
+      unfollow();
+      config.close();
+    };
     return Object.assign(mesh, {
       config,
-      close: () => close().finally(() => config.close()),
-      shutdown: () => shutdown().finally(() => config.close()),
+      close: () => close().finally(done),
+      shutdown: () => shutdown().finally(done),
     });
   } catch (err) {
     config.close();
@@ -121,15 +127,11 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
     const v = get(`meshlet.metadata.${name}`);
     if (v !== undefined) metadata[name] = v;
   }
-  const keys = config.getList('meshlet.auth.keys').map((entry, i) => {
-    const at = entry.indexOf(':');
-    if (at <= 0) throw bad(`meshlet.auth.keys[${i}]`, 'give "<key id>:<base64 key>" (encrypt it: ENC(...))');
-    try {
-      return meshKey(entry.slice(0, at), entry.slice(at + 1));
-    } catch (err) {
-      throw bad(`meshlet.auth.keys[${i}]`, (err as Error).message);
-    }
-  });
+  // The mesh keys in the layout meshKeysFromConfig reads (`meshlet.auth.keys[0].id`, `.key`).
+  const keys =
+    config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined || config.get(`${IDENTITY_KEYS_PREFIX}[0].key`) !== undefined
+      ? meshKeysFromConfig(config)
+      : [];
   const defaultAction = get('meshlet.auth.default-action');
   if (defaultAction !== undefined && defaultAction !== 'allow' && defaultAction !== 'deny')
     throw bad('meshlet.auth.default-action', 'allow or deny');

@@ -8,7 +8,7 @@ import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger, MeshletError } from '@meshlet/core';
 import { createMeshFromConfig } from '../src/index.js';
 
-const meshKeyText = `k1:${Buffer.alloc(32, 3).toString('base64')}`;
+const meshKeyBase64 = Buffer.alloc(32, 3).toString('base64');
 
 describe('createMeshFromConfig without Consul', () => {
   let dir = '';
@@ -28,7 +28,8 @@ describe('createMeshFromConfig without Consul', () => {
         MESHLET_PORT: '8080',
         MESHLET_METADATA_ZONE: 'zone-b',
         MESHLET_ENCRYPT_KEY: key,
-        MESHLET_AUTH_KEYS: encryptValue(meshKeyText, key),
+        MESHLET_AUTH_KEYS_0_ID: 'k1',
+        MESHLET_AUTH_KEYS_0_KEY: encryptValue(meshKeyBase64, key),
         MESHLET_HEALTH_PATH: '/healthz',
       },
     });
@@ -37,7 +38,7 @@ describe('createMeshFromConfig without Consul', () => {
       const instance = await mesh.register();
       assert.equal(instance.port, 8080);
       assert.equal(instance.metadata.zone, 'zone-b');
-      assert.equal(mesh.config.isSecret('meshlet.auth.keys'), true, 'the ENC(...) key is a secret');
+      assert.equal(mesh.config.isSecret('meshlet.auth.keys[0].key'), true, 'the ENC(...) key is a secret');
     } finally {
       await mesh.close();
     }
@@ -59,6 +60,16 @@ describe('createMeshFromConfig without Consul', () => {
     }
   });
 
+  it('refuses an unusable mesh key with MESHLET_BAD_MESH_KEY naming it', async () => {
+    await assert.rejects(
+      createMeshFromConfig({
+        logger: new MemoryLogger(),
+        env: { MESHLET_SERVICE: 'orders', MESHLET_AUTH_KEYS_0_ID: 'k1', MESHLET_AUTH_KEYS_0_KEY: 'c2hvcnQ=' },
+      }),
+      (err: unknown) => err instanceof MeshletError && err.code === 'MESHLET_BAD_MESH_KEY' && /meshlet\.auth\.keys\[0\]/.test(err.message),
+    );
+  });
+
   it('refuses a missing service and a bad value with MESHLET_BAD_OPTION naming the variable', async () => {
     const refused = (env: Record<string, string>, pattern: RegExp) =>
       assert.rejects(createMeshFromConfig({ env, logger: new MemoryLogger() }), (err: unknown) => {
@@ -69,7 +80,6 @@ describe('createMeshFromConfig without Consul', () => {
       });
     await refused({}, /MESHLET_SERVICE/);
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_PORT: 'eighty' }, /meshlet\.port \(MESHLET_PORT\): "eighty" is not a number/);
-    await refused({ MESHLET_SERVICE: 'orders', MESHLET_AUTH_KEYS: 'no-colon' }, /meshlet\.auth\.keys\[0\] \(MESHLET_AUTH_KEYS_0\)/);
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'toml' }, /MESHLET_CONFIG_FORMAT/);
   });
 });
