@@ -5,7 +5,9 @@ import { createAdminHandler } from './admin-handler.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
 import { inboundPipeline } from './inbound-pipeline.js';
+import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
+import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
 import { meshSettings } from './mesh-settings.js';
 import { meshStatus } from './mesh-status.js';
@@ -122,11 +124,13 @@ export function createMesh(options: MeshOptions): Mesh {
       routeOf: (method, path) => catalog?.routeOf(method, path),
       logger,
     }),
+    koa: () => koaMiddleware(mesh),
     serve: (server, serveOptions) => lifecycle.serve(server, serveOptions),
     shutdown: () => lifecycle.shutdown(),
     close: () => lifecycle.close(),
   };
   inbound.owner = mesh;
+  setMeshInternals(mesh, { directory, pipeline: outbound.pipeline, logger });
   lastMesh.set(mesh);
   return mesh;
 }

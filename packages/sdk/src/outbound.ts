@@ -2,7 +2,7 @@ import type { TagPropagation } from '@meshlet/dialects';
 import type { Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
 import type { Destinations } from './destinations.js';
-import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
+import { type Fetch, type GovernedCallDeps, type GovernedCallPipeline, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest, type MeshRequest } from './governed-request.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -17,6 +17,8 @@ import type { Registration } from './registration.js';
 export class Outbound {
   readonly fetch: Fetch;
   readonly request: MeshRequest;
+  /** The shared pipeline, for the other client front ends (axios, got, ky: mesh-internals.ts). */
+  readonly pipeline: GovernedCallPipeline;
   readonly #agent = new Agent();
 
   constructor(
@@ -45,6 +47,7 @@ export class Outbound {
       logger: settings.logger,
     };
     const pipeline = governedCall(deps);
+    this.pipeline = pipeline;
     this.fetch = governedFetch({ ...deps, send: options.fetch ?? globalThis.fetch }, pipeline);
     this.request = governedRequest({ directory: destinations.directory, dispatcher: this.#agent }, pipeline);
   }
