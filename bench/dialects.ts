@@ -5,7 +5,7 @@
 //    window (floor 1%, 10 steps); the router is re-fed with applyWarmup at each instant and
 //    the share of 10 000 round-robin picks the new instance gets is counted.
 import { type Instance, MetaKey, seededRandom } from '@meshlet/core';
-import { type DialectName, TagPropagation, TagScopes } from '@meshlet/dialects';
+import { type DialectName, TagPropagation, TagScopes } from '@meshlet/propagation';
 import { applyWarmup, REGISTERED_AT_META, Router } from '@meshlet/route';
 import { fmt, machine, median, table } from './harness.js';
 

@@ -42,7 +42,7 @@ const SNIPPETS: Record<string, Spec> = {
   'packages/config/README.md#0': { run: true },
   'packages/core/README.md#0': { run: /vip Chrome/ },
   'packages/core/README.md#1': { run: /GET \/users\/me\nGET \/users\/\{id\}/ },
-  'packages/dialects/README.md#0': { run: true },
+  'packages/propagation/README.md#0': { run: true },
   'packages/fault/README.md#0': { run: /chrome-503/ },
   'packages/nestjs/README.md#0': { legacyDecorators: true, compileOnly: 'listens on 8080; examples/nest is the app the tests run' },
   'packages/ratelimit/README.md#0': { run: true },

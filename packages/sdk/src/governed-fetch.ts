@@ -14,6 +14,7 @@ import {
   TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
+import { applyFault, FAULT_HEADER, type FaultInjector, faultAttributes, NO_FAULT } from '@meshlet/fault';
 import {
   ONCE_TAG_HEADER,
   POLARIS_TRANSITIVE_PREFIX,
@@ -24,8 +25,7 @@ import {
   type TagPropagation,
   TSF_METADATA_HEADER,
   TSF_TAGS_HEADER,
-} from '@meshlet/dialects';
-import { applyFault, FAULT_HEADER, type FaultInjector, faultAttributes, NO_FAULT } from '@meshlet/fault';
+} from '@meshlet/propagation';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';

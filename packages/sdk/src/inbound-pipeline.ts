@@ -10,7 +10,7 @@ import {
   verifiedCaller,
 } from '@meshlet/auth';
 import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
-import { requestTagsOf, TsfSystemTag } from '@meshlet/dialects';
+import { requestTagsOf, TsfSystemTag } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext, type TagHeaderTrust } from './inbound.js';

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
 import type { CallDefaults, CallExecutor } from '@meshlet/breaker';
 import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
-import type { TagPropagationOptions } from '@meshlet/dialects';
+import type { TagPropagationOptions } from '@meshlet/propagation';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
 import type { Router, RouterOptions, WarmupOptions } from '@meshlet/route';
 import type { Tracing, TracingOptions } from '@meshlet/trace';

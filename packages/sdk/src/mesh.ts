@@ -1,5 +1,5 @@
 import { currentContext, getTag, MeshletError, NoMeshError, RuleRepository, serviceNameProblem } from '@meshlet/core';
-import { TagPropagation } from '@meshlet/dialects';
+import { TagPropagation } from '@meshlet/propagation';
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { createAdminHandler } from './admin-handler.js';
 import { Destinations } from './destinations.js';

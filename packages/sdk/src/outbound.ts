@@ -1,4 +1,4 @@
-import type { TagPropagation } from '@meshlet/dialects';
+import type { TagPropagation } from '@meshlet/propagation';
 import type { Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
 import type { Destinations } from './destinations.js';
