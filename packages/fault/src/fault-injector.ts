@@ -16,6 +16,12 @@ export const NO_FAULT: FaultDecision = Object.freeze({});
 /** Header set on a response made up by an abort, naming the rule, so nobody mistakes it for the service's. */
 export const FAULT_HEADER = 'x-meshlet-fault';
 
+/** The fault rules of one service, as the call path asks them (`FaultInjector.forService`). */
+export interface ServiceFaults {
+  /** The fault for one call with these tags; `random` returns [0, 1) (seed it in tests). */
+  decide(tags: TagLookup, random?: () => number): FaultDecision;
+}
+
 interface CompiledFault {
   readonly matches: Matcher;
   /** Share in [0, 1]; 1 draws nothing. */
@@ -33,7 +39,7 @@ interface CompiledFault {
  * call gets NO_FAULT: faults are off unless a rule says so.
  */
 export class FaultInjector {
-  readonly #services = new Map<string, readonly CompiledFault[]>();
+  readonly #services = new Map<string, ServiceFaults>();
 
   /** Replaces the rules of `service` (undefined: none). */
   setRules(service: string, section: FaultSection | undefined): void {
@@ -48,7 +54,7 @@ export class FaultInjector {
           ...(r.abort !== undefined ? { abortStatus: r.abort } : {}),
         }),
       }));
-    if (rules.length > 0) this.#services.set(service, rules);
+    if (rules.length > 0) this.#services.set(service, { decide: (tags, random) => decideAmong(rules, tags, random) });
     else this.#services.delete(service);
   }
 
@@ -63,16 +69,26 @@ export class FaultInjector {
     return this.#services.has(service);
   }
 
+  /**
+   * The fault rules of `service`, or undefined when it has none: the call path holds on to
+   * nothing and asks per call (one map lookup; a service without rules costs nothing more).
+   */
+  forService(service: string): ServiceFaults | undefined {
+    return this.#services.get(service);
+  }
+
   /** The fault for one call to `service` with these tags; `random` returns [0, 1) (seed it in tests). */
   decide(service: string, tags: TagLookup, random: () => number = Math.random): FaultDecision {
-    const rules = this.#services.get(service);
-    if (rules === undefined) return NO_FAULT;
-    for (const r of rules) {
-      if (!r.matches(tags)) continue;
-      if (r.share >= 1 || random() < r.share) return r.decision;
-    }
-    return NO_FAULT;
+    return this.#services.get(service)?.decide(tags, random) ?? NO_FAULT;
   }
+}
+
+function decideAmong(rules: readonly CompiledFault[], tags: TagLookup, random: () => number = Math.random): FaultDecision {
+  for (const r of rules) {
+    if (!r.matches(tags)) continue;
+    if (r.share >= 1 || random() < r.share) return r.decision;
+  }
+  return NO_FAULT;
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
-import { applyFault, FAULT_HEADER, type FaultInjector, faultAttributes, NO_FAULT } from '@meshlet/fault';
+import { applyFault, FAULT_HEADER, faultAttributes, NO_FAULT, type ServiceFaults } from '@meshlet/fault';
 import {
   ONCE_TAG_HEADER,
   POLARIS_TRANSITIVE_PREFIX,
@@ -44,8 +44,8 @@ export interface GovernedCallDeps {
   readonly bulkheads: Bulkheads | undefined;
   /** Writes the request's tags in the configured dialects, by scope. */
   readonly propagation: TagPropagation;
-  /** Fault rules of every destination followed. */
-  readonly faults: FaultInjector;
+  /** Fault rules of a destination, if it has any. */
+  readonly faults: (service: string) => ServiceFaults | undefined;
   /** The encoded identity of this service, sent as the caller header on every governed call. */
   readonly callerHeader: () => string;
   /** The signed identity for a destination (the audience), when auth is on. */
@@ -221,7 +221,7 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     span?.inject(call.headers as OutboundHeaders);
     const end = router.callStarted(instance);
     try {
-      const fault = deps.faults.decide(this.service, this.#tags);
+      const fault = deps.faults(this.service)?.decide(this.#tags) ?? NO_FAULT;
       if (fault !== NO_FAULT) {
         for (const [k, v] of Object.entries(faultAttributes(fault))) span?.setAttribute(k, v);
         const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });

@@ -40,7 +40,7 @@ export class Outbound {
       tracing: parts.tracing,
       bulkheads: destinations.bulkheads,
       propagation: parts.propagation,
-      faults: destinations.faults,
+      faults: (service) => destinations.faults.forService(service),
       callerHeader: () => registration.callerHeader,
       identityHeader: own.identityHeader,
       clock: settings.clock,
