@@ -93,6 +93,9 @@ export const ALLOWED: Decision = Object.freeze({ allowed: true, rule: undefined,
  */
 export const CONCURRENCY_RETRY_AFTER_MS = 1000;
 
+/** Refusals by the adaptive limit are logged at most once per this interval, with their count. */
+export const OVERLOAD_LOG_INTERVAL_MS = 10_000;
+
 export interface RateLimiterStats {
   /** True while distributed rules are enforced from local shares because Redis does not answer. */
   readonly degraded: boolean;
@@ -215,6 +218,8 @@ export class RateLimiter {
   readonly #adaptiveDefault: AdaptiveSection | undefined;
   readonly #eventLoopDelay: (() => number) | undefined;
   readonly #random: (() => number) | undefined;
+  #overloadRefusals = 0;
+  #nextOverloadLogAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: RateLimiterOptions) {
     this.#service = options.service;
@@ -321,6 +326,7 @@ export class RateLimiter {
     const a = adaptive.tryAcquire(request.tag);
     if (!a.admitted) {
       this.#refused++;
+      this.#logOverload(a);
       return {
         allowed: false,
         rule: { name: ADAPTIVE_RULE_NAME, scope: 'service', concurrency: a.limit, mode: 'local', status: a.status, class: a.className },
@@ -337,6 +343,23 @@ export class RateLimiter {
         },
       );
     return withAdaptive(d, a);
+  }
+
+  /** Logs refusals by the adaptive limit at most once per OVERLOAD_LOG_INTERVAL_MS, with the count since the last line. */
+  #logOverload(a: { readonly limit: number; readonly inFlight: number; readonly className: string }): void {
+    this.#overloadRefusals++;
+    const now = this.#clock.now();
+    if (now < this.#nextOverloadLogAt) return;
+    this.#nextOverloadLogAt = now + OVERLOAD_LOG_INTERVAL_MS;
+    this.#logger.warn('inbound requests refused: over the adaptive concurrency limit', {
+      code: 'MESHLET_OVERLOADED',
+      service: this.#service,
+      limit: a.limit,
+      inFlight: a.inFlight,
+      class: a.className,
+      refused: this.#overloadRefusals,
+    });
+    this.#overloadRefusals = 0;
   }
 
   #decide(request: LimitedRequest, n: number): Decision | Promise<Decision> {
