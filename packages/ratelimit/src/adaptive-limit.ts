@@ -89,8 +89,8 @@ const MAX_GRADIENT = 2;
  * not an overload). Between probes, each window of `windowMs` compares its RTT with the
  * minimum: the limit is multiplied by the gradient `tolerance x minRTT / windowRTT`,
  * bounded to [0.5, 2] (Envoy's bounds) — cut when the window is slower than the target,
- * grown when faster, but grown only while at least half the limit was in use (Gradient2's
- * application-limited guard). Unlike Envoy, no √limit headroom is added each window: on a
+ * grown when faster — but only while at least half the limit was in use (Gradient2's
+ * application-limited guard, applied both ways; see `#endWindow` for the event-loop case). Unlike Envoy, no √limit headroom is added each window: on a
  * simulated service it made the limit saw between 12 and 16 around an equilibrium of 12,
  * and the median RTT sat at 1.75x the minimum instead of the 1.5x asked for.
  *
@@ -203,9 +203,15 @@ export class AdaptiveLimit {
     const target = s.tolerance * this.#minRtt;
     let estimate = this.#estimate;
     const gradient = rtt > 0 ? Math.min(MAX_GRADIENT, Math.max(MIN_GRADIENT, target / rtt)) : MAX_GRADIENT;
-    // Below the target the limit grows only while at least half of it is in use: a quiet
-    // service's fast RTTs say nothing about how many requests it can take.
-    if (gradient < 1 || this.#maxInFlight * 2 >= this.#limit) estimate *= gradient;
+    // The limit moves only while at least half of it is in use: a quiet service's fast RTTs
+    // say nothing about how many requests it can take, and its slow ones (a GC pause, a
+    // neighbour on the CPU) are not caused by the requests it admitted. One exception: an
+    // event loop late by more than the tolerance on its own is this process's overload,
+    // whatever the limit — a synchronous handler queues its requests in the loop, where the
+    // in-flight count never sees them — so the limit is cut from what was in flight.
+    const used = this.#maxInFlight * 2 >= this.#limit;
+    if (used) estimate *= gradient;
+    else if (gradient < 1 && this.#loop > (s.tolerance - 1) * this.#minRtt) estimate = Math.min(estimate, this.#maxInFlight * gradient);
     this.#setEstimate(estimate);
     this.#atFloor = this.#limit <= s.minLimit ? this.#atFloor + 1 : 0;
     if (now >= this.#nextProbeAt || this.#atFloor >= s.stuckWindows) this.#startProbe();

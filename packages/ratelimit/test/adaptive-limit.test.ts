@@ -71,6 +71,8 @@ describe('AdaptiveLimit at explicit instants', () => {
       { at: 507, rtt: 11, inFlight: 4, limit: 8, why: 'fast and in use: 5.6 x 1.5' },
       { at: 550, rtt: 16.5, inFlight: 8, limit: 8, why: 'window open' },
       { at: 607, rtt: 16.5, inFlight: 8, limit: 8, why: 'RTT exactly at the target: the limit stays' },
+      { at: 650, rtt: 40, inFlight: 2, limit: 8, why: 'window open' },
+      { at: 707, rtt: 40, inFlight: 2, limit: 8, why: 'slow, but 2 of 8 in use: not our doing (a GC pause, a neighbour): hold' },
     ]);
   });
 
@@ -124,6 +126,28 @@ describe('AdaptiveLimit at explicit instants', () => {
       assert.equal(limit.state.eventLoopDelayMs, loopMs);
       assert.equal(limit.state.sampleRttMs, 5 + loopMs);
     }
+  });
+
+  it('an event loop late past the tolerance cuts the limit from what was in flight, even when little of it was used', () => {
+    const loop = { ms: 0 };
+    const { limit, clock } = play(
+      [
+        { at: 1, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
+        { at: 2, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
+        { at: 3, rtt: 10, inFlight: 1, limit: 10, minRtt: 10, why: 'probe ends' },
+      ],
+      tableSettings,
+      loop,
+    );
+    // A synchronous handler: each request takes 10 ms once it runs and 4 are in flight, but
+    // the loop is 20 ms late — past the 5 ms the tolerance allows on a 10 ms minimum.
+    loop.ms = 20;
+    clock.advance(50);
+    limit.onSample(10, 4);
+    clock.advance(50);
+    limit.onSample(10, 4);
+    assert.equal(limit.state.sampleRttMs, 30);
+    assert.equal(limit.limit, 3, 'min(10, 4 in flight x 0.5) = 2, held at the floor of 3');
   });
 
   it('keeps to the ceiling and the floor', () => {

@@ -1,0 +1,285 @@
+// Adaptive concurrency under a 3x overload spike (issue 23). A service whose handler burns
+// CPU on the event loop (bench/adaptive-service.ts, its own process) is offered an
+// open-loop load by clients that give up after CLIENT_TIMEOUT_MS: light (25% of its peak),
+// then a spike at 3x its peak, then half its peak. Once with the adaptive limit (the mesh
+// option, no hand-set number), once without. Goodput = answers with 200 within the client's
+// timeout, per second; latencies are from the instant a request was due, so time spent
+// queued in the client counts too.
+import { type ChildProcess, fork } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { fmt, quantile, quick, sized, stopUpstream, table } from './harness.js';
+
+const CLIENT_TIMEOUT_MS = 1000;
+const CONNECTIONS = 1024;
+const LIGHT_S = sized('ADAPTIVE_LIGHT_S', 3, 1.5);
+const SPIKE_S = sized('ADAPTIVE_SPIKE_S', 10, 4);
+const DROP_S = sized('ADAPTIVE_DROP_S', 4, 2);
+
+interface Service {
+  readonly port: number;
+  readonly child: ChildProcess;
+}
+
+async function startService(mode: 'adaptive' | 'none'): Promise<Service> {
+  const child = fork(fileURLToPath(new URL('./adaptive-service.js', import.meta.url)), [mode], { stdio: 'inherit' });
+  const [msg] = (await once(child, 'message')) as [{ port: number }];
+  // One listener answers the stats requests in order (the service answers them in order).
+  child.on('message', (m: { stats?: LimitStats | null }) => {
+    if ('stats' in m) statsWaiters.get(child)?.shift()?.(m.stats ?? null);
+  });
+  statsWaiters.set(child, []);
+  return { port: msg.port, child };
+}
+
+const statsWaiters = new Map<ChildProcess, ((s: LimitStats | null) => void)[]>();
+
+interface LimitStats {
+  readonly limit: number;
+  readonly minRttMs: number;
+  readonly probes: number;
+  readonly mode: string;
+}
+
+function stats(child: ChildProcess): Promise<LimitStats | null> {
+  return new Promise((resolve) => {
+    statsWaiters.get(child)?.push(resolve);
+    child.send({ cmd: 'stats' });
+  });
+}
+
+interface Outcome {
+  /** ms after the phase start the request was due. */
+  readonly due: number;
+  /** ms from due to the answer (or the give-up). */
+  readonly ms: number;
+  readonly kind: 'ok' | 'refused' | 'timeout' | 'error';
+}
+
+interface PhaseResult {
+  readonly seconds: number;
+  readonly offered: number;
+  readonly outcomes: Outcome[];
+  /** The service's adaptive limit every 100 ms (empty without one). */
+  readonly limits: number[];
+}
+
+/** Offers `rate` requests per second, open loop, for `seconds`. */
+async function phase(pool: Pool, svc: Service, rate: number, seconds: number): Promise<PhaseResult> {
+  const outcomes: Outcome[] = [];
+  const pending: Promise<void>[] = [];
+  const limits: number[] = [];
+  const t0 = performance.now();
+  const end = seconds * 1000;
+  let sent = 0;
+  let nextStatsAt = 0;
+  const fire = (due: number) => {
+    const signal = AbortSignal.timeout(Math.max(1, Math.round(CLIENT_TIMEOUT_MS - (performance.now() - t0 - due))));
+    pending.push(
+      pool.request({ path: '/work', method: 'GET', signal }).then(
+        async (res) => {
+          await res.body.dump();
+          const ms = performance.now() - t0 - due;
+          outcomes.push({
+            due,
+            ms,
+            kind: res.statusCode === 200 ? 'ok' : res.statusCode === 503 || res.statusCode === 429 ? 'refused' : 'error',
+          });
+        },
+        (err: Error) => {
+          const ms = performance.now() - t0 - due;
+          outcomes.push({ due, ms, kind: err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timeout' : 'error' });
+        },
+      ),
+    );
+  };
+  for (;;) {
+    const now = performance.now() - t0;
+    if (now >= end) break;
+    // Request k is due at k / rate: by `now`, floor(now x rate) + 1 of them are.
+    const due = Math.floor((now * rate) / 1000) + 1;
+    for (; sent < due; sent++) fire((sent * 1000) / rate);
+    if (now >= nextStatsAt) {
+      nextStatsAt += 100;
+      void stats(svc.child).then((s) => {
+        if (s) limits.push(s.limit);
+      });
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(pending);
+  return { seconds, offered: sent, outcomes, limits };
+}
+
+interface Summary {
+  readonly goodput: number;
+  readonly okP50: number;
+  readonly okP99: number;
+  readonly refused: number;
+  readonly timeouts: number;
+  readonly errors: number;
+}
+
+function summarize(r: PhaseResult, skipMs = 0): Summary {
+  const kept = r.outcomes.filter((o) => o.due >= skipMs);
+  const ok = kept.filter((o) => o.kind === 'ok' && o.ms <= CLIENT_TIMEOUT_MS).map((o) => o.ms);
+  ok.sort((a, b) => a - b);
+  return {
+    goodput: ok.length / (r.seconds - skipMs / 1000),
+    okP50: quantile(ok, 0.5),
+    okP99: quantile(ok, 0.99),
+    refused: kept.filter((o) => o.kind === 'refused').length,
+    timeouts: kept.filter((o) => o.kind === 'timeout').length,
+    errors: kept.filter((o) => o.kind === 'error').length,
+  };
+}
+
+/** The first 100 ms step from which the limit stays within ±25% of its median over the phase's second half. */
+function convergenceMs(limits: number[]): { ms: number; settled: number } | undefined {
+  if (limits.length < 4) return undefined;
+  const tail = limits.slice(Math.floor(limits.length / 2)).sort((a, b) => a - b);
+  const settled = tail[Math.floor(tail.length / 2)] as number;
+  let from = -1;
+  limits.forEach((l, i) => {
+    if (Math.abs(l - settled) > 0.25 * settled) from = -1;
+    else if (from === -1) from = i;
+  });
+  return from === -1 ? undefined : { ms: from * 100, settled };
+}
+
+/** ms after the phase start of the last refusal (0: none). */
+const lastRefusalMs = (r: PhaseResult) => r.outcomes.filter((o) => o.kind === 'refused').reduce((m, o) => Math.max(m, o.due), 0);
+
+async function peakThroughput(): Promise<{ rps: number; p99: number }> {
+  // Closed loop, 16 callers, no limit: the service's CPU is saturated without a queue to speak of.
+  const svc = await startService('none');
+  const pool = new Pool(`http://127.0.0.1:${svc.port}`, { connections: 16 });
+  try {
+    const run = async (seconds: number) => {
+      const lat: number[] = [];
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (performance.now() - t0 < seconds * 1000) {
+            const s = performance.now();
+            const res = await pool.request({ path: '/work', method: 'GET' });
+            await res.body.dump();
+            lat.push(performance.now() - s);
+          }
+        }),
+      );
+      lat.sort((a, b) => a - b);
+      return { rps: lat.length / ((performance.now() - t0) / 1000), p99: quantile(lat, 0.99) };
+    };
+    await run(1); // warm-up
+    return await run(quick ? 1.5 : 3);
+  } finally {
+    await pool.close();
+    await stopUpstream(svc.child);
+  }
+}
+
+interface ModeResult {
+  readonly light: Summary;
+  readonly spike: Summary;
+  readonly spikeSettled: Summary;
+  readonly drop: Summary;
+  readonly converge: { ms: number; settled: number } | undefined;
+  readonly lastRefusalAfterDropMs: number;
+  readonly spikeOffered: number;
+  readonly final: LimitStats | null;
+}
+
+async function runMode(mode: 'adaptive' | 'none', peak: number): Promise<ModeResult> {
+  const svc = await startService(mode);
+  const pool = new Pool(`http://127.0.0.1:${svc.port}`, { connections: CONNECTIONS });
+  try {
+    await phase(pool, svc, peak * 0.25, 1); // warm-up: JIT, and the adaptive limit's first probe
+    const light = await phase(pool, svc, peak * 0.25, LIGHT_S);
+    const spike = await phase(pool, svc, peak * 3, SPIKE_S);
+    const drop = await phase(pool, svc, peak * 0.5, DROP_S);
+    if (process.env.ADAPTIVE_TRACE === '1')
+      process.stderr.write(
+        `${mode}: spike limits ${spike.limits.join(',')}\n${mode}: drop limits ${drop.limits.join(',')}\n${JSON.stringify(await stats(svc.child))}\n`,
+      );
+    return {
+      light: summarize(light),
+      spike: summarize(spike),
+      spikeSettled: summarize(spike, 2000),
+      drop: summarize(drop),
+      converge: convergenceMs(spike.limits),
+      lastRefusalAfterDropMs: lastRefusalMs(drop),
+      spikeOffered: spike.offered / spike.seconds,
+      final: await stats(svc.child),
+    };
+  } finally {
+    await pool.destroy();
+    await stopUpstream(svc.child);
+  }
+}
+
+export async function adaptiveOverload(): Promise<string> {
+  const peak = await peakThroughput();
+  const adaptive = await runMode('adaptive', peak.rps);
+  const none = await runMode('none', peak.rps);
+  const row = (name: string, m: ModeResult, s: Summary) => [
+    name,
+    fmt(m.spikeOffered),
+    fmt(s.goodput),
+    `${fmt((s.goodput / peak.rps) * 100)}%`,
+    fmt(s.okP50, 1),
+    fmt(s.okP99, 1),
+    `${fmt(s.okP99 / m.light.okP99, 2)}x`,
+    fmt(s.refused),
+    fmt(s.timeouts),
+  ];
+  const headers = [
+    'spike, limit',
+    'offered req/s',
+    'goodput req/s',
+    'goodput / peak',
+    'admitted p50 ms',
+    'admitted p99 ms',
+    'p99 / unloaded p99',
+    'refused',
+    'gave up (1 s)',
+  ];
+  const lines = [
+    '## adaptive-overload: a 3x spike on a CPU-bound handler, no hand-set limit',
+    '',
+    `Handler: ${process.env.ADAPTIVE_BURN_MS ?? 4} ms CPU, ${process.env.ADAPTIVE_WAIT_MS ?? 10} ms timer wait, ${process.env.ADAPTIVE_BURN_MS ?? 4} ms CPU. Peak (closed loop, 16 callers): ${fmt(peak.rps)} req/s, p99 ${fmt(peak.p99, 1)} ms. Clients give up after ${CLIENT_TIMEOUT_MS} ms; ${CONNECTIONS} connections; open-loop load: 25% of peak for ${LIGHT_S} s, 3x for ${SPIKE_S} s, 50% for ${DROP_S} s.`,
+    '',
+    table(headers, [
+      row('adaptive, whole spike', adaptive, adaptive.spike),
+      row('adaptive, after 2 s', adaptive, adaptive.spikeSettled),
+      row('none, whole spike', none, none.spike),
+      row('none, after 2 s', none, none.spikeSettled),
+    ]),
+    '',
+    table(
+      [
+        'limit',
+        'unloaded p50 / p99 ms',
+        'converged (±25%) after',
+        'settled limit',
+        'after the drop: last refusal at',
+        'drop phase p99 ms',
+        'probes',
+      ],
+      [
+        [
+          'adaptive',
+          `${fmt(adaptive.light.okP50, 1)} / ${fmt(adaptive.light.okP99, 1)}`,
+          adaptive.converge ? `${fmt(adaptive.converge.ms)} ms` : 'did not',
+          adaptive.converge ? fmt(adaptive.converge.settled) : '-',
+          adaptive.lastRefusalAfterDropMs === 0 ? 'none' : `${fmt(adaptive.lastRefusalAfterDropMs)} ms`,
+          fmt(adaptive.drop.okP99, 1),
+          fmt(adaptive.final?.probes ?? 0),
+        ],
+        ['none', `${fmt(none.light.okP50, 1)} / ${fmt(none.light.okP99, 1)}`, '-', '-', '-', fmt(none.drop.okP99, 1), '-'],
+      ],
+    ),
+  ];
+  return lines.join('\n');
+}
