@@ -13,9 +13,17 @@ import { withTimeout } from './attempt-signal.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
-import { type ApiRule, type BreakerRules, breakerRuleKind, type RetryPolicy, type StaticFallback } from './breaker-rule.js';
+import {
+  type ApiRule,
+  type BreakerRules,
+  breakerRuleKind,
+  defaultRetryPolicy,
+  type RetryPolicy,
+  type StaticFallback,
+} from './breaker-rule.js';
 import { CircuitOpenError } from './circuit-open-error.js';
 import type { FailureClassifier } from './failure-classifier.js';
+import { Hedger, type HedgeStats } from './hedge.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
 
@@ -88,6 +96,7 @@ interface Governance {
   readonly timeoutMs: number;
   readonly retry: RetryPolicy | undefined;
   readonly budget: RetryBudget | undefined;
+  readonly hedger: Hedger | undefined;
   readonly fingerprints: Readonly<Record<string, string>>;
 }
 
@@ -168,6 +177,11 @@ export class CallExecutor {
     return this.#services.get(service)?.budget?.stats;
   }
 
+  /** Hedging counters of `service`, when its rules hedge. */
+  hedgeStats(service: string): HedgeStats | undefined {
+    return this.#services.get(service)?.hedger?.stats;
+  }
+
   /** State and counts of every breaker, for a dashboard. */
   snapshot(): BreakerSnapshot[] {
     const out: BreakerSnapshot[] = [];
@@ -236,7 +250,10 @@ export class CallExecutor {
       retry !== undefined && call.retryable !== false && (retry.retryNonIdempotent || IDEMPOTENT_METHODS.has(call.method))
         ? retry.maxRetries
         : 0;
-    if (retries > 0) gov.budget?.recordCall();
+    // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
+    const hedging = gov.hedger !== undefined && call.retryable !== false && IDEMPOTENT_METHODS.has(call.method);
+    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r: R) => classifier.response(r.status));
+    if (retries > 0 || hedging) gov.budget?.recordCall();
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);
     for (let attempt = 0; ; attempt++) {
@@ -357,10 +374,13 @@ export class CallExecutor {
       instances = this.instanceBreakers.configure(service, rules.instance.policy, rules.instance.maxEjectionPercent);
     }
     let budget: RetryBudget | undefined;
-    if (rules.retry) {
-      budget = same('budget', rules.retry.budget) ? old?.budget : undefined;
-      budget ??= new RetryBudget({ ...rules.retry.budget, clock });
+    // Hedges are paid from the retry budget: the default one when the rules give no retry policy.
+    const budgetSpec = rules.retry?.budget ?? (rules.hedge ? defaultRetryPolicy.budget : undefined);
+    if (budgetSpec) {
+      budget = same('budget', budgetSpec) ? old?.budget : undefined;
+      budget ??= new RetryBudget({ ...budgetSpec, clock });
     }
+    const hedger = rules.hedge ? ((same('hedge', rules.hedge) ? old?.hedger : undefined) ?? new Hedger(rules.hedge, clock)) : undefined;
     return {
       rules,
       classifier: rules.classifier,
@@ -372,6 +392,7 @@ export class CallExecutor {
       timeoutMs: rules.timeoutMs ?? 0,
       retry: rules.retry,
       budget,
+      hedger,
       fingerprints: fp,
     };
   }
