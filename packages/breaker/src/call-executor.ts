@@ -252,7 +252,7 @@ export class CallExecutor {
         : 0;
     // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
     const hedging = gov.hedger !== undefined && call.retryable !== false && IDEMPOTENT_METHODS.has(call.method);
-    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r: R) => classifier.response(r.status));
+    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r) => classifier.response(r.status));
     if (retries > 0 || hedging) gov.budget?.recordCall();
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);

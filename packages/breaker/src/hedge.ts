@@ -1,4 +1,5 @@
 import { type Clock, field, RuleValidationError } from '@meshlet/core';
+import type { CallResult, GovernedCall } from './call-executor.js';
 import type { RetryBudget } from './retry-budget.js';
 
 /**
@@ -110,8 +111,25 @@ export class Hedger {
    * Wraps `call` so that each `send` may hedge to another instance, paid from `budget`.
    * `failed` tells a failed result (the executor's classifier).
    */
-  wrap<I extends { readonly id: string }, R, C extends Call<I, R>>(call: C, budget: RetryBudget | undefined, failed: (r: R) => boolean): C {
-    return { ...call, send: (instance: I, signal: AbortSignal | undefined) => this.#send(call, instance, signal, budget, failed) };
+  wrap<I extends { readonly id: string }, R extends CallResult>(
+    call: GovernedCall<I, R>,
+    budget: RetryBudget | undefined,
+    failed: (r: R) => boolean,
+  ): GovernedCall<I, R> {
+    // A plain object that calls the original's methods on it: a call may be a class with private fields.
+    const c = call;
+    return {
+      service: c.service,
+      method: c.method,
+      ...(c.path !== undefined ? { path: c.path } : {}),
+      ...(c.api !== undefined ? { api: c.api } : {}),
+      ...(c.signal !== undefined ? { signal: c.signal } : {}),
+      ...(c.fallback !== undefined ? { fallback: c.fallback } : {}),
+      ...(c.retryable !== undefined ? { retryable: c.retryable } : {}),
+      ...(c.discard !== undefined ? { discard: (r: R) => c.discard?.(r) } : {}),
+      pick: (tried) => c.pick(tried),
+      send: (instance, signal) => this.#send(c, instance, signal, budget, failed),
+    };
   }
 
   #send<I extends { readonly id: string }, R>(
