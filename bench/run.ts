@@ -16,6 +16,7 @@ if (process.env.BENCH_QUICK === '1') {
     BENCH_DIALECT_OPS: '5000',
     BENCH_ROUTE_DECISIONS: '20000',
     RATELIMIT_BENCH_SECONDS: '2',
+    HEDGE_RUNS: '1',
   };
   for (const [k, v] of Object.entries(smoke)) process.env[k] ??= v;
 }
@@ -42,6 +43,7 @@ const sections: Section[] = [
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
   { name: 'adaptive-overload', run: (await import('./adaptive-overload.js')).adaptiveOverload },
+  { name: 'hedge-tail', run: (await import('./hedge-tail.js')).hedgeTail },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 
