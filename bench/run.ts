@@ -17,6 +17,7 @@ if (process.env.BENCH_QUICK === '1') {
     BENCH_ROUTE_DECISIONS: '20000',
     RATELIMIT_BENCH_SECONDS: '2',
     HEDGE_RUNS: '1',
+    ADAPTIVE_ROUNDS: '1',
   };
   for (const [k, v] of Object.entries(smoke)) process.env[k] ??= v;
 }

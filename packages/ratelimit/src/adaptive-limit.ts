@@ -76,6 +76,13 @@ export interface AdaptiveLimitState {
 
 /** The most RTT samples one window keeps; more are counted, the first ones stand for the window. */
 const WINDOW_CAPACITY = 256;
+/**
+ * Probes the minimum RTT is the least of. One probe taken while a neighbour had the CPU (or
+ * a GC ran) would otherwise set the target for the next 30 s; with three, a real rise of the
+ * baseline takes three probes to follow — each one 5 windows after the limit reached the floor.
+ */
+const PROBE_HISTORY = 3;
+
 /** The limit changes by at most these factors per window (Envoy's and Gradient2's 0.5; Envoy's 2). */
 const MIN_GRADIENT = 0.5;
 const MAX_GRADIENT = 2;
@@ -100,7 +107,9 @@ const MAX_GRADIENT = 2;
  * minimum: it compares a short RTT with a long exponential average, which itself rises
  * during a sustained overload, so the limit settles where queueing is already high.
  * Measuring at the floor costs a brief dip in admissions per probe, and keeps the baseline
- * honest however long the overload lasts.
+ * honest however long the overload lasts. Unlike Envoy, the minimum RTT is the least of the
+ * last three probes (see PROBE_HISTORY): on a shared machine one probe can land in a noisy
+ * second.
  *
  * Everything happens in `onSample` (a finished request) on the injected clock; the caller
  * keeps the in-flight count and compares it with `limit`.
@@ -120,6 +129,8 @@ export class AdaptiveLimit {
   #beforeProbe: number;
   #mode: 'probe' | 'track' = 'probe';
   #minRtt = 0;
+  /** The last PROBE_HISTORY probe results; the minimum RTT is the least of them. */
+  readonly #probeResults: number[] = [];
   #sampleRtt = 0;
   #loop = 0;
   #nextProbeAt = 0;
@@ -186,7 +197,11 @@ export class AdaptiveLimit {
 
   #endProbe(now: number): void {
     this.#loop = this.#readLoop();
-    this.#minRtt = this.#sampleRtt = this.#windowQuantile() + this.#loop;
+    const measured = this.#windowQuantile() + this.#loop;
+    this.#sampleRtt = measured;
+    this.#probeResults.push(measured);
+    if (this.#probeResults.length > PROBE_HISTORY) this.#probeResults.shift();
+    this.#minRtt = Math.min(...this.#probeResults);
     this.#probes++;
     this.#mode = 'track';
     this.#atFloor = 0;

@@ -76,7 +76,7 @@ describe('AdaptiveLimit at explicit instants', () => {
     ]);
   });
 
-  it('re-measures the minimum RTT after stuckWindows at the floor, ignoring requests admitted before the probe', () => {
+  it('re-measures the minimum RTT after stuckWindows at the floor; follows a real rise after three probes', () => {
     const steps: Step[] = [
       { at: 1, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
       { at: 2, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
@@ -84,17 +84,29 @@ describe('AdaptiveLimit at explicit instants', () => {
     ];
     // The dependency became 10x slower: not an overload, yet every window is slow.
     let at = 3;
-    const expect = [5, 3, 3, 3];
-    expect.forEach((limit, i) => {
-      steps.push({ at: at + 50, rtt: 100, inFlight: 10, limit: steps.at(-1)?.limit ?? 10, why: 'window open' });
-      at += 100;
-      steps.push({ at, rtt: 100, inFlight: 10, limit, mode: i === 3 ? 'probe' : 'track', why: `slow window ${i + 1}` });
-    });
+    const slowWindows = (limits: number[]) =>
+      limits.forEach((limit, i) => {
+        steps.push({ at: at + 50, rtt: 100, inFlight: 10, limit: steps.at(-1)?.limit ?? 10, why: 'window open' });
+        at += 100;
+        steps.push({ at, rtt: 100, inFlight: 10, limit, mode: i === limits.length - 1 ? 'probe' : 'track', why: `slow window ${i + 1}` });
+      });
+    const probe = (minRtt: number, first: boolean) => {
+      if (first)
+        steps.push({ at: at + 10, rtt: 500, inFlight: 10, epochDelta: -1, limit: 3, mode: 'probe', why: 'admitted before the probe: ignored' });
+      steps.push(
+        { at: at + 20, rtt: 100, inFlight: 1, limit: 3, why: 'probe' },
+        { at: at + 21, rtt: 100, inFlight: 2, limit: 3, why: 'probe' },
+        { at: at + 22, rtt: 100, inFlight: 3, limit: 3, mode: 'track', minRtt, why: `probe ends: min of the last three probes ${minRtt} ms` },
+      );
+      at += 22;
+    };
+    slowWindows([5, 3, 3, 3]); // 5 windows at the floor (3 with stuckWindows 3) start a probe
+    probe(10, true); // [10, 100]: one slow probe could be noise
+    slowWindows([3, 3, 3]);
+    probe(10, false); // [10, 100, 100]
+    slowWindows([3, 3, 3]);
+    probe(100, false); // [100, 100, 100]: the baseline did move
     steps.push(
-      { at: at + 10, rtt: 500, inFlight: 10, epochDelta: -1, limit: 3, mode: 'probe', why: 'admitted before the probe: ignored' },
-      { at: at + 20, rtt: 100, inFlight: 1, limit: 3, why: 'probe' },
-      { at: at + 21, rtt: 100, inFlight: 2, limit: 3, why: 'probe' },
-      { at: at + 22, rtt: 100, inFlight: 3, limit: 3, mode: 'track', minRtt: 100, why: 'new minimum 100 ms' },
       { at: at + 80, rtt: 100, inFlight: 3, limit: 3, why: 'window open' },
       { at: at + 122, rtt: 100, inFlight: 3, limit: 4, why: 'at the new baseline: grows again' },
     );
