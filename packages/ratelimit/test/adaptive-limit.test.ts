@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
 import { AdaptiveLimit, type AdaptiveLimitOptions } from '../src/index.js';
-import { quantile, Simulation } from './adaptive-sim.js';
+import { quantile, Simulation } from '../src/testing/adaptive-sim.js';
 
 interface Step {
   /** The instant of the sample, ms. */
@@ -92,11 +92,27 @@ describe('AdaptiveLimit at explicit instants', () => {
       });
     const probe = (minRtt: number, first: boolean) => {
       if (first)
-        steps.push({ at: at + 10, rtt: 500, inFlight: 10, epochDelta: -1, limit: 3, mode: 'probe', why: 'admitted before the probe: ignored' });
+        steps.push({
+          at: at + 10,
+          rtt: 500,
+          inFlight: 10,
+          epochDelta: -1,
+          limit: 3,
+          mode: 'probe',
+          why: 'admitted before the probe: ignored',
+        });
       steps.push(
         { at: at + 20, rtt: 100, inFlight: 1, limit: 3, why: 'probe' },
         { at: at + 21, rtt: 100, inFlight: 2, limit: 3, why: 'probe' },
-        { at: at + 22, rtt: 100, inFlight: 3, limit: 3, mode: 'track', minRtt, why: `probe ends: min of the last three probes ${minRtt} ms` },
+        {
+          at: at + 22,
+          rtt: 100,
+          inFlight: 3,
+          limit: 3,
+          mode: 'track',
+          minRtt,
+          why: `probe ends: min of the last three probes ${minRtt} ms`,
+        },
       );
       at += 22;
     };

@@ -1,8 +1,9 @@
-// A service under load on a ManualClock, for the adaptive limit's convergence tests: no
-// sockets, no timers, every instant explicit.
+// A service under load on a ManualClock, for the adaptive limit's convergence tests and
+// bench/adaptive-convergence (`@meshlet/ratelimit/testing`): no sockets, no timers, every
+// instant explicit.
 import { ManualClock } from '@meshlet/core';
-import { AdaptiveConcurrency } from '../src/adaptive-concurrency.js';
-import { type AdaptiveSection, DEFAULT_ADAPTIVE_SECTION } from '../src/adaptive-rule.js';
+import { AdaptiveConcurrency } from '../adaptive-concurrency.js';
+import { type AdaptiveSection, DEFAULT_ADAPTIVE_SECTION } from '../adaptive-rule.js';
 
 /**
  * A service that runs `parallel` requests at full speed, each `baseMs` long; past that they
