@@ -12,6 +12,8 @@ import {
   parseAdaptiveSection,
   parseRateLimitSection,
   RateLimiter,
+  type RedisCommand,
+  RedisTokenBuckets,
   rejection,
 } from '../src/index.js';
 import { req, sync } from './limiter-helpers.js';
@@ -265,5 +267,33 @@ describe('RateLimiter with an adaptive limit', () => {
     limiter.setRules(undefined);
     assert.ok(limiter.adaptive, 'no rule: the option again');
     first.release();
+  });
+
+  it('holds its slot across a distributed decision: released with the request, given back when Redis refuses', async () => {
+    const clock = new ManualClock();
+    let admitted = true;
+    const send: RedisCommand = async () => (admitted ? [1, 0, 0] : [0, 5000, 0]);
+    const limiter = new RateLimiter({ service: 's', clock, redis: new RedisTokenBuckets({ send, clock }) });
+    limiter.setRules(
+      parseRateLimitSection(
+        {
+          rules: [{ name: 'shared', rate: 1, unit: 'hour', burst: 10, mode: 'distributed' }],
+          adaptive: { minLimit: 2, maxLimit: 2, initialLimit: 2 },
+        },
+        'ratelimit',
+      ),
+    );
+    const pending = limiter.decide(req('GET', '/'));
+    assert.ok(pending instanceof Promise, 'a distributed rule asks Redis');
+    assert.equal(limiter.stats.adaptive?.inFlight, 1, 'the adaptive slot is held while Redis answers');
+    const d = await pending;
+    assert.ok(d.allowed);
+    d.release();
+    assert.equal(limiter.stats.adaptive?.inFlight, 0);
+    admitted = false;
+    const refused = await limiter.decide(req('GET', '/'));
+    assert.ok(!refused.allowed);
+    assert.equal(refused.rule.name, 'shared');
+    assert.equal(limiter.stats.adaptive?.inFlight, 0, 'refused by Redis: the adaptive slot went back');
   });
 });
