@@ -40,7 +40,11 @@ export function renderStatusMetrics(status: AdminStatus): string {
   if (limiter) {
     const counters: [string, number, string][] = [
       ['meshlet_ratelimit_allowed_total', limiter.allowed, 'Inbound requests the limiter admitted.'],
-      ['meshlet_ratelimit_refused_total', limiter.refused, 'Inbound requests refused with 429.'],
+      [
+        'meshlet_ratelimit_refused_total',
+        limiter.refused,
+        'Inbound requests refused: by a rate limit rule (429) or the adaptive limit (503 or 429).',
+      ],
       [
         'meshlet_ratelimit_redis_outages_total',
         limiter.outages,
