@@ -34,6 +34,7 @@ export {
   CONCURRENCY_RETRY_AFTER_MS,
   type Decision,
   type LimitedRequest,
+  OVERLOAD_LOG_INTERVAL_MS,
   RateLimiter,
   type RateLimiterOptions,
   type RateLimiterStats,

@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { ManualClock, RuleValidationError } from '@meshlet/core';
+import { ManualClock, MemoryLogger, RuleValidationError } from '@meshlet/core';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import {
   AdaptiveConcurrency,
   type AdaptiveSection,
   DEFAULT_ADAPTIVE_SECTION,
+  OVERLOAD_LOG_INTERVAL_MS,
   parseAdaptiveSection,
   parseRateLimitSection,
   RateLimiter,
@@ -295,5 +296,25 @@ describe('RateLimiter with an adaptive limit', () => {
     assert.ok(!refused.allowed);
     assert.equal(refused.rule.name, 'shared');
     assert.equal(limiter.stats.adaptive?.inFlight, 0, 'refused by Redis: the adaptive slot went back');
+  });
+
+  it('logs refusals at most once per interval, with their count', () => {
+    const clock = new ManualClock();
+    const logger = new MemoryLogger();
+    const limiter = new RateLimiter({ service: 's', clock, logger, adaptive: pinned(1) });
+    const held = sync(limiter.decide(req('GET', '/')));
+    assert.ok(held.allowed);
+    for (let i = 0; i < 5; i++) assert.equal(sync(limiter.decide(req('GET', '/'))).allowed, false);
+    const lines = () => logger.entries.filter((e) => e.fields?.code === 'MESHLET_OVERLOADED');
+    assert.equal(lines().length, 1, 'five refusals, one line');
+    assert.equal(lines()[0]?.fields?.refused, 1);
+    clock.advance(OVERLOAD_LOG_INTERVAL_MS - 1);
+    assert.equal(sync(limiter.decide(req('GET', '/'))).allowed, false);
+    assert.equal(lines().length, 1);
+    clock.advance(1);
+    assert.equal(sync(limiter.decide(req('GET', '/'))).allowed, false);
+    assert.equal(lines().length, 2);
+    assert.equal(lines()[1]?.fields?.refused, 6, 'the refusals since the last line, this one included');
+    held.release();
   });
 });
