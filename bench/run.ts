@@ -43,6 +43,7 @@ const sections: Section[] = [
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
+  { name: 'regex-conditions', run: (await import('./regex-conditions.js')).regexConditions },
   { name: 'adaptive-convergence', run: (await import('./adaptive-convergence.js')).adaptiveConvergence },
   { name: 'adaptive-overload', run: (await import('./adaptive-overload.js')).adaptiveOverload },
   { name: 'hedge-tail', run: (await import('./hedge-tail.js')).hedgeTail },
