@@ -116,20 +116,16 @@ export class Hedger {
     budget: RetryBudget | undefined,
     failed: (r: R) => boolean,
   ): GovernedCall<I, R> {
-    // A plain object that calls the original's methods on it: a call may be a class with private fields.
-    const c = call;
-    return {
-      service: c.service,
-      method: c.method,
-      ...(c.path !== undefined ? { path: c.path } : {}),
-      ...(c.api !== undefined ? { api: c.api } : {}),
-      ...(c.signal !== undefined ? { signal: c.signal } : {}),
-      ...(c.fallback !== undefined ? { fallback: c.fallback } : {}),
-      ...(c.retryable !== undefined ? { retryable: c.retryable } : {}),
-      ...(c.discard !== undefined ? { discard: (r: R) => c.discard?.(r) } : {}),
-      pick: (tried) => c.pick(tried),
-      send: (instance, signal) => this.#send(c, instance, signal, budget, failed),
-    };
+    // Everything but `send` is the original's, its methods called on it (a call may be a
+    // class with private fields; a copy would lose its methods, and any the interface gains).
+    const send = (instance: I, signal: AbortSignal | undefined) => this.#send(call, instance, signal, budget, failed);
+    return new Proxy(call, {
+      get(target, prop) {
+        if (prop === 'send') return send;
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
   }
 
   #send<I extends { readonly id: string }, R>(
