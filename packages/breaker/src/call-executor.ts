@@ -292,7 +292,7 @@ export class CallExecutor {
     const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
     // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
     const hedging = gov.hedger !== undefined && replayable && idempotent;
-    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r) => classifier.response(r.status));
+    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r) => classifier.response(r.status), instances);
     if (notSentRetries > 0 || retries > 0 || hedging) gov.budget?.recordCall();
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);

@@ -1,5 +1,7 @@
 import { type Clock, field, RuleValidationError } from '@meshlet/core';
+import { REJECTED } from './breaker.js';
 import type { CallResult, GovernedCall } from './call-executor.js';
+import type { ServiceInstanceBreakers } from './instance-breakers.js';
 import type { RetryBudget } from './retry-budget.js';
 
 /**
@@ -58,6 +60,7 @@ interface Call<I, R> {
   pick(tried: ReadonlySet<string>): I | undefined;
   send(instance: I, signal: AbortSignal | undefined): Promise<R>;
   discard?(result: R): void;
+  injected?(result: R): boolean;
 }
 
 /**
@@ -77,6 +80,8 @@ export class Hedger {
   #hedges = 0;
   #wins = 0;
   #denied = 0;
+  /** Results a hedge attempt answered: not the first instance's doing (see `wrap`). */
+  readonly #byHedge = new WeakSet<object>();
 
   constructor(policy: HedgePolicy, clock: Clock) {
     this.policy = policy;
@@ -109,19 +114,26 @@ export class Hedger {
 
   /**
    * Wraps `call` so that each `send` may hedge to another instance, paid from `budget`.
-   * `failed` tells a failed result (the executor's classifier).
+   * `failed` tells a failed result (the executor's classifier). The hedged instance's
+   * outcome goes to its own breaker in `instances` (a hedge it has no permit for is not
+   * sent), and a result the hedge answered reads as `injected` to the executor, which then
+   * records nothing for the first instance — it neither answered nor failed.
    */
   wrap<I extends { readonly id: string }, R extends CallResult>(
     call: GovernedCall<I, R>,
     budget: RetryBudget | undefined,
     failed: (r: R) => boolean,
+    instances?: ServiceInstanceBreakers,
   ): GovernedCall<I, R> {
     // Everything but `send` is the original's, its methods called on it (a call may be a
     // class with private fields; a copy would lose its methods, and any the interface gains).
-    const send = (instance: I, signal: AbortSignal | undefined) => this.#send(call, instance, signal, budget, failed);
+    const send = (instance: I, signal: AbortSignal | undefined) => this.#send(call, instance, signal, budget, failed, instances);
+    const byHedge = this.#byHedge;
+    const injected = (r: R) => byHedge.has(r as object) || call.injected?.(r) === true;
     return new Proxy(call, {
       get(target, prop) {
         if (prop === 'send') return send;
+        if (prop === 'injected') return injected;
         const value: unknown = Reflect.get(target, prop, target);
         return typeof value === 'function' ? value.bind(target) : value;
       },
@@ -134,6 +146,7 @@ export class Hedger {
     signal: AbortSignal | undefined,
     budget: RetryBudget | undefined,
     failed: (r: R) => boolean,
+    instances: ServiceInstanceBreakers | undefined,
   ): Promise<R> {
     const delay = this.#delay;
     if (delay === undefined) return this.#timed(call.send(primary, signal));
@@ -156,8 +169,19 @@ export class Hedger {
           (error: unknown) => finish(index, { ok: false, error }),
         );
       };
+      let hedgePermit = REJECTED;
+      let hedgeId = '';
+      let hedgeStart = 0;
       const finish = (index: number, outcome: { ok: true; value: R } | { ok: false; error: unknown }) => {
         pending--;
+        if (index === 1 && instances !== undefined) {
+          // The hedged instance's own breaker: its answer counts, being aborted does not.
+          const lost = controllers[1]?.signal.aborted === true || signal?.aborted === true;
+          if (outcome.ok && call.injected?.(outcome.value) !== true)
+            instances.record(hedgeId, hedgePermit, failed(outcome.value), clock.now() - hedgeStart);
+          else if (!outcome.ok && !lost) instances.record(hedgeId, hedgePermit, true, clock.now() - hedgeStart);
+          else instances.release(hedgeId, hedgePermit);
+        }
         if (settled) {
           // The loser answered after all: free its connection.
           if (outcome.ok) discardResult(call, outcome.value);
@@ -172,7 +196,10 @@ export class Hedger {
         }
         settled = true;
         cancelTimer();
-        if (index === 1 && good) this.#wins++;
+        if (index === 1 && good) {
+          this.#wins++;
+          if (outcome.ok && typeof outcome.value === 'object' && outcome.value !== null) this.#byHedge.add(outcome.value);
+        }
         controllers.forEach((c, i) => {
           if (i === index) return;
           if (i === 0 && pending > 0) this.record(clock.now() - start); // how long the first had run when it lost
@@ -187,11 +214,18 @@ export class Hedger {
         if (settled) return;
         const second = call.pick(new Set([primary.id]));
         if (second === undefined) return;
+        if (instances !== undefined) {
+          hedgePermit = instances.acquire(second.id);
+          if (hedgePermit === REJECTED) return; // its breaker has no permit (half-open, probes taken)
+        }
         if (budget !== undefined && !budget.tryRetry()) {
+          if (instances !== undefined) instances.release(second.id, hedgePermit);
           this.#denied++;
           return;
         }
         this.#hedges++;
+        hedgeId = second.id;
+        hedgeStart = clock.now();
         attempt(second, 1);
       }, delay);
       attempt(primary, 0);

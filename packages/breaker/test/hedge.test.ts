@@ -136,6 +136,37 @@ describe('hedged requests', () => {
     assert.equal((await both).status, 503, 'no retry policy: the later failure is the answer');
   });
 
+  it("the hedged instance's answer counts on its own breaker; the first instance is credited with nothing", async () => {
+    const { clock, sent, call, executor } = setup({
+      hedge: { delayMs: 10 },
+      rules: [{ level: 'instance', consecutiveFailures: 2, sleepWindowMs: 60_000 }],
+    });
+    const calls = (id: string) => executor.snapshot().find((b) => b.breaker.instance === id)?.calls ?? 0;
+    // The hedge (b) answers 503 while a (the first) is still out; then a answers 200.
+    const res = call();
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[1]?.answer(503);
+    await settle();
+    sent[0]?.answer(200);
+    assert.equal((await res).status, 200);
+    assert.equal(calls('b'), 1, "the hedge's 503 is on b's breaker");
+    assert.equal(calls('a'), 1, "a's own 200 is on a's");
+    // Now the hedge wins: a is aborted and credited with nothing; b gets its success.
+    const won = call();
+    await settle();
+    clock.advance(10);
+    await settle();
+    const [first, hedge] = sent.slice(2);
+    assert.deepEqual([first?.id, hedge?.id], ['c', 'a'], 'round robin: c first, the hedge to a');
+    hedge?.answer(200);
+    assert.equal((await won).status, 200);
+    assert.equal(first?.signal?.aborted, true);
+    assert.equal(calls('c'), 0, "the aborted first attempt records nothing, not the hedge's 200");
+    assert.equal(calls('a'), 2, "the hedge's 200 is on a's breaker");
+  });
+
   it('only idempotent methods hedge', async () => {
     const { clock, sent, call, executor } = setup({ hedge: { delayMs: 10 } });
     const res = call('POST');
