@@ -43,6 +43,8 @@ const sections: Section[] = [
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
+  { name: 'card-opossum', run: (await import('./card-opossum.js')).cardOpossum },
+  { name: 'card-bottleneck', run: (await import('./card-bottleneck.js')).cardBottleneck },
   { name: 'regex-conditions', run: (await import('./regex-conditions.js')).regexConditions },
   { name: 'adaptive-convergence', run: (await import('./adaptive-convergence.js')).adaptiveConvergence },
   { name: 'adaptive-overload', run: (await import('./adaptive-overload.js')).adaptiveOverload },

@@ -10,6 +10,7 @@ import type { AdaptiveOption } from './adaptive-protection.js';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
 import type { HeaderTag, TagHeaderTrust } from './inbound.js';
+import type { KoaMiddleware } from './koa.js';
 import type { ServeOptions } from './lifecycle.js';
 
 export interface MeshOptions {
@@ -198,6 +199,8 @@ export interface Mesh {
    * threw (`@RateLimit`, `@Authorize`) becomes its 429 or 403; other errors go on.
    */
   expressErrors(): (err: unknown, req: IncomingMessage, res: ServerResponse, next: Next) => void;
+  /** Koa middleware: `app.use(mesh.koa())`, on the same pipeline (see koaMiddleware). */
+  koa(): KoaMiddleware;
   /** Fastify plugin: `app.register(mesh.fastify)`. */
   readonly fastify: FastifyPlugin;
   /**

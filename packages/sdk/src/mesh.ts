@@ -44,7 +44,9 @@ import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from '
 import { governedRequest } from './governed-request.js';
 import { checkHeaderTags, TAG_HEADER_TRUST } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
+import { koaMiddleware } from './koa.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
+import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
 import { ruleKinds } from './rule-kinds.js';
 import { ServiceDirectory } from './service-directory.js';
@@ -494,6 +496,7 @@ export function createMesh(options: MeshOptions): Mesh {
       return router.pick(name, (t) => (t === 'destination.service' ? name : getTag(t, ctx)));
     },
     ...frameworks,
+    koa: () => koaMiddleware(mesh),
     async serve(server, serveOptions = {}) {
       const path = serveOptions.healthPath ?? (healthPath || '/health');
       const port = await waitUntilReady(server, path, serveOptions.readinessTimeoutMs ?? 30_000);
@@ -533,6 +536,7 @@ export function createMesh(options: MeshOptions): Mesh {
     },
   };
   inbound.owner = mesh;
+  setMeshInternals(mesh, { directory, pipeline, logger });
   lastMesh = mesh;
   return mesh;
 }
