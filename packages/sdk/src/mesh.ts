@@ -38,6 +38,7 @@ import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenB
 import { Router } from '@meshlet/route';
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
+import { adaptiveProtection } from './adaptive-protection.js';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest } from './governed-request.js';
@@ -201,10 +202,13 @@ export function createMesh(options: MeshOptions): Mesh {
 
   let redis: RedisConnection | undefined;
   if (options.ratelimit?.redisUrl) redis = connectRedis(options.ratelimit.redisUrl, { logger });
+  const adaptive = adaptiveProtection(options.ratelimit?.adaptive);
   const rateLimiter = new RateLimiter({
     service,
     clock,
     logger,
+    ...(adaptive.adaptive ? { adaptive: adaptive.adaptive } : {}),
+    eventLoopDelay: adaptive.eventLoopDelay,
     ...(redis
       ? {
           redis: new RedisTokenBuckets({
@@ -409,6 +413,7 @@ export function createMesh(options: MeshOptions): Mesh {
     warmupTimers.clear();
     directory.close();
     router.close();
+    adaptive.close();
     for (const w of watchers.values()) w.close();
     watchers.clear();
     await tracing?.shutdown();
