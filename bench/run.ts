@@ -16,6 +16,8 @@ if (process.env.BENCH_QUICK === '1') {
     BENCH_DIALECT_OPS: '5000',
     BENCH_ROUTE_DECISIONS: '20000',
     RATELIMIT_BENCH_SECONDS: '2',
+    HEDGE_RUNS: '1',
+    ADAPTIVE_ROUNDS: '1',
   };
   for (const [k, v] of Object.entries(smoke)) process.env[k] ??= v;
 }
@@ -44,6 +46,9 @@ const sections: Section[] = [
   { name: 'card-opossum', run: (await import('./card-opossum.js')).cardOpossum },
   { name: 'card-bottleneck', run: (await import('./card-bottleneck.js')).cardBottleneck },
   { name: 'regex-conditions', run: (await import('./regex-conditions.js')).regexConditions },
+  { name: 'adaptive-convergence', run: (await import('./adaptive-convergence.js')).adaptiveConvergence },
+  { name: 'adaptive-overload', run: (await import('./adaptive-overload.js')).adaptiveOverload },
+  { name: 'hedge-tail', run: (await import('./hedge-tail.js')).hedgeTail },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 

@@ -18,7 +18,13 @@ export interface InstanceStatus {
     failures?: number;
     calls?: number;
   }[];
-  readonly limiter?: { allowed: number; refused: number; degraded?: boolean };
+  readonly limiter?: {
+    allowed: number;
+    refused: number;
+    degraded?: boolean;
+    /** The adaptive concurrency limit, when one is on. */
+    adaptive?: { limit: number; inFlight: number; mode?: string };
+  };
   readonly registry?: { mode: string; degraded: boolean };
   readonly degraded?: Readonly<Record<string, boolean>>;
 }

@@ -1,4 +1,5 @@
 import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
+import { type AdaptiveSection, parseAdaptiveSection } from './adaptive-rule.js';
 import { parsePathTemplate } from './path-matcher.js';
 
 export const UNITS = ['second', 'minute', 'hour'] as const;
@@ -73,6 +74,8 @@ export const isConcurrencyRule = (rule: RateLimitRule): rule is ConcurrencyRule 
 /** The `ratelimit` section of a service's rule document. */
 export interface RateLimitSection {
   readonly rules: readonly RateLimitRule[];
+  /** An adaptive concurrency limit for every inbound request, with load shedding by class. */
+  readonly adaptive?: AdaptiveSection;
 }
 
 /** The broadest scope a rule has, for 429 bodies and logs. */
@@ -174,11 +177,12 @@ export function parseDuration(raw: unknown, path: string): number {
   return ms;
 }
 
-/** Parses the `ratelimit` section: `{ "rules": [ ... ] }`. */
+/** Parses the `ratelimit` section: `{ "rules": [ ... ], "adaptive": { ... } }` (`rules` may be left out when `adaptive` is given). */
 export function parseRateLimitSection(raw: unknown, path: string): RateLimitSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules']);
-  const list = field.array(obj.rules, `${path}.rules`);
+  field.onlyKeys(obj, path, ['rules', 'adaptive']);
+  const adaptive = obj.adaptive === undefined ? undefined : parseAdaptiveSection(obj.adaptive, `${path}.adaptive`);
+  const list = obj.rules === undefined && adaptive !== undefined ? [] : field.array(obj.rules, `${path}.rules`);
   if (list.length > MAX_RULES) throw new RuleValidationError(`${path}.rules`, `at most ${MAX_RULES} rules`);
   const rules = list.map((r, i) => parseRateLimitRule(r, `${path}.rules[${i}]`));
   const seen = new Set<string>();
@@ -187,7 +191,7 @@ export function parseRateLimitSection(raw: unknown, path: string): RateLimitSect
       throw new RuleValidationError(`${path}.rules[${i}].name`, `"${r.name}" is used by an earlier rule; names must be unique`);
     seen.add(r.name);
   });
-  return { rules };
+  return adaptive === undefined ? { rules } : { rules, adaptive };
 }
 
 /** The `ratelimit` rule kind: hand it to RuleWatcher / RuleRepository with the other kinds. */

@@ -55,6 +55,22 @@ export interface AdminLimiterStatus {
   readonly buckets: number;
   /** Requests holding a concurrency slot now (absent from older providers). */
   readonly inFlight?: number;
+  /** The adaptive concurrency limit, when one is on. */
+  readonly adaptive?: AdminAdaptiveStatus;
+}
+
+/** The adaptive concurrency limit; @meshlet/ratelimit's AdaptiveStats fits as it is. */
+export interface AdminAdaptiveStatus {
+  readonly limit: number;
+  readonly mode: 'probe' | 'track';
+  readonly minRttMs: number;
+  readonly sampleRttMs: number;
+  readonly eventLoopDelayMs: number;
+  readonly probes: number;
+  readonly inFlight: number;
+  readonly admitted: number;
+  readonly refused: number;
+  readonly classes: readonly { readonly name: string; readonly share: number; readonly admitted: number; readonly refused: number }[];
 }
 
 /** What an instance reports about itself; the mesh builds it on each request to the endpoint. */
@@ -235,6 +251,7 @@ export function publicStatus(s: AdminStatus): AdminStatus {
             degradedDecisions: num(s.limiter.degradedDecisions),
             buckets: num(s.limiter.buckets),
             ...opt('inFlight', typeof s.limiter.inFlight === 'number' ? s.limiter.inFlight : undefined),
+            ...opt('adaptive', s.limiter.adaptive ? publicAdaptive(s.limiter.adaptive) : undefined),
           }
         : undefined,
     ),
@@ -247,6 +264,26 @@ export function publicStatus(s: AdminStatus): AdminStatus {
     degraded,
     ...opt('conditions', s.conditions ? conditionCounts(s.conditions) : undefined),
     ...opt('identity', s.identity ? conditionCounts(s.identity) : undefined),
+  };
+}
+
+function publicAdaptive(a: AdminAdaptiveStatus): AdminAdaptiveStatus {
+  return {
+    limit: num(a.limit),
+    mode: a.mode === 'probe' ? 'probe' : 'track',
+    minRttMs: num(a.minRttMs),
+    sampleRttMs: num(a.sampleRttMs),
+    eventLoopDelayMs: num(a.eventLoopDelayMs),
+    probes: num(a.probes),
+    inFlight: num(a.inFlight),
+    admitted: num(a.admitted),
+    refused: num(a.refused),
+    classes: (a.classes ?? []).map((c) => ({
+      name: String(c.name),
+      share: num(c.share),
+      admitted: num(c.admitted),
+      refused: num(c.refused),
+    })),
   };
 }
 

@@ -6,6 +6,7 @@ import type { TagPropagationOptions } from '@meshlet/propagation';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
 import type { Router, RouterOptions, WarmupOptions } from '@meshlet/route';
 import type { Tracing, TracingOptions } from '@meshlet/trace';
+import type { AdaptiveOption } from './adaptive-protection.js';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
 import type { HeaderTag, TagHeaderTrust } from './inbound.js';
@@ -56,6 +57,11 @@ export interface MeshOptions {
   readonly ratelimit?: {
     readonly redisUrl?: string;
     readonly redisTimeoutMs?: number;
+    /**
+     * An adaptive concurrency limit on inbound requests (`true`: every default), refusing
+     * with 503 past it; a rule document's `ratelimit.adaptive` wins. See the ratelimit README.
+     */
+    readonly adaptive?: AdaptiveOption;
     readonly bulkheads?: { readonly defaults?: BulkheadOptions; readonly services?: Readonly<Record<string, BulkheadOptions>> };
   };
   /**

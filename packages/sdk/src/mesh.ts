@@ -1,6 +1,7 @@
 import { currentContext, getTag, MeshletError, NoMeshError, RuleRepository, serviceNameProblem } from '@meshlet/core';
 import { TagPropagation } from '@meshlet/propagation';
 import { createTracing, type Tracing } from '@meshlet/trace';
+import { adaptiveProtection } from './adaptive-protection.js';
 import { createAdminHandler } from './admin-handler.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
@@ -30,6 +31,8 @@ export { ruleKinds } from './rule-kinds.js';
  */
 export function createMesh(options: MeshOptions): Mesh {
   const settings = meshSettings(options);
+  // Checked with the options, before anything starts; its sampler starts on first read.
+  const adaptive = adaptiveProtection(options.ratelimit?.adaptive);
   const { service, version, namespace, registry, kv, clock, logger, healthPath } = settings;
   const tracing: Tracing | undefined =
     options.tracing === undefined
@@ -39,7 +42,7 @@ export function createMesh(options: MeshOptions): Mesh {
         : createTracing({ ...options.tracing, service, version, namespace, clock });
   const destinations = new Destinations(settings, options);
   const { directory, router, executor } = destinations;
-  const own = new OwnService(settings, options, destinations);
+  const own = new OwnService(settings, options, destinations, adaptive);
   const catalog = ServiceCatalog.of(settings, options);
   const adminPath = options.admin ? (options.admin.path ?? '/_meshlet') : undefined;
   const registration = new Registration(settings, options, { own, catalog, adminPath });

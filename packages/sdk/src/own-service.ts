@@ -11,13 +11,15 @@ import {
 } from '@meshlet/auth';
 import { MeshletError } from '@meshlet/core';
 import { connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets } from '@meshlet/ratelimit';
+import type { AdaptiveProtection } from './adaptive-protection.js';
 import type { Destinations } from './destinations.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
 
 /**
  * This service's own governance, read from its own rules: the rate limiter (Redis-backed
- * when configured, its local share divided by this service's healthy instances), the
+ * when configured, its local share divided by this service's healthy instances; the
+ * adaptive concurrency limit when on), the
  * authorizer, and with mesh keys the identity verifier (inbound) and signer (outbound).
  */
 export class OwnService {
@@ -28,12 +30,14 @@ export class OwnService {
   readonly #settings: MeshSettings;
   readonly #destinations: Destinations;
   readonly #redis: RedisConnection | undefined;
+  readonly #adaptive: AdaptiveProtection;
   /** How long a key taken out by setIdentityKeys is still accepted: while tokens signed with it live. */
   readonly #keyOverlapMs: number;
 
-  constructor(settings: MeshSettings, options: MeshOptions, destinations: Destinations) {
+  constructor(settings: MeshSettings, options: MeshOptions, destinations: Destinations, adaptive: AdaptiveProtection) {
     const { service, version, namespace, clock, logger } = settings;
     this.#settings = settings;
+    this.#adaptive = adaptive;
     this.#destinations = destinations;
     const redisUrl = options.ratelimit?.redisUrl;
     this.#redis = redisUrl ? connectRedis(redisUrl, { logger }) : undefined;
@@ -42,6 +46,9 @@ export class OwnService {
       service,
       clock,
       logger,
+      // The adaptive concurrency limit (the option's; a rule's `ratelimit.adaptive` wins).
+      ...(adaptive.adaptive ? { adaptive: adaptive.adaptive } : {}),
+      eventLoopDelay: adaptive.eventLoopDelay,
       ...(redis
         ? {
             redis: new RedisTokenBuckets({
@@ -130,6 +137,7 @@ export class OwnService {
   }
 
   async close(): Promise<void> {
+    this.#adaptive.close();
     await this.#redis?.close();
   }
 }
