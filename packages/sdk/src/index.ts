@@ -33,6 +33,7 @@ export {
 } from './admin-handler.js';
 export type { Fetch } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
+export type { GrpcClientConstructor, MeshGrpc } from './grpc.js';
 export type { HeaderTag } from './inbound.js';
 export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';

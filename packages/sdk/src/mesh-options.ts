@@ -8,6 +8,7 @@ import type { Router, RouterOptions } from '@meshlet/route';
 import type { Tracing, TracingOptions } from '@meshlet/trace';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
+import type { MeshGrpc } from './grpc.js';
 import type { HeaderTag } from './inbound.js';
 import type { ServeOptions } from './lifecycle.js';
 
@@ -165,6 +166,8 @@ export interface Mesh {
   expressErrors(): (err: unknown, req: IncomingMessage, res: ServerResponse, next: Next) => void;
   /** Fastify plugin: `app.register(mesh.fastify)`. */
   readonly fastify: FastifyPlugin;
+  /** gRPC (@grpc/grpc-js), governed like HTTP: clients by service name, a server interceptor, registration of the gRPC port. */
+  readonly grpc: MeshGrpc;
   /**
    * Lossless start: waits until `server` listens and answers its health path, then
    * registers, and stops gracefully on SIGTERM/SIGINT.

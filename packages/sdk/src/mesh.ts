@@ -30,6 +30,7 @@ import {
   systemClock,
 } from '@meshlet/core';
 import { applyWarmup, FaultInjector, faultRuleKind, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
+import { GRPC_PORT_META } from '@meshlet/grpc';
 import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets, ratelimitRules } from '@meshlet/ratelimit';
 import { Router, routeRuleKind } from '@meshlet/route';
 import { createTracing, type Tracing } from '@meshlet/trace';
@@ -37,6 +38,7 @@ import { Agent } from 'undici';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest } from './governed-request.js';
+import { type MeshGrpc, meshGrpc } from './grpc.js';
 import { checkHeaderTags } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
@@ -250,6 +252,8 @@ export function createMesh(options: MeshOptions): Mesh {
     : undefined;
 
   let instance: Instance | undefined;
+  /** The gRPC port, registered as `Meta.gRPC_port` (mesh.grpc.serve). */
+  let grpcPort: number | undefined;
   let stopping = false;
   let servedBy: { server: Server; options: ServeOptions } | undefined;
 
@@ -308,6 +312,7 @@ export function createMesh(options: MeshOptions): Mesh {
     const address = overrides.address ?? options.address ?? '127.0.0.1';
     const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
     if (adminHandler) extra[ADMIN_META_KEY] = adminPath;
+    if (grpcPort !== undefined) extra[GRPC_PORT_META] = String(grpcPort);
     if (catalog) {
       const c = await catalog;
       if (c.apis.length > 0) {
@@ -344,9 +349,11 @@ export function createMesh(options: MeshOptions): Mesh {
     }
   };
 
+  let grpcApi: MeshGrpc | undefined;
   let closed = false;
   const closeAll = async () => {
     closed = true;
+    grpcApi?.close();
     for (const cancel of warmupTimers.values()) cancel();
     warmupTimers.clear();
     directory.close();
@@ -416,6 +423,23 @@ export function createMesh(options: MeshOptions): Mesh {
       return router.pick(name, (t) => (t === 'destination.service' ? name : getTag(t, ctx)));
     },
     ...frameworks,
+    get grpc() {
+      grpcApi ??= meshGrpc({
+        ...callDeps,
+        service,
+        contextOf: frameworks.contextOf,
+        authorizer,
+        rateLimiter,
+        httpPort: options.port,
+        registeredPort: () => instance?.port,
+        register,
+        deregister,
+        setGrpcPort: (port) => {
+          grpcPort = port;
+        },
+      });
+      return grpcApi;
+    },
     async serve(server, serveOptions = {}) {
       const path = serveOptions.healthPath ?? (healthPath || '/health');
       const port = await waitUntilReady(server, path, serveOptions.readinessTimeoutMs ?? 30_000);
