@@ -30,6 +30,8 @@ const env = { ...process.env };
 env.MESHLET_CONSUL_BIN ??= prepare('scripts/install-consul.sh');
 // The Spring Cloud peer of the interop suite (Maven build, cached by its sources).
 env.MESHLET_SPRING_PEER_JAR ??= prepare('scripts/spring-peer.sh');
+// The grpc-java peer of the gRPC interop test (Maven build, cached by its sources).
+env.MESHLET_GRPC_PEER_JAR ??= prepare('scripts/grpc-peer.sh');
 // One Redis for the distributed rate-limit tests, on its own port, stopped at exit.
 const redisPort = '16379';
 if (!env.MESHLET_REDIS_URL) {

@@ -192,9 +192,9 @@ public final class GrpcPeer {
     if (res.statusCode() != 200) throw new IllegalStateException(url + ": " + res.statusCode() + " " + res.body());
   }
 
-  static final Pattern SERVICE_ADDRESS = Pattern.compile("\"Service\":\\{.*?\"Address\":\"([^\"]*)\"", Pattern.DOTALL);
-  static final Pattern SERVICE_PORT = Pattern.compile("\"Service\":\\{.*?\"Port\":(\\d+)", Pattern.DOTALL);
-  static final Pattern GRPC_PORT = Pattern.compile("\"gRPC_port\":\"(\\d+)\"");
+  static final Pattern SERVICE_ADDRESS = Pattern.compile("\"Service\"\\s*:\\s*\\{.*?\"Address\"\\s*:\\s*\"([^\"]*)\"", Pattern.DOTALL);
+  static final Pattern SERVICE_PORT = Pattern.compile("\"Service\"\\s*:\\s*\\{.*?\"Port\"\\s*:\\s*(\\d+)", Pattern.DOTALL);
+  static final Pattern GRPC_PORT = Pattern.compile("\"gRPC_port\"\\s*:\\s*\"(\\d+)\"");
 
   /** What grpc-spring's DiscoveryClientNameResolver does: the instance's gRPC_port, else its port. */
   static String callByName(HttpClient http, String consul, String service, Metadata inbound) throws Exception {
@@ -203,7 +203,7 @@ public final class GrpcPeer {
         HttpResponse.BodyHandlers.ofString());
     String json = res.body();
     Matcher address = SERVICE_ADDRESS.matcher(json);
-    if (!address.find()) throw new IllegalStateException("no passing instance of " + service);
+    if (!address.find()) throw new IllegalStateException("no passing instance of " + service + " in " + json);
     Matcher grpcPort = GRPC_PORT.matcher(json);
     Matcher port = SERVICE_PORT.matcher(json);
     int p = grpcPort.find() ? Integer.parseInt(grpcPort.group(1)) : port.find() ? Integer.parseInt(port.group(1)) : -1;
