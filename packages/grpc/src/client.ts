@@ -5,7 +5,6 @@ import {
   type Interceptor,
   type InterceptorOptions,
   Metadata,
-  type ServiceError,
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
@@ -459,7 +458,13 @@ class UnaryAttempts {
   }
 }
 
-/** One unary attempt on an instance's channel; resolves with whatever status it ends with. */
+/**
+ * One unary attempt on an instance's channel; resolves with whatever status it ends with.
+ * It drives the channel's call itself (what grpc-js's bottom unary call does: serialize,
+ * send, half-close, read one message) rather than going through a second stub
+ * (`makeUnaryRequest`), which would cost an Error stack capture, an EventEmitter and an
+ * interceptor chain per attempt on top of the caller's own stub.
+ */
 function unaryAttempt(
   client: Client,
   def: InterceptorOptions['method_definition'],
@@ -470,30 +475,53 @@ function unaryAttempt(
 ): Promise<GrpcAttemptResult> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
+    let serialized: Buffer;
+    try {
+      serialized = def.requestSerialize(message);
+    } catch (err) {
+      const details = `request message serialization failure: ${(err as Error).message}`;
+      return resolve({ status: 500, code: Status.INTERNAL, details, message: undefined, headers: undefined, trailers: new Metadata() });
+    }
+    const call = client.getChannel().createCall(def.path, deadline ?? Number.POSITIVE_INFINITY, undefined, null, null);
     let value: unknown;
     let headers: Metadata | undefined;
-    const call = client.makeUnaryRequest(
-      def.path,
-      def.requestSerialize,
-      def.responseDeserialize,
-      message,
-      metadata,
-      deadline !== undefined ? { deadline } : {},
-      (err: ServiceError | null, v?: unknown) => {
-        if (!err) value = v;
-      },
-    );
-    const onAbort = () => call.cancel();
+    let readError: { code: number; details: string } | undefined;
+    const onAbort = () => call.cancelWithStatus(Status.CANCELLED, 'attempt aborted');
     signal?.addEventListener('abort', onAbort, { once: true });
-    call.on('metadata', (h: Metadata) => {
-      headers = h;
+    call.start(metadata, {
+      onReceiveMetadata(h) {
+        headers = h;
+      },
+      onReceiveMessage(buffer: Buffer) {
+        try {
+          value = def.responseDeserialize(buffer);
+        } catch (err) {
+          readError = { code: Status.INTERNAL, details: `response message parsing error: ${(err as Error).message}` };
+          call.cancelWithStatus(readError.code, readError.details);
+        }
+      },
+      onReceiveStatus(s) {
+        signal?.removeEventListener('abort', onAbort);
+        // Ended by the attempt's timeout or the caller: the executor decides what that means.
+        if (signal?.aborted) return reject(signal.reason);
+        const code = readError?.code ?? s.code;
+        const details = readError?.details ?? s.details;
+        // OK without a message is a broken server, as grpc-js reports it.
+        if (code === Status.OK && value === undefined)
+          return resolve({
+            status: 501,
+            code: Status.UNIMPLEMENTED,
+            details: 'no message received',
+            message: undefined,
+            headers,
+            trailers: s.metadata,
+          });
+        resolve({ status: httpStatusOf(code), code, details, message: value, headers, trailers: s.metadata });
+      },
     });
-    call.on('status', (s: StatusObject) => {
-      signal?.removeEventListener('abort', onAbort);
-      // Ended by the attempt's timeout or the caller: the executor decides what that means.
-      if (signal?.aborted) return reject(signal.reason);
-      resolve({ status: httpStatusOf(s.code), code: s.code, details: s.details, message: value, headers, trailers: s.metadata });
-    });
+    call.sendMessageWithContext({}, serialized);
+    call.halfClose();
+    call.startRead();
   });
 }
 
