@@ -68,3 +68,8 @@ it('the catalog example reads its OpenAPI JSDoc, publishes the list, and limits 
   assert.match(stdout, /registered with apis-hash [0-9a-f]{16}\n/);
   assert.match(stdout, /GET \/users\/1, GET \/users\/2, POST \/users: 200, 429, 201/);
 });
+
+it('the gRPC example calls a gRPC service by name with the tag in metadata, and stops it gracefully', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/grpc/main.js'], { timeout: 30_000 });
+  assert.equal(stdout.trim(), 'user 42 tier=vip from user-service@1.21.0\ndrained: true');
+});

@@ -30,7 +30,11 @@ const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
 
 /** A grpc-js generated client's constructor (`loadPackageDefinition(…).pkg.Service`, or protoc's). */
-export type GrpcClientConstructor<C extends Client> = new (address: string, credentials: ChannelCredentials, options?: ClientOptions) => C;
+export type GrpcClientConstructor<C extends Client = Client> = new (
+  address: string,
+  credentials: ChannelCredentials,
+  options?: ClientOptions,
+) => C;
 
 /** gRPC, governed like HTTP: `mesh.grpc`. */
 export interface MeshGrpc {
@@ -39,7 +43,7 @@ export interface MeshGrpc {
    * gRPC port (`gRPC_port` metadata, else its port), with breakers, retries of UNAVAILABLE,
    * deadlines, faults, a CLIENT span, and the tags, identity and trace context in metadata.
    */
-  client<C extends Client>(ctor: GrpcClientConstructor<C>, service: string, options?: ClientOptions): C;
+  client<K extends GrpcClientConstructor>(ctor: K, service: string, options?: ClientOptions): InstanceType<K>;
   /** The interceptor `client` installs, for a client made elsewhere: `{ interceptors: [mesh.grpc.interceptor('svc')] }`. */
   interceptor(service: string): Interceptor;
   /** The server interceptor: `new Server({ interceptors: [mesh.grpc.serverInterceptor()] })`. */
@@ -126,7 +130,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
       return new ctor(`dns:///${service}.meshlet.invalid`, credentials.createInsecure(), {
         ...options,
         interceptors: [...(options.interceptors ?? []), meshInterceptor(clientPorts, service, { pool: channels() })],
-      });
+      }) as InstanceType<typeof ctor>;
     },
     serverInterceptor: () => meshServerInterceptor(serverPorts),
     async serve(server, port) {
