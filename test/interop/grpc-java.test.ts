@@ -54,6 +54,9 @@ describe('Meshlet gRPC and a grpc-java service on one Consul', () => {
   let http: ReturnType<typeof createServer>;
   let grpcServer: grpc.Server;
   let grpcPort: number;
+  let only: Mesh;
+  let onlyServer: grpc.Server;
+  let onlyPort: number;
   const spans = new InMemorySpanExporter();
 
   before(
@@ -86,6 +89,22 @@ describe('Meshlet gRPC and a grpc-java service on one Consul', () => {
       await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
       await mesh.serve(http, { signals: [] });
       await mesh.grpc.serve(grpcServer, grpcPort);
+      // A gRPC-only Node service: its port is the gRPC port, Consul checks it over gRPC.
+      only = createMesh({
+        service: 'node-grpc-only',
+        instanceId: 'node-grpc-only-1',
+        registry: new ConsulRegistry({ address: consul.address, healthCheck: { type: 'grpc', interval: '1s' }, waitSeconds: 5 }),
+      });
+      onlyServer = new grpc.Server({ interceptors: [only.grpc.serverInterceptor()] });
+      onlyServer.addService(Echo.service, {
+        Say(c: grpc.ServerUnaryCall<Text, Text>, cb: grpc.sendUnaryData<Text>) {
+          cb(null, { text: `node-grpc-only-1|in=${c.request.text}|tier=${getTag('tier') ?? ''}` });
+        },
+      });
+      onlyPort = await new Promise<number>((res, rej) =>
+        onlyServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+      );
+      await only.grpc.serve(onlyServer, onlyPort);
       java = await startGrpcPeer({ consulAddress: consul.address, name: 'grpc-java-peer', instanceId: 'grpc-java-peer-1' });
     },
     { timeout: 25 * 60_000 },
@@ -94,6 +113,8 @@ describe('Meshlet gRPC and a grpc-java service on one Consul', () => {
   after(async () => {
     await java?.stop();
     await mesh?.close();
+    await only?.close();
+    onlyServer?.forceShutdown();
     grpcServer?.forceShutdown();
     http?.close();
     await consul?.stop();
@@ -156,6 +177,40 @@ describe('Meshlet gRPC and a grpc-java service on one Consul', () => {
       const server = spans.getFinishedSpans().find((s) => s.name === 'meshlet.interop.Echo/Say' && s.kind === 1);
       assert.ok(server, 'a SERVER span for the call from Java');
       assert.equal(server.spanContext().traceId, relay.spanContext().traceId);
+    } finally {
+      client.close();
+    }
+  });
+
+  it("a gRPC-only Node service registers its gRPC port, passes Consul's gRPC health check, and Java calls it by name", async () => {
+    const svc = (await (await fetch(`${consul.address}/v1/agent/service/node-grpc-only-1`)).json()) as {
+      Port: number;
+      Meta: Record<string, string>;
+    };
+    assert.equal(svc.Port, onlyPort);
+    assert.equal(svc.Meta[GRPC_PORT_META], String(onlyPort));
+    // The registration starts passing; wait for Consul's own gRPC check to have run and succeeded.
+    let seen = '';
+    const output = await eventually('Consul ran the gRPC health check of node-grpc-only-1', async () => {
+      // The agent's view: the catalog gets a passing check's output only at anti-entropy syncs.
+      const checks = (await (await fetch(`${consul.address}/v1/agent/checks`)).json()) as Record<
+        string,
+        { Status: string; Output: string }
+      >;
+      seen = JSON.stringify(checks['service:node-grpc-only-1']);
+      const c = checks['service:node-grpc-only-1'];
+      return c && c.Status === 'passing' && /success|SERVING/i.test(c.Output) ? c.Output : undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; Consul's checks: ${seen}`);
+    });
+    assert.match(output, new RegExp(`127\\.0\\.0\\.1:${onlyPort}`));
+    const client = mesh.grpc.client(Echo, 'grpc-java-peer');
+    try {
+      const answer = await runWithContext(createContext(), () => {
+        setTag('tier', 'silver');
+        return call(client, 'Relay', 'node-grpc-only');
+      });
+      assert.equal(answer.split('\n')[1], 'node-grpc-only-1|in=from-java|tier=silver');
     } finally {
       client.close();
     }

@@ -1,4 +1,4 @@
-import type { Instance } from '@meshlet/core';
+import { type Instance, MetaKey } from '@meshlet/core';
 
 /**
  * The instance metadata key for the gRPC port, as grpc-spring (net.devh
@@ -7,7 +7,7 @@ import type { Instance } from '@meshlet/core';
  * client's DiscoveryClientNameResolver reads it back: a Java gRPC service in a Spring estate
  * is found by the same name and key.
  */
-export const GRPC_PORT_META = 'gRPC_port';
+export const GRPC_PORT_META = MetaKey.grpcPort;
 
 /**
  * The key grpc-spring read before `gRPC_port` and still reads as a fallback. A dot is not

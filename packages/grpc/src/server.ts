@@ -8,8 +8,12 @@ import {
 } from '@grpc/grpc-js';
 import { type MeshContext, runWithContext } from '@meshlet/core';
 import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { HEALTH_SERVICE } from './health.js';
 import type { Admitted, GrpcServerPorts, GrpcTracing, Refusal } from './ports.js';
 import { rpcNames } from './rpc-names.js';
+
+const HEALTH_PREFIX = `/${HEALTH_SERVICE}/`;
+
 import { statusName } from './status-map.js';
 
 type PartialStatus = Parameters<ServerInterceptingCallInterface['sendStatus']>[0];
@@ -41,6 +45,8 @@ function isRefusal(x: Admitted | Refusal): x is Refusal {
  */
 export function meshServerInterceptor(ports: GrpcServerPorts): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
+    // Health checks are answered as they are, as the HTTP pipeline answers its health path before any governance.
+    if (method.path.startsWith(HEALTH_PREFIX)) return new ServerInterceptingCall(call);
     let ctx: MeshContext | undefined;
     let spanCtx: Context | undefined;
     let span: Span | undefined;

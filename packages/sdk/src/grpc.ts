@@ -14,6 +14,7 @@ import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
 import { requestTagsOf } from '@meshlet/dialects';
 import {
   type Admitted,
+  addHealthService,
   ChannelPool,
   type ChannelPoolOptions,
   type GrpcClientPorts,
@@ -51,7 +52,9 @@ export interface MeshGrpc {
   /**
    * Registers the gRPC port once the server is bound: as `Meta.gRPC_port` beside the HTTP
    * port when this mesh serves HTTP too (registered already, or by `serve`/`register`
-   * later), else as the instance's port (a gRPC-only service), as grpc-spring does.
+   * later), else as the instance's port (a gRPC-only service), as grpc-spring does. Adds
+   * the standard health service (`grpc.health.v1.Health/Check`) unless the server has one:
+   * give a gRPC-only service's ConsulRegistry `healthCheck: { type: 'grpc' }`.
    */
   serve(server: Server, port: number): Promise<void>;
   /** Graceful stop of the gRPC server: deregister, wait `deregisterDelayMs`, stop accepting, drain. */
@@ -71,6 +74,8 @@ export interface MeshGrpcDeps extends GovernedCallDeps {
   readonly registeredPort: () => number | undefined;
   readonly register: (overrides: { port: number }) => Promise<unknown>;
   readonly deregister: () => Promise<void>;
+  /** True once the mesh's graceful stop began: the health service answers NOT_SERVING. */
+  readonly stopping: () => boolean;
   /** Sets the gRPC port written to the registration's `Meta`. */
   readonly setGrpcPort: (port: number) => void;
   readonly channels?: ChannelPoolOptions;
@@ -123,6 +128,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     logger,
   };
   let served: Server | undefined;
+  let stopping = false;
   return {
     interceptor: (service) => meshInterceptor(clientPorts, service, { pool: channels() }),
     client(ctor, service, options = {}) {
@@ -135,12 +141,15 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     serverInterceptor: () => meshServerInterceptor(serverPorts),
     async serve(server, port) {
       served = server;
+      // For Consul's GRPC check (ConsulRegistry healthCheck { type: 'grpc' }) and Kubernetes' grpc probe.
+      addHealthService(server, () => stopping || deps.stopping(), [deps.service]);
       deps.setGrpcPort(port);
       const registered = deps.registeredPort();
       if (registered !== undefined) await deps.register({ port: registered });
       else if (deps.httpPort === undefined) await deps.register({ port });
     },
     async shutdown(options = {}) {
+      stopping = true;
       const server = served;
       if (!server) {
         await deps.deregister();

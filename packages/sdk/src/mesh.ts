@@ -432,6 +432,7 @@ export function createMesh(options: MeshOptions): Mesh {
         rateLimiter,
         httpPort: options.port,
         registeredPort: () => instance?.port,
+        stopping: () => stopping,
         register,
         deregister,
         setGrpcPort: (port) => {
