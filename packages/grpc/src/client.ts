@@ -149,6 +149,9 @@ class MeshCall implements InterceptingCallInterface {
   #cancelDeadline: (() => void) | undefined;
   #stream: InstanceStream | undefined;
   #readWanted = false;
+  /** A stream's messages written before its instance was chosen. */
+  #pending: [unknown, (() => void) | undefined][] | undefined;
+  #halfClosed = false;
 
   constructor(ports: GrpcClientPorts, service: string, pool: ChannelPool, options: InterceptorOptions) {
     this.#ports = ports;
@@ -183,15 +186,15 @@ class MeshCall implements InterceptingCallInterface {
       this.#message = message;
       context.callback?.();
     } else if (this.#stream) this.#stream.write(message, context.callback);
-    else this.#pending.push([message, context.callback]);
+    else {
+      this.#pending ??= [];
+      this.#pending.push([message, context.callback]);
+    }
   }
 
   sendMessage(message: unknown): void {
     this.sendMessageWithContext({}, message);
   }
-
-  #pending: [unknown, (() => void) | undefined][] = [];
-  #halfClosed = false;
 
   halfClose(): void {
     if (this.#unary) void this.#runUnary();
@@ -334,8 +337,8 @@ class MeshCall implements InterceptingCallInterface {
       span?.end(s.code, s.details);
       this.#deliver(s);
     });
-    for (const [m, cb] of this.#pending) stream.write(m, cb);
-    this.#pending = [];
+    for (const [m, cb] of this.#pending ?? []) stream.write(m, cb);
+    this.#pending = undefined;
     if (this.#halfClosed) stream.end();
   }
 }
