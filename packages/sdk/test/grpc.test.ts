@@ -1,12 +1,13 @@
 // gRPC governed as HTTP is: real grpc-js servers and clients on 127.0.0.1, the in-memory
 // registry and rule store, every package wired in by createMesh.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, setTag } from '@meshlet/core';
 import { GRPC_PORT_META, LIMITED_TRAILER } from '@meshlet/grpc';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { createMesh, type Mesh } from '../src/index.js';
+import { createMesh, type Mesh, meshKey } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
 
 type Estate = { registry: InMemoryRegistry; rules: InMemoryKvStore };
@@ -272,6 +273,46 @@ describe('gRPC server: context, auth, limits', () => {
     assert.equal(echo.state.hits, 2);
     assert.deepEqual(last?.metadata.get(LIMITED_TRAILER), ['two-says']);
     assert.ok(Number(last?.metadata.get('retry-after')[0]) > 0);
+  });
+});
+
+describe('gRPC with service auth on', () => {
+  it("the caller's signed identity travels in metadata: rules on the verified caller apply, a stranger's key is refused", async () => {
+    const e = estate();
+    const auth = { keys: [meshKey('k1', randomBytes(32).toString('base64'))] };
+    await e.rules.put(
+      'meshlet/rules/payments',
+      JSON.stringify({
+        service: 'payments',
+        auth: {
+          rules: [
+            { name: 'no-checkout', action: 'deny', services: ['checkout'] },
+            { name: 'no-anonymous', action: 'deny', identity: 'anonymous' },
+          ],
+        },
+      }),
+    );
+    const server = createMesh({ service: 'payments', ...e, auth, logger: new MemoryLogger() });
+    await server.rulesInForce('payments');
+    const echo = await startEcho('payments-0', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'payments', echo);
+    const gateway = createMesh({ service: 'gateway', ...e, auth, logger: new MemoryLogger() });
+    const checkout = createMesh({ service: 'checkout', ...e, auth, logger: new MemoryLogger() });
+    const stranger = createMesh({ service: 'gateway', ...e, auth: { keys: [meshKey('k9', randomBytes(32).toString('base64'))] } });
+    const clients = [gateway, checkout, stranger].map((m) => m.grpc.client(Echo, 'payments'));
+    try {
+      assert.match(await say(clients[0] as EchoClient, 'pay'), /^payments-0/, 'a verified gateway is allowed');
+      const denied = await failure(say(clients[1] as EchoClient, 'pay'));
+      assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+      assert.match(denied.details, /no-checkout/);
+      const anonymous = await failure(say(clients[2] as EchoClient, 'pay'));
+      assert.equal(anonymous.code, grpc.status.PERMISSION_DENIED, 'a key the server does not hold: no verified caller');
+      assert.match(anonymous.details, /no-anonymous/);
+    } finally {
+      for (const c of clients) c.close();
+      for (const m of [gateway, checkout, stranger, server]) await m.close();
+      await echo.close();
+    }
   });
 });
 
