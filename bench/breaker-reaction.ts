@@ -1,10 +1,12 @@
 // Breaker reaction (BENCH.md question 7): how many calls fail after an instance dies,
 // before its instance breaker ejects it. Three upstream processes; one stops listening
 // and drops its connections (what a crashed process looks like to a client) while the
-// registry still lists it, so only the breaker can take it out. The instance rule is the
-// default one ({ "level": "instance" }: 5 failures in a row or 50% of at least 10 calls in
-// 10 s; 30 s asleep), without and with one retry to another instance. Load keeps going
-// until the dead instance is ejected and 200 more calls went through.
+// registry still lists it, so only the breaker can take it out. Three setups: no rules at
+// all (the safe defaults: outlier ejection after 5 failures in a row, retries when nothing
+// was sent); the default instance rule ({ "level": "instance" }: 5 failures in a row or
+// 50% of at least 10 calls in 10 s; 30 s asleep) with retries turned off; and the same with
+// one retry to another instance. Load keeps going until the dead instance is ejected and
+// 200 more calls went through.
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { InMemoryKvStore, InMemoryRegistry, silentLogger } from '@meshlet/core';
@@ -27,7 +29,15 @@ interface Trial {
   ejectedAfterMs: number;
 }
 
-async function trial(ups: { port: number; child: ChildProcess }[], retry: boolean, concurrency: number): Promise<Trial> {
+type Setup = 'defaults' | 'rule, no retry' | 'rule + 1 retry';
+
+const SECTIONS: Record<Setup, object | undefined> = {
+  defaults: undefined,
+  'rule, no retry': { rules: [{ level: 'instance' }], retry: { maxRetries: 0 } },
+  'rule + 1 retry': { rules: [{ level: 'instance' }], retry: { maxRetries: 1 } },
+};
+
+async function trial(ups: { port: number; child: ChildProcess }[], setup: Setup, concurrency: number): Promise<Trial> {
   const registry = new InMemoryRegistry();
   for (const [i, u] of ups.entries()) {
     await registry.register({
@@ -41,10 +51,8 @@ async function trial(ups: { port: number; child: ChildProcess }[], retry: boolea
     });
   }
   const kv = new InMemoryKvStore();
-  await kv.put(
-    `meshlet/rules/${SERVICE}`,
-    JSON.stringify({ service: SERVICE, breaker: { rules: [{ level: 'instance' }], ...(retry ? { retry: { maxRetries: 1 } } : {}) } }),
-  );
+  const section = SECTIONS[setup];
+  if (section) await kv.put(`meshlet/rules/${SERVICE}`, JSON.stringify({ service: SERVICE, breaker: section }));
   const dead = ups[0] as { port: number; child: ChildProcess };
   let failedAttempts = 0;
   const send: typeof globalThis.fetch = async (input, init) => {
@@ -90,15 +98,19 @@ export async function breakerReaction(): Promise<string> {
   const rows: (string | number)[][] = [];
   try {
     for (const concurrency of [1, 50]) {
-      for (const retry of [false, true]) {
+      for (const setup of Object.keys(SECTIONS) as Setup[]) {
         const trials: Trial[] = [];
-        for (let t = 0; t < TRIALS; t++) trials.push(await trial(ups, retry, concurrency));
+        for (let t = 0; t < TRIALS; t++) trials.push(await trial(ups, setup, concurrency));
         const f = trials.map((x) => x.failedAttempts);
         const c = trials.map((x) => x.failedCalls);
         const ms = trials.map((x) => x.ejectedAfterMs);
         rows.push([
           concurrency,
-          retry ? 'instance rule + 1 retry' : 'instance rule, no retry',
+          setup === 'defaults'
+            ? 'no rules (safe defaults)'
+            : setup === 'rule, no retry'
+              ? 'instance rule, retries off'
+              : 'instance rule + 1 retry',
           `${fmt(median(f))} (${spread(f)})`,
           `${fmt(median(c))} (${spread(c)})`,
           `${fmt(median(ms), 1)} (${spread(ms, 1)})`,

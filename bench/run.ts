@@ -42,6 +42,7 @@ const sections: Section[] = [
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
+  { name: 'regex-conditions', run: (await import('./regex-conditions.js')).regexConditions },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 

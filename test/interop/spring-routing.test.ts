@@ -1,5 +1,6 @@
-// Node → Spring with two Spring instances: routing by their Consul metadata, and the
-// instance breaker ejecting one that crashed before Consul noticed.
+// Node → Spring with two Spring instances: routing by their Consul metadata, and one that
+// crashed before Consul noticed ejected by the default outlier detection, then by an
+// instance breaker rule.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
@@ -7,9 +8,12 @@ import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh } from 'meshlet';
 import { eventually } from './eventually.js';
-import { type SpringPeer, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeers } from './spring-peer.js';
 
-describe('Meshlet routing and breaking over Spring instances', () => {
+// The same suite against each Spring line (Boot 3 and Boot 4 peers), one after the other.
+for (const line of SPRING_LINES) describe(`Meshlet routing and breaking over Spring instances — ${line.label}`, () => suite(line));
+
+function suite(line: SpringLine): void {
   let consul: ConsulAgent;
   let peers: SpringPeer[] = [];
   let mesh: Mesh;
@@ -17,16 +21,22 @@ describe('Meshlet routing and breaking over Spring instances', () => {
   before(
     async () => {
       consul = await startConsulAgent();
-      peers = await Promise.all([
-        // Consul checks the first one rarely: its crash is for the breaker to find.
-        startSpringPeer({
+      peers = await startSpringPeers([
+        // Consul goes on listing the first one as passing for up to 30 s after it crashed (its
+        // TTL), while it heartbeats every 3 s (interval-ratio 0.1, Spring's least) so that it
+        // passes soon after start: its crash is for the breaker to find. (An HTTP check every
+        // 60 s would do the same, but only after a random first delay of up to 60 s.)
+        {
+          boot: line.boot,
           consulAddress: consul.address,
           name: 'spring-peer',
           instanceId: 'spring-peer-1',
           zone: 'zone-a',
-          healthInterval: '60s',
-        }),
-        startSpringPeer({ consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' }),
+          heartbeat: true,
+          heartbeatTtl: '30s',
+          heartbeatIntervalRatio: 0.1,
+        },
+        { boot: line.boot, consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' },
       ]);
       mesh = createMesh({
         service: 'node-caller',
@@ -70,7 +80,18 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     assert.deepEqual([...spread].sort(), ['spring-peer-1', 'spring-peer-2'], 'round robin over both instances again');
   });
 
-  it('the instance breaker ejects a Spring instance that crashed, and no call fails meanwhile', async () => {
+  it('a Spring instance that crashed is ejected with no rules (the safe defaults), then by an instance rule; no call fails', async () => {
+    // No breaker rules: a refused connection is retried on the other instance, and 5 in a
+    // row eject the crashed one (the defaults, README "Safe defaults").
+    await peers[0]?.kill();
+    const unruled: string[] = [];
+    for (let i = 0; i < 20; i++) unruled.push(await hello());
+    assert.ok(
+      unruled.every((id) => id === 'spring-peer-2'),
+      'every call answered by the live instance',
+    );
+    assert.equal(mesh.breakers.instanceBreakers.isExcluded('spring-peer-1'), true, 'ejected by default outlier detection');
+    // An instance rule replaces the default: its breakers start closed and eject on its terms.
     await mesh.rules.apply(
       JSON.stringify({
         service: 'spring-peer',
@@ -83,7 +104,6 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     );
     // The rule reaches the caller by blocking query.
     await mesh.rulesInForce('spring-peer');
-    await peers[0]?.kill();
     const served: string[] = [];
     for (let i = 0; i < 20; i++) served.push(await hello());
     assert.ok(
@@ -93,4 +113,4 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     assert.equal(mesh.breakers.instanceBreakers.isExcluded('spring-peer-1'), true, 'the crashed instance is ejected');
     assert.equal((await mesh.registry.healthyInstances('spring-peer')).length, 2, 'while Consul still lists it as passing');
   });
-});
+}

@@ -32,7 +32,13 @@ export interface IdentityVerifierOptions {
  * only its times are checked again. Changing the keys forgets everything.
  */
 export class IdentityVerifier {
+  /** The keys checked: the active ones, then retired ones still in their overlap. */
   #keys: readonly MeshKey[];
+  #active: readonly MeshKey[];
+  /** Retired keys and when each stops being accepted (clock time). */
+  #retired: readonly { readonly key: MeshKey; readonly until: number }[] = [];
+  /** The earliest `until` of #retired: the next time #keys shrinks. */
+  #nextRetirement = Number.POSITIVE_INFINITY;
   readonly #clock: Clock;
   readonly #options: { maxSkewMs: number; maxLifetimeMs: number; audience?: string };
   readonly #cacheSize: number;
@@ -40,7 +46,8 @@ export class IdentityVerifier {
   readonly counters: IdentityCounters = newIdentityCounters();
 
   constructor(options: IdentityVerifierOptions) {
-    this.#keys = checkKeys(options.keys);
+    this.#active = checkKeys(options.keys);
+    this.#keys = this.#active;
     this.#clock = options.clock ?? systemClock;
     this.#options = {
       maxSkewMs: options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS,
@@ -58,6 +65,7 @@ export class IdentityVerifier {
 
   /** The outcome with its reason; counted. */
   check(header: string | undefined): IdentityCheck {
+    if (this.#nextRetirement !== Number.POSITIVE_INFINITY && this.#clock.now() >= this.#nextRetirement) this.#retire();
     if (header !== undefined && this.#cacheSize > 0) {
       const hit = this.#cache.get(header);
       if (hit !== undefined) {
@@ -80,9 +88,40 @@ export class IdentityVerifier {
     return result;
   }
 
-  /** Replaces the active keys (rollover steps 1 and 3); tokens of a retired key are refused at once. */
-  setKeys(keys: readonly MeshKey[]): void {
-    this.#keys = checkKeys(keys);
+  /**
+   * Replaces the active keys (rollover steps 1 and 3). A key dropped here is still accepted
+   * for `overlapMs` (default 0: refused at once), so tokens signed with it just before the
+   * change stay good until they expire; give the signers' token lifetime plus the skew.
+   * Bad keys throw BadMeshKeyError and change nothing.
+   */
+  setKeys(keys: readonly MeshKey[], options: { readonly overlapMs?: number } = {}): void {
+    const next = checkKeys(keys);
+    const overlap = options.overlapMs ?? 0;
+    const now = this.#clock.now();
+    const ids = new Set(next.map((k) => k.id));
+    const retired = [
+      ...this.#retired.filter((r) => r.until > now && !ids.has(r.key.id)),
+      ...(overlap > 0 ? this.#active.filter((k) => !ids.has(k.id)).map((key) => ({ key, until: now + overlap })) : []),
+    ];
+    this.#active = next;
+    this.#retired = retired;
+    this.#keys = [...next, ...retired.map((r) => r.key)];
+    this.#nextRetirement = Math.min(Number.POSITIVE_INFINITY, ...retired.map((r) => r.until));
+    this.#cache.clear();
+  }
+
+  /** The active key ids, then the retired ones still accepted. */
+  get keyIds(): readonly string[] {
+    if (this.#clock.now() >= this.#nextRetirement) this.#retire();
+    return this.#keys.map((k) => k.id);
+  }
+
+  #retire(): void {
+    const now = this.#clock.now();
+    this.#retired = this.#retired.filter((r) => r.until > now);
+    this.#keys = [...this.#active, ...this.#retired.map((r) => r.key)];
+    this.#nextRetirement = Math.min(Number.POSITIVE_INFINITY, ...this.#retired.map((r) => r.until));
+    // A cached token of a key now gone must be checked again (and refused).
     this.#cache.clear();
   }
 }

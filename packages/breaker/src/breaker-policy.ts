@@ -15,6 +15,13 @@ export interface BreakerPolicy {
   readonly slowCallRateThreshold: number;
   /** How long an open breaker rejects before it lets probes through (ms). */
   readonly sleepWindowMs: number;
+  /**
+   * When above `sleepWindowMs`, the sleep grows with repeated trips, as Envoy's ejection
+   * time does: `sleepWindowMs` times the number of trips in a row, capped here. The count
+   * drops by one per `sleepWindowMs` spent closed. Absent or not above `sleepWindowMs`:
+   * every sleep is `sleepWindowMs`.
+   */
+  readonly maxSleepWindowMs?: number;
   /** Calls let through while half-open; all must succeed to close. */
   readonly probes: number;
 }

@@ -14,7 +14,15 @@ export interface StaticFallback {
   readonly status: number;
   readonly body?: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * The body as sent, serialised when the rule was parsed (JSON for a non-string body), so
+   * that answering for an open circuit cannot throw; null without a body.
+   */
+  readonly bodyText?: string | null;
 }
+
+/** Longest fallback body, in characters, as sent. */
+export const MAX_FALLBACK_BODY = 65_536;
 
 export interface RetryPolicy {
   /** Retries after the first attempt; each goes to an instance not tried yet. */
@@ -67,6 +75,7 @@ const RULE_KEYS = [
   'slowCallThresholdMs',
   'slowCallRateThreshold',
   'sleepWindowMs',
+  'maxSleepWindowMs',
   'probes',
   'maxEjectionPercent',
   'fallback',
@@ -103,12 +112,29 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
       headers[k] = field.string(v, `${path}.headers.${k}`, 4096);
     }
   }
-  if (f.body !== undefined && typeof f.body === 'string') field.string(f.body, `${path}.body`, 65_536);
-  return { status, ...(f.body !== undefined ? { body: f.body } : {}), ...(headers ? { headers } : {}) };
+  let bodyText: string | null = null;
+  if (typeof f.body === 'string') bodyText = field.string(f.body, `${path}.body`, MAX_FALLBACK_BODY);
+  else if (f.body !== undefined) {
+    // Serialised now, not when the circuit opens: whatever the body is, a call never throws on it.
+    try {
+      bodyText = JSON.stringify(f.body);
+    } catch (err) {
+      throw new RuleValidationError(`${path}.body`, `cannot be sent as JSON: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (bodyText.length > MAX_FALLBACK_BODY)
+      throw new RuleValidationError(`${path}.body`, `must be at most ${MAX_FALLBACK_BODY} characters as JSON`);
+  }
+  return { status, ...(f.body !== undefined ? { body: f.body } : {}), ...(headers ? { headers } : {}), bodyText };
 }
 
-function parsePolicy(r: Record<string, unknown>, path: string): BreakerPolicy {
-  const d = defaultBreakerPolicy;
+function parsePolicy(r: Record<string, unknown>, path: string, d: BreakerPolicy = defaultBreakerPolicy): BreakerPolicy {
+  const sleepWindowMs = optional(r.sleepWindowMs, d.sleepWindowMs, (v) => field.integer(v, `${path}.sleepWindowMs`, 1, HOUR));
+  let maxSleepWindowMs = d.maxSleepWindowMs;
+  if (r.maxSleepWindowMs !== undefined) {
+    maxSleepWindowMs = field.integer(r.maxSleepWindowMs, `${path}.maxSleepWindowMs`, 1, HOUR);
+    if (maxSleepWindowMs < sleepWindowMs)
+      throw new RuleValidationError(`${path}.maxSleepWindowMs`, `must be at least sleepWindowMs (${sleepWindowMs})`);
+  }
   return {
     window: optional(r.window, d.window, (v) => parseWindow(v, `${path}.window`)),
     failureRateThreshold: optional(r.failureRateThreshold, d.failureRateThreshold, (v) =>
@@ -124,7 +150,8 @@ function parsePolicy(r: Record<string, unknown>, path: string): BreakerPolicy {
     slowCallRateThreshold: optional(r.slowCallRateThreshold, d.slowCallRateThreshold, (v) =>
       field.number(v, `${path}.slowCallRateThreshold`, 0, 100),
     ),
-    sleepWindowMs: optional(r.sleepWindowMs, d.sleepWindowMs, (v) => field.integer(v, `${path}.sleepWindowMs`, 1, HOUR)),
+    sleepWindowMs,
+    ...(maxSleepWindowMs !== undefined ? { maxSleepWindowMs } : {}),
     probes: optional(r.probes, d.probes, (v) => field.integer(v, `${path}.probes`, 1, 1000)),
   };
 }

@@ -66,6 +66,9 @@ export class Breaker {
   #rejected = 0;
   #opened = 0;
   #vetoed = 0;
+  /** Trips in a row, for a growing sleep; see BreakerPolicy.maxSleepWindowMs. */
+  #streak = 0;
+  #closedAt = 0;
   #events: BreakerEvents | undefined;
 
   constructor(id: BreakerId, policy: BreakerPolicy, group: BreakerGroupOptions = {}) {
@@ -219,9 +222,20 @@ export class Breaker {
     return undefined;
   }
 
+  /** The sleep of the trip about to happen, counting it in the streak. */
+  #nextSleep(now: number, from: CircuitState): number {
+    const { sleepWindowMs: base, maxSleepWindowMs: max } = this.policy;
+    if (max === undefined || max <= base) return base;
+    // Healthy time forgives: one trip of the streak per base window spent closed.
+    if (from === 'closed' && this.#streak > 0) this.#streak = Math.max(0, this.#streak - Math.floor((now - this.#closedAt) / base));
+    this.#streak++;
+    return Math.min(max, base * this.#streak);
+  }
+
   #open(now: number, reason: TripReason): void {
     const from = this.#state;
     const w = this.#window;
+    const sleep = this.#nextSleep(now, from);
     const event = {
       breaker: this.id,
       from,
@@ -231,7 +245,7 @@ export class Breaker {
       slowCallRate: w.calls ? (100 * w.slowCalls) / w.calls : 0,
       calls: w.calls,
       consecutiveFailures: this.#consecutive,
-      retryAt: now + this.policy.sleepWindowMs,
+      retryAt: now + sleep,
     };
     this.#state = 'open';
     this.#epoch++;
@@ -254,6 +268,7 @@ export class Breaker {
     const from = this.#state;
     const succeeded = this.#probesSucceeded;
     this.#state = 'closed';
+    this.#closedAt = this.#clock.now();
     this.#epoch++;
     this.#window.reset();
     this.#consecutive = 0;

@@ -14,10 +14,12 @@ import { backoffDelay, sleep } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
 import { type ApiRule, type BreakerRules, breakerRuleKind, type RetryPolicy, type StaticFallback } from './breaker-rule.js';
+import { type CallDefaults, defaultCallDefaults } from './call-defaults.js';
 import { CircuitOpenError } from './circuit-open-error.js';
-import type { FailureClassifier } from './failure-classifier.js';
+import { defaultClassifier, type FailureClassifier } from './failure-classifier.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
+import { sendFailureOf } from './send-failure.js';
 
 /** Methods that may be sent twice without harm (RFC 9110 §9.2.2). */
 export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -54,6 +56,12 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * give it when `R` is not a Response.
    */
   discard?(result: R): void;
+  /**
+   * True when `result` was made by the mesh (an injected fault), not by the instance: it
+   * does not count for or against the instance, as Envoy's fault filter runs before its
+   * router. Service and API breakers still see it.
+   */
+  injected?(result: R): boolean;
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
@@ -68,6 +76,12 @@ export interface CallExecutorOptions {
   readonly events?: BreakerEvents;
   readonly instanceBreakers?: InstanceBreakers;
   readonly logger?: Logger;
+  /**
+   * Protection for services without rules (and the parts a `breaker` section leaves out):
+   * retries when nothing was sent, passive outlier ejection. Default: `defaultCallDefaults`;
+   * false: a service without rules is passed straight to `send`.
+   */
+  readonly defaults?: Partial<CallDefaults> | false;
 }
 
 interface ApiEntry {
@@ -87,18 +101,23 @@ interface Governance {
   readonly instances: ServiceInstanceBreakers | undefined;
   readonly timeoutMs: number;
   readonly retry: RetryPolicy | undefined;
+  /** Retries of an attempt that sent nothing (any method) when the rules have no `retry`. */
+  readonly defaultRetries: number;
   readonly budget: RetryBudget | undefined;
   readonly fingerprints: Readonly<Record<string, string>>;
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+/** The rules of a service without a `breaker` section: the defaults alone. */
+const NO_RULES: BreakerRules = { apis: [], failureStatuses: ['5xx'], classifier: defaultClassifier };
 
 /**
  * Governance around one outbound call: service breaker, then API breaker, then attempts —
  * each to an instance routing picks, through its instance breaker, under a timeout — and
  * retries with backoff and a budget. Outcomes are recorded at all three levels: instance
- * per attempt, service and API once per call. Services without a `breaker` section are
- * passed straight to `send`.
+ * per attempt, service and API once per call. Services without a `breaker` section (and
+ * sections without an `instance` rule or `retry`) get the CallDefaults: outlier ejection,
+ * and retries on another instance when nothing was sent.
  */
 export class CallExecutor {
   readonly events: BreakerEvents;
@@ -109,6 +128,9 @@ export class CallExecutor {
   readonly #logger: Logger;
   readonly #services = new Map<string, Governance>();
   readonly #fallbacks = new Map<string, Fallback>();
+  /** The instances of each service as last told, for the ejection cap of breakers made later. */
+  readonly #ids = new Map<string, readonly string[]>();
+  readonly #defaults: CallDefaults | undefined;
 
   constructor(options: CallExecutorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -116,6 +138,7 @@ export class CallExecutor {
     this.#logger = options.logger ?? silentLogger;
     this.events = options.events ?? new BreakerEvents();
     this.instanceBreakers = options.instanceBreakers ?? new InstanceBreakers({ clock: this.#clock });
+    this.#defaults = options.defaults === false ? undefined : { ...defaultCallDefaults, ...options.defaults };
   }
 
   /**
@@ -131,17 +154,17 @@ export class CallExecutor {
   }
 
   /**
-   * Applies the `breaker` section of `service` (undefined: no governance). Breakers whose
+   * Applies the `breaker` section of `service` (undefined: the defaults alone). Breakers whose
    * rule did not change keep their state; the others start closed.
    */
   setRules(service: string, rules: BreakerRules | undefined): void {
     const old = this.#services.get(service);
-    if (rules === undefined) {
+    if (rules === undefined && this.#defaults === undefined) {
       this.#services.delete(service);
       if (old?.instances) this.instanceBreakers.configure(service, undefined);
       return;
     }
-    this.#services.set(service, this.#compile(service, rules, old));
+    this.#services.set(service, this.#compile(service, rules ?? NO_RULES, old));
   }
 
   /** Follows a RuleWatcher of `service`: its `breaker` section is applied on every accepted document. */
@@ -153,7 +176,19 @@ export class CallExecutor {
 
   /** The instances `service` has now, for the ejection cap; breakers of departed instances are dropped. */
   setInstances(service: string, ids: Iterable<string>): void {
-    this.#services.get(service)?.instances?.setInstances(ids);
+    const list = [...ids];
+    this.#ids.set(service, list);
+    this.#governance(service)?.instances?.setInstances(list);
+  }
+
+  /** The rules of `service` compiled, or the defaults alone the first time a service without rules is called. */
+  #governance(service: string): Governance | undefined {
+    let gov = this.#services.get(service);
+    if (gov === undefined && this.#defaults !== undefined) {
+      gov = this.#compile(service, NO_RULES, undefined);
+      this.#services.set(service, gov);
+    }
+    return gov;
   }
 
   /** The breaker of one level, if the rules made one. */
@@ -181,7 +216,7 @@ export class CallExecutor {
 
   /** Runs one call; resolves with the final result (a 5xx too, once retries are spent) or a fallback's Response. */
   async call<I extends { readonly id: string }, R extends CallResult = Response>(call: GovernedCall<I, R>): Promise<R | Response> {
-    const gov = this.#services.get(call.service);
+    const gov = this.#governance(call.service);
     if (gov === undefined) {
       const instance = call.pick(EMPTY);
       if (instance === undefined) throw new NoInstanceError(call.service);
@@ -232,11 +267,16 @@ export class CallExecutor {
   async #attempts<I extends { readonly id: string }, R extends CallResult>(gov: Governance, call: GovernedCall<I, R>): Promise<R> {
     const clock = this.#clock;
     const { retry, instances, classifier, timeoutMs } = gov;
-    const retries =
-      retry !== undefined && call.retryable !== false && (retry.retryNonIdempotent || IDEMPOTENT_METHODS.has(call.method))
-        ? retry.maxRetries
-        : 0;
-    if (retries > 0) gov.budget?.recordCall();
+    const replayable = call.retryable !== false;
+    const idempotent = IDEMPOTENT_METHODS.has(call.method);
+    // Retries of a request that may have reached the server (a failed answer, a broken
+    // connection, a timeout): the rule's, for the methods it allows.
+    const retries = retry !== undefined && replayable && (retry.retryNonIdempotent || idempotent) ? retry.maxRetries : 0;
+    // Retries of an attempt that sent nothing: safe for any method (the rule's count, else the default).
+    const notSentRetries = replayable ? (retry?.maxRetries ?? gov.defaultRetries) : 0;
+    // Without a rule, a connection that broke before the answer is retried for idempotent methods.
+    const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
+    if (notSentRetries > 0 || retries > 0) gov.budget?.recordCall();
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);
     for (let attempt = 0; ; attempt++) {
@@ -268,7 +308,10 @@ export class CallExecutor {
           if (verdict === 'ignore') instances.release(id, permit);
           else instances.record(id, permit, verdict === 'failure', clock.now() - t0);
         }
-        if (verdict !== 'failure' || attempt >= retries) throw err;
+        if (verdict !== 'failure') throw err;
+        const failure = sendFailureOf(err);
+        const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' ? brokenRetries : retries;
+        if (attempt >= limit) throw err;
         tried ??= new Set();
         next = this.#nextForRetry(gov, call, tried, id);
         if (next === undefined) throw err;
@@ -276,7 +319,10 @@ export class CallExecutor {
         continue;
       }
       const failed = classifier.response(res.status);
-      instances?.record(id, permit, failed, clock.now() - t0);
+      if (instances !== undefined) {
+        if (call.injected?.(res) === true) instances.release(id, permit);
+        else instances.record(id, permit, failed, clock.now() - t0);
+      }
       if (!failed || attempt >= retries) return res;
       tried ??= new Set();
       next = this.#nextForRetry(gov, call, tried, id);
@@ -349,17 +395,24 @@ export class CallExecutor {
         });
       }
     }
+    const defaults = this.#defaults;
+    // The rule's instance breakers, else default outlier detection.
+    const instanceRule = rules.instance ?? (defaults?.outlierDetection || undefined);
     let instances = old?.instances;
-    if (!rules.instance) {
+    if (!instanceRule) {
       if (instances) this.instanceBreakers.configure(service, undefined);
       instances = undefined;
-    } else if (!same('instance', rules.instance) || instances === undefined) {
-      instances = this.instanceBreakers.configure(service, rules.instance.policy, rules.instance.maxEjectionPercent);
+    } else if (!same('instance', instanceRule) || instances === undefined) {
+      instances = this.instanceBreakers.configure(service, instanceRule.policy, instanceRule.maxEjectionPercent);
+      const ids = this.#ids.get(service);
+      if (instances && ids) instances.setInstances(ids);
     }
+    const defaultRetries = defaults?.retries ?? 0;
+    const budgetSpec = rules.retry?.budget ?? (defaultRetries > 0 ? defaults?.budget : undefined);
     let budget: RetryBudget | undefined;
-    if (rules.retry) {
-      budget = same('budget', rules.retry.budget) ? old?.budget : undefined;
-      budget ??= new RetryBudget({ ...rules.retry.budget, clock });
+    if (budgetSpec) {
+      budget = same('budget', budgetSpec) ? old?.budget : undefined;
+      budget ??= new RetryBudget({ ...budgetSpec, clock });
     }
     return {
       rules,
@@ -371,6 +424,7 @@ export class CallExecutor {
       instances,
       timeoutMs: rules.timeoutMs ?? 0,
       retry: rules.retry,
+      defaultRetries,
       budget,
       fingerprints: fp,
     };
@@ -382,7 +436,8 @@ function staticFallback(rule: { readonly fallback?: StaticFallback } | ApiRule):
   const f = rule.fallback;
   if (f === undefined) return undefined;
   const json = f.body !== undefined && typeof f.body !== 'string';
-  const body = f.body === undefined ? null : json ? JSON.stringify(f.body) : (f.body as string);
+  // A parsed rule carries the body serialised; a StaticFallback built in code may not.
+  const body = f.bodyText !== undefined ? f.bodyText : f.body === undefined ? null : json ? JSON.stringify(f.body) : (f.body as string);
   const headers: Record<string, string> = {
     ...(json ? { 'content-type': 'application/json' } : {}),
     ...f.headers,

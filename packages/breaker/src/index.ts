@@ -23,11 +23,13 @@ export {
   type InstanceRule,
   ISOLATION_LEVELS,
   type IsolationLevel,
+  MAX_FALLBACK_BODY,
   parseBreakerRules,
   type RetryPolicy,
   type ServiceRule,
   type StaticFallback,
 } from './breaker-rule.js';
+export { type CallDefaults, defaultCallDefaults, defaultOutlierPolicy } from './call-defaults.js';
 export {
   CallExecutor,
   type CallExecutorOptions,
@@ -50,5 +52,6 @@ export { defaultClassifier, type FailureClassifier, type StatusSpec, statusClass
 export { InstanceBreakers, type InstanceBreakersOptions, ServiceInstanceBreakers } from './instance-breakers.js';
 export { Listeners } from './listeners.js';
 export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
+export { type SendFailure, sendFailureOf } from './send-failure.js';
 export { CountWindow, createWindow, type SlidingWindow, TimeWindow, type WindowSpec } from './sliding-window.js';
 export { TimeoutError } from './timeout-error.js';

@@ -44,7 +44,7 @@ describe('breaker rules', () => {
     const r = parseBreakerRules(good, 'breaker');
     assert.equal(r.service?.policy.failureRateThreshold, 60);
     assert.equal(r.service?.policy.probes, 3, 'default');
-    assert.deepEqual(r.service?.fallback, { status: 503, body: { error: 'busy' } });
+    assert.deepEqual(r.service?.fallback, { status: 503, body: { error: 'busy' }, bodyText: '{"error":"busy"}' });
     assert.deepEqual(
       r.apis[0]?.apis.map((a) => `${a.method} ${a.path}`),
       ['GET /users/{id}', '* /admin/**'],
@@ -120,6 +120,17 @@ describe('breaker rules', () => {
     rejects({ retry: { backoff: { baseMs: 100, maxMs: 10 } } }, 'breaker.retry.backoff.maxMs', /at least baseMs/);
     rejects({ retry: { budget: { percent: 101 } } }, 'breaker.retry.budget.percent', /between 0 and 100/);
     rejects({ failureStatuses: ['3xx'] }, 'breaker.failureStatuses[0]', /status code/);
+    rejects(
+      { rules: [{ level: 'instance', sleepWindowMs: 10_000, maxSleepWindowMs: 5_000 }] },
+      'breaker.rules[0].maxSleepWindowMs',
+      /at least sleepWindowMs \(10000\)/,
+    );
+  });
+
+  it('maxSleepWindowMs makes the sleep grow with repeated trips; absent, it stays flat', () => {
+    const rules = parseBreakerRules({ rules: [{ level: 'instance', sleepWindowMs: 1_000, maxSleepWindowMs: 2_500 }] }, 'breaker');
+    assert.equal(rules.instance?.policy.maxSleepWindowMs, 2_500);
+    assert.equal(parseBreakerRules({ rules: [{ level: 'instance' }] }, 'breaker').instance?.policy.maxSleepWindowMs, undefined);
   });
 
   it('the JSON Schema accepts exactly what the parser accepts', () => {
@@ -149,6 +160,8 @@ describe('breaker rules', () => {
       { rules: [{ level: 'api', apis: [{ method: 'GET', path: '/a//b' }] }] },
       { rules: [{ level: 'api', apis: [{ method: 'get', path: '/a' }] }] },
       { rules: [{ level: 'instance', fallback: { status: 503 } }] },
+      { rules: [{ level: 'instance', sleepWindowMs: 1000, maxSleepWindowMs: 300000 }] },
+      { rules: [{ level: 'instance', maxSleepWindowMs: 0 }] },
       { rules: [{ level: 'service', maxEjectionPercent: 5 }] },
       { rules: [{ level: 'service', fallback: { status: 700 } }] },
       { rules: [{ level: 'service', fallback: { status: 503, headers: { 'bad header': 'x' } } }] },

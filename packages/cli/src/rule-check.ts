@@ -31,10 +31,13 @@ export async function checkRuleDocument(
   opts: CheckOptions = {},
   expectService?: string,
 ): Promise<CheckedDocument> {
+  // Core's parser, as the repository and every watcher run it; unknown sections are kept
+  // here only to be refused below with the CLI's own hint.
   const document = parseRuleDocument(
     text,
     kinds.map((k) => k.kind),
     expectService,
+    { unknownSections: 'keep' },
   );
   const known = new Set(kinds.map((k) => k.kind.name));
   const unchecked = [...document.sections.keys()].filter((name) => !known.has(name));
@@ -43,6 +46,7 @@ export async function checkRuleDocument(
     throw new RuleValidationError(
       first,
       `unknown rule section (known: ${[...known].join(', ')}); fix the name, or pass --allow-unknown to store it unchecked`,
+      'section',
     );
   }
   const schemaChecked: string[] = [];

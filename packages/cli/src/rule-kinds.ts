@@ -8,24 +8,12 @@ export interface CheckedRuleKind {
 }
 
 /**
- * Every section `meshlet rules validate|apply` checks, the same kinds a mesh reads. A new
- * kind is one entry here; embedders can pass more through `runCli`'s options. Loaded on first use:
- * the rate limiter's package brings a Redis client, which `meshlet instances` need not pay
- * for at start.
+ * Every section `meshlet rules validate|apply` checks: the SDK's one list of kinds
+ * (`meshlet/rule-kinds`), the same a mesh reads. Embedders can pass more through
+ * `runCli`'s options. Loaded on first use: the rate limiter's package brings a Redis
+ * client, which `meshlet instances` need not pay for at start.
  */
 export async function loadRuleKinds(): Promise<readonly CheckedRuleKind[]> {
-  const [{ routeRuleKind }, { breakerRuleKind }, { ratelimitRules }, { authRules }, { faultRuleKind }] = await Promise.all([
-    import('@meshlet/route'),
-    import('@meshlet/breaker'),
-    import('@meshlet/ratelimit'),
-    import('@meshlet/auth'),
-    import('@meshlet/dialects'),
-  ]);
-  return [
-    { kind: routeRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/route', file: 'schema/route.schema.json' } },
-    { kind: breakerRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/breaker', file: 'schema/breaker.schema.json' } },
-    { kind: ratelimitRules as RuleKind<unknown>, schema: { package: '@meshlet/ratelimit', file: 'schema/ratelimit.schema.json' } },
-    { kind: authRules as RuleKind<unknown>, schema: { package: '@meshlet/auth', file: 'schema/auth.schema.json' } },
-    { kind: faultRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/dialects', file: 'schema/fault.schema.json' } },
-  ];
+  const { RULE_KINDS } = await import('meshlet/rule-kinds');
+  return RULE_KINDS;
 }

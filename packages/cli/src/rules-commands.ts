@@ -38,7 +38,8 @@ async function check(ctx: CommandContext, text: string) {
 
 async function repository(ctx: CommandContext) {
   const { kv, description } = ctx.store();
-  return { repo: new RuleRepository({ kv, kinds: parserKinds(await ctx.kinds()) }), description };
+  const unknownSections = ctx.values['allow-unknown'] === true ? 'keep' : 'refuse';
+  return { repo: new RuleRepository({ kv, kinds: parserKinds(await ctx.kinds()), unknownSections }), description };
 }
 
 /** Who a change is recorded as: `--author`, MESHLET_AUTHOR, the login name. */

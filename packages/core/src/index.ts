@@ -18,7 +18,7 @@ export {
 } from './context.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
 export { FileKvStore } from './file-kv-store.js';
-export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME } from './instance.js';
+export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME, serviceNameProblem } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
@@ -50,3 +50,10 @@ export type { Registry, Unsubscribe } from './registry.js';
 export * from './rules/index.js';
 export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';
 export { checkTag, type DroppedTag, putTag, SystemTag, type SystemTagName, type TagDropReason, TagLimits } from './tags.js';
+export {
+  DEFAULT_LOG_INTERVAL_MS,
+  PER_REQUEST_CODES,
+  type ThrottledLogger,
+  type ThrottledLoggerOptions,
+  throttledLogger,
+} from './throttled-logger.js';

@@ -1,8 +1,22 @@
 /**
- * A service name that Spring clients can call: a DNS label. An underscore, for one, breaks
- * Java's URI host parsing, so `@LoadBalanced` clients could not reach the service.
+ * The one rule for a service name, everywhere Meshlet takes one (createMesh, rule
+ * documents, auth rules, `rulesInForce`, TSF keys): a lower-case DNS label. Spring clients
+ * can call it (an underscore, for one, breaks Java's URI host parsing, so `@LoadBalanced`
+ * clients could not reach the service), and a URL reaches it: URL parsers lower-case the
+ * host, so `http://Upper-Svc/` asks for `upper-svc`, and a service registered as
+ * `Upper-Svc` would never be found by its own URL.
  */
-export const SERVICE_NAME = /^[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+export const SERVICE_NAME = /^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Why `name` is not a service name (see SERVICE_NAME), or undefined when it is one. */
+export function serviceNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string') return `${typeof name} is not a service name`;
+  if (SERVICE_NAME.test(name)) return undefined;
+  const shown = JSON.stringify(name.slice(0, 80));
+  if (SERVICE_NAME.test(name.toLowerCase()))
+    return `${shown} has upper-case letters: URLs lower-case their host, so http://${name}/ would ask for "${name.toLowerCase()}"; name the service "${name.toLowerCase()}"`;
+  return `${shown} is not a DNS label (lower-case letters, digits and "-", starting with a letter, at most 63): Spring clients cannot call such a name`;
+}
 
 export type Health = 'passing' | 'warning' | 'critical';
 

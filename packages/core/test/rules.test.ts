@@ -17,6 +17,7 @@ import {
   RuleValidationError,
   RuleWatcher,
 } from '../src/index.js';
+import { assertRuleRefused } from '../src/testing/index.js';
 
 /** A tiny rule kind for these tests: `limit: { max: <1..100> }`. */
 const limitKind: RuleKind<{ max: number }> = {
@@ -30,10 +31,12 @@ const limitKind: RuleKind<{ max: number }> = {
 const doc = (max: unknown, service = 'orders') => JSON.stringify({ service, limit: { max } });
 
 describe('rule documents', () => {
-  it('parses the sections of loaded kinds and keeps others raw', () => {
-    const d = parseRuleDocument(JSON.stringify({ service: 'orders', limit: { max: 5 }, route: { x: 1 } }), [limitKind]);
+  it('parses the sections of loaded kinds; keeps others raw only when told to', () => {
+    const text = JSON.stringify({ service: 'orders', limit: { max: 5 }, route: { x: 1 } });
+    const d = parseRuleDocument(text, [limitKind], undefined, { unknownSections: 'keep' });
     assert.deepEqual(d.sections.get('limit'), { max: 5 });
     assert.deepEqual(d.sections.get('route'), { x: 1 });
+    assertRuleRefused(() => parseRuleDocument(text, [limitKind]), 'route', /unknown rule section \(known: limit\)/);
   });
 
   it('names the failing field', () => {

@@ -118,15 +118,19 @@ export class TagPropagation {
     return scopes?.get(key) ?? this.#configured.get(key) ?? 'transitive';
   }
 
-  /** Reads an inbound request's headers. Never throws: bad headers and tags are reported, not raised. */
-  extract(headers: HeaderBag): InboundTags {
+  /**
+   * Reads an inbound request's headers. Never throws: bad headers and tags are reported, not
+   * raised. `tags: false` reads only the configured pass-through headers: the tag headers
+   * (and the caller a dialect carries) of a sender that is not trusted are not even parsed.
+   */
+  extract(headers: HeaderBag, options: { readonly tags?: boolean } = {}): InboundTags {
     const tags = new Map<string, string>();
     const once = new Set<string>();
     const transitive = new Set<string>();
     const dropped: DialectDroppedTag[] = [];
     const warnings: HeaderWarning[] = [];
     let caller: Caller | undefined;
-    for (const dialect of this.#accept) {
+    for (const dialect of options.tags === false ? [] : this.#accept) {
       const got = dialect.extract(headers);
       dropped.push(...got.dropped);
       warnings.push(...got.warnings);

@@ -75,6 +75,8 @@ export interface ConsulRegistryStatus {
   /** Failed Consul queries since start. */
   readonly errors: number;
   readonly lastError: string | undefined;
+  /** Snapshot files that could not be read (corrupt, unreadable) or written, since start. */
+  readonly snapshotErrors: number;
 }
 
 /**
@@ -97,6 +99,7 @@ export class ConsulRegistry implements Registry {
   #failing = new Set<string>();
   #errors = 0;
   #lastError: string | undefined;
+  #snapshotErrors = 0;
   #snapshotWrite: Promise<void> = Promise.resolve();
 
   constructor(options: ConsulRegistryOptions = {}) {
@@ -106,7 +109,7 @@ export class ConsulRegistry implements Registry {
   }
 
   get status(): ConsulRegistryStatus {
-    return { degraded: this.#failing.size > 0, errors: this.#errors, lastError: this.#lastError };
+    return { degraded: this.#failing.size > 0, errors: this.#errors, lastError: this.#lastError, snapshotErrors: this.#snapshotErrors };
   }
 
   async register(instance: Instance): Promise<void> {
@@ -379,14 +382,44 @@ export class ConsulRegistry implements Registry {
     const file = this.#opts.snapshotFile;
     if (!file) return undefined;
     if (this.#snapshot) return this.#snapshot;
+    let text: string;
     try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as { services?: Record<string, Instance[]> };
-      this.#snapshot = parsed.services ?? {};
-      this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file });
-    } catch {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
       this.#snapshot = {};
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      // No file yet is a state too: Consul is down and nothing was ever saved.
+      this.#snapshotProblem(
+        missing ? 'MESHLET_REGISTRY_NO_SNAPSHOT' : 'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
+        missing
+          ? 'no registry snapshot file: no instances until Consul answers'
+          : 'registry snapshot unreadable: no instances until Consul answers',
+        file,
+        (err as Error).message,
+        !missing,
+      );
+      return this.#snapshot;
     }
+    const services = snapshotServices(text);
+    if (typeof services === 'string') {
+      this.#snapshot = {};
+      this.#snapshotProblem(
+        'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
+        'registry snapshot corrupt: no instances until Consul answers',
+        file,
+        services,
+        true,
+      );
+      return this.#snapshot;
+    }
+    this.#snapshot = services;
+    this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file });
     return this.#snapshot;
+  }
+
+  #snapshotProblem(code: string, message: string, file: string, reason: string, isError: boolean): void {
+    if (isError) this.#snapshotErrors++;
+    this.#logger.warn(message, { code, file, reason: reason.slice(0, 200) });
   }
 
   async #fromSnapshot(service: string): Promise<Instance[] | undefined> {
@@ -406,10 +439,48 @@ export class ConsulRegistry implements Registry {
         await writeFile(tmp, data);
         await rename(tmp, file);
       } catch (err) {
-        this.#logger.warn('could not write the registry snapshot', { file, error: (err as Error).message });
+        this.#snapshotErrors++;
+        this.#logger.warn('could not write the registry snapshot', {
+          code: 'MESHLET_REGISTRY_SNAPSHOT_UNWRITABLE',
+          file,
+          error: (err as Error).message,
+        });
       }
     });
   }
+}
+
+/**
+ * The services of a snapshot file's text, or why it cannot be used. Every instance is
+ * checked for the fields routing reads: a half-written or hand-edited file is refused
+ * whole rather than routed from in part.
+ */
+export function snapshotServices(text: string): Record<string, Instance[]> | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return `not JSON: ${(err as Error).message}`;
+  }
+  const services = (parsed as { services?: unknown } | null)?.services;
+  if (typeof services !== 'object' || services === null || Array.isArray(services)) return '"services" is not an object';
+  const out: Record<string, Instance[]> = {};
+  for (const [name, list] of Object.entries(services)) {
+    if (!Array.isArray(list)) return `services.${name} is not a list`;
+    for (const [i, v] of list.entries()) {
+      const inst = v as Partial<Instance> | null;
+      if (
+        typeof inst?.id !== 'string' ||
+        typeof inst.address !== 'string' ||
+        !Number.isInteger(inst.port) ||
+        typeof inst.metadata !== 'object' ||
+        inst.metadata === null
+      )
+        return `services.${name}[${i}] is not an instance (id, address, port, metadata)`;
+    }
+    out[name] = list as Instance[];
+  }
+  return out;
 }
 
 /**

@@ -3,7 +3,7 @@ import { ConsistentHash } from './consistent-hash.js';
 import type { Endpoint } from './endpoint.js';
 import { LeastRequests } from './least-requests.js';
 import type { LoadBalancer } from './load-balancer.js';
-import { type Location, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
+import { type Location, localityRank, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
 import type { RandomSource } from './random-source.js';
 import type { LoadBalancerConfig, NearbyConfig } from './route-section.js';
 import { SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
@@ -14,6 +14,18 @@ export interface PoolSettings {
   readonly nearby: NearbyConfig;
   readonly loadBalancer: LoadBalancerConfig;
   readonly random: RandomSource;
+  /**
+   * Envoy's healthy panic threshold: when fewer than this percent of a pool's instances
+   * (registered and recently departed) are healthy, and at least one is, the pool routes
+   * to every instance that is not excluded, so the few healthy ones are not flooded. 0 turns it off.
+   */
+  readonly panicThresholdPercent: number;
+}
+
+/** An instance a retry may go to, with its locality rank (see localityRank). */
+interface Ranked {
+  readonly endpoint: Endpoint;
+  readonly rank: number;
 }
 
 /**
@@ -27,20 +39,72 @@ export class InstancePool {
   readonly level: NearbyLevel;
   readonly total: number;
   readonly healthy: number;
+  /** True when too few instances are healthy and the pool routes to all it may (see PoolSettings). */
+  readonly panic: boolean;
   readonly #balancer: LoadBalancer | undefined;
+  /** Every instance a retry may go to, nearest locality first. */
+  readonly #retryOrder: readonly Ranked[];
+  readonly #random: RandomSource;
 
   constructor(label: string, members: readonly Member[], settings: PoolSettings) {
     this.label = label;
-    this.total = members.length;
-    this.healthy = members.reduce((n, m) => n + (m.healthy ? 1 : 0), 0);
-    const { level, candidates } = nearbyCandidates(members, settings.location, settings.nearby);
-    this.level = level;
+    const registered = members.filter((m) => !m.departed);
+    this.total = registered.length;
+    this.healthy = registered.reduce((n, m) => n + (m.healthy ? 1 : 0), 0);
+    this.#random = settings.random;
+    const threshold = settings.panicThresholdPercent;
+    // No healthy instance at all is not panic: the group is empty, and routing falls
+    // through to the rule's fallback and the default route (how a gray release fails over).
+    this.panic = threshold > 0 && this.healthy > 0 && this.healthy * 100 < threshold * members.length;
+    let candidates: Endpoint[];
+    if (this.panic) {
+      this.level = 'any';
+      candidates = members.filter((m) => !m.excluded).map((m) => m.endpoint);
+    } else {
+      const nearby = nearbyCandidates(registered, settings.location, settings.nearby);
+      this.level = nearby.level;
+      candidates = nearby.candidates;
+    }
     this.#balancer = candidates.length === 0 ? undefined : createLoadBalancer(settings.loadBalancer, candidates, settings.random);
+    // A retry may leave the caller's zone: every usable instance, ranked by locality.
+    const usable = this.panic ? candidates : registered.filter((m) => m.healthy).map((m) => m.endpoint);
+    this.#retryOrder = usable
+      .map((endpoint) => ({ endpoint, rank: settings.nearby.enabled ? localityRank(endpoint.instance, settings.location) : 0 }))
+      .sort((a, b) => a.rank - b.rank);
   }
 
   /** An instance, or undefined when the pool has no healthy instance. */
   pick(tags: TagLookup): Instance | undefined {
     return this.#balancer?.pick(tags);
+  }
+
+  /**
+   * An instance not in `tried`, for a retry: the balancer's next pick when it offers one
+   * (round robin moves on), else one of the untried instances of the nearest locality
+   * that has any — this zone, this region, then anywhere — by weight. So a retry fails
+   * over to the next locality when its zone's only instance failed, as Envoy's
+   * previous_hosts and previous_priorities retry plug-ins do. Undefined when every
+   * usable instance was tried.
+   */
+  pickUntried(tags: TagLookup, tried: ReadonlySet<string>): Instance | undefined {
+    const balancer = this.#balancer;
+    if (balancer === undefined) return undefined;
+    for (let i = 0; i < 2; i++) {
+      const next = balancer.pick(tags);
+      if (next !== undefined && !tried.has(next.id)) return next;
+    }
+    let rank = -1;
+    let total = 0;
+    let chosen: Instance | undefined;
+    for (const r of this.#retryOrder) {
+      if (tried.has(r.endpoint.instance.id)) continue;
+      if (rank === -1) rank = r.rank;
+      else if (r.rank > rank) break;
+      // Weighted reservoir: each untried instance of this rank with probability weight / total.
+      total += r.endpoint.weight;
+      if (this.#random() * total < r.endpoint.weight) chosen = r.endpoint.instance;
+    }
+    return chosen;
   }
 
   get empty(): boolean {

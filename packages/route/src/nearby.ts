@@ -14,7 +14,22 @@ export type NearbyLevel = 'zone' | 'region' | 'any';
 /** An instance of a group with its health as of the last change (registry health and exclusions). */
 export interface Member {
   readonly endpoint: Endpoint;
+  /** Passing in the registry and not excluded. */
   readonly healthy: boolean;
+  /** Left out by the InstanceExclusion (an ejected instance): never routed to, not even in panic. */
+  readonly excluded?: boolean;
+  /**
+   * No longer registered: it left in a sudden drop and is remembered for a grace period.
+   * Counted and routed to only in panic; nearby routing never sees it.
+   */
+  readonly departed?: boolean;
+}
+
+/** The rank of an instance's locality for the caller: 0 same zone, 1 same region, 2 elsewhere. */
+export function localityRank(instance: Endpoint['instance'], location: Location): number {
+  if (location.zone !== undefined && instance.metadata[MetaKey.zone] === location.zone) return 0;
+  if (location.region !== undefined && instance.metadata[MetaKey.region] === location.region) return 1;
+  return 2;
 }
 
 export const DEFAULT_NEARBY: NearbyConfig = { enabled: true, minHealthyPercent: 50 };

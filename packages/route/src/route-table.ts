@@ -39,11 +39,15 @@ export class RouteTable {
   readonly readsDestination: boolean;
   readonly instanceCount: number;
   readonly baselineCount: number;
+  /** The groups (and lanes) in panic: too few healthy instances, so routing to all of them. */
+  readonly panicking: readonly InstancePool[];
 
   constructor(opts: {
     service: string;
     section: RouteSection | undefined;
     instances: readonly Instance[];
+    /** Instances that left in a sudden drop, still in their grace: routed to only in panic. */
+    departed?: readonly Instance[];
     exclusion: InstanceExclusion;
     loads: Map<string, LoadCounter>;
     settings: PoolSettings;
@@ -52,14 +56,21 @@ export class RouteTable {
     this.service = opts.service;
     const baseline: Member[] = [];
     const byLane = new Map<string, Member[]>();
-    for (const instance of opts.instances) {
+    const departed = opts.departed ?? [];
+    const all = departed.length === 0 ? opts.instances : [...opts.instances, ...departed];
+    for (let n = 0; n < all.length; n++) {
+      const instance = all[n] as Instance;
       let load = opts.loads.get(instance.id);
       if (!load) {
         load = { outstanding: 0 };
         opts.loads.set(instance.id, load);
       }
       const endpoint: Endpoint = { instance, weight: instanceWeight(instance), load };
-      const member: Member = { endpoint, healthy: instance.health === 'passing' && !opts.exclusion.isExcluded(instance.id) };
+      const excluded = opts.exclusion.isExcluded(instance.id);
+      const member: Member =
+        n < opts.instances.length
+          ? { endpoint, healthy: instance.health === 'passing' && !excluded, excluded }
+          : { endpoint, healthy: false, excluded, departed: true };
       const lane = instance.metadata[LANE_META_KEY];
       if (lane === undefined || lane === '') baseline.push(member);
       else {
@@ -69,7 +80,7 @@ export class RouteTable {
       }
     }
     this.instanceCount = opts.instances.length;
-    this.baselineCount = baseline.length;
+    this.baselineCount = baseline.reduce((c, m) => c + (m.departed ? 0 : 1), 0);
     this.lanes = new Map([...byLane].map(([lane, members]) => [lane, new InstancePool(`lane "${lane}"`, members, settings)]));
 
     // One pool per distinct selector, shared by every rule that names it.
@@ -104,6 +115,7 @@ export class RouteTable {
     this.ruleIndex = new RuleIndex(sorted.map((r, i) => ({ when: r.when, matches: (this.rules[i] as CompiledRule).matches })));
     this.defaultRoute = weighted(section?.default ?? EVERYTHING);
     this.readsDestination = sorted.some((r) => r.when.some((c) => c.tag === SystemTag.destinationService));
+    this.panicking = [...pools.values(), ...this.lanes.values()].filter((p) => p.panic);
   }
 }
 

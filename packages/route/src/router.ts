@@ -1,11 +1,15 @@
 import {
+  type Clock,
   type Instance,
   type InstanceExclusion,
+  type Logger,
   NoInstanceError,
   noExclusion,
   type Registry,
   type RuleWatcher,
   SystemTag,
+  silentLogger,
+  systemClock,
   type TagLookup,
   type Unsubscribe,
 } from '@meshlet/core';
@@ -30,7 +34,29 @@ export interface RouterOptions {
   readonly random?: RandomSource;
   /** The request tag naming a lane. Default LANE_TAG (`lane`). */
   readonly laneTag?: string;
+  /**
+   * Envoy's healthy panic threshold, percent: when fewer of a group's instances are
+   * healthy, and at least one is, the group routes to all of them that are not ejected.
+   * Default 50 (Envoy's `healthy_panic_threshold`); 0 turns it off.
+   */
+  readonly panicThresholdPercent?: number;
+  /**
+   * How long instances that left are remembered, ms, so that a sudden drop is distrusted:
+   * a registry recovering from an outage reports most instances critical for a few
+   * seconds. The departed count in the panic test, and are routed to in panic, until they
+   * come back, the grace ends, or a connection to one is refused (`reportUnreachable`).
+   * Default 35 000 (Meshlet's `deregisterDelayMs`: an instance that leaves gracefully
+   * serves that long); 0 turns it off.
+   */
+  readonly departedGraceMs?: number;
+  /** For the departed grace. Default systemClock. */
+  readonly clock?: Clock;
+  /** Told when a service's routing enters and leaves panic (once each way). Default: silent. */
+  readonly logger?: Logger;
 }
+
+export const DEFAULT_PANIC_THRESHOLD_PERCENT = 50;
+export const DEFAULT_DEPARTED_GRACE_MS = 35_000;
 
 /** How a decision reached its instance. */
 export type RouteVia = 'lane' | 'rule' | 'fallback' | 'default';
@@ -50,6 +76,21 @@ interface ServiceState {
   instances: readonly Instance[];
   table: RouteTable | undefined;
   loads: Map<string, LoadCounter>;
+  /** Instances that left in a sudden drop, with the end of their grace. */
+  departed: Map<string, { readonly instance: Instance; readonly until: number }>;
+  /** The earliest end of a grace in `departed`; +Infinity when empty. */
+  graceUntil: number;
+  /** Some group was in panic at the last rebuild. */
+  panicking: boolean;
+}
+
+/** The pools a decision went through, for the explanation when nothing was left. */
+interface Walk {
+  lane: string | undefined;
+  rule: string | undefined;
+  tried: InstancePool | undefined;
+  fallback: InstancePool | undefined;
+  last: InstancePool | undefined;
 }
 
 const noop = () => {};
@@ -70,6 +111,10 @@ export class Router {
   readonly #exclusion: InstanceExclusion;
   readonly #random: RandomSource;
   readonly #laneTag: string;
+  readonly #panic: number;
+  readonly #graceMs: number;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
   readonly #unsubscribeExclusion: Unsubscribe;
 
   constructor(options: RouterOptions = {}) {
@@ -79,6 +124,10 @@ export class Router {
     this.#exclusion = options.exclusion ?? noExclusion;
     this.#random = options.random ?? Math.random;
     this.#laneTag = options.laneTag ?? LANE_TAG;
+    this.#panic = options.panicThresholdPercent ?? DEFAULT_PANIC_THRESHOLD_PERCENT;
+    this.#graceMs = options.departedGraceMs ?? DEFAULT_DEPARTED_GRACE_MS;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
     this.#unsubscribeExclusion = this.#exclusion.subscribe(() => {
       for (const s of this.#services.values()) s.table = undefined;
     });
@@ -97,8 +146,50 @@ export class Router {
    */
   setInstances(service: string, instances: readonly Instance[]): void {
     const s = this.#state(service);
+    if (this.#graceMs > 0 && this.#panic > 0) this.#noteDepartures(s, instances);
     s.instances = instances;
     s.table = undefined;
+  }
+
+  /** Instances of `service` that left within the grace and are still remembered. */
+  departed(service: string): readonly Instance[] {
+    return [...(this.#services.get(service)?.departed.values() ?? [])].map((d) => d.instance);
+  }
+
+  /**
+   * Says that a connection to `instance` was refused (nothing was sent): if it is a
+   * departed instance, it really is gone, and panic stops routing to it.
+   */
+  reportUnreachable(instance: Instance): void {
+    const s = this.#services.get(instance.service);
+    if (s === undefined || !s.departed.delete(instance.id)) return;
+    this.#noteDepartures(s, s.instances);
+    s.table = undefined;
+  }
+
+  /**
+   * Remembers, for the grace, the healthy instances this update removes; forgets the ones
+   * that are back and those whose grace is over. They matter only when the rest are too
+   * few (the panic threshold), and not at all when none is left: a drop to none is the
+   * registry's to judge.
+   */
+  #noteDepartures(s: ServiceState, next: readonly Instance[]): void {
+    const now = this.#clock.now();
+    const departed = s.departed;
+    const ids = new Set<string>();
+    for (const i of next) {
+      ids.add(i.id);
+      departed.delete(i.id);
+    }
+    for (const [id, d] of departed) if (d.until <= now) departed.delete(id);
+    if (next !== s.instances) {
+      for (const i of s.instances) {
+        if (i.health === 'passing' && !ids.has(i.id)) departed.set(i.id, { instance: i, until: now + this.#graceMs });
+      }
+    }
+    let until = Number.POSITIVE_INFINITY;
+    for (const d of departed.values()) if (d.until < until) until = d.until;
+    s.graceUntil = until;
   }
 
   /** Follows the `route` section of a RuleWatcher of `service`'s rule document. */
@@ -118,31 +209,57 @@ export class Router {
    */
   decide(service: string, tags: TagLookup): RouteDecision {
     const table = this.#table(service);
+    const walk: Walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
+    const decision = this.#route(table, service, tags, undefined, walk);
+    if (decision) return decision;
+    throw new NoInstanceError(service, explain(table, walk));
+  }
+
+  /**
+   * The instance for a retry of a call to `service`: the same lane, rule and groups as
+   * `decide`, but an instance not in `tried`, across localities (see InstancePool.pickUntried).
+   * Undefined when no instance is left to try.
+   */
+  decideRetry(service: string, tags: TagLookup, tried: ReadonlySet<string>): RouteDecision | undefined {
+    return this.#route(this.#table(service), service, tags, tried, undefined);
+  }
+
+  #route(
+    table: RouteTable,
+    service: string,
+    tags: TagLookup,
+    tried: ReadonlySet<string> | undefined,
+    walk: Walk | undefined,
+  ): RouteDecision | undefined {
+    const pickIn = (pool: InstancePool, lookup: TagLookup) => (tried ? pool.pickUntried(lookup, tried) : pool.pick(lookup));
     const lane = tags(this.#laneTag);
     if (lane !== undefined && lane !== '') {
+      if (walk) walk.lane = lane;
       const pool = table.lanes.get(lane);
-      const instance = pool?.pick(tags);
+      const instance = pool && pickIn(pool, tags);
       // A lane without an instance of this service falls back to the baseline, as TSF and Polaris do.
       if (instance && pool) return { instance, via: 'lane', rule: undefined, lane, level: pool.level };
     }
     const lookup: TagLookup = table.readsDestination ? (t) => (t === SystemTag.destinationService ? service : tags(t)) : tags;
     const matched = table.rules[table.ruleIndex.first(lookup)];
-    let tried: InstancePool | undefined;
-    let triedFallback: InstancePool | undefined;
     if (matched) {
-      tried = choosePool(matched.destinations, this.#random() * 100);
-      const instance = tried.pick(lookup);
-      if (instance) return { instance, via: 'rule', rule: matched.name, lane: undefined, level: tried.level };
+      if (walk) walk.rule = matched.name;
+      const pool = choosePool(matched.destinations, this.#random() * 100);
+      if (walk) walk.tried = pool;
+      const instance = pickIn(pool, lookup);
+      if (instance) return { instance, via: 'rule', rule: matched.name, lane: undefined, level: pool.level };
       if (matched.fallback) {
-        triedFallback = choosePool(matched.fallback, this.#random() * 100);
-        const fb = triedFallback.pick(lookup);
-        if (fb) return { instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: triedFallback.level };
+        const fallback = choosePool(matched.fallback, this.#random() * 100);
+        if (walk) walk.fallback = fallback;
+        const fb = pickIn(fallback, lookup);
+        if (fb) return { instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: fallback.level };
       }
     }
     const last = choosePool(table.defaultRoute, this.#random() * 100);
-    const instance = last.pick(lookup);
+    if (walk) walk.last = last;
+    const instance = pickIn(last, lookup);
     if (instance) return { instance, via: 'default', rule: matched?.name, lane: undefined, level: last.level };
-    throw new NoInstanceError(service, explain(table, lane, matched?.name, tried, triedFallback, last));
+    return undefined;
   }
 
   /** The instance for one call; `decide` without the explanation. */
@@ -174,7 +291,15 @@ export class Router {
   #state(service: string): ServiceState {
     let s = this.#services.get(service);
     if (!s) {
-      s = { section: undefined, instances: [], table: undefined, loads: new Map() };
+      s = {
+        section: undefined,
+        instances: [],
+        table: undefined,
+        loads: new Map(),
+        departed: new Map(),
+        graceUntil: Number.POSITIVE_INFINITY,
+        panicking: false,
+      };
       this.#services.set(service, s);
     }
     return s;
@@ -182,6 +307,11 @@ export class Router {
 
   #table(service: string): RouteTable {
     const s = this.#state(service);
+    // A departed instance's grace ended: rebuild without it. One comparison while none is remembered.
+    if (s.graceUntil !== Number.POSITIVE_INFINITY && this.#clock.now() >= s.graceUntil) {
+      this.#noteDepartures(s, s.instances);
+      s.table = undefined;
+    }
     if (s.table) return s.table;
     const { section } = s;
     const settings: PoolSettings = {
@@ -189,6 +319,7 @@ export class Router {
       nearby: { ...this.#nearby, ...section?.nearby },
       loadBalancer: section?.loadBalancer ?? this.#loadBalancer,
       random: this.#random,
+      panicThresholdPercent: this.#panic,
     };
     // Counters of instances that left are dropped here; the ones that stay keep counting.
     const loads = new Map<string, LoadCounter>();
@@ -197,19 +328,39 @@ export class Router {
       if (old) loads.set(i.id, old);
     }
     s.loads = loads;
-    s.table = new RouteTable({ service, section, instances: s.instances, exclusion: this.#exclusion, loads, settings });
+    for (const d of s.departed.values()) {
+      const old = s.loads.get(d.instance.id);
+      if (old) loads.set(d.instance.id, old);
+    }
+    s.table = new RouteTable({
+      service,
+      section,
+      instances: s.instances,
+      departed: [...s.departed.values()].map((d) => d.instance),
+      exclusion: this.#exclusion,
+      loads,
+      settings,
+    });
+    // Logged on the change, not per call: a rebuild happens when instances, rules or exclusions change.
+    const panicking = s.table.panicking.length > 0;
+    if (panicking !== s.panicking) {
+      s.panicking = panicking;
+      if (panicking) {
+        this.#logger.warn('too few healthy instances: routing to all of them (panic)', {
+          code: 'MESHLET_ROUTE_PANIC',
+          service,
+          groups: s.table.panicking.map((p) => p.describe()).join('; '),
+          departed: s.departed.size,
+        });
+      } else this.#logger.info('enough healthy instances again: panic over', { code: 'MESHLET_ROUTE_PANIC_OVER', service });
+    }
     return s.table;
   }
 }
 
-function explain(
-  table: RouteTable,
-  lane: string | undefined,
-  rule: string | undefined,
-  tried: InstancePool | undefined,
-  fallback: InstancePool | undefined,
-  last: InstancePool,
-): string {
+function explain(table: RouteTable, walk: Walk): string {
+  const { lane, rule, tried, fallback } = walk;
+  const last = walk.last as InstancePool;
   if (table.instanceCount === 0) return 'no instance is registered';
   const steps: string[] = [];
   if (lane) steps.push(`lane "${lane}" has no healthy instance, so the baseline was tried`);

@@ -66,9 +66,13 @@ export interface AdminStatus {
   readonly rules: readonly AdminRulesStatus[];
   readonly breakers: readonly AdminBreakerStatus[];
   readonly limiter?: AdminLimiterStatus;
-  readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number };
+  readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number; readonly snapshotErrors?: number };
   /** Named degraded flags (`registry`, `ratelimitRedis`, `rules`…); true means running on a fallback. */
   readonly degraded: Readonly<Record<string, boolean>>;
+  /** Coded log entries by code since start, written or throttled (`MESHLET_TAG_DROPPED`…). */
+  readonly conditions?: Readonly<Record<string, number>>;
+  /** Inbound identity checks by outcome (`verified`, `unsigned`, `expired`, `wrong-audience`…), with auth on. */
+  readonly identity?: Readonly<Record<string, number>>;
 }
 
 export interface AdminHandlerOptions {
@@ -238,7 +242,17 @@ export function publicStatus(s: AdminStatus): AdminStatus {
       mode: String(s.registry?.mode ?? 'unknown'),
       degraded: s.registry?.degraded === true,
       ...opt('errors', typeof s.registry?.errors === 'number' ? s.registry.errors : undefined),
+      ...opt('snapshotErrors', typeof s.registry?.snapshotErrors === 'number' ? s.registry.snapshotErrors : undefined),
     },
     degraded,
+    ...opt('conditions', s.conditions ? conditionCounts(s.conditions) : undefined),
+    ...opt('identity', s.identity ? conditionCounts(s.identity) : undefined),
   };
+}
+
+/** Condition counts by code: codes are constants of the code (`MESHLET_…`), counts numbers. */
+function conditionCounts(c: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(c)) if (/^[A-Za-z0-9_-]{1,64}$/.test(k)) out[k] = num(v);
+  return out;
 }

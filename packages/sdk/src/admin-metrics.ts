@@ -22,6 +22,32 @@ export function renderStatusMetrics(status: AdminStatus): string {
     family('meshlet_registry_errors_total', 'counter', 'Registry requests that failed.');
     out.push(`meshlet_registry_errors_total ${status.registry.errors}`);
   }
+  if (status.registry.snapshotErrors !== undefined) {
+    family(
+      'meshlet_registry_snapshot_errors_total',
+      'counter',
+      'Registry snapshot files that could not be read (corrupt, unreadable) or written.',
+    );
+    out.push(`meshlet_registry_snapshot_errors_total ${status.registry.snapshotErrors}`);
+  }
+
+  if (status.conditions) {
+    family(
+      'meshlet_conditions_total',
+      'counter',
+      'Coded conditions (bad headers, dropped tags, degraded states) by code, logged or throttled.',
+    );
+    for (const [code, n] of Object.entries(status.conditions)) out.push(`meshlet_conditions_total{${labels({ code })}} ${n}`);
+  }
+
+  if (status.identity) {
+    family(
+      'meshlet_identity_checks_total',
+      'counter',
+      'Inbound identity headers checked, by outcome (anything but verified: the caller was anonymous).',
+    );
+    for (const [outcome, n] of Object.entries(status.identity)) out.push(`meshlet_identity_checks_total{${labels({ outcome })}} ${n}`);
+  }
 
   family('meshlet_rules_revision', 'gauge', 'Store revision of the rule document in force, by service (0: none).');
   for (const r of status.rules) out.push(`meshlet_rules_revision{${labels({ service: r.service })}} ${r.revision}`);

@@ -1,4 +1,5 @@
-import type { CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
+import { IDENTITY_HEADER } from '@meshlet/auth';
+import { type CallExecutor, type CallResult, type GovernedCall, sendFailureOf } from '@meshlet/breaker';
 import {
   CALLER_HEADER,
   type Clock,
@@ -8,11 +9,27 @@ import {
   instanceOrigin,
   type Logger,
   type MeshContext,
-  NoInstanceError,
+  MeshletError,
   SystemTag,
+  TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
-import { applyFault, type FaultInjector, faultAttributes, NO_FAULT, requestTagsOf, type TagPropagation } from '@meshlet/dialects';
+import {
+  applyFault,
+  FAULT_HEADER,
+  type FaultInjector,
+  faultAttributes,
+  NO_FAULT,
+  ONCE_TAG_HEADER,
+  POLARIS_TRANSITIVE_PREFIX,
+  requestTagsOf,
+  SCT_DISPOSABLE_HEADER,
+  SCT_METADATA_HEADER,
+  SCT_TRANSITIVE_PREFIX,
+  type TagPropagation,
+  TSF_METADATA_HEADER,
+  TSF_TAGS_HEADER,
+} from '@meshlet/dialects';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';
@@ -144,6 +161,8 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
   readonly #call: ServiceCall<R>;
   readonly #tags: TagLookup;
   #decision: RouteDecision | undefined;
+  /** Results made by fault injection: they say nothing about the instance. */
+  #injected: WeakSet<R> | undefined;
   /** Attempts started so far. */
   attempts = 0;
 
@@ -159,28 +178,22 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     this.#tags = tags;
   }
 
+  injected(result: R): boolean {
+    return this.#injected?.has(result) === true;
+  }
+
   pick(tried: ReadonlySet<string>): Instance | undefined {
     const { router } = this.#deps;
     if (tried.size === 0) {
       this.#decision = router.decide(this.service, this.#tags);
       return this.#decision.instance;
     }
-    // A retry: ask again until routing offers an instance not tried yet (round robin moves
-    // on; a hash-affine balancer will not, and then there is no other instance to try).
-    for (let i = 0; i < 4; i++) {
-      let next: RouteDecision;
-      try {
-        next = router.decide(this.service, this.#tags);
-      } catch (err) {
-        if (err instanceof NoInstanceError) return undefined;
-        throw err;
-      }
-      if (!tried.has(next.instance.id)) {
-        this.#decision = next;
-        return next.instance;
-      }
-    }
-    return undefined;
+    // A retry: an instance not tried yet, in the same groups, nearest locality first (it
+    // may leave the caller's zone when the zone's only instance failed).
+    const next = router.decideRetry(this.service, this.#tags, tried);
+    if (next === undefined) return undefined;
+    this.#decision = next;
+    return next.instance;
   }
 
   async send(instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> {
@@ -218,7 +231,10 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
         const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
         if (injected) {
           span?.end(injected.status);
-          return call.fromResponse(injected);
+          const result = call.fromResponse(injected);
+          this.#injected ??= new WeakSet();
+          this.#injected.add(result);
+          return result;
         }
       }
       const res = await call.send(origin, call.headers, attemptSignal);
@@ -226,6 +242,8 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       return res;
     } catch (error) {
       span?.end({ error });
+      // A refused connection: a departed instance routing still trusted is gone for good.
+      if (sendFailureOf(error) === 'not-sent') router.reportUnreachable(instance);
       throw error;
     } finally {
       end();
@@ -238,7 +256,8 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
   const scoped = requestTagsOf(ctx);
   if (ctx.tags.size > 0 || scoped?.passThrough.size || deps.propagation.emitsWithoutTags) {
     const out = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
-    for (const d of out.dropped) deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
+    for (const d of out.dropped)
+      deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key.slice(0, 128), reason: d.reason, service });
     // Never overwrite what the application set itself.
     const emitted = out.headers;
     for (const k in emitted) if (!hasHeader(headers, k)) setHeader(headers, k, emitted[k] as string);
@@ -280,17 +299,61 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   };
 }
 
+/** Statuses fetch follows as redirects. */
+const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+/** As fetch: more redirects than this is an error. */
+export const MAX_REDIRECTS = 20;
+/** Headers fetch itself drops on a redirect to another origin. */
+const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
+/**
+ * Mesh headers never sent off the mesh, even when the application set them itself (an app
+ * that forwards its inbound headers would hand on its caller's identity and tags).
+ */
+const MESH_ONLY_HEADERS = [
+  CALLER_HEADER,
+  IDENTITY_HEADER,
+  TAG_HEADER,
+  ONCE_TAG_HEADER,
+  TSF_TAGS_HEADER,
+  TSF_METADATA_HEADER,
+  SCT_METADATA_HEADER,
+  SCT_DISPOSABLE_HEADER,
+  FAULT_HEADER,
+].map((h) => h.toLowerCase());
+const MESH_ONLY_PREFIXES = [POLARIS_TRANSITIVE_PREFIX, SCT_TRANSITIVE_PREFIX].map((p) => p.toLowerCase());
+
+/** A redirect that cannot be followed safely; the 3xx is not returned either. */
+export class RedirectRefusedError extends MeshletError {
+  static readonly code = 'MESHLET_REDIRECT_REFUSED';
+  constructor(
+    readonly service: string,
+    reason: string,
+  ) {
+    super(RedirectRefusedError.code, `redirect from ${service}: ${reason}`);
+  }
+}
+
 /**
  * Builds a fetch with the WHATWG signature that governs calls to services through the
  * shared pipeline (see governedCall). A URL whose host is a service in the registry is
  * governed; any other URL is passed to `send` untouched. A service URL's port, if any,
  * is ignored.
+ *
+ * Redirects (`redirect: 'follow'`, fetch's default) are followed here, not by the client,
+ * because the mesh headers (identity, caller, tags, trace context) were written for the
+ * routed instance only: a redirect to a service name (`http://orders/…`) or to the
+ * instance's own origin (a relative `Location`) is governed again, with headers made for
+ * that call; a redirect to any other origin is sent with the application's own headers
+ * only, less any mesh header it set itself and the credentials fetch drops across origins,
+ * and followed from there by the client. `redirect: 'manual'` and `'error'` go to the client as given.
  */
 export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
   const { directory, send } = deps;
   const identity = (res: Response) => res;
 
-  return async function fetch(input: FetchInput, init?: RequestInit): Promise<Response> {
+  const fetch = (input: FetchInput, init?: RequestInit): Promise<Response> => governed(input, init, 0);
+
+  async function governed(input: FetchInput, init: RequestInit | undefined, hops: number): Promise<Response> {
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
     const service = url.hostname;
@@ -304,7 +367,9 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const body = init?.body ?? request?.body ?? null;
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const given = init?.headers ?? request?.headers;
-    return pipeline({
+    const follow = (init?.redirect ?? request?.redirect ?? 'follow') === 'follow';
+    let sentTo = '';
+    const res = await pipeline({
       service,
       method,
       path: url.pathname,
@@ -317,15 +382,58 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       signal: init?.signal ?? request?.signal ?? undefined,
       send: (origin, headers, attemptSignal) => {
         const target = `${origin}${url.pathname}${url.search}`;
+        sentTo = target;
         return send(request ? new Request(target, request) : target, {
           ...init,
           method,
           // A Headers, or the plain object of string values made above.
           headers: headers as Headers | Record<string, string>,
           ...(attemptSignal ? { signal: attemptSignal } : {}),
+          // Followed below, where the mesh headers can be left behind.
+          ...(follow ? { redirect: 'manual' as const } : {}),
         });
       },
       fromResponse: identity,
     });
-  };
+    if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
+    const location = res.headers.get('location');
+    if (location === null) return res;
+    let next: URL;
+    try {
+      next = new URL(location, sentTo);
+    } catch {
+      return res; // as the client would see it: a Location that is not a URL is not followed
+    }
+    void res.body?.cancel().catch(() => {});
+    if (hops + 1 > MAX_REDIRECTS) throw new RedirectRefusedError(service, `more than ${MAX_REDIRECTS} redirects`);
+    // As fetch: 303 (but HEAD), and 301/302 after a POST, become a GET without a body.
+    const toGet = (res.status === 303 && method !== 'HEAD') || ((res.status === 301 || res.status === 302) && method === 'POST');
+    if (!toGet && body instanceof ReadableStream)
+      throw new RedirectRefusedError(service, `${res.status} to ${next.origin} would send a streamed body a second time`);
+    const headers = new Headers(given);
+    if (toGet)
+      for (const h of ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']) headers.delete(h);
+    const nextInit: RequestInit = {
+      ...init,
+      method: toGet ? 'GET' : method,
+      headers,
+      body: toGet ? null : body,
+      redirect: 'follow',
+    };
+    const signal = init?.signal ?? request?.signal;
+    if (signal) nextInit.signal = signal;
+    const sameInstance = next.origin === new URL(sentTo).origin;
+    if (sameInstance || (next.protocol === 'http:' && (await directory.isService(next.hostname)))) {
+      // Back into the mesh: governed again, its headers written for that call.
+      const target = sameInstance ? `http://${service}${next.pathname}${next.search}` : next.href;
+      return governed(target, nextInit, hops + 1);
+    }
+    // Off the mesh: the application's headers only, without credentials, as fetch sends
+    // them to another origin; the client follows any further redirect itself.
+    for (const h of [...CREDENTIAL_HEADERS, ...MESH_ONLY_HEADERS]) headers.delete(h);
+    for (const name of [...headers.keys()]) if (MESH_ONLY_PREFIXES.some((p) => name.startsWith(p))) headers.delete(name);
+    return send(next.href, nextInit);
+  }
+
+  return fetch;
 }

@@ -13,7 +13,7 @@ import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from
 import { requestTagsOf, TsfSystemTag } from '@meshlet/dialects';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
-import { type InboundOptions, inboundContext } from './inbound.js';
+import { type InboundOptions, inboundContext, type TagHeaderTrust } from './inbound.js';
 import type { FastifyPlugin, Mesh } from './mesh-options.js';
 
 /** Answers a request without the app: status, headers, body. */
@@ -37,6 +37,8 @@ export interface InboundPipelineDeps {
   readonly context: InboundOptions;
   /** With auth on: only a caller whose identity verifies is a caller. */
   readonly verifier: IdentityVerifier | undefined;
+  /** Whose tag headers are believed (`verified` needs the verifier). */
+  readonly tagHeaders: TagHeaderTrust;
   readonly inboundTags: ((tags: TagLookup) => Readonly<Record<string, string>> | undefined) | undefined;
   readonly authorizer: Authorizer;
   readonly rateLimiter: RateLimiter;
@@ -76,7 +78,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
   };
   const verifiedContextOf = (req: IncomingMessage): MeshContext => {
     const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
-    if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, deps.context);
+    if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, deps.context, undefined, deps.tagHeaders === 'any');
     const raw = req.headers[IDENTITY_HEADER];
     const identity = verifier.verify(Array.isArray(raw) ? raw.join(', ') : raw);
     const caller = identity
@@ -87,7 +89,8 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
           ...(identity.version ? { version: identity.version } : {}),
         }
       : {};
-    const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller);
+    const trusted = deps.tagHeaders === 'any' || (deps.tagHeaders === 'verified' && identity !== undefined);
+    const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller, trusted);
     keepVerifiedSourceTags(ctx, identity);
     bindVerifiedCaller(ctx, identity);
     return ctx;
@@ -147,7 +150,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     };
     if (decision instanceof Promise)
       decision.then(act, (err: Error) => {
-        logger.error('rate limiter failed; admitting', { error: err.message });
+        logger.error('rate limiter failed; admitting', { code: 'MESHLET_RATELIMIT_FAILED', error: err.message });
         go(noSlot);
       });
     else act(decision);

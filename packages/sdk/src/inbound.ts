@@ -31,6 +31,14 @@ export type HeaderTag = {
   | { /** A query parameter, decoded. */ readonly query: string; readonly header?: undefined; readonly cookie?: undefined }
 );
 
+/**
+ * Whose tag headers (`x-meshlet-tags` and every other accepted dialect's) are believed:
+ * `any` sender's, only a `verified` mesh caller's (needs `auth`), or `none` (an edge service:
+ * its tags come from `tagsFromHeaders` only).
+ */
+export type TagHeaderTrust = 'any' | 'verified' | 'none';
+export const TAG_HEADER_TRUST: readonly TagHeaderTrust[] = ['any', 'verified', 'none'];
+
 /** Checks `tagsFromHeaders` at createMesh: one source per entry, and a tag name. */
 export function checkHeaderTags(list: readonly HeaderTag[]): void {
   list.forEach((rule, i) => {
@@ -102,7 +110,8 @@ const firstValue = (v: string | string[] | undefined): string | undefined => (Ar
  * at the edge survives hops whose own User-Agent says something else.
  *
  * `caller`, when given, is the verified identity and the only source of the caller: the
- * caller header is then ignored, since anyone can type it.
+ * caller header is then ignored, since anyone can type it. `readTagHeaders` false: the
+ * sender is not trusted with tags, and only `tagsFromHeaders` set any.
  */
 export function inboundContext(
   headers: IncomingHttpHeaders,
@@ -110,6 +119,7 @@ export function inboundContext(
   url: string,
   options: InboundOptions,
   caller?: Caller,
+  readTagHeaders = true,
 ): MeshContext {
   const { logger } = options;
   const tags = new Map<string, string>();
@@ -120,9 +130,13 @@ export function inboundContext(
     const value = rule.transform ? rule.transform(raw) : raw;
     if (value !== undefined) tags.set(rule.tag, value);
   }
-  const got = options.propagation.extract(headers);
-  for (const w of got.warnings) logger.warn('bad tag header ignored', { code: w.code, header: w.header, reason: w.reason });
-  for (const d of got.dropped) logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header, key: d.key, reason: d.reason });
+  // An untrusted sender's tag headers are not parsed at all (only pass-through headers are read).
+  const got = options.propagation.extract(headers, readTagHeaders ? undefined : { tags: false });
+  // Logged at most once per code per interval (the mesh's logger throttles), with fields cut short.
+  for (const w of got.warnings)
+    logger.warn('bad tag header ignored', { code: w.code, header: w.header.slice(0, 128), reason: w.reason.slice(0, 200) });
+  for (const d of got.dropped)
+    logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header.slice(0, 128), key: d.key.slice(0, 128), reason: d.reason });
   for (const [k, v] of got.tags) tags.set(k, v);
   const q = url.indexOf('?');
   const traceparent = firstValue(headers.traceparent);
@@ -155,7 +169,7 @@ function callerFromHeaders(headers: IncomingHttpHeaders, logger: Logger): Caller
     return out;
   } catch (err) {
     if (!(err instanceof BadTagHeaderError)) throw err;
-    logger.warn('bad caller header ignored', { code: err.code, header: CALLER_HEADER, reason: err.message });
+    logger.warn('bad caller header ignored', { code: err.code, header: CALLER_HEADER, reason: err.message.slice(0, 200) });
     return undefined;
   }
 }

@@ -31,10 +31,11 @@ export {
   createAdminHandler,
   publicStatus,
 } from './admin-handler.js';
-export type { Fetch } from './governed-fetch.js';
+export { type Fetch, MAX_REDIRECTS, RedirectRefusedError } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { GrpcClientConstructor, MeshGrpc } from './grpc.js';
-export type { HeaderTag } from './inbound.js';
+export { followIdentityKeys, IDENTITY_KEYS_PREFIX, type KeyConfig, meshKeysFromConfig } from './identity-keys.js';
+export type { HeaderTag, TagHeaderTrust } from './inbound.js';
 export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
 export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions } from './mesh-options.js';

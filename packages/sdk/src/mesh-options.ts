@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
-import type { CallExecutor } from '@meshlet/breaker';
+import type { CallDefaults, CallExecutor } from '@meshlet/breaker';
 import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
 import type { TagPropagationOptions, WarmupOptions } from '@meshlet/dialects';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
@@ -9,11 +9,11 @@ import type { Tracing, TracingOptions } from '@meshlet/trace';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
 import type { MeshGrpc } from './grpc.js';
-import type { HeaderTag } from './inbound.js';
+import type { HeaderTag, TagHeaderTrust } from './inbound.js';
 import type { ServeOptions } from './lifecycle.js';
 
 export interface MeshOptions {
-  /** This service's name: a DNS label (letters, digits, `-`; starts with a letter), as Spring Cloud requires. */
+  /** This service's name: a lower-case DNS label (letters, digits, `-`; starts with a letter), as Spring Cloud and URLs require. */
   readonly service: string;
   readonly version?: string;
   readonly namespace?: string;
@@ -31,8 +31,25 @@ export interface MeshOptions {
   readonly rules?: KvStore;
   /** Request headers, cookies and query parameters lifted into custom tags at this service's edge. */
   readonly tagsFromHeaders?: readonly HeaderTag[];
-  /** Routing defaults: balancer, nearby threshold, seeded random. The caller's zone/region come from metadata. */
+  /**
+   * Whose tag headers (`x-meshlet-tags`, TSF's, Polaris', SCT's) this service believes:
+   * `'verified'` — only a mesh caller whose signed identity verifies (needs `auth`; the
+   * default with `auth`); `'any'` — every sender, an edge client too (the default without
+   * `auth`: a client can then pick its own gray release, lane or tier); `'none'` — nobody,
+   * tags come only from `tagsFromHeaders` (what an edge service without `auth` should set).
+   */
+  readonly tagHeaders?: TagHeaderTrust;
+  /**
+   * Routing defaults: balancer, nearby threshold, panic threshold, departed grace, seeded
+   * random. The caller's zone/region come from metadata.
+   */
   readonly route?: Omit<RouterOptions, 'exclusion' | 'location'>;
+  /**
+   * What protects calls to services without rules: retries on another instance when
+   * nothing was sent, passive outlier ejection (README, "Safe defaults"). A service's
+   * `breaker` rules override each part they name; false turns the defaults off.
+   */
+  readonly callDefaults?: Partial<CallDefaults> | false;
   /** Tracing: spans, propagation formats, trace log, metrics. Off when absent. */
   readonly tracing?: Tracing | Omit<TracingOptions, 'service' | 'version' | 'namespace' | 'instanceId'>;
   /** Distributed rate limits through Redis, and client-side bulkheads per destination. */
@@ -87,7 +104,10 @@ export interface MeshOptions {
   /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
   readonly healthPath?: string | false;
   readonly clock?: Clock;
+  /** Where the mesh logs; wrapped so that per-request conditions are logged at most once per code per `logIntervalMs`. */
   readonly logger?: Logger;
+  /** Least time between two log lines of one per-request code (a bad header, a dropped tag). Default 60 000. */
+  readonly logIntervalMs?: number;
   /** The HTTP client governed calls are sent with. Default: global fetch. */
   readonly fetch?: Fetch;
 }
@@ -149,6 +169,15 @@ export interface Mesh {
   readonly stopping: boolean;
   /** Registers this instance; call it once the server is listening (or use serve()). */
   register(overrides?: { port?: number; address?: string }): Promise<Instance>;
+  /**
+   * Rotates the identity keys of a running mesh (auth on): `keys[0]` signs from now on and
+   * every key verifies. A key no longer listed is still accepted for `overlapMs` (default:
+   * the token lifetime plus the skew, 35 s), so calls signed with it just before stay good
+   * until they expire. Bad keys throw (`MESHLET_BAD_MESH_KEY`) and the keys in force stay.
+   * Rollover across a mesh: add the new key behind the old one everywhere, then put it
+   * first everywhere, then drop the old one. See `followIdentityKeys` for keys from config.
+   */
+  setIdentityKeys(keys: readonly MeshKey[], options?: { readonly overlapMs?: number }): void;
   /** The registered instance, if any. */
   readonly instance: Instance | undefined;
   /** A healthy instance of `service`, chosen as a governed call from the current request would. */

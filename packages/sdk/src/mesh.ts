@@ -1,16 +1,20 @@
 import type { Server } from 'node:http';
 import {
   Authorizer,
-  authRules,
+  BadMeshKeyError,
   CATALOG_META_KEY,
   catalogHandler,
+  DEFAULT_IDENTITY_TTL_MS,
+  DEFAULT_MAX_SKEW_MS,
   IDENTITY_HEADER,
   IdentitySigner,
   IdentityVerifier,
   loadCatalog,
+  type MeshKey,
+  meshKeyCheck,
   publishCatalog,
 } from '@meshlet/auth';
-import { breakerRuleKind, CallExecutor } from '@meshlet/breaker';
+import { CallExecutor } from '@meshlet/breaker';
 import {
   ApiMatcher,
   consoleLogger,
@@ -23,26 +27,27 @@ import {
   MeshletError,
   MetaKey,
   NoMeshError,
-  type RuleKind,
   RuleRepository,
   RuleWatcher,
-  SERVICE_NAME,
+  serviceNameProblem,
   systemClock,
+  throttledLogger,
 } from '@meshlet/core';
-import { applyWarmup, FaultInjector, faultRuleKind, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
+import { applyWarmup, FaultInjector, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
 import { GRPC_PORT_META } from '@meshlet/grpc';
-import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets, ratelimitRules } from '@meshlet/ratelimit';
-import { Router, routeRuleKind } from '@meshlet/route';
+import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets } from '@meshlet/ratelimit';
+import { Router } from '@meshlet/route';
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest } from './governed-request.js';
 import { type MeshGrpc, meshGrpc } from './grpc.js';
-import { checkHeaderTags } from './inbound.js';
+import { checkHeaderTags, TAG_HEADER_TRUST } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
+import { ruleKinds } from './rule-kinds.js';
 import { ServiceDirectory } from './service-directory.js';
 
 let processRegistry: InMemoryRegistry | undefined;
@@ -59,8 +64,7 @@ export function defaultRuleStore(): InMemoryKvStore {
   return processRules;
 }
 
-/** The rule kinds a mesh reads. */
-export const ruleKinds: readonly RuleKind<unknown>[] = [routeRuleKind, breakerRuleKind, ratelimitRules, authRules, faultRuleKind];
+export { ruleKinds } from './rule-kinds.js';
 
 /** How long the first call to a service waits for its rules before going on without them. */
 const RULES_FIRST_LOAD_MS = 3_000;
@@ -70,12 +74,8 @@ let lastMesh: Mesh | undefined;
 /** Creates a mesh for one service. Invalid options throw MeshletError `MESHLET_BAD_OPTION` naming the field. */
 export function createMesh(options: MeshOptions): Mesh {
   const service = options.service;
-  if (typeof service !== 'string' || !SERVICE_NAME.test(service)) {
-    throw new MeshletError(
-      'MESHLET_BAD_OPTION',
-      `service: "${String(service)}" is not a DNS label (letters, digits and "-", starting with a letter, at most 63): Spring clients cannot call such a name`,
-    );
-  }
+  const nameProblem = serviceNameProblem(service);
+  if (nameProblem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `service: ${nameProblem}`);
   if (options.port !== undefined && !validPort(options.port)) {
     throw new MeshletError('MESHLET_BAD_OPTION', `port: ${options.port} is not a port number (1-65535)`);
   }
@@ -84,12 +84,30 @@ export function createMesh(options: MeshOptions): Mesh {
   checkHeaderTags(options.tagsFromHeaders ?? []);
   if (options.auth && !options.auth.keys[0])
     throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
+  if (options.logIntervalMs !== undefined && !(Number.isFinite(options.logIntervalMs) && options.logIntervalMs >= 0))
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      `logIntervalMs: ${String(options.logIntervalMs)} must be a number of milliseconds, 0 or more`,
+    );
+  const tagHeaders = options.tagHeaders ?? (options.auth ? 'verified' : 'any');
+  if (!TAG_HEADER_TRUST.includes(tagHeaders))
+    throw new MeshletError('MESHLET_BAD_OPTION', `tagHeaders: "${String(tagHeaders)}" must be one of ${TAG_HEADER_TRUST.join(', ')}`);
+  if (tagHeaders === 'verified' && !options.auth)
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
+    );
   const version = options.version ?? '0.0.0';
   const namespace = options.namespace ?? 'default';
   const registry = options.registry ?? defaultRegistry();
   const kv = options.rules ?? defaultRuleStore();
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? consoleLogger('warn', service);
+  // Per-request conditions (bad headers, dropped tags) are logged at most once per code per
+  // interval, whatever a client sends; every coded entry is counted for the metrics.
+  const logger = throttledLogger(options.logger ?? consoleLogger('warn', service), {
+    clock,
+    ...(options.logIntervalMs !== undefined ? { intervalMs: options.logIntervalMs } : {}),
+  });
   const healthPath = options.healthPath === undefined ? '/health' : options.healthPath;
   const metadata = options.metadata ?? {};
 
@@ -100,8 +118,10 @@ export function createMesh(options: MeshOptions): Mesh {
         ? options.tracing
         : createTracing({ ...options.tracing, service, version, namespace, clock });
 
-  const executor = new CallExecutor({ clock, logger });
+  const executor = new CallExecutor({ clock, logger, ...(options.callDefaults !== undefined ? { defaults: options.callDefaults } : {}) });
   const router = new Router({
+    clock,
+    logger,
     ...options.route,
     exclusion: executor.instanceBreakers,
     location: {
@@ -138,6 +158,8 @@ export function createMesh(options: MeshOptions): Mesh {
       );
   };
 
+  /** The last non-zero count of this service's healthy instances (see instanceCount). */
+  let knownInstances = 0;
   const directory = new ServiceDirectory(registry, {
     async follow(destination) {
       const watcher = watchRules(destination);
@@ -151,6 +173,7 @@ export function createMesh(options: MeshOptions): Mesh {
       await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
     },
     instances(destination, instances) {
+      if (destination === service && instances.length > 0) knownInstances = instances.length;
       feedRouter(destination, options.instanceFilter ? options.instanceFilter(destination, instances) : instances);
       executor.setInstances(
         destination,
@@ -158,6 +181,23 @@ export function createMesh(options: MeshOptions): Mesh {
       );
     },
   });
+
+  /**
+   * Healthy instances of this service, for the local share of a distributed limit while
+   * Redis is down. A registry that shows none (an outage at start, a resync) does not make
+   * the share the whole limit: the last known count stays; with none ever known it is 1,
+   * logged (at most once per interval) and counted.
+   */
+  function instanceCount(): number {
+    const n = directory.instances(service).length;
+    if (n > 0) knownInstances = n;
+    else if (knownInstances === 0)
+      logger.warn('instance count of this service unknown: the local share of a distributed limit is the whole limit', {
+        code: 'MESHLET_INSTANCE_COUNT_UNKNOWN',
+        service,
+      });
+    return Math.max(1, knownInstances);
+  }
 
   let redis: RedisConnection | undefined;
   if (options.ratelimit?.redisUrl) redis = connectRedis(options.ratelimit.redisUrl, { logger });
@@ -175,10 +215,17 @@ export function createMesh(options: MeshOptions): Mesh {
         }
       : {}),
     // The local share of a distributed limit divides by the healthy instances of this service.
-    instances: () => Math.max(1, directory.instances(service).length),
+    instances: instanceCount,
   });
   rateLimiter.follow(watchRules(service));
-  if (redis) void directory.ensure(service).catch(() => {});
+  if (redis)
+    void directory.ensure(service).catch((err: Error) =>
+      logger.warn('cannot follow the instances of this service: the local share of a distributed limit keeps the last known count', {
+        code: 'MESHLET_INSTANCE_COUNT_UNKNOWN',
+        service,
+        error: err.message,
+      }),
+    );
   const bulkheads = options.ratelimit?.bulkheads ? new Bulkheads(options.ratelimit.bulkheads) : undefined;
   const rules = new RuleRepository({ kv, kinds: ruleKinds, clock });
 
@@ -191,6 +238,8 @@ export function createMesh(options: MeshOptions): Mesh {
   const verifier = auth
     ? new IdentityVerifier({ keys: [...auth.keys], clock, audience: service, ...(auth.maxSkewMs ? { maxSkewMs: auth.maxSkewMs } : {}) })
     : undefined;
+  // A key taken out by setIdentityKeys is still accepted while tokens signed with it live.
+  const keyOverlapMs = (auth?.ttlMs ?? DEFAULT_IDENTITY_TTL_MS) + (auth?.maxSkewMs ?? DEFAULT_MAX_SKEW_MS);
   const signer = authKey
     ? new IdentitySigner({
         identity: { service, namespace, instance: service, version },
@@ -225,7 +274,7 @@ export function createMesh(options: MeshOptions): Mesh {
 
   const adminPath = options.admin?.path ?? '/_meshlet';
   const adminStatus = (): AdminStatus => {
-    const registryStatus = (registry as { status?: { degraded: boolean; errors: number } }).status;
+    const registryStatus = (registry as { status?: { degraded: boolean; errors: number; snapshotErrors?: number } }).status;
     return {
       service,
       ...(instance ? { instance: instance.id } : {}),
@@ -237,8 +286,11 @@ export function createMesh(options: MeshOptions): Mesh {
         mode: registry.constructor.name,
         degraded: registryStatus?.degraded ?? false,
         ...(registryStatus ? { errors: registryStatus.errors } : {}),
+        ...(registryStatus?.snapshotErrors !== undefined ? { snapshotErrors: registryStatus.snapshotErrors } : {}),
       },
       degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: rateLimiter.stats.degraded },
+      conditions: Object.fromEntries(logger.counts),
+      ...(verifier ? { identity: { ...verifier.counters } } : {}),
     };
   };
   const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
@@ -291,6 +343,7 @@ export function createMesh(options: MeshOptions): Mesh {
     stopping: () => stopping,
     context: inbound,
     verifier,
+    tagHeaders,
     inboundTags: options.inboundTags,
     authorizer,
     rateLimiter,
@@ -345,7 +398,10 @@ export function createMesh(options: MeshOptions): Mesh {
     try {
       await registry.deregister(id);
     } catch (err) {
-      logger.warn('deregistration failed; the registry will reap the instance when its check fails', { error: (err as Error).message });
+      logger.warn('deregistration failed; the registry will reap the instance when its check fails', {
+        code: 'MESHLET_DEREGISTER_FAILED',
+        error: (err as Error).message,
+      });
     }
   };
 
@@ -379,9 +435,8 @@ export function createMesh(options: MeshOptions): Mesh {
     rules,
     async rulesInForce(name, { timeoutMs = 10_000 } = {}) {
       if (closed) throw new MeshletError('MESHLET_CLOSED', `rulesInForce(${JSON.stringify(name)}): this mesh is closed`);
-      if (typeof name !== 'string' || !SERVICE_NAME.test(name)) {
-        throw new MeshletError('MESHLET_BAD_OPTION', `rulesInForce: "${String(name)}" is not a service name`);
-      }
+      const problem = serviceNameProblem(name);
+      if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `rulesInForce: ${problem}`);
       const watcher = watchRules(name);
       const { revision } = await rules.current(name);
       // Real time, not the mesh's clock: this waits on a watch of the store, not on a timer
@@ -417,6 +472,24 @@ export function createMesh(options: MeshOptions): Mesh {
       return instance;
     },
     register,
+    setIdentityKeys(keys: readonly MeshKey[], setOptions = {}) {
+      if (!verifier || !signer)
+        throw new MeshletError(
+          'MESHLET_BAD_OPTION',
+          'setIdentityKeys: auth is off for this mesh; createMesh({ auth: { keys } }) turns it on',
+        );
+      // Every key checked before anything changes: a bad list leaves the keys in force.
+      if (!Array.isArray(keys) || keys.length === 0)
+        throw new MeshletError('MESHLET_BAD_MESH_KEY', 'setIdentityKeys: give at least one mesh key; the first signs');
+      for (const k of keys) {
+        if (typeof k !== 'object' || k === null) throw new BadMeshKeyError('setIdentityKeys: every key is a MeshKey (meshKey(id, base64))');
+        meshKeyCheck(k);
+      }
+      const overlapMs = setOptions.overlapMs ?? keyOverlapMs;
+      verifier.setKeys(keys, { overlapMs });
+      signer.setKey(keys[0] as MeshKey);
+      logger.info('identity keys changed', { code: 'MESHLET_IDENTITY_KEYS', keys: keys.map((k) => k.id), overlapMs });
+    },
     async resolve(name) {
       await directory.require(name);
       const ctx = currentContext();

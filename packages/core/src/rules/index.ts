@@ -2,14 +2,23 @@ export {
   type Condition,
   checkRegex,
   compileConditions,
+  type LinearRegex,
   type Matcher,
   OPERATORS,
   type Operator,
   parseCondition,
   REGEX_MAX_LENGTH,
+  REGEX_MAX_PROGRAM,
   type TagLookup,
 } from './condition.js';
-export { MAX_RULE_DOCUMENT, parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
+export {
+  MAX_RULE_DOCUMENT,
+  type ParseRuleDocumentOptions,
+  parseRuleDocument,
+  RULE_DOCUMENT_LIMITS,
+  type RuleDocument,
+  type RuleKind,
+} from './rule-document.js';
 export { field, RuleValidationError } from './rule-error.js';
 export { RULES_HISTORY_PREFIX, RuleConflictError, RuleRepository, type RuleVersion } from './rule-repository.js';
 export { RULES_PREFIX, RuleWatcher, type RuleWatcherStatus } from './rule-watcher.js';

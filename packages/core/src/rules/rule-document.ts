@@ -1,4 +1,5 @@
 import { SERVICE_NAME } from '../instance.js';
+import { checkRegex } from './condition.js';
 import { field, RuleValidationError } from './rule-error.js';
 
 /**
@@ -25,22 +26,69 @@ export interface RuleDocument {
 }
 
 const SECTION_NAME = /^[a-z][a-zA-Z0-9]*$/;
+
+/**
+ * The bounds every rule document meets before any kind's parser sees it, whatever its
+ * kinds: checked in one place (parseRuleDocument), for the API, the CLI, the watcher and
+ * TSF's converted documents alike, so that no document can make a parser, the route
+ * table or a fallback's serialisation recurse, allocate or loop without bound.
+ */
+export const RULE_DOCUMENT_LIMITS = {
+  /** Characters of JSON text: under Consul's 512 KiB value limit. */
+  maxChars: 256 * 1024,
+  /** Nesting of objects and arrays below the document root (`{"a":{"b":1}}` is 2). */
+  maxDepth: 32,
+  /** Values (objects, arrays, strings, numbers, booleans, nulls) in the whole document. */
+  maxNodes: 50_000,
+  /** Elements of any one array. */
+  maxArrayLength: 1_000,
+  /** Keys of any one object. */
+  maxObjectKeys: 1_000,
+  /** Characters of any one key. */
+  maxKeyLength: 256,
+  /** Characters of any one string value (a fallback body's text is the longest). */
+  maxStringLength: 65_536,
+  /**
+   * RE2 instructions over every regex condition in the document: a request's regex work is
+   * at most this much per byte of the values it tests (about 0.5 ms at 512 bytes here).
+   */
+  maxRegexProgram: 20_000,
+} as const;
+
 /** Largest rule document accepted, in characters: under Consul's 512 KiB value limit. */
-export const MAX_RULE_DOCUMENT = 256 * 1024;
+export const MAX_RULE_DOCUMENT = RULE_DOCUMENT_LIMITS.maxChars;
+
+export interface ParseRuleDocumentOptions {
+  /**
+   * What to do with a section no loaded kind knows: `refuse` (the default: a typo like
+   * `rout` must not silently replace the rules in force) or `keep` it raw, unvalidated
+   * beyond the document's bounds (for a store that other tools read too).
+   */
+  readonly unknownSections?: 'refuse' | 'keep';
+}
 
 /**
  * Parses a rule document from JSON text:
  * `{ "service": "user-service", "route": {...}, "ratelimit": {...} }`.
- * Throws RuleValidationError with the path of the first bad field.
+ * Checks RULE_DOCUMENT_LIMITS first, then each section with its kind's parser. Throws
+ * RuleValidationError with the path of the first bad field, and nothing else.
  */
-export function parseRuleDocument(text: string, kinds: readonly RuleKind<unknown>[], expectService?: string): RuleDocument {
-  if (text.length > MAX_RULE_DOCUMENT) throw new RuleValidationError('', `document larger than ${MAX_RULE_DOCUMENT} characters`);
+export function parseRuleDocument(
+  text: string,
+  kinds: readonly RuleKind<unknown>[],
+  expectService?: string,
+  options: ParseRuleDocumentOptions = {},
+): RuleDocument {
+  if (typeof text !== 'string') throw new RuleValidationError('', 'must be JSON text');
+  if (text.length > RULE_DOCUMENT_LIMITS.maxChars)
+    throw new RuleValidationError('', `document larger than ${RULE_DOCUMENT_LIMITS.maxChars} characters`, 'size');
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new RuleValidationError('', `not valid JSON: ${(err as Error).message}`);
+    throw new RuleValidationError('', `not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
   }
+  checkBounds(raw);
   const obj = field.object(raw, '');
   const service = field.string(obj.service, 'service', 63);
   if (!SERVICE_NAME.test(service))
@@ -49,12 +97,74 @@ export function parseRuleDocument(text: string, kinds: readonly RuleKind<unknown
     throw new RuleValidationError('service', `document is for "${service}", stored under "${expectService}"`);
   }
   const description = obj.description === undefined ? undefined : field.string(obj.description, 'description', 2048);
+  const keep = options.unknownSections === 'keep';
   const sections = new Map<string, unknown>();
   for (const [key, value] of Object.entries(obj)) {
     if (key === 'service' || key === 'description') continue;
     if (!SECTION_NAME.test(key)) throw new RuleValidationError(key, 'not a rule section name');
     const kind = kinds.find((k) => k.name === key);
-    sections.set(key, kind ? kind.parse(value, key) : value);
+    if (!kind && !keep) {
+      throw new RuleValidationError(
+        key,
+        `unknown rule section (known: ${kinds.map((k) => k.name).join(', ') || 'none'}); fix the name — a misspelt section would replace the rules in force`,
+        'section',
+      );
+    }
+    sections.set(key, kind ? parseSection(kind, value, key) : value);
   }
   return { service, ...(description !== undefined ? { description } : {}), sections };
+}
+
+/** A kind's parser may only refuse with RuleValidationError; anything else it throws is a bug, reported as a refusal of its section. */
+function parseSection(kind: RuleKind<unknown>, value: unknown, path: string): unknown {
+  try {
+    return kind.parse(value, path);
+  } catch (err) {
+    if (err instanceof RuleValidationError) throw err;
+    throw new RuleValidationError(path, `the ${kind.name} parser failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** Walks the parsed JSON once, refusing the first value over a bound, with its path. */
+function checkBounds(root: unknown): void {
+  const L = RULE_DOCUMENT_LIMITS;
+  let nodes = 0;
+  let regexProgram = 0;
+  const walk = (value: unknown, path: string, depth: number): void => {
+    if (++nodes > L.maxNodes) throw new RuleValidationError(path, `document has more than ${L.maxNodes} values`, 'nodes');
+    if (typeof value === 'string') {
+      if (value.length > L.maxStringLength)
+        throw new RuleValidationError(path, `string longer than ${L.maxStringLength} characters`, 'string');
+      return;
+    }
+    if (typeof value !== 'object' || value === null) return;
+    if (depth >= L.maxDepth) throw new RuleValidationError(path, `nested deeper than ${L.maxDepth} levels`, 'depth');
+    if (Array.isArray(value)) {
+      if (value.length > L.maxArrayLength) throw new RuleValidationError(path, `array longer than ${L.maxArrayLength} elements`, 'array');
+      for (let i = 0; i < value.length; i++) walk(value[i], `${path}[${i}]`, depth + 1);
+      return;
+    }
+    const o = value as Record<string, unknown>;
+    // A condition, in whichever kind's section: `{ op: "regex", pattern }`. Compiled here for
+    // its size only (checkRegex refuses it as the kind's parser would, naming the same field).
+    if (o.op === 'regex' && typeof o.pattern === 'string') {
+      const patternPath = path === '' ? 'pattern' : `${path}.pattern`;
+      regexProgram += checkRegex(o.pattern, patternPath).programSize;
+      if (regexProgram > L.maxRegexProgram) {
+        throw new RuleValidationError(
+          patternPath,
+          `the document's regex conditions compile to more than ${L.maxRegexProgram} instructions together; use fewer or simpler patterns ("in" for lists)`,
+          'regexBudget',
+        );
+      }
+    }
+    const keys = Object.keys(value);
+    if (keys.length > L.maxObjectKeys) throw new RuleValidationError(path, `object with more than ${L.maxObjectKeys} keys`, 'keys');
+    for (const k of keys) {
+      const p = path === '' ? k.slice(0, L.maxKeyLength) : `${path}.${k.slice(0, L.maxKeyLength)}`;
+      if (k.length > L.maxKeyLength) throw new RuleValidationError(p, `key longer than ${L.maxKeyLength} characters`, 'key');
+      walk((value as Record<string, unknown>)[k], p, depth + 1);
+    }
+  };
+  walk(root, '', 0);
 }

@@ -8,11 +8,18 @@ export class RuleValidationError extends MeshletError {
   static readonly code = 'MESHLET_BAD_RULE';
   readonly path: string;
   readonly reason: string;
+  /**
+   * Which bound or engine limit refused the field, when one did (`depth`, `size`, `array`,
+   * `keys`, `string`, `key`, `nodes`, `regex`, `regexLength`, `regexProgram`, `regexBudget`, `section`);
+   * see RULE_DOCUMENT_LIMITS.
+   */
+  readonly limit: string | undefined;
 
-  constructor(path: string, reason: string) {
+  constructor(path: string, reason: string, limit?: string) {
     super(RuleValidationError.code, `${path || '(document)'}: ${reason}`);
     this.path = path;
     this.reason = reason;
+    this.limit = limit;
   }
 }
 

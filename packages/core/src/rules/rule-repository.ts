@@ -1,7 +1,7 @@
 import { type Clock, systemClock } from '../clock.js';
 import { MeshletError } from '../errors.js';
 import type { KvStore } from '../kv-store.js';
-import { parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
+import { type ParseRuleDocumentOptions, parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
 import { RULES_PREFIX } from './rule-watcher.js';
 
 export const RULES_HISTORY_PREFIX = 'meshlet/rules-history/';
@@ -36,16 +36,25 @@ export class RuleRepository {
   readonly #kv: KvStore;
   readonly #kinds: readonly RuleKind<unknown>[];
   readonly #clock: Clock;
+  readonly #parse: ParseRuleDocumentOptions;
 
-  constructor(opts: { kv: KvStore; kinds: readonly RuleKind<unknown>[]; clock?: Clock }) {
+  /**
+   * `unknownSections: 'keep'` stores sections no kind knows (the CLI's `--allow-unknown`);
+   * by default they are refused, as the watchers of a mesh refuse them.
+   */
+  constructor(opts: { kv: KvStore; kinds: readonly RuleKind<unknown>[]; clock?: Clock; unknownSections?: 'refuse' | 'keep' }) {
     this.#kv = opts.kv;
     this.#kinds = opts.kinds;
     this.#clock = opts.clock ?? systemClock;
+    this.#parse = opts.unknownSections ? { unknownSections: opts.unknownSections } : {};
   }
 
-  /** Validates a document without writing it; throws RuleValidationError naming the field. */
+  /**
+   * Validates a document without writing it, with the same parser (bounds, kinds, unknown
+   * sections) a RuleWatcher applies; throws RuleValidationError naming the field.
+   */
   validate(text: string, service?: string): RuleDocument {
-    return parseRuleDocument(text, this.#kinds, service);
+    return parseRuleDocument(text, this.#kinds, service, this.#parse);
   }
 
   /** The document in force and its store revision (0 when there is none). */
@@ -59,6 +68,8 @@ export class RuleRepository {
    * (RuleConflictError) if the document changed since it was read at that revision.
    */
   async apply(text: string, opts: { author: string; ifRevision?: number }): Promise<RuleVersion> {
+    // The whole document is validated before anything is written: an apply writes a valid
+    // document or nothing.
     const doc = this.validate(text);
     return this.#write(doc.service, text, { author: opts.author, action: 'apply', ifRevision: opts.ifRevision });
   }

@@ -1,7 +1,7 @@
 import type { KvStore } from '../kv-store.js';
 import type { Logger } from '../logger.js';
 import type { Unsubscribe } from '../registry.js';
-import { parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
+import { type ParseRuleDocumentOptions, parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
 import { RuleValidationError } from './rule-error.js';
 
 /** Where rule documents live in a KvStore: `<prefix><service>`. */
@@ -30,6 +30,7 @@ export class RuleWatcher {
   readonly #kinds: readonly RuleKind<unknown>[];
   readonly #logger: Logger;
   readonly #listeners = new Set<Listener>();
+  readonly #parse: ParseRuleDocumentOptions;
   #unwatch: Unsubscribe | undefined;
   #document: RuleDocument | undefined;
   #revision = 0;
@@ -42,8 +43,17 @@ export class RuleWatcher {
     this.#markReady = resolve;
   });
 
-  constructor(opts: { kv: KvStore; service: string; kinds: readonly RuleKind<unknown>[]; logger: Logger; prefix?: string }) {
+  /** `unknownSections` as RuleRepository's: refused by default, as a writer refuses them. */
+  constructor(opts: {
+    kv: KvStore;
+    service: string;
+    kinds: readonly RuleKind<unknown>[];
+    logger: Logger;
+    prefix?: string;
+    unknownSections?: 'refuse' | 'keep';
+  }) {
     this.#kv = opts.kv;
+    this.#parse = opts.unknownSections ? { unknownSections: opts.unknownSections } : {};
     this.#service = opts.service;
     this.#kinds = opts.kinds;
     this.#logger = opts.logger;
@@ -96,7 +106,7 @@ export class RuleWatcher {
     let document: RuleDocument | undefined;
     if (text !== undefined) {
       try {
-        document = parseRuleDocument(text, this.#kinds, this.#service);
+        document = parseRuleDocument(text, this.#kinds, this.#service, this.#parse);
       } catch (err) {
         if (!(err instanceof RuleValidationError)) throw err;
         this.#rejected++;
@@ -108,6 +118,7 @@ export class RuleWatcher {
           revision,
           path: err.path,
           reason: err.reason,
+          ...(err.limit ? { limit: err.limit } : {}),
           inForce: this.#revision,
         });
         return;
@@ -117,6 +128,24 @@ export class RuleWatcher {
     this.#revision = revision;
     this.#lastError = undefined;
     this.#logger.info('rules applied', { service: this.#service, revision, sections: document ? [...document.sections.keys()] : [] });
-    for (const l of [...this.#listeners]) l(document, revision);
+    for (const l of [...this.#listeners]) this.#notify(l, document, revision);
+  }
+
+  /**
+   * A listener that throws (a bug: parsers refuse at parse time what could fail later) is
+   * logged with a code and does not stop the others, nor reach the KvStore's writer — an
+   * apply through an in-memory store would otherwise throw after its write.
+   */
+  #notify(listener: Listener, document: RuleDocument | undefined, revision: number): void {
+    try {
+      listener(document, revision);
+    } catch (err) {
+      this.#logger.error('a rules listener failed; that part keeps its previous rules', {
+        code: 'MESHLET_RULE_LISTENER_FAILED',
+        service: this.#service,
+        revision,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
   }
 }

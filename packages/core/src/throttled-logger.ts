@@ -1,0 +1,97 @@
+import { type Clock, systemClock } from './clock.js';
+import type { LogFields, Logger } from './logger.js';
+
+/**
+ * Codes of conditions a single request can cause (a bad header, a dropped tag, a limiter
+ * that failed for one decision). A client controls how often they happen, so they are
+ * logged at most once per code per interval; everything else is logged as it comes.
+ */
+export const PER_REQUEST_CODES: readonly string[] = [
+  'MESHLET_TAG_DROPPED',
+  'MESHLET_BAD_TAG_HEADER',
+  'MESHLET_NO_TAG_SCOPES',
+  'MESHLET_RATELIMIT_FAILED',
+  'MESHLET_INSTANCE_COUNT_UNKNOWN',
+];
+
+/** Default interval between two lines of one per-request code. */
+export const DEFAULT_LOG_INTERVAL_MS = 60_000;
+/** Distinct codes counted; codes are constants in the code, this bounds a mistake. */
+const MAX_CODES = 256;
+const OTHER_CODE = 'other';
+
+export interface ThrottledLoggerOptions {
+  readonly clock?: Clock;
+  /** Default DEFAULT_LOG_INTERVAL_MS (60 s). */
+  readonly intervalMs?: number;
+  /** The codes throttled. Default PER_REQUEST_CODES. */
+  readonly codes?: readonly string[];
+}
+
+/** A Logger that also counts every coded entry, and throttles the per-request codes. */
+export interface ThrottledLogger extends Logger {
+  /** Entries seen per `code` since start, logged or not: what the metrics export. */
+  readonly counts: ReadonlyMap<string, number>;
+  /** Entries of throttled codes not written (counted in `counts` all the same). */
+  readonly suppressed: number;
+}
+
+interface CodeState {
+  /** When the last line of this code was written. */
+  at: number;
+  /** Entries since then that were not written. */
+  skipped: number;
+}
+
+/**
+ * Wraps `logger` so that the log stays bounded whatever clients send: an entry whose `code`
+ * is a per-request code is written at most once per `intervalMs`, and the line written
+ * carries `count`, the entries of that code since the previous line (this one included).
+ * Entries in between are only counted. Every entry with a `code` is counted in `counts`,
+ * for the metrics. The clock is injected: tests move time, not wait for it.
+ */
+export function throttledLogger(logger: Logger, options: ThrottledLoggerOptions = {}): ThrottledLogger {
+  const clock = options.clock ?? systemClock;
+  const intervalMs = options.intervalMs ?? DEFAULT_LOG_INTERVAL_MS;
+  const throttled = new Set(options.codes ?? PER_REQUEST_CODES);
+  const counts = new Map<string, number>();
+  const states = new Map<string, CodeState>();
+  let suppressed = 0;
+
+  const entry =
+    (write: (message: string, fields?: LogFields) => void) =>
+    (message: string, fields?: LogFields): void => {
+      const code = fields?.code;
+      if (typeof code !== 'string') {
+        write(message, fields);
+        return;
+      }
+      const key = counts.has(code) || counts.size < MAX_CODES ? code : OTHER_CODE;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+      if (!throttled.has(code)) {
+        write(message, fields);
+        return;
+      }
+      const now = clock.now();
+      const state = states.get(code);
+      if (state !== undefined && now - state.at < intervalMs) {
+        state.skipped++;
+        suppressed++;
+        return;
+      }
+      const count = (state?.skipped ?? 0) + 1;
+      states.set(code, { at: now, skipped: 0 });
+      write(message, { ...fields, count, intervalMs });
+    };
+
+  return {
+    debug: entry((m, f) => logger.debug(m, f)),
+    info: entry((m, f) => logger.info(m, f)),
+    warn: entry((m, f) => logger.warn(m, f)),
+    error: entry((m, f) => logger.error(m, f)),
+    counts,
+    get suppressed() {
+      return suppressed;
+    },
+  };
+}

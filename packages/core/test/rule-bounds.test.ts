@@ -1,0 +1,134 @@
+// Issue 16, item 2: every rule document is bounded in one place, parseRuleDocument, before
+// any kind's parser sees it; a refusal always has a code and names the field.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  InMemoryKvStore,
+  MemoryLogger,
+  parseRuleDocument,
+  RULE_DOCUMENT_LIMITS,
+  RULES_PREFIX,
+  type RuleKind,
+  RuleRepository,
+  RuleValidationError,
+  RuleWatcher,
+} from '../src/index.js';
+
+/** A kind that takes any JSON: what is left to check is the document's bounds. */
+const blob: RuleKind<unknown> = { name: 'blob', parse: (raw) => raw };
+const L = RULE_DOCUMENT_LIMITS;
+
+/** The document `{service, blob}` with the blob's JSON text given. */
+const docWith = (blobText: string) => `{"service":"orders","blob":${blobText}}`;
+
+function refusedWith(text: string, path: string, limit: string | undefined): void {
+  assert.throws(
+    () => parseRuleDocument(text, [blob]),
+    (err: unknown) => {
+      assert.ok(err instanceof RuleValidationError, String(err));
+      assert.equal(err.code, 'MESHLET_BAD_RULE');
+      assert.equal(err.path, path);
+      assert.equal(err.limit, limit);
+      return true;
+    },
+  );
+}
+const accepted = (text: string) => assert.doesNotThrow(() => parseRuleDocument(text, [blob]));
+const nested = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
+
+describe('rule document bounds', () => {
+  it('size: at most maxChars characters of JSON', () => {
+    const big = docWith(JSON.stringify('x'.repeat(L.maxChars)));
+    refusedWith(big, '', 'size');
+  });
+
+  it('depth: containers nested at most maxDepth levels, the field named', () => {
+    // The root object is level 1 and the blob's outer array level 2.
+    accepted(docWith(nested(L.maxDepth - 1)));
+    refusedWith(docWith(nested(L.maxDepth)), `blob${'[0]'.repeat(L.maxDepth - 1)}`, 'depth');
+    // The issue's document: 5,000 levels in about 10 KB.
+    refusedWith(docWith(nested(5000)), `blob${'[0]'.repeat(L.maxDepth - 1)}`, 'depth');
+    refusedWith(docWith(`{"a":${'{"a":'.repeat(100)}1${'}'.repeat(101)}`), `blob${'.a'.repeat(L.maxDepth - 1)}`, 'depth');
+  });
+
+  it('arrays, objects, keys and strings each have a bound', () => {
+    accepted(docWith(JSON.stringify(new Array(L.maxArrayLength).fill(0))));
+    refusedWith(docWith(JSON.stringify(new Array(L.maxArrayLength + 1).fill(0))), 'blob', 'array');
+    const keys = (n: number) => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 0])));
+    accepted(docWith(keys(L.maxObjectKeys)));
+    refusedWith(docWith(keys(L.maxObjectKeys + 1)), 'blob', 'keys');
+    const long = 'k'.repeat(L.maxKeyLength + 1);
+    refusedWith(docWith(JSON.stringify({ [long]: 1 })), `blob.${long.slice(0, L.maxKeyLength)}`, 'key');
+    accepted(docWith(JSON.stringify('s'.repeat(L.maxStringLength))));
+    refusedWith(docWith(JSON.stringify({ s: 's'.repeat(L.maxStringLength + 1) })), 'blob.s', 'string');
+  });
+
+  it('values: at most maxNodes in the whole document', () => {
+    const rows = Math.ceil(L.maxNodes / L.maxArrayLength) + 1;
+    const many = JSON.stringify(Array.from({ length: rows }, () => new Array(L.maxArrayLength - 1).fill(0)));
+    assert.ok(many.length < L.maxChars);
+    assert.throws(
+      () => parseRuleDocument(docWith(many), [blob]),
+      (err: unknown) => err instanceof RuleValidationError && err.limit === 'nodes' && err.path.startsWith('blob['),
+    );
+  });
+
+  it('regex conditions: a budget of compiled instructions over the whole document', () => {
+    const big = { tag: 't', op: 'regex', pattern: '^.{990}.{990}x' }; // 1,984 instructions
+    const fits = Math.floor(L.maxRegexProgram / 1984);
+    accepted(docWith(JSON.stringify(new Array(fits).fill(big))));
+    refusedWith(docWith(JSON.stringify(new Array(fits + 1).fill(big))), `blob[${fits}].pattern`, 'regexBudget');
+    // Whichever section a condition is in, and refused as its kind would refuse it.
+    refusedWith(docWith(JSON.stringify({ when: [{ tag: 't', op: 'regex', pattern: '(?=a)' }] })), 'blob.when[0].pattern', 'regex');
+  });
+
+  it('a parser that throws something other than a RuleValidationError is still a coded refusal of its section', () => {
+    const broken: RuleKind<unknown> = {
+      name: 'broken',
+      parse: () => {
+        throw new TypeError('a bug');
+      },
+    };
+    assert.throws(
+      () => parseRuleDocument('{"service":"orders","broken":{}}', [broken]),
+      (err: unknown) => err instanceof RuleValidationError && err.path === 'broken' && /a bug/.test(err.reason),
+    );
+  });
+
+  it('not JSON text at all is a coded refusal', () => {
+    assert.throws(
+      () => parseRuleDocument(undefined as unknown as string, [blob]),
+      (err: unknown) => err instanceof RuleValidationError,
+    );
+  });
+});
+
+describe('applying: a whole valid document or nothing', () => {
+  it('a refused document is not written and the one in force stays', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [blob] });
+    await repo.apply(docWith('{"v":1}'), { author: 't' });
+    const before = await repo.current('orders');
+    for (const bad of [docWith(nested(5000)), '{"service":"orders","blub":{}}', docWith(JSON.stringify('x'.repeat(L.maxChars)))]) {
+      await assert.rejects(repo.apply(bad, { author: 't' }), (err: unknown) => err instanceof RuleValidationError);
+    }
+    assert.deepEqual(await repo.current('orders'), before);
+    assert.equal((await repo.history('orders')).length, 1);
+  });
+
+  it('a listener that throws is logged with a code and reaches neither the writer nor the other listeners', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [blob], logger }).start();
+    const heard: unknown[] = [];
+    watcher.subscribe((d) => {
+      if (d) throw new RangeError('Maximum call stack size exceeded');
+    });
+    watcher.subscribe((d) => heard.push(d?.sections.get('blob')));
+    await kv.put(`${RULES_PREFIX}orders`, docWith('{"v":2}'));
+    assert.deepEqual(heard, [undefined, { v: 2 }]);
+    const failed = logger.entries.filter((e) => e.fields?.code === 'MESHLET_RULE_LISTENER_FAILED');
+    assert.equal(failed.length, 1);
+    watcher.close();
+  });
+});
