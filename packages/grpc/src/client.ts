@@ -48,6 +48,31 @@ export interface GrpcAttemptResult {
   /** The response headers, when the server sent any. */
   readonly headers: Metadata | undefined;
   readonly trailers: Metadata;
+  /** Made by the mesh (an injected fault), not by the instance: counts for no instance breaker. */
+  readonly injected?: boolean;
+}
+
+/**
+ * grpc-js's status for a call that never got a connection (its picker's failure while the
+ * subchannel is in TRANSIENT_FAILURE: "No connection established. Last error: connect
+ * ECONNREFUSED …"). Nothing reached any server.
+ */
+const NOT_CONNECTED = /^No connection established/;
+
+/**
+ * An attempt that sent nothing: the instance refused the connection. Thrown (not returned)
+ * with `syscall: 'connect'`, so the call executor treats it as it treats a refused HTTP
+ * connection: an instance failure, retried on another instance for any method, with or
+ * without a retry rule.
+ */
+export class NotSentError extends MeshletError {
+  static readonly code = 'MESHLET_GRPC_NOT_SENT';
+  readonly syscall = 'connect';
+  readonly result: GrpcAttemptResult;
+  constructor(result: GrpcAttemptResult) {
+    super(NotSentError.code, result.details);
+    this.result = result;
+  }
 }
 
 /**
@@ -65,6 +90,7 @@ export function retryable(result: Pick<GrpcAttemptResult, 'code' | 'trailers'>):
 
 /** A gRPC status for an error the governance raised. */
 export function statusOfError(err: unknown): { code: number; details: string } {
+  if (err instanceof NotSentError) return { code: err.result.code, details: err.result.details };
   const message = err instanceof Error ? err.message : String(err);
   const code = err instanceof MeshletError ? err.code : undefined;
   switch (code) {
@@ -388,6 +414,7 @@ class UnaryAttempts {
       pick: (tried) => this.#pick(tried),
       send: (instance, attemptSignal) => this.#send(instance, attemptSignal),
       discard: () => undefined,
+      injected: (result) => result.injected === true,
     };
   }
 
@@ -440,10 +467,13 @@ class UnaryAttempts {
           message: undefined,
           headers: undefined,
           trailers,
+          injected: true,
         };
       } else result = await unaryAttempt(this.#pool.get(instance), def, this.#message, md, this.#options.deadline, signal);
       this.#lastRetryable = retryable(result);
       span?.end(result.code, result.details);
+      if (result.code === Status.UNAVAILABLE && result.headers === undefined && NOT_CONNECTED.test(result.details))
+        throw new NotSentError(result);
       return result;
     } catch (err) {
       const s = statusOfError(err);

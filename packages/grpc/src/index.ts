@@ -1,5 +1,13 @@
 export { ChannelPool, type ChannelPoolOptions } from './channel-pool.js';
-export { FAULT_TRAILER, type GrpcAttemptResult, type MeshInterceptorOptions, meshInterceptor, retryable, statusOfError } from './client.js';
+export {
+  FAULT_TRAILER,
+  type GrpcAttemptResult,
+  type MeshInterceptorOptions,
+  meshInterceptor,
+  NotSentError,
+  retryable,
+  statusOfError,
+} from './client.js';
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
 export type {

@@ -34,6 +34,8 @@ export interface ExecutorCall<R extends { readonly status: number }> {
   pick(tried: ReadonlySet<string>): Instance | undefined;
   send(instance: Instance, signal: AbortSignal | undefined): Promise<R>;
   discard?(result: R): void;
+  /** True when the result was made by the mesh (an injected fault): no instance breaker counts it. */
+  injected?(result: R): boolean;
 }
 
 /** @meshlet/breaker's CallExecutor: service and API breakers, per-attempt timeout, retries with a budget, instance breakers. */

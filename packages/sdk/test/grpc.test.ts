@@ -207,6 +207,38 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
   });
 });
 
+describe('gRPC client without rules', () => {
+  it('a call to an instance that refuses connections goes to another one (nothing was sent), as HTTP calls do', async () => {
+    const e = estate();
+    const good = await startEcho('good-0');
+    await registerEcho(e, 'plain', good);
+    // A port nothing listens on: bound, then closed.
+    const gone = await startEcho('gone-0');
+    const deadPort = gone.port;
+    gone.server.forceShutdown();
+    await e.registry.register({
+      id: 'gone-0',
+      service: 'plain',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(deadPort) },
+      health: 'passing',
+    });
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'plain');
+    try {
+      const answers: string[] = [];
+      for (let i = 0; i < 6; i++) answers.push((await say(client, 'n')).split('|')[0] as string);
+      assert.deepEqual(new Set(answers), new Set(['good-0']), 'every call answered by the live instance');
+    } finally {
+      client.close();
+      await caller.close();
+      await good.close();
+    }
+  });
+});
+
 describe('gRPC server: context, auth, limits', () => {
   const e = estate();
   let server: Mesh;
