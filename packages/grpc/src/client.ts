@@ -128,7 +128,9 @@ export interface MeshInterceptorOptions {
  * gives breakers at three levels, retries with a budget, and per-attempt timeouts.
  */
 export function meshInterceptor(ports: GrpcClientPorts, service: string, options: MeshInterceptorOptions): Interceptor {
-  return (callOptions) => new InterceptingCall(new MeshCall(ports, service, options.pool, callOptions));
+  // grpc-js uses what an interceptor returns only through InterceptingCallInterface: the
+  // MeshCall itself, without an InterceptingCall in front that would only pass calls on.
+  return (callOptions) => new MeshCall(ports, service, options.pool, callOptions) as unknown as InterceptingCall;
 }
 
 /** Cancelled by the caller (cancelWithStatus), or its deadline passed. */
