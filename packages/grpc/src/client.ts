@@ -1,10 +1,11 @@
 import {
   type Client,
-  InterceptingCall,
+  type InterceptingCall,
   type InterceptingListener,
   type Interceptor,
   type InterceptorOptions,
   Metadata,
+  propagate as Propagate,
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
@@ -177,6 +178,8 @@ class MeshCall implements InterceptingCallInterface {
   #cancelDeadline: (() => void) | undefined;
   #stream: InstanceStream | undefined;
   #readWanted = false;
+  /** The call's deadline in ms since the epoch: its own, or its parent server call's if earlier. */
+  #deadline: number | undefined;
   /** A stream's messages written before its instance was chosen. */
   #pending: [unknown, (() => void) | undefined][] | undefined;
   #halfClosed = false;
@@ -198,8 +201,9 @@ class MeshCall implements InterceptingCallInterface {
     this.#parent = this.#ports.tracing?.active();
     this.#metadata = metadata;
     this.#listener = listener ?? {};
-    const deadline = deadlineMs(this.#options.deadline);
+    const deadline = this.#effectiveDeadline();
     if (deadline !== undefined) {
+      this.#deadline = deadline;
       const ms = Math.max(0, deadline - Date.now());
       this.#cancelDeadline = this.#ports.clock.setTimeout(
         () => this.#end(new CallEnded(Status.DEADLINE_EXCEEDED, `deadline of ${this.#options.method_definition.path} exceeded`)),
@@ -234,6 +238,26 @@ class MeshCall implements InterceptingCallInterface {
     if (this.#unary) return;
     this.#readWanted = true;
     this.#stream?.resume();
+  }
+
+  /**
+   * The call's own deadline, or its `parent` server call's when earlier, and the parent's
+   * cancellation passed on — grpc-js's `propagate_flags` (DEFAULTS: both).
+   */
+  #effectiveDeadline(): number | undefined {
+    let deadline = deadlineMs(this.#options.deadline);
+    const parent = this.#options.parent;
+    if (!parent) return deadline;
+    const flags = this.#options.propagate_flags ?? Propagate.DEFAULTS;
+    if (flags & Propagate.DEADLINE) {
+      const inherited = deadlineMs(parent.getDeadline());
+      if (inherited !== undefined) deadline = deadline === undefined ? inherited : Math.min(deadline, inherited);
+    }
+    if (flags & Propagate.CANCELLATION)
+      (parent as unknown as { once(e: 'cancelled', f: () => void): void }).once('cancelled', () =>
+        this.#end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled')),
+      );
+    return deadline;
   }
 
   cancelWithStatus(code: Status, details: string): void {
@@ -300,7 +324,16 @@ class MeshCall implements InterceptingCallInterface {
 
   async #runUnary(): Promise<void> {
     const ports = this.#ports;
-    const attempts = new UnaryAttempts(ports, this.#service, this.#options, this.#pool, this.#message, this.#outbound(), this.#tags());
+    const attempts = new UnaryAttempts(
+      ports,
+      this.#service,
+      this.#options,
+      this.#pool,
+      this.#message,
+      this.#outbound(),
+      this.#tags(),
+      this.#deadline,
+    );
     try {
       await this.#ensure();
       if (this.#done) return;
@@ -344,7 +377,7 @@ class MeshCall implements InterceptingCallInterface {
     span?.inject(md);
     const end = ports.router.callStarted(instance);
     const client: Client = this.#pool.get(instance);
-    const deadline = this.#options.deadline;
+    const deadline = this.#deadline;
     const stream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, md, {
       ...(deadline !== undefined ? { deadline } : {}),
     }) as unknown as InstanceStream;
@@ -384,6 +417,7 @@ class UnaryAttempts {
   readonly #metadata: Metadata;
   readonly #tags: TagLookup;
   readonly #parent: Context | undefined;
+  readonly #deadline: number | undefined;
 
   constructor(
     ports: GrpcClientPorts,
@@ -393,7 +427,9 @@ class UnaryAttempts {
     message: unknown,
     metadata: Metadata,
     tags: TagLookup,
+    deadline: number | undefined,
   ) {
+    this.#deadline = deadline;
     this.#ports = ports;
     this.#service = service;
     this.#options = options;
@@ -471,7 +507,7 @@ class UnaryAttempts {
           trailers,
           injected: true,
         };
-      } else result = await unaryAttempt(this.#pool.get(instance), def, this.#message, md, this.#options.deadline, signal);
+      } else result = await unaryAttempt(this.#pool.get(instance), def, this.#message, md, this.#deadline, signal);
       this.#lastRetryable = retryable(result);
       span?.end(result.code, result.details);
       if (result.code === Status.UNAVAILABLE && result.headers === undefined && NOT_CONNECTED.test(result.details))
@@ -505,7 +541,7 @@ function unaryAttempt(
   def: InterceptorOptions['method_definition'],
   message: unknown,
   metadata: Metadata,
-  deadline: InterceptorOptions['deadline'],
+  deadline: number | undefined,
   signal: AbortSignal | undefined,
 ): Promise<GrpcAttemptResult> {
   return new Promise((resolve, reject) => {

@@ -66,7 +66,7 @@ export interface EchoServer {
 export async function startEcho(
   id: string,
   interceptors: grpc.ServerInterceptor[] = [],
-  relay?: (target: string) => Promise<string>,
+  relay?: (target: string, call: grpc.ServerUnaryCall<Text, Text>) => Promise<string>,
 ): Promise<EchoServer> {
   const state: EchoBehaviour & { hits: number } = { hits: 0 };
   const server = new grpc.Server({ interceptors });
@@ -83,7 +83,7 @@ export async function startEcho(
     Relay(call: grpc.ServerUnaryCall<Text, Text>, cb: grpc.sendUnaryData<Text>) {
       state.hits++;
       if (!relay) return cb({ code: grpc.status.UNIMPLEMENTED, details: 'no relay here' });
-      relay(call.request.text).then(
+      relay(call.request.text, call).then(
         (text) => cb(null, { text: `${id} relayed\n${text}` }),
         (err: grpc.ServiceError) => cb({ code: err.code ?? grpc.status.INTERNAL, details: err.details ?? err.message }),
       );

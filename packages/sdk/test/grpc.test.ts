@@ -239,6 +239,44 @@ describe('gRPC client without rules', () => {
   });
 });
 
+describe('gRPC deadline propagation', () => {
+  it('a call made with { parent } inside a handler inherits the inbound deadline', async () => {
+    const e = estate();
+    const mesh = createMesh({ service: 'relay', ...e, logger: new MemoryLogger() });
+    let release = () => {};
+    const slow = await startEcho('slow-0');
+    slow.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    await registerEcho(e, 'slow', slow);
+    const downstream = mesh.grpc.client(Echo, 'slow');
+    let inner: number | undefined;
+    const relay = await startEcho('relay-0', [mesh.grpc.serverInterceptor()], (target, call) =>
+      say(downstream, target, { parent: call }).catch((err: grpc.ServiceError) => {
+        inner = err.code;
+        throw err;
+      }),
+    );
+    await registerEcho(e, 'relay', relay);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'relay');
+    try {
+      const outer = await failure(say(client, 'slow', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
+      await waitFor(() => inner !== undefined);
+      assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the inherited deadline, not held');
+    } finally {
+      release();
+      client.close();
+      downstream.close();
+      await caller.close();
+      await mesh.close();
+      await relay.close();
+      await slow.close();
+    }
+  });
+});
+
 describe('gRPC server: context, auth, limits', () => {
   const e = estate();
   let server: Mesh;
