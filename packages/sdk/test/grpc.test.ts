@@ -240,7 +240,7 @@ describe('gRPC client without rules', () => {
 });
 
 describe('gRPC deadline propagation', () => {
-  it('a call made with { parent } inside a handler inherits the inbound deadline', async () => {
+  it('a call made with { parent } inside a handler inherits the inbound deadline, and the cancellation', async () => {
     const e = estate();
     const mesh = createMesh({ service: 'relay', ...e, logger: new MemoryLogger() });
     let release = () => {};
@@ -251,8 +251,9 @@ describe('gRPC deadline propagation', () => {
     await registerEcho(e, 'slow', slow);
     const downstream = mesh.grpc.client(Echo, 'slow');
     let inner: number | undefined;
+    let flags: number = grpc.propagate.DEADLINE;
     const relay = await startEcho('relay-0', [mesh.grpc.serverInterceptor()], (target, call) =>
-      say(downstream, target, { parent: call }).catch((err: grpc.ServiceError) => {
+      say(downstream, target, { parent: call, propagate_flags: flags }).catch((err: grpc.ServiceError) => {
         inner = err.code;
         throw err;
       }),
@@ -265,6 +266,15 @@ describe('gRPC deadline propagation', () => {
       assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
       await waitFor(() => inner !== undefined);
       assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the inherited deadline, not held');
+      // Cancellation only: the caller cancels, and the inner call is cancelled with it.
+      inner = undefined;
+      flags = grpc.propagate.CANCELLATION;
+      const hits = relay.state.hits;
+      const call = client.Relay({ text: 'slow' }, new grpc.Metadata(), {}, () => {});
+      await waitFor(() => relay.state.hits > hits && slow.state.hits >= 2);
+      call.cancel();
+      await waitFor(() => inner !== undefined);
+      assert.equal(inner, grpc.status.CANCELLED);
     } finally {
       release();
       client.close();
