@@ -22,6 +22,7 @@ import {
 } from '@meshlet/core';
 import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
+import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
 import type { ExecutorCall, GrpcClientPorts, RouteChoice } from './ports.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
 import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
@@ -241,11 +242,16 @@ class MeshCall implements InterceptingCallInterface {
   }
 
   /**
-   * The call's own deadline, or its `parent` server call's when earlier, and the parent's
-   * cancellation passed on — grpc-js's `propagate_flags` (DEFAULTS: both).
+   * The earliest of the call's own deadline, the deadline of the inbound gRPC call being
+   * served (from the request context, as grpc-java's Context carries it) and its `parent`
+   * server call's; the parent's cancellation passed on — grpc-js's `propagate_flags`
+   * (DEFAULTS: both).
    */
   #effectiveDeadline(): number | undefined {
     let deadline = deadlineMs(this.#options.deadline);
+    // Inside a gRPC handler: the inbound call's deadline, unless this call's own is earlier.
+    const inbound = this.#ctx ? inboundDeadline(this.#ctx) : undefined;
+    if (inbound !== undefined && (deadline === undefined || inbound < deadline)) deadline = inbound;
     const parent = this.#options.parent;
     if (!parent) return deadline;
     const flags = this.#options.propagate_flags ?? Propagate.DEFAULTS;
@@ -655,10 +661,4 @@ function rpcSpan(
       span.end();
     },
   };
-}
-
-function deadlineMs(deadline: InterceptorOptions['deadline']): number | undefined {
-  if (deadline === undefined) return undefined;
-  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -10,6 +10,7 @@ export {
 } from './client.js';
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
+export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';
 export type {
   Admitted,
   ExecutorCall,

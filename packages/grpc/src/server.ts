@@ -9,6 +9,7 @@ import {
 import { type MeshContext, runWithContext } from '@meshlet/core';
 import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { HEALTH_SERVICE } from './health.js';
+import { deadlineMs, keepInboundDeadline } from './inbound-deadline.js';
 import type { Admitted, GrpcServerPorts, GrpcTracing, Refusal } from './ports.js';
 import { rpcNames } from './rpc-names.js';
 
@@ -74,6 +75,8 @@ export function meshServerInterceptor(ports: GrpcServerPorts): ServerInterceptor
             const headers = headersOf(metadata);
             try {
               ctx = ports.context(headers, path);
+              const deadline = deadlineMs(call.getDeadline());
+              if (deadline !== undefined) keepInboundDeadline(ctx, deadline);
             } catch (err) {
               ports.logger.warn('gRPC call context not built; the call goes on without one', { error: (err as Error).message });
             }

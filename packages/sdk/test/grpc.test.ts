@@ -240,7 +240,7 @@ describe('gRPC client without rules', () => {
 });
 
 describe('gRPC deadline propagation', () => {
-  it('a call made with { parent } inside a handler inherits the inbound deadline, and the cancellation', async () => {
+  it('a call made inside a handler inherits the inbound deadline (from the context, or { parent }), and with { parent } the cancellation', async () => {
     const e = estate();
     const mesh = createMesh({ service: 'relay', ...e, logger: new MemoryLogger() });
     let release = () => {};
@@ -251,9 +251,9 @@ describe('gRPC deadline propagation', () => {
     await registerEcho(e, 'slow', slow);
     const downstream = mesh.grpc.client(Echo, 'slow');
     let inner: number | undefined;
-    let flags: number = grpc.propagate.DEADLINE;
+    let flags: number | undefined;
     const relay = await startEcho('relay-0', [mesh.grpc.serverInterceptor()], (target, call) =>
-      say(downstream, target, { parent: call, propagate_flags: flags }).catch((err: grpc.ServiceError) => {
+      say(downstream, target, flags === undefined ? {} : { parent: call, propagate_flags: flags }).catch((err: grpc.ServiceError) => {
         inner = err.code;
         throw err;
       }),
@@ -262,16 +262,23 @@ describe('gRPC deadline propagation', () => {
     const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'relay');
     try {
+      // Without { parent }: the inbound deadline comes with the request context.
       const outer = await failure(say(client, 'slow', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
       assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
       await waitFor(() => inner !== undefined);
-      assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the inherited deadline, not held');
+      assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the inbound deadline, not held');
+      // With { parent } and the deadline flag alone.
+      inner = undefined;
+      flags = grpc.propagate.DEADLINE;
+      await failure(say(client, 'slow', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      await waitFor(() => inner !== undefined);
+      assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the parent deadline');
       // Cancellation only: the caller cancels, and the inner call is cancelled with it.
       inner = undefined;
       flags = grpc.propagate.CANCELLATION;
       const hits = relay.state.hits;
       const call = client.Relay({ text: 'slow' }, new grpc.Metadata(), {}, () => {});
-      await waitFor(() => relay.state.hits > hits && slow.state.hits >= 2);
+      await waitFor(() => relay.state.hits > hits && slow.state.hits >= 3);
       call.cancel();
       await waitFor(() => inner !== undefined);
       assert.equal(inner, grpc.status.CANCELLED);
