@@ -493,6 +493,37 @@ describe('gRPC streaming', () => {
     assert.deepEqual(got, ['streams-1:1:tier=beta', 'streams-1:2:tier=beta', 'streams-1:3:tier=beta']);
   });
 
+  it("a long server stream arrives whole and in order, read at the reader's pace", async () => {
+    const s = client.Count({ text: '500' });
+    const got: number[] = [];
+    for await (const m of s as AsyncIterable<Text>) {
+      got.push(Number((m.text.split(':')[1] as string) ?? 0));
+      if (got.length % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(got.length, 500);
+    assert.deepEqual(got.slice(0, 3), [1, 2, 3]);
+    assert.ok(got.every((n, i) => n === i + 1));
+  });
+
+  it('a unary call the caller cancels ends CANCELLED', async () => {
+    const held = servers[0] as EchoServer;
+    let release = () => {};
+    held.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      const hits = held.state.hits;
+      const code = await new Promise<number>((res) => {
+        const call = client.Say({ text: 'c' }, new grpc.Metadata(), {}, (err) => res(err?.code ?? 0));
+        void waitFor(() => held.state.hits > hits).then(() => call.cancel());
+      });
+      assert.equal(code, grpc.status.CANCELLED);
+    } finally {
+      release();
+      held.state.hold = undefined;
+    }
+  });
+
   it('client streaming and bidi streaming', async () => {
     const collected = await new Promise<string>((res, rej) => {
       const s = client.Collect(new grpc.Metadata(), {}, (err, reply) => (err ? rej(err) : res(reply?.text ?? '')));
