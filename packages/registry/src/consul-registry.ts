@@ -10,7 +10,13 @@ export type HealthCheck =
   /** Consul calls the app: `GET <scheme>://<address>:<port><path>` every `interval`. Spring's default. */
   | { readonly type: 'http'; readonly path?: string; readonly interval?: string; readonly timeout?: string }
   /** The app calls Consul every ttl×2/3 to say it is alive. */
-  | { readonly type: 'ttl'; readonly ttl?: string };
+  | { readonly type: 'ttl'; readonly ttl?: string }
+  /**
+   * Consul calls the gRPC health service (`grpc.health.v1.Health/Check`) on the instance's
+   * gRPC port (`Meta.gRPC_port`, else its port) every `interval`: for gRPC-only services
+   * (`mesh.grpc.serve` adds the health service).
+   */
+  | { readonly type: 'grpc'; readonly interval?: string; readonly timeout?: string };
 
 export interface ConsulRegistryOptions extends ConsulClientOptions {
   /** Default: HTTP check of `/health` every 10 s, as Spring Cloud Consul does for `/actuator/health`. */
@@ -131,7 +137,16 @@ export class ConsulRegistry implements Registry {
               DeregisterCriticalServiceAfter: deregister,
               Status: 'passing',
             }
-          : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
+          : check.type === 'grpc'
+            ? {
+                GRPC: `${instance.address.includes(':') ? `[${instance.address}]` : instance.address}:${meta[MetaKey.grpcPort] ?? instance.port}`,
+                GRPCUseTLS: secure,
+                Interval: check.interval ?? '10s',
+                ...(check.timeout ? { Timeout: check.timeout } : {}),
+                DeregisterCriticalServiceAfter: deregister,
+                Status: 'passing',
+              }
+            : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
     };
     const payload = JSON.stringify(body);
     await this.client.request('PUT', '/v1/agent/service/register', { body: payload });
