@@ -105,6 +105,7 @@ export class ConsulKvStore implements KvStore {
           timeoutMs: (wait + wait / 16 + 5) * 1000,
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
+      probe: (signal) => this.client.probe.wait(signal),
       // ModifyIndex per key tells every change; the values need not be compared.
       signature: (pairs) => (pairs ?? []).map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n'),
       onChange: (pairs) => listener(Object.freeze((pairs ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : 1)))),
