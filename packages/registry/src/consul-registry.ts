@@ -3,12 +3,12 @@ import { dirname } from 'node:path';
 import {
   consoleLogger,
   type Health,
-  sleep,
-  systemClock,
   type Instance,
   type Logger,
   MetaKey,
   type Registry,
+  sleep,
+  systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';

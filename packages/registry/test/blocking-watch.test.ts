@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type CancelTimer, type Clock, ManualClock } from '@meshlet/core';
-import { BlockingWatch, type BlockingWatchOptions } from '../src/blocking-watch.js';
 import { AgentProbe } from '../src/agent-probe.js';
+import { BlockingWatch, type BlockingWatchOptions } from '../src/blocking-watch.js';
 import { ConsulError, type ConsulResponse } from '../src/consul-client.js';
 
 /** One query the watch made, answered by the test. */
