@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
+  type Clock,
   consoleLogger,
   type Health,
   type Instance,
@@ -37,6 +38,15 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
    * Consul is down still routes. Default: none.
    */
   readonly snapshotFile?: string;
+  /**
+   * With a `snapshotFile` that knows the service: how long the first answer waits for
+   * Consul before the snapshot's instances are used (Consul's answer replaces them when it
+   * comes). Bounds a start against an agent that accepts connections but does not answer;
+   * an agent that refuses them falls back at once. Default 100 ms.
+   */
+  readonly snapshotWaitMs?: number;
+  /** Time for the snapshot wait; tests pass a ManualClock. Default systemClock. */
+  readonly clock?: Clock;
   readonly waitSeconds?: number;
   /**
    * How often to check that this process's own instances are still known to the agent,
@@ -105,6 +115,7 @@ export class ConsulRegistry implements Registry {
   #errors = 0;
   #lastError: string | undefined;
   #snapshotWrite: Promise<void> = Promise.resolve();
+  #snapshotLogged = false;
   /** Set while a failed re-registration check waits for the agent to answer again. */
   #awaitingAgent = false;
   readonly #closed = new AbortController();
@@ -273,7 +284,9 @@ export class ConsulRegistry implements Registry {
         if (consecutive === 1 && entry.instances === undefined) {
           // Consul is down before we ever heard from it: fall back to the snapshot file.
           void this.#fromSnapshot(service).then((saved) => {
-            if (entry.instances === undefined) deliver(Object.freeze(saved ?? []));
+            if (entry.instances !== undefined) return;
+            this.#routingFromSnapshot('consul is unreachable');
+            deliver(Object.freeze(saved ?? []));
           });
         }
       },
@@ -282,6 +295,14 @@ export class ConsulRegistry implements Registry {
     const entry: ServiceWatch = { listeners: new Set(), instances: undefined, watch, first };
     this.#services.set(service, entry);
     watch.start();
+    // Consul slow to give its first answer: the snapshot's instances of the service, if it has them.
+    this.#afterSnapshotWait(async () => {
+      if (entry.instances !== undefined) return;
+      const saved = await this.#fromSnapshot(service);
+      if (saved === undefined || entry.instances !== undefined || this.#services.get(service) !== entry) return;
+      this.#routingFromSnapshot(`consul has not answered within ${this.#opts.snapshotWaitMs ?? 100} ms`);
+      deliver(Object.freeze(saved));
+    });
     return entry;
   }
 
@@ -320,7 +341,20 @@ export class ConsulRegistry implements Registry {
       }),
     };
     state.watch.start();
+    this.#afterSnapshotWait(async () => {
+      if (state.names !== undefined) return;
+      const snap = await this.#loadSnapshot();
+      if (!snap || Object.keys(snap).length === 0 || state.names !== undefined || this.#catalog !== state) return;
+      state.names = Object.freeze(Object.keys(snap).sort());
+      for (const l of [...listeners]) l(state.names);
+    });
     return state;
+  }
+
+  /** Runs `fallback` once snapshotWaitMs has passed, when there is a snapshot file. */
+  #afterSnapshotWait(fallback: () => Promise<void>): void {
+    if (!this.#opts.snapshotFile) return;
+    (this.#opts.clock ?? systemClock).setTimeout(() => void fallback(), this.#opts.snapshotWaitMs ?? 100);
   }
 
   #degrade(key: string, err: unknown, consecutive: number): void {
@@ -409,11 +443,17 @@ export class ConsulRegistry implements Registry {
     try {
       const parsed = JSON.parse(await readFile(file, 'utf8')) as { services?: Record<string, Instance[]> };
       this.#snapshot = parsed.services ?? {};
-      this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file });
     } catch {
       this.#snapshot = {};
     }
     return this.#snapshot;
+  }
+
+  /** Logs, once per process, that instances come from the snapshot file. */
+  #routingFromSnapshot(why: string): void {
+    if (this.#snapshotLogged || !this.#opts.snapshotFile) return;
+    this.#snapshotLogged = true;
+    this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file: this.#opts.snapshotFile, why });
   }
 
   async #fromSnapshot(service: string): Promise<Instance[] | undefined> {
