@@ -37,6 +37,7 @@ const sections: Section[] = [
   { name: 'breaker-reaction', run: (await import('./breaker-reaction.js')).breakerReaction },
   { name: 'ratelimit-accuracy', run: (await import('./ratelimit-accuracy.js')).ratelimitAccuracy },
   { name: 'consul-propagation', run: (await import('./consul-propagation.js')).consulPropagation },
+  { name: 'registry-resync', run: (await import('./registry-resync.js')).registryResync },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
