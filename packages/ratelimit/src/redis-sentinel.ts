@@ -19,8 +19,8 @@ export function parseSentinelUrl(url: string): SentinelAddress {
   if (!m) throw new MeshletError('MESHLET_BAD_OPTION', `redisUrl: "${url}" is not redis+sentinel://host:port[,host:port…]/<primary name>`);
   const sentinels = (m[1] as string).split(',').map((hp) => {
     const at = hp.lastIndexOf(':');
-    const host = at > 0 ? hp.slice(0, at) : hp;
-    const port = at > 0 ? Number(hp.slice(at + 1)) : 26379;
+    const host = at >= 0 ? hp.slice(0, at) : hp;
+    const port = at >= 0 ? Number(hp.slice(at + 1)) : 26379;
     if (!host || !Number.isInteger(port) || port < 1 || port > 65535)
       throw new MeshletError('MESHLET_BAD_OPTION', `redisUrl: "${hp}" is not a Sentinel host:port`);
     return { host, port };
