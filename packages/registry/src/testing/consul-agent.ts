@@ -231,6 +231,8 @@ export interface ConsulNode {
   readonly rpcAddress: string | undefined;
   /** True while the process runs. */
   readonly running: boolean;
+  /** The process id while it runs (to read its CPU time, say). */
+  readonly pid: number | undefined;
   /** Kills the process (SIGKILL): a crash. Its data directory stays. */
   stop(): Promise<void>;
   /** Starts it again on the same ports and data directory; resolves once its HTTP API answers. */
@@ -253,6 +255,8 @@ export interface ConsulClusterOptions {
   readonly binary?: string;
   /** Copy the agents' output to stderr. */
   readonly log?: boolean;
+  /** More HCL for every node (e.g. `limits { http_max_conns_per_client = 10000 }` for a benchmark). */
+  readonly hcl?: readonly string[];
 }
 
 /**
@@ -300,6 +304,7 @@ async function startClusterOnFreePorts(options: ConsulClusterOptions): Promise<C
       '-disable-host-node-id',
       '-hcl',
       'performance { raft_multiplier = 1 }',
+      ...(options.hcl ?? []).flatMap((h) => ['-hcl', h]),
       ...(server ? ['-server', '-bootstrap-expect=3'] : []),
       ...serfLan.filter((_, i) => i !== n),
     ];
@@ -368,6 +373,9 @@ function managedAgent(
     rpcAddress,
     get running() {
       return running();
+    },
+    get pid() {
+      return running() ? child?.pid : undefined;
     },
     async stop() {
       const c = child;
