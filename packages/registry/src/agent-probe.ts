@@ -1,24 +1,15 @@
-import { type Clock, sleep } from '@meshlet/core';
+import { type Clock, sleep, systemClock } from '@meshlet/core';
 
 export interface AgentProbeOptions {
   /** One cheap request: resolves when the agent answers and can serve reads, rejects otherwise. */
   readonly check: (signal: AbortSignal) => Promise<void>;
   /** Ceiling of the jittered pause between failed checks, ms: pauses fall in [ceiling/2, ceiling). Default 1 000. */
   readonly periodMs?: number;
-  /** Time for the pauses; tests pass a ManualClock. Default: real time. */
+  /** Time for the pauses; tests pass a ManualClock. Default systemClock (its timers do not keep the process alive; see `wait`). */
   readonly clock?: Clock;
   /** Source of the jitter, in [0, 1). Default Math.random. */
   readonly random?: () => number;
 }
-
-/** Real time whose timers keep the process alive while something waits on the agent. */
-const realTime: Clock = {
-  now: () => performance.now(),
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
 
 /**
  * Waits until the Consul agent answers again, for every watch of one client at once.
@@ -36,11 +27,13 @@ export class AgentProbe {
   readonly #periodMs: number;
   #round: Promise<void> | undefined;
   #waiters = 0;
+  #keepingAlive = 0;
+  #aliveHandle: NodeJS.Timeout | undefined;
   #checks = 0;
 
   constructor(options: AgentProbeOptions) {
     this.#check = options.check;
-    this.#clock = options.clock ?? realTime;
+    this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#periodMs = options.periodMs ?? 1_000;
   }
@@ -53,10 +46,14 @@ export class AgentProbe {
   /**
    * Resolves once a check passes (joining the round in flight, if any); rejects with the
    * signal's reason if it aborts first. A round with nobody left waiting ends by itself.
+   * With `keepAlive` (the default, as a watch's loop always did) the process stays alive
+   * while this waits; a background check (re-registration) passes false.
    */
-  async wait(signal: AbortSignal): Promise<void> {
+  async wait(signal: AbortSignal, options: { keepAlive?: boolean } = {}): Promise<void> {
     if (signal.aborted) throw signal.reason;
+    const keepAlive = options.keepAlive !== false;
     this.#waiters++;
+    if (keepAlive && this.#keepingAlive++ === 0) this.#aliveHandle = setInterval(() => {}, 2 ** 30);
     try {
       this.#round ??= this.#run().finally(() => {
         this.#round = undefined;
@@ -64,6 +61,7 @@ export class AgentProbe {
       await untilAborted(this.#round, signal);
     } finally {
       this.#waiters--;
+      if (keepAlive && --this.#keepingAlive === 0) clearInterval(this.#aliveHandle);
     }
   }
 

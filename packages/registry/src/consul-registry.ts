@@ -413,7 +413,7 @@ export class ConsulRegistry implements Registry {
     const signal = this.#closed.signal;
     // A pause first, so that an agent that answers the probe but fails the check is not hammered.
     sleep(systemClock, 500 + Math.random() * 500, signal)
-      .then(() => this.client.probe.wait(signal))
+      .then(() => this.client.probe.wait(signal, { keepAlive: false }))
       .then(
         () => {
           this.#awaitingAgent = false;
