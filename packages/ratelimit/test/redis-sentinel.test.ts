@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +22,9 @@ import {
 
 const script = fileURLToPath(new URL('../../../../scripts/redis-sentinel.sh', import.meta.url));
 const RATE = 100; // per second, for the whole fleet
-const BURST = 10;
+// A share's burst (BURST / FLEET) must outlast this process being starved of CPU for a
+// moment on a loaded machine, or the fleet admits less than the limit while degraded.
+const BURST = 30;
 const FLEET = 4;
 
 async function freePort(): Promise<number> {
@@ -91,6 +94,8 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
   // Each second of the run: admitted calls, for the whole fleet.
   const admittedPerSecond: number[] = [];
   let running = true;
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   const t0 = performance.now();
   const loops = limiters.map(async (limiter) => {
     while (running) {
@@ -124,19 +129,23 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
   running = false;
   await Promise.all(loops);
   const elapsed = (performance.now() - t0) / 1000;
+  lag.disable();
   await Promise.all(connections.map((c) => c.close()));
 
   const admitted = admittedPerSecond.reduce((a, b) => a + (b ?? 0), 0);
   const limit = RATE * elapsed;
   console.log(
-    `# failover: ${admitted} admitted in ${elapsed.toFixed(1)} s (limit ${limit.toFixed(0)}, ${(((admitted - limit) / limit) * 100).toFixed(2)}%); per second ${admittedPerSecond.join(', ')}`,
+    `# failover: ${admitted} admitted in ${elapsed.toFixed(1)} s (rate × time ${limit.toFixed(0)}: ${(((admitted - limit) / limit) * 100).toFixed(2)}%; with the bucket's first burst ${(limit + BURST).toFixed(0)}: ${(((admitted - limit - BURST) / (limit + BURST)) * 100).toFixed(2)}%); per second ${admittedPerSecond.join(', ')}`,
   );
 
   // Allowance: the full bucket at the start, the local shares' full buckets when Redis went,
   // and the Redis bucket refilled while it was away.
   const allowance = 3 * BURST;
   assert.ok(admitted <= limit * 1.05 + allowance, `never open: ${admitted} admitted in ${elapsed.toFixed(1)} s, limit ${limit.toFixed(0)}`);
-  assert.ok(admitted >= limit * 0.95, `not closed either: ${admitted} admitted in ${elapsed.toFixed(1)} s, limit ${limit.toFixed(0)}`);
+  assert.ok(
+    admitted >= limit * 0.95,
+    `not closed either: ${admitted} admitted in ${elapsed.toFixed(1)} s, limit ${limit.toFixed(0)} (event loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms)`,
+  );
   for (const [second, n] of admittedPerSecond.entries())
     assert.ok((n ?? 0) <= RATE + allowance, `second ${second}: ${n} admitted, limit ${RATE} per second`);
   assert.ok(
