@@ -90,6 +90,7 @@ pidfile $dir/sentinel-$port.pid
 logfile $dir/sentinel-$port.log
 dir $dir
 sentinel monitor $name 127.0.0.1 $primary 2
+sentinel known-replica $name 127.0.0.1 $replica
 sentinel down-after-milliseconds $name 1000
 sentinel failover-timeout $name 5000
 sentinel parallel-syncs $name 1
