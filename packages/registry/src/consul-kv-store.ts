@@ -230,7 +230,8 @@ export class ConsulKvStore implements KvStore {
         const data = JSON.stringify({ savedAt: new Date().toISOString(), prefixes } satisfies KvSnapshot);
         await mkdir(dirname(file), { recursive: true });
         const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-        await writeFile(tmp, data);
+        // Owner-only: config read through this store may hold values meant for this service alone.
+        await writeFile(tmp, data, { mode: 0o600 });
         await rename(tmp, file);
       } catch (err) {
         this.#logger.warn('could not write the KV snapshot', { file, error: (err as Error).message });

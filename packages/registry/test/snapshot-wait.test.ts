@@ -2,7 +2,7 @@
 // `snapshotWaitMs`, on the injected clock. Consul here is a fetch that never answers (an
 // agent that accepts connections and says nothing) or answers at once.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
@@ -106,6 +106,7 @@ it('KV: Consul answering first wins, and the snapshot is not delivered after it'
   // …and the file now holds what Consul said.
   const saved = JSON.parse(await readFile(file, 'utf8')) as { prefixes: Record<string, KvEntry[]> };
   assert.deepEqual(saved.prefixes['meshlet/rules/stock'], seen.calls[0]);
+  assert.equal((await stat(file)).mode & 0o777, 0o600, 'readable by the service’s user only');
 });
 
 it('KV: without a snapshot file, nothing is delivered on the clock', async () => {
