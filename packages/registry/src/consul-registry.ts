@@ -45,7 +45,7 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
    * an agent that refuses them falls back at once. Default 100 ms.
    */
   readonly snapshotWaitMs?: number;
-  /** Time for the snapshot wait; tests pass a ManualClock. Default systemClock. */
+  /** Time for the snapshot wait and the resync grace; tests pass a ManualClock. Default systemClock. */
   readonly clock?: Clock;
   readonly waitSeconds?: number;
   /**
@@ -57,9 +57,11 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
    */
   readonly reregisterCheckMs?: number;
   /**
-   * After an outage, an answer with no healthy instance for a service that had some is
-   * not believed for this long: a restarted agent answers before its services have
-   * registered again. Default 15 000 ms.
+   * After an outage, for this long, an instance known before it that Consul reports but
+   * not as passing is kept (a restarted agent reports restored checks critical until each
+   * has run once), and an answer with no healthy instance at all is not believed (the
+   * services have not registered again yet). Instances Consul no longer has go at once.
+   * Default 15 000 ms.
    */
   readonly resyncGraceMs?: number;
   readonly logger?: Logger;
@@ -84,6 +86,11 @@ interface ServiceWatch {
   readonly watch: BlockingWatch<HealthEntry[]>;
   /** Resolves with the first answer (from Consul, or the snapshot during an outage). */
   readonly first: Promise<void>;
+  /** Consul's last answer, for the look again when a resync grace ends. */
+  lastAnswer: HealthEntry[] | undefined;
+  graceTimer: (() => void) | undefined;
+  /** The grace of this recovery was logged (once per recovery). */
+  graceLogged: boolean;
 }
 
 export interface ConsulRegistryStatus {
@@ -208,6 +215,7 @@ export class ConsulRegistry implements Registry {
       // Nobody follows the service any more: stop its blocking query.
       if (w.listeners.size === 0 && this.#services.get(service) === w) {
         this.#services.delete(service);
+        w.graceTimer?.();
         w.watch.stop();
       }
     };
@@ -234,7 +242,10 @@ export class ConsulRegistry implements Registry {
     this.#heartbeats.clear();
     for (const r of this.#registered.values()) clearInterval(r.keeper);
     this.#registered.clear();
-    for (const w of this.#services.values()) w.watch.stop();
+    for (const w of this.#services.values()) {
+      w.graceTimer?.();
+      w.watch.stop();
+    }
     this.#catalog?.watch.stop();
     await Promise.all([...this.#services.values()].map((w) => w.watch.done));
     await this.#snapshotWrite;
@@ -253,6 +264,45 @@ export class ConsulRegistry implements Registry {
       for (const l of [...entry.listeners]) l(instances);
     };
     const key = `service:${service}`;
+    const clock = this.#opts.clock ?? systemClock;
+    const grace = this.#opts.resyncGraceMs ?? 15_000;
+    /** Consul's answer, as delivered to listeners: right after an outage, a drop is not believed at once. */
+    const apply = (entries: HealthEntry[]) => {
+      entry.lastAnswer = entries;
+      const all = entries.map((e) => instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true }));
+      const healthy = all.filter((i) => i.health === 'passing');
+      const graceLeft = this.#recoveredAt + grace - clock.now();
+      const known = entry.instances ?? [];
+      if (graceLeft > 0 && known.length > 0) {
+        // A restarted agent answers before its services have registered again (none at
+        // all), or with their restored checks critical until each has run once (a server
+        // restart, a client agent's data dir): keep the last known instances it reports but
+        // not as passing, until they pass or the grace ends. Instances it no longer has at
+        // all go at once.
+        const passing = new Set(healthy.map((i) => i.id));
+        const reported = new Set(all.map((i) => i.id));
+        const kept = healthy.length === 0 ? known : known.filter((i) => !passing.has(i.id) && reported.has(i.id));
+        if (kept.length > 0) {
+          entry.graceTimer ??= clock.setTimeout(() => {
+            entry.graceTimer = undefined;
+            if (this.#services.get(service) === entry && entry.lastAnswer) apply(entry.lastAnswer);
+          }, graceLeft);
+          if (!entry.graceLogged) {
+            entry.graceLogged = true;
+            this.#logger.warn('consul came back reporting fewer healthy instances: keeping the last known until they pass again', {
+              code: 'MESHLET_REGISTRY_RESYNC',
+              service,
+              kept: kept.map((i) => i.id),
+              graceMs: grace,
+            });
+          }
+          if (healthy.length > 0) deliver(Object.freeze([...healthy, ...kept]));
+          return;
+        }
+      }
+      deliver(Object.freeze(healthy));
+      this.#remember(service, healthy);
+    };
     const watch = new BlockingWatch<HealthEntry[]>({
       query: (index, wait, signal) =>
         this.client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}?index=${index}&wait=${wait}s`, {
@@ -261,24 +311,7 @@ export class ConsulRegistry implements Registry {
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
       probe: (signal) => this.client.probe.wait(signal),
-      onChange: (entries) => {
-        const healthy = entries
-          .map((e) => instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true }))
-          .filter((i) => i.health === 'passing');
-        const grace = this.#opts.resyncGraceMs ?? 15_000;
-        if (healthy.length === 0 && (entry.instances?.length ?? 0) > 0 && performance.now() - this.#recoveredAt < grace) {
-          this.#logger.warn(
-            'consul came back without instances of a service that had some: keeping the last known until they register again',
-            {
-              code: 'MESHLET_REGISTRY_RESYNC',
-              service,
-            },
-          );
-          return;
-        }
-        deliver(Object.freeze(healthy));
-        this.#remember(service, healthy);
-      },
+      onChange: (entries) => apply(entries),
       onError: (err, consecutive) => {
         this.#degrade(key, err, consecutive);
         if (consecutive === 1 && entry.instances === undefined) {
@@ -292,7 +325,15 @@ export class ConsulRegistry implements Registry {
       },
       onRecover: () => this.#recover(key),
     });
-    const entry: ServiceWatch = { listeners: new Set(), instances: undefined, watch, first };
+    const entry: ServiceWatch = {
+      listeners: new Set(),
+      instances: undefined,
+      watch,
+      first,
+      lastAnswer: undefined,
+      graceTimer: undefined,
+      graceLogged: false,
+    };
     this.#services.set(service, entry);
     watch.start();
     // Consul slow to give its first answer: the snapshot's instances of the service, if it has them.
@@ -371,7 +412,8 @@ export class ConsulRegistry implements Registry {
   }
 
   #recover(key: string): void {
-    this.#recoveredAt = performance.now();
+    this.#recoveredAt = (this.#opts.clock ?? systemClock).now();
+    for (const w of this.#services.values()) w.graceLogged = false;
     if (this.#failing.delete(key))
       this.#logger.warn('consul reachable again: resynced', { code: 'MESHLET_REGISTRY_RECOVERED', watch: key });
     void this.#reregisterMissing();
