@@ -40,6 +40,8 @@ const sections: Section[] = [
   { name: 'breaker-reaction', run: (await import('./breaker-reaction.js')).breakerReaction },
   { name: 'ratelimit-accuracy', run: (await import('./ratelimit-accuracy.js')).ratelimitAccuracy },
   { name: 'consul-propagation', run: (await import('./consul-propagation.js')).consulPropagation },
+  { name: 'registry-resync', run: (await import('./registry-resync.js')).registryResync },
+  { name: 'registry-scale', run: (await import('./registry-scale.js')).registryScale },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },

@@ -40,6 +40,9 @@ if (!env.MESHLET_REDIS_URL) {
   process.on('exit', () => spawnSync('scripts/redis.sh', ['stop', redisPort], { stdio: 'inherit' }));
 }
 
+// Redis Sentinel from Debian's packages for the failover test (which starts its own set).
+prepare('scripts/redis-sentinel.sh', ['install']);
+
 // `--only=<prefix>` keeps the test files under a prefix (`npm run test:interop`); other
 // arguments go to node --test.
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
