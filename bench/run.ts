@@ -32,6 +32,7 @@ interface Section {
 const sections: Section[] = [
   { name: 'governed-call', run: (await import('./fetch-overhead.js')).fetchOverhead },
   { name: 'governance-cost', run: (await import('./governance-cost.js')).governanceCost },
+  { name: 'grpc', run: (await import('./grpc-overhead.js')).grpcOverhead },
   { name: 'sidecar', run: (await import('./sidecar.js')).sidecar },
   { name: 'route-decision', run: (await import('./route-decision.js')).routeDecision },
   { name: 'memory', run: (await import('./memory.js')).memory },
@@ -39,6 +40,8 @@ const sections: Section[] = [
   { name: 'breaker-reaction', run: (await import('./breaker-reaction.js')).breakerReaction },
   { name: 'ratelimit-accuracy', run: (await import('./ratelimit-accuracy.js')).ratelimitAccuracy },
   { name: 'consul-propagation', run: (await import('./consul-propagation.js')).consulPropagation },
+  { name: 'registry-resync', run: (await import('./registry-resync.js')).registryResync },
+  { name: 'registry-scale', run: (await import('./registry-scale.js')).registryScale },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },

@@ -102,3 +102,8 @@ it('the ky and got example carries the tag through both clients', async () => {
   const { stdout } = await run(process.execPath, ['examples/dist/ky-got/main.js'], { timeout: 30_000 });
   assert.deepEqual(stdout.trim().split('\n'), ['ky: tier=gold', 'got: tier=vip']);
 });
+
+it('the gRPC example calls a gRPC service by name with the tag in metadata, and stops it gracefully', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/grpc/main.js'], { timeout: 30_000 });
+  assert.equal(stdout.trim(), 'user 42 tier=vip from user-service@1.21.0\ndrained: true');
+});

@@ -29,9 +29,19 @@ interface Spec {
 
 const MESH = "import { createMesh, type Mesh } from 'meshlet';\ndeclare const mesh: Mesh;\nvoid createMesh;\n";
 
+const GRPC_CLIENT =
+  "type G = typeof import('@grpc/grpc-js');\n" +
+  "declare const UsersClient: new (address: string, credentials: import('@grpc/grpc-js').ChannelCredentials) => InstanceType<G['Client']> & {\n" +
+  "  GetUser(req: { id: string }, options: import('@grpc/grpc-js').CallOptions, cb: (err: import('@grpc/grpc-js').ServiceError | null, user?: unknown) => void): import('@grpc/grpc-js').ClientUnaryCall;\n" +
+  '};\n';
+
 const SNIPPETS: Record<string, Spec> = {
   'README.md#0': { example: 'examples/quickstart/main.ts', compileOnly: 'listens on 8080/8081; the example is run' },
   'README.md#1': { prelude: MESH, compileOnly: 'continues the quick start' },
+  'README.md#2': {
+    prelude: `import * as grpc from '@grpc/grpc-js';\n${MESH}${GRPC_CLIENT}declare const port: number;\n`,
+    compileOnly: 'serves gRPC and registers; examples/grpc is run',
+  },
   'packages/auth/README.md#0': { run: /^false \{"error":"forbidden".*\nGET \/users\/\{id\}\ntrue$/m },
   'packages/breaker/README.md#0': { run: true },
   'packages/breaker/README.md#1': {
@@ -42,8 +52,12 @@ const SNIPPETS: Record<string, Spec> = {
   'packages/config/README.md#0': { run: true },
   'packages/core/README.md#0': { run: /vip Chrome/ },
   'packages/core/README.md#1': { run: /GET \/users\/me\nGET \/users\/\{id\}/ },
-  'packages/propagation/README.md#0': { run: true },
   'packages/fault/README.md#0': { run: /chrome-503/ },
+  'packages/propagation/README.md#0': { run: true },
+  'packages/grpc/README.md#0': {
+    prelude: `${GRPC_CLIENT}declare const Orders: { service: import('@grpc/grpc-js').ServiceDefinition };\ndeclare const handlers: import('@grpc/grpc-js').UntypedServiceImplementation;\n`,
+    compileOnly: 'serves gRPC on 9090 and registers; examples/grpc is run',
+  },
   'packages/nestjs/README.md#0': { legacyDecorators: true, compileOnly: 'listens on 8080; examples/nest is the app the tests run' },
   'packages/ratelimit/README.md#0': { run: true },
   'packages/ratelimit/README.md#1': {

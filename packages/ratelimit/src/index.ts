@@ -67,6 +67,7 @@ export {
   UNITS,
 } from './ratelimit-rule.js';
 export { connectRedis, nodeRedisCommand, type RawCommandClient, type RedisConnection } from './redis-client.js';
+export { connectRedisSentinel, parseSentinelUrl, type SentinelAddress, type SentinelConnectionOptions } from './redis-sentinel.js';
 export {
   type RedisAcquired,
   type RedisBucketSpec,

@@ -124,7 +124,12 @@ export interface RateLimiterOptions {
   readonly instances?: () => number;
   /** Most buckets per rule (one per distinct `by` value). Default 10 000. */
   readonly maxKeysPerRule?: number;
-  /** While degraded, how often one decision tries Redis again. Default 1000 ms. */
+  /**
+   * While degraded, how often one decision tries Redis again. Default 200 ms: until every
+   * instance has probed, some admit from Redis and some from their shares, so the fleet can
+   * admit up to twice its limit for that long. A probe while Redis is down costs nothing
+   * (the connection fails fast without queueing).
+   */
   readonly probeIntervalMs?: number;
   /** Redis key prefix. Default `meshlet:rl:`. */
   readonly keyPrefix?: string;
@@ -223,7 +228,7 @@ export class RateLimiter {
     this.#redis = options.redis;
     this.#instances = options.instances ?? (() => 1);
     this.#maxKeys = options.maxKeysPerRule ?? 10_000;
-    this.#probeMs = options.probeIntervalMs ?? 1000;
+    this.#probeMs = options.probeIntervalMs ?? 200;
     this.#keyPrefix = options.keyPrefix ?? 'meshlet:rl:';
     this.#adaptiveDefault = options.adaptive;
     this.#eventLoopDelay = options.eventLoopDelay;

@@ -49,6 +49,7 @@ export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks }
 export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
 export { type Fetch, MAX_REDIRECTS, RedirectRefusedError } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
+export type { GrpcClientConstructor, MeshGrpc } from './grpc.js';
 export { followIdentityKeys, IDENTITY_KEYS_PREFIX, type KeyConfig, meshKeysFromConfig } from './identity-keys.js';
 export type { HeaderTag, TagHeaderTrust } from './inbound.js';
 export { type KoaContextLike, type KoaMiddleware, koaMiddleware } from './koa.js';

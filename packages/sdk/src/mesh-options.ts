@@ -9,6 +9,7 @@ import type { Tracing, TracingOptions } from '@meshlet/trace';
 import type { AdaptiveOption } from './adaptive-protection.js';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
+import type { MeshGrpc } from './grpc.js';
 import type { HeaderTag, TagHeaderTrust } from './inbound.js';
 import type { KoaMiddleware } from './koa.js';
 import type { ServeOptions } from './lifecycle.js';
@@ -203,6 +204,8 @@ export interface Mesh {
   koa(): KoaMiddleware;
   /** Fastify plugin: `app.register(mesh.fastify)`. */
   readonly fastify: FastifyPlugin;
+  /** gRPC (@grpc/grpc-js), governed like HTTP: clients by service name, a server interceptor, registration of the gRPC port. */
+  readonly grpc: MeshGrpc;
   /**
    * Lossless start: waits until `server` listens and answers its health path, then
    * registers, and stops gracefully on SIGTERM/SIGINT.

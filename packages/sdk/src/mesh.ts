@@ -5,6 +5,7 @@ import { adaptiveProtection } from './adaptive-protection.js';
 import { createAdminHandler } from './admin-handler.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
+import { type MeshGrpc, meshGrpc } from './grpc.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
@@ -60,6 +61,23 @@ export function createMesh(options: MeshOptions): Mesh {
       })
     : undefined;
   const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
+  const frameworks = inboundPipeline({
+    service,
+    healthPath,
+    stopping: () => lifecycle.stopping,
+    context: inbound,
+    verifier: own.verifier,
+    tagHeaders: settings.tagHeaders,
+    inboundTags: options.inboundTags,
+    authorizer: own.authorizer,
+    rateLimiter: own.rateLimiter,
+    tracing,
+    admin: adminHandler ? { path: adminPath as string, handler: adminHandler } : undefined,
+    catalog: catalog?.handler,
+    routeOf: (method, path) => catalog?.routeOf(method, path),
+    logger,
+  });
+  let grpc: MeshGrpc | undefined;
 
   const lifecycle: Lifecycle = new Lifecycle({
     service,
@@ -69,6 +87,7 @@ export function createMesh(options: MeshOptions): Mesh {
     register: (overrides) => registration.register(overrides),
     deregister: () => registration.deregister(),
     async release() {
+      grpc?.close();
       destinations.close();
       await tracing?.shutdown();
       await own.close();
@@ -111,23 +130,24 @@ export function createMesh(options: MeshOptions): Mesh {
       const ctx = currentContext();
       return router.pick(name, (t) => (t === 'destination.service' ? name : getTag(t, ctx)));
     },
-    ...inboundPipeline({
-      service,
-      healthPath,
-      stopping: () => lifecycle.stopping,
-      context: inbound,
-      verifier: own.verifier,
-      tagHeaders: settings.tagHeaders,
-      inboundTags: options.inboundTags,
-      authorizer: own.authorizer,
-      rateLimiter: own.rateLimiter,
-      tracing,
-      admin: adminHandler ? { path: adminPath as string, handler: adminHandler } : undefined,
-      catalog: catalog?.handler,
-      routeOf: (method, path) => catalog?.routeOf(method, path),
-      logger,
-    }),
+    ...frameworks,
     koa: () => koaMiddleware(mesh),
+    get grpc() {
+      grpc ??= meshGrpc({
+        ...outbound.deps,
+        service,
+        contextOf: frameworks.contextOf,
+        authorizer: own.authorizer,
+        rateLimiter: own.rateLimiter,
+        httpPort: options.port,
+        registeredPort: () => registration.instance?.port,
+        stopping: () => lifecycle.stopping,
+        register: (overrides) => registration.register(overrides),
+        deregister: () => registration.deregister(),
+        setGrpcPort: (port) => registration.setGrpcPort(port),
+      });
+      return grpc;
+    },
     serve: (server, serveOptions) => lifecycle.serve(server, serveOptions),
     shutdown: () => lifecycle.shutdown(),
     close: () => lifecycle.close(),

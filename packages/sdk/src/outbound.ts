@@ -19,6 +19,8 @@ export class Outbound {
   readonly request: MeshRequest;
   /** The shared pipeline, for the other client front ends (axios, got, ky: mesh-internals.ts). */
   readonly pipeline: GovernedCallPipeline;
+  /** What the pipeline reads, for the gRPC front end (`mesh.grpc`), which has a pipeline of its own. */
+  readonly deps: GovernedCallDeps;
   readonly #agent = new Agent();
 
   constructor(
@@ -46,6 +48,7 @@ export class Outbound {
       clock: settings.clock,
       logger: settings.logger,
     };
+    this.deps = deps;
     const pipeline = governedCall(deps);
     this.pipeline = pipeline;
     this.fetch = governedFetch({ ...deps, send: options.fetch ?? globalThis.fetch }, pipeline);

@@ -20,6 +20,8 @@ export class Registration {
   readonly #adminPath: string | undefined;
   #instance: Instance | undefined;
   #callerHeader: string;
+  /** The gRPC port (mesh.grpc.serve), registered as `Meta.gRPC_port`. */
+  #grpcPort: number | undefined;
 
   constructor(
     settings: MeshSettings,
@@ -44,6 +46,11 @@ export class Registration {
     return this.#callerHeader;
   }
 
+  /** Sets the gRPC port written with the next registration. */
+  setGrpcPort(port: number): void {
+    this.#grpcPort = port;
+  }
+
   async register(overrides: { port?: number; address?: string } = {}): Promise<Instance> {
     const { service, version, namespace, clock, metadata, registry } = this.#settings;
     const port = overrides.port ?? this.#options.port;
@@ -56,6 +63,7 @@ export class Registration {
     const address = overrides.address ?? this.#options.address ?? '127.0.0.1';
     const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
     if (this.#adminPath !== undefined) extra[ADMIN_META_KEY] = this.#adminPath;
+    if (this.#grpcPort !== undefined) extra[MetaKey.grpcPort] = String(this.#grpcPort);
     if (this.#catalog) Object.assign(extra, await this.#catalog.publish(this.#settings));
     const instance: Instance = {
       id: this.#options.instanceId ?? `${service}-${port}`,
