@@ -9,6 +9,7 @@ import {
   type ThrottledLogger,
   throttledLogger,
 } from '@meshlet/core';
+import { createTracing, type Tracing } from '@meshlet/trace';
 import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
 import type { MeshOptions } from './mesh-options.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
@@ -76,4 +77,12 @@ export function meshSettings(options: MeshOptions): MeshSettings {
     healthPath: options.healthPath === undefined ? '/health' : options.healthPath,
     metadata: options.metadata ?? {},
   };
+}
+
+/** The mesh's tracing: the one given, one made from the options, or none. */
+export function meshTracing(settings: MeshSettings, options: MeshOptions): Tracing | undefined {
+  const { service, version, namespace, clock } = settings;
+  if (options.tracing === undefined) return undefined;
+  if ('startClientSpan' in options.tracing) return options.tracing;
+  return createTracing({ ...options.tracing, service, version, namespace, clock });
 }

@@ -1,6 +1,8 @@
 import type { Registry, ThrottledLogger } from '@meshlet/core';
-import type { AdminStatus } from './admin-handler.js';
+import type { Tracing } from '@meshlet/trace';
+import { type AdminHandler, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import type { Destinations } from './destinations.js';
+import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
 import type { OwnService } from './own-service.js';
 import type { Registration } from './registration.js';
@@ -36,4 +38,22 @@ export function meshStatus(
 /** A registry that reports its health (ConsulRegistry does); the in-memory one does not. */
 function registryHealth(registry: Registry): { degraded: boolean; errors: number; snapshotErrors?: number } | undefined {
   return (registry as { status?: { degraded: boolean; errors: number; snapshotErrors?: number } }).status;
+}
+
+/** The admin endpoint when `options.admin` asks for it: `/status` from `status`, `/metrics` from tracing's call metrics. */
+export function meshAdmin(
+  options: MeshOptions,
+  path: string | undefined,
+  tracing: Tracing | undefined,
+  status: () => AdminStatus,
+): { readonly path: string; readonly handler: AdminHandler } | undefined {
+  if (!options.admin || path === undefined) return undefined;
+  const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
+  const handler = createAdminHandler({
+    token: options.admin.token,
+    path,
+    status,
+    metrics: () => callMetrics.map((m) => m?.render() ?? '').join(''),
+  });
+  return { path, handler };
 }

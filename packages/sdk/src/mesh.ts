@@ -1,8 +1,6 @@
 import { currentContext, getTag, MeshletError, NoMeshError, RuleRepository, serviceNameProblem } from '@meshlet/core';
 import { TagPropagation } from '@meshlet/propagation';
-import { createTracing, type Tracing } from '@meshlet/trace';
 import { adaptiveProtection } from './adaptive-protection.js';
-import { createAdminHandler } from './admin-handler.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
 import { type MeshGrpc, meshGrpc } from './grpc.js';
@@ -11,8 +9,8 @@ import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
 import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
-import { meshSettings } from './mesh-settings.js';
-import { meshStatus } from './mesh-status.js';
+import { meshSettings, meshTracing } from './mesh-settings.js';
+import { meshAdmin, meshStatus } from './mesh-status.js';
 import { Outbound } from './outbound.js';
 import { OwnService } from './own-service.js';
 import { lastMesh } from './process-defaults.js';
@@ -35,12 +33,7 @@ export function createMesh(options: MeshOptions): Mesh {
   // Checked with the options, before anything starts; its sampler starts on first read.
   const adaptive = adaptiveProtection(options.ratelimit?.adaptive);
   const { service, version, namespace, registry, kv, clock, logger, healthPath } = settings;
-  const tracing: Tracing | undefined =
-    options.tracing === undefined
-      ? undefined
-      : 'startClientSpan' in options.tracing
-        ? options.tracing
-        : createTracing({ ...options.tracing, service, version, namespace, clock });
+  const tracing = meshTracing(settings, options);
   const destinations = new Destinations(settings, options);
   const { directory, router, executor } = destinations;
   const own = new OwnService(settings, options, destinations, adaptive);
@@ -51,15 +44,7 @@ export function createMesh(options: MeshOptions): Mesh {
   const propagation = new TagPropagation(options.dialects);
 
   const outbound = new Outbound(settings, options, { destinations, own, registration, tracing, propagation });
-  const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
-  const adminHandler = options.admin
-    ? createAdminHandler({
-        token: options.admin.token,
-        path: adminPath as string,
-        status: () => meshStatus(settings, { destinations, own, registration }),
-        metrics: () => callMetrics.map((m) => m?.render() ?? '').join(''),
-      })
-    : undefined;
+  const admin = meshAdmin(options, adminPath, tracing, () => meshStatus(settings, { destinations, own, registration }));
   const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
   const frameworks = inboundPipeline({
     service,
@@ -72,7 +57,7 @@ export function createMesh(options: MeshOptions): Mesh {
     authorizer: own.authorizer,
     rateLimiter: own.rateLimiter,
     tracing,
-    admin: adminHandler ? { path: adminPath as string, handler: adminHandler } : undefined,
+    admin,
     catalog: catalog?.handler,
     routeOf: (method, path) => catalog?.routeOf(method, path),
     logger,
