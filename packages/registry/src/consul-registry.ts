@@ -132,6 +132,8 @@ export class ConsulRegistry implements Registry {
   #snapshotErrors = 0;
   #snapshotWrite: Promise<void> = Promise.resolve();
   #snapshotLogged = false;
+  /** The snapshot file was read and had the right shape (a refused one is logged as such, not as routing). */
+  #snapshotUsable = false;
   /** Set while a failed re-registration check waits for the agent to answer again. */
   #awaitingAgent = false;
   readonly #closed = new AbortController();
@@ -531,6 +533,7 @@ export class ConsulRegistry implements Registry {
       return this.#snapshot;
     }
     this.#snapshot = services;
+    this.#snapshotUsable = true;
     return this.#snapshot;
   }
 
@@ -541,7 +544,7 @@ export class ConsulRegistry implements Registry {
 
   /** Logs, once per process, that instances come from the snapshot file. */
   #routingFromSnapshot(why: string): void {
-    if (this.#snapshotLogged || !this.#opts.snapshotFile) return;
+    if (this.#snapshotLogged || !this.#snapshotUsable) return;
     this.#snapshotLogged = true;
     this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file: this.#opts.snapshotFile, why });
   }
