@@ -36,4 +36,5 @@ export {
   type TsfIdentity,
   TsfSystemTag,
   tsfDialect,
+  verifiedSourceTags,
 } from './tsf-dialect.js';
