@@ -4,9 +4,9 @@
 // 2. Warm-up's effect on routing: four instances, one registered at t = 0 with a 10-minute
 //    window (floor 1%, 10 steps); the router is re-fed with applyWarmup at each instant and
 //    the share of 10 000 round-robin picks the new instance gets is counted.
-import { type Instance, MetaKey } from '@meshlet/core';
-import { applyWarmup, type DialectName, REGISTERED_AT_META, TagPropagation, TagScopes } from '@meshlet/dialects';
-import { Router, seededRandom } from '@meshlet/route';
+import { type Instance, MetaKey, seededRandom } from '@meshlet/core';
+import { type DialectName, TagPropagation, TagScopes } from '@meshlet/propagation';
+import { applyWarmup, REGISTERED_AT_META, Router } from '@meshlet/route';
 import { fmt, machine, median, table } from './harness.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);

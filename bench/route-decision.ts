@@ -6,8 +6,8 @@
 // are, plus regex / exists rules on tags the request lacks), which the rule index skips
 // without testing them; and "mixed", where 30 range / regex rules on tags the request has
 // must each be tested, the worst case of the index.
-import { createContext, getTag, type Instance, MetaKey } from '@meshlet/core';
-import { type LoadBalancerConfig, parseRouteSection, Router, seededRandom } from '@meshlet/route';
+import { createContext, getTag, type Instance, MetaKey, seededRandom } from '@meshlet/core';
+import { type LoadBalancerConfig, parseRouteSection, Router } from '@meshlet/route';
 import { fmt, machine, median, table } from './harness.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);

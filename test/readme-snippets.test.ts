@@ -52,7 +52,8 @@ const SNIPPETS: Record<string, Spec> = {
   'packages/config/README.md#0': { run: true },
   'packages/core/README.md#0': { run: /vip Chrome/ },
   'packages/core/README.md#1': { run: /GET \/users\/me\nGET \/users\/\{id\}/ },
-  'packages/dialects/README.md#0': { run: true },
+  'packages/fault/README.md#0': { run: /chrome-503/ },
+  'packages/propagation/README.md#0': { run: true },
   'packages/grpc/README.md#0': {
     prelude: `${GRPC_CLIENT}declare const Orders: { service: import('@grpc/grpc-js').ServiceDefinition };\ndeclare const handlers: import('@grpc/grpc-js').UntypedServiceImplementation;\n`,
     compileOnly: 'serves gRPC on 9090 and registers; examples/grpc is run',
@@ -65,6 +66,11 @@ const SNIPPETS: Record<string, Spec> = {
   },
   'packages/registry/README.md#0': { compileOnly: 'needs Consul' },
   'packages/route/README.md#0': { run: true },
+  'packages/route/README.md#1': {
+    prelude:
+      "import { type Instance, ManualClock } from '@meshlet/core';\nimport { Router, WarmupFeed } from '@meshlet/route';\nconst router = new Router();\nconst clock = new ManualClock();\nconst instances: Instance[] = [];\n",
+    run: true,
+  },
   'packages/sdk/README.md#0': { compileOnly: 'listens on 8080 and registers' },
   'packages/sdk/README.md#1': { prelude: MESH, compileOnly: 'calls user-service' },
   'packages/sdk/README.md#2': { prelude: MESH, compileOnly: 'calls user-service; examples/axios is run' },

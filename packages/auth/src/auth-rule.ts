@@ -7,6 +7,7 @@ import {
   parseCondition,
   pathTemplateProblem,
   type RuleKind,
+  type RuleKindEntry,
   RuleValidationError,
   SERVICE_NAME,
 } from '@meshlet/core';
@@ -127,5 +128,11 @@ export function parseApi(raw: unknown, path: string): ApiTemplate {
   return { method, path: normalizeTemplate(template) };
 }
 
-/** The `auth` rule kind: give it to core's RuleWatcher (`kinds: [authRules, ...]`). */
-export const authRules: RuleKind<AuthSection> = { name: 'auth', parse: parseAuthSection };
+/** The `auth` rule kind: give it to core's RuleWatcher (`kinds: [authRuleKind, ...]`). */
+export const authRuleKind: RuleKind<AuthSection> = { name: 'auth', parse: parseAuthSection };
+
+/** The `auth` rule kind as this package publishes it: parser and JSON Schema. */
+export const authRule: RuleKindEntry<AuthSection> = {
+  kind: authRuleKind,
+  schema: { package: '@meshlet/auth', file: 'schema/auth.schema.json' },
+};

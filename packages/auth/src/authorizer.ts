@@ -1,5 +1,5 @@
-import { ApiMatcher, compileConditions, type Matcher, type RuleWatcher, SystemTag, type TagLookup, type Unsubscribe } from '@meshlet/core';
-import { type AuthAction, type AuthRule, type AuthSection, authRules } from './auth-rule.js';
+import { ApiMatcher, compileConditions, type Matcher, type RuleFeed, SystemTag, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import { type AuthAction, type AuthRule, type AuthSection, authRuleKind } from './auth-rule.js';
 import type { CallerIdentity } from './identity.js';
 
 /** What the Authorizer decided for one request. Allowed decisions are shared objects: do not mutate. */
@@ -77,9 +77,9 @@ export class Authorizer {
     this.#deniedBy.clear();
   }
 
-  /** Follows the `auth` section of a RuleWatcher's document: last good rules stay in force. */
-  follow(watcher: RuleWatcher): Unsubscribe {
-    return watcher.subscribe(() => this.setRules(watcher.section(authRules)));
+  /** Follows the `auth` section of this service's rules (core's RuleWatcher): last good rules stay in force. */
+  follow(rules: RuleFeed): Unsubscribe {
+    return rules.follow(authRuleKind, (section) => this.setRules(section));
   }
 
   /** Decides for `caller` (undefined: anonymous) calling `request`; counts the outcome. */

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { InMemoryKvStore, MemoryLogger, parseRuleDocument, RULES_PREFIX, RuleWatcher } from '@meshlet/core';
 import { assertRuleRefused } from '@meshlet/core/testing';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { Authorizer, type AuthSection, authRules, parseAuthSection } from '../src/index.js';
+import { Authorizer, type AuthSection, authRuleKind, parseAuthSection } from '../src/index.js';
 
 const schema = JSON.parse(readFileSync(new URL('../../schema/auth.schema.json', import.meta.url), 'utf8')) as object;
 const validate = new Ajv2020({ allErrors: true, strict: false, validateFormats: false }).compile(schema);
@@ -117,10 +117,10 @@ describe('auth rules', () => {
   });
 
   it('is the auth section of a rule document', () => {
-    const doc = parseRuleDocument(JSON.stringify({ service: 'payment', auth: one({ services: ['checkout'] }) }), [authRules]);
+    const doc = parseRuleDocument(JSON.stringify({ service: 'payment', auth: one({ services: ['checkout'] }) }), [authRuleKind]);
     assert.equal((doc.sections.get('auth') as AuthSection).rules[0]?.services[0], 'checkout');
     assert.throws(
-      () => parseRuleDocument(JSON.stringify({ service: 'payment', auth: one({ services: ['checkout'], op: 1 }) }), [authRules]),
+      () => parseRuleDocument(JSON.stringify({ service: 'payment', auth: one({ services: ['checkout'], op: 1 }) }), [authRuleKind]),
       /auth\.rules\[0\]\.op: unknown field/,
     );
   });
@@ -129,7 +129,7 @@ describe('auth rules', () => {
     const kv = new InMemoryKvStore();
     const logger = new MemoryLogger();
     const key = `${RULES_PREFIX}payment`;
-    const watcher = new RuleWatcher({ kv, service: 'payment', kinds: [authRules], logger });
+    const watcher = new RuleWatcher({ kv, service: 'payment', kinds: [authRuleKind], logger });
     const authorizer = new Authorizer();
     authorizer.follow(watcher);
     watcher.start();

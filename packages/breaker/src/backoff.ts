@@ -14,4 +14,3 @@ export function backoffDelay(retry: number, options: BackoffOptions, random: () 
 }
 
 /** Waits on a clock; shared with the rest of Meshlet from core. */
-export { sleep } from '@meshlet/core';

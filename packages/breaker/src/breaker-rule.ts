@@ -1,4 +1,13 @@
-import { type ApiTemplate, apiKey, field, normalizeTemplate, pathTemplateProblem, type RuleKind, RuleValidationError } from '@meshlet/core';
+import {
+  type ApiTemplate,
+  apiKey,
+  field,
+  normalizeTemplate,
+  pathTemplateProblem,
+  type RuleKind,
+  type RuleKindEntry,
+  RuleValidationError,
+} from '@meshlet/core';
 import { type BreakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
 import { type FailureClassifier, type StatusSpec, statusClassifier } from './failure-classifier.js';
 import { type HedgePolicy, parseHedgePolicy } from './hedge.js';
@@ -279,3 +288,9 @@ export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
 
 /** The `breaker` section of the rule document, for RuleWatcher's kinds. */
 export const breakerRuleKind: RuleKind<BreakerRules> = { name: 'breaker', parse: parseBreakerRules };
+
+/** The `breaker` rule kind as this package publishes it: parser and JSON Schema. */
+export const breakerRule: RuleKindEntry<BreakerRules> = {
+  kind: breakerRuleKind,
+  schema: { package: '@meshlet/breaker', file: 'schema/breaker.schema.json' },
+};

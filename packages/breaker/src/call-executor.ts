@@ -4,13 +4,14 @@ import {
   type Clock,
   type Logger,
   NoInstanceError,
-  type RuleDocument,
+  type RuleFeed,
   silentLogger,
+  sleep,
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
 import { withTimeout } from './attempt-signal.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { backoffDelay } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
 import {
@@ -176,11 +177,10 @@ export class CallExecutor {
     this.#services.set(service, this.#compile(service, rules ?? NO_RULES, old));
   }
 
-  /** Follows a RuleWatcher of `service`: its `breaker` section is applied on every accepted document. */
-  follow(watcher: { subscribe(listener: (document: RuleDocument | undefined) => void): Unsubscribe }, service: string): Unsubscribe {
-    return watcher.subscribe((document) =>
-      this.setRules(service, document?.sections.get(breakerRuleKind.name) as BreakerRules | undefined),
-    );
+  /** Follows the `breaker` section of a service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    const service = rules.service;
+    return rules.follow(breakerRuleKind, (section) => this.setRules(service, section));
   }
 
   /** The instances `service` has now, for the ejection cap; breakers of departed instances are dropped. */

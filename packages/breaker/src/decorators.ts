@@ -1,6 +1,13 @@
-import { type AsyncMethodDecorator, type Clock, methodDecorator as coreMethodDecorator, MeshletError, systemClock } from '@meshlet/core';
+import {
+  type AsyncMethodDecorator,
+  type Clock,
+  methodDecorator as coreMethodDecorator,
+  MeshletError,
+  sleep,
+  systemClock,
+} from '@meshlet/core';
 import { withTimeout } from './attempt-signal.js';
-import { type BackoffOptions, backoffDelay, sleep } from './backoff.js';
+import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { Breaker, REJECTED } from './breaker.js';
 import { type BreakerPolicy, breakerPolicy } from './breaker-policy.js';
 import { CircuitOpenError } from './circuit-open-error.js';

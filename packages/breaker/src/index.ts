@@ -1,7 +1,4 @@
-// The one path-template matcher lives in core; re-exported here so `@meshlet/breaker` keeps its API.
-export { type ApiMatch, ApiMatcher, type ApiTemplate, apiKey } from '@meshlet/core';
-export { withTimeout } from './attempt-signal.js';
-export { type BackoffOptions, backoffDelay, sleep } from './backoff.js';
+export { type BackoffOptions, backoffDelay } from './backoff.js';
 export { Breaker, type BreakerGroupOptions, type BreakerSnapshot, REJECTED } from './breaker.js';
 export {
   BreakerEvents,
@@ -17,6 +14,7 @@ export { type BreakerPolicy, breakerPolicy, defaultBreakerPolicy } from './break
 export {
   type ApiRule,
   type BreakerRules,
+  breakerRule,
   breakerRuleKind,
   defaultRetryPolicy,
   HTTP_METHODS,
@@ -51,7 +49,6 @@ export {
 export { defaultClassifier, type FailureClassifier, type StatusSpec, statusClassifier, type Verdict } from './failure-classifier.js';
 export { HEDGE_MIN_SAMPLES, HedgeLostError, type HedgePolicy, Hedger, type HedgeStats, parseHedgePolicy } from './hedge.js';
 export { InstanceBreakers, type InstanceBreakersOptions, ServiceInstanceBreakers } from './instance-breakers.js';
-export { Listeners } from './listeners.js';
 export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
 export { type SendFailure, sendFailureOf } from './send-failure.js';
 export { CountWindow, createWindow, type SlidingWindow, TimeWindow, type WindowSpec } from './sliding-window.js';

@@ -189,7 +189,7 @@ describe('breaker rules', () => {
     const key = `${RULES_PREFIX}orders`;
     await kv.put(key, JSON.stringify({ service: 'orders', breaker: good }));
     const executor = new CallExecutor();
-    const unfollow = executor.follow(watcher, 'orders');
+    const unfollow = executor.follow(watcher);
     const inForce = watcher.section(breakerRuleKind);
     const serviceBreaker = executor.breaker('service', 'orders');
     assert.ok(serviceBreaker);

@@ -117,7 +117,7 @@ export function withTags<T>(tags: Readonly<Record<string, string>>, fn: () => T)
 }
 
 /**
- * Per-request state that another package keeps beside a context (the dialects package
+ * Per-request state that another package keeps beside a context (the propagation package
  * keeps tag scopes and pass-through headers this way). A child context made by withTags
  * gets `fork()` of it, so that changes in the child do not reach the parent.
  */

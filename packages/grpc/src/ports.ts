@@ -49,7 +49,7 @@ export interface GrpcDirectory {
   ensure(service: string): Promise<void>;
 }
 
-/** A fault rule's decision (@meshlet/dialects' FaultDecision). */
+/** A fault rule's decision (@meshlet/fault's FaultDecision). */
 export interface FaultChoice {
   readonly delayMs?: number;
   readonly abortStatus?: number;

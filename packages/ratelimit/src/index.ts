@@ -41,7 +41,6 @@ export {
   type RefusingBucketRule,
   type RefusingConcurrencyRule,
   type RefusingRule,
-  type RuleSource,
 } from './rate-limiter.js';
 export {
   type ApiMethod,
@@ -60,7 +59,8 @@ export {
   type RateUnit,
   type RuleScope,
   type RuleTarget,
-  ratelimitRules,
+  ratelimitRule,
+  ratelimitRuleKind,
   scopeOf,
   type TokenBucketRule,
   tokensPerMs,

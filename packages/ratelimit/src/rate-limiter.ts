@@ -3,7 +3,7 @@ import {
   compileConditions,
   type Logger,
   type Matcher,
-  type RuleDocument,
+  type RuleFeed,
   silentLogger,
   systemClock,
   TagLimits,
@@ -22,7 +22,7 @@ import {
   type RateLimitRule,
   type RateLimitSection,
   type RuleScope,
-  ratelimitRules,
+  ratelimitRuleKind,
   scopeOf,
   type TokenBucketRule,
   tokensPerMs,
@@ -111,11 +111,6 @@ export interface RateLimiterStats {
   readonly inFlight: number;
   /** The adaptive concurrency limit, when one is on. */
   readonly adaptive?: AdaptiveStats;
-}
-
-/** Something that publishes rule documents: core's RuleWatcher. */
-export interface RuleSource {
-  subscribe(listener: (document: RuleDocument | undefined, revision: number) => void): Unsubscribe;
 }
 
 export interface RateLimiterOptions {
@@ -292,9 +287,9 @@ export class RateLimiter {
     return this.#adaptive;
   }
 
-  /** Applies the `ratelimit` section of every document `source` publishes, now and on change. */
-  follow(source: RuleSource): Unsubscribe {
-    return source.subscribe((doc) => this.setRules(doc?.sections.get(ratelimitRules.name) as RateLimitSection | undefined));
+  /** Follows the `ratelimit` section of this service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    return rules.follow(ratelimitRuleKind, (section) => this.setRules(section));
   }
 
   /** The rules in force. */

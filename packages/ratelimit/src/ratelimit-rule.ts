@@ -1,4 +1,4 @@
-import { type Condition, field, parseCondition, type RuleKind, RuleValidationError } from '@meshlet/core';
+import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
 import { type AdaptiveSection, parseAdaptiveSection } from './adaptive-rule.js';
 import { parsePathTemplate } from './path-matcher.js';
 
@@ -195,4 +195,10 @@ export function parseRateLimitSection(raw: unknown, path: string): RateLimitSect
 }
 
 /** The `ratelimit` rule kind: hand it to RuleWatcher / RuleRepository with the other kinds. */
-export const ratelimitRules: RuleKind<RateLimitSection> = { name: 'ratelimit', parse: parseRateLimitSection };
+export const ratelimitRuleKind: RuleKind<RateLimitSection> = { name: 'ratelimit', parse: parseRateLimitSection };
+
+/** The `ratelimit` rule kind as this package publishes it: parser and JSON Schema. */
+export const ratelimitRule: RuleKindEntry<RateLimitSection> = {
+  kind: ratelimitRuleKind,
+  schema: { package: '@meshlet/ratelimit', file: 'schema/ratelimit.schema.json' },
+};

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InMemoryKvStore, ManualClock, MemoryLogger, RuleWatcher } from '@meshlet/core';
-import { type LimitedRequest, RateLimiter, type RedisCommand, RedisTokenBuckets, ratelimitRules, rejection } from '../src/index.js';
+import { type LimitedRequest, RateLimiter, type RedisCommand, RedisTokenBuckets, ratelimitRuleKind, rejection } from '../src/index.js';
 import { req, section, sync } from './limiter-helpers.js';
 
 function admitted(limiter: RateLimiter, request: LimitedRequest, times: number): number {
@@ -109,7 +109,7 @@ describe('RateLimiter (local)', () => {
   it('follows the rule document in the KvStore, hot, and keeps the last good rules', async () => {
     const kv = new InMemoryKvStore();
     const logger = new MemoryLogger();
-    const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [ratelimitRules], logger }).start();
+    const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [ratelimitRuleKind], logger }).start();
     const limiter = new RateLimiter({ service: 'orders', clock: new ManualClock(0) });
     limiter.follow(watcher);
     await kv.put(

@@ -10,7 +10,7 @@ import {
   parseRateLimitSection,
   type RateLimitRule,
   type RateLimitSection,
-  ratelimitRules,
+  ratelimitRuleKind,
   type TokenBucketRule,
 } from '../src/index.js';
 
@@ -60,10 +60,10 @@ describe('ratelimit rules', () => {
   });
 
   it('is the ratelimit section of a rule document', () => {
-    const doc = parseRuleDocument(JSON.stringify({ service: 'orders', ratelimit: one({}) }), [ratelimitRules]);
+    const doc = parseRuleDocument(JSON.stringify({ service: 'orders', ratelimit: one({}) }), [ratelimitRuleKind]);
     assert.equal((doc.sections.get('ratelimit') as RateLimitSection).rules[0]?.name, 'r');
     assert.throws(
-      () => parseRuleDocument(JSON.stringify({ service: 'orders', ratelimit: one({ rate: -1 }) }), [ratelimitRules]),
+      () => parseRuleDocument(JSON.stringify({ service: 'orders', ratelimit: one({ rate: -1 }) }), [ratelimitRuleKind]),
       /ratelimit\.rules\[0\]\.rate/,
     );
   });

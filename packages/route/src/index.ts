@@ -5,7 +5,6 @@ export { LANE_META_KEY, LANE_TAG } from './lane.js';
 export { LeastRequests } from './least-requests.js';
 export type { LoadBalancer } from './load-balancer.js';
 export { DEFAULT_NEARBY, type Location, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
-export { type RandomSource, seededRandom } from './random-source.js';
 export {
   type Destination,
   type GroupSelector,
@@ -17,8 +16,21 @@ export {
   RouteLimits,
   type RouteRule,
   type RouteSection,
+  routeRule,
   routeRuleKind,
-} from './route-section.js';
+} from './route-rule.js';
 export { type RouteDecision, Router, type RouterOptions, type RouteVia } from './router.js';
 export { buildSchedule, MAX_SCHEDULE, SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
+export {
+  applyWarmup,
+  BASE_WEIGHT_META,
+  baseWeight,
+  type InstanceSink,
+  nextWarmupChangeAt,
+  REGISTERED_AT_META,
+  registeredAt,
+  WarmupFeed,
+  type WarmupOptions,
+  warmupWeight,
+} from './warmup.js';
 export { WeightedRandom } from './weighted-random.js';

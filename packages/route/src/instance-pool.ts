@@ -1,11 +1,10 @@
-import type { Instance, TagLookup } from '@meshlet/core';
+import type { Instance, RandomSource, TagLookup } from '@meshlet/core';
 import { ConsistentHash } from './consistent-hash.js';
 import type { Endpoint } from './endpoint.js';
 import { LeastRequests } from './least-requests.js';
 import type { LoadBalancer } from './load-balancer.js';
 import { type Location, localityRank, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
-import type { RandomSource } from './random-source.js';
-import type { LoadBalancerConfig, NearbyConfig } from './route-section.js';
+import type { LoadBalancerConfig, NearbyConfig } from './route-rule.js';
 import { SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
 import { WeightedRandom } from './weighted-random.js';
 

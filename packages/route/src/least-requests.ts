@@ -1,7 +1,6 @@
-import type { Instance } from '@meshlet/core';
+import type { Instance, RandomSource } from '@meshlet/core';
 import type { Endpoint } from './endpoint.js';
 import type { LoadBalancer } from './load-balancer.js';
-import type { RandomSource } from './random-source.js';
 
 /**
  * Least outstanding requests by the power of two choices: draw two distinct candidates at

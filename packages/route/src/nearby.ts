@@ -1,6 +1,6 @@
 import { MetaKey } from '@meshlet/core';
 import type { Endpoint } from './endpoint.js';
-import type { NearbyConfig } from './route-section.js';
+import type { NearbyConfig } from './route-rule.js';
 
 /** Where the calling process runs; instances say where they run in metadata `zone` / `region`. */
 export interface Location {

@@ -3,7 +3,7 @@ import { type Endpoint, instanceWeight, type LoadCounter } from './endpoint.js';
 import { InstancePool, type PoolSettings } from './instance-pool.js';
 import { LANE_META_KEY } from './lane.js';
 import type { Member } from './nearby.js';
-import type { Destination, GroupSelector, RouteSection } from './route-section.js';
+import type { Destination, GroupSelector, RouteSection } from './route-rule.js';
 import { RuleIndex } from './rule-index.js';
 
 /** Groups chosen by weight: pool i takes r in [cumulative[i-1], cumulative[i]) of r in [0, 100). */

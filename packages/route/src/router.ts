@@ -1,3 +1,4 @@
+import type { RandomSource } from '@meshlet/core';
 import {
   type Clock,
   type Instance,
@@ -6,7 +7,7 @@ import {
   NoInstanceError,
   noExclusion,
   type Registry,
-  type RuleWatcher,
+  type RuleFeed,
   SystemTag,
   silentLogger,
   systemClock,
@@ -17,8 +18,7 @@ import type { LoadCounter } from './endpoint.js';
 import type { InstancePool, PoolSettings } from './instance-pool.js';
 import { LANE_TAG } from './lane.js';
 import { DEFAULT_NEARBY, type Location, type NearbyLevel } from './nearby.js';
-import type { RandomSource } from './random-source.js';
-import { type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-section.js';
+import { type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-rule.js';
 import { choosePool, RouteTable } from './route-table.js';
 
 export interface RouterOptions {
@@ -192,9 +192,10 @@ export class Router {
     s.graceUntil = until;
   }
 
-  /** Follows the `route` section of a RuleWatcher of `service`'s rule document. */
-  followRules(service: string, watcher: RuleWatcher): Unsubscribe {
-    return watcher.subscribe((doc) => this.setRules(service, doc?.sections.get(routeRuleKind.name) as RouteSection | undefined));
+  /** Follows the `route` section of a service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    const service = rules.service;
+    return rules.follow(routeRuleKind, (section) => this.setRules(service, section));
   }
 
   /** Follows `service`'s instances in a registry. */

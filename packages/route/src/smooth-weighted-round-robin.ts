@@ -1,7 +1,6 @@
-import type { Instance } from '@meshlet/core';
+import type { Instance, RandomSource } from '@meshlet/core';
 import type { Endpoint } from './endpoint.js';
 import type { LoadBalancer } from './load-balancer.js';
-import type { RandomSource } from './random-source.js';
 
 /** Longest precomputed schedule; weights whose cycle is longer are scaled down to fit. */
 export const MAX_SCHEDULE = 1 << 16;

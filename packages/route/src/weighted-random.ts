@@ -1,7 +1,6 @@
-import type { Instance } from '@meshlet/core';
+import type { Instance, RandomSource } from '@meshlet/core';
 import type { Endpoint } from './endpoint.js';
 import type { LoadBalancer } from './load-balancer.js';
-import type { RandomSource } from './random-source.js';
 
 /**
  * Random choice in proportion to weight, O(1) per pick through Vose's alias table

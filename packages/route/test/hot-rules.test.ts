@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InMemoryKvStore, MemoryLogger, RULES_PREFIX, RuleRepository, RuleWatcher } from '@meshlet/core';
-import { Router, routeRuleKind, seededRandom } from '../src/index.js';
+import { InMemoryKvStore, MemoryLogger, RULES_PREFIX, RuleRepository, RuleWatcher, seededRandom } from '@meshlet/core';
+import { Router, routeRuleKind } from '../src/index.js';
 import { instance, tags } from './fixtures.js';
 
 const SVC = 'user-service';
@@ -40,7 +40,7 @@ function setup() {
   const watcher = new RuleWatcher({ kv, service: SVC, kinds: [routeRuleKind], logger }).start();
   const router = new Router({ random: seededRandom(1) });
   router.setInstances(SVC, fleet);
-  router.followRules(SVC, watcher);
+  router.follow(watcher);
   return { kv, logger, watcher, router };
 }
 

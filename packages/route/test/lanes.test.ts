@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createContext, decodeTags, encodeTags, getTag, type Instance, type MeshContext } from '@meshlet/core';
-import { LANE_TAG, Router, seededRandom } from '../src/index.js';
+import { createContext, decodeTags, encodeTags, getTag, type Instance, type MeshContext, seededRandom } from '@meshlet/core';
+import { LANE_TAG, Router } from '../src/index.js';
 import { instance, tags } from './fixtures.js';
 
 // Four services in a chain: gateway -> cart -> price -> stock. The `gray` lane has

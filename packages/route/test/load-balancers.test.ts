@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Instance } from '@meshlet/core';
+import { seededRandom } from '@meshlet/core';
 import {
   buildSchedule,
   ConsistentHash,
@@ -9,7 +10,6 @@ import {
   parseRouteSection,
   Router,
   SmoothWeightedRoundRobin,
-  seededRandom,
   WeightedRandom,
 } from '../src/index.js';
 import { countBy, instance, tags } from './fixtures.js';

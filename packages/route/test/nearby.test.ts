@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Instance, MetaKey } from '@meshlet/core';
-import { parseRouteSection, Router, seededRandom } from '../src/index.js';
+import { type Instance, MetaKey, seededRandom } from '@meshlet/core';
+import { parseRouteSection, Router } from '../src/index.js';
 import { instance, tags } from './fixtures.js';
 
 const SVC = 'order-service';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Instance, type InstanceExclusion, ManualClock, MemoryLogger, MetaKey, NoInstanceError } from '@meshlet/core';
-import { Router, type RouterOptions, seededRandom } from '../src/index.js';
+import { type Instance, type InstanceExclusion, ManualClock, MemoryLogger, MetaKey, NoInstanceError, seededRandom } from '@meshlet/core';
+import { Router, type RouterOptions } from '../src/index.js';
 import { instance, tags } from './fixtures.js';
 
 const SVC = 'orders';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Condition, compileConditions } from '@meshlet/core';
-import { seededRandom } from '../src/index.js';
+import { type Condition, compileConditions, seededRandom } from '@meshlet/core';
+
 import { RuleIndex } from '../src/rule-index.js';
 
 const TAGS = ['a', 'b', 'c', 'd'];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Condition, type Instance, NoInstanceError } from '@meshlet/core';
-import { type Destination, parseRouteSection, Router, type RouteSection, seededRandom } from '../src/index.js';
+import { type Condition, type Instance, NoInstanceError, seededRandom } from '@meshlet/core';
+import { type Destination, parseRouteSection, Router, type RouteSection } from '../src/index.js';
 import { countBy, instance, tags } from './fixtures.js';
 
 const SVC = 'user-service';

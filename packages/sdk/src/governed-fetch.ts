@@ -14,12 +14,8 @@ import {
   TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
+import { applyFault, FAULT_HEADER, faultAttributes, NO_FAULT, type ServiceFaults } from '@meshlet/fault';
 import {
-  applyFault,
-  FAULT_HEADER,
-  type FaultInjector,
-  faultAttributes,
-  NO_FAULT,
   ONCE_TAG_HEADER,
   POLARIS_TRANSITIVE_PREFIX,
   requestTagsOf,
@@ -29,7 +25,7 @@ import {
   type TagPropagation,
   TSF_METADATA_HEADER,
   TSF_TAGS_HEADER,
-} from '@meshlet/dialects';
+} from '@meshlet/propagation';
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';
@@ -49,7 +45,7 @@ export interface GovernedCallDeps {
   /** Writes the request's tags in the configured dialects, by scope. */
   readonly propagation: TagPropagation;
   /** Fault rules of a destination, if it has any. */
-  readonly faults: (service: string) => FaultInjector | undefined;
+  readonly faults: (service: string) => ServiceFaults | undefined;
   /** The encoded identity of this service, sent as the caller header on every governed call. */
   readonly callerHeader: () => string;
   /** The signed identity for a destination (the audience), when auth is on. */

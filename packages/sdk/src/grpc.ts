@@ -11,7 +11,6 @@ import {
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
 import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
-import { requestTagsOf } from '@meshlet/dialects';
 import {
   type Admitted,
   addHealthService,
@@ -24,6 +23,7 @@ import {
   type Refusal,
   stopGracefully,
 } from '@meshlet/grpc';
+import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
 import type { GovernedCallDeps } from './governed-fetch.js';
 

@@ -10,7 +10,7 @@ import {
   verifiedCaller,
 } from '@meshlet/auth';
 import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
-import { requestTagsOf, TsfSystemTag } from '@meshlet/dialects';
+import { requestTagsOf, verifiedSourceTags } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext, type TagHeaderTrust } from './inbound.js';
@@ -228,11 +228,7 @@ function keepVerifiedSourceTags(ctx: MeshContext, identity: VerifiedIdentity | u
   for (const key of tags.keys()) if (key.startsWith('source.')) tags.delete(key);
   if (!identity) return;
   const scopes = requestTagsOf(ctx)?.scopes;
-  for (const [key, value] of [
-    [TsfSystemTag.serviceName, identity.service],
-    [TsfSystemTag.namespaceId, identity.namespace],
-    [TsfSystemTag.instanceId, identity.instance],
-  ] as const) {
+  for (const [key, value] of verifiedSourceTags(identity)) {
     tags.set(key, value);
     scopes?.set(key, 'local');
   }

@@ -10,7 +10,7 @@ import {
   MeshletError,
   type TraceHeaders,
 } from '@meshlet/core';
-import { attachRequestTags, type TagPropagation } from '@meshlet/dialects';
+import { attachRequestTags, type TagPropagation } from '@meshlet/propagation';
 
 /**
  * Lifts a part of the request into a custom tag at the edge: a header (User-Agent into

@@ -33,7 +33,7 @@ export {
   UnknownServiceError,
   withTags,
 } from '@meshlet/core';
-export { setScopedTag, type TagScope } from '@meshlet/dialects';
+export { setScopedTag, type TagScope } from '@meshlet/propagation';
 export { BulkheadFullError, RateLimit, RateLimitedError, type RateLimitOptions } from '@meshlet/ratelimit';
 export { Traced, type TracedOptions } from '@meshlet/trace';
 export {

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MeshletError } from '@meshlet/core';
+import { InMemoryRegistry, type Instance, type Logger, MeshletError, type Registry } from '@meshlet/core';
 
 export interface ServeOptions {
   /** Path the readiness probe and the registry's health check call. Default: the mesh's healthPath. */
@@ -60,5 +60,89 @@ export async function drain(server: Server, timeoutMs: number): Promise<void> {
   } finally {
     clearInterval(idle);
     clearTimeout(timer);
+  }
+}
+
+export interface LifecycleDeps {
+  readonly service: string;
+  readonly healthPath: string | false;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly register: (overrides: { port?: number }) => Promise<Instance>;
+  readonly deregister: () => Promise<void>;
+  readonly release: () => Promise<void>;
+}
+
+/**
+ * A mesh's life: `serve` (wait until the app answers its health path, register, install
+ * the signal handlers), `shutdown` (deregister, wait for callers' caches, drain, close)
+ * and `close` (deregister and close at once). `release` closes the mesh's parts; it runs
+ * once whichever way the mesh ends.
+ */
+export class Lifecycle {
+  readonly #deps: LifecycleDeps;
+  #stopping = false;
+  #closed = false;
+  #servedBy: { server: Server; options: ServeOptions } | undefined;
+  #signalHandler: (() => void) | undefined;
+
+  constructor(deps: LifecycleDeps) {
+    this.#deps = deps;
+  }
+
+  /** True once a graceful stop has begun: the health path answers 503. */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  /** True once the mesh's parts are closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async serve(server: Server, options: ServeOptions = {}): Promise<Instance> {
+    const { healthPath, logger, service } = this.#deps;
+    const path = options.healthPath ?? (healthPath || '/health');
+    const port = await waitUntilReady(server, path, options.readinessTimeoutMs ?? 30_000);
+    this.#servedBy = { server, options };
+    const registered = await this.#deps.register({ port });
+    const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
+    if (signals.length > 0 && !this.#signalHandler) {
+      this.#signalHandler = () => {
+        logger.info('graceful stop', { service });
+        void this.shutdown().then(
+          () => {
+            if (options.exitOnSignal !== false) process.exit(0);
+          },
+          (err: Error) => {
+            logger.error('graceful stop failed', { error: err.message });
+            process.exit(1);
+          },
+        );
+      };
+      for (const s of signals) process.once(s, this.#signalHandler);
+    }
+    return registered;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    const opts = this.#servedBy?.options ?? {};
+    await this.#deps.deregister();
+    const delay = opts.deregisterDelayMs ?? (this.#deps.registry instanceof InMemoryRegistry ? 0 : 35_000);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (this.#servedBy) await drain(this.#servedBy.server, opts.drainTimeoutMs ?? 10_000);
+    await this.#release();
+  }
+
+  async close(): Promise<void> {
+    await this.#deps.deregister();
+    await this.#release();
+  }
+
+  async #release(): Promise<void> {
+    this.#closed = true;
+    await this.#deps.release();
   }
 }

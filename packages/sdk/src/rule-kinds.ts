@@ -1,28 +1,19 @@
-import { authRules } from '@meshlet/auth';
-import { breakerRuleKind } from '@meshlet/breaker';
-import type { RuleKind } from '@meshlet/core';
-import { faultRuleKind } from '@meshlet/dialects';
-import { ratelimitRules } from '@meshlet/ratelimit';
-import { routeRuleKind } from '@meshlet/route';
+import { authRule } from '@meshlet/auth';
+import { breakerRule } from '@meshlet/breaker';
+import type { RuleKind, RuleKindEntry } from '@meshlet/core';
+import { faultRule } from '@meshlet/fault';
+import { ratelimitRule } from '@meshlet/ratelimit';
+import { routeRule } from '@meshlet/route';
 
-/** A rule kind and where its package publishes the JSON Schema (draft 2020-12) of its section. */
-export interface RuleKindEntry {
-  readonly kind: RuleKind<unknown>;
-  readonly schema: { readonly package: string; readonly file: string };
-}
+export type { RuleKindEntry } from '@meshlet/core';
 
 /**
  * Every rule kind, the one list: a mesh's watchers and `mesh.rules` read these sections,
  * and `meshlet rules validate|apply` checks these (imported from `meshlet/rule-kinds`, so
- * the CLI loads the kinds' packages without the rest of the SDK). A new kind is one entry here.
+ * the CLI loads the kinds' packages without the rest of the SDK). Each entry is what its
+ * package exports from `<kind>-rule.ts`; a new kind is one entry here.
  */
-export const RULE_KINDS: readonly RuleKindEntry[] = [
-  { kind: routeRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/route', file: 'schema/route.schema.json' } },
-  { kind: breakerRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/breaker', file: 'schema/breaker.schema.json' } },
-  { kind: ratelimitRules as RuleKind<unknown>, schema: { package: '@meshlet/ratelimit', file: 'schema/ratelimit.schema.json' } },
-  { kind: authRules as RuleKind<unknown>, schema: { package: '@meshlet/auth', file: 'schema/auth.schema.json' } },
-  { kind: faultRuleKind as RuleKind<unknown>, schema: { package: '@meshlet/dialects', file: 'schema/fault.schema.json' } },
-];
+export const RULE_KINDS: readonly RuleKindEntry[] = [routeRule, breakerRule, ratelimitRule, authRule, faultRule];
 
 /** The rule kinds a mesh reads. */
 export const ruleKinds: readonly RuleKind<unknown>[] = RULE_KINDS.map((e) => e.kind);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
-import { TagPropagation } from '@meshlet/dialects';
+import { TagPropagation } from '@meshlet/propagation';
 import { type HeaderTag, inboundContext } from '../src/inbound.js';
 import { createMesh } from '../src/index.js';
 

@@ -3,7 +3,7 @@
 // takes a name refuses another, with a code and the name to use instead.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { authRules } from '@meshlet/auth';
+import { authRuleKind } from '@meshlet/auth';
 import {
   InMemoryKvStore,
   InMemoryRegistry,
@@ -49,7 +49,7 @@ it('rule documents, auth rules and rulesInForce take the same rule', async () =>
   assert.throws(
     () =>
       parseRuleDocument(JSON.stringify({ service: 'payment', auth: { rules: [{ name: 'r', action: 'deny', services: ['Checkout'] }] } }), [
-        authRules,
+        authRuleKind,
       ]),
     RuleValidationError,
   );

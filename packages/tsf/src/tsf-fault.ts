@@ -21,7 +21,7 @@ const RULE_KEYS = ['routeRuleId', 'tagList', 'faultRule'];
 const RULE_IGNORED = ['routeId', 'routeRuleIndex', 'destList'];
 const FAULT_KEYS = ['enabled', 'fixedDelay', 'delayPercentage', 'abortHttpStatusCode', 'abortPercentage'];
 
-/** Bounds Meshlet's `fault` section accepts (dialects FAULT_LIMITS); TSF's console stays inside them. */
+/** Bounds Meshlet's `fault` section accepts (@meshlet/fault's FAULT_LIMITS); TSF's console stays inside them. */
 export const TsfFaultBounds = { maxDelayMs: 60_000, minAbortStatus: 400, maxAbortStatus: 599 } as const;
 
 /**

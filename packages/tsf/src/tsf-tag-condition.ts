@@ -55,7 +55,7 @@ export interface TsfLocalIdentity {
 
 /**
  * Which side of a call a rule governs. `inbound` (rate limit, authority): the request
- * arriving here, whose caller sent `tsf-metadata` (the dialects package lifts it into
+ * arriving here, whose caller sent `tsf-metadata` (the propagation package lifts it into
  * tags named as TSF's source fields). `outbound` (route, circuit breaker): a call this
  * process makes to `destination`.
  */

@@ -14,7 +14,7 @@ export const TSF_WARMUP_MAX_SECONDS = 86_400;
 
 /**
  * The warm-up a TSF deployment group asks for, in the shape of Meshlet's `WarmupOptions`
- * (dialects' warmup.ts) so it can be passed as `createMesh({ warmup })`.
+ * (route's warmup.ts) so it can be passed as `createMesh({ warmup })`.
  */
 export interface TsfWarmupOptions {
   /** `warmupTime` s in ms; 0 when `enabled` is false. */

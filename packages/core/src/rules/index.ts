@@ -18,7 +18,8 @@ export {
   RULE_DOCUMENT_LIMITS,
   type RuleDocument,
   type RuleKind,
+  type RuleKindEntry,
 } from './rule-document.js';
 export { field, RuleValidationError } from './rule-error.js';
 export { RULES_HISTORY_PREFIX, RuleConflictError, RuleRepository, type RuleVersion } from './rule-repository.js';
-export { RULES_PREFIX, RuleWatcher, type RuleWatcherStatus } from './rule-watcher.js';
+export { RULES_PREFIX, type RuleFeed, RuleWatcher, type RuleWatcherStatus } from './rule-watcher.js';

@@ -15,6 +15,16 @@ export interface RuleKind<T> {
 }
 
 /**
+ * A rule kind as its package publishes it, from `<kind>-rule.ts`: the parser, and where
+ * the package ships the JSON Schema (draft 2020-12) of its section. The SDK's one list of
+ * kinds (`meshlet/rule-kinds`) is a list of these; the CLI checks documents with it.
+ */
+export interface RuleKindEntry<T = unknown> {
+  readonly kind: RuleKind<T>;
+  readonly schema: { readonly package: string; readonly file: string };
+}
+
+/**
  * A parsed rule document: every rule that governs calls to one service. Sections of kinds
  * this process did not load are kept raw and not validated here.
  */

@@ -1,3 +1,4 @@
+import { MeshletError } from '../errors.js';
 import type { KvStore } from '../kv-store.js';
 import type { Logger } from '../logger.js';
 import type { Unsubscribe } from '../registry.js';
@@ -19,17 +20,37 @@ export interface RuleWatcherStatus {
 type Listener = (document: RuleDocument | undefined, revision: number) => void;
 
 /**
+ * What every rule follower (Router, CallExecutor, FaultInjector, RateLimiter, Authorizer)
+ * reads: one service's rules, one kind's section at a time. Core's RuleWatcher is one; a
+ * test can hand a follower any object of this shape.
+ */
+export interface RuleFeed {
+  /** The service whose rule document this is. */
+  readonly service: string;
+  /** Calls `listener` now with `kind`'s section in force and after every accepted document. */
+  follow<T>(kind: RuleKind<T>, listener: (section: T | undefined, revision: number) => void): Unsubscribe;
+}
+
+interface Waiter {
+  readonly revision: number;
+  readonly resolve: (status: RuleWatcherStatus) => void;
+  readonly reject: (err: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+/**
  * Follows one service's rule document in a KvStore and applies it hot. A document that
  * fails to parse or validate is logged once, counted, and ignored: the last good
  * document stays in force. A deleted document means "no rules".
  */
-export class RuleWatcher {
+export class RuleWatcher implements RuleFeed {
   readonly #kv: KvStore;
   readonly #key: string;
   readonly #service: string;
   readonly #kinds: readonly RuleKind<unknown>[];
   readonly #logger: Logger;
   readonly #listeners = new Set<Listener>();
+  readonly #waiters = new Set<Waiter>();
   readonly #parse: ParseRuleDocumentOptions;
   #unwatch: Unsubscribe | undefined;
   #document: RuleDocument | undefined;
@@ -58,6 +79,11 @@ export class RuleWatcher {
     this.#kinds = opts.kinds;
     this.#logger = opts.logger;
     this.#key = `${opts.prefix ?? RULES_PREFIX}${opts.service}`;
+  }
+
+  /** The service whose rule document this watcher follows. */
+  get service(): string {
+    return this.#service;
   }
 
   /** Starts following the store. Listeners hear the current document at once if there is one. */
@@ -90,10 +116,74 @@ export class RuleWatcher {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Calls `listener` now with `kind`'s section in force and after every accepted document. */
+  follow<T>(kind: RuleKind<T>, listener: (section: T | undefined, revision: number) => void): Unsubscribe {
+    return this.subscribe((document, revision) => listener(document?.sections.get(kind.name) as T | undefined, revision));
+  }
+
+  /**
+   * Resolves with the status once the document at KV `revision` (or a later one: revisions
+   * only grow) is in force here; `0` means "no document", in force when none is. Rejects
+   * with `MESHLET_RULES_REJECTED` when this process refused that document (or a later one),
+   * `MESHLET_RULES_NOT_IN_FORCE` after `timeoutMs` of real time (this waits on a watch of
+   * the store, not on a timer of the caller's clock), `MESHLET_CLOSED` when the watcher closes.
+   */
+  until(revision: number, { timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<RuleWatcherStatus> {
+    const settled = this.#settled(revision);
+    if (settled instanceof Error) return Promise.reject(settled);
+    if (settled) return Promise.resolve(settled);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        revision,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#waiters.delete(waiter);
+          reject(
+            new MeshletError(
+              'MESHLET_RULES_NOT_IN_FORCE',
+              `${this.#service}: the rules at revision ${revision} were not in force here within ${timeoutMs} ms (in force: ${this.#revision}); check that the rule store is reachable`,
+            ),
+          );
+        }, timeoutMs),
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
   close(): void {
     this.#unwatch?.();
     this.#unwatch = undefined;
     this.#listeners.clear();
+    for (const w of this.#waiters) {
+      clearTimeout(w.timer);
+      w.reject(new MeshletError('MESHLET_CLOSED', `${this.#service}: the rule watcher closed before revision ${w.revision} was in force`));
+    }
+    this.#waiters.clear();
+  }
+
+  /** The status when `revision` is in force, the error when it was refused, else undefined. */
+  #settled(revision: number): RuleWatcherStatus | Error | undefined {
+    const status = this.status;
+    if (revision === 0 ? this.#document === undefined && status.revision === 0 : status.revision >= revision) return status;
+    if (status.lastError && status.lastError.revision >= revision) {
+      return new MeshletError(
+        'MESHLET_RULES_REJECTED',
+        `${this.#service}: this process rejected the rules document at revision ${status.lastError.revision} (${status.lastError.message}); the rules at revision ${status.revision} stay in force`,
+      );
+    }
+    return undefined;
+  }
+
+  #wake(): void {
+    for (const w of [...this.#waiters]) {
+      const settled = this.#settled(w.revision);
+      if (settled === undefined) continue;
+      this.#waiters.delete(w);
+      clearTimeout(w.timer);
+      if (settled instanceof Error) w.reject(settled);
+      else w.resolve(settled);
+    }
   }
 
   #receive(text: string | undefined, revision: number): void {
@@ -121,6 +211,7 @@ export class RuleWatcher {
           ...(err.limit ? { limit: err.limit } : {}),
           inForce: this.#revision,
         });
+        this.#wake();
         return;
       }
     }
@@ -129,6 +220,7 @@ export class RuleWatcher {
     this.#lastError = undefined;
     this.#logger.info('rules applied', { service: this.#service, revision, sections: document ? [...document.sections.keys()] : [] });
     for (const l of [...this.#listeners]) this.#notify(l, document, revision);
+    this.#wake();
   }
 
   /**

@@ -40,6 +40,23 @@ export const TsfSystemTag = {
   namespaceId: 'source.namespace.id',
 } as const;
 
+/**
+ * The `source.*` tags (TSF's system tag names) that a caller's verified identity vouches
+ * for: its service, namespace and instance. With auth on, the inbound pipeline sets these
+ * from the identity instead of believing `tsf-metadata` or a tag header.
+ */
+export function verifiedSourceTags(identity: {
+  readonly service: string;
+  readonly namespace: string;
+  readonly instance: string;
+}): readonly (readonly [key: string, value: string])[] {
+  return [
+    [TsfSystemTag.serviceName, identity.service],
+    [TsfSystemTag.namespaceId, identity.namespace],
+    [TsfSystemTag.instanceId, identity.instance],
+  ];
+}
+
 const METADATA_FIELDS = [
   ['ai', TsfSystemTag.applicationId],
   ['av', TsfSystemTag.applicationVersion],

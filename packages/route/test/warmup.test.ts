@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Instance, ManualClock } from '@meshlet/core';
-import { applyWarmup, BASE_WEIGHT_META, nextWarmupChangeAt, REGISTERED_AT_META, warmupWeight } from '../src/index.js';
+import { applyWarmup, BASE_WEIGHT_META, nextWarmupChangeAt, REGISTERED_AT_META, WarmupFeed, warmupWeight } from '../src/index.js';
 
 const MIN = 60_000;
 const inst = (id: string, metadata: Record<string, string>): Instance => ({
@@ -93,5 +93,50 @@ describe('applyWarmup and nextWarmupChangeAt', () => {
     // 200 × (0.1 + 0.9 × k/10) for steps k = 2..9, then full.
     assert.deepEqual(seen, ['56', '74', '92', '110', '128', '146', '164', '182', '200']);
     assert.equal(c.pendingTimers, 0);
+  });
+});
+
+describe('WarmupFeed, in front of Router.setInstances', () => {
+  const fed = () => {
+    const lists: { service: string; weights: string[] }[] = [];
+    return {
+      lists,
+      sink: {
+        setInstances: (service: string, instances: readonly Instance[]) =>
+          lists.push({ service, weights: instances.map((i) => i.metadata.weight ?? '-') }),
+      },
+    };
+  };
+
+  it('feeds warm-up weights, re-feeds once when the ramp moves, and stops on a new list or close', () => {
+    const clock = new ManualClock(1_000 * MIN);
+    const { lists, sink } = fed();
+    const feed = new WarmupFeed(sink, { clock, warmup: { windowMs: 10 * MIN, floor: 0.1 } });
+    const fresh = inst('fresh', { [REGISTERED_AT_META]: String(clock.now()) });
+    feed.setInstances('orders', [fresh]);
+    assert.deepEqual(lists, [{ service: 'orders', weights: ['10'] }]);
+    clock.advance(MIN);
+    assert.deepEqual(lists.at(-1), { service: 'orders', weights: ['19'] }, 'the next step, fed by the timer');
+    feed.setInstances('orders', []);
+    clock.advance(MIN);
+    assert.deepEqual(lists.at(-1), { service: 'orders', weights: [] }, 'a new list replaces the timer of the old');
+    feed.setInstances('orders', [fresh]);
+    const n = lists.length;
+    feed.close();
+    clock.advance(10 * MIN);
+    assert.equal(lists.length, n, 'nothing fed after close');
+  });
+
+  it('passes lists on untouched without warm-up, setting no timer', () => {
+    const clock = new ManualClock(1_000 * MIN);
+    const { lists, sink } = fed();
+    const list = [inst('fresh', { [REGISTERED_AT_META]: String(clock.now()) })];
+    new WarmupFeed(sink, { clock, warmup: { windowMs: 0 } }).setInstances('orders', list);
+    new WarmupFeed(sink, { clock }).setInstances('orders', list);
+    clock.advance(60 * MIN);
+    assert.deepEqual(lists, [
+      { service: 'orders', weights: ['-'] },
+      { service: 'orders', weights: ['-'] },
+    ]);
   });
 });

@@ -1,4 +1,4 @@
-import { type Clock, compileConditions, type Matcher, type RuleWatcher, sleep, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import { type Clock, compileConditions, type Matcher, type RuleFeed, sleep, type TagLookup, type Unsubscribe } from '@meshlet/core';
 import { type FaultSection, faultRuleKind } from './fault-rule.js';
 
 /** What to do to one call. Empty (NO_FAULT): send it as it is. */
@@ -16,6 +16,12 @@ export const NO_FAULT: FaultDecision = Object.freeze({});
 /** Header set on a response made up by an abort, naming the rule, so nobody mistakes it for the service's. */
 export const FAULT_HEADER = 'x-meshlet-fault';
 
+/** The fault rules of one service, as the call path asks them (`FaultInjector.forService`). */
+export interface ServiceFaults {
+  /** The fault for one call with these tags; `random` returns [0, 1) (seed it in tests). */
+  decide(tags: TagLookup, random?: () => number): FaultDecision;
+}
+
 interface CompiledFault {
   readonly matches: Matcher;
   /** Share in [0, 1]; 1 draws nothing. */
@@ -24,7 +30,8 @@ interface CompiledFault {
 }
 
 /**
- * Decides, per outbound call, whether to inject a fault. Rules are compiled when they
+ * Decides, per outbound call to a service, whether to inject a fault; serves many
+ * services, like the Router, each with the `fault` section of its rules. Rules are compiled when they
  * change; a decision tests the rules in document order and takes the first whose
  * conditions match and whose draw (`random() * 100 < percentage`) hits. Each rule with a
  * percentage strictly between 0 and 100 draws once when its conditions match; 0 never
@@ -32,15 +39,11 @@ interface CompiledFault {
  * call gets NO_FAULT: faults are off unless a rule says so.
  */
 export class FaultInjector {
-  #rules: readonly CompiledFault[] = [];
+  readonly #services = new Map<string, ServiceFaults>();
 
-  constructor(section?: FaultSection) {
-    this.setRules(section);
-  }
-
-  /** Replaces the rules (undefined: none). */
-  setRules(section: FaultSection | undefined): void {
-    this.#rules = (section?.rules ?? [])
+  /** Replaces the rules of `service` (undefined: none). */
+  setRules(service: string, section: FaultSection | undefined): void {
+    const rules = (section?.rules ?? [])
       .filter((r) => r.percentage > 0)
       .map((r) => ({
         matches: compileConditions(r.when),
@@ -51,26 +54,41 @@ export class FaultInjector {
           ...(r.abort !== undefined ? { abortStatus: r.abort } : {}),
         }),
       }));
+    if (rules.length > 0) this.#services.set(service, { decide: (tags, random) => decideAmong(rules, tags, random) });
+    else this.#services.delete(service);
   }
 
-  /** Follows the `fault` section of a service's rule document. */
-  follow(watcher: RuleWatcher): Unsubscribe {
-    return watcher.subscribe((doc) => this.setRules(doc?.sections.get(faultRuleKind.name) as FaultSection | undefined));
+  /** Follows the `fault` section of a service's rules (core's RuleWatcher), now and on change. */
+  follow(rules: RuleFeed): Unsubscribe {
+    const service = rules.service;
+    return rules.follow(faultRuleKind, (section) => this.setRules(service, section));
   }
 
-  /** True when some rule can apply. */
-  get active(): boolean {
-    return this.#rules.length > 0;
+  /** True when some rule of `service` can apply. */
+  active(service: string): boolean {
+    return this.#services.has(service);
   }
 
-  /** The fault for one call with these tags; `random` returns [0, 1) (seed it in tests). */
-  decide(tags: TagLookup, random: () => number = Math.random): FaultDecision {
-    for (const r of this.#rules) {
-      if (!r.matches(tags)) continue;
-      if (r.share >= 1 || random() < r.share) return r.decision;
-    }
-    return NO_FAULT;
+  /**
+   * The fault rules of `service`, or undefined when it has none: the call path holds on to
+   * nothing and asks per call (one map lookup; a service without rules costs nothing more).
+   */
+  forService(service: string): ServiceFaults | undefined {
+    return this.#services.get(service);
   }
+
+  /** The fault for one call to `service` with these tags; `random` returns [0, 1) (seed it in tests). */
+  decide(service: string, tags: TagLookup, random: () => number = Math.random): FaultDecision {
+    return this.#services.get(service)?.decide(tags, random) ?? NO_FAULT;
+  }
+}
+
+function decideAmong(rules: readonly CompiledFault[], tags: TagLookup, random: () => number = Math.random): FaultDecision {
+  for (const r of rules) {
+    if (!r.matches(tags)) continue;
+    if (r.share >= 1 || random() < r.share) return r.decision;
+  }
+  return NO_FAULT;
 }
 
 /**

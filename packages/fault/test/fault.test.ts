@@ -118,13 +118,15 @@ describe('FaultInjector', () => {
       draws++;
       return 0;
     };
-    assert.equal(injector.active, false);
-    assert.equal(injector.decide(tagsOf({}), random), NO_FAULT);
+    assert.equal(injector.active('orders'), false);
+    assert.equal(injector.decide('orders', tagsOf({}), random), NO_FAULT);
     assert.equal(draws, 0);
   });
 
   it('affects the configured share of matching calls, exactly on a seeded random', () => {
-    const injector = new FaultInjector(
+    const injector = new FaultInjector();
+    injector.setRules(
+      'orders',
       parseFaultSection(
         { rules: [{ name: 'gray-abort', when: [{ tag: 'lane', op: 'equals', value: 'gray' }], percentage: 20, abort: 503 }] },
         'fault',
@@ -133,21 +135,23 @@ describe('FaultInjector', () => {
     const random = seededRandom(42);
     let aborted = 0;
     const n = 10_000;
-    for (let i = 0; i < n; i++) if (injector.decide(tagsOf({ lane: 'gray' }), random).abortStatus === 503) aborted++;
+    for (let i = 0; i < n; i++) if (injector.decide('orders', tagsOf({ lane: 'gray' }), random).abortStatus === 503) aborted++;
     // The seed fixes the count; the band says what it means.
     assert.ok(aborted > n * 0.18 && aborted < n * 0.22, `${aborted}`);
     assert.equal(
-      injector.decide(tagsOf({ lane: 'blue' }), () => 0),
+      injector.decide('orders', tagsOf({ lane: 'blue' }), () => 0),
       NO_FAULT,
     );
     assert.equal(
-      injector.decide(tagsOf({}), () => 0),
+      injector.decide('orders', tagsOf({}), () => 0),
       NO_FAULT,
     );
   });
 
   it('takes the first rule that applies, in order; 100% and 0% draw nothing', () => {
-    const injector = new FaultInjector(
+    const injector = new FaultInjector();
+    injector.setRules(
+      'orders',
       parseFaultSection(
         {
           rules: [
@@ -160,7 +164,7 @@ describe('FaultInjector', () => {
       ),
     );
     assert.deepEqual(
-      injector.decide(tagsOf({}), () => 0.2),
+      injector.decide('orders', tagsOf({}), () => 0.2),
       { rule: 'sometimes', delayMs: 100 },
     );
     let draws = 0;
@@ -168,8 +172,20 @@ describe('FaultInjector', () => {
       draws++;
       return 0.9;
     };
-    assert.deepEqual(injector.decide(tagsOf({}), high), { rule: 'always', delayMs: 5, abortStatus: 504 });
+    assert.deepEqual(injector.decide('orders', tagsOf({}), high), { rule: 'always', delayMs: 5, abortStatus: 504 });
     assert.equal(draws, 1, 'only the 50% rule draws');
+  });
+
+  it('serves many services, each with its own rules, like the Router', () => {
+    const injector = new FaultInjector();
+    injector.setRules('orders', parseFaultSection({ rules: [{ name: 'o', percentage: 100, abort: 503 }] }, 'fault'));
+    injector.setRules('users', parseFaultSection({ rules: [{ name: 'u', percentage: 100, abort: 500 }] }, 'fault'));
+    assert.equal(injector.decide('orders', tagsOf({})).rule, 'o');
+    assert.equal(injector.decide('users', tagsOf({})).rule, 'u');
+    assert.equal(injector.decide('stock', tagsOf({})), NO_FAULT);
+    injector.setRules('orders', undefined);
+    assert.equal(injector.active('orders'), false);
+    assert.equal(injector.decide('users', tagsOf({})).rule, 'u');
   });
 
   it('follows the fault section of the rule document, hot', async () => {
@@ -180,10 +196,10 @@ describe('FaultInjector', () => {
     await kv.put(`${RULES_PREFIX}orders`, JSON.stringify({ service: 'orders', fault: rule({ percentage: 100 }) }));
     await watcher.ready;
     await new Promise((r) => setImmediate(r));
-    assert.equal(injector.decide(tagsOf({})).abortStatus, 503);
+    assert.equal(injector.decide('orders', tagsOf({})).abortStatus, 503);
     await kv.put(`${RULES_PREFIX}orders`, JSON.stringify({ service: 'orders' }));
     await new Promise((r) => setImmediate(r));
-    assert.equal(injector.active, false);
+    assert.equal(injector.active('orders'), false);
     watcher.close();
   });
 });

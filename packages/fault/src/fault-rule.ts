@@ -1,4 +1,4 @@
-import { type Condition, field, parseCondition, type RuleKind, RuleValidationError } from '@meshlet/core';
+import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
 
 /** One fault rule: for a share of the calls whose tags match, delay and/or abort. */
 export interface FaultRule {
@@ -66,3 +66,9 @@ function parseFaultRule(raw: unknown, path: string): FaultRule {
 
 /** The `fault` rule kind, for RuleWatcher's `kinds`. */
 export const faultRuleKind: RuleKind<FaultSection> = { name: 'fault', parse: parseFaultSection };
+
+/** The `fault` rule kind as this package publishes it: parser and JSON Schema. */
+export const faultRule: RuleKindEntry<FaultSection> = {
+  kind: faultRuleKind,
+  schema: { package: '@meshlet/fault', file: 'schema/fault.schema.json' },
+};

@@ -7,7 +7,7 @@ export interface RequestTags {
   readonly passThrough: ReadonlyMap<string, string>;
 }
 
-const REQUEST_TAGS = Symbol('meshlet.dialects.request-tags');
+const REQUEST_TAGS = Symbol('meshlet.propagation.request-tags');
 
 /** RequestTags as a context extension: a child context (withTags) gets its own scopes. */
 class RequestTagsExtension implements RequestTags, ContextExtension {

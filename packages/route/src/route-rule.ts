@@ -1,4 +1,4 @@
-import { type Condition, field, parseCondition, type RuleKind, RuleValidationError } from '@meshlet/core';
+import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
 
 /** The priority of a rule that names none: after every explicit priority up to it, in document order. */
 export const DEFAULT_PRIORITY = 1_000_000;
@@ -96,6 +96,12 @@ export function parseRouteSection(raw: unknown, path = 'route'): RouteSection {
 
 /** The `route` rule kind, for RuleWatcher and RuleRepository. */
 export const routeRuleKind: RuleKind<RouteSection> = { name: 'route', parse: parseRouteSection };
+
+/** The `route` rule kind as this package publishes it: parser and JSON Schema. */
+export const routeRule: RuleKindEntry<RouteSection> = {
+  kind: routeRuleKind,
+  schema: { package: '@meshlet/route', file: 'schema/route.schema.json' },
+};
 
 function parseRule(raw: unknown, path: string): RouteRule {
   const obj = field.object(raw, path);

@@ -1,4 +1,4 @@
-import { type Instance, MetaKey } from '@meshlet/core';
+import { type Clock, type Instance, MetaKey } from '@meshlet/core';
 
 /**
  * Metadata key holding when an instance registered, as epoch milliseconds. Letters and
@@ -132,4 +132,53 @@ export function nextWarmupChangeAt(instances: readonly Instance[], now: number, 
     if (next === undefined || due < next) next = due;
   }
   return next;
+}
+
+/** What a warm-up feed feeds: the Router (its `setInstances`). */
+export interface InstanceSink {
+  setInstances(service: string, instances: readonly Instance[]): void;
+}
+
+/**
+ * A feed in front of `Router.setInstances`: passes each service's instances on with
+ * warm-up weights, and re-feeds the same list once when the ramp next moves (one timer per
+ * service on the injected clock, replaced by every new list). Without options, or with a
+ * window of 0, it passes lists on untouched and sets no timer.
+ */
+export class WarmupFeed {
+  readonly #sink: InstanceSink;
+  readonly #clock: Clock;
+  readonly #options: WarmupOptions | undefined;
+  readonly #timers = new Map<string, () => void>();
+
+  constructor(sink: InstanceSink, options: { readonly clock: Clock; readonly warmup?: WarmupOptions | undefined }) {
+    this.#sink = sink;
+    this.#clock = options.clock;
+    this.#options = options.warmup && options.warmup.windowMs > 0 ? options.warmup : undefined;
+  }
+
+  /** Feeds `service`'s instances now, warm-up applied. */
+  setInstances(service: string, instances: readonly Instance[]): void {
+    this.#timers.get(service)?.();
+    this.#timers.delete(service);
+    const warmup = this.#options;
+    if (!warmup) {
+      this.#sink.setInstances(service, instances);
+      return;
+    }
+    const now = this.#clock.now();
+    this.#sink.setInstances(service, applyWarmup(instances, now, warmup));
+    const at = nextWarmupChangeAt(instances, now, warmup);
+    if (at !== undefined)
+      this.#timers.set(
+        service,
+        this.#clock.setTimeout(() => this.setInstances(service, instances), at - now),
+      );
+  }
+
+  /** Cancels every pending re-feed. */
+  close(): void {
+    for (const cancel of this.#timers.values()) cancel();
+    this.#timers.clear();
+  }
 }

@@ -1,5 +1,3 @@
-export { applyFault, FAULT_HEADER, type FaultDecision, FaultInjector, faultAttributes, NO_FAULT } from './fault-injector.js';
-export { FAULT_LIMITS, type FaultRule, type FaultSection, faultRuleKind, parseFaultSection } from './fault-rule.js';
 export { formDecode, formEncode } from './form-encoding.js';
 export { meshletDialect, ONCE_TAG_HEADER } from './meshlet-dialect.js';
 export {
@@ -38,14 +36,5 @@ export {
   type TsfIdentity,
   TsfSystemTag,
   tsfDialect,
+  verifiedSourceTags,
 } from './tsf-dialect.js';
-export {
-  applyWarmup,
-  BASE_WEIGHT_META,
-  baseWeight,
-  nextWarmupChangeAt,
-  REGISTERED_AT_META,
-  registeredAt,
-  type WarmupOptions,
-  warmupWeight,
-} from './warmup.js';

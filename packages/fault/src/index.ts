@@ -1,0 +1,10 @@
+export {
+  applyFault,
+  FAULT_HEADER,
+  type FaultDecision,
+  FaultInjector,
+  faultAttributes,
+  NO_FAULT,
+  type ServiceFaults,
+} from './fault-injector.js';
+export { FAULT_LIMITS, type FaultRule, type FaultSection, faultRule, faultRuleKind, parseFaultSection } from './fault-rule.js';

@@ -1,0 +1,88 @@
+import {
+  type Clock,
+  consoleLogger,
+  type KvStore,
+  MeshletError,
+  type Registry,
+  serviceNameProblem,
+  systemClock,
+  type ThrottledLogger,
+  throttledLogger,
+} from '@meshlet/core';
+import { createTracing, type Tracing } from '@meshlet/trace';
+import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
+import type { MeshOptions } from './mesh-options.js';
+import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
+
+/** MeshOptions checked, with every default filled in: what the parts of a mesh are built from. */
+export interface MeshSettings {
+  readonly service: string;
+  readonly version: string;
+  readonly namespace: string;
+  readonly registry: Registry;
+  readonly kv: KvStore;
+  readonly clock: Clock;
+  readonly logger: ThrottledLogger;
+  readonly tagHeaders: TagHeaderTrust;
+  readonly healthPath: string | false;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export function validPort(port: number): boolean {
+  return Number.isInteger(port) && port > 0 && port < 65536;
+}
+
+/**
+ * Checks every option before anything starts (watches, Redis, tracing), so that a refused
+ * createMesh leaves nothing running; throws MeshletError `MESHLET_BAD_OPTION` naming the field.
+ */
+export function meshSettings(options: MeshOptions): MeshSettings {
+  const service = options.service;
+  const nameProblem = serviceNameProblem(service);
+  if (nameProblem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `service: ${nameProblem}`);
+  if (options.port !== undefined && !validPort(options.port)) {
+    throw new MeshletError('MESHLET_BAD_OPTION', `port: ${options.port} is not a port number (1-65535)`);
+  }
+  checkHeaderTags(options.tagsFromHeaders ?? []);
+  if (options.auth && !options.auth.keys[0])
+    throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
+  if (options.logIntervalMs !== undefined && !(Number.isFinite(options.logIntervalMs) && options.logIntervalMs >= 0))
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      `logIntervalMs: ${String(options.logIntervalMs)} must be a number of milliseconds, 0 or more`,
+    );
+  const tagHeaders = options.tagHeaders ?? (options.auth ? 'verified' : 'any');
+  if (!TAG_HEADER_TRUST.includes(tagHeaders))
+    throw new MeshletError('MESHLET_BAD_OPTION', `tagHeaders: "${String(tagHeaders)}" must be one of ${TAG_HEADER_TRUST.join(', ')}`);
+  if (tagHeaders === 'verified' && !options.auth)
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
+    );
+  const clock = options.clock ?? systemClock;
+  return {
+    service,
+    version: options.version ?? '0.0.0',
+    namespace: options.namespace ?? 'default',
+    registry: options.registry ?? defaultRegistry(),
+    kv: options.rules ?? defaultRuleStore(),
+    clock,
+    // Per-request conditions (bad headers, dropped tags) are logged at most once per code per
+    // interval, whatever a client sends; every coded entry is counted for the metrics.
+    logger: throttledLogger(options.logger ?? consoleLogger('warn', service), {
+      clock,
+      ...(options.logIntervalMs !== undefined ? { intervalMs: options.logIntervalMs } : {}),
+    }),
+    tagHeaders,
+    healthPath: options.healthPath === undefined ? '/health' : options.healthPath,
+    metadata: options.metadata ?? {},
+  };
+}
+
+/** The mesh's tracing: the one given, one made from the options, or none. */
+export function meshTracing(settings: MeshSettings, options: MeshOptions): Tracing | undefined {
+  const { service, version, namespace, clock } = settings;
+  if (options.tracing === undefined) return undefined;
+  if ('startClientSpan' in options.tracing) return options.tracing;
+  return createTracing({ ...options.tracing, service, version, namespace, clock });
+}

@@ -1,0 +1,59 @@
+import type { Registry, ThrottledLogger } from '@meshlet/core';
+import type { Tracing } from '@meshlet/trace';
+import { type AdminHandler, type AdminStatus, createAdminHandler } from './admin-handler.js';
+import type { Destinations } from './destinations.js';
+import type { MeshOptions } from './mesh-options.js';
+import type { MeshSettings } from './mesh-settings.js';
+import type { OwnService } from './own-service.js';
+import type { Registration } from './registration.js';
+
+/** What the admin endpoint's `/status` shows, read from the parts of a mesh when asked. */
+export function meshStatus(
+  settings: MeshSettings,
+  parts: { readonly destinations: Destinations; readonly own: OwnService; readonly registration: Registration },
+): AdminStatus {
+  const { service, version, registry, logger } = settings;
+  const { destinations, own, registration } = parts;
+  const registryStatus = registryHealth(registry);
+  const instance = registration.instance;
+  return {
+    service,
+    ...(instance ? { instance: instance.id } : {}),
+    version,
+    rules: destinations.rulesStatus(),
+    breakers: destinations.executor.snapshot(),
+    limiter: own.rateLimiter.stats,
+    registry: {
+      mode: registry.constructor.name,
+      degraded: registryStatus?.degraded ?? false,
+      ...(registryStatus ? { errors: registryStatus.errors } : {}),
+      ...(registryStatus?.snapshotErrors !== undefined ? { snapshotErrors: registryStatus.snapshotErrors } : {}),
+    },
+    degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: own.rateLimiter.stats.degraded },
+    conditions: Object.fromEntries((logger as ThrottledLogger).counts),
+    ...(own.verifier ? { identity: { ...own.verifier.counters } } : {}),
+  };
+}
+
+/** A registry that reports its health (ConsulRegistry does); the in-memory one does not. */
+function registryHealth(registry: Registry): { degraded: boolean; errors: number; snapshotErrors?: number } | undefined {
+  return (registry as { status?: { degraded: boolean; errors: number; snapshotErrors?: number } }).status;
+}
+
+/** The admin endpoint when `options.admin` asks for it: `/status` from `status`, `/metrics` from tracing's call metrics. */
+export function meshAdmin(
+  options: MeshOptions,
+  path: string | undefined,
+  tracing: Tracing | undefined,
+  status: () => AdminStatus,
+): { readonly path: string; readonly handler: AdminHandler } | undefined {
+  if (!options.admin || path === undefined) return undefined;
+  const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
+  const handler = createAdminHandler({
+    token: options.admin.token,
+    path,
+    status,
+    metrics: () => callMetrics.map((m) => m?.render() ?? '').join(''),
+  });
+  return { path, handler };
+}

@@ -1,0 +1,62 @@
+import type { TagPropagation } from '@meshlet/propagation';
+import type { Tracing } from '@meshlet/trace';
+import { Agent } from 'undici';
+import type { Destinations } from './destinations.js';
+import { type Fetch, type GovernedCallDeps, type GovernedCallPipeline, governedCall, governedFetch } from './governed-fetch.js';
+import { governedRequest, type MeshRequest } from './governed-request.js';
+import type { MeshOptions } from './mesh-options.js';
+import type { MeshSettings } from './mesh-settings.js';
+import type { OwnService } from './own-service.js';
+import type { Registration } from './registration.js';
+
+/**
+ * The outbound pipeline (`governedCall`: route, breakers, faults, headers, spans) wired to
+ * the parts it reads, and its two front ends: `fetch` (WHATWG, through `options.fetch` or
+ * global fetch) and `request` (undici's `request` shape on one keep-alive Agent).
+ */
+export class Outbound {
+  readonly fetch: Fetch;
+  readonly request: MeshRequest;
+  /** The shared pipeline, for the other client front ends (axios, got, ky: mesh-internals.ts). */
+  readonly pipeline: GovernedCallPipeline;
+  /** What the pipeline reads, for the gRPC front end (`mesh.grpc`), which has a pipeline of its own. */
+  readonly deps: GovernedCallDeps;
+  readonly #agent = new Agent();
+
+  constructor(
+    settings: MeshSettings,
+    options: MeshOptions,
+    parts: {
+      readonly destinations: Destinations;
+      readonly own: OwnService;
+      readonly registration: Registration;
+      readonly tracing: Tracing | undefined;
+      readonly propagation: TagPropagation;
+    },
+  ) {
+    const { destinations, own, registration } = parts;
+    const deps: GovernedCallDeps = {
+      directory: destinations.directory,
+      router: destinations.router,
+      executor: destinations.executor,
+      tracing: parts.tracing,
+      bulkheads: destinations.bulkheads,
+      propagation: parts.propagation,
+      faults: (service) => destinations.faults.forService(service),
+      callerHeader: () => registration.callerHeader,
+      identityHeader: own.identityHeader,
+      clock: settings.clock,
+      logger: settings.logger,
+    };
+    this.deps = deps;
+    const pipeline = governedCall(deps);
+    this.pipeline = pipeline;
+    this.fetch = governedFetch({ ...deps, send: options.fetch ?? globalThis.fetch }, pipeline);
+    this.request = governedRequest({ directory: destinations.directory, dispatcher: this.#agent }, pipeline);
+  }
+
+  async close(): Promise<void> {
+    // Destroy, not close: a body the application never read would hold close() forever.
+    await this.#agent.destroy();
+  }
+}

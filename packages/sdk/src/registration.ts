@@ -1,0 +1,107 @@
+import { encodeTags, type Instance, MeshletError, MetaKey } from '@meshlet/core';
+import { REGISTERED_AT_META } from '@meshlet/route';
+import { ADMIN_META_KEY } from './admin-handler.js';
+import type { MeshOptions } from './mesh-options.js';
+import { type MeshSettings, validPort } from './mesh-settings.js';
+import type { OwnService } from './own-service.js';
+import type { ServiceCatalog } from './service-catalog.js';
+
+/**
+ * This process as an instance of its service in the registry: what `register` puts there
+ * (address, port, metadata with the registration time for callers' warm-up, the admin path
+ * and the catalog's hash), the `x-meshlet-caller` header that names it on every call, and
+ * deregistration, which never throws (the registry reaps an instance whose check fails).
+ */
+export class Registration {
+  readonly #settings: MeshSettings;
+  readonly #options: MeshOptions;
+  readonly #own: OwnService;
+  readonly #catalog: ServiceCatalog | undefined;
+  readonly #adminPath: string | undefined;
+  #instance: Instance | undefined;
+  #callerHeader: string;
+  /** The gRPC port (mesh.grpc.serve), registered as `Meta.gRPC_port`. */
+  #grpcPort: number | undefined;
+
+  constructor(
+    settings: MeshSettings,
+    options: MeshOptions,
+    parts: { readonly own: OwnService; readonly catalog: ServiceCatalog | undefined; readonly adminPath: string | undefined },
+  ) {
+    this.#settings = settings;
+    this.#options = options;
+    this.#own = parts.own;
+    this.#catalog = parts.catalog;
+    this.#adminPath = parts.adminPath;
+    this.#callerHeader = this.#encodeCaller();
+  }
+
+  /** This process's instance while registered. */
+  get instance(): Instance | undefined {
+    return this.#instance;
+  }
+
+  /** The `x-meshlet-caller` value: service, version, namespace and, once registered, the instance. */
+  get callerHeader(): string {
+    return this.#callerHeader;
+  }
+
+  /** Sets the gRPC port written with the next registration. */
+  setGrpcPort(port: number): void {
+    this.#grpcPort = port;
+  }
+
+  async register(overrides: { port?: number; address?: string } = {}): Promise<Instance> {
+    const { service, version, namespace, clock, metadata, registry } = this.#settings;
+    const port = overrides.port ?? this.#options.port;
+    if (port === undefined || !validPort(port)) {
+      throw new MeshletError(
+        'MESHLET_BAD_OPTION',
+        `port: ${String(port)} — give createMesh({ port }) or register({ port }) the port the server listens on`,
+      );
+    }
+    const address = overrides.address ?? this.#options.address ?? '127.0.0.1';
+    const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
+    if (this.#adminPath !== undefined) extra[ADMIN_META_KEY] = this.#adminPath;
+    if (this.#grpcPort !== undefined) extra[MetaKey.grpcPort] = String(this.#grpcPort);
+    if (this.#catalog) Object.assign(extra, await this.#catalog.publish(this.#settings));
+    const instance: Instance = {
+      id: this.#options.instanceId ?? `${service}-${port}`,
+      service,
+      address,
+      port,
+      tags: [],
+      metadata: { [MetaKey.secure]: 'false', ...extra, ...metadata, [MetaKey.version]: version, [MetaKey.namespace]: namespace },
+      health: 'passing',
+    };
+    this.#instance = instance;
+    this.#callerHeader = this.#encodeCaller();
+    this.#own.signer?.setIdentity({ service, namespace, instance: instance.id, version });
+    await registry.register(instance);
+    return instance;
+  }
+
+  async deregister(): Promise<void> {
+    if (!this.#instance) return;
+    const id = this.#instance.id;
+    this.#instance = undefined;
+    try {
+      await this.#settings.registry.deregister(id);
+    } catch (err) {
+      this.#settings.logger.warn('deregistration failed; the registry will reap the instance when its check fails', {
+        code: 'MESHLET_DEREGISTER_FAILED',
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  #encodeCaller(): string {
+    const { service, version, namespace } = this.#settings;
+    return encodeTags([
+      ['service', service],
+      ['version', version],
+      ['namespace', namespace],
+      ...(this.#instance ? [['instance', this.#instance.id] as const] : []),
+    ]).header;
+  }
+}

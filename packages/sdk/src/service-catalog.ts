@@ -1,0 +1,67 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CATALOG_META_KEY, catalogHandler, loadCatalog, publishCatalog } from '@meshlet/auth';
+import { ApiMatcher } from '@meshlet/core';
+import type { MeshOptions } from './mesh-options.js';
+import type { MeshSettings } from './mesh-settings.js';
+
+type Catalog = Awaited<ReturnType<typeof loadCatalog>>;
+type CatalogOptions = { readonly [K in keyof NonNullable<MeshOptions['catalog']>]?: NonNullable<MeshOptions['catalog']>[K] | undefined };
+
+/**
+ * This service's API catalog (OpenAPI JSDoc or declared routes), when configured: served
+ * at its path, published with the registration, and used to name server spans by route.
+ */
+export class ServiceCatalog {
+  /** The catalog's handler, unless its path is false. */
+  readonly handler: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  readonly #loading: Promise<Catalog>;
+  #routes: ApiMatcher | undefined;
+
+  /** A catalog when options ask for one (its own option, else what `auth` carried before there was one). */
+  static of(settings: MeshSettings, options: MeshOptions): ServiceCatalog | undefined {
+    const auth = options.auth;
+    const catalogOptions =
+      options.catalog ?? (auth ? { openapiFiles: auth.openapiFiles, routes: auth.routes, path: auth.catalogPath } : undefined);
+    return catalogOptions ? new ServiceCatalog(settings, catalogOptions as CatalogOptions) : undefined;
+  }
+
+  private constructor(settings: MeshSettings, options: CatalogOptions) {
+    this.#loading = loadCatalog({
+      ...(options.openapiFiles ? { openapiFiles: options.openapiFiles } : {}),
+      ...(options.routes ? { routes: options.routes } : {}),
+      logger: settings.logger,
+    });
+    let loaded: Catalog | undefined;
+    void this.#loading.then((c) => {
+      loaded = c;
+      if (c.apis.length > 0) this.#routes = new ApiMatcher(c.apis);
+    });
+    this.handler =
+      options.path !== false
+        ? catalogHandler(() => loaded ?? { apis: [], hash: '' }, {
+            service: settings.service,
+            ...(options.path ? { path: options.path } : {}),
+          })
+        : undefined;
+  }
+
+  /** The route template of a request, once the catalog is loaded. */
+  routeOf(method: string, path: string): string | undefined {
+    return this.#routes?.match(method, path)?.entry.path;
+  }
+
+  /** Publishes the catalog in the rule store; the registration metadata that names it, or none. */
+  async publish(settings: MeshSettings): Promise<Record<string, string>> {
+    const c = await this.#loading;
+    if (c.apis.length === 0) return {};
+    try {
+      return { [CATALOG_META_KEY]: await publishCatalog(settings.kv, settings.service, c) };
+    } catch (err) {
+      settings.logger.warn('API catalog not published; registering without it', {
+        code: 'MESHLET_BAD_CATALOG',
+        error: (err as Error).message,
+      });
+      return {};
+    }
+  }
+}
