@@ -7,11 +7,12 @@ set -euo pipefail
 
 find_chromium() {
   if [ -n "${MESHLET_CHROMIUM:-}" ] && [ -x "$MESHLET_CHROMIUM" ]; then echo "$MESHLET_CHROMIUM"; return 0; fi
+  # Debian's /usr/bin/chromium is a wrapper script that adds flags of its own; the binary
+  # itself is under /usr/lib/chromium, and the tests pass every flag they want.
+  [ -x /usr/lib/chromium/chromium ] && { echo /usr/lib/chromium/chromium; return 0; }
   for c in chromium chromium-browser; do
     if p="$(command -v "$c" 2>/dev/null)"; then echo "$p"; return 0; fi
   done
-  # Debian's wrapper script lives in /usr/bin; the binary itself under /usr/lib/chromium.
-  [ -x /usr/lib/chromium/chromium ] && { echo /usr/lib/chromium/chromium; return 0; }
   return 1
 }
 

@@ -30,6 +30,8 @@ const env = { ...process.env };
 env.MESHLET_CONSUL_BIN ??= prepare('scripts/install-consul.sh');
 // The Spring Cloud peer of the interop suite (Maven build, cached by its sources).
 env.MESHLET_SPRING_PEER_JAR ??= prepare('scripts/spring-peer.sh');
+// Chromium for the console's browser tests, from Debian's packages (installed once).
+env.MESHLET_CHROMIUM ??= prepare('scripts/chromium.sh');
 // One Redis for the distributed rate-limit tests, on its own port, stopped at exit.
 const redisPort = '16379';
 if (!env.MESHLET_REDIS_URL) {

@@ -17,6 +17,8 @@ function h(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'value') el.value = v;
+    else if (k === 'width')
+      el.style.width = v; // through the CSSOM: the page's CSP allows no inline style attribute
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const c of children.flat()) {
@@ -231,13 +233,20 @@ function instancesTab(d) {
   );
 }
 
+/** One colour per version (or group) for the whole page, so the rules' bar and the traffic's bar agree. */
+const colours = new Map();
+const colourOf = (key) => {
+  if (!colours.has(key)) colours.set(key, colours.size % 5);
+  return `c${colours.get(key)}`;
+};
+
 function splitBar(parts, id) {
   const total = parts.reduce((n, p) => n + p.value, 0);
   return h(
     'div',
     { class: 'bar', id },
-    parts.map((p, k) =>
-      p.value > 0 ? h('span', { class: `c${k % 5}`, style: `width:${(100 * p.value) / total}%`, title: p.label }, p.label) : null,
+    parts.map((p) =>
+      p.value > 0 ? h('span', { class: colourOf(p.key), width: `${(100 * p.value) / total}%`, title: p.label }, p.label) : null,
     ),
   );
 }
@@ -259,7 +268,13 @@ function grayTab(d) {
             {},
             h('td', {}, r.name),
             h('td', {}, r.when),
-            h('td', {}, splitBar(r.destinations.map((x) => ({ label: `${x.group}: ${x.weight}%`, value: x.weight })))),
+            h(
+              'td',
+              {},
+              splitBar(
+                r.destinations.map((x) => ({ key: x.group.replace(/^version=/, ''), label: `${x.group}: ${x.weight}%`, value: x.weight })),
+              ),
+            ),
           ),
         ),
       ),
@@ -291,7 +306,11 @@ function grayTab(d) {
     ),
     total
       ? splitBar(
-          live.byVersion.map((v) => ({ label: `v${v.version}: ${((100 * v.requests) / total).toFixed(1)}%`, value: v.requests })),
+          live.byVersion.map((v) => ({
+            key: v.version,
+            label: `v${v.version}: ${((100 * v.requests) / total).toFixed(1)}%`,
+            value: v.requests,
+          })),
           'live-bar',
         )
       : h('p', { class: 'muted' }, 'No requests yet since this revision.'),
@@ -420,7 +439,9 @@ function rulesTab(d) {
 
   function documentText() {
     const doc = { service: d.service };
-    for (const [name, ta] of boxes) {
+    // Other fields first, as documents usually have them (description before the sections): a smaller diff.
+    const ordered = [...boxes].sort(([a], [b]) => (a === '_other' ? -1 : b === '_other' ? 1 : 0));
+    for (const [name, ta] of ordered) {
       const text = ta.value.trim();
       if (text === '') continue;
       let value;

@@ -297,6 +297,11 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       res.end(body);
       return;
     }
+    if (method === 'GET' && url.pathname === '/favicon.ico') {
+      res.writeHead(204, SECURITY_HEADERS);
+      res.end();
+      return;
+    }
     if (method === 'POST' && url.pathname === '/api/login') {
       checkOrigin(req, allowed);
       throttle.check();

@@ -1,17 +1,18 @@
 import { type Instance, MetaKey } from '@meshlet/core';
 
-/** Inbound requests an instance has served since it started, from its `/metrics`. */
-export function servedRequests(prometheusText: string): number | undefined {
+/**
+ * Inbound requests an instance has served since it started, from its `/metrics` (the
+ * tracing package's `meshlet_server_requests_total`, summed over callers and APIs). No
+ * series yet means none served: the series appear with the first request.
+ */
+export function servedRequests(prometheusText: string): number {
   let total = 0;
-  let seen = false;
   for (const line of prometheusText.split('\n')) {
-    if (!line.startsWith('meshlet_server_requests_total')) continue;
+    if (!line.startsWith('meshlet_server_requests_total{') && !line.startsWith('meshlet_server_requests_total ')) continue;
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    if (!Number.isFinite(value)) continue;
-    total += value;
-    seen = true;
+    if (Number.isFinite(value)) total += value;
   }
-  return seen ? total : undefined;
+  return total;
 }
 
 /** The split by version as the route section says it: per rule, and the default. */

@@ -1,0 +1,280 @@
+// The console in a real browser (Debian's Chromium through playwright-core), on a real
+// Consul agent, with real meshes on 127.0.0.1 registered there: log in with the token,
+// apply a gray rule through the page, watch the split the traffic shows, roll back in one
+// click, find the change in the history. Fails, never skips, without Chromium or Consul
+// (scripts/chromium.sh installs the one, scripts/install-consul.sh builds the other).
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ConsulRegistryView, loadRuleKinds } from '@meshlet/cli';
+import { RuleRepository } from '@meshlet/core';
+import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
+import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
+import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type RunningConsole, startConsole } from '../src/index.js';
+
+const TOKEN = 'browser-test-console-token-0123';
+const ADMIN_TOKEN = 'browser-test-admin-token-0123456';
+/** Where the README's screenshots go (`MESHLET_SCREENSHOTS=0` keeps the tree clean). */
+const DOCS = fileURLToPath(new URL('../../../../docs/', import.meta.url));
+
+/** The flags the project runs Chromium with: no sandbox (CI containers), nothing phoning home. */
+export const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+function chromiumPath(): string {
+  const path = process.env.MESHLET_CHROMIUM;
+  if (!path || !existsSync(path)) {
+    throw new Error(
+      `MESHLET_CHROMIUM must name a Chromium binary (got ${JSON.stringify(path)}): run scripts/chromium.sh, or npm test, which does`,
+    );
+  }
+  return path;
+}
+
+const baseline = {
+  service: 'user-service',
+  description: 'all traffic on v1.20',
+  route: { default: [{ group: { version: '1.20.0' }, weight: 100 }] },
+};
+const grayRoute = {
+  default: [
+    { group: { version: '1.21.0' }, weight: 20 },
+    { group: { version: '1.20.0' }, weight: 80 },
+  ],
+};
+
+/** Polls a condition (no fixed sleep decides anything); fails after `attempts`. */
+async function waitFor(condition: () => Promise<boolean>, what: string, attempts = 600): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    if (await condition()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The page's document, inside page functions (serialised into the page; this package compiles without the DOM types). */
+interface PageDocument {
+  querySelector(selector: string): { textContent: string | null } | null;
+  querySelectorAll(selector: string): { length: number };
+}
+
+interface Running {
+  mesh: Mesh;
+  server: Server;
+}
+
+describe('the console in Chromium, on Consul', () => {
+  let agent: ConsulAgent;
+  let console_: RunningConsole;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+  const running: Running[] = [];
+  let gateway: Mesh;
+  let gatewayUrl: string;
+  const registries: ConsulRegistry[] = [];
+  const pageErrors: string[] = [];
+
+  async function service(name: string, version: string, id: string, downstream?: string): Promise<Running> {
+    const registry = new ConsulRegistry({ address: agent.address, healthCheck: { type: 'http', interval: '2s' } });
+    registries.push(registry);
+    const mesh = createMesh({
+      service: name,
+      version,
+      instanceId: id,
+      registry,
+      rules: new ConsulKvStore({ address: agent.address }),
+      admin: { token: ADMIN_TOKEN },
+      tracing: {},
+      metadata: { zone: 'zone-a' },
+    });
+    const server = createServer(
+      mesh.httpHandler(async (_req, res) => {
+        if (!downstream) {
+          res.end(JSON.stringify({ version }));
+          return;
+        }
+        const answer = await meshFetch(`http://${downstream}/`);
+        res.end(await answer.text());
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await mesh.serve(server, { signals: [], deregisterDelayMs: 0, drainTimeoutMs: 1_000 });
+    const r = { mesh, server };
+    running.push(r);
+    return r;
+  }
+
+  /** Sends n requests through the gateway and counts the versions that answered. */
+  async function traffic(n: number): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < n; i++) {
+      const { version } = (await (await globalThis.fetch(gatewayUrl)).json()) as { version: string };
+      counts[version] = (counts[version] ?? 0) + 1;
+    }
+    return counts;
+  }
+
+  /** Waits until the gray page's live table shows these request counts. */
+  const liveShows = (expected: Record<string, number>) =>
+    page.waitForFunction((want) => {
+      const n = (v: string) =>
+        Number(
+          (globalThis as unknown as { document: PageDocument }).document.querySelector(`#live-split tr[data-version="${v}"] .requests`)
+            ?.textContent ?? -1,
+        );
+      return Object.entries(want).every(([v, c]) => n(v) === c);
+    }, expected);
+
+  const shot = async (name: string) => {
+    if (process.env.MESHLET_SCREENSHOTS === '0') return;
+    await mkdir(DOCS, { recursive: true });
+    await page.screenshot({ path: join(DOCS, name), fullPage: true });
+  };
+
+  before(async () => {
+    const executablePath = chromiumPath();
+    agent = await startConsulAgent();
+    const kv = new ConsulKvStore({ address: agent.address });
+    const kinds = await loadRuleKinds();
+    await new RuleRepository({ kv, kinds: kinds.map((k) => k.kind) }).apply(JSON.stringify(baseline), {
+      author: 'setup',
+      reason: 'start with all traffic on v1.20',
+    });
+    await service('user-service', '1.20.0', 'user-a');
+    await service('user-service', '1.21.0', 'user-c');
+    // Both passing in Consul before the gateway first looks them up.
+    const view = new ConsulRegistryView({ address: agent.address });
+    await waitFor(
+      async () => (await view.instances('user-service')).filter((i) => i.health === 'passing').length === 2,
+      'user-service passing',
+    );
+    const g = await service('gateway', '1.0.0', 'gateway-1', 'user-service');
+    gateway = g.mesh;
+    gatewayUrl = `http://127.0.0.1:${gateway.instance?.port}/`;
+    await gateway.rulesInForce('user-service');
+    console_ = await startConsole({
+      kv,
+      storeDescription: `consul ${agent.address}`,
+      kinds,
+      registry: new ConsulRegistryView({ address: agent.address }),
+      adminToken: ADMIN_TOKEN,
+      adminTimeoutMs: 20_000,
+      token: TOKEN,
+      port: 0,
+    });
+    profile = await mkdtemp(join(tmpdir(), 'meshlet-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      args: CHROMIUM_FLAGS,
+      viewport: { width: 1280, height: 800 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    // Script errors and CSP violations fail the test (a blocked style or script is a broken page).
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/status of 401/.test(m.text())) pageErrors.push(m.text());
+    });
+  });
+
+  after(async () => {
+    await context?.close();
+    await console_?.close();
+    for (const r of running.reverse()) await r.mesh.shutdown();
+    for (const r of registries) await r.close();
+    await agent?.stop();
+    if (profile) await rm(profile, { recursive: true, force: true });
+  });
+
+  it('logs in, applies a gray rule, sees the split, rolls back in one click, finds the change in the history', async () => {
+    // Log in with the token.
+    await page.goto(console_.url);
+    await page.fill('#login-token', 'not-the-token-at-all');
+    await page.fill('#login-author', 'alice');
+    await page.click('#login button[type=submit]');
+    await page.waitForSelector('#login-error:text("not the console token")');
+    await page.fill('#login-token', TOKEN);
+    await page.click('#login button[type=submit]');
+    await page.waitForSelector('#services a:text("user-service")');
+    await page.waitForSelector('#who:text("signed in as alice")');
+    await shot('console-services.png');
+
+    // Instances with their live state from the admin endpoints.
+    await page.click('#services a:text("user-service")');
+    await page.waitForSelector('#instances tr:has-text("user-c")');
+    await page.waitForFunction(
+      () => (globalThis as unknown as { document: PageDocument }).document.querySelectorAll('#instances td.ok').length >= 4,
+    );
+    const row = await page.textContent('#instances tr:has-text("user-c")');
+    assert.match(row ?? '', /1\.21\.0/);
+    assert.match(row ?? '', /zone-a/);
+    await shot('console-instances.png');
+
+    // The rules editor: an invalid split is refused as you type, by the CLI's validator.
+    await page.click('.tabs a:text("Rules")');
+    await page.waitForSelector('#section-route');
+    const broken = {
+      default: [
+        { group: { version: '1.21.0' }, weight: 20 },
+        { group: { version: '1.20.0' }, weight: 70 },
+      ],
+    };
+    await page.fill('#section-route', JSON.stringify(broken, null, 2));
+    await page.waitForSelector('#verdict.error:text("sum to 100")');
+    assert.equal(await page.isDisabled('#apply'), true);
+    await page.fill('#section-route', JSON.stringify(grayRoute, null, 2));
+    await page.waitForSelector('#verdict.ok');
+    await page.waitForSelector('#diff:has-text("1.21.0")');
+    await page.fill('#apply-reason', 'gray: 20% to v1.21');
+    await shot('console-rules.png');
+    await page.click('#apply');
+
+    // The gray page: the rules' split, then the traffic's.
+    await page.waitForSelector('#rule-split:has-text("version=1.21.0: 20%")');
+    const gray = await gateway.rulesInForce('user-service');
+    await page.waitForSelector(`text=since revision ${gray.revision} was seen`);
+    const sent = await traffic(200);
+    assert.ok((sent['1.21.0'] ?? 0) > 0 && (sent['1.20.0'] ?? 0) > 0, JSON.stringify(sent));
+    await liveShows({ '1.21.0': sent['1.21.0'] ?? 0, '1.20.0': sent['1.20.0'] ?? 0 });
+    await shot('console-gray.png');
+
+    // One click back to the rule that kept everything on v1.20.
+    await page.click('#wayback');
+    await page.waitForSelector('#rule-split:has-text("version=1.20.0: 100%")');
+    const back = await gateway.rulesInForce('user-service');
+    assert.ok(back.revision > gray.revision);
+    await page.waitForSelector(`text=since revision ${back.revision} was seen`);
+    const after = await traffic(100);
+    assert.deepEqual(after, { '1.20.0': 100 });
+    await liveShows({ '1.20.0': 100, '1.21.0': 0 });
+
+    // The history: who, why, and what changed.
+    await page.click('.tabs a:text("History")');
+    await page.waitForSelector('#history tr[data-version="3"]');
+    const applied = await page.textContent('#history tr[data-version="2"]');
+    assert.match(applied ?? '', /alice/);
+    assert.match(applied ?? '', /gray: 20% to v1\.21/);
+    const rolledBack = await page.textContent('#history tr[data-version="3"]');
+    assert.match(rolledBack ?? '', /alice/);
+    assert.match(rolledBack ?? '', /rollback to v1/);
+    await page.click('#history tr[data-version="2"] summary');
+    await page.waitForSelector('#history tr[data-version="2"] pre.diff .add:has-text("1.21.0")');
+    await shot('console-history.png');
+    assert.deepEqual(pageErrors, []);
+  });
+});
