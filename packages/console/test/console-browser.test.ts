@@ -277,4 +277,74 @@ describe('the console in Chromium, on Consul', () => {
     await shot('console-history.png');
     assert.deepEqual(pageErrors, []);
   });
+
+  it('in the browser, a change without the CSRF token, from another origin or without the token changes nothing', async () => {
+    const kv = new ConsulKvStore({ address: agent.address });
+    const before = await kv.get('meshlet/rules/user-service');
+    const text = JSON.stringify({ ...baseline, description: 'forged' });
+    const body = { service: 'user-service', text, revision: before?.revision ?? 0, reason: 'forged' };
+    // The logged-in page itself, its cookie sent, but no CSRF header.
+    const status = await page.evaluate(
+      async (b) =>
+        (await fetch('/api/apply', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) })).status,
+      body,
+    );
+    assert.equal(status, 403);
+    // Another origin on the same machine (same site: SameSite alone would not stop it) posting with the browser's cookie.
+    const evil = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><title>elsewhere</title>');
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
+    try {
+      const other = await context.newPage();
+      await other.goto(`http://127.0.0.1:${(evil.address() as { port: number }).port}/`);
+      const sent = await other.evaluate(
+        async ([url, b]) => {
+          await fetch(url, {
+            method: 'POST',
+            mode: 'no-cors',
+            credentials: 'include',
+            headers: { 'content-type': 'text/plain' },
+            body: JSON.stringify(b),
+          });
+          return true;
+        },
+        [`${console_.url}api/apply`, body] as const,
+      );
+      assert.equal(sent, true);
+      await other.close();
+    } finally {
+      evil.close();
+    }
+    // A fresh browser profile has no session: the page asks for the token, and the API refuses.
+    const fresh = await mkdtemp(join(tmpdir(), 'meshlet-chromium-'));
+    const stranger = await chromium.launchPersistentContext(fresh, {
+      executablePath: chromiumPath(),
+      headless: true,
+      args: CHROMIUM_FLAGS,
+    });
+    try {
+      const p = stranger.pages()[0] ?? (await stranger.newPage());
+      await p.goto(console_.url);
+      await p.waitForSelector('#login-token');
+      const refused = await p.evaluate(
+        async (b) =>
+          (
+            await fetch('/api/apply', {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-meshlet-csrf': 'guess' },
+              body: JSON.stringify(b),
+            })
+          ).status,
+        body,
+      );
+      assert.equal(refused, 401);
+    } finally {
+      await stranger.close();
+      await rm(fresh, { recursive: true, force: true });
+    }
+    const afterAll = await kv.get('meshlet/rules/user-service');
+    assert.deepEqual([afterAll?.revision, afterAll?.value], [before?.revision, before?.value]);
+  });
 });
