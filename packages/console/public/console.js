@@ -17,8 +17,9 @@ function h(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'value') el.value = v;
-    else if (k === 'width')
-      el.style.width = v; // through the CSSOM: the page's CSP allows no inline style attribute
+    // Sizes through the CSSOM: the page's CSP allows no inline style attribute.
+    else if (k === 'width') el.style.width = v;
+    else if (k === 'height') el.style.height = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const c of children.flat()) {
@@ -98,7 +99,10 @@ async function loggedIn(session) {
 async function route() {
   clearInterval(pollTimer);
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
-  if (parts[0] === 'service' && parts[1]) {
+  if (parts[0] === 'topology') {
+    await topologyView();
+    pollTimer = setInterval(() => topologyView().catch(() => {}), 3000);
+  } else if (parts[0] === 'service' && parts[1]) {
     await serviceView(decodeURIComponent(parts[1]), parts[2] ?? 'instances');
   } else {
     await servicesView();
@@ -135,7 +139,7 @@ async function servicesView() {
         ),
       ),
     ),
-    data.services.length === 0 ? h('p', { class: 'muted' }, 'No services: none registered and none with rules.') : null,
+    ...(data.services.length === 0 ? [h('p', { class: 'muted' }, 'No services: none registered and none with rules.')] : []),
   );
 }
 
@@ -144,6 +148,7 @@ const TABS = [
   ['rules', 'Rules'],
   ['gray', 'Gray release'],
   ['history', 'History'],
+  ['limits', 'Limits'],
 ];
 
 async function serviceView(service, tab) {
@@ -169,6 +174,12 @@ async function serviceView(service, tab) {
   };
   if (tab === 'rules') {
     body.replaceChildren(rulesTab(data));
+    return;
+  }
+  if (tab === 'limits') {
+    const show = async () => body.replaceChildren(limitsTab(await api('GET', `/api/limits?service=${encodeURIComponent(service)}`)));
+    await show();
+    pollTimer = setInterval(() => show().catch(() => {}), 2000);
     return;
   }
   render(data);
@@ -344,6 +355,157 @@ function grayTab(d) {
     );
   }
   return out;
+}
+
+function limitsTab(d) {
+  const max = Math.max(1, ...d.over.allowed.map((x) => x.delta), ...d.over.refused.map((x) => x.delta));
+  const bars = (steps, cls) =>
+    h(
+      'div',
+      { class: 'spark', id: `spark-${cls}` },
+      steps.map((x) =>
+        h('span', { class: cls, height: `${Math.round((60 * x.delta) / max)}px`, title: `${x.delta} in ${x.seconds.toFixed(1)} s` }),
+      ),
+    );
+  return h(
+    'div',
+    {},
+    h('h2', {}, 'Rules'),
+    d.rules.length
+      ? h(
+          'ul',
+          { id: 'limit-rules' },
+          d.rules.map((r) => h('li', {}, h('code', {}, r))),
+        )
+      : h('p', { class: 'muted', id: 'limit-rules' }, 'No ratelimit rules for this service.'),
+    h('h2', {}, `Admitted ${d.totals.allowed}, refused ${d.totals.refused} since the instances started`),
+    h('p', { class: 'muted' }, 'Admitted per poll of this page (every 2 s):'),
+    bars(d.over.allowed, 'allowed'),
+    h('p', { class: 'muted' }, 'Refused per poll:'),
+    bars(d.over.refused, 'refused'),
+    h(
+      'table',
+      { id: 'limits' },
+      h(
+        'tr',
+        {},
+        ['instance', 'version', 'admin', 'admitted', 'refused', 'in flight', 'degraded'].map((t) => h('th', {}, t)),
+      ),
+      d.instances.map((i) =>
+        h(
+          'tr',
+          { 'data-instance': i.id },
+          h('td', {}, i.id),
+          h('td', {}, i.version ?? '-'),
+          h('td', {}, i.admin),
+          h('td', { class: 'allowed' }, i.allowed ?? '-'),
+          h('td', { class: 'refused' }, i.refused ?? '-'),
+          h('td', {}, i.inFlight ?? '-'),
+          h('td', { class: i.degraded ? 'warn' : '' }, i.degraded ? 'yes (local share)' : 'no'),
+        ),
+      ),
+    ),
+  );
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+/** An SVG element; attributes, never a style. */
+function svgEl(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+async function topologyView() {
+  const d = await api('GET', '/api/topology');
+  // Columns by depth, callers left of what they call; a cycle stops after as many rounds as services.
+  const depth = new Map(d.services.map((n) => [n, 0]));
+  for (let round = 0; round < d.services.length; round++) {
+    for (const e of d.edges) if (e.from !== e.to) depth.set(e.to, Math.max(depth.get(e.to) ?? 0, (depth.get(e.from) ?? 0) + 1));
+  }
+  const columns = new Map();
+  for (const n of d.services) {
+    const c = Math.min(depth.get(n) ?? 0, 10);
+    if (!columns.has(c)) columns.set(c, []);
+    columns.get(c).push(n);
+  }
+  const pos = new Map();
+  for (const [c, names] of columns) {
+    for (const [k, n] of names.entries()) pos.set(n, { x: 20 + c * 400, y: 20 + k * 80 });
+  }
+  const width = 20 + Math.max(0, ...columns.keys()) * 400 + 200;
+  const height = 40 + Math.max(1, ...[...columns.values()].map((v) => v.length)) * 80;
+  const svg = svgEl('svg', {
+    class: 'topology',
+    id: 'topology-graph',
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    role: 'img',
+    'aria-label': 'who calls whom',
+  });
+  const marker = svgEl('marker', {
+    id: 'arrow',
+    viewBox: '0 0 10 10',
+    refX: 10,
+    refY: 5,
+    markerWidth: 8,
+    markerHeight: 8,
+    orient: 'auto-start-reverse',
+  });
+  marker.append(svgEl('path', { d: 'M 0 0 L 10 5 L 0 10 z', fill: '#8c959f' }));
+  const defs = svgEl('defs');
+  defs.append(marker);
+  svg.append(defs);
+  for (const e of d.edges) {
+    const a = pos.get(e.from);
+    const b = pos.get(e.to);
+    if (!a || !b) continue;
+    const [x1, y1, x2, y2] = [a.x + 180, a.y + 22, b.x, b.y + 22];
+    svg.append(svgEl('line', { x1, y1, x2, y2, 'marker-end': 'url(#arrow)', class: e.errorRate > 0.05 ? 'failing' : '' }));
+    const rate = e.rate === null ? '' : `, ${e.rate.toFixed(1)}/s`;
+    svg.append(
+      svgEl(
+        'text',
+        { x: Math.min(x1, x2) + 12, y: (y1 + y2) / 2 - 8, class: 'edge' },
+        `${e.requests} calls${rate}, ${(100 * e.errorRate).toFixed(1)}% errors`,
+      ),
+    );
+  }
+  for (const [n, p] of pos) {
+    svg.append(svgEl('rect', { x: p.x, y: p.y, width: 180, height: 44, rx: 6 }));
+    svg.append(svgEl('text', { x: p.x + 10, y: p.y + 27 }, n));
+  }
+  $('#view').replaceChildren(
+    h('h1', {}, 'Topology'),
+    h(
+      'p',
+      { class: 'muted' },
+      `who calls whom, from the client metrics of ${d.measured} of ${d.instances} instances; rates between the last two polls`,
+    ),
+    svg,
+    h(
+      'table',
+      { id: 'edges' },
+      h(
+        'tr',
+        {},
+        ['caller', 'called', 'calls', 'per second', 'error rate'].map((t) => h('th', {}, t)),
+      ),
+      d.edges.map((e) =>
+        h(
+          'tr',
+          { 'data-edge': `${e.from}>${e.to}` },
+          h('td', {}, e.from),
+          h('td', {}, e.to),
+          h('td', { class: 'requests' }, e.requests),
+          h('td', {}, e.rate === null ? '-' : e.rate.toFixed(1)),
+          h('td', { class: e.errorRate > 0.05 ? 'bad' : '' }, `${(100 * e.errorRate).toFixed(1)}%`),
+        ),
+      ),
+    ),
+  );
 }
 
 async function rollback(d, to, reason) {

@@ -26,6 +26,7 @@ import {
   silentLogger,
   systemClock,
 } from '@meshlet/core';
+import { CounterHistory, parsePrometheus } from './metrics.js';
 import {
   ConsoleError,
   CSRF_HEADER,
@@ -78,6 +79,8 @@ export interface RunningConsole {
 export const MAX_BODY_BYTES = 640 * 1024;
 /** Instances asked for their status per page refresh, at most. */
 export const MAX_INSTANCES_POLLED = 200;
+/** Services the topology page polls, at most. */
+export const MAX_TOPOLOGY_SERVICES = 100;
 /** Author names are kept to this many characters. */
 const MAX_AUTHOR_LENGTH = 100;
 
@@ -115,6 +118,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     unknownSections: options.allowUnknown ? 'keep' : 'refuse',
   });
   const splits = new TrafficSplits();
+  const counters = new CounterHistory();
   const publicDir = new URL('../../public/', import.meta.url);
   const host = options.host ?? '127.0.0.1';
   const allowed = new Set<string>();
@@ -129,7 +133,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
 
   const adminOpts = () => ({ token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 });
 
-  async function metricsOf(instance: Instance): Promise<number | undefined> {
+  /** An instance's `/metrics` text, or undefined when its admin endpoint does not answer. */
+  async function metricsTextOf(instance: Instance): Promise<string | undefined> {
     const status = adminStatusUrl(instance);
     if (status === undefined || !options.adminToken) return undefined;
     try {
@@ -138,10 +143,15 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         signal: AbortSignal.timeout(options.adminTimeoutMs ?? 2_000),
       });
       if (!res.ok) return undefined;
-      return servedRequests(await res.text());
+      return await res.text();
     } catch {
       return undefined;
     }
+  }
+
+  async function metricsOf(instance: Instance): Promise<number | undefined> {
+    const text = await metricsTextOf(instance);
+    return text === undefined ? undefined : servedRequests(text);
   }
 
   async function serviceNames(): Promise<string[]> {
@@ -214,6 +224,97 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
             to: `version ${v.version}`,
           }),
         })),
+      };
+    },
+
+    'GET /api/topology': async () => {
+      const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
+      const now = clock.now();
+      const edges = new Map<string, { from: string; to: string; requests: number; errors: number }>();
+      let measured = 0;
+      let instances = 0;
+      await Promise.all(
+        names.map(async (from) => {
+          const list = await instancesOf(from);
+          instances += list.length;
+          for (const text of await Promise.all(list.map((i) => metricsTextOf(i)))) {
+            if (text === undefined) continue;
+            measured++;
+            for (const sample of parsePrometheus(text, ['meshlet_client_'])) {
+              const isRequests = sample.name === 'meshlet_client_requests_total';
+              if (!isRequests && sample.name !== 'meshlet_client_errors_total') continue;
+              const to = sample.labels.service ?? '';
+              const key = `${from}>${to}`;
+              let e = edges.get(key);
+              if (!e) {
+                e = { from, to, requests: 0, errors: 0 };
+                edges.set(key, e);
+              }
+              if (isRequests) e.requests += sample.value;
+              else e.errors += sample.value;
+            }
+          }
+        }),
+      );
+      return {
+        services: [...new Set([...names, ...[...edges.values()].map((e) => e.to)])].sort(),
+        measured,
+        instances,
+        edges: [...edges.values()]
+          .sort((a, b) => (a.from + a.to < b.from + b.to ? -1 : 1))
+          .map((e) => {
+            const rk = `edge:${e.from}>${e.to}:requests`;
+            const ek = `edge:${e.from}>${e.to}:errors`;
+            counters.record(rk, now, e.requests);
+            counters.record(ek, now, e.errors);
+            const lastRequests = counters.steps(rk).at(-1)?.delta ?? 0;
+            const lastErrors = counters.steps(ek).at(-1)?.delta ?? 0;
+            return {
+              ...e,
+              rate: counters.rate(rk) ?? null,
+              errorRate: lastRequests > 0 ? lastErrors / lastRequests : e.requests > 0 ? e.errors / e.requests : 0,
+            };
+          }),
+      };
+    },
+
+    'GET /api/limits': async (_req, url) => {
+      const service = serviceParam(url);
+      const [list, current] = await Promise.all([instancesOf(service), repo.current(service)]);
+      const admin = await Promise.all(list.map((i) => fetchAdminStatus(i, adminOpts())));
+      const now = clock.now();
+      let allowed = 0;
+      let refused = 0;
+      const rows = list.map((i, k) => {
+        const a = admin[k] as AdminResult;
+        const l = a.ok ? a.status.limiter : undefined;
+        if (l) {
+          allowed += l.allowed;
+          refused += l.refused;
+        }
+        return {
+          id: i.id,
+          version: i.metadata[MetaKey.version] ?? null,
+          admin: a.ok ? 'ok' : a.reason,
+          allowed: l?.allowed ?? null,
+          refused: l?.refused ?? null,
+          degraded: l?.degraded ?? false,
+          inFlight: (l as { inFlight?: number } | undefined)?.inFlight ?? null,
+        };
+      });
+      counters.record(`limit:${service}:allowed`, now, allowed);
+      counters.record(`limit:${service}:refused`, now, refused);
+      const section = sectionsOf(current.text).ratelimit as { rules?: unknown[] } | undefined;
+      return {
+        service,
+        revision: current.revision,
+        rules: (Array.isArray(section?.rules) ? section.rules : []).map((r) => JSON.stringify(r)),
+        instances: rows,
+        totals: { allowed, refused },
+        over: {
+          allowed: counters.steps(`limit:${service}:allowed`),
+          refused: counters.steps(`limit:${service}:refused`),
+        },
       };
     },
 

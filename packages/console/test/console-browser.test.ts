@@ -141,6 +141,8 @@ describe('the console in Chromium, on Consul', () => {
     }, expected);
 
   const shot = async (name: string) => {
+    // Every main page passes through here: nothing on it reads null, undefined or NaN.
+    assert.doesNotMatch(await page.innerText('#view'), /\bnull\b|\bundefined\b|\bNaN\b/, name);
     if (process.env.MESHLET_SCREENSHOTS === '0') return;
     await mkdir(DOCS, { recursive: true });
     await page.screenshot({ path: join(DOCS, name), fullPage: true });
@@ -275,6 +277,17 @@ describe('the console in Chromium, on Consul', () => {
     await page.click('#history tr[data-version="2"] summary');
     await page.waitForSelector('#history tr[data-version="2"] pre.diff .add:has-text("1.21.0")');
     await shot('console-history.png');
+
+    // Topology from the client metrics: the gateway called user-service 300 times, no errors.
+    await page.click('#nav-topology');
+    await page.waitForSelector('#edges tr[data-edge="gateway>user-service"] .requests:text-is("300")');
+    assert.match((await page.textContent('#edges tr[data-edge="gateway>user-service"]')) ?? '', /0\.0%$/);
+    assert.equal(await page.locator('#topology-graph rect').count(), 2);
+    await shot('console-topology.png');
+
+    // Limits: what the gateway's limiter admitted, per instance and over time.
+    await page.goto(`${console_.url}#/service/gateway/limits`);
+    await page.waitForSelector('#limits tr[data-instance="gateway-1"] .allowed:text-is("300")');
     assert.deepEqual(pageErrors, []);
   });
 

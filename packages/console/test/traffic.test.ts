@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Instance } from '@meshlet/core';
+import { CounterHistory, parsePrometheus } from '../src/metrics.js';
 import { ruleSplit, servedRequests, TrafficSplits } from '../src/traffic.js';
 
 const instance = (id: string, version: string): Instance =>
@@ -79,5 +80,39 @@ describe('traffic split from metrics', () => {
       { name: 'chrome', when: 'ua.family equals "Chrome"', destinations: [{ group: 'version=1.21.0', weight: 100 }] },
       { name: 'default', when: 'no rule matched', destinations: [{ group: 'version=1.20.0', weight: 100 }] },
     ]);
+  });
+});
+
+describe('metrics for the topology and limits pages', () => {
+  it('reads samples with labels, skipping comments, other families and malformed lines', () => {
+    const text = [
+      '# HELP meshlet_client_requests_total Calls.',
+      'meshlet_client_requests_total{service="user-service",api="GET /a\\"b"} 42',
+      'meshlet_client_errors_total{service="user-service",api="GET",error_type="timeout"} 3',
+      'meshlet_client_requests_total{service="x"} not-a-number',
+      'meshlet_server_requests_total{service="gateway"} 9',
+    ].join('\n');
+    assert.deepEqual(parsePrometheus(text, ['meshlet_client_']), [
+      { name: 'meshlet_client_requests_total', labels: { service: 'user-service', api: 'GET /a"b' }, value: 42 },
+      { name: 'meshlet_client_errors_total', labels: { service: 'user-service', api: 'GET', error_type: 'timeout' }, value: 3 },
+    ]);
+  });
+
+  it('keeps a counter’s increases per poll, bounded, and its last rate', () => {
+    const h = new CounterHistory(2);
+    h.record('k', 0, 10);
+    assert.equal(h.rate('k'), undefined);
+    h.record('k', 500, 15); // closer than a second to the last poll: merged into the next
+    h.record('k', 2_000, 30);
+    h.record('k', 4_000, 31);
+    h.record('k', 6_000, 4); // the process restarted
+    assert.deepEqual(
+      h.steps('k').map((s) => [s.delta, s.seconds]),
+      [
+        [1, 2],
+        [4, 2],
+      ],
+    );
+    assert.equal(h.rate('k'), 2);
   });
 });
