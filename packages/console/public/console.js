@@ -217,7 +217,7 @@ function instancesTab(d) {
         h('td', {}, i.zone ?? '-'),
         h('td', {}, i.version ?? '-'),
         h('td', {}, i.weight ?? '-'),
-        h('td', {}, i.warmup ?? '-'),
+        h('td', {}, i.warmup ?? (i.registeredAt ? `registered ${new Date(i.registeredAt).toLocaleTimeString()}` : '-')),
         h(
           'td',
           { class: a.ok ? (a.degraded.length ? 'warn' : 'ok') : 'muted' },

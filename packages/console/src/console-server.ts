@@ -25,6 +25,7 @@ import {
   SERVICE_NAME,
   silentLogger,
   systemClock,
+  throttledLogger,
 } from '@meshlet/core';
 import { CounterHistory, parsePrometheus } from './metrics.js';
 import {
@@ -79,6 +80,8 @@ export interface RunningConsole {
 export const MAX_BODY_BYTES = 640 * 1024;
 /** Instances asked for their status per page refresh, at most. */
 export const MAX_INSTANCES_POLLED = 200;
+/** Log codes a request can cause, throttled to one line per code per minute. */
+const PER_REQUEST_CONSOLE_CODES = ['MESHLET_CONSOLE_FAILURE', 'MESHLET_CONSOLE_LOGIN_REFUSED'];
 /** Services the topology page polls, at most. */
 export const MAX_TOPOLOGY_SERVICES = 100;
 /** Author names are kept to this many characters. */
@@ -106,7 +109,9 @@ const SECURITY_HEADERS = {
  */
 export async function startConsole(options: ConsoleOptions): Promise<RunningConsole> {
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? silentLogger;
+  // Failures and refused logins happen per request: at most one line per code per minute,
+  // with a count. Changes (MESHLET_CONSOLE_CHANGE) are the audit trail: every one is written.
+  const logger = throttledLogger(options.logger ?? silentLogger, { clock, codes: PER_REQUEST_CONSOLE_CODES });
   const token = options.token ?? randomBytes(24).toString('base64url');
   const sessions = new Sessions({ token, clock });
   const throttle = new LoginThrottle(clock);
@@ -415,7 +420,6 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const session = sessions.login(given, author);
       if (!session) {
         throttle.failed();
-        logger.warn('console: login refused', { code: 'MESHLET_CONSOLE_LOGIN_REFUSED' });
         throw new ConsoleError(401, 'MESHLET_CONSOLE_UNAUTHORIZED', 'token: not the console token', 'token');
       }
       logger.info('console: login', { code: 'MESHLET_CONSOLE_LOGIN', author });
@@ -441,6 +445,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     handle(req, res).catch((err: unknown) => {
       const e = toConsoleError(err);
       if (e.status >= 500) logger.error('console: request failed', { code: e.code, error: (err as Error)?.message });
+      else if (e.status === 401 && e.path === 'token') logger.warn('console: login refused', { code: 'MESHLET_CONSOLE_LOGIN_REFUSED' });
       send(res, e.status, { error: errorBody(e) });
     });
   });
@@ -477,7 +482,9 @@ function instanceView(i: Instance, admin: AdminResult) {
     version: m[MetaKey.version] ?? null,
     lane: m[MetaKey.lane] ?? null,
     weight: m.weight ?? null,
-    warmup: m['warmup'] ?? null,
+    // Wire names of @meshlet/dialects' warm-up (REGISTERED_AT_META, BASE_WEIGHT_META).
+    registeredAt: Number(m['registered-at']) || null,
+    warmup: m['warmup-base-weight'] !== undefined ? `weight ${m.weight ?? '?'} of ${m['warmup-base-weight']}` : null,
   };
   if (!admin.ok) return { ...base, admin: { ok: false, reason: admin.reason } };
   const s = admin.status;

@@ -84,6 +84,10 @@ describe('console API security on a directory store', () => {
     const res = await post('/api/login', { token: 'wrong-token-wrong-token', author: 'mallory' }, { origin });
     assert.equal(res.status, 401);
     assert.equal(((await res.json()) as { error: { path: string } }).error.path, 'token');
+    for (let i = 0; i < 5; i++)
+      assert.equal((await post('/api/login', { token: `guess-${i}-guess-guess`, author: 'm' }, { origin })).status, 401);
+    // Refused logins are per request: one log line per minute, however many come.
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_CONSOLE_LOGIN_REFUSED').length, 1);
     const noName = await post('/api/login', { token: TOKEN, author: ' ' }, { origin });
     assert.equal(noName.status, 400);
     assert.equal(((await noName.json()) as { error: { path: string } }).error.path, 'author');
