@@ -4,6 +4,7 @@ import type { CliIo } from './cli-io.js';
 import { type Command, parseCommand, printJson, stringOption } from './command.js';
 import { consoleCommand } from './console-command.js';
 import { ExitCode } from './exit-code.js';
+import { explain } from './explain-command.js';
 import { kvTarget } from './kv-target.js';
 import { REGISTRY_COMMANDS } from './registry-commands.js';
 import { type CheckedRuleKind, loadRuleKinds } from './rule-kinds.js';
@@ -14,7 +15,7 @@ export interface RunCliOptions {
   readonly kinds?: readonly CheckedRuleKind[];
 }
 
-export const COMMANDS: readonly Command[] = [...RULES_COMMANDS, ...REGISTRY_COMMANDS, consoleCommand];
+export const COMMANDS: readonly Command[] = [...RULES_COMMANDS, ...REGISTRY_COMMANDS, explain, consoleCommand];
 
 const EXIT_CODES = `exit codes:
   0 ok   1 failure (unreachable, unreadable)   2 usage   3 conflict (rules changed since read)
