@@ -18,7 +18,7 @@ export interface InstanceStatus {
     failures?: number;
     calls?: number;
   }[];
-  readonly limiter?: { allowed: number; refused: number; degraded?: boolean };
+  readonly limiter?: { allowed: number; refused: number; degraded?: boolean; inFlight?: number; shadowRefused?: number };
   readonly registry?: { mode: string; degraded: boolean };
   readonly degraded?: Readonly<Record<string, boolean>>;
 }

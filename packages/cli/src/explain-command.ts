@@ -59,6 +59,11 @@ export function decisionsOf(span: SpanLike): string[] {
     if (error === 'no_instance') out.push('no instance to send to');
     if (error === 'timeout') out.push('timed out (breaker rule timeoutMs)');
   }
+  const shadow = str(a['io.meshlet.shadow']);
+  if (shadow) {
+    const [kind, rule, outcome] = shadow.split(':');
+    out.push(`shadow: ${kind} rule "${rule}" ${(outcome ?? 'would decide otherwise').replaceAll('-', ' ')} (not enforced)`);
+  }
   if (error && !['rate_limited', 'auth_denied', 'circuit_open', 'no_instance', 'timeout'].includes(error)) out.push(`error: ${error}`);
   return out;
 }

@@ -177,7 +177,11 @@ async function serviceView(service, tab) {
     return;
   }
   if (tab === 'limits') {
-    const show = async () => body.replaceChildren(limitsTab(await api('GET', `/api/limits?service=${encodeURIComponent(service)}`)));
+    const show = async () => {
+      const d = await api('GET', `/api/limits?service=${encodeURIComponent(service)}`);
+      $('#revision').textContent = `rules revision ${d.revision || 'none'}`;
+      body.replaceChildren(limitsTab(d));
+    };
     await show();
     pollTimer = setInterval(() => show().catch(() => {}), 2000);
     return;
@@ -358,7 +362,7 @@ function grayTab(d) {
 }
 
 function limitsTab(d) {
-  const max = Math.max(1, ...d.over.allowed.map((x) => x.delta), ...d.over.refused.map((x) => x.delta));
+  const max = Math.max(1, ...[...d.over.allowed, ...d.over.refused, ...d.over.shadow].map((x) => x.delta));
   const bars = (steps, cls) =>
     h(
       'div',
@@ -378,18 +382,27 @@ function limitsTab(d) {
           d.rules.map((r) => h('li', {}, h('code', {}, r))),
         )
       : h('p', { class: 'muted', id: 'limit-rules' }, 'No ratelimit rules for this service.'),
-    h('h2', {}, `Admitted ${d.totals.allowed}, refused ${d.totals.refused} since the instances started`),
+    d.mode === 'shadow'
+      ? h('p', { class: 'warn', id: 'limit-mode' }, 'Shadow mode: these rules are evaluated and counted, not enforced.')
+      : h('p', { class: 'muted', id: 'limit-mode' }, 'Enforced.'),
+    h(
+      'h2',
+      {},
+      `Admitted ${d.totals.allowed}, refused ${d.totals.refused}, would have refused ${d.totals.shadowRefused} (shadow) since the instances started`,
+    ),
     h('p', { class: 'muted' }, 'Admitted per poll of this page (every 2 s):'),
     bars(d.over.allowed, 'allowed'),
     h('p', { class: 'muted' }, 'Refused per poll:'),
     bars(d.over.refused, 'refused'),
+    h('p', { class: 'muted' }, 'Would have refused (shadow mode) per poll:'),
+    bars(d.over.shadow, 'refused'),
     h(
       'table',
       { id: 'limits' },
       h(
         'tr',
         {},
-        ['instance', 'version', 'admin', 'admitted', 'refused', 'in flight', 'degraded'].map((t) => h('th', {}, t)),
+        ['instance', 'version', 'admin', 'admitted', 'refused', 'would have refused', 'in flight', 'degraded'].map((t) => h('th', {}, t)),
       ),
       d.instances.map((i) =>
         h(
@@ -400,6 +413,7 @@ function limitsTab(d) {
           h('td', {}, i.admin),
           h('td', { class: 'allowed' }, i.allowed ?? '-'),
           h('td', { class: 'refused' }, i.refused ?? '-'),
+          h('td', { class: 'shadow' }, i.shadowRefused ?? '-'),
           h('td', {}, i.inFlight ?? '-'),
           h('td', { class: i.degraded ? 'warn' : '' }, i.degraded ? 'yes (local share)' : 'no'),
         ),

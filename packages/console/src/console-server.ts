@@ -290,12 +290,14 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const now = clock.now();
       let allowed = 0;
       let refused = 0;
+      let shadowRefused = 0;
       const rows = list.map((i, k) => {
         const a = admin[k] as AdminResult;
         const l = a.ok ? a.status.limiter : undefined;
         if (l) {
           allowed += l.allowed;
           refused += l.refused;
+          shadowRefused += l.shadowRefused ?? 0;
         }
         return {
           id: i.id,
@@ -304,21 +306,25 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
           allowed: l?.allowed ?? null,
           refused: l?.refused ?? null,
           degraded: l?.degraded ?? false,
-          inFlight: (l as { inFlight?: number } | undefined)?.inFlight ?? null,
+          inFlight: l?.inFlight ?? null,
+          shadowRefused: l?.shadowRefused ?? null,
         };
       });
       counters.record(`limit:${service}:allowed`, now, allowed);
       counters.record(`limit:${service}:refused`, now, refused);
-      const section = sectionsOf(current.text).ratelimit as { rules?: unknown[] } | undefined;
+      counters.record(`limit:${service}:shadow`, now, shadowRefused);
+      const section = sectionsOf(current.text).ratelimit as { rules?: unknown[]; mode?: unknown } | undefined;
       return {
         service,
         revision: current.revision,
         rules: (Array.isArray(section?.rules) ? section.rules : []).map((r) => JSON.stringify(r)),
         instances: rows,
-        totals: { allowed, refused },
+        mode: section?.mode === 'shadow' ? 'shadow' : 'enforce',
+        totals: { allowed, refused, shadowRefused },
         over: {
           allowed: counters.steps(`limit:${service}:allowed`),
           refused: counters.steps(`limit:${service}:refused`),
+          shadow: counters.steps(`limit:${service}:shadow`),
         },
       };
     },

@@ -288,6 +288,21 @@ describe('the console in Chromium, on Consul', () => {
     // Limits: what the gateway's limiter admitted, per instance and over time.
     await page.goto(`${console_.url}#/service/gateway/limits`);
     await page.waitForSelector('#limits tr[data-instance="gateway-1"] .allowed:text-is("300")');
+    // A limit in shadow mode: every request admitted, what it would have refused counted.
+    const kinds = await loadRuleKinds();
+    await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).apply(
+      JSON.stringify({
+        service: 'gateway',
+        ratelimit: { mode: 'shadow', rules: [{ name: 'one-a-minute', rate: 1, unit: 'minute', burst: 1 }] },
+      }),
+      { author: 'alice', reason: 'try a limit before enforcing it' },
+    );
+    await gateway.rulesInForce('gateway');
+    assert.deepEqual(await traffic(5), { '1.20.0': 5 });
+    await page.waitForSelector('#limit-mode:has-text("Shadow mode")');
+    await page.waitForSelector('#limits tr[data-instance="gateway-1"] .shadow:text-is("4")');
+    await page.waitForSelector('#limits tr[data-instance="gateway-1"] .refused:text-is("0")');
+    await shot('console-limits.png');
     assert.deepEqual(pageErrors, []);
   });
 

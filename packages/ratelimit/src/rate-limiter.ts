@@ -66,7 +66,14 @@ export type RefusingRule = RefusingBucketRule | RefusingConcurrencyRule;
  * once however often it is called.
  */
 export type Decision =
-  | { readonly allowed: true; readonly rule: undefined; readonly retryAfterSeconds: 0; readonly release: Release }
+  | {
+      readonly allowed: true;
+      readonly rule: undefined;
+      readonly retryAfterSeconds: 0;
+      readonly release: Release;
+      /** In shadow mode (`ratelimit.mode: "shadow"`): the rule that would have refused this request. */
+      readonly shadow?: RefusingRule;
+    }
   | { readonly allowed: false; readonly rule: RefusingRule; readonly retryAfterSeconds: number };
 
 const noRelease: Release = () => undefined;
@@ -94,6 +101,8 @@ export interface RateLimiterStats {
   readonly buckets: number;
   /** Slots of concurrency rules held now by requests in flight, over every rule. */
   readonly inFlight: number;
+  /** Requests admitted that a rule in shadow mode would have refused (counted in `allowed` too). */
+  readonly shadowRefused: number;
 }
 
 /** Something that publishes rule documents: core's RuleWatcher. */
@@ -188,6 +197,8 @@ export class RateLimiter {
   #degradedDecisions = 0;
   #allowed = 0;
   #refused = 0;
+  #shadow = false;
+  #shadowRefused = 0;
 
   constructor(options: RateLimiterOptions) {
     this.#service = options.service;
@@ -209,6 +220,7 @@ export class RateLimiter {
   setRules(section: RateLimitSection | undefined): void {
     const old = new Map(this.#rules.map((c) => [c.rule.name, c]));
     this.#rules = (section?.rules ?? []).map((rule) => this.#compile(rule, old.get(rule.name)));
+    this.#shadow = section?.mode === 'shadow';
     if (this.#redis === undefined) {
       for (const c of this.#rules) {
         if (c.rule.mode === 'distributed' && !old.has(c.rule.name)) {
@@ -248,6 +260,7 @@ export class RateLimiter {
       refused: this.#refused,
       buckets: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.local.size + (c.share?.buckets.size ?? 0) : sum), 0),
       inFlight: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum : sum + c.slots.total), 0),
+      shadowRefused: this.#shadowRefused,
     };
   }
 
@@ -390,6 +403,18 @@ export class RateLimiter {
   }
 
   #count(d: Decision): Decision {
+    if (!d.allowed && this.#shadow) {
+      // Shadow mode: evaluated and counted, logged (the mesh's logger throttles this
+      // per-request code to one line per interval), put on the span by the caller, not enforced.
+      this.#shadowRefused++;
+      this.#allowed++;
+      this.#logger.info('rate limit in shadow mode would have refused a request', {
+        code: 'MESHLET_RATELIMIT_SHADOW',
+        service: this.#service,
+        rule: d.rule.name,
+      });
+      return { allowed: true, rule: undefined, retryAfterSeconds: 0, release: noRelease, shadow: d.rule };
+    }
     if (d.allowed) this.#allowed++;
     else this.#refused++;
     return d;

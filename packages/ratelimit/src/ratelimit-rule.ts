@@ -70,9 +70,15 @@ export type RateLimitRule = TokenBucketRule | ConcurrencyRule;
 /** True for a `concurrency` rule. */
 export const isConcurrencyRule = (rule: RateLimitRule): rule is ConcurrencyRule => 'concurrency' in rule;
 
+/** `enforce` (the default) refuses with 429; `shadow` evaluates, counts and logs what it would refuse, and admits. */
+export const SECTION_MODES = ['enforce', 'shadow'] as const;
+export type SectionMode = (typeof SECTION_MODES)[number];
+
 /** The `ratelimit` section of a service's rule document. */
 export interface RateLimitSection {
   readonly rules: readonly RateLimitRule[];
+  /** Absent means `enforce`. */
+  readonly mode?: SectionMode;
 }
 
 /** The broadest scope a rule has, for 429 bodies and logs. */
@@ -174,10 +180,11 @@ export function parseDuration(raw: unknown, path: string): number {
   return ms;
 }
 
-/** Parses the `ratelimit` section: `{ "rules": [ ... ] }`. */
+/** Parses the `ratelimit` section: `{ "rules": [ ... ], "mode"?: "enforce" | "shadow" }`. */
 export function parseRateLimitSection(raw: unknown, path: string): RateLimitSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules']);
+  field.onlyKeys(obj, path, ['rules', 'mode']);
+  const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, SECTION_MODES);
   const list = field.array(obj.rules, `${path}.rules`);
   if (list.length > MAX_RULES) throw new RuleValidationError(`${path}.rules`, `at most ${MAX_RULES} rules`);
   const rules = list.map((r, i) => parseRateLimitRule(r, `${path}.rules[${i}]`));
@@ -187,7 +194,7 @@ export function parseRateLimitSection(raw: unknown, path: string): RateLimitSect
       throw new RuleValidationError(`${path}.rules[${i}].name`, `"${r.name}" is used by an earlier rule; names must be unique`);
     seen.add(r.name);
   });
-  return { rules };
+  return mode === 'shadow' ? { rules, mode } : { rules };
 }
 
 /** The `ratelimit` rule kind: hand it to RuleWatcher / RuleRepository with the other kinds. */

@@ -140,6 +140,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
     const act = (d: Awaited<typeof decision>) => {
       if (d === ALLOWED) return go(noSlot);
+      if (d.allowed && d.shadow && span) span.setAttribute(Attr.meshletShadow, `ratelimit:${d.shadow.name}:would-refuse`);
       if (d.allowed) return runHolding(res, d.release, go);
       if (span) {
         span.setOutcome(GovernanceErrorType.rateLimited);
