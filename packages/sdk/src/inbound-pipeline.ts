@@ -133,6 +133,11 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       respond(f.status, f.headers, f.body);
       return;
     }
+    if (allowed.shadow !== undefined) {
+      // Shadow mode: counted (conditions, the authorizer's stats), logged once per interval, traced, not enforced.
+      span?.setAttribute(Attr.meshletShadow, `auth:${allowed.shadow}:would-deny`);
+      logger.info('auth rules in shadow mode would have denied a call', { code: 'MESHLET_AUTH_SHADOW', service, rule: allowed.shadow });
+    }
     const go = (release: Release) => {
       const app = () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);

@@ -1,4 +1,4 @@
-// A ratelimit section in shadow mode through createMesh on a real server on 127.0.0.1:
+// Ratelimit and auth sections in shadow mode through createMesh on a real server on 127.0.0.1:
 // every request admitted; what it would have refused is counted (admin status, metrics),
 // logged once per interval, and put on the server span.
 import assert from 'node:assert/strict';
@@ -64,8 +64,39 @@ it('admits every request, and counts, logs and traces what the shadow rule would
   assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_SHADOW').length, 1);
 });
 
+it('auth in shadow mode allows the call it would deny, and says so on the span and in the conditions', async () => {
+  exporter.reset();
+  await shop.rules.apply(
+    JSON.stringify({
+      service: 'shop',
+      auth: { mode: 'shadow', rules: [{ name: 'no-admin', action: 'deny', apis: [{ method: '*', path: '/admin' }] }] },
+    }),
+    { author: 'test' },
+  );
+  await shop.rulesInForce('shop');
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 200);
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 200);
+  await shop.tracing?.forceFlush();
+  const span = exporter.getFinishedSpans().find((s) => s.attributes['url.path'] === '/admin');
+  assert.equal(span?.attributes['io.meshlet.shadow'], 'auth:no-admin:would-deny');
+  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+    conditions: Record<string, number>;
+  };
+  assert.equal(status.conditions.MESHLET_AUTH_SHADOW, 2);
+  assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_AUTH_SHADOW').length, 1);
+});
+
 it('enforces the same rule once the section leaves shadow mode', async () => {
   await shop.rules.apply(limit(), { author: 'test' });
   await shop.rulesInForce('shop');
-  assert.equal((await globalThis.fetch(url('/cart'))).status, 429);
+  // A fresh bucket (the rule left the document in between): its one token, then 429.
+  assert.deepEqual([(await globalThis.fetch(url('/cart'))).status, (await globalThis.fetch(url('/cart'))).status], [200, 429]);
+  await shop.rules.apply(
+    JSON.stringify({ service: 'shop', auth: { rules: [{ name: 'no-admin', action: 'deny', apis: [{ method: '*', path: '/admin' }] }] } }),
+    {
+      author: 'test',
+    },
+  );
+  await shop.rulesInForce('shop');
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 403);
 });
