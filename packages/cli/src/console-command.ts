@@ -23,6 +23,7 @@ export const consoleCommand: Command = {
   --admin-token <t>     the instances' admin endpoint token (default MESHLET_ADMIN_TOKEN)
   --snapshot <file>     a registry snapshot file to list instances from
   --allow-unknown       store sections no known kind checks
+  --trace-log <file>    a trace log for the Explain page (repeat for more)
 ${STORE_USAGE}`,
   options: {
     ...STORE_OPTIONS,
@@ -32,6 +33,7 @@ ${STORE_USAGE}`,
     'admin-token': { type: 'string' },
     snapshot: { type: 'string' },
     'allow-unknown': { type: 'boolean' },
+    'trace-log': { type: 'string', multiple: true },
   },
   positionals: [0, 0],
   async run(ctx) {

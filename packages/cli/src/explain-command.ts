@@ -39,7 +39,8 @@ export function decisionsOf(span: SpanLike): string[] {
   if (span.kind === 2) {
     const limiter = str(a['io.meshlet.limiter']);
     if (limiter) out.push(`limit: ${limiter.replace(/:rejected$/, '')} refused it (429)`);
-    else if (error !== 'rate_limited') out.push('limit: admitted (no limit rule refused it)');
+    else if (error !== 'rate_limited')
+      out.push(str(a['io.meshlet.shadow'])?.startsWith('ratelimit:') ? 'limit: admitted' : 'limit: admitted (no limit rule refused it)');
     if (error === 'auth_denied') out.push('auth: denied (403) by the auth rules of this service');
   } else if (span.kind === 3) {
     const route = str(a['io.meshlet.route']);
@@ -105,6 +106,18 @@ export function explainTrace(spans: readonly SpanLike[]): ExplainedHop[] {
   return out;
 }
 
+/** Reads trace logs and explains one trace; NotFoundError when no span of it is there. */
+export async function explainFromLogs(traceId: string, files: readonly string[]): Promise<{ hops: ExplainedHop[]; badLines: number }> {
+  if (!/^[0-9a-f]{32}$/i.test(traceId)) throw new UsageError(`trace id: 32 hex digits (got ${JSON.stringify(traceId.slice(0, 64))})`);
+  // Loaded here, as for `topology`: tracing brings OpenTelemetry.
+  const { readTraceLog } = await import('@meshlet/trace');
+  const { spans, badLines } = await readTraceLog(files);
+  const id = traceId.toLowerCase();
+  const mine = spans.filter((s) => s.traceId.toLowerCase() === id);
+  if (mine.length === 0) throw new NotFoundError(`trace ${traceId}: no span in ${files.join(', ')}`);
+  return { hops: explainTrace(mine), badLines };
+}
+
 export const explain: Command = {
   words: ['explain'],
   summary: 'what Meshlet decided at each hop of one trace: route rule, instance, limit, breaker, auth (from trace logs)',
@@ -116,14 +129,8 @@ export const explain: Command = {
   positionals: [2, 1000],
   async run(ctx) {
     const [traceId, ...files] = ctx.positionals as [string, ...string[]];
-    if (!/^[0-9a-f]{32}$/i.test(traceId)) throw new UsageError(`trace id: 32 hex digits (got ${JSON.stringify(traceId.slice(0, 64))})`);
-    // Loaded here, as for `topology`: tracing brings OpenTelemetry.
-    const { readTraceLog } = await import('@meshlet/trace');
-    const { spans, badLines } = await readTraceLog(files);
+    const { hops, badLines } = await explainFromLogs(traceId, files);
     const id = traceId.toLowerCase();
-    const mine = spans.filter((s) => s.traceId.toLowerCase() === id);
-    if (mine.length === 0) throw new NotFoundError(`trace ${traceId}: no span in ${files.join(', ')}`);
-    const hops = explainTrace(mine);
     if (ctx.values.json) {
       printJson(ctx.io, { traceId: id, badLines, hops });
       return ExitCode.ok;

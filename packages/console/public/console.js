@@ -99,7 +99,9 @@ async function loggedIn(session) {
 async function route() {
   clearInterval(pollTimer);
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
-  if (parts[0] === 'topology') {
+  if (parts[0] === 'explain') {
+    await explainView(parts[1] ?? '');
+  } else if (parts[0] === 'topology') {
     await topologyView();
     pollTimer = setInterval(() => topologyView().catch(() => {}), 3000);
   } else if (parts[0] === 'service' && parts[1]) {
@@ -520,6 +522,71 @@ async function topologyView() {
       ),
     ),
   );
+}
+
+async function explainView(trace) {
+  const input = h('input', {
+    id: 'explain-trace',
+    value: trace,
+    placeholder: '32 hex digits of a traceparent',
+    size: 40,
+    'aria-label': 'trace id',
+  });
+  const out = h('div', { id: 'explain-out' });
+  const form = h(
+    'form',
+    {
+      class: 'row',
+      onsubmit: (e) => {
+        e.preventDefault();
+        location.hash = `#/explain/${encodeURIComponent(input.value.trim())}`;
+      },
+    },
+    input,
+    h('button', { type: 'submit' }, 'Explain'),
+  );
+  $('#view').replaceChildren(
+    h('h1', {}, 'Explain a request'),
+    h('p', { class: 'muted' }, 'What Meshlet decided at each hop of one trace, from the trace logs the console was given (--trace-log).'),
+    form,
+    out,
+  );
+  if (!trace) return;
+  try {
+    const d = await api('GET', `/api/explain?trace=${encodeURIComponent(trace)}`);
+    out.replaceChildren(
+      h(
+        'table',
+        { id: 'explain' },
+        h(
+          'tr',
+          {},
+          ['hop', 'status', 'ms', 'what decided'].map((t) => h('th', {}, t)),
+        ),
+        d.hops.map((hop) =>
+          h(
+            'tr',
+            {},
+            h('td', { class: `depth-${Math.min(hop.depth, 8)}` }, `${'· '.repeat(hop.depth)}${hop.service} ${hop.side} ${hop.name}`),
+            h('td', {}, hop.status ?? '-'),
+            h('td', {}, hop.durationMs.toFixed(1)),
+            h(
+              'td',
+              {},
+              h(
+                'ul',
+                {},
+                hop.decisions.map((x) => h('li', {}, x)),
+              ),
+            ),
+          ),
+        ),
+      ),
+      d.badLines ? h('p', { class: 'warn' }, `${d.badLines} unreadable lines skipped`) : '',
+    );
+  } catch (err) {
+    out.replaceChildren(h('p', { class: 'error' }, err.message));
+  }
 }
 
 async function rollback(d, to, reason) {

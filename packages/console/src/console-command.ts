@@ -7,6 +7,11 @@ const str = (ctx: CommandContext, name: string): string | undefined => {
   return typeof v === 'string' ? v : undefined;
 };
 
+const traceLogs = (ctx: CommandContext): string[] => {
+  const v = (ctx.values as Record<string, unknown>)['trace-log'];
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+};
+
 /**
  * `meshlet console`: the CLI parses the options and opens the store (its `--dir` /
  * `--consul` / `--token` target); this starts the console on them, prints where it is
@@ -38,6 +43,7 @@ export async function runConsoleCommand(ctx: CommandContext, signal?: AbortSigna
     host,
     port: Number(portText),
     allowUnknown: ctx.values['allow-unknown'] === true,
+    traceLogs: traceLogs(ctx),
     logger: consoleLogger('info', 'meshlet-console'),
   });
   ctx.io.out(`meshlet console: ${running.url}  (rules: ${description}; instances: ${registry?.description ?? 'none'})\n`);

@@ -8,6 +8,7 @@ import {
   type CheckedRuleKind,
   canonicalDocument,
   checkRuleDocument,
+  explainFromLogs,
   fetchAdminStatus,
   type RegistryView,
   unifiedDiff,
@@ -63,6 +64,8 @@ export interface ConsoleOptions {
   readonly port?: number;
   /** Extra `host:port` names the console answers to (behind a proxy). */
   readonly allowedHosts?: readonly string[];
+  /** Trace logs (OTLP JSON Lines) the Explain page reads. */
+  readonly traceLogs?: readonly string[];
   /** Store sections no kind knows (the CLI's --allow-unknown). Default false. */
   readonly allowUnknown?: boolean;
   readonly clock?: Clock;
@@ -327,6 +330,21 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
           shadow: counters.steps(`limit:${service}:shadow`),
         },
       };
+    },
+
+    'GET /api/explain': async (_req, url) => {
+      const files = options.traceLogs ?? [];
+      if (files.length === 0)
+        throw new ConsoleError(404, 'MESHLET_CONSOLE_NO_TRACE_LOG', 'no trace log: start the console with --trace-log <file>');
+      const trace = url.searchParams.get('trace') ?? '';
+      if (!/^[0-9a-f]{32}$/i.test(trace)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'trace: 32 hex digits', 'trace');
+      try {
+        return { trace: trace.toLowerCase(), ...(await explainFromLogs(trace, files)) };
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'MESHLET_CLI_NOT_FOUND')
+          throw new ConsoleError(404, 'MESHLET_CONSOLE_NOT_FOUND', (err as Error).message);
+        throw err;
+      }
     },
 
     'POST /api/validate': async (_req, _url, _s, body) => {

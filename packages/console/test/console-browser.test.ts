@@ -5,7 +5,7 @@
 // (scripts/chromium.sh installs the one, scripts/install-consul.sh builds the other).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +88,7 @@ describe('the console in Chromium, on Consul', () => {
   let gatewayUrl: string;
   const registries: ConsulRegistry[] = [];
   const pageErrors: string[] = [];
+  let traceDir: string;
 
   async function service(name: string, version: string, id: string, downstream?: string): Promise<Running> {
     const registry = new ConsulRegistry({ address: agent.address, healthCheck: { type: 'http', interval: '2s' } });
@@ -99,7 +100,7 @@ describe('the console in Chromium, on Consul', () => {
       registry,
       rules: new ConsulKvStore({ address: agent.address }),
       admin: { token: ADMIN_TOKEN },
-      tracing: {},
+      tracing: { log: { path: join(traceDir, `${id}.jsonl`) }, batch: { delayMs: 10 } },
       metadata: { zone: 'zone-a' },
     });
     const server = createServer(
@@ -150,6 +151,7 @@ describe('the console in Chromium, on Consul', () => {
 
   before(async () => {
     const executablePath = chromiumPath();
+    traceDir = await mkdtemp(join(tmpdir(), 'meshlet-console-traces-'));
     agent = await startConsulAgent();
     const kv = new ConsulKvStore({ address: agent.address });
     const kinds = await loadRuleKinds();
@@ -176,6 +178,7 @@ describe('the console in Chromium, on Consul', () => {
       registry: new ConsulRegistryView({ address: agent.address }),
       adminToken: ADMIN_TOKEN,
       adminTimeoutMs: 20_000,
+      traceLogs: ['gateway-1', 'user-a', 'user-c'].map((id) => join(traceDir, `${id}.jsonl`)),
       token: TOKEN,
       port: 0,
     });
@@ -201,6 +204,7 @@ describe('the console in Chromium, on Consul', () => {
     for (const r of registries) await r.close();
     await agent?.stop();
     if (profile) await rm(profile, { recursive: true, force: true });
+    if (traceDir) await rm(traceDir, { recursive: true, force: true });
   });
 
   it('logs in, applies a gray rule, sees the split, rolls back in one click, finds the change in the history', async () => {
@@ -303,6 +307,18 @@ describe('the console in Chromium, on Consul', () => {
     await page.waitForSelector('#limits tr[data-instance="gateway-1"] .shadow:text-is("4")');
     await page.waitForSelector('#limits tr[data-instance="gateway-1"] .refused:text-is("0")');
     await shot('console-limits.png');
+
+    // Explain one request from the trace logs: the shadow limit, the route, the instance.
+    const trace = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const res = await globalThis.fetch(gatewayUrl, { headers: { traceparent: `00-${trace}-00f067aa0ba902b7-01` } });
+    assert.equal(res.status, 200);
+    const logged = async (id: string) => (await readFile(join(traceDir, `${id}.jsonl`), 'utf8').catch(() => '')).includes(trace);
+    await waitFor(async () => (await logged('gateway-1')) && (await logged('user-a')), 'the trace in the trace logs');
+    await page.goto(`${console_.url}#/explain/${trace}`);
+    await page.waitForSelector('#explain li:has-text("would refuse (not enforced)")');
+    assert.match((await page.textContent('#explain')) ?? '', /shadow: ratelimit rule "one-a-minute" would refuse/);
+    await page.waitForSelector('#explain li:has-text("instance: user-a")');
+    await shot('console-explain.png');
     assert.deepEqual(pageErrors, []);
   });
 
