@@ -11,6 +11,8 @@ import { createMesh, type Mesh } from '../src/index.js';
 const TOKEN = 'shadow-test-admin-token-0123';
 const exporter = new InMemorySpanExporter();
 const logger = new MemoryLogger();
+const registry = new InMemoryRegistry();
+const store = new InMemoryKvStore();
 let shop: Mesh;
 let server: Awaited<ReturnType<typeof listen>>;
 const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
@@ -26,8 +28,8 @@ const limit = (mode?: string) =>
 before(async () => {
   shop = createMesh({
     service: 'shop',
-    registry: new InMemoryRegistry(),
-    rules: new InMemoryKvStore(),
+    registry,
+    rules: store,
     tracing: { exporters: [exporter], batch: { delayMs: 10 } },
     admin: { token: TOKEN },
     logger,
@@ -99,4 +101,36 @@ it('enforces the same rule once the section leaves shadow mode', async () => {
   );
   await shop.rulesInForce('shop');
   assert.equal((await globalThis.fetch(url('/admin'))).status, 403);
+});
+
+it('route rules in shadow mode: the call routed without them, the rule they would apply on the client span', async () => {
+  const own = new InMemorySpanExporter();
+  const frontLogger = new MemoryLogger();
+  const front = createMesh({
+    service: 'front',
+    registry,
+    rules: store,
+    tracing: { exporters: [own], batch: { delayMs: 10 } },
+    logger: frontLogger,
+  });
+  try {
+    await shop.rules.apply(
+      JSON.stringify({
+        service: 'shop',
+        route: { mode: 'shadow', rules: [{ name: 'all-to-v9', destinations: [{ group: { version: '9' }, weight: 100 }] }] },
+      }),
+      { author: 'test' },
+    );
+    await front.rulesInForce('shop');
+    for (let i = 0; i < 3; i++) assert.equal((await front.fetch('http://shop/x')).status, 200);
+    await front.tracing?.forceFlush();
+    const client = own.getFinishedSpans().filter((x) => x.kind === 2);
+    assert.deepEqual(
+      client.map((x) => [x.attributes['io.meshlet.shadow'], x.attributes['io.meshlet.route']]),
+      Array.from({ length: 3 }, () => ['route:all-to-v9:would-route', undefined]),
+    );
+    assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_SHADOW').length, 1);
+  } finally {
+    await front.close();
+  }
 });
