@@ -319,6 +319,24 @@ describe('the console in Chromium, on Consul', () => {
     assert.match((await page.textContent('#explain')) ?? '', /shadow: ratelimit rule "one-a-minute" would refuse/);
     await page.waitForSelector('#explain li:has-text("instance: user-a")');
     await shot('console-explain.png');
+
+    // Rollback to any version, from the history.
+    await page.goto(`${console_.url}#/service/user-service/history`);
+    await page.fill('#history-reason', 'gray again');
+    await page.click('#history tr[data-version="2"] button');
+    await page.waitForSelector('#history tr[data-version="4"]');
+    const again = (await page.textContent('#history tr[data-version="4"]')) ?? '';
+    assert.match(again, /alice/);
+    assert.match(again, /rollback to v2/);
+    assert.match(again, /gray again/);
+    assert.equal(
+      (await new ConsulKvStore({ address: agent.address }).get('meshlet/rules/user-service'))?.value,
+      (
+        await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).history(
+          'user-service',
+        )
+      )[1]?.document,
+    );
     assert.deepEqual(pageErrors, []);
   });
 
