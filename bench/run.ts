@@ -16,6 +16,8 @@ if (process.env.BENCH_QUICK === '1') {
     BENCH_DIALECT_OPS: '5000',
     BENCH_ROUTE_DECISIONS: '20000',
     RATELIMIT_BENCH_SECONDS: '2',
+    HEDGE_RUNS: '1',
+    ADAPTIVE_ROUNDS: '1',
   };
   for (const [k, v] of Object.entries(smoke)) process.env[k] ??= v;
 }
@@ -30,6 +32,7 @@ interface Section {
 const sections: Section[] = [
   { name: 'governed-call', run: (await import('./fetch-overhead.js')).fetchOverhead },
   { name: 'governance-cost', run: (await import('./governance-cost.js')).governanceCost },
+  { name: 'grpc', run: (await import('./grpc-overhead.js')).grpcOverhead },
   { name: 'sidecar', run: (await import('./sidecar.js')).sidecar },
   { name: 'route-decision', run: (await import('./route-decision.js')).routeDecision },
   { name: 'memory', run: (await import('./memory.js')).memory },
@@ -37,11 +40,18 @@ const sections: Section[] = [
   { name: 'breaker-reaction', run: (await import('./breaker-reaction.js')).breakerReaction },
   { name: 'ratelimit-accuracy', run: (await import('./ratelimit-accuracy.js')).ratelimitAccuracy },
   { name: 'consul-propagation', run: (await import('./consul-propagation.js')).consulPropagation },
+  { name: 'registry-resync', run: (await import('./registry-resync.js')).registryResync },
+  { name: 'registry-scale', run: (await import('./registry-scale.js')).registryScale },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
+  { name: 'card-opossum', run: (await import('./card-opossum.js')).cardOpossum },
+  { name: 'card-bottleneck', run: (await import('./card-bottleneck.js')).cardBottleneck },
   { name: 'regex-conditions', run: (await import('./regex-conditions.js')).regexConditions },
+  { name: 'adaptive-convergence', run: (await import('./adaptive-convergence.js')).adaptiveConvergence },
+  { name: 'adaptive-overload', run: (await import('./adaptive-overload.js')).adaptiveOverload },
+  { name: 'hedge-tail', run: (await import('./hedge-tail.js')).hedgeTail },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 

@@ -28,8 +28,11 @@ run('biome', ['ci', '.']);
 
 const env = { ...process.env };
 env.MESHLET_CONSUL_BIN ??= prepare('scripts/install-consul.sh');
-// The Spring Cloud peer of the interop suite (Maven build, cached by its sources).
-env.MESHLET_SPRING_PEER_JAR ??= prepare('scripts/spring-peer.sh');
+// The Spring Cloud peers of the interop suite, Boot 3 and Boot 4 (Maven builds, cached by their sources).
+env.MESHLET_SPRING_PEER_JAR ??= prepare('scripts/spring-peer.sh', ['boot3']);
+env.MESHLET_SPRING_PEER_BOOT4_JAR ??= prepare('scripts/spring-peer.sh', ['boot4']);
+// The grpc-java peer of the gRPC interop test (Maven build, cached by its sources).
+env.MESHLET_GRPC_PEER_JAR ??= prepare('scripts/grpc-peer.sh');
 // Chromium for the console's browser tests, from Debian's packages (installed once).
 env.MESHLET_CHROMIUM ??= prepare('scripts/chromium.sh');
 // One Redis for the distributed rate-limit tests, on its own port, stopped at exit.
@@ -38,6 +41,9 @@ if (!env.MESHLET_REDIS_URL) {
   env.MESHLET_REDIS_URL = prepare('scripts/redis.sh', ['start', redisPort]);
   process.on('exit', () => spawnSync('scripts/redis.sh', ['stop', redisPort], { stdio: 'inherit' }));
 }
+
+// Redis Sentinel from Debian's packages for the failover test (which starts its own set).
+prepare('scripts/redis-sentinel.sh', ['install']);
 
 // `--only=<prefix>` keeps the test files under a prefix (`npm run test:interop`); other
 // arguments go to node --test.

@@ -69,3 +69,42 @@ it('the catalog example reads its OpenAPI JSDoc, publishes the list, and limits 
   assert.match(stdout, /registered with apis-hash [0-9a-f]{16}\n/);
   assert.match(stdout, /GET \/users\/1, GET \/users\/2, POST \/users: 200, 429, 201/);
 });
+
+it('the axios example retries on the other instance and reports an open breaker', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/axios/main.js'], { timeout: 30_000 });
+  assert.match(stdout, /^served by: inventory-b \(inventory-a's 503s were retried\)$/m);
+  assert.match(stdout, /^breaker: MESHLET_CIRCUIT_OPEN \(cause: CircuitOpenError\)$/m);
+});
+
+it('the Koa example carries the tag its handler set', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/koa/main.js'], { timeout: 30_000 });
+  assert.deepEqual(stdout.trim().split('\n'), ['user-tier=vip', 'health: 200']);
+});
+
+for (const platform of ['express', 'fastify']) {
+  it(`the NestJS example (${platform}): tags through HttpService, @RateLimit's 429, graceful stop on SIGTERM`, async () => {
+    // The example ends by sending itself SIGTERM; Nest's shutdown hooks re-raise it once closed.
+    const stdout = await run(process.execPath, ['examples/nest/dist/main.js', platform], { timeout: 60_000 }).then(
+      (r) => r.stdout,
+      (err: { signal?: string; stdout?: string; stderr?: string }) => {
+        assert.equal(err.signal, 'SIGTERM', err.stderr);
+        return err.stdout ?? '';
+      },
+    );
+    const lines = stdout.trim().split('\n');
+    assert.equal(lines[0], `${platform}: orders registered: 1`);
+    assert.equal(lines[1], 'GET /orders: 200 {"tier":"vip","user":"user 42 (tier seen: vip)"}');
+    assert.match(lines[3] ?? '', /^GET \/orders: 429 \{"error":"rate_limited".*"rule":"orders-list"/);
+    assert.equal(lines[4], 'stopped on SIGTERM: 0 instance(s) of orders registered');
+  });
+}
+
+it('the ky and got example carries the tag through both clients', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/ky-got/main.js'], { timeout: 30_000 });
+  assert.deepEqual(stdout.trim().split('\n'), ['ky: tier=gold', 'got: tier=vip']);
+});
+
+it('the gRPC example calls a gRPC service by name with the tag in metadata, and stops it gracefully', async () => {
+  const { stdout } = await run(process.execPath, ['examples/dist/grpc/main.js'], { timeout: 30_000 });
+  assert.equal(stdout.trim(), 'user 42 tier=vip from user-service@1.21.0\ndrained: true');
+});

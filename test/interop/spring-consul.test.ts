@@ -1,6 +1,7 @@
-// Meshlet and a real Spring Cloud service (test/interop/spring-peer: Spring Boot 3.5,
-// Spring Cloud Consul 4.3) on one real Consul agent: discovery both ways, calls by name
-// both ways, one W3C trace, shared config, tags carried through Spring. The Spring app and
+// Meshlet and a real Spring Cloud service (test/interop/spring-peer: Spring Boot 3.5 /
+// Spring Cloud Consul 4.3, then Boot 4.0 / Spring Cloud Consul 5.0) on one real Consul
+// agent: discovery both ways, calls by name both ways, one W3C trace, shared config, tags
+// carried through Spring. The Spring app and
 // Consul start once for the file; Java, the jar or Consul missing fails the file.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +13,7 @@ import { SpanKind } from '@opentelemetry/api';
 import { eventually } from './eventually.js';
 import { getJson } from './get-json.js';
 import { type HelloAnswer, type NodeService, startNodeService, type ViaAnswer } from './node-service.js';
-import { type SpringPeer, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeer } from './spring-peer.js';
 
 /** One entry of the peer's `/discovery/{service}`: Spring's ServiceInstance as JSON. */
 interface SpringInstance {
@@ -28,7 +29,10 @@ interface SpringInstance {
 const SHARED_CONFIG = 'greeting: hello from consul\nshared:\n  key: one\n';
 const NODE_CONFIG = 'greeting: hello node\n';
 
-describe('Meshlet and a Spring Cloud service on one Consul', () => {
+// The same suite against each Spring line (Boot 3 and Boot 4 peers), one after the other.
+for (const line of SPRING_LINES) describe(`Meshlet and a Spring Cloud service on one Consul — ${line.label}`, () => suite(line));
+
+function suite(line: SpringLine): void {
   let consul: ConsulAgent;
   let kv: ConsulKvStore;
   let spring: SpringPeer;
@@ -53,7 +57,13 @@ describe('Meshlet and a Spring Cloud service on one Consul', () => {
         }),
         startNodeService({ consulAddress: consul.address, name: 'node-svc', instanceId: 'node-svc-b', zone: 'zone-b' }),
       ]);
-      spring = await startSpringPeer({ consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-1', zone: 'zone-a' });
+      spring = await startSpringPeer({
+        boot: line.boot,
+        consulAddress: consul.address,
+        name: 'spring-peer',
+        instanceId: 'spring-peer-1',
+        zone: 'zone-a',
+      });
     },
     { timeout: 25 * 60_000 },
   );
@@ -265,4 +275,4 @@ describe('Meshlet and a Spring Cloud service on one Consul', () => {
     // Zone preference fell back to the other zone once zone-a had no instance left.
     assert.ok((servedBy.get('node-svc-b') ?? 0) >= 20, JSON.stringify(Object.fromEntries(servedBy)));
   });
-});
+}

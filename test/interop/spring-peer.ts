@@ -1,5 +1,6 @@
-// Starts the Spring Cloud test peer (test/interop/spring-peer, a plain Spring Boot 3 +
-// Spring Cloud Consul app) against a test Consul agent, for the interop tests.
+// Starts the Spring Cloud test peer (test/interop/spring-peer, a plain Spring Boot +
+// Spring Cloud Consul app, built on Boot 3 and on Boot 4 from the same sources) against a
+// test Consul agent, for the interop tests.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -7,7 +8,30 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+/** Which build of the peer: the same sources on two Spring lines. */
+export type SpringBoot = 'boot3' | 'boot4';
+
+export interface SpringLine {
+  readonly boot: SpringBoot;
+  /** For test names and reports. */
+  readonly label: string;
+}
+
+/**
+ * The Spring lines every interop suite runs against (a matrix): the versions are the
+ * peer's poms' (test/interop/spring-peer/pom.xml and pom-boot4.xml).
+ */
+export const SPRING_LINES: readonly SpringLine[] = [
+  { boot: 'boot3', label: 'Boot 3.5.7 / Spring Cloud 2025.0.0' },
+  { boot: 'boot4', label: 'Boot 4.0.7 / Spring Cloud 2025.1.4' },
+];
+
+/** Where a prepared jar may be given (scripts/test.mjs sets both), by line. */
+const JAR_ENV: Record<SpringBoot, string> = { boot3: 'MESHLET_SPRING_PEER_JAR', boot4: 'MESHLET_SPRING_PEER_BOOT4_JAR' };
+
 export interface SpringPeerOptions {
+  /** Which build of the peer. Default `boot3`. */
+  readonly boot?: SpringBoot;
   /** The Consul agent, `http://127.0.0.1:<port>`. */
   readonly consulAddress: string;
   /** `spring.application.name`: the service name in Consul. */
@@ -24,6 +48,20 @@ export interface SpringPeerOptions {
   readonly healthInterval?: string;
   /** Spring Cloud LoadBalancer's instance cache TTL. Default `1s` (Spring's default is 35 s). */
   readonly loadBalancerCacheTtl?: string;
+  /**
+   * Heartbeat (TTL) mode (`spring.cloud.consul.discovery.heartbeat.enabled`): a TTL check
+   * refreshed by Spring instead of Consul's HTTP check. Default false.
+   */
+  readonly heartbeat?: boolean;
+  /** `spring.cloud.consul.discovery.heartbeat.ttl` (a heartbeat every ttl × 2/3). Default Spring's `30s`. */
+  readonly heartbeatTtl?: string;
+  /** `spring.cloud.consul.discovery.heartbeat.interval-ratio`: a heartbeat every ttl × this. Spring's default 2/3, its least 0.1. */
+  readonly heartbeatIntervalRatio?: number;
+  /**
+   * `spring.cloud.consul.discovery.query-passing`: whether Spring's DiscoveryClient asks Consul
+   * for passing instances only. Default true here (many estates set it); Spring's own default is false.
+   */
+  readonly queryPassing?: boolean;
   /** More `--name=value` arguments for Spring. */
   readonly args?: readonly string[];
   /** Default 180 s: JVM start on a busy 2-core machine is slow. */
@@ -47,42 +85,47 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root, from test/interop (sources) or test/dist/interop (compiled). */
 const repoRoot = [resolve(here, '../..'), resolve(here, '../../..')].find((d) => existsSync(resolve(d, 'scripts/spring-peer.sh')));
 
-let jarPath: Promise<string> | undefined;
+const jarPaths = new Map<SpringBoot, Promise<string>>();
 
 /**
- * The peer's jar: MESHLET_SPRING_PEER_JAR, else built (or taken from the cache) by
- * scripts/spring-peer.sh. Fails loudly when Java, Maven or the jar is missing: the interop
- * tests never skip.
+ * The peer's jar for a Spring line: MESHLET_SPRING_PEER_JAR (Boot 3) or
+ * MESHLET_SPRING_PEER_BOOT4_JAR (Boot 4), else built (or taken from the cache) by
+ * `scripts/spring-peer.sh <boot>`. Fails loudly when Java, Maven or the jar is missing: the
+ * interop tests never skip.
  */
-export function springPeerJar(): Promise<string> {
-  jarPath ??= (async () => {
-    const given = process.env.MESHLET_SPRING_PEER_JAR;
+export function springPeerJar(boot: SpringBoot = 'boot3'): Promise<string> {
+  let jarPath = jarPaths.get(boot);
+  if (jarPath) return jarPath;
+  jarPath = (async () => {
+    const variable = JAR_ENV[boot];
+    const given = process.env[variable];
     if (given) {
-      if (!existsSync(given)) throw new Error(`MESHLET_SPRING_PEER_JAR=${given} does not exist: build it with scripts/spring-peer.sh`);
+      if (!existsSync(given)) throw new Error(`${variable}=${given} does not exist: build it with scripts/spring-peer.sh ${boot}`);
       return given;
     }
-    if (!repoRoot) throw new Error('scripts/spring-peer.sh not found: set MESHLET_SPRING_PEER_JAR to the spring-peer jar');
+    if (!repoRoot) throw new Error(`scripts/spring-peer.sh not found: set ${variable} to the spring-peer jar`);
     try {
       // The first build downloads Spring from Maven Central: minutes, not seconds.
-      const { stdout } = await promisify(execFile)(resolve(repoRoot, 'scripts/spring-peer.sh'), [], {
+      const { stdout } = await promisify(execFile)(resolve(repoRoot, 'scripts/spring-peer.sh'), [boot], {
         cwd: repoRoot,
         timeout: 20 * 60_000,
         maxBuffer: 16 * 1024 * 1024,
       });
       const jar = stdout.trim().split('\n').at(-1) ?? '';
-      if (!existsSync(jar)) throw new Error(`scripts/spring-peer.sh printed "${jar}", which is not a file`);
+      if (!existsSync(jar)) throw new Error(`scripts/spring-peer.sh ${boot} printed "${jar}", which is not a file`);
       return jar;
     } catch (err) {
       const e = err as Error & { stderr?: string };
-      throw new Error(`could not build the Spring peer with scripts/spring-peer.sh: ${e.message}\n${e.stderr ?? ''}`);
+      throw new Error(`could not build the Spring peer with scripts/spring-peer.sh ${boot}: ${e.message}\n${e.stderr ?? ''}`);
     }
   })();
+  jarPaths.set(boot, jarPath);
   return jarPath;
 }
 
 /** Starts the peer and resolves once /actuator/health is UP and Consul reports the instance passing. */
 export async function startSpringPeer(options: SpringPeerOptions): Promise<SpringPeer> {
-  const jar = await springPeerJar();
+  const jar = await springPeerJar(options.boot);
   const consul = new URL(options.consulAddress);
   // Port 0 by default: Tomcat binds a free port itself and logs it (a port chosen here
   // could be taken by someone else in the seconds the JVM takes to start).
@@ -103,6 +146,12 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     `--peer.propagation=${options.propagation ?? 'w3c'}`,
     `--peer.health-interval=${options.healthInterval ?? '1s'}`,
     `--peer.lb-cache-ttl=${options.loadBalancerCacheTtl ?? '1s'}`,
+    `--peer.heartbeat=${options.heartbeat ?? false}`,
+    ...(options.heartbeatTtl ? [`--peer.heartbeat-ttl=${options.heartbeatTtl}`] : []),
+    ...(options.heartbeatIntervalRatio === undefined
+      ? []
+      : [`--spring.cloud.consul.discovery.heartbeat.interval-ratio=${options.heartbeatIntervalRatio}`]),
+    `--peer.query-passing=${options.queryPassing ?? true}`,
     ...(options.args ?? []),
   ];
   let child: ChildProcess;
@@ -158,6 +207,28 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     await done;
   };
   return { port, url: `http://127.0.0.1:${port}`, instanceId: options.instanceId, logs: () => output, stop, kill };
+}
+
+/**
+ * Starts several peers side by side. If any fails to start, the others are stopped before
+ * the error is thrown: a JVM left running would keep the test process alive.
+ */
+export async function startSpringPeers(options: readonly SpringPeerOptions[]): Promise<SpringPeer[]> {
+  return settleAll(options.map((o) => startSpringPeer(o)));
+}
+
+/**
+ * Waits for every start; if one failed, stops the peers that did start and throws the
+ * first error.
+ */
+export async function settleAll<T extends { stop(): Promise<void> }>(starts: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw failed.reason;
+  }
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 async function waitUntilReady(

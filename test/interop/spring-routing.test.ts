@@ -8,9 +8,12 @@ import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh } from 'meshlet';
 import { eventually } from './eventually.js';
-import { type SpringPeer, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeers } from './spring-peer.js';
 
-describe('Meshlet routing and breaking over Spring instances', () => {
+// The same suite against each Spring line (Boot 3 and Boot 4 peers), one after the other.
+for (const line of SPRING_LINES) describe(`Meshlet routing and breaking over Spring instances — ${line.label}`, () => suite(line));
+
+function suite(line: SpringLine): void {
   let consul: ConsulAgent;
   let peers: SpringPeer[] = [];
   let mesh: Mesh;
@@ -18,16 +21,22 @@ describe('Meshlet routing and breaking over Spring instances', () => {
   before(
     async () => {
       consul = await startConsulAgent();
-      peers = await Promise.all([
-        // Consul checks the first one rarely: its crash is for the breaker to find.
-        startSpringPeer({
+      peers = await startSpringPeers([
+        // Consul goes on listing the first one as passing for up to 30 s after it crashed (its
+        // TTL), while it heartbeats every 3 s (interval-ratio 0.1, Spring's least) so that it
+        // passes soon after start: its crash is for the breaker to find. (An HTTP check every
+        // 60 s would do the same, but only after a random first delay of up to 60 s.)
+        {
+          boot: line.boot,
           consulAddress: consul.address,
           name: 'spring-peer',
           instanceId: 'spring-peer-1',
           zone: 'zone-a',
-          healthInterval: '60s',
-        }),
-        startSpringPeer({ consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' }),
+          heartbeat: true,
+          heartbeatTtl: '30s',
+          heartbeatIntervalRatio: 0.1,
+        },
+        { boot: line.boot, consulAddress: consul.address, name: 'spring-peer', instanceId: 'spring-peer-2', zone: 'zone-b' },
       ]);
       mesh = createMesh({
         service: 'node-caller',
@@ -104,4 +113,4 @@ describe('Meshlet routing and breaking over Spring instances', () => {
     assert.equal(mesh.breakers.instanceBreakers.isExcluded('spring-peer-1'), true, 'the crashed instance is ejected');
     assert.equal((await mesh.registry.healthyInstances('spring-peer')).length, 2, 'while Consul still lists it as passing');
   });
-});
+}

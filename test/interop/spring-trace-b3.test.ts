@@ -9,9 +9,12 @@ import { SpanKind } from '@opentelemetry/api';
 import { eventually } from './eventually.js';
 import { getJson } from './get-json.js';
 import { type HelloAnswer, type NodeService, startNodeService, type ViaAnswer } from './node-service.js';
-import { type SpringPeer, startSpringPeer } from './spring-peer.js';
+import { SPRING_LINES, type SpringLine, type SpringPeer, startSpringPeer } from './spring-peer.js';
 
-describe('B3 between Meshlet and Spring Boot', () => {
+// The same suite against each Spring line (Boot 3 and Boot 4 peers), one after the other.
+for (const line of SPRING_LINES) describe(`B3 between Meshlet and Spring Boot — ${line.label}`, () => suite(line));
+
+function suite(line: SpringLine): void {
   let consul: ConsulAgent;
   let spring: SpringPeer;
   let node: NodeService;
@@ -20,7 +23,13 @@ describe('B3 between Meshlet and Spring Boot', () => {
     async () => {
       consul = await startConsulAgent();
       node = await startNodeService({ consulAddress: consul.address, name: 'node-b3', instanceId: 'node-b3-1', emit: ['b3'] });
-      spring = await startSpringPeer({ consulAddress: consul.address, name: 'spring-b3', instanceId: 'spring-b3-1', propagation: 'b3' });
+      spring = await startSpringPeer({
+        boot: line.boot,
+        consulAddress: consul.address,
+        name: 'spring-b3',
+        instanceId: 'spring-b3-1',
+        propagation: 'b3',
+      });
     },
     { timeout: 25 * 60_000 },
   );
@@ -61,4 +70,4 @@ describe('B3 between Meshlet and Spring Boot', () => {
     const hello = await getJson<{ traceId: string }>(`${spring.url}/hello`, { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
     assert.equal(hello.traceId, traceId);
   });
-});
+}

@@ -177,9 +177,11 @@ export function checkIdentity(
   const kid = fields[1] as string;
   const key = keys.find((k) => k.id === kid);
   if (key === undefined) return refuse(KEY_ID.test(kid) ? 'unknown-key' : 'malformed');
-  const given = Buffer.from(header.slice(cut + 1), 'base64url');
-  const expected = mac(key, text);
-  if (given.length !== MAC_BYTES || !timingSafeEqual(given, expected)) return refuse('bad-signature');
+  // Compared as text, not as decoded bytes: base64url's last character carries spare bits,
+  // so a decoder maps several spellings to one MAC. Only the canonical spelling verifies.
+  const given = Buffer.from(header.slice(cut + 1));
+  const expected = Buffer.from(mac(key, text).toString('base64url'));
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return refuse('bad-signature');
 
   const [, , audience, service, namespace, instance, version, issuedText, expiresText] = fields as [string, ...string[]];
   if (!DIGITS.test(issuedText as string) || !DIGITS.test(expiresText as string)) return refuse('malformed');

@@ -132,6 +132,29 @@ describe('signed caller identity', () => {
     assert.equal(r.ok ? 'ok' : r.reason, 'bad-signature');
   });
 
+  it('refuses every other spelling of the signature: base64url spare bits, padding', () => {
+    // A 32-byte MAC is 43 base64url characters; the last one carries 4 spare bits, so a
+    // byte-wise comparison would let 3 other last characters verify (found by the header fuzz).
+    const clock = new ManualClock(T0);
+    const header = signIdentity(checkout, k1, clock);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = header.at(-1) as string;
+    const sameBytes = [...alphabet].filter(
+      (c) =>
+        c !== last &&
+        Buffer.from(header.slice(header.lastIndexOf('|') + 1, -1) + c, 'base64url').equals(
+          Buffer.from(header.slice(header.lastIndexOf('|') + 1), 'base64url'),
+        ),
+    );
+    assert.equal(sameBytes.length, 3, 'the spare bits give three other spellings of the same bytes');
+    for (const c of sameBytes) {
+      const r = checkIdentity(header.slice(0, -1) + c, [k1], clock);
+      assert.equal(r.ok ? 'ok' : r.reason, 'bad-signature', c);
+    }
+    const padded = checkIdentity(`${header}=`, [k1], clock);
+    assert.equal(padded.ok ? 'ok' : padded.reason, 'bad-signature');
+  });
+
   it('takes keys from base64 config and refuses weak or badly named ones', () => {
     const b64 = randomBytes(32).toString('base64');
     const k = meshKey('k2025a', b64);

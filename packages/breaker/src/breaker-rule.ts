@@ -1,6 +1,7 @@
 import { type ApiTemplate, apiKey, field, normalizeTemplate, pathTemplateProblem, type RuleKind, RuleValidationError } from '@meshlet/core';
 import { type BreakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
 import { type FailureClassifier, type StatusSpec, statusClassifier } from './failure-classifier.js';
+import { type HedgePolicy, parseHedgePolicy } from './hedge.js';
 import type { WindowSpec } from './sliding-window.js';
 
 /** Lowercase, as every other enum in the rule document (`equals`, `count`). */
@@ -53,6 +54,8 @@ export interface BreakerRules {
   /** Per attempt, ms. */
   readonly timeoutMs?: number;
   readonly retry?: RetryPolicy;
+  /** Hedged requests for idempotent calls, paid from the retry budget. */
+  readonly hedge?: HedgePolicy;
   readonly failureStatuses: readonly StatusSpec[];
   readonly classifier: FailureClassifier;
 }
@@ -218,7 +221,7 @@ function parseStatuses(raw: unknown, path: string): StatusSpec[] {
  */
 export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules', 'timeoutMs', 'retry', 'failureStatuses']);
+  field.onlyKeys(obj, path, ['rules', 'timeoutMs', 'retry', 'failureStatuses', 'hedge']);
   let service: ServiceRule | undefined;
   let instance: InstanceRule | undefined;
   const apis: ApiRule[] = [];
@@ -259,6 +262,7 @@ export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
   });
   const timeoutMs = obj.timeoutMs === undefined ? undefined : field.integer(obj.timeoutMs, `${path}.timeoutMs`, 1, 600_000);
   const retry = obj.retry === undefined ? undefined : parseRetry(obj.retry, `${path}.retry`);
+  const hedge = obj.hedge === undefined ? undefined : parseHedgePolicy(obj.hedge, `${path}.hedge`);
   const failureStatuses =
     obj.failureStatuses === undefined ? (['5xx'] as StatusSpec[]) : parseStatuses(obj.failureStatuses, `${path}.failureStatuses`);
   return {
@@ -267,6 +271,7 @@ export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
     ...(instance ? { instance } : {}),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(retry ? { retry } : {}),
+    ...(hedge ? { hedge } : {}),
     failureStatuses,
     classifier: statusClassifier(failureStatuses),
   };

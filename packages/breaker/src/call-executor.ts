@@ -13,10 +13,18 @@ import { withTimeout } from './attempt-signal.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
-import { type ApiRule, type BreakerRules, breakerRuleKind, type RetryPolicy, type StaticFallback } from './breaker-rule.js';
+import {
+  type ApiRule,
+  type BreakerRules,
+  breakerRuleKind,
+  defaultRetryPolicy,
+  type RetryPolicy,
+  type StaticFallback,
+} from './breaker-rule.js';
 import { type CallDefaults, defaultCallDefaults } from './call-defaults.js';
 import { CircuitOpenError } from './circuit-open-error.js';
 import { defaultClassifier, type FailureClassifier } from './failure-classifier.js';
+import { Hedger, type HedgeStats } from './hedge.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
 import { sendFailureOf } from './send-failure.js';
@@ -104,6 +112,7 @@ interface Governance {
   /** Retries of an attempt that sent nothing (any method) when the rules have no `retry`. */
   readonly defaultRetries: number;
   readonly budget: RetryBudget | undefined;
+  readonly hedger: Hedger | undefined;
   readonly fingerprints: Readonly<Record<string, string>>;
 }
 
@@ -203,6 +212,11 @@ export class CallExecutor {
     return this.#services.get(service)?.budget?.stats;
   }
 
+  /** Hedging counters of `service`, when its rules hedge. */
+  hedgeStats(service: string): HedgeStats | undefined {
+    return this.#services.get(service)?.hedger?.stats;
+  }
+
   /** State and counts of every breaker, for a dashboard. */
   snapshot(): BreakerSnapshot[] {
     const out: BreakerSnapshot[] = [];
@@ -276,7 +290,10 @@ export class CallExecutor {
     const notSentRetries = replayable ? (retry?.maxRetries ?? gov.defaultRetries) : 0;
     // Without a rule, a connection that broke before the answer is retried for idempotent methods.
     const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
-    if (notSentRetries > 0 || retries > 0) gov.budget?.recordCall();
+    // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
+    const hedging = gov.hedger !== undefined && replayable && idempotent;
+    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r) => classifier.response(r.status), instances);
+    if (notSentRetries > 0 || retries > 0 || hedging) gov.budget?.recordCall();
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);
     for (let attempt = 0; ; attempt++) {
@@ -408,12 +425,15 @@ export class CallExecutor {
       if (instances && ids) instances.setInstances(ids);
     }
     const defaultRetries = defaults?.retries ?? 0;
-    const budgetSpec = rules.retry?.budget ?? (defaultRetries > 0 ? defaults?.budget : undefined);
+    // Hedges are paid from the retry budget: the default one when the rules give no retry policy.
+    const budgetSpec =
+      rules.retry?.budget ?? (defaultRetries > 0 ? defaults?.budget : undefined) ?? (rules.hedge ? defaultRetryPolicy.budget : undefined);
     let budget: RetryBudget | undefined;
     if (budgetSpec) {
       budget = same('budget', budgetSpec) ? old?.budget : undefined;
       budget ??= new RetryBudget({ ...budgetSpec, clock });
     }
+    const hedger = rules.hedge ? ((same('hedge', rules.hedge) ? old?.hedger : undefined) ?? new Hedger(rules.hedge, clock)) : undefined;
     return {
       rules,
       classifier: rules.classifier,
@@ -426,6 +446,7 @@ export class CallExecutor {
       retry: rules.retry,
       defaultRetries,
       budget,
+      hedger,
       fingerprints: fp,
     };
   }

@@ -49,6 +49,7 @@ export {
   type TimeoutOptions,
 } from './decorators.js';
 export { defaultClassifier, type FailureClassifier, type StatusSpec, statusClassifier, type Verdict } from './failure-classifier.js';
+export { HEDGE_MIN_SAMPLES, HedgeLostError, type HedgePolicy, Hedger, type HedgeStats, parseHedgePolicy } from './hedge.js';
 export { InstanceBreakers, type InstanceBreakersOptions, ServiceInstanceBreakers } from './instance-breakers.js';
 export { Listeners } from './listeners.js';
 export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';

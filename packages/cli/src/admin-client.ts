@@ -18,7 +18,16 @@ export interface InstanceStatus {
     failures?: number;
     calls?: number;
   }[];
-  readonly limiter?: { allowed: number; refused: number; degraded?: boolean; inFlight?: number; shadowRefused?: number };
+  readonly limiter?: {
+    allowed: number;
+    refused: number;
+    degraded?: boolean;
+    inFlight?: number;
+    /** Requests admitted that a ratelimit section in shadow mode would have refused. */
+    shadowRefused?: number;
+    /** The adaptive concurrency limit, when one is on. */
+    adaptive?: { limit: number; inFlight: number; mode?: string };
+  };
   readonly registry?: { mode: string; degraded: boolean };
   readonly degraded?: Readonly<Record<string, boolean>>;
 }

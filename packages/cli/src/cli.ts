@@ -13,6 +13,8 @@ import { RULES_COMMANDS } from './rules-commands.js';
 export interface RunCliOptions {
   /** Rule kinds to check; default loadRuleKinds(). Pass more to check sections of your own kinds. */
   readonly kinds?: readonly CheckedRuleKind[];
+  /** What `meshlet --version` prints: the version of the package whose bin ran (meshlet or @meshlet/cli). */
+  readonly version?: string;
 }
 
 export const COMMANDS: readonly Command[] = [...RULES_COMMANDS, ...REGISTRY_COMMANDS, explain, consoleCommand];
@@ -29,7 +31,7 @@ function mainUsage(): string {
 commands:
 ${lines.join('\n')}
 
-every command takes --json (output for scripts) and --help.
+every command takes --json (output for scripts) and --help; meshlet --version prints the version.
 ${EXIT_CODES}
 `;
 }
@@ -58,6 +60,10 @@ export async function runCli(argv: readonly string[], io: CliIo, options: RunCli
   if (first === undefined || first === 'help' || first === '--help' || first === '-h') {
     io.out(mainUsage());
     return first === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  if (first === '--version' || first === '-v' || first === 'version') {
+    io.out(`${options.version ?? 'unknown'}\n`);
+    return ExitCode.ok;
   }
   const found = findCommand(argv);
   if (!found) {

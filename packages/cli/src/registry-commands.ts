@@ -137,7 +137,9 @@ export function breakersCell(s: InstanceStatus): string {
 function limiterCell(s: InstanceStatus): string {
   const l = s.limiter;
   if (!l) return '-';
-  return `${l.allowed} allowed, ${l.refused} refused${l.degraded ? ', degraded' : ''}`;
+  const a = l.adaptive;
+  const adaptive = a ? `, adaptive limit ${a.limit}${a.mode === 'probe' ? ' (probing)' : ''}, ${a.inFlight} in flight` : '';
+  return `${l.allowed} allowed, ${l.refused} refused${l.degraded ? ', degraded' : ''}${adaptive}`;
 }
 
 export const topology: Command = {

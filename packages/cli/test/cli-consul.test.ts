@@ -139,7 +139,26 @@ describe('meshlet on a real Consul agent', () => {
           instance: 'orders-a',
           rules: [{ service: 'payments', revision: 7, rejected: 0 }],
           breakers: executor.snapshot(),
-          limiter: { allowed: 12, refused: 3, degraded: false, outages: 0, degradedDecisions: 0, buckets: 1 },
+          limiter: {
+            allowed: 12,
+            refused: 3,
+            degraded: false,
+            outages: 0,
+            degradedDecisions: 0,
+            buckets: 1,
+            adaptive: {
+              limit: 14,
+              mode: 'track',
+              minRttMs: 12,
+              sampleRttMs: 15,
+              eventLoopDelayMs: 1,
+              probes: 1,
+              inFlight: 5,
+              admitted: 12,
+              refused: 2,
+              classes: [],
+            },
+          },
           registry: { mode: 'consul', degraded: false },
           degraded: { registry: false },
         }),
@@ -195,7 +214,7 @@ describe('meshlet on a real Consul agent', () => {
       assert.match(
         row(closed.stdout, 'orders-a'),
         new RegExp(
-          `orders-a\\s+127\\.0\\.0\\.1:${app.port}\\s+zone-a\\s+1\\.4\\.0\\s+gray\\s+passing\\s+ok\\s+payments@7\\s+-\\s+12 allowed, 3 refused$`,
+          `orders-a\\s+127\\.0\\.0\\.1:${app.port}\\s+zone-a\\s+1\\.4\\.0\\s+gray\\s+passing\\s+ok\\s+payments@7\\s+-\\s+12 allowed, 3 refused, adaptive limit 14, 5 in flight$`,
         ),
       );
       assert.match(row(closed.stdout, 'orders-b'), /zone-b\s+1\.3\.0\s+-\s+passing\s+no endpoint/);

@@ -46,6 +46,8 @@ export const MetaKey = {
   weight: 'weight',
   /** `"true"` when the instance serves https; Spring Cloud Consul always writes it. */
   secure: 'secure',
+  /** The port the instance serves gRPC on, as grpc-spring (net.devh) writes and reads it. */
+  grpcPort: 'gRPC_port',
 } as const;
 
 /** Base URL of an instance: https when its metadata says `secure=true`. */

@@ -30,7 +30,8 @@ export function methodDecorator(label: string, wrap: (method: AnyMethod, name: s
     }
     const descriptor = c as PropertyDescriptor | undefined;
     if (typeof descriptor === 'object' && descriptor !== null && typeof descriptor.value === 'function') {
-      return { ...descriptor, value: wrap(descriptor.value as AnyMethod, String(b as string | symbol)) };
+      const method = descriptor.value as AnyMethod;
+      return { ...descriptor, value: keepMetadata(method, wrap(method, String(b as string | symbol))) };
     }
     throw new BadDecoratorError(label);
   }) as MethodDecorator;
@@ -46,4 +47,22 @@ export interface AsyncMethodDecorator {
     context: ClassMethodDecoratorContext<This, AsyncMethod<This, Args, R>>,
   ): AsyncMethod<This, Args, R>;
   (target: object, key: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor;
+}
+
+interface ReflectMetadata {
+  getOwnMetadataKeys?(target: object): unknown[];
+  getOwnMetadata(key: unknown, target: object): unknown;
+  defineMetadata(key: unknown, value: unknown, target: object): void;
+}
+
+/**
+ * With reflect-metadata loaded (NestJS), what the decorators applied before this one put on
+ * the method (`@Get`'s path, `@UseGuards`…) is copied onto the wrapper, so the order of the
+ * decorators does not matter: without it, `@RateLimit` above `@Get` would silently drop the route.
+ */
+function keepMetadata(original: AnyMethod, wrapper: AnyMethod): AnyMethod {
+  const reflect = Reflect as unknown as ReflectMetadata;
+  if (typeof reflect.getOwnMetadataKeys !== 'function' || wrapper === original) return wrapper;
+  for (const key of reflect.getOwnMetadataKeys(original)) reflect.defineMetadata(key, reflect.getOwnMetadata(key, original), wrapper);
+  return wrapper;
 }

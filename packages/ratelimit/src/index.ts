@@ -1,12 +1,40 @@
+export {
+  type AdaptiveAdmission,
+  type AdaptiveClassStats,
+  AdaptiveConcurrency,
+  type AdaptiveConcurrencyOptions,
+  type AdaptiveStats,
+} from './adaptive-concurrency.js';
+export {
+  ADAPTIVE_BOUNDS,
+  ADAPTIVE_DEFAULTS,
+  AdaptiveLimit,
+  type AdaptiveLimitOptions,
+  type AdaptiveLimitSettings,
+  type AdaptiveLimitState,
+} from './adaptive-limit.js';
+export {
+  type AdaptiveSection,
+  DEFAULT_ADAPTIVE_SECTION,
+  DEFAULT_CLASS,
+  MAX_CLASSES,
+  OVERLOAD_STATUSES,
+  type OverloadStatus,
+  parseAdaptiveSection,
+  type TrafficClass,
+} from './adaptive-rule.js';
 export { Bulkhead, BulkheadFullError, type BulkheadOptions, Bulkheads, type Release } from './bulkhead.js';
 export { ConcurrencySlots } from './concurrency-slots.js';
+export { type EventLoopDelaySampler, eventLoopDelayMonitor } from './event-loop-delay.js';
 export { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';
 export {
+  ADAPTIVE_RULE_NAME,
   ALLOWED,
   CONCURRENCY_RETRY_AFTER_MS,
   type Decision,
   type LimitedRequest,
+  OVERLOAD_LOG_INTERVAL_MS,
   RateLimiter,
   type RateLimiterOptions,
   type RateLimiterStats,
@@ -39,6 +67,7 @@ export {
   UNITS,
 } from './ratelimit-rule.js';
 export { connectRedis, nodeRedisCommand, type RawCommandClient, type RedisConnection } from './redis-client.js';
+export { connectRedisSentinel, parseSentinelUrl, type SentinelAddress, type SentinelConnectionOptions } from './redis-sentinel.js';
 export {
   type RedisAcquired,
   type RedisBucketSpec,
@@ -49,5 +78,5 @@ export {
   TOKEN_BUCKET_LUA,
   TOKEN_BUCKET_SHA,
 } from './redis-token-buckets.js';
-export { describeLimit, RateLimitedError, type Rejection, type RejectionBody, rejection } from './rejection.js';
+export { describeLimit, OVERLOADED_CODE, RateLimitedError, type Rejection, type RejectionBody, rejection } from './rejection.js';
 export { type Acquired, type TokenBucketOptions, TokenBuckets } from './token-bucket.js';

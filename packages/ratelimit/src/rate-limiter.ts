@@ -10,6 +10,8 @@ import {
   type TagLookup,
   type Unsubscribe,
 } from '@meshlet/core';
+import { AdaptiveConcurrency, type AdaptiveStats } from './adaptive-concurrency.js';
+import type { AdaptiveSection, OverloadStatus } from './adaptive-rule.js';
 import type { Release } from './bulkhead.js';
 import { ConcurrencySlots } from './concurrency-slots.js';
 import { type PathMatcher, parsePathTemplate } from './path-matcher.js';
@@ -47,13 +49,23 @@ export interface RefusingBucketRule {
   readonly mode: RateLimitMode;
 }
 
-/** A concurrency rule that refused a request: all its slots were held. */
+/**
+ * A concurrency rule that refused a request: all its slots were held. The adaptive limit
+ * refuses as a concurrency rule named `adaptive`, with its status and the request's class.
+ */
 export interface RefusingConcurrencyRule {
   readonly name: string;
   readonly scope: RuleScope;
   readonly concurrency: number;
   readonly mode: 'local';
+  /** Only for the adaptive limit: the refusal's status (429 or 503). */
+  readonly status?: OverloadStatus;
+  /** Only for the adaptive limit: the traffic class of the refused request. */
+  readonly class?: string;
 }
+
+/** The name an adaptive-limit refusal carries where a rule's name goes. */
+export const ADAPTIVE_RULE_NAME = 'adaptive';
 
 /** The rule that refused a request, as a 429 body and a log line name it. */
 export type RefusingRule = RefusingBucketRule | RefusingConcurrencyRule;
@@ -88,6 +100,9 @@ export const ALLOWED: Decision = Object.freeze({ allowed: true, rule: undefined,
  */
 export const CONCURRENCY_RETRY_AFTER_MS = 1000;
 
+/** Refusals by the adaptive limit are logged at most once per this interval, with their count. */
+export const OVERLOAD_LOG_INTERVAL_MS = 10_000;
+
 export interface RateLimiterStats {
   /** True while distributed rules are enforced from local shares because Redis does not answer. */
   readonly degraded: boolean;
@@ -103,6 +118,8 @@ export interface RateLimiterStats {
   readonly inFlight: number;
   /** Requests admitted that a rule in shadow mode would have refused (counted in `allowed` too). */
   readonly shadowRefused: number;
+  /** The adaptive concurrency limit, when one is on. */
+  readonly adaptive?: AdaptiveStats;
 }
 
 /** Something that publishes rule documents: core's RuleWatcher. */
@@ -121,10 +138,24 @@ export interface RateLimiterOptions {
   readonly instances?: () => number;
   /** Most buckets per rule (one per distinct `by` value). Default 10 000. */
   readonly maxKeysPerRule?: number;
-  /** While degraded, how often one decision tries Redis again. Default 1000 ms. */
+  /**
+   * While degraded, how often one decision tries Redis again. Default 200 ms: until every
+   * instance has probed, some admit from Redis and some from their shares, so the fleet can
+   * admit up to twice its limit for that long. A probe while Redis is down costs nothing
+   * (the connection fails fast without queueing).
+   */
   readonly probeIntervalMs?: number;
   /** Redis key prefix. Default `meshlet:rl:`. */
   readonly keyPrefix?: string;
+  /**
+   * An adaptive concurrency limit for every inbound request, on until a rule's
+   * `ratelimit.adaptive` replaces it (or turns it off with `enabled: false`).
+   */
+  readonly adaptive?: AdaptiveSection;
+  /** Event-loop delay in ms since the last read, for the adaptive limit (`eventLoopDelayMonitor()`). */
+  readonly eventLoopDelay?: () => number;
+  /** [0, 1) for the adaptive limit's probe jitter; seed it in tests. */
+  readonly random?: () => number;
 }
 
 interface CompiledTarget {
@@ -199,6 +230,12 @@ export class RateLimiter {
   #refused = 0;
   #shadow = false;
   #shadowRefused = 0;
+  #adaptive: AdaptiveConcurrency | undefined;
+  readonly #adaptiveDefault: AdaptiveSection | undefined;
+  readonly #eventLoopDelay: (() => number) | undefined;
+  readonly #random: (() => number) | undefined;
+  #overloadRefusals = 0;
+  #nextOverloadLogAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: RateLimiterOptions) {
     this.#service = options.service;
@@ -207,8 +244,12 @@ export class RateLimiter {
     this.#redis = options.redis;
     this.#instances = options.instances ?? (() => 1);
     this.#maxKeys = options.maxKeysPerRule ?? 10_000;
-    this.#probeMs = options.probeIntervalMs ?? 1000;
+    this.#probeMs = options.probeIntervalMs ?? 200;
     this.#keyPrefix = options.keyPrefix ?? 'meshlet:rl:';
+    this.#adaptiveDefault = options.adaptive;
+    this.#eventLoopDelay = options.eventLoopDelay;
+    this.#random = options.random;
+    this.#setAdaptive(undefined);
   }
 
   /**
@@ -218,6 +259,7 @@ export class RateLimiter {
    * slots: requests in flight still hold them, and a new number applies at once.
    */
   setRules(section: RateLimitSection | undefined): void {
+    this.#setAdaptive(section?.adaptive);
     const old = new Map(this.#rules.map((c) => [c.rule.name, c]));
     this.#rules = (section?.rules ?? []).map((rule) => this.#compile(rule, old.get(rule.name)));
     this.#shadow = section?.mode === 'shadow';
@@ -241,6 +283,27 @@ export class RateLimiter {
     );
   }
 
+  /** The rule's adaptive section, else the options' one; on, kept (its state) or off. */
+  #setAdaptive(fromRule: AdaptiveSection | undefined): void {
+    const section = fromRule ?? this.#adaptiveDefault;
+    if (section === undefined || !section.enabled) {
+      this.#adaptive = undefined;
+      return;
+    }
+    if (this.#adaptive) this.#adaptive.reconfigure(section);
+    else
+      this.#adaptive = new AdaptiveConcurrency(section, {
+        clock: this.#clock,
+        ...(this.#random ? { random: this.#random } : {}),
+        ...(this.#eventLoopDelay ? { eventLoopDelay: this.#eventLoopDelay } : {}),
+      });
+  }
+
+  /** The adaptive concurrency limit in force, if any. */
+  get adaptive(): AdaptiveConcurrency | undefined {
+    return this.#adaptive;
+  }
+
   /** Applies the `ratelimit` section of every document `source` publishes, now and on change. */
   follow(source: RuleSource): Unsubscribe {
     return source.subscribe((doc) => this.setRules(doc?.sections.get(ratelimitRules.name) as RateLimitSection | undefined));
@@ -261,6 +324,7 @@ export class RateLimiter {
       buckets: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.local.size + (c.share?.buckets.size ?? 0) : sum), 0),
       inFlight: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum : sum + c.slots.total), 0),
       shadowRefused: this.#shadowRefused,
+      ...(this.#adaptive ? { adaptive: this.#adaptive.stats } : {}),
     };
   }
 
@@ -269,8 +333,54 @@ export class RateLimiter {
    * every matching concurrency rule when it is allowed; call the allowed decision's
    * `release()` when the request finishes. Synchronous (a Decision) unless a distributed rule matches and Redis must be asked
    * (a Promise). Never rejects: Redis trouble means local shares, not an error.
+   *
+   * With an adaptive limit on, it decides first: a request it refuses spends no token
+   * (overload is not the client's fault), and a request the rules then refuse gives its
+   * adaptive slot back without a sample.
    */
   decide(request: LimitedRequest, n = 1): Decision | Promise<Decision> {
+    const adaptive = this.#adaptive;
+    if (adaptive === undefined) return this.#decide(request, n);
+    const a = adaptive.tryAcquire(request.tag);
+    if (!a.admitted) {
+      this.#refused++;
+      this.#logOverload(a);
+      return {
+        allowed: false,
+        rule: { name: ADAPTIVE_RULE_NAME, scope: 'service', concurrency: a.limit, mode: 'local', status: a.status, class: a.className },
+        retryAfterSeconds: CONCURRENCY_RETRY_AFTER_MS / 1000,
+      };
+    }
+    const d = this.#decide(request, n);
+    if (d instanceof Promise)
+      return d.then(
+        (x) => withAdaptive(x, a),
+        (err: unknown) => {
+          a.cancel();
+          throw err;
+        },
+      );
+    return withAdaptive(d, a);
+  }
+
+  /** Logs refusals by the adaptive limit at most once per OVERLOAD_LOG_INTERVAL_MS, with the count since the last line. */
+  #logOverload(a: { readonly limit: number; readonly inFlight: number; readonly className: string }): void {
+    this.#overloadRefusals++;
+    const now = this.#clock.now();
+    if (now < this.#nextOverloadLogAt) return;
+    this.#nextOverloadLogAt = now + OVERLOAD_LOG_INTERVAL_MS;
+    this.#logger.warn('inbound requests refused: over the adaptive concurrency limit', {
+      code: 'MESHLET_OVERLOADED',
+      service: this.#service,
+      limit: a.limit,
+      inFlight: a.inFlight,
+      class: a.className,
+      refused: this.#overloadRefusals,
+    });
+    this.#overloadRefusals = 0;
+  }
+
+  #decide(request: LimitedRequest, n: number): Decision | Promise<Decision> {
     const candidates = this.#byMethod.get(request.method) ?? this.#anyMethod;
     if (candidates.length === 0) return this.#count(ALLOWED);
     let matches: Match[] | undefined;
@@ -460,6 +570,26 @@ export class RateLimiter {
       share: same ? previous.share : undefined,
     };
   }
+}
+
+/** `d`, holding the adaptive slot too: an allowed decision releases both, a refusal gives the slot back. */
+function withAdaptive(d: Decision, a: { readonly release: () => void; readonly cancel: () => void }): Decision {
+  if (!d.allowed) {
+    a.cancel();
+    return d;
+  }
+  const inner = d.release;
+  return {
+    allowed: true,
+    rule: undefined,
+    retryAfterSeconds: 0,
+    release: () => {
+      inner();
+      a.release();
+    },
+    // A shadow decision stays one under the adaptive limit.
+    ...(d.shadow ? { shadow: d.shadow } : {}),
+  };
 }
 
 /** A slot a decision holds: the counter it was taken from (which outlives reloads) and its key. */

@@ -1,4 +1,5 @@
 import { type Condition, field, parseCondition, type RuleKind, RuleValidationError } from '@meshlet/core';
+import { type AdaptiveSection, parseAdaptiveSection } from './adaptive-rule.js';
 import { parsePathTemplate } from './path-matcher.js';
 
 export const UNITS = ['second', 'minute', 'hour'] as const;
@@ -79,6 +80,8 @@ export interface RateLimitSection {
   readonly rules: readonly RateLimitRule[];
   /** Absent means `enforce`. */
   readonly mode?: SectionMode;
+  /** An adaptive concurrency limit for every inbound request, with load shedding by class. */
+  readonly adaptive?: AdaptiveSection;
 }
 
 /** The broadest scope a rule has, for 429 bodies and logs. */
@@ -180,12 +183,16 @@ export function parseDuration(raw: unknown, path: string): number {
   return ms;
 }
 
-/** Parses the `ratelimit` section: `{ "rules": [ ... ], "mode"?: "enforce" | "shadow" }`. */
+/**
+ * Parses the `ratelimit` section: `{ "rules": [ ... ], "adaptive": { ... }, "mode"?: "enforce" | "shadow" }`
+ * (`rules` may be left out when `adaptive` is given).
+ */
 export function parseRateLimitSection(raw: unknown, path: string): RateLimitSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules', 'mode']);
+  field.onlyKeys(obj, path, ['rules', 'adaptive', 'mode']);
   const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, SECTION_MODES);
-  const list = field.array(obj.rules, `${path}.rules`);
+  const adaptive = obj.adaptive === undefined ? undefined : parseAdaptiveSection(obj.adaptive, `${path}.adaptive`);
+  const list = obj.rules === undefined && adaptive !== undefined ? [] : field.array(obj.rules, `${path}.rules`);
   if (list.length > MAX_RULES) throw new RuleValidationError(`${path}.rules`, `at most ${MAX_RULES} rules`);
   const rules = list.map((r, i) => parseRateLimitRule(r, `${path}.rules[${i}]`));
   const seen = new Set<string>();
@@ -194,7 +201,7 @@ export function parseRateLimitSection(raw: unknown, path: string): RateLimitSect
       throw new RuleValidationError(`${path}.rules[${i}].name`, `"${r.name}" is used by an earlier rule; names must be unique`);
     seen.add(r.name);
   });
-  return mode === 'shadow' ? { rules, mode } : { rules };
+  return { rules, ...(adaptive === undefined ? {} : { adaptive }), ...(mode === 'shadow' ? { mode } : {}) };
 }
 
 /** The `ratelimit` rule kind: hand it to RuleWatcher / RuleRepository with the other kinds. */

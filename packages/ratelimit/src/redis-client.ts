@@ -1,5 +1,6 @@
 import type { Logger } from '@meshlet/core';
 import { createClient } from '@redis/client';
+import { connectRedisSentinel, parseSentinelUrl } from './redis-sentinel.js';
 import type { RedisCommand } from './redis-token-buckets.js';
 
 /** The part of a node-redis client the limiter uses. */
@@ -24,8 +25,12 @@ export interface RedisConnection {
  * not queued while disconnected (the limiter falls back to local shares at once), and the
  * client keeps reconnecting in the background with capped backoff. Never waits for the
  * first connection, so a service starts even when Redis is down.
+ *
+ * `redis+sentinel://host:port[,host:port…]/<primary name>` connects through Sentinel
+ * instead: the primary the Sentinels name, followed across failovers (connectRedisSentinel).
  */
 export function connectRedis(url: string, options: { logger?: Logger; connectTimeoutMs?: number } = {}): RedisConnection {
+  if (url.startsWith('redis+sentinel:')) return connectRedisSentinel(parseSentinelUrl(url), options);
   const client = createClient({
     url,
     disableOfflineQueue: true,

@@ -1,38 +1,47 @@
 import { MeshletError } from '@meshlet/core';
 import type { Decision, RefusingBucketRule, RefusingConcurrencyRule, RefusingRule } from './rate-limiter.js';
 
-/** What a refused request gets back: status 429, its headers and a JSON body naming the rule. */
+/** What a refused request gets back: status 429 (503 when the adaptive limit says so), its headers and a JSON body naming the rule. */
 export interface Rejection {
-  readonly status: 429;
+  readonly status: 429 | 503;
   readonly headers: { readonly 'content-type': 'application/json'; readonly 'retry-after': string };
   readonly body: string;
 }
 
 /** The body of a 429, as JSON. */
 export interface RejectionBody {
-  readonly error: 'rate_limited';
-  readonly code: typeof RateLimitedError.code;
+  /** `overloaded` when the adaptive concurrency limit refused. */
+  readonly error: 'rate_limited' | 'overloaded';
+  readonly code: typeof RateLimitedError.code | typeof OVERLOADED_CODE;
   readonly service: string;
   readonly rule: string;
   readonly scope: RefusingRule['scope'];
   /** e.g. "10 per 1s, burst 20", or "2 in flight" for a concurrency rule. */
   readonly limit: string;
   readonly retryAfterSeconds: number;
+  /** The request's traffic class, when the adaptive limit refused. */
+  readonly class?: string;
 }
+
+/** Code of a refusal by the adaptive concurrency limit. */
+export const OVERLOADED_CODE = 'MESHLET_OVERLOADED';
 
 /** Builds the 429 response for a refused decision: `res.writeHead(r.status, r.headers).end(r.body)`. */
 export function rejection(decision: Extract<Decision, { allowed: false }>, service: string): Rejection {
+  const rule = decision.rule;
+  const overload = 'status' in rule && rule.status !== undefined ? rule : undefined;
   const body: RejectionBody = {
-    error: 'rate_limited',
-    code: RateLimitedError.code,
+    error: overload ? 'overloaded' : 'rate_limited',
+    code: overload ? OVERLOADED_CODE : RateLimitedError.code,
     service,
-    rule: decision.rule.name,
-    scope: decision.rule.scope,
-    limit: describeLimit(decision.rule),
+    rule: rule.name,
+    scope: rule.scope,
+    limit: describeLimit(rule),
     retryAfterSeconds: decision.retryAfterSeconds,
+    ...(overload?.class !== undefined ? { class: overload.class } : {}),
   };
   return {
-    status: 429,
+    status: overload?.status ?? 429,
     headers: { 'content-type': 'application/json', 'retry-after': String(decision.retryAfterSeconds) },
     body: JSON.stringify(body),
   };

@@ -188,6 +188,31 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_RECOVERED').length, 1);
   });
 
+  it('while degraded, probes Redis every 200 ms by default: the fleet leaves its local shares within 200 ms of Redis being back', async () => {
+    // Until every instance has probed, some take from Redis and some from their shares:
+    // the fleet can admit up to its limit twice over for that long (issue 17: a Sentinel
+    // failover showed 150 admitted in the second a 100/s limit came back with 1 s probes).
+    const clock = new ManualClock(0);
+    const redis = fakeRedis(async () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:1');
+    });
+    const limiter = new RateLimiter({
+      service: 'orders',
+      clock,
+      redis: new RedisTokenBuckets({ send: redis.send, clock }),
+      instances: () => 2,
+    });
+    limiter.setRules(rules);
+    await limiter.decide(req('GET', '/'));
+    assert.equal(limiter.stats.degraded, true);
+    clock.advance(199);
+    await limiter.decide(req('GET', '/'));
+    assert.equal(redis.calls.length, 1, 'no probe before 200 ms');
+    clock.advance(1);
+    await limiter.decide(req('GET', '/'));
+    assert.equal(redis.calls.length, 2, 'a probe at 200 ms');
+  });
+
   it('treats a Redis slower than the timeout as down', async () => {
     const clock = new ManualClock(0);
     const redis = fakeRedis(() => new Promise(() => {}));

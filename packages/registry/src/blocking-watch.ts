@@ -1,5 +1,5 @@
 import { type Clock, sleep } from '@meshlet/core';
-import type { ConsulResponse } from './consul-client.js';
+import { ConsulError, type ConsulResponse } from './consul-client.js';
 
 export interface BlockingWatchOptions<T> {
   /** Runs one query; `index` 0 means "answer at once". */
@@ -21,6 +21,13 @@ export interface BlockingWatchOptions<T> {
   readonly clock?: Clock;
   /** Source of the backoff jitter, in [0, 1). Default Math.random. */
   readonly random?: () => number;
+  /**
+   * Awaited after the backoff of a failure that looks like an outage (unreachable, timed
+   * out, 5xx), before the query is tried again: resolves once the agent answers. Shared by
+   * the watches of one client (AgentProbe), so that while the agent is down it sees one
+   * cheap request per period instead of one query per watch. Default: none.
+   */
+  readonly probe?: (signal: AbortSignal) => Promise<void>;
 }
 
 /** Real time with timers that keep the process alive, as a watch's loop always had. */
@@ -33,16 +40,26 @@ const realTime: Clock = {
 };
 
 const BACKOFF_MIN_MS = 200;
-const BACKOFF_MAX_MS = 10_000;
+/** Ceiling while the agent is unreachable or failing (5xx): short, so the watch resyncs within about a second. */
+const OUTAGE_BACKOFF_MAX_MS = 1_000;
+/** Ceiling while the agent refuses the query (4xx: ACL, bad request, 429): retrying soon would not help. */
+const REFUSED_BACKOFF_MAX_MS = 10_000;
 /** At most this many queries in a burst, refilled at RATE per second. */
 const BURST = 10;
 const RATE = 10;
 
 /**
- * A Consul blocking-query loop, following Consul's documented rules: pass the last
- * X-Consul-Index back; a return does not prove a change (compare content); reset to 0
- * when the index goes backwards; never block on an index below 1; back off with jitter
- * on errors; and rate-limit the loop so a misbehaving server cannot make it spin.
+ * A Consul blocking-query loop, following Consul's documented rules
+ * (https://developer.hashicorp.com/consul/api-docs/features/blocking, "Implementation
+ * Details"): pass the last X-Consul-Index back; a return does not prove a change (compare
+ * content); reset to 0 when the index goes backwards; never block on an index below 1;
+ * and rate-limit the loop so a misbehaving server cannot make it spin.
+ *
+ * After any failed query the next one does not block (index 0): the agent that answers
+ * may be a new one whose index is lower than the last one seen, and a query blocking on
+ * the old index would be held for the whole wait while the service changes. Outage-like
+ * failures (unreachable, timeout, 5xx) back off 100 ms to 1 s with jitter and then wait on
+ * the shared `probe`; refusals (4xx) back off up to 10 s.
  */
 export class BlockingWatch<T> {
   readonly #opts: BlockingWatchOptions<T>;
@@ -95,10 +112,14 @@ export class BlockingWatch<T> {
       } catch (err) {
         if (signal.aborted) return;
         failures++;
+        // Whatever answers next may be a restarted agent with a lower index: read at once.
+        this.#index = 0;
         this.#opts.onError?.(err, failures);
-        const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1));
+        const refused = isRefusal(err);
+        const ceiling = Math.min(refused ? REFUSED_BACKOFF_MAX_MS : OUTAGE_BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (failures - 1));
         const random = this.#opts.random ?? Math.random;
         await sleepUnlessStopped(this.#clock, ceiling / 2 + random() * (ceiling / 2), signal);
+        if (!refused && this.#opts.probe && !signal.aborted) await this.#opts.probe(signal).catch(() => {});
       }
     }
   }
@@ -110,6 +131,11 @@ export class BlockingWatch<T> {
     if (this.#tokens < 1) await sleepUnlessStopped(this.#clock, ((1 - this.#tokens) / RATE) * 1000, signal);
     this.#tokens = Math.max(0, this.#tokens - 1);
   }
+}
+
+/** Consul answered and said no (4xx, including 429 Too Many Requests): not an outage. */
+function isRefusal(err: unknown): boolean {
+  return err instanceof ConsulError && err.status !== undefined && err.status >= 400 && err.status < 500;
 }
 
 /** Sleeps on the clock; `stop()` ends the sleep early (the loop then sees the abort). */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { MeshletError } from '@meshlet/core';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { AgentProbe } from './agent-probe.js';
 
 /** TLS to the agent's HTTPS port: the CA that signed it, and a client certificate when it verifies incoming. */
 export interface ConsulTlsOptions {
@@ -52,6 +53,11 @@ export interface ConsulResponse<T> {
  */
 export class ConsulClient {
   readonly address: string;
+  /**
+   * Waits until the agent answers `/v1/status/leader` with a leader: every watch of this
+   * client waits here while the agent is down, instead of retrying its own query.
+   */
+  readonly probe: AgentProbe;
   readonly #token: string | undefined;
   readonly #fetch: typeof globalThis.fetch;
   readonly #timeoutMs: number;
@@ -63,6 +69,13 @@ export class ConsulClient {
     const tls = options.tls ?? tlsFromEnvironment();
     this.#fetch = options.fetch ?? (tls && this.address.startsWith('https:') ? fetchOverTls(tls) : globalThis.fetch);
     this.#timeoutMs = options.timeoutMs ?? 5_000;
+    this.probe = new AgentProbe({ check: (signal) => this.checkLeader(signal) });
+  }
+
+  /** Resolves when the agent answers and knows a leader (reads can be served); throws otherwise. */
+  async checkLeader(signal?: AbortSignal): Promise<void> {
+    const res = await this.request<unknown>('GET', '/v1/status/leader', { ...(signal ? { signal } : {}), timeoutMs: 1_000 });
+    if (typeof res.body !== 'string' || res.body === '') throw new ConsulError('consul has no leader yet', res.status);
   }
 
   /**

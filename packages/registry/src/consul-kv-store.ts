@@ -1,4 +1,16 @@
-import { consoleLogger, type KvEntry, type KvStore, type KvWrite, type Logger, type PutOptions, type Unsubscribe } from '@meshlet/core';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import {
+  type Clock,
+  consoleLogger,
+  type KvEntry,
+  type KvStore,
+  type KvWrite,
+  type Logger,
+  type PutOptions,
+  systemClock,
+  type Unsubscribe,
+} from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';
 import { ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
 
@@ -11,6 +23,27 @@ interface KvPair {
 export interface ConsulKvStoreOptions extends ConsulClientOptions {
   readonly waitSeconds?: number;
   readonly logger?: Logger;
+  /**
+   * A file where the last entries of every watched prefix are kept (the rules in force,
+   * config), so that a process started while Consul is down applies them. Put it beside
+   * the registry's `snapshotFile`. Default: none.
+   */
+  readonly snapshotFile?: string;
+  /**
+   * With a `snapshotFile` that has the prefix: how long a new watch waits for Consul's
+   * first answer before the snapshot's entries are delivered (Consul's answer follows when
+   * it comes). An agent that refuses connections falls back at once. The mesh's first call
+   * to a service waits for its rules at most this long when the snapshot has them. Default 100 ms.
+   */
+  readonly snapshotWaitMs?: number;
+  /** Time for the snapshot wait; tests pass a ManualClock. Default systemClock. */
+  readonly clock?: Clock;
+}
+
+/** What `snapshotFile` holds. */
+interface KvSnapshot {
+  readonly savedAt: string;
+  readonly prefixes: Record<string, KvEntry[]>;
 }
 
 const path = (key: string) => `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
@@ -47,6 +80,9 @@ export class ConsulKvStore implements KvStore {
   readonly client: ConsulClient;
   readonly #opts: ConsulKvStoreOptions;
   readonly #logger: Logger;
+  #snapshot: Promise<Record<string, KvEntry[]>> | undefined;
+  #snapshotWrite: Promise<void> = Promise.resolve();
+  #snapshotLogged = false;
 
   constructor(options: ConsulKvStoreOptions = {}) {
     this.client = new ConsulClient(options);
@@ -97,6 +133,26 @@ export class ConsulKvStore implements KvStore {
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {
     let failing = false;
+    let live = false;
+    let fromSnapshot = false;
+    let stopped = false;
+    let cancelWait = () => {};
+    /** Consul has not answered yet: the snapshot's entries for the prefix (with `orEmpty`, none known means none). */
+    const fallBack = async (why: string, orEmpty: boolean) => {
+      if (live || fromSnapshot || stopped || !this.#opts.snapshotFile) return;
+      const saved = (await this.#loadSnapshot())[prefix];
+      if (live || fromSnapshot || stopped || (saved === undefined && !orEmpty)) return;
+      fromSnapshot = true;
+      if (!this.#snapshotLogged) {
+        this.#snapshotLogged = true;
+        this.#logger.warn('rules and config from the KV snapshot file until consul answers', {
+          code: 'MESHLET_KV_SNAPSHOT',
+          file: this.#opts.snapshotFile,
+          why,
+        });
+      }
+      listener(Object.freeze([...(saved ?? [])]));
+    };
     const watch = new BlockingWatch<KvPair[] | undefined>({
       query: (index, wait, signal) =>
         this.client.request<KvPair[] | undefined>('GET', `${path(prefix)}?recurse=true&index=${index}&wait=${wait}s`, {
@@ -105,9 +161,16 @@ export class ConsulKvStore implements KvStore {
           timeoutMs: (wait + wait / 16 + 5) * 1000,
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
+      probe: (signal) => this.client.probe.wait(signal),
       // ModifyIndex per key tells every change; the values need not be compared.
       signature: (pairs) => (pairs ?? []).map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n'),
-      onChange: (pairs) => listener(Object.freeze((pairs ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : 1)))),
+      onChange: (pairs) => {
+        live = true;
+        cancelWait();
+        const entries = (pairs ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : 1));
+        this.#remember(prefix, entries);
+        listener(Object.freeze(entries));
+      },
       onError: (err, consecutive) => {
         if (consecutive === 1) {
           failing = true;
@@ -116,6 +179,7 @@ export class ConsulKvStore implements KvStore {
             prefix,
             error: (err as Error).message,
           });
+          void fallBack('consul is unreachable', true);
         }
       },
       onRecover: () => {
@@ -123,6 +187,55 @@ export class ConsulKvStore implements KvStore {
         failing = false;
       },
     }).start();
-    return () => watch.stop();
+    if (this.#opts.snapshotFile && !live)
+      cancelWait = (this.#opts.clock ?? systemClock).setTimeout(
+        () => void fallBack(`consul has not answered within ${this.#opts.snapshotWaitMs ?? 100} ms`, false),
+        this.#opts.snapshotWaitMs ?? 100,
+      );
+    return () => {
+      stopped = true;
+      cancelWait();
+      watch.stop();
+    };
+  }
+
+  /** Waits for pending snapshot writes. */
+  async flush(): Promise<void> {
+    await this.#snapshotWrite;
+  }
+
+  #loadSnapshot(): Promise<Record<string, KvEntry[]>> {
+    const file = this.#opts.snapshotFile;
+    this.#snapshot ??= (async () => {
+      if (!file) return {};
+      try {
+        const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<KvSnapshot>;
+        return parsed.prefixes && typeof parsed.prefixes === 'object' ? { ...parsed.prefixes } : {};
+      } catch {
+        return {};
+      }
+    })();
+    return this.#snapshot;
+  }
+
+  /** Keeps the file in step with what Consul said for each watched prefix; writes are serialised and atomic. */
+  #remember(prefix: string, entries: KvEntry[]): void {
+    const file = this.#opts.snapshotFile;
+    if (!file) return;
+    this.#snapshotWrite = this.#snapshotWrite.then(async () => {
+      try {
+        // Merged into what the file had, so that prefixes this process has not watched yet survive.
+        const prefixes = await this.#loadSnapshot();
+        prefixes[prefix] = entries;
+        const data = JSON.stringify({ savedAt: new Date().toISOString(), prefixes } satisfies KvSnapshot);
+        await mkdir(dirname(file), { recursive: true });
+        const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+        // Owner-only: config read through this store may hold values meant for this service alone.
+        await writeFile(tmp, data, { mode: 0o600 });
+        await rename(tmp, file);
+      } catch (err) {
+        this.#logger.warn('could not write the KV snapshot', { file, error: (err as Error).message });
+      }
+    });
   }
 }

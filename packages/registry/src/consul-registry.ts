@@ -1,8 +1,19 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { consoleLogger, type Health, type Instance, type Logger, MetaKey, type Registry, type Unsubscribe } from '@meshlet/core';
+import {
+  type Clock,
+  consoleLogger,
+  type Health,
+  type Instance,
+  type Logger,
+  MetaKey,
+  type Registry,
+  sleep,
+  systemClock,
+  type Unsubscribe,
+} from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';
-import { ConsulClient, type ConsulClientOptions } from './consul-client.js';
+import { ConsulClient, type ConsulClientOptions, type ConsulError } from './consul-client.js';
 import { checkConsulMeta } from './consul-meta.js';
 
 /** How Consul checks an instance's health. */
@@ -10,7 +21,13 @@ export type HealthCheck =
   /** Consul calls the app: `GET <scheme>://<address>:<port><path>` every `interval`. Spring's default. */
   | { readonly type: 'http'; readonly path?: string; readonly interval?: string; readonly timeout?: string }
   /** The app calls Consul every ttl×2/3 to say it is alive. */
-  | { readonly type: 'ttl'; readonly ttl?: string };
+  | { readonly type: 'ttl'; readonly ttl?: string }
+  /**
+   * Consul calls the gRPC health service (`grpc.health.v1.Health/Check`) on the instance's
+   * gRPC port (`Meta.gRPC_port`, else its port) every `interval`: for gRPC-only services
+   * (`mesh.grpc.serve` adds the health service).
+   */
+  | { readonly type: 'grpc'; readonly interval?: string; readonly timeout?: string };
 
 export interface ConsulRegistryOptions extends ConsulClientOptions {
   /** Default: HTTP check of `/health` every 10 s, as Spring Cloud Consul does for `/actuator/health`. */
@@ -27,16 +44,30 @@ export interface ConsulRegistryOptions extends ConsulClientOptions {
    * Consul is down still routes. Default: none.
    */
   readonly snapshotFile?: string;
+  /**
+   * With a `snapshotFile` that knows the service: how long the first answer waits for
+   * Consul before the snapshot's instances are used (Consul's answer replaces them when it
+   * comes). Bounds a start against an agent that accepts connections but does not answer;
+   * an agent that refuses them falls back at once. Default 100 ms.
+   */
+  readonly snapshotWaitMs?: number;
+  /** Time for the snapshot wait and the resync grace; tests pass a ManualClock. Default systemClock. */
+  readonly clock?: Clock;
   readonly waitSeconds?: number;
   /**
    * How often to check that this process's own instances are still known to the agent,
-   * and register them again if not (an agent restarted without its state). Default 10 000 ms.
+   * and register them again if not (an agent restarted without its state). Default 1 000 ms:
+   * one small request to the local agent per instance (answered by the agent itself, not
+   * the servers), so that a restarted agent has this process's instances back within about
+   * a second. While the agent is down the check waits on the client's probe instead.
    */
   readonly reregisterCheckMs?: number;
   /**
-   * After an outage, an answer with no healthy instance for a service that had some is
-   * not believed for this long: a restarted agent answers before its services have
-   * registered again. Default 15 000 ms.
+   * After an outage, for this long, an instance known before it that Consul reports but
+   * not as passing is kept (a restarted agent reports restored checks critical until each
+   * has run once), and an answer with no healthy instance at all is not believed (the
+   * services have not registered again yet). Instances Consul no longer has go at once.
+   * Default 15 000 ms.
    */
   readonly resyncGraceMs?: number;
   readonly logger?: Logger;
@@ -61,6 +92,11 @@ interface ServiceWatch {
   readonly watch: BlockingWatch<HealthEntry[]>;
   /** Resolves with the first answer (from Consul, or the snapshot during an outage). */
   readonly first: Promise<void>;
+  /** Consul's last answer, for the look again when a resync grace ends. */
+  lastAnswer: HealthEntry[] | undefined;
+  graceTimer: (() => void) | undefined;
+  /** The grace of this recovery was logged (once per recovery). */
+  graceLogged: boolean;
 }
 
 export interface ConsulRegistryStatus {
@@ -95,6 +131,12 @@ export class ConsulRegistry implements Registry {
   #lastError: string | undefined;
   #snapshotErrors = 0;
   #snapshotWrite: Promise<void> = Promise.resolve();
+  #snapshotLogged = false;
+  /** The snapshot file was read and had the right shape (a refused one is logged as such, not as routing). */
+  #snapshotUsable = false;
+  /** Set while a failed re-registration check waits for the agent to answer again. */
+  #awaitingAgent = false;
+  readonly #closed = new AbortController();
 
   constructor(options: ConsulRegistryOptions = {}) {
     this.client = new ConsulClient(options);
@@ -131,7 +173,16 @@ export class ConsulRegistry implements Registry {
               DeregisterCriticalServiceAfter: deregister,
               Status: 'passing',
             }
-          : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
+          : check.type === 'grpc'
+            ? {
+                GRPC: `${instance.address.includes(':') ? `[${instance.address}]` : instance.address}:${meta[MetaKey.grpcPort] ?? instance.port}`,
+                GRPCUseTLS: secure,
+                Interval: check.interval ?? '10s',
+                ...(check.timeout ? { Timeout: check.timeout } : {}),
+                DeregisterCriticalServiceAfter: deregister,
+                Status: 'passing',
+              }
+            : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
     };
     const payload = JSON.stringify(body);
     await this.client.request('PUT', '/v1/agent/service/register', { body: payload });
@@ -184,6 +235,7 @@ export class ConsulRegistry implements Registry {
       // Nobody follows the service any more: stop its blocking query.
       if (w.listeners.size === 0 && this.#services.get(service) === w) {
         this.#services.delete(service);
+        w.graceTimer?.();
         w.watch.stop();
       }
     };
@@ -205,11 +257,15 @@ export class ConsulRegistry implements Registry {
 
   /** Stops every watch and heartbeat; does not deregister. */
   async close(): Promise<void> {
+    this.#closed.abort();
     for (const hb of this.#heartbeats.values()) clearInterval(hb);
     this.#heartbeats.clear();
     for (const r of this.#registered.values()) clearInterval(r.keeper);
     this.#registered.clear();
-    for (const w of this.#services.values()) w.watch.stop();
+    for (const w of this.#services.values()) {
+      w.graceTimer?.();
+      w.watch.stop();
+    }
     this.#catalog?.watch.stop();
     await Promise.all([...this.#services.values()].map((w) => w.watch.done));
     await this.#snapshotWrite;
@@ -228,6 +284,45 @@ export class ConsulRegistry implements Registry {
       for (const l of [...entry.listeners]) l(instances);
     };
     const key = `service:${service}`;
+    const clock = this.#opts.clock ?? systemClock;
+    const grace = this.#opts.resyncGraceMs ?? 15_000;
+    /** Consul's answer, as delivered to listeners: right after an outage, a drop is not believed at once. */
+    const apply = (entries: HealthEntry[]) => {
+      entry.lastAnswer = entries;
+      const all = entries.map((e) => instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true }));
+      const healthy = all.filter((i) => i.health === 'passing');
+      const graceLeft = this.#recoveredAt + grace - clock.now();
+      const known = entry.instances ?? [];
+      if (graceLeft > 0 && known.length > 0) {
+        // A restarted agent answers before its services have registered again (none at
+        // all), or with their restored checks critical until each has run once (a server
+        // restart, a client agent's data dir): keep the last known instances it reports but
+        // not as passing, until they pass or the grace ends. Instances it no longer has at
+        // all go at once.
+        const passing = new Set(healthy.map((i) => i.id));
+        const reported = new Set(all.map((i) => i.id));
+        const kept = healthy.length === 0 ? known : known.filter((i) => !passing.has(i.id) && reported.has(i.id));
+        if (kept.length > 0) {
+          entry.graceTimer ??= clock.setTimeout(() => {
+            entry.graceTimer = undefined;
+            if (this.#services.get(service) === entry && entry.lastAnswer) apply(entry.lastAnswer);
+          }, graceLeft);
+          if (!entry.graceLogged) {
+            entry.graceLogged = true;
+            this.#logger.warn('consul came back reporting fewer healthy instances: keeping the last known until they pass again', {
+              code: 'MESHLET_REGISTRY_RESYNC',
+              service,
+              kept: kept.map((i) => i.id),
+              graceMs: grace,
+            });
+          }
+          if (healthy.length > 0) deliver(Object.freeze([...healthy, ...kept]));
+          return;
+        }
+      }
+      deliver(Object.freeze(healthy));
+      this.#remember(service, healthy);
+    };
     const watch = new BlockingWatch<HealthEntry[]>({
       query: (index, wait, signal) =>
         this.client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}?index=${index}&wait=${wait}s`, {
@@ -235,38 +330,40 @@ export class ConsulRegistry implements Registry {
           timeoutMs: (wait + wait / 16 + 5) * 1000,
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
-      onChange: (entries) => {
-        const healthy = entries
-          .map((e) => instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true }))
-          .filter((i) => i.health === 'passing');
-        const grace = this.#opts.resyncGraceMs ?? 15_000;
-        if (healthy.length === 0 && (entry.instances?.length ?? 0) > 0 && performance.now() - this.#recoveredAt < grace) {
-          this.#logger.warn(
-            'consul came back without instances of a service that had some: keeping the last known until they register again',
-            {
-              code: 'MESHLET_REGISTRY_RESYNC',
-              service,
-            },
-          );
-          return;
-        }
-        deliver(Object.freeze(healthy));
-        this.#remember(service, healthy);
-      },
+      probe: (signal) => this.client.probe.wait(signal),
+      onChange: (entries) => apply(entries),
       onError: (err, consecutive) => {
         this.#degrade(key, err, consecutive);
         if (consecutive === 1 && entry.instances === undefined) {
           // Consul is down before we ever heard from it: fall back to the snapshot file.
           void this.#fromSnapshot(service).then((saved) => {
-            if (entry.instances === undefined) deliver(Object.freeze(saved ?? []));
+            if (entry.instances !== undefined) return;
+            this.#routingFromSnapshot('consul is unreachable');
+            deliver(Object.freeze(saved ?? []));
           });
         }
       },
       onRecover: () => this.#recover(key),
     });
-    const entry: ServiceWatch = { listeners: new Set(), instances: undefined, watch, first };
+    const entry: ServiceWatch = {
+      listeners: new Set(),
+      instances: undefined,
+      watch,
+      first,
+      lastAnswer: undefined,
+      graceTimer: undefined,
+      graceLogged: false,
+    };
     this.#services.set(service, entry);
     watch.start();
+    // Consul slow to give its first answer: the snapshot's instances of the service, if it has them.
+    this.#afterSnapshotWait(async () => {
+      if (entry.instances !== undefined) return;
+      const saved = await this.#fromSnapshot(service);
+      if (saved === undefined || entry.instances !== undefined || this.#services.get(service) !== entry) return;
+      this.#routingFromSnapshot(`consul has not answered within ${this.#opts.snapshotWaitMs ?? 100} ms`);
+      deliver(Object.freeze(saved));
+    });
     return entry;
   }
 
@@ -282,6 +379,7 @@ export class ConsulRegistry implements Registry {
             timeoutMs: (wait + wait / 16 + 5) * 1000,
           }),
         waitSeconds: this.#opts.waitSeconds ?? 25,
+        probe: (signal) => this.client.probe.wait(signal),
         onChange: (services) => {
           state.names = Object.freeze(
             Object.keys(services)
@@ -304,7 +402,20 @@ export class ConsulRegistry implements Registry {
       }),
     };
     state.watch.start();
+    this.#afterSnapshotWait(async () => {
+      if (state.names !== undefined) return;
+      const snap = await this.#loadSnapshot();
+      if (!snap || Object.keys(snap).length === 0 || state.names !== undefined || this.#catalog !== state) return;
+      state.names = Object.freeze(Object.keys(snap).sort());
+      for (const l of [...listeners]) l(state.names);
+    });
     return state;
+  }
+
+  /** Runs `fallback` once snapshotWaitMs has passed, when there is a snapshot file. */
+  #afterSnapshotWait(fallback: () => Promise<void>): void {
+    if (!this.#opts.snapshotFile) return;
+    (this.#opts.clock ?? systemClock).setTimeout(() => void fallback(), this.#opts.snapshotWaitMs ?? 100);
   }
 
   #degrade(key: string, err: unknown, consecutive: number): void {
@@ -321,7 +432,8 @@ export class ConsulRegistry implements Registry {
   }
 
   #recover(key: string): void {
-    this.#recoveredAt = performance.now();
+    this.#recoveredAt = (this.#opts.clock ?? systemClock).now();
+    for (const w of this.#services.values()) w.graceLogged = false;
     if (this.#failing.delete(key))
       this.#logger.warn('consul reachable again: resynced', { code: 'MESHLET_REGISTRY_RECOVERED', watch: key });
     void this.#reregisterMissing();
@@ -331,7 +443,7 @@ export class ConsulRegistry implements Registry {
   #keepRegistered(instanceId: string, body: string): void {
     const existing = this.#registered.get(instanceId);
     if (existing) clearInterval(existing.keeper);
-    const keeper = setInterval(() => void this.#reregisterMissing(), this.#opts.reregisterCheckMs ?? 10_000);
+    const keeper = setInterval(() => void this.#reregisterMissing(), this.#opts.reregisterCheckMs ?? 1_000);
     keeper.unref();
     this.#registered.set(instanceId, { body, keeper });
   }
@@ -346,10 +458,33 @@ export class ConsulRegistry implements Registry {
           code: 'MESHLET_REGISTRY_REREGISTERED',
           instanceId: id,
         });
-      } catch {
-        // Consul still down: the next check tries again.
+      } catch (err) {
+        // Consul down: check again as soon as it answers (not a keeper interval later), so
+        // that an agent restarted without its state has this instance back within about a
+        // second. A refusal (4xx) waits for the keeper's next round.
+        const status = (err as ConsulError).status;
+        if (status === undefined || status >= 500) this.#retryWhenAnswering();
+        return;
       }
     }
+  }
+
+  #retryWhenAnswering(): void {
+    if (this.#awaitingAgent || this.#closed.signal.aborted) return;
+    this.#awaitingAgent = true;
+    const signal = this.#closed.signal;
+    // A pause first, so that an agent that answers the probe but fails the check is not hammered.
+    sleep(systemClock, 500 + Math.random() * 500, signal)
+      .then(() => this.client.probe.wait(signal, { keepAlive: false }))
+      .then(
+        () => {
+          this.#awaitingAgent = false;
+          void this.#reregisterMissing();
+        },
+        () => {
+          this.#awaitingAgent = false;
+        },
+      );
   }
 
   #startHeartbeat(instanceId: string, ttlMs: number): void {
@@ -398,13 +533,20 @@ export class ConsulRegistry implements Registry {
       return this.#snapshot;
     }
     this.#snapshot = services;
-    this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file });
+    this.#snapshotUsable = true;
     return this.#snapshot;
   }
 
   #snapshotProblem(code: string, message: string, file: string, reason: string, isError: boolean): void {
     if (isError) this.#snapshotErrors++;
     this.#logger.warn(message, { code, file, reason: reason.slice(0, 200) });
+  }
+
+  /** Logs, once per process, that instances come from the snapshot file. */
+  #routingFromSnapshot(why: string): void {
+    if (this.#snapshotLogged || !this.#snapshotUsable) return;
+    this.#snapshotLogged = true;
+    this.#logger.warn('routing from the registry snapshot file', { code: 'MESHLET_REGISTRY_SNAPSHOT', file: this.#opts.snapshotFile, why });
   }
 
   async #fromSnapshot(service: string): Promise<Instance[] | undefined> {

@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type CancelTimer, type Clock, ManualClock } from '@meshlet/core';
+import { AgentProbe } from '../src/agent-probe.js';
 import { BlockingWatch, type BlockingWatchOptions } from '../src/blocking-watch.js';
-import type { ConsulResponse } from '../src/consul-client.js';
+import { ConsulError, type ConsulResponse } from '../src/consul-client.js';
 
 /** One query the watch made, answered by the test. */
 interface Call<T> {
@@ -181,14 +182,44 @@ describe('BlockingWatch: the index', () => {
     await watch.done;
   });
 
-  it('keeps the last good index across failed queries', async () => {
-    const { consul, clock, watch, reported } = harness<string[]>();
+  it('after a failed query the next one does not block: index 0, then the new agent’s index even when lower', async () => {
+    // An agent restarted without its state (a dev agent, a new cluster) answers with an index
+    // below the last one seen: blocking on the old index would hold the query for the whole
+    // wait while the service changes (issue 17: blind 25.9 s).
+    const { consul, clock, watch, reported, of } = harness<string[]>();
     watch.start();
-    (await consul.call(1)).answer(42, ['a']);
+    (await consul.call(1)).answer(37, ['a']);
     (await consul.call(2)).fail(new Error('connection refused'));
     await reported('error', 1);
     clock.advance(clock.delays.at(-1) ?? Number.NaN);
-    assert.equal((await consul.call(3)).index, 42);
+    const afterError = await consul.call(3);
+    assert.equal(afterError.index, 0, 'the first query after a failure is a fresh, non-blocking read');
+    afterError.answer(18, ['b']);
+    assert.equal((await consul.call(4)).index, 18, 'then it blocks on the new agent’s index, lower as it is');
+    assert.deepEqual(
+      of('change').map((e) => e.value),
+      [['a'], ['b']],
+    );
+    watch.stop();
+    await watch.done;
+  });
+
+  it('every failure in a run resets the index, not only the first', async () => {
+    const { consul, clock, watch, reported } = harness<string[]>();
+    watch.start();
+    (await consul.call(1)).answer(50, ['a']);
+    (await consul.call(2)).fail(new Error('down'));
+    await reported('error', 1);
+    clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    (await consul.call(3)).fail(new Error('down'));
+    await reported('error', 2);
+    clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    (await consul.call(4)).answer(9, ['a']);
+    await consul.call(5);
+    assert.deepEqual(
+      consul.calls.map((c) => c.index),
+      [0, 50, 0, 0, 9],
+    );
     watch.stop();
     await watch.done;
   });
@@ -249,7 +280,7 @@ describe('BlockingWatch: changes', () => {
 });
 
 describe('BlockingWatch: failures', () => {
-  it('reports each failure with a growing count and backs off 200 ms doubling to 10 s, with jitter', async () => {
+  it('reports each failure with a growing count and, while Consul is unreachable, backs off 200 ms doubling to 1 s, with jitter', async () => {
     const { consul, clock, watch, reported, of } = harness<string[]>({ random: () => 0.5 });
     watch.start();
     const errors: Error[] = [];
@@ -273,8 +304,9 @@ describe('BlockingWatch: failures', () => {
       of('error').map((e) => e.err),
       errors,
     );
-    // ceiling = min(10 000, 200·2^(n-1)); delay = ceiling/2 + random·ceiling/2, random 0.5.
-    assert.deepEqual(clock.delays, [150, 300, 600, 1200, 2400, 4800, 7500, 7500]);
+    // ceiling = min(1 000, 200·2^(n-1)); delay = ceiling/2 + random·ceiling/2, random 0.5.
+    // (Before issue 17 the ceiling was 10 s: a view caught up 5.7–7.5 s after Consul was back.)
+    assert.deepEqual(clock.delays, [150, 300, 600, 750, 750, 750, 750, 750]);
     assert.equal(of('recover').length, 0);
     watch.stop();
     await watch.done;
@@ -294,7 +326,35 @@ describe('BlockingWatch: failures', () => {
     assert.equal(a, 100);
     assert.ok(b !== undefined && b > 399 && b < 400, `second backoff ${b}`);
     assert.equal(c, 400);
-    assert.ok(d !== undefined && d > 1598 && d < 1600, `fourth backoff ${d}`);
+    assert.ok(d !== undefined && d > 999 && d < 1000, `fourth backoff ${d}`);
+    watch.stop();
+    await watch.done;
+  });
+
+  it('a refusal (4xx, 429 included) backs off to 10 s: retrying soon would not help', async () => {
+    const { consul, clock, watch, reported } = harness<string[]>({ random: () => 0.5 });
+    watch.start();
+    for (let n = 1; n <= 8; n++) {
+      (await consul.call(n)).fail(new ConsulError('HTTP 403: Permission denied', n === 8 ? 429 : 403));
+      await reported('error', n);
+      clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    }
+    await consul.call(9);
+    assert.deepEqual(clock.delays, [150, 300, 600, 1200, 2400, 4800, 7500, 7500]);
+    watch.stop();
+    await watch.done;
+  });
+
+  it('a 5xx is an outage, as unreachable is: the short backoff', async () => {
+    const { consul, clock, watch, reported } = harness<string[]>({ random: () => 0.5 });
+    watch.start();
+    for (let n = 1; n <= 5; n++) {
+      (await consul.call(n)).fail(new ConsulError('HTTP 500: No cluster leader', 500));
+      await reported('error', n);
+      clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    }
+    await consul.call(6);
+    assert.deepEqual(clock.delays, [150, 300, 600, 750, 750]);
     watch.stop();
     await watch.done;
   });
@@ -421,5 +481,121 @@ describe('BlockingWatch: stop()', () => {
     );
     watch.stop();
     await watch.done;
+  });
+});
+
+/** A scripted async function: each call waits until the test settles it. */
+class Script {
+  readonly calls: { signal: AbortSignal; pass: () => void; fail: (err: unknown) => void }[] = [];
+  readonly #waiting: { n: number; resolve: () => void }[] = [];
+  readonly fn = (signal: AbortSignal): Promise<void> =>
+    new Promise((resolve, reject) => {
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      this.calls.push({ signal, pass: resolve, fail: reject });
+      for (const w of this.#waiting.filter((w) => w.n === this.calls.length)) w.resolve();
+    });
+  /** The n-th call (from 1), once made. */
+  async call(n: number) {
+    if (this.calls.length < n) await new Promise<void>((resolve) => this.#waiting.push({ n, resolve }));
+    return this.calls[n - 1] as Script['calls'][number];
+  }
+}
+
+describe('BlockingWatch: waiting for the agent (probe)', () => {
+  it('after an outage-like failure and its backoff, waits for the probe before querying again', async () => {
+    const probe = new Script();
+    const { consul, clock, watch, reported } = harness<string[]>({ probe: probe.fn });
+    watch.start();
+    (await consul.call(1)).answer(5, ['a']);
+    (await consul.call(2)).fail(new Error('connection refused'));
+    await reported('error', 1);
+    clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    const waiting = await probe.call(1);
+    clock.advance(60_000);
+    assert.equal(consul.calls.length, 2, 'no query while the agent has not answered the probe');
+    waiting.pass();
+    assert.equal((await consul.call(3)).index, 0);
+    watch.stop();
+    await watch.done;
+  });
+
+  it('a refusal (4xx) does not wait for the probe: the agent is answering', async () => {
+    const probe = new Script();
+    const { consul, clock, watch, reported } = harness<string[]>({ probe: probe.fn });
+    watch.start();
+    (await consul.call(1)).fail(new ConsulError('HTTP 403: ACL not found', 403));
+    await reported('error', 1);
+    clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    await consul.call(2);
+    assert.equal(probe.calls.length, 0);
+    watch.stop();
+    await watch.done;
+  });
+
+  it('stop() ends a wait for the probe: no query after it', async () => {
+    const probe = new Script();
+    const { consul, clock, watch, reported } = harness<string[]>({ probe: probe.fn });
+    watch.start();
+    (await consul.call(1)).fail(new Error('down'));
+    await reported('error', 1);
+    clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    const waiting = await probe.call(1);
+    watch.stop();
+    assert.equal(waiting.signal.aborted, true);
+    await watch.done;
+    assert.equal(consul.calls.length, 1);
+  });
+
+  it('20 watches on one AgentProbe: one check per period while the agent is down, then every watch resyncs at once', async () => {
+    const consul = new ScriptedConsul<string[]>();
+    const clock = new RecordingClock();
+    const check = new Script();
+    const probe = new AgentProbe({ check: check.fn, clock, random: () => 0.5 });
+    const watches = Array.from({ length: 20 }, () =>
+      new BlockingWatch<string[]>({
+        query: consul.query,
+        onChange: () => {},
+        clock,
+        random: () => 0.5,
+        probe: (signal) => probe.wait(signal),
+      }).start(),
+    );
+    for (let n = 1; n <= 20; n++) (await consul.call(n)).fail(new Error('connection refused'));
+    await clock.timersSet(20); // every watch's first backoff, 150 ms
+    clock.advance(150);
+    (await check.call(1)).fail(new Error('connection refused'));
+    await clock.timersSet(21); // the probe's pause: 500 + 0.5·500 ms
+    assert.equal(clock.delays.at(-1), 750);
+    clock.advance(749);
+    assert.equal(check.calls.length, 1);
+    clock.advance(1);
+    (await check.call(2)).pass();
+    await consul.call(40);
+    assert.equal(probe.checks, 2, 'one check per period for 20 watches');
+    assert.equal(consul.calls.length, 40, 'each watch queried once again, not once per period');
+    assert.ok(
+      consul.calls.slice(20).every((c) => c.index === 0),
+      'the resync reads do not block',
+    );
+    for (const w of watches) w.stop();
+    await Promise.all(watches.map((w) => w.done));
+  });
+
+  it('AgentProbe: a round nobody waits for any more ends after its check', async () => {
+    const clock = new RecordingClock();
+    const check = new Script();
+    const probe = new AgentProbe({ check: check.fn, clock, random: () => 0 });
+    const stop = new AbortController();
+    const waited = probe.wait(stop.signal);
+    const first = await check.call(1);
+    stop.abort(new Error('stopped'));
+    await assert.rejects(waited, /stopped/);
+    first.fail(new Error('down'));
+    // Give the round its chance to pause and check again; with no waiter it must not.
+    await new Promise((r) => setImmediate(r));
+    clock.advance(10_000);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(check.calls.length, 1);
+    assert.equal(clock.pendingTimers, 0);
   });
 });

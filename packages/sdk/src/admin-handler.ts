@@ -57,6 +57,22 @@ export interface AdminLimiterStatus {
   readonly inFlight?: number;
   /** Requests admitted that a ratelimit section in shadow mode would have refused. */
   readonly shadowRefused?: number;
+  /** The adaptive concurrency limit, when one is on. */
+  readonly adaptive?: AdminAdaptiveStatus;
+}
+
+/** The adaptive concurrency limit; @meshlet/ratelimit's AdaptiveStats fits as it is. */
+export interface AdminAdaptiveStatus {
+  readonly limit: number;
+  readonly mode: 'probe' | 'track';
+  readonly minRttMs: number;
+  readonly sampleRttMs: number;
+  readonly eventLoopDelayMs: number;
+  readonly probes: number;
+  readonly inFlight: number;
+  readonly admitted: number;
+  readonly refused: number;
+  readonly classes: readonly { readonly name: string; readonly share: number; readonly admitted: number; readonly refused: number }[];
 }
 
 /** What an instance reports about itself; the mesh builds it on each request to the endpoint. */
@@ -238,6 +254,7 @@ export function publicStatus(s: AdminStatus): AdminStatus {
             buckets: num(s.limiter.buckets),
             ...opt('inFlight', typeof s.limiter.inFlight === 'number' ? s.limiter.inFlight : undefined),
             ...opt('shadowRefused', typeof s.limiter.shadowRefused === 'number' ? s.limiter.shadowRefused : undefined),
+            ...opt('adaptive', s.limiter.adaptive ? publicAdaptive(s.limiter.adaptive) : undefined),
           }
         : undefined,
     ),
@@ -250,6 +267,26 @@ export function publicStatus(s: AdminStatus): AdminStatus {
     degraded,
     ...opt('conditions', s.conditions ? conditionCounts(s.conditions) : undefined),
     ...opt('identity', s.identity ? conditionCounts(s.identity) : undefined),
+  };
+}
+
+function publicAdaptive(a: AdminAdaptiveStatus): AdminAdaptiveStatus {
+  return {
+    limit: num(a.limit),
+    mode: a.mode === 'probe' ? 'probe' : 'track',
+    minRttMs: num(a.minRttMs),
+    sampleRttMs: num(a.sampleRttMs),
+    eventLoopDelayMs: num(a.eventLoopDelayMs),
+    probes: num(a.probes),
+    inFlight: num(a.inFlight),
+    admitted: num(a.admitted),
+    refused: num(a.refused),
+    classes: (a.classes ?? []).map((c) => ({
+      name: String(c.name),
+      share: num(c.share),
+      admitted: num(c.admitted),
+      refused: num(c.refused),
+    })),
   };
 }
 

@@ -66,7 +66,11 @@ export function renderStatusMetrics(status: AdminStatus): string {
   if (limiter) {
     const counters: [string, number, string][] = [
       ['meshlet_ratelimit_allowed_total', limiter.allowed, 'Inbound requests the limiter admitted.'],
-      ['meshlet_ratelimit_refused_total', limiter.refused, 'Inbound requests refused with 429.'],
+      [
+        'meshlet_ratelimit_refused_total',
+        limiter.refused,
+        'Inbound requests refused: by a rate limit rule (429) or the adaptive limit (503 or 429).',
+      ],
       [
         'meshlet_ratelimit_redis_outages_total',
         limiter.outages,
@@ -89,6 +93,29 @@ export function renderStatusMetrics(status: AdminStatus): string {
         'Requests admitted that a ratelimit section in shadow mode would have refused.',
       );
       out.push(`meshlet_ratelimit_shadow_refused_total ${limiter.shadowRefused}`);
+    }
+    const adaptive = limiter.adaptive;
+    if (adaptive) {
+      const gauges: [string, number, string][] = [
+        ['meshlet_adaptive_limit', adaptive.limit, 'Inbound requests the adaptive concurrency limit admits in flight now.'],
+        ['meshlet_adaptive_in_flight', adaptive.inFlight, 'Inbound requests in flight under the adaptive limit.'],
+        ['meshlet_adaptive_min_rtt_ms', adaptive.minRttMs, 'Minimum RTT the adaptive limit last measured at its floor, ms.'],
+        ['meshlet_adaptive_sample_rtt_ms', adaptive.sampleRttMs, "The last window's RTT (quantile plus event-loop delay), ms."],
+        ['meshlet_adaptive_event_loop_delay_ms', adaptive.eventLoopDelayMs, 'Event-loop delay read for the last window, ms.'],
+        [
+          'meshlet_adaptive_probing',
+          adaptive.mode === 'probe' ? 1 : 0,
+          '1 while the minimum RTT is measured (the limit pinned to its floor).',
+        ],
+      ];
+      for (const [name, value, help] of gauges) {
+        family(name, 'gauge', help);
+        out.push(`${name} ${value}`);
+      }
+      family('meshlet_adaptive_admitted_total', 'counter', 'Inbound requests the adaptive limit admitted, by traffic class.');
+      for (const c of adaptive.classes) out.push(`meshlet_adaptive_admitted_total{${labels({ class: c.name })}} ${c.admitted}`);
+      family('meshlet_adaptive_refused_total', 'counter', 'Inbound requests the adaptive limit refused (load shed), by traffic class.');
+      for (const c of adaptive.classes) out.push(`meshlet_adaptive_refused_total{${labels({ class: c.name })}} ${c.refused}`);
     }
   }
   return `${out.join('\n')}\n`;

@@ -1,4 +1,16 @@
-export { type MeshKey, meshKey } from '@meshlet/auth';
+// One import: the decorators and the errors an app catches, from the packages that own them.
+export { AuthDeniedError, Authorize, type CallerSpec, Deny, type MeshKey, meshKey } from '@meshlet/auth';
+export {
+  type AsyncMethodDecorator,
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  CircuitOpenError,
+  Retry,
+  type RetryOptions,
+  Timeout,
+  TimeoutError,
+  type TimeoutOptions,
+} from '@meshlet/breaker';
 export {
   BadTagHeaderError,
   type Caller,
@@ -22,6 +34,8 @@ export {
   withTags,
 } from '@meshlet/core';
 export { setScopedTag, type TagScope } from '@meshlet/dialects';
+export { BulkheadFullError, RateLimit, RateLimitedError, type RateLimitOptions } from '@meshlet/ratelimit';
+export { Traced, type TracedOptions } from '@meshlet/trace';
 export {
   ADMIN_META_KEY,
   type AdminHandler,
@@ -31,11 +45,16 @@ export {
   createAdminHandler,
   publicStatus,
 } from './admin-handler.js';
+export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
+export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
 export { type Fetch, MAX_REDIRECTS, RedirectRefusedError } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
+export type { GrpcClientConstructor, MeshGrpc } from './grpc.js';
 export { followIdentityKeys, IDENTITY_KEYS_PREFIX, type KeyConfig, meshKeysFromConfig } from './identity-keys.js';
 export type { HeaderTag, TagHeaderTrust } from './inbound.js';
+export { type KoaContextLike, type KoaMiddleware, koaMiddleware } from './koa.js';
 export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
+export { type ConfiguredMesh, createMeshFromConfig, type MeshFromConfigOptions, meshOptionsOf } from './mesh-from-config.js';
 export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions } from './mesh-options.js';
 export { userAgentFamily } from './user-agent.js';

@@ -6,9 +6,12 @@ import type { TagPropagationOptions, WarmupOptions } from '@meshlet/dialects';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
 import type { Router, RouterOptions } from '@meshlet/route';
 import type { Tracing, TracingOptions } from '@meshlet/trace';
+import type { AdaptiveOption } from './adaptive-protection.js';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
+import type { MeshGrpc } from './grpc.js';
 import type { HeaderTag, TagHeaderTrust } from './inbound.js';
+import type { KoaMiddleware } from './koa.js';
 import type { ServeOptions } from './lifecycle.js';
 
 export interface MeshOptions {
@@ -55,6 +58,11 @@ export interface MeshOptions {
   readonly ratelimit?: {
     readonly redisUrl?: string;
     readonly redisTimeoutMs?: number;
+    /**
+     * An adaptive concurrency limit on inbound requests (`true`: every default), refusing
+     * with 503 past it; a rule document's `ratelimit.adaptive` wins. See the ratelimit README.
+     */
+    readonly adaptive?: AdaptiveOption;
     readonly bulkheads?: { readonly defaults?: BulkheadOptions; readonly services?: Readonly<Record<string, BulkheadOptions>> };
   };
   /**
@@ -192,8 +200,12 @@ export interface Mesh {
    * threw (`@RateLimit`, `@Authorize`) becomes its 429 or 403; other errors go on.
    */
   expressErrors(): (err: unknown, req: IncomingMessage, res: ServerResponse, next: Next) => void;
+  /** Koa middleware: `app.use(mesh.koa())`, on the same pipeline (see koaMiddleware). */
+  koa(): KoaMiddleware;
   /** Fastify plugin: `app.register(mesh.fastify)`. */
   readonly fastify: FastifyPlugin;
+  /** gRPC (@grpc/grpc-js), governed like HTTP: clients by service name, a server interceptor, registration of the gRPC port. */
+  readonly grpc: MeshGrpc;
   /**
    * Lossless start: waits until `server` listens and answers its health path, then
    * registers, and stops gracefully on SIGTERM/SIGINT.

@@ -34,16 +34,21 @@ import {
   throttledLogger,
 } from '@meshlet/core';
 import { applyWarmup, FaultInjector, nextWarmupChangeAt, REGISTERED_AT_META, TagPropagation } from '@meshlet/dialects';
+import { GRPC_PORT_META } from '@meshlet/grpc';
 import { Bulkheads, connectRedis, RateLimiter, type RedisConnection, RedisTokenBuckets } from '@meshlet/ratelimit';
 import { Router } from '@meshlet/route';
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
+import { adaptiveProtection } from './adaptive-protection.js';
 import { ADMIN_META_KEY, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import { type Fetch, type GovernedCallDeps, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest } from './governed-request.js';
+import { type MeshGrpc, meshGrpc } from './grpc.js';
 import { checkHeaderTags, TAG_HEADER_TRUST } from './inbound.js';
 import { inboundPipeline } from './inbound-pipeline.js';
+import { koaMiddleware } from './koa.js';
 import { drain, type ServeOptions, waitUntilReady } from './lifecycle.js';
+import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
 import { ruleKinds } from './rule-kinds.js';
 import { ServiceDirectory } from './service-directory.js';
@@ -199,10 +204,13 @@ export function createMesh(options: MeshOptions): Mesh {
 
   let redis: RedisConnection | undefined;
   if (options.ratelimit?.redisUrl) redis = connectRedis(options.ratelimit.redisUrl, { logger });
+  const adaptive = adaptiveProtection(options.ratelimit?.adaptive);
   const rateLimiter = new RateLimiter({
     service,
     clock,
     logger,
+    ...(adaptive.adaptive ? { adaptive: adaptive.adaptive } : {}),
+    eventLoopDelay: adaptive.eventLoopDelay,
     ...(redis
       ? {
           redis: new RedisTokenBuckets({
@@ -302,6 +310,8 @@ export function createMesh(options: MeshOptions): Mesh {
     : undefined;
 
   let instance: Instance | undefined;
+  /** The gRPC port, registered as `Meta.gRPC_port` (mesh.grpc.serve). */
+  let grpcPort: number | undefined;
   let stopping = false;
   let servedBy: { server: Server; options: ServeOptions } | undefined;
 
@@ -361,6 +371,7 @@ export function createMesh(options: MeshOptions): Mesh {
     const address = overrides.address ?? options.address ?? '127.0.0.1';
     const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
     if (adminHandler) extra[ADMIN_META_KEY] = adminPath;
+    if (grpcPort !== undefined) extra[GRPC_PORT_META] = String(grpcPort);
     if (catalog) {
       const c = await catalog;
       if (c.apis.length > 0) {
@@ -400,13 +411,16 @@ export function createMesh(options: MeshOptions): Mesh {
     }
   };
 
+  let grpcApi: MeshGrpc | undefined;
   let closed = false;
   const closeAll = async () => {
     closed = true;
+    grpcApi?.close();
     for (const cancel of warmupTimers.values()) cancel();
     warmupTimers.clear();
     directory.close();
     router.close();
+    adaptive.close();
     for (const w of watchers.values()) w.close();
     watchers.clear();
     await tracing?.shutdown();
@@ -489,6 +503,25 @@ export function createMesh(options: MeshOptions): Mesh {
       return router.pick(name, (t) => (t === 'destination.service' ? name : getTag(t, ctx)));
     },
     ...frameworks,
+    koa: () => koaMiddleware(mesh),
+    get grpc() {
+      grpcApi ??= meshGrpc({
+        ...callDeps,
+        service,
+        contextOf: frameworks.contextOf,
+        authorizer,
+        rateLimiter,
+        httpPort: options.port,
+        registeredPort: () => instance?.port,
+        stopping: () => stopping,
+        register,
+        deregister,
+        setGrpcPort: (port) => {
+          grpcPort = port;
+        },
+      });
+      return grpcApi;
+    },
     async serve(server, serveOptions = {}) {
       const path = serveOptions.healthPath ?? (healthPath || '/health');
       const port = await waitUntilReady(server, path, serveOptions.readinessTimeoutMs ?? 30_000);
@@ -528,6 +561,7 @@ export function createMesh(options: MeshOptions): Mesh {
     },
   };
   inbound.owner = mesh;
+  setMeshInternals(mesh, { directory, pipeline, logger });
   lastMesh = mesh;
   return mesh;
 }

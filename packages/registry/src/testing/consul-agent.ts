@@ -2,7 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * A throwaway Consul dev agent on 127.0.0.1 for tests and examples, on free ports so
@@ -217,4 +220,202 @@ async function isFree(port: number): Promise<boolean> {
       // never bound
     }
   }
+}
+
+/** One node of a ConsulCluster: a real `consul agent` process with its own ports and data directory. */
+export interface ConsulNode {
+  readonly name: string;
+  /** `http://127.0.0.1:<port>`: this node's HTTP API. */
+  readonly address: string;
+  /** For a server, its RPC address as `/v1/status/leader` names it (`127.0.0.1:<port>`). */
+  readonly rpcAddress: string | undefined;
+  /** True while the process runs. */
+  readonly running: boolean;
+  /** The process id while it runs (to read its CPU time, say). */
+  readonly pid: number | undefined;
+  /** Kills the process (SIGKILL): a crash. Its data directory stays. */
+  stop(): Promise<void>;
+  /** Starts it again on the same ports and data directory; resolves once its HTTP API answers. */
+  start(): Promise<void>;
+}
+
+/** Three servers and one client agent on 127.0.0.1, as production runs Consul (a cluster, apps on a client agent). */
+export interface ConsulCluster {
+  readonly servers: readonly ConsulNode[];
+  /** The client agent applications talk to. */
+  readonly client: ConsulNode;
+  /** Resolves with the server that is leader once the running servers agree on one. */
+  leader(timeoutMs?: number): Promise<ConsulNode>;
+  /** Stops every node and removes the data directories. */
+  stop(): Promise<void>;
+}
+
+export interface ConsulClusterOptions {
+  /** Default MESHLET_CONSUL_BIN, else `consul` on PATH. */
+  readonly binary?: string;
+  /** Copy the agents' output to stderr. */
+  readonly log?: boolean;
+  /** More HCL for every node (e.g. `limits { http_max_conns_per_client = 10000 }` for a benchmark). */
+  readonly hcl?: readonly string[];
+}
+
+/**
+ * Starts a 3-server cluster and a client agent from the same binary, each node on its own
+ * free loopback ports below the ephemeral range and its own data directory: servers with
+ * `-bootstrap-expect=3` and `-retry-join` on each other's Serf LAN ports, the client
+ * joining them. Raft timing is production's recommended `raft_multiplier = 1` (elections
+ * within a few seconds). Resolves once the cluster has a leader and the client agent has
+ * joined it. Fails loudly, never skips, when there is no binary.
+ */
+export async function startConsulCluster(options: ConsulClusterOptions = {}): Promise<ConsulCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnFreePorts(options);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= BIND_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function startClusterOnFreePorts(options: ConsulClusterOptions): Promise<ConsulCluster> {
+  const binary = options.binary ?? process.env.MESHLET_CONSUL_BIN ?? 'consul';
+  const root = await mkdtemp(join(tmpdir(), 'meshlet-consul-cluster-'));
+  // Per node: http, serf LAN, serf WAN, server RPC.
+  const ports = await freeLoopbackPorts(16);
+  const port = (node: number, which: number) => ports[node * 4 + which] as number;
+  const serfLan = [0, 1, 2].map((n) => `-retry-join=127.0.0.1:${port(n, 1)}`);
+  const nodes: ManagedAgent[] = [0, 1, 2, 3].map((n) => {
+    const server = n < 3;
+    const name = server ? `server-${n + 1}` : 'client-1';
+    const args = [
+      'agent',
+      `-node=${name}`,
+      `-data-dir=${join(root, name)}`,
+      '-bind=127.0.0.1',
+      '-client=127.0.0.1',
+      `-http-port=${port(n, 0)}`,
+      `-serf-lan-port=${port(n, 1)}`,
+      `-serf-wan-port=${port(n, 2)}`,
+      `-server-port=${port(n, 3)}`,
+      '-dns-port=-1',
+      '-grpc-port=-1',
+      '-grpc-tls-port=-1',
+      '-log-level=warn',
+      '-disable-host-node-id',
+      '-hcl',
+      'performance { raft_multiplier = 1 }',
+      ...(options.hcl ?? []).flatMap((h) => ['-hcl', h]),
+      ...(server ? ['-server', '-bootstrap-expect=3'] : []),
+      ...serfLan.filter((_, i) => i !== n),
+    ];
+    return managedAgent(binary, name, args, `http://127.0.0.1:${port(n, 0)}`, server ? `127.0.0.1:${port(n, 3)}` : undefined, options.log);
+  });
+  const stopAll = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    const servers = nodes.slice(0, 3);
+    const client = nodes[3] as ManagedAgent;
+    const leader = async (timeoutMs = 30_000): Promise<ConsulNode> => {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const answers = await Promise.all(
+          servers
+            .filter((s) => s.running)
+            .map((s) =>
+              fetch(`${s.address}/v1/status/leader`, { signal: AbortSignal.timeout(1000) })
+                .then((r) => r.json() as Promise<string>)
+                .catch(() => ''),
+            ),
+        );
+        const found = servers.find((s) => s.rpcAddress === answers[0]);
+        if (found?.running && answers.every((a) => a === answers[0])) return found;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`the consul cluster elected no leader within ${timeoutMs} ms`);
+    };
+    await leader();
+    // The client agent has joined and can read through the servers.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const nodesSeen = await fetch(`${client.address}/v1/catalog/nodes`, { signal: AbortSignal.timeout(1000) })
+        .then((r) => (r.ok ? (r.json() as Promise<unknown[]>) : []))
+        .catch(() => []);
+      if (nodesSeen.length === 4) break;
+      if (Date.now() > deadline) throw new Error('the consul client agent did not join the cluster within 30 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { servers, client, leader, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+type ManagedAgent = ConsulNode;
+
+/** A consul process that can be killed and started again with the same arguments. */
+function managedAgent(
+  binary: string,
+  name: string,
+  args: string[],
+  address: string,
+  rpcAddress: string | undefined,
+  log: boolean | undefined,
+): ManagedAgent {
+  let child: ChildProcess | undefined;
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  return {
+    name,
+    address,
+    rpcAddress,
+    get running() {
+      return running();
+    },
+    get pid() {
+      return running() ? child?.pid : undefined;
+    },
+    async stop() {
+      const c = child;
+      if (!c || !running()) return;
+      c.kill('SIGKILL');
+      await once(c, 'exit');
+    },
+    async start() {
+      const proc = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = proc;
+      let output = '';
+      const keep = (d: Buffer) => {
+        if (log) process.stderr.write(`[${name}] ${d}`);
+        output = (output + d).slice(-2000);
+      };
+      proc.stdout?.on('data', keep);
+      proc.stderr?.on('data', keep);
+      const failed = new Promise<never>((_, reject) => {
+        proc.once('error', (err) => reject(new Error(`consul ${name} could not start (${binary}): ${err.message}`)));
+        proc.once('exit', (code) => {
+          const message = `consul ${name} exited with ${code}: ${output}`;
+          reject(/address already in use/.test(output) ? new PortTakenError(message) : new Error(message));
+        });
+      });
+      failed.catch(() => {});
+      const answering = (async () => {
+        const deadline = Date.now() + 30_000;
+        while (Date.now() < deadline && running()) {
+          try {
+            const res = await fetch(`${address}/v1/agent/self`, { signal: AbortSignal.timeout(1000) });
+            await res.body?.cancel();
+            if (res.ok) return;
+          } catch {
+            // not up yet
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        if (running()) throw new Error(`consul ${name} did not answer at ${address} within 30 s`);
+      })();
+      await Promise.race([answering, failed]);
+    },
+  };
 }

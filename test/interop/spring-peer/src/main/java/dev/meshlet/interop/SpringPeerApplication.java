@@ -1,8 +1,9 @@
 package dev.meshlet.interop;
 
+import io.micrometer.observation.ObservationRegistry;
+
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
-import org.springframework.boot.web.client.RestTemplateBuilder;
 import org.springframework.cloud.client.loadbalancer.LoadBalanced;
 import org.springframework.context.annotation.Bean;
 import org.springframework.web.client.RestTemplate;
@@ -20,12 +21,15 @@ public class SpringPeerApplication {
 	}
 
 	/**
-	 * Built from Boot's RestTemplateBuilder so that Micrometer's observation (and with it
-	 * trace propagation) is applied, and load-balanced so that hosts are service names.
+	 * Observed through Boot's ObservationRegistry (so that trace headers are written), and
+	 * load-balanced so that hosts are service names. Built without Boot's RestTemplateBuilder,
+	 * whose package moved in Boot 4: one source builds on Boot 3 and Boot 4.
 	 */
 	@Bean
 	@LoadBalanced
-	RestTemplate loadBalancedRestTemplate(RestTemplateBuilder builder) {
-		return builder.build();
+	RestTemplate loadBalancedRestTemplate(ObservationRegistry observations) {
+		RestTemplate template = new RestTemplate();
+		template.setObservationRegistry(observations);
+		return template;
 	}
 }

@@ -1,0 +1,30 @@
+export { ChannelPool, type ChannelPoolOptions } from './channel-pool.js';
+export {
+  FAULT_TRAILER,
+  type GrpcAttemptResult,
+  type MeshInterceptorOptions,
+  meshInterceptor,
+  NotSentError,
+  retryable,
+  statusOfError,
+} from './client.js';
+export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
+export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
+export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';
+export type {
+  Admitted,
+  ExecutorCall,
+  FaultChoice,
+  GrpcClientPorts,
+  GrpcDirectory,
+  GrpcExecutor,
+  GrpcRouter,
+  GrpcServerPorts,
+  GrpcTracing,
+  Refusal,
+  RouteChoice,
+} from './ports.js';
+export { GRPC_PORT_META, grpcMetadata, grpcPortOf, LEGACY_GRPC_PORT_META } from './registration.js';
+export { LIMITED_TRAILER, type RpcNames, rpcNames } from './rpc-names.js';
+export { headersOf, meshServerInterceptor } from './server.js';
+export { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';

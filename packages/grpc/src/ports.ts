@@ -1,0 +1,112 @@
+import type { Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
+import type { Context, Tracer } from '@opentelemetry/api';
+
+/**
+ * What @meshlet/grpc needs from the rest of the mesh, as interfaces: the package imports
+ * @meshlet/core and no sibling, and `meshlet` (the SDK) passes its router, call executor,
+ * directory, tracing and inbound admission in (`mesh.grpc`). Each port is the slice of the
+ * sibling's public API the gRPC path calls, so the SDK's objects fit as they are.
+ */
+
+/** An instance routing chose, with the decision's rule and lane for the span. */
+export interface RouteChoice {
+  readonly instance: Instance;
+  readonly rule: string | undefined;
+  readonly lane: string | undefined;
+}
+
+/** @meshlet/route's Router: the same tables as HTTP calls (rules, weights, lanes, nearby, ejected instances left out). */
+export interface GrpcRouter {
+  /** Throws NoInstanceError when no instance is left. */
+  decide(service: string, tags: TagLookup): RouteChoice;
+  /** Counts an in-flight call for least-requests balancing; returns its end. */
+  callStarted(instance: Instance): () => void;
+}
+
+/** One governed call as @meshlet/breaker's CallExecutor drives it (its `GovernedCall`). */
+export interface ExecutorCall<R extends { readonly status: number }> {
+  readonly service: string;
+  readonly method: string;
+  readonly path?: string;
+  readonly api?: string;
+  readonly signal?: AbortSignal;
+  readonly retryable?: boolean;
+  pick(tried: ReadonlySet<string>): Instance | undefined;
+  send(instance: Instance, signal: AbortSignal | undefined): Promise<R>;
+  discard?(result: R): void;
+  /** True when the result was made by the mesh (an injected fault): no instance breaker counts it. */
+  injected?(result: R): boolean;
+}
+
+/** @meshlet/breaker's CallExecutor: service and API breakers, per-attempt timeout, retries with a budget, instance breakers. */
+export interface GrpcExecutor {
+  call<R extends { readonly status: number }>(call: ExecutorCall<R>): Promise<R | Response>;
+}
+
+/** The SDK's service directory: follows a service's instances and rules from its first call on. */
+export interface GrpcDirectory {
+  isReady(service: string): boolean;
+  ensure(service: string): Promise<void>;
+}
+
+/** A fault rule's decision (@meshlet/dialects' FaultDecision). */
+export interface FaultChoice {
+  readonly delayMs?: number;
+  readonly abortStatus?: number;
+  readonly rule?: string;
+}
+
+/** @meshlet/trace's Tracing, the part spans need: the tracer and the configured propagation. */
+export interface GrpcTracing {
+  readonly tracer: Tracer;
+  readonly propagation: {
+    extract(headers: Readonly<Record<string, string | readonly string[] | undefined>>, base?: Context): Context;
+    inject(context: Context, headers: Record<string, string>): void;
+  };
+  active(): Context;
+  run<T>(context: Context, fn: () => T): T;
+}
+
+export interface GrpcClientPorts {
+  readonly directory: GrpcDirectory;
+  readonly router: GrpcRouter;
+  readonly executor: GrpcExecutor;
+  readonly tracing: GrpcTracing | undefined;
+  /** Fault rules of a destination, if it has any. */
+  readonly faults: (service: string) => { decide(tags: TagLookup): FaultChoice } | undefined;
+  /**
+   * The mesh headers of an outbound call, as metadata: the request's tags in the configured
+   * dialects, this service's caller header and (auth on) its signed identity for `service`.
+   */
+  readonly outboundHeaders: (ctx: MeshContext, service: string) => Readonly<Record<string, string>>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+/** Why an inbound call was refused before its handler ran. */
+export interface Refusal {
+  readonly code: number;
+  readonly details: string;
+  /** Sent as trailers (e.g. `retry-after`, `x-meshlet-limited`). */
+  readonly trailers: Readonly<Record<string, string>>;
+  /** `error.type` of the span: `auth_denied`, `rate_limited`. */
+  readonly errorType: string;
+}
+
+/** Admitted: `release` gives back the concurrency slots the call holds, once it ends. */
+export interface Admitted {
+  readonly release: () => void;
+}
+
+export interface GrpcServerPorts {
+  /**
+   * The context of an inbound call from its metadata (as lower-case headers) and path
+   * (`/pkg.Service/Method`): tags in every accepted dialect, the caller (verified when auth
+   * is on), trace headers.
+   */
+  readonly context: (headers: Readonly<Record<string, string | string[]>>, path: string) => MeshContext;
+  /** Auth rules, then rate limits, for a call to `path` in `ctx`. */
+  readonly admit: (ctx: MeshContext, path: string) => Admitted | Refusal | Promise<Admitted | Refusal>;
+  readonly tracing: GrpcTracing | undefined;
+  readonly logger: Logger;
+}

@@ -1,0 +1,65 @@
+import { status as Status } from '@grpc/grpc-js';
+
+/**
+ * The HTTP status that stands for a gRPC status code where the mesh's HTTP-shaped parts
+ * read one (breaker failure classes, metrics): the mapping of google.rpc.Code's
+ * documentation (the one grpc-gateway uses). UNAVAILABLE is 503 and INTERNAL 500, so a
+ * breaker rule's default failure class `5xx` counts what a gRPC client would call a server
+ * failure; INVALID_ARGUMENT or NOT_FOUND (4xx) are the caller's and trip nothing.
+ */
+const TO_HTTP: readonly number[] = (() => {
+  const t: number[] = [];
+  t[Status.OK] = 200;
+  t[Status.CANCELLED] = 499;
+  t[Status.UNKNOWN] = 500;
+  t[Status.INVALID_ARGUMENT] = 400;
+  t[Status.DEADLINE_EXCEEDED] = 504;
+  t[Status.NOT_FOUND] = 404;
+  t[Status.ALREADY_EXISTS] = 409;
+  t[Status.PERMISSION_DENIED] = 403;
+  t[Status.RESOURCE_EXHAUSTED] = 429;
+  t[Status.FAILED_PRECONDITION] = 400;
+  t[Status.ABORTED] = 409;
+  t[Status.OUT_OF_RANGE] = 400;
+  t[Status.UNIMPLEMENTED] = 501;
+  t[Status.INTERNAL] = 500;
+  t[Status.UNAVAILABLE] = 503;
+  t[Status.DATA_LOSS] = 500;
+  t[Status.UNAUTHENTICATED] = 401;
+  return t;
+})();
+
+export function httpStatusOf(code: number): number {
+  return TO_HTTP[code] ?? 500;
+}
+
+/**
+ * The gRPC code for an HTTP status the mesh produced itself (an injected fault, a breaker
+ * fallback): gRPC's own mapping for HTTP responses that carry no grpc-status
+ * (doc/http-grpc-status-mapping.md in grpc/grpc), with 429/502/503/504 as UNAVAILABLE. A 2xx
+ * from a fallback is no gRPC answer: UNKNOWN.
+ */
+export function grpcCodeOf(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400:
+      return Status.INTERNAL;
+    case 401:
+      return Status.UNAUTHENTICATED;
+    case 403:
+      return Status.PERMISSION_DENIED;
+    case 404:
+      return Status.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return Status.UNAVAILABLE;
+    default:
+      return Status.UNKNOWN;
+  }
+}
+
+/** `rpc.grpc.status_code`'s name, for span status messages and logs. */
+export function statusName(code: number): string {
+  return (Status as unknown as Record<number, string>)[code] ?? String(code);
+}

@@ -1,0 +1,268 @@
+// @meshlet/grpc on its own: its ports filled with small fakes (no sibling package), and real
+// grpc-js servers and clients on 127.0.0.1. The SDK's tests cover it wired to the real router,
+// executor, limiter and tracing (packages/sdk/test/grpc.test.ts).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { createContext, getTag, type Instance, ManualClock, type MeshContext, MeshletError, silentLogger } from '@meshlet/core';
+import {
+  ChannelPool,
+  type ExecutorCall,
+  GRPC_PORT_META,
+  type GrpcClientPorts,
+  grpcCodeOf,
+  grpcPortOf,
+  headersOf,
+  httpStatusOf,
+  LIMITED_TRAILER,
+  meshInterceptor,
+  meshServerInterceptor,
+  retryable,
+  rpcNames,
+  statusOfError,
+} from '../src/index.js';
+
+const instance = (id: string, port: number, metadata: Record<string, string> = {}): Instance => ({
+  id,
+  service: 'svc',
+  address: '127.0.0.1',
+  port,
+  tags: [],
+  metadata,
+  health: 'passing',
+});
+
+describe('status codes', () => {
+  it('maps gRPC codes to the HTTP statuses breakers classify, and mesh-made HTTP statuses back', () => {
+    assert.equal(httpStatusOf(grpc.status.OK), 200);
+    assert.equal(httpStatusOf(grpc.status.UNAVAILABLE), 503);
+    assert.equal(httpStatusOf(grpc.status.INTERNAL), 500);
+    assert.equal(httpStatusOf(grpc.status.INVALID_ARGUMENT), 400, 'the caller’s fault: trips no breaker');
+    assert.equal(httpStatusOf(99), 500);
+    assert.equal(grpcCodeOf(503), grpc.status.UNAVAILABLE);
+    assert.equal(grpcCodeOf(429), grpc.status.UNAVAILABLE);
+    assert.equal(grpcCodeOf(403), grpc.status.PERMISSION_DENIED);
+    assert.equal(grpcCodeOf(418), grpc.status.UNKNOWN);
+  });
+
+  it('retries UNAVAILABLE, and RESOURCE_EXHAUSTED only with the limiter trailer', () => {
+    const md = new grpc.Metadata();
+    assert.equal(retryable({ code: grpc.status.UNAVAILABLE, trailers: md }), true);
+    assert.equal(retryable({ code: grpc.status.RESOURCE_EXHAUSTED, trailers: md }), false);
+    assert.equal(retryable({ code: grpc.status.INTERNAL, trailers: md }), false);
+    assert.equal(retryable({ code: grpc.status.DEADLINE_EXCEEDED, trailers: md }), false);
+    const limited = new grpc.Metadata();
+    limited.set(LIMITED_TRAILER, 'per-api');
+    assert.equal(retryable({ code: grpc.status.RESOURCE_EXHAUSTED, trailers: limited }), true);
+  });
+
+  it('maps the governance errors by their codes', () => {
+    const err = (code: string) => new MeshletError(code, code);
+    assert.equal(statusOfError(err('MESHLET_CIRCUIT_OPEN')).code, grpc.status.UNAVAILABLE);
+    assert.equal(statusOfError(err('MESHLET_NO_INSTANCE')).code, grpc.status.UNAVAILABLE);
+    assert.equal(statusOfError(err('MESHLET_TIMEOUT')).code, grpc.status.DEADLINE_EXCEEDED);
+    assert.equal(statusOfError(err('MESHLET_BULKHEAD_FULL')).code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(statusOfError(new Error('boom')).code, grpc.status.INTERNAL);
+  });
+});
+
+describe('registration metadata', () => {
+  it('reads gRPC_port, then the legacy gRPC.port, then the port, as grpc-spring does', () => {
+    assert.equal(grpcPortOf(instance('a', 8080, { [GRPC_PORT_META]: '9090' })), 9090);
+    assert.equal(grpcPortOf(instance('a', 8080, { 'gRPC.port': '9091' })), 9091);
+    assert.equal(grpcPortOf(instance('a', 8080)), 8080);
+    assert.equal(grpcPortOf(instance('a', 8080, { [GRPC_PORT_META]: 'not-a-port' })), 8080, 'a malformed value falls back');
+    assert.equal(grpcPortOf(instance('a', 8080, { [GRPC_PORT_META]: '70000' })), 8080);
+  });
+
+  it('names rpc.service and rpc.method from the path', () => {
+    assert.deepEqual(rpcNames('/pkg.v1.Svc/Do'), { service: 'pkg.v1.Svc', method: 'Do', spanName: 'pkg.v1.Svc/Do' });
+  });
+
+  it('keeps at most maxChannels channels, closing the least recently used', () => {
+    const pool = new ChannelPool({ maxChannels: 2 });
+    const a = pool.get(instance('a', 1001));
+    pool.get(instance('b', 1002));
+    assert.equal(pool.get(instance('a', 1001)), a, 'reused');
+    pool.get(instance('c', 1003));
+    assert.equal(pool.size, 2);
+    assert.equal(pool.get(instance('a', 1001)), a, 'a was used last: b was closed, not a');
+    pool.close();
+    assert.equal(pool.size, 0);
+  });
+
+  it('turns metadata into headers, leaving binary values out', () => {
+    const md = new grpc.Metadata();
+    md.set('x-meshlet-tags', 'tier=gold');
+    md.add('multi', 'a');
+    md.add('multi', 'b');
+    md.set('trace-bin', Buffer.from([1, 2]));
+    assert.deepEqual(headersOf(md), { 'x-meshlet-tags': 'tier=gold', multi: ['a', 'b'] });
+  });
+});
+
+// A tiny service with hand-written serializers: no proto needed for the package's own tests.
+const utf8 = {
+  requestSerialize: (s: string) => Buffer.from(s),
+  requestDeserialize: (b: Buffer) => b.toString(),
+  responseSerialize: (s: string) => Buffer.from(s),
+  responseDeserialize: (b: Buffer) => b.toString(),
+};
+const service: grpc.ServiceDefinition = {
+  Hello: { path: '/t.T/Hello', requestStream: false, responseStream: false, ...utf8 },
+};
+const Client = grpc.makeGenericClientConstructor(service, 'T');
+
+async function serve(id: string, interceptors: grpc.ServerInterceptor[] = [], answer?: () => grpc.ServiceError | undefined) {
+  const server = new grpc.Server({ interceptors });
+  server.addService(service, {
+    Hello(call: grpc.ServerUnaryCall<string, string>, cb: grpc.sendUnaryData<string>) {
+      const err = answer?.();
+      if (err) return cb(err);
+      cb(null, `${id}:${call.request}:${getTag('tier') ?? '-'}:${String(call.metadata.get('x-test')[0] ?? '')}`);
+    },
+  });
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
+  return { port, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
+}
+
+const hello = (client: grpc.Client, text: string, options: grpc.CallOptions = {}) =>
+  new Promise<string>((res, rej) =>
+    (client as unknown as Record<string, (...a: unknown[]) => void>).Hello?.(
+      text,
+      new grpc.Metadata(),
+      options,
+      (e: Error | null, r?: string) => (e ? rej(e) : res(r ?? '')),
+    ),
+  );
+
+/** Client ports whose router walks `instances` in order and whose executor retries once. */
+function clientPorts(instances: Instance[], outbound: Record<string, string> = {}): GrpcClientPorts & { sent: string[] } {
+  const sent: string[] = [];
+  let next = 0;
+  return {
+    sent,
+    directory: { isReady: () => true, ensure: async () => {} },
+    router: {
+      decide: () => ({ instance: instances[next++ % instances.length] as Instance, rule: undefined, lane: undefined }),
+      callStarted: () => () => {},
+    },
+    executor: {
+      async call<R extends { readonly status: number }>(call: ExecutorCall<R>): Promise<R> {
+        const tried = new Set<string>();
+        let i = call.pick(tried);
+        for (;;) {
+          if (!i) throw new Error('no instance');
+          sent.push(i.id);
+          const r = await call.send(i, call.signal);
+          if (r.status < 500) return r;
+          tried.add(i.id);
+          const again = call.pick(tried);
+          if (!again || tried.size > 1) return r;
+          i = again;
+        }
+      },
+    },
+    tracing: undefined,
+    faults: () => undefined,
+    outboundHeaders: () => outbound,
+    clock: new ManualClock(),
+    logger: silentLogger,
+  };
+}
+
+describe('meshInterceptor with fake ports on real servers', () => {
+  it('sends each call to the instance the router picked, on its gRPC_port, with the mesh headers', async () => {
+    const a = await serve('a');
+    const b = await serve('b');
+    const ports = clientPorts(
+      [instance('a', 1, { [GRPC_PORT_META]: String(a.port) }), instance('b', 1, { [GRPC_PORT_META]: String(b.port) })],
+      {
+        'x-test': 'from-mesh',
+      },
+    );
+    const pool = new ChannelPool();
+    const client = new Client('dns:///svc.meshlet.invalid', grpc.credentials.createInsecure(), {
+      interceptors: [meshInterceptor(ports, 'svc', { pool })],
+    });
+    try {
+      assert.equal(await hello(client, 'x'), 'a:x:-:from-mesh');
+      assert.equal(await hello(client, 'y'), 'b:y:-:from-mesh');
+    } finally {
+      client.close();
+      pool.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('retries UNAVAILABLE on the next instance but not INTERNAL (the veto is in pick)', async () => {
+    let code: grpc.status = grpc.status.UNAVAILABLE;
+    const bad = await serve('bad', [], () => ({ code, details: 'no', name: 'e', message: 'no', metadata: new grpc.Metadata() }));
+    const good = await serve('good');
+    const ports = clientPorts([instance('bad', bad.port), instance('good', good.port)]);
+    const pool = new ChannelPool();
+    const client = new Client('dns:///svc.meshlet.invalid', grpc.credentials.createInsecure(), {
+      interceptors: [meshInterceptor(ports, 'svc', { pool })],
+    });
+    try {
+      assert.equal(await hello(client, 'r'), 'good:r:-:');
+      assert.deepEqual(ports.sent, ['bad', 'good']);
+      code = grpc.status.INTERNAL;
+      ports.sent.length = 0;
+      await assert.rejects(hello(client, 'r'), (e: grpc.ServiceError) => e.code === grpc.status.INTERNAL);
+      assert.deepEqual(ports.sent, ['bad'], 'INTERNAL is not retried');
+    } finally {
+      client.close();
+      pool.close();
+      await bad.close();
+      await good.close();
+    }
+  });
+});
+
+describe('meshServerInterceptor with fake ports', () => {
+  it('runs the handler inside the context built from the metadata, and refuses with the admission’s status', async () => {
+    const contexts: MeshContext[] = [];
+    let refuse = false;
+    const server = await serve('s', [
+      meshServerInterceptor({
+        context: (headers) => {
+          const ctx = createContext({ tags: [['tier', String(headers['x-tier'] ?? '')]] });
+          contexts.push(ctx);
+          return ctx;
+        },
+        admit: () =>
+          refuse
+            ? { code: grpc.status.PERMISSION_DENIED, details: 'denied by rule r', trailers: { 'x-why': 'r' }, errorType: 'auth_denied' }
+            : { release: () => {} },
+        tracing: undefined,
+        logger: silentLogger,
+      }),
+    ]);
+    const client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    md.set('x-tier', 'gold');
+    const call = (m: grpc.Metadata) =>
+      new Promise<string>((res, rej) =>
+        (client as unknown as Record<string, (...a: unknown[]) => void>).Hello?.('q', m, {}, (e: Error | null, r?: string) =>
+          e ? rej(e) : res(r ?? ''),
+        ),
+      );
+    try {
+      assert.equal(await call(md), 's:q:gold:', 'the handler saw the tag through getTag');
+      refuse = true;
+      await assert.rejects(call(md), (e: grpc.ServiceError) => {
+        assert.equal(e.code, grpc.status.PERMISSION_DENIED);
+        assert.deepEqual(e.metadata.get('x-why'), ['r']);
+        return true;
+      });
+      assert.equal(contexts.length, 2);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+});

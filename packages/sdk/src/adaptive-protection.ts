@@ -1,0 +1,38 @@
+import { type AdaptiveSection, type EventLoopDelaySampler, eventLoopDelayMonitor, parseAdaptiveSection } from '@meshlet/ratelimit';
+
+/**
+ * The `ratelimit.adaptive` mesh option: `true` for every default, or the fields of a rule's
+ * `ratelimit.adaptive` section (the same names, bounds and defaults). A service's rule
+ * document, when it has the section, wins over the option.
+ */
+export type AdaptiveOption = true | Readonly<Record<string, unknown>>;
+
+/** What the rate limiter needs for the adaptive limit, and the monitor to stop at shutdown. */
+export interface AdaptiveProtection {
+  readonly adaptive: AdaptiveSection | undefined;
+  readonly eventLoopDelay: () => number;
+  close(): void;
+}
+
+/**
+ * Validates the option (a RuleValidationError naming `ratelimit.adaptive.<field>` when it is
+ * bad) and gives the event-loop delay sampler, started on first read: a mesh that never
+ * turns the adaptive limit on (by option or rule) runs no monitor.
+ */
+export function adaptiveProtection(option: AdaptiveOption | undefined): AdaptiveProtection {
+  const adaptive = option === undefined ? undefined : parseAdaptiveSection(option === true ? {} : option, 'ratelimit.adaptive');
+  let monitor: EventLoopDelaySampler | undefined;
+  let closed = false;
+  return {
+    adaptive,
+    eventLoopDelay: () => {
+      if (closed) return 0;
+      monitor ??= eventLoopDelayMonitor();
+      return monitor();
+    },
+    close: () => {
+      closed = true;
+      monitor?.close();
+    },
+  };
+}

@@ -1,0 +1,235 @@
+import { Readable } from 'node:stream';
+import type { CallResult } from '@meshlet/breaker';
+import { MeshletError } from '@meshlet/core';
+import axios, {
+  type AxiosAdapter,
+  AxiosError,
+  AxiosHeaders,
+  type AxiosInstance,
+  type AxiosResponse,
+  CanceledError,
+  type CreateAxiosDefaults,
+  type InternalAxiosRequestConfig,
+} from 'axios';
+/** An adapter, or the name of one of axios's (`'http'`, `'fetch'`, `'xhr'`). */
+export type AxiosAdapterConfig = NonNullable<CreateAxiosDefaults['adapter']>;
+
+import type { CallHeaders } from './governed-fetch.js';
+import { meshInternals } from './mesh-internals.js';
+import type { Mesh } from './mesh-options.js';
+
+export interface AxiosAdapterOptions {
+  /**
+   * The adapter for URLs that are not services, and the one each governed attempt is sent
+   * with. Default: axios's own default (`http` in Node), so calls to other hosts behave
+   * exactly as without the mesh.
+   */
+  readonly adapter?: AxiosAdapterConfig;
+}
+
+/** One attempt's outcome: axios's response, or a Response the mesh made (a fault, a fallback). */
+interface Attempt extends CallResult {
+  readonly response?: AxiosResponse;
+  readonly made?: Response;
+}
+
+type HeaderValue = string | string[] | number | boolean | null | undefined;
+
+/** The caller's headers as lower-case names the pipeline adds to (axios's values may be numbers). */
+function headerRecord(headers: InternalAxiosRequestConfig['headers']): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const plain = AxiosHeaders.from(headers).toJSON() as Record<string, HeaderValue>;
+  for (const [name, value] of Object.entries(plain)) {
+    if (value === undefined || value === null || value === false) continue;
+    out[name.toLowerCase()] = Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return out;
+}
+
+/** A body axios can send twice: none, a string or bytes. A stream or a form is sent once. */
+function replayable(data: unknown): boolean {
+  return (
+    data === undefined ||
+    data === null ||
+    typeof data === 'string' ||
+    data instanceof Uint8Array ||
+    data instanceof ArrayBuffer ||
+    data instanceof URLSearchParams
+  );
+}
+
+/** The caller's cancellation: `signal`, and the deprecated `cancelToken` folded into one. */
+function callerSignal(config: InternalAxiosRequestConfig): AbortSignal | undefined {
+  const signal = config.signal as AbortSignal | undefined;
+  const token = config.cancelToken;
+  if (!token) return signal;
+  const controller = new AbortController();
+  token.promise.then(
+    (reason) => controller.abort(reason),
+    () => {},
+  );
+  return signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
+}
+
+type BeforeRedirect = NonNullable<InternalAxiosRequestConfig['beforeRedirect']>;
+
+/**
+ * A redirect hook that drops the mesh's headers when a redirect leaves the instance's
+ * origin (the tags, caller and signed identity are for the routed instance only), then
+ * runs the caller's own hook.
+ */
+function keepToOrigin(origin: string, meshHeaders: readonly string[], own: BeforeRedirect | undefined): BeforeRedirect {
+  return (options, responseDetails, requestDetails) => {
+    let target: string | undefined;
+    try {
+      target = new URL(String(options.href)).origin;
+    } catch {
+      target = undefined;
+    }
+    const headers = options.headers as Record<string, unknown> | undefined;
+    if (target !== origin && headers) {
+      const drop = new Set(meshHeaders);
+      for (const name of Object.keys(headers)) if (drop.has(name.toLowerCase())) delete headers[name];
+    }
+    own?.(options, responseDetails, requestDetails);
+  };
+}
+
+/** axios's `settle`: the caller's validateStatus decides, with axios's own error and codes. */
+function settle(config: InternalAxiosRequestConfig, response: AxiosResponse): AxiosResponse {
+  const validate = config.validateStatus;
+  const status = response.status;
+  if (!status || !validate || validate(status)) return response;
+  throw new AxiosError(
+    `Request failed with status code ${status}`,
+    status >= 400 && status < 500 ? AxiosError.ERR_BAD_REQUEST : AxiosError.ERR_BAD_RESPONSE,
+    config,
+    response.request,
+    response,
+  );
+}
+
+/** A Response the mesh made itself, as axios would have read it for this responseType. */
+async function fromWebResponse(config: InternalAxiosRequestConfig, made: Response): Promise<AxiosResponse> {
+  let data: unknown;
+  if (config.responseType === 'stream')
+    data = made.body ? Readable.fromWeb(made.body as import('node:stream/web').ReadableStream) : Readable.from([]);
+  else if (config.responseType === 'arraybuffer') data = Buffer.from(await made.arrayBuffer());
+  else data = await made.text();
+  return {
+    data,
+    status: made.status,
+    statusText: made.statusText,
+    headers: AxiosHeaders.from(Object.fromEntries(made.headers)),
+    config,
+    request: undefined,
+  };
+}
+
+/**
+ * The error axios users expect for a call the mesh refused or gave up on: an AxiosError
+ * whose `code` is the Meshlet error's (`MESHLET_CIRCUIT_OPEN`, `MESHLET_TIMEOUT`,
+ * `MESHLET_NO_INSTANCE`…) and whose `cause` is that error. The caller's own cancellation
+ * stays axios's CanceledError (`axios.isCancel`), and an attempt's AxiosError (a refused
+ * connection after the last retry) is passed on with the caller's config.
+ */
+function asAxiosError(err: unknown, config: InternalAxiosRequestConfig, signal: AbortSignal | undefined): AxiosError {
+  if (signal?.aborted) {
+    if (err instanceof CanceledError) {
+      err.config = config;
+      return err;
+    }
+    const canceled = new CanceledError(undefined, config);
+    if (err instanceof Error) canceled.cause = err;
+    return canceled;
+  }
+  if (err instanceof AxiosError) {
+    err.config = config;
+    return err;
+  }
+  if (err instanceof MeshletError) {
+    const wrapped = new AxiosError(err.message, err.code, config);
+    wrapped.cause = err;
+    return wrapped;
+  }
+  return AxiosError.from(err instanceof Error ? err : new Error(String(err)), undefined, config);
+}
+
+/**
+ * An axios adapter that governs calls to services by name exactly as `mesh.fetch` does:
+ * `axios.create({ adapter: axiosAdapter(mesh) })`. A URL whose host is a service in the
+ * registry is routed (rules, lanes, nearby, balancer), passes the service and API breakers,
+ * gets a timeout per attempt and retries to other instances, a CLIENT span per attempt,
+ * the request's tags and this service's identity; each attempt is sent by axios's own
+ * adapter to the chosen instance, so interceptors, transforms, `responseType` (streams
+ * too), `maxContentLength`, progress events and `signal` behave as axios users expect, and
+ * the caller's `validateStatus` decides on the final response. The mesh's headers never
+ * follow a redirect to another origin. Any other URL goes to axios's adapter untouched.
+ */
+export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): AxiosAdapter {
+  const { directory, pipeline } = meshInternals(mesh);
+  const send = axios.getAdapter(options.adapter ?? axios.defaults.adapter);
+
+  return async function meshletAdapter(config: InternalAxiosRequestConfig): Promise<AxiosResponse> {
+    const url = new URL(axios.getUri(config));
+    const service = url.hostname;
+    // After its first call a service is known and followed: no await for either.
+    if (!directory.isReady(service)) {
+      if (!(await directory.isService(service))) return send(config);
+      await directory.ensure(service);
+    }
+    const signal = callerSignal(config);
+    const headers = headerRecord(config.headers);
+    const given = new Set(Object.keys(headers));
+    const method = (config.method ?? 'get').toUpperCase();
+    let attempt: Attempt;
+    try {
+      attempt = await pipeline<Attempt>({
+        service,
+        method,
+        path: url.pathname,
+        search: url.search,
+        headers,
+        retryable: replayable(config.data),
+        signal,
+        send: async (origin: string, attemptHeaders: CallHeaders, attemptSignal: AbortSignal | undefined) => {
+          const out = attemptHeaders as Record<string, string | string[]>;
+          // What the mesh added (tags, caller, identity, trace) stays with this origin.
+          const meshHeaders = Object.keys(out).filter((name) => !given.has(name));
+          const response = await send({
+            ...config,
+            baseURL: undefined,
+            url: `${origin}${url.pathname}${url.search}`,
+            params: undefined,
+            headers: AxiosHeaders.from(out as Record<string, string>),
+            signal: attemptSignal ?? signal,
+            cancelToken: undefined,
+            // The router chose the instance; a proxy from the environment is not in the way.
+            proxy: false,
+            beforeRedirect: keepToOrigin(origin, meshHeaders, config.beforeRedirect),
+            // The executor classifies every status; the caller's validateStatus runs at the end.
+            validateStatus: null,
+          } as unknown as InternalAxiosRequestConfig);
+          return { status: response.status, response };
+        },
+        fromResponse: (made: Response): Attempt => ({ status: made.status, made }),
+        discard: (dropped: Attempt) => {
+          const data = dropped.response?.data as { destroy?: () => void } | undefined;
+          if (typeof data?.destroy === 'function') data.destroy();
+          if (dropped.made) void dropped.made.body?.cancel().catch(() => {});
+        },
+      });
+    } catch (err) {
+      throw asAxiosError(err, config, signal);
+    }
+    const response = attempt.response ?? (await fromWebResponse(config, attempt.made as Response));
+    response.config = config;
+    return settle(config, response);
+  };
+}
+
+/** `axios.create(defaults)` whose calls to services are governed by `mesh` (see axiosAdapter). */
+export function governedAxios(mesh: Mesh, defaults: CreateAxiosDefaults = {}): AxiosInstance {
+  const adapter = axiosAdapter(mesh, defaults.adapter ? { adapter: defaults.adapter } : {});
+  return axios.create({ ...defaults, adapter });
+}

@@ -1,0 +1,189 @@
+import type { IncomingMessage } from 'node:http';
+import {
+  type ChannelCredentials,
+  type Client,
+  type ClientOptions,
+  credentials,
+  type Interceptor,
+  type Server,
+  type ServerInterceptor,
+  status,
+} from '@grpc/grpc-js';
+import { type Authorizer, verifiedCaller } from '@meshlet/auth';
+import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
+import { requestTagsOf } from '@meshlet/dialects';
+import {
+  type Admitted,
+  addHealthService,
+  ChannelPool,
+  type ChannelPoolOptions,
+  type GrpcClientPorts,
+  LIMITED_TRAILER,
+  meshInterceptor,
+  meshServerInterceptor,
+  type Refusal,
+  stopGracefully,
+} from '@meshlet/grpc';
+import type { RateLimiter } from '@meshlet/ratelimit';
+import type { GovernedCallDeps } from './governed-fetch.js';
+
+const PERMISSION_DENIED = status.PERMISSION_DENIED;
+const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
+
+/** A grpc-js generated client's constructor (`loadPackageDefinition(…).pkg.Service`, or protoc's). */
+export type GrpcClientConstructor<C extends Client = Client> = new (
+  address: string,
+  credentials: ChannelCredentials,
+  options?: ClientOptions,
+) => C;
+
+/** gRPC, governed like HTTP: `mesh.grpc`. */
+export interface MeshGrpc {
+  /**
+   * A client of `service` by name: each call is routed by the mesh's rules to an instance's
+   * gRPC port (`gRPC_port` metadata, else its port), with breakers, retries of UNAVAILABLE,
+   * deadlines, faults, a CLIENT span, and the tags, identity and trace context in metadata.
+   */
+  client<K extends GrpcClientConstructor>(ctor: K, service: string, options?: ClientOptions): InstanceType<K>;
+  /** The interceptor `client` installs, for a client made elsewhere: `{ interceptors: [mesh.grpc.interceptor('svc')] }`. */
+  interceptor(service: string): Interceptor;
+  /** The server interceptor: `new Server({ interceptors: [mesh.grpc.serverInterceptor()] })`. */
+  serverInterceptor(): ServerInterceptor;
+  /**
+   * Registers the gRPC port once the server is bound: as `Meta.gRPC_port` beside the HTTP
+   * port when this mesh serves HTTP too (registered already, or by `serve`/`register`
+   * later), else as the instance's port (a gRPC-only service), as grpc-spring does. Adds
+   * the standard health service (`grpc.health.v1.Health/Check`) unless the server has one:
+   * give a gRPC-only service's ConsulRegistry `healthCheck: { type: 'grpc' }`.
+   */
+  serve(server: Server, port: number): Promise<void>;
+  /** Graceful stop of the gRPC server: deregister, wait `deregisterDelayMs`, stop accepting, drain. */
+  shutdown(options?: { deregisterDelayMs?: number; drainTimeoutMs?: number }): Promise<boolean>;
+  /** Closes the channels to instances. */
+  close(): void;
+}
+
+export interface MeshGrpcDeps extends GovernedCallDeps {
+  readonly service: string;
+  readonly contextOf: (req: IncomingMessage) => MeshContext;
+  readonly authorizer: Authorizer;
+  readonly rateLimiter: RateLimiter;
+  /** Whether this mesh was given an HTTP port (createMesh({ port })). */
+  readonly httpPort: number | undefined;
+  /** The registered instance's port, if registered. */
+  readonly registeredPort: () => number | undefined;
+  readonly register: (overrides: { port: number }) => Promise<unknown>;
+  readonly deregister: () => Promise<void>;
+  /** True once the mesh's graceful stop began: the health service answers NOT_SERVING. */
+  readonly stopping: () => boolean;
+  /** Sets the gRPC port written to the registration's `Meta`. */
+  readonly setGrpcPort: (port: number) => void;
+  readonly channels?: ChannelPoolOptions;
+}
+
+export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
+  const { logger } = deps;
+  let pool: ChannelPool | undefined;
+  const channels = () => {
+    pool ??= new ChannelPool(deps.channels);
+    return pool;
+  };
+  const clientPorts: GrpcClientPorts = {
+    directory: deps.directory,
+    router: deps.router,
+    executor: deps.executor,
+    tracing: deps.tracing,
+    faults: deps.faults,
+    outboundHeaders: (ctx, service) => outboundHeaders(deps, ctx, service),
+    clock: deps.clock,
+    logger,
+  };
+  const serverPorts = {
+    // The HTTP pipeline's own context builder: the same dialects, verified caller and tags.
+    context: (headers: Readonly<Record<string, string | string[]>>, path: string) =>
+      deps.contextOf({ headers, method: 'POST', url: path } as unknown as IncomingMessage),
+    admit(ctx: MeshContext, path: string): Admitted | Refusal | Promise<Admitted | Refusal> {
+      const tags = (k: string) => getTag(k, ctx);
+      const auth = deps.authorizer.decide(verifiedCaller(ctx), { method: 'POST', path }, tags);
+      if (!auth.allowed)
+        return {
+          code: PERMISSION_DENIED,
+          details: `call refused by ${deps.service}'s auth rule "${auth.rule ?? '(default)'}": ${auth.reason}`,
+          trailers: {},
+          errorType: 'auth_denied',
+        };
+      const decided = deps.rateLimiter.decide({ method: 'POST', path, tag: tags });
+      const toAdmission = (d: Awaited<typeof decided>): Admitted | Refusal =>
+        d.allowed
+          ? { release: d.release }
+          : {
+              code: RESOURCE_EXHAUSTED,
+              details: `rate limited by ${deps.service}'s rule "${d.rule.name}"; retry after ${d.retryAfterSeconds} s`,
+              trailers: { 'retry-after': String(d.retryAfterSeconds), [LIMITED_TRAILER]: d.rule.name },
+              errorType: 'rate_limited',
+            };
+      return decided instanceof Promise ? decided.then(toAdmission) : toAdmission(decided);
+    },
+    tracing: deps.tracing,
+    logger,
+  };
+  let served: Server | undefined;
+  let stopping = false;
+  return {
+    interceptor: (service) => meshInterceptor(clientPorts, service, { pool: channels() }),
+    client(ctor, service, options = {}) {
+      // The target is never dialled: every call goes out on an instance's channel from the pool.
+      return new ctor(`dns:///${service}.meshlet.invalid`, credentials.createInsecure(), {
+        ...options,
+        interceptors: [...(options.interceptors ?? []), meshInterceptor(clientPorts, service, { pool: channels() })],
+      }) as InstanceType<typeof ctor>;
+    },
+    serverInterceptor: () => meshServerInterceptor(serverPorts),
+    async serve(server, port) {
+      served = server;
+      // For Consul's GRPC check (ConsulRegistry healthCheck { type: 'grpc' }) and Kubernetes' grpc probe.
+      addHealthService(server, () => stopping || deps.stopping(), [deps.service]);
+      deps.setGrpcPort(port);
+      const registered = deps.registeredPort();
+      if (registered !== undefined) await deps.register({ port: registered });
+      else if (deps.httpPort === undefined) await deps.register({ port });
+    },
+    async shutdown(options = {}) {
+      stopping = true;
+      const server = served;
+      if (!server) {
+        await deps.deregister();
+        return true;
+      }
+      return stopGracefully(server, {
+        deregister: deps.deregister,
+        ...(options.deregisterDelayMs !== undefined ? { deregisterDelayMs: options.deregisterDelayMs } : {}),
+        ...(options.drainTimeoutMs !== undefined ? { drainTimeoutMs: options.drainTimeoutMs } : {}),
+        clock: deps.clock,
+        logger,
+      });
+    },
+    close() {
+      pool?.close();
+      pool = undefined;
+    },
+  };
+}
+
+/** The mesh headers of a gRPC call, as the HTTP pipeline writes them (tags by dialect and scope, caller, identity). */
+function outboundHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const scoped = requestTagsOf(ctx);
+  if (ctx.tags.size > 0 || scoped?.passThrough.size || deps.propagation.emitsWithoutTags) {
+    const emitted = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
+    for (const d of emitted.dropped)
+      deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
+    for (const k in emitted.headers) out[k.toLowerCase()] = emitted.headers[k] as string;
+  }
+  out[CALLER_HEADER] = deps.callerHeader();
+  if (deps.identityHeader) {
+    const [name, value] = deps.identityHeader(service);
+    out[name.toLowerCase()] = value;
+  }
+  return out;
+}

@@ -1,0 +1,172 @@
+import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
+import { InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
+import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
+import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
+import { createMesh } from './mesh.js';
+import type { Mesh, MeshOptions } from './mesh-options.js';
+
+/** A mesh configured from @meshlet/config, with the config it was made from (hot: `config.onChange`). */
+export type ConfiguredMesh = Mesh & { readonly config: Config };
+
+export interface MeshFromConfigOptions {
+  /** Environment variables. Default: process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Options given in code; they win over configuration. */
+  readonly overrides?: Partial<MeshOptions>;
+  readonly logger?: Logger;
+}
+
+const FORMATS: readonly ConfigFormat[] = ['key-value', 'yaml', 'properties', 'files'];
+
+/**
+ * Creates a mesh whose options all come from configuration: a twelve-factor service joins
+ * the estate with environment variables alone. Read in two steps, as Spring Cloud's
+ * bootstrap does: first the environment and the local file (`MESHLET_CONFIG_FILE`) say who
+ * this service is and where Consul is (`MESHLET_SERVICE`, `MESHLET_PROFILES`,
+ * `MESHLET_CONSUL_ADDRESS` or `CONSUL_HTTP_ADDR`, `MESHLET_CONSUL_TOKEN` or
+ * `CONSUL_HTTP_TOKEN`, `MESHLET_CONFIG_FORMAT`); then Consul KV in Spring's layout
+ * (`config/<service>,<profile>/`, `config/application/`…) under them, with `ENC(...)`
+ * values decrypted with `MESHLET_ENCRYPT_KEY`. Every option is a key under `meshlet.`
+ * (`meshlet.version`, `meshlet.metadata.zone`, `meshlet.auth.keys[0].key`…; see the
+ * README's table); an environment variable with the key's relaxed name (`MESHLET_VERSION`) wins
+ * over KV, KV over the file. With a Consul address, Consul is the registry and the rule
+ * store; without one, the in-memory defaults. A missing or malformed value is a
+ * MeshletError `MESHLET_BAD_OPTION` naming the key and the variable.
+ */
+export async function createMeshFromConfig(options: MeshFromConfigOptions = {}): Promise<ConfiguredMesh> {
+  const env = options.env ?? process.env;
+  const overrides = options.overrides ?? {};
+  const file = env.MESHLET_CONFIG_FILE;
+  const common = { env, ...(file ? { file } : {}), ...(options.logger ? { logger: options.logger } : {}) };
+
+  // Bootstrap: who am I, and where is Consul (environment and the local file only).
+  const boot = await createConfig({ ...common, kv: new InMemoryKvStore(), service: 'application', watch: false, keys: [] });
+  const service = overrides.service ?? boot.get('meshlet.service');
+  boot.close();
+  if (!service)
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      'meshlet.service: not set; set MESHLET_SERVICE (or meshlet.service in MESHLET_CONFIG_FILE)',
+    );
+  const consulAddress = boot.get('meshlet.consul.address') ?? env.CONSUL_HTTP_ADDR;
+  const consulToken = boot.get('meshlet.consul.token') ?? env.CONSUL_HTTP_TOKEN;
+  const format = (boot.get('meshlet.config.format') ?? 'key-value') as ConfigFormat;
+  if (!FORMATS.includes(format))
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      `meshlet.config.format (MESHLET_CONFIG_FORMAT): "${format}" is not one of ${FORMATS.join(', ')}`,
+    );
+  const profiles = boot.getList('meshlet.profiles');
+  const consul = consulAddress ? { address: consulAddress, ...(consulToken ? { token: consulToken } : {}) } : undefined;
+  const kv: KvStore =
+    overrides.rules ??
+    (consul ? new ConsulKvStore({ ...consul, ...(options.logger ? { logger: options.logger } : {}) }) : new InMemoryKvStore());
+
+  const config = await createConfig({ ...common, kv, service, profiles, format, keys: keysFromEnvironment(env) });
+  try {
+    const registry: Registry | undefined =
+      overrides.registry ?? (consul ? new ConsulRegistry({ ...consul, ...(options.logger ? { logger: options.logger } : {}) }) : undefined);
+    const mesh = createMesh({
+      ...meshOptionsOf(config, service),
+      ...(registry ? { registry } : {}),
+      ...(consul || overrides.rules ? { rules: kv } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...overrides,
+    });
+    // Hot where it is safe: a change of the keys in config rotates them (a bad one is logged, the keys in force stay).
+    const unfollow = config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined ? followIdentityKeys(mesh, config) : () => {};
+    const close = mesh.close;
+    const shutdown = mesh.shutdown;
+    const done = () => {
+      unfollow();
+      config.close();
+    };
+    return Object.assign(mesh, {
+      config,
+      close: () => close().finally(done),
+      shutdown: () => shutdown().finally(done),
+    });
+  } catch (err) {
+    config.close();
+    throw err;
+  }
+}
+
+/** The relaxed environment variable of a key, for error messages: `meshlet.auth.keys` → MESHLET_AUTH_KEYS. */
+const envOf = (key: string) =>
+  key
+    .replace(/\[(\d+)\]/g, '_$1')
+    .toUpperCase()
+    .replace(/[.-]/g, (c) => (c === '.' ? '_' : ''));
+
+function bad(key: string, message: string): MeshletError {
+  return new MeshletError('MESHLET_BAD_OPTION', `${key} (${envOf(key)}): ${message}`);
+}
+
+function numberOf(config: Config, key: string): number | undefined {
+  const raw = config.get(key);
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n)) throw bad(key, `"${raw}" is not a number`);
+  return n;
+}
+
+/** Every MeshOptions field configuration can give, read from the `meshlet.` keys. */
+export function meshOptionsOf(config: Config, service: string): MeshOptions {
+  const get = (key: string) => {
+    const v = config.get(key);
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const metadata: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config.snapshot())) {
+    if (key.startsWith('meshlet.metadata.')) metadata[key.slice('meshlet.metadata.'.length)] = value;
+  }
+  // Environment variables are found by the relaxed name of a key some source defines; the
+  // usual ones by name, so that MESHLET_METADATA_ZONE works on its own.
+  for (const name of ['zone', 'region', 'lane', 'weight']) {
+    const v = get(`meshlet.metadata.${name}`);
+    if (v !== undefined) metadata[name] = v;
+  }
+  // The mesh keys in the layout meshKeysFromConfig reads (`meshlet.auth.keys[0].id`, `.key`).
+  const keys =
+    config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined || config.get(`${IDENTITY_KEYS_PREFIX}[0].key`) !== undefined
+      ? meshKeysFromConfig(config)
+      : [];
+  const defaultAction = get('meshlet.auth.default-action');
+  if (defaultAction !== undefined && defaultAction !== 'allow' && defaultAction !== 'deny')
+    throw bad('meshlet.auth.default-action', 'allow or deny');
+  const sampleRatio = numberOf(config, 'meshlet.tracing.sample-ratio');
+  const otlp = get('meshlet.tracing.otlp.url');
+  const traceLog = get('meshlet.tracing.log.path');
+  const tracingOn = config.getBoolean('meshlet.tracing.enabled', otlp !== undefined || traceLog !== undefined);
+  const port = numberOf(config, 'meshlet.port');
+  const adminToken = get('meshlet.admin.token');
+  const redisUrl = get('meshlet.ratelimit.redis-url');
+  const healthPath = get('meshlet.health-path');
+  const version = get('meshlet.version');
+  const namespace = get('meshlet.namespace');
+  const address = get('meshlet.address');
+  const instanceId = get('meshlet.instance-id');
+  return {
+    service,
+    ...(version ? { version } : {}),
+    ...(namespace ? { namespace } : {}),
+    ...(port !== undefined ? { port } : {}),
+    ...(address ? { address } : {}),
+    ...(instanceId ? { instanceId } : {}),
+    ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+    ...(keys.length > 0 ? { auth: { keys, ...(defaultAction ? { defaultAction } : {}) } } : {}),
+    ...(adminToken ? { admin: { token: adminToken } } : {}),
+    ...(redisUrl ? { ratelimit: { redisUrl } } : {}),
+    ...(healthPath ? { healthPath: healthPath === 'false' ? false : healthPath } : {}),
+    ...(tracingOn
+      ? {
+          tracing: {
+            ...(sampleRatio !== undefined ? { sampleRatio } : {}),
+            ...(otlp ? { otlp: { url: otlp } } : {}),
+            ...(traceLog ? { log: { path: traceLog } } : {}),
+          },
+        }
+      : {}),
+  };
+}

@@ -1,0 +1,615 @@
+// gRPC governed as HTTP is: real grpc-js servers and clients on 127.0.0.1, the in-memory
+// registry and rule store, every package wired in by createMesh.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, setTag } from '@meshlet/core';
+import { GRPC_PORT_META, LIMITED_TRAILER } from '@meshlet/grpc';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { createMesh, type Mesh, meshKey } from '../src/index.js';
+import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
+
+type Estate = { registry: InMemoryRegistry; rules: InMemoryKvStore };
+const estate = (): Estate => ({ registry: new InMemoryRegistry(), rules: new InMemoryKvStore() });
+
+/** Registers an Echo server as an instance of `service`; the HTTP port is a decoy: calls must use gRPC_port. */
+async function registerEcho(e: Estate, service: string, echo: EchoServer, metadata: Record<string, string> = {}) {
+  await e.registry.register({
+    id: echo.id,
+    service,
+    address: '127.0.0.1',
+    port: 9,
+    tags: [],
+    metadata: { [GRPC_PORT_META]: String(echo.port), ...metadata },
+    health: 'passing',
+  });
+}
+
+const inContext = <T>(tags: Record<string, string>, fn: () => Promise<T>): Promise<T> =>
+  runWithContext(createContext(), () => {
+    for (const [k, v] of Object.entries(tags)) setTag(k, v);
+    return fn();
+  });
+
+describe('gRPC client: routing, retries, deadlines, faults', () => {
+  const e = estate();
+  const servers: EchoServer[] = [];
+  let server: Mesh;
+  let caller: Mesh;
+  let client: EchoClient;
+
+  before(async () => {
+    server = createMesh({ service: 'echo', ...e, logger: new MemoryLogger() });
+    for (const [i, version] of ['1.0', '1.0', '2.0'].entries()) {
+      const s = await startEcho(`echo-${i}`, [server.grpc.serverInterceptor()]);
+      servers.push(s);
+      await registerEcho(e, 'echo', s, { version });
+    }
+    caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    client = caller.grpc.client(Echo, 'echo');
+  });
+  after(async () => {
+    client.close();
+    await caller.close();
+    await server.close();
+    for (const s of servers) await s.close();
+  });
+
+  const reset = () => {
+    for (const s of servers) {
+      s.state.hits = 0;
+      s.state.fail = undefined;
+    }
+  };
+
+  it('calls a service by name on its gRPC_port, with the route rules HTTP calls use, and carries the tags', async () => {
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'echo',
+        route: {
+          rules: [
+            {
+              name: 'beta',
+              when: [{ tag: 'tier', op: 'equals', value: 'beta' }],
+              destinations: [{ group: { version: '2.0' }, weight: 100 }],
+            },
+          ],
+          default: [{ group: { version: '1.0' }, weight: 100 }],
+        },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('echo');
+    const beta = await inContext({ tier: 'beta' }, () => say(client, 'hi'));
+    assert.match(beta, /^echo-2\|in=hi\|tier=beta\|/, 'the rule sent it to 2.0, and the server saw the tag');
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add((await say(client, 'x')).split('|')[0] as string);
+    assert.deepEqual([...seen].sort(), ['echo-0', 'echo-1'], 'without the tag: the default route, round robin over 1.0');
+    await caller.rules.rollback('echo', { author: 'test' });
+    await caller.rulesInForce('echo');
+  });
+
+  it('retries UNAVAILABLE on another instance, and ejects an instance that keeps failing', async () => {
+    reset();
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'echo',
+        breaker: {
+          rules: [{ level: 'instance', consecutiveFailures: 2, sleepWindowMs: 600_000, probes: 1, maxEjectionPercent: 50 }],
+          retry: { maxRetries: 1, backoff: { baseMs: 1, maxMs: 1 } },
+        },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('echo');
+    const bad = servers[0] as EchoServer;
+    bad.state.fail = { code: grpc.status.UNAVAILABLE, details: 'draining' };
+    const answers: string[] = [];
+    for (let i = 0; i < 12; i++) answers.push(await say(client, 'r'));
+    assert.equal(answers.filter((a) => a.startsWith('echo-0')).length, 0, 'no answer from the failing instance');
+    assert.equal(bad.state.hits, 2, 'two failures eject it: no third attempt reaches it');
+  });
+
+  it('does not retry INTERNAL or an application RESOURCE_EXHAUSTED: the call fails with the server status', async () => {
+    reset();
+    for (const [code, name] of [
+      [grpc.status.INTERNAL, 'INTERNAL'],
+      [grpc.status.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAUSTED'],
+    ] as const) {
+      for (const s of servers) {
+        s.state.fail = { code, details: `app says ${name}` };
+        s.state.hits = 0;
+      }
+      const err = await failure(say(client, 'z'));
+      assert.equal(err.code, code);
+      assert.match(err.details, new RegExp(`app says ${name}`));
+      assert.equal(
+        servers.reduce((n, s) => n + s.state.hits, 0),
+        1,
+        `${name}: one attempt, not retried`,
+      );
+    }
+    reset();
+  });
+
+  it('maps the caller deadline and the rule timeout to DEADLINE_EXCEEDED', async () => {
+    reset();
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    for (const s of servers) s.state.hold = held;
+    try {
+      const err = await failure(say(client, 'slow', { deadline: Date.now() + 100 }));
+      assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
+      await caller.rules.apply(JSON.stringify({ service: 'echo', breaker: { rules: [], timeoutMs: 50 } }), { author: 'test' });
+      await caller.rulesInForce('echo');
+      const timedOut = await failure(say(client, 'slow'));
+      assert.equal(timedOut.code, grpc.status.DEADLINE_EXCEEDED);
+      assert.match(timedOut.details, /50 ?ms/);
+    } finally {
+      release();
+      for (const s of servers) s.state.hold = undefined;
+    }
+  });
+
+  it('injects faults as gRPC statuses, without reaching the server', async () => {
+    reset();
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'echo',
+        fault: { rules: [{ name: 'chaos', when: [{ tag: 'chaos', op: 'exists' }], percentage: 100, abort: 503 }] },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('echo');
+    const md = new grpc.Metadata();
+    const err = await inContext({ chaos: 'on' }, () => failure(say(client, 'f', {}, md)));
+    assert.equal(err.code, grpc.status.UNAVAILABLE);
+    assert.deepEqual(err.metadata.get('x-meshlet-fault'), ['chaos']);
+    assert.equal(
+      servers.reduce((n, s) => n + s.state.hits, 0),
+      0,
+    );
+    assert.match(await say(client, 'plain'), /^echo-/, 'without the tag: sent');
+  });
+
+  it('an open service breaker refuses at once with UNAVAILABLE', async () => {
+    reset();
+    await caller.rules.apply(
+      JSON.stringify({ service: 'echo', breaker: { rules: [{ level: 'service', consecutiveFailures: 2, sleepWindowMs: 600_000 }] } }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('echo');
+    for (const s of servers) s.state.fail = { code: grpc.status.INTERNAL };
+    for (let i = 0; i < 2; i++) assert.equal((await failure(say(client, 'b'))).code, grpc.status.INTERNAL);
+    const hits = servers.reduce((n, s) => n + s.state.hits, 0);
+    const open = await failure(say(client, 'b'));
+    assert.equal(open.code, grpc.status.UNAVAILABLE);
+    assert.match(open.details, /open/i);
+    assert.equal(
+      servers.reduce((n, s) => n + s.state.hits, 0),
+      hits,
+      'refused before sending',
+    );
+    await caller.rules.apply(JSON.stringify({ service: 'echo' }), { author: 'test' });
+    await caller.rulesInForce('echo');
+    reset();
+  });
+
+  it('an unknown service fails with UNAVAILABLE naming it', async () => {
+    const nobody = caller.grpc.client(Echo, 'nobody');
+    const err = await failure(say(nobody, 'x'));
+    assert.equal(err.code, grpc.status.UNAVAILABLE);
+    assert.match(err.details, /nobody/);
+    nobody.close();
+  });
+});
+
+describe('gRPC client without rules', () => {
+  it('a call to an instance that refuses connections goes to another one (nothing was sent), as HTTP calls do', async () => {
+    const e = estate();
+    const good = await startEcho('good-0');
+    await registerEcho(e, 'plain', good);
+    // A port nothing listens on: bound, then closed.
+    const gone = await startEcho('gone-0');
+    const deadPort = gone.port;
+    gone.server.forceShutdown();
+    await e.registry.register({
+      id: 'gone-0',
+      service: 'plain',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(deadPort) },
+      health: 'passing',
+    });
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'plain');
+    try {
+      const answers: string[] = [];
+      for (let i = 0; i < 6; i++) answers.push((await say(client, 'n')).split('|')[0] as string);
+      assert.deepEqual(new Set(answers), new Set(['good-0']), 'every call answered by the live instance');
+    } finally {
+      client.close();
+      await caller.close();
+      await good.close();
+    }
+  });
+});
+
+describe('gRPC deadline propagation', () => {
+  it('a call made inside a handler inherits the inbound deadline (from the context, or { parent }), and with { parent } the cancellation', async () => {
+    const e = estate();
+    const mesh = createMesh({ service: 'relay', ...e, logger: new MemoryLogger() });
+    let release = () => {};
+    const slow = await startEcho('slow-0');
+    slow.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    await registerEcho(e, 'slow', slow);
+    const downstream = mesh.grpc.client(Echo, 'slow');
+    let inner: number | undefined;
+    let flags: number | undefined;
+    const relay = await startEcho('relay-0', [mesh.grpc.serverInterceptor()], (target, call) =>
+      say(downstream, target, flags === undefined ? {} : { parent: call, propagate_flags: flags }).catch((err: grpc.ServiceError) => {
+        inner = err.code;
+        throw err;
+      }),
+    );
+    await registerEcho(e, 'relay', relay);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'relay');
+    try {
+      // Without { parent }: the inbound deadline comes with the request context.
+      const outer = await failure(say(client, 'slow', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
+      await waitFor(() => inner !== undefined);
+      assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the inbound deadline, not held');
+      // With { parent } and the deadline flag alone.
+      inner = undefined;
+      flags = grpc.propagate.DEADLINE;
+      await failure(say(client, 'slow', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      await waitFor(() => inner !== undefined);
+      assert.equal(inner, grpc.status.DEADLINE_EXCEEDED, 'the inner call ended at the parent deadline');
+      // Cancellation only: the caller cancels, and the inner call is cancelled with it.
+      inner = undefined;
+      flags = grpc.propagate.CANCELLATION;
+      const hits = relay.state.hits;
+      const call = client.Relay({ text: 'slow' }, new grpc.Metadata(), {}, () => {});
+      await waitFor(() => relay.state.hits > hits && slow.state.hits >= 3);
+      call.cancel();
+      await waitFor(() => inner !== undefined);
+      assert.equal(inner, grpc.status.CANCELLED);
+    } finally {
+      release();
+      client.close();
+      downstream.close();
+      await caller.close();
+      await mesh.close();
+      await relay.close();
+      await slow.close();
+    }
+  });
+});
+
+describe('gRPC server: context, auth, limits', () => {
+  const e = estate();
+  let server: Mesh;
+  let caller: Mesh;
+  let echo: EchoServer;
+  let client: EchoClient;
+
+  before(async () => {
+    await e.rules.put(
+      'meshlet/rules/guarded',
+      JSON.stringify({
+        service: 'guarded',
+        auth: { rules: [{ name: 'no-blocked', action: 'deny', when: [{ tag: 'tier', op: 'equals', value: 'blocked' }] }] },
+        ratelimit: {
+          rules: [{ name: 'two-says', api: { method: 'POST', path: '/meshlet.interop.Echo/Say' }, rate: 1, unit: 'minute', burst: 2 }],
+        },
+      }),
+    );
+    server = createMesh({ service: 'guarded', ...e, logger: new MemoryLogger() });
+    echo = await startEcho('guarded-0', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'guarded', echo);
+    caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    client = caller.grpc.client(Echo, 'guarded');
+    await server.rulesInForce('guarded');
+  });
+  after(async () => {
+    client.close();
+    await caller.close();
+    await server.close();
+    await echo.close();
+  });
+
+  it('refuses with PERMISSION_DENIED by the auth rules, before the handler', async () => {
+    echo.state.hits = 0;
+    const err = await inContext({ tier: 'blocked' }, () => failure(say(client, 'x')));
+    assert.equal(err.code, grpc.status.PERMISSION_DENIED);
+    assert.match(err.details, /no-blocked/);
+    assert.equal(echo.state.hits, 0);
+    const stream = await inContext({ tier: 'blocked' }, async () => {
+      const s = client.Count({ text: '3' });
+      const got: string[] = [];
+      s.on('error', () => {});
+      s.on('data', (m: Text) => got.push(m.text));
+      return new Promise<{ code: number; got: string[] }>((res) => s.on('status', (st: grpc.StatusObject) => res({ code: st.code, got })));
+    });
+    assert.equal(stream.code, grpc.status.PERMISSION_DENIED, 'a stream is governed at its start too');
+    assert.deepEqual(stream.got, []);
+  });
+
+  it('refuses with RESOURCE_EXHAUSTED past the rate limit, with retry-after and the limiter trailer', async () => {
+    echo.state.hits = 0;
+    const codes: number[] = [];
+    let last: grpc.ServiceError | undefined;
+    for (let i = 0; i < 3; i++) {
+      try {
+        await say(client, 'l');
+        codes.push(0);
+      } catch (err) {
+        last = err as grpc.ServiceError;
+        codes.push(last.code);
+      }
+    }
+    assert.deepEqual(codes, [0, 0, grpc.status.RESOURCE_EXHAUSTED]);
+    assert.equal(echo.state.hits, 2);
+    assert.deepEqual(last?.metadata.get(LIMITED_TRAILER), ['two-says']);
+    assert.ok(Number(last?.metadata.get('retry-after')[0]) > 0);
+  });
+});
+
+describe('gRPC with service auth on', () => {
+  it("the caller's signed identity travels in metadata: rules on the verified caller apply, a stranger's key is refused", async () => {
+    const e = estate();
+    const auth = { keys: [meshKey('k1', randomBytes(32).toString('base64'))] };
+    await e.rules.put(
+      'meshlet/rules/payments',
+      JSON.stringify({
+        service: 'payments',
+        auth: {
+          rules: [
+            { name: 'no-checkout', action: 'deny', services: ['checkout'] },
+            { name: 'no-anonymous', action: 'deny', identity: 'anonymous' },
+          ],
+        },
+      }),
+    );
+    const server = createMesh({ service: 'payments', ...e, auth, logger: new MemoryLogger() });
+    await server.rulesInForce('payments');
+    const echo = await startEcho('payments-0', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'payments', echo);
+    const gateway = createMesh({ service: 'gateway', ...e, auth, logger: new MemoryLogger() });
+    const checkout = createMesh({ service: 'checkout', ...e, auth, logger: new MemoryLogger() });
+    const stranger = createMesh({ service: 'gateway', ...e, auth: { keys: [meshKey('k9', randomBytes(32).toString('base64'))] } });
+    const clients = [gateway, checkout, stranger].map((m) => m.grpc.client(Echo, 'payments'));
+    try {
+      assert.match(await say(clients[0] as EchoClient, 'pay'), /^payments-0/, 'a verified gateway is allowed');
+      const denied = await failure(say(clients[1] as EchoClient, 'pay'));
+      assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+      assert.match(denied.details, /no-checkout/);
+      const anonymous = await failure(say(clients[2] as EchoClient, 'pay'));
+      assert.equal(anonymous.code, grpc.status.PERMISSION_DENIED, 'a key the server does not hold: no verified caller');
+      assert.match(anonymous.details, /no-anonymous/);
+    } finally {
+      for (const c of clients) c.close();
+      for (const m of [gateway, checkout, stranger, server]) await m.close();
+      await echo.close();
+    }
+  });
+});
+
+describe('gRPC spans and trace context', () => {
+  it('a CLIENT and a SERVER span with rpc.* attributes, in one trace through traceparent metadata', async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const serverSpans = new InMemorySpanExporter();
+    const server = createMesh({ service: 'echo', ...e, tracing: { exporters: [serverSpans], batch: { delayMs: 1 } } });
+    const echo = await startEcho('echo-t', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    try {
+      const answer = await say(client, 'trace me');
+      await caller.tracing?.forceFlush();
+      await server.tracing?.forceFlush();
+      const c = clientSpans.getFinishedSpans().find((s) => s.name === 'meshlet.interop.Echo/Say') as ReadableSpan;
+      const s = serverSpans.getFinishedSpans().find((x) => x.name === 'meshlet.interop.Echo/Say') as ReadableSpan;
+      assert.ok(c && s, 'both spans recorded');
+      assert.equal(c.kind, 2 /* CLIENT */);
+      assert.equal(s.kind, 1 /* SERVER */);
+      for (const span of [c, s]) {
+        assert.equal(span.attributes['rpc.system'], 'grpc');
+        assert.equal(span.attributes['rpc.service'], 'meshlet.interop.Echo');
+        assert.equal(span.attributes['rpc.method'], 'Say');
+        assert.equal(span.attributes['rpc.grpc.status_code'], 0);
+      }
+      assert.equal(c.attributes['server.port'], echo.port);
+      assert.equal(c.attributes['io.meshlet.instance'], 'echo-t');
+      assert.equal(s.spanContext().traceId, c.spanContext().traceId, 'one trace');
+      assert.equal(s.parentSpanContext?.spanId, c.spanContext().spanId, 'the server span is the client span child');
+      assert.match(answer, new RegExp(`traceparent=00-${c.spanContext().traceId}-${c.spanContext().spanId}-01`));
+    } finally {
+      client.close();
+      await caller.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+});
+
+describe('gRPC streaming', () => {
+  const e = estate();
+  let server: Mesh;
+  let caller: Mesh;
+  const servers: EchoServer[] = [];
+  let client: EchoClient;
+
+  before(async () => {
+    server = createMesh({ service: 'streams', ...e, logger: new MemoryLogger() });
+    for (const [i, version] of ['1.0', '2.0'].entries()) {
+      const s = await startEcho(`streams-${i}`, [server.grpc.serverInterceptor()]);
+      servers.push(s);
+      await registerEcho(e, 'streams', s, { version });
+    }
+    await e.rules.put(
+      'meshlet/rules/streams',
+      JSON.stringify({
+        service: 'streams',
+        route: {
+          rules: [
+            {
+              name: 'beta',
+              when: [{ tag: 'tier', op: 'equals', value: 'beta' }],
+              destinations: [{ group: { version: '2.0' }, weight: 100 }],
+            },
+          ],
+          default: [{ group: { version: '1.0' }, weight: 100 }],
+        },
+      }),
+    );
+    caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    client = caller.grpc.client(Echo, 'streams');
+    await caller.rulesInForce('streams');
+  });
+  after(async () => {
+    client.close();
+    await caller.close();
+    await server.close();
+    for (const s of servers) await s.close();
+  });
+
+  it('server streaming: routed by the tags at the start, every message from that instance, tags seen by the handler', async () => {
+    const got = await inContext({ tier: 'beta' }, async () => {
+      const s = client.Count({ text: '3' });
+      const out: string[] = [];
+      for await (const m of s as AsyncIterable<Text>) out.push(m.text);
+      return out;
+    });
+    assert.deepEqual(got, ['streams-1:1:tier=beta', 'streams-1:2:tier=beta', 'streams-1:3:tier=beta']);
+  });
+
+  it("a long server stream arrives whole and in order, read at the reader's pace", async () => {
+    const s = client.Count({ text: '500' });
+    const got: number[] = [];
+    for await (const m of s as AsyncIterable<Text>) {
+      got.push(Number((m.text.split(':')[1] as string) ?? 0));
+      if (got.length % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(got.length, 500);
+    assert.deepEqual(got.slice(0, 3), [1, 2, 3]);
+    assert.ok(got.every((n, i) => n === i + 1));
+  });
+
+  it('a unary call the caller cancels ends CANCELLED', async () => {
+    const held = servers[0] as EchoServer;
+    let release = () => {};
+    held.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      const hits = held.state.hits;
+      const code = await new Promise<number>((res) => {
+        const call = client.Say({ text: 'c' }, new grpc.Metadata(), {}, (err) => res(err?.code ?? 0));
+        void waitFor(() => held.state.hits > hits).then(() => call.cancel());
+      });
+      assert.equal(code, grpc.status.CANCELLED);
+    } finally {
+      release();
+      held.state.hold = undefined;
+    }
+  });
+
+  it('client streaming and bidi streaming', async () => {
+    const collected = await new Promise<string>((res, rej) => {
+      const s = client.Collect(new grpc.Metadata(), {}, (err, reply) => (err ? rej(err) : res(reply?.text ?? '')));
+      for (const t of ['a', 'b', 'c']) s.write({ text: t });
+      s.end();
+    });
+    assert.equal(collected, 'streams-0:a,b,c:tier=');
+    const chat = client.Chat();
+    const replies: string[] = [];
+    const done = new Promise<void>((res) => chat.on('end', () => res()));
+    chat.on('data', (m: Text) => replies.push(m.text));
+    chat.write({ text: 'x' });
+    chat.write({ text: 'y' });
+    chat.end();
+    await done;
+    assert.deepEqual(replies, ['streams-0:x', 'streams-0:y']);
+  });
+
+  it('a stream to a service without instances ends with UNAVAILABLE', async () => {
+    const nobody = caller.grpc.client(Echo, 'nobody');
+    const code = await new Promise<number>((res) => {
+      const s = nobody.Count({ text: '1' });
+      s.on('error', () => {});
+      s.on('status', (st: grpc.StatusObject) => res(st.code));
+    });
+    assert.equal(code, grpc.status.UNAVAILABLE);
+    nobody.close();
+  });
+});
+
+describe('gRPC registration and graceful stop', () => {
+  it('a gRPC-only service registers its gRPC port; one serving HTTP too registers both', async () => {
+    const e = estate();
+    const only = createMesh({ service: 'grpc-only', ...e });
+    const a = await startEcho('a');
+    await only.grpc.serve(a.server, a.port);
+    const [inst] = await e.registry.healthyInstances('grpc-only');
+    assert.equal(inst?.port, a.port);
+    assert.equal(inst?.metadata[GRPC_PORT_META], String(a.port));
+
+    const both = createMesh({ service: 'both', port: 18080, ...e });
+    await both.register();
+    const b = await startEcho('b');
+    await both.grpc.serve(b.server, b.port);
+    const [inst2] = await e.registry.healthyInstances('both');
+    assert.equal(inst2?.port, 18080, 'the HTTP port stays the port');
+    assert.equal(inst2?.metadata[GRPC_PORT_META], String(b.port), 'the gRPC port in Meta, as grpc-spring writes it');
+    await only.close();
+    await both.close();
+    await a.close();
+    await b.close();
+  });
+
+  it('stops gracefully: deregisters first, lets the call in flight finish, then refuses new connections', async () => {
+    const e = estate();
+    const mesh = createMesh({ service: 'stopping', ...e, logger: new MemoryLogger() });
+    const echo = await startEcho('stopping-0', [mesh.grpc.serverInterceptor()]);
+    await mesh.grpc.serve(echo.server, echo.port);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'stopping');
+    assert.match(await say(client, 'warm'), /^stopping-0/);
+    let release = () => {};
+    echo.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const inFlight = say(client, 'in flight');
+    await waitFor(() => echo.state.hits === 2);
+    const stopped = mesh.grpc.shutdown({ drainTimeoutMs: 30_000 });
+    await waitFor(async () => (await e.registry.healthyInstances('stopping')).length === 0);
+    release();
+    assert.match(await inFlight, /^stopping-0\|in=in flight/, 'the call in flight finished');
+    assert.equal(await stopped, true, 'drained in time');
+    const direct = new Echo(`127.0.0.1:${echo.port}`, grpc.credentials.createInsecure());
+    const err = await failure(say(direct, 'late', { deadline: Date.now() + 5_000 }));
+    assert.equal(err.code, grpc.status.UNAVAILABLE, 'no longer accepting');
+    direct.close();
+    client.close();
+    await caller.close();
+    await mesh.close();
+  });
+});
+
+async function waitFor(cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 2_000; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error('condition not met');
+}
