@@ -38,9 +38,9 @@ describe('the demo', () => {
     assert.ok(Math.abs(gray - n * 0.2) < 4 * sd, `v1.21 got ${gray} of ${n}`);
     assert.equal(count(stdout, 'Firefox, rule in force', '1.21.0'), 0, 'the rule matches Chrome only');
     assert.equal(count(stdout, 'Firefox, rule in force', '1.20.0'), n / 10);
-    // After the rollback, no rule: round robin over the three instances, one of them v1.21.
-    const after = count(stdout, 'Chrome, after rollback', '1.21.0');
-    assert.ok(Math.abs(after - n / 3) <= 2, `v1.21 got ${after} of ${n} after rollback`);
+    // The rollback returns to the rule v1.21 started behind: all traffic on v1.20.
+    assert.equal(count(stdout, 'Chrome, after rollback', '1.21.0'), 0, 'v1.21 back to 0%');
+    assert.equal(count(stdout, 'Chrome, after rollback', '1.20.0'), n);
   });
 
   it('runs on a real Consul agent with --consul', async () => {
@@ -49,7 +49,8 @@ describe('the demo', () => {
     assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=Chrome user-tier=vip/);
     const gray = count(stdout, 'Chrome, rule in force', '1.21.0');
     assert.ok(gray > 20 && gray < 110, `v1.21 got ${gray} of 300`);
-    assert.equal(count(stdout, 'Chrome, after rollback', '1.21.0'), 100);
+    assert.equal(count(stdout, 'Chrome, after rollback', '1.21.0'), 0);
+    assert.equal(count(stdout, 'Chrome, after rollback', '1.20.0'), 300);
   });
 });
 

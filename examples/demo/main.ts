@@ -4,9 +4,10 @@
  *
  * 1. Requests through the chain; each hop prints the instance that served it, who called
  *    it and the tags that arrived.
- * 2. Gray release: a rule sends 20% of Chrome users to user-service v1.21; the split over
- *    DEMO_REQUESTS requests (default 10 000) is printed, the rule is rolled back in one
- *    call, and the split printed again.
+ * 2. Gray release: v1.21 starts behind a rule that keeps all traffic on v1.20; a rule then
+ *    sends 20% of Chrome users to it; the split over DEMO_REQUESTS requests (default
+ *    10 000) is printed, the rule is rolled back in one call (v1.21 back to 0%), and the
+ *    split printed again.
  */
 import { type KvStore, type Registry, TAG_HEADER } from 'meshlet';
 import { demoBackend } from './backend.js';
@@ -52,7 +53,15 @@ for (const [i, r] of requests.entries()) {
   }
 }
 
-// 2. Gray release: 20% of Chrome users to v1.21, and a way back.
+// 2. Gray release: 20% of Chrome users to v1.21, and a way back. Before v1.21 starts, a
+// rule keeps all traffic on v1.20 (deployed dark): that is what a rollback returns to.
+const dark = {
+  service: 'user-service',
+  description: 'v1.21 deployed dark: all traffic on v1.20',
+  route: { default: [{ group: { version: '1.20.0' }, weight: 100 }] },
+};
+const darkVersion = await gateway?.mesh.rules.apply(JSON.stringify(dark), { author: 'demo', reason: 'before the gray release' });
+await gateway?.mesh.rulesInForce('user-service');
 services.push(
   await startService({ registry, rules, service: 'user-service', version: '1.21.0', instanceId: 'user-c', downstream: 'order-service' }),
 );
@@ -97,13 +106,14 @@ const show = (label: string, counts: Map<string, number>) => {
 };
 
 console.log(`\ngray release, ${REQUESTS} requests each`);
-const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo' });
+console.log(`  rule applied as version ${darkVersion?.version}: ${dark.description}`);
+const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo', reason: 'gray release' });
 // The gateway calls user-service: wait until its watch of the rule store has the rule.
 await gateway?.mesh.rulesInForce('user-service');
 console.log(`  rule applied as version ${applied?.version}: ${grayRule.description}`);
 show('Chrome, rule in force', await split(CHROME, REQUESTS));
 show('Firefox, rule in force', await split(FIREFOX, Math.ceil(REQUESTS / 10)));
-const back = await gateway?.mesh.rules.rollback('user-service', { author: 'demo' });
+const back = await gateway?.mesh.rules.rollback('user-service', { author: 'demo', reason: 'the way back' });
 await gateway?.mesh.rulesInForce('user-service');
 console.log(`  rolled back (version ${back?.version} restores ${back?.restored === 0 ? 'no rules' : `version ${back?.restored}`})`);
 show('Chrome, after rollback', await split(CHROME, REQUESTS));

@@ -43,8 +43,11 @@ export interface AuthSection {
   /** What happens when no rule matches; undefined leaves it to the Authorizer's option (allow by default). */
   readonly defaultAction: AuthAction | undefined;
   readonly rules: readonly AuthRule[];
+  /** `shadow`: evaluated, a would-be denial counted, logged and traced, every call allowed. Absent: `enforce`. */
+  readonly mode?: 'enforce' | 'shadow';
 }
 
+export const AUTH_SECTION_MODES = ['enforce', 'shadow'] as const;
 export const MAX_AUTH_RULES = 256;
 const RULE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 const METHODS: readonly string[] = [...HTTP_METHODS, '*'];
@@ -61,7 +64,8 @@ const RULE_KEYS = ['name', 'description', 'action', 'services', 'namespaces', 'i
  */
 export function parseAuthSection(raw: unknown, path = 'auth'): AuthSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['default', 'rules']);
+  field.onlyKeys(obj, path, ['default', 'rules', 'mode']);
+  const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, AUTH_SECTION_MODES);
   const defaultAction = obj.default === undefined ? undefined : field.oneOf(obj.default, `${path}.default`, AUTH_ACTIONS);
   const rawRules = obj.rules === undefined ? [] : field.array(obj.rules, `${path}.rules`);
   if (rawRules.length > MAX_AUTH_RULES) throw new RuleValidationError(`${path}.rules`, `at most ${MAX_AUTH_RULES} rules`);
@@ -73,7 +77,7 @@ export function parseAuthSection(raw: unknown, path = 'auth'): AuthSection {
     names.add(rule.name);
     return rule;
   });
-  return { defaultAction, rules };
+  return mode === 'shadow' ? { defaultAction, rules, mode } : { defaultAction, rules };
 }
 
 /** Parses one rule; also used by `@Authorize`/`@Deny` so a decorator and a document mean the same. */

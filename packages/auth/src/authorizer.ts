@@ -9,6 +9,8 @@ export interface AuthDecision {
   readonly rule: string | undefined;
   /** For logs and the 403 body. */
   readonly reason: string;
+  /** In shadow mode (`auth.mode: "shadow"`), an allowed decision the rules would have denied: the deciding rule, or `(default)`. */
+  readonly shadow?: string;
 }
 
 /** The request being authorized: method in capitals, path without query string. */
@@ -27,6 +29,8 @@ export interface AuthStats {
   readonly denied: number;
   /** Denials per rule name; `(default)` for the default action. Bounded by the rule count. */
   readonly deniedBy: ReadonlyMap<string, number>;
+  /** Calls allowed that the rules, in shadow mode, would have denied (counted in `allowed` too). */
+  readonly shadowDenied: number;
 }
 
 interface CompiledRule {
@@ -36,6 +40,8 @@ interface CompiledRule {
   readonly apis: ApiMatcher | undefined;
   readonly when: Matcher | undefined;
   readonly decision: AuthDecision;
+  /** What shadow mode answers instead of a denial (allocated once, here). */
+  readonly shadowDecision: AuthDecision;
 }
 
 const DEFAULT_RULE = '(default)';
@@ -56,6 +62,9 @@ export class Authorizer {
   readonly #fallback: AuthAction;
   #rules: readonly CompiledRule[] = [];
   #default: AuthDecision;
+  #defaultShadow: AuthDecision;
+  #shadow = false;
+  #shadowDenied = 0;
   #readsSource = false;
   #allowed = 0;
   #denied = 0;
@@ -64,6 +73,7 @@ export class Authorizer {
   constructor(options: AuthorizerOptions = {}, section?: AuthSection) {
     this.#fallback = options.defaultAction ?? 'allow';
     this.#default = defaultDecision(this.#fallback);
+    this.#defaultShadow = shadowOf(this.#default, DEFAULT_RULE);
     if (section) this.setRules(section);
   }
 
@@ -73,6 +83,8 @@ export class Authorizer {
     this.#rules = rules.map(compile);
     this.#readsSource = rules.some((r) => r.when.some((c) => c.tag.startsWith('source.')));
     this.#default = defaultDecision(section?.defaultAction ?? this.#fallback);
+    this.#defaultShadow = shadowOf(this.#default, DEFAULT_RULE);
+    this.#shadow = section?.mode === 'shadow';
     // Counts of rules that are gone would hold names forever; start afresh.
     this.#deniedBy.clear();
   }
@@ -86,11 +98,18 @@ export class Authorizer {
   decide(caller: CallerIdentity | undefined, request: AuthRequest, tags: TagLookup = EMPTY_LOOKUP): AuthDecision {
     const lookup = this.#readsSource ? withCaller(caller, tags) : tags;
     let decision = this.#default;
+    let shadow = this.#defaultShadow;
     for (const c of this.#rules) {
       if (matches(c, caller, request, lookup)) {
         decision = c.decision;
+        shadow = c.shadowDecision;
         break;
       }
+    }
+    if (!decision.allowed && this.#shadow) {
+      this.#shadowDenied++;
+      this.#allowed++;
+      return shadow;
     }
     if (decision.allowed) this.#allowed++;
     else {
@@ -102,7 +121,7 @@ export class Authorizer {
   }
 
   get stats(): AuthStats {
-    return { allowed: this.#allowed, denied: this.#denied, deniedBy: new Map(this.#deniedBy) };
+    return { allowed: this.#allowed, denied: this.#denied, deniedBy: new Map(this.#deniedBy), shadowDenied: this.#shadowDenied };
   }
 
   /** The number of rules in force. */
@@ -113,13 +132,19 @@ export class Authorizer {
 
 function compile(rule: AuthRule): CompiledRule {
   const verb = rule.action === 'allow' ? 'allows' : 'denies';
+  const decision: AuthDecision = Object.freeze({
+    allowed: rule.action === 'allow',
+    rule: rule.name,
+    reason: `rule "${rule.name}" ${verb} this call`,
+  });
   return {
     rule,
     services: rule.services.length > 0 ? new Set(rule.services) : undefined,
     namespaces: rule.namespaces.length > 0 ? new Set(rule.namespaces) : undefined,
     apis: rule.apis.length > 0 ? new ApiMatcher(rule.apis) : undefined,
     when: rule.when.length > 0 ? compileConditions(rule.when) : undefined,
-    decision: Object.freeze({ allowed: rule.action === 'allow', rule: rule.name, reason: `rule "${rule.name}" ${verb} this call` }),
+    decision,
+    shadowDecision: shadowOf(decision, rule.name),
   };
 }
 
@@ -132,6 +157,11 @@ function matches(c: CompiledRule, caller: CallerIdentity | undefined, request: A
   if (c.apis && !c.apis.test(request.method, request.path)) return false;
   if (c.when && !c.when(lookup)) return false;
   return true;
+}
+
+/** The allowed decision shadow mode gives where `denial` would have been enforced. */
+function shadowOf(denial: AuthDecision, rule: string): AuthDecision {
+  return Object.freeze({ allowed: true, rule: denial.rule, reason: `shadow mode: ${denial.reason} (not enforced)`, shadow: rule });
 }
 
 function defaultDecision(action: AuthAction): AuthDecision {

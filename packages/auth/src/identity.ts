@@ -75,7 +75,6 @@ const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
 const DIGITS = /^(0|[1-9]\d{0,15})$/;
 const VERSION = 'v1';
 const FIELDS = 9; // version, kid, audience, service, namespace, instance, app version, issued, expires
-const MAC_BYTES = 32;
 
 /** A mesh key from its base64 text (as config holds it; decrypt it first if it is encrypted). */
 export function meshKey(id: string, base64: string): MeshKey {

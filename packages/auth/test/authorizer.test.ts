@@ -95,6 +95,31 @@ describe('Authorizer', () => {
     assert.deepEqual([...c.stats.deniedBy], [['no-x', 2]]);
   });
 
+  it('in shadow mode, allows what it would deny, naming the rule, and counts it', () => {
+    const rules = [
+      { name: 'no-x', action: 'deny', services: ['x'] },
+      { name: 'y-ok', action: 'allow', services: ['y'] },
+    ];
+    const c = new Authorizer({}, parseAuthSection({ mode: 'shadow', rules, default: 'deny' }, 'auth'));
+    const byRule = c.decide(caller('x'), GET('/'));
+    const byDefault = c.decide(caller('z'), GET('/'));
+    const allowed = c.decide(caller('y'), GET('/'));
+    assert.deepEqual(
+      [byRule, byDefault, allowed].map((d) => [d.allowed, d.shadow]),
+      [
+        [true, 'no-x'],
+        [true, '(default)'],
+        [true, undefined],
+      ],
+    );
+    assert.match(byRule.reason, /shadow mode: rule "no-x" denies this call \(not enforced\)/);
+    assert.deepEqual([c.stats.allowed, c.stats.denied, c.stats.shadowDenied], [3, 0, 2]);
+    // The same rules enforced deny again.
+    c.setRules(parseAuthSection({ rules, default: 'deny' }, 'auth'));
+    assert.equal(c.decide(caller('x'), GET('/')).allowed, false);
+    assert.throws(() => parseAuthSection({ mode: 'audit', rules }, 'auth'), /auth\.mode/);
+  });
+
   it('builds a 403 naming the rule, and an error carrying the decision', () => {
     const d = a.decide(caller('checkout'), POST('/refunds/7'));
     const f = forbidden(d, 'payment');

@@ -22,6 +22,9 @@ export interface InstanceStatus {
     allowed: number;
     refused: number;
     degraded?: boolean;
+    inFlight?: number;
+    /** Requests admitted that a ratelimit section in shadow mode would have refused. */
+    shadowRefused?: number;
     /** The adaptive concurrency limit, when one is on. */
     adaptive?: { limit: number; inFlight: number; mode?: string };
   };

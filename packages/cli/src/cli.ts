@@ -2,7 +2,9 @@ import { MeshletError, RuleConflictError, RuleValidationError } from '@meshlet/c
 import { CliError, UsageError } from './cli-error.js';
 import type { CliIo } from './cli-io.js';
 import { type Command, parseCommand, printJson, stringOption } from './command.js';
+import { consoleCommand } from './console-command.js';
 import { ExitCode } from './exit-code.js';
+import { explain } from './explain-command.js';
 import { kvTarget } from './kv-target.js';
 import { REGISTRY_COMMANDS } from './registry-commands.js';
 import { type CheckedRuleKind, loadRuleKinds } from './rule-kinds.js';
@@ -15,7 +17,7 @@ export interface RunCliOptions {
   readonly version?: string;
 }
 
-export const COMMANDS: readonly Command[] = [...RULES_COMMANDS, ...REGISTRY_COMMANDS];
+export const COMMANDS: readonly Command[] = [...RULES_COMMANDS, ...REGISTRY_COMMANDS, explain, consoleCommand];
 
 const EXIT_CODES = `exit codes:
   0 ok   1 failure (unreachable, unreadable)   2 usage   3 conflict (rules changed since read)

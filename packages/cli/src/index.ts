@@ -4,6 +4,7 @@ export { CliError, NotFoundError, UsageError } from './cli-error.js';
 export { type CliIo, processIo } from './cli-io.js';
 export type { Command, CommandContext } from './command.js';
 export { ExitCode, type ExitCodeValue } from './exit-code.js';
+export { type ExplainedHop, explainFromLogs, explainTrace } from './explain-command.js';
 export { type KvTarget, type KvTargetOptions, kvTarget } from './kv-target.js';
 export { ConsulRegistryView, type RegistryView, SnapshotRegistryView } from './registry-view.js';
 export { type CheckedDocument, type CheckOptions, checkRuleDocument } from './rule-check.js';

@@ -48,6 +48,11 @@ function author(ctx: CommandContext): string {
   return stringOption(ctx.values, 'author') ?? env.MESHLET_AUTHOR ?? env.USER ?? env.USERNAME ?? 'unknown';
 }
 
+const reason = (ctx: CommandContext): { reason?: string } => {
+  const r = stringOption(ctx.values, 'reason');
+  return r ? { reason: r } : {};
+};
+
 /** Asks before writing when a person is there (or `--confirm`), unless `--yes`. */
 async function confirmed(ctx: CommandContext, question: string): Promise<boolean> {
   const ask = ctx.values.confirm === true || (ctx.io.interactive && ctx.values.yes !== true);
@@ -61,9 +66,11 @@ const WRITE_OPTIONS = {
   yes: { type: 'boolean', short: 'y' },
   confirm: { type: 'boolean' },
   'dry-run': { type: 'boolean' },
+  reason: { type: 'string' },
 } as const;
 
 const WRITE_USAGE = `  --author <name>    recorded in history (default MESHLET_AUTHOR, else USER)
+  --reason <text>    why, recorded in history
   --dry-run          show the change, write nothing
   -y, --yes          do not ask (asked only when standard input is a terminal)
   --confirm          ask even when standard input is not a terminal`;
@@ -224,7 +231,7 @@ ${STORE_USAGE}`,
       ctx.io.err('not applied\n');
       return ExitCode.declined;
     }
-    const version = await repo.apply(text, { author: author(ctx), ifRevision: current.revision });
+    const version = await repo.apply(text, { author: author(ctx), ifRevision: current.revision, ...reason(ctx) });
     const after = await repo.current(service);
     if (json) printJson(ctx.io, { service, changed: true, written: true, version: version.version, revision: after.revision, diff });
     else ctx.io.out(`applied: ${service} version ${version.version} (revision ${after.revision}) by ${version.author}\n`);
@@ -308,7 +315,7 @@ ${STORE_USAGE}`,
       ctx.io.err('not rolled back\n');
       return ExitCode.declined;
     }
-    const version = await repo.rollback(service, { author: author(ctx), to: target.version });
+    const version = await repo.rollback(service, { author: author(ctx), to: target.version, ...reason(ctx) });
     if (json) printJson(ctx.io, { service, to: target.version, written: true, version: version.version, diff });
     else ctx.io.out(`rolled back: ${service} version ${version.version} restores version ${target.version}, by ${version.author}\n`);
     return ExitCode.ok;

@@ -90,8 +90,15 @@ describe('meshlet rules on a --dir store', () => {
     const now = await inProcess(['rules', 'get', 'orders', ...store(), '--json']);
     assert.deepEqual((JSON.parse(now.stdout) as { document: unknown }).document, v1);
 
-    const back = await meshlet(['rules', 'rollback', 'orders', '--to', '2', ...store(), '--author', 'dave']);
+    const back = await meshlet(['rules', 'rollback', 'orders', '--to', '2', ...store(), '--author', 'dave', '--reason', 'v2 was fine']);
     assert.equal(back.code, 0, back.stderr);
+    const recorded = JSON.parse((await inProcess(['rules', 'history', 'orders', ...store(), '--json'])).stdout) as {
+      versions: { author: string; reason?: string }[];
+    };
+    assert.deepEqual(
+      recorded.versions.map((v) => v.reason),
+      [undefined, undefined, undefined, 'v2 was fine'],
+    );
     const history = await meshlet(['rules', 'history', 'orders', ...store()]);
     assert.equal(history.code, 0, history.stderr);
     const lines = history.stdout.trimEnd().split('\n');

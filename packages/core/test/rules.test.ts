@@ -123,6 +123,27 @@ describe('RuleRepository', () => {
     await assert.rejects(repo.rollback('orders', { author: 'ops', to: 99 }), /no version 99 to roll back to \(versions: 1, 2, 3, 4\)/);
   });
 
+  it('records a reason, and a rollback with ifRevision refuses when the rules moved on', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [limitKind] });
+    await repo.apply(doc(10), { author: 'a', reason: 'first' });
+    const { revision } = await repo.current('orders');
+    await repo.apply(doc(20), { author: 'b', reason: `${'x'.repeat(2_000)}` });
+    await assert.rejects(repo.rollback('orders', { author: 'c', to: 1, ifRevision: revision }), RuleConflictError);
+    const now = await repo.current('orders');
+    const back = await repo.rollback('orders', { author: 'c', to: 1, ifRevision: now.revision, reason: 'way back' });
+    const history = await repo.history('orders');
+    assert.deepEqual(
+      history.map((v) => [v.author, v.reason?.length === 1_000 ? 'capped' : v.reason]),
+      [
+        ['a', 'first'],
+        ['b', 'capped'],
+        ['c', 'way back'],
+      ],
+    );
+    assert.equal(back.restored, 1);
+  });
+
   it('refuses to overwrite a change made since the rules were read', async () => {
     const kv = new InMemoryKvStore();
     const repo = new RuleRepository({ kv, kinds: [limitKind] });

@@ -78,7 +78,14 @@ export type RefusingRule = RefusingBucketRule | RefusingConcurrencyRule;
  * once however often it is called.
  */
 export type Decision =
-  | { readonly allowed: true; readonly rule: undefined; readonly retryAfterSeconds: 0; readonly release: Release }
+  | {
+      readonly allowed: true;
+      readonly rule: undefined;
+      readonly retryAfterSeconds: 0;
+      readonly release: Release;
+      /** In shadow mode (`ratelimit.mode: "shadow"`): the rule that would have refused this request. */
+      readonly shadow?: RefusingRule;
+    }
   | { readonly allowed: false; readonly rule: RefusingRule; readonly retryAfterSeconds: number };
 
 const noRelease: Release = () => undefined;
@@ -109,6 +116,8 @@ export interface RateLimiterStats {
   readonly buckets: number;
   /** Slots of concurrency rules held now by requests in flight, over every rule. */
   readonly inFlight: number;
+  /** Requests admitted that a rule in shadow mode would have refused (counted in `allowed` too). */
+  readonly shadowRefused: number;
   /** The adaptive concurrency limit, when one is on. */
   readonly adaptive?: AdaptiveStats;
 }
@@ -214,6 +223,8 @@ export class RateLimiter {
   #degradedDecisions = 0;
   #allowed = 0;
   #refused = 0;
+  #shadow = false;
+  #shadowRefused = 0;
   #adaptive: AdaptiveConcurrency | undefined;
   readonly #adaptiveDefault: AdaptiveSection | undefined;
   readonly #eventLoopDelay: (() => number) | undefined;
@@ -246,6 +257,7 @@ export class RateLimiter {
     this.#setAdaptive(section?.adaptive);
     const old = new Map(this.#rules.map((c) => [c.rule.name, c]));
     this.#rules = (section?.rules ?? []).map((rule) => this.#compile(rule, old.get(rule.name)));
+    this.#shadow = section?.mode === 'shadow';
     if (this.#redis === undefined) {
       for (const c of this.#rules) {
         if (c.rule.mode === 'distributed' && !old.has(c.rule.name)) {
@@ -306,6 +318,7 @@ export class RateLimiter {
       refused: this.#refused,
       buckets: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.local.size + (c.share?.buckets.size ?? 0) : sum), 0),
       inFlight: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum : sum + c.slots.total), 0),
+      shadowRefused: this.#shadowRefused,
       ...(this.#adaptive ? { adaptive: this.#adaptive.stats } : {}),
     };
   }
@@ -495,6 +508,18 @@ export class RateLimiter {
   }
 
   #count(d: Decision): Decision {
+    if (!d.allowed && this.#shadow) {
+      // Shadow mode: evaluated and counted, logged (the mesh's logger throttles this
+      // per-request code to one line per interval), put on the span by the caller, not enforced.
+      this.#shadowRefused++;
+      this.#allowed++;
+      this.#logger.info('rate limit in shadow mode would have refused a request', {
+        code: 'MESHLET_RATELIMIT_SHADOW',
+        service: this.#service,
+        rule: d.rule.name,
+      });
+      return { allowed: true, rule: undefined, retryAfterSeconds: 0, release: noRelease, shadow: d.rule };
+    }
     if (d.allowed) this.#allowed++;
     else this.#refused++;
     return d;
@@ -557,6 +582,8 @@ function withAdaptive(d: Decision, a: { readonly release: () => void; readonly c
       inner();
       a.release();
     },
+    // A shadow decision stays one under the adaptive limit.
+    ...(d.shadow ? { shadow: d.shadow } : {}),
   };
 }
 

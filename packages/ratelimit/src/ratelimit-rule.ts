@@ -71,9 +71,15 @@ export type RateLimitRule = TokenBucketRule | ConcurrencyRule;
 /** True for a `concurrency` rule. */
 export const isConcurrencyRule = (rule: RateLimitRule): rule is ConcurrencyRule => 'concurrency' in rule;
 
+/** `enforce` (the default) refuses with 429; `shadow` evaluates, counts and logs what it would refuse, and admits. */
+export const SECTION_MODES = ['enforce', 'shadow'] as const;
+export type SectionMode = (typeof SECTION_MODES)[number];
+
 /** The `ratelimit` section of a service's rule document. */
 export interface RateLimitSection {
   readonly rules: readonly RateLimitRule[];
+  /** Absent means `enforce`. */
+  readonly mode?: SectionMode;
   /** An adaptive concurrency limit for every inbound request, with load shedding by class. */
   readonly adaptive?: AdaptiveSection;
 }
@@ -177,10 +183,14 @@ export function parseDuration(raw: unknown, path: string): number {
   return ms;
 }
 
-/** Parses the `ratelimit` section: `{ "rules": [ ... ], "adaptive": { ... } }` (`rules` may be left out when `adaptive` is given). */
+/**
+ * Parses the `ratelimit` section: `{ "rules": [ ... ], "adaptive": { ... }, "mode"?: "enforce" | "shadow" }`
+ * (`rules` may be left out when `adaptive` is given).
+ */
 export function parseRateLimitSection(raw: unknown, path: string): RateLimitSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules', 'adaptive']);
+  field.onlyKeys(obj, path, ['rules', 'adaptive', 'mode']);
+  const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, SECTION_MODES);
   const adaptive = obj.adaptive === undefined ? undefined : parseAdaptiveSection(obj.adaptive, `${path}.adaptive`);
   const list = obj.rules === undefined && adaptive !== undefined ? [] : field.array(obj.rules, `${path}.rules`);
   if (list.length > MAX_RULES) throw new RuleValidationError(`${path}.rules`, `at most ${MAX_RULES} rules`);
@@ -191,7 +201,7 @@ export function parseRateLimitSection(raw: unknown, path: string): RateLimitSect
       throw new RuleValidationError(`${path}.rules[${i}].name`, `"${r.name}" is used by an earlier rule; names must be unique`);
     seen.add(r.name);
   });
-  return adaptive === undefined ? { rules } : { rules, adaptive };
+  return { rules, ...(adaptive === undefined ? {} : { adaptive }), ...(mode === 'shadow' ? { mode } : {}) };
 }
 
 /** The `ratelimit` rule kind: hand it to RuleWatcher / RuleRepository with the other kinds. */

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InMemoryKvStore, ManualClock, MemoryLogger, RuleWatcher } from '@meshlet/core';
-import { type LimitedRequest, RateLimiter, type RedisCommand, RedisTokenBuckets, ratelimitRuleKind, rejection } from '../src/index.js';
+import {
+  type LimitedRequest,
+  parseRateLimitSection,
+  RateLimiter,
+  type RedisCommand,
+  RedisTokenBuckets,
+  ratelimitRuleKind,
+  rejection,
+} from '../src/index.js';
 import { req, section, sync } from './limiter-helpers.js';
 
 function admitted(limiter: RateLimiter, request: LimitedRequest, times: number): number {
@@ -261,5 +269,40 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     assert.equal(d.rule?.name, 'shared');
     assert.equal(d.retryAfterSeconds, 2);
     assert.equal(limiter.stats.degraded, false);
+  });
+});
+
+describe('RateLimiter in shadow mode (`ratelimit.mode: "shadow"`)', () => {
+  it('evaluates the rules, counts and logs what they would refuse, and admits every request', () => {
+    const clock = new ManualClock(0);
+    const logger = new MemoryLogger();
+    const limiter = new RateLimiter({ service: 'orders', clock, logger });
+    const rules = [
+      { name: 'per-user', by: ['user'], rate: 1, unit: 'minute', burst: 2 },
+      { name: 'one-at-a-time', concurrency: 1 },
+    ];
+    limiter.setRules(parseRateLimitSection({ mode: 'shadow', rules }, 'ratelimit'));
+    const decisions = Array.from({ length: 5 }, () => sync(limiter.decide(req('GET', '/', { user: 'ana' }))));
+    assert.deepEqual(
+      decisions.map((d) => d.allowed),
+      [true, true, true, true, true],
+    );
+    // The first holds the one slot; every later one would have been refused by a rule.
+    assert.deepEqual(
+      decisions.map((d) => (d.allowed ? (d.shadow?.name ?? '-') : 'refused')),
+      ['-', 'one-at-a-time', 'one-at-a-time', 'one-at-a-time', 'one-at-a-time'],
+    );
+    assert.deepEqual([limiter.stats.allowed, limiter.stats.refused, limiter.stats.shadowRefused], [5, 0, 4]);
+    assert.ok(logger.entries.every((e) => e.fields?.code === 'MESHLET_RATELIMIT_SHADOW' && e.fields?.rule === 'one-at-a-time'));
+    for (const d of decisions) if (d.allowed) d.release();
+
+    // Enforced again: the same rules refuse.
+    limiter.setRules(parseRateLimitSection({ rules }, 'ratelimit'));
+    assert.equal(sync(limiter.decide(req('GET', '/', { user: 'bo' }))).allowed, true);
+    assert.equal(sync(limiter.decide(req('GET', '/', { user: 'bo' }))).allowed, false);
+  });
+
+  it('refuses a mode that is neither enforce nor shadow, naming the field', () => {
+    assert.throws(() => parseRateLimitSection({ mode: 'dry-run', rules: [] }, 'ratelimit'), /ratelimit\.mode/);
   });
 });

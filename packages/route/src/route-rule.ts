@@ -53,7 +53,11 @@ export interface RouteSection {
   readonly default?: readonly Destination[];
   readonly loadBalancer?: LoadBalancerConfig;
   readonly nearby?: Partial<NearbyConfig>;
+  /** `shadow`: calls route as if the section were absent; the rule it would have applied is reported. Absent: `enforce`. */
+  readonly mode?: 'enforce' | 'shadow';
 }
+
+export const ROUTE_SECTION_MODES = ['enforce', 'shadow'] as const;
 
 /** Bounds that keep a rule document cheap to compile and to evaluate. */
 export const RouteLimits = {
@@ -71,7 +75,8 @@ const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Parses and validates a `route` section; every error names the field. */
 export function parseRouteSection(raw: unknown, path = 'route'): RouteSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules', 'default', 'loadBalancer', 'nearby']);
+  field.onlyKeys(obj, path, ['rules', 'default', 'loadBalancer', 'nearby', 'mode']);
+  const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, ROUTE_SECTION_MODES);
   const rawRules = obj.rules === undefined ? [] : field.array(obj.rules, `${path}.rules`);
   if (rawRules.length > RouteLimits.maxRules) throw new RuleValidationError(`${path}.rules`, `at most ${RouteLimits.maxRules} rules`);
   const rules = rawRules.map((r, i) => parseRule(r, `${path}.rules[${i}]`));
@@ -87,7 +92,9 @@ export function parseRouteSection(raw: unknown, path = 'route'): RouteSection {
     default?: readonly Destination[];
     loadBalancer?: LoadBalancerConfig;
     nearby?: Partial<NearbyConfig>;
+    mode?: 'shadow';
   } = { rules };
+  if (mode === 'shadow') section.mode = mode;
   if (obj.default !== undefined) section.default = parseDestinations(obj.default, `${path}.default`);
   if (obj.loadBalancer !== undefined) section.loadBalancer = parseLoadBalancer(obj.loadBalancer, `${path}.loadBalancer`);
   if (obj.nearby !== undefined) section.nearby = parseNearby(obj.nearby, `${path}.nearby`);

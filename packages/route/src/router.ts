@@ -69,10 +69,18 @@ export interface RouteDecision {
   /** The lane that served the request; undefined when the baseline did. */
   readonly lane: string | undefined;
   readonly level: NearbyLevel;
+  /**
+   * With the service's route section in shadow mode: the rule that section would have
+   * applied (`(default)` when none of its rules matches); the call was routed without it.
+   */
+  readonly shadow?: string;
 }
 
 interface ServiceState {
   section: RouteSection | undefined;
+  /** A section in shadow mode: evaluated, not routed by. */
+  shadowSection: RouteSection | undefined;
+  shadowTable: RouteTable | undefined;
   instances: readonly Instance[];
   table: RouteTable | undefined;
   loads: Map<string, LoadCounter>;
@@ -129,15 +137,21 @@ export class Router {
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#unsubscribeExclusion = this.#exclusion.subscribe(() => {
-      for (const s of this.#services.values()) s.table = undefined;
+      for (const s of this.#services.values()) {
+        s.table = undefined;
+        s.shadowTable = undefined;
+      }
     });
   }
 
   /** Replaces the `route` rules of calls to `service`; undefined means no rules (every instance). */
   setRules(service: string, section: RouteSection | undefined): void {
     const s = this.#state(service);
-    s.section = section;
+    const shadow = section?.mode === 'shadow';
+    s.section = shadow ? undefined : section;
+    s.shadowSection = shadow ? section : undefined;
     s.table = undefined;
+    s.shadowTable = undefined;
   }
 
   /**
@@ -149,6 +163,7 @@ export class Router {
     if (this.#graceMs > 0 && this.#panic > 0) this.#noteDepartures(s, instances);
     s.instances = instances;
     s.table = undefined;
+    s.shadowTable = undefined;
   }
 
   /** Instances of `service` that left within the grace and are still remembered. */
@@ -212,7 +227,10 @@ export class Router {
     const table = this.#table(service);
     const walk: Walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
     const decision = this.#route(table, service, tags, undefined, walk);
-    if (decision) return decision;
+    if (decision) {
+      const s = this.#services.get(service);
+      return s?.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
+    }
     throw new NoInstanceError(service, explain(table, walk));
   }
 
@@ -263,6 +281,30 @@ export class Router {
     return undefined;
   }
 
+  /** Adds the rule a section in shadow mode would have applied; counted and logged (the mesh's logger throttles the code). */
+  #withShadow(s: ServiceState, service: string, tags: TagLookup, decision: RouteDecision): RouteDecision {
+    s.shadowTable ??= new RouteTable({
+      service,
+      section: s.shadowSection,
+      instances: s.instances,
+      departed: [],
+      exclusion: this.#exclusion,
+      loads: new Map(),
+      settings: {
+        location: this.#location,
+        nearby: { ...this.#nearby, ...s.shadowSection?.nearby },
+        loadBalancer: s.shadowSection?.loadBalancer ?? this.#loadBalancer,
+        random: this.#random,
+        panicThresholdPercent: this.#panic,
+      },
+    });
+    const table = s.shadowTable;
+    const lookup: TagLookup = table.readsDestination ? (t) => (t === SystemTag.destinationService ? service : tags(t)) : tags;
+    const shadow = table.rules[table.ruleIndex.first(lookup)]?.name ?? '(default)';
+    this.#logger.info('route rules in shadow mode would have routed this call', { code: 'MESHLET_ROUTE_SHADOW', service, rule: shadow });
+    return { ...decision, shadow };
+  }
+
   /** The instance for one call; `decide` without the explanation. */
   pick(service: string, tags: TagLookup): Instance {
     return this.decide(service, tags).instance;
@@ -294,6 +336,8 @@ export class Router {
     if (!s) {
       s = {
         section: undefined,
+        shadowSection: undefined,
+        shadowTable: undefined,
         instances: [],
         table: undefined,
         loads: new Map(),

@@ -232,3 +232,32 @@ function mutableExclusion() {
   };
   return { excluded, listeners, exclusion };
 }
+
+describe('route rules in shadow mode (`route.mode: "shadow"`)', () => {
+  it('routes as if the section were absent, and names the rule it would have applied', async () => {
+    const { MemoryLogger } = await import('@meshlet/core');
+    const logger = new MemoryLogger();
+    const router = new Router({ random: seededRandom(1), logger });
+    router.setInstances(SVC, fleet);
+    const rules = {
+      rules: [{ name: 'chrome-to-v2', when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }], destinations: to('v2') }],
+      default: to('v1.20'),
+    };
+    router.setRules(SVC, section({ ...rules, mode: 'shadow' }));
+    const chrome = Array.from({ length: 10 }, () => router.decide(SVC, tags({ 'ua.family': 'Chrome' })));
+    // Round robin over every instance, not only v2: the rule is not enforced.
+    assert.equal(new Set(chrome.map((d) => d.instance.id)).size, fleet.length);
+    assert.deepEqual(new Set(chrome.map((d) => [d.rule, d.shadow].join('|'))), new Set(['|chrome-to-v2']));
+    assert.equal(router.decide(SVC, tags({ 'ua.family': 'Firefox' })).shadow, '(default)');
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_SHADOW').length, 11);
+
+    // Enforced, the same section routes Chrome to v2 only, with no shadow.
+    router.setRules(SVC, section(rules));
+    const enforced = router.decide(SVC, tags({ 'ua.family': 'Chrome' }));
+    assert.deepEqual([enforced.instance.metadata.version, enforced.rule, enforced.shadow], ['v2', 'chrome-to-v2', undefined]);
+  });
+
+  it('refuses a mode that is neither enforce nor shadow, naming the field', () => {
+    assert.throws(() => section({ mode: 'log-only' }), /route\.mode/);
+  });
+});

@@ -55,6 +55,8 @@ export interface AdminLimiterStatus {
   readonly buckets: number;
   /** Requests holding a concurrency slot now (absent from older providers). */
   readonly inFlight?: number;
+  /** Requests admitted that a ratelimit section in shadow mode would have refused. */
+  readonly shadowRefused?: number;
   /** The adaptive concurrency limit, when one is on. */
   readonly adaptive?: AdminAdaptiveStatus;
 }
@@ -251,6 +253,7 @@ export function publicStatus(s: AdminStatus): AdminStatus {
             degradedDecisions: num(s.limiter.degradedDecisions),
             buckets: num(s.limiter.buckets),
             ...opt('inFlight', typeof s.limiter.inFlight === 'number' ? s.limiter.inFlight : undefined),
+            ...opt('shadowRefused', typeof s.limiter.shadowRefused === 'number' ? s.limiter.shadowRefused : undefined),
             ...opt('adaptive', s.limiter.adaptive ? publicAdaptive(s.limiter.adaptive) : undefined),
           }
         : undefined,

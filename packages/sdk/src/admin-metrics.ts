@@ -86,6 +86,14 @@ export function renderStatusMetrics(status: AdminStatus): string {
       family('meshlet_ratelimit_in_flight', 'gauge', 'Inbound requests holding a concurrency slot now.');
       out.push(`meshlet_ratelimit_in_flight ${limiter.inFlight}`);
     }
+    if (limiter.shadowRefused !== undefined) {
+      family(
+        'meshlet_ratelimit_shadow_refused_total',
+        'counter',
+        'Requests admitted that a ratelimit section in shadow mode would have refused.',
+      );
+      out.push(`meshlet_ratelimit_shadow_refused_total ${limiter.shadowRefused}`);
+    }
     const adaptive = limiter.adaptive;
     if (adaptive) {
       const gauges: [string, number, string][] = [

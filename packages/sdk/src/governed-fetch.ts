@@ -210,6 +210,7 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       };
       if (decision?.rule) spanCall.route = decision.rule;
       if (decision?.lane) spanCall.lane = decision.lane;
+      if (decision?.shadow) spanCall.shadow = `route:${decision.shadow}:would-route`;
       // The service breaker the attempt passed (open ones reject before any attempt).
       const breaker = deps.executor.breaker('service', this.service)?.state;
       if (breaker) spanCall.breaker = breaker === 'half-open' ? 'half_open' : breaker;

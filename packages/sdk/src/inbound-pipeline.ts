@@ -133,6 +133,11 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       respond(f.status, f.headers, f.body);
       return;
     }
+    if (allowed.shadow !== undefined) {
+      // Shadow mode: counted (conditions, the authorizer's stats), logged once per interval, traced, not enforced.
+      span?.setAttribute(Attr.meshletShadow, `auth:${allowed.shadow}:would-deny`);
+      logger.info('auth rules in shadow mode would have denied a call', { code: 'MESHLET_AUTH_SHADOW', service, rule: allowed.shadow });
+    }
     const go = (release: Release) => {
       const app = () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
@@ -140,6 +145,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
     const act = (d: Awaited<typeof decision>) => {
       if (d === ALLOWED) return go(noSlot);
+      if (d.allowed && d.shadow && span) span.setAttribute(Attr.meshletShadow, `ratelimit:${d.shadow.name}:would-refuse`);
       if (d.allowed) return runHolding(res, d.release, go);
       if (span) {
         span.setOutcome(GovernanceErrorType.rateLimited);

@@ -33,6 +33,8 @@ export const Attr = {
   meshletBreaker: 'io.meshlet.breaker',
   /** The instance id the attempt went to. */
   meshletInstance: 'io.meshlet.instance',
+  /** A rule in shadow mode would have decided otherwise: `<kind>:<rule>:<would-be outcome>`, e.g. `ratelimit:per-user:would-refuse`. */
+  meshletShadow: 'io.meshlet.shadow',
 } as const;
 
 /**

@@ -16,6 +16,8 @@ export interface MeshletDecisions {
   readonly breaker?: string;
   /** The instance id the attempt went to. */
   readonly instance?: string;
+  /** A rule in shadow mode would have decided otherwise: `<kind>:<rule>:<would-be outcome>`. */
+  readonly shadow?: string;
 }
 
 /**
@@ -136,6 +138,7 @@ function clientAttributes(call: ClientCall, target: Target, method: string): Att
   if (call.lane !== undefined) attributes[Attr.meshletLane] = call.lane;
   if (call.limiter !== undefined) attributes[Attr.meshletLimiter] = call.limiter;
   if (call.breaker !== undefined) attributes[Attr.meshletBreaker] = call.breaker;
+  if (call.shadow !== undefined) attributes[Attr.meshletShadow] = call.shadow;
   if (call.instance !== undefined) attributes[Attr.meshletInstance] = call.instance;
   return attributes;
 }

@@ -6,12 +6,17 @@ import { RULES_PREFIX } from './rule-watcher.js';
 
 export const RULES_HISTORY_PREFIX = 'meshlet/rules-history/';
 
+/** A change's reason is kept to this many characters (a history entry stays small). */
+export const MAX_REASON_LENGTH = 1_000;
+
 /** One accepted change of a service's rules. */
 export interface RuleVersion {
   readonly version: number;
   /** Epoch milliseconds. */
   readonly at: number;
   readonly author: string;
+  /** Why, as the author said (`meshlet rules apply --reason`, the console); absent when not given. */
+  readonly reason?: string;
   readonly action: 'apply' | 'rollback' | 'delete';
   /** For a rollback: the version restored. */
   readonly restored?: number;
@@ -67,11 +72,11 @@ export class RuleRepository {
    * Validates and writes `text` as the rules of its service. With `ifRevision`, refuses
    * (RuleConflictError) if the document changed since it was read at that revision.
    */
-  async apply(text: string, opts: { author: string; ifRevision?: number }): Promise<RuleVersion> {
+  async apply(text: string, opts: { author: string; ifRevision?: number; reason?: string }): Promise<RuleVersion> {
     // The whole document is validated before anything is written: an apply writes a valid
     // document or nothing.
     const doc = this.validate(text);
-    return this.#write(doc.service, text, { author: opts.author, action: 'apply', ifRevision: opts.ifRevision });
+    return this.#write(doc.service, text, { author: opts.author, action: 'apply', ifRevision: opts.ifRevision, reason: opts.reason });
   }
 
   /** Removes a service's rules (recorded in history, so it can be rolled back too). */
@@ -89,7 +94,7 @@ export class RuleRepository {
    * Restores version `to` (default: the version before the newest) as a new version.
    * Rolling back twice returns to where it started, as `git revert` would.
    */
-  async rollback(service: string, opts: { author: string; to?: number }): Promise<RuleVersion> {
+  async rollback(service: string, opts: { author: string; to?: number; ifRevision?: number; reason?: string }): Promise<RuleVersion> {
     const history = await this.history(service);
     // Before the first version there were no rules: rolling that back removes the document.
     const none: RuleVersion = { version: 0, at: 0, author: '', action: 'delete', document: null };
@@ -109,13 +114,25 @@ export class RuleRepository {
       );
     }
     if (target.document !== null) this.validate(target.document, service);
-    return this.#write(service, target.document, { author: opts.author, action: 'rollback', restored: target.version });
+    return this.#write(service, target.document, {
+      author: opts.author,
+      action: 'rollback',
+      restored: target.version,
+      ifRevision: opts.ifRevision,
+      reason: opts.reason,
+    });
   }
 
   async #write(
     service: string,
     text: string | null,
-    how: { author: string; action: RuleVersion['action']; ifRevision?: number | undefined; restored?: number },
+    how: {
+      author: string;
+      action: RuleVersion['action'];
+      ifRevision?: number | undefined;
+      restored?: number;
+      reason?: string | undefined;
+    },
   ): Promise<RuleVersion> {
     const key = `${RULES_PREFIX}${service}`;
     const current = await this.#kv.get(key);
@@ -126,6 +143,7 @@ export class RuleRepository {
       version: (history.at(-1)?.version ?? 0) + 1,
       at: this.#clock.now(),
       author: how.author,
+      ...(how.reason ? { reason: how.reason.slice(0, MAX_REASON_LENGTH) } : {}),
       action: how.action,
       ...(how.restored !== undefined ? { restored: how.restored } : {}),
       document: text,

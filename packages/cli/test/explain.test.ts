@@ -1,0 +1,123 @@
+// `meshlet explain` on the trace logs of two real meshes on 127.0.0.1: a call routed by a
+// named rule, and a request a limit rule refused.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
+import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
+import { runCli } from '../src/index.js';
+
+const ROUTED = '4bf92f3577b34da6a3ce929d0e0e4736';
+const REFUSED = '0af7651916cd43dd8448eb211c80319c';
+const traceparent = (trace: string) => `00-${trace}-00f067aa0ba902b7-01`;
+
+async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(argv, {
+    env: {},
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+    interactive: false,
+    ask: async () => undefined,
+  });
+  return { code, out, err };
+}
+
+describe('meshlet explain', () => {
+  let dir: string;
+  const meshes: Mesh[] = [];
+  let gatewayUrl = '';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-explain-'));
+    const registry = new InMemoryRegistry();
+    const rules = new InMemoryKvStore();
+    const start = async (service: string, version: string, downstream?: string) => {
+      const mesh = createMesh({
+        service,
+        version,
+        instanceId: `${service}-1`,
+        registry,
+        rules,
+        tracing: { log: { path: join(dir, `${service}.jsonl`) }, batch: { delayMs: 10 } },
+      });
+      meshes.push(mesh);
+      const server = createServer(
+        mesh.httpHandler(async (_req, res) => {
+          if (!downstream) return void res.end('ok');
+          res.end(await (await meshFetch(`http://${downstream}/users/7`)).text());
+        }),
+      );
+      server.listen(0, '127.0.0.1');
+      await mesh.serve(server, { signals: [], deregisterDelayMs: 0, drainTimeoutMs: 1_000 });
+      return mesh;
+    };
+    await start('user-service', '1.21.0');
+    const gateway = await start('gateway', '1.0.0', 'user-service');
+    gatewayUrl = `http://127.0.0.1:${gateway.instance?.port}/`;
+    await gateway.rules.apply(
+      JSON.stringify({
+        service: 'user-service',
+        route: { rules: [{ name: 'all-to-v1.21', destinations: [{ group: { version: '1.21.0' }, weight: 100 }] }] },
+      }),
+      { author: 'test' },
+    );
+    await gateway.rules.apply(
+      JSON.stringify({ service: 'gateway', ratelimit: { rules: [{ name: 'one-a-minute', rate: 1, unit: 'minute', burst: 1 }] } }),
+      {
+        author: 'test',
+      },
+    );
+    await gateway.rulesInForce('user-service');
+    await gateway.rulesInForce('gateway');
+    assert.equal((await globalThis.fetch(gatewayUrl, { headers: { traceparent: traceparent(ROUTED) } })).status, 200);
+    assert.equal((await globalThis.fetch(gatewayUrl, { headers: { traceparent: traceparent(REFUSED) } })).status, 429);
+    // Shutdown flushes the trace logs.
+    for (const m of meshes.reverse()) await m.shutdown();
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const logs = () => [join(dir, 'gateway.jsonl'), join(dir, 'user-service.jsonl')];
+
+  it('names the route rule and the instance of a call, hop by hop', async () => {
+    const r = await cli(['explain', ROUTED, ...logs()]);
+    assert.equal(r.code, 0, r.err);
+    const lines = r.out.split('\n');
+    assert.equal(lines[0], `trace ${ROUTED}`);
+    assert.match(lines[1] ?? '', /^ {2}gateway server .*→ 200/);
+    assert.match(r.out, /limit: admitted/);
+    assert.match(
+      r.out,
+      /^ {4}gateway client .*\n {6}route: rule "all-to-v1\.21" chose the destination group\n {6}instance: user-service-1/m,
+    );
+    assert.match(r.out, /^ {6}user-service server .*→ 200/m);
+  });
+
+  it('names the limit rule that refused a request', async () => {
+    const r = await cli(['explain', REFUSED, ...logs(), '--json']);
+    assert.equal(r.code, 0, r.err);
+    const { hops } = JSON.parse(r.out) as { hops: { service: string; side: string; status: number; decisions: string[] }[] };
+    assert.equal(hops.length, 1, 'refused at the gateway: nothing was called');
+    assert.deepEqual([hops[0]?.service, hops[0]?.side, hops[0]?.status], ['gateway', 'server', 429]);
+    assert.deepEqual(hops[0]?.decisions, ['limit: one-a-minute refused it (429)']);
+  });
+
+  it('says so when the trace is not in the logs, or the id is not one', async () => {
+    const missing = await cli(['explain', 'f'.repeat(32), ...logs()]);
+    assert.equal(missing.code, 5);
+    assert.match(missing.err, /no span in/);
+    const bad = await cli(['explain', 'not-a-trace', ...logs()]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /trace id: 32 hex digits/);
+  });
+});

@@ -1,0 +1,625 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type AdminResult,
+  adminStatusUrl,
+  type CheckedRuleKind,
+  canonicalDocument,
+  checkRuleDocument,
+  explainFromLogs,
+  fetchAdminStatus,
+  type RegistryView,
+  unifiedDiff,
+} from '@meshlet/cli';
+import {
+  type Clock,
+  type Instance,
+  type KvStore,
+  type Logger,
+  MetaKey,
+  RULES_PREFIX,
+  RuleConflictError,
+  RuleRepository,
+  RuleValidationError,
+  SERVICE_NAME,
+  silentLogger,
+  systemClock,
+  throttledLogger,
+} from '@meshlet/core';
+import { CounterHistory, parsePrometheus } from './metrics.js';
+import {
+  ConsoleError,
+  CSRF_HEADER,
+  checkCsrf,
+  checkHost,
+  checkOrigin,
+  clearedCookie,
+  LoginThrottle,
+  type Session,
+  Sessions,
+  sessionCookie,
+  unauthorized,
+} from './security.js';
+import { ruleSplit, servedRequests, TrafficSplits } from './traffic.js';
+
+export interface ConsoleOptions {
+  /** Where rules live (the CLI's `--dir` or `--consul` target). */
+  readonly kv: KvStore;
+  readonly storeDescription: string;
+  /** The rule kinds the validator checks (the CLI's `loadRuleKinds()`). */
+  readonly kinds: readonly CheckedRuleKind[];
+  /** Where instances are listed; without one, services are those with rules. */
+  readonly registry?: RegistryView | undefined;
+  /** Bearer token of the instances' admin endpoints (MESHLET_ADMIN_TOKEN). */
+  readonly adminToken?: string | undefined;
+  /** Per admin endpoint. Default 2,000 ms. */
+  readonly adminTimeoutMs?: number;
+  /** The login token; default 24 random bytes, printed at start. At least 16 characters. */
+  readonly token?: string | undefined;
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Default 7070; 0 picks a free port. */
+  readonly port?: number;
+  /** Extra `host:port` names the console answers to (behind a proxy). */
+  readonly allowedHosts?: readonly string[];
+  /** Trace logs (OTLP JSON Lines) the Explain page reads. */
+  readonly traceLogs?: readonly string[];
+  /** Store sections no kind knows (the CLI's --allow-unknown). Default false. */
+  readonly allowUnknown?: boolean;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+export interface RunningConsole {
+  readonly url: string;
+  readonly token: string;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+/** Request bodies are JSON of at most this many bytes (a rule document is at most 256 KiB). */
+export const MAX_BODY_BYTES = 640 * 1024;
+/** Instances asked for their status per page refresh, at most. */
+export const MAX_INSTANCES_POLLED = 200;
+/** Log codes a request can cause, throttled to one line per code per minute. */
+const PER_REQUEST_CONSOLE_CODES = ['MESHLET_CONSOLE_FAILURE', 'MESHLET_CONSOLE_LOGIN_REFUSED'];
+/** Services the topology page polls, at most. */
+export const MAX_TOPOLOGY_SERVICES = 100;
+/** Author names are kept to this many characters. */
+const MAX_AUTHOR_LENGTH = 100;
+
+const STATIC: Readonly<Record<string, { file: string; type: string }>> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/console.js': { file: 'console.js', type: 'text/javascript; charset=utf-8' },
+  '/console.css': { file: 'console.css', type: 'text/css; charset=utf-8' },
+};
+
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+/**
+ * Starts the console: a node:http server with a few static files and a JSON API. Reads
+ * need a session (a login with the token); every POST also needs the session's CSRF
+ * header and the console's own Origin. Resolves once it listens.
+ */
+export async function startConsole(options: ConsoleOptions): Promise<RunningConsole> {
+  const clock = options.clock ?? systemClock;
+  // Failures and refused logins happen per request: at most one line per code per minute,
+  // with a count. Changes (MESHLET_CONSOLE_CHANGE) are the audit trail: every one is written.
+  const logger = throttledLogger(options.logger ?? silentLogger, { clock, codes: PER_REQUEST_CONSOLE_CODES });
+  const token = options.token ?? randomBytes(24).toString('base64url');
+  const sessions = new Sessions({ token, clock });
+  const throttle = new LoginThrottle(clock);
+  const ttlMs = 12 * 3600_000;
+  const repo = new RuleRepository({
+    kv: options.kv,
+    kinds: options.kinds.map((k) => k.kind),
+    clock,
+    unknownSections: options.allowUnknown ? 'keep' : 'refuse',
+  });
+  const splits = new TrafficSplits();
+  const counters = new CounterHistory();
+  const publicDir = new URL('../../public/', import.meta.url);
+  const host = options.host ?? '127.0.0.1';
+  const allowed = new Set<string>();
+
+  const check = (text: string, service?: string) =>
+    checkRuleDocument(text, options.kinds, { allowUnknown: options.allowUnknown === true, schemas: true }, service);
+
+  async function instancesOf(service: string): Promise<readonly Instance[]> {
+    if (!options.registry) return [];
+    return (await options.registry.instances(service)).slice(0, MAX_INSTANCES_POLLED);
+  }
+
+  const adminOpts = () => ({ token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 });
+
+  /** An instance's `/metrics` text, or undefined when its admin endpoint does not answer. */
+  async function metricsTextOf(instance: Instance): Promise<string | undefined> {
+    const status = adminStatusUrl(instance);
+    if (status === undefined || !options.adminToken) return undefined;
+    try {
+      const res = await fetch(status.replace(/\/status$/, '/metrics'), {
+        headers: { authorization: `Bearer ${options.adminToken}` },
+        signal: AbortSignal.timeout(options.adminTimeoutMs ?? 2_000),
+      });
+      if (!res.ok) return undefined;
+      return await res.text();
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function metricsOf(instance: Instance): Promise<number | undefined> {
+    const text = await metricsTextOf(instance);
+    return text === undefined ? undefined : servedRequests(text);
+  }
+
+  async function serviceNames(): Promise<string[]> {
+    const names = new Set<string>();
+    if (options.registry) for (const n of await options.registry.services()) names.add(n);
+    for (const e of await options.kv.list(RULES_PREFIX)) {
+      const name = e.key.slice(RULES_PREFIX.length);
+      if (SERVICE_NAME.test(name)) names.add(name);
+    }
+    return [...names].sort();
+  }
+
+  function serviceParam(url: URL): string {
+    const name = url.searchParams.get('service') ?? '';
+    if (!SERVICE_NAME.test(name)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'service: not a service name', 'service');
+    return name;
+  }
+
+  const routes: Record<string, (req: IncomingMessage, url: URL, session: Session, body: Record<string, unknown>) => Promise<unknown>> = {
+    'GET /api/session': async (_req, _url, s) => ({ author: s.author, csrf: s.csrf, store: options.storeDescription }),
+
+    'GET /api/services': async () => {
+      const names = await serviceNames();
+      return {
+        store: options.storeDescription,
+        registry: options.registry?.description ?? null,
+        services: await Promise.all(
+          names.map(async (name) => {
+            const [all, current] = await Promise.all([instancesOf(name), repo.current(name)]);
+            return {
+              name,
+              instances: all.length,
+              passing: all.filter((i) => i.health === 'passing').length,
+              versions: [...new Set(all.map((i) => i.metadata[MetaKey.version] ?? '-'))].sort(),
+              revision: current.revision,
+            };
+          }),
+        ),
+      };
+    },
+
+    'GET /api/service': async (_req, url) => {
+      const service = serviceParam(url);
+      const [list, current, history] = await Promise.all([instancesOf(service), repo.current(service), repo.history(service)]);
+      const [admin, served] = await Promise.all([
+        Promise.all(list.map((i) => fetchAdminStatus(i, adminOpts()))),
+        Promise.all(list.map((i) => metricsOf(i))),
+      ]);
+      const live = splits.observe(
+        service,
+        current.revision,
+        clock.now(),
+        list.map((instance, k) => ({ instance, served: served[k] })),
+      );
+      return {
+        service,
+        instances: list.map((i, k) => instanceView(i, admin[k] as AdminResult)),
+        rules: { text: current.text ?? null, revision: current.revision, sections: sectionsOf(current.text) },
+        kinds: options.kinds.map((k) => k.kind.name),
+        split: { rules: ruleSplit(current.text), live },
+        history: history.map((v, i) => ({
+          version: v.version,
+          at: v.at,
+          author: v.author,
+          reason: v.reason ?? '',
+          action: v.action,
+          restored: v.restored ?? null,
+          diff: unifiedDiff(canonicalDocument(history[i - 1]?.document ?? undefined), canonicalDocument(v.document ?? undefined), {
+            from: `version ${history[i - 1]?.version ?? 0}`,
+            to: `version ${v.version}`,
+          }),
+        })),
+      };
+    },
+
+    'GET /api/topology': async () => {
+      const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
+      const now = clock.now();
+      const edges = new Map<string, { from: string; to: string; requests: number; errors: number }>();
+      let measured = 0;
+      let instances = 0;
+      await Promise.all(
+        names.map(async (from) => {
+          const list = await instancesOf(from);
+          instances += list.length;
+          for (const text of await Promise.all(list.map((i) => metricsTextOf(i)))) {
+            if (text === undefined) continue;
+            measured++;
+            for (const sample of parsePrometheus(text, ['meshlet_client_'])) {
+              const isRequests = sample.name === 'meshlet_client_requests_total';
+              if (!isRequests && sample.name !== 'meshlet_client_errors_total') continue;
+              const to = sample.labels.service ?? '';
+              const key = `${from}>${to}`;
+              let e = edges.get(key);
+              if (!e) {
+                e = { from, to, requests: 0, errors: 0 };
+                edges.set(key, e);
+              }
+              if (isRequests) e.requests += sample.value;
+              else e.errors += sample.value;
+            }
+          }
+        }),
+      );
+      return {
+        services: [...new Set([...names, ...[...edges.values()].map((e) => e.to)])].sort(),
+        measured,
+        instances,
+        edges: [...edges.values()]
+          .sort((a, b) => (a.from + a.to < b.from + b.to ? -1 : 1))
+          .map((e) => {
+            const rk = `edge:${e.from}>${e.to}:requests`;
+            const ek = `edge:${e.from}>${e.to}:errors`;
+            counters.record(rk, now, e.requests);
+            counters.record(ek, now, e.errors);
+            const lastRequests = counters.steps(rk).at(-1)?.delta ?? 0;
+            const lastErrors = counters.steps(ek).at(-1)?.delta ?? 0;
+            return {
+              ...e,
+              rate: counters.rate(rk) ?? null,
+              errorRate: lastRequests > 0 ? lastErrors / lastRequests : e.requests > 0 ? e.errors / e.requests : 0,
+            };
+          }),
+      };
+    },
+
+    'GET /api/limits': async (_req, url) => {
+      const service = serviceParam(url);
+      const [list, current] = await Promise.all([instancesOf(service), repo.current(service)]);
+      const admin = await Promise.all(list.map((i) => fetchAdminStatus(i, adminOpts())));
+      const now = clock.now();
+      let allowed = 0;
+      let refused = 0;
+      let shadowRefused = 0;
+      const rows = list.map((i, k) => {
+        const a = admin[k] as AdminResult;
+        const l = a.ok ? a.status.limiter : undefined;
+        if (l) {
+          allowed += l.allowed;
+          refused += l.refused;
+          shadowRefused += l.shadowRefused ?? 0;
+        }
+        return {
+          id: i.id,
+          version: i.metadata[MetaKey.version] ?? null,
+          admin: a.ok ? 'ok' : a.reason,
+          allowed: l?.allowed ?? null,
+          refused: l?.refused ?? null,
+          degraded: l?.degraded ?? false,
+          inFlight: l?.inFlight ?? null,
+          shadowRefused: l?.shadowRefused ?? null,
+        };
+      });
+      counters.record(`limit:${service}:allowed`, now, allowed);
+      counters.record(`limit:${service}:refused`, now, refused);
+      counters.record(`limit:${service}:shadow`, now, shadowRefused);
+      const section = sectionsOf(current.text).ratelimit as { rules?: unknown[]; mode?: unknown } | undefined;
+      return {
+        service,
+        revision: current.revision,
+        rules: (Array.isArray(section?.rules) ? section.rules : []).map((r) => JSON.stringify(r)),
+        instances: rows,
+        mode: section?.mode === 'shadow' ? 'shadow' : 'enforce',
+        totals: { allowed, refused, shadowRefused },
+        over: {
+          allowed: counters.steps(`limit:${service}:allowed`),
+          refused: counters.steps(`limit:${service}:refused`),
+          shadow: counters.steps(`limit:${service}:shadow`),
+        },
+      };
+    },
+
+    'GET /api/explain': async (_req, url) => {
+      const files = options.traceLogs ?? [];
+      if (files.length === 0)
+        throw new ConsoleError(404, 'MESHLET_CONSOLE_NO_TRACE_LOG', 'no trace log: start the console with --trace-log <file>');
+      const trace = url.searchParams.get('trace') ?? '';
+      if (!/^[0-9a-f]{32}$/i.test(trace)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'trace: 32 hex digits', 'trace');
+      try {
+        return { trace: trace.toLowerCase(), ...(await explainFromLogs(trace, files)) };
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'MESHLET_CLI_NOT_FOUND')
+          throw new ConsoleError(404, 'MESHLET_CONSOLE_NOT_FOUND', (err as Error).message);
+        throw err;
+      }
+    },
+
+    'POST /api/validate': async (_req, _url, _s, body) => {
+      const { text, service } = documentBody(body);
+      try {
+        const checked = await check(text, service);
+        return { ok: true, sections: [...checked.document.sections.keys()] };
+      } catch (err) {
+        if (err instanceof RuleValidationError) return { ok: false, error: errorBody(err) };
+        throw err;
+      }
+    },
+
+    'POST /api/diff': async (_req, _url, _s, body) => {
+      const { text, service } = documentBody(body);
+      const current = await repo.current(service);
+      return {
+        revision: current.revision,
+        diff: unifiedDiff(canonicalDocument(current.text), canonicalDocument(text), {
+          from: `${service} in force (revision ${current.revision})`,
+          to: 'this page',
+        }),
+      };
+    },
+
+    'POST /api/apply': async (_req, _url, s, body) => {
+      const { text, service } = documentBody(body);
+      const revision = numberField(body, 'revision');
+      const reason = reasonField(body);
+      await check(text, service);
+      const before = await repo.current(service);
+      const diff = unifiedDiff(canonicalDocument(before.text), canonicalDocument(text), {
+        from: `revision ${before.revision}`,
+        to: 'applied',
+      });
+      const v = await repo.apply(text, { author: s.author, ifRevision: revision, reason });
+      logger.info('console: rules applied', {
+        code: 'MESHLET_CONSOLE_CHANGE',
+        service,
+        version: v.version,
+        author: s.author,
+        reason,
+        diff,
+      });
+      return { version: v.version, revision: (await repo.current(service)).revision, diff };
+    },
+
+    'POST /api/rollback': async (_req, _url, s, body) => {
+      const service = stringField(body, 'service');
+      if (!SERVICE_NAME.test(service)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'service: not a service name', 'service');
+      const to = numberField(body, 'to');
+      const revision = numberField(body, 'revision');
+      const reason = reasonField(body);
+      const v = await repo.rollback(service, { author: s.author, to, ifRevision: revision, reason });
+      logger.info('console: rules rolled back', {
+        code: 'MESHLET_CONSOLE_CHANGE',
+        service,
+        version: v.version,
+        to,
+        author: s.author,
+        reason,
+      });
+      return { version: v.version, restored: v.restored, revision: (await repo.current(service)).revision };
+    },
+
+    'POST /api/logout': async (_req, _url, s) => {
+      sessions.logout(s.id);
+      return { ok: true };
+    },
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    checkHost(req, allowed);
+    const url = new URL(req.url ?? '/', 'http://console.invalid');
+    const method = req.method ?? 'GET';
+    if (method === 'GET' && STATIC[url.pathname]) {
+      const f = STATIC[url.pathname] as { file: string; type: string };
+      const body = await readFile(new URL(f.file, publicDir));
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': f.type, 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    if (method === 'GET' && url.pathname === '/favicon.ico') {
+      res.writeHead(204, SECURITY_HEADERS);
+      res.end();
+      return;
+    }
+    if (method === 'POST' && url.pathname === '/api/login') {
+      checkOrigin(req, allowed);
+      throttle.check();
+      const body = await readJson(req);
+      const given = typeof body.token === 'string' ? body.token : '';
+      const author = typeof body.author === 'string' ? body.author.trim().slice(0, MAX_AUTHOR_LENGTH) : '';
+      if (author === '' || /[\u0000-\u001f]/.test(author)) {
+        throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'author: your name, recorded with every change', 'author');
+      }
+      const session = sessions.login(given, author);
+      if (!session) {
+        throttle.failed();
+        throw new ConsoleError(401, 'MESHLET_CONSOLE_UNAUTHORIZED', 'token: not the console token', 'token');
+      }
+      logger.info('console: login', { code: 'MESHLET_CONSOLE_LOGIN', author });
+      send(res, 200, { author: session.author, csrf: session.csrf }, { 'set-cookie': sessionCookie(session, ttlMs) });
+      return;
+    }
+    const route = routes[`${method} ${url.pathname}`];
+    if (!route) throw new ConsoleError(404, 'MESHLET_CONSOLE_NOT_FOUND', `${method} ${url.pathname}: no such page or API`);
+    const session = sessions.of(req);
+    if (method === 'POST') {
+      // Origin first: a foreign page learns nothing, not even whether a session exists.
+      checkOrigin(req, allowed);
+      if (!session) throw unauthorized();
+      checkCsrf(req, session);
+    } else if (!session) throw unauthorized();
+    const body = method === 'POST' ? await readJson(req) : {};
+    const result = await route(req, url, session as Session, body);
+    const extra: Record<string, string> = url.pathname === '/api/logout' ? { 'set-cookie': clearedCookie } : {};
+    send(res, 200, result, extra);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const e = toConsoleError(err);
+      if (e.status >= 500) logger.error('console: request failed', { code: e.code, error: (err as Error)?.message });
+      else if (e.status === 401 && e.path === 'token') logger.warn('console: login refused', { code: 'MESHLET_CONSOLE_LOGIN_REFUSED' });
+      send(res, e.status, { error: errorBody(e) });
+    });
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 7070, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const named = host.includes(':') ? `[${host}]` : host;
+  allowed.add(`${named}:${port}`);
+  if (host === '127.0.0.1' || host === '::1' || host === 'localhost') allowed.add(`localhost:${port}`);
+  for (const h of options.allowedHosts ?? []) allowed.add(h);
+  return {
+    url: `http://${named}:${port}/`,
+    token,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function instanceView(i: Instance, admin: AdminResult) {
+  const m = i.metadata;
+  const base = {
+    id: i.id,
+    address: `${i.address}:${i.port}`,
+    health: i.health,
+    zone: m[MetaKey.zone] ?? null,
+    version: m[MetaKey.version] ?? null,
+    lane: m[MetaKey.lane] ?? null,
+    weight: m.weight ?? null,
+    // Wire names of @meshlet/route's warm-up (REGISTERED_AT_META, BASE_WEIGHT_META).
+    registeredAt: Number(m['registered-at']) || null,
+    warmup: m['warmup-base-weight'] !== undefined ? `weight ${m.weight ?? '?'} of ${m['warmup-base-weight']}` : null,
+  };
+  if (!admin.ok) return { ...base, admin: { ok: false, reason: admin.reason } };
+  const s = admin.status;
+  return {
+    ...base,
+    admin: {
+      ok: true,
+      degraded: Object.entries(s.degraded ?? {})
+        .filter(([, on]) => on)
+        .map(([k]) => k),
+      breakers: (s.breakers ?? []).map((b) => ({
+        name:
+          b.breaker.level === 'instance'
+            ? `${b.breaker.service}[${b.breaker.instance ?? ''}]`
+            : b.breaker.level === 'api'
+              ? `${b.breaker.service} ${b.breaker.api ?? ''}`
+              : b.breaker.service,
+        state: b.state,
+        calls: b.calls ?? 0,
+        failures: b.failures ?? 0,
+      })),
+      inFlight: (s.limiter as { inFlight?: number } | undefined)?.inFlight ?? null,
+      limiter: s.limiter ? { allowed: s.limiter.allowed, refused: s.limiter.refused } : null,
+      rules: (s.rules ?? []).map((r) => ({ service: r.service, revision: r.revision, lastError: r.lastError ?? null })),
+    },
+  };
+}
+
+function sectionsOf(text: string | undefined): Record<string, unknown> {
+  if (text === undefined) return {};
+  try {
+    const { service: _s, ...rest } = JSON.parse(text) as Record<string, unknown>;
+    return rest;
+  } catch {
+    return {};
+  }
+}
+
+function toConsoleError(err: unknown): ConsoleError {
+  if (err instanceof ConsoleError) return err;
+  if (err instanceof RuleValidationError) return new ConsoleError(422, err.code, err.message, err.path);
+  if (err instanceof RuleConflictError)
+    return new ConsoleError(409, err.code, 'the rules changed since this page read them; reload to see the change, then apply again');
+  const e = err as { code?: unknown; message?: unknown };
+  if (e?.code === 'MESHLET_NO_RULE_VERSION') return new ConsoleError(404, e.code, String(e.message));
+  return new ConsoleError(500, 'MESHLET_CONSOLE_FAILURE', `the console could not do that: ${String(e?.message ?? err)}`);
+}
+
+function errorBody(err: { code: string; message: string; path?: string | undefined }) {
+  return { code: err.code, message: err.message, ...(err.path !== undefined ? { path: err.path } : {}) };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    ...extra,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^application\/json\b/i.test(type))
+    throw new ConsoleError(415, 'MESHLET_CONSOLE_BAD_REQUEST', 'send JSON (content-type: application/json)');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new ConsoleError(413, 'MESHLET_CONSOLE_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // below
+  }
+  throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'the body must be a JSON object');
+}
+
+function stringField(body: Record<string, unknown>, name: string): string {
+  const v = body[name];
+  if (typeof v !== 'string') throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', `${name}: required (a string)`, name);
+  return v;
+}
+
+function numberField(body: Record<string, unknown>, name: string): number {
+  const v = body[name];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', `${name}: required (a whole number)`, name);
+  return v;
+}
+
+/** Why: required for every change made in the console. */
+function reasonField(body: Record<string, unknown>): string {
+  const v = typeof body.reason === 'string' ? body.reason.trim() : '';
+  if (v === '') throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'reason: say why (recorded in the history)', 'reason');
+  return v;
+}
+
+function documentBody(body: Record<string, unknown>): { text: string; service: string } {
+  const service = stringField(body, 'service');
+  if (!SERVICE_NAME.test(service)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'service: not a service name', 'service');
+  return { text: stringField(body, 'text'), service };
+}
+
+export { CSRF_HEADER };

@@ -1,0 +1,136 @@
+// Ratelimit and auth sections in shadow mode through createMesh on a real server on 127.0.0.1:
+// every request admitted; what it would have refused is counted (admin status, metrics),
+// logged once per interval, and put on the server span.
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { createMesh, type Mesh } from '../src/index.js';
+
+const TOKEN = 'shadow-test-admin-token-0123';
+const exporter = new InMemorySpanExporter();
+const logger = new MemoryLogger();
+const registry = new InMemoryRegistry();
+const store = new InMemoryKvStore();
+let shop: Mesh;
+let server: Awaited<ReturnType<typeof listen>>;
+const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
+const limit = (mode?: string) =>
+  JSON.stringify({
+    service: 'shop',
+    ratelimit: {
+      ...(mode ? { mode } : {}),
+      rules: [{ name: 'one-cart', api: { method: 'GET', path: '/cart' }, rate: 1, unit: 'minute', burst: 1 }],
+    },
+  });
+
+before(async () => {
+  shop = createMesh({
+    service: 'shop',
+    registry,
+    rules: store,
+    tracing: { exporters: [exporter], batch: { delayMs: 10 } },
+    admin: { token: TOKEN },
+    logger,
+  });
+  server = await listen(shop.httpHandler((_req, res) => res.end('ok')));
+  await shop.register({ port: server.port });
+});
+after(async () => {
+  await server.close();
+  await shop.close();
+});
+
+it('admits every request, and counts, logs and traces what the shadow rule would have refused', async () => {
+  await shop.rules.apply(limit('shadow'), { author: 'test' });
+  await shop.rulesInForce('shop');
+  const statuses = [];
+  for (let i = 0; i < 3; i++) statuses.push((await globalThis.fetch(url('/cart'))).status);
+  assert.deepEqual(statuses, [200, 200, 200]);
+
+  await shop.tracing?.forceFlush();
+  const shadow = exporter
+    .getFinishedSpans()
+    .filter((s) => s.attributes['url.path'] === '/cart')
+    .map((s) => s.attributes['io.meshlet.shadow'] ?? '-');
+  assert.deepEqual(shadow, ['-', 'ratelimit:one-cart:would-refuse', 'ratelimit:one-cart:would-refuse']);
+
+  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+    limiter: { allowed: number; refused: number; shadowRefused: number };
+  };
+  assert.deepEqual([status.limiter.refused, status.limiter.shadowRefused], [0, 2]);
+  const metrics = await (await globalThis.fetch(url('/_meshlet/metrics'), { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  assert.match(metrics, /^meshlet_ratelimit_shadow_refused_total 2$/m);
+  // A per-request condition: one line per interval, whatever the traffic.
+  assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_SHADOW').length, 1);
+});
+
+it('auth in shadow mode allows the call it would deny, and says so on the span and in the conditions', async () => {
+  exporter.reset();
+  await shop.rules.apply(
+    JSON.stringify({
+      service: 'shop',
+      auth: { mode: 'shadow', rules: [{ name: 'no-admin', action: 'deny', apis: [{ method: '*', path: '/admin' }] }] },
+    }),
+    { author: 'test' },
+  );
+  await shop.rulesInForce('shop');
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 200);
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 200);
+  await shop.tracing?.forceFlush();
+  const span = exporter.getFinishedSpans().find((s) => s.attributes['url.path'] === '/admin');
+  assert.equal(span?.attributes['io.meshlet.shadow'], 'auth:no-admin:would-deny');
+  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+    conditions: Record<string, number>;
+  };
+  assert.equal(status.conditions.MESHLET_AUTH_SHADOW, 2);
+  assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_AUTH_SHADOW').length, 1);
+});
+
+it('enforces the same rule once the section leaves shadow mode', async () => {
+  await shop.rules.apply(limit(), { author: 'test' });
+  await shop.rulesInForce('shop');
+  // A fresh bucket (the rule left the document in between): its one token, then 429.
+  assert.deepEqual([(await globalThis.fetch(url('/cart'))).status, (await globalThis.fetch(url('/cart'))).status], [200, 429]);
+  await shop.rules.apply(
+    JSON.stringify({ service: 'shop', auth: { rules: [{ name: 'no-admin', action: 'deny', apis: [{ method: '*', path: '/admin' }] }] } }),
+    {
+      author: 'test',
+    },
+  );
+  await shop.rulesInForce('shop');
+  assert.equal((await globalThis.fetch(url('/admin'))).status, 403);
+});
+
+it('route rules in shadow mode: the call routed without them, the rule they would apply on the client span', async () => {
+  const own = new InMemorySpanExporter();
+  const frontLogger = new MemoryLogger();
+  const front = createMesh({
+    service: 'front',
+    registry,
+    rules: store,
+    tracing: { exporters: [own], batch: { delayMs: 10 } },
+    logger: frontLogger,
+  });
+  try {
+    await shop.rules.apply(
+      JSON.stringify({
+        service: 'shop',
+        route: { mode: 'shadow', rules: [{ name: 'all-to-v9', destinations: [{ group: { version: '9' }, weight: 100 }] }] },
+      }),
+      { author: 'test' },
+    );
+    await front.rulesInForce('shop');
+    for (let i = 0; i < 3; i++) assert.equal((await front.fetch('http://shop/x')).status, 200);
+    await front.tracing?.forceFlush();
+    const client = own.getFinishedSpans().filter((x) => x.kind === 2);
+    assert.deepEqual(
+      client.map((x) => [x.attributes['io.meshlet.shadow'], x.attributes['io.meshlet.route']]),
+      Array.from({ length: 3 }, () => ['route:all-to-v9:would-route', undefined]),
+    );
+    assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_SHADOW').length, 1);
+  } finally {
+    await front.close();
+  }
+});
