@@ -1,19 +1,10 @@
+import type { LoggedSpan } from '@meshlet/trace';
 import { NotFoundError, UsageError } from './cli-error.js';
 import { type Command, printJson } from './command.js';
 import { ExitCode } from './exit-code.js';
 
-/** What `explain` reads of a logged span (@meshlet/trace's LoggedSpan). */
-interface SpanLike {
-  readonly traceId: string;
-  readonly spanId: string;
-  readonly parentSpanId: string | undefined;
-  readonly name: string;
-  readonly kind: number;
-  readonly service: string;
-  readonly startTimeUnixNano: bigint;
-  readonly durationMs: number;
-  readonly attributes: Readonly<Record<string, unknown>>;
-}
+/** What `explain` reads of a logged span. */
+type SpanLike = Omit<LoggedSpan, 'statusCode' | 'attributes'> & { readonly attributes: Readonly<Record<string, unknown>> };
 
 /** One hop of a trace, and what Meshlet decided there. */
 export interface ExplainedHop {
