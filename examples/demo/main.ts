@@ -105,7 +105,7 @@ const show = (label: string, counts: Map<string, number>) => {
   console.log(`  ${pad(label, 34)} ${parts.join('   ')}`);
 };
 
-console.log(`\ngray release, ${REQUESTS} requests each`);
+console.log(`\ngray release, ${REQUESTS} requests each (Firefox ${Math.ceil(REQUESTS / 10)})`);
 console.log(`  rule applied as version ${darkVersion?.version}: ${dark.description}`);
 const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo', reason: 'gray release' });
 // The gateway calls user-service: wait until its watch of the rule store has the rule.

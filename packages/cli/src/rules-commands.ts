@@ -148,7 +148,8 @@ ${CHECK_USAGE}`,
   options: CHECK_OPTIONS,
   positionals: [1, 100],
   async run(ctx) {
-    const results: { file: string; ok: boolean; service?: string; sections?: string[]; path?: string; error?: string }[] = [];
+    const results: { file: string; ok: boolean; service?: string; sections?: string[]; code?: string; path?: string; error?: string }[] =
+      [];
     for (const file of ctx.positionals) {
       try {
         const { document, unchecked } = await check(ctx, await readRuleFile(file));
@@ -159,8 +160,8 @@ ${CHECK_USAGE}`,
         }
       } catch (err) {
         if (!(err instanceof RuleValidationError)) throw err;
-        results.push({ file, ok: false, path: err.path, error: err.message });
-        if (!ctx.values.json) ctx.io.err(`invalid: ${file}: ${err.message}\n`);
+        results.push({ file, ok: false, code: err.code, path: err.path, error: err.message });
+        if (!ctx.values.json) ctx.io.err(`invalid: ${file}: ${err.message} (${err.code})\n`);
       }
     }
     if (ctx.values.json) printJson(ctx.io, results);

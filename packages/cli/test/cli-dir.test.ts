@@ -51,8 +51,8 @@ describe('meshlet rules on a --dir store', () => {
     assert.match(bad.stderr, /bad\.json: breaker\.rules\[0\]\.probes: must be a number/);
     const json = await inProcess(['rules', 'validate', file('bad.json'), '--json']);
     assert.deepEqual(
-      (JSON.parse(json.stdout) as { path: string }[]).map((r) => r.path),
-      ['breaker.rules[0].probes'],
+      (JSON.parse(json.stdout) as { code: string; path: string }[]).map((r) => `${r.code} ${r.path}`),
+      ['MESHLET_BAD_RULE breaker.rules[0].probes'],
     );
   });
 
@@ -68,7 +68,7 @@ describe('meshlet rules on a --dir store', () => {
   it('refuses a section no kind knows, unless told to store it unchecked', async () => {
     const typo = await inProcess(['rules', 'validate', file('typo.json')]);
     assert.equal(typo.code, 4);
-    assert.match(typo.stderr, /rout: unknown rule section \(known: route, breaker, ratelimit, auth, fault\)/);
+    assert.match(typo.stderr, /rout: unknown rule section \(known: route, breaker, ratelimit, auth, fault\).*\(MESHLET_BAD_RULE\)$/m);
     const allowed = await inProcess(['rules', 'validate', file('typo.json'), '--allow-unknown']);
     assert.equal(allowed.code, 0);
     assert.match(allowed.stdout, /unchecked: rout/);
