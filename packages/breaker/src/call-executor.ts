@@ -370,7 +370,8 @@ export class CallExecutor {
 
   #backoff(retry: RetryPolicy | undefined, attempt: number, signal: AbortSignal | undefined): Promise<void> {
     if (retry === undefined) return Promise.resolve();
-    return sleep(this.#clock, backoffDelay(attempt + 1, retry.backoff, this.#random), signal);
+    // The caller awaits this call: its backoff keeps the process alive, as the socket would.
+    return sleep(this.#clock, backoffDelay(attempt + 1, retry.backoff, this.#random), signal, { keepAlive: true });
   }
 
   async #rejected<I extends { readonly id: string }, R extends CallResult>(

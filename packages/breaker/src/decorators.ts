@@ -139,7 +139,7 @@ export function Retry(options: RetryOptions): AsyncMethodDecorator {
         } catch (err) {
           if (retry >= maxRetries || !shouldRetry(err, retry + 1) || (budget !== undefined && !budget.tryRetry())) throw err;
         }
-        await sleep(clock, backoffDelay(retry + 1, backoff, random));
+        await sleep(clock, backoffDelay(retry + 1, backoff, random), undefined, { keepAlive: true });
       }
     };
   });

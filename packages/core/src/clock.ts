@@ -1,6 +1,16 @@
 /** Cancels a timer made by a Clock. */
 export type CancelTimer = () => void;
 
+/** How a timer treats the process. */
+export interface TimerOptions {
+  /**
+   * Keep the process alive until the timer fires: for a wait that a caller is awaiting (a
+   * retry's backoff), so that a script whose only pending work is that call does not exit
+   * in the middle of it. Background timers (watches, heartbeats, probes) leave it off.
+   */
+  readonly keepAlive?: boolean;
+}
+
 /**
  * Time as a port. Limiters and breakers take a Clock so that tests run on a ManualClock
  * and are exact; production uses `systemClock`.
@@ -8,17 +18,17 @@ export type CancelTimer = () => void;
 export interface Clock {
   /** Milliseconds since the epoch, possibly fractional. */
   now(): number;
-  /** Calls `fn` once after `ms` milliseconds. The timer does not keep the process alive. */
-  setTimeout(fn: () => void, ms: number): CancelTimer;
+  /** Calls `fn` once after `ms` milliseconds. The timer does not keep the process alive unless asked to. */
+  setTimeout(fn: () => void, ms: number, options?: TimerOptions): CancelTimer;
 }
 
 const origin = performance.timeOrigin;
 
 export const systemClock: Clock = {
   now: () => origin + performance.now(),
-  setTimeout(fn, ms) {
+  setTimeout(fn, ms, options) {
     const t = setTimeout(fn, ms);
-    t.unref();
+    if (options?.keepAlive !== true) t.unref();
     return () => clearTimeout(t);
   },
 };
@@ -71,7 +81,7 @@ export class ManualClock implements Clock {
 }
 
 /** Waits `ms` on `clock`; rejects with the signal's reason if it aborts first. */
-export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(clock: Clock, ms: number, signal?: AbortSignal, options?: TimerOptions): Promise<void> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   if (ms <= 0) return Promise.resolve();
   return new Promise((resolve, reject) => {
@@ -79,10 +89,14 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
       cancel();
       reject(signal?.reason);
     };
-    const cancel = clock.setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
+    const cancel = clock.setTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      ms,
+      options,
+    );
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -1,4 +1,4 @@
-export { type CancelTimer, type Clock, ManualClock, sleep, systemClock } from './clock.js';
+export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
 export {
   attachExtension,
   type Caller,

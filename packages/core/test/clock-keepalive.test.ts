@@ -1,0 +1,38 @@
+// A wait that a caller awaits keeps the process alive (keepAlive); a background timer does
+// not. Found by the axios example: a script whose only pending work was a governed call
+// in its retry backoff exited in the middle of the call (exit 13, unsettled await).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ManualClock, sleep } from '../src/index.js';
+
+const core = fileURLToPath(new URL('../src/index.js', import.meta.url));
+const script = (options: string) =>
+  `import { sleep, systemClock } from ${JSON.stringify(core)};\nawait sleep(systemClock, 20, undefined, ${options});\nconsole.log('woke');`;
+const runScript = (options: string) =>
+  spawnSync(process.execPath, ['--input-type=module', '-e', script(options)], { encoding: 'utf8', timeout: 30_000 });
+
+it('a keepAlive sleep on the system clock holds the process until it wakes', () => {
+  const r = runScript('{ keepAlive: true }');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'woke\n');
+});
+
+it('a background sleep does not: the process ends with the await unsettled', () => {
+  const r = runScript('undefined');
+  assert.equal(r.status, 13, r.stderr);
+  assert.equal(r.stdout, '');
+});
+
+it('passes the options to the clock', () => {
+  const seen: unknown[] = [];
+  const clock = new ManualClock(0);
+  const recording = {
+    now: () => clock.now(),
+    setTimeout: (fn: () => void, ms: number, o?: unknown) => (seen.push(o), clock.setTimeout(fn, ms)),
+  };
+  void sleep(recording, 5, undefined, { keepAlive: true });
+  void sleep(recording, 5);
+  assert.deepEqual(seen, [{ keepAlive: true }, undefined]);
+});
