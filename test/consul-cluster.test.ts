@@ -13,39 +13,7 @@ import { MemoryLogger } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulCluster, startConsulCluster } from '@meshlet/registry/testing';
 import { createMesh, type Mesh } from 'meshlet';
-
-/** Sends calls back to back until stopped; records every failure. */
-function steadyLoad(call: () => Promise<Response>) {
-  const failures: string[] = [];
-  const servedBy = new Map<string, number>();
-  let sent = 0;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      sent++;
-      try {
-        const res = await call();
-        const body = await res.text();
-        if (res.status !== 200) failures.push(`HTTP ${res.status}: ${body.slice(0, 100)}`);
-        else servedBy.set(body, (servedBy.get(body) ?? 0) + 1);
-      } catch (err) {
-        failures.push((err as Error).message);
-      }
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  })();
-  return {
-    failures,
-    servedBy,
-    get sent() {
-      return sent;
-    },
-    async stop() {
-      running = false;
-      await loop;
-    },
-  };
-}
+import { steadyLoad } from './steady-load.js';
 
 async function until(test: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
