@@ -161,6 +161,9 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
   #injected: WeakSet<R> | undefined;
   /** Attempts started so far. */
   attempts = 0;
+  /** What a breaker section in shadow mode last said of this call, and the span then open. */
+  #shadow: string | undefined;
+  #span: ClientSpan | undefined;
 
   constructor(deps: GovernedCallDeps, call: ServiceCall<R>, tags: TagLookup) {
     this.service = call.service;
@@ -172,6 +175,11 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     this.#deps = deps;
     this.#call = call;
     this.#tags = tags;
+  }
+
+  shadow(note: string): void {
+    this.#shadow = note;
+    this.#span?.setAttribute('io.meshlet.shadow', note);
   }
 
   injected(result: R): boolean {
@@ -211,10 +219,12 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       if (decision?.rule) spanCall.route = decision.rule;
       if (decision?.lane) spanCall.lane = decision.lane;
       if (decision?.shadow) spanCall.shadow = `route:${decision.shadow}:would-route`;
+      if (this.#shadow !== undefined) spanCall.shadow = this.#shadow;
       // The service breaker the attempt passed (open ones reject before any attempt).
       const breaker = deps.executor.breaker('service', this.service)?.state;
       if (breaker) spanCall.breaker = breaker === 'half-open' ? 'half_open' : breaker;
       span = tracing.startClientSpan(undefined, spanCall);
+      this.#span = span;
     }
     this.attempts++;
     // No copy per attempt: both clients copy the headers when called, and each attempt's
@@ -243,6 +253,7 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       if (sendFailureOf(error) === 'not-sent') router.reportUnreachable(instance);
       throw error;
     } finally {
+      if (this.#span === span) this.#span = undefined;
       end();
     }
   }
