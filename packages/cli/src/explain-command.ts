@@ -63,7 +63,10 @@ export function decisionsOf(span: SpanLike): string[] {
   const shadow = str(a['io.meshlet.shadow']);
   if (shadow) {
     const [kind, rule, outcome] = shadow.split(':');
-    out.push(`shadow: ${kind} rule "${rule}" ${(outcome ?? 'would decide otherwise').replaceAll('-', ' ')} (not enforced)`);
+    const what = (outcome ?? 'would decide otherwise').replaceAll('-', ' ').replaceAll('+', ' and ');
+    // A breaker note names a level (service, api, instance) or `timeout`, not a rule.
+    const subject = kind === 'breaker' ? (rule === 'timeout' ? 'breaker timeoutMs' : `${rule} breaker`) : `${kind} rule "${rule}"`;
+    out.push(`shadow: ${subject} ${what} (not enforced)`);
   }
   if (error && !['rate_limited', 'auth_denied', 'circuit_open', 'no_instance', 'timeout'].includes(error)) out.push(`error: ${error}`);
   return out;
