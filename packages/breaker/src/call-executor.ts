@@ -229,8 +229,9 @@ export class CallExecutor {
   setRules(service: string, rules: BreakerRules | undefined): void {
     if (rules?.mode === 'shadow') {
       this.#shadows.set(service, this.#compileShadow(service, rules, this.#shadows.get(service)));
-      // Enforced: the defaults alone, as if the section were absent.
-      rules = undefined;
+      // Enforced: the defaults alone, as if the section were absent (with `defaults: false`,
+      // nothing: but the attempts still run here, where the shadow instance breakers and timeout watch them).
+      rules = NO_RULES;
     } else if (this.#shadows.delete(service)) this.#shadowInstances.configure(service, undefined);
     const old = this.#services.get(service);
     if (rules === undefined && this.#defaults === undefined) {

@@ -166,6 +166,25 @@ describe('breaker section in shadow mode (`breaker.mode: "shadow"`)', () => {
     assert.deepEqual(sent, ['a', 'b']);
   });
 
+  it('watches attempts without defaults too (`defaults: false`): a timeout it would apply is noted, not applied', async () => {
+    const clock = new ManualClock();
+    const executor = new CallExecutor({ clock, defaults: false });
+    executor.setRules('orders', parseBreakerRules({ mode: 'shadow', timeoutMs: 50 }, 'breaker'));
+    const notes: string[] = [];
+    const p = executor.call<Inst>({
+      service: 'orders',
+      method: 'GET',
+      pick: () => ({ id: 'a' }),
+      send: () => new Promise((resolve) => clock.setTimeout(() => resolve(new Response('late')), 80)),
+      shadow: (n) => notes.push(n),
+    });
+    await new Promise((r) => setImmediate(r));
+    clock.advance(80);
+    assert.equal(await (await p).text(), 'late');
+    assert.deepEqual(notes, ['breaker:timeout:would-time-out']);
+    assert.equal(executor.shadowStats('orders')?.wouldTimeOut, 1);
+  });
+
   it('refuses a mode that is neither enforce nor shadow, naming the field', () => {
     assertRuleRefused(() => parseBreakerRules({ mode: 'dry-run' }, 'breaker'), 'breaker.mode');
     assertRuleRefused(() => parseBreakerRules({ mode: true }, 'breaker'), 'breaker.mode');
