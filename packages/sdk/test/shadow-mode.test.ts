@@ -1,6 +1,6 @@
-// Ratelimit and auth sections in shadow mode through createMesh on a real server on 127.0.0.1:
-// every request admitted; what it would have refused is counted (admin status, metrics),
-// logged once per interval, and put on the server span.
+// Sections in shadow mode (ratelimit, auth, route, breaker, fault) through createMesh on real servers on 127.0.0.1:
+// every call served as if the section were absent; what it would have done is counted
+// (admin status, metrics, conditions), logged once per interval, and put on the span.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
