@@ -61,8 +61,9 @@ export function decisionsOf(span: SpanLike): string[] {
     if (error === 'timeout') out.push('timed out (breaker rule timeoutMs)');
   }
   const shadow = str(a['io.meshlet.shadow']);
-  if (shadow) {
-    const [kind, rule, outcome] = shadow.split(':');
+  // One note per kind that would have decided otherwise, space-separated.
+  for (const note of shadow?.split(' ').filter(Boolean) ?? []) {
+    const [kind, rule, outcome] = note.split(':');
     const what = (outcome ?? 'would decide otherwise').replaceAll('-', ' ').replaceAll('+', ' and ');
     // A breaker note names a level (service, api, instance) or `timeout`, not a rule.
     const subject = kind === 'breaker' ? (rule === 'timeout' ? 'breaker timeoutMs' : `${rule} breaker`) : `${kind} rule "${rule}"`;

@@ -132,6 +132,23 @@ describe('meshlet explain: shadow decisions of every kind', () => {
     ['breaker:timeout:would-time-out', 'shadow: breaker timeoutMs would time out (not enforced)'],
     ['fault:slow:would-delay-300ms+would-abort-503', 'shadow: fault rule "slow" would delay 300ms and would abort 503 (not enforced)'],
   ];
+  it('every note of a span that lists several', () => {
+    const decisions = decisionsOf({
+      traceId: 'a'.repeat(32),
+      spanId: 'b'.repeat(16),
+      parentSpanId: undefined,
+      name: 'GET',
+      kind: 2,
+      service: 'front',
+      startTimeUnixNano: 0n,
+      durationMs: 1,
+      attributes: { 'io.meshlet.shadow': 'breaker:service:would-reject fault:f:would-abort-500' },
+    });
+    assert.deepEqual(
+      decisions.filter((d) => d.startsWith('shadow:')),
+      ['shadow: service breaker would reject (not enforced)', 'shadow: fault rule "f" would abort 500 (not enforced)'],
+    );
+  });
   for (const [note, line] of cases) {
     it(note, () => {
       const decisions = decisionsOf({

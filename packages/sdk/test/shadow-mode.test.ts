@@ -198,6 +198,24 @@ it('breaker and fault sections in shadow mode: every call reaches the server; wh
     assert.equal(hits, 5);
     assert.deepEqual(await shadowOfClientSpans(), ['fault:break-all:would-abort-500', 'fault:break-all:would-abort-500']);
     assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_FAULT_SHADOW').length, 1);
+
+    // Both in one document: each attempt's span lists every note, space-separated.
+    status = 503;
+    await pay.rules.apply(
+      JSON.stringify({
+        service: 'pay',
+        breaker: { mode: 'shadow', rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 60_000 }] },
+        fault: { mode: 'shadow', rules: [{ name: 'break-all', percentage: 100, abort: 500 }] },
+      }),
+      { author: 'test' },
+    );
+    await front.rulesInForce('pay');
+    for (let i = 0; i < 2; i++) assert.equal((await front.fetch('http://pay/charge')).status, 503);
+    assert.equal(hits, 7);
+    assert.deepEqual(await shadowOfClientSpans(), [
+      'fault:break-all:would-abort-500',
+      'breaker:service:would-reject fault:break-all:would-abort-500',
+    ]);
   } finally {
     await front.close();
     await payServer.close();
