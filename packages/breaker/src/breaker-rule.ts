@@ -67,7 +67,14 @@ export interface BreakerRules {
   readonly hedge?: HedgePolicy;
   readonly failureStatuses: readonly StatusSpec[];
   readonly classifier: FailureClassifier;
+  /**
+   * `shadow`: the section's breakers and timeout are evaluated and what they would do is
+   * reported, not enforced; calls are governed by the defaults alone. Absent: `enforce`.
+   */
+  readonly mode?: 'enforce' | 'shadow';
 }
+
+export const BREAKER_SECTION_MODES = ['enforce', 'shadow'] as const;
 
 export const defaultRetryPolicy: RetryPolicy = {
   maxRetries: 2,
@@ -230,7 +237,8 @@ function parseStatuses(raw: unknown, path: string): StatusSpec[] {
  */
 export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules', 'timeoutMs', 'retry', 'failureStatuses', 'hedge']);
+  field.onlyKeys(obj, path, ['rules', 'timeoutMs', 'retry', 'failureStatuses', 'hedge', 'mode']);
+  const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, BREAKER_SECTION_MODES);
   let service: ServiceRule | undefined;
   let instance: InstanceRule | undefined;
   const apis: ApiRule[] = [];
@@ -283,6 +291,7 @@ export function parseBreakerRules(raw: unknown, path: string): BreakerRules {
     ...(hedge ? { hedge } : {}),
     failureStatuses,
     classifier: statusClassifier(failureStatuses),
+    ...(mode === 'shadow' ? { mode } : {}),
   };
 }
 

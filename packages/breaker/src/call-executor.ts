@@ -75,6 +75,24 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   readonly fallback?: Fallback;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
   readonly retryable?: boolean;
+  /**
+   * Told when a `breaker` section in shadow mode would have decided otherwise
+   * (`breaker:<service|api|instance|timeout>:<would-reject|would-open|would-exclude|would-time-out>`);
+   * the call goes on as if the section were absent. For the CLIENT span's io.meshlet.shadow.
+   */
+  shadow?(note: string): void;
+}
+
+/** What a `breaker` section in shadow mode would have done, per service, since it was applied. */
+export interface BreakerShadowStats {
+  /** Calls a service or API breaker would have rejected. */
+  wouldReject: number;
+  /** Service, API or instance breakers that would have opened (an instance one: ejected). */
+  wouldOpen: number;
+  /** Attempts sent to an instance its breaker would have kept out of routing. */
+  wouldExclude: number;
+  /** Attempts that outlived the section's timeoutMs. */
+  wouldTimeOut: number;
 }
 
 export interface CallExecutorOptions {
@@ -117,6 +135,17 @@ interface Governance {
   readonly fingerprints: Readonly<Record<string, string>>;
 }
 
+/** The breakers of a `breaker` section in shadow mode: fed every outcome, obeyed by nothing. */
+interface Shadow {
+  readonly rules: BreakerRules;
+  readonly serviceBreaker: Breaker | undefined;
+  readonly matcher: ApiMatcher;
+  readonly apis: ReadonlyMap<string, Breaker>;
+  readonly instances: ServiceInstanceBreakers | undefined;
+  readonly timeoutMs: number;
+  readonly stats: BreakerShadowStats;
+}
+
 const EMPTY: ReadonlySet<string> = new Set();
 /** The rules of a service without a `breaker` section: the defaults alone. */
 const NO_RULES: BreakerRules = { apis: [], failureStatuses: ['5xx'], classifier: defaultClassifier };
@@ -141,6 +170,10 @@ export class CallExecutor {
   /** The instances of each service as last told, for the ejection cap of breakers made later. */
   readonly #ids = new Map<string, readonly string[]>();
   readonly #defaults: CallDefaults | undefined;
+  /** Sections in shadow mode; their breakers announce on #shadowEvents, not on `events`. */
+  readonly #shadows = new Map<string, Shadow>();
+  readonly #shadowEvents = new BreakerEvents();
+  readonly #shadowInstances: InstanceBreakers;
 
   constructor(options: CallExecutorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -149,6 +182,32 @@ export class CallExecutor {
     this.events = options.events ?? new BreakerEvents();
     this.instanceBreakers = options.instanceBreakers ?? new InstanceBreakers({ clock: this.#clock });
     this.#defaults = options.defaults === false ? undefined : { ...defaultCallDefaults, ...options.defaults };
+    this.#shadowInstances = new InstanceBreakers({ clock: this.#clock, events: this.#shadowEvents });
+    this.#shadowEvents.onOpen.add((e) => {
+      const sh = this.#shadows.get(e.breaker.service);
+      if (sh === undefined) return;
+      sh.stats.wouldOpen++;
+      this.#noteShadow(e.breaker.service, `breaker:${e.breaker.level}:would-open`, undefined, {
+        reason: e.reason,
+        ...(e.breaker.api !== undefined ? { api: e.breaker.api } : {}),
+        ...(e.breaker.instance !== undefined ? { instance: e.breaker.instance } : {}),
+      });
+    });
+  }
+
+  /** What the `breaker` section of `service`, in shadow mode, would have done; undefined when it is not in shadow mode. */
+  shadowStats(service: string): Readonly<BreakerShadowStats> | undefined {
+    return this.#shadows.get(service)?.stats;
+  }
+
+  #noteShadow(service: string, note: string, call: { shadow?(note: string): void } | undefined, fields?: Record<string, string>): void {
+    this.#logger.info('breaker rules in shadow mode would have acted on this call', {
+      code: 'MESHLET_BREAKER_SHADOW',
+      service,
+      shadow: note,
+      ...fields,
+    });
+    call?.shadow?.(note);
   }
 
   /**
@@ -168,6 +227,12 @@ export class CallExecutor {
    * rule did not change keep their state; the others start closed.
    */
   setRules(service: string, rules: BreakerRules | undefined): void {
+    if (rules?.mode === 'shadow') {
+      this.#shadows.set(service, this.#compileShadow(service, rules, this.#shadows.get(service)));
+      // Enforced: the defaults alone, as if the section were absent (with `defaults: false`,
+      // nothing: but the attempts still run here, where the shadow instance breakers and timeout watch them).
+      rules = NO_RULES;
+    } else if (this.#shadows.delete(service)) this.#shadowInstances.configure(service, undefined);
     const old = this.#services.get(service);
     if (rules === undefined && this.#defaults === undefined) {
       this.#services.delete(service);
@@ -188,6 +253,7 @@ export class CallExecutor {
     const list = [...ids];
     this.#ids.set(service, list);
     this.#governance(service)?.instances?.setInstances(list);
+    this.#shadows.get(service)?.instances?.setInstances(list);
   }
 
   /** The rules of `service` compiled, or the defaults alone the first time a service without rules is called. */
@@ -230,6 +296,53 @@ export class CallExecutor {
 
   /** Runs one call; resolves with the final result (a 5xx too, once retries are spent) or a fallback's Response. */
   async call<I extends { readonly id: string }, R extends CallResult = Response>(call: GovernedCall<I, R>): Promise<R | Response> {
+    const sh = this.#shadows.get(call.service);
+    if (sh === undefined) return this.#call(call, undefined);
+    // The shadow section's service and API breakers: asked, fed the outcome, not obeyed.
+    const sb = sh.serviceBreaker;
+    const sPermit = sb === undefined ? REJECTED : sb.tryAcquire();
+    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service');
+    let api: Breaker | undefined;
+    let aPermit = REJECTED;
+    if (sh.apis.size !== 0) {
+      const key = call.api ?? (call.path === undefined ? undefined : sh.matcher.match(call.method, call.path)?.key);
+      api = key === undefined ? undefined : sh.apis.get(key);
+      if (api !== undefined) {
+        aPermit = api.tryAcquire();
+        if (aPermit === REJECTED) this.#wouldReject(sh, call, 'api');
+      }
+    }
+    const start = this.#clock.now();
+    const done = (failed: boolean | undefined) => {
+      const ms = this.#clock.now() - start;
+      for (const [b, p] of [
+        [sb, sPermit],
+        [api, aPermit],
+      ] as const) {
+        if (b === undefined || p === REJECTED) continue;
+        if (failed === undefined) b.release(p);
+        else b.record(p, failed, ms);
+      }
+    };
+    try {
+      const res = await this.#call(call, sh);
+      done(sh.rules.classifier.response(res.status));
+      return res;
+    } catch (err) {
+      done(sh.rules.classifier.error(err, call.signal?.aborted === true) === 'failure' ? true : undefined);
+      throw err;
+    }
+  }
+
+  #wouldReject(sh: Shadow, call: GovernedCall<{ readonly id: string }, CallResult>, level: 'service' | 'api'): void {
+    sh.stats.wouldReject++;
+    this.#noteShadow(call.service, `breaker:${level}:would-reject`, call);
+  }
+
+  async #call<I extends { readonly id: string }, R extends CallResult = Response>(
+    call: GovernedCall<I, R>,
+    sh: Shadow | undefined,
+  ): Promise<R | Response> {
     const gov = this.#governance(call.service);
     if (gov === undefined) {
       const instance = call.pick(EMPTY);
@@ -259,7 +372,7 @@ export class CallExecutor {
     const clock = this.#clock;
     const start = clock.now();
     try {
-      const res = await this.#attempts(gov, call);
+      const res = await this.#attempts(gov, call, sh);
       const failed = gov.classifier.response(res.status);
       const ms = clock.now() - start;
       sb?.record(sPermit, failed, ms);
@@ -278,7 +391,11 @@ export class CallExecutor {
     }
   }
 
-  async #attempts<I extends { readonly id: string }, R extends CallResult>(gov: Governance, call: GovernedCall<I, R>): Promise<R> {
+  async #attempts<I extends { readonly id: string }, R extends CallResult>(
+    gov: Governance,
+    call: GovernedCall<I, R>,
+    sh: Shadow | undefined,
+  ): Promise<R> {
     const clock = this.#clock;
     const { retry, instances, classifier, timeoutMs } = gov;
     const replayable = call.retryable !== false;
@@ -292,6 +409,7 @@ export class CallExecutor {
     const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
     // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
     const hedging = gov.hedger !== undefined && replayable && idempotent;
+    const outer = call;
     if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r) => classifier.response(r.status), instances);
     if (notSentRetries > 0 || retries > 0 || hedging) gov.budget?.recordCall();
     let tried: Set<string> | undefined;
@@ -311,6 +429,7 @@ export class CallExecutor {
       if (instance === undefined)
         throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
       const id = instance.id;
+      const watch = sh === undefined ? undefined : this.#watchAttempt(sh, outer, id);
       const t0 = clock.now();
       let res: R;
       try {
@@ -320,6 +439,7 @@ export class CallExecutor {
             : await call.send(instance, call.signal);
       } catch (err) {
         const callerAborted = call.signal?.aborted === true;
+        watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
         const verdict = classifier.error(err, callerAborted);
         if (instances !== undefined) {
           if (verdict === 'ignore') instances.release(id, permit);
@@ -336,6 +456,7 @@ export class CallExecutor {
         continue;
       }
       const failed = classifier.response(res.status);
+      watch?.(call.injected?.(res) === true ? undefined : sh?.rules.classifier.response(res.status));
       if (instances !== undefined) {
         if (call.injected?.(res) === true) instances.release(id, permit);
         else instances.record(id, permit, failed, clock.now() - t0);
@@ -349,6 +470,80 @@ export class CallExecutor {
       else if (res instanceof Response) void res.body?.cancel().catch(() => {});
       await this.#backoff(retry, attempt, call.signal);
     }
+  }
+
+  /**
+   * One attempt as the shadow section sees it: its instance breaker asked (an instance it
+   * would keep out of routing is noted) and, with the section's timeoutMs, a timer that
+   * notes the attempt would have timed out. The returned function takes the outcome
+   * (undefined: says nothing about the instance).
+   */
+  #watchAttempt(sh: Shadow, call: GovernedCall<{ readonly id: string }, CallResult>, id: string): (failed: boolean | undefined) => void {
+    const clock = this.#clock;
+    const instances = sh.instances;
+    let permit = REJECTED;
+    if (instances !== undefined) {
+      this.#shadowInstances.poll();
+      permit = instances.acquire(id);
+      if (permit === REJECTED) {
+        sh.stats.wouldExclude++;
+        this.#noteShadow(call.service, 'breaker:instance:would-exclude', call, { instance: id });
+      }
+    }
+    const cancel =
+      sh.timeoutMs > 0
+        ? clock.setTimeout(() => {
+            sh.stats.wouldTimeOut++;
+            this.#noteShadow(call.service, 'breaker:timeout:would-time-out', call, { instance: id });
+          }, sh.timeoutMs)
+        : undefined;
+    const t0 = clock.now();
+    return (failed) => {
+      cancel?.();
+      if (instances === undefined || permit === REJECTED) return;
+      if (failed === undefined) instances.release(id, permit);
+      else instances.record(id, permit, failed, clock.now() - t0);
+    };
+  }
+
+  /** Breakers for a section in shadow mode; those whose rule did not change keep their state. */
+  #compileShadow(service: string, rules: BreakerRules, old: Shadow | undefined): Shadow {
+    const group = { clock: this.#clock, events: this.#shadowEvents };
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    const serviceBreaker = rules.service
+      ? old?.serviceBreaker !== undefined && same(old.rules.service?.policy, rules.service.policy)
+        ? old.serviceBreaker
+        : new Breaker({ level: 'service', service }, rules.service.policy, group)
+      : undefined;
+    const apis = new Map<string, Breaker>();
+    const templates = [];
+    for (const rule of rules.apis) {
+      for (const t of rule.apis) {
+        const key = apiKey(t);
+        templates.push(t);
+        const before = old?.rules.apis.find((r) => r.apis.some((a) => apiKey(a) === key));
+        const kept = before !== undefined && same(before.policy, rule.policy) ? old?.apis.get(key) : undefined;
+        apis.set(key, kept ?? new Breaker({ level: 'api', service, api: key }, rule.policy, group));
+      }
+    }
+    let instances = old?.instances;
+    if (rules.instance === undefined) {
+      if (instances) this.#shadowInstances.configure(service, undefined);
+      instances = undefined;
+    } else if (instances === undefined || !same(old?.rules.instance, rules.instance)) {
+      instances = this.#shadowInstances.configure(service, rules.instance.policy, rules.instance.maxEjectionPercent);
+      const ids = this.#ids.get(service);
+      if (instances && ids) instances.setInstances(ids);
+    }
+    return {
+      rules,
+      serviceBreaker,
+      matcher: new ApiMatcher(templates),
+      apis,
+      instances,
+      timeoutMs: rules.timeoutMs ?? 0,
+      stats: old?.stats ?? { wouldReject: 0, wouldOpen: 0, wouldExclude: 0, wouldTimeOut: 0 },
+    };
   }
 
   /** The instance for a retry, or undefined when none is left or the budget is spent. */

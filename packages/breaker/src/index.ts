@@ -13,6 +13,7 @@ export {
 export { type BreakerPolicy, breakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
 export {
   type ApiRule,
+  BREAKER_SECTION_MODES,
   type BreakerRules,
   breakerRule,
   breakerRuleKind,
@@ -29,6 +30,7 @@ export {
 } from './breaker-rule.js';
 export { type CallDefaults, defaultCallDefaults, defaultOutlierPolicy } from './call-defaults.js';
 export {
+  type BreakerShadowStats,
   CallExecutor,
   type CallExecutorOptions,
   type CallResult,

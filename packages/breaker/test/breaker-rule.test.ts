@@ -169,6 +169,10 @@ describe('breaker rules', () => {
       { retry: { maxRetries: 2, extra: 1 } },
       { failureStatuses: ['3xx'] },
       { unknown: 1 },
+      { mode: 'shadow', rules: [{ level: 'service' }], timeoutMs: 100 },
+      { mode: 'enforce' },
+      { mode: 'dry-run' },
+      { mode: 1 },
       [],
     ];
     for (const c of cases) {

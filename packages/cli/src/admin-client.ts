@@ -30,6 +30,8 @@ export interface InstanceStatus {
   };
   readonly registry?: { mode: string; degraded: boolean };
   readonly degraded?: Readonly<Record<string, boolean>>;
+  /** Coded conditions counted since the instance started (meshlet_conditions_total), by code. */
+  readonly conditions?: Readonly<Record<string, number>>;
 }
 
 export type AdminResult =

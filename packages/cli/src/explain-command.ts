@@ -52,9 +52,13 @@ export function decisionsOf(span: SpanLike): string[] {
     if (error === 'timeout') out.push('timed out (breaker rule timeoutMs)');
   }
   const shadow = str(a['io.meshlet.shadow']);
-  if (shadow) {
-    const [kind, rule, outcome] = shadow.split(':');
-    out.push(`shadow: ${kind} rule "${rule}" ${(outcome ?? 'would decide otherwise').replaceAll('-', ' ')} (not enforced)`);
+  // One note per kind that would have decided otherwise, space-separated.
+  for (const note of shadow?.split(' ').filter(Boolean) ?? []) {
+    const [kind, rule, outcome] = note.split(':');
+    const what = (outcome ?? 'would decide otherwise').replaceAll('-', ' ').replaceAll('+', ' and ');
+    // A breaker note names a level (service, api, instance) or `timeout`, not a rule.
+    const subject = kind === 'breaker' ? (rule === 'timeout' ? 'breaker timeoutMs' : `${rule} breaker`) : `${kind} rule "${rule}"`;
+    out.push(`shadow: ${subject} ${what} (not enforced)`);
   }
   if (error && !['rate_limited', 'auth_denied', 'circuit_open', 'no_instance', 'timeout'].includes(error)) out.push(`error: ${error}`);
   return out;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
 import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
+import { decisionsOf } from '../src/explain-command.js';
 import { runCli } from '../src/index.js';
 
 const ROUTED = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -120,4 +121,48 @@ describe('meshlet explain', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.err, /trace id: 32 hex digits/);
   });
+});
+
+describe('meshlet explain: shadow decisions of every kind', () => {
+  const cases: ReadonlyArray<[string, string]> = [
+    ['ratelimit:one-cart:would-refuse', 'shadow: ratelimit rule "one-cart" would refuse (not enforced)'],
+    ['route:all-to-v9:would-route', 'shadow: route rule "all-to-v9" would route (not enforced)'],
+    ['breaker:service:would-reject', 'shadow: service breaker would reject (not enforced)'],
+    ['breaker:instance:would-exclude', 'shadow: instance breaker would exclude (not enforced)'],
+    ['breaker:timeout:would-time-out', 'shadow: breaker timeoutMs would time out (not enforced)'],
+    ['fault:slow:would-delay-300ms+would-abort-503', 'shadow: fault rule "slow" would delay 300ms and would abort 503 (not enforced)'],
+  ];
+  it('every note of a span that lists several', () => {
+    const decisions = decisionsOf({
+      traceId: 'a'.repeat(32),
+      spanId: 'b'.repeat(16),
+      parentSpanId: undefined,
+      name: 'GET',
+      kind: 2,
+      service: 'front',
+      startTimeUnixNano: 0n,
+      durationMs: 1,
+      attributes: { 'io.meshlet.shadow': 'breaker:service:would-reject fault:f:would-abort-500' },
+    });
+    assert.deepEqual(
+      decisions.filter((d) => d.startsWith('shadow:')),
+      ['shadow: service breaker would reject (not enforced)', 'shadow: fault rule "f" would abort 500 (not enforced)'],
+    );
+  });
+  for (const [note, line] of cases) {
+    it(note, () => {
+      const decisions = decisionsOf({
+        traceId: 'a'.repeat(32),
+        spanId: 'b'.repeat(16),
+        parentSpanId: undefined,
+        name: 'GET',
+        kind: 2,
+        service: 'front',
+        startTimeUnixNano: 0n,
+        durationMs: 1,
+        attributes: { 'io.meshlet.shadow': note },
+      });
+      assert.ok(decisions.includes(line), JSON.stringify(decisions));
+    });
+  }
 });

@@ -392,6 +392,12 @@ function limitsTab(d) {
       {},
       `Admitted ${d.totals.allowed}, refused ${d.totals.refused}, would have refused ${d.totals.shadowRefused} (shadow) since the instances started`,
     ),
+    h(
+      'p',
+      { id: 'shadow-kinds' },
+      'Shadow decisions counted by these instances (every kind, all destinations): ',
+      ['route', 'ratelimit', 'auth', 'breaker', 'fault'].map((k) => h('span', { 'data-kind': k }, `${k} ${d.totals.shadow?.[k] ?? 0} `)),
+    ),
     h('p', { class: 'muted' }, 'Admitted per poll of this page (every 2 s):'),
     bars(d.over.allowed, 'allowed'),
     h('p', { class: 'muted' }, 'Refused per poll:'),

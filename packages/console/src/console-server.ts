@@ -294,6 +294,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       let allowed = 0;
       let refused = 0;
       let shadowRefused = 0;
+      const shadow = shadowCounts(undefined);
       const rows = list.map((i, k) => {
         const a = admin[k] as AdminResult;
         const l = a.ok ? a.status.limiter : undefined;
@@ -302,6 +303,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
           refused += l.refused;
           shadowRefused += l.shadowRefused ?? 0;
         }
+        const own = a.ok ? shadowCounts(a.status.conditions) : undefined;
+        if (own) for (const kind of SHADOW_KINDS) shadow[kind] += own[kind];
         return {
           id: i.id,
           version: i.metadata[MetaKey.version] ?? null,
@@ -311,6 +314,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
           degraded: l?.degraded ?? false,
           inFlight: l?.inFlight ?? null,
           shadowRefused: l?.shadowRefused ?? null,
+          shadow: own ?? null,
         };
       });
       counters.record(`limit:${service}:allowed`, now, allowed);
@@ -323,7 +327,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         rules: (Array.isArray(section?.rules) ? section.rules : []).map((r) => JSON.stringify(r)),
         instances: rows,
         mode: section?.mode === 'shadow' ? 'shadow' : 'enforce',
-        totals: { allowed, refused, shadowRefused },
+        totals: { allowed, refused, shadowRefused, shadow },
         over: {
           allowed: counters.steps(`limit:${service}:allowed`),
           refused: counters.steps(`limit:${service}:refused`),
@@ -623,3 +627,19 @@ function documentBody(body: Record<string, unknown>): { text: string; service: s
 }
 
 export { CSRF_HEADER };
+
+/** The rule kinds with a shadow mode, each counted under MESHLET_<KIND>_SHADOW in an instance's conditions. */
+export const SHADOW_KINDS = ['route', 'ratelimit', 'auth', 'breaker', 'fault'] as const;
+
+/**
+ * Shadow decisions an instance counted, by kind, from its admin status's conditions (every
+ * one is counted there, though logged at most once per interval); zeros when it has none.
+ */
+export function shadowCounts(conditions: Readonly<Record<string, number>> | undefined): Record<(typeof SHADOW_KINDS)[number], number> {
+  const out = { route: 0, ratelimit: 0, auth: 0, breaker: 0, fault: 0 };
+  for (const kind of SHADOW_KINDS) {
+    const n = conditions?.[`MESHLET_${kind.toUpperCase()}_SHADOW`];
+    if (typeof n === 'number' && Number.isFinite(n) && n >= 0) out[kind] = n;
+  }
+  return out;
+}

@@ -306,6 +306,9 @@ describe('the console in Chromium, on Consul', () => {
     await page.waitForSelector('#limit-mode:has-text("Shadow mode")');
     await page.waitForSelector('#limits tr[data-instance="gateway-1"] .shadow:text-is("4")');
     await page.waitForSelector('#limits tr[data-instance="gateway-1"] .refused:text-is("0")');
+    // Shadow decisions of every kind, counted by the gateway's instances.
+    await page.waitForSelector('#shadow-kinds [data-kind="ratelimit"]:text-is("ratelimit 4")');
+    await page.waitForSelector('#shadow-kinds [data-kind="breaker"]:text-is("breaker 0")');
     await shot('console-limits.png');
 
     // Explain one request from the trace logs: the shadow limit, the route, the instance.

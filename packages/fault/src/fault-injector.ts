@@ -1,4 +1,14 @@
-import { type Clock, compileConditions, type Matcher, type RuleFeed, sleep, type TagLookup, type Unsubscribe } from '@meshlet/core';
+import {
+  type Clock,
+  compileConditions,
+  type Logger,
+  type Matcher,
+  type RuleFeed,
+  silentLogger,
+  sleep,
+  type TagLookup,
+  type Unsubscribe,
+} from '@meshlet/core';
 import { type FaultSection, faultRuleKind } from './fault-rule.js';
 
 /** What to do to one call. Empty (NO_FAULT): send it as it is. */
@@ -9,6 +19,12 @@ export interface FaultDecision {
   readonly abortStatus?: number;
   /** The rule that decided, for spans, metrics and logs. */
   readonly rule?: string;
+  /**
+   * Set when the service's `fault` section is in shadow mode and a rule's draw hit: what it
+   * would have injected (`would-delay-300ms`, `would-abort-503`, or both joined by `+`).
+   * Such a decision has no delay and no abort: applyFault sends the call as it is.
+   */
+  readonly shadow?: string;
 }
 
 export const NO_FAULT: FaultDecision = Object.freeze({});
@@ -40,22 +56,60 @@ interface CompiledFault {
  */
 export class FaultInjector {
   readonly #services = new Map<string, ServiceFaults>();
+  readonly #logger: Logger;
+  #shadowed = 0;
 
-  /** Replaces the rules of `service` (undefined: none). */
+  /** `logger` gets MESHLET_FAULT_SHADOW once per would-be fault (the mesh's logger throttles the code). */
+  constructor(options: { readonly logger?: Logger } = {}) {
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** Would-be faults of sections in shadow mode since this injector was made. */
+  get shadowed(): number {
+    return this.#shadowed;
+  }
+
+  /**
+   * Replaces the rules of `service` (undefined: none). A section in shadow mode draws as
+   * an enforced one would; a hit is counted, logged and returned as a `shadow` decision
+   * that injects nothing.
+   */
   setRules(service: string, section: FaultSection | undefined): void {
+    const shadow = section?.mode === 'shadow';
     const rules = (section?.rules ?? [])
       .filter((r) => r.percentage > 0)
       .map((r) => ({
         matches: compileConditions(r.when),
         share: r.percentage / 100,
-        decision: Object.freeze({
-          rule: r.name,
-          ...(r.delay !== undefined ? { delayMs: r.delay } : {}),
-          ...(r.abort !== undefined ? { abortStatus: r.abort } : {}),
-        }),
+        decision: Object.freeze(
+          shadow
+            ? { rule: r.name, shadow: wouldBe(r.delay, r.abort) }
+            : {
+                rule: r.name,
+                ...(r.delay !== undefined ? { delayMs: r.delay } : {}),
+                ...(r.abort !== undefined ? { abortStatus: r.abort } : {}),
+              },
+        ),
       }));
-    if (rules.length > 0) this.#services.set(service, { decide: (tags, random) => decideAmong(rules, tags, random) });
-    else this.#services.delete(service);
+    if (rules.length === 0) this.#services.delete(service);
+    else if (!shadow) this.#services.set(service, { decide: (tags, random) => decideAmong(rules, tags, random) });
+    else {
+      this.#services.set(service, {
+        decide: (tags, random) => {
+          const d = decideAmong(rules, tags, random);
+          if (d !== NO_FAULT) {
+            this.#shadowed++;
+            this.#logger.info('fault rules in shadow mode would have injected a fault into this call', {
+              code: 'MESHLET_FAULT_SHADOW',
+              service,
+              rule: d.rule,
+              shadow: d.shadow,
+            });
+          }
+          return d;
+        },
+      });
+    }
   }
 
   /** Follows the `fault` section of a service's rules (core's RuleWatcher), now and on change. */
@@ -81,6 +135,13 @@ export class FaultInjector {
   decide(service: string, tags: TagLookup, random: () => number = Math.random): FaultDecision {
     return this.#services.get(service)?.decide(tags, random) ?? NO_FAULT;
   }
+}
+
+function wouldBe(delay: number | undefined, abort: number | undefined): string {
+  const parts: string[] = [];
+  if (delay !== undefined) parts.push(`would-delay-${delay}ms`);
+  if (abort !== undefined) parts.push(`would-abort-${abort}`);
+  return parts.join('+');
 }
 
 function decideAmong(rules: readonly CompiledFault[], tags: TagLookup, random: () => number = Math.random): FaultDecision {
@@ -109,9 +170,16 @@ export async function applyFault(
   return new Response(null, { status: decision.abortStatus, headers: { [FAULT_HEADER]: decision.rule ?? 'fault' } });
 }
 
-/** Span and metric attributes for a decision (empty for NO_FAULT). */
+/**
+ * Span and metric attributes for a decision (empty for NO_FAULT). A shadow decision gives
+ * only `io.meshlet.shadow` (`fault:<rule>:<would-be>`): nothing was injected.
+ */
 export function faultAttributes(decision: FaultDecision): Record<string, string | number> {
   const out: Record<string, string | number> = {};
+  if (decision.shadow !== undefined) {
+    out['io.meshlet.shadow'] = `fault:${decision.rule}:${decision.shadow}`;
+    return out;
+  }
   if (decision.rule !== undefined) out['io.meshlet.fault.rule'] = decision.rule;
   if (decision.delayMs !== undefined) out['io.meshlet.fault.delay_ms'] = decision.delayMs;
   if (decision.abortStatus !== undefined) out['io.meshlet.fault.abort_status'] = decision.abortStatus;

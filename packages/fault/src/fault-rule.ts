@@ -16,7 +16,11 @@ export interface FaultRule {
 /** The `fault` section of a service's rule document: faults injected into calls to that service. */
 export interface FaultSection {
   readonly rules: readonly FaultRule[];
+  /** `shadow`: rules are drawn and what they would inject is reported, nothing is injected. Absent: `enforce`. */
+  readonly mode?: 'enforce' | 'shadow';
 }
+
+export const FAULT_SECTION_MODES = ['enforce', 'shadow'] as const;
 
 export const FAULT_LIMITS = {
   maxRules: 100,
@@ -31,7 +35,8 @@ export const FAULT_LIMITS = {
 /** Parses and validates the `fault` section; throws RuleValidationError naming the field. */
 export function parseFaultSection(raw: unknown, path: string): FaultSection {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['rules']);
+  field.onlyKeys(obj, path, ['rules', 'mode']);
+  const mode = obj.mode === undefined ? undefined : field.oneOf(obj.mode, `${path}.mode`, FAULT_SECTION_MODES);
   const list = field.array(obj.rules, `${path}.rules`);
   if (list.length > FAULT_LIMITS.maxRules) throw new RuleValidationError(`${path}.rules`, `at most ${FAULT_LIMITS.maxRules} rules`);
   const names = new Set<string>();
@@ -41,7 +46,7 @@ export function parseFaultSection(raw: unknown, path: string): FaultSection {
     names.add(rule.name);
     return rule;
   });
-  return { rules };
+  return mode === 'shadow' ? { rules, mode } : { rules };
 }
 
 function parseFaultRule(raw: unknown, path: string): FaultRule {

@@ -7,4 +7,12 @@ export {
   NO_FAULT,
   type ServiceFaults,
 } from './fault-injector.js';
-export { FAULT_LIMITS, type FaultRule, type FaultSection, faultRule, faultRuleKind, parseFaultSection } from './fault-rule.js';
+export {
+  FAULT_LIMITS,
+  FAULT_SECTION_MODES,
+  type FaultRule,
+  type FaultSection,
+  faultRule,
+  faultRuleKind,
+  parseFaultSection,
+} from './fault-rule.js';

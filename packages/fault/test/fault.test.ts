@@ -66,6 +66,8 @@ describe('fault rules', () => {
     refused(rule({ when: [{ tag: 'a', op: 'nope' }] }), 'fault.rules[0].when[0].op');
     refused(rule({ typo: 1 }), 'fault.rules[0].typo', /unknown field/);
     refused({ rules: [rule({}).rules[0], rule({}).rules[0]] }, 'fault.rules[1].name', /duplicate/);
+    refused({ ...rule({}), mode: 'dry-run' }, 'fault.mode');
+    refused({ ...rule({}), mode: 1 }, 'fault.mode');
   });
 
   it('the JSON Schema agrees with the parser', () => {
@@ -74,6 +76,8 @@ describe('fault rules', () => {
       rule({}),
       rule({ abort: undefined, delay: 0 }),
       rule({ delay: 60_000, abort: 599, percentage: 0 }),
+      { ...rule({}), mode: 'shadow' },
+      { ...rule({}), mode: 'enforce' },
       rule({
         when: [
           { tag: 'x', op: 'in', values: ['a'] },
@@ -95,6 +99,7 @@ describe('fault rules', () => {
       rule({ when: [{ tag: 'x', op: 'equals' }] }),
       rule({ when: [{ tag: 'x', op: 'range' }] }),
       rule({ typo: true }),
+      { ...rule({}), mode: 'log' },
       { rules: Array.from({ length: 101 }, (_, i) => ({ name: `r${i}`, percentage: 1, abort: 500 })) },
     ];
     for (const raw of valid) {
@@ -241,5 +246,53 @@ describe('applyFault', () => {
       'io.meshlet.fault.abort_status': 500,
     });
     assert.deepEqual(faultAttributes(NO_FAULT), {});
+  });
+});
+
+describe('fault rules in shadow mode (`fault.mode: "shadow"`)', () => {
+  const cases: ReadonlyArray<{
+    name: string;
+    rule: Record<string, unknown>;
+    draw: number;
+    shadow: string | undefined;
+  }> = [
+    { name: 'an abort that hits', rule: { percentage: 10, abort: 503 }, draw: 0.05, shadow: 'would-abort-503' },
+    { name: 'a delay that hits', rule: { percentage: 10, delay: 300 }, draw: 0.05, shadow: 'would-delay-300ms' },
+    { name: 'both, at 100%', rule: { percentage: 100, delay: 20, abort: 429 }, draw: 0.99, shadow: 'would-delay-20ms+would-abort-429' },
+    { name: 'a draw that misses', rule: { percentage: 10, abort: 503 }, draw: 0.5, shadow: undefined },
+    {
+      name: 'a rule that does not match',
+      rule: { percentage: 100, abort: 503, when: [{ tag: 'lane', op: 'exists' }] },
+      draw: 0,
+      shadow: undefined,
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: ${c.shadow ?? 'nothing'} reported, nothing injected`, async () => {
+      const logger = new MemoryLogger();
+      const injector = new FaultInjector({ logger });
+      injector.setRules('orders', parseFaultSection({ mode: 'shadow', rules: [{ name: 'r', ...c.rule }] }, 'fault'));
+      const d = injector.decide('orders', tagsOf({}), () => c.draw);
+      assert.equal(d.shadow, c.shadow);
+      assert.equal(d.delayMs, undefined);
+      assert.equal(d.abortStatus, undefined);
+      const clock = new ManualClock();
+      // Nothing waited on the clock, nothing made up: the call is sent as it is.
+      assert.equal(await applyFault(d, { clock }), undefined);
+      assert.equal(clock.now(), 0);
+      const logged = logger.entries.filter((e) => e.fields?.code === 'MESHLET_FAULT_SHADOW');
+      assert.equal(logged.length, c.shadow ? 1 : 0);
+      assert.equal(injector.shadowed, c.shadow ? 1 : 0);
+      assert.deepEqual(faultAttributes(d), c.shadow ? { 'io.meshlet.shadow': `fault:r:${c.shadow}` } : {});
+    });
+  }
+
+  it('enforced again, the same section injects', () => {
+    const injector = new FaultInjector();
+    const rules = [{ name: 'r', percentage: 100, abort: 503 }];
+    injector.setRules('orders', parseFaultSection({ mode: 'shadow', rules }, 'fault'));
+    assert.equal(injector.decide('orders', tagsOf({})).abortStatus, undefined);
+    injector.setRules('orders', parseFaultSection({ rules }, 'fault'));
+    assert.deepEqual(injector.decide('orders', tagsOf({})), { rule: 'r', abortStatus: 503 });
   });
 });

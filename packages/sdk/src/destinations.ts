@@ -31,7 +31,7 @@ interface ServiceRecord {
 export class Destinations {
   readonly router: Router;
   readonly executor: CallExecutor;
-  readonly faults = new FaultInjector();
+  readonly faults: FaultInjector;
   readonly bulkheads: Bulkheads | undefined;
   readonly directory: ServiceDirectory;
   readonly #settings: MeshSettings;
@@ -43,6 +43,7 @@ export class Destinations {
     const { clock, logger, metadata } = settings;
     this.#settings = settings;
     this.#instanceFilter = options.instanceFilter;
+    this.faults = new FaultInjector({ logger });
     this.executor = new CallExecutor({ clock, logger, ...(options.callDefaults !== undefined ? { defaults: options.callDefaults } : {}) });
     this.router = new Router({
       clock,

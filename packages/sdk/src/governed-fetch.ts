@@ -161,6 +161,13 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
   #injected: WeakSet<R> | undefined;
   /** Attempts started so far. */
   attempts = 0;
+  /**
+   * Shadow notes (breaker, fault) for the next attempt's span, and those of the open span:
+   * each attempt's io.meshlet.shadow lists its notes, space-separated (route's first).
+   */
+  #pendingShadow: string[] | undefined;
+  #spanShadow: string[] = [];
+  #span: ClientSpan | undefined;
 
   constructor(deps: GovernedCallDeps, call: ServiceCall<R>, tags: TagLookup) {
     this.service = call.service;
@@ -172,6 +179,17 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     this.#deps = deps;
     this.#call = call;
     this.#tags = tags;
+  }
+
+  shadow(note: string): void {
+    if (this.#span !== undefined) this.#addShadow(this.#span, note);
+    else if (this.#pendingShadow === undefined) this.#pendingShadow = [note];
+    else this.#pendingShadow.push(note);
+  }
+
+  #addShadow(span: ClientSpan, note: string): void {
+    this.#spanShadow.push(note);
+    span.setAttribute('io.meshlet.shadow', this.#spanShadow.join(' '));
   }
 
   injected(result: R): boolean {
@@ -210,11 +228,16 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       };
       if (decision?.rule) spanCall.route = decision.rule;
       if (decision?.lane) spanCall.lane = decision.lane;
-      if (decision?.shadow) spanCall.shadow = `route:${decision.shadow}:would-route`;
+      const notes = decision?.shadow ? [`route:${decision.shadow}:would-route`] : [];
+      if (this.#pendingShadow !== undefined) notes.push(...this.#pendingShadow);
+      this.#pendingShadow = undefined;
+      this.#spanShadow = notes;
+      if (notes.length > 0) spanCall.shadow = notes.join(' ');
       // The service breaker the attempt passed (open ones reject before any attempt).
       const breaker = deps.executor.breaker('service', this.service)?.state;
       if (breaker) spanCall.breaker = breaker === 'half-open' ? 'half_open' : breaker;
       span = tracing.startClientSpan(undefined, spanCall);
+      this.#span = span;
     }
     this.attempts++;
     // No copy per attempt: both clients copy the headers when called, and each attempt's
@@ -224,7 +247,11 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
     try {
       const fault = deps.faults(this.service)?.decide(this.#tags) ?? NO_FAULT;
       if (fault !== NO_FAULT) {
-        for (const [k, v] of Object.entries(faultAttributes(fault))) span?.setAttribute(k, v);
+        for (const [k, v] of Object.entries(faultAttributes(fault))) {
+          if (k === 'io.meshlet.shadow') {
+            if (span) this.#addShadow(span, String(v));
+          } else span?.setAttribute(k, v);
+        }
         const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
         if (injected) {
           span?.end(injected.status);
@@ -243,6 +270,7 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       if (sendFailureOf(error) === 'not-sent') router.reportUnreachable(instance);
       throw error;
     } finally {
+      if (this.#span === span) this.#span = undefined;
       end();
     }
   }

@@ -1,6 +1,6 @@
-// Ratelimit and auth sections in shadow mode through createMesh on a real server on 127.0.0.1:
-// every request admitted; what it would have refused is counted (admin status, metrics),
-// logged once per interval, and put on the server span.
+// Sections in shadow mode (ratelimit, auth, route, breaker, fault) through createMesh on real servers on 127.0.0.1:
+// every call served as if the section were absent; what it would have done is counted
+// (admin status, metrics, conditions), logged once per interval, and put on the span.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
@@ -132,5 +132,93 @@ it('route rules in shadow mode: the call routed without them, the rule they woul
     assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_SHADOW').length, 1);
   } finally {
     await front.close();
+  }
+});
+
+it('breaker and fault sections in shadow mode: every call reaches the server; what they would do is on the client span', async () => {
+  const own = new InMemorySpanExporter();
+  const frontLogger = new MemoryLogger();
+  let hits = 0;
+  let status = 503;
+  const pay = createMesh({ service: 'pay', registry, rules: store, logger: new MemoryLogger() });
+  const payServer = await listen(
+    pay.httpHandler((_req, res) => {
+      hits++;
+      res.statusCode = status;
+      res.end('pay');
+    }),
+  );
+  await pay.register({ port: payServer.port });
+  const front = createMesh({
+    service: 'front',
+    registry,
+    rules: store,
+    tracing: { exporters: [own], batch: { delayMs: 10 } },
+    logger: frontLogger,
+  });
+  const shadowOfClientSpans = async () => {
+    await front.tracing?.forceFlush();
+    const spans = own.getFinishedSpans().filter((x) => x.kind === 2);
+    own.reset();
+    return spans.map((x) => x.attributes['io.meshlet.shadow'] ?? '-');
+  };
+  try {
+    // A service breaker that opens on the first failure: enforced, the 2nd and 3rd calls would be rejected.
+    await pay.rules.apply(
+      JSON.stringify({
+        service: 'pay',
+        breaker: { mode: 'shadow', rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 60_000 }] },
+      }),
+      { author: 'test' },
+    );
+    await front.rulesInForce('pay');
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await front.fetch('http://pay/charge')).status);
+    assert.deepEqual(statuses, [503, 503, 503]);
+    assert.equal(hits, 3);
+    assert.deepEqual(await shadowOfClientSpans(), ['-', 'breaker:service:would-reject', 'breaker:service:would-reject']);
+    assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_BREAKER_SHADOW').length, 1);
+
+    // A fault that would abort every call: none is aborted.
+    status = 200;
+    await pay.rules.apply(
+      JSON.stringify({ service: 'pay', fault: { mode: 'shadow', rules: [{ name: 'break-all', percentage: 100, abort: 500 }] } }),
+      { author: 'test' },
+    );
+    await front.rulesInForce('pay');
+    const faulted = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await front.fetch('http://pay/charge');
+      faulted.push([res.status, res.headers.get('x-meshlet-fault'), await res.text()]);
+    }
+    assert.deepEqual(faulted, [
+      [200, null, 'pay'],
+      [200, null, 'pay'],
+    ]);
+    assert.equal(hits, 5);
+    assert.deepEqual(await shadowOfClientSpans(), ['fault:break-all:would-abort-500', 'fault:break-all:would-abort-500']);
+    assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_FAULT_SHADOW').length, 1);
+
+    // Both in one document: each attempt's span lists every note, space-separated.
+    status = 503;
+    await pay.rules.apply(
+      JSON.stringify({
+        service: 'pay',
+        breaker: { mode: 'shadow', rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 60_000 }] },
+        fault: { mode: 'shadow', rules: [{ name: 'break-all', percentage: 100, abort: 500 }] },
+      }),
+      { author: 'test' },
+    );
+    await front.rulesInForce('pay');
+    for (let i = 0; i < 2; i++) assert.equal((await front.fetch('http://pay/charge')).status, 503);
+    assert.equal(hits, 7);
+    assert.deepEqual(await shadowOfClientSpans(), [
+      'fault:break-all:would-abort-500',
+      'breaker:service:would-reject fault:break-all:would-abort-500',
+    ]);
+  } finally {
+    await front.close();
+    await payServer.close();
+    await pay.close();
   }
 });

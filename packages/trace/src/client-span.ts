@@ -16,7 +16,10 @@ export interface MeshletDecisions {
   readonly breaker?: string;
   /** The instance id the attempt went to. */
   readonly instance?: string;
-  /** A rule in shadow mode would have decided otherwise: `<kind>:<rule>:<would-be outcome>`. */
+  /**
+   * A rule in shadow mode would have decided otherwise: `<kind>:<rule>:<would-be outcome>`;
+   * several kinds on one attempt are space-separated.
+   */
   readonly shadow?: string;
 }
 
