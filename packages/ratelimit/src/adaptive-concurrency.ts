@@ -1,5 +1,5 @@
 import { type Clock, compileConditions, type Matcher, systemClock, type TagLookup } from '@meshlet/core';
-import { AdaptiveLimit, type AdaptiveLimitSettings, type AdaptiveLimitState } from './adaptive-limit.js';
+import { ADAPTIVE_LIMIT_KEYS, AdaptiveLimit, type AdaptiveLimitSettings, type AdaptiveLimitState } from './adaptive-limit.js';
 import { type AdaptiveSection, DEFAULT_CLASS, type OverloadStatus } from './adaptive-rule.js';
 
 export interface AdaptiveConcurrencyOptions {
@@ -44,20 +44,6 @@ interface CompiledClass {
   refused: number;
 }
 
-const LIMIT_KEYS: readonly (keyof AdaptiveLimitSettings)[] = [
-  'initialLimit',
-  'minLimit',
-  'maxLimit',
-  'tolerance',
-  'windowMs',
-  'minWindowSamples',
-  'quantile',
-  'probeIntervalMs',
-  'probeJitter',
-  'probeSamples',
-  'stuckWindows',
-];
-
 /**
  * Admission under an adaptive concurrency limit, with load shedding by class. A request
  * is admitted while the requests in flight are fewer than its class's share of the limit
@@ -94,7 +80,7 @@ export class AdaptiveConcurrency {
    */
   reconfigure(section: AdaptiveSection): void {
     const old = this.#section;
-    if (LIMIT_KEYS.some((k) => old[k] !== section[k])) this.#limit = this.#newLimit(section);
+    if (ADAPTIVE_LIMIT_KEYS.some((k) => old[k] !== section[k])) this.#limit = this.#newLimit(section);
     this.#classes = compileClasses(section, this.#classes);
     this.#default = defaultClass(section, this.#default);
     this.#section = section;
@@ -166,7 +152,7 @@ export class AdaptiveConcurrency {
   #newLimit(section: AdaptiveSection): AdaptiveLimit {
     const o = this.#options;
     const settings: Partial<AdaptiveLimitSettings> = {};
-    for (const k of LIMIT_KEYS) (settings as Record<string, number>)[k] = section[k];
+    for (const k of ADAPTIVE_LIMIT_KEYS) (settings as Record<string, number>)[k] = section[k];
     return new AdaptiveLimit({
       ...settings,
       ...(o.clock ? { clock: o.clock } : {}),

@@ -47,6 +47,9 @@ export const ADAPTIVE_DEFAULTS: AdaptiveLimitSettings = Object.freeze({
   stuckWindows: 5, // Envoy re-measures after 5 windows at the minimum
 });
 
+/** The settings' names, from the defaults: one list for the parser, the admission and `definedOnly`. */
+export const ADAPTIVE_LIMIT_KEYS = Object.freeze(Object.keys(ADAPTIVE_DEFAULTS) as (keyof AdaptiveLimitSettings)[]);
+
 export interface AdaptiveLimitOptions extends Partial<AdaptiveLimitSettings> {
   readonly clock?: Clock;
   /** [0, 1) for the probe jitter; seed it in tests. */
@@ -276,7 +279,7 @@ export class AdaptiveLimit {
 
 function definedOnly(options: AdaptiveLimitOptions): Partial<AdaptiveLimitSettings> {
   const out: Record<string, number> = {};
-  for (const key of Object.keys(ADAPTIVE_DEFAULTS) as (keyof AdaptiveLimitSettings)[]) {
+  for (const key of ADAPTIVE_LIMIT_KEYS) {
     const v = options[key];
     if (v !== undefined) out[key] = v;
   }

@@ -1,5 +1,5 @@
 import { type Condition, field, parseCondition, RuleValidationError } from '@meshlet/core';
-import { ADAPTIVE_BOUNDS, ADAPTIVE_DEFAULTS, type AdaptiveLimitSettings } from './adaptive-limit.js';
+import { ADAPTIVE_BOUNDS, ADAPTIVE_DEFAULTS, ADAPTIVE_LIMIT_KEYS, type AdaptiveLimitSettings } from './adaptive-limit.js';
 
 /** Status of a request refused because the service is over its adaptive limit. */
 export const OVERLOAD_STATUSES = [429, 503] as const;
@@ -38,23 +38,7 @@ export interface AdaptiveSection extends AdaptiveLimitSettings {
   readonly defaultShare: number;
 }
 
-const KEYS = [
-  'enabled',
-  'status',
-  'initialLimit',
-  'minLimit',
-  'maxLimit',
-  'tolerance',
-  'windowMs',
-  'minWindowSamples',
-  'quantile',
-  'probeIntervalMs',
-  'probeJitter',
-  'probeSamples',
-  'stuckWindows',
-  'classes',
-  'defaultShare',
-];
+const KEYS = ['enabled', 'status', ...ADAPTIVE_LIMIT_KEYS, 'classes', 'defaultShare'];
 
 /** An adaptive section with every default: what `adaptive: {}` and the `adaptive: true` mesh option mean. */
 export const DEFAULT_ADAPTIVE_SECTION: AdaptiveSection = Object.freeze({
