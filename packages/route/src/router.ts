@@ -367,16 +367,17 @@ export class Router {
       panicThresholdPercent: this.#panic,
     };
     // Counters of instances that left are dropped here; the ones that stay keep counting.
+    const previous = s.loads;
     const loads = new Map<string, LoadCounter>();
     for (const i of s.instances) {
-      const old = s.loads.get(i.id);
+      const old = previous.get(i.id);
       if (old) loads.set(i.id, old);
     }
-    s.loads = loads;
     for (const d of s.departed.values()) {
-      const old = s.loads.get(d.instance.id);
+      const old = previous.get(d.instance.id);
       if (old) loads.set(d.instance.id, old);
     }
+    s.loads = loads;
     s.table = new RouteTable({
       service,
       section,

@@ -257,3 +257,21 @@ describe('a retry asks for an instance not yet tried, across localities', () => 
     assert.equal(router.decideRetry(SVC, tags(), new Set(['n1', 'n2', 'o1'])), undefined);
   });
 });
+
+describe('departed instances keep their load counters', () => {
+  it('least requests in panic still sees the calls in flight on instances that left', () => {
+    // Found reading the change: the table rebuild dropped a departed instance's counter, so
+    // in panic a loaded instance that had just left counted as idle.
+    const router = new Router({ clock: new ManualClock(), random: seededRandom(5), loadBalancer: { type: 'leastRequests' } });
+    const fleet = fleetOf(4);
+    router.setInstances(SVC, fleet);
+    router.pick(SVC, tags()); // the table (and its counters) is built on first use
+    for (const busy of fleet.slice(1)) for (let n = 0; n < 5; n++) router.callStarted(busy);
+    router.setInstances(SVC, fleet.slice(0, 1)); // 3 of 4 left: panic routes to all 4
+    // Least requests takes the idler of two sampled instances: the idle o0 wins every pair it
+    // is in (half of them); with the counters lost it is a quarter, like the others.
+    const picks = Array.from({ length: 400 }, () => router.pick(SVC, tags()).id);
+    const idle = picks.filter((id) => id === 'o0').length;
+    assert.ok(idle > 160, `o0 took ${idle} of 400`);
+  });
+});
