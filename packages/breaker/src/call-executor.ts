@@ -295,9 +295,16 @@ export class CallExecutor {
   }
 
   /** Runs one call; resolves with the final result (a 5xx too, once retries are spent) or a fallback's Response. */
-  async call<I extends { readonly id: string }, R extends CallResult = Response>(call: GovernedCall<I, R>): Promise<R | Response> {
+  call<I extends { readonly id: string }, R extends CallResult = Response>(call: GovernedCall<I, R>): Promise<R | Response> {
     const sh = this.#shadows.get(call.service);
-    if (sh === undefined) return this.#call(call, undefined);
+    // Not async: without a shadow section the call's own promise is returned as it is.
+    return sh === undefined ? this.#call(call, undefined) : this.#callShadowed(call, sh);
+  }
+
+  async #callShadowed<I extends { readonly id: string }, R extends CallResult = Response>(
+    call: GovernedCall<I, R>,
+    sh: Shadow,
+  ): Promise<R | Response> {
     // The shadow section's service and API breakers: asked, fed the outcome, not obeyed.
     const sb = sh.serviceBreaker;
     const sPermit = sb === undefined ? REJECTED : sb.tryAcquire();
