@@ -30,7 +30,10 @@ it('passes the options to the clock', () => {
   const clock = new ManualClock(0);
   const recording = {
     now: () => clock.now(),
-    setTimeout: (fn: () => void, ms: number, o?: unknown) => (seen.push(o), clock.setTimeout(fn, ms)),
+    setTimeout: (fn: () => void, ms: number, o?: unknown) => {
+      seen.push(o);
+      return clock.setTimeout(fn, ms);
+    },
   };
   void sleep(recording, 5, undefined, { keepAlive: true });
   void sleep(recording, 5);

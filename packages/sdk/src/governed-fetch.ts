@@ -166,7 +166,7 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
    * each attempt's io.meshlet.shadow lists its notes, space-separated (route's first).
    */
   #pendingShadow: string[] | undefined;
-  #spanShadow: string[] = [];
+  #spanShadow: string[] | undefined;
   #span: ClientSpan | undefined;
 
   constructor(deps: GovernedCallDeps, call: ServiceCall<R>, tags: TagLookup) {
@@ -188,8 +188,10 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
   }
 
   #addShadow(span: ClientSpan, note: string): void {
-    this.#spanShadow.push(note);
-    span.setAttribute('io.meshlet.shadow', this.#spanShadow.join(' '));
+    const notes = this.#spanShadow ?? [];
+    this.#spanShadow = notes;
+    notes.push(note);
+    span.setAttribute('io.meshlet.shadow', notes.join(' '));
   }
 
   injected(result: R): boolean {
@@ -228,11 +230,12 @@ class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
       };
       if (decision?.rule) spanCall.route = decision.rule;
       if (decision?.lane) spanCall.lane = decision.lane;
-      const notes = decision?.shadow ? [`route:${decision.shadow}:would-route`] : [];
-      if (this.#pendingShadow !== undefined) notes.push(...this.#pendingShadow);
+      // Most calls have no shadow note: nothing is allocated for them.
+      let notes: string[] | undefined = this.#pendingShadow;
       this.#pendingShadow = undefined;
+      if (decision?.shadow) notes = [`route:${decision.shadow}:would-route`, ...(notes ?? [])];
       this.#spanShadow = notes;
-      if (notes.length > 0) spanCall.shadow = notes.join(' ');
+      if (notes !== undefined) spanCall.shadow = notes.join(' ');
       // The service breaker the attempt passed (open ones reject before any attempt).
       const breaker = deps.executor.breaker('service', this.service)?.state;
       if (breaker) spanCall.breaker = breaker === 'half-open' ? 'half_open' : breaker;
