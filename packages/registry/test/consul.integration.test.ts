@@ -1,7 +1,7 @@
 // Against a real Consul dev agent (see src/testing/consul-agent.ts): no fakes.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -229,6 +229,43 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     assert.equal(await kv.putAll([{ key: 'txn/absent', value: null, ifRevision: 0 }]), true);
     assert.equal(await kv.putAll([{ key: 'txn/doc', value: null, ifRevision: doc?.revision ?? -1 }]), true);
     assert.equal(await kv.get('txn/doc'), undefined);
+  });
+
+  it('the snapshot file keeps the services other processes (or an earlier run) wrote: each write merges', async () => {
+    const snapshotFile = join(dir, 'merged-snapshot.json');
+    const saved = async () =>
+      Object.fromEntries(
+        Object.entries((JSON.parse(await readFile(snapshotFile, 'utf8')) as { services: Record<string, Instance[]> }).services).map(
+          ([service, list]) => [service, list.map((i) => i.id)],
+        ),
+      );
+    const follow = (registry: ConsulRegistry, service: string, id: string) =>
+      until(
+        (cb: (v: readonly Instance[]) => void) => registry.watch(service, cb),
+        (l) => l.some((i) => i.id === id),
+      );
+    const writer = new ConsulRegistry({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });
+    await writer.register(instance('orders-7', app.port));
+    await writer.register({ ...instance('payments-7', app.port), service: 'payments' });
+
+    // Two processes on one host, one file: one follows orders, the other payments.
+    const a = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    const b = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    await follow(a, 'orders', 'orders-7');
+    await a.close(); // flushes
+    await follow(b, 'payments', 'payments-7');
+    await b.close();
+    assert.deepEqual(await saved(), { orders: ['orders-7'], payments: ['payments-7'] });
+
+    // A restart that follows payments only (so far) keeps orders in the file for the next outage.
+    const restarted = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    await follow(restarted, 'payments', 'payments-7');
+    await restarted.close();
+    assert.deepEqual(await saved(), { orders: ['orders-7'], payments: ['payments-7'] });
+
+    await writer.deregister('orders-7');
+    await writer.deregister('payments-7');
+    await writer.close();
   });
 
   it('survives a Consul outage on the last known instances, and a restart during it from the snapshot', async () => {
