@@ -7,9 +7,18 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Instance, MemoryLogger } from '@meshlet/core';
+import { field, type Instance, MemoryLogger, RULES_PREFIX, type RuleKind, RuleWatcher } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry, InvalidMetadataError } from '../src/index.js';
 import { type ConsulAgent, startConsulAgent } from '../src/testing/consul-agent.js';
+
+const limitKind: RuleKind<{ max: number }> = {
+  name: 'limit',
+  parse(raw, path) {
+    const obj = field.object(raw, path);
+    field.onlyKeys(obj, path, ['max']);
+    return { max: field.integer(obj.max, `${path}.max`, 1, 100) };
+  },
+};
 
 const instance = (id: string, port: number, metadata: Record<string, string> = {}): Instance => ({
   id,
@@ -229,6 +238,51 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     assert.equal(await kv.putAll([{ key: 'txn/absent', value: null, ifRevision: 0 }]), true);
     assert.equal(await kv.putAll([{ key: 'txn/doc', value: null, ifRevision: doc?.revision ?? -1 }]), true);
     assert.equal(await kv.get('txn/doc'), undefined);
+  });
+
+  it('KV snapshot: holds the last rule document the watcher accepted, never one it refused', async (t) => {
+    const snapshotFile = join(dir, 'rules-snapshot.json');
+    const key = `${RULES_PREFIX}orders`;
+    const doc = (max: number) => JSON.stringify({ service: 'orders', limit: { max } });
+    const watchRules = (store: ConsulKvStore) => {
+      const watcher = new RuleWatcher({ kv: store, service: 'orders', kinds: [limitKind], logger: new MemoryLogger() }).start();
+      t.after(() => watcher.close()); // also when an assertion fails: a watch keeps the process alive
+      return watcher;
+    };
+    const saved = async () =>
+      (JSON.parse(await readFile(snapshotFile, 'utf8')) as { prefixes: Record<string, { value: string }[]> }).prefixes[key]?.map(
+        (e) => e.value,
+      );
+    const store = new ConsulKvStore({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    const watcher = watchRules(store);
+    await store.put(key, doc(5));
+    const good = (await store.get(key))?.revision ?? 0;
+    await watcher.until(good);
+    // A document the validator refuses (max over 100): the good one stays in force here…
+    await store.put(key, doc(500));
+    const refused = (await store.get(key))?.revision ?? 0;
+    await assert.rejects(watcher.until(refused), { code: 'MESHLET_RULES_REJECTED' });
+    await store.flush();
+    // …and in the snapshot, so that a restart during an outage applies the good one too.
+    assert.deepEqual(await saved(), [doc(5)]);
+    watcher.close();
+
+    // Started with Consul unreachable: the snapshot's document is in force.
+    const offline = new ConsulKvStore({ address: '127.0.0.1:1', waitSeconds: 1, snapshotFile, logger: new MemoryLogger() });
+    const restarted = watchRules(offline);
+    await restarted.ready;
+    assert.deepEqual(restarted.section(limitKind), { max: 5 });
+    assert.equal(restarted.status.rejected, 0);
+    restarted.close();
+
+    // Accepted again: the snapshot follows.
+    const back = watchRules(store);
+    await store.put(key, doc(7));
+    await back.until((await store.get(key))?.revision ?? 0);
+    await store.flush();
+    assert.deepEqual(await saved(), [doc(7)]);
+    back.close();
+    await store.delete(key);
   });
 
   it('the snapshot file keeps the services other processes (or an earlier run) wrote: each write merges', async () => {
