@@ -45,5 +45,5 @@ export interface KvStore {
    * validate): a store that keeps a snapshot for outages keeps its last accepted entries
    * for the prefix instead, so that a restart during an outage never brings back a refused one.
    */
-  watch(prefix: string, listener: (entries: readonly KvEntry[]) => boolean | undefined | void): Unsubscribe;
+  watch(prefix: string, listener: (entries: readonly KvEntry[]) => unknown): Unsubscribe;
 }

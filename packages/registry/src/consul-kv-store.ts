@@ -131,7 +131,7 @@ export class ConsulKvStore implements KvStore {
     return false;
   }
 
-  watch(prefix: string, listener: (entries: readonly KvEntry[]) => boolean | undefined | void): Unsubscribe {
+  watch(prefix: string, listener: (entries: readonly KvEntry[]) => unknown): Unsubscribe {
     let failing = false;
     let live = false;
     let fromSnapshot = false;
