@@ -1,6 +1,7 @@
-// The commands as a user runs them: `npx meshlet` in this repository after `npm ci`, and in
-// an app that depends on `meshlet` only (the workspace packages packed with `npm pack` and
-// installed into a throwaway app, as from the registry).
+// The commands as a user runs them: `npx meshlet` in this repository after `npm ci` and a
+// build (`npm test` builds first), and in an app that depends on `meshlet` only (the
+// workspace packages packed with `npm pack` and installed into a throwaway app, as from
+// the registry).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
