@@ -243,6 +243,7 @@ export class RateLimiter {
   readonly #probeMs: number;
   readonly #keyPrefix: string;
   #rules: CompiledRule[] = [];
+  #revision = 0;
   /** The counts of the rule a refusal names (its `refusing` object), for #count. */
   #countsOf = new Map<RefusingRule, RuleCounts>();
   #byMethod = new Map<string, CompiledRule[]>();
@@ -332,7 +333,15 @@ export class RateLimiter {
 
   /** Follows the `ratelimit` section of this service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
-    return rules.follow(ratelimitRuleKind, (section) => this.setRules(section));
+    return rules.follow(ratelimitRuleKind, (section, revision) => {
+      this.setRules(section);
+      this.#revision = revision;
+    });
+  }
+
+  /** Store revision of the rule document whose `ratelimit` section is in force (0: none, or set directly); for spans. */
+  get revision(): number {
+    return this.#revision;
   }
 
   /** The rules in force. */

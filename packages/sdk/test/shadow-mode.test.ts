@@ -103,8 +103,20 @@ it('enforces the same rule once the section leaves shadow mode', async () => {
       author: 'test',
     },
   );
-  await shop.rulesInForce('shop');
+  exporter.reset();
+  const inForce = await shop.rulesInForce('shop');
   assert.equal((await globalThis.fetch(url('/admin'))).status, 403);
+  assert.equal((await globalThis.fetch(url('/other'))).status, 200);
+  // The SERVER spans say which auth rule decided, under which revision of the rule document.
+  await shop.tracing?.forceFlush();
+  const spans = exporter
+    .getFinishedSpans()
+    .filter((x) => x.attributes['url.path'] !== '/cart')
+    .map((x) => [x.attributes['url.path'], x.attributes['io.meshlet.auth'], x.attributes['io.meshlet.rules.revision']]);
+  assert.deepEqual(spans, [
+    ['/admin', 'no-admin:denied', inForce.revision],
+    ['/other', undefined, inForce.revision],
+  ]);
 });
 
 it('route rules in shadow mode: the call routed without them, the rule they would apply on the client span', async () => {
