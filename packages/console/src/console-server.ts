@@ -418,7 +418,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const trace = url.searchParams.get('trace') ?? '';
       if (!/^[0-9a-f]{32}$/i.test(trace)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'trace: 32 hex digits', 'trace');
       try {
-        return { trace: trace.toLowerCase(), ...(await explainFromLogs(trace, files)) };
+        // Each revision a span names, told as its version (author, reason) and each rule's condition, from the store's history.
+        return { trace: trace.toLowerCase(), ...(await explainFromLogs(trace, files, (svc, revision) => repo.versionAt(svc, revision))) };
       } catch (err) {
         if ((err as { code?: unknown }).code === 'MESHLET_CLI_NOT_FOUND')
           throw new ConsoleError(404, 'MESHLET_CONSOLE_NOT_FOUND', (err as Error).message);

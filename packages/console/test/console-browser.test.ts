@@ -379,6 +379,12 @@ describe('the console in Chromium, on Consul', () => {
     await page.goto(`${console_.url}#/explain/${trace}`);
     await page.waitForSelector('#explain li:has-text("would refuse (not enforced)")');
     assert.match((await page.textContent('#explain')) ?? '', /shadow: ratelimit rule "one-a-minute" would refuse/);
+    // Which version of the gateway's rules decided, by whom and why, and the rule's condition.
+    assert.match(
+      (await page.textContent('#explain')) ?? '',
+      /rules: gateway version 3 \(revision \d+\), apply by alice at [^"]*— "back to watching"/,
+    );
+    assert.match((await page.textContent('#explain')) ?? '', /would refuse \(not enforced\) — when always \(no condition\)/);
     await page.waitForSelector('#explain li:has-text("instance: user-a")');
     await shot('console-explain.png');
 
