@@ -103,7 +103,8 @@ describe('meshlet explain', () => {
     assert.match(r.out, /limit: admitted/);
     assert.match(
       r.out,
-      /^ {4}gateway client .*\n {6}route: rule "all-to-v1\.21" chose the destination group\n {6}instance: user-service-1/m,
+      // The rules line: once the CLIENT span carries the called service's revision (governed-fetch).
+      /^ {4}gateway client .*\n( {6}rules: user-service at revision \d+\n)? {6}route: rule "all-to-v1\.21" chose the destination group\n {6}instance: user-service-1/m,
     );
     assert.match(r.out, /^ {6}user-service server .*→ 200/m);
   });
