@@ -90,7 +90,10 @@ class BodySource {
   push(chunk: Uint8Array): boolean {
     const c = this.controller;
     if (c !== undefined) {
-      // A byte stream takes ownership of the chunk's buffer: the dispatcher's is shared.
+      // A byte stream takes ownership of the chunk's buffer (the dispatcher's is shared),
+      // and refuses an empty one. Nothing enqueued, nothing to pause for: the stream's
+      // pending read would never pull again.
+      if (chunk.byteLength === 0) return true;
       c.enqueue(new Uint8Array(chunk));
       this.paused = (c.desiredSize ?? 1) <= 0;
       return !this.paused;
@@ -155,27 +158,31 @@ class BodySource {
 
   /** The body as a byte stream, fed from now on with backpressure. */
   stream(): ReadableStream<Uint8Array> {
-    return new ReadableStream({
-      type: 'bytes',
-      start: (controller) => {
-        for (const chunk of this.chunks) controller.enqueue(new Uint8Array(chunk));
-        this.chunks = [];
-        if (this.done) {
-          if (this.error !== undefined) controller.error(this.error);
-          else controller.close();
-          return;
-        }
-        this.controller = controller;
+    return new ReadableStream(
+      {
+        type: 'bytes',
+        start: (controller) => {
+          for (const chunk of this.chunks) if (chunk.byteLength > 0) controller.enqueue(new Uint8Array(chunk));
+          this.chunks = [];
+          if (this.done) {
+            if (this.error !== undefined) controller.error(this.error);
+            else controller.close();
+            return;
+          }
+          this.controller = controller;
+        },
+        pull: () => this.#wake(),
+        cancel: (reason) => {
+          if (this.done) return;
+          this.done = true;
+          this.settle?.();
+          this.abort?.(reason ?? new DOMException('The body was cancelled', 'AbortError'));
+          this.#wake();
+        },
       },
-      pull: () => this.#wake(),
-      cancel: (reason) => {
-        if (this.done) return;
-        this.done = true;
-        this.settle?.();
-        this.abort?.(reason ?? new DOMException('The body was cancelled', 'AbortError'));
-        this.#wake();
-      },
-    });
+      // Some bytes buffered ahead of the reader, so the socket is not paused at every chunk.
+      { highWaterMark: PAUSE_AT_BYTES },
+    );
   }
 }
 
