@@ -418,7 +418,8 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       send: (origin, headers, attemptSignal) => {
         const target = `${origin}${url.pathname}${url.search}`;
         sentTo = target;
-        if (transport !== undefined) {
+        // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
+        if (transport !== undefined && (init === undefined || !('dispatcher' in init))) {
           const callerSignal = init?.signal ?? request?.signal ?? undefined;
           return transport({
             origin,

@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { sendFailureOf } from '@meshlet/breaker';
 import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
 import { listen, type TestServer } from '@meshlet/core/testing';
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { DispatchedResponse, dispatcherTransport, type TransportRequest } from '../src/dispatcher-fetch.js';
 import { createMesh } from '../src/index.js';
 
@@ -352,6 +352,27 @@ describe('mesh.fetch wiring', () => {
     } finally {
       await mesh.close();
       await own.close();
+    }
+  });
+
+  it('an undici dispatcher given in init is honoured: that call goes through fetch with it', async () => {
+    let dispatched = 0;
+    class Counting extends Agent {
+      override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+        dispatched++;
+        return super.dispatch(options, handler);
+      }
+    }
+    const dispatcher = new Counting();
+    const mesh = createMesh({ service: 'caller', version: '1.0.0', registry });
+    try {
+      const res = await mesh.fetch('http://upstream/x', { dispatcher } as unknown as RequestInit);
+      assert.equal(await res.text(), 'ok');
+      assert.ok(!(res instanceof DispatchedResponse));
+      assert.equal(dispatched, 1);
+    } finally {
+      await mesh.close();
+      await dispatcher.close();
     }
   });
 
