@@ -487,6 +487,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
       dec.resume();
       resume?.();
     };
+    // The decoder took all it can hold and undici paused the socket: go on once it drained.
+    dec.on('drain', () => resume?.());
     dec.on('end', () => source.end());
     dec.on('error', (e: Error) => source.fail(new TypeError('terminated', { cause: e })));
   }

@@ -3,6 +3,7 @@
 // ways, abort, null bodies, errors) must hold when the attempt goes over undici's
 // dispatcher instead of through fetch.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
@@ -296,6 +297,17 @@ describe('dispatcher transport (mesh.fetch over undici)', () => {
     const res = await go('/gz');
     assert.equal(res.headers.get('content-encoding'), 'gzip');
     assert.equal(await res.text(), 'x'.repeat(100_000));
+    // A large answer that barely compresses, read as a stream: the decoder fills up and
+    // the socket pauses and resumes many times over.
+    const noise = randomBytes(3 * 1024 * 1024);
+    routes.set('/gz-big', (_req, res) => {
+      res.writeHead(200, { 'content-encoding': 'gzip' });
+      res.end(gzipSync(noise));
+    });
+    const big = await go('/gz-big');
+    const parts: Uint8Array[] = [];
+    for await (const c of big.body as ReadableStream<Uint8Array>) parts.push(c);
+    assert.ok(Buffer.concat(parts).equals(noise));
   });
 });
 
