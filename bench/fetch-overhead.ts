@@ -17,10 +17,10 @@ import { governedClient, UPSTREAM_SERVICE } from './governed-client.js';
 import { fmt, type LoadResult, load, machine, med, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
 import { cockatielFetch, opossumFetch } from './peers.js';
 
-const RUNS = sized('BENCH_RUNS', 5, 2);
+const RUNS = sized('BENCH_RUNS', 7, 2);
 const PLAN = [
-  { concurrency: 1, total: sized('BENCH_C1_REQUESTS', 2000, 300) },
-  { concurrency: 50, total: sized('BENCH_C50_REQUESTS', 5000, 1000) },
+  { concurrency: 1, total: sized('BENCH_C1_REQUESTS', 1500, 300) },
+  { concurrency: 50, total: sized('BENCH_C50_REQUESTS', 4000, 1000) },
 ];
 
 /** Row indexes of the two raw clients: each other row is compared with one of them. */
@@ -95,7 +95,9 @@ export async function fetchOverhead(): Promise<string> {
       notes.push(
         `Concurrency ${concurrency}: tracing 100% costs mesh.fetch ${cost(3, 2)} and mesh.request ${cost(6, 5)} of throughput; ` +
           `unsampled ${cost(4, 2)} and ${cost(7, 5)}. mesh.fetch / cockatiel + fetch **${fmt(rps(2) / rps(8), 2)}x**, ` +
-          `/ opossum + fetch **${fmt(rps(2) / rps(9), 2)}x**; mesh.fetch now / before #19 **${fmt(rps(2) / rps(10), 2)}x**.`,
+          `/ opossum + fetch **${fmt(rps(2) / rps(9), 2)}x**; mesh.fetch now / before #19 **${fmt(rps(2) / rps(10), 2)}x**. ` +
+          `By CPU per request (steadier than req/s on a shared machine): raw fetch / mesh.fetch **${fmt(cpu(0) / cpu(2), 2)}x** ` +
+          `(tracing 100% **${fmt(cpu(0) / cpu(3), 2)}x**), undici.request / mesh.request **${fmt(cpu(1) / cpu(5), 2)}x**.`,
       );
     }
     traced = await full.traceStats();
