@@ -418,10 +418,16 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.#reject = reject;
   }
 
+  /** The reason of an abort that came before undici handed over its `abort` (onConnect). */
+  #abortedEarly: unknown;
+
   readonly #onAbort = (event: Event): void => {
     const reason = (event.target as AbortSignal).reason;
     if (this.#abort !== undefined) this.#abort(reason);
-    else this.#fail(reason);
+    else {
+      this.#abortedEarly = reason ?? new DOMException('This operation was aborted', 'AbortError');
+      this.#fail(reason);
+    }
   };
 
   listen(): void {
@@ -440,6 +446,11 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   };
 
   onConnect(abort: (reason?: Error) => void): void {
+    // Aborted while queued or connecting: the request is not sent at all.
+    if (this.#abortedEarly !== undefined) {
+      abort(this.#abortedEarly as Error);
+      return;
+    }
     this.#abort = abort as (reason?: unknown) => void;
   }
 

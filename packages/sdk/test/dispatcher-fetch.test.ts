@@ -233,6 +233,26 @@ describe('dispatcher transport (mesh.fetch over undici)', () => {
     assert.ok(err instanceof DOMException && err.name === 'AbortError');
   });
 
+  it('an abort before undici connected the request stops it there: abort is called at onConnect', async () => {
+    // A fake dispatcher that holds the handler, so the test decides when "connect" happens.
+    let handler: Dispatcher.DispatchHandler | undefined;
+    const fake = {
+      dispatch(_o: unknown, h: Dispatcher.DispatchHandler): boolean {
+        handler = h;
+        return true;
+      },
+    } as unknown as Dispatcher;
+    const controller = new AbortController();
+    const pending = dispatcherTransport(fake)({ origin, path: '/', method: 'GET', headers: {}, signal: controller.signal });
+    controller.abort(new Error('early'));
+    assert.match(String(await errorOf(pending)), /early/);
+    let abortedWith: unknown;
+    handler?.onConnect?.((reason) => {
+      abortedWith = reason;
+    });
+    assert.match(String(abortedWith), /early/);
+  });
+
   it('a refused connection is a TypeError with the cause, classified not-sent (so it is retried elsewhere)', async () => {
     const gone = await listen((_req, res) => res.end());
     await gone.close();
