@@ -572,6 +572,12 @@ function dispatchOnce(
   contentType: string | undefined,
 ): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
+    // Aborted while a Blob or form body was being encoded: the abort event has passed.
+    const aborted = req.signal?.aborted ? req.signal : req.bodySignal?.aborted ? req.bodySignal : undefined;
+    if (aborted !== undefined) {
+      reject(aborted.reason);
+      return;
+    }
     const handler = new AttemptHandler(req, resolve, reject);
     if (req.signal !== undefined || req.bodySignal !== undefined) handler.listen();
     try {

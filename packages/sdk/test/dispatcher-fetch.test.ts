@@ -307,6 +307,12 @@ describe('dispatcher transport (mesh.fetch over undici)', () => {
     assert.equal(types[3], 'application/json|body');
     const err = await errorOf(go('/types', { method: 'GET', body: 'x' }));
     assert.ok(err instanceof TypeError);
+    // Aborted while the form was being encoded (before the dispatch): not sent, the reason thrown.
+    const controller = new AbortController();
+    const encoding = go('/types', { method: 'POST', body: form, signal: controller.signal });
+    controller.abort(new Error('while encoding'));
+    assert.match(String(await errorOf(encoding)), /while encoding/);
+    assert.equal(types.length, 4);
   });
 
   it('decodes a gzip answer, as fetch does', async () => {
