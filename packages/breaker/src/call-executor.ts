@@ -403,7 +403,11 @@ export class CallExecutor {
       const signal = call.signal;
       return this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
     }
-    this.instanceBreakers.poll();
+    // The clock is read three times per call (here, when an attempt ends, when the call
+    // ends) and the reading handed on, not read again by every breaker and counter.
+    const clock = this.#clock;
+    const start = clock.now();
+    this.instanceBreakers.poll(start);
     const sb = gov.serviceBreaker;
     let sPermit = REJECTED;
     if (sb !== undefined) {
@@ -425,20 +429,20 @@ export class CallExecutor {
     }
     // The state of the service breaker the call passed, for every attempt's record (its span).
     const state = sb === undefined ? undefined : stateName(sb.state);
-    const clock = this.#clock;
-    const start = clock.now();
     try {
-      const res = await this.#attempts(gov, call, sh, state, notes);
+      const res = await this.#attempts(gov, call, sh, state, notes, start);
       const failed = gov.classifier.response(res.status);
-      const ms = clock.now() - start;
-      sb?.record(sPermit, failed, ms);
-      entry?.breaker.record(aPermit, failed, ms);
+      const end = clock.now();
+      const ms = end - start;
+      sb?.record(sPermit, failed, ms, end);
+      entry?.breaker.record(aPermit, failed, ms, end);
       return res;
     } catch (err) {
       if (gov.classifier.error(err, call.signal?.aborted === true) === 'failure') {
-        const ms = clock.now() - start;
-        sb?.record(sPermit, true, ms);
-        entry?.breaker.record(aPermit, true, ms);
+        const end = clock.now();
+        const ms = end - start;
+        sb?.record(sPermit, true, ms, end);
+        entry?.breaker.record(aPermit, true, ms, end);
       } else {
         sb?.release(sPermit);
         entry?.breaker.release(aPermit);
@@ -453,6 +457,7 @@ export class CallExecutor {
     sh: Shadow | undefined,
     state: BreakerStateName | undefined,
     notes: string[] | undefined,
+    start: number,
   ): Promise<R> {
     const clock = this.#clock;
     const { retry, instances, classifier, timeoutMs } = gov;
@@ -467,7 +472,7 @@ export class CallExecutor {
     const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
     // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
     const hedger = gov.hedger !== undefined && replayable && idempotent ? gov.hedger : undefined;
-    if (notSentRetries > 0 || retries > 0 || hedger !== undefined) gov.budget?.recordCall();
+    if (notSentRetries > 0 || retries > 0 || hedger !== undefined) gov.budget?.recordCall(start);
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);
     for (let attempt = 0; ; attempt++) {
@@ -489,7 +494,8 @@ export class CallExecutor {
       const rec = record(call, instance, attempt, timeoutMs > 0 ? undefined : call.signal, state, notes);
       notes = undefined;
       const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
-      const t0 = clock.now();
+      // The first attempt starts when the call does: nothing between them waits.
+      const t0 = attempt === 0 ? start : clock.now();
       let res: R;
       try {
         res =
@@ -508,7 +514,10 @@ export class CallExecutor {
         const verdict = classifier.error(err, callerAborted);
         if (instances !== undefined) {
           if (verdict === 'ignore' || rec.injected === true) instances.release(id, permit);
-          else instances.record(id, permit, verdict === 'failure', clock.now() - t0);
+          else {
+            const end = clock.now();
+            instances.record(id, permit, verdict === 'failure', end - t0, end);
+          }
         }
         // Classified once: for routing (a refused connection) and for the retry below.
         const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
@@ -527,7 +536,10 @@ export class CallExecutor {
       watch?.(injected ? undefined : sh?.rules.classifier.response(res.status));
       if (instances !== undefined) {
         if (injected) instances.release(id, permit);
-        else instances.record(id, permit, failed, clock.now() - t0);
+        else {
+          const end = clock.now();
+          instances.record(id, permit, failed, end - t0, end);
+        }
       }
       if (!failed || attempt >= retries) return res;
       tried ??= new Set();

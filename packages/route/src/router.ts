@@ -244,7 +244,11 @@ export class Router {
    * saying which groups were tried when nothing healthy is left.
    */
   decide(service: string, tags: TagLookup): RouteDecision {
-    const table = this.#table(service);
+    return this.#decideIn(this.#state(service), service, tags);
+  }
+
+  #decideIn(s: ServiceState, service: string, tags: TagLookup): RouteDecision {
+    const table = this.#tableOf(s, service);
     let decision = this.#route(table, service, tags, undefined, undefined);
     let walk: Walk | undefined;
     if (decision === undefined) {
@@ -252,10 +256,7 @@ export class Router {
       walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
       decision = this.#route(table, service, tags, undefined, walk);
     }
-    if (decision) {
-      const s = this.#services.get(service);
-      return s?.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
-    }
+    if (decision) return s.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
     throw new NoInstanceError(service, explain(table, walk as Walk));
   }
 
@@ -274,10 +275,11 @@ export class Router {
    */
   picker(service: string): RoutePicker {
     const s = this.#state(service);
+    // The service's state is held, not looked up per pick: it lives as long as the router.
     s.picker ??= {
       service,
-      first: (tags) => this.decide(service, tags),
-      next: (tags, tried) => this.#route(this.#table(service), service, tags, tried, undefined),
+      first: (tags) => this.#decideIn(s, service, tags),
+      next: (tags, tried) => this.#route(this.#tableOf(s, service), service, tags, tried, undefined),
     };
     return s.picker;
   }
@@ -412,7 +414,10 @@ export class Router {
   }
 
   #table(service: string): RouteTable {
-    const s = this.#state(service);
+    return this.#tableOf(this.#state(service), service);
+  }
+
+  #tableOf(s: ServiceState, service: string): RouteTable {
     // A departed instance's grace ended: rebuild without it. One comparison while none is remembered.
     if (s.graceUntil !== Number.POSITIVE_INFINITY && this.#clock.now() >= s.graceUntil) {
       this.#noteDepartures(s, s.instances);
