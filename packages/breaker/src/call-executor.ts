@@ -55,6 +55,8 @@ export interface AttemptRecord<I> {
   readonly breaker: BreakerStateName | undefined;
   notes: string[] | undefined;
   attributes: Readonly<Record<string, string | number>> | undefined;
+  /** A check run once when the attempt settles, before the span reads `notes` (core's `Attempt.settled`). */
+  settled: (() => void) | undefined;
   /** The result is not the instance's doing (an injected fault, a hedge that answered): no instance breaker counts it. */
   injected: boolean;
 }
@@ -562,7 +564,7 @@ export class CallExecutor {
     sh: Shadow,
     call: GovernedCall<{ readonly id: string }, CallResult>,
     id: string,
-    rec: { notes: string[] | undefined },
+    rec: { notes: string[] | undefined; settled: (() => void) | undefined },
   ): (failed: boolean | undefined) => void {
     const clock = this.#clock;
     const instances = sh.instances;
@@ -575,16 +577,22 @@ export class CallExecutor {
         this.#noteShadow(call.service, 'breaker:instance:would-exclude', call, { instance: id }, rec);
       }
     }
-    const cancel =
-      sh.timeoutMs > 0
-        ? clock.setTimeout(() => {
-            sh.stats.wouldTimeOut++;
-            this.#noteShadow(call.service, 'breaker:timeout:would-time-out', call, { instance: id }, rec);
-          }, sh.timeoutMs)
-        : undefined;
     const t0 = clock.now();
+    if (sh.timeoutMs > 0) {
+      // A deadline check, not a timer: run when the attempt settles (by the span first, so
+      // the note is on it), counted then.
+      const deadline = t0 + sh.timeoutMs;
+      let checked = false;
+      rec.settled = () => {
+        if (checked) return;
+        checked = true;
+        if (clock.now() < deadline) return;
+        sh.stats.wouldTimeOut++;
+        this.#noteShadow(call.service, 'breaker:timeout:would-time-out', call, { instance: id }, rec);
+      };
+    }
     return (failed) => {
-      cancel?.();
+      rec.settled?.();
       if (instances === undefined || permit === REJECTED) return;
       if (failed === undefined) instances.release(id, permit);
       else instances.record(id, permit, failed, clock.now() - t0);
@@ -775,7 +783,7 @@ function record<I>(
   breaker: BreakerStateName | undefined,
   notes: string[] | undefined,
 ): AttemptRecord<I> {
-  return { call, target, number, signal, breaker, notes, attributes: undefined, injected: false };
+  return { call, target, number, signal, breaker, notes, attributes: undefined, settled: undefined, injected: false };
 }
 
 /** `rec` with the attempt's own signal (the timeout's), set once before it is handed down: the same object the watch holds. */

@@ -166,6 +166,7 @@ export class Hedger {
           breaker: rec.breaker,
           notes: index === 0 ? rec.notes : undefined,
           attributes: undefined,
+          settled: index === 0 ? rec.settled : undefined,
           injected: false,
         };
         records[index] = own;

@@ -77,6 +77,13 @@ export interface Attempt<R extends AttemptResult = AttemptResult> {
    */
   attributes: Readonly<Record<string, string | number>> | undefined;
   /**
+   * Run once when the attempt has settled, before its outcome is reported: the span calls
+   * it before reading `notes`, the executor after the attempt (whichever comes first; it
+   * runs once). The breaker's shadow `timeoutMs` is such a deadline check — a note when
+   * the attempt outlived it — instead of a timer per attempt. Undefined for most attempts.
+   */
+  settled: (() => void) | undefined;
+  /**
    * Set when the result was not the instance's doing (a fault injected it, a hedge to
    * another instance answered): it counts for or against no instance.
    */

@@ -64,6 +64,7 @@ function attemptOf(call: OutboundCall<Res>, over: Partial<Attempt<Res>> = {}): A
     breaker: 'closed',
     notes: undefined,
     attributes: undefined,
+    settled: undefined,
     injected: false,
     ...over,
   };
@@ -335,3 +336,48 @@ describe('the chain, composed', () => {
 function rule503() {
   return { rules: [{ name: 'f', when: [], percentage: 100, abort: 503 }] };
 }
+
+describe('a shadow breaker timeout is a deadline check, noted on the span', () => {
+  it('an attempt that outlived the shadow timeoutMs carries breaker:timeout:would-time-out on its span, with no timer of its own', async () => {
+    const { InMemoryKvStore, InMemoryRegistry, MemoryLogger, RULES_PREFIX } = await import('@meshlet/core');
+    const { InMemorySpanExporter } = await import('@opentelemetry/sdk-trace');
+    const { createMesh } = await import('../src/index.js');
+    const clock = new ManualClock(1_000_000);
+    const registry = new InMemoryRegistry();
+    await registry.register({ ...inst('o1'), metadata: {} });
+    const kv = new InMemoryKvStore();
+    await kv.put(`${RULES_PREFIX}orders`, JSON.stringify({ service: 'orders', breaker: { mode: 'shadow', timeoutMs: 50 } }));
+    const exporter = new InMemorySpanExporter();
+    let sent = 0;
+    const mesh = createMesh({
+      service: 'caller',
+      registry,
+      rules: kv,
+      clock,
+      logger: new MemoryLogger(),
+      tracing: { exporters: [exporter], metrics: false },
+      // The upstream answers after `delays[n]` ms of the mesh's clock.
+      fetch: () => {
+        const delay = [80, 10][sent++] as number;
+        return new Promise((resolve) => clock.setTimeout(() => resolve(new Response('ok')), delay));
+      },
+    });
+    try {
+      const notes: unknown[] = [];
+      for (const delay of [80, 10]) {
+        const p = mesh.fetch('http://orders/x');
+        while (sent < notes.length + 1) await new Promise((r) => setImmediate(r));
+        clock.advance(delay);
+        assert.equal((await p).status, 200);
+        await mesh.tracing?.forceFlush();
+        const spans = exporter.getFinishedSpans().filter((s) => s.attributes['service.peer.name'] === 'orders');
+        exporter.reset();
+        notes.push(spans.map((s) => s.attributes['io.meshlet.shadow']));
+      }
+      // 80 ms outlived the 50 ms the section would allow; 10 ms did not.
+      assert.deepEqual(notes, [['breaker:timeout:would-time-out'], [undefined]]);
+    } finally {
+      await mesh.close();
+    }
+  });
+});

@@ -16,6 +16,7 @@ function shadowOf(attempt: Attempt): string | undefined {
 
 /** What the layers below the span added while the attempt ran: fault attributes, later shadow notes. */
 function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void {
+  attempt.settled?.();
   const attributes = attempt.attributes;
   if (attributes !== undefined) for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
   if ((attempt.notes?.length ?? 0) > notesBefore) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
