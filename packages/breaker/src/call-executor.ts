@@ -403,7 +403,13 @@ export class CallExecutor {
       const instance = call.pick(EMPTY);
       if (instance === undefined) throw new NoInstanceError(call.service);
       const signal = call.signal;
-      return this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
+      const sent = this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
+      if (call.unreachable === undefined) return sent;
+      // No governance, but routing still hears of a refused connection.
+      return sent.catch((err: unknown) => {
+        if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
+        throw err;
+      });
     }
     // The clock is read three times per call (here, when an attempt ends, when the call
     // ends) and the reading handed on, not read again by every breaker and counter.
