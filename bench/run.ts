@@ -32,6 +32,7 @@ interface Section {
 const sections: Section[] = [
   { name: 'governed-call', run: (await import('./fetch-overhead.js')).fetchOverhead },
   { name: 'governance-cost', run: (await import('./governance-cost.js')).governanceCost },
+  { name: 'decision-cost', run: (await import('./decision-cost.js')).decisionCost },
   { name: 'grpc', run: (await import('./grpc-overhead.js')).grpcOverhead },
   { name: 'sidecar', run: (await import('./sidecar.js')).sidecar },
   { name: 'route-decision', run: (await import('./route-decision.js')).routeDecision },

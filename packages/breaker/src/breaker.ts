@@ -147,24 +147,24 @@ export class Breaker {
     return true;
   }
 
-  /** Records the outcome of a call made with `permit`. */
-  record(permit: number, failed: boolean, durationMs: number): void {
+  /** Records the outcome of a call made with `permit`; `now`, when the caller has read the clock already. */
+  record(permit: number, failed: boolean, durationMs: number, now?: number): void {
     if (permit !== this.#epoch) return; // started before the last transition: says nothing now
     const p = this.policy;
     const slow = p.slowCallThresholdMs > 0 && durationMs > p.slowCallThresholdMs;
     if (this.#state === 'half-open') {
       // A slow probe is a failed probe when slowness can trip the breaker at all.
       if (failed || (slow && p.slowCallRateThreshold > 0)) {
-        this.#open(this.#clock.now(), 'probe-failed');
+        this.#open(now ?? this.#clock.now(), 'probe-failed');
       } else if (++this.#probesSucceeded >= p.probes) {
         this.#close();
       }
       return;
     }
     if (this.#state !== 'closed') return;
-    const now = this.#clock.now();
+    const at = now ?? this.#clock.now();
     const w = this.#window;
-    w.record(now, failed, slow);
+    w.record(at, failed, slow);
     this.#consecutive = failed ? this.#consecutive + 1 : 0;
     const reason = this.#tripReason(w);
     if (reason !== undefined) {
@@ -172,7 +172,7 @@ export class Breaker {
         this.#vetoed++;
         return;
       }
-      this.#open(now, reason);
+      this.#open(at, reason);
     }
   }
 

@@ -1,6 +1,7 @@
 import {
   ApiMatcher,
   apiKey,
+  type BreakerStateName,
   type Clock,
   type Logger,
   NoInstanceError,
@@ -41,6 +42,26 @@ export interface CallResult {
 }
 
 /**
+ * The record of one attempt the executor hands down to `send` (core's `Attempt` when the
+ * call is an `OutboundCall` and the instance an `AttemptTarget`): the call, where it goes,
+ * its number, its signal and the service breaker's state, so that nothing below asks the
+ * executor back. `notes`, `attributes` and `injected` are filled on the way down.
+ */
+export interface AttemptRecord<I> {
+  readonly call: unknown;
+  readonly target: I;
+  readonly number: number;
+  readonly signal: AbortSignal | undefined;
+  readonly breaker: BreakerStateName | undefined;
+  notes: string[] | undefined;
+  attributes: Readonly<Record<string, string | number>> | undefined;
+  /** A check run once when the attempt settles, before the span reads `notes` (core's `Attempt.settled`). */
+  settled: (() => void) | undefined;
+  /** The result is not the instance's doing (an injected fault, a hedge that answered): no instance breaker counts it. */
+  injected: boolean;
+}
+
+/**
  * One governed call, as the SDK's fetch describes it. `R` is what an attempt resolves with
  * (a Response by default); a fallback always gives a Response.
  */
@@ -58,8 +79,12 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * the InstanceExclusion excludes; `tried` holds the instances this call already used.
    */
   pick(tried: ReadonlySet<string>): I | undefined;
-  /** Sends one attempt. `signal` aborts at the attempt's timeout or when the caller's signal aborts. */
-  send(instance: I, signal: AbortSignal | undefined): Promise<R>;
+  /**
+   * Sends one attempt. `signal` aborts at the attempt's timeout or when the caller's signal
+   * aborts; `attempt` is the record of it (the same signal, its number, the breaker state,
+   * where shadow notes and the injected mark go).
+   */
+  send(instance: I, signal: AbortSignal | undefined, attempt: AttemptRecord<I>): Promise<R>;
   /**
    * Frees a result dropped for a retry (its connection). Default: cancels a Response's body;
    * give it when `R` is not a Response.
@@ -71,6 +96,11 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * router. Service and API breakers still see it.
    */
   injected?(result: R): boolean;
+  /**
+   * Told when an attempt's connection was refused (nothing was sent): routing's
+   * `reportUnreachable`. The executor classifies the error once, for this and its retries.
+   */
+  unreachable?(instance: I): void;
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
@@ -200,7 +230,13 @@ export class CallExecutor {
     return this.#shadows.get(service)?.stats;
   }
 
-  #noteShadow(service: string, note: string, call: { shadow?(note: string): void } | undefined, fields?: Record<string, string>): void {
+  #noteShadow(
+    service: string,
+    note: string,
+    call: { shadow?(note: string): void } | undefined,
+    fields?: Record<string, string>,
+    attempt?: { notes: string[] | undefined },
+  ): void {
     this.#logger.info('breaker rules in shadow mode would have acted on this call', {
       code: 'MESHLET_BREAKER_SHADOW',
       service,
@@ -208,6 +244,10 @@ export class CallExecutor {
       ...fields,
     });
     call?.shadow?.(note);
+    if (attempt !== undefined) {
+      if (attempt.notes === undefined) attempt.notes = [note];
+      else attempt.notes.push(note);
+    }
   }
 
   /**
@@ -298,7 +338,7 @@ export class CallExecutor {
   call<I extends { readonly id: string }, R extends CallResult = Response>(call: GovernedCall<I, R>): Promise<R | Response> {
     const sh = this.#shadows.get(call.service);
     // Not async: without a shadow section the call's own promise is returned as it is.
-    return sh === undefined ? this.#call(call, undefined) : this.#callShadowed(call, sh);
+    return sh === undefined ? this.#call(call, undefined, undefined) : this.#callShadowed(call, sh);
   }
 
   async #callShadowed<I extends { readonly id: string }, R extends CallResult = Response>(
@@ -308,7 +348,9 @@ export class CallExecutor {
     // The shadow section's service and API breakers: asked, fed the outcome, not obeyed.
     const sb = sh.serviceBreaker;
     const sPermit = sb === undefined ? REJECTED : sb.tryAcquire();
-    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service');
+    // Notes for the first attempt's record (its span), made before there is one.
+    const pending: { notes: string[] | undefined } = { notes: undefined };
+    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service', pending);
     let api: Breaker | undefined;
     let aPermit = REJECTED;
     if (sh.apis.size !== 0) {
@@ -316,7 +358,7 @@ export class CallExecutor {
       api = key === undefined ? undefined : sh.apis.get(key);
       if (api !== undefined) {
         aPermit = api.tryAcquire();
-        if (aPermit === REJECTED) this.#wouldReject(sh, call, 'api');
+        if (aPermit === REJECTED) this.#wouldReject(sh, call, 'api', pending);
       }
     }
     const start = this.#clock.now();
@@ -332,7 +374,7 @@ export class CallExecutor {
       }
     };
     try {
-      const res = await this.#call(call, sh);
+      const res = await this.#call(call, sh, pending.notes);
       done(sh.rules.classifier.response(res.status));
       return res;
     } catch (err) {
@@ -341,22 +383,39 @@ export class CallExecutor {
     }
   }
 
-  #wouldReject(sh: Shadow, call: GovernedCall<{ readonly id: string }, CallResult>, level: 'service' | 'api'): void {
+  #wouldReject(
+    sh: Shadow,
+    call: GovernedCall<{ readonly id: string }, CallResult>,
+    level: 'service' | 'api',
+    pending: { notes: string[] | undefined },
+  ): void {
     sh.stats.wouldReject++;
-    this.#noteShadow(call.service, `breaker:${level}:would-reject`, call);
+    this.#noteShadow(call.service, `breaker:${level}:would-reject`, call, undefined, pending);
   }
 
   async #call<I extends { readonly id: string }, R extends CallResult = Response>(
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
+    notes: string[] | undefined,
   ): Promise<R | Response> {
     const gov = this.#governance(call.service);
     if (gov === undefined) {
       const instance = call.pick(EMPTY);
       if (instance === undefined) throw new NoInstanceError(call.service);
-      return call.send(instance, call.signal);
+      const signal = call.signal;
+      const sent = this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
+      if (call.unreachable === undefined) return sent;
+      // No governance, but routing still hears of a refused connection.
+      return sent.catch((err: unknown) => {
+        if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
+        throw err;
+      });
     }
-    this.instanceBreakers.poll();
+    // The clock is read three times per call (here, when an attempt ends, when the call
+    // ends) and the reading handed on, not read again by every breaker and counter.
+    const clock = this.#clock;
+    const start = clock.now();
+    this.instanceBreakers.poll(start);
     const sb = gov.serviceBreaker;
     let sPermit = REJECTED;
     if (sb !== undefined) {
@@ -376,20 +435,22 @@ export class CallExecutor {
         }
       }
     }
-    const clock = this.#clock;
-    const start = clock.now();
+    // The state of the service breaker the call passed, for every attempt's record (its span).
+    const state = sb === undefined ? undefined : stateName(sb.state);
     try {
-      const res = await this.#attempts(gov, call, sh);
+      const res = await this.#attempts(gov, call, sh, state, notes, start);
       const failed = gov.classifier.response(res.status);
-      const ms = clock.now() - start;
-      sb?.record(sPermit, failed, ms);
-      entry?.breaker.record(aPermit, failed, ms);
+      const end = clock.now();
+      const ms = end - start;
+      sb?.record(sPermit, failed, ms, end);
+      entry?.breaker.record(aPermit, failed, ms, end);
       return res;
     } catch (err) {
       if (gov.classifier.error(err, call.signal?.aborted === true) === 'failure') {
-        const ms = clock.now() - start;
-        sb?.record(sPermit, true, ms);
-        entry?.breaker.record(aPermit, true, ms);
+        const end = clock.now();
+        const ms = end - start;
+        sb?.record(sPermit, true, ms, end);
+        entry?.breaker.record(aPermit, true, ms, end);
       } else {
         sb?.release(sPermit);
         entry?.breaker.release(aPermit);
@@ -402,6 +463,9 @@ export class CallExecutor {
     gov: Governance,
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
+    state: BreakerStateName | undefined,
+    notes: string[] | undefined,
+    start: number,
   ): Promise<R> {
     const clock = this.#clock;
     const { retry, instances, classifier, timeoutMs } = gov;
@@ -415,10 +479,8 @@ export class CallExecutor {
     // Without a rule, a connection that broke before the answer is retried for idempotent methods.
     const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
     // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
-    const hedging = gov.hedger !== undefined && replayable && idempotent;
-    const outer = call;
-    if (hedging) call = (gov.hedger as Hedger).wrap(call, gov.budget, (r) => classifier.response(r.status), instances);
-    if (notSentRetries > 0 || retries > 0 || hedging) gov.budget?.recordCall();
+    const hedger = gov.hedger !== undefined && replayable && idempotent ? gov.hedger : undefined;
+    if (notSentRetries > 0 || retries > 0 || hedger !== undefined) gov.budget?.recordCall(start);
     let tried: Set<string> | undefined;
     let next = call.pick(EMPTY);
     for (let attempt = 0; ; attempt++) {
@@ -436,24 +498,39 @@ export class CallExecutor {
       if (instance === undefined)
         throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
       const id = instance.id;
-      const watch = sh === undefined ? undefined : this.#watchAttempt(sh, outer, id);
-      const t0 = clock.now();
+      // The record of this attempt, handed down; with a timeout, its signal is the timeout's.
+      const rec = record(call, instance, attempt, timeoutMs > 0 ? undefined : call.signal, state, notes);
+      notes = undefined;
+      const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
+      // The first attempt starts when the call does: nothing between them waits.
+      const t0 = attempt === 0 ? start : clock.now();
       let res: R;
       try {
         res =
           timeoutMs > 0
-            ? await withTimeout(clock, timeoutMs, call.signal, (signal) => call.send(instance, signal), call.service)
-            : await call.send(instance, call.signal);
+            ? await withTimeout(
+                clock,
+                timeoutMs,
+                call.signal,
+                (signal) => this.#send(call, instance, signal, withSignal(rec, signal), hedger, gov, instances),
+                call.service,
+              )
+            : await this.#send(call, instance, call.signal, rec, hedger, gov, instances);
       } catch (err) {
         const callerAborted = call.signal?.aborted === true;
         watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
         const verdict = classifier.error(err, callerAborted);
         if (instances !== undefined) {
-          if (verdict === 'ignore') instances.release(id, permit);
-          else instances.record(id, permit, verdict === 'failure', clock.now() - t0);
+          if (verdict === 'ignore' || rec.injected === true) instances.release(id, permit);
+          else {
+            const end = clock.now();
+            instances.record(id, permit, verdict === 'failure', end - t0, end);
+          }
         }
+        // Classified once: for routing (a refused connection) and for the retry below.
+        const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
+        if (failure === 'not-sent') call.unreachable?.(instance);
         if (verdict !== 'failure') throw err;
-        const failure = sendFailureOf(err);
         const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' ? brokenRetries : retries;
         if (attempt >= limit) throw err;
         tried ??= new Set();
@@ -463,12 +540,18 @@ export class CallExecutor {
         continue;
       }
       const failed = classifier.response(res.status);
-      watch?.(call.injected?.(res) === true ? undefined : sh?.rules.classifier.response(res.status));
+      const injected = rec.injected === true || call.injected?.(res) === true;
+      watch?.(injected ? undefined : sh?.rules.classifier.response(res.status));
       if (instances !== undefined) {
-        if (call.injected?.(res) === true) instances.release(id, permit);
-        else instances.record(id, permit, failed, clock.now() - t0);
+        if (injected) instances.release(id, permit);
+        else {
+          const end = clock.now();
+          instances.record(id, permit, failed, end - t0, end);
+        }
       }
-      if (!failed || attempt >= retries) return res;
+      // An injected failure (a fault rule's abort; a hedge marks only good answers) is the
+      // caller's to see, not retried: Envoy's fault filter runs before its router.
+      if (!failed || attempt >= retries || injected) return res;
       tried ??= new Set();
       next = this.#nextForRetry(gov, call, tried, id);
       if (next === undefined) return res;
@@ -485,7 +568,12 @@ export class CallExecutor {
    * notes the attempt would have timed out. The returned function takes the outcome
    * (undefined: says nothing about the instance).
    */
-  #watchAttempt(sh: Shadow, call: GovernedCall<{ readonly id: string }, CallResult>, id: string): (failed: boolean | undefined) => void {
+  #watchAttempt(
+    sh: Shadow,
+    call: GovernedCall<{ readonly id: string }, CallResult>,
+    id: string,
+    rec: { notes: string[] | undefined; settled: (() => void) | undefined },
+  ): (failed: boolean | undefined) => void {
     const clock = this.#clock;
     const instances = sh.instances;
     let permit = REJECTED;
@@ -494,19 +582,25 @@ export class CallExecutor {
       permit = instances.acquire(id);
       if (permit === REJECTED) {
         sh.stats.wouldExclude++;
-        this.#noteShadow(call.service, 'breaker:instance:would-exclude', call, { instance: id });
+        this.#noteShadow(call.service, 'breaker:instance:would-exclude', call, { instance: id }, rec);
       }
     }
-    const cancel =
-      sh.timeoutMs > 0
-        ? clock.setTimeout(() => {
-            sh.stats.wouldTimeOut++;
-            this.#noteShadow(call.service, 'breaker:timeout:would-time-out', call, { instance: id });
-          }, sh.timeoutMs)
-        : undefined;
     const t0 = clock.now();
+    if (sh.timeoutMs > 0) {
+      // A deadline check, not a timer: run when the attempt settles (by the span first, so
+      // the note is on it), counted then.
+      const deadline = t0 + sh.timeoutMs;
+      let checked = false;
+      rec.settled = () => {
+        if (checked) return;
+        checked = true;
+        if (clock.now() < deadline) return;
+        sh.stats.wouldTimeOut++;
+        this.#noteShadow(call.service, 'breaker:timeout:would-time-out', call, { instance: id }, rec);
+      };
+    }
     return (failed) => {
-      cancel?.();
+      rec.settled?.();
       if (instances === undefined || permit === REJECTED) return;
       if (failed === undefined) instances.release(id, permit);
       else instances.record(id, permit, failed, clock.now() - t0);
@@ -551,6 +645,21 @@ export class CallExecutor {
       timeoutMs: rules.timeoutMs ?? 0,
       stats: old?.stats ?? { wouldReject: 0, wouldOpen: 0, wouldExclude: 0, wouldTimeOut: 0 },
     };
+  }
+
+  /** One attempt down to the call: hedged when the rules hedge this call (see hedge.ts). */
+  #send<I extends { readonly id: string }, R extends CallResult>(
+    call: GovernedCall<I, R>,
+    instance: I,
+    signal: AbortSignal | undefined,
+    rec: AttemptRecord<I>,
+    hedger?: Hedger,
+    gov?: Governance,
+    instances?: ServiceInstanceBreakers,
+  ): Promise<R> {
+    if (hedger === undefined) return call.send(instance, signal, rec);
+    const classifier = (gov as Governance).classifier;
+    return hedger.send(call, rec, gov?.budget, (r) => classifier.response(r.status), instances);
   }
 
   /** The instance for a retry, or undefined when none is left or the budget is spent. */
@@ -668,4 +777,25 @@ function staticFallback(rule: { readonly fallback?: StaticFallback } | ApiRule):
     'x-meshlet-fallback': 'circuit-open',
   };
   return () => new Response(body, { status: f.status, headers });
+}
+
+function stateName(state: 'closed' | 'open' | 'half-open'): BreakerStateName {
+  return state === 'half-open' ? 'half_open' : state;
+}
+
+function record<I>(
+  call: unknown,
+  target: I,
+  number: number,
+  signal: AbortSignal | undefined,
+  breaker: BreakerStateName | undefined,
+  notes: string[] | undefined,
+): AttemptRecord<I> {
+  return { call, target, number, signal, breaker, notes, attributes: undefined, settled: undefined, injected: false };
+}
+
+/** `rec` with the attempt's own signal (the timeout's), set once before it is handed down: the same object the watch holds. */
+function withSignal<I>(rec: AttemptRecord<I>, signal: AbortSignal): AttemptRecord<I> {
+  (rec as { signal: AbortSignal | undefined }).signal = signal;
+  return rec;
 }

@@ -1,6 +1,6 @@
 import { type Clock, field, RuleValidationError } from '@meshlet/core';
 import { REJECTED } from './breaker.js';
-import type { CallResult, GovernedCall } from './call-executor.js';
+import type { AttemptRecord, CallResult, GovernedCall } from './call-executor.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
 import type { RetryBudget } from './retry-budget.js';
 
@@ -55,12 +55,13 @@ export interface HedgeStats {
   readonly delayMs: number | undefined;
 }
 
-interface Call<I, R> {
-  readonly signal?: AbortSignal;
-  pick(tried: ReadonlySet<string>): I | undefined;
-  send(instance: I, signal: AbortSignal | undefined): Promise<R>;
+interface Call<R> {
   discard?(result: R): void;
   injected?(result: R): boolean;
+}
+
+function isInjected<R>(call: Call<R>, rec: { readonly injected: boolean } | undefined, result: R): boolean {
+  return rec?.injected === true || call.injected?.(result) === true;
 }
 
 /**
@@ -80,8 +81,6 @@ export class Hedger {
   #hedges = 0;
   #wins = 0;
   #denied = 0;
-  /** Results a hedge attempt answered: not the first instance's doing (see `wrap`). */
-  readonly #byHedge = new WeakSet<object>();
 
   constructor(policy: HedgePolicy, clock: Clock) {
     this.policy = policy;
@@ -113,43 +112,36 @@ export class Hedger {
   }
 
   /**
-   * Wraps `call` so that each `send` may hedge to another instance, paid from `budget`.
-   * `failed` tells a failed result (the executor's classifier). The hedged instance's
-   * outcome goes to its own breaker in `instances` (a hedge it has no permit for is not
-   * sent), and a result the hedge answered reads as `injected` to the executor, which then
-   * records nothing for the first instance — it neither answered nor failed.
+   * Sends one attempt (`rec`) of `call`, hedged: after the delay a second attempt goes to
+   * another instance (`call.pick`), paid from `budget`. `failed` tells a failed result (the
+   * executor's classifier). The hedged instance's outcome goes to its own breaker in
+   * `instances` (a hedge it has no permit for is not sent). When the hedge answers, `rec`
+   * is marked `injected`: the executor then records nothing for the first instance — it
+   * neither answered nor failed. No wrapper per call: the executor calls this in place of
+   * `call.send`.
    */
-  wrap<I extends { readonly id: string }, R extends CallResult>(
+  send<I extends { readonly id: string }, R extends CallResult>(
     call: GovernedCall<I, R>,
+    rec: AttemptRecord<I>,
     budget: RetryBudget | undefined,
     failed: (r: R) => boolean,
     instances?: ServiceInstanceBreakers,
-  ): GovernedCall<I, R> {
-    // Everything but `send` is the original's, its methods called on it (a call may be a
-    // class with private fields; a copy would lose its methods, and any the interface gains).
-    const send = (instance: I, signal: AbortSignal | undefined) => this.#send(call, instance, signal, budget, failed, instances);
-    const byHedge = this.#byHedge;
-    const injected = (r: R) => byHedge.has(r as object) || call.injected?.(r) === true;
-    return new Proxy(call, {
-      get(target, prop) {
-        if (prop === 'send') return send;
-        if (prop === 'injected') return injected;
-        const value: unknown = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+  ): Promise<R> {
+    const delay = this.#delay;
+    if (delay === undefined) return this.#timed(call.send(rec.target, rec.signal, rec));
+    return this.#race(call, rec, delay, budget, failed, instances);
   }
 
-  #send<I extends { readonly id: string }, R>(
-    call: Call<I, R>,
-    primary: I,
-    signal: AbortSignal | undefined,
+  #race<I extends { readonly id: string }, R extends CallResult>(
+    call: GovernedCall<I, R>,
+    rec: AttemptRecord<I>,
+    delay: number,
     budget: RetryBudget | undefined,
     failed: (r: R) => boolean,
     instances: ServiceInstanceBreakers | undefined,
   ): Promise<R> {
-    const delay = this.#delay;
-    if (delay === undefined) return this.#timed(call.send(primary, signal));
+    const primary = rec.target;
+    const signal = rec.signal;
     this.#eligible++;
     const clock = this.#clock;
     const start = clock.now();
@@ -157,6 +149,7 @@ export class Hedger {
       let settled = false;
       let pending = 0;
       const controllers: AbortController[] = [];
+      const records: AttemptRecord<I>[] = [];
       /** Results of attempts that answered with a failure, kept until the call settles. */
       const results: (R | undefined)[] = [];
       const attempt = (instance: I, index: number) => {
@@ -164,7 +157,20 @@ export class Hedger {
         const controller = new AbortController();
         controllers[index] = controller;
         const s = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
-        call.send(instance, s).then(
+        // Each racing attempt its own record (its signal, its number); the first keeps the notes made for it.
+        const own: AttemptRecord<I> = {
+          call: rec.call,
+          target: instance,
+          number: rec.number + index,
+          signal: s,
+          breaker: rec.breaker,
+          notes: index === 0 ? rec.notes : undefined,
+          attributes: undefined,
+          settled: index === 0 ? rec.settled : undefined,
+          injected: false,
+        };
+        records[index] = own;
+        call.send(instance, s, own).then(
           (value) => finish(index, { ok: true, value }),
           (error: unknown) => finish(index, { ok: false, error }),
         );
@@ -177,7 +183,7 @@ export class Hedger {
         if (index === 1 && instances !== undefined) {
           // The hedged instance's own breaker: its answer counts, being aborted does not.
           const lost = controllers[1]?.signal.aborted === true || signal?.aborted === true;
-          if (outcome.ok && call.injected?.(outcome.value) !== true)
+          if (outcome.ok && !isInjected(call, records[1], outcome.value))
             instances.record(hedgeId, hedgePermit, failed(outcome.value), clock.now() - hedgeStart);
           else if (!outcome.ok && !lost) instances.record(hedgeId, hedgePermit, true, clock.now() - hedgeStart);
           else instances.release(hedgeId, hedgePermit);
@@ -196,10 +202,9 @@ export class Hedger {
         }
         settled = true;
         cancelTimer();
-        if (index === 1 && good) {
-          this.#wins++;
-          if (outcome.ok && typeof outcome.value === 'object' && outcome.value !== null) this.#byHedge.add(outcome.value);
-        }
+        if (index === 1 && good) this.#wins++;
+        // The executor's record: the answer is the first instance's only when it gave it.
+        rec.injected = index === 1 ? good : records[0]?.injected === true;
         controllers.forEach((c, i) => {
           if (i === index) return;
           if (i === 0 && pending > 0) this.record(clock.now() - start); // how long the first had run when it lost
@@ -249,7 +254,7 @@ export class HedgeLostError extends Error {
   }
 }
 
-function discardResult<I, R>(call: Call<I, R>, result: R): void {
+function discardResult<R>(call: Call<R>, result: R): void {
   if (call.discard !== undefined) call.discard(result);
   else if (result instanceof Response) void result.body?.cancel().catch(() => {});
 }

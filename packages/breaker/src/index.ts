@@ -30,6 +30,7 @@ export {
 } from './breaker-rule.js';
 export { type CallDefaults, defaultCallDefaults, defaultOutlierPolicy } from './call-defaults.js';
 export {
+  type AttemptRecord,
   type BreakerShadowStats,
   CallExecutor,
   type CallExecutorOptions,

@@ -74,8 +74,8 @@ export class ServiceInstanceBreakers {
     return permit;
   }
 
-  record(instanceId: string, permit: number, failed: boolean, durationMs: number): void {
-    this.#breakers.get(instanceId)?.record(permit, failed, durationMs);
+  record(instanceId: string, permit: number, failed: boolean, durationMs: number, now?: number): void {
+    this.#breakers.get(instanceId)?.record(permit, failed, durationMs, now);
   }
 
   release(instanceId: string, permit: number): void {

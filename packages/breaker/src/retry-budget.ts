@@ -36,9 +36,9 @@ export class RetryBudget {
     this.#clock = options.clock ?? systemClock;
   }
 
-  /** Counts a first attempt. */
-  recordCall(): void {
-    const o = this.#bucket(this.#clock.now());
+  /** Counts a first attempt; `now`, when the caller has read the clock already. */
+  recordCall(now?: number): void {
+    const o = this.#bucket(now ?? this.#clock.now());
     this.#counts[o] = (this.#counts[o] as number) + 1;
     this.#calls++;
   }

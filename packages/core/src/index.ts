@@ -1,3 +1,17 @@
+export {
+  type Attempt,
+  type AttemptHandler,
+  type AttemptHeaders,
+  type AttemptInterceptor,
+  type AttemptResult,
+  type AttemptTarget,
+  type BreakerStateName,
+  chainAttempt,
+  noteAttempt,
+  type OutboundCall,
+  originOf,
+  sendAttempt,
+} from './attempt.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
 export {
   attachExtension,

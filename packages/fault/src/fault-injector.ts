@@ -1,4 +1,8 @@
 import {
+  type Attempt,
+  type AttemptHandler,
+  type AttemptInterceptor,
+  type AttemptResult,
   type Clock,
   compileConditions,
   type Logger,
@@ -184,4 +188,54 @@ export function faultAttributes(decision: FaultDecision): Record<string, string 
   if (decision.delayMs !== undefined) out['io.meshlet.fault.delay_ms'] = decision.delayMs;
   if (decision.abortStatus !== undefined) out['io.meshlet.fault.abort_status'] = decision.abortStatus;
   return out;
+}
+
+/** Per decision (frozen, made when the rules change): its span attributes and shadow note, computed once. */
+interface DecisionMarks {
+  readonly attributes: Readonly<Record<string, string | number>> | undefined;
+  readonly note: string | undefined;
+}
+const marksCache = new WeakMap<FaultDecision, DecisionMarks>();
+
+function marksOf(decision: FaultDecision): DecisionMarks {
+  let marks = marksCache.get(decision);
+  if (marks === undefined) {
+    const all = faultAttributes(decision);
+    const note = all['io.meshlet.shadow'] as string | undefined;
+    delete all['io.meshlet.shadow'];
+    marks = { attributes: Object.keys(all).length > 0 ? Object.freeze(all) : undefined, note };
+    marksCache.set(decision, marks);
+  }
+  return marks;
+}
+
+/**
+ * Fault injection as an interceptor of the outbound chain (`chainAttempt` in core): asks
+ * the destination's rules for this attempt; a delay waits on `clock` under the attempt's
+ * signal, an abort answers with the made-up response (`call.fromResponse`) and marks the
+ * attempt `injected` — it counts against no instance, as Envoy's fault filter runs before
+ * its router. A decision's span attributes and shadow note are computed once per
+ * decision, not per attempt. Without rules for the service: one map lookup.
+ */
+export function faultInterceptor(options: {
+  readonly faults: (service: string) => ServiceFaults | undefined;
+  readonly clock: Clock;
+}): AttemptInterceptor {
+  const { faults, clock } = options;
+  const inject = async <R extends AttemptResult>(decision: FaultDecision, attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
+    const marks = marksOf(decision);
+    if (marks.attributes !== undefined) attempt.attributes = marks.attributes;
+    if (marks.note !== undefined) {
+      if (attempt.notes === undefined) attempt.notes = [marks.note];
+      else attempt.notes.push(marks.note);
+    }
+    const made = await applyFault(decision, attempt.signal ? { clock, signal: attempt.signal } : { clock });
+    if (made === undefined) return next(attempt);
+    attempt.injected = true;
+    return attempt.call.fromResponse(made);
+  };
+  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
+    const decision = faults(attempt.call.service)?.decide(attempt.call.tags) ?? NO_FAULT;
+    return decision === NO_FAULT ? next(attempt) : inject(decision, attempt, next);
+  };
 }

@@ -4,6 +4,7 @@ export {
   type FaultDecision,
   FaultInjector,
   faultAttributes,
+  faultInterceptor,
   NO_FAULT,
   type ServiceFaults,
 } from './fault-injector.js';

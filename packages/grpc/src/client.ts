@@ -9,21 +9,11 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import {
-  currentContext,
-  getTag,
-  type Instance,
-  type MeshContext,
-  MeshletError,
-  NoInstanceError,
-  SystemTag,
-  sleep,
-  type TagLookup,
-} from '@meshlet/core';
+import { currentContext, getTag, type Instance, type MeshContext, MeshletError, SystemTag, sleep, type TagLookup } from '@meshlet/core';
 import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
-import type { ExecutorCall, GrpcClientPorts, RouteChoice } from './ports.js';
+import type { ExecutorCall, GrpcClientPorts, GrpcPicker, RouteChoice } from './ports.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
 import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
 
@@ -339,11 +329,12 @@ class MeshCall implements InterceptingCallInterface {
       this.#outbound(),
       this.#tags(),
       this.#deadline,
+      this.#abort.signal,
     );
     try {
       await this.#ensure();
       if (this.#done) return;
-      const out = await ports.executor.call(attempts.asExecutorCall(this.#abort.signal));
+      const out = await ports.executor.call(attempts);
       if (out instanceof Response) {
         // A breaker's fallback: an HTTP answer, as gRPC maps a response without grpc-status.
         void out.body?.cancel().catch(() => {});
@@ -410,13 +401,23 @@ class MeshCall implements InterceptingCallInterface {
   }
 }
 
-/** The attempts of one unary call, as the call executor drives them. */
-class UnaryAttempts {
+/**
+ * The attempts of one unary call, as the call executor drives them: the object is the
+ * executor's call itself (methods, not a set of closures per call), and picks through
+ * routing's picker for the destination, made once per service.
+ */
+class UnaryAttempts implements ExecutorCall<GrpcAttemptResult> {
   started = 0;
+  readonly service: string;
+  readonly method = RETRY_BY_STATUS;
+  readonly path: string;
+  readonly api: string;
+  readonly retryable = true;
+  readonly signal: AbortSignal;
   #lastRetryable = false;
   #choice: RouteChoice | undefined;
   readonly #ports: GrpcClientPorts;
-  readonly #service: string;
+  readonly #picker: GrpcPicker;
   readonly #options: InterceptorOptions;
   readonly #pool: ChannelPool;
   readonly #message: unknown;
@@ -434,11 +435,16 @@ class UnaryAttempts {
     metadata: Metadata,
     tags: TagLookup,
     deadline: number | undefined,
+    signal: AbortSignal,
   ) {
     this.#deadline = deadline;
     this.#ports = ports;
-    this.#service = service;
+    this.service = service;
+    this.#picker = ports.router.picker(service);
     this.#options = options;
+    this.path = options.method_definition.path;
+    this.api = `POST ${this.path}`;
+    this.signal = signal;
     this.#pool = pool;
     this.#message = message;
     this.#metadata = metadata;
@@ -446,44 +452,28 @@ class UnaryAttempts {
     this.#parent = ports.tracing?.active();
   }
 
-  asExecutorCall(signal: AbortSignal): ExecutorCall<GrpcAttemptResult> {
-    const path = this.#options.method_definition.path;
-    return {
-      service: this.#service,
-      method: RETRY_BY_STATUS,
-      path,
-      api: `POST ${path}`,
-      signal,
-      retryable: true,
-      pick: (tried) => this.#pick(tried),
-      send: (instance, attemptSignal) => this.#send(instance, attemptSignal),
-      discard: () => undefined,
-      injected: (result) => result.injected === true,
-    };
+  discard(): void {}
+
+  injected(result: GrpcAttemptResult): boolean {
+    return result.injected === true;
   }
 
-  #pick(tried: ReadonlySet<string>): Instance | undefined {
-    const { router } = this.#ports;
+  pick(tried: ReadonlySet<string>): Instance | undefined {
     if (tried.size === 0) {
-      this.#choice = router.decide(this.#service, this.#tags);
+      this.#choice = this.#picker.first(this.#tags);
       return this.#choice.instance;
     }
-    // A retry: only after a status gRPC calls safe to retry; then a new instance.
+    // A retry: only after a status gRPC calls safe to retry; then an instance not yet
+    // tried, nearest locality first (routing's picker, not a re-decision that may repeat one).
     if (!this.#lastRetryable) return undefined;
-    for (let i = 0; i < 4; i++) {
-      let next: RouteChoice;
-      try {
-        next = router.decide(this.#service, this.#tags);
-      } catch (err) {
-        if (err instanceof NoInstanceError) return undefined;
-        throw err;
-      }
-      if (!tried.has(next.instance.id)) {
-        this.#choice = next;
-        return next.instance;
-      }
-    }
-    return undefined;
+    const next = this.#picker.next(this.#tags, tried);
+    if (next === undefined) return undefined;
+    this.#choice = next;
+    return next.instance;
+  }
+
+  send(instance: Instance, signal: AbortSignal | undefined): Promise<GrpcAttemptResult> {
+    return this.#send(instance, signal);
   }
 
   async #send(instance: Instance, signal: AbortSignal | undefined): Promise<GrpcAttemptResult> {
@@ -491,12 +481,12 @@ class UnaryAttempts {
     const def = this.#options.method_definition;
     const attempt = this.started++;
     this.#lastRetryable = false;
-    const span = rpcSpan(ports, this.#parent, def.path, this.#service, this.#choice, attempt, instance);
+    const span = rpcSpan(ports, this.#parent, def.path, this.service, this.#choice, attempt, instance);
     const md = attempt === 0 ? this.#metadata : this.#metadata.clone();
     span?.inject(md);
     const end = ports.router.callStarted(instance);
     try {
-      const fault = ports.faults(this.#service)?.decide(this.#tags);
+      const fault = ports.faults(this.service)?.decide(this.#tags);
       if (fault?.rule !== undefined) span?.setAttribute('io.meshlet.fault', fault.rule);
       if (fault?.delayMs) await sleep(ports.clock, fault.delayMs, signal);
       let result: GrpcAttemptResult;
@@ -531,7 +521,7 @@ class UnaryAttempts {
   /** A span for a call refused before any attempt (breaker open, no instance). */
   rejectedSpan(err: unknown): void {
     const s = statusOfError(err);
-    rpcSpan(this.#ports, this.#parent, this.#options.method_definition.path, this.#service, undefined, 0)?.end(s.code, s.details);
+    rpcSpan(this.#ports, this.#parent, this.path, this.service, undefined, 0)?.end(s.code, s.details);
   }
 }
 

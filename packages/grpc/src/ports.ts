@@ -15,10 +15,23 @@ export interface RouteChoice {
   readonly lane: string | undefined;
 }
 
+/**
+ * @meshlet/route's picker for one destination (`Router.picker`): the first attempt's
+ * instance, then one not yet tried, nearest locality first.
+ */
+export interface GrpcPicker {
+  /** Throws NoInstanceError when no instance is left. */
+  first(tags: TagLookup): RouteChoice;
+  /** An instance not in `tried`, or undefined when every usable one was tried. */
+  next(tags: TagLookup, tried: ReadonlySet<string>): RouteChoice | undefined;
+}
+
 /** @meshlet/route's Router: the same tables as HTTP calls (rules, weights, lanes, nearby, ejected instances left out). */
 export interface GrpcRouter {
   /** Throws NoInstanceError when no instance is left. */
   decide(service: string, tags: TagLookup): RouteChoice;
+  /** The picker of `service`, made once per destination: unary attempts and their retries pick through it. */
+  picker(service: string): GrpcPicker;
   /** Counts an in-flight call for least-requests balancing; returns its end. */
   callStarted(instance: Instance): () => void;
 }
@@ -32,7 +45,8 @@ export interface ExecutorCall<R extends { readonly status: number }> {
   readonly signal?: AbortSignal;
   readonly retryable?: boolean;
   pick(tried: ReadonlySet<string>): Instance | undefined;
-  send(instance: Instance, signal: AbortSignal | undefined): Promise<R>;
+  /** `attempt`: the executor's record of the attempt (its number, signal, breaker state). */
+  send(instance: Instance, signal: AbortSignal | undefined, attempt?: unknown): Promise<R>;
   discard?(result: R): void;
   /** True when the result was made by the mesh (an injected fault): no instance breaker counts it. */
   injected?(result: R): boolean;

@@ -147,6 +147,16 @@ function clientPorts(instances: Instance[], outbound: Record<string, string> = {
     directory: { isReady: () => true, ensure: async () => {} },
     router: {
       decide: () => ({ instance: instances[next++ % instances.length] as Instance, rule: undefined, lane: undefined }),
+      picker: () => ({
+        first: () => ({ instance: instances[next++ % instances.length] as Instance, rule: undefined, lane: undefined }),
+        next: (_tags, tried) => {
+          for (let k = 0; k < instances.length; k++) {
+            const instance = instances[next++ % instances.length] as Instance;
+            if (!tried.has(instance.id)) return { instance, rule: undefined, lane: undefined };
+          }
+          return undefined;
+        },
+      }),
       callStarted: () => () => {},
     },
     executor: {

@@ -19,7 +19,7 @@ export {
   routeRule,
   routeRuleKind,
 } from './route-rule.js';
-export { type RouteDecision, Router, type RouterOptions, type RouteVia } from './router.js';
+export { type RouteDecision, type RoutePicker, Router, type RouterOptions, type RouteVia } from './router.js';
 export { buildSchedule, MAX_SCHEDULE, SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
 export {
   applyWarmup,

@@ -1,4 +1,4 @@
-import type { RandomSource } from '@meshlet/core';
+import type { Attempt, AttemptHandler, AttemptInterceptor, AttemptResult, RandomSource } from '@meshlet/core';
 import {
   type Clock,
   type Instance,
@@ -62,6 +62,8 @@ export const DEFAULT_DEPARTED_GRACE_MS = 35_000;
 export type RouteVia = 'lane' | 'rule' | 'fallback' | 'default';
 
 export interface RouteDecision {
+  /** The instance's id (what the call executor's breakers and tried set key on). */
+  readonly id: string;
   readonly instance: Instance;
   readonly via: RouteVia;
   /** The rule that matched, if one did (also set when its fallback or the default route served it). */
@@ -98,6 +100,24 @@ interface ServiceState {
   graceUntil: number;
   /** Some group was in panic at the last rebuild. */
   panicking: boolean;
+  /** This service's picker, made on first use. */
+  picker: RoutePicker | undefined;
+}
+
+/**
+ * Routing's picker for one destination: the instance for a call's first attempt, then,
+ * for each retry or hedge, the next one not yet tried — the same lane, rule and groups,
+ * nearest locality first (the zone, the region, then anywhere), as Envoy's previous_hosts
+ * and previous_priorities retry plug-ins do. The call executor keeps the tried set and
+ * asks the picker directly; made once per destination (`Router.picker`), it holds nothing
+ * of any call.
+ */
+export interface RoutePicker {
+  readonly service: string;
+  /** The first attempt's instance. Throws NoInstanceError, saying which groups were tried, when none is left. */
+  first(tags: TagLookup): RouteDecision;
+  /** An instance not in `tried` for a retry, or undefined when every usable one was tried. */
+  next(tags: TagLookup, tried: ReadonlySet<string>): RouteDecision | undefined;
 }
 
 /** The pools a decision went through, for the explanation when nothing was left. */
@@ -236,12 +256,20 @@ export class Router {
    * saying which groups were tried when nothing healthy is left.
    */
   decide(service: string, tags: TagLookup): RouteDecision {
-    const table = this.#table(service);
-    const s = this.#services.get(service) as ServiceState;
-    const walk: Walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
-    const decision = this.#route(table, service, tags, undefined, walk, s.revision);
+    return this.#decideIn(this.#state(service), service, tags);
+  }
+
+  #decideIn(s: ServiceState, service: string, tags: TagLookup): RouteDecision {
+    const table = this.#tableOf(s, service);
+    let decision = this.#route(table, service, tags, undefined, undefined, s.revision);
+    let walk: Walk | undefined;
+    if (decision === undefined) {
+      // Nothing left: walk again, noting the pools, for the explanation (not paid by calls that route).
+      walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
+      decision = this.#route(table, service, tags, undefined, walk, s.revision);
+    }
     if (decision) return s.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
-    throw new NoInstanceError(service, explain(table, walk));
+    throw new NoInstanceError(service, explain(table, walk as Walk));
   }
 
   /**
@@ -250,9 +278,46 @@ export class Router {
    * Undefined when no instance is left to try.
    */
   decideRetry(service: string, tags: TagLookup, tried: ReadonlySet<string>): RouteDecision | undefined {
-    const table = this.#table(service);
-    return this.#route(table, service, tags, tried, undefined, (this.#services.get(service) as ServiceState).revision);
+    const s = this.#state(service);
+    return this.#route(this.#tableOf(s, service), service, tags, tried, undefined, s.revision);
   }
+
+  /**
+   * The picker of `service`: `first` is `decide`, `next` is `decideRetry`. One object per
+   * destination, kept for the router's life; the call executor asks it for every attempt.
+   */
+  picker(service: string): RoutePicker {
+    const s = this.#state(service);
+    // The service's state is held, not looked up per pick: it lives as long as the router.
+    s.picker ??= {
+      service,
+      first: (tags) => this.#decideIn(s, service, tags),
+      next: (tags, tried) => this.#route(this.#tableOf(s, service), service, tags, tried, undefined, s.revision),
+    };
+    return s.picker;
+  }
+
+  /**
+   * The in-flight count of each attempt (least-requests balancing), as an interceptor of
+   * the outbound chain: counted before `next`, uncounted when it settles. Nothing is
+   * allocated per attempt (`callStarted` returns a closure; this does not).
+   */
+  readonly inFlight: AttemptInterceptor = <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
+    const instance = attempt.target.instance;
+    const load = this.#services.get(instance.service)?.loads.get(instance.id);
+    if (load === undefined) return next(attempt);
+    load.outstanding++;
+    let p: Promise<R>;
+    try {
+      p = next(attempt);
+    } catch (err) {
+      load.outstanding--;
+      throw err;
+    }
+    return p.finally(() => {
+      load.outstanding--;
+    });
+  };
 
   #route(
     table: RouteTable,
@@ -262,14 +327,13 @@ export class Router {
     walk: Walk | undefined,
     revision: number,
   ): RouteDecision | undefined {
-    const pickIn = (pool: InstancePool, lookup: TagLookup) => (tried ? pool.pickUntried(lookup, tried) : pool.pick(lookup));
     const lane = tags(this.#laneTag);
     if (lane !== undefined && lane !== '') {
       if (walk) walk.lane = lane;
       const pool = table.lanes.get(lane);
-      const instance = pool && pickIn(pool, tags);
+      const instance = pool && pickIn(pool, tags, tried);
       // A lane without an instance of this service falls back to the baseline, as TSF and Polaris do.
-      if (instance && pool) return { instance, via: 'lane', rule: undefined, lane, level: pool.level, revision };
+      if (instance && pool) return { id: instance.id, instance, via: 'lane', rule: undefined, lane, level: pool.level, revision };
     }
     const lookup: TagLookup = table.readsDestination ? (t) => (t === SystemTag.destinationService ? service : tags(t)) : tags;
     const matched = table.rules[table.ruleIndex.first(lookup)];
@@ -277,19 +341,19 @@ export class Router {
       if (walk) walk.rule = matched.name;
       const pool = choosePool(matched.destinations, this.#random() * 100);
       if (walk) walk.tried = pool;
-      const instance = pickIn(pool, lookup);
-      if (instance) return { instance, via: 'rule', rule: matched.name, lane: undefined, level: pool.level, revision };
+      const instance = pickIn(pool, lookup, tried);
+      if (instance) return { id: instance.id, instance, via: 'rule', rule: matched.name, lane: undefined, level: pool.level, revision };
       if (matched.fallback) {
         const fallback = choosePool(matched.fallback, this.#random() * 100);
         if (walk) walk.fallback = fallback;
-        const fb = pickIn(fallback, lookup);
-        if (fb) return { instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: fallback.level, revision };
+        const fb = pickIn(fallback, lookup, tried);
+        if (fb) return { id: fb.id, instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: fallback.level, revision };
       }
     }
     const last = choosePool(table.defaultRoute, this.#random() * 100);
     if (walk) walk.last = last;
-    const instance = pickIn(last, lookup);
-    if (instance) return { instance, via: 'default', rule: matched?.name, lane: undefined, level: last.level, revision };
+    const instance = pickIn(last, lookup, tried);
+    if (instance) return { id: instance.id, instance, via: 'default', rule: matched?.name, lane: undefined, level: last.level, revision };
     return undefined;
   }
 
@@ -357,6 +421,7 @@ export class Router {
         departed: new Map(),
         graceUntil: Number.POSITIVE_INFINITY,
         panicking: false,
+        picker: undefined,
       };
       this.#services.set(service, s);
     }
@@ -364,7 +429,10 @@ export class Router {
   }
 
   #table(service: string): RouteTable {
-    const s = this.#state(service);
+    return this.#tableOf(this.#state(service), service);
+  }
+
+  #tableOf(s: ServiceState, service: string): RouteTable {
     // A departed instance's grace ended: rebuild without it. One comparison while none is remembered.
     if (s.graceUntil !== Number.POSITIVE_INFINITY && this.#clock.now() >= s.graceUntil) {
       this.#noteDepartures(s, s.instances);
@@ -415,6 +483,10 @@ export class Router {
     }
     return s.table;
   }
+}
+
+function pickIn(pool: InstancePool, tags: TagLookup, tried: ReadonlySet<string> | undefined): Instance | undefined {
+  return tried === undefined ? pool.pick(tags) : pool.pickUntried(tags, tried);
 }
 
 function explain(table: RouteTable, walk: Walk): string {

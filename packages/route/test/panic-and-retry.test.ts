@@ -275,3 +275,70 @@ describe('departed instances keep their load counters', () => {
     assert.ok(idle > 160, `o0 took ${idle} of 400`);
   });
 });
+
+describe('Router.picker: the next instance not yet tried, one picker per destination', () => {
+  const at = (id: string, zone: string, region: string) => instance(SVC, id, { [MetaKey.zone]: zone, [MetaKey.region]: region });
+  // The caller runs in zone a of region r1; zone a has one instance.
+  const fleet = [at('a1', 'a', 'r1'), at('c1', 'c', 'r1'), at('b1', 'b', 'r2'), at('b2', 'b', 'r2')];
+
+  interface Row {
+    name: string;
+    instances: Instance[];
+    /** Instances the call already tried, in order; the picker is asked after each. */
+    tried: string[];
+    /** What the picker may give next: [] for undefined (exhausted), 'throws' for NoInstanceError. */
+    gets: string[] | 'throws';
+  }
+  const rows: Row[] = [
+    { name: 'first: the zone’s instance', instances: fleet, tried: [], gets: ['a1'] },
+    { name: 'untried: the zone’s only instance failed, the region next', instances: fleet, tried: ['a1'], gets: ['c1'] },
+    { name: 'locality failover: the region spent, any region', instances: fleet, tried: ['a1', 'c1'], gets: ['b1', 'b2'] },
+    { name: 'never one already tried', instances: fleet, tried: ['a1', 'c1', 'b2'], gets: ['b1'] },
+    { name: 'exhausted: undefined, not a throw', instances: fleet, tried: ['a1', 'c1', 'b1', 'b2'], gets: [] },
+    { name: 'no instance at all: the first pick throws, explained', instances: [], tried: [], gets: 'throws' },
+  ];
+  for (const row of rows) {
+    it(row.name, () => {
+      const router = new Router({ location: { zone: 'a', region: 'r1' }, random: seededRandom(11) });
+      router.setInstances(SVC, row.instances);
+      const picker = router.picker(SVC);
+      const ask = () => (row.tried.length === 0 ? picker.first(tags()) : picker.next(tags(), new Set(row.tried)));
+      if (row.gets === 'throws') {
+        assert.throws(ask, (e: unknown) => e instanceof NoInstanceError && /no instance is registered/.test(e.message));
+        return;
+      }
+      const got = new Set<string>();
+      for (let i = 0; i < 50; i++) {
+        const d = ask();
+        if (d) {
+          assert.equal(d.id, d.instance.id);
+          got.add(d.id);
+        }
+      }
+      assert.deepEqual([...got].sort(), row.gets);
+    });
+  }
+
+  it('is made once per destination and follows rule and instance changes', () => {
+    const router = new Router({ random: seededRandom(2) });
+    const picker = router.picker(SVC);
+    assert.equal(router.picker(SVC), picker);
+    assert.notEqual(router.picker('other'), picker);
+    router.setInstances(SVC, [instance(SVC, 'n1', { version: '2' }), instance(SVC, 'o1', { version: '1' })]);
+    router.setRules(SVC, {
+      rules: [
+        {
+          name: 'new',
+          priority: 1,
+          when: [],
+          destinations: [{ group: { version: '2' }, weight: 100 }],
+          fallback: [{ group: { version: '1' }, weight: 100 }],
+        },
+      ],
+    });
+    const first = picker.first(tags());
+    assert.deepEqual([first.id, first.rule, first.via], ['n1', 'new', 'rule']);
+    const next = picker.next(tags(), new Set(['n1']));
+    assert.deepEqual([next?.id, next?.via], ['o1', 'fallback']);
+  });
+});

@@ -1,20 +1,24 @@
 import { IDENTITY_HEADER } from '@meshlet/auth';
-import { type CallExecutor, type CallResult, type GovernedCall, sendFailureOf } from '@meshlet/breaker';
+import type { AttemptRecord, CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
 import {
+  type Attempt,
+  type AttemptHandler,
+  type AttemptInterceptor,
   CALLER_HEADER,
   type Clock,
+  chainAttempt,
   currentContext,
   getTag,
-  type Instance,
-  instanceOrigin,
   type Logger,
   type MeshContext,
   MeshletError,
+  type OutboundCall,
+  originOf,
   SystemTag,
   TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
-import { applyFault, FAULT_HEADER, faultAttributes, NO_FAULT, type ServiceFaults } from '@meshlet/fault';
+import { FAULT_HEADER, faultInterceptor, type ServiceFaults } from '@meshlet/fault';
 import {
   ONCE_TAG_HEADER,
   POLARIS_TRANSITIVE_PREFIX,
@@ -27,13 +31,12 @@ import {
   TSF_TAGS_HEADER,
 } from '@meshlet/propagation';
 import type { Bulkheads } from '@meshlet/ratelimit';
-import type { RouteDecision, Router } from '@meshlet/route';
-import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';
+import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
+import { clientSpanInterceptor, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 
 export type Fetch = typeof globalThis.fetch;
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type FetchInput = Parameters<Fetch>[0];
 
 /** What the governed pipeline needs from the mesh; shared by `fetch` and `request`. */
@@ -101,20 +104,6 @@ function setHeader(headers: CallHeaders, name: string, value: string): void {
   else headers[name.toLowerCase()] = value;
 }
 
-// `http://host:port` of an instance, built once per instance object (the registry's
-// snapshots keep them until they change) rather than per attempt. The same string object
-// every time also keeps the span's origin cache lookup cheap (its hash is kept).
-const origins = new WeakMap<Instance, string>();
-
-function originOf(instance: Instance): string {
-  let origin = origins.get(instance);
-  if (origin === undefined) {
-    origin = instanceOrigin(instance);
-    origins.set(instance, origin);
-  }
-  return origin;
-}
-
 /** One call to a service, as a front end (fetch, request) describes it to the pipeline. */
 export interface ServiceCall<R extends CallResult> {
   readonly service: string;
@@ -149,141 +138,74 @@ export interface ServiceCall<R extends CallResult> {
 export type GovernedCallPipeline = <R extends CallResult>(call: ServiceCall<R>) => Promise<R>;
 
 /**
- * One call as the CallExecutor sees it: picks instances through the router and sends
- * attempts with a span each. An object with methods rather than a set of closures and an
- * options object per call: the executor calls `pick` and `send` as its methods.
+ * One call, as the executor and the attempt chain see it: built once per call, it holds
+ * the call's own state (tags, headers, the front end's client) and nothing else. It does
+ * not drive the attempts: the executor takes instances from routing's picker through
+ * `pick` and hands each attempt down as a record (`send`) to the chain composed once per
+ * mesh (span, in-flight count, fault), whose last step is `transport`, the front end's
+ * client.
  */
-class ExecutorCall<R extends CallResult> implements GovernedCall<Instance, R> {
+class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, R>, OutboundCall<R> {
   readonly service: string;
   readonly method: string;
   readonly path: string;
+  readonly search: string;
+  readonly headers: CallHeaders;
   readonly retryable: boolean;
   readonly signal?: AbortSignal;
   readonly discard?: (result: R) => void;
-  readonly #deps: GovernedCallDeps;
+  readonly tags: TagLookup;
   readonly #call: ServiceCall<R>;
-  readonly #tags: TagLookup;
-  #decision: RouteDecision | undefined;
-  /** Results made by fault injection: they say nothing about the instance. */
-  #injected: WeakSet<R> | undefined;
+  readonly #picker: RoutePicker;
+  readonly #pipeline: Pipeline;
   /** Attempts started so far. */
   attempts = 0;
-  /**
-   * Shadow notes (breaker, fault) for the next attempt's span, and those of the open span:
-   * each attempt's io.meshlet.shadow lists its notes, space-separated (route's first).
-   */
-  #pendingShadow: string[] | undefined;
-  #spanShadow: string[] | undefined;
-  #span: ClientSpan | undefined;
 
-  constructor(deps: GovernedCallDeps, call: ServiceCall<R>, tags: TagLookup) {
+  constructor(pipeline: Pipeline, call: ServiceCall<R>, tags: TagLookup) {
     this.service = call.service;
     this.method = call.method;
     this.path = call.path;
+    this.search = call.search;
+    this.headers = call.headers;
     this.retryable = call.retryable;
     if (call.signal) this.signal = call.signal;
     if (call.discard) this.discard = call.discard;
-    this.#deps = deps;
+    this.tags = tags;
     this.#call = call;
-    this.#tags = tags;
+    this.#pipeline = pipeline;
+    this.#picker = pipeline.router.picker(call.service);
   }
 
-  shadow(note: string): void {
-    if (this.#span !== undefined) this.#addShadow(this.#span, note);
-    else if (this.#pendingShadow === undefined) this.#pendingShadow = [note];
-    else this.#pendingShadow.push(note);
+  pick(tried: ReadonlySet<string>): RouteDecision | undefined {
+    // The first pick throws NoInstanceError with routing's explanation; a retry or hedge
+    // takes an instance not yet tried, nearest locality first.
+    return tried.size === 0 ? this.#picker.first(this.tags) : this.#picker.next(this.tags, tried);
   }
 
-  #addShadow(span: ClientSpan, note: string): void {
-    const notes = this.#spanShadow ?? [];
-    this.#spanShadow = notes;
-    notes.push(note);
-    span.setAttribute('io.meshlet.shadow', notes.join(' '));
-  }
-
-  injected(result: R): boolean {
-    return this.#injected?.has(result) === true;
-  }
-
-  pick(tried: ReadonlySet<string>): Instance | undefined {
-    const { router } = this.#deps;
-    if (tried.size === 0) {
-      this.#decision = router.decide(this.service, this.#tags);
-      return this.#decision.instance;
-    }
-    // A retry: an instance not tried yet, in the same groups, nearest locality first (it
-    // may leave the caller's zone when the zone's only instance failed).
-    const next = router.decideRetry(this.service, this.#tags, tried);
-    if (next === undefined) return undefined;
-    this.#decision = next;
-    return next.instance;
-  }
-
-  async send(instance: Instance, attemptSignal: AbortSignal | undefined): Promise<R> {
-    const deps = this.#deps;
-    const call = this.#call;
-    const { tracing, router } = deps;
-    const origin = originOf(instance);
-    let span: ClientSpan | undefined;
-    if (tracing) {
-      // Already split: the span need not parse the URL again.
-      const decision = this.#decision;
-      const spanCall: Mutable<ClientCall> = {
-        method: this.method,
-        url: { origin, path: this.path, search: call.search },
-        service: this.service,
-        attempt: this.attempts,
-        instance: instance.id,
-      };
-      if (decision?.rule) spanCall.route = decision.rule;
-      if (decision?.lane) spanCall.lane = decision.lane;
-      // Most calls have no shadow note: nothing is allocated for them.
-      let notes: string[] | undefined = this.#pendingShadow;
-      this.#pendingShadow = undefined;
-      if (decision?.shadow) notes = [`route:${decision.shadow}:would-route`, ...(notes ?? [])];
-      this.#spanShadow = notes;
-      if (notes !== undefined) spanCall.shadow = notes.join(' ');
-      // The service breaker the attempt passed (open ones reject before any attempt).
-      const breaker = deps.executor.breaker('service', this.service)?.state;
-      if (breaker) spanCall.breaker = breaker === 'half-open' ? 'half_open' : breaker;
-      span = tracing.startClientSpan(undefined, spanCall);
-      this.#span = span;
-    }
+  send(_target: RouteDecision, _signal: AbortSignal | undefined, attempt: AttemptRecord<RouteDecision>): Promise<R> {
     this.attempts++;
-    // No copy per attempt: both clients copy the headers when called, and each attempt's
-    // span writes its own traceparent over the last one's. Inject only sets names.
-    span?.inject(call.headers as OutboundHeaders);
-    const end = router.callStarted(instance);
-    try {
-      const fault = deps.faults(this.service)?.decide(this.#tags) ?? NO_FAULT;
-      if (fault !== NO_FAULT) {
-        for (const [k, v] of Object.entries(faultAttributes(fault))) {
-          if (k === 'io.meshlet.shadow') {
-            if (span) this.#addShadow(span, String(v));
-          } else span?.setAttribute(k, v);
-        }
-        const injected = await applyFault(fault, { clock: deps.clock, ...(attemptSignal ? { signal: attemptSignal } : {}) });
-        if (injected) {
-          span?.end(injected.status);
-          const result = call.fromResponse(injected);
-          this.#injected ??= new WeakSet();
-          this.#injected.add(result);
-          return result;
-        }
-      }
-      const res = await call.send(origin, call.headers, attemptSignal);
-      span?.end(res.status);
-      return res;
-    } catch (error) {
-      span?.end({ error });
-      // A refused connection: a departed instance routing still trusted is gone for good.
-      if (sendFailureOf(error) === 'not-sent') router.reportUnreachable(instance);
-      throw error;
-    } finally {
-      if (this.#span === span) this.#span = undefined;
-      end();
-    }
+    // The record's call is this object: the chain reads everything it needs from it.
+    return this.#pipeline.chain(attempt as unknown as Attempt<R>);
   }
+
+  transport(attempt: Attempt<R>): Promise<R> {
+    return this.#call.send(originOf(attempt.target.instance), this.headers, attempt.signal);
+  }
+
+  fromResponse(response: Response): R {
+    return this.#call.fromResponse(response);
+  }
+
+  unreachable(target: RouteDecision): void {
+    // A refused connection: a departed instance routing still trusted is gone for good.
+    this.#pipeline.router.reportUnreachable(target.instance);
+  }
+}
+
+/** What every call of one pipeline shares, made once. */
+interface Pipeline {
+  readonly router: Router;
+  readonly chain: AttemptHandler;
 }
 
 /** Writes the request's tags, this service's identity and (tracing off) the caller's trace context. */
@@ -309,19 +231,35 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
   }
 }
 
+/**
+ * The per-attempt interceptors, outermost first, composed once per pipeline: the CLIENT
+ * span (trace: outermost, so it covers everything the attempt does and carries what the
+ * others note), the in-flight count (route: least-requests sees the attempt until it
+ * settles), fault injection (fault: innermost, so an injected answer is counted in flight
+ * and traced like a real one), then the front end's transport.
+ */
+export function attemptInterceptors(deps: GovernedCallDeps): AttemptInterceptor[] {
+  const interceptors: AttemptInterceptor[] = [];
+  if (deps.tracing) interceptors.push(clientSpanInterceptor(deps.tracing));
+  interceptors.push(deps.router.inFlight);
+  interceptors.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
+  return interceptors;
+}
+
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   const { executor, tracing, bulkheads } = deps;
+  const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)) };
 
   return async function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
     const { service, method, path, search, signal } = call;
     const ctx = currentContext();
     writeHeaders(deps, ctx, service, call.headers);
-    const governed = new ExecutorCall(deps, call, routingTags(ctx, service, path, method));
+    const governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
     let out: R | Response;
     try {
       out = await (bulkheads
-        ? bulkheads.execute(service, () => executor.call<Instance, R>(governed), signal)
-        : executor.call<Instance, R>(governed));
+        ? bulkheads.execute(service, () => executor.call<RouteDecision, R>(governed), signal)
+        : executor.call<RouteDecision, R>(governed));
     } catch (error) {
       // Rejected before anything was sent (breaker open, no instance, bulkhead full): a span
       // for the logical call, so traces and metrics show the rejection.

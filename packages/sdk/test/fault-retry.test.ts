@@ -3,18 +3,14 @@
 // retry rule, a fault rule that aborts 50% of calls must abort about 50% of the caller's
 // calls, and an aborted call must make no second attempt. Real servers on 127.0.0.1, the
 // in-memory registry and rule store, mesh.fetch.
-//
-// TODO: today the executor treats the injected 503 as a failed attempt and retries it (the
-// fault is drawn again), so the caller sees fewer aborts than configured (about 40% for
-// 50%). The fix lands with the call path rework (branch `callpath`): marked todo until then.
+// Before the fix the executor treated the injected 503 as a failed attempt and retried it
+// (the fault drawn again), so the caller saw about 40% aborts for 50%.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { listen, type TestServer } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
-
-const TODO = { todo: 'fault aborts are retried; fix lands with the call path rework' };
 
 describe('an injected abort under a retry rule', () => {
   const registry = new InMemoryRegistry();
@@ -83,7 +79,7 @@ describe('an injected abort under a retry rule', () => {
     return { aborted, ok, spans };
   };
 
-  it('an abort of every call: the caller gets the 503 after one attempt, nothing is sent', TODO, async () => {
+  it('an abort of every call: the caller gets the 503 after one attempt, nothing is sent', async () => {
     await applyFault(100);
     const got = await callMany(5);
     assert.equal(got.aborted, 5);
@@ -92,7 +88,7 @@ describe('an injected abort under a retry rule', () => {
     for (const span of got.spans) assert.equal(span.attributes['http.request.resend_count'], undefined);
   });
 
-  it('50% aborts give the caller about 50% aborts, not fewer', TODO, async () => {
+  it('50% aborts give the caller about 50% aborts, not fewer', async () => {
     await applyFault(50);
     const calls = 1000;
     const got = await callMany(calls);
