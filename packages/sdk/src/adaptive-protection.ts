@@ -1,4 +1,10 @@
-import { type AdaptiveSection, type EventLoopDelaySampler, eventLoopDelayMonitor, parseAdaptiveSection } from '@meshlet/ratelimit';
+import {
+  type AdaptiveSection,
+  type EventLoopDelaySampler,
+  eventLoopDelayMonitor,
+  eventLoopUtilizationSampler,
+  parseAdaptiveSection,
+} from '@meshlet/ratelimit';
 
 /**
  * The `ratelimit.adaptive` mesh option: `true` for every default, or the fields of a rule's
@@ -11,6 +17,7 @@ export type AdaptiveOption = true | Readonly<Record<string, unknown>>;
 export interface AdaptiveProtection {
   readonly adaptive: AdaptiveSection | undefined;
   readonly eventLoopDelay: () => number;
+  readonly eventLoopUtilization: () => number;
   close(): void;
 }
 
@@ -22,6 +29,7 @@ export interface AdaptiveProtection {
 export function adaptiveProtection(option: AdaptiveOption | undefined): AdaptiveProtection {
   const adaptive = option === undefined ? undefined : parseAdaptiveSection(option === true ? {} : option, 'ratelimit.adaptive');
   let monitor: EventLoopDelaySampler | undefined;
+  let utilization: (() => number) | undefined;
   let closed = false;
   return {
     adaptive,
@@ -29,6 +37,10 @@ export function adaptiveProtection(option: AdaptiveOption | undefined): Adaptive
       if (closed) return 0;
       monitor ??= eventLoopDelayMonitor();
       return monitor();
+    },
+    eventLoopUtilization: () => {
+      utilization ??= eventLoopUtilizationSampler();
+      return utilization();
     },
     close: () => {
       closed = true;
