@@ -35,6 +35,7 @@ export {
   type OutboundAdaptiveStats,
   OutboundLimitError,
   type OutboundSlot,
+  parseOutboundAdaptive,
 } from './outbound-adaptive.js';
 export { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';

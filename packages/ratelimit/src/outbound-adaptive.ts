@@ -1,5 +1,6 @@
-import { type Clock, MeshletError, systemClock } from '@meshlet/core';
+import { type Clock, field, MeshletError, RuleValidationError, serviceNameProblem, systemClock } from '@meshlet/core';
 import { AdaptiveLimit, type AdaptiveLimitSettings, type AdaptiveLimitState } from './adaptive-limit.js';
+import { parseAdaptiveLimitSettings } from './adaptive-rule.js';
 
 /** A destination's adaptive limit was full: the call was not sent. */
 export class OutboundLimitError extends MeshletError {
@@ -193,4 +194,41 @@ export class OutboundAdaptiveLimits {
     for (const limit of this.#limits.values()) out.push(limit.stats);
     return out.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
   }
+}
+
+/**
+ * Parses the outbound adaptive option: `true` (every destination, every default) or
+ * `{ defaults?, services?, only? }`, where `defaults` and each `services` entry hold the
+ * adaptive limit's numbers (the names and bounds of the `ratelimit.adaptive` rule section,
+ * without `status` and `classes`) and a `services` entry may be `false`. Throws
+ * RuleValidationError naming the field.
+ */
+export function parseOutboundAdaptive(raw: unknown, path: string): Omit<OutboundAdaptiveOptions, 'clock' | 'random'> {
+  if (raw === true) return {};
+  const obj = field.object(raw, path);
+  field.onlyKeys(obj, path, ['defaults', 'services', 'only']);
+  const serviceName = (name: unknown, at: string): string => {
+    const problem = serviceNameProblem(name);
+    if (problem) throw new RuleValidationError(at, problem);
+    return name as string;
+  };
+  const defaults = obj.defaults === undefined ? undefined : parseAdaptiveLimitSettings(obj.defaults, `${path}.defaults`);
+  let services: Record<string, Partial<AdaptiveLimitSettings> | false> | undefined;
+  if (obj.services !== undefined) {
+    services = {};
+    for (const [name, entry] of Object.entries(field.object(obj.services, `${path}.services`))) {
+      const at = `${path}.services.${name}`;
+      serviceName(name, at);
+      // An entry's own numbers over the defaults: parsed alone for bounds, then only its own fields kept.
+      if (entry === false) services[name] = false;
+      else {
+        const own = field.object(entry, at);
+        const parsed = parseAdaptiveLimitSettings({ ...defaults, ...own }, at);
+        services[name] = parsed;
+      }
+    }
+  }
+  const only =
+    obj.only === undefined ? undefined : field.array(obj.only, `${path}.only`).map((n, i) => serviceName(n, `${path}.only[${i}]`));
+  return { ...(defaults ? { defaults } : {}), ...(services ? { services } : {}), ...(only ? { only } : {}) };
 }

@@ -13,6 +13,22 @@ import {
  */
 export type AdaptiveOption = true | Readonly<Record<string, unknown>>;
 
+/**
+ * The `ratelimit.outboundAdaptive` mesh option: an adaptive concurrency limit per
+ * destination, on the caller's side. `true`: every destination, every default; else
+ * `defaults` (the numbers of `ratelimit.adaptive`, without `status` and `classes`),
+ * `services` (a destination's own numbers, or `false` for none) and `only` (limit only
+ * these destinations). A call over its destination's limit is refused at once with
+ * OutboundLimitError (`MESHLET_OUTBOUND_LIMITED`).
+ */
+export type OutboundAdaptiveOption =
+  | true
+  | {
+      readonly defaults?: Readonly<Record<string, unknown>>;
+      readonly services?: Readonly<Record<string, Readonly<Record<string, unknown>> | false>>;
+      readonly only?: readonly string[];
+    };
+
 /** What the rate limiter needs for the adaptive limit, and the monitor to stop at shutdown. */
 export interface AdaptiveProtection {
   readonly adaptive: AdaptiveSection | undefined;

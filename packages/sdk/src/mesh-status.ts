@@ -23,6 +23,7 @@ export function meshStatus(
     rules: destinations.rulesStatus(),
     breakers: destinations.executor.snapshot(),
     limiter: own.rateLimiter.stats,
+    ...(destinations.outboundLimits ? { outboundAdaptive: destinations.outboundLimits.stats } : {}),
     registry: {
       mode: registry.constructor.name,
       degraded: registryStatus?.degraded ?? false,
