@@ -110,6 +110,13 @@ const PROBE_HISTORY = 3;
  */
 const BUSY_LOOP = 0.9;
 
+/**
+ * While less than half the limit is in use, its distance to twice the peak in flight halves
+ * this often (see `#endWindow`): a quiet spell of a few seconds brings a limit of 20 down to
+ * what the traffic uses, and a burst's peak is remembered for a second or two.
+ */
+const UNUSED_HALF_LIFE_MS = 1000;
+
 /** The limit changes by at most these factors per window (Envoy's and Gradient2's 0.5; Envoy's 2). */
 const MIN_GRADIENT = 0.5;
 const MAX_GRADIENT = 2;
@@ -261,16 +268,18 @@ export class AdaptiveLimit {
     // whatever the limit — a synchronous handler queues its requests in the loop, where the
     // in-flight count never sees them — so the limit is cut from what was in flight.
     //
-    // A limit that is not used is not kept either: it moves halfway to twice the peak in
-    // flight each window (TCP's congestion window validation, RFC 2861, does the same for
-    // an application-limited sender). Held at 20 through a quiet minute, the limit let a 3x
-    // spike in 20 at once — 160 ms of CPU queued on adaptive-overload before the first
-    // window could cut it, the spike's admitted p99 at 3.1x the unloaded one. The cost: a
-    // burst after a quiet spell is partly refused while the limit doubles per window.
+    // A limit that is not used is not kept either: the distance to twice the peak in flight
+    // halves every UNUSED_HALF_LIFE_MS (TCP's congestion window validation, RFC 2861, decays
+    // an application-limited sender's window toward what it used in the same way). Held at
+    // 20 through a quiet spell, the limit let a 3x spike in 20 at once — 160 ms of CPU queued
+    // on adaptive-overload before the first window could cut it, the spike's admitted p99 at
+    // 3x the unloaded one. By time, not per window: at 1 000 req/s a window is 100 ms and
+    // would forget a burst (a GC pause piling requests up) in half a second.
     const used = this.#maxInFlight * 2 >= this.#limit;
     if (used) estimate *= gradient;
     else {
-      estimate = (estimate + this.#maxInFlight * 2) / 2;
+      const target = this.#maxInFlight * 2;
+      if (estimate > target) estimate = target + (estimate - target) * 0.5 ** ((now - this.#windowStart) / UNUSED_HALF_LIFE_MS);
       if (gradient < 1 && this.#loop > (s.tolerance - 1) * this.#minRtt) estimate = Math.min(estimate, this.#maxInFlight * gradient);
     }
     this.#setEstimate(estimate);

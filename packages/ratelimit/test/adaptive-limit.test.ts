@@ -66,13 +66,15 @@ describe('AdaptiveLimit at explicit instants', () => {
       { at: 250, rtt: 22, inFlight: 7, limit: 7, why: 'window open' },
       { at: 307, rtt: 22, inFlight: 7, limit: 5, why: 'cut by 16.5/22 (7.5 x 0.75 = 5.6)' },
       { at: 350, rtt: 11, inFlight: 1, limit: 5, why: 'window open' },
-      { at: 407, rtt: 11, inFlight: 1, limit: 3, why: 'fast, but 1 of 5 in use: no growth; halfway to 2 x 1 ((5.6 + 2) / 2)' },
-      { at: 450, rtt: 11, inFlight: 3, limit: 3, why: 'window open' },
-      { at: 507, rtt: 11, inFlight: 3, limit: 5, why: 'fast and in use: 3.8 x 1.5' },
-      { at: 550, rtt: 16.5, inFlight: 5, limit: 5, why: 'window open' },
-      { at: 607, rtt: 16.5, inFlight: 5, limit: 5, why: 'RTT exactly at the target: the limit stays' },
-      { at: 650, rtt: 40, inFlight: 2, limit: 5, why: 'window open' },
-      { at: 707, rtt: 40, inFlight: 2, limit: 4, why: 'slow, but 2 of 5 in use: not our doing (a GC pause): not cut, halfway to 2 x 2' },
+      { at: 407, rtt: 11, inFlight: 1, limit: 5, why: 'fast, but 1 of 5 in use: no growth; 5.6 -> 2 x 1 by 1/10 of a half-life (5.4)' },
+      { at: 450, rtt: 11, inFlight: 1, limit: 5, why: 'window open' },
+      { at: 1407, rtt: 11, inFlight: 1, limit: 3, why: 'a second of it: halfway to 2 x 1 ((5.4 + 2) / 2 = 3.7)' },
+      { at: 1450, rtt: 11, inFlight: 3, limit: 3, why: 'window open' },
+      { at: 1507, rtt: 11, inFlight: 3, limit: 5, why: 'fast and in use: 3.7 x 1.5' },
+      { at: 1550, rtt: 16.5, inFlight: 5, limit: 5, why: 'window open' },
+      { at: 1607, rtt: 16.5, inFlight: 5, limit: 5, why: 'RTT exactly at the target: the limit stays' },
+      { at: 1650, rtt: 40, inFlight: 2, limit: 5, why: 'window open' },
+      { at: 1707, rtt: 40, inFlight: 2, limit: 5, why: 'slow, but 2 of 5 in use: not our doing (a GC pause): not cut by the gradient' },
     ]);
   });
 
@@ -178,7 +180,7 @@ describe('AdaptiveLimit at explicit instants', () => {
     assert.equal(limit.limit, 3, 'min(10, 4 in flight x 0.5) = 2, held at the floor of 3');
   });
 
-  it('a limit not used moves halfway to twice the peak in flight each window, down to the floor', () => {
+  it('a limit not used moves halfway to twice the peak in flight each second, down to the floor', () => {
     // Before: held at 40 however little was used, so a spike after a quiet spell was let in 40 at once.
     const steps: Step[] = [
       { at: 1, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
@@ -198,8 +200,9 @@ describe('AdaptiveLimit at explicit instants', () => {
     ];
     let at = 3;
     for (const [inFlight, limit, why] of rows) {
-      steps.push({ at: at + 50, rtt: 10, inFlight, limit: steps.at(-1)?.limit ?? 40, why: 'window open' });
-      at += 100;
+      // One-second windows: each halves the distance (UNUSED_HALF_LIFE_MS).
+      steps.push({ at: at + 500, rtt: 10, inFlight, limit: steps.at(-1)?.limit ?? 40, why: 'window open' });
+      at += 1000;
       steps.push({ at, rtt: 10, inFlight, limit, why });
     }
     play(steps, { ...tableSettings, initialLimit: 40 });
