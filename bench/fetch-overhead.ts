@@ -1,45 +1,67 @@
-// What governance costs a call (BENCH.md question 1): the full governed fetch (route rule
-// in force, service and instance breakers, timeout, retry policy, tags sent on, and
-// tracing at 100% with batched export to a trace log file) against the same raw fetch to
-// the same upstream, in a forked process, at concurrency 1 and 50; and the governed fetch
-// with tracing off. The three clients take turns within each run, so drift on a noisy
+// What governance costs a call (BENCH.md question 1, issue 19's table), in ONE run: the
+// raw clients (global fetch, undici's request on a keep-alive Agent), the governed
+// clients (`mesh.fetch`, `mesh.request`) with tracing off, at 100% (spans batched into a
+// trace log) and unsampled (tracing configured with sampleRatio 0), the peers a Node team
+// would use instead (cockatiel + fetch, opossum + fetch, round robin and tag header by
+// hand: bench/peers.ts), and `mesh.fetch` over global fetch (the path before issue 19:
+// `options.fetch`), all to the same upstream in a forked process, at concurrency 1 and 50.
+// Governed = a 20/80 tag route rule in force, service and instance breakers, 5 s timeout,
+// one retry, two tags sent on (bench/governed-client.ts).
+// The clients take turns within each run (who goes first rotates), so drift on a noisy
 // machine hits them all; figures are medians over runs, ratios are of those medians.
-// CPU is this process's user + system time over a run, per 1 000 requests: the vCPU a
-// client needs to sustain 1 000 req/s (the upstream's CPU is not in it).
+// CPU is this process's user + system time over a run, per request (the upstream's CPU
+// is not in it).
 
 import { Agent, request } from 'undici';
-import { governedClient } from './governed-client.js';
+import { governedClient, UPSTREAM_SERVICE } from './governed-client.js';
 import { fmt, type LoadResult, load, machine, med, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
+import { cockatielFetch, opossumFetch } from './peers.js';
 
-const RUNS = sized('BENCH_RUNS', 5, 2);
+const RUNS = sized('BENCH_RUNS', 7, 2);
 const PLAN = [
-  { concurrency: 1, total: sized('BENCH_C1_REQUESTS', 3000, 400) },
-  { concurrency: 50, total: sized('BENCH_C50_REQUESTS', 10000, 1500) },
+  { concurrency: 1, total: sized('BENCH_C1_REQUESTS', 1500, 300) },
+  { concurrency: 50, total: sized('BENCH_C50_REQUESTS', 4000, 1000) },
 ];
+
+/** Row indexes of the two raw clients: each other row is compared with one of them. */
+const FETCH = 0;
+const REQUEST = 1;
 
 export async function fetchOverhead(): Promise<string> {
   const { port, child } = await startUpstream();
+  const off = await governedClient({ port, tracing: false });
   const full = await governedClient({ port, tracing: true });
-  const untraced = await governedClient({ port, tracing: false });
-  const raw = () => globalThis.fetch(`http://127.0.0.1:${port}/api/users/42`).then((r) => r.arrayBuffer());
+  const unsampled = await governedClient({ port, tracing: 'unsampled' });
+  const before = await governedClient({ port, tracing: false, fetch: globalThis.fetch });
+  const path = '/api/users/42';
+  const instances = [`http://127.0.0.1:${port}`, `http://127.0.0.1:${port}`];
+  const cockatiel = cockatielFetch(instances, path);
+  const opossum = opossumFetch(instances, path);
+  const raw = () => globalThis.fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.arrayBuffer());
   // The fast path's baseline: undici's request on its own keep-alive Agent, as the mesh's.
   const agent = new Agent();
-  const rawRequest = () => request(`http://127.0.0.1:${port}/api/users/42`, { dispatcher: agent }).then((r) => r.body.arrayBuffer());
+  const rawRequest = () => request(`http://127.0.0.1:${port}${path}`, { dispatcher: agent }).then((r) => r.body.arrayBuffer());
   // [name, call, index of the raw client its ratio and added columns are against]
   const clients: [string, () => Promise<unknown>, number][] = [
-    ['raw fetch', raw, 0],
-    ['governed, tracing off', untraced.call, 0],
-    ['governed, tracing 100%', full.call, 0],
-    ['raw undici request', rawRequest, 3],
-    ['governed request, tracing off', untraced.request, 3],
-    ['governed request, tracing 100%', full.request, 3],
+    ['raw fetch', raw, FETCH],
+    ['raw undici.request', rawRequest, REQUEST],
+    ['mesh.fetch, tracing off', off.call, FETCH],
+    ['mesh.fetch, tracing 100%', full.call, FETCH],
+    ['mesh.fetch, tracing unsampled', unsampled.call, FETCH],
+    ['mesh.request, tracing off', off.request, REQUEST],
+    ['mesh.request, tracing 100%', full.request, REQUEST],
+    ['mesh.request, tracing unsampled', unsampled.request, REQUEST],
+    ['cockatiel + fetch', cockatiel.call, FETCH],
+    ['opossum + fetch', opossum.call, FETCH],
+    ['mesh.fetch over global fetch (before #19), tracing off', before.call, FETCH],
   ];
 
   const rows: (string | number)[][] = [];
+  const notes: string[] = [];
   let traced = { exported: 0, dropped: 0, bytes: 0 };
   try {
     for (const { concurrency, total } of PLAN) {
-      for (const [, call] of clients) await load(call, Math.min(2000, total), concurrency); // warm-up: JIT, keep-alive pool
+      for (const [, call] of clients) await load(call, Math.min(1500, total), concurrency); // warm-up: JIT, keep-alive pool
       const runs: LoadResult[][] = clients.map(() => []);
       for (let r = 0; r < RUNS; r++) {
         // Rotate who goes first, so no client always follows the same one.
@@ -48,69 +70,57 @@ export async function fetchOverhead(): Promise<string> {
           runs[i]?.push(await load(clients[i]?.[1] as () => Promise<unknown>, total, concurrency));
         }
       }
+      const rps = (i: number) => med(runs[i] ?? [], (x) => x.rps);
+      const p99 = (i: number) => med(runs[i] ?? [], (x) => x.p99);
+      const cpu = (i: number) => med(runs[i] ?? [], (x) => x.cpuPerRequestUs);
       for (const [i, [name, , b]] of clients.entries()) {
-        const base = runs[b] ?? [];
-        const rps0 = med(base, (x) => x.rps);
-        const p500 = med(base, (x) => x.p50);
-        const p990 = med(base, (x) => x.p99);
-        const cpu0 = med(base, (x) => x.cpuPerRequestUs);
         const isBase = i === b;
-        const xs = runs[i] ?? [];
-        const rps = med(xs, (x) => x.rps);
-        const cpu = med(xs, (x) => x.cpuPerRequestUs);
         rows.push([
           concurrency,
           name,
-          fmt(rps),
-          spread(xs.map((x) => x.rps)),
-          isBase ? '1' : fmt(rps / rps0, 3),
+          fmt(rps(i)),
+          spread((runs[i] ?? []).map((x) => x.rps)),
+          isBase ? '1' : `${fmt(rps(i) / rps(b), 2)}x`,
           fmt(
-            med(xs, (x) => x.p50),
-            1,
+            med(runs[i] ?? [], (x) => x.p50),
+            0,
           ),
-          isBase ? '—' : fmt(med(xs, (x) => x.p50) - p500, 1),
-          fmt(
-            med(xs, (x) => x.p99),
-            1,
-          ),
-          isBase ? '—' : fmt(med(xs, (x) => x.p99) - p990, 1),
-          fmt(cpu / 1000, 3),
-          isBase ? '—' : fmt((cpu - cpu0) / 1000, 3),
+          fmt(p99(i), 0),
+          isBase ? '—' : fmt(p99(i) - p99(b), 0),
+          fmt(cpu(i), 1),
+          isBase ? '—' : fmt(cpu(i) - cpu(b), 1),
         ]);
       }
+      const cost = (traced: number, untraced: number) => `${fmt((1 - rps(traced) / rps(untraced)) * 100, 1)}%`;
+      notes.push(
+        `Concurrency ${concurrency}: tracing 100% costs mesh.fetch ${cost(3, 2)} and mesh.request ${cost(6, 5)} of throughput; ` +
+          `unsampled ${cost(4, 2)} and ${cost(7, 5)}. mesh.fetch / cockatiel + fetch **${fmt(rps(2) / rps(8), 2)}x**, ` +
+          `/ opossum + fetch **${fmt(rps(2) / rps(9), 2)}x**; mesh.fetch now / before #19 **${fmt(rps(2) / rps(10), 2)}x**. ` +
+          `By CPU per request (steadier than req/s on a shared machine): raw fetch / mesh.fetch **${fmt(cpu(0) / cpu(2), 2)}x** ` +
+          `(tracing 100% **${fmt(cpu(0) / cpu(3), 2)}x**), undici.request / mesh.request **${fmt(cpu(1) / cpu(5), 2)}x**.`,
+      );
     }
     traced = await full.traceStats();
   } finally {
-    await full.close();
-    await untraced.close();
+    for (const c of [off, full, unsampled, before]) await c.close();
+    cockatiel.close();
+    opossum.close();
     await agent.close();
     await stopUpstream(child);
   }
   return [
-    '## Governed call vs raw client (BENCH.md Q1)',
+    '## Governed call vs raw client and peers (BENCH.md Q1, issue 19)',
     '',
-    `${machine()}; loopback, upstream in a forked process; median of ${RUNS} interleaved runs ` +
-      `(${fmt(PLAN[0]?.total ?? 0)} requests at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
-      'Governed = route rule matching (20/80 split), service + instance breakers, 5 s timeout, retry policy, 2 tags sent on; bulkheads off. ' +
-      'The governed fetch rows are against raw fetch, the governed request rows (`mesh.request`, the undici fast path) against raw undici request. ' +
-      'CPU = client process user+system per 1 000 requests = vCPU at 1 000 req/s. Targets: ≥ 0.95x throughput, added p99 < 50 µs, added CPU < 0.02 vCPU per 1 000 req/s.',
+    `${machine()}; loopback, upstream (node:http, a static 11-byte JSON answer) in a forked process; median of ${RUNS} interleaved runs ` +
+      `(${fmt(PLAN[0]?.total ?? 0)} requests a run at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
+      `Governed (\`http://${UPSTREAM_SERVICE}/…\`) = a 20/80 tag route rule, service + instance breakers, 5 s timeout, one retry, 2 tags sent on; bulkheads off. ` +
+      'Rows on fetch (mesh.fetch, the peers) are against raw fetch, mesh.request rows against raw undici.request. ' +
+      'CPU = this process, user + system, µs per request. Targets: mesh.fetch ≥ 1.5x raw fetch at c=50 (≥ 1.2x at c=1); ' +
+      'mesh.request ≥ 0.95x undici.request and ≤ 5 µs added CPU; added p99 at c=1 ≤ 50 µs; tracing 100% ≤ 10% of throughput, unsampled ≤ 2%.',
     '',
-    table(
-      [
-        'conc.',
-        'client',
-        'req/s',
-        'req/s spread',
-        'ratio',
-        'p50',
-        'added p50',
-        'p99',
-        'added p99',
-        'vCPU per 1 000 req/s',
-        'added vCPU per 1 000 req/s',
-      ],
-      rows,
-    ),
+    table(['conc.', 'client', 'req/s', 'req/s spread', 'vs raw client', 'p50', 'p99', 'added p99', 'CPU µs/req', 'added CPU µs/req'], rows),
+    '',
+    ...notes,
     '',
     `Tracing: ${fmt(traced.exported)} spans written, ${fmt(traced.dropped)} dropped, ` +
       `${fmt(traced.bytes / Math.max(1, traced.exported))} bytes/span in the trace log.`,

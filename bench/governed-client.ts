@@ -49,10 +49,15 @@ export interface GovernedClient {
 
 export interface GovernedClientOptions {
   readonly port: number;
-  /** Tracing at 100% sampling, batched into a temp trace log. */
-  readonly tracing: boolean;
+  /**
+   * Tracing at 100% sampling, batched into a temp trace log; `'unsampled'`: tracing
+   * configured the same way with sampleRatio 0 (context still passed on, no span recorded).
+   */
+  readonly tracing: boolean | 'unsampled';
   /** Route and breaker rules in force. Default true. */
   readonly rules?: boolean;
+  /** The mesh's `fetch` option: governed attempts through this client instead of the mesh's dispatcher. */
+  readonly fetch?: typeof globalThis.fetch;
 }
 
 export async function governedClient(options: GovernedClientOptions): Promise<GovernedClient> {
@@ -78,7 +83,8 @@ export async function governedClient(options: GovernedClientOptions): Promise<Go
     registry,
     rules: kv,
     logger: silentLogger,
-    ...(logPath ? { tracing: { sampleRatio: 1, log: { path: logPath } } } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(logPath ? { tracing: { sampleRatio: options.tracing === 'unsampled' ? 0 : 1, log: { path: logPath } } } : {}),
   });
   // The context of the inbound request being served: tags the rule reads and that travel on.
   const ctx: MeshContext = createContext({

@@ -1,9 +1,10 @@
-// The commands as a user runs them: `npx meshlet` in this repository after `npm ci`, and in
-// an app that depends on `meshlet` only (the workspace packages packed with `npm pack` and
-// installed into a throwaway app, as from the registry).
+// The commands as a user runs them: `npx meshlet` in this repository after `npm ci` and a
+// build (`npm test` builds first), and in an app that depends on `meshlet` only (the
+// workspace packages packed with `npm pack` and installed into a throwaway app, as from
+// the registry).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +27,24 @@ async function npx(cwd: string, args: string[]) {
 }
 
 describe('npx meshlet in this repository', () => {
+  it('each command is declared by one package only; `meshlet` by the package meshlet', async () => {
+    // npm links the first package that claims a bin name and skips the others, so two
+    // packages declaring one command make which one runs depend on install order.
+    const owners = new Map<string, string[]>();
+    for (const dir of await readdir(join(root, 'packages'))) {
+      const pkg = JSON.parse(await readFile(join(root, 'packages', dir, 'package.json'), 'utf8')) as {
+        name: string;
+        bin?: Record<string, string>;
+      };
+      for (const command of Object.keys(pkg.bin ?? {})) owners.set(command, [...(owners.get(command) ?? []), pkg.name]);
+    }
+    const shared = [...owners].filter(([, names]) => names.length > 1);
+    assert.deepEqual(shared, [], 'commands declared by more than one package');
+    // `npx meshlet` with nothing installed fetches the package meshlet and runs its bin.
+    assert.deepEqual(owners.get('meshlet'), ['meshlet']);
+    assert.equal(await realpath(join(root, 'node_modules/.bin/meshlet')), join(root, 'packages/sdk/bin/meshlet.js'));
+  });
+
   it('prints its help and version', async () => {
     const help = await npx(root, ['meshlet', '--help']);
     assert.equal(help.code, 0, help.stderr);

@@ -66,6 +66,7 @@ export class Authorizer {
   #shadow = false;
   #shadowDenied = 0;
   #readsSource = false;
+  #revision = 0;
   #allowed = 0;
   #denied = 0;
   readonly #deniedBy = new Map<string, number>();
@@ -91,7 +92,15 @@ export class Authorizer {
 
   /** Follows the `auth` section of this service's rules (core's RuleWatcher): last good rules stay in force. */
   follow(rules: RuleFeed): Unsubscribe {
-    return rules.follow(authRuleKind, (section) => this.setRules(section));
+    return rules.follow(authRuleKind, (section, revision) => {
+      this.setRules(section);
+      this.#revision = revision;
+    });
+  }
+
+  /** Store revision of the rule document whose `auth` section is in force (0: none, or set directly); for spans. */
+  get revision(): number {
+    return this.#revision;
   }
 
   /** Decides for `caller` (undefined: anonymous) calling `request`; counts the outcome. */

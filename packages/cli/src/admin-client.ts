@@ -17,6 +17,17 @@ export interface InstanceStatus {
     state: string;
     failures?: number;
     calls?: number;
+    /** Calls this breaker rejected, and times it opened, since it was made. */
+    rejected?: number;
+    opened?: number;
+  }[];
+  /** Called services whose `breaker` section is in shadow mode, and what it would have done. */
+  readonly breakerShadow?: readonly {
+    service: string;
+    wouldReject: number;
+    wouldOpen: number;
+    wouldExclude: number;
+    wouldTimeOut: number;
   }[];
   readonly limiter?: {
     allowed: number;
@@ -27,6 +38,8 @@ export interface InstanceStatus {
     shadowRefused?: number;
     /** The adaptive concurrency limit, when one is on. */
     adaptive?: { limit: number; inFlight: number; mode?: string };
+    /** Per rule in force (and `(adaptive)`): admitted, refused, would have refused in shadow mode. */
+    rules?: readonly { name: string; allowed: number; refused: number; shadowRefused: number }[];
   };
   readonly registry?: { mode: string; degraded: boolean };
   readonly degraded?: Readonly<Record<string, boolean>>;

@@ -1,6 +1,7 @@
+import { RuleRepository } from '@meshlet/core';
 import type { LoggedSpan } from '@meshlet/trace';
 import { NotFoundError, UsageError } from './cli-error.js';
-import { type Command, printJson } from './command.js';
+import { type Command, printJson, STORE_OPTIONS, STORE_USAGE } from './command.js';
 import { ExitCode } from './exit-code.js';
 
 /** What `explain` reads of a logged span. */
@@ -20,24 +21,143 @@ export interface ExplainedHop {
 /** Spans a trace may hold before `explain` stops reading it (a loop must not print forever). */
 export const MAX_EXPLAINED_SPANS = 10_000;
 
+/** Rule documents (service and revision) `explain` looks up in a store for one trace, at most. */
+export const MAX_EXPLAINED_REVISIONS = 100;
+
+/** A condition's text is cut to this many characters in explain's lines. */
+const MAX_CONDITION_TEXT = 300;
+
+/** The version of a service's rules that a span's `io.meshlet.rules.revision` names (core's RuleVersion, as explain reads it). */
+export interface ExplainedRules {
+  readonly version: number;
+  readonly author: string;
+  readonly at: number;
+  readonly reason?: string;
+  readonly action?: string;
+  /** The document text (null for a delete). */
+  readonly document: string | null;
+}
+
+/** Finds the version of `service`'s rules written at store `revision` (core's RuleRepository.versionAt). */
+export type RuleVersionLookup = (service: string, revision: number) => Promise<ExplainedRules | undefined>;
+
+/** The rules a span was decided under: whose, the store revision, and the version when a store said. */
+export interface SpanRules {
+  readonly service: string;
+  readonly revision: number;
+  readonly version: ExplainedRules | undefined;
+  /** The document's sections, parsed once per revision. */
+  readonly sections: Readonly<Record<string, unknown>> | undefined;
+}
+
+const revisionOf = (a: Readonly<Record<string, unknown>>): number | undefined => {
+  const r = a['io.meshlet.rules.revision'];
+  return typeof r === 'number' && Number.isSafeInteger(r) && r > 0 ? r : undefined;
+};
+
+/** Whose rules decided on a span: the called service's on a CLIENT span, the span's own service's otherwise. */
+const rulesServiceOf = (span: SpanLike): string =>
+  (span.kind === 3 ? str(span.attributes['service.peer.name']) : undefined) ?? span.service;
+
+const keyOf = (service: string, revision: number) => `${service}@${revision}`;
+
+/** A condition of a rule document, in words (`ua.family equals "Chrome"`). */
+function conditionText(c: unknown): string {
+  const o = (c ?? {}) as Record<string, unknown>;
+  const tag = String(o.tag ?? '?');
+  switch (o.op) {
+    case 'equals':
+    case 'notEquals':
+      return `${tag} ${o.op === 'equals' ? 'equals' : 'is not'} ${JSON.stringify(o.value)}`;
+    case 'in':
+    case 'notIn':
+      return `${tag} ${o.op === 'in' ? 'in' : 'not in'} [${(Array.isArray(o.values) ? o.values : []).map((v) => JSON.stringify(v)).join(', ')}]`;
+    case 'regex':
+      return `${tag} matches /${String(o.pattern)}/`;
+    case 'exists':
+      return `${tag} is set`;
+    case 'range':
+      return `${tag} in [${o.min ?? '-∞'}, ${o.max ?? '∞'}]`;
+    default:
+      return JSON.stringify(o);
+  }
+}
+
+const apiText = (a: unknown) => {
+  const o = (a ?? {}) as Record<string, unknown>;
+  return `${String(o.method ?? '*')} ${String(o.path ?? '')}`;
+};
+
+/**
+ * What made rule `name` of section `kind` match, from the document in force: its API,
+ * callers and tag conditions; `always` for a rule without any. Undefined when the document
+ * has no such rule.
+ */
+export function ruleCondition(sections: Readonly<Record<string, unknown>> | undefined, kind: string, name: string): string | undefined {
+  const rules = (sections?.[kind] as { rules?: unknown } | undefined)?.rules;
+  if (!Array.isArray(rules)) return undefined;
+  const rule = rules.find((r) => (r as { name?: unknown })?.name === name) as Record<string, unknown> | undefined;
+  if (!rule) return undefined;
+  const parts: string[] = [];
+  if (rule.api) parts.push(`api ${apiText(rule.api)}`);
+  if (Array.isArray(rule.apis) && rule.apis.length) parts.push(`api ${rule.apis.map(apiText).join(' or ')}`);
+  if (Array.isArray(rule.services) && rule.services.length) parts.push(`caller ${rule.services.join(' or ')}`);
+  if (Array.isArray(rule.namespaces) && rule.namespaces.length) parts.push(`namespace ${rule.namespaces.join(' or ')}`);
+  if (typeof rule.identity === 'string' && rule.identity !== 'any') parts.push(`identity ${rule.identity}`);
+  if (Array.isArray(rule.when) && rule.when.length) parts.push(rule.when.map(conditionText).join(' and '));
+  if (Array.isArray(rule.by) && rule.by.length) parts.push(`per ${rule.by.join(', ')}`);
+  const text = parts.length ? parts.join('; ') : 'always (no condition)';
+  return text.length > MAX_CONDITION_TEXT ? `${text.slice(0, MAX_CONDITION_TEXT - 1)}…` : text;
+}
+
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
-/** The decisions a span's attributes record, in words; what a span does not record is said so. */
-export function decisionsOf(span: SpanLike): string[] {
+/**
+ * The decisions a span's attributes record, in words; what a span does not record is said
+ * so. With `rules` (the document its revision names, from a store), each named rule's
+ * version and condition too.
+ */
+export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
   const a = span.attributes;
   const error = str(a['error.type']);
   const out: string[] = [];
+  const revision = revisionOf(a);
+  if (revision !== undefined) {
+    const whose = rulesServiceOf(span);
+    const v = rules?.version;
+    out.push(
+      v
+        ? `rules: ${whose} version ${v.version} (revision ${revision}), ${v.action ?? 'applied'} by ${v.author} at ${new Date(v.at).toISOString()}${v.reason ? ` — "${v.reason}"` : ''}`
+        : `rules: ${whose} at revision ${revision}${rules ? ' (no version in the store’s history for it)' : ''}`,
+    );
+  }
+  /** ` — when <condition>` of a named rule, from the document in force, when known. */
+  const when = (kind: string, name: string) => {
+    const c = ruleCondition(rules?.sections, kind, name);
+    return c ? ` — when ${c}` : '';
+  };
   if (span.kind === 2) {
     const limiter = str(a['io.meshlet.limiter']);
-    if (limiter) out.push(`limit: ${limiter.replace(/:rejected$/, '')} refused it (429)`);
-    else if (error !== 'rate_limited')
+    if (limiter) {
+      const name = limiter.replace(/:rejected$/, '');
+      out.push(`limit: ${name} refused it (429)${when('ratelimit', name)}`);
+    } else if (error !== 'rate_limited')
       out.push(str(a['io.meshlet.shadow'])?.startsWith('ratelimit:') ? 'limit: admitted' : 'limit: admitted (no limit rule refused it)');
-    if (error === 'auth_denied') out.push('auth: denied (403) by the auth rules of this service');
+    const auth = str(a['io.meshlet.auth']);
+    const m = auth ? /^(.*):(allowed|denied)$/.exec(auth) : null;
+    if (m) {
+      const [, name = '', outcome] = m;
+      out.push(
+        name === '(default)'
+          ? `auth: ${outcome} by the default of this service's auth rules${outcome === 'denied' ? ' (403)' : ''}`
+          : `auth: rule "${name}" ${outcome} it${outcome === 'denied' ? ' (403)' : ''}${when('auth', name)}`,
+      );
+    } else if (error === 'auth_denied') out.push('auth: denied (403) by the auth rules of this service');
   } else if (span.kind === 3) {
     const route = str(a['io.meshlet.route']);
     out.push(
       route
-        ? `route: rule "${route}" chose the destination group`
+        ? `route: rule "${route}" chose the destination group${when('route', route)}`
         : 'route: no route rule matched (default destinations or every instance)',
     );
     const lane = str(a['io.meshlet.lane']);
@@ -58,14 +178,14 @@ export function decisionsOf(span: SpanLike): string[] {
     const what = (outcome ?? 'would decide otherwise').replaceAll('-', ' ').replaceAll('+', ' and ');
     // A breaker note names a level (service, api, instance) or `timeout`, not a rule.
     const subject = kind === 'breaker' ? (rule === 'timeout' ? 'breaker timeoutMs' : `${rule} breaker`) : `${kind} rule "${rule}"`;
-    out.push(`shadow: ${subject} ${what} (not enforced)`);
+    out.push(`shadow: ${subject} ${what} (not enforced)${kind && rule && kind !== 'breaker' ? when(kind, rule) : ''}`);
   }
   if (error && !['rate_limited', 'auth_denied', 'circuit_open', 'no_instance', 'timeout'].includes(error)) out.push(`error: ${error}`);
   return out;
 }
 
-/** The spans of one trace as a tree (callers before what they called, siblings by start time). */
-export function explainTrace(spans: readonly SpanLike[]): ExplainedHop[] {
+/** The spans of one trace as a tree (callers before what they called, siblings by start time); `rules` by `service@revision`. */
+export function explainTrace(spans: readonly SpanLike[], rules?: ReadonlyMap<string, SpanRules>): ExplainedHop[] {
   const ids = new Set(spans.map((s) => s.spanId));
   const children = new Map<string | undefined, SpanLike[]>();
   for (const s of spans) {
@@ -92,7 +212,7 @@ export function explainTrace(spans: readonly SpanLike[]): ExplainedHop[] {
         name: s.name,
         status: typeof status === 'number' ? status : null,
         durationMs: s.durationMs,
-        decisions: decisionsOf(s),
+        decisions: decisionsOf(s, spanRules(s, rules)),
       });
       visit(s.spanId, depth + 1);
     }
@@ -101,8 +221,46 @@ export function explainTrace(spans: readonly SpanLike[]): ExplainedHop[] {
   return out;
 }
 
-/** Reads trace logs and explains one trace; NotFoundError when no span of it is there. */
-export async function explainFromLogs(traceId: string, files: readonly string[]): Promise<{ hops: ExplainedHop[]; badLines: number }> {
+function spanRules(span: SpanLike, rules: ReadonlyMap<string, SpanRules> | undefined): SpanRules | undefined {
+  const revision = revisionOf(span.attributes);
+  return revision === undefined ? undefined : rules?.get(keyOf(rulesServiceOf(span), revision));
+}
+
+/** Looks up the versions the spans name (each service and revision once, at most MAX_EXPLAINED_REVISIONS). */
+async function rulesOf(spans: readonly SpanLike[], lookup: RuleVersionLookup): Promise<Map<string, SpanRules>> {
+  const wanted = new Map<string, { service: string; revision: number }>();
+  for (const s of spans) {
+    const revision = revisionOf(s.attributes);
+    if (revision === undefined) continue;
+    const service = rulesServiceOf(s);
+    if (wanted.size < MAX_EXPLAINED_REVISIONS) wanted.set(keyOf(service, revision), { service, revision });
+  }
+  const out = new Map<string, SpanRules>();
+  await Promise.all(
+    [...wanted].map(async ([key, { service, revision }]) => {
+      const version = await lookup(service, revision);
+      let sections: Record<string, unknown> | undefined;
+      try {
+        sections = version?.document ? (JSON.parse(version.document) as Record<string, unknown>) : undefined;
+      } catch {
+        sections = undefined;
+      }
+      out.set(key, { service, revision, version, sections });
+    }),
+  );
+  return out;
+}
+
+/**
+ * Reads trace logs and explains one trace; NotFoundError when no span of it is there. With
+ * `lookup` (a rule store), each revision a span names is told as its version, author and
+ * reason, and each named rule with its condition.
+ */
+export async function explainFromLogs(
+  traceId: string,
+  files: readonly string[],
+  lookup?: RuleVersionLookup,
+): Promise<{ hops: ExplainedHop[]; badLines: number }> {
   if (!/^[0-9a-f]{32}$/i.test(traceId)) throw new UsageError(`trace id: 32 hex digits (got ${JSON.stringify(traceId.slice(0, 64))})`);
   // Loaded here, as for `topology`: tracing brings OpenTelemetry.
   const { readTraceLog } = await import('@meshlet/trace');
@@ -110,21 +268,33 @@ export async function explainFromLogs(traceId: string, files: readonly string[])
   const id = traceId.toLowerCase();
   const mine = spans.filter((s) => s.traceId.toLowerCase() === id);
   if (mine.length === 0) throw new NotFoundError(`trace ${traceId}: no span in ${files.join(', ')}`);
-  return { hops: explainTrace(mine), badLines };
+  return { hops: explainTrace(mine, lookup ? await rulesOf(mine, lookup) : undefined), badLines };
 }
 
 export const explain: Command = {
   words: ['explain'],
   summary: 'what Meshlet decided at each hop of one trace: route rule, instance, limit, breaker, auth (from trace logs)',
-  usage: `explain <trace-id> <trace-log>... [--json]
+  usage: `explain <trace-id> <trace-log>... [--json] [--dir <path> | --consul <url> [--token <token>]]
   Reads OTLP JSON Lines trace logs (@meshlet/trace's \`tracing.log\`) and prints the trace as a
   tree: each server hop's limit and auth outcome, each call's route rule, lane, instance,
-  breaker state and retries. The trace id is the 32 hex digits of a traceparent header.`,
-  options: {},
+  breaker state and retries, and the revision of the rule document that decided
+  (io.meshlet.rules.revision). The trace id is the 32 hex digits of a traceparent header.
+  With a rule store (--dir or --consul), each revision is told as its version, author and
+  reason, and each rule with its condition, from the store's history.
+${STORE_USAGE}`,
+  options: STORE_OPTIONS,
   positionals: [2, 1000],
   async run(ctx) {
     const [traceId, ...files] = ctx.positionals as [string, ...string[]];
-    const { hops, badLines } = await explainFromLogs(traceId, files);
+    // Only when a store is named: explain reads files, and asks no agent unless told to.
+    const withStore = ctx.values.dir !== undefined || ctx.values.consul !== undefined;
+    let lookup: RuleVersionLookup | undefined;
+    if (withStore) {
+      // Only history is read (versionAt): no kind is needed.
+      const repo = new RuleRepository({ kv: ctx.store().kv, kinds: [] });
+      lookup = (service, revision) => repo.versionAt(service, revision);
+    }
+    const { hops, badLines } = await explainFromLogs(traceId, files, lookup);
     const id = traceId.toLowerCase();
     if (ctx.values.json) {
       printJson(ctx.io, { traceId: id, badLines, hops });

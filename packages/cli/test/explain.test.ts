@@ -6,9 +6,9 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
+import { FileKvStore, InMemoryRegistry, RuleRepository } from '@meshlet/core';
 import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
-import { decisionsOf } from '../src/explain-command.js';
+import { decisionsOf, type SpanRules } from '../src/explain-command.js';
 import { runCli } from '../src/index.js';
 
 const ROUTED = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -36,11 +36,13 @@ describe('meshlet explain', () => {
   let dir: string;
   const meshes: Mesh[] = [];
   let gatewayUrl = '';
+  let gatewayRevision = 0;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'meshlet-explain-'));
     const registry = new InMemoryRegistry();
-    const rules = new InMemoryKvStore();
+    // A rule directory, so that `explain --dir` can read the versions the spans name.
+    const rules = new FileKvStore(join(dir, 'rules'));
     const start = async (service: string, version: string, downstream?: string) => {
       const mesh = createMesh({
         service,
@@ -72,16 +74,18 @@ describe('meshlet explain', () => {
       { author: 'test' },
     );
     await gateway.rules.apply(
-      JSON.stringify({ service: 'gateway', ratelimit: { rules: [{ name: 'one-a-minute', rate: 1, unit: 'minute', burst: 1 }] } }),
-      {
-        author: 'test',
-      },
+      JSON.stringify({
+        service: 'gateway',
+        ratelimit: { rules: [{ name: 'one-a-minute', api: { method: 'GET', path: '/' }, rate: 1, unit: 'minute', burst: 1 }] },
+      }),
+      { author: 'alice', reason: 'one a minute on GET /' },
     );
     await gateway.rulesInForce('user-service');
     await gateway.rulesInForce('gateway');
     assert.equal((await globalThis.fetch(gatewayUrl, { headers: { traceparent: traceparent(ROUTED) } })).status, 200);
     assert.equal((await globalThis.fetch(gatewayUrl, { headers: { traceparent: traceparent(REFUSED) } })).status, 429);
     // Shutdown flushes the trace logs.
+    gatewayRevision = (await new RuleRepository({ kv: rules, kinds: [] }).current('gateway')).revision;
     for (const m of meshes.reverse()) await m.shutdown();
   });
   after(async () => {
@@ -99,7 +103,8 @@ describe('meshlet explain', () => {
     assert.match(r.out, /limit: admitted/);
     assert.match(
       r.out,
-      /^ {4}gateway client .*\n {6}route: rule "all-to-v1\.21" chose the destination group\n {6}instance: user-service-1/m,
+      // The rules line: once the CLIENT span carries the called service's revision (governed-fetch).
+      /^ {4}gateway client .*\n( {6}rules: user-service at revision \d+\n)? {6}route: rule "all-to-v1\.21" chose the destination group\n {6}instance: user-service-1/m,
     );
     assert.match(r.out, /^ {6}user-service server .*→ 200/m);
   });
@@ -110,7 +115,19 @@ describe('meshlet explain', () => {
     const { hops } = JSON.parse(r.out) as { hops: { service: string; side: string; status: number; decisions: string[] }[] };
     assert.equal(hops.length, 1, 'refused at the gateway: nothing was called');
     assert.deepEqual([hops[0]?.service, hops[0]?.side, hops[0]?.status], ['gateway', 'server', 429]);
-    assert.deepEqual(hops[0]?.decisions, ['limit: one-a-minute refused it (429)']);
+    assert.deepEqual(hops[0]?.decisions, [`rules: gateway at revision ${gatewayRevision}`, 'limit: one-a-minute refused it (429)']);
+  });
+
+  it('with the rule store, tells the revision as its version, author and reason, and the rule with its condition', async () => {
+    const r = await cli(['explain', REFUSED, ...logs(), '--json', '--dir', join(dir, 'rules')]);
+    assert.equal(r.code, 0, r.err);
+    const { hops } = JSON.parse(r.out) as { hops: { decisions: string[] }[] };
+    const [rules, limit] = hops[0]?.decisions ?? [];
+    assert.match(
+      rules ?? '',
+      new RegExp(`^rules: gateway version 1 \\(revision ${gatewayRevision}\\), apply by alice at .*Z — "one a minute on GET /"$`),
+    );
+    assert.equal(limit, 'limit: one-a-minute refused it (429) — when api GET /');
   });
 
   it('says so when the trace is not in the logs, or the id is not one', async () => {
@@ -165,4 +182,70 @@ describe('meshlet explain: shadow decisions of every kind', () => {
       assert.ok(decisions.includes(line), JSON.stringify(decisions));
     });
   }
+});
+
+describe('meshlet explain: the rule, its version and its condition', () => {
+  const doc = {
+    service: 'user-service',
+    route: {
+      rules: [
+        {
+          name: 'chrome-to-v1.21',
+          when: [
+            { tag: 'ua.family', op: 'equals', value: 'Chrome' },
+            { tag: 'user', op: 'in', values: ['ana', 'bo'] },
+          ],
+          destinations: [{ group: { version: '1.21.0' }, weight: 100 }],
+        },
+      ],
+    },
+    auth: { rules: [{ name: 'no-refunds', action: 'deny', services: ['checkout'], apis: [{ method: 'POST', path: '/refunds/{id}' }] }] },
+  };
+  const rules: SpanRules = {
+    service: 'user-service',
+    revision: 57,
+    version: { version: 3, author: 'alice', at: Date.UTC(2026, 0, 2), reason: 'gray', action: 'apply', document: JSON.stringify(doc) },
+    sections: doc,
+  };
+  const span = (kind: number, service: string, attributes: Record<string, unknown>) => ({
+    traceId: 'a'.repeat(32),
+    spanId: 'b'.repeat(16),
+    parentSpanId: undefined,
+    name: 'GET',
+    kind,
+    service,
+    startTimeUnixNano: 0n,
+    durationMs: 1,
+    attributes,
+  });
+
+  it("a CLIENT span: the called service's version, and the route rule's condition", () => {
+    const client = span(3, 'gateway', {
+      'service.peer.name': 'user-service',
+      'io.meshlet.route': 'chrome-to-v1.21',
+      'io.meshlet.rules.revision': 57,
+    });
+    assert.deepEqual(decisionsOf(client, rules).slice(0, 2), [
+      'rules: user-service version 3 (revision 57), apply by alice at 2026-01-02T00:00:00.000Z — "gray"',
+      'route: rule "chrome-to-v1.21" chose the destination group — when ua.family equals "Chrome" and user in ["ana", "bo"]',
+    ]);
+    assert.equal(decisionsOf(client)[0], 'rules: user-service at revision 57', 'without a store: the revision alone');
+  });
+
+  it('a SERVER span: the auth rule that denied, with its callers and APIs', () => {
+    const server = span(2, 'user-service', {
+      'io.meshlet.auth': 'no-refunds:denied',
+      'io.meshlet.rules.revision': 57,
+      'error.type': 'auth_denied',
+    });
+    assert.ok(
+      decisionsOf(server, rules).includes('auth: rule "no-refunds" denied it (403) — when api POST /refunds/{id}; caller checkout'),
+      JSON.stringify(decisionsOf(server, rules)),
+    );
+    assert.ok(
+      decisionsOf(span(2, 'x', { 'io.meshlet.auth': '(default):denied' })).includes(
+        "auth: denied by the default of this service's auth rules (403)",
+      ),
+    );
+  });
 });

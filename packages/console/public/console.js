@@ -398,6 +398,11 @@ function limitsTab(d) {
       'Shadow decisions counted by these instances (every kind, all destinations): ',
       ['route', 'ratelimit', 'auth', 'breaker', 'fault'].map((k) => h('span', { 'data-kind': k }, `${k} ${d.totals.shadow?.[k] ?? 0} `)),
     ),
+    h('h2', {}, 'Per rule'),
+    ruleLimitsTable(d.byRule ?? []),
+    h('h2', {}, 'Breakers of calls to this service: what happened, and what would have'),
+    breakerShadowTable(d.breakers),
+    h('h2', {}, 'The whole service over time'),
     h('p', { class: 'muted' }, 'Admitted per poll of this page (every 2 s):'),
     bars(d.over.allowed, 'allowed'),
     h('p', { class: 'muted' }, 'Refused per poll:'),
@@ -426,6 +431,92 @@ function limitsTab(d) {
           h('td', { class: i.degraded ? 'warn' : '' }, i.degraded ? 'yes (local share)' : 'no'),
         ),
       ),
+    ),
+  );
+}
+
+/** A small sparkline of a counter's increases per poll, scaled to `max`. */
+function miniSpark(steps, cls, max, id) {
+  return h(
+    'div',
+    { class: 'spark mini', id },
+    steps.map((x) =>
+      h('span', { class: cls, height: `${Math.round((24 * x.delta) / max)}px`, title: `${x.delta} in ${x.seconds.toFixed(1)} s` }),
+    ),
+  );
+}
+
+/** One row per rate limit rule (summed over the instances): its counts and its admitted / refused series. */
+function ruleLimitsTable(rules) {
+  if (rules.length === 0)
+    return h('p', { class: 'muted', id: 'rule-limits' }, 'No per-rule counts: no rules in force, or instances too old to report them.');
+  return h(
+    'table',
+    { id: 'rule-limits' },
+    h(
+      'tr',
+      {},
+      ['rule', 'admitted', 'refused', 'would have refused', 'admitted per poll', 'refused (or would have) per poll'].map((t) =>
+        h('th', {}, t),
+      ),
+    ),
+    rules.map((r) => {
+      const refusing = r.over.refused.map((x, i) => ({ ...x, delta: x.delta + (r.over.shadow[i]?.delta ?? 0) }));
+      const max = Math.max(1, ...r.over.allowed.map((x) => x.delta), ...refusing.map((x) => x.delta));
+      const recent = refusing.slice(-3).reduce((n, x) => n + x.delta, 0);
+      return h(
+        'tr',
+        { 'data-rule': r.name },
+        h('td', {}, h('code', {}, r.name)),
+        h('td', { class: 'allowed' }, r.allowed),
+        h('td', { class: r.refused > 0 ? 'refused bad' : 'refused' }, r.refused),
+        h('td', { class: r.shadowRefused > 0 ? 'shadow warn' : 'shadow' }, r.shadowRefused),
+        h('td', {}, miniSpark(r.over.allowed, 'allowed', max)),
+        h('td', { class: 'recent', 'data-recent': recent }, miniSpark(refusing, 'refused', max)),
+      );
+    }),
+  );
+}
+
+/** Breakers of calls to this service, from its callers: what the enforced breakers did beside what a shadow section would have. */
+function breakerShadowTable(b) {
+  if (!b || b.callers === 0)
+    return h(
+      'p',
+      { class: 'muted', id: 'breaker-shadow' },
+      'No caller reports breakers for this service (admin endpoints answering: none call it yet).',
+    );
+  const s = b.shadow;
+  const row = (what, happened, would) =>
+    h(
+      'tr',
+      {},
+      h('td', {}, what),
+      h('td', { class: 'happened' }, happened ?? '-'),
+      h('td', { class: would ? 'would warn' : 'would' }, would ?? '-'),
+    );
+  return h(
+    'div',
+    {},
+    h(
+      'p',
+      { class: s ? 'warn' : 'muted' },
+      s
+        ? `The breaker section is in shadow mode: ${b.callers} caller instance(s) governed by the safe defaults, counting what it would have done.`
+        : `Enforced (no breaker section in shadow mode), from ${b.callers} caller instance(s).`,
+    ),
+    h(
+      'table',
+      { id: 'breaker-shadow' },
+      h(
+        'tr',
+        {},
+        ['', 'what happened', 'what the shadow section would have done'].map((t) => h('th', {}, t)),
+      ),
+      row('breakers opened', b.opened, s?.wouldOpen),
+      row('calls rejected', b.rejected, s?.wouldReject),
+      row('attempts to an instance it would have ejected', null, s?.wouldExclude),
+      row('attempts over its timeoutMs', null, s?.wouldTimeOut),
     ),
   );
 }

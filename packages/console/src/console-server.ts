@@ -87,6 +87,12 @@ export const MAX_INSTANCES_POLLED = 200;
 const PER_REQUEST_CONSOLE_CODES = ['MESHLET_CONSOLE_FAILURE', 'MESHLET_CONSOLE_LOGIN_REFUSED'];
 /** Services the topology page polls, at most. */
 export const MAX_TOPOLOGY_SERVICES = 100;
+/** Rule names the limits page sums and follows per service, at most (a section's rules are bounded at 1,000). */
+export const MAX_LIMIT_RULES = 1_000;
+const BREAKER_SHADOW_KEYS = ['wouldOpen', 'wouldReject', 'wouldExclude', 'wouldTimeOut'] as const;
+type BreakerShadowKey = (typeof BREAKER_SHADOW_KEYS)[number];
+/** A counter from an admin status (JSON from another process): a finite, non-negative number, else 0. */
+const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
 /** Author names are kept to this many characters. */
 const MAX_AUTHOR_LENGTH = 100;
 
@@ -170,6 +176,39 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       if (SERVICE_NAME.test(name)) names.add(name);
     }
     return [...names].sort();
+  }
+
+  /**
+   * The breakers of calls to `service`, from every caller's admin status: what happened
+   * (breakers opened, calls rejected) beside what its `breaker` section in shadow mode
+   * would have done. Callers: every service's instances, bounded as the topology page's.
+   */
+  async function breakersAsCalled(service: string) {
+    const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
+    const out = { callers: 0, opened: 0, rejected: 0, shadow: null as null | Record<BreakerShadowKey, number> };
+    await Promise.all(
+      names.map(async (caller) => {
+        const statuses = await Promise.all((await instancesOf(caller)).map((i) => fetchAdminStatus(i, adminOpts())));
+        for (const a of statuses) {
+          if (!a.ok) continue;
+          let calls = false;
+          for (const b of Array.isArray(a.status.breakers) ? a.status.breakers : []) {
+            if (b?.breaker?.service !== service) continue;
+            calls = true;
+            out.opened += count(b.opened);
+            out.rejected += count(b.rejected);
+          }
+          for (const sh of Array.isArray(a.status.breakerShadow) ? a.status.breakerShadow : []) {
+            if (sh?.service !== service) continue;
+            calls = true;
+            out.shadow ??= { wouldOpen: 0, wouldReject: 0, wouldExclude: 0, wouldTimeOut: 0 };
+            for (const k of BREAKER_SHADOW_KEYS) out.shadow[k] += count(sh[k]);
+          }
+          if (calls) out.callers++;
+        }
+      }),
+    );
+    return out;
   }
 
   function serviceParam(url: URL): string {
@@ -320,6 +359,40 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       counters.record(`limit:${service}:allowed`, now, allowed);
       counters.record(`limit:${service}:refused`, now, refused);
       counters.record(`limit:${service}:shadow`, now, shadowRefused);
+      // Per rule, summed over the instances that report it (instances on another revision
+      // may name other rules): bounded by MAX_LIMIT_RULES names.
+      const perRule = new Map<string, { allowed: number; refused: number; shadowRefused: number }>();
+      for (const a of admin) {
+        const rules = a.ok ? a.status.limiter?.rules : undefined;
+        if (!Array.isArray(rules)) continue;
+        for (const r of rules) {
+          if (typeof r?.name !== 'string') continue;
+          let sum = perRule.get(r.name);
+          if (!sum) {
+            if (perRule.size >= MAX_LIMIT_RULES) continue;
+            sum = { allowed: 0, refused: 0, shadowRefused: 0 };
+            perRule.set(r.name, sum);
+          }
+          sum.allowed += count(r.allowed);
+          sum.refused += count(r.refused);
+          sum.shadowRefused += count(r.shadowRefused);
+        }
+      }
+      const byRule = [...perRule].map(([name, sum]) => {
+        const key = `limit:${service}:rule:${name}`;
+        counters.record(`${key}:allowed`, now, sum.allowed);
+        counters.record(`${key}:refused`, now, sum.refused);
+        counters.record(`${key}:shadow`, now, sum.shadowRefused);
+        return {
+          name,
+          ...sum,
+          over: {
+            allowed: counters.steps(`${key}:allowed`),
+            refused: counters.steps(`${key}:refused`),
+            shadow: counters.steps(`${key}:shadow`),
+          },
+        };
+      });
       const section = sectionsOf(current.text).ratelimit as { rules?: unknown[]; mode?: unknown } | undefined;
       return {
         service,
@@ -328,6 +401,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         instances: rows,
         mode: section?.mode === 'shadow' ? 'shadow' : 'enforce',
         totals: { allowed, refused, shadowRefused, shadow },
+        byRule,
+        breakers: await breakersAsCalled(service),
         over: {
           allowed: counters.steps(`limit:${service}:allowed`),
           refused: counters.steps(`limit:${service}:refused`),
@@ -343,7 +418,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const trace = url.searchParams.get('trace') ?? '';
       if (!/^[0-9a-f]{32}$/i.test(trace)) throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'trace: 32 hex digits', 'trace');
       try {
-        return { trace: trace.toLowerCase(), ...(await explainFromLogs(trace, files)) };
+        // Each revision a span names, told as its version (author, reason) and each rule's condition, from the store's history.
+        return { trace: trace.toLowerCase(), ...(await explainFromLogs(trace, files, (svc, revision) => repo.versionAt(svc, revision))) };
       } catch (err) {
         if ((err as { code?: unknown }).code === 'MESHLET_CLI_NOT_FOUND')
           throw new ConsoleError(404, 'MESHLET_CONSOLE_NOT_FOUND', (err as Error).message);

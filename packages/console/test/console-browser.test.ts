@@ -309,9 +309,68 @@ describe('the console in Chromium, on Consul', () => {
     // Shadow decisions of every kind, counted by the gateway's instances.
     await page.waitForSelector('#shadow-kinds [data-kind="ratelimit"]:text-is("ratelimit 4")');
     await page.waitForSelector('#shadow-kinds [data-kind="breaker"]:text-is("breaker 0")');
+    // Per rule: the shadow rule admitted all five, and would have refused four.
+    await page.waitForSelector('#rule-limits tr[data-rule="one-a-minute"] .shadow:text-is("4")');
+    await page.waitForSelector('#rule-limits tr[data-rule="one-a-minute"] .allowed:text-is("5")');
+
+    // Enforced now, two rules: one refuses what the gateway is sent, the other (POST only) sees nothing.
+    await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).apply(
+      JSON.stringify({
+        service: 'gateway',
+        ratelimit: {
+          rules: [
+            { name: 'gets-per-minute', api: { method: 'GET', path: '/' }, rate: 1, unit: 'minute', burst: 1 },
+            { name: 'posts', api: { method: 'POST', path: '/' }, rate: 100, burst: 100 },
+          ],
+        },
+      }),
+      { author: 'alice', reason: 'enforce a limit on GET /' },
+    );
+    await gateway.rulesInForce('gateway');
+    const statuses = async (n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await globalThis.fetch(gatewayUrl)).status);
+      return out;
+    };
+    assert.deepEqual(await statuses(3), [200, 429, 429]);
+    await page.waitForSelector('#rule-limits tr[data-rule="gets-per-minute"] .refused:text-is("2")');
+    await page.waitForSelector('#rule-limits tr[data-rule="posts"] .refused:text-is("0")');
+    // Over time: refused rises for that rule, and its recent series shows it; not for the other.
+    assert.deepEqual(await statuses(4), [429, 429, 429, 429]);
+    await page.waitForSelector('#rule-limits tr[data-rule="gets-per-minute"] .refused:text-is("6")');
+    await page.waitForSelector('#rule-limits tr[data-rule="gets-per-minute"] td.recent:not([data-recent="0"])');
+    assert.equal(await page.getAttribute('#rule-limits tr[data-rule="posts"] td.recent', 'data-recent'), '0');
+    assert.equal(await page.textContent('#rule-limits tr[data-rule="posts"] .allowed'), '0');
+    assert.ok((await page.locator('#rule-limits tr[data-rule="gets-per-minute"] .spark span.refused').count()) > 0);
+    await page.waitForSelector('#limits tr[data-instance="gateway-1"] .refused:text-is("6")');
     await shot('console-limits.png');
 
+    // Breakers of calls to user-service, as its caller (the gateway) reports them: a breaker
+    // section in shadow mode beside what the enforced defaults did.
+    await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).apply(
+      JSON.stringify({
+        ...baseline,
+        breaker: { mode: 'shadow', rules: [{ level: 'service', consecutiveFailures: 5, sleepWindowMs: 60_000 }] },
+      }),
+      { author: 'alice', reason: 'watch a breaker before enforcing it' },
+    );
+    await gateway.rulesInForce('user-service');
+    await page.goto(`${console_.url}#/service/user-service/limits`);
+    await page.waitForSelector('#breaker-shadow tr:has-text("breakers opened")');
+    await page.waitForSelector('text=The breaker section is in shadow mode');
+    assert.match((await page.textContent('#breaker-shadow')) ?? '', /calls rejected\s*0\s*0/);
+
     // Explain one request from the trace logs: the shadow limit, the route, the instance.
+    await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).apply(
+      JSON.stringify({
+        service: 'gateway',
+        ratelimit: { mode: 'shadow', rules: [{ name: 'one-a-minute', rate: 1, unit: 'minute', burst: 1 }] },
+      }),
+      { author: 'alice', reason: 'back to watching' },
+    );
+    await gateway.rulesInForce('gateway');
+    // A fresh bucket (the rule left the document in between): its one token, so the traced request would be refused.
+    assert.equal((await globalThis.fetch(gatewayUrl)).status, 200);
     const trace = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
     const res = await globalThis.fetch(gatewayUrl, { headers: { traceparent: `00-${trace}-00f067aa0ba902b7-01` } });
     assert.equal(res.status, 200);
@@ -320,6 +379,12 @@ describe('the console in Chromium, on Consul', () => {
     await page.goto(`${console_.url}#/explain/${trace}`);
     await page.waitForSelector('#explain li:has-text("would refuse (not enforced)")');
     assert.match((await page.textContent('#explain')) ?? '', /shadow: ratelimit rule "one-a-minute" would refuse/);
+    // Which version of the gateway's rules decided, by whom and why, and the rule's condition.
+    assert.match(
+      (await page.textContent('#explain')) ?? '',
+      /rules: gateway version 3 \(revision \d+\), apply by alice at [^"]*— "back to watching"/,
+    );
+    assert.match((await page.textContent('#explain')) ?? '', /would refuse \(not enforced\) — when always \(no condition\)/);
     await page.waitForSelector('#explain li:has-text("instance: user-a")');
     await shot('console-explain.png');
 
@@ -327,8 +392,9 @@ describe('the console in Chromium, on Consul', () => {
     await page.goto(`${console_.url}#/service/user-service/history`);
     await page.fill('#history-reason', 'gray again');
     await page.click('#history tr[data-version="2"] button');
-    await page.waitForSelector('#history tr[data-version="4"]');
-    const again = (await page.textContent('#history tr[data-version="4"]')) ?? '';
+    // Version 4 put the breaker section in shadow mode; the rollback is version 5.
+    await page.waitForSelector('#history tr[data-version="5"]');
+    const again = (await page.textContent('#history tr[data-version="5"]')) ?? '';
     assert.match(again, /alice/);
     assert.match(again, /rollback to v2/);
     assert.match(again, /gray again/);

@@ -56,8 +56,29 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
       res.end(
         JSON.stringify({
           service: 'gateway',
-          limiter: { allowed: 10, refused: 0, shadowRefused: 2 },
+          limiter: {
+            allowed: 10,
+            refused: 0,
+            shadowRefused: 2,
+            rules: [
+              { name: 'per-user', allowed: 10, refused: 0, shadowRefused: 2 },
+              { name: 'uploads', allowed: 4, refused: 1, shadowRefused: 0 },
+              // From another process: what is not a rule's counts is left out.
+              { name: 42, allowed: 1, refused: 1, shadowRefused: 1 },
+              { name: 'odd', allowed: -3, refused: 'x', shadowRefused: null },
+            ],
+          },
           conditions: { MESHLET_RATELIMIT_SHADOW: 2, MESHLET_BREAKER_SHADOW: 7, MESHLET_FAULT_SHADOW: 3 },
+          // The gateway calls user-service: its enforced breakers, and its breaker section in shadow mode.
+          breakers: [
+            { breaker: { level: 'service', service: 'user-service' }, state: 'closed', rejected: 0, opened: 0 },
+            { breaker: { level: 'instance', service: 'user-service', instance: 'user-a' }, state: 'open', rejected: 0, opened: 1 },
+            { breaker: { level: 'service', service: 'other' }, state: 'open', rejected: 9, opened: 9 },
+          ],
+          breakerShadow: [
+            { service: 'user-service', wouldReject: 5, wouldOpen: 2, wouldExclude: 3, wouldTimeOut: 1 },
+            { service: 'other', wouldReject: 99, wouldOpen: 99, wouldExclude: 99, wouldTimeOut: 99 },
+          ],
         }),
       );
     });
@@ -72,7 +93,7 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
     };
     const registry: RegistryView = {
       description: 'fake',
-      services: async () => ['gateway'],
+      services: async () => ['gateway', 'user-service'],
       instances: async (service) => (service === 'gateway' ? [instance] : []),
     };
     dir = await mkdtemp(join(tmpdir(), 'meshlet-console-shadow-'));
@@ -93,7 +114,7 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('counts breaker and fault shadow decisions beside the limit ones, per instance and in total', async () => {
+  async function limits(service: string): Promise<Response> {
     const origin = running.url.replace(/\/$/, '');
     const login = await fetch(`${origin}/api/login`, {
       method: 'POST',
@@ -102,7 +123,40 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
     });
     assert.equal(login.status, 200);
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
-    const res = await fetch(`${origin}/api/limits?service=gateway`, { headers: { cookie } });
+    return fetch(`${origin}/api/limits?service=${service}`, { headers: { cookie } });
+  }
+
+  it('counts admitted, refused and would-have-refused per rule, leaving out what is not a count', async () => {
+    const res = await limits('gateway');
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as {
+      byRule: { name: string; allowed: number; refused: number; shadowRefused: number; over: Record<string, unknown[]> }[];
+    };
+    assert.deepEqual(
+      body.byRule.map(({ over: _o, ...counts }) => counts),
+      [
+        { name: 'per-user', allowed: 10, refused: 0, shadowRefused: 2 },
+        { name: 'uploads', allowed: 4, refused: 1, shadowRefused: 0 },
+        { name: 'odd', allowed: 0, refused: 0, shadowRefused: 0 },
+      ],
+    );
+    assert.deepEqual(Object.keys(body.byRule[0]?.over ?? {}), ['allowed', 'refused', 'shadow']);
+  });
+
+  it("shows a called service's breakers as its callers report them: what happened beside what the shadow section would have done", async () => {
+    const body = (await (await limits('user-service')).json()) as { breakers: unknown };
+    assert.deepEqual(body.breakers, {
+      callers: 1,
+      opened: 1,
+      rejected: 0,
+      shadow: { wouldOpen: 2, wouldReject: 5, wouldExclude: 3, wouldTimeOut: 1 },
+    });
+    const gateway = (await (await limits('gateway')).json()) as { breakers: unknown };
+    assert.deepEqual(gateway.breakers, { callers: 0, opened: 0, rejected: 0, shadow: null }, 'nobody calls the gateway');
+  });
+
+  it('counts breaker and fault shadow decisions beside the limit ones, per instance and in total', async () => {
+    const res = await limits('gateway');
     assert.equal(res.status, 200);
     const body = (await res.json()) as {
       totals: { shadowRefused: number; shadow: Record<string, number> };

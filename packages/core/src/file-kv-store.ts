@@ -1,5 +1,5 @@
 import { type FSWatcher, watch } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { MeshletError } from './errors.js';
 import type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
@@ -71,13 +71,16 @@ export class FileKvStore implements KvStore {
    * Checks every compare-and-set, then writes in order. Writes of this store run one at a
    * time, so a conflicting writer in this process takes neither; a directory has no
    * transactions, so this is not all-or-nothing against a crash half-way or another
-   * process (the embedded default has one writer, the ops person's CLI).
+   * process (the embedded default has one writer, the ops person's CLI). The files written
+   * get one modification time, so they share one revision, as the keys of a Consul
+   * transaction share its index (a rule document and its history entry: `versionAt`).
    */
   async putAll(writes: readonly KvWrite[]): Promise<boolean> {
     return this.#serial(async () => {
       const matched = await Promise.all(writes.map((w) => this.#matches(w.key, w)));
       if (!matched.every(Boolean)) return false;
-      for (const w of writes) await this.#write(w.key, w.value);
+      let mtime: number | undefined;
+      for (const w of writes) mtime = await this.#write(w.key, w.value, mtime);
       return true;
     });
   }
@@ -89,9 +92,14 @@ export class FileKvStore implements KvStore {
     return run;
   }
 
-  /** Writes (or, for null, deletes) one key's file. */
-  async #write(key: string, value: string | null): Promise<void> {
+  /**
+   * Writes (or, for null, deletes) one key's file; with `mtime` (seconds), gives the file
+   * that modification time before it appears. Returns the written file's modification time
+   * in seconds (`mtime` again for a delete).
+   */
+  async #write(key: string, value: string | null, mtime?: number): Promise<number | undefined> {
     const path = this.#path(key);
+    let written = mtime;
     if (value === null) {
       try {
         await unlink(path);
@@ -102,9 +110,13 @@ export class FileKvStore implements KvStore {
       await mkdir(dirname(path), { recursive: true });
       const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
       await writeFile(tmp, value);
+      if (mtime === undefined) written = (await stat(tmp)).mtimeMs / 1000;
+      else await utimes(tmp, mtime, mtime);
+      // rename keeps the modification time: readers see the file whole and with it.
       await rename(tmp, path);
     }
     this.#changed();
+    return written;
   }
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {

@@ -39,6 +39,11 @@ export interface KvStore {
    * compare-and-set does not match. (Consul: one transaction.)
    */
   putAll(writes: readonly KvWrite[]): Promise<boolean>;
-  /** Calls `listener` with the entries under `prefix` now and after every change under it. */
-  watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe;
+  /**
+   * Calls `listener` with the entries under `prefix` now and after every change under it.
+   * A listener that returns `false` refused what it was given (a rule document that did not
+   * validate): a store that keeps a snapshot for outages keeps its last accepted entries
+   * for the prefix instead, so that a restart during an outage never brings back a refused one.
+   */
+  watch(prefix: string, listener: (entries: readonly KvEntry[]) => unknown): Unsubscribe;
 }

@@ -185,6 +185,36 @@ describe('RuleRepository', () => {
     });
   }
 
+  for (const [name, store] of [
+    ['in memory', () => new InMemoryKvStore()],
+    ['in a directory', () => new FileKvStore(join(raceDir, 'versions'))],
+  ] as const) {
+    it(`finds the version in force from the store revision a span names (${name})`, async () => {
+      const kv = store();
+      const repo = new RuleRepository({ kv, kinds: [limitKind] });
+      const revisions: number[] = [];
+      for (const max of [10, 20]) {
+        await repo.apply(doc(max), { author: `author-${max}`, reason: `max ${max}` });
+        revisions.push((await repo.current('orders')).revision);
+      }
+      await repo.rollback('orders', { author: 'ops' });
+      revisions.push((await repo.current('orders')).revision);
+      const found = await Promise.all(revisions.map((r) => repo.versionAt('orders', r)));
+      assert.deepEqual(
+        found.map((v) => [v?.version, v?.author, v?.document]),
+        [
+          [1, 'author-10', doc(10)],
+          [2, 'author-20', doc(20)],
+          [3, 'ops', doc(10)],
+        ],
+      );
+      // A document written to the store by hand has no version; nor does revision 0.
+      await kv.put(`${RULES_PREFIX}orders`, doc(30));
+      assert.equal(await repo.versionAt('orders', (await repo.current('orders')).revision), undefined);
+      assert.equal(await repo.versionAt('orders', 0), undefined);
+    });
+  }
+
   it('rolls the first version back to no rules at all', async () => {
     const kv = new InMemoryKvStore();
     const repo = new RuleRepository({ kv, kinds: [limitKind] });

@@ -41,6 +41,7 @@ export { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';
 export {
   ADAPTIVE_RULE_NAME,
+  ADAPTIVE_STATS_ROW,
   ALLOWED,
   CONCURRENCY_RETRY_AFTER_MS,
   type Decision,
@@ -52,6 +53,7 @@ export {
   type RefusingBucketRule,
   type RefusingConcurrencyRule,
   type RefusingRule,
+  type RuleLimitStats,
 } from './rate-limiter.js';
 export {
   type ApiMethod,

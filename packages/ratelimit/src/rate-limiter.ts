@@ -103,6 +103,30 @@ export const CONCURRENCY_RETRY_AFTER_MS = 1000;
 /** Refusals by the adaptive limit are logged at most once per this interval, with their count. */
 export const OVERLOAD_LOG_INTERVAL_MS = 10_000;
 
+/**
+ * One rule's counts since it was first applied under its name (a reload that keeps the
+ * name keeps them): requests it matched that were admitted, requests it refused, and, in
+ * shadow mode, requests it would have refused (counted in `allowed` too, as they were
+ * admitted). The adaptive limit, when on, is a row named `(adaptive)` (its own admissions
+ * and refusals; no rule can have that name).
+ */
+export interface RuleLimitStats {
+  readonly name: string;
+  readonly allowed: number;
+  readonly refused: number;
+  readonly shadowRefused: number;
+}
+
+/** The row of the adaptive limit in RateLimiterStats.rules: parentheses, so no rule's name can be it. */
+export const ADAPTIVE_STATS_ROW = '(adaptive)';
+
+/** The mutable counts behind a RuleLimitStats row, kept on the compiled rule. */
+interface RuleCounts {
+  allowed: number;
+  refused: number;
+  shadowRefused: number;
+}
+
 export interface RateLimiterStats {
   /** True while distributed rules are enforced from local shares because Redis does not answer. */
   readonly degraded: boolean;
@@ -120,6 +144,8 @@ export interface RateLimiterStats {
   readonly shadowRefused: number;
   /** The adaptive concurrency limit, when one is on. */
   readonly adaptive?: AdaptiveStats;
+  /** Per rule in force, in the section's order (bounded by the rules of one document), then `(adaptive)` when on. */
+  readonly rules: readonly RuleLimitStats[];
 }
 
 export interface RateLimiterOptions {
@@ -159,6 +185,8 @@ interface CompiledTarget {
   readonly path: PathMatcher | undefined;
   readonly when: Matcher | undefined;
   readonly by: readonly string[];
+  /** This rule's counts, carried over a reload that keeps its name. */
+  readonly counts: RuleCounts;
 }
 
 interface CompiledBucketRule extends CompiledTarget {
@@ -217,6 +245,9 @@ export class RateLimiter {
   readonly #probeMs: number;
   readonly #keyPrefix: string;
   #rules: CompiledRule[] = [];
+  #revision = 0;
+  /** The counts of the rule a refusal names (its `refusing` object), for #count. */
+  #countsOf = new Map<RefusingRule, RuleCounts>();
   #byMethod = new Map<string, CompiledRule[]>();
   #anyMethod: CompiledRule[] = [];
   #degraded = false;
@@ -261,6 +292,7 @@ export class RateLimiter {
     this.#setAdaptive(section?.adaptive);
     const old = new Map(this.#rules.map((c) => [c.rule.name, c]));
     this.#rules = (section?.rules ?? []).map((rule) => this.#compile(rule, old.get(rule.name)));
+    this.#countsOf = new Map(this.#rules.map((c) => [c.refusing as RefusingRule, c.counts]));
     this.#shadow = section?.mode === 'shadow';
     if (this.#redis === undefined) {
       for (const c of this.#rules) {
@@ -306,7 +338,15 @@ export class RateLimiter {
 
   /** Follows the `ratelimit` section of this service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
-    return rules.follow(ratelimitRuleKind, (section) => this.setRules(section));
+    return rules.follow(ratelimitRuleKind, (section, revision) => {
+      this.setRules(section);
+      this.#revision = revision;
+    });
+  }
+
+  /** Store revision of the rule document whose `ratelimit` section is in force (0: none, or set directly); for spans. */
+  get revision(): number {
+    return this.#revision;
   }
 
   /** The rules in force. */
@@ -325,7 +365,16 @@ export class RateLimiter {
       inFlight: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum : sum + c.slots.total), 0),
       shadowRefused: this.#shadowRefused,
       ...(this.#adaptive ? { adaptive: this.#adaptive.stats } : {}),
+      rules: this.ruleStats(),
     };
+  }
+
+  /** Admitted, refused and would-have-refused per rule in force (and `(adaptive)` when on). */
+  ruleStats(): RuleLimitStats[] {
+    const out: RuleLimitStats[] = this.#rules.map((c) => ({ name: c.rule.name, ...c.counts }));
+    const a = this.#adaptive?.stats;
+    if (a) out.push({ name: ADAPTIVE_STATS_ROW, allowed: a.admitted, refused: a.refused, shadowRefused: 0 });
+    return out;
   }
 
   /**
@@ -400,13 +449,13 @@ export class RateLimiter {
         const only = matches[0] as Match;
         const { c, key } = only;
         if (c.slots !== undefined)
-          return this.#count(c.slots.hasFree(key) ? hold(only.key, c.slots) : refuse(c, CONCURRENCY_RETRY_AFTER_MS));
+          return this.#count(c.slots.hasFree(key) ? hold(only.key, c.slots) : refuse(c, CONCURRENCY_RETRY_AFTER_MS), only);
         const got = c.local.tryAcquire(key, n);
-        return this.#count(got.admitted ? ALLOWED : refuse(c, got.retryAfterMs));
+        return this.#count(got.admitted ? ALLOWED : refuse(c, got.retryAfterMs), only);
       }
-      return this.#count(this.#local(matches, n, false));
+      return this.#count(this.#local(matches, n, false), matches);
     }
-    if (this.#degraded && this.#clock.now() < this.#nextProbeAt) return this.#count(this.#local(matches, n, true));
+    if (this.#degraded && this.#clock.now() < this.#nextProbeAt) return this.#count(this.#local(matches, n, true), matches);
     if (this.#degraded) this.#nextProbeAt = this.#clock.now() + this.#probeMs; // this decision probes; the rest stay local
     return this.#remote(matches, n);
   }
@@ -415,7 +464,7 @@ export class RateLimiter {
     // Local rules first: a request they refuse must not spend shared tokens.
     const localOnly = matches.filter((m) => !m.c.distributed);
     const localRefusal = this.#refusal(localOnly, n, false);
-    if (localRefusal) return this.#count(localRefusal);
+    if (localRefusal) return this.#count(localRefusal, matches);
     const distributed: { readonly c: CompiledBucketRule; readonly key: string }[] = [];
     for (const m of matches) if (m.c.slots === undefined && m.c.distributed) distributed.push({ c: m.c, key: m.key });
     const specs: RedisBucketSpec[] = distributed.map((m) => ({
@@ -428,15 +477,15 @@ export class RateLimiter {
       answer = await (this.#redis as RedisTokenBuckets).tryAcquire(specs, n);
     } catch (err) {
       this.#markDown(err);
-      return this.#count(this.#local(matches, n, true));
+      return this.#count(this.#local(matches, n, true), matches);
     }
     this.#markUp();
     if (!answer.admitted) {
       const refusing = (distributed[answer.bucket] ?? distributed[0]) as (typeof distributed)[number];
-      return this.#count(refuse(refusing.c, answer.retryAfterMs));
+      return this.#count(refuse(refusing.c, answer.retryAfterMs), matches);
     }
     // Local levels may have moved during the round trip; take what fits now.
-    return this.#count(this.#local(localOnly, n, false));
+    return this.#count(this.#local(localOnly, n, false), matches);
   }
 
   /** Checks every match, then takes from all of them or from none. */
@@ -512,12 +561,16 @@ export class RateLimiter {
     });
   }
 
-  #count(d: Decision): Decision {
+  /** Counts `d` for the service and for each rule: `matched` admitted it, or its `rule` refused it. */
+  #count(d: Decision, matched?: Match | readonly Match[]): Decision {
     if (!d.allowed && this.#shadow) {
       // Shadow mode: evaluated and counted, logged (the mesh's logger throttles this
       // per-request code to one line per interval), put on the span by the caller, not enforced.
       this.#shadowRefused++;
       this.#allowed++;
+      const counts = this.#countsOf.get(d.rule);
+      if (counts) counts.shadowRefused++;
+      admitted(matched);
       this.#logger.info('rate limit in shadow mode would have refused a request', {
         code: 'MESHLET_RATELIMIT_SHADOW',
         service: this.#service,
@@ -525,8 +578,14 @@ export class RateLimiter {
       });
       return { allowed: true, rule: undefined, retryAfterSeconds: 0, release: noRelease, shadow: d.rule };
     }
-    if (d.allowed) this.#allowed++;
-    else this.#refused++;
+    if (d.allowed) {
+      this.#allowed++;
+      admitted(matched);
+    } else {
+      this.#refused++;
+      const counts = this.#countsOf.get(d.rule);
+      if (counts) counts.refused++;
+    }
     return d;
   }
 
@@ -535,6 +594,7 @@ export class RateLimiter {
       path: rule.api ? parsePathTemplate(rule.api.path, 'api.path') : undefined,
       when: rule.when.length > 0 ? compileConditions(rule.when) : undefined,
       by: rule.by,
+      counts: old?.counts ?? { allowed: 0, refused: 0, shadowRefused: 0 },
     };
     if (isConcurrencyRule(rule)) {
       // Requests in flight hold slots of the old rule and give them back to the same
@@ -570,6 +630,13 @@ export class RateLimiter {
       share: same ? previous.share : undefined,
     };
   }
+}
+
+/** Counts an admitted request for every rule that matched it. */
+function admitted(matched: Match | readonly Match[] | undefined): void {
+  if (matched === undefined) return;
+  if (!Array.isArray(matched)) (matched as Match).c.counts.allowed++;
+  else for (const m of matched as readonly Match[]) m.c.counts.allowed++;
 }
 
 /** `d`, holding the adaptive slot too: an allowed decision releases both, a refusal gives the slot back. */

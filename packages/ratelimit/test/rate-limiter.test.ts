@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InMemoryKvStore, ManualClock, MemoryLogger, RuleWatcher } from '@meshlet/core';
 import {
+  ADAPTIVE_STATS_ROW,
+  DEFAULT_ADAPTIVE_SECTION,
   type LimitedRequest,
   parseRateLimitSection,
   RateLimiter,
@@ -304,5 +306,77 @@ describe('RateLimiter in shadow mode (`ratelimit.mode: "shadow"`)', () => {
 
   it('refuses a mode that is neither enforce nor shadow, naming the field', () => {
     assert.throws(() => parseRateLimitSection({ mode: 'dry-run', rules: [] }, 'ratelimit'), /ratelimit\.mode/);
+  });
+});
+
+describe('RateLimiter counts per rule', () => {
+  const row = (limiter: RateLimiter, name: string) => limiter.stats.rules.find((r) => r.name === name);
+
+  it('counts each rule: admitted when it matched a request that went through, refused when it refused one', () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ service: 'orders', clock });
+    limiter.setRules(
+      section([
+        { name: 'service', rate: 1, unit: 'minute', burst: 100 },
+        { name: 'checkout', when: [{ tag: 'source.service', op: 'equals', value: 'checkout' }], rate: 1, unit: 'minute', burst: 2 },
+        { name: 'uploads', api: { method: 'POST', path: '/uploads' }, concurrency: 1 },
+      ]),
+    );
+    assert.equal(admitted(limiter, req('GET', '/x', { 'source.service': 'checkout' }), 5), 2);
+    assert.equal(admitted(limiter, req('GET', '/x', { 'source.service': 'cart' }), 3), 3);
+    const held = sync(limiter.decide(req('POST', '/uploads')));
+    assert.equal(held.allowed, true);
+    assert.equal(sync(limiter.decide(req('POST', '/uploads'))).allowed, false);
+    assert.deepEqual(limiter.stats.rules, [
+      // 2 checkout + 3 cart + 1 upload admitted; the refused ones took nothing from it.
+      { name: 'service', allowed: 6, refused: 0, shadowRefused: 0 },
+      { name: 'checkout', allowed: 2, refused: 3, shadowRefused: 0 },
+      { name: 'uploads', allowed: 1, refused: 1, shadowRefused: 0 },
+    ]);
+    assert.equal(limiter.stats.refused, 4, 'the service total is the sum of the refusals');
+    if (held.allowed) held.release();
+  });
+
+  it('keeps a rule’s counts across a reload that keeps its name, and drops a removed rule’s', () => {
+    const limiter = new RateLimiter({ service: 'orders', clock: new ManualClock(0) });
+    limiter.setRules(
+      section([
+        { name: 'a', rate: 1, unit: 'minute', burst: 1 },
+        { name: 'b', rate: 1, unit: 'minute', burst: 1, when: [{ tag: 't', op: 'equals', value: 'b' }] },
+      ]),
+    );
+    assert.equal(admitted(limiter, req('GET', '/'), 3), 1);
+    limiter.setRules(section([{ name: 'a', rate: 1, unit: 'minute', burst: 5 }]));
+    assert.deepEqual(row(limiter, 'a'), { name: 'a', allowed: 1, refused: 2, shadowRefused: 0 });
+    assert.equal(row(limiter, 'b'), undefined, 'bounded: only rules in force are counted');
+  });
+
+  it('in shadow mode counts what each rule would have refused, and admits', () => {
+    const limiter = new RateLimiter({ service: 'orders', clock: new ManualClock(0) });
+    limiter.setRules(
+      parseRateLimitSection(
+        {
+          mode: 'shadow',
+          rules: [
+            { name: 'per-user', by: ['user'], rate: 1, unit: 'minute', burst: 1 },
+            { name: 'bots', when: [{ tag: 'ua', op: 'equals', value: 'bot' }], rate: 1, unit: 'minute', burst: 1 },
+          ],
+        },
+        'ratelimit',
+      ),
+    );
+    assert.equal(admitted(limiter, req('GET', '/', { user: 'ana' }), 4), 4);
+    assert.deepEqual(row(limiter, 'per-user'), { name: 'per-user', allowed: 4, refused: 0, shadowRefused: 3 });
+    assert.deepEqual(row(limiter, 'bots'), { name: 'bots', allowed: 0, refused: 0, shadowRefused: 0 }, 'a rule that matched nothing');
+  });
+
+  it('adds the adaptive limit as its own row, named so that no rule can share it', () => {
+    const limiter = new RateLimiter({ service: 'orders', clock: new ManualClock(0), adaptive: DEFAULT_ADAPTIVE_SECTION });
+    const d = sync(limiter.decide(req('GET', '/')));
+    assert.equal(d.allowed, true);
+    const r = row(limiter, ADAPTIVE_STATS_ROW);
+    assert.equal(r?.allowed, 1);
+    assert.throws(() => section([{ name: ADAPTIVE_STATS_ROW, rate: 1, burst: 1 }]), /name/);
+    if (d.allowed) d.release();
   });
 });

@@ -131,7 +131,7 @@ export class ConsulKvStore implements KvStore {
     return false;
   }
 
-  watch(prefix: string, listener: (entries: readonly KvEntry[]) => void): Unsubscribe {
+  watch(prefix: string, listener: (entries: readonly KvEntry[]) => unknown): Unsubscribe {
     let failing = false;
     let live = false;
     let fromSnapshot = false;
@@ -168,8 +168,8 @@ export class ConsulKvStore implements KvStore {
         live = true;
         cancelWait();
         const entries = (pairs ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : 1));
-        this.#remember(prefix, entries);
-        listener(Object.freeze(entries));
+        // Only what the listener accepted is kept for a restart during an outage.
+        if (listener(Object.freeze(entries)) !== false) this.#remember(prefix, entries);
       },
       onError: (err, consecutive) => {
         if (consecutive === 1) {
@@ -218,7 +218,10 @@ export class ConsulKvStore implements KvStore {
     return this.#snapshot;
   }
 
-  /** Keeps the file in step with what Consul said for each watched prefix; writes are serialised and atomic. */
+  /**
+   * Keeps the file in step with what Consul said, and the watcher accepted, for each watched
+   * prefix; writes are serialised and atomic.
+   */
   #remember(prefix: string, entries: KvEntry[]): void {
     const file = this.#opts.snapshotFile;
     if (!file) return;

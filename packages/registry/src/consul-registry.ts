@@ -126,6 +126,8 @@ export class ConsulRegistry implements Registry {
   #recoveredAt = Number.NEGATIVE_INFINITY;
   #catalog: CatalogWatch | undefined;
   #snapshot: Record<string, Instance[]> | undefined;
+  /** What Consul said in this process, per service: what this process writes into the snapshot file. */
+  readonly #heard = new Map<string, Instance[]>();
   #failing = new Set<string>();
   #errors = 0;
   #lastError: string | undefined;
@@ -506,7 +508,7 @@ export class ConsulRegistry implements Registry {
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
-      this.#snapshot = {};
+      this.#snapshot = Object.fromEntries(this.#heard);
       const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
       // No file yet is a state too: Consul is down and nothing was ever saved.
       this.#snapshotProblem(
@@ -522,7 +524,7 @@ export class ConsulRegistry implements Registry {
     }
     const services = snapshotServices(text);
     if (typeof services === 'string') {
-      this.#snapshot = {};
+      this.#snapshot = Object.fromEntries(this.#heard);
       this.#snapshotProblem(
         'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
         'registry snapshot corrupt: no instances until Consul answers',
@@ -532,7 +534,7 @@ export class ConsulRegistry implements Registry {
       );
       return this.#snapshot;
     }
-    this.#snapshot = services;
+    this.#snapshot = { ...services, ...Object.fromEntries(this.#heard) };
     this.#snapshotUsable = true;
     return this.#snapshot;
   }
@@ -553,14 +555,23 @@ export class ConsulRegistry implements Registry {
     return (await this.#loadSnapshot())?.[service];
   }
 
-  /** Keeps the file in step with what Consul said; writes are serialised and atomic. */
+  /**
+   * Keeps the file in step with what Consul said; writes are serialised and atomic. Each
+   * write merges into what the file holds at that moment, so that the services this process
+   * does not follow (or not yet) stay there: another process's on the same host, or an
+   * earlier run's. A file that is missing or unreadable is started afresh.
+   */
   #remember(service: string, instances: Instance[]): void {
     const file = this.#opts.snapshotFile;
     if (!file) return;
-    this.#snapshot = { ...this.#snapshot, [service]: instances };
-    const data = JSON.stringify({ savedAt: new Date().toISOString(), services: this.#snapshot });
+    this.#heard.set(service, instances);
+    // Not loaded yet: left for #loadSnapshot, which reads the file (and what was heard).
+    if (this.#snapshot) this.#snapshot = { ...this.#snapshot, [service]: instances };
     this.#snapshotWrite = this.#snapshotWrite.then(async () => {
       try {
+        const onFile = snapshotServices(await readFile(file, 'utf8').catch(() => '{"services":{}}'));
+        const services = { ...(typeof onFile === 'string' ? {} : onFile), ...Object.fromEntries(this.#heard) };
+        const data = JSON.stringify({ savedAt: new Date().toISOString(), services });
         await mkdir(dirname(file), { recursive: true });
         const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
         await writeFile(tmp, data);

@@ -1,15 +1,24 @@
 // Against a real Consul dev agent (see src/testing/consul-agent.ts): no fakes.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Instance, MemoryLogger } from '@meshlet/core';
+import { field, type Instance, MemoryLogger, RULES_PREFIX, type RuleKind, RuleWatcher } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry, InvalidMetadataError } from '../src/index.js';
 import { type ConsulAgent, startConsulAgent } from '../src/testing/consul-agent.js';
+
+const limitKind: RuleKind<{ max: number }> = {
+  name: 'limit',
+  parse(raw, path) {
+    const obj = field.object(raw, path);
+    field.onlyKeys(obj, path, ['max']);
+    return { max: field.integer(obj.max, `${path}.max`, 1, 100) };
+  },
+};
 
 const instance = (id: string, port: number, metadata: Record<string, string> = {}): Instance => ({
   id,
@@ -229,6 +238,88 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     assert.equal(await kv.putAll([{ key: 'txn/absent', value: null, ifRevision: 0 }]), true);
     assert.equal(await kv.putAll([{ key: 'txn/doc', value: null, ifRevision: doc?.revision ?? -1 }]), true);
     assert.equal(await kv.get('txn/doc'), undefined);
+  });
+
+  it('KV snapshot: holds the last rule document the watcher accepted, never one it refused', async (t) => {
+    const snapshotFile = join(dir, 'rules-snapshot.json');
+    const key = `${RULES_PREFIX}orders`;
+    const doc = (max: number) => JSON.stringify({ service: 'orders', limit: { max } });
+    const watchRules = (store: ConsulKvStore) => {
+      const watcher = new RuleWatcher({ kv: store, service: 'orders', kinds: [limitKind], logger: new MemoryLogger() }).start();
+      t.after(() => watcher.close()); // also when an assertion fails: a watch keeps the process alive
+      return watcher;
+    };
+    const saved = async () =>
+      (JSON.parse(await readFile(snapshotFile, 'utf8')) as { prefixes: Record<string, { value: string }[]> }).prefixes[key]?.map(
+        (e) => e.value,
+      );
+    const store = new ConsulKvStore({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    const watcher = watchRules(store);
+    await store.put(key, doc(5));
+    const good = (await store.get(key))?.revision ?? 0;
+    await watcher.until(good);
+    // A document the validator refuses (max over 100): the good one stays in force here…
+    await store.put(key, doc(500));
+    const refused = (await store.get(key))?.revision ?? 0;
+    await assert.rejects(watcher.until(refused), { code: 'MESHLET_RULES_REJECTED' });
+    await store.flush();
+    // …and in the snapshot, so that a restart during an outage applies the good one too.
+    assert.deepEqual(await saved(), [doc(5)]);
+    watcher.close();
+
+    // Started with Consul unreachable: the snapshot's document is in force.
+    const offline = new ConsulKvStore({ address: '127.0.0.1:1', waitSeconds: 1, snapshotFile, logger: new MemoryLogger() });
+    const restarted = watchRules(offline);
+    await restarted.ready;
+    assert.deepEqual(restarted.section(limitKind), { max: 5 });
+    assert.equal(restarted.status.rejected, 0);
+    restarted.close();
+
+    // Accepted again: the snapshot follows.
+    const back = watchRules(store);
+    await store.put(key, doc(7));
+    await back.until((await store.get(key))?.revision ?? 0);
+    await store.flush();
+    assert.deepEqual(await saved(), [doc(7)]);
+    back.close();
+    await store.delete(key);
+  });
+
+  it('the snapshot file keeps the services other processes (or an earlier run) wrote: each write merges', async () => {
+    const snapshotFile = join(dir, 'merged-snapshot.json');
+    const saved = async () =>
+      Object.fromEntries(
+        Object.entries((JSON.parse(await readFile(snapshotFile, 'utf8')) as { services: Record<string, Instance[]> }).services).map(
+          ([service, list]) => [service, list.map((i) => i.id)],
+        ),
+      );
+    const follow = (registry: ConsulRegistry, service: string, id: string) =>
+      until(
+        (cb: (v: readonly Instance[]) => void) => registry.watch(service, cb),
+        (l) => l.some((i) => i.id === id),
+      );
+    const writer = new ConsulRegistry({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });
+    await writer.register(instance('orders-7', app.port));
+    await writer.register({ ...instance('payments-7', app.port), service: 'payments' });
+
+    // Two processes on one host, one file: one follows orders, the other payments.
+    const a = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    const b = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    await follow(a, 'orders', 'orders-7');
+    await a.close(); // flushes
+    await follow(b, 'payments', 'payments-7');
+    await b.close();
+    assert.deepEqual(await saved(), { orders: ['orders-7'], payments: ['payments-7'] });
+
+    // A restart that follows payments only (so far) keeps orders in the file for the next outage.
+    const restarted = new ConsulRegistry({ address: agent.address, waitSeconds: 5, snapshotFile, logger: new MemoryLogger() });
+    await follow(restarted, 'payments', 'payments-7');
+    await restarted.close();
+    assert.deepEqual(await saved(), { orders: ['orders-7'], payments: ['payments-7'] });
+
+    await writer.deregister('orders-7');
+    await writer.deregister('payments-7');
+    await writer.close();
   });
 
   it('survives a Consul outage on the last known instances, and a restart during it from the snapshot', async () => {

@@ -74,10 +74,18 @@ export interface RouteDecision {
    * applied (`(default)` when none of its rules matches); the call was routed without it.
    */
   readonly shadow?: string;
+  /**
+   * Store revision of the rule document whose route section decided (as `follow` heard it;
+   * 0 when none is in force or the rules were set directly). A span writes it as
+   * `io.meshlet.rules.revision`; `RuleRepository.versionAt` names its version.
+   */
+  readonly revision: number;
 }
 
 interface ServiceState {
   section: RouteSection | undefined;
+  /** Store revision of the document `section` came from (0: none, or set directly). */
+  revision: number;
   /** A section in shadow mode: evaluated, not routed by. */
   shadowSection: RouteSection | undefined;
   shadowTable: RouteTable | undefined;
@@ -144,9 +152,13 @@ export class Router {
     });
   }
 
-  /** Replaces the `route` rules of calls to `service`; undefined means no rules (every instance). */
-  setRules(service: string, section: RouteSection | undefined): void {
+  /**
+   * Replaces the `route` rules of calls to `service`; undefined means no rules (every
+   * instance). `revision`: the store revision of the document they came from, for decisions.
+   */
+  setRules(service: string, section: RouteSection | undefined, revision = 0): void {
     const s = this.#state(service);
+    s.revision = revision;
     const shadow = section?.mode === 'shadow';
     s.section = shadow ? undefined : section;
     s.shadowSection = shadow ? section : undefined;
@@ -210,7 +222,7 @@ export class Router {
   /** Follows the `route` section of a service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
     const service = rules.service;
-    return rules.follow(routeRuleKind, (section) => this.setRules(service, section));
+    return rules.follow(routeRuleKind, (section, revision) => this.setRules(service, section, revision));
   }
 
   /** Follows `service`'s instances in a registry. */
@@ -225,12 +237,10 @@ export class Router {
    */
   decide(service: string, tags: TagLookup): RouteDecision {
     const table = this.#table(service);
+    const s = this.#services.get(service) as ServiceState;
     const walk: Walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
-    const decision = this.#route(table, service, tags, undefined, walk);
-    if (decision) {
-      const s = this.#services.get(service);
-      return s?.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
-    }
+    const decision = this.#route(table, service, tags, undefined, walk, s.revision);
+    if (decision) return s.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
     throw new NoInstanceError(service, explain(table, walk));
   }
 
@@ -240,7 +250,8 @@ export class Router {
    * Undefined when no instance is left to try.
    */
   decideRetry(service: string, tags: TagLookup, tried: ReadonlySet<string>): RouteDecision | undefined {
-    return this.#route(this.#table(service), service, tags, tried, undefined);
+    const table = this.#table(service);
+    return this.#route(table, service, tags, tried, undefined, (this.#services.get(service) as ServiceState).revision);
   }
 
   #route(
@@ -249,6 +260,7 @@ export class Router {
     tags: TagLookup,
     tried: ReadonlySet<string> | undefined,
     walk: Walk | undefined,
+    revision: number,
   ): RouteDecision | undefined {
     const pickIn = (pool: InstancePool, lookup: TagLookup) => (tried ? pool.pickUntried(lookup, tried) : pool.pick(lookup));
     const lane = tags(this.#laneTag);
@@ -257,7 +269,7 @@ export class Router {
       const pool = table.lanes.get(lane);
       const instance = pool && pickIn(pool, tags);
       // A lane without an instance of this service falls back to the baseline, as TSF and Polaris do.
-      if (instance && pool) return { instance, via: 'lane', rule: undefined, lane, level: pool.level };
+      if (instance && pool) return { instance, via: 'lane', rule: undefined, lane, level: pool.level, revision };
     }
     const lookup: TagLookup = table.readsDestination ? (t) => (t === SystemTag.destinationService ? service : tags(t)) : tags;
     const matched = table.rules[table.ruleIndex.first(lookup)];
@@ -266,18 +278,18 @@ export class Router {
       const pool = choosePool(matched.destinations, this.#random() * 100);
       if (walk) walk.tried = pool;
       const instance = pickIn(pool, lookup);
-      if (instance) return { instance, via: 'rule', rule: matched.name, lane: undefined, level: pool.level };
+      if (instance) return { instance, via: 'rule', rule: matched.name, lane: undefined, level: pool.level, revision };
       if (matched.fallback) {
         const fallback = choosePool(matched.fallback, this.#random() * 100);
         if (walk) walk.fallback = fallback;
         const fb = pickIn(fallback, lookup);
-        if (fb) return { instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: fallback.level };
+        if (fb) return { instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: fallback.level, revision };
       }
     }
     const last = choosePool(table.defaultRoute, this.#random() * 100);
     if (walk) walk.last = last;
     const instance = pickIn(last, lookup);
-    if (instance) return { instance, via: 'default', rule: matched?.name, lane: undefined, level: last.level };
+    if (instance) return { instance, via: 'default', rule: matched?.name, lane: undefined, level: last.level, revision };
     return undefined;
   }
 
@@ -336,6 +348,7 @@ export class Router {
     if (!s) {
       s = {
         section: undefined,
+        revision: 0,
         shadowSection: undefined,
         shadowTable: undefined,
         instances: [],

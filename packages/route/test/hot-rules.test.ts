@@ -55,6 +55,25 @@ describe('rules applied hot through core’s RuleWatcher', () => {
     watcher.close();
   });
 
+  it('says on every decision which revision of the rule document decided it, retries and lanes included', async () => {
+    const { kv, router, watcher } = setup();
+    assert.equal(router.decide(SVC, chrome).revision, 0, 'no document yet');
+    const repo = new RuleRepository({ kv, kinds: [routeRuleKind] });
+    await repo.apply(grayToV2, { author: 'ana' });
+    const first = (await repo.current(SVC)).revision;
+    const d = router.decide(SVC, chrome);
+    assert.deepEqual([d.rule, d.revision], ['chrome-v2', first]);
+    assert.equal(router.decideRetry(SVC, chrome, new Set([d.instance.id]))?.revision, first);
+    assert.equal(router.decide(SVC, tags({})).revision, first, 'the default route of that document');
+    await repo.apply(allV1, { author: 'bo' });
+    const second = (await repo.current(SVC)).revision;
+    assert.ok(second > first);
+    assert.equal(router.decide(SVC, chrome).revision, second);
+    // The store revision names the version: what explain prints.
+    assert.equal((await repo.versionAt(SVC, second))?.version, 2);
+    watcher.close();
+  });
+
   const bad: [string, string, string, RegExp][] = [
     ['bad JSON', '{"service": "user-service", "route": {', '', /not valid JSON/],
     [

@@ -1,8 +1,16 @@
 #!/usr/bin/env node
 // `npx meshlet …` in an app that depends on `meshlet` only: the command of @meshlet/cli,
-// reporting this package's version.
+// reporting this package's version. The one package that declares the `meshlet` bin.
 import { readFileSync } from 'node:fs';
-import { processIo, runCli } from '@meshlet/cli';
 
+let cli;
+try {
+  cli = await import('@meshlet/cli');
+} catch (err) {
+  if (err?.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+  // Only in a source checkout before its first build (a published package ships dist/).
+  process.stderr.write(`meshlet: not built yet; run \`npm run build\` first (${err.message})\n`);
+  process.exit(1);
+}
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-process.exitCode = await runCli(process.argv.slice(2), processIo(), { version });
+process.exitCode = await cli.runCli(process.argv.slice(2), cli.processIo(), { version });

@@ -60,6 +60,39 @@ export interface AdminLimiterStatus {
   readonly shadowRefused?: number;
   /** The adaptive concurrency limit, when one is on. */
   readonly adaptive?: AdminAdaptiveStatus;
+  /**
+   * Per rule in force (bounded by the rules of one document), and `(adaptive)` when that is
+   * on; @meshlet/ratelimit's RuleLimitStats. Absent from older providers.
+   */
+  readonly rules?: readonly AdminRuleLimitStatus[];
+}
+
+/** One ratelimit rule's counts since it was applied under its name. */
+export interface AdminRuleLimitStatus {
+  readonly name: string;
+  /** Requests it matched that were admitted. */
+  readonly allowed: number;
+  /** Requests it refused (429). */
+  readonly refused: number;
+  /** In shadow mode: requests it would have refused (admitted, so counted in `allowed` too). */
+  readonly shadowRefused: number;
+}
+
+/**
+ * What the `breaker` section of a called service, in shadow mode, would have done since it
+ * was applied (@meshlet/breaker's BreakerShadowStats, with the service): one entry per
+ * service whose section is in shadow mode now.
+ */
+export interface AdminBreakerShadowStatus {
+  readonly service: string;
+  /** Calls a service or API breaker would have rejected. */
+  readonly wouldReject: number;
+  /** Breakers that would have opened (an instance one: ejected its instance). */
+  readonly wouldOpen: number;
+  /** Attempts sent to an instance its breaker would have kept out of routing. */
+  readonly wouldExclude: number;
+  /** Attempts that outlived the section's timeoutMs. */
+  readonly wouldTimeOut: number;
 }
 
 /** The adaptive concurrency limit: @meshlet/ratelimit's own stats type (its AdaptiveLimitState and counters). */
@@ -76,6 +109,8 @@ export interface AdminStatus {
   /** One entry per watched service (this one and the services it calls). */
   readonly rules: readonly AdminRulesStatus[];
   readonly breakers: readonly AdminBreakerStatus[];
+  /** Called services whose `breaker` section is in shadow mode, and what it would have done. */
+  readonly breakerShadow?: readonly AdminBreakerShadowStatus[];
   readonly limiter?: AdminLimiterStatus;
   /** The adaptive limit of each destination called, when `ratelimit.outboundAdaptive` is on. */
   readonly outboundAdaptive?: readonly AdminOutboundAdaptiveStatus[];
@@ -238,6 +273,16 @@ export function publicStatus(s: AdminStatus): AdminStatus {
       opened: num(b.opened),
     })),
     ...opt(
+      'breakerShadow',
+      s.breakerShadow?.map((b) => ({
+        service: String(b.service),
+        wouldReject: num(b.wouldReject),
+        wouldOpen: num(b.wouldOpen),
+        wouldExclude: num(b.wouldExclude),
+        wouldTimeOut: num(b.wouldTimeOut),
+      })),
+    ),
+    ...opt(
       'limiter',
       s.limiter
         ? {
@@ -250,6 +295,15 @@ export function publicStatus(s: AdminStatus): AdminStatus {
             ...opt('inFlight', typeof s.limiter.inFlight === 'number' ? s.limiter.inFlight : undefined),
             ...opt('shadowRefused', typeof s.limiter.shadowRefused === 'number' ? s.limiter.shadowRefused : undefined),
             ...opt('adaptive', s.limiter.adaptive ? publicAdaptive(s.limiter.adaptive) : undefined),
+            ...opt(
+              'rules',
+              s.limiter.rules?.map((r) => ({
+                name: String(r.name),
+                allowed: num(r.allowed),
+                refused: num(r.refused),
+                shadowRefused: num(r.shadowRefused),
+              })),
+            ),
           }
         : undefined,
     ),

@@ -1,5 +1,5 @@
 import { escapeLabel } from '@meshlet/trace';
-import type { AdminOutboundAdaptiveStatus, AdminStatus } from './admin-handler.js';
+import type { AdminBreakerShadowStatus, AdminOutboundAdaptiveStatus, AdminStatus } from './admin-handler.js';
 
 /**
  * The admin status as Prometheus metrics: what runs degraded (registry, Redis), rule
@@ -62,6 +62,37 @@ export function renderStatusMetrics(status: AdminStatus): string {
     out.push(`meshlet_breaker_opened_total{${l}} ${b.opened}`);
   }
 
+  if (status.breakerShadow && status.breakerShadow.length > 0) {
+    // Beside meshlet_breaker_opened_total and the breakers' rejections: what a section in
+    // shadow mode would have done, where the safe defaults governed instead.
+    const shadow: [string, keyof Omit<AdminBreakerShadowStatus, 'service'>, string][] = [
+      [
+        'meshlet_breaker_shadow_rejected_total',
+        'wouldReject',
+        'Calls a breaker section in shadow mode would have rejected, by called service.',
+      ],
+      [
+        'meshlet_breaker_shadow_opened_total',
+        'wouldOpen',
+        'Breakers of a section in shadow mode that would have opened, by called service.',
+      ],
+      [
+        'meshlet_breaker_shadow_excluded_total',
+        'wouldExclude',
+        'Attempts sent to an instance a section in shadow mode would have kept out of routing, by called service.',
+      ],
+      [
+        'meshlet_breaker_shadow_timed_out_total',
+        'wouldTimeOut',
+        "Attempts that outlived a shadow-mode section's timeoutMs, by called service.",
+      ],
+    ];
+    for (const [name, key, help] of shadow) {
+      family(name, 'counter', help);
+      for (const b of status.breakerShadow) out.push(`${name}{${labels({ service: b.service })}} ${b[key]}`);
+    }
+  }
+
   const limiter = status.limiter;
   if (limiter) {
     const counters: [string, number, string][] = [
@@ -93,6 +124,21 @@ export function renderStatusMetrics(status: AdminStatus): string {
         'Requests admitted that a ratelimit section in shadow mode would have refused.',
       );
       out.push(`meshlet_ratelimit_shadow_refused_total ${limiter.shadowRefused}`);
+    }
+    if (limiter.rules && limiter.rules.length > 0) {
+      const perRule: [string, 'allowed' | 'refused' | 'shadowRefused', string][] = [
+        ['meshlet_ratelimit_rule_allowed_total', 'allowed', 'Inbound requests a rate limit rule matched and that were admitted, by rule.'],
+        ['meshlet_ratelimit_rule_refused_total', 'refused', 'Inbound requests a rate limit rule refused, by rule.'],
+        [
+          'meshlet_ratelimit_rule_shadow_refused_total',
+          'shadowRefused',
+          'Inbound requests a rate limit rule in shadow mode would have refused (admitted), by rule.',
+        ],
+      ];
+      for (const [name, key, help] of perRule) {
+        family(name, 'counter', help);
+        for (const r of limiter.rules) out.push(`${name}{${labels({ rule: r.name })}} ${r[key]}`);
+      }
     }
     const adaptive = limiter.adaptive;
     if (adaptive) {

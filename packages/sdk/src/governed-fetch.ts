@@ -29,6 +29,7 @@ import {
 import type { Bulkheads } from '@meshlet/ratelimit';
 import type { RouteDecision, Router } from '@meshlet/route';
 import type { ClientCall, ClientSpan, OutboundHeaders, Tracing } from '@meshlet/trace';
+import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 
 export type Fetch = typeof globalThis.fetch;
@@ -57,6 +58,12 @@ export interface GovernedCallDeps {
 export interface GovernedFetchDeps extends GovernedCallDeps {
   /** The client that sends the request; global fetch by default. */
   readonly send: Fetch;
+  /**
+   * Sends each governed attempt instead of `send` (the mesh's dispatcher transport when
+   * the application gave no fetch of its own); never follows redirects. Calls that are
+   * not governed, and off-mesh redirects, still go to `send`.
+   */
+  readonly transport?: Transport;
 }
 
 /** Tags of the outbound call itself, under TSF's names too, for rules on the call's API. */
@@ -376,7 +383,7 @@ export class RedirectRefusedError extends MeshletError {
  * and followed from there by the client. `redirect: 'manual'` and `'error'` go to the client as given.
  */
 export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
-  const { directory, send } = deps;
+  const { directory, send, transport } = deps;
   const identity = (res: Response) => res;
 
   const fetch = (input: FetchInput, init?: RequestInit): Promise<Response> => governed(input, init, 0);
@@ -411,6 +418,20 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       send: (origin, headers, attemptSignal) => {
         const target = `${origin}${url.pathname}${url.search}`;
         sentTo = target;
+        // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
+        if (transport !== undefined && (init === undefined || !('dispatcher' in init))) {
+          const callerSignal = init?.signal ?? request?.signal ?? undefined;
+          return transport({
+            origin,
+            path: `${url.pathname}${url.search}`,
+            method,
+            headers,
+            body,
+            signal: attemptSignal ?? callerSignal,
+            bodySignal: callerSignal,
+            redirect: follow ? 'manual' : (init?.redirect ?? request?.redirect),
+          });
+        }
         return send(request ? new Request(target, request) : target, {
           ...init,
           method,

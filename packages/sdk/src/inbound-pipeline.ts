@@ -114,9 +114,12 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     // The span first: a request that governance refuses is in the traces too. Its route: the
     // framework's when it has routed already (Fastify), else the API catalog's template.
     const known = route ?? deps.routeOf?.(req.method ?? 'GET', path);
+    // The revision of this service's rule document in force: its auth and limits decide here.
+    const rulesRevision = Math.max(authorizer.revision, rateLimiter.revision);
     const span = tracing?.startServerSpan(req.headers, req.method ?? 'GET', known, {
       target: req.url ?? '/',
       ...(ctx.caller.service ? { caller: ctx.caller.service } : {}),
+      ...(rulesRevision > 0 ? { rulesRevision } : {}),
     });
     if (span) {
       res.once('close', () => {
@@ -127,6 +130,9 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       });
     }
     const allowed = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
+    // Which auth rule decided (or the section's default, when it denied): `<rule>:allowed|denied`.
+    if (span && allowed.shadow === undefined && (allowed.rule !== undefined || !allowed.allowed))
+      span.setAttribute(Attr.meshletAuth, `${allowed.rule ?? '(default)'}:${allowed.allowed ? 'allowed' : 'denied'}`);
     if (!allowed.allowed) {
       span?.setOutcome(GovernanceErrorType.authDenied);
       const f = forbidden(allowed, service);

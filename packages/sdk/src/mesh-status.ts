@@ -1,6 +1,6 @@
 import type { Registry, ThrottledLogger } from '@meshlet/core';
 import type { Tracing } from '@meshlet/trace';
-import { type AdminHandler, type AdminStatus, createAdminHandler } from './admin-handler.js';
+import { type AdminBreakerShadowStatus, type AdminHandler, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import type { Destinations } from './destinations.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -22,6 +22,7 @@ export function meshStatus(
     version,
     rules: destinations.rulesStatus(),
     breakers: destinations.executor.snapshot(),
+    breakerShadow: breakerShadowOf(destinations),
     limiter: own.rateLimiter.stats,
     ...(destinations.outboundLimits ? { outboundAdaptive: destinations.outboundLimits.stats } : {}),
     registry: {
@@ -34,6 +35,17 @@ export function meshStatus(
     conditions: Object.fromEntries((logger as ThrottledLogger).counts),
     ...(own.verifier ? { identity: { ...own.verifier.counters } } : {}),
   };
+}
+
+/** What each called service's `breaker` section in shadow mode would have done (read from the executor, one entry per such service). */
+function breakerShadowOf(destinations: Destinations): AdminBreakerShadowStatus[] {
+  const out: AdminBreakerShadowStatus[] = [];
+  for (const { service } of destinations.rulesStatus()) {
+    const s = destinations.executor.shadowStats(service);
+    if (s)
+      out.push({ service, wouldReject: s.wouldReject, wouldOpen: s.wouldOpen, wouldExclude: s.wouldExclude, wouldTimeOut: s.wouldTimeOut });
+  }
+  return out;
 }
 
 /** A registry that reports its health (ConsulRegistry does); the in-memory one does not. */

@@ -3,6 +3,7 @@ import type { OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
 import type { Destinations } from './destinations.js';
+import { dispatcherTransport } from './dispatcher-fetch.js';
 import { type Fetch, type GovernedCallDeps, type GovernedCallPipeline, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest, type MeshRequest } from './governed-request.js';
 import type { MeshOptions } from './mesh-options.js';
@@ -12,8 +13,8 @@ import type { Registration } from './registration.js';
 
 /**
  * The outbound pipeline (`governedCall`: route, breakers, faults, headers, spans) wired to
- * the parts it reads, and its two front ends: `fetch` (WHATWG, through `options.fetch` or
- * global fetch) and `request` (undici's `request` shape on one keep-alive Agent).
+ * the parts it reads, and its two front ends: `fetch` (WHATWG; governed attempts over the
+ * shared Agent by dispatcher-fetch.ts, or through `options.fetch` when given) and `request` (undici's `request` shape on one keep-alive Agent).
  */
 export class Outbound {
   readonly fetch: Fetch;
@@ -52,7 +53,11 @@ export class Outbound {
     this.deps = deps;
     const pipeline = withOutboundLimits(governedCall(deps), destinations.outboundLimits);
     this.pipeline = pipeline;
-    this.fetch = governedFetch({ ...deps, send: options.fetch ?? globalThis.fetch }, pipeline);
+    // No fetch of the application's own: governed attempts go over the shared Agent (see
+    // dispatcher-fetch.ts); everything else still goes to global fetch.
+    const send = options.fetch ?? globalThis.fetch;
+    const transport = options.fetch === undefined ? dispatcherTransport(this.#agent) : undefined;
+    this.fetch = governedFetch({ ...deps, send, ...(transport ? { transport } : {}) }, pipeline);
     this.request = governedRequest({ directory: destinations.directory, dispatcher: this.#agent }, pipeline);
   }
 

@@ -23,7 +23,20 @@ const status = (): AdminStatus => ({
       opened: 1,
     },
   ],
-  limiter: { allowed: 10, refused: 3, degraded: false, outages: 0, degradedDecisions: 0, buckets: 2, inFlight: 1 },
+  breakerShadow: [{ service: 'payments', wouldReject: 4, wouldOpen: 1, wouldExclude: 2, wouldTimeOut: 0 }],
+  limiter: {
+    allowed: 10,
+    refused: 3,
+    degraded: false,
+    outages: 0,
+    degradedDecisions: 0,
+    buckets: 2,
+    inFlight: 1,
+    rules: [
+      { name: 'per-user', allowed: 10, refused: 3, shadowRefused: 0 },
+      { name: 'uploads', allowed: 2, refused: 0, shadowRefused: 0 },
+    ],
+  },
   registry: { mode: 'consul', degraded: false, errors: 0 },
   degraded: { registry: false, ratelimitRedis: true },
 });
@@ -79,6 +92,14 @@ describe('admin handler', () => {
       'meshlet_breaker_open{level="instance",service="payments",instance="payments-1"} 1',
       'meshlet_ratelimit_refused_total 3',
       'meshlet_ratelimit_in_flight 1',
+      'meshlet_ratelimit_rule_allowed_total{rule="per-user"} 10',
+      'meshlet_ratelimit_rule_refused_total{rule="per-user"} 3',
+      'meshlet_ratelimit_rule_refused_total{rule="uploads"} 0',
+      'meshlet_ratelimit_rule_shadow_refused_total{rule="uploads"} 0',
+      'meshlet_breaker_shadow_rejected_total{service="payments"} 4',
+      'meshlet_breaker_shadow_opened_total{service="payments"} 1',
+      'meshlet_breaker_shadow_excluded_total{service="payments"} 2',
+      'meshlet_breaker_shadow_timed_out_total{service="payments"} 0',
       'meshlet_client_requests_total{service="payments",api="GET /pay"} 7',
     ])
       assert.ok(lines.includes(expected), `missing: ${expected}`);

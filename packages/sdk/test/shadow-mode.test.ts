@@ -62,6 +62,10 @@ it('admits every request, and counts, logs and traces what the shadow rule would
   assert.deepEqual([status.limiter.refused, status.limiter.shadowRefused], [0, 2]);
   const metrics = await (await globalThis.fetch(url('/_meshlet/metrics'), { headers: { authorization: `Bearer ${TOKEN}` } })).text();
   assert.match(metrics, /^meshlet_ratelimit_shadow_refused_total 2$/m);
+  // Per rule too: the rule that would have refused, admitted all three.
+  assert.match(metrics, /^meshlet_ratelimit_rule_shadow_refused_total\{rule="one-cart"\} 2$/m);
+  assert.match(metrics, /^meshlet_ratelimit_rule_allowed_total\{rule="one-cart"\} 3$/m);
+  assert.match(metrics, /^meshlet_ratelimit_rule_refused_total\{rule="one-cart"\} 0$/m);
   // A per-request condition: one line per interval, whatever the traffic.
   assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_SHADOW').length, 1);
 });
@@ -99,8 +103,20 @@ it('enforces the same rule once the section leaves shadow mode', async () => {
       author: 'test',
     },
   );
-  await shop.rulesInForce('shop');
+  exporter.reset();
+  const inForce = await shop.rulesInForce('shop');
   assert.equal((await globalThis.fetch(url('/admin'))).status, 403);
+  assert.equal((await globalThis.fetch(url('/other'))).status, 200);
+  // The SERVER spans say which auth rule decided, under which revision of the rule document.
+  await shop.tracing?.forceFlush();
+  const spans = exporter
+    .getFinishedSpans()
+    .filter((x) => x.attributes['url.path'] !== '/cart')
+    .map((x) => [x.attributes['url.path'], x.attributes['io.meshlet.auth'], x.attributes['io.meshlet.rules.revision']]);
+  assert.deepEqual(spans, [
+    ['/admin', 'no-admin:denied', inForce.revision],
+    ['/other', undefined, inForce.revision],
+  ]);
 });
 
 it('route rules in shadow mode: the call routed without them, the rule they would apply on the client span', async () => {
@@ -155,7 +171,12 @@ it('breaker and fault sections in shadow mode: every call reaches the server; wh
     rules: store,
     tracing: { exporters: [own], batch: { delayMs: 10 } },
     logger: frontLogger,
+    admin: { token: TOKEN },
   });
+  // The front's admin endpoint, to read what the breaker section would have done.
+  const frontServer = await listen(front.httpHandler((_req, res) => res.end('front')));
+  const frontAdmin = async (what: 'status' | 'metrics') =>
+    globalThis.fetch(`http://127.0.0.1:${frontServer.port}/_meshlet/${what}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   const shadowOfClientSpans = async () => {
     await front.tracing?.forceFlush();
     const spans = own.getFinishedSpans().filter((x) => x.kind === 2);
@@ -178,6 +199,21 @@ it('breaker and fault sections in shadow mode: every call reaches the server; wh
     assert.equal(hits, 3);
     assert.deepEqual(await shadowOfClientSpans(), ['-', 'breaker:service:would-reject', 'breaker:service:would-reject']);
     assert.equal(frontLogger.entries.filter((e) => e.fields?.code === 'MESHLET_BREAKER_SHADOW').length, 1);
+    // Counted apart from what happened: the breaker that would have opened and the calls it
+    // would have rejected, while the enforced defaults opened and rejected nothing.
+    const front1 = (await (await frontAdmin('status')).json()) as {
+      breakerShadow: { service: string; wouldReject: number; wouldOpen: number; wouldExclude: number; wouldTimeOut: number }[];
+      breakers: { breaker: { service: string }; rejected: number; opened: number }[];
+    };
+    assert.deepEqual(front1.breakerShadow, [{ service: 'pay', wouldReject: 2, wouldOpen: 1, wouldExclude: 0, wouldTimeOut: 0 }]);
+    assert.equal(
+      front1.breakers.filter((b) => b.breaker.service === 'pay').reduce((n, b) => n + b.rejected + b.opened, 0),
+      0,
+    );
+    const frontMetrics = await (await frontAdmin('metrics')).text();
+    assert.match(frontMetrics, /^meshlet_breaker_shadow_rejected_total\{service="pay"\} 2$/m);
+    assert.match(frontMetrics, /^meshlet_breaker_shadow_opened_total\{service="pay"\} 1$/m);
+    assert.match(frontMetrics, /^meshlet_breaker_shadow_timed_out_total\{service="pay"\} 0$/m);
 
     // A fault that would abort every call: none is aborted.
     status = 200;
@@ -217,6 +253,7 @@ it('breaker and fault sections in shadow mode: every call reaches the server; wh
       'breaker:service:would-reject fault:break-all:would-abort-500',
     ]);
   } finally {
+    await frontServer.close();
     await front.close();
     await payServer.close();
     await pay.close();

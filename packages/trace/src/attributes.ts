@@ -33,6 +33,15 @@ export const Attr = {
   meshletBreaker: 'io.meshlet.breaker',
   /** The instance id the attempt went to. */
   meshletInstance: 'io.meshlet.instance',
+  /**
+   * Store revision of the rule document whose rules decided on this span: the called
+   * service's (route, breaker, fault) on a CLIENT span, this service's (auth, limits) on a
+   * SERVER span. Absent when no document was in force. `RuleRepository.versionAt` (and
+   * `meshlet explain` with a store) turns it into the version with its author and reason.
+   */
+  meshletRulesRevision: 'io.meshlet.rules.revision',
+  /** The auth decision of a SERVER span when a rule (or the default of a section) decided: `<rule>:allowed|denied`, `(default):denied`. */
+  meshletAuth: 'io.meshlet.auth',
   /** A rule in shadow mode would have decided otherwise: `<kind>:<rule>:<would-be outcome>`, e.g. `ratelimit:per-user:would-refuse`. */
   meshletShadow: 'io.meshlet.shadow',
 } as const;

@@ -21,6 +21,11 @@ export interface MeshletDecisions {
    * several kinds on one attempt are space-separated.
    */
   readonly shadow?: string;
+  /**
+   * Store revision of the called service's rule document in force (RouteDecision's
+   * `revision`), as `io.meshlet.rules.revision`; 0 or absent: none, not written.
+   */
+  readonly rulesRevision?: number;
 }
 
 /**
@@ -143,6 +148,7 @@ function clientAttributes(call: ClientCall, target: Target, method: string): Att
   if (call.breaker !== undefined) attributes[Attr.meshletBreaker] = call.breaker;
   if (call.shadow !== undefined) attributes[Attr.meshletShadow] = call.shadow;
   if (call.instance !== undefined) attributes[Attr.meshletInstance] = call.instance;
+  if (call.rulesRevision) attributes[Attr.meshletRulesRevision] = call.rulesRevision;
   return attributes;
 }
 

@@ -21,6 +21,11 @@ export interface ServerRequestInfo {
   readonly scheme?: string;
   /** The calling service, when known (for per-caller server metrics). */
   readonly caller?: string;
+  /**
+   * Store revision of this service's rule document in force (its auth and limits decide
+   * the request), as `io.meshlet.rules.revision`; 0 or absent: none, not written.
+   */
+  readonly rulesRevision?: number;
 }
 
 /** The SERVER span of one inbound request. */
@@ -65,6 +70,7 @@ export function startServerSpan(
     attributes[Attr.urlPath] = q < 0 ? info.target : info.target.slice(0, q);
   }
   if (route !== undefined) attributes[Attr.httpRoute] = route;
+  if (info.rulesRevision) attributes[Attr.meshletRulesRevision] = info.rulesRevision;
   const host = headerValue(headers, 'host');
   if (host) {
     // host[:port]; an IPv6 literal is bracketed.

@@ -37,6 +37,7 @@ describe('client spans', () => {
       limiter: 'allowed',
       breaker: 'closed',
       instance: 'orders-db-8081',
+      rulesRevision: 57,
     });
     span.end(201);
     const [s] = await spans();
@@ -54,6 +55,7 @@ describe('client spans', () => {
       'io.meshlet.limiter': 'allowed',
       'io.meshlet.breaker': 'closed',
       'io.meshlet.instance': 'orders-db-8081',
+      'io.meshlet.rules.revision': 57,
       'http.response.status_code': 201,
     });
     assert.equal(s.status.code, SpanStatusCode.UNSET);
@@ -126,6 +128,7 @@ describe('server spans', () => {
     open.push(tracing);
     const span = tracing.startServerSpan({ traceparent: `00-${TRACE}-${SPAN}-01`, host: 'orders:8080' }, 'GET', '/orders/:id', {
       target: '/orders/42?x=1',
+      rulesRevision: 12,
     });
     span.end(200);
     const [s] = await spans();
@@ -138,6 +141,7 @@ describe('server spans', () => {
       'url.scheme': 'http',
       'url.path': '/orders/42',
       'http.route': '/orders/:id',
+      'io.meshlet.rules.revision': 12,
       'server.address': 'orders',
       'server.port': 8080,
       'http.response.status_code': 200,

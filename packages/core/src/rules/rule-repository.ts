@@ -91,6 +91,20 @@ export class RuleRepository {
   }
 
   /**
+   * The version whose write put the document at store `revision` in force (what a span's
+   * `io.meshlet.rules.revision` names): the document and its history entry are written in
+   * one transaction, so they share a revision (Consul's index; one revision for the lot in
+   * memory; one modification time in a directory). Undefined when no version was written
+   * at that revision (a document written to the store by hand, or history deleted).
+   */
+  async versionAt(service: string, revision: number): Promise<RuleVersion | undefined> {
+    if (!Number.isSafeInteger(revision) || revision <= 0) return undefined;
+    const entries = await this.#kv.list(`${RULES_HISTORY_PREFIX}${service}/`);
+    const entry = entries.find((e) => e.revision === revision);
+    return entry ? (JSON.parse(entry.value) as RuleVersion) : undefined;
+  }
+
+  /**
    * Restores version `to` (default: the version before the newest) as a new version.
    * Rolling back twice returns to where it started, as `git revert` would.
    */

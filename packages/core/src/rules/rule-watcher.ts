@@ -88,9 +88,10 @@ export class RuleWatcher implements RuleFeed {
 
   /** Starts following the store. Listeners hear the current document at once if there is one. */
   start(): this {
+    // Returns false for a refused document: a store's outage snapshot keeps the last accepted one.
     this.#unwatch ??= this.#kv.watch(this.#key, (entries) => {
       const entry = entries.find((e) => e.key === this.#key);
-      this.#receive(entry?.value, entry?.revision ?? 0);
+      return this.#receive(entry?.value, entry?.revision ?? 0);
     });
     return this;
   }
@@ -186,11 +187,12 @@ export class RuleWatcher implements RuleFeed {
     }
   }
 
-  #receive(text: string | undefined, revision: number): void {
+  /** Whether the document was accepted (in force now). */
+  #receive(text: string | undefined, revision: number): boolean {
     // A watch may repeat itself: act (and log) once per revision. An absent document has no
     // revision of its own, so "absent" is its own signature.
     const seen = text === undefined ? 'absent' : String(revision);
-    if (seen === this.#seen) return;
+    if (seen === this.#seen) return this.#lastError?.revision !== revision || text === undefined;
     this.#seen = seen;
     this.#markReady();
     let document: RuleDocument | undefined;
@@ -212,7 +214,7 @@ export class RuleWatcher implements RuleFeed {
           inForce: this.#revision,
         });
         this.#wake();
-        return;
+        return false;
       }
     }
     this.#document = document;
@@ -221,6 +223,7 @@ export class RuleWatcher implements RuleFeed {
     this.#logger.info('rules applied', { service: this.#service, revision, sections: document ? [...document.sections.keys()] : [] });
     for (const l of [...this.#listeners]) this.#notify(l, document, revision);
     this.#wake();
+    return true;
   }
 
   /**

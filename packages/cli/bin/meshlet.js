@@ -1,4 +1,0 @@
-#!/usr/bin/env node
-// The `meshlet` command. A file in the source tree (not under dist/), so that npm links
-// it at install time, before the first build.
-await import('../dist/src/bin.js');
