@@ -43,6 +43,8 @@ interface LimitStats {
   readonly minRttMs: number;
   readonly probes: number;
   readonly mode: string;
+  readonly sampleRttMs: number;
+  readonly eventLoopDelayMs: number;
 }
 
 function stats(child: ChildProcess): Promise<LimitStats | null> {
@@ -66,6 +68,8 @@ interface PhaseResult {
   readonly outcomes: Outcome[];
   /** The service's adaptive limit every 100 ms (empty without one). */
   readonly limits: number[];
+  /** The service's state every 100 ms, for ADAPTIVE_TRACE=1. */
+  readonly trace: string[];
 }
 
 /** Offers `rate` requests per second, open loop, for `seconds`. */
@@ -73,6 +77,7 @@ async function phase(pool: Pool, svc: Service, rate: number, seconds: number): P
   const outcomes: Outcome[] = [];
   const pending: Promise<void>[] = [];
   const limits: number[] = [];
+  const trace: string[] = [];
   const t0 = performance.now();
   const end = seconds * 1000;
   let sent = 0;
@@ -106,13 +111,16 @@ async function phase(pool: Pool, svc: Service, rate: number, seconds: number): P
     if (now >= nextStatsAt) {
       nextStatsAt += 100;
       void stats(svc.child).then((s) => {
-        if (s) limits.push(s.limit);
+        if (s) {
+          limits.push(s.limit);
+          trace.push(`${s.limit}/${s.mode[0]}/${s.minRttMs.toFixed(0)}/${s.sampleRttMs.toFixed(0)}/${s.eventLoopDelayMs.toFixed(1)}`);
+        }
       });
     }
     await new Promise((r) => setTimeout(r, 1));
   }
   await Promise.all(pending);
-  return { seconds, offered: sent, outcomes, limits };
+  return { seconds, offered: sent, outcomes, limits, trace };
 }
 
 interface Summary {
@@ -207,7 +215,7 @@ async function runMode(mode: 'adaptive' | 'none', peak: number): Promise<ModeRes
     const drop = await phase(pool, svc, peak * 0.5, DROP_S);
     if (process.env.ADAPTIVE_TRACE === '1')
       process.stderr.write(
-        `${mode}: spike limits ${spike.limits.join(',')}\n${mode}: drop limits ${drop.limits.join(',')}\n${JSON.stringify(await stats(svc.child))}\n`,
+        `${mode} (limit/mode/min RTT/window RTT/loop delay every 100 ms): light ${light.trace.join(' ')}\n${mode}: spike ${spike.trace.join(' ')}\n${mode}: drop ${drop.trace.join(' ')}\n${JSON.stringify(await stats(svc.child))}\n`,
       );
     return {
       light: summarize(light),
@@ -283,6 +291,7 @@ export async function adaptiveOverload(): Promise<string> {
         'limit',
         'unloaded p50 ms',
         'unloaded p99 ms',
+        'unloaded: refused',
         'spike: within ±25% of its settled value after ms',
         'settled limit',
         'limit range after (p10-p90), per round',
@@ -295,6 +304,7 @@ export async function adaptiveOverload(): Promise<string> {
           'adaptive',
           m((r) => r.adaptive.light.okP50, 1),
           m((r) => r.adaptive.light.okP99, 1),
+          m((r) => r.adaptive.light.refused),
           m((r) => r.adaptive.converge?.ms ?? Number.NaN),
           m((r) => r.adaptive.converge?.settled ?? Number.NaN),
           runs.map((r) => (r.adaptive.converge ? `${r.adaptive.converge.lo}-${r.adaptive.converge.hi}` : '-')).join(' / '),
@@ -302,7 +312,18 @@ export async function adaptiveOverload(): Promise<string> {
           m((r) => r.adaptive.drop.okP99, 1),
           m((r) => r.adaptive.final?.probes ?? 0),
         ],
-        ['none', m((r) => r.none.light.okP50, 1), m((r) => r.none.light.okP99, 1), '-', '-', '-', '-', m((r) => r.none.drop.okP99, 1), '-'],
+        [
+          'none',
+          m((r) => r.none.light.okP50, 1),
+          m((r) => r.none.light.okP99, 1),
+          m((r) => r.none.light.refused),
+          '-',
+          '-',
+          '-',
+          '-',
+          m((r) => r.none.drop.okP99, 1),
+          '-',
+        ],
       ],
     ),
   ];

@@ -7,6 +7,8 @@ export interface AdaptiveConcurrencyOptions {
   readonly random?: () => number;
   /** Event-loop delay in ms since the last read; see `eventLoopDelayMonitor`. */
   readonly eventLoopDelay?: () => number;
+  /** Event-loop utilization since the last read; see `eventLoopUtilizationSampler`. */
+  readonly eventLoopUtilization?: () => number;
 }
 
 /** What `tryAcquire` answered: admitted with a release that records the request's RTT, or refused. */
@@ -158,6 +160,7 @@ export class AdaptiveConcurrency {
       ...(o.clock ? { clock: o.clock } : {}),
       ...(o.random ? { random: o.random } : {}),
       ...(o.eventLoopDelay ? { eventLoopDelay: o.eventLoopDelay } : {}),
+      ...(o.eventLoopUtilization ? { eventLoopUtilization: o.eventLoopUtilization } : {}),
     });
   }
 }

@@ -60,6 +60,14 @@ export interface AdaptiveLimitOptions extends Partial<AdaptiveLimitSettings> {
    * long in the loop before Meshlet sees it, a wait the RTT measured from admission misses.
    */
   readonly eventLoopDelay?: () => number;
+  /**
+   * The fraction of time the event loop was busy since the previous read, in [0, 1] (see
+   * `eventLoopUtilizationSampler`). Read when a probe of the minimum RTT starts and when it
+   * ends: a probe during which the loop was busy more than `BUSY_LOOP` of the time measured
+   * this process's own CPU queue, not the baseline, so it may lower the minimum RTT but not
+   * raise it. Without it every probe counts.
+   */
+  readonly eventLoopUtilization?: () => number;
 }
 
 /** What the limit is doing, for the admin status and metrics. */
@@ -75,6 +83,11 @@ export interface AdaptiveLimitState {
   readonly eventLoopDelayMs: number;
   /** Probes of the minimum RTT finished. */
   readonly probes: number;
+  /**
+   * Probes that would have raised the minimum RTT but ran while the event loop was busy
+   * (see `AdaptiveLimitOptions.eventLoopUtilization`), and so were not counted.
+   */
+  readonly busyProbes: number;
 }
 
 /** The most RTT samples one window keeps; more are counted, the first ones stand for the window. */
@@ -85,6 +98,24 @@ const WINDOW_CAPACITY = 256;
  * baseline takes three probes to follow — each one 5 windows after the limit reached the floor.
  */
 const PROBE_HISTORY = 3;
+/**
+ * Event-loop utilization above which a probe may not raise the minimum RTT. At the floor
+ * a CPU-bound handler still saturates the loop (3 requests of 8 ms CPU in 18 ms need 1.3
+ * cores), and so does the work of refusing a spike: such a probe measures the queue in
+ * the loop, which the limit exists to keep short. Taken as the new baseline it let the
+ * window RTT settle at 1.5x a queued RTT: on adaptive-overload the minimum RTT rose from
+ * 22 to 38 ms after three probes in the spike, the limit from 3 to 4-6, and the admitted
+ * p99 to 2.6-2.9x the unloaded one. A dependency that really slowed down leaves the loop
+ * idle while it waits, so its probes still count.
+ */
+const BUSY_LOOP = 0.9;
+
+/**
+ * While less than half the limit is in use, its distance to twice the peak in flight halves
+ * this often (see `#endWindow`): a quiet spell of a few seconds brings a limit of 20 down to
+ * what the traffic uses, and a burst's peak is remembered for a second or two.
+ */
+const UNUSED_HALF_LIFE_MS = 1000;
 
 /** The limit changes by at most these factors per window (Envoy's and Gradient2's 0.5; Envoy's 2). */
 const MIN_GRADIENT = 0.5;
@@ -122,6 +153,7 @@ export class AdaptiveLimit {
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #loopDelay: (() => number) | undefined;
+  readonly #loopUtilization: (() => number) | undefined;
   readonly #samples = new Float64Array(WINDOW_CAPACITY);
   #count = 0;
   #windowStart: number;
@@ -139,6 +171,7 @@ export class AdaptiveLimit {
   #nextProbeAt = 0;
   #atFloor = 0;
   #probes = 0;
+  #busyProbes = 0;
   #epoch = 0;
 
   constructor(options: AdaptiveLimitOptions = {}) {
@@ -148,6 +181,8 @@ export class AdaptiveLimit {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#loopDelay = options.eventLoopDelay;
+    this.#loopUtilization = options.eventLoopUtilization;
+    this.#loopUtilization?.(); // the first probe starts now
     this.#estimate = this.#beforeProbe = s.initialLimit;
     this.#limit = s.minLimit; // the first thing it does is measure the minimum RTT
     this.#windowStart = this.#clock.now();
@@ -175,6 +210,7 @@ export class AdaptiveLimit {
       sampleRttMs: this.#sampleRtt,
       eventLoopDelayMs: this.#loop,
       probes: this.#probes,
+      busyProbes: this.#busyProbes,
     };
   }
 
@@ -202,9 +238,13 @@ export class AdaptiveLimit {
     this.#loop = this.#readLoop();
     const measured = this.#windowQuantile() + this.#loop;
     this.#sampleRtt = measured;
-    this.#probeResults.push(measured);
-    if (this.#probeResults.length > PROBE_HISTORY) this.#probeResults.shift();
-    this.#minRtt = Math.min(...this.#probeResults);
+    const busy = this.#probes > 0 && measured > this.#minRtt && this.#readUtilization() > BUSY_LOOP;
+    if (busy) this.#busyProbes++;
+    else {
+      this.#probeResults.push(measured);
+      if (this.#probeResults.length > PROBE_HISTORY) this.#probeResults.shift();
+      this.#minRtt = Math.min(...this.#probeResults);
+    }
     this.#probes++;
     this.#mode = 'track';
     this.#atFloor = 0;
@@ -227,9 +267,21 @@ export class AdaptiveLimit {
     // event loop late by more than the tolerance on its own is this process's overload,
     // whatever the limit — a synchronous handler queues its requests in the loop, where the
     // in-flight count never sees them — so the limit is cut from what was in flight.
+    //
+    // A limit that is not used is not kept either: the distance to twice the peak in flight
+    // halves every UNUSED_HALF_LIFE_MS (TCP's congestion window validation, RFC 2861, decays
+    // an application-limited sender's window toward what it used in the same way). Held at
+    // 20 through a quiet spell, the limit let a 3x spike in 20 at once — 160 ms of CPU queued
+    // on adaptive-overload before the first window could cut it, the spike's admitted p99 at
+    // 3x the unloaded one. By time, not per window: at 1 000 req/s a window is 100 ms and
+    // would forget a burst (a GC pause piling requests up) in half a second.
     const used = this.#maxInFlight * 2 >= this.#limit;
     if (used) estimate *= gradient;
-    else if (gradient < 1 && this.#loop > (s.tolerance - 1) * this.#minRtt) estimate = Math.min(estimate, this.#maxInFlight * gradient);
+    else {
+      const target = this.#maxInFlight * 2;
+      if (estimate > target) estimate = target + (estimate - target) * 0.5 ** ((now - this.#windowStart) / UNUSED_HALF_LIFE_MS);
+      if (gradient < 1 && this.#loop > (s.tolerance - 1) * this.#minRtt) estimate = Math.min(estimate, this.#maxInFlight * gradient);
+    }
     this.#setEstimate(estimate);
     this.#atFloor = this.#limit <= s.minLimit ? this.#atFloor + 1 : 0;
     if (now >= this.#nextProbeAt || this.#atFloor >= s.stuckWindows) this.#startProbe();
@@ -241,6 +293,7 @@ export class AdaptiveLimit {
     this.#epoch++;
     this.#beforeProbe = this.#estimate;
     this.#limit = this.settings.minLimit;
+    this.#loopUtilization?.(); // from here to the probe's end
   }
 
   #scheduleProbe(now: number): void {
@@ -265,6 +318,12 @@ export class AdaptiveLimit {
     if (this.#loopDelay === undefined) return 0;
     const ms = this.#loopDelay();
     return Number.isFinite(ms) && ms > 0 ? ms : 0;
+  }
+
+  #readUtilization(): number {
+    if (this.#loopUtilization === undefined) return 0;
+    const u = this.#loopUtilization();
+    return Number.isFinite(u) ? u : 0;
   }
 
   /** The `quantile` of the window's kept samples (nearest rank). Sorting 256 numbers per window is cheap. */

@@ -57,11 +57,6 @@ export function parseAdaptiveSection(raw: unknown, path: string): AdaptiveSectio
   const obj = field.object(raw, path);
   field.onlyKeys(obj, path, KEYS);
   const d = DEFAULT_ADAPTIVE_SECTION;
-  const int = (key: string, fallback: number, min: number, max: number) =>
-    obj[key] === undefined ? fallback : field.integer(obj[key], `${path}.${key}`, min, max);
-  const num = (key: string, fallback: number, min: number, max: number) =>
-    obj[key] === undefined ? fallback : field.number(obj[key], `${path}.${key}`, min, max);
-
   const enabled = obj.enabled === undefined ? true : field.boolean(obj.enabled, `${path}.enabled`);
   let status: OverloadStatus = d.status;
   if (obj.status !== undefined) {
@@ -69,6 +64,37 @@ export function parseAdaptiveSection(raw: unknown, path: string): AdaptiveSectio
       throw new RuleValidationError(`${path}.status`, `must be 429 or 503 (got ${JSON.stringify(obj.status)})`);
     status = obj.status as OverloadStatus;
   }
+  const section: AdaptiveSection = {
+    enabled,
+    status,
+    ...limitSettings(obj, path),
+    classes: obj.classes === undefined ? [] : parseClasses(obj.classes, `${path}.classes`),
+    defaultShare: obj.defaultShare === undefined ? d.defaultShare : field.number(obj.defaultShare, `${path}.defaultShare`, 0, 1),
+  };
+  if (section.defaultShare === 0)
+    throw new RuleValidationError(
+      `${path}.defaultShare`,
+      'must be greater than 0 (a class with no share is never admitted; use an auth rule to block)',
+    );
+  return section;
+}
+
+/**
+ * Parses the numbers of an adaptive limit alone (no status, no classes): `{}` is every
+ * default. Throws RuleValidationError naming the field; the same bounds as the rule section.
+ */
+export function parseAdaptiveLimitSettings(raw: unknown, path: string): AdaptiveLimitSettings {
+  const obj = field.object(raw, path);
+  field.onlyKeys(obj, path, ADAPTIVE_LIMIT_KEYS);
+  return limitSettings(obj, path);
+}
+
+function limitSettings(obj: Readonly<Record<string, unknown>>, path: string): AdaptiveLimitSettings {
+  const d = ADAPTIVE_DEFAULTS;
+  const int = (key: string, fallback: number, min: number, max: number) =>
+    obj[key] === undefined ? fallback : field.integer(obj[key], `${path}.${key}`, min, max);
+  const num = (key: string, fallback: number, min: number, max: number) =>
+    obj[key] === undefined ? fallback : field.number(obj[key], `${path}.${key}`, min, max);
   const minLimit = int('minLimit', d.minLimit, 1, ADAPTIVE_BOUNDS.maxLimit);
   const maxLimit = int('maxLimit', Math.max(d.maxLimit, minLimit), 1, ADAPTIVE_BOUNDS.maxLimit);
   if (maxLimit < minLimit) throw new RuleValidationError(`${path}.maxLimit`, `must be at least minLimit (${minLimit}); got ${maxLimit}`);
@@ -78,10 +104,7 @@ export function parseAdaptiveSection(raw: unknown, path: string): AdaptiveSectio
       `${path}.initialLimit`,
       `must be between minLimit (${minLimit}) and maxLimit (${maxLimit}); got ${initialLimit}`,
     );
-
-  const section: AdaptiveSection = {
-    enabled,
-    status,
+  return {
     initialLimit,
     minLimit,
     maxLimit,
@@ -93,15 +116,7 @@ export function parseAdaptiveSection(raw: unknown, path: string): AdaptiveSectio
     probeJitter: num('probeJitter', d.probeJitter, 0, 1),
     probeSamples: int('probeSamples', d.probeSamples, 1, ADAPTIVE_BOUNDS.windowCapacity),
     stuckWindows: int('stuckWindows', d.stuckWindows, 1, 1000),
-    classes: obj.classes === undefined ? [] : parseClasses(obj.classes, `${path}.classes`),
-    defaultShare: num('defaultShare', d.defaultShare, 0, 1),
   };
-  if (section.defaultShare === 0)
-    throw new RuleValidationError(
-      `${path}.defaultShare`,
-      'must be greater than 0 (a class with no share is never admitted; use an auth rule to block)',
-    );
-  return section;
 }
 
 function parseClasses(raw: unknown, path: string): TrafficClass[] {

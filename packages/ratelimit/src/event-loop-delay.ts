@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 /** A sampler of event-loop delay, for `AdaptiveLimit`'s `eventLoopDelay`; `close()` stops it. */
 export interface EventLoopDelaySampler {
@@ -23,4 +23,20 @@ export function eventLoopDelayMonitor(resolutionMs = 10): EventLoopDelaySampler 
     return Math.max(0, meanMs - resolutionMs);
   };
   return Object.assign(read, { close: () => histogram.disable() });
+}
+
+/**
+ * Event-loop utilization from `perf_hooks.performance.eventLoopUtilization`: the fraction
+ * of time the loop was running callbacks, rather than waiting for I/O, since the previous
+ * read (or since the sampler was made), for `AdaptiveLimit`'s `eventLoopUtilization`. No
+ * timer: each read is a difference of two counters Node keeps anyway.
+ */
+export function eventLoopUtilizationSampler(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const delta = performance.eventLoopUtilization(now, last);
+    last = now;
+    return delta.utilization;
+  };
 }

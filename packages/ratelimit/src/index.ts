@@ -20,12 +20,23 @@ export {
   MAX_CLASSES,
   OVERLOAD_STATUSES,
   type OverloadStatus,
+  parseAdaptiveLimitSettings,
   parseAdaptiveSection,
   type TrafficClass,
 } from './adaptive-rule.js';
 export { Bulkhead, BulkheadFullError, type BulkheadOptions, Bulkheads, type Release } from './bulkhead.js';
 export { ConcurrencySlots } from './concurrency-slots.js';
-export { type EventLoopDelaySampler, eventLoopDelayMonitor } from './event-loop-delay.js';
+export { type EventLoopDelaySampler, eventLoopDelayMonitor, eventLoopUtilizationSampler } from './event-loop-delay.js';
+export {
+  MAX_OUTBOUND_LIMITS,
+  OutboundAdaptiveLimit,
+  OutboundAdaptiveLimits,
+  type OutboundAdaptiveOptions,
+  type OutboundAdaptiveStats,
+  OutboundLimitError,
+  type OutboundSlot,
+  parseOutboundAdaptive,
+} from './outbound-adaptive.js';
 export { type PathMatcher, parsePathTemplate } from './path-matcher.js';
 export { declaredRateLimits, RateLimit, type RateLimitOptions } from './rate-limit-decorator.js';
 export {

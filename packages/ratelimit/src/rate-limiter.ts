@@ -175,6 +175,8 @@ export interface RateLimiterOptions {
   readonly adaptive?: AdaptiveSection;
   /** Event-loop delay in ms since the last read, for the adaptive limit (`eventLoopDelayMonitor()`). */
   readonly eventLoopDelay?: () => number;
+  /** Event-loop utilization since the last read, for the adaptive limit (`eventLoopUtilizationSampler()`). */
+  readonly eventLoopUtilization?: () => number;
   /** [0, 1) for the adaptive limit's probe jitter; seed it in tests. */
   readonly random?: () => number;
 }
@@ -259,6 +261,7 @@ export class RateLimiter {
   #adaptive: AdaptiveConcurrency | undefined;
   readonly #adaptiveDefault: AdaptiveSection | undefined;
   readonly #eventLoopDelay: (() => number) | undefined;
+  readonly #eventLoopUtilization: (() => number) | undefined;
   readonly #random: (() => number) | undefined;
   #overloadRefusals = 0;
   #nextOverloadLogAt = Number.NEGATIVE_INFINITY;
@@ -274,6 +277,7 @@ export class RateLimiter {
     this.#keyPrefix = options.keyPrefix ?? 'meshlet:rl:';
     this.#adaptiveDefault = options.adaptive;
     this.#eventLoopDelay = options.eventLoopDelay;
+    this.#eventLoopUtilization = options.eventLoopUtilization;
     this.#random = options.random;
     this.#setAdaptive(undefined);
   }
@@ -323,6 +327,7 @@ export class RateLimiter {
         clock: this.#clock,
         ...(this.#random ? { random: this.#random } : {}),
         ...(this.#eventLoopDelay ? { eventLoopDelay: this.#eventLoopDelay } : {}),
+        ...(this.#eventLoopUtilization ? { eventLoopUtilization: this.#eventLoopUtilization } : {}),
       });
   }
 

@@ -54,7 +54,7 @@ function play(
 }
 
 describe('AdaptiveLimit at explicit instants', () => {
-  it('probes the minimum RTT at the floor, then moves the limit by the RTT gradient, holding when app-limited', () => {
+  it('probes the minimum RTT at the floor, then moves the limit by the RTT gradient, or toward twice the use when app-limited', () => {
     play([
       { at: 5, rtt: 10, inFlight: 1, limit: 3, mode: 'probe', why: 'probe sample 1 of 3' },
       { at: 6, rtt: 12, inFlight: 2, limit: 3, mode: 'probe', why: 'probe sample 2 of 3' },
@@ -66,13 +66,15 @@ describe('AdaptiveLimit at explicit instants', () => {
       { at: 250, rtt: 22, inFlight: 7, limit: 7, why: 'window open' },
       { at: 307, rtt: 22, inFlight: 7, limit: 5, why: 'cut by 16.5/22 (7.5 x 0.75 = 5.6)' },
       { at: 350, rtt: 11, inFlight: 1, limit: 5, why: 'window open' },
-      { at: 407, rtt: 11, inFlight: 1, limit: 5, why: 'fast, but under half the limit in use: no growth' },
-      { at: 450, rtt: 11, inFlight: 4, limit: 5, why: 'window open' },
-      { at: 507, rtt: 11, inFlight: 4, limit: 8, why: 'fast and in use: 5.6 x 1.5' },
-      { at: 550, rtt: 16.5, inFlight: 8, limit: 8, why: 'window open' },
-      { at: 607, rtt: 16.5, inFlight: 8, limit: 8, why: 'RTT exactly at the target: the limit stays' },
-      { at: 650, rtt: 40, inFlight: 2, limit: 8, why: 'window open' },
-      { at: 707, rtt: 40, inFlight: 2, limit: 8, why: 'slow, but 2 of 8 in use: not our doing (a GC pause, a neighbour): hold' },
+      { at: 407, rtt: 11, inFlight: 1, limit: 5, why: 'fast, but 1 of 5 in use: no growth; 5.6 -> 2 x 1 by 1/10 of a half-life (5.4)' },
+      { at: 450, rtt: 11, inFlight: 1, limit: 5, why: 'window open' },
+      { at: 1407, rtt: 11, inFlight: 1, limit: 3, why: 'a second of it: halfway to 2 x 1 ((5.4 + 2) / 2 = 3.7)' },
+      { at: 1450, rtt: 11, inFlight: 3, limit: 3, why: 'window open' },
+      { at: 1507, rtt: 11, inFlight: 3, limit: 5, why: 'fast and in use: 3.7 x 1.5' },
+      { at: 1550, rtt: 16.5, inFlight: 5, limit: 5, why: 'window open' },
+      { at: 1607, rtt: 16.5, inFlight: 5, limit: 5, why: 'RTT exactly at the target: the limit stays' },
+      { at: 1650, rtt: 40, inFlight: 2, limit: 5, why: 'window open' },
+      { at: 1707, rtt: 40, inFlight: 2, limit: 5, why: 'slow, but 2 of 5 in use: not our doing (a GC pause): not cut by the gradient' },
     ]);
   });
 
@@ -176,6 +178,77 @@ describe('AdaptiveLimit at explicit instants', () => {
     limit.onSample(10, 4);
     assert.equal(limit.state.sampleRttMs, 30);
     assert.equal(limit.limit, 3, 'min(10, 4 in flight x 0.5) = 2, held at the floor of 3');
+  });
+
+  it('a limit not used moves halfway to twice the peak in flight each second, down to the floor', () => {
+    // Before: held at 40 however little was used, so a spike after a quiet spell was let in 40 at once.
+    const steps: Step[] = [
+      { at: 1, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
+      { at: 2, rtt: 10, inFlight: 1, limit: 3, why: 'probe' },
+      { at: 3, rtt: 10, inFlight: 1, limit: 40, minRtt: 10, why: 'probe ends, limit back to initial' },
+    ];
+    const rows: [inFlight: number, limit: number, why: string][] = [
+      [2, 22, '2 of 40 in use: (40 + 4) / 2'],
+      [2, 13, '(22 + 4) / 2'],
+      [2, 8, '(13 + 4) / 2 = 8.5'],
+      [2, 6, '6.25'],
+      [2, 5, '5.1'],
+      [3, 7, '3 of 5 in use is over half: grown by the gradient, 5.1 x 1.5'],
+      [1, 4, '(7.7 + 2) / 2 = 4.8'],
+      [1, 3, '(4.8 + 2) / 2 = 3.4'],
+      [1, 3, '2.7: held at the floor'],
+    ];
+    let at = 3;
+    for (const [inFlight, limit, why] of rows) {
+      // One-second windows: each halves the distance (UNUSED_HALF_LIFE_MS).
+      steps.push({ at: at + 500, rtt: 10, inFlight, limit: steps.at(-1)?.limit ?? 40, why: 'window open' });
+      at += 1000;
+      steps.push({ at, rtt: 10, inFlight, limit, why });
+    }
+    play(steps, { ...tableSettings, initialLimit: 40 });
+  });
+
+  it('a probe while the event loop is busy may lower the minimum RTT, never raise it', () => {
+    // A CPU-bound handler saturates the loop even at the floor: such a probe measures the
+    // queue in the loop. Before: three such probes made their RTT the baseline (10 -> 30 ms).
+    const clock = new ManualClock(0);
+    const loop = { utilization: 1 };
+    const reads: number[] = [];
+    const limit = new AdaptiveLimit({
+      ...tableSettings,
+      probeIntervalMs: 1000,
+      clock,
+      eventLoopUtilization: () => {
+        reads.push(clock.now());
+        return loop.utilization;
+      },
+    });
+    const rows: [utilization: number, probeRtt: number, minRtt: number, busyProbes: number, why: string][] = [
+      [1, 10, 10, 0, 'the first probe counts, busy or not'],
+      [0.95, 30, 10, 1, 'busy and slower: not counted'],
+      [0.95, 30, 10, 2, 'busy and slower: not counted'],
+      [0.95, 30, 10, 3, 'three busy probes in an overload: the baseline stays'],
+      [0.95, 8, 8, 3, 'busy but faster: counted'],
+      [0.5, 30, 8, 3, 'loop not busy: counted, the least of [10, 8, 30]'],
+      [0.5, 30, 8, 3, 'the least of [8, 30, 30]'],
+      [0.5, 30, 30, 3, 'the least of [30, 30, 30]: a dependency that really slowed down is followed'],
+      [0.91, 60, 30, 4, 'busy and slower: not counted'],
+    ];
+    for (const [i, [utilization, probeRtt, minRtt, busyProbes, why]] of rows.entries()) {
+      if (i > 0) {
+        // A window after the probe interval starts the next probe.
+        clock.advance(1100);
+        limit.onSample(limit.state.minRttMs, limit.limit);
+        limit.onSample(limit.state.minRttMs, limit.limit);
+        assert.equal(limit.state.mode, 'probe', `row ${i}: a probe started`);
+      }
+      loop.utilization = utilization;
+      for (let k = 0; k < 3; k++) limit.onSample(probeRtt, 1);
+      assert.equal(limit.state.mode, 'track', `row ${i} (${why}): probe ended`);
+      assert.equal(limit.state.minRttMs, minRtt, `row ${i} (${why}): minRtt`);
+      assert.equal(limit.state.busyProbes, busyProbes, `row ${i} (${why}): busyProbes`);
+    }
+    assert.ok(reads.length >= rows.length, 'the utilization is read at least once per probe');
   });
 
   it('keeps to the ceiling and the floor', () => {

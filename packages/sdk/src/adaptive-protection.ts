@@ -1,4 +1,10 @@
-import { type AdaptiveSection, type EventLoopDelaySampler, eventLoopDelayMonitor, parseAdaptiveSection } from '@meshlet/ratelimit';
+import {
+  type AdaptiveSection,
+  type EventLoopDelaySampler,
+  eventLoopDelayMonitor,
+  eventLoopUtilizationSampler,
+  parseAdaptiveSection,
+} from '@meshlet/ratelimit';
 
 /**
  * The `ratelimit.adaptive` mesh option: `true` for every default, or the fields of a rule's
@@ -7,10 +13,27 @@ import { type AdaptiveSection, type EventLoopDelaySampler, eventLoopDelayMonitor
  */
 export type AdaptiveOption = true | Readonly<Record<string, unknown>>;
 
+/**
+ * The `ratelimit.outboundAdaptive` mesh option: an adaptive concurrency limit per
+ * destination, on the caller's side. `true`: every destination, every default; else
+ * `defaults` (the numbers of `ratelimit.adaptive`, without `status` and `classes`),
+ * `services` (a destination's own numbers, or `false` for none) and `only` (limit only
+ * these destinations). A call over its destination's limit is refused at once with
+ * OutboundLimitError (`MESHLET_OUTBOUND_LIMITED`).
+ */
+export type OutboundAdaptiveOption =
+  | true
+  | {
+      readonly defaults?: Readonly<Record<string, unknown>>;
+      readonly services?: Readonly<Record<string, Readonly<Record<string, unknown>> | false>>;
+      readonly only?: readonly string[];
+    };
+
 /** What the rate limiter needs for the adaptive limit, and the monitor to stop at shutdown. */
 export interface AdaptiveProtection {
   readonly adaptive: AdaptiveSection | undefined;
   readonly eventLoopDelay: () => number;
+  readonly eventLoopUtilization: () => number;
   close(): void;
 }
 
@@ -22,6 +45,7 @@ export interface AdaptiveProtection {
 export function adaptiveProtection(option: AdaptiveOption | undefined): AdaptiveProtection {
   const adaptive = option === undefined ? undefined : parseAdaptiveSection(option === true ? {} : option, 'ratelimit.adaptive');
   let monitor: EventLoopDelaySampler | undefined;
+  let utilization: (() => number) | undefined;
   let closed = false;
   return {
     adaptive,
@@ -29,6 +53,10 @@ export function adaptiveProtection(option: AdaptiveOption | undefined): Adaptive
       if (closed) return 0;
       monitor ??= eventLoopDelayMonitor();
       return monitor();
+    },
+    eventLoopUtilization: () => {
+      utilization ??= eventLoopUtilizationSampler();
+      return utilization();
     },
     close: () => {
       closed = true;

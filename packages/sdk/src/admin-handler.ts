@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MeshletError } from '@meshlet/core';
+import type { AdaptiveStats, OutboundAdaptiveStats } from '@meshlet/ratelimit';
 import { writePrometheus } from '@meshlet/trace';
 import { renderStatusMetrics } from './admin-metrics.js';
 
@@ -94,19 +95,11 @@ export interface AdminBreakerShadowStatus {
   readonly wouldTimeOut: number;
 }
 
-/** The adaptive concurrency limit; @meshlet/ratelimit's AdaptiveStats fits as it is. */
-export interface AdminAdaptiveStatus {
-  readonly limit: number;
-  readonly mode: 'probe' | 'track';
-  readonly minRttMs: number;
-  readonly sampleRttMs: number;
-  readonly eventLoopDelayMs: number;
-  readonly probes: number;
-  readonly inFlight: number;
-  readonly admitted: number;
-  readonly refused: number;
-  readonly classes: readonly { readonly name: string; readonly share: number; readonly admitted: number; readonly refused: number }[];
-}
+/** The adaptive concurrency limit: @meshlet/ratelimit's own stats type (its AdaptiveLimitState and counters). */
+export type AdminAdaptiveStatus = AdaptiveStats;
+
+/** One destination's adaptive limit (`ratelimit.outboundAdaptive`): @meshlet/ratelimit's own stats type. */
+export type AdminOutboundAdaptiveStatus = OutboundAdaptiveStats;
 
 /** What an instance reports about itself; the mesh builds it on each request to the endpoint. */
 export interface AdminStatus {
@@ -119,6 +112,8 @@ export interface AdminStatus {
   /** Called services whose `breaker` section is in shadow mode, and what it would have done. */
   readonly breakerShadow?: readonly AdminBreakerShadowStatus[];
   readonly limiter?: AdminLimiterStatus;
+  /** The adaptive limit of each destination called, when `ratelimit.outboundAdaptive` is on. */
+  readonly outboundAdaptive?: readonly AdminOutboundAdaptiveStatus[];
   readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number; readonly snapshotErrors?: number };
   /** Named degraded flags (`registry`, `ratelimitRedis`, `rules`…); true means running on a fallback. */
   readonly degraded: Readonly<Record<string, boolean>>;
@@ -312,6 +307,7 @@ export function publicStatus(s: AdminStatus): AdminStatus {
           }
         : undefined,
     ),
+    ...opt('outboundAdaptive', s.outboundAdaptive?.map(publicOutboundAdaptive)),
     registry: {
       mode: String(s.registry?.mode ?? 'unknown'),
       degraded: s.registry?.degraded === true,
@@ -324,14 +320,36 @@ export function publicStatus(s: AdminStatus): AdminStatus {
   };
 }
 
-function publicAdaptive(a: AdminAdaptiveStatus): AdminAdaptiveStatus {
+/** The fields of an adaptive limit's state, as numbers (the inbound and the outbound limits share them). */
+function publicLimitState(a: AdaptiveLimitStateLike) {
   return {
     limit: num(a.limit),
-    mode: a.mode === 'probe' ? 'probe' : 'track',
+    mode: a.mode === 'probe' ? ('probe' as const) : ('track' as const),
     minRttMs: num(a.minRttMs),
     sampleRttMs: num(a.sampleRttMs),
     eventLoopDelayMs: num(a.eventLoopDelayMs),
     probes: num(a.probes),
+    busyProbes: num(a.busyProbes),
+  };
+}
+type AdaptiveLimitStateLike = Pick<
+  AdaptiveStats,
+  'limit' | 'mode' | 'minRttMs' | 'sampleRttMs' | 'eventLoopDelayMs' | 'probes' | 'busyProbes'
+>;
+
+function publicOutboundAdaptive(a: AdminOutboundAdaptiveStatus): AdminOutboundAdaptiveStatus {
+  return {
+    service: String(a.service),
+    ...publicLimitState(a),
+    inFlight: num(a.inFlight),
+    admitted: num(a.admitted),
+    refused: num(a.refused),
+  };
+}
+
+function publicAdaptive(a: AdminAdaptiveStatus): AdminAdaptiveStatus {
+  return {
+    ...publicLimitState(a),
     inFlight: num(a.inFlight),
     admitted: num(a.admitted),
     refused: num(a.refused),

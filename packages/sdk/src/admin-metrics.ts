@@ -1,5 +1,5 @@
 import { escapeLabel } from '@meshlet/trace';
-import type { AdminBreakerShadowStatus, AdminStatus } from './admin-handler.js';
+import type { AdminBreakerShadowStatus, AdminOutboundAdaptiveStatus, AdminStatus } from './admin-handler.js';
 
 /**
  * The admin status as Prometheus metrics: what runs degraded (registry, Redis), rule
@@ -162,6 +162,25 @@ export function renderStatusMetrics(status: AdminStatus): string {
       for (const c of adaptive.classes) out.push(`meshlet_adaptive_admitted_total{${labels({ class: c.name })}} ${c.admitted}`);
       family('meshlet_adaptive_refused_total', 'counter', 'Inbound requests the adaptive limit refused (load shed), by traffic class.');
       for (const c of adaptive.classes) out.push(`meshlet_adaptive_refused_total{${labels({ class: c.name })}} ${c.refused}`);
+    }
+  }
+  const outbound = status.outboundAdaptive;
+  if (outbound && outbound.length > 0) {
+    const perService: [string, 'gauge' | 'counter', (a: AdminOutboundAdaptiveStatus) => number, string][] = [
+      ['meshlet_outbound_adaptive_limit', 'gauge', (a) => a.limit, 'Calls to the destination its adaptive limit lets in flight now.'],
+      ['meshlet_outbound_adaptive_in_flight', 'gauge', (a) => a.inFlight, 'Calls to the destination in flight under its adaptive limit.'],
+      ['meshlet_outbound_adaptive_min_rtt_ms', 'gauge', (a) => a.minRttMs, "Minimum RTT of the destination's adaptive limit, ms."],
+      ['meshlet_outbound_adaptive_admitted_total', 'counter', (a) => a.admitted, "Calls the destination's adaptive limit let through."],
+      [
+        'meshlet_outbound_adaptive_refused_total',
+        'counter',
+        (a) => a.refused,
+        "Calls refused by the destination's adaptive limit (OutboundLimitError, MESHLET_OUTBOUND_LIMITED).",
+      ],
+    ];
+    for (const [name, type, value, help] of perService) {
+      family(name, type, help);
+      for (const a of outbound) out.push(`${name}{${labels({ service: a.service })}} ${value(a)}`);
     }
   }
   return `${out.join('\n')}\n`;

@@ -1,7 +1,7 @@
 import { CallExecutor } from '@meshlet/breaker';
 import { type Instance, MetaKey, RuleWatcher, type RuleWatcherStatus, type Unsubscribe } from '@meshlet/core';
 import { FaultInjector } from '@meshlet/fault';
-import { Bulkheads } from '@meshlet/ratelimit';
+import { Bulkheads, OutboundAdaptiveLimits, parseOutboundAdaptive } from '@meshlet/ratelimit';
 import { Router, WarmupFeed } from '@meshlet/route';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -33,6 +33,8 @@ export class Destinations {
   readonly executor: CallExecutor;
   readonly faults: FaultInjector;
   readonly bulkheads: Bulkheads | undefined;
+  /** The adaptive limit per destination (`ratelimit.outboundAdaptive`), when on. */
+  readonly outboundLimits: OutboundAdaptiveLimits | undefined;
   readonly directory: ServiceDirectory;
   readonly #settings: MeshSettings;
   readonly #warmup: WarmupFeed;
@@ -57,6 +59,11 @@ export class Destinations {
     });
     this.#warmup = new WarmupFeed(this.router, { clock, warmup: options.warmup });
     this.bulkheads = options.ratelimit?.bulkheads ? new Bulkheads(options.ratelimit.bulkheads) : undefined;
+    const outbound = options.ratelimit?.outboundAdaptive;
+    this.outboundLimits =
+      outbound === undefined
+        ? undefined
+        : new OutboundAdaptiveLimits({ ...parseOutboundAdaptive(outbound, 'ratelimit.outboundAdaptive'), clock });
     this.directory = new ServiceDirectory(settings.registry, {
       follow: (service) => this.#follow(service),
       instances: (service, instances) => this.#instances(service, instances),

@@ -34,7 +34,7 @@ export {
   withTags,
 } from '@meshlet/core';
 export { setScopedTag, type TagScope } from '@meshlet/propagation';
-export { BulkheadFullError, RateLimit, RateLimitedError, type RateLimitOptions } from '@meshlet/ratelimit';
+export { BulkheadFullError, OutboundLimitError, RateLimit, RateLimitedError, type RateLimitOptions } from '@meshlet/ratelimit';
 export { Traced, type TracedOptions } from '@meshlet/trace';
 export {
   ADMIN_META_KEY,

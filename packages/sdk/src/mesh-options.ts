@@ -6,7 +6,7 @@ import type { TagPropagationOptions } from '@meshlet/propagation';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
 import type { Router, RouterOptions, WarmupOptions } from '@meshlet/route';
 import type { Tracing, TracingOptions } from '@meshlet/trace';
-import type { AdaptiveOption } from './adaptive-protection.js';
+import type { AdaptiveOption, OutboundAdaptiveOption } from './adaptive-protection.js';
 import type { Fetch } from './governed-fetch.js';
 import type { MeshRequest } from './governed-request.js';
 import type { MeshGrpc } from './grpc.js';
@@ -64,6 +64,12 @@ export interface MeshOptions {
      */
     readonly adaptive?: AdaptiveOption;
     readonly bulkheads?: { readonly defaults?: BulkheadOptions; readonly services?: Readonly<Record<string, BulkheadOptions>> };
+    /**
+     * An adaptive concurrency limit per destination (`true`: every destination, every
+     * default): a call over it is refused at once with OutboundLimitError
+     * (`MESHLET_OUTBOUND_LIMITED`). See README, "Adaptive protection".
+     */
+    readonly outboundAdaptive?: OutboundAdaptiveOption;
   };
   /**
    * Service auth: calls carry an identity signed with the mesh key (the first key signs,

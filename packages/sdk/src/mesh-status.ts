@@ -24,6 +24,7 @@ export function meshStatus(
     breakers: destinations.executor.snapshot(),
     breakerShadow: breakerShadowOf(destinations),
     limiter: own.rateLimiter.stats,
+    ...(destinations.outboundLimits ? { outboundAdaptive: destinations.outboundLimits.stats } : {}),
     registry: {
       mode: registry.constructor.name,
       degraded: registryStatus?.degraded ?? false,

@@ -49,6 +49,7 @@ export class OwnService {
       // The adaptive concurrency limit (the option's; a rule's `ratelimit.adaptive` wins).
       ...(adaptive.adaptive ? { adaptive: adaptive.adaptive } : {}),
       eventLoopDelay: adaptive.eventLoopDelay,
+      eventLoopUtilization: adaptive.eventLoopUtilization,
       ...(redis
         ? {
             redis: new RedisTokenBuckets({
