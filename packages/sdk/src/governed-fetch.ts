@@ -30,7 +30,7 @@ import {
   TSF_METADATA_HEADER,
   TSF_TAGS_HEADER,
 } from '@meshlet/propagation';
-import type { Bulkheads } from '@meshlet/ratelimit';
+import type { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { clientSpanInterceptor, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
@@ -46,6 +46,8 @@ export interface GovernedCallDeps {
   readonly executor: CallExecutor;
   readonly tracing: Tracing | undefined;
   readonly bulkheads: Bulkheads | undefined;
+  /** The per-destination adaptive limits (`ratelimit.outboundAdaptive`), when on. */
+  readonly outboundLimits?: OutboundAdaptiveLimits | undefined;
   /** Writes the request's tags in the configured dialects, by scope. */
   readonly propagation: TagPropagation;
   /** Fault rules of a destination, if it has any. */
@@ -247,7 +249,7 @@ export function attemptInterceptors(deps: GovernedCallDeps): AttemptInterceptor[
 }
 
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
-  const { executor, tracing, bulkheads } = deps;
+  const { executor, tracing, bulkheads, outboundLimits } = deps;
   const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)) };
 
   return async function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
@@ -257,11 +259,14 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
     const governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
     let out: R | Response;
     try {
-      out = await (bulkheads
-        ? bulkheads.execute(service, () => executor.call<RouteDecision, R>(governed), signal)
-        : executor.call<RouteDecision, R>(governed));
+      // The destination's adaptive limit, then its bulkhead, around the executor: a call over
+      // either is refused before routing, and the limit samples the call's whole time.
+      const execute = () => executor.call<RouteDecision, R>(governed);
+      const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
+      out = await (bulkheads ? bulkheads.execute(service, limited, signal) : limited());
     } catch (error) {
-      // Rejected before anything was sent (breaker open, no instance, bulkhead full): a span
+      // Rejected before anything was sent (breaker open, no instance, over the adaptive
+      // limit, bulkhead full): a span
       // for the logical call, so traces and metrics show the rejection.
       if (governed.attempts === 0 && tracing)
         tracing.startClientSpan(undefined, { method, url: `http://${service}${path}${search}`, service }).end({ error });

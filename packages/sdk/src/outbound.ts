@@ -1,5 +1,4 @@
 import type { TagPropagation } from '@meshlet/propagation';
-import type { OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { Tracing } from '@meshlet/trace';
 import { Agent } from 'undici';
 import type { Destinations } from './destinations.js';
@@ -43,6 +42,7 @@ export class Outbound {
       executor: destinations.executor,
       tracing: parts.tracing,
       bulkheads: destinations.bulkheads,
+      outboundLimits: destinations.outboundLimits,
       propagation: parts.propagation,
       faults: (service) => destinations.faults.forService(service),
       callerHeader: () => registration.callerHeader,
@@ -51,7 +51,7 @@ export class Outbound {
       logger: settings.logger,
     };
     this.deps = deps;
-    const pipeline = withOutboundLimits(governedCall(deps), destinations.outboundLimits);
+    const pipeline = governedCall(deps);
     this.pipeline = pipeline;
     // No fetch of the application's own: governed attempts go over the shared Agent (see
     // dispatcher-fetch.ts); everything else still goes to global fetch.
@@ -65,16 +65,4 @@ export class Outbound {
     // Destroy, not close: a body the application never read would hold close() forever.
     await this.#agent.destroy();
   }
-}
-
-/**
- * The pipeline under the per-destination adaptive limit (`ratelimit.outboundAdaptive`): a
- * call over its destination's limit is refused with OutboundLimitError before routing, and
- * each call's time, retries included, is a sample of that destination's latency. Wraps the
- * whole pipeline rather than the executor call inside it (where the bulkhead is): the
- * difference is the synchronous header writing, and a refused call gets no span.
- */
-export function withOutboundLimits(pipeline: GovernedCallPipeline, limits: OutboundAdaptiveLimits | undefined): GovernedCallPipeline {
-  if (limits === undefined) return pipeline;
-  return (call) => limits.execute(call.service, () => pipeline(call), call.signal);
 }

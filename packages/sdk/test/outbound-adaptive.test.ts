@@ -8,6 +8,7 @@ import { get, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryRegistry, MemoryLogger, RuleValidationError } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh, OutboundLimitError } from '../src/index.js';
 
 const TOKEN = 'outbound-admin-token-0123456789';
@@ -49,6 +50,7 @@ describe('outbound adaptive limit, on real servers', () => {
   const upstreams: Awaited<ReturnType<typeof listen>>[] = [];
   let caller: Mesh;
   let admin: Awaited<ReturnType<typeof listen>>;
+  const exporter = new InMemorySpanExporter();
 
   before(async () => {
     for (const service of ['inventory', 'pricing', 'audit']) {
@@ -69,6 +71,7 @@ describe('outbound adaptive limit, on real servers', () => {
       registry,
       logger: new MemoryLogger(),
       admin: { token: TOKEN },
+      tracing: { exporters: [exporter], metrics: false },
       ratelimit: {
         outboundAdaptive: {
           // Pinned at 2 (floor = ceiling) so that the test knows the limit.
@@ -101,6 +104,10 @@ describe('outbound adaptive limit, on real servers', () => {
       assert.equal(refused.limit, 2);
     }
     assert.equal(held.seen, 2, 'the refused calls were never sent');
+    // Refused before routing, as a bulkhead refuses: a CLIENT span for the logical call says so.
+    await caller.tracing?.forceFlush();
+    const refusedSpans = exporter.getFinishedSpans().filter((s) => s.attributes['error.type'] === 'OutboundLimitError');
+    assert.equal(refusedSpans.length, 2, 'one rejection span per refused call');
     // Other destinations have limits of their own; `audit: false` has none.
     assert.equal(await (await caller.fetch('http://pricing/p')).text(), 'pricing');
     assert.equal(await (await caller.fetch('http://audit/a')).text(), 'audit');
