@@ -57,3 +57,255 @@ export function withTimeout<T>(
     );
   });
 }
+
+/** A transport's own cancel (undici's dispatch `abort`), run when the attempt is aborted. */
+export type AbortHook = (reason: unknown) => void;
+
+/**
+ * The abort of one attempt, without an AbortController unless someone asks for `signal`:
+ * the executor aborts it at the attempt's deadline or when the caller's signal aborts,
+ * and a transport that can cancel by itself (the mesh's undici dispatch) hooks its cancel
+ * here with `onAbort` instead of listening on a signal. Reading `signal` makes the
+ * AbortSignal then (aborted already if the attempt was), for clients that need one.
+ */
+export class AttemptAbort {
+  #aborted = false;
+  #reason: unknown;
+  #hook: AbortHook | undefined;
+  #controller: AbortController | undefined;
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get reason(): unknown {
+    return this.#reason;
+  }
+
+  /** An AbortSignal that follows this abort; made on first read. */
+  get signal(): AbortSignal {
+    let c = this.#controller;
+    if (c === undefined) {
+      c = new AbortController();
+      this.#controller = c;
+      if (this.#aborted) c.abort(this.#reason);
+    }
+    return c.signal;
+  }
+
+  /** Sets the one hook run at abort (replacing any before it); run at once if the attempt was aborted already. */
+  onAbort(hook: AbortHook | undefined): void {
+    this.#hook = hook;
+    if (this.#aborted && hook !== undefined) hook(this.#reason);
+  }
+
+  /** Aborts the attempt: runs the hook, then aborts the signal if one was made. Once. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#hook?.(reason);
+    this.#controller?.abort(reason);
+  }
+}
+
+/** An entry of a DeadlineSweep: expired at `at` unless `done` was set first. */
+export interface Deadline {
+  readonly at: number;
+  /** Set when the attempt settled (the sweep then drops it), or when it expired. */
+  done: boolean;
+  expire(): void;
+}
+
+/**
+ * Per-attempt timeouts without a timer per attempt: the deadlines of one timeout value
+ * come in the order they expire (now + the same timeout, on a monotonic clock), so each
+ * value keeps a FIFO and one timer armed for its oldest live deadline. An attempt that
+ * settles only marks its entry done (O(1)); done entries at the head are dropped when
+ * the next one is added or when the timer fires, so the queue holds about the attempts
+ * in flight. The timer fires about once per timeout period under steady load.
+ */
+export class DeadlineSweep {
+  readonly #clock: Clock;
+  readonly #queues = new Map<number, DeadlineQueue>();
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  /** Watches `deadline` (at = now + timeoutMs). */
+  add(timeoutMs: number, deadline: Deadline): void {
+    let q = this.#queues.get(timeoutMs);
+    if (q === undefined) {
+      q = new DeadlineQueue(this.#clock);
+      this.#queues.set(timeoutMs, q);
+    }
+    q.push(deadline);
+  }
+
+  /** Entries held (live or done but not yet dropped), and timers armed: for tests. */
+  get stats(): { held: number; timers: number } {
+    let held = 0;
+    let timers = 0;
+    for (const q of this.#queues.values()) {
+      held += q.held;
+      if (q.armed) timers++;
+    }
+    return { held, timers };
+  }
+}
+
+class DeadlineQueue {
+  readonly #clock: Clock;
+  #items: (Deadline | undefined)[] = [];
+  #head = 0;
+  armed = false;
+  #firing = false;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  get held(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(d: Deadline): void {
+    this.#dropDone();
+    this.#items.push(d);
+    if (!this.armed && !this.#firing) this.#arm(d.at);
+  }
+
+  #dropDone(): void {
+    const items = this.#items;
+    let h = this.#head;
+    while (h < items.length && (items[h] as Deadline).done) items[h++] = undefined;
+    if (h === items.length) {
+      items.length = 0;
+      h = 0;
+    } else if (h > 64 && h * 2 > items.length) {
+      this.#items = items.slice(h);
+      h = 0;
+    }
+    this.#head = h;
+  }
+
+  #arm(at: number): void {
+    this.armed = true;
+    this.#clock.setTimeout(this.#fire, Math.max(1, Math.ceil(at - this.#clock.now())));
+  }
+
+  readonly #fire = (): void => {
+    this.armed = false;
+    this.#firing = true;
+    const now = this.#clock.now();
+    const items = this.#items;
+    try {
+      while (this.#head < items.length) {
+        const d = items[this.#head] as Deadline;
+        if (!d.done) {
+          if (d.at > now) break;
+          d.done = true;
+          d.expire();
+        }
+        items[this.#head++] = undefined;
+      }
+    } finally {
+      this.#firing = false;
+      this.#dropDone();
+      if (this.#head < this.#items.length) this.#arm((this.#items[this.#head] as Deadline).at);
+    }
+  };
+}
+
+/** One attempt under runTimed: its deadline entry, and the caller's abort listener. */
+class TimedAttempt<T> implements Deadline {
+  readonly at: number;
+  done = false;
+  readonly #resolve: (v: T) => void;
+  readonly #reject: (e: unknown) => void;
+  readonly #abort: AttemptAbort;
+  readonly #caller: AbortSignal | undefined;
+  readonly #timeoutMs: number;
+  readonly #service: string | undefined;
+
+  constructor(
+    at: number,
+    resolve: (v: T) => void,
+    reject: (e: unknown) => void,
+    abort: AttemptAbort,
+    caller: AbortSignal | undefined,
+    timeoutMs: number,
+    service: string | undefined,
+  ) {
+    this.at = at;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#abort = abort;
+    this.#caller = caller;
+    this.#timeoutMs = timeoutMs;
+    this.#service = service;
+  }
+
+  #finish(): void {
+    this.done = true;
+    this.#caller?.removeEventListener('abort', this);
+  }
+
+  expire(): void {
+    // The sweep set `done` already.
+    this.#caller?.removeEventListener('abort', this);
+    const err = new TimeoutError(this.#timeoutMs, this.#service);
+    this.#abort.abort(err);
+    this.#reject(err);
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    if (this.done) return;
+    this.#finish();
+    const reason = this.#caller?.reason;
+    this.#abort.abort(reason);
+    this.#reject(reason);
+  }
+
+  settle(ok: boolean, v: unknown): void {
+    if (this.done) return;
+    this.#finish();
+    if (ok) this.#resolve(v as T);
+    else this.#reject(v);
+  }
+}
+
+/**
+ * withTimeout on a DeadlineSweep and an AttemptAbort: runs `fn` and rejects with a
+ * TimeoutError at `timeoutMs` (aborting `abort` with it), or with the caller's reason when
+ * `callerSignal` aborts, even if `fn` ignores the abort. No timer and no AbortController
+ * per attempt; `fn` reads the abort from `abort` (its hook, or its signal when it needs one).
+ */
+export function runTimed<T>(
+  sweep: DeadlineSweep,
+  clock: Clock,
+  timeoutMs: number,
+  callerSignal: AbortSignal | undefined,
+  abort: AttemptAbort,
+  fn: () => Promise<T>,
+  service?: string,
+): Promise<T> {
+  if (callerSignal?.aborted) return Promise.reject(callerSignal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const t = new TimedAttempt<T>(clock.now() + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service);
+    sweep.add(timeoutMs, t);
+    callerSignal?.addEventListener('abort', t, { once: true });
+    let p: Promise<T>;
+    try {
+      p = fn();
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.then(
+      (v) => t.settle(true, v),
+      (e: unknown) => t.settle(false, e),
+    );
+  });
+}

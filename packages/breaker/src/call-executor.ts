@@ -11,7 +11,7 @@ import {
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
-import { withTimeout } from './attempt-signal.js';
+import { AttemptAbort, DeadlineSweep, runTimed } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
@@ -59,6 +59,12 @@ export interface AttemptRecord<I> {
   settled: (() => void) | undefined;
   /** The result is not the instance's doing (an injected fault, a hedge that answered): no instance breaker counts it. */
   injected: boolean;
+  /**
+   * The attempt's abort when the executor times it (its timeout, the caller's signal): a
+   * transport that can cancel by itself hooks it here (`abort.onAbort`) rather than reading
+   * `signal`, which makes an AbortSignal on first read. Undefined without a timeout.
+   */
+  readonly abort?: AttemptAbort | undefined;
 }
 
 /**
@@ -103,6 +109,12 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   unreachable?(instance: I): void;
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
+  /**
+   * True when `send` reads the attempt's abort from its record (`abort`, or `signal`), not
+   * from its `signal` argument: the executor then passes no signal and makes none unless
+   * the record's is read.
+   */
+  readonly abortsOnRecord?: boolean;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
   readonly retryable?: boolean;
   /**
@@ -204,9 +216,12 @@ export class CallExecutor {
   readonly #shadows = new Map<string, Shadow>();
   readonly #shadowEvents = new BreakerEvents();
   readonly #shadowInstances: InstanceBreakers;
+  /** The attempts' timeouts: one timer per timeout value, not one per attempt. */
+  readonly #sweep: DeadlineSweep;
 
   constructor(options: CallExecutorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
+    this.#sweep = new DeadlineSweep(this.#clock);
     this.#random = options.random ?? Math.random;
     this.#logger = options.logger ?? silentLogger;
     this.events = options.events ?? new BreakerEvents();
@@ -498,8 +513,10 @@ export class CallExecutor {
       if (instance === undefined)
         throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
       const id = instance.id;
-      // The record of this attempt, handed down; with a timeout, its signal is the timeout's.
-      const rec = record(call, instance, attempt, timeoutMs > 0 ? undefined : call.signal, state, notes);
+      // The record of this attempt, handed down; with a timeout, its signal is the timeout's
+      // abort's, made only if read (a transport may hook the abort instead).
+      const abort = timeoutMs > 0 ? new AttemptAbort() : undefined;
+      const rec = record(call, instance, attempt, timeoutMs > 0 ? undefined : call.signal, state, notes, abort);
       notes = undefined;
       const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
       // The first attempt starts when the call does: nothing between them waits.
@@ -507,12 +524,14 @@ export class CallExecutor {
       let res: R;
       try {
         res =
-          timeoutMs > 0
-            ? await withTimeout(
+          abort !== undefined
+            ? await runTimed(
+                this.#sweep,
                 clock,
                 timeoutMs,
                 call.signal,
-                (signal) => this.#send(call, instance, signal, withSignal(rec, signal), hedger, gov, instances),
+                abort,
+                () => this.#send(call, instance, call.abortsOnRecord === true ? undefined : abort.signal, rec, hedger, gov, instances),
                 call.service,
               )
             : await this.#send(call, instance, call.signal, rec, hedger, gov, instances);
@@ -783,6 +802,42 @@ function stateName(state: 'closed' | 'open' | 'half-open'): BreakerStateName {
   return state === 'half-open' ? 'half_open' : state;
 }
 
+/** The record of one attempt; with a timeout its signal is its abort's, made when first read. */
+class Rec<I> implements AttemptRecord<I> {
+  readonly call: unknown;
+  readonly target: I;
+  readonly number: number;
+  readonly breaker: BreakerStateName | undefined;
+  notes: string[] | undefined;
+  attributes: Readonly<Record<string, string | number>> | undefined = undefined;
+  settled: (() => void) | undefined = undefined;
+  injected = false;
+  readonly abort: AttemptAbort | undefined;
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(
+    call: unknown,
+    target: I,
+    number: number,
+    signal: AbortSignal | undefined,
+    breaker: BreakerStateName | undefined,
+    notes: string[] | undefined,
+    abort: AttemptAbort | undefined,
+  ) {
+    this.call = call;
+    this.target = target;
+    this.number = number;
+    this.#signal = signal;
+    this.breaker = breaker;
+    this.notes = notes;
+    this.abort = abort;
+  }
+
+  get signal(): AbortSignal | undefined {
+    return this.abort !== undefined ? this.abort.signal : this.#signal;
+  }
+}
+
 function record<I>(
   call: unknown,
   target: I,
@@ -790,12 +845,7 @@ function record<I>(
   signal: AbortSignal | undefined,
   breaker: BreakerStateName | undefined,
   notes: string[] | undefined,
+  abort?: AttemptAbort,
 ): AttemptRecord<I> {
-  return { call, target, number, signal, breaker, notes, attributes: undefined, settled: undefined, injected: false };
-}
-
-/** `rec` with the attempt's own signal (the timeout's), set once before it is handed down: the same object the watch holds. */
-function withSignal<I>(rec: AttemptRecord<I>, signal: AbortSignal): AttemptRecord<I> {
-  (rec as { signal: AbortSignal | undefined }).signal = signal;
-  return rec;
+  return new Rec(call, target, number, signal, breaker, notes, abort);
 }
