@@ -1,5 +1,5 @@
 import { IDENTITY_HEADER } from '@meshlet/auth';
-import type { AttemptRecord, CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
+import type { AttemptAbort, AttemptRecord, CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
 import {
   type Attempt,
   type AttemptHandler,
@@ -121,9 +121,11 @@ export interface ServiceCall<R extends CallResult> {
   readonly signal: AbortSignal | undefined;
   /**
    * Sends one attempt to the instance at `origin` (`http://host:port`; the front end adds
-   * the path and query) with `headers`, under `signal` (the attempt's timeout and the caller's).
+   * the path and query) with `headers`, cancelled by `cancel`: the executor's AttemptAbort
+   * when the attempt is timed (hook a cancel of your own with `onAbort`, or read its
+   * `signal`, made then), else the caller's signal, if any.
    */
-  send(origin: string, headers: CallHeaders, signal: AbortSignal | undefined): Promise<R>;
+  send(origin: string, headers: CallHeaders, cancel: AttemptAbort | AbortSignal | undefined): Promise<R>;
   /** A Response made by the mesh (an injected fault, a breaker fallback) as the front end's result. */
   fromResponse(response: Response): R;
   /** Frees an attempt's result dropped for a retry. Default: cancels a Response's body. */
@@ -157,6 +159,8 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   readonly signal?: AbortSignal;
   readonly discard?: (result: R) => void;
   readonly tags: TagLookup;
+  /** `send` reads the abort from the record: the executor makes no AbortSignal for it. */
+  readonly abortsOnRecord = true;
   readonly #call: ServiceCall<R>;
   readonly #picker: RoutePicker;
   readonly #pipeline: Pipeline;
@@ -191,7 +195,10 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   }
 
   transport(attempt: Attempt<R>): Promise<R> {
-    return this.#call.send(originOf(attempt.target.instance), this.headers, attempt.signal);
+    // A timed attempt's abort, without reading its signal (which would make one); a hedge's
+    // racing attempt, or an untimed one, has its signal only.
+    const abort = (attempt as unknown as AttemptRecord<RouteDecision>).abort;
+    return this.#call.send(originOf(attempt.target.instance), this.headers, abort ?? attempt.signal);
   }
 
   fromResponse(response: Response): R {
@@ -358,7 +365,8 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       // A stream can be read once: such a request is never retried.
       retryable: !(body instanceof ReadableStream),
       signal: init?.signal ?? request?.signal ?? undefined,
-      send: (origin, headers, attemptSignal) => {
+      send: (origin, headers, cancel) => {
+        const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
         const target = `${origin}${url.pathname}${url.search}`;
         sentTo = target;
         // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.

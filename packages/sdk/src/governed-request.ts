@@ -1,9 +1,10 @@
-import { Readable } from 'node:stream';
-import { arrayBuffer, blob, buffer, json, text } from 'node:stream/consumers';
 import type { CallResult } from '@meshlet/breaker';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CallHeaders, GovernedCallPipeline } from './governed-fetch.js';
+import { bodyOfResponse } from './request-body.js';
+import { type AttemptCancel, dispatchRequest } from './request-dispatch.js';
 import type { ServiceDirectory } from './service-directory.js';
+import { urlParts } from './service-url.js';
 
 /** undici's `request` options; `dispatcher` replaces the mesh's shared Agent for this call. */
 export type RequestOptions = NonNullable<Parameters<typeof undiciRequest>[1]>;
@@ -53,63 +54,6 @@ function replayable(body: RequestOptions['body']): boolean {
   return body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
 }
 
-/**
- * The body of a Response the mesh made itself (an injected fault, a breaker's fallback)
- * with undici's body mixin, so callers read it as they read a real one.
- */
-class ResponseBody extends Readable {
-  #used = false;
-
-  constructor(body: ReadableStream<Uint8Array> | null) {
-    const reader = body?.getReader();
-    super({
-      read() {
-        if (!reader) {
-          this.push(null);
-          return;
-        }
-        reader.read().then(
-          ({ done, value }) => this.push(done ? null : value),
-          (err: unknown) => this.destroy(err as Error),
-        );
-      },
-    });
-  }
-
-  get bodyUsed(): boolean {
-    return this.#used;
-  }
-
-  #consume<T>(read: (stream: Readable) => Promise<T>): Promise<T> {
-    this.#used = true;
-    return read(this);
-  }
-
-  text(): Promise<string> {
-    return this.#consume(text);
-  }
-  json(): Promise<unknown> {
-    return this.#consume(json);
-  }
-  arrayBuffer(): Promise<ArrayBuffer> {
-    return this.#consume(arrayBuffer);
-  }
-  bytes(): Promise<Uint8Array> {
-    return this.#consume((s) => buffer(s).then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)));
-  }
-  blob(): Promise<Blob> {
-    return this.#consume(blob) as Promise<Blob>;
-  }
-  formData(): Promise<never> {
-    return Promise.reject(new TypeError('formData() is not supported by undici request bodies'));
-  }
-  async dump(): Promise<void> {
-    this.#used = true;
-    this.resume();
-    await new Promise<void>((resolve) => this.once('close', resolve).once('end', resolve));
-  }
-}
-
 function responseData(res: Response): ResponseData {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of res.headers) if (k !== 'set-cookie') headers[k] = v;
@@ -119,7 +63,7 @@ function responseData(res: Response): ResponseData {
     statusCode: res.status,
     statusText: res.statusText,
     headers,
-    body: new ResponseBody(res.body) as unknown as ResponseData['body'],
+    body: bodyOfResponse(res) as unknown as ResponseData['body'],
     trailers: {},
     opaque: null,
     context: {},
@@ -129,6 +73,30 @@ function responseData(res: Response): ResponseData {
 const fromResponse = (res: Response): Attempt => ({ status: res.status, data: responseData(res) });
 // A failed attempt dropped for a retry: read what is left (undici caps it) so the connection is reused.
 const discard = (a: Attempt): void => void a.data.body.dump().catch(() => {});
+
+/** The options the dispatched path sends as they are; any other option goes through undici's `request`. */
+const DISPATCHED_OPTIONS: ReadonlySet<string> = new Set(['method', 'headers', 'body', 'signal', 'dispatcher']);
+
+/**
+ * True when the call can be dispatched with a handler (request-dispatch.ts): only options
+ * it sends as `request` would, an AbortSignal (not an emitter) and a string or bytes body.
+ */
+function dispatchable(options: RequestOptions | undefined): boolean {
+  if (options === undefined) return true;
+  for (const k in options) {
+    if (!DISPATCHED_OPTIONS.has(k)) {
+      if ((options as Record<string, unknown>)[k] === undefined) continue;
+      return false;
+    }
+  }
+  const signal = options.signal;
+  return (signal === undefined || signal === null || signal instanceof AbortSignal) && replayable(options.body);
+}
+
+/** The attempt's cancel as a signal, for undici's `request`. */
+function signalOf(cancel: AttemptCancel): AbortSignal | undefined {
+  return cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
+}
 
 /**
  * Builds `request` with undici's shape, governed by the same pipeline as the mesh's fetch:
@@ -143,7 +111,7 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
   const passThrough = deps.passThrough ?? undiciRequest;
 
   return async function request(input: string | URL, options?: RequestOptions): Promise<ResponseData> {
-    const url = typeof input === 'string' ? new URL(input) : input;
+    const url = urlParts(input);
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
     if (!directory.isReady(service)) {
@@ -151,35 +119,54 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
       await directory.ensure(service);
     }
 
-    const { dispatcher: own, ...rest } = options ?? {};
-    const via = own ?? dispatcher;
-    const method = (rest.method ?? 'GET').toUpperCase() as Dispatcher.HttpMethod;
-    const path = `${url.pathname}${url.search}`;
-    const callerSignal = rest.signal instanceof AbortSignal ? rest.signal : undefined;
+    const via = options?.dispatcher ?? dispatcher;
+    const method = (options?.method ?? 'GET').toUpperCase() as Dispatcher.HttpMethod;
+    const path = url.search === '' ? url.pathname : `${url.pathname}${url.search}`;
+    const callerSignal = options?.signal instanceof AbortSignal ? options.signal : undefined;
+    const body = options?.body;
+    const direct = dispatchable(options);
     const attempt = await pipeline<Attempt>({
       service,
       method,
       path: url.pathname,
       search: url.search,
-      headers: headerRecord(rest.headers),
-      retryable: replayable(rest.body),
+      headers: headerRecord(options?.headers),
+      retryable: replayable(body),
       signal: callerSignal,
-      send: async (origin: string, headers: CallHeaders, signal: AbortSignal | undefined) => {
-        const data = await via.request<null>({
-          ...rest,
-          origin,
-          path,
-          method,
-          headers: headers as Record<string, string | string[]>,
-          // The attempt's signal follows the caller's; an emitter-style signal goes as given.
-          signal: signal ?? rest.signal ?? null,
-          opaque: null,
-        });
-        return { status: data.statusCode, data };
-      },
+      send: direct
+        ? (origin: string, headers: CallHeaders, cancel: AttemptCancel) =>
+            dispatchRequest(
+              via,
+              {
+                origin,
+                path,
+                method,
+                headers: headers as Record<string, string | string[]>,
+                body: (body ?? null) as string | Uint8Array | null,
+              },
+              cancel,
+            ).then(attemptOf)
+        : async (origin: string, headers: CallHeaders, cancel: AttemptCancel) => {
+            const { dispatcher: _own, ...rest } = options ?? {};
+            const data = await via.request<null>({
+              ...rest,
+              origin,
+              path,
+              method,
+              headers: headers as Record<string, string | string[]>,
+              // The attempt's signal follows the caller's; an emitter-style signal goes as given.
+              signal: signalOf(cancel) ?? rest.signal ?? null,
+              opaque: null,
+            });
+            return { status: data.statusCode, data };
+          },
       fromResponse,
       discard,
     });
     return attempt.data;
   };
+}
+
+function attemptOf(data: ResponseData): Attempt {
+  return { status: data.statusCode, data };
 }

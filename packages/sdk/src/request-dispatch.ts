@@ -1,0 +1,196 @@
+import type { AttemptAbort } from '@meshlet/breaker';
+import type { Dispatcher } from 'undici';
+import { MixinBody } from './request-body.js';
+
+/**
+ * One attempt of `mesh.request`, dispatched straight to undici's dispatcher with a handler
+ * (as `dispatcherTransport` does for fetch) rather than through `dispatcher.request`, which
+ * makes a request handler, an abort-signal listener and a Readable wrapper per request.
+ * The answer has undici's ResponseData shape, its body a Readable with the body mixin.
+ *
+ * The attempt is cancelled through the executor's AttemptAbort hook (undici's `abort`
+ * callback), so no AbortSignal is made for a timed attempt; a caller's AbortSignal (a call
+ * without a timeout) is listened to directly.
+ */
+
+/** What cancels an attempt: the executor's abort, a signal, or nothing. */
+export type AttemptCancel = AttemptAbort | AbortSignal | undefined;
+
+type RawHeaders = Buffer[] | string[] | null;
+
+function latin1(v: Buffer | string | Buffer[] | string[] | undefined): string | string[] {
+  if (typeof v === 'string') return v;
+  if (v === undefined) return '';
+  if (Array.isArray(v)) return (v as (Buffer | string)[]).map((x) => (typeof x === 'string' ? x : x.toString('latin1')));
+  return v.toString('latin1');
+}
+
+/**
+ * undici's raw header list as `undici.request` gives it: lower-case names, values as
+ * Latin-1, a repeated name's values in an array in order (set-cookie too).
+ */
+export function headerObject(raw: RawHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  if (raw === null) return out;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as Buffer | string;
+    const key = (typeof name === 'string' ? name : name.toString('latin1')).toLowerCase();
+    const value = latin1(raw[i + 1] as Buffer | string);
+    if (!Object.hasOwn(out, key)) {
+      // `__proto__` is a header name like any other: an own property, not the prototype.
+      if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, configurable: true, writable: true });
+      else out[key] = value;
+      continue;
+    }
+    const had = out[key] as string | string[];
+    if (typeof had === 'string') out[key] = ([had] as string[]).concat(value);
+    else had.push(...(typeof value === 'string' ? [value] : value));
+  }
+  return out;
+}
+
+function contentTypeOf(headers: Record<string, string | string[]>): string | undefined {
+  const t = headers['content-type'];
+  return typeof t === 'string' ? t : t?.[0];
+}
+
+/** A dispatched response body: chunks pushed as undici hands them over; a full buffer pauses the socket. */
+class DispatchedBody extends MixinBody {
+  resumeSocket: (() => void) | undefined;
+  /** undici's abort of the request: a body destroyed before its end gives the request up. */
+  abortRequest: ((reason?: Error) => void) | undefined;
+  paused = false;
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.readableEnded) this.abortRequest?.(err ?? (new DOMException('The body was destroyed', 'AbortError') as unknown as Error));
+    cb(err);
+  }
+
+  override _read(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.resumeSocket?.();
+    }
+  }
+}
+
+class RequestAttemptHandler implements Dispatcher.DispatchHandler {
+  readonly #resolve: (r: Dispatcher.ResponseData) => void;
+  readonly #reject: (e: unknown) => void;
+  readonly #signal: AbortSignal | undefined;
+  #abort: ((reason?: Error) => void) | undefined;
+  /** The reason of an abort that came before undici handed over its `abort`. */
+  #early: unknown;
+  #aborted = false;
+  #responded = false;
+  #body: DispatchedBody | undefined;
+  #trailers: Record<string, string | string[]> | undefined;
+  #context: object = {};
+
+  constructor(resolve: (r: Dispatcher.ResponseData) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+    if (cancel instanceof AbortSignal) {
+      this.#signal = cancel;
+      cancel.addEventListener('abort', this);
+    } else if (cancel !== undefined) cancel.onAbort((reason) => this.cancel(reason));
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.cancel(this.#signal?.reason);
+  }
+
+  /** Aborts the request: before the answer, it rejects; after, the body fails. */
+  cancel(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    const err = reason ?? new DOMException('This operation was aborted', 'AbortError');
+    if (this.#abort !== undefined) this.#abort(err as Error);
+    else this.#early = err;
+    this.#fail(err);
+  }
+
+  #unlisten(): void {
+    this.#signal?.removeEventListener('abort', this);
+  }
+
+  onConnect(abort: (reason?: Error) => void, context?: object): void {
+    // Aborted while queued or connecting: not sent at all.
+    if (this.#early !== undefined) {
+      abort(this.#early as Error);
+      return;
+    }
+    this.#abort = abort;
+    if (context !== undefined) this.#context = context;
+  }
+
+  onHeaders(statusCode: number, raw: RawHeaders, resume: () => void, statusText?: string): boolean {
+    if (statusCode < 200) return true; // 1xx: undici's request hands them to onInfo, if given; none is here
+    if (this.#responded) return true;
+    const headers = headerObject(raw);
+    const body = new DispatchedBody(contentTypeOf(headers));
+    body.resumeSocket = resume;
+    body.abortRequest = this.#abort;
+    this.#body = body;
+    this.#trailers = {};
+    this.#responded = true;
+    this.#resolve({
+      statusCode,
+      statusText: statusText ?? '',
+      headers,
+      body: body as unknown as Dispatcher.ResponseData['body'],
+      trailers: this.#trailers,
+      opaque: null,
+      context: this.#context,
+    } as Dispatcher.ResponseData);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const body = this.#body;
+    if (body === undefined || body.destroyed) return true;
+    if (body.push(chunk)) return true;
+    body.paused = true;
+    return false;
+  }
+
+  onComplete(trailers: RawHeaders): void {
+    this.#unlisten();
+    if (this.#body !== undefined) this.#body.abortRequest = undefined;
+    if (trailers !== null && this.#trailers !== undefined) Object.assign(this.#trailers, headerObject(trailers));
+    this.#body?.push(null);
+  }
+
+  onError(err: Error): void {
+    this.#fail(err);
+  }
+
+  #fail(err: unknown): void {
+    this.#unlisten();
+    if (!this.#responded) {
+      this.#responded = true;
+      this.#reject(err);
+      return;
+    }
+    const body = this.#body;
+    if (body !== undefined && !body.destroyed && !body.readableEnded) body.destroy(err as Error);
+  }
+}
+
+/** Sends one attempt of `mesh.request` on `dispatcher`; resolves at the answer's headers. */
+export function dispatchRequest(
+  dispatcher: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  cancel: AttemptCancel,
+): Promise<Dispatcher.ResponseData> {
+  if (cancel?.aborted) return Promise.reject(cancel.reason);
+  return new Promise<Dispatcher.ResponseData>((resolve, reject) => {
+    const handler = new RequestAttemptHandler(resolve, reject, cancel);
+    try {
+      dispatcher.dispatch(options, handler);
+    } catch (err) {
+      handler.onError(err as Error);
+    }
+  });
+}
