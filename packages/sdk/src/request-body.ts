@@ -74,11 +74,8 @@ export class MixinBody extends Readable {
     return this.#collect().then((b) => JSON.parse(utf8(b)));
   }
   arrayBuffer(): Promise<ArrayBuffer> {
-    return this.#collect().then((b) => {
-      const out = new ArrayBuffer(b.length);
-      new Uint8Array(out).set(b);
-      return out;
-    });
+    // One copy into an ArrayBuffer of its own (a chunk is a view of the socket's buffer).
+    return this.#collect().then((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer);
   }
   bytes(): Promise<Uint8Array> {
     return this.#collect().then((b) => new Uint8Array(b));

@@ -1,5 +1,5 @@
 import type { AttemptAbort } from '@meshlet/breaker';
-import type { Dispatcher } from 'undici';
+import { type Dispatcher, util as undiciUtil } from 'undici';
 import { MixinBody } from './request-body.js';
 
 /**
@@ -18,35 +18,13 @@ export type AttemptCancel = AttemptAbort | AbortSignal | undefined;
 
 type RawHeaders = Buffer[] | string[] | null;
 
-function latin1(v: Buffer | string | Buffer[] | string[] | undefined): string | string[] {
-  if (typeof v === 'string') return v;
-  if (v === undefined) return '';
-  if (Array.isArray(v)) return (v as (Buffer | string)[]).map((x) => (typeof x === 'string' ? x : x.toString('latin1')));
-  return v.toString('latin1');
-}
-
 /**
  * undici's raw header list as `undici.request` gives it: lower-case names, values as
- * Latin-1, a repeated name's values in an array in order (set-cookie too).
+ * Latin-1, a repeated name's values in an array in order (set-cookie too). undici's own
+ * parser, from its public `util`, so the shape is the same by construction.
  */
 export function headerObject(raw: RawHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  if (raw === null) return out;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i] as Buffer | string;
-    const key = (typeof name === 'string' ? name : name.toString('latin1')).toLowerCase();
-    const value = latin1(raw[i + 1] as Buffer | string);
-    if (!Object.hasOwn(out, key)) {
-      // `__proto__` is a header name like any other: an own property, not the prototype.
-      if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, configurable: true, writable: true });
-      else out[key] = value;
-      continue;
-    }
-    const had = out[key] as string | string[];
-    if (typeof had === 'string') out[key] = ([had] as string[]).concat(value);
-    else had.push(...(typeof value === 'string' ? [value] : value));
-  }
-  return out;
+  return raw === null ? {} : (undiciUtil.parseHeaders(raw as Buffer[]) as Record<string, string | string[]>);
 }
 
 function contentTypeOf(headers: Record<string, string | string[]>): string | undefined {
