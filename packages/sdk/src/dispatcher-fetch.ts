@@ -1,5 +1,6 @@
 import stream, { type Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { AttemptAbort } from '@meshlet/breaker';
 import type { Dispatcher } from 'undici';
 
 /**
@@ -32,6 +33,11 @@ export interface TransportRequest {
   readonly body?: BodyInit | null | undefined;
   /** Aborts the attempt: before the answer's headers, and while its body is read. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * The executor's abort of a timed attempt, in place of `signal`: hooked (its `onAbort`)
+   * rather than listened to, so no AbortSignal is made for it.
+   */
+  readonly abort?: AttemptAbort | undefined;
   /** A second signal that aborts the body after the attempt's own signal let go (the caller's). */
   readonly bodySignal?: AbortSignal | undefined;
   /** `'error'` fails on a redirect status; anything else returns it. Default `'manual'`. */
@@ -422,7 +428,10 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   #abortedEarly: unknown;
 
   readonly #onAbort = (event: Event): void => {
-    const reason = (event.target as AbortSignal).reason;
+    this.#aborted((event.target as AbortSignal).reason);
+  };
+
+  readonly #aborted = (reason: unknown): void => {
     if (this.#abort !== undefined) this.#abort(reason);
     else {
       this.#abortedEarly = reason ?? new DOMException('This operation was aborted', 'AbortError');
@@ -431,7 +440,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   };
 
   listen(): void {
-    const { signal, bodySignal } = this.#req;
+    const { signal, bodySignal, abort } = this.#req;
+    abort?.onAbort(this.#aborted);
     signal?.addEventListener('abort', this.#onAbort);
     if (bodySignal !== undefined && bodySignal !== signal) bodySignal.addEventListener('abort', this.#onAbort);
     this.#listening = true;
@@ -440,7 +450,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   #unlisten = (): void => {
     if (!this.#listening) return;
     this.#listening = false;
-    const { signal, bodySignal } = this.#req;
+    const { signal, bodySignal, abort } = this.#req;
+    abort?.onAbort(undefined);
     signal?.removeEventListener('abort', this.#onAbort);
     bodySignal?.removeEventListener('abort', this.#onAbort);
   };
@@ -524,7 +535,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   #fail(err: unknown): void {
     const req = this.#req;
     // An aborted signal fails the attempt (and the body) with its reason, as fetch does.
-    const aborted = req.signal?.aborted ? req.signal : req.bodySignal?.aborted ? req.bodySignal : undefined;
+    const aborted = abortedOf(req);
     if (!this.#responded) {
       this.#responded = true;
       this.#unlisten();
@@ -535,6 +546,13 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.#source?.fail(aborted ? aborted.reason : new TypeError('terminated', { cause: err }));
     this.#unlisten();
   }
+}
+
+/** What aborted the attempt, if anything did: its abort, its signal, then the body's signal. */
+function abortedOf(req: TransportRequest): { readonly reason: unknown } | undefined {
+  if (req.abort?.aborted) return req.abort;
+  if (req.signal?.aborted) return req.signal;
+  return req.bodySignal?.aborted ? req.bodySignal : undefined;
 }
 
 function codingOf(raw: Buffer[] | string[]): string | undefined {
@@ -552,7 +570,8 @@ function codingOf(raw: Buffer[] | string[]): string | undefined {
  */
 export function dispatcherTransport(dispatcher: Dispatcher): Transport {
   return function send(req: TransportRequest): Promise<Response> {
-    const { signal, bodySignal } = req;
+    const { signal, bodySignal, abort } = req;
+    if (abort?.aborted) return Promise.reject(abort.reason);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (bodySignal?.aborted) return Promise.reject(bodySignal.reason);
     const body = req.body;
@@ -573,13 +592,13 @@ function dispatchOnce(
 ): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     // Aborted while a Blob or form body was being encoded: the abort event has passed.
-    const aborted = req.signal?.aborted ? req.signal : req.bodySignal?.aborted ? req.bodySignal : undefined;
+    const aborted = abortedOf(req);
     if (aborted !== undefined) {
       reject(aborted.reason);
       return;
     }
     const handler = new AttemptHandler(req, resolve, reject);
-    if (req.signal !== undefined || req.bodySignal !== undefined) handler.listen();
+    if (req.signal !== undefined || req.bodySignal !== undefined || req.abort !== undefined) handler.listen();
     try {
       dispatcher.dispatch(
         {

@@ -120,10 +120,16 @@ export interface ServiceCall<R extends CallResult> {
   readonly retryable: boolean;
   readonly signal: AbortSignal | undefined;
   /**
+   * True when `send` takes the executor's AttemptAbort for a timed attempt (and hooks its
+   * own cancel on it, or reads its `signal`): no AbortSignal is made for the attempt.
+   * Otherwise `send` is given an AbortSignal, as before.
+   */
+  readonly takesAbort?: boolean;
+  /**
    * Sends one attempt to the instance at `origin` (`http://host:port`; the front end adds
-   * the path and query) with `headers`, cancelled by `cancel`: the executor's AttemptAbort
-   * when the attempt is timed (hook a cancel of your own with `onAbort`, or read its
-   * `signal`, made then), else the caller's signal, if any.
+   * the path and query) with `headers`, cancelled by `cancel`: the attempt's signal (its
+   * timeout and the caller's), or with `takesAbort`, the executor's AttemptAbort when the
+   * attempt is timed.
    */
   send(origin: string, headers: CallHeaders, cancel: AttemptAbort | AbortSignal | undefined): Promise<R>;
   /** A Response made by the mesh (an injected fault, a breaker fallback) as the front end's result. */
@@ -197,7 +203,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   transport(attempt: Attempt<R>): Promise<R> {
     // A timed attempt's abort, without reading its signal (which would make one); a hedge's
     // racing attempt, or an untimed one, has its signal only.
-    const abort = (attempt as unknown as AttemptRecord<RouteDecision>).abort;
+    const abort = this.#call.takesAbort === true ? (attempt as unknown as AttemptRecord<RouteDecision>).abort : undefined;
     return this.#call.send(originOf(attempt.target.instance), this.headers, abort ?? attempt.signal);
   }
 
@@ -366,23 +372,26 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       retryable: !(body instanceof ReadableStream),
       signal: init?.signal ?? request?.signal ?? undefined,
       send: (origin, headers, cancel) => {
-        const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
         const target = `${origin}${url.pathname}${url.search}`;
         sentTo = target;
         // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
         if (transport !== undefined && (init === undefined || !('dispatcher' in init))) {
           const callerSignal = init?.signal ?? request?.signal ?? undefined;
+          // A timed attempt's abort is hooked by the transport: no AbortSignal is made for it.
+          const timed = cancel instanceof AbortSignal ? undefined : cancel;
           return transport({
             origin,
             path: `${url.pathname}${url.search}`,
             method,
             headers,
             body,
-            signal: attemptSignal ?? callerSignal,
+            signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? callerSignal),
+            abort: timed,
             bodySignal: callerSignal,
             redirect: follow ? 'manual' : (init?.redirect ?? request?.redirect),
           });
         }
+        const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
         return send(request ? new Request(target, request) : target, {
           ...init,
           method,
@@ -394,6 +403,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
         });
       },
       fromResponse: identity,
+      takesAbort: true,
     });
     if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
     const location = res.headers.get('location');

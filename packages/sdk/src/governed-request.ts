@@ -162,6 +162,7 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
           },
       fromResponse,
       discard,
+      takesAbort: true,
     });
     return attempt.data;
   };

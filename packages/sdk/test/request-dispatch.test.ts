@@ -163,6 +163,30 @@ describe('mesh.request, dispatched', () => {
     assert.ok(sawSlow);
   });
 
+  it('mesh.fetch over the dispatcher: a timed-out attempt is given up through the same hook and retried', async () => {
+    let sawSlow = false;
+    for (let i = 0; i < 2; i++) {
+      const before = held.length;
+      let answered = false;
+      const p = mesh.fetch('http://up/slow').finally(() => {
+        answered = true;
+      });
+      await until(() => held.length > before || answered);
+      if (answered) {
+        await (await p).arrayBuffer();
+        continue;
+      }
+      sawSlow = true;
+      const h = held[held.length - 1] as (typeof held)[number];
+      const closed = once(h.req.socket, 'close');
+      clock.advance(1_000);
+      const res = await settle(p);
+      assert.match(await res.text(), /^fast GET \/slow/);
+      await closed;
+    }
+    assert.ok(sawSlow);
+  });
+
   it('a timeout with no instance left is a TimeoutError', async () => {
     const before = held.length;
     // A POST is not retried: the slow attempt's timeout is the call's error.
