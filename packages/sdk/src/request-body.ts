@@ -9,7 +9,7 @@ function unusable(): TypeError {
 }
 
 /** A body's chunks as one Buffer (the only chunk itself when there is one). */
-function joined(chunks: Buffer[], size: number): Buffer {
+export function joined(chunks: Buffer[], size: number): Buffer {
   if (chunks.length === 0) return EMPTY;
   if (chunks.length === 1) return chunks[0] as Buffer;
   return Buffer.concat(chunks, size);
@@ -52,6 +52,11 @@ export class MixinBody extends Readable {
     if (this.bodyUsed || this.#web !== undefined) return Promise.reject(unusable());
     this.#used = true;
     if (this.destroyed) return Promise.reject(this.errored ?? new Error('The body was destroyed'));
+    return this.collectBytes();
+  }
+
+  /** The whole body, read as a stream; a subclass that holds its chunks may answer sooner. */
+  protected collectBytes(): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;

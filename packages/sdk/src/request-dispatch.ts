@@ -1,6 +1,6 @@
 import type { AttemptAbort } from '@meshlet/breaker';
 import { type Dispatcher, util as undiciUtil } from 'undici';
-import { MixinBody } from './request-body.js';
+import { joined, MixinBody } from './request-body.js';
 
 /**
  * One attempt of `mesh.request`, dispatched straight to undici's dispatcher with a handler
@@ -32,12 +32,93 @@ function contentTypeOf(headers: Record<string, string | string[]>): string | und
   return typeof t === 'string' ? t : t?.[0];
 }
 
-/** A dispatched response body: chunks pushed as undici hands them over; a full buffer pauses the socket. */
+/** Bytes held for a body nobody reads yet before the socket is paused (as undici's highWaterMark). */
+const HOLD_BYTES = 64 * 1024;
+
+/**
+ * A dispatched response body. Until someone reads it as a stream (`_read`), its chunks are
+ * held here rather than pushed through the Readable, so `text()`, `json()`,
+ * `arrayBuffer()`… take them without the stream's events; the first stream read pushes
+ * what is held and the rest flows through the Readable. A full hold pauses the socket.
+ * A body read whole by the mixin is not then ended as a stream (no 'end' or 'close').
+ */
 class DispatchedBody extends MixinBody {
   resumeSocket: (() => void) | undefined;
   /** undici's abort of the request: a body destroyed before its end gives the request up. */
   abortRequest: ((reason?: Error) => void) | undefined;
   paused = false;
+  /** Chunks held while nobody streams the body; undefined once it is streamed. */
+  #held: Buffer[] | undefined = [];
+  #size = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #collector: { resolve: (b: Buffer) => void; reject: (e: unknown) => void } | undefined;
+
+  /** A chunk from the dispatcher; false pauses the socket. */
+  holdChunk(chunk: Buffer): boolean {
+    const held = this.#held;
+    if (held === undefined) {
+      if (this.push(chunk)) return true;
+      this.paused = true;
+      return false;
+    }
+    held.push(chunk);
+    this.#size += chunk.length;
+    if (this.#collector === undefined && this.#size >= HOLD_BYTES) {
+      this.paused = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** The dispatcher's end of the body. */
+  endBody(): void {
+    this.abortRequest = undefined;
+    this.#ended = true;
+    const held = this.#held;
+    if (held === undefined) {
+      this.push(null);
+      return;
+    }
+    const k = this.#collector;
+    if (k !== undefined) {
+      this.#collector = undefined;
+      k.resolve(joined(held, this.#size));
+    }
+  }
+
+  /** The request failed after its headers. */
+  failBody(err: Error): void {
+    if (this.#held === undefined) {
+      if (!this.destroyed && !this.readableEnded) this.destroy(err);
+      return;
+    }
+    this.#error = err;
+    this.#held = [];
+    const k = this.#collector;
+    if (k !== undefined) {
+      this.#collector = undefined;
+      k.reject(err);
+    }
+  }
+
+  protected override collectBytes(): Promise<Buffer> {
+    const held = this.#held;
+    if (held === undefined) return super.collectBytes();
+    if (this.#error !== undefined) return Promise.reject(this.#error);
+    if (this.#ended) return Promise.resolve(joined(held, this.#size));
+    return new Promise<Buffer>((resolve, reject) => {
+      this.#collector = { resolve, reject };
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.resumeSocket?.();
+    }
+  }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     if (!this.readableEnded) this.abortRequest?.(err ?? (new DOMException('The body was destroyed', 'AbortError') as unknown as Error));
@@ -45,10 +126,21 @@ class DispatchedBody extends MixinBody {
   }
 
   override _read(): void {
-    if (this.paused) {
-      this.paused = false;
-      this.resumeSocket?.();
+    const held = this.#held;
+    if (held !== undefined) {
+      // The first stream read: what was held goes through the Readable, then everything.
+      this.#held = undefined;
+      for (const c of held) this.push(c);
+      if (this.#error !== undefined) {
+        this.destroy(this.#error);
+        return;
+      }
+      if (this.#ended) {
+        this.push(null);
+        return;
+      }
     }
+    this.#wake();
   }
 }
 
@@ -128,16 +220,13 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     const body = this.#body;
     if (body === undefined || body.destroyed) return true;
-    if (body.push(chunk)) return true;
-    body.paused = true;
-    return false;
+    return body.holdChunk(chunk);
   }
 
   onComplete(trailers: RawHeaders): void {
     this.#unlisten();
-    if (this.#body !== undefined) this.#body.abortRequest = undefined;
     if (trailers !== null && this.#trailers !== undefined) Object.assign(this.#trailers, headerObject(trailers));
-    this.#body?.push(null);
+    this.#body?.endBody();
   }
 
   onError(err: Error): void {
@@ -151,8 +240,7 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
       this.#reject(err);
       return;
     }
-    const body = this.#body;
-    if (body !== undefined && !body.destroyed && !body.readableEnded) body.destroy(err as Error);
+    this.#body?.failBody(err as Error);
   }
 }
 
