@@ -145,7 +145,7 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
                 body: (body ?? null) as string | Uint8Array | null,
               },
               cancel,
-            ).then(attemptOf)
+            )
         : async (origin: string, headers: CallHeaders, cancel: AttemptCancel) => {
             const { dispatcher: _own, ...rest } = options ?? {};
             const data = await via.request<null>({
@@ -166,8 +166,4 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
     });
     return attempt.data;
   };
-}
-
-function attemptOf(data: ResponseData): Attempt {
-  return { status: data.statusCode, data };
 }

@@ -13,6 +13,12 @@ import { joined, MixinBody } from './request-body.js';
  * without a timeout) is listened to directly.
  */
 
+/** One answered attempt: undici's ResponseData and the status the executor classifies by. */
+export interface DispatchedAttempt {
+  readonly status: number;
+  readonly data: Dispatcher.ResponseData;
+}
+
 /** What cancels an attempt: the executor's abort, a signal, or nothing. */
 export type AttemptCancel = AttemptAbort | AbortSignal | undefined;
 
@@ -145,7 +151,7 @@ class DispatchedBody extends MixinBody {
 }
 
 class RequestAttemptHandler implements Dispatcher.DispatchHandler {
-  readonly #resolve: (r: Dispatcher.ResponseData) => void;
+  readonly #resolve: (r: DispatchedAttempt) => void;
   readonly #reject: (e: unknown) => void;
   readonly #signal: AbortSignal | undefined;
   #abort: ((reason?: Error) => void) | undefined;
@@ -157,7 +163,7 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   #trailers: Record<string, string | string[]> | undefined;
   #context: object = {};
 
-  constructor(resolve: (r: Dispatcher.ResponseData) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
+  constructor(resolve: (r: DispatchedAttempt) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
     this.#resolve = resolve;
     this.#reject = reject;
     if (cancel instanceof AbortSignal) {
@@ -205,7 +211,7 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
     this.#body = body;
     this.#trailers = {};
     this.#responded = true;
-    this.#resolve({
+    const data = {
       statusCode,
       statusText: statusText ?? '',
       headers,
@@ -213,7 +219,8 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
       trailers: this.#trailers,
       opaque: null,
       context: this.#context,
-    } as Dispatcher.ResponseData);
+    } as Dispatcher.ResponseData;
+    this.#resolve({ status: statusCode, data });
     return true;
   }
 
@@ -249,9 +256,9 @@ export function dispatchRequest(
   dispatcher: Dispatcher,
   options: Dispatcher.DispatchOptions,
   cancel: AttemptCancel,
-): Promise<Dispatcher.ResponseData> {
+): Promise<DispatchedAttempt> {
   if (cancel?.aborted) return Promise.reject(cancel.reason);
-  return new Promise<Dispatcher.ResponseData>((resolve, reject) => {
+  return new Promise<DispatchedAttempt>((resolve, reject) => {
     const handler = new RequestAttemptHandler(resolve, reject, cancel);
     try {
       dispatcher.dispatch(options, handler);
