@@ -127,8 +127,16 @@ export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCal
   // records: given to startSpan, OpenTelemetry would check them twice (once for the
   // sampler, once for the span) and build them for an unsampled span too. Meshlet's
   // samplers (parent-based, by trace id ratio) do not read attributes.
-  const span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT }, parent);
-  if (span.isRecording()) span.setAttributes(clientAttributes(call, target, method));
+  // Sampling is decided first: an unsampled attempt only carries the trace context on (a
+  // non-recording span over a span context), without OpenTelemetry building a span.
+  const unsampled = deps.sampler.unsampled(parent);
+  let span: Span;
+  if (unsampled !== undefined) span = trace.wrapSpanContext(unsampled);
+  else {
+    span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT }, parent);
+    deps.sampler.settle();
+    if (span.isRecording()) span.setAttributes(clientAttributes(call, target, method));
+  }
   return new ClientSpanHandle(deps, span, parent, call, target, method);
 }
 
@@ -183,7 +191,9 @@ class ClientSpanHandle implements ClientSpan {
   }
 
   inject(headers: OutboundHeaders): void {
-    this.#deps.propagation.inject(this.context, headers);
+    // Straight from the span context when the formats allow: no context built per attempt.
+    if (!this.#deps.propagation.injectSpan(this.#span.spanContext(), this.#parent, headers))
+      this.#deps.propagation.inject(this.context, headers);
   }
 
   setAttribute(key: string, value: AttributeValue): void {

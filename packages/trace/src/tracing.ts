@@ -15,6 +15,7 @@ import { Attr, errorTypeOf } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
+import { HandoverIdGenerator, HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
@@ -104,11 +105,13 @@ export function createTracing(options: TracingOptions): Tracing {
   if (options.version) resourceAttrs[Attr.serviceVersion] = options.version;
   if (options.namespace) resourceAttrs[Attr.serviceNamespace] = options.namespace;
   if (options.instanceId) resourceAttrs[Attr.serviceInstanceId] = options.instanceId;
+  const root = ratio === 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(ratio);
+  const ids = new HandoverIdGenerator(options.idGenerator ?? new PooledIdGenerator());
   const provider = new TracerProvider({
     resource: resourceFromAttributes(resourceAttrs),
-    sampler: new ParentBasedSampler({ root: ratio === 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(ratio) }),
+    sampler: new ParentBasedSampler({ root }),
     spanProcessors: queues,
-    ...(options.idGenerator ? { idGenerator: options.idGenerator } : {}),
+    idGenerator: ids,
   });
   const tracer = provider.getTracer('@meshlet/trace', '0.1.0');
   const propagation = new TracePropagation(options.propagation);
@@ -120,6 +123,7 @@ export function createTracing(options: TracingOptions): Tracing {
   const deps: SpanDeps = {
     tracer,
     propagation,
+    sampler: new HeadSampler(ratio, root, ids),
     clock,
     clientMetrics,
     serverMetrics,
