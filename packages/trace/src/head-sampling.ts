@@ -35,75 +35,51 @@ export class PooledIdGenerator implements IdGenerator {
   }
 }
 
-/**
- * The id generator the TracerProvider uses: the given one, except that a trace id the head
- * sampler already drew and sampled is handed to the next root span, so that OpenTelemetry's
- * sampler sees (and samples) the same id.
- */
-export class HandoverIdGenerator implements IdGenerator {
-  readonly #ids: IdGenerator;
-  pending: string | undefined;
-
-  constructor(ids: IdGenerator) {
-    this.#ids = ids;
-  }
-
-  generateTraceId(): string {
-    const id = this.pending;
-    if (id !== undefined) {
-      this.pending = undefined;
-      return id;
-    }
-    return this.#ids.generateTraceId();
-  }
-
-  generateSpanId(): string {
-    return this.#ids.generateSpanId();
-  }
+/** A CLIENT span's context, and its parent's when it continues a trace. */
+export interface HeadDecision {
+  readonly context: SpanContext;
+  readonly parent: SpanContext | undefined;
 }
 
 /**
- * The sampling decision of a CLIENT span, taken before any span is built: parent-based
- * (a valid parent's sampled flag is followed) and, for a new trace, the root sampler on
- * the trace id. An unsampled attempt gets only a span context to propagate (the parent's
- * trace id, or a new one; a new span id; flags 00), without OpenTelemetry's span, sampler
- * call, attribute objects or context; a sampled one is left to OpenTelemetry, which
- * decides the same (same parent, same trace id, same root sampler).
+ * The sampling decision of a CLIENT span, taken before any span is built, as OpenTelemetry's
+ * ParentBasedSampler over the root sampler would take it: a valid parent's sampled flag is
+ * followed (its trace id and tracestate kept); a new trace draws a trace id and the root
+ * sampler (TraceIdRatioBasedSampler, or always on at ratio 1) decides on it. Span and trace
+ * ids come from the Tracing's id generator.
  */
 export class HeadSampler {
   readonly #ratio: number;
   readonly #root: Sampler;
-  readonly #ids: HandoverIdGenerator;
+  readonly #ids: IdGenerator;
 
-  constructor(ratio: number, root: Sampler, ids: HandoverIdGenerator) {
+  constructor(ratio: number, root: Sampler, ids: IdGenerator) {
     this.#ratio = ratio;
     this.#root = root;
     this.#ids = ids;
   }
 
-  /** The span context of an unsampled span child of `parent`, or undefined when the span is to be recorded. */
-  unsampled(parent: Context): SpanContext | undefined {
+  /** The new span's context under `parent`; undefined when tracing is suppressed there (OpenTelemetry's tracer handles that). */
+  decide(parent: Context): HeadDecision | undefined {
+    if (isTracingSuppressed(parent)) return undefined;
     const p = trace.getSpanContext(parent);
     if (p !== undefined && isSpanContextValid(p)) {
-      if ((p.traceFlags & TraceFlags.SAMPLED) !== 0 || isTracingSuppressed(parent)) return undefined;
-      const sc: SpanContext = { traceId: p.traceId, spanId: this.#ids.generateSpanId(), traceFlags: TraceFlags.NONE };
+      const sc: SpanContext = {
+        traceId: p.traceId,
+        spanId: this.#ids.generateSpanId(),
+        traceFlags: (p.traceFlags & TraceFlags.SAMPLED) !== 0 ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      };
       if (p.traceState) sc.traceState = p.traceState;
-      return sc;
+      return { context: sc, parent: p };
     }
-    if (this.#ratio === 1 || isTracingSuppressed(parent)) return undefined;
     const traceId = this.#ids.generateTraceId();
-    if (this.#ratio > 0) {
-      const { decision } = this.#root.shouldSample(ROOT_CONTEXT, traceId, '', SpanKind.CLIENT, {}, []);
-      if (decision === SamplingDecision.RECORD_AND_SAMPLED) {
-        this.#ids.pending = traceId;
-        return undefined;
-      }
-    }
-    return { traceId, spanId: this.#ids.generateSpanId(), traceFlags: TraceFlags.NONE };
-  }
-
-  /** Drops a handed-over trace id OpenTelemetry did not take (it always does for a root span). */
-  settle(): void {
-    this.#ids.pending = undefined;
+    const sampled =
+      this.#ratio === 1 ||
+      (this.#ratio > 0 &&
+        this.#root.shouldSample(ROOT_CONTEXT, traceId, '', SpanKind.CLIENT, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED);
+    return {
+      context: { traceId, spanId: this.#ids.generateSpanId(), traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE },
+      parent: undefined,
+    };
   }
 }

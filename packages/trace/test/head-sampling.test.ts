@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
-import { TraceState } from '@opentelemetry/core';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
 import { TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
 import { PooledIdGenerator } from '../src/head-sampling.js';
-import { createTracing, type Tracing } from '../src/index.js';
+import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
 import { memoryExporter } from './servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -154,6 +154,48 @@ describe('head sampling of client spans', () => {
     assert.equal(headers['x-b3-traceid'], TRACE);
     assert.equal(headers['x-b3-sampled'], '0');
     assert.equal(headers.traceparent, undefined);
+  });
+});
+
+describe('a sampled client span (Meshlet span record)', () => {
+  it('shares the server span resource and scope, is its child, follows the status rules, ends once', async () => {
+    const { tracing, exporter } = setup(1);
+    const server = tracing.startServerSpan({}, 'GET', '/orders/:id');
+    const client = tracing.startClientSpan(server.context, { method: 'GET', url: 'http://10.0.0.1:8080/x', service: 'inventory' });
+    assert.equal(client.recording, true);
+    const span = trace.getSpan(client.context);
+    assert.ok(span);
+    span.setStatus({ code: SpanStatusCode.OK });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'ignored: OK is final' });
+    span.addEvent('retry', { n: 1 });
+    client.end(200);
+    client.end(500); // ignored
+    span.setAttribute('late', 'ignored');
+    server.end(200);
+    await tracing.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    assert.equal(spans.length, 2);
+    const c = spans.find((s) => s.kind === SpanKind.CLIENT);
+    const s = spans.find((x) => x.kind === SpanKind.SERVER);
+    assert.ok(c && s);
+    assert.equal(c.resource, s.resource);
+    assert.deepEqual(c.instrumentationScope, s.instrumentationScope);
+    assert.equal(c.parentSpanContext?.spanId, s.spanContext().spanId);
+    assert.equal(c.spanContext().traceId, s.spanContext().traceId);
+    assert.deepEqual(c.status, { code: SpanStatusCode.OK });
+    assert.equal(c.attributes['http.response.status_code'], 200);
+    assert.equal(c.attributes.late, undefined);
+    assert.equal(c.events[0]?.name, 'retry');
+    assert.ok(c.ended);
+    assert.ok(hrTimeToNanoseconds(c.duration) >= 0);
+    const [es, en] = c.endTime;
+    const [ss, sn] = c.startTime;
+    assert.ok(es > ss || (es === ss && en >= sn), 'ends after it starts');
+    // One resource, one scope in a trace-log line.
+    const line = JSON.parse(encodeTraceLine(spans)) as { resourceSpans: { scopeSpans: { spans: unknown[] }[] }[] };
+    assert.equal(line.resourceSpans.length, 1);
+    assert.equal(line.resourceSpans[0]?.scopeSpans.length, 1);
+    assert.equal(line.resourceSpans[0]?.scopeSpans[0]?.spans.length, 2);
   });
 });
 
