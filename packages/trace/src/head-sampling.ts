@@ -6,6 +6,8 @@ import { type IdGenerator, type Sampler, SamplingDecision } from '@opentelemetry
 // Random bytes drawn from the OS in blocks and handed out in slices: one randomFillSync per
 // 512 ids instead of four Math.random calls, a buffer write and a hex encoding per id.
 const POOL_BYTES = 4096;
+const ZERO_SPAN_ID = '0'.repeat(16);
+const ZERO_TRACE_ID = '0'.repeat(32);
 
 /** Trace and span ids from a pooled block of cryptographic random bytes; never all zero. */
 export class PooledIdGenerator implements IdGenerator {
@@ -30,7 +32,7 @@ export class PooledIdGenerator implements IdGenerator {
       this.#at += bytes;
       const id = this.#pool.toString('hex', start, start + bytes);
       // An all-zero id is invalid (W3C): one in 2^64 at worst; draw again.
-      if (!/^0+$/.test(id)) return id;
+      if (id !== ZERO_SPAN_ID && id !== ZERO_TRACE_ID) return id;
     }
   }
 }
