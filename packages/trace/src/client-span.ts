@@ -1,6 +1,16 @@
-import { type Attributes, type AttributeValue, type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  trace,
+} from '@opentelemetry/api';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
 import { apiOfPath } from './call-metrics.js';
+import { ClientSpanRecord } from './client-span-record.js';
 import type { OutboundHeaders } from './propagation.js';
 import { redactUrl } from './redact-url.js';
 import type { SpanDeps } from './span-deps.js';
@@ -127,8 +137,14 @@ export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCal
   // records: given to startSpan, OpenTelemetry would check them twice (once for the
   // sampler, once for the span) and build them for an unsampled span too. Meshlet's
   // samplers (parent-based, by trace id ratio) do not read attributes.
-  const span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT }, parent);
-  if (span.isRecording()) span.setAttributes(clientAttributes(call, target, method));
+  // Sampling is decided first. An unsampled attempt only carries the trace context on (a
+  // non-recording span over a span context); a sampled one is Meshlet's own span record,
+  // its attributes set without OpenTelemetry's per-attribute checks (see ClientSpanRecord).
+  const decision = deps.sampler.decide(parent);
+  let span: Span;
+  if (decision === undefined) span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT }, parent);
+  else if ((decision.context.traceFlags & TraceFlags.SAMPLED) === 0) span = trace.wrapSpanContext(decision.context);
+  else span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, clientAttributes(call, target, method));
   return new ClientSpanHandle(deps, span, parent, call, target, method);
 }
 
@@ -183,7 +199,9 @@ class ClientSpanHandle implements ClientSpan {
   }
 
   inject(headers: OutboundHeaders): void {
-    this.#deps.propagation.inject(this.context, headers);
+    // Straight from the span context when the formats allow: no context built per attempt.
+    if (!this.#deps.propagation.injectSpan(this.#span.spanContext(), this.#parent, headers))
+      this.#deps.propagation.inject(this.context, headers);
   }
 
   setAttribute(key: string, value: AttributeValue): void {

@@ -130,7 +130,131 @@ export function encodeTraceRequest(spans: readonly ReadableSpan[]): OtlpTraceReq
   };
 }
 
-/** One trace-log line (without the newline): V8's JSON.stringify over the object form measured faster than building the string by hand. */
+// The trace log's line, written as a string: the same bytes as JSON.stringify over
+// encodeTraceRequest (a test holds them equal), without building the object form first.
+// Fragments that repeat (a resource's attributes, a scope, an attribute key) are built once.
+
+const str = JSON.stringify as (s: string) => string;
+
+// Attribute keys are few (the conventions' names, Meshlet's): their `{"key":…,"value":`
+// prefix is kept. Bounded all the same.
+const KEYS_KEPT = 1024;
+const keyPrefixes = new Map<string, string>();
+
+function keyPrefix(key: string): string {
+  let prefix = keyPrefixes.get(key);
+  if (prefix === undefined) {
+    prefix = `{"key":${str(key)},"value":`;
+    if (keyPrefixes.size >= KEYS_KEPT) keyPrefixes.clear();
+    keyPrefixes.set(key, prefix);
+  }
+  return prefix;
+}
+
+function anyValueJson(v: AttributeValue): string {
+  if (typeof v === 'string') return `{"stringValue":${str(v)}}`;
+  if (typeof v === 'boolean') return v ? '{"boolValue":true}' : '{"boolValue":false}';
+  if (typeof v === 'number') return Number.isInteger(v) ? `{"intValue":"${v}"}` : `{"doubleValue":${JSON.stringify(v)}}`;
+  let values = '';
+  for (const x of v as readonly unknown[]) {
+    if (x === null || x === undefined) continue;
+    values += values === '' ? anyValueJson(x as AttributeValue) : `,${anyValueJson(x as AttributeValue)}`;
+  }
+  return `{"arrayValue":{"values":[${values}]}}`;
+}
+
+// Short string values repeat (method, host, peer service, instance, rule, lane): their
+// whole key-value JSON is kept per key, a bounded number per key.
+const VALUES_KEPT = 256;
+const MAX_KEPT_LENGTH = 64;
+const stringKeyValues = new Map<string, Map<string, string>>();
+
+function stringKeyValue(key: string, v: string): string {
+  let values = stringKeyValues.get(key);
+  if (values === undefined) {
+    if (stringKeyValues.size >= KEYS_KEPT) stringKeyValues.clear();
+    values = new Map();
+    stringKeyValues.set(key, values);
+  }
+  let kv = values.get(v);
+  if (kv === undefined) {
+    kv = `${keyPrefix(key)}{"stringValue":${str(v)}}}`;
+    if (values.size >= VALUES_KEPT) values.clear();
+    values.set(v, kv);
+  }
+  return kv;
+}
+
+function keyValuesJson(attrs: Attributes): string {
+  let out = '';
+  for (const key in attrs) {
+    const v = attrs[key];
+    if (v === undefined || v === null) continue;
+    const kv = typeof v === 'string' && v.length <= MAX_KEPT_LENGTH ? stringKeyValue(key, v) : `${keyPrefix(key)}${anyValueJson(v)}}`;
+    out = out === '' ? kv : `${out},${kv}`;
+  }
+  return out;
+}
+
+function spanJson(span: ReadableSpan): string {
+  const sc = span.spanContext();
+  const parent = span.parentSpanContext;
+  const traceState = sc.traceState?.serialize();
+  let json = `{"traceId":${str(sc.traceId)},"spanId":${str(sc.spanId)}`;
+  if (traceState) json += `,"traceState":${str(traceState)}`;
+  if (parent) json += `,"parentSpanId":${str(parent.spanId)}`;
+  json +=
+    `,"flags":${sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100)},"name":${str(span.name)},"kind":${span.kind + 1}` +
+    `,"startTimeUnixNano":"${hrTimeToNanoString(span.startTime)}","endTimeUnixNano":"${hrTimeToNanoString(span.endTime)}"` +
+    `,"attributes":[${keyValuesJson(span.attributes)}]`;
+  if (span.droppedAttributesCount) json += `,"droppedAttributesCount":${span.droppedAttributesCount}`;
+  if (span.events.length) {
+    let events = '';
+    for (const e of span.events) {
+      const event = `{"timeUnixNano":"${hrTimeToNanoString(e.time)}","name":${str(e.name)},"attributes":[${keyValuesJson(e.attributes ?? {})}]}`;
+      events = events === '' ? event : `${events},${event}`;
+    }
+    json += `,"events":[${events}]`;
+  }
+  const { code, message } = span.status;
+  return `${json},"status":${message ? `{"code":${code},"message":${str(message)}}` : `{"code":${code}}`}}`;
+}
+
+// A resource's JSON, built once per resource (one per Tracing); a scope's once per batch.
+const resourceJson = new WeakMap<ReadableSpan['resource'], string>();
+
+/** One trace-log line (without the newline): `JSON.stringify(encodeTraceRequest(spans))`, built as a string. */
 export function encodeTraceLine(spans: readonly ReadableSpan[]): string {
-  return JSON.stringify(encodeTraceRequest(spans));
+  // resource → scope key → [the scope's opening, its spans' JSON]
+  const byResource = new Map<ReadableSpan['resource'], Map<string, [string, string]>>();
+  for (const span of spans) {
+    let scopes = byResource.get(span.resource);
+    if (!scopes) {
+      scopes = new Map();
+      byResource.set(span.resource, scopes);
+    }
+    const { name, version } = span.instrumentationScope;
+    const key = `${name}@${version ?? ''}`;
+    const json = spanJson(span);
+    const group = scopes.get(key);
+    if (group === undefined) scopes.set(key, [`{"scope":${JSON.stringify(version ? { name, version } : { name })},"spans":[`, json]);
+    else group[1] += `,${json}`;
+  }
+  let resources = '';
+  for (const [resource, scopes] of byResource) {
+    let resJson = resourceJson.get(resource);
+    if (resJson === undefined) {
+      resJson = `{"resource":{"attributes":[${keyValuesJson(resource.attributes as Attributes)}]},"scopeSpans":[`;
+      // Attributes still being detected may change: cached only once settled.
+      if (!resource.asyncAttributesPending) resourceJson.set(resource, resJson);
+    }
+    let scopeSpans = '';
+    for (const [opening, spansJson] of scopes.values()) {
+      const group = `${opening}${spansJson}]}`;
+      scopeSpans = scopeSpans === '' ? group : `${scopeSpans},${group}`;
+    }
+    const r = `${resJson}${scopeSpans}]}`;
+    resources = resources === '' ? r : `${resources},${r}`;
+  }
+  return `{"resourceSpans":[${resources}]}`;
 }

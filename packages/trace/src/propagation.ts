@@ -1,5 +1,13 @@
-import { type Context, isSpanContextValid, ROOT_CONTEXT, type TextMapGetter, type TextMapSetter, trace } from '@opentelemetry/api';
-import { W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  type Context,
+  isSpanContextValid,
+  ROOT_CONTEXT,
+  type SpanContext,
+  type TextMapGetter,
+  type TextMapSetter,
+  trace,
+} from '@opentelemetry/api';
+import { isTracingSuppressed, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { baggageWithinLimits } from './baggage-limits.js';
 
@@ -61,12 +69,14 @@ export class TracePropagation {
   readonly #b3Multi = new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
   readonly #emit: readonly PropagationFormat[];
   readonly #withBaggage: boolean;
+  readonly #w3cOnly: boolean;
   /** Every header name this propagation may write. */
   readonly fields: readonly string[];
 
   constructor(options: PropagationOptions = {}) {
     this.#emit = [...new Set<PropagationFormat>(options.emit ?? ['w3c'])];
     this.#withBaggage = options.baggage ?? true;
+    this.#w3cOnly = this.#emit.length === 1 && this.#emit[0] === 'w3c';
     const fields: string[] = [];
     for (const f of this.#emit) {
       if (f === 'w3c') fields.push(...this.#w3c.fields());
@@ -96,6 +106,23 @@ export class TracePropagation {
       if (header && baggageWithinLimits(header)) ctx = this.#baggage.extract(ctx, { baggage: header }, getter);
     }
     return ctx;
+  }
+
+  /**
+   * Writes `span` (a span started under `parent`) and `parent`'s baggage into `headers`,
+   * as `inject(trace.setSpanContext(parent, span), headers)` would, without building that
+   * context. Only for W3C alone (the default); returns false, having written nothing, for
+   * the other formats.
+   */
+  injectSpan(span: SpanContext, parent: Context, headers: OutboundHeaders): boolean {
+    if (!this.#w3cOnly) return false;
+    if (isTracingSuppressed(parent) || !isSpanContextValid(span)) return true;
+    const flags = span.traceFlags;
+    const hex = flags === 1 ? '01' : flags === 0 ? '00' : flags < 16 ? `0${flags.toString(16)}` : flags.toString(16);
+    setter.set(headers, 'traceparent', `00-${span.traceId}-${span.spanId}-${hex}`);
+    if (span.traceState) setter.set(headers, 'tracestate', span.traceState.serialize());
+    if (this.#withBaggage) this.#baggage.inject(parent, headers, setter);
+    return true;
   }
 
   /** Writes the span in `context` (and its baggage) into `headers` in every configured format. */

@@ -1,12 +1,18 @@
 import type { Clock } from '@meshlet/core';
 import type { Histogram, Tracer } from '@opentelemetry/api';
 import type { CallMetrics } from './call-metrics.js';
+import type { RecordDeps } from './client-span-record.js';
+import type { HeadSampler } from './head-sampling.js';
 import type { TracePropagation } from './propagation.js';
 
 /** What the span handles share with the Tracing that made them. */
 export interface SpanDeps {
   readonly tracer: Tracer;
   readonly propagation: TracePropagation;
+  /** The CLIENT span's sampling decision, before a span is built. */
+  readonly sampler: HeadSampler;
+  /** What a sampled CLIENT span (a ClientSpanRecord) needs. */
+  readonly records: RecordDeps;
   readonly clock: Clock;
   readonly clientMetrics: CallMetrics | undefined;
   readonly serverMetrics: CallMetrics | undefined;

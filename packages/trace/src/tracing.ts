@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, MeshletError, systemClock } from '@meshlet/core';
 import { type AttributeValue, type Context, type MeterProvider, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
+import type { InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOnSampler,
@@ -15,6 +16,7 @@ import { Attr, errorTypeOf } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
+import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
@@ -104,11 +106,14 @@ export function createTracing(options: TracingOptions): Tracing {
   if (options.version) resourceAttrs[Attr.serviceVersion] = options.version;
   if (options.namespace) resourceAttrs[Attr.serviceNamespace] = options.namespace;
   if (options.instanceId) resourceAttrs[Attr.serviceInstanceId] = options.instanceId;
+  const root = ratio === 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(ratio);
+  const ids = options.idGenerator ?? new PooledIdGenerator();
+  const resource = resourceFromAttributes(resourceAttrs);
   const provider = new TracerProvider({
-    resource: resourceFromAttributes(resourceAttrs),
-    sampler: new ParentBasedSampler({ root: ratio === 1 ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(ratio) }),
+    resource,
+    sampler: new ParentBasedSampler({ root }),
     spanProcessors: queues,
-    ...(options.idGenerator ? { idGenerator: options.idGenerator } : {}),
+    idGenerator: ids,
   });
   const tracer = provider.getTracer('@meshlet/trace', '0.1.0');
   const propagation = new TracePropagation(options.propagation);
@@ -120,6 +125,18 @@ export function createTracing(options: TracingOptions): Tracing {
   const deps: SpanDeps = {
     tracer,
     propagation,
+    sampler: new HeadSampler(ratio, root, ids),
+    records: {
+      resource,
+      // The scope OpenTelemetry's tracer gives its spans, so both group under one scope in a log line.
+      scope: (tracer as { instrumentationScope?: InstrumentationScope }).instrumentationScope ?? {
+        name: '@meshlet/trace',
+        version: '0.1.0',
+      },
+      ended: (span) => {
+        for (const q of queues) q.onEnd(span);
+      },
+    },
     clock,
     clientMetrics,
     serverMetrics,

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
+import { TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
+import { PooledIdGenerator } from '../src/head-sampling.js';
+import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
+import { memoryExporter } from './servers.js';
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN = '00f067aa0ba902b7';
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
+
+const open: Tracing[] = [];
+after(async () => {
+  for (const t of open) await t.shutdown();
+});
+
+function setup(sampleRatio: number, idGenerator?: { generateTraceId(): string; generateSpanId(): string }) {
+  const exporter = memoryExporter();
+  const tracing = createTracing({ service: 'orders', sampleRatio, exporters: [exporter], ...(idGenerator ? { idGenerator } : {}) });
+  open.push(tracing);
+  return { tracing, exporter };
+}
+
+/** A seeded generator (xorshift32), so that the test draws the same ids every run. */
+function seededIds(seed: number) {
+  let x = seed >>> 0 || 1;
+  const word = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x.toString(16).padStart(8, '0');
+  };
+  const drawn: string[] = [];
+  return {
+    drawn,
+    generateTraceId() {
+      const id = word() + word() + word() + word();
+      drawn.push(id);
+      return id;
+    },
+    generateSpanId: () => word() + word(),
+  };
+}
+
+describe('head sampling of client spans', () => {
+  it('an unsampled caller: propagates its trace id and tracestate with a new span id and flags 00, records nothing', async () => {
+    const { tracing, exporter } = setup(1);
+    const parent = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: TRACE,
+      spanId: SPAN,
+      traceFlags: TraceFlags.NONE,
+      isRemote: true,
+      traceState: new TraceState('vendor=abc'),
+    });
+    const span = tracing.startClientSpan(parent, { method: 'GET', url: 'http://10.0.0.1:8080/x', service: 'inventory' });
+    assert.equal(span.recording, false);
+    const headers = new Headers();
+    span.inject(headers);
+    const [, traceId, spanId, flags] = TRACEPARENT.exec(headers.get('traceparent') ?? '') ?? [];
+    assert.equal(traceId, TRACE);
+    assert.notEqual(spanId, SPAN);
+    assert.notEqual(spanId, '0000000000000000');
+    assert.equal(flags, '00');
+    assert.equal(headers.get('tracestate'), 'vendor=abc');
+    // The span's context is the one propagated: children carry the same ids.
+    assert.equal(trace.getSpanContext(span.context)?.spanId, spanId);
+    span.end(200);
+    await tracing.forceFlush();
+    assert.equal(exporter.getFinishedSpans().length, 0);
+    assert.equal(tracing.stats.exported, 0);
+    // Metrics are still recorded for unsampled calls.
+    assert.equal(tracing.clientMetrics?.snapshot().length, 1);
+  });
+
+  it('sampleRatio 0, no caller: a new trace id, a valid traceparent with flags 00, nothing recorded', async () => {
+    const { tracing, exporter } = setup(0);
+    const seen = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const span = tracing.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: 'http://10.0.0.1:8080/x' });
+      const headers: Record<string, string> = {};
+      span.inject(headers);
+      const [, traceId, , flags] = TRACEPARENT.exec(headers.traceparent ?? '') ?? [];
+      assert.ok(traceId && traceId !== '0'.repeat(32), headers.traceparent);
+      assert.equal(flags, '00');
+      seen.add(traceId);
+      span.end(200);
+    }
+    assert.equal(seen.size, 50, 'every call a new trace');
+    await tracing.forceFlush();
+    assert.equal(exporter.getFinishedSpans().length, 0);
+  });
+
+  it('a sampled caller is followed at ratio 0: recorded, in the caller trace', async () => {
+    const { tracing, exporter } = setup(0);
+    const parent = tracing.propagation.extract({ traceparent: `00-${TRACE}-${SPAN}-01` });
+    const span = tracing.startClientSpan(parent, { method: 'GET', url: 'http://10.0.0.1:8080/x' });
+    assert.equal(span.recording, true);
+    const headers: Record<string, string> = {};
+    span.inject(headers);
+    assert.match(headers.traceparent ?? '', new RegExp(`^00-${TRACE}-[0-9a-f]{16}-01$`));
+    span.end(200);
+    await tracing.forceFlush();
+    const [recorded] = exporter.getFinishedSpans();
+    assert.equal(recorded?.spanContext().traceId, TRACE);
+    assert.equal(recorded?.parentSpanContext?.spanId, SPAN);
+  });
+
+  it('honours the ratio over 4000 seeded trace ids, the same ids OpenTelemetry sampler would keep', async () => {
+    const ratio = 0.25;
+    const ids = seededIds(42);
+    const { tracing, exporter } = setup(ratio, ids);
+    const propagatedSampled = new Set<string>();
+    let recording = 0;
+    for (let i = 0; i < 4000; i++) {
+      const span = tracing.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: 'http://10.0.0.1:8080/x' });
+      const headers: Record<string, string> = {};
+      span.inject(headers);
+      const [, traceId, , flags] = TRACEPARENT.exec(headers.traceparent ?? '') ?? [];
+      assert.equal(flags, span.recording ? '01' : '00');
+      if (span.recording) {
+        recording++;
+        propagatedSampled.add(traceId as string);
+      }
+      span.end(200);
+    }
+    // Each call draws exactly one trace id, the sampled ones included (handed over, not redrawn).
+    assert.equal(ids.drawn.length, 4000);
+    const reference = new TraceIdRatioBasedSampler(ratio);
+    const expected = ids.drawn.filter((id) => reference.shouldSample(ROOT_CONTEXT, id).decision === 2);
+    assert.equal(recording, expected.length);
+    assert.deepEqual([...propagatedSampled].sort(), [...expected].sort());
+    assert.ok(Math.abs(recording - 1000) < 120, `sampled ${recording} of 4000 at ratio ${ratio}`);
+    await tracing.forceFlush();
+    assert.deepEqual(
+      exporter
+        .getFinishedSpans()
+        .map((s) => s.spanContext().traceId)
+        .sort(),
+      [...expected].sort(),
+    );
+  });
+
+  it('B3 formats take the general injection path', () => {
+    const exporter = memoryExporter();
+    const tracing = createTracing({ service: 's', sampleRatio: 0, exporters: [exporter], propagation: { emit: ['b3multi'] } });
+    open.push(tracing);
+    const parent = tracing.propagation.extract({ traceparent: `00-${TRACE}-${SPAN}-00` });
+    const headers: Record<string, string> = {};
+    tracing.startClientSpan(parent, { method: 'GET', url: 'http://b/' }).inject(headers);
+    assert.equal(headers['x-b3-traceid'], TRACE);
+    assert.equal(headers['x-b3-sampled'], '0');
+    assert.equal(headers.traceparent, undefined);
+  });
+});
+
+describe('a sampled client span (Meshlet span record)', () => {
+  it('shares the server span resource and scope, is its child, follows the status rules, ends once', async () => {
+    const { tracing, exporter } = setup(1);
+    const server = tracing.startServerSpan({}, 'GET', '/orders/:id');
+    const client = tracing.startClientSpan(server.context, { method: 'GET', url: 'http://10.0.0.1:8080/x', service: 'inventory' });
+    assert.equal(client.recording, true);
+    const span = trace.getSpan(client.context);
+    assert.ok(span);
+    span.setStatus({ code: SpanStatusCode.OK });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'ignored: OK is final' });
+    span.addEvent('retry', { n: 1 });
+    client.end(200);
+    client.end(500); // ignored
+    span.setAttribute('late', 'ignored');
+    server.end(200);
+    await tracing.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    assert.equal(spans.length, 2);
+    const c = spans.find((s) => s.kind === SpanKind.CLIENT);
+    const s = spans.find((x) => x.kind === SpanKind.SERVER);
+    assert.ok(c && s);
+    assert.equal(c.resource, s.resource);
+    assert.deepEqual(c.instrumentationScope, s.instrumentationScope);
+    assert.equal(c.parentSpanContext?.spanId, s.spanContext().spanId);
+    assert.equal(c.spanContext().traceId, s.spanContext().traceId);
+    assert.deepEqual(c.status, { code: SpanStatusCode.OK });
+    assert.equal(c.attributes['http.response.status_code'], 200);
+    assert.equal(c.attributes.late, undefined);
+    assert.equal(c.events[0]?.name, 'retry');
+    assert.ok(c.ended);
+    assert.ok(hrTimeToNanoseconds(c.duration) >= 0);
+    const [es, en] = c.endTime;
+    const [ss, sn] = c.startTime;
+    assert.ok(es > ss || (es === ss && en >= sn), 'ends after it starts');
+    // One resource, one scope in a trace-log line.
+    const line = JSON.parse(encodeTraceLine(spans)) as { resourceSpans: { scopeSpans: { spans: unknown[] }[] }[] };
+    assert.equal(line.resourceSpans.length, 1);
+    assert.equal(line.resourceSpans[0]?.scopeSpans.length, 1);
+    assert.equal(line.resourceSpans[0]?.scopeSpans[0]?.spans.length, 2);
+  });
+});
+
+describe('PooledIdGenerator', () => {
+  it('gives lower-case hex ids of the right length, distinct across pool refills', () => {
+    const ids = new PooledIdGenerator();
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const t = ids.generateTraceId();
+      const s = ids.generateSpanId();
+      assert.match(t, /^[0-9a-f]{32}$/);
+      assert.match(s, /^[0-9a-f]{16}$/);
+      seen.add(t);
+      seen.add(s);
+    }
+    assert.equal(seen.size, 4000);
+  });
+});

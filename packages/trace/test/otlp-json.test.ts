@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { ManualClock } from '@meshlet/core';
+import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { createTracing, encodeTraceLine, encodeTraceRequest, type Tracing } from '../src/index.js';
+import { memoryExporter } from './servers.js';
+
+const open: Tracing[] = [];
+after(async () => {
+  for (const t of open) await t.shutdown();
+});
+
+async function spansOf(service: string, extra: { version?: string; instanceId?: string } = {}): Promise<ReadableSpan[]> {
+  const exporter = memoryExporter();
+  const tracing = createTracing({ service, exporters: [exporter], clock: new ManualClock(1_000), ...extra });
+  open.push(tracing);
+  const server = tracing.startServerSpan(
+    { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'vendor=a"b,other=x' },
+    'GET',
+    '/orders/:id',
+    { target: '/orders/7?q="x"' },
+  );
+  await server.run(async () => {
+    const ok = tracing.startClientSpan(undefined, {
+      method: 'POST',
+      url: 'http://user:pw@10.0.0.1:8080/a/b?sig=secret&x=1',
+      service: 'inventory',
+      route: 'rule "\\ é 😀',
+      lane: 'gray',
+      instance: 'inv-1',
+      attempt: 1,
+      breaker: 'closed',
+      rulesRevision: 42,
+      shadow: 'ratelimit:per-user:would-refuse',
+    });
+    ok.setAttribute('custom.double', 1.5);
+    ok.setAttribute('custom.nan', Number.NaN);
+    ok.setAttribute('custom.bool', false);
+    ok.setAttribute('custom.array', ['a', 'b\n']);
+    ok.setAttribute('custom.numbers', [1, 2.25, -0]);
+    ok.end(503);
+    tracing.startClientSpan(undefined, { method: 'BREW', url: 'http://10.0.0.2/' }).end({ error: new Error('boom "quoted"\n') });
+    await tracing.inSpan('work', async () => {
+      trace.getActiveSpan()?.addEvent('evt', { n: 3, s: 'x' });
+    });
+  });
+  server.end(200);
+  const internal = tracing.tracer.startSpan('with-event', { kind: SpanKind.INTERNAL }, ROOT_CONTEXT);
+  internal.addEvent('first');
+  internal.addEvent('second', { at: 'end', list: [true, false] });
+  internal.setStatus({ code: 2, message: 'bad \u2028 thing' });
+  internal.end();
+  await tracing.forceFlush();
+  return [...exporter.getFinishedSpans()];
+}
+
+describe('encodeTraceLine', () => {
+  it('writes exactly JSON.stringify(encodeTraceRequest(spans)): attributes of every type, events, tracestate, statuses, escapes', async () => {
+    const spans = await spansOf('orders', { version: '1.2.0', instanceId: 'orders-"1"' });
+    assert.ok(spans.length >= 5);
+    assert.ok(spans.some((s) => s.events.length > 0));
+    const line = encodeTraceLine(spans);
+    assert.equal(line, JSON.stringify(encodeTraceRequest(spans)));
+    // Cached resource fragment: a second batch of the same resource encodes the same.
+    assert.equal(encodeTraceLine(spans.slice(1)), JSON.stringify(encodeTraceRequest(spans.slice(1))));
+    assert.doesNotThrow(() => JSON.parse(line));
+  });
+
+  it('groups several resources and scopes in one line as the object form does', async () => {
+    const a = await spansOf('orders');
+    const b = await spansOf('payments');
+    const [first] = a;
+    assert.ok(first);
+    // The same span under another instrumentation scope (with and without a version).
+    const otherScope = Object.create(first, { instrumentationScope: { value: { name: 'other@lib', version: '2' } } }) as ReadableSpan;
+    const noVersion = Object.create(first, { instrumentationScope: { value: { name: 'bare' } } }) as ReadableSpan;
+    const mixed = [b[0], ...a.slice(0, 2), otherScope, ...b.slice(1), noVersion, ...a.slice(2)] as ReadableSpan[];
+    const line = encodeTraceLine(mixed);
+    assert.equal(line, JSON.stringify(encodeTraceRequest(mixed)));
+    const parsed = JSON.parse(line) as { resourceSpans: { scopeSpans: unknown[] }[] };
+    assert.equal(parsed.resourceSpans.length, 2);
+    assert.equal(parsed.resourceSpans[1]?.scopeSpans.length, 3);
+    assert.equal(encodeTraceLine([]), JSON.stringify(encodeTraceRequest([])));
+  });
+});
