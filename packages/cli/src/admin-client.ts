@@ -41,6 +41,15 @@ export interface InstanceStatus {
     /** Per rule in force (and `(adaptive)`): admitted, refused, would have refused in shadow mode. */
     rules?: readonly { name: string; allowed: number; refused: number; shadowRefused: number }[];
   };
+  /** Each called destination's adaptive limit (`ratelimit.outboundAdaptive`). */
+  readonly outboundAdaptive?: readonly {
+    service: string;
+    limit: number;
+    inFlight: number;
+    admitted: number;
+    refused: number;
+    mode?: string;
+  }[];
   readonly registry?: { mode: string; degraded: boolean };
   readonly degraded?: Readonly<Record<string, boolean>>;
   /** Coded conditions counted since the instance started (meshlet_conditions_total), by code. */

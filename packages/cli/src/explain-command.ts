@@ -1,4 +1,5 @@
-import { RuleRepository } from '@meshlet/core';
+import { type BreakerPolicy, type BreakerRules, parseBreakerRules } from '@meshlet/breaker';
+import { ApiMatcher, type ApiTemplate, RuleRepository } from '@meshlet/core';
 import type { LoggedSpan } from '@meshlet/trace';
 import { NotFoundError, UsageError } from './cli-error.js';
 import { type Command, printJson, STORE_OPTIONS, STORE_USAGE } from './command.js';
@@ -165,7 +166,10 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     const instance = str(a['io.meshlet.instance']);
     if (instance) out.push(`instance: ${instance}`);
     const breaker = str(a['io.meshlet.breaker']);
-    if (breaker) out.push(`breaker: ${breaker}${error === 'circuit_open' ? ' — the call was refused without being sent' : ''}`);
+    const refused = error === 'circuit_open' ? ' — the call was refused without being sent' : '';
+    const named = breakerRuleText(span, rules);
+    if (named) out.push(`${named}${refused}`);
+    else if (breaker) out.push(`breaker: ${breaker}${refused}`);
     const resend = a['http.request.resend_count'];
     if (typeof resend === 'number' && resend > 0) out.push(`retry: attempt ${resend + 1}`);
     if (error === 'no_instance') out.push('no instance to send to');
@@ -311,3 +315,57 @@ ${STORE_USAGE}`,
     return ExitCode.ok;
   },
 };
+
+/** A breaker policy's thresholds in words: `failure rate ≥ 50% over 20 calls or 5 failures in a row`. */
+export function breakerThresholds(p: BreakerPolicy): string {
+  const w = p.window;
+  const over = w.type === 'count' ? `over ${w.size} calls` : `over ${w.ms / 1000} s (at least ${p.minimumCalls} calls)`;
+  const parts = [`failure rate ≥ ${p.failureRateThreshold}% ${over}`];
+  if (p.slowCallThresholdMs > 0 && p.slowCallRateThreshold > 0)
+    parts.push(`slow calls (≥ ${p.slowCallThresholdMs} ms) ≥ ${p.slowCallRateThreshold}%`);
+  if (p.consecutiveFailures > 0) parts.push(`${p.consecutiveFailures} failures in a row`);
+  return `${parts.join(' or ')}; open ${p.sleepWindowMs / 1000} s, then ${p.probes} probes`;
+}
+
+/**
+ * The breaker rule that decided on a CLIENT span, from the document in force at its
+ * revision: the span's `io.meshlet.breaker` is the service breaker's state; a call refused
+ * (circuit_open) while the service breaker is closed was refused by the API breaker its
+ * method and path fall under. Undefined without the document or a breaker rule for the call.
+ */
+function breakerRuleText(span: SpanLike, rules: SpanRules | undefined): string | undefined {
+  const raw = rules?.sections?.breaker;
+  if (raw === undefined) return undefined;
+  let parsed: BreakerRules;
+  try {
+    parsed = parseBreakerRules(raw, 'breaker');
+  } catch {
+    return undefined;
+  }
+  const a = span.attributes;
+  const state = str(a['io.meshlet.breaker']);
+  const service = rulesServiceOf(span);
+  const version = rules?.version ? `rules version ${rules.version.version}` : `rules revision ${rules?.revision}`;
+  let api: { key: string; policy: BreakerPolicy } | undefined;
+  const method = str(a['http.request.method']);
+  const url = str(a['url.full']);
+  if (parsed.apis.length && method && url) {
+    let path: string | undefined;
+    try {
+      path = new URL(url).pathname;
+    } catch {
+      path = undefined;
+    }
+    const entries: (ApiTemplate & { policy: BreakerPolicy })[] = parsed.apis.flatMap((r) =>
+      r.apis.map((t) => ({ ...t, policy: r.policy })),
+    );
+    const m = path === undefined ? undefined : new ApiMatcher(entries).match(method, path);
+    if (m) api = { key: m.key, policy: m.entry.policy };
+  }
+  const serviceOpen = state === 'open' || state === 'half_open';
+  if (api && (a['error.type'] === 'circuit_open' ? !serviceOpen : !parsed.service))
+    return `breaker: api breaker of ${service} ${api.key} ${a['error.type'] === 'circuit_open' ? 'open' : 'closed'} — ${breakerThresholds(api.policy)} (${version})`;
+  if (parsed.service)
+    return `breaker: service breaker of ${service} ${state ?? 'closed'} — ${breakerThresholds(parsed.service.policy)} (${version})`;
+  return undefined;
+}

@@ -89,10 +89,28 @@ ${REGISTRY_USAGE}`,
       );
       return ExitCode.ok;
     }
+    // The outbound column only when an instance has per-destination adaptive limits on.
+    const outbound = admin.some((a) => a.ok && Array.isArray(a.status.outboundAdaptive) && a.status.outboundAdaptive.length > 0);
     ctx.io.out(
       renderTable(
-        ['id', 'address', 'zone', 'version', 'lane', 'health', 'admin', 'rules', 'breakers', 'limiter'],
-        list.map((i, k) => instanceRow(i, admin[k] as AdminResult)),
+        [
+          'id',
+          'address',
+          'zone',
+          'version',
+          'lane',
+          'health',
+          'admin',
+          'rules',
+          'breakers',
+          'limiter',
+          ...(outbound ? ['outbound limits'] : []),
+        ],
+        list.map((i, k) => {
+          const a = admin[k] as AdminResult;
+          const row = instanceRow(i, a);
+          return outbound ? [...row, a.ok ? outboundCell(a.status) : '-'] : row;
+        }),
       ),
     );
     return ExitCode.ok;
@@ -140,6 +158,15 @@ function limiterCell(s: InstanceStatus): string {
   const a = l.adaptive;
   const adaptive = a ? `, adaptive limit ${a.limit}${a.mode === 'probe' ? ' (probing)' : ''}, ${a.inFlight} in flight` : '';
   return `${l.allowed} allowed, ${l.refused} refused${l.degraded ? ', degraded' : ''}${adaptive}`;
+}
+
+/** Each destination's adaptive limit: `orders limit 12, 3 in flight, 40 refused`. */
+export function outboundCell(s: InstanceStatus): string {
+  const list = Array.isArray(s.outboundAdaptive) ? s.outboundAdaptive : [];
+  if (list.length === 0) return '-';
+  return list
+    .map((o) => `${o.service} limit ${o.limit}${o.mode === 'probe' ? ' (probing)' : ''}, ${o.inFlight} in flight, ${o.refused} refused`)
+    .join('; ');
 }
 
 export const topology: Command = {

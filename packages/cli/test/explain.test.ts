@@ -248,4 +248,47 @@ describe('meshlet explain: the rule, its version and its condition', () => {
       ),
     );
   });
+
+  it('a CLIENT span: the breaker rule that decided, with its thresholds and version', () => {
+    const doc = {
+      ...rules,
+      sections: {
+        breaker: {
+          rules: [
+            { level: 'service', window: { type: 'count', size: 20 }, failureRateThreshold: 50, consecutiveFailures: 0 },
+            { level: 'api', apis: [{ method: 'POST', path: '/orders' }], window: { type: 'count', size: 10 }, failureRateThreshold: 30 },
+          ],
+        },
+      },
+    };
+    const open = span(3, 'gateway', {
+      'service.peer.name': 'user-service',
+      'io.meshlet.breaker': 'open',
+      'io.meshlet.rules.revision': 57,
+      'error.type': 'circuit_open',
+      'http.request.method': 'GET',
+      'url.full': 'http://127.0.0.1:1/orders',
+    });
+    assert.ok(
+      decisionsOf(open, doc).includes(
+        'breaker: service breaker of user-service open — failure rate ≥ 50% over 20 calls; open 30 s, then 3 probes (rules version 3) — the call was refused without being sent',
+      ),
+      JSON.stringify(decisionsOf(open, doc)),
+    );
+    const apiRefused = span(3, 'gateway', {
+      'service.peer.name': 'user-service',
+      'io.meshlet.breaker': 'closed',
+      'io.meshlet.rules.revision': 57,
+      'error.type': 'circuit_open',
+      'http.request.method': 'POST',
+      'url.full': 'http://127.0.0.1:1/orders',
+    });
+    assert.ok(
+      decisionsOf(apiRefused, doc).some((l) =>
+        l.startsWith('breaker: api breaker of user-service POST /orders open — failure rate ≥ 30% over 10 calls or 5 failures in a row'),
+      ),
+      JSON.stringify(decisionsOf(apiRefused, doc)),
+    );
+    assert.ok(decisionsOf(open).includes('breaker: open — the call was refused without being sent'), 'without a store: the state alone');
+  });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Instance } from '@meshlet/core';
 import { adminStatusUrl, canonicalDocument, diffLines, renderTable, unifiedDiff } from '../src/index.js';
-import { breakersCell } from '../src/registry-commands.js';
+import { breakersCell, outboundCell } from '../src/registry-commands.js';
 import { changeSummary } from '../src/rules-commands.js';
 
 describe('text output', () => {
@@ -72,5 +72,18 @@ describe('text output', () => {
       'pay[p-1] open, pay GET /x half-open',
     );
     assert.equal(breakersCell({}), '-');
+  });
+
+  it('outbound limits: each destination with its limit, in flight and refused', () => {
+    assert.equal(
+      outboundCell({
+        outboundAdaptive: [
+          { service: 'orders', limit: 12, inFlight: 3, admitted: 100, refused: 40, mode: 'track' },
+          { service: 'users', limit: 20, inFlight: 0, admitted: 5, refused: 0, mode: 'probe' },
+        ],
+      }),
+      'orders limit 12, 3 in flight, 40 refused; users limit 20 (probing), 0 in flight, 0 refused',
+    );
+    assert.equal(outboundCell({}), '-');
   });
 });

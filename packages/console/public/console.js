@@ -400,6 +400,8 @@ function limitsTab(d) {
     ),
     h('h2', {}, 'Per rule'),
     ruleLimitsTable(d.byRule ?? []),
+    h('h2', {}, 'Outbound adaptive limits of these instances, per destination'),
+    outboundLimitsTable(d.outbound ?? []),
     h('h2', {}, 'Breakers of calls to this service: what happened, and what would have'),
     breakerShadowTable(d.breakers),
     h('h2', {}, 'The whole service over time'),
@@ -430,6 +432,38 @@ function limitsTab(d) {
           h('td', {}, i.inFlight ?? '-'),
           h('td', { class: i.degraded ? 'warn' : '' }, i.degraded ? 'yes (local share)' : 'no'),
         ),
+      ),
+    ),
+  );
+}
+
+/** Each instance's adaptive limit per destination it calls: limit, in flight, refused, refused per poll. */
+function outboundLimitsTable(rows) {
+  if (rows.length === 0)
+    return h(
+      'p',
+      { class: 'muted', id: 'outbound-limits' },
+      'No outbound adaptive limits (ratelimit.outboundAdaptive is off, or no call made yet).',
+    );
+  return h(
+    'table',
+    { id: 'outbound-limits' },
+    h(
+      'tr',
+      {},
+      ['instance', 'destination', 'limit', 'in flight', 'admitted', 'refused', 'refused per poll'].map((t) => h('th', {}, t)),
+    ),
+    rows.map((r) =>
+      h(
+        'tr',
+        { 'data-instance': r.instance, 'data-service': r.service },
+        h('td', {}, r.instance),
+        h('td', {}, r.service),
+        h('td', { class: 'limit' }, `${r.limit}${r.probing ? ' (probing)' : ''}`),
+        h('td', { class: 'in-flight' }, r.inFlight),
+        h('td', { class: 'allowed' }, r.admitted),
+        h('td', { class: r.refused > 0 ? 'refused bad' : 'refused' }, r.refused),
+        h('td', {}, miniSpark(r.over.refused, 'refused', Math.max(1, ...r.over.refused.map((x) => x.delta)))),
       ),
     ),
   );

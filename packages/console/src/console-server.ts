@@ -393,6 +393,28 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
           },
         };
       });
+      // Each instance's adaptive limit per destination it calls (`ratelimit.outboundAdaptive`),
+      // bounded like the per-rule counts.
+      const outbound: unknown[] = [];
+      list.forEach((i, k) => {
+        const a = admin[k] as AdminResult;
+        const dests = a.ok && Array.isArray(a.status.outboundAdaptive) ? a.status.outboundAdaptive : [];
+        for (const o of dests) {
+          if (typeof o?.service !== 'string' || outbound.length >= MAX_LIMIT_RULES) continue;
+          const key = `outbound:${i.id}>${o.service}:refused`;
+          counters.record(key, now, count(o.refused));
+          outbound.push({
+            instance: i.id,
+            service: o.service,
+            limit: count(o.limit),
+            inFlight: count(o.inFlight),
+            admitted: count(o.admitted),
+            refused: count(o.refused),
+            probing: o.mode === 'probe',
+            over: { refused: counters.steps(key) },
+          });
+        }
+      });
       const section = sectionsOf(current.text).ratelimit as { rules?: unknown[]; mode?: unknown } | undefined;
       return {
         service,
@@ -403,6 +425,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         totals: { allowed, refused, shadowRefused, shadow },
         byRule,
         breakers: await breakersAsCalled(service),
+        outbound,
         over: {
           allowed: counters.steps(`limit:${service}:allowed`),
           refused: counters.steps(`limit:${service}:refused`),

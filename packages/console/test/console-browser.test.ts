@@ -102,6 +102,8 @@ describe('the console in Chromium, on Consul', () => {
       admin: { token: ADMIN_TOKEN },
       tracing: { log: { path: join(traceDir, `${id}.jsonl`) }, batch: { delayMs: 10 } },
       metadata: { zone: 'zone-a' },
+      // A caller limits its calls per destination: the Limits page shows the limit.
+      ...(downstream ? { ratelimit: { outboundAdaptive: true } } : {}),
     });
     const server = createServer(
       mesh.httpHandler(async (_req, res) => {
@@ -292,6 +294,11 @@ describe('the console in Chromium, on Consul', () => {
     // Limits: what the gateway's limiter admitted, per instance and over time.
     await page.goto(`${console_.url}#/service/gateway/limits`);
     await page.waitForSelector('#limits tr[data-instance="gateway-1"] .allowed:text-is("300")');
+    // The gateway's outbound adaptive limit toward user-service: its 300 calls admitted, none refused.
+    const outbound = '#outbound-limits tr[data-instance="gateway-1"][data-service="user-service"]';
+    await page.waitForSelector(`${outbound} .allowed:text-is("300")`);
+    assert.match((await page.textContent(`${outbound} .limit`)) ?? '', /^\d+( \(probing\))?$/);
+    assert.equal(await page.textContent(`${outbound} .refused`), '0');
     // A limit in shadow mode: every request admitted, what it would have refused counted.
     const kinds = await loadRuleKinds();
     await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).apply(

@@ -68,6 +68,11 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
               { name: 'odd', allowed: -3, refused: 'x', shadowRefused: null },
             ],
           },
+          // ratelimit.outboundAdaptive on: one limit per destination called (and one that is not a limit's counts).
+          outboundAdaptive: [
+            { service: 'user-service', limit: 12, inFlight: 3, admitted: 100, refused: 40, mode: 'track' },
+            { service: 7, limit: 1, inFlight: 1, admitted: 1, refused: 1, mode: 'track' },
+          ],
           conditions: { MESHLET_RATELIMIT_SHADOW: 2, MESHLET_BREAKER_SHADOW: 7, MESHLET_FAULT_SHADOW: 3 },
           // The gateway calls user-service: its enforced breakers, and its breaker section in shadow mode.
           breakers: [
@@ -169,5 +174,14 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
       body.instances.map((i) => [i.id, i.admin, i.shadow]),
       [['gateway-1', 'ok', want]],
     );
+  });
+
+  it("shows each instance's outbound adaptive limit per destination, with its refusals over time", async () => {
+    const body = (await (await limits('gateway')).json()) as { outbound: { over: { refused: unknown[] } }[] };
+    assert.deepEqual(
+      body.outbound.map(({ over: _o, ...o }) => o),
+      [{ instance: 'gateway-1', service: 'user-service', limit: 12, inFlight: 3, admitted: 100, refused: 40, probing: false }],
+    );
+    assert.ok(Array.isArray(body.outbound[0]?.over.refused));
   });
 });
