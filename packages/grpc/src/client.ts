@@ -625,6 +625,7 @@ function rpcSpan(
   }
   if (choice?.rule) attributes['io.meshlet.route'] = choice.rule;
   if (choice?.lane) attributes['io.meshlet.lane'] = choice.lane;
+  if (choice?.revision) attributes['io.meshlet.rules.revision'] = choice.revision;
   if (attempt > 0) attributes['io.meshlet.attempt'] = attempt;
   const base = parent ?? tracing.active();
   const span: Span = tracing.tracer.startSpan(names.spanName, { kind: SpanKind.CLIENT, attributes }, base);

@@ -13,6 +13,12 @@ export interface RouteChoice {
   readonly instance: Instance;
   readonly rule: string | undefined;
   readonly lane: string | undefined;
+  /**
+   * Store revision of the rule document whose route section decided (0 or absent: none in
+   * force, or rules set directly). The CLIENT span writes it as `io.meshlet.rules.revision`,
+   * as HTTP's does.
+   */
+  readonly revision?: number;
 }
 
 /**

@@ -433,6 +433,18 @@ describe('gRPC spans and trace context', () => {
       assert.equal(s.spanContext().traceId, c.spanContext().traceId, 'one trace');
       assert.equal(s.parentSpanContext?.spanId, c.spanContext().spanId, 'the server span is the client span child');
       assert.match(answer, new RegExp(`traceparent=00-${c.spanContext().traceId}-${c.spanContext().spanId}-01`));
+      assert.equal(c.attributes['io.meshlet.rules.revision'], undefined, 'no rule document in force: no revision');
+      // With a route section in force, the CLIENT span names the revision of its document, as HTTP's does.
+      await caller.rules.apply(JSON.stringify({ service: 'echo', route: { rules: [], default: [{ group: {}, weight: 100 }] } }), {
+        author: 'test',
+      });
+      const inForce = await caller.rulesInForce('echo');
+      clientSpans.reset();
+      await say(client, 'again');
+      await caller.tracing?.forceFlush();
+      const r = clientSpans.getFinishedSpans().find((x) => x.name === 'meshlet.interop.Echo/Say') as ReadableSpan;
+      assert.ok(inForce.revision > 0);
+      assert.equal(r.attributes['io.meshlet.rules.revision'], inForce.revision);
     } finally {
       client.close();
       await caller.close();
