@@ -99,6 +99,13 @@ export interface GrpcClientPorts {
    * dialects, this service's caller header and (auth on) its signed identity for `service`.
    */
   readonly outboundHeaders: (ctx: MeshContext, service: string) => Readonly<Record<string, string>>;
+  /**
+   * The destination's outbound adaptive limit (@meshlet/ratelimit's
+   * `OutboundAdaptiveLimits.execute`), when on: runs a unary call's attempts (the whole
+   * executor call, retries included) in one of `service`'s slots, or throws its
+   * OutboundLimitError (`MESHLET_OUTBOUND_LIMITED`) at once, before routing.
+   */
+  readonly outboundLimit?: <T>(service: string, fn: () => Promise<T>, signal: AbortSignal) => Promise<T>;
   readonly clock: Clock;
   readonly logger: Logger;
 }
