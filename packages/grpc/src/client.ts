@@ -94,6 +94,12 @@ export function statusOfError(err: unknown): { code: number; details: string } {
     case 'MESHLET_DEADLINE':
       return { code: Status.DEADLINE_EXCEEDED, details: message };
     case 'MESHLET_BULKHEAD_FULL':
+    // The destination's outbound adaptive limit is full: a local resource (its concurrency
+    // slots) is exhausted, as with a full bulkhead. Not UNAVAILABLE: gRPC clients and retry
+    // policies retry UNAVAILABLE at once, and sending more calls at a destination whose
+    // latency already rose is what the limit prevents; RESOURCE_EXHAUSTED is retried only
+    // with backoff, if at all.
+    case 'MESHLET_OUTBOUND_LIMITED':
       return { code: Status.RESOURCE_EXHAUSTED, details: message };
     case 'MESHLET_CANCELLED':
       return { code: Status.CANCELLED, details: message };
@@ -334,7 +340,12 @@ class MeshCall implements InterceptingCallInterface {
     try {
       await this.#ensure();
       if (this.#done) return;
-      const out = await ports.executor.call(attempts);
+      // The destination's adaptive limit around the executor, as HTTP's governedCall does:
+      // a call over it is refused before routing; the limit samples the call's whole time.
+      const limit = ports.outboundLimit;
+      const out = await (limit === undefined
+        ? ports.executor.call(attempts)
+        : limit(this.#service, () => ports.executor.call(attempts), this.#abort.signal));
       if (out instanceof Response) {
         // A breaker's fallback: an HTTP answer, as gRPC maps a response without grpc-status.
         void out.body?.cancel().catch(() => {});
@@ -625,6 +636,7 @@ function rpcSpan(
   }
   if (choice?.rule) attributes['io.meshlet.route'] = choice.rule;
   if (choice?.lane) attributes['io.meshlet.lane'] = choice.lane;
+  if (choice?.revision) attributes['io.meshlet.rules.revision'] = choice.revision;
   if (attempt > 0) attributes['io.meshlet.attempt'] = attempt;
   const base = parent ?? tracing.active();
   const span: Span = tracing.tracer.startSpan(names.spanName, { kind: SpanKind.CLIENT, attributes }, base);

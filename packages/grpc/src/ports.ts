@@ -13,6 +13,12 @@ export interface RouteChoice {
   readonly instance: Instance;
   readonly rule: string | undefined;
   readonly lane: string | undefined;
+  /**
+   * Store revision of the rule document whose route section decided (0 or absent: none in
+   * force, or rules set directly). The CLIENT span writes it as `io.meshlet.rules.revision`,
+   * as HTTP's does.
+   */
+  readonly revision?: number;
 }
 
 /**
@@ -93,6 +99,13 @@ export interface GrpcClientPorts {
    * dialects, this service's caller header and (auth on) its signed identity for `service`.
    */
   readonly outboundHeaders: (ctx: MeshContext, service: string) => Readonly<Record<string, string>>;
+  /**
+   * The destination's outbound adaptive limit (@meshlet/ratelimit's
+   * `OutboundAdaptiveLimits.execute`), when on: runs a unary call's attempts (the whole
+   * executor call, retries included) in one of `service`'s slots, or throws its
+   * OutboundLimitError (`MESHLET_OUTBOUND_LIMITED`) at once, before routing.
+   */
+  readonly outboundLimit?: <T>(service: string, fn: () => Promise<T>, signal: AbortSignal) => Promise<T>;
   readonly clock: Clock;
   readonly logger: Logger;
 }

@@ -95,6 +95,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     tracing: deps.tracing,
     faults: deps.faults,
     outboundHeaders: (ctx, service) => outboundHeaders(deps, ctx, service),
+    ...(deps.outboundLimits ? { outboundLimit: deps.outboundLimits.execute.bind(deps.outboundLimits) } : {}),
     clock: deps.clock,
     logger,
   };

@@ -433,7 +433,70 @@ describe('gRPC spans and trace context', () => {
       assert.equal(s.spanContext().traceId, c.spanContext().traceId, 'one trace');
       assert.equal(s.parentSpanContext?.spanId, c.spanContext().spanId, 'the server span is the client span child');
       assert.match(answer, new RegExp(`traceparent=00-${c.spanContext().traceId}-${c.spanContext().spanId}-01`));
+      assert.equal(c.attributes['io.meshlet.rules.revision'], undefined, 'no rule document in force: no revision');
+      // With a route section in force, the CLIENT span names the revision of its document, as HTTP's does.
+      await caller.rules.apply(JSON.stringify({ service: 'echo', route: { rules: [], default: [{ group: {}, weight: 100 }] } }), {
+        author: 'test',
+      });
+      const inForce = await caller.rulesInForce('echo');
+      clientSpans.reset();
+      await say(client, 'again');
+      await caller.tracing?.forceFlush();
+      const r = clientSpans.getFinishedSpans().find((x) => x.name === 'meshlet.interop.Echo/Say') as ReadableSpan;
+      assert.ok(inForce.revision > 0);
+      assert.equal(r.attributes['io.meshlet.rules.revision'], inForce.revision);
     } finally {
+      client.close();
+      await caller.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+});
+
+describe('gRPC and the outbound adaptive limit', () => {
+  it('a unary call over the destination limit is refused at once with RESOURCE_EXHAUSTED (nothing sent, a rejection span); admitted again when a slot frees', async () => {
+    const e = estate();
+    const spans = new InMemorySpanExporter();
+    const server = createMesh({ service: 'echo', ...e, logger: new MemoryLogger() });
+    const echo = await startEcho('echo-l', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({
+      service: 'gateway',
+      ...e,
+      logger: new MemoryLogger(),
+      tracing: { exporters: [spans], batch: { delayMs: 1 }, metrics: false },
+      // Pinned at 2 (floor = ceiling) so that the test knows the limit.
+      ratelimit: { outboundAdaptive: { defaults: { minLimit: 2, maxLimit: 2, initialLimit: 2 } } },
+    });
+    const client = caller.grpc.client(Echo, 'echo');
+    let release = () => {};
+    echo.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      const held = [say(client, 'a'), say(client, 'b')];
+      while (echo.state.hits < 2) await new Promise((r) => setImmediate(r));
+      const refused = await say(client, 'c').then(
+        () => undefined,
+        (err: grpc.ServiceError) => err,
+      );
+      assert.equal(refused?.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(refused?.details ?? '', /echo: 2 calls in flight at its adaptive limit of 2/);
+      assert.equal(echo.state.hits, 2, 'the refused call was never sent');
+      release();
+      echo.state.hold = undefined;
+      for (const answer of await Promise.all(held)) assert.match(answer, /^echo-l\|/);
+      assert.match(await say(client, 'd'), /^echo-l\|in=d/, 'admitted again');
+      // Every slot was given back: two calls at once both reach the server.
+      const both = await Promise.all([say(client, 'e'), say(client, 'f')]);
+      assert.deepEqual(both.map((a) => a.split('|')[1]).sort(), ['in=e', 'in=f']);
+      await caller.tracing?.forceFlush();
+      const rejected = spans.getFinishedSpans().filter((x) => x.attributes['rpc.grpc.status_code'] === grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal(rejected.length, 1, 'one CLIENT span for the refused call');
+      assert.equal(rejected[0]?.attributes['io.meshlet.instance'], undefined, 'refused before routing');
+    } finally {
+      release();
       client.close();
       await caller.close();
       await server.close();
