@@ -1,5 +1,6 @@
 import {
   ApiMatcher,
+  type AttemptFields,
   apiKey,
   type BreakerStateName,
   type Clock,
@@ -47,18 +48,9 @@ export interface CallResult {
  * its number, its signal and the service breaker's state, so that nothing below asks the
  * executor back. `notes`, `attributes` and `injected` are filled on the way down.
  */
-export interface AttemptRecord<I> {
+export interface AttemptRecord<I> extends AttemptFields {
   readonly call: unknown;
   readonly target: I;
-  readonly number: number;
-  readonly signal: AbortSignal | undefined;
-  readonly breaker: BreakerStateName | undefined;
-  notes: string[] | undefined;
-  attributes: Readonly<Record<string, string | number>> | undefined;
-  /** A check run once when the attempt settles, before the span reads `notes` (core's `Attempt.settled`). */
-  settled: (() => void) | undefined;
-  /** The result is not the instance's doing (an injected fault, a hedge that answered): no instance breaker counts it. */
-  injected: boolean;
   /**
    * The attempt's abort when the executor times it (its timeout, the caller's signal): a
    * transport that can cancel by itself hooks it here (`abort.onAbort`) rather than reading

@@ -56,12 +56,11 @@ export interface OutboundCall<R extends AttemptResult> {
 export type BreakerStateName = 'closed' | 'open' | 'half_open';
 
 /**
- * One attempt, handed down by the call executor. The interceptors read it and may add to
- * `notes` and set `injected`; they never ask the layers above for anything.
+ * What every attempt record holds besides its call and target: the executor fills the
+ * first three, the layers below fill the rest on the way down. Core's `Attempt` and the
+ * breaker's `AttemptRecord` (generic over its target) are both this plus call and target.
  */
-export interface Attempt<R extends AttemptResult = AttemptResult> {
-  readonly call: OutboundCall<R>;
-  readonly target: AttemptTarget;
+export interface AttemptFields {
   /** 0 for the first attempt, n for the n-th retry or hedge. */
   readonly number: number;
   /** Aborts at the attempt's timeout, when the caller's signal aborts, or when a hedge lost. */
@@ -90,6 +89,15 @@ export interface Attempt<R extends AttemptResult = AttemptResult> {
    * another instance answered): it counts for or against no instance.
    */
   injected: boolean;
+}
+
+/**
+ * One attempt, handed down by the call executor. The interceptors read it and may add to
+ * `notes` and set `injected`; they never ask the layers above for anything.
+ */
+export interface Attempt<R extends AttemptResult = AttemptResult> extends AttemptFields {
+  readonly call: OutboundCall<R>;
+  readonly target: AttemptTarget;
 }
 
 /** Sends one attempt on; resolves with the result or rejects with the attempt's error. */

@@ -1,5 +1,6 @@
 export {
   type Attempt,
+  type AttemptFields,
   type AttemptHandler,
   type AttemptHeaders,
   type AttemptInterceptor,

@@ -197,7 +197,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   send(_target: RouteDecision, _signal: AbortSignal | undefined, attempt: AttemptRecord<RouteDecision>): Promise<R> {
     this.attempts++;
     // The record's call is this object: the chain reads everything it needs from it.
-    return this.#pipeline.chain(attempt as unknown as Attempt<R>);
+    return this.#pipeline.chain(attempt as Attempt<R>);
   }
 
   transport(attempt: Attempt<R>): Promise<R> {
