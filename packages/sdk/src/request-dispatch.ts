@@ -46,7 +46,8 @@ const HOLD_BYTES = 64 * 1024;
  * held here rather than pushed through the Readable, so `text()`, `json()`,
  * `arrayBuffer()`… take them without the stream's events; the first stream read pushes
  * what is held and the rest flows through the Readable. A full hold pauses the socket.
- * A body read whole by the mixin is not then ended as a stream (no 'end' or 'close').
+ * A body read whole by the mixin is then ended as a stream, as undici's is: 'end' before
+ * the read resolves, then 'close' (so `stream.finished` and listeners for either return).
  */
 class DispatchedBody extends MixinBody {
   resumeSocket: (() => void) | undefined;
@@ -89,8 +90,20 @@ class DispatchedBody extends MixinBody {
     const k = this.#collector;
     if (k !== undefined) {
       this.#collector = undefined;
-      k.resolve(joined(held, this.#size));
+      this.#handOver(k.resolve);
     }
+  }
+
+  /**
+   * The whole body to the mixin's read, and the stream ended as undici's is: 'end' (on
+   * the next tick, then 'close'), and the read resolved after 'end', not before it.
+   */
+  #handOver(resolve: (b: Buffer) => void): void {
+    const bytes = joined(this.#held ?? [], this.#size);
+    this.#held = undefined;
+    this.push(null);
+    this.read();
+    process.nextTick(resolve, bytes);
   }
 
   /** The request failed after its headers. */
@@ -103,8 +116,12 @@ class DispatchedBody extends MixinBody {
     this.#held = [];
     const k = this.#collector;
     if (k !== undefined) {
+      // The read fails with the error; the stream closes (without an 'error' event nobody
+      // may be listening for: the read's rejection is the error's one report).
       this.#collector = undefined;
+      this.abortRequest = undefined;
       k.reject(err);
+      this.destroy();
     }
   }
 
@@ -112,10 +129,12 @@ class DispatchedBody extends MixinBody {
     const held = this.#held;
     if (held === undefined) return super.collectBytes();
     if (this.#error !== undefined) return Promise.reject(this.#error);
-    if (this.#ended) return Promise.resolve(joined(held, this.#size));
     return new Promise<Buffer>((resolve, reject) => {
-      this.#collector = { resolve, reject };
-      this.#wake();
+      if (this.#ended) this.#handOver(resolve);
+      else {
+        this.#collector = { resolve, reject };
+        this.#wake();
+      }
     });
   }
 
