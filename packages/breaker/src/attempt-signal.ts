@@ -309,3 +309,55 @@ export function runTimed<T>(
     );
   });
 }
+
+/**
+ * The abort of one timed attempt whose transport settles by itself when aborted (the mesh's
+ * own undici dispatch): runTimed without its race. The attempt's promise is awaited as it
+ * is — no wrapping promise, no closure — and this abort is its deadline entry and its
+ * listener on the caller's signal: at the deadline it aborts with a TimeoutError, when the
+ * caller's signal aborts it aborts with the caller's reason, and the transport's hook
+ * rejects the attempt with that reason. `end()` when the attempt settled.
+ */
+export class TimedAbort extends AttemptAbort implements Deadline {
+  readonly at: number;
+  done = false;
+  readonly #caller: AbortSignal | undefined;
+  readonly #timeoutMs: number;
+  readonly #service: string | undefined;
+
+  /** Watches the attempt from now: its deadline on `sweep`, and the caller's signal. */
+  constructor(sweep: DeadlineSweep, clock: Clock, timeoutMs: number, caller: AbortSignal | undefined, service: string | undefined) {
+    super();
+    this.at = clock.now() + timeoutMs;
+    this.#caller = caller;
+    this.#timeoutMs = timeoutMs;
+    this.#service = service;
+    if (caller?.aborted) {
+      this.done = true;
+      this.abort(caller.reason);
+      return;
+    }
+    sweep.add(timeoutMs, this);
+    caller?.addEventListener('abort', this, { once: true });
+  }
+
+  expire(): void {
+    // The sweep set `done` already.
+    this.#caller?.removeEventListener('abort', this);
+    this.abort(new TimeoutError(this.#timeoutMs, this.#service));
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    if (this.done) return;
+    this.done = true;
+    this.abort(this.#caller?.reason);
+  }
+
+  /** The attempt settled: the sweep drops the deadline, the caller's signal is let go. */
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    this.#caller?.removeEventListener('abort', this);
+  }
+}

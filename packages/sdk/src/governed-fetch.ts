@@ -126,6 +126,12 @@ export interface ServiceCall<R extends CallResult> {
    */
   readonly takesAbort?: boolean;
   /**
+   * With `takesAbort`: true when the promise `send` returns settles by itself once the
+   * AttemptAbort aborts (the mesh's own undici dispatch rejects with its reason). A timed
+   * attempt then runs without the executor's racing promise (see GovernedCall).
+   */
+  readonly settlesOnAbort?: boolean;
+  /**
    * Sends one attempt to the instance at `origin` (`http://host:port`; the front end adds
    * the path and query) with `headers`, cancelled by `cancel`: the attempt's signal (its
    * timeout and the caller's), or with `takesAbort`, the executor's AttemptAbort when the
@@ -167,6 +173,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   readonly tags: TagLookup;
   /** `send` reads the abort from the record: the executor makes no AbortSignal for it. */
   readonly abortsOnRecord = true;
+  readonly settlesOnAbort: boolean;
   readonly #call: ServiceCall<R>;
   readonly #picker: RoutePicker;
   readonly #pipeline: Pipeline;
@@ -183,6 +190,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     if (call.signal) this.signal = call.signal;
     if (call.discard) this.discard = call.discard;
     this.tags = tags;
+    this.settlesOnAbort = call.takesAbort === true && call.settlesOnAbort === true;
     this.#call = call;
     this.#pipeline = pipeline;
     this.#picker = pipeline.router.picker(call.service);
@@ -265,28 +273,37 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   const { executor, tracing, bulkheads, outboundLimits } = deps;
   const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)) };
 
-  return async function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
+  // Not async: the executor's promise is the call's (a fallback's Response is converted
+  // there, through the call's fromResponse); with tracing, one step more for the rejection span.
+  return function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
     const { service, method, path, search, signal } = call;
-    const ctx = currentContext();
-    writeHeaders(deps, ctx, service, call.headers);
-    const governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
-    let out: R | Response;
+    let governed: PipelineCall<R>;
+    let out: Promise<R>;
     try {
+      const ctx = currentContext();
+      writeHeaders(deps, ctx, service, call.headers);
+      governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
       // The destination's adaptive limit, then its bulkhead, around the executor: a call over
       // either is refused before routing, and the limit samples the call's whole time.
-      const execute = () => executor.call<RouteDecision, R>(governed);
-      const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
-      out = await (bulkheads ? bulkheads.execute(service, limited, signal) : limited());
+      if (outboundLimits === undefined && bulkheads === undefined) out = executor.call<RouteDecision, R>(governed) as Promise<R>;
+      else {
+        const g = governed;
+        const execute = () => executor.call<RouteDecision, R>(g) as Promise<R>;
+        const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
+        out = bulkheads ? bulkheads.execute(service, limited, signal) : limited();
+      }
     } catch (error) {
+      return Promise.reject(error);
+    }
+    if (tracing === undefined) return out;
+    const g = governed;
+    return out.catch((error: unknown) => {
       // Rejected before anything was sent (breaker open, no instance, over the adaptive
-      // limit, bulkhead full): a span
-      // for the logical call, so traces and metrics show the rejection.
-      if (governed.attempts === 0 && tracing)
+      // limit, bulkhead full): a span for the logical call, so traces and metrics show the rejection.
+      if (g.attempts === 0)
         tracing.startClientSpan(undefined, { method, url: `http://${service}${path}${search}`, service }).end({ error });
       throw error;
-    }
-    // A breaker's fallback is a Response whatever the front end.
-    return out instanceof Response ? call.fromResponse(out) : out;
+    });
   };
 }
 
@@ -404,6 +421,10 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       },
       fromResponse: identity,
       takesAbort: true,
+      // The mesh's dispatch rejects by itself when the attempt is aborted (a body to encode
+      // first, a Blob or a form, is not hooked until encoded: raced as before).
+      settlesOnAbort:
+        transport !== undefined && (init === undefined || !('dispatcher' in init)) && (body === null || typeof body === 'string'),
     });
     if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
     const location = res.headers.get('location');

@@ -13,10 +13,56 @@ import { joined, MixinBody } from './request-body.js';
  * without a timeout) is listened to directly.
  */
 
-/** One answered attempt: undici's ResponseData and the status the executor classifies by. */
-export interface DispatchedAttempt {
-  readonly status: number;
-  readonly data: Dispatcher.ResponseData;
+/**
+ * One answered attempt of `mesh.request`: undici's ResponseData itself (its own fields, as
+ * `undici.request` gives them), with the `status` the executor classifies by as a getter
+ * on the prototype (not an own field: not in `Object.keys`, a spread or JSON). The pipeline
+ * resolves with it and `mesh.request` returns it as it is: no wrapper, no step to unwrap.
+ */
+export class RequestData implements Dispatcher.ResponseData {
+  readonly statusCode: number;
+  readonly statusText: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Dispatcher.ResponseData['body'];
+  readonly trailers: Record<string, string>;
+  readonly opaque: null;
+  readonly context: object;
+
+  constructor(
+    statusCode: number,
+    statusText: string,
+    headers: Record<string, string | string[]>,
+    body: Dispatcher.ResponseData['body'],
+    trailers: Record<string, string>,
+    opaque: null,
+    context: object,
+  ) {
+    this.statusCode = statusCode;
+    this.statusText = statusText;
+    this.headers = headers;
+    this.body = body;
+    this.trailers = trailers;
+    this.opaque = opaque;
+    this.context = context;
+  }
+
+  /** The status, for the executor's classifier. */
+  get status(): number {
+    return this.statusCode;
+  }
+
+  /** undici's own ResponseData (another option, another dispatcher) with the status getter. */
+  static of(data: Dispatcher.ResponseData): RequestData {
+    return new RequestData(
+      data.statusCode,
+      data.statusText,
+      data.headers as Record<string, string | string[]>,
+      data.body,
+      data.trailers,
+      data.opaque as null,
+      data.context,
+    );
+  }
 }
 
 /** What cancels an attempt: the executor's abort, a signal, or nothing. */
@@ -170,7 +216,7 @@ class DispatchedBody extends MixinBody {
 }
 
 class RequestAttemptHandler implements Dispatcher.DispatchHandler {
-  readonly #resolve: (r: DispatchedAttempt) => void;
+  readonly #resolve: (r: RequestData) => void;
   readonly #reject: (e: unknown) => void;
   readonly #signal: AbortSignal | undefined;
   #abort: ((reason?: Error) => void) | undefined;
@@ -182,7 +228,7 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   #trailers: Record<string, string | string[]> | undefined;
   #context: object = {};
 
-  constructor(resolve: (r: DispatchedAttempt) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
+  constructor(resolve: (r: RequestData) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
     this.#resolve = resolve;
     this.#reject = reject;
     if (cancel instanceof AbortSignal) {
@@ -230,16 +276,17 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
     this.#body = body;
     this.#trailers = {};
     this.#responded = true;
-    const data = {
-      statusCode,
-      statusText: statusText ?? '',
-      headers,
-      body: body as unknown as Dispatcher.ResponseData['body'],
-      trailers: this.#trailers,
-      opaque: null,
-      context: this.#context,
-    } as Dispatcher.ResponseData;
-    this.#resolve({ status: statusCode, data });
+    this.#resolve(
+      new RequestData(
+        statusCode,
+        statusText ?? '',
+        headers,
+        body as unknown as Dispatcher.ResponseData['body'],
+        this.#trailers as Record<string, string>,
+        null,
+        this.#context,
+      ),
+    );
     return true;
   }
 
@@ -271,13 +318,9 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
 }
 
 /** Sends one attempt of `mesh.request` on `dispatcher`; resolves at the answer's headers. */
-export function dispatchRequest(
-  dispatcher: Dispatcher,
-  options: Dispatcher.DispatchOptions,
-  cancel: AttemptCancel,
-): Promise<DispatchedAttempt> {
+export function dispatchRequest(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, cancel: AttemptCancel): Promise<RequestData> {
   if (cancel?.aborted) return Promise.reject(cancel.reason);
-  return new Promise<DispatchedAttempt>((resolve, reject) => {
+  return new Promise<RequestData>((resolve, reject) => {
     const handler = new RequestAttemptHandler(resolve, reject, cancel);
     try {
       dispatcher.dispatch(options, handler);
