@@ -120,6 +120,9 @@ describe('mesh.request, dispatched', () => {
     await raw.body.text();
     assert.match(text, /^from /);
     for (const h of ['x-dup', 'set-cookie', 'x-latin', 'content-length']) assert.deepEqual(ours.headers[h], raw.headers[h], h);
+    // The same own fields as undici's ResponseData (the executor's `status` is not one of them).
+    assert.deepEqual(Object.keys(ours).sort(), Object.keys(raw).sort());
+    assert.equal(JSON.stringify({ ...ours, body: null }).includes('"status"'), false);
     const t = await mesh.request('http://up/trailers');
     assert.equal(await t.body.text(), 'part');
     assert.deepEqual(t.trailers, { 'x-sum': '42' });
