@@ -325,10 +325,10 @@ export class TimedAbort extends AttemptAbort implements Deadline {
   readonly #timeoutMs: number;
   readonly #service: string | undefined;
 
-  /** Watches the attempt from now: its deadline on `sweep`, and the caller's signal. */
-  constructor(sweep: DeadlineSweep, clock: Clock, timeoutMs: number, caller: AbortSignal | undefined, service: string | undefined) {
+  /** Watches the attempt started at `now` (a clock reading): its deadline on `sweep`, and the caller's signal. */
+  constructor(sweep: DeadlineSweep, now: number, timeoutMs: number, caller: AbortSignal | undefined, service: string | undefined) {
     super();
-    this.at = clock.now() + timeoutMs;
+    this.at = now + timeoutMs;
     this.#caller = caller;
     this.#timeoutMs = timeoutMs;
     this.#service = service;

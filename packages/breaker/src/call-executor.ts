@@ -529,6 +529,8 @@ export class CallExecutor {
         if (instance === undefined)
           throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
         const id = instance.id;
+        // The first attempt starts when the call does: nothing between them waits.
+        const t0 = attempt === 0 ? start : clock.now();
         // The record of this attempt, handed down; with a timeout, its signal is the timeout's
         // abort's, made only if read (a transport may hook the abort instead).
         let abort: AttemptAbort | undefined;
@@ -536,14 +538,12 @@ export class CallExecutor {
           if (!direct) abort = new AttemptAbort();
           else {
             call.signal?.throwIfAborted();
-            abort = new TimedAbort(this.#sweep, clock, timeoutMs, call.signal, call.service);
+            abort = new TimedAbort(this.#sweep, t0, timeoutMs, call.signal, call.service);
           }
         }
         const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort);
         notes = undefined;
         const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
-        // The first attempt starts when the call does: nothing between them waits.
-        const t0 = attempt === 0 ? start : clock.now();
         let out: R;
         try {
           if (abort === undefined || direct) {

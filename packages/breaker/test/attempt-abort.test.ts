@@ -182,12 +182,12 @@ describe('TimedAbort', () => {
   it('aborts with a TimeoutError at the deadline; ended first, it never does', () => {
     const clock = new ManualClock(0);
     const sweep = new DeadlineSweep(clock);
-    const late = new TimedAbort(sweep, clock, 50, undefined, 'orders');
+    const late = new TimedAbort(sweep, clock.now(), 50, undefined, 'orders');
     let hooked: unknown;
     late.onAbort((r) => {
       hooked = r;
     });
-    const ended = new TimedAbort(sweep, clock, 50, undefined, 'orders');
+    const ended = new TimedAbort(sweep, clock.now(), 50, undefined, 'orders');
     clock.advance(10);
     ended.end();
     clock.advance(39);
@@ -202,8 +202,8 @@ describe('TimedAbort', () => {
     const clock = new ManualClock(0);
     const sweep = new DeadlineSweep(clock);
     const caller = new AbortController();
-    const a = new TimedAbort(sweep, clock, 50, caller.signal, undefined);
-    const b = new TimedAbort(sweep, clock, 50, caller.signal, undefined);
+    const a = new TimedAbort(sweep, clock.now(), 50, caller.signal, undefined);
+    const b = new TimedAbort(sweep, clock.now(), 50, caller.signal, undefined);
     b.end();
     caller.abort(new Error('gone'));
     assert.equal(a.reason instanceof Error && a.reason.message, 'gone');
@@ -216,7 +216,7 @@ describe('TimedAbort', () => {
   it('a caller signal aborted already aborts it at once, and nothing is watched', () => {
     const clock = new ManualClock(0);
     const sweep = new DeadlineSweep(clock);
-    const a = new TimedAbort(sweep, clock, 50, AbortSignal.abort('no'), undefined);
+    const a = new TimedAbort(sweep, clock.now(), 50, AbortSignal.abort('no'), undefined);
     assert.equal(a.reason, 'no');
     assert.equal(sweep.stats.held, 0);
   });

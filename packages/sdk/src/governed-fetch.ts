@@ -35,6 +35,7 @@ import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { clientSpanInterceptor, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
+import { urlParts } from './service-url.js';
 
 export type Fetch = typeof globalThis.fetch;
 type FetchInput = Parameters<Fetch>[0];
@@ -363,7 +364,8 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
 
   async function governed(input: FetchInput, init: RequestInit | undefined, hops: number): Promise<Response> {
     const request = input instanceof Request ? input : undefined;
-    const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
+    // `http://service/path` split without a WHATWG URL (service-url.ts); anything else through one.
+    const url = urlParts(request ? request.url : input instanceof URL ? input : String(input));
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
     if (!directory.isReady(service)) {
