@@ -102,6 +102,12 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
   /**
+   * Told when the call fails without an answer (a breaker's refusal without a fallback, no
+   * instance, the error of its last attempt), just before its promise rejects: a front end
+   * that reports refusals (a span for the logical call) needs no step on the call's promise.
+   */
+  rejected?(error: unknown): void;
+  /**
    * A fallback's Response as the call's result type (the front end's): when given, the
    * call resolves with `R` only, and its caller needs no step to convert.
    */
@@ -427,6 +433,7 @@ export class CallExecutor {
     try {
       return this.#begin(call, sh, notes);
     } catch (err) {
+      call.rejected?.(err);
       return Promise.reject(err);
     }
   }
@@ -442,10 +449,11 @@ export class CallExecutor {
       if (instance === undefined) throw new NoInstanceError(call.service);
       const signal = call.signal;
       const sent = this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
-      if (call.unreachable === undefined) return sent;
+      if (call.unreachable === undefined && call.rejected === undefined) return sent;
       // No governance, but routing still hears of a refused connection.
       return sent.catch((err: unknown) => {
         if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
+        call.rejected?.(err);
         throw err;
       });
     }
@@ -624,6 +632,7 @@ export class CallExecutor {
         sb?.release(sPermit);
         entry?.breaker.release(aPermit);
       }
+      call.rejected?.(err);
       throw err;
     }
     const failed = gov.classifier.response(res.status);
@@ -764,7 +773,10 @@ export class CallExecutor {
     fallback: Fallback | undefined,
   ): Promise<R | Response> {
     const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter());
-    if (fallback === undefined) throw err;
+    if (fallback === undefined) {
+      call.rejected?.(err);
+      throw err;
+    }
     const res = await fallback(err);
     return call.fromResponse !== undefined ? call.fromResponse(res) : res;
   }

@@ -180,6 +180,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   readonly #pipeline: Pipeline;
   /** Attempts started so far. */
   attempts = 0;
+  #refusalSpan = false;
 
   constructor(pipeline: Pipeline, call: ServiceCall<R>, tags: TagLookup) {
     this.service = call.service;
@@ -220,6 +221,19 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     return this.#call.fromResponse(response);
   }
 
+  /**
+   * The call failed without an answer (told by the executor, or by the bulkhead or the
+   * adaptive limit's refusal): when nothing was sent (a breaker, no instance, a full
+   * bulkhead), a span for the logical call, once, so traces and metrics show the rejection.
+   */
+  rejected(error: unknown): void {
+    const tracing = this.#pipeline.tracing;
+    if (tracing === undefined || this.attempts !== 0 || this.#refusalSpan) return;
+    this.#refusalSpan = true;
+    const url = `http://${this.service}${this.path}${this.search}`;
+    tracing.startClientSpan(undefined, { method: this.method, url, service: this.service }).end({ error });
+  }
+
   unreachable(target: RouteDecision): void {
     // A refused connection: a departed instance routing still trusted is gone for good.
     this.#pipeline.router.reportUnreachable(target.instance);
@@ -230,6 +244,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
 interface Pipeline {
   readonly router: Router;
   readonly chain: AttemptHandler;
+  readonly tracing: Tracing | undefined;
 }
 
 /** Writes the request's tags, this service's identity and (tracing off) the caller's trace context. */
@@ -272,37 +287,34 @@ export function attemptInterceptors(deps: GovernedCallDeps): AttemptInterceptor[
 
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   const { executor, tracing, bulkheads, outboundLimits } = deps;
-  const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)) };
+  const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)), tracing };
 
-  // Not async: the executor's promise is the call's (a fallback's Response is converted
-  // there, through the call's fromResponse); with tracing, one step more for the rejection span.
+  // Not async: the executor's promise is the call's. A fallback's Response is converted
+  // there (the call's fromResponse), and a call rejected before anything was sent gets its
+  // span through the call's `rejected`, which the executor calls: no step on the promise.
   return function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
-    const { service, method, path, search, signal } = call;
-    let governed: PipelineCall<R>;
+    const { service, path, method, signal } = call;
+    let governed: PipelineCall<R> | undefined;
     let out: Promise<R>;
     try {
       const ctx = currentContext();
       writeHeaders(deps, ctx, service, call.headers);
-      governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
+      const g = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
+      if (outboundLimits === undefined && bulkheads === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
+      governed = g;
       // The destination's adaptive limit, then its bulkhead, around the executor: a call over
-      // either is refused before routing, and the limit samples the call's whole time.
-      if (outboundLimits === undefined && bulkheads === undefined) out = executor.call<RouteDecision, R>(governed) as Promise<R>;
-      else {
-        const g = governed;
-        const execute = () => executor.call<RouteDecision, R>(g) as Promise<R>;
-        const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
-        out = bulkheads ? bulkheads.execute(service, limited, signal) : limited();
-      }
+      // either is refused before routing (its span made here), and the limit samples the call's whole time.
+      const execute = () => executor.call<RouteDecision, R>(g) as Promise<R>;
+      const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
+      out = bulkheads ? bulkheads.execute(service, limited, signal) : limited();
     } catch (error) {
+      governed?.rejected(error);
       return Promise.reject(error);
     }
     if (tracing === undefined) return out;
     const g = governed;
     return out.catch((error: unknown) => {
-      // Rejected before anything was sent (breaker open, no instance, over the adaptive
-      // limit, bulkhead full): a span for the logical call, so traces and metrics show the rejection.
-      if (g.attempts === 0)
-        tracing.startClientSpan(undefined, { method, url: `http://${service}${path}${search}`, service }).end({ error });
+      g.rejected(error);
       throw error;
     });
   };
