@@ -282,6 +282,7 @@ class TimedAttempt<T> implements Deadline {
  * TimeoutError at `timeoutMs` (aborting `abort` with it), or with the caller's reason when
  * `callerSignal` aborts, even if `fn` ignores the abort. No timer and no AbortController
  * per attempt; `fn` reads the abort from `abort` (its hook, or its signal when it needs one).
+ * `now`, a clock reading the caller has just made, saves reading the clock again.
  */
 export function runTimed<T>(
   sweep: DeadlineSweep,
@@ -291,10 +292,11 @@ export function runTimed<T>(
   abort: AttemptAbort,
   fn: () => Promise<T>,
   service?: string,
+  now?: number,
 ): Promise<T> {
   if (callerSignal?.aborted) return Promise.reject(callerSignal.reason);
   return new Promise<T>((resolve, reject) => {
-    const t = new TimedAttempt<T>(clock.now() + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service);
+    const t = new TimedAttempt<T>((now ?? clock.now()) + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service);
     sweep.add(timeoutMs, t);
     callerSignal?.addEventListener('abort', t, { once: true });
     let p: Promise<T>;

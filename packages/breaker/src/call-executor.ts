@@ -570,6 +570,7 @@ export class CallExecutor {
               timed,
               () => this.#send(call, instance, call.abortsOnRecord === true ? undefined : timed.signal, rec, hedger, gov, instances),
               call.service,
+              t0,
             );
           }
         } catch (err) {
