@@ -35,7 +35,7 @@ import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { clientSpanInterceptor, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
-import { urlParts } from './service-url.js';
+import { type UrlParts, urlParts } from './service-url.js';
 
 export type Fetch = typeof globalThis.fetch;
 type FetchInput = Parameters<Fetch>[0];
@@ -355,6 +355,101 @@ export class RedirectRefusedError extends MeshletError {
 }
 
 /**
+ * One governed call of `mesh.fetch`, as the pipeline takes it: the call's parts and its
+ * `send` as a method (no closure per call). Each attempt goes to the mesh's dispatcher
+ * transport, or to the application's fetch (its own `fetch` option, or an undici
+ * `dispatcher` in init, which fetch honours); `sentTo` is the last attempt's URL, where a
+ * relative redirect resolves.
+ */
+class FetchCall implements ServiceCall<Response> {
+  readonly service: string;
+  readonly method: string;
+  readonly path: string;
+  readonly search: string;
+  readonly headers: CallHeaders;
+  readonly retryable: boolean;
+  readonly signal: AbortSignal | undefined;
+  readonly takesAbort = true;
+  readonly settlesOnAbort: boolean;
+  sentTo = '';
+  readonly #body: RequestInit['body'];
+  readonly #follow: boolean;
+  readonly #request: Request | undefined;
+  readonly #init: RequestInit | undefined;
+  /** The mesh's transport, when this call's attempts go to it. */
+  readonly #transport: Transport | undefined;
+  readonly #fetch: Fetch;
+
+  constructor(
+    url: UrlParts,
+    method: string,
+    body: RequestInit['body'],
+    given: RequestInit['headers'],
+    follow: boolean,
+    request: Request | undefined,
+    init: RequestInit | undefined,
+    transport: Transport | undefined,
+    fetch: Fetch,
+  ) {
+    this.service = url.hostname;
+    this.method = method;
+    this.path = url.pathname;
+    this.search = url.search;
+    // No headers given: a plain object, which fetch reads as it reads a Headers, without
+    // a Headers' validation of every name and value when the pipeline adds its own.
+    this.headers = given === undefined ? {} : new Headers(given);
+    // A stream can be read once: such a request is never retried.
+    this.retryable = !(body instanceof ReadableStream);
+    this.signal = init?.signal ?? request?.signal ?? undefined;
+    this.#body = body;
+    this.#follow = follow;
+    this.#request = request;
+    this.#init = init;
+    this.#fetch = fetch;
+    // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
+    this.#transport = transport !== undefined && (init === undefined || !('dispatcher' in init)) ? transport : undefined;
+    // The mesh's dispatch rejects by itself when the attempt is aborted (a body to encode
+    // first, a Blob or a form, is not hooked until encoded: raced as before).
+    this.settlesOnAbort = this.#transport !== undefined && (body === null || typeof body === 'string');
+  }
+
+  send(origin: string, headers: CallHeaders, cancel: AttemptAbort | AbortSignal | undefined): Promise<Response> {
+    const pathAndQuery = `${this.path}${this.search}`;
+    const target = `${origin}${pathAndQuery}`;
+    this.sentTo = target;
+    const init = this.#init;
+    const request = this.#request;
+    const transport = this.#transport;
+    if (transport !== undefined) {
+      // A timed attempt's abort is hooked by the transport: no AbortSignal is made for it.
+      const timed = cancel instanceof AbortSignal ? undefined : cancel;
+      return transport({
+        origin,
+        path: pathAndQuery,
+        method: this.method,
+        headers,
+        body: this.#body,
+        signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? this.signal),
+        abort: timed,
+        bodySignal: this.signal,
+        redirect: this.#follow ? 'manual' : (init?.redirect ?? request?.redirect),
+      });
+    }
+    const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
+    // A Headers, or the plain object of string values made above.
+    const options: RequestInit = { ...init, method: this.method, headers: headers as Headers | Record<string, string> };
+    if (attemptSignal) options.signal = attemptSignal;
+    // Followed by the front end, where the mesh headers can be left behind.
+    if (this.#follow) options.redirect = 'manual';
+    return this.#fetch(request ? new Request(target, request) : target, options);
+  }
+
+  fromResponse(response: Response): Response {
+    return response;
+  }
+}
+
+/**
  * Builds a fetch with the WHATWG signature that governs calls to services through the
  * shared pipeline (see governedCall). A URL whose host is a service in the registry is
  * governed; any other URL is passed to `send` untouched. A service URL's port, if any,
@@ -370,7 +465,6 @@ export class RedirectRefusedError extends MeshletError {
  */
 export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
   const { directory, send, transport } = deps;
-  const identity = (res: Response) => res;
 
   const fetch = (input: FetchInput, init?: RequestInit): Promise<Response> => governed(input, init, 0);
 
@@ -390,56 +484,9 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const given = init?.headers ?? request?.headers;
     const follow = (init?.redirect ?? request?.redirect ?? 'follow') === 'follow';
-    let sentTo = '';
-    const res = await pipeline({
-      service,
-      method,
-      path: url.pathname,
-      search: url.search,
-      // No headers given: a plain object, which fetch reads as it reads a Headers, without
-      // a Headers' validation of every name and value when the pipeline adds its own.
-      headers: given === undefined ? {} : new Headers(given),
-      // A stream can be read once: such a request is never retried.
-      retryable: !(body instanceof ReadableStream),
-      signal: init?.signal ?? request?.signal ?? undefined,
-      send: (origin, headers, cancel) => {
-        const target = `${origin}${url.pathname}${url.search}`;
-        sentTo = target;
-        // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
-        if (transport !== undefined && (init === undefined || !('dispatcher' in init))) {
-          const callerSignal = init?.signal ?? request?.signal ?? undefined;
-          // A timed attempt's abort is hooked by the transport: no AbortSignal is made for it.
-          const timed = cancel instanceof AbortSignal ? undefined : cancel;
-          return transport({
-            origin,
-            path: `${url.pathname}${url.search}`,
-            method,
-            headers,
-            body,
-            signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? callerSignal),
-            abort: timed,
-            bodySignal: callerSignal,
-            redirect: follow ? 'manual' : (init?.redirect ?? request?.redirect),
-          });
-        }
-        const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
-        return send(request ? new Request(target, request) : target, {
-          ...init,
-          method,
-          // A Headers, or the plain object of string values made above.
-          headers: headers as Headers | Record<string, string>,
-          ...(attemptSignal ? { signal: attemptSignal } : {}),
-          // Followed below, where the mesh headers can be left behind.
-          ...(follow ? { redirect: 'manual' as const } : {}),
-        });
-      },
-      fromResponse: identity,
-      takesAbort: true,
-      // The mesh's dispatch rejects by itself when the attempt is aborted (a body to encode
-      // first, a Blob or a form, is not hooked until encoded: raced as before).
-      settlesOnAbort:
-        transport !== undefined && (init === undefined || !('dispatcher' in init)) && (body === null || typeof body === 'string'),
-    });
+    const call = new FetchCall(url, method, body, given, follow, request, init, transport, send);
+    const res = await pipeline(call);
+    const sentTo = call.sentTo;
     if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
     const location = res.headers.get('location');
     if (location === null) return res;
