@@ -58,8 +58,17 @@ export function withTimeout<T>(
   });
 }
 
-/** A transport's own cancel (undici's dispatch `abort`), run when the attempt is aborted. */
-export type AbortHook = (reason: unknown) => void;
+/**
+ * A transport's own cancel (undici's dispatch `abort`), run when the attempt is aborted: a
+ * function, or an object with `abortAttempt` (the transport's handler itself, so that no
+ * closure is made per attempt).
+ */
+export type AbortHook = ((reason: unknown) => void) | { abortAttempt(reason: unknown): void };
+
+function runHook(hook: AbortHook, reason: unknown): void {
+  if (typeof hook === 'function') hook(reason);
+  else hook.abortAttempt(reason);
+}
 
 /**
  * The abort of one attempt, without an AbortController unless someone asks for `signal`:
@@ -96,7 +105,7 @@ export class AttemptAbort {
   /** Sets the one hook run at abort (replacing any before it); run at once if the attempt was aborted already. */
   onAbort(hook: AbortHook | undefined): void {
     this.#hook = hook;
-    if (this.#aborted && hook !== undefined) hook(this.#reason);
+    if (this.#aborted && hook !== undefined) runHook(hook, this.#reason);
   }
 
   /** Aborts the attempt: runs the hook, then aborts the signal if one was made. Once. */
@@ -104,7 +113,7 @@ export class AttemptAbort {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#reason = reason;
-    this.#hook?.(reason);
+    if (this.#hook !== undefined) runHook(this.#hook, reason);
     this.#controller?.abort(reason);
   }
 }

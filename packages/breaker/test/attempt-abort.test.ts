@@ -129,6 +129,24 @@ describe('AttemptAbort', () => {
   });
 });
 
+describe('AttemptAbort hooks', () => {
+  it('an object hook (a transport handler) is told through abortAttempt, before the abort and after it alike', () => {
+    const told: unknown[] = [];
+    const handler = { abortAttempt: (r: unknown) => told.push(r) };
+    const a = new AttemptAbort();
+    a.onAbort(handler);
+    a.abort('first');
+    const b = new AttemptAbort();
+    b.abort('second');
+    b.onAbort(handler);
+    const c = new AttemptAbort();
+    c.onAbort(handler);
+    c.onAbort(undefined);
+    c.abort('unhooked');
+    assert.deepEqual(told, ['first', 'second']);
+  });
+});
+
 describe('runTimed', () => {
   it('rejects with a TimeoutError at the deadline and aborts the attempt, even when fn ignores it', async () => {
     const clock = new ManualClock(0);

@@ -234,7 +234,12 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
     if (cancel instanceof AbortSignal) {
       this.#signal = cancel;
       cancel.addEventListener('abort', this);
-    } else if (cancel !== undefined) cancel.onAbort((reason) => this.cancel(reason));
+    } else if (cancel !== undefined) cancel.onAbort(this);
+  }
+
+  /** The executor aborted the attempt (its AttemptAbort's hook). */
+  abortAttempt(reason: unknown): void {
+    this.cancel(reason);
   }
 
   /** The caller's signal aborted. */
