@@ -457,8 +457,9 @@ export class CallExecutor {
         throw err;
       });
     }
-    // The clock is read three times per call (here, when an attempt ends, when the call
-    // ends) and the reading handed on, not read again by every breaker and counter.
+    // The clock is read twice for a call answered at once (here, and when its attempt
+    // ends, which is when the call ends) and the reading handed on, not read again by
+    // every breaker, counter and deadline.
     const start = this.#clock.now();
     this.instanceBreakers.poll(start);
     const sb = gov.serviceBreaker;
@@ -503,6 +504,8 @@ export class CallExecutor {
     const { retry, instances, classifier, timeoutMs } = gov;
     const sb = gov.serviceBreaker;
     let res: R;
+    /** When the last attempt's answer was read, if it was (the call's end, read once). */
+    let answeredAt: number | undefined;
     try {
       // The state of the service breaker the call passed, for every attempt's record (its span).
       const state = sb === undefined ? undefined : stateName(sb.state);
@@ -602,8 +605,9 @@ export class CallExecutor {
         if (instances !== undefined) {
           if (injected) instances.release(id, permit);
           else {
-            const end = clock.now();
-            instances.record(id, permit, failed, end - t0, end);
+            // Also the call's end when this answer is its result: nothing waits in between.
+            answeredAt = clock.now();
+            instances.record(id, permit, failed, answeredAt - t0, answeredAt);
           }
         }
         // An injected failure (a fault rule's abort; a hedge marks only good answers) is the
@@ -621,6 +625,7 @@ export class CallExecutor {
         // The failed response is dropped for the retry: free its connection.
         if (call.discard !== undefined) call.discard(out);
         else if (out instanceof Response) void out.body?.cancel().catch(() => {});
+        answeredAt = undefined;
         await this.#backoff(retry, attempt, call.signal);
       }
     } catch (err) {
@@ -637,7 +642,7 @@ export class CallExecutor {
       throw err;
     }
     const failed = gov.classifier.response(res.status);
-    const end = clock.now();
+    const end = answeredAt ?? clock.now();
     const ms = end - start;
     sb?.record(sPermit, failed, ms, end);
     entry?.breaker.record(aPermit, failed, ms, end);
