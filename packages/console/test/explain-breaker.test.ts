@@ -6,10 +6,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { loadRuleKinds } from '@meshlet/cli';
 import { FileKvStore, InMemoryRegistry, MemoryLogger, RuleRepository } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { CircuitOpenError, createMesh } from 'meshlet';
+import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { startConsole } from '../src/index.js';
 
 const TOKEN = 'console-explain-token-0123456789';
@@ -42,7 +42,7 @@ describe('console explain: a call a real API breaker refused', () => {
     const running = await startConsole({
       kv,
       storeDescription: `directory ${dir}`,
-      kinds: await loadRuleKinds(),
+      kinds: RULE_KINDS,
       token: TOKEN,
       port: 0,
       logger: new MemoryLogger(),
