@@ -113,6 +113,19 @@ export function ruleCondition(sections: Readonly<Record<string, unknown>> | unde
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
+/** A CLIENT span's `error.type`s that mean the call was refused before routing picked anything. */
+const BEFORE_ROUTING: ReadonlySet<string> = new Set(['circuit_open', 'BulkheadFullError', 'OutboundLimitError']);
+/** `error.type`s a decision line already tells. */
+const TOLD_ERRORS: ReadonlySet<string> = new Set([
+  'rate_limited',
+  'auth_denied',
+  'circuit_open',
+  'no_instance',
+  'timeout',
+  'BulkheadFullError',
+  'OutboundLimitError',
+]);
+
 /**
  * The decisions a span's attributes record, in words; what a span does not record is said
  * so. With `rules` (the document its revision names, from a store), each named rule's
@@ -157,8 +170,10 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
   } else if (span.kind === 3) {
     const route = str(a['io.meshlet.route']);
     const instance = str(a['io.meshlet.instance']);
-    // A service or API breaker refuses before routing: no route decision to tell.
-    if (route || instance || error !== 'circuit_open')
+    // A service or API breaker, the bulkhead and the outbound adaptive limit refuse before
+    // routing: no route decision to tell.
+    const beforeRouting = error !== undefined && BEFORE_ROUTING.has(error);
+    if (route || instance || !beforeRouting)
       out.push(
         route
           ? `route: rule "${route}" chose the destination group${when('route', route)}`
@@ -183,6 +198,11 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     const resend = a['http.request.resend_count'];
     if (typeof resend === 'number' && resend > 0) out.push(`retry: attempt ${resend + 1}`);
     if (error === 'no_instance') out.push('no instance to send to');
+    if (error === 'BulkheadFullError') out.push(`limit: the bulkhead of calls to ${rulesServiceOf(span)} was full — the call was not sent`);
+    if (error === 'OutboundLimitError')
+      out.push(
+        `limit: the adaptive limit of calls to ${rulesServiceOf(span)} (ratelimit.outboundAdaptive) refused it — the call was not sent`,
+      );
     if (error === 'timeout') out.push('timed out (breaker rule timeoutMs)');
   }
   const shadow = str(a['io.meshlet.shadow']);
@@ -204,7 +224,7 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     const extra = kind && rule && kind !== 'breaker' ? when(kind, rule) : policy ? ` — ${breakerThresholds(policy)}` : '';
     out.push(`shadow: ${subject} ${what} (not enforced)${extra}`);
   }
-  if (error && !['rate_limited', 'auth_denied', 'circuit_open', 'no_instance', 'timeout'].includes(error)) out.push(`error: ${error}`);
+  if (error && !TOLD_ERRORS.has(error)) out.push(`error: ${error}`);
   return out;
 }
 

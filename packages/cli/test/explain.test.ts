@@ -377,6 +377,20 @@ describe('meshlet explain: the breaker that refused, as the span names it', () =
     );
   });
 
+  it('the bulkhead and the outbound adaptive limit: refused before routing, told as limits', () => {
+    for (const [errorType, line] of [
+      ['BulkheadFullError', 'limit: the bulkhead of calls to orders was full — the call was not sent'],
+      [
+        'OutboundLimitError',
+        'limit: the adaptive limit of calls to orders (ratelimit.outboundAdaptive) refused it — the call was not sent',
+      ],
+    ] as const) {
+      const decisions = decisionsOf(client({ 'error.type': errorType, 'url.full': 'http://orders/orders/42' }));
+      assert.ok(decisions.includes(line), JSON.stringify(decisions));
+      assert.ok(!decisions.some((d) => d.startsWith('route:') || d.startsWith('error:')), JSON.stringify(decisions));
+    }
+  });
+
   it('a breaker section in shadow mode: the api breaker that would have refused, with its thresholds', () => {
     const span = client({
       'url.full': 'http://127.0.0.1:1/orders/42',
