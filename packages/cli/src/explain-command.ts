@@ -188,8 +188,10 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     if (refusedBy) out.push(refusedBy);
     else if (skipped && instance) out.push(`breaker: the instance breakers of ${skipped} refused the pick; sent to ${instance} instead`);
     if (!refusedBy) {
-      // Spans written before the executor named the refusing breaker (io.meshlet.circuit.*):
-      // the breaker rule is inferred from the span's method and path and the document in force.
+      // No breaker refused this call, or the span is from a version before the executor named
+      // the refusing breaker (io.meshlet.circuit.*): the breaker rule that governed it is
+      // inferred from the span's method and path and the document in force (a call that
+      // passed its breakers does not record which API breaker it passed).
       const refused = error === 'circuit_open' ? ' — the call was refused without being sent' : '';
       const named = breakerRuleText(span, rules);
       if (named) out.push(`${named}${refused}`);
