@@ -98,6 +98,16 @@ describe('npx meshlet in an app that depends on meshlet only', () => {
     assert.equal((await npx(app, ['meshlet-config', '--version'])).stdout.trim(), version);
   });
 
+  it("checks a rule document with the mesh's rule kinds (the meshlet bin hands them to @meshlet/cli)", async () => {
+    await writeFile(join(app, 'orders.json'), JSON.stringify({ service: 'orders', fault: { rules: [] }, rout: {} }));
+    const typo = await npx(app, ['meshlet', 'rules', 'validate', 'orders.json']);
+    assert.equal(typo.code, 4, typo.stderr);
+    assert.match(typo.stderr, /rout/);
+    await writeFile(join(app, 'orders.json'), JSON.stringify({ service: 'orders', fault: { rules: [] } }));
+    const ok = await npx(app, ['meshlet', 'rules', 'validate', 'orders.json']);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   it('imports createMesh and the decorators from meshlet alone', async () => {
     await writeFile(
       join(app, 'main.js'),

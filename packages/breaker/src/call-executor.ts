@@ -201,6 +201,21 @@ interface Shadow {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+const SHADOW_API_REJECT = 'breaker:api:would-reject';
+/** Instances named on a span whose breakers refused its pick, at most. */
+const MAX_REFUSED_NAMED = 10;
+
+/**
+ * Span attributes (@meshlet/trace's `io.meshlet.circuit.*`) for instances whose breakers
+ * refused the pick: the attempt's (the call went on elsewhere), or, with `level`, the
+ * refused call's.
+ */
+function refusedAttributes(level: 'instance' | undefined, ids: readonly string[]): Record<string, string> {
+  const named = ids.length > MAX_REFUSED_NAMED ? `${ids.slice(0, MAX_REFUSED_NAMED).join(' ')} …` : ids.join(' ');
+  return level === undefined
+    ? { 'io.meshlet.circuit.instances': named }
+    : { 'io.meshlet.circuit.level': level, 'io.meshlet.circuit.instances': named };
+}
 /** The rules of a service without a `breaker` section: the defaults alone. */
 const NO_RULES: BreakerRules = { apis: [], failureStatuses: ['5xx'], classifier: defaultClassifier };
 
@@ -230,6 +245,8 @@ export class CallExecutor {
   readonly #shadowInstances: InstanceBreakers;
   /** The attempts' timeouts: one timer per timeout value, not one per attempt. */
   readonly #sweep: DeadlineSweep;
+  /** Store revision of each followed service's rule document in force, for the span of a refused call. */
+  readonly #revisions = new Map<string, number>();
 
   constructor(options: CallExecutorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -312,7 +329,10 @@ export class CallExecutor {
   /** Follows the `breaker` section of a service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
     const service = rules.service;
-    return rules.follow(breakerRuleKind, (section) => this.setRules(service, section));
+    return rules.follow(breakerRuleKind, (section, revision) => {
+      this.#revisions.set(service, revision);
+      this.setRules(service, section);
+    });
   }
 
   /** The instances `service` has now, for the ejection cap; breakers of departed instances are dropped. */
@@ -417,7 +437,7 @@ export class CallExecutor {
     pending: { notes: string[] | undefined },
   ): void {
     sh.stats.wouldReject++;
-    this.#noteShadow(call.service, `breaker:${level}:would-reject`, call, undefined, pending);
+    this.#noteShadow(call.service, level === 'api' ? SHADOW_API_REJECT : `breaker:${level}:would-reject`, call, undefined, pending);
   }
 
   /**
@@ -530,15 +550,20 @@ export class CallExecutor {
         // (routing had not yet heard) is skipped for another.
         let instance = next;
         let permit = REJECTED;
+        let refused: string[] | undefined;
         while (instance !== undefined && instances !== undefined) {
           permit = instances.acquire(instance.id);
           if (permit !== REJECTED) break;
+          if (refused === undefined) refused = [instance.id];
+          else refused.push(instance.id);
           tried ??= new Set();
           tried.add(instance.id);
           instance = call.pick(tried);
         }
-        if (instance === undefined)
-          throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
+        if (instance === undefined) {
+          const err = new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
+          throw refused === undefined ? err : Object.assign(err, { spanAttributes: refusedAttributes('instance', refused) });
+        }
         const id = instance.id;
         // The first attempt starts when the call does: nothing between them waits.
         const t0 = attempt === 0 ? start : clock.now();
@@ -554,6 +579,7 @@ export class CallExecutor {
         }
         const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort);
         notes = undefined;
+        if (refused !== undefined) rec.attributes = refusedAttributes(undefined, refused);
         const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
         let out: R;
         try {
@@ -659,9 +685,18 @@ export class CallExecutor {
     sh: Shadow,
     call: GovernedCall<{ readonly id: string }, CallResult>,
     id: string,
-    rec: { notes: string[] | undefined; settled: (() => void) | undefined },
+    rec: {
+      notes: string[] | undefined;
+      settled: (() => void) | undefined;
+      attributes: Readonly<Record<string, string | number>> | undefined;
+    },
   ): (failed: boolean | undefined) => void {
     const clock = this.#clock;
+    // The shadow API breaker that would have refused the call (noted for its first attempt): its key on the span.
+    if (rec.notes?.includes(SHADOW_API_REJECT) === true) {
+      const key = call.api ?? (call.path === undefined ? undefined : sh.matcher.match(call.method, call.path)?.key);
+      if (key !== undefined) rec.attributes = { ...rec.attributes, 'io.meshlet.circuit.shadow_api': key };
+    }
     const instances = sh.instances;
     let permit = REJECTED;
     if (instances !== undefined) {
@@ -778,7 +813,13 @@ export class CallExecutor {
     api: string | undefined,
     fallback: Fallback | undefined,
   ): Promise<R | Response> {
-    const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter());
+    // Which breaker refused, its state and the rules revision: for the span of the refused call.
+    const sb = this.#services.get(call.service)?.serviceBreaker;
+    const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter(), {
+      state: stateName(breaker.state),
+      ...(sb !== undefined ? { serviceState: stateName(sb.state) } : {}),
+      revision: this.#revisions.get(call.service) ?? 0,
+    });
     if (fallback === undefined) {
       call.rejected?.(err);
       throw err;

@@ -157,7 +157,8 @@ export class Hedger {
         const controller = new AbortController();
         controllers[index] = controller;
         const s = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
-        // Each racing attempt its own record (its signal, its number); the first keeps the notes made for it.
+        // Each racing attempt its own record (its signal, its number); the first keeps the notes
+        // and attributes made for it (a refusing instance breaker, a shadow API breaker).
         const own: AttemptRecord<I> = {
           call: rec.call,
           target: instance,
@@ -165,7 +166,7 @@ export class Hedger {
           signal: s,
           breaker: rec.breaker,
           notes: index === 0 ? rec.notes : undefined,
-          attributes: undefined,
+          attributes: index === 0 ? rec.attributes : undefined,
           settled: index === 0 ? rec.settled : undefined,
           injected: false,
         };

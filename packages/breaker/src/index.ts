@@ -40,7 +40,7 @@ export {
   type GovernedCall,
   IDEMPOTENT_METHODS,
 } from './call-executor.js';
-export { CircuitOpenError } from './circuit-open-error.js';
+export { type CircuitOpenDetails, CircuitOpenError } from './circuit-open-error.js';
 export {
   type AsyncMethodDecorator,
   CircuitBreaker,

@@ -7,13 +7,18 @@ import { ExitCode } from './exit-code.js';
 import { explain } from './explain-command.js';
 import { kvTarget } from './kv-target.js';
 import { REGISTRY_COMMANDS } from './registry-commands.js';
-import { type CheckedRuleKind, loadRuleKinds } from './rule-kinds.js';
+import { type RuleKindsSource, ruleKindsLoader } from './rule-kinds.js';
 import { RULES_COMMANDS } from './rules-commands.js';
 
 export interface RunCliOptions {
-  /** Rule kinds to check; default loadRuleKinds(). Pass more to check sections of your own kinds. */
-  readonly kinds?: readonly CheckedRuleKind[];
-  /** What `meshlet --version` prints: the version of the package whose bin ran (meshlet or @meshlet/cli). */
+  /**
+   * The rule kinds `rules validate|apply` and the console check, or a function that loads
+   * them on first use: the `meshlet` bin passes the mesh's one list (`meshlet/rule-kinds`);
+   * add your own kinds to it to check their sections. Without it, the commands that check
+   * rules fail with MESHLET_CLI_NO_RULE_KINDS; the others run.
+   */
+  readonly kinds?: RuleKindsSource;
+  /** What `meshlet --version` prints: the version of the package whose bin ran (meshlet). */
   readonly version?: string;
 }
 
@@ -82,7 +87,7 @@ export async function runCli(argv: readonly string[], io: CliIo, options: RunCli
       io,
       values,
       positionals,
-      kinds: () => (options.kinds ? Promise.resolve(options.kinds) : loadRuleKinds()),
+      kinds: ruleKindsLoader(options.kinds),
       store: () =>
         kvTarget(
           { dir: stringOption(values, 'dir'), consul: stringOption(values, 'consul'), token: stringOption(values, 'token') },

@@ -1,5 +1,5 @@
 import { type BreakerPolicy, type BreakerRules, parseBreakerRules } from '@meshlet/breaker';
-import { ApiMatcher, type ApiTemplate, RuleRepository } from '@meshlet/core';
+import { ApiMatcher, type ApiTemplate, apiKey, RuleRepository } from '@meshlet/core';
 import type { LoggedSpan } from '@meshlet/trace';
 import { NotFoundError, UsageError } from './cli-error.js';
 import { type Command, printJson, STORE_OPTIONS, STORE_USAGE } from './command.js';
@@ -113,6 +113,19 @@ export function ruleCondition(sections: Readonly<Record<string, unknown>> | unde
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
+/** A CLIENT span's `error.type`s that mean the call was refused before routing picked anything. */
+const BEFORE_ROUTING: ReadonlySet<string> = new Set(['circuit_open', 'BulkheadFullError', 'OutboundLimitError']);
+/** `error.type`s a decision line already tells. */
+const TOLD_ERRORS: ReadonlySet<string> = new Set([
+  'rate_limited',
+  'auth_denied',
+  'circuit_open',
+  'no_instance',
+  'timeout',
+  'BulkheadFullError',
+  'OutboundLimitError',
+]);
+
 /**
  * The decisions a span's attributes record, in words; what a span does not record is said
  * so. With `rules` (the document its revision names, from a store), each named rule's
@@ -156,23 +169,42 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     } else if (error === 'auth_denied') out.push('auth: denied (403) by the auth rules of this service');
   } else if (span.kind === 3) {
     const route = str(a['io.meshlet.route']);
-    out.push(
-      route
-        ? `route: rule "${route}" chose the destination group${when('route', route)}`
-        : 'route: no route rule matched (default destinations or every instance)',
-    );
+    const instance = str(a['io.meshlet.instance']);
+    // A service or API breaker, the bulkhead and the outbound adaptive limit refuse before
+    // routing: no route decision to tell.
+    const beforeRouting = error !== undefined && BEFORE_ROUTING.has(error);
+    if (route || instance || !beforeRouting)
+      out.push(
+        route
+          ? `route: rule "${route}" chose the destination group${when('route', route)}`
+          : 'route: no route rule matched (default destinations or every instance)',
+      );
     const lane = str(a['io.meshlet.lane']);
     if (lane) out.push(`lane: ${lane}`);
-    const instance = str(a['io.meshlet.instance']);
     if (instance) out.push(`instance: ${instance}`);
     const breaker = str(a['io.meshlet.breaker']);
-    const refused = error === 'circuit_open' ? ' — the call was refused without being sent' : '';
-    const named = breakerRuleText(span, rules);
-    if (named) out.push(`${named}${refused}`);
-    else if (breaker) out.push(`breaker: ${breaker}${refused}`);
+    const refusedBy = refusalText(span, rules);
+    const skipped = str(a['io.meshlet.circuit.instances']);
+    if (refusedBy) out.push(refusedBy);
+    else if (skipped && instance) out.push(`breaker: the instance breakers of ${skipped} refused the pick; sent to ${instance} instead`);
+    if (!refusedBy) {
+      // No breaker refused this call, or the span is from a version before the executor named
+      // the refusing breaker (io.meshlet.circuit.*): the breaker rule that governed it is
+      // inferred from the span's method and path and the document in force (a call that
+      // passed its breakers does not record which API breaker it passed).
+      const refused = error === 'circuit_open' ? ' — the call was refused without being sent' : '';
+      const named = breakerRuleText(span, rules);
+      if (named) out.push(`${named}${refused}`);
+      else if (breaker) out.push(`breaker: ${breaker}${refused}`);
+    }
     const resend = a['http.request.resend_count'];
     if (typeof resend === 'number' && resend > 0) out.push(`retry: attempt ${resend + 1}`);
     if (error === 'no_instance') out.push('no instance to send to');
+    if (error === 'BulkheadFullError') out.push(`limit: the bulkhead of calls to ${rulesServiceOf(span)} was full — the call was not sent`);
+    if (error === 'OutboundLimitError')
+      out.push(
+        `limit: the adaptive limit of calls to ${rulesServiceOf(span)} (ratelimit.outboundAdaptive) refused it — the call was not sent`,
+      );
     if (error === 'timeout') out.push('timed out (breaker rule timeoutMs)');
   }
   const shadow = str(a['io.meshlet.shadow']);
@@ -180,11 +212,21 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
   for (const note of shadow?.split(' ').filter(Boolean) ?? []) {
     const [kind, rule, outcome] = note.split(':');
     const what = (outcome ?? 'would decide otherwise').replaceAll('-', ' ').replaceAll('+', ' and ');
-    // A breaker note names a level (service, api, instance) or `timeout`, not a rule.
-    const subject = kind === 'breaker' ? (rule === 'timeout' ? 'breaker timeoutMs' : `${rule} breaker`) : `${kind} rule "${rule}"`;
-    out.push(`shadow: ${subject} ${what} (not enforced)${kind && rule && kind !== 'breaker' ? when(kind, rule) : ''}`);
+    // A breaker note names a level (service, api, instance) or `timeout`, not a rule; an api
+    // breaker's would-be refusal names its API (io.meshlet.circuit.shadow_api).
+    const shadowApi = kind === 'breaker' && rule === 'api' ? str(a['io.meshlet.circuit.shadow_api']) : undefined;
+    const subject =
+      kind === 'breaker'
+        ? rule === 'timeout'
+          ? 'breaker timeoutMs'
+          : `${rule} breaker${shadowApi ? ` of ${rulesServiceOf(span)} ${shadowApi}` : ''}`
+        : `${kind} rule "${rule}"`;
+    const policy =
+      kind === 'breaker' && (rule === 'service' || shadowApi) ? breakerPolicyOf(rules, rule as 'service' | 'api', shadowApi) : undefined;
+    const extra = kind && rule && kind !== 'breaker' ? when(kind, rule) : policy ? ` — ${breakerThresholds(policy)}` : '';
+    out.push(`shadow: ${subject} ${what} (not enforced)${extra}`);
   }
-  if (error && !['rate_limited', 'auth_denied', 'circuit_open', 'no_instance', 'timeout'].includes(error)) out.push(`error: ${error}`);
+  if (error && !TOLD_ERRORS.has(error)) out.push(`error: ${error}`);
   return out;
 }
 
@@ -327,6 +369,60 @@ export function breakerThresholds(p: BreakerPolicy): string {
   return `${parts.join(' or ')}; open ${p.sleepWindowMs / 1000} s, then ${p.probes} probes`;
 }
 
+/** The breaker section of the document in force at a span's revision, parsed; undefined without one. */
+function breakerSectionOf(rules: SpanRules | undefined): BreakerRules | undefined {
+  const raw = rules?.sections?.breaker;
+  if (raw === undefined) return undefined;
+  try {
+    return parseBreakerRules(raw, 'breaker');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The policy of the breaker at `level` (for `api`, the rule listing `api`) in the document in force. */
+function breakerPolicyOf(
+  rules: SpanRules | undefined,
+  level: 'service' | 'api' | 'instance',
+  api: string | undefined,
+): BreakerPolicy | undefined {
+  const parsed = breakerSectionOf(rules);
+  if (parsed === undefined) return undefined;
+  if (level === 'service') return parsed.service?.policy;
+  if (level === 'instance') return parsed.instance?.policy;
+  return parsed.apis.find((r) => r.apis.some((t) => apiKey(t) === api))?.policy;
+}
+
+/** `(rules version 3, revision 57)`, `(rules revision 57)`, or nothing when the span names no revision. */
+function versionText(span: SpanLike, rules: SpanRules | undefined): string {
+  const revision = revisionOf(span.attributes);
+  if (revision === undefined) return '';
+  return rules?.version ? ` (rules version ${rules.version.version}, revision ${revision})` : ` (rules revision ${revision})`;
+}
+
+/**
+ * The breaker that refused a call, as the executor named it on the span
+ * (io.meshlet.circuit.level, .api, .state; .instances for instance breakers), with its
+ * thresholds from the document in force when a store gave it. Undefined when the span names
+ * no refusing breaker.
+ */
+function refusalText(span: SpanLike, rules: SpanRules | undefined): string | undefined {
+  const a = span.attributes;
+  const level = str(a['io.meshlet.circuit.level']);
+  if (level !== 'service' && level !== 'api' && level !== 'instance') return undefined;
+  const service = rulesServiceOf(span);
+  const api = level === 'api' ? str(a['io.meshlet.circuit.api']) : undefined;
+  const state = str(a['io.meshlet.circuit.state'])?.replace('_', '-');
+  const policy = breakerPolicyOf(rules, level, api);
+  const thresholds = policy ? ` — ${breakerThresholds(policy)}` : '';
+  if (level === 'instance') {
+    const ids = str(a['io.meshlet.circuit.instances']) ?? '?';
+    return `breaker: refused by the instance breakers of ${service} (${ids})${thresholds}${versionText(span, rules)} — no instance routing offered was left to send to`;
+  }
+  const which = api ? `the api breaker of ${service} ${api}` : `the ${level} breaker of ${service}`;
+  return `breaker: refused by ${which}${state ? ` (${state})` : ''}${thresholds}${versionText(span, rules)} — the call was not sent`;
+}
+
 /**
  * The breaker rule that decided on a CLIENT span, from the document in force at its
  * revision: the span's `io.meshlet.breaker` is the service breaker's state; a call refused
@@ -334,14 +430,8 @@ export function breakerThresholds(p: BreakerPolicy): string {
  * method and path fall under. Undefined without the document or a breaker rule for the call.
  */
 function breakerRuleText(span: SpanLike, rules: SpanRules | undefined): string | undefined {
-  const raw = rules?.sections?.breaker;
-  if (raw === undefined) return undefined;
-  let parsed: BreakerRules;
-  try {
-    parsed = parseBreakerRules(raw, 'breaker');
-  } catch {
-    return undefined;
-  }
+  const parsed = breakerSectionOf(rules);
+  if (parsed === undefined) return undefined;
   const a = span.attributes;
   const state = str(a['io.meshlet.breaker']);
   const service = rulesServiceOf(span);

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileKvStore, InMemoryRegistry, RuleRepository } from '@meshlet/core';
-import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
+import { listen } from '@meshlet/core/testing';
+import { readTraceLog } from '@meshlet/trace';
+import { CircuitOpenError, createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
 import { decisionsOf, type SpanRules } from '../src/explain-command.js';
 import { runCli } from '../src/index.js';
 
@@ -290,5 +292,193 @@ describe('meshlet explain: the rule, its version and its condition', () => {
       JSON.stringify(decisionsOf(apiRefused, doc)),
     );
     assert.ok(decisionsOf(open).includes('breaker: open — the call was refused without being sent'), 'without a store: the state alone');
+  });
+});
+
+describe('meshlet explain: the breaker that refused, as the span names it', () => {
+  const breaker = {
+    rules: [
+      { level: 'service', window: { type: 'count', size: 20 }, failureRateThreshold: 50, consecutiveFailures: 0 },
+      { level: 'api', apis: [{ method: 'GET', path: '/orders/{id}' }], window: { type: 'count', size: 10 }, failureRateThreshold: 30 },
+      { level: 'instance', consecutiveFailures: 3 },
+    ],
+  };
+  const rulesWith = (section: unknown): SpanRules => ({
+    service: 'orders',
+    revision: 7,
+    version: { version: 3, author: 'alice', at: Date.UTC(2026, 0, 2), action: 'apply', document: '{}' },
+    sections: { breaker: section },
+  });
+  const client = (attributes: Record<string, unknown>) => ({
+    traceId: 'a'.repeat(32),
+    spanId: 'b'.repeat(16),
+    parentSpanId: undefined,
+    name: 'GET',
+    kind: 3,
+    service: 'shop',
+    startTimeUnixNano: 0n,
+    durationMs: 1,
+    attributes: { 'service.peer.name': 'orders', 'io.meshlet.rules.revision': 7, 'http.request.method': 'GET', ...attributes },
+  });
+  const breakerLines = (decisions: string[]) => decisions.filter((d) => d.startsWith('breaker:'));
+
+  it('an api breaker: its API, state and thresholds, and the rules version — not inferred from the path', () => {
+    const span = client({
+      'error.type': 'circuit_open',
+      // The path matches no API rule (the caller named its API itself, as gRPC and `api` do): inference could not find it.
+      'url.full': 'http://orders/v2/orders/42',
+      'io.meshlet.breaker': 'closed',
+      'io.meshlet.circuit.level': 'api',
+      'io.meshlet.circuit.api': 'GET /orders/{id}',
+      'io.meshlet.circuit.state': 'open',
+    });
+    const decisions = decisionsOf(span, rulesWith(breaker));
+    assert.deepEqual(breakerLines(decisions), [
+      'breaker: refused by the api breaker of orders GET /orders/{id} (open) — failure rate ≥ 30% over 10 calls or 5 failures in a row; open 30 s, then 3 probes (rules version 3, revision 7) — the call was not sent',
+    ]);
+    assert.ok(!decisions.some((d) => d.startsWith('route:')), 'refused before routing: no route line');
+    assert.deepEqual(breakerLines(decisionsOf(span)), [
+      'breaker: refused by the api breaker of orders GET /orders/{id} (open) (rules revision 7) — the call was not sent',
+    ]);
+  });
+
+  it('a service breaker, half-open with its probes out', () => {
+    const span = client({
+      'error.type': 'circuit_open',
+      'url.full': 'http://orders/orders/42',
+      'io.meshlet.breaker': 'half_open',
+      'io.meshlet.circuit.level': 'service',
+      'io.meshlet.circuit.state': 'half_open',
+    });
+    assert.deepEqual(breakerLines(decisionsOf(span, rulesWith(breaker))), [
+      'breaker: refused by the service breaker of orders (half-open) — failure rate ≥ 50% over 20 calls; open 30 s, then 3 probes (rules version 3, revision 7) — the call was not sent',
+    ]);
+  });
+
+  it('instance breakers: every instance routing offered refused, or some refused and the attempt went elsewhere', () => {
+    const none = client({
+      'error.type': 'no_instance',
+      'url.full': 'http://orders/orders/42',
+      'io.meshlet.circuit.level': 'instance',
+      'io.meshlet.circuit.instances': 'orders-1 orders-2',
+    });
+    assert.deepEqual(breakerLines(decisionsOf(none, rulesWith(breaker))), [
+      'breaker: refused by the instance breakers of orders (orders-1 orders-2) — failure rate ≥ 50% over 10 s (at least 10 calls) or 3 failures in a row; open 30 s, then 3 probes (rules version 3, revision 7) — no instance routing offered was left to send to',
+    ]);
+    const elsewhere = client({
+      'url.full': 'http://127.0.0.1:1/orders/42',
+      'http.response.status_code': 200,
+      'io.meshlet.instance': 'orders-3',
+      'io.meshlet.circuit.instances': 'orders-1',
+    });
+    assert.ok(
+      decisionsOf(elsewhere).includes('breaker: the instance breakers of orders-1 refused the pick; sent to orders-3 instead'),
+      JSON.stringify(decisionsOf(elsewhere)),
+    );
+  });
+
+  it('the bulkhead and the outbound adaptive limit: refused before routing, told as limits', () => {
+    for (const [errorType, line] of [
+      ['BulkheadFullError', 'limit: the bulkhead of calls to orders was full — the call was not sent'],
+      [
+        'OutboundLimitError',
+        'limit: the adaptive limit of calls to orders (ratelimit.outboundAdaptive) refused it — the call was not sent',
+      ],
+    ] as const) {
+      const decisions = decisionsOf(client({ 'error.type': errorType, 'url.full': 'http://orders/orders/42' }));
+      assert.ok(decisions.includes(line), JSON.stringify(decisions));
+      assert.ok(!decisions.some((d) => d.startsWith('route:') || d.startsWith('error:')), JSON.stringify(decisions));
+    }
+  });
+
+  it('a breaker section in shadow mode: the api breaker that would have refused, with its thresholds', () => {
+    const span = client({
+      'url.full': 'http://127.0.0.1:1/orders/42',
+      'http.response.status_code': 503,
+      'io.meshlet.instance': 'orders-1',
+      'io.meshlet.shadow': 'breaker:api:would-reject',
+      'io.meshlet.circuit.shadow_api': 'GET /orders/{id}',
+    });
+    assert.ok(
+      decisionsOf(span, rulesWith({ ...breaker, mode: 'shadow' })).includes(
+        'shadow: api breaker of orders GET /orders/{id} would reject (not enforced) — failure rate ≥ 30% over 10 calls or 5 failures in a row; open 30 s, then 3 probes',
+      ),
+      JSON.stringify(decisionsOf(span, rulesWith({ ...breaker, mode: 'shadow' }))),
+    );
+  });
+});
+
+describe('meshlet explain: a call a real API breaker refused', () => {
+  it("the refused call's span names the api breaker, its state and the revision; explain tells the rule from them", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-explain-breaker-'));
+    const upstream = await listen((_req, res) => {
+      res.statusCode = 503;
+      res.end('down');
+    });
+    try {
+      const registry = new InMemoryRegistry();
+      await registry.register({
+        id: 'orders-1',
+        service: 'orders',
+        address: '127.0.0.1',
+        port: upstream.port,
+        tags: [],
+        metadata: {},
+        health: 'passing',
+      });
+      const rules = new FileKvStore(join(dir, 'rules'));
+      const log = join(dir, 'shop.jsonl');
+      const shop = createMesh({ service: 'shop', registry, rules, tracing: { log: { path: log }, batch: { delayMs: 10 } } });
+      await shop.rules.apply(
+        JSON.stringify({
+          service: 'orders',
+          breaker: {
+            rules: [
+              // A service breaker that never opens here: the refusal must be told as the api breaker's.
+              { level: 'service', consecutiveFailures: 100 },
+              { level: 'api', apis: [{ method: 'GET', path: '/orders/{id}' }], consecutiveFailures: 2, sleepWindowMs: 60_000 },
+            ],
+          },
+        }),
+        { author: 'alice', reason: 'protect orders' },
+      );
+      await shop.rulesInForce('orders');
+      const revision = (await new RuleRepository({ kv: rules, kinds: [] }).current('orders')).revision;
+      for (let i = 0; i < 2; i++) assert.equal((await shop.fetch('http://orders/orders/42')).status, 503);
+      await assert.rejects(shop.fetch('http://orders/orders/43'), (e: unknown) => e instanceof CircuitOpenError && e.level === 'api');
+      await shop.close(); // flushes the trace log
+
+      const { spans } = await readTraceLog([log]);
+      const refused = spans.filter((s) => s.attributes['error.type'] === 'circuit_open');
+      assert.equal(refused.length, 1, 'one span for the refused call');
+      const span = refused[0] as (typeof refused)[number];
+      assert.deepEqual(
+        Object.fromEntries(
+          [
+            'io.meshlet.circuit.level',
+            'io.meshlet.circuit.api',
+            'io.meshlet.circuit.state',
+            'io.meshlet.breaker',
+            'io.meshlet.rules.revision',
+          ].map((k) => [k, span.attributes[k]]),
+        ),
+        {
+          'io.meshlet.circuit.level': 'api',
+          'io.meshlet.circuit.api': 'GET /orders/{id}',
+          'io.meshlet.circuit.state': 'open',
+          'io.meshlet.breaker': 'closed',
+          'io.meshlet.rules.revision': revision,
+        },
+      );
+      const r = await cli(['explain', span.traceId, log, '--json', '--dir', join(dir, 'rules')]);
+      assert.equal(r.code, 0, r.err);
+      const { hops } = JSON.parse(r.out) as { hops: { decisions: string[] }[] };
+      assert.deepEqual(hops[0]?.decisions.slice(1), [
+        `breaker: refused by the api breaker of orders GET /orders/{id} (open) — failure rate ≥ 50% over 10 s (at least 10 calls) or 2 failures in a row; open 60 s, then 3 probes (rules version 1, revision ${revision}) — the call was not sent`,
+      ]);
+    } finally {
+      await upstream.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

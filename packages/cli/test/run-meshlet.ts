@@ -1,9 +1,10 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { runCli } from '../src/index.js';
 
-/** The built CLI, run as a user runs it: `node dist/src/bin.js ...`. */
-export const BIN = fileURLToPath(new URL('../src/bin.js', import.meta.url));
+/** The command as a user runs it: the `meshlet` bin of the package meshlet, which runs this CLI with the mesh's rule kinds. */
+export const BIN = fileURLToPath(new URL('../../bin/meshlet.js', import.meta.resolve('meshlet')));
 
 export interface Run {
   readonly code: number | null;
@@ -70,16 +71,20 @@ export function meshlet(args: readonly string[], env: Record<string, string> = {
 export async function meshletInProcess(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(args, {
-    env: { USER: 'tester', ...env },
-    out: (t) => {
-      stdout += t;
+  const code = await runCli(
+    args,
+    {
+      env: { USER: 'tester', ...env },
+      out: (t) => {
+        stdout += t;
+      },
+      err: (t) => {
+        stderr += t;
+      },
+      interactive: false,
+      ask: async () => undefined,
     },
-    err: (t) => {
-      stderr += t;
-    },
-    interactive: false,
-    ask: async () => undefined,
-  });
+    { kinds: RULE_KINDS },
+  );
   return { code, stdout, stderr };
 }

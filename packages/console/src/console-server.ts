@@ -48,7 +48,7 @@ export interface ConsoleOptions {
   /** Where rules live (the CLI's `--dir` or `--consul` target). */
   readonly kv: KvStore;
   readonly storeDescription: string;
-  /** The rule kinds the validator checks (the CLI's `loadRuleKinds()`). */
+  /** The rule kinds the validator checks (the CLI's, as its host gave them: the mesh's `RULE_KINDS` from `meshlet/rule-kinds`). */
   readonly kinds: readonly CheckedRuleKind[];
   /** Where instances are listed; without one, services are those with rules. */
   readonly registry?: RegistryView | undefined;

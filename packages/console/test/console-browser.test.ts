@@ -11,11 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConsulRegistryView, loadRuleKinds } from '@meshlet/cli';
+import { ConsulRegistryView } from '@meshlet/cli';
 import { RuleRepository } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
+import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { type RunningConsole, startConsole } from '../src/index.js';
 
@@ -156,7 +157,7 @@ describe('the console in Chromium, on Consul', () => {
     traceDir = await mkdtemp(join(tmpdir(), 'meshlet-console-traces-'));
     agent = await startConsulAgent();
     const kv = new ConsulKvStore({ address: agent.address });
-    const kinds = await loadRuleKinds();
+    const kinds = RULE_KINDS;
     await new RuleRepository({ kv, kinds: kinds.map((k) => k.kind) }).apply(JSON.stringify(baseline), {
       author: 'setup',
       reason: 'start with all traffic on v1.20',
@@ -300,7 +301,7 @@ describe('the console in Chromium, on Consul', () => {
     assert.match((await page.textContent(`${outbound} .limit`)) ?? '', /^\d+( \(probing\))?$/);
     assert.equal(await page.textContent(`${outbound} .refused`), '0');
     // A limit in shadow mode: every request admitted, what it would have refused counted.
-    const kinds = await loadRuleKinds();
+    const kinds = RULE_KINDS;
     await new RuleRepository({ kv: new ConsulKvStore({ address: agent.address }), kinds: kinds.map((k) => k.kind) }).apply(
       JSON.stringify({
         service: 'gateway',

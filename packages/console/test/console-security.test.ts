@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { loadRuleKinds } from '@meshlet/cli';
 import { FileKvStore, MemoryLogger, RULES_PREFIX, RuleRepository } from '@meshlet/core';
+import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { CSRF_HEADER, type RunningConsole, SESSION_COOKIE, startConsole } from '../src/index.js';
 
 const TOKEN = 'console-test-token-0123456789';
@@ -27,7 +27,7 @@ describe('console API security on a directory store', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'meshlet-console-'));
     kv = new FileKvStore(dir);
-    const kinds = await loadRuleKinds();
+    const kinds = RULE_KINDS;
     await new RuleRepository({ kv, kinds: kinds.map((k) => k.kind) }).apply(doc(3), { author: 'setup' });
     logger = new MemoryLogger();
     running = await startConsole({ kv, storeDescription: `directory ${dir}`, kinds, token: TOKEN, port: 0, logger });
@@ -96,7 +96,7 @@ describe('console API security on a directory store', () => {
   it('a change without the token, the CSRF token or the Origin changes nothing', async () => {
     const { cookie, csrf } = await login();
     const before = await stored();
-    const { revision } = await new RuleRepository({ kv, kinds: (await loadRuleKinds()).map((k) => k.kind) }).current('orders');
+    const { revision } = await new RuleRepository({ kv, kinds: RULE_KINDS.map((k) => k.kind) }).current('orders');
     const refusals: [string, Record<string, string>, number, string][] = [
       ['no session', { origin, [CSRF_HEADER]: csrf }, 401, 'MESHLET_CONSOLE_UNAUTHORIZED'],
       ['no CSRF token', { origin, cookie }, 403, 'MESHLET_CONSOLE_CSRF'],
@@ -201,7 +201,8 @@ describe('console API security on a directory store', () => {
   });
 
   it('`meshlet console` starts on 127.0.0.1 against the CLI’s --dir target and prints the token', async () => {
-    const bin = fileURLToPath(import.meta.resolve('@meshlet/cli').replace(/index\.js$/, 'bin.js'));
+    // The `meshlet` bin of the package meshlet: it runs @meshlet/cli with the mesh's rule kinds.
+    const bin = fileURLToPath(new URL('../../bin/meshlet.js', import.meta.resolve('meshlet')));
     const child = spawn(process.execPath, [bin, 'console', '--dir', dir, '--port', '0'], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
       stdio: ['ignore', 'pipe', 'pipe'],

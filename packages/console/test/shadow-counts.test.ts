@@ -5,9 +5,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadRuleKinds, type RegistryView } from '@meshlet/cli';
+import type { RegistryView } from '@meshlet/cli';
 import { FileKvStore, type Instance, MemoryLogger } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
+import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { type RunningConsole, SHADOW_KINDS, shadowCounts, startConsole } from '../src/index.js';
 
 const TOKEN = 'console-test-token-0123456789';
@@ -105,7 +106,7 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
     running = await startConsole({
       kv: new FileKvStore(dir),
       storeDescription: `directory ${dir}`,
-      kinds: await loadRuleKinds(),
+      kinds: RULE_KINDS,
       registry,
       adminToken: ADMIN_TOKEN,
       token: TOKEN,

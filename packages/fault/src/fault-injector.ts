@@ -224,7 +224,9 @@ export function faultInterceptor(options: {
   const { faults, clock } = options;
   const inject = async <R extends AttemptResult>(decision: FaultDecision, attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
     const marks = marksOf(decision);
-    if (marks.attributes !== undefined) attempt.attributes = marks.attributes;
+    // Beside what the executor put there (instance breakers that refused a pick), rarely anything.
+    if (marks.attributes !== undefined)
+      attempt.attributes = attempt.attributes === undefined ? marks.attributes : { ...attempt.attributes, ...marks.attributes };
     if (marks.note !== undefined) {
       if (attempt.notes === undefined) attempt.notes = [marks.note];
       else attempt.notes.push(marks.note);

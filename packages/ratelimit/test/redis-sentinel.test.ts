@@ -2,6 +2,13 @@
 // three Sentinels from Debian's packages (scripts/redis-sentinel.sh, which installs them
 // when missing), on free loopback ports; a fleet of four limiters, each with its own
 // connection through Sentinel, offers ten times the limit while the primary is killed.
+//
+// The lower bound ("not closed") is measured against what an ideal token bucket would have
+// admitted of the requests actually offered, at the instants they were offered: on a
+// loaded machine this process (or Redis) is starved for hundreds of milliseconds, fewer
+// requests are offered, and tokens a full bucket cannot hold are lost to any limiter, so
+// a bound on rate × wall time failed there (admitted 22-67% under it beside four CPU hogs)
+// without the limiter refusing anything it should have admitted.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -26,6 +33,30 @@ const RATE = 100; // per second, for the whole fleet
 // moment on a loaded machine, or the fleet admits less than the limit while degraded.
 const BURST = 30;
 const FLEET = 4;
+
+/**
+ * How many of the requests offered at `instants` (ms, ascending) a token bucket of
+ * `ratePerSec` and `burst`, full at the first, admits: the most a limiter could admit of them.
+ */
+function idealAdmitted(instants: readonly number[], ratePerSec: number, burst: number): number {
+  let tokens = burst;
+  let last = instants[0] ?? 0;
+  let admitted = 0;
+  for (const t of instants) {
+    tokens = Math.min(burst, tokens + ((t - last) * ratePerSec) / 1000);
+    last = t;
+    if (tokens >= 1) {
+      tokens -= 1;
+      admitted++;
+    }
+  }
+  return admitted;
+}
+
+/** Waits until `condition` holds, checking every 20 ms. */
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await sleep(20);
+}
 
 async function freePort(): Promise<number> {
   for (;;) {
@@ -72,6 +103,15 @@ async function primaryOf(sentinelUrl: string): Promise<{ port: number; pid: numb
   return { port: Number(port), pid: Number(/process_id:(\d+)/.exec(info)?.[1]) };
 }
 
+it('the ideal bucket: a full burst, then the rate; nothing lost to requests it was not asked', () => {
+  const everyMs = Array.from({ length: 2_001 }, (_, i) => i);
+  assert.equal(idealAdmitted(everyMs, RATE, BURST), BURST + 2 * RATE);
+  // Asked only every 500 ms: every request admitted.
+  assert.equal(idealAdmitted([0, 500, 1_000, 1_500], RATE, BURST), 4);
+  // Starved for 2 s after the burst: it holds a burst, not two seconds of tokens.
+  assert.equal(idealAdmitted([...Array.from({ length: 40 }, () => 0), ...Array.from({ length: 40 }, () => 2_000)], RATE, BURST), 2 * BURST);
+});
+
 it('a primary failover under load keeps the fleet within 5% of the limit, never open, and the fleet follows the new primary', async () => {
   const logger = new MemoryLogger();
   const connections: RedisConnection[] = Array.from({ length: FLEET }, () => connectRedis(url, { logger }));
@@ -93,13 +133,19 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
   const request = { method: 'GET', path: '/', tag: () => undefined };
   // Each second of the run: admitted calls, for the whole fleet.
   const admittedPerSecond: number[] = [];
+  // Every decision: when it was asked for, by which limiter, whether it was made from the
+  // local share (Redis unavailable), and whether it admitted.
+  const decided: { at: number; limiter: number; local: boolean; allowed: boolean }[] = [];
   let running = true;
   const lag = monitorEventLoopDelay({ resolution: 10 });
   lag.enable();
   const t0 = performance.now();
-  const loops = limiters.map(async (limiter) => {
+  const loops = limiters.map(async (limiter, i) => {
     while (running) {
+      const localBefore = limiter.stats.degradedDecisions;
+      const at = performance.now();
       const d = await limiter.decide(request);
+      decided.push({ at, limiter: i, local: limiter.stats.degradedDecisions > localBefore, allowed: d.allowed });
       if (d.allowed) {
         const second = Math.floor((performance.now() - t0) / 1000);
         admittedPerSecond[second] = (admittedPerSecond[second] ?? 0) + 1;
@@ -108,8 +154,10 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
       await sleep(4);
     }
   });
+  const admittedSince = (from: number) => decided.reduce((n, d) => n + (d.at >= from && d.allowed && !d.local ? 1 : 0), 0);
 
-  await sleep(2_000);
+  // In steady state first: the fleet's bucket emptied and refilled (twice its rate) through Redis.
+  await until(() => admittedSince(t0) >= BURST + 2 * RATE);
   const before = await primaryOf(url);
   process.kill(before.pid, 'SIGKILL');
   // Wait for the Sentinels to promote the replica and for every limiter to be on it again.
@@ -125,7 +173,9 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
     if (Number(port) !== before.port && limiters.every((l) => !l.stats.degraded)) break;
     await sleep(100);
   }
-  await sleep(2_000);
+  // Then in steady state on the new primary: its bucket emptied and refilled (twice its rate).
+  const recovered = performance.now();
+  await until(() => admittedSince(recovered) >= BURST + 2 * RATE);
   running = false;
   await Promise.all(loops);
   const elapsed = (performance.now() - t0) / 1000;
@@ -142,9 +192,28 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
   // and the Redis bucket refilled while it was away.
   const allowance = 3 * BURST;
   assert.ok(admitted <= limit * 1.05 + allowance, `never open: ${admitted} admitted in ${elapsed.toFixed(1)} s, limit ${limit.toFixed(0)}`);
+  // Not closed either: through Redis, the fleet admitted what one bucket of the fleet's limit
+  // would have of the requests it was asked about then; from the local shares, what each
+  // limiter's share would have. Slack: the Redis bucket's level when the replica took over
+  // (at most a burst), and 5% for the time a decision spent on its way to Redis.
+  const remote = decided.filter((d) => !d.local).sort((a, b) => a.at - b.at);
+  let ideal = idealAdmitted(
+    remote.map((d) => d.at),
+    RATE,
+    BURST,
+  );
+  for (let i = 0; i < FLEET; i++)
+    ideal += idealAdmitted(
+      decided.filter((d) => d.local && d.limiter === i).map((d) => d.at),
+      RATE / FLEET,
+      Math.floor(BURST / FLEET),
+    );
+  console.log(
+    `# ideal bucket over the ${decided.length} decisions asked for: ${ideal} (admitted ${admitted}: ${(((admitted - ideal) / ideal) * 100).toFixed(2)}%)`,
+  );
   assert.ok(
-    admitted >= limit * 0.95,
-    `not closed either: ${admitted} admitted in ${elapsed.toFixed(1)} s, limit ${limit.toFixed(0)} (event loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms)`,
+    admitted >= ideal * 0.95 - BURST,
+    `not closed either: ${admitted} admitted of the ${decided.length} asked for, where a bucket of the limit admits ${ideal} (event loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms)`,
   );
   for (const [second, n] of admittedPerSecond.entries())
     assert.ok((n ?? 0) <= RATE + allowance, `second ${second}: ${n} admitted, limit ${RATE} per second`);

@@ -266,6 +266,18 @@ describe('the fault interceptor (fault), on its own', () => {
     });
   }
 
+  it('keeps the span attributes the executor put on the record beside its own', async () => {
+    const injector = new FaultInjector();
+    const { parseFaultSection } = await import('@meshlet/fault');
+    injector.setRules('orders', parseFaultSection(rule({ abort: 500 }), 'fault'));
+    const fault = faultInterceptor({ faults: (s) => injector.forService(s), clock: new ManualClock() });
+    const { call } = callOf();
+    const a = attemptOf(call, { attributes: { 'io.meshlet.circuit.instances': 'i0' } });
+    await fault(a, (x) => x.call.transport(x));
+    assert.equal(a.attributes?.['io.meshlet.circuit.instances'], 'i0');
+    assert.equal(a.attributes?.['io.meshlet.fault.abort_status'], 500);
+  });
+
   it('makes a decision’s span attributes once, not per attempt', async () => {
     const injector = new FaultInjector();
     const { parseFaultSection } = await import('@meshlet/fault');

@@ -1,11 +1,15 @@
 // Hedged requests through mesh.fetch and mesh.request on real servers on 127.0.0.1: the
 // first instance holds the request, the hedge goes to the other after the rule's delay,
-// its answer wins, and the held request is aborted (its connection closed).
+// its answer wins, and the held request is aborted (its connection closed). The mesh runs
+// on a ManualClock: the hedge's delay passes only when the test moves the clock, after the
+// first attempt has arrived. (On the system clock, a loaded machine could take longer than
+// the 20 ms delay to connect the first attempt, the hedge then arrived first, the test
+// answered the first attempt taking it for the hedge, and the hedge never won.)
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
@@ -36,6 +40,7 @@ describe('hedged requests through the mesh', () => {
   const registry = new InMemoryRegistry();
   const rules = new InMemoryKvStore();
   const arrivals = new Arrivals();
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
   const servers: Awaited<ReturnType<typeof listen>>[] = [];
   let caller: Mesh;
 
@@ -54,7 +59,7 @@ describe('hedged requests through the mesh', () => {
         health: 'passing',
       });
     }
-    caller = createMesh({ service: 'shop', registry, rules, logger: new MemoryLogger() });
+    caller = createMesh({ service: 'shop', registry, rules, clock, logger: new MemoryLogger() });
     await caller.rules.apply(JSON.stringify({ service: 'inventory', breaker: { hedge: { delayMs: 20 } } }), { author: 'test' });
   });
   after(async () => {
@@ -64,11 +69,14 @@ describe('hedged requests through the mesh', () => {
 
   for (const client of ['fetch', 'request'] as const) {
     it(`${client}: the hedge to the other instance answers first; the held first attempt is aborted`, async () => {
+      const before = caller.breakers.hedgeStats('inventory');
       const answer =
         client === 'fetch'
           ? caller.fetch('http://inventory/stock').then(async (r) => ({ status: r.status, body: await r.text() }))
           : caller.request('http://inventory/stock').then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
       const first = await arrivals.next();
+      // The first attempt is held at its instance: now the hedge's delay passes.
+      clock.advance(20);
       const hedge = await arrivals.next();
       assert.notEqual(hedge.id, first.id, 'the hedge goes to the other instance');
       hedge.res.end(`from ${hedge.id}`);
@@ -76,7 +84,11 @@ describe('hedged requests through the mesh', () => {
       await first.closed;
       assert.equal(first.res.writableEnded, false, 'the first attempt was never answered: its request was aborted');
       const stats = caller.breakers.hedgeStats('inventory');
-      assert.ok(stats && stats.hedges >= 1 && stats.wins >= 1);
+      assert.deepEqual(
+        { hedges: stats?.hedges, wins: stats?.wins },
+        { hedges: (before?.hedges ?? 0) + 1, wins: (before?.wins ?? 0) + 1 },
+        'this call sent one hedge, and the hedge won',
+      );
     });
   }
 

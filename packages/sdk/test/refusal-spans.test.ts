@@ -74,7 +74,11 @@ describe('refusal spans', () => {
 
   const clients = {
     fetch: (url: string) => mesh.fetch(url).then((r) => r.status),
-    request: (url: string) => mesh.request(url).then(async (r) => (await r.body.dump(), r.statusCode)),
+    request: (url: string) =>
+      mesh.request(url).then(async (r) => {
+        await r.body.dump();
+        return r.statusCode;
+      }),
   };
 
   it('a call that was sent has its attempt span only, even when the answer opens the breaker', async () => {

@@ -44,6 +44,26 @@ export const Attr = {
   meshletAuth: 'io.meshlet.auth',
   /** A rule in shadow mode would have decided otherwise: `<kind>:<rule>:<would-be outcome>`, e.g. `ratelimit:per-user:would-refuse`. */
   meshletShadow: 'io.meshlet.shadow',
+  /**
+   * The breaker that refused this call: `service` or `api` on a span with `error.type`
+   * `circuit_open`; `instance` on a `no_instance` span when every instance routing offered
+   * was refused by its own breaker. Written by the call executor (@meshlet/breaker).
+   */
+  meshletCircuitLevel: 'io.meshlet.circuit.level',
+  /** The refusing breaker's API key (`GET /orders/{id}`), when its level is `api`. */
+  meshletCircuitApi: 'io.meshlet.circuit.api',
+  /** The refusing breaker's state: `open`, or `half_open` with all its probes out. */
+  meshletCircuitState: 'io.meshlet.circuit.state',
+  /**
+   * Instances whose breakers refused this attempt's pick, space-separated (at most 10): the
+   * attempt went to the next instance routing offered, or (level `instance`) nowhere.
+   */
+  meshletCircuitInstances: 'io.meshlet.circuit.instances',
+  /**
+   * A `breaker` section in shadow mode: the API key of the api breaker that would have
+   * refused the call (`breaker:api:would-reject` in io.meshlet.shadow), on its first attempt.
+   */
+  meshletCircuitShadowApi: 'io.meshlet.circuit.shadow_api',
 } as const;
 
 /**
@@ -92,6 +112,36 @@ export function errorTypeOf(error: unknown): string {
   if (name === 'TimeoutError') return 'timeout';
   if (typeof name === 'string' && name !== '' && name !== 'Error') return name;
   return OTHER_ERROR;
+}
+
+/** Most attributes a span takes from one error (errorAttributesOf). */
+const MAX_ERROR_ATTRIBUTES = 8;
+/** Longest string value a span takes from an error. */
+const MAX_ERROR_ATTRIBUTE_LENGTH = 512;
+
+/**
+ * The `io.meshlet.*` attributes a Meshlet error carries for the span that records it, as
+ * its `spanAttributes` (CircuitOpenError: the refusing breaker's level, API key and state,
+ * the rules revision): the executor knows which breaker refused, the span made for the
+ * refused call does not. Undefined for any other error. Bounded: at most 8 attributes,
+ * string values cut to 512 characters; anything else on the object is ignored.
+ */
+export function errorAttributesOf(error: unknown): Readonly<Record<string, string | number>> | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, spanAttributes } = error as { code?: unknown; spanAttributes?: unknown };
+  if (typeof code !== 'string' || !code.startsWith('MESHLET_')) return undefined;
+  if (typeof spanAttributes !== 'object' || spanAttributes === null) return undefined;
+  const out: Record<string, string | number> = {};
+  let n = 0;
+  for (const [k, v] of Object.entries(spanAttributes)) {
+    if (n >= MAX_ERROR_ATTRIBUTES) break;
+    if (!k.startsWith('io.meshlet.')) continue;
+    if (typeof v === 'string') out[k] = v.length > MAX_ERROR_ATTRIBUTE_LENGTH ? v.slice(0, MAX_ERROR_ATTRIBUTE_LENGTH) : v;
+    else if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+    else continue;
+    n++;
+  }
+  return n === 0 ? undefined : out;
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'QUERY']);

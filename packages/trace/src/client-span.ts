@@ -8,7 +8,7 @@ import {
   TraceFlags,
   trace,
 } from '@opentelemetry/api';
-import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
 import { apiOfPath } from './call-metrics.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { OutboundHeaders } from './propagation.js';
@@ -225,6 +225,9 @@ class ClientSpanHandle implements ClientSpan {
       span.setAttribute(Attr.errorType, errorType);
       const message = error instanceof Error ? error.message : undefined;
       span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+      // What the error knows of the decision (a refusing breaker's level and API).
+      const decided = errorAttributesOf(error);
+      if (decided !== undefined) for (const k in decided) span.setAttribute(k, decided[k] as string | number);
     }
     span.end();
     const durationMs = this.#deps.clock.now() - this.#start;
