@@ -109,10 +109,15 @@ export class CallMetrics {
   }
 
   record(call: CallRecord): void {
-    const s = this.#seriesFor(call.service, call.api);
+    this.add(call.service, call.api, call.durationMs, call.errorType);
+  }
+
+  /** `record` without a record object. */
+  add(service: string, api: string, durationMs: number, errorType: string | undefined): void {
+    const s = this.#seriesFor(service, api);
     s.requests++;
-    if (call.errorType !== undefined) s.errors.set(call.errorType, (s.errors.get(call.errorType) ?? 0) + 1);
-    const seconds = call.durationMs / 1000;
+    if (errorType !== undefined) s.errors.set(errorType, (s.errors.get(errorType) ?? 0) + 1);
+    const seconds = durationMs / 1000;
     s.sum += seconds;
     const bounds = this.#bounds;
     let i = 0;

@@ -1,6 +1,12 @@
 import { type Attempt, type AttemptHandler, type AttemptInterceptor, type AttemptResult, originOf } from '@meshlet/core';
-import type { ClientCall, ClientSpan } from './client-span.js';
+import { type Attributes, type Context, TraceFlags, trace } from '@opentelemetry/api';
+import { activeContext } from './active-context.js';
+import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import { apiOfPath } from './call-metrics.js';
+import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
+import type { HeadDecision } from './head-sampling.js';
 import type { OutboundHeaders } from './propagation.js';
+import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -22,6 +28,55 @@ function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void 
   if ((attempt.notes?.length ?? 0) > notesBefore) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
 }
 
+/** The span's view of an attempt: route rule, lane, instance, attempt number, breaker state, shadow notes so far. */
+function spanCallOf(attempt: Attempt): ClientCall {
+  const { call, target } = attempt;
+  // Already split: the span need not parse the URL again.
+  const spanCall: Mutable<ClientCall> = {
+    method: call.method,
+    url: { origin: originOf(target.instance), path: call.path, search: call.search },
+    service: call.service,
+    attempt: attempt.number,
+    instance: target.id,
+  };
+  if (target.rule) spanCall.route = target.rule;
+  if (target.lane) spanCall.lane = target.lane;
+  if (target.revision) spanCall.rulesRevision = target.revision;
+  if (attempt.breaker !== undefined) spanCall.breaker = attempt.breaker;
+  // Most attempts have no shadow note: nothing is built for them.
+  if (target.shadow !== undefined || (attempt.notes?.length ?? 0) > 0) spanCall.shadow = shadowOf(attempt) as string;
+  return spanCall;
+}
+
+/** `next(attempt)`, a synchronous throw as a rejection (as an async function would give it). */
+function sendOn<R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> {
+  try {
+    return next(attempt);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Runs the attempt inside `span`: trace context into the call's headers, what the layers below added, then the outcome. */
+function inSpan<R extends AttemptResult>(span: ClientSpan, attempt: Attempt<R>, next: AttemptHandler): Promise<R> {
+  const notesBefore = attempt.notes?.length ?? 0;
+  // No copy per attempt: the clients copy the headers when called, and each attempt's
+  // span writes its own traceparent over the last one's. Inject only sets names.
+  span.inject(attempt.call.headers as OutboundHeaders);
+  return sendOn(attempt, next).then(
+    (res) => {
+      addLate(span, attempt, notesBefore);
+      span.end(res.status);
+      return res;
+    },
+    (error: unknown) => {
+      addLate(span, attempt, notesBefore);
+      span.end({ error });
+      throw error;
+    },
+  );
+}
+
 /**
  * The CLIENT span of each attempt, as the outermost interceptor of the outbound chain
  * (`chainAttempt` in core): started from the attempt record (route rule, lane, instance,
@@ -30,39 +85,85 @@ function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void 
  * inside it add (a fault's attributes, a shadow note) is set on the span when the attempt
  * settles, before it ends. Outermost, so the span covers a fault's delay as the call's
  * own time, as it did when the SDK drove each attempt itself.
+ *
+ * With a Tracing made by `createTracing`, sampling is decided first, and an unsampled
+ * attempt builds no span at all: its trace context is written into the headers straight
+ * from the decision, and the call metrics are recorded when it settles (see
+ * `headSampledInterceptor`). Any other Tracing gets `startClientSpan` per attempt.
  */
 export function clientSpanInterceptor(tracing: Pick<Tracing, 'startClientSpan'>): AttemptInterceptor {
-  return async <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
-    const { call, target } = attempt;
-    // Already split: the span need not parse the URL again.
-    const spanCall: Mutable<ClientCall> = {
-      method: call.method,
-      url: { origin: originOf(target.instance), path: call.path, search: call.search },
-      service: call.service,
-      attempt: attempt.number,
-      instance: target.id,
-    };
-    if (target.rule) spanCall.route = target.rule;
-    if (target.lane) spanCall.lane = target.lane;
-    if (target.revision) spanCall.rulesRevision = target.revision;
-    if (attempt.breaker !== undefined) spanCall.breaker = attempt.breaker;
-    const notesBefore = attempt.notes?.length ?? 0;
-    // Most attempts have no shadow note: nothing is built for them.
-    if (target.shadow !== undefined || notesBefore > 0) spanCall.shadow = shadowOf(attempt) as string;
-    const span = tracing.startClientSpan(undefined, spanCall);
-    // No copy per attempt: the clients copy the headers when called, and each attempt's
-    // span writes its own traceparent over the last one's. Inject only sets names.
-    span.inject(call.headers as OutboundHeaders);
-    let res: R;
+  const deps = (tracing as { readonly [SPAN_DEPS]?: SpanDeps })[SPAN_DEPS];
+  if (deps !== undefined) return headSampledInterceptor(deps);
+  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
     try {
-      res = await next(attempt);
+      return inSpan(tracing.startClientSpan(undefined, spanCallOf(attempt)), attempt, next);
     } catch (error) {
-      addLate(span, attempt, notesBefore);
-      span.end({ error });
-      throw error;
+      return Promise.reject(error);
     }
-    addLate(span, attempt, notesBefore);
-    span.end(res.status);
-    return res;
   };
+}
+
+/**
+ * The attempt interceptor over a Tracing's own parts. The same spans, headers and metrics
+ * as `startClientSpan` per attempt (a test holds them equal); what differs is what an
+ * unsampled attempt costs: a span context and a traceparent, no span handle, no span, no
+ * URL parts, no attribute or call object; the metrics when it settles.
+ */
+function headSampledInterceptor(deps: SpanDeps): AttemptInterceptor {
+  const { sampler, clock } = deps;
+  const recordsMetrics = deps.clientMetrics !== undefined || deps.clientDuration !== undefined;
+  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
+    let start: number;
+    // Whatever throws here is the attempt's rejection, as from an async function.
+    try {
+      const parent = activeContext();
+      const decision = sampler.decide(parent);
+      if (decision === undefined || (decision.context.traceFlags & TraceFlags.SAMPLED) !== 0)
+        return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
+      injectUnsampled(deps, parent, decision, attempt.call.headers as OutboundHeaders);
+      if (!recordsMetrics) return sendOn(attempt, next);
+      start = clock.now();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return sendOn(attempt, next).then(
+      (res) => {
+        recordUnsampled(deps, attempt, start, res.status, undefined);
+        return res;
+      },
+      (error: unknown) => {
+        recordUnsampled(deps, attempt, start, undefined, error);
+        throw error;
+      },
+    );
+  };
+}
+
+/** As a non-recording span's `inject`: W3C straight from the span context, other formats through a context. */
+function injectUnsampled(deps: SpanDeps, parent: Context, decision: HeadDecision, headers: OutboundHeaders): void {
+  if (!deps.propagation.injectSpan(decision.context, parent, headers))
+    deps.propagation.inject(trace.setSpanContext(parent, decision.context), headers);
+}
+
+/** What an unsampled attempt's span would have recorded at its end: the call metrics and the OpenTelemetry histogram. */
+function recordUnsampled(deps: SpanDeps, attempt: Attempt, start: number, status: number | undefined, error: unknown): void {
+  const durationMs = deps.clock.now() - start;
+  const { call } = attempt;
+  const method = normalizeMethod(call.method);
+  let errorType: string | undefined;
+  if (status !== undefined) {
+    // Client side: 4xx is an error too (the conventions' client status rule).
+    if (status >= 400) errorType = String(status);
+  } else if (error !== undefined) errorType = errorTypeOf(error);
+  deps.clientMetrics?.add(call.service, apiOfPath(method, call.path), durationMs, errorType);
+  if (deps.clientDuration) {
+    const attrs: Attributes = {
+      [Attr.httpRequestMethod]: method,
+      [Attr.serverAddress]: originParts(originOf(attempt.target.instance)).hostname,
+      [Attr.servicePeerName]: call.service,
+    };
+    if (status !== undefined) attrs[Attr.httpResponseStatusCode] = status;
+    if (errorType !== undefined) attrs[Attr.errorType] = errorType;
+    deps.clientDuration.record(durationMs / 1000, attrs);
+  }
 }

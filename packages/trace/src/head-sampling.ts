@@ -3,34 +3,37 @@ import { type Context, isSpanContextValid, ROOT_CONTEXT, type SpanContext, SpanK
 import { isTracingSuppressed } from '@opentelemetry/core';
 import { type IdGenerator, type Sampler, SamplingDecision } from '@opentelemetry/sdk-trace';
 
-// Random bytes drawn from the OS in blocks and handed out in slices: one randomFillSync per
-// 512 ids instead of four Math.random calls, a buffer write and a hex encoding per id.
+// Random bytes drawn from the OS in blocks, hex-encoded once per block, and handed out as
+// slices of that string: one randomFillSync and one hex encoding per 256 trace ids, and
+// per id only a substring (V8 shares the block's characters) instead of an encoding.
 const POOL_BYTES = 4096;
 const ZERO_SPAN_ID = '0'.repeat(16);
 const ZERO_TRACE_ID = '0'.repeat(32);
 
 /** Trace and span ids from a pooled block of cryptographic random bytes; never all zero. */
 export class PooledIdGenerator implements IdGenerator {
-  readonly #pool = Buffer.allocUnsafe(POOL_BYTES);
-  #at = POOL_BYTES;
+  readonly #bytes = Buffer.allocUnsafe(POOL_BYTES);
+  #hexPool = '';
+  #at = 0;
 
   generateTraceId(): string {
-    return this.#hex(16);
+    return this.#hex(32);
   }
 
   generateSpanId(): string {
-    return this.#hex(8);
+    return this.#hex(16);
   }
 
-  #hex(bytes: number): string {
+  #hex(chars: number): string {
     for (;;) {
-      if (this.#at + bytes > POOL_BYTES) {
-        randomFillSync(this.#pool);
+      if (this.#at + chars > this.#hexPool.length) {
+        randomFillSync(this.#bytes);
+        this.#hexPool = this.#bytes.toString('hex');
         this.#at = 0;
       }
       const start = this.#at;
-      this.#at += bytes;
-      const id = this.#pool.toString('hex', start, start + bytes);
+      this.#at += chars;
+      const id = this.#hexPool.slice(start, start + chars);
       // An all-zero id is invalid (W3C): one in 2^64 at worst; draw again.
       if (id !== ZERO_SPAN_ID && id !== ZERO_TRACE_ID) return id;
     }

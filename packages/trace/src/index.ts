@@ -16,7 +16,14 @@ export {
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor } from './client-span-interceptor.js';
 export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
-export { encodeTraceLine, encodeTraceRequest, type OtlpSpan, OtlpSpanKind, type OtlpTraceRequest } from './otlp-json.js';
+export {
+  encodeTraceLine,
+  encodeTraceLineBytes,
+  encodeTraceRequest,
+  type OtlpSpan,
+  OtlpSpanKind,
+  type OtlpTraceRequest,
+} from './otlp-json.js';
 export {
   type InboundHeaders,
   type OutboundHeaders,

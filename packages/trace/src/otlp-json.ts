@@ -220,41 +220,125 @@ function spanJson(span: ReadableSpan): string {
   return `${json},"status":${message ? `{"code":${code},"message":${str(message)}}` : `{"code":${code}}`}}`;
 }
 
-// A resource's JSON, built once per resource (one per Tracing); a scope's once per batch.
+// A resource's JSON, built once per resource (one per Tracing).
 const resourceJson = new WeakMap<ReadableSpan['resource'], string>();
 
-/** One trace-log line (without the newline): `JSON.stringify(encodeTraceRequest(spans))`, built as a string. */
-export function encodeTraceLine(spans: readonly ReadableSpan[]): string {
-  // resource → scope key → [the scope's opening, its spans' JSON]
-  const byResource = new Map<ReadableSpan['resource'], Map<string, [string, string]>>();
+function resourceOpening(resource: ReadableSpan['resource']): string {
+  let json = resourceJson.get(resource);
+  if (json === undefined) {
+    json = `{"resource":{"attributes":[${keyValuesJson(resource.attributes as Attributes)}]},"scopeSpans":[`;
+    // Attributes still being detected may change: cached only once settled.
+    if (!resource.asyncAttributesPending) resourceJson.set(resource, json);
+  }
+  return json;
+}
+
+// A scope's opening, by scope object: a tracer gives all its spans the same object.
+const scopeJson = new WeakMap<ReadableSpan['instrumentationScope'], string>();
+
+function scopeOpening(scope: ReadableSpan['instrumentationScope']): string {
+  let json = scopeJson.get(scope);
+  if (json === undefined) {
+    const { name, version } = scope;
+    json = `{"scope":${JSON.stringify(version ? { name, version } : { name })},"spans":[`;
+    scopeJson.set(scope, json);
+  }
+  return json;
+}
+
+/** Spans grouped by resource, then by scope (name and version), each in order of first appearance. */
+function groupSpans(spans: readonly ReadableSpan[]): Map<ReadableSpan['resource'], Map<string, ReadableSpan[]>> {
+  const byResource = new Map<ReadableSpan['resource'], Map<string, ReadableSpan[]>>();
+  // Runs of spans from one tracer share the resource and scope objects: no lookup for them.
+  let lastResource: ReadableSpan['resource'] | undefined;
+  let lastScope: ReadableSpan['instrumentationScope'] | undefined;
+  let lastGroup: ReadableSpan[] = [];
   for (const span of spans) {
+    const scope = span.instrumentationScope;
+    if (span.resource === lastResource && scope === lastScope) {
+      lastGroup.push(span);
+      continue;
+    }
     let scopes = byResource.get(span.resource);
     if (!scopes) {
       scopes = new Map();
       byResource.set(span.resource, scopes);
     }
-    const { name, version } = span.instrumentationScope;
-    const key = `${name}@${version ?? ''}`;
-    const json = spanJson(span);
-    const group = scopes.get(key);
-    if (group === undefined) scopes.set(key, [`{"scope":${JSON.stringify(version ? { name, version } : { name })},"spans":[`, json]);
-    else group[1] += `,${json}`;
+    const key = `${scope.name}@${scope.version ?? ''}`;
+    let group = scopes.get(key);
+    if (group === undefined) {
+      group = [];
+      scopes.set(key, group);
+    }
+    group.push(span);
+    lastResource = span.resource;
+    lastScope = scope;
+    lastGroup = group;
   }
+  return byResource;
+}
+
+/** One trace-log line (without the newline): `JSON.stringify(encodeTraceRequest(spans))`, built as a string. */
+export function encodeTraceLine(spans: readonly ReadableSpan[]): string {
   let resources = '';
-  for (const [resource, scopes] of byResource) {
-    let resJson = resourceJson.get(resource);
-    if (resJson === undefined) {
-      resJson = `{"resource":{"attributes":[${keyValuesJson(resource.attributes as Attributes)}]},"scopeSpans":[`;
-      // Attributes still being detected may change: cached only once settled.
-      if (!resource.asyncAttributesPending) resourceJson.set(resource, resJson);
-    }
+  for (const [resource, scopes] of groupSpans(spans)) {
     let scopeSpans = '';
-    for (const [opening, spansJson] of scopes.values()) {
-      const group = `${opening}${spansJson}]}`;
-      scopeSpans = scopeSpans === '' ? group : `${scopeSpans},${group}`;
+    for (const group of scopes.values()) {
+      let spansJson = '';
+      for (const span of group) spansJson = spansJson === '' ? spanJson(span) : `${spansJson},${spanJson(span)}`;
+      const g = `${scopeOpening((group[0] as ReadableSpan).instrumentationScope)}${spansJson}]}`;
+      scopeSpans = scopeSpans === '' ? g : `${scopeSpans},${g}`;
     }
-    const r = `${resJson}${scopeSpans}]}`;
+    const r = `${resourceOpening(resource)}${scopeSpans}]}`;
     resources = resources === '' ? r : `${resources},${r}`;
   }
   return `{"resourceSpans":[${resources}]}`;
+}
+
+/** Appends strings to a buffer as UTF-8, growing it as needed. */
+class Utf8Writer {
+  buf: Buffer;
+  at = 0;
+
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  write(s: string): void {
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    const need = this.at + s.length * 3;
+    if (need > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      this.buf.copy(bigger, 0, 0, this.at);
+      this.buf = bigger;
+    }
+    this.at += this.buf.write(s, this.at);
+  }
+}
+
+/**
+ * One trace-log line with its newline, as UTF-8: the bytes of `encodeTraceLine(spans) + '\n'`
+ * (a test holds them equal), each span written into one buffer as it is encoded, so that no
+ * string of the whole batch is built and flattened.
+ */
+export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
+  const out = new Utf8Writer(1024 + spans.length * 1024);
+  let first = true;
+  for (const [resource, scopes] of groupSpans(spans)) {
+    out.write(first ? `{"resourceSpans":[${resourceOpening(resource)}` : `]}]},${resourceOpening(resource)}`);
+    first = false;
+    let firstScope = true;
+    for (const group of scopes.values()) {
+      const opening = scopeOpening((group[0] as ReadableSpan).instrumentationScope);
+      out.write(firstScope ? opening : `]},${opening}`);
+      firstScope = false;
+      let firstSpan = true;
+      for (const span of group) {
+        out.write(firstSpan ? spanJson(span) : `,${spanJson(span)}`);
+        firstSpan = false;
+      }
+    }
+  }
+  out.write(first ? '{"resourceSpans":[]}\n' : ']}]}]}\n');
+  return out.buf.subarray(0, out.at);
 }

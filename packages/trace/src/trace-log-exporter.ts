@@ -2,7 +2,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { encodeTraceLine } from './otlp-json.js';
+import { encodeTraceLineBytes } from './otlp-json.js';
 
 export interface TraceLogOptions {
   /** The file spans are appended to; rotated files are `<path>.1` (newest) to `<path>.<maxFiles>`. */
@@ -40,7 +40,7 @@ export class TraceLogExporter implements SpanExporter {
       resultCallback({ code: ExportResultCode.FAILED, error: new Error('trace log closed') });
       return;
     }
-    const line = Buffer.from(`${encodeTraceLine(spans)}\n`);
+    const line = encodeTraceLineBytes(spans);
     this.#tail = this.#tail.then(
       () =>
         this.#write(line).then(
