@@ -1,9 +1,10 @@
 import { type Attempt, type AttemptHandler, type AttemptInterceptor, type AttemptResult, originOf } from '@meshlet/core';
-import { type Attributes, type Context, TraceFlags, trace } from '@opentelemetry/api';
+import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
 import { apiOfPath } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
+import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import type { OutboundHeaders } from './propagation.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
@@ -118,9 +119,15 @@ function headSampledInterceptor(deps: SpanDeps): AttemptInterceptor {
     try {
       const parent = activeContext();
       const decision = sampler.decide(parent);
-      if (decision === undefined || (decision.context.traceFlags & TraceFlags.SAMPLED) !== 0)
-        return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
-      injectUnsampled(deps, parent, decision, attempt.call.headers as OutboundHeaders);
+      if (decision === undefined) return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
+      if ((decision.context.traceFlags & TraceFlags.SAMPLED) !== 0) {
+        const { target, call } = attempt;
+        // A query (its signature redacted in url.full) or a shadow note: the general path.
+        if (call.search !== '' || target.shadow !== undefined || (attempt.notes?.length ?? 0) > 0)
+          return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
+        return sampledAttempt(deps, attempt, next, parent, decision);
+      }
+      inject(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
       if (!recordsMetrics) return sendOn(attempt, next);
       start = clock.now();
     } catch (error) {
@@ -128,33 +135,108 @@ function headSampledInterceptor(deps: SpanDeps): AttemptInterceptor {
     }
     return sendOn(attempt, next).then(
       (res) => {
-        recordUnsampled(deps, attempt, start, res.status, undefined);
+        recordCall(deps, attempt, start, res.status, errorTypeOfStatus(res.status));
         return res;
       },
       (error: unknown) => {
-        recordUnsampled(deps, attempt, start, undefined, error);
+        recordCall(deps, attempt, start, undefined, error === undefined ? undefined : errorTypeOf(error));
         throw error;
       },
     );
   };
 }
 
-/** As a non-recording span's `inject`: W3C straight from the span context, other formats through a context. */
-function injectUnsampled(deps: SpanDeps, parent: Context, decision: HeadDecision, headers: OutboundHeaders): void {
-  if (!deps.propagation.injectSpan(decision.context, parent, headers))
-    deps.propagation.inject(trace.setSpanContext(parent, decision.context), headers);
+/** The error.type of a response status: client side, 4xx is an error too (the conventions' client status rule). */
+const errorTypeOfStatus = (status: number): string | undefined => (status >= 400 ? String(status) : undefined);
+
+/**
+ * Writes a head-sampled span's trace context (and the parent's baggage) into the headers,
+ * as its span's `inject` would: W3C straight from the span context; other formats through
+ * a context with the span (a non-recording one over the context when none is given).
+ */
+function inject(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | undefined, headers: OutboundHeaders): void {
+  const { propagation } = deps;
+  const written = deps.sampler.validIds ? propagation.injectValid(sc, parent, headers) : propagation.injectSpan(sc, parent, headers);
+  if (!written) propagation.inject(span === undefined ? trace.setSpanContext(parent, sc) : trace.setSpan(parent, span), headers);
 }
 
-/** What an unsampled attempt's span would have recorded at its end: the call metrics and the OpenTelemetry histogram. */
-function recordUnsampled(deps: SpanDeps, attempt: Attempt, start: number, status: number | undefined, error: unknown): void {
+/**
+ * A sampled attempt without a query or shadow note (the usual one): Meshlet's span record
+ * made straight from the attempt, with the attributes `startClientSpan` gives it (in the
+ * same order), ended as its handle would end it.
+ */
+function sampledAttempt<R extends AttemptResult>(
+  deps: SpanDeps,
+  attempt: Attempt<R>,
+  next: AttemptHandler,
+  parent: Context,
+  decision: HeadDecision,
+): Promise<R> {
+  const { call, target } = attempt;
+  const method = normalizeMethod(call.method);
+  const origin = originParts(originOf(target.instance));
+  // Literal keys (Attr's names): the object starts from one shape instead of four stores.
+  const attributes: Attributes = {
+    'http.request.method': method,
+    'server.address': origin.hostname,
+    'server.port': origin.port,
+    'url.full': `${origin.href}${call.path}`,
+  };
+  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
+  attributes[Attr.servicePeerName] = call.service;
+  if (attempt.number) attributes[Attr.httpRequestResendCount] = attempt.number;
+  if (target.rule) attributes[Attr.meshletRoute] = target.rule;
+  if (target.lane) attributes[Attr.meshletLane] = target.lane;
+  if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
+  attributes[Attr.meshletInstance] = target.id;
+  if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
+  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes);
+  const start = deps.clock.now();
+  inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
+  return sendOn(attempt, next).then(
+    (res) => {
+      endSampled(deps, span, attempt, start, res.status, undefined);
+      return res;
+    },
+    (error: unknown) => {
+      endSampled(deps, span, attempt, start, undefined, error);
+      throw error;
+    },
+  );
+}
+
+/** As the span handle's `end`: what the layers below added, the status or the error, then the metrics. */
+function endSampled(
+  deps: SpanDeps,
+  span: ClientSpanRecord,
+  attempt: Attempt,
+  start: number,
+  status: number | undefined,
+  error: unknown,
+): void {
+  attempt.settled?.();
+  const late = attempt.attributes;
+  if (late !== undefined) for (const k in late) span.setAttribute(k, late[k] as string | number);
+  if ((attempt.notes?.length ?? 0) > 0) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
+  let errorType: string | undefined;
+  if (status !== undefined) {
+    span.setAttribute(Attr.httpResponseStatusCode, status);
+    errorType = errorTypeOfStatus(status);
+  } else if (error !== undefined) errorType = errorTypeOf(error);
+  if (errorType !== undefined) {
+    span.setAttribute(Attr.errorType, errorType);
+    const message = error instanceof Error ? error.message : undefined;
+    span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+  }
+  span.end();
+  recordCall(deps, attempt, start, status, errorType);
+}
+
+/** What an attempt's span records at its end besides itself: the call metrics and the OpenTelemetry histogram. */
+function recordCall(deps: SpanDeps, attempt: Attempt, start: number, status: number | undefined, errorType: string | undefined): void {
   const durationMs = deps.clock.now() - start;
   const { call } = attempt;
   const method = normalizeMethod(call.method);
-  let errorType: string | undefined;
-  if (status !== undefined) {
-    // Client side: 4xx is an error too (the conventions' client status rule).
-    if (status >= 400) errorType = String(status);
-  } else if (error !== undefined) errorType = errorTypeOf(error);
   deps.clientMetrics?.add(call.service, apiOfPath(method, call.path), durationMs, errorType);
   if (deps.clientDuration) {
     const attrs: Attributes = {

@@ -1,7 +1,7 @@
 import type { Attributes, AttributeValue, Exception, HrTime, Link, Span, SpanContext, SpanStatus, TimeInput } from '@opentelemetry/api';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
-import { hrTime, hrTimeDuration, isTimeInput, isTimeInputHrTime, millisToHrTime } from '@opentelemetry/core';
+import { addHrTimes, hrTime, hrTimeDuration, isTimeInput, isTimeInputHrTime, millisToHrTime } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
 
@@ -12,6 +12,11 @@ export interface RecordDeps {
   /** Hands an ended span to the batch queues. */
   readonly ended: (span: ReadableSpan) => void;
 }
+
+// OpenTelemetry's hrTime() with the process's time origin converted once: the same value
+// (performance.timeOrigin does not change), without reading it and converting it per call.
+const TIME_ORIGIN = millisToHrTime(performance.timeOrigin);
+const now = (): HrTime => addHrTimes(TIME_ORIGIN, millisToHrTime(performance.now()));
 
 /**
  * A sampled CLIENT span, recorded by Meshlet itself rather than by OpenTelemetry's span:
@@ -50,7 +55,7 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     this.attributes = attributes;
     this.resource = deps.resource;
     this.instrumentationScope = deps.scope;
-    this.startTime = hrTime();
+    this.startTime = now();
   }
 
   spanContext(): SpanContext {
@@ -103,7 +108,7 @@ export class ClientSpanRecord implements Span, ReadableSpan {
 
   end(endTime?: TimeInput): void {
     if (this.ended) return;
-    let end = endTime === undefined ? hrTime() : timeOf(endTime);
+    let end = endTime === undefined ? now() : timeOf(endTime);
     let duration = hrTimeDuration(this.startTime, end);
     if (duration[0] < 0) {
       end = [this.startTime[0], this.startTime[1]];

@@ -57,11 +57,18 @@ export class HeadSampler {
   readonly #ratio: number;
   readonly #root: Sampler;
   readonly #ids: IdGenerator;
+  /**
+   * Whether every decision's span context is valid by construction: the parent's ids are
+   * checked here, and the pooled generator's are valid hex of the right length, never zero.
+   * False with another generator (its ids are checked where they are written).
+   */
+  readonly validIds: boolean;
 
   constructor(ratio: number, root: Sampler, ids: IdGenerator) {
     this.#ratio = ratio;
     this.#root = root;
     this.#ids = ids;
+    this.validIds = ids instanceof PooledIdGenerator;
   }
 
   /** The new span's context under `parent`; undefined when tracing is suppressed there (OpenTelemetry's tracer handles that). */

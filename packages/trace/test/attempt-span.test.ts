@@ -45,6 +45,7 @@ interface Row {
   attempt?: Partial<Attempt<Res>>;
   /** What a layer below adds while the attempt runs. */
   below?: (a: Attempt<Res>) => void;
+  search?: string;
 }
 
 const rows: Row[] = [
@@ -60,6 +61,21 @@ const rows: Row[] = [
       a.notes = ['fault:slow:would-delay-5ms'];
     },
   },
+  {
+    name: 'sampled, no rule, lane, revision or breaker, 404',
+    sampleRatio: 1,
+    answer: 404,
+    attempt: { breaker: undefined, target: { id: 'inv-1', instance: inst, rule: undefined, lane: undefined } },
+  },
+  { name: 'sampled, a query (url.full redacted: the general path)', sampleRatio: 1, answer: 200, search: '?sig=secret&x=1' },
+  {
+    name: 'sampled, a shadow note known at the start (the general path)',
+    sampleRatio: 1,
+    answer: 200,
+    attempt: { target: { id: 'inv-1', instance: inst, rule: 'gray', lane: undefined, shadow: 'r2' } },
+  },
+  { name: 'sampled, the transport throws at once', sampleRatio: 1, answer: 'throw' },
+  { name: 'sampled, B3 multi headers', sampleRatio: 1, emit: ['b3multi'], answer: 200 },
   { name: 'unsampled root, 200', sampleRatio: 0, answer: 200 },
   { name: 'unsampled root, 404 (a client error)', sampleRatio: 0, answer: 404, attempt: { number: 2, breaker: 'half_open' } },
   { name: 'unsampled child of an unsampled caller (tracestate kept), rejected', sampleRatio: 1, parent: 'unsampled', answer: 'reject' },
@@ -105,7 +121,7 @@ async function runRow(row: Row, general: boolean) {
     service: 'inventory',
     method: 'get',
     path: '/items/42',
-    search: '',
+    search: row.search ?? '',
     headers,
     tags: () => undefined,
     transport: async () => ({ status: 200 }),
