@@ -6,6 +6,7 @@ import { apiOfPath } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
+import { keyValueJson, keyValuesJson } from './otlp-json.js';
 import type { OutboundHeaders } from './propagation.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
@@ -175,12 +176,13 @@ function sampledAttempt<R extends AttemptResult>(
   const { call, target } = attempt;
   const method = normalizeMethod(call.method);
   const origin = originParts(originOf(target.instance));
+  const full = `${origin.href}${call.path}`;
   // Literal keys (Attr's names): the object starts from one shape instead of four stores.
   const attributes: Attributes = {
     'http.request.method': method,
     'server.address': origin.hostname,
     'server.port': origin.port,
-    'url.full': `${origin.href}${call.path}`,
+    'url.full': full,
   };
   if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
   attributes[Attr.servicePeerName] = call.service;
@@ -190,7 +192,9 @@ function sampledAttempt<R extends AttemptResult>(
   if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
   attributes[Attr.meshletInstance] = target.id;
   if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
-  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes);
+  const made = madeJson(attempt, method, attributes);
+  const json = `${made.before}${keyValueJson(Attr.urlFull, full)}${made.after}`;
+  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes, json, deps.sampler.validIds);
   const start = deps.clock.now();
   inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
   return sendOn(attempt, next).then(
@@ -203,6 +207,68 @@ function sampledAttempt<R extends AttemptResult>(
       throw error;
     },
   );
+}
+
+/** The JSON of a sampled attempt's attributes around `url.full` (which changes with the path), for one kind of attempt. */
+interface MadeJson {
+  readonly method: string;
+  readonly callMethod: string;
+  readonly service: string;
+  readonly number: number;
+  readonly rule: string | undefined;
+  readonly lane: string | undefined;
+  readonly breaker: string | undefined;
+  readonly id: string;
+  readonly revision: number | undefined;
+  /** method, server.address, server.port, and the comma before url.full. */
+  readonly before: string;
+  /** The comma after url.full, then the rest. */
+  readonly after: string;
+}
+
+// The last kind of attempt seen per instance: most attempts to an instance are alike
+// (same method, rule, lane, breaker state, first attempt), so their JSON is built once.
+const madeByInstance = new WeakMap<Attempt['target']['instance'], MadeJson>();
+
+function madeJson(attempt: Attempt, method: string, attributes: Attributes): MadeJson {
+  const { call, target } = attempt;
+  const last = madeByInstance.get(target.instance);
+  if (
+    last !== undefined &&
+    last.method === method &&
+    last.callMethod === call.method &&
+    last.service === call.service &&
+    last.number === attempt.number &&
+    last.rule === target.rule &&
+    last.lane === target.lane &&
+    last.breaker === attempt.breaker &&
+    last.id === target.id &&
+    last.revision === target.revision
+  )
+    return last;
+  // The same encoder as the trace log's, over the attributes before and after url.full.
+  const before: Attributes = {};
+  const after: Attributes = {};
+  let past = false;
+  for (const key in attributes) {
+    if (key === Attr.urlFull) past = true;
+    else (past ? after : before)[key] = attributes[key];
+  }
+  const made: MadeJson = {
+    method,
+    callMethod: call.method,
+    service: call.service,
+    number: attempt.number,
+    rule: target.rule,
+    lane: target.lane,
+    breaker: attempt.breaker,
+    id: target.id,
+    revision: target.revision,
+    before: `${keyValuesJson(before)},`,
+    after: `,${keyValuesJson(after)}`,
+  };
+  madeByInstance.set(target.instance, made);
+  return made;
 }
 
 /** As the span handle's `end`: what the layers below added, the status or the error, then the metrics. */

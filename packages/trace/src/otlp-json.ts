@@ -1,5 +1,6 @@
 import type { Attributes, AttributeValue, HrTime } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { ClientSpanRecord } from './client-span-record.js';
 
 // The OTLP/JSON encoding (opentelemetry-proto, JSON mapping): ids as lower-case hex,
 // 64-bit integers as decimal strings, enums as their numbers, field names lowerCamelCase.
@@ -185,7 +186,13 @@ function stringKeyValue(key: string, v: string): string {
   return kv;
 }
 
-function keyValuesJson(attrs: Attributes): string {
+/** One attribute's OTLP JSON, `{"key":…,"value":…}`, as `keyValuesJson` writes it among others. */
+export function keyValueJson(key: string, v: AttributeValue): string {
+  return typeof v === 'string' && v.length <= MAX_KEPT_LENGTH ? stringKeyValue(key, v) : `${keyPrefix(key)}${anyValueJson(v)}}`;
+}
+
+/** The attributes' OTLP JSON: their `{"key":…,"value":…}`, comma separated, in enumeration order. */
+export function keyValuesJson(attrs: Attributes): string {
   let out = '';
   for (const key in attrs) {
     const v = attrs[key];
@@ -196,17 +203,52 @@ function keyValuesJson(attrs: Attributes): string {
   return out;
 }
 
+/** A span's attributes as JSON: what its maker already encoded (a Meshlet span record's), else encoded here. */
+function attributesJson(span: ReadableSpan): string {
+  const made = span as Partial<Pick<ClientSpanRecord, 'madeJson' | 'madeFor' | 'lateKeys'>>;
+  const attrs = span.attributes;
+  let json = made.madeJson;
+  if (json === undefined || made.madeFor !== attrs) return keyValuesJson(attrs);
+  const late = made.lateKeys;
+  if (late !== undefined)
+    for (const key of late) {
+      const v = attrs[key];
+      if (v === undefined || v === null) continue;
+      json = json === '' ? keyValueJson(key, v) : `${json},${keyValueJson(key, v)}`;
+    }
+  return json;
+}
+
+// Span names repeat (a method, `METHOD route`): their JSON is kept. Bounded all the same.
+const NAMES_KEPT = 1024;
+const nameJsons = new Map<string, string>();
+
+function nameJson(name: string): string {
+  let json = nameJsons.get(name);
+  if (json === undefined) {
+    json = str(name);
+    if (nameJsons.size >= NAMES_KEPT) nameJsons.clear();
+    nameJsons.set(name, json);
+  }
+  return json;
+}
+
+const quoted = (hex: string): string => `"${hex}"`;
+
 function spanJson(span: ReadableSpan): string {
   const sc = span.spanContext();
   const parent = span.parentSpanContext;
   const traceState = sc.traceState?.serialize();
-  let json = `{"traceId":${str(sc.traceId)},"spanId":${str(sc.spanId)}`;
+  // A Meshlet span record (itself, not a wrapper that may answer other ids) whose ids are
+  // known hex needs no escaping of them.
+  const id = Object.getPrototypeOf(span) === ClientSpanRecord.prototype && (span as ClientSpanRecord).hexIds ? quoted : str;
+  let json = `{"traceId":${id(sc.traceId)},"spanId":${id(sc.spanId)}`;
   if (traceState) json += `,"traceState":${str(traceState)}`;
-  if (parent) json += `,"parentSpanId":${str(parent.spanId)}`;
+  if (parent) json += `,"parentSpanId":${id(parent.spanId)}`;
   json +=
-    `,"flags":${sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100)},"name":${str(span.name)},"kind":${span.kind + 1}` +
+    `,"flags":${sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100)},"name":${nameJson(span.name)},"kind":${span.kind + 1}` +
     `,"startTimeUnixNano":"${hrTimeToNanoString(span.startTime)}","endTimeUnixNano":"${hrTimeToNanoString(span.endTime)}"` +
-    `,"attributes":[${keyValuesJson(span.attributes)}]`;
+    `,"attributes":[${attributesJson(span)}]`;
   if (span.droppedAttributesCount) json += `,"droppedAttributesCount":${span.droppedAttributesCount}`;
   if (span.events.length) {
     let events = '';

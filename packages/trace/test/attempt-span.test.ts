@@ -4,7 +4,15 @@ import { type Attempt, type AttemptHandler, type Instance, ManualClock, type Out
 import { type Context, type MeterProvider, ROOT_CONTEXT } from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 import { runInContext } from '../src/active-context.js';
-import { clientSpanInterceptor, createTracing, encodeTraceRequest, type PropagationFormat, type Tracing } from '../src/index.js';
+import {
+  clientSpanInterceptor,
+  createTracing,
+  encodeTraceLine,
+  encodeTraceLineBytes,
+  encodeTraceRequest,
+  type PropagationFormat,
+  type Tracing,
+} from '../src/index.js';
 import { memoryExporter } from './servers.js';
 
 interface Res {
@@ -76,6 +84,14 @@ const rows: Row[] = [
   },
   { name: 'sampled, the transport throws at once', sampleRatio: 1, answer: 'throw' },
   { name: 'sampled, B3 multi headers', sampleRatio: 1, emit: ['b3multi'], answer: 200 },
+  {
+    name: 'sampled, a layer below sets an attribute the span was made with, and an index-like one',
+    sampleRatio: 1,
+    answer: 200,
+    below: (a) => {
+      a.attributes = { 'server.port': 1, '7': 'x', 'io.meshlet.fault.rule': 'slow' };
+    },
+  },
   { name: 'unsampled root, 200', sampleRatio: 0, answer: 200 },
   { name: 'unsampled root, 404 (a client error)', sampleRatio: 0, answer: 404, attempt: { number: 2, breaker: 'half_open' } },
   { name: 'unsampled child of an unsampled caller (tracestate kept), rejected', sampleRatio: 1, parent: 'unsampled', answer: 'reject' },
@@ -164,6 +180,8 @@ async function runRow(row: Row, general: boolean) {
   }
   await tracing.forceFlush();
   const spans = exporter.getFinishedSpans();
+  // The trace log's line (attributes from the JSON the record was made with) is the object form's.
+  assert.equal(encodeTraceLine(spans), JSON.stringify(encodeTraceRequest(spans)));
   // Times are the wall clock's: everything else must match.
   const otlp = JSON.parse(JSON.stringify(encodeTraceRequest(spans)), (k, v) =>
     k === 'startTimeUnixNano' || k === 'endTimeUnixNano' ? 'T' : v,
@@ -196,4 +214,97 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
       if (row.answer === 'throw') assert.equal(fast.outcome, 'error Error: refused at once');
     });
   }
+
+  it("the attribute JSON made per kind of attempt is the attributes' own, over many kinds in a row (the cache per instance)", async () => {
+    const exporter = memoryExporter();
+    const tracing = createTracing({ service: 'orders', exporters: [exporter] });
+    open.push(tracing);
+    const interceptor = clientSpanInterceptor(tracing);
+    const other: Instance = { ...inst, id: 'inv-2', address: 'inv-2.local', port: 80 };
+    const lates: ((a: Attempt<Res>) => void)[] = [
+      () => {},
+      (a) => {
+        a.attributes = { 'io.meshlet.fault.rule': 'slow', 'io.meshlet.fault.delay_ms': 5 };
+      },
+      (a) => {
+        a.attributes = { 'io.meshlet.breaker': 'open' };
+      },
+      (a) => {
+        a.notes = ['fault:slow:would-delay-5ms'];
+      },
+    ];
+    // Consecutive attempts differ in one field at a time (each in turn, a seeded choice of
+    // value), so that a field the cache failed to compare would show.
+    const domains = {
+      instance: [inst, other],
+      service: ['inventory', 'inventory-2'],
+      method: ['GET', 'get', 'POST'],
+      number: [0, 1, 2],
+      rule: ['gray', undefined, 'other'],
+      lane: [undefined, 'blue', 'green'],
+      breaker: ['closed', 'open', undefined] as const,
+      revision: [0, 9, 10],
+      path: ['/a', '/b/"q"/é'],
+      late: [0, 1, 2, 3],
+    };
+    type Kind = { [K in keyof typeof domains]: (typeof domains)[K][number] };
+    const fields = Object.keys(domains) as (keyof typeof domains)[];
+    const kind: Kind = {
+      instance: inst,
+      service: 'inventory',
+      method: 'GET',
+      number: 0,
+      rule: 'gray',
+      lane: undefined,
+      breaker: 'closed',
+      revision: 0,
+      path: '/a',
+      late: 0,
+    };
+    let seed = 12345;
+    const pick = (k: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return (seed >>> 8) % k;
+    };
+    let n = 0;
+    for (let step = 0; step < 3000; step++) {
+      const field = fields[step % fields.length] as keyof typeof domains;
+      const domain = domains[field] as readonly unknown[];
+      (kind as Record<string, unknown>)[field] = domain[pick(domain.length)];
+      const call: OutboundCall<Res> = {
+        service: kind.service,
+        method: kind.method,
+        path: kind.path,
+        search: '',
+        headers: {},
+        tags: () => undefined,
+        transport: async () => ({ status: 200 }),
+        fromResponse: () => ({ status: 200 }),
+      };
+      const attempt: Attempt<Res> = {
+        call,
+        target: { id: kind.instance.id, instance: kind.instance, rule: kind.rule, lane: kind.lane, revision: kind.revision },
+        number: kind.number,
+        signal: undefined,
+        breaker: kind.breaker,
+        notes: undefined,
+        attributes: undefined,
+        settled: undefined,
+        injected: false,
+      };
+      const late = lates[kind.late] as (a: Attempt<Res>) => void;
+      n++;
+      await interceptor(attempt, (a) => {
+        late(a as Attempt<Res>);
+        return Promise.resolve({ status: n % 5 === 0 ? 503 : 200 }) as never;
+      });
+    }
+    await tracing.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    assert.equal(spans.length, n);
+    for (const span of spans) assert.equal(encodeTraceLine([span]), JSON.stringify(encodeTraceRequest([span])));
+    assert.deepEqual(encodeTraceLineBytes(spans), Buffer.from(`${JSON.stringify(encodeTraceRequest(spans))}\n`));
+    // The JSON made with the record was used (not re-encoded) for most of them.
+    assert.ok(spans.filter((s) => (s as { madeJson?: string }).madeJson !== undefined).length > n / 2);
+  });
 });

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
-import { hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
+import { hrTime, hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
 import { TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
+import { hrTimeAt } from '../src/client-span-record.js';
 import { PooledIdGenerator } from '../src/head-sampling.js';
 import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
 import { memoryExporter } from './servers.js';
@@ -212,5 +213,13 @@ describe('PooledIdGenerator', () => {
       seen.add(s);
     }
     assert.equal(seen.size, 4000);
+  });
+});
+
+describe("the span record's clock", () => {
+  it("gives what OpenTelemetry's hrTime gives for the same performance.now reading, carries included", () => {
+    const readings = [0, 0.0001, 1, 999.9999999, 1000, 123_456.789_012, performance.now(), 86_400_000.5];
+    for (let i = 0; i < 2000; i++) readings.push(Math.random() * 1e7);
+    for (const ms of readings) assert.deepEqual(hrTimeAt(ms), hrTime(ms), String(ms));
   });
 });
