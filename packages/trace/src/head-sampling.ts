@@ -71,6 +71,27 @@ export class HeadSampler {
     this.validIds = ids instanceof PooledIdGenerator;
   }
 
+  /**
+   * A SERVER span's context when OpenTelemetry's tracer would make it non-recording and
+   * the decision needs no drawn trace id: a valid caller that did not sample (its trace id
+   * and tracestate, a new span id, flags 00), or a new trace at ratio 0 (span id drawn
+   * first, then the trace id, as the tracer draws them). Undefined otherwise: the tracer
+   * decides (a sampled caller, a new trace at a ratio above 0, suppressed tracing).
+   */
+  unsampledServer(parent: Context): SpanContext | undefined {
+    if (isTracingSuppressed(parent)) return undefined;
+    const p = trace.getSpanContext(parent);
+    if (p !== undefined && isSpanContextValid(p)) {
+      if ((p.traceFlags & TraceFlags.SAMPLED) !== 0) return undefined;
+      const sc: SpanContext = { traceId: p.traceId, spanId: this.#ids.generateSpanId(), traceFlags: TraceFlags.NONE };
+      if (p.traceState) sc.traceState = p.traceState;
+      return sc;
+    }
+    if (this.#ratio !== 0) return undefined;
+    const spanId = this.#ids.generateSpanId();
+    return { traceId: this.#ids.generateTraceId(), spanId, traceFlags: TraceFlags.NONE };
+  }
+
   /** The new span's context under `parent`; undefined when tracing is suppressed there (OpenTelemetry's tracer handles that). */
   decide(parent: Context): HeadDecision | undefined {
     if (isTracingSuppressed(parent)) return undefined;

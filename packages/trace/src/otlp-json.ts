@@ -69,10 +69,14 @@ function keyValues(attrs: Attributes): OtlpKeyValue[] {
   return out;
 }
 
+const NINE_ZEROS = '000000000';
+
 /** HrTime as unsigned nanoseconds since the epoch, in decimal. */
 export function hrTimeToNanoString([seconds, nanos]: HrTime): string {
   if (seconds === 0) return String(nanos);
-  return `${seconds}${String(nanos).padStart(9, '0')}`;
+  // String(nanos).padStart(9, '0'), without the padding string made each time.
+  const ns = String(nanos);
+  return ns.length >= 9 ? `${seconds}${ns}` : `${seconds}${NINE_ZEROS.slice(ns.length)}${ns}`;
 }
 
 function encodeSpan(span: ReadableSpan): OtlpSpan {

@@ -4,6 +4,7 @@ import { ManualClock } from '@meshlet/core';
 import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createTracing, encodeTraceLine, encodeTraceLineBytes, encodeTraceRequest, type Tracing } from '../src/index.js';
+import { hrTimeToNanoString } from '../src/otlp-json.js';
 import { memoryExporter } from './servers.js';
 
 const open: Tracing[] = [];
@@ -101,5 +102,15 @@ describe('encodeTraceLine', () => {
       assert.deepEqual(encodeTraceLineBytes(spans), want);
       assert.equal(encodeTraceLine(spans), JSON.stringify(encodeTraceRequest(spans)));
     }
+  });
+});
+
+describe('hrTimeToNanoString', () => {
+  it('pads the nanoseconds to nine digits after the seconds, as padStart does', () => {
+    const nanos = [0, 1, 9, 10, 999, 1_000_000, 12_345_678, 123_456_789, 999_999_999, 1_000_000_000];
+    for (let i = 0; i < 500; i++) nanos.push(Math.floor(Math.random() * 10 ** Math.ceil(Math.random() * 9)));
+    for (const seconds of [0, 1, 1_796_394_423])
+      for (const ns of nanos)
+        assert.equal(hrTimeToNanoString([seconds, ns]), seconds === 0 ? String(ns) : `${seconds}${String(ns).padStart(9, '0')}`);
   });
 });
