@@ -6,7 +6,7 @@ import { apiOfPath } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
-import { keyValueJson, keyValuesJson } from './otlp-json.js';
+import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
 import type { OutboundHeaders } from './propagation.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
@@ -264,8 +264,8 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     breaker: attempt.breaker,
     id: target.id,
     revision: target.revision,
-    before: `${keyValuesJson(before)},`,
-    after: `,${keyValuesJson(after)}`,
+    before: flat(`${keyValuesJson(before)},`),
+    after: flat(`,${keyValuesJson(after)}`),
   };
   madeByInstance.set(target.instance, made);
   return made;

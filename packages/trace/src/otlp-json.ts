@@ -141,6 +141,15 @@ export function encodeTraceRequest(spans: readonly ReadableSpan[]): OtlpTraceReq
 
 const str = JSON.stringify as (s: string) => string;
 
+/**
+ * `s` as one flat string. A fragment built by concatenation is a rope; one that is kept
+ * and written into many lines would otherwise be walked again each time a line is
+ * flattened for writing. Lossless for JSON text (JSON.stringify escapes lone surrogates).
+ */
+export function flat(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
+
 // Attribute keys are few (the conventions' names, Meshlet's): their `{"key":…,"value":`
 // prefix is kept. Bounded all the same.
 const KEYS_KEPT = 1024;
@@ -149,7 +158,7 @@ const keyPrefixes = new Map<string, string>();
 function keyPrefix(key: string): string {
   let prefix = keyPrefixes.get(key);
   if (prefix === undefined) {
-    prefix = `{"key":${str(key)},"value":`;
+    prefix = flat(`{"key":${str(key)},"value":`);
     if (keyPrefixes.size >= KEYS_KEPT) keyPrefixes.clear();
     keyPrefixes.set(key, prefix);
   }
@@ -183,7 +192,7 @@ function stringKeyValue(key: string, v: string): string {
   }
   let kv = values.get(v);
   if (kv === undefined) {
-    kv = `${keyPrefix(key)}{"stringValue":${str(v)}}}`;
+    kv = flat(`${keyPrefix(key)}{"stringValue":${str(v)}}}`);
     if (values.size >= VALUES_KEPT) values.clear();
     values.set(v, kv);
   }
@@ -272,7 +281,7 @@ const resourceJson = new WeakMap<ReadableSpan['resource'], string>();
 function resourceOpening(resource: ReadableSpan['resource']): string {
   let json = resourceJson.get(resource);
   if (json === undefined) {
-    json = `{"resource":{"attributes":[${keyValuesJson(resource.attributes as Attributes)}]},"scopeSpans":[`;
+    json = flat(`{"resource":{"attributes":[${keyValuesJson(resource.attributes as Attributes)}]},"scopeSpans":[`);
     // Attributes still being detected may change: cached only once settled.
     if (!resource.asyncAttributesPending) resourceJson.set(resource, json);
   }
@@ -286,7 +295,7 @@ function scopeOpening(scope: ReadableSpan['instrumentationScope']): string {
   let json = scopeJson.get(scope);
   if (json === undefined) {
     const { name, version } = scope;
-    json = `{"scope":${JSON.stringify(version ? { name, version } : { name })},"spans":[`;
+    json = flat(`{"scope":${JSON.stringify(version ? { name, version } : { name })},"spans":[`);
     scopeJson.set(scope, json);
   }
   return json;
