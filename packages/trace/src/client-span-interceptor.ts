@@ -2,7 +2,6 @@ import { type Attempt, type AttemptHandler, type AttemptInterceptor, type Attemp
 import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
-import { apiOfPath } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
@@ -303,7 +302,7 @@ function recordCall(deps: SpanDeps, attempt: Attempt, start: number, status: num
   const durationMs = deps.clock.now() - start;
   const { call } = attempt;
   const method = normalizeMethod(call.method);
-  deps.clientMetrics?.add(call.service, apiOfPath(method, call.path), durationMs, errorType);
+  deps.clientMetrics?.addPath(call.service, method, call.path, durationMs, errorType);
   if (deps.clientDuration) {
     const attrs: Attributes = {
       [Attr.httpRequestMethod]: method,

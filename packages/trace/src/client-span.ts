@@ -9,7 +9,6 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
-import { apiOfPath } from './call-metrics.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import type { OutboundHeaders } from './propagation.js';
@@ -235,7 +234,10 @@ class ClientSpanHandle implements ClientSpan {
     const durationMs = this.#deps.clock.now() - this.#start;
     const service = this.#call.service ?? this.#target.host;
     const metrics = this.#deps.clientMetrics;
-    if (metrics) metrics.add(service, this.#call.api ?? apiOfPath(this.#method, this.#target.pathname), durationMs, errorType);
+    if (metrics) {
+      if (this.#call.api !== undefined) metrics.add(service, this.#call.api, durationMs, errorType);
+      else metrics.addPath(service, this.#method, this.#target.pathname, durationMs, errorType);
+    }
     if (this.#deps.clientDuration) {
       const attrs: Attributes = {
         [Attr.httpRequestMethod]: this.#method,
