@@ -175,7 +175,8 @@ function sampledAttempt<R extends AttemptResult>(
   const { call, target } = attempt;
   const method = normalizeMethod(call.method);
   const origin = originParts(originOf(target.instance));
-  const full = `${origin.href}${call.path}`;
+  const url = urlOf(origin.href, call.path);
+  const full = url[0];
   // Literal keys (Attr's names): the object starts from one shape instead of four stores.
   const attributes: Attributes = {
     'http.request.method': method,
@@ -192,7 +193,7 @@ function sampledAttempt<R extends AttemptResult>(
   attributes[Attr.meshletInstance] = target.id;
   if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
   const made = madeJson(attempt, method, attributes);
-  const json = `${made.before}${keyValueJson(Attr.urlFull, full)}${made.after}`;
+  const json = `${made.before}${url[1]}${made.after}`;
   const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes, json, deps.sampler.validIds);
   const start = deps.clock.now();
   inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
@@ -206,6 +207,30 @@ function sampledAttempt<R extends AttemptResult>(
       throw error;
     },
   );
+}
+
+// `url.full` and its OTLP JSON by origin and path: building the URL and its JSON per
+// attempt would flatten and escape the same string again each time. Paths with ids are
+// many: bounded per origin, and in all.
+const URLS_PER_ORIGIN = 256;
+const ORIGINS_KEPT = 1024;
+const urls = new Map<string, Map<string, readonly [string, string]>>();
+
+function urlOf(href: string, path: string): readonly [string, string] {
+  let byPath = urls.get(href);
+  if (byPath === undefined) {
+    if (urls.size >= ORIGINS_KEPT) urls.clear();
+    byPath = new Map();
+    urls.set(href, byPath);
+  }
+  let url = byPath.get(path);
+  if (url === undefined) {
+    const full = flat(`${href}${path}`);
+    url = [full, flat(keyValueJson(Attr.urlFull, full))];
+    if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();
+    byPath.set(path, url);
+  }
+  return url;
 }
 
 /** The JSON of a sampled attempt's attributes around `url.full` (which changes with the path), for one kind of attempt. */
