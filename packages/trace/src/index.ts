@@ -1,7 +1,7 @@
 export { activeContext, runInContext } from './active-context.js';
 export { Attr, errorTypeOf, GovernanceErrorType, normalizeMethod, OTHER_ERROR } from './attributes.js';
 export { BaggageLimits, baggageWithinLimits } from './baggage-limits.js';
-export { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
+export { type BatchOptions, BatchQueue, type BatchStats, type LineExporter, type SpanLine } from './batch-queue.js';
 export {
   apiOfPath,
   CallMetrics,
@@ -23,6 +23,7 @@ export {
   type OtlpSpan,
   OtlpSpanKind,
   type OtlpTraceRequest,
+  TraceLineBuilder,
 } from './otlp-json.js';
 export {
   type InboundHeaders,
