@@ -71,12 +71,20 @@ function keyValues(attrs: Attributes): OtlpKeyValue[] {
 
 const NINE_ZEROS = '000000000';
 
+// Span times fall within a few seconds of each other: the last seconds' decimal is kept.
+let lastSeconds = 0;
+let lastSecondsText = '0';
+
 /** HrTime as unsigned nanoseconds since the epoch, in decimal. */
 export function hrTimeToNanoString([seconds, nanos]: HrTime): string {
   if (seconds === 0) return String(nanos);
+  if (seconds !== lastSeconds) {
+    lastSeconds = seconds;
+    lastSecondsText = String(seconds);
+  }
   // String(nanos).padStart(9, '0'), without the padding string made each time.
   const ns = String(nanos);
-  return ns.length >= 9 ? `${seconds}${ns}` : `${seconds}${NINE_ZEROS.slice(ns.length)}${ns}`;
+  return ns.length >= 9 ? `${lastSecondsText}${ns}` : `${lastSecondsText}${NINE_ZEROS.slice(ns.length)}${ns}`;
 }
 
 function encodeSpan(span: ReadableSpan): OtlpSpan {
@@ -412,11 +420,17 @@ interface LineGroup {
  * gives for the spans added, in the order added (a test holds them equal).
  */
 export class TraceLineBuilder {
+  readonly #sizeHint: number;
   #count = 0;
   readonly #groups = new Map<ReadableSpan['resource'], Map<string, LineGroup>>();
   #lastResource: ReadableSpan['resource'] | undefined;
   #lastScope: ReadableSpan['instrumentationScope'] | undefined;
   #last: LineGroup | undefined;
+
+  /** @param sizeHint bytes the first group's buffer starts with (the last line's size, say), so that it seldom grows. */
+  constructor(sizeHint = 64 * 1024) {
+    this.#sizeHint = Math.max(1024, sizeHint);
+  }
 
   /** Spans added. */
   get count(): number {
@@ -437,7 +451,7 @@ export class TraceLineBuilder {
       const key = `${scope.name}@${scope.version ?? ''}`;
       group = scopes.get(key);
       if (group === undefined) {
-        group = { scope, out: new Utf8Writer(64 * 1024), empty: true };
+        group = { scope, out: new Utf8Writer(this.#groups.size === 1 && scopes.size === 0 ? this.#sizeHint : 16 * 1024), empty: true };
         scopes.set(key, group);
       }
       this.#lastResource = span.resource;

@@ -28,6 +28,8 @@ export class TraceLogExporter implements SpanExporter {
   #size = 0;
   #tail: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Bytes of the last line written. */
+  #lastLine = 0;
   /** Files rotated so far. */
   rotations = 0;
 
@@ -43,7 +45,8 @@ export class TraceLogExporter implements SpanExporter {
 
   /** A line to build as spans end (the batch queue's way: see `LineExporter`). */
   lineBuilder(): TraceLineBuilder {
-    return new TraceLineBuilder();
+    // Sized after the last line (and a margin), so that its buffer seldom grows.
+    return new TraceLineBuilder(this.#lastLine + (this.#lastLine >> 3));
   }
 
   /** Appends a line built by `lineBuilder()` (or `encodeTraceLineBytes`), its newline included. */
@@ -52,6 +55,7 @@ export class TraceLogExporter implements SpanExporter {
       resultCallback({ code: ExportResultCode.FAILED, error: new Error('trace log closed') });
       return;
     }
+    this.#lastLine = line.length;
     this.#tail = this.#tail.then(
       () =>
         this.#write(line).then(
