@@ -8,7 +8,7 @@ import { ManualClock } from '@meshlet/core';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { BatchQueue, createTracing, encodeTraceLineBytes, type OtlpTraceRequest, readTraceLog } from '../src/index.js';
+import { BatchQueue, createTracing, encodeTraceLineBytes, type OtlpTraceRequest, readTraceLog, TraceLogExporter } from '../src/index.js';
 import { TraceLineBuilder } from '../src/otlp-json.js';
 
 let dir: string;
@@ -221,6 +221,21 @@ describe('trace log', () => {
     assert.deepEqual(lines[2], encodeTraceLineBytes(made.slice(4, 7)));
     assert.deepEqual(queue.stats, { exported: 4, dropped: 0, failed: 4, queued: 0 });
     assert.equal(building, 3);
+  });
+});
+
+describe('TraceLogExporter as a plain SpanExporter', () => {
+  it('writes a batch given as spans as one line, the same bytes', async () => {
+    const spans: ReadableSpan[] = [];
+    const source = createTracing({ service: 'plain', exporters: [collect(spans)] });
+    for (let i = 0; i < 3; i++) source.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: `http://peer/${i}`, service: 'peer' }).end(200);
+    await source.shutdown();
+    const path = join(dir, 'plain.jsonl');
+    const exporter = new TraceLogExporter({ path });
+    const result = await new Promise<ExportResult>((resolve) => exporter.export(spans, resolve));
+    assert.equal(result.code, ExportResultCode.SUCCESS);
+    await exporter.shutdown();
+    assert.deepEqual(await readFile(path), encodeTraceLineBytes(spans));
   });
 });
 
