@@ -225,7 +225,8 @@ function urlOf(href: string, path: string): readonly [string, string] {
   }
   let url = byPath.get(path);
   if (url === undefined) {
-    const full = flat(`${href}${path}`);
+    // The attribute as given; its JSON (lone surrogates escaped) flat.
+    const full = `${href}${path}`;
     url = [full, flat(keyValueJson(Attr.urlFull, full))];
     if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();
     byPath.set(path, url);
