@@ -1,12 +1,20 @@
-// Tracing's share of a governed call, without I/O: what one CLIENT span costs (start,
-// inject into headers, end with the status, metrics, batched OTLP JSON export into the
-// trace log). The governed call with tracing off and on, end to end, is in the governed
-// call section (fetch-overhead.ts), where both run against the same upstream.
+// Tracing's share of a governed call, without I/O. Two tables:
+// 1. One CLIENT span through `startClientSpan` (start, inject into headers, end with the
+//    status, metrics, batched OTLP JSON export into the trace log): the API for callers
+//    outside the mesh's call path.
+// 2. One attempt through the CLIENT span interceptor, as the sdk's governed calls run it
+//    (the outermost interceptor of the attempt chain), against the same attempt without
+//    it: sampled with the trace log, unsampled with and without call metrics. CPU time per
+//    attempt (process.cpuUsage), rows interleaved, medians; this is what tracing adds to
+//    each governed call's own CPU.
+// The governed call with tracing off and on, end to end, is in the governed call section
+// (fetch-overhead.ts), where all run against the same upstream.
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTracing } from '@meshlet/trace';
-import { fmt, machine, median, sized, table } from './harness.js';
+import type { Attempt, AttemptHandler, AttemptInterceptor, Instance, OutboundCall } from '@meshlet/core';
+import { clientSpanInterceptor, createTracing, type Tracing } from '@meshlet/trace';
+import { fmt, machine, median, sized, spread, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 5, 2);
 const SPANS = sized('BENCH_TRACE_SPANS', 20_000, 4_000);
@@ -20,7 +28,7 @@ export async function traceOverhead(): Promise<string> {
   const parent = tracing.propagation.extract({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
   const url = new URL('http://10.0.0.1:8080/api/users/42');
   const loop = async (t: typeof tracing, withParent: boolean) => {
-    const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
     for (let i = 0; i < SPANS; i++) {
       const span = t.startClientSpan(withParent ? parent : undefined, { method: 'GET', url, service: 'bench-upstream', instance: 'up-1' });
       span.inject(new Headers());
@@ -28,11 +36,13 @@ export async function traceOverhead(): Promise<string> {
       if (i % 256 === 255) await new Promise((r) => setImmediate(r)); // let batches go out, as between requests
     }
     await t.forceFlush();
-    return Number(process.hrtime.bigint() - t0) / 1000 / SPANS;
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / SPANS;
   };
   const sampled: number[] = [];
   const root: number[] = [];
   const off: number[] = [];
+  const attempts = await attemptRows(dir);
   try {
     await loop(tracing, true); // warm-up
     await loop(unsampled, false);
@@ -51,10 +61,10 @@ export async function traceOverhead(): Promise<string> {
   return [
     '## Tracing: one client span, no I/O',
     '',
-    `${machine()}; median of ${RUNS} runs of ${fmt(SPANS)} spans; start + inject + end + metrics + batched export to the trace log.`,
+    `${machine()}; median of ${RUNS} runs of ${fmt(SPANS)} spans through \`startClientSpan\`; start + inject + end + metrics + batched export to the trace log; CPU µs per span (process.cpuUsage).`,
     '',
     table(
-      ['span', 'µs per span'],
+      ['span', 'CPU µs per span'],
       [
         ['sampled, child of an inbound trace', fmt(median(sampled), 2)],
         ['sampled, new root trace', fmt(median(root), 2)],
@@ -63,6 +73,106 @@ export async function traceOverhead(): Promise<string> {
     ),
     '',
     `Spans written: ${fmt(exported)}, dropped: ${fmt(dropped)}, ${fmt(bytes / Math.max(1, exported))} bytes per span in the trace log.`,
+    '',
+    attempts,
+  ].join('\n');
+}
+
+const ATTEMPTS = sized('BENCH_TRACE_ATTEMPTS', 100_000, 10_000);
+const instance: Instance = {
+  id: 'up-v1',
+  service: 'bench-upstream',
+  address: '127.0.0.1',
+  port: 34567,
+  tags: [],
+  metadata: { version: 'v1' },
+  health: 'passing',
+};
+const answer = { status: 200 };
+const transport: AttemptHandler = () => Promise.resolve(answer) as never;
+
+/** A new attempt as the executor hands it down: its own call (and headers), the bench rule's target. */
+function attemptOf(): Attempt {
+  const call: OutboundCall<{ status: number }> = {
+    service: 'bench-upstream',
+    method: 'GET',
+    path: '/api/users/42',
+    search: '',
+    headers: {},
+    tags: () => undefined,
+    transport,
+    fromResponse: () => answer,
+  };
+  return {
+    call,
+    target: { id: instance.id, instance, rule: 'vip-gray', lane: undefined, revision: 3 },
+    number: 0,
+    signal: undefined,
+    breaker: 'closed',
+    notes: undefined,
+    attributes: undefined,
+    settled: undefined,
+    injected: false,
+  } as Attempt;
+}
+
+/** Table 2: CPU per attempt through the CLIENT span interceptor, as the sdk's chain runs it. */
+async function attemptRows(dir: string): Promise<string> {
+  const made: Tracing[] = [];
+  const make = (options: Parameters<typeof createTracing>[0]): AttemptInterceptor => {
+    const t = createTracing(options);
+    made.push(t);
+    return clientSpanInterceptor(t);
+  };
+  const rows: [string, AttemptInterceptor | undefined][] = [
+    ['no tracing (the attempt alone)', undefined],
+    ['unsampled (sampleRatio 0), call metrics on', make({ service: 'bench-client', sampleRatio: 0 })],
+    ['unsampled, call metrics off', make({ service: 'bench-client', sampleRatio: 0, metrics: false })],
+    ['sampled, no exporter', make({ service: 'bench-client', sampleRatio: 1 })],
+    [
+      'sampled, batched to the trace log',
+      make({ service: 'bench-client', sampleRatio: 1, log: { path: join(dir, 'attempts.jsonl'), maxBytes: 2 ** 30 } }),
+    ],
+  ];
+  const cpuOf = async (interceptor: AttemptInterceptor | undefined): Promise<number> => {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < ATTEMPTS; i++) {
+      const attempt = attemptOf();
+      await (interceptor ? interceptor(attempt, transport) : transport(attempt));
+      // Between requests the loop turns: batches go out, timers run.
+      if (i % 20 === 19) await new Promise((r) => setImmediate(r));
+    }
+    const c = process.cpuUsage(c0);
+    return ((c.user + c.system) * 1000) / ATTEMPTS;
+  };
+  const times: number[][] = rows.map(() => []);
+  try {
+    for (const [, interceptor] of rows) await cpuOf(interceptor); // warm-up
+    for (let r = 0; r < RUNS; r++)
+      for (let k = 0; k < rows.length; k++) {
+        const i = (k + r) % rows.length;
+        times[i]?.push(await cpuOf(rows[i]?.[1]));
+      }
+  } finally {
+    for (const t of made) await t.shutdown();
+  }
+  const base = median(times[0] ?? []);
+  return [
+    '## Tracing per governed attempt: the CLIENT span interceptor, no I/O',
+    '',
+    `${machine()}; ${fmt(ATTEMPTS)} attempts a run through the interceptor the sdk puts outermost in the attempt chain, ` +
+      `to a transport that answers at once; CPU ns per attempt (process.cpuUsage), median of ${RUNS} interleaved runs; ` +
+      '"added" is over the attempt without tracing. The traceparent is written in every row but the first.',
+    '',
+    table(
+      ['attempt', 'CPU ns per attempt', 'spread', 'added ns'],
+      rows.map(([name], i) => [
+        name,
+        fmt(median(times[i] ?? []), 0),
+        spread(times[i] ?? [], 0),
+        i === 0 ? '—' : fmt(median(times[i] ?? []) - base, 0),
+      ]),
+    ),
   ].join('\n');
 }
 

@@ -1,6 +1,6 @@
 import { type CancelTimer, type Clock, systemClock } from '@meshlet/core';
 import { type Context, TraceFlags } from '@opentelemetry/api';
-import { ExportResultCode } from '@opentelemetry/core';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 
 export interface BatchOptions {
@@ -21,6 +21,29 @@ export interface BatchStats {
   readonly queued: number;
 }
 
+/** A line of encoded spans under construction (otlp-json's TraceLineBuilder). */
+export interface SpanLine {
+  readonly count: number;
+  add(span: ReadableSpan): void;
+  take(): Buffer;
+}
+
+/**
+ * An exporter that takes its batches as lines built while the spans end (the trace log):
+ * the queue encodes each ended span into the current line at once and holds bytes, not
+ * spans, until the line is written.
+ */
+export interface LineExporter extends SpanExporter {
+  lineBuilder(): SpanLine;
+  exportLine(line: Buffer, resultCallback: (result: ExportResult) => void): void;
+}
+
+const isLineExporter = (e: SpanExporter): e is LineExporter =>
+  typeof (e as Partial<LineExporter>).lineBuilder === 'function' && typeof (e as Partial<LineExporter>).exportLine === 'function';
+
+/** A batch waiting to be exported: spans, or (for a LineExporter) a built line and its span count. */
+type Batch = { readonly spans: ReadableSpan[] } | { readonly line: Buffer; readonly count: number };
+
 /**
  * A span processor that batches ended spans for one exporter, off the request path.
  * Ending a span costs an array push; the export runs from a timer or once a batch is full.
@@ -29,6 +52,13 @@ export interface BatchStats {
  */
 export class BatchQueue implements SpanProcessor {
   readonly #exporter: SpanExporter;
+  /** The exporter, when it takes lines built as spans end. */
+  readonly #lines: LineExporter | undefined;
+  /** Its line under construction, and the lines full or due, oldest first. */
+  #building: SpanLine | undefined;
+  #built: { line: Buffer; count: number }[] = [];
+  /** Spans in #building and #built. */
+  #encoded = 0;
   readonly #maxQueue: number;
   readonly #maxBatch: number;
   readonly #delayMs: number;
@@ -47,22 +77,43 @@ export class BatchQueue implements SpanProcessor {
     this.#maxBatch = Math.min(options.maxBatchSize ?? 512, this.#maxQueue);
     this.#delayMs = options.delayMs ?? 1000;
     this.#clock = options.clock ?? systemClock;
+    this.#lines = isLineExporter(exporter) ? exporter : undefined;
   }
 
   get stats(): BatchStats {
-    return { exported: this.#exported, dropped: this.#dropped, failed: this.#failed, queued: this.#queue.length };
+    return { exported: this.#exported, dropped: this.#dropped, failed: this.#failed, queued: this.#pending() };
+  }
+
+  #pending(): number {
+    return this.#queue.length + this.#encoded;
   }
 
   onStart(_span: Span, _parentContext: Context): void {}
 
   onEnd(span: ReadableSpan): void {
     if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
-    if (this.#shutdown || this.#queue.length >= this.#maxQueue) {
+    if (this.#shutdown || this.#pending() >= this.#maxQueue) {
       this.#dropped++;
       return;
     }
-    this.#queue.push(span);
-    if (this.#queue.length >= this.#maxBatch) {
+    let full: boolean;
+    if (this.#lines !== undefined) {
+      this.#building ??= this.#lines.lineBuilder();
+      try {
+        this.#building.add(span);
+      } catch {
+        // Never on the span's path: a span that cannot be encoded is counted as failed.
+        this.#failed++;
+        return;
+      }
+      this.#encoded++;
+      full = this.#building.count >= this.#maxBatch;
+      if (full) this.#seal();
+    } else {
+      this.#queue.push(span);
+      full = this.#queue.length >= this.#maxBatch;
+    }
+    if (full) {
       if (!this.#exporting) this.#kick();
     } else if (!this.#cancelTimer && !this.#exporting) {
       this.#cancelTimer = this.#clock.setTimeout(() => {
@@ -72,10 +123,18 @@ export class BatchQueue implements SpanProcessor {
     }
   }
 
+  /** Moves the line under construction to the lines to write. */
+  #seal(): void {
+    const building = this.#building;
+    if (building === undefined || building.count === 0) return;
+    this.#building = undefined;
+    this.#built.push({ line: building.take(), count: building.count });
+  }
+
   /** Exports everything queued now, in batches; resolves when the exporter has it. */
   async forceFlush(): Promise<void> {
-    while (this.#exporting || this.#queue.length > 0) {
-      if (!this.#exporting) this.#kick();
+    while (this.#exporting || this.#pending() > 0) {
+      if (!this.#exporting) this.#kick(true);
       await this.#exporting;
     }
     await this.#exporter.forceFlush?.();
@@ -90,14 +149,16 @@ export class BatchQueue implements SpanProcessor {
     await this.#exporter.shutdown();
   }
 
-  // Exports batches until fewer than a full batch is left, then arms the timer for the rest.
-  #kick(): void {
+  // Exports batches until fewer than a full batch is left (all of them when `all`: the
+  // timer fired, or a flush), then arms the timer for the rest.
+  #kick(all = true): void {
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
+    if (all) this.#seal();
     this.#exporting = this.#drain().finally(() => {
       this.#exporting = undefined;
-      if (this.#queue.length > 0 && !this.#shutdown) {
-        if (this.#queue.length >= this.#maxBatch) this.#kick();
+      if (this.#pending() > 0 && !this.#shutdown) {
+        if (this.#built.length > 0 || this.#queue.length >= this.#maxBatch) this.#kick(false);
         else
           this.#cancelTimer ??= this.#clock.setTimeout(() => {
             this.#cancelTimer = undefined;
@@ -107,20 +168,34 @@ export class BatchQueue implements SpanProcessor {
     });
   }
 
+  /** The next batch to export: a built line, else up to a batch of queued spans (only a full one unless `partial`). */
+  #next(partial: boolean): Batch | undefined {
+    const line = this.#built.shift();
+    if (line !== undefined) return line;
+    if (this.#queue.length === 0 || (!partial && this.#queue.length < this.#maxBatch)) return undefined;
+    const spans = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch);
+    this.#queue = spans === this.#queue ? [] : this.#queue.slice(this.#maxBatch);
+    return { spans };
+  }
+
   async #drain(): Promise<void> {
-    do {
-      if (this.#queue.length === 0) return;
-      const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch);
-      this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#maxBatch);
+    let batch = this.#next(true);
+    while (batch !== undefined) {
+      const b = batch;
       const ok = await new Promise<boolean>((resolve) => {
+        const done = (r: ExportResult) => resolve(r.code === ExportResultCode.SUCCESS);
         try {
-          this.#exporter.export(batch, (r) => resolve(r.code === ExportResultCode.SUCCESS));
+          if ('line' in b) (this.#lines as LineExporter).exportLine(b.line, done);
+          else this.#exporter.export(b.spans, done);
         } catch {
           resolve(false);
         }
       });
-      if (ok) this.#exported += batch.length;
-      else this.#failed += batch.length;
-    } while (this.#queue.length >= this.#maxBatch);
+      const n = 'line' in b ? b.count : b.spans.length;
+      if ('line' in b) this.#encoded -= n;
+      if (ok) this.#exported += n;
+      else this.#failed += n;
+      batch = this.#next(false);
+    }
   }
 }

@@ -1,6 +1,13 @@
 import { type Attempt, type AttemptHandler, type AttemptInterceptor, type AttemptResult, originOf } from '@meshlet/core';
-import type { ClientCall, ClientSpan } from './client-span.js';
+import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { activeContext } from './active-context.js';
+import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
+import { ClientSpanRecord } from './client-span-record.js';
+import type { HeadDecision } from './head-sampling.js';
+import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
 import type { OutboundHeaders } from './propagation.js';
+import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -22,6 +29,55 @@ function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void 
   if ((attempt.notes?.length ?? 0) > notesBefore) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
 }
 
+/** The span's view of an attempt: route rule, lane, instance, attempt number, breaker state, shadow notes so far. */
+function spanCallOf(attempt: Attempt): ClientCall {
+  const { call, target } = attempt;
+  // Already split: the span need not parse the URL again.
+  const spanCall: Mutable<ClientCall> = {
+    method: call.method,
+    url: { origin: originOf(target.instance), path: call.path, search: call.search },
+    service: call.service,
+    attempt: attempt.number,
+    instance: target.id,
+  };
+  if (target.rule) spanCall.route = target.rule;
+  if (target.lane) spanCall.lane = target.lane;
+  if (target.revision) spanCall.rulesRevision = target.revision;
+  if (attempt.breaker !== undefined) spanCall.breaker = attempt.breaker;
+  // Most attempts have no shadow note: nothing is built for them.
+  if (target.shadow !== undefined || (attempt.notes?.length ?? 0) > 0) spanCall.shadow = shadowOf(attempt) as string;
+  return spanCall;
+}
+
+/** `next(attempt)`, a synchronous throw as a rejection (as an async function would give it). */
+function sendOn<R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> {
+  try {
+    return next(attempt);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Runs the attempt inside `span`: trace context into the call's headers, what the layers below added, then the outcome. */
+function inSpan<R extends AttemptResult>(span: ClientSpan, attempt: Attempt<R>, next: AttemptHandler): Promise<R> {
+  const notesBefore = attempt.notes?.length ?? 0;
+  // No copy per attempt: the clients copy the headers when called, and each attempt's
+  // span writes its own traceparent over the last one's. Inject only sets names.
+  span.inject(attempt.call.headers as OutboundHeaders);
+  return sendOn(attempt, next).then(
+    (res) => {
+      addLate(span, attempt, notesBefore);
+      span.end(res.status);
+      return res;
+    },
+    (error: unknown) => {
+      addLate(span, attempt, notesBefore);
+      span.end({ error });
+      throw error;
+    },
+  );
+}
+
 /**
  * The CLIENT span of each attempt, as the outermost interceptor of the outbound chain
  * (`chainAttempt` in core): started from the attempt record (route rule, lane, instance,
@@ -30,39 +86,257 @@ function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void 
  * inside it add (a fault's attributes, a shadow note) is set on the span when the attempt
  * settles, before it ends. Outermost, so the span covers a fault's delay as the call's
  * own time, as it did when the SDK drove each attempt itself.
+ *
+ * With a Tracing made by `createTracing`, sampling is decided first, and an unsampled
+ * attempt builds no span at all: its trace context is written into the headers straight
+ * from the decision, and the call metrics are recorded when it settles (see
+ * `headSampledInterceptor`). Any other Tracing gets `startClientSpan` per attempt.
  */
 export function clientSpanInterceptor(tracing: Pick<Tracing, 'startClientSpan'>): AttemptInterceptor {
-  return async <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
-    const { call, target } = attempt;
-    // Already split: the span need not parse the URL again.
-    const spanCall: Mutable<ClientCall> = {
-      method: call.method,
-      url: { origin: originOf(target.instance), path: call.path, search: call.search },
-      service: call.service,
-      attempt: attempt.number,
-      instance: target.id,
-    };
-    if (target.rule) spanCall.route = target.rule;
-    if (target.lane) spanCall.lane = target.lane;
-    if (target.revision) spanCall.rulesRevision = target.revision;
-    if (attempt.breaker !== undefined) spanCall.breaker = attempt.breaker;
-    const notesBefore = attempt.notes?.length ?? 0;
-    // Most attempts have no shadow note: nothing is built for them.
-    if (target.shadow !== undefined || notesBefore > 0) spanCall.shadow = shadowOf(attempt) as string;
-    const span = tracing.startClientSpan(undefined, spanCall);
-    // No copy per attempt: the clients copy the headers when called, and each attempt's
-    // span writes its own traceparent over the last one's. Inject only sets names.
-    span.inject(call.headers as OutboundHeaders);
-    let res: R;
+  const deps = (tracing as { readonly [SPAN_DEPS]?: SpanDeps })[SPAN_DEPS];
+  if (deps !== undefined) return headSampledInterceptor(deps);
+  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
     try {
-      res = await next(attempt);
+      return inSpan(tracing.startClientSpan(undefined, spanCallOf(attempt)), attempt, next);
     } catch (error) {
-      addLate(span, attempt, notesBefore);
-      span.end({ error });
-      throw error;
+      return Promise.reject(error);
     }
-    addLate(span, attempt, notesBefore);
-    span.end(res.status);
-    return res;
   };
+}
+
+/**
+ * The attempt interceptor over a Tracing's own parts. The same spans, headers and metrics
+ * as `startClientSpan` per attempt (a test holds them equal); what differs is what an
+ * unsampled attempt costs: a span context and a traceparent, no span handle, no span, no
+ * URL parts, no attribute or call object; the metrics when it settles.
+ */
+function headSampledInterceptor(deps: SpanDeps): AttemptInterceptor {
+  const { sampler, clock } = deps;
+  const recordsMetrics = deps.clientMetrics !== undefined || deps.clientDuration !== undefined;
+  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
+    let start: number;
+    // Whatever throws here is the attempt's rejection, as from an async function.
+    try {
+      const parent = activeContext();
+      const decision = sampler.decide(parent);
+      if (decision === undefined) return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
+      if ((decision.context.traceFlags & TraceFlags.SAMPLED) !== 0) {
+        const { target, call } = attempt;
+        // A query (its signature redacted in url.full) or a shadow note: the general path.
+        if (call.search !== '' || target.shadow !== undefined || (attempt.notes?.length ?? 0) > 0)
+          return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
+        return sampledAttempt(deps, attempt, next, parent, decision);
+      }
+      inject(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
+      if (!recordsMetrics) return sendOn(attempt, next);
+      start = clock.now();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return sendOn(attempt, next).then(
+      (res) => {
+        recordCall(deps, attempt, start, res.status, errorTypeOfStatus(res.status));
+        return res;
+      },
+      (error: unknown) => {
+        recordCall(deps, attempt, start, undefined, error === undefined ? undefined : errorTypeOf(error));
+        throw error;
+      },
+    );
+  };
+}
+
+/** The error.type of a response status: client side, 4xx is an error too (the conventions' client status rule). */
+const errorTypeOfStatus = (status: number): string | undefined => (status >= 400 ? String(status) : undefined);
+
+/**
+ * Writes a head-sampled span's trace context (and the parent's baggage) into the headers,
+ * as its span's `inject` would: W3C straight from the span context; other formats through
+ * a context with the span (a non-recording one over the context when none is given).
+ */
+function inject(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | undefined, headers: OutboundHeaders): void {
+  const { propagation } = deps;
+  const written = deps.sampler.validIds ? propagation.injectValid(sc, parent, headers) : propagation.injectSpan(sc, parent, headers);
+  if (!written) propagation.inject(span === undefined ? trace.setSpanContext(parent, sc) : trace.setSpan(parent, span), headers);
+}
+
+/**
+ * A sampled attempt without a query or shadow note (the usual one): Meshlet's span record
+ * made straight from the attempt, with the attributes `startClientSpan` gives it (in the
+ * same order), ended as its handle would end it.
+ */
+function sampledAttempt<R extends AttemptResult>(
+  deps: SpanDeps,
+  attempt: Attempt<R>,
+  next: AttemptHandler,
+  parent: Context,
+  decision: HeadDecision,
+): Promise<R> {
+  const { call, target } = attempt;
+  const method = normalizeMethod(call.method);
+  const origin = originParts(originOf(target.instance));
+  const url = urlOf(origin.href, call.path);
+  const full = url[0];
+  // Literal keys (Attr's names): the object starts from one shape instead of four stores.
+  const attributes: Attributes = {
+    'http.request.method': method,
+    'server.address': origin.hostname,
+    'server.port': origin.port,
+    'url.full': full,
+  };
+  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
+  attributes[Attr.servicePeerName] = call.service;
+  if (attempt.number) attributes[Attr.httpRequestResendCount] = attempt.number;
+  if (target.rule) attributes[Attr.meshletRoute] = target.rule;
+  if (target.lane) attributes[Attr.meshletLane] = target.lane;
+  if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
+  attributes[Attr.meshletInstance] = target.id;
+  if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
+  const made = madeJson(attempt, method, attributes);
+  const json = `${made.before}${url[1]}${made.after}`;
+  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes, json, deps.sampler.validIds);
+  const start = deps.clock.now();
+  inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
+  return sendOn(attempt, next).then(
+    (res) => {
+      endSampled(deps, span, attempt, start, res.status, undefined);
+      return res;
+    },
+    (error: unknown) => {
+      endSampled(deps, span, attempt, start, undefined, error);
+      throw error;
+    },
+  );
+}
+
+// `url.full` and its OTLP JSON by origin and path: building the URL and its JSON per
+// attempt would flatten and escape the same string again each time. Paths with ids are
+// many: bounded per origin, and in all.
+const URLS_PER_ORIGIN = 256;
+const ORIGINS_KEPT = 1024;
+const urls = new Map<string, Map<string, readonly [string, string]>>();
+
+function urlOf(href: string, path: string): readonly [string, string] {
+  let byPath = urls.get(href);
+  if (byPath === undefined) {
+    if (urls.size >= ORIGINS_KEPT) urls.clear();
+    byPath = new Map();
+    urls.set(href, byPath);
+  }
+  let url = byPath.get(path);
+  if (url === undefined) {
+    // The attribute as given; its JSON (lone surrogates escaped) flat.
+    const full = `${href}${path}`;
+    url = [full, flat(keyValueJson(Attr.urlFull, full))];
+    if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();
+    byPath.set(path, url);
+  }
+  return url;
+}
+
+/** The JSON of a sampled attempt's attributes around `url.full` (which changes with the path), for one kind of attempt. */
+interface MadeJson {
+  readonly method: string;
+  readonly callMethod: string;
+  readonly service: string;
+  readonly number: number;
+  readonly rule: string | undefined;
+  readonly lane: string | undefined;
+  readonly breaker: string | undefined;
+  readonly id: string;
+  readonly revision: number | undefined;
+  /** method, server.address, server.port, and the comma before url.full. */
+  readonly before: string;
+  /** The comma after url.full, then the rest. */
+  readonly after: string;
+}
+
+// The last kind of attempt seen per instance: most attempts to an instance are alike
+// (same method, rule, lane, breaker state, first attempt), so their JSON is built once.
+const madeByInstance = new WeakMap<Attempt['target']['instance'], MadeJson>();
+
+function madeJson(attempt: Attempt, method: string, attributes: Attributes): MadeJson {
+  const { call, target } = attempt;
+  const last = madeByInstance.get(target.instance);
+  if (
+    last !== undefined &&
+    last.method === method &&
+    last.callMethod === call.method &&
+    last.service === call.service &&
+    last.number === attempt.number &&
+    last.rule === target.rule &&
+    last.lane === target.lane &&
+    last.breaker === attempt.breaker &&
+    last.id === target.id &&
+    last.revision === target.revision
+  )
+    return last;
+  // The same encoder as the trace log's, over the attributes before and after url.full.
+  const before: Attributes = {};
+  const after: Attributes = {};
+  let past = false;
+  for (const key in attributes) {
+    if (key === Attr.urlFull) past = true;
+    else (past ? after : before)[key] = attributes[key];
+  }
+  const made: MadeJson = {
+    method,
+    callMethod: call.method,
+    service: call.service,
+    number: attempt.number,
+    rule: target.rule,
+    lane: target.lane,
+    breaker: attempt.breaker,
+    id: target.id,
+    revision: target.revision,
+    before: flat(`${keyValuesJson(before)},`),
+    after: flat(`,${keyValuesJson(after)}`),
+  };
+  madeByInstance.set(target.instance, made);
+  return made;
+}
+
+/** As the span handle's `end`: what the layers below added, the status or the error, then the metrics. */
+function endSampled(
+  deps: SpanDeps,
+  span: ClientSpanRecord,
+  attempt: Attempt,
+  start: number,
+  status: number | undefined,
+  error: unknown,
+): void {
+  attempt.settled?.();
+  const late = attempt.attributes;
+  if (late !== undefined) for (const k in late) span.setAttribute(k, late[k] as string | number);
+  if ((attempt.notes?.length ?? 0) > 0) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
+  let errorType: string | undefined;
+  if (status !== undefined) {
+    span.setAttribute(Attr.httpResponseStatusCode, status);
+    errorType = errorTypeOfStatus(status);
+  } else if (error !== undefined) errorType = errorTypeOf(error);
+  if (errorType !== undefined) {
+    span.setAttribute(Attr.errorType, errorType);
+    const message = error instanceof Error ? error.message : undefined;
+    span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+  }
+  span.end();
+  recordCall(deps, attempt, start, status, errorType);
+}
+
+/** What an attempt's span records at its end besides itself: the call metrics and the OpenTelemetry histogram. */
+function recordCall(deps: SpanDeps, attempt: Attempt, start: number, status: number | undefined, errorType: string | undefined): void {
+  const durationMs = deps.clock.now() - start;
+  const { call } = attempt;
+  const method = normalizeMethod(call.method);
+  deps.clientMetrics?.addPath(call.service, method, call.path, durationMs, errorType);
+  if (deps.clientDuration) {
+    const attrs: Attributes = {
+      [Attr.httpRequestMethod]: method,
+      [Attr.serverAddress]: originParts(originOf(attempt.target.instance)).hostname,
+      [Attr.servicePeerName]: call.service,
+    };
+    if (status !== undefined) attrs[Attr.httpResponseStatusCode] = status;
+    if (errorType !== undefined) attrs[Attr.errorType] = errorType;
+    deps.clientDuration.record(durationMs / 1000, attrs);
+  }
 }

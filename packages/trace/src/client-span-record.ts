@@ -13,6 +13,31 @@ export interface RecordDeps {
   readonly ended: (span: ReadableSpan) => void;
 }
 
+// OpenTelemetry's hrTime(), `addHrTimes(millisToHrTime(timeOrigin), millisToHrTime(now))`,
+// with the time origin converted once (it does not change) and one array made instead of three.
+const [ORIGIN_S, ORIGIN_NS] = millisToHrTime(performance.timeOrigin);
+
+/** OpenTelemetry's `hrTime(ms)`: `ms` on the performance clock as epoch seconds and nanoseconds. */
+export function hrTimeAt(ms: number): HrTime {
+  let s = ORIGIN_S + Math.trunc(ms / 1e3);
+  let ns = ORIGIN_NS + Math.round((ms % 1e3) * 1e6);
+  if (ns >= 1e9) {
+    ns -= 1e9;
+    s += 1;
+  }
+  return [s, ns];
+}
+
+const now = (): HrTime => hrTimeAt(performance.now());
+
+// Placeholders shared by every record until it has its own: most spans get no link or
+// event, and keep these until they end. Frozen, so that nothing adds to them in place.
+const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[];
+const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[];
+const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
+const NOT_ENDED: HrTime = Object.freeze([0, 0]) as unknown as HrTime;
+const NO_DURATION: HrTime = Object.freeze([-1, -1]) as unknown as HrTime;
+
 /**
  * A sampled CLIENT span, recorded by Meshlet itself rather than by OpenTelemetry's span:
  * the attributes Meshlet sets are valid by construction (strings and numbers under fixed
@@ -25,8 +50,8 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   readonly kind = SpanKind.CLIENT;
   readonly parentSpanContext?: SpanContext;
   readonly attributes: Attributes;
-  readonly links: Link[] = [];
-  readonly events: TimedEvent[] = [];
+  links: Link[] = NO_LINKS;
+  events: TimedEvent[] = NO_EVENTS;
   readonly startTime: HrTime;
   readonly resource: Resource;
   readonly instrumentationScope: InstrumentationScope;
@@ -34,23 +59,47 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   readonly droppedEventsCount = 0;
   readonly droppedLinksCount = 0;
   name: string;
-  status: SpanStatus = { code: SpanStatusCode.UNSET };
-  endTime: HrTime = [0, 0];
-  duration: HrTime = [-1, -1];
+  status: SpanStatus = UNSET;
+  endTime: HrTime = NOT_ENDED;
+  duration: HrTime = NO_DURATION;
   ended = false;
+  /**
+   * The OTLP JSON of the attributes the record was made with (`{"key":…,"value":…}`, comma
+   * separated, in their order), when its maker built it from cached fragments; the trace
+   * log writes it instead of encoding them again. Dropped as soon as one of them is set
+   * again (or a key that would sort before them), so it never disagrees with `attributes`.
+   */
+  madeJson: string | undefined;
+  /** The attributes object `madeJson` is of (a span wrapped with other attributes is encoded from those). */
+  readonly madeFor: Attributes;
+  /** Keys set after the record was made, in order, while `madeJson` stands. */
+  lateKeys: string[] | undefined;
+  /** Its ids and its parent's are lower-case hex (the head sampler's, checked or drawn by the pooled generator): written without escaping. */
+  readonly hexIds: boolean;
   // A plain field, not #private: a span wrapped by Object.create (as some exporters do) still answers.
   private readonly ownContext: SpanContext;
   readonly #deps: RecordDeps;
 
-  constructor(deps: RecordDeps, name: string, context: SpanContext, parent: SpanContext | undefined, attributes: Attributes) {
+  constructor(
+    deps: RecordDeps,
+    name: string,
+    context: SpanContext,
+    parent: SpanContext | undefined,
+    attributes: Attributes,
+    attributesJson?: string,
+    hexIds = false,
+  ) {
     this.#deps = deps;
     this.ownContext = context;
     this.name = name;
     if (parent !== undefined) this.parentSpanContext = parent;
     this.attributes = attributes;
+    this.madeFor = attributes;
+    this.madeJson = attributesJson;
+    this.hexIds = hexIds;
     this.resource = deps.resource;
     this.instrumentationScope = deps.scope;
-    this.startTime = hrTime();
+    this.startTime = now();
   }
 
   spanContext(): SpanContext {
@@ -58,7 +107,16 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   }
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
-    if (!this.ended && key !== '' && value !== undefined && value !== null) this.attributes[key] = value;
+    if (this.ended || key === '' || value === undefined || value === null) return this;
+    if (this.madeJson !== undefined) {
+      // A key set again keeps its place with a new value; an index-like key ("7") is
+      // enumerated before the others: either way the made JSON no longer holds.
+      const first = key.charCodeAt(0);
+      if (key in this.attributes || (first >= 48 && first <= 57)) this.madeJson = undefined;
+      else if (this.lateKeys === undefined) this.lateKeys = [key];
+      else this.lateKeys.push(key);
+    }
+    this.attributes[key] = value;
     return this;
   }
 
@@ -72,12 +130,15 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     let attributes: Attributes | undefined;
     if (isTimeInput(attributesOrTime)) time ??= attributesOrTime;
     else attributes = attributesOrTime;
+    if (this.events === NO_EVENTS) this.events = [];
     this.events.push({ name, time: timeOf(time), ...(attributes ? { attributes: { ...attributes } } : {}), droppedAttributesCount: 0 });
     return this;
   }
 
   addLink(link: Link): this {
-    if (!this.ended) this.links.push(link);
+    if (this.ended) return this;
+    if (this.links === NO_LINKS) this.links = [];
+    this.links.push(link);
     return this;
   }
 
@@ -103,7 +164,7 @@ export class ClientSpanRecord implements Span, ReadableSpan {
 
   end(endTime?: TimeInput): void {
     if (this.ended) return;
-    let end = endTime === undefined ? hrTime() : timeOf(endTime);
+    let end = endTime === undefined ? now() : timeOf(endTime);
     let duration = hrTimeDuration(this.startTime, end);
     if (duration[0] < 0) {
       end = [this.startTime[0], this.startTime[1]];

@@ -9,8 +9,8 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
-import { apiOfPath } from './call-metrics.js';
 import { ClientSpanRecord } from './client-span-record.js';
+import type { HeadDecision } from './head-sampling.js';
 import type { OutboundHeaders } from './propagation.js';
 import { redactUrl } from './redact-url.js';
 import type { SpanDeps } from './span-deps.js';
@@ -94,7 +94,7 @@ interface Target {
   readonly full: string;
 }
 
-interface OriginParts {
+export interface OriginParts {
   readonly hostname: string;
   readonly host: string;
   readonly port: number;
@@ -106,7 +106,7 @@ interface OriginParts {
 const ORIGINS_KEPT = 1024;
 const origins = new Map<string, OriginParts>();
 
-function originParts(origin: string): OriginParts {
+export function originParts(origin: string): OriginParts {
   let parts = origins.get(origin);
   if (parts) return parts;
   const url = new URL(origin);
@@ -131,6 +131,11 @@ function targetOf(given: URL | string | SplitUrl): Target {
 }
 
 export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCall): ClientSpan {
+  return startDecidedSpan(deps, parent, deps.sampler.decide(parent), call);
+}
+
+/** `startClientSpan` once the head sampler has decided (undefined: tracing suppressed under `parent`). */
+export function startDecidedSpan(deps: SpanDeps, parent: Context, decision: HeadDecision | undefined, call: ClientCall): ClientSpan {
   const target = targetOf(call.url);
   const method = normalizeMethod(call.method);
   // Attributes are set once the span exists, in one setAttributes, and only when it
@@ -140,7 +145,6 @@ export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCal
   // Sampling is decided first. An unsampled attempt only carries the trace context on (a
   // non-recording span over a span context); a sampled one is Meshlet's own span record,
   // its attributes set without OpenTelemetry's per-attribute checks (see ClientSpanRecord).
-  const decision = deps.sampler.decide(parent);
   let span: Span;
   if (decision === undefined) span = deps.tracer.startSpan(method, { kind: SpanKind.CLIENT }, parent);
   else if ((decision.context.traceFlags & TraceFlags.SAMPLED) === 0) span = trace.wrapSpanContext(decision.context);
@@ -233,7 +237,10 @@ class ClientSpanHandle implements ClientSpan {
     const durationMs = this.#deps.clock.now() - this.#start;
     const service = this.#call.service ?? this.#target.host;
     const metrics = this.#deps.clientMetrics;
-    if (metrics) metrics.record({ service, api: this.#call.api ?? apiOfPath(this.#method, this.#target.pathname), durationMs, errorType });
+    if (metrics) {
+      if (this.#call.api !== undefined) metrics.add(service, this.#call.api, durationMs, errorType);
+      else metrics.addPath(service, this.#method, this.#target.pathname, durationMs, errorType);
+    }
     if (this.#deps.clientDuration) {
       const attrs: Attributes = {
         [Attr.httpRequestMethod]: this.#method,

@@ -1,7 +1,7 @@
 export { activeContext, runInContext } from './active-context.js';
 export { Attr, errorTypeOf, GovernanceErrorType, normalizeMethod, OTHER_ERROR } from './attributes.js';
 export { BaggageLimits, baggageWithinLimits } from './baggage-limits.js';
-export { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
+export { type BatchOptions, BatchQueue, type BatchStats, type LineExporter, type SpanLine } from './batch-queue.js';
 export {
   apiOfPath,
   CallMetrics,
@@ -16,7 +16,15 @@ export {
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor } from './client-span-interceptor.js';
 export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
-export { encodeTraceLine, encodeTraceRequest, type OtlpSpan, OtlpSpanKind, type OtlpTraceRequest } from './otlp-json.js';
+export {
+  encodeTraceLine,
+  encodeTraceLineBytes,
+  encodeTraceRequest,
+  type OtlpSpan,
+  OtlpSpanKind,
+  type OtlpTraceRequest,
+  TraceLineBuilder,
+} from './otlp-json.js';
 export {
   type InboundHeaders,
   type OutboundHeaders,

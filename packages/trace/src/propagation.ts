@@ -117,6 +117,16 @@ export class TracePropagation {
   injectSpan(span: SpanContext, parent: Context, headers: OutboundHeaders): boolean {
     if (!this.#w3cOnly) return false;
     if (isTracingSuppressed(parent) || !isSpanContextValid(span)) return true;
+    return this.injectValid(span, parent, headers);
+  }
+
+  /**
+   * `injectSpan` for a span context known valid, under a parent where tracing is not
+   * suppressed (the head sampler's decision: ids drawn by its generator or checked on the
+   * parent), without checking either again.
+   */
+  injectValid(span: SpanContext, parent: Context, headers: OutboundHeaders): boolean {
+    if (!this.#w3cOnly) return false;
     const flags = span.traceFlags;
     const hex = flags === 1 ? '01' : flags === 0 ? '00' : flags < 16 ? `0${flags.toString(16)}` : flags.toString(16);
     setter.set(headers, 'traceparent', `00-${span.traceId}-${span.spanId}-${hex}`);

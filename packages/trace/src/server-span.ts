@@ -63,6 +63,14 @@ export function startServerSpan(
 ): ServerSpan {
   const parent = deps.propagation.extract(headers, ROOT_CONTEXT);
   const m = normalizeMethod(method);
+  // Head sampling first: a request that will not be recorded (its caller did not sample,
+  // or ratio 0) gets the span context OpenTelemetry's tracer would give it, without the
+  // tracer and without building its attributes; its metrics are recorded all the same.
+  const unsampled = deps.sampler.unsampledServer(parent);
+  if (unsampled !== undefined) {
+    const span = trace.wrapSpanContext(unsampled);
+    return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+  }
   const attributes: Attributes = { [Attr.httpRequestMethod]: m, [Attr.urlScheme]: info.scheme ?? 'http' };
   if (m !== method) attributes[Attr.httpRequestMethodOriginal] = method;
   if (info.target !== undefined) {

@@ -20,3 +20,6 @@ export interface SpanDeps {
   readonly clientDuration: Histogram | undefined;
   readonly serverDuration: Histogram | undefined;
 }
+
+/** Where a Tracing made by `createTracing` keeps its SpanDeps, for the attempt interceptor's head-sampled path. */
+export const SPAN_DEPS: unique symbol = Symbol('@meshlet/trace span deps');

@@ -2,7 +2,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { encodeTraceLine } from './otlp-json.js';
+import { encodeTraceLineBytes, TraceLineBuilder } from './otlp-json.js';
 
 export interface TraceLogOptions {
   /** The file spans are appended to; rotated files are `<path>.1` (newest) to `<path>.<maxFiles>`. */
@@ -16,7 +16,9 @@ export interface TraceLogOptions {
 /**
  * The local trace log: JSON Lines, one OTLP/JSON ExportTraceServiceRequest per line, as
  * the OpenTelemetry file exporter specification describes, with size-based rotation.
- * Called by the batch queue only (one batch per line); writes are serialized.
+ * Called by the batch queue only (one batch per line); writes are serialized. The batch
+ * queue builds each line while its spans end (`lineBuilder`, `exportLine`), so that spans
+ * are not held until their batch is written; `export` encodes a batch of spans at once.
  */
 export class TraceLogExporter implements SpanExporter {
   readonly path: string;
@@ -26,6 +28,8 @@ export class TraceLogExporter implements SpanExporter {
   #size = 0;
   #tail: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Bytes of the last line written. */
+  #lastLine = 0;
   /** Files rotated so far. */
   rotations = 0;
 
@@ -36,11 +40,22 @@ export class TraceLogExporter implements SpanExporter {
   }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    this.exportLine(encodeTraceLineBytes(spans), resultCallback);
+  }
+
+  /** A line to build as spans end (the batch queue's way: see `LineExporter`). */
+  lineBuilder(): TraceLineBuilder {
+    // Sized after the last line (and a margin), so that its buffer seldom grows.
+    return new TraceLineBuilder(this.#lastLine + (this.#lastLine >> 3));
+  }
+
+  /** Appends a line built by `lineBuilder()` (or `encodeTraceLineBytes`), its newline included. */
+  exportLine(line: Buffer, resultCallback: (result: ExportResult) => void): void {
     if (this.#closed) {
       resultCallback({ code: ExportResultCode.FAILED, error: new Error('trace log closed') });
       return;
     }
-    const line = Buffer.from(`${encodeTraceLine(spans)}\n`);
+    this.#lastLine = line.length;
     this.#tail = this.#tail.then(
       () =>
         this.#write(line).then(

@@ -20,7 +20,7 @@ import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
-import type { SpanDeps } from './span-deps.js';
+import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
 
 export interface TracingOptions {
@@ -153,7 +153,8 @@ export function createTracing(options: TracingOptions): Tracing {
   };
 
   let closing: Promise<void> | undefined;
-  const tracing: Tracing = {
+  const tracing: Tracing & { readonly [SPAN_DEPS]: SpanDeps } = {
+    [SPAN_DEPS]: deps,
     service: options.service,
     tracer,
     propagation,

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
-import { hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
+import { hrTime, hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
 import { TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
+import { hrTimeAt } from '../src/client-span-record.js';
 import { PooledIdGenerator } from '../src/head-sampling.js';
 import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
 import { memoryExporter } from './servers.js';
@@ -212,5 +213,82 @@ describe('PooledIdGenerator', () => {
       seen.add(s);
     }
     assert.equal(seen.size, 4000);
+  });
+});
+
+describe("the span record's clock", () => {
+  it("gives what OpenTelemetry's hrTime gives for the same performance.now reading, carries included", () => {
+    const readings = [0, 0.0001, 1, 999.9999999, 1000, 123_456.789_012, performance.now(), 86_400_000.5];
+    for (let i = 0; i < 2000; i++) readings.push(Math.random() * 1e7);
+    for (const ms of readings) assert.deepEqual(hrTimeAt(ms), hrTime(ms), String(ms));
+  });
+});
+
+describe('head sampling of server spans', () => {
+  /** Counts the SERVER spans OpenTelemetry's tracer was asked for. */
+  function counting(tracing: Tracing) {
+    const calls = { n: 0 };
+    const start = tracing.tracer.startSpan.bind(tracing.tracer);
+    tracing.tracer.startSpan = (...args: Parameters<typeof start>) => {
+      calls.n++;
+      return start(...args);
+    };
+    return calls;
+  }
+
+  it('a caller that did not sample: its trace and tracestate carried on with a new span id and flags 00, no tracer span, metrics kept', async () => {
+    const { tracing, exporter } = setup(1);
+    const calls = counting(tracing);
+    const server = tracing.startServerSpan({ traceparent: `00-${TRACE}-${SPAN}-00`, tracestate: 'vendor=abc' }, 'GET', '/orders/:id', {
+      caller: 'edge',
+    });
+    assert.equal(server.recording, false);
+    const sc = trace.getSpanContext(server.context);
+    assert.equal(sc?.traceId, TRACE);
+    assert.notEqual(sc?.spanId, SPAN);
+    assert.match(sc?.spanId ?? '', /^[0-9a-f]{16}$/);
+    assert.equal(sc?.traceFlags, TraceFlags.NONE);
+    assert.equal(sc?.traceState?.serialize(), 'vendor=abc');
+    // A call made while handling it continues the same unsampled trace.
+    const headers: Record<string, string> = {};
+    server.run(() => tracing.startClientSpan(undefined, { method: 'GET', url: 'http://10.0.0.1:8080/x' })).inject(headers);
+    assert.match(headers.traceparent ?? '', new RegExp(`^00-${TRACE}-[0-9a-f]{16}-00$`));
+    assert.equal(headers.tracestate, 'vendor=abc');
+    server.setRoute('/orders/:id');
+    server.end(200);
+    await tracing.forceFlush();
+    assert.equal(calls.n, 0, 'OpenTelemetry was not asked for the span');
+    assert.equal(exporter.getFinishedSpans().length, 0);
+    assert.match(tracing.serverMetrics?.render() ?? '', /meshlet_server_requests_total\{service="edge",api="GET \/orders\/:id"\} 1/);
+  });
+
+  it('ratio 0 and no caller: a new trace, flags 00, no tracer span; ratio 1, a sampled caller or a ratio above 0: the tracer decides', async () => {
+    const zero = setup(0);
+    const zeroCalls = counting(zero.tracing);
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const server = zero.tracing.startServerSpan({}, 'GET', '/x');
+      const sc = trace.getSpanContext(server.context);
+      assert.equal(server.recording, false);
+      assert.match(sc?.traceId ?? '', /^[0-9a-f]{32}$/);
+      assert.equal(sc?.traceFlags, TraceFlags.NONE);
+      seen.add(sc?.traceId ?? '');
+      server.end(200);
+    }
+    assert.equal(seen.size, 20);
+    assert.equal(zeroCalls.n, 0);
+    // A sampled caller is followed at ratio 0: recorded, by the tracer.
+    const followed = zero.tracing.startServerSpan({ traceparent: `00-${TRACE}-${SPAN}-01` }, 'GET', '/x');
+    assert.equal(followed.recording, true);
+    followed.end(200);
+    assert.equal(zeroCalls.n, 1);
+    await zero.tracing.forceFlush();
+    assert.equal(zero.exporter.getFinishedSpans().length, 1);
+    for (const ratio of [1, 0.5]) {
+      const { tracing } = setup(ratio);
+      const calls = counting(tracing);
+      tracing.startServerSpan({}, 'GET', '/x').end(200);
+      assert.equal(calls.n, 1, `ratio ${ratio}`);
+    }
   });
 });

@@ -37,6 +37,28 @@ describe('metrics', () => {
     await tracing.shutdown();
   });
 
+  it('addPath (the last series remembered) counts as add with apiOfPath, calls to several services, methods and paths interleaved', () => {
+    const byPath = new CallMetrics({ prefix: 'p', maxApisPerService: 3 });
+    const byApi = new CallMetrics({ prefix: 'p', maxApisPerService: 3 });
+    const services = ['users', 'orders'];
+    const methods = ['GET', 'POST'];
+    const paths = ['/users/1', '/users/2', '/a', '/b', '/c', '/users/3/items', '/a'];
+    let seed = 7;
+    for (let i = 0; i < 3000; i++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      const service = services[seed % 2] as string;
+      const method = methods[(seed >>> 3) % 2] as string;
+      // Runs of the same call, as real traffic has, and changes in one part at a time.
+      const path = paths[Math.floor(i / 3) % paths.length] as string;
+      const ms = (seed >>> 8) % 100;
+      const errorType = ms > 90 ? '503' : undefined;
+      byPath.addPath(service, method, path, ms, errorType);
+      byApi.add(service, apiOfPath(method, path), ms, errorType);
+    }
+    assert.equal(byPath.render(), byApi.render());
+    assert.match(byPath.render(), /api="_other"/);
+  });
+
   it('serves Prometheus text over node:http, server side keyed by route and caller', async () => {
     const tracing = createTracing({ service: 'web' });
     const s = tracing.startServerSpan({}, 'GET', '/health', { caller: 'gateway' });

@@ -3,7 +3,8 @@ import { after, describe, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
 import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { createTracing, encodeTraceLine, encodeTraceRequest, type Tracing } from '../src/index.js';
+import { createTracing, encodeTraceLine, encodeTraceLineBytes, encodeTraceRequest, type Tracing } from '../src/index.js';
+import { hrTimeToNanoString } from '../src/otlp-json.js';
 import { memoryExporter } from './servers.js';
 
 const open: Tracing[] = [];
@@ -82,5 +83,34 @@ describe('encodeTraceLine', () => {
     assert.equal(parsed.resourceSpans.length, 2);
     assert.equal(parsed.resourceSpans[1]?.scopeSpans.length, 3);
     assert.equal(encodeTraceLine([]), JSON.stringify(encodeTraceRequest([])));
+  });
+
+  it('as bytes: the UTF-8 of the same line and its newline, for one or several resources and scopes, empty, and a batch past the first buffer', async () => {
+    const a = await spansOf('orders', { version: '1.2.0', instanceId: 'orders-"1"' });
+    const b = await spansOf('payments');
+    const [first] = a;
+    assert.ok(first);
+    const otherScope = Object.create(first, { instrumentationScope: { value: { name: 'other@lib', version: '2' } } }) as ReadableSpan;
+    const noVersion = Object.create(first, { instrumentationScope: { value: { name: 'bare' } } }) as ReadableSpan;
+    // A non-hex id (from a custom id generator) is escaped, not written raw.
+    const oddId = Object.create(first, { spanContext: { value: () => ({ ...first.spanContext(), spanId: 'x"y' }) } }) as ReadableSpan;
+    const mixed = [b[0], ...a.slice(0, 2), otherScope, ...b.slice(1), noVersion, oddId, ...a.slice(2)] as ReadableSpan[];
+    // Many spans with long non-ASCII attributes: more than the first buffer holds.
+    const long = Object.create(first, { attributes: { value: { note: 'é😀'.repeat(2000) } } }) as ReadableSpan;
+    for (const spans of [a, mixed, [], Array.from({ length: 40 }, () => long), [...mixed, long, ...mixed]]) {
+      const want = Buffer.from(`${JSON.stringify(encodeTraceRequest(spans))}\n`);
+      assert.deepEqual(encodeTraceLineBytes(spans), want);
+      assert.equal(encodeTraceLine(spans), JSON.stringify(encodeTraceRequest(spans)));
+    }
+  });
+});
+
+describe('hrTimeToNanoString', () => {
+  it('pads the nanoseconds to nine digits after the seconds, as padStart does', () => {
+    const nanos = [0, 1, 9, 10, 999, 1_000_000, 12_345_678, 123_456_789, 999_999_999, 1_000_000_000];
+    for (let i = 0; i < 500; i++) nanos.push(Math.floor(Math.random() * 10 ** Math.ceil(Math.random() * 9)));
+    for (const seconds of [0, 1, 1_796_394_423])
+      for (const ns of nanos)
+        assert.equal(hrTimeToNanoString([seconds, ns]), seconds === 0 ? String(ns) : `${seconds}${String(ns).padStart(9, '0')}`);
   });
 });

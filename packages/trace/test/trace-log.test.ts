@@ -8,7 +8,8 @@ import { ManualClock } from '@meshlet/core';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { createTracing, type OtlpTraceRequest, readTraceLog } from '../src/index.js';
+import { BatchQueue, createTracing, encodeTraceLineBytes, type OtlpTraceRequest, readTraceLog, TraceLogExporter } from '../src/index.js';
+import { TraceLineBuilder } from '../src/otlp-json.js';
 
 let dir: string;
 before(async () => {
@@ -16,6 +17,15 @@ before(async () => {
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
+});
+
+/** An exporter that keeps what it is given in `into`. */
+const collect = (into: ReadableSpan[]): SpanExporter => ({
+  export(spans, done) {
+    into.push(...spans);
+    done({ code: ExportResultCode.SUCCESS });
+  },
+  shutdown: async () => {},
 });
 
 /** An exporter that holds each export until released, to fill the queue behind it. */
@@ -164,5 +174,93 @@ describe('trace log', () => {
     await tracing.shutdown();
     span.end(200);
     assert.deepEqual(tracing.stats, { exported: 0, dropped: 1, failed: 0, queued: 0 });
+  });
+
+  it('a line exporter gets lines built as spans end: the bytes of the batch, counted, an unencodable span failed without throwing', async () => {
+    // Sampled spans to encode, from a real Tracing.
+    const made: ReadableSpan[] = [];
+    const source = createTracing({
+      service: 'lines',
+      exporters: [collect(made)],
+    });
+    for (let i = 0; i < 7; i++)
+      source.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: `http://peer/item/${i}`, service: 'peer' }).end(200);
+    await source.shutdown();
+    assert.equal(made.length, 7);
+    const clock = new ManualClock();
+    const lines: Buffer[] = [];
+    let fail = false;
+    let building = 0;
+    const exporter = {
+      lineBuilder: () => {
+        building++;
+        return new TraceLineBuilder();
+      },
+      exportLine: (line: Buffer, done: (r: ExportResult) => void) => {
+        lines.push(line);
+        done({ code: fail ? ExportResultCode.FAILED : ExportResultCode.SUCCESS });
+      },
+      export: () => assert.fail('spans are not exported as spans'),
+      shutdown: async () => {},
+    };
+    const queue = new BatchQueue(exporter, { maxBatchSize: 3, delayMs: 100, clock });
+    const broken = Object.create(made[0] as ReadableSpan, { attributes: { get: () => assert.fail('unencodable') } }) as ReadableSpan;
+    for (const span of made.slice(0, 4)) queue.onEnd(span);
+    assert.doesNotThrow(() => queue.onEnd(broken));
+    assert.equal(queue.stats.failed, 1);
+    await tick();
+    // One full line went out at once; the fourth span waits in the line being built.
+    assert.deepEqual(lines, [encodeTraceLineBytes(made.slice(0, 3))]);
+    assert.equal(queue.stats.queued, 1);
+    clock.advance(100);
+    await tick();
+    assert.deepEqual(lines[1], encodeTraceLineBytes(made.slice(3, 4)));
+    fail = true;
+    for (const span of made.slice(4)) queue.onEnd(span);
+    await queue.forceFlush();
+    assert.deepEqual(lines[2], encodeTraceLineBytes(made.slice(4, 7)));
+    assert.deepEqual(queue.stats, { exported: 4, dropped: 0, failed: 4, queued: 0 });
+    assert.equal(building, 3);
+  });
+});
+
+describe('TraceLogExporter as a plain SpanExporter', () => {
+  it('writes a batch given as spans as one line, the same bytes', async () => {
+    const spans: ReadableSpan[] = [];
+    const source = createTracing({ service: 'plain', exporters: [collect(spans)] });
+    for (let i = 0; i < 3; i++) source.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: `http://peer/${i}`, service: 'peer' }).end(200);
+    await source.shutdown();
+    const path = join(dir, 'plain.jsonl');
+    const exporter = new TraceLogExporter({ path });
+    const result = await new Promise<ExportResult>((resolve) => exporter.export(spans, resolve));
+    assert.equal(result.code, ExportResultCode.SUCCESS);
+    await exporter.shutdown();
+    assert.deepEqual(await readFile(path), encodeTraceLineBytes(spans));
+  });
+});
+
+describe('TraceLineBuilder', () => {
+  it('builds the bytes encodeTraceLineBytes gives for the spans added, several resources and scopes included', async () => {
+    const spans: ReadableSpan[] = [];
+    for (const service of ['a', 'b']) {
+      const tracing = createTracing({
+        service,
+        exporters: [collect(spans)],
+      });
+      const server = tracing.startServerSpan({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }, 'GET', '/x');
+      tracing.startClientSpan(server.context, { method: 'POST', url: 'http://peer:81/y?sig=1', service: 'peer' }).end(503);
+      server.end(200);
+      await tracing.shutdown();
+    }
+    const [first] = spans;
+    assert.ok(first);
+    const other = Object.create(first, { instrumentationScope: { value: { name: 'other', version: '2' } } }) as ReadableSpan;
+    const mixed = [spans[2], first, other, spans[1], spans[3], other] as ReadableSpan[];
+    for (const set of [[], spans, mixed]) {
+      const builder = new TraceLineBuilder();
+      for (const span of set) builder.add(span);
+      assert.equal(builder.count, set.length);
+      assert.deepEqual(builder.take(), encodeTraceLineBytes(set));
+    }
   });
 });
