@@ -1,0 +1,46 @@
+// Client CPU per gRPC call, raw grpc-js against mesh.grpc.client, in short alternating
+// rounds (paired): the steadiest figure on a shared machine. A development aid for the
+// gRPC overhead section: `node bench/dist/grpc-cpu.js [concurrency]`.
+import * as grpc from '@grpc/grpc-js';
+import { createContext, runWithContext } from '@meshlet/core';
+import { caller, GrpcBenchClient, governedGrpc, startGrpcUpstream } from './grpc-clients.js';
+import { fmt, load, median, sized, table } from './harness.js';
+
+const ROUNDS = sized('BENCH_RUNS', 15, 3);
+const CALLS = sized('BENCH_GRPC_CPU_CALLS', 2000, 500);
+const concurrency = Number(process.argv[2] ?? 50);
+
+const up = await startGrpcUpstream();
+const raw = new GrpcBenchClient(`127.0.0.1:${up.port}`, grpc.credentials.createInsecure());
+const gov = await governedGrpc(up.port, false);
+const ctx = createContext({ tags: [['user-tier', 'vip']] });
+const rawCall = caller(raw);
+const clients: [string, () => Promise<unknown>][] = [
+  ['raw grpc-js', rawCall],
+  ['raw grpc-js, runWithContext per call', () => runWithContext(ctx, rawCall)],
+  ['governed (runWithContext per call)', gov.call],
+];
+for (const [, c] of clients) await load(c, 2000, concurrency);
+const cpu: number[][] = clients.map(() => []);
+const rps: number[][] = clients.map(() => []);
+for (let r = 0; r < ROUNDS; r++)
+  for (let k = 0; k < clients.length; k++) {
+    const i = (k + r) % clients.length;
+    const res = await load((clients[i] as [string, () => Promise<unknown>])[1], CALLS, concurrency);
+    cpu[i]?.push(res.cpuPerRequestUs);
+    rps[i]?.push(res.rps);
+  }
+console.log(
+  table(
+    ['client', 'CPU µs/call', 'calls/s', 'rate ratio (paired median)'],
+    clients.map(([name], i) => [
+      name,
+      fmt(median(cpu[i] ?? []), 1),
+      fmt(median(rps[i] ?? [])),
+      fmt(median((rps[i] ?? []).map((x, r) => x / (rps[0]?.[r] ?? Number.NaN))), 3),
+    ]),
+  ),
+);
+raw.close();
+await gov.close();
+await up.stop();
