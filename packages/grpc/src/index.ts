@@ -31,4 +31,4 @@ export { GRPC_PORT_META, grpcMetadata, grpcPortOf, LEGACY_GRPC_PORT_META } from 
 export { LIMITED_TRAILER, type RpcNames, rpcNames } from './rpc-names.js';
 export { headersOf, meshServerInterceptor } from './server.js';
 export { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
-export { governUnaryMethods, UnaryCall, type UnaryMethod, type UnarySink } from './unary-call.js';
+export { governMethods, UnaryCall, type UnaryMethod, type UnarySink } from './unary-call.js';

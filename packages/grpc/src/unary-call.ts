@@ -4,6 +4,7 @@ import {
   type Client,
   type ClientUnaryCall,
   type InterceptingListener,
+  type Interceptor,
   Metadata,
   type MethodDefinition,
   type ServiceDefinition,
@@ -500,35 +501,78 @@ class GovernedUnaryCall extends EventEmitter implements ClientUnaryCall, UnarySi
 const RESERVED = new Set(['__proto__', 'prototype', 'constructor']);
 
 /**
- * Replaces the unary methods of a generated client (`ctor.service`'s methods, under their
- * name and `originalName`) with governed ones that run the call here, without grpc-js's
- * stub and interceptor chain in front: no interceptor objects, no listener wrappers and no
- * caller-stack Error per call. A call given per-call `interceptors` or
- * `interceptor_providers` goes through the client's own stub (and so the mesh's
- * interceptor) as before. Streaming methods keep the stub.
+ * grpc-js drops a client's own interceptors for a call given `interceptors` or
+ * `interceptor_providers` of its own ("interceptors passed to the call override interceptors
+ * passed to the client constructor"), and with them the mesh's: the call would go to the
+ * client's placeholder target. The call's options with the mesh's interceptor last (the
+ * bottom of the chain), as an interceptor or a provider, whichever the call used (grpc-js
+ * refuses both at once); undefined when the call brings none.
  */
-export function governUnaryMethods(client: Client, definition: ServiceDefinition | undefined, dest: Destination): void {
+function withMeshLast(options: unknown, mesh: Interceptor): CallOptions | undefined {
+  if (options === null || typeof options !== 'object' || options instanceof Metadata) return undefined;
+  const o = options as CallOptions;
+  if (o.interceptor_providers?.length) return { ...o, interceptor_providers: [...o.interceptor_providers, () => mesh] };
+  if (o.interceptors?.length) return { ...o, interceptors: [...o.interceptors, mesh] };
+  return undefined;
+}
+
+/**
+ * Governs the methods of a generated client (`ctor.service`'s, under their name and
+ * `originalName`). With `direct`, unary methods run the governed call here (UnaryCall),
+ * without grpc-js's stub and interceptor chain in front: no interceptor objects, no
+ * listener wrappers and no caller-stack Error per call. A call given interceptors of its
+ * own goes through the stub with the mesh's interceptor appended (see withMeshLast), as do
+ * streaming methods' calls; the rest of a streaming method's calls, and every call of a
+ * client not `direct` (one with interceptors of the application's), use the stub as is.
+ */
+export function governMethods(
+  client: Client,
+  definition: ServiceDefinition | undefined,
+  dest: Destination,
+  mesh: Interceptor,
+  direct: boolean,
+): void {
   if (definition === undefined) return;
   const target = client as unknown as Record<string, unknown>;
   for (const name of Object.keys(definition)) {
     const def: MethodDefinition<unknown, unknown> | undefined = definition[name];
-    if (def === undefined || def.requestStream || def.responseStream || RESERVED.has(name)) continue;
+    if (def === undefined || RESERVED.has(name)) continue;
     const stub = target[name];
     if (typeof stub !== 'function') continue;
-    const method = Object.assign(governedUnaryMethod(dest, def, stub as StubMethod), def);
+    const unary = !def.requestStream && !def.responseStream;
+    const governed =
+      unary && direct
+        ? governedUnaryMethod(dest, def, stub as StubMethod, mesh)
+        : interceptedMethod(stub as StubMethod, mesh, !def.requestStream);
+    const method = Object.assign(governed, def);
     target[name] = method;
     const alias = (def as { originalName?: string }).originalName;
     if (alias !== undefined && !RESERVED.has(alias) && target[alias] === stub) target[alias] = method;
   }
 }
 
-type StubMethod = (this: Client, argument: unknown, metadata: Metadata, options: CallOptions, callback: unknown) => ClientUnaryCall;
+type StubMethod = (this: Client, ...args: unknown[]) => ClientUnaryCall;
 
-function governedUnaryMethod(dest: Destination, def: UnaryMethod, stub: StubMethod) {
+/** The stub, with the mesh's interceptor kept for a call that brings interceptors of its own. */
+function interceptedMethod(stub: StubMethod, mesh: Interceptor, argumentFirst: boolean) {
+  return function intercepted(this: Client, ...args: unknown[]): ClientUnaryCall {
+    // The request message (unary, server streaming) comes first and is never the options.
+    for (let i = argumentFirst ? 1 : 0; i < args.length; i++) {
+      const options = withMeshLast(args[i], mesh);
+      if (options !== undefined) {
+        args[i] = options;
+        break;
+      }
+    }
+    return stub.apply(this, args);
+  };
+}
+
+function governedUnaryMethod(dest: Destination, def: UnaryMethod, stub: StubMethod, mesh: Interceptor) {
   return function governedUnary(this: Client, argument: unknown, a1?: unknown, a2?: unknown, a3?: unknown): ClientUnaryCall {
     const { metadata, options, callback } = unaryArguments(a1, a2, a3);
-    if (options.interceptors?.length || options.interceptor_providers?.length)
-      return stub.call(this, argument, metadata, options, callback);
+    const intercepted = withMeshLast(options, mesh);
+    if (intercepted !== undefined) return stub.call(this, argument, metadata, intercepted, callback);
     const call = new GovernedUnaryCall(callback);
     // The caller's request context: the method runs synchronously in the caller's code.
     const unary = new UnaryCall(dest, def, currentContext(), metadata, options, call);

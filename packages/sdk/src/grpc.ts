@@ -19,7 +19,7 @@ import {
   type ChannelPoolOptions,
   Destination,
   type GrpcClientPorts,
-  governUnaryMethods,
+  governMethods,
   interceptorFor,
   LIMITED_TRAILER,
   meshServerInterceptor,
@@ -140,16 +140,20 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     interceptor: (service) => interceptorFor(new Destination(clientPorts, service, channels())),
     client(ctor, service, options = {}) {
       const dest = new Destination(clientPorts, service, channels());
+      const mesh = interceptorFor(dest);
+      // The mesh's interceptor last (the bottom: it never calls on), beside the application's
+      // own, in the form they came in (grpc-js refuses interceptors and providers together).
+      const providers = options.interceptor_providers;
+      const chain: ClientOptions = providers?.length
+        ? { ...options, interceptor_providers: [...providers, () => mesh] }
+        : { ...options, interceptors: [...(options.interceptors ?? []), mesh] };
       // The target is never dialled: every call goes out on an instance's channel from the pool.
-      const client = new ctor(`dns:///${service}.meshlet.invalid`, credentials.createInsecure(), {
-        ...options,
-        interceptors: [...(options.interceptors ?? []), interceptorFor(dest)],
-      }) as InstanceType<typeof ctor>;
+      const client = new ctor(`dns:///${service}.meshlet.invalid`, credentials.createInsecure(), chain) as InstanceType<typeof ctor>;
       // Unary methods run governed without grpc-js's stub and interceptor chain, unless the
-      // application put its own interceptors (or a call transformer) on the client: those
-      // see every call through the stub, the mesh's interceptor last.
-      const own = options.interceptors?.length || options.interceptor_providers?.length || options.callInvocationTransformer;
-      if (!own) governUnaryMethods(client, ctor.service, dest);
+      // application put interceptors (or a call transformer) of its own on the client: those
+      // see every call through the stub. Calls given their own interceptors keep the mesh's.
+      const own = options.interceptors?.length || providers?.length || options.callInvocationTransformer;
+      governMethods(client, ctor.service, dest, mesh, !own);
       return client;
     },
     serverInterceptor: () => meshServerInterceptor(serverPorts),
