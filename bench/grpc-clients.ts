@@ -37,7 +37,15 @@ export async function startGrpcUpstream(): Promise<{ port: number; stop(): Promi
 
 export interface GovernedGrpc {
   readonly mesh: Mesh;
+  /** One call in its own request context (a context made per call). */
   readonly call: () => Promise<void>;
+  /** One call in whatever request context it is made in. */
+  readonly bare: () => Promise<void>;
+  /**
+   * Runs `fn` in the request context (two tags, a caller), as a handler runs: the inbound
+   * side makes the context once per request, and the handler's calls are made in it.
+   */
+  inContext<T>(fn: () => T): T;
   close(): Promise<void>;
 }
 
@@ -103,6 +111,8 @@ export async function governedGrpc(port: number, tracing: boolean, build: Meshle
   return {
     mesh,
     call,
+    bare: raw,
+    inContext: (fn) => runWithContext(ctx, fn),
     async close() {
       client.close();
       await mesh.close();

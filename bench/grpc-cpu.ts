@@ -18,7 +18,8 @@ const rawCall = caller(raw);
 const clients: [string, () => Promise<unknown>][] = [
   ['raw grpc-js', rawCall],
   ['raw grpc-js, runWithContext per call', () => runWithContext(ctx, rawCall)],
-  ['governed (runWithContext per call)', gov.call],
+  ['governed, runWithContext per call', gov.call],
+  ['governed, in one request context', gov.bare],
 ];
 for (const [, c] of clients) await load(c, 2000, concurrency);
 const cpu: number[][] = clients.map(() => []);
@@ -26,7 +27,9 @@ const rps: number[][] = clients.map(() => []);
 for (let r = 0; r < ROUNDS; r++)
   for (let k = 0; k < clients.length; k++) {
     const i = (k + r) % clients.length;
-    const res = await load((clients[i] as [string, () => Promise<unknown>])[1], CALLS, concurrency);
+    const [name, call] = clients[i] as [string, () => Promise<unknown>];
+    const run = () => load(call, CALLS, concurrency);
+    const res = await (name.endsWith('one request context') ? gov.inContext(run) : run());
     cpu[i]?.push(res.cpuPerRequestUs);
     rps[i]?.push(res.rps);
   }

@@ -1,9 +1,11 @@
-// What governance costs a gRPC call: a unary call through `mesh.grpc.client` (the mesh's
-// interceptor: route rule in force, service + instance breakers, timeout, retry policy,
-// two tags sent in metadata; tracing off, and at 100% into a trace log) against the same
-// call on a raw grpc-js client to the same upstream, in a forked process, at concurrency 1
-// and 50. The clients take turns within each run; figures are medians over runs, ratios of
-// those medians. CPU is this process's user + system time per 1 000 calls.
+// What governance costs a gRPC call: a unary call through `mesh.grpc.client` (route rule
+// in force, service + instance breakers, timeout, retry policy, two tags sent in metadata;
+// tracing off, and at 100% into a trace log) against the same call on a raw grpc-js client
+// to the same upstream, in a forked process, at concurrency 1 and 50. The governed calls
+// run in a request context made once per run, as a handler's calls run in its request's
+// context. The clients take turns within each round; ratios are medians of per-round
+// ratios. CPU is this process's user + system time per 1 000 calls.
+//   BENCH_GRPC_BASELINE=/path/to/checkout  adds that checkout's build (built with tsc -b), tracing off
 import * as grpc from '@grpc/grpc-js';
 import { GrpcBenchClient as Client, caller, governedGrpc as governed, meshletBuildAt, startGrpcUpstream } from './grpc-clients.js';
 import { fmt, type LoadResult, load, machine, med, median, sized, spread, table } from './harness.js';
@@ -24,24 +26,29 @@ export async function grpcOverhead(): Promise<string> {
   const rawClient = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const off = await governed(port, false);
   const traced = await governed(port, true);
-  const clients: [string, () => Promise<unknown>][] = [
-    ['raw grpc-js', caller(rawClient)],
-    ['governed, tracing off', off.call],
-    ['governed, tracing 100%', traced.call],
+  // A governed client's calls run in a request context made once per run, as a handler's
+  // calls run in the context its inbound request got (not in one made per call).
+  type Run = (fn: () => Promise<LoadResult>) => Promise<LoadResult>;
+  const direct: Run = (fn) => fn();
+  const clients: [string, () => Promise<unknown>, Run][] = [
+    ['raw grpc-js', caller(rawClient), direct],
+    ['governed, tracing off', off.bare, off.inContext],
+    ['governed, tracing 100%', traced.bare, traced.inContext],
   ];
   // A before/after comparison in the same run: another checkout's build, tracing off.
   const baselineRoot = process.env.BENCH_GRPC_BASELINE;
   const baseline = baselineRoot ? await governed(port, false, await meshletBuildAt(baselineRoot)) : undefined;
-  if (baseline) clients.push(['governed, tracing off, baseline build', baseline.call]);
+  if (baseline) clients.push(['governed, tracing off, baseline build', baseline.bare, baseline.inContext]);
   const rows: (string | number)[][] = [];
   try {
     for (const { concurrency, total } of PLAN) {
-      for (const [, call] of clients) await load(call, Math.min(2000, total), concurrency); // warm-up
+      for (const [, call, run] of clients) await run(() => load(call, Math.min(2000, total), concurrency)); // warm-up
       const runs: LoadResult[][] = clients.map(() => []);
       for (let r = 0; r < ROUNDS; r++) {
         for (let k = 0; k < clients.length; k++) {
           const i = (k + r) % clients.length;
-          runs[i]?.push(await load(clients[i]?.[1] as () => Promise<unknown>, total, concurrency));
+          const [, call, run] = clients[i] as (typeof clients)[number];
+          runs[i]?.push(await run(() => load(call, total, concurrency)));
         }
       }
       const base = runs[0] ?? [];
@@ -92,7 +99,7 @@ export async function grpcOverhead(): Promise<string> {
       "ratio = median over rounds of the rate over the raw client's rate in the same round; other figures are medians over rounds; latencies in µs. " +
       "Like with like: every client sends over one HTTP/2 connection to the one upstream process, taking turns (grpc-js shares one subchannel between the raw client's channel and the mesh's pooled channel to the same address; " +
       'a baseline build, with its own grpc-js copy, has a connection of its own). ' +
-      'Governed = `mesh.grpc.client`: route rule matching (20/80 split), service + instance breakers, 5 s timeout, retry policy, 2 tags in metadata. ' +
+      'Governed = `mesh.grpc.client`: route rule matching (20/80 split), service + instance breakers, 5 s timeout, retry policy, 2 tags in metadata; its calls run in one request context per run, as a handler runs, not one made per call. ' +
       'CPU = client process user+system per 1 000 calls = vCPU at 1 000 calls/s. Target: ≥ 0.95x throughput.',
     '',
     table(

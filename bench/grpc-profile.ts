@@ -27,9 +27,11 @@ async function child(kind: string): Promise<void> {
   const tracing = process.env.GRPC_PROFILE_TRACING === '1';
   const gov = kind === 'raw' ? undefined : await governedGrpc(upstream.port, tracing);
   const raw = gov ? undefined : new GrpcBenchClient(`127.0.0.1:${upstream.port}`, grpc.credentials.createInsecure());
-  const call = gov?.call ?? caller(raw as grpc.Client);
-  await load(call, WARMUP, 50);
-  const r = await load(call, REQUESTS, 50);
+  // Governed calls in one request context, as a handler's (grpc-overhead.ts does the same).
+  const call = gov?.bare ?? caller(raw as grpc.Client);
+  const run = gov ? gov.inContext.bind(gov) : <T>(fn: () => T) => fn();
+  await run(() => load(call, WARMUP, 50));
+  const r = await run(() => load(call, REQUESTS, 50));
   process.stderr.write(`${kind}: ${fmt(r.rps)} calls/s, ${fmt(r.cpuPerRequestUs, 1)} µs CPU per call\n`);
   raw?.close();
   await gov?.close();
