@@ -118,9 +118,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
     }
     this.#parent = this.#dest.ports.tracing?.active();
     this.#metadata = metadata;
-    const deadline = effectiveDeadline(this.#options, ctx, () =>
-      this.#end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled')),
-    );
+    const deadline = effectiveDeadline(this.#options, ctx, this);
     if (deadline !== undefined) {
       this.#deadline = deadline;
       const ms = Math.max(0, deadline - Date.now());
@@ -171,6 +169,11 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
 
   getAuthContext(): null {
     return null;
+  }
+
+  /** The parent server call was cancelled (a stream's; a unary call's UnaryCall hears of it itself). */
+  parentCancelled(): void {
+    this.#end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled'));
   }
 
   /** A unary call's end (UnarySink). */

@@ -100,13 +100,13 @@ export interface DeadlineOptions {
 /**
  * The earliest of the call's own deadline, the deadline of the inbound gRPC call being
  * served (from the request context, as grpc-java's Context carries it) and its `parent`
- * server call's; the parent's cancellation passed on to `onParentCancelled` — grpc-js's
- * `propagate_flags` (DEFAULTS: both).
+ * server call's; the parent's cancellation passed on to `call.parentCancelled` — grpc-js's
+ * `propagate_flags` (DEFAULTS: both). Nothing is allocated for a call without a parent.
  */
 export function effectiveDeadline(
   options: DeadlineOptions,
   ctx: MeshContext | undefined,
-  onParentCancelled: () => void,
+  call: { parentCancelled(): void },
 ): number | undefined {
   let deadline = deadlineMs(options.deadline);
   // Inside a gRPC handler: the inbound call's deadline, unless this call's own is earlier.
@@ -120,8 +120,21 @@ export function effectiveDeadline(
     if (inherited !== undefined) deadline = deadline === undefined ? inherited : Math.min(deadline, inherited);
   }
   if (flags & Propagate.CANCELLATION)
-    (parent as unknown as { once(e: 'cancelled', f: () => void): void }).once('cancelled', onParentCancelled);
+    (parent as unknown as { once(e: 'cancelled', f: () => void): void }).once('cancelled', () => call.parentCancelled());
   return deadline;
+}
+
+const apis = new Map<string, string>();
+
+/** `POST /pkg.Service/Method`, the API key breaker rules match; cached, as a process calls few methods. */
+export function apiOf(path: string): string {
+  let api = apis.get(path);
+  if (api === undefined) {
+    api = `POST ${path}`;
+    // Bounded: paths come from method definitions.
+    if (apis.size < 4096) apis.set(path, api);
+  }
+  return api;
 }
 
 /** Routing tags of a call: the request's, plus the destination and the gRPC method. */

@@ -16,6 +16,7 @@ import { currentContext, type Instance, type MeshContext, sleep, type TagLookup 
 import type { Context } from '@opentelemetry/api';
 import type { PooledChannel } from './channel-pool.js';
 import {
+  apiOf,
   CallEnded,
   type DeadlineOptions,
   type Destination,
@@ -81,7 +82,6 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   readonly service: string;
   readonly method = RETRY_BY_STATUS;
   readonly path: string;
-  readonly api: string;
   readonly retryable = true;
   readonly abortsOnRecord = true;
   /** Attempts sent so far. */
@@ -116,7 +116,6 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
     this.service = dest.service;
     this.#def = def;
     this.path = def.path;
-    this.api = `POST ${def.path}`;
     this.#ctx = ctx;
     this.#own = own;
     this.#sink = sink;
@@ -124,13 +123,23 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
     this.#parent = ports.tracing?.active();
     // The outbound limit reads a signal: the call has one from the start when the limit is on.
     if (ports.outboundLimit !== undefined) this.#controller = new AbortController();
-    const deadline = effectiveDeadline(options, ctx, () => this.end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled')));
+    const deadline = effectiveDeadline(options, ctx, this);
     this.#deadline = deadline;
     if (deadline !== undefined)
       this.#cancelTimer = ports.clock.setTimeout(
         () => this.end(new CallEnded(Status.DEADLINE_EXCEEDED, `deadline of ${def.path} exceeded`)),
         Math.max(0, deadline - Date.now()),
       );
+  }
+
+  /** The parent server call (`{ parent }`) was cancelled: so is this call. */
+  parentCancelled(): void {
+    this.end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled'));
+  }
+
+  /** API breaker rules match it: `POST /pkg.Service/Method` (read only when the service has API rules). */
+  get api(): string {
+    return apiOf(this.path);
   }
 
   /** The caller's signal as the executor reads it: none while the call runs (see the class), aborted once it ended. */

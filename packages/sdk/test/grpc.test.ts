@@ -197,6 +197,35 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
     assert.match(await say(client, 'plain'), /^echo-/, 'without the tag: sent');
   });
 
+  it('an API breaker rule on POST /pkg.Service/Method opens for that method only', async () => {
+    reset();
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'echo',
+        breaker: {
+          rules: [
+            { level: 'api', apis: [{ method: 'POST', path: '/meshlet.interop.Echo/Say' }], consecutiveFailures: 2, sleepWindowMs: 600_000 },
+          ],
+        },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('echo');
+    for (const s of servers) s.state.fail = { code: grpc.status.INTERNAL };
+    for (let i = 0; i < 2; i++) assert.equal((await failure(say(client, 'a'))).code, grpc.status.INTERNAL);
+    const hits = servers.reduce((n, s) => n + s.state.hits, 0);
+    const open = await failure(say(client, 'a'));
+    assert.equal(open.code, grpc.status.UNAVAILABLE);
+    assert.equal(
+      servers.reduce((n, s) => n + s.state.hits, 0),
+      hits,
+      'refused before sending',
+    );
+    // Another method of the same service is not under that breaker: it reaches a server.
+    assert.equal((await failure(say(client, 'r', {}, new grpc.Metadata(), 'Relay'))).code, grpc.status.UNIMPLEMENTED);
+    for (const s of servers) s.state.fail = undefined;
+  });
+
   it('an open service breaker refuses at once with UNAVAILABLE', async () => {
     reset();
     await caller.rules.apply(
