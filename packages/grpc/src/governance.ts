@@ -1,9 +1,10 @@
 import { type CallOptions, Metadata, propagate as Propagate, status as Status } from '@grpc/grpc-js';
 import { getTag, type Instance, type MeshContext, MeshletError, SystemTag, type TagLookup } from '@meshlet/core';
 import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { ChannelPool } from './channel-pool.js';
+import type { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
 import type { GrpcClientPorts, GrpcPicker, RouteChoice } from './ports.js';
+import { grpcPortOf } from './registration.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
 import { statusName } from './status-map.js';
 
@@ -241,8 +242,7 @@ export function rpcSpan(
   };
   if (instance) {
     attributes['server.address'] = instance.address;
-    const port = Number(ChannelPool.target(instance).split(':').at(-1));
-    attributes['server.port'] = port;
+    attributes['server.port'] = grpcPortOf(instance);
     attributes['io.meshlet.instance'] = instance.id;
   }
   if (choice?.rule) attributes['io.meshlet.route'] = choice.rule;
