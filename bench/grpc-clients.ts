@@ -29,10 +29,19 @@ export function caller(client: grpc.Client, Metadata: typeof grpc.Metadata = grp
 }
 
 /** The gRPC upstream in a forked process (without this process's node flags: a profiled client does not profile its upstream). */
-export async function startGrpcUpstream(): Promise<{ port: number; stop(): Promise<void> }> {
+export async function startGrpcUpstream(): Promise<{ port: number; cpu(): Promise<number>; stop(): Promise<void> }> {
   const child = fork(fileURLToPath(new URL('./grpc-upstream.js', import.meta.url)), { stdio: 'inherit', execArgv: [] });
   const [{ port }] = (await once(child, 'message')) as [{ port: number }];
-  return { port, stop: () => stopUpstream(child) };
+  return {
+    port,
+    /** The upstream's CPU time so far, user + system, in µs. */
+    async cpu() {
+      const answer = once(child, 'message') as Promise<[{ cpu: number }]>;
+      child.send('cpu');
+      return (await answer)[0].cpu;
+    },
+    stop: () => stopUpstream(child),
+  };
 }
 
 export interface GovernedGrpc {
