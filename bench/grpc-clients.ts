@@ -63,7 +63,7 @@ export interface MeshletBuild {
   readonly core: Pick<typeof core, 'createContext' | 'InMemoryKvStore' | 'InMemoryRegistry' | 'runWithContext' | 'silentLogger'>;
   readonly sdk: Pick<typeof sdk, 'createMesh'>;
   /** The grpc-js that build resolves (grpc-js checks credentials and Metadata with instanceof). */
-  readonly grpc: Pick<typeof grpc, 'makeGenericClientConstructor' | 'Metadata'>;
+  readonly grpc: Pick<typeof grpc, 'makeGenericClientConstructor' | 'Metadata' | 'Client'>;
 }
 
 /**
