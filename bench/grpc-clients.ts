@@ -28,6 +28,22 @@ export function caller(client: grpc.Client, Metadata: typeof grpc.Metadata = grp
   return () => new Promise<void>((res, rej) => get(request, new Metadata(), {}, (err) => (err ? rej(err) : res())));
 }
 
+/**
+ * One unary call on a raw client carrying what the governed client sends (the two tags in
+ * `x-meshlet-tags`, the caller in `x-meshlet-caller`), set by hand: what a Node team that
+ * passes tags on without a mesh writes, and what those headers cost on HTTP/2 alone.
+ */
+export function callerWithMeshHeaders(client: grpc.Client): () => Promise<void> {
+  const get = (client as unknown as { Get: Get }).Get.bind(client);
+  return () =>
+    new Promise<void>((res, rej) => {
+      const md = new grpc.Metadata();
+      md.set('x-meshlet-tags', 'user-tier=vip,ua.family=Chrome');
+      md.set('x-meshlet-caller', 'service=bench-client,version=0.0.0,namespace=default');
+      get(request, md, {}, (err) => (err ? rej(err) : res()));
+    });
+}
+
 /** The gRPC upstream in a forked process (without this process's node flags: a profiled client does not profile its upstream). */
 export async function startGrpcUpstream(): Promise<{ port: number; cpu(): Promise<number>; stop(): Promise<void> }> {
   const child = fork(fileURLToPath(new URL('./grpc-upstream.js', import.meta.url)), { stdio: 'inherit', execArgv: [] });

@@ -2,7 +2,7 @@
 // rounds (paired): the steadiest figure on a shared machine. A development aid for the
 // gRPC overhead section: `node bench/dist/grpc-cpu.js [concurrency]`.
 import * as grpc from '@grpc/grpc-js';
-import { caller, GrpcBenchClient, governedGrpc, startGrpcUpstream } from './grpc-clients.js';
+import { caller, callerWithMeshHeaders, GrpcBenchClient, governedGrpc, startGrpcUpstream } from './grpc-clients.js';
 import { fmt, load, median, sized, table } from './harness.js';
 
 const ROUNDS = sized('BENCH_RUNS', 15, 3);
@@ -13,19 +13,9 @@ const up = await startGrpcUpstream();
 const raw = new GrpcBenchClient(`127.0.0.1:${up.port}`, grpc.credentials.createInsecure());
 const gov = await governedGrpc(up.port, false);
 const rawCall = caller(raw);
-// The same headers the governed client sends (2 tags, the caller), set by hand on every call.
-type Get = (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void;
-const get = (raw as unknown as { Get: Get }).Get.bind(raw);
-const withHeaders = () =>
-  new Promise<void>((res, rej) => {
-    const md = new grpc.Metadata();
-    md.set('x-meshlet-tags', 'user-tier=vip,ua.family=Chrome');
-    md.set('x-meshlet-caller', 'service=bench-client,version=0.0.0,namespace=default');
-    get(Buffer.from('42'), md, {}, (err) => (err ? rej(err) : res()));
-  });
 const clients: [string, () => Promise<unknown>][] = [
   ['raw grpc-js', rawCall],
-  ['raw grpc-js, the mesh headers set by hand', withHeaders],
+  ['raw grpc-js, the mesh headers set by hand', callerWithMeshHeaders(raw)],
   ['governed, runWithContext per call', gov.call],
   ['governed, in one request context', gov.bare],
 ];

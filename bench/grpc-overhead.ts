@@ -7,7 +7,14 @@
 // ratios. CPU is this process's user + system time per 1 000 calls.
 //   BENCH_GRPC_BASELINE=/path/to/checkout  adds that checkout's build (built with tsc -b), tracing off
 import * as grpc from '@grpc/grpc-js';
-import { GrpcBenchClient as Client, caller, governedGrpc as governed, meshletBuildAt, startGrpcUpstream } from './grpc-clients.js';
+import {
+  GrpcBenchClient as Client,
+  caller,
+  callerWithMeshHeaders,
+  governedGrpc as governed,
+  meshletBuildAt,
+  startGrpcUpstream,
+} from './grpc-clients.js';
 import { fmt, type LoadResult, load, machine, med, median, sized, spread, table } from './harness.js';
 
 // Rounds: in each, every client runs the same number of calls, one after the other (the
@@ -32,6 +39,8 @@ export async function grpcOverhead(): Promise<string> {
   const direct: Run = (fn) => fn();
   const clients: [string, () => Promise<unknown>, Run][] = [
     ['raw grpc-js', caller(rawClient), direct],
+    // A peer, not the baseline: the mesh's two headers set by hand on the raw client.
+    ['raw grpc-js + the mesh headers by hand', callerWithMeshHeaders(rawClient), direct],
     ['governed, tracing off', off.bare, off.inContext],
     ['governed, tracing 100%', traced.bare, traced.inContext],
   ];
