@@ -55,9 +55,11 @@ grpc.Client.prototype.getChannel = () => fake;
 
 const raw = new GrpcBenchClient('fake', grpc.credentials.createInsecure(), { channelOverride: fake });
 const gov = await governedGrpc(1, false);
+const traced = await governedGrpc(1, true);
 const clients: [string, () => Promise<unknown>, <T>(fn: () => T) => T][] = [
   ['raw grpc-js', caller(raw), (fn) => fn()],
   ['governed, tracing off', gov.bare, gov.inContext],
+  ['governed, tracing 100%', traced.bare, traced.inContext],
 ];
 const baselineRoot = process.env.BENCH_GRPC_BASELINE;
 const baselineBuild = baselineRoot ? await meshletBuildAt(baselineRoot) : undefined;
@@ -80,4 +82,5 @@ console.log(
 );
 raw.close();
 await gov.close();
+await traced.close();
 await baseline?.close();
