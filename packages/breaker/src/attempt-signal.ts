@@ -58,8 +58,17 @@ export function withTimeout<T>(
   });
 }
 
-/** A transport's own cancel (undici's dispatch `abort`), run when the attempt is aborted. */
-export type AbortHook = (reason: unknown) => void;
+/**
+ * A transport's own cancel (undici's dispatch `abort`), run when the attempt is aborted: a
+ * function, or an object with `abortAttempt` (the transport's handler itself, so that no
+ * closure is made per attempt).
+ */
+export type AbortHook = ((reason: unknown) => void) | { abortAttempt(reason: unknown): void };
+
+function runHook(hook: AbortHook, reason: unknown): void {
+  if (typeof hook === 'function') hook(reason);
+  else hook.abortAttempt(reason);
+}
 
 /**
  * The abort of one attempt, without an AbortController unless someone asks for `signal`:
@@ -96,7 +105,7 @@ export class AttemptAbort {
   /** Sets the one hook run at abort (replacing any before it); run at once if the attempt was aborted already. */
   onAbort(hook: AbortHook | undefined): void {
     this.#hook = hook;
-    if (this.#aborted && hook !== undefined) hook(this.#reason);
+    if (this.#aborted && hook !== undefined) runHook(hook, this.#reason);
   }
 
   /** Aborts the attempt: runs the hook, then aborts the signal if one was made. Once. */
@@ -104,7 +113,7 @@ export class AttemptAbort {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#reason = reason;
-    this.#hook?.(reason);
+    if (this.#hook !== undefined) runHook(this.#hook, reason);
     this.#controller?.abort(reason);
   }
 }
@@ -282,6 +291,7 @@ class TimedAttempt<T> implements Deadline {
  * TimeoutError at `timeoutMs` (aborting `abort` with it), or with the caller's reason when
  * `callerSignal` aborts, even if `fn` ignores the abort. No timer and no AbortController
  * per attempt; `fn` reads the abort from `abort` (its hook, or its signal when it needs one).
+ * `now`, a clock reading the caller has just made, saves reading the clock again.
  */
 export function runTimed<T>(
   sweep: DeadlineSweep,
@@ -291,10 +301,11 @@ export function runTimed<T>(
   abort: AttemptAbort,
   fn: () => Promise<T>,
   service?: string,
+  now?: number,
 ): Promise<T> {
   if (callerSignal?.aborted) return Promise.reject(callerSignal.reason);
   return new Promise<T>((resolve, reject) => {
-    const t = new TimedAttempt<T>(clock.now() + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service);
+    const t = new TimedAttempt<T>((now ?? clock.now()) + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service);
     sweep.add(timeoutMs, t);
     callerSignal?.addEventListener('abort', t, { once: true });
     let p: Promise<T>;
@@ -308,4 +319,56 @@ export function runTimed<T>(
       (e: unknown) => t.settle(false, e),
     );
   });
+}
+
+/**
+ * The abort of one timed attempt whose transport settles by itself when aborted (the mesh's
+ * own undici dispatch): runTimed without its race. The attempt's promise is awaited as it
+ * is — no wrapping promise, no closure — and this abort is its deadline entry and its
+ * listener on the caller's signal: at the deadline it aborts with a TimeoutError, when the
+ * caller's signal aborts it aborts with the caller's reason, and the transport's hook
+ * rejects the attempt with that reason. `end()` when the attempt settled.
+ */
+export class TimedAbort extends AttemptAbort implements Deadline {
+  readonly at: number;
+  done = false;
+  readonly #caller: AbortSignal | undefined;
+  readonly #timeoutMs: number;
+  readonly #service: string | undefined;
+
+  /** Watches the attempt started at `now` (a clock reading): its deadline on `sweep`, and the caller's signal. */
+  constructor(sweep: DeadlineSweep, now: number, timeoutMs: number, caller: AbortSignal | undefined, service: string | undefined) {
+    super();
+    this.at = now + timeoutMs;
+    this.#caller = caller;
+    this.#timeoutMs = timeoutMs;
+    this.#service = service;
+    if (caller?.aborted) {
+      this.done = true;
+      this.abort(caller.reason);
+      return;
+    }
+    sweep.add(timeoutMs, this);
+    caller?.addEventListener('abort', this, { once: true });
+  }
+
+  expire(): void {
+    // The sweep set `done` already.
+    this.#caller?.removeEventListener('abort', this);
+    this.abort(new TimeoutError(this.#timeoutMs, this.#service));
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    if (this.done) return;
+    this.done = true;
+    this.abort(this.#caller?.reason);
+  }
+
+  /** The attempt settled: the sweep drops the deadline, the caller's signal is let go. */
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    this.#caller?.removeEventListener('abort', this);
+  }
 }

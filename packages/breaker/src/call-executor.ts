@@ -12,7 +12,7 @@ import {
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
-import { AttemptAbort, DeadlineSweep, runTimed } from './attempt-signal.js';
+import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
@@ -102,11 +102,31 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
   /**
+   * Told when the call fails without an answer (a breaker's refusal without a fallback, no
+   * instance, the error of its last attempt), just before its promise rejects: a front end
+   * that reports refusals (a span for the logical call) needs no step on the call's promise.
+   */
+  rejected?(error: unknown): void;
+  /**
+   * A fallback's Response as the call's result type (the front end's): when given, the
+   * call resolves with `R` only, and its caller needs no step to convert.
+   */
+  fromResponse?(response: Response): R;
+  /**
    * True when `send` reads the attempt's abort from its record (`abort`, or `signal`), not
    * from its `signal` argument: the executor then passes no signal and makes none unless
    * the record's is read.
    */
   readonly abortsOnRecord?: boolean;
+  /**
+   * True when the promise `send` returns settles by itself once the record's abort aborts
+   * (the transport hooks its cancel on it and rejects with the abort's reason; every layer
+   * between honours the record's signal). With `abortsOnRecord`, a timed attempt is then
+   * awaited as it is, its deadline and the caller's signal watched by its abort, without
+   * runTimed's racing promise. Otherwise the race guarantees the timeout even if `send`
+   * ignores its abort.
+   */
+  readonly settlesOnAbort?: boolean;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
   readonly retryable?: boolean;
   /**
@@ -400,7 +420,25 @@ export class CallExecutor {
     this.#noteShadow(call.service, `breaker:${level}:would-reject`, call, undefined, pending);
   }
 
-  async #call<I extends { readonly id: string }, R extends CallResult = Response>(
+  /**
+   * The call up to its first attempt, without an await: governance, then the service and
+   * API breakers (a refusal returns here), then the attempts and their outcome in one async
+   * function. A synchronous throw (routing found no instance) becomes the call's rejection.
+   */
+  #call<I extends { readonly id: string }, R extends CallResult = Response>(
+    call: GovernedCall<I, R>,
+    sh: Shadow | undefined,
+    notes: string[] | undefined,
+  ): Promise<R | Response> {
+    try {
+      return this.#begin(call, sh, notes);
+    } catch (err) {
+      call.rejected?.(err);
+      return Promise.reject(err);
+    }
+  }
+
+  #begin<I extends { readonly id: string }, R extends CallResult = Response>(
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
     notes: string[] | undefined,
@@ -411,17 +449,18 @@ export class CallExecutor {
       if (instance === undefined) throw new NoInstanceError(call.service);
       const signal = call.signal;
       const sent = this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
-      if (call.unreachable === undefined) return sent;
+      if (call.unreachable === undefined && call.rejected === undefined) return sent;
       // No governance, but routing still hears of a refused connection.
       return sent.catch((err: unknown) => {
         if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
+        call.rejected?.(err);
         throw err;
       });
     }
-    // The clock is read three times per call (here, when an attempt ends, when the call
-    // ends) and the reading handed on, not read again by every breaker and counter.
-    const clock = this.#clock;
-    const start = clock.now();
+    // The clock is read twice for a call answered at once (here, and when its attempt
+    // ends, which is when the call ends) and the reading handed on, not read again by
+    // every breaker, counter and deadline.
+    const start = this.#clock.now();
     this.instanceBreakers.poll(start);
     const sb = gov.serviceBreaker;
     let sPermit = REJECTED;
@@ -442,16 +481,153 @@ export class CallExecutor {
         }
       }
     }
-    // The state of the service breaker the call passed, for every attempt's record (its span).
-    const state = sb === undefined ? undefined : stateName(sb.state);
+    return this.#attempts(gov, call, sh, notes, start, sPermit, entry, aPermit);
+  }
+
+  /**
+   * The attempts of one call and its outcome at the service and API breakers: the call's
+   * one async function. An attempt that needs no retry, hedge or timeout is awaited once,
+   * as the transport's own promise; a timed one too when its transport settles on its abort
+   * (`settlesOnAbort`), else it runs in runTimed's race.
+   */
+  async #attempts<I extends { readonly id: string }, R extends CallResult>(
+    gov: Governance,
+    call: GovernedCall<I, R>,
+    sh: Shadow | undefined,
+    notes: string[] | undefined,
+    start: number,
+    sPermit: number,
+    entry: ApiEntry | undefined,
+    aPermit: number,
+  ): Promise<R> {
+    const clock = this.#clock;
+    const { retry, instances, classifier, timeoutMs } = gov;
+    const sb = gov.serviceBreaker;
+    let res: R;
+    /** When the last attempt's answer was read, if it was (the call's end, read once). */
+    let answeredAt: number | undefined;
     try {
-      const res = await this.#attempts(gov, call, sh, state, notes, start);
-      const failed = gov.classifier.response(res.status);
-      const end = clock.now();
-      const ms = end - start;
-      sb?.record(sPermit, failed, ms, end);
-      entry?.breaker.record(aPermit, failed, ms, end);
-      return res;
+      // The state of the service breaker the call passed, for every attempt's record (its span).
+      const state = sb === undefined ? undefined : stateName(sb.state);
+      const replayable = call.retryable !== false;
+      const idempotent = IDEMPOTENT_METHODS.has(call.method);
+      // Retries of a request that may have reached the server (a failed answer, a broken
+      // connection, a timeout): the rule's, for the methods it allows.
+      const retries = retry !== undefined && replayable && (retry.retryNonIdempotent || idempotent) ? retry.maxRetries : 0;
+      // Retries of an attempt that sent nothing: safe for any method (the rule's count, else the default).
+      const notSentRetries = replayable ? (retry?.maxRetries ?? gov.defaultRetries) : 0;
+      // Without a rule, a connection that broke before the answer is retried for idempotent methods.
+      const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
+      // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
+      const hedger = gov.hedger !== undefined && replayable && idempotent ? gov.hedger : undefined;
+      // A timed attempt needs no race when the transport settles on its abort (and no hedge races it).
+      const direct = hedger === undefined && call.settlesOnAbort === true && call.abortsOnRecord === true;
+      if (notSentRetries > 0 || retries > 0 || hedger !== undefined) gov.budget?.recordCall(start);
+      let tried: Set<string> | undefined;
+      let next = call.pick(EMPTY);
+      for (let attempt = 0; ; attempt++) {
+        // Take the instance breaker's permit; an instance whose probe permits are all taken
+        // (routing had not yet heard) is skipped for another.
+        let instance = next;
+        let permit = REJECTED;
+        while (instance !== undefined && instances !== undefined) {
+          permit = instances.acquire(instance.id);
+          if (permit !== REJECTED) break;
+          tried ??= new Set();
+          tried.add(instance.id);
+          instance = call.pick(tried);
+        }
+        if (instance === undefined)
+          throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
+        const id = instance.id;
+        // The first attempt starts when the call does: nothing between them waits.
+        const t0 = attempt === 0 ? start : clock.now();
+        // The record of this attempt, handed down; with a timeout, its signal is the timeout's
+        // abort's, made only if read (a transport may hook the abort instead).
+        let abort: AttemptAbort | undefined;
+        if (timeoutMs > 0) {
+          if (!direct) abort = new AttemptAbort();
+          else {
+            call.signal?.throwIfAborted();
+            abort = new TimedAbort(this.#sweep, t0, timeoutMs, call.signal, call.service);
+          }
+        }
+        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort);
+        notes = undefined;
+        const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
+        let out: R;
+        try {
+          if (abort === undefined || direct) {
+            try {
+              out = await this.#send(call, instance, abort === undefined ? call.signal : undefined, rec, hedger, gov, instances);
+            } finally {
+              if (abort !== undefined) (abort as TimedAbort).end();
+            }
+          } else {
+            const timed = abort;
+            out = await runTimed(
+              this.#sweep,
+              clock,
+              timeoutMs,
+              call.signal,
+              timed,
+              () => this.#send(call, instance, call.abortsOnRecord === true ? undefined : timed.signal, rec, hedger, gov, instances),
+              call.service,
+              t0,
+            );
+          }
+        } catch (err) {
+          const callerAborted = call.signal?.aborted === true;
+          watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
+          const verdict = classifier.error(err, callerAborted);
+          if (instances !== undefined) {
+            if (verdict === 'ignore' || rec.injected === true) instances.release(id, permit);
+            else {
+              const end = clock.now();
+              instances.record(id, permit, verdict === 'failure', end - t0, end);
+            }
+          }
+          // Classified once: for routing (a refused connection) and for the retry below.
+          const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
+          if (failure === 'not-sent') call.unreachable?.(instance);
+          if (verdict !== 'failure') throw err;
+          const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' ? brokenRetries : retries;
+          if (attempt >= limit) throw err;
+          tried ??= new Set();
+          next = this.#nextForRetry(gov, call, tried, id);
+          if (next === undefined) throw err;
+          await this.#backoff(retry, attempt, call.signal);
+          continue;
+        }
+        const failed = classifier.response(out.status);
+        const injected = rec.injected === true || call.injected?.(out) === true;
+        watch?.(injected ? undefined : sh?.rules.classifier.response(out.status));
+        if (instances !== undefined) {
+          if (injected) instances.release(id, permit);
+          else {
+            // Also the call's end when this answer is its result: nothing waits in between.
+            answeredAt = clock.now();
+            instances.record(id, permit, failed, answeredAt - t0, answeredAt);
+          }
+        }
+        // An injected failure (a fault rule's abort; a hedge marks only good answers) is the
+        // caller's to see, not retried: Envoy's fault filter runs before its router.
+        if (!failed || attempt >= retries || injected) {
+          res = out;
+          break;
+        }
+        tried ??= new Set();
+        next = this.#nextForRetry(gov, call, tried, id);
+        if (next === undefined) {
+          res = out;
+          break;
+        }
+        // The failed response is dropped for the retry: free its connection.
+        if (call.discard !== undefined) call.discard(out);
+        else if (out instanceof Response) void out.body?.cancel().catch(() => {});
+        answeredAt = undefined;
+        await this.#backoff(retry, attempt, call.signal);
+      }
     } catch (err) {
       if (gov.classifier.error(err, call.signal?.aborted === true) === 'failure') {
         const end = clock.now();
@@ -462,115 +638,15 @@ export class CallExecutor {
         sb?.release(sPermit);
         entry?.breaker.release(aPermit);
       }
+      call.rejected?.(err);
       throw err;
     }
-  }
-
-  async #attempts<I extends { readonly id: string }, R extends CallResult>(
-    gov: Governance,
-    call: GovernedCall<I, R>,
-    sh: Shadow | undefined,
-    state: BreakerStateName | undefined,
-    notes: string[] | undefined,
-    start: number,
-  ): Promise<R> {
-    const clock = this.#clock;
-    const { retry, instances, classifier, timeoutMs } = gov;
-    const replayable = call.retryable !== false;
-    const idempotent = IDEMPOTENT_METHODS.has(call.method);
-    // Retries of a request that may have reached the server (a failed answer, a broken
-    // connection, a timeout): the rule's, for the methods it allows.
-    const retries = retry !== undefined && replayable && (retry.retryNonIdempotent || idempotent) ? retry.maxRetries : 0;
-    // Retries of an attempt that sent nothing: safe for any method (the rule's count, else the default).
-    const notSentRetries = replayable ? (retry?.maxRetries ?? gov.defaultRetries) : 0;
-    // Without a rule, a connection that broke before the answer is retried for idempotent methods.
-    const brokenRetries = retry !== undefined ? retries : idempotent ? notSentRetries : 0;
-    // Hedging (an idempotent call, a `hedge` rule) races each attempt against a second one; see hedge.ts.
-    const hedger = gov.hedger !== undefined && replayable && idempotent ? gov.hedger : undefined;
-    if (notSentRetries > 0 || retries > 0 || hedger !== undefined) gov.budget?.recordCall(start);
-    let tried: Set<string> | undefined;
-    let next = call.pick(EMPTY);
-    for (let attempt = 0; ; attempt++) {
-      // Take the instance breaker's permit; an instance whose probe permits are all taken
-      // (routing had not yet heard) is skipped for another.
-      let instance = next;
-      let permit = REJECTED;
-      while (instance !== undefined && instances !== undefined) {
-        permit = instances.acquire(instance.id);
-        if (permit !== REJECTED) break;
-        tried ??= new Set();
-        tried.add(instance.id);
-        instance = call.pick(tried);
-      }
-      if (instance === undefined)
-        throw new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
-      const id = instance.id;
-      // The record of this attempt, handed down; with a timeout, its signal is the timeout's
-      // abort's, made only if read (a transport may hook the abort instead).
-      const abort = timeoutMs > 0 ? new AttemptAbort() : undefined;
-      const rec = record(call, instance, attempt, timeoutMs > 0 ? undefined : call.signal, state, notes, abort);
-      notes = undefined;
-      const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
-      // The first attempt starts when the call does: nothing between them waits.
-      const t0 = attempt === 0 ? start : clock.now();
-      let res: R;
-      try {
-        res =
-          abort !== undefined
-            ? await runTimed(
-                this.#sweep,
-                clock,
-                timeoutMs,
-                call.signal,
-                abort,
-                () => this.#send(call, instance, call.abortsOnRecord === true ? undefined : abort.signal, rec, hedger, gov, instances),
-                call.service,
-              )
-            : await this.#send(call, instance, call.signal, rec, hedger, gov, instances);
-      } catch (err) {
-        const callerAborted = call.signal?.aborted === true;
-        watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
-        const verdict = classifier.error(err, callerAborted);
-        if (instances !== undefined) {
-          if (verdict === 'ignore' || rec.injected === true) instances.release(id, permit);
-          else {
-            const end = clock.now();
-            instances.record(id, permit, verdict === 'failure', end - t0, end);
-          }
-        }
-        // Classified once: for routing (a refused connection) and for the retry below.
-        const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
-        if (failure === 'not-sent') call.unreachable?.(instance);
-        if (verdict !== 'failure') throw err;
-        const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' ? brokenRetries : retries;
-        if (attempt >= limit) throw err;
-        tried ??= new Set();
-        next = this.#nextForRetry(gov, call, tried, id);
-        if (next === undefined) throw err;
-        await this.#backoff(retry, attempt, call.signal);
-        continue;
-      }
-      const failed = classifier.response(res.status);
-      const injected = rec.injected === true || call.injected?.(res) === true;
-      watch?.(injected ? undefined : sh?.rules.classifier.response(res.status));
-      if (instances !== undefined) {
-        if (injected) instances.release(id, permit);
-        else {
-          const end = clock.now();
-          instances.record(id, permit, failed, end - t0, end);
-        }
-      }
-      // An injected failure (a fault rule's abort; a hedge marks only good answers) is the
-      // caller's to see, not retried: Envoy's fault filter runs before its router.
-      if (!failed || attempt >= retries || injected) return res;
-      tried ??= new Set();
-      next = this.#nextForRetry(gov, call, tried, id);
-      if (next === undefined) return res;
-      // The failed response is dropped for the retry: free its connection.
-      if (call.discard !== undefined) call.discard(res);
-      else if (res instanceof Response) void res.body?.cancel().catch(() => {});
-      await this.#backoff(retry, attempt, call.signal);
-    }
+    const failed = gov.classifier.response(res.status);
+    const end = answeredAt ?? clock.now();
+    const ms = end - start;
+    sb?.record(sPermit, failed, ms, end);
+    entry?.breaker.record(aPermit, failed, ms, end);
+    return res;
   }
 
   /**
@@ -701,10 +777,14 @@ export class CallExecutor {
     breaker: Breaker,
     api: string | undefined,
     fallback: Fallback | undefined,
-  ): Promise<Response> {
+  ): Promise<R | Response> {
     const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter());
-    if (fallback === undefined) throw err;
-    return fallback(err);
+    if (fallback === undefined) {
+      call.rejected?.(err);
+      throw err;
+    }
+    const res = await fallback(err);
+    return call.fromResponse !== undefined ? call.fromResponse(res) : res;
   }
 
   #compile(service: string, rules: BreakerRules, old: Governance | undefined): Governance {

@@ -1,4 +1,4 @@
-export { type AbortHook, AttemptAbort, type Deadline, DeadlineSweep, runTimed } from './attempt-signal.js';
+export { type AbortHook, AttemptAbort, type Deadline, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 export { type BackoffOptions, backoffDelay } from './backoff.js';
 export { Breaker, type BreakerGroupOptions, type BreakerSnapshot, REJECTED } from './breaker.js';
 export {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
-import { AttemptAbort, type Deadline, DeadlineSweep, runTimed } from '../src/attempt-signal.js';
+import { AttemptAbort, type Deadline, DeadlineSweep, runTimed, TimedAbort } from '../src/attempt-signal.js';
 import { TimeoutError } from '../src/timeout-error.js';
 
 describe('DeadlineSweep', () => {
@@ -129,6 +129,24 @@ describe('AttemptAbort', () => {
   });
 });
 
+describe('AttemptAbort hooks', () => {
+  it('an object hook (a transport handler) is told through abortAttempt, before the abort and after it alike', () => {
+    const told: unknown[] = [];
+    const handler = { abortAttempt: (r: unknown) => told.push(r) };
+    const a = new AttemptAbort();
+    a.onAbort(handler);
+    a.abort('first');
+    const b = new AttemptAbort();
+    b.abort('second');
+    b.onAbort(handler);
+    const c = new AttemptAbort();
+    c.onAbort(handler);
+    c.onAbort(undefined);
+    c.abort('unhooked');
+    assert.deepEqual(told, ['first', 'second']);
+  });
+});
+
 describe('runTimed', () => {
   it('rejects with a TimeoutError at the deadline and aborts the attempt, even when fn ignores it', async () => {
     const clock = new ManualClock(0);
@@ -175,5 +193,49 @@ describe('runTimed', () => {
       (e: unknown) => e === 'no',
     );
     assert.equal(ran, false);
+  });
+});
+
+describe('TimedAbort', () => {
+  it('aborts with a TimeoutError at the deadline; ended first, it never does', () => {
+    const clock = new ManualClock(0);
+    const sweep = new DeadlineSweep(clock);
+    const late = new TimedAbort(sweep, clock.now(), 50, undefined, 'orders');
+    let hooked: unknown;
+    late.onAbort((r) => {
+      hooked = r;
+    });
+    const ended = new TimedAbort(sweep, clock.now(), 50, undefined, 'orders');
+    clock.advance(10);
+    ended.end();
+    clock.advance(39);
+    assert.equal(late.aborted, false);
+    clock.advance(1);
+    assert.ok(hooked instanceof TimeoutError && hooked.timeoutMs === 50 && hooked.service === 'orders');
+    assert.equal(ended.aborted, false);
+    assert.equal(sweep.stats.held, 0);
+  });
+
+  it("the caller's abort aborts it with the caller's reason; after end() the caller is not listened to", () => {
+    const clock = new ManualClock(0);
+    const sweep = new DeadlineSweep(clock);
+    const caller = new AbortController();
+    const a = new TimedAbort(sweep, clock.now(), 50, caller.signal, undefined);
+    const b = new TimedAbort(sweep, clock.now(), 50, caller.signal, undefined);
+    b.end();
+    caller.abort(new Error('gone'));
+    assert.equal(a.reason instanceof Error && a.reason.message, 'gone');
+    assert.equal(b.aborted, false);
+    clock.advance(100);
+    assert.equal(b.aborted, false, 'an ended attempt is not expired either');
+    assert.ok(a.reason instanceof Error && a.reason.message === 'gone', 'the deadline does not abort it again');
+  });
+
+  it('a caller signal aborted already aborts it at once, and nothing is watched', () => {
+    const clock = new ManualClock(0);
+    const sweep = new DeadlineSweep(clock);
+    const a = new TimedAbort(sweep, clock.now(), 50, AbortSignal.abort('no'), undefined);
+    assert.equal(a.reason, 'no');
+    assert.equal(sweep.stats.held, 0);
   });
 });

@@ -179,6 +179,86 @@ describe('CallExecutor', () => {
     assert.equal(clock.pendingTimers, 0);
   });
 
+  describe('a timed attempt whose transport settles on its abort (settlesOnAbort): no race, the same outcomes', () => {
+    // The transport hooks the record's abort and rejects with its reason, as the mesh's
+    // undici dispatch does; `answer` answers the attempt (undefined: it never does).
+    const rows: {
+      name: string;
+      answer?: (id: string) => number | undefined;
+      callerAbort?: 'before' | 'during';
+      advance: number;
+      retry?: boolean;
+      want: { error?: RegExp | typeof TimeoutError; status?: number; sent: string[]; failuresOfA: number };
+    }[] = [
+      { name: 'answered before the deadline', answer: () => 200, advance: 0, want: { status: 200, sent: ['a'], failuresOfA: 0 } },
+      {
+        name: 'the deadline passes: TimeoutError, a failure of the instance',
+        advance: 100,
+        want: { error: TimeoutError, sent: ['a'], failuresOfA: 1 },
+      },
+      {
+        name: 'the deadline passes and the retry answers on another instance',
+        answer: (id) => (id === 'a' ? undefined : 200),
+        advance: 100,
+        retry: true,
+        want: { status: 200, sent: ['a', 'b'], failuresOfA: 1 },
+      },
+      {
+        name: "the caller aborts: the caller's reason, counted against nobody",
+        callerAbort: 'during',
+        advance: 0,
+        retry: true,
+        want: { error: /caller left/, sent: ['a'], failuresOfA: 0 },
+      },
+      {
+        name: 'the caller had aborted already: nothing is sent',
+        callerAbort: 'before',
+        advance: 0,
+        want: { error: /caller left/, sent: [], failuresOfA: 0 },
+      },
+    ];
+    for (const row of rows) {
+      it(row.name, async () => {
+        const clock = new ManualClock();
+        const executor = new CallExecutor({ clock, random: () => 0.5 });
+        const retry = row.retry ? { retry: { maxRetries: 1, backoff: { baseMs: 0, maxMs: 0 } } } : {};
+        executor.setRules(
+          'orders',
+          parseBreakerRules({ timeoutMs: 100, rules: [{ level: 'instance', consecutiveFailures: 0 }], ...retry }, 'breaker'),
+        );
+        executor.setInstances('orders', ['a', 'b', 'c']);
+        const caller = new AbortController();
+        if (row.callerAbort === 'before') caller.abort(new Error('caller left'));
+        const sent: string[] = [];
+        const pending = executor.call<Inst>({
+          service: 'orders',
+          method: 'GET',
+          signal: caller.signal,
+          abortsOnRecord: true,
+          settlesOnAbort: true,
+          pick: picker(executor),
+          send: (inst, signal, rec) => {
+            assert.equal(signal, undefined, 'no AbortSignal is made for the attempt');
+            sent.push(inst.id);
+            return new Promise((resolve, reject) => {
+              rec.abort?.onAbort(reject);
+              const status = row.answer?.(inst.id);
+              if (status !== undefined) queueMicrotask(() => resolve(new Response(null, { status })));
+            });
+          },
+        });
+        if (row.callerAbort === 'during') caller.abort(new Error('caller left'));
+        clock.advance(row.advance);
+        if (row.want.error !== undefined) await assert.rejects(pending, row.want.error);
+        else assert.equal((await pending).status, row.want.status);
+        assert.deepEqual(sent, row.want.sent);
+        assert.equal(executor.instanceBreakers.forService('orders')?.breaker('a').snapshot().failures ?? 0, row.want.failuresOfA);
+        clock.advance(1_000);
+        assert.equal(clock.pendingTimers, 0, 'no deadline left armed');
+      });
+    }
+  });
+
   it("the caller's abort ends the call and does not count against the upstream", async () => {
     const clock = new ManualClock();
     const executor = new CallExecutor({ clock });

@@ -1,5 +1,5 @@
 import { compileConditions, type Instance, type InstanceExclusion, type Matcher, SystemTag } from '@meshlet/core';
-import { type Endpoint, instanceWeight, type LoadCounter } from './endpoint.js';
+import { type Endpoint, instanceWeight, LoadCount } from './endpoint.js';
 import { InstancePool, type PoolSettings } from './instance-pool.js';
 import { LANE_META_KEY } from './lane.js';
 import type { Member } from './nearby.js';
@@ -49,7 +49,7 @@ export class RouteTable {
     /** Instances that left in a sudden drop, still in their grace: routed to only in panic. */
     departed?: readonly Instance[];
     exclusion: InstanceExclusion;
-    loads: Map<string, LoadCounter>;
+    loads: Map<string, LoadCount>;
     settings: PoolSettings;
   }) {
     const { section, settings } = opts;
@@ -62,7 +62,7 @@ export class RouteTable {
       const instance = all[n] as Instance;
       let load = opts.loads.get(instance.id);
       if (!load) {
-        load = { outstanding: 0 };
+        load = new LoadCount();
         opts.loads.set(instance.id, load);
       }
       const endpoint: Endpoint = { instance, weight: instanceWeight(instance), load };

@@ -14,7 +14,7 @@ import {
   type TagLookup,
   type Unsubscribe,
 } from '@meshlet/core';
-import type { LoadCounter } from './endpoint.js';
+import type { LoadCount } from './endpoint.js';
 import type { InstancePool, PoolSettings } from './instance-pool.js';
 import { LANE_TAG } from './lane.js';
 import { DEFAULT_NEARBY, type Location, type NearbyLevel } from './nearby.js';
@@ -93,7 +93,7 @@ interface ServiceState {
   shadowTable: RouteTable | undefined;
   instances: readonly Instance[];
   table: RouteTable | undefined;
-  loads: Map<string, LoadCounter>;
+  loads: Map<string, LoadCount>;
   /** Instances that left in a sudden drop, with the end of their grace. */
   departed: Map<string, { readonly instance: Instance; readonly until: number }>;
   /** The earliest end of a grace in `departed`; +Infinity when empty. */
@@ -314,9 +314,7 @@ export class Router {
       load.outstanding--;
       throw err;
     }
-    return p.finally(() => {
-      load.outstanding--;
-    });
+    return p.then(load.ended, load.failed);
   };
 
   #route(
@@ -449,7 +447,7 @@ export class Router {
     };
     // Counters of instances that left are dropped here; the ones that stay keep counting.
     const previous = s.loads;
-    const loads = new Map<string, LoadCounter>();
+    const loads = new Map<string, LoadCount>();
     for (const i of s.instances) {
       const old = previous.get(i.id);
       if (old) loads.set(i.id, old);

@@ -89,8 +89,8 @@ class BodySource {
   abort: ((reason?: unknown) => void) | undefined;
   controller: ReadableByteStreamController | undefined;
   collector: { resolve: (chunks: Uint8Array[]) => void; reject: (e: unknown) => void } | undefined;
-  /** Called once the body ended or failed: lets go of the abort listeners. */
-  settle: (() => void) | undefined;
+  /** Told once the body ended or failed: lets go of the abort listeners. */
+  settle: { unlisten(): void } | undefined;
 
   /** A chunk from the dispatcher; false pauses the socket. */
   push(chunk: Uint8Array): boolean {
@@ -113,7 +113,7 @@ class BodySource {
   end(): void {
     if (this.done) return;
     this.done = true;
-    this.settle?.();
+    this.settle?.unlisten();
     const c = this.controller;
     if (c !== undefined) {
       c.close();
@@ -132,7 +132,7 @@ class BodySource {
     if (this.done) return;
     this.done = true;
     this.error = error;
-    this.settle?.();
+    this.settle?.unlisten();
     this.chunks = [];
     const c = this.controller;
     if (c !== undefined) {
@@ -181,7 +181,7 @@ class BodySource {
         cancel: (reason) => {
           if (this.done) return;
           this.done = true;
-          this.settle?.();
+          this.settle?.unlisten();
           this.abort?.(reason ?? new DOMException('The body was cancelled', 'AbortError'));
           this.#wake();
         },
@@ -427,34 +427,37 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   /** The reason of an abort that came before undici handed over its `abort` (onConnect). */
   #abortedEarly: unknown;
 
-  readonly #onAbort = (event: Event): void => {
-    this.#aborted((event.target as AbortSignal).reason);
-  };
+  /** A signal aborted (the handler is its own listener: no closure per attempt). */
+  handleEvent(event: Event): void {
+    this.abortAttempt((event.target as AbortSignal).reason);
+  }
 
-  readonly #aborted = (reason: unknown): void => {
+  /** The attempt was aborted: by a signal, or by the executor (its AttemptAbort's hook). */
+  abortAttempt(reason: unknown): void {
     if (this.#abort !== undefined) this.#abort(reason);
     else {
       this.#abortedEarly = reason ?? new DOMException('This operation was aborted', 'AbortError');
       this.#fail(reason);
     }
-  };
+  }
 
   listen(): void {
     const { signal, bodySignal, abort } = this.#req;
-    abort?.onAbort(this.#aborted);
-    signal?.addEventListener('abort', this.#onAbort);
-    if (bodySignal !== undefined && bodySignal !== signal) bodySignal.addEventListener('abort', this.#onAbort);
+    abort?.onAbort(this);
+    signal?.addEventListener('abort', this);
+    if (bodySignal !== undefined && bodySignal !== signal) bodySignal.addEventListener('abort', this);
     this.#listening = true;
   }
 
-  #unlisten = (): void => {
+  /** Lets go of the abort listeners (the answer had no body, or its body ended or failed). */
+  unlisten(): void {
     if (!this.#listening) return;
     this.#listening = false;
     const { signal, bodySignal, abort } = this.#req;
     abort?.onAbort(undefined);
-    signal?.removeEventListener('abort', this.#onAbort);
-    bodySignal?.removeEventListener('abort', this.#onAbort);
-  };
+    signal?.removeEventListener('abort', this);
+    bodySignal?.removeEventListener('abort', this);
+  }
 
   onConnect(abort: (reason?: Error) => void): void {
     // Aborted while queued or connecting: the request is not sent at all.
@@ -480,7 +483,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
       source = new BodySource();
       source.resume = resume;
       source.abort = this.#abort;
-      source.settle = this.#unlisten;
+      source.settle = this;
       this.#source = source;
     }
     let response: DispatchedResponse;
@@ -493,7 +496,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     if (source !== undefined) {
       const dec = decoderFor(codingOf(rawHeaders));
       if (dec !== undefined) this.#decode(dec, source);
-    } else this.#unlisten();
+    } else this.unlisten();
     this.#responded = true;
     this.#resolve(response as unknown as Response);
     return true;
@@ -525,7 +528,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     const dec = this.#decoder;
     if (dec !== undefined) dec.end();
     else this.#source?.end();
-    if (this.#source === undefined) this.#unlisten();
+    if (this.#source === undefined) this.unlisten();
   }
 
   onError(err: Error): void {
@@ -538,13 +541,13 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     const aborted = abortedOf(req);
     if (!this.#responded) {
       this.#responded = true;
-      this.#unlisten();
+      this.unlisten();
       this.#reject(aborted ? aborted.reason : err instanceof TypeError ? err : new TypeError('fetch failed', { cause: err }));
       return;
     }
     this.#decoder?.destroy();
     this.#source?.fail(aborted ? aborted.reason : new TypeError('terminated', { cause: err }));
-    this.#unlisten();
+    this.unlisten();
   }
 }
 

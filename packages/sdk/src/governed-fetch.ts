@@ -35,6 +35,7 @@ import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { clientSpanInterceptor, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
+import { type UrlParts, urlParts } from './service-url.js';
 
 export type Fetch = typeof globalThis.fetch;
 type FetchInput = Parameters<Fetch>[0];
@@ -126,6 +127,12 @@ export interface ServiceCall<R extends CallResult> {
    */
   readonly takesAbort?: boolean;
   /**
+   * With `takesAbort`: true when the promise `send` returns settles by itself once the
+   * AttemptAbort aborts (the mesh's own undici dispatch rejects with its reason). A timed
+   * attempt then runs without the executor's racing promise (see GovernedCall).
+   */
+  readonly settlesOnAbort?: boolean;
+  /**
    * Sends one attempt to the instance at `origin` (`http://host:port`; the front end adds
    * the path and query) with `headers`, cancelled by `cancel`: the attempt's signal (its
    * timeout and the caller's), or with `takesAbort`, the executor's AttemptAbort when the
@@ -167,11 +174,13 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   readonly tags: TagLookup;
   /** `send` reads the abort from the record: the executor makes no AbortSignal for it. */
   readonly abortsOnRecord = true;
+  readonly settlesOnAbort: boolean;
   readonly #call: ServiceCall<R>;
   readonly #picker: RoutePicker;
   readonly #pipeline: Pipeline;
   /** Attempts started so far. */
   attempts = 0;
+  #refusalSpan = false;
 
   constructor(pipeline: Pipeline, call: ServiceCall<R>, tags: TagLookup) {
     this.service = call.service;
@@ -183,6 +192,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     if (call.signal) this.signal = call.signal;
     if (call.discard) this.discard = call.discard;
     this.tags = tags;
+    this.settlesOnAbort = call.takesAbort === true && call.settlesOnAbort === true;
     this.#call = call;
     this.#pipeline = pipeline;
     this.#picker = pipeline.router.picker(call.service);
@@ -211,6 +221,19 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     return this.#call.fromResponse(response);
   }
 
+  /**
+   * The call failed without an answer (told by the executor, or by the bulkhead or the
+   * adaptive limit's refusal): when nothing was sent (a breaker, no instance, a full
+   * bulkhead), a span for the logical call, once, so traces and metrics show the rejection.
+   */
+  rejected(error: unknown): void {
+    const tracing = this.#pipeline.tracing;
+    if (tracing === undefined || this.attempts !== 0 || this.#refusalSpan) return;
+    this.#refusalSpan = true;
+    const url = `http://${this.service}${this.path}${this.search}`;
+    tracing.startClientSpan(undefined, { method: this.method, url, service: this.service }).end({ error });
+  }
+
   unreachable(target: RouteDecision): void {
     // A refused connection: a departed instance routing still trusted is gone for good.
     this.#pipeline.router.reportUnreachable(target.instance);
@@ -221,6 +244,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
 interface Pipeline {
   readonly router: Router;
   readonly chain: AttemptHandler;
+  readonly tracing: Tracing | undefined;
 }
 
 /** Writes the request's tags, this service's identity and (tracing off) the caller's trace context. */
@@ -263,30 +287,36 @@ export function attemptInterceptors(deps: GovernedCallDeps): AttemptInterceptor[
 
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   const { executor, tracing, bulkheads, outboundLimits } = deps;
-  const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)) };
+  const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)), tracing };
 
-  return async function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
-    const { service, method, path, search, signal } = call;
-    const ctx = currentContext();
-    writeHeaders(deps, ctx, service, call.headers);
-    const governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
-    let out: R | Response;
+  // Not async: the executor's promise is the call's. A fallback's Response is converted
+  // there (the call's fromResponse), and a call rejected before anything was sent gets its
+  // span through the call's `rejected`, which the executor calls: no step on the promise.
+  return function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
+    const { service, path, method, signal } = call;
+    let governed: PipelineCall<R> | undefined;
+    let out: Promise<R>;
     try {
+      const ctx = currentContext();
+      writeHeaders(deps, ctx, service, call.headers);
+      const g = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
+      if (outboundLimits === undefined && bulkheads === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
+      governed = g;
       // The destination's adaptive limit, then its bulkhead, around the executor: a call over
-      // either is refused before routing, and the limit samples the call's whole time.
-      const execute = () => executor.call<RouteDecision, R>(governed);
+      // either is refused before routing (its span made here), and the limit samples the call's whole time.
+      const execute = () => executor.call<RouteDecision, R>(g) as Promise<R>;
       const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
-      out = await (bulkheads ? bulkheads.execute(service, limited, signal) : limited());
+      out = bulkheads ? bulkheads.execute(service, limited, signal) : limited();
     } catch (error) {
-      // Rejected before anything was sent (breaker open, no instance, over the adaptive
-      // limit, bulkhead full): a span
-      // for the logical call, so traces and metrics show the rejection.
-      if (governed.attempts === 0 && tracing)
-        tracing.startClientSpan(undefined, { method, url: `http://${service}${path}${search}`, service }).end({ error });
-      throw error;
+      governed?.rejected(error);
+      return Promise.reject(error);
     }
-    // A breaker's fallback is a Response whatever the front end.
-    return out instanceof Response ? call.fromResponse(out) : out;
+    if (tracing === undefined) return out;
+    const g = governed;
+    return out.catch((error: unknown) => {
+      g.rejected(error);
+      throw error;
+    });
   };
 }
 
@@ -325,6 +355,101 @@ export class RedirectRefusedError extends MeshletError {
 }
 
 /**
+ * One governed call of `mesh.fetch`, as the pipeline takes it: the call's parts and its
+ * `send` as a method (no closure per call). Each attempt goes to the mesh's dispatcher
+ * transport, or to the application's fetch (its own `fetch` option, or an undici
+ * `dispatcher` in init, which fetch honours); `sentTo` is the last attempt's URL, where a
+ * relative redirect resolves.
+ */
+class FetchCall implements ServiceCall<Response> {
+  readonly service: string;
+  readonly method: string;
+  readonly path: string;
+  readonly search: string;
+  readonly headers: CallHeaders;
+  readonly retryable: boolean;
+  readonly signal: AbortSignal | undefined;
+  readonly takesAbort = true;
+  readonly settlesOnAbort: boolean;
+  sentTo = '';
+  readonly #body: RequestInit['body'];
+  readonly #follow: boolean;
+  readonly #request: Request | undefined;
+  readonly #init: RequestInit | undefined;
+  /** The mesh's transport, when this call's attempts go to it. */
+  readonly #transport: Transport | undefined;
+  readonly #fetch: Fetch;
+
+  constructor(
+    url: UrlParts,
+    method: string,
+    body: RequestInit['body'],
+    given: RequestInit['headers'],
+    follow: boolean,
+    request: Request | undefined,
+    init: RequestInit | undefined,
+    transport: Transport | undefined,
+    fetch: Fetch,
+  ) {
+    this.service = url.hostname;
+    this.method = method;
+    this.path = url.pathname;
+    this.search = url.search;
+    // No headers given: a plain object, which fetch reads as it reads a Headers, without
+    // a Headers' validation of every name and value when the pipeline adds its own.
+    this.headers = given === undefined ? {} : new Headers(given);
+    // A stream can be read once: such a request is never retried.
+    this.retryable = !(body instanceof ReadableStream);
+    this.signal = init?.signal ?? request?.signal ?? undefined;
+    this.#body = body;
+    this.#follow = follow;
+    this.#request = request;
+    this.#init = init;
+    this.#fetch = fetch;
+    // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
+    this.#transport = transport !== undefined && (init === undefined || !('dispatcher' in init)) ? transport : undefined;
+    // The mesh's dispatch rejects by itself when the attempt is aborted (a body to encode
+    // first, a Blob or a form, is not hooked until encoded: raced as before).
+    this.settlesOnAbort = this.#transport !== undefined && (body === null || typeof body === 'string');
+  }
+
+  send(origin: string, headers: CallHeaders, cancel: AttemptAbort | AbortSignal | undefined): Promise<Response> {
+    const pathAndQuery = `${this.path}${this.search}`;
+    const target = `${origin}${pathAndQuery}`;
+    this.sentTo = target;
+    const init = this.#init;
+    const request = this.#request;
+    const transport = this.#transport;
+    if (transport !== undefined) {
+      // A timed attempt's abort is hooked by the transport: no AbortSignal is made for it.
+      const timed = cancel instanceof AbortSignal ? undefined : cancel;
+      return transport({
+        origin,
+        path: pathAndQuery,
+        method: this.method,
+        headers,
+        body: this.#body,
+        signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? this.signal),
+        abort: timed,
+        bodySignal: this.signal,
+        redirect: this.#follow ? 'manual' : (init?.redirect ?? request?.redirect),
+      });
+    }
+    const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
+    // A Headers, or the plain object of string values made above.
+    const options: RequestInit = { ...init, method: this.method, headers: headers as Headers | Record<string, string> };
+    if (attemptSignal) options.signal = attemptSignal;
+    // Followed by the front end, where the mesh headers can be left behind.
+    if (this.#follow) options.redirect = 'manual';
+    return this.#fetch(request ? new Request(target, request) : target, options);
+  }
+
+  fromResponse(response: Response): Response {
+    return response;
+  }
+}
+
+/**
  * Builds a fetch with the WHATWG signature that governs calls to services through the
  * shared pipeline (see governedCall). A URL whose host is a service in the registry is
  * governed; any other URL is passed to `send` untouched. A service URL's port, if any,
@@ -340,13 +465,13 @@ export class RedirectRefusedError extends MeshletError {
  */
 export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPipeline = governedCall(deps)): Fetch {
   const { directory, send, transport } = deps;
-  const identity = (res: Response) => res;
 
   const fetch = (input: FetchInput, init?: RequestInit): Promise<Response> => governed(input, init, 0);
 
   async function governed(input: FetchInput, init: RequestInit | undefined, hops: number): Promise<Response> {
     const request = input instanceof Request ? input : undefined;
-    const url = new URL(request ? request.url : input instanceof URL ? input.href : String(input));
+    // `http://service/path` split without a WHATWG URL (service-url.ts); anything else through one.
+    const url = urlParts(request ? request.url : input instanceof URL ? input : String(input));
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
     if (!directory.isReady(service)) {
@@ -359,52 +484,9 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const given = init?.headers ?? request?.headers;
     const follow = (init?.redirect ?? request?.redirect ?? 'follow') === 'follow';
-    let sentTo = '';
-    const res = await pipeline({
-      service,
-      method,
-      path: url.pathname,
-      search: url.search,
-      // No headers given: a plain object, which fetch reads as it reads a Headers, without
-      // a Headers' validation of every name and value when the pipeline adds its own.
-      headers: given === undefined ? {} : new Headers(given),
-      // A stream can be read once: such a request is never retried.
-      retryable: !(body instanceof ReadableStream),
-      signal: init?.signal ?? request?.signal ?? undefined,
-      send: (origin, headers, cancel) => {
-        const target = `${origin}${url.pathname}${url.search}`;
-        sentTo = target;
-        // An undici `dispatcher` in init (a proxy, mTLS) is the application's choice: fetch honours it.
-        if (transport !== undefined && (init === undefined || !('dispatcher' in init))) {
-          const callerSignal = init?.signal ?? request?.signal ?? undefined;
-          // A timed attempt's abort is hooked by the transport: no AbortSignal is made for it.
-          const timed = cancel instanceof AbortSignal ? undefined : cancel;
-          return transport({
-            origin,
-            path: `${url.pathname}${url.search}`,
-            method,
-            headers,
-            body,
-            signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? callerSignal),
-            abort: timed,
-            bodySignal: callerSignal,
-            redirect: follow ? 'manual' : (init?.redirect ?? request?.redirect),
-          });
-        }
-        const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
-        return send(request ? new Request(target, request) : target, {
-          ...init,
-          method,
-          // A Headers, or the plain object of string values made above.
-          headers: headers as Headers | Record<string, string>,
-          ...(attemptSignal ? { signal: attemptSignal } : {}),
-          // Followed below, where the mesh headers can be left behind.
-          ...(follow ? { redirect: 'manual' as const } : {}),
-        });
-      },
-      fromResponse: identity,
-      takesAbort: true,
-    });
+    const call = new FetchCall(url, method, body, given, follow, request, init, transport, send);
+    const res = await pipeline(call);
+    const sentTo = call.sentTo;
     if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
     const location = res.headers.get('location');
     if (location === null) return res;

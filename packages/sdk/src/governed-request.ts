@@ -1,10 +1,9 @@
-import type { CallResult } from '@meshlet/breaker';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import type { CallHeaders, GovernedCallPipeline } from './governed-fetch.js';
+import type { CallHeaders, GovernedCallPipeline, ServiceCall } from './governed-fetch.js';
 import { bodyOfResponse } from './request-body.js';
-import { type AttemptCancel, dispatchRequest } from './request-dispatch.js';
+import { type AttemptCancel, dispatchRequest, RequestData } from './request-dispatch.js';
 import type { ServiceDirectory } from './service-directory.js';
-import { urlParts } from './service-url.js';
+import { type UrlParts, urlParts } from './service-url.js';
 
 /** undici's `request` options; `dispatcher` replaces the mesh's shared Agent for this call. */
 export type RequestOptions = NonNullable<Parameters<typeof undiciRequest>[1]>;
@@ -18,11 +17,6 @@ export interface GovernedRequestDeps {
   readonly dispatcher: Dispatcher;
   /** Sends URLs that are not services. Default: undici's `request`, options untouched. */
   readonly passThrough?: typeof undiciRequest;
-}
-
-/** One attempt's ResponseData with the `status` the CallExecutor classifies by. */
-interface Attempt extends CallResult {
-  readonly data: ResponseData;
 }
 
 type HeaderValue = string | string[] | number | undefined | null;
@@ -54,25 +48,14 @@ function replayable(body: RequestOptions['body']): boolean {
   return body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
 }
 
-function responseData(res: Response): ResponseData {
+/** A Response the mesh made (an injected fault, a breaker's fallback) as undici's ResponseData. */
+function responseData(res: Response): RequestData {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of res.headers) if (k !== 'set-cookie') headers[k] = v;
   const cookies = res.headers.getSetCookie();
   if (cookies.length) headers['set-cookie'] = cookies;
-  return {
-    statusCode: res.status,
-    statusText: res.statusText,
-    headers,
-    body: bodyOfResponse(res) as unknown as ResponseData['body'],
-    trailers: {},
-    opaque: null,
-    context: {},
-  };
+  return new RequestData(res.status, res.statusText, headers, bodyOfResponse(res) as unknown as ResponseData['body'], {}, null, {});
 }
-
-const fromResponse = (res: Response): Attempt => ({ status: res.status, data: responseData(res) });
-// A failed attempt dropped for a retry: read what is left (undici caps it) so the connection is reused.
-const discard = (a: Attempt): void => void a.data.body.dump().catch(() => {});
 
 /** The options the dispatched path sends as they are; any other option goes through undici's `request`. */
 const DISPATCHED_OPTIONS: ReadonlySet<string> = new Set(['method', 'headers', 'body', 'signal', 'dispatcher']);
@@ -99,71 +82,117 @@ function signalOf(cancel: AttemptCancel): AbortSignal | undefined {
 }
 
 /**
+ * One governed call of `mesh.request`, as the pipeline takes it: the call's parts and its
+ * `send` as a method (no closure per call). A dispatchable call (request-dispatch.ts) is
+ * one `dispatch` per attempt, which settles by itself when the attempt is aborted; any
+ * other goes through the dispatcher's `request` with the caller's options.
+ */
+class RequestCall implements ServiceCall<RequestData> {
+  readonly service: string;
+  readonly method: Dispatcher.HttpMethod;
+  readonly path: string;
+  readonly search: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly retryable: boolean;
+  readonly signal: AbortSignal | undefined;
+  readonly takesAbort = true;
+  readonly settlesOnAbort: boolean;
+  readonly #via: Dispatcher;
+  /** Path and query, as sent. */
+  readonly #target: string;
+  readonly #body: string | Uint8Array | null;
+  /** The caller's options when the call is not dispatchable: sent through `request`. */
+  readonly #options: RequestOptions | undefined;
+
+  constructor(url: UrlParts, options: RequestOptions | undefined, dispatcher: Dispatcher) {
+    this.service = url.hostname;
+    this.method = (options?.method ?? 'GET').toUpperCase() as Dispatcher.HttpMethod;
+    this.path = url.pathname;
+    this.search = url.search;
+    this.#target = url.search === '' ? url.pathname : `${url.pathname}${url.search}`;
+    this.headers = headerRecord(options?.headers);
+    const body = options?.body;
+    this.retryable = replayable(body);
+    this.signal = options?.signal instanceof AbortSignal ? options.signal : undefined;
+    this.#via = options?.dispatcher ?? dispatcher;
+    const direct = dispatchable(options);
+    this.settlesOnAbort = direct;
+    this.#body = direct ? ((body ?? null) as string | Uint8Array | null) : null;
+    this.#options = direct ? undefined : options;
+  }
+
+  send(origin: string, headers: CallHeaders, cancel: AttemptCancel): Promise<RequestData> {
+    const options = this.#options;
+    if (options === undefined)
+      return dispatchRequest(
+        this.#via,
+        { origin, path: this.#target, method: this.method, headers: headers as Record<string, string | string[]>, body: this.#body },
+        cancel,
+      );
+    const { dispatcher: _own, ...rest } = options;
+    return this.#via
+      .request<null>({
+        ...rest,
+        origin,
+        path: this.#target,
+        method: this.method,
+        headers: headers as Record<string, string | string[]>,
+        // The attempt's signal follows the caller's; an emitter-style signal goes as given.
+        signal: signalOf(cancel) ?? rest.signal ?? null,
+        opaque: null,
+      })
+      .then(RequestData.of);
+  }
+
+  fromResponse(res: Response): RequestData {
+    return responseData(res);
+  }
+
+  /** A failed attempt dropped for a retry: read what is left (undici caps it) so the connection is reused. */
+  discard(a: RequestData): void {
+    void a.body.dump().catch(() => {});
+  }
+}
+
+/**
  * Builds `request` with undici's shape, governed by the same pipeline as the mesh's fetch:
  * a URL whose host is a service in the registry is routed, broken, timed out, retried,
  * traced and tagged, and sent through the mesh's shared keep-alive Agent (or the
  * `dispatcher` option); any other URL goes to undici's `request` untouched. undici's
  * request skips WHATWG fetch's Request/Response/stream machinery, so a governed call
- * costs several times less CPU. A service URL's port, if any, is ignored.
+ * costs several times less CPU. A service URL's port, if any, is ignored. Not async: once
+ * a service is known, the call is the pipeline's promise, resolved with the attempt's
+ * ResponseData itself.
  */
 export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCallPipeline): MeshRequest {
   const { directory, dispatcher } = deps;
   const passThrough = deps.passThrough ?? undiciRequest;
 
-  return async function request(input: string | URL, options?: RequestOptions): Promise<ResponseData> {
-    const url = urlParts(input);
-    const service = url.hostname;
-    // After its first call a service is known and followed: no await for either.
-    if (!directory.isReady(service)) {
-      if (!(await directory.isService(service))) return passThrough(input, options) as Promise<ResponseData>;
-      await directory.ensure(service);
+  const governed = (url: UrlParts, options: RequestOptions | undefined): Promise<ResponseData> => {
+    let call: RequestCall;
+    try {
+      call = new RequestCall(url, options, dispatcher);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    return pipeline(call);
+  };
 
-    const via = options?.dispatcher ?? dispatcher;
-    const method = (options?.method ?? 'GET').toUpperCase() as Dispatcher.HttpMethod;
-    const path = url.search === '' ? url.pathname : `${url.pathname}${url.search}`;
-    const callerSignal = options?.signal instanceof AbortSignal ? options.signal : undefined;
-    const body = options?.body;
-    const direct = dispatchable(options);
-    const attempt = await pipeline<Attempt>({
-      service,
-      method,
-      path: url.pathname,
-      search: url.search,
-      headers: headerRecord(options?.headers),
-      retryable: replayable(body),
-      signal: callerSignal,
-      send: direct
-        ? (origin: string, headers: CallHeaders, cancel: AttemptCancel) =>
-            dispatchRequest(
-              via,
-              {
-                origin,
-                path,
-                method,
-                headers: headers as Record<string, string | string[]>,
-                body: (body ?? null) as string | Uint8Array | null,
-              },
-              cancel,
-            )
-        : async (origin: string, headers: CallHeaders, cancel: AttemptCancel) => {
-            const { dispatcher: _own, ...rest } = options ?? {};
-            const data = await via.request<null>({
-              ...rest,
-              origin,
-              path,
-              method,
-              headers: headers as Record<string, string | string[]>,
-              // The attempt's signal follows the caller's; an emitter-style signal goes as given.
-              signal: signalOf(cancel) ?? rest.signal ?? null,
-              opaque: null,
-            });
-            return { status: data.statusCode, data };
-          },
-      fromResponse,
-      discard,
-      takesAbort: true,
-    });
-    return attempt.data;
+  // The first call to a host: is it a service, and its instances and rules followed.
+  const first = async (input: string | URL, options: RequestOptions | undefined, url: UrlParts): Promise<ResponseData> => {
+    if (!(await directory.isService(url.hostname))) return passThrough(input, options) as Promise<ResponseData>;
+    await directory.ensure(url.hostname);
+    return governed(url, options);
+  };
+
+  return function request(input: string | URL, options?: RequestOptions): Promise<ResponseData> {
+    let url: UrlParts;
+    try {
+      url = urlParts(input);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // After its first call a service is known and followed: no await for either.
+    return directory.isReady(url.hostname) ? governed(url, options) : first(input, options, url);
   };
 }

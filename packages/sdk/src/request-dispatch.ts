@@ -13,10 +13,56 @@ import { joined, MixinBody } from './request-body.js';
  * without a timeout) is listened to directly.
  */
 
-/** One answered attempt: undici's ResponseData and the status the executor classifies by. */
-export interface DispatchedAttempt {
-  readonly status: number;
-  readonly data: Dispatcher.ResponseData;
+/**
+ * One answered attempt of `mesh.request`: undici's ResponseData itself (its own fields, as
+ * `undici.request` gives them), with the `status` the executor classifies by as a getter
+ * on the prototype (not an own field: not in `Object.keys`, a spread or JSON). The pipeline
+ * resolves with it and `mesh.request` returns it as it is: no wrapper, no step to unwrap.
+ */
+export class RequestData implements Dispatcher.ResponseData {
+  readonly statusCode: number;
+  readonly statusText: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Dispatcher.ResponseData['body'];
+  readonly trailers: Record<string, string>;
+  readonly opaque: null;
+  readonly context: object;
+
+  constructor(
+    statusCode: number,
+    statusText: string,
+    headers: Record<string, string | string[]>,
+    body: Dispatcher.ResponseData['body'],
+    trailers: Record<string, string>,
+    opaque: null,
+    context: object,
+  ) {
+    this.statusCode = statusCode;
+    this.statusText = statusText;
+    this.headers = headers;
+    this.body = body;
+    this.trailers = trailers;
+    this.opaque = opaque;
+    this.context = context;
+  }
+
+  /** The status, for the executor's classifier. */
+  get status(): number {
+    return this.statusCode;
+  }
+
+  /** undici's own ResponseData (another option, another dispatcher) with the status getter. */
+  static of(data: Dispatcher.ResponseData): RequestData {
+    return new RequestData(
+      data.statusCode,
+      data.statusText,
+      data.headers as Record<string, string | string[]>,
+      data.body,
+      data.trailers,
+      data.opaque as null,
+      data.context,
+    );
+  }
 }
 
 /** What cancels an attempt: the executor's abort, a signal, or nothing. */
@@ -46,7 +92,8 @@ const HOLD_BYTES = 64 * 1024;
  * held here rather than pushed through the Readable, so `text()`, `json()`,
  * `arrayBuffer()`… take them without the stream's events; the first stream read pushes
  * what is held and the rest flows through the Readable. A full hold pauses the socket.
- * A body read whole by the mixin is not then ended as a stream (no 'end' or 'close').
+ * A body read whole by the mixin is then ended as a stream, as undici's is: 'end' before
+ * the read resolves, then 'close' (so `stream.finished` and listeners for either return).
  */
 class DispatchedBody extends MixinBody {
   resumeSocket: (() => void) | undefined;
@@ -89,8 +136,20 @@ class DispatchedBody extends MixinBody {
     const k = this.#collector;
     if (k !== undefined) {
       this.#collector = undefined;
-      k.resolve(joined(held, this.#size));
+      this.#handOver(k.resolve);
     }
+  }
+
+  /**
+   * The whole body to the mixin's read, and the stream ended as undici's is: 'end' (on
+   * the next tick, then 'close'), and the read resolved after 'end', not before it.
+   */
+  #handOver(resolve: (b: Buffer) => void): void {
+    const bytes = joined(this.#held ?? [], this.#size);
+    this.#held = undefined;
+    this.push(null);
+    this.read();
+    process.nextTick(resolve, bytes);
   }
 
   /** The request failed after its headers. */
@@ -103,8 +162,12 @@ class DispatchedBody extends MixinBody {
     this.#held = [];
     const k = this.#collector;
     if (k !== undefined) {
+      // The read fails with the error; the stream closes (without an 'error' event nobody
+      // may be listening for: the read's rejection is the error's one report).
       this.#collector = undefined;
+      this.abortRequest = undefined;
       k.reject(err);
+      this.destroy();
     }
   }
 
@@ -112,10 +175,12 @@ class DispatchedBody extends MixinBody {
     const held = this.#held;
     if (held === undefined) return super.collectBytes();
     if (this.#error !== undefined) return Promise.reject(this.#error);
-    if (this.#ended) return Promise.resolve(joined(held, this.#size));
     return new Promise<Buffer>((resolve, reject) => {
-      this.#collector = { resolve, reject };
-      this.#wake();
+      if (this.#ended) this.#handOver(resolve);
+      else {
+        this.#collector = { resolve, reject };
+        this.#wake();
+      }
     });
   }
 
@@ -151,7 +216,7 @@ class DispatchedBody extends MixinBody {
 }
 
 class RequestAttemptHandler implements Dispatcher.DispatchHandler {
-  readonly #resolve: (r: DispatchedAttempt) => void;
+  readonly #resolve: (r: RequestData) => void;
   readonly #reject: (e: unknown) => void;
   readonly #signal: AbortSignal | undefined;
   #abort: ((reason?: Error) => void) | undefined;
@@ -163,13 +228,18 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   #trailers: Record<string, string | string[]> | undefined;
   #context: object = {};
 
-  constructor(resolve: (r: DispatchedAttempt) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
+  constructor(resolve: (r: RequestData) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
     this.#resolve = resolve;
     this.#reject = reject;
     if (cancel instanceof AbortSignal) {
       this.#signal = cancel;
       cancel.addEventListener('abort', this);
-    } else if (cancel !== undefined) cancel.onAbort((reason) => this.cancel(reason));
+    } else if (cancel !== undefined) cancel.onAbort(this);
+  }
+
+  /** The executor aborted the attempt (its AttemptAbort's hook). */
+  abortAttempt(reason: unknown): void {
+    this.cancel(reason);
   }
 
   /** The caller's signal aborted. */
@@ -211,16 +281,17 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
     this.#body = body;
     this.#trailers = {};
     this.#responded = true;
-    const data = {
-      statusCode,
-      statusText: statusText ?? '',
-      headers,
-      body: body as unknown as Dispatcher.ResponseData['body'],
-      trailers: this.#trailers,
-      opaque: null,
-      context: this.#context,
-    } as Dispatcher.ResponseData;
-    this.#resolve({ status: statusCode, data });
+    this.#resolve(
+      new RequestData(
+        statusCode,
+        statusText ?? '',
+        headers,
+        body as unknown as Dispatcher.ResponseData['body'],
+        this.#trailers as Record<string, string>,
+        null,
+        this.#context,
+      ),
+    );
     return true;
   }
 
@@ -252,13 +323,9 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
 }
 
 /** Sends one attempt of `mesh.request` on `dispatcher`; resolves at the answer's headers. */
-export function dispatchRequest(
-  dispatcher: Dispatcher,
-  options: Dispatcher.DispatchOptions,
-  cancel: AttemptCancel,
-): Promise<DispatchedAttempt> {
+export function dispatchRequest(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, cancel: AttemptCancel): Promise<RequestData> {
   if (cancel?.aborted) return Promise.reject(cancel.reason);
-  return new Promise<DispatchedAttempt>((resolve, reject) => {
+  return new Promise<RequestData>((resolve, reject) => {
     const handler = new RequestAttemptHandler(resolve, reject, cancel);
     try {
       dispatcher.dispatch(options, handler);

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { finished } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import { TimeoutError } from '@meshlet/breaker';
 import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger } from '@meshlet/core';
@@ -119,6 +120,9 @@ describe('mesh.request, dispatched', () => {
     await raw.body.text();
     assert.match(text, /^from /);
     for (const h of ['x-dup', 'set-cookie', 'x-latin', 'content-length']) assert.deepEqual(ours.headers[h], raw.headers[h], h);
+    // The same own fields as undici's ResponseData (the executor's `status` is not one of them).
+    assert.deepEqual(Object.keys(ours).sort(), Object.keys(raw).sort());
+    assert.equal(JSON.stringify({ ...ours, body: null }).includes('"status"'), false);
     const t = await mesh.request('http://up/trailers');
     assert.equal(await t.body.text(), 'part');
     assert.deepEqual(t.trailers, { 'x-sum': '42' });
@@ -266,6 +270,43 @@ describe('mesh.request, dispatched', () => {
         // read until the error
       }
     });
+  });
+
+  it('a body read whole ends and closes as a stream, as undici.request’s does', async () => {
+    // Listeners for 'end'/'close' (or stream.finished) must not wait forever after text().
+    const events = (body: NodeJS.EventEmitter) => {
+      const seen: string[] = [];
+      body.once('end', () => seen.push('end')).once('close', () => seen.push('close'));
+      return seen;
+    };
+    // undici's: 'end' before the read resolves, 'close' by the time the stream is finished.
+    const raw = await undiciRequest(`http://127.0.0.1:${fast.port}/x`);
+    const rawSeen = events(raw.body);
+    await raw.body.text();
+    assert.ok(rawSeen.includes('end'));
+    await finished(raw.body);
+    assert.deepEqual(rawSeen, ['end', 'close']);
+    for (const read of ['text', 'json', 'arrayBuffer', 'bytes', 'blob'] as const) {
+      const res = await mesh.request('http://up/x');
+      const seen = events(res.body);
+      await res.body[read]().catch(() => {}); // json() of a plain text body rejects; the stream still ends
+      assert.ok(seen.includes('end'), `${read}: ${seen.join(',')}`);
+      assert.equal(res.body.readableEnded, true, read);
+      await finished(res.body);
+      assert.deepEqual(seen, ['end', 'close'], read);
+      assert.equal(res.body.destroyed, true, read);
+    }
+    // Read whole while the body is still arriving.
+    const before = held.length;
+    const res = await mesh.request('http://up/hold-body');
+    await until(() => held.length > before);
+    const seen = events(res.body);
+    const text = res.body.text();
+    (held[held.length - 1] as (typeof held)[number]).res.end('rest');
+    assert.equal(await text, 'part;rest');
+    assert.ok(seen.includes('end'), seen.join(','));
+    await finished(res.body);
+    assert.deepEqual(seen, ['end', 'close']);
   });
 
   it('does not follow a redirect, as undici.request does not', async () => {

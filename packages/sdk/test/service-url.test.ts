@@ -2,7 +2,7 @@
 // gives, and everything it cannot be sure of goes through URL.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { urlParts } from '../src/service-url.js';
+import { URL_CACHE_MAX_LENGTH, URL_CACHE_SIZE, urlCacheSize, urlParts } from '../src/service-url.js';
 
 function viaUrl(s: string) {
   const u = new URL(s);
@@ -81,6 +81,21 @@ describe('urlParts', () => {
       const input = `http://${hosts[rnd(hosts.length)]}${tail}`;
       assert.deepEqual(outcome(parts, input), outcome(viaUrl, input), input);
     }
+  });
+
+  it('a URL split before is taken from a bounded cache: the same parts, not a WHATWG URL anyone can change', () => {
+    const a = urlParts('http://orders/cached?x=1');
+    assert.equal(urlParts('http://orders/cached?x=1'), a, 'the same parts object');
+    const viaWhatwg = urlParts('HTTP://Orders/x');
+    assert.ok(viaWhatwg instanceof URL, 'the first split of a URL the fast path leaves alone is a URL');
+    (viaWhatwg as URL).pathname = '/changed';
+    assert.deepEqual(parts('HTTP://Orders/x'), viaUrl('HTTP://Orders/x'), 'the cache kept its own copy');
+    for (let i = 0; i < 3 * URL_CACHE_SIZE; i++) urlParts(`http://orders/users/${i}`);
+    assert.ok(urlCacheSize() <= URL_CACHE_SIZE, `${urlCacheSize()} entries`);
+    const long = `http://orders/${'a'.repeat(URL_CACHE_MAX_LENGTH)}`;
+    const before = urlCacheSize();
+    assert.deepEqual(parts(long), viaUrl(long));
+    assert.equal(urlCacheSize(), before, 'a long URL is not kept');
   });
 
   it('takes a URL as it is', () => {

@@ -1,0 +1,98 @@
+// A governed call refused before anything was sent (a breaker open, no instance) gets one
+// CLIENT span for the logical call, through mesh.fetch and mesh.request alike; a call that
+// sent attempts gets their spans only. The executor tells the pipeline (the call's
+// `rejected`), so the call's promise carries no step for it. Real upstream on 127.0.0.1.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CircuitOpenError } from '@meshlet/breaker';
+import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, NoInstanceError } from '@meshlet/core';
+import { listen, type TestServer } from '@meshlet/core/testing';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { createMesh, type Mesh } from '../src/index.js';
+
+describe('refusal spans', () => {
+  const exporter = new InMemorySpanExporter();
+  let upstream: TestServer;
+  let mesh: Mesh;
+
+  before(async () => {
+    upstream = await listen((_req, res) => {
+      res.statusCode = 503;
+      res.end('down');
+    });
+    const registry = new InMemoryRegistry();
+    await registry.register({
+      id: 'up-0',
+      service: 'up',
+      address: '127.0.0.1',
+      port: upstream.port,
+      tags: [],
+      metadata: {},
+      health: 'passing',
+    });
+    // A service whose one instance is in no lane the rule sends to: routing finds nothing.
+    await registry.register({
+      id: 'lone-0',
+      service: 'lone',
+      address: '127.0.0.1',
+      port: upstream.port,
+      tags: [],
+      metadata: { version: 'v1' },
+      health: 'passing',
+    });
+    const rules = new InMemoryKvStore();
+    await rules.put(
+      'meshlet/rules/up',
+      JSON.stringify({ service: 'up', breaker: { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000 }] } }),
+    );
+    await rules.put(
+      'meshlet/rules/lone',
+      JSON.stringify({ service: 'lone', route: { rules: [], default: [{ group: { version: 'v9' }, weight: 100 }] } }),
+    );
+    mesh = createMesh({
+      service: 'caller',
+      registry,
+      rules,
+      logger: new MemoryLogger(),
+      tracing: { exporters: [exporter], metrics: false },
+    });
+  });
+
+  after(async () => {
+    await mesh.close();
+    await upstream.close();
+  });
+
+  async function spans(): Promise<{ error: unknown; instance: unknown }[]> {
+    await mesh.tracing?.forceFlush();
+    const out = exporter
+      .getFinishedSpans()
+      .map((s) => ({ error: s.attributes['error.type'], instance: s.attributes['io.meshlet.instance'] }));
+    exporter.reset();
+    return out;
+  }
+
+  const clients = {
+    fetch: (url: string) => mesh.fetch(url).then((r) => r.status),
+    request: (url: string) => mesh.request(url).then(async (r) => (await r.body.dump(), r.statusCode)),
+  };
+
+  it('a call that was sent has its attempt span only, even when the answer opens the breaker', async () => {
+    assert.equal(await clients.fetch('http://up/x'), 503);
+    const sent = await spans();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]?.instance, 'up-0');
+  });
+
+  for (const [name, call] of Object.entries(clients)) {
+    it(`${name}: a breaker's refusal is one span for the logical call, with the error`, async () => {
+      await assert.rejects(call('http://up/x'), CircuitOpenError);
+      assert.deepEqual(await spans(), [{ error: 'circuit_open', instance: undefined }]);
+    });
+
+    it(`${name}: no instance to send to is one span for the logical call, with the error`, async () => {
+      await assert.rejects(call('http://lone/x'), NoInstanceError);
+      assert.deepEqual(await spans(), [{ error: 'no_instance', instance: undefined }]);
+    });
+  }
+});
