@@ -52,7 +52,7 @@ export interface ExecutorAttempt extends AttemptFields {
    * `onAbort` sets the one hook run then, without making an AbortSignal. Undefined
    * without a timeout.
    */
-  readonly abort?: { onAbort(hook: ((reason: unknown) => void) | undefined): void } | undefined;
+  readonly abort?: { onAbort(hook: ((reason: unknown) => void) | { abortAttempt(reason: unknown): void } | undefined): void } | undefined;
 }
 
 /** One governed call as @meshlet/breaker's CallExecutor drives it (its `GovernedCall`). */
@@ -66,6 +66,11 @@ export interface ExecutorCall<R extends { readonly status: number }> {
   readonly retryable?: boolean;
   /** True when `send` reads its abort from the attempt's record: the executor then passes no signal. */
   readonly abortsOnRecord?: boolean;
+  /**
+   * True when the promise `send` returns settles by itself once the record's abort aborts:
+   * the executor then awaits a timed attempt as it is, without a racing promise.
+   */
+  readonly settlesOnAbort?: boolean;
   pick(tried: ReadonlySet<string>): Instance | undefined;
   /** `attempt`: the executor's record of the attempt (its number, abort, breaker state). */
   send(instance: Instance, signal: AbortSignal | undefined, attempt?: ExecutorAttempt): Promise<R>;

@@ -76,7 +76,8 @@ const NO_CONTEXT = Object.freeze({});
  * deadline end the call here (`end`), cancelling the attempts in flight; the executor's
  * `signal` is made only then (already aborted), so a call that is not cancelled costs no
  * signal, no listener and no controller. A timed attempt is cancelled through the
- * executor's abort hook (`abortsOnRecord`), not a signal either.
+ * executor's abort hook (`abortsOnRecord`; the Attempt is the hook, no closure), and it
+ * rejects by itself then (`settlesOnAbort`): the executor awaits it without a race.
  */
 export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   readonly service: string;
@@ -84,6 +85,8 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   readonly path: string;
   readonly retryable = true;
   readonly abortsOnRecord = true;
+  /** An attempt rejects with the abort's reason once its abort hook ran (its stream reset). */
+  readonly settlesOnAbort = true;
   /** Attempts sent so far. */
   started = 0;
   /** `host:port` of the last attempt's instance. */
@@ -382,11 +385,7 @@ class Attempt implements InterceptingListener {
     const call = pooled.channel.createCall(path, deadline ?? Number.POSITIVE_INFINITY, undefined, null, null);
     this.#call = call;
     // The executor's timeout (and, with a signal, the caller's abort) cancels the attempt here.
-    abort?.onAbort((reason) => {
-      this.#aborted = true;
-      this.#abortReason = reason;
-      this.cancel('attempt aborted');
-    });
+    abort?.onAbort(this);
     call.start(md, this);
     call.sendMessageWithContext(NO_CONTEXT, serialized);
     call.halfClose();
@@ -395,6 +394,13 @@ class Attempt implements InterceptingListener {
 
   cancel(details: string): void {
     if (!this.#done) this.#call?.cancelWithStatus(Status.CANCELLED, details);
+  }
+
+  /** The executor's abort hook (its timeout, the caller's abort): the stream is reset and the attempt rejects with `reason`. */
+  abortAttempt(reason: unknown): void {
+    this.#aborted = true;
+    this.#abortReason = reason;
+    this.cancel('attempt aborted');
   }
 
   onReceiveMetadata(headers: Metadata): void {
