@@ -1,105 +1,70 @@
-// What governance costs a gRPC call: a unary call through `mesh.grpc.client` (the mesh's
-// interceptor: route rule in force, service + instance breakers, timeout, retry policy,
-// two tags sent in metadata; tracing off, and at 100% into a trace log) against the same
-// call on a raw grpc-js client to the same upstream, in a forked process, at concurrency 1
-// and 50. The clients take turns within each run; figures are medians over runs, ratios of
-// those medians. CPU is this process's user + system time per 1 000 calls.
-import { fork } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// What governance costs a gRPC call: a unary call through `mesh.grpc.client` (route rule
+// in force, service + instance breakers, timeout, retry policy, two tags sent in metadata;
+// tracing off, and at 100% into a trace log) against the same call on a raw grpc-js client
+// to the same upstream, in a forked process, at concurrency 1 and 50. The governed calls
+// run in a request context made once per run, as a handler's calls run in its request's
+// context. The clients take turns within each round; ratios are medians of per-round
+// ratios. CPU is this process's user + system time per 1 000 calls.
+//   BENCH_GRPC_BASELINE=/path/to/checkout  adds that checkout's build (built with tsc -b), tracing off
 import * as grpc from '@grpc/grpc-js';
-import { createContext, InMemoryKvStore, InMemoryRegistry, runWithContext, silentLogger } from '@meshlet/core';
-import { createMesh, type Mesh } from 'meshlet';
-import { benchRules, UPSTREAM_SERVICE } from './governed-client.js';
-import { benchGrpcService } from './grpc-service.js';
-import { fmt, type LoadResult, load, machine, med, sized, spread, stopUpstream, table } from './harness.js';
+import {
+  GrpcBenchClient as Client,
+  caller,
+  callerWithMeshHeaders,
+  governedGrpc as governed,
+  meshletBuildAt,
+  startGrpcUpstream,
+} from './grpc-clients.js';
+import { fmt, type LoadResult, load, machine, med, median, sized, spread, table } from './harness.js';
 
-const RUNS = sized('BENCH_RUNS', 5, 2);
+// Rounds: in each, every client runs the same number of calls, one after the other (the
+// order rotating); a client's ratio is the median over rounds of its rate over the raw
+// client's rate in the same round, so load from other processes that comes and goes
+// between rounds cancels out instead of landing on one client's runs.
+const ROUNDS = sized('BENCH_RUNS', 15, 2);
 const PLAN = [
-  { concurrency: 1, total: sized('BENCH_GRPC_C1_REQUESTS', 3000, 400) },
-  { concurrency: 50, total: sized('BENCH_GRPC_C50_REQUESTS', 10000, 1500) },
+  { concurrency: 1, total: sized('BENCH_GRPC_C1_REQUESTS', 1000, 300) },
+  { concurrency: 50, total: sized('BENCH_GRPC_C50_REQUESTS', 3000, 1000) },
 ];
 
-const Client = grpc.makeGenericClientConstructor(benchGrpcService, 'Upstream');
-type Get = (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void;
-const request = Buffer.from('42');
-
-function caller(client: grpc.Client): () => Promise<void> {
-  const get = (client as unknown as { Get: Get }).Get.bind(client);
-  return () => new Promise<void>((res, rej) => get(request, new grpc.Metadata(), {}, (err) => (err ? rej(err) : res())));
-}
-
-async function governed(port: number, tracing: boolean): Promise<{ mesh: Mesh; call: () => Promise<void>; close(): Promise<void> }> {
-  const registry = new InMemoryRegistry();
-  for (const version of ['v1', 'v2'])
-    await registry.register({
-      id: `up-${version}`,
-      service: UPSTREAM_SERVICE,
-      address: '127.0.0.1',
-      port,
-      tags: [],
-      metadata: { version },
-      health: 'passing',
-    });
-  const kv = new InMemoryKvStore();
-  await kv.put(`meshlet/rules/${UPSTREAM_SERVICE}`, JSON.stringify(benchRules));
-  const dir = tracing ? await mkdtemp(join(tmpdir(), 'meshlet-bench-grpc-')) : undefined;
-  const mesh = createMesh({
-    service: 'bench-client',
-    registry,
-    rules: kv,
-    logger: silentLogger,
-    ...(dir ? { tracing: { sampleRatio: 1, log: { path: join(dir, 'spans.jsonl') } } } : {}),
-  });
-  const client = mesh.grpc.client(Client, UPSTREAM_SERVICE);
-  const ctx = createContext({
-    tags: [
-      ['user-tier', 'vip'],
-      ['ua.family', 'Chrome'],
-    ],
-    caller: { service: 'edge' },
-  });
-  const raw = caller(client);
-  const call = () => runWithContext(ctx, raw);
-  await call(); // follows the service and loads its rules before any timing
-  return {
-    mesh,
-    call,
-    async close() {
-      client.close();
-      await mesh.close();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 export async function grpcOverhead(): Promise<string> {
-  const child = fork(fileURLToPath(new URL('./grpc-upstream.js', import.meta.url)), { stdio: 'inherit' });
-  const [{ port }] = (await once(child, 'message')) as [{ port: number }];
+  const upstream = await startGrpcUpstream();
+  const port = upstream.port;
   const rawClient = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const off = await governed(port, false);
   const traced = await governed(port, true);
-  const clients: [string, () => Promise<unknown>][] = [
-    ['raw grpc-js', caller(rawClient)],
-    ['governed, tracing off', off.call],
-    ['governed, tracing 100%', traced.call],
+  // A governed client's calls run in a request context made once per run, as a handler's
+  // calls run in the context its inbound request got (not in one made per call).
+  type Run = (fn: () => Promise<LoadResult>) => Promise<LoadResult>;
+  const direct: Run = (fn) => fn();
+  const clients: [string, () => Promise<unknown>, Run][] = [
+    ['raw grpc-js', caller(rawClient), direct],
+    // A peer, not the baseline: the mesh's two headers set by hand on the raw client.
+    ['raw grpc-js + the mesh headers by hand', callerWithMeshHeaders(rawClient), direct],
+    ['governed, tracing off', off.bare, off.inContext],
+    ['governed, tracing 100%', traced.bare, traced.inContext],
   ];
+  // A before/after comparison in the same run: another checkout's build, tracing off.
+  const baselineRoot = process.env.BENCH_GRPC_BASELINE;
+  const baseline = baselineRoot ? await governed(port, false, await meshletBuildAt(baselineRoot)) : undefined;
+  if (baseline) clients.push(['governed, tracing off, baseline build', baseline.bare, baseline.inContext]);
   const rows: (string | number)[][] = [];
   try {
     for (const { concurrency, total } of PLAN) {
-      for (const [, call] of clients) await load(call, Math.min(2000, total), concurrency); // warm-up
+      for (const [, call, run] of clients) await run(() => load(call, Math.min(2000, total), concurrency)); // warm-up
       const runs: LoadResult[][] = clients.map(() => []);
-      for (let r = 0; r < RUNS; r++) {
+      // The upstream's CPU per call during each client's runs (µs): what the mesh's metadata costs the server.
+      const upstreamCpu: number[][] = clients.map(() => []);
+      for (let r = 0; r < ROUNDS; r++) {
         for (let k = 0; k < clients.length; k++) {
           const i = (k + r) % clients.length;
-          runs[i]?.push(await load(clients[i]?.[1] as () => Promise<unknown>, total, concurrency));
+          const [, call, run] = clients[i] as (typeof clients)[number];
+          const u0 = await upstream.cpu();
+          runs[i]?.push(await run(() => load(call, total, concurrency)));
+          upstreamCpu[i]?.push(((await upstream.cpu()) - u0) / total);
         }
       }
       const base = runs[0] ?? [];
-      const rps0 = med(base, (x) => x.rps);
       const p500 = med(base, (x) => x.p50);
       const p990 = med(base, (x) => x.p99);
       const cpu0 = med(base, (x) => x.cpuPerRequestUs);
@@ -108,12 +73,15 @@ export async function grpcOverhead(): Promise<string> {
         const isBase = i === 0;
         const rps = med(xs, (x) => x.rps);
         const cpu = med(xs, (x) => x.cpuPerRequestUs);
+        // Paired: this client's rate over the raw client's in the same round.
+        const ratios = xs.map((x, r) => x.rps / (base[r]?.rps ?? Number.NaN));
         rows.push([
           concurrency,
           name,
           fmt(rps),
           spread(xs.map((x) => x.rps)),
-          isBase ? '1' : fmt(rps / rps0, 3),
+          isBase ? '1' : fmt(median(ratios), 3),
+          isBase ? '—' : spread(ratios, 2),
           fmt(
             med(xs, (x) => x.p50),
             1,
@@ -126,6 +94,7 @@ export async function grpcOverhead(): Promise<string> {
           isBase ? '—' : fmt(med(xs, (x) => x.p99) - p990, 1),
           fmt(cpu / 1000, 3),
           isBase ? '—' : fmt((cpu - cpu0) / 1000, 3),
+          fmt(median(upstreamCpu[i] ?? []) / 1000, 3),
         ]);
       }
     }
@@ -133,15 +102,19 @@ export async function grpcOverhead(): Promise<string> {
     rawClient.close();
     await off.close();
     await traced.close();
-    await stopUpstream(child);
+    await baseline?.close();
+    await upstream.stop();
   }
   return [
     '## Governed gRPC call vs raw grpc-js',
     '',
-    `${machine()}; loopback, grpc-js upstream in a forked process; median of ${RUNS} interleaved runs ` +
-      `(${fmt(PLAN[0]?.total ?? 0)} unary calls at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
-      'Governed = `mesh.grpc.client`: route rule matching (20/80 split), service + instance breakers, 5 s timeout, retry policy, 2 tags in metadata. ' +
-      'CPU = client process user+system per 1 000 calls = vCPU at 1 000 calls/s. Target: ≥ 0.95x throughput.',
+    `${machine()}; loopback, grpc-js upstream in a forked process; ${ROUNDS} rounds, each client in turn in each round ` +
+      `(${fmt(PLAN[0]?.total ?? 0)} unary calls at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); ` +
+      "ratio = median over rounds of the rate over the raw client's rate in the same round; other figures are medians over rounds; latencies in µs. " +
+      "Like with like: every client sends over one HTTP/2 connection to the one upstream process, taking turns (grpc-js shares one subchannel between the raw client's channel and the mesh's pooled channel to the same address; " +
+      'a baseline build, with its own grpc-js copy, has a connection of its own). ' +
+      'Governed = `mesh.grpc.client`: route rule matching (20/80 split), service + instance breakers, 5 s timeout, retry policy, 2 tags in metadata; its calls run in one request context per run, as a handler runs, not one made per call. ' +
+      "CPU = client process user+system per 1 000 calls = vCPU at 1 000 calls/s; upstream: the same for the server process during that client's runs. Target: ≥ 0.95x throughput.",
     '',
     table(
       [
@@ -149,13 +122,15 @@ export async function grpcOverhead(): Promise<string> {
         'client',
         'calls/s',
         'spread',
-        'ratio',
+        'ratio (median of rounds)',
+        'ratio spread',
         'p50',
         'added p50',
         'p99',
         'added p99',
         'vCPU per 1 000/s',
         'added vCPU per 1 000/s',
+        'upstream vCPU per 1 000/s',
       ],
       rows,
     ),

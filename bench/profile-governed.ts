@@ -20,7 +20,7 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
 }
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -39,7 +39,7 @@ function owner(url: string, fn: string): string {
   return url;
 }
 
-function analyse(profile: CpuProfile): { total: number; byFn: [string, number][]; byOwner: [string, number][] } {
+export function analyse(profile: CpuProfile): { total: number; byFn: [string, number][]; byOwner: [string, number][] } {
   const self = new Map<number, number>();
   for (const [i, id] of profile.samples.entries()) self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
   const byFn = new Map<string, number>();

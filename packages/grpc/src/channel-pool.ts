@@ -1,4 +1,4 @@
-import { type ChannelCredentials, Client, type ClientOptions, credentials } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ChannelInterface, Client, type ClientOptions, credentials } from '@grpc/grpc-js';
 import { type Instance, MetaKey } from '@meshlet/core';
 import { grpcPortOf } from './registration.js';
 
@@ -11,23 +11,44 @@ export interface ChannelPoolOptions {
   readonly maxChannels?: number;
 }
 
+/** One instance address's channel in the pool. */
+export interface PooledChannel {
+  /** `host:port` of the instance's gRPC endpoint. */
+  readonly target: string;
+  readonly client: Client;
+  /** The client's channel: a governed unary attempt starts its call on it directly. */
+  readonly channel: ChannelInterface;
+}
+
+interface Entry extends PooledChannel {
+  /** The pool's use counter when last handed out: the smallest is the least recently used. */
+  used: number;
+  closed: boolean;
+}
+
 /**
  * One grpc-js channel (a generic Client) per instance address, made on first use and kept
  * while it is used: every governed call to that instance goes over its HTTP/2 connection.
  * Bounded: past `maxChannels` the least recently used channel is closed, so a fleet that
  * churns through addresses does not leak connections.
+ *
+ * A call finds its channel by the Instance object routing picked (a WeakMap: no string
+ * built per call) and marks it used with a counter; the least recently used one is looked
+ * for only when a new channel goes past the bound.
  */
 export class ChannelPool {
-  readonly #clients = new Map<string, Client>();
+  readonly #byTarget = new Map<string, Entry>();
+  readonly #byInstance = new WeakMap<Instance, Entry>();
   readonly #credentials: (instance: Instance) => ChannelCredentials;
   readonly #channelOptions: ClientOptions | undefined;
   readonly #max: number;
+  #uses = 0;
 
   constructor(options: ChannelPoolOptions = {}) {
     const insecure = credentials.createInsecure();
     this.#credentials = options.credentials ?? ((i) => (i.metadata[MetaKey.secure] === 'true' ? credentials.createSsl() : insecure));
     this.#channelOptions = options.channelOptions;
-    this.#max = options.maxChannels ?? 1024;
+    this.#max = Math.max(1, options.maxChannels ?? 1024);
   }
 
   /** `host:port` of an instance's gRPC endpoint (its `gRPC_port` when registered, else its port). */
@@ -38,30 +59,46 @@ export class ChannelPool {
 
   /** The client for an instance's gRPC endpoint. */
   get(instance: Instance): Client {
-    const target = ChannelPool.target(instance);
-    let client = this.#clients.get(target);
-    if (client !== undefined) {
-      // Most recently used last: a Map keeps insertion order.
-      this.#clients.delete(target);
-      this.#clients.set(target, client);
-      return client;
+    return this.channel(instance).client;
+  }
+
+  /** The channel for an instance's gRPC endpoint, with its target. */
+  channel(instance: Instance): PooledChannel {
+    let entry = this.#byInstance.get(instance);
+    if (entry === undefined || entry.closed) {
+      const target = ChannelPool.target(instance);
+      entry = this.#byTarget.get(target);
+      if (entry === undefined) {
+        const client = new Client(target, this.#credentials(instance), this.#channelOptions);
+        entry = { target, client, channel: client.getChannel(), used: 0, closed: false };
+        this.#byTarget.set(target, entry);
+        if (this.#byTarget.size > this.#max) this.#evict(entry);
+      }
+      this.#byInstance.set(instance, entry);
     }
-    client = new Client(target, this.#credentials(instance), this.#channelOptions);
-    this.#clients.set(target, client);
-    if (this.#clients.size > this.#max) {
-      const [oldest, old] = this.#clients.entries().next().value as [string, Client];
-      this.#clients.delete(oldest);
-      old.close();
-    }
-    return client;
+    entry.used = ++this.#uses;
+    return entry;
+  }
+
+  /** Closes the least recently used channel other than `keep`. */
+  #evict(keep: Entry): void {
+    let oldest: Entry | undefined;
+    for (const e of this.#byTarget.values()) if (e !== keep && (oldest === undefined || e.used < oldest.used)) oldest = e;
+    if (oldest === undefined) return;
+    this.#byTarget.delete(oldest.target);
+    oldest.closed = true;
+    oldest.client.close();
   }
 
   get size(): number {
-    return this.#clients.size;
+    return this.#byTarget.size;
   }
 
   close(): void {
-    for (const c of this.#clients.values()) c.close();
-    this.#clients.clear();
+    for (const e of this.#byTarget.values()) {
+      e.closed = true;
+      e.client.close();
+    }
+    this.#byTarget.clear();
   }
 }

@@ -1,13 +1,16 @@
-export { ChannelPool, type ChannelPoolOptions } from './channel-pool.js';
+export { ChannelPool, type ChannelPoolOptions, type PooledChannel } from './channel-pool.js';
 export {
+  CallEnded,
   FAULT_TRAILER,
   type GrpcAttemptResult,
+  interceptorFor,
   type MeshInterceptorOptions,
   meshInterceptor,
   NotSentError,
   retryable,
   statusOfError,
 } from './client.js';
+export { Destination } from './governance.js';
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
 export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';
@@ -28,3 +31,4 @@ export { GRPC_PORT_META, grpcMetadata, grpcPortOf, LEGACY_GRPC_PORT_META } from 
 export { LIMITED_TRAILER, type RpcNames, rpcNames } from './rpc-names.js';
 export { headersOf, meshServerInterceptor } from './server.js';
 export { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
+export { governMethods, UnaryCall, type UnaryMethod, type UnarySink } from './unary-call.js';

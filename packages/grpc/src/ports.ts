@@ -1,4 +1,4 @@
-import type { Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
+import type { AttemptFields, Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
 import type { Context, Tracer } from '@opentelemetry/api';
 
 /**
@@ -42,17 +42,38 @@ export interface GrpcRouter {
   callStarted(instance: Instance): () => void;
 }
 
+/**
+ * The executor's record of one attempt (@meshlet/breaker's AttemptRecord): its number,
+ * signal and breaker state, and the abort a transport that cancels by itself hooks.
+ */
+export interface ExecutorAttempt extends AttemptFields {
+  /**
+   * The attempt's abort when the executor times it (its timeout, the caller's signal):
+   * `onAbort` sets the one hook run then, without making an AbortSignal. Undefined
+   * without a timeout.
+   */
+  readonly abort?: { onAbort(hook: ((reason: unknown) => void) | { abortAttempt(reason: unknown): void } | undefined): void } | undefined;
+}
+
 /** One governed call as @meshlet/breaker's CallExecutor drives it (its `GovernedCall`). */
 export interface ExecutorCall<R extends { readonly status: number }> {
   readonly service: string;
   readonly method: string;
   readonly path?: string;
   readonly api?: string;
-  readonly signal?: AbortSignal;
+  /** The caller's signal: aborted, the call ends and its outcome counts against no upstream. */
+  readonly signal?: AbortSignal | undefined;
   readonly retryable?: boolean;
+  /** True when `send` reads its abort from the attempt's record: the executor then passes no signal. */
+  readonly abortsOnRecord?: boolean;
+  /**
+   * True when the promise `send` returns settles by itself once the record's abort aborts:
+   * the executor then awaits a timed attempt as it is, without a racing promise.
+   */
+  readonly settlesOnAbort?: boolean;
   pick(tried: ReadonlySet<string>): Instance | undefined;
-  /** `attempt`: the executor's record of the attempt (its number, signal, breaker state). */
-  send(instance: Instance, signal: AbortSignal | undefined, attempt?: unknown): Promise<R>;
+  /** `attempt`: the executor's record of the attempt (its number, abort, breaker state). */
+  send(instance: Instance, signal: AbortSignal | undefined, attempt?: ExecutorAttempt): Promise<R>;
   discard?(result: R): void;
   /** True when the result was made by the mesh (an injected fault): no instance breaker counts it. */
   injected?(result: R): boolean;
@@ -97,6 +118,8 @@ export interface GrpcClientPorts {
   /**
    * The mesh headers of an outbound call, as metadata: the request's tags in the configured
    * dialects, this service's caller header and (auth on) its signed identity for `service`.
+   * The same object comes back while those headers stay the same (the client keeps their
+   * Metadata for it), so it is never changed once returned.
    */
   readonly outboundHeaders: (ctx: MeshContext, service: string) => Readonly<Record<string, string>>;
   /**

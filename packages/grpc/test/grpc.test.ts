@@ -91,6 +91,19 @@ describe('registration metadata', () => {
     assert.equal(pool.size, 0);
   });
 
+  it('makes the channel again for an instance object whose channel was closed for the bound', () => {
+    const pool = new ChannelPool({ maxChannels: 1 });
+    const a = instance('a', 1001);
+    const first = pool.get(a);
+    assert.equal(pool.get(a), first, 'found by the instance object');
+    pool.get(instance('b', 1002));
+    const again = pool.get(a);
+    assert.notEqual(again, first, 'a was closed past the bound: a new channel, not the closed one');
+    assert.equal(pool.size, 1);
+    assert.equal(pool.channel(a).target, '127.0.0.1:1001');
+    pool.close();
+  });
+
   it('turns metadata into headers, leaving binary values out', () => {
     const md = new grpc.Metadata();
     md.set('x-meshlet-tags', 'tier=gold');

@@ -7,6 +7,7 @@ import {
   type Interceptor,
   type Server,
   type ServerInterceptor,
+  type ServiceDefinition,
   status,
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
@@ -16,9 +17,11 @@ import {
   addHealthService,
   ChannelPool,
   type ChannelPoolOptions,
+  Destination,
   type GrpcClientPorts,
+  governMethods,
+  interceptorFor,
   LIMITED_TRAILER,
-  meshInterceptor,
   meshServerInterceptor,
   type Refusal,
   stopGracefully,
@@ -31,11 +34,14 @@ const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
 
 /** A grpc-js generated client's constructor (`loadPackageDefinition(…).pkg.Service`, or protoc's). */
-export type GrpcClientConstructor<C extends Client = Client> = new (
+export type GrpcClientConstructor<C extends Client = Client> = (new (
   address: string,
   credentials: ChannelCredentials,
   options?: ClientOptions,
-) => C;
+) => C) & {
+  /** The methods (makeGenericClientConstructor's `service`): unary ones are governed without grpc-js's stub. */
+  readonly service?: ServiceDefinition;
+};
 
 /** gRPC, governed like HTTP: `mesh.grpc`. */
 export interface MeshGrpc {
@@ -94,7 +100,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     executor: deps.executor,
     tracing: deps.tracing,
     faults: deps.faults,
-    outboundHeaders: (ctx, service) => outboundHeaders(deps, ctx, service),
+    outboundHeaders: outboundHeaders(deps),
     ...(deps.outboundLimits ? { outboundLimit: deps.outboundLimits.execute.bind(deps.outboundLimits) } : {}),
     clock: deps.clock,
     logger,
@@ -131,13 +137,24 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
   let served: Server | undefined;
   let stopping = false;
   return {
-    interceptor: (service) => meshInterceptor(clientPorts, service, { pool: channels() }),
+    interceptor: (service) => interceptorFor(new Destination(clientPorts, service, channels())),
     client(ctor, service, options = {}) {
+      const dest = new Destination(clientPorts, service, channels());
+      const mesh = interceptorFor(dest);
+      // The mesh's interceptor last (the bottom: it never calls on), beside the application's
+      // own, in the form they came in (grpc-js refuses interceptors and providers together).
+      const providers = options.interceptor_providers;
+      const chain: ClientOptions = providers?.length
+        ? { ...options, interceptor_providers: [...providers, () => mesh] }
+        : { ...options, interceptors: [...(options.interceptors ?? []), mesh] };
       // The target is never dialled: every call goes out on an instance's channel from the pool.
-      return new ctor(`dns:///${service}.meshlet.invalid`, credentials.createInsecure(), {
-        ...options,
-        interceptors: [...(options.interceptors ?? []), meshInterceptor(clientPorts, service, { pool: channels() })],
-      }) as InstanceType<typeof ctor>;
+      const client = new ctor(`dns:///${service}.meshlet.invalid`, credentials.createInsecure(), chain) as InstanceType<typeof ctor>;
+      // Unary methods run governed without grpc-js's stub and interceptor chain, unless the
+      // application put interceptors (or a call transformer) of its own on the client: those
+      // see every call through the stub. Calls given their own interceptors keep the mesh's.
+      const own = options.interceptors?.length || providers?.length || options.callInvocationTransformer;
+      governMethods(client, ctor.service, dest, mesh, !own);
+      return client;
     },
     serverInterceptor: () => meshServerInterceptor(serverPorts),
     async serve(server, port) {
@@ -171,20 +188,41 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
   };
 }
 
-/** The mesh headers of a gRPC call, as the HTTP pipeline writes them (tags by dialect and scope, caller, identity). */
-function outboundHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const scoped = requestTagsOf(ctx);
-  if (ctx.tags.size > 0 || scoped?.passThrough.size || deps.propagation.emitsWithoutTags) {
-    const emitted = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
-    for (const d of emitted.dropped)
-      deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
-    for (const k in emitted.headers) out[k.toLowerCase()] = emitted.headers[k] as string;
-  }
-  out[CALLER_HEADER] = deps.callerHeader();
-  if (deps.identityHeader) {
-    const [name, value] = deps.identityHeader(service);
-    out[name.toLowerCase()] = value;
-  }
-  return out;
+/** The last mesh headers made for one destination, and what they were made from. */
+interface HeadersMemo {
+  emitted: Readonly<Record<string, string>> | undefined;
+  caller: string;
+  identity: string | undefined;
+  out: Readonly<Record<string, string>>;
+}
+
+/**
+ * The mesh headers of a gRPC call, as the HTTP pipeline writes them (tags by dialect and
+ * scope, caller, identity). The same frozen object comes back for a destination while the
+ * emitted tag headers (propagation's, reused per request's tags), the caller header and
+ * the identity stay the same, so the client keeps their Metadata instead of building it
+ * per call. One memo per destination, bounded by the services called.
+ */
+function outboundHeaders(deps: GovernedCallDeps): (ctx: MeshContext, service: string) => Readonly<Record<string, string>> {
+  const memos = new Map<string, HeadersMemo>();
+  return (ctx, service) => {
+    let emitted: Readonly<Record<string, string>> | undefined;
+    const scoped = requestTagsOf(ctx);
+    if (ctx.tags.size > 0 || scoped?.passThrough.size || deps.propagation.emitsWithoutTags) {
+      const e = deps.propagation.emit(ctx.tags, scoped?.scopes, scoped?.passThrough);
+      for (const d of e.dropped) deps.logger.warn('tag not sent', { code: 'MESHLET_TAG_DROPPED', key: d.key, reason: d.reason, service });
+      emitted = e.headers;
+    }
+    const caller = deps.callerHeader();
+    const identity = deps.identityHeader?.(service);
+    const memo = memos.get(service);
+    if (memo !== undefined && memo.emitted === emitted && memo.caller === caller && memo.identity === identity?.[1]) return memo.out;
+    const out: Record<string, string> = {};
+    if (emitted) for (const k in emitted) out[k.toLowerCase()] = emitted[k] as string;
+    out[CALLER_HEADER] = caller;
+    if (identity) out[identity[0].toLowerCase()] = identity[1];
+    Object.freeze(out);
+    memos.set(service, { emitted, caller, identity: identity?.[1], out });
+    return out;
+  };
 }

@@ -58,7 +58,8 @@ export interface EchoServer {
   readonly id: string;
   readonly port: number;
   readonly server: grpc.Server;
-  readonly state: EchoBehaviour & { hits: number };
+  /** `cancelled`: Say calls the server saw cancelled by the client (RST_STREAM). */
+  readonly state: EchoBehaviour & { hits: number; cancelled: number };
   close(): Promise<void>;
 }
 
@@ -68,11 +69,12 @@ export async function startEcho(
   interceptors: grpc.ServerInterceptor[] = [],
   relay?: (target: string, call: grpc.ServerUnaryCall<Text, Text>) => Promise<string>,
 ): Promise<EchoServer> {
-  const state: EchoBehaviour & { hits: number } = { hits: 0 };
+  const state: EchoBehaviour & { hits: number; cancelled: number } = { hits: 0, cancelled: 0 };
   const server = new grpc.Server({ interceptors });
   server.addService(Echo.service, {
     Say(call: grpc.ServerUnaryCall<Text, Text>, cb: grpc.sendUnaryData<Text>) {
       state.hits++;
+      call.on('cancelled', () => state.cancelled++);
       const answer = () => {
         if (state.fail) return cb({ code: state.fail.code, details: state.fail.details ?? 'failing' });
         cb(null, { text: describeCall(id, call, call.request.text) });

@@ -154,6 +154,28 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
     }
   });
 
+  it("a rule's timeout cancels the attempt on the wire: the server sees it cancelled", async () => {
+    reset();
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    for (const s of servers) s.state.hold = held;
+    const cancelled = () => servers.reduce((n, s) => n + s.state.cancelled, 0);
+    const before = cancelled();
+    try {
+      await caller.rules.apply(JSON.stringify({ service: 'echo', breaker: { rules: [], timeoutMs: 50 } }), { author: 'test' });
+      await caller.rulesInForce('echo');
+      // No deadline on the call: only the client's cancel (RST_STREAM) can end it at the server.
+      const timedOut = await failure(say(client, 'slow'));
+      assert.equal(timedOut.code, grpc.status.DEADLINE_EXCEEDED);
+      await waitFor(() => cancelled() > before);
+    } finally {
+      release();
+      for (const s of servers) s.state.hold = undefined;
+    }
+  });
+
   it('injects faults as gRPC statuses, without reaching the server', async () => {
     reset();
     await caller.rules.apply(
@@ -173,6 +195,35 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
       0,
     );
     assert.match(await say(client, 'plain'), /^echo-/, 'without the tag: sent');
+  });
+
+  it('an API breaker rule on POST /pkg.Service/Method opens for that method only', async () => {
+    reset();
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'echo',
+        breaker: {
+          rules: [
+            { level: 'api', apis: [{ method: 'POST', path: '/meshlet.interop.Echo/Say' }], consecutiveFailures: 2, sleepWindowMs: 600_000 },
+          ],
+        },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('echo');
+    for (const s of servers) s.state.fail = { code: grpc.status.INTERNAL };
+    for (let i = 0; i < 2; i++) assert.equal((await failure(say(client, 'a'))).code, grpc.status.INTERNAL);
+    const hits = servers.reduce((n, s) => n + s.state.hits, 0);
+    const open = await failure(say(client, 'a'));
+    assert.equal(open.code, grpc.status.UNAVAILABLE);
+    assert.equal(
+      servers.reduce((n, s) => n + s.state.hits, 0),
+      hits,
+      'refused before sending',
+    );
+    // Another method of the same service is not under that breaker: it reaches a server.
+    assert.equal((await failure(say(client, 'r', {}, new grpc.Metadata(), 'Relay'))).code, grpc.status.UNIMPLEMENTED);
+    for (const s of servers) s.state.fail = undefined;
   });
 
   it('an open service breaker refuses at once with UNAVAILABLE', async () => {
@@ -204,6 +255,139 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
     assert.equal(err.code, grpc.status.UNAVAILABLE);
     assert.match(err.details, /nobody/);
     nobody.close();
+  });
+});
+
+describe('gRPC unary methods governed without the grpc-js stub', () => {
+  const e = estate();
+  let server: Mesh;
+  let caller: Mesh;
+  let echo: EchoServer;
+  let client: EchoClient;
+  type AnyForm = (...args: unknown[]) => grpc.ClientUnaryCall;
+
+  before(async () => {
+    server = createMesh({ service: 'plain', ...e, logger: new MemoryLogger() });
+    echo = await startEcho('plain-0', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'plain', echo);
+    caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    client = caller.grpc.client(Echo, 'plain');
+  });
+  after(async () => {
+    client.close();
+    await caller.close();
+    await server.close();
+    await echo.close();
+  });
+
+  it('takes every grpc-js argument form and returns a ClientUnaryCall: metadata, then the callback, then status', async () => {
+    const Say = client.Say.bind(client) as unknown as AnyForm;
+    const forms: [string, (cb: (err: grpc.ServiceError | null, reply?: Text) => void) => grpc.ClientUnaryCall][] = [
+      ['a', (cb) => Say({ text: 'a' }, cb)],
+      ['b', (cb) => Say({ text: 'b' }, new grpc.Metadata(), cb)],
+      ['c', (cb) => Say({ text: 'c' }, { deadline: Date.now() + 10_000 }, cb)],
+      ['d', (cb) => Say({ text: 'd' }, new grpc.Metadata(), {}, cb)],
+    ];
+    for (const [text, form] of forms) {
+      const events: string[] = [];
+      const reply = await new Promise<string>((res, rej) => {
+        const call = form((err, r) => {
+          events.push('callback');
+          if (err) rej(err);
+          else res(r?.text ?? '');
+        });
+        call.on('metadata', (md: grpc.Metadata) => events.push(`metadata ${md instanceof grpc.Metadata}`));
+        call.on('status', (st: grpc.StatusObject) => events.push(`status ${st.code}`));
+      });
+      assert.match(reply, new RegExp(`^plain-0\\|in=${text}\\|`));
+      assert.deepEqual(events, ['metadata true', 'callback', 'status 0']);
+    }
+    assert.throws(() => Say({ text: 'x' }, new grpc.Metadata(), {}), /Incorrect arguments passed/);
+  });
+
+  it('keeps the method definition on the governed method, under its name and its originalName', () => {
+    assert.ok(Object.hasOwn(client, 'Say'), 'the instance has its own governed Say');
+    const say = client.Say as unknown as grpc.MethodDefinition<unknown, unknown> & { originalName?: string };
+    assert.equal(say.path, '/meshlet.interop.Echo/Say');
+    assert.equal(say.responseStream, false);
+    assert.equal((client as unknown as Record<string, unknown>)[say.originalName ?? ''], client.Say);
+    assert.equal((client.Count as unknown as grpc.MethodDefinition<unknown, unknown>).path, '/meshlet.interop.Echo/Count');
+  });
+
+  it('a failed call gets a ServiceError as grpc-js makes one, and getPeer names the instance', async () => {
+    echo.state.fail = { code: grpc.status.NOT_FOUND, details: 'nope' };
+    try {
+      let call: grpc.ClientUnaryCall | undefined;
+      const err = await new Promise<grpc.ServiceError | null>((res) => {
+        call = client.Say({ text: 'x' }, new grpc.Metadata(), {}, (e) => res(e));
+      });
+      assert.ok(err instanceof Error);
+      assert.equal(err.code, grpc.status.NOT_FOUND);
+      assert.equal(err.details, 'nope');
+      assert.equal(err.message, '5 NOT_FOUND: nope');
+      assert.ok(err.metadata instanceof grpc.Metadata);
+      assert.equal(call?.getPeer(), `127.0.0.1:${echo.port}`);
+    } finally {
+      echo.state.fail = undefined;
+    }
+  });
+
+  it("sends the caller's metadata without changing it, the caller's header winning over the mesh's", async () => {
+    const md = new grpc.Metadata();
+    md.set('x-app', 'one');
+    // The same Metadata object for calls in two request contexts: each carries its own tags.
+    assert.match(await inContext({ tier: 'alpha' }, () => say(client, 'm1', {}, md)), /\|tier=alpha\|/);
+    assert.match(await inContext({ tier: 'beta' }, () => say(client, 'm2', {}, md)), /\|tier=beta\|/);
+    assert.deepEqual(md.getMap(), { 'x-app': 'one' });
+    const own = new grpc.Metadata();
+    own.set('x-meshlet-tags', 'tier=mine');
+    assert.match(await inContext({ tier: 'beta' }, () => say(client, 'm3', {}, own)), /\|tier=mine\|/);
+  });
+
+  it("calls with interceptors of their own (grpc-js then drops the client's) are still governed, unary and streaming; so are clients made with interceptors or providers", async () => {
+    const seen: string[] = [];
+    const spy: grpc.Interceptor = (options, next) => {
+      seen.push(options.method_definition.path);
+      return new grpc.InterceptingCall(next(options));
+    };
+    // Routed by name: the client's own target (plain.meshlet.invalid) cannot be resolved.
+    assert.match(await say(client, 'i1', { interceptors: [spy] }), /^plain-0\|in=i1\|/);
+    assert.match(await say(client, 'i2', { interceptor_providers: [() => spy] }), /^plain-0\|in=i2\|/);
+    const streamed: string[] = [];
+    for await (const m of client.Count({ text: '2' }, new grpc.Metadata(), { interceptors: [spy] }) as AsyncIterable<Text>)
+      streamed.push(m.text);
+    assert.deepEqual(streamed, ['plain-0:1:tier=', 'plain-0:2:tier=']);
+    const withInterceptors = caller.grpc.client(Echo, 'plain', { interceptors: [spy] });
+    const withProviders = caller.grpc.client(Echo, 'plain', { interceptor_providers: [() => spy] });
+    try {
+      assert.match(await say(withInterceptors, 'i3'), /^plain-0\|in=i3\|/);
+      assert.match(await say(withProviders, 'i4'), /^plain-0\|in=i4\|/);
+      assert.match(await say(withProviders, 'i5', { interceptors: [spy] }), /^plain-0\|in=i5\|/);
+    } finally {
+      withInterceptors.close();
+      withProviders.close();
+    }
+    const say_ = '/meshlet.interop.Echo/Say';
+    assert.deepEqual(seen, [say_, say_, '/meshlet.interop.Echo/Count', say_, say_, say_]);
+  });
+
+  it('a call the caller cancels in flight ends CANCELLED, and the server sees it cancelled', async () => {
+    let release = () => {};
+    echo.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const { hits, cancelled } = echo.state;
+    try {
+      const code = await new Promise<number>((res) => {
+        const call = client.Say({ text: 'c' }, new grpc.Metadata(), {}, (err) => res(err?.code ?? 0));
+        void waitFor(() => echo.state.hits > hits).then(() => call.cancel());
+      });
+      assert.equal(code, grpc.status.CANCELLED);
+      await waitFor(() => echo.state.cancelled > cancelled);
+    } finally {
+      release();
+      echo.state.hold = undefined;
+    }
   });
 });
 

@@ -1,0 +1,277 @@
+import { type CallOptions, Metadata, propagate as Propagate, status as Status } from '@grpc/grpc-js';
+import { getTag, type Instance, type MeshContext, MeshletError, SystemTag, type TagLookup } from '@meshlet/core';
+import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { ChannelPool } from './channel-pool.js';
+import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
+import type { GrpcClientPorts, GrpcPicker, RouteChoice } from './ports.js';
+import { grpcPortOf } from './registration.js';
+import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
+import { statusName } from './status-map.js';
+
+/** Trailer on a status the mesh made up (an injected fault), naming the rule. */
+export const FAULT_TRAILER = 'x-meshlet-fault';
+
+/** What one attempt came back with. `status` is the HTTP equivalent the breakers classify. */
+export interface GrpcAttemptResult {
+  readonly status: number;
+  readonly code: number;
+  readonly details: string;
+  readonly message: unknown;
+  /** The response headers, when the server sent any. */
+  readonly headers: Metadata | undefined;
+  readonly trailers: Metadata;
+  /** Made by the mesh (an injected fault), not by the instance: counts for no instance breaker. */
+  readonly injected?: boolean;
+}
+
+/**
+ * An attempt that sent nothing: the instance refused the connection. Thrown (not returned)
+ * with `syscall: 'connect'`, so the call executor treats it as it treats a refused HTTP
+ * connection: an instance failure, retried on another instance for any method, with or
+ * without a retry rule.
+ */
+export class NotSentError extends MeshletError {
+  static readonly code = 'MESHLET_GRPC_NOT_SENT';
+  readonly syscall = 'connect';
+  readonly result: GrpcAttemptResult;
+  constructor(result: GrpcAttemptResult) {
+    super(NotSentError.code, result.details);
+    this.result = result;
+  }
+}
+
+/** Cancelled by the caller (cancelWithStatus, `call.cancel()`), or its deadline passed. */
+export class CallEnded extends MeshletError {
+  readonly status: number;
+  constructor(status: number, details: string) {
+    super(status === Status.DEADLINE_EXCEEDED ? 'MESHLET_DEADLINE' : 'MESHLET_CANCELLED', details);
+    this.status = status;
+  }
+}
+
+/**
+ * Whether a failed unary attempt may go to another instance: UNAVAILABLE, which gRPC
+ * defines as transient and safe to retry (the server was not there, or refused before
+ * doing anything: a draining server, a connection that never came up); and
+ * RESOURCE_EXHAUSTED only when Meshlet's limiter refused it at the server's door — its
+ * trailer says so, and the handler never ran. Any other RESOURCE_EXHAUSTED (an
+ * application's quota, a message too large) would fail the same way again.
+ */
+export function retryable(result: Pick<GrpcAttemptResult, 'code' | 'trailers'>): boolean {
+  if (result.code === Status.UNAVAILABLE) return true;
+  return result.code === Status.RESOURCE_EXHAUSTED && result.trailers.get(LIMITED_TRAILER).length > 0;
+}
+
+/** A gRPC status for an error the governance raised. */
+export function statusOfError(err: unknown): { code: number; details: string } {
+  if (err instanceof NotSentError) return { code: err.result.code, details: err.result.details };
+  if (err instanceof CallEnded) return { code: err.status, details: err.message };
+  const message = err instanceof Error ? err.message : String(err);
+  const code = err instanceof MeshletError ? err.code : undefined;
+  switch (code) {
+    case 'MESHLET_CIRCUIT_OPEN':
+    case 'MESHLET_NO_INSTANCE':
+    case 'MESHLET_UNKNOWN_SERVICE':
+      return { code: Status.UNAVAILABLE, details: message };
+    case 'MESHLET_TIMEOUT':
+    case 'MESHLET_DEADLINE':
+      return { code: Status.DEADLINE_EXCEEDED, details: message };
+    case 'MESHLET_BULKHEAD_FULL':
+    // The destination's outbound adaptive limit is full: a local resource (its concurrency
+    // slots) is exhausted, as with a full bulkhead. Not UNAVAILABLE: gRPC clients and retry
+    // policies retry UNAVAILABLE at once, and sending more calls at a destination whose
+    // latency already rose is what the limit prevents; RESOURCE_EXHAUSTED is retried only
+    // with backoff, if at all.
+    case 'MESHLET_OUTBOUND_LIMITED':
+      return { code: Status.RESOURCE_EXHAUSTED, details: message };
+    case 'MESHLET_CANCELLED':
+      return { code: Status.CANCELLED, details: message };
+    default:
+      return { code: Status.INTERNAL, details: `meshlet: ${message}` };
+  }
+}
+
+/** The call options a governed call reads: grpc-js's CallOptions and InterceptorOptions share them. */
+export interface DeadlineOptions {
+  readonly deadline?: Date | number | undefined;
+  readonly parent?: CallOptions['parent'] | undefined;
+  readonly propagate_flags?: number | undefined;
+}
+
+/**
+ * The earliest of the call's own deadline, the deadline of the inbound gRPC call being
+ * served (from the request context, as grpc-java's Context carries it) and its `parent`
+ * server call's; the parent's cancellation passed on to `call.parentCancelled` — grpc-js's
+ * `propagate_flags` (DEFAULTS: both). Nothing is allocated for a call without a parent.
+ */
+export function effectiveDeadline(
+  options: DeadlineOptions,
+  ctx: MeshContext | undefined,
+  call: { parentCancelled(): void },
+): number | undefined {
+  let deadline = deadlineMs(options.deadline);
+  // Inside a gRPC handler: the inbound call's deadline, unless this call's own is earlier.
+  const inbound = ctx ? inboundDeadline(ctx) : undefined;
+  if (inbound !== undefined && (deadline === undefined || inbound < deadline)) deadline = inbound;
+  const parent = options.parent;
+  if (!parent) return deadline;
+  const flags = options.propagate_flags ?? Propagate.DEFAULTS;
+  if (flags & Propagate.DEADLINE) {
+    const inherited = deadlineMs(parent.getDeadline());
+    if (inherited !== undefined) deadline = deadline === undefined ? inherited : Math.min(deadline, inherited);
+  }
+  if (flags & Propagate.CANCELLATION)
+    (parent as unknown as { once(e: 'cancelled', f: () => void): void }).once('cancelled', () => call.parentCancelled());
+  return deadline;
+}
+
+const apis = new Map<string, string>();
+
+/** `POST /pkg.Service/Method`, the API key breaker rules match; cached, as a process calls few methods. */
+export function apiOf(path: string): string {
+  let api = apis.get(path);
+  if (api === undefined) {
+    api = `POST ${path}`;
+    // Bounded: paths come from method definitions.
+    if (apis.size < 4096) apis.set(path, api);
+  }
+  return api;
+}
+
+/** Routing tags of a call: the request's, plus the destination and the gRPC method. */
+export function routingTags(ctx: MeshContext, service: string, path: string): TagLookup {
+  return (tag) => {
+    if (tag === SystemTag.destinationService) return service;
+    if (tag === 'destination.interface') return path;
+    if (tag === 'request.http.method') return 'POST';
+    return getTag(tag, ctx);
+  };
+}
+
+/**
+ * What every governed call to one destination shares, made once per client (or
+ * interceptor): the ports, the channel pool, routing's picker for the service, and the
+ * mesh headers of the last call as Metadata, kept while the SDK hands back the same
+ * headers object (the same tags, caller and identity).
+ */
+export class Destination {
+  readonly ports: GrpcClientPorts;
+  readonly service: string;
+  readonly pool: ChannelPool;
+  #picker: GrpcPicker | undefined;
+  #headers: Readonly<Record<string, string>> | undefined;
+  #headerMd: Metadata | undefined;
+  #headerKeys: readonly string[] = [];
+
+  constructor(ports: GrpcClientPorts, service: string, pool: ChannelPool) {
+    this.ports = ports;
+    this.service = service;
+    this.pool = pool;
+  }
+
+  /** Routing's picker for the service: first instance, then untried ones (made on first use). */
+  get picker(): GrpcPicker {
+    this.#picker ??= this.ports.router.picker(this.service);
+    return this.#picker;
+  }
+
+  /** Waits for the directory to follow the service, the first time it is called. */
+  ensure(): Promise<void> | undefined {
+    const { directory } = this.ports;
+    return directory.isReady(this.service) ? undefined : directory.ensure(this.service);
+  }
+
+  /**
+   * The outbound metadata of a call: the caller's own, plus the mesh's headers (tags in the
+   * configured dialects, caller, identity), never replacing one the caller set; and the
+   * caller's trace context as it came when no tracing is configured.
+   */
+  outbound(ctx: MeshContext, own: Metadata): Metadata {
+    const headers = this.ports.outboundHeaders(ctx, this.service);
+    if (headers !== this.#headers || this.#headerMd === undefined) {
+      const md = new Metadata();
+      for (const k in headers) md.set(k, headers[k] as string);
+      this.#headerMd = md;
+      this.#headerKeys = Object.keys(headers);
+      this.#headers = headers;
+    }
+    let md: Metadata;
+    if (isEmpty(own)) md = this.#headerMd.clone();
+    else {
+      md = own.clone();
+      for (const k of this.#headerKeys) if (md.get(k).length === 0) md.set(k, headers[k] as string);
+    }
+    if (!this.ports.tracing && ctx.trace && md.get('traceparent').length === 0) {
+      // No tracing configured: pass the caller's trace context on as it came.
+      md.set('traceparent', ctx.trace.traceparent);
+      if (ctx.trace.tracestate) md.set('tracestate', ctx.trace.tracestate);
+    }
+    return md;
+  }
+}
+
+function isEmpty(md: Metadata): boolean {
+  for (const _ in md.getMap()) return false;
+  return true;
+}
+
+/** A CLIENT span for one attempt, with OpenTelemetry's rpc.* semantic conventions. */
+export interface RpcClientSpan {
+  inject(md: Metadata): void;
+  setAttribute(key: string, value: string | number): void;
+  end(code: number, details: string): void;
+}
+
+export function rpcSpan(
+  ports: GrpcClientPorts,
+  parent: Context | undefined,
+  path: string,
+  service: string,
+  choice: RouteChoice | undefined,
+  attempt: number,
+  instance: Instance | undefined = choice?.instance,
+): RpcClientSpan | undefined {
+  const tracing = ports.tracing;
+  if (!tracing) return undefined;
+  const names = rpcNames(path);
+  const attributes: Record<string, string | number> = {
+    'rpc.system': 'grpc',
+    'rpc.service': names.service,
+    'rpc.method': names.method,
+    'service.peer.name': service,
+  };
+  if (instance) {
+    attributes['server.address'] = instance.address;
+    attributes['server.port'] = grpcPortOf(instance);
+    attributes['io.meshlet.instance'] = instance.id;
+  }
+  if (choice?.rule) attributes['io.meshlet.route'] = choice.rule;
+  if (choice?.lane) attributes['io.meshlet.lane'] = choice.lane;
+  if (choice?.revision) attributes['io.meshlet.rules.revision'] = choice.revision;
+  if (attempt > 0) attributes['io.meshlet.attempt'] = attempt;
+  const base = parent ?? tracing.active();
+  const span: Span = tracing.tracer.startSpan(names.spanName, { kind: SpanKind.CLIENT, attributes }, base);
+  const ctx = trace.setSpan(base, span);
+  let ended = false;
+  return {
+    inject(md) {
+      const carrier: Record<string, string> = {};
+      tracing.propagation.inject(ctx, carrier);
+      for (const k in carrier) md.set(k, carrier[k] as string);
+    },
+    setAttribute(key, value) {
+      span.setAttribute(key, value);
+    },
+    end(code, details) {
+      if (ended) return;
+      ended = true;
+      span.setAttribute('rpc.grpc.status_code', code);
+      // OpenTelemetry's rule for CLIENT spans: any non-OK status is an error.
+      if (code !== Status.OK) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: `${statusName(code)}: ${details}` });
+        span.setAttribute('error.type', statusName(code));
+      }
+      span.end();
+    },
+  };
+}
