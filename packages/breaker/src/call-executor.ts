@@ -108,6 +108,12 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    */
   rejected?(error: unknown): void;
   /**
+   * Told when a breaker's refusal was answered by its fallback (nothing was sent), with the
+   * refusal and the fallback's answer: a front end that reports refusals makes the span of
+   * the logical call from them. A fallback that throws is told as `rejected`.
+   */
+  fellBack?(refusal: CircuitOpenError, response: Response): void;
+  /**
    * A fallback's Response as the call's result type (the front end's): when given, the
    * call resolves with `R` only, and its caller needs no step to convert.
    */
@@ -824,7 +830,14 @@ export class CallExecutor {
       call.rejected?.(err);
       throw err;
     }
-    const res = await fallback(err);
+    let res: Response;
+    try {
+      res = await fallback(err);
+    } catch (error) {
+      call.rejected?.(error);
+      throw error;
+    }
+    call.fellBack?.(err, res);
     return call.fromResponse !== undefined ? call.fromResponse(res) : res;
   }
 

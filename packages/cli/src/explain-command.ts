@@ -172,7 +172,8 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     const instance = str(a['io.meshlet.instance']);
     // A service or API breaker, the bulkhead and the outbound adaptive limit refuse before
     // routing: no route decision to tell.
-    const beforeRouting = error !== undefined && BEFORE_ROUTING.has(error);
+    // A refusal the fallback answered has no error.type but refused before routing all the same.
+    const beforeRouting = (error !== undefined && BEFORE_ROUTING.has(error)) || a['io.meshlet.fallback'] !== undefined;
     if (route || instance || !beforeRouting)
       out.push(
         route
@@ -420,7 +421,13 @@ function refusalText(span: SpanLike, rules: SpanRules | undefined): string | und
     return `breaker: refused by the instance breakers of ${service} (${ids})${thresholds}${versionText(span, rules)} — no instance routing offered was left to send to`;
   }
   const which = api ? `the api breaker of ${service} ${api}` : `the ${level} breaker of ${service}`;
-  return `breaker: refused by ${which}${state ? ` (${state})` : ''}${thresholds}${versionText(span, rules)} — the call was not sent`;
+  // io.meshlet.fallback: the breaker's fallback answered the refused call (its status on the span).
+  const status = a['http.response.status_code'];
+  const outcome =
+    a['io.meshlet.fallback'] !== undefined
+      ? `the call was not sent; the fallback answered${typeof status === 'number' ? ` ${status}` : ''}`
+      : 'the call was not sent';
+  return `breaker: refused by ${which}${state ? ` (${state})` : ''}${thresholds}${versionText(span, rules)} — ${outcome}`;
 }
 
 /**

@@ -355,6 +355,22 @@ describe('meshlet explain: the breaker that refused, as the span names it', () =
     ]);
   });
 
+  it('a refusal the fallback answered: the refusing breaker and the fallback\'s status, no route line', () => {
+    const span = client({
+      'url.full': 'http://orders/orders/42',
+      'http.response.status_code': 299,
+      'io.meshlet.breaker': 'open',
+      'io.meshlet.circuit.level': 'service',
+      'io.meshlet.circuit.state': 'open',
+      'io.meshlet.fallback': 'breaker',
+    });
+    const decisions = decisionsOf(span, rulesWith(breaker));
+    assert.deepEqual(breakerLines(decisions), [
+      'breaker: refused by the service breaker of orders (open) — failure rate ≥ 50% over 20 calls; open 30 s, then 3 probes (rules version 3, revision 7) — the call was not sent; the fallback answered 299',
+    ]);
+    assert.ok(!decisions.some((d) => d.startsWith('route:')), 'refused before routing: no route line');
+  });
+
   it('instance breakers: every instance routing offered refused, or some refused and the attempt went elsewhere', () => {
     const none = client({
       'error.type': 'no_instance',

@@ -1,5 +1,5 @@
 import { IDENTITY_HEADER } from '@meshlet/auth';
-import type { AttemptAbort, AttemptRecord, CallExecutor, CallResult, GovernedCall } from '@meshlet/breaker';
+import type { AttemptAbort, AttemptRecord, CallExecutor, CallResult, CircuitOpenError, GovernedCall } from '@meshlet/breaker';
 import {
   type Attempt,
   type AttemptHandler,
@@ -32,7 +32,7 @@ import {
 } from '@meshlet/propagation';
 import type { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
-import { clientSpanInterceptor, type Tracing } from '@meshlet/trace';
+import { Attr, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
@@ -232,6 +232,22 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     this.#refusalSpan = true;
     const url = `http://${this.service}${this.path}${this.search}`;
     tracing.startClientSpan(undefined, { method: this.method, url, service: this.service }).end({ error });
+  }
+
+  /**
+   * A breaker refused the call and its fallback answered: the span of the logical call, once,
+   * with the refusing breaker (its io.meshlet.circuit.*) and the fallback's status.
+   */
+  fellBack(refusal: CircuitOpenError, response: Response): void {
+    const tracing = this.#pipeline.tracing;
+    if (tracing === undefined || this.attempts !== 0 || this.#refusalSpan) return;
+    this.#refusalSpan = true;
+    const url = `http://${this.service}${this.path}${this.search}`;
+    const span = tracing.startClientSpan(undefined, { method: this.method, url, service: this.service });
+    const decided = errorAttributesOf(refusal);
+    if (decided !== undefined) for (const k in decided) span.setAttribute(k, decided[k] as string | number);
+    span.setAttribute(Attr.meshletFallback, 'breaker');
+    span.end(response.status);
   }
 
   unreachable(target: RouteDecision): void {

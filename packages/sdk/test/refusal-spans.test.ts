@@ -45,6 +45,21 @@ describe('refusal spans', () => {
       'meshlet/rules/up',
       JSON.stringify({ service: 'up', breaker: { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000 }] } }),
     );
+    // A service breaker with a static fallback (one service per client): its refusal is answered, not thrown.
+    for (const service of ['fb-fetch', 'fb-request']) {
+      await registry.register({
+        id: `${service}-0`,
+        service,
+        address: '127.0.0.1',
+        port: upstream.port,
+        tags: [],
+        metadata: {},
+        health: 'passing',
+      });
+      const fallback = { status: 299, body: 'from the fallback' };
+      const breaker = { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000, fallback }] };
+      await rules.put(`meshlet/rules/${service}`, JSON.stringify({ service, breaker }));
+    }
     await rules.put(
       'meshlet/rules/lone',
       JSON.stringify({ service: 'lone', route: { rules: [], default: [{ group: { version: 'v9' }, weight: 100 }] } }),
@@ -92,6 +107,24 @@ describe('refusal spans', () => {
     it(`${name}: a breaker's refusal is one span for the logical call, with the error`, async () => {
       await assert.rejects(call('http://up/x'), CircuitOpenError);
       assert.deepEqual(await spans(), [{ error: 'circuit_open', instance: undefined }]);
+    });
+
+    it(`${name}: a refusal the fallback answered is one span for the logical call, naming the breaker and the fallback`, async () => {
+      // The first call is sent and its 503 opens the breaker; the next is refused and answered.
+      assert.equal(await call(`http://fb-${name}/x`), 503);
+      await spans();
+      assert.equal(await call(`http://fb-${name}/x`), 299);
+      await mesh.tracing?.forceFlush();
+      const got = exporter.getFinishedSpans().map((s) => ({
+        status: s.attributes['http.response.status_code'],
+        error: s.attributes['error.type'],
+        level: s.attributes['io.meshlet.circuit.level'],
+        state: s.attributes['io.meshlet.circuit.state'],
+        fallback: s.attributes['io.meshlet.fallback'],
+        instance: s.attributes['io.meshlet.instance'],
+      }));
+      exporter.reset();
+      assert.deepEqual(got, [{ status: 299, error: undefined, level: 'service', state: 'open', fallback: 'breaker', instance: undefined }]);
     });
 
     it(`${name}: no instance to send to is one span for the logical call, with the error`, async () => {

@@ -64,6 +64,11 @@ export const Attr = {
    * refused the call (`breaker:api:would-reject` in io.meshlet.shadow), on its first attempt.
    */
   meshletCircuitShadowApi: 'io.meshlet.circuit.shadow_api',
+  /**
+   * The call's breaker refused it and its fallback answered (nothing was sent): `breaker`,
+   * beside the refusing breaker's io.meshlet.circuit.* and the fallback's status code.
+   */
+  meshletFallback: 'io.meshlet.fallback',
 } as const;
 
 /**
