@@ -355,7 +355,7 @@ describe('meshlet explain: the breaker that refused, as the span names it', () =
     ]);
   });
 
-  it('a refusal the fallback answered: the refusing breaker and the fallback\'s status, no route line', () => {
+  it("a refusal the fallback answered: the refusing breaker and the fallback's status, no route line", () => {
     const span = client({
       'url.full': 'http://orders/orders/42',
       'http.response.status_code': 299,
