@@ -583,7 +583,7 @@ export class CallExecutor {
             abort = new TimedAbort(this.#sweep, t0, timeoutMs, call.signal, call.service);
           }
         }
-        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort);
+        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort, entry?.key);
         notes = undefined;
         if (refused !== undefined) rec.attributes = refusedAttributes(undefined, refused);
         const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
@@ -934,6 +934,7 @@ class Rec<I> implements AttemptRecord<I> {
   readonly target: I;
   readonly number: number;
   readonly breaker: BreakerStateName | undefined;
+  readonly api: string | undefined;
   notes: string[] | undefined;
   attributes: Readonly<Record<string, string | number>> | undefined = undefined;
   settled: (() => void) | undefined = undefined;
@@ -949,12 +950,14 @@ class Rec<I> implements AttemptRecord<I> {
     breaker: BreakerStateName | undefined,
     notes: string[] | undefined,
     abort: AttemptAbort | undefined,
+    api: string | undefined,
   ) {
     this.call = call;
     this.target = target;
     this.number = number;
     this.#signal = signal;
     this.breaker = breaker;
+    this.api = api;
     this.notes = notes;
     this.abort = abort;
   }
@@ -972,6 +975,7 @@ function record<I>(
   breaker: BreakerStateName | undefined,
   notes: string[] | undefined,
   abort?: AttemptAbort,
+  api?: string,
 ): AttemptRecord<I> {
-  return new Rec(call, target, number, signal, breaker, notes, abort);
+  return new Rec(call, target, number, signal, breaker, notes, abort, api);
 }

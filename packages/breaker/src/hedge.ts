@@ -165,6 +165,7 @@ export class Hedger {
           number: rec.number + index,
           signal: s,
           breaker: rec.breaker,
+          api: rec.api,
           notes: index === 0 ? rec.notes : undefined,
           attributes: index === 0 ? rec.attributes : undefined,
           settled: index === 0 ? rec.settled : undefined,

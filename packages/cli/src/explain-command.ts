@@ -190,12 +190,12 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     else if (skipped && instance) out.push(`breaker: the instance breakers of ${skipped} refused the pick; sent to ${instance} instead`);
     if (!refusedBy) {
       // No breaker refused this call, or the span is from a version before the executor named
-      // the refusing breaker (io.meshlet.circuit.*): the breaker rule that governed it is
-      // inferred from the span's method and path and the document in force (a call that
-      // passed its breakers does not record which API breaker it passed).
+      // the refusing breaker (io.meshlet.circuit.*): the breaker rules that governed it, the
+      // api breaker it passed as the span names it (io.meshlet.breaker.api), inferred from
+      // the span's method and path only for spans from versions before that attribute.
       const refused = error === 'circuit_open' ? ' — the call was refused without being sent' : '';
       const named = breakerRuleText(span, rules);
-      if (named) out.push(`${named}${refused}`);
+      if (named.length > 0) for (const line of named) out.push(`${line}${refused}`);
       else if (breaker) out.push(`breaker: ${breaker}${refused}`);
     }
     const resend = a['http.request.resend_count'];
@@ -436,13 +436,23 @@ function refusalText(span: SpanLike, rules: SpanRules | undefined): string | und
  * (circuit_open) while the service breaker is closed was refused by the API breaker its
  * method and path fall under. Undefined without the document or a breaker rule for the call.
  */
-function breakerRuleText(span: SpanLike, rules: SpanRules | undefined): string | undefined {
+function breakerRuleText(span: SpanLike, rules: SpanRules | undefined): string[] {
   const parsed = breakerSectionOf(rules);
-  if (parsed === undefined) return undefined;
+  if (parsed === undefined) return [];
   const a = span.attributes;
   const state = str(a['io.meshlet.breaker']);
   const service = rulesServiceOf(span);
   const version = rules?.version ? `rules version ${rules.version.version}` : `rules revision ${rules?.revision}`;
+  const serviceLine = parsed.service
+    ? `breaker: service breaker of ${service} ${state ?? 'closed'} — ${breakerThresholds(parsed.service.policy)} (${version})`
+    : undefined;
+  // The executor names the api breaker a call passed (io.meshlet.breaker.api): no inference.
+  const passed = str(a['io.meshlet.breaker.api']);
+  if (passed !== undefined) {
+    const policy = breakerPolicyOf(rules, 'api', passed);
+    const apiLine = `breaker: passed the api breaker of ${service} ${passed}${policy ? ` — ${breakerThresholds(policy)}` : ''} (${version})`;
+    return serviceLine === undefined ? [apiLine] : [serviceLine, apiLine];
+  }
   let api: { key: string; policy: BreakerPolicy } | undefined;
   const method = str(a['http.request.method']);
   const url = str(a['url.full']);
@@ -461,8 +471,8 @@ function breakerRuleText(span: SpanLike, rules: SpanRules | undefined): string |
   }
   const serviceOpen = state === 'open' || state === 'half_open';
   if (api && (a['error.type'] === 'circuit_open' ? !serviceOpen : !parsed.service))
-    return `breaker: api breaker of ${service} ${api.key} ${a['error.type'] === 'circuit_open' ? 'open' : 'closed'} — ${breakerThresholds(api.policy)} (${version})`;
-  if (parsed.service)
-    return `breaker: service breaker of ${service} ${state ?? 'closed'} — ${breakerThresholds(parsed.service.policy)} (${version})`;
-  return undefined;
+    return [
+      `breaker: api breaker of ${service} ${api.key} ${a['error.type'] === 'circuit_open' ? 'open' : 'closed'} — ${breakerThresholds(api.policy)} (${version})`,
+    ];
+  return serviceLine === undefined ? [] : [serviceLine];
 }

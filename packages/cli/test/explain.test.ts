@@ -465,6 +465,22 @@ describe('meshlet explain: a call a real API breaker refused', () => {
       await shop.close(); // flushes the trace log
 
       const { spans } = await readTraceLog([log]);
+      // The calls that were sent name the api breaker they passed.
+      const sent = spans.filter((s) => s.attributes['http.response.status_code'] === 503);
+      assert.deepEqual(
+        sent.map((s) => s.attributes['io.meshlet.breaker.api']),
+        ['GET /orders/{id}', 'GET /orders/{id}'],
+      );
+      const passed = await cli(['explain', (sent[0] as (typeof sent)[number]).traceId, log, '--json', '--dir', join(dir, 'rules')]);
+      assert.equal(passed.code, 0, passed.err);
+      const passedHops = (JSON.parse(passed.out) as { hops: { decisions: string[] }[] }).hops;
+      assert.deepEqual(
+        passedHops[0]?.decisions.filter((d) => d.startsWith('breaker:')),
+        [
+          `breaker: service breaker of orders closed — failure rate ≥ 50% over 10 s (at least 10 calls) or 100 failures in a row; open 30 s, then 3 probes (rules version 1)`,
+          `breaker: passed the api breaker of orders GET /orders/{id} — failure rate ≥ 50% over 10 s (at least 10 calls) or 2 failures in a row; open 60 s, then 3 probes (rules version 1)`,
+        ],
+      );
       const refused = spans.filter((s) => s.attributes['error.type'] === 'circuit_open');
       assert.equal(refused.length, 1, 'one span for the refused call');
       const span = refused[0] as (typeof refused)[number];

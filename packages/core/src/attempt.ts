@@ -68,6 +68,11 @@ export interface AttemptFields {
   /** The state of the service breaker the call passed; undefined without one. */
   readonly breaker: BreakerStateName | undefined;
   /**
+   * The API key (`GET /orders/{id}`) of the api breaker the call passed; undefined when no
+   * api breaker rule covers the call (or the layer above has none).
+   */
+  readonly api?: string | undefined;
+  /**
    * Shadow-mode notes for the span's io.meshlet.shadow (`<kind>:<rule>:<would-be>`), in the
    * order they arose; undefined while there is none (nothing allocated for most calls).
    */

@@ -31,6 +31,8 @@ export const Attr = {
   meshletLimiter: 'io.meshlet.limiter',
   /** The breaker state seen by the call: `closed`, `open`, `half_open`. */
   meshletBreaker: 'io.meshlet.breaker',
+  /** The API key (`GET /orders/{id}`) of the api breaker the call passed, when an api breaker rule covers it. */
+  meshletBreakerApi: 'io.meshlet.breaker.api',
   /** The instance id the attempt went to. */
   meshletInstance: 'io.meshlet.instance',
   /**

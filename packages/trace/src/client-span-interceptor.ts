@@ -44,6 +44,7 @@ function spanCallOf(attempt: Attempt): ClientCall {
   if (target.lane) spanCall.lane = target.lane;
   if (target.revision) spanCall.rulesRevision = target.revision;
   if (attempt.breaker !== undefined) spanCall.breaker = attempt.breaker;
+  if (attempt.api !== undefined) spanCall.breakerApi = attempt.api;
   // Most attempts have no shadow note: nothing is built for them.
   if (target.shadow !== undefined || (attempt.notes?.length ?? 0) > 0) spanCall.shadow = shadowOf(attempt) as string;
   return spanCall;
@@ -190,6 +191,7 @@ function sampledAttempt<R extends AttemptResult>(
   if (target.rule) attributes[Attr.meshletRoute] = target.rule;
   if (target.lane) attributes[Attr.meshletLane] = target.lane;
   if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
+  if (attempt.api !== undefined) attributes[Attr.meshletBreakerApi] = attempt.api;
   attributes[Attr.meshletInstance] = target.id;
   if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
   const made = madeJson(attempt, method, attributes);
@@ -243,6 +245,7 @@ interface MadeJson {
   readonly rule: string | undefined;
   readonly lane: string | undefined;
   readonly breaker: string | undefined;
+  readonly api: string | undefined;
   readonly id: string;
   readonly revision: number | undefined;
   /** method, server.address, server.port, and the comma before url.full. */
@@ -267,6 +270,7 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     last.rule === target.rule &&
     last.lane === target.lane &&
     last.breaker === attempt.breaker &&
+    last.api === attempt.api &&
     last.id === target.id &&
     last.revision === target.revision
   )
@@ -287,6 +291,7 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     rule: target.rule,
     lane: target.lane,
     breaker: attempt.breaker,
+    api: attempt.api,
     id: target.id,
     revision: target.revision,
     before: flat(`${keyValuesJson(before)},`),

@@ -24,6 +24,8 @@ export interface MeshletDecisions {
   readonly limiter?: string;
   /** Breaker state seen: `closed`, `open`, `half_open`. */
   readonly breaker?: string;
+  /** The API key of the api breaker the call passed (`GET /orders/{id}`). */
+  readonly breakerApi?: string;
   /** The instance id the attempt went to. */
   readonly instance?: string;
   /**
@@ -166,6 +168,7 @@ function clientAttributes(call: ClientCall, target: Target, method: string): Att
   if (call.lane !== undefined) attributes[Attr.meshletLane] = call.lane;
   if (call.limiter !== undefined) attributes[Attr.meshletLimiter] = call.limiter;
   if (call.breaker !== undefined) attributes[Attr.meshletBreaker] = call.breaker;
+  if (call.breakerApi !== undefined) attributes[Attr.meshletBreakerApi] = call.breakerApi;
   if (call.shadow !== undefined) attributes[Attr.meshletShadow] = call.shadow;
   if (call.instance !== undefined) attributes[Attr.meshletInstance] = call.instance;
   if (call.rulesRevision) attributes[Attr.meshletRulesRevision] = call.rulesRevision;

@@ -59,6 +59,7 @@ interface Row {
 const rows: Row[] = [
   { name: 'sampled root, 200', sampleRatio: 1, answer: 200 },
   { name: 'sampled root, 503, a retry with route, lane, revision, breaker', sampleRatio: 1, answer: 503, attempt: { number: 1 } },
+  { name: 'sampled, the api breaker the call passed', sampleRatio: 1, answer: 200, attempt: { api: 'GET /a/{id}' } },
   { name: 'sampled child of a sampled caller, rejected', sampleRatio: 0, parent: 'sampled', answer: 'reject' },
   {
     name: 'sampled, fault attributes and a late shadow note',
@@ -243,6 +244,7 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
       rule: ['gray', undefined, 'other'],
       lane: [undefined, 'blue', 'green'],
       breaker: ['closed', 'open', undefined] as const,
+      api: [undefined, 'GET /a', 'GET /b'],
       revision: [0, 9, 10],
       path: ['/a', '/b/"q"/é'],
       late: [0, 1, 2, 3],
@@ -257,6 +259,7 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
       rule: 'gray',
       lane: undefined,
       breaker: 'closed',
+      api: undefined,
       revision: 0,
       path: '/a',
       late: 0,
@@ -287,6 +290,7 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
         number: kind.number,
         signal: undefined,
         breaker: kind.breaker,
+        api: kind.api,
         notes: undefined,
         attributes: undefined,
         settled: undefined,
