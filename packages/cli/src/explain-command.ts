@@ -180,6 +180,12 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
           ? `route: rule "${route}" chose the destination group${when('route', route)}`
           : 'route: no route rule matched (default destinations or every instance)',
       );
+    // Instances of the pool routing picked from that it skipped because their breakers are open.
+    const ejected = a['io.meshlet.route.ejected'];
+    if (typeof ejected === 'number' && ejected > 0) {
+      const ids = str(a['io.meshlet.route.ejected_ids']);
+      out.push(`route: ${ejected} instance${ejected === 1 ? '' : 's'} skipped: breaker open${ids ? ` (${ids})` : ''}`);
+    }
     const lane = str(a['io.meshlet.lane']);
     if (lane) out.push(`lane: ${lane}`);
     if (instance) out.push(`instance: ${instance}`);

@@ -407,6 +407,19 @@ describe('meshlet explain: the breaker that refused, as the span names it', () =
     }
   });
 
+  it('routing skipped instances whose breakers are open', () => {
+    const span = client({
+      'url.full': 'http://127.0.0.1:1/orders/42',
+      'http.response.status_code': 200,
+      'io.meshlet.instance': 'orders-3',
+      'io.meshlet.route.ejected': 2,
+      'io.meshlet.route.ejected_ids': 'u-1 u-2',
+    });
+    assert.ok(decisionsOf(span).includes('route: 2 instances skipped: breaker open (u-1 u-2)'), JSON.stringify(decisionsOf(span)));
+    const one = client({ 'url.full': 'http://127.0.0.1:1/orders/42', 'io.meshlet.instance': 'orders-3', 'io.meshlet.route.ejected': 1 });
+    assert.ok(decisionsOf(one).includes('route: 1 instance skipped: breaker open'), JSON.stringify(decisionsOf(one)));
+  });
+
   it('a breaker section in shadow mode: the api breaker that would have refused, with its thresholds', () => {
     const span = client({
       'url.full': 'http://127.0.0.1:1/orders/42',

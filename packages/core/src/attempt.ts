@@ -29,6 +29,12 @@ export interface AttemptTarget {
   readonly shadow?: string | undefined;
   /** Store revision of the rule document whose route section decided (0: none in force). */
   readonly revision?: number;
+  /**
+   * Routing's own span attributes for the decision (instances of the pool it picked from
+   * skipped because their breakers are open): one object per pool, made when the routing
+   * table is rebuilt; undefined for most decisions.
+   */
+  readonly spanAttributes?: Readonly<Record<string, string | number>> | undefined;
 }
 
 /** The outbound headers: a WHATWG Headers, or a plain object with lower-case names (undici's). */

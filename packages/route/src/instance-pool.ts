@@ -40,6 +40,11 @@ export class InstancePool {
   readonly healthy: number;
   /** True when too few instances are healthy and the pool routes to all it may (see PoolSettings). */
   readonly panic: boolean;
+  /**
+   * The decision's span attributes when instances of this pool are left out because their
+   * breakers are open: their count and ids (at most MAX_EJECTED_NAMED). Undefined when none is.
+   */
+  readonly spanAttributes: Readonly<Record<string, string | number>> | undefined;
   readonly #balancer: LoadBalancer | undefined;
   /** Every instance a retry may go to, nearest locality first. */
   readonly #retryOrder: readonly Ranked[];
@@ -51,6 +56,7 @@ export class InstancePool {
     this.total = registered.length;
     this.healthy = registered.reduce((n, m) => n + (m.healthy ? 1 : 0), 0);
     this.#random = settings.random;
+    this.spanAttributes = ejectedAttributes(registered);
     const threshold = settings.panicThresholdPercent;
     // No healthy instance at all is not panic: the group is empty, and routing falls
     // through to the rule's fallback and the default route (how a gray release fails over).
@@ -113,6 +119,18 @@ export class InstancePool {
   describe(): string {
     return `${this.label} (${this.healthy} of ${this.total} instances healthy)`;
   }
+}
+
+/** Instances a span names as skipped by routing (breaker open), at most. */
+const MAX_EJECTED_NAMED = 10;
+
+/** `io.meshlet.route.ejected` and `.ejected_ids` (@meshlet/trace's names) for the excluded members, or undefined. */
+function ejectedAttributes(registered: readonly Member[]): Readonly<Record<string, string | number>> | undefined {
+  const ids: string[] = [];
+  for (const m of registered) if (m.excluded) ids.push(m.endpoint.instance.id);
+  if (ids.length === 0) return undefined;
+  const named = ids.length > MAX_EJECTED_NAMED ? `${ids.slice(0, MAX_EJECTED_NAMED).join(' ')} …` : ids.join(' ');
+  return { 'io.meshlet.route.ejected': ids.length, 'io.meshlet.route.ejected_ids': named };
 }
 
 export function createLoadBalancer(config: LoadBalancerConfig, endpoints: readonly Endpoint[], random: RandomSource): LoadBalancer {

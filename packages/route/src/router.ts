@@ -82,6 +82,13 @@ export interface RouteDecision {
    * `io.meshlet.rules.revision`; `RuleRepository.versionAt` names its version.
    */
   readonly revision: number;
+  /**
+   * Span attributes of the decision, when routing skipped instances of the pool it picked
+   * from because their breakers are open (the InstanceExclusion): `io.meshlet.route.ejected`
+   * (their count) and `io.meshlet.route.ejected_ids` (at most 10). One object per pool, made
+   * when the routing table is rebuilt, never per call; undefined when none was skipped.
+   */
+  readonly spanAttributes?: Readonly<Record<string, string | number>> | undefined;
 }
 
 interface ServiceState {
@@ -331,7 +338,17 @@ export class Router {
       const pool = table.lanes.get(lane);
       const instance = pool && pickIn(pool, tags, tried);
       // A lane without an instance of this service falls back to the baseline, as TSF and Polaris do.
-      if (instance && pool) return { id: instance.id, instance, via: 'lane', rule: undefined, lane, level: pool.level, revision };
+      if (instance && pool)
+        return {
+          id: instance.id,
+          instance,
+          via: 'lane',
+          rule: undefined,
+          lane,
+          level: pool.level,
+          revision,
+          spanAttributes: pool.spanAttributes,
+        };
     }
     const lookup: TagLookup = table.readsDestination ? (t) => (t === SystemTag.destinationService ? service : tags(t)) : tags;
     const matched = table.rules[table.ruleIndex.first(lookup)];
@@ -340,18 +357,48 @@ export class Router {
       const pool = choosePool(matched.destinations, this.#random() * 100);
       if (walk) walk.tried = pool;
       const instance = pickIn(pool, lookup, tried);
-      if (instance) return { id: instance.id, instance, via: 'rule', rule: matched.name, lane: undefined, level: pool.level, revision };
+      if (instance)
+        return {
+          id: instance.id,
+          instance,
+          via: 'rule',
+          rule: matched.name,
+          lane: undefined,
+          level: pool.level,
+          revision,
+          spanAttributes: pool.spanAttributes,
+        };
       if (matched.fallback) {
         const fallback = choosePool(matched.fallback, this.#random() * 100);
         if (walk) walk.fallback = fallback;
         const fb = pickIn(fallback, lookup, tried);
-        if (fb) return { id: fb.id, instance: fb, via: 'fallback', rule: matched.name, lane: undefined, level: fallback.level, revision };
+        if (fb)
+          return {
+            id: fb.id,
+            instance: fb,
+            via: 'fallback',
+            rule: matched.name,
+            lane: undefined,
+            level: fallback.level,
+            revision,
+            spanAttributes: fallback.spanAttributes,
+          };
       }
     }
     const last = choosePool(table.defaultRoute, this.#random() * 100);
     if (walk) walk.last = last;
     const instance = pickIn(last, lookup, tried);
-    if (instance) return { id: instance.id, instance, via: 'default', rule: matched?.name, lane: undefined, level: last.level, revision };
+    if (instance)
+      return {
+        id: instance.id,
+        instance,
+        via: 'default',
+        rule: matched?.name,
+        lane: undefined,
+        level: last.level,
+        revision,
+        spanAttributes: last.spanAttributes,
+      };
     return undefined;
   }
 

@@ -178,6 +178,22 @@ describe('rule routing', () => {
     assert.equal(listeners.size, 0);
   });
 
+  it('names the instances it skipped as ejected on the decision (for the span), and nothing when none was', () => {
+    const { excluded, listeners, exclusion } = mutableExclusion();
+    const router = new Router({ exclusion, random: seededRandom(1) });
+    router.setInstances(SVC, fleet.slice(0, 3));
+    assert.equal(router.decide(SVC, tags()).spanAttributes, undefined);
+    excluded.add('a1');
+    excluded.add('a2');
+    for (const l of listeners) l();
+    const d = router.decide(SVC, tags());
+    assert.equal(d.id, 'b1');
+    assert.deepEqual(d.spanAttributes, { 'io.meshlet.route.ejected': 2, 'io.meshlet.route.ejected_ids': 'a1 a2' });
+    // The same object for every call: made when the exclusion changed, not per call.
+    assert.equal(router.decide(SVC, tags()).spanAttributes, d.spanAttributes);
+    router.close();
+  });
+
   it('honours an exclusion with every load balancer', () => {
     const { excluded, listeners, exclusion } = mutableExclusion();
     const balancers = [

@@ -13,6 +13,7 @@ import { createMesh, type Mesh } from '../src/index.js';
 describe('refusal spans', () => {
   const exporter = new InMemorySpanExporter();
   let upstream: TestServer;
+  let ok: TestServer;
   let mesh: Mesh;
 
   before(async () => {
@@ -20,6 +21,7 @@ describe('refusal spans', () => {
       res.statusCode = 503;
       res.end('down');
     });
+    ok = await listen((_req, res) => res.end('ok'));
     const registry = new InMemoryRegistry();
     await registry.register({
       id: 'up-0',
@@ -60,6 +62,20 @@ describe('refusal spans', () => {
       const breaker = { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000, fallback }] };
       await rules.put(`meshlet/rules/${service}`, JSON.stringify({ service, breaker }));
     }
+    // Two instances of `ej` that fail (their breakers open on one failure) and one that answers.
+    for (const [id, port] of [
+      ['ej-1', upstream.port],
+      ['ej-2', upstream.port],
+      ['ej-3', ok.port],
+    ] as const)
+      await registry.register({ id, service: 'ej', address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing' });
+    await rules.put(
+      'meshlet/rules/ej',
+      JSON.stringify({
+        service: 'ej',
+        breaker: { rules: [{ level: 'instance', consecutiveFailures: 1, sleepWindowMs: 600_000, maxEjectionPercent: 100 }] },
+      }),
+    );
     await rules.put(
       'meshlet/rules/lone',
       JSON.stringify({ service: 'lone', route: { rules: [], default: [{ group: { version: 'v9' }, weight: 100 }] } }),
@@ -76,6 +92,7 @@ describe('refusal spans', () => {
   after(async () => {
     await mesh.close();
     await upstream.close();
+    await ok.close();
   });
 
   async function spans(): Promise<{ error: unknown; instance: unknown }[]> {
@@ -101,6 +118,20 @@ describe('refusal spans', () => {
     const sent = await spans();
     assert.equal(sent.length, 1);
     assert.equal(sent[0]?.instance, 'up-0');
+  });
+
+  it("routing's skipping of instances whose breakers are open is on the attempt span", async () => {
+    // Until both failing instances were tried once (and ejected), calls go round; then ej-3 alone answers.
+    for (let i = 0; i < 6; i++) await clients.fetch('http://ej/x');
+    await spans();
+    assert.equal(await clients.fetch('http://ej/x'), 200);
+    await mesh.tracing?.forceFlush();
+    const attrs = exporter.getFinishedSpans().map((s) => s.attributes);
+    exporter.reset();
+    assert.equal(attrs.length, 1, JSON.stringify(attrs));
+    assert.equal(attrs[0]?.['io.meshlet.instance'], 'ej-3');
+    assert.equal(attrs[0]?.['io.meshlet.route.ejected'], 2);
+    assert.equal(attrs[0]?.['io.meshlet.route.ejected_ids'], 'ej-1 ej-2');
   });
 
   for (const [name, call] of Object.entries(clients)) {

@@ -21,9 +21,11 @@ function shadowOf(attempt: Attempt): string | undefined {
   return notes === undefined ? first : `${first} ${notes.join(' ')}`;
 }
 
-/** What the layers below the span added while the attempt ran: fault attributes, later shadow notes. */
+/** What the layers below the span added while the attempt ran: fault attributes, later shadow notes; and routing's own. */
 function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void {
   attempt.settled?.();
+  const routed = attempt.target.spanAttributes;
+  if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const attributes = attempt.attributes;
   if (attributes !== undefined) for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
   if ((attempt.notes?.length ?? 0) > notesBefore) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
@@ -311,6 +313,8 @@ function endSampled(
   error: unknown,
 ): void {
   attempt.settled?.();
+  const routed = attempt.target.spanAttributes;
+  if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const late = attempt.attributes;
   if (late !== undefined) for (const k in late) span.setAttribute(k, late[k] as string | number);
   if ((attempt.notes?.length ?? 0) > 0) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
