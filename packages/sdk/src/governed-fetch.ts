@@ -32,7 +32,7 @@ import {
 } from '@meshlet/propagation';
 import type { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
-import { Attr, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
+import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
@@ -227,11 +227,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
    * bulkhead), a span for the logical call, once, so traces and metrics show the rejection.
    */
   rejected(error: unknown): void {
-    const tracing = this.#pipeline.tracing;
-    if (tracing === undefined || this.attempts !== 0 || this.#refusalSpan) return;
-    this.#refusalSpan = true;
-    const url = `http://${this.service}${this.path}${this.search}`;
-    tracing.startClientSpan(undefined, { method: this.method, url, service: this.service }).end({ error });
+    this.#logicalSpan()?.end({ error });
   }
 
   /**
@@ -239,15 +235,21 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
    * with the refusing breaker (its io.meshlet.circuit.*) and the fallback's status.
    */
   fellBack(refusal: CircuitOpenError, response: Response): void {
-    const tracing = this.#pipeline.tracing;
-    if (tracing === undefined || this.attempts !== 0 || this.#refusalSpan) return;
-    this.#refusalSpan = true;
-    const url = `http://${this.service}${this.path}${this.search}`;
-    const span = tracing.startClientSpan(undefined, { method: this.method, url, service: this.service });
+    const span = this.#logicalSpan();
+    if (span === undefined) return;
     const decided = errorAttributesOf(refusal);
     if (decided !== undefined) for (const k in decided) span.setAttribute(k, decided[k] as string | number);
     span.setAttribute(Attr.meshletFallback, 'breaker');
     span.end(response.status);
+  }
+
+  /** The span of the logical call when nothing was sent: once, and only with tracing. */
+  #logicalSpan(): ClientSpan | undefined {
+    const tracing = this.#pipeline.tracing;
+    if (tracing === undefined || this.attempts !== 0 || this.#refusalSpan) return undefined;
+    this.#refusalSpan = true;
+    const url = `http://${this.service}${this.path}${this.search}`;
+    return tracing.startClientSpan(undefined, { method: this.method, url, service: this.service });
   }
 
   unreachable(target: RouteDecision): void {
