@@ -229,9 +229,11 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
       this.#choice = picker.first(tags);
       return this.#choice.instance;
     }
-    // A retry: only after a status gRPC calls safe to retry; then an instance not yet
-    // tried, nearest locality first (routing's picker, not a re-decision that may repeat one).
-    if (!this.lastRetryable) return undefined;
+    // Before any attempt went out, `tried` holds instances whose breakers refused the pick
+    // (routing had not yet heard): another instance, as for HTTP. After one, a retry: only
+    // after a status gRPC calls safe to retry. Either way an instance not yet tried, nearest
+    // locality first (routing's picker, not a re-decision that may repeat one).
+    if (this.started > 0 && !this.lastRetryable) return undefined;
     const next = picker.next(tags, tried);
     if (next === undefined) return undefined;
     this.#choice = next;

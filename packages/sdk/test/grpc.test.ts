@@ -4,8 +4,28 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, setTag } from '@meshlet/core';
-import { GRPC_PORT_META, LIMITED_TRAILER } from '@meshlet/grpc';
+import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
+import {
+  createContext,
+  InMemoryKvStore,
+  InMemoryRegistry,
+  type Instance,
+  ManualClock,
+  MemoryLogger,
+  type RuleFeed,
+  runWithContext,
+  setTag,
+  silentLogger,
+} from '@meshlet/core';
+import {
+  ChannelPool,
+  Destination,
+  GRPC_PORT_META,
+  type GrpcClientPorts,
+  governMethods,
+  interceptorFor,
+  LIMITED_TRAILER,
+} from '@meshlet/grpc';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh, meshKey } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
@@ -419,6 +439,69 @@ describe('gRPC client without rules', () => {
       client.close();
       await caller.close();
       await good.close();
+    }
+  });
+});
+
+describe('gRPC client and instance breakers routing has not yet heard of', () => {
+  it("an instance whose breaker refuses the first attempt's pick is passed over for another, as HTTP calls do", async () => {
+    const a = await startEcho('probe-a');
+    const b = await startEcho('probe-b');
+    const inst = (s: EchoServer): Instance => ({
+      id: s.id,
+      service: 'probed',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(s.port) },
+      health: 'passing',
+    });
+    const [ia, ib] = [inst(a), inst(b)];
+    const executor = new CallExecutor({ clock: new ManualClock() });
+    executor.follow({
+      service: 'probed',
+      follow: <T>(_kind: unknown, listener: (section: T | undefined, revision: number) => void) => {
+        const rules = [{ level: 'instance', consecutiveFailures: 1, sleepWindowMs: 600_000, maxEjectionPercent: 100 }];
+        listener(parseBreakerRules({ rules }, 'breaker') as T, 1);
+        return () => {};
+      },
+    } as RuleFeed);
+    executor.setInstances('probed', [ia.id, ib.id]);
+    // Routing that has not heard of the instance breakers: it offers a first, then what is left.
+    const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
+    const ports: GrpcClientPorts = {
+      directory: { isReady: () => true, ensure: async () => {} },
+      router: {
+        decide: () => choice(ia),
+        picker: () => ({
+          first: () => choice(ia),
+          next: (_tags, tried) => [ia, ib].filter((i) => !tried.has(i.id)).map(choice)[0],
+        }),
+        callStarted: () => () => {},
+      },
+      executor,
+      tracing: undefined,
+      faults: () => undefined,
+      outboundHeaders: () => ({}),
+      clock: new ManualClock(),
+      logger: silentLogger,
+    };
+    const pool = new ChannelPool();
+    const dest = new Destination(ports, 'probed', pool);
+    const client = new Echo('dns:///probed.meshlet.invalid', grpc.credentials.createInsecure()) as unknown as EchoClient;
+    governMethods(client as unknown as grpc.Client, Echo.service, dest, interceptorFor(dest), true);
+    try {
+      a.state.fail = { code: grpc.status.INTERNAL };
+      assert.equal((await failure(say(client, 'open'))).code, grpc.status.INTERNAL, 'a fails once: its breaker opens');
+      const answers: string[] = [];
+      for (let i = 0; i < 3; i++) answers.push((await say(client, 'next')).split('|')[0] as string);
+      assert.deepEqual(answers, ['probe-b', 'probe-b', 'probe-b'], "a's breaker refused every first pick: the calls went on to b");
+      assert.equal(a.state.hits, 1, 'nothing more reached a');
+    } finally {
+      client.close();
+      pool.close();
+      await a.close();
+      await b.close();
     }
   });
 });
