@@ -28,6 +28,7 @@ import {
 } from '@meshlet/grpc';
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
+import { errorAttributesOf } from '@meshlet/trace';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
@@ -99,6 +100,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     router: deps.router,
     executor: deps.executor,
     tracing: deps.tracing,
+    errorAttributes: errorAttributesOf,
     faults: deps.faults,
     outboundHeaders: outboundHeaders(deps),
     ...(deps.outboundLimits ? { outboundLimit: deps.outboundLimits.execute.bind(deps.outboundLimits) } : {}),

@@ -26,6 +26,7 @@ import {
   interceptorFor,
   LIMITED_TRAILER,
 } from '@meshlet/grpc';
+import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh, meshKey } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
@@ -467,6 +468,8 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
       },
     } as RuleFeed);
     executor.setInstances('probed', [ia.id, ib.id]);
+    const exported = new InMemorySpanExporter();
+    const tracing = createTracing({ service: 'gateway', exporters: [exported], batch: { delayMs: 1 } });
     // Routing that has not heard of the instance breakers: it offers a first, then what is left.
     const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
     const ports: GrpcClientPorts = {
@@ -480,7 +483,7 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
         callStarted: () => () => {},
       },
       executor,
-      tracing: undefined,
+      tracing,
       faults: () => undefined,
       outboundHeaders: () => ({}),
       clock: new ManualClock(),
@@ -497,7 +500,16 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
       for (let i = 0; i < 3; i++) answers.push((await say(client, 'next')).split('|')[0] as string);
       assert.deepEqual(answers, ['probe-b', 'probe-b', 'probe-b'], "a's breaker refused every first pick: the calls went on to b");
       assert.equal(a.state.hits, 1, 'nothing more reached a');
+      await tracing.forceFlush();
+      const last = exported.getFinishedSpans().at(-1);
+      assert.equal(last?.attributes['io.meshlet.instance'], 'probe-b');
+      assert.equal(
+        last?.attributes['io.meshlet.circuit.instances'],
+        'probe-a',
+        'the span names the instance whose breaker refused the pick',
+      );
     } finally {
+      await tracing.shutdown();
       client.close();
       pool.close();
       await a.close();
@@ -716,6 +728,46 @@ describe('gRPC spans and trace context', () => {
       client.close();
       await caller.close();
       await server.close();
+      await echo.close();
+    }
+  });
+  it('the spans carry what governance adds, as HTTP spans do: a refusal names its breaker, a fault its rule, a refused pick its instances', async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('echo-g');
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    const spans = async () => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
+      clientSpans.reset();
+      return all;
+    };
+    try {
+      await caller.rules.apply(
+        JSON.stringify({
+          service: 'echo',
+          fault: { rules: [{ name: 'chaos', when: [{ tag: 'chaos', op: 'exists' }], percentage: 100, abort: 503 }] },
+          breaker: { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000 }] },
+        }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('echo');
+      await inContext({ chaos: 'on' }, () => failure(say(client, 'f')));
+      const [faulted] = await spans();
+      assert.equal(faulted?.attributes['io.meshlet.fault.rule'], 'chaos');
+      assert.equal(faulted?.attributes['io.meshlet.fault.abort_status'], 503);
+      // A failure opens the service breaker (the injected one may have already).
+      echo.state.fail = { code: grpc.status.INTERNAL };
+      for (let i = 0; i < 3 && (await failure(say(client, 'x'))).code !== grpc.status.UNAVAILABLE; i++) await spans();
+      const [refused] = await spans();
+      assert.equal(echo.state.hits <= 1, true);
+      assert.equal(refused?.attributes['io.meshlet.circuit.level'], 'service');
+      assert.equal(refused?.attributes['io.meshlet.circuit.state'], 'open');
+    } finally {
+      client.close();
+      await caller.close();
       await echo.close();
     }
   });
