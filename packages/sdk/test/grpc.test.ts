@@ -518,6 +518,47 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
   });
 });
 
+describe('gRPC channel options from createMesh', () => {
+  it('grpc.channels reaches the channel pool; a bad value is refused with MESHLET_BAD_OPTION naming the field', async () => {
+    const e = estate();
+    const echo = await startEcho('chan-0');
+    await registerEcho(e, 'chan', echo);
+    const asked: string[] = [];
+    const caller = createMesh({
+      service: 'gateway',
+      ...e,
+      logger: new MemoryLogger(),
+      grpc: {
+        channels: {
+          maxChannels: 4,
+          credentials: (instance) => {
+            asked.push(instance.id);
+            return grpc.credentials.createInsecure();
+          },
+        },
+      },
+    });
+    const client = caller.grpc.client(Echo, 'chan');
+    try {
+      assert.match(await say(client, 'c'), /^chan-0\|/);
+      assert.deepEqual(asked, ['chan-0'], "the pool made the instance's channel with the given credentials");
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+    for (const [channels, field] of [
+      [{ maxChannels: 0 }, 'grpc.channels.maxChannels'],
+      [{ maxChannels: 1.5 }, 'grpc.channels.maxChannels'],
+      [{ credentials: 'tls' }, 'grpc.channels.credentials'],
+    ] as const)
+      assert.throws(
+        () => createMesh({ service: 'gateway', ...estate(), grpc: { channels: channels as never } }),
+        (err: Error & { code?: string }) => err.code === 'MESHLET_BAD_OPTION' && err.message.startsWith(`${field}:`),
+      );
+  });
+});
+
 describe('gRPC deadline propagation', () => {
   it('a call made inside a handler inherits the inbound deadline (from the context, or { parent }), and with { parent } the cancellation', async () => {
     const e = estate();
