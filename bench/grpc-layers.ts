@@ -50,37 +50,48 @@ const fake = {
   getChannelzRef: () => ({ kind: 'channel', id: 0, name: 'fake' }),
 } as unknown as grpc.Channel;
 
-// The mesh's pooled channels are made by grpc-js's Client: point them at the fake.
-grpc.Client.prototype.getChannel = () => fake;
-
-const raw = new GrpcBenchClient('fake', grpc.credentials.createInsecure(), { channelOverride: fake });
-const gov = await governedGrpc(1, false);
-const traced = await governedGrpc(1, true);
-const clients: [string, () => Promise<unknown>, <T>(fn: () => T) => T][] = [
-  ['raw grpc-js', caller(raw), (fn) => fn()],
-  ['governed, tracing off', gov.bare, gov.inContext],
-  ['governed, tracing 100%', traced.bare, traced.inContext],
-];
-const baselineRoot = process.env.BENCH_GRPC_BASELINE;
-const baselineBuild = baselineRoot ? await meshletBuildAt(baselineRoot) : undefined;
-if (baselineBuild) baselineBuild.grpc.Client.prototype.getChannel = () => fake;
-const baseline = baselineBuild ? await governedGrpc(1, false, baselineBuild) : undefined;
-if (baseline) clients.push(['governed, tracing off, baseline build', baseline.bare, baseline.inContext]);
-const out: number[][] = clients.map(() => []);
-for (const concurrency of [1, 50]) {
-  for (const [, call, run] of clients) await run(() => load(call, CALLS / 5, concurrency));
-  const cpu: number[][] = clients.map(() => []);
-  for (let r = 0; r < ROUNDS; r++)
-    for (const [i, [, call, run]] of clients.entries()) cpu[i]?.push((await run(() => load(call, CALLS, concurrency))).cpuPerRequestUs);
-  for (const [i] of clients.entries()) out[i]?.push(median(cpu[i] ?? []));
+/** The table: client CPU per call over the fake channel, raw grpc-js and the governed client (tracing off and 100%). */
+export async function grpcLayers(): Promise<string> {
+  // The mesh's pooled channels are made by grpc-js's Client: point them at the fake.
+  const own = grpc.Client.prototype.getChannel;
+  grpc.Client.prototype.getChannel = () => fake;
+  try {
+    const raw = new GrpcBenchClient('fake', grpc.credentials.createInsecure(), { channelOverride: fake });
+    const gov = await governedGrpc(1, false);
+    const traced = await governedGrpc(1, true);
+    const clients: [string, () => Promise<unknown>, <T>(fn: () => T) => T][] = [
+      ['raw grpc-js', caller(raw), (fn) => fn()],
+      ['governed, tracing off', gov.bare, gov.inContext],
+      ['governed, tracing 100%', traced.bare, traced.inContext],
+    ];
+    const baselineRoot = process.env.BENCH_GRPC_BASELINE;
+    const baselineBuild = baselineRoot ? await meshletBuildAt(baselineRoot) : undefined;
+    const baselineOwn = baselineBuild?.grpc.Client.prototype.getChannel;
+    if (baselineBuild) baselineBuild.grpc.Client.prototype.getChannel = () => fake;
+    const baseline = baselineBuild ? await governedGrpc(1, false, baselineBuild) : undefined;
+    if (baseline) clients.push(['governed, tracing off, baseline build', baseline.bare, baseline.inContext]);
+    const out: number[][] = clients.map(() => []);
+    for (const concurrency of [1, 50]) {
+      for (const [, call, run] of clients) await run(() => load(call, CALLS / 5, concurrency));
+      const cpu: number[][] = clients.map(() => []);
+      for (let r = 0; r < ROUNDS; r++)
+        for (const [i, [, call, run]] of clients.entries()) cpu[i]?.push((await run(() => load(call, CALLS, concurrency))).cpuPerRequestUs);
+      for (const [i] of clients.entries()) out[i]?.push(median(cpu[i] ?? []));
+    }
+    const report = `## gRPC client layers (fake channel: the JS of each client, no network)\n\n${table(
+      ['client (fake channel)', 'CPU µs/call, concurrency 1', 'CPU µs/call, concurrency 50'],
+      clients.map(([name], i) => [name, fmt(out[i]?.[0] ?? 0, 2), fmt(out[i]?.[1] ?? 0, 2)]),
+    )}\n\nMedian of ${ROUNDS} rounds of ${fmt(CALLS)} calls per client and concurrency.`;
+    raw.close();
+    await gov.close();
+    await traced.close();
+    await baseline?.close();
+    if (baselineBuild && baselineOwn) baselineBuild.grpc.Client.prototype.getChannel = baselineOwn;
+    return report;
+  } finally {
+    // Other sections of `npm run bench` share this process: grpc-js's Client as it was.
+    grpc.Client.prototype.getChannel = own;
+  }
 }
-console.log(
-  table(
-    ['client (fake channel)', 'CPU µs/call, concurrency 1', 'CPU µs/call, concurrency 50'],
-    clients.map(([name], i) => [name, fmt(out[i]?.[0] ?? 0, 2), fmt(out[i]?.[1] ?? 0, 2)]),
-  ),
-);
-raw.close();
-await gov.close();
-await traced.close();
-await baseline?.close();
+
+if (import.meta.url === `file://${process.argv[1]}`) console.log(await grpcLayers());

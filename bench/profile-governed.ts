@@ -61,7 +61,24 @@ export function analyse(profile: CpuProfile): { total: number; byFn: [string, nu
   return { total, byFn: sorted(byFn), byOwner: sorted(byOwner) };
 }
 
+/**
+ * This process's node flags without the profiler's: startUpstream forks with
+ * `process.execArgv`, and an upstream given `--cpu-prof` would write its own profile
+ * beside the client's (and take CPU to write it).
+ */
+export function withoutProfilerFlags(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith('--cpu-prof')) out.push(a);
+    // `--cpu-prof-dir <dir>`, `--cpu-prof-interval <us>`, `--cpu-prof-name <name>`: their value too.
+    else if (a !== '--cpu-prof' && !a.includes('=')) i++;
+  }
+  return out;
+}
+
 async function child(kind: string): Promise<void> {
+  process.execArgv.splice(0, process.execArgv.length, ...withoutProfilerFlags(process.execArgv));
   const { port, child: up } = await startUpstream();
   const client = kind === 'raw' ? undefined : await governedClient({ port, tracing: kind === 'governed' });
   const call = client?.call ?? (() => globalThis.fetch(`http://127.0.0.1:${port}/api/users/42`).then((r) => r.arrayBuffer()));
@@ -83,7 +100,8 @@ function profileOf(kind: string): { cpuUs: number; result: ReturnType<typeof ana
     },
   );
   if (run.status !== 0) throw new Error(`profiled child failed: ${run.stderr}`);
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  // The child's own profile (its pid is in the file name), never another process's.
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${run.pid}.`));
   if (!file) throw new Error('no .cpuprofile written');
   const result = analyse(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
   if (process.env.PROFILE_KEEP === '1') process.stderr.write(`profile kept: ${join(dir, file)}\n`);

@@ -1,5 +1,6 @@
 // `npm run bench`: every benchmark, one markdown report on stdout (progress on stderr).
 //   npm run bench -- route sidecar     only the sections whose name contains a word given
+//                                      (a section's whole name picks it alone: grpc, grpc-layers)
 //   BENCH_ONLY=route npm run bench     the same, from the environment
 //   BENCH_QUICK=1 npm run bench        smoke sizes: every section, a few seconds each
 // Sections marked `optIn` (the CPU profile) run only when named. Every section stops
@@ -34,6 +35,9 @@ const sections: Section[] = [
   { name: 'governance-cost', run: (await import('./governance-cost.js')).governanceCost },
   { name: 'decision-cost', run: (await import('./decision-cost.js')).decisionCost },
   { name: 'grpc', run: (await import('./grpc-overhead.js')).grpcOverhead },
+  { name: 'grpc-layers', run: (await import('./grpc-layers.js')).grpcLayers },
+  { name: 'grpc-cpu', run: (await import('./grpc-cpu.js')).grpcCpu, optIn: true },
+  { name: 'grpc-profile', run: (await import('./grpc-profile.js')).grpcProfile, optIn: true },
   { name: 'sidecar', run: (await import('./sidecar.js')).sidecar },
   { name: 'route-decision', run: (await import('./route-decision.js')).routeDecision },
   { name: 'memory', run: (await import('./memory.js')).memory },
@@ -57,7 +61,9 @@ const sections: Section[] = [
 ];
 
 const words = [...process.argv.slice(2), ...(process.env.BENCH_ONLY ?? '').split(/[\s,]+/)].map((w) => w.toLowerCase()).filter(Boolean);
-const chosen = words.length ? sections.filter((s) => words.some((w) => s.name.includes(w))) : sections.filter((s) => !s.optIn);
+// A word that is a section's whole name picks that section alone (`grpc` is not also grpc-layers).
+const picks = (s: Section, w: string) => s.name === w || (!sections.some((x) => x.name === w) && s.name.includes(w));
+const chosen = words.length ? sections.filter((s) => words.some((w) => picks(s, w))) : sections.filter((s) => !s.optIn);
 if (chosen.length === 0) {
   console.error(`no section matches ${words.join(', ')}; sections: ${sections.map((s) => s.name).join(', ')}`);
   process.exit(2);

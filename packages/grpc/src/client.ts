@@ -211,7 +211,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
     } catch (err) {
       if (this.#done) return;
       const s = statusOfError(err);
-      rpcSpan(ports, this.#parent, def.path, dest.service, undefined, 0)?.end(s.code, s.details);
+      rpcSpan(ports, this.#parent, def.path, dest.service, undefined, 0, undefined, ports.errorAttributes?.(err))?.end(s.code, s.details);
       return this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
     }
     if (this.#done) return;

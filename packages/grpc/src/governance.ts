@@ -1,5 +1,5 @@
 import { type CallOptions, Metadata, propagate as Propagate, status as Status } from '@grpc/grpc-js';
-import { getTag, type Instance, type MeshContext, MeshletError, SystemTag, type TagLookup } from '@meshlet/core';
+import { type AttemptFields, getTag, type Instance, type MeshContext, MeshletError, SystemTag, type TagLookup } from '@meshlet/core';
 import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
@@ -219,7 +219,21 @@ function isEmpty(md: Metadata): boolean {
 export interface RpcClientSpan {
   inject(md: Metadata): void;
   setAttribute(key: string, value: string | number): void;
-  end(code: number, details: string): void;
+  /**
+   * Ends the span with the status; with the executor's record of the attempt, what the
+   * layers below added while it ran, as HTTP's CLIENT span reads them: its attributes (the
+   * instances whose breakers refused the pick, a shadow API breaker's key) and its shadow
+   * notes (`io.meshlet.shadow`).
+   */
+  end(code: number, details: string, attempt?: AttemptFields): void;
+}
+
+/** What the executor's record of an attempt adds to its span (see RpcClientSpan.end). */
+function addAttemptMarks(span: Span, attempt: AttemptFields): void {
+  attempt.settled?.();
+  const attributes = attempt.attributes;
+  if (attributes !== undefined) for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
+  if (attempt.notes !== undefined && attempt.notes.length > 0) span.setAttribute('io.meshlet.shadow', attempt.notes.join(' '));
 }
 
 export function rpcSpan(
@@ -230,6 +244,7 @@ export function rpcSpan(
   choice: RouteChoice | undefined,
   attempt: number,
   instance: Instance | undefined = choice?.instance,
+  extra?: Readonly<Record<string, string | number>>,
 ): RpcClientSpan | undefined {
   const tracing = ports.tracing;
   if (!tracing) return undefined;
@@ -249,6 +264,7 @@ export function rpcSpan(
   if (choice?.lane) attributes['io.meshlet.lane'] = choice.lane;
   if (choice?.revision) attributes['io.meshlet.rules.revision'] = choice.revision;
   if (attempt > 0) attributes['io.meshlet.attempt'] = attempt;
+  if (extra !== undefined) for (const k in extra) attributes[k] = extra[k] as string | number;
   const base = parent ?? tracing.active();
   const span: Span = tracing.tracer.startSpan(names.spanName, { kind: SpanKind.CLIENT, attributes }, base);
   const ctx = trace.setSpan(base, span);
@@ -262,9 +278,10 @@ export function rpcSpan(
     setAttribute(key, value) {
       span.setAttribute(key, value);
     },
-    end(code, details) {
+    end(code, details, rec) {
       if (ended) return;
       ended = true;
+      if (rec !== undefined) addAttemptMarks(span, rec);
       span.setAttribute('rpc.grpc.status_code', code);
       // OpenTelemetry's rule for CLIENT spans: any non-OK status is an error.
       if (code !== Status.OK) {

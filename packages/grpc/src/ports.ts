@@ -95,6 +95,8 @@ export interface FaultChoice {
   readonly delayMs?: number;
   readonly abortStatus?: number;
   readonly rule?: string;
+  /** A rule of a section in shadow mode whose draw hit: what it would have done (nothing was injected). */
+  readonly shadow?: string;
 }
 
 /** @meshlet/trace's Tracing, the part spans need: the tracer and the configured propagation. */
@@ -115,6 +117,11 @@ export interface GrpcClientPorts {
   readonly tracing: GrpcTracing | undefined;
   /** Fault rules of a destination, if it has any. */
   readonly faults: (service: string) => { decide(tags: TagLookup): FaultChoice } | undefined;
+  /**
+   * The span attributes a governance error carries (@meshlet/trace's `errorAttributesOf`:
+   * a refusal's `io.meshlet.circuit.*`), for the span of a call refused before any attempt.
+   */
+  readonly errorAttributes?: (error: unknown) => Readonly<Record<string, string | number>> | undefined;
   /**
    * The mesh headers of an outbound call, as metadata: the request's tags in the configured
    * dialects, this service's caller header and (auth on) its signed identity for `service`.

@@ -30,7 +30,7 @@ import {
   rpcSpan,
   statusOfError,
 } from './governance.js';
-import type { ExecutorAttempt, ExecutorCall, RouteChoice } from './ports.js';
+import type { ExecutorAttempt, ExecutorCall, FaultChoice, RouteChoice } from './ports.js';
 import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
 
 /**
@@ -208,7 +208,12 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
       // Ended by the caller or its deadline: that status went out already.
       if (this.#done) return;
       const s = err instanceof SerializationError ? err.status : statusOfError(err);
-      if (this.started === 0) rpcSpan(ports, this.#parent, this.path, this.service, undefined, 0)?.end(s.code, s.details);
+      // Refused before any attempt (a breaker, no instance): the refusal's span, naming what refused (io.meshlet.circuit.*).
+      if (this.started === 0)
+        rpcSpan(ports, this.#parent, this.path, this.service, undefined, 0, undefined, ports.errorAttributes?.(err))?.end(
+          s.code,
+          s.details,
+        );
       status = { code: s.code, details: s.details, metadata: new Metadata() };
     }
     // Outside the try: a callback that throws is the caller's error, not the call's status.
@@ -229,9 +234,11 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
       this.#choice = picker.first(tags);
       return this.#choice.instance;
     }
-    // A retry: only after a status gRPC calls safe to retry; then an instance not yet
-    // tried, nearest locality first (routing's picker, not a re-decision that may repeat one).
-    if (!this.lastRetryable) return undefined;
+    // Before any attempt went out, `tried` holds instances whose breakers refused the pick
+    // (routing had not yet heard): another instance, as for HTTP. After one, a retry: only
+    // after a status gRPC calls safe to retry. Either way an instance not yet tried, nearest
+    // locality first (routing's picker, not a re-decision that may repeat one).
+    if (this.started > 0 && !this.lastRetryable) return undefined;
     const next = picker.next(tags, tried);
     if (next === undefined) return undefined;
     this.#choice = next;
@@ -256,21 +263,31 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   }
 
   async #sendWithFaults(
-    fault: { readonly delayMs?: number; readonly abortStatus?: number; readonly rule?: string },
+    fault: FaultChoice,
     pooled: PooledChannel,
     md: Metadata,
     span: RpcClientSpan | undefined,
     loadEnd: () => void,
     attempt: ExecutorAttempt | undefined,
   ): Promise<GrpcAttemptResult> {
-    if (fault.abortStatus === undefined && !fault.delayMs) return this.#start(pooled, md, span, loadEnd, attempt);
+    if (fault.abortStatus === undefined && !fault.delayMs && fault.shadow === undefined)
+      return this.#start(pooled, md, span, loadEnd, attempt);
     try {
-      if (fault.rule !== undefined) span?.setAttribute('io.meshlet.fault', fault.rule);
+      if (fault.shadow !== undefined) {
+        // A rule in shadow mode: noted on the span (io.meshlet.shadow), nothing injected.
+        if (attempt !== undefined) {
+          const note = `fault:${fault.rule ?? ''}:${fault.shadow}`;
+          if (attempt.notes === undefined) attempt.notes = [note];
+          else attempt.notes.push(note);
+        }
+        return this.#start(pooled, md, span, loadEnd, attempt);
+      }
+      if (span !== undefined) faultMarks(span, fault);
       if (fault.delayMs) await sleep(this.#dest.ports.clock, fault.delayMs, attempt?.signal);
     } catch (err) {
       loadEnd();
       const s = statusOfError(err);
-      span?.end(s.code, s.details);
+      span?.end(s.code, s.details, attempt);
       throw err;
     }
     if (fault.abortStatus === undefined) return this.#start(pooled, md, span, loadEnd, attempt);
@@ -288,7 +305,7 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
       injected: true,
     };
     this.lastRetryable = retryable(result);
-    span?.end(result.code, result.details);
+    span?.end(result.code, result.details, attempt);
     return result;
   }
 
@@ -302,10 +319,10 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   ): Promise<GrpcAttemptResult> {
     if (this.#ended !== undefined) {
       loadEnd();
-      span?.end(this.#ended.status, this.#ended.message);
+      span?.end(this.#ended.status, this.#ended.message, attempt);
       return Promise.reject(this.#ended);
     }
-    const a = new Attempt(this, this.#def, span, loadEnd);
+    const a = new Attempt(this, this.#def, span, loadEnd, attempt);
     if (this.#inflight === undefined) this.#inflight = a;
     else {
       this.#more ??= [];
@@ -328,6 +345,19 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   get ended(): CallEnded | undefined {
     return this.#ended;
   }
+}
+
+/**
+ * A fault decision's span attributes, as fault's `faultAttributes` writes HTTP's
+ * (`io.meshlet.fault.rule`, `.delay_ms`, `.abort_status`), beside `io.meshlet.fault` (the rule).
+ */
+function faultMarks(span: RpcClientSpan, fault: FaultChoice): void {
+  if (fault.rule !== undefined) {
+    span.setAttribute('io.meshlet.fault', fault.rule);
+    span.setAttribute('io.meshlet.fault.rule', fault.rule);
+  }
+  if (fault.delayMs !== undefined) span.setAttribute('io.meshlet.fault.delay_ms', fault.delayMs);
+  if (fault.abortStatus !== undefined) span.setAttribute('io.meshlet.fault.abort_status', fault.abortStatus);
 }
 
 /** A request message the method's serializer refused: INTERNAL, as grpc-js reports it. */
@@ -355,6 +385,8 @@ class Attempt implements InterceptingListener {
   readonly #def: UnaryMethod;
   readonly #span: RpcClientSpan | undefined;
   readonly #loadEnd: () => void;
+  /** The executor's record of the attempt: what the span adds when it ends. */
+  readonly #rec: ExecutorAttempt | undefined;
   #call: ChannelCall | undefined;
   #value: unknown;
   #headers: Metadata | undefined;
@@ -363,8 +395,9 @@ class Attempt implements InterceptingListener {
   #aborted = false;
   #done = false;
 
-  constructor(owner: UnaryCall, def: UnaryMethod, span: RpcClientSpan | undefined, loadEnd: () => void) {
+  constructor(owner: UnaryCall, def: UnaryMethod, span: RpcClientSpan | undefined, loadEnd: () => void, rec: ExecutorAttempt | undefined) {
     this.#owner = owner;
+    this.#rec = rec;
     this.#def = def;
     this.#span = span;
     this.#loadEnd = loadEnd;
@@ -426,7 +459,7 @@ class Attempt implements InterceptingListener {
     const ended = this.#aborted ? this.#abortReason : owner.ended;
     if (this.#aborted || ended !== undefined) {
       const st = statusOfError(ended);
-      this.#span?.end(st.code, st.details);
+      this.#span?.end(st.code, st.details, this.#rec);
       this.#reject(ended);
       return;
     }
@@ -454,7 +487,7 @@ class Attempt implements InterceptingListener {
         trailers: s.metadata,
       };
     owner.lastRetryable = retryable(result);
-    this.#span?.end(result.code, result.details);
+    this.#span?.end(result.code, result.details, this.#rec);
     if (result.code === Status.UNAVAILABLE && result.headers === undefined && NOT_CONNECTED.test(result.details))
       this.#reject(new NotSentError(result));
     else this.#resolve(result);

@@ -11,7 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
-import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
+import { CALLER_HEADER, getTag, type MeshContext, MeshletError } from '@meshlet/core';
 import {
   type Admitted,
   addHealthService,
@@ -28,6 +28,7 @@ import {
 } from '@meshlet/grpc';
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
+import { errorAttributesOf } from '@meshlet/trace';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
@@ -99,6 +100,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     router: deps.router,
     executor: deps.executor,
     tracing: deps.tracing,
+    errorAttributes: errorAttributesOf,
     faults: deps.faults,
     outboundHeaders: outboundHeaders(deps),
     ...(deps.outboundLimits ? { outboundLimit: deps.outboundLimits.execute.bind(deps.outboundLimits) } : {}),
@@ -225,4 +227,23 @@ function outboundHeaders(deps: GovernedCallDeps): (ctx: MeshContext, service: st
     memos.set(service, { emitted, caller, identity: identity?.[1], out });
     return out;
   };
+}
+
+/**
+ * Checks createMesh's `grpc` option before anything starts: MeshletError
+ * `MESHLET_BAD_OPTION` naming the field.
+ */
+export function checkGrpcOptions(options: { readonly channels?: ChannelPoolOptions } | undefined): void {
+  if (options === undefined) return;
+  const bad = (field: string, problem: string) => new MeshletError('MESHLET_BAD_OPTION', `grpc.channels.${field}: ${problem}`);
+  if (typeof options !== 'object' || options === null) throw new MeshletError('MESHLET_BAD_OPTION', 'grpc: must be an object');
+  const channels = options.channels;
+  if (channels === undefined) return;
+  if (typeof channels !== 'object' || channels === null) throw new MeshletError('MESHLET_BAD_OPTION', 'grpc.channels: must be an object');
+  const { maxChannels, credentials: creds, channelOptions } = channels;
+  if (maxChannels !== undefined && !(Number.isInteger(maxChannels) && maxChannels >= 1))
+    throw bad('maxChannels', `${String(maxChannels)} must be a whole number, 1 or more`);
+  if (creds !== undefined && typeof creds !== 'function') throw bad('credentials', 'must be a function (instance) => ChannelCredentials');
+  if (channelOptions !== undefined && (typeof channelOptions !== 'object' || channelOptions === null))
+    throw bad('channelOptions', 'must be an object of grpc-js channel options');
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
 import type { CallDefaults, CallExecutor } from '@meshlet/breaker';
 import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
+import type { ChannelPoolOptions } from '@meshlet/grpc';
 import type { TagPropagationOptions } from '@meshlet/propagation';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
 import type { Router, RouterOptions, WarmupOptions } from '@meshlet/route';
@@ -123,6 +124,8 @@ export interface MeshOptions {
   readonly logIntervalMs?: number;
   /** The HTTP client governed calls are sent with. Default: global fetch. */
   readonly fetch?: Fetch;
+  /** gRPC clients (`mesh.grpc`): the channels to instances (credentials, grpc-js channel options, `maxChannels`, default 1 024). */
+  readonly grpc?: { readonly channels?: ChannelPoolOptions };
 }
 
 export type NodeListener<Req extends IncomingMessage, Res extends ServerResponse> = (req: Req, res: Res) => void;

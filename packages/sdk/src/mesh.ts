@@ -3,7 +3,7 @@ import { TagPropagation } from '@meshlet/propagation';
 import { adaptiveProtection } from './adaptive-protection.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
-import { type MeshGrpc, meshGrpc } from './grpc.js';
+import { checkGrpcOptions, type MeshGrpc, meshGrpc } from './grpc.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
@@ -30,6 +30,7 @@ export { ruleKinds } from './rule-kinds.js';
  */
 export function createMesh(options: MeshOptions): Mesh {
   const settings = meshSettings(options);
+  checkGrpcOptions(options.grpc);
   // Checked with the options, before anything starts; its sampler starts on first read.
   const adaptive = adaptiveProtection(options.ratelimit?.adaptive);
   const { service, version, namespace, registry, kv, clock, logger, healthPath } = settings;
@@ -130,6 +131,7 @@ export function createMesh(options: MeshOptions): Mesh {
         register: (overrides) => registration.register(overrides),
         deregister: () => registration.deregister(),
         setGrpcPort: (port) => registration.setGrpcPort(port),
+        ...(options.grpc?.channels !== undefined ? { channels: options.grpc.channels } : {}),
       });
       return grpc;
     },

@@ -4,8 +4,29 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, setTag } from '@meshlet/core';
-import { GRPC_PORT_META, LIMITED_TRAILER } from '@meshlet/grpc';
+import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
+import {
+  createContext,
+  InMemoryKvStore,
+  InMemoryRegistry,
+  type Instance,
+  ManualClock,
+  MemoryLogger,
+  type RuleFeed,
+  runWithContext,
+  setTag,
+  silentLogger,
+} from '@meshlet/core';
+import {
+  ChannelPool,
+  Destination,
+  GRPC_PORT_META,
+  type GrpcClientPorts,
+  governMethods,
+  interceptorFor,
+  LIMITED_TRAILER,
+} from '@meshlet/grpc';
+import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh, meshKey } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
@@ -423,6 +444,121 @@ describe('gRPC client without rules', () => {
   });
 });
 
+describe('gRPC client and instance breakers routing has not yet heard of', () => {
+  it("an instance whose breaker refuses the first attempt's pick is passed over for another, as HTTP calls do", async () => {
+    const a = await startEcho('probe-a');
+    const b = await startEcho('probe-b');
+    const inst = (s: EchoServer): Instance => ({
+      id: s.id,
+      service: 'probed',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(s.port) },
+      health: 'passing',
+    });
+    const [ia, ib] = [inst(a), inst(b)];
+    const executor = new CallExecutor({ clock: new ManualClock() });
+    executor.follow({
+      service: 'probed',
+      follow: <T>(_kind: unknown, listener: (section: T | undefined, revision: number) => void) => {
+        const rules = [{ level: 'instance', consecutiveFailures: 1, sleepWindowMs: 600_000, maxEjectionPercent: 100 }];
+        listener(parseBreakerRules({ rules }, 'breaker') as T, 1);
+        return () => {};
+      },
+    } as RuleFeed);
+    executor.setInstances('probed', [ia.id, ib.id]);
+    const exported = new InMemorySpanExporter();
+    const tracing = createTracing({ service: 'gateway', exporters: [exported], batch: { delayMs: 1 } });
+    // Routing that has not heard of the instance breakers: it offers a first, then what is left.
+    const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
+    const ports: GrpcClientPorts = {
+      directory: { isReady: () => true, ensure: async () => {} },
+      router: {
+        decide: () => choice(ia),
+        picker: () => ({
+          first: () => choice(ia),
+          next: (_tags, tried) => [ia, ib].filter((i) => !tried.has(i.id)).map(choice)[0],
+        }),
+        callStarted: () => () => {},
+      },
+      executor,
+      tracing,
+      faults: () => undefined,
+      outboundHeaders: () => ({}),
+      clock: new ManualClock(),
+      logger: silentLogger,
+    };
+    const pool = new ChannelPool();
+    const dest = new Destination(ports, 'probed', pool);
+    const client = new Echo('dns:///probed.meshlet.invalid', grpc.credentials.createInsecure()) as unknown as EchoClient;
+    governMethods(client as unknown as grpc.Client, Echo.service, dest, interceptorFor(dest), true);
+    try {
+      a.state.fail = { code: grpc.status.INTERNAL };
+      assert.equal((await failure(say(client, 'open'))).code, grpc.status.INTERNAL, 'a fails once: its breaker opens');
+      const answers: string[] = [];
+      for (let i = 0; i < 3; i++) answers.push((await say(client, 'next')).split('|')[0] as string);
+      assert.deepEqual(answers, ['probe-b', 'probe-b', 'probe-b'], "a's breaker refused every first pick: the calls went on to b");
+      assert.equal(a.state.hits, 1, 'nothing more reached a');
+      await tracing.forceFlush();
+      const last = exported.getFinishedSpans().at(-1);
+      assert.equal(last?.attributes['io.meshlet.instance'], 'probe-b');
+      assert.equal(
+        last?.attributes['io.meshlet.circuit.instances'],
+        'probe-a',
+        'the span names the instance whose breaker refused the pick',
+      );
+    } finally {
+      await tracing.shutdown();
+      client.close();
+      pool.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('gRPC channel options from createMesh', () => {
+  it('grpc.channels reaches the channel pool; a bad value is refused with MESHLET_BAD_OPTION naming the field', async () => {
+    const e = estate();
+    const echo = await startEcho('chan-0');
+    await registerEcho(e, 'chan', echo);
+    const asked: string[] = [];
+    const caller = createMesh({
+      service: 'gateway',
+      ...e,
+      logger: new MemoryLogger(),
+      grpc: {
+        channels: {
+          maxChannels: 4,
+          credentials: (instance) => {
+            asked.push(instance.id);
+            return grpc.credentials.createInsecure();
+          },
+        },
+      },
+    });
+    const client = caller.grpc.client(Echo, 'chan');
+    try {
+      assert.match(await say(client, 'c'), /^chan-0\|/);
+      assert.deepEqual(asked, ['chan-0'], "the pool made the instance's channel with the given credentials");
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+    for (const [channels, field] of [
+      [{ maxChannels: 0 }, 'grpc.channels.maxChannels'],
+      [{ maxChannels: 1.5 }, 'grpc.channels.maxChannels'],
+      [{ credentials: 'tls' }, 'grpc.channels.credentials'],
+    ] as const)
+      assert.throws(
+        () => createMesh({ service: 'gateway', ...estate(), grpc: { channels: channels as never } }),
+        (err: Error & { code?: string }) => err.code === 'MESHLET_BAD_OPTION' && err.message.startsWith(`${field}:`),
+      );
+  });
+});
+
 describe('gRPC deadline propagation', () => {
   it('a call made inside a handler inherits the inbound deadline (from the context, or { parent }), and with { parent } the cancellation', async () => {
     const e = estate();
@@ -633,6 +769,46 @@ describe('gRPC spans and trace context', () => {
       client.close();
       await caller.close();
       await server.close();
+      await echo.close();
+    }
+  });
+  it('the spans carry what governance adds, as HTTP spans do: a refusal names its breaker, a fault its rule, a refused pick its instances', async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('echo-g');
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    const spans = async () => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
+      clientSpans.reset();
+      return all;
+    };
+    try {
+      await caller.rules.apply(
+        JSON.stringify({
+          service: 'echo',
+          fault: { rules: [{ name: 'chaos', when: [{ tag: 'chaos', op: 'exists' }], percentage: 100, abort: 503 }] },
+          breaker: { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000 }] },
+        }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('echo');
+      await inContext({ chaos: 'on' }, () => failure(say(client, 'f')));
+      const [faulted] = await spans();
+      assert.equal(faulted?.attributes['io.meshlet.fault.rule'], 'chaos');
+      assert.equal(faulted?.attributes['io.meshlet.fault.abort_status'], 503);
+      // A failure opens the service breaker (the injected one may have already).
+      echo.state.fail = { code: grpc.status.INTERNAL };
+      for (let i = 0; i < 3 && (await failure(say(client, 'x'))).code !== grpc.status.UNAVAILABLE; i++) await spans();
+      const [refused] = await spans();
+      assert.equal(echo.state.hits <= 1, true);
+      assert.equal(refused?.attributes['io.meshlet.circuit.level'], 'service');
+      assert.equal(refused?.attributes['io.meshlet.circuit.state'], 'open');
+    } finally {
+      client.close();
+      await caller.close();
       await echo.close();
     }
   });
