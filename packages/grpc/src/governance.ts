@@ -1,9 +1,9 @@
 import { type CallOptions, Metadata, propagate as Propagate, status as Status } from '@grpc/grpc-js';
 import { type AttemptFields, getTag, type Instance, type MeshContext, MeshletError, SystemTag, type TagLookup } from '@meshlet/core';
-import { type Context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
-import type { GrpcClientPorts, GrpcPicker, RouteChoice } from './ports.js';
+import type { GrpcClientPorts, GrpcClientSpan, GrpcPicker, GrpcTracing, RouteChoice } from './ports.js';
 import { grpcPortOf } from './registration.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
 import { statusName } from './status-map.js';
@@ -229,7 +229,7 @@ export interface RpcClientSpan {
 }
 
 /** What the executor's record of an attempt adds to its span (see RpcClientSpan.end). */
-function addAttemptMarks(span: Span, attempt: AttemptFields): void {
+function addAttemptMarks(span: GrpcClientSpan, attempt: AttemptFields): void {
   attempt.settled?.();
   const attributes = attempt.attributes;
   if (attributes !== undefined) for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
@@ -266,13 +266,15 @@ export function rpcSpan(
   if (attempt > 0) attributes['io.meshlet.attempt'] = attempt;
   if (extra !== undefined) for (const k in extra) attributes[k] = extra[k] as string | number;
   const base = parent ?? tracing.active();
-  const span: Span = tracing.tracer.startSpan(names.spanName, { kind: SpanKind.CLIENT, attributes }, base);
-  const ctx = trace.setSpan(base, span);
+  const span =
+    ports.startClientSpan !== undefined
+      ? ports.startClientSpan(tracing, { name: names.spanName, attributes, parent: base })
+      : otelSpan(tracing, names.spanName, attributes, base);
   let ended = false;
   return {
     inject(md) {
       const carrier: Record<string, string> = {};
-      tracing.propagation.inject(ctx, carrier);
+      span.inject(carrier);
       for (const k in carrier) md.set(k, carrier[k] as string);
     },
     setAttribute(key, value) {
@@ -290,5 +292,17 @@ export function rpcSpan(
       }
       span.end();
     },
+  };
+}
+
+/** A CLIENT span from OpenTelemetry's tracer, when the ports give no `startClientSpan`. */
+function otelSpan(tracing: GrpcTracing, name: string, attributes: Record<string, string | number>, base: Context): GrpcClientSpan {
+  const span = tracing.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, base);
+  const ctx = trace.setSpan(base, span);
+  return {
+    setAttribute: (key, value) => void span.setAttribute(key, value),
+    setStatus: (status) => void span.setStatus(status),
+    inject: (headers) => tracing.propagation.inject(ctx, headers),
+    end: () => span.end(),
   };
 }

@@ -1,5 +1,5 @@
 import type { AttemptFields, Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
-import type { Context, Tracer } from '@opentelemetry/api';
+import type { Context, SpanStatus, Tracer } from '@opentelemetry/api';
 
 /**
  * What @meshlet/grpc needs from the rest of the mesh, as interfaces: the package imports
@@ -110,11 +110,29 @@ export interface GrpcTracing {
   run<T>(context: Context, fn: () => T): T;
 }
 
+/** One CLIENT span as @meshlet/trace's `startRpcClientSpan` hands it out (its RpcClientSpanHandle). */
+export interface GrpcClientSpan {
+  setAttribute(key: string, value: string | number): void;
+  setStatus(status: SpanStatus): void;
+  /** Writes the span's trace context (and the parent's baggage) into `headers`, in the configured formats. */
+  inject(headers: Record<string, string>): void;
+  end(): void;
+}
+
 export interface GrpcClientPorts {
   readonly directory: GrpcDirectory;
   readonly router: GrpcRouter;
   readonly executor: GrpcExecutor;
   readonly tracing: GrpcTracing | undefined;
+  /**
+   * Starts an attempt's CLIENT span over `tracing` (@meshlet/trace's `startRpcClientSpan`:
+   * head sampling first, no span when unsampled, Meshlet's own span record when sampled).
+   * Without it, spans are started with `tracing.tracer`.
+   */
+  readonly startClientSpan?: (
+    tracing: GrpcTracing,
+    options: { readonly name: string; readonly attributes: Record<string, string | number>; readonly parent: Context },
+  ) => GrpcClientSpan;
   /** Fault rules of a destination, if it has any. */
   readonly faults: (service: string) => { decide(tags: TagLookup): FaultChoice } | undefined;
   /**

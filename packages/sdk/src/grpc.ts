@@ -28,7 +28,7 @@ import {
 } from '@meshlet/grpc';
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
-import { errorAttributesOf } from '@meshlet/trace';
+import { errorAttributesOf, startRpcClientSpan } from '@meshlet/trace';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
@@ -100,6 +100,8 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     router: deps.router,
     executor: deps.executor,
     tracing: deps.tracing,
+    // Head sampling first, Meshlet's own span record when sampled (as HTTP's attempt spans).
+    startClientSpan: startRpcClientSpan,
     errorAttributes: errorAttributesOf,
     faults: deps.faults,
     outboundHeaders: outboundHeaders(deps),
