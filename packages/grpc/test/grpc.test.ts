@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createContext, getTag, type Instance, ManualClock, type MeshContext, MeshletError, silentLogger } from '@meshlet/core';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { rpcSpan } from '../src/governance.js';
 import {
   ChannelPool,
   type ExecutorCall,
@@ -21,6 +23,7 @@ import {
   rpcNames,
   statusOfError,
 } from '../src/index.js';
+import type { GrpcClientSpan, GrpcTracing } from '../src/ports.js';
 
 const instance = (id: string, port: number, metadata: Record<string, string> = {}): Instance => ({
   id,
@@ -287,5 +290,93 @@ describe('meshServerInterceptor with fake ports', () => {
       client.close();
       await server.close();
     }
+  });
+});
+
+describe('the CLIENT span of an attempt', () => {
+  /** A span that records what is done to it. */
+  function recorder() {
+    const calls: unknown[][] = [];
+    const span: GrpcClientSpan = {
+      setAttribute: (k, v) => void calls.push(['attr', k, v]),
+      setStatus: (s) => void calls.push(['status', s]),
+      inject: (h) => {
+        h.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      },
+      end: () => void calls.push(['end']),
+    };
+    return { calls, span };
+  }
+  const parent = ROOT_CONTEXT.setValue(Symbol('test'), 'parent');
+  const expected = {
+    'rpc.system': 'grpc',
+    'rpc.service': 'demo.Greeter',
+    'rpc.method': 'Hello',
+    'service.peer.name': 'greeter',
+    'server.address': '127.0.0.1',
+    'server.port': 7001,
+    'io.meshlet.instance': 'g-1',
+    'io.meshlet.route': 'canary',
+    'io.meshlet.attempt': 1,
+  };
+  const ended = [
+    ['attr', 'rpc.grpc.status_code', 14],
+    ['status', { code: 2, message: 'UNAVAILABLE: down' }],
+    ['attr', 'error.type', 'UNAVAILABLE'],
+    ['end'],
+  ];
+
+  it('is started through the startClientSpan port when the ports give one, with the rpc.* attributes', () => {
+    const { calls, span } = recorder();
+    const started: unknown[] = [];
+    const tracing = { active: () => parent } as unknown as GrpcTracing;
+    const ports = {
+      ...clientPorts([]),
+      tracing,
+      startClientSpan: (t: GrpcTracing, options: unknown) => {
+        started.push(t, options);
+        return span;
+      },
+    };
+    const choice = { instance: instance('g-1', 7001), rule: 'canary', lane: undefined };
+    const handle = rpcSpan(ports, undefined, '/demo.Greeter/Hello', 'greeter', choice, 1);
+    assert.ok(handle);
+    assert.equal(started[0], tracing);
+    const options = started[1] as { name: string; attributes: Record<string, unknown>; parent: unknown };
+    assert.equal(options.name, 'demo.Greeter/Hello');
+    assert.deepEqual(Object.entries(options.attributes), Object.entries(expected));
+    assert.equal(options.parent, parent);
+    const md = new grpc.Metadata();
+    handle.inject(md);
+    assert.deepEqual(md.get('traceparent'), ['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']);
+    handle.end(grpc.status.UNAVAILABLE, 'down');
+    handle.end(grpc.status.OK, 'again');
+    assert.deepEqual(calls, ended);
+  });
+
+  it("without the port, is started with the tracing's tracer: the same name, kind, attributes and ending", () => {
+    const { calls, span } = recorder();
+    const started: unknown[] = [];
+    const tracing = {
+      active: () => parent,
+      tracer: {
+        startSpan: (name: string, options: unknown, ctx: unknown) => {
+          started.push(name, options, ctx);
+          return { ...span, setAttribute: span.setAttribute, setStatus: span.setStatus, end: span.end };
+        },
+      },
+      propagation: { inject: () => {} },
+    } as unknown as GrpcTracing;
+    const ports = { ...clientPorts([]), tracing };
+    const choice = { instance: instance('g-1', 7001), rule: 'canary', lane: undefined };
+    const handle = rpcSpan(ports, undefined, '/demo.Greeter/Hello', 'greeter', choice, 1);
+    assert.ok(handle);
+    assert.equal(started[0], 'demo.Greeter/Hello');
+    const options = started[1] as { kind: number; attributes: Record<string, unknown> };
+    assert.equal(options.kind, 2);
+    assert.deepEqual(Object.entries(options.attributes), Object.entries(expected));
+    assert.equal(started[2], parent);
+    handle.end(grpc.status.UNAVAILABLE, 'down');
+    assert.deepEqual(calls, ended);
   });
 });

@@ -742,6 +742,8 @@ describe('gRPC spans and trace context', () => {
       assert.ok(c && s, 'both spans recorded');
       assert.equal(c.kind, 2 /* CLIENT */);
       assert.equal(s.kind, 1 /* SERVER */);
+      // Head-sampled, as HTTP's attempt spans: Meshlet's own span record, not OpenTelemetry's span.
+      assert.equal(c.constructor.name, 'ClientSpanRecord');
       for (const span of [c, s]) {
         assert.equal(span.attributes['rpc.system'], 'grpc');
         assert.equal(span.attributes['rpc.service'], 'meshlet.interop.Echo');
