@@ -220,6 +220,20 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
     this.#finish(status, headers, message);
   }
 
+  /**
+   * A breaker refused the call and its fallback answered (nothing was sent): the span of the
+   * logical call, naming the refusing breaker (io.meshlet.circuit.*) and the fallback, with
+   * the status the fallback's answer maps to — as HTTP's.
+   */
+  fellBack(refusal: unknown, response: Response): void {
+    const ports = this.#dest.ports;
+    const extra = { ...ports.errorAttributes?.(refusal), 'io.meshlet.fallback': 'breaker' };
+    rpcSpan(ports, this.#parent, this.path, this.service, undefined, 0, undefined, extra)?.end(
+      grpcCodeOf(response.status),
+      `fallback of ${this.service}: HTTP ${response.status}`,
+    );
+  }
+
   injected(result: GrpcAttemptResult): boolean {
     return result.injected === true;
   }

@@ -816,6 +816,53 @@ describe('gRPC spans and trace context', () => {
   });
 });
 
+describe('gRPC and a breaker fallback', () => {
+  it("a refusal the fallback answered is one span for the logical call, naming the breaker and the fallback, with the answer's status", async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('echo-fb');
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    const spans = async () => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
+      clientSpans.reset();
+      return all;
+    };
+    try {
+      const fallback = { status: 503, body: 'later' };
+      await caller.rules.apply(
+        JSON.stringify({
+          service: 'echo',
+          breaker: { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000, fallback }] },
+        }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('echo');
+      // One failure opens the service breaker; the next call is refused and answered by the fallback.
+      echo.state.fail = { code: grpc.status.INTERNAL };
+      assert.equal((await failure(say(client, 'x'))).code, grpc.status.INTERNAL);
+      await spans();
+      const answered = await failure(say(client, 'y'));
+      assert.equal(answered.code, grpc.status.UNAVAILABLE, 'HTTP 503 maps to UNAVAILABLE');
+      assert.equal(answered.metadata.get('x-meshlet-fallback')[0], 'circuit-open');
+      const got = (await spans()).map((s) => ({
+        level: s.attributes['io.meshlet.circuit.level'],
+        state: s.attributes['io.meshlet.circuit.state'],
+        fallback: s.attributes['io.meshlet.fallback'],
+        code: s.attributes['rpc.grpc.status_code'],
+        instance: s.attributes['io.meshlet.instance'],
+      }));
+      assert.deepEqual(got, [{ level: 'service', state: 'open', fallback: 'breaker', code: grpc.status.UNAVAILABLE, instance: undefined }]);
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+  });
+});
+
 describe('gRPC and the outbound adaptive limit', () => {
   it('a unary call over the destination limit is refused at once with RESOURCE_EXHAUSTED (nothing sent, a rejection span); admitted again when a slot frees', async () => {
     const e = estate();
