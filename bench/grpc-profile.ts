@@ -5,18 +5,13 @@
 //   node bench/dist/grpc-profile.js       both profiles, tables on stdout (npm run bench -- grpc-profile)
 //   PROFILE_KEEP=1 ...                    keeps the .cpuprofile files
 //   GRPC_PROFILE_TRACING=1 ...            the governed child with tracing at 100%
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { caller, GrpcBenchClient, governedGrpc, startGrpcUpstream } from './grpc-clients.js';
 import { fmt, load, machine, sized, table } from './harness.js';
-import type { CpuProfile } from './profile-governed.js';
 
 // profile-governed.ts runs its own child when its argv says `--child`: loaded in the parent only.
-const { analyse } = process.argv[2] === '--child' ? ({} as never) : await import('./profile-governed.js');
+const { analyse, profileChild } = process.argv[2] === '--child' ? ({} as never) : await import('./profile-governed.js');
 
 const REQUESTS = sized('BENCH_PROFILE_REQUESTS', 30_000, 4_000);
 const WARMUP = 3000;
@@ -38,23 +33,7 @@ async function child(kind: string): Promise<void> {
   await upstream.stop();
 }
 
-function profileOf(kind: string): { cpuUs: number; result: ReturnType<typeof import('./profile-governed.js').analyse> } {
-  const dir = mkdtempSync(join(tmpdir(), 'meshlet-grpc-prof-'));
-  const run = spawnSync(
-    process.execPath,
-    ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', fileURLToPath(import.meta.url), '--child', kind],
-    { encoding: 'utf8', stdio: ['ignore', 'inherit', 'pipe'] },
-  );
-  if (run.status !== 0) throw new Error(`profiled child failed: ${run.stderr}`);
-  // The child's own profile (its pid is in the file name), not one of a process it started.
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${run.pid}.`));
-  if (!file) throw new Error('no .cpuprofile written');
-  const result = analyse(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
-  if (process.env.PROFILE_KEEP === '1') process.stderr.write(`profile kept: ${join(dir, file)}\n`);
-  else rmSync(dir, { recursive: true, force: true });
-  const m = /([\d.,]+) µs CPU per call/.exec(run.stderr);
-  return { cpuUs: Number(m?.[1]?.replace(/,/g, '') ?? Number.NaN), result };
-}
+const profileOf = (kind: string) => profileChild(fileURLToPath(import.meta.url), kind, 'call');
 
 export async function grpcProfile(): Promise<string> {
   const raw = profileOf('raw');

@@ -89,26 +89,28 @@ async function child(kind: string): Promise<void> {
   await stopUpstream(up);
 }
 
-function profileOf(kind: string): { cpuUs: number; result: ReturnType<typeof analyse> } {
+/**
+ * Runs `script --child <kind>` under --cpu-prof and analyses the child's own profile (its
+ * pid is in the file name, never a process it started); its CPU per `unit` is read from
+ * the line it prints on stderr (`<n> µs CPU per <unit>`).
+ */
+export function profileChild(script: string, kind: string, unit: string): { cpuUs: number; result: ReturnType<typeof analyse> } {
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-prof-'));
-  const run = spawnSync(
-    process.execPath,
-    ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', fileURLToPath(import.meta.url), '--child', kind],
-    {
-      encoding: 'utf8',
-      stdio: ['ignore', 'inherit', 'pipe'],
-    },
-  );
+  const run = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', script, '--child', kind], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
   if (run.status !== 0) throw new Error(`profiled child failed: ${run.stderr}`);
-  // The child's own profile (its pid is in the file name), never another process's.
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && f.includes(`.${run.pid}.`));
   if (!file) throw new Error('no .cpuprofile written');
   const result = analyse(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
   if (process.env.PROFILE_KEEP === '1') process.stderr.write(`profile kept: ${join(dir, file)}\n`);
   else rmSync(dir, { recursive: true, force: true });
-  const m = /([\d.,]+) µs CPU per request/.exec(run.stderr);
+  const m = new RegExp(`([\\d.,]+) µs CPU per ${unit}`).exec(run.stderr);
   return { cpuUs: Number(m?.[1]?.replace(/,/g, '') ?? Number.NaN), result };
 }
+
+const profileOf = (kind: string) => profileChild(fileURLToPath(import.meta.url), kind, 'request');
 
 export async function profileGoverned(): Promise<string> {
   const raw = profileOf('raw');
