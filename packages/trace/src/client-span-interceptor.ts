@@ -198,7 +198,11 @@ function sampledAttempt<R extends AttemptResult>(
   if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
   const made = madeJson(attempt, method, attributes);
   const json = `${made.before}${url[1]}${made.after}`;
-  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes, json, deps.sampler.validIds);
+  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes, json, deps.sampler.validIds, [
+    made.beforeBytes,
+    url[2],
+    made.afterBytes,
+  ]);
   const start = deps.clock.now();
   inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
   return sendOn(attempt, next).then(
@@ -218,9 +222,10 @@ function sampledAttempt<R extends AttemptResult>(
 // many: bounded per origin, and in all.
 const URLS_PER_ORIGIN = 256;
 const ORIGINS_KEPT = 1024;
-const urls = new Map<string, Map<string, readonly [string, string]>>();
+const urls = new Map<string, Map<string, readonly [string, string, Buffer]>>();
 
-function urlOf(href: string, path: string): readonly [string, string] {
+/** `url.full`, its OTLP JSON, and that JSON as UTF-8 (what the trace log copies). */
+function urlOf(href: string, path: string): readonly [string, string, Buffer] {
   let byPath = urls.get(href);
   if (byPath === undefined) {
     if (urls.size >= ORIGINS_KEPT) urls.clear();
@@ -231,7 +236,8 @@ function urlOf(href: string, path: string): readonly [string, string] {
   if (url === undefined) {
     // The attribute as given; its JSON (lone surrogates escaped) flat.
     const full = `${href}${path}`;
-    url = [full, flat(keyValueJson(Attr.urlFull, full))];
+    const json = flat(keyValueJson(Attr.urlFull, full));
+    url = [full, json, Buffer.from(json, 'utf8')];
     if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();
     byPath.set(path, url);
   }
@@ -254,6 +260,9 @@ interface MadeJson {
   readonly before: string;
   /** The comma after url.full, then the rest. */
   readonly after: string;
+  /** `before` and `after` as UTF-8. */
+  readonly beforeBytes: Buffer;
+  readonly afterBytes: Buffer;
 }
 
 // The last kind of attempt seen per instance: most attempts to an instance are alike
@@ -285,6 +294,8 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     if (key === Attr.urlFull) past = true;
     else (past ? after : before)[key] = attributes[key];
   }
+  const beforeJson = flat(`${keyValuesJson(before)},`);
+  const afterJson = flat(`,${keyValuesJson(after)}`);
   const made: MadeJson = {
     method,
     callMethod: call.method,
@@ -296,8 +307,10 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     api: attempt.api,
     id: target.id,
     revision: target.revision,
-    before: flat(`${keyValuesJson(before)},`),
-    after: flat(`,${keyValuesJson(after)}`),
+    before: beforeJson,
+    after: afterJson,
+    beforeBytes: Buffer.from(beforeJson, 'utf8'),
+    afterBytes: Buffer.from(afterJson, 'utf8'),
   };
   madeByInstance.set(target.instance, made);
   return made;

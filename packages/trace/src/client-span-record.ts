@@ -70,6 +70,11 @@ export class ClientSpanRecord implements Span, ReadableSpan {
    * again (or a key that would sort before them), so it never disagrees with `attributes`.
    */
   madeJson: string | undefined;
+  /**
+   * `madeJson` as UTF-8, in pieces its maker cached (the trace log copies them into its
+   * line instead of encoding the string); dropped with `madeJson`.
+   */
+  madeBytes: readonly Uint8Array[] | undefined;
   /** The attributes object `madeJson` is of (a span wrapped with other attributes is encoded from those). */
   readonly madeFor: Attributes;
   /** Keys set after the record was made, in order, while `madeJson` stands. */
@@ -88,6 +93,7 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     attributes: Attributes,
     attributesJson?: string,
     hexIds = false,
+    attributesBytes?: readonly Uint8Array[],
   ) {
     this.#deps = deps;
     this.ownContext = context;
@@ -96,6 +102,7 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     this.attributes = attributes;
     this.madeFor = attributes;
     this.madeJson = attributesJson;
+    this.madeBytes = attributesJson === undefined ? undefined : attributesBytes;
     this.hexIds = hexIds;
     this.resource = deps.resource;
     this.instrumentationScope = deps.scope;
@@ -112,8 +119,10 @@ export class ClientSpanRecord implements Span, ReadableSpan {
       // A key set again keeps its place with a new value; an index-like key ("7") is
       // enumerated before the others: either way the made JSON no longer holds.
       const first = key.charCodeAt(0);
-      if (key in this.attributes || (first >= 48 && first <= 57)) this.madeJson = undefined;
-      else if (this.lateKeys === undefined) this.lateKeys = [key];
+      if (key in this.attributes || (first >= 48 && first <= 57)) {
+        this.madeJson = undefined;
+        this.madeBytes = undefined;
+      } else if (this.lateKeys === undefined) this.lateKeys = [key];
       else this.lateKeys.push(key);
     }
     this.attributes[key] = value;

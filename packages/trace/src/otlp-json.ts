@@ -358,34 +358,109 @@ export function encodeTraceLine(spans: readonly ReadableSpan[]): string {
   return `{"resourceSpans":[${resources}]}`;
 }
 
-/** Appends strings to a buffer as UTF-8, growing it as needed. */
-class Utf8Writer {
+/** Buffer's own string writers (no encoding switch, no argument checks): on every Buffer, untyped. */
+interface RawWrites {
+  utf8Write(s: string, at: number): number;
+  latin1Write(s: string, at: number): number;
+}
+
+// Buffers a line builder starts its first group with: the trace log exporter hands one
+// back once its line is written (see `reusableLine`), so that a line needs no new buffer.
+const lineBuffers = new WeakSet<ArrayBufferLike>();
+
+/** Appends to a buffer, growing it as needed: strings as UTF-8, known-ASCII strings, bytes, decimal digits. */
+class ByteWriter {
   buf: Buffer;
   at = 0;
+  readonly #reusable: boolean;
 
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+  constructor(size: number, reusable = false, buf?: Buffer) {
+    this.#reusable = reusable;
+    this.buf = buf ?? this.#alloc(size);
+  }
+
+  #alloc(size: number): Buffer {
+    if (!this.#reusable) return Buffer.allocUnsafe(size);
+    // Never from Node's shared pool: the whole ArrayBuffer is this writer's.
+    const buf = Buffer.allocUnsafeSlow(size);
+    lineBuffers.add(buf.buffer);
+    return buf;
+  }
+
+  /** Room for `n` more bytes. */
+  room(n: number): void {
+    const need = this.at + n;
+    if (need > this.buf.length) {
+      const bigger = this.#alloc(Math.max(need, this.buf.length * 2));
+      this.buf.copy(bigger, 0, 0, this.at);
+      this.buf = bigger;
+    }
   }
 
   write(s: string): void {
     // A UTF-16 code unit takes at most 3 bytes in UTF-8.
-    const need = this.at + s.length * 3;
-    if (need > this.buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
-      this.buf.copy(bigger, 0, 0, this.at);
-      this.buf = bigger;
+    this.room(s.length * 3);
+    this.at += (this.buf as unknown as RawWrites).utf8Write(s, this.at);
+  }
+
+  /** `s` known to be ASCII (hex ids, digits). */
+  ascii(s: string): void {
+    this.room(s.length);
+    this.at += (this.buf as unknown as RawWrites).latin1Write(s, this.at);
+  }
+
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+  }
+
+  byte(c: number): void {
+    this.room(1);
+    this.buf[this.at++] = c;
+  }
+
+  /** A non-negative safe integer in decimal. */
+  uint(n: number): void {
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    this.room(digits);
+    const buf = this.buf;
+    let at = this.at + digits;
+    this.at = at;
+    let x = n;
+    do {
+      buf[--at] = 48 + (x % 10);
+      x = Math.floor(x / 10);
+    } while (x > 0);
+  }
+
+  /** `hrTimeToNanoString([s, ns])`, digits written straight in (no string made for the usual time). */
+  nanos(s: number, ns: number): void {
+    if (!(s > 0 && Number.isSafeInteger(s) && ns >= 0 && ns < 1e9 && Number.isInteger(ns))) {
+      this.ascii(hrTimeToNanoString([s, ns]));
+      return;
     }
-    this.at += this.buf.write(s, this.at);
+    this.uint(s);
+    this.room(9);
+    const buf = this.buf;
+    let at = this.at + 9;
+    this.at = at;
+    let x = ns;
+    for (let i = 0; i < 9; i++) {
+      buf[--at] = 48 + (x % 10);
+      x = Math.floor(x / 10);
+    }
   }
 }
 
 /**
  * One trace-log line with its newline, as UTF-8: the bytes of `encodeTraceLine(spans) + '\n'`
- * (a test holds them equal), each span written into one buffer as it is encoded, so that no
- * string of the whole batch is built and flattened.
+ * (a test holds them equal), each span written into one buffer as it is encoded (a Meshlet
+ * span record piecewise as bytes), so that no string of the whole batch is built and flattened.
  */
 export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
-  const out = new Utf8Writer(1024 + spans.length * 1024);
+  const out = new ByteWriter(1024 + spans.length * 1024);
   let first = true;
   for (const [resource, scopes] of groupSpans(spans)) {
     out.write(first ? `{"resourceSpans":[${resourceOpening(resource)}` : `]}]},${resourceOpening(resource)}`);
@@ -397,7 +472,8 @@ export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
       firstScope = false;
       let firstSpan = true;
       for (const span of group) {
-        out.write(firstSpan ? spanJson(span) : `,${spanJson(span)}`);
+        if (!firstSpan) out.byte(COMMA);
+        if (!writeRecord(out, span)) out.write(spanJson(span));
         firstSpan = false;
       }
     }
@@ -406,30 +482,161 @@ export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
   return out.buf.subarray(0, out.at);
 }
 
+// A Meshlet span record's JSON, written piecewise: fixed ASCII parts as bytes made once,
+// hex ids and digits as ASCII, its attributes from the bytes its maker cached. The same
+// bytes as `spanJson` encoded as UTF-8 (a randomized test holds them equal).
+const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
+const TRACE_ID = ascii('{"traceId":"');
+const SPAN_ID = ascii('","spanId":"');
+const TRACE_STATE = ascii(',"traceState":');
+const PARENT_ID = ascii(',"parentSpanId":"');
+const FLAGS = ascii(',"flags":');
+const NAME = ascii(',"name":');
+const KIND = ascii(',"kind":');
+const START = ascii(',"startTimeUnixNano":"');
+const END = ascii('","endTimeUnixNano":"');
+const ATTRIBUTES = ascii('","attributes":[');
+const INT_VALUE = ascii('{"intValue":"');
+const INT_VALUE_END = ascii('"}}');
+const STATUS = ascii(',"status":{"code":');
+const MESSAGE = ascii(',"message":');
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const CLOSE_BRACKET = 0x5d;
+const CLOSE_BRACE = 0x7d;
+
+// The byte forms of cached JSON fragments, by the fragment (names, short string attributes, key prefixes).
+const fragmentBytes = new Map<string, Buffer>();
+
+function bytesOf(json: string): Buffer {
+  let b = fragmentBytes.get(json);
+  if (b === undefined) {
+    b = Buffer.from(json, 'utf8');
+    if (fragmentBytes.size >= KEYS_KEPT * 4) fragmentBytes.clear();
+    fragmentBytes.set(json, b);
+  }
+  return b;
+}
+
+/** One attribute set after the record was made, as `keyValueJson` gives it. */
+function writeLateKey(out: ByteWriter, key: string, v: AttributeValue): void {
+  if (typeof v === 'string' && v.length <= MAX_KEPT_LENGTH) out.bytes(bytesOf(stringKeyValue(key, v)));
+  else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
+    out.bytes(bytesOf(keyPrefix(key)));
+    out.bytes(INT_VALUE);
+    out.uint(v);
+    out.bytes(INT_VALUE_END);
+  } else out.write(keyValueJson(key, v));
+}
+
+/** Writes a span record made with its attributes' bytes (`madeBytes`) and known-hex ids; false (nothing written) for any other span. */
+function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
+  if (Object.getPrototypeOf(span) !== ClientSpanRecord.prototype) return false;
+  const r = span as ClientSpanRecord;
+  const made = r.madeBytes;
+  if (made === undefined || !r.hexIds || r.madeJson === undefined || r.madeFor !== r.attributes) return false;
+  const sc = r.spanContext();
+  const parent = r.parentSpanContext;
+  out.bytes(TRACE_ID);
+  out.ascii(sc.traceId);
+  out.bytes(SPAN_ID);
+  out.ascii(sc.spanId);
+  out.byte(QUOTE);
+  const traceState = sc.traceState?.serialize();
+  if (traceState) {
+    out.bytes(TRACE_STATE);
+    out.write(str(traceState));
+  }
+  if (parent) {
+    out.bytes(PARENT_ID);
+    out.ascii(parent.spanId);
+    out.byte(QUOTE);
+  }
+  out.bytes(FLAGS);
+  out.uint(sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100));
+  out.bytes(NAME);
+  out.bytes(bytesOf(nameJson(r.name)));
+  out.bytes(KIND);
+  out.uint(r.kind + 1);
+  out.bytes(START);
+  const { startTime, endTime } = r;
+  out.nanos(startTime[0], startTime[1]);
+  out.bytes(END);
+  out.nanos(endTime[0], endTime[1]);
+  out.bytes(ATTRIBUTES);
+  let empty = true;
+  for (const b of made) {
+    if (b.length > 0) empty = false;
+    out.bytes(b);
+  }
+  const late = r.lateKeys;
+  if (late !== undefined) {
+    const attrs = r.attributes;
+    for (const key of late) {
+      const v = attrs[key];
+      if (v === undefined || v === null) continue;
+      if (!empty) out.byte(COMMA);
+      empty = false;
+      writeLateKey(out, key, v);
+    }
+  }
+  out.byte(CLOSE_BRACKET);
+  if (r.droppedAttributesCount) out.ascii(`,"droppedAttributesCount":${r.droppedAttributesCount}`);
+  if (r.events.length) {
+    let events = '';
+    for (const e of r.events) {
+      const event = `{"timeUnixNano":"${hrTimeToNanoString(e.time)}","name":${str(e.name)},"attributes":[${keyValuesJson(e.attributes ?? {})}]}`;
+      events = events === '' ? event : `${events},${event}`;
+    }
+    out.write(`,"events":[${events}]`);
+  }
+  const { code, message } = r.status;
+  out.bytes(STATUS);
+  out.uint(code);
+  if (message) {
+    out.bytes(MESSAGE);
+    out.write(str(message));
+  }
+  out.byte(CLOSE_BRACE);
+  out.byte(CLOSE_BRACE);
+  return true;
+}
+
 interface LineGroup {
   readonly scope: ReadableSpan['instrumentationScope'];
-  readonly out: Utf8Writer;
+  readonly out: ByteWriter;
+  /** Where its spans begin in `out` (after the line's opening, when the group's buffer starts with it). */
+  readonly start: number;
   empty: boolean;
 }
 
 /**
- * A trace-log line built while spans end: each span's JSON is written at once into the
- * buffer of its resource and scope, so that a batch waiting to be written holds bytes, not
- * spans (nothing of them is left to the garbage collector's copying), and no batch is
- * encoded in one go on the event loop. `take()` gives the bytes `encodeTraceLineBytes`
- * gives for the spans added, in the order added (a test holds them equal).
+ * A trace-log line built while spans end: each span is written at once into the buffer of
+ * its resource and scope (a Meshlet span record piecewise as bytes, any other span as its
+ * JSON), so that a batch waiting to be written holds bytes, not spans (nothing of them is
+ * left to the garbage collector's copying), and no batch is encoded in one go on the event
+ * loop. `take()` gives the bytes `encodeTraceLineBytes` gives for the spans added, in the
+ * order added (a test holds them equal). The first group's buffer starts with the line's
+ * opening, so that a line of one group (the usual) is taken without a copy; it may be a
+ * buffer handed back by the exporter once its last line was written (`reusableLine`).
  */
 export class TraceLineBuilder {
   readonly #sizeHint: number;
+  readonly #spare: Buffer | undefined;
   #count = 0;
-  readonly #groups = new Map<ReadableSpan['resource'], Map<string, LineGroup>>();
+  #groups = 0;
+  readonly #byResource = new Map<ReadableSpan['resource'], Map<string, LineGroup>>();
   #lastResource: ReadableSpan['resource'] | undefined;
   #lastScope: ReadableSpan['instrumentationScope'] | undefined;
   #last: LineGroup | undefined;
 
-  /** @param sizeHint bytes the first group's buffer starts with (the last line's size, say), so that it seldom grows. */
-  constructor(sizeHint = 64 * 1024) {
+  /**
+   * @param sizeHint bytes the first group's buffer starts with (the last line's size, say), so that it seldom grows.
+   * @param spare a buffer to start the first group with (one `reusableLine` gave back); nothing else may hold it.
+   */
+  constructor(sizeHint = 64 * 1024, spare?: Buffer) {
     this.#sizeHint = Math.max(1024, sizeHint);
+    this.#spare = spare;
   }
 
   /** Spans added. */
@@ -437,38 +644,69 @@ export class TraceLineBuilder {
     return this.#count;
   }
 
+  #group(span: ReadableSpan): LineGroup {
+    const scope = span.instrumentationScope;
+    let scopes = this.#byResource.get(span.resource);
+    if (scopes === undefined) {
+      scopes = new Map();
+      this.#byResource.set(span.resource, scopes);
+    }
+    const key = `${scope.name}@${scope.version ?? ''}`;
+    let group = scopes.get(key);
+    if (group === undefined) {
+      let out: ByteWriter;
+      let start = 0;
+      if (this.#groups === 0) {
+        out = new ByteWriter(this.#sizeHint, true, this.#spare);
+        // The line's opening first, unless the resource's attributes may still change.
+        if (!span.resource.asyncAttributesPending) {
+          out.write(`{"resourceSpans":[${resourceOpening(span.resource)}${scopeOpening(scope)}`);
+          start = out.at;
+        }
+      } else out = new ByteWriter(16 * 1024);
+      group = { scope, out, start, empty: true };
+      scopes.set(key, group);
+      this.#groups++;
+    }
+    this.#lastResource = span.resource;
+    this.#lastScope = scope;
+    this.#last = group;
+    return group;
+  }
+
   /** Encodes `span` into the line (an encoding error leaves the line as it was). */
   add(span: ReadableSpan): void {
-    const json = spanJson(span);
-    const scope = span.instrumentationScope;
-    let group = span.resource === this.#lastResource && scope === this.#lastScope ? this.#last : undefined;
-    if (group === undefined) {
-      let scopes = this.#groups.get(span.resource);
-      if (scopes === undefined) {
-        scopes = new Map();
-        this.#groups.set(span.resource, scopes);
-      }
-      const key = `${scope.name}@${scope.version ?? ''}`;
-      group = scopes.get(key);
-      if (group === undefined) {
-        group = { scope, out: new Utf8Writer(this.#groups.size === 1 && scopes.size === 0 ? this.#sizeHint : 16 * 1024), empty: true };
-        scopes.set(key, group);
-      }
-      this.#lastResource = span.resource;
-      this.#lastScope = scope;
-      this.#last = group;
+    const group =
+      span.resource === this.#lastResource && span.instrumentationScope === this.#lastScope && this.#last !== undefined
+        ? this.#last
+        : this.#group(span);
+    const out = group.out;
+    const at = out.at;
+    try {
+      if (!group.empty) out.byte(COMMA);
+      if (!writeRecord(out, span)) out.write(spanJson(span));
+    } catch (error) {
+      out.at = at;
+      throw error;
     }
-    group.out.write(group.empty ? json : `,${json}`);
     group.empty = false;
     this.#count++;
   }
 
   /** The line with its newline. */
   take(): Buffer {
+    if (this.#groups === 1) {
+      const only = this.#last as LineGroup;
+      if (only.start > 0) {
+        // The usual line: one resource, one scope, its opening already in the buffer.
+        only.out.ascii(']}]}]}\n');
+        return only.out.buf.subarray(0, only.out.at);
+      }
+    }
     const parts: Buffer[] = [];
     let text = '{"resourceSpans":[';
     let firstResource = true;
-    for (const [resource, scopes] of this.#groups) {
+    for (const [resource, scopes] of this.#byResource) {
       text += firstResource ? resourceOpening(resource) : `]}]},${resourceOpening(resource)}`;
       firstResource = false;
       let firstScope = true;
@@ -476,11 +714,22 @@ export class TraceLineBuilder {
         const opening = scopeOpening(group.scope);
         text += firstScope ? opening : `]},${opening}`;
         firstScope = false;
-        parts.push(Buffer.from(text), group.out.buf.subarray(0, group.out.at));
+        // The first group's buffer starts with the line's opening (all of `text` so far).
+        if (group.start > 0) parts.push(group.out.buf.subarray(0, group.out.at));
+        else parts.push(Buffer.from(text), group.out.buf.subarray(0, group.out.at));
         text = '';
       }
     }
     parts.push(Buffer.from(firstResource ? `${text}]}\n` : ']}]}]}\n'));
     return Buffer.concat(parts);
   }
+}
+
+/**
+ * The buffer under `line` when a line builder made it for its first group (nothing else
+ * shares its memory), to start the next builder with once `line` is written; undefined
+ * for any other buffer. The caller must no longer read `line` once it hands the buffer on.
+ */
+export function reusableLine(line: Buffer): Buffer | undefined {
+  return line.byteOffset === 0 && lineBuffers.has(line.buffer) ? Buffer.from(line.buffer) : undefined;
 }

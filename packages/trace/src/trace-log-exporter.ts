@@ -2,7 +2,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { encodeTraceLineBytes, TraceLineBuilder } from './otlp-json.js';
+import { encodeTraceLineBytes, reusableLine, TraceLineBuilder } from './otlp-json.js';
 
 export interface TraceLogOptions {
   /** The file spans are appended to; rotated files are `<path>.1` (newest) to `<path>.<maxFiles>`. */
@@ -30,6 +30,8 @@ export class TraceLogExporter implements SpanExporter {
   #closed = false;
   /** Bytes of the last line written. */
   #lastLine = 0;
+  /** A written line's buffer, for the next line builder (one line's worth of memory, not one per line). */
+  #spare: Buffer | undefined;
   /** Files rotated so far. */
   rotations = 0;
 
@@ -45,11 +47,18 @@ export class TraceLogExporter implements SpanExporter {
 
   /** A line to build as spans end (the batch queue's way: see `LineExporter`). */
   lineBuilder(): TraceLineBuilder {
-    // Sized after the last line (and a margin), so that its buffer seldom grows.
-    return new TraceLineBuilder(this.#lastLine + (this.#lastLine >> 3));
+    // Sized after the last line (and a margin), so that its buffer seldom grows; in the
+    // buffer of a line already written when there is one.
+    const spare = this.#spare;
+    this.#spare = undefined;
+    return new TraceLineBuilder(this.#lastLine + (this.#lastLine >> 3), spare);
   }
 
-  /** Appends a line built by `lineBuilder()` (or `encodeTraceLineBytes`), its newline included. */
+  /**
+   * Appends a line built by `lineBuilder()` (or `encodeTraceLineBytes`), its newline
+   * included. The line is the exporter's from then on: once written, a builder's buffer
+   * starts the next builder's line.
+   */
   exportLine(line: Buffer, resultCallback: (result: ExportResult) => void): void {
     if (this.#closed) {
       resultCallback({ code: ExportResultCode.FAILED, error: new Error('trace log closed') });
@@ -83,6 +92,7 @@ export class TraceLogExporter implements SpanExporter {
     const file = this.#file as FileHandle;
     await file.write(line);
     this.#size += line.length;
+    this.#spare = reusableLine(line) ?? this.#spare;
   }
 
   async #open(): Promise<void> {

@@ -1,0 +1,250 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { setImmediate as tick } from 'node:timers/promises';
+import { ManualClock } from '@meshlet/core';
+import { type Attributes, type AttributeValue, type SpanContext, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
+import { TraceState } from '@opentelemetry/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { ClientSpanRecord, type RecordDeps } from '../src/client-span-record.js';
+import { createTracing } from '../src/index.js';
+import { encodeTraceLineBytes, encodeTraceRequest, keyValuesJson, reusableLine, TraceLineBuilder } from '../src/otlp-json.js';
+
+// A seeded generator, so that a failure is reproducible from the seed printed with it.
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ASCII, escapes, controls, 2- and 3-byte characters, a surrogate pair, lone surrogates.
+const PIECES = [
+  'a',
+  'Z',
+  '9',
+  '/',
+  ' ',
+  '"',
+  '\\',
+  '\n',
+  '\t',
+  '\u0001',
+  '\u007f',
+  'é',
+  'ß',
+  '€',
+  '\u2028',
+  '😀',
+  '\ud800',
+  '\udfff',
+  'x\ud83d',
+];
+
+function text(r: () => number, max: number): string {
+  let s = '';
+  const n = Math.floor(r() * max);
+  for (let i = 0; i < n; i++) s += PIECES[Math.floor(r() * PIECES.length)];
+  return s;
+}
+
+function value(r: () => number, depth = 0): AttributeValue {
+  switch (Math.floor(r() * (depth === 0 ? 8 : 6))) {
+    case 0:
+      return text(r, 8);
+    case 1:
+      return text(r, 90); // past the kept-fragment length sometimes
+    case 2:
+      return Math.floor((r() - 0.3) * 10 ** Math.floor(r() * 12));
+    case 3:
+      return (r() - 0.5) * 1e6;
+    case 4:
+      return r() < 0.5;
+    case 5:
+      return 200 + Math.floor(r() * 400);
+    default: {
+      const pick = Math.floor(r() * 3);
+      const xs = Array.from({ length: Math.floor(r() * 4) }, () =>
+        r() < 0.2 ? null : pick === 0 ? text(r, 6) : pick === 1 ? Math.floor(r() * 1000) : r() < 0.5,
+      );
+      return xs as AttributeValue;
+    }
+  }
+}
+
+const KEYS = ['http.request.method', 'server.address', 'url.full', 'k', 'é.key', 'q"uote', 'late.one', 'x\ud800'];
+const key = (r: () => number): string => (r() < 0.8 ? (KEYS[Math.floor(r() * KEYS.length)] as string) : `k${text(r, 4)}`);
+const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
+
+/** The made JSON's UTF-8, cut at random places into pieces (as a maker's cached fragments are). */
+function pieces(r: () => number, json: string): Uint8Array[] {
+  const bytes = Buffer.from(json, 'utf8');
+  const out: Uint8Array[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const end = r() < 0.5 ? bytes.length : at + 1 + Math.floor(r() * (bytes.length - at));
+    out.push(bytes.subarray(at, end));
+    at = end;
+  }
+  return out;
+}
+
+function randomRecord(r: () => number, deps: RecordDeps): ReadableSpan {
+  const attributes: Attributes = {};
+  for (let i = Math.floor(r() * 8); i > 0; i--) attributes[key(r)] = value(r);
+  const json = keyValuesJson(attributes);
+  const traceState = r() < 0.2 ? new TraceState('congo=t61rcWkgMzE,rojo=00f067aa0ba902b7') : undefined;
+  const context: SpanContext = { traceId: hex(16), spanId: hex(8), traceFlags: r() < 0.9 ? TraceFlags.SAMPLED : TraceFlags.NONE };
+  if (traceState) context.traceState = traceState;
+  const parent: SpanContext | undefined =
+    r() < 0.6 ? { traceId: context.traceId, spanId: hex(8), traceFlags: TraceFlags.SAMPLED, isRemote: r() < 0.5 } : undefined;
+  const name = r() < 0.7 ? 'GET' : text(r, 10);
+  // Most records carry their made JSON and its bytes; some only the string (the generic path), some neither.
+  const made = r() < 0.8;
+  const span = new ClientSpanRecord(
+    deps,
+    name,
+    context,
+    parent,
+    attributes,
+    made ? json : undefined,
+    r() < 0.9,
+    made ? pieces(r, json) : undefined,
+  );
+  // Late keys: new ones, one set again, an index-like one.
+  for (let i = Math.floor(r() * 4); i > 0; i--) span.setAttribute(r() < 0.1 ? String(Math.floor(r() * 9)) : key(r), value(r));
+  if (r() < 0.2) span.addEvent(text(r, 6), r() < 0.5 ? { [key(r)]: value(r) } : undefined);
+  if (r() < 0.1) span.recordException(new Error(text(r, 12)));
+  if (r() < 0.3) span.setStatus(r() < 0.7 ? { code: SpanStatusCode.ERROR, message: text(r, 20) } : { code: SpanStatusCode.ERROR });
+  else if (r() < 0.1) span.setStatus({ code: SpanStatusCode.OK });
+  const end = r();
+  if (end < 0.7) span.end();
+  else if (end < 0.8) span.end(performance.now() + 5);
+  else if (end < 0.9) span.end(new Date(Date.now() + 1234));
+  else span.end([span.startTime[0] + 1, Math.floor(r() * 1e9)]);
+  return span;
+}
+
+const expected = (spans: readonly ReadableSpan[]): Buffer => Buffer.from(`${JSON.stringify(encodeTraceRequest(spans))}\n`);
+
+describe('a span written as bytes', () => {
+  const deps = (service: string): RecordDeps => ({
+    resource: resourceFromAttributes({ 'service.name': service }),
+    scope: { name: '@meshlet/trace', version: '0.1.0' },
+    ended: () => {},
+  });
+
+  it('gives exactly JSON.stringify(encodeTraceRequest(spans)): random records, attributes, late keys, events, statuses, parents, tracestate', () => {
+    const a = deps('a');
+    const b = deps('b é');
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(seed);
+      const spans: ReadableSpan[] = [];
+      for (let i = Math.floor(r() * 12); i > 0; i--) {
+        const span = randomRecord(r, r() < 0.8 ? a : b);
+        // Now and then a wrapper (as some exporters make): written by the generic path.
+        spans.push(r() < 0.1 ? (Object.create(span, { name: { value: text(r, 5) } }) as ReadableSpan) : span);
+      }
+      const want = expected(spans);
+      assert.deepEqual(encodeTraceLineBytes(spans), want, `encodeTraceLineBytes, seed ${seed}`);
+      const builder = new TraceLineBuilder(r() < 0.5 ? 1 : 64 * 1024);
+      for (const span of spans) builder.add(span);
+      assert.deepEqual(builder.take(), want, `TraceLineBuilder, seed ${seed}`);
+    }
+  });
+
+  it('writes records through their bytes (not their JSON string) when they carry them', () => {
+    const span = new ClientSpanRecord(
+      deps('a'),
+      'GET',
+      { traceId: hex(16), spanId: hex(8), traceFlags: TraceFlags.SAMPLED },
+      undefined,
+      { 'http.request.method': 'GET' },
+      keyValuesJson({ 'http.request.method': 'GET' }),
+      true,
+      [Buffer.from(keyValuesJson({ 'http.request.method': 'GET' }))],
+    );
+    span.end();
+    // A string that disagrees with the bytes: the line shows which one was written.
+    span.madeJson = '{"key":"wrong","value":{"boolValue":true}}';
+    const line = JSON.parse(encodeTraceLineBytes([span]).toString()) as {
+      resourceSpans: [{ scopeSpans: [{ spans: [{ attributes: unknown[] }] }] }];
+    };
+    assert.deepEqual(line.resourceSpans[0].scopeSpans[0].spans[0].attributes, [
+      { key: 'http.request.method', value: { stringValue: 'GET' } },
+    ]);
+    // Setting a made attribute again drops both.
+    span.madeJson = keyValuesJson(span.attributes);
+    const other = new ClientSpanRecord(deps('a'), 'GET', span.spanContext(), undefined, { a: 'x' }, keyValuesJson({ a: 'x' }), true, [
+      Buffer.from(keyValuesJson({ a: 'x' })),
+    ]);
+    other.setAttribute('a', 'y');
+    assert.equal(other.madeBytes, undefined);
+    assert.equal(other.madeJson, undefined);
+  });
+
+  it("starts the next line in a written line's buffer, only a builder's own", () => {
+    const r = rng(7);
+    const d = deps('a');
+    const first = new TraceLineBuilder(1024);
+    const one = [randomRecord(r, d), randomRecord(r, d)];
+    for (const span of one) first.add(span);
+    const line = first.take();
+    assert.deepEqual(line, expected(one));
+    const spare = reusableLine(line);
+    assert.ok(spare, 'a builder-made line gives its buffer back');
+    assert.equal(reusableLine(Buffer.from(line)), undefined, 'any other buffer is not taken');
+    assert.equal(reusableLine(Buffer.from('x')), undefined);
+    const two = Array.from({ length: 40 }, () => randomRecord(r, d));
+    const second = new TraceLineBuilder(1024, spare);
+    for (const span of two) second.add(span);
+    assert.deepEqual(second.take(), expected(two));
+  });
+
+  it('trace log lines stay exact while written lines hand their buffers on', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-span-bytes-'));
+    const path = join(dir, 'spans.jsonl');
+    const memory = new InMemorySpanExporter();
+    // A manual clock: lines are cut only when full (7 spans) and at the flush.
+    const tracing = createTracing({
+      service: 'bytes',
+      log: { path },
+      exporters: [memory],
+      batch: { maxBatchSize: 7 },
+      clock: new ManualClock(0),
+    });
+    try {
+      for (let i = 0; i < 100; i++) {
+        tracing
+          .startClientSpan(undefined, { method: i % 3 ? 'GET' : 'PÖST', url: `http://peer:81/p/${i}/é`, service: 'peer' })
+          .end(i % 4 ? 200 : 503);
+        if (i % 5 === 4) await tick();
+      }
+      await tracing.forceFlush();
+      const lines = (await readFile(path)).toString('utf8').split('\n').slice(0, -1);
+      const spans = memory.getFinishedSpans();
+      assert.equal(spans.length, 100);
+      let at = 0;
+      for (const line of lines) {
+        const n =
+          (JSON.parse(line) as { resourceSpans: { scopeSpans: { spans: unknown[] }[] }[] }).resourceSpans[0]?.scopeSpans[0]?.spans.length ??
+          0;
+        assert.equal(`${line}\n`, expected(spans.slice(at, at + n)).toString('utf8'));
+        at += n;
+      }
+      assert.equal(at, 100);
+      assert.ok(lines.length >= 100 / 7);
+    } finally {
+      await tracing.shutdown();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
