@@ -411,8 +411,19 @@ class ByteWriter {
 
   bytes(b: Uint8Array): void {
     this.room(b.length);
-    this.buf.set(b, this.at);
-    this.at += b.length;
+    this.put(b);
+  }
+
+  /** `b`, room already made: short pieces by a loop (a native copy costs more than it saves for them). */
+  put(b: Uint8Array): void {
+    const n = b.length;
+    const at = this.at;
+    if (n > 16) this.buf.set(b, at);
+    else {
+      const buf = this.buf;
+      for (let i = 0; i < n; i++) buf[at + i] = b[i] as number;
+    }
+    this.at = at + n;
   }
 
   byte(c: number): void {
@@ -422,37 +433,58 @@ class ByteWriter {
 
   /** A non-negative safe integer in decimal. */
   uint(n: number): void {
+    if (n > 0x7fffffff) {
+      this.ascii(String(n));
+      return;
+    }
+    this.room(10);
+    this.#int(n);
+  }
+
+  /** 0 ≤ n < 2^31 in decimal, room made: integer arithmetic only. */
+  #int(n: number): void {
     let digits = 1;
-    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
-    this.room(digits);
+    for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
     const buf = this.buf;
     let at = this.at + digits;
     this.at = at;
     let x = n;
     do {
-      buf[--at] = 48 + (x % 10);
-      x = Math.floor(x / 10);
+      const q = (x / 10) | 0;
+      buf[--at] = 48 + x - q * 10;
+      x = q;
     } while (x > 0);
   }
 
   /** `hrTimeToNanoString([s, ns])`, digits written straight in (no string made for the usual time). */
   nanos(s: number, ns: number): void {
-    if (!(s > 0 && Number.isSafeInteger(s) && ns >= 0 && ns < 1e9 && Number.isInteger(ns))) {
+    this.room(24);
+    if (!(s > 0 && s <= 0x7fffffff && (s | 0) === s && ns >= 0 && ns < 1e9 && (ns | 0) === ns)) {
       this.ascii(hrTimeToNanoString([s, ns]));
       return;
     }
-    this.uint(s);
-    this.room(9);
+    // Span times fall within a few seconds of each other: the last seconds' digits are kept.
+    if (s === lastSecondsWritten) this.put(lastSecondsDigits);
+    else {
+      const from = this.at;
+      this.#int(s);
+      lastSecondsWritten = s;
+      lastSecondsDigits = Uint8Array.prototype.slice.call(this.buf, from, this.at);
+    }
     const buf = this.buf;
     let at = this.at + 9;
     this.at = at;
     let x = ns;
     for (let i = 0; i < 9; i++) {
-      buf[--at] = 48 + (x % 10);
-      x = Math.floor(x / 10);
+      const q = (x / 10) | 0;
+      buf[--at] = 48 + x - q * 10;
+      x = q;
     }
   }
 }
+
+let lastSecondsWritten = 0;
+let lastSecondsDigits = new Uint8Array(0);
 
 /**
  * One trace-log line with its newline, as UTF-8: the bytes of `encodeTraceLine(spans) + '\n'`
@@ -486,14 +518,6 @@ export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
 // hex ids and digits as ASCII, its attributes from the bytes its maker cached. The same
 // bytes as `spanJson` encoded as UTF-8 (a randomized test holds them equal).
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
-const TRACE_ID = ascii('{"traceId":"');
-const SPAN_ID = ascii('","spanId":"');
-const TRACE_STATE = ascii(',"traceState":');
-const PARENT_ID = ascii(',"parentSpanId":"');
-const FLAGS = ascii(',"flags":');
-const NAME = ascii(',"name":');
-const KIND = ascii(',"kind":');
-const START = ascii(',"startTimeUnixNano":"');
 const END = ascii('","endTimeUnixNano":"');
 const ATTRIBUTES = ascii('","attributes":[');
 const INT_VALUE = ascii('{"intValue":"');
@@ -518,6 +542,26 @@ function bytesOf(json: string): Buffer {
   return b;
 }
 
+// Per span name, the part from the flags to the start time's opening quote, by flags, kind and leading quote.
+const heads = new Map<string, Map<number, Buffer>>();
+
+function headOf(name: string, flags: number, kind: number, quote: boolean): Buffer {
+  let byFlags = heads.get(name);
+  if (byFlags === undefined) {
+    if (heads.size >= NAMES_KEPT) heads.clear();
+    byFlags = new Map();
+    heads.set(name, byFlags);
+  }
+  const key = flags * 16 + kind * 2 + (quote ? 1 : 0);
+  let head = byFlags.get(key);
+  if (head === undefined) {
+    head = Buffer.from(`${quote ? '"' : ''},"flags":${flags},"name":${nameJson(name)},"kind":${kind},"startTimeUnixNano":"`, 'utf8');
+    if (byFlags.size >= 64) byFlags.clear();
+    byFlags.set(key, head);
+  }
+  return head;
+}
+
 /** One attribute set after the record was made, as `keyValueJson` gives it. */
 function writeLateKey(out: ByteWriter, key: string, v: AttributeValue): void {
   if (typeof v === 'string' && v.length <= MAX_KEPT_LENGTH) out.bytes(bytesOf(stringKeyValue(key, v)));
@@ -537,33 +581,31 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   if (made === undefined || !r.hexIds || r.madeJson === undefined || r.madeFor !== r.attributes) return false;
   const sc = r.spanContext();
   const parent = r.parentSpanContext;
-  out.bytes(TRACE_ID);
-  out.ascii(sc.traceId);
-  out.bytes(SPAN_ID);
-  out.ascii(sc.spanId);
-  out.byte(QUOTE);
   const traceState = sc.traceState?.serialize();
+  const name = r.name;
+  // Room for everything up to the attributes' end at once: fixed parts, ids, digits, the name's JSON.
+  let need = 256 + name.length * 6;
+  for (const b of made) need += b.length;
+  out.room(need);
+  // The ids in one ASCII write (a short rope, written without being flattened first).
   if (traceState) {
-    out.bytes(TRACE_STATE);
+    out.ascii(`{"traceId":"${sc.traceId}","spanId":"${sc.spanId}","traceState":`);
     out.write(str(traceState));
-  }
-  if (parent) {
-    out.bytes(PARENT_ID);
-    out.ascii(parent.spanId);
-    out.byte(QUOTE);
-  }
-  out.bytes(FLAGS);
-  out.uint(sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100));
-  out.bytes(NAME);
-  out.bytes(bytesOf(nameJson(r.name)));
-  out.bytes(KIND);
-  out.uint(r.kind + 1);
-  out.bytes(START);
+    if (parent) out.ascii(`,"parentSpanId":"${parent.spanId}`);
+    out.room(need);
+  } else
+    out.ascii(
+      parent
+        ? `{"traceId":"${sc.traceId}","spanId":"${sc.spanId}","parentSpanId":"${parent.spanId}`
+        : `{"traceId":"${sc.traceId}","spanId":"${sc.spanId}`,
+    );
+  // `","flags":…,"name":…,"kind":…,"startTimeUnixNano":"` (its leading quote only after an id), kept per name.
+  out.put(headOf(name, sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100), r.kind + 1, parent !== undefined || !traceState));
   const { startTime, endTime } = r;
   out.nanos(startTime[0], startTime[1]);
-  out.bytes(END);
+  out.put(END);
   out.nanos(endTime[0], endTime[1]);
-  out.bytes(ATTRIBUTES);
+  out.put(ATTRIBUTES);
   let empty = true;
   for (const b of made) {
     if (b.length > 0) empty = false;
