@@ -198,11 +198,16 @@ function sampledAttempt<R extends AttemptResult>(
   if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
   const made = madeJson(attempt, method, attributes);
   const json = `${made.before}${url[1]}${made.after}`;
-  const span = new ClientSpanRecord(deps.records, method, decision.context, decision.parent, attributes, json, deps.sampler.validIds, [
-    made.beforeBytes,
-    url[2],
-    made.afterBytes,
-  ]);
+  const span = new ClientSpanRecord(
+    deps.records,
+    method,
+    decision.context,
+    decision.parent,
+    attributes,
+    json,
+    deps.sampler.validIds,
+    bytesOf(url, made),
+  );
   const start = deps.clock.now();
   inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
   return sendOn(attempt, next).then(
@@ -222,10 +227,25 @@ function sampledAttempt<R extends AttemptResult>(
 // many: bounded per origin, and in all.
 const URLS_PER_ORIGIN = 256;
 const ORIGINS_KEPT = 1024;
-const urls = new Map<string, Map<string, readonly [string, string, Buffer]>>();
+/** `url.full`, its OTLP JSON, and the attributes' UTF-8 by kind of attempt to it (what the trace log copies). */
+type UrlEntry = readonly [full: string, json: string, bytes: Map<MadeJson, readonly Uint8Array[]>];
+const urls = new Map<string, Map<string, UrlEntry>>();
+const KINDS_PER_URL = 16;
 
-/** `url.full`, its OTLP JSON, and that JSON as UTF-8 (what the trace log copies). */
-function urlOf(href: string, path: string): readonly [string, string, Buffer] {
+/** The UTF-8 of `made.before`, the URL's JSON and `made.after`, in one piece, kept with the URL per kind of attempt (an instance's). */
+function bytesOf(url: UrlEntry, made: MadeJson): readonly Uint8Array[] {
+  const byMade = url[2];
+  let bytes = byMade.get(made);
+  if (bytes === undefined) {
+    bytes = [Buffer.from(`${made.before}${url[1]}${made.after}`, 'utf8')];
+    if (byMade.size >= KINDS_PER_URL) byMade.clear();
+    byMade.set(made, bytes);
+  }
+  return bytes;
+}
+
+/** `url.full`, its OTLP JSON, and that JSON as UTF-8. */
+function urlOf(href: string, path: string): UrlEntry {
   let byPath = urls.get(href);
   if (byPath === undefined) {
     if (urls.size >= ORIGINS_KEPT) urls.clear();
@@ -237,7 +257,7 @@ function urlOf(href: string, path: string): readonly [string, string, Buffer] {
     // The attribute as given; its JSON (lone surrogates escaped) flat.
     const full = `${href}${path}`;
     const json = flat(keyValueJson(Attr.urlFull, full));
-    url = [full, json, Buffer.from(json, 'utf8')];
+    url = [full, json, new Map()];
     if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();
     byPath.set(path, url);
   }
@@ -260,9 +280,6 @@ interface MadeJson {
   readonly before: string;
   /** The comma after url.full, then the rest. */
   readonly after: string;
-  /** `before` and `after` as UTF-8. */
-  readonly beforeBytes: Buffer;
-  readonly afterBytes: Buffer;
 }
 
 // The last kind of attempt seen per instance: most attempts to an instance are alike
@@ -294,8 +311,6 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     if (key === Attr.urlFull) past = true;
     else (past ? after : before)[key] = attributes[key];
   }
-  const beforeJson = flat(`${keyValuesJson(before)},`);
-  const afterJson = flat(`,${keyValuesJson(after)}`);
   const made: MadeJson = {
     method,
     callMethod: call.method,
@@ -307,10 +322,8 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
     api: attempt.api,
     id: target.id,
     revision: target.revision,
-    before: beforeJson,
-    after: afterJson,
-    beforeBytes: Buffer.from(beforeJson, 'utf8'),
-    afterBytes: Buffer.from(afterJson, 'utf8'),
+    before: flat(`${keyValuesJson(before)},`),
+    after: flat(`,${keyValuesJson(after)}`),
   };
   madeByInstance.set(target.instance, made);
   return made;

@@ -520,8 +520,6 @@ export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
 const END = ascii('","endTimeUnixNano":"');
 const ATTRIBUTES = ascii('","attributes":[');
-const INT_VALUE = ascii('{"intValue":"');
-const INT_VALUE_END = ascii('"}}');
 const STATUS = ascii(',"status":{"code":');
 const MESSAGE = ascii(',"message":');
 const QUOTE = 0x22;
@@ -562,15 +560,29 @@ function headOf(name: string, flags: number, kind: number, quote: boolean): Buff
   return head;
 }
 
+// Small integers set late (a status code, a resend count): their whole key-value bytes, per key.
+const smallInts = new Map<string, (Buffer | undefined)[]>();
+
+function smallIntKeyValue(key: string, v: number): Buffer {
+  let byValue = smallInts.get(key);
+  if (byValue === undefined) {
+    if (smallInts.size >= KEYS_KEPT) smallInts.clear();
+    byValue = [];
+    smallInts.set(key, byValue);
+  }
+  let kv = byValue[v];
+  if (kv === undefined) {
+    kv = Buffer.from(keyValueJson(key, v), 'utf8');
+    byValue[v] = kv;
+  }
+  return kv;
+}
+
 /** One attribute set after the record was made, as `keyValueJson` gives it. */
 function writeLateKey(out: ByteWriter, key: string, v: AttributeValue): void {
   if (typeof v === 'string' && v.length <= MAX_KEPT_LENGTH) out.bytes(bytesOf(stringKeyValue(key, v)));
-  else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
-    out.bytes(bytesOf(keyPrefix(key)));
-    out.bytes(INT_VALUE);
-    out.uint(v);
-    out.bytes(INT_VALUE_END);
-  } else out.write(keyValueJson(key, v));
+  else if (typeof v === 'number' && v >= 0 && v < 1000 && (v | 0) === v) out.bytes(smallIntKeyValue(key, v));
+  else out.write(keyValueJson(key, v));
 }
 
 /** Writes a span record made with its attributes' bytes (`madeBytes`) and known-hex ids; false (nothing written) for any other span. */
