@@ -355,14 +355,21 @@ function endSampled(
     span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
   }
   span.end();
-  recordCall(deps, attempt, start, status, errorType);
+  // The record's name is the normalized method (no handle to it leaves the interceptor to rename it).
+  recordCall(deps, attempt, start, status, errorType, span.name);
 }
 
 /** What an attempt's span records at its end besides itself: the call metrics and the OpenTelemetry histogram. */
-function recordCall(deps: SpanDeps, attempt: Attempt, start: number, status: number | undefined, errorType: string | undefined): void {
+function recordCall(
+  deps: SpanDeps,
+  attempt: Attempt,
+  start: number,
+  status: number | undefined,
+  errorType: string | undefined,
+  method = normalizeMethod(attempt.call.method),
+): void {
   const durationMs = deps.clock.now() - start;
   const { call } = attempt;
-  const method = normalizeMethod(call.method);
   deps.clientMetrics?.addPath(call.service, method, call.path, durationMs, errorType);
   if (deps.clientDuration) {
     const attrs: Attributes = {

@@ -28,7 +28,20 @@ export function hrTimeAt(ms: number): HrTime {
   return [s, ns];
 }
 
-const now = (): HrTime => hrTimeAt(performance.now());
+/**
+ * `hrTimeAt(ms)` as its two parts handed to `write` (no array made): what the trace log
+ * writes a record's times with. The same arithmetic as `hrTimeAt` (a test holds the
+ * written times equal to the HrTime ones).
+ */
+export function writeHrTimeAt(ms: number, write: { nanos(s: number, ns: number): void }): void {
+  let s = ORIGIN_S + Math.trunc(ms / 1e3);
+  let ns = ORIGIN_NS + Math.round((ms % 1e3) * 1e6);
+  if (ns >= 1e9) {
+    ns -= 1e9;
+    s += 1;
+  }
+  write.nanos(s, ns);
+}
 
 // Placeholders shared by every record until it has its own: most spans get no link or
 // event, and keep these until they end. Frozen, so that nothing adds to them in place.
@@ -52,7 +65,6 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   readonly attributes: Attributes;
   links: Link[] = NO_LINKS;
   events: TimedEvent[] = NO_EVENTS;
-  readonly startTime: HrTime;
   readonly resource: Resource;
   readonly instrumentationScope: InstrumentationScope;
   readonly droppedAttributesCount = 0;
@@ -60,9 +72,18 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   readonly droppedLinksCount = 0;
   name: string;
   status: SpanStatus = UNSET;
-  endTime: HrTime = NOT_ENDED;
-  duration: HrTime = NO_DURATION;
   ended = false;
+  /**
+   * Start and end on the performance clock, in ms (the end NaN until the span ends, or when
+   * it was ended at a given time): kept as numbers, made HrTime only when an exporter reads
+   * `startTime`, `endTime` or `duration`; the trace log writes them from these.
+   */
+  readonly startMs: number;
+  endMs = Number.NaN;
+  // Plain fields, not #private: a span wrapped by Object.create still answers.
+  private hrStart: HrTime | undefined;
+  private hrEnd: HrTime = NOT_ENDED;
+  private hrDuration: HrTime = NO_DURATION;
   /**
    * The OTLP JSON of the attributes the record was made with (`{"key":…,"value":…}`, comma
    * separated, in their order), when its maker built it from cached fragments; the trace
@@ -106,7 +127,22 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     this.hexIds = hexIds;
     this.resource = deps.resource;
     this.instrumentationScope = deps.scope;
-    this.startTime = now();
+    this.startMs = performance.now();
+  }
+
+  get startTime(): HrTime {
+    if (this.hrStart === undefined) this.hrStart = hrTimeAt(this.startMs);
+    return this.hrStart;
+  }
+
+  get endTime(): HrTime {
+    if (this.hrEnd === NOT_ENDED && !Number.isNaN(this.endMs)) this.hrEnd = hrTimeAt(this.endMs);
+    return this.hrEnd;
+  }
+
+  get duration(): HrTime {
+    if (this.hrDuration === NO_DURATION && this.ended) this.hrDuration = hrTimeDuration(this.startTime, this.endTime);
+    return this.hrDuration;
   }
 
   spanContext(): SpanContext {
@@ -173,14 +209,15 @@ export class ClientSpanRecord implements Span, ReadableSpan {
 
   end(endTime?: TimeInput): void {
     if (this.ended) return;
-    let end = endTime === undefined ? now() : timeOf(endTime);
-    let duration = hrTimeDuration(this.startTime, end);
-    if (duration[0] < 0) {
-      end = [this.startTime[0], this.startTime[1]];
-      duration = [0, 0];
+    if (endTime === undefined) {
+      // An end before the start (a clock stepped back) is the start, as OpenTelemetry's span makes it.
+      const end = performance.now();
+      this.endMs = end < this.startMs ? this.startMs : end;
+    } else {
+      const end = timeOf(endTime);
+      const start = this.startTime;
+      this.hrEnd = end[0] < start[0] || (end[0] === start[0] && end[1] < start[1]) ? [start[0], start[1]] : end;
     }
-    this.endTime = end;
-    this.duration = duration;
     this.ended = true;
     this.#deps.ended(this);
   }

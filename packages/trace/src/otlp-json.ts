@@ -1,6 +1,6 @@
 import type { Attributes, AttributeValue, HrTime } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { ClientSpanRecord } from './client-span-record.js';
+import { ClientSpanRecord, writeHrTimeAt } from './client-span-record.js';
 
 // The OTLP/JSON encoding (opentelemetry-proto, JSON mapping): ids as lower-case hex,
 // 64-bit integers as decimal strings, enums as their numbers, field names lowerCamelCase.
@@ -522,7 +522,6 @@ const END = ascii('","endTimeUnixNano":"');
 const ATTRIBUTES = ascii('","attributes":[');
 const STATUS = ascii(',"status":{"code":');
 const MESSAGE = ascii(',"message":');
-const QUOTE = 0x22;
 const COMMA = 0x2c;
 const CLOSE_BRACKET = 0x5d;
 const CLOSE_BRACE = 0x7d;
@@ -613,10 +612,14 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
     );
   // `","flags":…,"name":…,"kind":…,"startTimeUnixNano":"` (its leading quote only after an id), kept per name.
   out.put(headOf(name, sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100), r.kind + 1, parent !== undefined || !traceState));
-  const { startTime, endTime } = r;
-  out.nanos(startTime[0], startTime[1]);
+  // Times from the performance clock's ms when the record has them (no HrTime made), else its HrTime.
+  writeHrTimeAt(r.startMs, out);
   out.put(END);
-  out.nanos(endTime[0], endTime[1]);
+  if (!Number.isNaN(r.endMs)) writeHrTimeAt(r.endMs, out);
+  else {
+    const endTime = r.endTime;
+    out.nanos(endTime[0], endTime[1]);
+  }
   out.put(ATTRIBUTES);
   let empty = true;
   for (const b of made) {

@@ -248,3 +248,40 @@ describe('a span written as bytes', () => {
     }
   });
 });
+
+describe("a span record's times", () => {
+  const deps: RecordDeps = { resource: resourceFromAttributes({ 'service.name': 't' }), scope: { name: 's' }, ended: () => {} };
+  const context = (): SpanContext => ({ traceId: hex(16), spanId: hex(8), traceFlags: TraceFlags.SAMPLED });
+
+  it('reads as HrTime for any exporter: start, end, duration consistent; not ended: the placeholders', () => {
+    const span = new ClientSpanRecord(deps, 'GET', context(), undefined, {});
+    assert.deepEqual(span.endTime, [0, 0]);
+    assert.deepEqual(span.duration, [-1, -1]);
+    const start = span.startTime;
+    assert.ok(start[0] > 1_600_000_000 && start[1] >= 0 && start[1] < 1e9);
+    span.end();
+    const end = span.endTime;
+    assert.ok(end[0] > start[0] || (end[0] === start[0] && end[1] >= start[1]));
+    const ns = (t: readonly number[]) => BigInt(t[0] as number) * 1_000_000_000n + BigInt(t[1] as number);
+    assert.equal(ns(span.duration), ns(end) - ns(start));
+    assert.equal(span.startTime, start, 'made once');
+    // A wrapper (as some exporters make) reads the same times.
+    const wrapper = Object.create(span) as ClientSpanRecord;
+    assert.deepEqual(wrapper.startTime, start);
+    assert.deepEqual(wrapper.endTime, end);
+  });
+
+  it('an end given before the start is the start, duration zero; a later end is kept as given', () => {
+    const early = new ClientSpanRecord(deps, 'GET', context(), undefined, {});
+    early.end([early.startTime[0] - 5, 0]);
+    assert.deepEqual(early.endTime, early.startTime);
+    assert.deepEqual(early.duration, [0, 0]);
+    const late = new ClientSpanRecord(deps, 'GET', context(), undefined, {});
+    const at: [number, number] = [late.startTime[0] + 2, 5];
+    late.end(at);
+    assert.deepEqual(late.endTime, at);
+    assert.deepEqual(late.duration[0] >= 1, true);
+    // Both written into a line as their HrTime say.
+    assert.deepEqual(encodeTraceLineBytes([early, late]), expected([early, late]));
+  });
+});
