@@ -214,6 +214,35 @@ describe('PooledIdGenerator', () => {
     }
     assert.equal(seen.size, 4000);
   });
+
+  it('skips an all-zero id, and ids from consecutive refills differ and are valid', () => {
+    // Block 1 all zero (every id in it invalid), then blocks of one repeated byte: 1, 2, 3…
+    let fills = 0;
+    const ids = new PooledIdGenerator((bytes) => {
+      bytes.fill(fills === 0 ? 0 : fills);
+      fills++;
+    });
+    const first = ids.generateSpanId();
+    assert.equal(first, '01'.repeat(8), 'the zero block is passed over');
+    assert.equal(fills, 2);
+    const byFill = new Map<number, string>();
+    for (let i = 0; i < 20_000; i++) {
+      const id = i % 3 === 0 ? ids.generateTraceId() : ids.generateSpanId();
+      assert.match(id, i % 3 === 0 ? /^[0-9a-f]{32}$/ : /^[0-9a-f]{16}$/);
+      assert.notEqual(/^0+$/.test(id), true);
+      byFill.set(fills, id.slice(0, 2));
+    }
+    assert.ok(fills > 3);
+    const seen = [...byFill.values()];
+    for (let k = 1; k < seen.length; k++) assert.notEqual(seen[k], seen[k - 1]);
+    // A zero id among non-zero ones (its bytes only) is skipped as well.
+    let calls = 0;
+    const partly = new PooledIdGenerator((bytes) => {
+      bytes.fill(7);
+      if (calls++ === 0) bytes.fill(0, 0, 8);
+    });
+    assert.equal(partly.generateSpanId(), '07'.repeat(8));
+  });
 });
 
 describe("the span record's clock", () => {
