@@ -1,4 +1,4 @@
-import { type Attempt, type AttemptHandler, type AttemptInterceptor, type AttemptResult, originOf } from '@meshlet/core';
+import { type Attempt, type AttemptHandler, type AttemptInterceptor, type AttemptResult, originOf, systemClock } from '@meshlet/core';
 import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
@@ -208,7 +208,7 @@ function sampledAttempt<R extends AttemptResult>(
     deps.sampler.validIds,
     bytesOf(url, made),
   );
-  const start = deps.clock.now();
+  const start = clockAt(deps, span.startMs);
   inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
   return sendOn(attempt, next).then(
     (res) => {
@@ -355,8 +355,20 @@ function endSampled(
     span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
   }
   span.end();
-  // The record's name is the normalized method (no handle to it leaves the interceptor to rename it).
-  recordCall(deps, attempt, start, status, errorType, span.name);
+  // The record's name is the normalized method (no handle to it leaves the interceptor to
+  // rename it); its end is the metrics' end on the system clock (one clock read, not two).
+  recordCall(deps, attempt, start, status, errorType, span.name, clockAt(deps, span.endMs));
+}
+
+const ORIGIN = performance.timeOrigin;
+
+/**
+ * The deps' clock at `ms` on the performance clock, as the span record read it: the system
+ * clock's own arithmetic (`timeOrigin + performance.now()`), so the same number; any other
+ * clock (a test's) is read.
+ */
+function clockAt(deps: SpanDeps, ms: number): number {
+  return deps.clock === systemClock && !Number.isNaN(ms) ? ORIGIN + ms : deps.clock.now();
 }
 
 /** What an attempt's span records at its end besides itself: the call metrics and the OpenTelemetry histogram. */
@@ -367,8 +379,9 @@ function recordCall(
   status: number | undefined,
   errorType: string | undefined,
   method = normalizeMethod(attempt.call.method),
+  end = deps.clock.now(),
 ): void {
-  const durationMs = deps.clock.now() - start;
+  const durationMs = end - start;
   const { call } = attempt;
   deps.clientMetrics?.addPath(call.service, method, call.path, durationMs, errorType);
   if (deps.clientDuration) {

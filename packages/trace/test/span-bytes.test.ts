@@ -5,13 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
-import { ManualClock } from '@meshlet/core';
+import { type Attempt, type AttemptHandler, type Instance, ManualClock } from '@meshlet/core';
 import { type Attributes, type AttributeValue, type SpanContext, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { TraceState } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, type RecordDeps } from '../src/client-span-record.js';
-import { createTracing } from '../src/index.js';
+import { clientSpanInterceptor, createTracing } from '../src/index.js';
 import { encodeTraceLineBytes, encodeTraceRequest, keyValuesJson, reusableLine, TraceLineBuilder } from '../src/otlp-json.js';
 
 // A seeded generator, so that a failure is reproducible from the seed printed with it.
@@ -283,5 +283,51 @@ describe("a span record's times", () => {
     assert.deepEqual(late.duration[0] >= 1, true);
     // Both written into a line as their HrTime say.
     assert.deepEqual(encodeTraceLineBytes([early, late]), expected([early, late]));
+  });
+});
+
+describe("a sampled attempt's clock reads", () => {
+  it('on the system clock, the call metrics measure the span: same start and end readings', async () => {
+    const memory = new InMemorySpanExporter();
+    const tracing = createTracing({ service: 'c', exporters: [memory] });
+    const instance: Instance = { id: 'i1', service: 'up', address: '127.0.0.1', port: 1, tags: [], metadata: {}, health: 'passing' };
+    const transport: AttemptHandler = async () => {
+      await tick();
+      return { status: 200 } as never;
+    };
+    const attempt = {
+      call: {
+        service: 'up',
+        method: 'GET',
+        path: '/x',
+        search: '',
+        headers: {},
+        tags: () => undefined,
+        transport,
+        fromResponse: () => ({}),
+      },
+      target: { id: 'i1', instance, rule: undefined, lane: undefined, revision: undefined },
+      number: 0,
+      signal: undefined,
+      breaker: undefined,
+      notes: undefined,
+      attributes: undefined,
+      settled: undefined,
+      injected: false,
+    } as unknown as Attempt;
+    try {
+      await clientSpanInterceptor(tracing)(attempt, transport);
+      await tracing.forceFlush();
+      const [span] = memory.getFinishedSpans();
+      assert.ok(span instanceof ClientSpanRecord);
+      const [series] = tracing.clientMetrics?.snapshot() ?? [];
+      assert.equal(series?.requests, 1);
+      const spanSeconds = (span.endMs - span.startMs) / 1000;
+      assert.ok(spanSeconds > 0);
+      // The same two readings (up to the epoch offset's rounding), not two later ones.
+      assert.ok(Math.abs((series?.sumSeconds ?? 0) - spanSeconds) < 1e-6, `${series?.sumSeconds} vs ${spanSeconds}`);
+    } finally {
+      await tracing.shutdown();
+    }
   });
 });
