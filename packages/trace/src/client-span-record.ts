@@ -19,8 +19,9 @@ const [ORIGIN_S, ORIGIN_NS] = millisToHrTime(performance.timeOrigin);
 
 /** OpenTelemetry's `hrTime(ms)`: `ms` on the performance clock as epoch seconds and nanoseconds. */
 export function hrTimeAt(ms: number): HrTime {
-  let s = ORIGIN_S + Math.trunc(ms / 1e3);
-  let ns = ORIGIN_NS + Math.round((ms % 1e3) * 1e6);
+  const whole = Math.trunc(ms / 1e3);
+  let s = ORIGIN_S + whole;
+  let ns = ORIGIN_NS + Math.round((ms - whole * 1e3) * 1e6); // ms % 1e3, exactly (see writeHrTimeAt)
   if (ns >= 1e9) {
     ns -= 1e9;
     s += 1;
@@ -34,8 +35,11 @@ export function hrTimeAt(ms: number): HrTime {
  * written times equal to the HrTime ones).
  */
 export function writeHrTimeAt(ms: number, write: { nanos(s: number, ns: number): void }): void {
-  let s = ORIGIN_S + Math.trunc(ms / 1e3);
-  let ns = ORIGIN_NS + Math.round((ms % 1e3) * 1e6);
+  const whole = Math.trunc(ms / 1e3);
+  let s = ORIGIN_S + whole;
+  // `ms % 1e3` without the floating-point remainder's call: exact all the same (whole * 1e3
+  // is an integer within a factor of two of ms, so the subtraction is exact).
+  let ns = ORIGIN_NS + Math.round((ms - whole * 1e3) * 1e6);
   if (ns >= 1e9) {
     ns -= 1e9;
     s += 1;

@@ -10,7 +10,7 @@ import { type Attributes, type AttributeValue, type SpanContext, SpanStatusCode,
 import { TraceState } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { ClientSpanRecord, type RecordDeps } from '../src/client-span-record.js';
+import { ClientSpanRecord, hrTimeAt, type RecordDeps, writeHrTimeAt } from '../src/client-span-record.js';
 import { clientSpanInterceptor, createTracing } from '../src/index.js';
 import { encodeTraceLineBytes, encodeTraceRequest, keyValuesJson, reusableLine, TraceLineBuilder } from '../src/otlp-json.js';
 
@@ -328,6 +328,19 @@ describe("a sampled attempt's clock reads", () => {
       assert.ok(Math.abs((series?.sumSeconds ?? 0) - spanSeconds) < 1e-6, `${series?.sumSeconds} vs ${spanSeconds}`);
     } finally {
       await tracing.shutdown();
+    }
+  });
+});
+
+describe('writeHrTimeAt', () => {
+  it("hands on hrTimeAt's two parts for any performance.now reading, carries included", () => {
+    const readings = [0, 0.0001, 0.5, 1, 999.9999999, 999.99999999, 1000, 1000.0000001, 123_456.789_012, performance.now(), 86_400_000.5];
+    const r = rng(11);
+    for (let i = 0; i < 20_000; i++) readings.push(r() * 10 ** Math.floor(r() * 10));
+    for (const ms of readings) {
+      let got: number[] = [];
+      writeHrTimeAt(ms, { nanos: (s, ns) => (got = [s, ns]) });
+      assert.deepEqual(got, hrTimeAt(ms), String(ms));
     }
   });
 });
