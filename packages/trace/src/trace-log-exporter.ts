@@ -49,7 +49,8 @@ export class TraceLogExporter implements SpanExporter {
   lineBuilder(): TraceLineBuilder {
     // Sized after the last line (and a margin), so that its buffer seldom grows; in the
     // buffer of a line already written when there is one.
-    const spare = this.#spare;
+    // A spare smaller than the last line would only grow again: left to the collector.
+    const spare = this.#spare !== undefined && this.#spare.length >= this.#lastLine ? this.#spare : undefined;
     this.#spare = undefined;
     return new TraceLineBuilder(this.#lastLine + (this.#lastLine >> 3), spare);
   }

@@ -11,7 +11,7 @@ import { TraceState } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, hrTimeAt, type RecordDeps, writeHrTimeAt } from '../src/client-span-record.js';
-import { clientSpanInterceptor, createTracing } from '../src/index.js';
+import { clientSpanInterceptor, createTracing, TraceLogExporter } from '../src/index.js';
 import { encodeTraceLineBytes, encodeTraceRequest, keyValuesJson, reusableLine, TraceLineBuilder } from '../src/otlp-json.js';
 
 // A seeded generator, so that a failure is reproducible from the seed printed with it.
@@ -207,6 +207,41 @@ describe('a span written as bytes', () => {
     const second = new TraceLineBuilder(1024, spare);
     for (const span of two) second.add(span);
     assert.deepEqual(second.take(), expected(two));
+  });
+
+  it("the trace log's next line is built in the buffer of the line it wrote, not before the write is done", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-span-bytes-'));
+    const exporter = new TraceLogExporter({ path: join(dir, 'spans.jsonl') });
+    const d = deps('a');
+    const r = rng(3);
+    try {
+      const first = exporter.lineBuilder();
+      const spans = [randomRecord(r, d), randomRecord(r, d)];
+      for (const span of spans) first.add(span);
+      const line = first.take();
+      // The line is the exporter's once handed over: what was written is checked on a copy.
+      const written = Buffer.from(line);
+      let done = false;
+      exporter.exportLine(line, () => {
+        done = true;
+      });
+      // Not yet written: a builder made now gets a buffer of its own.
+      const during = exporter.lineBuilder();
+      during.add(randomRecord(r, d));
+      assert.notEqual(during.take().buffer, line.buffer);
+      await exporter.forceFlush();
+      assert.ok(done);
+      // A line of the same size fits in the written one's buffer.
+      const after = exporter.lineBuilder();
+      for (const span of spans.reverse()) after.add(span);
+      const next = after.take();
+      assert.equal(next.buffer, line.buffer, "the written line's buffer is reused");
+      assert.deepEqual(next, expected(spans));
+      assert.deepEqual(await readFile(join(dir, 'spans.jsonl')), written);
+    } finally {
+      await exporter.shutdown();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('trace log lines stay exact while written lines hand their buffers on', async () => {
