@@ -182,7 +182,7 @@ async function profile(): Promise<string> {
   const { profileChild } = await import('./profile-governed.js');
   const script = fileURLToPath(import.meta.url);
   const off = profileChild(script, '0', 'request');
-  const on = profileChild(script, '3', 'request');
+  const on = profileChild(script, process.env.INBOUND_PROFILE_ROW ?? '3', 'request');
   const offFns = new Map(off.result.byFn);
   const per = (us: number) => fmt(us / (REQUESTS * 4 + 20_000), 3);
   const fns = on.result.byFn
