@@ -4,19 +4,26 @@
 // off; a caller that did not sample (traceparent flags 00); a sampled caller (flags 01);
 // a new root at sampleRatio 1 and at 0.5; the sampled rows batched to the trace log. CPU
 // per request (process.cpuUsage), rows interleaved, medians; "added" is over tracing off.
+// Then the same server for real: node:http with `mesh.httpHandler` in a child process per
+// row, driven by an undici Pool at concurrency 50 from this one; the server's own CPU per
+// request (its process.cpuUsage over the run) and the requests per second.
 //   node bench/dist/inbound-trace.js                 the table
 //   node bench/dist/inbound-trace.js --profile       also a CPU profile of the sampled row (top functions)
 //   node bench/dist/inbound-trace.js --child <row>   one row alone, for the profiler
-import { EventEmitter } from 'node:events';
+//   node bench/dist/inbound-trace.js --server <row>  the row's real server (IPC: port, then CPU on request)
+import { type ChildProcess, fork } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InMemoryKvStore, InMemoryRegistry, silentLogger } from '@meshlet/core';
 import { createTracing, type Tracing, type TracingOptions } from '@meshlet/trace';
 import { createMesh, type Mesh } from 'meshlet';
-import { fmt, machine, median, sized, spread, table } from './harness.js';
+import { Pool } from 'undici';
+import { fmt, load, machine, median, sized, spread, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 5, 2);
 const REQUESTS = sized('BENCH_INBOUND_REQUESTS', 50_000, 5_000);
@@ -162,6 +169,105 @@ export async function inboundTrace(): Promise<string> {
     '',
     `Trace log of the sampled caller row: ${fmt(logged?.exported ?? 0)} spans, ${fmt(logged?.dropped ?? 0)} dropped, ` +
       `${fmt(bytes / Math.max(1, logged?.exported ?? 1))} bytes per span.`,
+    '',
+    await servedRows(),
+  ].join('\n');
+}
+
+const SERVED = sized('BENCH_INBOUND_SERVED', 20_000, 3_000);
+/** The rows served for real: tracing off, unsampled caller, sampled caller and new roots into the trace log. */
+const SERVED_ROWS = [0, 1, 3, 4];
+
+/** `--server <row>`: the row's mesh behind a real node:http server; sends its port, answers `cpu` with its CPU so far (µs). */
+async function serve(index: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'meshlet-bench-inbound-'));
+  const row = rowsFor(dir)[index];
+  if (!row) throw new Error(`no row ${index}`);
+  const p = await prepare(row);
+  const server = createServer(p.handler);
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.send?.({ port: (server.address() as AddressInfo).port });
+  process.on('message', (msg: { cmd?: string }) => {
+    if (msg.cmd !== 'cpu') return;
+    const c = process.cpuUsage();
+    process.send?.({ cpu: c.user + c.system });
+  });
+  process.on('disconnect', () => {
+    server.close();
+    server.closeAllConnections();
+    void close(p).finally(() => rm(dir, { recursive: true, force: true }).finally(() => process.exit(0)));
+  });
+}
+
+interface Served {
+  readonly row: Row;
+  readonly child: ChildProcess;
+  readonly pool: Pool;
+}
+
+async function cpuOfChild(child: ChildProcess): Promise<number> {
+  const reply = once(child, 'message') as Promise<[{ cpu: number }]>;
+  child.send({ cmd: 'cpu' });
+  return (await reply)[0].cpu;
+}
+
+/** Table 2: real servers at concurrency 50; µs of server CPU per request and requests per second, medians. */
+async function servedRows(): Promise<string> {
+  const rows = rowsFor(tmpdir());
+  const served: Served[] = [];
+  const cpu: number[][] = SERVED_ROWS.map(() => []);
+  const rps: number[][] = SERVED_ROWS.map(() => []);
+  try {
+    for (const i of SERVED_ROWS) {
+      const child = fork(fileURLToPath(import.meta.url), ['--server', String(i)], { stdio: 'inherit' });
+      const [msg] = (await once(child, 'message')) as [{ port: number }];
+      served.push({ row: rows[i] as Row, child, pool: new Pool(`http://127.0.0.1:${msg.port}`, { connections: 50 }) });
+    }
+    const run = async (s: Served, n: number) => {
+      const headers = s.row.traceparent ? { traceparent: s.row.traceparent } : {};
+      const call = async () => {
+        const res = await s.pool.request({ path: '/api/users/42?fields=name', method: 'GET', headers });
+        await res.body.dump();
+      };
+      const c0 = await cpuOfChild(s.child);
+      const r = await load(call, n, 50);
+      return { cpuUs: ((await cpuOfChild(s.child)) - c0) / n, rps: r.rps };
+    };
+    for (const s of served) await run(s, 10_000); // warm-up
+    for (let r = 0; r < RUNS; r++)
+      for (let k = 0; k < served.length; k++) {
+        const i = (k + r) % served.length;
+        const m = await run(served[i] as Served, SERVED);
+        cpu[i]?.push(m.cpuUs);
+        rps[i]?.push(m.rps);
+      }
+  } finally {
+    for (const s of served) {
+      await s.pool.close();
+      s.child.disconnect();
+    }
+  }
+  const baseCpu = median(cpu[0] ?? []);
+  const baseRps = median(rps[0] ?? []);
+  return [
+    '## Tracing per inbound request: a real node:http server at concurrency 50',
+    '',
+    `${machine()}; \`mesh.httpHandler\` in a node:http server (one child process per row), ${fmt(SERVED)} GETs a run from an ` +
+      `undici Pool (50 connections) in the bench process; the server's own CPU per request (its process.cpuUsage), ` +
+      `median of ${RUNS} interleaved runs; "throughput cost" is the drop in requests per second against tracing off.`,
+    '',
+    table(
+      ['request', 'server CPU µs per request', 'spread', 'added µs', 'req/s', 'throughput cost'],
+      SERVED_ROWS.map((_, i) => [
+        served[i]?.row.name ?? '',
+        fmt(median(cpu[i] ?? []), 1),
+        spread(cpu[i] ?? [], 1),
+        i === 0 ? '—' : fmt(median(cpu[i] ?? []) - baseCpu, 1),
+        fmt(median(rps[i] ?? [])),
+        i === 0 ? '—' : `${fmt((1 - median(rps[i] ?? []) / baseRps) * 100, 1)}%`,
+      ]),
+    ),
   ].join('\n');
 }
 
@@ -201,6 +307,7 @@ async function profile(): Promise<string> {
 }
 
 if (process.argv[2] === '--child') await child(Number(process.argv[3] ?? '3'));
+else if (process.argv[2] === '--server') await serve(Number(process.argv[3] ?? '0'));
 else if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(await inboundTrace());
   if (process.argv[2] === '--profile') console.log(`\n${await profile()}`);
