@@ -90,19 +90,11 @@ export function startServerSpan(
   return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
 }
 
-const DASH = 45;
-
-/** Whether `s[from, to)` is lower-case hex, not all zeros. */
-function isIdHex(s: string, from: number, to: number): boolean {
-  let nonZero = false;
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 48) continue;
-    if ((c > 48 && c <= 57) || (c >= 97 && c <= 102)) nonZero = true;
-    else return false;
-  }
-  return nonZero;
-}
+// A version-00 traceparent with the flags W3C defines (00, 01), as the W3C propagator's
+// pattern reads it: lower-case hex, nothing before or after.
+const SIMPLE_TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
+const ZERO_TRACE_ID = '0'.repeat(32);
+const ZERO_SPAN_ID = '0'.repeat(16);
 
 /**
  * The caller's trace context when the headers are the common simple case, read without
@@ -118,15 +110,13 @@ export function simpleParent(headers: InboundHeaders): Context | undefined {
   if (record.baggage !== undefined) return undefined;
   const tp = record.traceparent;
   if (tp === undefined) return record.b3 === undefined && record['x-b3-traceid'] === undefined ? ROOT_CONTEXT : undefined;
-  // 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, exactly: what the W3C propagator's pattern accepts for version 00.
-  if (typeof tp !== 'string' || tp.length !== 55 || tp.charCodeAt(0) !== 48 || tp.charCodeAt(1) !== 48) return undefined;
-  if (tp.charCodeAt(2) !== DASH || tp.charCodeAt(35) !== DASH || tp.charCodeAt(52) !== DASH) return undefined;
-  if (!isIdHex(tp, 3, 35) || !isIdHex(tp, 36, 52)) return undefined;
-  const flags = tp.charCodeAt(53) === 48 && tp.charCodeAt(54) === 49 ? 1 : tp.charCodeAt(53) === 48 && tp.charCodeAt(54) === 48 ? 0 : -1;
-  if (flags < 0) return undefined;
+  if (typeof tp !== 'string' || tp.length !== 55 || !SIMPLE_TRACEPARENT.test(tp)) return undefined;
+  const traceId = tp.slice(3, 35);
+  const spanId = tp.slice(36, 52);
+  if (traceId === ZERO_TRACE_ID || spanId === ZERO_SPAN_ID) return undefined;
   const state = record.tracestate;
   if (state !== undefined && typeof state !== 'string') return undefined;
-  const sc: SpanContext = { traceId: tp.slice(3, 35), spanId: tp.slice(36, 52), traceFlags: flags, isRemote: true };
+  const sc: SpanContext = { traceId, spanId, traceFlags: tp.charCodeAt(54) === 49 ? 1 : 0, isRemote: true };
   if (state) sc.traceState = new TraceState(state);
   return trace.setSpanContext(ROOT_CONTEXT, sc);
 }
@@ -149,16 +139,29 @@ function serverAttributes(
   if (info.rulesRevision) attributes[Attr.meshletRulesRevision] = info.rulesRevision;
   const host = headerValue(headers, 'host');
   if (host) {
-    // host[:port]; an IPv6 literal is bracketed.
-    const colon = host.lastIndexOf(':');
-    if (colon > host.lastIndexOf(']')) {
-      attributes[Attr.serverAddress] = host.slice(0, colon);
-      const port = Number(host.slice(colon + 1));
-      if (Number.isInteger(port)) attributes[Attr.serverPort] = port;
-    } else attributes[Attr.serverAddress] = host;
+    if (host !== lastHost.header) lastHost = hostParts(host);
+    attributes[Attr.serverAddress] = lastHost.address;
+    if (lastHost.port !== undefined) attributes[Attr.serverPort] = lastHost.port;
   }
   return attributes;
 }
+
+interface HostParts {
+  readonly header: string;
+  readonly address: string;
+  readonly port: number | undefined;
+}
+
+/** `host[:port]`; an IPv6 literal is bracketed. */
+function hostParts(host: string): HostParts {
+  const colon = host.lastIndexOf(':');
+  if (colon <= host.lastIndexOf(']')) return { header: host, address: host, port: undefined };
+  const port = Number(host.slice(colon + 1));
+  return { header: host, address: host.slice(0, colon), port: Number.isInteger(port) ? port : undefined };
+}
+
+// A service is called under one Host (or a few): the last one's parts are kept.
+let lastHost: HostParts = hostParts('');
 
 /** The SERVER span through OpenTelemetry's tracer (head-sampled first: an unsampled request builds no span). */
 function tracerServerSpan(

@@ -332,6 +332,27 @@ describe("the recorded SERVER span is OpenTelemetry's", () => {
   });
 });
 
+describe('server.address and server.port from the Host header', () => {
+  it('reads each Host, one after another and again (the last one is kept)', async () => {
+    const { mine } = pair(1);
+    const hosts: [string, string, number | undefined][] = [
+      ['orders.internal:8080', 'orders.internal', 8080],
+      ['orders.internal:8080', 'orders.internal', 8080],
+      ['[::1]:9000', '[::1]', 9000],
+      ['[::1]', '[::1]', undefined],
+      ['example.com', 'example.com', undefined],
+      ['h:abc', 'h', undefined],
+      ['orders.internal:8080', 'orders.internal', 8080],
+    ];
+    for (const [host] of hosts) startServerSpan(mine.deps, { host }, 'GET', '/x').end(200);
+    await mine.tracing.forceFlush();
+    assert.deepEqual(
+      mine.exporter.getFinishedSpans().map((s) => [s.attributes['server.address'], s.attributes['server.port']]),
+      hosts.map(([, address, port]) => [address, port]),
+    );
+  });
+});
+
 describe("the recorded INTERNAL span (inSpan, @Traced) is OpenTelemetry's", () => {
   const inBoth = async (sides: { mine: Side; theirs: Side }, parent: Record<string, string>, fail: boolean) => {
     for (const side of [sides.mine, sides.theirs]) {
