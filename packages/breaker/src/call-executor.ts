@@ -12,6 +12,7 @@ import {
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
+import { tellSettled } from './attempt-settled.js';
 import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -108,6 +109,7 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * outcome (a raced timed attempt: when the attempt's own promise settles; a hedge's
    * attempts: when each settles), so the front end's per-attempt observers (the span, the
    * in-flight count) end there without a promise of their own (core's `AttemptChain.settle`).
+   * It must not throw: a throw from it is dropped.
    */
   settled?(attempt: AttemptRecord<I>, result: R | undefined, error: unknown): void;
   /**
@@ -491,11 +493,11 @@ export class CallExecutor {
         call.settled === undefined
           ? undefined
           : (res) => {
-              call.settled?.(rec, res, undefined);
+              tellSettled(call, rec, res, undefined);
               return res;
             },
         (err: unknown) => {
-          call.settled?.(rec, undefined, err);
+          tellSettled(call, rec, undefined, err);
           if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
           call.rejected?.(err);
           throw err;
@@ -619,7 +621,7 @@ export class CallExecutor {
             }
           } else {
             const timed = abort;
-            const settled = tell ? (res: R | undefined, err: unknown) => call.settled?.(rec, res, err) : undefined;
+            const settled = tell ? (res: R | undefined, err: unknown) => tellSettled(call, rec, res, err) : undefined;
             tell = false;
             out = await runTimed(
               this.#sweep,
@@ -634,7 +636,7 @@ export class CallExecutor {
             );
           }
         } catch (err) {
-          if (tell) call.settled?.(rec, undefined, err);
+          if (tell) tellSettled(call, rec, undefined, err);
           const callerAborted = call.signal?.aborted === true;
           watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
           const verdict = classifier.error(err, callerAborted);
@@ -657,7 +659,7 @@ export class CallExecutor {
           await this.#backoff(retry, attempt, call.signal);
           continue;
         }
-        if (tell) call.settled?.(rec, out, undefined);
+        if (tell) tellSettled(call, rec, out, undefined);
         const failed = classifier.response(out.status);
         const injected = rec.injected === true || call.injected?.(out) === true;
         watch?.(injected ? undefined : sh?.rules.classifier.response(out.status));

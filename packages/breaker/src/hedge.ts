@@ -1,4 +1,5 @@
 import { type Clock, field, RuleValidationError } from '@meshlet/core';
+import { tellSettled } from './attempt-settled.js';
 import { REJECTED } from './breaker.js';
 import type { AttemptRecord, CallResult, GovernedCall } from './call-executor.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
@@ -179,11 +180,11 @@ export class Hedger {
         // Each racing attempt is settled here (`call.settled`), when its own promise settles.
         call.send(instance, s, own).then(
           (value) => {
-            call.settled?.(own, value, undefined);
+            tellSettled(call, own, value, undefined);
             finish(index, { ok: true, value });
           },
           (error: unknown) => {
-            call.settled?.(own, undefined, error);
+            tellSettled(call, own, undefined, error);
             finish(index, { ok: false, error });
           },
         );
@@ -261,11 +262,11 @@ export class Hedger {
     const start = this.#clock.now();
     p.then(
       (value) => {
-        call.settled?.(rec, value, undefined);
+        tellSettled(call, rec, value, undefined);
         if (timed) this.record(this.#clock.now() - start);
       },
       (error: unknown) => {
-        call.settled?.(rec, undefined, error);
+        tellSettled(call, rec, undefined, error);
         if (timed) this.record(this.#clock.now() - start);
       },
     );

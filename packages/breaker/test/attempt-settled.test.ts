@@ -44,6 +44,8 @@ describe('the executor settles every attempt it sent, once (GovernedCall.settled
     callerAborted?: boolean;
     script(h: Harness): Promise<void>;
     want: string[];
+    /** `settled` throws after logging (a broken front end): dropped, the call goes on. */
+    settledThrows?: boolean;
     /** The order of these lines is the event loop's, not the contract's: compared sorted. */
     unordered?: boolean;
   }
@@ -134,6 +136,49 @@ describe('the executor settles every attempt it sent, once (GovernedCall.settled
       script: async (h) => (h.sent[0] as Pending).answer(200),
       want: ['send a#0', 'settled a#0 status 200', 'call status 200'],
     },
+    ...(
+      [
+        ['untimed', undefined],
+        ['retried', { retry: { maxRetries: 1, backoff: { baseMs: 0, maxMs: 0 } } }],
+        ['raced', { timeoutMs: 100 }],
+      ] as const
+    ).map(
+      ([kind, rules]): Row => ({
+        name: `a settled that throws is dropped (${kind}): the call and the executor go on`,
+        ...(rules === undefined ? {} : { rules }),
+        settledThrows: true,
+        script: async (h) => {
+          (h.sent[0] as Pending).answer(kind === 'retried' ? 503 : 200);
+          if (kind !== 'retried') return;
+          while (h.sent.length < 2) await h.tick();
+          (h.sent[1] as Pending).answer(200);
+        },
+        want:
+          kind === 'retried'
+            ? ['send a#0', 'settled a#0 status 503', 'send b#1', 'settled b#1 status 200', 'call status 200']
+            : ['send a#0', 'settled a#0 status 200', 'call status 200'],
+      }),
+    ),
+    {
+      name: 'a settled that throws is dropped (hedged): the race still ends',
+      rules: { hedge: { delayMs: 50 } },
+      honoursSignal: true,
+      settledThrows: true,
+      script: async (h) => {
+        h.clock.advance(50);
+        while (h.sent.length < 2) await h.tick();
+        (h.sent[1] as Pending).answer(200);
+        await h.tick();
+      },
+      want: [
+        'send a#0',
+        'send b#1',
+        'settled b#1 status 200',
+        'settled a#0 error HedgeLostError: another attempt of this hedged call answered first',
+        'call status 200',
+      ],
+      unordered: true,
+    },
   ];
   for (const row of rows) {
     it(row.name, async () => {
@@ -167,6 +212,7 @@ describe('the executor settles every attempt it sent, once (GovernedCall.settled
         settled: (rec, result, error) => {
           told.set(rec, (told.get(rec) ?? 0) + 1);
           log.push(`settled ${rec.target.id}#${rec.number} ${describeOutcome(result, error)}`);
+          if (row.settledThrows) throw new Error('front end broke');
         },
       };
       const done = executor.call(call).then(
