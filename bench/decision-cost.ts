@@ -26,7 +26,7 @@ const OK = Buffer.from('ok');
  * Agent (the `dispatcher` option), and undici's own `request` runs over it unchanged: the
  * fast path's cost with undici's ResponseData and body, without the network.
  */
-const stubDispatcher = {
+export const stubDispatcher = {
   dispatch(_options: unknown, handler: Dispatcher.DispatchHandler): boolean {
     handler.onConnect?.(() => {});
     handler.onHeaders?.(200, LENGTH, () => {}, 'OK');
@@ -36,7 +36,7 @@ const stubDispatcher = {
   },
 } as unknown as Dispatcher;
 
-async function meshWith(tracing: 'off' | 'unsampled' | 'sampled', logPath: string): Promise<Mesh> {
+export async function meshWith(tracing: 'off' | 'unsampled' | 'sampled', logPath: string): Promise<Mesh> {
   const { registry, kv } = await benchDirectory(9, benchRules);
   return createMesh({
     service: 'bench-client',
