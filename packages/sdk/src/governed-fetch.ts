@@ -34,6 +34,7 @@ import {
 import type { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
+import { destinationGuard } from './destination-guard.js';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
@@ -312,7 +313,8 @@ export function attemptInterceptors(deps: GovernedCallDeps): AttemptStage[] {
 }
 
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
-  const { executor, tracing, bulkheads, outboundLimits } = deps;
+  const { executor, tracing } = deps;
+  const guard = destinationGuard(deps.outboundLimits, deps.bulkheads);
   // An observer that throws (a span exporter's bug) does not fail the call: logged, throttled.
   const onError = (error: unknown) =>
     deps.logger.warn('a per-attempt observer threw; the call went on without it', {
@@ -332,13 +334,11 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
       const ctx = currentContext();
       writeHeaders(deps, ctx, service, call.headers);
       const g = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
-      if (outboundLimits === undefined && bulkheads === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
+      if (guard === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
       governed = g;
-      // The destination's adaptive limit, then its bulkhead, around the executor: a call over
-      // either is refused before routing (its span made here), and the limit samples the call's whole time.
-      const execute = () => executor.call<RouteDecision, R>(g) as Promise<R>;
-      const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
-      out = bulkheads ? bulkheads.execute(service, limited, signal) : limited();
+      // The destination's bulkhead and adaptive limit around the executor: a call over either
+      // is refused before routing (its span made here), and the limit samples the call's whole time.
+      out = guard(service, () => executor.call<RouteDecision, R>(g) as Promise<R>, signal);
     } catch (error) {
       governed?.rejected(error);
       return Promise.reject(error);
