@@ -34,6 +34,7 @@ const sections: Section[] = [
   { name: 'governed-call', run: (await import('./fetch-overhead.js')).fetchOverhead },
   { name: 'governance-cost', run: (await import('./governance-cost.js')).governanceCost },
   { name: 'decision-cost', run: (await import('./decision-cost.js')).decisionCost },
+  { name: 'attempt-promises', run: (await import('./attempt-promises.js')).attemptPromises },
   { name: 'grpc', run: (await import('./grpc-overhead.js')).grpcOverhead },
   { name: 'grpc-layers', run: (await import('./grpc-layers.js')).grpcLayers },
   { name: 'grpc-cpu', run: (await import('./grpc-cpu.js')).grpcCpu, optIn: true },
