@@ -23,6 +23,7 @@ import {
 import { type IdGenerator, type Sampler, SamplingDecision, type TimedEvent } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, type RecordDeps } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
+import type { SpanDeps } from './span-deps.js';
 
 /** OpenTelemetry's span limits, as its tracer applies them (TracerProvider's defaults unless configured). */
 export interface RecordLimits {
@@ -111,6 +112,12 @@ export function spanRecording(tracer: Tracer, sampler: RecordSampler, records: R
     }
   if (limits.attributeValueLengthLimit !== Number.POSITIVE_INFINITY) return undefined;
   return { sampler, records, limits, hexIds };
+}
+
+/** `deps` with its span recording: a RecordSampler over the CLIENT spans' ratio, root sampler and id generator. */
+export function withSpanRecording(ratio: number, root: Sampler, ids: IdGenerator, deps: Omit<SpanDeps, 'spanRecording'>): SpanDeps {
+  const recording = spanRecording(deps.tracer, new RecordSampler(ratio, root, ids), deps.records, deps.sampler.validIds);
+  return { ...deps, spanRecording: recording };
 }
 
 type Counts = { droppedAttributesCount: number; droppedEventsCount: number; droppedLinksCount: number };

@@ -16,14 +16,13 @@ import { Attr } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
-import type { RecordDeps } from './client-span-record.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
-import { RecordSampler, spanRecording } from './span-record.js';
+import { withSpanRecording } from './span-record.js';
 import { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
 
 export interface TracingOptions {
@@ -125,24 +124,21 @@ export function createTracing(options: TracingOptions): Tracing {
   const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server' }) : undefined;
   const meter = options.meterProvider?.getMeter('@meshlet/trace', '0.1.0');
   const advice = { explicitBucketBoundaries: [...(metricsOptions?.buckets ?? DEFAULT_BUCKETS)] };
-  const records: RecordDeps = {
-    resource,
-    // The scope OpenTelemetry's tracer gives its spans, so both group under one scope in a log line.
-    scope: (tracer as { instrumentationScope?: InstrumentationScope }).instrumentationScope ?? {
-      name: '@meshlet/trace',
-      version: '0.1.0',
-    },
-    ended: (span) => {
-      for (const q of queues) q.onEnd(span);
-    },
-  };
-  const sampler = new HeadSampler(ratio, root, ids);
-  const deps: SpanDeps = {
+  const deps: SpanDeps = withSpanRecording(ratio, root, ids, {
     tracer,
     propagation,
-    sampler,
-    records,
-    spanRecording: spanRecording(tracer, new RecordSampler(ratio, root, ids), records, sampler.validIds),
+    sampler: new HeadSampler(ratio, root, ids),
+    records: {
+      resource,
+      // The scope OpenTelemetry's tracer gives its spans, so both group under one scope in a log line.
+      scope: (tracer as { instrumentationScope?: InstrumentationScope }).instrumentationScope ?? {
+        name: '@meshlet/trace',
+        version: '0.1.0',
+      },
+      ended: (span) => {
+        for (const q of queues) q.onEnd(span);
+      },
+    },
     clock,
     clientMetrics,
     serverMetrics,
@@ -156,7 +152,7 @@ export function createTracing(options: TracingOptions): Tracing {
       description: 'Duration of HTTP server requests.',
       advice,
     }),
-  };
+  });
 
   let closing: Promise<void> | undefined;
   const tracing: Tracing & { readonly [SPAN_DEPS]: SpanDeps } = {
