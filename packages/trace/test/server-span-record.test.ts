@@ -309,6 +309,26 @@ describe("the recorded SERVER span is OpenTelemetry's", () => {
     assert.equal(mine[2]?.status.message, 'boom');
   });
 
+  it("OpenTelemetry's limits on what the app adds: 128 attributes, 128 events (the oldest dropped), links, with the dropped counts", async () => {
+    const sides = pair(1);
+    both(sides, { traceparent: `00-${TRACE}-${SPAN}-01` }, (span) => {
+      const active = trace.getSpan(span.context);
+      for (let i = 0; i < 130; i++) active?.setAttribute(`app.a${i}`, i % 2 ? `v${i}` : i);
+      active?.setAttributes({ 'app.a0': 'again', 'app.obj': { nested: [1, 'x'] } as never, 'app.null': null as never });
+      for (let i = 0; i < 130; i++) active?.addEvent(`e${i}`, i % 2 ? { n: i } : undefined);
+      for (let i = 0; i < 130; i++) active?.addLink({ context: { traceId: TRACE, spanId: SPAN, traceFlags: 1 }, attributes: { i } });
+      span.end(200);
+    });
+    const [mine] = await sameOutput(sides.mine, sides.theirs);
+    assert.equal(Object.keys(mine?.attributes ?? {}).length, 128);
+    assert.ok((mine?.droppedAttributesCount ?? 0) > 0);
+    assert.equal(mine?.events.length, 128);
+    assert.equal(mine?.droppedEventsCount, 2);
+    assert.equal(mine?.events[0]?.name, 'e2');
+    assert.equal(mine?.links.length, 128);
+    assert.equal(mine?.droppedLinksCount, 2);
+  });
+
   it('is the parent of the CLIENT spans made while handling the request, and of the INTERNAL ones', async () => {
     const sides = pair(1);
     const children = (span: ServerSpan, side: Side) => {
