@@ -8,10 +8,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createContext, InMemoryKvStore, InMemoryRegistry, runWithContext, silentLogger } from '@meshlet/core';
+import { runWithContext, silentLogger } from '@meshlet/core';
 import { createMesh, type Mesh } from 'meshlet';
 import { type Dispatcher, request } from 'undici';
-import { benchRules, UPSTREAM_SERVICE } from './governed-client.js';
+import { BENCH_URL, benchContext, benchDirectory, benchRules } from './governed-client.js';
 import { fmt, machine, median, sized, spread, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 5, 2);
@@ -26,7 +26,7 @@ const OK = Buffer.from('ok');
  * Agent (the `dispatcher` option), and undici's own `request` runs over it unchanged: the
  * fast path's cost with undici's ResponseData and body, without the network.
  */
-const stubDispatcher = {
+export const stubDispatcher = {
   dispatch(_options: unknown, handler: Dispatcher.DispatchHandler): boolean {
     handler.onConnect?.(() => {});
     handler.onHeaders?.(200, LENGTH, () => {}, 'OK');
@@ -36,21 +36,8 @@ const stubDispatcher = {
   },
 } as unknown as Dispatcher;
 
-async function meshWith(tracing: 'off' | 'unsampled' | 'sampled', logPath: string): Promise<Mesh> {
-  const registry = new InMemoryRegistry();
-  for (const version of ['v1', 'v2']) {
-    await registry.register({
-      id: `up-${version}`,
-      service: UPSTREAM_SERVICE,
-      address: '127.0.0.1',
-      port: 9,
-      tags: [],
-      metadata: { version },
-      health: 'passing',
-    });
-  }
-  const kv = new InMemoryKvStore();
-  await kv.put(`meshlet/rules/${UPSTREAM_SERVICE}`, JSON.stringify(benchRules));
+export async function meshWith(tracing: 'off' | 'unsampled' | 'sampled', logPath: string): Promise<Mesh> {
+  const { registry, kv } = await benchDirectory(9, benchRules);
   return createMesh({
     service: 'bench-client',
     registry,
@@ -63,14 +50,8 @@ async function meshWith(tracing: 'off' | 'unsampled' | 'sampled', logPath: strin
 
 export async function decisionCost(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-bench-decision-'));
-  const ctx = createContext({
-    tags: [
-      ['user-tier', 'vip'],
-      ['ua.family', 'Chrome'],
-    ],
-    caller: { service: 'edge' },
-  });
-  const url = `http://${UPSTREAM_SERVICE}/api/users/42`;
+  const ctx = benchContext();
+  const url = BENCH_URL;
   const meshes = [
     await meshWith('off', join(dir, 'a.jsonl')),
     await meshWith('unsampled', join(dir, 'b.jsonl')),

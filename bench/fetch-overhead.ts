@@ -8,13 +8,15 @@
 // Governed = a 20/80 tag route rule in force, service and instance breakers, 5 s timeout,
 // one retry, two tags sent on (bench/governed-client.ts).
 // The clients take turns within each run (who goes first rotates), so drift on a noisy
-// machine hits them all; figures are medians over runs, ratios are of those medians.
+// machine hits them all; figures are medians over runs. Ratios are paired: each run's
+// req/s over its raw client's in the same run, then the median of those (a slow minute
+// of the machine moves both sides of a pair, not one median against another).
 // CPU is this process's user + system time over a run, per request (the upstream's CPU
 // is not in it).
 
 import { Agent, request } from 'undici';
 import { governedClient, UPSTREAM_SERVICE } from './governed-client.js';
-import { fmt, type LoadResult, load, machine, med, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
+import { fmt, type LoadResult, load, machine, med, median, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
 import { cockatielFetch, opossumFetch } from './peers.js';
 
 const RUNS = sized('BENCH_RUNS', 7, 2);
@@ -71,6 +73,11 @@ export async function fetchOverhead(): Promise<string> {
         }
       }
       const rps = (i: number) => med(runs[i] ?? [], (x) => x.rps);
+      // The median over runs of client i's req/s over client b's in the same run.
+      const paired = (i: number, b: number) => {
+        const base = runs[b] ?? [];
+        return median((runs[i] ?? []).map((x, r) => x.rps / (base[r]?.rps ?? Number.NaN)));
+      };
       const p99 = (i: number) => med(runs[i] ?? [], (x) => x.p99);
       const cpu = (i: number) => med(runs[i] ?? [], (x) => x.cpuPerRequestUs);
       for (const [i, [name, , b]] of clients.entries()) {
@@ -80,7 +87,7 @@ export async function fetchOverhead(): Promise<string> {
           name,
           fmt(rps(i)),
           spread((runs[i] ?? []).map((x) => x.rps)),
-          isBase ? '1' : `${fmt(rps(i) / rps(b), 2)}x`,
+          isBase ? '1' : `${fmt(paired(i, b), 2)}x`,
           fmt(
             med(runs[i] ?? [], (x) => x.p50),
             0,
@@ -91,11 +98,11 @@ export async function fetchOverhead(): Promise<string> {
           isBase ? '—' : fmt(cpu(i) - cpu(b), 1),
         ]);
       }
-      const cost = (traced: number, untraced: number) => `${fmt((1 - rps(traced) / rps(untraced)) * 100, 1)}%`;
+      const cost = (traced: number, untraced: number) => `${fmt((1 - paired(traced, untraced)) * 100, 1)}%`;
       notes.push(
         `Concurrency ${concurrency}: tracing 100% costs mesh.fetch ${cost(3, 2)} and mesh.request ${cost(6, 5)} of throughput; ` +
-          `unsampled ${cost(4, 2)} and ${cost(7, 5)}. mesh.fetch / cockatiel + fetch **${fmt(rps(2) / rps(8), 2)}x**, ` +
-          `/ opossum + fetch **${fmt(rps(2) / rps(9), 2)}x**; mesh.fetch now / before #19 **${fmt(rps(2) / rps(10), 2)}x**. ` +
+          `unsampled ${cost(4, 2)} and ${cost(7, 5)}. mesh.fetch / cockatiel + fetch **${fmt(paired(2, 8), 2)}x**, ` +
+          `/ opossum + fetch **${fmt(paired(2, 9), 2)}x**; mesh.fetch now / before #19 **${fmt(paired(2, 10), 2)}x**. ` +
           `By CPU per request (steadier than req/s on a shared machine): raw fetch / mesh.fetch **${fmt(cpu(0) / cpu(2), 2)}x** ` +
           `(tracing 100% **${fmt(cpu(0) / cpu(3), 2)}x**), undici.request / mesh.request **${fmt(cpu(1) / cpu(5), 2)}x**.`,
       );
@@ -114,7 +121,8 @@ export async function fetchOverhead(): Promise<string> {
     `${machine()}; loopback, upstream (node:http, a static 11-byte JSON answer) in a forked process; median of ${RUNS} interleaved runs ` +
       `(${fmt(PLAN[0]?.total ?? 0)} requests a run at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
       `Governed (\`http://${UPSTREAM_SERVICE}/…\`) = a 20/80 tag route rule, service + instance breakers, 5 s timeout, one retry, 2 tags sent on; bulkheads off. ` +
-      'Rows on fetch (mesh.fetch, the peers) are against raw fetch, mesh.request rows against raw undici.request. ' +
+      'Rows on fetch (mesh.fetch, the peers) are against raw fetch, mesh.request rows against raw undici.request; ' +
+      '"vs raw client" and the costs below are paired: the median over runs of the ratio within each run. ' +
       'CPU = this process, user + system, µs per request. Targets: mesh.fetch ≥ 1.5x raw fetch at c=50 (≥ 1.2x at c=1); ' +
       'mesh.request ≥ 0.95x undici.request and ≤ 5 µs added CPU; added p99 at c=1 ≤ 50 µs; tracing 100% ≤ 10% of throughput, unsampled ≤ 2%.',
     '',

@@ -5,9 +5,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createContext, InMemoryKvStore, InMemoryRegistry, runWithContext, silentLogger } from '@meshlet/core';
+import { runWithContext, silentLogger } from '@meshlet/core';
 import { createMesh, type Mesh } from 'meshlet';
-import { benchRules, UPSTREAM_SERVICE } from './governed-client.js';
+import { BENCH_URL, benchContext, benchDirectory, benchRules } from './governed-client.js';
 import { fmt, machine, median, sized, spread, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 5, 2);
@@ -16,20 +16,7 @@ const body = new Uint8Array(11);
 const stub: typeof globalThis.fetch = async () => new Response(body, { status: 200 });
 
 async function meshWith(rules: object | undefined, logPath: string | undefined): Promise<Mesh> {
-  const registry = new InMemoryRegistry();
-  for (const version of ['v1', 'v2']) {
-    await registry.register({
-      id: `up-${version}`,
-      service: UPSTREAM_SERVICE,
-      address: '127.0.0.1',
-      port: 9,
-      tags: [],
-      metadata: { version },
-      health: 'passing',
-    });
-  }
-  const kv = new InMemoryKvStore();
-  if (rules) await kv.put(`meshlet/rules/${UPSTREAM_SERVICE}`, JSON.stringify(rules));
+  const { registry, kv } = await benchDirectory(9, rules);
   return createMesh({
     service: 'bench-client',
     registry,
@@ -42,14 +29,8 @@ async function meshWith(rules: object | undefined, logPath: string | undefined):
 
 export async function governanceCost(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-bench-cost-'));
-  const ctx = createContext({
-    tags: [
-      ['user-tier', 'vip'],
-      ['ua.family', 'Chrome'],
-    ],
-    caller: { service: 'edge' },
-  });
-  const url = `http://${UPSTREAM_SERVICE}/api/users/42`;
+  const ctx = benchContext();
+  const url = BENCH_URL;
   const bare = await meshWith(undefined, undefined);
   const { breaker: _b, ...routeOnly } = benchRules;
   const routed = await meshWith(routeOnly, undefined);

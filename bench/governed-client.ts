@@ -36,6 +36,46 @@ export const benchRules = {
   },
 };
 
+/** The URL every client-path bench calls through the mesh. */
+export const BENCH_URL = `http://${UPSTREAM_SERVICE}/api/users/42`;
+
+/**
+ * The registry and rule store the client-path benches govern: two instances of the
+ * upstream on `port` (versions v1 and v2, for the 20/80 rule) and `rules` under the
+ * upstream's key (none when undefined).
+ */
+export async function benchDirectory(
+  port: number,
+  rules: object | undefined,
+): Promise<{ registry: InMemoryRegistry; kv: InMemoryKvStore }> {
+  const registry = new InMemoryRegistry();
+  for (const version of ['v1', 'v2']) {
+    await registry.register({
+      id: `up-${version}`,
+      service: UPSTREAM_SERVICE,
+      address: '127.0.0.1',
+      port,
+      tags: [],
+      metadata: { version },
+      health: 'passing',
+    });
+  }
+  const kv = new InMemoryKvStore();
+  if (rules !== undefined) await kv.put(`meshlet/rules/${UPSTREAM_SERVICE}`, JSON.stringify(rules));
+  return { registry, kv };
+}
+
+/** The context of the inbound request being served: the tags the rule reads and that travel on, and the caller. */
+export function benchContext(): MeshContext {
+  return createContext({
+    tags: [
+      ['user-tier', 'vip'],
+      ['ua.family', 'Chrome'],
+    ],
+    caller: { service: 'edge' },
+  });
+}
+
 export interface GovernedClient {
   readonly mesh: Mesh;
   /** One governed GET, body consumed, inside a request context with tags (as a handler would call). */
@@ -61,20 +101,7 @@ export interface GovernedClientOptions {
 }
 
 export async function governedClient(options: GovernedClientOptions): Promise<GovernedClient> {
-  const registry = new InMemoryRegistry();
-  for (const version of ['v1', 'v2']) {
-    await registry.register({
-      id: `up-${version}`,
-      service: UPSTREAM_SERVICE,
-      address: '127.0.0.1',
-      port: options.port,
-      tags: [],
-      metadata: { version },
-      health: 'passing',
-    });
-  }
-  const kv = new InMemoryKvStore();
-  if (options.rules !== false) await kv.put(`meshlet/rules/${UPSTREAM_SERVICE}`, JSON.stringify(benchRules));
+  const { registry, kv } = await benchDirectory(options.port, options.rules === false ? undefined : benchRules);
   const dir = options.tracing ? await mkdtemp(join(tmpdir(), 'meshlet-bench-trace-')) : undefined;
   const logPath = dir ? join(dir, 'spans.jsonl') : undefined;
   const mesh = createMesh({
@@ -86,15 +113,8 @@ export async function governedClient(options: GovernedClientOptions): Promise<Go
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(logPath ? { tracing: { sampleRatio: options.tracing === 'unsampled' ? 0 : 1, log: { path: logPath } } } : {}),
   });
-  // The context of the inbound request being served: tags the rule reads and that travel on.
-  const ctx: MeshContext = createContext({
-    tags: [
-      ['user-tier', 'vip'],
-      ['ua.family', 'Chrome'],
-    ],
-    caller: { service: 'edge' },
-  });
-  const url = `http://${UPSTREAM_SERVICE}/api/users/42`;
+  const ctx = benchContext();
+  const url = BENCH_URL;
   const call = () => runWithContext(ctx, () => mesh.fetch(url).then((r) => r.arrayBuffer()));
   const request = () => runWithContext(ctx, () => mesh.request(url).then((r) => r.body.arrayBuffer()));
   await call(); // follows the service and loads its rules before any timing

@@ -11,7 +11,7 @@ import { caller, GrpcBenchClient, governedGrpc, startGrpcUpstream } from './grpc
 import { fmt, load, machine, sized, table } from './harness.js';
 
 // profile-governed.ts runs its own child when its argv says `--child`: loaded in the parent only.
-const { analyse, profileChild } = process.argv[2] === '--child' ? ({} as never) : await import('./profile-governed.js');
+const { profileChild } = process.argv[2] === '--child' ? ({} as never) : await import('./profile-governed.js');
 
 const REQUESTS = sized('BENCH_PROFILE_REQUESTS', 30_000, 4_000);
 const WARMUP = 3000;

@@ -4,6 +4,7 @@
 // the same way first, so the table shows what governance adds on top of undici.
 //   node bench/dist/profile-governed.js            both profiles, tables on stdout
 //   PROFILE_KEEP=1 ...                             keeps the .cpuprofile files (open in Chrome DevTools)
+//   PROFILE_KIND=request ...                       profiles `mesh.request` (the undici fast path) instead of `mesh.fetch`
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,8 +81,9 @@ export function withoutProfilerFlags(argv: readonly string[]): string[] {
 async function child(kind: string): Promise<void> {
   process.execArgv.splice(0, process.execArgv.length, ...withoutProfilerFlags(process.execArgv));
   const { port, child: up } = await startUpstream();
-  const client = kind === 'raw' ? undefined : await governedClient({ port, tracing: kind === 'governed' });
-  const call = client?.call ?? (() => globalThis.fetch(`http://127.0.0.1:${port}/api/users/42`).then((r) => r.arrayBuffer()));
+  const client = kind === 'raw' ? undefined : await governedClient({ port, tracing: kind !== 'raw' });
+  const governed = kind === 'request' ? client?.request : client?.call;
+  const call = governed ?? (() => globalThis.fetch(`http://127.0.0.1:${port}/api/users/42`).then((r) => r.arrayBuffer()));
   await load(call, 3000, 50);
   const r = await load(call, REQUESTS, 50);
   process.stderr.write(`${kind}: ${fmt(r.rps)} req/s, ${fmt(r.cpuPerRequestUs, 1)} µs CPU per request\n`);
@@ -114,7 +116,8 @@ const profileOf = (kind: string) => profileChild(fileURLToPath(import.meta.url),
 
 export async function profileGoverned(): Promise<string> {
   const raw = profileOf('raw');
-  const gov = profileOf('governed');
+  const kind = process.env.PROFILE_KIND === 'request' ? 'request' : 'governed';
+  const gov = profileOf(kind);
   // Per request: the profile's sampled (non-idle) time spread over the requests of the
   // whole child, warm-up and set-up included, so compare the two columns, not absolutes.
   const perReq = (us: number) => fmt(us / (REQUESTS + 3000), 2);
@@ -129,7 +132,7 @@ export async function profileGoverned(): Promise<string> {
     .slice(0, TOP)
     .map(([f, t, added]) => [`\`${f}\``, perReq(rawFns.get(f) ?? 0), perReq(t), perReq(added)]);
   return [
-    '## Profile of the governed call (node --cpu-prof, concurrency 50, tracing 100%)',
+    `## Profile of the governed call (${kind === 'request' ? '`mesh.request`' : '`mesh.fetch`'}; node --cpu-prof, concurrency 50, tracing 100%)`,
     '',
     `${machine()}; ${fmt(REQUESTS)} requests after 3 000 of warm-up; sampling every 200 µs. ` +
       `Measured CPU per request: raw fetch ${fmt(raw.cpuUs, 1)} µs, governed ${fmt(gov.cpuUs, 1)} µs. Self time in µs per request.`,

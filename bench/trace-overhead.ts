@@ -2,18 +2,19 @@
 // 1. One CLIENT span through `startClientSpan` (start, inject into headers, end with the
 //    status, metrics, batched OTLP JSON export into the trace log): the API for callers
 //    outside the mesh's call path.
-// 2. One attempt through the CLIENT span interceptor, as the sdk's governed calls run it
-//    (the outermost interceptor of the attempt chain), against the same attempt without
-//    it: sampled with the trace log, unsampled with and without call metrics. CPU time per
-//    attempt (process.cpuUsage), rows interleaved, medians; this is what tracing adds to
-//    each governed call's own CPU.
+// 2. One attempt through the CLIENT span observer, as the sdk's governed calls run it (the
+//    outermost stage of the attempt chain, composed by core's composeAttempt: told when the
+//    attempt starts, settled after the caller's await, as the executor does), against the
+//    same attempt without it: sampled with the trace log, unsampled with and without call
+//    metrics. CPU time per attempt (process.cpuUsage), rows interleaved, medians; this is
+//    what tracing adds to each governed call's own CPU.
 // The governed call with tracing off and on, end to end, is in the governed call section
 // (fetch-overhead.ts), where all run against the same upstream.
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Attempt, AttemptHandler, AttemptInterceptor, Instance, OutboundCall } from '@meshlet/core';
-import { clientSpanInterceptor, createTracing, type Tracing } from '@meshlet/trace';
+import { type Attempt, type AttemptChain, type AttemptHandler, composeAttempt, type Instance, type OutboundCall } from '@meshlet/core';
+import { clientSpanObserver, createTracing, type Tracing } from '@meshlet/trace';
 import { fmt, machine, median, sized, spread, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 5, 2);
@@ -112,19 +113,24 @@ function attemptOf(): Attempt {
     notes: undefined,
     attributes: undefined,
     settled: undefined,
+    // The observers' fields, made with the record as the executor's record makes them.
+    span: undefined,
+    spanStart: undefined,
+    spanNotes: undefined,
+    load: undefined,
     injected: false,
   } as Attempt;
 }
 
-/** Table 2: CPU per attempt through the CLIENT span interceptor, as the sdk's chain runs it. */
+/** Table 2: CPU per attempt through the CLIENT span observer, as the sdk's chain runs it. */
 async function attemptRows(dir: string): Promise<string> {
   const made: Tracing[] = [];
-  const make = (options: Parameters<typeof createTracing>[0]): AttemptInterceptor => {
+  const make = (options: Parameters<typeof createTracing>[0]): AttemptChain => {
     const t = createTracing(options);
     made.push(t);
-    return clientSpanInterceptor(t);
+    return composeAttempt([clientSpanObserver(t)], { last: transport });
   };
-  const rows: [string, AttemptInterceptor | undefined][] = [
+  const rows: [string, AttemptChain | undefined][] = [
     ['no tracing (the attempt alone)', undefined],
     ['unsampled (sampleRatio 0), call metrics on', make({ service: 'bench-client', sampleRatio: 0 })],
     ['unsampled, call metrics off', make({ service: 'bench-client', sampleRatio: 0, metrics: false })],
@@ -134,11 +140,12 @@ async function attemptRows(dir: string): Promise<string> {
       make({ service: 'bench-client', sampleRatio: 1, log: { path: join(dir, 'attempts.jsonl'), maxBytes: 2 ** 30 } }),
     ],
   ];
-  const cpuOf = async (interceptor: AttemptInterceptor | undefined): Promise<number> => {
+  const cpuOf = async (chain: AttemptChain | undefined): Promise<number> => {
     const c0 = process.cpuUsage();
     for (let i = 0; i < ATTEMPTS; i++) {
       const attempt = attemptOf();
-      await (interceptor ? interceptor(attempt, transport) : transport(attempt));
+      if (chain === undefined) await transport(attempt);
+      else chain.settle(attempt, await chain.send(attempt), undefined);
       // Between requests the loop turns: batches go out, timers run.
       if (i % 20 === 19) await new Promise((r) => setImmediate(r));
     }
@@ -147,7 +154,7 @@ async function attemptRows(dir: string): Promise<string> {
   };
   const times: number[][] = rows.map(() => []);
   try {
-    for (const [, interceptor] of rows) await cpuOf(interceptor); // warm-up
+    for (const [, chain] of rows) await cpuOf(chain); // warm-up
     for (let r = 0; r < RUNS; r++)
       for (let k = 0; k < rows.length; k++) {
         const i = (k + r) % rows.length;
@@ -158,9 +165,10 @@ async function attemptRows(dir: string): Promise<string> {
   }
   const base = median(times[0] ?? []);
   return [
-    '## Tracing per governed attempt: the CLIENT span interceptor, no I/O',
+    '## Tracing per governed attempt: the CLIENT span observer, no I/O',
     '',
-    `${machine()}; ${fmt(ATTEMPTS)} attempts a run through the interceptor the sdk puts outermost in the attempt chain, ` +
+    `${machine()}; ${fmt(ATTEMPTS)} attempts a run through the observer the sdk puts outermost in the attempt chain ` +
+      '(started by the chain, settled after the await, as the executor does), ' +
       `to a transport that answers at once; CPU ns per attempt (process.cpuUsage), median of ${RUNS} interleaved runs; ` +
       '"added" is over the attempt without tracing. The traceparent is written in every row but the first.',
     '',

@@ -302,6 +302,7 @@ export function runTimed<T>(
   fn: () => Promise<T>,
   service?: string,
   now?: number,
+  settled?: (value: T | undefined, error: unknown) => void,
 ): Promise<T> {
   if (callerSignal?.aborted) return Promise.reject(callerSignal.reason);
   return new Promise<T>((resolve, reject) => {
@@ -314,10 +315,22 @@ export function runTimed<T>(
     } catch (err) {
       p = Promise.reject(err);
     }
-    p.then(
-      (v) => t.settle(true, v),
-      (e: unknown) => t.settle(false, e),
-    );
+    if (settled === undefined)
+      p.then(
+        (v) => t.settle(true, v),
+        (e: unknown) => t.settle(false, e),
+      );
+    else
+      p.then(
+        (v) => {
+          settled(v, undefined);
+          t.settle(true, v);
+        },
+        (e: unknown) => {
+          settled(undefined, e);
+          t.settle(false, e);
+        },
+      );
   });
 }
 

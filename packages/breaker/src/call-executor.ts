@@ -12,6 +12,7 @@ import {
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
+import { tellSettled } from './attempt-settled.js';
 import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -101,6 +102,16 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   unreachable?(instance: I): void;
   /** Used when a breaker rejects, before the rule's fallback. */
   readonly fallback?: Fallback;
+  /**
+   * Told once for every attempt `send` was called for (the record it was given), when the
+   * promise `send` returned settled: its result, or `result` undefined and the error. The
+   * executor tells it right after its own await of the attempt, before it reads the
+   * outcome (a raced timed attempt: when the attempt's own promise settles; a hedge's
+   * attempts: when each settles), so the front end's per-attempt observers (the span, the
+   * in-flight count) end there without a promise of their own (core's `AttemptChain.settle`).
+   * It must not throw: a throw from it is dropped.
+   */
+  settled?(attempt: AttemptRecord<I>, result: R | undefined, error: unknown): void;
   /**
    * Told when the call fails without an answer (a breaker's refusal without a fallback, no
    * instance, the error of its last attempt), just before its promise rejects: a front end
@@ -474,14 +485,24 @@ export class CallExecutor {
       const instance = call.pick(EMPTY);
       if (instance === undefined) throw new NoInstanceError(call.service);
       const signal = call.signal;
-      const sent = this.#send(call, instance, signal, record(call, instance, 0, signal, undefined, notes));
-      if (call.unreachable === undefined && call.rejected === undefined) return sent;
-      // No governance, but routing still hears of a refused connection.
-      return sent.catch((err: unknown) => {
-        if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
-        call.rejected?.(err);
-        throw err;
-      });
+      const rec = record(call, instance, 0, signal, undefined, notes);
+      const sent = this.#send(call, instance, signal, rec);
+      if (call.unreachable === undefined && call.rejected === undefined && call.settled === undefined) return sent;
+      // No governance, but the attempt is settled and routing still hears of a refused connection.
+      return sent.then(
+        call.settled === undefined
+          ? undefined
+          : (res) => {
+              tellSettled(call, rec, res, undefined);
+              return res;
+            },
+        (err: unknown) => {
+          tellSettled(call, rec, undefined, err);
+          if (sendFailureOf(err) === 'not-sent') call.unreachable?.(instance);
+          call.rejected?.(err);
+          throw err;
+        },
+      );
     }
     // The clock is read twice for a call answered at once (here, and when its attempt
     // ends, which is when the call ends) and the reading handed on, not read again by
@@ -587,6 +608,9 @@ export class CallExecutor {
         notes = undefined;
         if (refused !== undefined) rec.attributes = refusedAttributes(undefined, refused);
         const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
+        // The attempt's settle (`call.settled`): told here after the await, by runTimed when
+        // it races the attempt, by the hedger for the attempts it sends.
+        let tell = hedger === undefined && call.settled !== undefined;
         let out: R;
         try {
           if (abort === undefined || direct) {
@@ -597,6 +621,8 @@ export class CallExecutor {
             }
           } else {
             const timed = abort;
+            const settled = tell ? (res: R | undefined, err: unknown) => tellSettled(call, rec, res, err) : undefined;
+            tell = false;
             out = await runTimed(
               this.#sweep,
               clock,
@@ -606,9 +632,11 @@ export class CallExecutor {
               () => this.#send(call, instance, call.abortsOnRecord === true ? undefined : timed.signal, rec, hedger, gov, instances),
               call.service,
               t0,
+              settled,
             );
           }
         } catch (err) {
+          if (tell) tellSettled(call, rec, undefined, err);
           const callerAborted = call.signal?.aborted === true;
           watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
           const verdict = classifier.error(err, callerAborted);
@@ -631,6 +659,7 @@ export class CallExecutor {
           await this.#backoff(retry, attempt, call.signal);
           continue;
         }
+        if (tell) tellSettled(call, rec, out, undefined);
         const failed = classifier.response(out.status);
         const injected = rec.injected === true || call.injected?.(out) === true;
         watch?.(injected ? undefined : sh?.rules.classifier.response(out.status));
@@ -938,6 +967,11 @@ class Rec<I> implements AttemptRecord<I> {
   notes: string[] | undefined;
   attributes: Readonly<Record<string, string | number>> | undefined = undefined;
   settled: (() => void) | undefined = undefined;
+  // The front end's observers' fields (core's AttemptFields), made with the record: one shape.
+  span: object | undefined = undefined;
+  spanStart: number | undefined = undefined;
+  spanNotes: number | undefined = undefined;
+  load: { outstanding: number } | undefined = undefined;
   injected = false;
   readonly abort: AttemptAbort | undefined;
   readonly #signal: AbortSignal | undefined;

@@ -1,4 +1,5 @@
 import { type Clock, field, RuleValidationError } from '@meshlet/core';
+import { tellSettled } from './attempt-settled.js';
 import { REJECTED } from './breaker.js';
 import type { AttemptRecord, CallResult, GovernedCall } from './call-executor.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
@@ -128,7 +129,7 @@ export class Hedger {
     instances?: ServiceInstanceBreakers,
   ): Promise<R> {
     const delay = this.#delay;
-    if (delay === undefined) return this.#timed(call.send(rec.target, rec.signal, rec));
+    if (delay === undefined) return this.#timed(call, rec, call.send(rec.target, rec.signal, rec));
     return this.#race(call, rec, delay, budget, failed, instances);
   }
 
@@ -169,12 +170,23 @@ export class Hedger {
           notes: index === 0 ? rec.notes : undefined,
           attributes: index === 0 ? rec.attributes : undefined,
           settled: index === 0 ? rec.settled : undefined,
+          span: undefined,
+          spanStart: undefined,
+          spanNotes: undefined,
+          load: undefined,
           injected: false,
         };
         records[index] = own;
+        // Each racing attempt is settled here (`call.settled`), when its own promise settles.
         call.send(instance, s, own).then(
-          (value) => finish(index, { ok: true, value }),
-          (error: unknown) => finish(index, { ok: false, error }),
+          (value) => {
+            tellSettled(call, own, value, undefined);
+            finish(index, { ok: true, value });
+          },
+          (error: unknown) => {
+            tellSettled(call, own, undefined, error);
+            finish(index, { ok: false, error });
+          },
         );
       };
       let hedgePermit = REJECTED;
@@ -239,11 +251,25 @@ export class Hedger {
     });
   }
 
-  #timed<R>(p: Promise<R>): Promise<R> {
-    if (this.policy.percentile === undefined) return p;
+  /** An attempt sent without a race: its time recorded (a percentile policy), and settled (`call.settled`). */
+  #timed<I extends { readonly id: string }, R extends CallResult>(
+    call: GovernedCall<I, R>,
+    rec: AttemptRecord<I>,
+    p: Promise<R>,
+  ): Promise<R> {
+    const timed = this.policy.percentile !== undefined;
+    if (!timed && call.settled === undefined) return p;
     const start = this.#clock.now();
-    const done = () => this.record(this.#clock.now() - start);
-    p.then(done, done);
+    p.then(
+      (value) => {
+        tellSettled(call, rec, value, undefined);
+        if (timed) this.record(this.#clock.now() - start);
+      },
+      (error: unknown) => {
+        tellSettled(call, rec, undefined, error);
+        if (timed) this.record(this.#clock.now() - start);
+      },
+    );
     return p;
   }
 }

@@ -3,12 +3,14 @@ import type { TagLookup } from './rules/condition.js';
 
 /**
  * The governed outbound call, one way down: the call executor (breaker) takes an instance
- * from routing's picker, then hands each attempt down as an `Attempt` record to a chain of
- * interceptors composed once per mesh — the CLIENT span (trace), the in-flight count
- * (route), fault injection (fault) — and the front end's transport last. Nothing below
- * asks anything above it: what a layer below needs (the route decision, the attempt
- * number, the breaker state, the signal) is on the record. The types live here because
- * the packages that own the interceptors import core and no sibling.
+ * from routing's picker, then hands each attempt down as an `Attempt` record to a chain
+ * composed once per mesh — the CLIENT span (trace) and the in-flight count (route) as
+ * observers, told when the attempt starts and when it settles; fault injection (fault) as
+ * an interceptor around the send — and the front end's transport last. Nothing below asks
+ * anything above it: what a layer below needs (the route decision, the attempt number, the
+ * breaker state, the signal) is on the record, and so is what an observer keeps between
+ * the attempt's start and its end. The types live here because the packages that own the
+ * stages import core and no sibling.
  */
 
 /** What a result needs for the executor: the status it classifies by. */
@@ -89,12 +91,33 @@ export interface AttemptFields {
    */
   attributes: Readonly<Record<string, string | number>> | undefined;
   /**
-   * Run once when the attempt has settled, before its outcome is reported: the span calls
-   * it before reading `notes`, the executor after the attempt (whichever comes first; it
-   * runs once). The breaker's shadow `timeoutMs` is such a deadline check — a note when
-   * the attempt outlived it — instead of a timer per attempt. Undefined for most attempts.
+   * The record's own settle hook, run when the attempt has settled, before the observers
+   * are told (`AttemptChain.settle`): the breaker's shadow `timeoutMs` is such a deadline
+   * check — a note when the attempt outlived it, which the span then carries — instead of
+   * a timer per attempt. The executor may run it earlier (a raced timeout): the hook runs
+   * its check once however often it is called. Undefined for most attempts.
    */
   settled: (() => void) | undefined;
+  /**
+   * The CLIENT span observer's state between `started` and `settled` (trace's span record
+   * or span handle); undefined when the attempt has none (unsampled) and once it ended.
+   */
+  span?: object | undefined;
+  /**
+   * When the CLIENT span observer started timing the attempt (its clock's reading), for
+   * the call metrics of an attempt without a span record; undefined otherwise.
+   */
+  spanStart?: number | undefined;
+  /**
+   * How many shadow `notes` the span started with: it sets io.meshlet.shadow again at its
+   * end only when more came while the attempt ran.
+   */
+  spanNotes?: number | undefined;
+  /**
+   * The in-flight count of the attempt's instance (route's least-requests load), taken in
+   * the observer's `started` and given back in its `settled`; undefined when not counted.
+   */
+  load?: { outstanding: number } | undefined;
   /**
    * Set when the result was not the instance's doing (a fault injected it, a hedge to
    * another instance answered): it counts for or against no instance.
@@ -114,17 +137,184 @@ export interface Attempt<R extends AttemptResult = AttemptResult> extends Attemp
 /** Sends one attempt on; resolves with the result or rejects with the attempt's error. */
 export type AttemptHandler = <R extends AttemptResult>(attempt: Attempt<R>) => Promise<R>;
 
-/** One per-attempt concern: does its part around `next` (the rest of the chain). */
+/** One per-attempt concern that wraps the send: does its part around `next` (the rest of the chain). */
 export type AttemptInterceptor = <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler) => Promise<R>;
+
+/**
+ * One per-attempt concern that needs only the attempt's start and its end (a span, a
+ * count): it does not wrap the send, so it costs no promise, `.then` or closure per
+ * attempt. `started` runs on the way down, before the send; `settled` once the send's
+ * promise settled — with its result, or with `result` undefined and the error. What an
+ * observer keeps in between lives in the record's own fields (`span`, `spanStart`,
+ * `load`), never in a closure or a map; `settled` reads it from there, clears it, and does
+ * nothing when it is not there (its `started` threw, or it was told already).
+ *
+ * An observer that throws does not break the call: the throw is reported to the chain's
+ * `onError` (the mesh logs it, throttled) and the call, and every other observer, go on.
+ */
+export interface AttemptObserver {
+  started(attempt: Attempt): void;
+  settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void;
+}
+
+/** A stage of the attempt chain: an observer, or an interceptor around the send. */
+export type AttemptStage = AttemptObserver | AttemptInterceptor;
+
+/** True when `stage` is an observer (one made by `aroundObserver` is both: it counts as an observer). */
+export function isAttemptObserver(stage: AttemptStage): stage is AttemptObserver {
+  return typeof (stage as Partial<AttemptObserver>).started === 'function';
+}
 
 /** The transport at the end of every chain: the call's own client. */
 export const sendAttempt: AttemptHandler = (attempt) => attempt.call.transport(attempt);
 
+/** Told when an observer threw: the error, and the attempt it threw for. */
+export type ObserverErrorHandler = (error: unknown, attempt: Attempt) => void;
+
+const ignoreObserverError: ObserverErrorHandler = () => {};
+
 /**
- * Composes `interceptors` (outermost first) around `last` into one handler. Done once per
- * mesh: a call allocates nothing for the chain.
+ * The attempt chain, composed once per mesh: `send` tells the observers the attempt
+ * started (outermost first), then runs the interceptors around the transport; `settle`
+ * tells them it settled (the record's own `settled` hook first, then the observers,
+ * innermost first). Whoever awaits the promise `send` returned calls `settle` once, when
+ * it settled — the call executor, right after its own await, so an attempt costs the
+ * transport's promise and that await, nothing per observer.
  */
-export function chainAttempt(interceptors: readonly AttemptInterceptor[], last: AttemptHandler = sendAttempt): AttemptHandler {
+export interface AttemptChain {
+  /** Sends one attempt down; a synchronous throw below the observers is the promise's rejection. */
+  readonly send: AttemptHandler;
+  /** The attempt's send settled: `result`, or `result` undefined and `error`. Call once per `send`. */
+  readonly settle: (attempt: Attempt, result: AttemptResult | undefined, error: unknown) => void;
+}
+
+/**
+ * Composes `stages` (outermost first) around `last` into an AttemptChain. The observers
+ * before the first interceptor are told directly (no promise of theirs); an interceptor
+ * wraps everything after it, and an observer after an interceptor is run in its around
+ * form (`aroundObserver`), so the order of the list is the order of the chain whatever it
+ * holds. An observer that throws, in `started` or `settled`, is reported to `onError` and
+ * skipped: the call goes on as without it, and its `settled` is still called.
+ */
+export function composeAttempt(
+  stages: readonly AttemptStage[],
+  options: { readonly last?: AttemptHandler; readonly onError?: ObserverErrorHandler } = {},
+): AttemptChain {
+  const onError = options.onError ?? ignoreObserverError;
+  let split = stages.findIndex((s) => !isAttemptObserver(s));
+  if (split < 0) split = stages.length;
+  const observers = stages.slice(0, split) as AttemptObserver[];
+  const inner = chainInterceptors(
+    stages.slice(split).map((s) => (isAttemptObserver(s) ? aroundObserver(s, onError) : s)),
+    options.last ?? sendAttempt,
+  );
+  const n = observers.length;
+  const send: AttemptHandler = (attempt) => {
+    for (let i = 0; i < n; i++) {
+      try {
+        (observers[i] as AttemptObserver).started(attempt);
+      } catch (error) {
+        onError(error, attempt);
+      }
+    }
+    try {
+      return inner(attempt);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+  const settle = (attempt: Attempt, result: AttemptResult | undefined, error: unknown): void => {
+    runSettledHook(attempt, onError);
+    for (let i = n - 1; i >= 0; i--) {
+      try {
+        (observers[i] as AttemptObserver).settled(attempt, result, error);
+      } catch (e) {
+        onError(e, attempt);
+      }
+    }
+  };
+  return { send, settle };
+}
+
+function runSettledHook(attempt: Attempt, onError: ObserverErrorHandler): void {
+  const hook = attempt.settled;
+  if (hook === undefined) return;
+  try {
+    hook();
+  } catch (error) {
+    onError(error, attempt);
+  }
+}
+
+/**
+ * A chain as one handler that settles by itself: `send`, then `settle` in one `.then` (one
+ * promise and two closures per attempt, for all its observers together), for a caller that
+ * does not await the attempt itself.
+ */
+export function settlingHandler(chain: AttemptChain): AttemptHandler {
+  const { send, settle } = chain;
+  return <R extends AttemptResult>(attempt: Attempt<R>): Promise<R> =>
+    send(attempt).then(
+      (result) => {
+        settle(attempt, result, undefined);
+        return result;
+      },
+      (error: unknown) => {
+        settle(attempt, undefined, error);
+        throw error;
+      },
+    );
+}
+
+/**
+ * `observer` in the around form too: a function `(attempt, next)` that tells it the
+ * attempt started, sends on, and tells it the attempt settled in one `.then` (the record's
+ * own `settled` hook first), a synchronous throw from `next` as a rejection. The result is
+ * still the observer (its `started` and `settled` are on it): `composeAttempt` uses it as
+ * one, without the `.then`; code that composes interceptors can use it as one.
+ */
+export function aroundObserver<O extends AttemptObserver>(
+  observer: O,
+  onError: ObserverErrorHandler = ignoreObserverError,
+): O & AttemptInterceptor {
+  const started = observer.started.bind(observer);
+  const settled = observer.settled.bind(observer);
+  const settle = (attempt: Attempt, result: AttemptResult | undefined, error: unknown) => {
+    runSettledHook(attempt, onError);
+    try {
+      settled(attempt, result, error);
+    } catch (e) {
+      onError(e, attempt);
+    }
+  };
+  const around = <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
+    try {
+      started(attempt);
+    } catch (error) {
+      onError(error, attempt);
+    }
+    let p: Promise<R>;
+    try {
+      p = next(attempt);
+    } catch (error) {
+      p = Promise.reject(error);
+    }
+    return p.then(
+      (result) => {
+        settle(attempt, result, undefined);
+        return result;
+      },
+      (error: unknown) => {
+        settle(attempt, undefined, error);
+        throw error;
+      },
+    );
+  };
+  return Object.assign(around, { started, settled }) as unknown as O & AttemptInterceptor;
+}
+
+/** Interceptors (outermost first) around `last`, one handler. */
+function chainInterceptors(interceptors: readonly AttemptInterceptor[], last: AttemptHandler): AttemptHandler {
   let next = last;
   for (let i = interceptors.length - 1; i >= 0; i--) {
     const interceptor = interceptors[i] as AttemptInterceptor;
@@ -132,6 +322,22 @@ export function chainAttempt(interceptors: readonly AttemptInterceptor[], last: 
     next = (attempt) => interceptor(attempt, inner);
   }
   return next;
+}
+
+/**
+ * Composes `stages` (outermost first) around `last` into one handler that settles by
+ * itself, for a caller that does not settle attempts itself: leading observers through
+ * `composeAttempt` and `settlingHandler` (one `.then` for them all), else the
+ * interceptors' own nesting, an observer among them in its around form. Done once per
+ * mesh: a call allocates nothing for the chain.
+ */
+export function chainAttempt(stages: readonly AttemptStage[], last: AttemptHandler = sendAttempt): AttemptHandler {
+  const first = stages[0];
+  if (first !== undefined && isAttemptObserver(first)) return settlingHandler(composeAttempt(stages, { last }));
+  return chainInterceptors(
+    stages.map((s) => (isAttemptObserver(s) ? aroundObserver(s) : s)),
+    last,
+  );
 }
 
 /** Adds a shadow note to an attempt. */

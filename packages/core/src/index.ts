@@ -1,17 +1,25 @@
 export {
   type Attempt,
+  type AttemptChain,
   type AttemptFields,
   type AttemptHandler,
   type AttemptHeaders,
   type AttemptInterceptor,
+  type AttemptObserver,
   type AttemptResult,
+  type AttemptStage,
   type AttemptTarget,
+  aroundObserver,
   type BreakerStateName,
   chainAttempt,
+  composeAttempt,
+  isAttemptObserver,
   noteAttempt,
+  type ObserverErrorHandler,
   type OutboundCall,
   originOf,
   sendAttempt,
+  settlingHandler,
 } from './attempt.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
 export {

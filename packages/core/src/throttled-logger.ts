@@ -17,6 +17,7 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_FAULT_SHADOW',
   'MESHLET_BREAKER_SHADOW',
   'MESHLET_INSTANCE_COUNT_UNKNOWN',
+  'MESHLET_ATTEMPT_OBSERVER_FAILED',
 ];
 
 /** Default interval between two lines of one per-request code. */

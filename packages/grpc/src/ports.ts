@@ -148,10 +148,10 @@ export interface GrpcClientPorts {
    */
   readonly outboundHeaders: (ctx: MeshContext, service: string) => Readonly<Record<string, string>>;
   /**
-   * The destination's outbound adaptive limit (@meshlet/ratelimit's
-   * `OutboundAdaptiveLimits.execute`), when on: runs a unary call's attempts (the whole
-   * executor call, retries included) in one of `service`'s slots, or throws its
-   * OutboundLimitError (`MESHLET_OUTBOUND_LIMITED`) at once, before routing.
+   * The destination's limits, when the mesh has any (its bulkhead and its outbound adaptive
+   * limit, composed by the sdk as around HTTP calls): runs a unary call's attempts (the
+   * whole executor call, retries included) in one of `service`'s slots, or throws at once,
+   * before routing (`MESHLET_BULKHEAD_FULL`, `MESHLET_OUTBOUND_LIMITED`: RESOURCE_EXHAUSTED).
    */
   readonly outboundLimit?: <T>(service: string, fn: () => Promise<T>, signal: AbortSignal) => Promise<T>;
   readonly clock: Clock;

@@ -5,21 +5,9 @@ export interface LoadCounter {
   outstanding: number;
 }
 
-/**
- * The router's LoadCounter, with the ends of an attempt as functions made once per
- * instance, not per attempt: `attempt.then(load.ended, load.failed)` counts it out
- * without a closure or `finally`'s extra promises.
- */
+/** The router's LoadCounter: one per instance, kept across rebuilds; the in-flight observer counts on it. */
 export class LoadCount implements LoadCounter {
   outstanding = 0;
-  readonly ended = <T>(value: T): T => {
-    this.outstanding--;
-    return value;
-  };
-  readonly failed = (error: unknown): never => {
-    this.outstanding--;
-    throw error;
-  };
 }
 
 /** An instance as load balancers see it: its weight and its calls in flight, read once per rebuild. */

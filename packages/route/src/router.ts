@@ -1,5 +1,6 @@
-import type { Attempt, AttemptHandler, AttemptInterceptor, AttemptResult, RandomSource } from '@meshlet/core';
+import type { Attempt, AttemptInterceptor, AttemptObserver, RandomSource } from '@meshlet/core';
 import {
+  aroundObserver,
   type Clock,
   type Instance,
   type InstanceExclusion,
@@ -305,24 +306,27 @@ export class Router {
   }
 
   /**
-   * The in-flight count of each attempt (least-requests balancing), as an interceptor of
-   * the outbound chain: counted before `next`, uncounted when it settles. Nothing is
-   * allocated per attempt (`callStarted` returns a closure; this does not).
+   * The in-flight count of each attempt (least-requests balancing), as an observer of the
+   * outbound chain: counted when the attempt starts, uncounted when it settles. The count
+   * it took is kept on the record (`attempt.load`), so settling looks nothing up and
+   * nothing is allocated per attempt. It is an interceptor too (`aroundObserver`), for a
+   * chain of interceptors.
    */
-  readonly inFlight: AttemptInterceptor = <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
-    const instance = attempt.target.instance;
-    const load = this.#services.get(instance.service)?.loads.get(instance.id);
-    if (load === undefined) return next(attempt);
-    load.outstanding++;
-    let p: Promise<R>;
-    try {
-      p = next(attempt);
-    } catch (err) {
+  readonly inFlight: AttemptObserver & AttemptInterceptor = aroundObserver({
+    started: (attempt: Attempt): void => {
+      const instance = attempt.target.instance;
+      const load = this.#services.get(instance.service)?.loads.get(instance.id);
+      if (load === undefined) return;
+      load.outstanding++;
+      attempt.load = load;
+    },
+    settled: (attempt: Attempt): void => {
+      const load = attempt.load;
+      if (load === undefined) return;
+      attempt.load = undefined;
       load.outstanding--;
-      throw err;
-    }
-    return p.then(load.ended, load.failed);
-  };
+    },
+  });
 
   #route(
     table: RouteTable,

@@ -2,11 +2,12 @@ import { IDENTITY_HEADER } from '@meshlet/auth';
 import type { AttemptAbort, AttemptRecord, CallExecutor, CallResult, CircuitOpenError, GovernedCall } from '@meshlet/breaker';
 import {
   type Attempt,
-  type AttemptHandler,
-  type AttemptInterceptor,
+  type AttemptChain,
+  type AttemptResult,
+  type AttemptStage,
   CALLER_HEADER,
   type Clock,
-  chainAttempt,
+  composeAttempt,
   currentContext,
   getTag,
   type Logger,
@@ -33,6 +34,7 @@ import {
 import type { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
+import { destinationGuard } from './destination-guard.js';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
@@ -207,7 +209,12 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   send(_target: RouteDecision, _signal: AbortSignal | undefined, attempt: AttemptRecord<RouteDecision>): Promise<R> {
     this.attempts++;
     // The record's call is this object: the chain reads everything it needs from it.
-    return this.#pipeline.chain(attempt as Attempt<R>);
+    return this.#pipeline.chain.send(attempt as Attempt<R>);
+  }
+
+  settled(attempt: AttemptRecord<RouteDecision>, result: R | undefined, error: unknown): void {
+    // The executor's await settled the attempt: the chain's observers end (span, in-flight count).
+    this.#pipeline.chain.settle(attempt as Attempt<R>, result as AttemptResult | undefined, error);
   }
 
   transport(attempt: Attempt<R>): Promise<R> {
@@ -261,7 +268,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
 /** What every call of one pipeline shares, made once. */
 interface Pipeline {
   readonly router: Router;
-  readonly chain: AttemptHandler;
+  readonly chain: AttemptChain;
   readonly tracing: Tracing | undefined;
 }
 
@@ -289,23 +296,32 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
 }
 
 /**
- * The per-attempt interceptors, outermost first, composed once per pipeline: the CLIENT
- * span (trace: outermost, so it covers everything the attempt does and carries what the
- * others note), the in-flight count (route: least-requests sees the attempt until it
- * settles), fault injection (fault: innermost, so an injected answer is counted in flight
- * and traced like a real one), then the front end's transport.
+ * The per-attempt stages, outermost first, composed once per pipeline: the CLIENT span
+ * (trace, an observer: outermost, so it covers everything the attempt does and carries
+ * what the others note), the in-flight count (route, an observer: least-requests sees the
+ * attempt until it settles), fault injection (fault, an interceptor around the send:
+ * innermost, so an injected answer is counted in flight and traced like a real one), then
+ * the front end's transport. The observers are told by the chain and settled by the
+ * executor after its await: no promise of theirs per attempt.
  */
-export function attemptInterceptors(deps: GovernedCallDeps): AttemptInterceptor[] {
-  const interceptors: AttemptInterceptor[] = [];
-  if (deps.tracing) interceptors.push(clientSpanInterceptor(deps.tracing));
-  interceptors.push(deps.router.inFlight);
-  interceptors.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
-  return interceptors;
+export function attemptInterceptors(deps: GovernedCallDeps): AttemptStage[] {
+  const stages: AttemptStage[] = [];
+  if (deps.tracing) stages.push(clientSpanInterceptor(deps.tracing));
+  stages.push(deps.router.inFlight);
+  stages.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
+  return stages;
 }
 
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
-  const { executor, tracing, bulkheads, outboundLimits } = deps;
-  const pipeline: Pipeline = { router: deps.router, chain: chainAttempt(attemptInterceptors(deps)), tracing };
+  const { executor, tracing } = deps;
+  const guard = destinationGuard(deps.outboundLimits, deps.bulkheads);
+  // An observer that throws (a span exporter's bug) does not fail the call: logged, throttled.
+  const onError = (error: unknown) =>
+    deps.logger.warn('a per-attempt observer threw; the call went on without it', {
+      code: 'MESHLET_ATTEMPT_OBSERVER_FAILED',
+      error: error instanceof Error ? error.message : String(error),
+    });
+  const pipeline: Pipeline = { router: deps.router, chain: composeAttempt(attemptInterceptors(deps), { onError }), tracing };
 
   // Not async: the executor's promise is the call's. A fallback's Response is converted
   // there (the call's fromResponse), and a call rejected before anything was sent gets its
@@ -318,13 +334,11 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
       const ctx = currentContext();
       writeHeaders(deps, ctx, service, call.headers);
       const g = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
-      if (outboundLimits === undefined && bulkheads === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
+      if (guard === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
       governed = g;
-      // The destination's adaptive limit, then its bulkhead, around the executor: a call over
-      // either is refused before routing (its span made here), and the limit samples the call's whole time.
-      const execute = () => executor.call<RouteDecision, R>(g) as Promise<R>;
-      const limited = outboundLimits === undefined ? execute : () => outboundLimits.execute(service, execute, signal);
-      out = bulkheads ? bulkheads.execute(service, limited, signal) : limited();
+      // The destination's bulkhead and adaptive limit around the executor: a call over either
+      // is refused before routing (its span made here), and the limit samples the call's whole time.
+      out = guard(service, () => executor.call<RouteDecision, R>(g) as Promise<R>, signal);
     } catch (error) {
       governed?.rejected(error);
       return Promise.reject(error);

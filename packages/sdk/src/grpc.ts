@@ -29,6 +29,7 @@ import {
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan } from '@meshlet/trace';
+import { destinationGuard } from './destination-guard.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
@@ -95,6 +96,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     pool ??= new ChannelPool(deps.channels);
     return pool;
   };
+  const guard = destinationGuard(deps.outboundLimits, deps.bulkheads);
   const clientPorts: GrpcClientPorts = {
     directory: deps.directory,
     router: deps.router,
@@ -105,7 +107,8 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     errorAttributes: errorAttributesOf,
     faults: deps.faults,
     outboundHeaders: outboundHeaders(deps),
-    ...(deps.outboundLimits ? { outboundLimit: deps.outboundLimits.execute.bind(deps.outboundLimits) } : {}),
+    // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
+    ...(guard !== undefined ? { outboundLimit: guard } : {}),
     clock: deps.clock,
     logger,
   };

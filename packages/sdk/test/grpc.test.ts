@@ -914,6 +914,48 @@ describe('gRPC and the outbound adaptive limit', () => {
   });
 });
 
+describe('gRPC and the client bulkhead', () => {
+  it('a unary call past the destination bulkhead is refused at once with RESOURCE_EXHAUSTED (nothing sent); its slot comes back when a call ends', async () => {
+    const e = estate();
+    const server = createMesh({ service: 'echo', ...e, logger: new MemoryLogger() });
+    const echo = await startEcho('echo-b', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({
+      service: 'gateway',
+      ...e,
+      logger: new MemoryLogger(),
+      ratelimit: { bulkheads: { services: { echo: { maxConcurrent: 1 } } } },
+    });
+    const client = caller.grpc.client(Echo, 'echo');
+    let release = () => {};
+    echo.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      const held = say(client, 'a');
+      while (echo.state.hits < 1) await new Promise((r) => setImmediate(r));
+      // A deadline, so that a call let through (and held by the server) fails the test instead of waiting.
+      const refused = await say(client, 'b', { deadline: Date.now() + 5_000 }).then(
+        () => undefined,
+        (err: grpc.ServiceError) => err,
+      );
+      assert.equal(refused?.code, grpc.status.RESOURCE_EXHAUSTED, refused?.details);
+      assert.match(refused?.details ?? '', /echo: 1 calls in flight and 0 waiting/);
+      assert.equal(echo.state.hits, 1, 'the refused call was never sent');
+      release();
+      echo.state.hold = undefined;
+      assert.match(await held, /^echo-b\|in=a/);
+      assert.match(await say(client, 'c'), /^echo-b\|in=c/, 'the slot came back');
+    } finally {
+      release();
+      client.close();
+      await caller.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+});
+
 describe('gRPC streaming', () => {
   const e = estate();
   let server: Mesh;

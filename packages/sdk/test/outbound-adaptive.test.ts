@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { InMemoryRegistry, MemoryLogger, RuleValidationError } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
-import { createMesh, type Mesh, OutboundLimitError } from '../src/index.js';
+import { BulkheadFullError, createMesh, type Mesh, OutboundLimitError } from '../src/index.js';
 
 const TOKEN = 'outbound-admin-token-0123456789';
 
@@ -164,5 +164,62 @@ describe('outbound adaptive limit, on real servers', () => {
         (e: unknown) => e instanceof RuleValidationError && e.path === path,
         JSON.stringify(option),
       );
+  });
+});
+
+describe('client bulkhead beside the adaptive limit, on a real server', () => {
+  it('the bulkhead refuses first (it is outside the limit): BulkheadFullError through fetch and request, nothing sent, the limit never asked', async () => {
+    const registry = new InMemoryRegistry();
+    const held = new Held();
+    const server = await listen((req, res) => held.arrive(req, res));
+    await registry.register({
+      id: 'inventory-0',
+      service: 'inventory',
+      address: '127.0.0.1',
+      port: server.port,
+      tags: [],
+      metadata: {},
+      health: 'passing',
+    });
+    const caller = createMesh({
+      service: 'shop',
+      registry,
+      logger: new MemoryLogger(),
+      admin: { token: TOKEN },
+      ratelimit: {
+        bulkheads: { services: { inventory: { maxConcurrent: 1 } } },
+        outboundAdaptive: { defaults: { minLimit: 2, maxLimit: 2, initialLimit: 2 } },
+      },
+    });
+    const admin = await listen(caller.httpHandler((_req, res) => res.end('shop')));
+    try {
+      const first = caller.fetch('http://inventory/stock');
+      const a = await held.next();
+      for (const client of ['fetch', 'request'] as const) {
+        const refused = await (client === 'fetch' ? caller.fetch('http://inventory/stock') : caller.request('http://inventory/stock')).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        assert.ok(refused instanceof BulkheadFullError, `${client}: ${String(refused)}`);
+        assert.equal(refused.code, 'MESHLET_BULKHEAD_FULL');
+        assert.equal(refused.service, 'inventory');
+      }
+      assert.equal(held.seen, 1, 'the refused calls were never sent');
+      const limit = JSON.parse(await adminGet(admin.port, '/_meshlet/status')).outboundAdaptive[0];
+      assert.deepEqual(
+        [limit.service, limit.admitted, limit.refused],
+        ['inventory', 1, 0],
+        'the limit saw only the call the bulkhead let through',
+      );
+      a.finish();
+      assert.equal(await (await first).text(), 'done');
+      const second = caller.request('http://inventory/stock');
+      (await held.next()).finish();
+      assert.equal(await (await second).body.text(), 'done', 'the slot came back');
+    } finally {
+      await caller.close();
+      await admin.close();
+      await server.close();
+    }
   });
 });

@@ -1,4 +1,12 @@
-import { type Attempt, type AttemptHandler, type AttemptInterceptor, type AttemptResult, originOf, systemClock } from '@meshlet/core';
+import {
+  type Attempt,
+  type AttemptInterceptor,
+  type AttemptObserver,
+  type AttemptResult,
+  aroundObserver,
+  originOf,
+  systemClock,
+} from '@meshlet/core';
 import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
@@ -21,9 +29,12 @@ function shadowOf(attempt: Attempt): string | undefined {
   return notes === undefined ? first : `${first} ${notes.join(' ')}`;
 }
 
-/** What the layers below the span added while the attempt ran: fault attributes, later shadow notes; and routing's own. */
+/**
+ * What the layers below the span added while the attempt ran: fault attributes, later
+ * shadow notes; and routing's own. The record's `settled` hook (a shadow deadline's note)
+ * ran before.
+ */
 function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void {
-  attempt.settled?.();
   const routed = attempt.target.spanAttributes;
   if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const attributes = attempt.attributes;
@@ -52,100 +63,107 @@ function spanCallOf(attempt: Attempt): ClientCall {
   return spanCall;
 }
 
-/** `next(attempt)`, a synchronous throw as a rejection (as an async function would give it). */
-function sendOn<R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> {
-  try {
-    return next(attempt);
-  } catch (error) {
-    return Promise.reject(error);
-  }
-}
-
-/** Runs the attempt inside `span`: trace context into the call's headers, what the layers below added, then the outcome. */
-function inSpan<R extends AttemptResult>(span: ClientSpan, attempt: Attempt<R>, next: AttemptHandler): Promise<R> {
-  const notesBefore = attempt.notes?.length ?? 0;
+/** Starts the attempt's span handle: trace context into the call's headers; the span kept on the record until it settles. */
+function startSpan(span: ClientSpan, attempt: Attempt): void {
   // No copy per attempt: the clients copy the headers when called, and each attempt's
   // span writes its own traceparent over the last one's. Inject only sets names.
   span.inject(attempt.call.headers as OutboundHeaders);
-  return sendOn(attempt, next).then(
-    (res) => {
-      addLate(span, attempt, notesBefore);
-      span.end(res.status);
-      return res;
-    },
-    (error: unknown) => {
-      addLate(span, attempt, notesBefore);
-      span.end({ error });
-      throw error;
-    },
-  );
+  attempt.span = span;
+  attempt.spanNotes = attempt.notes?.length ?? 0;
+}
+
+/** Ends a span handle the attempt started: what the layers below added, then the status or the error. */
+function endSpan(span: ClientSpan, attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
+  addLate(span, attempt, attempt.spanNotes ?? 0);
+  attempt.spanNotes = undefined;
+  span.end(result !== undefined ? result.status : { error });
 }
 
 /**
- * The CLIENT span of each attempt, as the outermost interceptor of the outbound chain
- * (`chainAttempt` in core): started from the attempt record (route rule, lane, instance,
+ * The CLIENT span of each attempt, as the outermost observer of the outbound chain
+ * (`composeAttempt` in core): started from the attempt record (route rule, lane, instance,
  * attempt number, breaker state, shadow notes so far), its trace context written into the
- * call's headers, ended with the result's status or the error. What the interceptors
- * inside it add (a fault's attributes, a shadow note) is set on the span when the attempt
- * settles, before it ends. Outermost, so the span covers a fault's delay as the call's
- * own time, as it did when the SDK drove each attempt itself.
+ * call's headers, ended with the result's status or the error when the chain settles the
+ * attempt. What the stages inside it add (a fault's attributes, a shadow note) is set on
+ * the span then, before it ends. Outermost, so the span covers a fault's delay as the
+ * call's own time. The span (or, unsampled, its start time) waits on the record
+ * (`attempt.span`, `attempt.spanStart`): no promise, closure or lookup per attempt.
  *
  * With a Tracing made by `createTracing`, sampling is decided first, and an unsampled
  * attempt builds no span at all: its trace context is written into the headers straight
  * from the decision, and the call metrics are recorded when it settles (see
- * `headSampledInterceptor`). Any other Tracing gets `startClientSpan` per attempt.
+ * `headSampledObserver`). Any other Tracing gets `startClientSpan` per attempt.
  */
-export function clientSpanInterceptor(tracing: Pick<Tracing, 'startClientSpan'>): AttemptInterceptor {
+export function clientSpanObserver(tracing: Pick<Tracing, 'startClientSpan'>): AttemptObserver {
   const deps = (tracing as { readonly [SPAN_DEPS]?: SpanDeps })[SPAN_DEPS];
-  if (deps !== undefined) return headSampledInterceptor(deps);
-  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
-    try {
-      return inSpan(tracing.startClientSpan(undefined, spanCallOf(attempt)), attempt, next);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  if (deps !== undefined) return headSampledObserver(deps);
+  return {
+    started(attempt: Attempt): void {
+      startSpan(tracing.startClientSpan(undefined, spanCallOf(attempt)), attempt);
+    },
+    settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
+      const span = attempt.span as ClientSpan | undefined;
+      if (span === undefined) return;
+      attempt.span = undefined;
+      endSpan(span, attempt, result, error);
+    },
   };
 }
 
 /**
- * The attempt interceptor over a Tracing's own parts. The same spans, headers and metrics
+ * `clientSpanObserver` in the around form too (core's `aroundObserver`): an interceptor
+ * `(attempt, next)` for a chain of interceptors, that is also the observer, which
+ * `composeAttempt` tells directly (no promise of its own).
+ */
+export function clientSpanInterceptor(tracing: Pick<Tracing, 'startClientSpan'>): AttemptInterceptor & AttemptObserver {
+  return aroundObserver(clientSpanObserver(tracing));
+}
+
+/**
+ * The CLIENT span observer over a Tracing's own parts. The same spans, headers and metrics
  * as `startClientSpan` per attempt (a test holds them equal); what differs is what an
  * unsampled attempt costs: a span context and a traceparent, no span handle, no span, no
  * URL parts, no attribute or call object; the metrics when it settles.
  */
-function headSampledInterceptor(deps: SpanDeps): AttemptInterceptor {
+function headSampledObserver(deps: SpanDeps): AttemptObserver {
   const { sampler, clock } = deps;
   const recordsMetrics = deps.clientMetrics !== undefined || deps.clientDuration !== undefined;
-  return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
-    let start: number;
-    // Whatever throws here is the attempt's rejection, as from an async function.
-    try {
+  return {
+    started(attempt: Attempt): void {
       const parent = activeContext();
       const decision = sampler.decide(parent);
-      if (decision === undefined) return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
+      if (decision === undefined) {
+        startSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt);
+        return;
+      }
       if ((decision.context.traceFlags & TraceFlags.SAMPLED) !== 0) {
         const { target, call } = attempt;
         // A query (its signature redacted in url.full) or a shadow note: the general path.
         if (call.search !== '' || target.shadow !== undefined || (attempt.notes?.length ?? 0) > 0)
-          return inSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt, next);
-        return sampledAttempt(deps, attempt, next, parent, decision);
+          startSpan(startDecidedSpan(deps, parent, decision, spanCallOf(attempt)), attempt);
+        else startSampled(deps, attempt, parent, decision);
+        return;
       }
       inject(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
-      if (!recordsMetrics) return sendOn(attempt, next);
-      start = clock.now();
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return sendOn(attempt, next).then(
-      (res) => {
-        recordCall(deps, attempt, start, res.status, errorTypeOfStatus(res.status));
-        return res;
-      },
-      (error: unknown) => {
-        recordCall(deps, attempt, start, undefined, error === undefined ? undefined : errorTypeOf(error));
-        throw error;
-      },
-    );
+      if (recordsMetrics) attempt.spanStart = clock.now();
+    },
+    settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
+      const span = attempt.span;
+      const start = attempt.spanStart;
+      const status = result?.status;
+      if (span !== undefined) {
+        attempt.span = undefined;
+        attempt.spanStart = undefined;
+        if (span instanceof ClientSpanRecord)
+          endSampled(deps, span, attempt, start as number, status, result === undefined ? error : undefined);
+        else endSpan(span as ClientSpan, attempt, result, error);
+        return;
+      }
+      if (start === undefined) return;
+      attempt.spanStart = undefined;
+      if (status !== undefined) recordCall(deps, attempt, start, status, errorTypeOfStatus(status));
+      else recordCall(deps, attempt, start, undefined, error === undefined ? undefined : errorTypeOf(error));
+    },
   };
 }
 
@@ -166,15 +184,9 @@ function inject(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | u
 /**
  * A sampled attempt without a query or shadow note (the usual one): Meshlet's span record
  * made straight from the attempt, with the attributes `startClientSpan` gives it (in the
- * same order), ended as its handle would end it.
+ * same order), ended as its handle would end it (`endSampled`, when the attempt settles).
  */
-function sampledAttempt<R extends AttemptResult>(
-  deps: SpanDeps,
-  attempt: Attempt<R>,
-  next: AttemptHandler,
-  parent: Context,
-  decision: HeadDecision,
-): Promise<R> {
+function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decision: HeadDecision): void {
   const { call, target } = attempt;
   const method = normalizeMethod(call.method);
   const origin = originParts(originOf(target.instance));
@@ -208,18 +220,11 @@ function sampledAttempt<R extends AttemptResult>(
     deps.sampler.validIds,
     bytesOf(url, made),
   );
-  const start = clockAt(deps, span.startMs);
+  // On the system clock, the record's own reading (see clockAt).
+  attempt.spanStart = clockAt(deps, span.startMs);
   inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
-  return sendOn(attempt, next).then(
-    (res) => {
-      endSampled(deps, span, attempt, start, res.status, undefined);
-      return res;
-    },
-    (error: unknown) => {
-      endSampled(deps, span, attempt, start, undefined, error);
-      throw error;
-    },
-  );
+  // Ended by the observer's `settled` (endSampled), from the record.
+  attempt.span = span;
 }
 
 // `url.full` and its OTLP JSON by origin and path: building the URL and its JSON per
@@ -338,7 +343,6 @@ function endSampled(
   status: number | undefined,
   error: unknown,
 ): void {
-  attempt.settled?.();
   const routed = attempt.target.spanAttributes;
   if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const late = attempt.attributes;

@@ -64,7 +64,7 @@ const NO_DURATION: HrTime = Object.freeze([-1, -1]) as unknown as HrTime;
  * span limits (its attribute set is bounded by construction).
  */
 export class ClientSpanRecord implements Span, ReadableSpan {
-  readonly kind = SpanKind.CLIENT;
+  readonly kind: SpanKind = SpanKind.CLIENT;
   readonly parentSpanContext?: SpanContext;
   readonly attributes: Attributes;
   links: Link[] = NO_LINKS;

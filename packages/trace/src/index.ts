@@ -14,7 +14,7 @@ export {
   writePrometheus,
 } from './call-metrics.js';
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
-export { clientSpanInterceptor } from './client-span-interceptor.js';
+export { clientSpanInterceptor, clientSpanObserver } from './client-span-interceptor.js';
 export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 export {
   encodeTraceLine,

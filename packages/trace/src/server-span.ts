@@ -4,14 +4,18 @@ import {
   type Context,
   ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
 } from '@opentelemetry/api';
+import { TraceState } from '@opentelemetry/core';
 import { runInContext } from './active-context.js';
 import { Attr, errorTypeOf, type GovernanceErrorType, normalizeMethod } from './attributes.js';
 import type { InboundHeaders } from './propagation.js';
 import type { SpanDeps } from './span-deps.js';
+import { SpanRecord } from './span-record.js';
 
 /** What else is known of an inbound request. */
 export interface ServerRequestInfo {
@@ -54,6 +58,14 @@ const headerValue = (headers: InboundHeaders, name: string): string | undefined 
   return typeof v === 'string' ? v : v?.[0];
 };
 
+/**
+ * The SERVER span of an inbound request. With the Tracing's span recording (a Tracing made
+ * by `createTracing`): sampling is decided first, as OpenTelemetry's tracer would decide it
+ * (RecordSampler); an unsampled request gets only its span context, a sampled one is
+ * Meshlet's own span record (SpanRecord, kind SERVER) — the same name, attributes, ids,
+ * flags, tracestate, parent and status as the tracer's span (a test holds them equal).
+ * Without it, or with tracing suppressed: OpenTelemetry's tracer.
+ */
 export function startServerSpan(
   deps: SpanDeps,
   headers: InboundHeaders,
@@ -61,16 +73,62 @@ export function startServerSpan(
   route: string | undefined,
   info: ServerRequestInfo = {},
 ): ServerSpan {
-  const parent = deps.propagation.extract(headers, ROOT_CONTEXT);
+  const simple = simpleParent(headers);
+  const parent = simple ?? deps.propagation.extract(headers, ROOT_CONTEXT);
   const m = normalizeMethod(method);
-  // Head sampling first: a request that will not be recorded (its caller did not sample,
-  // or ratio 0) gets the span context OpenTelemetry's tracer would give it, without the
-  // tracer and without building its attributes; its metrics are recorded all the same.
-  const unsampled = deps.sampler.unsampledServer(parent);
-  if (unsampled !== undefined) {
-    const span = trace.wrapSpanContext(unsampled);
-    return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+  const recording = deps.spanRecording;
+  const decision = recording?.sampler.decide(parent, SpanKind.SERVER, simple !== undefined);
+  if (recording === undefined || decision === undefined) return tracerServerSpan(deps, parent, headers, method, m, route, info);
+  let span: Span;
+  if ((decision.context.traceFlags & TraceFlags.SAMPLED) === 0) {
+    // Not recorded: the span context alone, without attributes; the metrics are recorded all the same.
+    span = trace.wrapSpanContext(decision.context);
+  } else {
+    const attributes = serverAttributes(headers, method, m, route, info);
+    span = new SpanRecord(recording, SpanKind.SERVER, route ? `${m} ${route}` : m, decision, attributes, Object.keys(attributes).length);
   }
+  return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+}
+
+// A version-00 traceparent with the flags W3C defines (00, 01), as the W3C propagator's
+// pattern reads it: lower-case hex, nothing before or after.
+const SIMPLE_TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
+const ZERO_TRACE_ID = '0'.repeat(32);
+const ZERO_SPAN_ID = '0'.repeat(16);
+
+/**
+ * The caller's trace context when the headers are the common simple case, read without
+ * the propagators: a plain header record (node's `req.headers`) with no baggage, and
+ * either a version-00 `traceparent` (with a `tracestate` or none; W3C wins over B3, so B3
+ * headers are not read) or no trace header at all (ROOT_CONTEXT). The same context as
+ * `TracePropagation.extract` gives then (a test holds them equal); its span context is
+ * valid by construction. Undefined for anything else: the propagators read it.
+ */
+export function simpleParent(headers: InboundHeaders): Context | undefined {
+  if (headers instanceof Headers) return undefined;
+  const record = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
+  if (record.baggage !== undefined) return undefined;
+  const tp = record.traceparent;
+  if (tp === undefined) return record.b3 === undefined && record['x-b3-traceid'] === undefined ? ROOT_CONTEXT : undefined;
+  if (typeof tp !== 'string' || tp.length !== 55 || !SIMPLE_TRACEPARENT.test(tp)) return undefined;
+  const traceId = tp.slice(3, 35);
+  const spanId = tp.slice(36, 52);
+  if (traceId === ZERO_TRACE_ID || spanId === ZERO_SPAN_ID) return undefined;
+  const state = record.tracestate;
+  if (state !== undefined && typeof state !== 'string') return undefined;
+  const sc: SpanContext = { traceId, spanId, traceFlags: tp.charCodeAt(54) === 49 ? 1 : 0, isRemote: true };
+  if (state) sc.traceState = new TraceState(state);
+  return trace.setSpanContext(ROOT_CONTEXT, sc);
+}
+
+/** The SERVER span's attributes at its start, in order (what OpenTelemetry's tracer would be given). */
+function serverAttributes(
+  headers: InboundHeaders,
+  method: string,
+  m: string,
+  route: string | undefined,
+  info: ServerRequestInfo,
+): Attributes {
   const attributes: Attributes = { [Attr.httpRequestMethod]: m, [Attr.urlScheme]: info.scheme ?? 'http' };
   if (m !== method) attributes[Attr.httpRequestMethodOriginal] = method;
   if (info.target !== undefined) {
@@ -81,14 +139,49 @@ export function startServerSpan(
   if (info.rulesRevision) attributes[Attr.meshletRulesRevision] = info.rulesRevision;
   const host = headerValue(headers, 'host');
   if (host) {
-    // host[:port]; an IPv6 literal is bracketed.
-    const colon = host.lastIndexOf(':');
-    if (colon > host.lastIndexOf(']')) {
-      attributes[Attr.serverAddress] = host.slice(0, colon);
-      const port = Number(host.slice(colon + 1));
-      if (Number.isInteger(port)) attributes[Attr.serverPort] = port;
-    } else attributes[Attr.serverAddress] = host;
+    if (host !== lastHost.header) lastHost = hostParts(host);
+    attributes[Attr.serverAddress] = lastHost.address;
+    if (lastHost.port !== undefined) attributes[Attr.serverPort] = lastHost.port;
   }
+  return attributes;
+}
+
+interface HostParts {
+  readonly header: string;
+  readonly address: string;
+  readonly port: number | undefined;
+}
+
+/** `host[:port]`; an IPv6 literal is bracketed. */
+function hostParts(host: string): HostParts {
+  const colon = host.lastIndexOf(':');
+  if (colon <= host.lastIndexOf(']')) return { header: host, address: host, port: undefined };
+  const port = Number(host.slice(colon + 1));
+  return { header: host, address: host.slice(0, colon), port: Number.isInteger(port) ? port : undefined };
+}
+
+// A service is called under one Host (or a few): the last one's parts are kept.
+let lastHost: HostParts = hostParts('');
+
+/** The SERVER span through OpenTelemetry's tracer (head-sampled first: an unsampled request builds no span). */
+function tracerServerSpan(
+  deps: SpanDeps,
+  parent: Context,
+  headers: InboundHeaders,
+  method: string,
+  m: string,
+  route: string | undefined,
+  info: ServerRequestInfo,
+): ServerSpan {
+  // Head sampling first: a request that will not be recorded (its caller did not sample,
+  // or ratio 0) gets the span context OpenTelemetry's tracer would give it, without the
+  // tracer and without building its attributes; its metrics are recorded all the same.
+  const unsampled = deps.sampler.unsampledServer(parent);
+  if (unsampled !== undefined) {
+    const span = trace.wrapSpanContext(unsampled);
+    return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+  }
+  const attributes = serverAttributes(headers, method, m, route, info);
   const span = deps.tracer.startSpan(route ? `${m} ${route}` : m, { kind: SpanKind.SERVER, attributes }, parent);
   return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
 }

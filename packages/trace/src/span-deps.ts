@@ -4,6 +4,7 @@ import type { CallMetrics } from './call-metrics.js';
 import type { RecordDeps } from './client-span-record.js';
 import type { HeadSampler } from './head-sampling.js';
 import type { TracePropagation } from './propagation.js';
+import type { SpanRecording } from './span-record.js';
 
 /** What the span handles share with the Tracing that made them. */
 export interface SpanDeps {
@@ -13,6 +14,8 @@ export interface SpanDeps {
   readonly sampler: HeadSampler;
   /** What a sampled CLIENT span (a ClientSpanRecord) needs. */
   readonly records: RecordDeps;
+  /** SERVER and INTERNAL spans as Meshlet's own records (their sampler and limits); undefined: OpenTelemetry's tracer makes them. */
+  readonly spanRecording: SpanRecording | undefined;
   readonly clock: Clock;
   readonly clientMetrics: CallMetrics | undefined;
   readonly serverMetrics: CallMetrics | undefined;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, MeshletError, systemClock } from '@meshlet/core';
-import { type AttributeValue, type Context, type MeterProvider, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
+import type { AttributeValue, Context, MeterProvider, Tracer } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -12,15 +12,17 @@ import {
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
 import { activeContext, runInContext } from './active-context.js';
-import { Attr, errorTypeOf } from './attributes.js';
+import { Attr } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
+import { inInternalSpan } from './internal-span.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
+import { withSpanRecording } from './span-record.js';
 import { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
 
 export interface TracingOptions {
@@ -122,7 +124,7 @@ export function createTracing(options: TracingOptions): Tracing {
   const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server' }) : undefined;
   const meter = options.meterProvider?.getMeter('@meshlet/trace', '0.1.0');
   const advice = { explicitBucketBoundaries: [...(metricsOptions?.buckets ?? DEFAULT_BUCKETS)] };
-  const deps: SpanDeps = {
+  const deps: SpanDeps = withSpanRecording(ratio, root, ids, {
     tracer,
     propagation,
     sampler: new HeadSampler(ratio, root, ids),
@@ -150,7 +152,7 @@ export function createTracing(options: TracingOptions): Tracing {
       description: 'Duration of HTTP server requests.',
       advice,
     }),
-  };
+  });
 
   let closing: Promise<void> | undefined;
   const tracing: Tracing & { readonly [SPAN_DEPS]: SpanDeps } = {
@@ -162,23 +164,7 @@ export function createTracing(options: TracingOptions): Tracing {
     serverMetrics,
     startServerSpan: (headers, method, route, info) => startServerSpan(deps, headers, method, route, info),
     startClientSpan: (parent, call) => startClientSpan(deps, parent ?? activeContext(), call),
-    async inSpan(name, fn, spanOptions) {
-      const parent = activeContext();
-      const span = tracer.startSpan(
-        name,
-        { kind: SpanKind.INTERNAL, ...(spanOptions?.attributes ? { attributes: spanOptions.attributes } : {}) },
-        parent,
-      );
-      try {
-        return await runInContext(trace.setSpan(parent, span), fn);
-      } catch (error) {
-        span.setAttribute(Attr.errorType, errorTypeOf(error));
-        span.setStatus({ code: SpanStatusCode.ERROR, ...(error instanceof Error ? { message: error.message } : {}) });
-        throw error;
-      } finally {
-        span.end();
-      }
-    },
+    inSpan: (name, fn, spanOptions) => inInternalSpan(deps, name, fn, spanOptions?.attributes),
     active: activeContext,
     run: runInContext,
     metricsHandler: () => prometheusHandler(...[clientMetrics, serverMetrics].filter((m) => m !== undefined)),

@@ -6,6 +6,7 @@ import { TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
 import { hrTimeAt } from '../src/client-span-record.js';
 import { PooledIdGenerator } from '../src/head-sampling.js';
 import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
+import { SpanRecord } from '../src/span-record.js';
 import { memoryExporter } from './servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -291,7 +292,7 @@ describe('head sampling of server spans', () => {
     assert.match(tracing.serverMetrics?.render() ?? '', /meshlet_server_requests_total\{service="edge",api="GET \/orders\/:id"\} 1/);
   });
 
-  it('ratio 0 and no caller: a new trace, flags 00, no tracer span; ratio 1, a sampled caller or a ratio above 0: the tracer decides', async () => {
+  it("ratio 0 and no caller: a new trace, flags 00, no tracer span; a sampled caller, ratio 1 or above 0: Meshlet's span record, no tracer span either", async () => {
     const zero = setup(0);
     const zeroCalls = counting(zero.tracing);
     const seen = new Set<string>();
@@ -306,18 +307,19 @@ describe('head sampling of server spans', () => {
     }
     assert.equal(seen.size, 20);
     assert.equal(zeroCalls.n, 0);
-    // A sampled caller is followed at ratio 0: recorded, by the tracer.
+    // A sampled caller is followed at ratio 0: recorded, as Meshlet's own span record.
     const followed = zero.tracing.startServerSpan({ traceparent: `00-${TRACE}-${SPAN}-01` }, 'GET', '/x');
     assert.equal(followed.recording, true);
     followed.end(200);
-    assert.equal(zeroCalls.n, 1);
+    assert.equal(zeroCalls.n, 0);
     await zero.tracing.forceFlush();
     assert.equal(zero.exporter.getFinishedSpans().length, 1);
+    assert.ok(zero.exporter.getFinishedSpans()[0] instanceof SpanRecord);
     for (const ratio of [1, 0.5]) {
       const { tracing } = setup(ratio);
       const calls = counting(tracing);
       tracing.startServerSpan({}, 'GET', '/x').end(200);
-      assert.equal(calls.n, 1, `ratio ${ratio}`);
+      assert.equal(calls.n, 0, `ratio ${ratio}`);
     }
   });
 });
