@@ -243,6 +243,13 @@ describe('PooledIdGenerator', () => {
       if (calls++ === 0) bytes.fill(0, 0, 8);
     });
     assert.equal(partly.generateSpanId(), '07'.repeat(8));
+    // Each window of a block is its own bytes: a block whose 4 KiB quarters (512 span ids each) are 1, 2, 3, 4.
+    const quarters = new PooledIdGenerator((bytes) => {
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i >> 12) + 1;
+    });
+    const firsts = new Set<string>();
+    for (let i = 0; i < 4 * 512; i++) firsts.add(quarters.generateSpanId().slice(0, 2));
+    assert.deepEqual([...firsts], ['01', '02', '03', '04']);
   });
 });
 
