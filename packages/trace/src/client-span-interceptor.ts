@@ -209,16 +209,16 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
   attributes[Attr.meshletInstance] = target.id;
   if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
   const made = madeJson(attempt, method, attributes);
-  const json = `${made.before}${url[1]}${made.after}`;
+  const whole = attributesOf(url, made);
   const span = new ClientSpanRecord(
     deps.records,
     method,
     decision.context,
     decision.parent,
     attributes,
-    json,
+    whole.json,
     deps.sampler.validIds,
-    bytesOf(url, made),
+    whole.bytes,
   );
   // On the system clock, the record's own reading (see clockAt).
   attempt.spanStart = clockAt(deps, span.startMs);
@@ -232,21 +232,28 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
 // many: bounded per origin, and in all.
 const URLS_PER_ORIGIN = 256;
 const ORIGINS_KEPT = 1024;
-/** `url.full`, its OTLP JSON, and the attributes' UTF-8 by kind of attempt to it (what the trace log copies). */
-type UrlEntry = readonly [full: string, json: string, bytes: Map<MadeJson, readonly Uint8Array[]>];
+/** A sampled attempt's attributes as JSON (flat) and as its UTF-8, for one URL and kind of attempt. */
+interface MadeAttributes {
+  readonly json: string;
+  readonly bytes: readonly Uint8Array[];
+}
+
+/** `url.full`, its OTLP JSON, and the whole attributes' JSON and bytes by kind of attempt to it (what the trace log copies). */
+type UrlEntry = readonly [full: string, json: string, byMade: Map<MadeJson, MadeAttributes>];
 const urls = new Map<string, Map<string, UrlEntry>>();
 const KINDS_PER_URL = 16;
 
-/** The UTF-8 of `made.before`, the URL's JSON and `made.after`, in one piece, kept with the URL per kind of attempt (an instance's). */
-function bytesOf(url: UrlEntry, made: MadeJson): readonly Uint8Array[] {
+/** `made.before`, the URL's JSON and `made.after` joined, flat and as UTF-8: kept with the URL per kind of attempt (an instance's). */
+function attributesOf(url: UrlEntry, made: MadeJson): MadeAttributes {
   const byMade = url[2];
-  let bytes = byMade.get(made);
-  if (bytes === undefined) {
-    bytes = [Buffer.from(`${made.before}${url[1]}${made.after}`, 'utf8')];
+  let whole = byMade.get(made);
+  if (whole === undefined) {
+    const json = flat(`${made.before}${url[1]}${made.after}`);
+    whole = { json, bytes: [Buffer.from(json, 'utf8')] };
     if (byMade.size >= KINDS_PER_URL) byMade.clear();
-    byMade.set(made, bytes);
+    byMade.set(made, whole);
   }
-  return bytes;
+  return whole;
 }
 
 /** `url.full`, its OTLP JSON, and that JSON as UTF-8. */
