@@ -1,6 +1,7 @@
 import type { Attributes, AttributeValue, HrTime } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, writeHrTimeAt } from './client-span-record.js';
+import { SpanRecord } from './span-record.js';
 
 // The OTLP/JSON encoding (opentelemetry-proto, JSON mapping): ids as lower-case hex,
 // 64-bit integers as decimal strings, enums as their numbers, field names lowerCamelCase.
@@ -262,7 +263,8 @@ function spanJson(span: ReadableSpan): string {
   const traceState = sc.traceState?.serialize();
   // A Meshlet span record (itself, not a wrapper that may answer other ids) whose ids are
   // known hex needs no escaping of them.
-  const id = Object.getPrototypeOf(span) === ClientSpanRecord.prototype && (span as ClientSpanRecord).hexIds ? quoted : str;
+  const proto = Object.getPrototypeOf(span);
+  const id = (proto === ClientSpanRecord.prototype || proto === SpanRecord.prototype) && (span as ClientSpanRecord).hexIds ? quoted : str;
   let json = `{"traceId":${id(sc.traceId)},"spanId":${id(sc.spanId)}`;
   if (traceState) json += `,"traceState":${str(traceState)}`;
   if (parent) json += `,"parentSpanId":${id(parent.spanId)}`;
