@@ -814,6 +814,49 @@ describe('gRPC spans and trace context', () => {
       await echo.close();
     }
   });
+  it('a fault section in shadow mode notes what it would have done on the span (io.meshlet.shadow) and sends the call; an enforced delay is named on the span', async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('echo-sh');
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    const spans = async () => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
+      clientSpans.reset();
+      return all;
+    };
+    try {
+      await caller.rules.apply(
+        JSON.stringify({ service: 'echo', fault: { mode: 'shadow', rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('echo');
+      assert.match(await say(client, 'shadowed'), /^echo-sh/, 'nothing injected: the call reached the server');
+      const [shadowed] = await spans();
+      assert.equal(shadowed?.attributes['io.meshlet.shadow'], 'fault:chaos:would-abort-503');
+      assert.equal(shadowed?.attributes['rpc.grpc.status_code'], grpc.status.OK);
+      assert.equal(shadowed?.attributes['io.meshlet.fault.rule'], undefined, 'nothing was injected');
+      assert.equal(echo.state.hits, 1);
+      await caller.rules.apply(JSON.stringify({ service: 'echo', fault: { rules: [{ name: 'slow', percentage: 100, delay: 1 }] } }), {
+        author: 'test',
+      });
+      await caller.rulesInForce('echo');
+      assert.match(await say(client, 'delayed'), /^echo-sh/, 'a delay, then sent');
+      const [delayed] = await spans();
+      assert.equal(delayed?.attributes['io.meshlet.fault'], 'slow');
+      assert.equal(delayed?.attributes['io.meshlet.fault.rule'], 'slow');
+      assert.equal(delayed?.attributes['io.meshlet.fault.delay_ms'], 1);
+      assert.equal(delayed?.attributes['io.meshlet.shadow'], undefined);
+      assert.equal(delayed?.attributes['rpc.grpc.status_code'], grpc.status.OK);
+      assert.equal(echo.state.hits, 2);
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+  });
 });
 
 describe('gRPC and a breaker fallback', () => {
