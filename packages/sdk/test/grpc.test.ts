@@ -859,6 +859,44 @@ describe('gRPC spans and trace context', () => {
   });
 });
 
+describe('gRPC unary attempts and least requests', () => {
+  it("counts an attempt in flight until it settles (routing's in-flight observer, in the attempt chain)", async () => {
+    const e = estate();
+    const a = await startEcho('lr-a');
+    const b = await startEcho('lr-b');
+    await registerEcho(e, 'echo', a);
+    await registerEcho(e, 'echo', b);
+    const caller = createMesh({ service: 'gateway', ...e, route: { loadBalancer: { type: 'leastRequests' } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      for (const s of [a, b]) s.state.hold = held;
+      const first = say(client, 'held');
+      await waitFor(() => a.state.hits + b.state.hits === 1);
+      const [busy, idle] = a.state.hits === 1 ? [a, b] : [b, a];
+      idle.state.hold = undefined;
+      // A deadline: a call sent to the held instance fails the test rather than hanging it.
+      for (let i = 0; i < 10; i++) await say(client, 'while held', { deadline: Date.now() + 5_000 });
+      assert.equal(idle.state.hits, 10, 'with one attempt in flight on the other instance, least requests took the idle one every time');
+      assert.equal(busy.state.hits, 1);
+      release();
+      busy.state.hold = undefined;
+      await first;
+      for (let i = 0; i < 40; i++) await say(client, 'after');
+      assert.ok(busy.state.hits > 1, 'its attempt settled, the busy instance is picked again');
+    } finally {
+      release();
+      client.close();
+      await caller.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
 describe('gRPC and a breaker fallback', () => {
   it("a refusal the fallback answered is one span for the logical call, naming the breaker and the fallback, with the answer's status", async () => {
     const e = estate();
