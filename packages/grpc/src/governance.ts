@@ -243,7 +243,16 @@ function isEmpty(md: Metadata): boolean {
 
 /** A CLIENT span for one attempt, with OpenTelemetry's rpc.* semantic conventions. */
 export interface RpcClientSpan {
+  /** Writes the span's trace context into `md` (a stream's span: `capture` and `writeCaptured` in one). */
   inject(md: Metadata): void;
+  /**
+   * Takes the span's trace context (in the configured formats) now: the span observer's
+   * `started` does, so a propagator that throws is the observer's throw (reported, the
+   * call goes on), not the transport's.
+   */
+  capture(): void;
+  /** Writes the trace context `capture` took into `md`; nothing when it took none. */
+  writeCaptured(md: Metadata): void;
   setAttribute(key: string, value: string | number): void;
   /**
    * Ends the span with the status; with the executor's record of the attempt, what the
@@ -305,11 +314,19 @@ export function rpcSpan(
       ? ports.startClientSpan(tracing, { name: names.spanName, attributes, parent: base })
       : otelSpan(tracing, names.spanName, attributes, base);
   let ended = false;
+  let captured: Record<string, string> | undefined;
   return {
     inject(md) {
+      this.capture();
+      this.writeCaptured(md);
+    },
+    capture() {
       const carrier: Record<string, string> = {};
       span.inject(carrier);
-      for (const k in carrier) md.set(k, carrier[k] as string);
+      captured = carrier;
+    },
+    writeCaptured(md) {
+      if (captured !== undefined) for (const k in captured) md.set(k, captured[k] as string);
     },
     setAttribute(key, value) {
       span.setAttribute(key, value);
