@@ -1,11 +1,22 @@
 import { type CallOptions, Metadata, propagate as Propagate, status as Status } from '@grpc/grpc-js';
-import { type AttemptFields, getTag, type Instance, type MeshContext, MeshletError, SystemTag, type TagLookup } from '@meshlet/core';
+import {
+  type AttemptChain,
+  type AttemptFields,
+  composeAttempt,
+  getTag,
+  type Instance,
+  type MeshContext,
+  MeshletError,
+  SystemTag,
+  type TagLookup,
+} from '@meshlet/core';
 import { type Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
 import type { GrpcClientPorts, GrpcClientSpan, GrpcPicker, GrpcTracing, RouteChoice } from './ports.js';
 import { grpcPortOf } from './registration.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
+import { rpcSpanObserver } from './rpc-span-observer.js';
 import { statusName } from './status-map.js';
 
 /** Trailer on a status the mesh made up (an injected fault), naming the rule. */
@@ -158,6 +169,8 @@ export class Destination {
   readonly ports: GrpcClientPorts;
   readonly service: string;
   readonly pool: ChannelPool;
+  /** The attempt chain of the unary calls (the ports', composed once per mesh; else the span observer alone). */
+  readonly chain: AttemptChain;
   #picker: GrpcPicker | undefined;
   #headers: Readonly<Record<string, string>> | undefined;
   #headerMd: Metadata | undefined;
@@ -167,6 +180,7 @@ export class Destination {
     this.ports = ports;
     this.service = service;
     this.pool = pool;
+    this.chain = ports.attemptChain ?? defaultChain(ports);
   }
 
   /** Routing's picker for the service: first instance, then untried ones (made on first use). */
@@ -210,6 +224,18 @@ export class Destination {
   }
 }
 
+const defaultChains = new WeakMap<GrpcClientPorts, AttemptChain>();
+
+/** Ports without an attempt chain: the CLIENT span observer alone (with tracing), composed once per ports object. */
+function defaultChain(ports: GrpcClientPorts): AttemptChain {
+  let chain = defaultChains.get(ports);
+  if (chain === undefined) {
+    chain = composeAttempt(ports.tracing !== undefined ? [rpcSpanObserver(ports)] : []);
+    defaultChains.set(ports, chain);
+  }
+  return chain;
+}
+
 function isEmpty(md: Metadata): boolean {
   for (const _ in md.getMap()) return false;
   return true;
@@ -217,7 +243,16 @@ function isEmpty(md: Metadata): boolean {
 
 /** A CLIENT span for one attempt, with OpenTelemetry's rpc.* semantic conventions. */
 export interface RpcClientSpan {
+  /** Writes the span's trace context into `md` (a stream's span: `capture` and `writeCaptured` in one). */
   inject(md: Metadata): void;
+  /**
+   * Takes the span's trace context (in the configured formats) now: the span observer's
+   * `started` does, so a propagator that throws is the observer's throw (reported, the
+   * call goes on), not the transport's.
+   */
+  capture(): void;
+  /** Writes the trace context `capture` took into `md`; nothing when it took none. */
+  writeCaptured(md: Metadata): void;
   setAttribute(key: string, value: string | number): void;
   /**
    * Ends the span with the status; with the executor's record of the attempt, what the
@@ -232,12 +267,20 @@ export interface RpcClientSpan {
 function addAttemptMarks(span: GrpcClientSpan, attempt: AttemptFields): void {
   attempt.settled?.();
   const attributes = attempt.attributes;
-  if (attributes !== undefined) for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
+  if (attributes !== undefined) {
+    for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
+    // An injected fault's rule under gRPC spans' own name too, beside fault's io.meshlet.fault.rule.
+    const fault = attributes['io.meshlet.fault.rule'];
+    if (fault !== undefined) span.setAttribute('io.meshlet.fault', fault);
+  }
   if (attempt.notes !== undefined && attempt.notes.length > 0) span.setAttribute('io.meshlet.shadow', attempt.notes.join(' '));
 }
 
+/** What starting a CLIENT span reads from the ports. */
+export type SpanPorts = Pick<GrpcClientPorts, 'tracing' | 'startClientSpan'>;
+
 export function rpcSpan(
-  ports: GrpcClientPorts,
+  ports: SpanPorts,
   parent: Context | undefined,
   path: string,
   service: string,
@@ -271,11 +314,19 @@ export function rpcSpan(
       ? ports.startClientSpan(tracing, { name: names.spanName, attributes, parent: base })
       : otelSpan(tracing, names.spanName, attributes, base);
   let ended = false;
+  let captured: Record<string, string> | undefined;
   return {
     inject(md) {
+      this.capture();
+      this.writeCaptured(md);
+    },
+    capture() {
       const carrier: Record<string, string> = {};
       span.inject(carrier);
-      for (const k in carrier) md.set(k, carrier[k] as string);
+      captured = carrier;
+    },
+    writeCaptured(md) {
+      if (captured !== undefined) for (const k in captured) md.set(k, captured[k] as string);
     },
     setAttribute(key, value) {
       span.setAttribute(key, value);

@@ -10,7 +10,7 @@ export {
   retryable,
   statusOfError,
 } from './client.js';
-export { Destination } from './governance.js';
+export { Destination, type SpanPorts } from './governance.js';
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
 export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';
@@ -29,6 +29,7 @@ export type {
 } from './ports.js';
 export { GRPC_PORT_META, grpcMetadata, grpcPortOf, LEGACY_GRPC_PORT_META } from './registration.js';
 export { LIMITED_TRAILER, type RpcNames, rpcNames } from './rpc-names.js';
+export { rpcSpanObserver } from './rpc-span-observer.js';
 export { headersOf, meshServerInterceptor } from './server.js';
 export { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
 export { governMethods, UnaryCall, type UnaryMethod, type UnarySink } from './unary-call.js';

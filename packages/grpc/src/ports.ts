@@ -1,4 +1,4 @@
-import type { AttemptFields, Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
+import type { AttemptChain, AttemptFields, AttemptTarget, Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
 import type { Context, SpanStatus, Tracer } from '@opentelemetry/api';
 
 /**
@@ -8,8 +8,14 @@ import type { Context, SpanStatus, Tracer } from '@opentelemetry/api';
  * sibling's public API the gRPC path calls, so the SDK's objects fit as they are.
  */
 
-/** An instance routing chose, with the decision's rule and lane for the span. */
+/**
+ * An instance routing chose, with the decision's rule and lane for the span. @meshlet/route's
+ * RouteDecision fits (with `id`, it is the attempt's target as it is; without, the unary
+ * call makes a target of it).
+ */
 export interface RouteChoice {
+  /** The instance's id; absent: the instance's own. */
+  readonly id?: string;
   readonly instance: Instance;
   readonly rule: string | undefined;
   readonly lane: string | undefined;
@@ -38,7 +44,10 @@ export interface GrpcRouter {
   decide(service: string, tags: TagLookup): RouteChoice;
   /** The picker of `service`, made once per destination: unary attempts and their retries pick through it. */
   picker(service: string): GrpcPicker;
-  /** Counts an in-flight call for least-requests balancing; returns its end. */
+  /**
+   * Counts an in-flight streaming call for least-requests balancing; returns its end. (A
+   * unary call's attempts are counted by the attempt chain's in-flight observer instead.)
+   */
   callStarted(instance: Instance): () => void;
 }
 
@@ -47,6 +56,8 @@ export interface GrpcRouter {
  * signal and breaker state, and the abort a transport that cancels by itself hooks.
  */
 export interface ExecutorAttempt extends AttemptFields {
+  readonly call: unknown;
+  readonly target: AttemptTarget;
   /**
    * The attempt's abort when the executor times it (its timeout, the caller's signal):
    * `onAbort` sets the one hook run then, without making an AbortSignal. Undefined
@@ -71,9 +82,13 @@ export interface ExecutorCall<R extends { readonly status: number }> {
    * the executor then awaits a timed attempt as it is, without a racing promise.
    */
   readonly settlesOnAbort?: boolean;
-  pick(tried: ReadonlySet<string>): Instance | undefined;
+  pick(tried: ReadonlySet<string>): AttemptTarget | undefined;
   /** `attempt`: the executor's record of the attempt (its number, abort, breaker state). */
-  send(instance: Instance, signal: AbortSignal | undefined, attempt?: ExecutorAttempt): Promise<R>;
+  send(target: AttemptTarget, signal: AbortSignal | undefined, attempt?: ExecutorAttempt): Promise<R>;
+  /** Told once per attempt `send` was given a record for, when it settled (see @meshlet/breaker's GovernedCall). */
+  settled?(attempt: ExecutorAttempt, result: R | undefined, error: unknown): void;
+  /** A Response the mesh made (an injected fault, a breaker's fallback) as the call's result. */
+  fromResponse?(response: Response): R;
   discard?(result: R): void;
   /** True when the result was made by the mesh (an injected fault): no instance breaker counts it. */
   injected?(result: R): boolean;
@@ -133,8 +148,19 @@ export interface GrpcClientPorts {
     tracing: GrpcTracing,
     options: { readonly name: string; readonly attributes: Record<string, string | number>; readonly parent: Context },
   ) => GrpcClientSpan;
-  /** Fault rules of a destination, if it has any. */
-  readonly faults: (service: string) => { decide(tags: TagLookup): FaultChoice } | undefined;
+  /**
+   * The attempt chain a unary call's attempts run (core's `composeAttempt`), composed once
+   * per mesh by the sdk, outermost first as HTTP's: the CLIENT span (`rpcSpanObserver`),
+   * routing's in-flight count (`Router.inFlight`), fault injection (@meshlet/fault's
+   * `faultInterceptor`), then the call's own transport. Absent: the span observer alone
+   * (when `tracing` is given).
+   */
+  readonly attemptChain?: AttemptChain;
+  /**
+   * Not read: a unary call's faults are injected by the attempt chain's fault interceptor
+   * (`attemptChain`). Kept so ports written for the earlier fault path still fit.
+   */
+  readonly faults?: (service: string) => { decide(tags: TagLookup): FaultChoice } | undefined;
   /**
    * The span attributes a governance error carries (@meshlet/trace's `errorAttributesOf`:
    * a refusal's `io.meshlet.circuit.*`), for the span of a call refused before any attempt.

@@ -12,7 +12,15 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { currentContext, type Instance, type MeshContext, sleep, type TagLookup } from '@meshlet/core';
+import {
+  type AttemptResult,
+  type AttemptTarget,
+  type Attempt as ChainAttempt,
+  currentContext,
+  type MeshContext,
+  type OutboundCall,
+  type TagLookup,
+} from '@meshlet/core';
 import type { Context } from '@opentelemetry/api';
 import type { PooledChannel } from './channel-pool.js';
 import {
@@ -30,7 +38,7 @@ import {
   rpcSpan,
   statusOfError,
 } from './governance.js';
-import type { ExecutorAttempt, ExecutorCall, FaultChoice, RouteChoice } from './ports.js';
+import type { ExecutorAttempt, ExecutorCall, RouteChoice } from './ports.js';
 import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
 
 /**
@@ -65,12 +73,28 @@ export interface UnarySink {
 /** No write callback, no flags: one object for every attempt's message. */
 const NO_CONTEXT = Object.freeze({});
 
+/** A unary call's `headers` as the chain sees them: none (its metadata is its own, per attempt). */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The tags before the call has its own (`run` sets them before any attempt). */
+const NO_TAGS: TagLookup = () => undefined;
+
+/** An attempt's target: routing's decision as it is when it names its instance's id, else one made from it. */
+function targetOf(choice: RouteChoice): AttemptTarget {
+  if (choice.id !== undefined) return choice as AttemptTarget;
+  const { instance, rule, lane, revision } = choice;
+  return revision !== undefined ? { id: instance.id, instance, rule, lane, revision } : { id: instance.id, instance, rule, lane };
+}
+
 /**
  * One governed unary call: the call executor's call itself (breakers, per-attempt timeout,
- * retries), picking through routing's picker for the destination, each attempt started on
- * the instance's pooled channel directly (what grpc-js's bottom unary call does: send the
- * serialized message, half-close, read one message). The request is serialized and the
- * outbound metadata built once per call, not per attempt.
+ * retries), picking through routing's picker for the destination, each attempt handed
+ * down the destination's attempt chain (core's `composeAttempt`, the same stages as HTTP's:
+ * the CLIENT span, the in-flight count, faults) as the record the executor made, and
+ * settled by the executor (`settled`); the chain's last step is `transport`, which starts
+ * the attempt on the instance's pooled channel directly (what grpc-js's bottom unary call
+ * does: send the serialized message, half-close, read one message). The request is
+ * serialized and the outbound metadata built once per call, not per attempt.
  *
  * Cancellation without an AbortController per call: the caller's cancel and the call's
  * deadline end the call here (`end`), cancelling the attempts in flight; the executor's
@@ -79,10 +103,18 @@ const NO_CONTEXT = Object.freeze({});
  * executor's abort hook (`abortsOnRecord`; the Attempt is the hook, no closure), and it
  * rejects by itself then (`settlesOnAbort`): the executor awaits it without a race.
  */
-export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
+export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<GrpcAttemptResult> {
   readonly service: string;
   readonly method = RETRY_BY_STATUS;
   readonly path: string;
+  /** No query: the chain's OutboundCall shape. */
+  readonly search = '';
+  /** The chain's OutboundCall shape: nothing reads or writes them (an attempt's metadata is its own). */
+  readonly headers = NO_HEADERS;
+  /** The call's routing tags (the request's, the destination, the method), as routing and faults read them; set by `run`. */
+  tags: TagLookup = NO_TAGS;
+  /** The context active when the call was made: its attempts' CLIENT spans are children of it. */
+  readonly parent: Context | undefined;
   readonly retryable = true;
   readonly abortsOnRecord = true;
   /** An attempt rejects with the abort's reason once its abort hook ran (its stream reset). */
@@ -99,14 +131,11 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   readonly #def: UnaryMethod;
   readonly #ctx: MeshContext;
   readonly #own: Metadata;
-  readonly #parent: Context | undefined;
   readonly #sink: UnarySink;
   readonly #deadline: number | undefined;
   #cancelTimer: (() => void) | undefined;
   #serialized: Buffer | undefined;
   #metadata: Metadata | undefined;
-  #tags: TagLookup | undefined;
-  #choice: RouteChoice | undefined;
   #ended: CallEnded | undefined;
   #done = false;
   #controller: AbortController | undefined;
@@ -123,7 +152,7 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
     this.#own = own;
     this.#sink = sink;
     const ports = dest.ports;
-    this.#parent = ports.tracing?.active();
+    this.parent = ports.tracing?.active();
     // The outbound limit reads a signal: the call has one from the start when the limit is on.
     if (ports.outboundLimit !== undefined) this.#controller = new AbortController();
     const deadline = effectiveDeadline(options, ctx, this);
@@ -186,34 +215,25 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
         throw new SerializationError(err);
       }
       this.#metadata = dest.outbound(this.#ctx, this.#own);
-      this.#tags = routingTags(this.#ctx, this.service, this.path);
+      this.tags = routingTags(this.#ctx, this.service, this.path);
       // The destination's adaptive limit around the executor, as HTTP's governedCall does:
       // a call over it is refused before routing; the limit samples the call's whole time.
       const limit = ports.outboundLimit;
       const out = await (limit === undefined
         ? ports.executor.call(this)
         : limit(this.service, () => ports.executor.call(this), this.#controller?.signal as AbortSignal));
-      if (out instanceof Response) {
-        // A breaker's fallback: an HTTP answer, as gRPC maps a response without grpc-status.
-        void out.body?.cancel().catch(() => {});
-        const trailers = new Metadata();
-        trailers.set('x-meshlet-fallback', 'circuit-open');
-        status = { code: grpcCodeOf(out.status), details: `fallback of ${this.service}: HTTP ${out.status}`, metadata: trailers };
-      } else {
-        status = { code: out.code, details: out.details, metadata: out.trailers };
-        headers = out.headers;
-        message = out.message;
-      }
+      // A breaker's fallback comes back through `fromResponse`; an executor that hands the Response back as it is, too.
+      const result = out instanceof Response ? this.fromResponse(out) : out;
+      status = { code: result.code, details: result.details, metadata: result.trailers };
+      headers = result.headers;
+      message = result.message;
     } catch (err) {
       // Ended by the caller or its deadline: that status went out already.
       if (this.#done) return;
       const s = err instanceof SerializationError ? err.status : statusOfError(err);
       // Refused before any attempt (a breaker, no instance): the refusal's span, naming what refused (io.meshlet.circuit.*).
       if (this.started === 0)
-        rpcSpan(ports, this.#parent, this.path, this.service, undefined, 0, undefined, ports.errorAttributes?.(err))?.end(
-          s.code,
-          s.details,
-        );
+        rpcSpan(ports, this.parent, this.path, this.service, undefined, 0, undefined, ports.errorAttributes?.(err))?.end(s.code, s.details);
       status = { code: s.code, details: s.details, metadata: new Metadata() };
     }
     // Outside the try: a callback that throws is the caller's error, not the call's status.
@@ -228,7 +248,7 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   fellBack(refusal: unknown, response: Response): void {
     const ports = this.#dest.ports;
     const extra = { ...ports.errorAttributes?.(refusal), 'io.meshlet.fallback': 'breaker' };
-    rpcSpan(ports, this.#parent, this.path, this.service, undefined, 0, undefined, extra)?.end(
+    rpcSpan(ports, this.parent, this.path, this.service, undefined, 0, undefined, extra)?.end(
       grpcCodeOf(response.status),
       `fallback of ${this.service}: HTTP ${response.status}`,
     );
@@ -240,110 +260,116 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
 
   discard(): void {}
 
-  pick(tried: ReadonlySet<string>): Instance | undefined {
+  pick(tried: ReadonlySet<string>): AttemptTarget | undefined {
     if (this.#ended !== undefined) return undefined;
     const picker = this.#dest.picker;
-    const tags = this.#tags as TagLookup;
-    if (tried.size === 0) {
-      this.#choice = picker.first(tags);
-      return this.#choice.instance;
-    }
+    const tags = this.tags;
+    if (tried.size === 0) return targetOf(picker.first(tags));
     // Before any attempt went out, `tried` holds instances whose breakers refused the pick
     // (routing had not yet heard): another instance, as for HTTP. After one, a retry: only
     // after a status gRPC calls safe to retry. Either way an instance not yet tried, nearest
     // locality first (routing's picker, not a re-decision that may repeat one).
     if (this.started > 0 && !this.lastRetryable) return undefined;
     const next = picker.next(tags, tried);
-    if (next === undefined) return undefined;
-    this.#choice = next;
-    return next.instance;
+    return next === undefined ? undefined : targetOf(next);
   }
 
-  send(instance: Instance, _signal: AbortSignal | undefined, attempt?: ExecutorAttempt): Promise<GrpcAttemptResult> {
-    const dest = this.#dest;
-    const ports = dest.ports;
+  /**
+   * Sends one attempt down the destination's attempt chain: the executor's record is the
+   * chain's record (its call is this object, its target routing's decision). An executor
+   * that gives no record (a test's) gets the attempt settled here.
+   */
+  send(target: AttemptTarget, signal: AbortSignal | undefined, attempt?: ExecutorAttempt): Promise<GrpcAttemptResult> {
     const n = this.started++;
     this.lastRetryable = false;
-    const span = rpcSpan(ports, this.#parent, this.path, this.service, this.#choice, n, instance);
-    const base = this.#metadata as Metadata;
-    const md = n === 0 ? base : base.clone();
-    span?.inject(md);
-    const pooled = dest.pool.channel(instance);
-    this.peer = pooled.target;
-    const loadEnd = ports.router.callStarted(instance);
-    const faults = ports.faults(this.service);
-    if (faults === undefined) return this.#start(pooled, md, span, loadEnd, attempt);
-    return this.#sendWithFaults(faults.decide(this.#tags as TagLookup), pooled, md, span, loadEnd, attempt);
-  }
-
-  async #sendWithFaults(
-    fault: FaultChoice,
-    pooled: PooledChannel,
-    md: Metadata,
-    span: RpcClientSpan | undefined,
-    loadEnd: () => void,
-    attempt: ExecutorAttempt | undefined,
-  ): Promise<GrpcAttemptResult> {
-    if (fault.abortStatus === undefined && !fault.delayMs && fault.shadow === undefined)
-      return this.#start(pooled, md, span, loadEnd, attempt);
-    try {
-      if (fault.shadow !== undefined) {
-        // A rule in shadow mode: noted on the span (io.meshlet.shadow), nothing injected.
-        if (attempt !== undefined) {
-          const note = `fault:${fault.rule ?? ''}:${fault.shadow}`;
-          if (attempt.notes === undefined) attempt.notes = [note];
-          else attempt.notes.push(note);
-        }
-        return this.#start(pooled, md, span, loadEnd, attempt);
-      }
-      if (span !== undefined) faultMarks(span, fault);
-      if (fault.delayMs) await sleep(this.#dest.ports.clock, fault.delayMs, attempt?.signal);
-    } catch (err) {
-      loadEnd();
-      const s = statusOfError(err);
-      span?.end(s.code, s.details, attempt);
-      throw err;
-    }
-    if (fault.abortStatus === undefined) return this.#start(pooled, md, span, loadEnd, attempt);
-    loadEnd();
-    const trailers = new Metadata();
-    trailers.set(FAULT_TRAILER, fault.rule ?? 'fault');
-    const code = grpcCodeOf(fault.abortStatus);
-    const result: GrpcAttemptResult = {
-      status: httpStatusOf(code),
-      code,
-      details: `fault injected by rule ${fault.rule ?? ''}`,
-      message: undefined,
-      headers: undefined,
-      trailers,
-      injected: true,
+    this.peer = this.#dest.pool.channel(target.instance).target;
+    const chain = this.#dest.chain;
+    if (attempt !== undefined) return chain.send(attempt as unknown as ChainAttempt<GrpcAttemptResult>);
+    const rec: ChainAttempt<GrpcAttemptResult> = {
+      call: this,
+      target,
+      number: n,
+      signal,
+      breaker: undefined,
+      notes: undefined,
+      attributes: undefined,
+      settled: undefined,
+      injected: false,
     };
-    this.lastRetryable = retryable(result);
-    span?.end(result.code, result.details, attempt);
-    return result;
+    return chain.send(rec).then(
+      (result) => {
+        chain.settle(rec, result, undefined);
+        return result;
+      },
+      (error: unknown) => {
+        chain.settle(rec, undefined, error);
+        throw error;
+      },
+    );
   }
 
-  /** Starts one attempt on the instance's channel; settles with whatever status it ends with. */
-  #start(
-    pooled: PooledChannel,
-    md: Metadata,
-    span: RpcClientSpan | undefined,
-    loadEnd: () => void,
-    attempt: ExecutorAttempt | undefined,
-  ): Promise<GrpcAttemptResult> {
-    if (this.#ended !== undefined) {
-      loadEnd();
-      span?.end(this.#ended.status, this.#ended.message, attempt);
-      return Promise.reject(this.#ended);
-    }
-    const a = new Attempt(this, this.#def, span, loadEnd, attempt);
+  /** The executor's await of an attempt settled: the chain's observers end (the span, the in-flight count). */
+  settled(attempt: ExecutorAttempt, result: GrpcAttemptResult | undefined, error: unknown): void {
+    this.#dest.chain.settle(attempt as unknown as ChainAttempt, result as AttemptResult | undefined, error);
+  }
+
+  /**
+   * The chain's last step: starts one attempt on its instance's channel, with the call's
+   * metadata (a copy for a retry or hedge) and the span's trace context; settles with
+   * whatever status it ends with.
+   */
+  transport(attempt: ChainAttempt<GrpcAttemptResult>): Promise<GrpcAttemptResult> {
+    if (this.#ended !== undefined) return Promise.reject(this.#ended);
+    const base = this.#metadata as Metadata;
+    const md = attempt.number === 0 ? base : base.clone();
+    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
+    const a = new Attempt(this, this.#def);
     if (this.#inflight === undefined) this.#inflight = a;
     else {
       this.#more ??= [];
       this.#more.push(a);
     }
-    a.start(pooled, this.path, this.#deadline, md, this.#serialized as Buffer, attempt?.abort);
+    const pooled = this.#dest.pool.channel(attempt.target.instance);
+    a.start(pooled, this.path, this.#deadline, md, this.#serialized as Buffer, (attempt as unknown as ExecutorAttempt).abort);
     return a.promise;
+  }
+
+  /**
+   * A Response the mesh made, as a gRPC result. An injected fault's (fault's `faultInterceptor`,
+   * the response naming its rule in `x-meshlet-fault`): its HTTP status as gRPC maps it
+   * (503 → UNAVAILABLE…), the rule in the `x-meshlet-fault` trailer, marked `injected` so
+   * it counts for no instance. A breaker's fallback (the executor's): its status mapped the
+   * same way, with `x-meshlet-fallback: circuit-open`.
+   */
+  fromResponse(response: Response): GrpcAttemptResult {
+    const code = grpcCodeOf(response.status);
+    const rule = response.headers.get(FAULT_TRAILER);
+    const trailers = new Metadata();
+    if (rule !== null) {
+      trailers.set(FAULT_TRAILER, rule);
+      const result: GrpcAttemptResult = {
+        status: httpStatusOf(code),
+        code,
+        details: `fault injected by rule ${rule}`,
+        message: undefined,
+        headers: undefined,
+        trailers,
+        injected: true,
+      };
+      this.lastRetryable = retryable(result);
+      return result;
+    }
+    // A breaker's fallback: an HTTP answer, as gRPC maps a response without grpc-status.
+    void response.body?.cancel().catch(() => {});
+    trailers.set('x-meshlet-fallback', 'circuit-open');
+    return {
+      status: response.status,
+      code,
+      details: `fallback of ${this.service}: HTTP ${response.status}`,
+      message: undefined,
+      headers: undefined,
+      trailers,
+    };
   }
 
   /** An attempt ended: no longer cancelled with the call. */
@@ -361,19 +387,6 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult> {
   }
 }
 
-/**
- * A fault decision's span attributes, as fault's `faultAttributes` writes HTTP's
- * (`io.meshlet.fault.rule`, `.delay_ms`, `.abort_status`), beside `io.meshlet.fault` (the rule).
- */
-function faultMarks(span: RpcClientSpan, fault: FaultChoice): void {
-  if (fault.rule !== undefined) {
-    span.setAttribute('io.meshlet.fault', fault.rule);
-    span.setAttribute('io.meshlet.fault.rule', fault.rule);
-  }
-  if (fault.delayMs !== undefined) span.setAttribute('io.meshlet.fault.delay_ms', fault.delayMs);
-  if (fault.abortStatus !== undefined) span.setAttribute('io.meshlet.fault.abort_status', fault.abortStatus);
-}
-
 /** A request message the method's serializer refused: INTERNAL, as grpc-js reports it. */
 class SerializationError extends Error {
   readonly status: { code: number; details: string };
@@ -389,7 +402,9 @@ type ChannelCall = ReturnType<PooledChannel['channel']['createCall']>;
 /**
  * One attempt on an instance's channel, as grpc-js's bottom unary call drives it: the
  * listener of the channel's call (methods, not closures), the attempt's promise, and its
- * cancel (the call's end, or the executor's timeout through the attempt's abort hook).
+ * cancel (the call's end, or the executor's timeout through the attempt's abort hook). Its
+ * span and in-flight count are the attempt chain's observers', ended when the executor
+ * settles the attempt.
  */
 class Attempt implements InterceptingListener {
   readonly promise: Promise<GrpcAttemptResult>;
@@ -397,10 +412,6 @@ class Attempt implements InterceptingListener {
   #reject!: (e: unknown) => void;
   readonly #owner: UnaryCall;
   readonly #def: UnaryMethod;
-  readonly #span: RpcClientSpan | undefined;
-  readonly #loadEnd: () => void;
-  /** The executor's record of the attempt: what the span adds when it ends. */
-  readonly #rec: ExecutorAttempt | undefined;
   #call: ChannelCall | undefined;
   #value: unknown;
   #headers: Metadata | undefined;
@@ -409,12 +420,9 @@ class Attempt implements InterceptingListener {
   #aborted = false;
   #done = false;
 
-  constructor(owner: UnaryCall, def: UnaryMethod, span: RpcClientSpan | undefined, loadEnd: () => void, rec: ExecutorAttempt | undefined) {
+  constructor(owner: UnaryCall, def: UnaryMethod) {
     this.#owner = owner;
-    this.#rec = rec;
     this.#def = def;
-    this.#span = span;
-    this.#loadEnd = loadEnd;
     this.promise = new Promise<GrpcAttemptResult>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -468,12 +476,9 @@ class Attempt implements InterceptingListener {
     this.#done = true;
     const owner = this.#owner;
     owner.detach(this);
-    this.#loadEnd();
     // Ended by the attempt's timeout or by the caller: the executor decides what that means.
     const ended = this.#aborted ? this.#abortReason : owner.ended;
     if (this.#aborted || ended !== undefined) {
-      const st = statusOfError(ended);
-      this.#span?.end(st.code, st.details, this.#rec);
       this.#reject(ended);
       return;
     }
@@ -501,7 +506,6 @@ class Attempt implements InterceptingListener {
         trailers: s.metadata,
       };
     owner.lastRetryable = retryable(result);
-    this.#span?.end(result.code, result.details, this.#rec);
     if (result.code === Status.UNAVAILABLE && result.headers === undefined && NOT_CONNECTED.test(result.details))
       this.#reject(new NotSentError(result));
     else this.#resolve(result);

@@ -354,6 +354,33 @@ describe('the CLIENT span of an attempt', () => {
     assert.deepEqual(calls, ended);
   });
 
+  it("is the attempt chain's observer: a span whose propagator throws does not fail the call, and still ends with the call's status", async () => {
+    const server = await serve('t');
+    const { calls, span } = recorder();
+    const ports: GrpcClientPorts = {
+      ...clientPorts([instance('t', server.port)]),
+      tracing: { active: () => parent } as unknown as GrpcTracing,
+      startClientSpan: () => ({
+        ...span,
+        inject: () => {
+          throw new Error('propagator broke');
+        },
+      }),
+    };
+    const pool = new ChannelPool();
+    const client = new Client('dns:///svc.meshlet.invalid', grpc.credentials.createInsecure(), {
+      interceptors: [meshInterceptor(ports, 'svc', { pool })],
+    });
+    try {
+      assert.equal(await hello(client, 'x'), 't:x:-:', 'answered without the trace context');
+      assert.deepEqual(calls, [['attr', 'rpc.grpc.status_code', grpc.status.OK], ['end']]);
+    } finally {
+      client.close();
+      pool.close();
+      await server.close();
+    }
+  });
+
   it("without the port, is started with the tracing's tracer: the same name, kind, attributes and ending", () => {
     const { calls, span } = recorder();
     const started: unknown[] = [];

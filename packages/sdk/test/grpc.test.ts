@@ -814,6 +814,87 @@ describe('gRPC spans and trace context', () => {
       await echo.close();
     }
   });
+  it('a fault section in shadow mode notes what it would have done on the span (io.meshlet.shadow) and sends the call; an enforced delay is named on the span', async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('echo-sh');
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    const spans = async () => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
+      clientSpans.reset();
+      return all;
+    };
+    try {
+      await caller.rules.apply(
+        JSON.stringify({ service: 'echo', fault: { mode: 'shadow', rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('echo');
+      assert.match(await say(client, 'shadowed'), /^echo-sh/, 'nothing injected: the call reached the server');
+      const [shadowed] = await spans();
+      assert.equal(shadowed?.attributes['io.meshlet.shadow'], 'fault:chaos:would-abort-503');
+      assert.equal(shadowed?.attributes['rpc.grpc.status_code'], grpc.status.OK);
+      assert.equal(shadowed?.attributes['io.meshlet.fault.rule'], undefined, 'nothing was injected');
+      assert.equal(echo.state.hits, 1);
+      await caller.rules.apply(JSON.stringify({ service: 'echo', fault: { rules: [{ name: 'slow', percentage: 100, delay: 1 }] } }), {
+        author: 'test',
+      });
+      await caller.rulesInForce('echo');
+      assert.match(await say(client, 'delayed'), /^echo-sh/, 'a delay, then sent');
+      const [delayed] = await spans();
+      assert.equal(delayed?.attributes['io.meshlet.fault'], 'slow');
+      assert.equal(delayed?.attributes['io.meshlet.fault.rule'], 'slow');
+      assert.equal(delayed?.attributes['io.meshlet.fault.delay_ms'], 1);
+      assert.equal(delayed?.attributes['io.meshlet.shadow'], undefined);
+      assert.equal(delayed?.attributes['rpc.grpc.status_code'], grpc.status.OK);
+      assert.equal(echo.state.hits, 2);
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+  });
+});
+
+describe('gRPC unary attempts and least requests', () => {
+  it("counts an attempt in flight until it settles (routing's in-flight observer, in the attempt chain)", async () => {
+    const e = estate();
+    const a = await startEcho('lr-a');
+    const b = await startEcho('lr-b');
+    await registerEcho(e, 'echo', a);
+    await registerEcho(e, 'echo', b);
+    const caller = createMesh({ service: 'gateway', ...e, route: { loadBalancer: { type: 'leastRequests' } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      for (const s of [a, b]) s.state.hold = held;
+      const first = say(client, 'held');
+      await waitFor(() => a.state.hits + b.state.hits === 1);
+      const [busy, idle] = a.state.hits === 1 ? [a, b] : [b, a];
+      idle.state.hold = undefined;
+      // A deadline: a call sent to the held instance fails the test rather than hanging it.
+      for (let i = 0; i < 10; i++) await say(client, 'while held', { deadline: Date.now() + 5_000 });
+      assert.equal(idle.state.hits, 10, 'with one attempt in flight on the other instance, least requests took the idle one every time');
+      assert.equal(busy.state.hits, 1);
+      release();
+      busy.state.hold = undefined;
+      await first;
+      for (let i = 0; i < 40; i++) await say(client, 'after');
+      assert.ok(busy.state.hits > 1, 'its attempt settled, the busy instance is picked again');
+    } finally {
+      release();
+      client.close();
+      await caller.close();
+      await a.close();
+      await b.close();
+    }
+  });
 });
 
 describe('gRPC and a breaker fallback', () => {
