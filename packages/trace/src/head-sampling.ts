@@ -61,15 +61,16 @@ function allZero(bytes: Buffer, from: number, to: number): boolean {
   return true;
 }
 
-/** A CLIENT span's context, and its parent's when it continues a trace. */
+/** A new span's context, and its parent's when it continues a trace. */
 export interface HeadDecision {
   readonly context: SpanContext;
   readonly parent: SpanContext | undefined;
 }
 
 /**
- * The sampling decision of a CLIENT span, taken before any span is built, as OpenTelemetry's
- * ParentBasedSampler over the root sampler would take it: a valid parent's sampled flag is
+ * The sampling decision of a span Meshlet records itself (CLIENT, SERVER, INTERNAL), taken
+ * before any span is built, as OpenTelemetry's ParentBasedSampler over the root sampler
+ * would take it: a valid parent's sampled flag is
  * followed (its trace id and tracestate kept); a new trace draws a trace id and the root
  * sampler (TraceIdRatioBasedSampler, or always on at ratio 1) decides on it. Span and trace
  * ids come from the Tracing's id generator.
@@ -113,14 +114,21 @@ export class HeadSampler {
     return { traceId: this.#ids.generateTraceId(), spanId, traceFlags: TraceFlags.NONE };
   }
 
-  /** The new span's context under `parent`; undefined when tracing is suppressed there (OpenTelemetry's tracer handles that). */
-  decide(parent: Context): HeadDecision | undefined {
-    if (isTracingSuppressed(parent)) return undefined;
+  /**
+   * The new span's context under `parent`; undefined when tracing is suppressed there
+   * (OpenTelemetry's tracer handles that). The ids are drawn in the tracer's order (span id,
+   * then a new trace's id), so that a seeded generator gives this path and the tracer's the
+   * same ids. `checked`: `parent` is known not to suppress tracing, and its span context (if
+   * any) known valid (a SERVER span's caller, read from its headers and checked there).
+   */
+  decide(parent: Context, kind: SpanKind = SpanKind.CLIENT, checked = false): HeadDecision | undefined {
+    if (!checked && isTracingSuppressed(parent)) return undefined;
+    const spanId = this.#ids.generateSpanId();
     const p = trace.getSpanContext(parent);
-    if (p !== undefined && isSpanContextValid(p)) {
+    if (p !== undefined && (checked || isSpanContextValid(p))) {
       const sc: SpanContext = {
         traceId: p.traceId,
-        spanId: this.#ids.generateSpanId(),
+        spanId,
         traceFlags: (p.traceFlags & TraceFlags.SAMPLED) !== 0 ? TraceFlags.SAMPLED : TraceFlags.NONE,
       };
       if (p.traceState) sc.traceState = p.traceState;
@@ -130,10 +138,7 @@ export class HeadSampler {
     const sampled =
       this.#ratio === 1 ||
       (this.#ratio > 0 &&
-        this.#root.shouldSample(ROOT_CONTEXT, traceId, '', SpanKind.CLIENT, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED);
-    return {
-      context: { traceId, spanId: this.#ids.generateSpanId(), traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE },
-      parent: undefined,
-    };
+        this.#root.shouldSample(ROOT_CONTEXT, traceId, '', kind, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED);
+    return { context: { traceId, spanId, traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE }, parent: undefined };
   }
 }

@@ -7,7 +7,7 @@ import { SpanRecord, spanAttributes } from './span-record.js';
 /**
  * Runs `fn` inside an INTERNAL span child of the active context (`Tracing.inSpan`, what
  * `@Traced` uses); the span ends when the returned promise settles, with `error.type` and
- * an error status when it rejects. Sampling is decided first (RecordSampler): an unsampled
+ * an error status when it rejects. Sampling is decided first (the head sampler): an unsampled
  * span is its span context alone, a sampled one Meshlet's own span record (kind INTERNAL),
  * as OpenTelemetry's tracer would make them (a test holds them equal). Without span
  * recording, or with tracing suppressed: OpenTelemetry's tracer.

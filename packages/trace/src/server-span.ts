@@ -61,7 +61,7 @@ const headerValue = (headers: InboundHeaders, name: string): string | undefined 
 /**
  * The SERVER span of an inbound request. With the Tracing's span recording (a Tracing made
  * by `createTracing`): sampling is decided first, as OpenTelemetry's tracer would decide it
- * (RecordSampler); an unsampled request gets only its span context, a sampled one is
+ * (the head sampler); an unsampled request gets only its span context, a sampled one is
  * Meshlet's own span record (SpanRecord, kind SERVER) — the same name, attributes, ids,
  * flags, tracestate, parent and status as the tracer's span (a test holds them equal).
  * Without it, or with tracing suppressed: OpenTelemetry's tracer.

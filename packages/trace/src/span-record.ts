@@ -1,28 +1,8 @@
-import {
-  type Attributes,
-  type AttributeValue,
-  type Context,
-  isSpanContextValid,
-  type Link,
-  ROOT_CONTEXT,
-  type SpanContext,
-  type SpanKind,
-  type TimeInput,
-  TraceFlags,
-  type Tracer,
-  trace,
-} from '@opentelemetry/api';
-import {
-  AddAttributeDecision,
-  cleanAttributes,
-  cleanSimpleAttributes,
-  isTimeInput,
-  isTracingSuppressed,
-  maybeAddAttribute,
-} from '@opentelemetry/core';
-import { type IdGenerator, type Sampler, SamplingDecision, type TimedEvent } from '@opentelemetry/sdk-trace';
+import type { Attributes, AttributeValue, Link, SpanKind, TimeInput, Tracer } from '@opentelemetry/api';
+import { AddAttributeDecision, cleanAttributes, cleanSimpleAttributes, isTimeInput, maybeAddAttribute } from '@opentelemetry/core';
+import type { TimedEvent } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, type RecordDeps } from './client-span-record.js';
-import type { HeadDecision } from './head-sampling.js';
+import type { HeadDecision, HeadSampler } from './head-sampling.js';
 import type { SpanDeps } from './span-deps.js';
 
 /** OpenTelemetry's span limits, as its tracer applies them (TracerProvider's defaults unless configured). */
@@ -45,52 +25,10 @@ const DEFAULT_LIMITS: RecordLimits = {
   attributePerLinkCountLimit: 128,
 };
 
-/**
- * The sampling decision of a SERVER or INTERNAL span, before anything is built, as
- * OpenTelemetry's tracer takes it over `ParentBasedSampler({ root })`: a new span id
- * first; a valid parent's trace id, tracestate and sampled flag are followed (remote or
- * local alike); a new trace draws its trace id next and the root sampler decides on it.
- * The same rule, root sampler and id generator as the CLIENT spans' HeadSampler, with the
- * ids drawn in the tracer's order (span id, then trace id), so that a seeded generator
- * gives both paths the same ids. Undefined when tracing is suppressed under `parent`.
- */
-export class RecordSampler {
-  readonly #ratio: number;
-  readonly #root: Sampler;
-  readonly #ids: IdGenerator;
-
-  constructor(ratio: number, root: Sampler, ids: IdGenerator) {
-    this.#ratio = ratio;
-    this.#root = root;
-    this.#ids = ids;
-  }
-
-  /** `checked`: `parent` is known not to suppress tracing, and its span context (if any) known valid (read from headers here). */
-  decide(parent: Context, kind: SpanKind, checked = false): HeadDecision | undefined {
-    if (!checked && isTracingSuppressed(parent)) return undefined;
-    const spanId = this.#ids.generateSpanId();
-    const p = trace.getSpanContext(parent);
-    if (p !== undefined && (checked || isSpanContextValid(p))) {
-      const sc: SpanContext = {
-        traceId: p.traceId,
-        spanId,
-        traceFlags: (p.traceFlags & TraceFlags.SAMPLED) !== 0 ? TraceFlags.SAMPLED : TraceFlags.NONE,
-      };
-      if (p.traceState) sc.traceState = p.traceState;
-      return { context: sc, parent: p };
-    }
-    const traceId = this.#ids.generateTraceId();
-    const sampled =
-      this.#ratio === 1 ||
-      (this.#ratio > 0 &&
-        this.#root.shouldSample(ROOT_CONTEXT, traceId, '', kind, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED);
-    return { context: { traceId, spanId, traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE }, parent: undefined };
-  }
-}
-
 /** What recording SERVER and INTERNAL spans as Meshlet's own records takes, from one Tracing. */
 export interface SpanRecording {
-  readonly sampler: RecordSampler;
+  /** The CLIENT spans' head sampler: the same rule, root sampler and id generator. */
+  readonly sampler: HeadSampler;
   readonly records: RecordDeps;
   readonly limits: RecordLimits;
   /** The id generator's ids are valid hex by construction (the pooled one): the trace log writes them unescaped. */
@@ -102,7 +40,7 @@ export interface SpanRecording {
  * applies a value length limit (attribute values truncated): those spans stay on the
  * tracer, which truncates them.
  */
-export function spanRecording(tracer: Tracer, sampler: RecordSampler, records: RecordDeps, hexIds: boolean): SpanRecording | undefined {
+export function spanRecording(tracer: Tracer, sampler: HeadSampler, records: RecordDeps, hexIds: boolean): SpanRecording | undefined {
   const configured = (tracer as { _spanLimits?: Partial<RecordLimits> })._spanLimits;
   const limits: RecordLimits = { ...DEFAULT_LIMITS };
   if (configured)
@@ -114,9 +52,9 @@ export function spanRecording(tracer: Tracer, sampler: RecordSampler, records: R
   return { sampler, records, limits, hexIds };
 }
 
-/** `deps` with its span recording: a RecordSampler over the CLIENT spans' ratio, root sampler and id generator. */
-export function withSpanRecording(ratio: number, root: Sampler, ids: IdGenerator, deps: Omit<SpanDeps, 'spanRecording'>): SpanDeps {
-  const recording = spanRecording(deps.tracer, new RecordSampler(ratio, root, ids), deps.records, deps.sampler.validIds);
+/** `deps` with its span recording, decided by the CLIENT spans' head sampler. */
+export function withSpanRecording(deps: Omit<SpanDeps, 'spanRecording'>): SpanDeps {
+  const recording = spanRecording(deps.tracer, deps.sampler, deps.records, deps.sampler.validIds);
   return { ...deps, spanRecording: recording };
 }
 

@@ -124,7 +124,7 @@ export function createTracing(options: TracingOptions): Tracing {
   const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server' }) : undefined;
   const meter = options.meterProvider?.getMeter('@meshlet/trace', '0.1.0');
   const advice = { explicitBucketBoundaries: [...(metricsOptions?.buckets ?? DEFAULT_BUCKETS)] };
-  const deps: SpanDeps = withSpanRecording(ratio, root, ids, {
+  const deps: SpanDeps = withSpanRecording({
     tracer,
     propagation,
     sampler: new HeadSampler(ratio, root, ids),
