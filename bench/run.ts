@@ -50,6 +50,7 @@ const sections: Section[] = [
   { name: 'registry-scale', run: (await import('./registry-scale.js')).registryScale },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'inbound-trace', run: (await import('./inbound-trace.js')).inboundTrace },
+  { name: 'trace-split', run: (await import('./trace-split.js')).traceSplit },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },
   { name: 'dialects', run: (await import('./dialects.js')).dialectsBench },
