@@ -340,6 +340,22 @@ export function chainAttempt(stages: readonly AttemptStage[], last: AttemptHandl
   );
 }
 
+/**
+ * An attempt's `io.meshlet.shadow` for its CLIENT span (HTTP's and gRPC's alike): the route
+ * decision's note first (`route:<rule>:would-route`), then the attempt's notes in the order
+ * they arose; undefined when there is none.
+ */
+export function shadowOf(attempt: {
+  readonly target: Pick<AttemptTarget, 'shadow'>;
+  readonly notes: readonly string[] | undefined;
+}): string | undefined {
+  const route = attempt.target.shadow;
+  const notes = attempt.notes;
+  if (route === undefined) return notes === undefined || notes.length === 0 ? undefined : notes.join(' ');
+  const first = `route:${route}:would-route`;
+  return notes === undefined || notes.length === 0 ? first : `${first} ${notes.join(' ')}`;
+}
+
 /** Adds a shadow note to an attempt. */
 export function noteAttempt(attempt: Attempt, note: string): void {
   if (attempt.notes === undefined) attempt.notes = [note];

@@ -20,6 +20,7 @@ export {
   originOf,
   sendAttempt,
   settlingHandler,
+  shadowOf,
 } from './attempt.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
 export {

@@ -2,12 +2,14 @@ import { type CallOptions, Metadata, propagate as Propagate, status as Status } 
 import {
   type AttemptChain,
   type AttemptFields,
+  type AttemptTarget,
   composeAttempt,
   getTag,
   type Instance,
   type MeshContext,
   MeshletError,
   SystemTag,
+  shadowOf,
   type TagLookup,
 } from '@meshlet/core';
 import { type Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
@@ -260,12 +262,15 @@ export interface RpcClientSpan {
    * instances whose breakers refused the pick, a shadow API breaker's key) and its shadow
    * notes (`io.meshlet.shadow`).
    */
-  end(code: number, details: string, attempt?: AttemptFields): void;
+  end(code: number, details: string, attempt?: AttemptMarks): void;
 }
 
 /** What the executor's record of an attempt adds to its span (see RpcClientSpan.end). */
-function addAttemptMarks(span: GrpcClientSpan, attempt: AttemptFields): void {
+function addAttemptMarks(span: GrpcClientSpan, attempt: AttemptMarks): void {
   attempt.settled?.();
+  // Routing's own (instances of the pool it picked from skipped for open breakers), as HTTP's span reads them.
+  const routed = attempt.target?.spanAttributes;
+  if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const attributes = attempt.attributes;
   if (attributes !== undefined) {
     for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
@@ -273,8 +278,13 @@ function addAttemptMarks(span: GrpcClientSpan, attempt: AttemptFields): void {
     const fault = attributes['io.meshlet.fault.rule'];
     if (fault !== undefined) span.setAttribute('io.meshlet.fault', fault);
   }
-  if (attempt.notes !== undefined && attempt.notes.length > 0) span.setAttribute('io.meshlet.shadow', attempt.notes.join(' '));
+  const shadow = shadowOf({ target: attempt.target ?? NO_TARGET, notes: attempt.notes });
+  if (shadow !== undefined) span.setAttribute('io.meshlet.shadow', shadow);
 }
+
+/** The executor's record of an attempt, and its target when the attempt ran on core's chain (routing's decision). */
+type AttemptMarks = AttemptFields & { readonly target?: Pick<AttemptTarget, 'shadow' | 'spanAttributes'> };
+const NO_TARGET: Pick<AttemptTarget, 'shadow'> = {};
 
 /** What starting a CLIENT span reads from the ports. */
 export type SpanPorts = Pick<GrpcClientPorts, 'tracing' | 'startClientSpan'>;

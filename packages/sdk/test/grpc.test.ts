@@ -859,6 +859,45 @@ describe('gRPC spans and trace context', () => {
   });
 });
 
+describe('gRPC spans and route rules in shadow mode', () => {
+  it('a route section in shadow mode is named on the span (route:<rule>:would-route) before the other notes, and the call routes without it', async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('echo-rs');
+    await registerEcho(e, 'echo', echo);
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'echo');
+    const shadowOfSpans = async () => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
+      clientSpans.reset();
+      return all.map((s) => s.attributes['io.meshlet.shadow']);
+    };
+    const route = { mode: 'shadow', rules: [{ name: 'all-to-v9', destinations: [{ group: { version: '9' }, weight: 100 }] }] };
+    try {
+      await caller.rules.apply(JSON.stringify({ service: 'echo', route }), { author: 'test' });
+      await caller.rulesInForce('echo');
+      assert.match(await say(client, 'a'), /^echo-rs/, 'routed without the rule (no instance has version 9)');
+      assert.deepEqual(await shadowOfSpans(), ['route:all-to-v9:would-route']);
+      await caller.rules.apply(
+        JSON.stringify({ service: 'echo', route, fault: { mode: 'shadow', rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('echo');
+      assert.match(await say(client, 'b'), /^echo-rs/);
+      assert.deepEqual(
+        await shadowOfSpans(),
+        ['route:all-to-v9:would-route fault:chaos:would-abort-503'],
+        "route's note first, as on HTTP spans",
+      );
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+  });
+});
+
 describe('gRPC unary attempts and least requests', () => {
   it("counts an attempt in flight until it settles (routing's in-flight observer, in the attempt chain)", async () => {
     const e = estate();

@@ -5,6 +5,7 @@ import {
   type AttemptResult,
   aroundObserver,
   originOf,
+  shadowOf,
   systemClock,
 } from '@meshlet/core';
 import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
@@ -19,15 +20,6 @@ import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
-/** The span's io.meshlet.shadow: route's note first (the decision's), then the attempt's in the order they arose. */
-function shadowOf(attempt: Attempt): string | undefined {
-  const route = attempt.target.shadow;
-  const notes = attempt.notes;
-  if (route === undefined) return notes?.join(' ');
-  const first = `route:${route}:would-route`;
-  return notes === undefined ? first : `${first} ${notes.join(' ')}`;
-}
 
 /**
  * What the layers below the span added while the attempt ran: fault attributes, later
