@@ -1,5 +1,5 @@
 import type { AttemptChain, AttemptFields, AttemptTarget, Clock, Instance, Logger, MeshContext, TagLookup } from '@meshlet/core';
-import type { Context, SpanStatus, Tracer } from '@opentelemetry/api';
+import type { Context, Span, SpanStatus, Tracer } from '@opentelemetry/api';
 
 /**
  * What @meshlet/grpc needs from the rest of the mesh, as interfaces: the package imports
@@ -209,5 +209,14 @@ export interface GrpcServerPorts {
   /** Auth rules, then rate limits, for a call to `path` in `ctx`. */
   readonly admit: (ctx: MeshContext, path: string) => Admitted | Refusal | Promise<Admitted | Refusal>;
   readonly tracing: GrpcTracing | undefined;
+  /**
+   * Starts an inbound call's SERVER span over `tracing` (@meshlet/trace's
+   * `startRpcServerSpan`: head sampling first, a non-recording span when unsampled,
+   * Meshlet's own span record when sampled). Without it: `tracing.tracer.startSpan`.
+   */
+  readonly startServerSpan?: (
+    tracing: GrpcTracing,
+    options: { readonly name: string; readonly attributes: Record<string, string | number>; readonly parent: Context },
+  ) => Span;
   readonly logger: Logger;
 }

@@ -80,7 +80,7 @@ export function meshServerInterceptor(ports: GrpcServerPorts): ServerInterceptor
             } catch (err) {
               ports.logger.warn('gRPC call context not built; the call goes on without one', { error: (err as Error).message });
             }
-            if (ports.tracing) [span, spanCtx] = startServerSpan(ports.tracing, headers, path, call.getPeer(), ctx);
+            if (ports.tracing) [span, spanCtx] = startServerSpan(ports, ports.tracing, headers, path, call.getPeer(), ctx);
             if (!ctx) return inside(() => nextMetadata(metadata));
             const refuse = (r: Refusal) => {
               refused = true;
@@ -130,6 +130,7 @@ export function meshServerInterceptor(ports: GrpcServerPorts): ServerInterceptor
 }
 
 function startServerSpan(
+  ports: Pick<GrpcServerPorts, 'startServerSpan'>,
   tracing: GrpcTracing,
   headers: Record<string, string | string[]>,
   path: string,
@@ -146,7 +147,10 @@ function startServerSpan(
   const colon = peer.lastIndexOf(':');
   if (colon > 0) attributes['client.address'] = peer.slice(0, colon).replace(/^\[|\]$/g, '');
   if (ctx?.caller.service) attributes['io.meshlet.caller'] = ctx.caller.service;
-  const span = tracing.tracer.startSpan(names.spanName, { kind: SpanKind.SERVER, attributes }, parent);
+  const span =
+    ports.startServerSpan !== undefined
+      ? ports.startServerSpan(tracing, { name: names.spanName, attributes, parent })
+      : tracing.tracer.startSpan(names.spanName, { kind: SpanKind.SERVER, attributes }, parent);
   return [span, trace.setSpan(parent, span)];
 }
 

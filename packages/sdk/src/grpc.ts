@@ -30,7 +30,7 @@ import {
 } from '@meshlet/grpc';
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
-import { errorAttributesOf, startRpcClientSpan } from '@meshlet/trace';
+import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { destinationGuard } from './destination-guard.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
@@ -148,6 +148,8 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
       return decided instanceof Promise ? decided.then(toAdmission) : toAdmission(decided);
     },
     tracing: deps.tracing,
+    // Head sampling first, Meshlet's own span record when sampled (as HTTP's SERVER spans).
+    startServerSpan: startRpcServerSpan,
     logger,
   };
   let served: Server | undefined;

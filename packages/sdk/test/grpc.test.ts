@@ -744,6 +744,8 @@ describe('gRPC spans and trace context', () => {
       assert.equal(s.kind, 1 /* SERVER */);
       // Head-sampled, as HTTP's attempt spans: Meshlet's own span record, not OpenTelemetry's span.
       assert.equal(c.constructor.name, 'ClientSpanRecord');
+      // And the SERVER span, as HTTP's SERVER spans: the span record with its kind (startRpcServerSpan through the port).
+      assert.equal(s.constructor.name, 'SpanRecord');
       for (const span of [c, s]) {
         assert.equal(span.attributes['rpc.system'], 'grpc');
         assert.equal(span.attributes['rpc.service'], 'meshlet.interop.Echo');

@@ -33,7 +33,14 @@ export {
   TracePropagation,
 } from './propagation.js';
 export { redactUrl } from './redact-url.js';
-export { type RpcClientSpanHandle, type RpcClientSpanOptions, type RpcSpanTracing, startRpcClientSpan } from './rpc-client-span.js';
+export {
+  type RpcClientSpanHandle,
+  type RpcClientSpanOptions,
+  type RpcServerSpanOptions,
+  type RpcSpanTracing,
+  startRpcClientSpan,
+  startRpcServerSpan,
+} from './rpc-client-span.js';
 export type { ServerRequestInfo, ServerSpan } from './server-span.js';
 export { buildTopology, renderTopologyMermaid, renderTopologySvg, renderTopologyTable, type TopologyEdge } from './topology.js';
 export { topologyCommand } from './topology-cli.js';

@@ -12,6 +12,7 @@ import {
 import { ClientSpanRecord } from './client-span-record.js';
 import type { OutboundHeaders } from './propagation.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
+import { SpanRecord } from './span-record.js';
 
 /** What an RPC CLIENT span starts with (see `startRpcClientSpan`). */
 export interface RpcClientSpanOptions {
@@ -154,4 +155,34 @@ class RecordedRpcSpan implements RpcClientSpanHandle {
   end(): void {
     this.#span.end();
   }
+}
+
+/** What an RPC SERVER span starts with (see `startRpcServerSpan`). */
+export interface RpcServerSpanOptions {
+  /** The span name (for gRPC, `package.Service/Method`). */
+  readonly name: string;
+  /** Its attributes, in order. Taken as they are: the span may keep (and add to) this object. */
+  readonly attributes: Record<string, string | number>;
+  /** The caller's context, extracted from the request's metadata. */
+  readonly parent: Context;
+}
+
+/**
+ * A SERVER span for an inbound RPC (a gRPC call), by the mechanism HTTP's SERVER spans use
+ * (`startServerSpan`): with a Tracing made by `createTracing`, sampling is decided first by
+ * its head sampler; an unsampled call gets its span context alone (a non-recording span), a
+ * sampled one is Meshlet's own span record (kind SERVER), exported through the Tracing's
+ * span processors as OpenTelemetry's span would be. The same name, kind, attributes, ids,
+ * parent and status rules as `tracer.startSpan(name, { kind: SERVER, attributes }, parent)`
+ * (a test holds them equal). Any other Tracing, or tracing suppressed under the parent:
+ * OpenTelemetry's tracer.
+ */
+export function startRpcServerSpan(tracing: Pick<RpcSpanTracing, 'tracer'>, options: RpcServerSpanOptions): Span {
+  const { name, attributes, parent } = options;
+  const recording = (tracing as { readonly [SPAN_DEPS]?: SpanDeps })[SPAN_DEPS]?.spanRecording;
+  const decision = recording?.sampler.decide(parent, SpanKind.SERVER);
+  if (recording === undefined || decision === undefined)
+    return tracing.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+  if ((decision.context.traceFlags & TraceFlags.SAMPLED) === 0) return trace.wrapSpanContext(decision.context);
+  return new SpanRecord(recording, SpanKind.SERVER, name, decision, attributes as Attributes, Object.keys(attributes).length);
 }

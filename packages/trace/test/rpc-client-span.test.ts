@@ -4,7 +4,7 @@ import { type Context, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace
 import { TraceState } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord } from '../src/client-span-record.js';
-import { createTracing, startRpcClientSpan, type Tracing } from '../src/index.js';
+import { createTracing, startRpcClientSpan, startRpcServerSpan, type Tracing } from '../src/index.js';
 import { memoryExporter } from './servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -159,5 +159,63 @@ describe('startRpcClientSpan', () => {
     tracing.run(parentOf(TraceFlags.SAMPLED), () => oneCall(tracing, undefined));
     await tracing.forceFlush();
     assert.equal(exporter.getFinishedSpans()[0]?.parentSpanContext?.spanId, SPAN);
+  });
+});
+
+describe('startRpcServerSpan', () => {
+  const serverAttributes = () => ({
+    'rpc.system': 'grpc',
+    'rpc.service': 'demo.Greeter',
+    'rpc.method': 'Hello',
+    'client.address': '10.0.0.9',
+    'io.meshlet.caller': 'gateway',
+  });
+  /** One inbound call's span: started, a status and an attribute set, ended. */
+  function oneServerCall(t: Parameters<typeof startRpcServerSpan>[0], parent: Context) {
+    const span = startRpcServerSpan(t, { name: 'demo.Greeter/Hello', attributes: serverAttributes(), parent });
+    span.setAttribute('rpc.grpc.status_code', 13);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'INTERNAL: boom' });
+    span.end();
+    return span;
+  }
+
+  it("a sampled caller: a span record (kind SERVER) equal to OpenTelemetry's span for the same inputs", async () => {
+    const { tracing, otel, exporter } = setup(1);
+    oneServerCall(tracing, parentOf(TraceFlags.SAMPLED));
+    oneServerCall(otel, parentOf(TraceFlags.SAMPLED));
+    await tracing.forceFlush();
+    const [mine, theirs] = exporter.getFinishedSpans() as ReadableSpan[];
+    assert.ok(mine instanceof ClientSpanRecord, "Meshlet's own span record, not the tracer's span");
+    assert.ok(!(theirs instanceof ClientSpanRecord));
+    assert.deepEqual(view(mine as ReadableSpan), view(theirs as ReadableSpan));
+    assert.equal(mine?.kind, SpanKind.SERVER);
+    assert.equal(mine?.parentSpanContext?.isRemote, true);
+  });
+
+  it("a new trace at 100%: a root span record, as OpenTelemetry's", async () => {
+    const { tracing, otel, exporter } = setup(1);
+    oneServerCall(tracing, ROOT_CONTEXT);
+    oneServerCall(otel, ROOT_CONTEXT);
+    await tracing.forceFlush();
+    const [mine, theirs] = exporter.getFinishedSpans() as ReadableSpan[];
+    assert.deepEqual({ ...view(mine as ReadableSpan), traceId: '' }, { ...view(theirs as ReadableSpan), traceId: '' });
+    assert.equal(mine?.parentSpanContext, undefined);
+  });
+
+  it('an unsampled caller, and sampleRatio 0 with none: nothing recorded by either path; the span context continues the trace unsampled', async () => {
+    for (const [ratio, parent] of [
+      [1, parentOf(TraceFlags.NONE)],
+      [0, ROOT_CONTEXT],
+    ] as const) {
+      const { tracing, otel, exporter } = setup(ratio);
+      const a = oneServerCall(tracing, parent).spanContext();
+      const b = oneServerCall(otel, parent).spanContext();
+      await tracing.forceFlush();
+      assert.equal(exporter.getFinishedSpans().length, 0);
+      for (const sc of [a, b]) {
+        assert.equal(sc.traceFlags, TraceFlags.NONE);
+        if (ratio === 1) assert.equal(sc.traceId, TRACE);
+      }
+    }
   });
 });
