@@ -56,8 +56,12 @@ export interface OutboundCall<R extends AttemptResult> {
   readonly tags: TagLookup;
   /** The transport: sends one attempt to `attempt.target` (the front end's client). */
   transport(attempt: Attempt<R>): Promise<R>;
-  /** A Response the mesh made (an injected fault) as the front end's result. */
-  fromResponse(response: Response): R;
+  /**
+   * A Response the mesh made for `attempt` (an injected fault) as the front end's result.
+   * The attempt is always given: a front end that also converts a breaker's fallback with
+   * this method (the executor calls it without one) tells the two apart by it.
+   */
+  fromResponse(response: Response, attempt: Attempt<R>): R;
 }
 
 /** A breaker's state, as spans name it. */

@@ -234,7 +234,7 @@ export function faultInterceptor(options: {
     const made = await applyFault(decision, attempt.signal ? { clock, signal: attempt.signal } : { clock });
     if (made === undefined) return next(attempt);
     attempt.injected = true;
-    return attempt.call.fromResponse(made);
+    return attempt.call.fromResponse(made, attempt);
   };
   return <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
     const decision = faults(attempt.call.service)?.decide(attempt.call.tags) ?? NO_FAULT;

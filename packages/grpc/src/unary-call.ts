@@ -335,17 +335,18 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
   }
 
   /**
-   * A Response the mesh made, as a gRPC result. An injected fault's (fault's `faultInterceptor`,
-   * the response naming its rule in `x-meshlet-fault`): its HTTP status as gRPC maps it
-   * (503 → UNAVAILABLE…), the rule in the `x-meshlet-fault` trailer, marked `injected` so
-   * it counts for no instance. A breaker's fallback (the executor's): its status mapped the
-   * same way, with `x-meshlet-fallback: circuit-open`.
+   * A Response the mesh made, as a gRPC result. An injected fault's (fault's `faultInterceptor`
+   * gives the attempt it answered; the response names its rule in `x-meshlet-fault`): its
+   * HTTP status as gRPC maps it (503 → UNAVAILABLE…), the rule in the `x-meshlet-fault`
+   * trailer, marked `injected` so it counts for no instance. A breaker's fallback (the
+   * executor gives no attempt), whatever headers its rule set: its status mapped the same
+   * way, with `x-meshlet-fallback: circuit-open`.
    */
-  fromResponse(response: Response): GrpcAttemptResult {
+  fromResponse(response: Response, attempt?: ExecutorAttempt): GrpcAttemptResult {
     const code = grpcCodeOf(response.status);
-    const rule = response.headers.get(FAULT_TRAILER);
     const trailers = new Metadata();
-    if (rule !== null) {
+    if (attempt !== undefined) {
+      const rule = response.headers.get(FAULT_TRAILER) ?? 'fault';
       trailers.set(FAULT_TRAILER, rule);
       const result: GrpcAttemptResult = {
         status: httpStatusOf(code),

@@ -953,7 +953,8 @@ describe('gRPC and a breaker fallback', () => {
       return all;
     };
     try {
-      const fallback = { status: 503, body: 'later' };
+      // A header a rule may set on its fallback, named as the fault trailer: still a fallback, not an injected fault.
+      const fallback = { status: 503, body: 'later', headers: { 'x-meshlet-fault': 'not-a-fault' } };
       await caller.rules.apply(
         JSON.stringify({
           service: 'echo',
@@ -969,6 +970,8 @@ describe('gRPC and a breaker fallback', () => {
       const answered = await failure(say(client, 'y'));
       assert.equal(answered.code, grpc.status.UNAVAILABLE, 'HTTP 503 maps to UNAVAILABLE');
       assert.equal(answered.metadata.get('x-meshlet-fallback')[0], 'circuit-open');
+      assert.match(answered.details, /^fallback of echo: HTTP 503/);
+      assert.deepEqual(answered.metadata.get('x-meshlet-fault'), [], 'not read as an injected fault');
       const got = (await spans()).map((s) => ({
         level: s.attributes['io.meshlet.circuit.level'],
         state: s.attributes['io.meshlet.circuit.state'],
