@@ -17,7 +17,6 @@ export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-dead
 export type {
   Admitted,
   ExecutorCall,
-  FaultChoice,
   GrpcClientPorts,
   GrpcDirectory,
   GrpcExecutor,

@@ -105,15 +105,6 @@ export interface GrpcDirectory {
   ensure(service: string): Promise<void>;
 }
 
-/** A fault rule's decision (@meshlet/fault's FaultDecision). */
-export interface FaultChoice {
-  readonly delayMs?: number;
-  readonly abortStatus?: number;
-  readonly rule?: string;
-  /** A rule of a section in shadow mode whose draw hit: what it would have done (nothing was injected). */
-  readonly shadow?: string;
-}
-
 /** @meshlet/trace's Tracing, the part spans need: the tracer and the configured propagation. */
 export interface GrpcTracing {
   readonly tracer: Tracer;
@@ -156,11 +147,6 @@ export interface GrpcClientPorts {
    * (when `tracing` is given).
    */
   readonly attemptChain?: AttemptChain;
-  /**
-   * Not read: a unary call's faults are injected by the attempt chain's fault interceptor
-   * (`attemptChain`). Kept so ports written for the earlier fault path still fit.
-   */
-  readonly faults?: (service: string) => { decide(tags: TagLookup): FaultChoice } | undefined;
   /**
    * The span attributes a governance error carries (@meshlet/trace's `errorAttributesOf`:
    * a refusal's `io.meshlet.circuit.*`), for the span of a call refused before any attempt.

@@ -192,7 +192,6 @@ function clientPorts(instances: Instance[], outbound: Record<string, string> = {
       },
     },
     tracing: undefined,
-    faults: () => undefined,
     outboundHeaders: () => outbound,
     clock: new ManualClock(),
     logger: silentLogger,

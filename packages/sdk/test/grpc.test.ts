@@ -484,7 +484,6 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
       },
       executor,
       tracing,
-      faults: () => undefined,
       outboundHeaders: () => ({}),
       clock: new ManualClock(),
       logger: silentLogger,
