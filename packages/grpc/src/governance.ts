@@ -266,8 +266,9 @@ export interface RpcClientSpan {
 }
 
 /** What the executor's record of an attempt adds to its span (see RpcClientSpan.end). */
+// The record's own settle hook (a shadow deadline's note) ran before: the attempt chain's
+// `settle` runs it ahead of the observers, this span's among them.
 function addAttemptMarks(span: GrpcClientSpan, attempt: AttemptMarks): void {
-  attempt.settled?.();
   // Routing's own (instances of the pool it picked from skipped for open breakers), as HTTP's span reads them.
   const routed = attempt.target?.spanAttributes;
   if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
