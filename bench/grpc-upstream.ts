@@ -1,12 +1,35 @@
-// The gRPC upstream of the gRPC benchmark, in its own process: one unary method
+// The gRPC upstream of the gRPC benchmarks, in its own process: one unary method
 // (`/bench.Upstream/Get`, bytes in, a small JSON body out) on grpc-js, plaintext on
 // 127.0.0.1. Tells its port over IPC, and its CPU time when asked (`cpu`); exits when the
-// parent disconnects.
+// parent disconnects. Its first argument picks the server:
+//   raw       a plain grpc-js server (the default)
+//   governed  the same server with `mesh.grpc.serverInterceptor()` (context, auth and rate
+//             limit checks, no rules in force), tracing off
+//   traced    governed, tracing at 100% into a trace log in a temporary directory
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { InMemoryKvStore, InMemoryRegistry, silentLogger } from '@meshlet/core';
+import { createMesh } from 'meshlet';
 import { benchGrpcService } from './grpc-service.js';
 
+const mode = process.argv[2] ?? 'raw';
+if (!['raw', 'governed', 'traced'].includes(mode)) throw new Error(`grpc-upstream: unknown mode ${mode}`);
+const dir = mode === 'traced' ? mkdtempSync(join(tmpdir(), 'meshlet-bench-grpc-server-')) : undefined;
+const mesh =
+  mode === 'raw'
+    ? undefined
+    : createMesh({
+        service: 'bench-upstream',
+        registry: new InMemoryRegistry(),
+        rules: new InMemoryKvStore(),
+        logger: silentLogger,
+        ...(dir ? { tracing: { sampleRatio: 1, log: { path: join(dir, 'spans.jsonl') } } } : {}),
+      });
+
 const body = Buffer.from('{"ok":true}');
-const server = new grpc.Server();
+const server = new grpc.Server(mesh ? { interceptors: [mesh.grpc.serverInterceptor()] } : {});
 server.addService(benchGrpcService, {
   Get(_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) {
     cb(null, body);
@@ -23,4 +46,7 @@ process.on('message', (m: unknown) => {
     process.send?.({ cpu: u.user + u.system });
   }
 });
-process.on('disconnect', () => process.exit(0));
+process.on('disconnect', () => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
+});
