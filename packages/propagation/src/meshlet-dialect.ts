@@ -1,5 +1,5 @@
 import { BadTagHeaderError, decodeTags, encodeTags, TAG_HEADER } from '@meshlet/core';
-import { emptyExtract, type HeaderBag, headerValue, type ScopeLookup, type TagDialect, warning } from './tag-dialect.js';
+import { emptyExtract, type HeaderBag, headerValue, NOTHING_EXTRACTED, type ScopeLookup, type TagDialect, warning } from './tag-dialect.js';
 import { takeTag } from './take-tag.js';
 
 /**
@@ -14,6 +14,7 @@ export const ONCE_TAG_HEADER = 'x-meshlet-tags-once';
 export const meshletDialect: TagDialect = {
   name: 'meshlet',
   extract(headers: HeaderBag) {
+    if (!headerValue(headers, ONCE_TAG_HEADER) && !headerValue(headers, TAG_HEADER)) return NOTHING_EXTRACTED;
     const out = emptyExtract();
     // One-hop first: a key in both is transitive.
     for (const [name, once] of [

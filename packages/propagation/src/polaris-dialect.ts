@@ -1,6 +1,15 @@
 import { TagLimits } from '@meshlet/core';
 import { formDecode, formEncode } from './form-encoding.js';
-import { type DialectDroppedTag, emptyExtract, type HeaderBag, type ScopeLookup, type TagDialect, warning } from './tag-dialect.js';
+import {
+  type DialectDroppedTag,
+  type DialectExtract,
+  emptyExtract,
+  type HeaderBag,
+  NOTHING_EXTRACTED,
+  type ScopeLookup,
+  type TagDialect,
+  warning,
+} from './tag-dialect.js';
 import { takeTag } from './take-tag.js';
 
 /** PolarisMesh's transitive metadata: one header per key, `X-Polaris-Metadata-Transitive-<key>: <URL-encoded value>`. */
@@ -37,13 +46,16 @@ export function polarisDialect(options: PolarisDialectOptions = {}): TagDialect 
   const laneTag = options.laneTag ?? 'lane';
   return {
     name: 'polaris',
-    extract(headers: HeaderBag) {
-      const out = emptyExtract();
-      for (const [rawName, rawValue] of Object.entries(headers)) {
+    extract(headers: HeaderBag): DialectExtract {
+      // Made when the first prefixed header is found: a request without one allocates nothing here.
+      let out: ReturnType<typeof emptyExtract> | undefined;
+      for (const rawName in headers) {
+        const rawValue = headers[rawName];
         if (rawValue === undefined) continue;
         const name = rawName.toLowerCase();
         const prefix = name.startsWith(POLARIS_LOWER) ? POLARIS_LOWER : name.startsWith(SCT_LOWER) ? SCT_LOWER : undefined;
         if (!prefix) continue;
+        out ??= emptyExtract();
         const key = name.slice(prefix.length);
         const raw = typeof rawValue === 'string' ? rawValue : rawValue[0];
         if (key === '' || raw === undefined || raw.trim() === '') continue;
@@ -58,6 +70,7 @@ export function polarisDialect(options: PolarisDialectOptions = {}): TagDialect 
         }
         takeTag(out, name, key, value, false);
       }
+      if (out === undefined) return NOTHING_EXTRACTED;
       const stain = out.tags.get(POLARIS_LANE_KEY);
       const slash = stain?.indexOf('/') ?? -1;
       if (stain !== undefined && slash >= 0 && !out.tags.has(laneTag)) {

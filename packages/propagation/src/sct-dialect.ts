@@ -5,6 +5,7 @@ import {
   emptyExtract,
   type HeaderBag,
   headerValue,
+  NOTHING_EXTRACTED,
   type ScopeLookup,
   type TagDialect,
   warning,
@@ -20,6 +21,7 @@ export const SCT_DISPOSABLE_HEADER = 'sct-custom-disposable-metadata';
 export const sctDialect: TagDialect = {
   name: 'sct',
   extract(headers: HeaderBag) {
+    if (!headerValue(headers, SCT_DISPOSABLE_HEADER) && !headerValue(headers, SCT_METADATA_HEADER)) return NOTHING_EXTRACTED;
     const out = emptyExtract();
     // Disposable first: a key in both maps is transitive.
     for (const [name, once] of [

@@ -21,20 +21,20 @@ export interface HeaderWarning {
   readonly reason: string;
 }
 
-/** What one dialect read from a request's headers. */
+/** What one dialect read from a request's headers. Read only: a dialect may hand out `NOTHING_EXTRACTED`. */
 export interface DialectExtract {
   /** Tags, within core's bounds (TagLimits). */
-  readonly tags: Map<string, string>;
+  readonly tags: ReadonlyMap<string, string>;
   /**
    * Keys that arrived one-hop (TSF tags without the transitive flag, SCT disposable
    * metadata, `x-meshlet-tags-once`, and the caller's identity from `tsf-metadata`):
    * this service sees them, the next hop does not.
    */
-  readonly arrivedOnce: Set<string>;
+  readonly arrivedOnce: ReadonlySet<string>;
   /** The calling service's identity, when the dialect carries one (`tsf-metadata`). */
   readonly caller?: Caller;
-  readonly dropped: DialectDroppedTag[];
-  readonly warnings: HeaderWarning[];
+  readonly dropped: readonly DialectDroppedTag[];
+  readonly warnings: readonly HeaderWarning[];
 }
 
 /** Headers one dialect writes for an outbound call, and the tags it could not write. */
@@ -67,6 +67,20 @@ export function headerValue(headers: HeaderBag, name: string): string | undefine
   return typeof v === 'string' ? v : v.join(', ');
 }
 
+/**
+ * What a dialect reads from a request that carries none of its headers: one shared,
+ * empty result (most requests carry one dialect's headers or none), so that a dialect
+ * with nothing to read allocates nothing. Never changed: its collections are empty
+ * and read only.
+ */
+export const NOTHING_EXTRACTED: DialectExtract = Object.freeze({
+  tags: new Map<string, string>() as ReadonlyMap<string, string>,
+  arrivedOnce: new Set<string>() as ReadonlySet<string>,
+  dropped: Object.freeze([]) as readonly DialectDroppedTag[],
+  warnings: Object.freeze([]) as readonly HeaderWarning[],
+});
+
+/** A dialect's result to fill in (it has found one of its headers). */
 export function emptyExtract(): {
   tags: Map<string, string>;
   arrivedOnce: Set<string>;

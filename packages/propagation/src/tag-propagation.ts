@@ -125,15 +125,16 @@ export class TagPropagation {
    */
   extract(headers: HeaderBag, options: { readonly tags?: boolean } = {}): InboundTags {
     const tags = new Map<string, string>();
-    const once = new Set<string>();
-    const transitive = new Set<string>();
+    // Made when a dialect read a tag (most requests carry few or none).
+    let once: Set<string> | undefined;
+    let transitive: Set<string> | undefined;
     const dropped: DialectDroppedTag[] = [];
     const warnings: HeaderWarning[] = [];
     let caller: Caller | undefined;
     for (const dialect of options.tags === false ? [] : this.#accept) {
       const got = dialect.extract(headers);
-      dropped.push(...got.dropped);
-      warnings.push(...got.warnings);
+      if (got.dropped.length > 0) dropped.push(...got.dropped);
+      if (got.warnings.length > 0) warnings.push(...got.warnings);
       if (got.caller && !caller) caller = got.caller;
       for (const [k, v] of got.tags) {
         // Each dialect checked its tags against core's per-tag bounds; the count is left.
@@ -143,12 +144,12 @@ export class TagPropagation {
           continue;
         }
         // Sent transitive by any dialect: the sender meant it to travel on.
-        if (got.arrivedOnce.has(k)) once.add(k);
-        else transitive.add(k);
+        if (got.arrivedOnce.has(k)) (once ??= new Set()).add(k);
+        else (transitive ??= new Set()).add(k);
       }
     }
     const scopes = new TagScopes();
-    for (const k of once) if (!transitive.has(k)) scopes.set(k, 'local');
+    if (once !== undefined) for (const k of once) if (transitive?.has(k) !== true) scopes.set(k, 'local');
     const passThrough = new Map<string, string>();
     for (const name of this.#passThrough) {
       const v = headerValue(headers, name);

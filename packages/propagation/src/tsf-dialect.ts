@@ -6,6 +6,7 @@ import {
   emptyExtract,
   type HeaderBag,
   headerValue,
+  NOTHING_EXTRACTED,
   type ScopeLookup,
   type TagDialect,
   warning,
@@ -89,9 +90,11 @@ export function tsfDialect(options: TsfDialectOptions = {}): TagDialect {
   return {
     name: 'tsf',
     extract(headers: HeaderBag) {
+      const rawTags = headerValue(headers, TSF_TAGS_HEADER);
+      const rawMeta = headerValue(headers, TSF_METADATA_HEADER);
+      if (!rawTags && !rawMeta) return NOTHING_EXTRACTED;
       const out = emptyExtract();
       let caller: Caller | undefined;
-      const rawTags = headerValue(headers, TSF_TAGS_HEADER);
       if (rawTags) {
         const parsed = readJsonHeader(rawTags);
         if (!parsed.ok) out.warnings.push(warning(TSF_TAGS_HEADER, parsed.reason));
@@ -114,7 +117,6 @@ export function tsfDialect(options: TsfDialectOptions = {}): TagDialect {
           if (bad > 0) out.warnings.push(warning(TSF_TAGS_HEADER, `${bad} entries are not {"k": string, "v": string}`));
         }
       }
-      const rawMeta = headerValue(headers, TSF_METADATA_HEADER);
       if (rawMeta) {
         const parsed = readJsonHeader(rawMeta);
         if (!parsed.ok) out.warnings.push(warning(TSF_METADATA_HEADER, parsed.reason));

@@ -216,6 +216,25 @@ describe('every dialect', () => {
   }
 });
 
+describe("a request without a dialect's headers", () => {
+  for (const [name, dialect] of dialects) {
+    it(`${name}: reads nothing, and what it reads from the next request is that request's alone`, () => {
+      const none = dialect.extract({ accept: 'application/json', 'x-other': 'a=b' });
+      assert.equal(none.tags.size, 0);
+      assert.equal(none.arrivedOnce.size, 0);
+      assert.deepEqual([...none.dropped, ...none.warnings], []);
+      // A request with the dialect's headers (a good tag, a bad header), then one without:
+      // the empty result of the first is not where the second's findings went.
+      const { headers } = dialect.emit([['tier', 'gold']], allTransitive);
+      const some = dialect.extract(lower(headers));
+      assert.equal(some.tags.get('tier'), 'gold');
+      const again = dialect.extract({ accept: 'application/json' });
+      assert.equal(again.tags.size, 0);
+      assert.equal(none.tags.size, 0);
+    });
+  }
+});
+
 describe('header bombs: dropped with a warning, never thrown', () => {
   const bombs: [string, Record<string, string>][] = [
     ['meshlet oversized', { [TAG_HEADER]: `a=${'x'.repeat(9000)}` }],
