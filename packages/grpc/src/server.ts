@@ -22,9 +22,17 @@ type PartialStatus = Parameters<ServerInterceptingCallInterface['sendStatus']>[0
 /** The metadata of a call as the lower-case headers the mesh reads (binary `-bin` values left out). */
 export function headersOf(metadata: Metadata): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [key, value] of Object.entries(metadata.toJSON())) {
+  const all = metadata.toJSON();
+  for (const key in all) {
     if (key.endsWith('-bin')) continue;
-    const strings = value.filter((v): v is string => typeof v === 'string');
+    const values = all[key] as (string | Buffer)[];
+    // Most keys have one value: no array is made for them.
+    if (values.length === 1) {
+      const only = values[0];
+      if (typeof only === 'string') out[key] = only;
+      continue;
+    }
+    const strings = values.filter((v): v is string => typeof v === 'string');
     if (strings.length === 1) out[key] = strings[0] as string;
     else if (strings.length > 1) out[key] = strings;
   }
