@@ -46,11 +46,11 @@ export function callerWithMeshHeaders(client: grpc.Client): () => Promise<void> 
 
 /**
  * The gRPC upstream in a forked process (without this process's node flags: a profiled
- * client does not profile its upstream): a raw grpc-js server, or one governed by the mesh's
- * server interceptor with tracing off or at 100% (grpc-upstream.ts).
+ * client does not profile its upstream): a raw grpc-js server, one with an empty interceptor,
+ * or one governed by the mesh's server interceptor with tracing off or at 100% (grpc-upstream.ts).
  */
 export async function startGrpcUpstream(
-  server: 'raw' | 'governed' | 'traced' = 'raw',
+  server: 'raw' | 'interceptor' | 'governed' | 'traced' = 'raw',
 ): Promise<{ port: number; cpu(): Promise<number>; stop(): Promise<void> }> {
   const child = fork(fileURLToPath(new URL('./grpc-upstream.js', import.meta.url)), [server], { stdio: 'inherit', execArgv: [] });
   const [{ port }] = (await once(child, 'message')) as [{ port: number }];

@@ -1,4 +1,5 @@
 // What the mesh costs a gRPC server: the same unary method on a raw grpc-js server, on one
+// with an empty server interceptor (what grpc-js's interceptor machinery costs by itself), on one
 // with `mesh.grpc.serverInterceptor()` and tracing off, and on one with tracing at 100% into
 // the trace log (each in its own forked process, grpc-upstream.ts), called by a raw grpc-js
 // client that sends what a governed caller sends (two tags, the caller, a sampled
@@ -17,6 +18,7 @@ const PLAN = [
 ];
 const SERVERS = [
   ['raw grpc-js server', 'raw'],
+  ["raw server with an empty interceptor (grpc-js's own cost of one)", 'interceptor'],
   ['mesh.grpc.serverInterceptor(), tracing off', 'governed'],
   ['mesh.grpc.serverInterceptor(), tracing 100% to the trace log', 'traced'],
 ] as const;

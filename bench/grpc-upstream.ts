@@ -3,6 +3,8 @@
 // 127.0.0.1. Tells its port over IPC, and its CPU time when asked (`cpu`); exits when the
 // parent disconnects. Its first argument picks the server:
 //   raw       a plain grpc-js server (the default)
+//   interceptor  the plain server with an empty server interceptor (grpc-js's own cost of
+//             any interceptor: the floor under the governed server)
 //   governed  the same server with `mesh.grpc.serverInterceptor()` (context, auth and rate
 //             limit checks, no rules in force), tracing off
 //   traced    governed, tracing at 100% into a trace log in a temporary directory
@@ -15,10 +17,10 @@ import { createMesh } from 'meshlet';
 import { benchGrpcService } from './grpc-service.js';
 
 const mode = process.argv[2] ?? 'raw';
-if (!['raw', 'governed', 'traced'].includes(mode)) throw new Error(`grpc-upstream: unknown mode ${mode}`);
+if (!['raw', 'interceptor', 'governed', 'traced'].includes(mode)) throw new Error(`grpc-upstream: unknown mode ${mode}`);
 const dir = mode === 'traced' ? mkdtempSync(join(tmpdir(), 'meshlet-bench-grpc-server-')) : undefined;
 const mesh =
-  mode === 'raw'
+  mode === 'raw' || mode === 'interceptor'
     ? undefined
     : createMesh({
         service: 'bench-upstream',
@@ -29,7 +31,9 @@ const mesh =
       });
 
 const body = Buffer.from('{"ok":true}');
-const server = new grpc.Server(mesh ? { interceptors: [mesh.grpc.serverInterceptor()] } : {});
+const empty: grpc.ServerInterceptor = (_method, call) => new grpc.ServerInterceptingCall(call);
+const interceptor = mesh ? mesh.grpc.serverInterceptor() : mode === 'interceptor' ? empty : undefined;
+const server = new grpc.Server(interceptor ? { interceptors: [interceptor] } : {});
 server.addService(benchGrpcService, {
   Get(_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) {
     cb(null, body);
