@@ -13,13 +13,11 @@ export {
   type BreakerStateName,
   chainAttempt,
   composeAttempt,
-  isAttemptObserver,
   noteAttempt,
   type ObserverErrorHandler,
   type OutboundCall,
   originOf,
   sendAttempt,
-  settlingHandler,
   shadowOf,
 } from './attempt.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
