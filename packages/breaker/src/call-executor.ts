@@ -6,6 +6,7 @@ import {
   type Clock,
   type Logger,
   NoInstanceError,
+  namedIds,
   type RuleFeed,
   silentLogger,
   sleep,
@@ -219,16 +220,13 @@ interface Shadow {
 
 const EMPTY: ReadonlySet<string> = new Set();
 const SHADOW_API_REJECT = 'breaker:api:would-reject';
-/** Instances named on a span whose breakers refused its pick, at most. */
-const MAX_REFUSED_NAMED = 10;
-
 /**
  * Span attributes (@meshlet/trace's `io.meshlet.circuit.*`) for instances whose breakers
- * refused the pick: the attempt's (the call went on elsewhere), or, with `level`, the
- * refused call's.
+ * refused the pick (core's `namedIds`: at most ten named): the attempt's (the call went on
+ * elsewhere), or, with `level`, the refused call's.
  */
 function refusedAttributes(level: 'instance' | undefined, ids: readonly string[]): Record<string, string> {
-  const named = ids.length > MAX_REFUSED_NAMED ? `${ids.slice(0, MAX_REFUSED_NAMED).join(' ')} …` : ids.join(' ');
+  const named = namedIds(ids);
   return level === undefined
     ? { 'io.meshlet.circuit.instances': named }
     : { 'io.meshlet.circuit.level': level, 'io.meshlet.circuit.instances': named };

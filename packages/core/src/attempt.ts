@@ -335,6 +335,19 @@ export function shadowOf(attempt: {
   return notes === undefined || notes.length === 0 ? first : `${first} ${notes.join(' ')}`;
 }
 
+/** How many ids a span attribute names at most (`namedIds`). */
+export const MAX_NAMED_IDS = 10;
+
+/**
+ * Instance ids as one span attribute value, bounded: the first `MAX_NAMED_IDS`
+ * space-separated, then ` …` when there were more (the count, when the span wants it, is an
+ * attribute of its own). Routing's `io.meshlet.route.ejected_ids` and the breaker's
+ * `io.meshlet.circuit.instances` alike.
+ */
+export function namedIds(ids: readonly string[]): string {
+  return ids.length > MAX_NAMED_IDS ? `${ids.slice(0, MAX_NAMED_IDS).join(' ')} …` : ids.join(' ');
+}
+
 /** Adds a shadow note to an attempt. */
 export function noteAttempt(attempt: Attempt, note: string): void {
   if (attempt.notes === undefined) attempt.notes = [note];

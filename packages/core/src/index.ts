@@ -13,6 +13,8 @@ export {
   type BreakerStateName,
   chainAttempt,
   composeAttempt,
+  MAX_NAMED_IDS,
+  namedIds,
   noteAttempt,
   type ObserverErrorHandler,
   type OutboundCall,
