@@ -7,6 +7,7 @@ import {
   type Logger,
   NoInstanceError,
   namedIds,
+  noteAttempt,
   type RuleFeed,
   silentLogger,
   sleep,
@@ -219,7 +220,21 @@ interface Shadow {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
-const SHADOW_API_REJECT = 'breaker:api:would-reject';
+
+/**
+ * What a call's `breaker` section in shadow mode noted before its first attempt, for that
+ * attempt's record (its span): the notes, and the key of the API breaker that would have
+ * refused the call (matched once, when it was asked).
+ */
+interface ShadowFirst {
+  notes: string[] | undefined;
+  api: string | undefined;
+}
+
+/** The API key a call is governed under: the one it names, else its method and path matched once against the rules' templates. */
+function apiOf(call: { readonly api?: string; readonly method: string; readonly path?: string }, matcher: ApiMatcher): string | undefined {
+  return call.api ?? (call.path === undefined ? undefined : matcher.match(call.method, call.path)?.key);
+}
 /**
  * Span attributes (@meshlet/trace's `io.meshlet.circuit.*`) for instances whose breakers
  * refused the pick (core's `namedIds`: at most ten named): the attempt's (the call went on
@@ -303,10 +318,7 @@ export class CallExecutor {
       ...fields,
     });
     call?.shadow?.(note);
-    if (attempt !== undefined) {
-      if (attempt.notes === undefined) attempt.notes = [note];
-      else attempt.notes.push(note);
-    }
+    if (attempt !== undefined) noteAttempt(attempt, note);
   }
 
   /**
@@ -411,16 +423,19 @@ export class CallExecutor {
     const sb = sh.serviceBreaker;
     const sPermit = sb === undefined ? REJECTED : sb.tryAcquire();
     // Notes for the first attempt's record (its span), made before there is one.
-    const pending: { notes: string[] | undefined } = { notes: undefined };
-    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service', pending);
+    const first: ShadowFirst = { notes: undefined, api: undefined };
+    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service', first);
     let api: Breaker | undefined;
     let aPermit = REJECTED;
     if (sh.apis.size !== 0) {
-      const key = call.api ?? (call.path === undefined ? undefined : sh.matcher.match(call.method, call.path)?.key);
+      const key = apiOf(call, sh.matcher);
       api = key === undefined ? undefined : sh.apis.get(key);
       if (api !== undefined) {
         aPermit = api.tryAcquire();
-        if (aPermit === REJECTED) this.#wouldReject(sh, call, 'api', pending);
+        if (aPermit === REJECTED) {
+          first.api = key;
+          this.#wouldReject(sh, call, 'api', first);
+        }
       }
     }
     const start = this.#clock.now();
@@ -436,7 +451,7 @@ export class CallExecutor {
       }
     };
     try {
-      const res = await this.#call(call, sh, pending.notes);
+      const res = await this.#call(call, sh, first);
       done(sh.rules.classifier.response(res.status));
       return res;
     } catch (err) {
@@ -445,14 +460,9 @@ export class CallExecutor {
     }
   }
 
-  #wouldReject(
-    sh: Shadow,
-    call: GovernedCall<{ readonly id: string }, CallResult>,
-    level: 'service' | 'api',
-    pending: { notes: string[] | undefined },
-  ): void {
+  #wouldReject(sh: Shadow, call: GovernedCall<{ readonly id: string }, CallResult>, level: 'service' | 'api', first: ShadowFirst): void {
     sh.stats.wouldReject++;
-    this.#noteShadow(call.service, level === 'api' ? SHADOW_API_REJECT : `breaker:${level}:would-reject`, call, undefined, pending);
+    this.#noteShadow(call.service, `breaker:${level}:would-reject`, call, undefined, first);
   }
 
   /**
@@ -463,10 +473,10 @@ export class CallExecutor {
   #call<I extends { readonly id: string }, R extends CallResult = Response>(
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
-    notes: string[] | undefined,
+    first: ShadowFirst | undefined,
   ): Promise<R | Response> {
     try {
-      return this.#begin(call, sh, notes);
+      return this.#begin(call, sh, first);
     } catch (err) {
       call.rejected?.(err);
       return Promise.reject(err);
@@ -476,14 +486,14 @@ export class CallExecutor {
   #begin<I extends { readonly id: string }, R extends CallResult = Response>(
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
-    notes: string[] | undefined,
+    first: ShadowFirst | undefined,
   ): Promise<R | Response> {
     const gov = this.#governance(call.service);
     if (gov === undefined) {
       const instance = call.pick(EMPTY);
       if (instance === undefined) throw new NoInstanceError(call.service);
       const signal = call.signal;
-      const rec = record(call, instance, 0, signal, undefined, notes);
+      const rec = record(call, instance, 0, signal, undefined, first?.notes);
       const sent = this.#send(call, instance, signal, rec);
       if (call.unreachable === undefined && call.rejected === undefined && call.settled === undefined) return sent;
       // No governance, but the attempt is settled and routing still hears of a refused connection.
@@ -516,7 +526,7 @@ export class CallExecutor {
     let entry: ApiEntry | undefined;
     let aPermit = REJECTED;
     if (gov.apis.size !== 0) {
-      const key = call.api ?? (call.path === undefined ? undefined : gov.matcher.match(call.method, call.path)?.key);
+      const key = apiOf(call, gov.matcher);
       entry = key === undefined ? undefined : gov.apis.get(key);
       if (entry !== undefined) {
         aPermit = entry.breaker.tryAcquire();
@@ -526,7 +536,7 @@ export class CallExecutor {
         }
       }
     }
-    return this.#attempts(gov, call, sh, notes, start, sPermit, entry, aPermit);
+    return this.#attempts(gov, call, sh, first, start, sPermit, entry, aPermit);
   }
 
   /**
@@ -539,7 +549,7 @@ export class CallExecutor {
     gov: Governance,
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
-    notes: string[] | undefined,
+    first: ShadowFirst | undefined,
     start: number,
     sPermit: number,
     entry: ApiEntry | undefined,
@@ -602,10 +612,10 @@ export class CallExecutor {
             abort = new TimedAbort(this.#sweep, t0, timeoutMs, call.signal, call.service);
           }
         }
-        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort, entry?.key);
-        notes = undefined;
+        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, first?.notes, abort, entry?.key);
         if (refused !== undefined) rec.attributes = refusedAttributes(undefined, refused);
-        const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
+        const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec, first?.api);
+        first = undefined;
         // The attempt's settle (`call.settled`): told here after the await, by runTimed when
         // it races the attempt, by the hedger for the attempts it sends.
         let tell = hedger === undefined && call.settled !== undefined;
@@ -710,9 +720,10 @@ export class CallExecutor {
 
   /**
    * One attempt as the shadow section sees it: its instance breaker asked (an instance it
-   * would keep out of routing is noted) and, with the section's timeoutMs, a timer that
-   * notes the attempt would have timed out. The returned function takes the outcome
-   * (undefined: says nothing about the instance).
+   * would keep out of routing is noted) and, with the section's timeoutMs, a deadline check
+   * that notes the attempt would have timed out; `api`, the key of the shadow API breaker
+   * that would have refused the call (its first attempt only), goes on the record for the
+   * span. The returned function takes the outcome (undefined: says nothing about the instance).
    */
   #watchAttempt(
     sh: Shadow,
@@ -723,13 +734,10 @@ export class CallExecutor {
       settled: (() => void) | undefined;
       attributes: Readonly<Record<string, string | number>> | undefined;
     },
+    api: string | undefined,
   ): (failed: boolean | undefined) => void {
     const clock = this.#clock;
-    // The shadow API breaker that would have refused the call (noted for its first attempt): its key on the span.
-    if (rec.notes?.includes(SHADOW_API_REJECT) === true) {
-      const key = call.api ?? (call.path === undefined ? undefined : sh.matcher.match(call.method, call.path)?.key);
-      if (key !== undefined) rec.attributes = { ...rec.attributes, 'io.meshlet.circuit.shadow_api': key };
-    }
+    if (api !== undefined) rec.attributes = { ...rec.attributes, 'io.meshlet.circuit.shadow_api': api };
     const instances = sh.instances;
     let permit = REJECTED;
     if (instances !== undefined) {

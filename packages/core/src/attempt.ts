@@ -348,8 +348,8 @@ export function namedIds(ids: readonly string[]): string {
   return ids.length > MAX_NAMED_IDS ? `${ids.slice(0, MAX_NAMED_IDS).join(' ')} …` : ids.join(' ');
 }
 
-/** Adds a shadow note to an attempt. */
-export function noteAttempt(attempt: Attempt, note: string): void {
+/** Adds a shadow note to an attempt (or to what will be its record's notes). */
+export function noteAttempt(attempt: Pick<AttemptFields, 'notes'>, note: string): void {
   if (attempt.notes === undefined) attempt.notes = [note];
   else attempt.notes.push(note);
 }
