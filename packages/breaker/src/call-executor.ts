@@ -206,6 +206,8 @@ interface Governance {
   readonly budget: RetryBudget | undefined;
   readonly hedger: Hedger | undefined;
   readonly fingerprints: Readonly<Record<string, string>>;
+  /** Store revision of the rule document these rules came from (0: none, or not told), for the span of a refused call. */
+  readonly revision: number;
 }
 
 /** The breakers of a `breaker` section in shadow mode: fed every outcome, obeyed by nothing. */
@@ -275,8 +277,6 @@ export class CallExecutor {
   readonly #shadowInstances: InstanceBreakers;
   /** The attempts' timeouts: one timer per timeout value, not one per attempt. */
   readonly #sweep: DeadlineSweep;
-  /** Store revision of each followed service's rule document in force, for the span of a refused call. */
-  readonly #revisions = new Map<string, number>();
 
   constructor(options: CallExecutorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -330,14 +330,15 @@ export class CallExecutor {
     if (fallback) this.#fallbacks.set(key, fallback);
     else this.#fallbacks.delete(key);
     const gov = this.#services.get(service);
-    if (gov) this.#services.set(service, this.#compile(service, gov.rules, gov));
+    if (gov) this.#services.set(service, this.#compile(service, gov.rules, gov, gov.revision));
   }
 
   /**
    * Applies the `breaker` section of `service` (undefined: the defaults alone). Breakers whose
-   * rule did not change keep their state; the others start closed.
+   * rule did not change keep their state; the others start closed. `revision`: the store
+   * revision of the document the section came from, for the span of a refused call.
    */
-  setRules(service: string, rules: BreakerRules | undefined): void {
+  setRules(service: string, rules: BreakerRules | undefined, revision = 0): void {
     if (rules?.mode === 'shadow') {
       this.#shadows.set(service, this.#compileShadow(service, rules, this.#shadows.get(service)));
       // Enforced: the defaults alone, as if the section were absent (with `defaults: false`,
@@ -350,16 +351,13 @@ export class CallExecutor {
       if (old?.instances) this.instanceBreakers.configure(service, undefined);
       return;
     }
-    this.#services.set(service, this.#compile(service, rules ?? NO_RULES, old));
+    this.#services.set(service, this.#compile(service, rules ?? NO_RULES, old, revision));
   }
 
   /** Follows the `breaker` section of a service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
     const service = rules.service;
-    return rules.follow(breakerRuleKind, (section, revision) => {
-      this.#revisions.set(service, revision);
-      this.setRules(service, section);
-    });
+    return rules.follow(breakerRuleKind, (section, revision) => this.setRules(service, section, revision));
   }
 
   /** The instances `service` has now, for the ejection cap; breakers of departed instances are dropped. */
@@ -374,7 +372,7 @@ export class CallExecutor {
   #governance(service: string): Governance | undefined {
     let gov = this.#services.get(service);
     if (gov === undefined && this.#defaults !== undefined) {
-      gov = this.#compile(service, NO_RULES, undefined);
+      gov = this.#compile(service, NO_RULES, undefined, 0);
       this.#services.set(service, gov);
     }
     return gov;
@@ -521,7 +519,7 @@ export class CallExecutor {
     let sPermit = REJECTED;
     if (sb !== undefined) {
       sPermit = sb.tryAcquire();
-      if (sPermit === REJECTED) return this.#rejected(call, sb, undefined, call.fallback ?? gov.serviceFallback);
+      if (sPermit === REJECTED) return this.#rejected(call, gov, sb, undefined, call.fallback ?? gov.serviceFallback);
     }
     let entry: ApiEntry | undefined;
     let aPermit = REJECTED;
@@ -532,7 +530,7 @@ export class CallExecutor {
         aPermit = entry.breaker.tryAcquire();
         if (aPermit === REJECTED) {
           sb?.release(sPermit);
-          return this.#rejected(call, entry.breaker, entry.key, call.fallback ?? entry.fallback);
+          return this.#rejected(call, gov, entry.breaker, entry.key, call.fallback ?? entry.fallback);
         }
       }
     }
@@ -850,16 +848,17 @@ export class CallExecutor {
 
   async #rejected<I extends { readonly id: string }, R extends CallResult>(
     call: GovernedCall<I, R>,
+    gov: Governance,
     breaker: Breaker,
     api: string | undefined,
     fallback: Fallback | undefined,
   ): Promise<R | Response> {
     // Which breaker refused, its state and the rules revision: for the span of the refused call.
-    const sb = this.#services.get(call.service)?.serviceBreaker;
+    const sb = gov.serviceBreaker;
     const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter(), {
       state: stateName(breaker.state),
       ...(sb !== undefined ? { serviceState: stateName(sb.state) } : {}),
-      revision: this.#revisions.get(call.service) ?? 0,
+      revision: gov.revision,
     });
     if (fallback === undefined) {
       call.rejected?.(err);
@@ -876,7 +875,7 @@ export class CallExecutor {
     return call.fromResponse !== undefined ? call.fromResponse(res) : res;
   }
 
-  #compile(service: string, rules: BreakerRules, old: Governance | undefined): Governance {
+  #compile(service: string, rules: BreakerRules, old: Governance | undefined, revision: number): Governance {
     const clock = this.#clock;
     const group = { clock, events: this.events };
     const fp: Record<string, string> = {};
@@ -940,6 +939,7 @@ export class CallExecutor {
       budget,
       hedger,
       fingerprints: fp,
+      revision,
     };
   }
 }

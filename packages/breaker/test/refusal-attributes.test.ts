@@ -79,6 +79,21 @@ describe('the span of a refused call names the breaker that refused it', () => {
     });
   });
 
+  it('the revision is the rules in force: kept when a fallback is set later, replaced by the next document', async () => {
+    const section = { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 1_000 }] };
+    const { executor, call } = setup(section, () => 503);
+    assert.equal((await call()).status, 503);
+    const seen: unknown[] = [];
+    executor.setFallback('orders', (err) => {
+      seen.push(err.spanAttributes['io.meshlet.rules.revision']);
+      return new Response('cached', { status: 200 });
+    });
+    assert.equal((await call()).status, 200, 'the fallback answered');
+    executor.follow(feed(section, 9));
+    assert.equal((await call()).status, 200, 'the same rule: its breaker kept its state (open)');
+    assert.deepEqual(seen, [7, 9]);
+  });
+
   it('a service breaker: its level and state', async () => {
     const { call } = setup({ rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 1_000 }] }, () => 503);
     assert.equal((await call()).status, 503);
