@@ -138,12 +138,26 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    */
   readonly abortsOnRecord?: boolean;
   /**
-   * True when the promise `send` returns settles by itself once the record's abort aborts
-   * (the transport hooks its cancel on it and rejects with the abort's reason; every layer
-   * between honours the record's signal). With `abortsOnRecord`, a timed attempt is then
-   * awaited as it is, its deadline and the caller's signal watched by its abort, without
-   * runTimed's racing promise. Otherwise the race guarantees the timeout even if `send`
-   * ignores its abort.
+   * A promise, for a timed attempt: the promise `send` returns settles by itself once the
+   * record's abort (`rec.abort`) aborts — at the attempt's deadline, or when the caller's
+   * `signal` aborts — rejecting with the abort's `reason` (the TimeoutError, or the
+   * caller's reason), and every layer between the executor and the transport (the attempt
+   * chain's interceptors: a fault's delay) honours the record's abort too. The mesh's own
+   * transports keep it: undici's dispatch and the gRPC unary call hook their cancel on the
+   * abort.
+   *
+   * What the executor does with it: with `abortsOnRecord` and no hedge for the call, a
+   * timed attempt is awaited as it is — its abort is its deadline entry and its listener
+   * on the caller's signal — without runTimed's racing promise; the attempt's outcome is
+   * whatever that promise settles with, and it is settled (`settled`) once, then. Without
+   * `abortsOnRecord`, or for a hedged call, the flag is ignored and the race runs.
+   *
+   * A call that says so and does not keep it is trusted all the same: the abort still fires
+   * (its hook runs, its signal aborts), but nothing races the transport, so the call waits
+   * for it past its deadline and past the caller's abort — forever, if it never settles —
+   * and a late answer is the attempt's result (a success, not a TimeoutError). Leave it
+   * unset unless the transport rejects on the abort: the race then guarantees the timeout
+   * even if `send` ignores its abort. Tests: `test/settles-on-abort.test.ts`.
    */
   readonly settlesOnAbort?: boolean;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
