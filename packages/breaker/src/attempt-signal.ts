@@ -237,6 +237,7 @@ class TimedAttempt<T> implements Deadline {
   readonly #caller: AbortSignal | undefined;
   readonly #timeoutMs: number;
   readonly #service: string | undefined;
+  readonly #settled: ((value: T | undefined, error: unknown) => void) | undefined;
 
   constructor(
     at: number,
@@ -246,6 +247,7 @@ class TimedAttempt<T> implements Deadline {
     caller: AbortSignal | undefined,
     timeoutMs: number,
     service: string | undefined,
+    settled: ((value: T | undefined, error: unknown) => void) | undefined,
   ) {
     this.at = at;
     this.#resolve = resolve;
@@ -254,6 +256,7 @@ class TimedAttempt<T> implements Deadline {
     this.#caller = caller;
     this.#timeoutMs = timeoutMs;
     this.#service = service;
+    this.#settled = settled;
   }
 
   #finish(): void {
@@ -278,7 +281,16 @@ class TimedAttempt<T> implements Deadline {
     this.#reject(reason);
   }
 
+  /**
+   * `fn`'s promise settled: `settled` is told (even after the deadline or the caller's
+   * abort: the attempt itself has settled only now), then the race ends if it had not.
+   */
   settle(ok: boolean, v: unknown): void {
+    const settled = this.#settled;
+    if (settled !== undefined) {
+      if (ok) settled(v as T, undefined);
+      else settled(undefined, v);
+    }
     if (this.done) return;
     this.#finish();
     if (ok) this.#resolve(v as T);
@@ -292,6 +304,9 @@ class TimedAttempt<T> implements Deadline {
  * `callerSignal` aborts, even if `fn` ignores the abort. No timer and no AbortController
  * per attempt; `fn` reads the abort from `abort` (its hook, or its signal when it needs one).
  * `now`, a clock reading the caller has just made, saves reading the clock again.
+ * `settled`, when given, is told once `fn`'s promise settles, whenever that is (after the
+ * deadline too), before the race ends: the attempt's own settle, for its observers. It must
+ * not throw (the executor passes `tellSettled`, which drops a throw).
  */
 export function runTimed<T>(
   sweep: DeadlineSweep,
@@ -306,7 +321,7 @@ export function runTimed<T>(
 ): Promise<T> {
   if (callerSignal?.aborted) return Promise.reject(callerSignal.reason);
   return new Promise<T>((resolve, reject) => {
-    const t = new TimedAttempt<T>((now ?? clock.now()) + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service);
+    const t = new TimedAttempt<T>((now ?? clock.now()) + timeoutMs, resolve, reject, abort, callerSignal, timeoutMs, service, settled);
     sweep.add(timeoutMs, t);
     callerSignal?.addEventListener('abort', t, { once: true });
     let p: Promise<T>;
@@ -315,22 +330,10 @@ export function runTimed<T>(
     } catch (err) {
       p = Promise.reject(err);
     }
-    if (settled === undefined)
-      p.then(
-        (v) => t.settle(true, v),
-        (e: unknown) => t.settle(false, e),
-      );
-    else
-      p.then(
-        (v) => {
-          settled(v, undefined);
-          t.settle(true, v);
-        },
-        (e: unknown) => {
-          settled(undefined, e);
-          t.settle(false, e);
-        },
-      );
+    p.then(
+      (v) => t.settle(true, v),
+      (e: unknown) => t.settle(false, e),
+    );
   });
 }
 

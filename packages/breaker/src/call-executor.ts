@@ -6,6 +6,8 @@ import {
   type Clock,
   type Logger,
   NoInstanceError,
+  namedIds,
+  noteAttempt,
   type RuleFeed,
   silentLogger,
   sleep,
@@ -136,12 +138,26 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    */
   readonly abortsOnRecord?: boolean;
   /**
-   * True when the promise `send` returns settles by itself once the record's abort aborts
-   * (the transport hooks its cancel on it and rejects with the abort's reason; every layer
-   * between honours the record's signal). With `abortsOnRecord`, a timed attempt is then
-   * awaited as it is, its deadline and the caller's signal watched by its abort, without
-   * runTimed's racing promise. Otherwise the race guarantees the timeout even if `send`
-   * ignores its abort.
+   * A promise, for a timed attempt: the promise `send` returns settles by itself once the
+   * record's abort (`rec.abort`) aborts — at the attempt's deadline, or when the caller's
+   * `signal` aborts — rejecting with the abort's `reason` (the TimeoutError, or the
+   * caller's reason), and every layer between the executor and the transport (the attempt
+   * chain's interceptors: a fault's delay) honours the record's abort too. The mesh's own
+   * transports keep it: undici's dispatch and the gRPC unary call hook their cancel on the
+   * abort.
+   *
+   * What the executor does with it: with `abortsOnRecord` and no hedge for the call, a
+   * timed attempt is awaited as it is — its abort is its deadline entry and its listener
+   * on the caller's signal — without runTimed's racing promise; the attempt's outcome is
+   * whatever that promise settles with, and it is settled (`settled`) once, then. Without
+   * `abortsOnRecord`, or for a hedged call, the flag is ignored and the race runs.
+   *
+   * A call that says so and does not keep it is trusted all the same: the abort still fires
+   * (its hook runs, its signal aborts), but nothing races the transport, so the call waits
+   * for it past its deadline and past the caller's abort — forever, if it never settles —
+   * and a late answer is the attempt's result (a success, not a TimeoutError). Leave it
+   * unset unless the transport rejects on the abort: the race then guarantees the timeout
+   * even if `send` ignores its abort. Tests: `test/settles-on-abort.test.ts`.
    */
   readonly settlesOnAbort?: boolean;
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
@@ -204,6 +220,8 @@ interface Governance {
   readonly budget: RetryBudget | undefined;
   readonly hedger: Hedger | undefined;
   readonly fingerprints: Readonly<Record<string, string>>;
+  /** Store revision of the rule document these rules came from (0: none, or not told), for the span of a refused call. */
+  readonly revision: number;
 }
 
 /** The breakers of a `breaker` section in shadow mode: fed every outcome, obeyed by nothing. */
@@ -218,17 +236,28 @@ interface Shadow {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
-const SHADOW_API_REJECT = 'breaker:api:would-reject';
-/** Instances named on a span whose breakers refused its pick, at most. */
-const MAX_REFUSED_NAMED = 10;
 
 /**
+ * What a call's `breaker` section in shadow mode noted before its first attempt, for that
+ * attempt's record (its span): the notes, and the key of the API breaker that would have
+ * refused the call (matched once, when it was asked).
+ */
+interface ShadowFirst {
+  notes: string[] | undefined;
+  api: string | undefined;
+}
+
+/** The API key a call is governed under: the one it names, else its method and path matched once against the rules' templates. */
+function apiOf(call: { readonly api?: string; readonly method: string; readonly path?: string }, matcher: ApiMatcher): string | undefined {
+  return call.api ?? (call.path === undefined ? undefined : matcher.match(call.method, call.path)?.key);
+}
+/**
  * Span attributes (@meshlet/trace's `io.meshlet.circuit.*`) for instances whose breakers
- * refused the pick: the attempt's (the call went on elsewhere), or, with `level`, the
- * refused call's.
+ * refused the pick (core's `namedIds`: at most ten named): the attempt's (the call went on
+ * elsewhere), or, with `level`, the refused call's.
  */
 function refusedAttributes(level: 'instance' | undefined, ids: readonly string[]): Record<string, string> {
-  const named = ids.length > MAX_REFUSED_NAMED ? `${ids.slice(0, MAX_REFUSED_NAMED).join(' ')} …` : ids.join(' ');
+  const named = namedIds(ids);
   return level === undefined
     ? { 'io.meshlet.circuit.instances': named }
     : { 'io.meshlet.circuit.level': level, 'io.meshlet.circuit.instances': named };
@@ -262,8 +291,6 @@ export class CallExecutor {
   readonly #shadowInstances: InstanceBreakers;
   /** The attempts' timeouts: one timer per timeout value, not one per attempt. */
   readonly #sweep: DeadlineSweep;
-  /** Store revision of each followed service's rule document in force, for the span of a refused call. */
-  readonly #revisions = new Map<string, number>();
 
   constructor(options: CallExecutorOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -305,10 +332,7 @@ export class CallExecutor {
       ...fields,
     });
     call?.shadow?.(note);
-    if (attempt !== undefined) {
-      if (attempt.notes === undefined) attempt.notes = [note];
-      else attempt.notes.push(note);
-    }
+    if (attempt !== undefined) noteAttempt(attempt, note);
   }
 
   /**
@@ -320,14 +344,15 @@ export class CallExecutor {
     if (fallback) this.#fallbacks.set(key, fallback);
     else this.#fallbacks.delete(key);
     const gov = this.#services.get(service);
-    if (gov) this.#services.set(service, this.#compile(service, gov.rules, gov));
+    if (gov) this.#services.set(service, this.#compile(service, gov.rules, gov, gov.revision));
   }
 
   /**
    * Applies the `breaker` section of `service` (undefined: the defaults alone). Breakers whose
-   * rule did not change keep their state; the others start closed.
+   * rule did not change keep their state; the others start closed. `revision`: the store
+   * revision of the document the section came from, for the span of a refused call.
    */
-  setRules(service: string, rules: BreakerRules | undefined): void {
+  setRules(service: string, rules: BreakerRules | undefined, revision = 0): void {
     if (rules?.mode === 'shadow') {
       this.#shadows.set(service, this.#compileShadow(service, rules, this.#shadows.get(service)));
       // Enforced: the defaults alone, as if the section were absent (with `defaults: false`,
@@ -340,16 +365,13 @@ export class CallExecutor {
       if (old?.instances) this.instanceBreakers.configure(service, undefined);
       return;
     }
-    this.#services.set(service, this.#compile(service, rules ?? NO_RULES, old));
+    this.#services.set(service, this.#compile(service, rules ?? NO_RULES, old, revision));
   }
 
   /** Follows the `breaker` section of a service's rules (core's RuleWatcher), now and on change. */
   follow(rules: RuleFeed): Unsubscribe {
     const service = rules.service;
-    return rules.follow(breakerRuleKind, (section, revision) => {
-      this.#revisions.set(service, revision);
-      this.setRules(service, section);
-    });
+    return rules.follow(breakerRuleKind, (section, revision) => this.setRules(service, section, revision));
   }
 
   /** The instances `service` has now, for the ejection cap; breakers of departed instances are dropped. */
@@ -364,7 +386,7 @@ export class CallExecutor {
   #governance(service: string): Governance | undefined {
     let gov = this.#services.get(service);
     if (gov === undefined && this.#defaults !== undefined) {
-      gov = this.#compile(service, NO_RULES, undefined);
+      gov = this.#compile(service, NO_RULES, undefined, 0);
       this.#services.set(service, gov);
     }
     return gov;
@@ -413,16 +435,19 @@ export class CallExecutor {
     const sb = sh.serviceBreaker;
     const sPermit = sb === undefined ? REJECTED : sb.tryAcquire();
     // Notes for the first attempt's record (its span), made before there is one.
-    const pending: { notes: string[] | undefined } = { notes: undefined };
-    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service', pending);
+    const first: ShadowFirst = { notes: undefined, api: undefined };
+    if (sb !== undefined && sPermit === REJECTED) this.#wouldReject(sh, call, 'service', first);
     let api: Breaker | undefined;
     let aPermit = REJECTED;
     if (sh.apis.size !== 0) {
-      const key = call.api ?? (call.path === undefined ? undefined : sh.matcher.match(call.method, call.path)?.key);
+      const key = apiOf(call, sh.matcher);
       api = key === undefined ? undefined : sh.apis.get(key);
       if (api !== undefined) {
         aPermit = api.tryAcquire();
-        if (aPermit === REJECTED) this.#wouldReject(sh, call, 'api', pending);
+        if (aPermit === REJECTED) {
+          first.api = key;
+          this.#wouldReject(sh, call, 'api', first);
+        }
       }
     }
     const start = this.#clock.now();
@@ -438,7 +463,7 @@ export class CallExecutor {
       }
     };
     try {
-      const res = await this.#call(call, sh, pending.notes);
+      const res = await this.#call(call, sh, first);
       done(sh.rules.classifier.response(res.status));
       return res;
     } catch (err) {
@@ -447,14 +472,9 @@ export class CallExecutor {
     }
   }
 
-  #wouldReject(
-    sh: Shadow,
-    call: GovernedCall<{ readonly id: string }, CallResult>,
-    level: 'service' | 'api',
-    pending: { notes: string[] | undefined },
-  ): void {
+  #wouldReject(sh: Shadow, call: GovernedCall<{ readonly id: string }, CallResult>, level: 'service' | 'api', first: ShadowFirst): void {
     sh.stats.wouldReject++;
-    this.#noteShadow(call.service, level === 'api' ? SHADOW_API_REJECT : `breaker:${level}:would-reject`, call, undefined, pending);
+    this.#noteShadow(call.service, `breaker:${level}:would-reject`, call, undefined, first);
   }
 
   /**
@@ -465,10 +485,10 @@ export class CallExecutor {
   #call<I extends { readonly id: string }, R extends CallResult = Response>(
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
-    notes: string[] | undefined,
+    first: ShadowFirst | undefined,
   ): Promise<R | Response> {
     try {
-      return this.#begin(call, sh, notes);
+      return this.#begin(call, sh, first);
     } catch (err) {
       call.rejected?.(err);
       return Promise.reject(err);
@@ -478,14 +498,14 @@ export class CallExecutor {
   #begin<I extends { readonly id: string }, R extends CallResult = Response>(
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
-    notes: string[] | undefined,
+    first: ShadowFirst | undefined,
   ): Promise<R | Response> {
     const gov = this.#governance(call.service);
     if (gov === undefined) {
       const instance = call.pick(EMPTY);
       if (instance === undefined) throw new NoInstanceError(call.service);
       const signal = call.signal;
-      const rec = record(call, instance, 0, signal, undefined, notes);
+      const rec = record(call, instance, 0, signal, undefined, first?.notes);
       const sent = this.#send(call, instance, signal, rec);
       if (call.unreachable === undefined && call.rejected === undefined && call.settled === undefined) return sent;
       // No governance, but the attempt is settled and routing still hears of a refused connection.
@@ -513,22 +533,22 @@ export class CallExecutor {
     let sPermit = REJECTED;
     if (sb !== undefined) {
       sPermit = sb.tryAcquire();
-      if (sPermit === REJECTED) return this.#rejected(call, sb, undefined, call.fallback ?? gov.serviceFallback);
+      if (sPermit === REJECTED) return this.#rejected(call, gov, sb, undefined, call.fallback ?? gov.serviceFallback);
     }
     let entry: ApiEntry | undefined;
     let aPermit = REJECTED;
     if (gov.apis.size !== 0) {
-      const key = call.api ?? (call.path === undefined ? undefined : gov.matcher.match(call.method, call.path)?.key);
+      const key = apiOf(call, gov.matcher);
       entry = key === undefined ? undefined : gov.apis.get(key);
       if (entry !== undefined) {
         aPermit = entry.breaker.tryAcquire();
         if (aPermit === REJECTED) {
           sb?.release(sPermit);
-          return this.#rejected(call, entry.breaker, entry.key, call.fallback ?? entry.fallback);
+          return this.#rejected(call, gov, entry.breaker, entry.key, call.fallback ?? entry.fallback);
         }
       }
     }
-    return this.#attempts(gov, call, sh, notes, start, sPermit, entry, aPermit);
+    return this.#attempts(gov, call, sh, first, start, sPermit, entry, aPermit);
   }
 
   /**
@@ -541,7 +561,7 @@ export class CallExecutor {
     gov: Governance,
     call: GovernedCall<I, R>,
     sh: Shadow | undefined,
-    notes: string[] | undefined,
+    first: ShadowFirst | undefined,
     start: number,
     sPermit: number,
     entry: ApiEntry | undefined,
@@ -604,10 +624,10 @@ export class CallExecutor {
             abort = new TimedAbort(this.#sweep, t0, timeoutMs, call.signal, call.service);
           }
         }
-        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, notes, abort, entry?.key);
-        notes = undefined;
+        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, first?.notes, abort, entry?.key);
         if (refused !== undefined) rec.attributes = refusedAttributes(undefined, refused);
-        const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec);
+        const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec, first?.api);
+        first = undefined;
         // The attempt's settle (`call.settled`): told here after the await, by runTimed when
         // it races the attempt, by the hedger for the attempts it sends.
         let tell = hedger === undefined && call.settled !== undefined;
@@ -712,9 +732,10 @@ export class CallExecutor {
 
   /**
    * One attempt as the shadow section sees it: its instance breaker asked (an instance it
-   * would keep out of routing is noted) and, with the section's timeoutMs, a timer that
-   * notes the attempt would have timed out. The returned function takes the outcome
-   * (undefined: says nothing about the instance).
+   * would keep out of routing is noted) and, with the section's timeoutMs, a deadline check
+   * that notes the attempt would have timed out; `api`, the key of the shadow API breaker
+   * that would have refused the call (its first attempt only), goes on the record for the
+   * span. The returned function takes the outcome (undefined: says nothing about the instance).
    */
   #watchAttempt(
     sh: Shadow,
@@ -725,13 +746,10 @@ export class CallExecutor {
       settled: (() => void) | undefined;
       attributes: Readonly<Record<string, string | number>> | undefined;
     },
+    api: string | undefined,
   ): (failed: boolean | undefined) => void {
     const clock = this.#clock;
-    // The shadow API breaker that would have refused the call (noted for its first attempt): its key on the span.
-    if (rec.notes?.includes(SHADOW_API_REJECT) === true) {
-      const key = call.api ?? (call.path === undefined ? undefined : sh.matcher.match(call.method, call.path)?.key);
-      if (key !== undefined) rec.attributes = { ...rec.attributes, 'io.meshlet.circuit.shadow_api': key };
-    }
+    if (api !== undefined) rec.attributes = { ...rec.attributes, 'io.meshlet.circuit.shadow_api': api };
     const instances = sh.instances;
     let permit = REJECTED;
     if (instances !== undefined) {
@@ -844,16 +862,17 @@ export class CallExecutor {
 
   async #rejected<I extends { readonly id: string }, R extends CallResult>(
     call: GovernedCall<I, R>,
+    gov: Governance,
     breaker: Breaker,
     api: string | undefined,
     fallback: Fallback | undefined,
   ): Promise<R | Response> {
     // Which breaker refused, its state and the rules revision: for the span of the refused call.
-    const sb = this.#services.get(call.service)?.serviceBreaker;
+    const sb = gov.serviceBreaker;
     const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter(), {
       state: stateName(breaker.state),
       ...(sb !== undefined ? { serviceState: stateName(sb.state) } : {}),
-      revision: this.#revisions.get(call.service) ?? 0,
+      revision: gov.revision,
     });
     if (fallback === undefined) {
       call.rejected?.(err);
@@ -870,7 +889,7 @@ export class CallExecutor {
     return call.fromResponse !== undefined ? call.fromResponse(res) : res;
   }
 
-  #compile(service: string, rules: BreakerRules, old: Governance | undefined): Governance {
+  #compile(service: string, rules: BreakerRules, old: Governance | undefined, revision: number): Governance {
     const clock = this.#clock;
     const group = { clock, events: this.events };
     const fp: Record<string, string> = {};
@@ -934,6 +953,7 @@ export class CallExecutor {
       budget,
       hedger,
       fingerprints: fp,
+      revision,
     };
   }
 }

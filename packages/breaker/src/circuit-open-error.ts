@@ -24,8 +24,8 @@ export class CircuitOpenError extends MeshletError {
   readonly service: string;
   readonly api: string | undefined;
   readonly retryAfter: number;
-  /** `io.meshlet.*` attributes for the span of the refused call (@meshlet/trace's errorAttributesOf reads them). */
-  readonly spanAttributes: Readonly<Record<string, string | number>>;
+  readonly #details: CircuitOpenDetails | undefined;
+  #spanAttributes: Readonly<Record<string, string | number>> | undefined;
 
   constructor(level: BreakerLevel, service: string, api: string | undefined, retryAfter: number, details?: CircuitOpenDetails) {
     const what = api === undefined ? service : `${service} ${api}`;
@@ -38,12 +38,35 @@ export class CircuitOpenError extends MeshletError {
     this.service = service;
     this.api = api;
     this.retryAfter = retryAfter;
-    // The names are @meshlet/trace's Attr (a sibling, not imported: core's rule).
-    const attributes: Record<string, string | number> = { 'io.meshlet.circuit.level': level };
-    if (api !== undefined) attributes['io.meshlet.circuit.api'] = api;
-    if (details?.state !== undefined) attributes['io.meshlet.circuit.state'] = details.state;
-    if (details?.serviceState !== undefined) attributes['io.meshlet.breaker'] = details.serviceState;
-    if (details?.revision) attributes['io.meshlet.rules.revision'] = details.revision;
-    this.spanAttributes = attributes;
+    this.#details = details;
   }
+
+  /**
+   * `io.meshlet.*` attributes for the span of the refused call (@meshlet/trace's
+   * errorAttributesOf reads them): made when first read, from what the refusal held then,
+   * and the same object after — a refusal nobody records (no span, a fallback that answers)
+   * makes none.
+   */
+  get spanAttributes(): Readonly<Record<string, string | number>> {
+    let attributes = this.#spanAttributes;
+    if (attributes === undefined) {
+      attributes = spanAttributesOf(this.level, this.api, this.#details);
+      this.#spanAttributes = attributes;
+    }
+    return attributes;
+  }
+}
+
+function spanAttributesOf(
+  level: BreakerLevel,
+  api: string | undefined,
+  details: CircuitOpenDetails | undefined,
+): Record<string, string | number> {
+  // The names are @meshlet/trace's Attr (a sibling, not imported: core's rule).
+  const attributes: Record<string, string | number> = { 'io.meshlet.circuit.level': level };
+  if (api !== undefined) attributes['io.meshlet.circuit.api'] = api;
+  if (details?.state !== undefined) attributes['io.meshlet.circuit.state'] = details.state;
+  if (details?.serviceState !== undefined) attributes['io.meshlet.breaker'] = details.serviceState;
+  if (details?.revision) attributes['io.meshlet.rules.revision'] = details.revision;
+  return attributes;
 }

@@ -79,6 +79,44 @@ describe('the span of a refused call names the breaker that refused it', () => {
     });
   });
 
+  it('the revision is the rules in force: kept when a fallback is set later, replaced by the next document', async () => {
+    const section = { rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 1_000 }] };
+    const { executor, call } = setup(section, () => 503);
+    assert.equal((await call()).status, 503);
+    const seen: unknown[] = [];
+    executor.setFallback('orders', (err) => {
+      seen.push(err.spanAttributes['io.meshlet.rules.revision']);
+      return new Response('cached', { status: 200 });
+    });
+    assert.equal((await call()).status, 200, 'the fallback answered');
+    executor.follow(feed(section, 9));
+    assert.equal((await call()).status, 200, 'the same rule: its breaker kept its state (open)');
+    assert.deepEqual(seen, [7, 9]);
+  });
+
+  it('a refusal makes its span attributes when they are read, once, with the state it had when it refused', async () => {
+    const { call, clock } = setup({ rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 1_000 }] }, () => 503);
+    assert.equal((await call()).status, 503);
+    let caught: unknown;
+    await call().catch((e: unknown) => {
+      caught = e;
+    });
+    assert.ok(caught instanceof CircuitOpenError);
+    // Nothing made per refusal for a span that never reads it: not an own field of the error.
+    assert.equal(Object.hasOwn(caught, 'spanAttributes'), false);
+    clock.advance(1_000); // the breaker would be half-open now: the refusal keeps what it saw
+    // Read as trace's errorAttributesOf reads it (a destructured field of an unknown error).
+    const { spanAttributes } = caught as unknown as { spanAttributes?: unknown };
+    assert.deepEqual(spanAttributes, {
+      'io.meshlet.circuit.level': 'service',
+      'io.meshlet.circuit.state': 'open',
+      'io.meshlet.breaker': 'open',
+      'io.meshlet.rules.revision': 7,
+    });
+    assert.equal(caught.spanAttributes, spanAttributes, 'the same object on every read');
+    assert.equal(new CircuitOpenError('api', 'orders', 'GET /x', 5).spanAttributes['io.meshlet.circuit.api'], 'GET /x');
+  });
+
   it('a service breaker: its level and state', async () => {
     const { call } = setup({ rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 1_000 }] }, () => 503);
     assert.equal((await call()).status, 503);

@@ -165,7 +165,7 @@ export interface AttemptObserver {
 export type AttemptStage = AttemptObserver | AttemptInterceptor;
 
 /** True when `stage` is an observer (one made by `aroundObserver` is both: it counts as an observer). */
-export function isAttemptObserver(stage: AttemptStage): stage is AttemptObserver {
+function isAttemptObserver(stage: AttemptStage): stage is AttemptObserver {
   return typeof (stage as Partial<AttemptObserver>).started === 'function';
 }
 
@@ -199,6 +199,9 @@ export interface AttemptChain {
  * form (`aroundObserver`), so the order of the list is the order of the chain whatever it
  * holds. An observer that throws, in `started` or `settled`, is reported to `onError` and
  * skipped: the call goes on as without it, and its `settled` is still called.
+ *
+ * This is the one way a chain is built: `chainAttempt` is this chain settling itself, and
+ * `aroundObserver` is one observer told the same way, around `next`.
  */
 export function composeAttempt(
   stages: readonly AttemptStage[],
@@ -207,75 +210,90 @@ export function composeAttempt(
   const onError = options.onError ?? ignoreObserverError;
   let split = stages.findIndex((s) => !isAttemptObserver(s));
   if (split < 0) split = stages.length;
-  const observers = stages.slice(0, split) as AttemptObserver[];
-  const inner = chainInterceptors(
-    stages.slice(split).map((s) => (isAttemptObserver(s) ? aroundObserver(s, onError) : s)),
-    options.last ?? sendAttempt,
-  );
-  const n = observers.length;
+  const { start, settle } = tellers(stages.slice(0, split) as AttemptObserver[], onError);
+  let inner = options.last ?? sendAttempt;
+  for (let i = stages.length - 1; i >= split; i--) {
+    const stage = stages[i] as AttemptStage;
+    const interceptor = isAttemptObserver(stage) ? aroundObserver(stage, onError) : stage;
+    const next = inner;
+    inner = (attempt) => interceptor(attempt, next);
+  }
+  const rest = inner;
   const send: AttemptHandler = (attempt) => {
-    for (let i = 0; i < n; i++) {
-      try {
-        (observers[i] as AttemptObserver).started(attempt);
-      } catch (error) {
-        onError(error, attempt);
-      }
-    }
-    try {
-      return inner(attempt);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
-  const settle = (attempt: Attempt, result: AttemptResult | undefined, error: unknown): void => {
-    runSettledHook(attempt, onError);
-    for (let i = n - 1; i >= 0; i--) {
-      try {
-        (observers[i] as AttemptObserver).settled(attempt, result, error);
-      } catch (e) {
-        onError(e, attempt);
-      }
-    }
+    start(attempt);
+    return sendOn(rest, attempt);
   };
   return { send, settle };
 }
 
-function runSettledHook(attempt: Attempt, onError: ObserverErrorHandler): void {
-  const hook = attempt.settled;
-  if (hook === undefined) return;
+/**
+ * How a list of observers is told: `start` (outermost first) and `settle` (the record's
+ * own `settled` hook, then innermost first), each throw reported to `onError` and skipped.
+ */
+function tellers(
+  observers: readonly AttemptObserver[],
+  onError: ObserverErrorHandler,
+): Pick<AttemptChain, 'settle'> & { readonly start: (attempt: Attempt) => void } {
+  const n = observers.length;
+  return {
+    start(attempt) {
+      for (let i = 0; i < n; i++) {
+        try {
+          (observers[i] as AttemptObserver).started(attempt);
+        } catch (error) {
+          onError(error, attempt);
+        }
+      }
+    },
+    settle(attempt, result, error) {
+      const hook = attempt.settled;
+      if (hook !== undefined) {
+        try {
+          hook();
+        } catch (e) {
+          onError(e, attempt);
+        }
+      }
+      for (let i = n - 1; i >= 0; i--) {
+        try {
+          (observers[i] as AttemptObserver).settled(attempt, result, error);
+        } catch (e) {
+          onError(e, attempt);
+        }
+      }
+    },
+  };
+}
+
+/** `next(attempt)`, a synchronous throw as the rejection. */
+function sendOn<R extends AttemptResult>(next: AttemptHandler, attempt: Attempt<R>): Promise<R> {
   try {
-    hook();
+    return next(attempt);
   } catch (error) {
-    onError(error, attempt);
+    return Promise.reject(error);
   }
 }
 
-/**
- * A chain as one handler that settles by itself: `send`, then `settle` in one `.then` (one
- * promise and two closures per attempt, for all its observers together), for a caller that
- * does not await the attempt itself.
- */
-export function settlingHandler(chain: AttemptChain): AttemptHandler {
-  const { send, settle } = chain;
-  return <R extends AttemptResult>(attempt: Attempt<R>): Promise<R> =>
-    send(attempt).then(
-      (result) => {
-        settle(attempt, result, undefined);
-        return result;
-      },
-      (error: unknown) => {
-        settle(attempt, undefined, error);
-        throw error;
-      },
-    );
+/** `sent`, settling `attempt` (`settle`) in one `.then` once it settled: the self-settling form's one promise. */
+function settledBy<R extends AttemptResult>(sent: Promise<R>, attempt: Attempt<R>, settle: AttemptChain['settle']): Promise<R> {
+  return sent.then(
+    (result) => {
+      settle(attempt, result, undefined);
+      return result;
+    },
+    (error: unknown) => {
+      settle(attempt, undefined, error);
+      throw error;
+    },
+  );
 }
 
 /**
  * `observer` in the around form too: a function `(attempt, next)` that tells it the
  * attempt started, sends on, and tells it the attempt settled in one `.then` (the record's
- * own `settled` hook first), a synchronous throw from `next` as a rejection. The result is
- * still the observer (its `started` and `settled` are on it): `composeAttempt` uses it as
- * one, without the `.then`; code that composes interceptors can use it as one.
+ * own `settled` hook first), a synchronous throw from `next` as a rejection — told as
+ * `composeAttempt` tells its observers. The result is still the observer (its `started`
+ * and `settled` are on it): `composeAttempt` uses it as one, without the `.then`.
  */
 export function aroundObserver<O extends AttemptObserver>(
   observer: O,
@@ -283,65 +301,22 @@ export function aroundObserver<O extends AttemptObserver>(
 ): O & AttemptInterceptor {
   const started = observer.started.bind(observer);
   const settled = observer.settled.bind(observer);
-  const settle = (attempt: Attempt, result: AttemptResult | undefined, error: unknown) => {
-    runSettledHook(attempt, onError);
-    try {
-      settled(attempt, result, error);
-    } catch (e) {
-      onError(e, attempt);
-    }
-  };
+  const { start, settle } = tellers([{ started, settled }], onError);
   const around = <R extends AttemptResult>(attempt: Attempt<R>, next: AttemptHandler): Promise<R> => {
-    try {
-      started(attempt);
-    } catch (error) {
-      onError(error, attempt);
-    }
-    let p: Promise<R>;
-    try {
-      p = next(attempt);
-    } catch (error) {
-      p = Promise.reject(error);
-    }
-    return p.then(
-      (result) => {
-        settle(attempt, result, undefined);
-        return result;
-      },
-      (error: unknown) => {
-        settle(attempt, undefined, error);
-        throw error;
-      },
-    );
+    start(attempt);
+    return settledBy(sendOn(next, attempt), attempt, settle);
   };
   return Object.assign(around, { started, settled }) as unknown as O & AttemptInterceptor;
 }
 
-/** Interceptors (outermost first) around `last`, one handler. */
-function chainInterceptors(interceptors: readonly AttemptInterceptor[], last: AttemptHandler): AttemptHandler {
-  let next = last;
-  for (let i = interceptors.length - 1; i >= 0; i--) {
-    const interceptor = interceptors[i] as AttemptInterceptor;
-    const inner = next;
-    next = (attempt) => interceptor(attempt, inner);
-  }
-  return next;
-}
-
 /**
- * Composes `stages` (outermost first) around `last` into one handler that settles by
- * itself, for a caller that does not settle attempts itself: leading observers through
- * `composeAttempt` and `settlingHandler` (one `.then` for them all), else the
- * interceptors' own nesting, an observer among them in its around form. Done once per
- * mesh: a call allocates nothing for the chain.
+ * `composeAttempt(stages, { last })` as one handler that settles by itself (`settle` in one
+ * `.then` per attempt, for all its observers together), for a caller that does not settle
+ * attempts itself. Done once per mesh: a call allocates nothing for the chain.
  */
 export function chainAttempt(stages: readonly AttemptStage[], last: AttemptHandler = sendAttempt): AttemptHandler {
-  const first = stages[0];
-  if (first !== undefined && isAttemptObserver(first)) return settlingHandler(composeAttempt(stages, { last }));
-  return chainInterceptors(
-    stages.map((s) => (isAttemptObserver(s) ? aroundObserver(s) : s)),
-    last,
-  );
+  const { send, settle } = composeAttempt(stages, { last });
+  return (attempt) => settledBy(send(attempt), attempt, settle);
 }
 
 /**
@@ -360,8 +335,21 @@ export function shadowOf(attempt: {
   return notes === undefined || notes.length === 0 ? first : `${first} ${notes.join(' ')}`;
 }
 
-/** Adds a shadow note to an attempt. */
-export function noteAttempt(attempt: Attempt, note: string): void {
+/** How many ids a span attribute names at most (`namedIds`). */
+export const MAX_NAMED_IDS = 10;
+
+/**
+ * Instance ids as one span attribute value, bounded: the first `MAX_NAMED_IDS`
+ * space-separated, then ` …` when there were more (the count, when the span wants it, is an
+ * attribute of its own). Routing's `io.meshlet.route.ejected_ids` and the breaker's
+ * `io.meshlet.circuit.instances` alike.
+ */
+export function namedIds(ids: readonly string[]): string {
+  return ids.length > MAX_NAMED_IDS ? `${ids.slice(0, MAX_NAMED_IDS).join(' ')} …` : ids.join(' ');
+}
+
+/** Adds a shadow note to an attempt (or to what will be its record's notes). */
+export function noteAttempt(attempt: Pick<AttemptFields, 'notes'>, note: string): void {
   if (attempt.notes === undefined) attempt.notes = [note];
   else attempt.notes.push(note);
 }

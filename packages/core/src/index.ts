@@ -13,13 +13,13 @@ export {
   type BreakerStateName,
   chainAttempt,
   composeAttempt,
-  isAttemptObserver,
+  MAX_NAMED_IDS,
+  namedIds,
   noteAttempt,
   type ObserverErrorHandler,
   type OutboundCall,
   originOf,
   sendAttempt,
-  settlingHandler,
   shadowOf,
 } from './attempt.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';

@@ -268,6 +268,52 @@ describe('composeAttempt: observers and interceptors', () => {
     }
   });
 
+  it('chainAttempt settles by itself whatever its first stage: the record’s hook runs once, before the observers, an interceptor first too', async () => {
+    const rows: { stages: (log: string[]) => AttemptStage[]; want: string[] }[] = [
+      {
+        stages: (log) => [observer('span', log), interceptor('fault', log)],
+        want: [
+          'started span',
+          'enter fault',
+          'transport',
+          'leave fault',
+          'hook',
+          'settled span status 200 notes=transport-note,deadline-note',
+        ],
+      },
+      {
+        // Before one way to build a chain, an interceptor first made a chain that never ran the record's hook.
+        stages: (log) => [interceptor('fault', log)],
+        want: ['enter fault', 'transport', 'leave fault', 'hook'],
+      },
+      {
+        stages: (log) => [interceptor('fault', log), observer('late', log)],
+        want: [
+          'enter fault',
+          'started late',
+          'transport',
+          'hook',
+          'settled late status 200 notes=transport-note,deadline-note',
+          'leave fault',
+        ],
+      },
+    ];
+    for (const row of rows) {
+      const log: string[] = [];
+      const attempt = attemptOf({ status: 200 }, log);
+      let checked = false;
+      // A hook that checks once however often it is called, as the executor's deadline check does.
+      attempt.settled = () => {
+        if (checked) return;
+        checked = true;
+        log.push('hook');
+        noteAttempt(attempt, 'deadline-note');
+      };
+      assert.equal((await chainAttempt(row.stages(log))(attempt)).status, 200);
+      assert.deepEqual(log, row.want);
+    }
+  });
+
   it('the span observer covers a delay an interceptor inside it waits (a fault’s), as the attempt’s own time', async () => {
     const clock = new ManualClock(1_000);
     const spans: { start: number; end?: number }[] = [];

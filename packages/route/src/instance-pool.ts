@@ -1,4 +1,4 @@
-import type { Instance, RandomSource, TagLookup } from '@meshlet/core';
+import { type Instance, namedIds, type RandomSource, type TagLookup } from '@meshlet/core';
 import { ConsistentHash } from './consistent-hash.js';
 import type { Endpoint } from './endpoint.js';
 import { LeastRequests } from './least-requests.js';
@@ -42,7 +42,7 @@ export class InstancePool {
   readonly panic: boolean;
   /**
    * The decision's span attributes when instances of this pool are left out because their
-   * breakers are open: their count and ids (at most MAX_EJECTED_NAMED). Undefined when none is.
+   * breakers are open: their count and ids (at most ten, core's `namedIds`). Undefined when none is.
    */
   readonly spanAttributes: Readonly<Record<string, string | number>> | undefined;
   readonly #balancer: LoadBalancer | undefined;
@@ -121,16 +121,15 @@ export class InstancePool {
   }
 }
 
-/** Instances a span names as skipped by routing (breaker open), at most. */
-const MAX_EJECTED_NAMED = 10;
-
-/** `io.meshlet.route.ejected` and `.ejected_ids` (@meshlet/trace's names) for the excluded members, or undefined. */
+/**
+ * `io.meshlet.route.ejected` and `.ejected_ids` (@meshlet/trace's names) for the excluded
+ * members (core's `namedIds`: at most ten named), or undefined.
+ */
 function ejectedAttributes(registered: readonly Member[]): Readonly<Record<string, string | number>> | undefined {
   const ids: string[] = [];
   for (const m of registered) if (m.excluded) ids.push(m.endpoint.instance.id);
   if (ids.length === 0) return undefined;
-  const named = ids.length > MAX_EJECTED_NAMED ? `${ids.slice(0, MAX_EJECTED_NAMED).join(' ')} …` : ids.join(' ');
-  return { 'io.meshlet.route.ejected': ids.length, 'io.meshlet.route.ejected_ids': named };
+  return { 'io.meshlet.route.ejected': ids.length, 'io.meshlet.route.ejected_ids': namedIds(ids) };
 }
 
 export function createLoadBalancer(config: LoadBalancerConfig, endpoints: readonly Endpoint[], random: RandomSource): LoadBalancer {

@@ -194,6 +194,21 @@ describe('rule routing', () => {
     router.close();
   });
 
+  it('counts every ejected instance but names ten at most (core namedIds)', () => {
+    const { excluded, listeners, exclusion } = mutableExclusion();
+    // Panic off: 12 of 13 ejected would otherwise route to all of them.
+    const router = new Router({ exclusion, random: seededRandom(1), panicThresholdPercent: 0 });
+    const many = Array.from({ length: 13 }, (_, i) => instance(SVC, `e${String(i).padStart(2, '0')}`, { version: 'v1' }));
+    router.setInstances(SVC, many);
+    for (const m of many.slice(0, 12)) excluded.add(m.id);
+    for (const l of listeners) l();
+    const d = router.decide(SVC, tags());
+    assert.equal(d.id, 'e12');
+    const named = many.slice(0, 10).map((m) => m.id);
+    assert.deepEqual(d.spanAttributes, { 'io.meshlet.route.ejected': 12, 'io.meshlet.route.ejected_ids': `${named.join(' ')} …` });
+    router.close();
+  });
+
   it('honours an exclusion with every load balancer', () => {
     const { excluded, listeners, exclusion } = mutableExclusion();
     const balancers = [
