@@ -51,6 +51,7 @@ const sections: Section[] = [
   { name: 'registry-scale', run: (await import('./registry-scale.js')).registryScale },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'inbound-trace', run: (await import('./inbound-trace.js')).inboundTrace },
+  { name: 'inbound-alloc', run: () => import('./inbound-alloc.js').then((m) => m.inboundAlloc()) },
   { name: 'trace-split', run: (await import('./trace-split.js')).traceSplit },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },

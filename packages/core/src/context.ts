@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { consoleLogger, type Logger } from './logger.js';
-import { putTag, SystemTag, type TagDropReason } from './tags.js';
+import { putTag, SystemTag, type TagDropReason, TagLimits } from './tags.js';
 
 /** Who is calling: read from the inbound caller header. */
 export interface Caller {
@@ -38,8 +38,15 @@ export interface MeshContext {
 }
 
 export interface ContextInit {
-  readonly caller?: Caller;
-  readonly tags?: Iterable<readonly [string, string]>;
+  readonly caller?: Caller | undefined;
+  readonly tags?: Iterable<readonly [string, string]> | undefined;
+  /**
+   * A Map of tags that the context takes as its own, not copied (`tags` is then ignored):
+   * the caller gives it up and must not use it again. Every tag in it must have passed
+   * core's per-tag checks (`checkTag`, as `putTag` does); over `TagLimits.maxTags` it is
+   * copied under the bounds as `tags` would be. The inbound path builds its Map this way.
+   */
+  readonly ownTags?: Map<string, string> | undefined;
   readonly request?: RequestInfo | undefined;
   readonly trace?: TraceHeaders | undefined;
   readonly owner?: unknown;
@@ -67,8 +74,14 @@ const EMPTY: MeshContext = Object.freeze({
 /** Builds a context; tags over a bound are dropped and logged, never thrown. */
 export function createContext(init: ContextInit = {}): MeshContext {
   const logger = init.logger ?? fallbackLogger;
-  const tags = new Map<string, string>();
-  if (init.tags) for (const [k, v] of init.tags) warnDropped(logger, k, putTag(tags, k, v));
+  const own = init.ownTags;
+  let tags: Map<string, string>;
+  if (own !== undefined && own.size <= TagLimits.maxTags) tags = own;
+  else {
+    tags = new Map<string, string>();
+    const from = own ?? init.tags;
+    if (from) for (const [k, v] of from) warnDropped(logger, k, putTag(tags, k, v));
+  }
   return {
     caller: init.caller ?? EMPTY.caller,
     tags,

@@ -98,6 +98,19 @@ describe('request context', () => {
     assert.throws(() => attachExtension(currentContext(), key, new Counter(0)), /outside a request/);
   });
 
+  it('takes an ownTags Map as its own, uncopied; copies one over the tag count bound under the bounds', () => {
+    const own = new Map([['tier', 'vip']]);
+    const ctx = createContext({ ownTags: own, tags: [['ignored', 'x']] });
+    assert.equal(ctx.tags, own);
+    assert.deepEqual([...ctx.tags], [['tier', 'vip']]);
+    const many = new Map(Array.from({ length: TagLimits.maxTags + 3 }, (_, i) => [`k${i}`, 'v'] as [string, string]));
+    const logger = new MemoryLogger();
+    const bounded = createContext({ ownTags: many, logger });
+    assert.notEqual(bounded.tags, many);
+    assert.equal(bounded.tags.size, TagLimits.maxTags);
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_TAG_DROPPED').length, 3);
+  });
+
   it('drops a tag over a bound with a warning, and keeps going', () => {
     const logger = new MemoryLogger();
     runWithContext(createContext({ logger }), () => {

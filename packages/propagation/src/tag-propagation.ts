@@ -39,8 +39,11 @@ export interface InboundTags {
   readonly tags: Map<string, string>;
   /** Scopes for the request: tags that arrived one-hop are `local` here. Keep beside the context. */
   readonly scopes: TagScopes;
-  /** Raw pass-through headers, by lower-case name. Keep beside the context. */
-  readonly passThrough: Map<string, string>;
+  /**
+   * Raw pass-through headers, by lower-case name. Keep beside the context. Read only: a
+   * request that carries none shares one empty Map.
+   */
+  readonly passThrough: ReadonlyMap<string, string>;
   /** The caller's identity from a dialect that carries one (TSF), for when `x-meshlet-caller` is absent. */
   readonly caller?: Caller;
   readonly dropped: readonly DialectDroppedTag[];
@@ -54,6 +57,9 @@ export interface OutboundHeaders {
 }
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** The pass-through headers of every request that carries none: shared, never changed. */
+const NO_PASS_THROUGH: ReadonlyMap<string, string> = new Map();
 
 /**
  * The last headers emitted for one tags Map, with everything they were computed from:
@@ -144,13 +150,18 @@ export class TagPropagation {
           continue;
         }
         // Sent transitive by any dialect: the sender meant it to travel on.
-        if (got.arrivedOnce.has(k)) (once ??= new Set()).add(k);
-        else (transitive ??= new Set()).add(k);
+        if (got.arrivedOnce.has(k)) {
+          once ??= new Set();
+          once.add(k);
+        } else {
+          transitive ??= new Set();
+          transitive.add(k);
+        }
       }
     }
     const scopes = new TagScopes();
     if (once !== undefined) for (const k of once) if (transitive?.has(k) !== true) scopes.set(k, 'local');
-    const passThrough = new Map<string, string>();
+    let passThrough: Map<string, string> | undefined;
     for (const name of this.#passThrough) {
       const v = headerValue(headers, name);
       if (v === undefined) continue;
@@ -158,9 +169,10 @@ export class TagPropagation {
         warnings.push(warning(name, 'pass-through header over the header bound or with control characters: not passed on'));
         continue;
       }
+      passThrough ??= new Map();
       passThrough.set(name, v);
     }
-    return { tags, scopes, passThrough, ...(caller ? { caller } : {}), dropped, warnings };
+    return { tags, scopes, passThrough: passThrough ?? NO_PASS_THROUGH, ...(caller ? { caller } : {}), dropped, warnings };
   }
 
   /**

@@ -17,19 +17,21 @@ export const TAG_SCOPES: readonly TagScope[] = ['transitive', 'one-hop', 'local'
  * `attachRequestTags`); a child context made by withTags gets a fork.
  */
 export class TagScopes {
-  readonly #own = new Map<string, TagScope>();
+  // Made by the first `set`: most requests set no scope, and then no Map is made for them.
+  #own: Map<string, TagScope> | undefined;
 
   constructor(entries?: Iterable<readonly [string, TagScope]>) {
-    if (entries) for (const [k, s] of entries) this.#own.set(k, s);
+    if (entries) for (const [k, s] of entries) this.set(k, s);
   }
 
   /** The scope set for `key` on this request, if any. */
   get(key: string): TagScope | undefined {
-    return this.#own.get(key);
+    return this.#own?.get(key);
   }
 
   /** Sets the scope of one tag for this request. */
   set(key: string, scope: TagScope): void {
+    this.#own ??= new Map();
     this.#own.set(key, scope);
   }
 
@@ -39,6 +41,6 @@ export class TagScopes {
   }
 
   get size(): number {
-    return this.#own.size;
+    return this.#own?.size ?? 0;
   }
 }

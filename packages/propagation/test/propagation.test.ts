@@ -157,6 +157,17 @@ describe('propagation scopes', () => {
     assert.equal(child.get('a'), 'local');
     assert.equal(parent.get('b'), undefined);
   });
+
+  it('TagScopes with nothing set is empty, and its fork too, until a scope is set', () => {
+    const empty = new TagScopes();
+    assert.equal(empty.size, 0);
+    assert.equal(empty.get('a'), undefined);
+    const child = empty.fork();
+    child.set('a', 'local');
+    assert.equal(child.size, 1);
+    assert.equal(empty.size, 0);
+    assert.equal(empty.get('a'), undefined);
+  });
 });
 
 describe('raw pass-through headers', () => {
@@ -170,6 +181,18 @@ describe('raw pass-through headers', () => {
     const got = new TagPropagation({ passThroughHeaders: ['x-uid'] }).extract({ 'x-uid': 'x'.repeat(9000) });
     assert.equal(got.passThrough.size, 0);
     assert.equal(got.warnings[0]?.header, 'x-uid');
+  });
+
+  it('gives each request that carries pass-through headers a Map of its own', () => {
+    const p = new TagPropagation({ passThroughHeaders: ['x-uid'] });
+    const a = p.extract({ 'x-uid': '1' });
+    const b = p.extract({ 'x-uid': '2' });
+    assert.notEqual(a.passThrough, b.passThrough);
+    assert.equal(a.passThrough.get('x-uid'), '1');
+    assert.equal(b.passThrough.get('x-uid'), '2');
+    // Requests without any share one empty Map, which stays empty.
+    assert.equal(p.extract({}).passThrough.size, 0);
+    assert.equal(p.extract({}).passThrough, p.extract({ other: 'x' }).passThrough);
   });
 });
 

@@ -122,13 +122,18 @@ export function inboundContext(
   readTagHeaders = true,
 ): MeshContext {
   const { logger } = options;
-  const tags = new Map<string, string>();
-  const read = options.tagsFromHeaders.length > 0 ? requestValues(headers, url) : undefined;
-  for (const rule of options.tagsFromHeaders) {
-    const raw = read?.(rule);
-    if (raw === undefined) continue;
-    const value = rule.transform ? rule.transform(raw) : raw;
-    if (value !== undefined) tags.set(rule.tag, value);
+  // Tags lifted from headers here, if any: they go through createContext's bounds, and the
+  // tags that arrived win over them. Without any, the Map extract made is the context's own.
+  let lifted: Map<string, string> | undefined;
+  if (options.tagsFromHeaders.length > 0) {
+    lifted = new Map<string, string>();
+    const read = requestValues(headers, url);
+    for (const rule of options.tagsFromHeaders) {
+      const raw = read(rule);
+      if (raw === undefined) continue;
+      const value = rule.transform ? rule.transform(raw) : raw;
+      if (value !== undefined) lifted.set(rule.tag, value);
+    }
   }
   // An untrusted sender's tag headers are not parsed at all (only pass-through headers are read).
   const got = options.propagation.extract(headers, readTagHeaders ? undefined : { tags: false });
@@ -137,16 +142,20 @@ export function inboundContext(
     logger.warn('bad tag header ignored', { code: w.code, header: w.header.slice(0, 128), reason: w.reason.slice(0, 200) });
   for (const d of got.dropped)
     logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header.slice(0, 128), key: d.key.slice(0, 128), reason: d.reason });
-  for (const [k, v] of got.tags) tags.set(k, v);
+  if (lifted) for (const [k, v] of got.tags) lifted.set(k, v);
   const q = url.indexOf('?');
   const traceparent = firstValue(headers.traceparent);
   const tracestate = firstValue(headers.tracestate);
-  const trace: TraceHeaders | undefined = traceparent ? { traceparent, ...(tracestate !== undefined ? { tracestate } : {}) } : undefined;
+  const trace: TraceHeaders | undefined =
+    traceparent === undefined || traceparent === '' ? undefined : tracestate !== undefined ? { traceparent, tracestate } : { traceparent };
   const ctx = createContext({
-    caller: caller ?? callerFromHeaders(headers, logger) ?? got.caller ?? {},
-    tags,
+    // No caller: createContext's one shared empty caller.
+    caller: caller ?? callerFromHeaders(headers, logger) ?? got.caller,
+    // Every tag extract gives passed core's per-tag checks (each dialect checks them).
+    tags: lifted,
+    ownTags: lifted ? undefined : got.tags,
     request: { method, path: q < 0 ? url : url.slice(0, q) },
-    ...(trace ? { trace } : {}),
+    trace,
     owner: options.owner,
     logger,
   });
