@@ -1,8 +1,11 @@
+import { AsyncResource } from 'node:async_hooks';
 import {
   type Metadata,
+  type Responder,
   ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
+  type ServerListener,
   type ServerMethodDefinition,
   status as Status,
 } from '@grpc/grpc-js';
@@ -16,8 +19,6 @@ import { rpcNames } from './rpc-names.js';
 const HEALTH_PREFIX = `/${HEALTH_SERVICE}/`;
 
 import { statusName } from './status-map.js';
-
-type PartialStatus = Parameters<ServerInterceptingCallInterface['sendStatus']>[0];
 
 /** The metadata of a call as the lower-case headers the mesh reads (binary `-bin` values left out). */
 export function headersOf(metadata: Metadata): Record<string, string | string[]> {
@@ -56,85 +57,131 @@ export function meshServerInterceptor(ports: GrpcServerPorts): ServerInterceptor
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     // Health checks are answered as they are, as the HTTP pipeline answers its health path before any governance.
     if (method.path.startsWith(HEALTH_PREFIX)) return new ServerInterceptingCall(call);
-    let ctx: MeshContext | undefined;
-    let spanCtx: Context | undefined;
-    let span: Span | undefined;
-    let release: (() => void) | undefined;
-    let refused = false;
-    let ended = false;
-    /** Runs a step of the call (the handler is invoked from one) inside its context and span. */
-    const inside = <T>(fn: () => T): T => {
-      if (!ctx) return fn();
-      const c = ctx;
-      const run = () => runWithContext(c, fn);
-      return spanCtx && ports.tracing ? ports.tracing.run(spanCtx, run) : run();
-    };
-    const finish = (status: PartialStatus) => {
-      if (ended) return;
-      ended = true;
-      release?.();
-      if (span) endServerSpan(span, status.code, status.details);
-    };
-    return new ServerInterceptingCall(call, {
-      start(next) {
-        next({
-          onReceiveMetadata(metadata, nextMetadata) {
-            const path = method.path;
-            const headers = headersOf(metadata);
-            try {
-              ctx = ports.context(headers, path);
-              const deadline = deadlineMs(call.getDeadline());
-              if (deadline !== undefined) keepInboundDeadline(ctx, deadline);
-            } catch (err) {
-              ports.logger.warn('gRPC call context not built; the call goes on without one', { error: (err as Error).message });
-            }
-            if (ports.tracing) [span, spanCtx] = startServerSpan(ports, ports.tracing, headers, path, call.getPeer(), ctx);
-            if (!ctx) return inside(() => nextMetadata(metadata));
-            const refuse = (r: Refusal) => {
-              refused = true;
-              span?.setAttribute('error.type', r.errorType);
-              const trailers = metadata.clone();
-              for (const k of Object.keys(trailers.getMap())) trailers.remove(k);
-              for (const [k, v] of Object.entries(r.trailers)) trailers.set(k, v);
-              call.sendStatus({ code: r.code, details: r.details, metadata: trailers });
-            };
-            const go = (a: Admitted | Refusal) => {
-              if (isRefusal(a)) return refuse(a);
-              release = a.release;
-              if (ended) return release();
-              inside(() => nextMetadata(metadata));
-            };
-            let decision: ReturnType<GrpcServerPorts['admit']>;
-            try {
-              decision = ports.admit(ctx, path);
-            } catch (err) {
-              ports.logger.error('gRPC admission failed; admitting', { error: (err as Error).message });
-              return inside(() => nextMetadata(metadata));
-            }
-            if (decision instanceof Promise)
-              decision.then(go, (err: Error) => {
-                ports.logger.error('gRPC admission failed; admitting', { error: err.message });
-                inside(() => nextMetadata(metadata));
-              });
-            else go(decision);
-          },
-          onReceiveMessage(message, nextMessage) {
-            if (!refused) inside(() => nextMessage(message));
-          },
-          onReceiveHalfClose(nextHalfClose) {
-            if (!refused) inside(() => nextHalfClose());
-          },
-          onCancel() {
-            finish({ code: Status.CANCELLED, details: 'cancelled by the client' });
-          },
-        });
-      },
-      sendStatus(status: PartialStatus, nextStatus) {
-        finish(status);
-        nextStatus(status);
-      },
-    });
+    const governed = new GovernedServerCall(ports, method.path, call);
+    return new ServerInterceptingCall(call, governed.responder);
   };
+}
+
+const newScope = () => new AsyncResource('meshlet.grpc.server-call');
+
+/**
+ * One governed inbound call: its state and the listener and responder grpc-js calls. One
+ * object per call (and its listener), rather than a closure per step.
+ */
+class GovernedServerCall {
+  #span: Span | undefined;
+  /**
+   * The call's context (and span) as one async scope, made once when the metadata arrives:
+   * each later step (the handler is invoked from one) enters it without building the
+   * AsyncLocalStorage frames anew, as `runWithContext` would on every step.
+   */
+  #scope: AsyncResource | undefined;
+  #release: (() => void) | undefined;
+  #refused = false;
+  #ended = false;
+  readonly responder: Responder;
+  readonly #listener: ServerListener;
+
+  constructor(
+    readonly ports: GrpcServerPorts,
+    readonly path: string,
+    readonly call: ServerInterceptingCallInterface,
+  ) {
+    const self = this;
+    this.#listener = {
+      onReceiveMetadata(metadata, next) {
+        self.#onMetadata(metadata, next);
+      },
+      onReceiveMessage(message, next) {
+        if (!self.#refused) self.#inside(next, message);
+      },
+      onReceiveHalfClose(next) {
+        if (!self.#refused) self.#inside(next);
+      },
+      onCancel() {
+        self.#finish(Status.CANCELLED, 'cancelled by the client');
+      },
+    };
+    this.responder = {
+      start(next) {
+        next(self.#listener);
+      },
+      sendStatus(status, next) {
+        self.#finish(status.code, status.details);
+        next(status);
+      },
+    };
+  }
+
+  /** Runs a step of the call inside its context and span (none when the context could not be built). */
+  #inside<A>(fn: (arg: A) => void, arg?: A): void {
+    const scope = this.#scope;
+    if (scope) scope.runInAsyncScope(fn, undefined, arg);
+    else fn(arg as A);
+  }
+
+  #finish(code: number, details: string | undefined): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#release?.();
+    if (this.#span) endServerSpan(this.#span, code, details);
+  }
+
+  #onMetadata(metadata: Metadata, next: (metadata: Metadata) => void): void {
+    const { ports, path } = this;
+    const headers = headersOf(metadata);
+    let ctx: MeshContext | undefined;
+    try {
+      ctx = ports.context(headers, path);
+      const deadline = deadlineMs(this.call.getDeadline());
+      if (deadline !== undefined) keepInboundDeadline(ctx, deadline);
+    } catch (err) {
+      ports.logger.warn('gRPC call context not built; the call goes on without one', { error: (err as Error).message });
+    }
+    let spanCtx: Context | undefined;
+    if (ports.tracing) [this.#span, spanCtx] = startServerSpan(ports, ports.tracing, headers, path, this.call.getPeer(), ctx);
+    if (!ctx) {
+      next(metadata);
+      return;
+    }
+    const c = ctx;
+    this.#scope = spanCtx && ports.tracing ? ports.tracing.run(spanCtx, () => runWithContext(c, newScope)) : runWithContext(c, newScope);
+    let decision: ReturnType<GrpcServerPorts['admit']>;
+    try {
+      decision = ports.admit(ctx, path);
+    } catch (err) {
+      ports.logger.error('gRPC admission failed; admitting', { error: (err as Error).message });
+      this.#inside(next, metadata);
+      return;
+    }
+    if (decision instanceof Promise)
+      decision.then(
+        (a) => this.#admitted(a, metadata, next),
+        (err: Error) => {
+          ports.logger.error('gRPC admission failed; admitting', { error: err.message });
+          this.#inside(next, metadata);
+        },
+      );
+    else this.#admitted(decision, metadata, next);
+  }
+
+  #admitted(a: Admitted | Refusal, metadata: Metadata, next: (metadata: Metadata) => void): void {
+    if (isRefusal(a)) this.#refuse(a, metadata);
+    else if (this.#ended) a.release();
+    else {
+      this.#release = a.release;
+      this.#inside(next, metadata);
+    }
+  }
+
+  #refuse(r: Refusal, metadata: Metadata): void {
+    this.#refused = true;
+    this.#span?.setAttribute('error.type', r.errorType);
+    const trailers = metadata.clone();
+    for (const k of Object.keys(trailers.getMap())) trailers.remove(k);
+    for (const [k, v] of Object.entries(r.trailers)) trailers.set(k, v);
+    this.call.sendStatus({ code: r.code, details: r.details, metadata: trailers });
+  }
 }
 
 function startServerSpan(

@@ -290,6 +290,82 @@ describe('meshServerInterceptor with fake ports', () => {
       await server.close();
     }
   });
+
+  it('keeps every step of a call in its context: a client stream’s messages and end, after an async admission, and an interceptor after the mesh’s', async () => {
+    const streamService: grpc.ServiceDefinition = {
+      Join: { path: '/t.T/Join', requestStream: true, responseStream: false, ...utf8 },
+    };
+    const seen: string[] = [];
+    // Placed after the mesh's interceptor: it runs inside the call's context at each step.
+    const after: grpc.ServerInterceptor = (_method, call) =>
+      new grpc.ServerInterceptingCall(call, {
+        start: (next) =>
+          next({
+            onReceiveMetadata: (md, n) => {
+              seen.push(`metadata:${getTag('tier') ?? '-'}`);
+              n(md);
+            },
+            onReceiveMessage: (m, n) => {
+              seen.push(`message:${getTag('tier') ?? '-'}`);
+              n(m);
+            },
+            onReceiveHalfClose: (n) => {
+              seen.push(`half-close:${getTag('tier') ?? '-'}`);
+              n();
+            },
+          }),
+      });
+    const server = new grpc.Server({
+      interceptors: [
+        meshServerInterceptor({
+          context: (headers) => createContext({ tags: [['tier', String(headers['x-tier'] ?? '')]] }),
+          // Decided later, as a distributed rate limit is.
+          admit: () => new Promise((res) => setImmediate(() => res({ release: () => {} }))),
+          tracing: undefined,
+          logger: silentLogger,
+        }),
+        after,
+      ],
+    });
+    server.addService(streamService, {
+      Join(call: grpc.ServerReadableStream<string, string>, cb: grpc.sendUnaryData<string>) {
+        const parts: string[] = [`start:${getTag('tier') ?? '-'}`];
+        call.on('data', (m: string) => parts.push(`${m}:${getTag('tier') ?? '-'}`));
+        call.on('end', () => cb(null, [...parts, `end:${getTag('tier') ?? '-'}`].join(',')));
+      },
+    });
+    const port = await new Promise<number>((res, rej) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+    );
+    const client = new (grpc.makeGenericClientConstructor(streamService, 'T'))(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const join = (tier: string) =>
+        new Promise<string>((res, rej) => {
+          const md = new grpc.Metadata();
+          md.set('x-tier', tier);
+          const stream = (client as unknown as Record<string, (...a: unknown[]) => grpc.ClientWritableStream<string>>).Join?.(
+            md,
+            (e: Error | null, r?: string) => (e ? rej(e) : res(r ?? '')),
+          );
+          stream?.write('a');
+          stream?.write('b');
+          stream?.end();
+        });
+      const [gold, silver] = await Promise.all([join('gold'), join('silver')]);
+      assert.equal(gold, 'start:gold,a:gold,b:gold,end:gold');
+      assert.equal(silver, 'start:silver,a:silver,b:silver,end:silver');
+      assert.deepEqual(
+        seen.filter((x) => x.endsWith(':-')),
+        [],
+        'no step of the next interceptor ran outside the context',
+      );
+      assert.equal(seen.filter((x) => x.startsWith('message:')).length, 4);
+      assert.equal(seen.filter((x) => x.startsWith('half-close:')).length, 2);
+    } finally {
+      client.close();
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+    }
+  });
 });
 
 describe('the CLIENT span of an attempt', () => {
