@@ -72,7 +72,7 @@ export {
 export { type RandomSource, seededRandom } from './random.js';
 export type { Registry, Unsubscribe } from './registry.js';
 export * from './rules/index.js';
-export { CALLER_HEADER, type DecodedTags, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';
+export { CALLER_HEADER, type DecodedTags, decodeTagPairs, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';
 export { checkTag, type DroppedTag, putTag, SystemTag, type SystemTagName, type TagDropReason, TagLimits } from './tags.js';
 export {
   DEFAULT_LOG_INTERVAL_MS,

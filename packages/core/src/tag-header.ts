@@ -55,26 +55,74 @@ export interface DecodedTags {
  * Nothing in the header is evaluated: it is split and percent-decoded, no more.
  */
 export function decodeTags(header: string, headerName = TAG_HEADER): DecodedTags {
+  const pairs = decodeTagPairs(header, headerName);
   const tags = new Map<string, string>();
   const dropped: DroppedTag[] = [];
-  if (header.length > TagLimits.maxHeaderBytes) {
-    throw new BadTagHeaderError(headerName, `longer than ${TagLimits.maxHeaderBytes} bytes (${header.length})`);
-  }
-  for (const raw of header.split(',')) {
-    const entry = raw.trim();
-    if (entry.length === 0) continue;
-    const eq = entry.indexOf('=');
-    if (eq <= 0) throw new BadTagHeaderError(headerName, `entry "${entry.slice(0, 40)}" is not key=value`);
-    let key: string;
-    let value: string;
-    try {
-      key = decodeURIComponent(entry.slice(0, eq).trim());
-      value = decodeURIComponent(entry.slice(eq + 1).trim());
-    } catch {
-      throw new BadTagHeaderError(headerName, `entry "${entry.slice(0, 40)}" is not valid percent-encoding`);
-    }
-    const reason = putTag(tags, key, value);
+  for (let i = 0; i < pairs.length; i += 2) {
+    const key = pairs[i] as string;
+    const reason = putTag(tags, key, pairs[i + 1] as string);
     if (reason) dropped.push({ key: key.slice(0, TagLimits.maxKeyBytes), reason });
   }
   return { tags, dropped };
+}
+
+/**
+ * A tag header's entries as they come, in order, flat: `[key0, value0, key1, value1, …]`,
+ * split and percent-decoded as `decodeTags` does (whitespace around entries, keys and values
+ * ignored; a malformed header rejected whole with a BadTagHeaderError), but neither checked
+ * against the per-tag bounds nor merged: a repeated key is there twice. For readers that put
+ * the tags somewhere of their own (`putTag` gives them decodeTags's bounds) without a Map
+ * per header. Walks the header by index: no string is made for an entry, and a key or value
+ * without a `%` is not decoded.
+ */
+export function decodeTagPairs(header: string, headerName = TAG_HEADER): string[] {
+  if (header.length > TagLimits.maxHeaderBytes) {
+    throw new BadTagHeaderError(headerName, `longer than ${TagLimits.maxHeaderBytes} bytes (${header.length})`);
+  }
+  const pairs: string[] = [];
+  const n = header.length;
+  let next = 0;
+  while (next <= n) {
+    let end = header.indexOf(',', next);
+    if (end < 0) end = n;
+    // The entry, trimmed as String.prototype.trim does.
+    let s = next;
+    let e = end;
+    next = end + 1;
+    while (s < e && isSpace(header.charCodeAt(s))) s++;
+    while (e > s && isSpace(header.charCodeAt(e - 1))) e--;
+    if (s === e) continue;
+    const eq = header.indexOf('=', s);
+    if (eq <= s || eq >= e) throw new BadTagHeaderError(headerName, `entry "${header.slice(s, e).slice(0, 40)}" is not key=value`);
+    let keyEnd = eq;
+    while (keyEnd > s && isSpace(header.charCodeAt(keyEnd - 1))) keyEnd--;
+    let valueStart = eq + 1;
+    while (valueStart < e && isSpace(header.charCodeAt(valueStart))) valueStart++;
+    try {
+      pairs.push(decoded(header.slice(s, keyEnd)), decoded(header.slice(valueStart, e)));
+    } catch {
+      throw new BadTagHeaderError(headerName, `entry "${header.slice(s, e).slice(0, 40)}" is not valid percent-encoding`);
+    }
+  }
+  return pairs;
+}
+
+/** decodeURIComponent, skipped for a string with no `%` (which it would return unchanged). */
+const decoded = (s: string): string => (s.indexOf('%') < 0 ? s : decodeURIComponent(s));
+
+/** The white space String.prototype.trim removes: ECMAScript's WhiteSpace and LineTerminator. */
+function isSpace(c: number): boolean {
+  return (
+    c === 0x20 ||
+    (c >= 0x09 && c <= 0x0d) ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
 }

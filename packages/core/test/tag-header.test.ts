@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BadTagHeaderError, decodeTags, encodeTags, TagLimits } from '../src/index.js';
+import { BadTagHeaderError, decodeTagPairs, decodeTags, encodeTags, putTag, seededRandom, TagLimits } from '../src/index.js';
 
 const roundTrip = (tags: [string, string][]) => decodeTags(encodeTags(tags).header).tags;
 
@@ -106,5 +106,93 @@ describe('tag header encoding', () => {
     assert.ok(dropped.length > 0);
     assert.ok(dropped.every((d) => d.reason === 'header-too-long'));
     assert.equal(decodeTags(header).tags.size, 40 - dropped.length);
+  });
+});
+
+describe('tag header decoding by index (decodeTagPairs)', () => {
+  /** decodeTags as it was written before it walked the header by index: split, trim, slice. */
+  function decodeBySplit(header: string): { tags: [string, string][]; dropped: unknown[] } | string {
+    if (header.length > TagLimits.maxHeaderBytes) return 'too long';
+    const tags = new Map<string, string>();
+    const dropped: unknown[] = [];
+    for (const raw of header.split(',')) {
+      const entry = raw.trim();
+      if (entry.length === 0) continue;
+      const eq = entry.indexOf('=');
+      if (eq <= 0) return `entry "${entry.slice(0, 40)}" is not key=value`;
+      let key: string;
+      let value: string;
+      try {
+        key = decodeURIComponent(entry.slice(0, eq).trim());
+        value = decodeURIComponent(entry.slice(eq + 1).trim());
+      } catch {
+        return `entry "${entry.slice(0, 40)}" is not valid percent-encoding`;
+      }
+      const reason = putTag(tags, key, value);
+      if (reason) dropped.push({ key: key.slice(0, TagLimits.maxKeyBytes), reason });
+    }
+    return { tags: [...tags], dropped };
+  }
+  const decodeNow = (header: string) => {
+    try {
+      const { tags, dropped } = decodeTags(header);
+      return { tags: [...tags], dropped };
+    } catch (err) {
+      assert.ok(err instanceof BadTagHeaderError);
+      return err.message.replace(/^.*?: /, '');
+    }
+  };
+  // Every kind of white space trim removes, separators, escapes good and bad, control characters.
+  const pieces = [
+    'a',
+    'k',
+    'tier',
+    '=',
+    '=',
+    ',',
+    ',',
+    ' ',
+    '\t',
+    '\n',
+    '\u00a0',
+    '\u2003',
+    '\u2028',
+    '\ufeff',
+    '\u180e',
+    '\u200b',
+    '%2C',
+    '%3D',
+    '%20',
+    '%E7%81%B0',
+    '%zz',
+    '%',
+    '%E7',
+    'é',
+    '灰',
+    '\u0001',
+    'x'.repeat(130),
+    'v'.repeat(600),
+  ];
+
+  it('decodes every header exactly as splitting and trimming did: tags, drops and errors', () => {
+    const random = seededRandom(20261204);
+    for (let n = 0; n < 20_000; n++) {
+      let header = '';
+      const length = Math.floor(random() * 14);
+      for (let i = 0; i < length; i++) header += pieces[Math.floor(random() * pieces.length)];
+      const before = decodeBySplit(header);
+      const now = decodeNow(header);
+      if (typeof before === 'string') assert.ok(typeof now === 'string' && now.endsWith(before), `${JSON.stringify(header)}: ${now}`);
+      else assert.deepEqual(now, before, JSON.stringify(header));
+    }
+  });
+
+  it('gives the entries flat and in order, repeats kept, bounds not applied', () => {
+    assert.deepEqual(decodeTagPairs(` a = 1 , b=%2C,a=2,,k=${'v'.repeat(600)}`), ['a', '1', 'b', ',', 'a', '2', 'k', 'v'.repeat(600)]);
+    assert.deepEqual(decodeTagPairs(''), []);
+    assert.throws(
+      () => decodeTagPairs('a=1,=2', 'x-h'),
+      (e: BadTagHeaderError) => e.message.includes('x-h'),
+    );
   });
 });

@@ -21,7 +21,12 @@ export interface HeaderWarning {
   readonly reason: string;
 }
 
-/** What one dialect read from a request's headers. Read only: a dialect may hand out `NOTHING_EXTRACTED`. */
+/**
+ * What one dialect read from a request's headers. Read only: a dialect may hand out
+ * `NOTHING_EXTRACTED`. A non-empty `tags` is a Map made for this one call, at most
+ * `TagLimits.maxTags` tags each within core's per-tag bounds (`takeTag` puts them so):
+ * TagPropagation.extract takes it over as the request's Map instead of copying it.
+ */
 export interface DialectExtract {
   /** Tags, within core's bounds (TagLimits). */
   readonly tags: ReadonlyMap<string, string>;

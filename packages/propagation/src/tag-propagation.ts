@@ -4,6 +4,7 @@ import { type PolarisDialectOptions, polarisDialect } from './polaris-dialect.js
 import { sctDialect } from './sct-dialect.js';
 import {
   type DialectDroppedTag,
+  type DialectExtract,
   type DialectName,
   type HeaderBag,
   type HeaderWarning,
@@ -57,6 +58,9 @@ export interface OutboundHeaders {
 }
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
+
+const NO_OPTIONS: { readonly tags?: boolean } = Object.freeze({});
+const NO_DIALECTS: readonly TagDialect[] = Object.freeze([]);
 
 /** The pass-through headers of every request that carries none: shared, never changed. */
 const NO_PASS_THROUGH: ReadonlyMap<string, string> = new Map();
@@ -129,19 +133,42 @@ export class TagPropagation {
    * raised. `tags: false` reads only the configured pass-through headers: the tag headers
    * (and the caller a dialect carries) of a sender that is not trusted are not even parsed.
    */
-  extract(headers: HeaderBag, options: { readonly tags?: boolean } = {}): InboundTags {
-    const tags = new Map<string, string>();
-    // Made when a dialect read a tag (most requests carry few or none).
+  extract(headers: HeaderBag, options: { readonly tags?: boolean } = NO_OPTIONS): InboundTags {
+    // The Map of the first dialect that read tags, taken over: it is that dialect's own, made
+    // for this request, and within the bounds. Most requests carry one dialect's tags or none.
+    let tags: Map<string, string> | undefined;
+    // That dialect's result while it is the only one with tags: its scopes are read at the end.
+    let only: DialectExtract | undefined;
+    // Made when a second dialect read tags.
     let once: Set<string> | undefined;
     let transitive: Set<string> | undefined;
     const dropped: DialectDroppedTag[] = [];
     const warnings: HeaderWarning[] = [];
     let caller: Caller | undefined;
-    for (const dialect of options.tags === false ? [] : this.#accept) {
+    for (const dialect of options.tags === false ? NO_DIALECTS : this.#accept) {
       const got = dialect.extract(headers);
       if (got.dropped.length > 0) dropped.push(...got.dropped);
       if (got.warnings.length > 0) warnings.push(...got.warnings);
       if (got.caller && !caller) caller = got.caller;
+      if (got.tags.size === 0) continue;
+      if (tags === undefined) {
+        tags = got.tags as Map<string, string>;
+        only = got;
+        continue;
+      }
+      if (only !== undefined) {
+        // A second dialect with tags: the first one's, as if put one by one (none was dropped).
+        for (const k of only.tags.keys()) {
+          if (only.arrivedOnce.has(k)) {
+            once ??= new Set();
+            once.add(k);
+          } else {
+            transitive ??= new Set();
+            transitive.add(k);
+          }
+        }
+        only = undefined;
+      }
       for (const [k, v] of got.tags) {
         // Each dialect checked its tags against core's per-tag bounds; the count is left.
         const reason = putChecked(tags, k, v);
@@ -160,7 +187,10 @@ export class TagPropagation {
       }
     }
     const scopes = new TagScopes();
-    if (once !== undefined) for (const k of once) if (transitive?.has(k) !== true) scopes.set(k, 'local');
+    if (only !== undefined) {
+      // One dialect's tags: those that arrived one-hop are local here.
+      if (only.arrivedOnce.size > 0) for (const k of only.tags.keys()) if (only.arrivedOnce.has(k)) scopes.set(k, 'local');
+    } else if (once !== undefined) for (const k of once) if (transitive?.has(k) !== true) scopes.set(k, 'local');
     let passThrough: Map<string, string> | undefined;
     for (const name of this.#passThrough) {
       const v = headerValue(headers, name);
@@ -172,7 +202,14 @@ export class TagPropagation {
       passThrough ??= new Map();
       passThrough.set(name, v);
     }
-    return { tags, scopes, passThrough: passThrough ?? NO_PASS_THROUGH, ...(caller ? { caller } : {}), dropped, warnings };
+    return {
+      tags: tags ?? new Map(),
+      scopes,
+      passThrough: passThrough ?? NO_PASS_THROUGH,
+      ...(caller ? { caller } : {}),
+      dropped,
+      warnings,
+    };
   }
 
   /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter, EventEmitterAsyncResource, once } from 'node:events';
 import { describe, it } from 'node:test';
-import { createContext, currentContext, MemoryLogger, runWithContext, TAG_HEADER, withTags } from '@meshlet/core';
+import { createContext, currentContext, MemoryLogger, runWithContext, TAG_HEADER, TagLimits, withTags } from '@meshlet/core';
 import {
   attachRequestTags,
   type HeaderBag,
@@ -56,6 +56,54 @@ describe('TagPropagation', () => {
       'sct-custom-disposable-metadata': '{"a":"1"}',
     });
     assert.equal(got.scopes.get('a'), undefined);
+  });
+
+  it('scopes one dialect’s one-hop tags local, and a second dialect’s transitive copy makes them transitive again, whichever comes first', () => {
+    const p = new TagPropagation();
+    const alone = p.extract({ [ONCE_TAG_HEADER]: 'a=1,b=2', [TAG_HEADER]: 'b=3,c=4' });
+    assert.deepEqual(
+      [...alone.tags],
+      [
+        ['a', '1'],
+        ['b', '3'],
+        ['c', '4'],
+      ],
+    );
+    assert.deepEqual(
+      ['a', 'b', 'c'].map((k) => alone.scopes.get(k)),
+      ['local', undefined, undefined],
+    );
+    // One-hop in SCT (read before Meshlet's header), transitive in Meshlet's; one-hop in both.
+    const two = p.extract({ 'sct-custom-disposable-metadata': '{"a":"1","d":"5"}', [TAG_HEADER]: 'a=2', [ONCE_TAG_HEADER]: 'd=6' });
+    assert.deepEqual(
+      [...two.tags],
+      [
+        ['a', '2'],
+        ['d', '6'],
+      ],
+    );
+    assert.deepEqual(
+      ['a', 'd'].map((k) => two.scopes.get(k)),
+      [undefined, 'local'],
+    );
+    // Transitive first (TSF), one-hop later (SCT): transitive.
+    const later = p.extract({ 'tsf-tags': '[{"k":"e","v":"1","f":["0"]}]', 'sct-custom-disposable-metadata': '{"e":"2","f":"3"}' });
+    assert.deepEqual(
+      ['e', 'f'].map((k) => later.scopes.get(k)),
+      [undefined, 'local'],
+    );
+    // Each request's tags are its own: changing one request's does not reach the next.
+    (alone.tags as Map<string, string>).set('x', 'y');
+    assert.equal(p.extract({ [TAG_HEADER]: 'b=3,c=4' }).tags.has('x'), false);
+    assert.notEqual(p.extract({}).tags, p.extract({}).tags);
+  });
+
+  it('keeps the tag count bound across dialects, the first dialect’s tags first', () => {
+    const many = Array.from({ length: TagLimits.maxTags }, (_, i) => `k${i}=v`).join(',');
+    const got = new TagPropagation().extract({ 'sct-custom-metadata': '{"s1":"1","s2":"2"}', [TAG_HEADER]: many });
+    assert.equal(got.tags.size, TagLimits.maxTags);
+    assert.equal(got.tags.get('s1'), '1');
+    assert.equal(got.dropped.filter((d) => d.reason === 'too-many-tags' && d.header === 'meshlet').length, 2);
   });
 
   it('takes the caller from tsf-metadata', () => {

@@ -3,11 +3,14 @@ import {
   BadTagHeaderError,
   CALLER_HEADER,
   type Caller,
+  checkTag,
   createContext,
+  decodeTagPairs,
   decodeTags,
   type Logger,
   type MeshContext,
   MeshletError,
+  TagLimits,
   type TraceHeaders,
 } from '@meshlet/core';
 import { attachRequestTags, type TagPropagation } from '@meshlet/propagation';
@@ -163,17 +166,32 @@ export function inboundContext(
   return ctx;
 }
 
+const CALLER_FIELDS = ['service', 'version', 'namespace', 'instance'] as const;
+
 /** The unsigned caller header (`x-meshlet-caller`): who the caller says it is. */
 function callerFromHeaders(headers: IncomingHttpHeaders, logger: Logger): Caller | undefined {
   const raw = firstValue(headers[CALLER_HEADER]);
   if (raw === undefined || raw === '') return undefined;
   try {
-    const { tags } = decodeTags(raw, CALLER_HEADER);
-    const pick = (k: string) => tags.get(k);
+    const pairs = decodeTagPairs(raw, CALLER_HEADER);
     const out: { -readonly [K in keyof Caller]: Caller[K] } = {};
-    for (const k of ['service', 'version', 'namespace', 'instance'] as const) {
-      const v = pick(k);
-      if (v !== undefined) out[k] = v;
+    if (pairs.length > 2 * TagLimits.maxTags) {
+      // More entries than the tag count bound: decodeTags decides which of them count.
+      const { tags } = decodeTags(raw, CALLER_HEADER);
+      for (const k of CALLER_FIELDS) {
+        const v = tags.get(k);
+        if (v !== undefined) out[k] = v;
+      }
+      return out;
+    }
+    // As decodeTags would keep them: the last value within the per-tag bounds wins.
+    for (const k of CALLER_FIELDS) {
+      let value: string | undefined;
+      for (let i = 0; i < pairs.length; i += 2) {
+        const v = pairs[i + 1] as string;
+        if (pairs[i] === k && checkTag(k, v) === undefined) value = v;
+      }
+      if (value !== undefined) out[k] = value;
     }
     return out;
   } catch (err) {
