@@ -79,8 +79,12 @@ export function decodeTagPairs(header: string, headerName = TAG_HEADER): string[
   if (header.length > TagLimits.maxHeaderBytes) {
     throw new BadTagHeaderError(headerName, `longer than ${TagLimits.maxHeaderBytes} bytes (${header.length})`);
   }
-  const pairs: string[] = [];
   const n = header.length;
+  // Sized for the entries there are (commas + 1), rather than grown by push.
+  let entries = 1;
+  for (let c = header.indexOf(','); c >= 0; c = header.indexOf(',', c + 1)) entries++;
+  const pairs: string[] = new Array(entries * 2);
+  let count = 0;
   let next = 0;
   while (next <= n) {
     let end = header.indexOf(',', next);
@@ -99,11 +103,14 @@ export function decodeTagPairs(header: string, headerName = TAG_HEADER): string[
     let valueStart = eq + 1;
     while (valueStart < e && isSpace(header.charCodeAt(valueStart))) valueStart++;
     try {
-      pairs.push(decoded(header.slice(s, keyEnd)), decoded(header.slice(valueStart, e)));
+      pairs[count] = decoded(header.slice(s, keyEnd));
+      pairs[count + 1] = decoded(header.slice(valueStart, e));
+      count += 2;
     } catch {
       throw new BadTagHeaderError(headerName, `entry "${header.slice(s, e).slice(0, 40)}" is not valid percent-encoding`);
     }
   }
+  pairs.length = count;
   return pairs;
 }
 

@@ -42,6 +42,15 @@ export interface PolarisDialectOptions {
  * `service-lane: <group>/<lane>` also sets the lane tag to `<lane>`, so Meshlet's router
  * follows a Polaris lane.
  */
+/** `s` in lower case; `s` itself when it is lower case already (node:http's header names are). */
+function lowerCase(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c > 0x7f) return s.toLowerCase();
+  }
+  return s;
+}
+
 export function polarisDialect(options: PolarisDialectOptions = {}): TagDialect {
   const laneTag = options.laneTag ?? 'lane';
   return {
@@ -52,7 +61,11 @@ export function polarisDialect(options: PolarisDialectOptions = {}): TagDialect 
       for (const rawName in headers) {
         const rawValue = headers[rawName];
         if (rawValue === undefined) continue;
-        const name = rawName.toLowerCase();
+        // Both prefixes start `x-`: any other name is passed over without a lower-case copy
+        // (toLowerCase makes one per call, and a request has a dozen headers or more).
+        const c0 = rawName.charCodeAt(0);
+        if ((c0 !== 0x78 && c0 !== 0x58) || rawName.charCodeAt(1) !== 0x2d) continue;
+        const name = lowerCase(rawName);
         const prefix = name.startsWith(POLARIS_LOWER) ? POLARIS_LOWER : name.startsWith(SCT_LOWER) ? SCT_LOWER : undefined;
         if (!prefix) continue;
         out ??= emptyExtract();

@@ -143,6 +143,18 @@ describe('PolarisMesh dialect (X-Polaris-Metadata-Transitive-<key>)', () => {
     assert.deepEqual(Object.fromEntries(got.tags), { 'user-tier': 'vip', 'service-lane': 'tsf/gray', region: 'sh', lane: 'gray' });
   });
 
+  it('reads header names in any case, as their lower-case form, and passes over every other name', () => {
+    const got = polaris.extract({
+      'X-Polaris-Metadata-Transitive-User-Tier': 'vip',
+      'X-SCT-Metadata-Transitive-Region': 'sh',
+      'x-polaris-metadata-transitive-ÄRGER': 'x',
+      Accept: 'ignored',
+      'X-Other': 'ignored',
+      xpolaris: 'ignored',
+    });
+    assert.deepEqual(Object.fromEntries(got.tags), { 'user-tier': 'vip', region: 'sh', ärger: 'x' });
+  });
+
   it('writes golden headers, and a service-lane for a lane set here', () => {
     const { headers } = polaris.emit(
       [

@@ -129,7 +129,9 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         span.end(res.statusCode);
       });
     }
-    const allowed = authorizer.decide(verifiedCaller(ctx), { method: req.method ?? 'GET', path }, (k) => getTag(k, ctx));
+    // One lookup for auth and the limiter; the context's own request (the same method and path) for auth.
+    const tag = (k: string) => getTag(k, ctx);
+    const allowed = authorizer.decide(verifiedCaller(ctx), ctx.request ?? { method: req.method ?? 'GET', path }, tag);
     // Which auth rule decided (or the section's default, when it denied): `<rule>:allowed|denied`.
     if (span && allowed.shadow === undefined && (allowed.rule !== undefined || !allowed.allowed))
       span.setAttribute(Attr.meshletAuth, `${allowed.rule ?? '(default)'}:${allowed.allowed ? 'allowed' : 'denied'}`);
@@ -148,7 +150,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       const app = () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
     };
-    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag: (k) => getTag(k, ctx) });
+    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag });
     const act = (d: Awaited<typeof decision>) => {
       if (d === ALLOWED) return go(noSlot);
       if (d.allowed && d.shadow && span) span.setAttribute(Attr.meshletShadow, `ratelimit:${d.shadow.name}:would-refuse`);
