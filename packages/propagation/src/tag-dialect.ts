@@ -73,6 +73,12 @@ export function headerValue(headers: HeaderBag, name: string): string | undefine
 }
 
 /**
+ * The `arrivedOnce` of a result with no one-hop tag: shared, never added to (`takeTag`
+ * makes a Set of the result's own for its first one-hop tag; deleting from it is a no-op).
+ */
+export const NONE_ONCE: Set<string> = new Set<string>();
+
+/**
  * What a dialect reads from a request that carries none of its headers: one shared,
  * empty result (most requests carry one dialect's headers or none), so that a dialect
  * with nothing to read allocates nothing. Never changed: its collections are empty
@@ -80,19 +86,22 @@ export function headerValue(headers: HeaderBag, name: string): string | undefine
  */
 export const NOTHING_EXTRACTED: DialectExtract = Object.freeze({
   tags: new Map<string, string>() as ReadonlyMap<string, string>,
-  arrivedOnce: new Set<string>() as ReadonlySet<string>,
+  arrivedOnce: NONE_ONCE as ReadonlySet<string>,
   dropped: Object.freeze([]) as readonly DialectDroppedTag[],
   warnings: Object.freeze([]) as readonly HeaderWarning[],
 });
 
-/** A dialect's result to fill in (it has found one of its headers). */
+/**
+ * A dialect's result to fill in (it has found one of its headers). Put tags with `takeTag`:
+ * `arrivedOnce` starts as the shared NONE_ONCE, and takeTag makes it the result's own.
+ */
 export function emptyExtract(): {
   tags: Map<string, string>;
   arrivedOnce: Set<string>;
   dropped: DialectDroppedTag[];
   warnings: HeaderWarning[];
 } {
-  return { tags: new Map(), arrivedOnce: new Set(), dropped: [], warnings: [] };
+  return { tags: new Map(), arrivedOnce: NONE_ONCE, dropped: [], warnings: [] };
 }
 
 export function warning(header: string, reason: string): HeaderWarning {

@@ -1,5 +1,5 @@
 import { putTag, type TagDropReason, TagLimits } from '@meshlet/core';
-import type { emptyExtract } from './tag-dialect.js';
+import { type emptyExtract, NONE_ONCE } from './tag-dialect.js';
 
 type Extracting = ReturnType<typeof emptyExtract>;
 
@@ -14,8 +14,11 @@ export function takeTag(out: Extracting, header: string, key: string, value: str
     out.dropped.push({ key: key.slice(0, TagLimits.maxKeyBytes), reason, header });
     return;
   }
-  if (once) out.arrivedOnce.add(key);
-  else out.arrivedOnce.delete(key);
+  if (once) {
+    // The shared empty set until the result's first one-hop tag.
+    if (out.arrivedOnce === NONE_ONCE) out.arrivedOnce = new Set();
+    out.arrivedOnce.add(key);
+  } else out.arrivedOnce.delete(key);
 }
 
 /** True when a header value is over core's header bound; such a header is refused whole. */

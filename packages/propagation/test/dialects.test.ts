@@ -179,6 +179,15 @@ describe('PolarisMesh dialect (X-Polaris-Metadata-Transitive-<key>)', () => {
 });
 
 describe('Meshlet dialect (x-meshlet-tags, x-meshlet-tags-once)', () => {
+  it('gives each result with a one-hop tag a set of its own, and leaves the others’ empty', () => {
+    assert.equal(meshletDialect.extract({ 'x-meshlet-tags': 'a=1' }).arrivedOnce.size, 0);
+    const once = meshletDialect.extract({ 'x-meshlet-tags-once': 'a=1,b=2', 'x-meshlet-tags': 'b=3' });
+    assert.deepEqual([...once.arrivedOnce], ['a']);
+    const after = meshletDialect.extract({ 'x-meshlet-tags': 'a=1' });
+    assert.equal(after.arrivedOnce.size, 0, 'no one-hop key of another request');
+    assert.notEqual(once.arrivedOnce, meshletDialect.extract({ 'x-meshlet-tags-once': 'a=1' }).arrivedOnce);
+  });
+
   it('writes one-hop tags to x-meshlet-tags-once and never writes local ones', () => {
     const { headers } = meshletDialect.emit(
       [
