@@ -124,8 +124,8 @@ export function setTag(key: string, value: string): boolean {
 export function withTags<T>(tags: Readonly<Record<string, string>>, fn: () => T): T {
   const parent = currentContext();
   const child = createContext({ ...parent, tags: [...parent.tags, ...Object.entries(tags)] });
-  const attached = extensions.get(parent);
-  if (attached) extensions.set(child, new Map([...attached].map(([key, ext]) => [key, ext.fork()])));
+  const attached = attachedTo(parent);
+  if (attached) (child as Slotted)[SLOT] = new Map([...attached].map(([key, ext]) => [key, ext.fork()]));
   return storage.run(child, fn);
 }
 
@@ -138,24 +138,42 @@ export interface ContextExtension {
   fork(): ContextExtension;
 }
 
-// Keyed by the context object, so an extension lives exactly as long as its context. One
-// map per process, like the store, even with two copies of @meshlet/core installed.
+// A context's extensions are kept on the context object itself, under a global symbol (one
+// for every copy of @meshlet/core in the process, as the store is), so they live exactly as
+// long as the context. Not a WeakMap keyed by the context: a WeakMap entry per request cost
+// ~0.5 µs of CPU (and GC work) on every inbound request.
+const SLOT = Symbol.for('meshlet.context.extensions.slot');
+type Slotted = { [SLOT]?: Map<symbol, ContextExtension> };
+
+// Where copies of @meshlet/core before the slot kept them, and where a context that cannot
+// take a property (frozen, sealed) keeps them: read as well, so that an extension attached
+// by such a copy is found here.
 const EXTENSIONS_KEY = Symbol.for('meshlet.context.extensions');
 const extensionGlobals = globalThis as { [EXTENSIONS_KEY]?: WeakMap<MeshContext, Map<symbol, ContextExtension>> };
 const extensions: WeakMap<MeshContext, Map<symbol, ContextExtension>> = extensionGlobals[EXTENSIONS_KEY] ?? new WeakMap();
 extensionGlobals[EXTENSIONS_KEY] = extensions;
 
+function attachedTo(ctx: MeshContext): Map<symbol, ContextExtension> | undefined {
+  return (ctx as Slotted)[SLOT] ?? extensions.get(ctx);
+}
+
 /** Keeps `extension` beside `ctx` under `key` (a symbol of the attaching package's own). */
 export function attachExtension(ctx: MeshContext, key: symbol, extension: ContextExtension): void {
   if (ctx === EMPTY) throw new TypeError('attachExtension: not on the empty context outside a request');
-  const attached = extensions.get(ctx) ?? new Map<symbol, ContextExtension>();
-  attached.set(key, extension);
-  extensions.set(ctx, attached);
+  const attached = attachedTo(ctx);
+  if (attached) {
+    attached.set(key, extension);
+    return;
+  }
+  const own = new Map<symbol, ContextExtension>();
+  own.set(key, extension);
+  if (Object.isExtensible(ctx)) (ctx as Slotted)[SLOT] = own;
+  else extensions.set(ctx, own);
 }
 
 /** The extension attached to `ctx` under `key`, if any. */
 export function extensionOf<T extends ContextExtension>(ctx: MeshContext, key: symbol): T | undefined {
-  return extensions.get(ctx)?.get(key) as T | undefined;
+  return attachedTo(ctx)?.get(key) as T | undefined;
 }
 
 /** How each system tag is read from a context: the one list of system tags a request has. */

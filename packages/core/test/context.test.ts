@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   attachExtension,
+  type ContextExtension,
   createContext,
   currentContext,
   extensionOf,
@@ -96,6 +97,33 @@ describe('request context', () => {
     });
     assert.equal(extensionOf(createContext(), key), undefined);
     assert.throws(() => attachExtension(currentContext(), key, new Counter(0)), /outside a request/);
+  });
+
+  it('finds an extension on a frozen context and one an older copy of core kept in the shared WeakMap, and forks both into a withTags child', () => {
+    const key = Symbol('test');
+    const counter = (n: number): ContextExtension & { n: number } => ({ n, fork: () => counter(n + 1) });
+    const frozen = Object.freeze(createContext({ tags: [['a', '1']] }));
+    attachExtension(frozen, key, counter(1));
+    assert.equal(extensionOf<ReturnType<typeof counter>>(frozen, key)?.n, 1);
+    // As a copy of core before the slot kept extensions: in the global WeakMap.
+    const legacy = createContext();
+    const shared = (globalThis as Record<symbol, WeakMap<object, Map<symbol, ContextExtension>>>)[Symbol.for('meshlet.context.extensions')];
+    shared?.set(legacy, new Map([[key, counter(10)]]));
+    assert.equal(extensionOf<ReturnType<typeof counter>>(legacy, key)?.n, 10);
+    const other = Symbol('other');
+    attachExtension(legacy, other, counter(20));
+    assert.equal(extensionOf<ReturnType<typeof counter>>(legacy, other)?.n, 20);
+    for (const [ctx, n] of [
+      [frozen, 2],
+      [legacy, 11],
+    ] as const) {
+      const seen = runWithContext(ctx, () => withTags({ b: '2' }, () => extensionOf<ReturnType<typeof counter>>(currentContext(), key)?.n));
+      assert.equal(seen, n);
+    }
+    // Kept off the wire: a context serialized (a log line) does not carry its extensions.
+    const plain = createContext();
+    attachExtension(plain, key, counter(1));
+    assert.equal(JSON.stringify(plain).includes('fork'), false);
   });
 
   it('takes an ownTags Map as its own, uncopied; copies one over the tag count bound under the bounds', () => {
