@@ -64,4 +64,19 @@ describe('TagPropagation.emit reuse per request', () => {
       (p.emit(a).headers as Record<string, string>)[TAG_HEADER] = 'x';
     }, TypeError);
   });
+
+  it('keeps two TagPropagations’ results for one Map apart, and encodes a frozen Map every time', () => {
+    const meshlet = new TagPropagation({ emit: ['meshlet'] });
+    const tsf = new TagPropagation({ emit: ['tsf'] });
+    const tags = new Map([['tier', 'vip']]);
+    const a = meshlet.emit(tags);
+    const b = tsf.emit(tags);
+    assert.equal(a.headers[TAG_HEADER], 'tier=vip');
+    assert.equal(b.headers[TAG_HEADER], undefined);
+    assert.equal(meshlet.emit(tags), a);
+    assert.equal(tsf.emit(tags), b);
+    const frozen = Object.freeze(new Map([['tier', 'vip']]));
+    assert.equal(meshlet.emit(frozen).headers[TAG_HEADER], 'tier=vip');
+    assert.equal(meshlet.emit(frozen).headers[TAG_HEADER], 'tier=vip');
+  });
 });
