@@ -86,6 +86,8 @@ export function decodeTagPairs(header: string, headerName = TAG_HEADER): string[
   const pairs: string[] = new Array(entries * 2);
   let count = 0;
   let next = 0;
+  // The next `%` at or after where the entries have got to: a key or value before it needs no decoding.
+  let percent = header.indexOf('%');
   while (next <= n) {
     let end = header.indexOf(',', next);
     if (end < 0) end = n;
@@ -102,9 +104,13 @@ export function decodeTagPairs(header: string, headerName = TAG_HEADER): string[
     while (keyEnd > s && isSpace(header.charCodeAt(keyEnd - 1))) keyEnd--;
     let valueStart = eq + 1;
     while (valueStart < e && isSpace(header.charCodeAt(valueStart))) valueStart++;
+    if (percent >= 0 && percent < s) percent = header.indexOf('%', s);
     try {
-      pairs[count] = decoded(header.slice(s, keyEnd));
-      pairs[count + 1] = decoded(header.slice(valueStart, e));
+      const key = header.slice(s, keyEnd);
+      const value = header.slice(valueStart, e);
+      // A `%` in the entry: decodeURIComponent returns a string without one unchanged.
+      pairs[count] = percent >= 0 && percent < keyEnd ? decodeURIComponent(key) : key;
+      pairs[count + 1] = percent >= 0 && percent < e ? decodeURIComponent(value) : value;
       count += 2;
     } catch {
       throw new BadTagHeaderError(headerName, `entry "${header.slice(s, e).slice(0, 40)}" is not valid percent-encoding`);
@@ -113,9 +119,6 @@ export function decodeTagPairs(header: string, headerName = TAG_HEADER): string[
   pairs.length = count;
   return pairs;
 }
-
-/** decodeURIComponent, skipped for a string with no `%` (which it would return unchanged). */
-const decoded = (s: string): string => (s.indexOf('%') < 0 ? s : decodeURIComponent(s));
 
 /** The white space String.prototype.trim removes: ECMAScript's WhiteSpace and LineTerminator. */
 function isSpace(c: number): boolean {

@@ -185,14 +185,25 @@ function callerFromHeaders(headers: IncomingHttpHeaders, logger: Logger): Caller
       return out;
     }
     // As decodeTags would keep them: the last value within the per-tag bounds wins.
-    for (const k of CALLER_FIELDS) {
-      let value: string | undefined;
-      for (let i = 0; i < pairs.length; i += 2) {
-        const v = pairs[i + 1] as string;
-        if (pairs[i] === k && checkTag(k, v) === undefined) value = v;
-      }
-      if (value !== undefined) out[k] = value;
+    let service: string | undefined;
+    let version: string | undefined;
+    let namespace: string | undefined;
+    let instance: string | undefined;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const k = pairs[i] as string;
+      if (k !== 'service' && k !== 'version' && k !== 'namespace' && k !== 'instance') continue;
+      const v = pairs[i + 1] as string;
+      if (checkTag(k, v) !== undefined) continue;
+      if (k === 'service') service = v;
+      else if (k === 'version') version = v;
+      else if (k === 'namespace') namespace = v;
+      else instance = v;
     }
+    // In the fields' order, as the Map's reading made them.
+    if (service !== undefined) out.service = service;
+    if (version !== undefined) out.version = version;
+    if (namespace !== undefined) out.namespace = namespace;
+    if (instance !== undefined) out.instance = instance;
     return out;
   } catch (err) {
     if (!(err instanceof BadTagHeaderError)) throw err;
