@@ -15,9 +15,9 @@
 //   BENCH_ALLOC_PROFILE=<dir>   also writes each row's last heap profile there (<row>.heapprofile,
 //                               for Chrome DevTools or a diff by frame)
 import { type ChildProcess, fork } from 'node:child_process';
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import { InMemoryKvStore, InMemoryRegistry, silentLogger } from '@meshlet/core';
 import { createMesh } from 'meshlet';
 import { GrpcBenchClient } from './grpc-clients.js';
 import { fmt, load, machine, median, sized, spread, table } from './harness.js';
+import { app, FakeResponse } from './inbound-trace.js';
 
 const RUNS = sized('BENCH_RUNS', 3, 2);
 const HTTP_REQUESTS = sized('BENCH_ALLOC_HTTP_REQUESTS', 20_000, 3_000);
@@ -74,29 +75,6 @@ class FakeRequest {
     this.headers = { host: 'orders.internal:8080', accept: 'application/json', 'user-agent': 'bench/1', ...extra };
   }
 }
-
-/** A response that closes as soon as it ends (node emits 'close' once the response is finished). */
-class FakeResponse extends EventEmitter {
-  statusCode = 200;
-  closed = false;
-  headersSent = false;
-  writeHead(status: number): this {
-    this.statusCode = status;
-    this.headersSent = true;
-    return this;
-  }
-  end(): this {
-    this.headersSent = true;
-    this.closed = true;
-    this.emit('close');
-    return this;
-  }
-}
-
-const app: RequestListener = (_req, res) => {
-  res.statusCode = 200;
-  res.end('{"id":42}');
-};
 
 interface HeapNode {
   readonly selfSize: number;

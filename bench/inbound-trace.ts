@@ -42,7 +42,7 @@ class FakeRequest {
 }
 
 /** A response that closes as soon as it ends (node emits 'close' once the response is finished). */
-class FakeResponse extends EventEmitter {
+export class FakeResponse extends EventEmitter {
   statusCode = 200;
   closed = false;
   headersSent = false;
@@ -59,7 +59,7 @@ class FakeResponse extends EventEmitter {
   }
 }
 
-const app: RequestListener = (_req, res) => {
+export const app: RequestListener = (_req, res) => {
   res.statusCode = 200;
   res.end('{"id":42}');
 };

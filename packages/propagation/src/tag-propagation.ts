@@ -78,6 +78,17 @@ interface EmitMemo {
   readonly passed: readonly string[];
   readonly out: OutboundHeaders;
 }
+/** How the tags of a request that more than one dialect carried arrived. */
+interface ArrivedScopes {
+  readonly once: Set<string>;
+  readonly transitive: Set<string>;
+}
+
+function noteArrival(arrived: ArrivedScopes, key: string, arrivedOnce: ReadonlySet<string>): void {
+  if (arrivedOnce.has(key)) arrived.once.add(key);
+  else arrived.transitive.add(key);
+}
+
 /** A request's tags Map with the last headers emitted for it, by TagPropagation instance. */
 type Memoized = Map<string, string> & { [memo: symbol]: EmitMemo | undefined };
 
@@ -145,8 +156,7 @@ export class TagPropagation {
     // That dialect's result while it is the only one with tags: its scopes are read at the end.
     let only: DialectExtract | undefined;
     // Made when a second dialect read tags.
-    let once: Set<string> | undefined;
-    let transitive: Set<string> | undefined;
+    let arrived: ArrivedScopes | undefined;
     const dropped: DialectDroppedTag[] = [];
     const warnings: HeaderWarning[] = [];
     let caller: Caller | undefined;
@@ -161,17 +171,10 @@ export class TagPropagation {
         only = got;
         continue;
       }
+      arrived ??= { once: new Set(), transitive: new Set() };
       if (only !== undefined) {
         // A second dialect with tags: the first one's, as if put one by one (none was dropped).
-        for (const k of only.tags.keys()) {
-          if (only.arrivedOnce.has(k)) {
-            once ??= new Set();
-            once.add(k);
-          } else {
-            transitive ??= new Set();
-            transitive.add(k);
-          }
-        }
+        for (const k of only.tags.keys()) noteArrival(arrived, k, only.arrivedOnce);
         only = undefined;
       }
       for (const [k, v] of got.tags) {
@@ -181,21 +184,17 @@ export class TagPropagation {
           dropped.push({ key: k, reason, header: dialect.name });
           continue;
         }
-        // Sent transitive by any dialect: the sender meant it to travel on.
-        if (got.arrivedOnce.has(k)) {
-          once ??= new Set();
-          once.add(k);
-        } else {
-          transitive ??= new Set();
-          transitive.add(k);
-        }
+        noteArrival(arrived, k, got.arrivedOnce);
       }
     }
     const scopes = new TagScopes();
     if (only !== undefined) {
       // One dialect's tags: those that arrived one-hop are local here.
       if (only.arrivedOnce.size > 0) for (const k of only.tags.keys()) if (only.arrivedOnce.has(k)) scopes.set(k, 'local');
-    } else if (once !== undefined) for (const k of once) if (transitive?.has(k) !== true) scopes.set(k, 'local');
+    } else if (arrived !== undefined) {
+      // Sent transitive by any dialect: the sender meant it to travel on.
+      for (const k of arrived.once) if (!arrived.transitive.has(k)) scopes.set(k, 'local');
+    }
     let passThrough: Map<string, string> | undefined;
     for (const name of this.#passThrough) {
       const v = headerValue(headers, name);
