@@ -38,6 +38,7 @@ const sections: Section[] = [
   { name: 'grpc', run: (await import('./grpc-overhead.js')).grpcOverhead },
   { name: 'grpc-layers', run: (await import('./grpc-layers.js')).grpcLayers },
   { name: 'grpc-server', run: (await import('./grpc-server.js')).grpcServer },
+  { name: 'grpc-server-stub', run: () => import('./grpc-server-stub.js').then((m) => m.grpcServerStub()) },
   { name: 'grpc-cpu', run: (await import('./grpc-cpu.js')).grpcCpu, optIn: true },
   { name: 'grpc-profile', run: (await import('./grpc-profile.js')).grpcProfile, optIn: true },
   { name: 'sidecar', run: (await import('./sidecar.js')).sidecar },
