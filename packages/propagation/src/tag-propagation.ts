@@ -144,8 +144,13 @@ export class TagPropagation {
           continue;
         }
         // Sent transitive by any dialect: the sender meant it to travel on.
-        if (got.arrivedOnce.has(k)) (once ??= new Set()).add(k);
-        else (transitive ??= new Set()).add(k);
+        if (got.arrivedOnce.has(k)) {
+          once ??= new Set();
+          once.add(k);
+        } else {
+          transitive ??= new Set();
+          transitive.add(k);
+        }
       }
     }
     const scopes = new TagScopes();
