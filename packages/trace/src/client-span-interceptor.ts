@@ -10,7 +10,7 @@ import {
 } from '@meshlet/core';
 import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
-import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
+import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
 import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
@@ -26,7 +26,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  * shadow notes; and routing's own. The record's `settled` hook (a shadow deadline's note)
  * ran before.
  */
-function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void {
+function addLate(span: Pick<ClientSpan, 'setAttribute'>, attempt: Attempt, notesBefore: number): void {
   const routed = attempt.target.spanAttributes;
   if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const attributes = attempt.attributes;
@@ -342,11 +342,8 @@ function endSampled(
   status: number | undefined,
   error: unknown,
 ): void {
-  const routed = attempt.target.spanAttributes;
-  if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
-  const late = attempt.attributes;
-  if (late !== undefined) for (const k in late) span.setAttribute(k, late[k] as string | number);
-  if ((attempt.notes?.length ?? 0) > 0) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
+  // Started with no shadow note (else the general path): any note now is a late one.
+  addLate(span, attempt, 0);
   let errorType: string | undefined;
   if (status !== undefined) {
     span.setAttribute(Attr.httpResponseStatusCode, status);
@@ -356,6 +353,9 @@ function endSampled(
     span.setAttribute(Attr.errorType, errorType);
     const message = error instanceof Error ? error.message : undefined;
     span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+    // What the error knows of the decision (a refusing breaker's level and state), as the handle's `end` sets it.
+    const decided = errorAttributesOf(error);
+    if (decided !== undefined) for (const k in decided) span.setAttribute(k, decided[k] as string | number);
   }
   span.end();
   // The record's name is the normalized method (no handle to it leaves the interceptor to
