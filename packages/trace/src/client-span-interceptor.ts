@@ -8,7 +8,7 @@ import {
   shadowOf,
   systemClock,
 } from '@meshlet/core';
-import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { type Attributes, type Context, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
 import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
@@ -16,7 +16,7 @@ import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
 import type { OutboundHeaders } from './propagation.js';
-import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
+import { injectDecided, SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -136,7 +136,7 @@ function headSampledObserver(deps: SpanDeps): AttemptObserver {
         else startSampled(deps, attempt, parent, decision);
         return;
       }
-      inject(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
+      injectDecided(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
       if (recordsMetrics) attempt.spanStart = clock.now();
     },
     settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
@@ -161,17 +161,6 @@ function headSampledObserver(deps: SpanDeps): AttemptObserver {
 
 /** The error.type of a response status: client side, 4xx is an error too (the conventions' client status rule). */
 const errorTypeOfStatus = (status: number): string | undefined => (status >= 400 ? String(status) : undefined);
-
-/**
- * Writes a head-sampled span's trace context (and the parent's baggage) into the headers,
- * as its span's `inject` would: W3C straight from the span context; other formats through
- * a context with the span (a non-recording one over the context when none is given).
- */
-function inject(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | undefined, headers: OutboundHeaders): void {
-  const { propagation } = deps;
-  const written = deps.sampler.validIds ? propagation.injectValid(sc, parent, headers) : propagation.injectSpan(sc, parent, headers);
-  if (!written) propagation.inject(span === undefined ? trace.setSpanContext(parent, sc) : trace.setSpan(parent, span), headers);
-}
 
 /**
  * A sampled attempt without a query or shadow note (the usual one): Meshlet's span record
@@ -214,7 +203,7 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
   );
   // On the system clock, the record's own reading (see clockAt).
   attempt.spanStart = clockAt(deps, span.startMs);
-  inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
+  injectDecided(deps, parent, decision.context, span, call.headers as OutboundHeaders);
   // Ended by the observer's `settled` (endSampled), from the record.
   attempt.span = span;
 }
