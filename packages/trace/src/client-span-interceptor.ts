@@ -11,7 +11,7 @@ import {
 import { type Attributes, type Context, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
-import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
+import { type ClientCall, type ClientSpan, type OriginParts, originParts, startDecidedSpan } from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
@@ -172,34 +172,20 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
   const method = normalizeMethod(call.method);
   const origin = originParts(originOf(target.instance));
   const url = urlOf(origin.href, call.path);
-  const full = url[0];
-  // Literal keys (Attr's names): the object starts from one shape instead of four stores.
-  const attributes: Attributes = {
-    'http.request.method': method,
-    'server.address': origin.hostname,
-    'server.port': origin.port,
-    'url.full': full,
-  };
-  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
-  attributes[Attr.servicePeerName] = call.service;
-  if (attempt.number) attributes[Attr.httpRequestResendCount] = attempt.number;
-  if (target.rule) attributes[Attr.meshletRoute] = target.rule;
-  if (target.lane) attributes[Attr.meshletLane] = target.lane;
-  if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
-  if (attempt.api !== undefined) attributes[Attr.meshletBreakerApi] = attempt.api;
-  attributes[Attr.meshletInstance] = target.id;
-  if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
-  const made = madeJson(attempt, method, attributes);
-  const whole = attributesOf(url, made);
+  const made = madeJson(attempt, method, origin, url[0]);
+  const whole = attributesOf(url, made, attempt, method, origin);
+  // The attributes object is the one made for this URL and kind of attempt, shared by its
+  // spans (frozen): the record keeps what is set later on its own (see ClientSpanRecord).
   const span = new ClientSpanRecord(
     deps.records,
     method,
     decision.context,
     decision.parent,
-    attributes,
+    whole.attributes,
     whole.json,
     deps.sampler.validIds,
     whole.bytes,
+    true,
   );
   // On the system clock, the record's own reading (see clockAt).
   attempt.spanStart = clockAt(deps, span.startMs);
@@ -213,8 +199,9 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
 // many: bounded per origin, and in all.
 const URLS_PER_ORIGIN = 256;
 const ORIGINS_KEPT = 1024;
-/** A sampled attempt's attributes as JSON (flat) and as its UTF-8, for one URL and kind of attempt. */
+/** A sampled attempt's attributes (frozen), as JSON (flat) and as its UTF-8, for one URL and kind of attempt. */
 interface MadeAttributes {
+  readonly attributes: Attributes;
   readonly json: string;
   readonly bytes: readonly Uint8Array[];
 }
@@ -225,12 +212,12 @@ const urls = new Map<string, Map<string, UrlEntry>>();
 const KINDS_PER_URL = 16;
 
 /** `made.before`, the URL's JSON and `made.after` joined, flat and as UTF-8: kept with the URL per kind of attempt (an instance's). */
-function attributesOf(url: UrlEntry, made: MadeJson): MadeAttributes {
+function attributesOf(url: UrlEntry, made: MadeJson, attempt: Attempt, method: string, origin: OriginParts): MadeAttributes {
   const byMade = url[2];
   let whole = byMade.get(made);
   if (whole === undefined) {
     const json = flat(`${made.before}${url[1]}${made.after}`);
-    whole = { json, bytes: [Buffer.from(json, 'utf8')] };
+    whole = { attributes: Object.freeze(sampledAttributes(attempt, method, origin, url[0])), json, bytes: [Buffer.from(json, 'utf8')] };
     if (byMade.size >= KINDS_PER_URL) byMade.clear();
     byMade.set(made, whole);
   }
@@ -279,7 +266,29 @@ interface MadeJson {
 // (same method, rule, lane, breaker state, first attempt), so their JSON is built once.
 const madeByInstance = new WeakMap<Attempt['target']['instance'], MadeJson>();
 
-function madeJson(attempt: Attempt, method: string, attributes: Attributes): MadeJson {
+/** A sampled attempt's attributes, as `startClientSpan` gives them (in the same order). */
+function sampledAttributes(attempt: Attempt, method: string, origin: OriginParts, full: string): Attributes {
+  const { call, target } = attempt;
+  // Literal keys (Attr's names): the object starts from one shape instead of four stores.
+  const attributes: Attributes = {
+    'http.request.method': method,
+    'server.address': origin.hostname,
+    'server.port': origin.port,
+    'url.full': full,
+  };
+  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
+  attributes[Attr.servicePeerName] = call.service;
+  if (attempt.number) attributes[Attr.httpRequestResendCount] = attempt.number;
+  if (target.rule) attributes[Attr.meshletRoute] = target.rule;
+  if (target.lane) attributes[Attr.meshletLane] = target.lane;
+  if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
+  if (attempt.api !== undefined) attributes[Attr.meshletBreakerApi] = attempt.api;
+  attributes[Attr.meshletInstance] = target.id;
+  if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
+  return attributes;
+}
+
+function madeJson(attempt: Attempt, method: string, origin: OriginParts, full: string): MadeJson {
   const { call, target } = attempt;
   const last = madeByInstance.get(target.instance);
   if (
@@ -297,6 +306,7 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
   )
     return last;
   // The same encoder as the trace log's, over the attributes before and after url.full.
+  const attributes = sampledAttributes(attempt, method, origin, full);
   const before: Attributes = {};
   const after: Attributes = {};
   let past = false;

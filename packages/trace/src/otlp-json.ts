@@ -591,7 +591,8 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   if (Object.getPrototypeOf(span) !== ClientSpanRecord.prototype) return false;
   const r = span as ClientSpanRecord;
   const made = r.madeBytes;
-  if (made === undefined || !r.hexIds || r.madeJson === undefined || r.madeFor !== r.attributes) return false;
+  // Its own attributes or shared ones (read without making them its own).
+  if (made === undefined || !r.hexIds || r.madeJson === undefined || r.madeFor !== r.attrs) return false;
   const sc = r.spanContext();
   const parent = r.parentSpanContext;
   const traceState = sc.traceState?.serialize();
@@ -630,9 +631,11 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   }
   const late = r.lateKeys;
   if (late !== undefined) {
-    const attrs = r.attributes;
-    for (const key of late) {
-      const v = attrs[key];
+    const attrs = r.attrs;
+    const values = r.shared ? r.lateValues : undefined;
+    for (let i = 0; i < late.length; i++) {
+      const key = late[i] as string;
+      const v = values !== undefined ? values[i] : attrs[key];
       if (v === undefined || v === null) continue;
       if (!empty) out.byte(COMMA);
       empty = false;
