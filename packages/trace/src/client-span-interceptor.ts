@@ -1,9 +1,11 @@
+import { performance } from 'node:perf_hooks';
 import {
   type Attempt,
   type AttemptInterceptor,
   type AttemptObserver,
   type AttemptResult,
   aroundObserver,
+  type Clock,
   originOf,
   shadowOf,
   systemClock,
@@ -137,7 +139,7 @@ function headSampledObserver(deps: SpanDeps): AttemptObserver {
         return;
       }
       injectDecided(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
-      if (recordsMetrics) attempt.spanStart = clock.now();
+      if (recordsMetrics) attempt.spanStart = nowOf(clock);
     },
     settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
       const span = attempt.span;
@@ -365,12 +367,19 @@ function endSampled(
 const ORIGIN = performance.timeOrigin;
 
 /**
+ * `clock.now()`; the system clock's read here with its own arithmetic (`timeOrigin +
+ * performance.now()`, the same number) from perf_hooks' performance: the global one is a
+ * getter, a tenth of a read's cost on the attempt's path.
+ */
+const nowOf = (clock: Clock): number => (clock === systemClock ? ORIGIN + performance.now() : clock.now());
+
+/**
  * The deps' clock at `ms` on the performance clock, as the span record read it: the system
  * clock's own arithmetic (`timeOrigin + performance.now()`), so the same number; any other
  * clock (a test's) is read.
  */
 function clockAt(deps: SpanDeps, ms: number): number {
-  return deps.clock === systemClock && !Number.isNaN(ms) ? ORIGIN + ms : deps.clock.now();
+  return deps.clock === systemClock && !Number.isNaN(ms) ? ORIGIN + ms : nowOf(deps.clock);
 }
 
 /** What an attempt's span records at its end besides itself: the call metrics and the OpenTelemetry histogram. */
@@ -381,7 +390,7 @@ function recordCall(
   status: number | undefined,
   errorType: string | undefined,
   method = normalizeMethod(attempt.call.method),
-  end = deps.clock.now(),
+  end = nowOf(deps.clock),
 ): void {
   const durationMs = end - start;
   const { call } = attempt;
