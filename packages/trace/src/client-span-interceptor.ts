@@ -13,7 +13,7 @@ import {
 import { type Attributes, type Context, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
-import { type ClientCall, type ClientSpan, type OriginParts, originParts, startDecidedSpan } from './client-span.js';
+import { type ClientCall, type ClientSpan, clientAttributes, type OriginParts, originParts, startDecidedSpan } from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
@@ -268,26 +268,9 @@ interface MadeJson {
 // (same method, rule, lane, breaker state, first attempt), so their JSON is built once.
 const madeByInstance = new WeakMap<Attempt['target']['instance'], MadeJson>();
 
-/** A sampled attempt's attributes, as `startClientSpan` gives them (in the same order). */
+/** A sampled attempt's attributes, as `startClientSpan` gives them (made once per URL and kind of attempt). */
 function sampledAttributes(attempt: Attempt, method: string, origin: OriginParts, full: string): Attributes {
-  const { call, target } = attempt;
-  // Literal keys (Attr's names): the object starts from one shape instead of four stores.
-  const attributes: Attributes = {
-    'http.request.method': method,
-    'server.address': origin.hostname,
-    'server.port': origin.port,
-    'url.full': full,
-  };
-  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
-  attributes[Attr.servicePeerName] = call.service;
-  if (attempt.number) attributes[Attr.httpRequestResendCount] = attempt.number;
-  if (target.rule) attributes[Attr.meshletRoute] = target.rule;
-  if (target.lane) attributes[Attr.meshletLane] = target.lane;
-  if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
-  if (attempt.api !== undefined) attributes[Attr.meshletBreakerApi] = attempt.api;
-  attributes[Attr.meshletInstance] = target.id;
-  if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
-  return attributes;
+  return clientAttributes(spanCallOf(attempt), { hostname: origin.hostname, port: origin.port, full }, method);
 }
 
 function madeJson(attempt: Attempt, method: string, origin: OriginParts, full: string): MadeJson {

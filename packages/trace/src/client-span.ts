@@ -154,7 +154,8 @@ export function startDecidedSpan(deps: SpanDeps, parent: Context, decision: Head
   return new ClientSpanHandle(deps, span, parent, call, target, method);
 }
 
-function clientAttributes(call: ClientCall, target: Target, method: string): Attributes {
+/** A CLIENT span's attributes at its start, in order (the head-sampled interceptor's spans are made with the same). */
+export function clientAttributes(call: ClientCall, target: Pick<Target, 'hostname' | 'port' | 'full'>, method: string): Attributes {
   const attributes: Attributes = {
     [Attr.httpRequestMethod]: method,
     [Attr.serverAddress]: target.hostname,
