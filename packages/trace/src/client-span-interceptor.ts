@@ -13,7 +13,15 @@ import {
 import { type Attributes, type Context, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
 import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
-import { type ClientCall, type ClientSpan, clientAttributes, type OriginParts, originParts, startDecidedSpan } from './client-span.js';
+import {
+  type ClientCall,
+  type ClientSpan,
+  clientAttributes,
+  durationAttributes,
+  type OriginParts,
+  originParts,
+  startDecidedSpan,
+} from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
@@ -379,13 +387,7 @@ function recordCall(
   const { call } = attempt;
   deps.clientMetrics?.addPath(call.service, method, call.path, durationMs, errorType);
   if (deps.clientDuration) {
-    const attrs: Attributes = {
-      [Attr.httpRequestMethod]: method,
-      [Attr.serverAddress]: originParts(originOf(attempt.target.instance)).hostname,
-      [Attr.servicePeerName]: call.service,
-    };
-    if (status !== undefined) attrs[Attr.httpResponseStatusCode] = status;
-    if (errorType !== undefined) attrs[Attr.errorType] = errorType;
-    deps.clientDuration.record(durationMs / 1000, attrs);
+    const hostname = originParts(originOf(attempt.target.instance)).hostname;
+    deps.clientDuration.record(durationMs / 1000, durationAttributes(method, hostname, call.service, status, errorType));
   }
 }
