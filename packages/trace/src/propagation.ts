@@ -129,9 +129,12 @@ export class TracePropagation {
     if (!this.#w3cOnly) return false;
     const flags = span.traceFlags;
     const hex = flags === 1 ? '01' : flags === 0 ? '00' : flags < 16 ? `0${flags.toString(16)}` : flags.toString(16);
-    setter.set(headers, 'traceparent', `00-${span.traceId}-${span.spanId}-${hex}`);
+    const traceparent = `00-${span.traceId}-${span.spanId}-${hex}`;
+    if (headers instanceof Headers) headers.set('traceparent', traceparent);
+    else headers.traceparent = traceparent;
     if (span.traceState) setter.set(headers, 'tracestate', span.traceState.serialize());
-    if (this.#withBaggage) this.#baggage.inject(parent, headers, setter);
+    // The root context carries no baggage: nothing to look up.
+    if (this.#withBaggage && parent !== ROOT_CONTEXT) this.#baggage.inject(parent, headers, setter);
     return true;
   }
 

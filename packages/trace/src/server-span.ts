@@ -2,6 +2,8 @@ import {
   type Attributes,
   type AttributeValue,
   type Context,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
@@ -93,8 +95,6 @@ export function startServerSpan(
 // A version-00 traceparent with the flags W3C defines (00, 01), as the W3C propagator's
 // pattern reads it: lower-case hex, nothing before or after.
 const SIMPLE_TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
-const ZERO_TRACE_ID = '0'.repeat(32);
-const ZERO_SPAN_ID = '0'.repeat(16);
 
 /**
  * The caller's trace context when the headers are the common simple case, read without
@@ -113,7 +113,7 @@ export function simpleParent(headers: InboundHeaders): Context | undefined {
   if (typeof tp !== 'string' || tp.length !== 55 || !SIMPLE_TRACEPARENT.test(tp)) return undefined;
   const traceId = tp.slice(3, 35);
   const spanId = tp.slice(36, 52);
-  if (traceId === ZERO_TRACE_ID || spanId === ZERO_SPAN_ID) return undefined;
+  if (traceId === INVALID_TRACEID || spanId === INVALID_SPANID) return undefined;
   const state = record.tracestate;
   if (state !== undefined && typeof state !== 'string') return undefined;
   const sc: SpanContext = { traceId, spanId, traceFlags: tp.charCodeAt(54) === 49 ? 1 : 0, isRemote: true };

@@ -29,7 +29,7 @@ import {
 import { inInternalSpan } from '../src/internal-span.js';
 import { simpleParent, startServerSpan } from '../src/server-span.js';
 import { SPAN_DEPS, type SpanDeps } from '../src/span-deps.js';
-import { SpanRecord } from '../src/span-record.js';
+import { SpanRecord, spanRecording } from '../src/span-record.js';
 import { memoryExporter } from './servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -327,6 +327,19 @@ describe("the recorded SERVER span is OpenTelemetry's", () => {
     assert.equal(mine?.events[0]?.name, 'e2');
     assert.equal(mine?.links.length, 128);
     assert.equal(mine?.droppedLinksCount, 2);
+  });
+
+  it("takes the limits from the SDK tracer's own; a tracer without them (or with a value length limit) keeps its spans", () => {
+    const tracing = createTracing({ service: 'orders', exporters: [memoryExporter()] });
+    open.push(tracing);
+    const own = (tracing as unknown as { [SPAN_DEPS]: SpanDeps })[SPAN_DEPS];
+    const made = spanRecording(own.tracer, own.sampler, own.records, true);
+    assert.equal(made?.limits.attributeCountLimit, 128);
+    const limited = { _spanLimits: { attributeCountLimit: 5, attributeValueLengthLimit: Number.POSITIVE_INFINITY } };
+    assert.equal(spanRecording(limited as never, own.sampler, own.records, true)?.limits.attributeCountLimit, 5);
+    assert.equal(spanRecording({ _spanLimits: { attributeValueLengthLimit: 10 } } as never, own.sampler, own.records, true), undefined);
+    // A later SDK without the field: the limits are unknown, the tracer applies them.
+    assert.equal(spanRecording({} as never, own.sampler, own.records, true), undefined);
   });
 
   it('is the parent of the CLIENT spans made while handling the request, and of the INTERNAL ones', async () => {
