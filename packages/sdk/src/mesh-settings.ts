@@ -13,6 +13,7 @@ import { createTracing, type Tracing } from '@meshlet/trace';
 import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
 import type { MeshOptions } from './mesh-options.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
+import { type OutboundLimitSettings, outboundLimitSettings } from './ratelimit-options.js';
 
 /** MeshOptions checked, with every default filled in: what the parts of a mesh are built from. */
 export interface MeshSettings {
@@ -26,6 +27,8 @@ export interface MeshSettings {
   readonly tagHeaders: TagHeaderTrust;
   readonly healthPath: string | false;
   readonly metadata: Readonly<Record<string, string>>;
+  /** `ratelimit.bulkheads` and `ratelimit.outboundAdaptive`, checked. */
+  readonly outboundLimits: OutboundLimitSettings;
 }
 
 export function validPort(port: number): boolean {
@@ -60,6 +63,7 @@ export function meshSettings(options: MeshOptions): MeshSettings {
       "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
     );
   checkCallOptions(options);
+  const outboundLimits = outboundLimitSettings(options.ratelimit);
   const clock = options.clock ?? systemClock;
   return {
     service,
@@ -77,6 +81,7 @@ export function meshSettings(options: MeshOptions): MeshSettings {
     tagHeaders,
     healthPath: options.healthPath === undefined ? '/health' : options.healthPath,
     metadata: options.metadata ?? {},
+    outboundLimits,
   };
 }
 
