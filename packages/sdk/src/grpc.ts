@@ -260,21 +260,46 @@ function outboundHeaders(deps: GovernedCallDeps): (ctx: MeshContext, service: st
   };
 }
 
+/** The most channels `grpc.channels.maxChannels` may keep (README, "Safe defaults"): each holds a connection. */
+export const MAX_GRPC_CHANNELS = 65_536;
+
 /**
  * Checks createMesh's `grpc` option before anything starts: MeshletError
- * `MESHLET_BAD_OPTION` naming the field.
+ * `MESHLET_BAD_OPTION` naming the field. Unknown keys are refused (a misspelt option is
+ * not silently off); `channelOptions` are grpc-js's, except the overrides of the channel
+ * itself: the pool makes one channel per instance, and one channel for all would undo routing.
  */
 export function checkGrpcOptions(options: { readonly channels?: ChannelPoolOptions } | undefined): void {
   if (options === undefined) return;
-  const bad = (field: string, problem: string) => new MeshletError('MESHLET_BAD_OPTION', `grpc.channels.${field}: ${problem}`);
-  if (typeof options !== 'object' || options === null) throw new MeshletError('MESHLET_BAD_OPTION', 'grpc: must be an object');
-  const channels = options.channels;
+  const bad = (field: string, problem: string) => new MeshletError('MESHLET_BAD_OPTION', `${field}: ${problem}`);
+  const plain = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  const onlyKeys = (obj: Record<string, unknown>, path: string, keys: readonly string[]) => {
+    for (const key of Object.keys(obj))
+      if (!keys.includes(key)) throw bad(`${path}.${key.slice(0, 80)}`, `unknown key; the keys of ${path} are ${keys.join(', ')}`);
+  };
+  if (!plain(options)) throw bad('grpc', 'must be an object');
+  onlyKeys(options, 'grpc', ['channels']);
+  const channels: unknown = options.channels;
   if (channels === undefined) return;
-  if (typeof channels !== 'object' || channels === null) throw new MeshletError('MESHLET_BAD_OPTION', 'grpc.channels: must be an object');
+  if (!plain(channels)) throw bad('grpc.channels', 'must be an object');
+  onlyKeys(channels, 'grpc.channels', ['maxChannels', 'credentials', 'channelOptions']);
   const { maxChannels, credentials: creds, channelOptions } = channels;
-  if (maxChannels !== undefined && !(Number.isInteger(maxChannels) && maxChannels >= 1))
-    throw bad('maxChannels', `${String(maxChannels)} must be a whole number, 1 or more`);
-  if (creds !== undefined && typeof creds !== 'function') throw bad('credentials', 'must be a function (instance) => ChannelCredentials');
-  if (channelOptions !== undefined && (typeof channelOptions !== 'object' || channelOptions === null))
-    throw bad('channelOptions', 'must be an object of grpc-js channel options');
+  if (
+    maxChannels !== undefined &&
+    !(Number.isInteger(maxChannels) && (maxChannels as number) >= 1 && (maxChannels as number) <= MAX_GRPC_CHANNELS)
+  )
+    throw bad('grpc.channels.maxChannels', `${String(maxChannels)} must be a whole number from 1 to ${MAX_GRPC_CHANNELS}`);
+  if (creds !== undefined && typeof creds !== 'function')
+    throw bad(
+      'grpc.channels.credentials',
+      "must be a function (instance) => ChannelCredentials (the pool asks it for each instance's channel)",
+    );
+  if (channelOptions === undefined) return;
+  if (!plain(channelOptions)) throw bad('grpc.channels.channelOptions', 'must be an object of grpc-js channel options');
+  for (const key of ['channelOverride', 'channelFactoryOverride'])
+    if (channelOptions[key] !== undefined)
+      throw bad(
+        `grpc.channels.channelOptions.${key}`,
+        'the pool makes one channel per instance; a channel of your own would bypass routing',
+      );
 }
