@@ -11,8 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
-import { type AttemptStage, CALLER_HEADER, composeAttempt, getTag, type MeshContext, MeshletError } from '@meshlet/core';
-import { faultInterceptor } from '@meshlet/fault';
+import { CALLER_HEADER, getTag, type MeshContext, MeshletError } from '@meshlet/core';
 import {
   type Admitted,
   addHealthService,
@@ -31,7 +30,7 @@ import {
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
-import { destinationGuard } from './destination-guard.js';
+import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
@@ -98,23 +97,17 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     pool ??= new ChannelPool(deps.channels);
     return pool;
   };
-  const guard = destinationGuard(deps.outboundLimits, deps.bulkheads);
+  const { guard } = deps;
   // Head sampling first, Meshlet's own span record when sampled (as HTTP's attempt spans).
   const spans = { tracing: deps.tracing, startClientSpan: startRpcClientSpan };
-  // An observer that throws (a span exporter's bug) does not fail the call: logged, throttled.
-  const onError = (error: unknown) =>
-    logger.warn('a per-attempt observer threw; the call went on without it', {
-      code: 'MESHLET_ATTEMPT_OBSERVER_FAILED',
-      error: error instanceof Error ? error.message : String(error),
-    });
   const clientPorts: GrpcClientPorts = {
     directory: deps.directory,
     router: deps.router,
     executor: deps.executor,
     ...spans,
     errorAttributes: errorAttributesOf,
-    // Unary attempts run the same chain as HTTP's, composed once per mesh.
-    attemptChain: composeAttempt(grpcAttemptStages(deps, spans), { onError }),
+    // Unary attempts run the same chain as HTTP's (attempt-stages.ts), with gRPC's span, composed once per mesh.
+    attemptChain: meshAttemptChain(deps, (tracing) => rpcSpanObserver({ tracing, startClientSpan: startRpcClientSpan })),
     outboundHeaders: outboundHeaders(deps),
     // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
@@ -204,21 +197,6 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
       pool = undefined;
     },
   };
-}
-
-/**
- * The per-attempt stages of a governed unary gRPC call, outermost first, as HTTP's
- * (`attemptInterceptors`): the CLIENT span (an observer: outermost, so it covers a fault's
- * delay and carries what the others note), the in-flight count (routing's least-requests
- * sees the attempt until it settles), fault injection (an interceptor: innermost, an
- * injected status is traced and counted like a real one), then the call's transport.
- */
-function grpcAttemptStages(deps: GovernedCallDeps, spans: Parameters<typeof rpcSpanObserver>[0]): AttemptStage[] {
-  const stages: AttemptStage[] = [];
-  if (deps.tracing) stages.push(rpcSpanObserver(spans));
-  stages.push(deps.router.inFlight);
-  stages.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
-  return stages;
 }
 
 /** The last mesh headers made for one destination, and what they were made from. */
