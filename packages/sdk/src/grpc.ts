@@ -11,7 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
-import { CALLER_HEADER, getTag, type MeshContext, MeshletError } from '@meshlet/core';
+import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
 import {
   type Admitted,
   addHealthService,
@@ -32,6 +32,7 @@ import type { RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
+import { badOption, onlyOptionKeys, optionObject, wholeNumber } from './option-checks.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
@@ -249,34 +250,24 @@ export const MAX_GRPC_CHANNELS = 65_536;
  */
 export function checkGrpcOptions(options: { readonly channels?: ChannelPoolOptions } | undefined): void {
   if (options === undefined) return;
-  const bad = (field: string, problem: string) => new MeshletError('MESHLET_BAD_OPTION', `${field}: ${problem}`);
-  const plain = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-  const onlyKeys = (obj: Record<string, unknown>, path: string, keys: readonly string[]) => {
-    for (const key of Object.keys(obj))
-      if (!keys.includes(key)) throw bad(`${path}.${key.slice(0, 80)}`, `unknown key; the keys of ${path} are ${keys.join(', ')}`);
-  };
-  if (!plain(options)) throw bad('grpc', 'must be an object');
-  onlyKeys(options, 'grpc', ['channels']);
-  const channels: unknown = options.channels;
-  if (channels === undefined) return;
-  if (!plain(channels)) throw bad('grpc.channels', 'must be an object');
-  onlyKeys(channels, 'grpc.channels', ['maxChannels', 'credentials', 'channelOptions']);
+  const grpcOption = optionObject(options, 'grpc');
+  onlyOptionKeys(grpcOption, 'grpc', ['channels']);
+  if (grpcOption.channels === undefined) return;
+  const channels = optionObject(grpcOption.channels, 'grpc.channels');
+  onlyOptionKeys(channels, 'grpc.channels', ['maxChannels', 'credentials', 'channelOptions']);
   const { maxChannels, credentials: creds, channelOptions } = channels;
-  if (
-    maxChannels !== undefined &&
-    !(Number.isInteger(maxChannels) && (maxChannels as number) >= 1 && (maxChannels as number) <= MAX_GRPC_CHANNELS)
-  )
-    throw bad('grpc.channels.maxChannels', `${String(maxChannels)} must be a whole number from 1 to ${MAX_GRPC_CHANNELS}`);
+  if (maxChannels !== undefined && !wholeNumber(maxChannels, 1, MAX_GRPC_CHANNELS))
+    throw badOption('grpc.channels.maxChannels', `${String(maxChannels)} must be a whole number from 1 to ${MAX_GRPC_CHANNELS}`);
   if (creds !== undefined && typeof creds !== 'function')
-    throw bad(
+    throw badOption(
       'grpc.channels.credentials',
       "must be a function (instance) => ChannelCredentials (the pool asks it for each instance's channel)",
     );
   if (channelOptions === undefined) return;
-  if (!plain(channelOptions)) throw bad('grpc.channels.channelOptions', 'must be an object of grpc-js channel options');
+  const grpcJsOptions = optionObject(channelOptions, 'grpc.channels.channelOptions');
   for (const key of ['channelOverride', 'channelFactoryOverride'])
-    if (channelOptions[key] !== undefined)
-      throw bad(
+    if (grpcJsOptions[key] !== undefined)
+      throw badOption(
         `grpc.channels.channelOptions.${key}`,
         'the pool makes one channel per instance; a channel of your own would bypass routing',
       );

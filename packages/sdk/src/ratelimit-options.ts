@@ -1,4 +1,4 @@
-import { MeshletError, serviceNameProblem } from '@meshlet/core';
+import { serviceNameProblem } from '@meshlet/core';
 import {
   type BulkheadOptions,
   MAX_OUTBOUND_LIMITS,
@@ -6,6 +6,7 @@ import {
   parseOutboundAdaptive,
   parseSentinelUrl,
 } from '@meshlet/ratelimit';
+import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from './option-checks.js';
 
 /**
  * The bounds of `ratelimit.bulkheads` (README, "Safe defaults"): a slot count as high as
@@ -35,8 +36,6 @@ const BULKHEADS_KEYS = ['defaults', 'services'] as const;
 const BULKHEAD_KEYS = ['maxConcurrent', 'maxQueue'] as const;
 const REDIS_PROTOCOLS = ['redis:', 'rediss:', 'redis+sentinel:'];
 
-const bad = (field: string, message: string): MeshletError => new MeshletError('MESHLET_BAD_OPTION', `${field}: ${message}`);
-
 /**
  * Checks createMesh's `ratelimit` option before anything starts: MeshletError
  * `MESHLET_BAD_OPTION` naming the field (`ratelimit.bulkheads.services.orders.maxConcurrent`),
@@ -46,8 +45,8 @@ const bad = (field: string, message: string): MeshletError => new MeshletError('
  */
 export function outboundLimitSettings(option: unknown): OutboundLimitSettings {
   if (option === undefined) return { bulkheads: undefined, outboundAdaptive: undefined };
-  const ratelimit = object(option, 'ratelimit');
-  onlyKeys(ratelimit, 'ratelimit', RATELIMIT_KEYS);
+  const ratelimit = optionObject(option, 'ratelimit');
+  onlyOptionKeys(ratelimit, 'ratelimit', RATELIMIT_KEYS);
   checkRedis(ratelimit.redisUrl, ratelimit.redisTimeoutMs);
   return {
     bulkheads: ratelimit.bulkheads === undefined ? undefined : bulkheadsOption(ratelimit.bulkheads),
@@ -60,20 +59,20 @@ export function outboundLimitSettings(option: unknown): OutboundLimitSettings {
 
 function bulkheadsOption(raw: unknown): BulkheadsOption {
   const path = 'ratelimit.bulkheads';
-  const obj = object(raw, path);
-  onlyKeys(obj, path, BULKHEADS_KEYS);
+  const obj = optionObject(raw, path);
+  onlyOptionKeys(obj, path, BULKHEADS_KEYS);
   const defaults = obj.defaults === undefined ? undefined : bulkhead(obj.defaults, `${path}.defaults`);
   let services: Record<string, BulkheadOptions> | undefined;
   if (obj.services !== undefined) {
-    const entries = Object.entries(object(obj.services, `${path}.services`));
+    const entries = Object.entries(optionObject(obj.services, `${path}.services`));
     if (entries.length > BULKHEAD_BOUNDS.services)
-      throw bad(`${path}.services`, `${entries.length} services; at most ${BULKHEAD_BOUNDS.services} have their own numbers`);
+      throw badOption(`${path}.services`, `${entries.length} services; at most ${BULKHEAD_BOUNDS.services} have their own numbers`);
     // A null prototype: a service named like an Object method reads its own entry or none.
     services = Object.create(null) as Record<string, BulkheadOptions>;
     for (const [name, entry] of entries) {
       const at = `${path}.services.${name}`;
       const problem = serviceNameProblem(name);
-      if (problem !== undefined) throw bad(at, problem);
+      if (problem !== undefined) throw badOption(at, problem);
       services[name] = bulkhead(entry, at);
     }
   }
@@ -81,13 +80,16 @@ function bulkheadsOption(raw: unknown): BulkheadsOption {
 }
 
 function bulkhead(raw: unknown, path: string): BulkheadOptions {
-  const obj = object(raw, path);
-  onlyKeys(obj, path, BULKHEAD_KEYS);
+  const obj = optionObject(raw, path);
+  onlyOptionKeys(obj, path, BULKHEAD_KEYS);
   const { maxConcurrent, maxQueue } = obj;
   if (maxConcurrent !== undefined && !wholeNumber(maxConcurrent, 1, BULKHEAD_BOUNDS.maxConcurrent))
-    throw bad(`${path}.maxConcurrent`, `${shown(maxConcurrent)} must be a whole number from 1 to ${BULKHEAD_BOUNDS.maxConcurrent}`);
+    throw badOption(
+      `${path}.maxConcurrent`,
+      `${shownValue(maxConcurrent)} must be a whole number from 1 to ${BULKHEAD_BOUNDS.maxConcurrent}`,
+    );
   if (maxQueue !== undefined && !wholeNumber(maxQueue, 0, BULKHEAD_BOUNDS.maxQueue))
-    throw bad(`${path}.maxQueue`, `${shown(maxQueue)} must be a whole number from 0 to ${BULKHEAD_BOUNDS.maxQueue}`);
+    throw badOption(`${path}.maxQueue`, `${shownValue(maxQueue)} must be a whole number from 0 to ${BULKHEAD_BOUNDS.maxQueue}`);
   return {
     ...(maxConcurrent !== undefined ? { maxConcurrent: maxConcurrent as number } : {}),
     ...(maxQueue !== undefined ? { maxQueue: maxQueue as number } : {}),
@@ -97,20 +99,20 @@ function bulkhead(raw: unknown, path: string): BulkheadOptions {
 function checkRedis(url: unknown, timeoutMs: unknown): void {
   if (url !== undefined) {
     if (typeof url !== 'string' || url === '')
-      throw bad('ratelimit.redisUrl', `${shown(url)} must be a redis://, rediss:// or redis+sentinel:// URL`);
+      throw badOption('ratelimit.redisUrl', `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`);
     let protocol: string;
     try {
       protocol = new URL(url).protocol;
     } catch {
-      throw bad('ratelimit.redisUrl', 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)');
+      throw badOption('ratelimit.redisUrl', 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)');
     }
     // The URL itself is not shown: it may hold a password.
-    if (!REDIS_PROTOCOLS.includes(protocol)) throw bad('ratelimit.redisUrl', `${protocol} is not redis:, rediss: or redis+sentinel:`);
+    if (!REDIS_PROTOCOLS.includes(protocol)) throw badOption('ratelimit.redisUrl', `${protocol} is not redis:, rediss: or redis+sentinel:`);
     if (protocol === 'redis+sentinel:') {
       try {
         parseSentinelUrl(url);
       } catch {
-        throw bad('ratelimit.redisUrl', 'is not redis+sentinel://host:port[,host:port…]/<primary name>');
+        throw badOption('ratelimit.redisUrl', 'is not redis+sentinel://host:port[,host:port…]/<primary name>');
       }
     }
   }
@@ -118,26 +120,5 @@ function checkRedis(url: unknown, timeoutMs: unknown): void {
     timeoutMs !== undefined &&
     !(typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_REDIS_TIMEOUT_MS)
   )
-    throw bad('ratelimit.redisTimeoutMs', `${shown(timeoutMs)} must be milliseconds above 0, at most ${MAX_REDIS_TIMEOUT_MS}`);
-}
-
-function object(value: unknown, path: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(path, `${shown(value)} must be an object`);
-  return value as Record<string, unknown>;
-}
-
-function onlyKeys(obj: Record<string, unknown>, path: string, allowed: readonly string[]): void {
-  for (const key of Object.keys(obj))
-    if (!allowed.includes(key)) throw bad(`${path}.${key.slice(0, 80)}`, `unknown key; the keys of ${path} are ${allowed.join(', ')}`);
-}
-
-function wholeNumber(value: unknown, min: number, max: number): boolean {
-  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
-}
-
-/** A value in an error message, bounded. */
-function shown(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.slice(0, 80));
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value);
+    throw badOption('ratelimit.redisTimeoutMs', `${shownValue(timeoutMs)} must be milliseconds above 0, at most ${MAX_REDIS_TIMEOUT_MS}`);
 }
