@@ -108,7 +108,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     ...spans,
     errorAttributes: errorAttributesOf,
     // Unary attempts run the same chain as HTTP's (attempt-stages.ts), with gRPC's span, composed once per mesh.
-    attemptChain: meshAttemptChain(deps, (tracing) => rpcSpanObserver({ tracing, startClientSpan: startRpcClientSpan })),
+    attemptChain: meshAttemptChain(deps, () => rpcSpanObserver(spans)),
     outboundHeaders: outboundHeaders(deps),
     // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
