@@ -34,7 +34,7 @@ export interface OutboundLimitSettings {
 const RATELIMIT_KEYS = ['redisUrl', 'redisTimeoutMs', 'adaptive', 'bulkheads', 'outboundAdaptive'] as const;
 const BULKHEADS_KEYS = ['defaults', 'services'] as const;
 const BULKHEAD_KEYS = ['maxConcurrent', 'maxQueue'] as const;
-const REDIS_PROTOCOLS = ['redis:', 'rediss:', 'redis+sentinel:'];
+const REDIS_PROTOCOLS = ['redis:', 'rediss:'];
 
 /**
  * Checks createMesh's `ratelimit` option before anything starts: MeshletError
@@ -47,7 +47,8 @@ export function outboundLimitSettings(option: unknown): OutboundLimitSettings {
   if (option === undefined) return { bulkheads: undefined, outboundAdaptive: undefined };
   const ratelimit = optionObject(option, 'ratelimit');
   onlyOptionKeys(ratelimit, 'ratelimit', RATELIMIT_KEYS);
-  checkRedis(ratelimit.redisUrl, ratelimit.redisTimeoutMs);
+  checkRedisUrl(ratelimit.redisUrl);
+  checkRedisTimeout(ratelimit.redisTimeoutMs);
   return {
     bulkheads: ratelimit.bulkheads === undefined ? undefined : bulkheadsOption(ratelimit.bulkheads),
     outboundAdaptive:
@@ -96,26 +97,31 @@ function bulkhead(raw: unknown, path: string): BulkheadOptions {
   };
 }
 
-function checkRedis(url: unknown, timeoutMs: unknown): void {
+function checkRedisUrl(url: unknown): void {
   if (url !== undefined) {
     if (typeof url !== 'string' || url === '')
       throw badOption('ratelimit.redisUrl', `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`);
+    // The URL itself is not shown: it may hold a password.
+    if (url.startsWith('redis+sentinel:')) {
+      // Several Sentinel hosts are no WHATWG URL: the connection's own parser reads them.
+      try {
+        parseSentinelUrl(url);
+      } catch {
+        throw badOption('ratelimit.redisUrl', 'is not redis+sentinel://host:port[,host:port…]/<primary name>');
+      }
+      return;
+    }
     let protocol: string;
     try {
       protocol = new URL(url).protocol;
     } catch {
       throw badOption('ratelimit.redisUrl', 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)');
     }
-    // The URL itself is not shown: it may hold a password.
     if (!REDIS_PROTOCOLS.includes(protocol)) throw badOption('ratelimit.redisUrl', `${protocol} is not redis:, rediss: or redis+sentinel:`);
-    if (protocol === 'redis+sentinel:') {
-      try {
-        parseSentinelUrl(url);
-      } catch {
-        throw badOption('ratelimit.redisUrl', 'is not redis+sentinel://host:port[,host:port…]/<primary name>');
-      }
-    }
   }
+}
+
+function checkRedisTimeout(timeoutMs: unknown): void {
   if (
     timeoutMs !== undefined &&
     !(typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_REDIS_TIMEOUT_MS)

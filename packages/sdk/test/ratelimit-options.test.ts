@@ -7,7 +7,7 @@ import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, RuleValidationError } 
 import { listen } from '@meshlet/core/testing';
 import { defaultTracing } from '@meshlet/trace';
 import { BulkheadFullError, createMesh, type MeshOptions } from '../src/index.js';
-import { BULKHEAD_BOUNDS } from '../src/ratelimit-options.js';
+import { BULKHEAD_BOUNDS, outboundLimitSettings } from '../src/ratelimit-options.js';
 
 type Ratelimit = NonNullable<MeshOptions['ratelimit']>;
 
@@ -143,4 +143,18 @@ it('refuses a bad outbound adaptive limit before tracing starts', () => {
     (e: unknown) => e instanceof RuleValidationError && e.path === 'ratelimit.outboundAdaptive.defaults.minLimit',
   );
   assert.equal(defaultTracing(), before, 'the refused createMesh made no tracing');
+});
+
+it('takes every Redis URL form the connection takes: redis://, rediss:// with credentials, Sentinels (several hosts)', () => {
+  for (const redisUrl of [
+    'redis://127.0.0.1:6379',
+    'rediss://user:secret@127.0.0.1:6380/0',
+    'redis+sentinel://127.0.0.1:26379/mymaster',
+    'redis+sentinel://127.0.0.1:26379,10.0.0.2:26380,sentinel-3/mymaster',
+  ])
+    assert.deepEqual(
+      outboundLimitSettings({ redisUrl, redisTimeoutMs: 50 }),
+      { bulkheads: undefined, outboundAdaptive: undefined },
+      redisUrl,
+    );
 });
