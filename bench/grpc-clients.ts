@@ -32,14 +32,16 @@ export function caller(client: grpc.Client, Metadata: typeof grpc.Metadata = grp
  * One unary call on a raw client carrying what the governed client sends (the two tags in
  * `x-meshlet-tags`, the caller in `x-meshlet-caller`), set by hand: what a Node team that
  * passes tags on without a mesh writes, and what those headers cost on HTTP/2 alone.
+ * `traceparent`: sent too (what a traced governed caller sends besides).
  */
-export function callerWithMeshHeaders(client: grpc.Client): () => Promise<void> {
+export function callerWithMeshHeaders(client: grpc.Client, traceparent?: string): () => Promise<void> {
   const get = (client as unknown as { Get: Get }).Get.bind(client);
   return () =>
     new Promise<void>((res, rej) => {
       const md = new grpc.Metadata();
       md.set('x-meshlet-tags', 'user-tier=vip,ua.family=Chrome');
       md.set('x-meshlet-caller', 'service=bench-client,version=0.0.0,namespace=default');
+      if (traceparent !== undefined) md.set('traceparent', traceparent);
       get(request, md, {}, (err) => (err ? rej(err) : res()));
     });
 }

@@ -8,7 +8,7 @@
 // the same round. The figure that is the server's own is its CPU per call (the server
 // process's user + system time over the run): the client is the same for every row.
 import * as grpc from '@grpc/grpc-js';
-import { GrpcBenchClient as Client, startGrpcUpstream } from './grpc-clients.js';
+import { GrpcBenchClient as Client, callerWithMeshHeaders, startGrpcUpstream } from './grpc-clients.js';
 import { fmt, type LoadResult, load, machine, med, median, sized, spread, table } from './harness.js';
 
 const ROUNDS = sized('BENCH_RUNS', 15, 2);
@@ -22,27 +22,13 @@ const SERVERS = [
   ['mesh.grpc.serverInterceptor(), tracing off', 'governed'],
   ['mesh.grpc.serverInterceptor(), tracing 100% to the trace log', 'traced'],
 ] as const;
-const request = Buffer.from('42');
-
-type Get = (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void;
-
-/** One call as a governed caller sends it: tags, caller, and a sampled trace context in metadata. */
-function meshCaller(client: grpc.Client): () => Promise<void> {
-  const get = (client as unknown as { Get: Get }).Get.bind(client);
-  return () =>
-    new Promise<void>((res, rej) => {
-      const md = new grpc.Metadata();
-      md.set('x-meshlet-tags', 'user-tier=vip,ua.family=Chrome');
-      md.set('x-meshlet-caller', 'service=bench-client,version=0.0.0,namespace=default');
-      md.set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
-      get(request, md, {}, (err) => (err ? rej(err) : res()));
-    });
-}
+const SAMPLED = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
 export async function grpcServer(): Promise<string> {
   const upstreams = await Promise.all(SERVERS.map(([, kind]) => startGrpcUpstream(kind)));
   const clients = upstreams.map((u) => new Client(`127.0.0.1:${u.port}`, grpc.credentials.createInsecure()));
-  const calls = clients.map(meshCaller);
+  // Each call as a governed caller sends it: tags, caller, and a sampled trace context in metadata.
+  const calls = clients.map((c) => callerWithMeshHeaders(c, SAMPLED));
   const rows: (string | number)[][] = [];
   try {
     for (const { concurrency, total } of PLAN) {

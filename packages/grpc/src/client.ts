@@ -11,7 +11,7 @@ import {
 import { currentContext, type MeshContext } from '@meshlet/core';
 import type { Context } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
-import { CallEnded, Destination, effectiveDeadline, routingTags, rpcSpan, statusOfError } from './governance.js';
+import { CallEnded, Destination, effectiveDeadline, refusalSpan, routingTags, rpcSpan, statusOfError } from './governance.js';
 import type { GrpcClientPorts, RouteChoice } from './ports.js';
 import { UnaryCall, type UnarySink } from './unary-call.js';
 
@@ -211,7 +211,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
     } catch (err) {
       if (this.#done) return;
       const s = statusOfError(err);
-      rpcSpan(ports, this.#parent, def.path, dest.service, undefined, 0, undefined, ports.errorAttributes?.(err))?.end(s.code, s.details);
+      refusalSpan(ports, this.#parent, def.path, dest.service, s.code, s.details, ports.errorAttributes?.(err));
       return this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
     }
     if (this.#done) return;

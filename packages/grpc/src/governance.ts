@@ -357,6 +357,24 @@ export function rpcSpan(
   };
 }
 
+/**
+ * The span of a call refused before anything was sent (a breaker open, no instance, a full
+ * bulkhead or the adaptive limit, a breaker's fallback): the logical call's CLIENT span,
+ * with no instance, ended at once with the status the caller gets and `extra` naming what
+ * refused (io.meshlet.circuit.*, io.meshlet.fallback). Unary calls and streams alike.
+ */
+export function refusalSpan(
+  ports: SpanPorts,
+  parent: Context | undefined,
+  path: string,
+  service: string,
+  code: number,
+  details: string,
+  extra: Readonly<Record<string, string | number>> | undefined,
+): void {
+  rpcSpan(ports, parent, path, service, undefined, 0, undefined, extra)?.end(code, details);
+}
+
 /** A CLIENT span from OpenTelemetry's tracer, when the ports give no `startClientSpan`. */
 function otelSpan(tracing: GrpcTracing, name: string, attributes: Record<string, string | number>, base: Context): GrpcClientSpan {
   const span = tracing.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, base);

@@ -61,9 +61,10 @@ export interface ExecutorAttempt extends AttemptFields {
   /**
    * The attempt's abort when the executor times it (its timeout, the caller's signal):
    * `onAbort` sets the one hook run then, without making an AbortSignal. Undefined
-   * without a timeout.
+   * without a timeout. The attempt hooks itself (its `abortAttempt`), the one form used
+   * here; the executor's AttemptAbort also takes a function, which this port does not need.
    */
-  readonly abort?: { onAbort(hook: ((reason: unknown) => void) | { abortAttempt(reason: unknown): void } | undefined): void } | undefined;
+  readonly abort?: { onAbort(hook: { abortAttempt(reason: unknown): void } | undefined): void } | undefined;
 }
 
 /** One governed call as @meshlet/breaker's CallExecutor drives it (its `GovernedCall`). */

@@ -33,9 +33,9 @@ import {
   type GrpcAttemptResult,
   NotSentError,
   type RpcClientSpan,
+  refusalSpan,
   retryable,
   routingTags,
-  rpcSpan,
   statusOfError,
 } from './governance.js';
 import type { ExecutorAttempt, ExecutorCall, RouteChoice } from './ports.js';
@@ -232,8 +232,7 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
       if (this.#done) return;
       const s = err instanceof SerializationError ? err.status : statusOfError(err);
       // Refused before any attempt (a breaker, no instance): the refusal's span, naming what refused (io.meshlet.circuit.*).
-      if (this.started === 0)
-        rpcSpan(ports, this.parent, this.path, this.service, undefined, 0, undefined, ports.errorAttributes?.(err))?.end(s.code, s.details);
+      if (this.started === 0) refusalSpan(ports, this.parent, this.path, this.service, s.code, s.details, ports.errorAttributes?.(err));
       status = { code: s.code, details: s.details, metadata: new Metadata() };
     }
     // Outside the try: a callback that throws is the caller's error, not the call's status.
@@ -248,9 +247,14 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
   fellBack(refusal: unknown, response: Response): void {
     const ports = this.#dest.ports;
     const extra = { ...ports.errorAttributes?.(refusal), 'io.meshlet.fallback': 'breaker' };
-    rpcSpan(ports, this.parent, this.path, this.service, undefined, 0, undefined, extra)?.end(
+    refusalSpan(
+      ports,
+      this.parent,
+      this.path,
+      this.service,
       grpcCodeOf(response.status),
       `fallback of ${this.service}: HTTP ${response.status}`,
+      extra,
     );
   }
 

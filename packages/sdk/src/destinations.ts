@@ -1,8 +1,9 @@
 import { CallExecutor } from '@meshlet/breaker';
 import { type Instance, MetaKey, RuleWatcher, type RuleWatcherStatus, type Unsubscribe } from '@meshlet/core';
 import { FaultInjector } from '@meshlet/fault';
-import { Bulkheads, OutboundAdaptiveLimits, parseOutboundAdaptive } from '@meshlet/ratelimit';
+import { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import { Router, WarmupFeed } from '@meshlet/route';
+import { type DestinationGuard, destinationGuard } from './destination-guard.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
 import { ruleKinds } from './rule-kinds.js';
@@ -35,6 +36,8 @@ export class Destinations {
   readonly bulkheads: Bulkheads | undefined;
   /** The adaptive limit per destination (`ratelimit.outboundAdaptive`), when on. */
   readonly outboundLimits: OutboundAdaptiveLimits | undefined;
+  /** Both around one call, composed once for every protocol's calls; undefined when the mesh has neither. */
+  readonly guard: DestinationGuard | undefined;
   readonly directory: ServiceDirectory;
   readonly #settings: MeshSettings;
   readonly #warmup: WarmupFeed;
@@ -58,12 +61,11 @@ export class Destinations {
       },
     });
     this.#warmup = new WarmupFeed(this.router, { clock, warmup: options.warmup });
-    this.bulkheads = options.ratelimit?.bulkheads ? new Bulkheads(options.ratelimit.bulkheads) : undefined;
-    const outbound = options.ratelimit?.outboundAdaptive;
-    this.outboundLimits =
-      outbound === undefined
-        ? undefined
-        : new OutboundAdaptiveLimits({ ...parseOutboundAdaptive(outbound, 'ratelimit.outboundAdaptive'), clock });
+    // Checked with the options (mesh-settings.ts), before anything started.
+    const { bulkheads, outboundAdaptive } = settings.outboundLimits;
+    this.bulkheads = bulkheads ? new Bulkheads(bulkheads) : undefined;
+    this.outboundLimits = outboundAdaptive === undefined ? undefined : new OutboundAdaptiveLimits({ ...outboundAdaptive, clock });
+    this.guard = destinationGuard(this.outboundLimits, this.bulkheads);
     this.directory = new ServiceDirectory(settings.registry, {
       follow: (service) => this.#follow(service),
       instances: (service, instances) => this.#instances(service, instances),

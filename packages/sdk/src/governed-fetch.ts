@@ -4,10 +4,8 @@ import {
   type Attempt,
   type AttemptChain,
   type AttemptResult,
-  type AttemptStage,
   CALLER_HEADER,
   type Clock,
-  composeAttempt,
   currentContext,
   getTag,
   type Logger,
@@ -19,7 +17,7 @@ import {
   TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
-import { FAULT_HEADER, faultInterceptor, type ServiceFaults } from '@meshlet/fault';
+import { FAULT_HEADER, type ServiceFaults } from '@meshlet/fault';
 import {
   ONCE_TAG_HEADER,
   POLARIS_TRANSITIVE_PREFIX,
@@ -31,10 +29,10 @@ import {
   TSF_METADATA_HEADER,
   TSF_TAGS_HEADER,
 } from '@meshlet/propagation';
-import type { Bulkheads, OutboundAdaptiveLimits } from '@meshlet/ratelimit';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
-import { destinationGuard } from './destination-guard.js';
+import { meshAttemptChain } from './attempt-stages.js';
+import type { DestinationGuard } from './destination-guard.js';
 import type { Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
@@ -48,9 +46,12 @@ export interface GovernedCallDeps {
   readonly router: Router;
   readonly executor: CallExecutor;
   readonly tracing: Tracing | undefined;
-  readonly bulkheads: Bulkheads | undefined;
-  /** The per-destination adaptive limits (`ratelimit.outboundAdaptive`), when on. */
-  readonly outboundLimits?: OutboundAdaptiveLimits | undefined;
+  /**
+   * The destination's bulkhead and adaptive limit (`ratelimit.bulkheads`,
+   * `ratelimit.outboundAdaptive`), composed once per mesh (`destination-guard.ts`) and run
+   * around HTTP's and gRPC's unary calls alike; undefined when the mesh has neither.
+   */
+  readonly guard: DestinationGuard | undefined;
   /** Writes the request's tags in the configured dialects, by scope. */
   readonly propagation: TagPropagation;
   /** Fault rules of a destination, if it has any. */
@@ -295,33 +296,10 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
   }
 }
 
-/**
- * The per-attempt stages, outermost first, composed once per pipeline: the CLIENT span
- * (trace, an observer: outermost, so it covers everything the attempt does and carries
- * what the others note), the in-flight count (route, an observer: least-requests sees the
- * attempt until it settles), fault injection (fault, an interceptor around the send:
- * innermost, so an injected answer is counted in flight and traced like a real one), then
- * the front end's transport. The observers are told by the chain and settled by the
- * executor after its await: no promise of theirs per attempt.
- */
-export function attemptInterceptors(deps: GovernedCallDeps): AttemptStage[] {
-  const stages: AttemptStage[] = [];
-  if (deps.tracing) stages.push(clientSpanInterceptor(deps.tracing));
-  stages.push(deps.router.inFlight);
-  stages.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
-  return stages;
-}
-
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
-  const { executor, tracing } = deps;
-  const guard = destinationGuard(deps.outboundLimits, deps.bulkheads);
-  // An observer that throws (a span exporter's bug) does not fail the call: logged, throttled.
-  const onError = (error: unknown) =>
-    deps.logger.warn('a per-attempt observer threw; the call went on without it', {
-      code: 'MESHLET_ATTEMPT_OBSERVER_FAILED',
-      error: error instanceof Error ? error.message : String(error),
-    });
-  const pipeline: Pipeline = { router: deps.router, chain: composeAttempt(attemptInterceptors(deps), { onError }), tracing };
+  const { executor, tracing, guard } = deps;
+  // The attempt chain (span, in-flight count, fault), composed once: attempt-stages.ts.
+  const pipeline: Pipeline = { router: deps.router, chain: meshAttemptChain(deps, clientSpanInterceptor), tracing };
 
   // Not async: the executor's promise is the call's. A fallback's Response is converted
   // there (the call's fromResponse), and a call rejected before anything was sent gets its

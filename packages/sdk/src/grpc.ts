@@ -11,8 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
-import { type AttemptStage, CALLER_HEADER, composeAttempt, getTag, type MeshContext, MeshletError } from '@meshlet/core';
-import { faultInterceptor } from '@meshlet/fault';
+import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
 import {
   type Admitted,
   addHealthService,
@@ -31,8 +30,9 @@ import {
 import { requestTagsOf } from '@meshlet/propagation';
 import type { RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
-import { destinationGuard } from './destination-guard.js';
+import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
+import { badOption, onlyOptionKeys, optionObject, wholeNumber } from './option-checks.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
@@ -98,23 +98,17 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     pool ??= new ChannelPool(deps.channels);
     return pool;
   };
-  const guard = destinationGuard(deps.outboundLimits, deps.bulkheads);
+  const { guard } = deps;
   // Head sampling first, Meshlet's own span record when sampled (as HTTP's attempt spans).
   const spans = { tracing: deps.tracing, startClientSpan: startRpcClientSpan };
-  // An observer that throws (a span exporter's bug) does not fail the call: logged, throttled.
-  const onError = (error: unknown) =>
-    logger.warn('a per-attempt observer threw; the call went on without it', {
-      code: 'MESHLET_ATTEMPT_OBSERVER_FAILED',
-      error: error instanceof Error ? error.message : String(error),
-    });
   const clientPorts: GrpcClientPorts = {
     directory: deps.directory,
     router: deps.router,
     executor: deps.executor,
     ...spans,
     errorAttributes: errorAttributesOf,
-    // Unary attempts run the same chain as HTTP's, composed once per mesh.
-    attemptChain: composeAttempt(grpcAttemptStages(deps, spans), { onError }),
+    // Unary attempts run the same chain as HTTP's (attempt-stages.ts), with gRPC's span, composed once per mesh.
+    attemptChain: meshAttemptChain(deps, () => rpcSpanObserver(spans)),
     outboundHeaders: outboundHeaders(deps),
     // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
@@ -206,21 +200,6 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
   };
 }
 
-/**
- * The per-attempt stages of a governed unary gRPC call, outermost first, as HTTP's
- * (`attemptInterceptors`): the CLIENT span (an observer: outermost, so it covers a fault's
- * delay and carries what the others note), the in-flight count (routing's least-requests
- * sees the attempt until it settles), fault injection (an interceptor: innermost, an
- * injected status is traced and counted like a real one), then the call's transport.
- */
-function grpcAttemptStages(deps: GovernedCallDeps, spans: Parameters<typeof rpcSpanObserver>[0]): AttemptStage[] {
-  const stages: AttemptStage[] = [];
-  if (deps.tracing) stages.push(rpcSpanObserver(spans));
-  stages.push(deps.router.inFlight);
-  stages.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
-  return stages;
-}
-
 /** The last mesh headers made for one destination, and what they were made from. */
 interface HeadersMemo {
   emitted: Readonly<Record<string, string>> | undefined;
@@ -260,21 +239,36 @@ function outboundHeaders(deps: GovernedCallDeps): (ctx: MeshContext, service: st
   };
 }
 
+/** The most channels `grpc.channels.maxChannels` may keep (README, "Safe defaults"): each holds a connection. */
+export const MAX_GRPC_CHANNELS = 65_536;
+
 /**
  * Checks createMesh's `grpc` option before anything starts: MeshletError
- * `MESHLET_BAD_OPTION` naming the field.
+ * `MESHLET_BAD_OPTION` naming the field. Unknown keys are refused (a misspelt option is
+ * not silently off); `channelOptions` are grpc-js's, except the overrides of the channel
+ * itself: the pool makes one channel per instance, and one channel for all would undo routing.
  */
 export function checkGrpcOptions(options: { readonly channels?: ChannelPoolOptions } | undefined): void {
   if (options === undefined) return;
-  const bad = (field: string, problem: string) => new MeshletError('MESHLET_BAD_OPTION', `grpc.channels.${field}: ${problem}`);
-  if (typeof options !== 'object' || options === null) throw new MeshletError('MESHLET_BAD_OPTION', 'grpc: must be an object');
-  const channels = options.channels;
-  if (channels === undefined) return;
-  if (typeof channels !== 'object' || channels === null) throw new MeshletError('MESHLET_BAD_OPTION', 'grpc.channels: must be an object');
+  const grpcOption = optionObject(options, 'grpc');
+  onlyOptionKeys(grpcOption, 'grpc', ['channels']);
+  if (grpcOption.channels === undefined) return;
+  const channels = optionObject(grpcOption.channels, 'grpc.channels');
+  onlyOptionKeys(channels, 'grpc.channels', ['maxChannels', 'credentials', 'channelOptions']);
   const { maxChannels, credentials: creds, channelOptions } = channels;
-  if (maxChannels !== undefined && !(Number.isInteger(maxChannels) && maxChannels >= 1))
-    throw bad('maxChannels', `${String(maxChannels)} must be a whole number, 1 or more`);
-  if (creds !== undefined && typeof creds !== 'function') throw bad('credentials', 'must be a function (instance) => ChannelCredentials');
-  if (channelOptions !== undefined && (typeof channelOptions !== 'object' || channelOptions === null))
-    throw bad('channelOptions', 'must be an object of grpc-js channel options');
+  if (maxChannels !== undefined && !wholeNumber(maxChannels, 1, MAX_GRPC_CHANNELS))
+    throw badOption('grpc.channels.maxChannels', `${String(maxChannels)} must be a whole number from 1 to ${MAX_GRPC_CHANNELS}`);
+  if (creds !== undefined && typeof creds !== 'function')
+    throw badOption(
+      'grpc.channels.credentials',
+      "must be a function (instance) => ChannelCredentials (the pool asks it for each instance's channel)",
+    );
+  if (channelOptions === undefined) return;
+  const grpcJsOptions = optionObject(channelOptions, 'grpc.channels.channelOptions');
+  for (const key of ['channelOverride', 'channelFactoryOverride'])
+    if (grpcJsOptions[key] !== undefined)
+      throw badOption(
+        `grpc.channels.channelOptions.${key}`,
+        'the pool makes one channel per instance; a channel of your own would bypass routing',
+      );
 }

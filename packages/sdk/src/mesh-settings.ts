@@ -12,7 +12,9 @@ import {
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
 import type { MeshOptions } from './mesh-options.js';
+import { badOption } from './option-checks.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
+import { type OutboundLimitSettings, outboundLimitSettings } from './ratelimit-options.js';
 
 /** MeshOptions checked, with every default filled in: what the parts of a mesh are built from. */
 export interface MeshSettings {
@@ -26,6 +28,8 @@ export interface MeshSettings {
   readonly tagHeaders: TagHeaderTrust;
   readonly healthPath: string | false;
   readonly metadata: Readonly<Record<string, string>>;
+  /** `ratelimit.bulkheads` and `ratelimit.outboundAdaptive`, checked. */
+  readonly outboundLimits: OutboundLimitSettings;
 }
 
 export function validPort(port: number): boolean {
@@ -60,6 +64,7 @@ export function meshSettings(options: MeshOptions): MeshSettings {
       "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
     );
   checkCallOptions(options);
+  const outboundLimits = outboundLimitSettings(options.ratelimit);
   const clock = options.clock ?? systemClock;
   return {
     service,
@@ -77,6 +82,7 @@ export function meshSettings(options: MeshOptions): MeshSettings {
     tagHeaders,
     healthPath: options.healthPath === undefined ? '/health' : options.healthPath,
     metadata: options.metadata ?? {},
+    outboundLimits,
   };
 }
 
@@ -88,26 +94,25 @@ export function meshTracing(settings: MeshSettings, options: MeshOptions): Traci
   return createTracing({ ...options.tracing, service, version, namespace, clock });
 }
 
-const bad = (field: string, message: string): MeshletError => new MeshletError('MESHLET_BAD_OPTION', `${field}: ${message}`);
-
 /** The version, the router's and the safe defaults' overrides: each refused by name when out of range. */
 function checkCallOptions(options: MeshOptions): void {
   const version: unknown = options.version;
   if (version !== undefined && (typeof version !== 'string' || version === '' || version.length > 64))
-    throw bad('version', `${JSON.stringify(version)} must be a string of 1 to 64 characters`);
+    throw badOption('version', `${JSON.stringify(version)} must be a string of 1 to 64 characters`);
   const route = options.route;
   if (route?.panicThresholdPercent !== undefined && !inRange(route.panicThresholdPercent, 0, 100))
-    throw bad('route.panicThresholdPercent', `${String(route.panicThresholdPercent)} must be a number from 0 to 100`);
+    throw badOption('route.panicThresholdPercent', `${String(route.panicThresholdPercent)} must be a number from 0 to 100`);
   if (route?.departedGraceMs !== undefined && !inRange(route.departedGraceMs, 0, 3_600_000))
-    throw bad('route.departedGraceMs', `${String(route.departedGraceMs)} must be milliseconds from 0 to 3600000`);
+    throw badOption('route.departedGraceMs', `${String(route.departedGraceMs)} must be milliseconds from 0 to 3600000`);
   const defaults: unknown = options.callDefaults;
   if (defaults === undefined || defaults === false) return;
-  if (typeof defaults !== 'object' || defaults === null) throw bad('callDefaults', 'must be an object, or false to turn the defaults off');
+  if (typeof defaults !== 'object' || defaults === null)
+    throw badOption('callDefaults', 'must be an object, or false to turn the defaults off');
   const { retries, outlierDetection } = defaults as { retries?: unknown; outlierDetection?: unknown };
   if (retries !== undefined && !(Number.isInteger(retries) && inRange(retries as number, 0, 10)))
-    throw bad('callDefaults.retries', `${String(retries)} must be a whole number from 0 to 10`);
+    throw badOption('callDefaults.retries', `${String(retries)} must be a whole number from 0 to 10`);
   if (outlierDetection !== undefined && outlierDetection !== false && (typeof outlierDetection !== 'object' || outlierDetection === null))
-    throw bad('callDefaults.outlierDetection', 'must be an instance rule, or false to turn ejection off');
+    throw badOption('callDefaults.outlierDetection', 'must be an instance rule, or false to turn ejection off');
 }
 
 function inRange(value: unknown, min: number, max: number): boolean {

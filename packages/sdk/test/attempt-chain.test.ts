@@ -8,6 +8,7 @@ import {
   type Attempt,
   type AttemptHandler,
   type AttemptInterceptor,
+  type AttemptStage,
   chainAttempt,
   type Instance,
   ManualClock,
@@ -18,7 +19,7 @@ import {
 import { FaultInjector, faultInterceptor } from '@meshlet/fault';
 import { Router } from '@meshlet/route';
 import { type ClientCall, type ClientOutcome, type ClientSpan, clientSpanInterceptor } from '@meshlet/trace';
-import { attemptInterceptors, type GovernedCallDeps } from '../src/governed-fetch.js';
+import { type AttemptStageDeps, attemptStages } from '../src/attempt-stages.js';
 
 interface Res {
   readonly status: number;
@@ -325,15 +326,20 @@ describe('the chain, composed', () => {
     });
   }
 
-  it('the SDK composes span (trace), in-flight (route), fault (fault), in that order; no span without tracing', () => {
+  it('the SDK composes span (trace), in-flight (route), fault (fault), in that order, for HTTP and gRPC alike; no span without tracing', () => {
     const router = new Router();
-    const base = { router, faults: () => undefined, clock: new ManualClock() } as unknown as GovernedCallDeps;
-    const traced = attemptInterceptors({ ...base, tracing: fakeTracing().tracing } as unknown as GovernedCallDeps);
-    assert.equal(traced.length, 3);
-    assert.equal(traced[1], router.inFlight);
-    const untraced = attemptInterceptors({ ...base, tracing: undefined });
-    assert.equal(untraced.length, 2);
-    assert.equal(untraced[0], router.inFlight);
+    const base = { router, faults: () => undefined, clock: new ManualClock() } as unknown as AttemptStageDeps;
+    // The protocol gives only the span stage (HTTP's clientSpanInterceptor, gRPC's rpcSpanObserver).
+    for (const protocol of ['http', 'grpc']) {
+      const span = { protocol } as unknown as AttemptStage;
+      const traced = attemptStages({ ...base, tracing: fakeTracing().tracing } as unknown as AttemptStageDeps, () => span);
+      assert.equal(traced.length, 3);
+      assert.equal(traced[0], span);
+      assert.equal(traced[1], router.inFlight);
+      const untraced = attemptStages({ ...base, tracing: undefined }, () => span);
+      assert.equal(untraced.length, 2);
+      assert.equal(untraced[0], router.inFlight);
+    }
   });
 
   it('a composed chain runs a real span, count and fault around a fake transport', async () => {
@@ -344,12 +350,15 @@ describe('the chain, composed', () => {
     const { parseFaultSection } = await import('@meshlet/fault');
     injector.setRules('orders', parseFaultSection(rule503(), 'fault'));
     const chain = chainAttempt(
-      attemptInterceptors({
-        router,
-        tracing,
-        faults: (s: string) => injector.forService(s),
-        clock: new ManualClock(),
-      } as unknown as GovernedCallDeps),
+      attemptStages(
+        {
+          router,
+          tracing,
+          faults: (s: string) => injector.forService(s),
+          clock: new ManualClock(),
+        } as unknown as AttemptStageDeps,
+        clientSpanInterceptor,
+      ),
     );
     const { call, log } = callOf();
     const attempt = attemptOf(call, { target: router.picker('orders').first(call.tags) });

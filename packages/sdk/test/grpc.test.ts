@@ -28,6 +28,7 @@ import {
 } from '@meshlet/grpc';
 import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { MAX_GRPC_CHANNELS } from '../src/grpc.js';
 import { createMesh, type Mesh, meshKey } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
 
@@ -549,11 +550,33 @@ describe('gRPC channel options from createMesh', () => {
     for (const [channels, field] of [
       [{ maxChannels: 0 }, 'grpc.channels.maxChannels'],
       [{ maxChannels: 1.5 }, 'grpc.channels.maxChannels'],
+      [{ maxChannels: MAX_GRPC_CHANNELS + 1 }, 'grpc.channels.maxChannels'],
+      [{ maxChannel: 4 }, 'grpc.channels.maxChannel'],
       [{ credentials: 'tls' }, 'grpc.channels.credentials'],
+      [{ credentials: null }, 'grpc.channels.credentials'],
+      // The credentials themselves, where the pool asks for a function of the instance.
+      [{ credentials: grpc.credentials.createInsecure() }, 'grpc.channels.credentials'],
+      [{ channelOptions: 'keepalive' }, 'grpc.channels.channelOptions'],
+      [{ channelOptions: null }, 'grpc.channels.channelOptions'],
+      [{ channelOptions: [['grpc.keepalive_time_ms', 10_000]] }, 'grpc.channels.channelOptions'],
+      // One channel for every instance would undo the routing.
+      [{ channelOptions: { channelOverride: {} } }, 'grpc.channels.channelOptions.channelOverride'],
+      [{ channelOptions: { channelFactoryOverride: () => ({}) } }, 'grpc.channels.channelOptions.channelFactoryOverride'],
     ] as const)
       assert.throws(
         () => createMesh({ service: 'gateway', ...estate(), grpc: { channels: channels as never } }),
         (err: Error & { code?: string }) => err.code === 'MESHLET_BAD_OPTION' && err.message.startsWith(`${field}:`),
+        `grpc.channels ${field}`,
+      );
+    for (const [option, field] of [
+      ['h2', 'grpc'],
+      [{ channel: { maxChannels: 4 } }, 'grpc.channel'],
+      [{ channels: [] }, 'grpc.channels'],
+    ] as const)
+      assert.throws(
+        () => createMesh({ service: 'gateway', ...estate(), grpc: option as never }),
+        (err: Error & { code?: string }) => err.code === 'MESHLET_BAD_OPTION' && err.message.startsWith(`${field}:`),
+        field,
       );
   });
 });

@@ -1,22 +1,32 @@
+import { performance } from 'node:perf_hooks';
 import {
   type Attempt,
   type AttemptInterceptor,
   type AttemptObserver,
   type AttemptResult,
   aroundObserver,
+  type Clock,
   originOf,
   shadowOf,
   systemClock,
 } from '@meshlet/core';
-import { type Attributes, type Context, type Span, type SpanContext, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { type Attributes, type Context, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
-import { Attr, errorTypeOf, normalizeMethod } from './attributes.js';
-import { type ClientCall, type ClientSpan, originParts, startDecidedSpan } from './client-span.js';
+import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
+import {
+  type ClientCall,
+  type ClientSpan,
+  clientAttributes,
+  durationAttributes,
+  type OriginParts,
+  originParts,
+  startDecidedSpan,
+} from './client-span.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import { flat, keyValueJson, keyValuesJson } from './otlp-json.js';
 import type { OutboundHeaders } from './propagation.js';
-import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
+import { injectDecided, SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import type { Tracing } from './tracing.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -26,7 +36,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  * shadow notes; and routing's own. The record's `settled` hook (a shadow deadline's note)
  * ran before.
  */
-function addLate(span: ClientSpan, attempt: Attempt, notesBefore: number): void {
+function addLate(span: Pick<ClientSpan, 'setAttribute'>, attempt: Attempt, notesBefore: number): void {
   const routed = attempt.target.spanAttributes;
   if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const attributes = attempt.attributes;
@@ -136,8 +146,8 @@ function headSampledObserver(deps: SpanDeps): AttemptObserver {
         else startSampled(deps, attempt, parent, decision);
         return;
       }
-      inject(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
-      if (recordsMetrics) attempt.spanStart = clock.now();
+      injectDecided(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
+      if (recordsMetrics) attempt.spanStart = nowOf(clock);
     },
     settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
       const span = attempt.span;
@@ -163,17 +173,6 @@ function headSampledObserver(deps: SpanDeps): AttemptObserver {
 const errorTypeOfStatus = (status: number): string | undefined => (status >= 400 ? String(status) : undefined);
 
 /**
- * Writes a head-sampled span's trace context (and the parent's baggage) into the headers,
- * as its span's `inject` would: W3C straight from the span context; other formats through
- * a context with the span (a non-recording one over the context when none is given).
- */
-function inject(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | undefined, headers: OutboundHeaders): void {
-  const { propagation } = deps;
-  const written = deps.sampler.validIds ? propagation.injectValid(sc, parent, headers) : propagation.injectSpan(sc, parent, headers);
-  if (!written) propagation.inject(span === undefined ? trace.setSpanContext(parent, sc) : trace.setSpan(parent, span), headers);
-}
-
-/**
  * A sampled attempt without a query or shadow note (the usual one): Meshlet's span record
  * made straight from the attempt, with the attributes `startClientSpan` gives it (in the
  * same order), ended as its handle would end it (`endSampled`, when the attempt settles).
@@ -183,38 +182,24 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
   const method = normalizeMethod(call.method);
   const origin = originParts(originOf(target.instance));
   const url = urlOf(origin.href, call.path);
-  const full = url[0];
-  // Literal keys (Attr's names): the object starts from one shape instead of four stores.
-  const attributes: Attributes = {
-    'http.request.method': method,
-    'server.address': origin.hostname,
-    'server.port': origin.port,
-    'url.full': full,
-  };
-  if (method !== call.method) attributes[Attr.httpRequestMethodOriginal] = call.method;
-  attributes[Attr.servicePeerName] = call.service;
-  if (attempt.number) attributes[Attr.httpRequestResendCount] = attempt.number;
-  if (target.rule) attributes[Attr.meshletRoute] = target.rule;
-  if (target.lane) attributes[Attr.meshletLane] = target.lane;
-  if (attempt.breaker !== undefined) attributes[Attr.meshletBreaker] = attempt.breaker;
-  if (attempt.api !== undefined) attributes[Attr.meshletBreakerApi] = attempt.api;
-  attributes[Attr.meshletInstance] = target.id;
-  if (target.revision) attributes[Attr.meshletRulesRevision] = target.revision;
-  const made = madeJson(attempt, method, attributes);
-  const whole = attributesOf(url, made);
+  const made = madeJson(attempt, method, origin, url[0]);
+  const whole = attributesOf(url, made, attempt, method, origin);
+  // The attributes object is the one made for this URL and kind of attempt, shared by its
+  // spans (frozen): the record keeps what is set later on its own (see ClientSpanRecord).
   const span = new ClientSpanRecord(
     deps.records,
     method,
     decision.context,
     decision.parent,
-    attributes,
+    whole.attributes,
     whole.json,
     deps.sampler.validIds,
     whole.bytes,
+    true,
   );
   // On the system clock, the record's own reading (see clockAt).
   attempt.spanStart = clockAt(deps, span.startMs);
-  inject(deps, parent, decision.context, span, call.headers as OutboundHeaders);
+  injectDecided(deps, parent, decision.context, span, call.headers as OutboundHeaders);
   // Ended by the observer's `settled` (endSampled), from the record.
   attempt.span = span;
 }
@@ -224,8 +209,9 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
 // many: bounded per origin, and in all.
 const URLS_PER_ORIGIN = 256;
 const ORIGINS_KEPT = 1024;
-/** A sampled attempt's attributes as JSON (flat) and as its UTF-8, for one URL and kind of attempt. */
+/** A sampled attempt's attributes (frozen), as JSON (flat) and as its UTF-8, for one URL and kind of attempt. */
 interface MadeAttributes {
+  readonly attributes: Attributes;
   readonly json: string;
   readonly bytes: readonly Uint8Array[];
 }
@@ -236,12 +222,12 @@ const urls = new Map<string, Map<string, UrlEntry>>();
 const KINDS_PER_URL = 16;
 
 /** `made.before`, the URL's JSON and `made.after` joined, flat and as UTF-8: kept with the URL per kind of attempt (an instance's). */
-function attributesOf(url: UrlEntry, made: MadeJson): MadeAttributes {
+function attributesOf(url: UrlEntry, made: MadeJson, attempt: Attempt, method: string, origin: OriginParts): MadeAttributes {
   const byMade = url[2];
   let whole = byMade.get(made);
   if (whole === undefined) {
     const json = flat(`${made.before}${url[1]}${made.after}`);
-    whole = { json, bytes: [Buffer.from(json, 'utf8')] };
+    whole = { attributes: Object.freeze(sampledAttributes(attempt, method, origin, url[0])), json, bytes: [Buffer.from(json, 'utf8')] };
     if (byMade.size >= KINDS_PER_URL) byMade.clear();
     byMade.set(made, whole);
   }
@@ -290,7 +276,12 @@ interface MadeJson {
 // (same method, rule, lane, breaker state, first attempt), so their JSON is built once.
 const madeByInstance = new WeakMap<Attempt['target']['instance'], MadeJson>();
 
-function madeJson(attempt: Attempt, method: string, attributes: Attributes): MadeJson {
+/** A sampled attempt's attributes, as `startClientSpan` gives them (made once per URL and kind of attempt). */
+function sampledAttributes(attempt: Attempt, method: string, origin: OriginParts, full: string): Attributes {
+  return clientAttributes(spanCallOf(attempt), { hostname: origin.hostname, port: origin.port, full }, method);
+}
+
+function madeJson(attempt: Attempt, method: string, origin: OriginParts, full: string): MadeJson {
   const { call, target } = attempt;
   const last = madeByInstance.get(target.instance);
   if (
@@ -308,6 +299,7 @@ function madeJson(attempt: Attempt, method: string, attributes: Attributes): Mad
   )
     return last;
   // The same encoder as the trace log's, over the attributes before and after url.full.
+  const attributes = sampledAttributes(attempt, method, origin, full);
   const before: Attributes = {};
   const after: Attributes = {};
   let past = false;
@@ -342,11 +334,8 @@ function endSampled(
   status: number | undefined,
   error: unknown,
 ): void {
-  const routed = attempt.target.spanAttributes;
-  if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
-  const late = attempt.attributes;
-  if (late !== undefined) for (const k in late) span.setAttribute(k, late[k] as string | number);
-  if ((attempt.notes?.length ?? 0) > 0) span.setAttribute('io.meshlet.shadow', shadowOf(attempt) as string);
+  // Started with no shadow note (else the general path): any note now is a late one.
+  addLate(span, attempt, 0);
   let errorType: string | undefined;
   if (status !== undefined) {
     span.setAttribute(Attr.httpResponseStatusCode, status);
@@ -356,6 +345,9 @@ function endSampled(
     span.setAttribute(Attr.errorType, errorType);
     const message = error instanceof Error ? error.message : undefined;
     span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
+    // What the error knows of the decision (a refusing breaker's level and state), as the handle's `end` sets it.
+    const decided = errorAttributesOf(error);
+    if (decided !== undefined) for (const k in decided) span.setAttribute(k, decided[k] as string | number);
   }
   span.end();
   // The record's name is the normalized method (no handle to it leaves the interceptor to
@@ -366,12 +358,19 @@ function endSampled(
 const ORIGIN = performance.timeOrigin;
 
 /**
+ * `clock.now()`; the system clock's read here with its own arithmetic (`timeOrigin +
+ * performance.now()`, the same number) from perf_hooks' performance: the global one is a
+ * getter, a tenth of a read's cost on the attempt's path.
+ */
+const nowOf = (clock: Clock): number => (clock === systemClock ? ORIGIN + performance.now() : clock.now());
+
+/**
  * The deps' clock at `ms` on the performance clock, as the span record read it: the system
  * clock's own arithmetic (`timeOrigin + performance.now()`), so the same number; any other
  * clock (a test's) is read.
  */
 function clockAt(deps: SpanDeps, ms: number): number {
-  return deps.clock === systemClock && !Number.isNaN(ms) ? ORIGIN + ms : deps.clock.now();
+  return deps.clock === systemClock && !Number.isNaN(ms) ? ORIGIN + ms : nowOf(deps.clock);
 }
 
 /** What an attempt's span records at its end besides itself: the call metrics and the OpenTelemetry histogram. */
@@ -382,19 +381,13 @@ function recordCall(
   status: number | undefined,
   errorType: string | undefined,
   method = normalizeMethod(attempt.call.method),
-  end = deps.clock.now(),
+  end = nowOf(deps.clock),
 ): void {
   const durationMs = end - start;
   const { call } = attempt;
   deps.clientMetrics?.addPath(call.service, method, call.path, durationMs, errorType);
   if (deps.clientDuration) {
-    const attrs: Attributes = {
-      [Attr.httpRequestMethod]: method,
-      [Attr.serverAddress]: originParts(originOf(attempt.target.instance)).hostname,
-      [Attr.servicePeerName]: call.service,
-    };
-    if (status !== undefined) attrs[Attr.httpResponseStatusCode] = status;
-    if (errorType !== undefined) attrs[Attr.errorType] = errorType;
-    deps.clientDuration.record(durationMs / 1000, attrs);
+    const hostname = originParts(originOf(attempt.target.instance)).hostname;
+    deps.clientDuration.record(durationMs / 1000, durationAttributes(method, hostname, call.service, status, errorType));
   }
 }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Attributes, AttributeValue, Exception, HrTime, Link, Span, SpanContext, SpanStatus, TimeInput } from '@opentelemetry/api';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
@@ -66,7 +67,14 @@ const NO_DURATION: HrTime = Object.freeze([-1, -1]) as unknown as HrTime;
 export class ClientSpanRecord implements Span, ReadableSpan {
   readonly kind: SpanKind = SpanKind.CLIENT;
   readonly parentSpanContext?: SpanContext;
-  readonly attributes: Attributes;
+  /**
+   * The attributes: the record's own object, or (`shared`) an object its maker made for
+   * many records (frozen), the attributes set later kept beside it in `lateKeys` and
+   * `lateValues` until someone reads `attributes`, which then makes the record its own copy.
+   * Plain fields, not #private: a span wrapped by Object.create still answers.
+   */
+  attrs: Attributes;
+  shared: boolean;
   links: Link[] = NO_LINKS;
   events: TimedEvent[] = NO_EVENTS;
   readonly resource: Resource;
@@ -101,9 +109,11 @@ export class ClientSpanRecord implements Span, ReadableSpan {
    */
   madeBytes: readonly Uint8Array[] | undefined;
   /** The attributes object `madeJson` is of (a span wrapped with other attributes is encoded from those). */
-  readonly madeFor: Attributes;
+  madeFor: Attributes;
   /** Keys set after the record was made, in order, while `madeJson` stands. */
   lateKeys: string[] | undefined;
+  /** Their values, while `shared` (else they are in `attrs`). */
+  lateValues: AttributeValue[] | undefined;
   /** Its ids and its parent's are lower-case hex (the head sampler's, checked or drawn by the pooled generator): written without escaping. */
   readonly hexIds: boolean;
   // A plain field, not #private: a span wrapped by Object.create (as some exporters do) still answers.
@@ -119,12 +129,14 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     attributesJson?: string,
     hexIds = false,
     attributesBytes?: readonly Uint8Array[],
+    shared = false,
   ) {
     this.#deps = deps;
     this.ownContext = context;
     this.name = name;
     if (parent !== undefined) this.parentSpanContext = parent;
-    this.attributes = attributes;
+    this.attrs = attributes;
+    this.shared = shared;
     this.madeFor = attributes;
     this.madeJson = attributesJson;
     this.madeBytes = attributesJson === undefined ? undefined : attributesBytes;
@@ -132,6 +144,25 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     this.resource = deps.resource;
     this.instrumentationScope = deps.scope;
     this.startMs = performance.now();
+  }
+
+  get attributes(): Attributes {
+    if (this.shared) this.ownAttributes();
+    return this.attrs;
+  }
+
+  /** Makes the shared attributes the record's own: a copy, with those set later. */
+  private ownAttributes(): void {
+    const shared = this.attrs;
+    const own: Attributes = { ...shared };
+    const keys = this.lateKeys;
+    const values = this.lateValues;
+    if (keys !== undefined && values !== undefined) for (let i = 0; i < keys.length; i++) own[keys[i] as string] = values[i];
+    this.attrs = own;
+    this.shared = false;
+    this.lateValues = undefined;
+    // The made JSON (and lateKeys) describe the copy as they described the shared object.
+    if (this.madeFor === shared) this.madeFor = own;
   }
 
   get startTime(): HrTime {
@@ -155,17 +186,33 @@ export class ClientSpanRecord implements Span, ReadableSpan {
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
     if (this.ended || key === '' || value === undefined || value === null) return this;
+    if (this.shared) {
+      const first = key.charCodeAt(0);
+      const keys = this.lateKeys;
+      if (this.madeJson !== undefined && !(key in this.attrs) && !(first >= 48 && first <= 57) && !keys?.includes(key)) {
+        // A new key, after the shared ones: kept beside them.
+        if (keys === undefined) {
+          this.lateKeys = [key];
+          this.lateValues = [value];
+        } else {
+          keys.push(key);
+          (this.lateValues as AttributeValue[]).push(value);
+        }
+        return this;
+      }
+      this.ownAttributes();
+    }
     if (this.madeJson !== undefined) {
       // A key set again keeps its place with a new value; an index-like key ("7") is
       // enumerated before the others: either way the made JSON no longer holds.
       const first = key.charCodeAt(0);
-      if (key in this.attributes || (first >= 48 && first <= 57)) {
+      if (key in this.attrs || (first >= 48 && first <= 57)) {
         this.madeJson = undefined;
         this.madeBytes = undefined;
       } else if (this.lateKeys === undefined) this.lateKeys = [key];
       else this.lateKeys.push(key);
     }
-    this.attributes[key] = value;
+    this.attrs[key] = value;
     return this;
   }
 

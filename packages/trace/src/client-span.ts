@@ -154,7 +154,8 @@ export function startDecidedSpan(deps: SpanDeps, parent: Context, decision: Head
   return new ClientSpanHandle(deps, span, parent, call, target, method);
 }
 
-function clientAttributes(call: ClientCall, target: Target, method: string): Attributes {
+/** A CLIENT span's attributes at its start, in order (the head-sampled interceptor's spans are made with the same). */
+export function clientAttributes(call: ClientCall, target: Pick<Target, 'hostname' | 'port' | 'full'>, method: string): Attributes {
   const attributes: Attributes = {
     [Attr.httpRequestMethod]: method,
     [Attr.serverAddress]: target.hostname,
@@ -244,15 +245,27 @@ class ClientSpanHandle implements ClientSpan {
       if (this.#call.api !== undefined) metrics.add(service, this.#call.api, durationMs, errorType);
       else metrics.addPath(service, this.#method, this.#target.pathname, durationMs, errorType);
     }
-    if (this.#deps.clientDuration) {
-      const attrs: Attributes = {
-        [Attr.httpRequestMethod]: this.#method,
-        [Attr.serverAddress]: this.#target.hostname,
-        [Attr.servicePeerName]: service,
-      };
-      if (statusCode !== undefined) attrs[Attr.httpResponseStatusCode] = statusCode;
-      if (errorType !== undefined) attrs[Attr.errorType] = errorType;
-      this.#deps.clientDuration.record(durationMs / 1000, attrs);
-    }
+    this.#deps.clientDuration?.record(
+      durationMs / 1000,
+      durationAttributes(this.#method, this.#target.hostname, service, statusCode, errorType),
+    );
   }
+}
+
+/** The attributes of an attempt's `http.client.request.duration` (OpenTelemetry's histogram). */
+export function durationAttributes(
+  method: string,
+  hostname: string,
+  service: string,
+  status: number | undefined,
+  errorType: string | undefined,
+): Attributes {
+  const attrs: Attributes = {
+    [Attr.httpRequestMethod]: method,
+    [Attr.serverAddress]: hostname,
+    [Attr.servicePeerName]: service,
+  };
+  if (status !== undefined) attrs[Attr.httpResponseStatusCode] = status;
+  if (errorType !== undefined) attrs[Attr.errorType] = errorType;
+  return attrs;
 }

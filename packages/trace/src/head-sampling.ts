@@ -122,9 +122,12 @@ export class HeadSampler {
    * any) known valid (a SERVER span's caller, read from its headers and checked there).
    */
   decide(parent: Context, kind: SpanKind = SpanKind.CLIENT, checked = false): HeadDecision | undefined {
-    if (!checked && isTracingSuppressed(parent)) return undefined;
+    // The usual client call of a service that has no inbound span: the root context, which
+    // holds nothing (neither suppression nor a span): no lookups in it.
+    const root = parent === ROOT_CONTEXT;
+    if (!checked && !root && isTracingSuppressed(parent)) return undefined;
     const spanId = this.#ids.generateSpanId();
-    const p = trace.getSpanContext(parent);
+    const p = root ? undefined : trace.getSpanContext(parent);
     if (p !== undefined && (checked || isSpanContextValid(p))) {
       const sc: SpanContext = {
         traceId: p.traceId,

@@ -428,6 +428,15 @@ class ByteWriter {
     this.at = at + n;
   }
 
+  /** `s` known to be ASCII (a lower-case hex id), room already made: its character codes written one by one. */
+  hex(s: string): void {
+    const buf = this.buf;
+    const at = this.at;
+    const n = s.length;
+    for (let i = 0; i < n; i++) buf[at + i] = s.charCodeAt(i);
+    this.at = at + n;
+  }
+
   byte(c: number): void {
     this.room(1);
     this.buf[this.at++] = c;
@@ -520,6 +529,9 @@ export function encodeTraceLineBytes(spans: readonly ReadableSpan[]): Buffer {
 // hex ids and digits as ASCII, its attributes from the bytes its maker cached. The same
 // bytes as `spanJson` encoded as UTF-8 (a randomized test holds them equal).
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
+const TRACE_ID = ascii('{"traceId":"');
+const SPAN_ID = ascii('","spanId":"');
+const PARENT_SPAN_ID = ascii('","parentSpanId":"');
 const END = ascii('","endTimeUnixNano":"');
 const ATTRIBUTES = ascii('","attributes":[');
 const STATUS = ascii(',"status":{"code":');
@@ -591,27 +603,33 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   if (Object.getPrototypeOf(span) !== ClientSpanRecord.prototype) return false;
   const r = span as ClientSpanRecord;
   const made = r.madeBytes;
-  if (made === undefined || !r.hexIds || r.madeJson === undefined || r.madeFor !== r.attributes) return false;
+  // Its own attributes or shared ones (read without making them its own).
+  if (made === undefined || !r.hexIds || r.madeJson === undefined || r.madeFor !== r.attrs) return false;
   const sc = r.spanContext();
   const parent = r.parentSpanContext;
   const traceState = sc.traceState?.serialize();
   const name = r.name;
   // Room for everything up to the attributes' end at once: fixed parts, ids, digits, the name's JSON.
   let need = 256 + name.length * 6;
-  for (const b of made) need += b.length;
+  for (let i = 0; i < made.length; i++) need += (made[i] as Uint8Array).length;
   out.room(need);
-  // The ids in one ASCII write (a short rope, written without being flattened first).
   if (traceState) {
     out.ascii(`{"traceId":"${sc.traceId}","spanId":"${sc.spanId}","traceState":`);
     out.write(str(traceState));
     if (parent) out.ascii(`,"parentSpanId":"${parent.spanId}`);
     out.room(need);
-  } else
-    out.ascii(
-      parent
-        ? `{"traceId":"${sc.traceId}","spanId":"${sc.spanId}","parentSpanId":"${parent.spanId}`
-        : `{"traceId":"${sc.traceId}","spanId":"${sc.spanId}`,
-    );
+  } else {
+    // Character by character from the id strings (room made): a rope of them would be
+    // built and flattened per span (about 200 bytes of garbage a span).
+    out.put(TRACE_ID);
+    out.hex(sc.traceId);
+    out.put(SPAN_ID);
+    out.hex(sc.spanId);
+    if (parent) {
+      out.put(PARENT_SPAN_ID);
+      out.hex(parent.spanId);
+    }
+  }
   // `","flags":…,"name":…,"kind":…,"startTimeUnixNano":"` (its leading quote only after an id), kept per name.
   out.put(headOf(name, sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100), r.kind + 1, parent !== undefined || !traceState));
   // Times from the performance clock's ms when the record has them (no HrTime made), else its HrTime.
@@ -624,15 +642,18 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   }
   out.put(ATTRIBUTES);
   let empty = true;
-  for (const b of made) {
+  for (let i = 0; i < made.length; i++) {
+    const b = made[i] as Uint8Array;
     if (b.length > 0) empty = false;
     out.bytes(b);
   }
   const late = r.lateKeys;
   if (late !== undefined) {
-    const attrs = r.attributes;
-    for (const key of late) {
-      const v = attrs[key];
+    const attrs = r.attrs;
+    const values = r.shared ? r.lateValues : undefined;
+    for (let i = 0; i < late.length; i++) {
+      const key = late[i] as string;
+      const v = values !== undefined ? values[i] : attrs[key];
       if (v === undefined || v === null) continue;
       if (!empty) out.byte(COMMA);
       empty = false;

@@ -1,5 +1,7 @@
 import {
   type Context,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   isSpanContextValid,
   ROOT_CONTEXT,
   type SpanContext,
@@ -7,7 +9,7 @@ import {
   type TextMapSetter,
   trace,
 } from '@opentelemetry/api';
-import { isTracingSuppressed, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { isTracingSuppressed, TraceState, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { baggageWithinLimits } from './baggage-limits.js';
 
@@ -55,6 +57,37 @@ const hasValidSpan = (ctx: Context): boolean => {
   return sc !== undefined && isSpanContextValid(sc);
 };
 
+// A version-00 traceparent with the flags W3C defines (00, 01), as the W3C propagator's
+// pattern reads it: lower-case hex, nothing before or after.
+const SIMPLE_TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
+
+/**
+ * The caller's trace context when the headers are the common simple case, read without
+ * the propagators: a plain header record (node's `req.headers`) with no baggage, and
+ * either a version-00 `traceparent` (with a `tracestate` or none; W3C wins over B3, so B3
+ * headers are not read) or no trace header at all (ROOT_CONTEXT). The same context as
+ * `TracePropagation.extract` gives then (a test holds them equal); its span context is
+ * valid by construction. Undefined for anything else: the propagators read it.
+ * `TracePropagation.extract` tries it first, so HTTP and gRPC servers alike read the
+ * common case without the propagators.
+ */
+export function simpleParent(headers: InboundHeaders): Context | undefined {
+  if (headers instanceof Headers) return undefined;
+  const record = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
+  if (record.baggage !== undefined) return undefined;
+  const tp = record.traceparent;
+  if (tp === undefined) return record.b3 === undefined && record['x-b3-traceid'] === undefined ? ROOT_CONTEXT : undefined;
+  if (typeof tp !== 'string' || tp.length !== 55 || !SIMPLE_TRACEPARENT.test(tp)) return undefined;
+  const traceId = tp.slice(3, 35);
+  const spanId = tp.slice(36, 52);
+  if (traceId === INVALID_TRACEID || spanId === INVALID_SPANID) return undefined;
+  const state = record.tracestate;
+  if (state !== undefined && typeof state !== 'string') return undefined;
+  const sc: SpanContext = { traceId, spanId, traceFlags: tp.charCodeAt(54) === 49 ? 1 : 0, isRemote: true };
+  if (state) sc.traceState = new TraceState(state);
+  return trace.setSpanContext(ROOT_CONTEXT, sc);
+}
+
 /**
  * Reads and writes trace headers. Extraction accepts W3C, B3 single and B3 multi, in that
  * order, and the first valid one wins: OpenTelemetry's CompositePropagator runs every
@@ -89,6 +122,11 @@ export class TracePropagation {
 
   /** The remote parent (and baggage) carried by `headers`, on top of `base`. */
   extract(headers: InboundHeaders, base: Context = ROOT_CONTEXT): Context {
+    // The common case (a plain traceparent or none, no baggage) without the propagators.
+    if (base === ROOT_CONTEXT) {
+      const simple = simpleParent(headers);
+      if (simple !== undefined) return simple;
+    }
     let ctx = base;
     const w3c = this.#w3c.extract(base, headers, getter);
     if (hasValidSpan(w3c)) ctx = w3c;
@@ -129,9 +167,12 @@ export class TracePropagation {
     if (!this.#w3cOnly) return false;
     const flags = span.traceFlags;
     const hex = flags === 1 ? '01' : flags === 0 ? '00' : flags < 16 ? `0${flags.toString(16)}` : flags.toString(16);
-    setter.set(headers, 'traceparent', `00-${span.traceId}-${span.spanId}-${hex}`);
+    const traceparent = `00-${span.traceId}-${span.spanId}-${hex}`;
+    if (headers instanceof Headers) headers.set('traceparent', traceparent);
+    else headers.traceparent = traceparent;
     if (span.traceState) setter.set(headers, 'tracestate', span.traceState.serialize());
-    if (this.#withBaggage) this.#baggage.inject(parent, headers, setter);
+    // The root context carries no baggage: nothing to look up.
+    if (this.#withBaggage && parent !== ROOT_CONTEXT) this.#baggage.inject(parent, headers, setter);
     return true;
   }
 

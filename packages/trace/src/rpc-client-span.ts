@@ -10,8 +10,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { ClientSpanRecord } from './client-span-record.js';
-import type { OutboundHeaders } from './propagation.js';
-import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
+import { injectDecided, SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import { SpanRecord } from './span-record.js';
 
 /** What an RPC CLIENT span starts with (see `startRpcClientSpan`). */
@@ -98,13 +97,6 @@ class OtelRpcSpan implements RpcClientSpanHandle {
   end(): void {
     this.#span.end();
   }
-}
-
-/** Writes a head-sampled span context into the headers as its span's context would be written. */
-function injectDecided(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | undefined, headers: OutboundHeaders): void {
-  const { propagation } = deps;
-  const written = deps.sampler.validIds ? propagation.injectValid(sc, parent, headers) : propagation.injectSpan(sc, parent, headers);
-  if (!written) propagation.inject(span === undefined ? trace.setSpanContext(parent, sc) : trace.setSpan(parent, span), headers);
 }
 
 /** An unsampled call: no span, only the decision's span context for the metadata. */

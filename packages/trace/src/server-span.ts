@@ -4,16 +4,14 @@ import {
   type Context,
   ROOT_CONTEXT,
   type Span,
-  type SpanContext,
   SpanKind,
   SpanStatusCode,
   TraceFlags,
   trace,
 } from '@opentelemetry/api';
-import { TraceState } from '@opentelemetry/core';
 import { runInContext } from './active-context.js';
 import { Attr, errorTypeOf, type GovernanceErrorType, normalizeMethod } from './attributes.js';
-import type { InboundHeaders } from './propagation.js';
+import { type InboundHeaders, simpleParent } from './propagation.js';
 import type { SpanDeps } from './span-deps.js';
 import { SpanRecord } from './span-record.js';
 
@@ -88,37 +86,6 @@ export function startServerSpan(
     span = new SpanRecord(recording, SpanKind.SERVER, route ? `${m} ${route}` : m, decision, attributes, Object.keys(attributes).length);
   }
   return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
-}
-
-// A version-00 traceparent with the flags W3C defines (00, 01), as the W3C propagator's
-// pattern reads it: lower-case hex, nothing before or after.
-const SIMPLE_TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
-const ZERO_TRACE_ID = '0'.repeat(32);
-const ZERO_SPAN_ID = '0'.repeat(16);
-
-/**
- * The caller's trace context when the headers are the common simple case, read without
- * the propagators: a plain header record (node's `req.headers`) with no baggage, and
- * either a version-00 `traceparent` (with a `tracestate` or none; W3C wins over B3, so B3
- * headers are not read) or no trace header at all (ROOT_CONTEXT). The same context as
- * `TracePropagation.extract` gives then (a test holds them equal); its span context is
- * valid by construction. Undefined for anything else: the propagators read it.
- */
-export function simpleParent(headers: InboundHeaders): Context | undefined {
-  if (headers instanceof Headers) return undefined;
-  const record = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
-  if (record.baggage !== undefined) return undefined;
-  const tp = record.traceparent;
-  if (tp === undefined) return record.b3 === undefined && record['x-b3-traceid'] === undefined ? ROOT_CONTEXT : undefined;
-  if (typeof tp !== 'string' || tp.length !== 55 || !SIMPLE_TRACEPARENT.test(tp)) return undefined;
-  const traceId = tp.slice(3, 35);
-  const spanId = tp.slice(36, 52);
-  if (traceId === ZERO_TRACE_ID || spanId === ZERO_SPAN_ID) return undefined;
-  const state = record.tracestate;
-  if (state !== undefined && typeof state !== 'string') return undefined;
-  const sc: SpanContext = { traceId, spanId, traceFlags: tp.charCodeAt(54) === 49 ? 1 : 0, isRemote: true };
-  if (state) sc.traceState = new TraceState(state);
-  return trace.setSpanContext(ROOT_CONTEXT, sc);
 }
 
 /** The SERVER span's attributes at its start, in order (what OpenTelemetry's tracer would be given). */

@@ -1,9 +1,9 @@
 import type { Clock } from '@meshlet/core';
-import type { Histogram, Tracer } from '@opentelemetry/api';
+import { type Context, type Histogram, type Span, type SpanContext, type Tracer, trace } from '@opentelemetry/api';
 import type { CallMetrics } from './call-metrics.js';
 import type { RecordDeps } from './client-span-record.js';
 import type { HeadSampler } from './head-sampling.js';
-import type { TracePropagation } from './propagation.js';
+import type { OutboundHeaders, TracePropagation } from './propagation.js';
 import type { SpanRecording } from './span-record.js';
 
 /** What the span handles share with the Tracing that made them. */
@@ -26,3 +26,15 @@ export interface SpanDeps {
 
 /** Where a Tracing made by `createTracing` keeps its SpanDeps, for the attempt interceptor's head-sampled path. */
 export const SPAN_DEPS: unique symbol = Symbol('@meshlet/trace span deps');
+
+/**
+ * Writes a head-sampled span's trace context (and the parent's baggage) into the headers,
+ * as its span's `inject` would: W3C straight from the span context; other formats through
+ * a context with the span (a non-recording one over the context when none is given). The
+ * HTTP and gRPC client spans' one way.
+ */
+export function injectDecided(deps: SpanDeps, parent: Context, sc: SpanContext, span: Span | undefined, headers: OutboundHeaders): void {
+  const { propagation } = deps;
+  const written = deps.sampler.validIds ? propagation.injectValid(sc, parent, headers) : propagation.injectSpan(sc, parent, headers);
+  if (!written) propagation.inject(span === undefined ? trace.setSpanContext(parent, sc) : trace.setSpan(parent, span), headers);
+}

@@ -39,15 +39,21 @@ export interface SpanRecording {
  * The parts for recorded SERVER and INTERNAL spans; undefined when OpenTelemetry's tracer
  * applies a value length limit (attribute values truncated): those spans stay on the
  * tracer, which truncates them.
+ *
+ * The limits are the tracer's own, as its provider merged them from its options and the
+ * `OTEL_*_LIMIT` environment variables: read from the SDK tracer's `_spanLimits` (not a
+ * public field; @opentelemetry/sdk-trace 2.x). Should a later SDK not have it, the limits
+ * are not known, and undefined is answered: the spans stay on the tracer, which applies
+ * them (slower, never wrong).
  */
 export function spanRecording(tracer: Tracer, sampler: HeadSampler, records: RecordDeps, hexIds: boolean): SpanRecording | undefined {
   const configured = (tracer as { _spanLimits?: Partial<RecordLimits> })._spanLimits;
+  if (typeof configured !== 'object' || configured === null) return undefined;
   const limits: RecordLimits = { ...DEFAULT_LIMITS };
-  if (configured)
-    for (const key of Object.keys(DEFAULT_LIMITS) as (keyof RecordLimits)[]) {
-      const v = configured[key];
-      if (typeof v === 'number') (limits as { -readonly [K in keyof RecordLimits]: number })[key] = v;
-    }
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof RecordLimits)[]) {
+    const v = configured[key];
+    if (typeof v === 'number') (limits as { -readonly [K in keyof RecordLimits]: number })[key] = v;
+  }
   if (limits.attributeValueLengthLimit !== Number.POSITIVE_INFINITY) return undefined;
   return { sampler, records, limits, hexIds };
 }

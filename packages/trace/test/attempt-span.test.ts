@@ -37,6 +37,14 @@ function seededIds() {
   return { generateTraceId: () => word() + word() + word() + word(), generateSpanId: () => word() + word() };
 }
 
+/** A breaker's refusal as the executor throws it: a MeshletError code and the span attributes it carries. */
+function refusal(): Error {
+  return Object.assign(new Error('circuit open'), {
+    code: 'MESHLET_CIRCUIT_OPEN',
+    spanAttributes: { 'io.meshlet.circuit.level': 'instance', 'io.meshlet.circuit.state': 'open' },
+  });
+}
+
 const open: Tracing[] = [];
 after(async () => {
   for (const t of open) await t.shutdown();
@@ -49,7 +57,7 @@ interface Row {
   emit?: PropagationFormat[];
   metrics?: false;
   /** What the transport does: answer a status, reject, or throw before returning a promise. */
-  answer: number | 'reject' | 'throw';
+  answer: number | 'reject' | 'throw' | 'refused';
   attempt?: Partial<Attempt<Res>>;
   /** What a layer below adds while the attempt runs. */
   below?: (a: Attempt<Res>) => void;
@@ -84,6 +92,8 @@ const rows: Row[] = [
     attempt: { target: { id: 'inv-1', instance: inst, rule: 'gray', lane: undefined, shadow: 'r2' } },
   },
   { name: 'sampled, the transport throws at once', sampleRatio: 1, answer: 'throw' },
+  { name: 'sampled, refused by a breaker (an error that carries span attributes)', sampleRatio: 1, answer: 'refused' },
+  { name: 'unsampled, refused by a breaker (an error that carries span attributes)', sampleRatio: 0, answer: 'refused' },
   { name: 'sampled, B3 multi headers', sampleRatio: 1, emit: ['b3multi'], answer: 200 },
   {
     name: 'sampled, a layer below sets an attribute the span was made with, and an index-like one',
@@ -161,6 +171,7 @@ async function runRow(row: Row, general: boolean) {
     clock.advance(7);
     if (row.answer === 'throw') throw new Error('refused at once');
     if (row.answer === 'reject') return Promise.reject(new TypeError('fetch failed'));
+    if (row.answer === 'refused') return Promise.reject(refusal());
     return Promise.resolve({ status: row.answer }) as never;
   };
   let parent: Context = ROOT_CONTEXT;
@@ -213,6 +224,12 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
       if (row.parent === 'suppressed') assert.deepEqual(fast.headers, {});
       else if (!row.emit) assert.match(fast.headers.traceparent ?? '', sampled ? /-01$/ : /-00$/);
       if (row.answer === 'throw') assert.equal(fast.outcome, 'error Error: refused at once');
+      if (row.answer === 'refused' && sampled) {
+        // What the error knows of the decision is on the span (errorAttributesOf), on either path.
+        const line = JSON.stringify(fast.otlp);
+        assert.match(line, /"key":"io\.meshlet\.circuit\.level","value":\{"stringValue":"instance"\}/);
+        assert.match(line, /"key":"error\.type","value":\{"stringValue":"circuit_open"\}/);
+      }
     });
   }
 

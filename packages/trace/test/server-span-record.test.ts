@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
 import {
   type Attributes,
+  defaultTextMapGetter,
   type MeterProvider,
   propagation,
   ROOT_CONTEXT,
@@ -15,6 +16,7 @@ import {
   TraceFlags,
   trace,
 } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { IdGenerator, InMemorySpanExporter, ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord } from '../src/client-span-record.js';
 import {
@@ -27,9 +29,10 @@ import {
   type Tracing,
 } from '../src/index.js';
 import { inInternalSpan } from '../src/internal-span.js';
-import { simpleParent, startServerSpan } from '../src/server-span.js';
+import { simpleParent } from '../src/propagation.js';
+import { startServerSpan } from '../src/server-span.js';
 import { SPAN_DEPS, type SpanDeps } from '../src/span-deps.js';
-import { SpanRecord } from '../src/span-record.js';
+import { SpanRecord, spanRecording } from '../src/span-record.js';
 import { memoryExporter } from './servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -329,6 +332,19 @@ describe("the recorded SERVER span is OpenTelemetry's", () => {
     assert.equal(mine?.droppedLinksCount, 2);
   });
 
+  it("takes the limits from the SDK tracer's own; a tracer without them (or with a value length limit) keeps its spans", () => {
+    const tracing = createTracing({ service: 'orders', exporters: [memoryExporter()] });
+    open.push(tracing);
+    const own = (tracing as unknown as { [SPAN_DEPS]: SpanDeps })[SPAN_DEPS];
+    const made = spanRecording(own.tracer, own.sampler, own.records, true);
+    assert.equal(made?.limits.attributeCountLimit, 128);
+    const limited = { _spanLimits: { attributeCountLimit: 5, attributeValueLengthLimit: Number.POSITIVE_INFINITY } };
+    assert.equal(spanRecording(limited as never, own.sampler, own.records, true)?.limits.attributeCountLimit, 5);
+    assert.equal(spanRecording({ _spanLimits: { attributeValueLengthLimit: 10 } } as never, own.sampler, own.records, true), undefined);
+    // A later SDK without the field: the limits are unknown, the tracer applies them.
+    assert.equal(spanRecording({} as never, own.sampler, own.records, true), undefined);
+  });
+
   it('is the parent of the CLIENT spans made while handling the request, and of the INTERNAL ones', async () => {
     const sides = pair(1);
     const children = (span: ServerSpan, side: Side) => {
@@ -471,11 +487,18 @@ describe('the simple inbound parent (no propagators)', () => {
     baggage: propagation.getBaggage(ctx)?.getAllEntries(),
   });
 
+  // The reference for the simple cases: OpenTelemetry's W3C propagator itself (no baggage
+  // in them; W3C wins over B3), not TracePropagation, whose extract tries simpleParent first.
+  const w3c = new W3CTraceContextPropagator();
+  const byPropagator = (h: Record<string, string | string[] | undefined>) => w3c.extract(ROOT_CONTEXT, h, defaultTextMapGetter);
+
   it("gives the propagators' context for the simple cases, and leaves every other case to them", () => {
     for (const h of taken) {
       const ctx = simpleParent(h);
       assert.ok(ctx, `taken: ${JSON.stringify(h)}`);
-      assert.deepEqual(seen(ctx), seen(p.extract(h)), JSON.stringify(h));
+      assert.deepEqual(seen(ctx), seen(byPropagator(h)), JSON.stringify(h));
+      // TracePropagation.extract (what HTTP and gRPC servers call) gives the same.
+      assert.deepEqual(seen(p.extract(h)), seen(byPropagator(h)), `extract: ${JSON.stringify(h)}`);
     }
     assert.equal(simpleParent({}), ROOT_CONTEXT);
     for (const h of left) assert.equal(simpleParent(h), undefined, `left: ${JSON.stringify(h)}`);

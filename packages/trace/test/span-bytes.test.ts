@@ -109,15 +109,18 @@ function randomRecord(r: () => number, deps: RecordDeps): ReadableSpan {
   const name = r() < 0.7 ? 'GET' : text(r, 10);
   // Most records carry their made JSON and its bytes; some only the string (the generic path), some neither.
   const made = r() < 0.8;
+  // Half of them on attributes shared with other records (frozen, as the interceptor's), the rest their own.
+  const shared = r() < 0.5;
   const span = new ClientSpanRecord(
     deps,
     name,
     context,
     parent,
-    attributes,
+    shared ? Object.freeze(attributes) : attributes,
     made ? json : undefined,
     r() < 0.9,
     made ? pieces(r, json) : undefined,
+    shared,
   );
   // Late keys: new ones, one set again, an index-like one.
   for (let i = Math.floor(r() * 4); i > 0; i--) span.setAttribute(r() < 0.1 ? String(Math.floor(r() * 9)) : key(r), value(r));
@@ -153,11 +156,14 @@ describe('a span written as bytes', () => {
         // Now and then a wrapper (as some exporters make): written by the generic path.
         spans.push(r() < 0.1 ? (Object.create(span, { name: { value: text(r, 5) } }) as ReadableSpan) : span);
       }
-      const want = expected(spans);
-      assert.deepEqual(encodeTraceLineBytes(spans), want, `encodeTraceLineBytes, seed ${seed}`);
+      // The bytes first: reading `attributes` (as encodeTraceRequest does) makes shared ones the record's own.
       const builder = new TraceLineBuilder(r() < 0.5 ? 1 : 64 * 1024);
       for (const span of spans) builder.add(span);
-      assert.deepEqual(builder.take(), want, `TraceLineBuilder, seed ${seed}`);
+      const built = builder.take();
+      const bytes = encodeTraceLineBytes(spans);
+      const want = expected(spans);
+      assert.deepEqual(bytes, want, `encodeTraceLineBytes, seed ${seed}`);
+      assert.deepEqual(built, want, `TraceLineBuilder, seed ${seed}`);
     }
   });
 

@@ -1,0 +1,44 @@
+import { type AttemptChain, type AttemptStage, composeAttempt } from '@meshlet/core';
+import { faultInterceptor } from '@meshlet/fault';
+import type { Tracing } from '@meshlet/trace';
+import type { GovernedCallDeps } from './governed-fetch.js';
+
+/** A protocol's CLIENT span stage for the mesh's tracing: HTTP's `clientSpanInterceptor`, gRPC's `rpcSpanObserver`. */
+export type SpanStage = (tracing: Tracing) => AttemptStage;
+
+/** What the attempt stages read from the mesh. */
+export type AttemptStageDeps = Pick<GovernedCallDeps, 'tracing' | 'router' | 'faults' | 'clock'>;
+
+/**
+ * The per-attempt stages of a governed call, outermost first, the same for HTTP and gRPC
+ * but for the span: the CLIENT span (trace, an observer: outermost, so it covers
+ * everything the attempt does, a fault's delay too, and carries what the others note),
+ * the in-flight count (route, an observer: least-requests sees the attempt until it
+ * settles), fault injection (fault, an interceptor around the send: innermost, so an
+ * injected answer is counted in flight and traced like a real one), then the protocol's
+ * transport. No span stage without tracing.
+ */
+export function attemptStages(deps: AttemptStageDeps, span: SpanStage): AttemptStage[] {
+  const stages: AttemptStage[] = [];
+  if (deps.tracing) stages.push(span(deps.tracing));
+  stages.push(deps.router.inFlight);
+  stages.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
+  return stages;
+}
+
+/**
+ * The attempt chain of one protocol, composed once per mesh. The observers are told by the
+ * chain and settled by the executor after its await: no promise of theirs per attempt. One
+ * that throws (a span exporter's bug) does not fail the call: logged as
+ * `MESHLET_ATTEMPT_OBSERVER_FAILED`, once per interval (the mesh's throttled logger).
+ */
+export function meshAttemptChain(deps: AttemptStageDeps & Pick<GovernedCallDeps, 'logger'>, span: SpanStage): AttemptChain {
+  const { logger } = deps;
+  return composeAttempt(attemptStages(deps, span), {
+    onError: (error: unknown) =>
+      logger.warn('a per-attempt observer threw; the call went on without it', {
+        code: 'MESHLET_ATTEMPT_OBSERVER_FAILED',
+        error: error instanceof Error ? error.message : String(error),
+      }),
+  });
+}

@@ -1,0 +1,31 @@
+import { MeshletError } from '@meshlet/core';
+
+/** The error of a bad createMesh option: `MESHLET_BAD_OPTION`, the message starting with the field's path. */
+export function badOption(field: string, message: string): MeshletError {
+  return new MeshletError('MESHLET_BAD_OPTION', `${field}: ${message}`);
+}
+
+/** `value` as an object of options (not null, not an array), else `MESHLET_BAD_OPTION` naming `path`. */
+export function optionObject(value: unknown, path: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badOption(path, `${shownValue(value)} must be an object`);
+  return value as Record<string, unknown>;
+}
+
+/** Refuses a key not in `allowed`, naming it (`path.key`): a misspelt option is not silently off. */
+export function onlyOptionKeys(obj: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+  for (const key of Object.keys(obj))
+    if (!allowed.includes(key))
+      throw badOption(`${path}.${key.slice(0, 80)}`, `unknown key; the keys of ${path} are ${allowed.join(', ')}`);
+}
+
+/** A whole number from `min` to `max`. */
+export function wholeNumber(value: unknown, min: number, max: number): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
+}
+
+/** A value in an error message, bounded. */
+export function shownValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 80));
+  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
+  return String(value);
+}
