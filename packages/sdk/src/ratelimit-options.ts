@@ -71,9 +71,10 @@ function bulkheadsOption(raw: unknown): BulkheadsOption {
     // A null prototype: a service named like an Object method reads its own entry or none.
     services = Object.create(null) as Record<string, BulkheadOptions>;
     for (const [name, entry] of entries) {
-      const at = `${path}.services.${name}`;
       const problem = serviceNameProblem(name);
-      if (problem !== undefined) throw badOption(at, problem);
+      // The name in the field's path bounded as the problem shows it (a valid one is at most 63).
+      if (problem !== undefined) throw badOption(`${path}.services.${name.slice(0, 80)}`, problem);
+      const at = `${path}.services.${name}`;
       services[name] = bulkhead(entry, at);
     }
   }
