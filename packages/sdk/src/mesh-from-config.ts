@@ -4,6 +4,7 @@ import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
+import { redisUrlProblem } from './ratelimit-options.js';
 
 /** A mesh configured from @meshlet/config, with the config it was made from (hot: `config.onChange`). */
 export type ConfiguredMesh = Mesh & { readonly config: Config };
@@ -142,6 +143,9 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
   const port = numberOf(config, 'meshlet.port');
   const adminToken = get('meshlet.admin.token');
   const redisUrl = get('meshlet.ratelimit.redis-url');
+  // Checked here too, so that a bad one names the key and its variable (createMesh would name ratelimit.redisUrl).
+  const redisProblem = redisUrlProblem(redisUrl);
+  if (redisProblem !== undefined) throw bad('meshlet.ratelimit.redis-url', redisProblem);
   const healthPath = get('meshlet.health-path');
   const version = get('meshlet.version');
   const namespace = get('meshlet.namespace');

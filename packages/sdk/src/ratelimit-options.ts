@@ -99,27 +99,34 @@ function bulkhead(raw: unknown, path: string): BulkheadOptions {
 }
 
 function checkRedisUrl(url: unknown): void {
-  if (url !== undefined) {
-    if (typeof url !== 'string' || url === '')
-      throw badOption('ratelimit.redisUrl', `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`);
-    // The URL itself is not shown: it may hold a password.
-    if (url.startsWith('redis+sentinel:')) {
-      // Several Sentinel hosts are no WHATWG URL: the connection's own parser reads them.
-      try {
-        parseSentinelUrl(url);
-      } catch {
-        throw badOption('ratelimit.redisUrl', 'is not redis+sentinel://host:port[,host:port…]/<primary name>');
-      }
-      return;
-    }
-    let protocol: string;
+  const problem = redisUrlProblem(url);
+  if (problem !== undefined) throw badOption('ratelimit.redisUrl', problem);
+}
+
+/**
+ * What is wrong with a Redis URL (`ratelimit.redisUrl`), or undefined when the connection
+ * takes it; for createMesh and for configuration (`meshlet.ratelimit.redis-url`), each
+ * naming its own field. The URL itself is not shown: it may hold a password.
+ */
+export function redisUrlProblem(url: unknown): string | undefined {
+  if (url === undefined) return undefined;
+  if (typeof url !== 'string' || url === '') return `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`;
+  if (url.startsWith('redis+sentinel:')) {
+    // Several Sentinel hosts are no WHATWG URL: the connection's own parser reads them.
     try {
-      protocol = new URL(url).protocol;
+      parseSentinelUrl(url);
     } catch {
-      throw badOption('ratelimit.redisUrl', 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)');
+      return 'is not redis+sentinel://host:port[,host:port…]/<primary name>';
     }
-    if (!REDIS_PROTOCOLS.includes(protocol)) throw badOption('ratelimit.redisUrl', `${protocol} is not redis:, rediss: or redis+sentinel:`);
+    return undefined;
   }
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    return 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)';
+  }
+  return REDIS_PROTOCOLS.includes(protocol) ? undefined : `${protocol} is not redis:, rediss: or redis+sentinel:`;
 }
 
 function checkRedisTimeout(timeoutMs: unknown): void {

@@ -81,5 +81,27 @@ describe('createMeshFromConfig without Consul', () => {
     await refused({}, /MESHLET_SERVICE/);
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_PORT: 'eighty' }, /meshlet\.port \(MESHLET_PORT\): "eighty" is not a number/);
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'toml' }, /MESHLET_CONFIG_FORMAT/);
+    // createMesh checks the Redis URL (ratelimit-options.ts); from configuration, the key and variable are named.
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: 'localhost:6379' },
+      /^meshlet\.ratelimit\.redis-url \(MESHLET_RATELIMIT_REDISURL\): /,
+    );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: 'http://127.0.0.1:6379' },
+      /^meshlet\.ratelimit\.redis-url \(MESHLET_RATELIMIT_REDISURL\): /,
+    );
+  });
+
+  it('takes an empty Redis URL variable as none (the local limits), as every empty variable is unset', async () => {
+    const mesh = await createMeshFromConfig({
+      logger: new MemoryLogger(),
+      env: { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: '' },
+    });
+    try {
+      assert.equal(mesh.service, 'orders');
+      assert.equal(mesh.config.get('meshlet.ratelimit.redis-url'), '');
+    } finally {
+      await mesh.close();
+    }
   });
 });
