@@ -126,7 +126,8 @@ export function redisUrlProblem(url: unknown): string | undefined {
   } catch {
     return 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)';
   }
-  return REDIS_PROTOCOLS.includes(protocol) ? undefined : `${protocol} is not redis:, rediss: or redis+sentinel:`;
+  // The scheme shown bounded: it is the caller's text.
+  return REDIS_PROTOCOLS.includes(protocol) ? undefined : `${shownValue(protocol)} is not redis:, rediss: or redis+sentinel:`;
 }
 
 function checkRedisTimeout(timeoutMs: unknown): void {

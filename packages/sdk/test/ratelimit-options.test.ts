@@ -172,3 +172,15 @@ it('names a refused bulkhead service within bounds, however long the name', () =
     },
   );
 });
+
+it('refuses a Redis URL of another scheme naming the scheme bounded, however long', () => {
+  assert.throws(
+    () => outboundLimitSettings({ redisUrl: `${'x'.repeat(100_000)}://127.0.0.1:6379` }),
+    (e: unknown) => {
+      const message = (e as Error).message;
+      assert.ok(message.startsWith('ratelimit.redisUrl: "xxx'), message.slice(0, 120));
+      assert.ok(message.length < 400, `a message of ${message.length} characters`);
+      return true;
+    },
+  );
+});
