@@ -36,3 +36,23 @@ for (const [field, option] of rows)
       },
     );
   });
+
+it('shows a function given for a number as a function, not its source', () => {
+  // A function whose source is long.
+  const source = new Function(`return ${JSON.stringify(long)};`) as () => string;
+  assert.throws(
+    () =>
+      createMesh({
+        service: 'checked',
+        registry: new InMemoryRegistry(),
+        rules: new InMemoryKvStore(),
+        logger: new MemoryLogger(),
+        grpc: { channels: { maxChannels: source as never } },
+      }),
+    (e: unknown) => {
+      const message = (e as Error).message;
+      assert.equal(message, 'grpc.channels.maxChannels: a function must be a whole number from 1 to 65536');
+      return true;
+    },
+  );
+});
