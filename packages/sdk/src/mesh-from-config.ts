@@ -4,7 +4,6 @@ import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
-import { redisUrlProblem } from './ratelimit-options.js';
 
 /** A mesh configured from @meshlet/config, with the config it was made from (hot: `config.onChange`). */
 export type ConfiguredMesh = Mesh & { readonly config: Config };
@@ -89,8 +88,31 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     });
   } catch (err) {
     config.close();
-    throw err;
+    throw configuredError(err, overrides);
   }
+}
+
+/** The MeshOptions fields configuration gives that createMesh checks, and their keys. */
+const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
+  ['service', 'meshlet.service'],
+  ['version', 'meshlet.version'],
+  ['port', 'meshlet.port'],
+  ['ratelimit.redisUrl', 'meshlet.ratelimit.redis-url'],
+];
+
+/**
+ * createMesh's refusal of a value that came from configuration, naming the key and its
+ * variable as the README promises (`meshlet.version (MESHLET_VERSION): …`) instead of the
+ * option field the operator never wrote; a value given in code (`overrides`) keeps its field.
+ */
+function configuredError(err: unknown, overrides: Partial<MeshOptions>): unknown {
+  if (!(err instanceof MeshletError) || err.code !== 'MESHLET_BAD_OPTION') return err;
+  for (const [field, key] of CHECKED_KEYS) {
+    if (!err.message.startsWith(`${field}: `)) continue;
+    const top = field.split('.')[0] as keyof MeshOptions;
+    return overrides[top] !== undefined ? err : bad(key, err.message.slice(field.length + 2));
+  }
+  return err;
 }
 
 /** The relaxed environment variable of a key, for error messages: `meshlet.auth.keys` → MESHLET_AUTH_KEYS. */
@@ -143,9 +165,6 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
   const port = numberOf(config, 'meshlet.port');
   const adminToken = get('meshlet.admin.token');
   const redisUrl = get('meshlet.ratelimit.redis-url');
-  // Checked here too, so that a bad one names the key and its variable (createMesh would name ratelimit.redisUrl).
-  const redisProblem = redisUrlProblem(redisUrl);
-  if (redisProblem !== undefined) throw bad('meshlet.ratelimit.redis-url', redisProblem);
   const healthPath = get('meshlet.health-path');
   const version = get('meshlet.version');
   const namespace = get('meshlet.namespace');

@@ -105,10 +105,9 @@ function checkRedisUrl(url: unknown): void {
 
 /**
  * What is wrong with a Redis URL (`ratelimit.redisUrl`), or undefined when the connection
- * takes it; for createMesh and for configuration (`meshlet.ratelimit.redis-url`), each
- * naming its own field. The URL itself is not shown: it may hold a password.
+ * takes it. The URL itself is not shown: it may hold a password.
  */
-export function redisUrlProblem(url: unknown): string | undefined {
+function redisUrlProblem(url: unknown): string | undefined {
   if (url === undefined) return undefined;
   if (typeof url !== 'string' || url === '') return `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`;
   if (url.startsWith('redis+sentinel:')) {
