@@ -1,5 +1,6 @@
 import { serviceNameProblem } from '@meshlet/core';
 import {
+  ADAPTIVE_BOUNDS,
   type BulkheadOptions,
   MAX_OUTBOUND_LIMITS,
   type OutboundAdaptiveOptions,
@@ -14,7 +15,7 @@ import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from
  * destination (each a pending promise), and as many destinations with their own numbers
  * as the outbound adaptive limits follow.
  */
-export const BULKHEAD_BOUNDS = Object.freeze({ maxConcurrent: 100_000, maxQueue: 10_000, services: MAX_OUTBOUND_LIMITS });
+export const BULKHEAD_BOUNDS = Object.freeze({ maxConcurrent: ADAPTIVE_BOUNDS.maxLimit, maxQueue: 10_000, services: MAX_OUTBOUND_LIMITS });
 
 /** The longest `ratelimit.redisTimeoutMs`: a call waits this long at most for Redis before its local share. */
 export const MAX_REDIS_TIMEOUT_MS = 60_000;
