@@ -94,7 +94,7 @@ describe('the span of a refused call names the breaker that refused it', () => {
     assert.deepEqual(seen, [7, 9]);
   });
 
-  it('a refusal makes its span attributes when they are read, once, with the state it had when it refused', async () => {
+  it('a refusal carries its span attributes as a field, with the state it had when it refused: read, spread, logged as JSON', async () => {
     const { call, clock } = setup({ rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 1_000 }] }, () => 503);
     assert.equal((await call()).status, 503);
     let caught: unknown;
@@ -102,18 +102,25 @@ describe('the span of a refused call names the breaker that refused it', () => {
       caught = e;
     });
     assert.ok(caught instanceof CircuitOpenError);
-    // Nothing made per refusal for a span that never reads it: not an own field of the error.
-    assert.equal(Object.hasOwn(caught, 'spanAttributes'), false);
     clock.advance(1_000); // the breaker would be half-open now: the refusal keeps what it saw
-    // Read as trace's errorAttributesOf reads it (a destructured field of an unknown error).
-    const { spanAttributes } = caught as unknown as { spanAttributes?: unknown };
-    assert.deepEqual(spanAttributes, {
+    const want = {
       'io.meshlet.circuit.level': 'service',
       'io.meshlet.circuit.state': 'open',
       'io.meshlet.breaker': 'open',
       'io.meshlet.rules.revision': 7,
-    });
+    };
+    // Read as trace's errorAttributesOf reads it (a destructured field of an unknown error).
+    const { spanAttributes } = caught as unknown as { spanAttributes?: unknown };
+    assert.deepEqual(spanAttributes, want);
     assert.equal(caught.spanAttributes, spanAttributes, 'the same object on every read');
+    // A public field of a public error: a structured logger (JSON, a spread, for…in) sees it,
+    // and code that enriches errors can set it, as before it was made lazily (found in review).
+    assert.deepEqual(JSON.parse(JSON.stringify(caught)).spanAttributes, want, 'JSON.stringify, as a JSON logger writes it');
+    assert.deepEqual(({ ...caught } as { spanAttributes?: unknown }).spanAttributes, want, 'a spread copy');
+    const keys: string[] = [];
+    for (const k in caught) keys.push(k);
+    assert.ok(keys.includes('spanAttributes'), `for…in (pino's error serializer): ${keys.join(' ')}`);
+    assert.doesNotThrow(() => Object.assign(caught as object, { spanAttributes: { ...want, extra: 1 } }), 'assigned');
     assert.equal(new CircuitOpenError('api', 'orders', 'GET /x', 5).spanAttributes['io.meshlet.circuit.api'], 'GET /x');
   });
 

@@ -32,7 +32,7 @@ import type { RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
-import { badOption, onlyOptionKeys, optionObject, wholeNumber } from './option-checks.js';
+import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from './option-checks.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
@@ -257,7 +257,7 @@ export function checkGrpcOptions(options: { readonly channels?: ChannelPoolOptio
   onlyOptionKeys(channels, 'grpc.channels', ['maxChannels', 'credentials', 'channelOptions']);
   const { maxChannels, credentials: creds, channelOptions } = channels;
   if (maxChannels !== undefined && !wholeNumber(maxChannels, 1, MAX_GRPC_CHANNELS))
-    throw badOption('grpc.channels.maxChannels', `${String(maxChannels)} must be a whole number from 1 to ${MAX_GRPC_CHANNELS}`);
+    throw badOption('grpc.channels.maxChannels', `${shownValue(maxChannels)} must be a whole number from 1 to ${MAX_GRPC_CHANNELS}`);
   if (creds !== undefined && typeof creds !== 'function')
     throw badOption(
       'grpc.channels.credentials',

@@ -88,8 +88,31 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     });
   } catch (err) {
     config.close();
-    throw err;
+    throw configuredError(err, overrides);
   }
+}
+
+/** The MeshOptions fields configuration gives that createMesh checks, and their keys. */
+const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
+  ['service', 'meshlet.service'],
+  ['version', 'meshlet.version'],
+  ['port', 'meshlet.port'],
+  ['ratelimit.redisUrl', 'meshlet.ratelimit.redis-url'],
+];
+
+/**
+ * createMesh's refusal of a value that came from configuration, naming the key and its
+ * variable as the README promises (`meshlet.version (MESHLET_VERSION): …`) instead of the
+ * option field the operator never wrote; a value given in code (`overrides`) keeps its field.
+ */
+function configuredError(err: unknown, overrides: Partial<MeshOptions>): unknown {
+  if (!(err instanceof MeshletError) || err.code !== 'MESHLET_BAD_OPTION') return err;
+  for (const [field, key] of CHECKED_KEYS) {
+    if (!err.message.startsWith(`${field}: `)) continue;
+    const top = field.split('.')[0] as keyof MeshOptions;
+    return overrides[top] !== undefined ? err : bad(key, err.message.slice(field.length + 2));
+  }
+  return err;
 }
 
 /** The relaxed environment variable of a key, for error messages: `meshlet.auth.keys` → MESHLET_AUTH_KEYS. */

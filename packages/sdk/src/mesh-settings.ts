@@ -12,7 +12,7 @@ import {
 import { createTracing, type Tracing } from '@meshlet/trace';
 import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
 import type { MeshOptions } from './mesh-options.js';
-import { badOption } from './option-checks.js';
+import { badOption, shownValue } from './option-checks.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
 import { type OutboundLimitSettings, outboundLimitSettings } from './ratelimit-options.js';
 
@@ -53,11 +53,11 @@ export function meshSettings(options: MeshOptions): MeshSettings {
   if (options.logIntervalMs !== undefined && !(Number.isFinite(options.logIntervalMs) && options.logIntervalMs >= 0))
     throw new MeshletError(
       'MESHLET_BAD_OPTION',
-      `logIntervalMs: ${String(options.logIntervalMs)} must be a number of milliseconds, 0 or more`,
+      `logIntervalMs: ${shownValue(options.logIntervalMs)} must be a number of milliseconds, 0 or more`,
     );
   const tagHeaders = options.tagHeaders ?? (options.auth ? 'verified' : 'any');
   if (!TAG_HEADER_TRUST.includes(tagHeaders))
-    throw new MeshletError('MESHLET_BAD_OPTION', `tagHeaders: "${String(tagHeaders)}" must be one of ${TAG_HEADER_TRUST.join(', ')}`);
+    throw new MeshletError('MESHLET_BAD_OPTION', `tagHeaders: ${shownValue(tagHeaders)} must be one of ${TAG_HEADER_TRUST.join(', ')}`);
   if (tagHeaders === 'verified' && !options.auth)
     throw new MeshletError(
       'MESHLET_BAD_OPTION',
@@ -98,19 +98,19 @@ export function meshTracing(settings: MeshSettings, options: MeshOptions): Traci
 function checkCallOptions(options: MeshOptions): void {
   const version: unknown = options.version;
   if (version !== undefined && (typeof version !== 'string' || version === '' || version.length > 64))
-    throw badOption('version', `${JSON.stringify(version)} must be a string of 1 to 64 characters`);
+    throw badOption('version', `${shownValue(version)} must be a string of 1 to 64 characters`);
   const route = options.route;
   if (route?.panicThresholdPercent !== undefined && !inRange(route.panicThresholdPercent, 0, 100))
-    throw badOption('route.panicThresholdPercent', `${String(route.panicThresholdPercent)} must be a number from 0 to 100`);
+    throw badOption('route.panicThresholdPercent', `${shownValue(route.panicThresholdPercent)} must be a number from 0 to 100`);
   if (route?.departedGraceMs !== undefined && !inRange(route.departedGraceMs, 0, 3_600_000))
-    throw badOption('route.departedGraceMs', `${String(route.departedGraceMs)} must be milliseconds from 0 to 3600000`);
+    throw badOption('route.departedGraceMs', `${shownValue(route.departedGraceMs)} must be milliseconds from 0 to 3600000`);
   const defaults: unknown = options.callDefaults;
   if (defaults === undefined || defaults === false) return;
   if (typeof defaults !== 'object' || defaults === null)
     throw badOption('callDefaults', 'must be an object, or false to turn the defaults off');
   const { retries, outlierDetection } = defaults as { retries?: unknown; outlierDetection?: unknown };
   if (retries !== undefined && !(Number.isInteger(retries) && inRange(retries as number, 0, 10)))
-    throw badOption('callDefaults.retries', `${String(retries)} must be a whole number from 0 to 10`);
+    throw badOption('callDefaults.retries', `${shownValue(retries)} must be a whole number from 0 to 10`);
   if (outlierDetection !== undefined && outlierDetection !== false && (typeof outlierDetection !== 'object' || outlierDetection === null))
     throw badOption('callDefaults.outlierDetection', 'must be an instance rule, or false to turn ejection off');
 }

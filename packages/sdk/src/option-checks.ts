@@ -27,5 +27,7 @@ export function wholeNumber(value: unknown, min: number, max: number): boolean {
 export function shownValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.slice(0, 80));
   if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
+  // Not its source: a function's text is as long as the function.
+  if (typeof value === 'function') return 'a function';
   return String(value);
 }

@@ -1,5 +1,6 @@
 import { serviceNameProblem } from '@meshlet/core';
 import {
+  ADAPTIVE_BOUNDS,
   type BulkheadOptions,
   MAX_OUTBOUND_LIMITS,
   type OutboundAdaptiveOptions,
@@ -14,7 +15,7 @@ import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from
  * destination (each a pending promise), and as many destinations with their own numbers
  * as the outbound adaptive limits follow.
  */
-export const BULKHEAD_BOUNDS = Object.freeze({ maxConcurrent: 100_000, maxQueue: 10_000, services: MAX_OUTBOUND_LIMITS });
+export const BULKHEAD_BOUNDS = Object.freeze({ maxConcurrent: ADAPTIVE_BOUNDS.maxLimit, maxQueue: 10_000, services: MAX_OUTBOUND_LIMITS });
 
 /** The longest `ratelimit.redisTimeoutMs`: a call waits this long at most for Redis before its local share. */
 export const MAX_REDIS_TIMEOUT_MS = 60_000;
@@ -71,9 +72,10 @@ function bulkheadsOption(raw: unknown): BulkheadsOption {
     // A null prototype: a service named like an Object method reads its own entry or none.
     services = Object.create(null) as Record<string, BulkheadOptions>;
     for (const [name, entry] of entries) {
-      const at = `${path}.services.${name}`;
       const problem = serviceNameProblem(name);
-      if (problem !== undefined) throw badOption(at, problem);
+      // The name in the field's path bounded as the problem shows it (a valid one is at most 63).
+      if (problem !== undefined) throw badOption(`${path}.services.${name.slice(0, 80)}`, problem);
+      const at = `${path}.services.${name}`;
       services[name] = bulkhead(entry, at);
     }
   }
@@ -98,27 +100,34 @@ function bulkhead(raw: unknown, path: string): BulkheadOptions {
 }
 
 function checkRedisUrl(url: unknown): void {
-  if (url !== undefined) {
-    if (typeof url !== 'string' || url === '')
-      throw badOption('ratelimit.redisUrl', `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`);
-    // The URL itself is not shown: it may hold a password.
-    if (url.startsWith('redis+sentinel:')) {
-      // Several Sentinel hosts are no WHATWG URL: the connection's own parser reads them.
-      try {
-        parseSentinelUrl(url);
-      } catch {
-        throw badOption('ratelimit.redisUrl', 'is not redis+sentinel://host:port[,host:port…]/<primary name>');
-      }
-      return;
-    }
-    let protocol: string;
+  const problem = redisUrlProblem(url);
+  if (problem !== undefined) throw badOption('ratelimit.redisUrl', problem);
+}
+
+/**
+ * What is wrong with a Redis URL (`ratelimit.redisUrl`), or undefined when the connection
+ * takes it. The URL itself is not shown: it may hold a password.
+ */
+function redisUrlProblem(url: unknown): string | undefined {
+  if (url === undefined) return undefined;
+  if (typeof url !== 'string' || url === '') return `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`;
+  if (url.startsWith('redis+sentinel:')) {
+    // Several Sentinel hosts are no WHATWG URL: the connection's own parser reads them.
     try {
-      protocol = new URL(url).protocol;
+      parseSentinelUrl(url);
     } catch {
-      throw badOption('ratelimit.redisUrl', 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)');
+      return 'is not redis+sentinel://host:port[,host:port…]/<primary name>';
     }
-    if (!REDIS_PROTOCOLS.includes(protocol)) throw badOption('ratelimit.redisUrl', `${protocol} is not redis:, rediss: or redis+sentinel:`);
+    return undefined;
   }
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    return 'is not a URL (redis://host:port, rediss://…, redis+sentinel://…)';
+  }
+  // The scheme shown bounded: it is the caller's text.
+  return REDIS_PROTOCOLS.includes(protocol) ? undefined : `${shownValue(protocol)} is not redis:, rediss: or redis+sentinel:`;
 }
 
 function checkRedisTimeout(timeoutMs: unknown): void {

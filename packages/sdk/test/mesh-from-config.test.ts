@@ -81,5 +81,52 @@ describe('createMeshFromConfig without Consul', () => {
     await refused({}, /MESHLET_SERVICE/);
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_PORT: 'eighty' }, /meshlet\.port \(MESHLET_PORT\): "eighty" is not a number/);
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'toml' }, /MESHLET_CONFIG_FORMAT/);
+    // createMesh checks the Redis URL (ratelimit-options.ts); from configuration, the key and variable are named.
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: 'localhost:6379' },
+      /^meshlet\.ratelimit\.redis-url \(MESHLET_RATELIMIT_REDISURL\): /,
+    );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: 'http://127.0.0.1:6379' },
+      /^meshlet\.ratelimit\.redis-url \(MESHLET_RATELIMIT_REDISURL\): /,
+    );
+  });
+
+  it("names the key and its variable when createMesh refuses a configured value (a value given in code keeps its option's name)", async () => {
+    const refusal = async (env: Record<string, string>, overrides = {}) => {
+      let caught: unknown;
+      await createMeshFromConfig({ env, overrides, logger: new MemoryLogger() }).then(
+        (mesh) => mesh.close(),
+        (err: unknown) => {
+          caught = err;
+        },
+      );
+      assert.ok(caught instanceof MeshletError, `refused: ${JSON.stringify(env)}`);
+      assert.equal(caught.code, 'MESHLET_BAD_OPTION');
+      return caught.message;
+    };
+    assert.match(await refusal({ MESHLET_SERVICE: 'Orders' }), /^meshlet\.service \(MESHLET_SERVICE\): "Orders" has upper-case letters/);
+    assert.match(
+      await refusal({ MESHLET_SERVICE: 'orders', MESHLET_VERSION: 'v'.repeat(70) }),
+      /^meshlet\.version \(MESHLET_VERSION\): "v+" must be/,
+    );
+    assert.match(
+      await refusal({ MESHLET_SERVICE: 'orders', MESHLET_PORT: '70000' }),
+      /^meshlet\.port \(MESHLET_PORT\): 70000 is not a port number/,
+    );
+    assert.match(await refusal({ MESHLET_SERVICE: 'orders' }, { port: 70000 }), /^port: 70000 is not a port number/);
+  });
+
+  it('takes an empty Redis URL variable as none (the local limits), as every empty variable is unset', async () => {
+    const mesh = await createMeshFromConfig({
+      logger: new MemoryLogger(),
+      env: { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: '' },
+    });
+    try {
+      assert.equal(mesh.service, 'orders');
+      assert.equal(mesh.config.get('meshlet.ratelimit.redis-url'), '');
+    } finally {
+      await mesh.close();
+    }
   });
 });

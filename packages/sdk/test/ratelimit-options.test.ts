@@ -158,3 +158,29 @@ it('takes every Redis URL form the connection takes: redis://, rediss:// with cr
       redisUrl,
     );
 });
+
+it('names a refused bulkhead service within bounds, however long the name', () => {
+  const long = `Bad${'x'.repeat(100_000)}`;
+  assert.throws(
+    () => outboundLimitSettings({ bulkheads: { services: { [long]: { maxConcurrent: 1 } } } }),
+    (e: unknown) => {
+      const message = (e as Error).message;
+      assert.equal((e as { code?: string }).code, 'MESHLET_BAD_OPTION');
+      assert.ok(message.startsWith(`ratelimit.bulkheads.services.Bad${'x'.repeat(40)}`), message.slice(0, 120));
+      assert.ok(message.length < 600, `a message of ${message.length} characters`);
+      return true;
+    },
+  );
+});
+
+it('refuses a Redis URL of another scheme naming the scheme bounded, however long', () => {
+  assert.throws(
+    () => outboundLimitSettings({ redisUrl: `${'x'.repeat(100_000)}://127.0.0.1:6379` }),
+    (e: unknown) => {
+      const message = (e as Error).message;
+      assert.ok(message.startsWith('ratelimit.redisUrl: "xxx'), message.slice(0, 120));
+      assert.ok(message.length < 400, `a message of ${message.length} characters`);
+      return true;
+    },
+  );
+});

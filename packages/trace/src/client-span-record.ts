@@ -151,6 +151,17 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     return this.attrs;
   }
 
+  /**
+   * Attributes assigned whole (a processor that redacts them, as it could while
+   * `attributes` was a plain field): the record's own from then on; the made JSON, which
+   * is of the old object, no longer stands, so the record is written from these.
+   */
+  set attributes(attributes: Attributes) {
+    this.attrs = attributes;
+    this.shared = false;
+    this.lateValues = undefined;
+  }
+
   /** Makes the shared attributes the record's own: a copy, with those set later. */
   private ownAttributes(): void {
     const shared = this.attrs;

@@ -167,6 +167,38 @@ describe('a span written as bytes', () => {
     }
   });
 
+  it('a record on shared attributes takes attributes assigned whole (a redacting processor), and writes those; the shared object is untouched', () => {
+    const shared = Object.freeze({ 'http.request.method': 'GET', 'url.full': 'http://orders/secret?token=1' }) as Attributes;
+    const json = keyValuesJson(shared);
+    const make = () =>
+      new ClientSpanRecord(
+        deps('a'),
+        'GET',
+        { traceId: hex(16), spanId: hex(8), traceFlags: TraceFlags.SAMPLED },
+        undefined,
+        shared,
+        json,
+        true,
+        [Buffer.from(json, 'utf8')],
+        true,
+      );
+    const span = make();
+    span.setAttribute('http.response.status_code', 200);
+    span.end();
+    // As a SpanProcessor's onEnd may redact: the whole object replaced (it was an own field
+    // of the record before its attributes were shared; an accessor without a setter threw).
+    (span as { attributes: Attributes }).attributes = { 'http.request.method': 'GET', 'url.full': 'http://orders/[redacted]' };
+    assert.deepEqual(span.attributes, { 'http.request.method': 'GET', 'url.full': 'http://orders/[redacted]' });
+    const line = encodeTraceLineBytes([span]);
+    assert.deepEqual(line, expected([span]));
+    assert.ok(!line.toString().includes('secret'), line.toString());
+    assert.equal(shared['url.full'], 'http://orders/secret?token=1', 'the shared object is untouched');
+    // The next record on the same shared object still writes it as it is.
+    const other = make();
+    other.end();
+    assert.match(encodeTraceLineBytes([other]).toString(), /secret/);
+  });
+
   it('writes records through their bytes (not their JSON string) when they carry them', () => {
     const span = new ClientSpanRecord(
       deps('a'),
