@@ -25,7 +25,8 @@ export function headersOf(metadata: Metadata): Record<string, string | string[]>
   const out: Record<string, string | string[]> = {};
   const all = metadata.toJSON();
   for (const key in all) {
-    if (key.endsWith('-bin')) continue;
+    // The metadata's own keys only (for…in also walks inherited enumerable names).
+    if (key.endsWith('-bin') || !Object.hasOwn(all, key)) continue;
     const values = all[key] as (string | Buffer)[];
     // Most keys have one value: no array is made for them.
     if (values.length === 1) {

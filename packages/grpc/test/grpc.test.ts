@@ -115,6 +115,16 @@ describe('registration metadata', () => {
     md.set('trace-bin', Buffer.from([1, 2]));
     assert.deepEqual(headersOf(md), { 'x-meshlet-tags': 'tier=gold', multi: ['a', 'b'] });
   });
+
+  it("reads the metadata's own keys, not names inherited from a polluted prototype", () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    proto['x-meshlet-tags'] = ['lane=polluted'];
+    try {
+      assert.deepEqual(headersOf(new grpc.Metadata()), {});
+    } finally {
+      delete proto['x-meshlet-tags'];
+    }
+  });
 });
 
 // A tiny service with hand-written serializers: no proto needed for the package's own tests.

@@ -67,7 +67,9 @@ export function polarisDialect(options: PolarisDialectOptions = {}): TagDialect 
         if ((c0 !== 0x78 && c0 !== 0x58) || rawName.charCodeAt(1) !== 0x2d) continue;
         const name = lowerCase(rawName);
         const prefix = name.startsWith(POLARIS_LOWER) ? POLARIS_LOWER : name.startsWith(SCT_LOWER) ? SCT_LOWER : undefined;
-        if (!prefix) continue;
+        // The request's own headers only (for…in also walks inherited enumerable names: a
+        // polluted Object.prototype must not put a tag on every request).
+        if (!prefix || !Object.hasOwn(headers, rawName)) continue;
         out ??= emptyExtract();
         const key = name.slice(prefix.length);
         const raw = typeof rawValue === 'string' ? rawValue : rawValue[0];

@@ -1,4 +1,5 @@
 import type { Caller, TagDropReason } from '@meshlet/core';
+import { sealedEmptyMap, sealedEmptySet } from './sealed-empty.js';
 import type { TagScope } from './tag-scope.js';
 
 /** Request headers as node:http gives them: lower-case names, repeated headers as arrays. */
@@ -76,7 +77,7 @@ export function headerValue(headers: HeaderBag, name: string): string | undefine
  * The `arrivedOnce` of a result with no one-hop tag: shared, never added to (`takeTag`
  * makes a Set of the result's own for its first one-hop tag; deleting from it is a no-op).
  */
-export const NONE_ONCE: Set<string> = new Set<string>();
+export const NONE_ONCE: Set<string> = sealedEmptySet<string>();
 
 /**
  * What a dialect reads from a request that carries none of its headers: one shared,
@@ -85,7 +86,7 @@ export const NONE_ONCE: Set<string> = new Set<string>();
  * and read only.
  */
 export const NOTHING_EXTRACTED: DialectExtract = Object.freeze({
-  tags: new Map<string, string>() as ReadonlyMap<string, string>,
+  tags: sealedEmptyMap<string, string>(),
   arrivedOnce: NONE_ONCE as ReadonlySet<string>,
   dropped: Object.freeze([]) as readonly DialectDroppedTag[],
   warnings: Object.freeze([]) as readonly HeaderWarning[],

@@ -2,6 +2,7 @@ import { type Caller, TagLimits } from '@meshlet/core';
 import { meshletDialect } from './meshlet-dialect.js';
 import { type PolarisDialectOptions, polarisDialect } from './polaris-dialect.js';
 import { sctDialect } from './sct-dialect.js';
+import { sealedEmptyMap } from './sealed-empty.js';
 import {
   type DialectDroppedTag,
   type DialectExtract,
@@ -63,7 +64,7 @@ const NO_OPTIONS: { readonly tags?: boolean } = Object.freeze({});
 const NO_DIALECTS: readonly TagDialect[] = Object.freeze([]);
 
 /** The pass-through headers of every request that carries none: shared, never changed. */
-const NO_PASS_THROUGH: ReadonlyMap<string, string> = new Map();
+const NO_PASS_THROUGH: ReadonlyMap<string, string> = sealedEmptyMap();
 
 /**
  * The last headers emitted for one tags Map, with everything they were computed from:

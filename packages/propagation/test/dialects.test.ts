@@ -10,6 +10,7 @@ import {
   type ScopeLookup,
   sctDialect,
   type TagDialect,
+  TagPropagation,
   type TagScope,
   tsfDialect,
 } from '../src/index.js';
@@ -254,6 +255,35 @@ describe("a request without a dialect's headers", () => {
       assert.equal(none.tags.size, 0);
     });
   }
+});
+
+describe('the shared empty results', () => {
+  for (const [name, dialect] of dialects) {
+    it(`${name}: cannot be filled, so one request's tag never reaches the next`, () => {
+      const none = dialect.extract({ accept: 'text/plain' });
+      assert.throws(() => (none.tags as Map<string, string>).set('lane', 'attacker'), TypeError);
+      assert.throws(() => (none.arrivedOnce as Set<string>).add('lane'), TypeError);
+      assert.equal(dialect.extract({ accept: 'text/plain' }).tags.get('lane'), undefined);
+    });
+  }
+
+  it('pass-through headers of a request that has none cannot be filled', () => {
+    const p = new TagPropagation({ passThroughHeaders: ['x-uid'] });
+    const got = p.extract({ accept: 'text/plain' });
+    assert.throws(() => (got.passThrough as Map<string, string>).set('x-uid', 'attacker'), TypeError);
+    assert.equal(p.extract({ accept: 'text/plain' }).passThrough.get('x-uid'), undefined);
+  });
+
+  it("polaris reads the request's own headers, not names inherited from a polluted prototype", () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    proto['x-polaris-metadata-transitive-lane'] = 'polluted';
+    try {
+      assert.equal(polarisDialect().extract({ accept: 'text/plain' }).tags.get('lane'), undefined);
+      assert.equal(new TagPropagation().extract({ accept: 'text/plain' }).tags.get('lane'), undefined);
+    } finally {
+      delete proto['x-polaris-metadata-transitive-lane'];
+    }
+  });
 });
 
 describe('header bombs: dropped with a warning, never thrown', () => {
