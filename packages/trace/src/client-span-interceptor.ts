@@ -209,6 +209,29 @@ function startSampled(deps: SpanDeps, attempt: Attempt, parent: Context, decisio
 // many: bounded per origin, and in all.
 const URLS_PER_ORIGIN = 256;
 const ORIGINS_KEPT = 1024;
+/**
+ * URLs and kinds of attempt kept in all, whatever their origins: past it the whole cache
+ * starts again. The per-origin and per-URL bounds alone would let 1024 × 256 × 16 entries
+ * (a few KB each) pile up.
+ */
+export const URL_ATTRIBUTES_KEPT = 16_384;
+let kept = 0;
+
+/** Counts one entry put in the cache; past URL_ATTRIBUTES_KEPT, empties it first. */
+function keepOne(): void {
+  if (kept >= URL_ATTRIBUTES_KEPT) {
+    urls.clear();
+    kept = 0;
+  }
+  kept++;
+}
+
+/** Entries the cache holds now, at most URL_ATTRIBUTES_KEPT (for tests). */
+export function urlAttributesKept(): number {
+  let n = 0;
+  for (const byPath of urls.values()) for (const url of byPath.values()) n += 1 + url[2].size;
+  return n;
+}
 /** A sampled attempt's attributes (frozen), as JSON (flat) and as its UTF-8, for one URL and kind of attempt. */
 interface MadeAttributes {
   readonly attributes: Attributes;
@@ -229,6 +252,7 @@ function attributesOf(url: UrlEntry, made: MadeJson, attempt: Attempt, method: s
     const json = flat(`${made.before}${url[1]}${made.after}`);
     whole = { attributes: Object.freeze(sampledAttributes(attempt, method, origin, url[0])), json, bytes: [Buffer.from(json, 'utf8')] };
     if (byMade.size >= KINDS_PER_URL) byMade.clear();
+    keepOne();
     byMade.set(made, whole);
   }
   return whole;
@@ -249,6 +273,7 @@ function urlOf(href: string, path: string): UrlEntry {
     const json = flat(keyValueJson(Attr.urlFull, full));
     url = [full, json, new Map()];
     if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();
+    keepOne();
     byPath.set(path, url);
   }
   return url;
