@@ -106,11 +106,13 @@ function checkRedisUrl(url: unknown): void {
 
 /**
  * What is wrong with a Redis URL (`ratelimit.redisUrl`), or undefined when the connection
- * takes it. The URL itself is not shown: it may hold a password.
+ * takes it. An empty string is no Redis, as an empty configured value is (code such as
+ * `redisUrl: process.env.REDIS_URL ?? ''` means that). The URL itself is not shown: it
+ * may hold a password.
  */
 function redisUrlProblem(url: unknown): string | undefined {
-  if (url === undefined) return undefined;
-  if (typeof url !== 'string' || url === '') return `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`;
+  if (url === undefined || url === '') return undefined;
+  if (typeof url !== 'string') return `${shownValue(url)} must be a redis://, rediss:// or redis+sentinel:// URL`;
   if (url.startsWith('redis+sentinel:')) {
     // Several Sentinel hosts are no WHATWG URL: the connection's own parser reads them.
     try {

@@ -159,6 +159,10 @@ it('takes every Redis URL form the connection takes: redis://, rediss:// with cr
     );
 });
 
+it('takes an empty Redis URL as no Redis, as an empty configured value is', () => {
+  assert.deepEqual(outboundLimitSettings({ redisUrl: '' }), { bulkheads: undefined, outboundAdaptive: undefined });
+});
+
 it('names a refused bulkhead service within bounds, however long the name', () => {
   const long = `Bad${'x'.repeat(100_000)}`;
   assert.throws(
