@@ -74,7 +74,12 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
     await relayMesh.rules.apply(
       JSON.stringify({
         service: 'slow-http',
-        breaker: { timeoutMs: RULE_TIMEOUT_MS, retry: { maxRetries: 2, backoff: { baseMs: 1, maxMs: 1 } } },
+        // A retry and a breaker that opens on one failure: a cut is neither retried nor counted.
+        breaker: {
+          timeoutMs: RULE_TIMEOUT_MS,
+          retry: { maxRetries: 2, backoff: { baseMs: 1, maxMs: 1 } },
+          rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000 }],
+        },
       }),
       { author: 'test' },
     );
@@ -110,7 +115,8 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
       handle = async () => {
         const t0 = Date.now();
         try {
-          if (front === 'fetch') await relayMesh.fetch('http://slow-http/slow');
+          // fetch with a signal of its own (never aborted): the deadline still cuts it.
+          if (front === 'fetch') await relayMesh.fetch('http://slow-http/slow', { signal: new AbortController().signal });
           else await relayMesh.request('http://slow-http/slow');
           return 'answered';
         } catch (err) {
@@ -155,10 +161,10 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
     assert.equal(upstream.hits.length, sent, 'the upstream saw nothing');
   });
 
-  it('a call that answers before the deadline is unaffected', async () => {
+  it('a call that answers before the deadline is unaffected, and the cuts before it opened no breaker', async () => {
     handle = async () => (await relayMesh.fetch('http://slow-http/fast')).text();
     const reply = await say(client, 'x', { deadline: Date.now() + 30_000 }, new grpc.Metadata(), 'Relay');
-    assert.match(reply, /fast$/);
+    assert.match(reply, /fast$/, 'answered: the service breaker (one failure opens it) did not count the cut calls');
   });
 
   it('the cut runs on the mesh clock: a ManualClock advanced past the deadline ends the call', async () => {
