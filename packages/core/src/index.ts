@@ -40,6 +40,7 @@ export {
   type TraceHeaders,
   withTags,
 } from './context.js';
+export { DeadlineExceededError, inboundDeadline, keepInboundDeadline } from './deadline.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
 export { FileKvStore } from './file-kv-store.js';
 export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME, serviceNameProblem } from './instance.js';

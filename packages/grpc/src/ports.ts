@@ -149,6 +149,15 @@ export interface GrpcClientPorts {
    */
   readonly attemptChain?: AttemptChain;
   /**
+   * Records one finished unary attempt in the client call metrics, as HTTP's attempts are
+   * (@meshlet/trace's `CallMetrics`: `meshlet_client_*` in the admin endpoint's Prometheus
+   * output, its bound on APIs per destination): the destination, the API (`POST
+   * /pkg.Service/Method`, the breaker rules' key), the attempt's time on `clock`, and the
+   * status name when not OK (`UNAVAILABLE`). Told by the span observer, so only with
+   * `tracing`. Absent: no metrics.
+   */
+  readonly recordCall?: (service: string, api: string, durationMs: number, errorType: string | undefined) => void;
+  /**
    * The span attributes a governance error carries (@meshlet/trace's `errorAttributesOf`:
    * a refusal's `io.meshlet.circuit.*`), for the span of a call refused before any attempt.
    */

@@ -5,9 +5,12 @@ import {
   type AttemptChain,
   type AttemptResult,
   CALLER_HEADER,
+  type CancelTimer,
   type Clock,
   currentContext,
+  DeadlineExceededError,
   getTag,
+  inboundDeadline,
   type Logger,
   type MeshContext,
   MeshletError,
@@ -185,14 +188,15 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   attempts = 0;
   #refusalSpan = false;
 
-  constructor(pipeline: Pipeline, call: ServiceCall<R>, tags: TagLookup) {
+  /** `signal`: the caller's, or the caller's and the inbound deadline's (InboundDeadlineCut). */
+  constructor(pipeline: Pipeline, call: ServiceCall<R>, tags: TagLookup, signal: AbortSignal | undefined) {
     this.service = call.service;
     this.method = call.method;
     this.path = call.path;
     this.search = call.search;
     this.headers = call.headers;
     this.retryable = call.retryable;
-    if (call.signal) this.signal = call.signal;
+    if (signal) this.signal = signal;
     if (call.discard) this.discard = call.discard;
     this.tags = tags;
     this.settlesOnAbort = call.takesAbort === true && call.settlesOnAbort === true;
@@ -296,6 +300,29 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
   }
 }
 
+/**
+ * The deadline of the inbound call being served (a gRPC handler's caller's), applied to an
+ * HTTP call made while serving it: an abort at the deadline, with the caller's own signal,
+ * handed to the executor as the call's signal. An abort of that signal is the caller's, so
+ * it ends the attempt in flight, the bulkhead wait and the retry backoff, is not retried
+ * and counts against no breaker; its reason (DeadlineExceededError, sent) is the call's
+ * error. One timer a call, only for calls made under a deadline; ended when the call settles.
+ */
+class InboundDeadlineCut {
+  readonly signal: AbortSignal;
+  readonly #cancel: CancelTimer;
+
+  constructor(clock: Clock, left: number, service: string, caller: AbortSignal | undefined) {
+    const controller = new AbortController();
+    this.#cancel = clock.setTimeout(() => controller.abort(new DeadlineExceededError(service, true, `after ${left} ms`)), left);
+    this.signal = caller === undefined ? controller.signal : AbortSignal.any([caller, controller.signal]);
+  }
+
+  end(): void {
+    this.#cancel();
+  }
+}
+
 export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   const { executor, tracing, guard } = deps;
   // The attempt chain (span, in-flight count, fault), composed once: attempt-stages.ts.
@@ -305,23 +332,53 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   // there (the call's fromResponse), and a call rejected before anything was sent gets its
   // span through the call's `rejected`, which the executor calls: no step on the promise.
   return function run<R extends CallResult>(call: ServiceCall<R>): Promise<R> {
-    const { service, path, method, signal } = call;
+    const { service, path, method } = call;
+    let signal = call.signal;
     let governed: PipelineCall<R> | undefined;
+    let cut: InboundDeadlineCut | undefined;
     let out: Promise<R>;
     try {
       const ctx = currentContext();
+      // Inside a handler whose caller gave a deadline (gRPC's): the call ends by then.
+      const deadline = inboundDeadline(ctx);
+      if (deadline !== undefined) {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          // Passed already: refused before anything is sent (with the span of the refused call).
+          governed = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method), signal);
+          throw new DeadlineExceededError(service, false);
+        }
+        cut = new InboundDeadlineCut(deps.clock, left, service, signal);
+        signal = cut.signal;
+      }
       writeHeaders(deps, ctx, service, call.headers);
-      const g = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method));
-      if (guard === undefined) return executor.call<RouteDecision, R>(g) as Promise<R>;
-      governed = g;
-      // The destination's bulkhead and adaptive limit around the executor: a call over either
-      // is refused before routing (its span made here), and the limit samples the call's whole time.
-      out = guard(service, () => executor.call<RouteDecision, R>(g) as Promise<R>, signal);
+      const g = new PipelineCall(pipeline, call, routingTags(ctx, service, path, method), signal);
+      if (guard === undefined) out = executor.call<RouteDecision, R>(g) as Promise<R>;
+      else {
+        governed = g;
+        // The destination's bulkhead and adaptive limit around the executor: a call over either
+        // is refused before routing (its span made here), and the limit samples the call's whole time.
+        out = guard(service, () => executor.call<RouteDecision, R>(g) as Promise<R>, signal);
+      }
     } catch (error) {
+      cut?.end();
       governed?.rejected(error);
       return Promise.reject(error);
     }
-    if (tracing === undefined) return out;
+    if (cut !== undefined) {
+      const c = cut;
+      out = out.then(
+        (r) => {
+          c.end();
+          return r;
+        },
+        (error: unknown) => {
+          c.end();
+          throw error;
+        },
+      );
+    }
+    if (tracing === undefined || governed === undefined) return out;
     const g = governed;
     return out.catch((error: unknown) => {
       g.rejected(error);

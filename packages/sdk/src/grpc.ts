@@ -100,7 +100,13 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
   };
   const { guard } = deps;
   // Head sampling first, Meshlet's own span record when sampled (as HTTP's attempt spans).
-  const spans = { tracing: deps.tracing, startClientSpan: startRpcClientSpan };
+  // Each unary attempt is counted and timed in the client call metrics (`meshlet_client_*`), as HTTP's.
+  const metrics = deps.tracing?.clientMetrics;
+  const spans = {
+    tracing: deps.tracing,
+    startClientSpan: startRpcClientSpan,
+    ...(metrics !== undefined ? { recordCall: metrics.add.bind(metrics), clock: deps.clock } : {}),
+  };
   const clientPorts: GrpcClientPorts = {
     directory: deps.directory,
     router: deps.router,

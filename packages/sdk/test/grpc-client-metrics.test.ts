@@ -1,0 +1,91 @@
+// gRPC unary calls in the admin endpoint's Prometheus output, as HTTP's: real grpc-js
+// servers on 127.0.0.1, a mesh with tracing (its call metrics) and the admin endpoint on a
+// real HTTP server, read after the calls.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { listen, type TestServer } from '@meshlet/core/testing';
+import { GRPC_PORT_META } from '@meshlet/grpc';
+import { createTracing } from '@meshlet/trace';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { createMesh, type Mesh } from '../src/index.js';
+import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from './grpc-echo.js';
+
+const TOKEN = 'grpc-metrics-admin-token-0123456789';
+/** The bound on APIs per destination for this test (the default is 200): a third method goes to `_other`. */
+const MAX_APIS = 2;
+
+describe('gRPC client metrics in the admin endpoint', () => {
+  const registry = new InMemoryRegistry();
+  const rules = new InMemoryKvStore();
+  let echo: EchoServer;
+  let mesh: Mesh;
+  let admin: TestServer;
+  let client: EchoClient;
+
+  before(async () => {
+    echo = await startEcho('echo-0');
+    await registry.register({
+      id: echo.id,
+      service: 'echo',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(echo.port) },
+      health: 'passing',
+    });
+    const tracing = createTracing({
+      service: 'gateway',
+      exporters: [new InMemorySpanExporter()],
+      batch: { delayMs: 1 },
+      metrics: { maxApisPerService: MAX_APIS },
+    });
+    mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
+    admin = await listen(mesh.httpHandler((_req, res) => res.end('ok')));
+    client = mesh.grpc.client(Echo, 'echo');
+  });
+  after(async () => {
+    client.close();
+    await mesh.close();
+    await admin.close();
+    await echo.close();
+  });
+
+  const metrics = async () =>
+    (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+
+  it('counts and times unary calls by destination, method and failing status, with a bounded number of methods', async () => {
+    for (let i = 0; i < 3; i++) await say(client, 'hi');
+    echo.state.fail = { code: grpc.status.NOT_FOUND, details: 'no such thing' };
+    const notFound = await failure(say(client, 'missing'));
+    assert.equal(notFound.code, grpc.status.NOT_FOUND);
+    echo.state.fail = undefined;
+    // Relay: the echo has no relay, so UNIMPLEMENTED.
+    await failure(say(client, 'x', {}, new grpc.Metadata(), 'Relay'));
+    // Methods the destination does not have, on the same client: past the bound, one `_other` series.
+    for (const name of ['Nope1', 'Nope2', 'Nope3']) {
+      await new Promise<void>((resolve) =>
+        client.makeUnaryRequest(
+          `/meshlet.interop.Echo/${name}`,
+          (v: { text: string }) => Buffer.from(v.text),
+          (b: Buffer) => ({ text: b.toString() }),
+          { text: 'x' },
+          () => resolve(),
+        ),
+      );
+    }
+    const text = await metrics();
+    const say_ = 'service="echo",api="POST /meshlet.interop.Echo/Say"';
+    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${say_}\\} 4$`, 'm'), text);
+    assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${say_},error_type="NOT_FOUND"\\} 1$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_request_duration_seconds_count\\{${say_}\\} 4$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_request_duration_seconds_bucket\\{${say_},le="\\+Inf"\\} 4$`, 'm'));
+    const relay = 'service="echo",api="POST /meshlet.interop.Echo/Relay"';
+    assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${relay},error_type="UNIMPLEMENTED"\\} 1$`, 'm'));
+    // The unknown methods: no series of their own past the bound.
+    assert.doesNotMatch(text, /Nope/);
+    assert.match(text, /^meshlet_client_requests_total\{service="echo",api="_other"\} 3$/m);
+    assert.match(text, /^meshlet_client_errors_total\{service="echo",api="_other",error_type="UNIMPLEMENTED"\} 3$/m);
+  });
+});

@@ -1,0 +1,193 @@
+// The inbound gRPC deadline caps the governed HTTP calls a handler makes (mesh.fetch,
+// mesh.request): a real grpc-js server whose handler calls a slow node:http upstream; the
+// in-memory registry and rule store; the upstream's rule timeout is far longer than the
+// caller's deadline.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import {
+  createContext,
+  DeadlineExceededError,
+  InMemoryKvStore,
+  InMemoryRegistry,
+  keepInboundDeadline,
+  ManualClock,
+  MemoryLogger,
+  runWithContext,
+} from '@meshlet/core';
+import { GRPC_PORT_META } from '@meshlet/grpc';
+import { createMesh, type Mesh } from '../src/index.js';
+import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from './grpc-echo.js';
+
+/** The rule's timeout: the HTTP call would wait this long without the inbound deadline. */
+const RULE_TIMEOUT_MS = 5_000;
+
+async function waitFor(cond: () => boolean): Promise<void> {
+  const until = Date.now() + 15_000;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met');
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** A node:http upstream: `/slow` is held until the test ends; anything else answers at once. */
+async function startUpstream(): Promise<{ server: Server; port: number; hits: string[]; release(): void }> {
+  const held: ServerResponse[] = [];
+  const hits: string[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    hits.push(req.url ?? '');
+    if (req.url?.startsWith('/slow')) held.push(res);
+    else res.end('fast');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const release = () => {
+    for (const res of held.splice(0)) if (!res.destroyed) res.end('late');
+  };
+  return { server, port: (server.address() as AddressInfo).port, hits, release };
+}
+
+describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
+  const registry = new InMemoryRegistry();
+  const rules = new InMemoryKvStore();
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let relayMesh: Mesh;
+  let callerMesh: Mesh;
+  let relay: EchoServer;
+  let client: EchoClient;
+  /** What the handler does with its call: set per test. */
+  let handle: (target: string, call: grpc.ServerUnaryCall<{ text: string }, { text: string }>) => Promise<string> = async () => '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    await registry.register({
+      id: 'http-0',
+      service: 'slow-http',
+      address: '127.0.0.1',
+      port: upstream.port,
+      tags: [],
+      metadata: {},
+      health: 'passing',
+    });
+    relayMesh = createMesh({ service: 'relay', registry, rules, logger: new MemoryLogger() });
+    await relayMesh.rules.apply(
+      JSON.stringify({
+        service: 'slow-http',
+        // A retry and a breaker that opens on one failure: a cut is neither retried nor counted.
+        breaker: {
+          timeoutMs: RULE_TIMEOUT_MS,
+          retry: { maxRetries: 2, backoff: { baseMs: 1, maxMs: 1 } },
+          rules: [{ level: 'service', consecutiveFailures: 1, sleepWindowMs: 600_000 }],
+        },
+      }),
+      { author: 'test' },
+    );
+    await relayMesh.rulesInForce('slow-http');
+    relay = await startEcho('relay-0', [relayMesh.grpc.serverInterceptor()], (target, call) => handle(target, call));
+    await registry.register({
+      id: relay.id,
+      service: 'relay',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(relay.port) },
+      health: 'passing',
+    });
+    callerMesh = createMesh({ service: 'gateway', registry, rules, logger: new MemoryLogger() });
+    client = callerMesh.grpc.client(Echo, 'relay');
+  });
+  after(async () => {
+    upstream.release();
+    client.close();
+    await callerMesh.close();
+    await relayMesh.close();
+    await relay.close();
+    upstream.server.closeAllConnections();
+    await new Promise((r) => upstream.server.close(r));
+  });
+
+  for (const front of ['fetch', 'request'] as const) {
+    it(`mesh.${front} under a 200 ms caller deadline is cut at the deadline with MESHLET_DEADLINE, not held for the rule's ${RULE_TIMEOUT_MS} ms timeout`, async () => {
+      let inner: unknown;
+      let took = -1;
+      const sent = upstream.hits.length;
+      handle = async () => {
+        const t0 = Date.now();
+        try {
+          // fetch with a signal of its own (never aborted): the deadline still cuts it.
+          if (front === 'fetch') await relayMesh.fetch('http://slow-http/slow', { signal: new AbortController().signal });
+          else await relayMesh.request('http://slow-http/slow');
+          return 'answered';
+        } catch (err) {
+          inner = err;
+          took = Date.now() - t0;
+          throw err;
+        }
+      };
+      const outer = await failure(say(client, 'x', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
+      await waitFor(() => inner !== undefined);
+      assert.ok(inner instanceof DeadlineExceededError, `the HTTP call ended with the deadline's error, not ${String(inner)}`);
+      assert.equal(inner.code, 'MESHLET_DEADLINE');
+      assert.equal(inner.sent, true, 'it was sent, then cut');
+      assert.match(inner.message, /deadline of the inbound call/);
+      assert.ok(took < RULE_TIMEOUT_MS, `ended before the rule's timeout (took ${took} ms)`);
+      assert.equal(upstream.hits.length, sent + 1, 'sent once: the cut is not retried');
+    });
+  }
+
+  it('a handler whose deadline has passed makes no HTTP call: MESHLET_DEADLINE at once, nothing sent', async () => {
+    let inner: unknown;
+    const sent = upstream.hits.length;
+    handle = async (_target, call) => {
+      // Wait (in the handler's async context) for the caller's deadline to pass, then call.
+      const d = call.getDeadline();
+      const deadline = d instanceof Date ? d.getTime() : d;
+      await waitFor(() => Date.now() > deadline);
+      try {
+        await relayMesh.fetch('http://slow-http/fast');
+        return 'answered';
+      } catch (err) {
+        inner = err;
+        throw err;
+      }
+    };
+    await failure(say(client, 'x', { deadline: Date.now() + 100 }, new grpc.Metadata(), 'Relay'));
+    await waitFor(() => inner !== undefined);
+    assert.ok(inner instanceof DeadlineExceededError, `refused with the deadline's error, not ${String(inner)}`);
+    assert.equal(inner.sent, false);
+    assert.match(inner.message, /nothing was sent/);
+    assert.equal(upstream.hits.length, sent, 'the upstream saw nothing');
+  });
+
+  it('a call that answers before the deadline is unaffected, and the cuts before it opened no breaker', async () => {
+    handle = async () => (await relayMesh.fetch('http://slow-http/fast')).text();
+    const reply = await say(client, 'x', { deadline: Date.now() + 30_000 }, new grpc.Metadata(), 'Relay');
+    assert.match(reply, /fast$/, 'answered: the service breaker (one failure opens it) did not count the cut calls');
+  });
+
+  it('the cut runs on the mesh clock: a ManualClock advanced past the deadline ends the call', async () => {
+    const clock = new ManualClock();
+    const mesh = createMesh({ service: 'clocked', registry, rules, clock, logger: new MemoryLogger() });
+    try {
+      const ctx = createContext();
+      await mesh.rulesInForce('slow-http');
+      // Inside the rule's timeout on the same clock, so the deadline is what ends the call.
+      keepInboundDeadline(ctx, Date.now() + 1_000);
+      const sent = upstream.hits.length;
+      const call = runWithContext(ctx, () => mesh.fetch('http://slow-http/slow'));
+      const outcome = call.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await waitFor(() => upstream.hits.length > sent);
+      clock.advance(1_000);
+      const err = await outcome;
+      assert.ok(err instanceof DeadlineExceededError, `cut at the deadline, not ${String(err)}`);
+      assert.equal(err.sent, true);
+    } finally {
+      await mesh.close();
+    }
+  });
+});
