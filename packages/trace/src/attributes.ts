@@ -84,7 +84,7 @@ export const GovernanceErrorType = {
   rateLimited: 'rate_limited',
   /** Discovery found no healthy instance (after routing and exclusions). */
   noInstance: 'no_instance',
-  /** The attempt ran out of time (the per-try or overall timeout). */
+  /** The attempt ran out of time (the per-try or overall timeout, or the inbound caller's deadline). */
   timeout: 'timeout',
   /** An authorization rule denied the call. */
   authDenied: 'auth_denied',
@@ -101,6 +101,8 @@ const BY_CODE: Readonly<Record<string, GovernanceErrorType>> = {
   MESHLET_RATE_LIMITED: 'rate_limited',
   MESHLET_NO_INSTANCE: 'no_instance',
   MESHLET_TIMEOUT: 'timeout',
+  // The inbound gRPC caller's deadline cut the call (core's DeadlineExceededError).
+  MESHLET_DEADLINE: 'timeout',
   MESHLET_AUTH_DENIED: 'auth_denied',
 };
 

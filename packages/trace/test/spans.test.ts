@@ -96,6 +96,7 @@ describe('client spans', () => {
       [new MeshletError('MESHLET_RATE_LIMITED', 'limited'), 'rate_limited'],
       [new MeshletError('MESHLET_AUTH_DENIED', 'denied'), 'auth_denied'],
       [new DOMException('slow', 'TimeoutError'), 'timeout'],
+      [new MeshletError('MESHLET_DEADLINE', "the caller's deadline passed"), 'timeout'],
       [new TypeError('fetch failed'), 'TypeError'],
       ['a string', '_OTHER'],
     ];
