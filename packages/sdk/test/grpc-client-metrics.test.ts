@@ -10,7 +10,7 @@ import { GRPC_PORT_META } from '@meshlet/grpc';
 import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
-import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from './grpc-echo.js';
+import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
 
 const TOKEN = 'grpc-metrics-admin-token-0123456789';
 /** The bound on APIs per destination for this test (the default is 200): a third method goes to `_other`. */
@@ -87,5 +87,81 @@ describe('gRPC client metrics in the admin endpoint', () => {
     assert.doesNotMatch(text, /Nope/);
     assert.match(text, /^meshlet_client_requests_total\{service="echo",api="_other"\} 3$/m);
     assert.match(text, /^meshlet_client_errors_total\{service="echo",api="_other",error_type="UNIMPLEMENTED"\} 3$/m);
+  });
+});
+
+describe('gRPC client metrics of streams in the admin endpoint', () => {
+  const registry = new InMemoryRegistry();
+  const rules = new InMemoryKvStore();
+  let echo: EchoServer;
+  let mesh: Mesh;
+  let admin: TestServer;
+  let client: EchoClient;
+
+  before(async () => {
+    echo = await startEcho('streams-0');
+    await registry.register({
+      id: echo.id,
+      service: 'streams',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(echo.port) },
+      health: 'passing',
+    });
+    const tracing = createTracing({
+      service: 'gateway',
+      exporters: [new InMemorySpanExporter()],
+      batch: { delayMs: 1 },
+      metrics: { maxApisPerService: MAX_APIS },
+    });
+    mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
+    admin = await listen(mesh.httpHandler((_req, res) => res.end('ok')));
+    client = mesh.grpc.client(Echo, 'streams');
+  });
+  after(async () => {
+    client.close();
+    await mesh.close();
+    await admin.close();
+    await echo.close();
+  });
+
+  /** How a stream ended, once read to its end (or cancelled after its first message). */
+  const ended = (s: grpc.ClientReadableStream<Text> | grpc.ClientDuplexStream<Text, Text>, cancelAfterFirst = false) =>
+    new Promise<number>((resolve) => {
+      s.on('data', () => {
+        if (cancelAfterFirst) s.cancel();
+      });
+      s.on('error', () => {});
+      s.on('status', (st: grpc.StatusObject) => resolve(st.code));
+    });
+
+  it('counts and times each stream once, at its end, by destination, method and status, with the same bound on methods', async () => {
+    assert.equal(await ended(client.Count({ text: '3' })), grpc.status.OK);
+    assert.equal(await ended(client.Count({ text: '2' })), grpc.status.OK);
+    assert.equal(await ended(client.Count({ text: '1000' }), true), grpc.status.CANCELLED);
+    const chat = client.Chat();
+    const chatted = ended(chat);
+    chat.write({ text: 'x' });
+    chat.end();
+    assert.equal(await chatted, grpc.status.OK);
+    // A third streaming method, past the bound of two: `_other`.
+    const collected = await new Promise<number>((resolve) => {
+      const s = client.Collect(new grpc.Metadata(), {}, (err) => resolve(err?.code ?? grpc.status.OK));
+      s.end();
+    });
+    assert.equal(collected, grpc.status.OK);
+    const text = await (
+      await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    ).text();
+    const count = 'service="streams",api="POST /meshlet.interop.Echo/Count"';
+    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${count}\\} 3$`, 'm'), text);
+    assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${count},error_type="CANCELLED"\\} 1$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_request_duration_seconds_count\\{${count}\\} 3$`, 'm'));
+    const chatApi = 'service="streams",api="POST /meshlet.interop.Echo/Chat"';
+    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${chatApi}\\} 1$`, 'm'));
+    assert.doesNotMatch(text, new RegExp(`^meshlet_client_errors_total\\{${chatApi}`, 'm'));
+    assert.doesNotMatch(text, /Collect/);
+    assert.match(text, /^meshlet_client_requests_total\{service="streams",api="_other"\} 1$/m);
   });
 });
