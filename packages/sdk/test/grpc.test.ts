@@ -1330,6 +1330,25 @@ describe('gRPC streams and fault rules', () => {
       });
       assert.deepEqual(await end, { code: grpc.status.OK, fault: [], got: ['slow-0:held'] });
       assert.equal(echo.state.hits, 1);
+      // Cancelled while held: CANCELLED at once, and nothing is sent once the delay has passed.
+      const held = clock.pendingTimers;
+      const count = client.Count({ text: '1' });
+      const cancelled = streamEnd(count);
+      await waitFor(() => clock.pendingTimers > held);
+      count.cancel();
+      assert.deepEqual(await cancelled, { code: grpc.status.CANCELLED, fault: [], got: [] });
+      clock.advance(60_000);
+      // The next stream, let through: the cancelled one never reached the instance.
+      let next = false;
+      const nextEnd = streamEnd(client.Count({ text: '1' })).finally(() => {
+        next = true;
+      });
+      await waitFor(() => {
+        clock.advance(60_000);
+        return next;
+      });
+      assert.deepEqual(await nextEnd, { code: grpc.status.OK, fault: [], got: ['slow-0:1:tier='] });
+      assert.equal(echo.state.hits, 2, 'only the stream let through');
     } finally {
       client.close();
       await caller.close();
