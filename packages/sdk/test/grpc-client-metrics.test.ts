@@ -151,13 +151,20 @@ describe('gRPC client metrics of streams in the admin endpoint', () => {
       s.end();
     });
     assert.equal(collected, grpc.status.OK);
+    // A stream a fault rule aborted at its start: counted with the rule's status.
+    await mesh.rules.apply(JSON.stringify({ service: 'streams', fault: { rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }), {
+      author: 'test',
+    });
+    await mesh.rulesInForce('streams');
+    assert.equal(await ended(client.Count({ text: '1' })), grpc.status.UNAVAILABLE);
     const text = await (
       await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
     ).text();
     const count = 'service="streams",api="POST /meshlet.interop.Echo/Count"';
-    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${count}\\} 3$`, 'm'), text);
+    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${count}\\} 4$`, 'm'), text);
     assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${count},error_type="CANCELLED"\\} 1$`, 'm'));
-    assert.match(text, new RegExp(`^meshlet_client_request_duration_seconds_count\\{${count}\\} 3$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${count},error_type="UNAVAILABLE"\\} 1$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_request_duration_seconds_count\\{${count}\\} 4$`, 'm'));
     const chatApi = 'service="streams",api="POST /meshlet.interop.Echo/Chat"';
     assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${chatApi}\\} 1$`, 'm'));
     assert.doesNotMatch(text, new RegExp(`^meshlet_client_errors_total\\{${chatApi}`, 'm'));

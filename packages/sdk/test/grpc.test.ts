@@ -1349,6 +1349,13 @@ describe('gRPC streams and fault rules', () => {
       });
       assert.deepEqual(await nextEnd, { code: grpc.status.OK, fault: [], got: ['slow-0:1:tier='] });
       assert.equal(echo.state.hits, 2, 'only the stream let through');
+      // A deadline that passes while held: DEADLINE_EXCEEDED, never sent.
+      const before = clock.pendingTimers;
+      const late = streamEnd(client.Count({ text: '1' }, new grpc.Metadata(), { deadline: Date.now() + 1_000 }));
+      await waitFor(() => clock.pendingTimers >= before + 2);
+      clock.advance(1_000);
+      assert.deepEqual(await late, { code: grpc.status.DEADLINE_EXCEEDED, fault: [], got: [] });
+      assert.equal(echo.state.hits, 2, 'held until its deadline: never sent');
     } finally {
       client.close();
       await caller.close();
