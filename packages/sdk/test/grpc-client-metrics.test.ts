@@ -16,23 +16,27 @@ const TOKEN = 'grpc-metrics-admin-token-0123456789';
 /** The bound on APIs per destination for this test (the default is 200): a third method goes to `_other`. */
 const MAX_APIS = 2;
 
-describe('gRPC client metrics in the admin endpoint', () => {
-  const registry = new InMemoryRegistry();
-  const rules = new InMemoryKvStore();
-  let echo: EchoServer;
-  let mesh: Mesh;
-  let admin: TestServer;
-  let client: EchoClient;
+/** One Echo instance of `service`, and a caller mesh with tracing (its call metrics, bounded to MAX_APIS) and the admin endpoint. */
+interface Setup {
+  echo: EchoServer;
+  mesh: Mesh;
+  admin: TestServer;
+  client: EchoClient;
+}
 
+/** Starts the instance, the mesh and its admin endpoint before the suite, and stops them after. */
+function setUp(service: string): Setup {
+  const setup = {} as Setup;
   before(async () => {
-    echo = await startEcho('echo-0');
+    const registry = new InMemoryRegistry();
+    setup.echo = await startEcho(`${service}-0`);
     await registry.register({
-      id: echo.id,
-      service: 'echo',
+      id: setup.echo.id,
+      service,
       address: '127.0.0.1',
       port: 9,
       tags: [],
-      metadata: { [GRPC_PORT_META]: String(echo.port) },
+      metadata: { [GRPC_PORT_META]: String(setup.echo.port) },
       health: 'passing',
     });
     const tracing = createTracing({
@@ -41,21 +45,29 @@ describe('gRPC client metrics in the admin endpoint', () => {
       batch: { delayMs: 1 },
       metrics: { maxApisPerService: MAX_APIS },
     });
-    mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
-    admin = await listen(mesh.httpHandler((_req, res) => res.end('ok')));
-    client = mesh.grpc.client(Echo, 'echo');
+    const rules = new InMemoryKvStore();
+    setup.mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
+    setup.admin = await listen(setup.mesh.httpHandler((_req, res) => res.end('ok')));
+    setup.client = setup.mesh.grpc.client(Echo, service);
   });
   after(async () => {
-    client.close();
-    await mesh.close();
-    await admin.close();
-    await echo.close();
+    setup.client.close();
+    await setup.mesh.close();
+    await setup.admin.close();
+    await setup.echo.close();
   });
+  return setup;
+}
 
-  const metrics = async () =>
-    (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+/** The admin endpoint's Prometheus output. */
+const metricsOf = async (admin: TestServer) =>
+  (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+
+describe('gRPC client metrics in the admin endpoint', () => {
+  const setup = setUp('echo');
 
   it('counts and times unary calls by destination, method and failing status, with a bounded number of methods', async () => {
+    const { echo, client, admin } = setup;
     for (let i = 0; i < 3; i++) await say(client, 'hi');
     echo.state.fail = { code: grpc.status.NOT_FOUND, details: 'no such thing' };
     const notFound = await failure(say(client, 'missing'));
@@ -75,7 +87,7 @@ describe('gRPC client metrics in the admin endpoint', () => {
         ),
       );
     }
-    const text = await metrics();
+    const text = await metricsOf(admin);
     const say_ = 'service="echo",api="POST /meshlet.interop.Echo/Say"';
     assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${say_}\\} 4$`, 'm'), text);
     assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${say_},error_type="NOT_FOUND"\\} 1$`, 'm'));
@@ -91,40 +103,7 @@ describe('gRPC client metrics in the admin endpoint', () => {
 });
 
 describe('gRPC client metrics of streams in the admin endpoint', () => {
-  const registry = new InMemoryRegistry();
-  const rules = new InMemoryKvStore();
-  let echo: EchoServer;
-  let mesh: Mesh;
-  let admin: TestServer;
-  let client: EchoClient;
-
-  before(async () => {
-    echo = await startEcho('streams-0');
-    await registry.register({
-      id: echo.id,
-      service: 'streams',
-      address: '127.0.0.1',
-      port: 9,
-      tags: [],
-      metadata: { [GRPC_PORT_META]: String(echo.port) },
-      health: 'passing',
-    });
-    const tracing = createTracing({
-      service: 'gateway',
-      exporters: [new InMemorySpanExporter()],
-      batch: { delayMs: 1 },
-      metrics: { maxApisPerService: MAX_APIS },
-    });
-    mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
-    admin = await listen(mesh.httpHandler((_req, res) => res.end('ok')));
-    client = mesh.grpc.client(Echo, 'streams');
-  });
-  after(async () => {
-    client.close();
-    await mesh.close();
-    await admin.close();
-    await echo.close();
-  });
+  const setup = setUp('streams');
 
   /** How a stream ended, once read to its end (or cancelled after its first message). */
   const ended = (s: grpc.ClientReadableStream<Text> | grpc.ClientDuplexStream<Text, Text>, cancelAfterFirst = false) =>
@@ -137,6 +116,7 @@ describe('gRPC client metrics of streams in the admin endpoint', () => {
     });
 
   it('counts and times each stream once, at its end, by destination, method and status, with the same bound on methods', async () => {
+    const { mesh, client, admin } = setup;
     assert.equal(await ended(client.Count({ text: '3' })), grpc.status.OK);
     assert.equal(await ended(client.Count({ text: '2' })), grpc.status.OK);
     assert.equal(await ended(client.Count({ text: '1000' }), true), grpc.status.CANCELLED);
@@ -157,9 +137,7 @@ describe('gRPC client metrics of streams in the admin endpoint', () => {
     });
     await mesh.rulesInForce('streams');
     assert.equal(await ended(client.Count({ text: '1' })), grpc.status.UNAVAILABLE);
-    const text = await (
-      await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
-    ).text();
+    const text = await metricsOf(admin);
     const count = 'service="streams",api="POST /meshlet.interop.Echo/Count"';
     assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${count}\\} 4$`, 'm'), text);
     assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${count},error_type="CANCELLED"\\} 1$`, 'm'));
