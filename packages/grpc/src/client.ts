@@ -8,11 +8,23 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { currentContext, type MeshContext } from '@meshlet/core';
+import { type Attempt, currentContext, type MeshContext, type OutboundCall, type TagLookup } from '@meshlet/core';
 import type { Context } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
-import { CallEnded, Destination, effectiveDeadline, refusalSpan, routingTags, rpcSpan, statusOfError } from './governance.js';
+import {
+  CallEnded,
+  Destination,
+  effectiveDeadline,
+  type GrpcAttemptResult,
+  injectedResult,
+  type RpcClientSpan,
+  refusalSpan,
+  routingTags,
+  statusOfError,
+  targetOf,
+} from './governance.js';
 import type { GrpcClientPorts, RouteChoice } from './ports.js';
+import { httpStatusOf } from './status-map.js';
 import { UnaryCall, type UnarySink } from './unary-call.js';
 
 export {
@@ -61,6 +73,12 @@ export function interceptorFor(dest: Destination): Interceptor {
 
 type Listener = Partial<InterceptingListener>;
 
+/** A stream's `headers` as the attempt chain sees them: none (its metadata is its own). */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The tags before the stream is routed. */
+const NO_TAGS: TagLookup = () => undefined;
+
 /** The read side of an instance call on a stream, as makeBidiStreamRequest returns it. */
 interface InstanceStream {
   write(message: unknown, cb?: () => void): boolean;
@@ -77,8 +95,27 @@ interface InstanceStream {
  * takes the one message and runs at half-close; streaming calls are routed once at start
  * and bridged to the instance's stream (no retries: the messages already sent cannot be
  * replayed).
+ *
+ * A stream is one attempt down the destination's attempt chain (core's `OutboundCall`: this
+ * object is its call), the same stages as a unary attempt's: the CLIENT span and the client
+ * call metrics (`rpcSpanObserver`, from the chain's send to the stream's end), the in-flight
+ * count, fault rules (an abort ends the stream with the rule's status before anything is
+ * sent; a delay holds its start, messages written meanwhile queued; shadow rules only
+ * note), then `transport`, which opens the stream on the instance's channel. The attempt
+ * settles with the status the caller gets: the instance's, or the caller's cancel or
+ * deadline.
  */
-class MeshCall implements InterceptingCallInterface, UnarySink {
+class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<GrpcAttemptResult> {
+  /** The chain's OutboundCall shape: a gRPC call is a POST. */
+  readonly method = 'POST';
+  /** No query. */
+  readonly search = '';
+  /** Nothing reads or writes them (a stream's metadata is its own). */
+  readonly headers = NO_HEADERS;
+  /** The stream's routing tags (the request's, the destination, the method), as routing and faults read them. */
+  tags: TagLookup = NO_TAGS;
+  /** The context active when the stream was started: its CLIENT span's parent. */
+  parent: Context | undefined;
   readonly #dest: Destination;
   readonly #options: InterceptorOptions;
   readonly #unaryCall: boolean;
@@ -86,8 +123,13 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
   #listener: Listener = {};
   #metadata = new Metadata();
   #ctx: MeshContext | undefined;
-  #parent: Context | undefined;
   #done = false;
+  /** Why the stream was ended by the caller or its deadline, if it was. */
+  #ended: CallEnded | undefined;
+  /** Aborts a fault's delay when the stream ends first; made when the stream is routed. */
+  #abort: AbortController | undefined;
+  /** Settles the stream's attempt with the caller's end, ahead of the instance's status. */
+  #settle: ((err: CallEnded) => void) | undefined;
   #peer = '';
   #cancelDeadline: (() => void) | undefined;
   #stream: InstanceStream | undefined;
@@ -116,7 +158,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
       this.#unary = new UnaryCall(this.#dest, this.#options.method_definition, ctx, metadata, this.#options, this);
       return;
     }
-    this.#parent = this.#dest.ports.tracing?.active();
+    this.parent = this.#dest.ports.tracing?.active();
     this.#metadata = metadata;
     const deadline = effectiveDeadline(this.#options, ctx, this);
     if (deadline !== undefined) {
@@ -171,6 +213,16 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
     return null;
   }
 
+  /** The destination (OutboundCall). */
+  get service(): string {
+    return this.#dest.service;
+  }
+
+  /** `/pkg.Service/Method` (OutboundCall). */
+  get path(): string {
+    return this.#options.method_definition.path;
+  }
+
   /** The parent server call was cancelled (a stream's; a unary call's UnaryCall hears of it itself). */
   parentCancelled(): void {
     this.#end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled'));
@@ -184,6 +236,9 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
   /** Ends a stream with an error status, once. */
   #end(err: CallEnded): void {
     if (this.#done) return;
+    this.#ended = err;
+    this.#abort?.abort(err);
+    this.#settle?.(err);
     this.#stream?.cancel();
     this.#deliver({ code: err.status, details: err.message, metadata: new Metadata() });
   }
@@ -198,29 +253,76 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
     l.onReceiveStatus?.(status);
   }
 
-  /** Routes a streaming call once, opens the stream on the instance and bridges it. */
+  /** Routes a streaming call once, then sends it down the destination's attempt chain as one attempt. */
   async #startStream(): Promise<void> {
     const dest = this.#dest;
     const ports = dest.ports;
-    const def = this.#options.method_definition;
     const ctx = this.#ctx ?? currentContext();
     let choice: RouteChoice;
     try {
       await dest.ensure();
-      choice = ports.router.decide(dest.service, routingTags(ctx, dest.service, def.path));
+      this.tags = routingTags(ctx, dest.service, this.path);
+      choice = ports.router.decide(dest.service, this.tags);
     } catch (err) {
       if (this.#done) return;
       const s = statusOfError(err);
-      refusalSpan(ports, this.#parent, def.path, dest.service, s.code, s.details, ports.errorAttributes?.(err));
+      refusalSpan(ports, this.parent, this.path, dest.service, s.code, s.details, ports.errorAttributes?.(err));
       return this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
     }
     if (this.#done) return;
-    const instance = choice.instance;
-    this.#peer = ChannelPool.target(instance);
-    const span = rpcSpan(ports, this.#parent, def.path, dest.service, choice, 0);
-    const md = dest.outbound(ctx, this.#metadata);
-    span?.inject(md);
-    const end = ports.router.callStarted(instance);
+    this.#peer = ChannelPool.target(choice.instance);
+    this.#abort = new AbortController();
+    const attempt: Attempt<GrpcAttemptResult> = {
+      call: this,
+      target: targetOf(choice),
+      number: 0,
+      signal: this.#abort.signal,
+      breaker: undefined,
+      notes: undefined,
+      attributes: undefined,
+      settled: undefined,
+      injected: false,
+    };
+    const chain = dest.chain;
+    let result: GrpcAttemptResult | undefined;
+    let error: unknown;
+    try {
+      result = await chain.send(attempt);
+    } catch (err) {
+      error = err;
+    }
+    // The span and metrics end before the caller hears the status, as a unary call's.
+    chain.settle(attempt, result, error);
+    if (result !== undefined) this.#deliver({ code: result.code, details: result.details, metadata: result.trailers });
+    else {
+      const s = statusOfError(error);
+      this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
+    }
+  }
+
+  /** A fault rule's abort as the stream's result (OutboundCall): nothing was sent. */
+  fromResponse(response: Response): GrpcAttemptResult {
+    return injectedResult(response);
+  }
+
+  /**
+   * The chain's last step: opens the stream on the instance's channel, with the mesh's
+   * metadata and the span's trace context, and bridges it; settles with the stream's
+   * status, or at once with the caller's cancel or deadline.
+   */
+  transport(attempt: Attempt<GrpcAttemptResult>): Promise<GrpcAttemptResult> {
+    if (this.#ended !== undefined) return Promise.reject(this.#ended);
+    const dest = this.#dest;
+    const def = this.#options.method_definition;
+    const instance = attempt.target.instance;
+    const md = dest.outbound(this.#ctx ?? currentContext(), this.#metadata);
+    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
+    // Counted in flight by the chain's own stage when the mesh composed it (Router.inFlight), else here.
+    let counted = dest.ports.attemptChain === undefined ? dest.ports.router.callStarted(instance) : undefined;
+    const uncount = () => {
+      counted?.();
+      counted = undefined;
+    };
     const client: Client = dest.pool.get(instance);
     const deadline = this.#deadline;
     const stream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, md, {
@@ -238,13 +340,26 @@ class MeshCall implements InterceptingCallInterface, UnarySink {
       this.#listener.onReceiveMessage?.(message);
     });
     stream.on('error', () => {});
-    stream.on('status', (s: StatusObject) => {
-      end();
-      span?.end(s.code, s.details);
-      this.#deliver(s);
+    const settled = new Promise<GrpcAttemptResult>((resolve, reject) => {
+      this.#settle = (err) => {
+        uncount();
+        reject(err);
+      };
+      stream.on('status', (s: StatusObject) => {
+        uncount();
+        resolve({
+          status: httpStatusOf(s.code),
+          code: s.code,
+          details: s.details,
+          message: undefined,
+          headers: undefined,
+          trailers: s.metadata,
+        });
+      });
     });
     for (const [m, cb] of this.#pending ?? []) stream.write(m, cb);
     this.#pending = undefined;
     if (this.#halfClosed) stream.end();
+    return settled;
   }
 }

@@ -19,7 +19,7 @@ import type { GrpcClientPorts, GrpcClientSpan, GrpcPicker, GrpcTracing, RouteCho
 import { grpcPortOf } from './registration.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
 import { rpcSpanObserver } from './rpc-span-observer.js';
-import { statusName } from './status-map.js';
+import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
 
 /** Trailer on a status the mesh made up (an injected fault), naming the rule. */
 export const FAULT_TRAILER = 'x-meshlet-fault';
@@ -35,6 +35,35 @@ export interface GrpcAttemptResult {
   readonly trailers: Metadata;
   /** Made by the mesh (an injected fault), not by the instance: counts for no instance breaker. */
   readonly injected?: boolean;
+}
+
+/**
+ * The result of an attempt a fault rule aborted (fault's `faultInterceptor` made `response`,
+ * naming its rule in `x-meshlet-fault`): its HTTP status as gRPC maps it (503 →
+ * UNAVAILABLE…), the rule in the `x-meshlet-fault` trailer, marked `injected` so it counts
+ * for no instance. Unary attempts and stream starts alike.
+ */
+export function injectedResult(response: Response): GrpcAttemptResult {
+  const code = grpcCodeOf(response.status);
+  const rule = response.headers.get(FAULT_TRAILER) ?? 'fault';
+  const trailers = new Metadata();
+  trailers.set(FAULT_TRAILER, rule);
+  return {
+    status: httpStatusOf(code),
+    code,
+    details: `fault injected by rule ${rule}`,
+    message: undefined,
+    headers: undefined,
+    trailers,
+    injected: true,
+  };
+}
+
+/** An attempt's target: routing's decision as it is when it names its instance's id, else one made from it. */
+export function targetOf(choice: RouteChoice): AttemptTarget {
+  if (choice.id !== undefined) return choice as AttemptTarget;
+  const { instance, rule, lane, revision } = choice;
+  return revision !== undefined ? { id: instance.id, instance, rule, lane, revision } : { id: instance.id, instance, rule, lane };
 }
 
 /**

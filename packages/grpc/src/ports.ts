@@ -45,8 +45,9 @@ export interface GrpcRouter {
   /** The picker of `service`, made once per destination: unary attempts and their retries pick through it. */
   picker(service: string): GrpcPicker;
   /**
-   * Counts an in-flight streaming call for least-requests balancing; returns its end. (A
-   * unary call's attempts are counted by the attempt chain's in-flight observer instead.)
+   * Counts an in-flight streaming call for least-requests balancing; returns its end. Used
+   * only when the ports have no `attemptChain`: the chain's in-flight stage
+   * (`Router.inFlight`) counts unary attempts and streams alike.
    */
   callStarted(instance: Instance): () => void;
 }
@@ -141,15 +142,16 @@ export interface GrpcClientPorts {
     options: { readonly name: string; readonly attributes: Record<string, string | number>; readonly parent: Context },
   ) => GrpcClientSpan;
   /**
-   * The attempt chain a unary call's attempts run (core's `composeAttempt`), composed once
-   * per mesh by the sdk, outermost first as HTTP's: the CLIENT span (`rpcSpanObserver`),
+   * The attempt chain a unary call's attempts run, and a stream's start as one attempt
+   * (core's `composeAttempt`), composed once per mesh by the sdk, outermost first as
+   * HTTP's: the CLIENT span and client metrics (`rpcSpanObserver`),
    * routing's in-flight count (`Router.inFlight`), fault injection (@meshlet/fault's
    * `faultInterceptor`), then the call's own transport. Absent: the span observer alone
    * (when `tracing` is given).
    */
   readonly attemptChain?: AttemptChain;
   /**
-   * Records one finished unary attempt in the client call metrics, as HTTP's attempts are
+   * Records one finished unary attempt, or one ended stream, in the client call metrics, as HTTP's attempts are
    * (@meshlet/trace's `CallMetrics`: `meshlet_client_*` in the admin endpoint's Prometheus
    * output, its bound on APIs per destination): the destination, the API (`POST
    * /pkg.Service/Method`, the breaker rules' key), the attempt's time on `clock`, and the

@@ -7,14 +7,15 @@ import { statusName } from './status-map.js';
 /** What the observer reads of the ports: the span's, and the call metrics with the clock that times them. */
 export type SpanObserverPorts = SpanPorts & Pick<GrpcClientPorts, 'recordCall'> & { readonly clock?: Clock | undefined };
 
-/** What the span observer reads from a unary call (`UnaryCall`): the parent of its spans. */
+/** What the span observer reads from a unary call (`UnaryCall`) or a stream (`MeshCall`): the parent of its spans. */
 interface SpanParent {
   /** The context active when the call was made: its attempts' spans are children of it. */
   readonly parent: Context | undefined;
 }
 
 /**
- * The CLIENT span of each unary attempt, as the outermost observer of the attempt chain
+ * The CLIENT span of each unary attempt (and of a stream, one attempt from its start to its
+ * end), as the outermost observer of the attempt chain
  * (core's `AttemptObserver`), so it covers everything below it (a fault's delay): `started`
  * starts the span (rpc.* attributes, the route decision's rule, lane and revision, the
  * attempt's number), takes its trace context and keeps it on the record (`attempt.span`),

@@ -29,16 +29,17 @@ import {
   type DeadlineOptions,
   type Destination,
   effectiveDeadline,
-  FAULT_TRAILER,
   type GrpcAttemptResult,
+  injectedResult,
   NotSentError,
   type RpcClientSpan,
   refusalSpan,
   retryable,
   routingTags,
   statusOfError,
+  targetOf,
 } from './governance.js';
-import type { ExecutorAttempt, ExecutorCall, RouteChoice } from './ports.js';
+import type { ExecutorAttempt, ExecutorCall } from './ports.js';
 import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
 
 /**
@@ -78,13 +79,6 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** The tags before the call has its own (`run` sets them before any attempt). */
 const NO_TAGS: TagLookup = () => undefined;
-
-/** An attempt's target: routing's decision as it is when it names its instance's id, else one made from it. */
-function targetOf(choice: RouteChoice): AttemptTarget {
-  if (choice.id !== undefined) return choice as AttemptTarget;
-  const { instance, rule, lane, revision } = choice;
-  return revision !== undefined ? { id: instance.id, instance, rule, lane, revision } : { id: instance.id, instance, rule, lane };
-}
 
 /**
  * One governed unary call: the call executor's call itself (breakers, per-attempt timeout,
@@ -347,23 +341,13 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
    * way, with `x-meshlet-fallback: circuit-open`.
    */
   fromResponse(response: Response, attempt?: ExecutorAttempt): GrpcAttemptResult {
-    const code = grpcCodeOf(response.status);
-    const trailers = new Metadata();
     if (attempt !== undefined) {
-      const rule = response.headers.get(FAULT_TRAILER) ?? 'fault';
-      trailers.set(FAULT_TRAILER, rule);
-      const result: GrpcAttemptResult = {
-        status: httpStatusOf(code),
-        code,
-        details: `fault injected by rule ${rule}`,
-        message: undefined,
-        headers: undefined,
-        trailers,
-        injected: true,
-      };
+      const result = injectedResult(response);
       this.lastRetryable = retryable(result);
       return result;
     }
+    const code = grpcCodeOf(response.status);
+    const trailers = new Metadata();
     // A breaker's fallback: an HTTP answer, as gRPC maps a response without grpc-status.
     void response.body?.cancel().catch(() => {});
     trailers.set('x-meshlet-fallback', 'circuit-open');

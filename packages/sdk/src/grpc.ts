@@ -100,7 +100,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
   };
   const { guard } = deps;
   // Head sampling first, Meshlet's own span record when sampled (as HTTP's attempt spans).
-  // Each unary attempt is counted and timed in the client call metrics (`meshlet_client_*`), as HTTP's.
+  // Each unary attempt, and each stream at its end, is counted and timed in the client call metrics (`meshlet_client_*`), as HTTP's.
   const metrics = deps.tracing?.clientMetrics;
   const spans = {
     tracing: deps.tracing,
@@ -113,7 +113,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     executor: deps.executor,
     ...spans,
     errorAttributes: errorAttributesOf,
-    // Unary attempts run the same chain as HTTP's (attempt-stages.ts), with gRPC's span, composed once per mesh.
+    // Unary attempts and streams run the same chain as HTTP's (attempt-stages.ts), with gRPC's span, composed once per mesh.
     attemptChain: meshAttemptChain(deps, () => rpcSpanObserver(spans)),
     outboundHeaders: outboundHeaders(deps),
     // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.

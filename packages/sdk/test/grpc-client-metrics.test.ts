@@ -10,29 +10,33 @@ import { GRPC_PORT_META } from '@meshlet/grpc';
 import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
-import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from './grpc-echo.js';
+import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
 
 const TOKEN = 'grpc-metrics-admin-token-0123456789';
 /** The bound on APIs per destination for this test (the default is 200): a third method goes to `_other`. */
 const MAX_APIS = 2;
 
-describe('gRPC client metrics in the admin endpoint', () => {
-  const registry = new InMemoryRegistry();
-  const rules = new InMemoryKvStore();
-  let echo: EchoServer;
-  let mesh: Mesh;
-  let admin: TestServer;
-  let client: EchoClient;
+/** One Echo instance of `service`, and a caller mesh with tracing (its call metrics, bounded to MAX_APIS) and the admin endpoint. */
+interface Setup {
+  echo: EchoServer;
+  mesh: Mesh;
+  admin: TestServer;
+  client: EchoClient;
+}
 
+/** Starts the instance, the mesh and its admin endpoint before the suite, and stops them after. */
+function setUp(service: string): Setup {
+  const setup = {} as Setup;
   before(async () => {
-    echo = await startEcho('echo-0');
+    const registry = new InMemoryRegistry();
+    setup.echo = await startEcho(`${service}-0`);
     await registry.register({
-      id: echo.id,
-      service: 'echo',
+      id: setup.echo.id,
+      service,
       address: '127.0.0.1',
       port: 9,
       tags: [],
-      metadata: { [GRPC_PORT_META]: String(echo.port) },
+      metadata: { [GRPC_PORT_META]: String(setup.echo.port) },
       health: 'passing',
     });
     const tracing = createTracing({
@@ -41,21 +45,29 @@ describe('gRPC client metrics in the admin endpoint', () => {
       batch: { delayMs: 1 },
       metrics: { maxApisPerService: MAX_APIS },
     });
-    mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
-    admin = await listen(mesh.httpHandler((_req, res) => res.end('ok')));
-    client = mesh.grpc.client(Echo, 'echo');
+    const rules = new InMemoryKvStore();
+    setup.mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
+    setup.admin = await listen(setup.mesh.httpHandler((_req, res) => res.end('ok')));
+    setup.client = setup.mesh.grpc.client(Echo, service);
   });
   after(async () => {
-    client.close();
-    await mesh.close();
-    await admin.close();
-    await echo.close();
+    setup.client.close();
+    await setup.mesh.close();
+    await setup.admin.close();
+    await setup.echo.close();
   });
+  return setup;
+}
 
-  const metrics = async () =>
-    (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+/** The admin endpoint's Prometheus output. */
+const metricsOf = async (admin: TestServer) =>
+  (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+
+describe('gRPC client metrics in the admin endpoint', () => {
+  const setup = setUp('echo');
 
   it('counts and times unary calls by destination, method and failing status, with a bounded number of methods', async () => {
+    const { echo, client, admin } = setup;
     for (let i = 0; i < 3; i++) await say(client, 'hi');
     echo.state.fail = { code: grpc.status.NOT_FOUND, details: 'no such thing' };
     const notFound = await failure(say(client, 'missing'));
@@ -75,7 +87,7 @@ describe('gRPC client metrics in the admin endpoint', () => {
         ),
       );
     }
-    const text = await metrics();
+    const text = await metricsOf(admin);
     const say_ = 'service="echo",api="POST /meshlet.interop.Echo/Say"';
     assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${say_}\\} 4$`, 'm'), text);
     assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${say_},error_type="NOT_FOUND"\\} 1$`, 'm'));
@@ -87,5 +99,54 @@ describe('gRPC client metrics in the admin endpoint', () => {
     assert.doesNotMatch(text, /Nope/);
     assert.match(text, /^meshlet_client_requests_total\{service="echo",api="_other"\} 3$/m);
     assert.match(text, /^meshlet_client_errors_total\{service="echo",api="_other",error_type="UNIMPLEMENTED"\} 3$/m);
+  });
+});
+
+describe('gRPC client metrics of streams in the admin endpoint', () => {
+  const setup = setUp('streams');
+
+  /** How a stream ended, once read to its end (or cancelled after its first message). */
+  const ended = (s: grpc.ClientReadableStream<Text> | grpc.ClientDuplexStream<Text, Text>, cancelAfterFirst = false) =>
+    new Promise<number>((resolve) => {
+      s.on('data', () => {
+        if (cancelAfterFirst) s.cancel();
+      });
+      s.on('error', () => {});
+      s.on('status', (st: grpc.StatusObject) => resolve(st.code));
+    });
+
+  it('counts and times each stream once, at its end, by destination, method and status, with the same bound on methods', async () => {
+    const { mesh, client, admin } = setup;
+    assert.equal(await ended(client.Count({ text: '3' })), grpc.status.OK);
+    assert.equal(await ended(client.Count({ text: '2' })), grpc.status.OK);
+    assert.equal(await ended(client.Count({ text: '1000' }), true), grpc.status.CANCELLED);
+    const chat = client.Chat();
+    const chatted = ended(chat);
+    chat.write({ text: 'x' });
+    chat.end();
+    assert.equal(await chatted, grpc.status.OK);
+    // A third streaming method, past the bound of two: `_other`.
+    const collected = await new Promise<number>((resolve) => {
+      const s = client.Collect(new grpc.Metadata(), {}, (err) => resolve(err?.code ?? grpc.status.OK));
+      s.end();
+    });
+    assert.equal(collected, grpc.status.OK);
+    // A stream a fault rule aborted at its start: counted with the rule's status.
+    await mesh.rules.apply(JSON.stringify({ service: 'streams', fault: { rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }), {
+      author: 'test',
+    });
+    await mesh.rulesInForce('streams');
+    assert.equal(await ended(client.Count({ text: '1' })), grpc.status.UNAVAILABLE);
+    const text = await metricsOf(admin);
+    const count = 'service="streams",api="POST /meshlet.interop.Echo/Count"';
+    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${count}\\} 4$`, 'm'), text);
+    assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${count},error_type="CANCELLED"\\} 1$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_errors_total\\{${count},error_type="UNAVAILABLE"\\} 1$`, 'm'));
+    assert.match(text, new RegExp(`^meshlet_client_request_duration_seconds_count\\{${count}\\} 4$`, 'm'));
+    const chatApi = 'service="streams",api="POST /meshlet.interop.Echo/Chat"';
+    assert.match(text, new RegExp(`^meshlet_client_requests_total\\{${chatApi}\\} 1$`, 'm'));
+    assert.doesNotMatch(text, new RegExp(`^meshlet_client_errors_total\\{${chatApi}`, 'm'));
+    assert.doesNotMatch(text, /Collect/);
+    assert.match(text, /^meshlet_client_requests_total\{service="streams",api="_other"\} 1$/m);
   });
 });

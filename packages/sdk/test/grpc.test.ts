@@ -1215,6 +1215,155 @@ describe('gRPC streaming', () => {
   });
 });
 
+/** How a stream ended: its status, its trailers' fault rule, and the messages it read. */
+async function streamEnd(s: grpc.ClientReadableStream<Text> | grpc.ClientDuplexStream<Text, Text>) {
+  const got: string[] = [];
+  s.on('data', (m: Text) => got.push(m.text));
+  s.on('error', () => {});
+  const st = await new Promise<grpc.StatusObject>((res) => s.on('status', res));
+  return { code: st.code, fault: st.metadata.get('x-meshlet-fault'), got };
+}
+
+describe('gRPC streams and fault rules', () => {
+  it("an abort ends a stream at its start with the rule's status, nothing sent to the instance; a shadow rule only notes", async () => {
+    const e = estate();
+    const clientSpans = new InMemorySpanExporter();
+    const echo = await startEcho('faulty-0');
+    await registerEcho(e, 'faulty', echo);
+    const caller = createMesh({
+      service: 'gateway',
+      ...e,
+      tracing: { exporters: [clientSpans], batch: { delayMs: 1 } },
+      logger: new MemoryLogger(),
+    });
+    const client = caller.grpc.client(Echo, 'faulty');
+    const spans = async (name: string) => {
+      await caller.tracing?.forceFlush();
+      const all = clientSpans.getFinishedSpans().filter((s) => s.name === `meshlet.interop.Echo/${name}`);
+      clientSpans.reset();
+      return all;
+    };
+    try {
+      await caller.rules.apply(
+        JSON.stringify({
+          service: 'faulty',
+          fault: { rules: [{ name: 'chaos', when: [{ tag: 'chaos', op: 'exists' }], percentage: 100, abort: 503 }] },
+        }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('faulty');
+      const counted = await inContext({ chaos: 'on' }, () => streamEnd(client.Count({ text: '3' })));
+      assert.deepEqual(counted, { code: grpc.status.UNAVAILABLE, fault: ['chaos'], got: [] });
+      const [span] = await spans('Count');
+      assert.equal(span?.attributes['io.meshlet.fault.rule'], 'chaos');
+      assert.equal(span?.attributes['rpc.grpc.status_code'], grpc.status.UNAVAILABLE);
+      // Bidi and client streaming: the messages written before the abort are never sent.
+      const chatted = await inContext({ chaos: 'on' }, () => {
+        const chat = client.Chat();
+        const end = streamEnd(chat);
+        chat.write({ text: 'x' });
+        chat.end();
+        return end;
+      });
+      assert.deepEqual(chatted, { code: grpc.status.UNAVAILABLE, fault: ['chaos'], got: [] });
+      const collected = await inContext({ chaos: 'on' }, () =>
+        failure(
+          new Promise((res, rej) => {
+            const s = client.Collect(new grpc.Metadata(), {}, (err, reply) => (err ? rej(err) : res(reply)));
+            s.write({ text: 'a' });
+            s.end();
+          }),
+        ),
+      );
+      assert.equal(collected.code, grpc.status.UNAVAILABLE);
+      assert.deepEqual(collected.metadata.get('x-meshlet-fault'), ['chaos']);
+      assert.equal(echo.state.hits, 0, 'nothing reached the instance');
+      // Without the tag: sent.
+      assert.deepEqual((await streamEnd(client.Count({ text: '2' }))).got, ['faulty-0:1:tier=', 'faulty-0:2:tier=']);
+      assert.equal(echo.state.hits, 1);
+      await spans('Count');
+      // In shadow mode: noted on the span, the stream sent.
+      await caller.rules.apply(
+        JSON.stringify({ service: 'faulty', fault: { mode: 'shadow', rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('faulty');
+      const shadowed = await streamEnd(client.Count({ text: '1' }));
+      assert.deepEqual(shadowed, { code: grpc.status.OK, fault: [], got: ['faulty-0:1:tier='] });
+      const [noted] = await spans('Count');
+      assert.equal(noted?.attributes['io.meshlet.shadow'], 'fault:chaos:would-abort-503');
+      assert.equal(noted?.attributes['io.meshlet.fault.rule'], undefined, 'nothing was injected');
+      assert.equal(echo.state.hits, 2);
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+  });
+
+  it("a delay holds the stream's start: nothing reaches the instance until the mesh's clock passed it", async () => {
+    const e = estate();
+    const clock = new ManualClock(Date.now());
+    const echo = await startEcho('slow-0');
+    await registerEcho(e, 'slow', echo);
+    const caller = createMesh({ service: 'gateway', ...e, clock, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'slow');
+    try {
+      await caller.rules.apply(JSON.stringify({ service: 'slow', fault: { rules: [{ name: 'lag', percentage: 100, delay: 60_000 }] } }), {
+        author: 'test',
+      });
+      await caller.rulesInForce('slow');
+      const timers = clock.pendingTimers;
+      const chat = client.Chat();
+      let ended = false;
+      const end = streamEnd(chat).finally(() => {
+        ended = true;
+      });
+      chat.write({ text: 'held' });
+      chat.end();
+      await waitFor(() => clock.pendingTimers > timers);
+      assert.equal(echo.state.hits, 0, 'held: not sent yet');
+      assert.equal(ended, false);
+      await waitFor(() => {
+        clock.advance(60_000);
+        return ended;
+      });
+      assert.deepEqual(await end, { code: grpc.status.OK, fault: [], got: ['slow-0:held'] });
+      assert.equal(echo.state.hits, 1);
+      // Cancelled while held: CANCELLED at once, and nothing is sent once the delay has passed.
+      const held = clock.pendingTimers;
+      const count = client.Count({ text: '1' });
+      const cancelled = streamEnd(count);
+      await waitFor(() => clock.pendingTimers > held);
+      count.cancel();
+      assert.deepEqual(await cancelled, { code: grpc.status.CANCELLED, fault: [], got: [] });
+      clock.advance(60_000);
+      // The next stream, let through: the cancelled one never reached the instance.
+      let next = false;
+      const nextEnd = streamEnd(client.Count({ text: '1' })).finally(() => {
+        next = true;
+      });
+      await waitFor(() => {
+        clock.advance(60_000);
+        return next;
+      });
+      assert.deepEqual(await nextEnd, { code: grpc.status.OK, fault: [], got: ['slow-0:1:tier='] });
+      assert.equal(echo.state.hits, 2, 'only the stream let through');
+      // A deadline that passes while held: DEADLINE_EXCEEDED, never sent.
+      const before = clock.pendingTimers;
+      const late = streamEnd(client.Count({ text: '1' }, new grpc.Metadata(), { deadline: Date.now() + 1_000 }));
+      await waitFor(() => clock.pendingTimers >= before + 2);
+      clock.advance(1_000);
+      assert.deepEqual(await late, { code: grpc.status.DEADLINE_EXCEEDED, fault: [], got: [] });
+      assert.equal(echo.state.hits, 2, 'held until its deadline: never sent');
+    } finally {
+      client.close();
+      await caller.close();
+      await echo.close();
+    }
+  });
+});
+
 describe('gRPC registration and graceful stop', () => {
   it('a gRPC-only service registers its gRPC port; one serving HTTP too registers both', async () => {
     const e = estate();
