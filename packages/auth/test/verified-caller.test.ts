@@ -50,6 +50,13 @@ describe('verifiedCaller: the identity kept beside the request context', () => {
     assert.equal(verifiedCaller(ctx), undefined);
   });
 
+  it('cannot be bound to the empty context outside a request (it would be every request-less lookup’s)', () => {
+    assert.throws(() => bindVerifiedCaller(currentContext(), identity), TypeError);
+    assert.equal(verifiedCaller(), undefined);
+    bindVerifiedCaller(currentContext(), undefined);
+    assert.equal(verifiedCaller(), undefined);
+  });
+
   it('is not given to a context forked by withTags (as when it was a WeakMap keyed by the context)', () => {
     const ctx = createContext();
     bindVerifiedCaller(ctx, identity);
