@@ -7,7 +7,8 @@
 //   HTTP: `mesh.httpHandler` (tracing off) over a fake request and response, as
 //         inbound-trace.ts times it, with no mesh headers, with `x-meshlet-tags` (two tags),
 //         with `x-meshlet-caller`, and with both and a `traceparent` (what a governed caller
-//         sends); the floor is the app called with the same fake request and response.
+//         sends), and with auth on, a signed identity and the same headers (what a governed caller
+//         of a mesh with `auth` sends); the floor is the app called with the same fake request and response.
 //   gRPC: the servers of grpc-server.ts (grpc-upstream.ts: raw grpc-js, an empty interceptor,
 //         `mesh.grpc.serverInterceptor()` with tracing off, traced at 100%), called at
 //         concurrency 50 by a raw client that sends two tags, the caller and a sampled traceparent.
@@ -22,7 +23,8 @@ import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { InMemoryKvStore, InMemoryRegistry, silentLogger } from '@meshlet/core';
+import { IDENTITY_HEADER, type MeshKey, signIdentity, verifiedCaller } from '@meshlet/auth';
+import { InMemoryKvStore, InMemoryRegistry, silentLogger, systemClock } from '@meshlet/core';
 import { createMesh } from 'meshlet';
 import { GrpcBenchClient } from './grpc-clients.js';
 import { fmt, load, machine, median, sized, spread, table } from './harness.js';
@@ -45,7 +47,16 @@ interface HttpRow {
   /** False: the app alone, the floor of the fake request and response. */
   readonly mesh: boolean;
   readonly headers: Readonly<Record<string, string>>;
+  /** Auth on (the mesh given the key), the request signed by a caller that has it. */
+  readonly auth?: boolean;
 }
+
+const AUTH_KEY: MeshKey = { id: 'k1', key: Buffer.alloc(32, 5) };
+/** A caller's signed identity, for orders: signed afresh before each run (a token lives 30 s). */
+const signedIdentity = () =>
+  signIdentity({ service: 'bench-client', namespace: 'default', instance: 'bench-client-1' }, AUTH_KEY, systemClock, {
+    audience: 'orders',
+  });
 
 const HTTP_ROWS: readonly HttpRow[] = [
   { name: 'the app alone, no mesh (the floor)', mesh: false, headers: {} },
@@ -56,6 +67,12 @@ const HTTP_ROWS: readonly HttpRow[] = [
     name: 'mesh.httpHandler, tags + caller + traceparent',
     mesh: true,
     headers: { 'x-meshlet-tags': TAGS, 'x-meshlet-caller': CALLER, traceparent: TRACEPARENT },
+  },
+  {
+    name: 'mesh.httpHandler with auth, signed identity + tags + caller + traceparent',
+    mesh: true,
+    headers: { 'x-meshlet-tags': TAGS, 'x-meshlet-caller': CALLER, traceparent: TRACEPARENT },
+    auth: true,
   },
 ];
 
@@ -115,11 +132,22 @@ async function httpChild(index: number): Promise<void> {
   const row = HTTP_ROWS[index];
   if (!row) throw new Error(`no row ${index}`);
   const mesh = row.mesh
-    ? createMesh({ service: 'orders', registry: new InMemoryRegistry(), rules: new InMemoryKvStore(), logger: silentLogger })
+    ? createMesh({
+        service: 'orders',
+        registry: new InMemoryRegistry(),
+        rules: new InMemoryKvStore(),
+        logger: silentLogger,
+        ...(row.auth ? { auth: { keys: [AUTH_KEY] } } : {}),
+      })
     : undefined;
   const handler = (mesh ? mesh.httpHandler(app) : app) as (req: IncomingMessage, res: ServerResponse) => void;
   const req = new FakeRequest(row.headers) as unknown as IncomingMessage;
   const serve = async (n: number) => {
+    if (row.auth && mesh) {
+      req.headers[IDENTITY_HEADER] = signedIdentity();
+      // The row measures a verified caller, not an anonymous one.
+      if (verifiedCaller(mesh.contextOf(req)) === undefined) throw new Error('inbound-alloc: the signed identity did not verify');
+    }
     for (let i = 0; i < n; i++) {
       handler(req, new FakeResponse() as unknown as ServerResponse);
       if (i % 20 === 19) await new Promise((r) => setImmediate(r));

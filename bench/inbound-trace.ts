@@ -2,7 +2,8 @@
 // SERVER span, auth, rate limits, the app in the span's context) over a fake request and
 // response, so that what is timed is the pipeline and the span, not sockets. Rows: tracing
 // off; a caller that did not sample (traceparent flags 00); a sampled caller (flags 01);
-// a new root at sampleRatio 1 and at 0.5; the sampled rows batched to the trace log. CPU
+// a new root at sampleRatio 1 and at 0.5; the sampled rows batched to the trace log; and
+// tracing off with auth on, a caller's signed identity verified (what auth adds). CPU
 // per request (process.cpuUsage), rows interleaved, medians; "added" is over tracing off.
 // Then the same server for real: node:http with `mesh.httpHandler` in a child process per
 // row, driven by an undici Pool at concurrency 50 from this one; the server's own CPU per
@@ -19,7 +20,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InMemoryKvStore, InMemoryRegistry, silentLogger } from '@meshlet/core';
+import { IDENTITY_HEADER, type MeshKey, signIdentity, verifiedCaller } from '@meshlet/auth';
+import { InMemoryKvStore, InMemoryRegistry, silentLogger, systemClock } from '@meshlet/core';
 import { createTracing, type Tracing, type TracingOptions } from '@meshlet/trace';
 import { createMesh, type Mesh } from 'meshlet';
 import { Pool } from 'undici';
@@ -69,7 +71,11 @@ interface Row {
   readonly traceparent: string | undefined;
   /** Tracing options; undefined: tracing off. */
   readonly tracing: Omit<TracingOptions, 'service'> | undefined;
+  /** Auth on (the mesh given the key), the request signed by a caller that has it. */
+  readonly auth?: boolean;
 }
+
+const AUTH_KEY: MeshKey = { id: 'k1', key: Buffer.alloc(32, 5) };
 
 const rowsFor = (logDir: string): Row[] => [
   { name: 'tracing off', traceparent: SAMPLED_PARENT, tracing: undefined },
@@ -86,15 +92,17 @@ const rowsFor = (logDir: string): Row[] => [
     tracing: { sampleRatio: 1, log: { path: join(logDir, 'root.jsonl'), maxBytes: 2 ** 30 } },
   },
   { name: 'new root at sampleRatio 0.5, no exporter', traceparent: undefined, tracing: { sampleRatio: 0.5 } },
+  { name: 'tracing off, auth on (a signed caller verified)', traceparent: SAMPLED_PARENT, tracing: undefined, auth: true },
 ];
 
-async function meshFor(tracing: Tracing | undefined): Promise<Mesh> {
+async function meshFor(tracing: Tracing | undefined, auth: boolean): Promise<Mesh> {
   return createMesh({
     service: 'orders',
     registry: new InMemoryRegistry(),
     rules: new InMemoryKvStore(),
     logger: silentLogger,
     ...(tracing ? { tracing } : {}),
+    ...(auth ? { auth: { keys: [AUTH_KEY] } } : {}),
   });
 }
 
@@ -107,13 +115,25 @@ interface Prepared {
 
 async function prepare(row: Row): Promise<Prepared> {
   const tracing = row.tracing ? createTracing({ service: 'orders', ...row.tracing }) : undefined;
-  const mesh = await meshFor(tracing);
+  const mesh = await meshFor(tracing, row.auth === true);
   return { row, handler: mesh.httpHandler(app) as Prepared['handler'], tracing, mesh };
 }
 
 /** CPU ns per request through the pipeline. */
 async function cpuOf(p: Prepared, n: number): Promise<number> {
   const req = new FakeRequest(p.row.traceparent) as unknown as IncomingMessage;
+  if (p.row.auth) {
+    // Signed afresh each run (a token lives 30 s); the row measures a verified caller, not an anonymous one.
+    req.headers[IDENTITY_HEADER] = signIdentity(
+      { service: 'bench-client', namespace: 'default', instance: 'bench-client-1' },
+      AUTH_KEY,
+      systemClock,
+      {
+        audience: 'orders',
+      },
+    );
+    if (verifiedCaller(p.mesh.contextOf(req)) === undefined) throw new Error('inbound-trace: the signed identity did not verify');
+  }
   const c0 = process.cpuUsage();
   for (let i = 0; i < n; i++) {
     p.handler(req, new FakeResponse() as unknown as ServerResponse);

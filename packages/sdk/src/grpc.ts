@@ -28,7 +28,7 @@ import {
   stopGracefully,
 } from '@meshlet/grpc';
 import { requestTagsOf } from '@meshlet/propagation';
-import type { RateLimiter } from '@meshlet/ratelimit';
+import type { Decision, RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
@@ -121,6 +121,17 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     clock: deps.clock,
     logger,
   };
+  // A limiter's decision as the server interceptor's admission: an allowed decision is an
+  // Admitted itself (its `release`, no `code`), so nothing is made for it.
+  const toAdmission = (d: Decision): Admitted | Refusal =>
+    d.allowed
+      ? d
+      : {
+          code: RESOURCE_EXHAUSTED,
+          details: `rate limited by ${deps.service}'s rule "${d.rule.name}"; retry after ${d.retryAfterSeconds} s`,
+          trailers: { 'retry-after': String(d.retryAfterSeconds), [LIMITED_TRAILER]: d.rule.name },
+          errorType: 'rate_limited',
+        };
   const serverPorts = {
     // The HTTP pipeline's own context builder: the same dialects, verified caller and tags.
     context: (headers: Readonly<Record<string, string | string[]>>, path: string) =>
@@ -136,15 +147,6 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
           errorType: 'auth_denied',
         };
       const decided = deps.rateLimiter.decide({ method: 'POST', path, tag: tags });
-      const toAdmission = (d: Awaited<typeof decided>): Admitted | Refusal =>
-        d.allowed
-          ? { release: d.release }
-          : {
-              code: RESOURCE_EXHAUSTED,
-              details: `rate limited by ${deps.service}'s rule "${d.rule.name}"; retry after ${d.retryAfterSeconds} s`,
-              trailers: { 'retry-after': String(d.retryAfterSeconds), [LIMITED_TRAILER]: d.rule.name },
-              errorType: 'rate_limited',
-            };
       return decided instanceof Promise ? decided.then(toAdmission) : toAdmission(decided);
     },
     tracing: deps.tracing,

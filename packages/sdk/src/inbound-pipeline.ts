@@ -236,13 +236,22 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
  * next service has a caller of its own. A TSF authority rule on `source.group.id` then
  * matches no caller, since no identity carries the group.
  */
+let lastIdentity: VerifiedIdentity | undefined;
+let lastSourceTags: ReturnType<typeof verifiedSourceTags> = [];
+
 function keepVerifiedSourceTags(ctx: MeshContext, identity: VerifiedIdentity | undefined): void {
   const tags = ctx.tags as Map<string, string>;
   // Deleting the entry being visited is safe in a Map's iteration.
   for (const key of tags.keys()) if (key.startsWith('source.')) tags.delete(key);
   if (!identity) return;
   const scopes = requestTagsOf(ctx)?.scopes;
-  for (const [key, value] of verifiedSourceTags(identity)) {
+  // The verifier hands back the same identity object for a token it remembers (every call
+  // of a caller for half its token's life): its tags are made once for it, not per request.
+  if (identity !== lastIdentity) {
+    lastSourceTags = verifiedSourceTags(identity);
+    lastIdentity = identity;
+  }
+  for (const [key, value] of lastSourceTags) {
     tags.set(key, value);
     scopes?.set(key, 'local');
   }

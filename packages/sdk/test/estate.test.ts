@@ -115,6 +115,10 @@ describe('service auth through the mesh', () => {
       const downstream = (await allowed.json()) as { tags: string; tsf: string };
       assert.equal(downstream.tags, 'tier=vip', 'the request’s own tags go on');
       assert.doesNotMatch(downstream.tsf, /source\./, 'ledger’s caller does not travel to audit');
+      // Callers in turn: each request gets its own caller's source tags (made once per identity).
+      assert.equal((await orders.fetch('http://ledger/entries')).status, 403);
+      assert.equal((await billing.fetch('http://ledger/entries')).status, 200);
+      assert.equal((await orders.fetch('http://ledger/entries')).status, 403);
     } finally {
       await orders.close();
       await billing.close();

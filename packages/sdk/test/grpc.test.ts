@@ -650,7 +650,10 @@ describe('gRPC server: context, auth, limits', () => {
         service: 'guarded',
         auth: { rules: [{ name: 'no-blocked', action: 'deny', when: [{ tag: 'tier', op: 'equals', value: 'blocked' }] }] },
         ratelimit: {
-          rules: [{ name: 'two-says', api: { method: 'POST', path: '/meshlet.interop.Echo/Say' }, rate: 1, unit: 'minute', burst: 2 }],
+          rules: [
+            { name: 'two-says', api: { method: 'POST', path: '/meshlet.interop.Echo/Say' }, rate: 1, unit: 'minute', burst: 2 },
+            { name: 'one-count', api: { method: 'POST', path: '/meshlet.interop.Echo/Count' }, concurrency: 1 },
+          ],
         },
       }),
     );
@@ -702,6 +705,18 @@ describe('gRPC server: context, auth, limits', () => {
     assert.equal(echo.state.hits, 2);
     assert.deepEqual(last?.metadata.get(LIMITED_TRAILER), ['two-says']);
     assert.ok(Number(last?.metadata.get('retry-after')[0]) > 0);
+  });
+
+  it('gives a concurrency slot back when the call ends: calls one after another under a limit of one all run', async () => {
+    echo.state.hits = 0;
+    const runs: string[][] = [];
+    for (let i = 0; i < 3; i++) {
+      const got: string[] = [];
+      for await (const m of client.Count({ text: '1' }) as AsyncIterable<Text>) got.push(m.text);
+      runs.push(got);
+    }
+    assert.deepEqual(runs, [['guarded-0:1:tier='], ['guarded-0:1:tier='], ['guarded-0:1:tier=']]);
+    assert.equal(echo.state.hits, 3);
   });
 });
 

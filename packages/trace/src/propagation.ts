@@ -127,6 +127,16 @@ export class TracePropagation {
       const simple = simpleParent(headers);
       if (simple !== undefined) return simple;
     }
+    return this.extractByPropagators(headers, base);
+  }
+
+  /**
+   * `extract` without its `simpleParent` shortcut: the propagators alone (W3C, B3 single,
+   * B3 multi, baggage). For a caller that has asked `simpleParent` already and been told
+   * no (the HTTP SERVER span, which keeps the answer for the sampler), so that it is not
+   * asked twice; it gives the same context as `extract` in every case.
+   */
+  extractByPropagators(headers: InboundHeaders, base: Context = ROOT_CONTEXT): Context {
     let ctx = base;
     const w3c = this.#w3c.extract(base, headers, getter);
     if (hasValidSpan(w3c)) ctx = w3c;

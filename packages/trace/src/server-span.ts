@@ -71,8 +71,10 @@ export function startServerSpan(
   route: string | undefined,
   info: ServerRequestInfo = {},
 ): ServerSpan {
+  // simpleParent once: its answer is the sampler's hint too, and when it says no the
+  // propagators alone read the headers (extract would ask simpleParent again).
   const simple = simpleParent(headers);
-  const parent = simple ?? deps.propagation.extract(headers, ROOT_CONTEXT);
+  const parent = simple ?? deps.propagation.extractByPropagators(headers, ROOT_CONTEXT);
   const m = normalizeMethod(method);
   const recording = deps.spanRecording;
   const decision = recording?.sampler.decide(parent, SpanKind.SERVER, simple !== undefined);

@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
 import {
   type Attributes,
+  type Context,
   defaultTextMapGetter,
   type MeterProvider,
   propagation,
@@ -29,7 +30,7 @@ import {
   type Tracing,
 } from '../src/index.js';
 import { inInternalSpan } from '../src/internal-span.js';
-import { simpleParent } from '../src/propagation.js';
+import { type InboundHeaders, simpleParent } from '../src/propagation.js';
 import { startServerSpan } from '../src/server-span.js';
 import { SPAN_DEPS, type SpanDeps } from '../src/span-deps.js';
 import { SpanRecord, spanRecording } from '../src/span-record.js';
@@ -503,5 +504,34 @@ describe('the simple inbound parent (no propagators)', () => {
     assert.equal(simpleParent({}), ROOT_CONTEXT);
     for (const h of left) assert.equal(simpleParent(h), undefined, `left: ${JSON.stringify(h)}`);
     assert.equal(simpleParent(new Headers({ traceparent: tp })), undefined);
+  });
+
+  it('extractByPropagators (the SERVER span, once simpleParent said no) gives what extract gives, in every case', () => {
+    for (const h of [...taken, ...left]) assert.deepEqual(seen(p.extractByPropagators(h)), seen(p.extract(h)), JSON.stringify(h));
+    for (const h of taken) assert.deepEqual(seen(p.extractByPropagators(h)), seen(byPropagator(h)), JSON.stringify(h));
+  });
+
+  it('the SERVER span asks simpleParent once: the headers it leaves go to the propagators alone', () => {
+    const { mine } = pair(1);
+    const calls: string[] = [];
+    class Counting extends TracePropagation {
+      override extract(headers: InboundHeaders, base?: Context): Context {
+        calls.push('extract');
+        return super.extract(headers, base);
+      }
+      override extractByPropagators(headers: InboundHeaders, base?: Context): Context {
+        calls.push('propagators');
+        return super.extractByPropagators(headers, base);
+      }
+    }
+    const deps: SpanDeps = { ...mine.deps, propagation: new Counting() };
+    for (const h of left) {
+      calls.length = 0;
+      startServerSpan(deps, h, 'GET', '/x').end(200);
+      assert.deepEqual(calls, ['propagators'], JSON.stringify(h));
+    }
+    calls.length = 0;
+    startServerSpan(deps, { traceparent: tp }, 'GET', '/x').end(200);
+    assert.deepEqual(calls, [], 'the simple case reads no propagator');
   });
 });
