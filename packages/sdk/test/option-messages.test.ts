@@ -16,17 +16,14 @@ const rows: readonly [string, Partial<MeshOptions>][] = [
   ['grpc.channels.maxChannels', { grpc: { channels: { maxChannels: long as never } } }],
 ];
 
+/** createMesh with `option` over a mesh that needs nothing else. */
+const meshWith = (option: Partial<MeshOptions>) =>
+  createMesh({ service: 'checked', registry: new InMemoryRegistry(), rules: new InMemoryKvStore(), logger: new MemoryLogger(), ...option });
+
 for (const [field, option] of rows)
   it(`refuses a long bad ${field} naming it, the value shown bounded`, () => {
     assert.throws(
-      () =>
-        createMesh({
-          service: 'checked',
-          registry: new InMemoryRegistry(),
-          rules: new InMemoryKvStore(),
-          logger: new MemoryLogger(),
-          ...option,
-        }),
+      () => meshWith(option),
       (e: unknown) => {
         const message = (e as Error).message;
         assert.equal((e as { code?: string }).code, 'MESHLET_BAD_OPTION', message.slice(0, 200));
@@ -41,14 +38,7 @@ it('shows a function given for a number as a function, not its source', () => {
   // A function whose source is long.
   const source = new Function(`return ${JSON.stringify(long)};`) as () => string;
   assert.throws(
-    () =>
-      createMesh({
-        service: 'checked',
-        registry: new InMemoryRegistry(),
-        rules: new InMemoryKvStore(),
-        logger: new MemoryLogger(),
-        grpc: { channels: { maxChannels: source as never } },
-      }),
+    () => meshWith({ grpc: { channels: { maxChannels: source as never } } }),
     (e: unknown) => {
       const message = (e as Error).message;
       assert.equal(message, 'grpc.channels.maxChannels: a function must be a whole number from 1 to 65536');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { type Attempt, type AttemptHandler, type Instance, ManualClock, type OutboundCall } from '@meshlet/core';
+import { testAttempt, testCall } from '@meshlet/core/testing';
 import { type Context, type MeterProvider, ROOT_CONTEXT } from '@opentelemetry/api';
 import { suppressTracing } from '@opentelemetry/core';
 import { runInContext } from '../src/active-context.js';
@@ -291,28 +292,12 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
       const field = fields[step % fields.length] as keyof typeof domains;
       const domain = domains[field] as readonly unknown[];
       (kind as Record<string, unknown>)[field] = domain[pick(domain.length)];
-      const call: OutboundCall<Res> = {
-        service: kind.service,
-        method: kind.method,
-        path: kind.path,
-        search: '',
-        headers: {},
-        tags: () => undefined,
-        transport: async () => ({ status: 200 }),
-        fromResponse: () => ({ status: 200 }),
-      };
-      const attempt: Attempt<Res> = {
+      const call = testCall<Res>({ service: kind.service, method: kind.method, path: kind.path });
+      const attempt = testAttempt(
         call,
-        target: { id: kind.instance.id, instance: kind.instance, rule: kind.rule, lane: kind.lane, revision: kind.revision },
-        number: kind.number,
-        signal: undefined,
-        breaker: kind.breaker,
-        api: kind.api,
-        notes: undefined,
-        attributes: undefined,
-        settled: undefined,
-        injected: false,
-      };
+        { id: kind.instance.id, instance: kind.instance, rule: kind.rule, lane: kind.lane, revision: kind.revision },
+        { number: kind.number, breaker: kind.breaker, api: kind.api },
+      );
       const late = lates[kind.late] as (a: Attempt<Res>) => void;
       n++;
       await interceptor(attempt, (a) => {

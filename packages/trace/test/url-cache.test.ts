@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { type Attempt, type Instance, ManualClock, type OutboundCall } from '@meshlet/core';
+import { type Instance, ManualClock } from '@meshlet/core';
+import { testAttempt, testCall } from '@meshlet/core/testing';
 import { URL_ATTRIBUTES_KEPT, urlAttributesKept } from '../src/client-span-interceptor.js';
 import { clientSpanObserver, createTracing } from '../src/index.js';
 import { memoryExporter } from './servers.js';
-
-type Res = { status: number };
 
 describe("sampled attempts' URL attribute cache", () => {
   const tracing = createTracing({ service: 'orders', sampleRatio: 1, exporters: [memoryExporter()], clock: new ManualClock(1_000) });
@@ -26,27 +25,8 @@ describe("sampled attempts' URL attribute cache", () => {
         health: 'passing',
       };
       for (let p = 0; p < 200; p++) {
-        const call: OutboundCall<Res> = {
-          service: 'inventory',
-          method: 'GET',
-          path: `/items/${p}`,
-          search: '',
-          headers: {},
-          tags: () => undefined,
-          transport: async () => ({ status: 200 }),
-          fromResponse: () => ({ status: 200 }),
-        };
-        const attempt: Attempt<Res> = {
-          call,
-          target: { id: instance.id, instance, rule: undefined, lane: undefined },
-          number: 0,
-          signal: undefined,
-          breaker: 'closed',
-          notes: undefined,
-          attributes: undefined,
-          settled: undefined,
-          injected: false,
-        };
+        const call = testCall({ service: 'inventory', path: `/items/${p}` });
+        const attempt = testAttempt(call, { id: instance.id, instance, rule: undefined, lane: undefined });
         observer.started(attempt);
         observer.settled(attempt, { status: 200 }, undefined);
       }

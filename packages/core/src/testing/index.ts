@@ -1,11 +1,13 @@
 /**
  * Helpers for Meshlet's own tests and for tests of code built on it: a loopback server,
- * and the assertion every rule parser's tests make. Not used at run time.
+ * the assertion every rule parser's tests make, and outbound call and attempt records for
+ * tests of attempt-chain stages. Not used at run time.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Attempt, AttemptResult, AttemptTarget, OutboundCall } from '../attempt.js';
 import { RuleValidationError } from '../rules/rule-error.js';
 
 export interface TestServer {
@@ -39,4 +41,39 @@ export function assertRuleRefused(parse: () => unknown, path: string, reason?: R
     if (reason) assert.match(err.reason, reason);
     return true;
   });
+}
+
+/** An outbound call for a stage's test: a GET with no query, no headers yet, answered 200 by its transport; `fields` over that. */
+export function testCall<R extends AttemptResult = { status: number }>(
+  fields: Partial<OutboundCall<R>> & Pick<OutboundCall<R>, 'service' | 'path'>,
+): OutboundCall<R> {
+  return {
+    method: 'GET',
+    search: '',
+    headers: {},
+    tags: () => undefined,
+    transport: async () => ({ status: 200 }) as R,
+    fromResponse: () => ({ status: 200 }) as R,
+    ...fields,
+  };
+}
+
+/** The first attempt of `call` to `target`, the breaker closed, nothing noted yet; `fields` over that. */
+export function testAttempt<R extends AttemptResult>(
+  call: OutboundCall<R>,
+  target: AttemptTarget,
+  fields: Partial<Attempt<R>> = {},
+): Attempt<R> {
+  return {
+    call,
+    target,
+    number: 0,
+    signal: undefined,
+    breaker: 'closed',
+    notes: undefined,
+    attributes: undefined,
+    settled: undefined,
+    injected: false,
+    ...fields,
+  };
 }
