@@ -23,9 +23,9 @@ import {
   composeAttempt,
   createContext,
   type Instance,
-  type OutboundCall,
   runWithContext,
 } from '@meshlet/core';
+import { testAttempt, testCall } from '@meshlet/core/testing';
 import { Router } from '@meshlet/route';
 import { clientSpanObserver, createTracing, type Tracing } from '@meshlet/trace';
 import type { Mesh } from 'meshlet';
@@ -130,34 +130,9 @@ async function chainCpu(dir: string): Promise<string> {
   const router = new Router();
   router.setInstances('bench-upstream', [instance]);
   const target = router.picker('bench-upstream').first(() => undefined);
-  const attemptOf = (): Attempt => {
-    const call: OutboundCall<{ status: number }> = {
-      service: 'bench-upstream',
-      method: 'GET',
-      path: '/api/users/42',
-      search: '',
-      headers: {},
-      tags: () => undefined,
-      transport,
-      fromResponse: () => answer,
-    };
-    // The executor's record's shape: every field made with it.
-    return {
-      call,
-      target,
-      number: 0,
-      signal: undefined,
-      breaker: 'closed',
-      notes: undefined,
-      attributes: undefined,
-      settled: undefined,
-      span: undefined,
-      spanStart: undefined,
-      spanNotes: undefined,
-      load: undefined,
-      injected: false,
-    } as Attempt;
-  };
+  // The executor's record's shape: every field made with it (testAttempt makes them all).
+  const attemptOf = (): Attempt =>
+    testAttempt(testCall({ service: 'bench-upstream', path: '/api/users/42', transport, fromResponse: () => answer }), target) as Attempt;
   const made: Tracing[] = [];
   const span = (options: Parameters<typeof createTracing>[0]): AttemptObserver => {
     const t = createTracing(options);

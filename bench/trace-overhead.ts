@@ -13,7 +13,8 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Attempt, type AttemptChain, type AttemptHandler, composeAttempt, type Instance, type OutboundCall } from '@meshlet/core';
+import { type Attempt, type AttemptChain, type AttemptHandler, composeAttempt, type Instance } from '@meshlet/core';
+import { testAttempt, testCall } from '@meshlet/core/testing';
 import { clientSpanObserver, createTracing, type Tracing } from '@meshlet/trace';
 import { fmt, machine, median, sized, spread, table } from './harness.js';
 
@@ -94,32 +95,8 @@ const transport: AttemptHandler = () => Promise.resolve(answer) as never;
 
 /** A new attempt as the executor hands it down: its own call (and headers), the bench rule's target. */
 function attemptOf(): Attempt {
-  const call: OutboundCall<{ status: number }> = {
-    service: 'bench-upstream',
-    method: 'GET',
-    path: '/api/users/42',
-    search: '',
-    headers: {},
-    tags: () => undefined,
-    transport,
-    fromResponse: () => answer,
-  };
-  return {
-    call,
-    target: { id: instance.id, instance, rule: 'vip-gray', lane: undefined, revision: 3 },
-    number: 0,
-    signal: undefined,
-    breaker: 'closed',
-    notes: undefined,
-    attributes: undefined,
-    settled: undefined,
-    // The observers' fields, made with the record as the executor's record makes them.
-    span: undefined,
-    spanStart: undefined,
-    spanNotes: undefined,
-    load: undefined,
-    injected: false,
-  } as Attempt;
+  const call = testCall({ service: 'bench-upstream', path: '/api/users/42', transport, fromResponse: () => answer });
+  return testAttempt(call, { id: instance.id, instance, rule: 'vip-gray', lane: undefined, revision: 3 }) as Attempt;
 }
 
 /** Table 2: CPU per attempt through the CLIENT span observer, as the sdk's chain runs it. */

@@ -16,6 +16,7 @@ import {
   type OutboundCall,
   seededRandom,
 } from '@meshlet/core';
+import { testAttempt } from '@meshlet/core/testing';
 import { FaultInjector, faultInterceptor } from '@meshlet/fault';
 import { Router } from '@meshlet/route';
 import { type ClientCall, type ClientOutcome, type ClientSpan, clientSpanInterceptor } from '@meshlet/trace';
@@ -57,18 +58,7 @@ function callOf(answer: { status?: number; error?: Error } = {}, log: string[] =
 }
 
 function attemptOf(call: OutboundCall<Res>, over: Partial<Attempt<Res>> = {}): Attempt<Res> {
-  return {
-    call,
-    target: { id: 'i1', instance: inst('i1'), rule: 'gray', lane: undefined },
-    number: 0,
-    signal: undefined,
-    breaker: 'closed',
-    notes: undefined,
-    attributes: undefined,
-    settled: undefined,
-    injected: false,
-    ...over,
-  };
+  return testAttempt(call, { id: 'i1', instance: inst('i1'), rule: 'gray', lane: undefined }, over);
 }
 
 /** A Tracing whose spans record what they were told. */

@@ -155,18 +155,7 @@ async function runRow(row: Row, general: boolean) {
     transport: async () => ({ status: 200 }),
     fromResponse: () => ({ status: 200 }),
   };
-  const attempt: Attempt<Res> = {
-    call,
-    target: { id: 'inv-1', instance: inst, rule: 'gray', lane: 'blue', revision: 9 },
-    number: 0,
-    signal: undefined,
-    breaker: 'closed',
-    notes: undefined,
-    attributes: undefined,
-    settled: undefined,
-    injected: false,
-    ...row.attempt,
-  };
+  const attempt = testAttempt(call, { id: 'inv-1', instance: inst, rule: 'gray', lane: 'blue', revision: 9 }, row.attempt);
   const next: AttemptHandler = (a) => {
     row.below?.(a as Attempt<Res>);
     clock.advance(7);

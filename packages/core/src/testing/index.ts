@@ -58,7 +58,11 @@ export function testCall<R extends AttemptResult = { status: number }>(
   };
 }
 
-/** The first attempt of `call` to `target`, the breaker closed, nothing noted yet; `fields` over that. */
+/**
+ * The first attempt of `call` to `target`, the breaker closed, nothing noted yet; `fields`
+ * over that. Every field the executor's record has is made with it (the observers' too), so
+ * a stage under test or bench sees the record's shape.
+ */
 export function testAttempt<R extends AttemptResult>(
   call: OutboundCall<R>,
   target: AttemptTarget,
@@ -73,6 +77,10 @@ export function testAttempt<R extends AttemptResult>(
     notes: undefined,
     attributes: undefined,
     settled: undefined,
+    span: undefined,
+    spanStart: undefined,
+    spanNotes: undefined,
+    load: undefined,
     injected: false,
     ...fields,
   };
