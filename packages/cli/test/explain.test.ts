@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileKvStore, InMemoryRegistry, RuleRepository } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { listen, testInstance } from '@meshlet/core/testing';
 import { readTraceLog } from '@meshlet/trace';
 import { CircuitOpenError, createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
 import { decisionsOf, type SpanRules } from '../src/explain-command.js';
@@ -446,15 +446,7 @@ describe('meshlet explain: a call a real API breaker refused', () => {
     });
     try {
       const registry = new InMemoryRegistry();
-      await registry.register({
-        id: 'orders-1',
-        service: 'orders',
-        address: '127.0.0.1',
-        port: upstream.port,
-        tags: [],
-        metadata: {},
-        health: 'passing',
-      });
+      await registry.register(testInstance('orders', 'orders-1', upstream.port));
       const rules = new FileKvStore(join(dir, 'rules'));
       const log = join(dir, 'shop.jsonl');
       const shop = createMesh({ service: 'shop', registry, rules, tracing: { log: { path: log }, batch: { delayMs: 10 } } });

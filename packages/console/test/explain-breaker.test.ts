@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FileKvStore, InMemoryRegistry, MemoryLogger, RuleRepository } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { listen, testInstance } from '@meshlet/core/testing';
 import { CircuitOpenError, createMesh } from 'meshlet';
 import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { startConsole } from '../src/index.js';
@@ -50,15 +50,7 @@ describe('console explain: a call a real API breaker refused', () => {
     });
     try {
       const registry = new InMemoryRegistry();
-      await registry.register({
-        id: 'orders-1',
-        service: 'orders',
-        address: '127.0.0.1',
-        port: upstream.port,
-        tags: [],
-        metadata: {},
-        health: 'passing',
-      });
+      await registry.register(testInstance('orders', 'orders-1', upstream.port));
       const shop = createMesh({ service: 'shop', registry, rules: kv, tracing: { log: { path: log }, batch: { delayMs: 10 } } });
       await shop.rules.apply(
         JSON.stringify({

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, RuleValidationError } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { listen, testInstance } from '@meshlet/core/testing';
 import { defaultTracing } from '@meshlet/trace';
 import { BulkheadFullError, createMesh, type MeshOptions } from '../src/index.js';
 import { BULKHEAD_BOUNDS, outboundLimitSettings } from '../src/ratelimit-options.js';
@@ -98,15 +98,7 @@ it("takes bulkheads at their bounds, and applies a service's own numbers", async
     answer = () => res.end('done');
   });
   const registry = new InMemoryRegistry();
-  await registry.register({
-    id: 'orders-0',
-    service: 'orders',
-    address: '127.0.0.1',
-    port: upstream.port,
-    tags: [],
-    metadata: {},
-    health: 'passing',
-  });
+  await registry.register(testInstance('orders', 'orders-0', upstream.port));
   const mesh = createMesh({
     ...base(),
     registry,

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Attempt, AttemptResult, AttemptTarget, OutboundCall } from '../attempt.js';
+import type { Instance } from '../instance.js';
 import { RuleValidationError } from '../rules/rule-error.js';
 
 export interface TestServer {
@@ -84,4 +85,9 @@ export function testAttempt<R extends AttemptResult>(
     injected: false,
     ...fields,
   };
+}
+
+/** A passing instance of `service` on 127.0.0.1:`port`, no tags or metadata; `fields` over that. */
+export function testInstance(service: string, id: string, port: number, fields: Partial<Instance> = {}): Instance {
+  return { id, service, address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing', ...fields };
 }
