@@ -19,11 +19,14 @@ class VerifiedCaller implements ContextExtension {
   }
 
   /**
-   * A context forked by `withTags` has no verified caller, as before the extension (the
-   * WeakMap was keyed by the request's own context object, and a fork is another object).
+   * A context forked by `withTags` serves the same request, so it has the same verified
+   * caller: adding tags does not change who called. (Before the extension the identity was
+   * a WeakMap entry keyed by the request's own context object, and a fork lost it, so
+   * `@Authorize` inside `withTags` refused a verified caller.) The identity never changes
+   * once bound: the fork shares it.
    */
   fork(): ContextExtension {
-    return NONE;
+    return this;
   }
 
   /** The identity kept in `ext`, if it is one of ours. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createContext, runWithContext } from '@meshlet/core';
+import { createContext, runWithContext, withTags } from '@meshlet/core';
 import {
   AuthDeniedError,
   Authorize,
@@ -171,6 +171,15 @@ describe('@Authorize / @Deny', () => {
       AuthDeniedError,
     );
     assert.equal(verifiedCaller(createContext()), undefined);
+  });
+
+  it('lets the verified caller run an @Authorize method inside withTags (the same request, the same caller)', async () => {
+    const r = new Refunds();
+    assert.equal(await as(caller('billing'), () => withTags({ tier: 'vip' }, () => r.refund('2'))), 'refunded 2');
+    await assert.rejects(
+      as(undefined, () => withTags({ tier: 'vip' }, () => r.refund('2'))),
+      AuthDeniedError,
+    );
   });
 
   it('refuses the callers a @Deny method names, synchronously', () => {

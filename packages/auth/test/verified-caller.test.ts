@@ -57,16 +57,23 @@ describe('verifiedCaller: the identity kept beside the request context', () => {
     assert.equal(verifiedCaller(), undefined);
   });
 
-  it('is not given to a context forked by withTags (as when it was a WeakMap keyed by the context)', () => {
+  it('is the same in a context forked by withTags: adding tags does not change who called', () => {
     const ctx = createContext();
     bindVerifiedCaller(ctx, identity);
     runWithContext(ctx, () => {
       assert.equal(
         withTags({ tier: 'vip' }, () => verifiedCaller()),
-        undefined,
+        identity,
       );
       assert.equal(verifiedCaller(), identity);
     });
+    // And a request without one has none in its forks either.
+    runWithContext(createContext(), () =>
+      assert.equal(
+        withTags({ tier: 'vip' }, () => verifiedCaller()),
+        undefined,
+      ),
+    );
   });
 
   it('cannot be forged from app code: tags, a global symbol, or an object of its own in the slot', () => {
