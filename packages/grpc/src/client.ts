@@ -1,5 +1,7 @@
 import {
+  type ChannelInterface,
   type Client,
+  connectivityState as ConnectivityState,
   type InterceptingCall,
   type InterceptingListener,
   type Interceptor,
@@ -13,10 +15,12 @@ import type { Context } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
 import {
   CallEnded,
+  DEFAULT_STREAM_CONNECT_RETRIES,
   Destination,
   effectiveDeadline,
   type GrpcAttemptResult,
   injectedResult,
+  NotSentError,
   type RpcClientSpan,
   refusalSpan,
   routingTags,
@@ -92,18 +96,22 @@ interface InstanceStream {
 /**
  * The bottom of a governed client call: what grpc-js's own channel call would be, with the
  * instance chosen by the mesh. A unary call is a UnaryCall (the call executor's call) that
- * takes the one message and runs at half-close; streaming calls are routed once at start
- * and bridged to the instance's stream (no retries: the messages already sent cannot be
- * replayed).
+ * takes the one message and runs at half-close; streaming calls are routed at start and
+ * bridged to the instance's stream. A stream goes to another instance only when its
+ * instance's connection could not be made (refused, failed: nothing was sent; the caller's
+ * messages wait here until the connection is up), up to `streamConnectRetries` further
+ * instances not yet tried; once the stream is open on an instance, never (its messages
+ * cannot be replayed), whatever its status.
  *
- * A stream is one attempt down the destination's attempt chain (core's `OutboundCall`: this
+ * Each try is one attempt down the destination's attempt chain (core's `OutboundCall`: this
  * object is its call), the same stages as a unary attempt's: the CLIENT span and the client
  * call metrics (`rpcSpanObserver`, from the chain's send to the stream's end), the in-flight
  * count, fault rules (an abort ends the stream with the rule's status before anything is
  * sent; a delay holds its start, messages written meanwhile queued; shadow rules only
- * note), then `transport`, which opens the stream on the instance's channel. The attempt
- * settles with the status the caller gets: the instance's, or the caller's cancel or
- * deadline.
+ * note), then `transport`, which waits for the instance's connection and opens the stream
+ * on its channel. The attempt settles with the status the caller gets (the instance's, or
+ * the caller's cancel or deadline), or with `NotSentError` when the connection could not
+ * be made.
  */
 class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<GrpcAttemptResult> {
   /** The chain's OutboundCall shape: a gRPC call is a POST. */
@@ -253,12 +261,18 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     l.onReceiveStatus?.(status);
   }
 
-  /** Routes a streaming call once, then sends it down the destination's attempt chain as one attempt. */
+  /**
+   * Routes a streaming call, then sends it down the destination's attempt chain as one
+   * attempt. An attempt whose instance's connection could not be made (`NotSentError`: no
+   * message left the mesh, they wait in `#pending`) is followed by another on an instance
+   * not yet tried (routing's picker), each its own attempt down the chain (span, metrics),
+   * up to the ports' `streamConnectRetries`; nothing else is tried again.
+   */
   async #startStream(): Promise<void> {
     const dest = this.#dest;
     const ports = dest.ports;
     const ctx = this.#ctx ?? currentContext();
-    let choice: RouteChoice;
+    let choice: RouteChoice | undefined;
     try {
       await dest.ensure();
       this.tags = routingTags(ctx, dest.service, this.path);
@@ -269,34 +283,54 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       refusalSpan(ports, this.parent, this.path, dest.service, s.code, s.details, ports.errorAttributes?.(err));
       return this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
     }
-    if (this.#done) return;
-    this.#peer = ChannelPool.target(choice.instance);
-    this.#abort = new AbortController();
-    const attempt: Attempt<GrpcAttemptResult> = {
-      call: this,
-      target: targetOf(choice),
-      number: 0,
-      signal: this.#abort.signal,
-      breaker: undefined,
-      notes: undefined,
-      attributes: undefined,
-      settled: undefined,
-      injected: false,
-    };
+    const retries = Math.max(0, ports.streamConnectRetries ?? DEFAULT_STREAM_CONNECT_RETRIES);
     const chain = dest.chain;
-    let result: GrpcAttemptResult | undefined;
-    let error: unknown;
-    try {
-      result = await chain.send(attempt);
-    } catch (err) {
-      error = err;
+    let tried: Set<string> | undefined;
+    for (let number = 0; ; number++) {
+      if (this.#done) return;
+      this.#peer = ChannelPool.target(choice.instance);
+      this.#abort = new AbortController();
+      const attempt: Attempt<GrpcAttemptResult> = {
+        call: this,
+        target: targetOf(choice),
+        number,
+        signal: this.#abort.signal,
+        breaker: undefined,
+        notes: undefined,
+        attributes: undefined,
+        settled: undefined,
+        injected: false,
+      };
+      let result: GrpcAttemptResult | undefined;
+      let error: unknown;
+      try {
+        result = await chain.send(attempt);
+      } catch (err) {
+        error = err;
+      }
+      // The span and metrics end before the caller hears the status, as a unary call's.
+      chain.settle(attempt, result, error);
+      if (error instanceof NotSentError && number < retries && !this.#done) {
+        tried ??= new Set();
+        tried.add(attempt.target.id);
+        choice = this.#next(tried);
+        if (choice !== undefined) continue;
+      }
+      if (result !== undefined) this.#deliver({ code: result.code, details: result.details, metadata: result.trailers });
+      else {
+        const s = statusOfError(error);
+        this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
+      }
+      return;
     }
-    // The span and metrics end before the caller hears the status, as a unary call's.
-    chain.settle(attempt, result, error);
-    if (result !== undefined) this.#deliver({ code: result.code, details: result.details, metadata: result.trailers });
-    else {
-      const s = statusOfError(error);
-      this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
+  }
+
+  /** An instance not yet tried, nearest locality first (routing's picker, as a unary retry picks); none when none is left. */
+  #next(tried: ReadonlySet<string>): RouteChoice | undefined {
+    try {
+      return this.#dest.picker.next(this.tags, tried);
+    } catch {
+      return undefined;
     }
   }
 
@@ -306,24 +340,53 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   }
 
   /**
-   * The chain's last step: opens the stream on the instance's channel, with the mesh's
-   * metadata and the span's trace context, and bridges it; settles with the stream's
-   * status, or at once with the caller's cancel or deadline.
+   * The chain's last step: waits for the instance's connection, then opens the stream on
+   * the instance's channel, with the mesh's metadata and the span's trace context, and
+   * bridges it; settles with the stream's status, or at once with the caller's cancel or
+   * deadline. A connection that cannot be made rejects with `NotSentError` before the stream
+   * exists: the messages the caller wrote are still queued here, so another instance may
+   * take the stream (`#startStream`). Once the stream is opened, its messages are the
+   * instance's and nothing is tried again.
    */
   transport(attempt: Attempt<GrpcAttemptResult>): Promise<GrpcAttemptResult> {
     if (this.#ended !== undefined) return Promise.reject(this.#ended);
-    const dest = this.#dest;
-    const def = this.#options.method_definition;
     const instance = attempt.target.instance;
-    const md = dest.outbound(this.#ctx ?? currentContext(), this.#metadata);
-    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
     // Counted in flight by the chain's own stage when the mesh composed it (Router.inFlight), else here.
-    let counted = dest.ports.attemptChain === undefined ? dest.ports.router.callStarted(instance) : undefined;
+    let counted = this.#dest.ports.attemptChain === undefined ? this.#dest.ports.router.callStarted(instance) : undefined;
     const uncount = () => {
       counted?.();
       counted = undefined;
     };
-    const client: Client = dest.pool.get(instance);
+    return new Promise<GrpcAttemptResult>((resolve, reject) => {
+      this.#settle = (err) => {
+        uncount();
+        reject(err);
+      };
+      const pooled = this.#dest.pool.channel(instance);
+      const open = () => {
+        // Ended while the connection was being made: #end rejected the attempt already.
+        if (this.#ended !== undefined) return;
+        this.#open(attempt, pooled.client, (result) => {
+          uncount();
+          resolve(result);
+        });
+      };
+      const refused = () => {
+        if (this.#ended !== undefined) return;
+        uncount();
+        this.#settle = undefined;
+        reject(new NotSentError(notConnected(pooled.target)));
+      };
+      whenConnected(pooled.channel, this.#deadline, open, refused);
+    });
+  }
+
+  /** Opens the stream on the instance's client, bridges it and writes the queued messages; `done` hears its status. */
+  #open(attempt: Attempt<GrpcAttemptResult>, client: Client, done: (result: GrpcAttemptResult) => void): void {
+    const dest = this.#dest;
+    const def = this.#options.method_definition;
+    const md = dest.outbound(this.#ctx ?? currentContext(), this.#metadata);
+    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
     const deadline = this.#deadline;
     const stream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, md, {
       ...(deadline !== undefined ? { deadline } : {}),
@@ -340,26 +403,58 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       this.#listener.onReceiveMessage?.(message);
     });
     stream.on('error', () => {});
-    const settled = new Promise<GrpcAttemptResult>((resolve, reject) => {
-      this.#settle = (err) => {
-        uncount();
-        reject(err);
-      };
-      stream.on('status', (s: StatusObject) => {
-        uncount();
-        resolve({
-          status: httpStatusOf(s.code),
-          code: s.code,
-          details: s.details,
-          message: undefined,
-          headers: undefined,
-          trailers: s.metadata,
-        });
-      });
-    });
+    stream.on('status', (s: StatusObject) =>
+      done({
+        status: httpStatusOf(s.code),
+        code: s.code,
+        details: s.details,
+        message: undefined,
+        headers: undefined,
+        trailers: s.metadata,
+      }),
+    );
     for (const [m, cb] of this.#pending ?? []) stream.write(m, cb);
     this.#pending = undefined;
     if (this.#halfClosed) stream.end();
-    return settled;
   }
+}
+
+/**
+ * Calls `open` once `channel` is connected (READY), at once when it is; `refused` once it
+ * cannot connect (TRANSIENT_FAILURE: its connection was refused or failed; a closed
+ * channel), the state in which grpc-js fails a call with "No connection established"
+ * without sending it. While it connects, waits for it, until `deadline` (the call's end).
+ */
+function whenConnected(channel: ChannelInterface, deadline: number | undefined, open: () => void, refused: () => void): void {
+  let state: ConnectivityState;
+  try {
+    state = channel.getConnectivityState(true);
+  } catch {
+    refused();
+    return;
+  }
+  if (state === ConnectivityState.READY) open();
+  else if (state === ConnectivityState.TRANSIENT_FAILURE || state === ConnectivityState.SHUTDOWN) refused();
+  else
+    try {
+      channel.watchConnectivityState(state, deadline ?? Number.POSITIVE_INFINITY, (err) => {
+        // The deadline passed: the call's own timer ends it.
+        if (err === undefined) whenConnected(channel, deadline, open, refused);
+      });
+    } catch {
+      refused();
+    }
+}
+
+/** The status of a stream whose instance's connection could not be made, as grpc-js words it for a call. */
+function notConnected(target: string): GrpcAttemptResult {
+  const details = `No connection established to ${target}`;
+  return {
+    status: httpStatusOf(Status.UNAVAILABLE),
+    code: Status.UNAVAILABLE,
+    details,
+    message: undefined,
+    headers: undefined,
+    trailers: new Metadata(),
+  };
 }

@@ -82,6 +82,13 @@ export class NotSentError extends MeshletError {
   }
 }
 
+/**
+ * Further instances a stream whose instance refused its connection tries, when the ports
+ * name no other number: the unary calls' default (breaker's `CallDefaults.retries`, Istio's
+ * default route retry policy: 2), so a stream gets as many tries as a unary call does.
+ */
+export const DEFAULT_STREAM_CONNECT_RETRIES = 2;
+
 /** Cancelled by the caller (cancelWithStatus, `call.cancel()`), or its deadline passed. */
 export class CallEnded extends MeshletError {
   readonly status: number;

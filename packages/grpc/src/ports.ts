@@ -178,6 +178,12 @@ export interface GrpcClientPorts {
    * before routing (`MESHLET_BULKHEAD_FULL`, `MESHLET_OUTBOUND_LIMITED`: RESOURCE_EXHAUSTED).
    */
   readonly outboundLimit?: <T>(service: string, fn: () => Promise<T>, signal: AbortSignal) => Promise<T>;
+  /**
+   * Further instances a stream tries when its instance's connection cannot be made (nothing
+   * was sent; see client.ts's MeshCall). Default `DEFAULT_STREAM_CONNECT_RETRIES` (2, the
+   * unary calls' default retries, breaker's `CallDefaults.retries`); 0 turns it off.
+   */
+  readonly streamConnectRetries?: number;
   readonly clock: Clock;
   readonly logger: Logger;
 }

@@ -445,6 +445,161 @@ describe('gRPC client without rules', () => {
   });
 });
 
+describe('gRPC streams to an instance that refuses connections', () => {
+  /** `service` with a live Echo instance and one whose port refuses connections (bound, then closed). */
+  async function liveAndDead(e: Estate, service: string, live?: EchoServer) {
+    if (live !== undefined) await registerEcho(e, service, live);
+    const gone = await startEcho(`${service}-gone`);
+    gone.server.forceShutdown();
+    await e.registry.register({
+      id: `${service}-gone`,
+      service,
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(gone.port) },
+      health: 'passing',
+    });
+  }
+
+  it('server, client and bidi streams go to the live instance (nothing was sent), every message exactly once', async () => {
+    const e = estate();
+    const good = await startEcho('live-0');
+    await liveAndDead(e, 'flaky', good);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'flaky');
+    try {
+      // Enough calls that the dead instance is picked first for some of them (round robin, random start).
+      for (let i = 0; i < 6; i++) {
+        const counted = await streamEnd(client.Count({ text: '3' }));
+        assert.equal(counted.code, grpc.status.OK, `server stream ${i}`);
+        assert.deepEqual(counted.got, ['live-0:1:tier=', 'live-0:2:tier=', 'live-0:3:tier=']);
+        const collected = await new Promise<string>((res, rej) => {
+          const s = client.Collect(new grpc.Metadata(), {}, (err, reply) => (err ? rej(err) : res(reply?.text ?? '')));
+          for (const t of ['a', 'b', 'c']) s.write({ text: t });
+          s.end();
+        });
+        assert.equal(collected, 'live-0:a,b,c:tier=', `client stream ${i}`);
+        const chat = client.Chat();
+        const ended = streamEnd(chat);
+        chat.write({ text: 'x' });
+        chat.write({ text: 'y' });
+        chat.end();
+        const chatted = await ended;
+        assert.equal(chatted.code, grpc.status.OK, `bidi stream ${i}`);
+        assert.deepEqual(chatted.got, ['live-0:x', 'live-0:y']);
+      }
+      assert.equal(good.state.hits, 18, 'each stream reached the live instance once');
+    } finally {
+      client.close();
+      await caller.close();
+      await good.close();
+    }
+  });
+
+  it('each try is its own attempt: a CLIENT span for the refused instance, then one for the instance that took the stream', async () => {
+    const e = estate();
+    const good = await startEcho('live-t');
+    await liveAndDead(e, 'traced', good);
+    const spans = new InMemorySpanExporter();
+    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [spans], batch: { delayMs: 1 } } });
+    const client = caller.grpc.client(Echo, 'traced');
+    try {
+      for (let i = 0; i < 6; i++) assert.equal((await streamEnd(client.Count({ text: '1' }))).code, grpc.status.OK);
+      await caller.tracing?.forceFlush();
+      const count = spans.getFinishedSpans().filter((x) => x.name === 'meshlet.interop.Echo/Count');
+      const refused = count.filter((x) => x.attributes['io.meshlet.instance'] === 'traced-gone');
+      const taken = count.filter((x) => x.attributes['io.meshlet.instance'] === 'live-t');
+      assert.ok(refused.length > 0, 'the refused instance was tried first at least once');
+      for (const r of refused) {
+        assert.equal(r.attributes['rpc.grpc.status_code'], grpc.status.UNAVAILABLE);
+        assert.equal(r.attributes['io.meshlet.attempt'], undefined, 'a first try');
+      }
+      assert.equal(taken.length, 6, 'one span per stream on the live instance');
+      for (const t of taken) assert.equal(t.attributes['rpc.grpc.status_code'], grpc.status.OK);
+      assert.equal(
+        taken.filter((t) => t.attributes['io.meshlet.attempt'] === 1).length,
+        refused.length,
+        'each refused try followed by a second',
+      );
+      assert.equal(count.length, 6 + refused.length);
+    } finally {
+      client.close();
+      await caller.close();
+      await good.close();
+    }
+  });
+
+  it('a stream whose only instance refuses connections ends UNAVAILABLE, naming the connection', async () => {
+    const e = estate();
+    await liveAndDead(e, 'dead');
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'dead');
+    try {
+      const chat = client.Chat();
+      const ended = streamEnd(chat);
+      chat.write({ text: 'x' });
+      chat.end();
+      assert.equal((await ended).code, grpc.status.UNAVAILABLE);
+      const counted = await new Promise<grpc.StatusObject>((res) => {
+        const s = client.Count({ text: '1' });
+        s.on('error', () => {});
+        s.on('status', res);
+      });
+      assert.equal(counted.code, grpc.status.UNAVAILABLE);
+      assert.match(counted.details, /^No connection established/);
+    } finally {
+      client.close();
+      await caller.close();
+    }
+  });
+
+  it('a stream the instance failed after its first message arrived is not retried: one hit in all', async () => {
+    const e = estate();
+    let hits = 0;
+    const failing: grpc.Server[] = [];
+    for (const i of [0, 1]) {
+      const server = new grpc.Server();
+      server.addService(Echo.service, {
+        Collect(call: grpc.ServerReadableStream<Text, Text>, cb: grpc.sendUnaryData<Text>) {
+          call.once('data', () => {
+            hits++;
+            cb({ code: grpc.status.UNAVAILABLE, details: 'went away after the first message' });
+          });
+        },
+      });
+      const port = await new Promise<number>((res, rej) =>
+        server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
+      );
+      failing.push(server);
+      await e.registry.register({
+        id: `failing-${i}`,
+        service: 'failing',
+        address: '127.0.0.1',
+        port: 9,
+        tags: [],
+        metadata: { [GRPC_PORT_META]: String(port) },
+        health: 'passing',
+      });
+    }
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'failing');
+    try {
+      const code = await new Promise<number>((res) => {
+        const s = client.Collect(new grpc.Metadata(), {}, (err) => res(err?.code ?? grpc.status.OK));
+        s.write({ text: 'a' });
+        s.end();
+      });
+      assert.equal(code, grpc.status.UNAVAILABLE);
+      assert.equal(hits, 1, 'the stream reached one instance, once');
+    } finally {
+      client.close();
+      await caller.close();
+      for (const s of failing) s.forceShutdown();
+    }
+  });
+});
+
 describe('gRPC client and instance breakers routing has not yet heard of', () => {
   it("an instance whose breaker refuses the first attempt's pick is passed over for another, as HTTP calls do", async () => {
     const a = await startEcho('probe-a');
