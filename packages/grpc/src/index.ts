@@ -10,7 +10,7 @@ export {
   retryable,
   statusOfError,
 } from './client.js';
-export { Destination, type SpanPorts } from './governance.js';
+export { DEFAULT_STREAM_CONNECT_RETRIES, Destination, type SpanPorts } from './governance.js';
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
 export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';

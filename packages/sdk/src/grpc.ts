@@ -89,6 +89,8 @@ export interface MeshGrpcDeps extends GovernedCallDeps {
   /** Sets the gRPC port written to the registration's `Meta`. */
   readonly setGrpcPort: (port: number) => void;
   readonly channels?: ChannelPoolOptions;
+  /** Further instances a stream whose instance refused its connection tries (the ports' `streamConnectRetries`). */
+  readonly streamConnectRetries?: number;
 }
 
 export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
@@ -118,6 +120,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     outboundHeaders: outboundHeaders(deps),
     // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
+    ...(deps.streamConnectRetries !== undefined ? { streamConnectRetries: deps.streamConnectRetries } : {}),
     clock: deps.clock,
     logger,
   };

@@ -132,6 +132,12 @@ export function createMesh(options: MeshOptions): Mesh {
         deregister: () => registration.deregister(),
         setGrpcPort: (port) => registration.setGrpcPort(port),
         ...(options.grpc?.channels !== undefined ? { channels: options.grpc.channels } : {}),
+        // A stream tries as many instances as a unary call's default retries allow (callDefaults.retries; none with false).
+        ...(options.callDefaults === false
+          ? { streamConnectRetries: 0 }
+          : options.callDefaults?.retries !== undefined
+            ? { streamConnectRetries: options.callDefaults.retries }
+            : {}),
       });
       return grpc;
     },

@@ -530,6 +530,27 @@ describe('gRPC streams to an instance that refuses connections', () => {
     }
   });
 
+  it('with callDefaults.retries 0 (or false) a stream tries one instance only, as a unary call retries none', async () => {
+    const e = estate();
+    const good = await startEcho('live-r');
+    await liveAndDead(e, 'once', good);
+    for (const callDefaults of [{ retries: 0 }, false as const]) {
+      const caller = createMesh({ service: 'gateway', ...e, callDefaults, logger: new MemoryLogger() });
+      const client = caller.grpc.client(Echo, 'once');
+      try {
+        const codes: number[] = [];
+        // Round robin over the two: the refused instance is first for half of them.
+        for (let i = 0; i < 4; i++) codes.push((await streamEnd(client.Count({ text: '1' }))).code);
+        assert.ok(codes.includes(grpc.status.UNAVAILABLE), `a refused stream not tried again (${JSON.stringify(callDefaults)})`);
+        assert.ok(codes.includes(grpc.status.OK));
+      } finally {
+        client.close();
+        await caller.close();
+      }
+    }
+    await good.close();
+  });
+
   it('a stream whose only instance refuses connections ends UNAVAILABLE, naming the connection', async () => {
     const e = estate();
     await liveAndDead(e, 'dead');
