@@ -2,6 +2,7 @@
 // registry and rule store, every package wired in by createMesh.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
@@ -549,6 +550,45 @@ describe('gRPC streams to an instance that refuses connections', () => {
       }
     }
     await good.close();
+  });
+
+  it("while its instance's connection is being made the stream waits; the caller's deadline and cancel still end it", async () => {
+    const e = estate();
+    // Accepts TCP connections and never answers the HTTP/2 handshake: the channel stays CONNECTING.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((res) => silent.listen(0, '127.0.0.1', res));
+    await e.registry.register({
+      id: 'silent-0',
+      service: 'silent',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String((silent.address() as AddressInfo).port) },
+      health: 'passing',
+    });
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'silent');
+    try {
+      const timed = client.Chat(new grpc.Metadata(), { deadline: Date.now() + 200 });
+      const timedEnd = streamEnd(timed);
+      timed.write({ text: 'x' });
+      assert.equal((await timedEnd).code, grpc.status.DEADLINE_EXCEEDED);
+      const cancelled = client.Chat();
+      const cancelledEnd = streamEnd(cancelled);
+      cancelled.write({ text: 'y' });
+      await waitFor(() => sockets.size > 0);
+      cancelled.cancel();
+      assert.equal((await cancelledEnd).code, grpc.status.CANCELLED);
+    } finally {
+      client.close();
+      await caller.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((res) => silent.close(res));
+    }
   });
 
   it('a stream whose only instance refuses connections ends UNAVAILABLE, naming the connection', async () => {
