@@ -38,13 +38,18 @@ const estate = (): Estate => ({ registry: new InMemoryRegistry(), rules: new InM
 
 /** Registers an Echo server as an instance of `service`; the HTTP port is a decoy: calls must use gRPC_port. */
 async function registerEcho(e: Estate, service: string, echo: EchoServer, metadata: Record<string, string> = {}) {
+  await registerGrpcPort(e, service, echo.id, echo.port, metadata);
+}
+
+/** Registers `id`, an instance of `service` on 127.0.0.1 with `grpcPort` as its gRPC_port (the HTTP port a decoy). */
+async function registerGrpcPort(e: Estate, service: string, id: string, grpcPort: number, metadata: Record<string, string> = {}) {
   await e.registry.register({
-    id: echo.id,
+    id,
     service,
     address: '127.0.0.1',
     port: 9,
     tags: [],
-    metadata: { [GRPC_PORT_META]: String(echo.port), ...metadata },
+    metadata: { [GRPC_PORT_META]: String(grpcPort), ...metadata },
     health: 'passing',
   });
 }
@@ -423,15 +428,7 @@ describe('gRPC client without rules', () => {
     const gone = await startEcho('gone-0');
     const deadPort = gone.port;
     gone.server.forceShutdown();
-    await e.registry.register({
-      id: 'gone-0',
-      service: 'plain',
-      address: '127.0.0.1',
-      port: 9,
-      tags: [],
-      metadata: { [GRPC_PORT_META]: String(deadPort) },
-      health: 'passing',
-    });
+    await registerGrpcPort(e, 'plain', 'gone-0', deadPort);
     const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'plain');
     try {
@@ -452,24 +449,32 @@ describe('gRPC streams to an instance that refuses connections', () => {
     if (live !== undefined) await registerEcho(e, service, live);
     const gone = await startEcho(`${service}-gone`);
     gone.server.forceShutdown();
-    await e.registry.register({
-      id: `${service}-gone`,
-      service,
-      address: '127.0.0.1',
-      port: 9,
-      tags: [],
-      metadata: { [GRPC_PORT_META]: String(gone.port) },
-      health: 'passing',
-    });
+    await registerGrpcPort(e, service, `${service}-gone`, gone.port);
+  }
+
+  /** Runs `fn` with a caller's client of `service`: the live Echo `liveId` and a refusing instance; closes them after. */
+  async function withLiveAndDead(
+    service: string,
+    liveId: string,
+    options: Partial<Parameters<typeof createMesh>[0]>,
+    fn: (client: EchoClient, live: EchoServer, caller: Mesh) => Promise<void>,
+  ) {
+    const e = estate();
+    const live = await startEcho(liveId);
+    await liveAndDead(e, service, live);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger(), ...options });
+    const client = caller.grpc.client(Echo, service);
+    try {
+      await fn(client, live, caller);
+    } finally {
+      client.close();
+      await caller.close();
+      await live.close();
+    }
   }
 
   it('server, client and bidi streams go to the live instance (nothing was sent), every message exactly once', async () => {
-    const e = estate();
-    const good = await startEcho('live-0');
-    await liveAndDead(e, 'flaky', good);
-    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
-    const client = caller.grpc.client(Echo, 'flaky');
-    try {
+    await withLiveAndDead('flaky', 'live-0', {}, async (client, good) => {
       // Enough calls that the dead instance is picked first for some of them (round robin, random start).
       for (let i = 0; i < 6; i++) {
         const counted = await streamEnd(client.Count({ text: '3' }));
@@ -491,21 +496,12 @@ describe('gRPC streams to an instance that refuses connections', () => {
         assert.deepEqual(chatted.got, ['live-0:x', 'live-0:y']);
       }
       assert.equal(good.state.hits, 18, 'each stream reached the live instance once');
-    } finally {
-      client.close();
-      await caller.close();
-      await good.close();
-    }
+    });
   });
 
   it('each try is its own attempt: a CLIENT span for the refused instance, then one for the instance that took the stream', async () => {
-    const e = estate();
-    const good = await startEcho('live-t');
-    await liveAndDead(e, 'traced', good);
     const spans = new InMemorySpanExporter();
-    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [spans], batch: { delayMs: 1 } } });
-    const client = caller.grpc.client(Echo, 'traced');
-    try {
+    await withLiveAndDead('traced', 'live-t', { tracing: { exporters: [spans], batch: { delayMs: 1 } } }, async (client, _live, caller) => {
       for (let i = 0; i < 6; i++) assert.equal((await streamEnd(client.Count({ text: '1' }))).code, grpc.status.OK);
       await caller.tracing?.forceFlush();
       const count = spans.getFinishedSpans().filter((x) => x.name === 'meshlet.interop.Echo/Count');
@@ -524,11 +520,7 @@ describe('gRPC streams to an instance that refuses connections', () => {
         'each refused try followed by a second',
       );
       assert.equal(count.length, 6 + refused.length);
-    } finally {
-      client.close();
-      await caller.close();
-      await good.close();
-    }
+    });
   });
 
   it('with callDefaults.retries 0 (or false) a stream tries one instance only, as a unary call retries none', async () => {
@@ -561,15 +553,7 @@ describe('gRPC streams to an instance that refuses connections', () => {
       socket.on('error', () => {});
     });
     await new Promise<void>((res) => silent.listen(0, '127.0.0.1', res));
-    await e.registry.register({
-      id: 'silent-0',
-      service: 'silent',
-      address: '127.0.0.1',
-      port: 9,
-      tags: [],
-      metadata: { [GRPC_PORT_META]: String((silent.address() as AddressInfo).port) },
-      health: 'passing',
-    });
+    await registerGrpcPort(e, 'silent', 'silent-0', (silent.address() as AddressInfo).port);
     const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'silent');
     try {
@@ -633,15 +617,7 @@ describe('gRPC streams to an instance that refuses connections', () => {
         server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? rej(err) : res(p))),
       );
       failing.push(server);
-      await e.registry.register({
-        id: `failing-${i}`,
-        service: 'failing',
-        address: '127.0.0.1',
-        port: 9,
-        tags: [],
-        metadata: { [GRPC_PORT_META]: String(port) },
-        health: 'passing',
-      });
+      await registerGrpcPort(e, 'failing', `failing-${i}`, port);
     }
     const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'failing');
