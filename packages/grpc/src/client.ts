@@ -231,6 +231,16 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     return this.#options.method_definition.path;
   }
 
+  /** The call's deadline in ms since the epoch, if it has one. */
+  get deadline(): number | undefined {
+    return this.#deadline;
+  }
+
+  /** Why the stream was ended by the caller or its deadline, if it was. */
+  get ended(): CallEnded | undefined {
+    return this.#ended;
+  }
+
   /** The parent server call was cancelled (a stream's; a unary call's UnaryCall hears of it itself). */
   parentCancelled(): void {
     this.#end(new CallEnded(Status.CANCELLED, 'the parent call was cancelled'));
@@ -377,7 +387,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
         this.#settle = undefined;
         reject(new NotSentError(notConnected(pooled.target)));
       };
-      whenConnected(pooled.channel, this.#deadline, open, refused);
+      whenConnected(pooled.channel, this, open, refused);
     });
   }
 
@@ -423,9 +433,9 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
  * Calls `open` once `channel` is connected (READY), at once when it is; `refused` once it
  * cannot connect (TRANSIENT_FAILURE: its connection was refused or failed; a closed
  * channel), the state in which grpc-js fails a call with "No connection established"
- * without sending it. While it connects, waits for it, until `deadline` (the call's end).
+ * without sending it. While it connects, waits for it, until the call's deadline or end.
  */
-function whenConnected(channel: ChannelInterface, deadline: number | undefined, open: () => void, refused: () => void): void {
+function whenConnected(channel: ChannelInterface, call: MeshCall, open: () => void, refused: () => void): void {
   let state: ConnectivityState;
   try {
     state = channel.getConnectivityState(true);
@@ -437,9 +447,9 @@ function whenConnected(channel: ChannelInterface, deadline: number | undefined, 
   else if (state === ConnectivityState.TRANSIENT_FAILURE || state === ConnectivityState.SHUTDOWN) refused();
   else
     try {
-      channel.watchConnectivityState(state, deadline ?? Number.POSITIVE_INFINITY, (err) => {
-        // The deadline passed: the call's own timer ends it.
-        if (err === undefined) whenConnected(channel, deadline, open, refused);
+      channel.watchConnectivityState(state, call.deadline ?? Number.POSITIVE_INFINITY, (err) => {
+        // The deadline passed: the call's own timer ends it. Ended meanwhile: nothing left to wait for.
+        if (err === undefined && call.ended === undefined) whenConnected(channel, call, open, refused);
       });
     } catch {
       refused();
