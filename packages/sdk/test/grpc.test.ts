@@ -30,7 +30,7 @@ import {
 import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { MAX_GRPC_CHANNELS } from '../src/grpc.js';
-import { createMesh, type Mesh, meshKey } from '../src/index.js';
+import { createMesh, type Mesh, type MeshOptions, meshKey } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
 
 type Estate = { registry: InMemoryRegistry; rules: InMemoryKvStore };
@@ -952,6 +952,22 @@ describe('gRPC with service auth on', () => {
   });
 });
 
+/**
+ * A caller mesh (`gateway`) whose CLIENT spans are kept in memory; `spans(method)` flushes
+ * and takes those of `meshlet.interop.Echo/<method>` (default `Say`) recorded since the last take.
+ */
+function tracedCaller(e: ReturnType<typeof estate>, options: Partial<MeshOptions> = {}) {
+  const exporter = new InMemorySpanExporter();
+  const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [exporter], batch: { delayMs: 1 } }, ...options });
+  const spans = async (method = 'Say') => {
+    await caller.tracing?.forceFlush();
+    const all = exporter.getFinishedSpans().filter((s) => s.name === `meshlet.interop.Echo/${method}`);
+    exporter.reset();
+    return all;
+  };
+  return { caller, spans };
+}
+
 describe('gRPC spans and trace context', () => {
   it('a CLIENT and a SERVER span with rpc.* attributes, in one trace through traceparent metadata', async () => {
     const e = estate();
@@ -1007,17 +1023,10 @@ describe('gRPC spans and trace context', () => {
   });
   it('the spans carry what governance adds, as HTTP spans do: a refusal names its breaker, a fault its rule, a refused pick its instances', async () => {
     const e = estate();
-    const clientSpans = new InMemorySpanExporter();
     const echo = await startEcho('echo-g');
     await registerEcho(e, 'echo', echo);
-    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const { caller, spans } = tracedCaller(e);
     const client = caller.grpc.client(Echo, 'echo');
-    const spans = async () => {
-      await caller.tracing?.forceFlush();
-      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
-      clientSpans.reset();
-      return all;
-    };
     try {
       await caller.rules.apply(
         JSON.stringify({
@@ -1047,17 +1056,10 @@ describe('gRPC spans and trace context', () => {
   });
   it('a fault section in shadow mode notes what it would have done on the span (io.meshlet.shadow) and sends the call; an enforced delay is named on the span', async () => {
     const e = estate();
-    const clientSpans = new InMemorySpanExporter();
     const echo = await startEcho('echo-sh');
     await registerEcho(e, 'echo', echo);
-    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const { caller, spans } = tracedCaller(e);
     const client = caller.grpc.client(Echo, 'echo');
-    const spans = async () => {
-      await caller.tracing?.forceFlush();
-      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
-      clientSpans.reset();
-      return all;
-    };
     try {
       await caller.rules.apply(
         JSON.stringify({ service: 'echo', fault: { mode: 'shadow', rules: [{ name: 'chaos', percentage: 100, abort: 503 }] } }),
@@ -1093,17 +1095,11 @@ describe('gRPC spans and trace context', () => {
 describe('gRPC spans and route rules in shadow mode', () => {
   it('a route section in shadow mode is named on the span (route:<rule>:would-route) before the other notes, and the call routes without it', async () => {
     const e = estate();
-    const clientSpans = new InMemorySpanExporter();
     const echo = await startEcho('echo-rs');
     await registerEcho(e, 'echo', echo);
-    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const { caller, spans } = tracedCaller(e);
     const client = caller.grpc.client(Echo, 'echo');
-    const shadowOfSpans = async () => {
-      await caller.tracing?.forceFlush();
-      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
-      clientSpans.reset();
-      return all.map((s) => s.attributes['io.meshlet.shadow']);
-    };
+    const shadowOfSpans = async () => (await spans()).map((s) => s.attributes['io.meshlet.shadow']);
     const route = { mode: 'shadow', rules: [{ name: 'all-to-v9', destinations: [{ group: { version: '9' }, weight: 100 }] }] };
     try {
       await caller.rules.apply(JSON.stringify({ service: 'echo', route }), { author: 'test' });
@@ -1170,17 +1166,10 @@ describe('gRPC unary attempts and least requests', () => {
 describe('gRPC and a breaker fallback', () => {
   it("a refusal the fallback answered is one span for the logical call, naming the breaker and the fallback, with the answer's status", async () => {
     const e = estate();
-    const clientSpans = new InMemorySpanExporter();
     const echo = await startEcho('echo-fb');
     await registerEcho(e, 'echo', echo);
-    const caller = createMesh({ service: 'gateway', ...e, tracing: { exporters: [clientSpans], batch: { delayMs: 1 } } });
+    const { caller, spans } = tracedCaller(e);
     const client = caller.grpc.client(Echo, 'echo');
-    const spans = async () => {
-      await caller.tracing?.forceFlush();
-      const all = clientSpans.getFinishedSpans().filter((s) => s.name === 'meshlet.interop.Echo/Say');
-      clientSpans.reset();
-      return all;
-    };
     try {
       // A header a rule may set on its fallback, named as the fault trailer: still a fallback, not an injected fault.
       const fallback = { status: 503, body: 'later', headers: { 'x-meshlet-fault': 'not-a-fault' } };
@@ -1434,22 +1423,10 @@ async function streamEnd(s: grpc.ClientReadableStream<Text> | grpc.ClientDuplexS
 describe('gRPC streams and fault rules', () => {
   it("an abort ends a stream at its start with the rule's status, nothing sent to the instance; a shadow rule only notes", async () => {
     const e = estate();
-    const clientSpans = new InMemorySpanExporter();
     const echo = await startEcho('faulty-0');
     await registerEcho(e, 'faulty', echo);
-    const caller = createMesh({
-      service: 'gateway',
-      ...e,
-      tracing: { exporters: [clientSpans], batch: { delayMs: 1 } },
-      logger: new MemoryLogger(),
-    });
+    const { caller, spans } = tracedCaller(e, { logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'faulty');
-    const spans = async (name: string) => {
-      await caller.tracing?.forceFlush();
-      const all = clientSpans.getFinishedSpans().filter((s) => s.name === `meshlet.interop.Echo/${name}`);
-      clientSpans.reset();
-      return all;
-    };
     try {
       await caller.rules.apply(
         JSON.stringify({
