@@ -18,6 +18,7 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_BREAKER_SHADOW',
   'MESHLET_INSTANCE_COUNT_UNKNOWN',
   'MESHLET_ATTEMPT_OBSERVER_FAILED',
+  'MESHLET_CONTEXT_FAILED',
 ];
 
 /** Default interval between two lines of one per-request code. */

@@ -41,6 +41,20 @@ export function headersOf(metadata: Metadata): Record<string, string | string[]>
   return out;
 }
 
+/** A thrown value's message, cut short: a per-call log line stays bounded. */
+function messageOf(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, 200);
+}
+
+/**
+ * Auth or the limiter threw: the call is admitted, and logged as HTTP's pipeline logs a
+ * failed limiter (`MESHLET_RATELIMIT_FAILED`, a per-request code: at most one line per
+ * interval, every one counted).
+ */
+function admissionFailed(ports: Pick<GrpcServerPorts, 'logger'>, err: unknown): void {
+  ports.logger.error('gRPC admission failed; admitting', { code: 'MESHLET_RATELIMIT_FAILED', error: messageOf(err) });
+}
+
 function isRefusal(x: Admitted | Refusal): x is Refusal {
   return (x as Refusal).code !== undefined;
 }
@@ -137,7 +151,10 @@ class GovernedServerCall {
       const deadline = deadlineMs(this.call.getDeadline());
       if (deadline !== undefined) keepInboundDeadline(ctx, deadline);
     } catch (err) {
-      ports.logger.warn('gRPC call context not built; the call goes on without one', { error: (err as Error).message });
+      ports.logger.warn('gRPC call context not built; the call goes on without one', {
+        code: 'MESHLET_CONTEXT_FAILED',
+        error: messageOf(err),
+      });
     }
     let spanCtx: Context | undefined;
     if (ports.tracing) [this.#span, spanCtx] = startServerSpan(ports, ports.tracing, headers, path, this.call.getPeer(), ctx);
@@ -151,15 +168,15 @@ class GovernedServerCall {
     try {
       decision = ports.admit(ctx, path);
     } catch (err) {
-      ports.logger.error('gRPC admission failed; admitting', { error: (err as Error).message });
+      admissionFailed(ports, err);
       this.#inside(next, metadata);
       return;
     }
     if (decision instanceof Promise)
       decision.then(
         (a) => this.#admitted(a, metadata, next),
-        (err: Error) => {
-          ports.logger.error('gRPC admission failed; admitting', { error: err.message });
+        (err: unknown) => {
+          admissionFailed(ports, err);
           this.#inside(next, metadata);
         },
       );

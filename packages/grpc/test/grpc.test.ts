@@ -4,7 +4,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { createContext, getTag, type Instance, ManualClock, type MeshContext, MeshletError, silentLogger } from '@meshlet/core';
+import {
+  createContext,
+  getTag,
+  type Instance,
+  ManualClock,
+  MemoryLogger,
+  type MeshContext,
+  MeshletError,
+  silentLogger,
+  throttledLogger,
+} from '@meshlet/core';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { rpcSpan } from '../src/governance.js';
 import {
@@ -295,6 +305,49 @@ describe('meshServerInterceptor with fake ports', () => {
         return true;
       });
       assert.equal(contexts.length, 2);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+
+  it('logs a context that cannot be built and an admission that throws with per-request codes, so the mesh logger writes one line per interval', async () => {
+    const memory = new MemoryLogger();
+    const logger = throttledLogger(memory, { clock: new ManualClock(0) });
+    let failContext = true;
+    const server = await serve('s', [
+      meshServerInterceptor({
+        context: () => {
+          if (failContext) throw new Error(`no context ${'x'.repeat(10_000)}`);
+          return createContext();
+        },
+        admit: () => Promise.reject(new Error('limiter down')),
+        tracing: undefined,
+        logger,
+      }),
+    ]);
+    const client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const call = () =>
+      new Promise<string>((res, rej) =>
+        (client as unknown as Record<string, (...a: unknown[]) => void>).Hello?.(
+          'q',
+          new grpc.Metadata(),
+          {},
+          (e: Error | null, r?: string) => (e ? rej(e) : res(r ?? '')),
+        ),
+      );
+    try {
+      for (let i = 0; i < 5; i++) await call(); // the call goes on without a context
+      failContext = false;
+      for (let i = 0; i < 5; i++) await call(); // admitted although the limiter threw
+      assert.equal(logger.counts.get('MESHLET_CONTEXT_FAILED'), 5);
+      assert.equal(logger.counts.get('MESHLET_RATELIMIT_FAILED'), 5);
+      const lines = memory.entries.filter((e) => e.message.startsWith('gRPC '));
+      assert.deepEqual(
+        lines.map((e) => e.fields?.code),
+        ['MESHLET_CONTEXT_FAILED', 'MESHLET_RATELIMIT_FAILED'],
+      );
+      assert.ok(String(lines[0]?.fields?.error).length <= 200, 'the error cut short');
     } finally {
       client.close();
       await server.close();
