@@ -310,6 +310,43 @@ export function aroundObserver<O extends AttemptObserver>(
 }
 
 /**
+ * `attempt` down `chain`, settled by the chain when its send settles: for a caller that runs
+ * an attempt itself rather than through the executor (which settles after its own await).
+ */
+export function sendSettled<R extends AttemptResult>(chain: AttemptChain, attempt: Attempt<R>): Promise<R> {
+  return settledBy(chain.send(attempt), attempt, chain.settle);
+}
+
+/**
+ * A new attempt record: attempt `number` of `call` to `target`, nothing noted yet, the
+ * observers' fields made with it (the executor's record's shape), for a caller that runs
+ * attempts itself rather than through the executor.
+ */
+export function newAttempt<R extends AttemptResult>(
+  call: OutboundCall<R>,
+  target: AttemptTarget,
+  number: number,
+  signal: AbortSignal | undefined,
+  breaker: BreakerStateName | undefined = undefined,
+): Attempt<R> {
+  return {
+    call,
+    target,
+    number,
+    signal,
+    breaker,
+    notes: undefined,
+    attributes: undefined,
+    settled: undefined,
+    span: undefined,
+    spanStart: undefined,
+    spanNotes: undefined,
+    load: undefined,
+    injected: false,
+  };
+}
+
+/**
  * `composeAttempt(stages, { last })` as one handler that settles by itself (`settle` in one
  * `.then` per attempt, for all its observers together), for a caller that does not settle
  * attempts itself. Done once per mesh: a call allocates nothing for the chain.

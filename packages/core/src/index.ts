@@ -15,11 +15,13 @@ export {
   composeAttempt,
   MAX_NAMED_IDS,
   namedIds,
+  newAttempt,
   noteAttempt,
   type ObserverErrorHandler,
   type OutboundCall,
   originOf,
   sendAttempt,
+  sendSettled,
   shadowOf,
 } from './attempt.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';

@@ -10,7 +10,7 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { type Attempt, currentContext, type MeshContext, type OutboundCall, type TagLookup } from '@meshlet/core';
+import { type Attempt, currentContext, type MeshContext, newAttempt, type OutboundCall, sendSettled, type TagLookup } from '@meshlet/core';
 import type { Context } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
 import {
@@ -300,26 +300,15 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       if (this.#done) return;
       this.#peer = ChannelPool.target(choice.instance);
       this.#abort = new AbortController();
-      const attempt: Attempt<GrpcAttemptResult> = {
-        call: this,
-        target: targetOf(choice),
-        number,
-        signal: this.#abort.signal,
-        breaker: undefined,
-        notes: undefined,
-        attributes: undefined,
-        settled: undefined,
-        injected: false,
-      };
+      const attempt = newAttempt<GrpcAttemptResult>(this, targetOf(choice), number, this.#abort.signal);
       let result: GrpcAttemptResult | undefined;
       let error: unknown;
       try {
-        result = await chain.send(attempt);
+        // Settled by the chain (the span and metrics end) before the caller hears the status, as a unary call's.
+        result = await sendSettled(chain, attempt);
       } catch (err) {
         error = err;
       }
-      // The span and metrics end before the caller hears the status, as a unary call's.
-      chain.settle(attempt, result, error);
       if (error instanceof NotSentError && number < retries && !this.#done) {
         tried ??= new Set();
         tried.add(attempt.target.id);

@@ -18,7 +18,9 @@ import {
   type Attempt as ChainAttempt,
   currentContext,
   type MeshContext,
+  newAttempt,
   type OutboundCall,
+  sendSettled,
   type TagLookup,
 } from '@meshlet/core';
 import type { Context } from '@opentelemetry/api';
@@ -283,27 +285,8 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
     this.peer = this.#dest.pool.channel(target.instance).target;
     const chain = this.#dest.chain;
     if (attempt !== undefined) return chain.send(attempt as unknown as ChainAttempt<GrpcAttemptResult>);
-    const rec: ChainAttempt<GrpcAttemptResult> = {
-      call: this,
-      target,
-      number: n,
-      signal,
-      breaker: undefined,
-      notes: undefined,
-      attributes: undefined,
-      settled: undefined,
-      injected: false,
-    };
-    return chain.send(rec).then(
-      (result) => {
-        chain.settle(rec, result, undefined);
-        return result;
-      },
-      (error: unknown) => {
-        chain.settle(rec, undefined, error);
-        throw error;
-      },
-    );
+    // Not through the executor (a client with interceptors of its own): the chain settles it.
+    return sendSettled(chain, newAttempt<GrpcAttemptResult>(this, target, n, signal));
   }
 
   /** The executor's await of an attempt settled: the chain's observers end (the span, the in-flight count). */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Attempt, AttemptResult, AttemptTarget, OutboundCall } from '../attempt.js';
+import { type Attempt, type AttemptResult, type AttemptTarget, newAttempt, type OutboundCall } from '../attempt.js';
 import type { Instance } from '../instance.js';
 import { RuleValidationError } from '../rules/rule-error.js';
 
@@ -69,22 +69,7 @@ export function testAttempt<R extends AttemptResult>(
   target: AttemptTarget,
   fields: Partial<Attempt<R>> = {},
 ): Attempt<R> {
-  return {
-    call,
-    target,
-    number: 0,
-    signal: undefined,
-    breaker: 'closed',
-    notes: undefined,
-    attributes: undefined,
-    settled: undefined,
-    span: undefined,
-    spanStart: undefined,
-    spanNotes: undefined,
-    load: undefined,
-    injected: false,
-    ...fields,
-  };
+  return { ...newAttempt(call, target, 0, undefined, 'closed'), ...fields };
 }
 
 /** A passing instance of `service` on 127.0.0.1:`port`, no tags or metadata; `fields` over that. */
