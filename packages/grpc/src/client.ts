@@ -350,29 +350,17 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   transport(attempt: Attempt<GrpcAttemptResult>): Promise<GrpcAttemptResult> {
     if (this.#ended !== undefined) return Promise.reject(this.#ended);
     const instance = attempt.target.instance;
-    // Counted in flight by the chain's own stage when the mesh composed it (Router.inFlight), else here.
-    let counted = this.#dest.ports.attemptChain === undefined ? this.#dest.ports.router.callStarted(instance) : undefined;
-    const uncount = () => {
-      counted?.();
-      counted = undefined;
-    };
+    // Counted in flight by the chain's own stage (Router.inFlight), as a unary attempt is.
     return new Promise<GrpcAttemptResult>((resolve, reject) => {
-      this.#settle = (err) => {
-        uncount();
-        reject(err);
-      };
+      this.#settle = reject;
       const pooled = this.#dest.pool.channel(instance);
       const open = () => {
         // Ended while the connection was being made: #end rejected the attempt already.
         if (this.#ended !== undefined) return;
-        this.#open(attempt, pooled.client, (result) => {
-          uncount();
-          resolve(result);
-        });
+        this.#open(attempt, pooled.client, resolve);
       };
       const refused = () => {
         if (this.#ended !== undefined) return;
-        uncount();
         this.#settle = undefined;
         reject(new NotSentError(notConnected(pooled.target)));
       };

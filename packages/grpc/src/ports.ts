@@ -44,12 +44,6 @@ export interface GrpcRouter {
   decide(service: string, tags: TagLookup): RouteChoice;
   /** The picker of `service`, made once per destination: unary attempts and their retries pick through it. */
   picker(service: string): GrpcPicker;
-  /**
-   * Counts an in-flight streaming call for least-requests balancing; returns its end. Used
-   * only when the ports have no `attemptChain`: the chain's in-flight stage
-   * (`Router.inFlight`) counts unary attempts and streams alike.
-   */
-  callStarted(instance: Instance): () => void;
 }
 
 /**
@@ -147,7 +141,7 @@ export interface GrpcClientPorts {
    * HTTP's: the CLIENT span and client metrics (`rpcSpanObserver`),
    * routing's in-flight count (`Router.inFlight`), fault injection (@meshlet/fault's
    * `faultInterceptor`), then the call's own transport. Absent: the span observer alone
-   * (when `tracing` is given).
+   * (when `tracing` is given), and nothing counts attempts in flight.
    */
   readonly attemptChain?: AttemptChain;
   /**

@@ -193,7 +193,6 @@ function clientPorts(instances: Instance[], outbound: Record<string, string> = {
           return undefined;
         },
       }),
-      callStarted: () => () => {},
     },
     executor: {
       async call<R extends { readonly status: number }>(call: ExecutorCall<R>): Promise<R> {

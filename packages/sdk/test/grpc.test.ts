@@ -673,7 +673,6 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
           first: () => choice(ia),
           next: (_tags, tried) => [ia, ib].filter((i) => !tried.has(i.id)).map(choice)[0],
         }),
-        callStarted: () => () => {},
       },
       executor,
       tracing,
