@@ -9,7 +9,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createContext, InMemoryKvStore, InMemoryRegistry, type MeshContext, runWithContext, silentLogger } from '@meshlet/core';
-import { createMesh, type Mesh } from 'meshlet';
+import { createMesh, type Mesh, type MeshOptions } from 'meshlet';
 
 export const UPSTREAM_SERVICE = 'bench-upstream';
 
@@ -94,6 +94,8 @@ export interface GovernedClientOptions {
    * configured the same way with sampleRatio 0 (context still passed on, no span recorded).
    */
   readonly tracing: boolean | 'unsampled';
+  /** The mesh's `tracing` option as given (an exporter of the bench's own), in place of `tracing`'s. */
+  readonly tracingOptions?: MeshOptions['tracing'];
   /** Route and breaker rules in force. Default true. */
   readonly rules?: boolean;
   /** The mesh's `fetch` option: governed attempts through this client instead of the mesh's dispatcher. */
@@ -112,6 +114,7 @@ export async function governedClient(options: GovernedClientOptions): Promise<Go
     logger: silentLogger,
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(logPath ? { tracing: { sampleRatio: options.tracing === 'unsampled' ? 0 : 1, log: { path: logPath } } } : {}),
+    ...(options.tracingOptions ? { tracing: options.tracingOptions } : {}),
   });
   const ctx = benchContext();
   const url = BENCH_URL;

@@ -9,12 +9,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runWithContext, silentLogger } from '@meshlet/core';
 import { TraceLineBuilder } from '@meshlet/trace';
 import type { ExportResult } from '@opentelemetry/core';
-import { createMesh, type Mesh } from 'meshlet';
+import type { MeshOptions } from 'meshlet';
 import { Agent, request } from 'undici';
-import { BENCH_URL, benchContext, benchDirectory, benchRules } from './governed-client.js';
+import { type GovernedClient, governedClient } from './governed-client.js';
 import { fmt, type LoadResult, load, machine, med, median, sized, startUpstream, stopUpstream, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 41, 3);
@@ -34,22 +33,12 @@ const discardLines = {
 export async function traceSplit(): Promise<string> {
   const { port, child } = await startUpstream();
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-bench-split-'));
-  const ctx = benchContext();
-  const meshes: Mesh[] = [];
-  const governed = async (tracing: Parameters<typeof createMesh>[0]['tracing']) => {
-    const { registry, kv } = await benchDirectory(port, benchRules);
-    const mesh = createMesh({
-      service: 'bench-client',
-      version: '1.0.0',
-      registry,
-      rules: kv,
-      logger: silentLogger,
-      ...(tracing ? { tracing } : {}),
-    });
-    meshes.push(mesh);
-    const call = () => runWithContext(ctx, () => mesh.request(BENCH_URL).then((r) => r.body.arrayBuffer()));
-    await call(); // follows the service and loads its rules before any timing
-    return call;
+  const governedClients: GovernedClient[] = [];
+  // governed-call's client (the bench rules in force), with the row's tracing.
+  const governed = async (tracing: MeshOptions['tracing']) => {
+    const client = await governedClient({ port, tracing: false, ...(tracing ? { tracingOptions: tracing } : {}) });
+    governedClients.push(client);
+    return client.request;
   };
   const agent = new Agent();
   const url = `http://127.0.0.1:${port}/api/users/42`;
@@ -76,7 +65,7 @@ export async function traceSplit(): Promise<string> {
         runs[i]?.push(await load((clients[i] as [string, () => Promise<unknown>])[1], TOTAL, CONCURRENCY));
       }
   } finally {
-    for (const mesh of meshes) await mesh.close();
+    for (const client of governedClients) await client.close();
     await agent.close();
     await stopUpstream(child);
     await rm(dir, { recursive: true, force: true });
