@@ -59,6 +59,7 @@ export {
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';
+export { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from './option-checks.js';
 export {
   type ApiMatch,
   ApiMatcher,

@@ -11,7 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
-import { CALLER_HEADER, getTag, type MeshContext } from '@meshlet/core';
+import { badOption, CALLER_HEADER, getTag, type MeshContext, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
 import {
   type Admitted,
   addHealthService,
@@ -32,7 +32,6 @@ import type { Decision, RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
-import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from './option-checks.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;

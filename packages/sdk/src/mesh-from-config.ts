@@ -98,6 +98,9 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
   ['version', 'meshlet.version'],
   ['port', 'meshlet.port'],
   ['ratelimit.redisUrl', 'meshlet.ratelimit.redis-url'],
+  ['tracing.sampleRatio', 'meshlet.tracing.sample-ratio'],
+  ['tracing.otlp.url', 'meshlet.tracing.otlp.url'],
+  ['tracing.log.path', 'meshlet.tracing.log.path'],
 ];
 
 /**

@@ -54,7 +54,7 @@ export interface MeshOptions {
    */
   readonly callDefaults?: Partial<CallDefaults> | false;
   /** Tracing: spans, propagation formats, trace log, metrics. Off when absent. */
-  readonly tracing?: Tracing | Omit<TracingOptions, 'service' | 'version' | 'namespace' | 'instanceId'>;
+  readonly tracing?: Tracing | Omit<TracingOptions, 'service' | 'version' | 'namespace' | 'instanceId' | 'clock'>;
   /** Distributed rate limits through Redis, and client-side bulkheads per destination. */
   readonly ratelimit?: {
     readonly redisUrl?: string;

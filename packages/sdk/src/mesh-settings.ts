@@ -1,18 +1,19 @@
 import {
+  badOption,
   type Clock,
   consoleLogger,
   type KvStore,
   MeshletError,
   type Registry,
   serviceNameProblem,
+  shownValue,
   systemClock,
   type ThrottledLogger,
   throttledLogger,
 } from '@meshlet/core';
-import { createTracing, type Tracing } from '@meshlet/trace';
+import { checkTracingOptions, createTracing, type Tracing } from '@meshlet/trace';
 import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
 import type { MeshOptions } from './mesh-options.js';
-import { badOption, shownValue } from './option-checks.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
 import { type OutboundLimitSettings, outboundLimitSettings } from './ratelimit-options.js';
 
@@ -64,6 +65,9 @@ export function meshSettings(options: MeshOptions): MeshSettings {
       "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
     );
   checkCallOptions(options);
+  // Options to make tracing from (a Tracing given is the caller's own).
+  const tracing: unknown = options.tracing;
+  if (tracing !== undefined && !isTracing(tracing)) checkTracingOptions(tracing, 'tracing');
   const outboundLimits = outboundLimitSettings(options.ratelimit);
   const clock = options.clock ?? systemClock;
   return {
@@ -90,9 +94,12 @@ export function meshSettings(options: MeshOptions): MeshSettings {
 export function meshTracing(settings: MeshSettings, options: MeshOptions): Tracing | undefined {
   const { service, version, namespace, clock } = settings;
   if (options.tracing === undefined) return undefined;
-  if ('startClientSpan' in options.tracing) return options.tracing;
+  if (isTracing(options.tracing)) return options.tracing;
   return createTracing({ ...options.tracing, service, version, namespace, clock });
 }
+
+/** A Tracing made by createTracing (or anything that starts client spans), not options to make one. */
+const isTracing = (t: unknown): t is Tracing => typeof t === 'object' && t !== null && 'startClientSpan' in t;
 
 /** The version, the router's and the safe defaults' overrides: each refused by name when out of range. */
 function checkCallOptions(options: MeshOptions): void {

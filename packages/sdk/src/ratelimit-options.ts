@@ -1,4 +1,4 @@
-import { serviceNameProblem } from '@meshlet/core';
+import { badOption, onlyOptionKeys, optionObject, serviceNameProblem, shownValue, wholeNumber } from '@meshlet/core';
 import {
   ADAPTIVE_BOUNDS,
   type BulkheadOptions,
@@ -7,7 +7,6 @@ import {
   parseOutboundAdaptive,
   parseSentinelUrl,
 } from '@meshlet/ratelimit';
-import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from './option-checks.js';
 
 /**
  * The bounds of `ratelimit.bulkheads` (README, "Safe defaults"): a slot count as high as

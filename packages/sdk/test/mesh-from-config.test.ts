@@ -89,6 +89,18 @@ describe('createMeshFromConfig without Consul', () => {
     await refused(
       { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: 'http://127.0.0.1:6379' },
       /^meshlet\.ratelimit\.redis-url \(MESHLET_RATELIMIT_REDISURL\): /,
+    ); // And the tracing options (tracing-options.ts in @meshlet/trace).
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_ENABLED: 'true', MESHLET_TRACING_SAMPLERATIO: '2' },
+      /^meshlet\.tracing\.sample-ratio \(MESHLET_TRACING_SAMPLERATIO\): 2 — give a number from 0/,
+    );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'ftp://127.0.0.1/v1/traces' },
+      /^meshlet\.tracing\.otlp\.url \(MESHLET_TRACING_OTLP_URL\): "ftp:/,
+    );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_LOG_PATH: `/tmp/${'a'.repeat(5000)}` },
+      /^meshlet\.tracing\.log\.path \(MESHLET_TRACING_LOG_PATH\): "\/tmp\/a+" must be a file path/,
     );
   });
 

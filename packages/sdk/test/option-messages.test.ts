@@ -1,4 +1,4 @@
-// createMesh's refusals show the refused value bounded (option-checks.ts' shownValue): a
+// createMesh's refusals show the refused value bounded (core's option-checks.ts, shownValue): a
 // value read from a variable or a file can be any length, and the message is logged.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';

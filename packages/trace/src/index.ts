@@ -48,3 +48,4 @@ export { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js'
 export { decodeTraceRequest, type LoggedAttributeValue, type LoggedSpan, readTraceLog } from './trace-log-reader.js';
 export { Traced, type TracedDecorator, type TracedOptions } from './traced.js';
 export { createTracing, defaultTracing, type InternalSpanOptions, type Tracing, type TracingOptions } from './tracing.js';
+export { checkTracingOptions, TRACING_BOUNDS } from './tracing-options.js';

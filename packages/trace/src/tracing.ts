@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Clock, MeshletError, systemClock } from '@meshlet/core';
+import { type Clock, systemClock } from '@meshlet/core';
 import type { AttributeValue, Context, MeterProvider, Tracer } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -24,6 +24,7 @@ import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './serv
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import { withSpanRecording } from './span-record.js';
 import { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
+import { checkTracingOptions } from './tracing-options.js';
 
 export interface TracingOptions {
   /** This service's name (`service.name` of every span). */
@@ -94,10 +95,8 @@ export function defaultTracing(): Tracing | undefined {
 
 /** Creates tracing for a service. Invalid options throw MeshletError `MESHLET_BAD_OPTION`. */
 export function createTracing(options: TracingOptions): Tracing {
+  checkTracingOptions(options);
   const ratio = options.sampleRatio ?? 1;
-  if (!(ratio >= 0 && ratio <= 1)) {
-    throw new MeshletError('MESHLET_BAD_OPTION', `sampleRatio: ${ratio} — give a number from 0 (no new traces) to 1 (every trace)`);
-  }
   const clock = options.clock ?? systemClock;
   const exporters: SpanExporter[] = [...(options.exporters ?? [])];
   if (options.log) exporters.push(new TraceLogExporter(options.log));

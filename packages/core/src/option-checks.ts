@@ -1,4 +1,4 @@
-import { MeshletError } from '@meshlet/core';
+import { MeshletError } from './errors.js';
 
 /** The error of a bad createMesh option: `MESHLET_BAD_OPTION`, the message starting with the field's path. */
 export function badOption(field: string, message: string): MeshletError {
