@@ -13,6 +13,7 @@ import {
 } from '@meshlet/core';
 import { checkTracingOptions, createTracing, type Tracing } from '@meshlet/trace';
 import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
+import { checkMeshOptions } from './mesh-option-checks.js';
 import type { MeshOptions } from './mesh-options.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
 import { type OutboundLimitSettings, outboundLimitSettings } from './ratelimit-options.js';
@@ -45,6 +46,7 @@ export function meshSettings(options: MeshOptions): MeshSettings {
   const service = options.service;
   const nameProblem = serviceNameProblem(service);
   if (nameProblem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `service: ${nameProblem}`);
+  checkMeshOptions(options);
   if (options.port !== undefined && !validPort(options.port)) {
     throw new MeshletError('MESHLET_BAD_OPTION', `port: ${options.port} is not a port number (1-65535)`);
   }

@@ -1,0 +1,241 @@
+import { isIP } from 'node:net';
+import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
+import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
+import type { MeshOptions } from './mesh-options.js';
+
+/** Every key of MeshOptions: a key not here is refused by name (a misspelt option is not silently off). */
+const MESH_KEYS = [
+  'service',
+  'version',
+  'namespace',
+  'port',
+  'address',
+  'instanceId',
+  'metadata',
+  'registry',
+  'rules',
+  'tagsFromHeaders',
+  'tagHeaders',
+  'route',
+  'callDefaults',
+  'tracing',
+  'ratelimit',
+  'auth',
+  'catalog',
+  'dialects',
+  'warmup',
+  'instanceFilter',
+  'inboundTags',
+  'admin',
+  'healthPath',
+  'clock',
+  'logger',
+  'logIntervalMs',
+  'fetch',
+  'grpc',
+] as const satisfies readonly (keyof MeshOptions)[];
+// A key added to MeshOptions and not to MESH_KEYS does not compile.
+type Unlisted = Exclude<keyof MeshOptions, (typeof MESH_KEYS)[number]>;
+const everyKeyListed: [Unlisted] extends [never] ? true : never = true;
+void everyKeyListed;
+
+/**
+ * The bounds of createMesh's identity and registration options (README, "Safe defaults"):
+ * what Consul, Spring Cloud and a URL path accept.
+ */
+export const MESH_OPTION_BOUNDS = Object.freeze({
+  /** A namespace: letters, digits, `_`, `.`, `-` (TSF's and Consul's), 1 to 64 characters. */
+  namespaceChars: 64,
+  /** An instance id: printable, no space, `/`, `?`, `#` or `%` (it goes into Consul's URL paths), 1 to 256 characters. */
+  instanceIdChars: 256,
+  /** Metadata pairs of the app's own: Consul's 64 less those the mesh writes itself. */
+  metadataPairs: ConsulMetaLimits.maxPairs - 8,
+  /** A path the mesh answers (health, catalog): starts with `/`, no `?`, `#` or space. */
+  pathChars: 256,
+  /** Files and routes declared for the API catalog. */
+  catalogFiles: 256,
+  catalogRoutes: 10_000,
+  /** The longest clock skew tolerated on a signed identity, and a warm-up window. */
+  maxSkewMs: 3_600_000,
+  warmupWindowMs: 3_600_000,
+});
+
+const NAMESPACE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const INSTANCE_ID = /^[\x21-\x7e]+$/;
+const INSTANCE_ID_BANNED = /[/?#%]/;
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const MESH_PATH = /^\/[^\s?#]*$/;
+/** An HTTP header name (RFC 9110's token). */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const AUTH_KEYS = ['keys', 'defaultAction', 'ttlMs', 'maxSkewMs', 'openapiFiles', 'routes', 'catalogPath'] as const;
+const CATALOG_KEYS = ['openapiFiles', 'routes', 'path'] as const;
+const WARMUP_KEYS = ['windowMs', 'floor', 'curvature', 'steps', 'metaKey'] as const;
+const ROUTE_KEYS = ['nearby', 'loadBalancer', 'random', 'laneTag', 'panicThresholdPercent', 'departedGraceMs', 'clock', 'logger'] as const;
+const CALL_DEFAULTS_KEYS = ['retries', 'budget', 'outlierDetection'] as const;
+const ADMIN_KEYS = ['token', 'path'] as const;
+const DIALECTS_KEYS = ['accept', 'emit', 'scopes', 'passThroughHeaders', 'tsf', 'polaris'] as const;
+const DIALECTS = ['meshlet', 'tsf', 'polaris', 'sct'];
+const HEADER_TAG_KEYS = ['header', 'cookie', 'query', 'tag', 'transform'] as const;
+
+/**
+ * Checks the options that name this instance, what it registers, the hooks it is given and
+ * the sections no other check reads, before anything starts: MeshletError
+ * `MESHLET_BAD_OPTION` naming the field. Unknown keys are refused at the top level and in
+ * each section checked here. The `ratelimit`, `tracing` and `grpc` sections have their own
+ * checks (ratelimit-options.ts, @meshlet/trace's tracing-options.ts, grpc.ts).
+ */
+export function checkMeshOptions(options: MeshOptions): void {
+  const o = optionObject(options, 'options') as Record<string, unknown>;
+  onlyOptionKeys(o, 'options', MESH_KEYS);
+  const namespace = o.namespace;
+  if (
+    namespace !== undefined &&
+    !(typeof namespace === 'string' && namespace.length <= MESH_OPTION_BOUNDS.namespaceChars && NAMESPACE.test(namespace))
+  )
+    throw badOption(
+      'namespace',
+      `${shownValue(namespace)} must be 1 to ${MESH_OPTION_BOUNDS.namespaceChars} letters, digits, "_", "." or "-"`,
+    );
+  const id = o.instanceId;
+  if (
+    id !== undefined &&
+    !(typeof id === 'string' && id.length <= MESH_OPTION_BOUNDS.instanceIdChars && INSTANCE_ID.test(id) && !INSTANCE_ID_BANNED.test(id))
+  )
+    throw badOption(
+      'instanceId',
+      `${shownValue(id)} must be 1 to ${MESH_OPTION_BOUNDS.instanceIdChars} printable characters without space, "/", "?", "#" or "%"`,
+    );
+  const address = o.address;
+  if (address !== undefined && !(typeof address === 'string' && (isIP(address) !== 0 || HOST_NAME.test(address))))
+    throw badOption('address', `${shownValue(address)} must be an IP address or a host name`);
+  if (o.metadata !== undefined) checkMetadata(o.metadata);
+  for (const key of ['instanceFilter', 'inboundTags', 'fetch'] as const)
+    if (o[key] !== undefined && typeof o[key] !== 'function') throw badOption(key, `${shownValue(o[key])} must be a function`);
+  withMethods(o.logger, 'logger', ['debug', 'info', 'warn', 'error'], 'a Logger');
+  withMethods(o.clock, 'clock', ['now', 'setTimeout'], 'a Clock');
+  withMethods(o.registry, 'registry', ['register', 'deregister', 'watch'], 'a Registry');
+  withMethods(o.rules, 'rules', ['get', 'put', 'watch'], 'a KvStore');
+  if (o.healthPath !== undefined && o.healthPath !== false) meshPath(o.healthPath, 'healthPath');
+  if (o.tagsFromHeaders !== undefined) checkHeaderTagList(o.tagsFromHeaders);
+  if (o.route !== undefined) onlyOptionKeys(optionObject(o.route, 'route'), 'route', ROUTE_KEYS);
+  if (o.callDefaults !== undefined && o.callDefaults !== false)
+    onlyOptionKeys(optionObject(o.callDefaults, 'callDefaults'), 'callDefaults', CALL_DEFAULTS_KEYS);
+  if (o.admin !== undefined) onlyOptionKeys(optionObject(o.admin, 'admin'), 'admin', ADMIN_KEYS);
+  if (o.auth !== undefined) checkAuth(o.auth);
+  if (o.catalog !== undefined) {
+    const catalog = optionObject(o.catalog, 'catalog');
+    onlyOptionKeys(catalog, 'catalog', CATALOG_KEYS);
+    checkCatalogParts(catalog.openapiFiles, catalog.routes, 'catalog');
+    if (catalog.path !== undefined && catalog.path !== false) meshPath(catalog.path, 'catalog.path');
+  }
+  if (o.warmup !== undefined) checkWarmup(o.warmup);
+  if (o.dialects !== undefined) checkDialects(o.dialects);
+}
+
+function checkMetadata(value: unknown): void {
+  const metadata = optionObject(value, 'metadata');
+  const pairs = Object.keys(metadata).length;
+  if (pairs > MESH_OPTION_BOUNDS.metadataPairs)
+    throw badOption(
+      'metadata',
+      `${pairs} pairs; at most ${MESH_OPTION_BOUNDS.metadataPairs} (Consul's ${ConsulMetaLimits.maxPairs}, less the mesh's own)`,
+    );
+  try {
+    checkConsulMeta(metadata as Record<string, string>);
+  } catch (err) {
+    const key = (err as { key?: string }).key;
+    throw badOption(key === undefined ? 'metadata' : `metadata.${key.slice(0, 80)}`, (err as Error).message);
+  }
+}
+
+function checkAuth(value: unknown): void {
+  const auth = optionObject(value, 'auth');
+  onlyOptionKeys(auth, 'auth', AUTH_KEYS);
+  if (auth.defaultAction !== undefined && auth.defaultAction !== 'allow' && auth.defaultAction !== 'deny')
+    throw badOption('auth.defaultAction', `${shownValue(auth.defaultAction)} must be allow or deny`);
+  if (auth.maxSkewMs !== undefined && !wholeNumber(auth.maxSkewMs, 0, MESH_OPTION_BOUNDS.maxSkewMs))
+    throw badOption(
+      'auth.maxSkewMs',
+      `${shownValue(auth.maxSkewMs)} must be a whole number of milliseconds from 0 to ${MESH_OPTION_BOUNDS.maxSkewMs}`,
+    );
+  checkCatalogParts(auth.openapiFiles, auth.routes, 'auth');
+  if (auth.catalogPath !== undefined && auth.catalogPath !== false) meshPath(auth.catalogPath, 'auth.catalogPath');
+}
+
+function checkCatalogParts(files: unknown, routes: unknown, path: string): void {
+  if (
+    files !== undefined &&
+    !(Array.isArray(files) && files.length <= MESH_OPTION_BOUNDS.catalogFiles && files.every((f) => typeof f === 'string' && f !== ''))
+  )
+    throw badOption(`${path}.openapiFiles`, `must be a list of at most ${MESH_OPTION_BOUNDS.catalogFiles} file paths`);
+  if (routes !== undefined && !(Array.isArray(routes) && routes.length <= MESH_OPTION_BOUNDS.catalogRoutes))
+    throw badOption(`${path}.routes`, `must be a list of at most ${MESH_OPTION_BOUNDS.catalogRoutes} route declarations`);
+}
+
+function checkWarmup(value: unknown): void {
+  const w = optionObject(value, 'warmup');
+  onlyOptionKeys(w, 'warmup', WARMUP_KEYS);
+  if (!wholeNumber(w.windowMs, 0, MESH_OPTION_BOUNDS.warmupWindowMs))
+    throw badOption(
+      'warmup.windowMs',
+      `${shownValue(w.windowMs)} must be a whole number of milliseconds from 0 (off) to ${MESH_OPTION_BOUNDS.warmupWindowMs}`,
+    );
+  if (w.floor !== undefined && !(typeof w.floor === 'number' && w.floor >= 0 && w.floor <= 1))
+    throw badOption('warmup.floor', `${shownValue(w.floor)} must be a share of the full weight from 0 to 1`);
+  if (w.curvature !== undefined && !(typeof w.curvature === 'number' && w.curvature > 0 && w.curvature <= 10))
+    throw badOption('warmup.curvature', `${shownValue(w.curvature)} must be a number above 0, at most 10`);
+  if (w.steps !== undefined && !wholeNumber(w.steps, 1, 1000))
+    throw badOption('warmup.steps', `${shownValue(w.steps)} must be a whole number from 1 to 1000`);
+  if (w.metaKey !== undefined && !(typeof w.metaKey === 'string' && w.metaKey !== '' && w.metaKey.length <= ConsulMetaLimits.maxKeyLength))
+    throw badOption('warmup.metaKey', `${shownValue(w.metaKey)} must be a metadata key`);
+}
+
+function checkDialects(value: unknown): void {
+  const d = optionObject(value, 'dialects');
+  onlyOptionKeys(d, 'dialects', DIALECTS_KEYS);
+  for (const key of ['accept', 'emit'] as const) {
+    const names = d[key];
+    if (names === undefined) continue;
+    if (!Array.isArray(names) || names.length > DIALECTS.length)
+      throw badOption(`dialects.${key}`, `must be a list of at most ${DIALECTS.length} of ${DIALECTS.join(', ')}`);
+    names.forEach((n, i) => {
+      if (!DIALECTS.includes(n as string))
+        throw badOption(`dialects.${key}[${i}]`, `${shownValue(n)} must be one of ${DIALECTS.join(', ')}`);
+    });
+  }
+  const pass = d.passThroughHeaders;
+  if (pass !== undefined) {
+    if (!Array.isArray(pass)) throw badOption('dialects.passThroughHeaders', 'must be a list of header names');
+    pass.forEach((h, i) => {
+      if (typeof h !== 'string' || !TOKEN.test(h))
+        throw badOption(`dialects.passThroughHeaders[${i}]`, `${shownValue(h)} is not a header name`);
+    });
+  }
+}
+
+/** Each entry an object of its keys, a header read by a header name (the rest is checked by inbound.ts's checkHeaderTags). */
+function checkHeaderTagList(value: unknown): void {
+  if (!Array.isArray(value)) throw badOption('tagsFromHeaders', `${shownValue(value)} must be a list`);
+  value.forEach((entry, i) => {
+    const rule = optionObject(entry, `tagsFromHeaders[${i}]`);
+    onlyOptionKeys(rule, `tagsFromHeaders[${i}]`, HEADER_TAG_KEYS);
+    if (typeof rule.header === 'string' && !TOKEN.test(rule.header))
+      throw badOption(`tagsFromHeaders[${i}].header`, `${shownValue(rule.header)} is not a header name`);
+  });
+}
+
+function meshPath(value: unknown, field: string): void {
+  if (!(typeof value === 'string' && value.length <= MESH_OPTION_BOUNDS.pathChars && MESH_PATH.test(value)))
+    throw badOption(
+      field,
+      `${shownValue(value)} must be a path of at most ${MESH_OPTION_BOUNDS.pathChars} characters that starts with "/", without "?", "#" or spaces (or false)`,
+    );
+}
+
+/** Absent, or an object with these methods. */
+function withMethods(value: unknown, field: string, methods: readonly string[], what: string): void {
+  if (value === undefined) return;
+  const ok =
+    typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
+  if (!ok) throw badOption(field, `${shownValue(value)} must be ${what} (with ${methods.join(', ')})`);
+}

@@ -1,0 +1,110 @@
+// createMesh refuses a bad identity, registration, hook or section option with
+// MESHLET_BAD_OPTION naming the field, before anything starts (found by trying them: a
+// misspelt top-level key, a namespace with spaces, an instance id with "/" (it goes into
+// Consul's URL paths), 100,000 metadata pairs (Consul refuses more than 64, but only at
+// register), a string for instanceFilter (a TypeError at the first discovery), an unknown
+// dialect (a plain TypeError without a code) and a warm-up without its window were all
+// taken).
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { createMesh, type MeshOptions } from '../src/index.js';
+import { MESH_OPTION_BOUNDS } from '../src/mesh-option-checks.js';
+
+const manyPairs = Object.fromEntries(Array.from({ length: MESH_OPTION_BOUNDS.metadataPairs + 1 }, (_, i) => [`k${i}`, 'v']));
+
+const cases: readonly [string, Record<string, unknown>, string][] = [
+  ['a misspelt top-level key', { tracng: {} }, 'options.tracng'],
+  ['a namespace with spaces', { namespace: 'A B' }, 'namespace'],
+  ['a namespace too long', { namespace: 'n'.repeat(MESH_OPTION_BOUNDS.namespaceChars + 1) }, 'namespace'],
+  ['an instance id with a slash', { instanceId: 'orders/1' }, 'instanceId'],
+  ['an instance id with a space', { instanceId: 'orders 1' }, 'instanceId'],
+  ['an instance id too long', { instanceId: 'i'.repeat(MESH_OPTION_BOUNDS.instanceIdChars + 1) }, 'instanceId'],
+  ['an address that is not one', { address: 'not an address' }, 'address'],
+  ['a URL for an address', { address: 'http://10.0.0.1' }, 'address'],
+  ['a metadata value that is a number', { metadata: { zone: 5 } }, 'metadata.zone'],
+  ['a metadata key with a dot', { metadata: { 'a.b': 'c' } }, 'metadata.a.b'],
+  ['a metadata key Consul reserves', { metadata: { 'consul-x': 'c' } }, 'metadata.consul-x'],
+  ['more metadata pairs than Consul takes', { metadata: manyPairs }, 'metadata'],
+  ['metadata that is a string', { metadata: 'zone=a' }, 'metadata'],
+  ['an instanceFilter that is not a function', { instanceFilter: 'x' }, 'instanceFilter'],
+  ['inboundTags that is a number', { inboundTags: 5 }, 'inboundTags'],
+  ['a fetch that is a string', { fetch: 'undici' }, 'fetch'],
+  ['a logger without error', { logger: { info() {}, warn() {}, debug() {} } }, 'logger'],
+  ['a clock without timers', { clock: { now: () => 0 } }, 'clock'],
+  ['a registry that is a URL', { registry: 'http://127.0.0.1:8500' }, 'registry'],
+  ['a health path without a slash', { healthPath: 'health' }, 'healthPath'],
+  ['a health path that is a number', { healthPath: 5 }, 'healthPath'],
+  ['a health path with a query', { healthPath: '/health?x=1' }, 'healthPath'],
+  ['a misspelt auth key', { auth: { keys: [], defaultaction: 'deny' } }, 'auth.defaultaction'],
+  ['an auth default action of maybe', { auth: { defaultAction: 'maybe' } }, 'auth.defaultAction'],
+  ['a clock skew as a string', { auth: { maxSkewMs: '5s' } }, 'auth.maxSkewMs'],
+  ['a catalog path without a slash', { catalog: { path: 'apis' } }, 'catalog.path'],
+  ['catalog files that are a string', { catalog: { openapiFiles: 'api.yaml' } }, 'catalog.openapiFiles'],
+  ['a misspelt catalog key', { catalog: { paths: '/apis' } }, 'catalog.paths'],
+  ['a warm-up without its window', { warmup: { durationMs: 30_000 } }, 'warmup.durationMs'],
+  ['a warm-up window that is negative', { warmup: { windowMs: -5 } }, 'warmup.windowMs'],
+  ['a warm-up floor above 1', { warmup: { windowMs: 1000, floor: 2 } }, 'warmup.floor'],
+  ['warm-up steps of 0', { warmup: { windowMs: 1000, steps: 0 } }, 'warmup.steps'],
+  ['an unknown dialect to emit', { dialects: { emit: ['nope'] } }, 'dialects.emit[0]'],
+  ['a pass-through header with a space', { dialects: { passThroughHeaders: ['x uid'] } }, 'dialects.passThroughHeaders[0]'],
+  ['a misspelt dialects key', { dialects: { accepts: ['tsf'] } }, 'dialects.accepts'],
+  ['a misspelt route key', { route: { panicThreshold: 10 } }, 'route.panicThreshold'],
+  ['a misspelt callDefaults key', { callDefaults: { retry: 1 } }, 'callDefaults.retry'],
+  ['a misspelt admin key', { admin: { token: 't'.repeat(32), paht: '/admin' } }, 'admin.paht'],
+  [
+    'a header tag read from a header name with a space',
+    { tagsFromHeaders: [{ header: 'x user', tag: 'user' }] },
+    'tagsFromHeaders[0].header',
+  ],
+  ['a header tag with a misspelt key', { tagsFromHeaders: [{ headr: 'x-user', tag: 'user' }] }, 'tagsFromHeaders[0].headr'],
+  ['header tags that are not a list', { tagsFromHeaders: { header: 'x-user', tag: 'user' } }, 'tagsFromHeaders'],
+];
+
+const base = () => ({
+  service: 'options-check',
+  registry: new InMemoryRegistry(),
+  rules: new InMemoryKvStore(),
+  logger: new MemoryLogger(),
+});
+
+for (const [what, option, field] of cases) {
+  it(`refuses ${what}, naming ${field}`, async () => {
+    let refused: unknown;
+    try {
+      const mesh = createMesh({ ...base(), ...option } as MeshOptions);
+      await mesh.close();
+    } catch (err) {
+      refused = err;
+    }
+    assert.ok(refused, `createMesh took ${what}`);
+    const message = (refused as Error).message;
+    assert.equal((refused as { code?: string }).code, 'MESHLET_BAD_OPTION', message);
+    assert.ok(message.startsWith(`${field}:`), `${message.slice(0, 200)} names ${field}`);
+    assert.ok(message.length < 400, `a message of ${message.length} characters`);
+  });
+}
+
+it('takes the options at their bounds, and what Spring Cloud and TSF instances carry', async () => {
+  const meshes = [
+    createMesh({
+      ...base(),
+      namespace: 'namespace-a1b2c3d4',
+      instanceId: 'orders:8080:0af7651916cd43dd',
+      address: '10.0.0.7',
+      metadata: Object.fromEntries(Array.from({ length: MESH_OPTION_BOUNDS.metadataPairs }, (_, i) => [`TSF_KEY_${i}`, 'v'])),
+      healthPath: '/actuator/health',
+      catalog: { path: false, routes: [] },
+      warmup: { windowMs: MESH_OPTION_BOUNDS.warmupWindowMs, floor: 0, curvature: 2, steps: 1000 },
+      dialects: { accept: ['tsf', 'sct', 'polaris', 'meshlet'], emit: ['meshlet', 'tsf'], passThroughHeaders: ['x-uid'] },
+      tagsFromHeaders: [{ header: 'X-User-Tier', tag: 'user-tier', transform: (v) => v.toLowerCase() }],
+      instanceFilter: (_s, list) => list,
+      callDefaults: { retries: 2 },
+      route: { panicThresholdPercent: 0 },
+    }),
+    createMesh({ ...base(), address: 'orders-0.orders.svc.cluster.local', healthPath: false }),
+    createMesh({ ...base(), address: '::1' }),
+  ];
+  for (const m of meshes) await m.close();
+  assert.equal(meshes.length, 3);
+});
