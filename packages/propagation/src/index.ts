@@ -7,6 +7,7 @@ export {
   polarisDialect,
   SCT_TRANSITIVE_PREFIX,
 } from './polaris-dialect.js';
+export { checkPropagationOptions, DIALECT_NAMES, PROPAGATION_BOUNDS } from './propagation-options.js';
 export { attachRequestTags, type RequestTags, requestTagsOf, setScopedTag } from './request-tags.js';
 export { SCT_DISPOSABLE_HEADER, SCT_METADATA_HEADER, sctDialect } from './sct-dialect.js';
 export type {

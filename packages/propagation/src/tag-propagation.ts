@@ -1,6 +1,7 @@
 import { type Caller, TagLimits } from '@meshlet/core';
 import { meshletDialect } from './meshlet-dialect.js';
 import { type PolarisDialectOptions, polarisDialect } from './polaris-dialect.js';
+import { checkPropagationOptions } from './propagation-options.js';
 import { sctDialect } from './sct-dialect.js';
 import { sealedEmptyMap } from './sealed-empty.js';
 import {
@@ -13,7 +14,7 @@ import {
   type TagDialect,
   warning,
 } from './tag-dialect.js';
-import { TAG_SCOPES, type TagScope, TagScopes } from './tag-scope.js';
+import { type TagScope, TagScopes } from './tag-scope.js';
 import { putChecked } from './take-tag.js';
 import { type TsfDialectOptions, tsfDialect } from './tsf-dialect.js';
 
@@ -116,26 +117,19 @@ export class TagPropagation {
   readonly #memo: symbol = Symbol('meshlet.propagation.emit-memo');
 
   constructor(options: TagPropagationOptions = {}) {
+    checkPropagationOptions(options);
     const dialects: Record<DialectName, TagDialect> = {
       meshlet: meshletDialect,
       tsf: tsfDialect(options.tsf),
       polaris: polarisDialect(options.polaris),
       sct: sctDialect,
     };
-    const pick = (names: readonly DialectName[], what: string) =>
-      names.map((n) => {
-        const d = dialects[n];
-        if (!d) throw new TypeError(`${what}: unknown dialect "${n}" (known: ${Object.keys(dialects).join(', ')})`);
-        return d;
-      });
-    this.#accept = pick(options.accept ?? DEFAULT_ACCEPT, 'accept');
-    this.#emit = pick(options.emit ?? ['meshlet'], 'emit');
+    const pick = (names: readonly DialectName[]) => names.map((n) => dialects[n]);
+    this.#accept = pick(options.accept ?? DEFAULT_ACCEPT);
+    this.#emit = pick(options.emit ?? ['meshlet']);
     this.emitsWithoutTags = Object.keys(this.#encode([]).headers).length > 0;
     const configured = new Map<string, TagScope>();
-    for (const [k, s] of Object.entries(options.scopes ?? {})) {
-      if (!TAG_SCOPES.includes(s)) throw new TypeError(`scopes.${k}: must be one of ${TAG_SCOPES.join(', ')} (got ${JSON.stringify(s)})`);
-      configured.set(k, s);
-    }
+    for (const [k, s] of Object.entries(options.scopes ?? {})) configured.set(k, s);
     this.#configured = configured;
     this.#passThrough = (options.passThroughHeaders ?? []).map((h) => h.toLowerCase());
   }

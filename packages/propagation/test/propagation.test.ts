@@ -118,7 +118,10 @@ describe('TagPropagation', () => {
   });
 
   it('rejects an unknown dialect and a bad configured scope at construction', () => {
-    assert.throws(() => new TagPropagation({ emit: ['nope' as 'tsf'] }), /unknown dialect "nope"/);
+    assert.throws(() => new TagPropagation({ emit: ['nope' as 'tsf'] }), {
+      code: 'MESHLET_BAD_OPTION',
+      message: 'emit[0]: unknown dialect "nope" (known: meshlet, tsf, polaris, sct)',
+    });
     assert.throws(() => new TagPropagation({ scopes: { a: 'far' as 'local' } }), /scopes\.a/);
   });
 });

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
+import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import type { MeshOptions } from './mesh-options.js';
 
@@ -73,8 +74,6 @@ const WARMUP_KEYS = ['windowMs', 'floor', 'curvature', 'steps', 'metaKey'] as co
 const ROUTE_KEYS = ['nearby', 'loadBalancer', 'random', 'laneTag', 'panicThresholdPercent', 'departedGraceMs', 'clock', 'logger'] as const;
 const CALL_DEFAULTS_KEYS = ['retries', 'budget', 'outlierDetection'] as const;
 const ADMIN_KEYS = ['token', 'path'] as const;
-const DIALECTS_KEYS = ['accept', 'emit', 'scopes', 'passThroughHeaders', 'tsf', 'polaris'] as const;
-const DIALECTS = ['meshlet', 'tsf', 'polaris', 'sct'];
 const HEADER_TAG_KEYS = ['header', 'cookie', 'query', 'tag', 'transform'] as const;
 
 /**
@@ -82,7 +81,8 @@ const HEADER_TAG_KEYS = ['header', 'cookie', 'query', 'tag', 'transform'] as con
  * the sections no other check reads, before anything starts: MeshletError
  * `MESHLET_BAD_OPTION` naming the field. Unknown keys are refused at the top level and in
  * each section checked here. The `ratelimit`, `tracing` and `grpc` sections have their own
- * checks (ratelimit-options.ts, @meshlet/trace's tracing-options.ts, grpc.ts).
+ * checks (ratelimit-options.ts, @meshlet/trace's tracing-options.ts, grpc.ts), and `dialects` is
+ * checked by @meshlet/propagation's checkPropagationOptions.
  */
 export function checkMeshOptions(options: MeshOptions): void {
   const o = optionObject(options, 'options') as Record<string, unknown>;
@@ -129,7 +129,7 @@ export function checkMeshOptions(options: MeshOptions): void {
     if (catalog.path !== undefined && catalog.path !== false) meshPath(catalog.path, 'catalog.path');
   }
   if (o.warmup !== undefined) checkWarmup(o.warmup);
-  if (o.dialects !== undefined) checkDialects(o.dialects);
+  if (o.dialects !== undefined) checkPropagationOptions(o.dialects, 'dialects');
 }
 
 function checkMetadata(value: unknown): void {
@@ -188,29 +188,6 @@ function checkWarmup(value: unknown): void {
     throw badOption('warmup.steps', `${shownValue(w.steps)} must be a whole number from 1 to 1000`);
   if (w.metaKey !== undefined && !(typeof w.metaKey === 'string' && w.metaKey !== '' && w.metaKey.length <= ConsulMetaLimits.maxKeyLength))
     throw badOption('warmup.metaKey', `${shownValue(w.metaKey)} must be a metadata key`);
-}
-
-function checkDialects(value: unknown): void {
-  const d = optionObject(value, 'dialects');
-  onlyOptionKeys(d, 'dialects', DIALECTS_KEYS);
-  for (const key of ['accept', 'emit'] as const) {
-    const names = d[key];
-    if (names === undefined) continue;
-    if (!Array.isArray(names) || names.length > DIALECTS.length)
-      throw badOption(`dialects.${key}`, `must be a list of at most ${DIALECTS.length} of ${DIALECTS.join(', ')}`);
-    names.forEach((n, i) => {
-      if (!DIALECTS.includes(n as string))
-        throw badOption(`dialects.${key}[${i}]`, `${shownValue(n)} must be one of ${DIALECTS.join(', ')}`);
-    });
-  }
-  const pass = d.passThroughHeaders;
-  if (pass !== undefined) {
-    if (!Array.isArray(pass)) throw badOption('dialects.passThroughHeaders', 'must be a list of header names');
-    pass.forEach((h, i) => {
-      if (typeof h !== 'string' || !TOKEN.test(h))
-        throw badOption(`dialects.passThroughHeaders[${i}]`, `${shownValue(h)} is not a header name`);
-    });
-  }
 }
 
 /** Each entry an object of its keys, a header read by a header name (the rest is checked by inbound.ts's checkHeaderTags). */

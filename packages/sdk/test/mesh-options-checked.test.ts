@@ -5,6 +5,7 @@
 // register), a string for instanceFilter (a TypeError at the first discovery), an unknown
 // dialect (a plain TypeError without a code) and a warm-up without its window were all
 // taken).
+// `dialects` is checked by @meshlet/propagation's checkPropagationOptions, as TagPropagation's own options.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
@@ -49,6 +50,7 @@ const cases: readonly [string, Record<string, unknown>, string][] = [
   ['an unknown dialect to emit', { dialects: { emit: ['nope'] } }, 'dialects.emit[0]'],
   ['a pass-through header with a space', { dialects: { passThroughHeaders: ['x uid'] } }, 'dialects.passThroughHeaders[0]'],
   ['a misspelt dialects key', { dialects: { accepts: ['tsf'] } }, 'dialects.accepts'],
+  ['a tag scope that is not one', { dialects: { scopes: { user: 'far' } } }, 'dialects.scopes.user'],
   ['a misspelt route key', { route: { panicThreshold: 10 } }, 'route.panicThreshold'],
   ['a misspelt callDefaults key', { callDefaults: { retry: 1 } }, 'callDefaults.retry'],
   ['a misspelt admin key', { admin: { token: 't'.repeat(32), paht: '/admin' } }, 'admin.paht'],
