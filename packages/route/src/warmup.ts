@@ -1,4 +1,4 @@
-import { type Clock, type Instance, MetaKey } from '@meshlet/core';
+import { badOption, type Clock, type Instance, MetaKey, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
 
 /**
  * Metadata key holding when an instance registered, as epoch milliseconds. Letters and
@@ -43,16 +43,40 @@ interface Ramp {
   readonly metaKey: string;
 }
 
+/** The longest warm-up window (an hour), and the steps of a ramp at most. */
+export const WARMUP_BOUNDS = Object.freeze({ windowMs: 3_600_000, steps: 1000, curvature: 10, metaKeyChars: 128 });
+const WARMUP_KEYS = ['windowMs', 'floor', 'curvature', 'steps', 'metaKey'] as const;
+
+/**
+ * Checks warm-up options: MeshletError `MESHLET_BAD_OPTION`, the message starting with the
+ * field (`warmup.windowMs: …` under createMesh, whose `prefix` is `warmup`). The window is
+ * required (a misspelt one would turn warm-up off in silence); unknown keys are refused.
+ */
+export function checkWarmupOptions(options: unknown, prefix = ''): void {
+  const at = (field: string) => (prefix === '' ? field : `${prefix}.${field}`);
+  const w = optionObject(options, prefix === '' ? 'options' : prefix);
+  onlyOptionKeys(w, prefix === '' ? 'options' : prefix, WARMUP_KEYS);
+  if (!wholeNumber(w.windowMs, 0, WARMUP_BOUNDS.windowMs))
+    throw badOption(
+      at('windowMs'),
+      `${shownValue(w.windowMs)} must be a whole number of milliseconds from 0 (off) to ${WARMUP_BOUNDS.windowMs}`,
+    );
+  if (w.floor !== undefined && !(typeof w.floor === 'number' && w.floor >= 0 && w.floor <= 1))
+    throw badOption(at('floor'), `${shownValue(w.floor)} must be a share of the full weight from 0 to 1`);
+  if (w.curvature !== undefined && !(typeof w.curvature === 'number' && w.curvature > 0 && w.curvature <= WARMUP_BOUNDS.curvature))
+    throw badOption(at('curvature'), `${shownValue(w.curvature)} must be a number above 0, at most ${WARMUP_BOUNDS.curvature}`);
+  if (w.steps !== undefined && !wholeNumber(w.steps, 1, WARMUP_BOUNDS.steps))
+    throw badOption(at('steps'), `${shownValue(w.steps)} must be a whole number from 1 to ${WARMUP_BOUNDS.steps}`);
+  if (w.metaKey !== undefined && !(typeof w.metaKey === 'string' && w.metaKey !== '' && w.metaKey.length <= WARMUP_BOUNDS.metaKeyChars))
+    throw badOption(at('metaKey'), `${shownValue(w.metaKey)} must be a metadata key of 1 to ${WARMUP_BOUNDS.metaKeyChars} characters`);
+}
+
 function ramp(options: WarmupOptions): Ramp {
+  checkWarmupOptions(options);
   const { windowMs } = options;
   const floor = options.floor ?? 0.01;
   const curvature = options.curvature ?? 1;
   const steps = options.steps ?? 10;
-  if (!(Number.isFinite(windowMs) && windowMs >= 0)) throw new RangeError(`warm-up windowMs must be a number >= 0 (got ${windowMs})`);
-  if (!(floor >= 0 && floor <= 1)) throw new RangeError(`warm-up floor must be between 0 and 1 (got ${floor})`);
-  if (!(Number.isFinite(curvature) && curvature > 0)) throw new RangeError(`warm-up curvature must be > 0 (got ${curvature})`);
-  if (!(Number.isInteger(steps) && steps >= 1 && steps <= 1000))
-    throw new RangeError(`warm-up steps must be a whole number 1-1000 (got ${steps})`);
   return { windowMs, floor, curvature, steps, metaKey: options.metaKey ?? REGISTERED_AT_META };
 }
 
@@ -154,6 +178,7 @@ export class WarmupFeed {
   constructor(sink: InstanceSink, options: { readonly clock: Clock; readonly warmup?: WarmupOptions | undefined }) {
     this.#sink = sink;
     this.#clock = options.clock;
+    if (options.warmup !== undefined) checkWarmupOptions(options.warmup, 'warmup');
     this.#options = options.warmup && options.warmup.windowMs > 0 ? options.warmup : undefined;
   }
 

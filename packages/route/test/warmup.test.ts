@@ -39,9 +39,14 @@ describe('warm-up weight', () => {
   });
 
   it('refuses nonsense options', () => {
-    assert.throws(() => warmupWeight(100, 0, { windowMs: -1 }), RangeError);
-    assert.throws(() => warmupWeight(100, 0, { windowMs: 1, floor: 2 }), RangeError);
-    assert.throws(() => warmupWeight(100, 0, { windowMs: 1, steps: 0 }), RangeError);
+    assert.throws(() => warmupWeight(100, 0, { windowMs: -1 }), { code: 'MESHLET_BAD_OPTION', message: /^windowMs: -1 must be/ });
+    assert.throws(() => warmupWeight(100, 0, { windowMs: 1, floor: 2 }), { code: 'MESHLET_BAD_OPTION', message: /^floor: 2 must be/ });
+    assert.throws(() => warmupWeight(100, 0, { windowMs: 1, steps: 0 }), { code: 'MESHLET_BAD_OPTION', message: /^steps: 0 must be/ });
+    // A misspelt window was a warm-up silently off.
+    assert.throws(() => warmupWeight(100, 0, { durationMs: 1 } as never), {
+      code: 'MESHLET_BAD_OPTION',
+      message: /^options\.durationMs: unknown key/,
+    });
   });
 });
 

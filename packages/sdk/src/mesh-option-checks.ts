@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
+import { checkWarmupOptions } from '@meshlet/route';
 import type { MeshOptions } from './mesh-options.js';
 
 /** Every key of MeshOptions: a key not here is refused by name (a misspelt option is not silently off). */
@@ -56,9 +57,8 @@ export const MESH_OPTION_BOUNDS = Object.freeze({
   /** Files and routes declared for the API catalog. */
   catalogFiles: 256,
   catalogRoutes: 10_000,
-  /** The longest clock skew tolerated on a signed identity, and a warm-up window. */
+  /** The longest clock skew tolerated on a signed identity. */
   maxSkewMs: 3_600_000,
-  warmupWindowMs: 3_600_000,
 });
 
 const NAMESPACE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -70,7 +70,6 @@ const MESH_PATH = /^\/[^\s?#]*$/;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const AUTH_KEYS = ['keys', 'defaultAction', 'ttlMs', 'maxSkewMs', 'openapiFiles', 'routes', 'catalogPath'] as const;
 const CATALOG_KEYS = ['openapiFiles', 'routes', 'path'] as const;
-const WARMUP_KEYS = ['windowMs', 'floor', 'curvature', 'steps', 'metaKey'] as const;
 const ROUTE_KEYS = ['nearby', 'loadBalancer', 'random', 'laneTag', 'panicThresholdPercent', 'departedGraceMs', 'clock', 'logger'] as const;
 const CALL_DEFAULTS_KEYS = ['retries', 'budget', 'outlierDetection'] as const;
 const ADMIN_KEYS = ['token', 'path'] as const;
@@ -81,8 +80,9 @@ const HEADER_TAG_KEYS = ['header', 'cookie', 'query', 'tag', 'transform'] as con
  * the sections no other check reads, before anything starts: MeshletError
  * `MESHLET_BAD_OPTION` naming the field. Unknown keys are refused at the top level and in
  * each section checked here. The `ratelimit`, `tracing` and `grpc` sections have their own
- * checks (ratelimit-options.ts, @meshlet/trace's tracing-options.ts, grpc.ts), and `dialects` is
- * checked by @meshlet/propagation's checkPropagationOptions.
+ * checks (ratelimit-options.ts, @meshlet/trace's tracing-options.ts, grpc.ts), `dialects` is
+ * checked by @meshlet/propagation's checkPropagationOptions, and `warmup` by @meshlet/route's
+ * checkWarmupOptions.
  */
 export function checkMeshOptions(options: MeshOptions): void {
   const o = optionObject(options, 'options') as Record<string, unknown>;
@@ -128,7 +128,7 @@ export function checkMeshOptions(options: MeshOptions): void {
     checkCatalogParts(catalog.openapiFiles, catalog.routes, 'catalog');
     if (catalog.path !== undefined && catalog.path !== false) meshPath(catalog.path, 'catalog.path');
   }
-  if (o.warmup !== undefined) checkWarmup(o.warmup);
+  if (o.warmup !== undefined) checkWarmupOptions(o.warmup, 'warmup');
   if (o.dialects !== undefined) checkPropagationOptions(o.dialects, 'dialects');
 }
 
@@ -170,24 +170,6 @@ function checkCatalogParts(files: unknown, routes: unknown, path: string): void 
     throw badOption(`${path}.openapiFiles`, `must be a list of at most ${MESH_OPTION_BOUNDS.catalogFiles} file paths`);
   if (routes !== undefined && !(Array.isArray(routes) && routes.length <= MESH_OPTION_BOUNDS.catalogRoutes))
     throw badOption(`${path}.routes`, `must be a list of at most ${MESH_OPTION_BOUNDS.catalogRoutes} route declarations`);
-}
-
-function checkWarmup(value: unknown): void {
-  const w = optionObject(value, 'warmup');
-  onlyOptionKeys(w, 'warmup', WARMUP_KEYS);
-  if (!wholeNumber(w.windowMs, 0, MESH_OPTION_BOUNDS.warmupWindowMs))
-    throw badOption(
-      'warmup.windowMs',
-      `${shownValue(w.windowMs)} must be a whole number of milliseconds from 0 (off) to ${MESH_OPTION_BOUNDS.warmupWindowMs}`,
-    );
-  if (w.floor !== undefined && !(typeof w.floor === 'number' && w.floor >= 0 && w.floor <= 1))
-    throw badOption('warmup.floor', `${shownValue(w.floor)} must be a share of the full weight from 0 to 1`);
-  if (w.curvature !== undefined && !(typeof w.curvature === 'number' && w.curvature > 0 && w.curvature <= 10))
-    throw badOption('warmup.curvature', `${shownValue(w.curvature)} must be a number above 0, at most 10`);
-  if (w.steps !== undefined && !wholeNumber(w.steps, 1, 1000))
-    throw badOption('warmup.steps', `${shownValue(w.steps)} must be a whole number from 1 to 1000`);
-  if (w.metaKey !== undefined && !(typeof w.metaKey === 'string' && w.metaKey !== '' && w.metaKey.length <= ConsulMetaLimits.maxKeyLength))
-    throw badOption('warmup.metaKey', `${shownValue(w.metaKey)} must be a metadata key`);
 }
 
 /** Each entry an object of its keys, a header read by a header name (the rest is checked by inbound.ts's checkHeaderTags). */

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
+import { WARMUP_BOUNDS } from '@meshlet/route';
 import { createMesh, type MeshOptions } from '../src/index.js';
 import { MESH_OPTION_BOUNDS } from '../src/mesh-option-checks.js';
 
@@ -97,7 +98,7 @@ it('takes the options at their bounds, and what Spring Cloud and TSF instances c
       metadata: Object.fromEntries(Array.from({ length: MESH_OPTION_BOUNDS.metadataPairs }, (_, i) => [`TSF_KEY_${i}`, 'v'])),
       healthPath: '/actuator/health',
       catalog: { path: false, routes: [] },
-      warmup: { windowMs: MESH_OPTION_BOUNDS.warmupWindowMs, floor: 0, curvature: 2, steps: 1000 },
+      warmup: { windowMs: WARMUP_BOUNDS.windowMs, floor: 0, curvature: 2, steps: 1000 },
       dialects: { accept: ['tsf', 'sct', 'polaris', 'meshlet'], emit: ['meshlet', 'tsf'], passThroughHeaders: ['x-uid'] },
       tagsFromHeaders: [{ header: 'X-User-Tier', tag: 'user-tier', transform: (v) => v.toLowerCase() }],
       instanceFilter: (_s, list) => list,
