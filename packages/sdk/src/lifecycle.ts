@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InMemoryRegistry, type Instance, type Logger, MeshletError, type Registry } from '@meshlet/core';
+import { checkServeOptions } from './mesh-option-checks.js';
 
 export interface ServeOptions {
   /** Path the readiness probe and the registry's health check call. Default: the mesh's healthPath. */
@@ -101,6 +102,7 @@ export class Lifecycle {
   }
 
   async serve(server: Server, options: ServeOptions = {}): Promise<Instance> {
+    checkServeOptions(options);
     const { healthPath, logger, service } = this.#deps;
     const path = options.healthPath ?? (healthPath || '/health');
     const port = await waitUntilReady(server, path, options.readinessTimeoutMs ?? 30_000);

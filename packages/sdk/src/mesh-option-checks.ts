@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
@@ -105,9 +106,7 @@ export function checkMeshOptions(options: MeshOptions): void {
       'instanceId',
       `${shownValue(id)} must be 1 to ${MESH_OPTION_BOUNDS.instanceIdChars} printable characters without space, "/", "?", "#" or "%"`,
     );
-  const address = o.address;
-  if (address !== undefined && !(typeof address === 'string' && (isIP(address) !== 0 || HOST_NAME.test(address))))
-    throw badOption('address', `${shownValue(address)} must be an IP address or a host name`);
+  if (o.address !== undefined) checkAddress(o.address, 'address');
   if (o.metadata !== undefined) checkMetadata(o.metadata);
   for (const key of ['instanceFilter', 'inboundTags', 'fetch'] as const)
     if (o[key] !== undefined && typeof o[key] !== 'function') throw badOption(key, `${shownValue(o[key])} must be a function`);
@@ -181,6 +180,41 @@ function checkHeaderTagList(value: unknown): void {
     if (typeof rule.header === 'string' && !TOKEN.test(rule.header))
       throw badOption(`tagsFromHeaders[${i}].header`, `${shownValue(rule.header)} is not a header name`);
   });
+}
+
+/** An address to register: an IP address or a host name. */
+export function checkAddress(address: unknown, field: string): void {
+  if (!(typeof address === 'string' && (isIP(address) !== 0 || HOST_NAME.test(address))))
+    throw badOption(field, `${shownValue(address)} must be an IP address or a host name`);
+}
+
+const SERVE_KEYS = ['healthPath', 'readinessTimeoutMs', 'deregisterDelayMs', 'drainTimeoutMs', 'signals', 'exitOnSignal'] as const;
+/** serve()'s waits: at most an hour to be ready, ten minutes to deregister or drain. */
+export const SERVE_BOUNDS = Object.freeze({ readinessTimeoutMs: 3_600_000, deregisterDelayMs: 600_000, drainTimeoutMs: 600_000 });
+
+/** serve()'s options, before it waits on anything: `MESHLET_BAD_OPTION` naming the field (`serve.drainTimeoutMs`). */
+export function checkServeOptions(options: unknown): void {
+  const o = optionObject(options, 'serve');
+  onlyOptionKeys(o, 'serve', SERVE_KEYS);
+  if (o.healthPath !== undefined) meshPath(o.healthPath, 'serve.healthPath');
+  if (o.readinessTimeoutMs !== undefined && !wholeNumber(o.readinessTimeoutMs, 1, SERVE_BOUNDS.readinessTimeoutMs))
+    throw badOption(
+      'serve.readinessTimeoutMs',
+      `${shownValue(o.readinessTimeoutMs)} must be a whole number of milliseconds from 1 to ${SERVE_BOUNDS.readinessTimeoutMs}`,
+    );
+  for (const key of ['deregisterDelayMs', 'drainTimeoutMs'] as const)
+    if (o[key] !== undefined && !wholeNumber(o[key], 0, SERVE_BOUNDS[key]))
+      throw badOption(`serve.${key}`, `${shownValue(o[key])} must be a whole number of milliseconds from 0 to ${SERVE_BOUNDS[key]}`);
+  const signals = o.signals;
+  if (signals !== undefined) {
+    if (!Array.isArray(signals)) throw badOption('serve.signals', `${shownValue(signals)} must be a list of signal names`);
+    signals.forEach((s, i) => {
+      if (typeof s !== 'string' || !Object.hasOwn(osConstants.signals, s))
+        throw badOption(`serve.signals[${i}]`, `${shownValue(s)} is not a signal name (SIGTERM, SIGINT, …)`);
+    });
+  }
+  if (o.exitOnSignal !== undefined && typeof o.exitOnSignal !== 'boolean')
+    throw badOption('serve.exitOnSignal', `${shownValue(o.exitOnSignal)} must be true or false`);
 }
 
 function meshPath(value: unknown, field: string): void {

@@ -1,6 +1,7 @@
 import { encodeTags, type Instance, MeshletError, MetaKey } from '@meshlet/core';
 import { REGISTERED_AT_META } from '@meshlet/route';
 import { ADMIN_META_KEY } from './admin-handler.js';
+import { checkAddress } from './mesh-option-checks.js';
 import type { MeshOptions } from './mesh-options.js';
 import { type MeshSettings, validPort } from './mesh-settings.js';
 import type { OwnService } from './own-service.js';
@@ -60,6 +61,7 @@ export class Registration {
         `port: ${String(port)} — give createMesh({ port }) or register({ port }) the port the server listens on`,
       );
     }
+    if (overrides.address !== undefined) checkAddress(overrides.address, 'address');
     const address = overrides.address ?? this.#options.address ?? '127.0.0.1';
     const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
     if (this.#adminPath !== undefined) extra[ADMIN_META_KEY] = this.#adminPath;

@@ -7,6 +7,7 @@
 // taken).
 // `dialects` is checked by @meshlet/propagation's checkPropagationOptions, as TagPropagation's own options.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { WARMUP_BOUNDS } from '@meshlet/route';
@@ -110,4 +111,32 @@ it('takes the options at their bounds, and what Spring Cloud and TSF instances c
   ];
   for (const m of meshes) await m.close();
   assert.equal(meshes.length, 3);
+});
+
+it('serve() refuses bad options before it waits on the server, and register() a bad address', async () => {
+  const mesh = createMesh({ ...base(), port: 8080 });
+  // A server that never listens: serve() would wait for it, up to its readiness timeout.
+  const server = createServer();
+  const serveRows: readonly [Record<string, unknown>, string][] = [
+    [{ drainTimeoutMs: -1 }, 'serve.drainTimeoutMs'],
+    [{ deregisterDelayMs: '35s' }, 'serve.deregisterDelayMs'],
+    [{ readinessTimeoutMs: 0 }, 'serve.readinessTimeoutMs'],
+    [{ signals: ['SIGTERN'] }, 'serve.signals[0]'],
+    [{ healthPath: 'ready' }, 'serve.healthPath'],
+    [{ exitOnSignal: 'no' }, 'serve.exitOnSignal'],
+    [{ drainTimeout: 5000 }, 'serve.drainTimeout'],
+  ];
+  try {
+    for (const [options, field] of serveRows)
+      await assert.rejects(mesh.serve(server, options as never), (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'MESHLET_BAD_OPTION');
+        assert.ok((e as Error).message.startsWith(`${field}:`), (e as Error).message);
+        return true;
+      });
+    await assert.rejects(mesh.register({ address: 'not an address' }), (e: unknown) =>
+      (e as Error).message.startsWith('address: "not an address" must be an IP address or a host name'),
+    );
+  } finally {
+    await mesh.close();
+  }
 });
