@@ -146,6 +146,44 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
   return { status, ...(f.body !== undefined ? { body: f.body } : {}), ...(headers ? { headers } : {}), bodyText };
 }
 
+/** A breaker policy's fields, as a rule and `@CircuitBreaker` give them. */
+export const BREAKER_POLICY_KEYS = [
+  'window',
+  'failureRateThreshold',
+  'minimumCalls',
+  'consecutiveFailures',
+  'slowCallThresholdMs',
+  'slowCallRateThreshold',
+  'sleepWindowMs',
+  'maxSleepWindowMs',
+  'probes',
+] as const;
+
+/**
+ * A breaker policy on its own (`@CircuitBreaker`'s options), checked as a rule's: the same
+ * bounds, RuleValidationError naming the field; unknown keys refused; defaults filled.
+ */
+export function parseBreakerPolicy(raw: unknown, path: string): BreakerPolicy {
+  const r = field.object(raw, path);
+  field.onlyKeys(r, path, BREAKER_POLICY_KEYS);
+  return parsePolicy(r, path);
+}
+
+/** A retry count and backoff on their own (`@Retry`'s), checked as a rule's `retry` section's. */
+export function parseRetryCount(
+  raw: { readonly maxRetries?: unknown; readonly backoff?: unknown },
+  path: string,
+): Pick<RetryPolicy, 'maxRetries' | 'backoff'> {
+  const { maxRetries, backoff } = parseRetry(
+    {
+      ...(raw.maxRetries !== undefined ? { maxRetries: raw.maxRetries } : {}),
+      ...(raw.backoff !== undefined ? { backoff: raw.backoff } : {}),
+    },
+    path,
+  );
+  return { maxRetries, backoff };
+}
+
 function parsePolicy(r: Record<string, unknown>, path: string, d: BreakerPolicy = defaultBreakerPolicy): BreakerPolicy {
   const sleepWindowMs = optional(r.sleepWindowMs, d.sleepWindowMs, (v) => field.integer(v, `${path}.sleepWindowMs`, 1, HOUR));
   let maxSleepWindowMs = d.maxSleepWindowMs;

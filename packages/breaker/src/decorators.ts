@@ -2,14 +2,17 @@ import {
   type AsyncMethodDecorator,
   type Clock,
   methodDecorator as coreMethodDecorator,
+  field,
   MeshletError,
+  RuleValidationError,
   sleep,
   systemClock,
 } from '@meshlet/core';
 import { withTimeout } from './attempt-signal.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { Breaker, REJECTED } from './breaker.js';
-import { type BreakerPolicy, breakerPolicy } from './breaker-policy.js';
+import type { BreakerPolicy } from './breaker-policy.js';
+import { parseBreakerPolicy, parseRetryCount } from './breaker-rule.js';
 import { CircuitOpenError } from './circuit-open-error.js';
 import type { RetryBudget } from './retry-budget.js';
 
@@ -43,10 +46,27 @@ const notAbort = (err: unknown) => !(err instanceof Error && err.name === 'Abort
  * all instances of the class). A rejected call throws CircuitOpenError or returns the fallback.
  */
 export function CircuitBreaker(options: CircuitBreakerOptions = {}): AsyncMethodDecorator {
+  const {
+    name: label,
+    clock,
+    breaker: given,
+    isFailure = notAbort,
+    fallback,
+    ...fields
+  } = field.object(options, '@CircuitBreaker') as CircuitBreakerOptions;
+  // The policy checked as a breaker rule's, once, when the decorator is made: a bad value or
+  // a misspelt field is a RuleValidationError naming it (as @RateLimit's), not a breaker that never opens.
+  const policy = given === undefined ? parseBreakerPolicy(fields, '@CircuitBreaker') : undefined;
+  if (given !== undefined && Object.keys(fields).length > 0)
+    throw new RuleValidationError(`@CircuitBreaker.${Object.keys(fields)[0]}`, 'a given breaker has its own policy');
+  if (label !== undefined) field.string(label, '@CircuitBreaker.name', 200);
+  if (given !== undefined && !(given instanceof Breaker)) throw new RuleValidationError('@CircuitBreaker.breaker', 'must be a Breaker');
+  if (typeof isFailure !== 'function') throw new RuleValidationError('@CircuitBreaker.isFailure', 'must be a function');
+  if (fallback !== undefined && typeof fallback !== 'function')
+    throw new RuleValidationError('@CircuitBreaker.fallback', 'must be a function');
   return methodDecorator('CircuitBreaker', (method, name) => {
-    const { name: label, clock, breaker: given, isFailure = notAbort, fallback, ...policy } = options;
     const c = clock ?? systemClock;
-    const breaker = given ?? new Breaker({ level: 'service', service: label ?? name }, breakerPolicy(policy), { clock: c });
+    const breaker = given ?? new Breaker({ level: 'service', service: label ?? name }, policy as BreakerPolicy, { clock: c });
     const fb = fallback as ((error: CircuitOpenError, ...args: unknown[]) => unknown) | undefined;
     return async function (this: unknown, ...args: unknown[]) {
       const permit = breaker.tryAcquire();
@@ -121,15 +141,20 @@ export interface RetryOptions {
 const retryable = (err: unknown) => !(err instanceof CircuitOpenError) && notAbort(err);
 
 /** `@Retry({ maxRetries: 2 })`: runs the method again after a failure, with exponential backoff and full jitter. */
+const RETRY_KEYS = ['maxRetries', 'backoff', 'shouldRetry', 'budget', 'clock', 'random'] as const;
+
 export function Retry(options: RetryOptions): AsyncMethodDecorator {
-  const {
-    maxRetries,
-    backoff = { baseMs: 25, maxMs: 1000 },
-    shouldRetry = retryable,
-    budget,
-    clock = systemClock,
-    random = Math.random,
-  } = options;
+  const o = field.object(options, '@Retry');
+  field.onlyKeys(o, '@Retry', RETRY_KEYS);
+  if (o.maxRetries === undefined) throw new RuleValidationError('@Retry.maxRetries', 'must be given (0 to 10)');
+  // Checked as a breaker rule's retry section: 0 to 10 retries, a backoff of 0 to 60 s.
+  const { maxRetries, backoff } = parseRetryCount(o, '@Retry');
+  const { shouldRetry = retryable, budget, clock = systemClock, random = Math.random } = options;
+  for (const [key, fn] of [
+    ['shouldRetry', shouldRetry],
+    ['random', random],
+  ] as const)
+    if (typeof fn !== 'function') throw new RuleValidationError(`@Retry.${key}`, 'must be a function');
   return methodDecorator('Retry', (method) => {
     return async function (this: unknown, ...args: unknown[]) {
       budget?.recordCall();

@@ -148,3 +148,41 @@ describe('decorators, legacy experimentalDecorators form', () => {
     });
   });
 });
+
+// Found by trying them: a negative threshold, a window of 10^12 calls, a misspelt field,
+// -1 or 10^9 retries were all taken (a breaker that never opens, a method retried forever).
+// The decorators' options are checked as a breaker rule's, RuleValidationError naming the field.
+describe('decorator options, checked as a rule', () => {
+  const refusals: readonly [string, () => unknown, string][] = [
+    ['a negative failure rate', () => CircuitBreaker({ failureRateThreshold: -1 }), '@CircuitBreaker.failureRateThreshold'],
+    ['a misspelt field', () => CircuitBreaker({ consecutiveFailure: 3 } as never), '@CircuitBreaker.consecutiveFailure'],
+    ['a count window of 10^12 calls', () => CircuitBreaker({ window: { type: 'count', size: 1e12 } }), '@CircuitBreaker.window.size'],
+    ['no probes', () => CircuitBreaker({ probes: 0 }), '@CircuitBreaker.probes'],
+    [
+      'a policy beside a given breaker',
+      () => CircuitBreaker({ breaker: new Breaker({ level: 'service', service: 's' }, breakerPolicy()), probes: 2 }),
+      '@CircuitBreaker.probes',
+    ],
+    ['a fallback that is a string', () => CircuitBreaker({ fallback: 'cached' as never }), '@CircuitBreaker.fallback'],
+    ['-1 retries', () => Retry({ maxRetries: -1 }), '@Retry.maxRetries'],
+    ['a billion retries', () => Retry({ maxRetries: 1e9 }), '@Retry.maxRetries'],
+    ['no retry count', () => Retry({} as never), '@Retry.maxRetries'],
+    ['a misspelt retry field', () => Retry({ maxRetries: 1, backof: { baseMs: 1 } } as never), '@Retry.backof'],
+    ['a backoff under its base', () => Retry({ maxRetries: 1, backoff: { baseMs: 100, maxMs: 10 } }), '@Retry.backoff.maxMs'],
+    ['shouldRetry that is true', () => Retry({ maxRetries: 1, shouldRetry: true as never }), '@Retry.shouldRetry'],
+  ];
+  for (const [what, make, field] of refusals)
+    it(`refuses ${what}, naming ${field}`, () => {
+      assert.throws(make, (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'MESHLET_BAD_RULE', (e as Error).message);
+        assert.equal((e as { path?: string }).path, field, (e as Error).message);
+        return true;
+      });
+    });
+
+  it('takes what a rule takes', () => {
+    assert.equal(typeof CircuitBreaker({ consecutiveFailures: 3, window: { type: 'count', size: 20 }, sleepWindowMs: 5_000 }), 'function');
+    assert.equal(typeof Retry({ maxRetries: 0 }), 'function');
+    assert.equal(typeof Retry({ maxRetries: 10, backoff: { baseMs: 0, maxMs: 60_000 } }), 'function');
+  });
+});
