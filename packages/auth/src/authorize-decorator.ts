@@ -1,4 +1,4 @@
-import { type AnyMethod, type Condition, getTag, methodDecorator } from '@meshlet/core';
+import { type AnyMethod, type Condition, field, getTag, methodDecorator, RuleValidationError } from '@meshlet/core';
 import { type AuthAction, type IdentityFilter, parseAuthRule } from './auth-rule.js';
 import { Authorizer } from './authorizer.js';
 import { AuthDeniedError } from './forbidden.js';
@@ -39,8 +39,29 @@ export function Deny(spec: CallerSpec) {
   return decorator('deny', spec, '@Deny');
 }
 
+const SPEC_KEYS = ['name', 'services', 'namespaces', 'identity', 'when', 'caller'] as const;
+
 function decorator(action: AuthAction, spec: CallerSpec, label: string) {
+  checkSpec(spec, label, action);
   return methodDecorator(label, (method, name) => guard(method, name, action, spec, label));
+}
+
+/**
+ * The spec's own keys, before the rule parser sees the fields it takes: a misspelt field
+ * (`service`) would otherwise be dropped, leaving an `@Authorize` rule that matches every
+ * caller, the anonymous too. An `@Authorize` must name whom it lets in.
+ */
+function checkSpec(spec: CallerSpec, label: string, action: AuthAction): void {
+  const o = field.object(spec, label);
+  field.onlyKeys(o, label, SPEC_KEYS);
+  if (o.caller !== undefined && typeof o.caller !== 'function') throw new RuleValidationError(`${label}.caller`, 'must be a function');
+  const names =
+    o.services !== undefined || o.namespaces !== undefined || o.when !== undefined || (o.identity !== undefined && o.identity !== 'any');
+  if (action === 'allow' && !names)
+    throw new RuleValidationError(
+      label,
+      'name whom it lets in (services, namespaces, identity or when): a rule without one matches every caller',
+    );
 }
 
 function guard<T extends AnyMethod>(method: T, methodName: string, action: AuthAction, spec: CallerSpec, label: string): T {

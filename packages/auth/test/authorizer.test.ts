@@ -214,6 +214,20 @@ describe('@Authorize / @Deny', () => {
     assert.throws(() => as(undefined, () => l.remove('1')), AuthDeniedError);
   });
 
+  // Found by trying it: a misspelt field (`service` for `services`) was dropped, which left a
+  // rule that matched every caller, so @Authorize let anyone run the method, the anonymous too.
+  it('refuses a spec with a misspelt field or no matcher at all, instead of letting every caller in', () => {
+    const decorate = (spec: object) => () =>
+      Authorize(spec as never)(async function refund() {}, { kind: 'method', name: 'refund' } as ClassMethodDecoratorContext);
+    assert.throws(decorate({ service: ['billing'] }), (e: unknown) => (e as { path?: string }).path === '@Authorize.service');
+    assert.throws(decorate({ name: 'refund' }), (e: unknown) => (e as { path?: string }).path === '@Authorize');
+    assert.throws(decorate({}), (e: unknown) => (e as { path?: string }).path === '@Authorize');
+    assert.throws(
+      () => Deny({ namespace: ['staging'] } as never)(function list() {}, { kind: 'method', name: 'list' } as ClassMethodDecoratorContext),
+      (e: unknown) => (e as { path?: string }).path === '@Deny.namespace',
+    );
+  });
+
   it('validates its spec at decoration with the rule parser', () => {
     assert.throws(
       () => Authorize({ services: ['bad_name'] })(function f() {}, { kind: 'method', name: 'f' } as ClassMethodDecoratorContext),
