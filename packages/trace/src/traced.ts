@@ -1,4 +1,12 @@
-import { type AsyncMethod, type AsyncMethodDecorator, methodDecorator } from '@meshlet/core';
+import {
+  type AsyncMethod,
+  type AsyncMethodDecorator,
+  badOption,
+  methodDecorator,
+  onlyOptionKeys,
+  optionObject,
+  shownValue,
+} from '@meshlet/core';
 import { Attr } from './attributes.js';
 import { defaultTracing, type Tracing } from './tracing.js';
 
@@ -33,5 +41,12 @@ function wrap<This, Args extends unknown[], R>(
  */
 export function Traced(options: string | TracedOptions = {}): TracedDecorator {
   const opts: TracedOptions = typeof options === 'string' ? { name: options } : options;
+  // Checked when made: a misspelt key is refused, not a span silently misnamed.
+  const o = optionObject(opts, '@Traced');
+  onlyOptionKeys(o, '@Traced', ['name', 'tracing']);
+  if (o.name !== undefined && (typeof o.name !== 'string' || o.name === '' || o.name.length > 256))
+    throw badOption('@Traced.name', `${shownValue(o.name)} must be a span name of 1 to 256 characters`);
+  if (o.tracing !== undefined && !(typeof o.tracing === 'object' && o.tracing !== null && 'inSpan' in o.tracing))
+    throw badOption('@Traced.tracing', `${shownValue(o.tracing)} must be a Tracing (createTracing's)`);
   return methodDecorator('@Traced()', (method, name) => wrap(method, name, opts)) as TracedDecorator;
 }

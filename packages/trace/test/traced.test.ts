@@ -71,3 +71,15 @@ describe('@Traced()', () => {
     assert.equal(await new Plain().ping(), 'pong');
   });
 });
+
+it('refuses a misspelt option, an empty name and a tracing that is not one, naming the field', () => {
+  for (const [options, field] of [
+    [{ nmae: 'x' }, '@Traced.nmae'],
+    [{ name: '' }, '@Traced.name'],
+    [{ tracing: {} }, '@Traced.tracing'],
+  ] as const)
+    assert.throws(
+      () => Traced(options as never),
+      (e: unknown) => (e as { code?: string }).code === 'MESHLET_BAD_OPTION' && (e as Error).message.startsWith(`${field}: `),
+    );
+});
