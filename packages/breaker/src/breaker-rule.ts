@@ -84,9 +84,8 @@ export const defaultRetryPolicy: RetryPolicy = {
 };
 
 const HOUR = 3_600_000;
-const RULE_KEYS = [
-  'level',
-  'apis',
+/** A breaker policy's fields, as a rule and `@CircuitBreaker` give them. */
+export const BREAKER_POLICY_KEYS = [
   'window',
   'failureRateThreshold',
   'minimumCalls',
@@ -96,9 +95,9 @@ const RULE_KEYS = [
   'sleepWindowMs',
   'maxSleepWindowMs',
   'probes',
-  'maxEjectionPercent',
-  'fallback',
-];
+] as const;
+
+const RULE_KEYS = ['level', 'apis', ...BREAKER_POLICY_KEYS, 'maxEjectionPercent', 'fallback'];
 
 function optional<T>(value: unknown, fallback: T, read: (v: unknown) => T): T {
   return value === undefined ? fallback : read(value);
@@ -145,19 +144,6 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
   }
   return { status, ...(f.body !== undefined ? { body: f.body } : {}), ...(headers ? { headers } : {}), bodyText };
 }
-
-/** A breaker policy's fields, as a rule and `@CircuitBreaker` give them. */
-export const BREAKER_POLICY_KEYS = [
-  'window',
-  'failureRateThreshold',
-  'minimumCalls',
-  'consecutiveFailures',
-  'slowCallThresholdMs',
-  'slowCallRateThreshold',
-  'sleepWindowMs',
-  'maxSleepWindowMs',
-  'probes',
-] as const;
 
 /**
  * A breaker policy on its own (`@CircuitBreaker`'s options), checked as a rule's: the same
