@@ -52,6 +52,11 @@ export async function traceSplit(): Promise<string> {
     ],
     ['mesh.request, tracing off', await governed(undefined)],
     ['mesh.request, unsampled', await governed({ sampleRatio: 0, log: { path: join(dir, 'unsampled.jsonl') } })],
+    // The unsampled call's own parts: the header (the raw rows), the call metrics (this row), the rest.
+    [
+      'mesh.request, unsampled, metrics off',
+      await governed({ sampleRatio: 0, metrics: false, log: { path: join(dir, 'no-metrics.jsonl') } }),
+    ],
     ['mesh.request, 100%, spans discarded', await governed({ sampleRatio: 1, exporters: [discardSpans] })],
     ['mesh.request, 100%, encoded into lines not written', await governed({ sampleRatio: 1, exporters: [discardLines] })],
     ['mesh.request, 100%, trace log', await governed({ sampleRatio: 1, log: { path: join(dir, 'spans.jsonl'), maxBytes: 2 ** 30 } })],
