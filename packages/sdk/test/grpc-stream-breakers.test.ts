@@ -216,6 +216,96 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
   });
 });
 
+describe('gRPC stream outcomes that say nothing about the instance', () => {
+  it("the caller's cancel, its deadline and an injected fault's abort count on no instance breaker", async () => {
+    const e = estate();
+    const a = await streamServer('calm-a');
+    const b = await streamServer('calm-b');
+    await register(e, 'calm', 'calm-a', a.port);
+    await register(e, 'calm', 'calm-b', b.port);
+    const clock = new ManualClock(Date.now());
+    const caller = createMesh({ service: 'gateway', ...e, clock, logger: new MemoryLogger() });
+    const client = caller.grpc.client(Echo, 'calm');
+    // The stream's end, in an object: an async function returning the promise itself would wait for it.
+    const opened = async (chat: grpc.ClientDuplexStream<Text, Text>) => {
+      const before = a.state.hits + b.state.hits;
+      chat.on('data', () => {});
+      chat.on('error', () => {});
+      const end = new Promise<grpc.StatusObject>((res) => chat.on('status', res));
+      chat.write({ text: 'x' });
+      await waitFor(() => a.state.hits + b.state.hits > before);
+      return { end };
+    };
+    try {
+      // One failure in a row would open an instance's breaker.
+      await caller.rules.apply(
+        JSON.stringify({ service: 'calm', breaker: { rules: [{ level: 'instance', consecutiveFailures: 1, maxEjectionPercent: 50 }] } }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('calm');
+      for (let i = 0; i < 4; i++) {
+        const chat = client.Chat();
+        const { end } = await opened(chat);
+        chat.cancel();
+        assert.equal((await end).code, grpc.status.CANCELLED);
+      }
+      for (let i = 0; i < 4; i++) {
+        // The call's deadline, on the mesh's clock (grpc-js's own is a minute away).
+        const chat = client.Chat(new grpc.Metadata(), { deadline: Date.now() + 60_000 });
+        const { end } = await opened(chat);
+        clock.advance(60_001);
+        assert.equal((await end).code, grpc.status.DEADLINE_EXCEEDED);
+      }
+      const instanceBreakers = () =>
+        caller.breakers
+          .snapshot()
+          .filter((s) => s.breaker.level === 'instance')
+          .map((s) => [s.breaker.instance, s.state, s.failures])
+          .sort();
+      assert.deepEqual(instanceBreakers(), [
+        ['calm-a', 'closed', 0],
+        ['calm-b', 'closed', 0],
+      ]);
+      await caller.rules.apply(
+        JSON.stringify({
+          service: 'calm',
+          breaker: { rules: [{ level: 'instance', consecutiveFailures: 1, maxEjectionPercent: 50 }] },
+          fault: { rules: [{ name: 'chaos', percentage: 100, abort: 503 }] },
+        }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('calm');
+      const hits = a.state.hits + b.state.hits;
+      for (let i = 0; i < 4; i++) assert.equal((await collect(client)).code, grpc.status.UNAVAILABLE);
+      assert.equal(a.state.hits + b.state.hits, hits, 'the aborts sent nothing');
+      for (const [id, state, failures] of instanceBreakers()) assert.deepEqual([state, failures], ['closed', 0], String(id));
+      // Without the fault, a status the instance ended the stream with counts: the breakers listen.
+      await caller.rules.apply(
+        JSON.stringify({ service: 'calm', breaker: { rules: [{ level: 'instance', consecutiveFailures: 1, maxEjectionPercent: 50 }] } }),
+        { author: 'test' },
+      );
+      await caller.rulesInForce('calm');
+      a.state.fail = grpc.status.INTERNAL;
+      b.state.fail = grpc.status.INTERNAL;
+      assert.equal((await collect(client)).code, grpc.status.INTERNAL);
+      assert.deepEqual(
+        instanceBreakers()
+          .map(([, state, failures]) => [state, failures])
+          .sort(),
+        [
+          ['closed', 0],
+          ['open', 1],
+        ],
+      );
+    } finally {
+      client.close();
+      await caller.close();
+      a.close();
+      b.close();
+    }
+  });
+});
+
 describe('gRPC stream connect retries and the retry budget', () => {
   it('with the retry budget spent, a refused stream is not tried again: it ends UNAVAILABLE, and the budget counts the denial', async () => {
     const e = estate();
