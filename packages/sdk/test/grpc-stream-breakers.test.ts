@@ -5,8 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger } from '@meshlet/core';
-import { GRPC_PORT_META } from '@meshlet/grpc';
+import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
+import { InMemoryKvStore, InMemoryRegistry, type Instance, ManualClock, MemoryLogger, silentLogger } from '@meshlet/core';
+import { ChannelPool, Destination, GRPC_PORT_META, type GrpcClientPorts, interceptorFor } from '@meshlet/grpc';
+import { createTracing, errorAttributesOf } from '@meshlet/trace';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh, type MeshOptions } from '../src/index.js';
 import { Echo, type EchoClient, startEcho, type Text } from './grpc-echo.js';
@@ -300,6 +302,85 @@ describe('gRPC stream outcomes that say nothing about the instance', () => {
     } finally {
       client.close();
       await caller.close();
+      a.close();
+      b.close();
+    }
+  });
+});
+
+describe('gRPC streams and instance breakers routing has not yet heard of', () => {
+  it("an instance whose breaker refuses the stream's pick is passed over for another; with none left the stream ends UNAVAILABLE, its span naming them", async () => {
+    const a = await streamServer('pass-a');
+    const b = await streamServer('pass-b');
+    const inst = (id: string, port: number): Instance => ({
+      id,
+      service: 'passed',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(port) },
+      health: 'passing',
+    });
+    const [ia, ib] = [inst(a.id, a.port), inst(b.id, b.port)];
+    const clock = new ManualClock();
+    const executor = new CallExecutor({ clock });
+    executor.setRules(
+      'passed',
+      parseBreakerRules(
+        { rules: [{ level: 'instance', consecutiveFailures: 1, sleepWindowMs: 600_000, maxEjectionPercent: 100 }] },
+        'breaker',
+      ),
+    );
+    // A third instance routing never offers: the ejection cap (never all) lets both a and b open.
+    executor.setInstances('passed', [ia.id, ib.id, 'pass-c']);
+    const exported = new InMemorySpanExporter();
+    const tracing = createTracing({ service: 'gateway', exporters: [exported], batch: { delayMs: 1 } });
+    // Routing that has not heard of the instance breakers: it offers a first, then what is left.
+    const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
+    const ports: GrpcClientPorts = {
+      directory: { isReady: () => true, ensure: async () => {} },
+      router: {
+        decide: () => choice(ia),
+        picker: () => ({
+          first: () => choice(ia),
+          next: (_tags, tried) => [ia, ib].filter((i) => !tried.has(i.id)).map(choice)[0],
+        }),
+      },
+      executor,
+      tracing,
+      errorAttributes: errorAttributesOf,
+      trackStream: (service, mayRetry) => executor.track(service, mayRetry),
+      outboundHeaders: () => ({}),
+      clock,
+      logger: silentLogger,
+    };
+    const pool = new ChannelPool();
+    const client = new Echo('dns:///passed.meshlet.invalid', grpc.credentials.createInsecure(), {
+      interceptors: [interceptorFor(new Destination(ports, 'passed', pool))],
+    });
+    try {
+      a.state.fail = grpc.status.INTERNAL;
+      assert.equal((await collect(client)).code, grpc.status.INTERNAL, 'a fails one stream: its breaker opens');
+      for (let i = 0; i < 3; i++) assert.equal((await collect(client)).text, 'pass-b', "a's breaker refused the pick: on to b");
+      assert.equal(a.state.hits, 1, 'nothing more reached a');
+      b.state.fail = grpc.status.INTERNAL;
+      assert.equal((await collect(client)).code, grpc.status.INTERNAL, 'b fails one: its breaker opens too');
+      const refused = await collect(client);
+      assert.equal(refused.code, grpc.status.UNAVAILABLE);
+      assert.match(refused.details, /passed: no instance to send to/);
+      assert.deepEqual([a.state.hits, b.state.hits], [1, 4], 'the refused stream reached no instance');
+      await tracing.forceFlush();
+      const last = exported.getFinishedSpans().at(-1);
+      assert.equal(last?.attributes['io.meshlet.circuit.level'], 'instance');
+      assert.equal(
+        last?.attributes['io.meshlet.circuit.instances'],
+        'pass-a,pass-b',
+        'the span names the instances whose breakers refused',
+      );
+    } finally {
+      await tracing.shutdown();
+      client.close();
+      pool.close();
       a.close();
       b.close();
     }
