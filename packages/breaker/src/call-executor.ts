@@ -34,6 +34,7 @@ import { Hedger, type HedgeStats } from './hedge.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
 import { sendFailureOf } from './send-failure.js';
+import { TrackedCall } from './tracked-call.js';
 
 /** Methods that may be sent twice without harm (RFC 9110 §9.2.2). */
 export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -397,6 +398,23 @@ export class CallExecutor {
     const gov = this.#services.get(service);
     if (!gov) return undefined;
     return level === 'service' ? gov.serviceBreaker : api === undefined ? undefined : gov.apis.get(api)?.breaker;
+  }
+
+  /**
+   * Governance for a call of `service` this executor does not run (a gRPC stream: its
+   * messages cannot be replayed once it opened): the instance breakers' permits and
+   * outcomes of its tries, and its further tries paid from the retry budget (see
+   * TrackedCall). Counts the call in the budget when it `mayRetry`, and turns half-open
+   * the instance breakers whose sleep window ended, as the start of every executor call
+   * does. Undefined when the service has no governance (no rules, no call defaults).
+   */
+  track(service: string, mayRetry: boolean): TrackedCall | undefined {
+    const gov = this.#governance(service);
+    if (gov === undefined) return undefined;
+    const now = this.#clock.now();
+    this.instanceBreakers.poll(now);
+    if (mayRetry) gov.budget?.recordCall(now);
+    return new TrackedCall(service, gov.instances, gov.budget, gov.classifier, this.#clock);
   }
 
   /** Retry budget counters of `service`. */

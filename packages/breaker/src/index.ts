@@ -57,3 +57,4 @@ export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
 export { type SendFailure, sendFailureOf } from './send-failure.js';
 export { CountWindow, createWindow, type SlidingWindow, TimeWindow, type WindowSpec } from './sliding-window.js';
 export { TimeoutError } from './timeout-error.js';
+export { TrackedAttempt, TrackedCall } from './tracked-call.js';

@@ -10,7 +10,17 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { type Attempt, currentContext, type MeshContext, newAttempt, type OutboundCall, sendSettled, type TagLookup } from '@meshlet/core';
+import {
+  type Attempt,
+  currentContext,
+  type MeshContext,
+  NoInstanceError,
+  namedIds,
+  newAttempt,
+  type OutboundCall,
+  sendSettled,
+  type TagLookup,
+} from '@meshlet/core';
 import type { Context } from '@opentelemetry/api';
 import { ChannelPool } from './channel-pool.js';
 import {
@@ -27,7 +37,7 @@ import {
   statusOfError,
   targetOf,
 } from './governance.js';
-import type { GrpcClientPorts, RouteChoice } from './ports.js';
+import type { GrpcClientPorts, GrpcStreamAttempt, RouteChoice } from './ports.js';
 import { httpStatusOf } from './status-map.js';
 import { UnaryCall, type UnarySink } from './unary-call.js';
 
@@ -147,6 +157,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   /** A stream's messages written before its instance was chosen. */
   #pending: [unknown, (() => void) | undefined][] | undefined;
   #halfClosed = false;
+  /** When the current try's stream was opened on its instance (the mesh's clock), if it was. */
+  #openedAt: number | undefined;
 
   constructor(dest: Destination, options: InterceptorOptions) {
     this.#dest = dest;
@@ -294,13 +306,35 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       return this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
     }
     const retries = Math.max(0, ports.streamConnectRetries ?? DEFAULT_STREAM_CONNECT_RETRIES);
+    // The destination's instance breakers and retry budget, for tries the executor does not run.
+    const tracked = ports.trackStream?.(dest.service, retries > 0);
     const chain = dest.chain;
     let tried: Set<string> | undefined;
     for (let number = 0; ; number++) {
       if (this.#done) return;
+      let target = targetOf(choice);
+      let permit: GrpcStreamAttempt | undefined;
+      if (tracked !== undefined) {
+        // An instance whose breaker refuses (open, or half-open with its probes taken, which
+        // routing had not yet heard of) is passed over for another, as the executor does.
+        const refused: string[] = [];
+        for (;;) {
+          permit = tracked.attempt(target.id);
+          if (permit !== undefined) break;
+          refused.push(target.id);
+          tried ??= new Set();
+          tried.add(target.id);
+          const next = this.#next(tried);
+          if (next === undefined) return this.#refused(number, refused);
+          choice = next;
+          target = targetOf(next);
+        }
+      }
       this.#peer = ChannelPool.target(choice.instance);
       this.#abort = new AbortController();
-      const attempt = newAttempt<GrpcAttemptResult>(this, targetOf(choice), number, this.#abort.signal);
+      this.#openedAt = undefined;
+      const t0 = ports.clock.now();
+      const attempt = newAttempt<GrpcAttemptResult>(this, target, number, this.#abort.signal);
       let result: GrpcAttemptResult | undefined;
       let error: unknown;
       try {
@@ -309,11 +343,16 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       } catch (err) {
         error = err;
       }
+      if (permit !== undefined) this.#record(permit, result, error, t0);
       if (error instanceof NotSentError && number < retries && !this.#done) {
         tried ??= new Set();
         tried.add(attempt.target.id);
-        choice = this.#next(tried);
-        if (choice !== undefined) continue;
+        const next = this.#next(tried);
+        // Another try is paid from the destination's retry budget, as a unary retry is: spent, the refusal is the stream's end.
+        if (next !== undefined && (tracked === undefined || tracked.retry())) {
+          choice = next;
+          continue;
+        }
       }
       if (result !== undefined) this.#deliver({ code: result.code, details: result.details, metadata: result.trailers });
       else {
@@ -322,6 +361,38 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       }
       return;
     }
+  }
+
+  /**
+   * Records a try's outcome on its instance's breaker as the executor records a unary
+   * attempt's: a connection that could not be made is a failure; a status the instance
+   * ended the stream with is classified as a unary answer with that status (by default
+   * the 5xx equivalents: UNKNOWN, INTERNAL, UNIMPLEMENTED, UNAVAILABLE, DEADLINE_EXCEEDED,
+   * DATA_LOSS); the caller's cancel or deadline and an injected fault say nothing about
+   * the instance. The time the breaker's slow-call check reads is the time until the
+   * stream opened: how long it then lives is the caller's.
+   */
+  #record(permit: GrpcStreamAttempt, result: GrpcAttemptResult | undefined, error: unknown, t0: number): void {
+    const opened = this.#openedAt;
+    const durationMs = opened === undefined ? undefined : opened - t0;
+    if (this.#ended !== undefined || error instanceof CallEnded) permit.released();
+    else if (result === undefined) permit.failed(error, false, durationMs);
+    else if (result.injected === true) permit.released();
+    // The call's own deadline, reported by grpc-js ahead of the mesh's timer: the caller's, as a cancel.
+    else if (result.code === Status.DEADLINE_EXCEEDED && this.#deadline !== undefined && Date.now() >= this.#deadline) permit.released();
+    else permit.answered(result.status, durationMs);
+  }
+
+  /** Every instance left was refused by its breaker: the stream ends UNAVAILABLE, its span naming them, as a unary call's refusal. */
+  #refused(number: number, refused: readonly string[]): void {
+    const ports = this.#dest.ports;
+    const err = Object.assign(
+      new NoInstanceError(this.#dest.service, number === 0 ? 'no instance to send to' : 'no instance left to retry on'),
+      { spanAttributes: { 'io.meshlet.circuit.level': 'instance', 'io.meshlet.circuit.instances': namedIds(refused) } },
+    );
+    const s = statusOfError(err);
+    refusalSpan(ports, this.parent, this.path, this.#dest.service, s.code, s.details, ports.errorAttributes?.(err));
+    this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
   }
 
   /** An instance not yet tried, nearest locality first (routing's picker, as a unary retry picks); none when none is left. */
@@ -375,6 +446,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     const md = dest.outbound(this.#ctx ?? currentContext(), this.#metadata);
     (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
     const deadline = this.#deadline;
+    this.#openedAt = dest.ports.clock.now();
     const stream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, md, {
       ...(deadline !== undefined ? { deadline } : {}),
     }) as unknown as InstanceStream;

@@ -22,6 +22,8 @@ export type {
   GrpcExecutor,
   GrpcRouter,
   GrpcServerPorts,
+  GrpcStreamAttempt,
+  GrpcStreamGovernance,
   GrpcTracing,
   Refusal,
   RouteChoice,

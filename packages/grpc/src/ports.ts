@@ -95,6 +95,31 @@ export interface GrpcExecutor {
   call<R extends { readonly status: number }>(call: ExecutorCall<R>): Promise<R | Response>;
 }
 
+/**
+ * One try of a stream on its instance's breaker (@meshlet/breaker's TrackedAttempt): settles
+ * once, the first of its methods called.
+ */
+export interface GrpcStreamAttempt {
+  /** The instance ended the stream with `status` (the gRPC status's HTTP equivalent), counted as a unary answer's; true when a failure. */
+  answered(status: number, durationMs?: number): boolean;
+  /** The try failed (its connection could not be made): a failure of the instance, unless `callerAborted`. */
+  failed(error: unknown, callerAborted: boolean, durationMs?: number): void;
+  /** Says nothing about the instance (the caller's cancel or deadline, an injected fault): the permit goes back. */
+  released(): void;
+}
+
+/**
+ * The executor's governance of one stream (@meshlet/breaker's TrackedCall, from
+ * `CallExecutor.track`): the destination's instance breakers and retry budget, for the
+ * tries a stream makes outside the executor.
+ */
+export interface GrpcStreamGovernance {
+  /** The breaker's permit for a try of `instanceId`; undefined when its breaker refuses (open, its probes taken). */
+  attempt(instanceId: string): GrpcStreamAttempt | undefined;
+  /** Takes one further try from the destination's retry budget; false when it is spent. */
+  retry(): boolean;
+}
+
 /** The SDK's service directory: follows a service's instances and rules from its first call on. */
 export interface GrpcDirectory {
   isReady(service: string): boolean;
@@ -178,6 +203,16 @@ export interface GrpcClientPorts {
    * unary calls' default retries, breaker's `CallDefaults.retries`); 0 turns it off.
    */
   readonly streamConnectRetries?: number;
+  /**
+   * The destination's instance breakers and retry budget for a stream's tries
+   * (@meshlet/breaker's `CallExecutor.track`, wired by the sdk): each try takes its
+   * instance's permit and records its outcome (a refused connection a failure, the
+   * stream's status as a unary answer's), so the mesh's outlier detection ejects an
+   * instance streams cannot reach; each further try is paid from the retry budget.
+   * `mayRetry`: the stream may try again (count it in the budget). Absent, or undefined for
+   * a service: streams count on no breaker and their tries on no budget.
+   */
+  readonly trackStream?: (service: string, mayRetry: boolean) => GrpcStreamGovernance | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
 }

@@ -120,6 +120,8 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
     ...(deps.streamConnectRetries !== undefined ? { streamConnectRetries: deps.streamConnectRetries } : {}),
+    // A stream's tries on the executor's instance breakers (outlier detection) and retry budget, as a unary call's attempts.
+    trackStream: (service, mayRetry) => deps.executor.track(service, mayRetry),
     clock: deps.clock,
     logger,
   };
