@@ -6,9 +6,9 @@ import {
   type Clock,
   type Logger,
   NoInstanceError,
-  namedIds,
   noteAttempt,
   type RuleFeed,
+  refusedInstanceAttributes,
   silentLogger,
   sleep,
   systemClock,
@@ -251,17 +251,6 @@ interface ShadowFirst {
 /** The API key a call is governed under: the one it names, else its method and path matched once against the rules' templates. */
 function apiOf(call: { readonly api?: string; readonly method: string; readonly path?: string }, matcher: ApiMatcher): string | undefined {
   return call.api ?? (call.path === undefined ? undefined : matcher.match(call.method, call.path)?.key);
-}
-/**
- * Span attributes (@meshlet/trace's `io.meshlet.circuit.*`) for instances whose breakers
- * refused the pick (core's `namedIds`: at most ten named): the attempt's (the call went on
- * elsewhere), or, with `level`, the refused call's.
- */
-function refusedAttributes(level: 'instance' | undefined, ids: readonly string[]): Record<string, string> {
-  const named = namedIds(ids);
-  return level === undefined
-    ? { 'io.meshlet.circuit.instances': named }
-    : { 'io.meshlet.circuit.level': level, 'io.meshlet.circuit.instances': named };
 }
 /** The rules of a service without a `breaker` section: the defaults alone. */
 const NO_RULES: BreakerRules = { apis: [], failureStatuses: ['5xx'], classifier: defaultClassifier };
@@ -627,7 +616,7 @@ export class CallExecutor {
         }
         if (instance === undefined) {
           const err = new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
-          throw refused === undefined ? err : Object.assign(err, { spanAttributes: refusedAttributes('instance', refused) });
+          throw refused === undefined ? err : Object.assign(err, { spanAttributes: refusedInstanceAttributes('instance', refused) });
         }
         const id = instance.id;
         // The first attempt starts when the call does: nothing between them waits.
@@ -643,7 +632,7 @@ export class CallExecutor {
           }
         }
         const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, first?.notes, abort, entry?.key);
-        if (refused !== undefined) rec.attributes = refusedAttributes(undefined, refused);
+        if (refused !== undefined) rec.attributes = refusedInstanceAttributes(undefined, refused);
         const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec, first?.api);
         first = undefined;
         // The attempt's settle (`call.settled`): told here after the await, by runTimed when

@@ -385,6 +385,18 @@ export function namedIds(ids: readonly string[]): string {
   return ids.length > MAX_NAMED_IDS ? `${ids.slice(0, MAX_NAMED_IDS).join(' ')} …` : ids.join(' ');
 }
 
+/**
+ * The span attributes of instances an attempt's breakers refused (`io.meshlet.circuit.instances`,
+ * bounded by `namedIds`), with `io.meshlet.circuit.level` `instance` when the refusal is the
+ * call's end: the executor's and a gRPC stream's alike.
+ */
+export function refusedInstanceAttributes(level: 'instance' | undefined, ids: readonly string[]): Record<string, string> {
+  const named = namedIds(ids);
+  return level === undefined
+    ? { 'io.meshlet.circuit.instances': named }
+    : { 'io.meshlet.circuit.level': level, 'io.meshlet.circuit.instances': named };
+}
+
 /** Adds a shadow note to an attempt (or to what will be its record's notes). */
 export function noteAttempt(attempt: Pick<AttemptFields, 'notes'>, note: string): void {
   if (attempt.notes === undefined) attempt.notes = [note];

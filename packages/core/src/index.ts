@@ -20,6 +20,7 @@ export {
   type ObserverErrorHandler,
   type OutboundCall,
   originOf,
+  refusedInstanceAttributes,
   sendAttempt,
   sendSettled,
   shadowOf,

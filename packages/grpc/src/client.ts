@@ -15,9 +15,9 @@ import {
   currentContext,
   type MeshContext,
   NoInstanceError,
-  namedIds,
   newAttempt,
   type OutboundCall,
+  refusedInstanceAttributes,
   sendSettled,
   type TagLookup,
 } from '@meshlet/core';
@@ -388,7 +388,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     const ports = this.#dest.ports;
     const err = Object.assign(
       new NoInstanceError(this.#dest.service, number === 0 ? 'no instance to send to' : 'no instance left to retry on'),
-      { spanAttributes: { 'io.meshlet.circuit.level': 'instance', 'io.meshlet.circuit.instances': namedIds(refused) } },
+      { spanAttributes: refusedInstanceAttributes('instance', refused) },
     );
     const s = statusOfError(err);
     refusalSpan(ports, this.parent, this.path, this.#dest.service, s.code, s.details, ports.errorAttributes?.(err));
