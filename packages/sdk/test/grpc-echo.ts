@@ -4,7 +4,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { getTag } from '@meshlet/core';
+import { type Clock, getTag, type Instance, silentLogger } from '@meshlet/core';
+import type { GrpcClientPorts } from '@meshlet/grpc';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The proto, from test/ (sources) or dist/test/ (compiled). */
@@ -144,4 +145,35 @@ export async function failure(p: Promise<unknown>): Promise<grpc.ServiceError> {
     return err as grpc.ServiceError;
   }
   throw new Error('the call succeeded; it should have failed');
+}
+
+/**
+ * gRPC client ports whose routing has not heard of the instance breakers: it offers `first`,
+ * then, to a retry or a refused pick, what of `first` and `second` is left untried. With the
+ * executor's breakers, a pick they refuse is what the client itself must pass over.
+ */
+export function portsRoutingUnaware(
+  [first, second]: readonly [Instance, Instance],
+  executor: GrpcClientPorts['executor'],
+  tracing: GrpcClientPorts['tracing'],
+  clock: Clock,
+  more: Partial<GrpcClientPorts> = {},
+): GrpcClientPorts {
+  const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
+  return {
+    directory: { isReady: () => true, ensure: async () => {} },
+    router: {
+      decide: () => choice(first),
+      picker: () => ({
+        first: () => choice(first),
+        next: (_tags, tried) => [first, second].filter((i) => !tried.has(i.id)).map(choice)[0],
+      }),
+    },
+    executor,
+    tracing,
+    outboundHeaders: () => ({}),
+    clock,
+    logger: silentLogger,
+    ...more,
+  };
 }

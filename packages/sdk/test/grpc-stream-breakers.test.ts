@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
-import { InMemoryKvStore, InMemoryRegistry, type Instance, ManualClock, MemoryLogger, silentLogger } from '@meshlet/core';
-import { ChannelPool, Destination, GRPC_PORT_META, type GrpcClientPorts, interceptorFor } from '@meshlet/grpc';
+import { InMemoryKvStore, InMemoryRegistry, type Instance, ManualClock, MemoryLogger } from '@meshlet/core';
+import { ChannelPool, Destination, GRPC_PORT_META, interceptorFor } from '@meshlet/grpc';
 import { createTracing, errorAttributesOf } from '@meshlet/trace';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh, type MeshOptions } from '../src/index.js';
-import { Echo, type EchoClient, startEcho, type Text } from './grpc-echo.js';
+import { Echo, type EchoClient, portsRoutingUnaware, startEcho, type Text } from './grpc-echo.js';
 
 type Estate = { registry: InMemoryRegistry; rules: InMemoryKvStore };
 const estate = (): Estate => ({ registry: new InMemoryRegistry(), rules: new InMemoryKvStore() });
@@ -336,24 +336,10 @@ describe('gRPC streams and instance breakers routing has not yet heard of', () =
     const exported = new InMemorySpanExporter();
     const tracing = createTracing({ service: 'gateway', exporters: [exported], batch: { delayMs: 1 } });
     // Routing that has not heard of the instance breakers: it offers a first, then what is left.
-    const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
-    const ports: GrpcClientPorts = {
-      directory: { isReady: () => true, ensure: async () => {} },
-      router: {
-        decide: () => choice(ia),
-        picker: () => ({
-          first: () => choice(ia),
-          next: (_tags, tried) => [ia, ib].filter((i) => !tried.has(i.id)).map(choice)[0],
-        }),
-      },
-      executor,
-      tracing,
+    const ports = portsRoutingUnaware([ia, ib], executor, tracing, clock, {
       errorAttributes: errorAttributesOf,
       trackStream: (service, mayRetry) => executor.track(service, mayRetry),
-      outboundHeaders: () => ({}),
-      clock,
-      logger: silentLogger,
-    };
+    });
     const pool = new ChannelPool();
     const client = new Echo('dns:///passed.meshlet.invalid', grpc.credentials.createInsecure(), {
       interceptors: [interceptorFor(new Destination(ports, 'passed', pool))],

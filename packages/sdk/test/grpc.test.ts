@@ -16,22 +16,13 @@ import {
   type RuleFeed,
   runWithContext,
   setTag,
-  silentLogger,
 } from '@meshlet/core';
-import {
-  ChannelPool,
-  Destination,
-  GRPC_PORT_META,
-  type GrpcClientPorts,
-  governMethods,
-  interceptorFor,
-  LIMITED_TRAILER,
-} from '@meshlet/grpc';
+import { ChannelPool, Destination, GRPC_PORT_META, governMethods, interceptorFor, LIMITED_TRAILER } from '@meshlet/grpc';
 import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { MAX_GRPC_CHANNELS } from '../src/grpc.js';
 import { createMesh, type Mesh, type MeshOptions, meshKey } from '../src/index.js';
-import { Echo, type EchoClient, type EchoServer, failure, say, startEcho, type Text } from './grpc-echo.js';
+import { Echo, type EchoClient, type EchoServer, failure, portsRoutingUnaware, say, startEcho, type Text } from './grpc-echo.js';
 
 type Estate = { registry: InMemoryRegistry; rules: InMemoryKvStore };
 const estate = (): Estate => ({ registry: new InMemoryRegistry(), rules: new InMemoryKvStore() });
@@ -664,22 +655,7 @@ describe('gRPC client and instance breakers routing has not yet heard of', () =>
     const exported = new InMemorySpanExporter();
     const tracing = createTracing({ service: 'gateway', exporters: [exported], batch: { delayMs: 1 } });
     // Routing that has not heard of the instance breakers: it offers a first, then what is left.
-    const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
-    const ports: GrpcClientPorts = {
-      directory: { isReady: () => true, ensure: async () => {} },
-      router: {
-        decide: () => choice(ia),
-        picker: () => ({
-          first: () => choice(ia),
-          next: (_tags, tried) => [ia, ib].filter((i) => !tried.has(i.id)).map(choice)[0],
-        }),
-      },
-      executor,
-      tracing,
-      outboundHeaders: () => ({}),
-      clock: new ManualClock(),
-      logger: silentLogger,
-    };
+    const ports = portsRoutingUnaware([ia, ib], executor, tracing, new ManualClock());
     const pool = new ChannelPool();
     const dest = new Destination(ports, 'probed', pool);
     const client = new Echo('dns:///probed.meshlet.invalid', grpc.credentials.createInsecure()) as unknown as EchoClient;
