@@ -91,6 +91,8 @@ class BodySource {
   collector: { resolve: (chunks: Uint8Array[]) => void; reject: (e: unknown) => void } | undefined;
   /** Told once the body ended or failed: lets go of the abort listeners. */
   settle: { unlisten(): void } | undefined;
+  /** Told once the body ended or failed (DispatchedResponse.whenBodyDone). */
+  onDone: (() => void) | undefined;
 
   /** A chunk from the dispatcher; false pauses the socket. */
   push(chunk: Uint8Array): boolean {
@@ -114,6 +116,7 @@ class BodySource {
     if (this.done) return;
     this.done = true;
     this.settle?.unlisten();
+    this.#told();
     const c = this.controller;
     if (c !== undefined) {
       c.close();
@@ -133,6 +136,7 @@ class BodySource {
     this.done = true;
     this.error = error;
     this.settle?.unlisten();
+    this.#told();
     this.chunks = [];
     const c = this.controller;
     if (c !== undefined) {
@@ -144,6 +148,12 @@ class BodySource {
       this.collector = undefined;
       k.reject(error);
     }
+  }
+
+  #told(): void {
+    const done = this.onDone;
+    this.onDone = undefined;
+    done?.();
   }
 
   #wake(): void {
@@ -231,6 +241,8 @@ export class DispatchedResponse extends ResponseBase {
   readonly #raw: Buffer[] | string[];
   #headers: Headers | undefined;
   #source: BodySource | undefined;
+  /** The body's source, kept for whenBodyDone once a stream or a read took it. */
+  readonly #whole: BodySource | undefined;
   #stream: ReadableStream<Uint8Array> | null | undefined;
   #used = false;
 
@@ -240,7 +252,25 @@ export class DispatchedResponse extends ResponseBase {
     this.#origin = origin;
     this.#path = path;
     this.#source = source;
+    this.#whole = source;
     if (source === undefined) this.#stream = null;
+  }
+
+  /** Calls `done` once the body ended or failed (at once when there is none, or it is over). */
+  whenBodyDone(done: () => void): void {
+    const source = this.#whole;
+    if (source === undefined || source.done) {
+      done();
+      return;
+    }
+    const before = source.onDone;
+    source.onDone =
+      before === undefined
+        ? done
+        : () => {
+            before();
+            done();
+          };
   }
 
   get url(): string {

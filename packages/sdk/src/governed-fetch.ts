@@ -36,7 +36,7 @@ import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { DestinationGuard } from './destination-guard.js';
-import type { Transport } from './dispatcher-fetch.js';
+import { DispatchedResponse, type Transport } from './dispatcher-fetch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
 
@@ -142,9 +142,21 @@ export interface ServiceCall<R extends CallResult> {
    * Sends one attempt to the instance at `origin` (`http://host:port`; the front end adds
    * the path and query) with `headers`, cancelled by `cancel`: the attempt's signal (its
    * timeout and the caller's), or with `takesAbort`, the executor's AttemptAbort when the
-   * attempt is timed.
+   * attempt is timed. `bodySignal` is the caller's (with the inbound deadline's when there
+   * is one): it also ends the answer's body while it is read, after `cancel` let go.
    */
-  send(origin: string, headers: CallHeaders, cancel: AttemptAbort | AbortSignal | undefined): Promise<R>;
+  send(
+    origin: string,
+    headers: CallHeaders,
+    cancel: AttemptAbort | AbortSignal | undefined,
+    bodySignal: AbortSignal | undefined,
+  ): Promise<R>;
+  /**
+   * Calls `done` once `result`'s body ended, failed or was given up (at once when it has
+   * none, or when the front end cannot tell): how long an inbound deadline's cut stays
+   * armed over the body. Absent: at once.
+   */
+  whenDone?(result: R, done: () => void): void;
   /** A Response made by the mesh (an injected fault, a breaker fallback) as the front end's result. */
   fromResponse(response: Response): R;
   /** Frees an attempt's result dropped for a retry. Default: cancels a Response's body. */
@@ -226,7 +238,7 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     // A timed attempt's abort, without reading its signal (which would make one); a hedge's
     // racing attempt, or an untimed one, has its signal only.
     const abort = this.#call.takesAbort === true ? (attempt as unknown as AttemptRecord<RouteDecision>).abort : undefined;
-    return this.#call.send(originOf(attempt.target.instance), this.headers, abort ?? attempt.signal);
+    return this.#call.send(originOf(attempt.target.instance), this.headers, abort ?? attempt.signal, this.signal);
   }
 
   fromResponse(response: Response): R {
@@ -304,9 +316,10 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
  * The deadline of the inbound call being served (a gRPC handler's caller's), applied to an
  * HTTP call made while serving it: an abort at the deadline, with the caller's own signal,
  * handed to the executor as the call's signal. An abort of that signal is the caller's, so
- * it ends the attempt in flight, the bulkhead wait and the retry backoff, is not retried
- * and counts against no breaker; its reason (DeadlineExceededError, sent) is the call's
- * error. One timer a call, only for calls made under a deadline; ended when the call settles.
+ * it ends the attempt in flight, the bulkhead wait, the retry backoff and the answer's body
+ * while it is read, is not retried and counts against no breaker; its reason
+ * (DeadlineExceededError, sent) is the call's error. One timer a call, only for calls made
+ * under a deadline; ended when the call fails, or once its answer's body is done.
  */
 class InboundDeadlineCut {
   readonly signal: AbortSignal;
@@ -320,6 +333,12 @@ class InboundDeadlineCut {
 
   end(): void {
     this.#cancel();
+  }
+
+  /** Ends once `result`'s body is done (the front end tells), so that the deadline cuts the body too. */
+  endWhenDone<R extends CallResult>(call: ServiceCall<R>, result: R): void {
+    if (call.whenDone === undefined) this.end();
+    else call.whenDone(result, () => this.end());
   }
 }
 
@@ -369,7 +388,8 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
       const c = cut;
       out = out.then(
         (r) => {
-          c.end();
+          // Armed until the answer's body is done: a body still arriving at the deadline is cut.
+          c.endWhenDone(call, r);
           return r;
         },
         (error: unknown) => {
@@ -480,7 +500,12 @@ class FetchCall implements ServiceCall<Response> {
     this.settlesOnAbort = this.#transport !== undefined && (body === null || typeof body === 'string');
   }
 
-  send(origin: string, headers: CallHeaders, cancel: AttemptAbort | AbortSignal | undefined): Promise<Response> {
+  send(
+    origin: string,
+    headers: CallHeaders,
+    cancel: AttemptAbort | AbortSignal | undefined,
+    bodySignal: AbortSignal | undefined,
+  ): Promise<Response> {
     const pathAndQuery = `${this.path}${this.search}`;
     const target = `${origin}${pathAndQuery}`;
     this.sentTo = target;
@@ -498,7 +523,7 @@ class FetchCall implements ServiceCall<Response> {
         body: this.#body,
         signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? this.signal),
         abort: timed,
-        bodySignal: this.signal,
+        bodySignal,
         redirect: this.#follow ? 'manual' : (init?.redirect ?? request?.redirect),
       });
     }
@@ -513,6 +538,12 @@ class FetchCall implements ServiceCall<Response> {
 
   fromResponse(response: Response): Response {
     return response;
+  }
+
+  whenDone(response: Response, done: () => void): void {
+    // The mesh's own transport tells when its body is done; another fetch's Response cannot.
+    if (response instanceof DispatchedResponse) response.whenBodyDone(done);
+    else done();
   }
 }
 

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CallHeaders, GovernedCallPipeline, ServiceCall } from './governed-fetch.js';
 import { bodyOfResponse } from './request-body.js';
@@ -121,13 +122,14 @@ class RequestCall implements ServiceCall<RequestData> {
     this.#options = direct ? undefined : options;
   }
 
-  send(origin: string, headers: CallHeaders, cancel: AttemptCancel): Promise<RequestData> {
+  send(origin: string, headers: CallHeaders, cancel: AttemptCancel, bodySignal: AbortSignal | undefined): Promise<RequestData> {
     const options = this.#options;
     if (options === undefined)
       return dispatchRequest(
         this.#via,
         { origin, path: this.#target, method: this.method, headers: headers as Record<string, string | string[]>, body: this.#body },
         cancel,
+        bodySignal,
       );
     const { dispatcher: _own, ...rest } = options;
     return this.#via
@@ -146,6 +148,13 @@ class RequestCall implements ServiceCall<RequestData> {
 
   fromResponse(res: Response): RequestData {
     return responseData(res);
+  }
+
+  whenDone(data: RequestData, done: () => void): void {
+    // The body closes once read to its end, failed or destroyed (undici's and the mesh's alike).
+    const body = data.body as unknown as Readable;
+    if (body.closed || body.destroyed) done();
+    else body.once('close', done);
   }
 
   /** A failed attempt dropped for a retry: read what is left (undici caps it) so the connection is reused. */

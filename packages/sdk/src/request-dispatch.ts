@@ -219,6 +219,8 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   readonly #resolve: (r: RequestData) => void;
   readonly #reject: (e: unknown) => void;
   readonly #signal: AbortSignal | undefined;
+  /** The caller's signal, listened to until the body ends when the attempt's own is not it (a timed attempt's). */
+  readonly #bodySignal: AbortSignal | undefined;
   #abort: ((reason?: Error) => void) | undefined;
   /** The reason of an abort that came before undici handed over its `abort`. */
   #early: unknown;
@@ -228,13 +230,19 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   #trailers: Record<string, string | string[]> | undefined;
   #context: object = {};
 
-  constructor(resolve: (r: RequestData) => void, reject: (e: unknown) => void, cancel: AttemptCancel) {
+  constructor(resolve: (r: RequestData) => void, reject: (e: unknown) => void, cancel: AttemptCancel, bodySignal: AbortSignal | undefined) {
     this.#resolve = resolve;
     this.#reject = reject;
     if (cancel instanceof AbortSignal) {
       this.#signal = cancel;
       cancel.addEventListener('abort', this);
     } else if (cancel !== undefined) cancel.onAbort(this);
+    // A timed attempt's abort lets go once the answer's headers are in: the caller's signal
+    // still ends the body while it is read, as undici's `request` signal does.
+    if (bodySignal !== undefined && bodySignal !== cancel) {
+      this.#bodySignal = bodySignal;
+      bodySignal.addEventListener('abort', this);
+    }
   }
 
   /** The executor aborted the attempt (its AttemptAbort's hook). */
@@ -242,9 +250,9 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
     this.cancel(reason);
   }
 
-  /** The caller's signal aborted. */
-  handleEvent(): void {
-    this.cancel(this.#signal?.reason);
+  /** The caller's signal (or the attempt's) aborted. */
+  handleEvent(event: Event): void {
+    this.cancel((event.target as AbortSignal).reason);
   }
 
   /** Aborts the request: before the answer, it rejects; after, the body fails. */
@@ -259,6 +267,7 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
 
   #unlisten(): void {
     this.#signal?.removeEventListener('abort', this);
+    this.#bodySignal?.removeEventListener('abort', this);
   }
 
   onConnect(abort: (reason?: Error) => void, context?: object): void {
@@ -322,11 +331,21 @@ class RequestAttemptHandler implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Sends one attempt of `mesh.request` on `dispatcher`; resolves at the answer's headers. */
-export function dispatchRequest(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, cancel: AttemptCancel): Promise<RequestData> {
+/**
+ * Sends one attempt of `mesh.request` on `dispatcher`; resolves at the answer's headers.
+ * `bodySignal` (the caller's, with the inbound deadline's when there is one) also ends the
+ * body while it is read.
+ */
+export function dispatchRequest(
+  dispatcher: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  cancel: AttemptCancel,
+  bodySignal?: AbortSignal,
+): Promise<RequestData> {
   if (cancel?.aborted) return Promise.reject(cancel.reason);
+  if (bodySignal?.aborted) return Promise.reject(bodySignal.reason);
   return new Promise<RequestData>((resolve, reject) => {
-    const handler = new RequestAttemptHandler(resolve, reject, cancel);
+    const handler = new RequestAttemptHandler(resolve, reject, cancel, bodySignal);
     try {
       dispatcher.dispatch(options, handler);
     } catch (err) {

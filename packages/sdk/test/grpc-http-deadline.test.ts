@@ -32,20 +32,30 @@ async function waitFor(cond: () => boolean): Promise<void> {
   }
 }
 
-/** A node:http upstream: `/slow` is held until the test ends; anything else answers at once. */
-async function startUpstream(): Promise<{ server: Server; port: number; hits: string[]; release(): void }> {
+/**
+ * A node:http upstream: `/slow` is held until the test ends; `/trickle` sends its headers
+ * and a first part of its body, then holds the rest; anything else answers at once.
+ * `closed` counts the connections of `/trickle` requests that were closed.
+ */
+async function startUpstream(): Promise<{ server: Server; port: number; hits: string[]; closed: () => number; release(): void }> {
   const held: ServerResponse[] = [];
   const hits: string[] = [];
+  let closed = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     hits.push(req.url ?? '');
     if (req.url?.startsWith('/slow')) held.push(res);
-    else res.end('fast');
+    else if (req.url?.startsWith('/trickle')) {
+      req.socket.once('close', () => closed++);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first part;');
+      held.push(res);
+    } else res.end('fast');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const release = () => {
     for (const res of held.splice(0)) if (!res.destroyed) res.end('late');
   };
-  return { server, port: (server.address() as AddressInfo).port, hits, release };
+  return { server, port: (server.address() as AddressInfo).port, hits, closed: () => closed, release };
 }
 
 describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
@@ -189,5 +199,74 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
     } finally {
       await mesh.close();
     }
+  });
+
+  // Found in the last session's reading: the cut ended at the answer's headers, so a body
+  // still arriving at the deadline went on being read after the caller had given up.
+  for (const front of ['fetch', 'request'] as const)
+    it(`mesh.${front}: a body still arriving at the deadline is cut there (MESHLET_DEADLINE, the connection closed)`, {
+      timeout: 15_000,
+    }, async () => {
+      const clock = new ManualClock();
+      const mesh = createMesh({ service: 'clocked-body', registry, rules, clock, logger: new MemoryLogger() });
+      try {
+        await mesh.rulesInForce('slow-http');
+        const ctx = createContext();
+        keepInboundDeadline(ctx, Date.now() + 1_000);
+        const closedBefore = upstream.closed();
+        const answer = await runWithContext(ctx, () =>
+          front === 'fetch' ? mesh.fetch('http://slow-http/trickle') : mesh.request('http://slow-http/trickle'),
+        );
+        const body = answer instanceof Response ? answer.text() : answer.body.text();
+        const outcome = body.then(
+          (text) => text,
+          (err: unknown) => err,
+        );
+        clock.advance(1_000);
+        const err = await outcome;
+        assert.ok(err instanceof DeadlineExceededError, `the body was cut at the deadline, not ${String(err)}`);
+        assert.equal(err.sent, true);
+        await waitFor(() => upstream.closed() > closedBefore);
+      } finally {
+        await mesh.close();
+      }
+    });
+
+  for (const front of ['fetch', 'request'] as const)
+    it(`mesh.${front}: a body read before the deadline ends the cut (no timer left on the clock)`, async () => {
+      const clock = new ManualClock();
+      const mesh = createMesh({ service: 'clocked-done', registry, rules, clock, logger: new MemoryLogger() });
+      try {
+        await mesh.rulesInForce('slow-http');
+        // A first call without a deadline starts what a mesh keeps for every call (the sweep of rule timeouts).
+        await (await mesh.fetch('http://slow-http/fast')).text();
+        const ctx = createContext();
+        keepInboundDeadline(ctx, Date.now() + 60_000);
+        const timersBefore = clock.pendingTimers;
+        const text = await runWithContext(ctx, async () => {
+          if (front === 'fetch') return (await mesh.fetch('http://slow-http/fast')).text();
+          return (await mesh.request('http://slow-http/fast')).body.text();
+        });
+        assert.equal(text, 'fast');
+        await waitFor(() => clock.pendingTimers === timersBefore);
+        clock.advance(60_000);
+        assert.equal(text, 'fast', 'nothing fired on a body already read');
+      } finally {
+        await mesh.close();
+      }
+    });
+
+  it("mesh.request under a rule's timeout: the caller's abort after the headers still ends the body, as undici's request signal does", {
+    timeout: 15_000,
+  }, async () => {
+    const ac = new AbortController();
+    const answer = await relayMesh.request('http://slow-http/trickle', { signal: ac.signal });
+    const body = answer.body.text().then(
+      (text) => text,
+      (err: unknown) => err,
+    );
+    const reason = new Error('the caller gave up');
+    ac.abort(reason);
+    assert.equal(await body, reason, 'the body failed with the abort reason');
   });
 });
