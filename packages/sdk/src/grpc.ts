@@ -32,6 +32,7 @@ import type { Decision, RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
+import { checkGrpcShutdownOptions } from './mesh-option-checks.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
@@ -191,6 +192,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
       else if (deps.httpPort === undefined) await deps.register({ port });
     },
     async shutdown(options = {}) {
+      checkGrpcShutdownOptions(options);
       stopping = true;
       const server = served;
       if (!server) {

@@ -202,9 +202,7 @@ export function checkServeOptions(options: unknown): void {
       'serve.readinessTimeoutMs',
       `${shownValue(o.readinessTimeoutMs)} must be a whole number of milliseconds from 1 to ${SERVE_BOUNDS.readinessTimeoutMs}`,
     );
-  for (const key of ['deregisterDelayMs', 'drainTimeoutMs'] as const)
-    if (o[key] !== undefined && !wholeNumber(o[key], 0, SERVE_BOUNDS[key]))
-      throw badOption(`serve.${key}`, `${shownValue(o[key])} must be a whole number of milliseconds from 0 to ${SERVE_BOUNDS[key]}`);
+  checkStopWaits(o, 'serve');
   const signals = o.signals;
   if (signals !== undefined) {
     if (!Array.isArray(signals)) throw badOption('serve.signals', `${shownValue(signals)} must be a list of signal names`);
@@ -215,6 +213,20 @@ export function checkServeOptions(options: unknown): void {
   }
   if (o.exitOnSignal !== undefined && typeof o.exitOnSignal !== 'boolean')
     throw badOption('serve.exitOnSignal', `${shownValue(o.exitOnSignal)} must be true or false`);
+}
+
+/** The gRPC server's `shutdown()` options, before it stops anything: the same waits as serve()'s, `MESHLET_BAD_OPTION` naming the field. */
+export function checkGrpcShutdownOptions(options: unknown): void {
+  const o = optionObject(options, 'grpc.shutdown');
+  onlyOptionKeys(o, 'grpc.shutdown', ['deregisterDelayMs', 'drainTimeoutMs']);
+  checkStopWaits(o, 'grpc.shutdown');
+}
+
+/** A graceful stop's waits: after deregistering, and for the requests in flight. */
+function checkStopWaits(o: Record<string, unknown>, path: string): void {
+  for (const key of ['deregisterDelayMs', 'drainTimeoutMs'] as const)
+    if (o[key] !== undefined && !wholeNumber(o[key], 0, SERVE_BOUNDS[key]))
+      throw badOption(`${path}.${key}`, `${shownValue(o[key])} must be a whole number of milliseconds from 0 to ${SERVE_BOUNDS[key]}`);
 }
 
 function meshPath(value: unknown, field: string): void {

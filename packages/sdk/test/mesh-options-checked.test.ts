@@ -140,3 +140,21 @@ it('serve() refuses bad options before it waits on the server, and register() a 
     await mesh.close();
   }
 });
+
+it("the gRPC server's shutdown() refuses bad waits and unknown keys before it stops anything", async () => {
+  const mesh = createMesh({ ...base(), port: 8080 });
+  try {
+    for (const [options, field] of [
+      [{ drainTimeoutMs: -1 }, 'grpc.shutdown.drainTimeoutMs'],
+      [{ deregisterDelayMs: Number.NaN }, 'grpc.shutdown.deregisterDelayMs'],
+      [{ drainTimeout: 5000 }, 'grpc.shutdown.drainTimeout'],
+    ] as const)
+      await assert.rejects(mesh.grpc.shutdown(options as never), (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'MESHLET_BAD_OPTION');
+        assert.ok((e as Error).message.startsWith(`${field}:`), (e as Error).message);
+        return true;
+      });
+  } finally {
+    await mesh.close();
+  }
+});
