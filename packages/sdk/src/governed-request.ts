@@ -132,6 +132,14 @@ class RequestCall implements ServiceCall<RequestData> {
         bodySignal,
       );
     const { dispatcher: _own, ...rest } = options;
+    // The attempt's signal follows the caller's until the headers; the caller's (with an
+    // inbound deadline's) ends the body after that, as on the dispatched path. An
+    // emitter-style signal goes as given.
+    const attemptSignal = signalOf(cancel);
+    const signal =
+      attemptSignal !== undefined && bodySignal !== undefined && attemptSignal !== bodySignal
+        ? AbortSignal.any([attemptSignal, bodySignal])
+        : (attemptSignal ?? bodySignal ?? rest.signal ?? null);
     return this.#via
       .request<null>({
         ...rest,
@@ -139,8 +147,7 @@ class RequestCall implements ServiceCall<RequestData> {
         path: this.#target,
         method: this.method,
         headers: headers as Record<string, string | string[]>,
-        // The attempt's signal follows the caller's; an emitter-style signal goes as given.
-        signal: signalOf(cancel) ?? rest.signal ?? null,
+        signal,
         opaque: null,
       })
       .then(RequestData.of);

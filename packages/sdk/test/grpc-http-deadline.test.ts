@@ -256,17 +256,21 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
       }
     });
 
-  it("mesh.request under a rule's timeout: the caller's abort after the headers still ends the body, as undici's request signal does", {
-    timeout: 15_000,
-  }, async () => {
-    const ac = new AbortController();
-    const answer = await relayMesh.request('http://slow-http/trickle', { signal: ac.signal });
-    const body = answer.body.text().then(
-      (text) => text,
-      (err: unknown) => err,
-    );
-    const reason = new Error('the caller gave up');
-    ac.abort(reason);
-    assert.equal(await body, reason, 'the body failed with the abort reason');
-  });
+  for (const path of ['dispatched', "through undici's request (an option only it takes)"] as const)
+    it(`mesh.request under a rule's timeout, ${path}: the caller's abort after the headers still ends the body, as undici's request signal does`, {
+      timeout: 15_000,
+    }, async () => {
+      const ac = new AbortController();
+      const answer = await relayMesh.request('http://slow-http/trickle', {
+        signal: ac.signal,
+        ...(path === 'dispatched' ? {} : { bodyTimeout: 60_000 }),
+      });
+      const body = answer.body.text().then(
+        (text) => text,
+        (err: unknown) => err,
+      );
+      const reason = new Error('the caller gave up');
+      ac.abort(reason);
+      assert.equal(await body, reason, 'the body failed with the abort reason');
+    });
 });
