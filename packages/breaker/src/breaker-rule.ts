@@ -2,6 +2,7 @@ import {
   type ApiTemplate,
   apiKey,
   field,
+  isHeaderName,
   normalizeTemplate,
   pathTemplateProblem,
   type RuleKind,
@@ -126,7 +127,7 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
     const h = field.object(f.headers, `${path}.headers`);
     headers = {};
     for (const [k, v] of Object.entries(h)) {
-      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) throw new RuleValidationError(`${path}.headers.${k}`, 'not a header name');
+      if (!isHeaderName(k)) throw new RuleValidationError(`${path}.headers.${k}`, 'not a header name');
       headers[k] = field.string(v, `${path}.headers.${k}`, 4096);
     }
   }

@@ -60,7 +60,7 @@ export {
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';
-export { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from './option-checks.js';
+export { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from './option-checks.js';
 export {
   type ApiMatch,
   ApiMatcher,

@@ -31,3 +31,19 @@ export function shownValue(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   return String(value);
 }
+
+/** An HTTP header name: RFC 9110's token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Whether `name` is an HTTP header name (RFC 9110's token). */
+export function isHeaderName(name: string): boolean {
+  return HEADER_NAME.test(name);
+}
+
+/** Absent, or an object with these methods; else `MESHLET_BAD_OPTION` naming `field` (`what` says what it must be). */
+export function withMethods(value: unknown, field: string, methods: readonly string[], what: string): void {
+  if (value === undefined) return;
+  const ok =
+    typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
+  if (!ok) throw badOption(field, `${shownValue(value)} must be ${what} (with ${methods.join(', ')})`);
+}

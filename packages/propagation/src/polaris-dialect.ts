@@ -1,4 +1,4 @@
-import { TagLimits } from '@meshlet/core';
+import { isHeaderName, TagLimits } from '@meshlet/core';
 import { formDecode, formEncode } from './form-encoding.js';
 import {
   type DialectDroppedTag,
@@ -22,7 +22,6 @@ export const POLARIS_LANE_KEY = 'service-lane';
 const POLARIS_LOWER = POLARIS_TRANSITIVE_PREFIX.toLowerCase();
 const SCT_LOWER = SCT_TRANSITIVE_PREFIX.toLowerCase();
 // RFC 9110 token: what a header name may contain.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export interface PolarisDialectOptions {
   /** The tag Meshlet's router reads the lane from (route's LANE_TAG). Default `lane`. */
@@ -103,7 +102,7 @@ export function polarisDialect(options: PolarisDialectOptions = {}): TagDialect 
       let hasStain = false;
       const put = (key: string, value: string) => {
         const name = `${POLARIS_TRANSITIVE_PREFIX}${key}`;
-        if (!TOKEN.test(key)) {
+        if (!isHeaderName(key)) {
           dropped.push({ key, reason: 'not-a-header-name', header: POLARIS_TRANSITIVE_PREFIX });
           return;
         }

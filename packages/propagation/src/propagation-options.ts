@@ -1,4 +1,4 @@
-import { badOption, onlyOptionKeys, optionObject, shownValue } from '@meshlet/core';
+import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue } from '@meshlet/core';
 import { TAG_SCOPES } from './tag-scope.js';
 
 /** The dialects TagPropagation knows. */
@@ -7,8 +7,6 @@ export const DIALECT_NAMES = ['meshlet', 'tsf', 'polaris', 'sct'] as const;
 export const PROPAGATION_BOUNDS = Object.freeze({ passThroughHeaders: 64, scopes: 1024 });
 
 const KEYS = ['accept', 'emit', 'scopes', 'passThroughHeaders', 'tsf', 'polaris'] as const;
-/** An HTTP header name (RFC 9110's token). */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * Checks TagPropagation's options (createMesh's `dialects`): MeshletError
@@ -44,7 +42,8 @@ export function checkPropagationOptions(options: unknown, prefix = ''): void {
     if (!Array.isArray(pass) || pass.length > PROPAGATION_BOUNDS.passThroughHeaders)
       throw badOption(at('passThroughHeaders'), `must be a list of at most ${PROPAGATION_BOUNDS.passThroughHeaders} header names`);
     pass.forEach((h, i) => {
-      if (typeof h !== 'string' || !TOKEN.test(h)) throw badOption(at(`passThroughHeaders[${i}]`), `${shownValue(h)} is not a header name`);
+      if (typeof h !== 'string' || !isHeaderName(h))
+        throw badOption(at(`passThroughHeaders[${i}]`), `${shownValue(h)} is not a header name`);
     });
   }
   if (o.tsf !== undefined) optionObject(o.tsf, at('tsf'));

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
+import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import { checkWarmupOptions } from '@meshlet/route';
@@ -67,8 +67,6 @@ const INSTANCE_ID = /^[\x21-\x7e]+$/;
 const INSTANCE_ID_BANNED = /[/?#%]/;
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const MESH_PATH = /^\/[^\s?#]*$/;
-/** An HTTP header name (RFC 9110's token). */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const AUTH_KEYS = ['keys', 'defaultAction', 'ttlMs', 'maxSkewMs', 'openapiFiles', 'routes', 'catalogPath'] as const;
 const CATALOG_KEYS = ['openapiFiles', 'routes', 'path'] as const;
 const ROUTE_KEYS = ['nearby', 'loadBalancer', 'random', 'laneTag', 'panicThresholdPercent', 'departedGraceMs', 'clock', 'logger'] as const;
@@ -177,7 +175,7 @@ function checkHeaderTagList(value: unknown): void {
   value.forEach((entry, i) => {
     const rule = optionObject(entry, `tagsFromHeaders[${i}]`);
     onlyOptionKeys(rule, `tagsFromHeaders[${i}]`, HEADER_TAG_KEYS);
-    if (typeof rule.header === 'string' && !TOKEN.test(rule.header))
+    if (typeof rule.header === 'string' && !isHeaderName(rule.header))
       throw badOption(`tagsFromHeaders[${i}].header`, `${shownValue(rule.header)} is not a header name`);
   });
 }
@@ -235,12 +233,4 @@ function meshPath(value: unknown, field: string): void {
       field,
       `${shownValue(value)} must be a path of at most ${MESH_OPTION_BOUNDS.pathChars} characters that starts with "/", without "?", "#" or spaces (or false)`,
     );
-}
-
-/** Absent, or an object with these methods. */
-function withMethods(value: unknown, field: string, methods: readonly string[], what: string): void {
-  if (value === undefined) return;
-  const ok =
-    typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
-  if (!ok) throw badOption(field, `${shownValue(value)} must be ${what} (with ${methods.join(', ')})`);
 }

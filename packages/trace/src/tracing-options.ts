@@ -1,4 +1,4 @@
-import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
+import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
 
 /**
  * The bounds of createTracing's options (and createMesh's `tracing`): what a Meshlet
@@ -50,8 +50,6 @@ const BATCH_KEYS = ['maxQueueSize', 'maxBatchSize', 'delayMs'] as const;
 const METRICS_KEYS = ['buckets', 'maxApisPerService'] as const;
 const PROPAGATION_KEYS = ['emit', 'baggage'] as const;
 const FORMATS = ['w3c', 'b3', 'b3multi'];
-/** An HTTP header name (RFC 9110's token). */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * Checks tracing options before anything starts: MeshletError `MESHLET_BAD_OPTION`, the
@@ -132,7 +130,7 @@ function checkOtlp(value: unknown, path: string): void {
     let chars = 0;
     for (const name of names) {
       const v = headers[name];
-      if (!TOKEN.test(name)) throw badOption(`${path}.headers`, `${shownValue(name)} is not a header name`);
+      if (!isHeaderName(name)) throw badOption(`${path}.headers`, `${shownValue(name)} is not a header name`);
       if (typeof v !== 'string' || /[\r\n\0]/.test(v))
         throw badOption(`${path}.headers.${name.slice(0, 80)}`, `${shownValue(v)} must be a string without line breaks`);
       chars += name.length + v.length;
@@ -175,11 +173,4 @@ function checkMetrics(value: unknown, path: string): void {
 function whole(value: unknown, field: string, range: { readonly min: number; readonly max: number }, unit: string): void {
   if (value !== undefined && !wholeNumber(value, range.min, range.max))
     throw badOption(field, `${shownValue(value)} must be a whole number of ${unit} from ${range.min} to ${range.max}`);
-}
-
-/** An object with these methods. */
-function withMethods(value: unknown, field: string, methods: readonly string[], what: string): void {
-  const ok =
-    typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
-  if (!ok) throw badOption(field, `${shownValue(value)} must be ${what} (with ${methods.join(', ')})`);
 }
