@@ -1,15 +1,19 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   BadTagHeaderError,
+  badOption,
   CALLER_HEADER,
   type Caller,
   checkTag,
   createContext,
   decodeTagPairs,
   decodeTags,
+  isHeaderName,
   type Logger,
   type MeshContext,
-  MeshletError,
+  onlyOptionKeys,
+  optionObject,
+  shownValue,
   TagLimits,
   type TraceHeaders,
 } from '@meshlet/core';
@@ -42,18 +46,25 @@ export type HeaderTag = {
 export type TagHeaderTrust = 'any' | 'verified' | 'none';
 export const TAG_HEADER_TRUST: readonly TagHeaderTrust[] = ['any', 'verified', 'none'];
 
-/** Checks `tagsFromHeaders` at createMesh: one source per entry, and a tag name. */
-export function checkHeaderTags(list: readonly HeaderTag[]): void {
-  list.forEach((rule, i) => {
+const HEADER_TAG_KEYS = ['header', 'cookie', 'query', 'tag', 'transform'] as const;
+
+/**
+ * Checks `tagsFromHeaders` at createMesh: a list of objects of these keys only, each with
+ * one source (a header by its name, a cookie or a query parameter), a tag name, and a
+ * `transform` that is a function if given. `MESHLET_BAD_OPTION` naming the field.
+ */
+export function checkHeaderTags(value: unknown): void {
+  if (!Array.isArray(value)) throw badOption('tagsFromHeaders', `${shownValue(value)} must be a list`);
+  value.forEach((entry, i) => {
+    const at = `tagsFromHeaders[${i}]`;
+    const rule = optionObject(entry, at);
+    onlyOptionKeys(rule, at, HEADER_TAG_KEYS);
     const sources = (['header', 'cookie', 'query'] as const).filter((k) => typeof rule[k] === 'string' && rule[k] !== '');
-    if (sources.length !== 1) {
-      throw new MeshletError(
-        'MESHLET_BAD_OPTION',
-        `tagsFromHeaders[${i}]: give exactly one of header, cookie or query (got ${sources.join(', ') || 'none'})`,
-      );
-    }
-    if (typeof rule.tag !== 'string' || rule.tag === '')
-      throw new MeshletError('MESHLET_BAD_OPTION', `tagsFromHeaders[${i}].tag: must be a tag name`);
+    if (sources.length !== 1) throw badOption(at, `give exactly one of header, cookie or query (got ${sources.join(', ') || 'none'})`);
+    if (typeof rule.header === 'string' && !isHeaderName(rule.header))
+      throw badOption(`${at}.header`, `${shownValue(rule.header)} is not a header name`);
+    if (typeof rule.tag !== 'string' || rule.tag === '') throw badOption(`${at}.tag`, 'must be a tag name');
+    if (rule.transform !== undefined && typeof rule.transform !== 'function') throw badOption(`${at}.transform`, 'must be a function');
   });
 }
 

@@ -1,9 +1,10 @@
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import { checkWarmupOptions } from '@meshlet/route';
+import { checkHeaderTags } from './inbound.js';
 import type { MeshOptions } from './mesh-options.js';
 
 /** Every key of MeshOptions: a key not here is refused by name (a misspelt option is not silently off). */
@@ -72,7 +73,6 @@ const CATALOG_KEYS = ['openapiFiles', 'routes', 'path'] as const;
 const ROUTE_KEYS = ['nearby', 'loadBalancer', 'random', 'laneTag', 'panicThresholdPercent', 'departedGraceMs', 'clock', 'logger'] as const;
 const CALL_DEFAULTS_KEYS = ['retries', 'budget', 'outlierDetection'] as const;
 const ADMIN_KEYS = ['token', 'path'] as const;
-const HEADER_TAG_KEYS = ['header', 'cookie', 'query', 'tag', 'transform'] as const;
 
 /**
  * Checks the options that name this instance, what it registers, the hooks it is given and
@@ -113,10 +113,8 @@ export function checkMeshOptions(options: MeshOptions): void {
   withMethods(o.registry, 'registry', ['register', 'deregister', 'watch'], 'a Registry');
   withMethods(o.rules, 'rules', ['get', 'put', 'watch'], 'a KvStore');
   if (o.healthPath !== undefined && o.healthPath !== false) meshPath(o.healthPath, 'healthPath');
-  if (o.tagsFromHeaders !== undefined) checkHeaderTagList(o.tagsFromHeaders);
-  if (o.route !== undefined) onlyOptionKeys(optionObject(o.route, 'route'), 'route', ROUTE_KEYS);
-  if (o.callDefaults !== undefined && o.callDefaults !== false)
-    onlyOptionKeys(optionObject(o.callDefaults, 'callDefaults'), 'callDefaults', CALL_DEFAULTS_KEYS);
+  if (o.tagsFromHeaders !== undefined) checkHeaderTags(o.tagsFromHeaders);
+  checkCallOptions(o);
   if (o.admin !== undefined) onlyOptionKeys(optionObject(o.admin, 'admin'), 'admin', ADMIN_KEYS);
   if (o.auth !== undefined) checkAuth(o.auth);
   if (o.catalog !== undefined) {
@@ -169,15 +167,33 @@ function checkCatalogParts(files: unknown, routes: unknown, path: string): void 
     throw badOption(`${path}.routes`, `must be a list of at most ${MESH_OPTION_BOUNDS.catalogRoutes} route declarations`);
 }
 
-/** Each entry an object of its keys, a header read by a header name (the rest is checked by inbound.ts's checkHeaderTags). */
-function checkHeaderTagList(value: unknown): void {
-  if (!Array.isArray(value)) throw badOption('tagsFromHeaders', `${shownValue(value)} must be a list`);
-  value.forEach((entry, i) => {
-    const rule = optionObject(entry, `tagsFromHeaders[${i}]`);
-    onlyOptionKeys(rule, `tagsFromHeaders[${i}]`, HEADER_TAG_KEYS);
-    if (typeof rule.header === 'string' && !isHeaderName(rule.header))
-      throw badOption(`tagsFromHeaders[${i}].header`, `${shownValue(rule.header)} is not a header name`);
-  });
+/** The version, the router's and the safe defaults' overrides: unknown keys refused, each value by name when out of range. */
+function checkCallOptions(options: Record<string, unknown>): void {
+  const version: unknown = options.version;
+  if (version !== undefined && (typeof version !== 'string' || version === '' || version.length > 64))
+    throw badOption('version', `${shownValue(version)} must be a string of 1 to 64 characters`);
+  if (options.route !== undefined) {
+    const route = optionObject(options.route, 'route');
+    onlyOptionKeys(route, 'route', ROUTE_KEYS);
+    if (route.panicThresholdPercent !== undefined && !inRange(route.panicThresholdPercent, 0, 100))
+      throw badOption('route.panicThresholdPercent', `${shownValue(route.panicThresholdPercent)} must be a number from 0 to 100`);
+    if (route.departedGraceMs !== undefined && !inRange(route.departedGraceMs, 0, 3_600_000))
+      throw badOption('route.departedGraceMs', `${shownValue(route.departedGraceMs)} must be milliseconds from 0 to 3600000`);
+  }
+  const defaults: unknown = options.callDefaults;
+  if (defaults === undefined || defaults === false) return;
+  if (typeof defaults !== 'object' || defaults === null || Array.isArray(defaults))
+    throw badOption('callDefaults', 'must be an object, or false to turn the defaults off');
+  onlyOptionKeys(defaults as Record<string, unknown>, 'callDefaults', CALL_DEFAULTS_KEYS);
+  const { retries, outlierDetection } = defaults as { retries?: unknown; outlierDetection?: unknown };
+  if (retries !== undefined && !wholeNumber(retries, 0, 10))
+    throw badOption('callDefaults.retries', `${shownValue(retries)} must be a whole number from 0 to 10`);
+  if (outlierDetection !== undefined && outlierDetection !== false && (typeof outlierDetection !== 'object' || outlierDetection === null))
+    throw badOption('callDefaults.outlierDetection', 'must be an instance rule, or false to turn ejection off');
+}
+
+function inRange(value: unknown, min: number, max: number): boolean {
+  return typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max;
 }
 
 /** An address to register: an IP address or a host name. */

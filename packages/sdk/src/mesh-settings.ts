@@ -1,5 +1,4 @@
 import {
-  badOption,
   type Clock,
   consoleLogger,
   type KvStore,
@@ -12,7 +11,7 @@ import {
   throttledLogger,
 } from '@meshlet/core';
 import { checkTracingOptions, createTracing, type Tracing } from '@meshlet/trace';
-import { checkHeaderTags, TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
+import { TAG_HEADER_TRUST, type TagHeaderTrust } from './inbound.js';
 import { checkMeshOptions } from './mesh-option-checks.js';
 import type { MeshOptions } from './mesh-options.js';
 import { defaultRegistry, defaultRuleStore } from './process-defaults.js';
@@ -50,7 +49,6 @@ export function meshSettings(options: MeshOptions): MeshSettings {
   if (options.port !== undefined && !validPort(options.port)) {
     throw new MeshletError('MESHLET_BAD_OPTION', `port: ${options.port} is not a port number (1-65535)`);
   }
-  checkHeaderTags(options.tagsFromHeaders ?? []);
   if (options.auth && !options.auth.keys[0])
     throw new MeshletError('MESHLET_BAD_OPTION', 'auth.keys: give at least one mesh key (meshKey(id, base64))');
   if (options.logIntervalMs !== undefined && !(Number.isFinite(options.logIntervalMs) && options.logIntervalMs >= 0))
@@ -66,7 +64,6 @@ export function meshSettings(options: MeshOptions): MeshSettings {
       'MESHLET_BAD_OPTION',
       "tagHeaders: 'verified' needs auth (mesh keys) to verify callers; without auth use 'none' at the edge",
     );
-  checkCallOptions(options);
   // Options to make tracing from (a Tracing given is the caller's own).
   const tracing: unknown = options.tracing;
   if (tracing !== undefined && !isTracing(tracing)) checkTracingOptions(tracing, 'tracing');
@@ -102,28 +99,3 @@ export function meshTracing(settings: MeshSettings, options: MeshOptions): Traci
 
 /** A Tracing made by createTracing (or anything that starts client spans), not options to make one. */
 const isTracing = (t: unknown): t is Tracing => typeof t === 'object' && t !== null && 'startClientSpan' in t;
-
-/** The version, the router's and the safe defaults' overrides: each refused by name when out of range. */
-function checkCallOptions(options: MeshOptions): void {
-  const version: unknown = options.version;
-  if (version !== undefined && (typeof version !== 'string' || version === '' || version.length > 64))
-    throw badOption('version', `${shownValue(version)} must be a string of 1 to 64 characters`);
-  const route = options.route;
-  if (route?.panicThresholdPercent !== undefined && !inRange(route.panicThresholdPercent, 0, 100))
-    throw badOption('route.panicThresholdPercent', `${shownValue(route.panicThresholdPercent)} must be a number from 0 to 100`);
-  if (route?.departedGraceMs !== undefined && !inRange(route.departedGraceMs, 0, 3_600_000))
-    throw badOption('route.departedGraceMs', `${shownValue(route.departedGraceMs)} must be milliseconds from 0 to 3600000`);
-  const defaults: unknown = options.callDefaults;
-  if (defaults === undefined || defaults === false) return;
-  if (typeof defaults !== 'object' || defaults === null)
-    throw badOption('callDefaults', 'must be an object, or false to turn the defaults off');
-  const { retries, outlierDetection } = defaults as { retries?: unknown; outlierDetection?: unknown };
-  if (retries !== undefined && !(Number.isInteger(retries) && inRange(retries as number, 0, 10)))
-    throw badOption('callDefaults.retries', `${shownValue(retries)} must be a whole number from 0 to 10`);
-  if (outlierDetection !== undefined && outlierDetection !== false && (typeof outlierDetection !== 'object' || outlierDetection === null))
-    throw badOption('callDefaults.outlierDetection', 'must be an instance rule, or false to turn ejection off');
-}
-
-function inRange(value: unknown, min: number, max: number): boolean {
-  return typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max;
-}

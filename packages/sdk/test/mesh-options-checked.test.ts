@@ -62,6 +62,11 @@ const cases: readonly [string, Record<string, unknown>, string][] = [
     'tagsFromHeaders[0].header',
   ],
   ['a header tag with a misspelt key', { tagsFromHeaders: [{ headr: 'x-user', tag: 'user' }] }, 'tagsFromHeaders[0].headr'],
+  [
+    'a header tag transform that is a string',
+    { tagsFromHeaders: [{ header: 'x-user', tag: 'user', transform: 'lower' }] },
+    'tagsFromHeaders[0].transform',
+  ],
   ['header tags that are not a list', { tagsFromHeaders: { header: 'x-user', tag: 'user' } }, 'tagsFromHeaders'],
 ];
 
