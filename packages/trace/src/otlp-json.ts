@@ -31,7 +31,22 @@ export interface OtlpSpan {
   readonly endTimeUnixNano: string;
   readonly attributes: readonly OtlpKeyValue[];
   readonly droppedAttributesCount?: number;
-  readonly events?: readonly { timeUnixNano: string; name: string; attributes: readonly OtlpKeyValue[] }[];
+  readonly events?: readonly {
+    timeUnixNano: string;
+    name: string;
+    attributes: readonly OtlpKeyValue[];
+    droppedAttributesCount?: number;
+  }[];
+  readonly droppedEventsCount?: number;
+  readonly links?: readonly {
+    traceId: string;
+    spanId: string;
+    traceState?: string;
+    attributes: readonly OtlpKeyValue[];
+    droppedAttributesCount?: number;
+    flags: number;
+  }[];
+  readonly droppedLinksCount?: number;
   /** code: 0 unset, 1 ok, 2 error. */
   readonly status: { readonly code: number; readonly message?: string };
 }
@@ -53,7 +68,7 @@ export const OtlpSpanKind = { internal: 1, server: 2, client: 3, producer: 4, co
 function anyValue(v: AttributeValue): OtlpAnyValue {
   if (typeof v === 'string') return { stringValue: v };
   if (typeof v === 'boolean') return { boolValue: v };
-  if (typeof v === 'number') return Number.isInteger(v) ? { intValue: String(v) } : { doubleValue: v };
+  if (typeof v === 'number') return isInt64(v) ? { intValue: int64Text(v) } : { doubleValue: v };
   return {
     arrayValue: {
       values: (v as readonly unknown[]).filter((x) => x !== null && x !== undefined).map((x) => anyValue(x as AttributeValue)),
@@ -69,6 +84,15 @@ function keyValues(attrs: Attributes): OtlpKeyValue[] {
   }
   return out;
 }
+
+/**
+ * An integer OTLP's int64 holds: written as an intValue; any other number (a fraction, or
+ * an integer past ±2⁶³, which `String` would write as `1e+21`) as a doubleValue.
+ */
+export const isInt64 = (v: number): boolean => Number.isInteger(v) && v >= -(2 ** 63) && v < 2 ** 63;
+
+/** An int64's decimal, exact: `String` writes 2⁶⁰ as 1152921504606847000, another int64. */
+const int64Text = (v: number): string => (Number.isSafeInteger(v) ? String(v) : BigInt(v).toString());
 
 const NINE_ZEROS = '000000000';
 
@@ -98,7 +122,7 @@ function encodeSpan(span: ReadableSpan): OtlpSpan {
     ...(traceState ? { traceState } : {}),
     ...(parent ? { parentSpanId: parent.spanId } : {}),
     // Bits 8-9 of flags say whether the parent is known to be remote (proto SpanFlags).
-    flags: sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100),
+    flags: contextFlags(sc.traceFlags, parent?.isRemote),
     name: span.name,
     kind: span.kind + 1,
     startTimeUnixNano: hrTimeToNanoString(span.startTime),
@@ -111,9 +135,27 @@ function encodeSpan(span: ReadableSpan): OtlpSpan {
             timeUnixNano: hrTimeToNanoString(e.time),
             name: e.name,
             attributes: keyValues(e.attributes ?? {}),
+            ...(e.droppedAttributesCount ? { droppedAttributesCount: e.droppedAttributesCount } : {}),
           })),
         }
       : {}),
+    ...(span.droppedEventsCount ? { droppedEventsCount: span.droppedEventsCount } : {}),
+    ...(span.links.length
+      ? {
+          links: span.links.map((l) => {
+            const traceState = l.context.traceState?.serialize();
+            return {
+              traceId: l.context.traceId,
+              spanId: l.context.spanId,
+              ...(traceState ? { traceState } : {}),
+              attributes: keyValues(l.attributes ?? {}),
+              ...(l.droppedAttributesCount ? { droppedAttributesCount: l.droppedAttributesCount } : {}),
+              flags: contextFlags(l.context.traceFlags, l.context.isRemote),
+            };
+          }),
+        }
+      : {}),
+    ...(span.droppedLinksCount ? { droppedLinksCount: span.droppedLinksCount } : {}),
     status: span.status.message ? { code: span.status.code, message: span.status.message } : { code: span.status.code },
   };
 }
@@ -177,7 +219,7 @@ function keyPrefix(key: string): string {
 function anyValueJson(v: AttributeValue): string {
   if (typeof v === 'string') return `{"stringValue":${str(v)}}`;
   if (typeof v === 'boolean') return v ? '{"boolValue":true}' : '{"boolValue":false}';
-  if (typeof v === 'number') return Number.isInteger(v) ? `{"intValue":"${v}"}` : `{"doubleValue":${JSON.stringify(v)}}`;
+  if (typeof v === 'number') return isInt64(v) ? `{"intValue":"${int64Text(v)}"}` : `{"doubleValue":${JSON.stringify(v)}}`;
   let values = '';
   for (const x of v as readonly unknown[]) {
     if (x === null || x === undefined) continue;
@@ -257,6 +299,39 @@ function nameJson(name: string): string {
 
 const quoted = (hex: string): string => `"${hex}"`;
 
+/** A span context's OTLP flags: the trace flags, bit 8 (whether it is remote is known), bit 9 (it is). */
+export const contextFlags = (traceFlags: number, isRemote: boolean | undefined): number => (traceFlags & 0xff) | (isRemote ? 0x300 : 0x100);
+
+/** A span's events, links and their dropped counts as JSON members, each with its leading comma (empty when it has none). */
+function eventsAndLinksJson(span: ReadableSpan): string {
+  let json = '';
+  if (span.events.length) {
+    let events = '';
+    for (const e of span.events) {
+      const dropped = e.droppedAttributesCount ? `,"droppedAttributesCount":${e.droppedAttributesCount}` : '';
+      const event = `{"timeUnixNano":"${hrTimeToNanoString(e.time)}","name":${str(e.name)},"attributes":[${keyValuesJson(e.attributes ?? {})}]${dropped}}`;
+      events = events === '' ? event : `${events},${event}`;
+    }
+    json += `,"events":[${events}]`;
+  }
+  if (span.droppedEventsCount) json += `,"droppedEventsCount":${span.droppedEventsCount}`;
+  if (span.links.length) {
+    let links = '';
+    for (const l of span.links) {
+      const c = l.context;
+      const traceState = c.traceState?.serialize();
+      const link =
+        `{"traceId":${str(c.traceId)},"spanId":${str(c.spanId)}${traceState ? `,"traceState":${str(traceState)}` : ''}` +
+        `,"attributes":[${keyValuesJson(l.attributes ?? {})}]${l.droppedAttributesCount ? `,"droppedAttributesCount":${l.droppedAttributesCount}` : ''}` +
+        `,"flags":${contextFlags(c.traceFlags, c.isRemote)}}`;
+      links = links === '' ? link : `${links},${link}`;
+    }
+    json += `,"links":[${links}]`;
+  }
+  if (span.droppedLinksCount) json += `,"droppedLinksCount":${span.droppedLinksCount}`;
+  return json;
+}
+
 function spanJson(span: ReadableSpan): string {
   const sc = span.spanContext();
   const parent = span.parentSpanContext;
@@ -269,18 +344,11 @@ function spanJson(span: ReadableSpan): string {
   if (traceState) json += `,"traceState":${str(traceState)}`;
   if (parent) json += `,"parentSpanId":${id(parent.spanId)}`;
   json +=
-    `,"flags":${sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100)},"name":${nameJson(span.name)},"kind":${span.kind + 1}` +
+    `,"flags":${contextFlags(sc.traceFlags, parent?.isRemote)},"name":${nameJson(span.name)},"kind":${span.kind + 1}` +
     `,"startTimeUnixNano":"${hrTimeToNanoString(span.startTime)}","endTimeUnixNano":"${hrTimeToNanoString(span.endTime)}"` +
     `,"attributes":[${attributesJson(span)}]`;
   if (span.droppedAttributesCount) json += `,"droppedAttributesCount":${span.droppedAttributesCount}`;
-  if (span.events.length) {
-    let events = '';
-    for (const e of span.events) {
-      const event = `{"timeUnixNano":"${hrTimeToNanoString(e.time)}","name":${str(e.name)},"attributes":[${keyValuesJson(e.attributes ?? {})}]}`;
-      events = events === '' ? event : `${events},${event}`;
-    }
-    json += `,"events":[${events}]`;
-  }
+  json += eventsAndLinksJson(span);
   const { code, message } = span.status;
   return `${json},"status":${message ? `{"code":${code},"message":${str(message)}}` : `{"code":${code}}`}}`;
 }
@@ -631,7 +699,7 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
     }
   }
   // `","flags":…,"name":…,"kind":…,"startTimeUnixNano":"` (its leading quote only after an id), kept per name.
-  out.put(headOf(name, sc.traceFlags | (parent?.isRemote ? 0x300 : 0x100), r.kind + 1, parent !== undefined || !traceState));
+  out.put(headOf(name, contextFlags(sc.traceFlags, parent?.isRemote), r.kind + 1, parent !== undefined || !traceState));
   // Times from the performance clock's ms when the record has them (no HrTime made), else its HrTime.
   writeHrTimeAt(r.startMs, out);
   out.put(END);
@@ -662,14 +730,7 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   }
   out.byte(CLOSE_BRACKET);
   if (r.droppedAttributesCount) out.ascii(`,"droppedAttributesCount":${r.droppedAttributesCount}`);
-  if (r.events.length) {
-    let events = '';
-    for (const e of r.events) {
-      const event = `{"timeUnixNano":"${hrTimeToNanoString(e.time)}","name":${str(e.name)},"attributes":[${keyValuesJson(e.attributes ?? {})}]}`;
-      events = events === '' ? event : `${events},${event}`;
-    }
-    out.write(`,"events":[${events}]`);
-  }
+  if (r.events.length || r.links.length) out.write(eventsAndLinksJson(r));
   const { code, message } = r.status;
   out.bytes(STATUS);
   out.uint(code);

@@ -105,6 +105,40 @@ describe('encodeTraceLine', () => {
   });
 });
 
+describe('OTLP/JSON attribute numbers and links', () => {
+  it('writes an integer past 2^53 exactly and one past int64 as a double (String gave 1152921504606847000 and "1e+21")', async () => {
+    const tracing = createTracing({ service: 'numbers', exporters: [memoryExporter()] });
+    open.push(tracing);
+    const span = tracing.tracer.startSpan('n', { attributes: { big: 2 ** 60, negative: -(2 ** 62), past: 1e21, huge: -1e30, safe: 42 } });
+    span.end();
+    const line = encodeTraceLine([span as unknown as ReadableSpan]);
+    const kvs = (JSON.parse(line) as { resourceSpans: { scopeSpans: { spans: { attributes: unknown[] }[] }[] }[] }).resourceSpans[0]
+      ?.scopeSpans[0]?.spans[0]?.attributes;
+    assert.deepEqual(kvs, [
+      { key: 'big', value: { intValue: '1152921504606846976' } },
+      { key: 'negative', value: { intValue: '-4611686018427387904' } },
+      { key: 'past', value: { doubleValue: 1e21 } },
+      { key: 'huge', value: { doubleValue: -1e30 } },
+      { key: 'safe', value: { intValue: '42' } },
+    ]);
+    assert.equal(line, JSON.stringify(encodeTraceRequest([span as unknown as ReadableSpan])));
+  });
+
+  it("writes a span's links (they were left out), with their attributes and flags", async () => {
+    const tracing = createTracing({ service: 'links', exporters: [memoryExporter()] });
+    open.push(tracing);
+    const context = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1, isRemote: true };
+    const span = tracing.tracer.startSpan('linked', { links: [{ context, attributes: { why: 'batch' } }] });
+    span.end();
+    const line = encodeTraceLine([span as unknown as ReadableSpan]);
+    const parsed = JSON.parse(line) as { resourceSpans: { scopeSpans: { spans: { links?: unknown }[] }[] }[] };
+    assert.deepEqual(parsed.resourceSpans[0]?.scopeSpans[0]?.spans[0]?.links, [
+      { traceId: context.traceId, spanId: context.spanId, attributes: [{ key: 'why', value: { stringValue: 'batch' } }], flags: 0x301 },
+    ]);
+    assert.equal(line, JSON.stringify(encodeTraceRequest([span as unknown as ReadableSpan])));
+  });
+});
+
 describe('hrTimeToNanoString', () => {
   it('pads the nanoseconds to nine digits after the seconds, as padStart does', () => {
     const nanos = [0, 1, 9, 10, 999, 1_000_000, 12_345_678, 123_456_789, 999_999_999, 1_000_000_000];
