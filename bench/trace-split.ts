@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TraceLineBuilder } from '@meshlet/trace';
+import { TraceLineBuilder, TraceProtoBuilder } from '@meshlet/trace';
 import type { ExportResult } from '@opentelemetry/core';
 import type { MeshOptions } from 'meshlet';
 import { Agent, request } from 'undici';
@@ -29,6 +29,8 @@ const discardLines = {
   lineBuilder: () => new TraceLineBuilder(64 * 1024),
   exportLine: (_line: Buffer, done: (r: ExportResult) => void) => done(OK),
 };
+/** The same, encoded as the protobuf trace log's batches (`log.format: 'proto'`). */
+const discardProto = { ...discardLines, lineBuilder: () => new TraceProtoBuilder(16 * 1024) };
 
 export async function traceSplit(): Promise<string> {
   const { port, child } = await startUpstream();
@@ -60,6 +62,11 @@ export async function traceSplit(): Promise<string> {
     ['mesh.request, 100%, spans discarded', await governed({ sampleRatio: 1, exporters: [discardSpans] })],
     ['mesh.request, 100%, encoded into lines not written', await governed({ sampleRatio: 1, exporters: [discardLines] })],
     ['mesh.request, 100%, trace log', await governed({ sampleRatio: 1, log: { path: join(dir, 'spans.jsonl'), maxBytes: 2 ** 30 } })],
+    ['mesh.request, 100%, encoded as protobuf, not written', await governed({ sampleRatio: 1, exporters: [discardProto] })],
+    [
+      "mesh.request, 100%, trace log, format: 'proto'",
+      await governed({ sampleRatio: 1, log: { path: join(dir, 'spans.binpb'), maxBytes: 2 ** 30, format: 'proto' } }),
+    ],
   ];
   const runs: LoadResult[][] = clients.map(() => []);
   try {
@@ -91,7 +98,8 @@ export async function traceSplit(): Promise<string> {
     '',
     `${machine()}; loopback, the governed client of governed-call (bench rules in force), concurrency ${CONCURRENCY}, ` +
       `${fmt(RUNS)} rounds of ${fmt(TOTAL)} requests, every client in turn in each round; ratios paired within the round. ` +
-      'Each step down the mesh rows adds one part of tracing: the header and span record, the encoding, the write.',
+      'Each step down the mesh rows adds one part of tracing: the header and span record, the encoding, the write; ' +
+      "the last two rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON.",
     '',
     table(['client', 'req/s', 'vs raw undici (paired)', 'vs mesh.request tracing off (paired)', 'CPU µs/req'], rows),
   ].join('\n');

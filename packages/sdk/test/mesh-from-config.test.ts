@@ -102,6 +102,10 @@ describe('createMeshFromConfig without Consul', () => {
       { MESHLET_SERVICE: 'orders', MESHLET_TRACING_LOG_PATH: `/tmp/${'a'.repeat(5000)}` },
       /^meshlet\.tracing\.log\.path \(MESHLET_TRACING_LOG_PATH\): "\/tmp\/a+" must be a file path/,
     );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_LOG_PATH: '/tmp/spans.binpb', MESHLET_TRACING_LOG_FORMAT: 'protobuf' },
+      /^meshlet\.tracing\.log\.format \(MESHLET_TRACING_LOG_FORMAT\): "protobuf" must be one of 'json', 'proto'/,
+    );
   });
 
   it("names the key and its variable when createMesh refuses a configured value (a value given in code keeps its option's name)", async () => {

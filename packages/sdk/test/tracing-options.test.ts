@@ -32,6 +32,8 @@ const cases: readonly [string, unknown, string][] = [
   ['a log size of 0', log({ maxBytes: 0 }), 'tracing.log.maxBytes'],
   ['a log size under a line', log({ maxBytes: TRACING_BOUNDS.logBytes.min - 1 }), 'tracing.log.maxBytes'],
   ['a fractional log size', log({ maxBytes: 65_536.5 }), 'tracing.log.maxBytes'],
+  ['a log format not known', log({ format: 'xml' }), 'tracing.log.format'],
+  ['a log format not a string', log({ format: 1 }), 'tracing.log.format'],
   ['a billion rotated files', log({ maxFiles: 1e9 }), 'tracing.log.maxFiles'],
   ['no rotated file', log({ maxFiles: 0 }), 'tracing.log.maxFiles'],
   ['a misspelt log key', log({ maxbytes: 1e6 }), 'tracing.log.maxbytes'],

@@ -25,6 +25,7 @@ export {
   type OtlpTraceRequest,
   TraceLineBuilder,
 } from './otlp-json.js';
+export { decodeTraceProto, encodeTraceProto, MAX_PROTO_REQUEST_BYTES, ProtoDecodeError, TraceProtoBuilder } from './otlp-proto.js';
 export {
   type InboundHeaders,
   type OutboundHeaders,
@@ -44,7 +45,7 @@ export {
 export type { ServerRequestInfo, ServerSpan } from './server-span.js';
 export { buildTopology, renderTopologyMermaid, renderTopologySvg, renderTopologyTable, type TopologyEdge } from './topology.js';
 export { topologyCommand } from './topology-cli.js';
-export { TraceLogExporter, type TraceLogOptions } from './trace-log-exporter.js';
+export { TRACE_LOG_FORMATS, TraceLogExporter, type TraceLogFormat, type TraceLogOptions } from './trace-log-exporter.js';
 export { decodeTraceRequest, type LoggedAttributeValue, type LoggedSpan, readTraceLog } from './trace-log-reader.js';
 export { Traced, type TracedDecorator, type TracedOptions } from './traced.js';
 export { createTracing, defaultTracing, type InternalSpanOptions, type Tracing, type TracingOptions } from './tracing.js';

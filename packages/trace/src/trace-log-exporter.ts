@@ -2,7 +2,9 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { dirname } from 'node:path';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import type { SpanLine } from './batch-queue.js';
 import { encodeTraceLineBytes, reusableLine, TraceLineBuilder } from './otlp-json.js';
+import { encodeTraceProto, TraceProtoBuilder } from './otlp-proto.js';
 
 export interface TraceLogOptions {
   /** The file spans are appended to; rotated files are `<path>.1` (newest) to `<path>.<maxFiles>`. */
@@ -11,11 +13,24 @@ export interface TraceLogOptions {
   readonly maxBytes?: number;
   /** Rotated files kept besides the live one. Default 3. */
   readonly maxFiles?: number;
+  /**
+   * `json` (the default): JSON Lines, one OTLP/JSON ExportTraceServiceRequest a line.
+   * `proto`: each batch an OTLP protobuf ExportTraceServiceRequest preceded by its size as a
+   * 4-byte big-endian unsigned integer, as the OpenTelemetry Collector's file exporter
+   * writes with `format: proto`; about a quarter of the bytes, and cheaper to write.
+   * `readTraceLog` (and so `meshlet explain` and `meshlet-topology`) reads both.
+   */
+  readonly format?: TraceLogFormat;
 }
+
+/** The trace log's formats. */
+export const TRACE_LOG_FORMATS = ['json', 'proto'] as const;
+export type TraceLogFormat = (typeof TRACE_LOG_FORMATS)[number];
 
 /**
  * The local trace log: JSON Lines, one OTLP/JSON ExportTraceServiceRequest per line, as
- * the OpenTelemetry file exporter specification describes, with size-based rotation.
+ * the OpenTelemetry file exporter specification describes (or, with `format: 'proto'`,
+ * size-prefixed OTLP protobuf requests), with size-based rotation.
  * Called by the batch queue only (one batch per line); writes are serialized. The batch
  * queue builds each line while its spans end (`lineBuilder`, `exportLine`), so that spans
  * are not held until their batch is written; `export` encodes a batch of spans at once.
@@ -24,6 +39,7 @@ export class TraceLogExporter implements SpanExporter {
   readonly path: string;
   readonly #maxBytes: number;
   readonly #maxFiles: number;
+  readonly format: TraceLogFormat;
   #file: FileHandle | undefined;
   #size = 0;
   #tail: Promise<void> = Promise.resolve();
@@ -39,14 +55,16 @@ export class TraceLogExporter implements SpanExporter {
     this.path = options.path;
     this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.#maxFiles = Math.max(1, options.maxFiles ?? 3);
+    this.format = options.format ?? 'json';
   }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    this.exportLine(encodeTraceLineBytes(spans), resultCallback);
+    this.exportLine(this.format === 'proto' ? encodeTraceProto(spans) : encodeTraceLineBytes(spans), resultCallback);
   }
 
-  /** A line to build as spans end (the batch queue's way: see `LineExporter`). */
-  lineBuilder(): TraceLineBuilder {
+  /** A line (a batch, in `proto`) to build as spans end (the batch queue's way: see `LineExporter`). */
+  lineBuilder(): SpanLine {
+    if (this.format === 'proto') return new TraceProtoBuilder(this.#lastLine + (this.#lastLine >> 3));
     // Sized after the last line (and a margin), so that its buffer seldom grows; in the
     // buffer of a line already written when there is one.
     // A spare smaller than the last line would only grow again: left to the collector.

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { open } from 'node:fs/promises';
 import type { OtlpAnyValue, OtlpKeyValue, OtlpTraceRequest } from './otlp-json.js';
+import { decodeTraceProto, MAX_PROTO_REQUEST_BYTES, ProtoDecodeError } from './otlp-proto.js';
 
 export type LoggedAttributeValue = string | number | boolean | readonly LoggedAttributeValue[];
 
@@ -38,7 +39,11 @@ function record(kvs: readonly OtlpKeyValue[] | undefined): Record<string, Logged
 
 /** The spans of one trace-log line (an OTLP/JSON ExportTraceServiceRequest). */
 export function decodeTraceRequest(line: string): LoggedSpan[] {
-  const req = JSON.parse(line) as OtlpTraceRequest;
+  return spansOf(JSON.parse(line) as OtlpTraceRequest);
+}
+
+/** The spans of one ExportTraceServiceRequest, in its object form (parsed OTLP/JSON, or decoded protobuf). */
+function spansOf(req: OtlpTraceRequest): LoggedSpan[] {
   const out: LoggedSpan[] = [];
   for (const rs of req.resourceSpans ?? []) {
     const service = String(record(rs.resource?.attributes)['service.name'] ?? 'unknown');
@@ -63,13 +68,27 @@ export function decodeTraceRequest(line: string): LoggedSpan[] {
   return out;
 }
 
-/** Reads trace-log files (JSON Lines). A line that is not valid OTLP/JSON is counted in `badLines` and skipped. */
+/**
+ * Reads trace-log files, each in either format (`TraceLogOptions.format`): JSON Lines, or
+ * size-prefixed OTLP protobuf requests (a file whose first byte is not `{` or white space).
+ * A line that is not valid OTLP/JSON, or a protobuf request that does not decode, is
+ * counted in `badLines` and skipped; a protobuf file cut short (or whose next size is over
+ * `MAX_PROTO_REQUEST_BYTES`) is counted once and read no further, as no next request can
+ * be found after it.
+ */
 export async function readTraceLog(paths: readonly string[]): Promise<{ spans: LoggedSpan[]; badLines: number }> {
   const spans: LoggedSpan[] = [];
   let badLines = 0;
   for (const path of paths) {
-    const lines = createInterface({ input: createReadStream(path), crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const line of lines) {
+    if (await isProto(path)) {
+      badLines += await readProtoLog(path, spans);
+      continue;
+    }
+    for await (const line of jsonLines(path)) {
+      if (line === undefined) {
+        badLines++;
+        continue;
+      }
       if (line.trim() === '') continue;
       try {
         for (const s of decodeTraceRequest(line)) spans.push(s);
@@ -79,4 +98,76 @@ export async function readTraceLog(paths: readonly string[]): Promise<{ spans: L
     }
   }
   return { spans, badLines };
+}
+
+/**
+ * A JSON Lines file's lines, split at `\n` only: JSON text may hold U+2028 and U+2029
+ * unescaped (JSON.stringify leaves them), which readline would take for line ends. A line
+ * over `MAX_PROTO_REQUEST_BYTES` is given as undefined (counted bad) and not held.
+ */
+async function* jsonLines(path: string): AsyncGenerator<string | undefined> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let tooLong = false;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    let from = 0;
+    for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
+      if (tooLong) yield undefined;
+      else {
+        const tail = chunk.subarray(from, nl);
+        yield (pending.length === 0 ? tail : Buffer.concat([...pending, tail])).toString('utf8');
+      }
+      pending = [];
+      pendingBytes = 0;
+      tooLong = false;
+      from = nl + 1;
+    }
+    if (from < chunk.length && !tooLong) {
+      pending.push(chunk.subarray(from));
+      pendingBytes += chunk.length - from;
+      if (pendingBytes > MAX_PROTO_REQUEST_BYTES) {
+        tooLong = true;
+        pending = [];
+      }
+    }
+  }
+  if (tooLong) yield undefined;
+  else if (pending.length > 0) yield Buffer.concat(pending).toString('utf8');
+}
+
+/** Whether a trace-log file holds protobuf: its first byte is neither `{` nor JSON's white space (an empty file is JSON). */
+async function isProto(path: string): Promise<boolean> {
+  const file = await open(path, 'r');
+  try {
+    const first = Buffer.alloc(1);
+    const { bytesRead } = await file.read(first, 0, 1, 0);
+    const b = first[0] as number;
+    return bytesRead === 1 && b !== 0x7b && b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09;
+  } finally {
+    await file.close();
+  }
+}
+
+/** Reads a protobuf trace log's requests into `spans`, a request at a time; answers the requests counted bad. */
+async function readProtoLog(path: string, spans: LoggedSpan[]): Promise<number> {
+  let bad = 0;
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+    pending = pending.length === 0 ? (chunk as Buffer) : Buffer.concat([pending, chunk as Buffer]);
+    let at = 0;
+    while (pending.length - at >= 4) {
+      const n = pending.readUInt32BE(at);
+      if (n > MAX_PROTO_REQUEST_BYTES) return bad + 1;
+      if (pending.length - at - 4 < n) break;
+      try {
+        for (const s of spansOf(decodeTraceProto(pending.subarray(at + 4, at + 4 + n)))) spans.push(s);
+      } catch (error) {
+        if (!(error instanceof ProtoDecodeError)) throw error;
+        bad++;
+      }
+      at += 4 + n;
+    }
+    pending = pending.subarray(at);
+  }
+  return pending.length > 0 ? bad + 1 : bad;
 }

@@ -1,4 +1,5 @@
 import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
 /**
  * The bounds of createTracing's options (and createMesh's `tracing`): what a Meshlet
@@ -44,7 +45,7 @@ const TRACING_KEYS = [
 ] as const;
 /** What createTracing takes besides; createMesh sets them from its own options (`service`, `version`, `namespace`, `clock`). */
 const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock'] as const;
-const LOG_KEYS = ['path', 'maxBytes', 'maxFiles'] as const;
+const LOG_KEYS = ['path', 'maxBytes', 'maxFiles', 'format'] as const;
 const OTLP_KEYS = ['url', 'headers', 'timeoutMs'] as const;
 const BATCH_KEYS = ['maxQueueSize', 'maxBatchSize', 'delayMs'] as const;
 const METRICS_KEYS = ['buckets', 'maxApisPerService'] as const;
@@ -113,6 +114,8 @@ function checkLog(value: unknown, path: string): void {
     throw badOption(`${path}.path`, `${shownValue(file)} must be a file path of 1 to ${TRACING_BOUNDS.logPathChars} characters`);
   whole(log.maxBytes, `${path}.maxBytes`, TRACING_BOUNDS.logBytes, 'bytes');
   whole(log.maxFiles, `${path}.maxFiles`, TRACING_BOUNDS.logFiles, 'files');
+  if (log.format !== undefined && !(TRACE_LOG_FORMATS as readonly unknown[]).includes(log.format))
+    throw badOption(`${path}.format`, `${shownValue(log.format)} must be one of ${TRACE_LOG_FORMATS.map((f) => `'${f}'`).join(', ')}`);
 }
 
 function checkOtlp(value: unknown, path: string): void {

@@ -80,6 +80,20 @@ describe('trace log', () => {
     assert.equal(spans.filter((s) => s.statusCode === 2).length, 500);
   });
 
+  it('reads back a line whose strings hold U+2028 and U+2029 (JSON.stringify leaves them unescaped): one line, not three', async () => {
+    const path = join(dir, 'separators.jsonl');
+    const tracing = createTracing({ service: 'separators', log: { path } });
+    const span = tracing.startClientSpan(ROOT_CONTEXT, { method: 'GET', url: 'http://b:81/y' });
+    span.setAttribute('note', 'one\u2028two\u2029three');
+    span.end({ error: new Error('line\u2028separator') });
+    await tracing.shutdown();
+    assert.ok((await readFile(path, 'utf8')).includes('\u2028'), 'the separator is in the line unescaped');
+    const { spans, badLines } = await readTraceLog([path]);
+    assert.equal(badLines, 0);
+    assert.equal(spans.length, 1);
+    assert.equal(spans[0]?.attributes.note, 'one\u2028two\u2029three');
+  });
+
   it('writes the OTLP JSON encoding: hex ids, numeric kinds, nanosecond strings, typed attribute values', async () => {
     const path = join(dir, 'shape.jsonl');
     const tracing = createTracing({ service: 'shape', version: '2.0.0', log: { path } });
