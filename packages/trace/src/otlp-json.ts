@@ -1,6 +1,7 @@
 import type { Attributes, AttributeValue, HrTime } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, writeHrTimeAt } from './client-span-record.js';
+import { GrowingBuffer, type RawWrites } from './growing-buffer.js';
 import { SpanRecord } from './span-record.js';
 
 // The OTLP/JSON encoding (opentelemetry-proto, JSON mapping): ids as lower-case hex,
@@ -428,43 +429,29 @@ export function encodeTraceLine(spans: readonly ReadableSpan[]): string {
   return `{"resourceSpans":[${resources}]}`;
 }
 
-/** Buffer's own string writers (no encoding switch, no argument checks): on every Buffer, untyped. */
-interface RawWrites {
-  utf8Write(s: string, at: number): number;
-  latin1Write(s: string, at: number): number;
-}
-
 // Buffers a line builder starts its first group with: the trace log exporter hands one
 // back once its line is written (see `reusableLine`), so that a line needs no new buffer.
 const lineBuffers = new WeakSet<ArrayBufferLike>();
 
+/** A buffer for a line: when `reusable`, never from Node's shared pool (the whole ArrayBuffer is the line's) and marked as a line's. */
+function lineBuffer(size: number, reusable: boolean): Buffer {
+  if (!reusable) return Buffer.allocUnsafe(size);
+  const buf = Buffer.allocUnsafeSlow(size);
+  lineBuffers.add(buf.buffer);
+  return buf;
+}
+
 /** Appends to a buffer, growing it as needed: strings as UTF-8, known-ASCII strings, bytes, decimal digits. */
-class ByteWriter {
-  buf: Buffer;
-  at = 0;
+class ByteWriter extends GrowingBuffer {
   readonly #reusable: boolean;
 
   constructor(size: number, reusable = false, buf?: Buffer) {
+    super(buf ?? lineBuffer(size, reusable));
     this.#reusable = reusable;
-    this.buf = buf ?? this.#alloc(size);
   }
 
-  #alloc(size: number): Buffer {
-    if (!this.#reusable) return Buffer.allocUnsafe(size);
-    // Never from Node's shared pool: the whole ArrayBuffer is this writer's.
-    const buf = Buffer.allocUnsafeSlow(size);
-    lineBuffers.add(buf.buffer);
-    return buf;
-  }
-
-  /** Room for `n` more bytes. */
-  room(n: number): void {
-    const need = this.at + n;
-    if (need > this.buf.length) {
-      const bigger = this.#alloc(Math.max(need, this.buf.length * 2));
-      this.buf.copy(bigger, 0, 0, this.at);
-      this.buf = bigger;
-    }
+  protected override allocate(size: number): Buffer {
+    return lineBuffer(size, this.#reusable);
   }
 
   write(s: string): void {
@@ -479,23 +466,6 @@ class ByteWriter {
     this.at += (this.buf as unknown as RawWrites).latin1Write(s, this.at);
   }
 
-  bytes(b: Uint8Array): void {
-    this.room(b.length);
-    this.put(b);
-  }
-
-  /** `b`, room already made: short pieces by a loop (a native copy costs more than it saves for them). */
-  put(b: Uint8Array): void {
-    const n = b.length;
-    const at = this.at;
-    if (n > 16) this.buf.set(b, at);
-    else {
-      const buf = this.buf;
-      for (let i = 0; i < n; i++) buf[at + i] = b[i] as number;
-    }
-    this.at = at + n;
-  }
-
   /** `s` known to be ASCII (a lower-case hex id), room already made: its character codes written one by one. */
   hex(s: string): void {
     const buf = this.buf;
@@ -503,11 +473,6 @@ class ByteWriter {
     const n = s.length;
     for (let i = 0; i < n; i++) buf[at + i] = s.charCodeAt(i);
     this.at = at + n;
-  }
-
-  byte(c: number): void {
-    this.room(1);
-    this.buf[this.at++] = c;
   }
 
   /** A non-negative safe integer in decimal. */

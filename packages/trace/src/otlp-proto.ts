@@ -1,6 +1,7 @@
 import type { Attributes, AttributeValue, HrTime, Link } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, writeHrTimeAt } from './client-span-record.js';
+import { GrowingBuffer, type RawWrites } from './growing-buffer.js';
 import { contextFlags, isInt64, type OtlpAnyValue, type OtlpKeyValue, type OtlpTraceRequest } from './otlp-json.js';
 
 // The OTLP protobuf encoding of spans (opentelemetry-proto's trace.proto and common.proto),
@@ -21,51 +22,10 @@ const TWO_32 = 0x1_0000_0000;
 /** A protobuf field's key: the field number and the wire type (0 varint, 1 64-bit, 2 length-delimited, 5 32-bit). */
 const key = (field: number, wire: number): number => field * 8 + wire;
 
-interface RawWrites {
-  utf8Write(s: string, at: number): number;
-  hexWrite(s: string, at: number, length: number): number;
-}
-
 /** Appends protobuf to a buffer, growing it as needed. */
-class ProtoWriter {
-  buf: Buffer;
-  at = 0;
-
+class ProtoWriter extends GrowingBuffer {
   constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
-  }
-
-  /** Room for `n` more bytes. */
-  room(n: number): void {
-    const need = this.at + n;
-    if (need > this.buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
-      this.buf.copy(bigger, 0, 0, this.at);
-      this.buf = bigger;
-    }
-  }
-
-  byte(b: number): void {
-    this.room(1);
-    this.buf[this.at++] = b;
-  }
-
-  /** `b`, short pieces by a loop (a native copy costs more than it saves for them). */
-  bytes(b: Uint8Array): void {
-    this.room(b.length);
-    this.put(b);
-  }
-
-  /** `b`, room already made. */
-  put(b: Uint8Array): void {
-    const n = b.length;
-    const at = this.at;
-    if (n > 16) this.buf.set(b, at);
-    else {
-      const buf = this.buf;
-      for (let i = 0; i < n; i++) buf[at + i] = b[i] as number;
-    }
-    this.at = at + n;
+    super(Buffer.allocUnsafe(size));
   }
 
   /** A non-negative safe integer as a varint. */
