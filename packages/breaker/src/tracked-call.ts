@@ -41,10 +41,12 @@ export class TrackedCall {
    */
   attempt(instanceId: string): TrackedAttempt | undefined {
     const instances = this.#instances;
-    if (instances === undefined) return new TrackedAttempt(undefined, instanceId, REJECTED, this.#classifier, this.#clock);
+    if (instances === undefined) return new TrackedAttempt(undefined, instanceId, REJECTED, false, this.#classifier, this.#clock);
     const permit = instances.acquire(instanceId);
     if (permit === REJECTED) return undefined;
-    return new TrackedAttempt(instances, instanceId, permit, this.#classifier, this.#clock);
+    // A permit taken while the breaker is half-open is a probe's.
+    const probe = instances.breaker(instanceId).state === 'half-open';
+    return new TrackedAttempt(instances, instanceId, permit, probe, this.#classifier, this.#clock);
   }
 
   /** Takes one further try from the destination's retry budget: false when it is spent (counted in its `denied`). True without a budget. */
@@ -58,6 +60,8 @@ export class TrackedAttempt {
   readonly instanceId: string;
   readonly #instances: ServiceInstanceBreakers | undefined;
   readonly #permit: number;
+  /** The permit is a half-open breaker's probe: the instance's first answer settles it (`responded`). */
+  readonly probe: boolean;
   readonly #classifier: FailureClassifier;
   readonly #clock: Clock;
   readonly #t0: number;
@@ -68,12 +72,14 @@ export class TrackedAttempt {
     instances: ServiceInstanceBreakers | undefined,
     instanceId: string,
     permit: number,
+    probe: boolean,
     classifier: FailureClassifier,
     clock: Clock,
   ) {
     this.#instances = instances;
     this.instanceId = instanceId;
     this.#permit = permit;
+    this.probe = probe;
     this.#classifier = classifier;
     this.#clock = clock;
     this.#t0 = clock.now();
@@ -89,6 +95,16 @@ export class TrackedAttempt {
     const failed = this.#classifier.response(status);
     this.#record(failed, durationMs);
     return failed;
+  }
+
+  /**
+   * The instance began to answer (a stream's response headers): a probe's success now, so
+   * that a long-lived probe stream does not keep its instance out of routing for its whole
+   * life (the breaker closes once its probes succeed); any other try is settled by how it
+   * ends. `durationMs`: the slow-call check's time (default: since the try began).
+   */
+  responded(durationMs?: number): void {
+    if (this.probe) this.#record(false, durationMs);
   }
 
   /** The try failed with `error` (a refused connection, …): counted as the executor counts an attempt's error; the caller's own abort counts nothing. */

@@ -68,6 +68,26 @@ describe('CallExecutor.track (a call the executor does not run)', () => {
     assert.ok(t.attempt('o-2'));
   });
 
+  it("a probe is settled by the instance's first answer (responded): the breaker closes; any other try waits for its end", () => {
+    const { executor, clock } = executorWith({
+      rules: [{ level: 'instance', consecutiveFailures: 1, sleepWindowMs: 1_000, probes: 1, maxEjectionPercent: 50 }],
+    });
+    const t = executor.track('orders', false);
+    assert.ok(t);
+    const before = t.attempt('o-0');
+    assert.equal(before?.probe, false);
+    before?.responded();
+    before?.answered(503);
+    assert.equal(stateOf(executor, 'o-0'), 'open', "a closed breaker's try is settled by its end, not its first answer");
+    clock.advance(1_000);
+    const probe = executor.track('orders', false)?.attempt('o-0');
+    assert.equal(probe?.probe, true);
+    probe?.responded(5);
+    assert.equal(stateOf(executor, 'o-0'), 'closed', 'the probe answered: closed while its stream lives on');
+    probe?.answered(503);
+    assert.equal(stateOf(executor, 'o-0'), 'closed', 'its end no longer counts: it settled once');
+  });
+
   it('further tries are paid from the retry budget: counted calls afford their share, then none', () => {
     const { executor } = executorWith({ retry: { maxRetries: 2, budget: { percent: 50, minPerSecond: 0, windowMs: 10_000 } } });
     const calls = [0, 1, 2, 3].map(() => executor.track('orders', true));

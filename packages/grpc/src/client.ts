@@ -159,6 +159,9 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   #halfClosed = false;
   /** When the current try's stream was opened on its instance (the mesh's clock), if it was. */
   #openedAt: number | undefined;
+  /** The try now under way on an instance breaker (its permit), and when it began. */
+  #try: GrpcStreamAttempt | undefined;
+  #tryStart = 0;
 
   constructor(dest: Destination, options: InterceptorOptions) {
     this.#dest = dest;
@@ -334,6 +337,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       this.#abort = new AbortController();
       this.#openedAt = undefined;
       const t0 = ports.clock.now();
+      this.#try = permit;
+      this.#tryStart = t0;
       const attempt = newAttempt<GrpcAttemptResult>(this, target, number, this.#abort.signal);
       let result: GrpcAttemptResult | undefined;
       let error: unknown;
@@ -453,7 +458,11 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     this.#stream = stream;
     // Flow control: one message per startRead, as grpc-js's own call delivers them.
     if (!this.#readWanted) stream.pause();
-    stream.on('metadata', (headers: Metadata) => this.#listener.onReceiveMetadata?.(headers));
+    stream.on('metadata', (headers: Metadata) => {
+      // The instance answers (grpc-js gives no headers for a trailers-only answer): a probe's success now.
+      this.#try?.responded(dest.ports.clock.now() - this.#tryStart);
+      this.#listener.onReceiveMetadata?.(headers);
+    });
     stream.on('data', (message: unknown) => {
       if (def.responseStream) {
         this.#readWanted = false;

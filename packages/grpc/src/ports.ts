@@ -102,6 +102,8 @@ export interface GrpcExecutor {
 export interface GrpcStreamAttempt {
   /** The instance ended the stream with `status` (the gRPC status's HTTP equivalent), counted as a unary answer's; true when a failure. */
   answered(status: number, durationMs?: number): boolean;
+  /** The instance sent the stream's response headers: a half-open probe's success at once (any other try waits for its end). */
+  responded(durationMs?: number): void;
   /** The try failed (its connection could not be made): a failure of the instance, unless `callerAborted`. */
   failed(error: unknown, callerAborted: boolean, durationMs?: number): void;
   /** Says nothing about the instance (the caller's cancel or deadline, an injected fault): the permit goes back. */

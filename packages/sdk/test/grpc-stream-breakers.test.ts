@@ -171,7 +171,7 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
     assert.equal(stateOf(caller, 'bad-s'), 'open');
   });
 
-  it('a half-open instance gets only its probe; the probe ending OK closes its breaker and lets streams back', async () => {
+  it("a half-open instance gets only its probe until the probe's first answer, which closes its breaker while the probe stream lives on", async () => {
     const e = estate();
     const a = await streamServer('probe-a');
     const b = await streamServer('probe-b');
@@ -191,7 +191,8 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
     a.state.fail = undefined;
     // The sleep window (30 s by default) passes: the next stream's start turns the breaker half-open.
     clock.advance(30_001);
-    // Chat streams held open until one lands on a: that one is the probe (one probe by default).
+    // Chat streams held open, nothing written yet (the server answers nothing), until one
+    // lands on a: that one is the probe (one probe by default).
     const held: grpc.ClientDuplexStream<Text, Text>[] = [];
     const ends: Promise<grpc.StatusObject>[] = [];
     for (let i = 0; i < 4 && a.state.chats === 0; i++) {
@@ -200,7 +201,6 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
       chat.on('data', () => {});
       chat.on('error', () => {});
       ends.push(new Promise((res) => chat.on('status', res)));
-      chat.write({ text: 'x' });
       held.push(chat);
       await waitFor(() => a.state.chats + b.state.chats > before);
     }
@@ -208,13 +208,16 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
     assert.equal(stateOf(caller, 'probe-a'), 'half-open');
     const aHits = a.state.hits;
     for (let i = 0; i < 10; i++) assert.equal((await collect(client)).text, 'probe-b');
-    assert.equal(a.state.hits, aHits, 'while its probe is in flight, nothing else reaches the half-open instance');
-    for (const chat of held) chat.end();
-    for (const s of await Promise.all(ends)) assert.equal(s.code, grpc.status.OK);
-    assert.equal(stateOf(caller, 'probe-a'), 'closed', 'the probe ended OK: the breaker closed');
+    assert.equal(a.state.hits, aHits, 'until its probe answers, nothing else reaches the half-open instance');
+    // The probe's first answer (its response headers, with the echo) closes the breaker; the probe stream stays open.
+    for (const chat of held) chat.write({ text: 'x' });
+    await waitFor(() => stateOf(caller, 'probe-a') === 'closed');
     const answered = new Set<string | undefined>();
     for (let i = 0; i < 6; i++) answered.add((await collect(client)).text);
     assert.deepEqual([...answered].sort(), ['probe-a', 'probe-b'], 'streams reach a again');
+    assert.equal(a.state.chats, 1, 'while the probe stream still lives');
+    for (const chat of held) chat.end();
+    for (const s of await Promise.all(ends)) assert.equal(s.code, grpc.status.OK);
   });
 });
 
