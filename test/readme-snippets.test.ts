@@ -81,7 +81,8 @@ const SNIPPETS: Record<string, Spec> = {
     compileOnly: 'needs keys in the config; packages/sdk/test covers it',
   },
   'packages/trace/README.md#0': { compileOnly: 'serves HTTP' },
-  'packages/trace/README.md#1': { prelude: "import { Traced } from '@meshlet/trace';\n", run: true },
+  'packages/trace/README.md#1': { run: /^1 GET$/m },
+  'packages/trace/README.md#2': { prelude: "import { Traced } from '@meshlet/trace';\n", run: true },
   'packages/tsf/README.md#0': { run: true },
   'packages/tsf/README.md#1': {
     prelude:

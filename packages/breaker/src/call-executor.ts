@@ -391,19 +391,39 @@ export class CallExecutor {
 
   /**
    * Governance for a call of `service` this executor does not run (a gRPC stream: its
-   * messages cannot be replayed once it opened): the instance breakers' permits and
-   * outcomes of its tries, and its further tries paid from the retry budget (see
-   * TrackedCall). Counts the call in the budget when it `mayRetry`, and turns half-open
-   * the instance breakers whose sleep window ended, as the start of every executor call
-   * does. Undefined when the service has no governance (no rules, no call defaults).
+   * messages cannot be replayed once it opened): the call passes its service and API
+   * breakers as a unary call does (`call`: its method and path, for the API rules), their
+   * permits settled by `outcome`; the instance breakers' permits and outcomes of its tries,
+   * and its further tries paid from the retry budget (see TrackedCall). Counts the call in
+   * the budget when it `mayRetry`, and turns half-open the instance breakers whose sleep
+   * window ended, as the start of every executor call does. Undefined when the service has
+   * no governance (no rules, no call defaults). Throws CircuitOpenError when its service or
+   * API breaker refuses it (there is no fallback for a stream).
    */
-  track(service: string, mayRetry: boolean): TrackedCall | undefined {
+  track(service: string, mayRetry: boolean, call?: { readonly method: string; readonly path: string }): TrackedCall | undefined {
     const gov = this.#governance(service);
     if (gov === undefined) return undefined;
+    const levels: { breaker: Breaker; permit: number }[] = [];
+    const sb = gov.serviceBreaker;
+    if (sb !== undefined) {
+      const permit = sb.tryAcquire();
+      if (permit === REJECTED) throw this.#refusal(service, gov, sb, undefined);
+      levels.push({ breaker: sb, permit });
+    }
+    const key = call === undefined || gov.apis.size === 0 ? undefined : apiOf(call, gov.matcher);
+    const entry = key === undefined ? undefined : gov.apis.get(key);
+    if (entry !== undefined) {
+      const permit = entry.breaker.tryAcquire();
+      if (permit === REJECTED) {
+        for (const level of levels) level.breaker.release(level.permit);
+        throw this.#refusal(service, gov, entry.breaker, entry.key);
+      }
+      levels.push({ breaker: entry.breaker, permit });
+    }
     const now = this.#clock.now();
     this.instanceBreakers.poll(now);
     if (mayRetry) gov.budget?.recordCall(now);
-    return new TrackedCall(service, gov.instances, gov.budget, gov.classifier, this.#clock);
+    return new TrackedCall(service, gov.instances, gov.budget, gov.classifier, this.#clock, levels);
   }
 
   /** Retry budget counters of `service`. */
@@ -874,13 +894,7 @@ export class CallExecutor {
     api: string | undefined,
     fallback: Fallback | undefined,
   ): Promise<R | Response> {
-    // Which breaker refused, its state and the rules revision: for the span of the refused call.
-    const sb = gov.serviceBreaker;
-    const err = new CircuitOpenError(breaker.id.level, call.service, api, breaker.retryAfter(), {
-      state: stateName(breaker.state),
-      ...(sb !== undefined ? { serviceState: stateName(sb.state) } : {}),
-      revision: gov.revision,
-    });
+    const err = this.#refusal(call.service, gov, breaker, api);
     if (fallback === undefined) {
       call.rejected?.(err);
       throw err;
@@ -894,6 +908,16 @@ export class CallExecutor {
     }
     call.fellBack?.(err, res);
     return call.fromResponse !== undefined ? call.fromResponse(res) : res;
+  }
+
+  /** A service or API breaker's refusal of a call: which breaker refused, its state and the rules revision (for the span of the refused call). */
+  #refusal(service: string, gov: Governance, breaker: Breaker, api: string | undefined): CircuitOpenError {
+    const sb = gov.serviceBreaker;
+    return new CircuitOpenError(breaker.id.level, service, api, breaker.retryAfter(), {
+      state: stateName(breaker.state),
+      ...(sb !== undefined ? { serviceState: stateName(sb.state) } : {}),
+      revision: gov.revision,
+    });
   }
 
   #compile(service: string, rules: BreakerRules, old: Governance | undefined, revision: number): Governance {

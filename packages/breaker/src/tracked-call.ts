@@ -1,19 +1,33 @@
 import type { Clock } from '@meshlet/core';
-import { REJECTED } from './breaker.js';
+import { type Breaker, REJECTED } from './breaker.js';
 import type { FailureClassifier } from './failure-classifier.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
 import type { RetryBudget } from './retry-budget.js';
 
+/** Where a permit's outcome goes: a breaker (or two) that gave it. */
+interface PermitHolder {
+  record(failed: boolean, durationMs: number, now: number): void;
+  release(): void;
+}
+
 /**
  * The executor's governance of a call it does not run itself (`CallExecutor.track`): a gRPC
  * stream, whose messages cannot be replayed once it opened and whose life is its caller's.
- * The caller picks and sends; this records each try's outcome on the instance breakers
- * exactly as the executor records a unary attempt's (the destination's failure classifier:
- * an answer's status, a refused connection as a failure, the caller's own end as nothing),
- * and pays each further try from the destination's retry budget.
+ * The call passed its service and API breakers when it was tracked (`outcome` settles
+ * their permits with the call's end); the caller picks and sends; this records each try's
+ * outcome on the instance breakers exactly as the executor records a unary attempt's (the
+ * destination's failure classifier: an answer's status, a refused connection as a
+ * failure, the caller's own end as nothing), and pays each further try from the
+ * destination's retry budget.
  */
 export class TrackedCall {
   readonly service: string;
+  /**
+   * The call's permits on its service and API breakers (those the rules made), settled as
+   * the executor settles a unary call's: by how the call ends (its last try's answer, or
+   * its error), or, when one of them was a half-open breaker's probe, by the first answer.
+   */
+  readonly outcome: TrackedAttempt;
   readonly #instances: ServiceInstanceBreakers | undefined;
   readonly #budget: RetryBudget | undefined;
   readonly #classifier: FailureClassifier;
@@ -26,12 +40,26 @@ export class TrackedCall {
     budget: RetryBudget | undefined,
     classifier: FailureClassifier,
     clock: Clock,
+    levels: readonly { readonly breaker: Breaker; readonly permit: number }[] = [],
   ) {
     this.service = service;
     this.#instances = instances;
     this.#budget = budget;
     this.#classifier = classifier;
     this.#clock = clock;
+    const holder: PermitHolder | undefined =
+      levels.length === 0
+        ? undefined
+        : {
+            record: (failed, ms, now) => {
+              for (const { breaker, permit } of levels) breaker.record(permit, failed, ms, now);
+            },
+            release: () => {
+              for (const { breaker, permit } of levels) breaker.release(permit);
+            },
+          };
+    const probe = levels.some(({ breaker }) => breaker.state === 'half-open');
+    this.outcome = new TrackedAttempt(holder, probe, classifier, clock);
   }
 
   /**
@@ -41,12 +69,15 @@ export class TrackedCall {
    */
   attempt(instanceId: string): TrackedAttempt | undefined {
     const instances = this.#instances;
-    if (instances === undefined) return new TrackedAttempt(undefined, instanceId, REJECTED, false, this.#classifier, this.#clock);
+    if (instances === undefined) return new TrackedAttempt(undefined, false, this.#classifier, this.#clock);
     const permit = instances.acquire(instanceId);
     if (permit === REJECTED) return undefined;
+    const holder: PermitHolder = {
+      record: (failed, ms, now) => instances.record(instanceId, permit, failed, ms, now),
+      release: () => instances.release(instanceId, permit),
+    };
     // A permit taken while the breaker is half-open is a probe's.
-    const probe = instances.breaker(instanceId).state === 'half-open';
-    return new TrackedAttempt(instances, instanceId, permit, probe, this.#classifier, this.#clock);
+    return new TrackedAttempt(holder, instances.breaker(instanceId).state === 'half-open', this.#classifier, this.#clock);
   }
 
   /** Takes one further try from the destination's retry budget: false when it is spent (counted in its `denied`). True without a budget. */
@@ -55,12 +86,10 @@ export class TrackedCall {
   }
 }
 
-/** One try's permit on its instance breaker; settles once (later calls do nothing). */
+/** A permit on a breaker (a try's on its instance's; a call's on its service's and API's); settles once (later calls do nothing). */
 export class TrackedAttempt {
-  readonly instanceId: string;
-  readonly #instances: ServiceInstanceBreakers | undefined;
-  readonly #permit: number;
-  /** The permit is a half-open breaker's probe: the instance's first answer settles it (`responded`). */
+  readonly #holder: PermitHolder | undefined;
+  /** The permit is a half-open breaker's probe: the first answer settles it (`responded`). */
   readonly probe: boolean;
   readonly #classifier: FailureClassifier;
   readonly #clock: Clock;
@@ -68,17 +97,8 @@ export class TrackedAttempt {
   #settled = false;
 
   /** @internal */
-  constructor(
-    instances: ServiceInstanceBreakers | undefined,
-    instanceId: string,
-    permit: number,
-    probe: boolean,
-    classifier: FailureClassifier,
-    clock: Clock,
-  ) {
-    this.#instances = instances;
-    this.instanceId = instanceId;
-    this.#permit = permit;
+  constructor(holder: PermitHolder | undefined, probe: boolean, classifier: FailureClassifier, clock: Clock) {
+    this.#holder = holder;
     this.probe = probe;
     this.#classifier = classifier;
     this.#clock = clock;
@@ -118,14 +138,14 @@ export class TrackedAttempt {
   released(): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#instances?.release(this.instanceId, this.#permit);
+    this.#holder?.release();
   }
 
   #record(failed: boolean, durationMs: number | undefined): void {
     if (this.#settled) return;
     this.#settled = true;
-    if (this.#instances === undefined) return;
+    if (this.#holder === undefined) return;
     const end = this.#clock.now();
-    this.#instances.record(this.instanceId, this.#permit, failed, durationMs ?? end - this.#t0, end);
+    this.#holder.record(failed, durationMs ?? end - this.#t0, end);
   }
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock } from '@meshlet/core';
-import { CallExecutor, parseBreakerRules } from '../src/index.js';
+import { CallExecutor, CircuitOpenError, parseBreakerRules } from '../src/index.js';
 
 function executorWith(section: unknown, clock = new ManualClock()) {
   const executor = new CallExecutor({ clock });
@@ -98,6 +98,33 @@ describe('CallExecutor.track (a call the executor does not run)', () => {
     assert.equal(calls[1]?.retry(), true);
     assert.equal(calls[2]?.retry(), false, '50% of 4 calls: 2 retries');
     assert.deepEqual(executor.retryStats('orders'), { calls: 4, retries: 2, denied: 1 });
+  });
+
+  it('passes the service and API breakers: an open one refuses with CircuitOpenError; the outcome settles both once', () => {
+    const { executor } = executorWith({
+      rules: [
+        { level: 'service', consecutiveFailures: 2, sleepWindowMs: 1_000 },
+        { level: 'api', apis: [{ method: 'POST', path: '/pkg.S/Watch' }], consecutiveFailures: 1, sleepWindowMs: 1_000 },
+      ],
+    });
+    const watch = { method: 'POST', path: '/pkg.S/Watch' };
+    const other = { method: 'POST', path: '/pkg.S/Other' };
+    const t = executor.track('orders', false, watch);
+    assert.ok(t);
+    t.outcome.answered(503);
+    t.outcome.answered(503);
+    assert.equal(executor.breaker('api', 'orders', 'POST /pkg.S/Watch')?.state, 'open', 'one failure opens the API breaker');
+    assert.equal(executor.breaker('service', 'orders')?.state, 'closed', 'the outcome was counted once: one failure of two');
+    assert.throws(
+      () => executor.track('orders', false, watch),
+      (err: unknown) => err instanceof CircuitOpenError && err.level === 'api',
+    );
+    executor.track('orders', false, other)?.outcome.failed(NOT_CONNECTED, false);
+    assert.equal(executor.breaker('service', 'orders')?.state, 'open', 'the second failure at the service level');
+    assert.throws(
+      () => executor.track('orders', false, other),
+      (err: unknown) => err instanceof CircuitOpenError && err.level === 'service',
+    );
   });
 
   it('without governance (no rules, no call defaults) there is nothing to track', () => {

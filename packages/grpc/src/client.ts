@@ -37,7 +37,7 @@ import {
   statusOfError,
   targetOf,
 } from './governance.js';
-import type { GrpcClientPorts, GrpcStreamAttempt, RouteChoice } from './ports.js';
+import type { GrpcClientPorts, GrpcStreamAttempt, GrpcStreamGovernance, RouteChoice } from './ports.js';
 import { httpStatusOf } from './status-map.js';
 import { UnaryCall, type UnarySink } from './unary-call.js';
 
@@ -162,6 +162,9 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   /** The try now under way on an instance breaker (its permit), and when it began. */
   #try: GrpcStreamAttempt | undefined;
   #tryStart = 0;
+  /** The stream's service and API breakers' permits (`outcome`), and when the stream began. */
+  #tracked: GrpcStreamGovernance | undefined;
+  #callStart = 0;
 
   constructor(dest: Destination, options: InterceptorOptions) {
     this.#dest = dest;
@@ -304,17 +307,27 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       choice = ports.router.decide(dest.service, this.tags);
     } catch (err) {
       if (this.#done) return;
-      const s = statusOfError(err);
-      refusalSpan(ports, this.parent, this.path, dest.service, s.code, s.details, ports.errorAttributes?.(err));
-      return this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
+      return this.#refusedWith(err);
     }
     const retries = Math.max(0, ports.streamConnectRetries ?? DEFAULT_STREAM_CONNECT_RETRIES);
-    // The destination's instance breakers and retry budget, for tries the executor does not run.
-    const tracked = ports.trackStream?.(dest.service, retries > 0);
+    // The destination's service and API breakers (an open one refuses the stream), its
+    // instance breakers and retry budget, for tries the executor does not run.
+    let tracked: GrpcStreamGovernance | undefined;
+    try {
+      tracked = ports.trackStream?.(dest.service, retries > 0, this.path);
+    } catch (err) {
+      return this.#refusedWith(err);
+    }
+    const callStart = ports.clock.now();
+    this.#tracked = tracked;
+    this.#callStart = callStart;
     const chain = dest.chain;
     let tried: Set<string> | undefined;
     for (let number = 0; ; number++) {
-      if (this.#done) return;
+      if (this.#done) {
+        tracked?.outcome.released();
+        return;
+      }
       let target = targetOf(choice);
       let permit: GrpcStreamAttempt | undefined;
       if (tracked !== undefined) {
@@ -328,7 +341,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
           tried ??= new Set();
           tried.add(target.id);
           const next = this.#next(tried);
-          if (next === undefined) return this.#refused(number, refused);
+          if (next === undefined) return this.#refused(number, refused, tracked);
           choice = next;
           target = targetOf(next);
         }
@@ -359,6 +372,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
           continue;
         }
       }
+      // The stream's end settles its service and API permits, as its last try's settles the instance's.
+      if (tracked !== undefined) this.#record(tracked.outcome, result, error, callStart);
       if (result !== undefined) this.#deliver({ code: result.code, details: result.details, metadata: result.trailers });
       else {
         const s = statusOfError(error);
@@ -389,12 +404,18 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   }
 
   /** Every instance left was refused by its breaker: the stream ends UNAVAILABLE, its span naming them, as a unary call's refusal. */
-  #refused(number: number, refused: readonly string[]): void {
-    const ports = this.#dest.ports;
+  #refused(number: number, refused: readonly string[], tracked: GrpcStreamGovernance | undefined): void {
     const err = Object.assign(
       new NoInstanceError(this.#dest.service, number === 0 ? 'no instance to send to' : 'no instance left to retry on'),
       { spanAttributes: refusedInstanceAttributes('instance', refused) },
     );
+    tracked?.outcome.failed(err, false);
+    this.#refusedWith(err);
+  }
+
+  /** The stream refused before any try (routing, an open service or API breaker, no instance left): its status from the error, a span for the refusal. */
+  #refusedWith(err: unknown): void {
+    const ports = this.#dest.ports;
     const s = statusOfError(err);
     refusalSpan(ports, this.parent, this.path, this.#dest.service, s.code, s.details, ports.errorAttributes?.(err));
     this.#deliver({ code: s.code, details: s.details, metadata: new Metadata() });
@@ -460,7 +481,9 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     if (!this.#readWanted) stream.pause();
     stream.on('metadata', (headers: Metadata) => {
       // The instance answers (grpc-js gives no headers for a trailers-only answer): a probe's success now.
-      this.#try?.responded(dest.ports.clock.now() - this.#tryStart);
+      const now = dest.ports.clock.now();
+      this.#try?.responded(now - this.#tryStart);
+      this.#tracked?.outcome.responded(now - this.#callStart);
       this.#listener.onReceiveMetadata?.(headers);
     });
     stream.on('data', (message: unknown) => {

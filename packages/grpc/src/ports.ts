@@ -116,6 +116,8 @@ export interface GrpcStreamAttempt {
  * tries a stream makes outside the executor.
  */
 export interface GrpcStreamGovernance {
+  /** The stream's permits on its service and API breakers: settled by how the stream ends, or (a probe's) by its first answer. */
+  readonly outcome: GrpcStreamAttempt;
   /** The breaker's permit for a try of `instanceId`; undefined when its breaker refuses (open, its probes taken). */
   attempt(instanceId: string): GrpcStreamAttempt | undefined;
   /** Takes one further try from the destination's retry budget; false when it is spent. */
@@ -206,15 +208,18 @@ export interface GrpcClientPorts {
    */
   readonly streamConnectRetries?: number;
   /**
-   * The destination's instance breakers and retry budget for a stream's tries
-   * (@meshlet/breaker's `CallExecutor.track`, wired by the sdk): each try takes its
-   * instance's permit and records its outcome (a refused connection a failure, the
-   * stream's status as a unary answer's), so the mesh's outlier detection ejects an
-   * instance streams cannot reach; each further try is paid from the retry budget.
-   * `mayRetry`: the stream may try again (count it in the budget). Absent, or undefined for
-   * a service: streams count on no breaker and their tries on no budget.
+   * The destination's breakers and retry budget for a stream (@meshlet/breaker's
+   * `CallExecutor.track`, wired by the sdk): the stream passes its service and API
+   * breakers as a unary call does (`path`, the method's, for the API rules: `POST path`),
+   * refused with a thrown error when one is open (CircuitOpenError, UNAVAILABLE), their
+   * permits settled by the stream's end (`outcome`); each try takes its instance's permit
+   * and records its outcome (a refused connection a failure, the stream's status as a
+   * unary answer's), so the mesh's outlier detection ejects an instance streams cannot
+   * reach; each further try is paid from the retry budget. `mayRetry`: the stream may try
+   * again (count it in the budget). Absent, or undefined for a service: streams count on
+   * no breaker and their tries on no budget.
    */
-  readonly trackStream?: (service: string, mayRetry: boolean) => GrpcStreamGovernance | undefined;
+  readonly trackStream?: (service: string, mayRetry: boolean, path: string) => GrpcStreamGovernance | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
 }

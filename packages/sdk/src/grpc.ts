@@ -122,7 +122,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
     ...(deps.streamConnectRetries !== undefined ? { streamConnectRetries: deps.streamConnectRetries } : {}),
     // A stream's tries on the executor's instance breakers (outlier detection) and retry budget, as a unary call's attempts.
-    trackStream: (service, mayRetry) => deps.executor.track(service, mayRetry),
+    trackStream: (service, mayRetry, path) => deps.executor.track(service, mayRetry, { method: 'POST', path }),
     clock: deps.clock,
     logger,
   };

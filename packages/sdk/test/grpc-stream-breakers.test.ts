@@ -432,3 +432,90 @@ describe('gRPC stream connect retries and the retry budget', () => {
     }
   });
 });
+
+describe('gRPC streams and the service and API breakers', () => {
+  const closers: (() => unknown)[] = [];
+  after(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+  /** The service or API breaker of `service` in the caller's executor (closed when the rules made none yet). */
+  const levelState = (caller: Mesh, level: 'service' | 'api', service: string): string =>
+    caller.breakers.snapshot().find((b) => b.breaker.level === level && b.breaker.service === service)?.state ?? 'closed';
+
+  it('streams that end failing open the service breaker; an open one refuses the next stream at once (UNAVAILABLE, MESHLET_CIRCUIT_OPEN) and its probe closes it', async () => {
+    const e = estate();
+    const a = await streamServer('svc-a');
+    closers.push(a.close);
+    await register(e, 'guarded', 'svc-a', a.port);
+    const clock = new ManualClock(Date.now());
+    const { caller } = tracedCaller(e, { clock, callDefaults: { outlierDetection: false } });
+    const client = caller.grpc.client(Echo, 'guarded');
+    closers.push(
+      () => caller.close(),
+      () => client.close(),
+    );
+    await caller.rules.apply(
+      JSON.stringify({ service: 'guarded', breaker: { rules: [{ level: 'service', consecutiveFailures: 3, sleepWindowMs: 10_000 }] } }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('guarded');
+    a.state.fail = grpc.status.UNAVAILABLE;
+    for (let i = 0; i < 3; i++) assert.equal((await collect(client)).code, grpc.status.UNAVAILABLE);
+    assert.equal(levelState(caller, 'service', 'guarded'), 'open');
+    const hits = a.state.hits;
+    const refused = await collect(client);
+    assert.equal(refused.code, grpc.status.UNAVAILABLE);
+    assert.match(refused.details, /circuit/i);
+    assert.equal(a.state.hits, hits, 'the refused stream reached no instance');
+    // After the sleep window, its probes (3 by default) answering OK close it.
+    a.state.fail = undefined;
+    clock.advance(10_001);
+    for (let i = 0; i < 3; i++) assert.equal((await collect(client)).text, 'svc-a');
+    assert.equal(levelState(caller, 'service', 'guarded'), 'closed');
+  });
+
+  it("an API breaker refuses its method's streams while the service's other methods still stream", async () => {
+    const e = estate();
+    const a = await streamServer('api-a');
+    closers.push(a.close);
+    await register(e, 'per-api', 'api-a', a.port);
+    const { caller } = tracedCaller(e, { clock: new ManualClock(Date.now()), callDefaults: { outlierDetection: false } });
+    const client = caller.grpc.client(Echo, 'per-api');
+    closers.push(
+      () => caller.close(),
+      () => client.close(),
+    );
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'per-api',
+        breaker: {
+          rules: [
+            {
+              level: 'api',
+              apis: [{ method: 'POST', path: '/meshlet.interop.Echo/Collect' }],
+              consecutiveFailures: 2,
+              sleepWindowMs: 10_000,
+            },
+          ],
+        },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('per-api');
+    a.state.fail = grpc.status.INTERNAL;
+    for (let i = 0; i < 2; i++) assert.equal((await collect(client)).code, grpc.status.INTERNAL);
+    assert.equal(levelState(caller, 'api', 'per-api'), 'open');
+    const hits = a.state.hits;
+    const refused = await collect(client);
+    assert.deepEqual([refused.code, a.state.hits], [grpc.status.UNAVAILABLE, hits]);
+    // Chat is another API: not refused.
+    const chat = client.Chat();
+    const echoed = new Promise<string>((res) => chat.on('data', (m: Text) => res(m.text)));
+    const ended = new Promise<grpc.StatusObject>((res) => chat.on('status', res));
+    chat.on('error', () => {});
+    chat.write({ text: 'hi' });
+    assert.equal(await echoed, 'api-a:hi');
+    chat.end();
+    assert.equal((await ended).code, grpc.status.OK);
+  });
+});
