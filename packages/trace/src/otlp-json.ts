@@ -1,7 +1,7 @@
 import type { Attributes, AttributeValue, HrTime } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, writeHrTimeAt } from './client-span-record.js';
-import { GrowingBuffer, type RawWrites } from './growing-buffer.js';
+import { GrowingBuffer, type RawWrites, SpanBatch } from './encoded-batch.js';
 import { SpanRecord } from './span-record.js';
 
 // The OTLP/JSON encoding (opentelemetry-proto, JSON mapping): ids as lower-case hex,
@@ -726,83 +726,45 @@ interface LineGroup {
  * opening, so that a line of one group (the usual) is taken without a copy; it may be a
  * buffer handed back by the exporter once its last line was written (`reusableLine`).
  */
-export class TraceLineBuilder {
+export class TraceLineBuilder extends SpanBatch<LineGroup> {
   readonly #sizeHint: number;
   readonly #spare: Buffer | undefined;
-  #count = 0;
-  #groups = 0;
-  readonly #byResource = new Map<ReadableSpan['resource'], Map<string, LineGroup>>();
-  #lastResource: ReadableSpan['resource'] | undefined;
-  #lastScope: ReadableSpan['instrumentationScope'] | undefined;
-  #last: LineGroup | undefined;
 
   /**
    * @param sizeHint bytes the first group's buffer starts with (the last line's size, say), so that it seldom grows.
    * @param spare a buffer to start the first group with (one `reusableLine` gave back); nothing else may hold it.
    */
   constructor(sizeHint = 64 * 1024, spare?: Buffer) {
+    super();
     this.#sizeHint = Math.max(1024, sizeHint);
     this.#spare = spare;
   }
 
-  /** Spans added. */
-  get count(): number {
-    return this.#count;
+  protected makeGroup(span: ReadableSpan, first: boolean): LineGroup {
+    let out: ByteWriter;
+    let start = 0;
+    if (first) {
+      out = new ByteWriter(this.#sizeHint, true, this.#spare);
+      // The line's opening first, unless the resource's attributes may still change.
+      if (!span.resource.asyncAttributesPending) {
+        out.write(`{"resourceSpans":[${resourceOpening(span.resource)}${scopeOpening(span.instrumentationScope)}`);
+        start = out.at;
+      }
+    } else out = new ByteWriter(16 * 1024);
+    return { scope: span.instrumentationScope, out, start, empty: true };
   }
 
-  #group(span: ReadableSpan): LineGroup {
-    const scope = span.instrumentationScope;
-    let scopes = this.#byResource.get(span.resource);
-    if (scopes === undefined) {
-      scopes = new Map();
-      this.#byResource.set(span.resource, scopes);
-    }
-    const key = `${scope.name}@${scope.version ?? ''}`;
-    let group = scopes.get(key);
-    if (group === undefined) {
-      let out: ByteWriter;
-      let start = 0;
-      if (this.#groups === 0) {
-        out = new ByteWriter(this.#sizeHint, true, this.#spare);
-        // The line's opening first, unless the resource's attributes may still change.
-        if (!span.resource.asyncAttributesPending) {
-          out.write(`{"resourceSpans":[${resourceOpening(span.resource)}${scopeOpening(scope)}`);
-          start = out.at;
-        }
-      } else out = new ByteWriter(16 * 1024);
-      group = { scope, out, start, empty: true };
-      scopes.set(key, group);
-      this.#groups++;
-    }
-    this.#lastResource = span.resource;
-    this.#lastScope = scope;
-    this.#last = group;
-    return group;
-  }
-
-  /** Encodes `span` into the line (an encoding error leaves the line as it was). */
-  add(span: ReadableSpan): void {
-    const group =
-      span.resource === this.#lastResource && span.instrumentationScope === this.#lastScope && this.#last !== undefined
-        ? this.#last
-        : this.#group(span);
+  protected write(group: LineGroup, span: ReadableSpan): void {
     const out = group.out;
-    const at = out.at;
-    try {
-      if (!group.empty) out.byte(COMMA);
-      if (!writeRecord(out, span)) out.write(spanJson(span));
-    } catch (error) {
-      out.at = at;
-      throw error;
-    }
+    if (!group.empty) out.byte(COMMA);
+    if (!writeRecord(out, span)) out.write(spanJson(span));
     group.empty = false;
-    this.#count++;
   }
 
   /** The line with its newline. */
   take(): Buffer {
-    if (this.#groups === 1) {
-      const only = this.#last as LineGroup;
+    if (this.groups === 1) {
+      const only = this.last as LineGroup;
       if (only.start > 0) {
         // The usual line: one resource, one scope, its opening already in the buffer.
         only.out.ascii(']}]}]}\n');
@@ -812,7 +774,7 @@ export class TraceLineBuilder {
     const parts: Buffer[] = [];
     let text = '{"resourceSpans":[';
     let firstResource = true;
-    for (const [resource, scopes] of this.#byResource) {
+    for (const [resource, scopes] of this.byResource) {
       text += firstResource ? resourceOpening(resource) : `]}]},${resourceOpening(resource)}`;
       firstResource = false;
       let firstScope = true;

@@ -1,7 +1,7 @@
 import type { Attributes, AttributeValue, HrTime, Link } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
 import { ClientSpanRecord, writeHrTimeAt } from './client-span-record.js';
-import { GrowingBuffer, type RawWrites } from './growing-buffer.js';
+import { GrowingBuffer, type RawWrites, SpanBatch } from './encoded-batch.js';
 import { contextFlags, isInt64, type OtlpAnyValue, type OtlpKeyValue, type OtlpTraceRequest } from './otlp-json.js';
 
 // The OTLP protobuf encoding of spans (opentelemetry-proto's trace.proto and common.proto),
@@ -592,76 +592,37 @@ const openingRoom = (resource: Buffer, scope: Buffer): number =>
  * keeps room for the batch's opening, so that a batch of one group (the usual) is taken
  * without a copy.
  */
-export class TraceProtoBuilder {
+export class TraceProtoBuilder extends SpanBatch<ProtoGroup> {
   readonly #sizeHint: number;
-  #count = 0;
-  readonly #byResource = new Map<ReadableSpan['resource'], Map<string, ProtoGroup>>();
-  #groups = 0;
-  #lastResource: ReadableSpan['resource'] | undefined;
-  #lastScope: ReadableSpan['instrumentationScope'] | undefined;
-  #last: ProtoGroup | undefined;
 
   /** @param sizeHint bytes the first group's buffer starts with (the last batch's size, say). */
   constructor(sizeHint = 16 * 1024) {
+    super();
     this.#sizeHint = Math.max(1024, sizeHint);
   }
 
-  /** Spans added. */
-  get count(): number {
-    return this.#count;
+  protected makeGroup(span: ReadableSpan, first: boolean): ProtoGroup {
+    const { resource, instrumentationScope: scope } = span;
+    let start = 0;
+    let out: ProtoWriter;
+    if (first) {
+      // Room for the opening, unless the resource's attributes may still change.
+      if (!resource.asyncAttributesPending) start = openingRoom(resourceOf(resource), scopeOf(scope));
+      out = new ProtoWriter(this.#sizeHint + start);
+      out.at = start;
+    } else out = new ProtoWriter(4096);
+    return { resource, scope, out, start };
   }
 
-  #group(span: ReadableSpan): ProtoGroup {
-    const scope = span.instrumentationScope;
-    const resource = span.resource;
-    let scopes = this.#byResource.get(resource);
-    if (scopes === undefined) {
-      scopes = new Map();
-      this.#byResource.set(resource, scopes);
-    }
-    const k = `${scope.name}@${scope.version ?? ''}`;
-    let group = scopes.get(k);
-    if (group === undefined) {
-      let start = 0;
-      let out: ProtoWriter;
-      if (this.#groups === 0) {
-        // Room for the opening, unless the resource's attributes may still change.
-        if (!resource.asyncAttributesPending) start = openingRoom(resourceOf(resource), scopeOf(scope));
-        out = new ProtoWriter(this.#sizeHint + start);
-        out.at = start;
-      } else out = new ProtoWriter(4096);
-      group = { resource, scope, out, start };
-      scopes.set(k, group);
-      this.#groups++;
-    }
-    this.#lastResource = resource;
-    this.#lastScope = scope;
-    this.#last = group;
-    return group;
-  }
-
-  /** Encodes `span` into the batch (an encoding error, such as an id that is not hex, leaves the batch as it was). */
-  add(span: ReadableSpan): void {
-    const group =
-      span.resource === this.#lastResource && span.instrumentationScope === this.#lastScope && this.#last !== undefined
-        ? this.#last
-        : this.#group(span);
-    const out = group.out;
-    const at = out.at;
-    try {
-      writeSpan(out, span);
-    } catch (error) {
-      out.at = at;
-      throw error;
-    }
-    this.#count++;
+  protected write(group: ProtoGroup, span: ReadableSpan): void {
+    writeSpan(group.out, span);
   }
 
   /** The batch: its size as 4 bytes, big-endian, then the request. */
   take(): Buffer {
-    const only = this.#last;
-    if (this.#groups === 1 && only !== undefined && only.start > 0) return openInPlace(only);
-    return frame(this.#byResource, (group) => group.out.buf.subarray(group.start, group.out.at));
+    const only = this.last;
+    if (this.groups === 1 && only !== undefined && only.start > 0) return openInPlace(only);
+    return frame(this.byResource, (group) => group.out.buf.subarray(group.start, group.out.at));
   }
 }
 
