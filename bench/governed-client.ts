@@ -65,16 +65,23 @@ export async function benchDirectory(
   return { registry, kv };
 }
 
-/** The context of the inbound request being served: the tags the rule reads and that travel on, and the caller. */
-export function benchContext(): MeshContext {
+/**
+ * The context of the inbound request being served: the tags the rule reads and that travel
+ * on, and the caller; with `traceparent`, the trace context the request came with too.
+ */
+export function benchContext(traceparent?: string): MeshContext {
   return createContext({
     tags: [
       ['user-tier', 'vip'],
       ['ua.family', 'Chrome'],
     ],
     caller: { service: 'edge' },
+    ...(traceparent !== undefined ? { trace: { traceparent } } : {}),
   });
 }
+
+/** An unsampled inbound trace context: a caller that traces, and did not sample this request. */
+export const INBOUND_UNSAMPLED = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00';
 
 export interface GovernedClient {
   readonly mesh: Mesh;
@@ -100,6 +107,12 @@ export interface GovernedClientOptions {
   readonly rules?: boolean;
   /** The mesh's `fetch` option: governed attempts through this client instead of the mesh's dispatcher. */
   readonly fetch?: typeof globalThis.fetch;
+  /**
+   * Calls made while serving a request that came with this `traceparent`: tracing off, the
+   * mesh passes it on as it came; tracing on, under the request's server span (made once,
+   * as a handler's calls run under theirs), so each call's header carries a span of its own.
+   */
+  readonly inboundTraceparent?: string;
 }
 
 export async function governedClient(options: GovernedClientOptions): Promise<GovernedClient> {
@@ -116,10 +129,16 @@ export async function governedClient(options: GovernedClientOptions): Promise<Go
     ...(logPath ? { tracing: { sampleRatio: options.tracing === 'unsampled' ? 0 : 1, log: { path: logPath } } } : {}),
     ...(options.tracingOptions ? { tracing: options.tracingOptions } : {}),
   });
-  const ctx = benchContext();
+  const inbound = options.inboundTraceparent;
+  const ctx = benchContext(inbound);
   const url = BENCH_URL;
-  const call = () => runWithContext(ctx, () => mesh.fetch(url).then((r) => r.arrayBuffer()));
-  const request = () => runWithContext(ctx, () => mesh.request(url).then((r) => r.body.arrayBuffer()));
+  const server = inbound !== undefined ? mesh.tracing?.startServerSpan({ traceparent: inbound }, 'GET', '/bench') : undefined;
+  const within =
+    server !== undefined
+      ? <T>(fn: () => T): T => server.run(() => runWithContext(ctx, fn))
+      : <T>(fn: () => T): T => runWithContext(ctx, fn);
+  const call = () => within(() => mesh.fetch(url).then((r) => r.arrayBuffer()));
+  const request = () => within(() => mesh.request(url).then((r) => r.body.arrayBuffer()));
   await call(); // follows the service and loads its rules before any timing
   await request();
   return {
@@ -139,6 +158,7 @@ export async function governedClient(options: GovernedClientOptions): Promise<Go
       return { exported, dropped, bytes };
     },
     async close() {
+      server?.end(200);
       await mesh.close();
       if (dir) await rm(dir, { recursive: true, force: true });
     },
