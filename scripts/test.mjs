@@ -33,6 +33,8 @@ env.MESHLET_SPRING_PEER_JAR ??= prepare('scripts/spring-peer.sh', ['boot3']);
 env.MESHLET_SPRING_PEER_BOOT4_JAR ??= prepare('scripts/spring-peer.sh', ['boot4']);
 // The grpc-java peer of the gRPC interop test (Maven build, cached by its sources).
 env.MESHLET_GRPC_PEER_JAR ??= prepare('scripts/grpc-peer.sh');
+// The OpenTelemetry Collector the OTLP exporter's test sends to (Go build, cached by its sources).
+env.MESHLET_OTELCOL ??= prepare('scripts/otel-collector.sh');
 // Chromium for the console's browser tests, from Debian's packages (installed once).
 env.MESHLET_CHROMIUM ??= prepare('scripts/chromium.sh');
 // One Redis for the distributed rate-limit tests, on its own port, stopped at exit.

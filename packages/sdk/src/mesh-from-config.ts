@@ -1,7 +1,7 @@
 import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
 import { InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
-import type { TraceLogFormat } from '@meshlet/trace';
+import type { OtlpProtocol, TraceLogFormat } from '@meshlet/trace';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
@@ -105,6 +105,7 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
   ['ratelimit.redisUrl', 'meshlet.ratelimit.redis-url'],
   ['tracing.sampleRatio', 'meshlet.tracing.sample-ratio'],
   ['tracing.otlp.url', 'meshlet.tracing.otlp.url'],
+  ['tracing.otlp.protocol', 'meshlet.tracing.otlp.protocol'],
   ['tracing.log.path', 'meshlet.tracing.log.path'],
   ['tracing.log.format', 'meshlet.tracing.log.format'],
 ];
@@ -169,6 +170,7 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
     throw bad('meshlet.auth.default-action', 'allow or deny');
   const sampleRatio = numberOf(config, 'meshlet.tracing.sample-ratio');
   const otlp = get('meshlet.tracing.otlp.url');
+  const otlpProtocol = get('meshlet.tracing.otlp.protocol');
   const traceLog = get('meshlet.tracing.log.path');
   const traceLogFormat = get('meshlet.tracing.log.format');
   const tracingOn = config.getBoolean('meshlet.tracing.enabled', otlp !== undefined || traceLog !== undefined);
@@ -196,7 +198,7 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
       ? {
           tracing: {
             ...(sampleRatio !== undefined ? { sampleRatio } : {}),
-            ...(otlp ? { otlp: { url: otlp } } : {}),
+            ...(otlp ? { otlp: { url: otlp, ...(otlpProtocol !== undefined ? { protocol: otlpProtocol as OtlpProtocol } : {}) } } : {}),
             ...(traceLog
               ? { log: { path: traceLog, ...(traceLogFormat !== undefined ? { format: traceLogFormat as TraceLogFormat } : {}) } }
               : {}),

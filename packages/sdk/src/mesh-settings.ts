@@ -91,10 +91,10 @@ export function meshSettings(options: MeshOptions): MeshSettings {
 
 /** The mesh's tracing: the one given, one made from the options, or none. */
 export function meshTracing(settings: MeshSettings, options: MeshOptions): Tracing | undefined {
-  const { service, version, namespace, clock } = settings;
+  const { service, version, namespace, clock, logger } = settings;
   if (options.tracing === undefined) return undefined;
   if (isTracing(options.tracing)) return options.tracing;
-  return createTracing({ ...options.tracing, service, version, namespace, clock });
+  return createTracing({ ...options.tracing, service, version, namespace, clock, logger });
 }
 
 /** A Tracing made by createTracing (or anything that starts client spans), not options to make one. */

@@ -99,6 +99,10 @@ describe('createMeshFromConfig without Consul', () => {
       /^meshlet\.tracing\.otlp\.url \(MESHLET_TRACING_OTLP_URL\): "ftp:/,
     );
     await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_PROTOCOL: 'grpc' },
+      /^meshlet\.tracing\.otlp\.protocol \(MESHLET_TRACING_OTLP_PROTOCOL\): "grpc" must be one of 'http\/protobuf', 'http\/json'/,
+    );
+    await refused(
       { MESHLET_SERVICE: 'orders', MESHLET_TRACING_LOG_PATH: `/tmp/${'a'.repeat(5000)}` },
       /^meshlet\.tracing\.log\.path \(MESHLET_TRACING_LOG_PATH\): "\/tmp\/a+" must be a file path/,
     );

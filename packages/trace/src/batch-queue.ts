@@ -1,4 +1,4 @@
-import { type CancelTimer, type Clock, systemClock } from '@meshlet/core';
+import { type CancelTimer, type Clock, type Logger, systemClock } from '@meshlet/core';
 import { type Context, TraceFlags } from '@opentelemetry/api';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
@@ -11,6 +11,19 @@ export interface BatchOptions {
   /** How long a partial batch waits before it is exported. Default 1000 ms. */
   readonly delayMs?: number;
   readonly clock?: Clock;
+  /** Where a failed export is told (`MESHLET_TRACE_EXPORT_FAILED`); nowhere when absent. */
+  readonly logger?: Logger;
+}
+
+/** The codes of what exporting spans can log, once per batch at most: throttled per interval by Tracing's logger. */
+export const EXPORT_LOG_CODES: readonly string[] = ['MESHLET_TRACE_EXPORT_FAILED', 'MESHLET_OTLP_PARTIAL_SUCCESS'];
+
+/** An exporter as named in a log line: the trace log's path, the collector's URL, or its class. */
+function exporterName(e: SpanExporter): string {
+  const named = e as { readonly path?: unknown; readonly url?: unknown };
+  if (typeof named.url === 'string') return named.url;
+  if (typeof named.path === 'string') return named.path;
+  return e.constructor?.name ?? 'exporter';
 }
 
 /** What a batch queue has done so far. */
@@ -63,6 +76,7 @@ export class BatchQueue implements SpanProcessor {
   readonly #maxBatch: number;
   readonly #delayMs: number;
   readonly #clock: Clock;
+  readonly #logger: Logger | undefined;
   #queue: ReadableSpan[] = [];
   #cancelTimer: CancelTimer | undefined;
   #exporting: Promise<void> | undefined;
@@ -77,6 +91,7 @@ export class BatchQueue implements SpanProcessor {
     this.#maxBatch = Math.min(options.maxBatchSize ?? 512, this.#maxQueue);
     this.#delayMs = options.delayMs ?? 1000;
     this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger;
     this.#lines = isLineExporter(exporter) ? exporter : undefined;
   }
 
@@ -182,19 +197,26 @@ export class BatchQueue implements SpanProcessor {
     let batch = this.#next(true);
     while (batch !== undefined) {
       const b = batch;
-      const ok = await new Promise<boolean>((resolve) => {
-        const done = (r: ExportResult) => resolve(r.code === ExportResultCode.SUCCESS);
+      const result = await new Promise<ExportResult>((resolve) => {
         try {
-          if ('line' in b) (this.#lines as LineExporter).exportLine(b.line, done);
-          else this.#exporter.export(b.spans, done);
-        } catch {
-          resolve(false);
+          if ('line' in b) (this.#lines as LineExporter).exportLine(b.line, resolve);
+          else this.#exporter.export(b.spans, resolve);
+        } catch (error) {
+          resolve({ code: ExportResultCode.FAILED, error: error as Error });
         }
       });
       const n = 'line' in b ? b.count : b.spans.length;
       if ('line' in b) this.#encoded -= n;
-      if (ok) this.#exported += n;
-      else this.#failed += n;
+      if (result.code === ExportResultCode.SUCCESS) this.#exported += n;
+      else {
+        this.#failed += n;
+        this.#logger?.warn('spans not exported', {
+          code: 'MESHLET_TRACE_EXPORT_FAILED',
+          exporter: exporterName(this.#exporter),
+          spans: n,
+          error: String(result.error?.message ?? 'failed').slice(0, 512),
+        });
+      }
       batch = this.#next(false);
     }
   }

@@ -15,7 +15,14 @@ export {
 } from './call-metrics.js';
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor, clientSpanObserver } from './client-span-interceptor.js';
-export { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
+export {
+  OTLP_PROTOCOLS,
+  OtlpExportError,
+  type OtlpHttpDeps,
+  OtlpHttpExporter,
+  type OtlpHttpOptions,
+  type OtlpProtocol,
+} from './otlp-http-exporter.js';
 export {
   encodeTraceLine,
   encodeTraceLineBytes,
@@ -25,7 +32,14 @@ export {
   type OtlpTraceRequest,
   TraceLineBuilder,
 } from './otlp-json.js';
-export { decodeTraceProto, encodeTraceProto, MAX_PROTO_REQUEST_BYTES, ProtoDecodeError, TraceProtoBuilder } from './otlp-proto.js';
+export {
+  decodeTraceProto,
+  decodeTraceResponseProto,
+  encodeTraceProto,
+  MAX_PROTO_REQUEST_BYTES,
+  ProtoDecodeError,
+  TraceProtoBuilder,
+} from './otlp-proto.js';
 export {
   type InboundHeaders,
   type OutboundHeaders,

@@ -1,51 +1,253 @@
-import type { ExportResult } from '@opentelemetry/core';
-import { ExportResultCode } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import { type Clock, type Logger, systemClock } from '@meshlet/core';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { Agent, type Dispatcher } from 'undici';
+import type { LineExporter, SpanLine } from './batch-queue.js';
+import { encodeTraceLineBytes, TraceLineBuilder } from './otlp-json.js';
+import { decodeTraceResponseProto, encodeTraceProto, TraceProtoBuilder } from './otlp-proto.js';
+
+/** The OTLP/HTTP encodings of a request: protobuf (the OTLP default) or JSON. */
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
 
 export interface OtlpHttpOptions {
   /** The collector's traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. */
   readonly url: string;
   readonly headers?: Readonly<Record<string, string>>;
-  /** Per export. Default 10 000 ms. */
+  /** One batch's export, its retries included. Default 10 000 ms. */
   readonly timeoutMs?: number;
+  /** Default `http/protobuf`, as the OTLP exporter specification has it. */
+  readonly protocol?: OtlpProtocol;
+}
+
+/** What the exporter runs on besides its options: injected in tests. */
+export interface OtlpHttpDeps {
+  readonly clock?: Clock;
+  /** Where a collector's partial success is told (its rejected spans). */
+  readonly logger?: Logger;
+  /** The connection pool to the collector; default one of the exporter's own (closed at shutdown). */
+  readonly dispatcher?: Dispatcher;
+  /** Jitter of the retry backoff, in [0, 1). Default Math.random. */
+  readonly random?: () => number;
+}
+
+/** The statuses OTLP/HTTP says to retry (the collector is busy or its backend is): the rest fail the batch at once. */
+const RETRYABLE = new Set([429, 502, 503, 504]);
+/** First wait before a retry, the factor it grows by, and its cap, in ms (before a jitter of ±20%). */
+const BACKOFF = { firstMs: 1000, factor: 1.5, maxMs: 5000 } as const;
+/** Attempts per batch at most, within its timeout. */
+const MAX_ATTEMPTS = 5;
+/** A collector's answer read at most: a partial success is a few hundred bytes. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+/** A batch the collector did not take: the status (or the network error) and the attempts made. */
+export class OtlpExportError extends Error {
+  override readonly name = 'OtlpExportError';
+  readonly code = 'MESHLET_OTLP_EXPORT_FAILED';
+
+  constructor(
+    message: string,
+    /** The last answer's HTTP status; undefined when there was none (network, timeout). */
+    readonly status: number | undefined,
+    readonly attempts: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
+/** A Retry-After header's wait in ms (seconds or an HTTP date); undefined when absent or unreadable. */
+export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v === '') return undefined;
+  const t = v.trim();
+  if (/^\d{1,9}$/.test(t)) return Number(t) * 1000;
+  // An HTTP date (IMF-fixdate) only: Date.parse alone reads "-1" or "1.5" as years.
+  if (!HTTP_DATE.test(t)) return undefined;
+  const at = Date.parse(t);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /**
- * OpenTelemetry's OTLP/HTTP (JSON) trace exporter, loaded on first use: it pulls in the
- * whole OTLP transformer, which a service that only writes the local log should not pay for.
+ * The OTLP/HTTP trace exporter: each batch one ExportTraceServiceRequest POSTed to the
+ * collector, encoded by the same encoders as the trace log (protobuf, the default, or
+ * JSON), as the batch queue builds it while its spans end (a LineExporter): no span is
+ * held until its batch is sent, and no OTLP transformer is loaded.
+ *
+ * An answer the OTLP specification says to retry (429, 502, 503, 504) or a network error
+ * is retried with a growing backoff (1 s, ×1.5, at most 5 s, ±20%), or after the
+ * collector's Retry-After, while the batch's timeout (`timeoutMs`, default 10 s) allows,
+ * at most five attempts. Any other status fails the batch at once (the queue counts it
+ * failed and logs it); a redirect is not followed (the headers may carry a credential).
+ * A collector's partial success (its rejected spans) is logged as a warning. At most 64
+ * KiB of an answer is read.
  */
-export class OtlpHttpExporter implements SpanExporter {
-  readonly #options: OtlpHttpOptions;
-  #inner: Promise<SpanExporter> | undefined;
+export class OtlpHttpExporter implements LineExporter {
+  readonly url: string;
+  readonly protocol: OtlpProtocol;
+  readonly #origin: string;
+  readonly #path: string;
+  readonly #headers: Record<string, string>;
+  readonly #timeoutMs: number;
+  readonly #clock: Clock;
+  readonly #logger: Logger | undefined;
+  readonly #random: () => number;
+  readonly #dispatcher: Dispatcher;
+  /** The dispatcher is the exporter's own: closed at shutdown. */
+  readonly #owned: boolean;
+  /** Exports not yet settled. */
+  readonly #inFlight = new Set<Promise<void>>();
+  #lastLine = 0;
+  #closed = false;
 
-  constructor(options: OtlpHttpOptions) {
-    this.#options = options;
+  constructor(options: OtlpHttpOptions, deps: OtlpHttpDeps = {}) {
+    const url = new URL(options.url);
+    this.url = options.url;
+    this.#origin = url.origin;
+    this.#path = `${url.pathname}${url.search}`;
+    this.protocol = options.protocol ?? 'http/protobuf';
+    this.#headers = {
+      ...options.headers,
+      'content-type': this.protocol === 'http/protobuf' ? 'application/x-protobuf' : 'application/json',
+    };
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#clock = deps.clock ?? systemClock;
+    this.#logger = deps.logger;
+    this.#random = deps.random ?? Math.random;
+    this.#owned = deps.dispatcher === undefined;
+    this.#dispatcher = deps.dispatcher ?? new Agent({ connections: 2, keepAliveTimeout: 30_000 });
   }
 
-  #load(): Promise<SpanExporter> {
-    this.#inner ??= import('@opentelemetry/exporter-trace-otlp-http').then(
-      ({ OTLPTraceExporter }) =>
-        new OTLPTraceExporter({
-          url: this.#options.url,
-          headers: { ...this.#options.headers },
-          timeoutMillis: this.#options.timeoutMs ?? 10_000,
-        }),
-    );
-    return this.#inner;
+  lineBuilder(): SpanLine {
+    const size = this.#lastLine + (this.#lastLine >> 3);
+    return this.protocol === 'http/protobuf' ? new TraceProtoBuilder(size) : new TraceLineBuilder(size);
   }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    this.#load().then(
-      (inner) => inner.export(spans, resultCallback),
+    let line: Buffer;
+    try {
+      line = this.protocol === 'http/protobuf' ? encodeTraceProto(spans) : encodeTraceLineBytes(spans);
+    } catch (error) {
+      resultCallback({ code: ExportResultCode.FAILED, error: error as Error });
+      return;
+    }
+    this.exportLine(line, resultCallback);
+  }
+
+  /** Sends a batch built by `lineBuilder()` (or encoded by `export`). */
+  exportLine(line: Buffer, resultCallback: (result: ExportResult) => void): void {
+    if (this.#closed) {
+      resultCallback({ code: ExportResultCode.FAILED, error: new Error('OTLP exporter shut down') });
+      return;
+    }
+    this.#lastLine = line.length;
+    // The protobuf builder's batch starts with its size (the trace log's framing): not sent.
+    const body = this.protocol === 'http/protobuf' ? line.subarray(4) : line;
+    const sent = this.#send(body).then(
+      () => resultCallback({ code: ExportResultCode.SUCCESS }),
       (error: Error) => resultCallback({ code: ExportResultCode.FAILED, error }),
     );
+    this.#inFlight.add(sent);
+    void sent.finally(() => this.#inFlight.delete(sent));
   }
 
   async forceFlush(): Promise<void> {
-    if (this.#inner) await (await this.#inner).forceFlush?.();
+    await Promise.all(this.#inFlight);
   }
 
   async shutdown(): Promise<void> {
-    if (this.#inner) await (await this.#inner).shutdown();
+    this.#closed = true;
+    await this.forceFlush();
+    if (this.#owned) await this.#dispatcher.close();
+  }
+
+  /** Posts one batch, retrying what may be retried until the batch's deadline. */
+  async #send(body: Buffer): Promise<void> {
+    const deadline = this.#clock.now() + this.#timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const left = deadline - this.#clock.now();
+      let status: number | undefined;
+      let wait: number | undefined;
+      let failure: unknown;
+      try {
+        const answer = await this.#post(body, left);
+        status = answer.status;
+        if (status >= 200 && status < 300) {
+          this.#partialSuccess(answer.body);
+          return;
+        }
+        if (RETRYABLE.has(status)) wait = retryAfterMs(answer.retryAfter, this.#clock.now());
+        else throw new OtlpExportError(`collector answered ${status}`, status, attempt);
+      } catch (err) {
+        if (err instanceof OtlpExportError) throw err;
+        failure = err;
+      }
+      const backoff = wait ?? this.#backoff(attempt);
+      const what = status !== undefined ? `collector answered ${status}` : `collector not reached: ${(failure as Error)?.message}`;
+      if (attempt >= MAX_ATTEMPTS || this.#clock.now() + backoff >= deadline)
+        throw new OtlpExportError(`${what} (${attempt} attempt${attempt === 1 ? '' : 's'})`, status, attempt, { cause: failure });
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, backoff, { keepAlive: true }));
+    }
+  }
+
+  #backoff(attempt: number): number {
+    const base = Math.min(BACKOFF.maxMs, BACKOFF.firstMs * BACKOFF.factor ** (attempt - 1));
+    return base * (0.8 + 0.4 * this.#random());
+  }
+
+  /** One POST, aborted when `timeoutMs` passes: its status, its Retry-After, its body (bounded). */
+  async #post(body: Buffer, timeoutMs: number): Promise<{ status: number; retryAfter: string | string[] | undefined; body: Buffer }> {
+    const controller = new AbortController();
+    const cancel = this.#clock.setTimeout(() => controller.abort(new Error(`no answer in ${this.#timeoutMs} ms`)), timeoutMs);
+    try {
+      const res = await this.#dispatcher.request({
+        origin: this.#origin,
+        path: this.#path,
+        method: 'POST',
+        headers: this.#headers,
+        body,
+        signal: controller.signal,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          res.body.destroy();
+          break;
+        }
+        chunks.push(chunk);
+      }
+      return { status: res.statusCode, retryAfter: res.headers['retry-after'], body: Buffer.concat(chunks) };
+    } finally {
+      cancel();
+    }
+  }
+
+  /** A 2xx answer's partial success, if any, logged: those spans were not taken, and are not sent again. */
+  #partialSuccess(body: Buffer): void {
+    if (body.length === 0 || this.#logger === undefined) return;
+    let rejected = 0;
+    let message = '';
+    try {
+      if (this.protocol === 'http/protobuf') ({ rejectedSpans: rejected, errorMessage: message } = decodeTraceResponseProto(body));
+      else {
+        const p = (JSON.parse(body.toString('utf8')) as { partialSuccess?: { rejectedSpans?: string | number; errorMessage?: string } })
+          .partialSuccess;
+        rejected = Number(p?.rejectedSpans ?? 0);
+        message = String(p?.errorMessage ?? '');
+      }
+    } catch {
+      return; // An answer that is not an ExportTraceServiceResponse: the batch was taken.
+    }
+    if (rejected > 0 || message !== '')
+      this.#logger.warn('collector rejected spans', {
+        code: 'MESHLET_OTLP_PARTIAL_SUCCESS',
+        url: this.url,
+        rejectedSpans: rejected,
+        message: message.slice(0, 256),
+      });
   }
 }

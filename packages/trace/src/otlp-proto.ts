@@ -868,6 +868,31 @@ export function decodeTraceProto(bytes: Uint8Array): OtlpTraceRequest {
   return { resourceSpans } as OtlpTraceRequest;
 }
 
+/**
+ * A collector's ExportTraceServiceResponse: its partial success, the spans it rejected
+ * (0 when it took them all) and why. Bounded as the request's decoder is.
+ */
+export function decodeTraceResponseProto(bytes: Uint8Array): { rejectedSpans: number; errorMessage: string } {
+  if (bytes.length > MAX_PROTO_REQUEST_BYTES) throw new ProtoDecodeError(`a response of ${bytes.length} bytes`);
+  const out = { rejectedSpans: 0, errorMessage: '' };
+  const r = new ProtoReader(bytes, 0, bytes.length);
+  while (r.more) {
+    const t = r.varint();
+    if (t !== key(1, 2)) {
+      r.skip(t % 8);
+      continue;
+    }
+    const p = r.sub();
+    while (p.more) {
+      const f = p.varint();
+      if (f === key(1, 0)) out.rejectedSpans = Number(BigInt.asIntN(64, p.varint64()));
+      else if (f === key(2, 2)) out.errorMessage = p.string();
+      else p.skip(f % 8);
+    }
+  }
+  return out;
+}
+
 function readResourceSpans(r: ProtoReader): unknown {
   const resource: { attributes: OtlpKeyValue[]; droppedAttributesCount?: number } = { attributes: [] };
   const scopeSpans: unknown[] = [];

@@ -1,4 +1,5 @@
 import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
 /**
@@ -44,9 +45,9 @@ const TRACING_KEYS = [
   'idGenerator',
 ] as const;
 /** What createTracing takes besides; createMesh sets them from its own options (`service`, `version`, `namespace`, `clock`). */
-const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock'] as const;
+const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock', 'logger'] as const;
 const LOG_KEYS = ['path', 'maxBytes', 'maxFiles', 'format'] as const;
-const OTLP_KEYS = ['url', 'headers', 'timeoutMs'] as const;
+const OTLP_KEYS = ['url', 'headers', 'timeoutMs', 'protocol'] as const;
 const BATCH_KEYS = ['maxQueueSize', 'maxBatchSize', 'delayMs'] as const;
 const METRICS_KEYS = ['buckets', 'maxApisPerService'] as const;
 const PROPAGATION_KEYS = ['emit', 'baggage'] as const;
@@ -69,6 +70,7 @@ export function checkTracingOptions(options: unknown, prefix = ''): void {
     for (const key of ['version', 'namespace', 'instanceId'] as const)
       if (o[key] !== undefined && typeof o[key] !== 'string') throw badOption(key, `${shownValue(o[key])} must be a string`);
     if (o.clock !== undefined) withMethods(o.clock, 'clock', ['now', 'setTimeout'], 'a Clock');
+    if (o.logger !== undefined) withMethods(o.logger, 'logger', ['debug', 'info', 'warn', 'error'], 'a Logger');
   }
   const ratio = o.sampleRatio;
   if (ratio !== undefined && !(typeof ratio === 'number' && ratio >= 0 && ratio <= 1))
@@ -142,6 +144,8 @@ function checkOtlp(value: unknown, path: string): void {
       throw badOption(`${path}.headers`, `${chars} characters; at most ${TRACING_BOUNDS.otlpHeaderChars} in all`);
   }
   whole(otlp.timeoutMs, `${path}.timeoutMs`, TRACING_BOUNDS.otlpTimeoutMs, 'milliseconds');
+  if (otlp.protocol !== undefined && !(OTLP_PROTOCOLS as readonly unknown[]).includes(otlp.protocol))
+    throw badOption(`${path}.protocol`, `${shownValue(otlp.protocol)} must be one of ${OTLP_PROTOCOLS.map((p) => `'${p}'`).join(', ')}`);
 }
 
 function checkBatch(value: unknown, path: string): void {

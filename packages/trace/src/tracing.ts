@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Clock, systemClock } from '@meshlet/core';
+import { type Clock, consoleLogger, type Logger, systemClock, throttledLogger } from '@meshlet/core';
 import type { AttributeValue, Context, MeterProvider, Tracer } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -13,7 +13,7 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { activeContext, runInContext } from './active-context.js';
 import { Attr } from './attributes.js';
-import { type BatchOptions, BatchQueue, type BatchStats } from './batch-queue.js';
+import { type BatchOptions, BatchQueue, type BatchStats, EXPORT_LOG_CODES } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
@@ -48,6 +48,12 @@ export interface TracingOptions {
   /** Also record `http.client.request.duration` / `http.server.request.duration` to this OpenTelemetry MeterProvider. */
   readonly meterProvider?: MeterProvider;
   readonly clock?: Clock;
+  /**
+   * Where an export that failed (a collector that refused a batch, a trace log that could
+   * not be written) and a collector's partial success are told; at most once a minute per
+   * code (core's throttledLogger). Default: warnings to stderr. createMesh gives its own.
+   */
+  readonly logger?: Logger;
   /** Trace and span ids; inject a seeded one for deterministic sampling in tests. */
   readonly idGenerator?: IdGenerator;
 }
@@ -99,9 +105,11 @@ export function createTracing(options: TracingOptions): Tracing {
   const ratio = options.sampleRatio ?? 1;
   const clock = options.clock ?? systemClock;
   const exporters: SpanExporter[] = [...(options.exporters ?? [])];
+  // A failing collector fails every batch: told once a minute per code, with the count.
+  const logger = throttledLogger(options.logger ?? consoleLogger('warn', options.service), { clock, codes: EXPORT_LOG_CODES });
   if (options.log) exporters.push(new TraceLogExporter(options.log));
-  if (options.otlp) exporters.push(new OtlpHttpExporter(options.otlp));
-  const queues = exporters.map((e) => new BatchQueue(e, { ...options.batch, clock }));
+  if (options.otlp) exporters.push(new OtlpHttpExporter(options.otlp, { clock, logger }));
+  const queues = exporters.map((e) => new BatchQueue(e, { ...options.batch, clock, logger }));
 
   const resourceAttrs: Record<string, string> = { [Attr.serviceName]: options.service };
   if (options.version) resourceAttrs[Attr.serviceVersion] = options.version;
