@@ -22,6 +22,8 @@ const CONCURRENCY = 50;
 
 export async function traceSplit(): Promise<string> {
   const { port, child } = await startUpstream();
+  const sink = await startUpstream();
+  const sinkUrl = `http://127.0.0.1:${sink.port}`;
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-bench-split-'));
   const log = (name: string, format?: 'proto') => ({ path: join(dir, name), maxBytes: 2 ** 30, ...(format ? { format } : {}) });
   const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -50,6 +52,16 @@ export async function traceSplit(): Promise<string> {
       "mesh.request, 100%, trace log, format: 'proto'",
       { kind: 'mesh.request', tracing: { sampleRatio: 1, log: log('spans.binpb', 'proto') } },
     ],
+    // To an OTLP/HTTP receiver (a second upstream process answering 200, as a collector's
+    // receiver on the same machine would): the exporter's encoding and POSTs, in both protocols.
+    [
+      'mesh.request, 100%, OTLP/HTTP protobuf to a local receiver',
+      { kind: 'mesh.request', tracing: { sampleRatio: 1, otlp: { url: `${sinkUrl}/v1/traces` } } },
+    ],
+    [
+      'mesh.request, 100%, OTLP/HTTP JSON to a local receiver',
+      { kind: 'mesh.request', tracing: { sampleRatio: 1, otlp: { url: `${sinkUrl}/v1/traces`, protocol: 'http/json' } } },
+    ],
     // The same calls made while serving a request that came with an unsampled traceparent:
     // a traceparent goes out on every row, so what is left between them is tracing's own.
     ['mesh.request, tracing off, the inbound traceparent passed on', { kind: 'mesh.request', inboundTraceparent: INBOUND_UNSAMPLED }],
@@ -68,6 +80,7 @@ export async function traceSplit(): Promise<string> {
     );
   } finally {
     await stopUpstream(child);
+    await stopUpstream(sink.child);
     await rm(dir, { recursive: true, force: true });
   }
   const paired = (i: number, b: number) => median((runs[i] ?? []).map((x, r) => x.rps / (runs[b]?.[r]?.rps ?? Number.NaN)));
@@ -88,7 +101,7 @@ export async function traceSplit(): Promise<string> {
       `${fmt(RUNS)} rounds of ${fmt(TOTAL)} requests, every client in turn in each round; ratios paired within the round. ` +
       `Each client runs in a process of its own, started afresh ${fmt(GENERATIONS)} times over the rounds; CPU is its process's. ` +
       'Each step down the mesh rows adds one part of tracing: the header and span record, the encoding, the write; ' +
-      "the last two rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON.",
+      "the protobuf rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON; the OTLP rows post each batch to an OTLP/HTTP receiver on loopback (a second upstream process answering 200) instead of writing a log.",
     '',
     table(['client', 'req/s', 'vs raw undici (paired)', 'vs mesh.request tracing off (paired)', 'CPU µs/req'], rows),
     '',
