@@ -13,6 +13,7 @@ import type { MeshOptions } from 'meshlet';
 import { Agent, request } from 'undici';
 import { type GovernedClient, governedClient } from './governed-client.js';
 import { type LoadResult, load } from './harness.js';
+import { cockatielFetch, opossumFetch } from './peers.js';
 
 const OK: ExportResult = { code: 0 };
 /** Takes every span and drops it: the span record and its context are made, nothing is encoded. */
@@ -30,22 +31,35 @@ const EXPORTERS = { 'discard-spans': discardSpans, 'discard-lines': discardLines
 /** What one client process runs (plain data: it crosses the IPC channel). */
 export type ClientSpec =
   | { readonly kind: 'raw-request'; readonly headers?: Readonly<Record<string, string>> }
+  | { readonly kind: 'raw-fetch' }
+  | { readonly kind: 'cockatiel' }
+  | { readonly kind: 'opossum' }
   | {
       readonly kind: 'mesh.request' | 'mesh.fetch';
+      /** Tracing as governed-client.ts sets it: 100% into a temp trace log, or unsampled. */
+      readonly traced?: boolean | 'unsampled';
       /** The mesh's `tracing` option; with `exporter`, that exporter of the bench's own in its `exporters`. */
       readonly tracing?: MeshOptions['tracing'];
       readonly exporter?: keyof typeof EXPORTERS;
       readonly inboundTraceparent?: string;
+      /** Governed attempts through global fetch (the mesh's `fetch` option): `mesh.fetch` before issue 19. */
+      readonly overGlobalFetch?: boolean;
     };
+
+/** What a traced client wrote: spans and the trace log's bytes. */
+export type TraceStats = Awaited<ReturnType<GovernedClient['traceStats']>>;
 
 interface Request {
   readonly load?: { readonly total: number; readonly concurrency: number };
+  readonly stats?: true;
   readonly close?: true;
 }
 
 /** A client running in its own process. */
 export interface IsolatedClient {
   load(total: number, concurrency: number): Promise<LoadResult>;
+  /** A governed client's trace stats (zero for the others). */
+  traceStats(): Promise<TraceStats>;
   close(): Promise<void>;
 }
 
@@ -66,6 +80,10 @@ export async function isolatedClient(spec: ClientSpec, port: number): Promise<Is
     load(total, concurrency) {
       child.send({ load: { total, concurrency } } satisfies Request);
       return answer<LoadResult>();
+    },
+    traceStats() {
+      child.send({ stats: true } satisfies Request);
+      return answer<TraceStats>();
     },
     async close() {
       if (child.exitCode !== null) return;
@@ -114,21 +132,44 @@ export async function isolatedRounds(specs: readonly ClientSpec[], port: number,
   return runs;
 }
 
-async function makeClient(spec: ClientSpec, port: number): Promise<{ call: () => Promise<unknown>; close(): Promise<void> }> {
+interface Client {
+  readonly call: () => Promise<unknown>;
+  traceStats(): Promise<TraceStats>;
+  close(): Promise<void>;
+}
+
+const NO_TRACE: TraceStats = { exported: 0, dropped: 0, bytes: 0 };
+
+async function makeClient(spec: ClientSpec, port: number): Promise<Client> {
+  const path = '/api/users/42';
+  const url = `http://127.0.0.1:${port}${path}`;
+  const none = async () => NO_TRACE;
   if (spec.kind === 'raw-request') {
     const agent = new Agent();
-    const url = `http://127.0.0.1:${port}/api/users/42`;
     const options = spec.headers !== undefined ? { dispatcher: agent, headers: spec.headers } : { dispatcher: agent };
-    return { call: () => request(url, options).then((r) => r.body.arrayBuffer()), close: () => agent.close() };
+    return { call: () => request(url, options).then((r) => r.body.arrayBuffer()), traceStats: none, close: () => agent.close() };
+  }
+  if (spec.kind === 'raw-fetch')
+    return { call: () => globalThis.fetch(url).then((r) => r.arrayBuffer()), traceStats: none, close: async () => {} };
+  if (spec.kind === 'cockatiel' || spec.kind === 'opossum') {
+    // The peers' round robin over the governed client's two instances (the same upstream).
+    const instances = [`http://127.0.0.1:${port}`, `http://127.0.0.1:${port}`];
+    const peer = spec.kind === 'cockatiel' ? cockatielFetch(instances, path) : opossumFetch(instances, path);
+    return { call: peer.call, traceStats: none, close: async () => peer.close() };
   }
   const tracing = spec.exporter !== undefined ? { ...(spec.tracing as object), exporters: [EXPORTERS[spec.exporter]] } : spec.tracing;
   const client: GovernedClient = await governedClient({
     port,
-    tracing: false,
+    tracing: spec.traced ?? false,
+    ...(spec.overGlobalFetch === true ? { fetch: globalThis.fetch } : {}),
     ...(tracing !== undefined ? { tracingOptions: tracing as MeshOptions['tracing'] } : {}),
     ...(spec.inboundTraceparent !== undefined ? { inboundTraceparent: spec.inboundTraceparent } : {}),
   });
-  return { call: spec.kind === 'mesh.request' ? client.request : client.call, close: () => client.close() };
+  return {
+    call: spec.kind === 'mesh.request' ? client.request : client.call,
+    traceStats: () => client.traceStats(),
+    close: () => client.close(),
+  };
 }
 
 async function serve(spec: ClientSpec, port: number): Promise<void> {
@@ -138,6 +179,11 @@ async function serve(spec: ClientSpec, port: number): Promise<void> {
       void client.close().finally(() => process.disconnect());
       return;
     }
+    if (msg.stats)
+      client.traceStats().then(
+        (result) => process.send?.({ result }),
+        (err: unknown) => process.send?.({ error: String(err) }),
+      );
     if (msg.load)
       load(client.call, msg.load.total, msg.load.concurrency).then(
         (result) => process.send?.({ result }),

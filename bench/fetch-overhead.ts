@@ -11,15 +11,18 @@
 // machine hits them all; figures are medians over runs. Ratios are paired: each run's
 // req/s over its raw client's in the same run, then the median of those (a slow minute
 // of the machine moves both sides of a pair, not one median against another).
-// CPU is this process's user + system time over a run, per request (the upstream's CPU
-// is not in it).
+// Each client runs in a process of its own (client-process.ts), as a service runs one
+// mesh: in one process every client's code was compiled for every configuration at once.
+// CPU is the client's process's user + system time over a run, per request (the
+// upstream's CPU is not in it).
 
-import { Agent, request } from 'undici';
-import { governedClient, UPSTREAM_SERVICE } from './governed-client.js';
-import { fmt, type LoadResult, load, machine, med, median, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
-import { cockatielFetch, opossumFetch } from './peers.js';
+import { type ClientSpec, isolatedClient, isolatedRounds } from './client-process.js';
+import { UPSTREAM_SERVICE } from './governed-client.js';
+import { fmt, machine, med, median, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 7, 2);
+/** Sets of fresh client processes the runs are spread over (see client-process.ts). */
+const GENERATIONS = Math.min(RUNS, sized('BENCH_GENERATIONS', 3, 1));
 const PLAN = [
   { concurrency: 1, total: sized('BENCH_C1_REQUESTS', 1500, 300) },
   { concurrency: 50, total: sized('BENCH_C50_REQUESTS', 4000, 1000) },
@@ -31,47 +34,35 @@ const REQUEST = 1;
 
 export async function fetchOverhead(): Promise<string> {
   const { port, child } = await startUpstream();
-  const off = await governedClient({ port, tracing: false });
-  const full = await governedClient({ port, tracing: true });
-  const unsampled = await governedClient({ port, tracing: 'unsampled' });
-  const before = await governedClient({ port, tracing: false, fetch: globalThis.fetch });
-  const path = '/api/users/42';
-  const instances = [`http://127.0.0.1:${port}`, `http://127.0.0.1:${port}`];
-  const cockatiel = cockatielFetch(instances, path);
-  const opossum = opossumFetch(instances, path);
-  const raw = () => globalThis.fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.arrayBuffer());
-  // The fast path's baseline: undici's request on its own keep-alive Agent, as the mesh's.
-  const agent = new Agent();
-  const rawRequest = () => request(`http://127.0.0.1:${port}${path}`, { dispatcher: agent }).then((r) => r.body.arrayBuffer());
-  // [name, call, index of the raw client its ratio and added columns are against]
-  const clients: [string, () => Promise<unknown>, number][] = [
-    ['raw fetch', raw, FETCH],
-    ['raw undici.request', rawRequest, REQUEST],
-    ['mesh.fetch, tracing off', off.call, FETCH],
-    ['mesh.fetch, tracing 100%', full.call, FETCH],
-    ['mesh.fetch, tracing unsampled', unsampled.call, FETCH],
-    ['mesh.request, tracing off', off.request, REQUEST],
-    ['mesh.request, tracing 100%', full.request, REQUEST],
-    ['mesh.request, tracing unsampled', unsampled.request, REQUEST],
-    ['cockatiel + fetch', cockatiel.call, FETCH],
-    ['opossum + fetch', opossum.call, FETCH],
-    ['mesh.fetch over global fetch (before #19), tracing off', before.call, FETCH],
+  // [name, client, index of the raw client its ratio and added columns are against]
+  const clients: [string, ClientSpec, number][] = [
+    ['raw fetch', { kind: 'raw-fetch' }, FETCH],
+    // The fast path's baseline: undici's request on its own keep-alive Agent, as the mesh's.
+    ['raw undici.request', { kind: 'raw-request' }, REQUEST],
+    ['mesh.fetch, tracing off', { kind: 'mesh.fetch' }, FETCH],
+    ['mesh.fetch, tracing 100%', { kind: 'mesh.fetch', traced: true }, FETCH],
+    ['mesh.fetch, tracing unsampled', { kind: 'mesh.fetch', traced: 'unsampled' }, FETCH],
+    ['mesh.request, tracing off', { kind: 'mesh.request' }, REQUEST],
+    ['mesh.request, tracing 100%', { kind: 'mesh.request', traced: true }, REQUEST],
+    ['mesh.request, tracing unsampled', { kind: 'mesh.request', traced: 'unsampled' }, REQUEST],
+    ['cockatiel + fetch', { kind: 'cockatiel' }, FETCH],
+    ['opossum + fetch', { kind: 'opossum' }, FETCH],
+    ['mesh.fetch over global fetch (before #19), tracing off', { kind: 'mesh.fetch', overGlobalFetch: true }, FETCH],
   ];
+  const specs = clients.map(([, spec]) => spec);
 
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   let traced = { exported: 0, dropped: 0, bytes: 0 };
   try {
     for (const { concurrency, total } of PLAN) {
-      for (const [, call] of clients) await load(call, Math.min(1500, total), concurrency); // warm-up: JIT, keep-alive pool
-      const runs: LoadResult[][] = clients.map(() => []);
-      for (let r = 0; r < RUNS; r++) {
-        // Rotate who goes first, so no client always follows the same one.
-        for (let k = 0; k < clients.length; k++) {
-          const i = (k + r) % clients.length;
-          runs[i]?.push(await load(clients[i]?.[1] as () => Promise<unknown>, total, concurrency));
-        }
-      }
+      const runs = await isolatedRounds(specs, port, {
+        rounds: RUNS,
+        generations: GENERATIONS,
+        total,
+        concurrency,
+        warmup: Math.min(1500, total),
+      });
       const rps = (i: number) => med(runs[i] ?? [], (x) => x.rps);
       // The median over runs of client i's req/s over client b's in the same run.
       const paired = (i: number, b: number) => {
@@ -107,23 +98,27 @@ export async function fetchOverhead(): Promise<string> {
           `(tracing 100% **${fmt(cpu(0) / cpu(3), 2)}x**), undici.request / mesh.request **${fmt(cpu(1) / cpu(5), 2)}x**.`,
       );
     }
-    traced = await full.traceStats();
+    // What a traced client writes: one more run of the 100% mesh.fetch client, in its own process.
+    const full = await isolatedClient({ kind: 'mesh.fetch', traced: true }, port);
+    try {
+      await full.load(PLAN[1]?.total ?? 1000, 50);
+      traced = await full.traceStats();
+    } finally {
+      await full.close();
+    }
   } finally {
-    for (const c of [off, full, unsampled, before]) await c.close();
-    cockatiel.close();
-    opossum.close();
-    await agent.close();
     await stopUpstream(child);
   }
   return [
     '## Governed call vs raw client and peers (BENCH.md Q1, issue 19)',
     '',
     `${machine()}; loopback, upstream (node:http, a static 11-byte JSON answer) in a forked process; median of ${RUNS} interleaved runs ` +
+      `(each client in a process of its own, started afresh ${GENERATIONS} times over the runs) ` +
       `(${fmt(PLAN[0]?.total ?? 0)} requests a run at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
       `Governed (\`http://${UPSTREAM_SERVICE}/…\`) = a 20/80 tag route rule, service + instance breakers, 5 s timeout, one retry, 2 tags sent on; bulkheads off. ` +
       'Rows on fetch (mesh.fetch, the peers) are against raw fetch, mesh.request rows against raw undici.request; ' +
       '"vs raw client" and the costs below are paired: the median over runs of the ratio within each run. ' +
-      'CPU = this process, user + system, µs per request. Targets: mesh.fetch ≥ 1.5x raw fetch at c=50 (≥ 1.2x at c=1); ' +
+      "CPU = the client's process, user + system, µs per request. Targets: mesh.fetch ≥ 1.5x raw fetch at c=50 (≥ 1.2x at c=1); " +
       'mesh.request ≥ 0.95x undici.request and ≤ 5 µs added CPU; added p99 at c=1 ≤ 50 µs; tracing 100% ≤ 10% of throughput, unsampled ≤ 2%.',
     '',
     table(['conc.', 'client', 'req/s', 'req/s spread', 'vs raw client', 'p50', 'p99', 'added p99', 'CPU µs/req', 'added CPU µs/req'], rows),
