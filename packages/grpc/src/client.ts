@@ -165,6 +165,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   /** The stream's service and API breakers' permits (`outcome`), and when the stream began. */
   #tracked: GrpcStreamGovernance | undefined;
   #callStart = 0;
+  /** The stream's bulkhead slot, given back when the stream ends. */
+  #slot: (() => void) | undefined;
 
   constructor(dest: Destination, options: InterceptorOptions) {
     this.#dest = dest;
@@ -283,6 +285,9 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     if (this.#done) return;
     this.#done = true;
     this.#cancelDeadline?.();
+    const slot = this.#slot;
+    this.#slot = undefined;
+    slot?.();
     const l = this.#listener;
     if (headers) l.onReceiveMetadata?.(headers);
     if (status.code === Status.OK && message !== undefined) l.onReceiveMessage?.(message);
@@ -302,6 +307,17 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     const ctx = this.#ctx ?? currentContext();
     let choice: RouteChoice | undefined;
     try {
+      if (ports.streamSlot !== undefined) {
+        // One of the destination's bulkhead slots for the stream's life, before routing (as a
+        // unary call's limits); a cancel or the deadline while it waits gives the wait up.
+        this.#abort = new AbortController();
+        const release = await ports.streamSlot(dest.service, this.#abort.signal);
+        if (this.#done) {
+          release();
+          return;
+        }
+        this.#slot = release;
+      }
       await dest.ensure();
       this.tags = routingTags(ctx, dest.service, this.path);
       choice = ports.router.decide(dest.service, this.tags);

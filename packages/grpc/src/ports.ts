@@ -202,6 +202,14 @@ export interface GrpcClientPorts {
    */
   readonly outboundLimit?: <T>(service: string, fn: () => Promise<T>, signal: AbortSignal) => Promise<T>;
   /**
+   * A slot of the destination's bulkhead for one stream, held from the stream's start to
+   * its end, when the mesh has bulkheads (as Envoy's `max_requests` counts active streams):
+   * the stream waits in the bulkhead's queue (given up when the caller cancels or the
+   * deadline passes), or is refused at once before routing (`MESHLET_BULKHEAD_FULL`:
+   * RESOURCE_EXHAUSTED). The adaptive limit does not count streams.
+   */
+  readonly streamSlot?: (service: string, signal: AbortSignal) => Promise<() => void>;
+  /**
    * Further instances a stream tries when its instance's connection cannot be made (nothing
    * was sent; see client.ts's MeshCall). Default `DEFAULT_STREAM_CONNECT_RETRIES` (2, the
    * unary calls' default retries, breaker's `CallDefaults.retries`); 0 turns it off.

@@ -31,6 +31,7 @@ import { requestTagsOf } from '@meshlet/propagation';
 import type { Decision, RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
 import { meshAttemptChain } from './attempt-stages.js';
+import type { StreamSlot } from './destination-guard.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
 import { checkGrpcShutdownOptions } from './mesh-option-checks.js';
 
@@ -91,6 +92,8 @@ export interface MeshGrpcDeps extends GovernedCallDeps {
   readonly channels?: ChannelPoolOptions;
   /** Further instances a stream whose instance refused its connection tries (the ports' `streamConnectRetries`). */
   readonly streamConnectRetries?: number;
+  /** A stream's bulkhead slot (`destination-guard.ts`); undefined without bulkheads. */
+  readonly streamSlot?: StreamSlot;
 }
 
 export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
@@ -118,8 +121,10 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
     // Unary attempts and streams run the same chain as HTTP's (attempt-stages.ts), with gRPC's span, composed once per mesh.
     attemptChain: meshAttemptChain(deps, () => rpcSpanObserver(spans)),
     outboundHeaders: outboundHeaders(deps),
-    // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's.
+    // The destination's bulkhead and adaptive limit around a unary call, as around HTTP's;
+    // a stream holds one of the bulkhead's slots for its life.
     ...(guard !== undefined ? { outboundLimit: guard } : {}),
+    ...(deps.streamSlot !== undefined ? { streamSlot: deps.streamSlot } : {}),
     ...(deps.streamConnectRetries !== undefined ? { streamConnectRetries: deps.streamConnectRetries } : {}),
     // A stream's tries on the executor's instance breakers (outlier detection) and retry budget, as a unary call's attempts.
     trackStream: (service, mayRetry, path) => deps.executor.track(service, mayRetry, { method: 'POST', path }),

@@ -1,6 +1,7 @@
 import { currentContext, getTag, MeshletError, NoMeshError, RuleRepository, serviceNameProblem } from '@meshlet/core';
 import { TagPropagation } from '@meshlet/propagation';
 import { adaptiveProtection } from './adaptive-protection.js';
+import { streamSlot } from './destination-guard.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
 import { checkGrpcOptions, type MeshGrpc, meshGrpc } from './grpc.js';
@@ -119,6 +120,7 @@ export function createMesh(options: MeshOptions): Mesh {
     ...frameworks,
     koa: () => koaMiddleware(mesh),
     get grpc() {
+      const slot = streamSlot(destinations.bulkheads);
       grpc ??= meshGrpc({
         ...outbound.deps,
         service,
@@ -132,6 +134,7 @@ export function createMesh(options: MeshOptions): Mesh {
         deregister: () => registration.deregister(),
         setGrpcPort: (port) => registration.setGrpcPort(port),
         ...(options.grpc?.channels !== undefined ? { channels: options.grpc.channels } : {}),
+        ...(slot !== undefined ? { streamSlot: slot } : {}),
         // A stream tries as many instances as a unary call's default retries allow (callDefaults.retries; none with false).
         ...(options.callDefaults === false
           ? { streamConnectRetries: 0 }

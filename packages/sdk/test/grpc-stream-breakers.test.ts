@@ -44,6 +44,10 @@ async function streamServer(id: string) {
   const state = { hits: 0, fail: undefined as grpc.status | undefined, chats: 0 };
   const server = new grpc.Server();
   server.addService(Echo.service, {
+    Say(_call: grpc.ServerUnaryCall<Text, Text>, cb: grpc.sendUnaryData<Text>) {
+      state.hits++;
+      cb(null, { text: id });
+    },
     Collect(call: grpc.ServerReadableStream<Text, Text>, cb: grpc.sendUnaryData<Text>) {
       state.hits++;
       call.on('data', () => {});
@@ -517,5 +521,82 @@ describe('gRPC streams and the service and API breakers', () => {
     assert.equal(await echoed, 'api-a:hi');
     chat.end();
     assert.equal((await ended).code, grpc.status.OK);
+  });
+});
+
+describe('gRPC streams and the client bulkhead', () => {
+  const closers: (() => unknown)[] = [];
+  after(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+
+  /** A Chat stream opened and echoing once (so it holds what it holds), with its end awaitable. */
+  async function openChat(client: EchoClient, text: string) {
+    const chat = client.Chat();
+    const status = new Promise<grpc.StatusObject>((res) => chat.on('status', res));
+    chat.on('error', () => {});
+    const first = new Promise<string | undefined>((res) => {
+      chat.once('data', (m: Text) => res(m.text));
+      void status.then(() => res(undefined));
+    });
+    chat.write({ text });
+    return { chat, status, first };
+  }
+
+  it('a stream holds one of the bulkhead’s slots for its life: past it, a stream or a unary call is refused RESOURCE_EXHAUSTED before it is sent; the slot comes back at the stream’s end', async () => {
+    const e = estate();
+    const a = await streamServer('bh-a');
+    closers.push(a.close);
+    await register(e, 'bounded', 'bh-a', a.port);
+    const { caller } = tracedCaller(e, { ratelimit: { bulkheads: { services: { bounded: { maxConcurrent: 1 } } } } });
+    const client = caller.grpc.client(Echo, 'bounded');
+    closers.push(
+      () => caller.close(),
+      () => client.close(),
+    );
+    const held = await openChat(client, 'one');
+    assert.equal(await held.first, 'bh-a:one');
+    const refused = await openChat(client, 'two');
+    const status = await refused.status;
+    assert.equal(status.code, grpc.status.RESOURCE_EXHAUSTED, status.details);
+    assert.match(status.details, /bounded: 1 calls in flight and 0 waiting/);
+    const unary = await new Promise<grpc.ServiceError | null>((res) =>
+      client.Say({ text: 'u' }, new grpc.Metadata(), {}, (err) => res(err)),
+    );
+    assert.equal(unary?.code, grpc.status.RESOURCE_EXHAUSTED, 'a unary call shares the slots');
+    assert.equal(a.state.hits, 1, 'nothing refused reached the instance');
+    held.chat.end();
+    assert.equal((await held.status).code, grpc.status.OK);
+    const next = await openChat(client, 'three');
+    assert.equal(await next.first, 'bh-a:three', 'the slot came back');
+    next.chat.end();
+    await next.status;
+  });
+
+  it('a stream past the slots waits in the bulkhead’s queue and starts when one is given back; a caller that cancels while waiting gives up its place', async () => {
+    const e = estate();
+    const a = await streamServer('bq-a');
+    closers.push(a.close);
+    await register(e, 'queued', 'bq-a', a.port);
+    const { caller } = tracedCaller(e, { ratelimit: { bulkheads: { services: { queued: { maxConcurrent: 1, maxQueue: 1 } } } } });
+    const client = caller.grpc.client(Echo, 'queued');
+    closers.push(
+      () => caller.close(),
+      () => client.close(),
+    );
+    const held = await openChat(client, 'one');
+    assert.equal(await held.first, 'bq-a:one');
+    // Waits: the queue has room. It is cancelled while it waits, and leaves the queue.
+    const cancelled = await openChat(client, 'gone');
+    cancelled.chat.cancel();
+    assert.equal((await cancelled.status).code, grpc.status.CANCELLED);
+    const waiting = await openChat(client, 'two');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(a.state.hits, 1, 'the waiting stream was not sent');
+    held.chat.end();
+    assert.equal(await waiting.first, 'bq-a:two', 'it started once the slot came back');
+    assert.equal(a.state.hits, 2);
+    waiting.chat.end();
+    assert.equal((await waiting.status).code, grpc.status.OK);
   });
 });
