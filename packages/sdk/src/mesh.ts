@@ -120,8 +120,9 @@ export function createMesh(options: MeshOptions): Mesh {
     ...frameworks,
     koa: () => koaMiddleware(mesh),
     get grpc() {
+      if (grpc !== undefined) return grpc;
       const slot = streamSlot(destinations.bulkheads);
-      grpc ??= meshGrpc({
+      grpc = meshGrpc({
         ...outbound.deps,
         service,
         contextOf: frameworks.contextOf,

@@ -140,4 +140,9 @@ it('createTracing refuses the same values naming the field without the prefix, a
     () => createTracing({ service: 's', bogus: 1 } as never),
     (e: unknown) => (e as Error).message.startsWith('options.bogus: '),
   );
+  // A logger without warn would fail at the first failed export: refused when made.
+  assert.throws(
+    () => createTracing({ service: 's', logger: { info() {} } as never }),
+    (e: unknown) => (e as { code?: string }).code === 'MESHLET_BAD_OPTION' && (e as Error).message.startsWith('logger'),
+  );
 });

@@ -1,4 +1,4 @@
-import { type Clock, type Logger, systemClock } from '@meshlet/core';
+import { type Clock, type Logger, MeshletError, systemClock } from '@meshlet/core';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { Agent, type Dispatcher } from 'undici';
@@ -41,9 +41,8 @@ const MAX_ATTEMPTS = 5;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /** A batch the collector did not take: the status (or the network error) and the attempts made. */
-export class OtlpExportError extends Error {
-  override readonly name = 'OtlpExportError';
-  readonly code = 'MESHLET_OTLP_EXPORT_FAILED';
+export class OtlpExportError extends MeshletError {
+  static readonly code = 'MESHLET_OTLP_EXPORT_FAILED';
 
   constructor(
     message: string,
@@ -52,7 +51,7 @@ export class OtlpExportError extends Error {
     readonly attempts: number,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(OtlpExportError.code, message, options);
   }
 }
 

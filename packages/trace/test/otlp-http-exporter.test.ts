@@ -162,6 +162,7 @@ describe('OtlpHttpExporter', () => {
       assert.equal(result.code, ExportResultCode.FAILED);
       assert.ok(result.error instanceof OtlpExportError);
       assert.equal((result.error as OtlpExportError).status, code);
+      assert.equal((result.error as OtlpExportError).code, 'MESHLET_OTLP_EXPORT_FAILED');
       assert.equal((result.error as OtlpExportError).attempts, 1);
       assert.equal(c.got.length, 1);
     });
