@@ -2,8 +2,12 @@
 // governed client records at 100% (`mesh.request` under the bench rules), encoded into a
 // batch as the batch queue does (a line builder, span by span) as OTLP/JSON and as OTLP
 // protobuf (`log.format: 'proto'`). Bytes per span, and the best of several timed rounds
-// of CPU per span; the two encoders take turns in every round.
+// of CPU per span; the two encoders take turns in every round. Then what gzip (the OTLP
+// exporter's `compression: 'gzip'`) makes of each batch, at its fastest level (the
+// exporter's) and at zlib's default, and the CPU it takes (on libuv's thread pool in the
+// exporter; timed here on the main thread, synchronously).
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
 import { type SpanLine, TraceLineBuilder, TraceProtoBuilder } from '@meshlet/trace';
 import type { ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -76,6 +80,34 @@ export async function traceEncode(): Promise<string> {
     fmt(median(times[i] ?? []), 0),
     `${fmt(median(times[i] ?? []) / json, 2)}x`,
   ]);
+  const batches = encoders.map(([, make]) => {
+    const line = make();
+    for (const span of spans) line.add(span);
+    return line.take();
+  });
+  const levels = [1, 6];
+  const zipRows: (string | number)[][] = [];
+  for (const [e, [name]] of encoders.entries()) {
+    const batch = batches[e] as Buffer;
+    for (const level of levels) {
+      const zipped = gzipSync(batch, { level }).length;
+      const ns: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const start = process.cpuUsage();
+        const n = Math.max(1, Math.round(REPEAT / 10));
+        for (let i = 0; i < n; i++) gzipSync(batch, { level });
+        const used = process.cpuUsage(start);
+        ns.push(((used.user + used.system) * 1000) / (n * spans.length));
+      }
+      zipRows.push([
+        name,
+        level === 1 ? '1 (the exporter’s)' : `${level} (zlib’s default)`,
+        fmt(zipped / spans.length),
+        `${fmt(zipped / batch.length, 3)}x`,
+        fmt(median(ns)),
+      ]);
+    }
+  }
   return [
     '## The trace log encodings (issue 19)',
     '',
@@ -83,6 +115,10 @@ export async function traceEncode(): Promise<string> {
       `${fmt(REPEAT)} times a round into a batch as the batch queue builds it, ${fmt(ROUNDS)} rounds taking turns; CPU medians.`,
     '',
     table(['encoding', 'bytes/span', 'CPU ns/span', 'vs JSON'], rows),
+    '',
+    `The same batches gzipped (OTLP/HTTP \`compression: 'gzip'\`), ${fmt(ROUNDS)} rounds; CPU median per span:`,
+    '',
+    table(['encoding', 'gzip level', 'bytes/span', 'vs not gzipped', 'CPU ns/span'], zipRows),
   ].join('\n');
 }
 

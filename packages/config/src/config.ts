@@ -115,7 +115,9 @@ export async function createConfig(options: ConfigOptions): Promise<Config> {
 }
 
 export const MASK = '******';
-const DEFAULT_SECRET_KEYS = /(password|passwd|pwd|secret|token|credentials?|private[-_.]?key|api[-_.]?key|access[-_.]?key)$/i;
+// `otlp.headers`: an OTLP collector's headers carry its credential (`meshlet.tracing.otlp.headers`).
+const DEFAULT_SECRET_KEYS =
+  /(password|passwd|pwd|secret|token|credentials?|private[-_.]?key|api[-_.]?key|access[-_.]?key|otlp[-_.]headers)$/i;
 
 interface Value {
   readonly value: string;

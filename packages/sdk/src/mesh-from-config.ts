@@ -1,10 +1,11 @@
 import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
 import { InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
-import type { OtlpProtocol, TraceLogFormat } from '@meshlet/trace';
+import type { OtlpCompression, OtlpHttpOptions, OtlpProtocol, TraceLogFormat } from '@meshlet/trace';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
+import { type Environment, otlpFromOtelEnvironment, otlpHeadersOf } from './otlp-settings.js';
 
 /** A mesh configured from @meshlet/config, with the config it was made from (hot: `config.onChange`). */
 export type ConfiguredMesh = Mesh & { readonly config: Config };
@@ -30,7 +31,8 @@ const FORMATS: readonly ConfigFormat[] = ['key-value', 'yaml', 'properties', 'fi
  * values decrypted with `MESHLET_ENCRYPT_KEY`. Every option is a key under `meshlet.`
  * (`meshlet.version`, `meshlet.metadata.zone`, `meshlet.auth.keys[0].key`…; see the
  * README's table); an environment variable with the key's relaxed name (`MESHLET_VERSION`) wins
- * over KV, KV over the file. With a Consul address, Consul is the registry and the rule
+ * over KV, KV over the file. Without `meshlet.tracing.otlp.url`, OpenTelemetry's own
+ * variables (`OTEL_EXPORTER_OTLP_ENDPOINT`…) name the collector. With a Consul address, Consul is the registry and the rule
  * store; without one, the in-memory defaults. A missing or malformed value is a
  * MeshletError `MESHLET_BAD_OPTION` naming the key and the variable.
  */
@@ -68,7 +70,7 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     const registry: Registry | undefined =
       overrides.registry ?? (consul ? new ConsulRegistry({ ...consul, ...(options.logger ? { logger: options.logger } : {}) }) : undefined);
     const mesh = createMesh({
-      ...meshOptionsOf(config, service),
+      ...meshOptionsOf(config, service, env),
       ...(registry ? { registry } : {}),
       ...(consul || overrides.rules ? { rules: kv } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
@@ -106,6 +108,8 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
   ['tracing.sampleRatio', 'meshlet.tracing.sample-ratio'],
   ['tracing.otlp.url', 'meshlet.tracing.otlp.url'],
   ['tracing.otlp.protocol', 'meshlet.tracing.otlp.protocol'],
+  ['tracing.otlp.compression', 'meshlet.tracing.otlp.compression'],
+  ['tracing.otlp.timeoutMs', 'meshlet.tracing.otlp.timeout-ms'],
   ['tracing.log.path', 'meshlet.tracing.log.path'],
   ['tracing.log.format', 'meshlet.tracing.log.format'],
 ];
@@ -144,8 +148,35 @@ function numberOf(config: Config, key: string): number | undefined {
   return n;
 }
 
-/** Every MeshOptions field configuration can give, read from the `meshlet.` keys. */
-export function meshOptionsOf(config: Config, service: string): MeshOptions {
+const OTLP_HEADERS_KEY = 'meshlet.tracing.otlp.headers';
+
+/**
+ * The collector from the `meshlet.tracing.otlp.` keys when `.url` is set; else from
+ * OpenTelemetry's own variables in `env` (`OTEL_EXPORTER_OTLP_ENDPOINT`…), when given. One
+ * source whole, never a mix: a credential set for one collector never goes to another's URL.
+ */
+function otlpOf(config: Config, get: (key: string) => string | undefined, env: Environment | undefined): OtlpHttpOptions | undefined {
+  const url = get('meshlet.tracing.otlp.url');
+  if (url === undefined) return env === undefined ? undefined : otlpFromOtelEnvironment(env);
+  const protocol = get('meshlet.tracing.otlp.protocol');
+  const compression = get('meshlet.tracing.otlp.compression');
+  const timeoutMs = numberOf(config, 'meshlet.tracing.otlp.timeout-ms');
+  const headers = get(OTLP_HEADERS_KEY);
+  return {
+    url,
+    ...(protocol !== undefined ? { protocol: protocol as OtlpProtocol } : {}),
+    ...(compression !== undefined ? { compression: compression as OtlpCompression } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(headers !== undefined ? { headers: otlpHeadersOf(headers, `${OTLP_HEADERS_KEY} (${envOf(OTLP_HEADERS_KEY)})`) } : {}),
+  };
+}
+
+/**
+ * Every MeshOptions field configuration can give, read from the `meshlet.` keys. With `env`,
+ * OpenTelemetry's standard variables name the collector when no `meshlet.tracing.otlp.url`
+ * does (createMeshFromConfig gives its environment).
+ */
+export function meshOptionsOf(config: Config, service: string, env?: Environment): MeshOptions {
   const get = (key: string) => {
     const v = config.get(key);
     return v === undefined || v === '' ? undefined : v;
@@ -169,8 +200,7 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
   if (defaultAction !== undefined && defaultAction !== 'allow' && defaultAction !== 'deny')
     throw bad('meshlet.auth.default-action', 'allow or deny');
   const sampleRatio = numberOf(config, 'meshlet.tracing.sample-ratio');
-  const otlp = get('meshlet.tracing.otlp.url');
-  const otlpProtocol = get('meshlet.tracing.otlp.protocol');
+  const otlp = otlpOf(config, get, env);
   const traceLog = get('meshlet.tracing.log.path');
   const traceLogFormat = get('meshlet.tracing.log.format');
   const tracingOn = config.getBoolean('meshlet.tracing.enabled', otlp !== undefined || traceLog !== undefined);
@@ -198,7 +228,7 @@ export function meshOptionsOf(config: Config, service: string): MeshOptions {
       ? {
           tracing: {
             ...(sampleRatio !== undefined ? { sampleRatio } : {}),
-            ...(otlp ? { otlp: { url: otlp, ...(otlpProtocol !== undefined ? { protocol: otlpProtocol as OtlpProtocol } : {}) } } : {}),
+            ...(otlp ? { otlp } : {}),
             ...(traceLog
               ? { log: { path: traceLog, ...(traceLogFormat !== undefined ? { format: traceLogFormat as TraceLogFormat } : {}) } }
               : {}),

@@ -1,12 +1,17 @@
 // createMeshFromConfig from environment variables and a local file (Consul KV: test/mesh-from-config.test.ts).
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger, MeshletError } from '@meshlet/core';
-import { createMeshFromConfig } from '../src/index.js';
+import { decodeTraceProto } from '@meshlet/trace';
+import { type ConfiguredMesh, createMeshFromConfig } from '../src/index.js';
+import { otlpFromOtelEnvironment, otlpHeadersOf } from '../src/otlp-settings.js';
 
 const meshKeyBase64 = Buffer.alloc(32, 3).toString('base64');
 
@@ -103,6 +108,18 @@ describe('createMeshFromConfig without Consul', () => {
       /^meshlet\.tracing\.otlp\.protocol \(MESHLET_TRACING_OTLP_PROTOCOL\): "grpc" must be one of 'http\/protobuf', 'http\/json'/,
     );
     await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_COMPRESSION: 'br' },
+      /^meshlet\.tracing\.otlp\.compression \(MESHLET_TRACING_OTLP_COMPRESSION\): "br" must be one of 'none', 'gzip'/,
+    );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_TIMEOUTMS: '0' },
+      /^meshlet\.tracing\.otlp\.timeout-ms \(MESHLET_TRACING_OTLP_TIMEOUTMS\): /,
+    );
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_HEADERS: 'x=s3cr3t%' },
+      /^meshlet\.tracing\.otlp\.headers \(MESHLET_TRACING_OTLP_HEADERS\): x: a bad percent-encoding/,
+    );
+    await refused(
       { MESHLET_SERVICE: 'orders', MESHLET_TRACING_LOG_PATH: `/tmp/${'a'.repeat(5000)}` },
       /^meshlet\.tracing\.log\.path \(MESHLET_TRACING_LOG_PATH\): "\/tmp\/a+" must be a file path/,
     );
@@ -110,6 +127,194 @@ describe('createMeshFromConfig without Consul', () => {
       { MESHLET_SERVICE: 'orders', MESHLET_TRACING_LOG_PATH: '/tmp/spans.binpb', MESHLET_TRACING_LOG_FORMAT: 'protobuf' },
       /^meshlet\.tracing\.log\.format \(MESHLET_TRACING_LOG_FORMAT\): "protobuf" must be one of 'json', 'proto'/,
     );
+  });
+
+  /** A collector on loopback keeping each request's path, headers and body. */
+  async function fakeCollector() {
+    const got: { path: string; headers: IncomingHttpHeaders; body: Buffer }[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        got.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return { origin, got, close: () => new Promise((r) => server.close(r)) };
+  }
+
+  /** Makes a mesh from `env`, ends one CLIENT span, flushes: what the collector got. */
+  async function oneSpanSent(env: Record<string, string>, check?: (mesh: ConfiguredMesh) => void) {
+    const mesh = await createMeshFromConfig({ logger: new MemoryLogger(), env: { MESHLET_SERVICE: 'orders', ...env } });
+    try {
+      check?.(mesh);
+      assert.ok(mesh.tracing, 'tracing is on');
+      mesh.tracing.startClientSpan(undefined, { method: 'GET', url: 'http://10.0.0.1/ledger/1', service: 'ledger' }).end(200);
+      await mesh.tracing.forceFlush();
+    } finally {
+      await mesh.close();
+    }
+  }
+
+  const spanNames = (body: Buffer) =>
+    decodeTraceProto(body).resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.map((sp) => sp.name)));
+
+  it('sends spans to the collector the variables name: its headers (percent-decoded, a secret key), gzip, its timeout', async () => {
+    const c = await fakeCollector();
+    try {
+      await oneSpanSent(
+        {
+          MESHLET_TRACING_OTLP_URL: `${c.origin}/v1/traces`,
+          MESHLET_TRACING_OTLP_HEADERS: 'Authorization=Bearer%20s3cr3t , x-tenant=blue%2Cgreen',
+          MESHLET_TRACING_OTLP_COMPRESSION: 'gzip',
+          MESHLET_TRACING_OTLP_TIMEOUTMS: '2500',
+        },
+        (mesh) => assert.equal(mesh.config.isSecret('meshlet.tracing.otlp.headers'), true, 'the headers are masked as a secret'),
+      );
+      assert.equal(c.got.length, 1);
+      const [req] = c.got;
+      assert.equal(req?.headers.authorization, 'Bearer s3cr3t');
+      assert.equal(req?.headers['x-tenant'], 'blue,green');
+      assert.equal(req?.headers['content-encoding'], 'gzip');
+      assert.deepEqual(spanNames(gunzipSync(req?.body as Buffer)), ['GET']);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("sends spans where OpenTelemetry's own variables say, with no Meshlet key: the endpoint's /v1/traces, its headers, gzip", async () => {
+    const c = await fakeCollector();
+    try {
+      await oneSpanSent({
+        OTEL_EXPORTER_OTLP_ENDPOINT: `${c.origin}/otel`,
+        OTEL_EXPORTER_OTLP_HEADERS: 'api-key=s3cr3t',
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip',
+      });
+      assert.equal(c.got.length, 1);
+      const [req] = c.got;
+      assert.equal(req?.path, '/otel/v1/traces');
+      assert.equal(req?.headers['api-key'], 's3cr3t');
+      assert.deepEqual(spanNames(gunzipSync(req?.body as Buffer)), ['GET']);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("takes the collector whole from Meshlet's keys when they name one: OpenTelemetry's headers never go to Meshlet's URL", async () => {
+    const mine = await fakeCollector();
+    const theirs = await fakeCollector();
+    try {
+      await oneSpanSent({
+        MESHLET_TRACING_OTLP_URL: `${mine.origin}/v1/traces`,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${theirs.origin}/v1/traces`,
+        OTEL_EXPORTER_OTLP_HEADERS: 'authorization=theirs',
+        OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      });
+      assert.equal(theirs.got.length, 0);
+      assert.equal(mine.got.length, 1);
+      assert.equal(mine.got[0]?.headers.authorization, undefined);
+      assert.equal(mine.got[0]?.headers['content-encoding'], undefined);
+      assert.deepEqual(spanNames(mine.got[0]?.body as Buffer), ['GET']);
+    } finally {
+      await mine.close();
+      await theirs.close();
+    }
+  });
+
+  it("reads OpenTelemetry's variables as its SDKs do: the traces form first, the endpoint's path, none when disabled", () => {
+    const base = 'http://127.0.0.1:4318';
+    const cases: [string, Record<string, string>, unknown][] = [
+      ['no endpoint', { OTEL_EXPORTER_OTLP_HEADERS: 'a=1' }, undefined],
+      ['a base endpoint', { OTEL_EXPORTER_OTLP_ENDPOINT: base }, { url: `${base}/v1/traces` }],
+      ['a base endpoint with a slash', { OTEL_EXPORTER_OTLP_ENDPOINT: `${base}/` }, { url: `${base}/v1/traces` }],
+      [
+        'a traces endpoint, as it is',
+        { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${base}/in`, OTEL_EXPORTER_OTLP_ENDPOINT: base },
+        { url: `${base}/in` },
+      ],
+      [
+        'the traces forms over the others',
+        {
+          OTEL_EXPORTER_OTLP_ENDPOINT: base,
+          OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+          OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+          OTEL_EXPORTER_OTLP_TIMEOUT: '5000',
+          OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '7000',
+          OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+          OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'none',
+          OTEL_EXPORTER_OTLP_HEADERS: 'a=1',
+          OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'b=2',
+        },
+        { url: `${base}/v1/traces`, protocol: 'http/json', compression: 'none', timeoutMs: 7000, headers: { b: '2' } },
+      ],
+      ['OTEL_SDK_DISABLED=true', { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_SDK_DISABLED: 'true' }, undefined],
+      ['OTEL_TRACES_EXPORTER=none', { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_TRACES_EXPORTER: 'none' }, undefined],
+      [
+        'OTEL_TRACES_EXPORTER listing otlp',
+        { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_TRACES_EXPORTER: 'console, otlp' },
+        { url: `${base}/v1/traces` },
+      ],
+    ];
+    for (const [what, env, want] of cases) assert.deepEqual(otlpFromOtelEnvironment(env), want, what);
+  });
+
+  it("refuses OpenTelemetry's variables naming the variable, never showing a header's value", () => {
+    const base = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' };
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://127.0.0.1' }, /^OTEL_EXPORTER_OTLP_ENDPOINT: must be an http: or https: URL/],
+      [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '127.0.0.1:4318' }, /^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: must be an http:/],
+      [{ ...base, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /^OTEL_EXPORTER_OTLP_PROTOCOL: "grpc": Meshlet's OTLP exporter speaks OTLP\/HTTP/],
+      [{ ...base, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'thrift' }, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "thrift" must be one of/],
+      [{ ...base, OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' }, /^OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" must be one of none, gzip/],
+      [{ ...base, OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: "10s" must be milliseconds/],
+      [{ ...base, OTEL_EXPORTER_OTLP_TIMEOUT: '0' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: "0" must be milliseconds/],
+      [
+        { ...base, OTEL_EXPORTER_OTLP_HEADERS: 'authorization=s3cr3t%' },
+        /^OTEL_EXPORTER_OTLP_HEADERS: authorization: a bad percent-encoding/,
+      ],
+    ];
+    for (const [env, want] of cases)
+      assert.throws(
+        () => otlpFromOtelEnvironment(env),
+        (err: unknown) => {
+          assert.ok(err instanceof MeshletError);
+          assert.equal(err.code, 'MESHLET_BAD_OPTION');
+          assert.match(err.message, want);
+          assert.ok(!err.message.includes('s3cr3t'), err.message);
+          return true;
+        },
+        JSON.stringify(env),
+      );
+  });
+
+  it('refuses bad collector headers naming the key, never showing a value', async () => {
+    const source = 'meshlet.tracing.otlp.headers (MESHLET_TRACING_OTLP_HEADERS)';
+    for (const [raw, why] of [
+      ['authorization', /pair 1 must be name=value/],
+      ['a=1,b c=s3cr3t', /pair 2 must be name=value/],
+      ['authorization=s3cr3t%zz', /authorization: a bad percent-encoding/],
+      ['authorization=s3cr3t%0D%0Ax-evil: 1', /authorization: a line break or NUL/],
+      ['a=s3cr3t,A=s3cr3t', /a is given twice/],
+      [Array.from({ length: 65 }, (_, i) => `h${i}=s3cr3t`).join(','), /at most 64 headers/],
+      [`a=${'s3cr3t'.repeat(10_000)}`, /characters; at most/],
+      [`a=s3cr3t${'x'.repeat(14_000)},b=${'%41'.repeat(3_000)}`, /characters once decoded; at most 16384/],
+    ] as const) {
+      assert.throws(
+        () => otlpHeadersOf(raw, source),
+        (err: unknown) => {
+          assert.ok(err instanceof MeshletError);
+          assert.equal(err.code, 'MESHLET_BAD_OPTION');
+          assert.ok(err.message.startsWith(`${source}: `), err.message);
+          assert.match(err.message, why);
+          assert.ok(!err.message.includes('s3cr3t'), `a value shown: ${err.message.slice(0, 200)}`);
+          return true;
+        },
+        raw.slice(0, 40),
+      );
+    }
+    assert.deepEqual(otlpHeadersOf(' a = 1 ,, b=%3D ', source), { a: '1', b: '=' });
   });
 
   it("names the key and its variable when createMesh refuses a configured value (a value given in code keeps its option's name)", async () => {

@@ -57,6 +57,7 @@ const cases: readonly [string, unknown, string][] = [
   ['a collector header name with a space', { otlp: { url: 'http://127.0.0.1:4318', headers: { 'a b': 'c' } } }, 'tracing.otlp.headers'],
   ['a collector timeout of 0', { otlp: { url: 'http://127.0.0.1:4318', timeoutMs: 0 } }, 'tracing.otlp.timeoutMs'],
   ['an OTLP protocol it does not speak', { otlp: { url: 'http://127.0.0.1:4318', protocol: 'grpc' } }, 'tracing.otlp.protocol'],
+  ['an OTLP compression it does not speak', { otlp: { url: 'http://127.0.0.1:4318', compression: 'br' } }, 'tracing.otlp.compression'],
   ['a logger under tracing (the mesh gives its own)', { logger: console }, 'tracing.logger'],
   ['an unknown propagation format', { propagation: { emit: ['jaeger'] } }, 'tracing.propagation.emit[0]'],
   ['no propagation format', { propagation: { emit: [] } }, 'tracing.propagation.emit'],
@@ -93,6 +94,19 @@ for (const [what, tracing, field] of cases) {
   });
 }
 
+it("refuses a collector header's bad value without showing it (a header carries the collector's credential)", () => {
+  const secret = 'Bearer s3cr3t-token';
+  assert.throws(
+    () => createMesh({ ...base(), tracing: { otlp: { url: 'http://127.0.0.1:4318', headers: { authorization: `${secret}\n` } } } }),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'MESHLET_BAD_OPTION');
+      assert.ok(err.message.startsWith('tracing.otlp.headers.authorization:'), err.message);
+      assert.ok(!err.message.includes('s3cr3t'), `the value is shown: ${err.message}`);
+      return true;
+    },
+  );
+});
+
 it('takes every option at its bounds, and a Tracing made by createTracing as it is', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-tracing-options-'));
   const meshes = [];
@@ -109,6 +123,7 @@ it('takes every option at its bounds, and a Tracing made by createTracing as it 
             headers: { authorization: 'Bearer x' },
             timeoutMs: 600_000,
             protocol: 'http/json',
+            compression: 'gzip',
           },
           exporters: [new InMemorySpanExporter()],
           batch: { maxQueueSize: TRACING_BOUNDS.queueSize.max, maxBatchSize: 1, delayMs: 0 },

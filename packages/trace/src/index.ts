@@ -16,7 +16,9 @@ export {
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor, clientSpanObserver } from './client-span-interceptor.js';
 export {
+  OTLP_COMPRESSIONS,
   OTLP_PROTOCOLS,
+  type OtlpCompression,
   OtlpExportError,
   type OtlpHttpDeps,
   OtlpHttpExporter,

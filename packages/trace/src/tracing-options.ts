@@ -1,5 +1,5 @@
 import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
-import { OTLP_PROTOCOLS } from './otlp-http-exporter.js';
+import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
 /**
@@ -47,7 +47,7 @@ const TRACING_KEYS = [
 /** What createTracing takes besides; createMesh sets them from its own options (`service`, `version`, `namespace`, `clock`). */
 const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock', 'logger'] as const;
 const LOG_KEYS = ['path', 'maxBytes', 'maxFiles', 'format'] as const;
-const OTLP_KEYS = ['url', 'headers', 'timeoutMs', 'protocol'] as const;
+const OTLP_KEYS = ['url', 'headers', 'timeoutMs', 'protocol', 'compression'] as const;
 const BATCH_KEYS = ['maxQueueSize', 'maxBatchSize', 'delayMs'] as const;
 const METRICS_KEYS = ['buckets', 'maxApisPerService'] as const;
 const PROPAGATION_KEYS = ['emit', 'baggage'] as const;
@@ -136,8 +136,9 @@ function checkOtlp(value: unknown, path: string): void {
     for (const name of names) {
       const v = headers[name];
       if (!isHeaderName(name)) throw badOption(`${path}.headers`, `${shownValue(name)} is not a header name`);
+      // The value is not shown: a collector's headers carry its credential.
       if (typeof v !== 'string' || /[\r\n\0]/.test(v))
-        throw badOption(`${path}.headers.${name.slice(0, 80)}`, `${shownValue(v)} must be a string without line breaks`);
+        throw badOption(`${path}.headers.${name.slice(0, 80)}`, 'must be a string without line breaks or NUL (the value is not shown)');
       chars += name.length + v.length;
     }
     if (chars > TRACING_BOUNDS.otlpHeaderChars)
@@ -146,6 +147,11 @@ function checkOtlp(value: unknown, path: string): void {
   whole(otlp.timeoutMs, `${path}.timeoutMs`, TRACING_BOUNDS.otlpTimeoutMs, 'milliseconds');
   if (otlp.protocol !== undefined && !(OTLP_PROTOCOLS as readonly unknown[]).includes(otlp.protocol))
     throw badOption(`${path}.protocol`, `${shownValue(otlp.protocol)} must be one of ${OTLP_PROTOCOLS.map((p) => `'${p}'`).join(', ')}`);
+  if (otlp.compression !== undefined && !(OTLP_COMPRESSIONS as readonly unknown[]).includes(otlp.compression))
+    throw badOption(
+      `${path}.compression`,
+      `${shownValue(otlp.compression)} must be one of ${OTLP_COMPRESSIONS.map((c) => `'${c}'`).join(', ')}`,
+    );
 }
 
 function checkBatch(value: unknown, path: string): void {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { createTracing, encodeTraceLine, OtlpHttpExporter, type OtlpProtocol } from '../src/index.js';
+import { createTracing, encodeTraceLine, type OtlpCompression, OtlpHttpExporter, type OtlpProtocol } from '../src/index.js';
 import { asUtf8, randomSpans, tracedSpans } from './span-samples.js';
 
 // The OTLP exporter against a real OpenTelemetry Collector (test/interop/otel-collector,
@@ -177,10 +177,16 @@ describe('the OTLP exporter against a real OpenTelemetry Collector (OTLP receive
       return all.length >= n ? all.slice(from) : undefined;
     });
 
-  for (const [i, protocol] of (['http/protobuf', 'http/json'] as OtlpProtocol[]).entries()) {
-    it(`takes a batch sent as ${protocol} as the request the trace log writes: a Tracing's spans of every kind, random records`, async () => {
-      const spans: ReadableSpan[] = [...(await tracedSpans(`orders-${protocol}`)), ...randomSpans(100 + i)];
-      const exporter = new OtlpHttpExporter({ url: collector.url, protocol });
+  const kinds: [OtlpProtocol, OtlpCompression][] = [
+    ['http/protobuf', 'none'],
+    ['http/json', 'none'],
+    ['http/protobuf', 'gzip'],
+    ['http/json', 'gzip'],
+  ];
+  for (const [i, [protocol, compression]] of kinds.entries()) {
+    it(`takes a batch sent as ${protocol}, compression ${compression}, as the request the trace log writes: a Tracing's spans of every kind, random records`, async () => {
+      const spans: ReadableSpan[] = [...(await tracedSpans(`orders-${protocol}-${compression}`)), ...randomSpans(100 + i)];
+      const exporter = new OtlpHttpExporter({ url: collector.url, protocol, compression });
       try {
         const before = (await collector.received()).length;
         const result = await new Promise<{ code: number; error?: Error }>((resolve) => exporter.export(spans, resolve));

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { type LogFields, ManualClock } from '@meshlet/core';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -121,6 +122,38 @@ describe('OtlpHttpExporter', () => {
     const result = await new Promise<ExportResult>((resolve) => e.exportLine(builder.take(), resolve));
     assert.equal(result.code, ExportResultCode.SUCCESS);
     assert.deepEqual(c.got[0]?.body, encodeTraceProto(spans).subarray(4));
+  });
+
+  for (const protocol of ['http/protobuf', 'http/json'] as const) {
+    it(`gzips a ${protocol} batch with compression 'gzip': Content-Encoding gzip, the same request once gunzipped, and smaller`, async () => {
+      const c = await collector(ok);
+      const plain = await collector(ok);
+      const e = exporterFor({ url: c.url, protocol, compression: 'gzip' });
+      const p = exporterFor({ url: plain.url, protocol });
+      const many = randomSpans(200);
+      assert.equal((await exported(e, many)).code, ExportResultCode.SUCCESS);
+      assert.equal((await exported(p, many)).code, ExportResultCode.SUCCESS);
+      const [zipped] = c.got;
+      const [sent] = plain.got;
+      assert.equal(zipped?.headers['content-encoding'], 'gzip');
+      assert.equal(sent?.headers['content-encoding'], undefined, 'uncompressed by default');
+      assert.deepEqual(gunzipSync(zipped?.body as Buffer), sent?.body);
+      assert.ok((zipped?.body.length ?? 0) < (sent?.body.length ?? 0) / 2, `${zipped?.body.length} bytes gzipped of ${sent?.body.length}`);
+    });
+  }
+
+  it('sends a retried gzipped batch as the same bytes', async () => {
+    const c = await collector((n, res) => (n === 0 ? status(503)(n, res) : ok(n, res)));
+    const clock = new RecordingClock(1_000_000);
+    const e = exporterFor({ url: c.url, compression: 'gzip' }, clock);
+    const result = exported(e, spans);
+    await until('the backoff armed', () => clock.armed.includes(1000));
+    clock.advance(1000);
+    assert.equal((await result).code, ExportResultCode.SUCCESS);
+    assert.equal(c.got.length, 2);
+    assert.equal(c.got[1]?.headers['content-encoding'], 'gzip');
+    assert.deepEqual(c.got[1]?.body, c.got[0]?.body);
+    assert.deepEqual(gunzipSync(c.got[1]?.body as Buffer), encodeTraceProto(spans).subarray(4));
   });
 
   for (const code of [429, 502, 503, 504]) {

@@ -1,0 +1,116 @@
+import { isHeaderName, MeshletError } from '@meshlet/core';
+import {
+  OTLP_COMPRESSIONS,
+  OTLP_PROTOCOLS,
+  type OtlpCompression,
+  type OtlpHttpOptions,
+  type OtlpProtocol,
+  TRACING_BOUNDS,
+} from '@meshlet/trace';
+
+/** Environment variables, as createMeshFromConfig is given them. */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+const refused = (source: string, message: string) => new MeshletError('MESHLET_BAD_OPTION', `${source}: ${message}`);
+
+/**
+ * A collector's headers written as OpenTelemetry's `OTEL_EXPORTER_OTLP_HEADERS` has them:
+ * `name=value` pairs separated by commas, values percent-decoded, spaces around each
+ * trimmed, names lower-cased. The value is a credential: a refusal names `source` (the key
+ * and its variable, or the variable) and the pair's position or header name, never a value.
+ */
+export function otlpHeadersOf(raw: string, source: string): Record<string, string> {
+  // Percent-encoding at most triples a value: past that the whole is too long already.
+  if (raw.length > 3 * TRACING_BOUNDS.otlpHeaderChars)
+    throw refused(source, `${raw.length} characters; at most ${TRACING_BOUNDS.otlpHeaderChars} once decoded`);
+  const headers: Record<string, string> = {};
+  let chars = 0;
+  const pairs = raw.split(',');
+  if (pairs.length > TRACING_BOUNDS.otlpHeaders) throw refused(source, `at most ${TRACING_BOUNDS.otlpHeaders} headers`);
+  for (const [i, pair] of pairs.entries()) {
+    if (pair.trim() === '') continue;
+    const eq = pair.indexOf('=');
+    const name = (eq < 0 ? pair : pair.slice(0, eq)).trim().toLowerCase();
+    if (eq < 0 || !isHeaderName(name)) throw refused(source, `pair ${i + 1} must be name=value with a header name (values are not shown)`);
+    let value: string;
+    try {
+      value = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      throw refused(source, `${name}: a bad percent-encoding (the value is not shown)`);
+    }
+    if (/[\r\n\0]/.test(value)) throw refused(source, `${name}: a line break or NUL (the value is not shown)`);
+    if (Object.hasOwn(headers, name)) throw refused(source, `${name} is given twice`);
+    headers[name] = value;
+    chars += name.length + value.length;
+  }
+  if (chars > TRACING_BOUNDS.otlpHeaderChars)
+    throw refused(source, `${chars} characters once decoded; at most ${TRACING_BOUNDS.otlpHeaderChars}`);
+  return headers;
+}
+
+/** The traces variable if set, else the one for every signal: its value and its name. */
+function otelVariable(env: Environment, what: string): readonly [value: string, name: string] | undefined {
+  for (const name of [`OTEL_EXPORTER_OTLP_TRACES_${what}`, `OTEL_EXPORTER_OTLP_${what}`]) {
+    const value = env[name]?.trim();
+    if (value) return [value, name];
+  }
+  return undefined;
+}
+
+/** The traces URL of OTEL_EXPORTER_OTLP_ENDPOINT, a base URL: `v1/traces` appended to its path. */
+const tracesUrlOf = (base: string) => `${base}${base.endsWith('/') ? '' : '/'}v1/traces`;
+
+/**
+ * The OTLP exporter OpenTelemetry's standard variables ask for, as an OpenTelemetry SDK
+ * reads them (the OTLP exporter specification): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the
+ * URL as it is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (a base, `v1/traces` appended), and
+ * `_HEADERS`, `_PROTOCOL`, `_COMPRESSION`, `_TIMEOUT` (ms), each in its traces form or the
+ * form for every signal. Undefined without an endpoint, or when `OTEL_SDK_DISABLED=true` or
+ * `OTEL_TRACES_EXPORTER` does not list `otlp`. So a service given these by its platform (an
+ * OpenTelemetry operator, a collector agent's chart) sends its spans there with no Meshlet
+ * key. Every value is checked here and refused naming its variable: `grpc`, the one thing
+ * the specification allows that Meshlet's exporter does not speak, is refused by name.
+ */
+export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | undefined {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  const exporters = env.OTEL_TRACES_EXPORTER?.trim();
+  if (exporters && !exporters.split(',').some((e) => e.trim() === 'otlp')) return undefined;
+  const own = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  const [url, urlSource] = own
+    ? [own, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']
+    : base
+      ? [tracesUrlOf(base), 'OTEL_EXPORTER_OTLP_ENDPOINT']
+      : [undefined, ''];
+  if (url === undefined) return undefined;
+  const scheme = url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url) ? new URL(url).protocol : undefined;
+  if (scheme !== 'http:' && scheme !== 'https:')
+    throw refused(urlSource, `must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
+  const options: { -readonly [K in keyof OtlpHttpOptions]: OtlpHttpOptions[K] } = { url };
+  const protocol = otelVariable(env, 'PROTOCOL');
+  if (protocol !== undefined) {
+    const [value, name] = protocol;
+    if (value === 'grpc') throw refused(name, '"grpc": Meshlet\'s OTLP exporter speaks OTLP/HTTP: set http/protobuf or http/json');
+    if (!(OTLP_PROTOCOLS as readonly string[]).includes(value))
+      throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be one of ${OTLP_PROTOCOLS.join(', ')}`);
+    options.protocol = value as OtlpProtocol;
+  }
+  const compression = otelVariable(env, 'COMPRESSION');
+  if (compression !== undefined) {
+    const [value, name] = compression;
+    if (!(OTLP_COMPRESSIONS as readonly string[]).includes(value))
+      throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be one of ${OTLP_COMPRESSIONS.join(', ')}`);
+    options.compression = value as OtlpCompression;
+  }
+  const timeout = otelVariable(env, 'TIMEOUT');
+  if (timeout !== undefined) {
+    const [value, name] = timeout;
+    const ms = /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
+    const { min, max } = TRACING_BOUNDS.otlpTimeoutMs;
+    if (!(ms >= min && ms <= max)) throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be milliseconds from ${min} to ${max}`);
+    options.timeoutMs = ms;
+  }
+  const headers = otelVariable(env, 'HEADERS');
+  if (headers !== undefined) options.headers = otlpHeadersOf(headers[0], headers[1]);
+  return options;
+}
