@@ -16,7 +16,7 @@
 // CPU is the client's process's user + system time over a run, per request (the
 // upstream's CPU is not in it).
 
-import { type ClientSpec, isolatedClient, isolatedRounds } from './client-process.js';
+import { type ClientSpec, isolatedClient, isolatedRounds, WARMUP_REQUESTS } from './client-process.js';
 import { UPSTREAM_SERVICE } from './governed-client.js';
 import { fmt, machine, med, median, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
 
@@ -61,7 +61,7 @@ export async function fetchOverhead(): Promise<string> {
         generations: GENERATIONS,
         total,
         concurrency,
-        warmup: Math.min(1500, total),
+        warmup: WARMUP_REQUESTS,
       });
       const rps = (i: number) => med(runs[i] ?? [], (x) => x.rps);
       // The median over runs of client i's req/s over client b's in the same run.
@@ -113,7 +113,7 @@ export async function fetchOverhead(): Promise<string> {
     '## Governed call vs raw client and peers (BENCH.md Q1, issue 19)',
     '',
     `${machine()}; loopback, upstream (node:http, a static 11-byte JSON answer) in a forked process; median of ${RUNS} interleaved runs ` +
-      `(each client in a process of its own, started afresh ${GENERATIONS} times over the runs) ` +
+      `(each client in a process of its own, started afresh ${GENERATIONS} times over the runs and warmed with ${fmt(WARMUP_REQUESTS)} requests each time) ` +
       `(${fmt(PLAN[0]?.total ?? 0)} requests a run at concurrency 1, ${fmt(PLAN[1]?.total ?? 0)} at 50); latencies in µs. ` +
       `Governed (\`http://${UPSTREAM_SERVICE}/…\`) = a 20/80 tag route rule, service + instance breakers, 5 s timeout, one retry, 2 tags sent on; bulkheads off. ` +
       'Rows on fetch (mesh.fetch, the peers) are against raw fetch, mesh.request rows against raw undici.request; ' +

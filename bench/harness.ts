@@ -58,6 +58,29 @@ export function median(values: number[]): number {
   return s.length % 2 ? (s[mid] ?? Number.NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
 }
 
+/**
+ * A distribution-free confidence interval for the median of `values` (order statistics):
+ * the k-th lowest and k-th highest, k the largest with P(Binomial(n, ½) < k) ≤ (1 − level)/2.
+ * Undefined when n is too small for `level` (five values give at most 93.75%). Also the
+ * interval's own coverage, which is at least `level`.
+ */
+export function medianInterval(values: readonly number[], level = 0.95): { low: number; high: number; coverage: number } | undefined {
+  const n = values.length;
+  const sorted = [...values].sort((a, b) => a - b);
+  // P(B ≤ j) for B ~ Binomial(n, ½), summed term by term.
+  let term = 0.5 ** n;
+  let below = 0; // P(B < k)
+  let k = 0;
+  for (let j = 0; j < n; j++) {
+    if (below + term > (1 - level) / 2) break;
+    below += term;
+    k = j + 1;
+    term = (term * (n - j)) / (j + 1);
+  }
+  if (k === 0) return undefined;
+  return { low: sorted[k - 1] as number, high: sorted[n - k] as number, coverage: 1 - 2 * below };
+}
+
 /** Prints a markdown table. */
 export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;

@@ -54,6 +54,7 @@ const sections: Section[] = [
   { name: 'inbound-trace', run: (await import('./inbound-trace.js')).inboundTrace },
   { name: 'inbound-alloc', run: () => import('./inbound-alloc.js').then((m) => m.inboundAlloc()) },
   { name: 'trace-split', run: (await import('./trace-split.js')).traceSplit },
+  { name: 'targets', run: (await import('./targets.js')).targets },
   { name: 'trace-encode', run: (await import('./trace-encode.js')).traceEncode },
   { name: 'config-reload', run: (await import('./config-reload.js')).configReload },
   { name: 'auth-identity', run: (await import('./auth-identity.js')).authIdentity },

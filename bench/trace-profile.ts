@@ -9,6 +9,8 @@ import { fmt, load, machine, sized, startUpstream, stopUpstream, table } from '.
 import { profileChild, withoutProfilerFlags } from './profile-governed.js';
 
 const REQUESTS = sized('BENCH_PROFILE_REQUESTS', 40_000, 4_000);
+/** BENCH_PROFILE_CONCURRENCY=1: the same profile one request at a time. */
+const CONCURRENCY = sized('BENCH_PROFILE_CONCURRENCY', 50, 50);
 const TOP = 30;
 
 async function child(kind: string): Promise<void> {
@@ -16,7 +18,7 @@ async function child(kind: string): Promise<void> {
   const { port, child: up } = await startUpstream();
   const client = await governedClient({ port, tracing: kind === 'traced' });
   await load(client.request, 3000, 50);
-  const r = await load(client.request, REQUESTS, 50);
+  const r = await load(client.request, REQUESTS, CONCURRENCY);
   process.stderr.write(`${kind}: ${fmt(r.rps)} req/s, ${fmt(r.cpuPerRequestUs, 1)} µs CPU per request\n`);
   await client.close();
   await stopUpstream(up);
@@ -38,7 +40,7 @@ export function traceProfile(): string {
     .slice(0, TOP)
     .map(([f, t, added]) => [`\`${f}\``, perReq(offFns.get(f) ?? 0), perReq(t), perReq(added)]);
   return [
-    '## Profile of `mesh.request`, tracing off vs 100% into the trace log (node --cpu-prof, concurrency 50)',
+    `## Profile of \`mesh.request\`, tracing off vs 100% into the trace log (node --cpu-prof, concurrency ${CONCURRENCY})`,
     '',
     `${machine()}; ${fmt(REQUESTS)} requests after 3 000 of warm-up. Measured CPU per request: off ${fmt(off.cpuUs, 1)} µs, traced ${fmt(on.cpuUs, 1)} µs. Self time in µs per request.`,
     '',

@@ -10,7 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ClientSpec, generationMedians, isolatedRounds } from './client-process.js';
+import { type ClientSpec, generationMedians, isolatedRounds, WARMUP_REQUESTS } from './client-process.js';
 import { INBOUND_UNSAMPLED } from './governed-client.js';
 import { fmt, type LoadResult, machine, med, median, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
 
@@ -80,7 +80,7 @@ export async function traceSplit(): Promise<string> {
     runs = await isolatedRounds(
       specs.map(([, spec]) => spec),
       port,
-      { rounds: RUNS, generations: GENERATIONS, total: TOTAL, concurrency: CONCURRENCY, warmup: 1500 },
+      { rounds: RUNS, generations: GENERATIONS, total: TOTAL, concurrency: CONCURRENCY, warmup: WARMUP_REQUESTS },
     );
   } finally {
     await stopUpstream(child);
@@ -107,7 +107,7 @@ export async function traceSplit(): Promise<string> {
     '',
     `${machine()}; loopback, the governed client of governed-call (bench rules in force), concurrency ${CONCURRENCY}, ` +
       `${fmt(RUNS)} rounds of ${fmt(TOTAL)} requests, every client in turn in each round; ratios paired within the round. ` +
-      `Each client runs in a process of its own, started afresh ${fmt(GENERATIONS)} times over the rounds; CPU is its process's. ` +
+      `Each client runs in a process of its own, started afresh ${fmt(GENERATIONS)} times over the rounds and warmed with ${fmt(WARMUP_REQUESTS)} requests each time; CPU is its process's. ` +
       'Each step down the mesh rows adds one part of tracing: the header and span record, the encoding, the write; ' +
       "the protobuf rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON; the OTLP rows post each batch to an OTLP/HTTP receiver on loopback (a second upstream process answering 200) instead of writing a log.",
     '',

@@ -51,7 +51,12 @@ prepare('scripts/redis-sentinel.sh', ['install']);
 // arguments go to node --test.
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const passOn = process.argv.slice(2).filter((a) => !a.startsWith('--only='));
-const files = [...globSync('packages/*/dist/test/**/*.test.js'), ...globSync('test/dist/**/*.test.js')]
+// bench/test: the benchmarks' own arithmetic (their statistics), not the benchmarks.
+const files = [
+  ...globSync('packages/*/dist/test/**/*.test.js'),
+  ...globSync('test/dist/**/*.test.js'),
+  ...globSync('bench/dist/test/**/*.test.js'),
+]
   .filter((f) => only === undefined || f.startsWith(only))
   .sort();
 if (files.length === 0) {
