@@ -157,7 +157,12 @@ const OTLP_HEADERS_KEY = 'meshlet.tracing.otlp.headers';
  */
 function otlpOf(config: Config, get: (key: string) => string | undefined, env: Environment | undefined): OtlpHttpOptions | undefined {
   const url = get('meshlet.tracing.otlp.url');
-  if (url === undefined) return env === undefined ? undefined : otlpFromOtelEnvironment(env);
+  if (url === undefined) {
+    // Tracing switched off in Meshlet's keys: OpenTelemetry's variables (set for another
+    // SDK in the same pod, say) are not read, so not refused either.
+    if (env === undefined || !config.getBoolean('meshlet.tracing.enabled', true)) return undefined;
+    return otlpFromOtelEnvironment(env);
+  }
   const protocol = get('meshlet.tracing.otlp.protocol');
   const compression = get('meshlet.tracing.otlp.compression');
   const timeoutMs = numberOf(config, 'meshlet.tracing.otlp.timeout-ms');

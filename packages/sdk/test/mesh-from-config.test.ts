@@ -223,6 +223,31 @@ describe('createMeshFromConfig without Consul', () => {
     }
   });
 
+  it("leaves OpenTelemetry's variables unread when Meshlet's tracing is switched off (grpc there is not refused)", async () => {
+    const mesh = await createMeshFromConfig({
+      logger: new MemoryLogger(),
+      env: {
+        MESHLET_SERVICE: 'orders',
+        MESHLET_TRACING_ENABLED: 'false',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      },
+    });
+    try {
+      assert.equal(mesh.tracing, undefined);
+    } finally {
+      await mesh.close();
+    }
+    await assert.rejects(
+      createMeshFromConfig({
+        logger: new MemoryLogger(),
+        env: { MESHLET_SERVICE: 'orders', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+      }),
+      /^MeshletError: OTEL_EXPORTER_OTLP_PROTOCOL: "grpc"|OTEL_EXPORTER_OTLP_PROTOCOL: "grpc"/,
+      'without the switch, the same variables are refused',
+    );
+  });
+
   it("reads OpenTelemetry's variables as its SDKs do: the traces form first, the endpoint's path, none when disabled", () => {
     const base = 'http://127.0.0.1:4318';
     const cases: [string, Record<string, string>, unknown][] = [
