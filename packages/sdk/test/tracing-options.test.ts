@@ -54,6 +54,7 @@ const cases: readonly [string, unknown, string][] = [
     { otlp: { url: 'http://127.0.0.1:4318', headers: { a: 'b\r\nc: d' } } },
     'tracing.otlp.headers.a',
   ],
+  ['collector headers as a string', { otlp: { url: 'http://127.0.0.1:4318', headers: 'authorization=x' } }, 'tracing.otlp.headers'],
   ['a collector header name with a space', { otlp: { url: 'http://127.0.0.1:4318', headers: { 'a b': 'c' } } }, 'tracing.otlp.headers'],
   ['a collector timeout of 0', { otlp: { url: 'http://127.0.0.1:4318', timeoutMs: 0 } }, 'tracing.otlp.timeoutMs'],
   ['an OTLP protocol it does not speak', { otlp: { url: 'http://127.0.0.1:4318', protocol: 'grpc' } }, 'tracing.otlp.protocol'],
@@ -132,6 +133,13 @@ it('takes every option at its bounds, and a Tracing made by createTracing as it 
       }),
     );
     meshes.push(createMesh({ ...base(), tracing: { metrics: false } }));
+    // Headers as a function (a token that expires): taken; what it gives is checked when it gives it.
+    meshes.push(
+      createMesh({
+        ...base(),
+        tracing: { otlp: { url: 'http://127.0.0.1:4318/v1/traces', headers: async () => ({ authorization: 'Bearer x' }) } },
+      }),
+    );
     const own = createTracing({ service: 'options-check', clock: new ManualClock(), sampleRatio: 1 });
     const mesh = createMesh({ ...base(), tracing: own });
     meshes.push(mesh);

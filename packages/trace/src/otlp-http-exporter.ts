@@ -5,6 +5,7 @@ import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { Agent, type Dispatcher } from 'undici';
 import type { LineExporter, SpanLine } from './batch-queue.js';
+import { checkOtlpHeaders, type OtlpHeaders } from './otlp-headers.js';
 import { encodeTraceLineBytes, TraceLineBuilder } from './otlp-json.js';
 import { decodeTraceResponseProto, encodeTraceProto, TraceProtoBuilder } from './otlp-proto.js';
 
@@ -18,7 +19,13 @@ export type OtlpCompression = (typeof OTLP_COMPRESSIONS)[number];
 export interface OtlpHttpOptions {
   /** The collector's traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. */
   readonly url: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Sent with every batch; or a function giving them before each attempt (a token that
+   * expires), its answer checked as the object's would be, and awaited within the batch's
+   * timeout. A function that throws, gives bad headers or does not answer in time fails
+   * that attempt's batch (`OtlpExportError`, naming `otlp.headers`, never a value).
+   */
+  readonly headers?: OtlpHeaders;
   /** One batch's export, its retries included. Default 10 000 ms. */
   readonly timeoutMs?: number;
   /** Default `http/protobuf`, as the OTLP exporter specification has it. */
@@ -106,7 +113,11 @@ export class OtlpHttpExporter implements LineExporter {
   readonly compression: OtlpCompression;
   readonly #origin: string;
   readonly #path: string;
-  readonly #headers: Record<string, string>;
+  /** The content headers, set over the given ones. */
+  readonly #own: Record<string, string>;
+  /** The headers sent with every attempt, when given as an object (with #own). */
+  readonly #headers: Record<string, string> | undefined;
+  readonly #headersOf: (() => Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>) | undefined;
   readonly #timeoutMs: number;
   readonly #clock: Clock;
   readonly #logger: Logger | undefined;
@@ -126,11 +137,13 @@ export class OtlpHttpExporter implements LineExporter {
     this.#path = `${url.pathname}${url.search}`;
     this.protocol = options.protocol ?? 'http/protobuf';
     this.compression = options.compression ?? 'none';
-    this.#headers = {
-      ...options.headers,
+    this.#own = {
       'content-type': this.protocol === 'http/protobuf' ? 'application/x-protobuf' : 'application/json',
       ...(this.compression === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
     };
+    const given = options.headers;
+    this.#headersOf = typeof given === 'function' ? given : undefined;
+    this.#headers = typeof given === 'function' ? undefined : { ...given, ...this.#own };
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#clock = deps.clock ?? systemClock;
     this.#logger = deps.logger;
@@ -187,12 +200,12 @@ export class OtlpHttpExporter implements LineExporter {
     const deadline = this.#clock.now() + this.#timeoutMs;
     const body = this.compression === 'gzip' ? await gzipped(encoded, { level: GZIP_LEVEL }) : encoded;
     for (let attempt = 1; ; attempt++) {
-      const left = deadline - this.#clock.now();
       let status: number | undefined;
       let wait: number | undefined;
       let failure: unknown;
       try {
-        const answer = await this.#post(body, left);
+        const headers = this.#headers ?? (await this.#headersNow(deadline, attempt));
+        const answer = await this.#post(body, headers, deadline - this.#clock.now());
         status = answer.status;
         if (status >= 200 && status < 300) {
           this.#partialSuccess(answer.body);
@@ -212,13 +225,51 @@ export class OtlpHttpExporter implements LineExporter {
     }
   }
 
+  /**
+   * The headers function's answer, checked, with the content headers over it; awaited until
+   * the batch's deadline at most. Anything else fails the batch now (no retry: the function
+   * is the app's, and would most likely fail again).
+   */
+  async #headersNow(deadline: number, attempt: number): Promise<Record<string, string>> {
+    const refuse = (why: string, cause?: unknown) =>
+      new OtlpExportError(`otlp.headers: ${why}`, undefined, attempt, cause === undefined ? undefined : { cause });
+    const headersOf = this.#headersOf;
+    if (headersOf === undefined) throw refuse('no headers function');
+    let cancel: (() => void) | undefined;
+    try {
+      const given = await Promise.race([
+        Promise.resolve().then(headersOf),
+        new Promise<never>((_, reject) => {
+          cancel = this.#clock.setTimeout(
+            () => reject(refuse(`the headers function gave no headers in ${this.#timeoutMs} ms`)),
+            Math.max(0, deadline - this.#clock.now()),
+          );
+        }),
+      ]);
+      checkOtlpHeaders(given, 'otlp.headers');
+      return { ...given, ...this.#own };
+    } catch (err) {
+      if (err instanceof OtlpExportError) throw err;
+      // A bad header's message names it, never its value (checkOtlpHeaders). A throw's
+      // message is the app's own: kept as the cause, not put in the log line.
+      if (err instanceof MeshletError) throw new OtlpExportError(err.message, undefined, attempt);
+      throw refuse('the headers function failed', err);
+    } finally {
+      cancel?.();
+    }
+  }
+
   #backoff(attempt: number): number {
     const base = Math.min(BACKOFF.maxMs, BACKOFF.firstMs * BACKOFF.factor ** (attempt - 1));
     return base * (0.8 + 0.4 * this.#random());
   }
 
   /** One POST, aborted when `timeoutMs` passes: its status, its Retry-After, its body (bounded). */
-  async #post(body: Buffer, timeoutMs: number): Promise<{ status: number; retryAfter: string | string[] | undefined; body: Buffer }> {
+  async #post(
+    body: Buffer,
+    headers: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<{ status: number; retryAfter: string | string[] | undefined; body: Buffer }> {
     const controller = new AbortController();
     const cancel = this.#clock.setTimeout(() => controller.abort(new Error(`no answer in ${this.#timeoutMs} ms`)), timeoutMs);
     try {
@@ -226,7 +277,7 @@ export class OtlpHttpExporter implements LineExporter {
         origin: this.#origin,
         path: this.#path,
         method: 'POST',
-        headers: this.#headers,
+        headers,
         body,
         signal: controller.signal,
       });

@@ -1,4 +1,5 @@
-import { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { checkOtlpHeaders, OTLP_HEADER_BOUNDS } from './otlp-headers.js';
 import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
@@ -25,8 +26,8 @@ export const TRACING_BOUNDS = Object.freeze({
   /** The OTLP collector's URL, in characters. */
   urlChars: 2048,
   /** Extra headers sent to the collector, and their characters in all. */
-  otlpHeaders: 64,
-  otlpHeaderChars: 16 * 1024,
+  otlpHeaders: OTLP_HEADER_BOUNDS.headers,
+  otlpHeaderChars: OTLP_HEADER_BOUNDS.chars,
   /** One export to the collector. */
   otlpTimeoutMs: { min: 1, max: 600_000 },
   /** Exporters besides the log and the collector. */
@@ -128,22 +129,8 @@ function checkOtlp(value: unknown, path: string): void {
   if (typeof url === 'string' && url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url)) protocol = new URL(url).protocol;
   if (protocol !== 'http:' && protocol !== 'https:')
     throw badOption(`${path}.url`, `${shownValue(url)} must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
-  if (otlp.headers !== undefined) {
-    const headers = optionObject(otlp.headers, `${path}.headers`);
-    const names = Object.keys(headers);
-    if (names.length > TRACING_BOUNDS.otlpHeaders) throw badOption(`${path}.headers`, `at most ${TRACING_BOUNDS.otlpHeaders} headers`);
-    let chars = 0;
-    for (const name of names) {
-      const v = headers[name];
-      if (!isHeaderName(name)) throw badOption(`${path}.headers`, `${shownValue(name)} is not a header name`);
-      // The value is not shown: a collector's headers carry its credential.
-      if (typeof v !== 'string' || /[\r\n\0]/.test(v))
-        throw badOption(`${path}.headers.${name.slice(0, 80)}`, 'must be a string without line breaks or NUL (the value is not shown)');
-      chars += name.length + v.length;
-    }
-    if (chars > TRACING_BOUNDS.otlpHeaderChars)
-      throw badOption(`${path}.headers`, `${chars} characters; at most ${TRACING_BOUNDS.otlpHeaderChars} in all`);
-  }
+  // A function gives them before each attempt: the exporter checks what it gives.
+  if (otlp.headers !== undefined && typeof otlp.headers !== 'function') checkOtlpHeaders(otlp.headers, `${path}.headers`);
   whole(otlp.timeoutMs, `${path}.timeoutMs`, TRACING_BOUNDS.otlpTimeoutMs, 'milliseconds');
   if (otlp.protocol !== undefined && !(OTLP_PROTOCOLS as readonly unknown[]).includes(otlp.protocol))
     throw badOption(`${path}.protocol`, `${shownValue(otlp.protocol)} must be one of ${OTLP_PROTOCOLS.map((p) => `'${p}'`).join(', ')}`);

@@ -156,6 +156,53 @@ describe('OtlpHttpExporter', () => {
     assert.deepEqual(gunzipSync(c.got[1]?.body as Buffer), encodeTraceProto(spans).subarray(4));
   });
 
+  it('calls a headers function before each attempt: a retry carries the token it gives then', async () => {
+    const c = await collector((n, res) => (n === 0 ? status(503)(n, res) : ok(n, res)));
+    const clock = new RecordingClock(1_000_000);
+    let calls = 0;
+    const e = exporterFor({ url: c.url, headers: async () => ({ authorization: `Bearer ${++calls}` }) }, clock);
+    const result = exported(e, spans);
+    await until('the backoff armed', () => clock.armed.includes(1000));
+    clock.advance(1000);
+    assert.equal((await result).code, ExportResultCode.SUCCESS);
+    assert.deepEqual(
+      c.got.map((g) => g.headers.authorization),
+      ['Bearer 1', 'Bearer 2'],
+    );
+    assert.equal(c.got[1]?.headers['content-type'], 'application/x-protobuf', 'the content headers stay the exporter’s');
+  });
+
+  const failsWithoutSending = async (headers: NonNullable<OtlpHttpOptions['headers']>, message: RegExp, clock?: RecordingClock) => {
+    const c = await collector(ok);
+    const e = exporterFor({ url: c.url, headers, timeoutMs: 5000 }, clock);
+    const pending = exported(e, spans);
+    if (clock) {
+      await until('the wait for the headers armed', () => clock.armed.includes(5000));
+      clock.advance(5000);
+    }
+    const result = await pending;
+    assert.equal(result.code, ExportResultCode.FAILED);
+    assert.ok(result.error instanceof OtlpExportError, String(result.error));
+    assert.equal((result.error as OtlpExportError).code, 'MESHLET_OTLP_EXPORT_FAILED');
+    assert.match(result.error.message, message);
+    assert.ok(!result.error.message.includes('s3cr3t'), `a value shown: ${result.error.message}`);
+    assert.equal(c.got.length, 0, 'nothing sent');
+  };
+
+  it('fails the batch, sending nothing, when the headers function throws (its message, maybe a secret, kept as the cause)', () =>
+    failsWithoutSending(() => {
+      throw new Error('vault said no to s3cr3t');
+    }, /^otlp\.headers: the headers function failed$/));
+
+  it('fails the batch, sending nothing, when the headers function gives a bad header: named, never shown', () =>
+    failsWithoutSending(async () => ({ authorization: 'Bearer s3cr3t\r\nx: y' }), /^otlp\.headers\.authorization: must be a string/));
+
+  it('fails the batch, sending nothing, when the headers function gives too many headers', () =>
+    failsWithoutSending(() => Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 's3cr3t'])), /at most 64 headers/));
+
+  it('fails the batch at its timeout, on the injected clock, when the headers function never answers', () =>
+    failsWithoutSending(() => new Promise<never>(() => {}), /gave no headers in 5000 ms/, new RecordingClock(1_000_000)));
+
   for (const code of [429, 502, 503, 504]) {
     it(`retries a ${code} after a backoff on the injected clock, and succeeds`, async () => {
       const c = await collector((n, res) => (n === 0 ? status(code)(n, res) : ok(n, res)));

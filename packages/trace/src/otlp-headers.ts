@@ -1,0 +1,34 @@
+import { badOption, isHeaderName, optionObject, shownValue } from '@meshlet/core';
+
+/** Extra headers sent to the collector, and their characters in all (names and values). */
+export const OTLP_HEADER_BOUNDS = Object.freeze({ headers: 64, chars: 16 * 1024 });
+
+/**
+ * The collector's headers as given, or a function giving them before each attempt (a token
+ * that expires: fetched or refreshed by the app), as OpenTelemetry's exporters take them.
+ */
+export type OtlpHeaders =
+  | Readonly<Record<string, string>>
+  | (() => Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>);
+
+/**
+ * Checks a set of collector headers: at most 64, RFC 9110 names, string values without a
+ * line break or NUL, 16 KiB in all. MeshletError `MESHLET_BAD_OPTION` naming `path`; a
+ * value is never shown, as it carries the collector's credential. The options check runs
+ * it on headers given as an object; the exporter on what a headers function gives.
+ */
+export function checkOtlpHeaders(value: unknown, path: string): void {
+  const headers = optionObject(value, path);
+  const names = Object.keys(headers);
+  if (names.length > OTLP_HEADER_BOUNDS.headers) throw badOption(path, `at most ${OTLP_HEADER_BOUNDS.headers} headers`);
+  let chars = 0;
+  for (const name of names) {
+    const v = headers[name];
+    if (!isHeaderName(name)) throw badOption(path, `${shownValue(name)} is not a header name`);
+    // The value is not shown: a collector's headers carry its credential.
+    if (typeof v !== 'string' || /[\r\n\0]/.test(v))
+      throw badOption(`${path}.${name.slice(0, 80)}`, 'must be a string without line breaks or NUL (the value is not shown)');
+    chars += name.length + v.length;
+  }
+  if (chars > OTLP_HEADER_BOUNDS.chars) throw badOption(path, `${chars} characters; at most ${OTLP_HEADER_BOUNDS.chars} in all`);
+}
