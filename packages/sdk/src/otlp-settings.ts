@@ -1,12 +1,5 @@
 import { isHeaderName, MeshletError } from '@meshlet/core';
-import {
-  OTLP_COMPRESSIONS,
-  OTLP_PROTOCOLS,
-  type OtlpCompression,
-  type OtlpHttpOptions,
-  type OtlpProtocol,
-  TRACING_BOUNDS,
-} from '@meshlet/trace';
+import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS, type OtlpHttpOptions, TRACING_BOUNDS } from '@meshlet/trace';
 
 /** Environment variables, as createMeshFromConfig is given them. */
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -57,6 +50,18 @@ function otelVariable(env: Environment, what: string): readonly [value: string, 
   return undefined;
 }
 
+/** One of `allowed` from the variable for `what`, else refused naming it; `grpc`, as a protocol, by name. */
+function otelChoice<T extends string>(env: Environment, what: string, allowed: readonly T[]): T | undefined {
+  const given = otelVariable(env, what);
+  if (given === undefined) return undefined;
+  const [value, name] = given;
+  if (what === 'PROTOCOL' && value === 'grpc')
+    throw refused(name, '"grpc": Meshlet\'s OTLP exporter speaks OTLP/HTTP: set http/protobuf or http/json');
+  if (!(allowed as readonly string[]).includes(value))
+    throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
 /** The traces URL of OTEL_EXPORTER_OTLP_ENDPOINT, a base URL: `v1/traces` appended to its path. */
 const tracesUrlOf = (base: string) => `${base}${base.endsWith('/') ? '' : '/'}v1/traces`;
 
@@ -87,21 +92,10 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
   if (scheme !== 'http:' && scheme !== 'https:')
     throw refused(urlSource, `must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
   const options: { -readonly [K in keyof OtlpHttpOptions]: OtlpHttpOptions[K] } = { url };
-  const protocol = otelVariable(env, 'PROTOCOL');
-  if (protocol !== undefined) {
-    const [value, name] = protocol;
-    if (value === 'grpc') throw refused(name, '"grpc": Meshlet\'s OTLP exporter speaks OTLP/HTTP: set http/protobuf or http/json');
-    if (!(OTLP_PROTOCOLS as readonly string[]).includes(value))
-      throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be one of ${OTLP_PROTOCOLS.join(', ')}`);
-    options.protocol = value as OtlpProtocol;
-  }
-  const compression = otelVariable(env, 'COMPRESSION');
-  if (compression !== undefined) {
-    const [value, name] = compression;
-    if (!(OTLP_COMPRESSIONS as readonly string[]).includes(value))
-      throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be one of ${OTLP_COMPRESSIONS.join(', ')}`);
-    options.compression = value as OtlpCompression;
-  }
+  const protocol = otelChoice(env, 'PROTOCOL', OTLP_PROTOCOLS);
+  if (protocol !== undefined) options.protocol = protocol;
+  const compression = otelChoice(env, 'COMPRESSION', OTLP_COMPRESSIONS);
+  if (compression !== undefined) options.compression = compression;
   const timeout = otelVariable(env, 'TIMEOUT');
   if (timeout !== undefined) {
     const [value, name] = timeout;
