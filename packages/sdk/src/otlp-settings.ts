@@ -1,5 +1,5 @@
 import { isHeaderName, MeshletError } from '@meshlet/core';
-import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS, type OtlpHttpOptions, TRACING_BOUNDS } from '@meshlet/trace';
+import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS, type OtlpHttpOptions, otlpUrlProblem, TRACING_BOUNDS } from '@meshlet/trace';
 
 /** Environment variables, as createMeshFromConfig is given them. */
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -88,7 +88,10 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
       ? [tracesUrlOf(base), 'OTEL_EXPORTER_OTLP_ENDPOINT']
       : [undefined, ''];
   if (url === undefined) return undefined;
-  const scheme = url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url) ? new URL(url).protocol : undefined;
+  const parsed = url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url) ? new URL(url) : undefined;
+  const problem = parsed === undefined ? undefined : otlpUrlProblem(parsed);
+  if (problem !== undefined) throw refused(urlSource, problem);
+  const scheme = parsed?.protocol;
   if (scheme !== 'http:' && scheme !== 'https:')
     throw refused(urlSource, `must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
   const options: { -readonly [K in keyof OtlpHttpOptions]: OtlpHttpOptions[K] } = { url };

@@ -290,6 +290,10 @@ describe('createMeshFromConfig without Consul', () => {
     const cases: [Record<string, string>, RegExp][] = [
       [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://127.0.0.1' }, /^OTEL_EXPORTER_OTLP_ENDPOINT: must be an http: or https: URL/],
       [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '127.0.0.1:4318' }, /^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: must be an http:/],
+      [
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://user:s3cr3t@127.0.0.1:4318' },
+        /^OTEL_EXPORTER_OTLP_ENDPOINT: must not carry a user or password/,
+      ],
       [{ ...base, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /^OTEL_EXPORTER_OTLP_PROTOCOL: "grpc": Meshlet's OTLP exporter speaks OTLP\/HTTP/],
       [{ ...base, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'thrift' }, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "thrift" must be one of/],
       [{ ...base, OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' }, /^OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" must be one of none, gzip/],

@@ -95,6 +95,20 @@ for (const [what, tracing, field] of cases) {
   });
 }
 
+it('refuses a collector URL with a user or password, without showing it (the URL is logged with each failed export)', () => {
+  for (const url of ['http://orders:s3cr3t@127.0.0.1:4318/v1/traces', 'https://:s3cr3t@collector.example/v1/traces']) {
+    assert.throws(
+      () => createMesh({ ...base(), tracing: { otlp: { url } } }),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'MESHLET_BAD_OPTION');
+        assert.ok(err.message.startsWith('tracing.otlp.url: must not carry a user or password'), err.message);
+        assert.ok(!err.message.includes('s3cr3t'), `the URL is shown: ${err.message}`);
+        return true;
+      },
+    );
+  }
+});
+
 it("refuses a collector header's bad value without showing it (a header carries the collector's credential)", () => {
   const secret = 'Bearer s3cr3t-token';
   assert.throws(

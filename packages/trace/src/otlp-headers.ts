@@ -32,3 +32,17 @@ export function checkOtlpHeaders(value: unknown, path: string): void {
   }
   if (chars > OTLP_HEADER_BOUNDS.chars) throw badOption(path, `${chars} characters; at most ${OTLP_HEADER_BOUNDS.chars} in all`);
 }
+
+/**
+ * Why a collector URL that parses is refused, or undefined: a user or password in it (the
+ * credential belongs in `otlp.headers`, which are never shown; a URL is logged with each
+ * failed export).
+ */
+export function otlpUrlProblem(url: URL): string | undefined {
+  return url.username !== '' || url.password !== ''
+    ? "must not carry a user or password: give the collector's credential in otlp.headers (the URL is not shown)"
+    : undefined;
+}
+
+/** A collector URL as logs show it: origin and path, no query (a vendor's key may ride there). */
+export const shownOtlpUrl = (url: URL): string => `${url.origin}${url.pathname}`;

@@ -5,7 +5,7 @@ import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { Agent, type Dispatcher } from 'undici';
 import type { LineExporter, SpanLine } from './batch-queue.js';
-import { checkOtlpHeaders, type OtlpHeaders } from './otlp-headers.js';
+import { checkOtlpHeaders, type OtlpHeaders, otlpUrlProblem, shownOtlpUrl } from './otlp-headers.js';
 import { encodeTraceLineBytes, TraceLineBuilder } from './otlp-json.js';
 import { decodeTraceResponseProto, encodeTraceProto, TraceProtoBuilder } from './otlp-proto.js';
 
@@ -108,6 +108,7 @@ export function retryAfterMs(value: string | string[] | undefined, now: number):
  * thread pool, and its retries send the same bytes.
  */
 export class OtlpHttpExporter implements LineExporter {
+  /** The collector's URL as logs show it: origin and path (its query is sent, not shown). */
   readonly url: string;
   readonly protocol: OtlpProtocol;
   readonly compression: OtlpCompression;
@@ -132,7 +133,9 @@ export class OtlpHttpExporter implements LineExporter {
 
   constructor(options: OtlpHttpOptions, deps: OtlpHttpDeps = {}) {
     const url = new URL(options.url);
-    this.url = options.url;
+    const problem = otlpUrlProblem(url);
+    if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `otlp.url: ${problem}`);
+    this.url = shownOtlpUrl(url);
     this.#origin = url.origin;
     this.#path = `${url.pathname}${url.search}`;
     this.protocol = options.protocol ?? 'http/protobuf';

@@ -1,5 +1,5 @@
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
-import { checkOtlpHeaders, OTLP_HEADER_BOUNDS } from './otlp-headers.js';
+import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, otlpUrlProblem } from './otlp-headers.js';
 import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
@@ -126,7 +126,12 @@ function checkOtlp(value: unknown, path: string): void {
   onlyOptionKeys(otlp, path, OTLP_KEYS);
   const url = otlp.url;
   let protocol: string | undefined;
-  if (typeof url === 'string' && url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url)) protocol = new URL(url).protocol;
+  if (typeof url === 'string' && url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url)) {
+    const parsed = new URL(url);
+    const problem = otlpUrlProblem(parsed);
+    if (problem !== undefined) throw badOption(`${path}.url`, problem);
+    protocol = parsed.protocol;
+  }
   if (protocol !== 'http:' && protocol !== 'https:')
     throw badOption(`${path}.url`, `${shownValue(url)} must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
   // A function gives them before each attempt: the exporter checks what it gives.

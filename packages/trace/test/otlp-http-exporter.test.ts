@@ -124,6 +124,19 @@ describe('OtlpHttpExporter', () => {
     assert.deepEqual(c.got[0]?.body, encodeTraceProto(spans).subarray(4));
   });
 
+  it("sends to the URL's query but shows the URL without it (a vendor's key may ride there), and refuses a user or password", async () => {
+    const c = await collector(ok);
+    const e = exporterFor({ url: `${c.url}?api-key=s3cr3t` });
+    assert.equal(e.url, c.url);
+    assert.equal((await exported(e, spans)).code, ExportResultCode.SUCCESS);
+    assert.equal(c.got[0]?.path, '/v1/traces?api-key=s3cr3t');
+    assert.throws(
+      () => new OtlpHttpExporter({ url: 'http://user:s3cr3t@127.0.0.1:4318/v1/traces' }),
+      (err: Error & { code?: string }) =>
+        err.code === 'MESHLET_BAD_OPTION' && err.message.startsWith('otlp.url: must not carry') && !err.message.includes('s3cr3t'),
+    );
+  });
+
   for (const protocol of ['http/protobuf', 'http/json'] as const) {
     it(`gzips a ${protocol} batch with compression 'gzip': Content-Encoding gzip, the same request once gunzipped, and smaller`, async () => {
       const c = await collector(ok);
