@@ -5,7 +5,7 @@ import type { OtlpCompression, OtlpHttpOptions, OtlpProtocol, TraceLogFormat } f
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
-import { type Environment, otlpFromOtelEnvironment, otlpHeadersOf } from './otlp-settings.js';
+import { type Environment, otlpFromOtelEnvironment, otlpHeadersOf, sampleRatioFromOtelEnvironment } from './otlp-settings.js';
 
 /** A mesh configured from @meshlet/config, with the config it was made from (hot: `config.onChange`). */
 export type ConfiguredMesh = Mesh & { readonly config: Config };
@@ -204,11 +204,14 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   const defaultAction = get('meshlet.auth.default-action');
   if (defaultAction !== undefined && defaultAction !== 'allow' && defaultAction !== 'deny')
     throw bad('meshlet.auth.default-action', 'allow or deny');
-  const sampleRatio = numberOf(config, 'meshlet.tracing.sample-ratio');
   const otlp = otlpOf(config, get, env);
   const traceLog = get('meshlet.tracing.log.path');
   const traceLogFormat = get('meshlet.tracing.log.format');
   const tracingOn = config.getBoolean('meshlet.tracing.enabled', otlp !== undefined || traceLog !== undefined);
+  // Meshlet's key first; else OpenTelemetry's sampler variables, read only when tracing is
+  // on (set for another SDK in the same pod, they must not stop a service that does not trace).
+  const sampleRatio =
+    numberOf(config, 'meshlet.tracing.sample-ratio') ?? (env !== undefined && tracingOn ? sampleRatioFromOtelEnvironment(env) : undefined);
   const port = numberOf(config, 'meshlet.port');
   const adminToken = get('meshlet.admin.token');
   const redisUrl = get('meshlet.ratelimit.redis-url');

@@ -111,3 +111,33 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
   if (headers !== undefined) options.headers = otlpHeadersOf(headers[0], headers[1]);
   return options;
 }
+
+/** OpenTelemetry's parent-based samplers, by their `OTEL_TRACES_SAMPLER` names: Meshlet's is parent-based. */
+const PARENT_BASED = ['parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'];
+
+/**
+ * The sample ratio OpenTelemetry's `OTEL_TRACES_SAMPLER` (and `_ARG`) ask for, when they are
+ * set: `parentbased_always_on` 1, `parentbased_always_off` 0, `parentbased_traceidratio` its
+ * argument (1 when absent, as the specification has it). Meshlet's sampler follows a
+ * caller's sampled flag, so a sampler that would not (`always_on`, `traceidratio`…) or one
+ * Meshlet does not have (`jaeger_remote`, `xray`) is refused naming the variable.
+ * `OTEL_SDK_DISABLED=true` leaves them unread.
+ */
+export function sampleRatioFromOtelEnvironment(env: Environment): number | undefined {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  const sampler = env.OTEL_TRACES_SAMPLER?.trim();
+  if (!sampler) return undefined;
+  if (!PARENT_BASED.includes(sampler))
+    throw refused(
+      'OTEL_TRACES_SAMPLER',
+      `${JSON.stringify(sampler.slice(0, 80))}: Meshlet's sampling follows the caller's sampled flag; use one of ${PARENT_BASED.join(', ')}`,
+    );
+  if (sampler === 'parentbased_always_on') return 1;
+  if (sampler === 'parentbased_always_off') return 0;
+  const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
+  if (!arg) return 1;
+  const ratio = /^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(arg) ? Number(arg) : Number.NaN;
+  if (!(ratio >= 0 && ratio <= 1))
+    throw refused('OTEL_TRACES_SAMPLER_ARG', `${JSON.stringify(arg.slice(0, 80))} must be a ratio from 0 to 1`);
+  return ratio;
+}

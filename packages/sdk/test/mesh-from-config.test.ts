@@ -11,7 +11,7 @@ import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger, MeshletError } from '@meshlet/core';
 import { decodeTraceProto } from '@meshlet/trace';
 import { type ConfiguredMesh, createMeshFromConfig } from '../src/index.js';
-import { otlpFromOtelEnvironment, otlpHeadersOf } from '../src/otlp-settings.js';
+import { otlpFromOtelEnvironment, otlpHeadersOf, sampleRatioFromOtelEnvironment } from '../src/otlp-settings.js';
 
 const meshKeyBase64 = Buffer.alloc(32, 3).toString('base64');
 
@@ -283,6 +283,59 @@ describe('createMeshFromConfig without Consul', () => {
       ],
     ];
     for (const [what, env, want] of cases) assert.deepEqual(otlpFromOtelEnvironment(env), want, what);
+  });
+
+  it("takes the sample ratio from OpenTelemetry's parent-based samplers when Meshlet's key gives none, and refuses the others", () => {
+    const cases: [Record<string, string>, number | undefined][] = [
+      [{}, undefined],
+      [{ OTEL_TRACES_SAMPLER: 'parentbased_always_on' }, 1],
+      [{ OTEL_TRACES_SAMPLER: 'parentbased_always_off' }, 0],
+      [{ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' }, 0.25],
+      [{ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio' }, 1],
+      [{ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '.5' }, 0.5],
+      [{ OTEL_TRACES_SAMPLER: 'always_on', OTEL_SDK_DISABLED: 'true' }, undefined],
+    ];
+    for (const [env, want] of cases) assert.equal(sampleRatioFromOtelEnvironment(env), want, JSON.stringify(env));
+    for (const [env, want] of [
+      [{ OTEL_TRACES_SAMPLER: 'always_on' }, /^OTEL_TRACES_SAMPLER: "always_on": Meshlet's sampling follows the caller's sampled flag/],
+      [{ OTEL_TRACES_SAMPLER: 'traceidratio' }, /^OTEL_TRACES_SAMPLER: "traceidratio"/],
+      [{ OTEL_TRACES_SAMPLER: 'jaeger_remote' }, /^OTEL_TRACES_SAMPLER: "jaeger_remote"/],
+      [
+        { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '1.5' },
+        /^OTEL_TRACES_SAMPLER_ARG: "1.5" must be a ratio/,
+      ],
+      [
+        { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '1e-1' },
+        /^OTEL_TRACES_SAMPLER_ARG: "1e-1" must be a ratio/,
+      ],
+    ] as const)
+      assert.throws(
+        () => sampleRatioFromOtelEnvironment(env),
+        (err: unknown) => err instanceof MeshletError && want.test(err.message),
+      );
+  });
+
+  it("samples as OpenTelemetry's variables say with a collector from them; without tracing, a bad sampler does not stop the service", async () => {
+    const c = await fakeCollector();
+    try {
+      await oneSpanSent({ OTEL_EXPORTER_OTLP_ENDPOINT: c.origin, OTEL_TRACES_SAMPLER: 'parentbased_always_off' }, (mesh) => {
+        const span = mesh.tracing?.startClientSpan(undefined, { method: 'GET', url: 'http://10.0.0.2/x' });
+        assert.equal(span?.recording, false, 'parentbased_always_off: not sampled');
+        span?.end(200);
+      });
+      assert.equal(c.got.length, 0, 'nothing sampled, nothing sent');
+    } finally {
+      await c.close();
+    }
+    const mesh = await createMeshFromConfig({
+      logger: new MemoryLogger(),
+      env: { MESHLET_SERVICE: 'orders', OTEL_TRACES_SAMPLER: 'xray' },
+    });
+    try {
+      assert.equal(mesh.tracing, undefined);
+    } finally {
+      await mesh.close();
+    }
   });
 
   it("refuses OpenTelemetry's variables naming the variable, never showing a header's value", () => {
