@@ -25,14 +25,16 @@ export function otlpHeadersOf(raw: string, source: string): Record<string, strin
     const eq = pair.indexOf('=');
     const name = (eq < 0 ? pair : pair.slice(0, eq)).trim().toLowerCase();
     if (eq < 0 || !isHeaderName(name)) throw refused(source, `pair ${i + 1} must be name=value with a header name (values are not shown)`);
+    // Named in a refusal, bounded.
+    const shown = name.slice(0, 80);
     let value: string;
     try {
       value = decodeURIComponent(pair.slice(eq + 1).trim());
     } catch {
-      throw refused(source, `${name}: a bad percent-encoding (the value is not shown)`);
+      throw refused(source, `${shown}: a bad percent-encoding (the value is not shown)`);
     }
-    if (/[\r\n\0]/.test(value)) throw refused(source, `${name}: a line break or NUL (the value is not shown)`);
-    if (Object.hasOwn(headers, name)) throw refused(source, `${name} is given twice`);
+    if (/[\r\n\0]/.test(value)) throw refused(source, `${shown}: a line break or NUL (the value is not shown)`);
+    if (Object.hasOwn(headers, name)) throw refused(source, `${shown} is given twice`);
     headers[name] = value;
     chars += name.length + value.length;
   }
