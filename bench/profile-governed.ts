@@ -145,5 +145,10 @@ export async function profileGoverned(): Promise<string> {
   ].join('\n');
 }
 
-if (process.argv[2] === '--child') await child(process.argv[3] ?? 'governed');
-else if (import.meta.url === `file://${process.argv[1]}`) console.log(await profileGoverned());
+// Only when this file is the script: trace-profile and inbound-trace import profileChild
+// and run children of their own with `--child`, which this module must not answer too
+// (it did, and every such child ran a traced mesh.fetch load beside its own).
+if (import.meta.url === `file://${process.argv[1]}`) {
+  if (process.argv[2] === '--child') await child(process.argv[3] ?? 'governed');
+  else console.log(await profileGoverned());
+}
