@@ -1,5 +1,12 @@
 import { isHeaderName, MeshletError } from '@meshlet/core';
-import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS, type OtlpHttpOptions, otlpUrlProblem, TRACING_BOUNDS } from '@meshlet/trace';
+import {
+  isReservedOtlpHeader,
+  OTLP_COMPRESSIONS,
+  OTLP_PROTOCOLS,
+  type OtlpHttpOptions,
+  otlpUrlProblem,
+  TRACING_BOUNDS,
+} from '@meshlet/trace';
 
 /** Environment variables, as createMeshFromConfig is given them. */
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -35,6 +42,7 @@ export function otlpHeadersOf(raw: string, source: string): Record<string, strin
     }
     if (/[\r\n\0]/.test(value)) throw refused(source, `${shown}: a line break or NUL (the value is not shown)`);
     if (Object.hasOwn(headers, name)) throw refused(source, `${shown} is given twice`);
+    if (isReservedOtlpHeader(name)) throw refused(source, `${shown} is set by the exporter or by HTTP itself, not given: leave it out`);
     headers[name] = value;
     chars += name.length + value.length;
   }

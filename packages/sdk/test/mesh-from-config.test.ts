@@ -379,6 +379,7 @@ describe('createMeshFromConfig without Consul', () => {
       ['authorization=s3cr3t%zz', /authorization: a bad percent-encoding/],
       ['authorization=s3cr3t%0D%0Ax-evil: 1', /authorization: a line break or NUL/],
       ['a=s3cr3t,A=s3cr3t', /a is given twice/],
+      ['Content-Encoding=s3cr3t', /content-encoding is set by the exporter or by HTTP itself/],
       [`${'n'.repeat(5_000)}=s3cr3t%`, /^.{0,200}: n{80}: a bad percent-encoding/],
       [Array.from({ length: 65 }, (_, i) => `h${i}=s3cr3t`).join(','), /at most 64 headers/],
       [`a=${'s3cr3t'.repeat(10_000)}`, /characters; at most/],

@@ -54,6 +54,16 @@ const cases: readonly [string, unknown, string][] = [
     { otlp: { url: 'http://127.0.0.1:4318', headers: { a: 'b\r\nc: d' } } },
     'tracing.otlp.headers.a',
   ],
+  [
+    'a collector header the exporter sets',
+    { otlp: { url: 'http://127.0.0.1:4318', headers: { 'Content-Type': 'text/plain' } } },
+    'tracing.otlp.headers.Content-Type',
+  ],
+  [
+    'a collector header of HTTP framing',
+    { otlp: { url: 'http://127.0.0.1:4318', headers: { 'transfer-encoding': 'chunked' } } },
+    'tracing.otlp.headers.transfer-encoding',
+  ],
   ['collector headers as a string', { otlp: { url: 'http://127.0.0.1:4318', headers: 'authorization=x' } }, 'tracing.otlp.headers'],
   ['a collector header name with a space', { otlp: { url: 'http://127.0.0.1:4318', headers: { 'a b': 'c' } } }, 'tracing.otlp.headers'],
   ['a collector timeout of 0', { otlp: { url: 'http://127.0.0.1:4318', timeoutMs: 0 } }, 'tracing.otlp.timeoutMs'],

@@ -12,7 +12,31 @@ export type OtlpHeaders =
   | (() => Readonly<Record<string, string>> | Promise<Readonly<Record<string, string>>>);
 
 /**
- * Checks a set of collector headers: at most 64, RFC 9110 names, string values without a
+ * Header names the exporter sets itself (`content-type`, `content-encoding`) or HTTP's
+ * framing owns: given in `otlp.headers`, one would be sent twice or make undici refuse
+ * every export, so they are refused when given.
+ */
+const RESERVED = new Set([
+  'content-type',
+  'content-encoding',
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'expect',
+  'te',
+  'trailer',
+]);
+
+/** Whether `name` (any case) is one the exporter or HTTP's framing sets, not a collector header. */
+export const isReservedOtlpHeader = (name: string): boolean => RESERVED.has(name.toLowerCase());
+
+/**
+ * Checks a set of collector headers: at most 64, RFC 9110 names none of them reserved
+ * (`isReservedOtlpHeader`), string values without a
  * line break or NUL, 16 KiB in all. MeshletError `MESHLET_BAD_OPTION` naming `path`; a
  * value is never shown, as it carries the collector's credential. The options check runs
  * it on headers given as an object; the exporter on what a headers function gives.
@@ -25,6 +49,8 @@ export function checkOtlpHeaders(value: unknown, path: string): void {
   for (const name of names) {
     const v = headers[name];
     if (!isHeaderName(name)) throw badOption(path, `${shownValue(name)} is not a header name`);
+    if (isReservedOtlpHeader(name))
+      throw badOption(`${path}.${name.slice(0, 80)}`, 'is set by the exporter or by HTTP itself, not given: leave it out');
     // The value is not shown: a collector's headers carry its credential.
     if (typeof v !== 'string' || /[\r\n\0]/.test(v))
       throw badOption(`${path}.${name.slice(0, 80)}`, 'must be a string without line breaks or NUL (the value is not shown)');

@@ -210,6 +210,9 @@ describe('OtlpHttpExporter', () => {
   it('fails the batch, sending nothing, when the headers function gives a bad header: named, never shown', () =>
     failsWithoutSending(async () => ({ authorization: 'Bearer s3cr3t\r\nx: y' }), /^otlp\.headers\.authorization: must be a string/));
 
+  it('fails the batch, sending nothing, when the headers function gives a header the exporter sets', () =>
+    failsWithoutSending(async () => ({ 'content-length': '1' }), /^otlp\.headers\.content-length: is set by the exporter/));
+
   it('fails the batch, sending nothing, when the headers function gives too many headers', () =>
     failsWithoutSending(() => Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`h${i}`, 's3cr3t'])), /at most 64 headers/));
 
