@@ -1,9 +1,9 @@
 import { isHeaderName, MeshletError } from '@meshlet/core';
 import {
-  isReservedOtlpHeader,
   OTLP_COMPRESSIONS,
   OTLP_PROTOCOLS,
   type OtlpHttpOptions,
+  otlpHeadersProblem,
   otlpUrlProblem,
   TRACING_BOUNDS,
 } from '@meshlet/trace';
@@ -24,7 +24,6 @@ export function otlpHeadersOf(raw: string, source: string): Record<string, strin
   if (raw.length > 3 * TRACING_BOUNDS.otlpHeaderChars)
     throw refused(source, `${raw.length} characters; at most ${TRACING_BOUNDS.otlpHeaderChars} once decoded`);
   const headers: Record<string, string> = {};
-  let chars = 0;
   const pairs = raw.split(',');
   if (pairs.length > TRACING_BOUNDS.otlpHeaders) throw refused(source, `at most ${TRACING_BOUNDS.otlpHeaders} headers`);
   for (const [i, pair] of pairs.entries()) {
@@ -40,16 +39,17 @@ export function otlpHeadersOf(raw: string, source: string): Record<string, strin
     } catch {
       throw refused(source, `${shown}: a bad percent-encoding (the value is not shown)`);
     }
-    if (/[\r\n\0]/.test(value)) throw refused(source, `${shown}: a line break or NUL (the value is not shown)`);
     if (Object.hasOwn(headers, name)) throw refused(source, `${shown} is given twice`);
-    if (isReservedOtlpHeader(name)) throw refused(source, `${shown} is set by the exporter or by HTTP itself, not given: leave it out`);
     headers[name] = value;
-    chars += name.length + value.length;
   }
-  if (chars > TRACING_BOUNDS.otlpHeaderChars)
-    throw refused(source, `${chars} characters once decoded; at most ${TRACING_BOUNDS.otlpHeaderChars}`);
+  // The rest as every collector header is checked (the options check's own).
+  const found = otlpHeadersProblem(headers);
+  if (found !== undefined) throw refused(source, found.header === undefined ? found.problem : `${found.header}: ${found.problem}`);
   return headers;
 }
+
+/** `OTEL_SDK_DISABLED=true`: OpenTelemetry's variables are not read at all. */
+const otelDisabled = (env: Environment): boolean => env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
 
 /** The traces variable if set, else the one for every signal: its value and its name. */
 function otelVariable(env: Environment, what: string): readonly [value: string, name: string] | undefined {
@@ -87,7 +87,7 @@ const tracesUrlOf = (base: string) => `${base}${base.endsWith('/') ? '' : '/'}v1
  * the specification allows that Meshlet's exporter does not speak, is refused by name.
  */
 export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | undefined {
-  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  if (otelDisabled(env)) return undefined;
   const exporters = env.OTEL_TRACES_EXPORTER?.trim();
   if (exporters && !exporters.split(',').some((e) => e.trim() === 'otlp')) return undefined;
   const own = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
@@ -98,12 +98,8 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
       ? [tracesUrlOf(base), 'OTEL_EXPORTER_OTLP_ENDPOINT']
       : [undefined, ''];
   if (url === undefined) return undefined;
-  const parsed = url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url) ? new URL(url) : undefined;
-  const problem = parsed === undefined ? undefined : otlpUrlProblem(parsed);
+  const problem = otlpUrlProblem(url);
   if (problem !== undefined) throw refused(urlSource, problem);
-  const scheme = parsed?.protocol;
-  if (scheme !== 'http:' && scheme !== 'https:')
-    throw refused(urlSource, `must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
   const options: { -readonly [K in keyof OtlpHttpOptions]: OtlpHttpOptions[K] } = { url };
   const protocol = otelChoice(env, 'PROTOCOL', OTLP_PROTOCOLS);
   if (protocol !== undefined) options.protocol = protocol;
@@ -134,7 +130,7 @@ const PARENT_BASED = ['parentbased_always_on', 'parentbased_always_off', 'parent
  * `OTEL_SDK_DISABLED=true` leaves them unread.
  */
 export function sampleRatioFromOtelEnvironment(env: Environment): number | undefined {
-  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  if (otelDisabled(env)) return undefined;
   const sampler = env.OTEL_TRACES_SAMPLER?.trim();
   if (!sampler) return undefined;
   if (!PARENT_BASED.includes(sampler))

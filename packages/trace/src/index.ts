@@ -15,7 +15,14 @@ export {
 } from './call-metrics.js';
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor, clientSpanObserver } from './client-span-interceptor.js';
-export { isReservedOtlpHeader, OTLP_HEADER_BOUNDS, type OtlpHeaders, otlpUrlProblem } from './otlp-headers.js';
+export {
+  isReservedOtlpHeader,
+  OTLP_HEADER_BOUNDS,
+  type OtlpHeaders,
+  type OtlpProblem,
+  otlpHeadersProblem,
+  otlpUrlProblem,
+} from './otlp-headers.js';
 export {
   OTLP_COMPRESSIONS,
   OTLP_PROTOCOLS,

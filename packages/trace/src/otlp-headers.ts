@@ -34,40 +34,57 @@ const RESERVED = new Set([
 /** Whether `name` (any case) is one the exporter or HTTP's framing sets, not a collector header. */
 export const isReservedOtlpHeader = (name: string): boolean => RESERVED.has(name.toLowerCase());
 
-/**
- * Checks a set of collector headers: at most 64, RFC 9110 names none of them reserved
- * (`isReservedOtlpHeader`), string values without a
- * line break or NUL, 16 KiB in all. MeshletError `MESHLET_BAD_OPTION` naming `path`; a
- * value is never shown, as it carries the collector's credential. The options check runs
- * it on headers given as an object; the exporter on what a headers function gives.
- */
-export function checkOtlpHeaders(value: unknown, path: string): void {
-  const headers = optionObject(value, path);
-  const names = Object.keys(headers);
-  if (names.length > OTLP_HEADER_BOUNDS.headers) throw badOption(path, `at most ${OTLP_HEADER_BOUNDS.headers} headers`);
-  let chars = 0;
-  for (const name of names) {
-    const v = headers[name];
-    if (!isHeaderName(name)) throw badOption(path, `${shownValue(name)} is not a header name`);
-    if (isReservedOtlpHeader(name))
-      throw badOption(`${path}.${name.slice(0, 80)}`, 'is set by the exporter or by HTTP itself, not given: leave it out');
-    // The value is not shown: a collector's headers carry its credential.
-    if (typeof v !== 'string' || /[\r\n\0]/.test(v))
-      throw badOption(`${path}.${name.slice(0, 80)}`, 'must be a string without line breaks or NUL (the value is not shown)');
-    chars += name.length + v.length;
-  }
-  if (chars > OTLP_HEADER_BOUNDS.chars) throw badOption(path, `${chars} characters; at most ${OTLP_HEADER_BOUNDS.chars} in all`);
+/** What is wrong with a collector setting: the header it is about, if one (bounded), and why. */
+export interface OtlpProblem {
+  readonly header?: string;
+  readonly problem: string;
 }
 
 /**
- * Why a collector URL that parses is refused, or undefined: a user or password in it (the
- * credential belongs in `otlp.headers`, which are never shown; a URL is logged with each
- * failed export).
+ * What is wrong with a set of collector headers, or undefined: more than 64, a name that is
+ * not RFC 9110's token or is reserved (`isReservedOtlpHeader`), a value that is not a string
+ * or has a line break or NUL, more than 16 KiB in all. Never a value: a collector's headers
+ * carry its credential. The options check, the exporter (on what a headers function gives)
+ * and the sdk's readers of configuration and OpenTelemetry's variables all ask this.
  */
-export function otlpUrlProblem(url: URL): string | undefined {
-  return url.username !== '' || url.password !== ''
-    ? "must not carry a user or password: give the collector's credential in otlp.headers (the URL is not shown)"
-    : undefined;
+export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>): OtlpProblem | undefined {
+  const names = Object.keys(headers);
+  if (names.length > OTLP_HEADER_BOUNDS.headers) return { problem: `at most ${OTLP_HEADER_BOUNDS.headers} headers` };
+  let chars = 0;
+  for (const name of names) {
+    const v = headers[name];
+    if (!isHeaderName(name)) return { problem: `${shownValue(name)} is not a header name` };
+    const header = name.slice(0, 80);
+    if (isReservedOtlpHeader(name)) return { header, problem: 'is set by the exporter or by HTTP itself, not given: leave it out' };
+    if (typeof v !== 'string' || /[\r\n\0]/.test(v))
+      return { header, problem: 'must be a string without line breaks or NUL (the value is not shown)' };
+    chars += name.length + v.length;
+  }
+  if (chars > OTLP_HEADER_BOUNDS.chars) return { problem: `${chars} characters; at most ${OTLP_HEADER_BOUNDS.chars} in all` };
+  return undefined;
+}
+
+/** `otlpHeadersProblem` as an option check: MeshletError `MESHLET_BAD_OPTION` naming `path` (and the header). */
+export function checkOtlpHeaders(value: unknown, path: string): void {
+  const found = otlpHeadersProblem(optionObject(value, path));
+  if (found !== undefined) throw badOption(found.header === undefined ? path : `${path}.${found.header}`, found.problem);
+}
+
+/** The collector's URL, in characters. */
+export const OTLP_URL_CHARS = 2048;
+
+/**
+ * What is wrong with a collector URL, or undefined: not an `http:` or `https:` URL of at
+ * most 2,048 characters (shown, bounded), or a user or password in it (then not shown: the
+ * credential belongs in `otlp.headers`, and a URL is logged with each failed export).
+ */
+export function otlpUrlProblem(url: unknown): string | undefined {
+  const parsed = typeof url === 'string' && url.length <= OTLP_URL_CHARS && URL.canParse(url) ? new URL(url) : undefined;
+  if (parsed !== undefined && (parsed.username !== '' || parsed.password !== ''))
+    return "must not carry a user or password: give the collector's credential in otlp.headers (the URL is not shown)";
+  if (parsed?.protocol !== 'http:' && parsed?.protocol !== 'https:')
+    return `${shownValue(url)} must be an http: or https: URL of at most ${OTLP_URL_CHARS} characters`;
+  return undefined;
 }
 
 /** A collector URL as logs show it: origin and path, no query (a vendor's key may ride there). */

@@ -132,9 +132,9 @@ export class OtlpHttpExporter implements LineExporter {
   #closed = false;
 
   constructor(options: OtlpHttpOptions, deps: OtlpHttpDeps = {}) {
-    const url = new URL(options.url);
-    const problem = otlpUrlProblem(url);
+    const problem = otlpUrlProblem(options.url);
     if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `otlp.url: ${problem}`);
+    const url = new URL(options.url);
     this.url = shownOtlpUrl(url);
     this.#origin = url.origin;
     this.#path = `${url.pathname}${url.search}`;

@@ -1,5 +1,5 @@
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
-import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, otlpUrlProblem } from './otlp-headers.js';
+import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, OTLP_URL_CHARS, otlpUrlProblem } from './otlp-headers.js';
 import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
@@ -24,7 +24,7 @@ export const TRACING_BOUNDS = Object.freeze({
   /** Distinct APIs kept per service in the call metrics before `_other`. */
   apisPerService: { min: 1, max: 10_000 },
   /** The OTLP collector's URL, in characters. */
-  urlChars: 2048,
+  urlChars: OTLP_URL_CHARS,
   /** Extra headers sent to the collector, and their characters in all. */
   otlpHeaders: OTLP_HEADER_BOUNDS.headers,
   otlpHeaderChars: OTLP_HEADER_BOUNDS.chars,
@@ -124,16 +124,8 @@ function checkLog(value: unknown, path: string): void {
 function checkOtlp(value: unknown, path: string): void {
   const otlp = optionObject(value, path);
   onlyOptionKeys(otlp, path, OTLP_KEYS);
-  const url = otlp.url;
-  let protocol: string | undefined;
-  if (typeof url === 'string' && url.length <= TRACING_BOUNDS.urlChars && URL.canParse(url)) {
-    const parsed = new URL(url);
-    const problem = otlpUrlProblem(parsed);
-    if (problem !== undefined) throw badOption(`${path}.url`, problem);
-    protocol = parsed.protocol;
-  }
-  if (protocol !== 'http:' && protocol !== 'https:')
-    throw badOption(`${path}.url`, `${shownValue(url)} must be an http: or https: URL of at most ${TRACING_BOUNDS.urlChars} characters`);
+  const problem = otlpUrlProblem(otlp.url);
+  if (problem !== undefined) throw badOption(`${path}.url`, problem);
   // A function gives them before each attempt: the exporter checks what it gives.
   if (otlp.headers !== undefined && typeof otlp.headers !== 'function') checkOtlpHeaders(otlp.headers, `${path}.headers`);
   whole(otlp.timeoutMs, `${path}.timeoutMs`, TRACING_BOUNDS.otlpTimeoutMs, 'milliseconds');
