@@ -111,8 +111,6 @@ export interface RoundsPlan {
   readonly generations: number;
   readonly total: number;
   readonly concurrency: number;
-  /** Requests each new process takes before its first measured turn (JIT, keep-alive pool): WARMUP_REQUESTS. */
-  readonly warmup: number;
 }
 
 /**
@@ -130,7 +128,7 @@ export async function isolatedRounds(specs: readonly ClientSpec[], port: number,
     const clients: IsolatedClient[] = [];
     try {
       for (const spec of specs) clients.push(await isolatedClient(spec, port));
-      for (const client of clients) await client.load(plan.warmup, Math.max(plan.concurrency, WARMUP_CONCURRENCY));
+      for (const client of clients) await client.load(WARMUP_REQUESTS, Math.max(plan.concurrency, WARMUP_CONCURRENCY));
       for (; round < until; round++)
         for (let k = 0; k < clients.length; k++) {
           const i = (k + round) % clients.length;

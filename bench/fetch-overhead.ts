@@ -61,7 +61,6 @@ export async function fetchOverhead(): Promise<string> {
         generations: GENERATIONS,
         total,
         concurrency,
-        warmup: WARMUP_REQUESTS,
       });
       const rps = (i: number) => med(runs[i] ?? [], (x) => x.rps);
       // The median over runs of client i's req/s over client b's in the same run.

@@ -64,7 +64,7 @@ export async function targets(): Promise<string> {
       const runs: LoadResult[][] = await isolatedRounds(
         clients.map(([, spec]) => spec),
         port,
-        { rounds, generations: GENERATIONS, total, concurrency, warmup: WARMUP_REQUESTS },
+        { rounds, generations: GENERATIONS, total, concurrency },
       );
       for (const goal of goals) {
         if (goal.concurrency !== undefined && goal.concurrency !== concurrency) continue;

@@ -80,7 +80,7 @@ export async function traceSplit(): Promise<string> {
     runs = await isolatedRounds(
       specs.map(([, spec]) => spec),
       port,
-      { rounds: RUNS, generations: GENERATIONS, total: TOTAL, concurrency: CONCURRENCY, warmup: WARMUP_REQUESTS },
+      { rounds: RUNS, generations: GENERATIONS, total: TOTAL, concurrency: CONCURRENCY },
     );
   } finally {
     await stopUpstream(child);
