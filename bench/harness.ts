@@ -18,13 +18,28 @@ export interface LoadResult {
   p99: number;
   /** CPU time of this process over the run (user + system), µs per request. */
   cpuPerRequestUs: number;
+  /**
+   * The same, of the main thread alone (the event loop: what a client at concurrency 50 is
+   * bound by, where the rest is V8's GC helpers and libuv's pool); NaN on a Node without
+   * `process.threadCpuUsage` (before 23.9).
+   */
+  mainThreadCpuPerRequestUs: number;
 }
+
+/** The main thread's CPU so far (user + system, µs), NaN where Node cannot tell. */
+const mainThreadCpu = (): number => {
+  const read = (process as { threadCpuUsage?: () => NodeJS.CpuUsage }).threadCpuUsage;
+  if (read === undefined) return Number.NaN;
+  const u = read.call(process);
+  return u.user + u.system;
+};
 
 /** Sends `total` requests with `concurrency` callers in flight; each call must resolve when its response is consumed. */
 export async function load(call: () => Promise<unknown>, total: number, concurrency: number): Promise<LoadResult> {
   const latencies = new Float64Array(total);
   let next = 0;
   const cpu0 = process.cpuUsage();
+  const main0 = mainThreadCpu();
   const start = process.hrtime.bigint();
   const worker = async () => {
     for (;;) {
@@ -38,12 +53,14 @@ export async function load(call: () => Promise<unknown>, total: number, concurre
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const cpu = process.cpuUsage(cpu0);
+  const main = mainThreadCpu() - main0;
   latencies.sort();
   return {
     rps: total / seconds,
     p50: quantile(latencies, 0.5),
     p99: quantile(latencies, 0.99),
     cpuPerRequestUs: (cpu.user + cpu.system) / total,
+    mainThreadCpuPerRequestUs: main / total,
   };
 }
 

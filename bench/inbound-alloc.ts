@@ -17,10 +17,7 @@
 //                               for Chrome DevTools or a diff by frame)
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Session } from 'node:inspector/promises';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { IDENTITY_HEADER, type MeshKey, signIdentity, verifiedCaller } from '@meshlet/auth';
@@ -28,6 +25,7 @@ import { InMemoryKvStore, InMemoryRegistry, silentLogger, systemClock } from '@m
 import { createMesh } from 'meshlet';
 import { GrpcBenchClient } from './grpc-clients.js';
 import { fmt, load, machine, median, sized, spread, table } from './harness.js';
+import { heapSampler } from './heap-sampler.js';
 import { app, FakeResponse } from './inbound-trace.js';
 
 const RUNS = sized('BENCH_RUNS', 3, 2);
@@ -93,40 +91,6 @@ class FakeRequest {
   }
 }
 
-interface HeapNode {
-  readonly selfSize: number;
-  readonly children: readonly HeapNode[];
-}
-
-/** Bytes the sampled profile stands for: the sum of every node's self size. */
-function totalBytes(node: HeapNode): number {
-  let sum = node.selfSize;
-  for (const c of node.children) sum += totalBytes(c);
-  return sum;
-}
-
-/** A sampling heap profiler on this process, objects collected by GC included. */
-async function heapSampler(interval: number, name: string): Promise<{ start(): Promise<void>; stop(): Promise<number> }> {
-  const session = new Session();
-  session.connect();
-  await session.post('HeapProfiler.enable');
-  return {
-    start: async () => {
-      await session.post('HeapProfiler.startSampling', {
-        samplingInterval: interval,
-        includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: true,
-      });
-    },
-    stop: async () => {
-      const { profile } = await session.post('HeapProfiler.stopSampling');
-      const dir = process.env.BENCH_ALLOC_PROFILE;
-      if (dir) writeFileSync(join(dir, `${name}.heapprofile`), JSON.stringify(profile));
-      return totalBytes(profile.head as unknown as HeapNode);
-    },
-  };
-}
-
 /** `--http <row>`: the row's bytes per request, one figure per run, as JSON on stdout. */
 async function httpChild(index: number): Promise<void> {
   const row = HTTP_ROWS[index];
@@ -159,7 +123,7 @@ async function httpChild(index: number): Promise<void> {
   for (let r = 0; r < RUNS; r++) {
     await sampler.start();
     await serve(HTTP_REQUESTS);
-    perRequest.push((await sampler.stop()) / HTTP_REQUESTS);
+    perRequest.push((await sampler.stop()).bytes / HTTP_REQUESTS);
   }
   await mesh?.close();
   process.stdout.write(`${JSON.stringify(perRequest)}\n`);
@@ -170,7 +134,7 @@ async function grpcChild(): Promise<void> {
   const sampler = await heapSampler(GRPC_INTERVAL, `grpc-${process.argv[2]}`);
   process.on('message', (m: unknown) => {
     if (m === 'heap-start') void sampler.start().then(() => process.send?.({ started: true }));
-    if (m === 'heap-stop') void sampler.stop().then((bytes) => process.send?.({ bytes }));
+    if (m === 'heap-stop') void sampler.stop().then(({ bytes }) => process.send?.({ bytes }));
   });
   await import('./grpc-upstream.js');
 }

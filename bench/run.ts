@@ -53,6 +53,7 @@ const sections: Section[] = [
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'inbound-trace', run: (await import('./inbound-trace.js')).inboundTrace },
   { name: 'inbound-alloc', run: () => import('./inbound-alloc.js').then((m) => m.inboundAlloc()) },
+  { name: 'outbound-alloc', run: () => import('./outbound-alloc.js').then((m) => m.outboundAlloc()) },
   { name: 'trace-split', run: (await import('./trace-split.js')).traceSplit },
   { name: 'targets', run: (await import('./targets.js')).targets },
   { name: 'trace-encode', run: (await import('./trace-encode.js')).traceEncode },

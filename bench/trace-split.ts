@@ -101,6 +101,10 @@ export async function traceSplit(): Promise<string> {
       med(runs[i] ?? [], (x) => x.cpuPerRequestUs),
       1,
     ),
+    fmt(
+      med(runs[i] ?? [], (x) => x.mainThreadCpuPerRequestUs),
+      1,
+    ),
   ]);
   return [
     '## Where a traced call goes over the network (issue 19)',
@@ -112,7 +116,15 @@ export async function traceSplit(): Promise<string> {
       "the protobuf rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON; the OTLP rows post each batch to an OTLP/HTTP receiver on loopback (a second upstream process answering 200) instead of writing a log.",
     '',
     table(
-      ['client', 'req/s', 'vs raw undici (paired)', 'vs mesh.request tracing off (paired)', 'the same, per set of processes', 'CPU µs/req'],
+      [
+        'client',
+        'req/s',
+        'vs raw undici (paired)',
+        'vs mesh.request tracing off (paired)',
+        'the same, per set of processes',
+        'CPU µs/req',
+        'main thread µs/req',
+      ],
       rows,
     ),
     '',
@@ -125,7 +137,15 @@ export async function traceSplit(): Promise<string> {
       "row's cost is tracing's own (its span context, the header it writes, the call metrics).",
     '',
     table(
-      ['client', 'req/s', 'vs raw undici (paired)', 'vs the row above it (paired)', 'the same, per set of processes', 'CPU µs/req'],
+      [
+        'client',
+        'req/s',
+        'vs raw undici (paired)',
+        'vs the row above it (paired)',
+        'the same, per set of processes',
+        'CPU µs/req',
+        'main thread µs/req',
+      ],
       specs.slice(INBOUND_OFF).map(([name], k) => {
         const i = INBOUND_OFF + k;
         return [
@@ -136,6 +156,10 @@ export async function traceSplit(): Promise<string> {
           k === 0 ? '—' : bySet(i, i - 1),
           fmt(
             med(runs[i] ?? [], (x) => x.cpuPerRequestUs),
+            1,
+          ),
+          fmt(
+            med(runs[i] ?? [], (x) => x.mainThreadCpuPerRequestUs),
             1,
           ),
         ];
