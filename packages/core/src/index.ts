@@ -74,6 +74,7 @@ export {
   pathTemplateProblem,
   splitPath,
 } from './path-template.js';
+export { PEM_FILE_MAX_BYTES, readPemFile } from './pem-file.js';
 export { type RandomSource, seededRandom } from './random.js';
 export type { Registry, Unsubscribe } from './registry.js';
 export * from './rules/index.js';

@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { MeshletError } from '@meshlet/core';
+import { MeshletError, readPemFile } from '@meshlet/core';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AgentProbe } from './agent-probe.js';
 
@@ -130,14 +129,10 @@ export class ConsulClient {
 
 /** Consul's CLI variables for TLS, read as files; undefined when none is set. */
 function tlsFromEnvironment(): ConsulTlsOptions | undefined {
+  // Bounded, a regular file, a PEM block (a FIFO or /dev/zero is refused, not read without end).
   const read = (name: string) => {
     const file = process.env[name];
-    if (!file) return undefined;
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new MeshletError('MESHLET_BAD_OPTION', `${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
+    return file ? readPemFile(file, name) : undefined;
   };
   const ca = read('CONSUL_CACERT');
   const cert = read('CONSUL_CLIENT_CERT');

@@ -1,4 +1,4 @@
-// TLS to a real Consul dev agent serving HTTPS with a test CA (fixtures/tls).
+// TLS to a real Consul dev agent serving HTTPS with a test CA (test/fixtures/tls at the root).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, it } from 'node:test';
@@ -8,7 +8,7 @@ import { ConsulError, ConsulKvStore, ConsulRegistry } from '../src/index.js';
 import { type ConsulAgent, startConsulAgent } from '../src/testing/consul-agent.js';
 
 // The fixtures are not compiled: read them from the source tree beside dist/.
-const fixture = (name: string) => fileURLToPath(new URL(`../../test/fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../../../../test/fixtures/tls/${name}`, import.meta.url));
 let agent: ConsulAgent;
 before(async () => {
   agent = await startConsulAgent({ tls: { caFile: fixture('ca.pem'), certFile: fixture('server.pem'), keyFile: fixture('server.key') } });

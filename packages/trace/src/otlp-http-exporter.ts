@@ -8,6 +8,7 @@ import type { LineExporter, SpanLine } from './batch-queue.js';
 import { checkOtlpHeaders, type OtlpHeaders, otlpUrlProblem, shownOtlpUrl } from './otlp-headers.js';
 import { encodeTraceLineBytes, TraceLineBuilder } from './otlp-json.js';
 import { decodeTraceResponseProto, encodeTraceProto, TraceProtoBuilder } from './otlp-proto.js';
+import { type OtlpTls, otlpTlsProblem } from './otlp-tls.js';
 
 /** The OTLP/HTTP encodings of a request: protobuf (the OTLP default) or JSON. */
 export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
@@ -35,6 +36,12 @@ export interface OtlpHttpOptions {
    * batch once (off the event loop, on libuv's thread pool), before its first attempt.
    */
   readonly compression?: OtlpCompression;
+  /**
+   * For an `https:` collector: the CA its certificate must chain to (instead of Node's
+   * bundle) and a client certificate and key for mutual TLS, in PEM. Checked when the
+   * exporter is made (`otlpTlsProblem`); the key is never shown.
+   */
+  readonly tls?: OtlpTls;
 }
 
 /** What the exporter runs on besides its options: injected in tests. */
@@ -151,8 +158,27 @@ export class OtlpHttpExporter implements LineExporter {
     this.#clock = deps.clock ?? systemClock;
     this.#logger = deps.logger;
     this.#random = deps.random ?? Math.random;
+    const tls = options.tls;
+    if (tls !== undefined) {
+      const found = otlpTlsProblem(tls, options.url);
+      if (found !== undefined)
+        throw new MeshletError('MESHLET_BAD_OPTION', `otlp.tls${found.field === undefined ? '' : `.${found.field}`}: ${found.problem}`);
+      if (deps.dispatcher !== undefined)
+        throw new MeshletError(
+          'MESHLET_BAD_OPTION',
+          'otlp.tls: a dispatcher given to the exporter brings its own TLS; give one or the other',
+        );
+    }
     this.#owned = deps.dispatcher === undefined;
-    this.#dispatcher = deps.dispatcher ?? new Agent({ connections: 2, keepAliveTimeout: 30_000 });
+    this.#dispatcher =
+      deps.dispatcher ??
+      new Agent({
+        connections: 2,
+        keepAliveTimeout: 30_000,
+        ...(tls !== undefined
+          ? { connect: { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) } }
+          : {}),
+      });
   }
 
   lineBuilder(): SpanLine {

@@ -1,6 +1,7 @@
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
 import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, OTLP_URL_CHARS, otlpUrlProblem } from './otlp-headers.js';
 import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
+import { otlpTlsProblem } from './otlp-tls.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
 /**
@@ -48,7 +49,7 @@ const TRACING_KEYS = [
 /** What createTracing takes besides; createMesh sets them from its own options (`service`, `version`, `namespace`, `clock`). */
 const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock', 'logger'] as const;
 const LOG_KEYS = ['path', 'maxBytes', 'maxFiles', 'format'] as const;
-const OTLP_KEYS = ['url', 'headers', 'timeoutMs', 'protocol', 'compression'] as const;
+const OTLP_KEYS = ['url', 'headers', 'timeoutMs', 'protocol', 'compression', 'tls'] as const;
 const BATCH_KEYS = ['maxQueueSize', 'maxBatchSize', 'delayMs'] as const;
 const METRICS_KEYS = ['buckets', 'maxApisPerService'] as const;
 const PROPAGATION_KEYS = ['emit', 'baggage'] as const;
@@ -136,6 +137,10 @@ function checkOtlp(value: unknown, path: string): void {
       `${path}.compression`,
       `${shownValue(otlp.compression)} must be one of ${OTLP_COMPRESSIONS.map((c) => `'${c}'`).join(', ')}`,
     );
+  if (otlp.tls !== undefined) {
+    const found = otlpTlsProblem(otlp.tls, otlp.url as string);
+    if (found !== undefined) throw badOption(found.field === undefined ? `${path}.tls` : `${path}.tls.${found.field}`, found.problem);
+  }
 }
 
 function checkBatch(value: unknown, path: string): void {

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { createTracing, encodeTraceLine, type OtlpCompression, OtlpHttpExporter, type OtlpProtocol } from '../src/index.js';
@@ -35,7 +36,11 @@ interface Collector {
   stop(): Promise<void>;
 }
 
-async function startCollector(dir: string): Promise<Collector> {
+/** The test CA and the certificate the collector serves and the exporter shows (test/fixtures/tls at the root). */
+const fixture = (name: string) => fileURLToPath(new URL(`../../../../test/fixtures/tls/${name}`, import.meta.url));
+
+/** With `mutualTls`, the collector serves HTTPS with the fixtures' certificate and asks for a client certificate of their CA. */
+async function startCollector(dir: string, mutualTls = false): Promise<Collector> {
   if (!BIN) throw new Error('MESHLET_OTELCOL is not set: run scripts/otel-collector.sh (npm test does) and set it to the path it prints');
   let lastLog = '';
   for (let attempt = 1; attempt <= 3; attempt++) {
@@ -50,6 +55,14 @@ async function startCollector(dir: string): Promise<Collector> {
         '    protocols:',
         '      http:',
         `        endpoint: 127.0.0.1:${port}`,
+        ...(mutualTls
+          ? [
+              '        tls:',
+              `          cert_file: ${fixture('server.pem')}`,
+              `          key_file: ${fixture('server.key')}`,
+              `          client_ca_file: ${fixture('ca.pem')}`,
+            ]
+          : []),
         'exporters:',
         '  file:',
         `    path: ${out}`,
@@ -82,7 +95,7 @@ async function startCollector(dir: string): Promise<Collector> {
       continue; // the port was taken between freePort and the bind
     }
     return {
-      url: `http://127.0.0.1:${port}/v1/traces`,
+      url: `${mutualTls ? 'https' : 'http'}://127.0.0.1:${port}/v1/traces`,
       async received() {
         const text = await readFile(out, 'utf8').catch(() => '');
         // Whole lines only: the exporter's buffer is flushed as it fills, mid-line too.
@@ -235,5 +248,57 @@ describe('the OTLP exporter against a real OpenTelemetry Collector (OTLP receive
       return n >= 12 ? all : undefined;
     });
     assert.deepEqual(spansOf(got), spansOf(requests));
+  });
+});
+
+describe('the OTLP exporter against a real OpenTelemetry Collector over mutual TLS (the test CA, a client certificate asked for)', () => {
+  let dir = '';
+  let collector: Collector;
+  const tls = async () => ({
+    ca: await readFile(fixture('ca.pem'), 'utf8'),
+    cert: await readFile(fixture('server.pem'), 'utf8'),
+    key: await readFile(fixture('server.key'), 'utf8'),
+  });
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-otelcol-tls-'));
+    collector = await startCollector(dir, true);
+  });
+  after(async () => {
+    await collector?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("takes a Tracing's spans from an exporter given the CA and a client certificate, as the trace log has them", async () => {
+    assert.match(collector.url, /^https:/);
+    const log = join(dir, 'spans.jsonl');
+    const tracing = createTracing({ service: 'payments', otlp: { url: collector.url, tls: await tls() }, log: { path: log } });
+    for (let k = 0; k < 5; k++)
+      tracing.startClientSpan(undefined, { method: 'GET', url: `http://10.0.0.${k}/ledger/${k}`, service: 'ledger', attempt: 1 }).end(200);
+    await tracing.shutdown();
+    assert.equal(tracing.stats.failed, 0);
+    const requests = (await readFile(log, 'utf8'))
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as unknown);
+    const got = await eventually('the batch at the collector', async () => {
+      const all = await collector.received();
+      return all.length >= 1 ? all : undefined;
+    });
+    assert.deepEqual(spansOf(got), spansOf(requests));
+  });
+
+  it('is refused by the collector without a client certificate, and refuses a collector its CA did not sign', async () => {
+    const { ca } = await tls();
+    const spans = randomSpans(7);
+    for (const options of [{ tls: { ca } }, {}]) {
+      const exporter = new OtlpHttpExporter({ url: collector.url, timeoutMs: 500, ...options });
+      try {
+        const result = await new Promise<{ code: number; error?: Error }>((resolve) => exporter.export(spans, resolve));
+        assert.equal(result.code, ExportResultCode.FAILED, JSON.stringify(options));
+      } finally {
+        await exporter.shutdown();
+      }
+    }
+    assert.equal((await collector.received()).length, 1, "only the first test's batch got in");
   });
 });
