@@ -5,7 +5,14 @@ import type { OtlpCompression, OtlpHttpOptions, OtlpProtocol, TraceLogFormat } f
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
-import { type Environment, otlpFromOtelEnvironment, otlpHeadersOf, sampleRatioFromOtelEnvironment } from './otlp-settings.js';
+import {
+  type Environment,
+  type NamedFile,
+  otlpFromOtelEnvironment,
+  otlpHeadersOf,
+  otlpTlsOf,
+  sampleRatioFromOtelEnvironment,
+} from './otlp-settings.js';
 
 /** A mesh configured from @meshlet/config, with the config it was made from (hot: `config.onChange`). */
 export type ConfiguredMesh = Mesh & { readonly config: Config };
@@ -167,8 +174,17 @@ function otlpOf(config: Config, get: (key: string) => string | undefined, env: E
   const compression = get('meshlet.tracing.otlp.compression');
   const timeoutMs = numberOf(config, 'meshlet.tracing.otlp.timeout-ms');
   const headers = get(OTLP_HEADERS_KEY);
+  const file = (key: string): NamedFile | undefined => {
+    const path = get(key);
+    return path === undefined ? undefined : [path, `${key} (${envOf(key)})`];
+  };
+  const ca = file('meshlet.tracing.otlp.certificate');
+  const cert = file('meshlet.tracing.otlp.client-certificate');
+  const key = file('meshlet.tracing.otlp.client-key');
+  const tls = otlpTlsOf({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }, url, 'meshlet.tracing.otlp.url');
   return {
     url,
+    ...(tls !== undefined ? { tls } : {}),
     ...(protocol !== undefined ? { protocol: protocol as OtlpProtocol } : {}),
     ...(compression !== undefined ? { compression: compression as OtlpCompression } : {}),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),

@@ -1,9 +1,11 @@
-import { isHeaderName, MeshletError } from '@meshlet/core';
+import { isHeaderName, MeshletError, readPemFile } from '@meshlet/core';
 import {
   OTLP_COMPRESSIONS,
   OTLP_PROTOCOLS,
   type OtlpHttpOptions,
+  type OtlpTls,
   otlpHeadersProblem,
+  otlpTlsProblem,
   otlpUrlProblem,
   TRACING_BOUNDS,
 } from '@meshlet/trace';
@@ -79,7 +81,8 @@ const tracesUrlOf = (base: string) => `${base}${base.endsWith('/') ? '' : '/'}v1
  * The OTLP exporter OpenTelemetry's standard variables ask for, as an OpenTelemetry SDK
  * reads them (the OTLP exporter specification): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the
  * URL as it is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (a base, `v1/traces` appended), and
- * `_HEADERS`, `_PROTOCOL`, `_COMPRESSION`, `_TIMEOUT` (ms), each in its traces form or the
+ * `_HEADERS`, `_PROTOCOL`, `_COMPRESSION`, `_TIMEOUT` (ms), and the TLS files `_CERTIFICATE`,
+ * `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` (`otlpTlsOf`), each in its traces form or the
  * form for every signal. Undefined without an endpoint, or when `OTEL_SDK_DISABLED=true` or
  * `OTEL_TRACES_EXPORTER` does not list `otlp`. So a service given these by its platform (an
  * OpenTelemetry operator, a collector agent's chart) sends its spans there with no Meshlet
@@ -115,7 +118,42 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
   }
   const headers = otelVariable(env, 'HEADERS');
   if (headers !== undefined) options.headers = otlpHeadersOf(headers[0], headers[1]);
+  const ca = otelVariable(env, 'CERTIFICATE');
+  const cert = otelVariable(env, 'CLIENT_CERTIFICATE');
+  const key = otelVariable(env, 'CLIENT_KEY');
+  const tls = otlpTlsOf({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }, url, urlSource);
+  if (tls !== undefined) options.tls = tls;
   return options;
+}
+
+/** A TLS file named by configuration: its path, and the key or variable that gave it (named in a refusal). */
+export type NamedFile = readonly [path: string, source: string];
+
+/**
+ * The collector's TLS from the files configuration names, as OpenTelemetry's
+ * `OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_CERTIFICATE` and `_CLIENT_KEY` name them: the
+ * CA to trust, the client certificate and its key. Each file read bounded (`readPemFile`:
+ * a regular file of at most 1 MiB with a PEM block), then checked as `otlp.tls` is
+ * (`otlpTlsProblem`); a refusal names the key or variable that gave the file, never its
+ * content. Undefined when no file is named. `url` (from `urlSource`) must be `https:`.
+ */
+export function otlpTlsOf(
+  files: { readonly ca?: NamedFile; readonly cert?: NamedFile; readonly key?: NamedFile },
+  url: string,
+  urlSource: string,
+): OtlpTls | undefined {
+  const named = (['ca', 'cert', 'key'] as const).filter((f) => files[f] !== undefined);
+  const first = named[0];
+  if (first === undefined) return undefined;
+  const sourceOf = (field: 'ca' | 'cert' | 'key') => (files[field] as NamedFile)[1];
+  if (!url.startsWith('https:')) throw refused(sourceOf(first), `TLS files are for an https: collector; the URL ${urlSource} gives is not`);
+  if (files.cert !== undefined && files.key === undefined) throw refused(sourceOf('cert'), 'a client certificate without its key file');
+  if (files.key !== undefined && files.cert === undefined) throw refused(sourceOf('key'), 'a client key without its certificate file');
+  const tls: { -readonly [K in keyof OtlpTls]: OtlpTls[K] } = {};
+  for (const field of named) tls[field] = readPemFile(...(files[field] as NamedFile));
+  const found = otlpTlsProblem(tls, url);
+  if (found !== undefined) throw refused(sourceOf(found.field ?? first), found.problem);
+  return tls;
 }
 
 /** OpenTelemetry's parent-based samplers, by their `OTEL_TRACES_SAMPLER` names: Meshlet's is parent-based. */

@@ -1,11 +1,15 @@
 // createMeshFromConfig from environment variables and a local file (Consul KV: test/mesh-from-config.test.ts).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { TLSSocket } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger, MeshletError } from '@meshlet/core';
@@ -14,6 +18,9 @@ import { type ConfiguredMesh, createMeshFromConfig } from '../src/index.js';
 import { otlpFromOtelEnvironment, otlpHeadersOf, sampleRatioFromOtelEnvironment } from '../src/otlp-settings.js';
 
 const meshKeyBase64 = Buffer.alloc(32, 3).toString('base64');
+/** The test CA's files (test/fixtures/tls at the root): their paths, and their text. */
+const fixturePath = (name: string) => fileURLToPath(new URL(`../../../../test/fixtures/tls/${name}`, import.meta.url));
+const fixture = (name: string) => readFileSync(fixturePath(name), 'utf8');
 
 describe('createMeshFromConfig without Consul', () => {
   let dir = '';
@@ -130,18 +137,28 @@ describe('createMeshFromConfig without Consul', () => {
   });
 
   /** A collector on loopback keeping each request's path, headers and body. */
-  async function fakeCollector() {
-    const got: { path: string; headers: IncomingHttpHeaders; body: Buffer }[] = [];
-    const server = createServer((req, res) => {
+  /** A collector answering 200; with `mutualTls`, over HTTPS with the test CA's certificate, asking for a client certificate of that CA. */
+  async function fakeCollector(mutualTls = false) {
+    const got: { path: string; headers: IncomingHttpHeaders; body: Buffer; peer?: string }[] = [];
+    const tls = {
+      cert: fixture('server.pem'),
+      key: fixture('server.key'),
+      ca: fixture('ca.pem'),
+      requestCert: true,
+      rejectUnauthorized: true,
+    };
+    const serve = (req: IncomingMessage, res: ServerResponse) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        got.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+        const peer = mutualTls ? String((req.socket as TLSSocket).getPeerCertificate().subject?.CN) : undefined;
+        got.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks), ...(peer ? { peer } : {}) });
         res.writeHead(200).end();
       });
-    });
+    };
+    const server = mutualTls ? createHttpsServer(tls, serve) : createServer(serve);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const origin = `${mutualTls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return { origin, got, close: () => new Promise((r) => server.close(r)) };
   }
 
@@ -199,6 +216,96 @@ describe('createMeshFromConfig without Consul', () => {
       assert.deepEqual(spanNames(gunzipSync(req?.body as Buffer)), ['GET']);
     } finally {
       await c.close();
+    }
+  });
+
+  it("sends spans over mutual TLS with the files OpenTelemetry's variables or Meshlet's keys name (CA, client certificate, key)", async () => {
+    for (const names of [
+      [
+        'OTEL_EXPORTER_OTLP_ENDPOINT',
+        'OTEL_EXPORTER_OTLP_CERTIFICATE',
+        'OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE',
+        'OTEL_EXPORTER_OTLP_CLIENT_KEY',
+      ],
+      [
+        'MESHLET_TRACING_OTLP_URL',
+        'MESHLET_TRACING_OTLP_CERTIFICATE',
+        'MESHLET_TRACING_OTLP_CLIENTCERTIFICATE',
+        'MESHLET_TRACING_OTLP_CLIENTKEY',
+      ],
+    ] as const) {
+      const c = await fakeCollector(true);
+      try {
+        const [url, ca, cert, key] = names;
+        await oneSpanSent({
+          [url]: url.startsWith('OTEL') ? c.origin : `${c.origin}/v1/traces`,
+          [ca]: fixturePath('ca.pem'),
+          [cert]: fixturePath('server.pem'),
+          [key]: fixturePath('server.key'),
+        });
+        assert.equal(c.got.length, 1, url);
+        assert.equal(c.got[0]?.peer, 'server.dc1.consul', 'the client certificate was shown');
+        assert.deepEqual(spanNames(c.got[0]?.body as Buffer), ['GET']);
+      } finally {
+        await c.close();
+      }
+    }
+  });
+
+  it('refuses a TLS file that is missing, not PEM, half a pair, or for an http: collector, naming its key or variable and never its content', async () => {
+    const secret = join(dir, 'secret.txt');
+    await writeFile(secret, 'hunter2-not-a-key');
+    const https = { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://127.0.0.1:4318' };
+    const cases: [Record<string, string>, RegExp][] = [
+      [
+        { ...https, OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: join(dir, 'nope.pem') },
+        /^MeshletError: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: ".*nope\.pem" cannot be opened \(ENOENT\)$/,
+      ],
+      [
+        { ...https, OTEL_EXPORTER_OTLP_CERTIFICATE: secret },
+        /^MeshletError: OTEL_EXPORTER_OTLP_CERTIFICATE: ".*secret\.txt" holds no PEM block/,
+      ],
+      [
+        { ...https, OTEL_EXPORTER_OTLP_CERTIFICATE: fixturePath('server.key') },
+        /^MeshletError: OTEL_EXPORTER_OTLP_CERTIFICATE: holds no "-----BEGIN CERTIFICATE-----" block$/,
+      ],
+      [
+        { ...https, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: fixturePath('server.pem') },
+        /^MeshletError: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: a client certificate without its key file$/,
+      ],
+      [
+        {
+          ...https,
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: fixturePath('server.pem'),
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: fixturePath('ca.pem'),
+        },
+        /^MeshletError: OTEL_EXPORTER_OTLP_CLIENT_KEY: is not an unencrypted private key in PEM/,
+      ],
+      [
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_EXPORTER_OTLP_CERTIFICATE: fixturePath('ca.pem') },
+        /^MeshletError: OTEL_EXPORTER_OTLP_CERTIFICATE: TLS files are for an https: collector; the URL OTEL_EXPORTER_OTLP_ENDPOINT gives is not$/,
+      ],
+      [
+        { MESHLET_TRACING_OTLP_URL: 'https://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_CLIENTKEY: secret },
+        /^MeshletError: meshlet\.tracing\.otlp\.client-key \(MESHLET_TRACING_OTLP_CLIENTKEY\): a client key without its certificate file$/,
+      ],
+      [
+        {
+          MESHLET_TRACING_OTLP_URL: 'https://127.0.0.1:4318/v1/traces',
+          MESHLET_TRACING_OTLP_CLIENTCERTIFICATE: fixturePath('server.pem'),
+          MESHLET_TRACING_OTLP_CLIENTKEY: secret,
+        },
+        /^MeshletError: meshlet\.tracing\.otlp\.client-key \(MESHLET_TRACING_OTLP_CLIENTKEY\): ".*secret\.txt" holds no PEM block/,
+      ],
+    ];
+    for (const [env, want] of cases) {
+      const err = await createMeshFromConfig({ logger: new MemoryLogger(), env: { MESHLET_SERVICE: 'orders', ...env } }).then(
+        (m) => m.close().then(() => assert.fail(`not refused: ${JSON.stringify(env)}`)),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof MeshletError && err.code === 'MESHLET_BAD_OPTION', String(err));
+      assert.match(String(err), want);
+      assert.ok(!String(err).includes('hunter2') && !String(err).includes('PRIVATE'), String(err));
     }
   });
 
