@@ -82,8 +82,9 @@ const SNIPPETS: Record<string, Spec> = {
   },
   'packages/trace/README.md#0': { compileOnly: 'serves HTTP' },
   'packages/trace/README.md#1': { run: /^1 GET$/m },
-  'packages/trace/README.md#2': { run: true },
-  'packages/trace/README.md#3': { prelude: "import { Traced } from '@meshlet/trace';\n", run: true },
+  'packages/trace/README.md#2': { compileOnly: 'reads the TLS files of /etc/otel' },
+  'packages/trace/README.md#3': { run: true },
+  'packages/trace/README.md#4': { prelude: "import { Traced } from '@meshlet/trace';\n", run: true },
   'packages/tsf/README.md#0': { run: true },
   'packages/tsf/README.md#1': {
     prelude:
