@@ -29,7 +29,9 @@ describe("Consul's TLS files from its variables", () => {
     assert.throws(
       () => withCaCert('/dev/zero', () => new ConsulClient({ address: 'https://127.0.0.1:8501' })),
       (err: unknown) =>
-        err instanceof MeshletError && err.code === 'MESHLET_BAD_OPTION' && /^CONSUL_CACERT: "\/dev\/zero" is not a regular file$/.test(err.message),
+        err instanceof MeshletError &&
+        err.code === 'MESHLET_BAD_OPTION' &&
+        /^CONSUL_CACERT: "\/dev\/zero" is not a regular file$/.test(err.message),
     );
   });
 });
