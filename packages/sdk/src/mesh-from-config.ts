@@ -11,6 +11,7 @@ import {
   otlpFromOtelEnvironment,
   otlpHeadersOf,
   otlpTlsOf,
+  resourceAttributesFromOtelEnvironment,
   sampleRatioFromOtelEnvironment,
 } from './otlp-settings.js';
 
@@ -228,6 +229,8 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   // on (set for another SDK in the same pod, they must not stop a service that does not trace).
   const sampleRatio =
     numberOf(config, 'meshlet.tracing.sample-ratio') ?? (env !== undefined && tracingOn ? sampleRatioFromOtelEnvironment(env) : undefined);
+  // What the platform says of the process (its pod, environment…), read only when tracing is on.
+  const resourceAttributes = env !== undefined && tracingOn ? resourceAttributesFromOtelEnvironment(env) : undefined;
   const port = numberOf(config, 'meshlet.port');
   const adminToken = get('meshlet.admin.token');
   const redisUrl = get('meshlet.ratelimit.redis-url');
@@ -252,6 +255,7 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
       ? {
           tracing: {
             ...(sampleRatio !== undefined ? { sampleRatio } : {}),
+            ...(resourceAttributes !== undefined ? { resourceAttributes } : {}),
             ...(otlp ? { otlp } : {}),
             ...(traceLog
               ? { log: { path: traceLog, ...(traceLogFormat !== undefined ? { format: traceLogFormat as TraceLogFormat } : {}) } }

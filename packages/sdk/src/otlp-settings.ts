@@ -4,9 +4,12 @@ import {
   OTLP_PROTOCOLS,
   type OtlpHttpOptions,
   type OtlpTls,
+  OWN_RESOURCE_KEYS,
   otlpHeadersProblem,
   otlpTlsProblem,
   otlpUrlProblem,
+  RESOURCE_ATTRIBUTE_BOUNDS,
+  resourceAttributesProblem,
   TRACING_BOUNDS,
 } from '@meshlet/trace';
 
@@ -154,6 +157,45 @@ export function otlpTlsOf(
   const found = otlpTlsProblem(tls, url);
   if (found !== undefined) throw refused(sourceOf(found.field ?? first), found.problem);
   return tls;
+}
+
+/**
+ * The resource attributes OpenTelemetry's `OTEL_RESOURCE_ATTRIBUTES` gives
+ * (`deployment.environment=prod,k8s.pod.name=orders-7f9c`: `key=value` pairs separated by
+ * commas, values percent-decoded, spaces around each trimmed), as an OpenTelemetry SDK reads
+ * it; undefined when unset or `OTEL_SDK_DISABLED=true`. The service's own keys
+ * (`service.name`, `service.version`, `service.namespace`, `service.instance.id`) are left
+ * out: the mesh's service names its spans, as `OTEL_SERVICE_NAME` overrides them in
+ * OpenTelemetry's SDKs. A pair that is not `key=value`, a bad percent-encoding, a key given
+ * twice or past the bounds (`resourceAttributesProblem`) is refused naming the variable.
+ */
+export function resourceAttributesFromOtelEnvironment(env: Environment): Record<string, string> | undefined {
+  if (otelDisabled(env)) return undefined;
+  const raw = env.OTEL_RESOURCE_ATTRIBUTES?.trim();
+  if (!raw) return undefined;
+  const source = 'OTEL_RESOURCE_ATTRIBUTES';
+  // Percent-encoding at most triples a value: past that the whole is too long already.
+  if (raw.length > 3 * RESOURCE_ATTRIBUTE_BOUNDS.chars)
+    throw refused(source, `${raw.length} characters; at most ${RESOURCE_ATTRIBUTE_BOUNDS.chars} once decoded`);
+  const attributes: Record<string, string> = {};
+  for (const [i, pair] of raw.split(',').entries()) {
+    if (pair.trim() === '') continue;
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? '' : pair.slice(0, eq).trim();
+    if (key === '') throw refused(source, `pair ${i + 1} must be key=value`);
+    const shown = JSON.stringify(key.slice(0, 80));
+    let value: string;
+    try {
+      value = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      throw refused(source, `${shown}: a bad percent-encoding`);
+    }
+    if (Object.hasOwn(attributes, key)) throw refused(source, `${shown} is given twice`);
+    if (!OWN_RESOURCE_KEYS.includes(key)) attributes[key] = value;
+  }
+  const found = resourceAttributesProblem(attributes);
+  if (found !== undefined) throw refused(source, found.key === undefined ? found.problem : `${JSON.stringify(found.key)} ${found.problem}`);
+  return Object.keys(attributes).length > 0 ? attributes : undefined;
 }
 
 /** OpenTelemetry's parent-based samplers, by their `OTEL_TRACES_SAMPLER` names: Meshlet's is parent-based. */

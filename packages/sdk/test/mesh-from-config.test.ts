@@ -15,7 +15,12 @@ import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger, MeshletError } from '@meshlet/core';
 import { decodeTraceProto } from '@meshlet/trace';
 import { type ConfiguredMesh, createMeshFromConfig } from '../src/index.js';
-import { otlpFromOtelEnvironment, otlpHeadersOf, sampleRatioFromOtelEnvironment } from '../src/otlp-settings.js';
+import {
+  otlpFromOtelEnvironment,
+  otlpHeadersOf,
+  resourceAttributesFromOtelEnvironment,
+  sampleRatioFromOtelEnvironment,
+} from '../src/otlp-settings.js';
 
 const meshKeyBase64 = Buffer.alloc(32, 3).toString('base64');
 /** The test CA's files (test/fixtures/tls at the root): their paths, and their text. */
@@ -306,6 +311,53 @@ describe('createMeshFromConfig without Consul', () => {
       assert.ok(err instanceof MeshletError && err.code === 'MESHLET_BAD_OPTION', String(err));
       assert.match(String(err), want);
       assert.ok(!String(err).includes('hunter2') && !String(err).includes('PRIVATE'), String(err));
+    }
+  });
+
+  it("puts OTEL_RESOURCE_ATTRIBUTES on the spans' resource, percent-decoded, the mesh's own service identity kept", async () => {
+    const c = await fakeCollector();
+    try {
+      await oneSpanSent({
+        MESHLET_TRACING_OTLP_URL: `${c.origin}/v1/traces`,
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod, k8s.pod.name=orders-7f9c ,team=pay%2Cments,service.name=not-orders',
+      });
+      const request = decodeTraceProto(c.got[0]?.body as Buffer);
+      const attrs = Object.fromEntries(
+        (request.resourceSpans[0]?.resource?.attributes ?? []).map((a) => [a.key, Object.values(a.value)[0]]),
+      );
+      assert.deepEqual(attrs, {
+        'deployment.environment': 'prod',
+        'k8s.pod.name': 'orders-7f9c',
+        team: 'pay,ments',
+        'service.name': 'orders',
+        'service.version': '0.0.0',
+        'service.namespace': 'default',
+      });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('refuses a bad OTEL_RESOURCE_ATTRIBUTES naming it, and leaves it unread without tracing', async () => {
+    const cases: [string, RegExp][] = [
+      ['a=1,nokey', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: pair 2 must be key=value$/],
+      ['=1', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: pair 1 must be key=value$/],
+      ['a=%zz', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: "a": a bad percent-encoding$/],
+      ['a=1,a=2', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: "a" is given twice$/],
+      [`a=${'x'.repeat(4097)}`, /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: "a" must be a string of at most 4096 characters/],
+    ];
+    for (const [value, want] of cases)
+      assert.throws(() => resourceAttributesFromOtelEnvironment({ OTEL_RESOURCE_ATTRIBUTES: value }), want);
+    assert.equal(resourceAttributesFromOtelEnvironment({ OTEL_RESOURCE_ATTRIBUTES: 'a=1', OTEL_SDK_DISABLED: 'true' }), undefined);
+    assert.equal(resourceAttributesFromOtelEnvironment({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=x' }), undefined);
+    const mesh = await createMeshFromConfig({
+      logger: new MemoryLogger(),
+      env: { MESHLET_SERVICE: 'orders', OTEL_RESOURCE_ATTRIBUTES: 'nokey' },
+    });
+    try {
+      assert.equal(mesh.tracing, undefined, 'no tracing: the variable, set for another SDK, is not read');
+    } finally {
+      await mesh.close();
     }
   });
 

@@ -60,6 +60,12 @@ export {
 } from './propagation.js';
 export { redactUrl } from './redact-url.js';
 export {
+  OWN_RESOURCE_KEYS,
+  RESOURCE_ATTRIBUTE_BOUNDS,
+  type ResourceAttributeValue,
+  resourceAttributesProblem,
+} from './resource-attributes.js';
+export {
   type RpcClientSpanHandle,
   type RpcClientSpanOptions,
   type RpcServerSpanOptions,

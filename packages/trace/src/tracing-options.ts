@@ -2,6 +2,7 @@ import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withM
 import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, OTLP_URL_CHARS, otlpUrlProblem } from './otlp-headers.js';
 import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { otlpTlsProblem } from './otlp-tls.js';
+import { resourceAttributesProblem } from './resource-attributes.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
 
 /**
@@ -45,6 +46,7 @@ const TRACING_KEYS = [
   'metrics',
   'meterProvider',
   'idGenerator',
+  'resourceAttributes',
 ] as const;
 /** What createTracing takes besides; createMesh sets them from its own options (`service`, `version`, `namespace`, `clock`). */
 const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock', 'logger'] as const;
@@ -93,6 +95,11 @@ export function checkTracingOptions(options: unknown, prefix = ''): void {
   if (o.meterProvider !== undefined) withMethods(o.meterProvider, at('meterProvider'), ['getMeter'], 'an OpenTelemetry MeterProvider');
   if (o.idGenerator !== undefined)
     withMethods(o.idGenerator, at('idGenerator'), ['generateTraceId', 'generateSpanId'], 'an OpenTelemetry IdGenerator');
+  if (o.resourceAttributes !== undefined) {
+    const path = at('resourceAttributes');
+    const found = resourceAttributesProblem(optionObject(o.resourceAttributes, path));
+    if (found !== undefined) throw badOption(found.key === undefined ? path : `${path}.${found.key}`, found.problem);
+  }
 }
 
 function checkPropagation(value: unknown, path: string): void {

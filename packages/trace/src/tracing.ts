@@ -20,6 +20,7 @@ import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
+import type { ResourceAttributeValue } from './resource-attributes.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';
 import { SPAN_DEPS, type SpanDeps } from './span-deps.js';
 import { withSpanRecording } from './span-record.js';
@@ -56,6 +57,12 @@ export interface TracingOptions {
   readonly logger?: Logger;
   /** Trace and span ids; inject a seeded one for deterministic sampling in tests. */
   readonly idGenerator?: IdGenerator;
+  /**
+   * More attributes of this process's resource, on every span (`deployment.environment`,
+   * `k8s.pod.name`…): at most 64, none of the service's own (`service.name`…, from the
+   * options above). createMeshFromConfig gives OpenTelemetry's `OTEL_RESOURCE_ATTRIBUTES`.
+   */
+  readonly resourceAttributes?: Readonly<Record<string, ResourceAttributeValue>>;
 }
 
 /** Options of a span around a piece of in-process work (see `@Traced`). */
@@ -111,7 +118,7 @@ export function createTracing(options: TracingOptions): Tracing {
   if (options.otlp) exporters.push(new OtlpHttpExporter(options.otlp, { clock, logger }));
   const queues = exporters.map((e) => new BatchQueue(e, { ...options.batch, clock, logger }));
 
-  const resourceAttrs: Record<string, string> = { [Attr.serviceName]: options.service };
+  const resourceAttrs: Record<string, ResourceAttributeValue> = { ...options.resourceAttributes, [Attr.serviceName]: options.service };
   if (options.version) resourceAttrs[Attr.serviceVersion] = options.version;
   if (options.namespace) resourceAttrs[Attr.serviceNamespace] = options.namespace;
   if (options.instanceId) resourceAttrs[Attr.serviceInstanceId] = options.instanceId;
