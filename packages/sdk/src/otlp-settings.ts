@@ -19,34 +19,60 @@ export type Environment = Readonly<Record<string, string | undefined>>;
 const refused = (source: string, message: string) => new MeshletError('MESHLET_BAD_OPTION', `${source}: ${message}`);
 
 /**
- * A collector's headers written as OpenTelemetry's `OTEL_EXPORTER_OTLP_HEADERS` has them:
- * `name=value` pairs separated by commas, values percent-decoded, spaces around each
- * trimmed, names lower-cased. The value is a credential: a refusal names `source` (the key
- * and its variable, or the variable) and the pair's position or header name, never a value.
+ * `key=value` pairs separated by commas, as OpenTelemetry's list variables have them
+ * (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_RESOURCE_ATTRIBUTES`): spaces around each trimmed,
+ * values percent-decoded, empty pairs skipped. `keyOf` gives a pair's key as kept, or
+ * undefined for one not allowed (`pair N must be <expected>`); a key given twice and a bad
+ * percent-encoding are refused too. A refusal names `source` and the pair's position or its
+ * key (bounded), never a value: a collector's headers carry its credential.
  */
-export function otlpHeadersOf(raw: string, source: string): Record<string, string> {
+function pairsOf(
+  raw: string,
+  source: string,
+  bounds: { readonly chars: number; readonly pairs: number; readonly what: string },
+  keyOf: (key: string) => string | undefined,
+  expected: string,
+): Record<string, string> {
   // Percent-encoding at most triples a value: past that the whole is too long already.
-  if (raw.length > 3 * TRACING_BOUNDS.otlpHeaderChars)
-    throw refused(source, `${raw.length} characters; at most ${TRACING_BOUNDS.otlpHeaderChars} once decoded`);
-  const headers: Record<string, string> = {};
+  if (raw.length > 3 * bounds.chars) throw refused(source, `${raw.length} characters; at most ${bounds.chars} once decoded`);
   const pairs = raw.split(',');
-  if (pairs.length > TRACING_BOUNDS.otlpHeaders) throw refused(source, `at most ${TRACING_BOUNDS.otlpHeaders} headers`);
+  if (pairs.length > bounds.pairs) throw refused(source, `at most ${bounds.pairs} ${bounds.what}`);
+  const out: Record<string, string> = {};
   for (const [i, pair] of pairs.entries()) {
     if (pair.trim() === '') continue;
     const eq = pair.indexOf('=');
-    const name = (eq < 0 ? pair : pair.slice(0, eq)).trim().toLowerCase();
-    if (eq < 0 || !isHeaderName(name)) throw refused(source, `pair ${i + 1} must be name=value with a header name (values are not shown)`);
+    const key = eq < 0 ? undefined : keyOf(pair.slice(0, eq).trim());
+    if (key === undefined) throw refused(source, `pair ${i + 1} must be ${expected}`);
     // Named in a refusal, bounded.
-    const shown = name.slice(0, 80);
+    const shown = key.slice(0, 80);
     let value: string;
     try {
       value = decodeURIComponent(pair.slice(eq + 1).trim());
     } catch {
       throw refused(source, `${shown}: a bad percent-encoding (the value is not shown)`);
     }
-    if (Object.hasOwn(headers, name)) throw refused(source, `${shown} is given twice`);
-    headers[name] = value;
+    if (Object.hasOwn(out, key)) throw refused(source, `${shown} is given twice`);
+    out[key] = value;
   }
+  return out;
+}
+
+/**
+ * A collector's headers written as OpenTelemetry's `OTEL_EXPORTER_OTLP_HEADERS` has them
+ * (`pairsOf`), names lower-cased. The value is a credential: a refusal names `source` (the
+ * key and its variable, or the variable) and the pair's position or header name, never a value.
+ */
+export function otlpHeadersOf(raw: string, source: string): Record<string, string> {
+  const headers = pairsOf(
+    raw,
+    source,
+    { chars: TRACING_BOUNDS.otlpHeaderChars, pairs: TRACING_BOUNDS.otlpHeaders, what: 'headers' },
+    (key) => {
+      const name = key.toLowerCase();
+      return isHeaderName(name) ? name : undefined;
+    },
+    'name=value with a header name (values are not shown)',
+  );
   // The rest as every collector header is checked (the options check's own).
   const found = otlpHeadersProblem(headers);
   if (found !== undefined) throw refused(source, found.header === undefined ? found.problem : `${found.header}: ${found.problem}`);
@@ -174,27 +200,19 @@ export function resourceAttributesFromOtelEnvironment(env: Environment): Record<
   const raw = env.OTEL_RESOURCE_ATTRIBUTES?.trim();
   if (!raw) return undefined;
   const source = 'OTEL_RESOURCE_ATTRIBUTES';
-  // Percent-encoding at most triples a value: past that the whole is too long already.
-  if (raw.length > 3 * RESOURCE_ATTRIBUTE_BOUNDS.chars)
-    throw refused(source, `${raw.length} characters; at most ${RESOURCE_ATTRIBUTE_BOUNDS.chars} once decoded`);
+  const given = pairsOf(
+    raw,
+    source,
+    // Counted once the service's own keys are left out (resourceAttributesProblem); the
+    // characters bound the parse.
+    { chars: RESOURCE_ATTRIBUTE_BOUNDS.chars, pairs: Number.POSITIVE_INFINITY, what: 'attributes' },
+    (key) => (key === '' ? undefined : key),
+    'key=value',
+  );
   const attributes: Record<string, string> = {};
-  for (const [i, pair] of raw.split(',').entries()) {
-    if (pair.trim() === '') continue;
-    const eq = pair.indexOf('=');
-    const key = eq < 0 ? '' : pair.slice(0, eq).trim();
-    if (key === '') throw refused(source, `pair ${i + 1} must be key=value`);
-    const shown = JSON.stringify(key.slice(0, 80));
-    let value: string;
-    try {
-      value = decodeURIComponent(pair.slice(eq + 1).trim());
-    } catch {
-      throw refused(source, `${shown}: a bad percent-encoding`);
-    }
-    if (Object.hasOwn(attributes, key)) throw refused(source, `${shown} is given twice`);
-    if (!OWN_RESOURCE_KEYS.includes(key)) attributes[key] = value;
-  }
+  for (const key of Object.keys(given)) if (!OWN_RESOURCE_KEYS.includes(key)) attributes[key] = given[key] as string;
   const found = resourceAttributesProblem(attributes);
-  if (found !== undefined) throw refused(source, found.key === undefined ? found.problem : `${JSON.stringify(found.key)} ${found.problem}`);
+  if (found !== undefined) throw refused(source, found.key === undefined ? found.problem : `${found.key}: ${found.problem}`);
   return Object.keys(attributes).length > 0 ? attributes : undefined;
 }
 

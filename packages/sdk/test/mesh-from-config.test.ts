@@ -342,9 +342,10 @@ describe('createMeshFromConfig without Consul', () => {
     const cases: [string, RegExp][] = [
       ['a=1,nokey', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: pair 2 must be key=value$/],
       ['=1', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: pair 1 must be key=value$/],
-      ['a=%zz', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: "a": a bad percent-encoding$/],
-      ['a=1,a=2', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: "a" is given twice$/],
-      [`a=${'x'.repeat(4097)}`, /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: "a" must be a string of at most 4096 characters/],
+      ['a=%zz', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: a: a bad percent-encoding \(the value is not shown\)$/],
+      ['a=1,a=2', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: a is given twice$/],
+      [`a=${'x'.repeat(4097)}`, /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: a: must be a string of at most 4096 characters/],
+      [Array.from({ length: 69 }, (_, i) => `k${i}=v`).join(','), /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: 69 attributes; at most 64$/],
     ];
     for (const [value, want] of cases)
       assert.throws(() => resourceAttributesFromOtelEnvironment({ OTEL_RESOURCE_ATTRIBUTES: value }), want);
