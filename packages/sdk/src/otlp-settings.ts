@@ -1,5 +1,6 @@
 import { isHeaderName, MeshletError, readPemFile } from '@meshlet/core';
 import {
+  isHttpsUrl,
   OTLP_COMPRESSIONS,
   OTLP_PROTOCOLS,
   type OtlpHttpOptions,
@@ -175,7 +176,7 @@ export function otlpTlsOf(
   const first = named[0];
   if (first === undefined) return undefined;
   const sourceOf = (field: 'ca' | 'cert' | 'key') => (files[field] as NamedFile)[1];
-  if (!url.startsWith('https:')) throw refused(sourceOf(first), `TLS files are for an https: collector; the URL ${urlSource} gives is not`);
+  if (!isHttpsUrl(url)) throw refused(sourceOf(first), `TLS files are for an https: collector; the URL ${urlSource} gives is not`);
   if (files.cert !== undefined && files.key === undefined) throw refused(sourceOf('cert'), 'a client certificate without its key file');
   if (files.key !== undefined && files.cert === undefined) throw refused(sourceOf('key'), 'a client key without its certificate file');
   const tls: { -readonly [K in keyof OtlpTls]: OtlpTls[K] } = {};

@@ -50,7 +50,7 @@ export {
   ProtoDecodeError,
   TraceProtoBuilder,
 } from './otlp-proto.js';
-export { type OtlpTls, type OtlpTlsProblem, otlpTlsProblem } from './otlp-tls.js';
+export { isHttpsUrl, type OtlpTls, type OtlpTlsProblem, otlpTlsProblem } from './otlp-tls.js';
 export {
   type InboundHeaders,
   type OutboundHeaders,

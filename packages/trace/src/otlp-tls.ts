@@ -17,6 +17,9 @@ export interface OtlpTls {
 const TLS_KEYS = ['ca', 'cert', 'key'] as const;
 const CERTIFICATES = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
+/** Whether `url` parses as an `https:` URL (the scheme in any case, as URL reads it). */
+export const isHttpsUrl = (url: string): boolean => URL.canParse(url) && new URL(url).protocol === 'https:';
+
 /** What is wrong with a TLS setting: the field it is about (`ca`, `cert`, `key`), if one, and why. */
 export interface OtlpTlsProblem {
   readonly field?: (typeof TLS_KEYS)[number];
@@ -65,7 +68,7 @@ export function otlpTlsProblem(tls: unknown, url: string): OtlpTlsProblem | unde
     if (typeof v !== 'string' || v.length === 0 || v.length > PEM_FILE_MAX_BYTES)
       return { field, problem: `must be PEM text of 1 to ${PEM_FILE_MAX_BYTES} characters (not shown)` };
   }
-  if (!url.startsWith('https:')) return { problem: 'is for an https: collector URL; this one is not' };
+  if (!isHttpsUrl(url)) return { problem: 'is for an https: collector URL; this one is not' };
   const { ca, cert, key } = given as OtlpTls;
   if (ca !== undefined) {
     const parsed = certificatesOf(ca);

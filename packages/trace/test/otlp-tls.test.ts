@@ -39,6 +39,8 @@ describe('otlp.tls: the check', () => {
   it('takes a CA alone, a client certificate and its key, or all three', () => {
     for (const tls of [{ ca }, { cert, key }, { ca, cert, key }, { ca: `${ca}\n${ca}` }])
       assert.equal(otlpTlsProblem(tls, URL_S), undefined, Object.keys(tls).join());
+    // The scheme in any case, as URL reads it.
+    assert.equal(otlpTlsProblem({ ca }, 'HTTPS://127.0.0.1:4318/v1/traces'), undefined);
   });
 
   it('refuses each bad field by its name, never showing the PEM', () => {
