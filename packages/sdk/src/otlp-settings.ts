@@ -92,13 +92,11 @@ function otelVariable(env: Environment, what: string): readonly [value: string, 
   return undefined;
 }
 
-/** One of `allowed` from the variable for `what`, else refused naming it; `grpc`, as a protocol, by name. */
+/** One of `allowed` from the variable for `what`, else refused naming it. */
 function otelChoice<T extends string>(env: Environment, what: string, allowed: readonly T[]): T | undefined {
   const given = otelVariable(env, what);
   if (given === undefined) return undefined;
   const [value, name] = given;
-  if (what === 'PROTOCOL' && value === 'grpc')
-    throw refused(name, '"grpc": Meshlet\'s OTLP exporter speaks OTLP/HTTP: set http/protobuf or http/json');
   if (!(allowed as readonly string[]).includes(value))
     throw refused(name, `${JSON.stringify(value.slice(0, 80))} must be one of ${allowed.join(', ')}`);
   return value as T;
@@ -110,14 +108,14 @@ const tracesUrlOf = (base: string) => `${base}${base.endsWith('/') ? '' : '/'}v1
 /**
  * The OTLP exporter OpenTelemetry's standard variables ask for, as an OpenTelemetry SDK
  * reads them (the OTLP exporter specification): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the
- * URL as it is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (a base, `v1/traces` appended), and
- * `_HEADERS`, `_PROTOCOL`, `_COMPRESSION`, `_TIMEOUT` (ms), and the TLS files `_CERTIFICATE`,
+ * URL as it is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (a base, `v1/traces` appended; with
+ * `grpc`, the collector's address as it is), and `_HEADERS`, `_PROTOCOL` (`http/protobuf`,
+ * `http/json` or `grpc`), `_COMPRESSION`, `_TIMEOUT` (ms), and the TLS files `_CERTIFICATE`,
  * `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` (`otlpTlsOf`), each in its traces form or the
  * form for every signal. Undefined without an endpoint, or when `OTEL_SDK_DISABLED=true` or
  * `OTEL_TRACES_EXPORTER` does not list `otlp`. So a service given these by its platform (an
  * OpenTelemetry operator, a collector agent's chart) sends its spans there with no Meshlet
- * key. Every value is checked here and refused naming its variable: `grpc`, the one thing
- * the specification allows that Meshlet's exporter does not speak, is refused by name.
+ * key. Every value is checked here and refused naming its variable.
  */
 export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | undefined {
   if (otelDisabled(env)) return undefined;
@@ -125,16 +123,15 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
   if (exporters && !exporters.split(',').some((e) => e.trim() === 'otlp')) return undefined;
   const own = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  if (!own && !base) return undefined;
+  const protocol = otelChoice(env, 'PROTOCOL', OTLP_PROTOCOLS);
+  // A gRPC collector's endpoint is its address, taken as it is; an OTLP/HTTP base gets `v1/traces`.
   const [url, urlSource] = own
     ? [own, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']
-    : base
-      ? [tracesUrlOf(base), 'OTEL_EXPORTER_OTLP_ENDPOINT']
-      : [undefined, ''];
-  if (url === undefined) return undefined;
+    : [protocol === 'grpc' ? (base as string) : tracesUrlOf(base as string), 'OTEL_EXPORTER_OTLP_ENDPOINT'];
   const problem = otlpUrlProblem(url);
   if (problem !== undefined) throw refused(urlSource, problem);
   const options: { -readonly [K in keyof OtlpHttpOptions]: OtlpHttpOptions[K] } = { url };
-  const protocol = otelChoice(env, 'PROTOCOL', OTLP_PROTOCOLS);
   if (protocol !== undefined) options.protocol = protocol;
   const compression = otelChoice(env, 'COMPRESSION', OTLP_COMPRESSIONS);
   if (compression !== undefined) options.compression = compression;

@@ -116,8 +116,8 @@ describe('createMeshFromConfig without Consul', () => {
       /^meshlet\.tracing\.otlp\.url \(MESHLET_TRACING_OTLP_URL\): "ftp:/,
     );
     await refused(
-      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_PROTOCOL: 'grpc' },
-      /^meshlet\.tracing\.otlp\.protocol \(MESHLET_TRACING_OTLP_PROTOCOL\): "grpc" must be one of 'http\/protobuf', 'http\/json'/,
+      { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_PROTOCOL: 'grpc-web' },
+      /^meshlet\.tracing\.otlp\.protocol \(MESHLET_TRACING_OTLP_PROTOCOL\): "grpc-web" must be one of 'http\/protobuf', 'http\/json', 'grpc'/,
     );
     await refused(
       { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces', MESHLET_TRACING_OTLP_COMPRESSION: 'br' },
@@ -383,14 +383,14 @@ describe('createMeshFromConfig without Consul', () => {
     }
   });
 
-  it("leaves OpenTelemetry's variables unread when Meshlet's tracing is switched off (grpc there is not refused)", async () => {
+  it("leaves OpenTelemetry's variables unread when Meshlet's tracing is switched off (a protocol Meshlet lacks there is not refused)", async () => {
     const mesh = await createMeshFromConfig({
       logger: new MemoryLogger(),
       env: {
         MESHLET_SERVICE: 'orders',
         MESHLET_TRACING_ENABLED: 'false',
         OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317',
-        OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/thrift',
       },
     });
     try {
@@ -401,9 +401,13 @@ describe('createMeshFromConfig without Consul', () => {
     await assert.rejects(
       createMeshFromConfig({
         logger: new MemoryLogger(),
-        env: { MESHLET_SERVICE: 'orders', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+        env: {
+          MESHLET_SERVICE: 'orders',
+          OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317',
+          OTEL_EXPORTER_OTLP_PROTOCOL: 'http/thrift',
+        },
       }),
-      /^MeshletError: OTEL_EXPORTER_OTLP_PROTOCOL: "grpc"|OTEL_EXPORTER_OTLP_PROTOCOL: "grpc"/,
+      /^MeshletError: OTEL_EXPORTER_OTLP_PROTOCOL: "http\/thrift" must be one of/,
       'without the switch, the same variables are refused',
     );
   });
@@ -433,6 +437,11 @@ describe('createMeshFromConfig without Consul', () => {
           OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'b=2',
         },
         { url: `${base}/v1/traces`, protocol: 'http/json', compression: 'none', timeoutMs: 7000, headers: { b: '2' } },
+      ],
+      [
+        "grpc: the endpoint is the collector's address, as it is",
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+        { url: 'http://127.0.0.1:4317', protocol: 'grpc' },
       ],
       ['OTEL_SDK_DISABLED=true', { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_SDK_DISABLED: 'true' }, undefined],
       ['OTEL_TRACES_EXPORTER=none', { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_TRACES_EXPORTER: 'none' }, undefined],
@@ -510,7 +519,6 @@ describe('createMeshFromConfig without Consul', () => {
         { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://user:s3cr3t@127.0.0.1:4318' },
         /^OTEL_EXPORTER_OTLP_ENDPOINT: must not carry a user or password/,
       ],
-      [{ ...base, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, /^OTEL_EXPORTER_OTLP_PROTOCOL: "grpc": Meshlet's OTLP exporter speaks OTLP\/HTTP/],
       [{ ...base, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'thrift' }, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "thrift" must be one of/],
       [{ ...base, OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' }, /^OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" must be one of none, gzip/],
       [{ ...base, OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: "10s" must be milliseconds/],

@@ -15,6 +15,8 @@ export {
 } from './call-metrics.js';
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor, clientSpanObserver } from './client-span-interceptor.js';
+export { type AttemptAnswer, OtlpExporterBase, type OtlpExporterDeps } from './otlp-exporter-base.js';
+export { grpcMetadataProblem, OtlpGrpcExporter } from './otlp-grpc-exporter.js';
 export {
   isReservedOtlpHeader,
   OTLP_HEADER_BOUNDS,

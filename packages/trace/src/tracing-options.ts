@@ -1,6 +1,7 @@
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-exporter-base.js';
+import { grpcMetadataProblem } from './otlp-grpc-exporter.js';
 import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, OTLP_URL_CHARS, otlpUrlProblem } from './otlp-headers.js';
-import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-http-exporter.js';
 import { otlpTlsProblem } from './otlp-tls.js';
 import { resourceAttributesProblem } from './resource-attributes.js';
 import { TRACE_LOG_FORMATS } from './trace-log-exporter.js';
@@ -135,7 +136,14 @@ function checkOtlp(value: unknown, path: string): void {
   const problem = otlpUrlProblem(otlp.url);
   if (problem !== undefined) throw badOption(`${path}.url`, problem);
   // A function gives them before each attempt: the exporter checks what it gives.
-  if (otlp.headers !== undefined && typeof otlp.headers !== 'function') checkOtlpHeaders(otlp.headers, `${path}.headers`);
+  if (otlp.headers !== undefined && typeof otlp.headers !== 'function') {
+    checkOtlpHeaders(otlp.headers, `${path}.headers`);
+    if (otlp.protocol === 'grpc')
+      for (const name of Object.keys(otlp.headers as object)) {
+        const problem = grpcMetadataProblem(name);
+        if (problem !== undefined) throw badOption(`${path}.headers.${name.slice(0, 80)}`, problem);
+      }
+  }
   whole(otlp.timeoutMs, `${path}.timeoutMs`, TRACING_BOUNDS.otlpTimeoutMs, 'milliseconds');
   if (otlp.protocol !== undefined && !(OTLP_PROTOCOLS as readonly unknown[]).includes(otlp.protocol))
     throw badOption(`${path}.protocol`, `${shownValue(otlp.protocol)} must be one of ${OTLP_PROTOCOLS.map((p) => `'${p}'`).join(', ')}`);

@@ -18,6 +18,7 @@ import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandle
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
+import { OtlpGrpcExporter } from './otlp-grpc-exporter.js';
 import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import type { ResourceAttributeValue } from './resource-attributes.js';
@@ -115,7 +116,12 @@ export function createTracing(options: TracingOptions): Tracing {
   // A failing collector fails every batch: told once a minute per code, with the count.
   const logger = throttledLogger(options.logger ?? consoleLogger('warn', options.service), { clock, codes: EXPORT_LOG_CODES });
   if (options.log) exporters.push(new TraceLogExporter(options.log));
-  if (options.otlp) exporters.push(new OtlpHttpExporter(options.otlp, { clock, logger }));
+  if (options.otlp)
+    exporters.push(
+      options.otlp.protocol === 'grpc'
+        ? new OtlpGrpcExporter(options.otlp, { clock, logger })
+        : new OtlpHttpExporter(options.otlp, { clock, logger }),
+    );
   const queues = exporters.map((e) => new BatchQueue(e, { ...options.batch, clock, logger }));
 
   const resourceAttrs: Record<string, ResourceAttributeValue> = { ...options.resourceAttributes, [Attr.serviceName]: options.service };

@@ -9,7 +9,14 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { createTracing, encodeTraceLine, type OtlpCompression, OtlpHttpExporter, type OtlpProtocol } from '../src/index.js';
+import {
+  createTracing,
+  encodeTraceLine,
+  type OtlpCompression,
+  OtlpGrpcExporter,
+  OtlpHttpExporter,
+  type OtlpProtocol,
+} from '../src/index.js';
 import { asUtf8, randomSpans, tracedSpans } from './span-samples.js';
 
 // The OTLP exporter against a real OpenTelemetry Collector (test/interop/otel-collector,
@@ -31,6 +38,8 @@ async function freePort(): Promise<number> {
 
 interface Collector {
   readonly url: string;
+  /** Its OTLP/gRPC receiver's address. */
+  readonly grpcUrl: string;
   /** The requests the file exporter wrote so far, parsed. */
   received(): Promise<unknown[]>;
   stop(): Promise<void>;
@@ -45,6 +54,15 @@ async function startCollector(dir: string, mutualTls = false): Promise<Collector
   let lastLog = '';
   for (let attempt = 1; attempt <= 3; attempt++) {
     const port = await freePort();
+    const grpcPort = await freePort();
+    const tls = mutualTls
+      ? [
+          '        tls:',
+          `          cert_file: ${fixture('server.pem')}`,
+          `          key_file: ${fixture('server.key')}`,
+          `          client_ca_file: ${fixture('ca.pem')}`,
+        ]
+      : [];
     const out = join(dir, `received-${attempt}.jsonl`);
     const config = join(dir, `collector-${attempt}.yaml`);
     await writeFile(
@@ -55,14 +73,10 @@ async function startCollector(dir: string, mutualTls = false): Promise<Collector
         '    protocols:',
         '      http:',
         `        endpoint: 127.0.0.1:${port}`,
-        ...(mutualTls
-          ? [
-              '        tls:',
-              `          cert_file: ${fixture('server.pem')}`,
-              `          key_file: ${fixture('server.key')}`,
-              `          client_ca_file: ${fixture('ca.pem')}`,
-            ]
-          : []),
+        ...tls,
+        '      grpc:',
+        `        endpoint: 127.0.0.1:${grpcPort}`,
+        ...tls,
         'exporters:',
         '  file:',
         `    path: ${out}`,
@@ -96,6 +110,7 @@ async function startCollector(dir: string, mutualTls = false): Promise<Collector
     }
     return {
       url: `${mutualTls ? 'https' : 'http'}://127.0.0.1:${port}/v1/traces`,
+      grpcUrl: `${mutualTls ? 'https' : 'http'}://127.0.0.1:${grpcPort}`,
       async received() {
         const text = await readFile(out, 'utf8').catch(() => '');
         // Whole lines only: the exporter's buffer is flushed as it fills, mid-line too.
@@ -195,11 +210,16 @@ describe('the OTLP exporter against a real OpenTelemetry Collector (OTLP receive
     ['http/json', 'none'],
     ['http/protobuf', 'gzip'],
     ['http/json', 'gzip'],
+    ['grpc', 'none'],
+    ['grpc', 'gzip'],
   ];
   for (const [i, [protocol, compression]] of kinds.entries()) {
     it(`takes a batch sent as ${protocol}, compression ${compression}, as the request the trace log writes: a Tracing's spans of every kind, random records`, async () => {
       const spans: ReadableSpan[] = [...(await tracedSpans(`orders-${protocol}-${compression}`)), ...randomSpans(100 + i)];
-      const exporter = new OtlpHttpExporter({ url: collector.url, protocol, compression });
+      const exporter =
+        protocol === 'grpc'
+          ? new OtlpGrpcExporter({ url: collector.grpcUrl, protocol, compression })
+          : new OtlpHttpExporter({ url: collector.url, protocol, compression });
       try {
         const before = (await collector.received()).length;
         const result = await new Promise<{ code: number; error?: Error }>((resolve) => exporter.export(spans, resolve));
@@ -287,6 +307,21 @@ describe('the OTLP exporter against a real OpenTelemetry Collector over mutual T
     assert.deepEqual(spansOf(got), spansOf(requests));
   });
 
+  it("takes a Tracing's spans over OTLP/gRPC with the CA and a client certificate", async () => {
+    const before = (await collector.received()).length;
+    const tracing = createTracing({ service: 'payments-grpc', otlp: { url: collector.grpcUrl, protocol: 'grpc', tls: await tls() } });
+    for (let k = 0; k < 3; k++)
+      tracing.startClientSpan(undefined, { method: 'GET', url: `http://10.0.0.${k}/ledger/${k}`, service: 'ledger', attempt: 1 }).end(200);
+    await tracing.shutdown();
+    assert.equal(tracing.stats.failed, 0);
+    assert.equal(tracing.stats.exported, 3);
+    const got = await eventually('the gRPC batch at the collector', async () => {
+      const all = await collector.received();
+      return all.length > before ? all.slice(before) : undefined;
+    });
+    assert.equal(JSON.stringify(got).includes('payments-grpc'), true);
+  });
+
   it('is refused by the collector without a client certificate, and refuses a collector its CA did not sign', async () => {
     const { ca } = await tls();
     const spans = randomSpans(7);
@@ -299,6 +334,15 @@ describe('the OTLP exporter against a real OpenTelemetry Collector over mutual T
         await exporter.shutdown();
       }
     }
-    assert.equal((await collector.received()).length, 1, "only the first test's batch got in");
+    for (const options of [{ tls: { ca } }, {}]) {
+      const exporter = new OtlpGrpcExporter({ url: collector.grpcUrl, protocol: 'grpc', timeoutMs: 500, ...options });
+      try {
+        const result = await new Promise<{ code: number; error?: Error }>((resolve) => exporter.export(spans, resolve));
+        assert.equal(result.code, ExportResultCode.FAILED, `grpc ${JSON.stringify(options)}`);
+      } finally {
+        await exporter.shutdown();
+      }
+    }
+    assert.equal((await collector.received()).length, 2, "only the first two tests' batches got in");
   });
 });

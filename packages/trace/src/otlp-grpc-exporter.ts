@@ -1,0 +1,141 @@
+import type * as GrpcJs from '@grpc/grpc-js';
+import { MeshletError } from '@meshlet/core';
+import { type AttemptAnswer, OtlpExporterBase, type OtlpExporterDeps, type OtlpHttpOptions } from './otlp-exporter-base.js';
+import type { OtlpTls } from './otlp-tls.js';
+
+/** The collector's trace service method (opentelemetry-proto's collector/trace/v1). */
+const EXPORT_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+
+/**
+ * The gRPC statuses the OTLP specification says to retry: CANCELLED, DEADLINE_EXCEEDED,
+ * ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS. RESOURCE_EXHAUSTED only with the server's
+ * RetryInfo, which Meshlet does not read: it fails the batch, as any other status does.
+ */
+const RETRYABLE_CODES = new Set([1, 4, 10, 11, 14, 15]);
+const CODE_NAMES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+/** A collector's answer read at most: a partial success is a few hundred bytes. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+/** Why a header name cannot be gRPC metadata sent as text, or undefined. */
+export function grpcMetadataProblem(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  if (lower.startsWith('grpc-')) return 'is reserved by gRPC (grpc-…)';
+  if (lower.endsWith('-bin')) return 'is binary gRPC metadata (…-bin), which takes bytes, not text';
+  return undefined;
+}
+
+/**
+ * The OTLP/gRPC trace exporter: each batch one ExportTraceServiceRequest sent to the
+ * collector's `TraceService/Export`, the bytes the protobuf trace log's encoder builds as
+ * the spans end (no protobuf library, no OTLP transformer), over `@grpc/grpc-js`, loaded
+ * when the first batch goes. `url` is the collector's address (`http://host:4317`;
+ * `https:` for TLS, with `tls` for a CA of your own or mutual TLS). The headers go as
+ * metadata. The statuses OTLP says to retry (UNAVAILABLE, DEADLINE_EXCEEDED…) are retried
+ * as OtlpExporterBase retries, within the batch's timeout; any other fails the batch.
+ * `compression: 'gzip'` is gRPC's message compression. At most 64 KiB of an answer is read.
+ */
+export class OtlpGrpcExporter extends OtlpExporterBase {
+  /** The collector's origin, as logs show it. */
+  readonly url: string;
+  readonly #target: string;
+  readonly #secure: boolean;
+  readonly #tls: OtlpTls | undefined;
+  #client: Promise<{ grpc: typeof GrpcJs; client: GrpcJs.Client }> | undefined;
+
+  constructor(options: OtlpHttpOptions, deps: OtlpExporterDeps = {}) {
+    super(options, deps, {});
+    if (this.protocol !== 'grpc') throw new MeshletError('MESHLET_BAD_OPTION', "otlp.protocol: OtlpGrpcExporter speaks 'grpc' only");
+    const headers = options.headers;
+    if (headers !== undefined && typeof headers !== 'function')
+      for (const name of Object.keys(headers)) {
+        const problem = grpcMetadataProblem(name);
+        if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `otlp.headers.${name.slice(0, 80)}: ${problem}`);
+      }
+    const url = new URL(options.url);
+    this.url = url.origin;
+    this.#secure = url.protocol === 'https:';
+    this.#target = `${url.hostname}:${url.port || (this.#secure ? '443' : '80')}`;
+    this.#tls = options.tls;
+  }
+
+  protected async prepare(encoded: Buffer): Promise<Buffer> {
+    return encoded; // gRPC compresses the message itself (grpc-encoding)
+  }
+
+  protected async close(): Promise<void> {
+    const made = this.#client;
+    this.#client = undefined;
+    if (made !== undefined) (await made).client.close();
+  }
+
+  /** The channel to the collector, made with the first batch. */
+  #clientNow(): Promise<{ grpc: typeof GrpcJs; client: GrpcJs.Client }> {
+    this.#client ??= import('@grpc/grpc-js').then((grpc) => {
+      const tls = this.#tls;
+      const pem = (text: string | undefined) => (text === undefined ? null : Buffer.from(text));
+      const credentials = this.#secure
+        ? grpc.credentials.createSsl(pem(tls?.ca), pem(tls?.key), pem(tls?.cert))
+        : grpc.credentials.createInsecure();
+      const client = new grpc.Client(this.#target, credentials, {
+        'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
+        // 2: gzip, as grpc-js numbers its algorithms.
+        ...(this.compression === 'gzip' ? { 'grpc.default_compression_algorithm': 2 } : {}),
+        // The retries are the exporter's own, within the batch's timeout.
+        'grpc.enable_retries': 0,
+      });
+      return { grpc, client };
+    });
+    return this.#client;
+  }
+
+  protected async attempt(body: Buffer, headers: Record<string, string>, timeoutMs: number): Promise<AttemptAnswer> {
+    const { grpc, client } = await this.#clientNow();
+    const metadata = new grpc.Metadata();
+    for (const [name, value] of Object.entries(headers)) {
+      const problem = grpcMetadataProblem(name);
+      if (problem !== undefined) return { taken: false, what: `otlp.headers: ${name.slice(0, 80)} ${problem}`, retry: false };
+      metadata.set(name, value);
+    }
+    return new Promise<AttemptAnswer>((resolve) => {
+      client.makeUnaryRequest<Buffer, Buffer>(
+        EXPORT_METHOD,
+        (b) => b,
+        (b) => b,
+        body,
+        metadata,
+        { deadline: Date.now() + Math.max(1, timeoutMs) },
+        (err, answer) => {
+          if (err === null) {
+            resolve({ taken: true, body: answer ?? Buffer.alloc(0) });
+            return;
+          }
+          const code = err.code;
+          const name = CODE_NAMES[code] ?? String(code);
+          resolve({
+            taken: false,
+            what: `collector answered gRPC ${name} (${code}): ${String(err.details ?? '').slice(0, 200)}`,
+            retry: RETRYABLE_CODES.has(code),
+          });
+        },
+      );
+    });
+  }
+}
