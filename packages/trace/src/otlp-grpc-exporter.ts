@@ -83,7 +83,12 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
   protected async close(): Promise<void> {
     const made = this.#client;
     this.#client = undefined;
-    if (made !== undefined) (await made).client.close();
+    // A channel that was never made (grpc-js failed to load) has nothing to close.
+    if (made !== undefined)
+      await made.then(
+        ({ client }) => client.close(),
+        () => undefined,
+      );
   }
 
   /** The channel to the collector, made with the first batch. */
