@@ -67,7 +67,7 @@ const cases: readonly [string, unknown, string][] = [
   ['collector headers as a string', { otlp: { url: 'http://127.0.0.1:4318', headers: 'authorization=x' } }, 'tracing.otlp.headers'],
   ['a collector header name with a space', { otlp: { url: 'http://127.0.0.1:4318', headers: { 'a b': 'c' } } }, 'tracing.otlp.headers'],
   ['a collector timeout of 0', { otlp: { url: 'http://127.0.0.1:4318', timeoutMs: 0 } }, 'tracing.otlp.timeoutMs'],
-  ['an OTLP protocol it does not speak', { otlp: { url: 'http://127.0.0.1:4318', protocol: 'grpc' } }, 'tracing.otlp.protocol'],
+  ['an OTLP protocol it does not speak', { otlp: { url: 'http://127.0.0.1:4318', protocol: 'http/thrift' } }, 'tracing.otlp.protocol'],
   ['an OTLP compression it does not speak', { otlp: { url: 'http://127.0.0.1:4318', compression: 'br' } }, 'tracing.otlp.compression'],
   ['a logger under tracing (the mesh gives its own)', { logger: console }, 'tracing.logger'],
   ['an unknown propagation format', { propagation: { emit: ['jaeger'] } }, 'tracing.propagation.emit[0]'],
