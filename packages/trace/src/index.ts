@@ -50,6 +50,7 @@ export {
   encodeTraceProto,
   MAX_PROTO_REQUEST_BYTES,
   ProtoDecodeError,
+  retryDelayOfStatusDetails,
   TraceProtoBuilder,
 } from './otlp-proto.js';
 export { isHttpsUrl, type OtlpTls, type OtlpTlsProblem, otlpTlsProblem } from './otlp-tls.js';

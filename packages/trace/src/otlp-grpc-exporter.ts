@@ -1,6 +1,7 @@
 import type * as GrpcJs from '@grpc/grpc-js';
 import { MeshletError } from '@meshlet/core';
 import { type AttemptAnswer, OtlpExporterBase, type OtlpExporterDeps, type OtlpHttpOptions } from './otlp-exporter-base.js';
+import { retryDelayOfStatusDetails } from './otlp-proto.js';
 import type { OtlpTls } from './otlp-tls.js';
 
 /** The collector's trace service method (opentelemetry-proto's collector/trace/v1). */
@@ -8,10 +9,11 @@ const EXPORT_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Expo
 
 /**
  * The gRPC statuses the OTLP specification says to retry: CANCELLED, DEADLINE_EXCEEDED,
- * ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS. RESOURCE_EXHAUSTED only with the server's
- * RetryInfo, which Meshlet does not read: it fails the batch, as any other status does.
+ * ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS; and RESOURCE_EXHAUSTED when the server
+ * says when to (a RetryInfo in its status details).
  */
 const RETRYABLE_CODES = new Set([1, 4, 10, 11, 14, 15]);
+const RESOURCE_EXHAUSTED = 8;
 const CODE_NAMES = [
   'OK',
   'CANCELLED',
@@ -48,8 +50,10 @@ export function grpcMetadataProblem(name: string): string | undefined {
  * the spans end (no protobuf library, no OTLP transformer), over `@grpc/grpc-js`, loaded
  * when the first batch goes. `url` is the collector's address (`http://host:4317`;
  * `https:` for TLS, with `tls` for a CA of your own or mutual TLS). The headers go as
- * metadata. The statuses OTLP says to retry (UNAVAILABLE, DEADLINE_EXCEEDED…) are retried
- * as OtlpExporterBase retries, within the batch's timeout; any other fails the batch.
+ * metadata. The statuses OTLP says to retry (UNAVAILABLE, DEADLINE_EXCEEDED…, and
+ * RESOURCE_EXHAUSTED with the server's RetryInfo) are retried as OtlpExporterBase retries,
+ * after the server's RetryInfo delay when it gives one, within the batch's timeout; any
+ * other fails the batch.
  * `compression: 'gzip'` is gRPC's message compression. At most 64 KiB of an answer is read.
  */
 export class OtlpGrpcExporter extends OtlpExporterBase {
@@ -134,10 +138,14 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
           }
           const code = err.code;
           const name = CODE_NAMES[code] ?? String(code);
+          // The server's own wait (RetryInfo), as OTLP/HTTP's Retry-After.
+          const details = err.metadata?.get('grpc-status-details-bin')[0];
+          const waitMs = Buffer.isBuffer(details) ? retryDelayOfStatusDetails(details) : undefined;
           resolve({
             taken: false,
             what: `collector answered gRPC ${name} (${code}): ${String(err.details ?? '').slice(0, 200)}`,
-            retry: RETRYABLE_CODES.has(code),
+            retry: RETRYABLE_CODES.has(code) || (code === RESOURCE_EXHAUSTED && waitMs !== undefined),
+            waitMs,
           });
         },
       );

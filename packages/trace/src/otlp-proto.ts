@@ -893,6 +893,62 @@ export function decodeTraceResponseProto(bytes: Uint8Array): { rejectedSpans: nu
   return out;
 }
 
+const RETRY_INFO_TYPE = 'type.googleapis.com/google.rpc.RetryInfo';
+/** A server's retry delay read at most (a longer one is taken as this). */
+const MAX_RETRY_DELAY_MS = 600_000;
+
+/**
+ * The retry delay a gRPC server put in its status details (`grpc-status-details-bin`: a
+ * google.rpc.Status whose details hold a google.rpc.RetryInfo), in ms, or undefined when
+ * it gave none. The OTLP specification's gRPC counterpart of HTTP's Retry-After: the
+ * exporter waits it, and retries a RESOURCE_EXHAUSTED only when it is there. Bounded (a
+ * detail of at most 64 KiB, a delay of at most ten minutes); a malformed detail is none.
+ */
+export function retryDelayOfStatusDetails(bytes: Uint8Array): number | undefined {
+  if (bytes.length > 64 * 1024) return undefined;
+  try {
+    const status = new ProtoReader(bytes, 0, bytes.length);
+    while (status.more) {
+      const t = status.varint();
+      // Status.details (3): repeated google.protobuf.Any.
+      if (t !== key(3, 2)) {
+        status.skip(t % 8);
+        continue;
+      }
+      const any = status.sub();
+      let type = '';
+      let value: ProtoReader | undefined;
+      while (any.more) {
+        const f = any.varint();
+        if (f === key(1, 2)) type = any.string();
+        else if (f === key(2, 2)) value = any.sub();
+        else any.skip(f % 8);
+      }
+      if (type !== RETRY_INFO_TYPE || value === undefined) continue;
+      let ms = 0;
+      while (value.more) {
+        const f = value.varint();
+        // RetryInfo.retry_delay (1): google.protobuf.Duration { seconds (1), nanos (2) }.
+        if (f !== key(1, 2)) {
+          value.skip(f % 8);
+          continue;
+        }
+        const d = value.sub();
+        while (d.more) {
+          const g = d.varint();
+          if (g === key(1, 0)) ms += Number(BigInt.asIntN(64, d.varint64())) * 1000;
+          else if (g === key(2, 0)) ms += Number(BigInt.asIntN(32, d.varint64())) / 1e6;
+          else d.skip(g % 8);
+        }
+      }
+      return Math.min(MAX_RETRY_DELAY_MS, Math.max(0, Math.round(ms)));
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
 function readResourceSpans(r: ProtoReader): unknown {
   const resource: { attributes: OtlpKeyValue[]; droppedAttributesCount?: number } = { attributes: [] };
   const scopeSpans: unknown[] = [];

@@ -12,6 +12,7 @@ import {
   OtlpExportError,
   OtlpGrpcExporter,
   type OtlpHttpOptions,
+  retryDelayOfStatusDetails,
 } from '../src/index.js';
 import { randomSpans } from './span-samples.js';
 
@@ -28,7 +29,9 @@ interface Got {
 }
 
 /** A collector answering the n-th call (from 0) with `answer`: a status error, or the response bytes. */
-async function collector(answer: (n: number) => { code: grpc.status; details?: string } | Buffer): Promise<{ url: string; got: Got[] }> {
+async function collector(
+  answer: (n: number) => { code: grpc.status; details?: string; metadata?: grpc.Metadata } | Buffer,
+): Promise<{ url: string; got: Got[] }> {
   const got: Got[] = [];
   const server = new grpc.Server();
   server.register<Buffer, Buffer>(
@@ -37,7 +40,7 @@ async function collector(answer: (n: number) => { code: grpc.status; details?: s
       got.push({ body: call.request, metadata: call.metadata.getMap() });
       const a = answer(got.length - 1);
       if (Buffer.isBuffer(a)) callback(null, a);
-      else callback({ code: a.code, details: a.details ?? '' }, null);
+      else callback({ code: a.code, details: a.details ?? '', ...(a.metadata ? { metadata: a.metadata } : {}) }, null);
     },
     (b: Buffer) => b,
     (b: Buffer) => b,
@@ -90,6 +93,27 @@ async function until(what: string, probe: () => boolean): Promise<void> {
 }
 
 const empty = () => Buffer.alloc(0);
+
+/** A protobuf length-delimited field. */
+const field = (n: number, bytes: Buffer) => Buffer.concat([Buffer.from([(n << 3) | 2, bytes.length]), bytes]);
+/** grpc-status-details-bin: a google.rpc.Status with a RetryInfo of `seconds` and `nanos` (and another detail before it). */
+function retryInfo(seconds: number, nanos: number): grpc.Metadata {
+  const duration = Buffer.from([0x08, seconds, 0x10, ...varint(nanos)]);
+  const other = field(3, Buffer.concat([field(1, Buffer.from('type.googleapis.com/google.rpc.DebugInfo')), field(2, Buffer.from([]))]));
+  const any = Buffer.concat([field(1, Buffer.from('type.googleapis.com/google.rpc.RetryInfo')), field(2, field(1, duration))]);
+  const md = new grpc.Metadata();
+  md.set('grpc-status-details-bin', Buffer.concat([Buffer.from([0x08, 8]), other, field(3, any)]));
+  return md;
+}
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 127) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return out;
+}
 
 describe('OtlpGrpcExporter', () => {
   it('sends the protobuf request the trace log writes (without its size prefix), the headers as metadata', async () => {
@@ -147,8 +171,41 @@ describe('OtlpGrpcExporter', () => {
     assert.deepEqual(c.got[1]?.body, c.got[0]?.body);
   });
 
+  for (const code of [grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNAVAILABLE]) {
+    it(`waits the server's RetryInfo delay after ${grpc.status[code]} (the gRPC Retry-After), and succeeds`, async () => {
+      const c = await collector((n) => (n === 0 ? { code, details: 'busy', metadata: retryInfo(2, 500_000_000) } : empty()));
+      const clock = new RecordingClock(1_000_000);
+      const result = exported(exporterFor({ url: c.url }, clock));
+      await until('the wait armed', () => clock.armed.includes(2500));
+      assert.ok(!clock.armed.includes(1000), 'not its own backoff');
+      clock.advance(2500);
+      assert.equal((await result).code, ExportResultCode.SUCCESS);
+      assert.equal(c.got.length, 2);
+    });
+  }
+
+  it('reads a RetryInfo delay from status details, bounded, and none from anything else', () => {
+    const details = (md: grpc.Metadata) => md.get('grpc-status-details-bin')[0] as Buffer;
+    assert.equal(retryDelayOfStatusDetails(details(retryInfo(2, 500_000_000))), 2500);
+    assert.equal(retryDelayOfStatusDetails(details(retryInfo(0, 0))), 0);
+    assert.equal(retryDelayOfStatusDetails(Buffer.from([0x08, 8])), undefined, 'a status with no details');
+    assert.equal(retryDelayOfStatusDetails(Buffer.from([0x1a, 0x7f, 0x01])), undefined, 'a detail cut short');
+    assert.equal(retryDelayOfStatusDetails(Buffer.alloc(70 * 1024, 0x1a)), undefined, 'past 64 KiB');
+    const hour = Buffer.concat([
+      Buffer.from([0x08, 8]),
+      field(
+        3,
+        Buffer.concat([
+          field(1, Buffer.from('type.googleapis.com/google.rpc.RetryInfo')),
+          field(2, field(1, Buffer.from([0x08, ...varint(3600)]))),
+        ]),
+      ),
+    ]);
+    assert.equal(retryDelayOfStatusDetails(hour), 600_000, 'an hour is taken as ten minutes');
+  });
+
   for (const code of [grpc.status.INVALID_ARGUMENT, grpc.status.UNAUTHENTICATED, grpc.status.RESOURCE_EXHAUSTED]) {
-    it(`fails a batch answered ${grpc.status[code]} at once, without a retry, naming the status`, async () => {
+    it(`fails a batch answered ${grpc.status[code]} (no RetryInfo) at once, without a retry, naming the status`, async () => {
       const c = await collector(() => ({ code, details: 'no' }));
       const r = await exported(exporterFor({ url: c.url }));
       assert.equal(r.code, ExportResultCode.FAILED);
