@@ -4,8 +4,13 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /** Starts bench/upstream in a child process; returns its port. */
-export async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
-  const child = fork(fileURLToPath(new URL('./upstream.js', import.meta.url)), { stdio: 'inherit' });
+export function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
+  return startProcess('./upstream.js');
+}
+
+/** Starts a bench script (relative to bench/dist) that tells its port over IPC; returns it. */
+export async function startProcess(script: string): Promise<{ port: number; child: ChildProcess }> {
+  const child = fork(fileURLToPath(new URL(script, import.meta.url)), { stdio: 'inherit' });
   const [msg] = (await once(child, 'message')) as [{ port: number }];
   return { port: msg.port, child };
 }

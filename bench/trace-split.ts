@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ClientSpec, generationMedians, isolatedRounds, WARMUP_REQUESTS } from './client-process.js';
 import { INBOUND_UNSAMPLED } from './governed-client.js';
-import { fmt, type LoadResult, machine, med, median, sized, spread, startUpstream, stopUpstream, table } from './harness.js';
+import { fmt, type LoadResult, machine, med, median, sized, spread, startProcess, startUpstream, stopUpstream, table } from './harness.js';
 
 const RUNS = sized('BENCH_RUNS', 40, 2);
 /** Sets of fresh client processes the rounds are spread over. */
@@ -24,6 +24,8 @@ export async function traceSplit(): Promise<string> {
   const { port, child } = await startUpstream();
   const sink = await startUpstream();
   const sinkUrl = `http://127.0.0.1:${sink.port}`;
+  const grpcSink = await startProcess('./otlp-grpc-sink.js');
+  const grpcSinkUrl = `http://127.0.0.1:${grpcSink.port}`;
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-bench-split-'));
   const log = (name: string, format?: 'proto') => ({ path: join(dir, name), maxBytes: 2 ** 30, ...(format ? { format } : {}) });
   const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -66,6 +68,15 @@ export async function traceSplit(): Promise<string> {
       'mesh.request, 100%, OTLP/HTTP JSON to a local receiver',
       { kind: 'mesh.request', tracing: { sampleRatio: 1, otlp: { url: `${sinkUrl}/v1/traces`, protocol: 'http/json' } } },
     ],
+    // To an OTLP/gRPC receiver (a grpc-js server in a process of its own answering Export).
+    [
+      'mesh.request, 100%, OTLP/gRPC to a local receiver',
+      { kind: 'mesh.request', tracing: { sampleRatio: 1, otlp: { url: grpcSinkUrl, protocol: 'grpc' } } },
+    ],
+    [
+      'mesh.request, 100%, OTLP/gRPC gzipped to a local receiver',
+      { kind: 'mesh.request', tracing: { sampleRatio: 1, otlp: { url: grpcSinkUrl, protocol: 'grpc', compression: 'gzip' } } },
+    ],
     // The same calls made while serving a request that came with an unsampled traceparent:
     // a traceparent goes out on every row, so what is left between them is tracing's own.
     ['mesh.request, tracing off, the inbound traceparent passed on', { kind: 'mesh.request', inboundTraceparent: INBOUND_UNSAMPLED }],
@@ -85,6 +96,7 @@ export async function traceSplit(): Promise<string> {
   } finally {
     await stopUpstream(child);
     await stopUpstream(sink.child);
+    await stopUpstream(grpcSink.child);
     await rm(dir, { recursive: true, force: true });
   }
   const ratios = (i: number, b: number) => (runs[i] ?? []).map((x, r) => x.rps / (runs[b]?.[r]?.rps ?? Number.NaN));
@@ -113,7 +125,7 @@ export async function traceSplit(): Promise<string> {
       `${fmt(RUNS)} rounds of ${fmt(TOTAL)} requests, every client in turn in each round; ratios paired within the round. ` +
       `Each client runs in a process of its own, started afresh ${fmt(GENERATIONS)} times over the rounds and warmed with ${fmt(WARMUP_REQUESTS)} requests each time; CPU is its process's. ` +
       'Each step down the mesh rows adds one part of tracing: the header and span record, the encoding, the write; ' +
-      "the protobuf rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON; the OTLP rows post each batch to an OTLP/HTTP receiver on loopback (a second upstream process answering 200) instead of writing a log.",
+      "the protobuf rows encode as the protobuf trace log (`log.format: 'proto'`) instead of OTLP/JSON; the OTLP rows send each batch to a receiver on loopback instead of writing a log (OTLP/HTTP: a second upstream process answering 200; OTLP/gRPC: a grpc-js server answering Export).",
     '',
     table(
       [
