@@ -1,7 +1,14 @@
 import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
 import { InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
-import type { OtlpCompression, OtlpHttpOptions, OtlpProtocol, TraceLogFormat } from '@meshlet/trace';
+import {
+  type OtlpCompression,
+  type OtlpHttpOptions,
+  type OtlpProtocol,
+  OWN_RESOURCE_KEYS,
+  resourceAttributesProblem,
+  type TraceLogFormat,
+} from '@meshlet/trace';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
@@ -193,6 +200,43 @@ function otlpOf(config: Config, get: (key: string) => string | undefined, env: E
   };
 }
 
+/** Resource attributes as Spring Boot's shared configuration names them (Micrometer Tracing's OpenTelemetry bridge), and Meshlet's own. */
+const RESOURCE_ATTRIBUTE_MAPS = ['management.opentelemetry.resource-attributes', 'meshlet.tracing.resource-attributes'];
+
+/**
+ * The spans' resource attributes from every place a platform or an estate puts them, later
+ * ones winning per key: OpenTelemetry's `OTEL_RESOURCE_ATTRIBUTES`, then Spring Boot's
+ * `management.opentelemetry.resource-attributes.<key>` (so a shared `config/application`
+ * document gives the Node services of the estate what it gives the Spring ones; a dotted
+ * key in Spring's bracket form, `"[deployment.environment]"`, too), then Meshlet's own
+ * `meshlet.tracing.resource-attributes.<key>`. The service's own `service.*` keys are left
+ * out (the mesh's identity names its spans); the whole is checked as the option is
+ * (`resourceAttributesProblem`), a refusal naming the key that gave the attribute.
+ */
+function resourceAttributesOf(config: Config, env: Environment | undefined): Record<string, string> | undefined {
+  const out: Record<string, string> = { ...(env !== undefined ? resourceAttributesFromOtelEnvironment(env) : undefined) };
+  /** The configuration key each attribute came from, for a refusal. */
+  const from = new Map<string, string>();
+  const snapshot = config.snapshot();
+  for (const map of RESOURCE_ATTRIBUTE_MAPS)
+    for (const [key, value] of Object.entries(snapshot)) {
+      if (!key.startsWith(map)) continue;
+      const rest = key.slice(map.length);
+      const name = rest.startsWith('.') ? rest.slice(1) : rest.startsWith('[') && rest.endsWith(']') ? rest.slice(1, -1) : '';
+      if (name === '' || OWN_RESOURCE_KEYS.includes(name)) continue;
+      out[name] = value;
+      from.set(name, key);
+    }
+  const found = resourceAttributesProblem(out);
+  if (found !== undefined) {
+    const key = found.key === undefined ? undefined : from.get(found.key);
+    if (key !== undefined) throw bad(key, found.problem);
+    const source = found.key === undefined ? 'resource attributes' : `OTEL_RESOURCE_ATTRIBUTES: ${found.key}`;
+    throw new MeshletError('MESHLET_BAD_OPTION', `${source}: ${found.problem}`);
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 /**
  * Every MeshOptions field configuration can give, read from the `meshlet.` keys. With `env`,
  * OpenTelemetry's standard variables name the collector when no `meshlet.tracing.otlp.url`
@@ -230,7 +274,7 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   const sampleRatio =
     numberOf(config, 'meshlet.tracing.sample-ratio') ?? (env !== undefined && tracingOn ? sampleRatioFromOtelEnvironment(env) : undefined);
   // What the platform says of the process (its pod, environment…), read only when tracing is on.
-  const resourceAttributes = env !== undefined && tracingOn ? resourceAttributesFromOtelEnvironment(env) : undefined;
+  const resourceAttributes = tracingOn ? resourceAttributesOf(config, env) : undefined;
   const port = numberOf(config, 'meshlet.port');
   const adminToken = get('meshlet.admin.token');
   const redisUrl = get('meshlet.ratelimit.redis-url');

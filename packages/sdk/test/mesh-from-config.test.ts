@@ -338,6 +338,55 @@ describe('createMeshFromConfig without Consul', () => {
     }
   });
 
+  it("merges resource attributes from OTEL_RESOURCE_ATTRIBUTES, Spring Boot's management.opentelemetry.resource-attributes and Meshlet's key, later ones winning", async () => {
+    const c = await fakeCollector();
+    const file = join(dir, 'resource.yml');
+    await writeFile(
+      file,
+      [
+        'management:',
+        '  opentelemetry:',
+        '    resource-attributes:',
+        '      "[deployment.environment]": prod',
+        '      region: eu-1',
+        '      service.name: not-orders',
+        'meshlet:',
+        '  tracing:',
+        '    resource-attributes:',
+        '      region: eu-2',
+        '      team: payments',
+        '',
+      ].join('\n'),
+    );
+    try {
+      await oneSpanSent({
+        MESHLET_CONFIG_FILE: file,
+        MESHLET_TRACING_OTLP_URL: `${c.origin}/v1/traces`,
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=dev,k8s.pod.name=orders-7f9c',
+      });
+      const request = decodeTraceProto(c.got[0]?.body as Buffer);
+      const attrs = Object.fromEntries(
+        (request.resourceSpans[0]?.resource?.attributes ?? []).map((a) => [a.key, Object.values(a.value)[0]]),
+      );
+      assert.equal(attrs['deployment.environment'], 'prod', "Spring's over OpenTelemetry's variable");
+      assert.equal(attrs.region, 'eu-2', "Meshlet's over Spring's");
+      assert.equal(attrs.team, 'payments');
+      assert.equal(attrs['k8s.pod.name'], 'orders-7f9c');
+      assert.equal(attrs['service.name'], 'orders', 'the mesh names its spans');
+    } finally {
+      await c.close();
+    }
+    const bad = join(dir, 'resource-bad.yml');
+    await writeFile(bad, `meshlet:\n  tracing:\n    resource-attributes:\n      team: ${'x'.repeat(4097)}\n`);
+    await assert.rejects(
+      createMeshFromConfig({
+        logger: new MemoryLogger(),
+        env: { MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FILE: bad, MESHLET_TRACING_OTLP_URL: `${c.origin}/v1/traces` },
+      }),
+      /^MeshletError: meshlet\.tracing\.resource-attributes\.team \(MESHLET_TRACING_RESOURCEATTRIBUTES_TEAM\): must be a string of at most 4096 characters/,
+    );
+  });
+
   it('refuses a bad OTEL_RESOURCE_ATTRIBUTES naming it, and leaves it unread without tracing', async () => {
     const cases: [string, RegExp][] = [
       ['a=1,nokey', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: pair 2 must be key=value$/],
