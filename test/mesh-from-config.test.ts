@@ -2,7 +2,10 @@
 // and where Consul is from the environment, everything else from Consul KV in Spring's
 // layout (with an ENC(...) mesh key), on a real Consul agent with ACLs on.
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger } from '@meshlet/core';
@@ -85,6 +88,40 @@ describe('createMeshFromConfig on Consul', () => {
       assert.ok(await kv.get('meshlet/rules/echo'));
     } finally {
       await mesh.close();
+    }
+  });
+
+  it("puts the resource attributes of Spring's shared document (management.opentelemetry.resource-attributes) on its spans", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-kv-resource-'));
+    const kv = new ConsulKvStore({ address: agent.address, token, logger: new MemoryLogger() });
+    await kv.put(
+      'config/application/data',
+      'management:\n  opentelemetry:\n    resource-attributes:\n      "[deployment.environment]": prod\n      region: eu-1\n',
+    );
+    await kv.put('config/payments/data', `meshlet:\n  tracing:\n    log:\n      path: ${join(dir, 'spans.jsonl')}\n`);
+    const mesh = await createMeshFromConfig({
+      logger: new MemoryLogger(),
+      env: {
+        MESHLET_SERVICE: 'payments',
+        MESHLET_CONSUL_ADDRESS: agent.address,
+        MESHLET_CONSUL_TOKEN: token,
+        MESHLET_CONFIG_FORMAT: 'yaml',
+      },
+    });
+    try {
+      assert.ok(mesh.tracing, 'tracing on: a trace log is configured');
+      await (await mesh.fetch('http://echo/hello')).text();
+      await mesh.tracing.forceFlush();
+      const line = JSON.parse((await readFile(join(dir, 'spans.jsonl'), 'utf8')).split('\n')[0] as string) as {
+        resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] } }[];
+      };
+      const attrs = Object.fromEntries(line.resourceSpans[0]?.resource.attributes.map((a) => [a.key, a.value.stringValue]) ?? []);
+      assert.equal(attrs['deployment.environment'], 'prod');
+      assert.equal(attrs.region, 'eu-1');
+      assert.equal(attrs['service.name'], 'payments');
+    } finally {
+      await mesh.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
