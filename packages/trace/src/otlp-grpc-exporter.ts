@@ -36,11 +36,18 @@ const CODE_NAMES = [
 /** A collector's answer read at most: a partial success is a few hundred bytes. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
-/** Why a header name cannot be gRPC metadata sent as text, or undefined. */
-export function grpcMetadataProblem(name: string): string | undefined {
+/**
+ * Why a header cannot be gRPC metadata sent as text, or undefined: a name gRPC reserves or
+ * takes as bytes, or a value with a character other than printable ASCII (grpc-js refuses
+ * it, and its error shows the value, a credential maybe: so it is refused here first,
+ * without it).
+ */
+export function grpcMetadataProblem(name: string, value?: string): string | undefined {
   const lower = name.toLowerCase();
   if (lower.startsWith('grpc-')) return 'is reserved by gRPC (grpc-…)';
   if (lower.endsWith('-bin')) return 'is binary gRPC metadata (…-bin), which takes bytes, not text';
+  if (value !== undefined && !/^[\x20-\x7e]*$/.test(value))
+    return 'must be printable ASCII to go as gRPC metadata (the value is not shown)';
   return undefined;
 }
 
@@ -69,8 +76,8 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
     if (this.protocol !== 'grpc') throw new MeshletError('MESHLET_BAD_OPTION', "otlp.protocol: OtlpGrpcExporter speaks 'grpc' only");
     const headers = options.headers;
     if (headers !== undefined && typeof headers !== 'function')
-      for (const name of Object.keys(headers)) {
-        const problem = grpcMetadataProblem(name);
+      for (const [name, value] of Object.entries(headers)) {
+        const problem = grpcMetadataProblem(name, value);
         if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `otlp.headers.${name.slice(0, 80)}: ${problem}`);
       }
     const url = new URL(options.url);
@@ -119,7 +126,7 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
     const { grpc, client } = await this.#clientNow();
     const metadata = new grpc.Metadata();
     for (const [name, value] of Object.entries(headers)) {
-      const problem = grpcMetadataProblem(name);
+      const problem = grpcMetadataProblem(name, value);
       if (problem !== undefined) return { taken: false, what: `otlp.headers: ${name.slice(0, 80)} ${problem}`, retry: false };
       metadata.set(name, value);
     }

@@ -139,8 +139,8 @@ function checkOtlp(value: unknown, path: string): void {
   if (otlp.headers !== undefined && typeof otlp.headers !== 'function') {
     checkOtlpHeaders(otlp.headers, `${path}.headers`);
     if (otlp.protocol === 'grpc')
-      for (const name of Object.keys(otlp.headers as object)) {
-        const problem = grpcMetadataProblem(name);
+      for (const [name, value] of Object.entries(otlp.headers as Record<string, string>)) {
+        const problem = grpcMetadataProblem(name, value);
         if (problem !== undefined) throw badOption(`${path}.headers.${name.slice(0, 80)}`, problem);
       }
   }

@@ -243,7 +243,23 @@ describe('OtlpGrpcExporter', () => {
       () => checkTracingOptions({ otlp: { url: 'http://127.0.0.1:4317', protocol: 'grpc', headers: { 'Grpc-Timeout': '1S' } } }, 'tracing'),
       /^MeshletError: tracing\.otlp\.headers\.Grpc-Timeout: is reserved by gRPC/,
     );
+    // A value grpc-js would refuse with an error that shows it (a credential, maybe).
+    assert.throws(
+      () =>
+        checkTracingOptions(
+          { otlp: { url: 'http://127.0.0.1:4317', protocol: 'grpc', headers: { authorization: 'Bearer s3cr3t-é' } } },
+          'tracing',
+        ),
+      (err: unknown) =>
+        err instanceof MeshletError &&
+        /^tracing\.otlp\.headers\.authorization: must be printable ASCII/.test(err.message) &&
+        !err.message.includes('s3cr3t'),
+    );
     const c = await collector(empty);
+    const fromFunction = await exported(exporterFor({ url: c.url, headers: () => ({ authorization: 'Bearer s3cr3t-é' }) }));
+    assert.equal(fromFunction.code, ExportResultCode.FAILED);
+    assert.equal((fromFunction.error as OtlpExportError).attempts, 1, 'refused, not retried');
+    assert.ok(!String(fromFunction.error?.message).includes('s3cr3t'), String(fromFunction.error?.message));
     const r = await exported(exporterFor({ url: c.url, headers: () => ({ 'grpc-status': '0' }) }));
     assert.equal(r.code, ExportResultCode.FAILED);
     assert.match(String(r.error?.message), /^otlp\.headers: grpc-status is reserved by gRPC/);
