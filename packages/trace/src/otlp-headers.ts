@@ -43,7 +43,8 @@ export interface OtlpProblem {
 /**
  * What is wrong with a set of collector headers, or undefined: more than 64, a name that is
  * not RFC 9110's token or is reserved (`isReservedOtlpHeader`), a value that is not a string
- * or has a line break or NUL, more than 16 KiB in all. Never a value: a collector's headers
+ * or has a character HTTP refuses in a header (a line break, NUL, another control character,
+ * anything past U+00FF), more than 16 KiB in all. Never a value: a collector's headers
  * carry its credential. The options check, the exporter (on what a headers function gives)
  * and the sdk's readers of configuration and OpenTelemetry's variables all ask this.
  */
@@ -56,8 +57,12 @@ export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>): 
     if (!isHeaderName(name)) return { problem: `${shownValue(name)} is not a header name` };
     const header = name.slice(0, 80);
     if (isReservedOtlpHeader(name)) return { header, problem: 'is set by the exporter or by HTTP itself, not given: leave it out' };
-    if (typeof v !== 'string' || /[\r\n\0]/.test(v))
-      return { header, problem: 'must be a string without line breaks or NUL (the value is not shown)' };
+    // undici's own rule for a header value (it would refuse the request, every attempt).
+    if (typeof v !== 'string' || /[^\t\x20-\x7e\x80-\xff]/.test(v))
+      return {
+        header,
+        problem: 'must be a string without line breaks, NUL or other characters HTTP refuses in a header (the value is not shown)',
+      };
     chars += name.length + v.length;
   }
   if (chars > OTLP_HEADER_BOUNDS.chars) return { problem: `${chars} characters; at most ${OTLP_HEADER_BOUNDS.chars} in all` };

@@ -210,6 +210,12 @@ describe('OtlpHttpExporter', () => {
   it('fails the batch, sending nothing, when the headers function gives a bad header: named, never shown', () =>
     failsWithoutSending(async () => ({ authorization: 'Bearer s3cr3t\r\nx: y' }), /^otlp\.headers\.authorization: must be a string/));
 
+  it('fails the batch, sending nothing, when the headers function gives a character undici would refuse (past U+00FF): named, never shown', () =>
+    failsWithoutSending(
+      async () => ({ authorization: 'Bearer s3cr3t€' }),
+      /^otlp\.headers\.authorization: must be a string without line breaks, NUL or other characters HTTP refuses/,
+    ));
+
   it('fails the batch, sending nothing, when the headers function gives a header the exporter sets', () =>
     failsWithoutSending(async () => ({ 'content-length': '1' }), /^otlp\.headers\.content-length: is set by the exporter/));
 
