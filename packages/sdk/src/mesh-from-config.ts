@@ -1,5 +1,5 @@
 import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
-import { InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
+import { consoleLogger, InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import {
   type OtlpCompression,
@@ -93,6 +93,15 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     });
     // Hot where it is safe: a change of the keys in config rotates them (a bad one is logged, the keys in force stay).
     const unfollow = config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined ? followIdentityKeys(mesh, config) : () => {};
+    // OpenTelemetry's name for the service is not Meshlet's (its registry name names the
+    // spans): said once, at start, to whoever set one that differs.
+    const otelName = env.OTEL_SERVICE_NAME?.trim();
+    if (mesh.tracing !== undefined && otelName && otelName !== service && env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true')
+      (options.logger ?? consoleLogger('warn', service)).warn("OTEL_SERVICE_NAME is not used: the spans carry the mesh's service", {
+        code: 'MESHLET_OTEL_SERVICE_NAME_UNUSED',
+        otelServiceName: otelName.slice(0, 80),
+        service,
+      });
     const close = mesh.close;
     const shutdown = mesh.shutdown;
     const done = () => {

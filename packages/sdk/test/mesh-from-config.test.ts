@@ -387,6 +387,28 @@ describe('createMeshFromConfig without Consul', () => {
     );
   });
 
+  it("says once, at start, that an OTEL_SERVICE_NAME other than the mesh's service does not name the spans", async () => {
+    const c = await fakeCollector();
+    try {
+      for (const [name, warned] of [
+        ['billing', true],
+        ['orders', false],
+      ] as const) {
+        const logger = new MemoryLogger();
+        const mesh = await createMeshFromConfig({
+          logger,
+          env: { MESHLET_SERVICE: 'orders', MESHLET_TRACING_OTLP_URL: `${c.origin}/v1/traces`, OTEL_SERVICE_NAME: name },
+        });
+        await mesh.close();
+        const said = logger.entries.filter((e) => e.fields?.code === 'MESHLET_OTEL_SERVICE_NAME_UNUSED');
+        assert.equal(said.length, warned ? 1 : 0, name);
+        if (warned) assert.deepEqual([said[0]?.fields?.otelServiceName, said[0]?.fields?.service], ['billing', 'orders']);
+      }
+    } finally {
+      await c.close();
+    }
+  });
+
   it('refuses a bad OTEL_RESOURCE_ATTRIBUTES naming it, and leaves it unread without tracing', async () => {
     const cases: [string, RegExp][] = [
       ['a=1,nokey', /^MeshletError: OTEL_RESOURCE_ATTRIBUTES: pair 2 must be key=value$/],
