@@ -15,6 +15,7 @@ import type { Mesh, MeshOptions } from './mesh-options.js';
 import {
   type Environment,
   type NamedFile,
+  otelServiceNameUnused,
   otlpFromOtelEnvironment,
   otlpHeadersOf,
   otlpTlsOf,
@@ -95,11 +96,11 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     const unfollow = config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined ? followIdentityKeys(mesh, config) : () => {};
     // OpenTelemetry's name for the service is not Meshlet's (its registry name names the
     // spans): said once, at start, to whoever set one that differs.
-    const otelName = env.OTEL_SERVICE_NAME?.trim();
-    if (mesh.tracing !== undefined && otelName && otelName !== service && env.OTEL_SDK_DISABLED?.trim().toLowerCase() !== 'true')
+    const otelName = mesh.tracing !== undefined ? otelServiceNameUnused(env, service) : undefined;
+    if (otelName !== undefined)
       (options.logger ?? consoleLogger('warn', service)).warn("OTEL_SERVICE_NAME is not used: the spans carry the mesh's service", {
         code: 'MESHLET_OTEL_SERVICE_NAME_UNUSED',
-        otelServiceName: otelName.slice(0, 80),
+        otelServiceName: otelName,
         service,
       });
     const close = mesh.close;

@@ -83,6 +83,16 @@ export function otlpHeadersOf(raw: string, source: string): Record<string, strin
 /** `OTEL_SDK_DISABLED=true`: OpenTelemetry's variables are not read at all. */
 const otelDisabled = (env: Environment): boolean => env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
 
+/**
+ * OpenTelemetry's name for the service (`OTEL_SERVICE_NAME`) when it is set, OpenTelemetry
+ * is not disabled, and it is not `service`: Meshlet's registry name names the spans, and
+ * whoever set another should be told.
+ */
+export function otelServiceNameUnused(env: Environment, service: string): string | undefined {
+  const name = env.OTEL_SERVICE_NAME?.trim();
+  return name && name !== service && !otelDisabled(env) ? name.slice(0, 80) : undefined;
+}
+
 /** The traces variable if set, else the one for every signal: its value and its name. */
 function otelVariable(env: Environment, what: string): readonly [value: string, name: string] | undefined {
   for (const name of [`OTEL_EXPORTER_OTLP_TRACES_${what}`, `OTEL_EXPORTER_OTLP_${what}`]) {

@@ -15,9 +15,20 @@ export {
 } from './call-metrics.js';
 export type { ClientCall, ClientOutcome, ClientSpan, MeshletDecisions, SplitUrl } from './client-span.js';
 export { clientSpanInterceptor, clientSpanObserver } from './client-span-interceptor.js';
-export { type AttemptAnswer, OtlpExporterBase, type OtlpExporterDeps } from './otlp-exporter-base.js';
-export { grpcMetadataProblem, OtlpGrpcExporter } from './otlp-grpc-exporter.js';
 export {
+  type AttemptAnswer,
+  OTLP_COMPRESSIONS,
+  OTLP_PROTOCOLS,
+  type OtlpCompression,
+  OtlpExportError,
+  OtlpExporterBase,
+  type OtlpExporterDeps,
+  type OtlpHttpOptions,
+  type OtlpProtocol,
+} from './otlp-exporter-base.js';
+export { OtlpGrpcExporter } from './otlp-grpc-exporter.js';
+export {
+  grpcMetadataProblem,
   isReservedOtlpHeader,
   OTLP_HEADER_BOUNDS,
   type OtlpHeaders,
@@ -25,16 +36,7 @@ export {
   otlpHeadersProblem,
   otlpUrlProblem,
 } from './otlp-headers.js';
-export {
-  OTLP_COMPRESSIONS,
-  OTLP_PROTOCOLS,
-  type OtlpCompression,
-  OtlpExportError,
-  type OtlpHttpDeps,
-  OtlpHttpExporter,
-  type OtlpHttpOptions,
-  type OtlpProtocol,
-} from './otlp-http-exporter.js';
+export { type OtlpHttpDeps, OtlpHttpExporter } from './otlp-http-exporter.js';
 export {
   encodeTraceLine,
   encodeTraceLineBytes,

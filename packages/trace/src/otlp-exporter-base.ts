@@ -87,6 +87,8 @@ export type AttemptAnswer =
       readonly status?: number | undefined;
     };
 
+/** A collector's answer read at most, by either transport: a partial success is a few hundred bytes. */
+export const MAX_ANSWER_BYTES = 64 * 1024;
 /** First wait before a retry, the factor it grows by, and its cap, in ms (before a jitter of ±20%). */
 const BACKOFF = { firstMs: 1000, factor: 1.5, maxMs: 5000 } as const;
 /** Attempts per batch at most, within its timeout. */
@@ -133,6 +135,9 @@ export abstract class OtlpExporterBase implements LineExporter {
     this.compression = options.compression ?? 'none';
     this.#own = own;
     const given = options.headers;
+    // The headers given are checked here too (an exporter may be made without the options
+    // check), as the transport will send them; a function's answer before each attempt.
+    if (given !== undefined && typeof given !== 'function') checkOtlpHeaders(given, 'otlp.headers', this.protocol);
     this.#headersOf = typeof given === 'function' ? given : undefined;
     this.#headers = typeof given === 'function' ? undefined : { ...given, ...own };
     this.timeoutMs = options.timeoutMs ?? 10_000;
@@ -243,7 +248,7 @@ export abstract class OtlpExporterBase implements LineExporter {
           );
         }),
       ]);
-      checkOtlpHeaders(given, 'otlp.headers');
+      checkOtlpHeaders(given, 'otlp.headers', this.protocol);
       return { ...given, ...this.#own };
     } catch (err) {
       if (err instanceof OtlpExportError) throw err;

@@ -1,6 +1,12 @@
 import type * as GrpcJs from '@grpc/grpc-js';
 import { MeshletError } from '@meshlet/core';
-import { type AttemptAnswer, OtlpExporterBase, type OtlpExporterDeps, type OtlpHttpOptions } from './otlp-exporter-base.js';
+import {
+  type AttemptAnswer,
+  MAX_ANSWER_BYTES,
+  OtlpExporterBase,
+  type OtlpExporterDeps,
+  type OtlpHttpOptions,
+} from './otlp-exporter-base.js';
 import { retryDelayOfStatusDetails } from './otlp-proto.js';
 import type { OtlpTls } from './otlp-tls.js';
 
@@ -8,48 +14,10 @@ import type { OtlpTls } from './otlp-tls.js';
 const EXPORT_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 /**
- * The gRPC statuses the OTLP specification says to retry: CANCELLED, DEADLINE_EXCEEDED,
- * ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS; and RESOURCE_EXHAUSTED when the server
- * says when to (a RetryInfo in its status details).
+ * The gRPC statuses the OTLP specification says to retry, by grpc-js's names; and
+ * RESOURCE_EXHAUSTED when the server says when to (a RetryInfo in its status details).
  */
-const RETRYABLE_CODES = new Set([1, 4, 10, 11, 14, 15]);
-const RESOURCE_EXHAUSTED = 8;
-const CODE_NAMES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
-/** A collector's answer read at most: a partial success is a few hundred bytes. */
-const MAX_RESPONSE_BYTES = 64 * 1024;
-
-/**
- * Why a header cannot be gRPC metadata sent as text, or undefined: a name gRPC reserves or
- * takes as bytes, or a value with a character other than printable ASCII (grpc-js refuses
- * it, and its error shows the value, a credential maybe: so it is refused here first,
- * without it).
- */
-export function grpcMetadataProblem(name: string, value?: string): string | undefined {
-  const lower = name.toLowerCase();
-  if (lower.startsWith('grpc-')) return 'is reserved by gRPC (grpc-…)';
-  if (lower.endsWith('-bin')) return 'is binary gRPC metadata (…-bin), which takes bytes, not text';
-  if (value !== undefined && !/^[\x20-\x7e]*$/.test(value))
-    return 'must be printable ASCII to go as gRPC metadata (the value is not shown)';
-  return undefined;
-}
+const RETRYABLE = new Set(['CANCELLED', 'DEADLINE_EXCEEDED', 'ABORTED', 'OUT_OF_RANGE', 'UNAVAILABLE', 'DATA_LOSS']);
 
 /**
  * The OTLP/gRPC trace exporter: each batch one ExportTraceServiceRequest sent to the
@@ -74,12 +42,6 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
   constructor(options: OtlpHttpOptions, deps: OtlpExporterDeps = {}) {
     super(options, deps, {});
     if (this.protocol !== 'grpc') throw new MeshletError('MESHLET_BAD_OPTION', "otlp.protocol: OtlpGrpcExporter speaks 'grpc' only");
-    const headers = options.headers;
-    if (headers !== undefined && typeof headers !== 'function')
-      for (const [name, value] of Object.entries(headers)) {
-        const problem = grpcMetadataProblem(name, value);
-        if (problem !== undefined) throw new MeshletError('MESHLET_BAD_OPTION', `otlp.headers.${name.slice(0, 80)}: ${problem}`);
-      }
     const url = new URL(options.url);
     this.url = url.origin;
     this.#secure = url.protocol === 'https:';
@@ -111,7 +73,7 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
         ? grpc.credentials.createSsl(pem(tls?.ca), pem(tls?.key), pem(tls?.cert))
         : grpc.credentials.createInsecure();
       const client = new grpc.Client(this.#target, credentials, {
-        'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
+        'grpc.max_receive_message_length': MAX_ANSWER_BYTES,
         // 2: gzip, as grpc-js numbers its algorithms.
         ...(this.compression === 'gzip' ? { 'grpc.default_compression_algorithm': 2 } : {}),
         // The retries are the exporter's own, within the batch's timeout.
@@ -124,12 +86,10 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
 
   protected async attempt(body: Buffer, headers: Record<string, string>, timeoutMs: number): Promise<AttemptAnswer> {
     const { grpc, client } = await this.#clientNow();
+    // Checked as gRPC metadata already (otlpHeadersProblem for protocol grpc): given, when
+    // the exporter was made; from a function, before this attempt.
     const metadata = new grpc.Metadata();
-    for (const [name, value] of Object.entries(headers)) {
-      const problem = grpcMetadataProblem(name, value);
-      if (problem !== undefined) return { taken: false, what: `otlp.headers: ${name.slice(0, 80)} ${problem}`, retry: false };
-      metadata.set(name, value);
-    }
+    for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
     return new Promise<AttemptAnswer>((resolve) => {
       client.makeUnaryRequest<Buffer, Buffer>(
         EXPORT_METHOD,
@@ -144,14 +104,14 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
             return;
           }
           const code = err.code;
-          const name = CODE_NAMES[code] ?? String(code);
+          const name = grpc.status[code] ?? String(code);
           // The server's own wait (RetryInfo), as OTLP/HTTP's Retry-After.
           const details = err.metadata?.get('grpc-status-details-bin')[0];
           const waitMs = Buffer.isBuffer(details) ? retryDelayOfStatusDetails(details) : undefined;
           resolve({
             taken: false,
             what: `collector answered gRPC ${name} (${code}): ${String(err.details ?? '').slice(0, 200)}`,
-            retry: RETRYABLE_CODES.has(code) || (code === RESOURCE_EXHAUSTED && waitMs !== undefined),
+            retry: RETRYABLE.has(name) || (code === grpc.status.RESOURCE_EXHAUSTED && waitMs !== undefined),
             waitMs,
           });
         },

@@ -1,4 +1,5 @@
 import { badOption, isHeaderName, optionObject, shownValue } from '@meshlet/core';
+import type { OtlpProtocol } from './otlp-exporter-base.js';
 
 /** Extra headers sent to the collector, and their characters in all (names and values). */
 export const OTLP_HEADER_BOUNDS = Object.freeze({ headers: 64, chars: 16 * 1024 });
@@ -41,14 +42,29 @@ export interface OtlpProblem {
 }
 
 /**
+ * Why a header cannot be gRPC metadata sent as text, or undefined: a name gRPC reserves or
+ * takes as bytes, or a value with a character other than printable ASCII (grpc-js refuses
+ * it, and its error shows the value, a credential maybe: so it is refused first, without it).
+ */
+export function grpcMetadataProblem(name: string, value: string): string | undefined {
+  const lower = name.toLowerCase();
+  if (lower.startsWith('grpc-')) return 'is reserved by gRPC (grpc-…)';
+  if (lower.endsWith('-bin')) return 'is binary gRPC metadata (…-bin), which takes bytes, not text';
+  if (!/^[\x20-\x7e]*$/.test(value)) return 'must be printable ASCII to go as gRPC metadata (the value is not shown)';
+  return undefined;
+}
+
+/**
  * What is wrong with a set of collector headers, or undefined: more than 64, a name that is
  * not RFC 9110's token or is reserved (`isReservedOtlpHeader`), a value that is not a string
  * or has a character HTTP refuses in a header (a line break, NUL, another control character,
- * anything past U+00FF), more than 16 KiB in all. Never a value: a collector's headers
- * carry its credential. The options check, the exporter (on what a headers function gives)
- * and the sdk's readers of configuration and OpenTelemetry's variables all ask this.
+ * anything past U+00FF), more than 16 KiB in all; with `protocol` grpc, also what cannot be
+ * gRPC metadata (`grpcMetadataProblem`). Never a value: a collector's headers carry its
+ * credential. The options check, the exporters (on what they are given and on what a
+ * headers function gives) and the sdk's readers of configuration and OpenTelemetry's
+ * variables all ask this.
  */
-export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>): OtlpProblem | undefined {
+export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>, protocol?: OtlpProtocol): OtlpProblem | undefined {
   const names = Object.keys(headers);
   if (names.length > OTLP_HEADER_BOUNDS.headers) return { problem: `at most ${OTLP_HEADER_BOUNDS.headers} headers` };
   let chars = 0;
@@ -63,6 +79,8 @@ export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>): 
         header,
         problem: 'must be a string without line breaks, NUL or other characters HTTP refuses in a header (the value is not shown)',
       };
+    const grpc = protocol === 'grpc' ? grpcMetadataProblem(name, v) : undefined;
+    if (grpc !== undefined) return { header, problem: grpc };
     chars += name.length + v.length;
   }
   if (chars > OTLP_HEADER_BOUNDS.chars) return { problem: `${chars} characters; at most ${OTLP_HEADER_BOUNDS.chars} in all` };
@@ -70,8 +88,8 @@ export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>): 
 }
 
 /** `otlpHeadersProblem` as an option check: MeshletError `MESHLET_BAD_OPTION` naming `path` (and the header). */
-export function checkOtlpHeaders(value: unknown, path: string): void {
-  const found = otlpHeadersProblem(optionObject(value, path));
+export function checkOtlpHeaders(value: unknown, path: string, protocol?: OtlpProtocol): void {
+  const found = otlpHeadersProblem(optionObject(value, path), protocol);
   if (found !== undefined) throw badOption(found.header === undefined ? path : `${path}.${found.header}`, found.problem);
 }
 

@@ -2,18 +2,14 @@ import { promisify } from 'node:util';
 import { gzip, constants as zlibConstants } from 'node:zlib';
 import { MeshletError } from '@meshlet/core';
 import { Agent, type Dispatcher } from 'undici';
-import { type AttemptAnswer, OtlpExporterBase, type OtlpExporterDeps, type OtlpHttpOptions } from './otlp-exporter-base.js';
-import { shownOtlpUrl } from './otlp-headers.js';
-
-export {
+import {
   type AttemptAnswer,
-  OTLP_COMPRESSIONS,
-  OTLP_PROTOCOLS,
-  type OtlpCompression,
-  OtlpExportError,
+  MAX_ANSWER_BYTES,
+  OtlpExporterBase,
+  type OtlpExporterDeps,
   type OtlpHttpOptions,
-  type OtlpProtocol,
 } from './otlp-exporter-base.js';
+import { shownOtlpUrl } from './otlp-headers.js';
 
 /** What the OTLP/HTTP exporter runs on besides its options: injected in tests. */
 export interface OtlpHttpDeps extends OtlpExporterDeps {
@@ -29,8 +25,6 @@ const RETRYABLE = new Set([429, 502, 503, 504]);
  */
 const GZIP_LEVEL = zlibConstants.Z_BEST_SPEED;
 const gzipped = promisify(gzip);
-/** A collector's answer read at most: a partial success is a few hundred bytes. */
-const MAX_RESPONSE_BYTES = 64 * 1024;
 
 const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 
@@ -125,7 +119,7 @@ export class OtlpHttpExporter extends OtlpExporterBase {
       let size = 0;
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         size += chunk.length;
-        if (size > MAX_RESPONSE_BYTES) {
+        if (size > MAX_ANSWER_BYTES) {
           res.body.destroy();
           break;
         }

@@ -1,6 +1,5 @@
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
-import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS } from './otlp-exporter-base.js';
-import { grpcMetadataProblem } from './otlp-grpc-exporter.js';
+import { OTLP_COMPRESSIONS, OTLP_PROTOCOLS, type OtlpProtocol } from './otlp-exporter-base.js';
 import { checkOtlpHeaders, OTLP_HEADER_BOUNDS, OTLP_URL_CHARS, otlpUrlProblem } from './otlp-headers.js';
 import { otlpTlsProblem } from './otlp-tls.js';
 import { resourceAttributesProblem } from './resource-attributes.js';
@@ -136,14 +135,8 @@ function checkOtlp(value: unknown, path: string): void {
   const problem = otlpUrlProblem(otlp.url);
   if (problem !== undefined) throw badOption(`${path}.url`, problem);
   // A function gives them before each attempt: the exporter checks what it gives.
-  if (otlp.headers !== undefined && typeof otlp.headers !== 'function') {
-    checkOtlpHeaders(otlp.headers, `${path}.headers`);
-    if (otlp.protocol === 'grpc')
-      for (const [name, value] of Object.entries(otlp.headers as Record<string, string>)) {
-        const problem = grpcMetadataProblem(name, value);
-        if (problem !== undefined) throw badOption(`${path}.headers.${name.slice(0, 80)}`, problem);
-      }
-  }
+  if (otlp.headers !== undefined && typeof otlp.headers !== 'function')
+    checkOtlpHeaders(otlp.headers, `${path}.headers`, otlp.protocol as OtlpProtocol | undefined);
   whole(otlp.timeoutMs, `${path}.timeoutMs`, TRACING_BOUNDS.otlpTimeoutMs, 'milliseconds');
   if (otlp.protocol !== undefined && !(OTLP_PROTOCOLS as readonly unknown[]).includes(otlp.protocol))
     throw badOption(`${path}.protocol`, `${shownValue(otlp.protocol)} must be one of ${OTLP_PROTOCOLS.map((p) => `'${p}'`).join(', ')}`);

@@ -18,8 +18,9 @@ import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandle
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
+import type { OtlpHttpOptions } from './otlp-exporter-base.js';
 import { OtlpGrpcExporter } from './otlp-grpc-exporter.js';
-import { OtlpHttpExporter, type OtlpHttpOptions } from './otlp-http-exporter.js';
+import { OtlpHttpExporter } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
 import type { ResourceAttributeValue } from './resource-attributes.js';
 import { type ServerRequestInfo, type ServerSpan, startServerSpan } from './server-span.js';

@@ -262,7 +262,7 @@ describe('OtlpGrpcExporter', () => {
     assert.ok(!String(fromFunction.error?.message).includes('s3cr3t'), String(fromFunction.error?.message));
     const r = await exported(exporterFor({ url: c.url, headers: () => ({ 'grpc-status': '0' }) }));
     assert.equal(r.code, ExportResultCode.FAILED);
-    assert.match(String(r.error?.message), /^otlp\.headers: grpc-status is reserved by gRPC/);
+    assert.match(String(r.error?.message), /^otlp\.headers\.grpc-status: is reserved by gRPC/);
     assert.equal(c.got.length, 0);
   });
 
