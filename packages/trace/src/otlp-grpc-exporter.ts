@@ -91,16 +91,26 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
     const metadata = new grpc.Metadata();
     for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
     return new Promise<AttemptAnswer>((resolve) => {
-      client.makeUnaryRequest<Buffer, Buffer>(
+      // The attempt's time is kept on the exporter's clock (injected in tests), as the
+      // OTLP/HTTP exporter keeps its own: when it passes, the call is cancelled. No gRPC
+      // deadline beside it, which would be read off the wall clock.
+      let timedOut = false;
+      let cancel: () => void = () => undefined;
+      const call = client.makeUnaryRequest<Buffer, Buffer>(
         EXPORT_METHOD,
         (b) => b,
         (b) => b,
         body,
         metadata,
-        { deadline: Date.now() + Math.max(1, timeoutMs) },
         (err, answer) => {
+          cancel();
           if (err === null) {
             resolve({ taken: true, body: answer ?? Buffer.alloc(0) });
+            return;
+          }
+          if (timedOut) {
+            // As the collector's DEADLINE_EXCEEDED: retried if the batch has time left.
+            resolve({ taken: false, what: `no answer in ${this.timeoutMs} ms`, retry: true, waitMs: undefined });
             return;
           }
           const code = err.code;
@@ -115,6 +125,13 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
             waitMs,
           });
         },
+      );
+      cancel = this.clock.setTimeout(
+        () => {
+          timedOut = true;
+          call.cancel();
+        },
+        Math.max(1, timeoutMs),
       );
     });
   }

@@ -28,9 +28,9 @@ interface Got {
   readonly metadata: Record<string, unknown>;
 }
 
-/** A collector answering the n-th call (from 0) with `answer`: a status error, or the response bytes. */
+/** A collector answering the n-th call (from 0) with `answer`: a status error, the response bytes, or (`silent`) nothing. */
 async function collector(
-  answer: (n: number) => { code: grpc.status; details?: string; metadata?: grpc.Metadata } | Buffer,
+  answer: (n: number) => { code: grpc.status; details?: string; metadata?: grpc.Metadata } | Buffer | 'silent',
 ): Promise<{ url: string; got: Got[] }> {
   const got: Got[] = [];
   const server = new grpc.Server();
@@ -39,6 +39,7 @@ async function collector(
     (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
       got.push({ body: call.request, metadata: call.metadata.getMap() });
       const a = answer(got.length - 1);
+      if (a === 'silent') return;
       if (Buffer.isBuffer(a)) callback(null, a);
       else callback({ code: a.code, details: a.details ?? '', ...(a.metadata ? { metadata: a.metadata } : {}) }, null);
     },
@@ -169,6 +170,19 @@ describe('OtlpGrpcExporter', () => {
     assert.equal((await result).code, ExportResultCode.SUCCESS);
     assert.equal(c.got.length, 2);
     assert.deepEqual(c.got[1]?.body, c.got[0]?.body);
+  });
+
+  it("cancels an attempt the collector does not answer when its time passes on the exporter's clock", async () => {
+    const c = await collector(() => 'silent');
+    const clock = new RecordingClock(1_000_000);
+    const result = exported(exporterFor({ url: c.url, timeoutMs: 10_000 }, clock));
+    await until('the call reached the collector', () => c.got.length === 1);
+    assert.ok(clock.armed.includes(10_000), `the attempt's timer, armed: ${clock.armed}`);
+    clock.advance(10_000);
+    const r = await result;
+    assert.equal(r.code, ExportResultCode.FAILED);
+    assert.match(String(r.error?.message), /^no answer in 10000 ms \(1 attempt\)$/);
+    assert.equal(c.got.length, 1, 'no time left for another attempt');
   });
 
   for (const code of [grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNAVAILABLE]) {
