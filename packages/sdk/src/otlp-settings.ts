@@ -120,7 +120,8 @@ const tracesUrlOf = (base: string) => `${base}${base.endsWith('/') ? '' : '/'}v1
  * reads them (the OTLP exporter specification): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the
  * URL as it is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (a base, `v1/traces` appended; with
  * `grpc`, the collector's address as it is), and `_HEADERS`, `_PROTOCOL` (`http/protobuf`,
- * `http/json` or `grpc`), `_COMPRESSION`, `_TIMEOUT` (ms), and the TLS files `_CERTIFICATE`,
+ * `http/json` or `grpc`; a gRPC endpoint without a scheme is TLS unless `_INSECURE` is
+ * `true`), `_COMPRESSION`, `_TIMEOUT` (ms), and the TLS files `_CERTIFICATE`,
  * `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` (`otlpTlsOf`), each in its traces form or the
  * form for every signal. Undefined without an endpoint, or when `OTEL_SDK_DISABLED=true` or
  * `OTEL_TRACES_EXPORTER` does not list `otlp`. So a service given these by its platform (an
@@ -135,10 +136,12 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
   if (!own && !base) return undefined;
   const protocol = otelChoice(env, 'PROTOCOL', OTLP_PROTOCOLS);
-  // A gRPC collector's endpoint is its address, taken as it is; an OTLP/HTTP base gets `v1/traces`.
-  const [url, urlSource] = own
+  // A gRPC collector's endpoint is its address, taken as it is (`host:port` alone: see
+  // grpcEndpointOf); an OTLP/HTTP base gets `v1/traces`.
+  const [given, urlSource] = own
     ? [own, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']
     : [protocol === 'grpc' ? (base as string) : tracesUrlOf(base as string), 'OTEL_EXPORTER_OTLP_ENDPOINT'];
+  const url = protocol === 'grpc' ? grpcEndpointOf(env, given) : given;
   const problem = otlpUrlProblem(url);
   if (problem !== undefined) throw refused(urlSource, problem);
   const options: { -readonly [K in keyof OtlpHttpOptions]: OtlpHttpOptions[K] } = { url };
@@ -161,6 +164,25 @@ export function otlpFromOtelEnvironment(env: Environment): OtlpHttpOptions | und
   const tls = otlpTlsOf({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }, url, urlSource);
   if (tls !== undefined) options.tls = tls;
   return options;
+}
+
+/** `host:port` (a name, an IPv4 address or a bracketed IPv6 one, and a port): an endpoint without a scheme. */
+const HOST_PORT = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
+
+/**
+ * A gRPC collector's endpoint as OpenTelemetry's SDKs take it: a URL as it is, or an
+ * address without a scheme (`collector:4317`), which is TLS unless
+ * `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` is `true` (the OTLP exporter specification: the
+ * variable applies to gRPC endpoints without a scheme alone, and defaults to false). A value
+ * other than `true` or `false` is refused naming the variable.
+ */
+function grpcEndpointOf(env: Environment, endpoint: string): string {
+  if (!HOST_PORT.test(endpoint)) return endpoint;
+  const insecure = otelVariable(env, 'INSECURE');
+  const value = insecure?.[0].toLowerCase();
+  if (insecure !== undefined && value !== 'true' && value !== 'false')
+    throw refused(insecure[1], `${JSON.stringify(insecure[0].slice(0, 80))} must be true or false`);
+  return `${value === 'true' ? 'http' : 'https'}://${endpoint}`;
 }
 
 /** A TLS file named by configuration: its path, and the key or variable that gave it (named in a refusal). */

@@ -514,6 +514,31 @@ describe('createMeshFromConfig without Consul', () => {
         { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
         { url: 'http://127.0.0.1:4317', protocol: 'grpc' },
       ],
+      [
+        'grpc: an address without a scheme is TLS (OTEL_EXPORTER_OTLP_INSECURE unset)',
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector.internal:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+        { url: 'https://collector.internal:4317', protocol: 'grpc' },
+      ],
+      [
+        'grpc: an address without a scheme, OTEL_EXPORTER_OTLP_INSECURE=true',
+        { OTEL_EXPORTER_OTLP_ENDPOINT: '127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_INSECURE: 'True' },
+        { url: 'http://127.0.0.1:4317', protocol: 'grpc' },
+      ],
+      [
+        'grpc: the traces forms of the endpoint and of INSECURE, an IPv6 address',
+        {
+          OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '[::1]:4317',
+          OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc',
+          OTEL_EXPORTER_OTLP_TRACES_INSECURE: 'true',
+          OTEL_EXPORTER_OTLP_INSECURE: 'false',
+        },
+        { url: 'http://[::1]:4317', protocol: 'grpc' },
+      ],
+      [
+        'grpc: INSECURE does not apply to an endpoint with a scheme',
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_INSECURE: 'true' },
+        { url: 'https://127.0.0.1:4317', protocol: 'grpc' },
+      ],
       ['OTEL_SDK_DISABLED=true', { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_SDK_DISABLED: 'true' }, undefined],
       ['OTEL_TRACES_EXPORTER=none', { OTEL_EXPORTER_OTLP_ENDPOINT: base, OTEL_TRACES_EXPORTER: 'none' }, undefined],
       [
@@ -591,6 +616,14 @@ describe('createMeshFromConfig without Consul', () => {
         /^OTEL_EXPORTER_OTLP_ENDPOINT: must not carry a user or password/,
       ],
       [{ ...base, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'thrift' }, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "thrift" must be one of/],
+      [
+        { OTEL_EXPORTER_OTLP_ENDPOINT: '127.0.0.1:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_INSECURE: 'yes' },
+        /^OTEL_EXPORTER_OTLP_INSECURE: "yes" must be true or false/,
+      ],
+      [
+        { OTEL_EXPORTER_OTLP_ENDPOINT: '127.0.0.1:4318', OTEL_EXPORTER_OTLP_INSECURE: 'true' },
+        /^OTEL_EXPORTER_OTLP_ENDPOINT: "127\.0\.0\.1:4318\/v1\/traces" must be an http:/,
+      ],
       [{ ...base, OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' }, /^OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" must be one of none, gzip/],
       [{ ...base, OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: "10s" must be milliseconds/],
       [{ ...base, OTEL_EXPORTER_OTLP_TIMEOUT: '0' }, /^OTEL_EXPORTER_OTLP_TIMEOUT: "0" must be milliseconds/],
