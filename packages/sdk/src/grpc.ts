@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import {
   type ChannelCredentials,
   type Client,
@@ -34,6 +33,7 @@ import { meshAttemptChain } from './attempt-stages.js';
 import type { StreamSlot } from './destination-guard.js';
 import type { GovernedCallDeps } from './governed-fetch.js';
 import { checkGrpcShutdownOptions } from './mesh-option-checks.js';
+import type { RequestHead } from './mesh-options.js';
 
 const PERMISSION_DENIED = status.PERMISSION_DENIED;
 const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
@@ -76,7 +76,7 @@ export interface MeshGrpc {
 
 export interface MeshGrpcDeps extends GovernedCallDeps {
   readonly service: string;
-  readonly contextOf: (req: IncomingMessage) => MeshContext;
+  readonly contextOf: (req: RequestHead) => MeshContext;
   readonly authorizer: Authorizer;
   readonly rateLimiter: RateLimiter;
   /** Whether this mesh was given an HTTP port (createMesh({ port })). */
@@ -144,8 +144,7 @@ export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
         };
   const serverPorts = {
     // The HTTP pipeline's own context builder: the same dialects, verified caller and tags.
-    context: (headers: Readonly<Record<string, string | string[]>>, path: string) =>
-      deps.contextOf({ headers, method: 'POST', url: path } as unknown as IncomingMessage),
+    context: (headers: Readonly<Record<string, string | string[]>>, path: string) => deps.contextOf({ headers, method: 'POST', url: path }),
     admit(ctx: MeshContext, path: string): Admitted | Refusal | Promise<Admitted | Refusal> {
       const tags = (k: string) => getTag(k, ctx);
       const auth = deps.authorizer.decide(verifiedCaller(ctx), { method: 'POST', path }, tags);

@@ -14,7 +14,7 @@ import { requestTagsOf, verifiedSourceTags } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
 import { type InboundOptions, inboundContext, type TagHeaderTrust } from './inbound.js';
-import type { FastifyPlugin, Mesh } from './mesh-options.js';
+import type { FastifyPlugin, Mesh, RequestHead } from './mesh-options.js';
 
 /** Answers a request without the app: status, headers, body. */
 export type Respond = (status: number, headers: Readonly<Record<string, string>>, body: string) => void;
@@ -67,7 +67,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
    * The context of an inbound request. With auth on, the caller is the verified identity
    * or nobody: never the caller header, which anyone can type.
    */
-  const contextOf = (req: IncomingMessage): MeshContext => withInboundTags(verifiedContextOf(req));
+  const contextOf = (req: RequestHead): MeshContext => withInboundTags(verifiedContextOf(req));
   /** Adds the tags `inboundTags` derives, leaving every tag that arrived as it was. */
   const withInboundTags = (ctx: MeshContext): MeshContext => {
     const derive = deps.inboundTags;
@@ -76,8 +76,8 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     if (extra) for (const [k, v] of Object.entries(extra)) if (!ctx.tags.has(k)) putTag(ctx.tags as Map<string, string>, k, v);
     return ctx;
   };
-  const verifiedContextOf = (req: IncomingMessage): MeshContext => {
-    const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+  const verifiedContextOf = (req: RequestHead): MeshContext => {
+    const url = req.originalUrl ?? req.url ?? '/';
     if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, deps.context, undefined, deps.tagHeaders === 'any');
     const raw = req.headers[IDENTITY_HEADER];
     const identity = verifier.verify(Array.isArray(raw) ? raw.join(', ') : raw);

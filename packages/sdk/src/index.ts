@@ -56,5 +56,5 @@ export { type KoaContextLike, type KoaMiddleware, koaMiddleware } from './koa.js
 export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
 export { type ConfiguredMesh, createMeshFromConfig, type MeshFromConfigOptions, meshOptionsOf } from './mesh-from-config.js';
-export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions } from './mesh-options.js';
+export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions, RequestHead } from './mesh-options.js';
 export { userAgentFamily } from './user-agent.js';

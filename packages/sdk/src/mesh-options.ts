@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
 import type { CallDefaults, CallExecutor } from '@meshlet/breaker';
 import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
@@ -128,6 +128,18 @@ export interface MeshOptions {
   readonly grpc?: { readonly channels?: ChannelPoolOptions };
 }
 
+/**
+ * What the mesh reads of an inbound request to build its context: a node:http
+ * IncomingMessage is one; a gRPC call's metadata and method path make another.
+ */
+export interface RequestHead {
+  readonly headers: IncomingHttpHeaders;
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  /** Express's path before a router's mount point was cut from `url`: preferred when present. */
+  readonly originalUrl?: string | undefined;
+}
+
 export type NodeListener<Req extends IncomingMessage, Res extends ServerResponse> = (req: Req, res: Res) => void;
 export type Next = (err?: unknown) => void;
 
@@ -198,8 +210,8 @@ export interface Mesh {
   readonly instance: Instance | undefined;
   /** A healthy instance of `service`, chosen as a governed call from the current request would. */
   resolve(service: string): Promise<Instance>;
-  /** The context of an inbound request, built from its headers. */
-  contextOf(req: IncomingMessage): MeshContext;
+  /** The context of an inbound request, built from its headers (a node:http request, or its head alone). */
+  contextOf(req: RequestHead): MeshContext;
   /** Wraps a node:http request listener: context, health path, span, rate limits. */
   httpHandler<Req extends IncomingMessage, Res extends ServerResponse>(listener: NodeListener<Req, Res>): NodeListener<Req, Res>;
   /** Express middleware: `app.use(mesh.express())`. */
