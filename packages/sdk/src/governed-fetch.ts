@@ -614,7 +614,10 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     if (signal) nextInit.signal = signal;
     const sameInstance = next.origin === new URL(sentTo).origin;
     if (sameInstance || (next.protocol === 'http:' && (await directory.isService(next.hostname)))) {
-      // Back into the mesh: governed again, its headers written for that call.
+      // Back into the mesh: governed again, its headers written for that call. To another
+      // service (another origin, as the application sees it) without the application's
+      // credentials, as fetch drops them across origins: they were given for this service.
+      if (!sameInstance && next.host !== service) for (const h of CREDENTIAL_HEADERS) headers.delete(h);
       const target = sameInstance ? `http://${service}${next.pathname}${next.search}` : next.href;
       return governed(target, nextInit, hops + 1);
     }

@@ -49,7 +49,15 @@ describe('redirects and the mesh headers', () => {
     // The service the attacker wants to be admitted to: only gateway may call it.
     const payment = createMesh({ service: 'payment', registry, rules, auth, logger: new MemoryLogger() });
     meshes.push(payment);
-    await serve(payment, (req, res) => res.end(JSON.stringify({ caller: payment.contextOf(req).caller.service ?? null })));
+    await serve(payment, (req, res) =>
+      res.end(
+        JSON.stringify({
+          caller: payment.contextOf(req).caller.service ?? null,
+          authorization: req.headers.authorization ?? null,
+          cookie: req.headers.cookie ?? null,
+        }),
+      ),
+    );
     await rules.put(
       'meshlet/rules/payment',
       JSON.stringify({
@@ -89,7 +97,11 @@ describe('redirects and the mesh headers', () => {
       if (u === '/echo') {
         res.setHeader('content-type', 'application/json');
         return res.end(
-          JSON.stringify({ caller: redirector.contextOf(req).caller.service ?? null, identity: req.headers[IDENTITY_HEADER] ?? null }),
+          JSON.stringify({
+            caller: redirector.contextOf(req).caller.service ?? null,
+            identity: req.headers[IDENTITY_HEADER] ?? null,
+            authorization: req.headers.authorization ?? null,
+          }),
         );
       }
       res.statusCode = 404;
@@ -174,10 +186,18 @@ describe('redirects and the mesh headers', () => {
     assert.match(echo.identity, /^v1\|k1\|redirector\|gateway\|/);
   });
 
-  it('a redirect to another service by name is governed again, with an identity for that service', async () => {
-    const res = await inRequest(() => gateway.fetch('http://redirector/to-payment'));
+  it("a redirect to another service by name is governed again, with an identity for that service and none of the app's credentials", async () => {
+    const credentials = { authorization: 'Bearer for-redirector', cookie: 'sid=for-redirector', 'proxy-authorization': 'Basic x' };
+    const res = await inRequest(() => gateway.fetch('http://redirector/to-payment', { headers: credentials }));
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { caller: 'gateway' });
+    // Given for redirector: another origin, as fetch drops them across origins.
+    assert.deepEqual(await res.json(), { caller: 'gateway', authorization: null, cookie: null });
+  });
+
+  it("a relative redirect keeps the app's credentials: the same service, the same origin to the app", async () => {
+    const res = await inRequest(() => gateway.fetch('http://redirector/relative', { headers: { authorization: 'Bearer for-redirector' } }));
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { authorization: string | null }).authorization, 'Bearer for-redirector');
   });
 
   it('a token the outside host could have kept is refused by any other service (audience)', async () => {
