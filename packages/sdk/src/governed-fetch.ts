@@ -1,4 +1,3 @@
-import { IDENTITY_HEADER } from '@meshlet/auth';
 import type { AttemptAbort, AttemptRecord, CallExecutor, CallResult, CircuitOpenError, GovernedCall } from '@meshlet/breaker';
 import {
   type Attempt,
@@ -13,30 +12,29 @@ import {
   inboundDeadline,
   type Logger,
   type MeshContext,
-  MeshletError,
   type OutboundCall,
   originOf,
   SystemTag,
-  TAG_HEADER,
   type TagLookup,
 } from '@meshlet/core';
-import { FAULT_HEADER, type ServiceFaults } from '@meshlet/fault';
-import {
-  ONCE_TAG_HEADER,
-  POLARIS_TRANSITIVE_PREFIX,
-  requestTagsOf,
-  SCT_DISPOSABLE_HEADER,
-  SCT_METADATA_HEADER,
-  SCT_TRANSITIVE_PREFIX,
-  type TagPropagation,
-  TSF_METADATA_HEADER,
-  TSF_TAGS_HEADER,
-} from '@meshlet/propagation';
+import type { ServiceFaults } from '@meshlet/fault';
+import { requestTagsOf, type TagPropagation } from '@meshlet/propagation';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
+import type { Dispatcher } from 'undici';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { DestinationGuard } from './destination-guard.js';
 import { DispatchedResponse, type Transport } from './dispatcher-fetch.js';
+import {
+  BODY_HEADERS,
+  becomesGet,
+  CREDENTIAL_HEADERS,
+  leavesNotTheMesh,
+  MAX_REDIRECTS,
+  REDIRECT_STATUSES,
+  RedirectRefusedError,
+  withoutRedirects,
+} from './redirects.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
 
@@ -407,40 +405,6 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   };
 }
 
-/** Statuses fetch follows as redirects. */
-const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
-/** As fetch: more redirects than this is an error. */
-export const MAX_REDIRECTS = 20;
-/** Headers fetch itself drops on a redirect to another origin. */
-const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
-/**
- * Mesh headers never sent off the mesh, even when the application set them itself (an app
- * that forwards its inbound headers would hand on its caller's identity and tags).
- */
-const MESH_ONLY_HEADERS = [
-  CALLER_HEADER,
-  IDENTITY_HEADER,
-  TAG_HEADER,
-  ONCE_TAG_HEADER,
-  TSF_TAGS_HEADER,
-  TSF_METADATA_HEADER,
-  SCT_METADATA_HEADER,
-  SCT_DISPOSABLE_HEADER,
-  FAULT_HEADER,
-].map((h) => h.toLowerCase());
-const MESH_ONLY_PREFIXES = [POLARIS_TRANSITIVE_PREFIX, SCT_TRANSITIVE_PREFIX].map((p) => p.toLowerCase());
-
-/** A redirect that cannot be followed safely; the 3xx is not returned either. */
-export class RedirectRefusedError extends MeshletError {
-  static readonly code = 'MESHLET_REDIRECT_REFUSED';
-  constructor(
-    readonly service: string,
-    reason: string,
-  ) {
-    super(RedirectRefusedError.code, `redirect from ${service}: ${reason}`);
-  }
-}
-
 /**
  * One governed call of `mesh.fetch`, as the pipeline takes it: the call's parts and its
  * `send` as a method (no closure per call). Each attempt goes to the mesh's dispatcher
@@ -530,6 +494,10 @@ class FetchCall implements ServiceCall<Response> {
     const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
     // A Headers, or the plain object of string values made above.
     const options: RequestInit = { ...init, method: this.method, headers: headers as Headers | Record<string, string> };
+    // The application's undici dispatcher (fetch honours it) may not follow a redirect either.
+    // (undici's Dispatcher type, which RequestInit's global one is not assignable to.)
+    const withDispatcher = options as unknown as { dispatcher?: Dispatcher };
+    if (withDispatcher.dispatcher !== undefined) withDispatcher.dispatcher = withoutRedirects(withDispatcher.dispatcher);
     if (attemptSignal) options.signal = attemptSignal;
     // Followed by the front end, where the mesh headers can be left behind.
     if (this.#follow) options.redirect = 'manual';
@@ -597,12 +565,11 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     void res.body?.cancel().catch(() => {});
     if (hops + 1 > MAX_REDIRECTS) throw new RedirectRefusedError(service, `more than ${MAX_REDIRECTS} redirects`);
     // As fetch: 303 (but HEAD), and 301/302 after a POST, become a GET without a body.
-    const toGet = (res.status === 303 && method !== 'HEAD') || ((res.status === 301 || res.status === 302) && method === 'POST');
+    const toGet = becomesGet(res.status, method);
     if (!toGet && body instanceof ReadableStream)
       throw new RedirectRefusedError(service, `${res.status} to ${next.origin} would send a streamed body a second time`);
     const headers = new Headers(given);
-    if (toGet)
-      for (const h of ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']) headers.delete(h);
+    if (toGet) for (const h of BODY_HEADERS) headers.delete(h);
     const nextInit: RequestInit = {
       ...init,
       method: toGet ? 'GET' : method,
@@ -623,8 +590,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     }
     // Off the mesh: the application's headers only, without credentials, as fetch sends
     // them to another origin; the client follows any further redirect itself.
-    for (const h of [...CREDENTIAL_HEADERS, ...MESH_ONLY_HEADERS]) headers.delete(h);
-    for (const name of [...headers.keys()]) if (MESH_ONLY_PREFIXES.some((p) => name.startsWith(p))) headers.delete(name);
+    for (const name of [...headers.keys()]) if (leavesNotTheMesh(name)) headers.delete(name);
     return send(next.href, nextInit);
   }
 

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CallHeaders, GovernedCallPipeline, ServiceCall } from './governed-fetch.js';
+import { withoutRedirects } from './redirects.js';
 import { bodyOfResponse } from './request-body.js';
 import { type AttemptCancel, dispatchRequest, RequestData } from './request-dispatch.js';
 import type { ServiceDirectory } from './service-directory.js';
@@ -115,7 +116,8 @@ class RequestCall implements ServiceCall<RequestData> {
     const body = options?.body;
     this.retryable = replayable(body);
     this.signal = options?.signal instanceof AbortSignal ? options.signal : undefined;
-    this.#via = options?.dispatcher ?? dispatcher;
+    // The application's own dispatcher never follows a redirect for a governed attempt.
+    this.#via = options?.dispatcher !== undefined ? withoutRedirects(options.dispatcher) : dispatcher;
     const direct = dispatchable(options);
     this.settlesOnAbort = direct;
     this.#body = direct ? ((body ?? null) as string | Uint8Array | null) : null;

@@ -47,7 +47,7 @@ export {
 } from './admin-handler.js';
 export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
 export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
-export { type Fetch, MAX_REDIRECTS, RedirectRefusedError } from './governed-fetch.js';
+export type { Fetch } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { GrpcClientConstructor, MeshGrpc } from './grpc.js';
 export { followIdentityKeys, IDENTITY_KEYS_PREFIX, type KeyConfig, meshKeysFromConfig } from './identity-keys.js';
@@ -57,4 +57,5 @@ export type { ServeOptions } from './lifecycle.js';
 export { createMesh, defaultRegistry, defaultRuleStore, fetch, ruleKinds } from './mesh.js';
 export { type ConfiguredMesh, createMeshFromConfig, type MeshFromConfigOptions, meshOptionsOf } from './mesh-from-config.js';
 export type { FastifyHookHost, FastifyPlugin, FastifyReplyLike, Mesh, MeshOptions, RequestHead } from './mesh-options.js';
+export { MAX_REDIRECTS, RedirectRefusedError } from './redirects.js';
 export { userAgentFamily } from './user-agent.js';

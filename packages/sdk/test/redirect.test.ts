@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { IDENTITY_HEADER, meshKey } from '@meshlet/auth';
 import { CALLER_HEADER, createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, TAG_HEADER } from '@meshlet/core';
 import { listen, type TestServer } from '@meshlet/core/testing';
+import { Agent, interceptors } from 'undici';
 import { createMesh, MAX_REDIRECTS, type Mesh, RedirectRefusedError } from '../src/index.js';
 
 const ADMIN_TOKEN = 'redirect-test-admin-token-0123';
@@ -220,6 +221,29 @@ describe('redirects and the mesh headers', () => {
     assert.equal(outside.length, 0);
   });
 
+  it("an application's dispatcher that follows redirects (undici's interceptor) does not follow one for a governed call", async () => {
+    const following = new Agent().compose(interceptors.redirect({ maxRedirections: 3 }));
+    try {
+      outside.length = 0;
+      // mesh.request never follows: the 302 comes back, and nothing went to the host outside.
+      const res = await inRequest(() => gateway.request('http://redirector/out', { dispatcher: following }));
+      assert.equal(res.statusCode, 302);
+      await res.body.dump();
+      // mesh.fetch with it in init: the 3xx as given with 'manual'; followed by the mesh (no mesh headers) by default.
+      const manual = await inRequest(() =>
+        gateway.fetch('http://redirector/out', { dispatcher: following, redirect: 'manual' } as unknown as RequestInit),
+      );
+      assert.equal(manual.status, 302);
+      assert.equal(outside.length, 0, 'the dispatcher followed the redirect');
+      const followed = await inRequest(() => gateway.fetch('http://redirector/out', { dispatcher: following } as unknown as RequestInit));
+      assert.equal(await followed.text(), 'outside');
+      assert.equal(outside.length, 1);
+      for (const h of MESH_HEADERS) assert.equal(outside[0]?.headers[h], undefined, h);
+    } finally {
+      await following.close();
+    }
+  });
+
   it('a streamed body is not sent a second time on a 307: refused with a code', async () => {
     const stream = new ReadableStream({
       start(c) {
@@ -228,7 +252,7 @@ describe('redirects and the mesh headers', () => {
       },
     });
     await assert.rejects(
-      gateway.fetch('http://redirector/out?s=307', { method: 'POST', body: stream, duplex: 'half' } as RequestInit),
+      gateway.fetch('http://redirector/out?s=307', { method: 'POST', body: stream, duplex: 'half' } as unknown as RequestInit),
       (err: unknown) => err instanceof RedirectRefusedError,
     );
   });

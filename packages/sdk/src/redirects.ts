@@ -1,0 +1,93 @@
+import { IDENTITY_HEADER } from '@meshlet/auth';
+import { CALLER_HEADER, MeshletError, TAG_HEADER } from '@meshlet/core';
+import { FAULT_HEADER } from '@meshlet/fault';
+import {
+  ONCE_TAG_HEADER,
+  POLARIS_TRANSITIVE_PREFIX,
+  SCT_DISPOSABLE_HEADER,
+  SCT_METADATA_HEADER,
+  SCT_TRANSITIVE_PREFIX,
+  TSF_METADATA_HEADER,
+  TSF_TAGS_HEADER,
+} from '@meshlet/propagation';
+import type { Dispatcher } from 'undici';
+
+// How the mesh follows a redirect, for every front end that follows one itself (mesh.fetch,
+// the axios adapter): the mesh headers were written for the routed instance only.
+
+/** Statuses fetch follows as redirects. */
+export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+/** As fetch: more redirects than this is an error. */
+export const MAX_REDIRECTS = 20;
+/** Headers fetch itself drops on a redirect to another origin. */
+export const CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'proxy-authorization', 'cookie'];
+/**
+ * Mesh headers never sent off the mesh, even when the application set them itself (an app
+ * that forwards its inbound headers would hand on its caller's identity and tags).
+ */
+const MESH_ONLY_HEADERS: ReadonlySet<string> = new Set(
+  [
+    CALLER_HEADER,
+    IDENTITY_HEADER,
+    TAG_HEADER,
+    ONCE_TAG_HEADER,
+    TSF_TAGS_HEADER,
+    TSF_METADATA_HEADER,
+    SCT_METADATA_HEADER,
+    SCT_DISPOSABLE_HEADER,
+    FAULT_HEADER,
+  ].map((h) => h.toLowerCase()),
+);
+const MESH_ONLY_PREFIXES = [POLARIS_TRANSITIVE_PREFIX, SCT_TRANSITIVE_PREFIX].map((p) => p.toLowerCase());
+/** What describes a request's body: dropped with the body when a redirect makes the request a GET. */
+export const BODY_HEADERS: readonly string[] = [
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-location',
+];
+
+/**
+ * Whether a request header (its name in lower case) stays behind when a redirect leaves
+ * the mesh: a credential the application gave for the service it called (as fetch drops
+ * them across origins), or a mesh header, whoever set it.
+ */
+export function leavesNotTheMesh(name: string): boolean {
+  return CREDENTIAL_HEADERS.includes(name) || MESH_ONLY_HEADERS.has(name) || MESH_ONLY_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/** As fetch: a 303 (but to a HEAD), and a 301 or 302 after a POST, become a GET without a body. */
+export const becomesGet = (status: number, method: string): boolean =>
+  (status === 303 && method !== 'HEAD') || ((status === 301 || status === 302) && method === 'POST');
+
+/** A redirect that cannot be followed safely; the 3xx is not returned either. */
+export class RedirectRefusedError extends MeshletError {
+  static readonly code = 'MESHLET_REDIRECT_REFUSED';
+  constructor(
+    readonly service: string,
+    reason: string,
+  ) {
+    super(RedirectRefusedError.code, `redirect from ${service}: ${reason}`);
+  }
+}
+
+const noRedirects = new WeakMap<Dispatcher, Dispatcher>();
+
+/**
+ * `dispatcher` as a governed attempt may use it: never following a redirect itself. An
+ * application's dispatcher composed with undici's redirect interceptor would otherwise send
+ * the mesh headers on to wherever an instance points; each request through this one tells
+ * the interceptor `maxRedirections: 0` (undici's own per-request override). The redirect
+ * comes back as it was, for the front end to follow or return. One per dispatcher, kept.
+ */
+export function withoutRedirects(dispatcher: Dispatcher): Dispatcher {
+  let wrapped = noRedirects.get(dispatcher);
+  if (wrapped === undefined) {
+    wrapped = dispatcher.compose(
+      (dispatch) => (options, handler) => dispatch({ ...options, maxRedirections: 0 } as Dispatcher.DispatchOptions, handler),
+    );
+    noRedirects.set(dispatcher, wrapped);
+  }
+  return wrapped;
+}
