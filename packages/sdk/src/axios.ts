@@ -17,6 +17,15 @@ export type AxiosAdapterConfig = NonNullable<CreateAxiosDefaults['adapter']>;
 import type { CallHeaders } from './governed-fetch.js';
 import { meshInternals } from './mesh-internals.js';
 import type { Mesh } from './mesh-options.js';
+import {
+  BODY_HEADERS,
+  becomesGet,
+  CREDENTIAL_HEADERS,
+  leavesNotTheMesh,
+  MAX_REDIRECTS,
+  REDIRECT_STATUSES,
+  RedirectRefusedError,
+} from './redirects.js';
 
 export interface AxiosAdapterOptions {
   /**
@@ -69,30 +78,6 @@ function callerSignal(config: InternalAxiosRequestConfig): AbortSignal | undefin
     () => {},
   );
   return signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
-}
-
-type BeforeRedirect = NonNullable<InternalAxiosRequestConfig['beforeRedirect']>;
-
-/**
- * A redirect hook that drops the mesh's headers when a redirect leaves the instance's
- * origin (the tags, caller and signed identity are for the routed instance only), then
- * runs the caller's own hook.
- */
-function keepToOrigin(origin: string, meshHeaders: readonly string[], own: BeforeRedirect | undefined): BeforeRedirect {
-  return (options, responseDetails, requestDetails) => {
-    let target: string | undefined;
-    try {
-      target = new URL(String(options.href)).origin;
-    } catch {
-      target = undefined;
-    }
-    const headers = options.headers as Record<string, unknown> | undefined;
-    if (target !== origin && headers) {
-      const drop = new Set(meshHeaders);
-      for (const name of Object.keys(headers)) if (drop.has(name.toLowerCase())) delete headers[name];
-    }
-    own?.(options, responseDetails, requestDetails);
-  };
 }
 
 /** axios's `settle`: the caller's validateStatus decides, with axios's own error and codes. */
@@ -163,14 +148,20 @@ function asAxiosError(err: unknown, config: InternalAxiosRequestConfig, signal: 
  * the request's tags and this service's identity; each attempt is sent by axios's own
  * adapter to the chosen instance, so interceptors, transforms, `responseType` (streams
  * too), `maxContentLength`, progress events and `signal` behave as axios users expect, and
- * the caller's `validateStatus` decides on the final response. The mesh's headers never
- * follow a redirect to another origin. Any other URL goes to axios's adapter untouched.
+ * the caller's `validateStatus` decides on the final response. Any other URL goes to
+ * axios's adapter untouched.
+ *
+ * Redirects from a service are followed here, as `mesh.fetch` follows them (whatever the
+ * adapter: axios's `fetch` adapter would follow them with the mesh headers on): within
+ * the mesh, governed again; to any other origin, with the application's headers only,
+ * less its credentials and any mesh header, by the adapter from there on (`maxRedirects`,
+ * default 20, counts every hop; `beforeRedirect` runs for the hops past the mesh's).
  */
 export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): AxiosAdapter {
   const { directory, pipeline } = meshInternals(mesh);
   const send = axios.getAdapter(options.adapter ?? axios.defaults.adapter);
 
-  return async function meshletAdapter(config: InternalAxiosRequestConfig): Promise<AxiosResponse> {
+  async function governed(config: InternalAxiosRequestConfig, hops: number): Promise<AxiosResponse> {
     const url = new URL(axios.getUri(config));
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
@@ -179,53 +170,111 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
       await directory.ensure(service);
     }
     const signal = callerSignal(config);
-    const headers = headerRecord(config.headers);
-    const given = new Set(Object.keys(headers));
     const method = (config.method ?? 'get').toUpperCase();
-    let attempt: Attempt;
+    /** The last attempt's URL, where a relative Location resolves. */
+    let sentTo = '';
     try {
-      attempt = await pipeline<Attempt>({
+      const attempt = await pipeline<Attempt>({
         service,
         method,
         path: url.pathname,
         search: url.search,
-        headers,
+        headers: headerRecord(config.headers),
         retryable: replayable(config.data),
         signal,
         send: async (origin: string, attemptHeaders: CallHeaders, attemptSignal: AbortSignal | undefined) => {
-          const out = attemptHeaders as Record<string, string | string[]>;
-          // What the mesh added (tags, caller, identity, trace) stays with this origin.
-          const meshHeaders = Object.keys(out).filter((name) => !given.has(name));
+          sentTo = `${origin}${url.pathname}${url.search}`;
           const response = await send({
             ...config,
             baseURL: undefined,
-            url: `${origin}${url.pathname}${url.search}`,
+            url: sentTo,
             params: undefined,
-            headers: AxiosHeaders.from(out as Record<string, string>),
+            headers: AxiosHeaders.from(attemptHeaders as Record<string, string>),
             signal: attemptSignal ?? signal,
             cancelToken: undefined,
             // The router chose the instance; a proxy from the environment is not in the way.
             proxy: false,
-            beforeRedirect: keepToOrigin(origin, meshHeaders, config.beforeRedirect),
+            // A redirect comes back here: the mesh headers were written for this instance only.
+            maxRedirects: 0,
+            beforeRedirect: undefined,
             // The executor classifies every status; the caller's validateStatus runs at the end.
             validateStatus: null,
           } as unknown as InternalAxiosRequestConfig);
           return { status: response.status, response };
         },
         fromResponse: (made: Response): Attempt => ({ status: made.status, made }),
-        discard: (dropped: Attempt) => {
-          const data = dropped.response?.data as { destroy?: () => void } | undefined;
-          if (typeof data?.destroy === 'function') data.destroy();
-          if (dropped.made) void dropped.made.body?.cancel().catch(() => {});
-        },
+        discard,
       });
+      if (attempt.response !== undefined && config.maxRedirects !== 0 && REDIRECT_STATUSES.has(attempt.response.status)) {
+        const followed = await follow(config, attempt, service, sentTo, hops);
+        if (followed !== undefined) return followed;
+      }
+      const response = attempt.response ?? (await fromWebResponse(config, attempt.made as Response));
+      response.config = config;
+      return settle(config, response);
     } catch (err) {
       throw asAxiosError(err, config, signal);
     }
-    const response = attempt.response ?? (await fromWebResponse(config, attempt.made as Response));
-    response.config = config;
-    return settle(config, response);
+  }
+
+  /** Follows a service's redirect as mesh.fetch does (see above); undefined when it is not one to follow. */
+  async function follow(
+    config: InternalAxiosRequestConfig,
+    attempt: Attempt,
+    service: string,
+    sentTo: string,
+    hops: number,
+  ): Promise<AxiosResponse | undefined> {
+    const response = attempt.response as AxiosResponse;
+    const location = AxiosHeaders.from(response.headers as Record<string, string>).get('location');
+    if (typeof location !== 'string' || sentTo === '') return undefined;
+    let next: URL;
+    try {
+      next = new URL(location, sentTo);
+    } catch {
+      return undefined; // as axios would see it: a Location that is not a URL is not followed
+    }
+    discard(attempt);
+    const allowed = config.maxRedirects ?? MAX_REDIRECTS;
+    if (hops + 1 > allowed) throw new RedirectRefusedError(service, `more than ${allowed} redirects`);
+    const method = (config.method ?? 'get').toUpperCase();
+    const toGet = becomesGet(response.status, method);
+    if (!toGet && !replayable(config.data))
+      throw new RedirectRefusedError(service, `${response.status} to ${next.origin} would send a streamed body a second time`);
+    const headers = AxiosHeaders.from(config.headers);
+    if (toGet) for (const h of BODY_HEADERS) headers.delete(h);
+    const nextConfig = {
+      ...config,
+      baseURL: undefined,
+      params: undefined,
+      method: toGet ? 'get' : config.method,
+      data: toGet ? undefined : config.data,
+      headers,
+    } as unknown as InternalAxiosRequestConfig;
+    const sameInstance = next.origin === new URL(sentTo).origin;
+    if (sameInstance || (next.protocol === 'http:' && (await directory.isService(next.hostname)))) {
+      // Back into the mesh: governed again; to another service without the app's credentials.
+      if (!sameInstance && next.host !== service) for (const h of CREDENTIAL_HEADERS) headers.delete(h);
+      nextConfig.url = sameInstance ? `http://${service}${next.pathname}${next.search}` : next.href;
+      return governed(nextConfig, hops + 1);
+    }
+    // Off the mesh: the application's headers only; its adapter follows from there.
+    for (const name of Object.keys(headers.toJSON())) if (leavesNotTheMesh(name.toLowerCase())) headers.delete(name);
+    nextConfig.url = next.href;
+    nextConfig.maxRedirects = allowed - hops - 1;
+    return send(nextConfig);
+  }
+
+  return function meshletAdapter(config: InternalAxiosRequestConfig): Promise<AxiosResponse> {
+    return governed(config, 0);
   };
+}
+
+/** Frees an attempt's answer that is not returned (a retry's, a redirect's). */
+function discard(dropped: Attempt): void {
+  const data = dropped.response?.data as { destroy?: () => void } | undefined;
+  if (typeof data?.destroy === 'function') data.destroy();
+  if (dropped.made) void dropped.made.body?.cancel().catch(() => {});
 }
 
 /** `axios.create(defaults)` whose calls to services are governed by `mesh` (see axiosAdapter). */

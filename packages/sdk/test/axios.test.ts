@@ -35,6 +35,8 @@ async function upstream(id: string): Promise<Upstream> {
     } else if (path.startsWith('/missing')) {
       res.statusCode = 404;
       res.end(JSON.stringify({ error: 'not here' }));
+    } else if (path.startsWith('/loop')) {
+      res.writeHead(302, { location: '/loop' }).end();
     } else if (path.startsWith('/redirect')) {
       res.writeHead(302, { location: new URL(path, 'http://upstream').searchParams.get('to') ?? '/' }).end();
     } else {
@@ -204,6 +206,38 @@ describe('axios through the mesh', () => {
     assert.equal(res.data.id, 'outside');
     assert.equal(outside.lastHeaders?.['x-meshlet-caller'], undefined);
     assert.equal(outside.lastHeaders?.['x-meshlet-identity'], undefined);
+  });
+
+  it('follows a redirect off the mesh without the mesh headers or credentials, whichever adapter, whoever set them', async () => {
+    const to = `http://127.0.0.1:${outside.server.port}/landed`;
+    // The app forwards headers it received, a mesh header among them, and a credential.
+    const headers = { 'x-app': 'mine', authorization: 'Bearer for-inventory', 'x-meshlet-identity': 'forwarded' };
+    for (const adapter of ['http', 'fetch'] as const) {
+      outside.lastHeaders = undefined;
+      const c = axios.create({ adapter: axiosAdapter(mesh, { adapter }) });
+      const res = await c.get(`http://inventory/redirect?to=${encodeURIComponent(to)}`, { headers });
+      assert.equal(res.data.id, 'outside', adapter);
+      const got: IncomingHttpHeaders = outside.lastHeaders ?? {};
+      assert.equal(got['x-app'], 'mine', adapter);
+      for (const h of ['x-meshlet-caller', 'x-meshlet-identity', 'x-meshlet-tags', 'authorization', 'traceparent'])
+        assert.equal(got[h], undefined, `${adapter}: ${h}`);
+    }
+  });
+
+  it('follows a redirect within the service governed again, and hands it back with maxRedirects 0', async () => {
+    const res = await client.get(`http://inventory/redirect?to=${encodeURIComponent('/api/after')}`);
+    assert.equal(res.data.path, '/api/after');
+    // The hop was a governed call of its own: the mesh's identity on it, as on the first.
+    const landed = ups.find((u) => u.id === res.data.id);
+    assert.match(String(landed?.lastHeaders?.['x-meshlet-identity']), /^v1\|k1\|inventory\|shop\|/);
+    const manual = await client.get('http://inventory/redirect?to=/api/after', { maxRedirects: 0, validateStatus: () => true });
+    assert.equal(manual.status, 302);
+    await assert.rejects(client.get('http://inventory/loop', { maxRedirects: 3 }), (err: unknown) => {
+      assert.ok(err instanceof AxiosError);
+      assert.equal(err.code, 'MESHLET_REDIRECT_REFUSED');
+      assert.match(err.message, /more than 3 redirects/);
+      return true;
+    });
   });
 
   it('records a CLIENT span per attempt, as mesh.fetch does', async () => {
