@@ -13,8 +13,8 @@ import type { Dispatcher } from 'undici';
  *   response's headers; its body is read from the chunks as the dispatcher hands them
  *   over. `arrayBuffer()`, `text()`, `json()`, `bytes()` and `blob()` read those chunks
  *   directly; `body` makes a byte ReadableStream on first use, fed with backpressure.
- * - Never follows a redirect: a 3xx is returned as it came (`redirect: 'manual'`), or
- *   fails as fetch fails it under `redirect: 'error'`. governedFetch follows redirects.
+ * - Never follows a redirect: a 3xx is returned as it came (`redirect: 'manual'`).
+ *   governedFetch follows redirects, or fails a call on one under `redirect: 'error'`.
  * - Errors as fetch throws them: a TypeError `fetch failed` with the dispatcher's error as
  *   its `cause` (so a refused connection classifies as not sent and is retried elsewhere),
  *   or the signal's reason when the signal aborted the attempt.
@@ -40,8 +40,6 @@ export interface TransportRequest {
   readonly abort?: AttemptAbort | undefined;
   /** A second signal that aborts the body after the attempt's own signal let go (the caller's). */
   readonly bodySignal?: AbortSignal | undefined;
-  /** `'error'` fails on a redirect status; anything else returns it. Default `'manual'`. */
-  readonly redirect?: RequestInit['redirect'] | undefined;
 }
 
 /** Sends one attempt; resolves with the answer as fetch would (unfollowed redirects included). */
@@ -49,7 +47,6 @@ export type Transport = (request: TransportRequest) => Promise<Response>;
 
 /** Statuses whose answer never has a body (fetch's null body statuses, less 101). */
 const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([204, 205, 304]);
-const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 /** Bytes held for a body nobody reads yet before the socket is paused (fetch holds about as much). */
 const PAUSE_AT_BYTES = 64 * 1024;
 
@@ -501,12 +498,6 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, raw: Buffer[] | string[] | null, resume: () => void, statusText?: string): boolean {
     const req = this.#req;
     if (statusCode < 200) return true; // 1xx (103 Early Hints): fetch ignores them too
-    if (req.redirect === 'error' && REDIRECT_STATUSES.has(statusCode)) {
-      const err = new TypeError('fetch failed', { cause: new Error('unexpected redirect') });
-      this.#fail(err);
-      this.#abort?.(err);
-      return false;
-    }
     const rawHeaders = raw ?? [];
     let source: BodySource | undefined;
     if (req.method !== 'HEAD' && !NULL_BODY_STATUSES.has(statusCode)) {

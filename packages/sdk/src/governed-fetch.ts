@@ -424,7 +424,8 @@ class FetchCall implements ServiceCall<Response> {
   readonly settlesOnAbort: boolean;
   sentTo = '';
   readonly #body: RequestInit['body'];
-  readonly #follow: boolean;
+  /** fetch's `redirect`: `follow` and `error` are the front end's (governedFetch), so each attempt is sent `manual`. */
+  readonly #redirect: NonNullable<RequestInit['redirect']>;
   readonly #request: Request | undefined;
   readonly #init: RequestInit | undefined;
   /** The mesh's transport, when this call's attempts go to it. */
@@ -436,7 +437,7 @@ class FetchCall implements ServiceCall<Response> {
     method: string,
     body: RequestInit['body'],
     given: RequestInit['headers'],
-    follow: boolean,
+    redirect: NonNullable<RequestInit['redirect']>,
     request: Request | undefined,
     init: RequestInit | undefined,
     transport: Transport | undefined,
@@ -453,7 +454,7 @@ class FetchCall implements ServiceCall<Response> {
     this.retryable = !(body instanceof ReadableStream);
     this.signal = init?.signal ?? request?.signal ?? undefined;
     this.#body = body;
-    this.#follow = follow;
+    this.#redirect = redirect;
     this.#request = request;
     this.#init = init;
     this.#fetch = fetch;
@@ -488,7 +489,6 @@ class FetchCall implements ServiceCall<Response> {
         signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? this.signal),
         abort: timed,
         bodySignal,
-        redirect: this.#follow ? 'manual' : (init?.redirect ?? request?.redirect),
       });
     }
     const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;
@@ -499,8 +499,8 @@ class FetchCall implements ServiceCall<Response> {
     const withDispatcher = options as unknown as { dispatcher?: Dispatcher };
     if (withDispatcher.dispatcher !== undefined) withDispatcher.dispatcher = withoutRedirects(withDispatcher.dispatcher);
     if (attemptSignal) options.signal = attemptSignal;
-    // Followed by the front end, where the mesh headers can be left behind.
-    if (this.#follow) options.redirect = 'manual';
+    // Followed (or refused) by the front end, where the mesh headers can be left behind.
+    if (this.#redirect !== 'manual') options.redirect = 'manual';
     return this.#fetch(request ? new Request(target, request) : target, options);
   }
 
@@ -549,9 +549,15 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const body = init?.body ?? request?.body ?? null;
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
     const given = init?.headers ?? request?.headers;
-    const follow = (init?.redirect ?? request?.redirect ?? 'follow') === 'follow';
-    const call = new FetchCall(url, method, body, given, follow, request, init, transport, send);
+    const redirect = init?.redirect ?? request?.redirect ?? 'follow';
+    const follow = redirect === 'follow';
+    const call = new FetchCall(url, method, body, given, redirect, request, init, transport, send);
     const res = await pipeline(call);
+    if (redirect === 'error' && REDIRECT_STATUSES.has(res.status)) {
+      // As fetch fails it; the instance answered, so its breaker counted an answer, not a failure.
+      void res.body?.cancel().catch(() => {});
+      throw new TypeError('fetch failed', { cause: new Error('unexpected redirect') });
+    }
     const sentTo = call.sentTo;
     if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
     const location = res.headers.get('location');

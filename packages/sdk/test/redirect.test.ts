@@ -221,6 +221,22 @@ describe('redirects and the mesh headers', () => {
     assert.equal(outside.length, 0);
   });
 
+  it("redirect: 'error' fails the call as fetch does, and does not count against the instance that answered", async () => {
+    outside.length = 0;
+    for (let i = 0; i < 8; i++)
+      await assert.rejects(gateway.fetch('http://redirector/out', { redirect: 'error' }), (err: unknown) => {
+        assert.ok(err instanceof TypeError);
+        assert.match(String((err as Error & { cause?: Error }).cause?.message), /unexpected redirect/);
+        return true;
+      });
+    assert.equal(outside.length, 0);
+    // Counted as failures, eight in a row would eject it (5, the default outlier detection;
+    // with one instance, the 10% bound vetoes the trip, so the count is what is read).
+    const states = gateway.breakers.snapshot().filter((s) => s.breaker.service === 'redirector' && s.breaker.instance !== undefined);
+    assert.ok(states.length > 0, 'the instance has a breaker');
+    for (const s of states) assert.deepEqual([s.failures, s.consecutiveFailures, s.state], [0, 0, 'closed'], `${s.breaker.instance}`);
+  });
+
   it("an application's dispatcher that follows redirects (undici's interceptor) does not follow one for a governed call", async () => {
     const following = new Agent().compose(interceptors.redirect({ maxRedirections: 3 }));
     try {
