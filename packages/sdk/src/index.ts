@@ -1,5 +1,5 @@
 // One import: the decorators and the errors an app catches, from the packages that own them.
-export { AuthDeniedError, Authorize, type CallerSpec, Deny, type MeshKey, meshKey } from '@meshlet/auth';
+export { AuthDeniedError, Authorize, BadMeshKeyError, type CallerSpec, Deny, type MeshKey, meshKey } from '@meshlet/auth';
 export {
   type AsyncMethodDecorator,
   CircuitBreaker,
@@ -12,9 +12,11 @@ export {
   type TimeoutOptions,
 } from '@meshlet/breaker';
 export {
+  BadDecoratorError,
   BadTagHeaderError,
   type Caller,
   currentContext,
+  DeadlineExceededError,
   getTag,
   InMemoryKvStore,
   InMemoryRegistry,

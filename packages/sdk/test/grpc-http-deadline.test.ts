@@ -9,7 +9,6 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
   createContext,
-  DeadlineExceededError,
   InMemoryKvStore,
   InMemoryRegistry,
   keepInboundDeadline,
@@ -18,7 +17,8 @@ import {
   runWithContext,
 } from '@meshlet/core';
 import { GRPC_PORT_META } from '@meshlet/grpc';
-import { createMesh, type Mesh } from '../src/index.js';
+// DeadlineExceededError from `meshlet`, where the README says to catch it.
+import { createMesh, DeadlineExceededError, type Mesh } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from './grpc-echo.js';
 
 /** The rule's timeout: the HTTP call would wait this long without the inbound deadline. */
