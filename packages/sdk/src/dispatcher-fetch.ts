@@ -391,6 +391,9 @@ async function requestBody(body: BodyInit | null | undefined): Promise<[RequestB
   if (ArrayBuffer.isView(body)) return [new Uint8Array(body.buffer, body.byteOffset, body.byteLength), undefined];
   if (body instanceof URLSearchParams) return [body.toString(), 'application/x-www-form-urlencoded;charset=UTF-8'];
   if (body instanceof ReadableStream) return [body as ReadableStream<Uint8Array>, undefined];
+  // An async iterable (a Node Readable, a generator), as fetch takes it with duplex 'half': undici sends it as it comes.
+  if (typeof (body as Partial<AsyncIterable<Uint8Array>>)[Symbol.asyncIterator] === 'function')
+    return [body as unknown as AsyncIterable<Uint8Array>, undefined];
   // Blob, FormData, anything else fetch accepts: let a Request encode it (the multipart
   // boundary, a Blob's type), then send its bytes.
   const encoded = new Request('http://body.invalid/', { method: 'POST', body });

@@ -405,6 +405,42 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
   };
 }
 
+/** A body that can be read once: a ReadableStream, or an async iterable (a Node Readable, a generator). */
+const sentOnce = (body: unknown): boolean =>
+  body instanceof ReadableStream ||
+  (typeof body === 'object' && body !== null && typeof (body as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function');
+
+/** How much of a Request's body `mesh.fetch` holds to send it again (a retry, a redirect); past it, the body is sent once. */
+export const HELD_BODY_BYTES = 64 * 1024;
+
+/**
+ * A Request's body read into bytes when it ends within HELD_BODY_BYTES; else what was read,
+ * then the rest, as one stream (sent once, as before).
+ */
+async function heldBody(stream: ReadableStream<Uint8Array>): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks, size);
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > HELD_BODY_BYTES)
+      return new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (const chunk of chunks) controller.enqueue(chunk);
+        },
+        async pull(controller) {
+          const next = await reader.read();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      });
+  }
+}
+
 /**
  * One governed call of `mesh.fetch`, as the pipeline takes it: the call's parts and its
  * `send` as a method (no closure per call). Each attempt goes to the mesh's dispatcher
@@ -451,7 +487,7 @@ class FetchCall implements ServiceCall<Response> {
     // a Headers' validation of every name and value when the pipeline adds its own.
     this.headers = given === undefined ? {} : new Headers(given);
     // A stream can be read once: such a request is never retried.
-    this.retryable = !(body instanceof ReadableStream);
+    this.retryable = !sentOnce(body);
     this.signal = init?.signal ?? request?.signal ?? undefined;
     this.#body = body;
     this.#redirect = redirect;
@@ -535,7 +571,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
   const fetch = (input: FetchInput, init?: RequestInit): Promise<Response> => governed(input, init, 0);
 
   async function governed(input: FetchInput, init: RequestInit | undefined, hops: number): Promise<Response> {
-    const request = input instanceof Request ? input : undefined;
+    let request = input instanceof Request ? input : undefined;
     // `http://service/path` split without a WHATWG URL (service-url.ts); anything else through one.
     const url = urlParts(request ? request.url : input instanceof URL ? input : String(input));
     const service = url.hostname;
@@ -545,6 +581,24 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       await directory.ensure(service);
     }
 
+    if (request !== undefined && request.body !== null && init?.body === undefined) {
+      // A Request's body is always a stream, which could be sent once: held (up to
+      // HELD_BODY_BYTES) so that the call is retried and redirected as with the string or
+      // bytes it was most likely made from (ky sends every call as a Request). The Request's
+      // parts the front end reads become the init.
+      const held = await heldBody(request.body);
+      const own: RequestInit = init ?? {};
+      init = {
+        ...own,
+        method: own.method ?? request.method,
+        headers: own.headers ?? request.headers,
+        signal: own.signal ?? request.signal,
+        redirect: own.redirect ?? request.redirect,
+        body: held as NonNullable<RequestInit['body']>,
+      };
+      if (!(held instanceof Uint8Array)) (init as { duplex?: string }).duplex = 'half';
+      request = undefined;
+    }
     const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
     const body = init?.body ?? request?.body ?? null;
     // As in fetch itself, init.headers replace a Request's headers rather than merge.
@@ -572,7 +626,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     if (hops + 1 > MAX_REDIRECTS) throw new RedirectRefusedError(service, `more than ${MAX_REDIRECTS} redirects`);
     // As fetch: 303 (but HEAD), and 301/302 after a POST, become a GET without a body.
     const toGet = becomesGet(res.status, method);
-    if (!toGet && body instanceof ReadableStream)
+    if (!toGet && sentOnce(body))
       throw new RedirectRefusedError(service, `${res.status} to ${next.origin} would send a streamed body a second time`);
     const headers = new Headers(given);
     if (toGet) for (const h of BODY_HEADERS) headers.delete(h);

@@ -49,7 +49,7 @@ export {
 } from './admin-handler.js';
 export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
 export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
-export type { Fetch } from './governed-fetch.js';
+export { type Fetch, HELD_BODY_BYTES } from './governed-fetch.js';
 export type { MeshRequest, RequestOptions, ResponseData } from './governed-request.js';
 export type { GrpcClientConstructor, MeshGrpc } from './grpc.js';
 export { followIdentityKeys, IDENTITY_KEYS_PREFIX, type KeyConfig, meshKeysFromConfig } from './identity-keys.js';
