@@ -1,5 +1,14 @@
+import { ConfigParseError } from './config-errors.js';
 import { parseProperties } from './properties-format.js';
 import { parseYaml } from './yaml-format.js';
+
+/**
+ * What one config document may hold: its text (a Consul KV value is at most 512 KiB; a
+ * local file twice that), and its keys once flattened (YAML's aliases repeat a subtree's
+ * keys at every place they are used: a 4 KB document made 1.8 million). Spring estates'
+ * documents hold tens to hundreds of keys.
+ */
+export const CONFIG_DOCUMENT_LIMITS = { chars: 1024 * 1024, keys: 10_000 } as const;
 
 /**
  * How config is laid out in the KV store, as Spring Cloud Consul Config's `format`:
@@ -11,9 +20,17 @@ import { parseYaml } from './yaml-format.js';
  */
 export type ConfigFormat = 'key-value' | 'yaml' | 'properties' | 'files';
 
-/** Parses a document by its format, or by the file name's extension for `files`. */
+/**
+ * Parses a document by its format, or by the file name's extension for `files`; one past
+ * CONFIG_DOCUMENT_LIMITS is refused (ConfigParseError naming the bound), its work bounded
+ * by them too.
+ */
 export function parseDocument(text: string, kind: 'yaml' | 'properties', source: string): Map<string, string> {
-  return kind === 'yaml' ? parseYaml(text, source) : parseProperties(text, source);
+  const { chars, keys } = CONFIG_DOCUMENT_LIMITS;
+  if (text.length > chars) throw new ConfigParseError(source, `the document has ${text.length} characters; at most ${chars}`);
+  const out = kind === 'yaml' ? parseYaml(text, source, keys) : parseProperties(text, source);
+  if (out.size > keys) throw new ConfigParseError(source, `the document has ${out.size} keys; at most ${keys}`);
+  return out;
 }
 
 /** The document kind a file name implies, if any. */

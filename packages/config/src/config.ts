@@ -116,6 +116,9 @@ export async function createConfig(options: ConfigOptions): Promise<Config> {
 
 export const MASK = '******';
 // `otlp.headers`: an OTLP collector's headers carry its credential (`meshlet.tracing.otlp.headers`).
+/** Keys named in a 'config applied' log line, at most (the line also gives how many changed). */
+const LOGGED_KEYS = 50;
+
 const DEFAULT_SECRET_KEYS =
   /(password|passwd|pwd|secret|token|credentials?|private[-_.]?key|api[-_.]?key|access[-_.]?key|otlp[-_.]headers)$/i;
 
@@ -482,7 +485,9 @@ class LayeredConfig implements Config {
     }
     if (changes.length === 0) return;
     changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    this.#logger.info('config applied', { revision: this.#revision, changed: changes.map((c) => c.key) });
+    // The keys named in the log line are bounded (a document holds up to 10,000); the count is whole.
+    const named = changes.length > LOGGED_KEYS ? changes.slice(0, LOGGED_KEYS) : changes;
+    this.#logger.info('config applied', { revision: this.#revision, changed: named.map((c) => c.key), changes: changes.length });
     const event: ConfigChangeEvent = Object.freeze({ changes: Object.freeze(changes), revision: this.#revision });
     for (const listener of [...this.#listeners]) {
       try {

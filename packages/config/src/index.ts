@@ -10,7 +10,7 @@ export {
 export { type CliIo, runConfigCli } from './config-cli.js';
 export { type ContextLayout, configContexts, watchPrefixes } from './config-contexts.js';
 export { ConfigDecryptError, ConfigKeyError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
-export type { ConfigFormat } from './config-format.js';
+export { CONFIG_DOCUMENT_LIMITS, type ConfigFormat } from './config-format.js';
 export { envName } from './env-source.js';
 export { parseProperties } from './properties-format.js';
 export {

@@ -7,8 +7,10 @@ import { ConfigParseError } from './config-errors.js';
  * `""`, an empty map disappears, a non-string map key `k` becomes `[k]`, a root that is
  * not a map is the key `document`. Documents in a `---` stream merge, later ones
  * winning. YAML 1.1 (SnakeYAML's dialect): `yes`/`on` are booleans and `<<` merges.
+ * At most `maxKeys` keys a document once flattened, an alias's keys counted at each place
+ * it is used: the flattening stops there (ConfigParseError), so its work is bounded too.
  */
-export function parseYaml(text: string, source = 'yaml'): Map<string, string> {
+export function parseYaml(text: string, source = 'yaml', maxKeys = Number.POSITIVE_INFINITY): Map<string, string> {
   const out = new Map<string, string>();
   const docs = parseAllDocuments(text, {
     version: '1.1',
@@ -24,8 +26,9 @@ export function parseYaml(text: string, source = 'yaml'): Map<string, string> {
     if (error) throw new ConfigParseError(source, `invalid YAML: ${error.message.split('\n')[0]}`);
     const value: unknown = doc.toJS({ mapAsMap: true, maxAliasCount: 1000 });
     if (value === null || value === undefined) continue;
-    if (value instanceof Map) flatten(out, value, '');
-    else flatten(out, new Map([['document', value]]), '');
+    const budget: KeyBudget = { left: maxKeys, max: maxKeys, source };
+    if (value instanceof Map) flatten(out, value, '', budget);
+    else flatten(out, new Map([['document', value]]), '', budget);
   }
   return out;
 }
@@ -44,19 +47,35 @@ function snakeYamlBooleans(tags: Tags): Tags {
   });
 }
 
-function flatten(out: Map<string, string>, map: Map<unknown, unknown>, path: string): void {
+/** The keys a document may still set, and where it came from (for the refusal). */
+interface KeyBudget {
+  left: number;
+  readonly max: number;
+  readonly source: string;
+}
+
+function put(out: Map<string, string>, key: string, value: string, budget: KeyBudget): void {
+  if (--budget.left < 0)
+    throw new ConfigParseError(
+      budget.source,
+      `the document flattens to more than ${budget.max} keys (an alias's keys count at each place it is used)`,
+    );
+  out.set(key, value);
+}
+
+function flatten(out: Map<string, string>, map: Map<unknown, unknown>, path: string, budget: KeyBudget): void {
   for (const [rawKey, value] of map) {
     let key = typeof rawKey === 'string' ? rawKey : `[${scalarText(rawKey)}]`;
     if (path !== '') key = key.startsWith('[') ? path + key : `${path}.${key}`;
     if (value instanceof Map) {
-      flatten(out, value, key);
+      flatten(out, value, key, budget);
     } else if (Array.isArray(value)) {
-      if (value.length === 0) out.set(key, '');
+      if (value.length === 0) put(out, key, '', budget);
       value.forEach((item, i) => {
-        flatten(out, new Map([[`[${i}]`, item]]), key);
+        flatten(out, new Map([[`[${i}]`, item]]), key, budget);
       });
     } else {
-      out.set(key, scalarText(value));
+      put(out, key, scalarText(value), budget);
     }
   }
 }

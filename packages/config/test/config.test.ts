@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FileKvStore, InMemoryKvStore, type KvEntry, type KvStore, MemoryLogger } from '@meshlet/core';
-import { type ConfigOptions, ConfigParseError, ConfigSourceError, ConfigValueError, createConfig } from '../src/index.js';
+import {
+  CONFIG_DOCUMENT_LIMITS,
+  type ConfigOptions,
+  ConfigParseError,
+  ConfigSourceError,
+  ConfigValueError,
+  createConfig,
+} from '../src/index.js';
 import { nextChange, recordChanges } from './helpers.js';
 
 const base = (kv: KvStore, extra: Partial<ConfigOptions> = {}): ConfigOptions => ({
@@ -223,6 +230,51 @@ describe('createConfig: hot reload', () => {
       events.at(-1)?.changes.map((c) => c.key),
       ['name', 'timeout'],
     );
+    config.close();
+  });
+
+  it('a YAML document whose aliases flatten past CONFIG_DOCUMENT_LIMITS.keys is refused at once; the previous values stay', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    await kv.put('config/orders/data', 'server:\n  port: 8080\n');
+    const config = await createConfig(base(kv, { format: 'yaml', logger }));
+    // 4 KB that aliases made 1.8 million keys (and 16 s of a blocked event loop) before.
+    let bomb = `server:\n  port: 9090\nl0: &l0 [${Array(2000).fill('1').join(',')}]\n`;
+    bomb += `l1: &l1 [${Array(30).fill('*l0').join(',')}]\nl2: [${Array(30).fill('*l1').join(',')}]\n`;
+    await kv.put('config/orders/data', bomb);
+    assert.equal(config.get('server.port'), '8080');
+    assert.equal(config.status.rejectedDocuments, 1);
+    assert.equal(config.status.lastError?.code, ConfigParseError.code);
+    assert.match(String(config.status.lastError?.message), new RegExp(`more than ${CONFIG_DOCUMENT_LIMITS.keys} keys`));
+    config.close();
+  });
+
+  it('refuses a document past its characters or its keys (properties too), naming the bound', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'a=1');
+    const config = await createConfig(base(kv, { format: 'properties' }));
+    const many = Array.from({ length: CONFIG_DOCUMENT_LIMITS.keys + 1 }, (_, i) => `k${i}=1`).join('\n');
+    await kv.put('config/orders/data', many);
+    assert.match(
+      String(config.status.lastError?.message),
+      new RegExp(`${CONFIG_DOCUMENT_LIMITS.keys + 1} keys; at most ${CONFIG_DOCUMENT_LIMITS.keys}`),
+    );
+    await kv.put('config/orders/data', `a=${'x'.repeat(CONFIG_DOCUMENT_LIMITS.chars)}`);
+    assert.match(String(config.status.lastError?.message), new RegExp(`characters; at most ${CONFIG_DOCUMENT_LIMITS.chars}`));
+    assert.equal(config.status.rejectedDocuments, 2);
+    assert.equal(config.get('a'), '1');
+    config.close();
+  });
+
+  it("names at most 50 changed keys in the 'config applied' log line, and counts them all", async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    await kv.put('config/orders/data', 'a=1');
+    const config = await createConfig(base(kv, { format: 'properties', logger }));
+    await kv.put('config/orders/data', Array.from({ length: 500 }, (_, i) => `k${i}=1`).join('\n'));
+    const applied = logger.entries.filter((e) => e.message === 'config applied').at(-1);
+    assert.equal((applied?.fields?.changed as string[]).length, 50);
+    assert.equal(applied?.fields?.changes, 501);
     config.close();
   });
 
