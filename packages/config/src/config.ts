@@ -97,6 +97,12 @@ export interface Config {
   getList(key: string): readonly string[];
   /** Whether the value is secret (decrypted from ENC(...) or named like one). */
   isSecret(key: string): boolean;
+  /**
+   * Whether the value in force was written as plain text in the KV store (not `ENC(...)`,
+   * not from the environment or the local file): whoever can write the store could have
+   * set it. What must not come from there (a mesh key) asks.
+   */
+  isPlainKvValue(key: string): boolean;
   /** Every property in force. `maskSecrets` for logs and debug endpoints. */
   snapshot(options?: { readonly maskSecrets?: boolean }): Readonly<Record<string, string>>;
   /** Calls `listener` after every change that alters a value in force. */
@@ -125,6 +131,8 @@ const DEFAULT_SECRET_KEYS =
 interface Value {
   readonly value: string;
   readonly secret: boolean;
+  /** Written as plain text in the KV store (not ENC(...)): anyone who can write the store could have set it. */
+  readonly plainInKv?: true;
 }
 type Layer = ReadonlyMap<string, Value>;
 interface DocumentState {
@@ -277,6 +285,10 @@ class LayeredConfig implements Config {
     return (this.#values.get(key) ?? this.#relaxedEnv(key))?.secret ?? this.#secretKeys.test(key);
   }
 
+  isPlainKvValue(key: string): boolean {
+    return (this.#values.get(key) ?? this.#relaxedEnv(key))?.plainInKv === true;
+  }
+
   snapshot(options?: { readonly maskSecrets?: boolean }): Readonly<Record<string, string>> {
     if (!options?.maskSecrets) return this.#snapshot;
     this.#masked ??= Object.freeze(Object.fromEntries([...this.#values].map(([k, v]) => [k, v.secret ? MASK : v.value])));
@@ -321,7 +333,7 @@ class LayeredConfig implements Config {
         },
       );
     }
-    return this.#decode(parseDocument(text, kind, path), path, undefined);
+    return this.#decode(parseDocument(text, kind, path), path, undefined, false);
   }
 
   /** Rebuilds the values in force from the KV entries, reusing every document whose revision did not change. */
@@ -383,17 +395,17 @@ class LayeredConfig implements Config {
       this.#documents.set(entry.key, kept);
       return kept;
     }
-    const state: DocumentState = { revision: entry.revision, values: this.#decode(raw, entry.key, previous?.values) };
+    const state: DocumentState = { revision: entry.revision, values: this.#decode(raw, entry.key, previous?.values, true) };
     this.#documents.set(entry.key, state);
     return state;
   }
 
-  /** Decrypts ENC(...) values; one that fails keeps the previous value of that key, if any. */
-  #decode(raw: ReadonlyMap<string, string>, source: string, previous: Layer | undefined): Layer {
+  /** Decrypts ENC(...) values; one that fails keeps the previous value of that key, if any. `kv`: the document is the KV store's. */
+  #decode(raw: ReadonlyMap<string, string>, source: string, previous: Layer | undefined, kv: boolean): Layer {
     const out = new Map<string, Value>();
     for (const [key, value] of raw) {
       if (!isEncrypted(value)) {
-        out.set(key, { value, secret: this.#secretKeys.test(key) });
+        out.set(key, kv ? { value, secret: this.#secretKeys.test(key), plainInKv: true } : { value, secret: this.#secretKeys.test(key) });
         continue;
       }
       const plain = this.#decrypt(key, value, source);

@@ -7,6 +7,8 @@ import type { Logger } from '@meshlet/core';
  */
 export interface KeyConfig {
   get(key: string): string | undefined;
+  /** Whether the value was written as plain text in the KV store (`Config.isPlainKvValue`); absent: never. */
+  isPlainKvValue?(key: string): boolean;
   onChange(listener: (event: { readonly changes: readonly { readonly key: string }[] }) => void): () => void;
 }
 
@@ -29,9 +31,12 @@ const MAX_KEYS = 8;
  * ```
  *
  * Throws BadMeshKeyError naming the property when a key is missing, not base64 or too
- * short (a value that did not decrypt is missing: @meshlet/config logs why).
+ * short (a value that did not decrypt is missing: @meshlet/config logs why), or written as
+ * plain text in the KV store: a key there must be `ENC(...)`, else whoever can write the
+ * store (and cannot decrypt) could add a key of their own and sign any identity. The
+ * environment and the local file, which only the service's deployer writes, may hold it plain.
  */
-export function meshKeysFromConfig(config: Pick<KeyConfig, 'get'>, prefix = IDENTITY_KEYS_PREFIX): MeshKey[] {
+export function meshKeysFromConfig(config: Pick<KeyConfig, 'get' | 'isPlainKvValue'>, prefix = IDENTITY_KEYS_PREFIX): MeshKey[] {
   const keys: MeshKey[] = [];
   for (let i = 0; i < MAX_KEYS; i++) {
     const id = config.get(`${prefix}[${i}].id`);
@@ -39,6 +44,10 @@ export function meshKeysFromConfig(config: Pick<KeyConfig, 'get'>, prefix = IDEN
     if (id === undefined && key === undefined) break;
     if (!id) throw new BadMeshKeyError(`${prefix}[${i}].id is missing`);
     if (!key) throw new BadMeshKeyError(`${prefix}[${i}].key is missing (or did not decrypt)`);
+    if (config.isPlainKvValue?.(`${prefix}[${i}].key`) === true)
+      throw new BadMeshKeyError(
+        `${prefix}[${i}].key is plain text in the KV store: write it as ENC(...) (meshlet-config encrypt), or whoever can write the store could add a key that signs any identity`,
+      );
     try {
       keys.push(meshKey(id, key));
     } catch (err) {

@@ -160,4 +160,50 @@ describe('identity keys from @meshlet/config, ENC(...) values', () => {
       (err: unknown) => (err as { code?: string }).code === 'MESHLET_BAD_MESH_KEY' && /keys\[0\].*bytes/.test((err as Error).message),
     );
   });
+
+  it('refuses a mesh key written as plain text in the KV store: a writer who cannot decrypt could add one and sign any identity', async () => {
+    const configKey = generateKey();
+    const real = randomBytes(32).toString('base64');
+    const forger = randomBytes(32).toString('base64');
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application/meshlet/auth/keys[0]/id', 'k1');
+    await kv.put('config/application/meshlet/auth/keys[0]/key', encryptValue(real, configKey));
+    const config = await createConfig({ kv, service: 'orders', keys: [configKey], env: {}, logger: new MemoryLogger() });
+    try {
+      assert.deepEqual(
+        meshKeysFromConfig(config).map((k) => k.id),
+        ['k1'],
+      );
+      // Beside the encrypted key, a plain one of the writer's own.
+      await kv.put('config/application/meshlet/auth/keys[1]/id', 'old');
+      await kv.put('config/application/meshlet/auth/keys[1]/key', forger);
+      for (let i = 0; i < 500 && config.get('meshlet.auth.keys[1].id') !== 'old'; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(config.isPlainKvValue('meshlet.auth.keys[1].key'), true);
+      assert.equal(config.isPlainKvValue('meshlet.auth.keys[0].key'), false, 'ENC(...) in the store');
+      assert.throws(
+        () => meshKeysFromConfig(config),
+        (err: unknown) =>
+          (err as { code?: string }).code === 'MESHLET_BAD_MESH_KEY' &&
+          /keys\[1\]\.key is plain text in the KV store/.test((err as Error).message) &&
+          !(err as Error).message.includes(forger),
+      );
+    } finally {
+      config.close();
+    }
+    // The environment (the deployer's) may give a key in plain text.
+    const fromEnv = await createConfig({
+      kv: new InMemoryKvStore(),
+      service: 'orders',
+      env: { MESHLET_AUTH_KEYS_0_ID: 'e1', MESHLET_AUTH_KEYS_0_KEY: real },
+      logger: new MemoryLogger(),
+    });
+    try {
+      assert.deepEqual(
+        meshKeysFromConfig(fromEnv).map((k) => k.id),
+        ['e1'],
+      );
+    } finally {
+      fromEnv.close();
+    }
+  });
 });
