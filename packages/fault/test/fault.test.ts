@@ -68,6 +68,31 @@ describe('fault rules', () => {
     refused({ rules: [rule({}).rules[0], rule({}).rules[0]] }, 'fault.rules[1].name', /duplicate/);
     refused({ ...rule({}), mode: 'dry-run' }, 'fault.mode');
     refused({ ...rule({}), mode: 1 }, 'fault.mode');
+    // The name is the x-meshlet-fault header value of an abort: route's rule-name characters only.
+    for (const name of ['drill €', 'drill 1', 'a\r\nset-cookie: x=1', 'nul\u0000', '-leading', '.hidden', 'é', 'x'.repeat(65)])
+      refused(rule({ name }), 'fault.rules[0].name');
+    refused(rule({ name: 'drill €' }), 'fault.rules[0].name', /letters, digits/);
+  });
+
+  it('every name the parser accepts answers an abort, never throws at call time', async () => {
+    const names = ['r', 'R2', 'chrome-503', 'a.b_c-d', '9', 'x'.repeat(64), 'drill €', 'a b', 'a\r\nb', 'tab\t', 'ü', '', '_x'];
+    let accepted = 0;
+    for (const name of names) {
+      let section: ReturnType<typeof parseFaultSection>;
+      try {
+        section = parseFaultSection({ rules: [{ name, percentage: 100, abort: 503 }] }, 'fault');
+      } catch (err) {
+        assert.ok(err instanceof RuleValidationError && err.path === 'fault.rules[0].name', JSON.stringify(name));
+        continue;
+      }
+      accepted++;
+      const injector = new FaultInjector();
+      injector.setRules('orders', section);
+      const res = await applyFault(injector.decide('orders', tagsOf({})), { clock: new ManualClock() });
+      assert.equal(res?.status, 503, JSON.stringify(name));
+      assert.equal(res?.headers.get(FAULT_HEADER), name);
+    }
+    assert.equal(accepted, 6);
   });
 
   it('the JSON Schema agrees with the parser', () => {
@@ -78,6 +103,8 @@ describe('fault rules', () => {
       rule({ delay: 60_000, abort: 599, percentage: 0 }),
       { ...rule({}), mode: 'shadow' },
       { ...rule({}), mode: 'enforce' },
+      rule({ name: 'A.b_c-9' }),
+      rule({ name: 'x'.repeat(64) }),
       rule({
         when: [
           { tag: 'x', op: 'in', values: ['a'] },
@@ -99,6 +126,10 @@ describe('fault rules', () => {
       rule({ when: [{ tag: 'x', op: 'equals' }] }),
       rule({ when: [{ tag: 'x', op: 'range' }] }),
       rule({ typo: true }),
+      rule({ name: 'drill €' }),
+      rule({ name: 'a b' }),
+      rule({ name: '-a' }),
+      rule({ name: 'x'.repeat(65) }),
       { ...rule({}), mode: 'log' },
       { rules: Array.from({ length: 101 }, (_, i) => ({ name: `r${i}`, percentage: 1, abort: 500 })) },
     ];
