@@ -118,17 +118,34 @@ function parseWindow(raw: unknown, path: string): WindowSpec {
   return { type, ms, buckets };
 }
 
+/** Statuses whose response has no body: `new Response(body, { status })` throws on any body with them. */
+const NULL_BODY_STATUSES: readonly number[] = [204, 205, 304];
+/**
+ * RFC 9110's field-value characters (node:http's check): tab, visible ASCII, space and obs-text.
+ * No CR, LF or NUL, and Latin-1 only: `Headers` throws on anything else.
+ */
+const HEADER_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/;
+
 function parseFallback(raw: unknown, path: string): StaticFallback {
   const f = field.object(raw, path);
   field.onlyKeys(f, path, ['status', 'body', 'headers']);
   const status = field.integer(f.status, `${path}.status`, 200, 599);
+  // Checked here: every fallback the parser accepts must make a Response when the circuit opens.
+  if (f.body !== undefined && NULL_BODY_STATUSES.includes(status))
+    throw new RuleValidationError(`${path}.body`, `a ${status} response has no body; remove "body" or use another status`);
   let headers: Record<string, string> | undefined;
   if (f.headers !== undefined) {
     const h = field.object(f.headers, `${path}.headers`);
     headers = {};
     for (const [k, v] of Object.entries(h)) {
       if (!isHeaderName(k)) throw new RuleValidationError(`${path}.headers.${k}`, 'not a header name');
-      headers[k] = field.string(v, `${path}.headers.${k}`, 4096);
+      const value = field.string(v, `${path}.headers.${k}`, 4096);
+      if (!HEADER_VALUE.test(value))
+        throw new RuleValidationError(
+          `${path}.headers.${k}`,
+          'not a header value: tab, space, visible ASCII and Latin-1 only (no CR, LF, NUL or other control characters)',
+        );
+      headers[k] = value;
     }
   }
   let bodyText: string | null = null;

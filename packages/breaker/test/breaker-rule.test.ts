@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { InMemoryKvStore, MemoryLogger, parseRuleDocument, RULES_PREFIX, RuleValidationError, RuleWatcher } from '@meshlet/core';
+import {
+  InMemoryKvStore,
+  ManualClock,
+  MemoryLogger,
+  parseRuleDocument,
+  RULES_PREFIX,
+  RuleValidationError,
+  RuleWatcher,
+} from '@meshlet/core';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { type BreakerRules, breakerRuleKind, CallExecutor, parseBreakerRules } from '../src/index.js';
 
@@ -216,5 +224,73 @@ describe('breaker rules', () => {
   it('is a RuleKind named breaker', () => {
     const d = parseRuleDocument(JSON.stringify({ service: 'orders', breaker: { timeoutMs: 100 } }), [breakerRuleKind]);
     assert.equal((d.sections.get('breaker') as BreakerRules).timeoutMs, 100);
+  });
+});
+
+describe('breaker fallbacks: nothing the parser accepts throws when the circuit opens', () => {
+  /** A service rule with this fallback, as JSON text: JSON.parse makes "__proto__" an own key, as a stored document does. */
+  const section = (fallbackJson: string): unknown =>
+    JSON.parse(`{"rules":[{"level":"service","consecutiveFailures":1,"sleepWindowMs":60000,"fallback":${fallbackJson}}]}`);
+
+  it('refuses a body with 204, 205 and 304, or a bad header name or value', () => {
+    for (const status of [204, 205, 304]) {
+      for (const body of ['"busy"', '""', 'null', '{"busy":true}'])
+        rejects(section(`{"status":${status},"body":${body}}`), 'breaker.rules[0].fallback.body', /has no body/);
+      assert.doesNotThrow(() => parseBreakerRules(section(`{"status":${status}}`), 'breaker'));
+    }
+    rejects(section('{"status":503,"headers":{"bad header":"x"}}'), 'breaker.rules[0].fallback.headers.bad header', /not a header name/);
+    for (const value of ['1\\r\\nset-cookie: x=1', 'a\\nb', 'a\\u0000b', 'busy \\u20ac', '\\u0100', 'a\\u0001b', 'a\\u007fb'])
+      rejects(section(`{"status":503,"headers":{"x-msg":"${value}"}}`), 'breaker.rules[0].fallback.headers.x-msg', /not a header value/);
+  });
+
+  it('every fallback in the table is refused, or answers an open circuit', async () => {
+    const table = [
+      '{"status":503}',
+      '{"status":200,"body":"ok"}',
+      '{"status":204}',
+      '{"status":205}',
+      '{"status":304,"headers":{"etag":"\\"v1\\""}}',
+      '{"status":204,"body":"busy"}',
+      '{"status":205,"body":{"busy":true}}',
+      '{"status":304,"body":""}',
+      '{"status":503,"body":null}',
+      '{"status":599,"body":{"error":"busy"},"headers":{"retry-after":"1","x-note":"caf\\u00e9\\tok"}}',
+      '{"status":503,"headers":{"retry-after":"1\\r\\nset-cookie: x=1"}}',
+      '{"status":503,"headers":{"x-msg":"busy \\u20ac"}}',
+      '{"status":503,"headers":{"x-nul":"a\\u0000"}}',
+      '{"status":503,"headers":{"bad:name":"x"}}',
+      '{"status":503,"headers":{"constructor":"x"}}',
+    ];
+    let accepted = 0;
+    for (const json of table) {
+      let rules: BreakerRules;
+      try {
+        rules = parseBreakerRules(section(json), 'breaker');
+      } catch (err) {
+        assert.ok(err instanceof RuleValidationError && err.path.startsWith('breaker.rules[0].fallback'), `${json}: ${String(err)}`);
+        continue;
+      }
+      accepted++;
+      const f = rules.service?.fallback;
+      assert.ok(f);
+      assert.doesNotThrow(() => new Response(f.bodyText ?? null, { status: f.status, ...(f.headers ? { headers: f.headers } : {}) }), json);
+      const executor = new CallExecutor({ clock: new ManualClock(), random: () => 0.5 });
+      executor.setRules('orders', rules);
+      executor.setInstances('orders', ['a']);
+      const call = () =>
+        executor.call({
+          service: 'orders',
+          method: 'GET',
+          path: '/x',
+          pick: (tried: ReadonlySet<string>) => (tried.has('a') ? undefined : { id: 'a' }),
+          send: async () => new Response('x', { status: 503 }),
+        });
+      await call(); // trips the breaker
+      const res = await call();
+      assert.equal(res.status, f.status, json);
+      assert.equal(res.headers.get('x-meshlet-fallback'), 'circuit-open', json);
+      for (const [k, v] of Object.entries(f.headers ?? {})) assert.equal(res.headers.get(k), v.trim(), json);
+    }
+    assert.equal(accepted, 8);
   });
 });
