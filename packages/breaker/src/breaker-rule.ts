@@ -139,6 +139,8 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
     headers = {};
     for (const [k, v] of Object.entries(h)) {
       if (!isHeaderName(k)) throw new RuleValidationError(`${path}.headers.${k}`, 'not a header name');
+      // JSON.parse makes "__proto__" an own key; assigned below it would set the prototype, and the header would vanish.
+      if (k === '__proto__') throw new RuleValidationError(`${path}.headers.${k}`, '"__proto__" cannot be a header name here');
       const value = field.string(v, `${path}.headers.${k}`, 4096);
       if (!HEADER_VALUE.test(value))
         throw new RuleValidationError(

@@ -232,13 +232,14 @@ describe('breaker fallbacks: nothing the parser accepts throws when the circuit 
   const section = (fallbackJson: string): unknown =>
     JSON.parse(`{"rules":[{"level":"service","consecutiveFailures":1,"sleepWindowMs":60000,"fallback":${fallbackJson}}]}`);
 
-  it('refuses a body with 204, 205 and 304, or a bad header name or value', () => {
+  it('refuses a body with 204, 205 and 304, a bad header name or value, and a header named __proto__', () => {
     for (const status of [204, 205, 304]) {
       for (const body of ['"busy"', '""', 'null', '{"busy":true}'])
         rejects(section(`{"status":${status},"body":${body}}`), 'breaker.rules[0].fallback.body', /has no body/);
       assert.doesNotThrow(() => parseBreakerRules(section(`{"status":${status}}`), 'breaker'));
     }
     rejects(section('{"status":503,"headers":{"bad header":"x"}}'), 'breaker.rules[0].fallback.headers.bad header', /not a header name/);
+    rejects(section('{"status":503,"headers":{"__proto__":"x"}}'), 'breaker.rules[0].fallback.headers.__proto__', /__proto__/);
     for (const value of ['1\\r\\nset-cookie: x=1', 'a\\nb', 'a\\u0000b', 'busy \\u20ac', '\\u0100', 'a\\u0001b', 'a\\u007fb'])
       rejects(section(`{"status":503,"headers":{"x-msg":"${value}"}}`), 'breaker.rules[0].fallback.headers.x-msg', /not a header value/);
   });
@@ -259,6 +260,7 @@ describe('breaker fallbacks: nothing the parser accepts throws when the circuit 
       '{"status":503,"headers":{"x-msg":"busy \\u20ac"}}',
       '{"status":503,"headers":{"x-nul":"a\\u0000"}}',
       '{"status":503,"headers":{"bad:name":"x"}}',
+      '{"status":503,"headers":{"__proto__":"x","retry-after":"1"}}',
       '{"status":503,"headers":{"constructor":"x"}}',
     ];
     let accepted = 0;
@@ -273,6 +275,9 @@ describe('breaker fallbacks: nothing the parser accepts throws when the circuit 
       accepted++;
       const f = rules.service?.fallback;
       assert.ok(f);
+      // Every header given is kept: none dropped on the way (as "__proto__" was).
+      const given = (JSON.parse(json) as { headers?: Record<string, string> }).headers ?? {};
+      assert.equal(Object.keys(f.headers ?? {}).length, Object.keys(given).length, json);
       assert.doesNotThrow(() => new Response(f.bodyText ?? null, { status: f.status, ...(f.headers ? { headers: f.headers } : {}) }), json);
       const executor = new CallExecutor({ clock: new ManualClock(), random: () => 0.5 });
       executor.setRules('orders', rules);

@@ -159,6 +159,9 @@ function parseDestination(raw: unknown, path: string): Destination {
   const group: Record<string, string> = {};
   for (const k of keys) {
     if (!META_KEY.test(k)) throw new RuleValidationError(`${path}.group.${k}`, 'metadata keys use letters, digits, "_" and "-" only');
+    // JSON.parse makes "__proto__" an own key; assigned below it would set the prototype, and the
+    // selector would silently lose it (`{}`: every instance).
+    if (k === '__proto__') throw new RuleValidationError(`${path}.group.${k}`, '"__proto__" cannot be a metadata key in a selector');
     group[k] = field.string(groupObj[k], `${path}.group.${k}`);
   }
   return { group, weight: field.integer(obj.weight, `${path}.weight`, 0, 100) };

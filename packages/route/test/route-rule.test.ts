@@ -102,6 +102,13 @@ const invalid: [string, unknown, string, boolean][] = [
   ['empty destinations', { default: [] }, 'route.default', true],
   ['non-string group value', { default: [{ group: { version: 1 }, weight: 100 }] }, 'route.default[0].group.version', true],
   ['bad metadata key', { default: [{ group: { 'a b': 'x' }, weight: 100 }] }, 'route.default[0].group.a b', true],
+  // As a stored document is read: JSON.parse makes "__proto__" an own key (an object literal would not).
+  [
+    'a "__proto__" metadata key (it would vanish: every instance)',
+    JSON.parse('{"default":[{"group":{"__proto__":"canary"},"weight":100}]}'),
+    'route.default[0].group.__proto__',
+    false,
+  ],
   (() => {
     const d = clone(gray);
     (d.rules[0] as { when: unknown[] }).when[0] = { tag: 'ua', op: 'regex', pattern: 'a'.repeat(300) };
@@ -157,6 +164,23 @@ describe('route section', () => {
     ]);
     assert.deepEqual(section.loadBalancer, { type: 'consistentHash', hashTag: 'user-id', virtualNodes: 100 });
     assert.deepEqual(section.nearby, { enabled: true, minHealthyPercent: 60 });
+  });
+
+  it('a selector keeps every metadata key it was given, "constructor" and "prototype" too', () => {
+    const text = '{"default":[{"group":{"constructor":"a","prototype":"b","version":"v1"},"weight":100}]}';
+    const group = parseRouteSection(JSON.parse(text)).default?.[0]?.group;
+    assert.deepEqual(Object.entries(group ?? {}), [
+      ['constructor', 'a'],
+      ['prototype', 'b'],
+      ['version', 'v1'],
+    ]);
+    assert.throws(
+      () =>
+        parseRuleDocument(`{"service":"orders","route":{"rules":[],"default":[{"group":{"__proto__":"canary"},"weight":100}]}}`, [
+          routeRuleKind,
+        ]),
+      (err: unknown) => err instanceof RuleValidationError && err.path === 'route.default[0].group.__proto__',
+    );
   });
 
   it('is the `route` kind of core’s rule document', () => {
