@@ -181,6 +181,12 @@ describe('breaker rules', () => {
       { mode: 'enforce' },
       { mode: 'dry-run' },
       { mode: 1 },
+      { rules: [{ level: 'service', fallback: { status: 204, body: '' } }] },
+      { rules: [{ level: 'service', fallback: { status: 204 } }] },
+      { rules: [{ level: 'service', fallback: { status: 503, headers: { 'x-a': 'line\r\nbreak' } } }] },
+      { rules: [{ level: 'service', fallback: { status: 503, headers: { 'x-a': 'café' } } }] },
+      { rules: [{ level: 'service', fallback: { status: 503, headers: { 'x-a': '€' } } }] },
+      JSON.parse('{"rules":[{"level":"service","fallback":{"status":503,"headers":{"__proto__":"x"}}}]}'),
       [],
     ];
     for (const c of cases) {
