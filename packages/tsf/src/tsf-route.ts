@@ -38,6 +38,9 @@ const DEST_IGNORED = ['routeRuleId'];
 const ITEM_KEYS = ['destItemField', 'destItemValue'];
 const ITEM_IGNORED = ['routeDestId', 'routeDestItemId'];
 const META_KEY = /^[A-Za-z0-9_-]{1,128}$/;
+// Metadata keys META_KEY allows that a plain object cannot hold as its own data: `__proto__`
+// would be dropped (a selector on every instance), the others read Object.prototype.
+const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** Weights of one TSF destination list sum to this (TSF console's rule; Meshlet's too). */
 export const TSF_ROUTE_WEIGHT_TOTAL = 100;
@@ -95,8 +98,9 @@ function convertDest(raw: unknown, path: string, notice: NoticeSink): { group: R
     tsfField.reportUnknown(item, p, ITEM_KEYS, ITEM_IGNORED, notice);
     const key = tsfField.text(item.destItemField, `${p}.destItemField`);
     if (!META_KEY.test(key)) throw new TsfFieldError(`${p}.destItemField`, 'instance metadata keys use letters, digits, "_" and "-" only');
+    if (RESERVED_KEYS.has(key)) throw new TsfFieldError(`${p}.destItemField`, `"${key}" cannot be a metadata key of a selector`);
     const value = tsfField.text(item.destItemValue, `${p}.destItemValue`);
-    if (group[key] !== undefined && group[key] !== value) {
+    if (Object.hasOwn(group, key) && group[key] !== value) {
       throw new TsfFieldError(`${p}.destItemField`, `${key} is already "${group[key]}" in this destination: no instance has both`);
     }
     group[key] = value;

@@ -117,6 +117,18 @@ describe('TSF route → Meshlet route section', () => {
     assert.equal(section.rules[0]?.fallback, undefined);
   });
 
+  it('refuses a selector on __proto__, constructor or prototype rather than select every instance', () => {
+    for (const key of ['__proto__', 'constructor', 'prototype']) {
+      const doc = parse(fixture('route.yaml'));
+      at(doc, 0, 'ruleList', 1, 'destList', 0, 'destItemList', 0).destItemField = key;
+      throwsField(
+        () => convertTsfRoute(doc, 'user-service', orders, () => {}),
+        '[0].ruleList[1].destList[0].destItemList[0].destItemField',
+        new RegExp(`"${key}" cannot be a metadata key`),
+      );
+    }
+  });
+
   it('refuses a document for another service', () => {
     throwsField(
       () => convertTsfRoute(parse(fixture('route.yaml')), 'billing', orders, () => {}),
