@@ -10,8 +10,10 @@ export class TsfRuleError extends MeshletError {
   readonly key: string;
   readonly path: string;
   readonly reason: string;
+  /** Which bound refused the key, when one did (RuleValidationError's `limit`, or a TsfLanes bound). */
+  readonly limit: string | undefined;
 
-  constructor(key: string, path: string, reason: string) {
+  constructor(key: string, path: string, reason: string, limit?: string) {
     super(
       TsfRuleError.code,
       `${key} ${path || '(document)'}: ${reason}. The previous rules of this key stay in force; fix the rule in TSF.`,
@@ -19,6 +21,7 @@ export class TsfRuleError extends MeshletError {
     this.key = key;
     this.path = path;
     this.reason = reason;
+    this.limit = limit;
   }
 }
 
@@ -33,9 +36,11 @@ export interface TsfNotice {
 export class TsfFieldError extends Error {
   readonly path: string;
   readonly reason: string;
-  constructor(path: string, reason: string) {
+  readonly limit: string | undefined;
+  constructor(path: string, reason: string, limit?: string) {
     super(`${path}: ${reason}`);
     this.path = path;
     this.reason = reason;
+    this.limit = limit;
   }
 }

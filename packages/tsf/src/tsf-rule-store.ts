@@ -5,6 +5,7 @@ import {
   type Logger,
   MeshletError,
   type PutOptions,
+  parseRuleDocument,
   RULES_PREFIX,
   type RuleKind,
   RuleValidationError,
@@ -37,7 +38,8 @@ export interface TsfRuleStoreOptions {
   /**
    * Meshlet's rule kinds (`ruleKinds` from `meshlet`): each converted section is checked by
    * its own parser, so a section Meshlet would refuse is reported against its TSF key and
-   * the previous one stays. Without them only the whole document is checked, by the mesh.
+   * the previous one stays. Without them each key is still checked against the document
+   * bounds (RULE_DOCUMENT_LIMITS), and its kind's parser runs only in the mesh.
    */
   readonly kinds?: readonly RuleKind<unknown>[];
   readonly logger?: Logger;
@@ -85,9 +87,9 @@ export class TsfReadOnlyError extends MeshletError {
  * RuleWatcher then validates and applies it hot, keeping the last good document.
  *
  * A TSF value that cannot be converted (bad YAML, weights not summing to 100, an unknown
- * operator, a section Meshlet's parser refuses) is logged with its key and field, and
- * that key's previous conversion stays in force; the other keys still apply. Keys
- * outside `meshlet/rules/` pass through to the backing store.
+ * operator, a section over a rule document's bounds or that Meshlet's parser refuses) is
+ * logged with its key and field, and that key's previous conversion stays in force; the
+ * other keys still apply. Keys outside `meshlet/rules/` pass through to the backing store.
  */
 export class TsfRuleStore implements KvStore {
   readonly #kv: KvStore;
@@ -313,15 +315,7 @@ class ServiceView {
         throw new TsfFieldError('', `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
       }
       const section = source.convert(doc, (path, message) => notices.push({ key: source.key, path, message }));
-      const kind = this.#deps.kinds.get(source.name);
-      if (kind) {
-        try {
-          kind.parse(section, source.name);
-        } catch (err) {
-          if (!(err instanceof RuleValidationError)) throw err;
-          throw new TsfFieldError('', `converts to a ${source.name} section Meshlet refuses: ${err.message}`);
-        }
-      }
+      this.#check(source, section);
       st.section = section;
       st.inForce = entry.revision;
       st.error = undefined;
@@ -336,7 +330,7 @@ class ServiceView {
       }
     } catch (err) {
       if (!(err instanceof TsfFieldError)) throw err;
-      const error = new TsfRuleError(source.key, err.path, err.reason);
+      const error = new TsfRuleError(source.key, err.path, err.reason, err.limit);
       st.error = error;
       this.#deps.logger.error('TSF rule refused; the previous rules of this key stay in force', {
         code: error.code,
@@ -344,25 +338,57 @@ class ServiceView {
         key: error.key,
         path: error.path,
         reason: error.reason,
+        ...(error.limit ? { limit: error.limit } : {}),
         revision: entry.revision,
         inForce: st.inForce,
       });
     }
   }
 
-  #emit(): void {
-    if (!this.#ready) return;
+  /**
+   * What the mesh's RuleWatcher runs on the composed document (parseRuleDocument: its
+   * bounds, its regex budget, the kinds' parsers), run here for one key so that a key
+   * over a bound is refused alone and the others still apply: first on the key's section
+   * by itself, then on the document it would compose with the other keys in force (the
+   * bounds are on the whole document). Since every accepted change passes the second
+   * check, and a deleted key only shrinks the document, the document shown always passes.
+   */
+  #check(source: SectionSource, section: Record<string, unknown>): void {
+    const kinds = [...this.#deps.kinds.values()];
+    const parse = (text: string, what: string): void => {
+      try {
+        // `keep`: the kinds given may be a subset; the watcher decides what it refuses by name.
+        parseRuleDocument(text, kinds, this.#service, { unknownSections: 'keep' });
+      } catch (err) {
+        if (!(err instanceof RuleValidationError)) throw err;
+        throw new TsfFieldError('', `${what}: ${err.message}`, err.limit);
+      }
+    };
+    parse(JSON.stringify({ service: this.#service, [source.name]: section }), `converts to a ${source.name} section Meshlet refuses`);
+    parse(
+      this.#compose(source.id, section) as string,
+      'with the other TSF keys of this service in force, converts to a rule document Meshlet refuses',
+    );
+  }
+
+  /** The document's text from the sections in force, with `replace`'s section in place of its own; undefined when empty. */
+  #compose(replace?: SourceId, section?: Record<string, unknown>): string | undefined {
     const doc: Record<string, unknown> = { service: this.#service };
     let any = false;
     for (const s of this.#sources) {
-      const section = this.#states.get(s.id)?.section;
-      if (section === undefined) continue;
+      const own = s.id === replace ? section : this.#states.get(s.id)?.section;
+      if (own === undefined) continue;
       // Sources of one section hold different fields (route rules, route.nearby): merged shallowly.
       const had = doc[s.name] as Record<string, unknown> | undefined;
-      doc[s.name] = had === undefined ? section : { ...had, ...section };
+      doc[s.name] = had === undefined ? own : { ...had, ...own };
       any = true;
     }
-    const text = any ? JSON.stringify(doc) : undefined;
+    return any ? JSON.stringify(doc) : undefined;
+  }
+
+  #emit(): void {
+    if (!this.#ready) return;
+    const text = this.#compose();
     if (text !== this.#text) {
       this.#text = text;
       this.entry = text === undefined ? undefined : { key: this.#key, value: text, revision: this.#deps.nextRevision() };

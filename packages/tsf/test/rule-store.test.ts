@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { InMemoryKvStore, MemoryLogger, RuleWatcher } from '@meshlet/core';
 import { ruleKinds } from 'meshlet';
 import { TsfReadOnlyError, TsfRuleStore, tsfRuleKey } from '../src/index.js';
-import { edited, fixture } from './fixtures.js';
+import { at, edited, fixture } from './fixtures.js';
 
 const NS = 'namespace-n1';
 const identity = { serviceName: 'orders', namespaceId: NS, groupId: 'group-o1' };
@@ -108,6 +108,62 @@ describe('TsfRuleStore', () => {
     );
     assert.deepEqual(weights(), [80, 20]);
     assert.match(store.status.find((s) => s.key === ROUTE)?.error?.reason ?? '', /route\.rules\[0\]\.destinations: at most 16/);
+  });
+
+  it('refuses a key over a document bound alone: its previous conversion stays and the other keys still apply', async () => {
+    const { kv, logger, store, watcher, weights } = setup();
+    await kv.put(ROUTE, fixture('route.yaml'));
+    await kv.put(LIMIT, fixture('ratelimit.yaml'));
+    const good = store.status.find((s) => s.key === ROUTE)?.inForce;
+    // IN over 1001 users: valid TSF, and a converted `values` array over the document's 1000 elements.
+    const users = Array.from({ length: 1001 }, (_, i) => `user${i}`).join(',');
+    await kv.put(
+      ROUTE,
+      edited('route.yaml', (d) => (at(d, 0, 'ruleList', 1, 'tagList', 0).tagValue = users)),
+    );
+    const status = store.status.find((s) => s.key === ROUTE);
+    assert.equal(status?.inForce, good);
+    assert.equal(status?.error?.code, 'MESHLET_BAD_TSF_RULE');
+    assert.equal(status?.error?.limit, 'array');
+    assert.match(status?.error?.reason ?? '', /route\.rules\[1\]\.when\[0\]\.values: array longer than 1000 elements/);
+    assert.ok(logger.entries.some((e) => e.level === 'error' && e.fields?.key === ROUTE && e.fields?.limit === 'array'));
+    assert.deepEqual(weights(), [80, 20]);
+    // The emergency rate-limit change still applies; the watcher never saw a document it refuses.
+    await kv.put(
+      LIMIT,
+      edited('ratelimit.yaml', (d) => (at(d, 'rules', 1).quota = 5)),
+    );
+    assert.equal((watcher.document?.sections.get('ratelimit') as { rules: { rate: number }[] } | undefined)?.rules[1]?.rate, 5);
+    assert.equal(watcher.status.rejected, 0);
+  });
+
+  it('refuses the key that would take the composed document over a bound, keeping the others', async () => {
+    const { kv, store, watcher } = setup();
+    // Each key holds 12 regexes of about 1000 RE2 instructions: each alone under the
+    // document's 20 000, the two together over it.
+    const regexTags = (extra: Record<string, unknown>) =>
+      Array.from({ length: 12 }, (_, i) => ({ tagType: 'U', tagField: `q${i}`, tagOperator: 'REGEX', tagValue: '(?s).{1000}z', ...extra }));
+    await kv.put(
+      ROUTE,
+      edited('route.yaml', (d) => (at(d, 0, 'ruleList', 1).tagList = regexTags({}))),
+    );
+    await kv.put(LIMIT, fixture('ratelimit.yaml'));
+    const limitInForce = store.status.find((s) => s.key === LIMIT)?.inForce;
+    await kv.put(
+      LIMIT,
+      edited('ratelimit.yaml', (d) => {
+        at(d, 'rules', 1).conditions = regexTags({});
+        delete at(d, 'rules', 1).conditionExpression;
+      }),
+    );
+    const status = store.status.find((s) => s.key === LIMIT);
+    assert.equal(status?.inForce, limitInForce);
+    assert.equal(status?.error?.limit, 'regexBudget');
+    assert.match(status?.error?.reason ?? '', /with the other TSF keys of this service in force/);
+    assert.equal(store.status.find((s) => s.key === ROUTE)?.error, undefined);
+    assert.equal((watcher.document?.sections.get('route') as { rules: unknown[] } | undefined)?.rules.length, 2);
+    assert.equal((watcher.document?.sections.get('ratelimit') as { rules: { rate: number }[] } | undefined)?.rules[1]?.rate, 100);
+    assert.equal(watcher.status.rejected, 0);
   });
 
   it('reports unknown TSF fields once per revision, and applies the rest', async () => {
