@@ -17,6 +17,7 @@ export {
   type TsfLane,
   type TsfLaneGroup,
   type TsfLaneKeyStatus,
+  TsfLaneLimits,
   type TsfLaneRule,
   TsfLanes,
   tsfLaneMetadata,

@@ -1,5 +1,6 @@
 import {
   type Condition,
+  checkRegex,
   compileConditions,
   type Instance,
   type KvEntry,
@@ -7,6 +8,9 @@ import {
   type Logger,
   type Matcher,
   MetaKey,
+  parseRuleDocument,
+  RULE_DOCUMENT_LIMITS,
+  RuleValidationError,
   silentLogger,
   type TagLookup,
   type Unsubscribe,
@@ -29,6 +33,24 @@ const RULE_KEYS = ['ruleId', 'ruleName', 'priority', 'ruleTagList', 'ruleTagRela
 const RULE_IGNORED = ['remark', 'createTime', 'updateTime'];
 const TAG_KEYS = ['tagName', 'tagOperator', 'tagValue'];
 const TAG_IGNORED = ['tagId', 'laneRuleId', 'createTime', 'updateTime'];
+
+/**
+ * Bounds on lane rules. `laneFor` runs on every arriving request and tests every enabled
+ * rule of the entrance's lanes (all of them for a request that matches none), so the rules
+ * in force together are held to what one Meshlet rule document may hold; each key is
+ * also checked alone against RULE_DOCUMENT_LIMITS (its strings, its IN lists, its regexes),
+ * as parseRuleDocument checks a document.
+ */
+export const TsfLaneLimits = {
+  /** Tags of one lane rule: as many conditions as a Meshlet route rule takes. */
+  maxTags: 32,
+  /** Lane rule keys in force at once: as many rules as a Meshlet route section takes. */
+  maxRules: 1000,
+  /** Characters of the lane rules in force, as JSON: one rule document's. */
+  maxChars: RULE_DOCUMENT_LIMITS.maxChars,
+  /** RE2 instructions over every regex tag of the lane rules in force: one rule document's budget. */
+  maxRegexProgram: RULE_DOCUMENT_LIMITS.maxRegexProgram,
+} as const;
 
 /** LaneGroup `status` of a deleted group (1 deleted, 2 running, 3 stopped). */
 export const TSF_LANE_GROUP_DELETED = 1;
@@ -91,7 +113,11 @@ export function convertTsfLaneRule(doc: unknown, notice: NoticeSink): TsfLaneRul
   if (relation !== 'RELEATION_AND' && relation !== 'RELEATION_OR') {
     throw new TsfFieldError('ruleTagRelationship', `must be RELEATION_AND or RELEATION_OR (got "${relation}")`);
   }
-  const when = tsfField.optionalList(obj.ruleTagList, 'ruleTagList').map((raw, i) => {
+  const tagList = tsfField.optionalList(obj.ruleTagList, 'ruleTagList');
+  if (tagList.length > TsfLaneLimits.maxTags) {
+    throw new TsfFieldError('ruleTagList', `at most ${TsfLaneLimits.maxTags} tags (got ${tagList.length})`, 'tags');
+  }
+  const when = tagList.map((raw, i) => {
     const p = `ruleTagList[${i}]`;
     const t = tsfField.object(raw, p);
     tsfField.reportUnknown(t, p, TAG_KEYS, TAG_IGNORED, notice);
@@ -103,7 +129,7 @@ export function convertTsfLaneRule(doc: unknown, notice: NoticeSink): TsfLaneRul
     }
     return coreCondition(tag, operator as TsfOperator, tsfField.text(t.tagValue, `${p}.tagValue`), `${p}.tagValue`);
   });
-  return {
+  const rule: TsfLaneRule = {
     id: tsfField.text(obj.ruleId, 'ruleId'),
     laneId: tsfField.text(obj.laneId, 'laneId'),
     priority: tsfField.optionalInteger(obj.priority, 'priority', 0, 0, 1_000_000),
@@ -112,6 +138,36 @@ export function convertTsfLaneRule(doc: unknown, notice: NoticeSink): TsfLaneRul
     match: relation === 'RELEATION_OR' ? 'any' : 'all',
     when,
   };
+  checkLaneRuleBounds(rule);
+  return rule;
+}
+
+/**
+ * Core's document bounds (RULE_DOCUMENT_LIMITS: string and list lengths, the regex budget…),
+ * checked by parseRuleDocument on the rule as a one-section document; the field it names
+ * is given back as the TSF field (`lane.when[2]…` → `ruleTagList[2].tagValue`).
+ */
+function checkLaneRuleBounds(rule: TsfLaneRule): void {
+  try {
+    parseRuleDocument(JSON.stringify({ service: 'tsf-lanes', lane: rule }), [], undefined, { unknownSections: 'keep' });
+  } catch (err) {
+    if (!(err instanceof RuleValidationError)) throw err;
+    const tag = /^lane\.when\[(\d+)\]/.exec(err.path);
+    const path = tag ? `ruleTagList[${tag[1]}].tagValue` : err.path === 'lane.id' ? 'ruleId' : err.path === 'lane.laneId' ? 'laneId' : '';
+    throw new TsfFieldError(path, err.reason, err.limit);
+  }
+}
+
+/** What a lane rule in force takes of TsfLaneLimits' totals. */
+interface LaneRuleCost {
+  readonly chars: number;
+  readonly regexProgram: number;
+}
+
+function laneRuleCost(rule: TsfLaneRule): LaneRuleCost {
+  let regexProgram = 0;
+  for (const c of rule.when) if (c.op === 'regex') regexProgram += checkRegex(c.pattern, 'pattern').programSize;
+  return { chars: JSON.stringify(rule).length, regexProgram };
 }
 
 /** The state of one lane key, as TsfRuleStore's `status`. */
@@ -146,14 +202,17 @@ interface CompiledLaneRule {
  *   Java instances in a TSF lane are lane instances to Meshlet's router too;
  * - `laneFor`: the lane an arriving request enters at this group, to set as its `lane` tag.
  *
- * Each key is converted on its own; a key that cannot be converted keeps its previous
- * conversion (logged with key and field) and the other keys still apply. Everything the
- * lookups need is precomputed when a key changes.
+ * Each key is converted on its own; a key that cannot be converted, or would take the lane
+ * rules in force over TsfLaneLimits, keeps its previous conversion (logged with key and
+ * field) and the other keys still apply. Everything the lookups need is precomputed when a
+ * key changes, and what `laneFor` tests per request is bounded by TsfLaneLimits.
  */
 export class TsfLanes {
   readonly #logger: Logger;
   readonly #infos = new Map<string, KeyState<TsfLane>>();
   readonly #rules = new Map<string, KeyState<TsfLaneRule>>();
+  /** The cost of each lane rule in force, by key. */
+  readonly #ruleCosts = new Map<string, LaneRuleCost>();
   #groupLane = new Map<string, string | null>();
   #entrances = new Map<string, readonly CompiledLaneRule[]>();
   readonly #listeners = new Set<() => void>();
@@ -182,7 +241,8 @@ export class TsfLanes {
   /** Replaces what is known under `prefix` (`lane/info/` or `lane/rule/`) with `entries`. */
   update(prefix: string, entries: readonly KvEntry[]): void {
     if (prefix === tsfRuleKey.laneInfoPrefix) this.#apply(this.#infos, entries, convertTsfLaneInfo);
-    else if (prefix === tsfRuleKey.laneRulePrefix) this.#apply(this.#rules, entries, convertTsfLaneRule);
+    else if (prefix === tsfRuleKey.laneRulePrefix)
+      this.#apply(this.#rules, entries, convertTsfLaneRule, (key, rule) => this.#admit(key, rule));
     else throw new RangeError(`${prefix}: TsfLanes reads ${tsfRuleKey.laneInfoPrefix} and ${tsfRuleKey.laneRulePrefix}`);
     this.#compile();
     for (const l of [...this.#listeners]) l();
@@ -228,11 +288,25 @@ export class TsfLanes {
     });
   }
 
-  #apply<T>(states: Map<string, KeyState<T>>, entries: readonly KvEntry[], convert: (doc: unknown, notice: NoticeSink) => T): void {
-    const present = new Set<string>();
+  /**
+   * `admit` is asked, after a key's value converts, whether it may replace the key's
+   * conversion in force; it throws TsfFieldError to refuse it. Keys no longer present are
+   * dropped first, so what they held is free for the changed ones.
+   */
+  #apply<T>(
+    states: Map<string, KeyState<T>>,
+    entries: readonly KvEntry[],
+    convert: (doc: unknown, notice: NoticeSink) => T,
+    admit: (key: string, value: T) => void = () => {},
+  ): void {
+    const present = new Set(entries.filter((e) => e.value.trim() !== '').map((e) => e.key));
+    for (const key of [...states.keys()]) {
+      if (present.has(key)) continue;
+      states.delete(key);
+      if (states === this.#rules) this.#ruleCosts.delete(key);
+    }
     for (const e of entries) {
-      if (e.value.trim() === '') continue;
-      present.add(e.key);
+      if (!present.has(e.key)) continue;
       const st = states.get(e.key) ?? { revision: -1, inForce: 0, value: undefined, error: undefined, notices: [] };
       states.set(e.key, st);
       if (st.revision === e.revision) continue;
@@ -245,7 +319,9 @@ export class TsfLanes {
         } catch (err) {
           throw new TsfFieldError('', `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
         }
-        st.value = convert(doc, (path, message) => notices.push({ key: e.key, path, message }));
+        const value = convert(doc, (path, message) => notices.push({ key: e.key, path, message }));
+        admit(e.key, value);
+        st.value = value;
         st.inForce = e.revision;
         st.error = undefined;
         st.notices = notices;
@@ -259,18 +335,49 @@ export class TsfLanes {
         }
       } catch (err) {
         if (!(err instanceof TsfFieldError)) throw err;
-        st.error = new TsfRuleError(e.key, err.path, err.reason);
+        st.error = new TsfRuleError(e.key, err.path, err.reason, err.limit);
         this.#logger.error('TSF rule refused; the previous rules of this key stay in force', {
           code: st.error.code,
           key: e.key,
           path: err.path,
           reason: err.reason,
+          ...(err.limit ? { limit: err.limit } : {}),
           revision: e.revision,
           inForce: st.inForce,
         });
       }
     }
-    for (const key of [...states.keys()]) if (!present.has(key)) states.delete(key);
+  }
+
+  /**
+   * Admits a lane rule in place of `key`'s rule in force when the rules in force stay
+   * within TsfLaneLimits; else refuses it (the key keeps its rule in force, if any).
+   * A key refused here is not retried until it changes.
+   */
+  #admit(key: string, rule: TsfLaneRule): void {
+    const L = TsfLaneLimits;
+    const cost = laneRuleCost(rule);
+    let rules = 1;
+    let chars = cost.chars;
+    let regexProgram = cost.regexProgram;
+    for (const [k, c] of this.#ruleCosts) {
+      if (k === key) continue;
+      rules++;
+      chars += c.chars;
+      regexProgram += c.regexProgram;
+    }
+    if (rules > L.maxRules) throw new TsfFieldError('', `more than ${L.maxRules} lane rules would be in force`, 'laneRules');
+    if (chars > L.maxChars) {
+      throw new TsfFieldError('', `the lane rules in force would take ${chars} characters together, more than ${L.maxChars}`, 'laneChars');
+    }
+    if (regexProgram > L.maxRegexProgram) {
+      throw new TsfFieldError(
+        '',
+        `the lane rules in force would compile to ${regexProgram} regex instructions together, more than ${L.maxRegexProgram}; use fewer or simpler patterns (IN for lists)`,
+        'laneRegexBudget',
+      );
+    }
+    this.#ruleCosts.set(key, cost);
   }
 
   #compile(): void {

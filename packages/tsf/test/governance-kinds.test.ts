@@ -11,6 +11,7 @@ import {
   convertTsfWarmup,
   readTsfWarmup,
   TsfFieldError,
+  TsfLaneLimits,
   TsfLanes,
   type TsfLocalIdentity,
   TsfRuleError,
@@ -237,6 +238,94 @@ describe('TSF lanes', () => {
     await kv.delete('lane/info/lane-gray0001');
     assert.equal(lanes.laneOfGroup('group-u-gray'), undefined);
     off();
+  });
+
+  describe('bounds', () => {
+    const INFO = { key: 'lane/info/l1', revision: 1, value: 'laneId: l1\nlaneGroupList:\n- {groupId: gw, entrance: true}\n' };
+    // About 1000 RE2 instructions; 20 of them are over a rule document's 20 000.
+    const BIG = '(?s).{1000}z';
+    const laneRule = (id: string, tags: readonly { op: string; value: string }[]) =>
+      `ruleId: ${id}\nlaneId: l1\nenable: true\nruleTagRelationship: RELEATION_OR\nruleTagList:\n${tags
+        .map((t) => `- {tagName: q, tagOperator: ${t.op}, tagValue: '${t.value}'}\n`)
+        .join('')}`;
+    const regexes = (n: number) => Array.from({ length: n }, () => ({ op: 'REGEX', value: BIG }));
+    const setup = () => {
+      const logger = new MemoryLogger();
+      const lanes = new TsfLanes({ logger });
+      lanes.update(tsfRuleKey.laneInfoPrefix, [INFO]);
+      return { lanes, logger, error: (key: string) => lanes.status.find((s) => s.key === key)?.error };
+    };
+
+    it('refuses a lane rule over a per-key bound, naming key, field and bound; its previous rule stays in force', () => {
+      const { lanes, logger, error } = setup();
+      const key = 'lane/rule/r1';
+      lanes.update(tsfRuleKey.laneRulePrefix, [{ key, revision: 1, value: laneRule('r1', [{ op: 'EQUAL', value: 'gray' }]) }]);
+      assert.equal(
+        lanes.laneFor('gw', (t) => (t === 'q' ? 'gray' : undefined)),
+        'l1',
+      );
+      const users = Array.from({ length: 1001 }, (_, i) => `u${i}`).join(',');
+      for (const [revision, tags, path, limit] of [
+        [2, Array.from({ length: 33 }, () => ({ op: 'EQUAL', value: 'x' })), 'ruleTagList', 'tags'],
+        [3, [{ op: 'IN', value: users }], 'ruleTagList[0].tagValue', 'array'],
+        [4, regexes(20), 'ruleTagList[19].tagValue', 'regexBudget'],
+      ] as const) {
+        lanes.update(tsfRuleKey.laneRulePrefix, [{ key, revision, value: laneRule('r1', tags) }]);
+        const err = error(key);
+        assert.equal(err?.code, 'MESHLET_BAD_TSF_RULE');
+        assert.equal(err?.key, key);
+        assert.equal(err?.path, path);
+        assert.equal(err?.limit, limit);
+        assert.ok(logger.entries.some((e) => e.level === 'error' && e.fields?.key === key && e.fields?.limit === limit));
+        assert.equal(lanes.status.find((s) => s.key === key)?.inForce, 1);
+        assert.equal(
+          lanes.laneFor('gw', (t) => (t === 'q' ? 'gray' : undefined)),
+          'l1',
+        );
+      }
+    });
+
+    it('holds the lane rules in force to one regex budget: the key over it is refused, the others apply', () => {
+      const { lanes, error } = setup();
+      // 20 keys of one ~1000-instruction regex each: the 20th takes the total over 20 000.
+      const entries = Array.from({ length: 20 }, (_, i) => ({
+        key: `lane/rule/r${String(i).padStart(2, '0')}`,
+        revision: 1,
+        value: laneRule(`r${i}`, regexes(1)),
+      }));
+      lanes.update(tsfRuleKey.laneRulePrefix, entries);
+      assert.equal(lanes.rules.length, 19);
+      assert.equal(error('lane/rule/r19')?.limit, 'laneRegexBudget');
+      assert.match(error('lane/rule/r19')?.reason ?? '', /more than 20000/);
+      assert.equal(lanes.status.filter((s) => s.error).length, 1);
+      // Deleting one frees its share: a new value of the refused key is admitted.
+      const rest = entries.slice(1, 19);
+      const r19 = (revision: number, tags: number) => ({ key: 'lane/rule/r19', revision, value: laneRule('r19', regexes(tags)) });
+      lanes.update(tsfRuleKey.laneRulePrefix, [...rest, r19(2, 1)]);
+      assert.equal(lanes.rules.length, 19);
+      assert.equal(error('lane/rule/r19'), undefined);
+      // A key's new value replaces its own share rather than adding to it.
+      lanes.update(tsfRuleKey.laneRulePrefix, [...rest, r19(3, 2)]);
+      assert.equal(error('lane/rule/r19')?.limit, 'laneRegexBudget');
+      assert.equal(lanes.status.find((s) => s.key === 'lane/rule/r19')?.inForce, 2);
+      lanes.update(tsfRuleKey.laneRulePrefix, [...rest.slice(1), r19(4, 2)]);
+      assert.equal(error('lane/rule/r19'), undefined);
+    });
+
+    it('holds the lane rules in force to TsfLaneLimits.maxRules', () => {
+      const { lanes, error } = setup();
+      const n = TsfLaneLimits.maxRules + 1;
+      lanes.update(
+        tsfRuleKey.laneRulePrefix,
+        Array.from({ length: n }, (_, i) => ({
+          key: `lane/rule/r${String(i).padStart(4, '0')}`,
+          revision: 1,
+          value: laneRule(`r${i}`, [{ op: 'EQUAL', value: `v${i}` }]),
+        })),
+      );
+      assert.equal(lanes.rules.length, TsfLaneLimits.maxRules);
+      assert.equal(error(`lane/rule/r${String(n - 1).padStart(4, '0')}`)?.limit, 'laneRules');
+    });
   });
 });
 
