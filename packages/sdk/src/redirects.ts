@@ -79,15 +79,18 @@ const noRedirects = new WeakMap<Dispatcher, Dispatcher>();
  * application's dispatcher composed with undici's redirect interceptor would otherwise send
  * the mesh headers on to wherever an instance points; each request through this one tells
  * the interceptor `maxRedirections: 0` (undici's own per-request override). The redirect
- * comes back as it was, for the front end to follow or return. One per dispatcher, kept.
+ * comes back as it was, for the front end to follow or return. The dispatcher itself with
+ * its `dispatch` wrapped (its `request`, which dispatches through `this`, too), so that
+ * anything with undici's `dispatch` works, not only a Dispatcher of this undici (which
+ * `compose` would need). One per dispatcher, kept.
  */
 export function withoutRedirects(dispatcher: Dispatcher): Dispatcher {
   let wrapped = noRedirects.get(dispatcher);
   if (wrapped === undefined) {
-    wrapped = dispatcher.compose(
-      (dispatch) => (options, handler) => dispatch({ ...options, maxRedirections: 0 } as Dispatcher.DispatchOptions, handler),
-    );
-    noRedirects.set(dispatcher, wrapped);
+    const own: Dispatcher = Object.create(dispatcher);
+    own.dispatch = (options, handler) => dispatcher.dispatch({ ...options, maxRedirections: 0 } as Dispatcher.DispatchOptions, handler);
+    noRedirects.set(dispatcher, own);
+    wrapped = own;
   }
   return wrapped;
 }

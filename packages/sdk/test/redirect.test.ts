@@ -260,6 +260,26 @@ describe('redirects and the mesh headers', () => {
     }
   });
 
+  it("takes any object with undici's dispatch as the application's dispatcher, telling it maxRedirections 0", async () => {
+    const agent = new Agent();
+    const seen: unknown[] = [];
+    // Not a Dispatcher of this undici (no compose): a wrapper of the app's own, as a test stub or another undici's would be.
+    const plain = {
+      dispatch(options: Record<string, unknown>, handler: unknown) {
+        seen.push(options.maxRedirections);
+        return agent.dispatch(options as never, handler as never);
+      },
+    };
+    try {
+      const res = await inRequest(() => gateway.request('http://redirector/out', { dispatcher: plain as never }));
+      assert.equal(res.statusCode, 302);
+      await res.body.dump();
+      assert.deepEqual(seen, [0]);
+    } finally {
+      await agent.close();
+    }
+  });
+
   it('a streamed body is not sent a second time on a 307: refused with a code', async () => {
     const stream = new ReadableStream({
       start(c) {
