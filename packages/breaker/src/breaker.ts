@@ -147,8 +147,12 @@ export class Breaker {
     return true;
   }
 
-  /** Records the outcome of a call made with `permit`; `now`, when the caller has read the clock already. */
-  record(permit: number, failed: boolean, durationMs: number, now?: number): void {
+  /**
+   * Records the outcome of a call made with `permit`; `now`, when the caller has read the
+   * clock already. `bodyFollows`: a success whose body is still to come, and whose end will
+   * be told (`bodyEnded`): it does not yet end a run of consecutive failures.
+   */
+  record(permit: number, failed: boolean, durationMs: number, now?: number, bodyFollows = false): void {
     if (permit !== this.#epoch) return; // started before the last transition: says nothing now
     const p = this.policy;
     const slow = p.slowCallThresholdMs > 0 && durationMs > p.slowCallThresholdMs;
@@ -165,8 +169,35 @@ export class Breaker {
     const at = now ?? this.#clock.now();
     const w = this.#window;
     w.record(at, failed, slow);
-    this.#consecutive = failed ? this.#consecutive + 1 : 0;
-    const reason = this.#tripReason(w);
+    if (failed) this.#consecutive++;
+    else if (!bodyFollows) this.#consecutive = 0;
+    this.#tripIfDue(at);
+  }
+
+  /**
+   * How the body of a success recorded with `bodyFollows` ended: whole (a success, which
+   * ends a run of consecutive failures), or broken (a failure: the window's success is
+   * amended to one; a probe's, the breaker opens again). Nothing after a transition.
+   */
+  bodyEnded(permit: number, failed: boolean, now?: number): void {
+    if (permit !== this.#epoch) return;
+    if (this.#state === 'half-open') {
+      if (failed) this.#open(now ?? this.#clock.now(), 'probe-failed');
+      return;
+    }
+    if (this.#state !== 'closed') return;
+    if (!failed) {
+      this.#consecutive = 0;
+      return;
+    }
+    const at = now ?? this.#clock.now();
+    this.#window.amendFailure(at);
+    this.#consecutive++;
+    this.#tripIfDue(at);
+  }
+
+  #tripIfDue(at: number): void {
+    const reason = this.#tripReason(this.#window);
     if (reason !== undefined) {
       if (this.#group.mayOpen && !this.#group.mayOpen(this)) {
         this.#vetoed++;

@@ -17,6 +17,7 @@ import {
 import { tellSettled } from './attempt-settled.js';
 import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
+import { BodyVerdict } from './body-verdict.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
 import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
 import {
@@ -115,6 +116,14 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * It must not throw: a throw from it is dropped.
    */
   settled?(attempt: AttemptRecord<I>, result: R | undefined, error: unknown): void;
+  /**
+   * Asked for the call's answer when it is a success (not for a hedged call): true when
+   * the front end will tell `verdict` how the answer's body ends (`whole`, `broken`), so
+   * that a body broken after the headers counts against the instance and the call's
+   * breakers as a failed answer would. False (or absent): the answer is settled at its
+   * headers, as before. It must not throw.
+   */
+  watchBody?(result: R, verdict: BodyVerdict): boolean;
   /**
    * Told when the call fails without an answer (a breaker's refusal without a fallback, no
    * instance, the error of its last attempt), just before its promise rejects: a front end
@@ -600,6 +609,8 @@ export class CallExecutor {
     let res: R;
     /** When the last attempt's answer was read, if it was (the call's end, read once). */
     let answeredAt: number | undefined;
+    /** The answer is the call's, and its body's end will be told (BodyVerdict). */
+    let bodyFollows = false;
     try {
       // The state of the service breaker the call passed, for every attempt's record (its span).
       const state = sb === undefined ? undefined : stateName(sb.state);
@@ -710,12 +721,17 @@ export class CallExecutor {
         const failed = classifier.response(out.status);
         const injected = rec.injected === true || call.injected?.(out) === true;
         watch?.(injected ? undefined : sh?.rules.classifier.response(out.status));
+        // A success whose body's end the front end will tell: settled then (BodyVerdict).
+        if (!failed && !injected && hedger === undefined && call.watchBody !== undefined) {
+          const v = new BodyVerdict(instances, id, permit, sb, sPermit, entry?.breaker, aPermit, classifier, clock, call.signal);
+          if (call.watchBody(out, v)) bodyFollows = true;
+        }
         if (instances !== undefined) {
           if (injected) instances.release(id, permit);
           else {
             // Also the call's end when this answer is its result: nothing waits in between.
             answeredAt = clock.now();
-            instances.record(id, permit, failed, answeredAt - t0, answeredAt);
+            instances.record(id, permit, failed, answeredAt - t0, answeredAt, bodyFollows);
           }
         }
         // An injected failure (a fault rule's abort; a hedge marks only good answers) is the
@@ -752,8 +768,8 @@ export class CallExecutor {
     const failed = gov.classifier.response(res.status);
     const end = answeredAt ?? clock.now();
     const ms = end - start;
-    sb?.record(sPermit, failed, ms, end);
-    entry?.breaker.record(aPermit, failed, ms, end);
+    sb?.record(sPermit, failed, ms, end, bodyFollows);
+    entry?.breaker.record(aPermit, failed, ms, end, bodyFollows);
     return res;
   }
 

@@ -1,5 +1,6 @@
 export { type AbortHook, AttemptAbort, type Deadline, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 export { type BackoffOptions, backoffDelay } from './backoff.js';
+export { BodyVerdict } from './body-verdict.js';
 export { Breaker, type BreakerGroupOptions, type BreakerSnapshot, REJECTED } from './breaker.js';
 export {
   BreakerEvents,

@@ -74,8 +74,13 @@ export class ServiceInstanceBreakers {
     return permit;
   }
 
-  record(instanceId: string, permit: number, failed: boolean, durationMs: number, now?: number): void {
-    this.#breakers.get(instanceId)?.record(permit, failed, durationMs, now);
+  record(instanceId: string, permit: number, failed: boolean, durationMs: number, now?: number, bodyFollows = false): void {
+    this.#breakers.get(instanceId)?.record(permit, failed, durationMs, now, bodyFollows);
+  }
+
+  /** How the body of an answer recorded with `bodyFollows` ended (see Breaker.bodyEnded). */
+  bodyEnded(instanceId: string, permit: number, failed: boolean, now?: number): void {
+    this.#breakers.get(instanceId)?.bodyEnded(permit, failed, now);
   }
 
   release(instanceId: string, permit: number): void {

@@ -6,6 +6,11 @@
  */
 export interface SlidingWindow {
   record(now: number, failed: boolean, slow: boolean): void;
+  /**
+   * A call counted as a success turned out to fail (its answer's body broke): one success
+   * still in the window becomes a failure, the calls unchanged. Nothing when none is left.
+   */
+  amendFailure(now: number): void;
   /** Drops what has aged out by `now`; the totals below are then current. */
   advance(now: number): void;
   readonly calls: number;
@@ -52,6 +57,22 @@ export class CountWindow implements SlidingWindow {
     if (failed) this.failures++;
     if (slow) this.slowCalls++;
     this.#next = i + 1 === slots.length ? 0 : i + 1;
+  }
+
+  amendFailure(_now: number): void {
+    // The newest success: most likely the call whose body broke, and the count is what matters.
+    const slots = this.#slots;
+    const n = slots.length;
+    for (let k = 1; k <= n; k++) {
+      const i = (this.#next - k + n) % n;
+      const slot = slots[i] as number;
+      if (!(slot & FILLED)) return;
+      if (!(slot & FAILED)) {
+        slots[i] = slot | FAILED;
+        this.failures++;
+        return;
+      }
+    }
   }
 
   advance(): void {}
@@ -121,6 +142,21 @@ export class TimeWindow implements SlidingWindow {
     if (slow) {
       counts[o + 2] = (counts[o + 2] as number) + 1;
       this.slowCalls++;
+    }
+  }
+
+  amendFailure(now: number): void {
+    this.advance(now);
+    // A success of the newest bucket holding one (the failures never outnumber the calls).
+    const counts = this.#counts;
+    const n = this.#n;
+    for (let b = this.#head; b > this.#head - n && b >= 0; b--) {
+      const o = (b % n) * 3;
+      if ((counts[o] as number) > (counts[o + 1] as number)) {
+        counts[o + 1] = (counts[o + 1] as number) + 1;
+        this.failures++;
+        return;
+      }
     }
   }
 

@@ -195,3 +195,52 @@ describe('Breaker', () => {
     assert.equal(b.state, 'open');
   });
 });
+
+describe('Breaker: a success whose body is told later (bodyFollows, bodyEnded)', () => {
+  /** A success recorded at its headers with its body to come; returns the permit, for bodyEnded. */
+  const answered = (b: Breaker) => {
+    const p = b.tryAcquire();
+    assert.notEqual(p, REJECTED);
+    b.record(p, false, 1, undefined, true);
+    return p;
+  };
+
+  it('a broken body is a failure in the run and in the window; a whole one ends the run', () => {
+    const { b } = make({ consecutiveFailures: 3, failureRateThreshold: 0 });
+    b.bodyEnded(answered(b), true);
+    b.bodyEnded(answered(b), true);
+    assert.equal(b.snapshot().consecutiveFailures, 2);
+    assert.equal(b.snapshot().failures, 2);
+    assert.equal(b.snapshot().calls, 2, 'each call counted once');
+    b.bodyEnded(answered(b), false);
+    assert.equal(b.snapshot().consecutiveFailures, 0);
+    for (let i = 0; i < 3; i++) b.bodyEnded(answered(b), true);
+    assert.equal(b.state, 'open');
+  });
+
+  it('a success with its body to come does not end a run of failures until the body is whole', () => {
+    const { b, call } = make({ consecutiveFailures: 3, failureRateThreshold: 0 });
+    call(true);
+    call(true);
+    const p = answered(b);
+    assert.equal(b.snapshot().consecutiveFailures, 2);
+    b.bodyEnded(p, true);
+    assert.equal(b.state, 'open', 'the third failure in a row');
+  });
+
+  it("a probe's broken body opens the breaker again; a body told after a transition says nothing", () => {
+    const { b, clock } = make({ consecutiveFailures: 1, failureRateThreshold: 0, probes: 2 });
+    const before = answered(b);
+    const q = b.tryAcquire();
+    b.record(q, true, 1);
+    assert.equal(b.state, 'open');
+    b.bodyEnded(before, true);
+    assert.equal(b.snapshot().opened, 1, 'the permit is from before the trip');
+    clock.advance(5_000);
+    const probe = answered(b);
+    assert.equal(b.state, 'half-open');
+    b.bodyEnded(probe, true);
+    assert.equal(b.state, 'open');
+    assert.equal(b.snapshot().opened, 2);
+  });
+});

@@ -49,3 +49,32 @@ describe('TimeWindow', () => {
     assert.deepEqual(totals(w), [2, 1, 0]);
   });
 });
+
+describe('amendFailure: a success that turned out to fail (its body broke)', () => {
+  it('CountWindow: the newest success becomes a failure, the calls unchanged; nothing when none is left', () => {
+    const w = new CountWindow(3);
+    w.amendFailure(0);
+    assert.deepEqual(totals(w), [0, 0, 0], 'an empty window');
+    w.record(0, false, false);
+    w.record(0, true, false);
+    w.amendFailure(0);
+    assert.deepEqual(totals(w), [2, 2, 0]);
+    w.amendFailure(0);
+    assert.deepEqual(totals(w), [2, 2, 0], 'no success left');
+    w.record(0, false, false);
+    w.record(0, false, false); // evicts the first (now failed) call
+    assert.deepEqual(totals(w), [3, 1, 0]);
+  });
+
+  it('TimeWindow: a success of the newest bucket holding one; failures never outnumber calls', () => {
+    const w = new TimeWindow(1_000, 10);
+    w.record(0, false, false); // bucket 0
+    w.record(150, true, false); // bucket 1
+    w.amendFailure(180);
+    assert.deepEqual(totals(w), [2, 2, 0], 'bucket 1 had none: bucket 0 its success');
+    w.amendFailure(190);
+    assert.deepEqual(totals(w), [2, 2, 0]);
+    w.advance(1_000);
+    assert.deepEqual(totals(w), [1, 1, 0], 'the amended call left with its bucket');
+  });
+});

@@ -1,6 +1,6 @@
 import stream, { type Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import type { AttemptAbort } from '@meshlet/breaker';
+import type { AttemptAbort, BodyVerdict } from '@meshlet/breaker';
 import type { Dispatcher } from 'undici';
 
 /**
@@ -88,8 +88,10 @@ class BodySource {
   collector: { resolve: (chunks: Uint8Array[]) => void; reject: (e: unknown) => void } | undefined;
   /** Told once the body ended or failed: lets go of the abort listeners. */
   settle: { unlisten(): void } | undefined;
-  /** Told once the body ended or failed (DispatchedResponse.whenBodyDone). */
+  /** Told once the body ended, failed or was given up (DispatchedResponse.whenBodyDone). */
   onDone: (() => void) | undefined;
+  /** Told whether the body arrived whole or broke (the breakers' verdict on the answer); not when the app gave it up. */
+  verdict: BodyVerdict | undefined;
 
   /** A chunk from the dispatcher; false pauses the socket. */
   push(chunk: Uint8Array): boolean {
@@ -113,6 +115,7 @@ class BodySource {
     if (this.done) return;
     this.done = true;
     this.settle?.unlisten();
+    this.verdict?.whole();
     this.#told();
     const c = this.controller;
     if (c !== undefined) {
@@ -133,6 +136,7 @@ class BodySource {
     this.done = true;
     this.error = error;
     this.settle?.unlisten();
+    this.verdict?.broken(error);
     this.#told();
     this.chunks = [];
     const c = this.controller;
@@ -187,9 +191,11 @@ class BodySource {
         pull: () => this.#wake(),
         cancel: (reason) => {
           if (this.done) return;
+          // Given up by the app: no verdict on the instance; the body's watchers are told it is over.
           this.done = true;
           this.settle?.unlisten();
           this.abort?.(reason ?? new DOMException('The body was cancelled', 'AbortError'));
+          this.#told();
           this.#wake();
         },
       },
@@ -253,7 +259,20 @@ export class DispatchedResponse extends ResponseBase {
     if (source === undefined) this.#stream = null;
   }
 
-  /** Calls `done` once the body ended or failed (at once when there is none, or it is over). */
+  /**
+   * Tells `verdict` whether the body arrives whole or breaks (at once when it is over
+   * already); false when there is no body to watch.
+   */
+  watchBody(verdict: BodyVerdict): boolean {
+    const source = this.#whole;
+    if (source === undefined) return false;
+    if (!source.done) source.verdict = verdict;
+    else if (source.error !== undefined) verdict.broken(source.error);
+    else return false; // over already: whole, or given up (nothing to tell the breakers)
+    return true;
+  }
+
+  /** Calls `done` once the body ended, failed or was given up (at once when there is none, or it is over). */
   whenBodyDone(done: () => void): void {
     const source = this.#whole;
     if (source === undefined || source.done) {

@@ -1,4 +1,4 @@
-import type { AttemptAbort, AttemptRecord, CallExecutor, CallResult, CircuitOpenError, GovernedCall } from '@meshlet/breaker';
+import type { AttemptAbort, AttemptRecord, BodyVerdict, CallExecutor, CallResult, CircuitOpenError, GovernedCall } from '@meshlet/breaker';
 import {
   type Attempt,
   type AttemptChain,
@@ -155,6 +155,12 @@ export interface ServiceCall<R extends CallResult> {
    * armed over the body. Absent: at once.
    */
   whenDone?(result: R, done: () => void): void;
+  /**
+   * Tells `verdict` whether `result`'s body arrives whole or breaks (the mesh's own
+   * transports can tell): true when it will. Absent, or false: the answer is settled at
+   * its headers. See GovernedCall.watchBody.
+   */
+  watchBody?(result: R, verdict: BodyVerdict): boolean;
   /** A Response made by the mesh (an injected fault, a breaker fallback) as the front end's result. */
   fromResponse(response: Response): R;
   /** Frees an attempt's result dropped for a retry. Default: cancels a Response's body. */
@@ -219,6 +225,10 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
     // The first pick throws NoInstanceError with routing's explanation; a retry or hedge
     // takes an instance not yet tried, nearest locality first.
     return tried.size === 0 ? this.#picker.first(this.tags) : this.#picker.next(this.tags, tried);
+  }
+
+  watchBody(result: R, verdict: BodyVerdict): boolean {
+    return this.#call.watchBody?.(result, verdict) === true;
   }
 
   send(_target: RouteDecision, _signal: AbortSignal | undefined, attempt: AttemptRecord<RouteDecision>): Promise<R> {
@@ -542,6 +552,10 @@ class FetchCall implements ServiceCall<Response> {
 
   fromResponse(response: Response): Response {
     return response;
+  }
+
+  watchBody(response: Response, verdict: BodyVerdict): boolean {
+    return response instanceof DispatchedResponse && response.watchBody(verdict);
   }
 
   whenDone(response: Response, done: () => void): void {

@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
+import type { BodyVerdict } from '@meshlet/breaker';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { CallHeaders, GovernedCallPipeline, ServiceCall } from './governed-fetch.js';
 import { withoutRedirects } from './redirects.js';
 import { bodyOfResponse } from './request-body.js';
-import { type AttemptCancel, dispatchRequest, RequestData } from './request-dispatch.js';
+import { type AttemptCancel, dispatchRequest, RequestData, watchRequestBody } from './request-dispatch.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
 
@@ -157,6 +158,10 @@ class RequestCall implements ServiceCall<RequestData> {
 
   fromResponse(res: Response): RequestData {
     return responseData(res);
+  }
+
+  watchBody(data: RequestData, verdict: BodyVerdict): boolean {
+    return watchRequestBody(data.body, verdict);
   }
 
   whenDone(data: RequestData, done: () => void): void {

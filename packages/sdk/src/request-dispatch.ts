@@ -1,4 +1,4 @@
-import type { AttemptAbort } from '@meshlet/breaker';
+import type { AttemptAbort, BodyVerdict } from '@meshlet/breaker';
 import { type Dispatcher, util as undiciUtil } from 'undici';
 import { joined, MixinBody } from './request-body.js';
 
@@ -65,6 +65,14 @@ export class RequestData implements Dispatcher.ResponseData {
   }
 }
 
+/**
+ * Tells `verdict` whether a mesh.request answer's body (the mesh's own dispatch) arrives
+ * whole or breaks; false for another body (undici's own request), or one already over.
+ */
+export function watchRequestBody(body: unknown, verdict: BodyVerdict): boolean {
+  return body instanceof DispatchedBody && body.watch(verdict);
+}
+
 /** What cancels an attempt: the executor's abort, a signal, or nothing. */
 export type AttemptCancel = AttemptAbort | AbortSignal | undefined;
 
@@ -97,6 +105,8 @@ const HOLD_BYTES = 64 * 1024;
  */
 class DispatchedBody extends MixinBody {
   resumeSocket: (() => void) | undefined;
+  /** Told whether the body arrives whole or breaks (the breakers' verdict); not when the app destroys it. */
+  verdict: BodyVerdict | undefined;
   /** undici's abort of the request: a body destroyed before its end gives the request up. */
   abortRequest: ((reason?: Error) => void) | undefined;
   paused = false;
@@ -124,10 +134,24 @@ class DispatchedBody extends MixinBody {
     return true;
   }
 
+  /** Tells `verdict` how the body ends (at once if it broke already); false when it is over (whole, or destroyed by the app). */
+  watch(verdict: BodyVerdict): boolean {
+    if (this.#error !== undefined) {
+      verdict.broken(this.#error);
+      return true;
+    }
+    if (this.#ended || this.destroyed) return false;
+    this.verdict = verdict;
+    return true;
+  }
+
   /** The dispatcher's end of the body. */
   endBody(): void {
     this.abortRequest = undefined;
     this.#ended = true;
+    const verdict = this.verdict;
+    this.verdict = undefined;
+    verdict?.whole();
     const held = this.#held;
     if (held === undefined) {
       this.push(null);
@@ -154,6 +178,9 @@ class DispatchedBody extends MixinBody {
 
   /** The request failed after its headers. */
   failBody(err: Error): void {
+    const verdict = this.verdict;
+    this.verdict = undefined;
+    verdict?.broken(err);
     if (this.#held === undefined) {
       if (!this.destroyed && !this.readableEnded) this.destroy(err);
       return;
@@ -192,6 +219,8 @@ class DispatchedBody extends MixinBody {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Given up by the app before its end: nothing to tell the breakers.
+    this.verdict = undefined;
     if (!this.readableEnded) this.abortRequest?.(err ?? (new DOMException('The body was destroyed', 'AbortError') as unknown as Error));
     cb(err);
   }
