@@ -62,7 +62,7 @@ const isDisturbed = (stream as unknown as { isDisturbed(s: unknown): boolean }).
 const ResponseBase = Response as unknown as new (
   body: null,
   init: ResponseInit,
-) => { readonly status: number; readonly statusText: string };
+) => { get status(): number; readonly statusText: string };
 
 type RequestBody = string | Uint8Array | AsyncIterable<Uint8Array> | null;
 
@@ -249,8 +249,12 @@ export class DispatchedResponse extends ResponseBase {
   #stream: ReadableStream<Uint8Array> | null | undefined;
   #used = false;
 
+  /** A status past 599 (undici reads 100-999, as fetch returns them), which Response's constructor refuses. */
+  readonly #oddStatus: number | undefined;
+
   constructor(status: number, statusText: string, raw: Buffer[] | string[], origin: string, path: string, source: BodySource | undefined) {
-    super(null, { status, statusText });
+    super(null, { status: status > 599 ? 599 : status, statusText });
+    if (status > 599) this.#oddStatus = status;
     this.#raw = raw;
     this.#origin = origin;
     this.#path = path;
@@ -287,6 +291,10 @@ export class DispatchedResponse extends ResponseBase {
             before();
             done();
           };
+  }
+
+  override get status(): number {
+    return this.#oddStatus ?? super.status;
   }
 
   get url(): string {

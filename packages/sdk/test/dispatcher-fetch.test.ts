@@ -275,6 +275,19 @@ describe('dispatcher transport (mesh.fetch over undici)', () => {
     assert.equal(err.message, 'terminated');
   });
 
+  it('returns a status past 599 as fetch does (undici reads up to 999), not a RangeError', async () => {
+    routes.set('/odd', (_req, res) => {
+      res.writeHead(999, { 'x-odd': '1' });
+      res.end('odd');
+    });
+    const res = await go('/odd');
+    assert.equal(res.status, 999);
+    assert.equal(res.ok, false);
+    assert.equal(res.headers.get('x-odd'), '1');
+    assert.equal(await res.text(), 'odd');
+    assert.equal((await go('/odd')).clone().status, 999);
+  });
+
   it('returns redirect statuses unfollowed (manual)', async () => {
     routes.set('/moved', (_req, res) => {
       res.writeHead(302, { location: '/hello' });
