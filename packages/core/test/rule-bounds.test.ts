@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  field,
   InMemoryKvStore,
+  MAX_RULE_REASON_LENGTH,
   MemoryLogger,
   parseRuleDocument,
   RULE_DOCUMENT_LIMITS,
@@ -92,6 +94,46 @@ describe('rule document bounds', () => {
     assert.throws(
       () => parseRuleDocument('{"service":"orders","broken":{}}', [broken]),
       (err: unknown) => err instanceof RuleValidationError && err.path === 'broken' && /a bug/.test(err.reason),
+    );
+  });
+
+  it('a refusal shows a refused value bounded, whatever its size (the watcher logs it, the CLI prints it)', () => {
+    const oneOf: RuleKind<unknown> = {
+      name: 'pick',
+      parse: (raw, path) => field.oneOf(field.object(raw, path).mode, `${path}.mode`, ['enforce', 'shadow']),
+    };
+    const reasonOf = (mode: unknown): string => {
+      try {
+        parseRuleDocument(JSON.stringify({ service: 'orders', pick: { mode } }), [oneOf]);
+      } catch (err) {
+        assert.ok(err instanceof RuleValidationError);
+        assert.equal(err.path, 'pick.mode');
+        return err.reason;
+      }
+      assert.fail('accepted');
+    };
+    // The reviewer's values: a 65,536-character string (65,579 characters of reason) and an
+    // array of 900 strings (227,748).
+    const long = reasonOf('x'.repeat(L.maxStringLength));
+    assert.ok(long.length < 200, `${long.length} characters`);
+    assert.match(long, /\(got "x{80}"\)$/);
+    assert.match(reasonOf(Array.from({ length: 900 }, () => 'x'.repeat(250))), /\(got an array\)$/);
+    assert.match(reasonOf(7), /\(got 7\)$/);
+    // The service name is shown escaped: a control character in it reaches no terminal.
+    assert.throws(
+      () => parseRuleDocument(JSON.stringify({ service: 'a\u001b[2Jb' }), [oneOf]),
+      (err: unknown) => err instanceof RuleValidationError && err.reason.startsWith('"a\\u001b[2Jb" is not'),
+    );
+    // A kind's parser that puts a whole value in its message is cut all the same.
+    const chatty: RuleKind<unknown> = {
+      name: 'chatty',
+      parse: (raw, path) => {
+        throw new RuleValidationError(path, `bad value ${JSON.stringify(raw)}`);
+      },
+    };
+    assert.throws(
+      () => parseRuleDocument(JSON.stringify({ service: 'orders', chatty: 'y'.repeat(60_000) }), [chatty]),
+      (err: unknown) => err instanceof RuleValidationError && err.reason.length === MAX_RULE_REASON_LENGTH && err.message.length < 1_100,
     );
   });
 

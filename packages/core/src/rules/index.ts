@@ -20,6 +20,6 @@ export {
   type RuleKind,
   type RuleKindEntry,
 } from './rule-document.js';
-export { field, RuleValidationError } from './rule-error.js';
+export { field, MAX_RULE_REASON_LENGTH, RuleValidationError } from './rule-error.js';
 export { RULES_HISTORY_PREFIX, RuleConflictError, RuleRepository, type RuleVersion } from './rule-repository.js';
 export { RULES_PREFIX, type RuleFeed, RuleWatcher, type RuleWatcherStatus } from './rule-watcher.js';

@@ -1,4 +1,5 @@
 import { SERVICE_NAME } from '../instance.js';
+import { shownValue } from '../option-checks.js';
 import { checkRegex } from './condition.js';
 import { field, RuleValidationError } from './rule-error.js';
 
@@ -102,7 +103,7 @@ export function parseRuleDocument(
   const obj = field.object(raw, '');
   const service = field.string(obj.service, 'service', 63);
   if (!SERVICE_NAME.test(service))
-    throw new RuleValidationError('service', `"${service}" is not a DNS label (letters, digits and "-", starting with a letter)`);
+    throw new RuleValidationError('service', `${shownValue(service)} is not a DNS label (letters, digits and "-", starting with a letter)`);
   if (expectService !== undefined && service !== expectService) {
     throw new RuleValidationError('service', `document is for "${service}", stored under "${expectService}"`);
   }

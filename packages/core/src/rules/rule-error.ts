@@ -1,4 +1,12 @@
 import { MeshletError } from '../errors.js';
+import { shownValue } from '../option-checks.js';
+
+/**
+ * Characters of a refusal's reason kept: a reason says why in a sentence and shows a refused
+ * value only bounded (`shownValue`); this cuts anything longer (a kind's parser that put a
+ * whole value in its message), as RuleWatcher logs the reason and the CLI prints it.
+ */
+export const MAX_RULE_REASON_LENGTH = 1_000;
 
 /**
  * A rule document that cannot be applied. `path` names the field, as a JSON path from the
@@ -16,9 +24,10 @@ export class RuleValidationError extends MeshletError {
   readonly limit: string | undefined;
 
   constructor(path: string, reason: string, limit?: string) {
-    super(RuleValidationError.code, `${path || '(document)'}: ${reason}`);
+    const bounded = reason.length > MAX_RULE_REASON_LENGTH ? `${reason.slice(0, MAX_RULE_REASON_LENGTH - 1)}…` : reason;
+    super(RuleValidationError.code, `${path || '(document)'}: ${bounded}`);
     this.path = path;
-    this.reason = reason;
+    this.reason = bounded;
     this.limit = limit;
   }
 }
@@ -54,7 +63,7 @@ export const field = {
   },
   oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
     if (typeof value !== 'string' || !allowed.includes(value as T)) {
-      throw new RuleValidationError(path, `must be one of ${allowed.map((a) => `"${a}"`).join(', ')} (got ${JSON.stringify(value)})`);
+      throw new RuleValidationError(path, `must be one of ${allowed.map((a) => `"${a}"`).join(', ')} (got ${shownValue(value)})`);
     }
     return value as T;
   },
