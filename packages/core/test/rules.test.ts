@@ -7,9 +7,11 @@ import {
   FileKvStore,
   field,
   InMemoryKvStore,
+  MAX_AUTHOR_LENGTH,
   ManualClock,
   MemoryLogger,
   parseRuleDocument,
+  RULES_HISTORY_PREFIX,
   RULES_PREFIX,
   RuleConflictError,
   type RuleKind,
@@ -232,6 +234,88 @@ describe('RuleRepository', () => {
     assert.equal((await repo.current('orders')).text, undefined);
     await repo.rollback('orders', { author: 'a' });
     assert.equal((await repo.current('orders')).text, doc(10));
+  });
+});
+
+describe('RuleRepository reading history back', () => {
+  const entry = (fields: Record<string, unknown>) =>
+    JSON.stringify({ version: 3, at: 0, author: 'x', action: 'apply', document: doc(30), ...fields });
+  // The reviewer's entries (a hand edit, a partial restore, another tool), each under a stray
+  // key or under the key of the version an apply would write next.
+  const strays: [label: string, key: string, value: string, reason: RegExp][] = [
+    ['not JSON', 'zzz', 'oops', /key does not name a version/],
+    ['not JSON, under the next version key', '0000000003', 'oops', /^not JSON$/],
+    ['version null', '0000000003', entry({ version: null }), /^version is not a whole number/],
+    ['version "3" (a string)', '0000000003', entry({ version: '3' }), /^version is not a whole number/],
+    ['version 1e21', '0000000003', entry({ version: 1e21 }), /^version is not a whole number/],
+    ['a version its key does not name', '0000000003', entry({ version: 7 }), /^version 7 is not the one its key names/],
+    ['at 1e20 (no Date shows it)', '0000000003', entry({ at: 1e20 }), /^at is not a time/],
+    ['author a number', '0000000003', entry({ author: 5 }), /^author is not text/],
+    ['document an object', '0000000003', entry({ document: {} }), /^document is not text or null/],
+    ['action unknown', '0000000003', entry({ action: 'merge' }), /^action is not one of/],
+  ];
+  for (const [label, key, value, reason] of strays) {
+    it(`skips an entry that is not a version (${label}), reports it, and applies and rolls back as before`, async () => {
+      const kv = new InMemoryKvStore();
+      const logger = new MemoryLogger();
+      const repo = new RuleRepository({ kv, kinds: [limitKind], logger });
+      await repo.apply(doc(10), { author: 'ops' });
+      await repo.apply(doc(20), { author: 'ops' });
+      await kv.put(`${RULES_HISTORY_PREFIX}orders/${key}`, value);
+
+      const read = await repo.readHistory('orders');
+      assert.deepEqual(
+        read.versions.map((v) => v.version),
+        [1, 2],
+      );
+      assert.equal(read.skipped, 1);
+      assert.equal(read.skippedEntries[0]?.key, `${RULES_HISTORY_PREFIX}orders/${key}`);
+      assert.match(read.skippedEntries[0]?.reason ?? '', reason);
+
+      const next = key === 'zzz' ? 3 : 4;
+      const applied = await repo.apply(doc(40), { author: 'ops' });
+      assert.equal(applied.version, next, 'the next version follows the highest valid one, and any key that names one');
+      assert.equal((await repo.apply(doc(50), { author: 'ops' })).version, next + 1);
+      const back = await repo.rollback('orders', { author: 'ops' });
+      assert.deepEqual([back.version, back.restored], [next + 2, next]);
+      assert.equal((await repo.current('orders')).text, doc(40));
+      assert.equal(await repo.versionAt('orders', (await kv.get(`${RULES_HISTORY_PREFIX}orders/${key}`))?.revision ?? 0), undefined);
+
+      // Logged with a code, once while the skipped entries stay the same (five reads above).
+      const logged = logger.entries.filter((e) => e.fields?.code === 'MESHLET_BAD_RULE_HISTORY');
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]?.fields?.skipped, 1);
+    });
+  }
+
+  it('reports at most a few skipped entries by key and counts the rest', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [limitKind] });
+    await repo.apply(doc(10), { author: 'ops' });
+    for (let i = 0; i < 50; i++) await kv.put(`${RULES_HISTORY_PREFIX}orders/x${i}`, 'oops');
+    const read = await repo.readHistory('orders');
+    assert.deepEqual([read.versions.length, read.skipped, read.skippedEntries.length], [1, 50, 5]);
+  });
+
+  it('a version whose key is the last one a key can name refuses the next apply with a code', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [limitKind] });
+    await kv.put(`${RULES_HISTORY_PREFIX}orders/9999999999`, 'oops');
+    await assert.rejects(
+      repo.apply(doc(10), { author: 'ops' }),
+      (err: unknown) => (err as { code?: string }).code === 'MESHLET_RULE_HISTORY_FULL',
+    );
+    assert.equal((await repo.current('orders')).text, undefined);
+  });
+
+  it('keeps an author to MAX_AUTHOR_LENGTH characters, written and read back', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [limitKind] });
+    const written = await repo.apply(doc(10), { author: 'a'.repeat(100_000) });
+    assert.equal(written.author.length, MAX_AUTHOR_LENGTH);
+    assert.equal((await repo.history('orders'))[0]?.author.length, MAX_AUTHOR_LENGTH);
+    await kv.put(`${RULES_HISTORY_PREFIX}orders/0000000002`, entry({ version: 2, author: 'b'.repeat(100_000) }));
+    assert.equal((await repo.history('orders'))[1]?.author, 'b'.repeat(MAX_AUTHOR_LENGTH));
   });
 });
 

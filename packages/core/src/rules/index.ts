@@ -21,5 +21,16 @@ export {
   type RuleKindEntry,
 } from './rule-document.js';
 export { field, MAX_RULE_REASON_LENGTH, RuleValidationError } from './rule-error.js';
-export { RULES_HISTORY_PREFIX, RuleConflictError, RuleRepository, type RuleVersion } from './rule-repository.js';
+export {
+  MAX_AUTHOR_LENGTH,
+  MAX_REASON_LENGTH,
+  MAX_REPORTED_HISTORY_ENTRIES,
+  MAX_RULE_VERSION,
+  RULES_HISTORY_PREFIX,
+  RuleConflictError,
+  type RuleHistory,
+  RuleRepository,
+  type RuleVersion,
+  type SkippedRuleVersion,
+} from './rule-repository.js';
 export { RULES_PREFIX, type RuleFeed, RuleWatcher, type RuleWatcherStatus } from './rule-watcher.js';
