@@ -9,5 +9,5 @@ export { type KvTarget, type KvTargetOptions, kvTarget } from './kv-target.js';
 export { ConsulRegistryView, type RegistryView, SnapshotRegistryView } from './registry-view.js';
 export { type CheckedDocument, type CheckOptions, checkRuleDocument } from './rule-check.js';
 export { type CheckedRuleKind, NO_RULE_KINDS, type RuleKindsSource } from './rule-kinds.js';
-export { renderTable } from './table.js';
+export { printable, renderTable } from './table.js';
 export { canonicalDocument, type DiffLine, diffLines, unifiedDiff } from './text-diff.js';

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { RuleConflictError, RuleRepository, RuleValidationError, type RuleVersion } from '@meshlet/core';
+import { RuleConflictError, type RuleHistory, RuleRepository, RuleValidationError, type RuleVersion } from '@meshlet/core';
 import { CliError, NotFoundError } from './cli-error.js';
 import {
   type Command,
@@ -13,7 +13,7 @@ import {
 } from './command.js';
 import { ExitCode } from './exit-code.js';
 import { checkRuleDocument } from './rule-check.js';
-import { renderTable } from './table.js';
+import { printable, renderTable } from './table.js';
 import { canonicalDocument, unifiedDiff } from './text-diff.js';
 
 const CHECK_USAGE = `  --allow-unknown    store sections no known kind checks (default: refuse them, a typo must not pass)
@@ -75,6 +75,20 @@ const WRITE_USAGE = `  --author <name>    recorded in history (default MESHLET_A
   -y, --yes          do not ask (asked only when standard input is a terminal)
   --confirm          ask even when standard input is not a terminal`;
 
+/** The versions of a service's history; the entries core skipped as not versions are named on stderr, a few by key. */
+async function readHistory(ctx: CommandContext, repo: RuleRepository, service: string): Promise<readonly RuleVersion[]> {
+  const history: RuleHistory = await repo.readHistory(service);
+  if (history.skipped > 0) {
+    const shown = history.skippedEntries.length < history.skipped ? ` (the first ${history.skippedEntries.length})` : '';
+    ctx.io.err(
+      `warning: ${service}: ${history.skipped} history ${history.skipped === 1 ? 'entry is' : 'entries are'} not a version, skipped (MESHLET_BAD_RULE_HISTORY)${shown}:\n${history.skippedEntries
+        .map((e) => `  ${printable(e.key)}: ${e.reason}\n`)
+        .join('')}`,
+    );
+  }
+  return history.versions;
+}
+
 const versionLabel = (v: RuleVersion) =>
   v.action === 'rollback' ? `rollback to v${v.restored}` : v.action === 'delete' ? 'delete' : 'apply';
 
@@ -117,7 +131,7 @@ ${STORE_USAGE}`,
     const { repo, description } = await repository(ctx);
     const wanted = integerOption(ctx.values, 'version');
     if (wanted !== undefined) {
-      const v = (await repo.history(service)).find((h) => h.version === wanted);
+      const v = (await readHistory(ctx, repo, service)).find((h) => h.version === wanted);
       if (!v) throw new NotFoundError(`${service}: no version ${wanted} in the history (see \`meshlet rules history ${service}\`)`);
       if (ctx.values.json) printJson(ctx.io, v);
       else ctx.io.out(v.document === null ? `(version ${wanted} deleted the rules)\n` : canonicalDocument(v.document));
@@ -251,7 +265,7 @@ ${STORE_USAGE}`,
   async run(ctx) {
     const service = ctx.positionals[0] as string;
     const { repo } = await repository(ctx);
-    const [history, current] = await Promise.all([repo.history(service), repo.current(service)]);
+    const [history, current] = await Promise.all([readHistory(ctx, repo, service), repo.current(service)]);
     if (history.length === 0) throw new NotFoundError(`${service}: no rule history`);
     const latest = history.at(-1);
     // Someone wrote the key without the repository (consul kv put, an editor): say so.
@@ -294,7 +308,7 @@ ${STORE_USAGE}`,
     const service = ctx.positionals[0] as string;
     const { repo, description } = await repository(ctx);
     const to = integerOption(ctx.values, 'to');
-    const history = await repo.history(service);
+    const history = await readHistory(ctx, repo, service);
     const target = to === undefined ? history.at(-2) : history.find((v) => v.version === to);
     if (!target) {
       const known = history.map((v) => v.version).join(', ') || 'none';

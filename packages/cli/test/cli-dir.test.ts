@@ -4,7 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FileKvStore, RULES_PREFIX } from '@meshlet/core';
+import { FileKvStore, RULES_HISTORY_PREFIX, RULES_PREFIX, RuleRepository } from '@meshlet/core';
+import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { type CliIo, COMMANDS, runCli } from '../src/index.js';
 import { meshletInProcess as inProcess, meshlet, start } from './run-meshlet.js';
 
@@ -147,6 +148,26 @@ describe('meshlet rules on a --dir store', () => {
     assert.equal(r.code, 4);
     assert.match(r.stderr, /invalid rules: breaker\.rules\[0\]\.probes/);
     assert.deepEqual(await new FileKvStore(fresh).list('meshlet/'), []);
+  });
+
+  it('history: a stored author is printed without its control characters, and entries that are not versions are named', async () => {
+    const kv = new FileKvStore(join(dir, 'hostile-kv'));
+    const repo = new RuleRepository({ kv, kinds: RULE_KINDS.map((k) => k.kind) });
+    await repo.apply(JSON.stringify(v1), { author: 'alice' });
+    // The reviewer's: cursor up one line and erase it, hiding alice's row, then a benign-looking row.
+    await repo.apply(JSON.stringify(v2), { author: 'bob\x1b[1A\x1b[2K\r2  2024-01-01 00:00:00Z  alice  apply' });
+    await kv.put(`${RULES_HISTORY_PREFIX}orders/0000000003`, 'oops');
+    await kv.put(`${RULES_HISTORY_PREFIX}orders/zz\x1b]0;pwned\x07`, '{}');
+    const r = await inProcess(['rules', 'history', 'orders', '--dir', join(dir, 'hostile-kv')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout + r.stderr, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 3);
+    assert.match(lines[1] ?? '', /^1 .* alice +apply/);
+    assert.match(lines[2] ?? '', /^2\* .* bob\\x1b\[1A\\x1b\[2K 2 {2}2024/);
+    assert.match(r.stderr, /orders: 2 history entries are not a version, skipped \(MESHLET_BAD_RULE_HISTORY\)/);
+    assert.match(r.stderr, /rules-history\/orders\/0000000003: not JSON/);
+    assert.match(r.stderr, /rules-history\/orders\/zz\\x1b\]0;pwned\\x07: its key does not name a version/);
   });
 
   it('says what is missing: no rules, no version, bad usage', async () => {

@@ -33,6 +33,23 @@ describe('text output', () => {
     );
   });
 
+  it('prints no control character a cell holds: a stored author cannot rewrite the rows above it', () => {
+    // The reviewer's author: cursor up a line, erase it, then a row that looks like alice's.
+    const author = 'bob\x1b[1A\x1b[2K\r2  2024-01-01 00:00:00Z  alice  apply';
+    const out = renderTable(
+      ['version', 'author'],
+      [
+        ['1', 'alice'],
+        ['2', author],
+        ['3', 'c\x9b2J\x07\x7f\x00'],
+      ],
+    );
+    assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no control character but the line ends');
+    assert.equal(out.split('\n').length, 5, 'one line a row');
+    assert.match(out, /^2 +bob\\x1b\[1A\\x1b\[2K 2 {2}2024/m);
+    assert.match(out, /^3 +c\\x9b2J\\x07\\x7f\\x00$/m);
+  });
+
   it('summarises what a version changed, section by section', () => {
     assert.equal(changeSummary(undefined, '{"service":"a","route":{}}'), 'created: route');
     assert.equal(
