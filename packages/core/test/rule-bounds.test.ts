@@ -36,12 +36,46 @@ function refusedWith(text: string, path: string, limit: string | undefined): voi
   );
 }
 const accepted = (text: string) => assert.doesNotThrow(() => parseRuleDocument(text, [blob]));
+
+/**
+ * A document of exactly `bytes` bytes of UTF-8: strings of `unit` (a piece of JSON string
+ * text), each well within maxStringLength, the last padded with `x`.
+ */
+function documentOfBytes(bytes: number, unit: string): string {
+  const unitBytes = Buffer.byteLength(unit);
+  const perString = Math.floor(L.maxStringLength / 2 / unit.length);
+  const frame = (k: number) => Buffer.byteLength(docWith(`[${new Array(k).fill('""').join(',')}]`));
+  let k = 1;
+  while (frame(k) + k * perString * unitBytes < bytes) k++;
+  const content = bytes - frame(k);
+  const units = Math.floor(content / unitBytes);
+  const strings = Array.from({ length: k }, (_, i) => unit.repeat(Math.max(0, Math.min(perString, units - i * perString))));
+  strings[k - 1] += 'x'.repeat(content - units * unitBytes);
+  return docWith(`[${strings.map((p) => `"${p}"`).join(',')}]`);
+}
 const nested = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
 
 describe('rule document bounds', () => {
   it('size: at most maxChars characters of JSON', () => {
     const big = docWith(JSON.stringify('x'.repeat(L.maxChars)));
     refusedWith(big, '', 'size');
+  });
+
+  it('size: at most maxBytes bytes of UTF-8, whatever the characters, the bound named', () => {
+    for (const unit of ['x', '\\"', '\u7e41', '\u{1f600}']) {
+      const atBound = documentOfBytes(L.maxBytes, unit);
+      assert.equal(Buffer.byteLength(atBound), L.maxBytes);
+      accepted(atBound);
+      const over = documentOfBytes(L.maxBytes + 1, unit);
+      refusedWith(over, '', 'size');
+      assert.throws(
+        () => parseRuleDocument(over, [blob]),
+        (err: unknown) =>
+          err instanceof RuleValidationError && err.reason.includes(`${L.maxBytes + 1} bytes of UTF-8, more than ${L.maxBytes} (maxBytes)`),
+      );
+    }
+    // The reviewer's CJK document: 112,230 characters, 336,690 bytes, accepted before and refused by Consul.
+    refusedWith(docWith(JSON.stringify(['\u7e41'.repeat(56_000), '\u7e41'.repeat(56_000)])), '', 'size');
   });
 
   it('depth: containers nested at most maxDepth levels, the field named', () => {
@@ -113,11 +147,11 @@ describe('rule document bounds', () => {
       assert.fail('accepted');
     };
     // The reviewer's values: a 65,536-character string (65,579 characters of reason) and an
-    // array of 900 strings (227,748).
+    // array of strings (900 of them gave 227,748 characters; 400 fit the document's size now).
     const long = reasonOf('x'.repeat(L.maxStringLength));
     assert.ok(long.length < 200, `${long.length} characters`);
     assert.match(long, /\(got "x{80}"\)$/);
-    assert.match(reasonOf(Array.from({ length: 900 }, () => 'x'.repeat(250))), /\(got an array\)$/);
+    assert.match(reasonOf(Array.from({ length: 400 }, () => 'x'.repeat(250))), /\(got an array\)$/);
     assert.match(reasonOf(7), /\(got 7\)$/);
     // The service name is shown escaped: a control character in it reaches no terminal.
     assert.throws(

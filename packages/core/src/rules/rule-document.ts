@@ -45,8 +45,17 @@ const SECTION_NAME = /^[a-z][a-zA-Z0-9]*$/;
  * table or a fallback's serialisation recurse, allocate or loop without bound.
  */
 export const RULE_DOCUMENT_LIMITS = {
-  /** Characters of JSON text: under Consul's 512 KiB value limit. */
-  maxChars: 256 * 1024,
+  /**
+   * UTF-8 bytes of JSON text (125 KiB). An apply writes the document and its history entry,
+   * which holds the document again as a JSON string (each quote and backslash doubled), both
+   * base64 in one Consul transaction, whose body Consul refuses over 512 KiB (`txn_max_req_len`,
+   * HTTP 413; Consul 1.16.3 took 524,288 bytes and refused 524,291). Worst case, every byte
+   * doubled and the entry's other fields at their bounds: 4/3 × (B + 2B) + about 10.3 KB
+   * (author, reason, numbers, keys, framing) fits while B ≤ 128,442.
+   */
+  maxBytes: 128_000,
+  /** Characters of JSON text: as maxBytes (a character is at least one byte), checked before the bytes are counted. */
+  maxChars: 128_000,
   /** Nesting of objects and arrays below the document root (`{"a":{"b":1}}` is 2). */
   maxDepth: 32,
   /** Values (objects, arrays, strings, numbers, booleans, nulls) in the whole document. */
@@ -66,8 +75,8 @@ export const RULE_DOCUMENT_LIMITS = {
   maxRegexProgram: 20_000,
 } as const;
 
-/** Largest rule document accepted, in characters: under Consul's 512 KiB value limit. */
-export const MAX_RULE_DOCUMENT = RULE_DOCUMENT_LIMITS.maxChars;
+/** Largest rule document accepted, in UTF-8 bytes: it and its history entry fit one Consul transaction. */
+export const MAX_RULE_DOCUMENT = RULE_DOCUMENT_LIMITS.maxBytes;
 
 export interface ParseRuleDocumentOptions {
   /**
@@ -91,8 +100,15 @@ export function parseRuleDocument(
   options: ParseRuleDocumentOptions = {},
 ): RuleDocument {
   if (typeof text !== 'string') throw new RuleValidationError('', 'must be JSON text');
-  if (text.length > RULE_DOCUMENT_LIMITS.maxChars)
-    throw new RuleValidationError('', `document larger than ${RULE_DOCUMENT_LIMITS.maxChars} characters`, 'size');
+  const { maxBytes } = RULE_DOCUMENT_LIMITS;
+  // A UTF-16 unit is at most 3 bytes: a short text needs no count, a long one is refused uncounted.
+  if (text.length > RULE_DOCUMENT_LIMITS.maxChars || (text.length * 3 > maxBytes && Buffer.byteLength(text, 'utf8') > maxBytes)) {
+    throw new RuleValidationError(
+      '',
+      `document is ${Buffer.byteLength(text, 'utf8')} bytes of UTF-8, more than ${maxBytes} (maxBytes): a document and its history entry are written base64 in one Consul transaction of at most 512 KiB`,
+      'size',
+    );
+  }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
