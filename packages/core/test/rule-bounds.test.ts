@@ -110,10 +110,16 @@ describe('rule document bounds', () => {
   });
 
   it('regex conditions: a budget of compiled instructions over the whole document', () => {
-    const big = { tag: 't', op: 'regex', pattern: '^.{990}.{990}x' }; // 1,984 instructions
-    const fits = Math.floor(L.maxRegexProgram / 1984);
+    const big = { tag: 't', op: 'regex', pattern: '^.{495}x' }; // 499 instructions
+    const fits = Math.floor(L.maxRegexProgram / 499);
+    assert.equal(fits, 2);
     accepted(docWith(JSON.stringify(new Array(fits).fill(big))));
     refusedWith(docWith(JSON.stringify(new Array(fits + 1).fill(big))), `blob[${fits}].pattern`, 'regexBudget');
+    // The reviewer's documents, each about 20,000 instructions (a decision on a 512-byte value
+    // cost 50–170 ms on the NFA; re2js's DFA kept 23–287 MB after the first, which took 0.5–1.4 s).
+    const unicode = { tag: 't', op: 'regex', pattern: '(?i)(?:\\pL|\\pN){500}z' }; // 503
+    refusedWith(docWith(JSON.stringify(new Array(39).fill(unicode))), 'blob[1].pattern', 'regexBudget');
+    refusedWith(docWith(JSON.stringify([{ tag: 't', op: 'regex', pattern: '(?s).{1000}z' }])), 'blob[0].pattern', 'regexProgram');
     // Whichever section a condition is in, and refused as its kind would refuse it.
     refusedWith(docWith(JSON.stringify({ when: [{ tag: 't', op: 'regex', pattern: '(?=a)' }] })), 'blob.when[0].pattern', 'regex');
   });

@@ -61,8 +61,12 @@ export function parseCondition(raw: unknown, path: string): Condition {
   }
 }
 
-/** Longest regex program (RE2 instructions) accepted: the work per character of a value is bounded by it. */
-export const REGEX_MAX_PROGRAM = 2000;
+/**
+ * Longest regex program (RE2 instructions) accepted: the work per character of a value is
+ * bounded by it. As the document's budget (RULE_DOCUMENT_LIMITS.maxRegexProgram), which a
+ * single pattern may use whole.
+ */
+export const REGEX_MAX_PROGRAM = 1_000;
 
 /** A compiled rule regex: answers in time linear in the value's length, never backtracks. */
 export interface LinearRegex {
@@ -97,14 +101,22 @@ export function checkRegex(pattern: string, path: string): LinearRegex {
       'regexProgram',
     );
   }
-  // RE2 costs about 0.3–2.5 µs a test where V8's RegExp costs tens of ns on simple
-  // patterns; a tag such as ua.family repeats its few values, so the last answer is kept.
+  // Matched by re2js's NFA (one-pass, bit-state or Pike VM: a Matcher's find), not its lazy
+  // DFA (RE2JS.test): the DFA caches states of up to 8 MB a regex, one transition table a
+  // state as wide as the pattern's character classes, and a document's regexes held 287 MB
+  // after one decision (39 × `(?i)(?:\pL|\pN){500}z`, 512-byte value) and 23 MB (19 ×
+  // `(?s).{1000}z`), its first decision taking 0.5–1.4 s. The NFA keeps one machine as large
+  // as the program (under 0.1 MB for 1,000 instructions) and costs the same on the first
+  // value as on the next: 5–17 ns per instruction and byte of the value. On the ordinary
+  // patterns of `npm run bench -- regex` it costs 0.2–2 µs a test (40 µs for
+  // `[a-z]+(-[0-9])?$` on 512 bytes, 9 µs on the DFA) where V8's RegExp costs tens of ns;
+  // a tag such as ua.family repeats its few values, so the last answer is kept.
   let lastValue: string | undefined;
   let lastResult = false;
   return {
     test(value) {
       if (value !== lastValue) {
-        lastResult = compiled.test(value);
+        lastResult = compiled.matcher(value).find();
         lastValue = value;
       }
       return lastResult;
