@@ -106,9 +106,9 @@ export function checkRegex(pattern: string, path: string): LinearRegex {
   // state as wide as the pattern's character classes, and a document's regexes held 287 MB
   // after one decision (39 × `(?i)(?:\pL|\pN){500}z`, 512-byte value) and 23 MB (19 ×
   // `(?s).{1000}z`), its first decision taking 0.5–1.4 s. The NFA keeps one machine as large
-  // as the program (under 0.1 MB for 1,000 instructions) and costs the same on the first
-  // value as on the next: 5–17 ns per instruction and byte of the value. On the ordinary
-  // patterns of `npm run bench -- regex` it costs 0.2–2 µs a test (40 µs for
+  // as the program (under 0.1 MB for 1,000 instructions) and, once the engine's code is warm,
+  // costs the same on the first value as on the next: 5–17 ns per instruction and byte of the
+  // value. On the ordinary patterns of bench/regex-conditions.ts it costs 0.2–2 µs a test (40 µs for
   // `[a-z]+(-[0-9])?$` on 512 bytes, 9 µs on the DFA) where V8's RegExp costs tens of ns;
   // a tag such as ua.family repeats its few values, so the last answer is kept.
   let lastValue: string | undefined;

@@ -74,7 +74,8 @@ export const RULE_DOCUMENT_LIMITS = {
    * per instruction and byte). Measured for one decision on a 512-byte tag value that
    * changes each time, every regex tested: at most about 4.5 ms (one `(?i)(?:\pL|\pN){500}z`,
    * the costliest class matching; 41 × `a[ab]{20}$`: 0.7 ms; 111 × `^v1\.2[0-9]$`: 0.04 ms),
-   * the first decision as the next, and under 0.1 MB of heap kept. At 20,000 the same
+   * the first decision as the next once the engine has run (a fresh process's very first:
+   * 12–15 ms, the JIT), and under 0.1 MB of heap kept. At 20,000 the same
    * patterns cost 163 ms a decision (and, on re2js's DFA, kept 287 MB after the first).
    */
   maxRegexProgram: 1_000,
@@ -106,7 +107,7 @@ export function parseRuleDocument(
 ): RuleDocument {
   if (typeof text !== 'string') throw new RuleValidationError('', 'must be JSON text');
   const { maxBytes } = RULE_DOCUMENT_LIMITS;
-  // A UTF-16 unit is at most 3 bytes: a short text needs no count, a long one is refused uncounted.
+  // A UTF-16 unit is at most 3 bytes: a short text needs no count, nor one over maxChars.
   if (text.length > RULE_DOCUMENT_LIMITS.maxChars || (text.length * 3 > maxBytes && Buffer.byteLength(text, 'utf8') > maxBytes)) {
     throw new RuleValidationError(
       '',
