@@ -79,7 +79,7 @@ export interface RunningConsole {
   close(): Promise<void>;
 }
 
-/** Request bodies are JSON of at most this many bytes (a rule document is at most 256 KiB). */
+/** Request bodies are JSON of at most this many bytes (a rule document is at most 128,000 bytes). */
 export const MAX_BODY_BYTES = 640 * 1024;
 /** Instances asked for their status per page refresh, at most. */
 export const MAX_INSTANCES_POLLED = 200;

@@ -59,10 +59,7 @@ const isDisturbed = (stream as unknown as { isDisturbed(s: unknown): boolean }).
  * The global Response, typed so that a subclass may replace its getters and methods (the
  * types declare them as properties). At run time it is Response itself.
  */
-const ResponseBase = Response as unknown as new (
-  body: null,
-  init: ResponseInit,
-) => { get status(): number; readonly statusText: string };
+const ResponseBase = Response as unknown as new (body: null, init: ResponseInit) => { get status(): number; readonly statusText: string };
 
 type RequestBody = string | Uint8Array | AsyncIterable<Uint8Array> | null;
 

@@ -242,8 +242,8 @@ describe('TSF lanes', () => {
 
   describe('bounds', () => {
     const INFO = { key: 'lane/info/l1', revision: 1, value: 'laneId: l1\nlaneGroupList:\n- {groupId: gw, entrance: true}\n' };
-    // About 1000 RE2 instructions; 20 of them are over a rule document's 20 000.
-    const BIG = '(?s).{1000}z';
+    // 100 RE2 instructions; 11 of them are over a rule document's 1,000.
+    const BIG = '(?s).{97}z';
     const laneRule = (id: string, tags: readonly { op: string; value: string }[]) =>
       `ruleId: ${id}\nlaneId: l1\nenable: true\nruleTagRelationship: RELEATION_OR\nruleTagList:\n${tags
         .map((t) => `- {tagName: q, tagOperator: ${t.op}, tagValue: '${t.value}'}\n`)
@@ -268,7 +268,7 @@ describe('TSF lanes', () => {
       for (const [revision, tags, path, limit] of [
         [2, Array.from({ length: 33 }, () => ({ op: 'EQUAL', value: 'x' })), 'ruleTagList', 'tags'],
         [3, [{ op: 'IN', value: users }], 'ruleTagList[0].tagValue', 'array'],
-        [4, regexes(20), 'ruleTagList[19].tagValue', 'regexBudget'],
+        [4, regexes(11), 'ruleTagList[10].tagValue', 'regexBudget'],
       ] as const) {
         lanes.update(tsfRuleKey.laneRulePrefix, [{ key, revision, value: laneRule('r1', tags) }]);
         const err = error(key);
@@ -287,29 +287,29 @@ describe('TSF lanes', () => {
 
     it('holds the lane rules in force to one regex budget: the key over it is refused, the others apply', () => {
       const { lanes, error } = setup();
-      // 20 keys of one ~1000-instruction regex each: the 20th takes the total over 20 000.
-      const entries = Array.from({ length: 20 }, (_, i) => ({
+      // 11 keys of one 100-instruction regex each: the 11th takes the total over 1,000.
+      const entries = Array.from({ length: 11 }, (_, i) => ({
         key: `lane/rule/r${String(i).padStart(2, '0')}`,
         revision: 1,
         value: laneRule(`r${i}`, regexes(1)),
       }));
       lanes.update(tsfRuleKey.laneRulePrefix, entries);
-      assert.equal(lanes.rules.length, 19);
-      assert.equal(error('lane/rule/r19')?.limit, 'laneRegexBudget');
-      assert.match(error('lane/rule/r19')?.reason ?? '', /more than 20000/);
+      assert.equal(lanes.rules.length, 10);
+      assert.equal(error('lane/rule/r10')?.limit, 'laneRegexBudget');
+      assert.match(error('lane/rule/r10')?.reason ?? '', /more than 1000/);
       assert.equal(lanes.status.filter((s) => s.error).length, 1);
       // Deleting one frees its share: a new value of the refused key is admitted.
-      const rest = entries.slice(1, 19);
-      const r19 = (revision: number, tags: number) => ({ key: 'lane/rule/r19', revision, value: laneRule('r19', regexes(tags)) });
-      lanes.update(tsfRuleKey.laneRulePrefix, [...rest, r19(2, 1)]);
-      assert.equal(lanes.rules.length, 19);
-      assert.equal(error('lane/rule/r19'), undefined);
+      const rest = entries.slice(1, 10);
+      const r10 = (revision: number, tags: number) => ({ key: 'lane/rule/r10', revision, value: laneRule('r10', regexes(tags)) });
+      lanes.update(tsfRuleKey.laneRulePrefix, [...rest, r10(2, 1)]);
+      assert.equal(lanes.rules.length, 10);
+      assert.equal(error('lane/rule/r10'), undefined);
       // A key's new value replaces its own share rather than adding to it.
-      lanes.update(tsfRuleKey.laneRulePrefix, [...rest, r19(3, 2)]);
-      assert.equal(error('lane/rule/r19')?.limit, 'laneRegexBudget');
-      assert.equal(lanes.status.find((s) => s.key === 'lane/rule/r19')?.inForce, 2);
-      lanes.update(tsfRuleKey.laneRulePrefix, [...rest.slice(1), r19(4, 2)]);
-      assert.equal(error('lane/rule/r19'), undefined);
+      lanes.update(tsfRuleKey.laneRulePrefix, [...rest, r10(3, 2)]);
+      assert.equal(error('lane/rule/r10')?.limit, 'laneRegexBudget');
+      assert.equal(lanes.status.find((s) => s.key === 'lane/rule/r10')?.inForce, 2);
+      lanes.update(tsfRuleKey.laneRulePrefix, [...rest.slice(1), r10(4, 2)]);
+      assert.equal(error('lane/rule/r10'), undefined);
     });
 
     it('holds the lane rules in force to TsfLaneLimits.maxRules', () => {

@@ -139,10 +139,10 @@ describe('TsfRuleStore', () => {
 
   it('refuses the key that would take the composed document over a bound, keeping the others', async () => {
     const { kv, store, watcher } = setup();
-    // Each key holds 12 regexes of about 1000 RE2 instructions: each alone under the
-    // document's 20 000, the two together over it.
+    // Each key holds 6 regexes of 100 RE2 instructions: each alone under the document's
+    // 1,000, the two together over it.
     const regexTags = (extra: Record<string, unknown>) =>
-      Array.from({ length: 12 }, (_, i) => ({ tagType: 'U', tagField: `q${i}`, tagOperator: 'REGEX', tagValue: '(?s).{1000}z', ...extra }));
+      Array.from({ length: 6 }, (_, i) => ({ tagType: 'U', tagField: `q${i}`, tagOperator: 'REGEX', tagValue: '(?s).{97}z', ...extra }));
     await kv.put(
       ROUTE,
       edited('route.yaml', (d) => (at(d, 0, 'ruleList', 1).tagList = regexTags({}))),
