@@ -1,4 +1,4 @@
-import { type Condition, field, parseCondition, RuleValidationError } from '@meshlet/core';
+import { type Condition, field, parseCondition, RuleValidationError, shownValue } from '@meshlet/core';
 import { ADAPTIVE_BOUNDS, ADAPTIVE_DEFAULTS, ADAPTIVE_LIMIT_KEYS, type AdaptiveLimitSettings } from './adaptive-limit.js';
 
 /** Status of a request refused because the service is over its adaptive limit. */
@@ -61,7 +61,7 @@ export function parseAdaptiveSection(raw: unknown, path: string): AdaptiveSectio
   let status: OverloadStatus = d.status;
   if (obj.status !== undefined) {
     if (!OVERLOAD_STATUSES.includes(obj.status as OverloadStatus))
-      throw new RuleValidationError(`${path}.status`, `must be 429 or 503 (got ${JSON.stringify(obj.status)})`);
+      throw new RuleValidationError(`${path}.status`, `must be 429 or 503 (got ${shownValue(obj.status)})`);
     status = obj.status as OverloadStatus;
   }
   const section: AdaptiveSection = {
