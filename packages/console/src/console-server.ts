@@ -129,6 +129,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     kv: options.kv,
     kinds: options.kinds.map((k) => k.kind),
     clock,
+    logger,
     unknownSections: options.allowUnknown ? 'keep' : 'refuse',
   });
   const splits = new TrafficSplits();

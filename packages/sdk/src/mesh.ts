@@ -42,7 +42,7 @@ export function createMesh(options: MeshOptions): Mesh {
   const catalog = ServiceCatalog.of(settings, options);
   const adminPath = options.admin ? (options.admin.path ?? '/_meshlet') : undefined;
   const registration = new Registration(settings, options, { own, catalog, adminPath });
-  const rules = new RuleRepository({ kv, kinds: ruleKinds, clock });
+  const rules = new RuleRepository({ kv, kinds: ruleKinds, clock, logger });
   const propagation = new TagPropagation(options.dialects);
 
   const outbound = new Outbound(settings, options, { destinations, own, registration, tracing, propagation });
