@@ -49,7 +49,6 @@ export interface AuthSection {
 
 export const AUTH_SECTION_MODES = ['enforce', 'shadow'] as const;
 export const MAX_AUTH_RULES = 256;
-const RULE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 const METHODS: readonly string[] = [...HTTP_METHODS, '*'];
 const RULE_KEYS = ['name', 'description', 'action', 'services', 'namespaces', 'identity', 'apis', 'when'];
 
@@ -84,9 +83,7 @@ export function parseAuthSection(raw: unknown, path = 'auth'): AuthSection {
 export function parseAuthRule(raw: unknown, path: string): AuthRule {
   const obj = field.object(raw, path);
   field.onlyKeys(obj, path, RULE_KEYS);
-  const name = field.string(obj.name, `${path}.name`, 63);
-  if (!RULE_NAME.test(name))
-    throw new RuleValidationError(`${path}.name`, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  const name = field.ruleName(obj.name, `${path}.name`, 63);
   if (obj.description !== undefined) field.string(obj.description, `${path}.description`, 1024);
   const action = field.oneOf(obj.action, `${path}.action`, AUTH_ACTIONS);
   const services = stringList(obj.services, `${path}.services`, (s, p) => {

@@ -32,13 +32,6 @@ export const FAULT_LIMITS = {
   maxAbortStatus: 599,
 } as const;
 
-/**
- * A rule name: route's characters (`RULE_NAME` in @meshlet/route, which fault does not import).
- * The name is sent as the `x-meshlet-fault` header value of an abort, so it must be a valid one:
- * a space, a CR/LF or a non-Latin-1 character there makes every aborted call throw instead of answering.
- */
-const FAULT_RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
 /** Parses and validates the `fault` section; throws RuleValidationError naming the field. */
 export function parseFaultSection(raw: unknown, path: string): FaultSection {
   const obj = field.object(raw, path);
@@ -59,10 +52,9 @@ export function parseFaultSection(raw: unknown, path: string): FaultSection {
 function parseFaultRule(raw: unknown, path: string): FaultRule {
   const obj = field.object(raw, path);
   field.onlyKeys(obj, path, ['name', 'when', 'percentage', 'delay', 'abort']);
-  const name = field.string(obj.name, `${path}.name`, FAULT_LIMITS.maxNameLength);
-  if (name.length === 0) throw new RuleValidationError(`${path}.name`, 'must not be empty');
-  if (!FAULT_RULE_NAME.test(name))
-    throw new RuleValidationError(`${path}.name`, 'use letters, digits, ".", "_" and "-", starting with a letter or digit');
+  // The name is the x-meshlet-fault header value of an abort: a space, CR/LF or a
+  // character past Latin-1 there made every aborted call throw instead of answering.
+  const name = field.ruleName(obj.name, `${path}.name`, FAULT_LIMITS.maxNameLength);
   const whenRaw = obj.when === undefined ? [] : field.array(obj.when, `${path}.when`);
   if (whenRaw.length > FAULT_LIMITS.maxConditions) {
     throw new RuleValidationError(`${path}.when`, `at most ${FAULT_LIMITS.maxConditions} conditions`);

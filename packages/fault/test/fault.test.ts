@@ -55,7 +55,7 @@ describe('fault rules', () => {
     refused([], 'fault', /object/);
     refused({ rules: [], extra: 1 }, 'fault.extra', /unknown field/);
     refused({ rules: {} }, 'fault.rules', /array/);
-    refused(rule({ name: '' }), 'fault.rules[0].name', /empty/);
+    refused(rule({ name: '' }), 'fault.rules[0].name', /use 1 to 64 letters/);
     refused(rule({ percentage: 101 }), 'fault.rules[0].percentage');
     refused(rule({ percentage: '10' }), 'fault.rules[0].percentage');
     refused(rule({ delay: -1 }), 'fault.rules[0].delay');

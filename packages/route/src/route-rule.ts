@@ -70,7 +70,6 @@ export const RouteLimits = {
 
 // The same characters core allows in metadata keys, so a selector can name any key.
 const META_KEY = /^[A-Za-z0-9_-]{1,128}$/;
-const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Parses and validates a `route` section; every error names the field. */
 export function parseRouteSection(raw: unknown, path = 'route'): RouteSection {
@@ -113,9 +112,7 @@ export const routeRule: RuleKindEntry<RouteSection> = {
 function parseRule(raw: unknown, path: string): RouteRule {
   const obj = field.object(raw, path);
   field.onlyKeys(obj, path, ['name', 'priority', 'when', 'destinations', 'fallback']);
-  const name = field.string(obj.name, `${path}.name`, 128);
-  if (!RULE_NAME.test(name))
-    throw new RuleValidationError(`${path}.name`, 'use letters, digits, ".", "_" and "-", starting with a letter or digit');
+  const name = field.ruleName(obj.name, `${path}.name`, 128);
   // Optional: a rule without one runs after the rules that name one, in document order.
   const priority = obj.priority === undefined ? DEFAULT_PRIORITY : field.integer(obj.priority, `${path}.priority`, 0, 1_000_000);
   const rawWhen = obj.when === undefined ? [] : field.array(obj.when, `${path}.when`);

@@ -33,6 +33,9 @@ export class RuleValidationError extends MeshletError {
 }
 
 /** Field readers that throw RuleValidationError naming the path; for the rule parsers. */
+/** A rule name's characters (its length is the kind's: field.ruleName). */
+const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
 export const field = {
   object(value: unknown, path: string): Record<string, unknown> {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RuleValidationError(path, 'must be an object');
@@ -46,6 +49,17 @@ export const field = {
     if (typeof value !== 'string') throw new RuleValidationError(path, 'must be a string');
     if (value.length > maxLength) throw new RuleValidationError(path, `must be at most ${maxLength} characters`);
     return value;
+  },
+  /**
+   * A rule's name, at most `maxLength` characters: letters, digits, ".", "_" and "-",
+   * starting with a letter or digit. Every kind's names go where free text cannot (a span
+   * attribute, a metrics label, the `x-meshlet-fault` header value), so one rule for all.
+   */
+  ruleName(value: unknown, path: string, maxLength: number): string {
+    const name = field.string(value, path, maxLength);
+    if (!RULE_NAME.test(name))
+      throw new RuleValidationError(path, `use 1 to ${maxLength} letters, digits, ".", "_" and "-", starting with a letter or digit`);
+    return name;
   },
   number(value: unknown, path: string, min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY): number {
     if (typeof value !== 'number' || !Number.isFinite(value)) throw new RuleValidationError(path, 'must be a number');
