@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { checkTag, type Logger } from '@meshlet/core';
 
 /** One finished call (an attempt on the client side, a request on the server side). */
 export interface CallRecord {
@@ -18,7 +19,37 @@ export interface CallMetricsOptions {
   readonly buckets?: readonly number[];
   /** Distinct APIs kept per service; more are counted under api="_other" so a path with ids cannot blow up the registry. Default 200. */
   readonly maxApisPerService?: number;
+  /**
+   * Distinct services kept; calls of more are counted under service="_other". Server side
+   * the service is the caller, which without auth is whatever the request claims: this
+   * bounds what unauthenticated requests can make the registry hold. Default 256
+   * (CALL_METRICS_DEFAULTS).
+   */
+  readonly maxServices?: number;
+  /**
+   * Series (service and API pairs) kept in all; past it a new pair is counted under its
+   * service's api="_other", or service="_other", api="_other". Default 4096.
+   */
+  readonly maxSeries?: number;
+  /**
+   * Told (code `MESHLET_METRICS_OVERFLOW`) of each call counted under `_other` because
+   * `maxServices` or `maxSeries` was reached, or its service or API is not a label that
+   * core's checkTag allows; give it a throttled logger (createTracing does).
+   */
+  readonly logger?: Logger;
 }
+
+/** The bounds of CallMetrics when its options leave them out. */
+export const CALL_METRICS_DEFAULTS = Object.freeze({ maxApisPerService: 200, maxServices: 256, maxSeries: 4096 });
+
+/** The label value of the calls past a bound. */
+export const OVERFLOW_LABEL = '_other';
+/** Logged (throttled by the logger) when a call is counted under `_other` past a bound. */
+export const METRICS_OVERFLOW_CODE = 'MESHLET_METRICS_OVERFLOW';
+/** Logged when rendering the metrics failed and the scrape was answered 500. */
+export const METRICS_RENDER_FAILED_CODE = 'MESHLET_METRICS_RENDER_FAILED';
+/** The codes to throttle: both can come once per request or scrape. */
+export const METRICS_LOG_CODES: readonly string[] = [METRICS_OVERFLOW_CODE, METRICS_RENDER_FAILED_CODE];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DIGITS = /^\d+$/;
@@ -97,15 +128,29 @@ export class CallMetrics {
   readonly #prefix: string;
   readonly #bounds: readonly number[];
   readonly #maxApis: number;
+  readonly #maxServices: number;
+  readonly #maxSeries: number;
+  readonly #logger: Logger | undefined;
   // By service, then API: two lookups, and no key string built per call. Insertion order
   // of the series is kept in #order for the snapshot.
   readonly #byService = new Map<string, Map<string, Series>>();
   readonly #order: Series[] = [];
+  /** Services in #byService other than `_other`. */
+  #services = 0;
+  #overflowed = 0;
 
   constructor(options: CallMetricsOptions) {
     this.#prefix = options.prefix;
     this.#bounds = [...(options.buckets ?? DEFAULT_BUCKETS)].sort((a, b) => a - b);
-    this.#maxApis = options.maxApisPerService ?? 200;
+    this.#maxApis = options.maxApisPerService ?? CALL_METRICS_DEFAULTS.maxApisPerService;
+    this.#maxServices = options.maxServices ?? CALL_METRICS_DEFAULTS.maxServices;
+    this.#maxSeries = options.maxSeries ?? CALL_METRICS_DEFAULTS.maxSeries;
+    this.#logger = options.logger;
+  }
+
+  /** Calls counted under `_other` because a bound on services or series was reached, or a label was refused. */
+  get overflowed(): number {
+    return this.#overflowed;
   }
 
   record(call: CallRecord): void {
@@ -182,32 +227,125 @@ export class CallMetrics {
       });
       out.push(`${p}_request_duration_seconds_sum{${l}} ${s.sumSeconds}`, `${p}_request_duration_seconds_count{${l}} ${s.requests}`);
     }
+    if (this.#overflowed > 0)
+      out.push(
+        `# HELP ${p}_overflow_total Calls counted under "_other" because the bound on services or series was reached, or a label was refused.`,
+        `# TYPE ${p}_overflow_total counter`,
+        `${p}_overflow_total ${this.#overflowed}`,
+      );
     return `${out.join('\n')}\n`;
   }
 
   #seriesFor(service: string, api: string): Series {
+    // Why this call is counted under `_other` when it is (the API bound per service is not
+    // one: a path with ids is expected there).
+    let folded: 'services' | 'label' | 'series' | undefined;
     let apis = this.#byService.get(service);
+    if (apis === undefined && service !== OVERFLOW_LABEL) {
+      // A new service: within the bounds, and a label core's checkTag allows (at most 512
+      // bytes, no control character), else its calls are counted under service="_other".
+      if (this.#services >= this.#maxServices) folded = 'services';
+      else if (this.#order.length >= this.#maxSeries) folded = 'series';
+      else if (checkTag('service', service) !== undefined) folded = 'label';
+      if (folded !== undefined) {
+        service = OVERFLOW_LABEL;
+        apis = this.#byService.get(OVERFLOW_LABEL);
+      }
+    }
     if (apis === undefined) {
       apis = new Map();
       this.#byService.set(service, apis);
+      if (service !== OVERFLOW_LABEL) this.#services++;
     }
     let s = apis.get(api);
-    if (s) return s;
-    if (apis.size >= this.#maxApis && api !== '_other') return this.#seriesFor(service, '_other');
-    s = { service, api, requests: 0, errors: new Map(), buckets: new Float64Array(this.#bounds.length + 1), sum: 0 };
-    apis.set(api, s);
-    this.#order.push(s);
+    if (s === undefined && api !== OVERFLOW_LABEL) {
+      if (apis.size >= this.#maxApis) api = OVERFLOW_LABEL;
+      else if (checkTag('api', api) !== undefined) {
+        api = OVERFLOW_LABEL;
+        folded ??= 'label';
+      } else if (this.#order.length >= this.#maxSeries) {
+        api = OVERFLOW_LABEL;
+        folded ??= 'series';
+      }
+      s = apis.get(api);
+    }
+    if (s === undefined && this.#order.length >= this.#maxSeries && service !== OVERFLOW_LABEL) {
+      // Past maxSeries only the one series (_other, _other) is still made.
+      folded ??= 'series';
+      service = OVERFLOW_LABEL;
+      api = OVERFLOW_LABEL;
+      apis = this.#byService.get(OVERFLOW_LABEL);
+      if (apis === undefined) {
+        apis = new Map();
+        this.#byService.set(OVERFLOW_LABEL, apis);
+      }
+      s = apis.get(OVERFLOW_LABEL);
+    }
+    if (s === undefined) {
+      s = { service, api, requests: 0, errors: new Map(), buckets: new Float64Array(this.#bounds.length + 1), sum: 0 };
+      apis.set(api, s);
+      this.#order.push(s);
+    }
+    if (folded !== undefined) this.#folded(folded);
     return s;
+  }
+
+  /** Counts and tells (through the logger, which throttles) a call counted under `_other` past a bound. */
+  #folded(bound: 'services' | 'label' | 'series'): void {
+    this.#overflowed++;
+    this.#logger?.warn('call metrics: a call counted under _other', {
+      code: METRICS_OVERFLOW_CODE,
+      metrics: this.#prefix,
+      bound,
+      maxServices: this.#maxServices,
+      maxSeries: this.#maxSeries,
+    });
   }
 }
 
-/** A Prometheus label value, escaped as the text format requires. */
-export const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+// Backslash, double quote and line feed are escaped, as the text format has it; any other
+// control character (a carriage return would end the line for some parsers) is replaced.
+const LABEL_SPECIAL = /[\\"\u0000-\u001f\u007f-\u009f]/;
+const LABEL_SPECIALS = /[\\"\u0000-\u001f\u007f-\u009f]/g;
+const escapeChar = (c: string): string => (c === '\\' ? '\\\\' : c === '"' ? '\\"' : c === '\n' ? '\\n' : '\ufffd');
+
+/** A Prometheus label value, escaped as the text format requires; other control characters become U+FFFD. */
+export const escapeLabel = (v: string): string => (LABEL_SPECIAL.test(v) ? v.replace(LABEL_SPECIALS, escapeChar) : v);
 const labels = (s: { service: string; api: string }) => `service="${escapeLabel(s.service)}",api="${escapeLabel(s.api)}"`;
 
-/** A node:http handler that serves the Prometheus text of `sources` (mount it at `/metrics`). */
+/**
+ * A node:http handler that serves the Prometheus text of `sources` (mount it at `/metrics`).
+ * It never throws: a source that fails to render is a 500 with a short body.
+ */
 export function prometheusHandler(...sources: readonly { render(): string }[]): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => writePrometheus(res, sources.map((s) => s.render()).join(''), req.method === 'HEAD');
+  return servePrometheus(sources);
+}
+
+/** `prometheusHandler`, telling `logger` (code `MESHLET_METRICS_RENDER_FAILED`; give it a throttled one) of a failed scrape. */
+export function servePrometheus(
+  sources: readonly { render(): string }[],
+  logger?: Logger,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    try {
+      writePrometheus(res, sources.map((s) => s.render()).join(''), req.method === 'HEAD');
+    } catch (err) {
+      try {
+        logger?.error('metrics scrape failed', {
+          code: METRICS_RENDER_FAILED_CODE,
+          error: (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, 200),
+        });
+        if (res.headersSent) res.destroy();
+        else {
+          const body = 'metrics unavailable\n';
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+          res.end(body);
+        }
+      } catch {
+        // A response (or logger) that throws as well: nothing more to do, and nothing thrown.
+      }
+    }
+  };
 }
 
 /** Answers 200 with Prometheus text (exposition format 0.0.4). */

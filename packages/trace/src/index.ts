@@ -4,6 +4,7 @@ export { BaggageLimits, baggageWithinLimits } from './baggage-limits.js';
 export { type BatchOptions, BatchQueue, type BatchStats, type LineExporter, type SpanLine } from './batch-queue.js';
 export {
   apiOfPath,
+  CALL_METRICS_DEFAULTS,
   CallMetrics,
   type CallMetricsOptions,
   type CallRecord,

@@ -25,6 +25,10 @@ export const TRACING_BOUNDS = Object.freeze({
   buckets: 64,
   /** Distinct APIs kept per service in the call metrics before `_other`. */
   apisPerService: { min: 1, max: 10_000 },
+  /** Distinct services (server side: callers) kept in the call metrics before `_other`. */
+  services: { min: 1, max: 10_000 },
+  /** Series kept in all in each of the client and server call metrics. */
+  series: { min: 1, max: 1_000_000 },
   /** The OTLP collector's URL, in characters. */
   urlChars: OTLP_URL_CHARS,
   /** Extra headers sent to the collector, and their characters in all. */
@@ -53,7 +57,7 @@ const OWN_KEYS = ['service', 'version', 'namespace', 'instanceId', 'clock', 'log
 const LOG_KEYS = ['path', 'maxBytes', 'maxFiles', 'format'] as const;
 const OTLP_KEYS = ['url', 'headers', 'timeoutMs', 'protocol', 'compression', 'tls'] as const;
 const BATCH_KEYS = ['maxQueueSize', 'maxBatchSize', 'delayMs'] as const;
-const METRICS_KEYS = ['buckets', 'maxApisPerService'] as const;
+const METRICS_KEYS = ['buckets', 'maxApisPerService', 'maxServices', 'maxSeries'] as const;
 const PROPAGATION_KEYS = ['emit', 'baggage'] as const;
 const FORMATS = ['w3c', 'b3', 'b3multi'];
 
@@ -177,6 +181,8 @@ function checkMetrics(value: unknown, path: string): void {
     });
   }
   whole(metrics.maxApisPerService, `${path}.maxApisPerService`, TRACING_BOUNDS.apisPerService, 'APIs');
+  whole(metrics.maxServices, `${path}.maxServices`, TRACING_BOUNDS.services, 'services');
+  whole(metrics.maxSeries, `${path}.maxSeries`, TRACING_BOUNDS.series, 'series');
 }
 
 /** Absent, or a whole number within `range`. */

@@ -14,7 +14,7 @@ import {
 import { activeContext, runInContext } from './active-context.js';
 import { Attr } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats, EXPORT_LOG_CODES } from './batch-queue.js';
-import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, prometheusHandler } from './call-metrics.js';
+import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, METRICS_LOG_CODES, servePrometheus } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
@@ -46,8 +46,8 @@ export interface TracingOptions {
   readonly exporters?: readonly SpanExporter[];
   /** Batch queue settings, for every exporter. */
   readonly batch?: Omit<BatchOptions, 'clock'>;
-  /** Metrics: per destination service and API (client) and per route (server). `false` turns them off. */
-  readonly metrics?: false | Omit<CallMetricsOptions, 'prefix'>;
+  /** Metrics: per destination service and API (client) and per calling service and route (server). `false` turns them off. */
+  readonly metrics?: false | Omit<CallMetricsOptions, 'prefix' | 'logger'>;
   /** Also record `http.client.request.duration` / `http.server.request.duration` to this OpenTelemetry MeterProvider. */
   readonly meterProvider?: MeterProvider;
   readonly clock?: Clock;
@@ -91,7 +91,7 @@ export interface Tracing {
   active(): Context;
   /** Runs `fn` with `ctx` active. */
   run<T>(ctx: Context, fn: () => T): T;
-  /** A node:http handler serving the metrics in Prometheus text format. */
+  /** A node:http handler serving the metrics in Prometheus text format; it never throws (a failed render is a 500, logged once a minute). */
   metricsHandler(): (req: IncomingMessage, res: ServerResponse) => void;
   /** Export counters, summed over the exporters' queues. */
   readonly stats: BatchStats;
@@ -115,7 +115,11 @@ export function createTracing(options: TracingOptions): Tracing {
   const clock = options.clock ?? systemClock;
   const exporters: SpanExporter[] = [...(options.exporters ?? [])];
   // A failing collector fails every batch: told once a minute per code, with the count.
-  const logger = throttledLogger(options.logger ?? consoleLogger('warn', options.service), { clock, codes: EXPORT_LOG_CODES });
+  // The call metrics' overflow and a failed scrape too, which can come once per request.
+  const logger = throttledLogger(options.logger ?? consoleLogger('warn', options.service), {
+    clock,
+    codes: [...EXPORT_LOG_CODES, ...METRICS_LOG_CODES],
+  });
   if (options.log) exporters.push(new TraceLogExporter(options.log));
   if (options.otlp)
     exporters.push(
@@ -141,8 +145,8 @@ export function createTracing(options: TracingOptions): Tracing {
   const tracer = provider.getTracer('@meshlet/trace', '0.1.0');
   const propagation = new TracePropagation(options.propagation);
   const metricsOptions = options.metrics === false ? undefined : (options.metrics ?? {});
-  const clientMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_client' }) : undefined;
-  const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server' }) : undefined;
+  const clientMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_client', logger }) : undefined;
+  const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server', logger }) : undefined;
   const meter = options.meterProvider?.getMeter('@meshlet/trace', '0.1.0');
   const advice = { explicitBucketBoundaries: [...(metricsOptions?.buckets ?? DEFAULT_BUCKETS)] };
   const deps: SpanDeps = withSpanRecording({
@@ -188,7 +192,11 @@ export function createTracing(options: TracingOptions): Tracing {
     inSpan: (name, fn, spanOptions) => inInternalSpan(deps, name, fn, spanOptions?.attributes),
     active: activeContext,
     run: runInContext,
-    metricsHandler: () => prometheusHandler(...[clientMetrics, serverMetrics].filter((m) => m !== undefined)),
+    metricsHandler: () =>
+      servePrometheus(
+        [clientMetrics, serverMetrics].filter((m) => m !== undefined),
+        logger,
+      ),
     get stats() {
       const sum = { exported: 0, dropped: 0, failed: 0, queued: 0 };
       for (const q of queues) {

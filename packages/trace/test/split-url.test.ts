@@ -56,7 +56,9 @@ describe('CallMetrics series', () => {
       ['b', 'GET /1'],
       ['a', 'GET /1'],
       ['a', 'GET /2'],
-      ['a\u0000GET', '/1'],
+      // Would be 'a GET /1' too if the series were keyed by one string. (A control
+      // character, which a NUL separator would need, is not a label: metrics-bounds.test.)
+      ['a GET', '/1'],
     ]) {
       m.record({ service: service as string, api: api as string, durationMs: 1 });
     }
@@ -66,7 +68,7 @@ describe('CallMetrics series', () => {
         ['a', 'GET /1', 2],
         ['b', 'GET /1', 1],
         ['a', '_other', 1],
-        ['a\u0000GET', '/1', 1],
+        ['a GET', '/1', 1],
       ],
     );
   });
