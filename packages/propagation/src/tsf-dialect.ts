@@ -1,4 +1,4 @@
-import { type Caller, TagLimits } from '@meshlet/core';
+import { type Caller, checkTag, TagLimits } from '@meshlet/core';
 import { formEncode } from './form-encoding.js';
 import { encodeJsonEntries, readJsonHeader } from './json-header.js';
 import {
@@ -133,11 +133,17 @@ export function tsfDialect(options: TsfDialectOptions = {}): TagDialect {
             const v = field(name);
             if (v !== undefined) takeTag(out, TSF_METADATA_HEADER, tag, v, true);
           }
+          // The caller's fields pass core's per-tag checks, as the caller header's do
+          // (x-meshlet-caller): one over 512 bytes or with a control character is not taken.
+          const callerField = (key: keyof Caller, name: string) => {
+            const v = field(name);
+            return v !== undefined && checkTag(key, v) === undefined ? v : undefined;
+          };
           caller = {
-            ...optional('service', field('sn')),
-            ...optional('version', field('av')),
-            ...optional('namespace', field('ni')),
-            ...optional('instance', field('ii')),
+            ...optional('service', callerField('service', 'sn')),
+            ...optional('version', callerField('version', 'av')),
+            ...optional('namespace', callerField('namespace', 'ni')),
+            ...optional('instance', callerField('instance', 'ii')),
           };
         }
       }
