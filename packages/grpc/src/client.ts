@@ -486,7 +486,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     const dest = this.#dest;
     const def = this.#options.method_definition;
     const md = dest.outbound(this.#ctx ?? currentContext(), this.#metadata);
-    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
+    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md, dest.dropped);
     const deadline = this.#deadline;
     this.#openedAt = dest.ports.clock.now();
     const stream = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, md, {

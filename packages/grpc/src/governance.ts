@@ -15,6 +15,7 @@ import {
 import { type Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
+import { type DroppedHeader, logDroppedHeader, passedTraceContext, setMetadata } from './outbound-metadata.js';
 import type { GrpcClientPorts, GrpcClientSpan, GrpcPicker, GrpcTracing, RouteChoice } from './ports.js';
 import { grpcPortOf } from './registration.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
@@ -213,6 +214,7 @@ export class Destination {
   #headers: Readonly<Record<string, string>> | undefined;
   #headerMd: Metadata | undefined;
   #headerKeys: readonly string[] = [];
+  #dropped: DroppedHeader | undefined;
 
   constructor(ports: GrpcClientPorts, service: string, pool: ChannelPool) {
     this.ports = ports;
@@ -235,30 +237,45 @@ export class Destination {
 
   /**
    * The outbound metadata of a call: the caller's own, plus the mesh's headers (tags in the
-   * configured dialects, caller, identity), never replacing one the caller set; and the
-   * caller's trace context as it came when no tracing is configured.
+   * configured dialects, pass-through headers, caller, identity), never replacing one the
+   * caller set; and the caller's trace context as it came when no tracing is configured, if
+   * it is valid W3C trace context (`passedTraceContext`). A header gRPC metadata would refuse
+   * (a value outside printable ASCII: an HTTP header may hold a TAB or a Latin-1 byte) is left
+   * out, logged as `MESHLET_HEADER_DROPPED` (throttled, counted): the call goes without it.
    */
   outbound(ctx: MeshContext, own: Metadata): Metadata {
     const headers = this.ports.outboundHeaders(ctx, this.service);
     if (headers !== this.#headers || this.#headerMd === undefined) {
       const md = new Metadata();
-      for (const k in headers) md.set(k, headers[k] as string);
+      const keys: string[] = [];
+      // Checked once per headers object (the SDK hands the same one back while they stay the same).
+      for (const k in headers) if (setMetadata(md, k, headers[k] as string, this.dropped)) keys.push(k);
       this.#headerMd = md;
-      this.#headerKeys = Object.keys(headers);
+      this.#headerKeys = keys;
       this.#headers = headers;
     }
     let md: Metadata;
     if (isEmpty(own)) md = this.#headerMd.clone();
     else {
       md = own.clone();
+      // Only the keys that passed the check above.
       for (const k of this.#headerKeys) if (md.get(k).length === 0) md.set(k, headers[k] as string);
     }
     if (!this.ports.tracing && ctx.trace && md.get('traceparent').length === 0) {
-      // No tracing configured: pass the caller's trace context on as it came.
-      md.set('traceparent', ctx.trace.traceparent);
-      if (ctx.trace.tracestate) md.set('tracestate', ctx.trace.tracestate);
+      // No tracing configured: pass the caller's trace context on as it came, when it is valid.
+      const passed = passedTraceContext(ctx.trace, this.dropped);
+      if (passed !== undefined) {
+        md.set('traceparent', passed.traceparent);
+        if (passed.tracestate) md.set('tracestate', passed.tracestate);
+      }
     }
     return md;
+  }
+
+  /** Told of a header left out of a call's metadata: logged as `MESHLET_HEADER_DROPPED`, throttled by the mesh's logger. */
+  get dropped(): DroppedHeader {
+    this.#dropped ??= logDroppedHeader(this.ports.logger, this.service);
+    return this.#dropped;
   }
 }
 
@@ -289,8 +306,11 @@ export interface RpcClientSpan {
    * call goes on), not the transport's.
    */
   capture(): void;
-  /** Writes the trace context `capture` took into `md`; nothing when it took none. */
-  writeCaptured(md: Metadata): void;
+  /**
+   * Writes the trace context `capture` took into `md`; nothing when it took none. An entry
+   * gRPC metadata would refuse is left out and told to `dropped`.
+   */
+  writeCaptured(md: Metadata, dropped?: DroppedHeader): void;
   setAttribute(key: string, value: string | number): void;
   /**
    * Ends the span with the status; with the executor's record of the attempt, what the
@@ -300,6 +320,8 @@ export interface RpcClientSpan {
    */
   end(code: number, details: string, attempt?: AttemptMarks): void;
 }
+
+const ignoreDropped: DroppedHeader = () => {};
 
 /** What the executor's record of an attempt adds to its span (see RpcClientSpan.end). */
 // The record's own settle hook (a shadow deadline's note) ran before: the attempt chain's
@@ -372,8 +394,8 @@ export function rpcSpan(
       span.inject(carrier);
       captured = carrier;
     },
-    writeCaptured(md) {
-      if (captured !== undefined) for (const k in captured) md.set(k, captured[k] as string);
+    writeCaptured(md, dropped = ignoreDropped) {
+      if (captured !== undefined) for (const k in captured) setMetadata(md, k, captured[k] as string, dropped);
     },
     setAttribute(key, value) {
       span.setAttribute(key, value);

@@ -303,7 +303,7 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
     if (this.#ended !== undefined) return Promise.reject(this.#ended);
     const base = this.#metadata as Metadata;
     const md = attempt.number === 0 ? base : base.clone();
-    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md);
+    (attempt.span as RpcClientSpan | undefined)?.writeCaptured(md, this.#dest.dropped);
     const a = new Attempt(this, this.#def);
     if (this.#inflight === undefined) this.#inflight = a;
     else {
