@@ -34,6 +34,7 @@ import {
   type RpcClientSpan,
   refusalSpan,
   routingTags,
+  StreamOpenError,
   statusOfError,
   targetOf,
 } from './governance.js';
@@ -47,6 +48,7 @@ export {
   type GrpcAttemptResult,
   NotSentError,
   retryable,
+  StreamOpenError,
   statusOfError,
 } from './governance.js';
 
@@ -411,7 +413,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
   #record(permit: GrpcStreamAttempt, result: GrpcAttemptResult | undefined, error: unknown, t0: number): void {
     const opened = this.#openedAt;
     const durationMs = opened === undefined ? undefined : opened - t0;
-    if (this.#ended !== undefined || error instanceof CallEnded) permit.released();
+    // The caller's end, or the mesh's own failure to open the stream: nothing about the instance.
+    if (this.#ended !== undefined || error instanceof CallEnded || error instanceof StreamOpenError) permit.released();
     else if (result === undefined) permit.failed(error, false, durationMs);
     else if (result.injected === true) permit.released();
     // The call's own deadline, reported by grpc-js ahead of the mesh's timer: the caller's, as a cancel.
@@ -470,7 +473,21 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       const open = () => {
         // Ended while the connection was being made: #end rejected the attempt already.
         if (this.#ended !== undefined) return;
-        this.#open(attempt, pooled.client, resolve);
+        // Run from grpc-js's connectivity callback when the channel was not READY yet, where
+        // a throw is uncaught and ends the process: it fails this attempt instead.
+        try {
+          this.#open(attempt, pooled.client, resolve);
+        } catch (err) {
+          this.#settle = undefined;
+          const stream = this.#stream;
+          this.#stream = undefined;
+          try {
+            stream?.cancel();
+          } catch {
+            // Cancelled already, or never started: nothing left to end.
+          }
+          reject(new StreamOpenError(err));
+        }
       };
       const refused = () => {
         if (this.#ended !== undefined) return;

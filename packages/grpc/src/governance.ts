@@ -84,6 +84,21 @@ export class NotSentError extends MeshletError {
 }
 
 /**
+ * A stream the mesh could not open on its instance's channel: building it threw (a bug, or
+ * input no check foresaw). The attempt, and so the stream, ends INTERNAL with this code
+ * instead of the throw escaping grpc-js's connectivity callback (where it would end the
+ * process); nothing was sent, and no breaker counts it against the instance.
+ */
+export class StreamOpenError extends MeshletError {
+  static readonly code = 'MESHLET_GRPC_STREAM_OPEN_FAILED';
+  constructor(cause: unknown) {
+    // The cause's message cut short: it may quote what the stream was built from.
+    const why = (cause instanceof Error ? cause.message : String(cause)).slice(0, 200);
+    super(StreamOpenError.code, `the stream could not be opened: ${why}`, { cause });
+  }
+}
+
+/**
  * Further instances a stream whose instance refused its connection tries, when the ports
  * name no other number: the unary calls' default (breaker's `CallDefaults.retries`, Istio's
  * default route retry policy: 2), so a stream gets as many tries as a unary call does.

@@ -8,6 +8,7 @@ export {
   meshInterceptor,
   NotSentError,
   retryable,
+  StreamOpenError,
   statusOfError,
 } from './client.js';
 export { DEFAULT_STREAM_CONNECT_RETRIES, Destination, type SpanPorts } from './governance.js';

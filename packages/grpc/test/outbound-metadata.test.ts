@@ -1,6 +1,8 @@
 // What the mesh writes into a governed call's outbound gRPC metadata: only what grpc-js takes
 // (Metadata.set throws outside printable ASCII), the rest left out and logged with
-// MESHLET_HEADER_DROPPED. Fake ports, real grpc-js servers on 127.0.0.1.
+// MESHLET_HEADER_DROPPED; and a stream whose opening throws fails with a coded status
+// instead of the throw escaping grpc-js's connectivity callback. Fake ports, real grpc-js
+// servers on 127.0.0.1.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -15,6 +17,7 @@ import {
   meshInterceptor,
   metadataProblem,
   passedTraceContext,
+  StreamOpenError,
   validTraceparent,
 } from '../src/index.js';
 
@@ -223,6 +226,43 @@ describe('outbound metadata of governed calls', () => {
       assert.equal(await chat(client, good), `hi:traceparent=${TRACEPARENT};tracestate=a=b;`);
       assert.equal(counts.get(HEADER_DROPPED), 2);
     } finally {
+      client.close();
+      pool.close();
+      await server.close();
+    }
+  });
+
+  it('a stream whose opening throws in the connectivity callback ends INTERNAL with a code, the process going on, its instance not blamed', async () => {
+    const server = await serve();
+    const logger = new MemoryLogger();
+    let calls = 0;
+    const { ports: p, settled } = ports(
+      instanceOn(server.port),
+      () => {
+        // The stream's routing reads nothing here; the first read is the stream's opening.
+        calls++;
+        throw new Error('mesh headers failed');
+      },
+      logger,
+    );
+    const pool = new ChannelPool();
+    const client = new Client('dns:///svc.meshlet.invalid', grpc.credentials.createInsecure(), {
+      interceptors: [meshInterceptor(p, 'svc', { pool })],
+    }) as unknown as TClient;
+    let uncaught: unknown;
+    const onUncaught = (err: unknown) => {
+      uncaught = err;
+    };
+    process.on('uncaughtException', onUncaught);
+    try {
+      const answer = await chat(client);
+      assert.equal(uncaught, undefined);
+      assert.equal(calls, 1);
+      assert.match(answer, new RegExp(`^error ${grpc.status.INTERNAL}: meshlet: the stream could not be opened: mesh headers failed$`));
+      assert.equal(StreamOpenError.code, 'MESHLET_GRPC_STREAM_OPEN_FAILED');
+      assert.deepEqual(settled, ['released', 'released'], 'neither the instance breaker nor the service breaker counts it');
+    } finally {
+      process.off('uncaughtException', onUncaught);
       client.close();
       pool.close();
       await server.close();
