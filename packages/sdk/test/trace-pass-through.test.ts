@@ -1,0 +1,62 @@
+// With tracing off (the default), a governed HTTP call passes the caller's trace context on
+// as it came, under the rule gRPC calls follow: a valid W3C version-00 traceparent, a
+// tracestate of at most 512 printable ASCII characters; anything else is left out and
+// logged (MESHLET_HEADER_DROPPED, throttled, counted).
+import assert from 'node:assert/strict';
+import type { IncomingHttpHeaders } from 'node:http';
+import { after, before, it } from 'node:test';
+import { createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, type TraceHeaders } from '@meshlet/core';
+import { listen, type TestServer } from '@meshlet/core/testing';
+import { createMesh, type Mesh } from '../src/index.js';
+
+const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+const received: IncomingHttpHeaders[] = [];
+let upstream: TestServer;
+let mesh: Mesh;
+
+before(async () => {
+  upstream = await listen((req, res) => {
+    received.push(req.headers);
+    res.end('ok');
+  });
+  const registry = new InMemoryRegistry();
+  await registry.register({
+    id: 'up-0',
+    service: 'up',
+    address: '127.0.0.1',
+    port: upstream.port,
+    tags: [],
+    metadata: {},
+    health: 'passing',
+  });
+  mesh = createMesh({ service: 'gateway', port: 1, registry, rules: new InMemoryKvStore(), logger: new MemoryLogger() });
+});
+after(async () => {
+  await mesh.close();
+  await upstream.close();
+});
+
+const call = async (trace: TraceHeaders): Promise<IncomingHttpHeaders> => {
+  received.length = 0;
+  const res = await runWithContext(createContext({ trace }), () => mesh.fetch('http://up/'));
+  assert.equal(await res.text(), 'ok');
+  return received[0] ?? {};
+};
+const dropped = () => (mesh.logger as unknown as { counts: ReadonlyMap<string, number> }).counts.get('MESHLET_HEADER_DROPPED') ?? 0;
+
+it('passes a valid trace context on, and leaves out a traceparent that is not W3C or a tracestate over 512 characters', async () => {
+  let got = await call({ traceparent: TRACEPARENT, tracestate: 'a=b' });
+  assert.equal(got.traceparent, TRACEPARENT);
+  assert.equal(got.tracestate, 'a=b');
+  assert.equal(dropped(), 0);
+
+  got = await call({ traceparent: `${TRACEPARENT}\tx`, tracestate: 'a=b' });
+  assert.equal(got.traceparent, undefined);
+  assert.equal(got.tracestate, undefined);
+  assert.equal(dropped(), 1);
+
+  got = await call({ traceparent: TRACEPARENT, tracestate: `a=${'b'.repeat(600)}` });
+  assert.equal(got.traceparent, TRACEPARENT);
+  assert.equal(got.tracestate, undefined);
+  assert.equal(dropped(), 2);
+});
