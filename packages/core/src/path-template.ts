@@ -1,11 +1,14 @@
 import { MeshletError } from './errors.js';
+import { canonicalPath, foldCase, foldPath } from './request-path.js';
 
 /**
  * Path templates as OpenAPI writes them, so that API-level rules (auth, limits, breakers)
  * name an API, not a raw path, and the number of distinct keys stays bounded.
  *
  * A template starts with `/`; its segments are
- * - a literal: `users`, compared with the raw (still percent-encoded) request segment;
+ * - a literal: `users`, compared with the request's segment in the canonical form of
+ *   `request-path.ts`: both percent-decoded (except `%2F` and `%25`) and lower-cased, so
+ *   `/Users`, `/USERS` and `/%75sers` all match `users`;
  * - a parameter: `{id}` (OpenAPI) or `:id` (Express, normalised to `{id}`), one non-empty segment;
  * - a segment mixing literals and parameters: `{name}.{ext}`, `v{major}`, `report-{id}.pdf`.
  *   A parameter inside a segment ends at the first occurrence of the literal that follows it
@@ -13,8 +16,9 @@ import { MeshletError } from './errors.js';
  *   and never backtracks. Two parameters side by side (`{a}{b}`) are refused: ambiguous;
  * - `*`: any one segment; `**`, only as the last segment: the rest of the path, zero or more segments.
  *
- * A trailing slash is not significant, on templates or on requests. A query string must be
- * removed before matching. Parameter names are letters, digits and `_`, unique in a template.
+ * A trailing slash is not significant, on templates or on requests; nor are runs of `/`
+ * in a request. Templates that differ only in case name one API. A query string must be
+ * removed before matching (`requestPath` does it, with the rest of the canonical form). Parameter names are letters, digits and `_`, unique in a template.
  */
 export const MAX_TEMPLATE_LENGTH = 1024;
 
@@ -34,13 +38,19 @@ export class PathTemplateError extends MeshletError {
   }
 }
 
+/** `text` as written (the template's spelling), `key` as compared (foldPath of it). */
 type Segment =
-  | { readonly kind: 'literal'; readonly text: string }
+  | { readonly kind: 'literal'; readonly text: string; readonly key: string }
   | { readonly kind: 'param'; readonly name: string }
   | { readonly kind: 'any' }
   | { readonly kind: 'rest' }
-  /** `parts` alternate literal text and parameter names, literal first (possibly ''). */
-  | { readonly kind: 'mixed'; readonly literals: readonly string[]; readonly names: readonly string[] };
+  /** Literals and parameter names alternate, literal first (possibly ''); `keys`: the literals as compared. */
+  | {
+      readonly kind: 'mixed';
+      readonly literals: readonly string[];
+      readonly keys: readonly string[];
+      readonly names: readonly string[];
+    };
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // Characters a literal may not hold: braces belong to parameters, `?`/`#` start a query or
@@ -60,7 +70,7 @@ function parseSegment(s: string, names: Set<string>): Segment {
   if (!s.includes('{') && !s.includes('}')) {
     if (s.includes('*')) throw new Error(`"*" only as a whole segment ("*" or a final "**"), got "${s}"`);
     if (BAD_LITERAL.test(s)) throw new Error(`segment "${s}" has a character not allowed in a path ({, }, ?, #, whitespace)`);
-    return { kind: 'literal', text: s };
+    return { kind: 'literal', text: s, key: foldPath(s) };
   }
   const literals: string[] = [];
   const segNames: string[] = [];
@@ -83,7 +93,7 @@ function parseSegment(s: string, names: Set<string>): Segment {
     rest = rest.slice(close + 1);
   }
   if (segNames.length === 1 && literals[0] === '' && literals[1] === '') return { kind: 'param', name: segNames[0] as string };
-  return { kind: 'mixed', literals, names: segNames };
+  return { kind: 'mixed', literals, keys: literals.map(foldPath), names: segNames };
 }
 
 function addName(names: Set<string>, name: string): void {
@@ -134,19 +144,28 @@ export class PathTemplate {
     return new PathTemplate(`/${segments.map(spell).join('/')}`, segments, [...names]);
   }
 
-  /** Whether `path` (no query string) falls under this template. */
+  /** Whether `path` (no query string) falls under this template, compared in the canonical form (foldPath). */
   matches(path: string): boolean {
-    return this.matchParts(splitPath(path));
+    return this.matchParts(splitPath(foldPath(path)));
   }
 
-  /** The parameters of `path` (raw, still percent-encoded), or undefined when it does not match. */
+  /**
+   * The parameters of `path`, or undefined when it does not match. Values are in the
+   * canonical form (percent-decoded but `%2F` and `%25`) and keep their case: the
+   * comparison is case-insensitive, the values are the request's.
+   */
   extract(path: string): Record<string, string> | undefined {
     const out: Record<string, string> = {};
-    return this.matchParts(splitPath(path), out) ? out : undefined;
+    const canonical = canonicalPath(path);
+    return this.matchParts(splitPath(foldCase(canonical)), out, splitPath(canonical)) ? out : undefined;
   }
 
-  /** Compares a path split by splitPath (parts[0] is the empty string before the first "/"). */
-  matchParts(parts: readonly string[], out?: Record<string, string>): boolean {
+  /**
+   * Compares a path split by splitPath (parts[0] is the empty string before the first "/"),
+   * folded by foldPath. `original`: the same path split before it was lower-cased, for the
+   * parameters' values written to `out`.
+   */
+  matchParts(parts: readonly string[], out?: Record<string, string>, original?: readonly string[]): boolean {
     const segs = this.#segments;
     const n = parts.length - 1;
     if (this.#rest ? n < segs.length : n !== segs.length) return false;
@@ -155,17 +174,17 @@ export class PathTemplate {
       const part = parts[i + 1] as string;
       switch (seg.kind) {
         case 'literal':
-          if (part !== seg.text) return false;
+          if (part !== seg.key) return false;
           break;
         case 'param':
           if (part === '') return false;
-          if (out) out[seg.name] = part;
+          if (out) out[seg.name] = (original?.[i + 1] as string | undefined) ?? part;
           break;
         case 'any':
           if (part === '') return false;
           break;
         case 'mixed':
-          if (!matchMixed(seg.literals, seg.names, part, out)) return false;
+          if (!matchMixed(seg.keys, seg.names, part, out, original?.[i + 1])) return false;
           break;
         case 'rest':
           break;
@@ -183,10 +202,10 @@ export class PathTemplate {
     return score;
   }
 
-  /** The first segment when it is a literal; ApiMatcher buckets templates by it. */
+  /** The first segment when it is a literal, as compared (folded); ApiMatcher buckets templates by it. */
   get firstLiteral(): string | undefined {
     const first = this.#segments[0];
-    return first?.kind === 'literal' ? first.text : undefined;
+    return first?.kind === 'literal' ? first.key : undefined;
   }
 
   /** True when the template has no parameter, `*` or `**`: one path only. */
@@ -212,7 +231,16 @@ function spell(s: Segment): string {
 
 // Literal prefix and suffix are anchored; each parameter in between runs to the first
 // occurrence of the literal after it. No backtracking: linear in the segment's length.
-function matchMixed(literals: readonly string[], names: readonly string[], part: string, out?: Record<string, string>): boolean {
+// `original`: the segment before lower-casing, where the values are read when it has the
+// same length (lower-casing lengthens a few characters, such as "İ"; then the folded value).
+function matchMixed(
+  literals: readonly string[],
+  names: readonly string[],
+  part: string,
+  out?: Record<string, string>,
+  original?: string,
+): boolean {
+  const values = original !== undefined && original.length === part.length ? original : part;
   const first = literals[0] as string;
   const last = literals[literals.length - 1] as string;
   if (!part.startsWith(first)) return false;
@@ -231,13 +259,13 @@ function matchMixed(literals: readonly string[], names: readonly string[], part:
       if (stop < 0 || stop + next.length > end) return false;
     }
     if (stop <= pos) return false; // a parameter is never empty
-    if (out) out[names[i] as string] = part.slice(pos, stop);
+    if (out) out[names[i] as string] = values.slice(pos, stop);
     pos = next === undefined ? stop : stop + next.length;
   }
   return pos === end;
 }
 
-/** Splits a request path for PathTemplate.matchParts; a trailing slash is dropped. */
+/** Splits a request path (folded by foldPath) for PathTemplate.matchParts; a trailing slash is dropped. */
 export function splitPath(path: string): string[] {
   const p = stripTrailingSlash(path);
   return p === '/' || p === '' ? [''] : p.split('/');
@@ -312,7 +340,9 @@ export class ApiMatcher<T extends ApiTemplate = ApiTemplate> {
       const method = entry.method.toUpperCase();
       const result: ApiMatch<T> = { key: `${method} ${template.template}`, entry };
       if (template.isLiteral) {
-        if (!this.#exact.has(result.key)) this.#exact.set(result.key, result);
+        // Looked up by the folded path: templates that differ only in case are one API (the first listed).
+        const exact = `${method} ${foldPath(template.template)}`;
+        if (!this.#exact.has(exact)) this.#exact.set(exact, result);
         return;
       }
       compiled.push({ template, result, method, anyMethod: method === '*', order });
@@ -325,10 +355,14 @@ export class ApiMatcher<T extends ApiTemplate = ApiTemplate> {
     for (const m of methods) this.#byMethod.set(m, index(compiled.filter((c) => c.method === m || c.anyMethod)));
   }
 
-  /** The API `method path` falls under (path without query string), or undefined. */
+  /**
+   * The API `method path` falls under (path without query string), or undefined. The path
+   * is compared in the canonical form, lower-cased (foldPath): give it folded already and
+   * nothing is copied.
+   */
   match(method: string, path: string): ApiMatch<T> | undefined {
     if (this.size === 0) return undefined;
-    const p = stripTrailingSlash(path);
+    const p = stripTrailingSlash(foldPath(path));
     const found = this.#lookup(method, p);
     if (found !== undefined || method !== 'HEAD') return found;
     return this.#lookup('GET', p);

@@ -9,7 +9,7 @@ import {
   type VerifiedIdentity,
   verifiedCaller,
 } from '@meshlet/auth';
-import { getTag, type MeshContext, putTag, runWithContext, type TagLookup } from '@meshlet/core';
+import { foldCase, getTag, type MeshContext, putTag, requestPath, runWithContext, type TagLookup } from '@meshlet/core';
 import { requestTagsOf, verifiedSourceTags } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
@@ -76,9 +76,10 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     if (extra) for (const [k, v] of Object.entries(extra)) if (!ctx.tags.has(k)) putTag(ctx.tags as Map<string, string>, k, v);
     return ctx;
   };
-  const verifiedContextOf = (req: RequestHead): MeshContext => {
+  /** `path`: the canonical path when the pipeline has it (requestPath); contextOf works it out. */
+  const verifiedContextOf = (req: RequestHead, path?: string): MeshContext => {
     const url = req.originalUrl ?? req.url ?? '/';
-    if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, deps.context, undefined, deps.tagHeaders === 'any');
+    if (!verifier) return inboundContext(req.headers, req.method ?? 'GET', url, deps.context, undefined, deps.tagHeaders === 'any', path);
     const raw = req.headers[IDENTITY_HEADER];
     const identity = verifier.verify(Array.isArray(raw) ? raw.join(', ') : raw);
     const caller = identity
@@ -90,7 +91,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         }
       : {};
     const trusted = deps.tagHeaders === 'any' || (deps.tagHeaders === 'verified' && identity !== undefined);
-    const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller, trusted);
+    const ctx = inboundContext(req.headers, req.method ?? 'GET', url, deps.context, caller, trusted, path);
     keepVerifiedSourceTags(ctx, identity);
     bindVerifiedCaller(ctx, identity);
     return ctx;
@@ -104,8 +105,15 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
   };
   const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: Next, route: string | undefined): void => {
     if (deps.catalog?.(req, res)) return;
-    const ctx = contextOf(req);
-    const path = ctx.request?.path ?? '/';
+    // The canonical path, once: what every path rule compares (see requestPath). A target
+    // the frameworks could read as another path than any one form (a dot segment, a "\",
+    // neither a path nor a URL) is refused before the app, as no rule could be sure of it.
+    const path = requestPath((req as RequestHead).originalUrl ?? req.url ?? '/');
+    if (path === undefined) {
+      respond(400, JSON_TYPE, BAD_TARGET_BODY);
+      return;
+    }
+    const ctx = withInboundTags(verifiedContextOf(req, path));
     if (healthPath && path === healthPath && (req.method === 'GET' || req.method === 'HEAD')) {
       const stopping = deps.stopping();
       respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
@@ -129,9 +137,11 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         span.end(res.statusCode);
       });
     }
-    // One lookup for auth and the limiter; the context's own request (the same method and path) for auth.
+    // One lookup for auth and the limiter; templates compare the path lower-cased, folded here once.
     const tag = (k: string) => getTag(k, ctx);
-    const allowed = authorizer.decide(verifiedCaller(ctx), ctx.request ?? { method: req.method ?? 'GET', path }, tag);
+    const folded = foldCase(path);
+    const request = folded === path && ctx.request ? ctx.request : { method: req.method ?? 'GET', path: folded };
+    const allowed = authorizer.decide(verifiedCaller(ctx), request, tag);
     // Which auth rule decided (or the section's default, when it denied): `<rule>:allowed|denied`.
     if (span && allowed.shadow === undefined && (allowed.rule !== undefined || !allowed.allowed))
       span.setAttribute(Attr.meshletAuth, `${allowed.rule ?? '(default)'}:${allowed.allowed ? 'allowed' : 'denied'}`);
@@ -150,7 +160,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       const app = () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
     };
-    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path, tag });
+    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path: folded, tag });
     const act = (d: Awaited<typeof decision>) => {
       if (d === ALLOWED) return go(noSlot);
       if (d.allowed && d.shadow && span) span.setAttribute(Attr.meshletShadow, `ratelimit:${d.shadow.name}:would-refuse`);
@@ -258,6 +268,13 @@ function keepVerifiedSourceTags(ctx: MeshContext, identity: VerifiedIdentity | u
 }
 
 const noSlot: Release = () => undefined;
+
+const JSON_TYPE: Readonly<Record<string, string>> = { 'content-type': 'application/json' };
+const BAD_TARGET_BODY = JSON.stringify({
+  error: 'bad request',
+  code: 'MESHLET_BAD_REQUEST_TARGET',
+  reason: 'the request target has a "." or ".." segment or a "\\", or is neither a path nor an absolute URL',
+});
 
 /**
  * Runs an admitted request that holds concurrency slots and gives them back when its

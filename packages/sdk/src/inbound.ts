@@ -13,6 +13,7 @@ import {
   type MeshContext,
   onlyOptionKeys,
   optionObject,
+  requestPath,
   shownValue,
   TagLimits,
   type TraceHeaders,
@@ -126,6 +127,9 @@ const firstValue = (v: string | string[] | undefined): string | undefined => (Ar
  * `caller`, when given, is the verified identity and the only source of the caller: the
  * caller header is then ignored, since anyone can type it. `readTagHeaders` false: the
  * sender is not trusted with tags, and only `tagsFromHeaders` set any.
+ *
+ * `path`: the request's canonical path (`requestPath`), when the caller has it already; a
+ * target `requestPath` refuses is `/` here (the pipeline answers such a request 400 first).
  */
 export function inboundContext(
   headers: IncomingHttpHeaders,
@@ -134,6 +138,7 @@ export function inboundContext(
   options: InboundOptions,
   caller?: Caller,
   readTagHeaders = true,
+  path: string = requestPath(url) ?? '/',
 ): MeshContext {
   const { logger } = options;
   // Tags lifted from headers here, if any: they go through createContext's bounds, and the
@@ -157,7 +162,6 @@ export function inboundContext(
   for (const d of got.dropped)
     logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', header: d.header.slice(0, 128), key: d.key.slice(0, 128), reason: d.reason });
   if (lifted) for (const [k, v] of got.tags) lifted.set(k, v);
-  const q = url.indexOf('?');
   const traceparent = firstValue(headers.traceparent);
   const tracestate = firstValue(headers.tracestate);
   const trace: TraceHeaders | undefined =
@@ -168,7 +172,8 @@ export function inboundContext(
     // Every tag extract gives passed core's per-tag checks (each dialect checks them).
     tags: lifted,
     ownTags: lifted ? undefined : got.tags,
-    request: { method, path: q < 0 ? url : url.slice(0, q) },
+    // The canonical path: what path rules compare (see requestPath), and the `request.path` tag.
+    request: { method, path },
     trace,
     owner: options.owner,
     logger,
