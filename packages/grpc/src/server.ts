@@ -55,6 +55,14 @@ function admissionFailed(ports: Pick<GrpcServerPorts, 'logger'>, err: unknown): 
   ports.logger.error('gRPC admission failed; admitting', { code: 'MESHLET_RATELIMIT_FAILED', error: messageOf(err) });
 }
 
+/** The answer to a call whose context could not be built. */
+const CONTEXT_FAILED: Refusal = {
+  code: Status.INTERNAL,
+  details: 'the call could not be admitted (MESHLET_CONTEXT_FAILED)',
+  trailers: {},
+  errorType: 'context_failed',
+};
+
 function isRefusal(x: Admitted | Refusal): x is Refusal {
   return (x as Refusal).code !== undefined;
 }
@@ -151,7 +159,8 @@ class GovernedServerCall {
       const deadline = deadlineMs(this.call.getDeadline());
       if (deadline !== undefined) keepInboundDeadline(ctx, deadline);
     } catch (err) {
-      ports.logger.warn('gRPC call context not built; the call goes on without one', {
+      ctx = undefined;
+      ports.logger.error('gRPC call context not built; refused with INTERNAL', {
         code: 'MESHLET_CONTEXT_FAILED',
         error: messageOf(err),
       });
@@ -159,7 +168,9 @@ class GovernedServerCall {
     let spanCtx: Context | undefined;
     if (ports.tracing) [this.#span, spanCtx] = startServerSpan(ports, ports.tracing, headers, path, this.call.getPeer(), ctx);
     if (!ctx) {
-      next(metadata);
+      // Without a context there is no caller and no tags to decide auth and limits on: the
+      // call is refused, never handed on ungoverned (as HTTP answers 500).
+      this.#refuse(CONTEXT_FAILED, metadata);
       return;
     }
     const c = ctx;

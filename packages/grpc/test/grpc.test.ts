@@ -310,21 +310,33 @@ describe('meshServerInterceptor with fake ports', () => {
     }
   });
 
-  it('logs a context that cannot be built and an admission that throws with per-request codes, so the mesh logger writes one line per interval', async () => {
+  it('refuses a call whose context cannot be built (INTERNAL, the handler never runs), admits one whose limiter failed, and logs both with per-request codes, one line per interval', async () => {
     const memory = new MemoryLogger();
     const logger = throttledLogger(memory, { clock: new ManualClock(0) });
     let failContext = true;
-    const server = await serve('s', [
-      meshServerInterceptor({
-        context: () => {
-          if (failContext) throw new Error(`no context ${'x'.repeat(10_000)}`);
-          return createContext();
-        },
-        admit: () => Promise.reject(new Error('limiter down')),
-        tracing: undefined,
-        logger,
-      }),
-    ]);
+    let admissions = 0;
+    let handled = 0;
+    const server = await serve(
+      's',
+      [
+        meshServerInterceptor({
+          context: () => {
+            if (failContext) throw new Error(`no context ${'x'.repeat(10_000)}`);
+            return createContext();
+          },
+          admit: () => {
+            admissions++;
+            return Promise.reject(new Error('limiter down'));
+          },
+          tracing: undefined,
+          logger,
+        }),
+      ],
+      () => {
+        handled++;
+        return undefined;
+      },
+    );
     const client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
     const call = () =>
       new Promise<string>((res, rej) =>
@@ -336,9 +348,13 @@ describe('meshServerInterceptor with fake ports', () => {
         ),
       );
     try {
-      for (let i = 0; i < 5; i++) await call(); // the call goes on without a context
+      // No context: no caller, no tags for auth and limits to decide on. Refused, never run ungoverned.
+      for (let i = 0; i < 5; i++) await assert.rejects(call(), (e: grpc.ServiceError) => e.code === grpc.status.INTERNAL);
+      assert.equal(admissions, 0);
+      assert.equal(handled, 0);
       failContext = false;
       for (let i = 0; i < 5; i++) await call(); // admitted although the limiter threw
+      assert.equal(handled, 5);
       assert.equal(logger.counts.get('MESHLET_CONTEXT_FAILED'), 5);
       assert.equal(logger.counts.get('MESHLET_RATELIMIT_FAILED'), 5);
       const lines = memory.entries.filter((e) => e.message.startsWith('gRPC '));

@@ -13,7 +13,7 @@ import { foldCase, getTag, type MeshContext, putTag, requestPath, runWithContext
 import { requestTagsOf, verifiedSourceTags } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
-import { type InboundOptions, inboundContext, type TagHeaderTrust } from './inbound.js';
+import { type InboundOptions, inboundContext, type TagHeaderTrust, thrownName } from './inbound.js';
 import type { FastifyPlugin, Mesh, RequestHead } from './mesh-options.js';
 
 /** Answers a request without the app: status, headers, body. */
@@ -68,12 +68,27 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
    * or nobody: never the caller header, which anyone can type.
    */
   const contextOf = (req: RequestHead): MeshContext => withInboundTags(verifiedContextOf(req));
-  /** Adds the tags `inboundTags` derives, leaving every tag that arrived as it was. */
+  /**
+   * Adds the tags `inboundTags` derives, leaving every tag that arrived as it was. The app's
+   * function runs on what the client sent: when it throws, no tag is derived for the
+   * request (`MESHLET_TAG_DROPPED`, logged at most once per interval, with the error's name).
+   */
   const withInboundTags = (ctx: MeshContext): MeshContext => {
     const derive = deps.inboundTags;
     if (!derive) return ctx;
-    const extra = derive((k) => getTag(k, ctx));
-    if (extra) for (const [k, v] of Object.entries(extra)) if (!ctx.tags.has(k)) putTag(ctx.tags as Map<string, string>, k, v);
+    try {
+      const extra = derive((k) => getTag(k, ctx));
+      if (extra)
+        for (const [k, v] of Object.entries(extra))
+          if (typeof v === 'string' && !ctx.tags.has(k)) putTag(ctx.tags as Map<string, string>, k, v);
+    } catch (err) {
+      logger.warn('tags not derived', {
+        code: 'MESHLET_TAG_DROPPED',
+        key: '(inboundTags)',
+        reason: 'inboundTags-threw',
+        error: thrownName(err),
+      });
+    }
     return ctx;
   };
   /** `path`: the canonical path when the pipeline has it (requestPath); contextOf works it out. */
@@ -113,7 +128,15 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       respond(400, JSON_TYPE, BAD_TARGET_BODY);
       return;
     }
-    const ctx = withInboundTags(verifiedContextOf(req, path));
+    let ctx: MeshContext;
+    try {
+      ctx = withInboundTags(verifiedContextOf(req, path));
+    } catch (err) {
+      // Never the app without its auth and limits: 500, as a handler that threw.
+      logger.error('request context not built; answered 500', { code: 'MESHLET_CONTEXT_FAILED', error: thrownName(err) });
+      respond(500, JSON_TYPE, CONTEXT_FAILED_BODY);
+      return;
+    }
     if (healthPath && path === healthPath && (req.method === 'GET' || req.method === 'HEAD')) {
       const stopping = deps.stopping();
       respond(stopping ? 503 : 200, { 'content-type': 'application/json' }, JSON.stringify({ status: stopping ? 'DOWN' : 'UP' }));
@@ -275,6 +298,7 @@ const BAD_TARGET_BODY = JSON.stringify({
   code: 'MESHLET_BAD_REQUEST_TARGET',
   reason: 'the request target has a "." or ".." segment or a "\\", or is neither a path nor an absolute URL',
 });
+const CONTEXT_FAILED_BODY = JSON.stringify({ error: 'internal error', code: 'MESHLET_CONTEXT_FAILED' });
 
 /**
  * Runs an admitted request that holds concurrency slots and gives them back when its

@@ -27,7 +27,12 @@ import { attachRequestTags, type TagPropagation } from '@meshlet/propagation';
 export type HeaderTag = {
   /** The tag to set. */
   readonly tag: string;
-  /** Maps the value to the tag value; `undefined` sets nothing. Default: the value as it is. */
+  /**
+   * Maps the value to the tag value; `undefined` sets nothing. Default: the value as it is.
+   * It runs on what the client sent: when it throws (or gives something other than a
+   * string) the tag is not set, and the drop is logged (`MESHLET_TAG_DROPPED`, at most once
+   * per interval) with the error's name, never its message (it may hold the value).
+   */
   readonly transform?: (value: string) => string | undefined;
 } & (
   | { /** A request header (any case). */ readonly header: string; readonly cookie?: undefined; readonly query?: undefined }
@@ -118,9 +123,13 @@ export interface InboundOptions {
 
 const firstValue = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v.join(',') : v);
 
+/** The name of what a hook of the app threw, for a log line: never its message, which may quote the client's value. */
+export const thrownName = (err: unknown): string => (err instanceof Error ? err.name : typeof err).slice(0, 64);
+
 /**
- * Builds the context of an inbound request from its headers. Never throws: a bad tag or
- * caller header is logged and ignored, so a client's garbage cannot turn into a 500.
+ * Builds the context of an inbound request from its headers. A bad tag or caller header is
+ * logged and ignored, and so is a `transform` that throws, so a client's garbage cannot
+ * turn into a 500.
  * Tags that arrived from upstream win over tags lifted from headers here, so a tag set
  * at the edge survives hops whose own User-Agent says something else.
  *
@@ -150,8 +159,23 @@ export function inboundContext(
     for (const rule of options.tagsFromHeaders) {
       const raw = read(rule);
       if (raw === undefined) continue;
-      const value = rule.transform ? rule.transform(raw) : raw;
-      if (value !== undefined) lifted.set(rule.tag, value);
+      let value: unknown = raw;
+      if (rule.transform) {
+        try {
+          value = rule.transform(raw);
+        } catch (err) {
+          logger.warn('tag dropped', {
+            code: 'MESHLET_TAG_DROPPED',
+            key: rule.tag.slice(0, 128),
+            reason: 'transform-threw',
+            error: thrownName(err),
+          });
+          continue;
+        }
+      }
+      if (value === undefined) continue;
+      if (typeof value === 'string') lifted.set(rule.tag, value);
+      else logger.warn('tag dropped', { code: 'MESHLET_TAG_DROPPED', key: rule.tag.slice(0, 128), reason: 'transform-not-string' });
     }
   }
   // An untrusted sender's tag headers are not parsed at all (only pass-through headers are read).
