@@ -19,6 +19,7 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_INSTANCE_COUNT_UNKNOWN',
   'MESHLET_ATTEMPT_OBSERVER_FAILED',
   'MESHLET_CONTEXT_FAILED',
+  'MESHLET_ADMISSION_FAILED',
   // A header left out of an outbound call (gRPC metadata refuses its value, a trace header not valid W3C).
   'MESHLET_HEADER_DROPPED',
 ];

@@ -47,13 +47,22 @@ function messageOf(err: unknown): string {
 }
 
 /**
- * Auth or the limiter threw: the call is admitted, and logged as HTTP's pipeline logs a
- * failed limiter (`MESHLET_RATELIMIT_FAILED`, a per-request code: at most one line per
- * interval, every one counted).
+ * The limiter failed after it was asked (a shared store gone: its promise rejected): the
+ * call is admitted, as HTTP's pipeline admits it, and logged the same way
+ * (`MESHLET_RATELIMIT_FAILED`, a per-request code: at most one line per interval, every one
+ * counted). A throw where auth or the limiter decides refuses the call (ADMISSION_FAILED).
  */
 function admissionFailed(ports: Pick<GrpcServerPorts, 'logger'>, err: unknown): void {
   ports.logger.error('gRPC admission failed; admitting', { code: 'MESHLET_RATELIMIT_FAILED', error: messageOf(err) });
 }
+
+/** The answer to a call whose auth or limiter threw where it decides: refused, never let through without them. */
+const ADMISSION_FAILED: Refusal = {
+  code: Status.INTERNAL,
+  details: 'the call could not be admitted (MESHLET_ADMISSION_FAILED)',
+  trailers: {},
+  errorType: 'admission_failed',
+};
 
 /** The answer to a call whose context could not be built. */
 const CONTEXT_FAILED: Refusal = {
@@ -179,8 +188,9 @@ class GovernedServerCall {
     try {
       decision = ports.admit(ctx, path);
     } catch (err) {
-      admissionFailed(ports, err);
-      this.#inside(next, metadata);
+      // Auth or the limiter threw where they decide: never the handler without them.
+      ports.logger.error('gRPC admission threw; refused', { code: 'MESHLET_ADMISSION_FAILED', error: messageOf(err) });
+      this.#refuse(ADMISSION_FAILED, metadata);
       return;
     }
     if (decision instanceof Promise)

@@ -314,6 +314,7 @@ describe('meshServerInterceptor with fake ports', () => {
     const memory = new MemoryLogger();
     const logger = throttledLogger(memory, { clock: new ManualClock(0) });
     let failContext = true;
+    let admitThrows = false;
     let admissions = 0;
     let handled = 0;
     const server = await serve(
@@ -326,6 +327,8 @@ describe('meshServerInterceptor with fake ports', () => {
           },
           admit: () => {
             admissions++;
+            // Auth (or the limiter) throwing where it decides; the limiter's store failing after.
+            if (admitThrows) throw new Error('auth rule broke');
             return Promise.reject(new Error('limiter down'));
           },
           tracing: undefined,
@@ -363,6 +366,11 @@ describe('meshServerInterceptor with fake ports', () => {
         ['MESHLET_CONTEXT_FAILED', 'MESHLET_RATELIMIT_FAILED'],
       );
       assert.ok(String(lines[0]?.fields?.error).length <= 200, 'the error cut short');
+      // A throw where auth decides: refused, never the handler without it.
+      admitThrows = true;
+      for (let i = 0; i < 3; i++) await assert.rejects(call(), (e: grpc.ServiceError) => e.code === grpc.status.INTERNAL);
+      assert.equal(handled, 5);
+      assert.equal(logger.counts.get('MESHLET_ADMISSION_FAILED'), 3);
     } finally {
       client.close();
       await server.close();
