@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { consoleLogger, type Logger } from './logger.js';
 import { putTag, SystemTag, type TagDropReason, TagLimits } from './tags.js';
+import { keptTraceContext } from './trace-headers.js';
 
 /** Who is calling: read from the inbound caller header. */
 export interface Caller {
@@ -16,7 +17,7 @@ export interface RequestInfo {
   readonly path: string;
 }
 
-/** W3C trace context as it arrived; the trace package turns it into spans. */
+/** W3C trace context as it arrived, when valid (keptTraceContext); the trace package turns it into spans. */
 export interface TraceHeaders {
   readonly traceparent: string;
   readonly tracestate?: string;
@@ -82,11 +83,20 @@ export function createContext(init: ContextInit = {}): MeshContext {
     const from = own ?? init.tags;
     if (from) for (const [k, v] of from) warnDropped(logger, k, putTag(tags, k, v));
   }
+  // The trace context is kept only as W3C trace context (keptTraceContext): every context's
+  // is then one any outbound call (HTTP or gRPC metadata) can carry.
+  const given = init.trace;
+  const trace =
+    given === undefined
+      ? undefined
+      : keptTraceContext(given, (header, reason) =>
+          logger.warn('trace header not kept', { code: 'MESHLET_HEADER_DROPPED', header, reason }),
+        );
   return {
     caller: init.caller ?? EMPTY.caller,
     tags,
     request: init.request,
-    trace: init.trace,
+    trace,
     owner: init.owner,
     logger,
   };

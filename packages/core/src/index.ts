@@ -88,3 +88,4 @@ export {
   type ThrottledLoggerOptions,
   throttledLogger,
 } from './throttled-logger.js';
+export { keptTraceContext, MAX_TRACESTATE_CHARS, validTraceparent } from './trace-headers.js';

@@ -15,7 +15,7 @@ import {
 import { type Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ChannelPool } from './channel-pool.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
-import { type DroppedHeader, logDroppedHeader, passedTraceContext, setMetadata } from './outbound-metadata.js';
+import { type DroppedHeader, logDroppedHeader, setMetadata } from './outbound-metadata.js';
 import type { GrpcClientPorts, GrpcClientSpan, GrpcPicker, GrpcTracing, RouteChoice } from './ports.js';
 import { grpcPortOf } from './registration.js';
 import { LIMITED_TRAILER, rpcNames } from './rpc-names.js';
@@ -253,8 +253,8 @@ export class Destination {
   /**
    * The outbound metadata of a call: the caller's own, plus the mesh's headers (tags in the
    * configured dialects, pass-through headers, caller, identity), never replacing one the
-   * caller set; and the caller's trace context as it came when no tracing is configured, if
-   * it is valid W3C trace context (`passedTraceContext`). A header gRPC metadata would refuse
+   * caller set; and the caller's trace context as it came when no tracing is configured
+   * (valid W3C trace context, as a context keeps it). A header gRPC metadata would refuse
    * (a value outside printable ASCII: an HTTP header may hold a TAB or a Latin-1 byte) is left
    * out, logged as `MESHLET_HEADER_DROPPED` (throttled, counted): the call goes without it.
    */
@@ -277,12 +277,11 @@ export class Destination {
       for (const k of this.#headerKeys) if (md.get(k).length === 0) md.set(k, headers[k] as string);
     }
     if (!this.ports.tracing && ctx.trace && md.get('traceparent').length === 0) {
-      // No tracing configured: pass the caller's trace context on as it came, when it is valid.
-      const passed = passedTraceContext(ctx.trace, this.dropped);
-      if (passed !== undefined) {
-        md.set('traceparent', passed.traceparent);
-        if (passed.tracestate) md.set('tracestate', passed.tracestate);
-      }
+      // No tracing configured: pass the caller's trace context on as it came. A context keeps
+      // it only as valid W3C trace context of printable ASCII (core's keptTraceContext), which
+      // metadata takes.
+      md.set('traceparent', ctx.trace.traceparent);
+      if (ctx.trace.tracestate) md.set('tracestate', ctx.trace.tracestate);
     }
     return md;
   }

@@ -1,5 +1,5 @@
 import type { Metadata } from '@grpc/grpc-js';
-import type { Logger, TraceHeaders } from '@meshlet/core';
+import type { Logger } from '@meshlet/core';
 
 /**
  * Code of the line logged when the mesh leaves out a header it would have written to an
@@ -46,41 +46,6 @@ export function setMetadata(md: Metadata, key: string, value: string, dropped: D
     dropped(key, `refused by gRPC metadata: ${String((err as Error)?.message ?? err).slice(0, 80)}`);
     return false;
   }
-}
-
-// A version-00 traceparent with the flags W3C defines (00, 01): the same pattern as
-// @meshlet/trace's SIMPLE_TRACEPARENT (propagation.ts), copied because this package imports
-// no sibling but core.
-const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
-const INVALID_TRACE_ID = '00000000000000000000000000000000';
-const INVALID_SPAN_ID = '0000000000000000';
-
-/** The longest `tracestate` passed on with tracing off: W3C's 512 characters that every vendor must propagate. */
-export const MAX_PASSED_TRACESTATE = 512;
-
-/** Whether `value` is a valid W3C version-00 traceparent (its trace and span ids not all zeros). */
-export function validTraceparent(value: string): boolean {
-  return (
-    value.length === 55 && TRACEPARENT.test(value) && value.slice(3, 35) !== INVALID_TRACE_ID && value.slice(36, 52) !== INVALID_SPAN_ID
-  );
-}
-
-/**
- * The trace context to pass on as it came when no tracing is configured: the traceparent
- * only when it is a valid W3C version-00 one (else nothing: a tracestate means nothing
- * without it); the tracestate only when it is at most 512 characters of printable ASCII.
- * What is left out is told to `dropped`. `trace` itself when all of it passes.
- */
-export function passedTraceContext(trace: TraceHeaders, dropped: DroppedHeader): TraceHeaders | undefined {
-  if (!validTraceparent(trace.traceparent)) {
-    dropped('traceparent', 'not a valid W3C version-00 traceparent');
-    return undefined;
-  }
-  const state = trace.tracestate;
-  if (state === undefined || state === '') return trace;
-  if (state.length <= MAX_PASSED_TRACESTATE && METADATA_VALUE.test(state)) return trace;
-  dropped('tracestate', `over ${MAX_PASSED_TRACESTATE} characters or not printable ASCII`);
-  return { traceparent: trace.traceparent };
 }
 
 /** A DroppedHeader that logs with `HEADER_DROPPED` (the name cut at 128 characters; never the value). */

@@ -18,7 +18,6 @@ import {
   type TagLookup,
 } from '@meshlet/core';
 import type { ServiceFaults } from '@meshlet/fault';
-import { HEADER_DROPPED, passedTraceContext } from '@meshlet/grpc';
 import { requestTagsOf, type TagPropagation } from '@meshlet/propagation';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
 import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
@@ -315,15 +314,10 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
     setHeader(headers, name, value);
   }
   if (!deps.tracing && ctx.trace && !hasHeader(headers, 'traceparent')) {
-    // No tracing configured: pass the caller's trace context on as it came, when it is valid
-    // W3C trace context (the rule gRPC calls pass it on by; what is left out is logged, throttled).
-    const passed = passedTraceContext(ctx.trace, (header, reason) =>
-      deps.logger.warn('header not sent', { code: HEADER_DROPPED, header, reason, service }),
-    );
-    if (passed !== undefined) {
-      setHeader(headers, 'traceparent', passed.traceparent);
-      if (passed.tracestate) setHeader(headers, 'tracestate', passed.tracestate);
-    }
+    // No tracing configured: pass the caller's trace context on as it came (a context keeps
+    // it only as valid W3C trace context: core's keptTraceContext).
+    setHeader(headers, 'traceparent', ctx.trace.traceparent);
+    if (ctx.trace.tracestate) setHeader(headers, 'tracestate', ctx.trace.tracestate);
   }
 }
 
