@@ -20,6 +20,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_ATTEMPT_OBSERVER_FAILED',
   'MESHLET_CONTEXT_FAILED',
   'MESHLET_ADMISSION_FAILED',
+  // A request target with a dot segment or a backslash, refused 400 (requestPath).
+  'MESHLET_BAD_REQUEST_TARGET',
   // A header left out of an outbound call (gRPC metadata refuses its value, a trace header not valid W3C).
   'MESHLET_HEADER_DROPPED',
 ];

@@ -125,6 +125,8 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     // neither a path nor a URL) is refused before the app, as no rule could be sure of it.
     const path = requestPath((req as RequestHead).originalUrl ?? req.url ?? '/');
     if (path === undefined) {
+      // A client decides how often: logged once per interval, every one counted.
+      logger.warn('request target refused: no one path for rules to compare', { code: 'MESHLET_BAD_REQUEST_TARGET' });
       respond(400, JSON_TYPE, BAD_TARGET_BODY);
       return;
     }

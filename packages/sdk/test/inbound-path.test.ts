@@ -141,7 +141,7 @@ describe('path rules match the path the framework routes on', () => {
       'http://x\\internal/secrets',
       '*',
     ];
-    for (const app of apps) {
+    for (const [i, app] of apps.entries()) {
       for (const target of denied) {
         const r = await raw(app.port, target);
         assert.equal(r.status, 403, `${app.name} ${target}: ${r.status} ${r.body}`);
@@ -152,6 +152,12 @@ describe('path rules match the path the framework routes on', () => {
         assert.equal(r.status, 400, `${app.name} ${target}: ${r.status} ${r.body}`);
         assert.doesNotMatch(r.body, new RegExp(INTERNAL));
       }
+      // Each refusal counted (a per-request code: logged once per interval). `*` node answers itself.
+      const counts = ((meshes[i] as Mesh).logger as unknown as { counts: ReadonlyMap<string, number> }).counts;
+      assert.ok(
+        (counts.get('MESHLET_BAD_REQUEST_TARGET') ?? 0) >= refused.length - 1,
+        `${app.name}: ${counts.get('MESHLET_BAD_REQUEST_TARGET')}`,
+      );
       for (const target of ['/public/x', '/internals', '/internal%2Fsecrets', '/Public/Internal/x']) {
         const r = await raw(app.port, target);
         assert.equal(r.status, 200, `${app.name} ${target}: ${r.status} ${r.body}`);
