@@ -17,15 +17,7 @@ export type AxiosAdapterConfig = NonNullable<CreateAxiosDefaults['adapter']>;
 import type { CallHeaders } from './governed-fetch.js';
 import { meshInternals } from './mesh-internals.js';
 import type { Mesh } from './mesh-options.js';
-import {
-  BODY_HEADERS,
-  becomesGet,
-  CREDENTIAL_HEADERS,
-  leavesNotTheMesh,
-  MAX_REDIRECTS,
-  REDIRECT_STATUSES,
-  RedirectRefusedError,
-} from './redirects.js';
+import { MAX_REDIRECTS, REDIRECT_STATUSES, redirectStep } from './redirects.js';
 
 export interface AxiosAdapterOptions {
   /**
@@ -228,39 +220,37 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
     const response = attempt.response as AxiosResponse;
     const location = AxiosHeaders.from(response.headers as Record<string, string>).get('location');
     if (typeof location !== 'string' || sentTo === '') return undefined;
-    let next: URL;
-    try {
-      next = new URL(location, sentTo);
-    } catch {
-      return undefined; // as axios would see it: a Location that is not a URL is not followed
-    }
-    discard(attempt);
     const allowed = config.maxRedirects ?? MAX_REDIRECTS;
-    if (hops + 1 > allowed) throw new RedirectRefusedError(service, `more than ${allowed} redirects`);
     const method = (config.method ?? 'get').toUpperCase();
-    const toGet = becomesGet(response.status, method);
-    if (!toGet && !replayable(config.data))
-      throw new RedirectRefusedError(service, `${response.status} to ${next.origin} would send a streamed body a second time`);
+    const step = await redirectStep({
+      service,
+      sentTo,
+      status: response.status,
+      location,
+      method,
+      hops,
+      maxHops: allowed,
+      sendsOnce: !replayable(config.data),
+      isService: (host) => directory.isService(host),
+      discard: () => discard(attempt),
+    });
+    if (step === undefined) return undefined; // as axios would see it: a Location that is not a URL is not followed
     const headers = AxiosHeaders.from(config.headers);
-    if (toGet) for (const h of BODY_HEADERS) headers.delete(h);
+    for (const name of step.dropped(Object.keys(headers.toJSON()))) headers.delete(name);
     const nextConfig = {
       ...config,
       baseURL: undefined,
       params: undefined,
-      method: toGet ? 'get' : config.method,
-      data: toGet ? undefined : config.data,
+      method: step.toGet ? 'get' : config.method,
+      data: step.toGet ? undefined : config.data,
       headers,
     } as unknown as InternalAxiosRequestConfig;
-    const sameInstance = next.origin === new URL(sentTo).origin;
-    if (sameInstance || (next.protocol === 'http:' && (await directory.isService(next.hostname)))) {
-      // Back into the mesh: governed again; to another service without the app's credentials.
-      if (!sameInstance && next.host !== service) for (const h of CREDENTIAL_HEADERS) headers.delete(h);
-      nextConfig.url = sameInstance ? `http://${service}${next.pathname}${next.search}` : next.href;
+    if (step.governed !== undefined) {
+      nextConfig.url = step.governed;
       return governed(nextConfig, hops + 1);
     }
     // Off the mesh: the application's headers only; its adapter follows from there.
-    for (const name of Object.keys(headers.toJSON())) if (leavesNotTheMesh(name.toLowerCase())) headers.delete(name);
-    nextConfig.url = next.href;
+    nextConfig.url = step.next.href;
     nextConfig.maxRedirects = allowed - hops - 1;
     return send(nextConfig);
   }

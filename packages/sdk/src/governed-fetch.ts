@@ -25,16 +25,7 @@ import type { Dispatcher } from 'undici';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { DestinationGuard } from './destination-guard.js';
 import { DispatchedResponse, type Transport } from './dispatcher-fetch.js';
-import {
-  BODY_HEADERS,
-  becomesGet,
-  CREDENTIAL_HEADERS,
-  leavesNotTheMesh,
-  MAX_REDIRECTS,
-  REDIRECT_STATUSES,
-  RedirectRefusedError,
-  withoutRedirects,
-} from './redirects.js';
+import { MAX_REDIRECTS, REDIRECT_STATUSES, redirectStep, withoutRedirects } from './redirects.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
 
@@ -631,42 +622,33 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     if (!follow || !REDIRECT_STATUSES.has(res.status) || sentTo === '') return res;
     const location = res.headers.get('location');
     if (location === null) return res;
-    let next: URL;
-    try {
-      next = new URL(location, sentTo);
-    } catch {
-      return res; // as the client would see it: a Location that is not a URL is not followed
-    }
-    void res.body?.cancel().catch(() => {});
-    if (hops + 1 > MAX_REDIRECTS) throw new RedirectRefusedError(service, `more than ${MAX_REDIRECTS} redirects`);
-    // As fetch: 303 (but HEAD), and 301/302 after a POST, become a GET without a body.
-    const toGet = becomesGet(res.status, method);
-    if (!toGet && sentOnce(body))
-      throw new RedirectRefusedError(service, `${res.status} to ${next.origin} would send a streamed body a second time`);
+    const step = await redirectStep({
+      service,
+      sentTo,
+      status: res.status,
+      location,
+      method,
+      hops,
+      maxHops: MAX_REDIRECTS,
+      sendsOnce: sentOnce(body),
+      isService: (host) => directory.isService(host),
+      discard: () => void res.body?.cancel().catch(() => {}),
+    });
+    if (step === undefined) return res; // as the client would see it: a Location that is not a URL is not followed
     const headers = new Headers(given);
-    if (toGet) for (const h of BODY_HEADERS) headers.delete(h);
+    for (const name of step.dropped([...headers.keys()])) headers.delete(name);
     const nextInit: RequestInit = {
       ...init,
-      method: toGet ? 'GET' : method,
+      method: step.toGet ? 'GET' : method,
       headers,
-      body: toGet ? null : body,
+      body: step.toGet ? null : body,
       redirect: 'follow',
     };
     const signal = init?.signal ?? request?.signal;
     if (signal) nextInit.signal = signal;
-    const sameInstance = next.origin === new URL(sentTo).origin;
-    if (sameInstance || (next.protocol === 'http:' && (await directory.isService(next.hostname)))) {
-      // Back into the mesh: governed again, its headers written for that call. To another
-      // service (another origin, as the application sees it) without the application's
-      // credentials, as fetch drops them across origins: they were given for this service.
-      if (!sameInstance && next.host !== service) for (const h of CREDENTIAL_HEADERS) headers.delete(h);
-      const target = sameInstance ? `http://${service}${next.pathname}${next.search}` : next.href;
-      return governed(target, nextInit, hops + 1);
-    }
-    // Off the mesh: the application's headers only, without credentials, as fetch sends
-    // them to another origin; the client follows any further redirect itself.
-    for (const name of [...headers.keys()]) if (leavesNotTheMesh(name)) headers.delete(name);
-    return send(next.href, nextInit);
+    // Back into the mesh: governed again, its headers written for that call. Off the mesh:
+    // the app's headers only (step.dropped); the client follows any further redirect itself.
+    return step.governed !== undefined ? governed(step.governed, nextInit, hops + 1) : send(step.next.href, nextInit);
   }
 
   return fetch;
