@@ -46,6 +46,7 @@ export {
 export { DeadlineExceededError, inboundDeadline, keepInboundDeadline } from './deadline.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
 export { FileKvStore } from './file-kv-store.js';
+export { grpcMetadataProblem, PRINTABLE_ASCII } from './grpc-metadata.js';
 export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME, serviceNameProblem } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';

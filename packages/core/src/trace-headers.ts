@@ -1,11 +1,11 @@
 import type { TraceHeaders } from './context.js';
+import { PRINTABLE_ASCII } from './grpc-metadata.js';
 
 // A version-00 traceparent with the flags W3C defines (00, 01), as @meshlet/trace's
 // propagator reads one (its SIMPLE_TRACEPARENT; core imports no sibling).
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
 const INVALID_TRACE_ID = '00000000000000000000000000000000';
 const INVALID_SPAN_ID = '0000000000000000';
-const PRINTABLE = /^[ -~]*$/;
 
 /** The longest `tracestate` a context keeps: W3C's 512 characters, which every vendor must propagate. */
 export const MAX_TRACESTATE_CHARS = 512;
@@ -32,7 +32,7 @@ export function keptTraceContext(trace: TraceHeaders, dropped: (header: string, 
   }
   const state = trace.tracestate;
   if (state === undefined || state === '') return trace;
-  if (state.length <= MAX_TRACESTATE_CHARS && PRINTABLE.test(state)) return trace;
+  if (state.length <= MAX_TRACESTATE_CHARS && PRINTABLE_ASCII.test(state)) return trace;
   dropped('tracestate', `over ${MAX_TRACESTATE_CHARS} characters or not printable ASCII`);
   return { traceparent: trace.traceparent };
 }

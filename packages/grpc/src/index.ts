@@ -15,7 +15,7 @@ export { DEFAULT_STREAM_CONNECT_RETRIES, Destination, type SpanPorts } from './g
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
 export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';
-export { type DroppedHeader, HEADER_DROPPED, metadataProblem } from './outbound-metadata.js';
+export { type DroppedHeader, HEADER_DROPPED } from './outbound-metadata.js';
 export type {
   Admitted,
   ExecutorCall,

@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { createContext, type Instance, ManualClock, MemoryLogger, runWithContext, throttledLogger } from '@meshlet/core';
+import {
+  createContext,
+  type Instance,
+  ManualClock,
+  MemoryLogger,
+  grpcMetadataProblem as metadataProblem,
+  runWithContext,
+  throttledLogger,
+} from '@meshlet/core';
 import {
   ChannelPool,
   GRPC_PORT_META,
@@ -14,7 +22,6 @@ import {
   type GrpcStreamAttempt,
   HEADER_DROPPED,
   meshInterceptor,
-  metadataProblem,
   StreamOpenError,
 } from '../src/index.js';
 

@@ -29,11 +29,11 @@ export {
 } from './otlp-exporter-base.js';
 export { OtlpGrpcExporter } from './otlp-grpc-exporter.js';
 export {
-  grpcMetadataProblem,
   isReservedOtlpHeader,
   OTLP_HEADER_BOUNDS,
   type OtlpHeaders,
   type OtlpProblem,
+  otlpGrpcHeaderProblem,
   otlpHeadersProblem,
   otlpUrlProblem,
 } from './otlp-headers.js';

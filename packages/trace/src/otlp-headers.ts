@@ -1,4 +1,4 @@
-import { badOption, isHeaderName, optionObject, shownValue } from '@meshlet/core';
+import { badOption, grpcMetadataProblem, isHeaderName, optionObject, shownValue } from '@meshlet/core';
 import type { OtlpProtocol } from './otlp-exporter-base.js';
 
 /** Extra headers sent to the collector, and their characters in all (names and values). */
@@ -46,12 +46,9 @@ export interface OtlpProblem {
  * takes as bytes, or a value with a character other than printable ASCII (grpc-js refuses
  * it, and its error shows the value, a credential maybe: so it is refused first, without it).
  */
-export function grpcMetadataProblem(name: string, value: string): string | undefined {
-  const lower = name.toLowerCase();
-  if (lower.startsWith('grpc-')) return 'is reserved by gRPC (grpc-…)';
-  if (lower.endsWith('-bin')) return 'is binary gRPC metadata (…-bin), which takes bytes, not text';
-  if (!/^[\x20-\x7e]*$/.test(value)) return 'must be printable ASCII to go as gRPC metadata (the value is not shown)';
-  return undefined;
+export function otlpGrpcHeaderProblem(name: string, value: string): string | undefined {
+  if (name.toLowerCase().startsWith('grpc-')) return 'is reserved by gRPC (grpc-…)';
+  return grpcMetadataProblem(name, value);
 }
 
 /**
@@ -59,7 +56,7 @@ export function grpcMetadataProblem(name: string, value: string): string | undef
  * not RFC 9110's token or is reserved (`isReservedOtlpHeader`), a value that is not a string
  * or has a character HTTP refuses in a header (a line break, NUL, another control character,
  * anything past U+00FF), more than 16 KiB in all; with `protocol` grpc, also what cannot be
- * gRPC metadata (`grpcMetadataProblem`). Never a value: a collector's headers carry its
+ * gRPC metadata (`otlpGrpcHeaderProblem`). Never a value: a collector's headers carry its
  * credential. The options check, the exporters (on what they are given and on what a
  * headers function gives) and the sdk's readers of configuration and OpenTelemetry's
  * variables all ask this.
@@ -79,7 +76,7 @@ export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>, p
         header,
         problem: 'must be a string without line breaks, NUL or other characters HTTP refuses in a header (the value is not shown)',
       };
-    const grpc = protocol === 'grpc' ? grpcMetadataProblem(name, v) : undefined;
+    const grpc = protocol === 'grpc' ? otlpGrpcHeaderProblem(name, v) : undefined;
     if (grpc !== undefined) return { header, problem: grpc };
     chars += name.length + v.length;
   }
