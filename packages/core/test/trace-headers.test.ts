@@ -8,18 +8,27 @@ import { createContext, keptTraceContext, MAX_TRACESTATE_CHARS, MemoryLogger, va
 const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 
 describe('keptTraceContext', () => {
-  it('keeps a trace context only when it is valid W3C: a version-00 traceparent, a tracestate of at most 512 printable characters', () => {
+  it('keeps a trace context only when it is valid W3C: a traceparent as the W3C propagator reads it, a tracestate of at most 512 printable characters', () => {
     const drops: string[] = [];
     const note = (header: string, reason: string) => drops.push(`${header}: ${reason}`);
-    assert.equal(validTraceparent(TRACEPARENT), true);
+    // Any flags (a Level 2 random flag, 02, too), and a later version with its extra fields.
+    for (const good of [
+      TRACEPARENT,
+      `${TRACEPARENT.slice(0, -2)}02`,
+      `${TRACEPARENT.slice(0, -2)}ff`,
+      `01${TRACEPARENT.slice(2)}`,
+      `cc${TRACEPARENT.slice(2)}-what-comes`,
+    ])
+      assert.equal(validTraceparent(good), true, good);
     for (const bad of [
       `${TRACEPARENT}\tx`,
+      `${TRACEPARENT}-x`,
       `${TRACEPARENT} `,
       TRACEPARENT.toUpperCase(),
-      `01${TRACEPARENT.slice(2)}`,
+      `ff${TRACEPARENT.slice(2)}`,
+      `01${TRACEPARENT.slice(2)}-${'x'.repeat(600)}`,
       '00-00000000000000000000000000000000-b7ad6b7169203331-01',
       '00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01',
-      '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02',
     ])
       assert.equal(validTraceparent(bad), false, bad);
     const whole = { traceparent: TRACEPARENT, tracestate: 'a=b' };

@@ -1,6 +1,6 @@
 // With tracing off (the default), a governed HTTP call passes the caller's trace context on
 // as it came, as far as the request's context kept it (core's keptTraceContext: a valid W3C
-// version-00 traceparent, a tracestate of at most 512 printable ASCII characters, which
+// valid W3C traceparent, a tracestate of at most 512 printable ASCII characters, which
 // gRPC metadata takes too); anything else is left out where the request came in and logged
 // (MESHLET_HEADER_DROPPED, throttled, counted). Real servers on 127.0.0.1: the trace headers
 // arrive at a handler of the mesh, which calls another service.
