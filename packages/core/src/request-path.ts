@@ -143,9 +143,19 @@ export function foldCase(s: string): string {
   return s;
 }
 
+// The last path folded, and its fold: every path rule of a request (each auth rule's and
+// each limit's matcher, the API catalog) folds the same string, so after the first the fold
+// is one comparison, not a scan per rule.
+let lastPath = '/';
+let lastFolded = '/';
+
 /** What path templates compare: the canonical path, lower-cased. A fixed point, so cheap to apply again. */
 export function foldPath(path: string): string {
-  return foldCase(canonicalPath(path));
+  if (path === lastPath) return lastFolded;
+  const folded = foldCase(canonicalPath(path));
+  lastPath = path;
+  lastFolded = folded;
+  return folded;
 }
 
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
