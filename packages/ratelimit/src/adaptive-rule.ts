@@ -7,7 +7,6 @@ export type OverloadStatus = (typeof OVERLOAD_STATUSES)[number];
 
 /** Most traffic classes; a class is one matcher per admission, so the list stays short. */
 export const MAX_CLASSES = 16;
-const CLASS_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 /** The class of requests no class's `when` matches. */
 export const DEFAULT_CLASS = 'default';
 
@@ -127,9 +126,7 @@ function parseClasses(raw: unknown, path: string): TrafficClass[] {
     const at = `${path}[${i}]`;
     const obj = field.object(item, at);
     field.onlyKeys(obj, at, ['name', 'when', 'share']);
-    const name = field.string(obj.name, `${at}.name`, 63);
-    if (!CLASS_NAME.test(name))
-      throw new RuleValidationError(`${at}.name`, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+    const name = field.ruleName(obj.name, `${at}.name`, 63);
     if (seen.has(name))
       throw new RuleValidationError(
         `${at}.name`,

@@ -18,7 +18,6 @@ export const MAX_RULES = 256;
 export const MAX_BY_TAGS = 4;
 /** Most requests in flight a concurrency rule admits; past this a limit is no limit. */
 export const MAX_CONCURRENCY = 100_000;
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 
 /** The API a rule limits: a method (or `*`) and a path template such as `/orders/{id}`. */
 export interface ApiScope {
@@ -101,9 +100,7 @@ const BUCKET_KEYS = ['rate', 'unit', 'per', 'burst'] as const;
 export function parseRateLimitRule(raw: unknown, path: string): RateLimitRule {
   const obj = field.object(raw, path);
   field.onlyKeys(obj, path, RULE_KEYS);
-  const name = field.string(obj.name, `${path}.name`, 63);
-  if (!NAME.test(name))
-    throw new RuleValidationError(`${path}.name`, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  const name = field.ruleName(obj.name, `${path}.name`, 63);
 
   const api = obj.api === undefined ? undefined : parseApi(obj.api, `${path}.api`);
   const when = obj.when === undefined ? [] : field.array(obj.when, `${path}.when`).map((c, i) => parseCondition(c, `${path}.when[${i}]`));

@@ -32,10 +32,10 @@ export class RuleValidationError extends MeshletError {
   }
 }
 
-/** Field readers that throw RuleValidationError naming the path; for the rule parsers. */
 /** A rule name's characters (its length is the kind's: field.ruleName). */
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
+/** Field readers that throw RuleValidationError naming the path; for the rule parsers. */
 export const field = {
   object(value: unknown, path: string): Record<string, unknown> {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RuleValidationError(path, 'must be an object');
