@@ -135,8 +135,6 @@ export class CallMetrics {
   // of the series is kept in #order for the snapshot.
   readonly #byService = new Map<string, Map<string, Series>>();
   readonly #order: Series[] = [];
-  /** Services in #byService other than `_other`. */
-  #services = 0;
   #overflowed = 0;
 
   constructor(options: CallMetricsOptions) {
@@ -244,7 +242,7 @@ export class CallMetrics {
     if (apis === undefined && service !== OVERFLOW_LABEL) {
       // A new service: within the bounds, and a label core's checkTag allows (at most 512
       // bytes, no control character), else its calls are counted under service="_other".
-      if (this.#services >= this.#maxServices) folded = 'services';
+      if (this.#byService.size - (this.#byService.has(OVERFLOW_LABEL) ? 1 : 0) >= this.#maxServices) folded = 'services';
       else if (this.#order.length >= this.#maxSeries) folded = 'series';
       else if (checkTag('service', service) !== undefined) folded = 'label';
       if (folded !== undefined) {
@@ -255,7 +253,6 @@ export class CallMetrics {
     if (apis === undefined) {
       apis = new Map();
       this.#byService.set(service, apis);
-      if (service !== OVERFLOW_LABEL) this.#services++;
     }
     let s = apis.get(api);
     if (s === undefined && api !== OVERFLOW_LABEL) {
