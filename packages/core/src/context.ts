@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { consoleLogger, type Logger } from './logger.js';
+import { pathTagValue } from './request-path.js';
 import { putTag, SystemTag, type TagDropReason, TagLimits } from './tags.js';
 import { keptTraceContext } from './trace-headers.js';
 
@@ -193,7 +194,8 @@ const SYSTEM_TAG_READERS: ReadonlyMap<string, (ctx: MeshContext) => string | und
   [SystemTag.sourceNamespace, (ctx: MeshContext) => ctx.caller.namespace],
   [SystemTag.sourceInstance, (ctx: MeshContext) => ctx.caller.instance],
   [SystemTag.requestMethod, (ctx: MeshContext) => ctx.request?.method],
-  [SystemTag.requestPath, (ctx: MeshContext) => ctx.request?.path],
+  // As rules compare it: folded (pathTagValue); the context keeps the canonical path as it came.
+  [SystemTag.requestPath, (ctx: MeshContext) => (ctx.request === undefined ? undefined : pathTagValue(ctx.request.path))],
 ]);
 
 /** The system tags of a context, by SystemTag name; absent ones are left out. */

@@ -23,8 +23,20 @@
  * path nor an absolute URL (`*`). Clients that build URLs (browsers, fetch, undici, curl)
  * resolve dot segments and never send them.
  *
+ * A canonical path longer than REQUEST_PATH_MAX_LENGTH is refused too (the pipeline answers
+ * 414): it is the `request.path` tag, which rule conditions (a regex among them) test, and a
+ * tag's value is bounded so that a rule's work per request is.
+ *
  * Linear in the length of the target; node:http bounds it by its header limit (16 KiB).
  */
+
+/**
+ * Longest canonical path of a request, in characters (IIS's `maxUrl`, the path without its
+ * query, is 4,096 too). It bounds a regex condition's work on `request.path` as
+ * TagLimits.maxValueBytes (512) bounds it on a tag's value; a document's regex budget
+ * counts a regex on `request.path` eight times (see regexCost).
+ */
+export const REQUEST_PATH_MAX_LENGTH = 4_096;
 
 const PERCENT = 37; // %
 const SLASH = 47; // /
@@ -158,14 +170,36 @@ export function foldPath(path: string): string {
   return folded;
 }
 
+// The last path made a rule value, and that value (as foldPath's memo: every condition on
+// `request.path` in a request reads the same path).
+let lastTagPath = '/';
+let lastTagValue = '/';
+
+/**
+ * The `request.path` tag as rule conditions compare it: the canonical path lower-cased
+ * (foldPath) without a trailing slash, as path templates compare a path, and as Express
+ * routes (`/Login/` is `/login`'s handler). A condition's values are put in this form when
+ * it is compiled, so `equals "/Login"` holds for `/login/` and a deny is not missed by case.
+ */
+export function pathTagValue(path: string): string {
+  if (path === lastTagPath) return lastTagValue;
+  const folded = foldPath(path);
+  const value = folded.length > 1 && folded.charCodeAt(folded.length - 1) === SLASH ? folded.slice(0, -1) : folded;
+  lastTagPath = path;
+  lastTagValue = value;
+  return value;
+}
+
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 
 /**
  * The canonical path of a request target as node:http gives it (`req.url`): origin-form
  * (`/a/b?q`) or absolute-form (`http://host/a/b?q`). Undefined when the target is refused
- * (see above): a dot segment, a `\` before the query, or neither form.
+ * (see above): a dot segment, a `\` before the query, neither form, or a path longer than
+ * `maxLength` (REQUEST_PATH_MAX_LENGTH unless given: a caller asking why a target was
+ * refused gives Infinity).
  */
-export function requestPath(target: string): string | undefined {
+export function requestPath(target: string, maxLength = REQUEST_PATH_MAX_LENGTH): string | undefined {
   const n = target.length;
   let start = 0;
   if (target.charCodeAt(0) !== SLASH) {
@@ -187,7 +221,7 @@ export function requestPath(target: string): string | undefined {
     if (c === BACKSLASH) return undefined;
   }
   const path = canonicalPath(start === 0 && end === n ? target : target.slice(start, end));
-  return hasDotSegment(path) ? undefined : path;
+  return path.length > maxLength || hasDotSegment(path) ? undefined : path;
 }
 
 /** Whether a segment of `path` is `.` or `..`. */

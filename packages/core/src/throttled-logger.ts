@@ -22,6 +22,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_ADMISSION_FAILED',
   // A request target with a dot segment or a backslash, refused 400 (requestPath).
   'MESHLET_BAD_REQUEST_TARGET',
+  // A request path longer than REQUEST_PATH_MAX_LENGTH, refused 414.
+  'MESHLET_REQUEST_PATH_TOO_LONG',
   // A header left out of an outbound call (gRPC metadata refuses its value, a trace header not valid W3C).
   'MESHLET_HEADER_DROPPED',
 ];

@@ -6,6 +6,8 @@ import {
   type Condition,
   checkRegex,
   compileConditions,
+  createContext,
+  getTag,
   parseCondition,
   REGEX_MAX_LENGTH,
   REGEX_MAX_PROGRAM,
@@ -18,6 +20,24 @@ const lookup = (t: string) => tags[t];
 const matches = (raw: unknown) => compileConditions([parseCondition(raw, 'when[0]')])(lookup);
 
 describe('conditions', () => {
+  it('request.path compares as path rules do: canonical, case-insensitive, no trailing slash (a deny was missed by /ADMIN/)', () => {
+    const ctx = createContext({ request: { method: 'GET', path: '/Admin/Keys/' } });
+    const onPath = (raw: Record<string, unknown>) =>
+      compileConditions([parseCondition({ tag: 'request.path', ...raw }, 'when[0]')])((t) => getTag(t, ctx));
+    assert.equal(getTag('request.path', ctx), '/admin/keys');
+    assert.equal(ctx.request?.path, '/Admin/Keys/', 'the context keeps the path as it came');
+    assert.equal(onPath({ op: 'equals', value: '/admin/keys' }), true);
+    assert.equal(onPath({ op: 'equals', value: '/ADMIN//keys' }), true, 'the value is put in the same form');
+    assert.equal(onPath({ op: 'equals', value: '/admin' }), false);
+    assert.equal(onPath({ op: 'notEquals', value: '/Admin/Keys' }), false);
+    assert.equal(onPath({ op: 'in', values: ['/x', '/ADMIN/KEYS/'] }), true);
+    assert.equal(onPath({ op: 'notIn', values: ['/admin/%4Beys'] }), false, 'escapes decoded as the path is');
+    assert.equal(onPath({ op: 'regex', pattern: '^/ADMIN/keys$' }), true, 'a regex on the path ignores case');
+    assert.equal(onPath({ op: 'regex', pattern: '^/admin/keys/$' }), false, 'the trailing slash is not in the value');
+    // Any other tag still compares exactly.
+    assert.equal(matches({ tag: 'ua.family', op: 'regex', pattern: '^chrome$' }), false);
+  });
+
   it('equals / notEquals; a missing tag never matches either', () => {
     assert.equal(matches({ tag: 'ua.family', op: 'equals', value: 'Chrome' }), true);
     assert.equal(matches({ tag: 'ua.family', op: 'equals', value: 'chrome' }), false, 'case-sensitive');

@@ -3,7 +3,7 @@
 // would route to the same handler.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApiMatcher, canonicalPath, foldPath, PathTemplate, requestPath, seededRandom } from '../src/index.js';
+import { ApiMatcher, canonicalPath, foldPath, PathTemplate, REQUEST_PATH_MAX_LENGTH, requestPath, seededRandom } from '../src/index.js';
 
 /** [rule template, request target as node:http gives it (req.url), matches] */
 const TABLE: [string, string, boolean][] = [
@@ -91,6 +91,19 @@ const REFUSED = [
 ];
 
 describe('requestPath: the canonical path of a request target', () => {
+  it('refuses a path longer than REQUEST_PATH_MAX_LENGTH, counted after decoding, its query not counted', () => {
+    const at = `/${'a'.repeat(REQUEST_PATH_MAX_LENGTH - 1)}`;
+    assert.equal(requestPath(`${at}?${'q'.repeat(10_000)}`), at);
+    assert.equal(requestPath(`${at}b`), undefined);
+    assert.equal(requestPath(`http://x${at}b`), undefined);
+    // Escapes count as the characters they decode to; `//` as one `/`.
+    assert.equal(requestPath(`/${'%61'.repeat(REQUEST_PATH_MAX_LENGTH - 1)}`), at);
+    assert.equal(requestPath(`//${'a'.repeat(REQUEST_PATH_MAX_LENGTH - 1)}`), at);
+    // Asked with no bound, a sound long path is given: how the pipeline tells 414 from 400.
+    assert.equal(requestPath(`${at}b`, Number.POSITIVE_INFINITY), `${at}b`);
+    assert.equal(requestPath(`${at}b/..`, Number.POSITIVE_INFINITY), undefined);
+  });
+
   it('matches rule templates as every framework reads the target, and only those', () => {
     for (const [template, target, expected] of TABLE) {
       const path = requestPath(target);

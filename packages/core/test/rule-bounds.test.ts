@@ -120,6 +120,18 @@ describe('rule document bounds', () => {
     const unicode = { tag: 't', op: 'regex', pattern: '(?i)(?:\\pL|\\pN){500}z' }; // 503
     refusedWith(docWith(JSON.stringify(new Array(39).fill(unicode))), 'blob[1].pattern', 'regexBudget');
     refusedWith(docWith(JSON.stringify([{ tag: 't', op: 'regex', pattern: '(?s).{1000}z' }])), 'blob[0].pattern', 'regexProgram');
+    // A regex on request.path counts eight times: a path may be 4,096 characters, a tag's value 512.
+    const onPath = { tag: 'request.path', op: 'regex', pattern: '^/a.{120}' }; // 125 instructions
+    accepted(docWith(JSON.stringify([onPath])));
+    refusedWith(docWith(JSON.stringify([onPath, { tag: 'request.path', op: 'regex', pattern: '^/b' }])), 'blob[1].pattern', 'regexBudget');
+    accepted(
+      docWith(
+        JSON.stringify([
+          { ...onPath, tag: 't' },
+          { tag: 't', op: 'regex', pattern: '^/a.{120}' },
+        ]),
+      ),
+    );
     // Whichever section a condition is in, and refused as its kind would refuse it.
     refusedWith(docWith(JSON.stringify({ when: [{ tag: 't', op: 'regex', pattern: '(?=a)' }] })), 'blob.when[0].pattern', 'regex');
   });

@@ -9,7 +9,16 @@ import {
   type VerifiedIdentity,
   verifiedCaller,
 } from '@meshlet/auth';
-import { foldCase, getTag, type MeshContext, putTag, requestPath, runWithContext, type TagLookup } from '@meshlet/core';
+import {
+  foldCase,
+  getTag,
+  type MeshContext,
+  putTag,
+  REQUEST_PATH_MAX_LENGTH,
+  requestPath,
+  runWithContext,
+  type TagLookup,
+} from '@meshlet/core';
 import { requestTagsOf, verifiedSourceTags } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
@@ -123,11 +132,18 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     // The canonical path, once: what every path rule compares (see requestPath). A target
     // the frameworks could read as another path than any one form (a dot segment, a "\",
     // neither a path nor a URL) is refused before the app, as no rule could be sure of it.
-    const path = requestPath((req as RequestHead).originalUrl ?? req.url ?? '/');
+    const target = (req as RequestHead).originalUrl ?? req.url ?? '/';
+    const path = requestPath(target);
     if (path === undefined) {
-      // A client decides how often: logged once per interval, every one counted.
-      logger.warn('request target refused: no one path for rules to compare', { code: 'MESHLET_BAD_REQUEST_TARGET' });
-      respond(400, JSON_TYPE, BAD_TARGET_BODY);
+      // A client decides how often: logged once per interval, every one counted. A path over
+      // REQUEST_PATH_MAX_LENGTH is sound but too long for rules to test in bounded work.
+      if (requestPath(target, Number.POSITIVE_INFINITY) !== undefined) {
+        logger.warn('request target refused: path too long', { code: 'MESHLET_REQUEST_PATH_TOO_LONG', limit: REQUEST_PATH_MAX_LENGTH });
+        respond(414, JSON_TYPE, PATH_TOO_LONG_BODY);
+      } else {
+        logger.warn('request target refused: no one path for rules to compare', { code: 'MESHLET_BAD_REQUEST_TARGET' });
+        respond(400, JSON_TYPE, BAD_TARGET_BODY);
+      }
       return;
     }
     let ctx: MeshContext;
@@ -299,6 +315,11 @@ const BAD_TARGET_BODY = JSON.stringify({
   error: 'bad request',
   code: 'MESHLET_BAD_REQUEST_TARGET',
   reason: 'the request target has a "." or ".." segment or a "\\", or is neither a path nor an absolute URL',
+});
+const PATH_TOO_LONG_BODY = JSON.stringify({
+  error: 'URI too long',
+  code: 'MESHLET_REQUEST_PATH_TOO_LONG',
+  reason: `the request path is longer than ${REQUEST_PATH_MAX_LENGTH} characters (its query is not counted)`,
 });
 const CONTEXT_FAILED_BODY = JSON.stringify({ error: 'internal error', code: 'MESHLET_CONTEXT_FAILED' });
 

@@ -50,6 +50,8 @@ async function expressApp(mesh: Mesh | undefined): Promise<App> {
   app.all('/internal', (_q, r) => r.send(INTERNAL));
   app.all('/internal/*rest', (_q, r) => r.send(INTERNAL));
   app.post('/login', (_q, r) => r.send('login'));
+  app.all('/keys', (_q, r) => r.send(INTERNAL));
+  app.all('/admin/*rest', (_q, r) => r.send(INTERNAL));
   app.all('/', (_q, r) => r.send('other'));
   app.all('/*rest', (_q, r) => r.send('other'));
   const server = app.listen(0, '127.0.0.1');
@@ -92,7 +94,14 @@ async function governedMesh(service: string): Promise<Mesh> {
   await mesh.rules.apply(
     JSON.stringify({
       service,
-      auth: { rules: [{ name: 'no-internal', action: 'deny', apis: [{ path: '/internal/**' }] }] },
+      auth: {
+        rules: [
+          { name: 'no-internal', action: 'deny', apis: [{ path: '/internal/**' }] },
+          // A condition on request.path (as TSF's destination.interface converts), not a template.
+          { name: 'no-keys', action: 'deny', when: [{ tag: 'request.path', op: 'equals', value: '/keys' }] },
+          { name: 'no-admin', action: 'deny', when: [{ tag: 'request.path', op: 'regex', pattern: '^/admin(/|$)' }] },
+        ],
+      },
       ratelimit: { rules: [{ name: 'login', api: { method: 'POST', path: '/login' }, rate: 1, unit: 'minute', burst: 1 }] },
     }),
     { author: 'test' },
@@ -163,6 +172,32 @@ describe('path rules match the path the framework routes on', () => {
         assert.equal(r.status, 200, `${app.name} ${target}: ${r.status} ${r.body}`);
         assert.equal(r.body, 'other');
       }
+    }
+  });
+
+  it('denies every spelling of a path a request.path condition names (was 200 for /KEYS, /keys/, /Admin/x)', async () => {
+    const express = apps.find((a) => a.name === 'express') as App;
+    for (const target of ['/keys', '/KEYS', '/keys/', '/k%65ys', '//Keys/', '/admin/x', '/Admin/x', '/ADMIN', 'http://x/AdMin/x?y']) {
+      const r = await raw(express.port, target);
+      assert.equal(r.status, 403, `${target}: ${r.status} ${r.body}`);
+      assert.match(r.body, /MESHLET_AUTH_DENIED/);
+    }
+    for (const target of ['/keys/x', '/keysx', '/administrator']) {
+      const r = await raw(express.port, target);
+      assert.equal(r.status, 200, `${target}: ${r.status} ${r.body}`);
+    }
+  });
+
+  it('refuses a path longer than 4,096 characters 414 before any rule or handler; its query is not counted', async () => {
+    const at = `/${'a'.repeat(4095)}`;
+    for (const [i, app] of apps.entries()) {
+      const ok = await raw(app.port, `${at}?${'q'.repeat(8000)}`);
+      assert.equal(ok.status, 200, `${app.name}: ${ok.status}`);
+      const r = await raw(app.port, `${at}b`);
+      assert.equal(r.status, 414, `${app.name}: ${r.status} ${r.body}`);
+      assert.match(r.body, /MESHLET_REQUEST_PATH_TOO_LONG/);
+      const counts = ((meshes[i] as Mesh).logger as unknown as { counts: ReadonlyMap<string, number> }).counts;
+      assert.equal(counts.get('MESHLET_REQUEST_PATH_TOO_LONG'), 1, app.name);
     }
   });
 

@@ -1,7 +1,7 @@
 import {
   type Condition,
-  checkRegex,
   compileConditions,
+  conditionRegex,
   type Instance,
   type KvEntry,
   type KvStore,
@@ -11,6 +11,7 @@ import {
   parseRuleDocument,
   RULE_DOCUMENT_LIMITS,
   RuleValidationError,
+  regexCost,
   silentLogger,
   type TagLookup,
   type Unsubscribe,
@@ -48,7 +49,7 @@ export const TsfLaneLimits = {
   maxRules: 1000,
   /** Characters of the lane rules in force, as JSON: one rule document's. */
   maxChars: RULE_DOCUMENT_LIMITS.maxChars,
-  /** RE2 instructions over every regex tag of the lane rules in force: one rule document's budget. */
+  /** RE2 instructions over every regex tag of the lane rules in force (as regexCost counts them): one rule document's budget. */
   maxRegexProgram: RULE_DOCUMENT_LIMITS.maxRegexProgram,
 } as const;
 
@@ -166,7 +167,7 @@ interface LaneRuleCost {
 
 function laneRuleCost(rule: TsfLaneRule): LaneRuleCost {
   let regexProgram = 0;
-  for (const c of rule.when) if (c.op === 'regex') regexProgram += checkRegex(c.pattern, 'pattern').programSize;
+  for (const c of rule.when) if (c.op === 'regex') regexProgram += regexCost(c.tag, conditionRegex(c.tag, c.pattern, 'pattern'));
   return { chars: JSON.stringify(rule).length, regexProgram };
 }
 

@@ -1,4 +1,6 @@
 import { RE2JS } from 're2js';
+import { pathTagValue, REQUEST_PATH_MAX_LENGTH } from '../request-path.js';
+import { SystemTag, TagLimits } from '../tags.js';
 import { field, RuleValidationError } from './rule-error.js';
 
 /**
@@ -44,7 +46,7 @@ export function parseCondition(raw: unknown, path: string): Condition {
     case 'regex': {
       field.onlyKeys(obj, path, ['tag', 'op', 'pattern']);
       const pattern = field.string(obj.pattern, `${path}.pattern`, Number.MAX_SAFE_INTEGER);
-      checkRegex(pattern, `${path}.pattern`);
+      conditionRegex(tag, pattern, `${path}.pattern`);
       return { tag, op, pattern };
     }
     case 'exists':
@@ -83,12 +85,12 @@ export interface LinearRegex {
  * `\x{41}`) is refused here, naming the field, as are patterns longer than
  * REGEX_MAX_LENGTH or compiling to more than REGEX_MAX_PROGRAM instructions.
  */
-export function checkRegex(pattern: string, path: string): LinearRegex {
+export function checkRegex(pattern: string, path: string, ignoreCase = false): LinearRegex {
   if (pattern.length > REGEX_MAX_LENGTH)
     throw new RuleValidationError(path, `regex longer than ${REGEX_MAX_LENGTH} characters`, 'regexLength');
   let compiled: RE2JS;
   try {
-    compiled = RE2JS.compile(pattern);
+    compiled = ignoreCase ? RE2JS.compile(pattern, RE2JS.CASE_INSENSITIVE) : RE2JS.compile(pattern);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw new RuleValidationError(path, `invalid regex or not expressible in RE2 (linear time): ${message}`, 'regex');
@@ -125,6 +127,34 @@ export function checkRegex(pattern: string, path: string): LinearRegex {
   };
 }
 
+/**
+ * How a condition compares its tag's values. `request.path` reads in its folded form
+ * (pathTagValue: canonical, lower-cased, no trailing slash, as path templates compare a
+ * path), so a condition's values are put in that form and its regex ignores case: a deny on
+ * `/internal` is not missed by `/INTERNAL/`. Every other tag is compared exactly.
+ */
+const comparedForm = (tag: string): ((value: string) => string) | undefined => (tag === SystemTag.requestPath ? pathTagValue : undefined);
+
+/**
+ * A regex condition on `tag`, compiled as rules run it (checkRegex; ignoring case where the
+ * tag's values are folded), or refused naming `path`.
+ */
+export function conditionRegex(tag: string, pattern: string, path: string): LinearRegex {
+  return checkRegex(pattern, path, comparedForm(tag) !== undefined);
+}
+
+/**
+ * What a regex condition on `tag` counts against a document's budget
+ * (RULE_DOCUMENT_LIMITS.maxRegexProgram): its instructions, times how many tag values its
+ * tag's longest value is. A tag's value is at most TagLimits.maxValueBytes (512) long; a
+ * request's path REQUEST_PATH_MAX_LENGTH (4,096): eight times the work a character of the
+ * pattern costs, so eight times the count.
+ */
+export function regexCost(tag: string, regex: LinearRegex): number {
+  const longest = tag === SystemTag.requestPath ? REQUEST_PATH_MAX_LENGTH : TagLimits.maxValueBytes;
+  return regex.programSize * Math.ceil(longest / TagLimits.maxValueBytes);
+}
+
 /** Compiles a condition list once into a matcher; regexes are compiled here, not per call. */
 export function compileConditions(conditions: readonly Condition[]): Matcher {
   const tests = conditions.map(compileOne);
@@ -138,30 +168,35 @@ export function compileConditions(conditions: readonly Condition[]): Matcher {
 
 function compileOne(c: Condition): Matcher {
   const { tag } = c;
+  const form = comparedForm(tag);
   switch (c.op) {
-    case 'equals':
-      return (get) => get(tag) === c.value;
-    case 'notEquals':
+    case 'equals': {
+      const value = form ? form(c.value) : c.value;
+      return (get) => get(tag) === value;
+    }
+    case 'notEquals': {
+      const value = form ? form(c.value) : c.value;
       return (get) => {
         const v = get(tag);
-        return v !== undefined && v !== c.value;
+        return v !== undefined && v !== value;
       };
+    }
     case 'in': {
-      const set = new Set(c.values);
+      const set = new Set(form ? c.values.map(form) : c.values);
       return (get) => {
         const v = get(tag);
         return v !== undefined && set.has(v);
       };
     }
     case 'notIn': {
-      const set = new Set(c.values);
+      const set = new Set(form ? c.values.map(form) : c.values);
       return (get) => {
         const v = get(tag);
         return v !== undefined && !set.has(v);
       };
     }
     case 'regex': {
-      const re = checkRegex(c.pattern, 'pattern');
+      const re = conditionRegex(tag, c.pattern, 'pattern');
       return (get) => {
         const v = get(tag);
         return v !== undefined && re.test(v);

@@ -2,6 +2,7 @@ export {
   type Condition,
   checkRegex,
   compileConditions,
+  conditionRegex,
   type LinearRegex,
   type Matcher,
   OPERATORS,
@@ -9,6 +10,7 @@ export {
   parseCondition,
   REGEX_MAX_LENGTH,
   REGEX_MAX_PROGRAM,
+  regexCost,
   type TagLookup,
 } from './condition.js';
 export {

@@ -1,6 +1,6 @@
 import { SERVICE_NAME } from '../instance.js';
 import { shownValue } from '../option-checks.js';
-import { checkRegex } from './condition.js';
+import { conditionRegex, regexCost } from './condition.js';
 import { field, RuleValidationError } from './rule-error.js';
 
 /**
@@ -69,9 +69,10 @@ export const RULE_DOCUMENT_LIMITS = {
   /** Characters of any one string value (a fallback body's text is the longest). */
   maxStringLength: 65_536,
   /**
-   * RE2 instructions over every regex condition in the document: a request's regex work is
-   * at most this much per byte of the values it tests (checkRegex runs re2js's NFA, 5–17 ns
-   * per instruction and byte). Measured for one decision on a 512-byte tag value that
+   * RE2 instructions over every regex condition in the document, a regex on `request.path`
+   * counted eight times (regexCost: a path may be 4,096 characters, a tag's value 512): a
+   * request's regex work is at most this much per byte of a 512-byte value (checkRegex runs
+   * re2js's NFA, 5–17 ns per instruction and byte). Measured for one decision on a 512-byte tag value that
    * changes each time, every regex tested: at most about 4.5 ms (one `(?i)(?:\pL|\pN){500}z`,
    * the costliest class matching; 41 × `a[ab]{20}$`: 0.7 ms; 111 × `^v1\.2[0-9]$`: 0.04 ms),
    * the first decision as the next once the engine has run (a fresh process's very first:
@@ -182,7 +183,8 @@ function checkBounds(root: unknown): void {
     // its size only (checkRegex refuses it as the kind's parser would, naming the same field).
     if (o.op === 'regex' && typeof o.pattern === 'string') {
       const patternPath = path === '' ? 'pattern' : `${path}.pattern`;
-      regexProgram += checkRegex(o.pattern, patternPath).programSize;
+      const tag = typeof o.tag === 'string' ? o.tag : '';
+      regexProgram += regexCost(tag, conditionRegex(tag, o.pattern, patternPath));
       if (regexProgram > L.maxRegexProgram) {
         throw new RuleValidationError(
           patternPath,
