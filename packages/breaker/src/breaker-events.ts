@@ -11,7 +11,7 @@ export interface BreakerId {
   readonly instance?: string;
 }
 
-export type TripReason = 'failure-rate' | 'slow-call-rate' | 'consecutive-failures' | 'probe-failed';
+export type TripReason = 'failure-rate' | 'slow-call-rate' | 'consecutive-failures' | 'probe-failed' | 'probe-timeout';
 
 interface Transition {
   readonly breaker: BreakerId;

@@ -69,6 +69,8 @@ export class Breaker {
   /** Trips in a row, for a growing sleep; see BreakerPolicy.maxSleepWindowMs. */
   #streak = 0;
   #closedAt = 0;
+  /** While half-open: when the last probe permit was taken (the probes' deadline runs from it). */
+  #lastProbeAt = 0;
   #events: BreakerEvents | undefined;
 
   constructor(id: BreakerId, policy: BreakerPolicy, group: BreakerGroupOptions = {}) {
@@ -112,9 +114,25 @@ export class Breaker {
     return this.#probesStarted >= this.policy.probes;
   }
 
-  /** Milliseconds until a rejected call could get through: the rest of the sleep window, or 0 while probes run. */
+  /**
+   * When the breaker next changes on its own, as `wake` sees it: while open, the end of its
+   * sleep; while half-open with every probe taken, the probes' deadline (a probe unsettled
+   * one sleep window after the last was taken counts as failed: see `wake`); else never.
+   */
+  get wakeAt(): number {
+    if (this.#state === 'open') return this.#retryAt;
+    if (this.#state === 'half-open' && this.#probesStarted >= this.policy.probes) return this.#lastProbeAt + this.policy.sleepWindowMs;
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Milliseconds until a rejected call could get through: the rest of the sleep window, or,
+   * while the probes run, the rest of their deadline (never 0, which invites a client to
+   * retry at once).
+   */
   retryAfter(now = this.#clock.now()): number {
-    return this.#state === 'open' ? Math.max(0, this.#retryAt - now) : 0;
+    if (this.#state === 'closed') return 0;
+    return Math.max(0, this.wakeAt - now);
   }
 
   /** A permit (the epoch, >= 0) for one call, or REJECTED. */
@@ -130,20 +148,27 @@ export class Breaker {
       this.#toHalfOpen(now);
     }
     if (this.#probesStarted >= this.policy.probes) {
+      this.wake();
       this.#rejected++;
       return REJECTED;
     }
-    this.#probesStarted++;
+    if (++this.#probesStarted === this.policy.probes) this.#lastProbeAt = this.#clock.now();
     return this.#epoch;
   }
 
   /**
-   * Turns an open breaker whose sleep window is over half-open, without taking a probe.
-   * Lets a group (instance breakers) re-admit an instance to routing lazily.
+   * What time alone changes, done when it is due (`wakeAt`): an open breaker whose sleep is
+   * over turns half-open, without taking a probe; a half-open breaker whose probes are all
+   * taken and one of them still unsettled a sleep window after the last was taken opens
+   * again (`probe-timeout`): a probe that never answers (no deadline on the call) would
+   * otherwise hold the breaker half-open, refusing every call, for as long as it hangs.
+   * Lets a group (instance breakers) re-admit an instance to routing lazily. True when the
+   * state changed.
    */
   wake(now = this.#clock.now()): boolean {
-    if (this.#state !== 'open' || now < this.#retryAt) return false;
-    this.#toHalfOpen(now);
+    if (now < this.wakeAt) return false;
+    if (this.#state === 'open') this.#toHalfOpen(now);
+    else this.#open(now, 'probe-timeout');
     return true;
   }
 

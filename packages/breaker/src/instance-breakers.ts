@@ -69,8 +69,12 @@ export class ServiceInstanceBreakers {
     const b = this.breaker(instanceId);
     if (b.state === 'closed') return b.tryAcquire();
     const permit = b.tryAcquire();
-    // The last probe permit taken: routing must stop sending here until the probes finish.
-    if (permit !== REJECTED && b.state === 'half-open' && b.isRejecting()) this.#owner.changed();
+    // The last probe permit taken: routing must stop sending here until the probes finish,
+    // or until their deadline (Breaker.wakeAt), which poll() keeps.
+    if (permit !== REJECTED && b.state === 'half-open' && b.isRejecting()) {
+      this.#owner.sleeping(b);
+      this.#owner.changed();
+    }
     return permit;
   }
 
@@ -136,7 +140,8 @@ export class InstanceBreakers implements InstanceExclusion {
   readonly #clock: Clock;
   readonly #groups = new Map<string, ServiceInstanceBreakers>();
   readonly #byId = new Map<string, Breaker>();
-  readonly #open = new Set<Breaker>();
+  /** Breakers that time alone will change (Breaker.wakeAt): open ones, and half-open ones whose probes are all out. */
+  readonly #sleeping = new Set<Breaker>();
   readonly #listeners = new Set<() => void>();
   #nextWake = Number.POSITIVE_INFINITY;
 
@@ -188,12 +193,19 @@ export class InstanceBreakers implements InstanceExclusion {
     };
   }
 
-  /** Turns half-open every open breaker whose sleep window is over, and tells subscribers. */
+  /**
+   * Wakes every breaker whose time has come (Breaker.wake: an open one whose sleep is over
+   * turns half-open; a half-open one whose probes outlived their deadline opens again), and
+   * tells subscribers through the transitions.
+   */
   poll(now = this.#clock.now()): void {
     if (now < this.#nextWake) return;
     let next = Number.POSITIVE_INFINITY;
-    for (const b of [...this.#open]) {
-      if (!b.wake(now) && b.retryAt < next) next = b.retryAt;
+    for (const b of [...this.#sleeping]) {
+      b.wake(now);
+      const at = b.wakeAt;
+      if (at === Number.POSITIVE_INFINITY) this.#sleeping.delete(b);
+      else if (at < next) next = at;
     }
     this.#nextWake = next;
   }
@@ -210,18 +222,20 @@ export class InstanceBreakers implements InstanceExclusion {
   /** @internal */
   removed(id: string, b: Breaker): void {
     if (this.#byId.get(id) === b) this.#byId.delete(id);
-    this.#open.delete(b);
+    this.#sleeping.delete(b);
   }
 
   /** @internal */
   transitioned(b: Breaker, _from: CircuitState, to: CircuitState): void {
-    if (to === 'open') {
-      this.#open.add(b);
-      if (b.retryAt < this.#nextWake) this.#nextWake = b.retryAt;
-    } else {
-      this.#open.delete(b);
-    }
+    if (to === 'open') this.sleeping(b);
+    else this.#sleeping.delete(b);
     this.changed();
+  }
+
+  /** @internal `b` will change when its time comes (Breaker.wakeAt): poll() wakes it then. */
+  sleeping(b: Breaker): void {
+    this.#sleeping.add(b);
+    if (b.wakeAt < this.#nextWake) this.#nextWake = b.wakeAt;
   }
 
   /** @internal tells subscribers that the excluded set may have changed. */

@@ -141,6 +141,32 @@ describe('Breaker', () => {
     assert.equal(b.tryAcquire(), REJECTED);
   });
 
+  it('a probe unsettled a sleep window after the last was taken counts as failed: open again, not half-open for ever', () => {
+    // The reviewer's case: one of the probes never settles (no deadline on the call).
+    const { b, clock, call, events } = make({ consecutiveFailures: 1, probes: 2 });
+    call(true);
+    clock.advance(5_000);
+    const p1 = b.tryAcquire();
+    clock.advance(1_000);
+    b.tryAcquire(); // never settles
+    b.record(p1, false, 1);
+    assert.equal(b.tryAcquire(), REJECTED);
+    assert.equal(b.retryAfter(), 5_000, "the rest of the probes' deadline, not 0");
+    clock.advance(4_999);
+    assert.equal(b.tryAcquire(), REJECTED);
+    assert.equal(b.state, 'half-open');
+    assert.equal(b.retryAfter(), 1);
+    clock.advance(1);
+    assert.equal(b.tryAcquire(), REJECTED, 'the call that finds the deadline passed is refused: the breaker opens');
+    assert.equal(b.state, 'open');
+    const reopen = events.at(-1) as OpenEvent;
+    assert.deepEqual([reopen.from, reopen.reason, reopen.retryAt], ['half-open', 'probe-timeout', 17_000]);
+    clock.advance(5_000);
+    const probes = [b.tryAcquire(), b.tryAcquire()];
+    for (const p of probes) b.record(p, false, 1);
+    assert.equal(b.state, 'closed', 'fresh probes decide; the hung one, of an old epoch, counts nothing');
+  });
+
   it('outcomes of calls started before a transition do not count', () => {
     const { b, clock } = make({ consecutiveFailures: 1, probes: 1 });
     const early = b.tryAcquire(); // started while closed

@@ -56,6 +56,29 @@ describe('InstanceBreakers (InstanceExclusion)', () => {
     assert.equal(notified(), 4);
   });
 
+  it('poll() opens again an instance whose probes hang past their deadline, then re-admits it (was excluded for ever)', () => {
+    const { clock, ib, group, fail } = setup();
+    fail('o-1');
+    fail('o-1');
+    clock.advance(1_000);
+    ib.poll();
+    group.acquire('o-1');
+    group.acquire('o-1'); // both probes hang: routing leaves o-1 out, so nothing calls acquire again
+    assert.equal(ib.isExcluded('o-1'), true);
+    clock.advance(999);
+    ib.poll();
+    assert.equal(group.breaker('o-1').state, 'half-open');
+    clock.advance(1);
+    ib.poll();
+    assert.equal(group.breaker('o-1').state, 'open', 'probes unsettled one sleep window: failed');
+    assert.equal(ib.isExcluded('o-1'), true);
+    clock.advance(1_000);
+    ib.poll();
+    assert.equal(group.breaker('o-1').state, 'half-open');
+    assert.equal(ib.isExcluded('o-1'), false, 'back in routing for new probes');
+    assert.equal(clock.pendingTimers, 0);
+  });
+
   it('never ejects more than maxEjectionPercent, and never the last instance', () => {
     const { ib, group, fail } = setup(50, 4); // 2 of 4 may go
     for (const id of ['o-0', 'o-1', 'o-2', 'o-3']) {
