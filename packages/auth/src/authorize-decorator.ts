@@ -81,11 +81,18 @@ function guard<T extends AnyMethod>(method: T, methodName: string, action: AuthA
   // `@Authorize` denies whoever its rule does not match; `@Deny` allows them.
   const authorizer = new Authorizer({ defaultAction: action === 'allow' ? 'deny' : 'allow' }, { defaultAction: undefined, rules: [rule] });
   const refused = Object.freeze({ allowed: false, rule: rule.name, reason: `${label} "${rule.name}" does not allow this caller` });
+  // An anonymous caller is told why: the decorator believes only a verified identity, so
+  // with auth off (no mesh keys) every caller is anonymous, whatever x-meshlet-caller says.
+  const refusedAnonymous = Object.freeze({
+    ...refused,
+    reason: `${refused.reason}: no verified caller (the caller is anonymous: is the mesh's auth on, with keys, and does the caller sign?)`,
+  });
   const isAsync = method.constructor.name === 'AsyncFunction';
   const guarded = function (this: unknown, ...args: unknown[]) {
-    const decision = authorizer.decide(caller(), { method: '*', path: '/' }, (tag) => getTag(tag));
+    const who = caller();
+    const decision = authorizer.decide(who, { method: '*', path: '/' }, (tag) => getTag(tag));
     if (!decision.allowed) {
-      const err = new AuthDeniedError(decision.rule === undefined ? refused : decision);
+      const err = new AuthDeniedError(decision.rule !== undefined ? decision : who === undefined ? refusedAnonymous : refused);
       if (isAsync) return Promise.reject(err);
       throw err;
     }

@@ -28,13 +28,26 @@ const EXIT_CODES = `exit codes:
   0 ok   1 failure (unreachable, unreadable)   2 usage   3 conflict (rules changed since read)
   4 invalid rules (nothing written)   5 not found   6 not confirmed (nothing written)`;
 
+function commandLines(commands: readonly Command[]): string {
+  const width = Math.max(...commands.map((c) => c.words.join(' ').length));
+  return commands.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`).join('\n');
+}
+
+/** The usage of a group of commands (`meshlet rules`): its commands, each with its summary. */
+function groupUsage(group: string, commands: readonly Command[]): string {
+  return `usage: meshlet ${group} <command> [options]   (meshlet ${group} <command> --help for its options)
+
+commands:
+${commandLines(commands)}
+${EXIT_CODES}
+`;
+}
+
 function mainUsage(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.words.join(' ').length));
-  const lines = COMMANDS.map((c) => `  ${c.words.join(' ').padEnd(width)}  ${c.summary}`);
   return `usage: meshlet <command> [options]   (meshlet <command> --help for its options)
 
 commands:
-${lines.join('\n')}
+${commandLines(COMMANDS)}
 
 every command takes --json (output for scripts) and --help; meshlet --version prints the version.
 ${EXIT_CODES}
@@ -72,7 +85,15 @@ export async function runCli(argv: readonly string[], io: CliIo, options: RunCli
   }
   const found = findCommand(argv);
   if (!found) {
-    io.err(`meshlet: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${mainUsage()}`);
+    // A group's word alone (`meshlet rules`, `meshlet rules --help`): the group's commands.
+    const group = COMMANDS.filter((c) => c.words.length > 1 && c.words[0] === first);
+    const next = argv[1];
+    if (group.length > 0 && (next === undefined || next === '--help' || next === '-h')) {
+      io.out(groupUsage(first, group));
+      return next === undefined ? ExitCode.usage : ExitCode.ok;
+    }
+    const usage = group.length > 0 ? groupUsage(first, group) : mainUsage();
+    io.err(`meshlet: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${usage}`);
     return ExitCode.usage;
   }
   const { command, rest } = found;

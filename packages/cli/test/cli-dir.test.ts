@@ -197,4 +197,18 @@ describe('meshlet rules on a --dir store', () => {
       assert.match(out, /3 conflict/);
     }
   });
+
+  it('a group\'s word alone or with --help lists the group\'s commands (was "unknown command", exit 2)', async () => {
+    const help = await inProcess(['rules', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: meshlet rules <command>/);
+    for (const c of COMMANDS.filter((c) => c.words[0] === 'rules')) assert.match(help.stdout, new RegExp(`  ${c.words.join(' ')} `));
+    assert.doesNotMatch(help.stdout, / {2}services /);
+    const bare = await inProcess(['rules']);
+    assert.equal(bare.code, 2);
+    assert.match(bare.stdout, /^usage: meshlet rules <command>/);
+    const unknown = await inProcess(['rules', 'bogus']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "rules bogus"[\s\S]*usage: meshlet rules <command>/);
+  });
 });
