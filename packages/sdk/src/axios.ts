@@ -103,14 +103,29 @@ async function fromWebResponse(config: InternalAxiosRequestConfig, made: Respons
   };
 }
 
+/** A Meshlet error as axios users expect it: an AxiosError with its `code`, and it as the `cause`. */
+function wrapped(err: MeshletError, config: InternalAxiosRequestConfig): AxiosError {
+  const e = new AxiosError(err.message, err.code, config);
+  e.cause = err;
+  return e;
+}
+
 /**
  * The error axios users expect for a call the mesh refused or gave up on: an AxiosError
  * whose `code` is the Meshlet error's (`MESHLET_CIRCUIT_OPEN`, `MESHLET_TIMEOUT`,
  * `MESHLET_NO_INSTANCE`…) and whose `cause` is that error. The caller's own cancellation
  * stays axios's CanceledError (`axios.isCancel`), and an attempt's AxiosError (a refused
- * connection after the last retry) is passed on with the caller's config.
+ * connection after the last retry) is passed on with the caller's config. `cut`: the
+ * call's signal with the inbound deadline's (a gRPC handler's caller's): an attempt it
+ * cancelled failed with axios's CanceledError, which is the deadline's error here
+ * (MESHLET_DEADLINE), not the caller's cancellation.
  */
-function asAxiosError(err: unknown, config: InternalAxiosRequestConfig, signal: AbortSignal | undefined): AxiosError {
+function asAxiosError(
+  err: unknown,
+  config: InternalAxiosRequestConfig,
+  signal: AbortSignal | undefined,
+  cut: AbortSignal | undefined,
+): AxiosError {
   if (signal?.aborted) {
     if (err instanceof CanceledError) {
       err.config = config;
@@ -120,16 +135,64 @@ function asAxiosError(err: unknown, config: InternalAxiosRequestConfig, signal: 
     if (err instanceof Error) canceled.cause = err;
     return canceled;
   }
+  if (cut?.aborted && cut.reason instanceof MeshletError && err instanceof CanceledError) return wrapped(cut.reason, config);
   if (err instanceof AxiosError) {
     err.config = config;
     return err;
   }
-  if (err instanceof MeshletError) {
-    const wrapped = new AxiosError(err.message, err.code, config);
-    wrapped.cause = err;
-    return wrapped;
-  }
+  if (err instanceof MeshletError) return wrapped(err, config);
   return AxiosError.from(err instanceof Error ? err : new Error(String(err)), undefined, config);
+}
+
+/**
+ * The signal axios sends one attempt with. For a `responseType: 'stream'` answer, whose
+ * body outlives the attempt, the body follows `body` (the caller's signal, with the inbound
+ * deadline's): the stream is cut when it aborts, failing with the deadline's error as an
+ * AxiosError (MESHLET_DEADLINE) rather than axios's CanceledError, which says the caller
+ * cancelled. Any other answer is read whole within the attempt: `attempt` is enough.
+ */
+class StreamAttemptSignal {
+  readonly #controller = new AbortController();
+  readonly #attempt: AbortSignal | undefined;
+  readonly #body: AbortSignal | undefined;
+  readonly #config: InternalAxiosRequestConfig;
+  #stream: Readable | undefined;
+
+  constructor(attempt: AbortSignal | undefined, body: AbortSignal | undefined, config: InternalAxiosRequestConfig) {
+    this.#attempt = attempt;
+    this.#body = body;
+    this.#config = config;
+    attempt?.addEventListener('abort', this);
+    if (body !== attempt) body?.addEventListener('abort', this);
+    if (attempt?.aborted || body?.aborted) this.handleEvent();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** The attempt answered with `stream`: from now on only the body's signal ends it. */
+  answered(stream: unknown): void {
+    if (this.#attempt !== this.#body) this.#attempt?.removeEventListener('abort', this);
+    if (stream instanceof Readable && !stream.destroyed) {
+      this.#stream = stream;
+      stream.once('close', () => this.done());
+    } else this.done();
+  }
+
+  /** Listeners off: the body ended or was given up. */
+  done(): void {
+    this.#attempt?.removeEventListener('abort', this);
+    this.#body?.removeEventListener('abort', this);
+  }
+
+  handleEvent(): void {
+    const stream = this.#stream;
+    const reason = this.#body?.aborted ? this.#body.reason : undefined;
+    // The body cut by the deadline fails with its error, before axios's CanceledError could.
+    if (stream !== undefined && !stream.destroyed && reason instanceof MeshletError) stream.destroy(wrapped(reason, this.#config));
+    this.#controller.abort();
+  }
 }
 
 /**
@@ -163,8 +226,11 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
     }
     const signal = callerSignal(config);
     const method = (config.method ?? 'get').toUpperCase();
+    const streamed = config.responseType === 'stream';
     /** The last attempt's URL, where a relative Location resolves. */
     let sentTo = '';
+    /** The call's signal as the pipeline gives it (with the inbound deadline's): see asAxiosError. */
+    let cut: AbortSignal | undefined;
     try {
       const attempt = await pipeline<Attempt>({
         service,
@@ -174,15 +240,22 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
         headers: headerRecord(config.headers),
         retryable: replayable(config.data),
         signal,
-        send: async (origin: string, attemptHeaders: CallHeaders, attemptSignal: AbortSignal | undefined) => {
+        send: async (
+          origin: string,
+          attemptHeaders: CallHeaders,
+          attemptSignal: AbortSignal | undefined,
+          bodySignal: AbortSignal | undefined,
+        ) => {
           sentTo = `${origin}${url.pathname}${url.search}`;
+          cut = bodySignal;
+          const stream = streamed ? new StreamAttemptSignal(attemptSignal ?? signal, bodySignal, config) : undefined;
           const response = await send({
             ...config,
             baseURL: undefined,
             url: sentTo,
             params: undefined,
             headers: AxiosHeaders.from(attemptHeaders as Record<string, string>),
-            signal: attemptSignal ?? signal,
+            signal: stream?.signal ?? attemptSignal ?? signal,
             cancelToken: undefined,
             // The router chose the instance; a proxy from the environment is not in the way.
             proxy: false,
@@ -191,9 +264,15 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
             beforeRedirect: undefined,
             // The executor classifies every status; the caller's validateStatus runs at the end.
             validateStatus: null,
-          } as unknown as InternalAxiosRequestConfig);
+          } as unknown as InternalAxiosRequestConfig).catch((err: unknown) => {
+            stream?.done();
+            throw err;
+          });
+          stream?.answered(response.data);
           return { status: response.status, response };
         },
+        // A stream's body is read after the call: the inbound deadline's cut stays armed until it closes.
+        ...(streamed ? { whenDone: whenStreamDone } : {}),
         fromResponse: (made: Response): Attempt => ({ status: made.status, made }),
         discard,
       });
@@ -205,7 +284,7 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
       response.config = config;
       return settle(config, response);
     } catch (err) {
-      throw asAxiosError(err, config, signal);
+      throw asAxiosError(err, config, signal, cut);
     }
   }
 
@@ -258,6 +337,13 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
   return function meshletAdapter(config: InternalAxiosRequestConfig): Promise<AxiosResponse> {
     return governed(config, 0);
   };
+}
+
+/** Calls `done` once an attempt's streamed body has closed (read, failed or destroyed); at once for any other answer. */
+function whenStreamDone(attempt: Attempt, done: () => void): void {
+  const data = attempt.response?.data;
+  if (data instanceof Readable && !data.closed && !data.destroyed) data.once('close', done);
+  else done();
 }
 
 /** Frees an attempt's answer that is not returned (a retry's, a redirect's). */

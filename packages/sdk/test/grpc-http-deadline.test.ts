@@ -17,6 +17,8 @@ import {
   runWithContext,
 } from '@meshlet/core';
 import { GRPC_PORT_META } from '@meshlet/grpc';
+import axios, { AxiosError } from 'axios';
+import { axiosAdapter } from '../src/axios.js';
 // DeadlineExceededError from `meshlet`, where the README says to catch it.
 import { createMesh, DeadlineExceededError, type Mesh } from '../src/index.js';
 import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from './grpc-echo.js';
@@ -74,6 +76,16 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
     await registry.register({
       id: 'http-0',
       service: 'slow-http',
+      address: '127.0.0.1',
+      port: upstream.port,
+      tags: [],
+      metadata: {},
+      health: 'passing',
+    });
+    // The same upstream under a name with no rules: no attempt timeout, so the attempt's signal is the call's.
+    await registry.register({
+      id: 'http-1',
+      service: 'plain-http',
       address: '127.0.0.1',
       port: upstream.port,
       tags: [],
@@ -255,6 +267,66 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
         await mesh.close();
       }
     });
+
+  // Found by a reviewer: axios's CanceledError (axios.isCancel: the app's own cancel) for a
+  // call the deadline cut, and a `responseType: 'stream'` body read whole past the deadline.
+  for (const service of ['slow-http', 'plain-http'])
+    it(`axios, ${service}: a call cut by the deadline fails MESHLET_DEADLINE (an AxiosError whose cause is the deadline), not CanceledError`, async () => {
+      const http = axios.create({ adapter: axiosAdapter(relayMesh) });
+      let inner: unknown;
+      handle = async () => {
+        try {
+          await http.get(`http://${service}/slow`);
+          return 'answered';
+        } catch (err) {
+          inner = err;
+          throw err;
+        }
+      };
+      await failure(say(client, 'x', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      await waitFor(() => inner !== undefined);
+      assert.ok(inner instanceof AxiosError, String(inner));
+      assert.equal(axios.isCancel(inner), false, 'not the caller cancelling');
+      assert.equal(inner.code, 'MESHLET_DEADLINE');
+      assert.ok(inner.cause instanceof DeadlineExceededError);
+    });
+
+  it('axios, responseType stream: a body still arriving at the deadline is cut there (MESHLET_DEADLINE, the connection closed)', {
+    timeout: 15_000,
+  }, async () => {
+    const clock = new ManualClock();
+    const mesh = createMesh({ service: 'clocked-axios', registry, rules, clock, logger: new MemoryLogger() });
+    try {
+      await mesh.rulesInForce('slow-http');
+      const http = axios.create({ adapter: axiosAdapter(mesh) });
+      const ctx = createContext();
+      keepInboundDeadline(ctx, Date.now() + 1_000);
+      const closedBefore = upstream.closed();
+      const answer = await runWithContext(ctx, () => http.get('http://slow-http/trickle', { responseType: 'stream' }));
+      const stream = answer.data as import('node:stream').Readable;
+      const outcome = (async () => {
+        let text = '';
+        for await (const chunk of stream) text += chunk;
+        return text;
+      })().catch((err: unknown) => err);
+      clock.advance(1_000);
+      const err = await outcome;
+      assert.ok(err instanceof AxiosError, `the body was cut at the deadline, not ${String(err)}`);
+      assert.equal(err.code, 'MESHLET_DEADLINE');
+      assert.ok(err.cause instanceof DeadlineExceededError);
+      await waitFor(() => upstream.closed() > closedBefore);
+      // A stream read before the deadline leaves no timer.
+      const timersBefore = clock.pendingTimers;
+      keepInboundDeadline(ctx, Date.now() + 60_000);
+      const fast = await runWithContext(ctx, () => http.get('http://slow-http/fast', { responseType: 'stream' }));
+      let text = '';
+      for await (const chunk of fast.data as import('node:stream').Readable) text += chunk;
+      assert.equal(text, 'fast');
+      await waitFor(() => clock.pendingTimers <= timersBefore);
+    } finally {
+      await mesh.close();
+    }
+  });
 
   for (const path of ['dispatched', "through undici's request (an option only it takes)"] as const)
     it(`mesh.request under a rule's timeout, ${path}: the caller's abort after the headers still ends the body, as undici's request signal does`, {
