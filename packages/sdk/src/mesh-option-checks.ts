@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
+import { DEFAULT_MAX_LIFETIME_MS } from '@meshlet/auth';
 import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
@@ -61,6 +62,8 @@ export const MESH_OPTION_BOUNDS = Object.freeze({
   catalogRoutes: 10_000,
   /** The longest clock skew tolerated on a signed identity. */
   maxSkewMs: 3_600_000,
+  /** The longest identity token lifetime: what every verifier accepts (a longer token is refused, its caller anonymous). */
+  identityTtlMs: DEFAULT_MAX_LIFETIME_MS,
 });
 
 const NAMESPACE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -152,6 +155,11 @@ function checkAuth(value: unknown): void {
     throw badOption(
       'auth.maxSkewMs',
       `${shownValue(auth.maxSkewMs)} must be a whole number of milliseconds from 0 to ${MESH_OPTION_BOUNDS.maxSkewMs}`,
+    );
+  if (auth.ttlMs !== undefined && !wholeNumber(auth.ttlMs, 1, MESH_OPTION_BOUNDS.identityTtlMs))
+    throw badOption(
+      'auth.ttlMs',
+      `${shownValue(auth.ttlMs)} must be a whole number of milliseconds from 1 to ${MESH_OPTION_BOUNDS.identityTtlMs} (the longest token lifetime a verifier accepts)`,
     );
   checkCatalogParts(auth.openapiFiles, auth.routes, 'auth');
   if (auth.catalogPath !== undefined && auth.catalogPath !== false) meshPath(auth.catalogPath, 'auth.catalogPath');

@@ -78,7 +78,13 @@ export class OwnService {
     this.authorizer = new Authorizer({ ...(auth?.defaultAction ? { defaultAction: auth.defaultAction } : {}) });
     destinations.keep(service, this.authorizer.follow(destinations.rules(service)));
     this.verifier = auth
-      ? new IdentityVerifier({ keys: [...auth.keys], clock, audience: service, ...(auth.maxSkewMs ? { maxSkewMs: auth.maxSkewMs } : {}) })
+      ? new IdentityVerifier({
+          keys: [...auth.keys],
+          clock,
+          audience: service,
+          // 0 is a setting (no tolerance), not "unset".
+          ...(auth.maxSkewMs !== undefined ? { maxSkewMs: auth.maxSkewMs } : {}),
+        })
       : undefined;
     this.#keyOverlapMs = (auth?.ttlMs ?? DEFAULT_IDENTITY_TTL_MS) + (auth?.maxSkewMs ?? DEFAULT_MAX_SKEW_MS);
     const authKey = auth?.keys[0];
@@ -87,7 +93,7 @@ export class OwnService {
           identity: { service, namespace, instance: service, version },
           key: authKey,
           clock,
-          ...(auth?.ttlMs ? { ttlMs: auth.ttlMs } : {}),
+          ...(auth?.ttlMs !== undefined ? { ttlMs: auth.ttlMs } : {}),
         })
       : undefined;
   }
