@@ -38,7 +38,7 @@ export {
 } from './auth-rule.js';
 export { Authorize, type CallerSpec, Deny } from './authorize-decorator.js';
 export { type AuthDecision, Authorizer, type AuthorizerOptions, type AuthRequest, type AuthStats } from './authorizer.js';
-export { CATALOG_PATH, type CatalogHandlerOptions, catalogHandler } from './catalog-handler.js';
+export { CATALOG_PATH, type CatalogAnswer, type CatalogHandlerOptions, catalogAnswers, catalogHandler } from './catalog-handler.js';
 export {
   CATALOG_META_KEY,
   CATALOG_PREFIX,

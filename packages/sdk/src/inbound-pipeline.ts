@@ -3,6 +3,7 @@ import {
   AuthDeniedError,
   type Authorizer,
   bindVerifiedCaller,
+  type CatalogAnswer,
   forbidden,
   IDENTITY_HEADER,
   type IdentityVerifier,
@@ -54,8 +55,8 @@ export interface InboundPipelineDeps {
   readonly tracing: Tracing | undefined;
   /** The admin endpoint, under its path prefix. */
   readonly admin: { readonly path: string; readonly handler: Interceptor } | undefined;
-  /** Serves the API catalog; true when it answered. */
-  readonly catalog: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /** The API catalog endpoint's answer to an admitted request; undefined for other paths. */
+  readonly catalog: ((req: IncomingMessage) => CatalogAnswer | undefined) | undefined;
   /** The route template of a request by the API catalog, for frameworks that do not route (node:http). */
   readonly routeOf?: (method: string, path: string) => string | undefined;
   readonly logger: InboundOptions['logger'];
@@ -65,8 +66,8 @@ export interface InboundPipelineDeps {
 export type FrameworkAdapters = Pick<Mesh, 'contextOf' | 'httpHandler' | 'express' | 'expressErrors' | 'fastify'>;
 
 /**
- * The inbound path shared by every framework: admin endpoint, API catalog, health,
- * context (with the verified caller), server span, auth (403), rate limits (429), then
+ * The inbound path shared by every framework: admin endpoint, health, context (with the
+ * verified caller), server span, auth (403), rate limits (429), then the API catalog or
  * the app inside the context. node:http, Express and Fastify are thin adapters over it.
  */
 export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
@@ -128,7 +129,6 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
     else admitApp(req, res, respond, next, route);
   };
   const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: Next, route: string | undefined): void => {
-    if (deps.catalog?.(req, res)) return;
     // The canonical path, once: what every path rule compares (see requestPath). A target
     // the frameworks could read as another path than any one form (a dot segment, a "\",
     // neither a path nor a URL) is refused before the app, as no rule could be sure of it.
@@ -198,7 +198,11 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       logger.info('auth rules in shadow mode would have denied a call', { code: 'MESHLET_AUTH_SHADOW', service, rule: allowed.shadow });
     }
     const go = (release: Release) => {
-      const app = () => next(release);
+      // The catalog is an API of this service: answered here, once auth and limits admitted
+      // the request, where the app would be called (a default-deny service lists its APIs
+      // only to whom its rules let in). Its answer closes the response, which gives the slots back.
+      const answer = deps.catalog?.(req);
+      const app = answer ? () => respond(answer.status, answer.headers, answer.body) : () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
     };
     const decision = rateLimiter.decide({ method: req.method ?? 'GET', path: folded, tag });

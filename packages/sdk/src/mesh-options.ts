@@ -92,7 +92,8 @@ export interface MeshOptions {
    * or declared `routes`, served at `path` (default `/meshlet/apis`; false: not served),
    * published in the rule store with its hash in the registration `Meta`, and used to name
    * server spans by route template where the framework does not (node:http). On whenever
-   * `auth` is given, too.
+   * `auth` is given, too (as when the catalog was part of `auth`). Its endpoint is an API of
+   * the service: only a request the service's auth rules and limits admit is answered.
    */
   readonly catalog?: {
     readonly openapiFiles?: readonly string[];

@@ -60,7 +60,7 @@ export function createMesh(options: MeshOptions): Mesh {
     rateLimiter: own.rateLimiter,
     tracing,
     admin,
-    catalog: catalog?.handler,
+    catalog: catalog?.answer,
     routeOf: (method, path) => catalog?.routeOf(method, path),
     logger,
   });

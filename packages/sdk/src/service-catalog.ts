@@ -1,5 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CATALOG_META_KEY, catalogHandler, loadCatalog, publishCatalog } from '@meshlet/auth';
+import type { IncomingMessage } from 'node:http';
+import { CATALOG_META_KEY, type CatalogAnswer, catalogAnswers, loadCatalog, publishCatalog } from '@meshlet/auth';
 import { ApiMatcher } from '@meshlet/core';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -12,12 +12,19 @@ type CatalogOptions = { readonly [K in keyof NonNullable<MeshOptions['catalog']>
  * at its path, published with the registration, and used to name server spans by route.
  */
 export class ServiceCatalog {
-  /** The catalog's handler, unless its path is false. */
-  readonly handler: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  /**
+   * The catalog endpoint's answer to a request (undefined for other paths), unless its path
+   * is false. The inbound pipeline answers it where it would call the app: after the
+   * service's auth rules and limits, as any API of the service.
+   */
+  readonly answer: ((req: IncomingMessage) => CatalogAnswer | undefined) | undefined;
   readonly #loading: Promise<Catalog>;
   #routes: ApiMatcher | undefined;
 
-  /** A catalog when options ask for one (its own option, else what `auth` carried before there was one). */
+  /**
+   * A catalog when options ask for one: its own option, else what `auth` carried before there
+   * was one (so with `auth` the catalog is on, as it was then; its endpoint is admitted as any API).
+   */
   static of(settings: MeshSettings, options: MeshOptions): ServiceCatalog | undefined {
     const auth = options.auth;
     const catalogOptions =
@@ -36,9 +43,9 @@ export class ServiceCatalog {
       loaded = c;
       if (c.apis.length > 0) this.#routes = new ApiMatcher(c.apis);
     });
-    this.handler =
+    this.answer =
       options.path !== false
-        ? catalogHandler(() => loaded ?? { apis: [], hash: '' }, {
+        ? catalogAnswers(() => loaded ?? { apis: [], hash: '' }, {
             service: settings.service,
             ...(options.path ? { path: options.path } : {}),
           })
