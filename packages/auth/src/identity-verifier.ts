@@ -92,12 +92,23 @@ export class IdentityVerifier {
    * Replaces the active keys (rollover steps 1 and 3). A key dropped here is still accepted
    * for `overlapMs` (default 0: refused at once), so tokens signed with it just before the
    * change stay good until they expire; give the signers' token lifetime plus the skew.
-   * Bad keys throw BadMeshKeyError and change nothing.
+   * Bad keys throw BadMeshKeyError and change nothing; so does an id still accepted here
+   * (active, or retired within its overlap) given other bytes: the id is how a token names
+   * its key, so tokens signed with the old bytes would fail at once as `bad-signature`,
+   * with no overlap. A new key needs a new id.
    */
   setKeys(keys: readonly MeshKey[], options: { readonly overlapMs?: number } = {}): void {
     const next = checkKeys(keys);
     const overlap = options.overlapMs ?? 0;
     const now = this.#clock.now();
+    const accepted = [...this.#active, ...this.#retired.filter((r) => r.until > now).map((r) => r.key)];
+    for (const k of next) {
+      const held = accepted.find((a) => a.id === k.id);
+      if (held !== undefined && !Buffer.from(held.key).equals(k.key))
+        throw new BadMeshKeyError(
+          `id "${k.id}" is in force with other key bytes; tokens signed with those would be refused at once (bad-signature). Give the new key its own id`,
+        );
+    }
     const ids = new Set(next.map((k) => k.id));
     const retired = [
       ...this.#retired.filter((r) => r.until > now && !ids.has(r.key.id)),

@@ -125,6 +125,26 @@ describe('signed caller identity', () => {
     assert.ok(v.verify(next));
   });
 
+  it('setKeys refuses other bytes under an id still accepted, and takes them once its overlap is over', () => {
+    const clock = new ManualClock(T0);
+    const v = new IdentityVerifier({ keys: [k1], clock });
+    const inFlight = signIdentity(checkout, k1, clock);
+    const k1b: MeshKey = { id: 'k1', key: Buffer.alloc(32, 7) };
+    const sameId = (err: unknown) => err instanceof BadMeshKeyError && (err as Error).message.includes('"k1"');
+    assert.throws(() => v.setKeys([k1b]), sameId, 'the active key');
+    assert.throws(() => v.setKeys([k2, k1b]), sameId);
+    assert.ok(v.verify(inFlight), 'the keys in force stay');
+    v.setKeys([k2], { overlapMs: 1_000 });
+    assert.throws(() => v.setKeys([k2, k1b]), sameId, 'a retired key within its overlap');
+    assert.ok(v.verify(inFlight));
+    v.setKeys([k2, { id: 'k1', key: Buffer.from(k1.key) }]); // the same bytes: the key back, not another
+    clock.advance(1_000);
+    v.setKeys([k2]);
+    v.setKeys([k2, k1b]); // k1's old bytes are no longer accepted anywhere here
+    const r = v.check(inFlight);
+    assert.equal(r.ok ? 'ok' : r.reason, 'bad-signature');
+  });
+
   it('refuses a signature made with another key under the same id', () => {
     const clock = new ManualClock(T0);
     const forged = signIdentity(checkout, { id: 'k1', key: Buffer.alloc(32, 9) }, clock);

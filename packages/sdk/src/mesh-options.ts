@@ -204,7 +204,9 @@ export interface Mesh {
    * the token lifetime plus the skew, 35 s), so calls signed with it just before stay good
    * until they expire. Bad keys throw (`MESHLET_BAD_MESH_KEY`) and the keys in force stay.
    * Rollover across a mesh: add the new key behind the old one everywhere, then put it
-   * first everywhere, then drop the old one. See `followIdentityKeys` for keys from config.
+   * first everywhere, then drop the old one (a new key first anywhere before every service
+   * verifies it makes that caller anonymous). Other bytes under an id still accepted are
+   * refused: a new key takes a new id. See `followIdentityKeys` for keys from config.
    */
   setIdentityKeys(keys: readonly MeshKey[], options?: { readonly overlapMs?: number }): void;
   /** The registered instance, if any. */

@@ -55,7 +55,9 @@ describe('rotating identity keys on a running mesh', () => {
   });
 
   it('bad keys are refused with a code and change nothing', async () => {
-    for (const bad of [[], [{ id: 'short', key: new Uint8Array(8) }], [k2, k2], [null]] as unknown as MeshKey[][]) {
+    // k2 is in force: other bytes under its id would fail every token signed with it at once.
+    const k2Rebytes = meshKey('k2', randomBytes(32).toString('base64'));
+    for (const bad of [[], [{ id: 'short', key: new Uint8Array(8) }], [k2, k2], [null], [k2Rebytes]] as unknown as MeshKey[][]) {
       assert.throws(
         () => orders.setIdentityKeys(bad),
         (err: unknown) => (err as { code?: string }).code === 'MESHLET_BAD_MESH_KEY',
@@ -120,6 +122,19 @@ describe('identity keys from @meshlet/config, ENC(...) values', () => {
     const stopTarget = followIdentityKeys(target, config);
     try {
       assert.equal(await (await keyed.fetch('http://target/')).text(), 'c1');
+      // The rollover's first step: the new key behind the old one, verified and not yet signed with.
+      await kv.put(
+        'config/keyed/data',
+        yaml([
+          ['c1', k1],
+          ['c2', k2],
+        ]),
+      );
+      // The config watch applies the change; wait on it, not on time.
+      for (let i = 0; i < 500 && config.get('meshlet.auth.keys[1].id') !== 'c2'; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(config.get('meshlet.auth.keys[1].id'), 'c2');
+      assert.equal(await (await keyed.fetch('http://target/')).text(), 'c1');
+      // The second, once every service has the first: the new key signs.
       await kv.put(
         'config/keyed/data',
         yaml([
@@ -127,7 +142,6 @@ describe('identity keys from @meshlet/config, ENC(...) values', () => {
           ['c1', k1],
         ]),
       );
-      // The config watch applies the change; wait on it, not on time.
       for (let i = 0; i < 500 && config.get('meshlet.auth.keys[0].id') !== 'c2'; i++) await new Promise((r) => setImmediate(r));
       assert.equal(config.get('meshlet.auth.keys[0].id'), 'c2');
       const call = await keyed.fetch('http://target/');
