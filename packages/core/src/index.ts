@@ -25,6 +25,7 @@ export {
   sendSettled,
   shadowOf,
 } from './attempt.js';
+export { readBoundedFile } from './bounded-file.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
 export {
   attachExtension,
