@@ -21,6 +21,7 @@ export {
   isEncrypted,
   KEY_ENV,
   KEY_FILE_ENV,
+  KEY_FILE_MAX_BYTES,
   keysFromEnvironment,
   keysFromFile,
   parseKey,

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readBoundedFile } from '@meshlet/core';
 import { ConfigKeyError } from './config-errors.js';
 
 /**
@@ -11,6 +11,8 @@ import { ConfigKeyError } from './config-errors.js';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const KEY_BYTES = 32;
+/** What a key file may weigh: a few keys of 45 characters, with comments. */
+export const KEY_FILE_MAX_BYTES = 64 * 1024;
 
 /** The environment variable holding base64 keys, comma-separated, newest first. */
 export const KEY_ENV = 'MESHLET_ENCRYPT_KEY';
@@ -102,13 +104,12 @@ export function keysFromEnvironment(env: Readonly<Record<string, string | undefi
   return keys;
 }
 
-export function keysFromFile(path: string): Buffer[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigKeyError(path, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
+/**
+ * The keys in a key file, one a line: a regular file of at most KEY_FILE_MAX_BYTES, read
+ * bounded (a FIFO or `/dev/zero` is refused, not read). ConfigKeyError names `source` and the path.
+ */
+export function keysFromFile(path: string, source = KEY_FILE_ENV): Buffer[] {
+  const text = readBoundedFile(path, KEY_FILE_MAX_BYTES, (why) => new ConfigKeyError(source, why));
   return text
     .split(/\r?\n/)
     .map((l) => l.trim())

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,9 @@ import {
   encryptValue,
   generateKey,
   isEncrypted,
+  KEY_FILE_MAX_BYTES,
   keysFromEnvironment,
+  keysFromFile,
   parseKey,
   runConfigCli,
   UndecryptableValue,
@@ -84,6 +87,47 @@ describe('encryptValue / decryptValue', () => {
     assert.deepEqual(keys, [a, a, b]);
     assert.throws(() => keysFromEnvironment({ MESHLET_ENCRYPT_KEY: 'short' }), /MESHLET_ENCRYPT_KEY\[0\]/);
     assert.throws(() => keysFromEnvironment({ MESHLET_ENCRYPT_KEY_FILE: join(dir, 'none') }), ConfigKeyError);
+  });
+});
+
+describe('the key file', () => {
+  /** The ConfigKeyError's message; fails unless `fn` throws one. */
+  const refusal = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      assert.ok(err instanceof ConfigKeyError, String(err));
+      return err.message;
+    }
+    assert.fail('not refused');
+  };
+
+  it('refuses a device and a FIFO without reading them, naming the variable and the path', () => {
+    assert.match(
+      refusal(() => keysFromEnvironment({ MESHLET_ENCRYPT_KEY_FILE: '/dev/zero' })),
+      /^MESHLET_ENCRYPT_KEY_FILE: "\/dev\/zero" is not a regular file/,
+    );
+    const fifo = join(dir, 'keys.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // A FIFO with no writer: reading it would block for ever.
+    assert.match(
+      refusal(() => keysFromFile(fifo)),
+      /MESHLET_ENCRYPT_KEY_FILE: ".*keys\.fifo" is not a regular file/,
+    );
+  });
+
+  it(`refuses a file over ${KEY_FILE_MAX_BYTES} bytes by its size, naming the bound; one at the bound is read`, async () => {
+    const atBound = join(dir, 'keys-at-bound');
+    const line = `${keyA}\n`;
+    const padding = KEY_FILE_MAX_BYTES - line.length;
+    await writeFile(atBound, `#${'x'.repeat(padding - 2)}\n${line}`);
+    assert.deepEqual(keysFromFile(atBound), [a]);
+    const over = join(dir, 'keys-over');
+    await writeFile(over, `#${'x'.repeat(padding - 1)}\n${line}`);
+    assert.match(
+      refusal(() => keysFromFile(over)),
+      new RegExp(`keys-over" is ${KEY_FILE_MAX_BYTES + 1} bytes; at most ${KEY_FILE_MAX_BYTES}`),
+    );
   });
 });
 
