@@ -18,7 +18,7 @@ function yamlDocument(version: number, secret: string): string {
 async function reload(format: 'yaml' | 'key-value'): Promise<{ p50: number; p99: number }> {
   const kv = new InMemoryKvStore();
   const key = generateKey();
-  const secret = encryptValue('s3cret', key);
+  const secret = encryptValue('s3cret', key, 'db.password');
   if (format === 'yaml') await kv.put('config/orders/data', yamlDocument(0, secret));
   else for (let i = 0; i < KEYS; i++) await kv.put(`config/orders/key${i}/value`, String(i));
   const config = await createConfig({ kv, service: 'orders', format, env: {}, keys: [key], logger: silentLogger });

@@ -20,7 +20,7 @@ describe('config and catalog on Consul KV', () => {
   it('reads Spring Cloud Consul Config’s layout with precedence, hot reload, encrypted values, and keeps the last good values', async () => {
     const key = randomBytes(32);
     await kv.put('config/application/data', 'a: shared\nb: shared\n');
-    await kv.put('config/orders,dev/data', `b: mine\npw: ${encryptValue('s3cret', key)}\n`);
+    await kv.put('config/orders,dev/data', `b: mine\npw: ${encryptValue('s3cret', key, 'pw')}\n`);
     const logger = new MemoryLogger();
     const config = await createConfig({ kv, service: 'orders', profiles: ['dev'], format: 'yaml', keys: [key], env: {}, logger });
     assert.deepEqual([config.get('a'), config.get('b'), config.get('pw')], ['shared', 'mine', 's3cret']);

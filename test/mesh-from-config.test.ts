@@ -48,7 +48,7 @@ describe('createMeshFromConfig on Consul', () => {
     await kv.put('config/application/data', 'meshlet:\n  namespace: estate\n  metadata:\n    zone: zone-a\n');
     await kv.put(
       'config/orders/data',
-      `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys:\n      - id: k1\n        key: ${encryptValue(Buffer.alloc(32, 9).toString('base64'), key)}\n`,
+      `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys:\n      - id: k1\n        key: ${encryptValue(Buffer.alloc(32, 9).toString('base64'), key, 'meshlet.auth.keys[0].key')}\n`,
     );
     const mesh = await createMeshFromConfig({
       logger: new MemoryLogger(),
@@ -80,7 +80,7 @@ describe('createMeshFromConfig on Consul', () => {
       // Hot: a new key in KV (the rollover's first step) signs the next calls.
       await kv.put(
         'config/orders/data',
-        `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys:\n      - id: k2\n        key: ${encryptValue(Buffer.alloc(32, 8).toString('base64'), key)}\n      - id: k1\n        key: ${encryptValue(Buffer.alloc(32, 9).toString('base64'), key)}\n`,
+        `meshlet:\n  version: 3.2.1\n  metadata:\n    zone: zone-c\n  auth:\n    keys:\n      - id: k2\n        key: ${encryptValue(Buffer.alloc(32, 8).toString('base64'), key, 'meshlet.auth.keys[0].key')}\n      - id: k1\n        key: ${encryptValue(Buffer.alloc(32, 9).toString('base64'), key, 'meshlet.auth.keys[1].key')}\n`,
       );
       while (!/\|k2\|/.test(String(seen?.['x-meshlet-identity']))) await (await mesh.fetch('http://echo/hello')).text();
       // Rules live in Consul KV too.

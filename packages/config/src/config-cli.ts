@@ -1,3 +1,5 @@
+import { parseArgs } from 'node:util';
+import { MeshletError } from '@meshlet/core';
 import { encryptValue, generateKey, KEY_ENV, KEY_FILE_ENV, keysFromEnvironment } from './value-cipher.js';
 
 export interface CliIo {
@@ -9,9 +11,11 @@ export interface CliIo {
 }
 
 const USAGE = `usage:
-  meshlet-config keygen              print a new base64 AES-256 key
-  meshlet-config encrypt [value]     print ENC(...) for value (or standard input, without its final newline)
-                                     under the first key of ${KEY_ENV} or ${KEY_FILE_ENV}
+  meshlet-config keygen                             print a new base64 AES-256 key
+  meshlet-config encrypt --property <key> [value]   print ENC(...) for value (or standard input, without its
+                                                    final newline) under the first key of ${KEY_ENV} or
+                                                    ${KEY_FILE_ENV}, for the config key it is written to
+                                                    (meshlet.auth.keys[0].key): it decrypts under no other
 `;
 
 /**
@@ -25,6 +29,20 @@ export async function runConfigCli(argv: readonly string[], io: CliIo): Promise<
     return 0;
   }
   if (command === 'encrypt') {
+    let property: string | undefined;
+    let values: string[];
+    try {
+      const args = parseArgs({ args: [...rest], options: { property: { type: 'string' } }, allowPositionals: true });
+      property = args.values.property;
+      values = args.positionals;
+    } catch (err) {
+      io.err(`${(err as Error).message}\n${USAGE}`);
+      return 2;
+    }
+    if (property === undefined) {
+      io.err(`encrypt needs --property <key>: the config key the value is written to; it decrypts under no other\n${USAGE}`);
+      return 2;
+    }
     let keys: Buffer[];
     try {
       keys = keysFromEnvironment(io.env);
@@ -37,8 +55,16 @@ export async function runConfigCli(argv: readonly string[], io: CliIo): Promise<
       io.err(`no key: set ${KEY_ENV} (base64, 32 bytes) or ${KEY_FILE_ENV}\n`);
       return 2;
     }
-    const plain = rest.length > 0 ? rest.join(' ') : (await io.readStdin()).replace(/\r?\n$/, '');
-    io.out(`${encryptValue(plain, key)}\n`);
+    const plain = values.length > 0 ? values.join(' ') : (await io.readStdin()).replace(/\r?\n$/, '');
+    let encrypted: string;
+    try {
+      encrypted = encryptValue(plain, key, property);
+    } catch (err) {
+      if (!(err instanceof MeshletError)) throw err;
+      io.err(`${err.message}\n`);
+      return 2;
+    }
+    io.out(`${encrypted}\n`);
     return 0;
   }
   io.err(USAGE);

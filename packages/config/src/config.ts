@@ -417,7 +417,7 @@ class LayeredConfig implements Config {
 
   #decrypt(key: string, value: string, source: string): string | undefined {
     try {
-      return decryptValue(value, this.#keys);
+      return decryptValue(value, this.#keys, key);
     } catch (err) {
       if (!(err instanceof UndecryptableValue)) throw err;
       const error = new ConfigDecryptError(key, source, err.message);

@@ -25,6 +25,7 @@ export {
   keysFromEnvironment,
   keysFromFile,
   parseKey,
+  propertyBinding,
   UndecryptableValue,
 } from './value-cipher.js';
 export { parseYaml } from './yaml-format.js';

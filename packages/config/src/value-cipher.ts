@@ -1,16 +1,21 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { readBoundedFile } from '@meshlet/core';
+import { MeshletError, readBoundedFile } from '@meshlet/core';
 import { ConfigKeyError } from './config-errors.js';
+import { envName } from './env-source.js';
 
 /**
  * Encrypted config values: `ENC(<base64(iv | ciphertext | tag)>)` with AES-256-GCM, a
  * 12-byte random IV and a 16-byte tag, standard base64 with padding. Keys are 32 bytes,
  * given in base64. Several keys may be configured for rotation: values are encrypted
- * with the first and decrypted with whichever one authenticates.
+ * with the first and decrypted with whichever one authenticates. Each value is bound to
+ * its property (propertyBinding, the additional authenticated data): a ciphertext copied
+ * under another property does not decrypt there.
  */
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const KEY_BYTES = 32;
+/** What every binding starts with, so a value is authenticated for this use and no other. */
+const BINDING_CONTEXT = 'meshlet-config:';
 /** What a key file may weigh: a few keys of 45 characters, with comments. */
 export const KEY_FILE_MAX_BYTES = 64 * 1024;
 
@@ -44,10 +49,35 @@ export function generateKey(): string {
   return randomBytes(KEY_BYTES).toString('base64');
 }
 
-/** `ENC(...)` for `plain` under `key`: what ops put in Consul KV or a file. */
-export function encryptValue(plain: string, key: EncryptionKey): string {
+/**
+ * The additional authenticated data that binds a value to `property`: `meshlet-config:` and
+ * the property's name as relaxed binding compares it (through its environment variable
+ * name: lower case, `-` dropped, `.` `_` `[` `]` separators), list indices removed. So
+ * `meshlet.auth.keys[1].key`, `MESHLET_AUTH_KEYS_0_KEY` and `meshlet.auth.keys.key` are
+ * one binding (a key moved between list positions needs no re-encrypting) and
+ * `server.max-connections` is `SERVER_MAXCONNECTIONS`'s, which the environment sets it by.
+ */
+export function propertyBinding(property: string): string {
+  const name = envName(property)
+    .toLowerCase()
+    .split('_')
+    .filter((part) => part !== '' && !/^\d+$/.test(part))
+    .join('.');
+  return BINDING_CONTEXT + name;
+}
+
+/**
+ * `ENC(...)` for `plain` under `key`, bound to `property` (the config key it is written
+ * for): what ops put in Consul KV or a file. MESHLET_BAD_OPTION when `property` names
+ * nothing (empty, or only indices and separators).
+ */
+export function encryptValue(plain: string, key: EncryptionKey, property: string): string {
+  const binding = propertyBinding(property);
+  if (binding === BINDING_CONTEXT)
+    throw new MeshletError('MESHLET_BAD_OPTION', `property: ${JSON.stringify(property.slice(0, 200))} names no config key`);
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', parseKey(key), iv);
+  cipher.setAAD(Buffer.from(binding, 'utf8'));
   const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
   return `ENC(${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64')})`;
 }
@@ -56,11 +86,11 @@ export function encryptValue(plain: string, key: EncryptionKey): string {
 export class UndecryptableValue extends Error {}
 
 /**
- * Decrypts an `ENC(...)` value with the first of `keys` that authenticates it. Throws
- * UndecryptableValue (a reason only, no value) when it is malformed, tampered with, or
- * encrypted under none of the keys.
+ * Decrypts an `ENC(...)` value with the first of `keys` that authenticates it for
+ * `property`. Throws UndecryptableValue (a reason only, no value) when it is malformed,
+ * tampered with, encrypted under none of the keys, or encrypted for another property.
  */
-export function decryptValue(value: string, keys: readonly Buffer[]): string {
+export function decryptValue(value: string, keys: readonly Buffer[], property: string): string {
   if (!isEncrypted(value)) throw new UndecryptableValue('is not of the form ENC(base64(iv|ciphertext|tag))');
   if (keys.length === 0) throw new UndecryptableValue('is encrypted but no decryption key is configured');
   const text = value.slice(4, -1).trim();
@@ -70,16 +100,21 @@ export function decryptValue(value: string, keys: readonly Buffer[]): string {
   const iv = raw.subarray(0, IV_BYTES);
   const tag = raw.subarray(raw.length - TAG_BYTES);
   const body = raw.subarray(IV_BYTES, raw.length - TAG_BYTES);
+  const binding = Buffer.from(propertyBinding(property), 'utf8');
   for (const key of keys) {
     try {
       const decipher = createDecipheriv('aes-256-gcm', key, iv);
+      decipher.setAAD(binding);
       decipher.setAuthTag(tag);
       return Buffer.concat([decipher.update(body), decipher.final()]).toString('utf8');
     } catch {
       // Authentication failed under this key: try the next (rotation).
     }
   }
-  throw new UndecryptableValue(`no configured key decrypts it (${keys.length} tried): wrong key or tampered ciphertext`);
+  // GCM cannot tell these apart, and the property is not secret: name it, to point at a copied value.
+  throw new UndecryptableValue(
+    `no configured key decrypts it for ${property} (${keys.length} tried): wrong key, tampered ciphertext, or encrypted for another property (\`meshlet-config encrypt --property ${property}\`)`,
+  );
 }
 
 /**

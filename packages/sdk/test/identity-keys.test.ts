@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { IDENTITY_HEADER, IdentityVerifier, type MeshKey, meshKey, signIdentity } from '@meshlet/auth';
 import { createConfig, encryptValue, generateKey } from '@meshlet/config';
-import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger } from '@meshlet/core';
+import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, systemClock } from '@meshlet/core';
 import { listen, type TestServer } from '@meshlet/core/testing';
 import { createMesh, followIdentityKeys, type Mesh, meshKeysFromConfig } from '../src/index.js';
 
@@ -102,7 +102,7 @@ describe('identity keys from @meshlet/config, ENC(...) values', () => {
     const k1 = randomBytes(32).toString('base64');
     const k2 = randomBytes(32).toString('base64');
     const yaml = (keys: [string, string][]) =>
-      `meshlet:\n  auth:\n    keys:\n${keys.map(([id, k]) => `      - id: ${id}\n        key: ${encryptValue(k, configKey)}\n`).join('')}`;
+      `meshlet:\n  auth:\n    keys:\n${keys.map(([id, k], i) => `      - id: ${id}\n        key: ${encryptValue(k, configKey, `meshlet.auth.keys[${i}].key`)}\n`).join('')}`;
     await kv.put('config/keyed/data', yaml([['c1', k1]]));
     const config = await createConfig({ kv, service: 'keyed', format: 'yaml', keys: [configKey], env: {} });
     const keys = meshKeysFromConfig(config);
@@ -165,6 +165,69 @@ describe('identity keys from @meshlet/config, ENC(...) values', () => {
     }
   });
 
+  it('a ciphertext copied into meshlet.auth.keys[1].key from another property is not taken; a key moved between positions needs no re-encrypting', async () => {
+    const configKey = generateKey();
+    const real = randomBytes(32).toString('base64');
+    const next = randomBytes(32).toString('base64');
+    const tenantToken = randomBytes(32).toString('base64'); // the tenant knows it: their own credential
+    const realEnc = encryptValue(real, configKey, 'meshlet.auth.keys[0].key');
+    const kv = new InMemoryKvStore();
+    await kv.put('config/application/meshlet/auth/keys[0]/id', 'k1');
+    await kv.put('config/application/meshlet/auth/keys[0]/key', realEnc);
+    await kv.put('config/application/partner/api-token', encryptValue(tenantToken, configKey, 'partner.api-token'));
+    const config = await createConfig({ kv, service: 'payment', keys: [configKey], env: {}, logger: new MemoryLogger() });
+    const rules = new InMemoryKvStore();
+    const billingOnly = { default: 'deny', rules: [{ name: 'billing-only', action: 'allow', services: ['billing'] }] };
+    await rules.put('meshlet/rules/payment', JSON.stringify({ service: 'payment', auth: billingOnly }));
+    const logger = new MemoryLogger();
+    const payment = createMesh({
+      service: 'payment',
+      registry: new InMemoryRegistry(),
+      rules,
+      auth: { keys: meshKeysFromConfig(config) },
+      logger,
+    });
+    const stop = followIdentityKeys(payment, config);
+    await payment.rulesInForce('payment');
+    const server = await listen(payment.httpHandler((_req, res) => res.end('ok')));
+    const asBilling = async (key: MeshKey) => {
+      const token = signIdentity({ service: 'billing', namespace: 'default', instance: 'b' }, key, systemClock, { audience: 'payment' });
+      return (await globalThis.fetch(`http://127.0.0.1:${server.port}/`, { headers: { [IDENTITY_HEADER]: token } })).status;
+    };
+    const applied = async (key: string, value: string) => {
+      for (let i = 0; i < 500 && config.get(key) !== value; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(config.get(key), value);
+    };
+    try {
+      // A KV writer who cannot decrypt copies the tenant token's ciphertext in as a mesh key.
+      const copied = (await kv.get('config/application/partner/api-token'))?.value ?? '';
+      await kv.put('config/application/meshlet/auth/keys[1]/id', 'evil');
+      await kv.put('config/application/meshlet/auth/keys[1]/key', copied);
+      await applied('meshlet.auth.keys[1].id', 'evil');
+      assert.equal(config.get('meshlet.auth.keys[1].key'), undefined);
+      assert.equal(config.status.decryptFailures, 1);
+      assert.throws(() => meshKeysFromConfig(config), /meshlet\.auth\.keys\[1\]\.key is missing \(or did not decrypt\)/);
+      assert.equal(await asBilling(meshKey('evil', tenantToken)), 403, 'an identity signed with the copied key');
+      assert.equal(await asBilling(meshKey('k1', real)), 200);
+
+      // The rollover: a new key in front, the old one's ciphertext moved to [1] as it is.
+      await kv.put('config/application/meshlet/auth/keys[1]/key', realEnc);
+      await kv.put('config/application/meshlet/auth/keys[1]/id', 'k1');
+      await kv.put('config/application/meshlet/auth/keys[0]/key', encryptValue(next, configKey, 'meshlet.auth.keys[0].key'));
+      await kv.put('config/application/meshlet/auth/keys[0]/id', 'k2');
+      await applied('meshlet.auth.keys[0].id', 'k2');
+      assert.equal(config.get('meshlet.auth.keys[1].key'), real);
+      assert.equal(config.status.decryptFailures, 1);
+      assert.equal(await asBilling(meshKey('k2', next)), 200);
+      assert.equal(await asBilling(meshKey('k1', real)), 200);
+    } finally {
+      stop();
+      config.close();
+      await server.close();
+      await payment.close();
+    }
+  });
+
   it('names the property that is missing', () => {
     const get = (values: Record<string, string>) => ({ get: (k: string) => values[k] });
     assert.throws(() => meshKeysFromConfig(get({})), /no keys under meshlet\.auth\.keys\[0\]/);
@@ -181,7 +244,7 @@ describe('identity keys from @meshlet/config, ENC(...) values', () => {
     const forger = randomBytes(32).toString('base64');
     const kv = new InMemoryKvStore();
     await kv.put('config/application/meshlet/auth/keys[0]/id', 'k1');
-    await kv.put('config/application/meshlet/auth/keys[0]/key', encryptValue(real, configKey));
+    await kv.put('config/application/meshlet/auth/keys[0]/key', encryptValue(real, configKey, 'meshlet.auth.keys[0].key'));
     const config = await createConfig({ kv, service: 'orders', keys: [configKey], env: {}, logger: new MemoryLogger() });
     try {
       assert.deepEqual(

@@ -46,7 +46,7 @@ describe('createMeshFromConfig without Consul', () => {
         MESHLET_METADATA_ZONE: 'zone-b',
         MESHLET_ENCRYPT_KEY: key,
         MESHLET_AUTH_KEYS_0_ID: 'k1',
-        MESHLET_AUTH_KEYS_0_KEY: encryptValue(meshKeyBase64, key),
+        MESHLET_AUTH_KEYS_0_KEY: encryptValue(meshKeyBase64, key, 'meshlet.auth.keys[0].key'),
         MESHLET_HEALTH_PATH: '/healthz',
       },
     });
