@@ -170,6 +170,26 @@ describe('meshlet rules on a --dir store', () => {
     assert.match(r.stderr, /rules-history\/orders\/zz\\x1b\]0;pwned\\x07: its key does not name a version/);
   });
 
+  it('two operators applying at once on one directory: each apply is recorded or refused (exit 3), none overwritten', async () => {
+    const kv = ['--dir', join(dir, 'race-kv')];
+    const doc = (rate: number) => JSON.stringify({ service: 'orders', ratelimit: { rules: [{ name: 'r', rate, unit: 'second' }] } });
+    let applied = 0;
+    for (let round = 0; round < 20; round++) {
+      await writeFile(file('race-a.json'), doc(1000 + round));
+      await writeFile(file('race-b.json'), doc(2000 + round));
+      const runs = await Promise.all(['race-a.json', 'race-b.json'].map((f) => inProcess(['rules', 'apply', file(f), '--yes', ...kv])));
+      for (const r of runs) {
+        assert.ok(
+          r.code === 0 || (r.code === 3 && /MESHLET_RULE_CONFLICT|changed since they were read/.test(r.stderr)),
+          `${r.code} ${r.stderr}`,
+        );
+        if (r.code === 0) applied++;
+      }
+    }
+    const history = await new RuleRepository({ kv: new FileKvStore(join(dir, 'race-kv')), kinds: [] }).history('orders');
+    assert.equal(history.length, applied, 'every apply told "applied" has its own version');
+  });
+
   it('says what is missing: no rules, no version, bad usage', async () => {
     assert.equal((await inProcess(['rules', 'get', 'nobody', ...store()])).code, 5);
     assert.equal((await inProcess(['rules', 'rollback', 'orders', '--to', '99', ...store()])).code, 5);

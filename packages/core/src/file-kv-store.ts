@@ -1,6 +1,8 @@
-import { type FSWatcher, watch } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { type FSWatcher, type Stats, watch } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
+import { type Clock, sleep, systemClock } from './clock.js';
 import { MeshletError } from './errors.js';
 import type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 import type { Unsubscribe } from './registry.js';
@@ -11,17 +13,28 @@ import type { Unsubscribe } from './registry.js';
  * with an editor and see them applied. A file's revision is its modification time in
  * microseconds, so compare-and-set is only as fine as the file system's clock. Writes
  * go through a temporary file and a rename, so a reader never sees
- * half a document. Watches follow the directory with fs.watch and re-read on change.
+ * half a document. Each write checks and writes holding the lock file `<dir>/.lock`, so
+ * writers in other processes (two operators' CLIs) or other stores on the same directory
+ * take turns and a compare-and-set conflict is reported, never overwritten. Watches follow
+ * the directory with fs.watch and re-read on change.
  */
 export class FileKvStore implements KvStore {
   readonly #dir: string;
+  readonly #lock: string;
+  readonly #clock: Clock;
+  readonly #staleLockMs: number;
+  readonly #lockRetries: number;
   readonly #watchers = new Set<{ prefix: string; listener: (entries: readonly KvEntry[]) => void; signature: string }>();
   #fsWatcher: FSWatcher | undefined;
   #pending: NodeJS.Timeout | undefined;
   #writes: Promise<unknown> = Promise.resolve();
 
-  constructor(dir: string) {
+  constructor(dir: string, options: FileKvStoreOptions = {}) {
     this.#dir = dir;
+    this.#lock = join(dir, LOCK_FILE);
+    this.#clock = options.clock ?? systemClock;
+    this.#staleLockMs = options.staleLockMs ?? FILE_KV_STALE_LOCK_MS;
+    this.#lockRetries = options.lockRetries ?? FILE_KV_LOCK_RETRIES;
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
@@ -68,10 +81,9 @@ export class FileKvStore implements KvStore {
   }
 
   /**
-   * Checks every compare-and-set, then writes in order. Writes of this store run one at a
-   * time, so a conflicting writer in this process takes neither; a directory has no
-   * transactions, so this is not all-or-nothing against a crash half-way or another
-   * process (the embedded default has one writer, the ops person's CLI). The files written
+   * Checks every compare-and-set, then writes in order, holding the directory's lock, so a
+   * conflicting writer (in this process or another) takes neither; a directory has no
+   * transactions, so this is not all-or-nothing against a crash half-way. The files written
    * get one modification time, so they share one revision, as the keys of a Consul
    * transaction share its index (a rule document and its history entry: `versionAt`).
    */
@@ -85,11 +97,84 @@ export class FileKvStore implements KvStore {
     });
   }
 
-  /** Runs `write` after every write started before it: check-then-write stays one step. */
+  /**
+   * Runs `write` after every write of this store started before it, holding the directory's
+   * lock: check-then-write stays one step against every writer of the directory.
+   */
   #serial<T>(write: () => Promise<T>): Promise<T> {
-    const run = this.#writes.then(write);
+    const run = this.#writes.then(() => this.#locked(write));
     this.#writes = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Takes the lock file (exclusive create), runs `write`, removes the lock. A lock held by
+   * another writer is waited on, FILE_KV_LOCK_RETRY_MS at a time, `lockRetries` times, then
+   * refused (FileKvLockedError); one older than `staleLockMs` is a crashed writer's and is
+   * taken over, so a crash does not lock the store for good.
+   */
+  async #locked<T>(write: () => Promise<T>): Promise<T> {
+    await mkdir(this.#dir, { recursive: true });
+    const token = randomUUID();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await open(this.#lock, 'wx');
+        try {
+          await handle.writeFile(token);
+        } finally {
+          await handle.close();
+        }
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      if (await this.#tookOverStale(token)) continue;
+      if (attempt >= this.#lockRetries) throw new FileKvLockedError(this.#lock, this.#staleLockMs);
+      // Kept alive: a script whose only work is this write must not exit while it waits.
+      await sleep(this.#clock, FILE_KV_LOCK_RETRY_MS, undefined, { keepAlive: true });
+    }
+    try {
+      return await write();
+    } finally {
+      await this.#unlock(token);
+    }
+  }
+
+  /**
+   * Moves a stale lock aside and removes it. The move is checked against the file found
+   * stale (its inode): a lock renewed in between is put back, not taken.
+   */
+  async #tookOverStale(token: string): Promise<boolean> {
+    let found: Stats;
+    try {
+      found = await stat(this.#lock);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true; // released: try again now
+      throw err;
+    }
+    if (this.#clock.now() - found.mtimeMs < this.#staleLockMs) return false;
+    const aside = `${this.#lock}.${token}.stale`;
+    try {
+      await rename(this.#lock, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true; // another writer took it over
+      throw err;
+    }
+    if ((await stat(aside)).ino !== found.ino) {
+      await rename(aside, this.#lock); // a fresh lock: its writer keeps it
+      return false;
+    }
+    await unlink(aside);
+    return true;
+  }
+
+  /** Removes the lock if it is still this writer's (a writer stalled past staleLockMs lost it). */
+  async #unlock(token: string): Promise<void> {
+    try {
+      if ((await readFile(this.#lock, 'utf8')) === token) await unlink(this.#lock);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   /**
@@ -179,3 +264,33 @@ export class FileKvStore implements KvStore {
 }
 
 const revisionOf = (mtimeMs: number) => Math.round(mtimeMs * 1000);
+
+const LOCK_FILE = '.lock';
+/** A lock file older than this is taken to be a crashed writer's, and taken over. */
+export const FILE_KV_STALE_LOCK_MS = 30_000;
+/** How long a writer waits between tries of a held lock. */
+export const FILE_KV_LOCK_RETRY_MS = 10;
+/** How many times a writer tries a held lock again before refusing: 3 s at FILE_KV_LOCK_RETRY_MS. */
+export const FILE_KV_LOCK_RETRIES = 300;
+
+export interface FileKvStoreOptions {
+  /** Ages of the lock file and waits between tries are measured on this clock (default: the system's). */
+  readonly clock?: Clock;
+  /** A lock file older than this (ms) is taken over (default FILE_KV_STALE_LOCK_MS). */
+  readonly staleLockMs?: number;
+  /** Tries of a held lock after the first, FILE_KV_LOCK_RETRY_MS apart, before a write is refused (default FILE_KV_LOCK_RETRIES). */
+  readonly lockRetries?: number;
+}
+
+/** Another writer held the directory's lock file through every retry; nothing was written. */
+export class FileKvLockedError extends MeshletError {
+  static readonly code = 'MESHLET_KV_LOCKED';
+  readonly lockFile: string;
+  constructor(lockFile: string, staleLockMs: number) {
+    super(
+      FileKvLockedError.code,
+      `${lockFile}: another writer holds the lock; nothing written. Retry; a lock older than ${staleLockMs / 1000} s is taken over`,
+    );
+    this.lockFile = lockFile;
+  }
+}

@@ -46,7 +46,14 @@ export {
 } from './context.js';
 export { DeadlineExceededError, inboundDeadline, keepInboundDeadline } from './deadline.js';
 export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
-export { FileKvStore } from './file-kv-store.js';
+export {
+  FILE_KV_LOCK_RETRIES,
+  FILE_KV_LOCK_RETRY_MS,
+  FILE_KV_STALE_LOCK_MS,
+  FileKvLockedError,
+  FileKvStore,
+  type FileKvStoreOptions,
+} from './file-kv-store.js';
 export { grpcMetadataProblem, PRINTABLE_ASCII } from './grpc-metadata.js';
 export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME, serviceNameProblem } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';

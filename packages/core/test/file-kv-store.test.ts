@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { access, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileKvStore, type KvEntry, MeshletError } from '../src/index.js';
+import { promisify } from 'node:util';
+import { FileKvLockedError, FileKvStore, type KvEntry, MeshletError } from '../src/index.js';
 
 describe('FileKvStore', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-kv-'));
@@ -58,5 +60,79 @@ describe('FileKvStore', async () => {
     await arrived;
     off();
     assert.deepEqual(seen, ['one', 'two', 'two+u']);
+  });
+
+  it('keeps two stores on one directory from both winning a compare-and-set', async () => {
+    // Two operators' CLIs: each has its own store object on the same directory.
+    const root = join(dir, 'd');
+    const [a, b] = [new FileKvStore(root), new FileKvStore(root)];
+    for (let round = 0; round < 40; round++) {
+      const key = `meshlet/rules-history/orders/${round}`;
+      const results = await Promise.all(
+        [a, b].map((kv, i) =>
+          kv.putAll([
+            { key: 'meshlet/rules/orders', value: `${round}:${i}` },
+            { key, value: String(i), ifRevision: 0 },
+          ]),
+        ),
+      );
+      assert.deepEqual(results.filter(Boolean).length, 1, `round ${round}: one writer wins, the other is told`);
+      assert.equal((await a.get(key))?.value, String(results.indexOf(true)), `round ${round}: the winner's entry stays`);
+    }
+  });
+
+  it('keeps writers in separate processes from losing each other’s updates', async () => {
+    const root = join(dir, 'e');
+    await new FileKvStore(root).put('counter', '0');
+    // Each process adds 1 to the counter 20 times by compare-and-set, reading again on a conflict.
+    const script = `
+      const { FileKvStore } = await import(${JSON.stringify(new URL('../src/index.js', import.meta.url).href)});
+      const kv = new FileKvStore(${JSON.stringify(root)});
+      for (let added = 0; added < 20; ) {
+        const e = await kv.get('counter');
+        if (await kv.put('counter', String(Number(e.value) + 1), { ifRevision: e.revision })) added++;
+      }`;
+    const run = () => promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
+    await Promise.all([run(), run()]);
+    assert.equal((await new FileKvStore(root).get('counter'))?.value, '40');
+  });
+
+  it('waits for a lock another writer holds, then refuses with a typed error, writing nothing', async () => {
+    const root = join(dir, 'f');
+    await mkdir(root, { recursive: true });
+    await writeFile(join(root, '.lock'), 'another writer');
+    const kv = new FileKvStore(root, { lockRetries: 2 });
+    await assert.rejects(kv.put('k', 'v'), (e: unknown) => e instanceof FileKvLockedError && e.code === 'MESHLET_KV_LOCKED');
+    assert.equal(await kv.get('k'), undefined);
+    await rm(join(root, '.lock'));
+    assert.equal(await kv.put('k', 'v'), true);
+    await assert.rejects(access(join(root, '.lock')), 'the lock is released after the write');
+  });
+
+  it('keeps a script whose only work is a waiting write alive until the write is done or refused', async () => {
+    const root = join(dir, 'h');
+    await mkdir(root, { recursive: true });
+    await writeFile(join(root, '.lock'), 'another writer');
+    const script = `
+      const { FileKvStore } = await import(${JSON.stringify(new URL('../src/index.js', import.meta.url).href)});
+      await new FileKvStore(${JSON.stringify(root)}, { lockRetries: 3 }).put('k', 'v').catch((e) => console.log(e.code));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
+    assert.equal(stdout.trim(), 'MESHLET_KV_LOCKED');
+  });
+
+  it('takes over a lock older than staleLockMs (a crashed writer), not a fresher one', async () => {
+    const root = join(dir, 'g');
+    await mkdir(root, { recursive: true });
+    const lock = join(root, '.lock');
+    await writeFile(lock, 'crashed writer');
+    const minuteAgo = Date.now() / 1000 - 60;
+    await utimes(lock, minuteAgo, minuteAgo);
+    await assert.rejects(new FileKvStore(root, { staleLockMs: 120_000, lockRetries: 1 }).put('k', 'v'), FileKvLockedError);
+    assert.equal(await new FileKvStore(root).put('k', 'v'), true, 'older than the default 30 s: taken over');
+    assert.deepEqual(
+      (await new FileKvStore(root).list('')).map((e) => e.key),
+      ['k'],
+      'the lock file is no key',
+    );
   });
 });
