@@ -298,41 +298,57 @@ ${STORE_USAGE}`,
 export const rulesRollback: Command = {
   words: ['rules', 'rollback'],
   summary: 'restore a previous version of a service’s rules (recorded as a new version)',
-  usage: `rules rollback <service> [--to N] [--author name] [--dry-run] [--yes] [--json] [store]
-  --to <N>           the version to restore (default: the one before the newest)
+  usage: `rules rollback <service> [--to N] [--if-revision N] [--author name] [--dry-run] [--yes] [--json] [store]
+  Checks the version as \`rules apply\` checks a file (a dry run too), shows the change, and
+  refuses (exit 3) if the rules change between the read and the write.
+  --to <N>           the version to restore (default: the one before the newest; 0, the
+                     default when there is one version: no rules, as before version 1)
+  --if-revision <N>  also refuse unless the rules in force are at revision N (as \`rules get --json\` showed)
 ${WRITE_USAGE}
+${CHECK_USAGE}
 ${STORE_USAGE}`,
-  options: { ...STORE_OPTIONS, ...WRITE_OPTIONS, to: { type: 'string' } },
+  options: { ...STORE_OPTIONS, ...CHECK_OPTIONS, ...WRITE_OPTIONS, to: { type: 'string' }, 'if-revision': { type: 'string' } },
   positionals: [1, 1],
   async run(ctx) {
     const service = ctx.positionals[0] as string;
     const { repo, description } = await repository(ctx);
-    const to = integerOption(ctx.values, 'to');
-    const history = await readHistory(ctx, repo, service);
-    const target = to === undefined ? history.at(-2) : history.find((v) => v.version === to);
-    if (!target) {
-      const known = history.map((v) => v.version).join(', ') || 'none';
-      throw new NotFoundError(`${service}: no version ${to ?? 'before the newest'} to roll back to (versions: ${known})`);
-    }
+    // The same choice of version as the repository makes (MESHLET_NO_RULE_VERSION: exit 5).
+    const target = repo.rollbackTarget(service, await readHistory(ctx, repo, service), integerOption(ctx.values, 'to'));
     const current = await repo.current(service);
+    const expected = integerOption(ctx.values, 'if-revision');
+    if (expected !== undefined && expected !== current.revision) throw new RuleConflictError(service);
+    // Checked as an apply checks a file, before the dry run: a version the parsers refuse
+    // now (an older release's) is refused here (exit 4), not reported as a dry run.
+    if (target.document !== null) {
+      await check(ctx, target.document);
+      repo.validate(target.document, service);
+    }
+    const restored = target.version === 0 ? 'no rules (version 0, before version 1)' : `version ${target.version}`;
     const diff = unifiedDiff(canonicalDocument(current.text), canonicalDocument(target.document), {
       from: `${service} (${description}, revision ${current.revision})`,
-      to: `${service} version ${target.version}`,
+      to: `${service} ${restored}`,
     });
     const json = ctx.values.json === true;
-    if (!json) ctx.io.out(diff || `the rules in force already match version ${target.version}; recording the rollback anyway\n`);
+    if (!json) ctx.io.out(diff || `the rules in force already match ${restored}; recording the rollback anyway\n`);
     if (ctx.values['dry-run']) {
       if (json) printJson(ctx.io, { service, to: target.version, written: false, diff });
       else ctx.io.out('dry run: nothing written\n');
       return ExitCode.ok;
     }
-    if (!(await confirmed(ctx, `roll ${service} back to version ${target.version} in ${description}?`))) {
+    if (!(await confirmed(ctx, `roll ${service} back to ${restored} in ${description}?`))) {
       ctx.io.err('not rolled back\n');
       return ExitCode.declined;
     }
-    const version = await repo.rollback(service, { author: author(ctx), to: target.version, ...reason(ctx) });
+    // Compare-and-set on the revision the diff was shown against: a change made meanwhile
+    // (another operator's apply) is refused (exit 3), not silently replaced.
+    const version = await repo.rollback(service, {
+      author: author(ctx),
+      to: target.version,
+      ifRevision: current.revision,
+      ...reason(ctx),
+    });
     if (json) printJson(ctx.io, { service, to: target.version, written: true, version: version.version, diff });
-    else ctx.io.out(`rolled back: ${service} version ${version.version} restores version ${target.version}, by ${version.author}\n`);
+    else ctx.io.out(`rolled back: ${service} version ${version.version} restores ${restored}, by ${version.author}\n`);
     return ExitCode.ok;
   },
 };

@@ -131,6 +131,79 @@ describe('meshlet rules on a --dir store', () => {
     assert.match(stale.stderr, /changed since they were read/);
   });
 
+  it('refuses a rollback when the rules changed while its operator read the diff (exit 3), or are not at --if-revision', async () => {
+    const kv = ['--dir', join(dir, 'rollback-race-kv')];
+    for (const f of ['v1.json', 'v2.json']) assert.equal((await inProcess(['rules', 'apply', file(f), '--yes', ...kv])).code, 0);
+    let err = '';
+    // Operator A is shown the diff against revision R and asked; meanwhile B applies.
+    const a: CliIo = {
+      ...quietIo,
+      interactive: true,
+      err: (t) => (err += t),
+      ask: async () => {
+        assert.equal((await inProcess(['rules', 'apply', file('auth-fault.json'), '--yes', ...kv])).code, 0);
+        return 'y';
+      },
+    };
+    assert.equal(await runCli(['rules', 'rollback', 'orders', ...kv], a, { kinds: RULE_KINDS }), 3);
+    assert.match(err, /changed since they were read/);
+    const inForce = JSON.parse((await inProcess(['rules', 'get', 'orders', ...kv, '--json'])).stdout) as {
+      revision: number;
+      document: unknown;
+    };
+    assert.deepEqual(Object.keys(inForce.document as object), ['service', 'auth', 'fault'], "B's change stays in force");
+
+    const stale = await inProcess(['rules', 'rollback', 'orders', '--yes', '--if-revision', String(inForce.revision - 1), ...kv]);
+    assert.equal(stale.code, 3);
+    const current = await inProcess(['rules', 'rollback', 'orders', '--yes', '--if-revision', String(inForce.revision), ...kv]);
+    assert.equal(current.code, 0, current.stderr);
+  });
+
+  it('checks the version a rollback restores as apply checks a file, in a dry run too, with the same options', async () => {
+    const root = join(dir, 'rollback-check-kv');
+    const kv = ['--dir', root];
+    assert.equal((await inProcess(['rules', 'apply', file('v1.json'), '--yes', ...kv])).code, 0);
+    // Version 2 as an older release wrote it: a field the parsers refuse now.
+    const old = { service: 'orders', breaker: { rules: [{ level: 'service', consecutiveFailures: 3, retired: true }] } };
+    const entry = { version: 2, at: 0, author: 'old-release', action: 'apply', document: JSON.stringify(old) };
+    await new FileKvStore(root).put(`${RULES_HISTORY_PREFIX}orders/0000000002`, JSON.stringify(entry));
+    assert.equal((await inProcess(['rules', 'apply', file('v2.json'), '--yes', ...kv])).code, 0);
+    const before = await new FileKvStore(root).list('meshlet/');
+    for (const extra of [['--dry-run'], ['--yes']]) {
+      const r = await inProcess(['rules', 'rollback', 'orders', '--to', '2', ...extra, ...kv]);
+      assert.equal(r.code, 4, `${extra}: ${r.stdout}`);
+      assert.match(r.stderr, /invalid rules: breaker\.rules\[0\]\.retired/);
+      assert.doesNotMatch(r.stdout, /dry run/);
+    }
+    assert.deepEqual(await new FileKvStore(root).list('meshlet/'), before, 'nothing written');
+
+    // A version applied with --allow-unknown rolls back with it, as it was applied.
+    assert.equal((await inProcess(['rules', 'apply', file('typo.json'), '--yes', '--allow-unknown', ...kv])).code, 0);
+    assert.equal((await inProcess(['rules', 'apply', file('v1.json'), '--yes', ...kv])).code, 0);
+    assert.equal((await inProcess(['rules', 'rollback', 'orders', '--yes', ...kv])).code, 4);
+    const allowed = await inProcess(['rules', 'rollback', 'orders', '--yes', '--allow-unknown', ...kv]);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stdout, /restores version 4/);
+  });
+
+  it('rolls one version back to no rules, as the repository does, showing it first; nothing to roll back without history', async () => {
+    const root = join(dir, 'rollback-none-kv');
+    const kv = ['--dir', root];
+    assert.equal((await inProcess(['rules', 'rollback', 'orders', '--to', '0', ...kv])).code, 5, 'no history: no version 0');
+    assert.equal((await inProcess(['rules', 'apply', file('v1.json'), '--yes', ...kv])).code, 0);
+    const dry = await inProcess(['rules', 'rollback', 'orders', '--dry-run', ...kv]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /\+\+\+ orders no rules \(version 0, before version 1\)/);
+    assert.match(dry.stdout, /-\s+"service": "orders"/);
+    const r = await inProcess(['rules', 'rollback', 'orders', '--to', '0', '--yes', ...kv]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /rolled back: orders version 2 restores no rules/);
+    assert.equal((await inProcess(['rules', 'get', 'orders', ...kv])).code, 5);
+    const again = await inProcess(['rules', 'rollback', 'orders', '--yes', ...kv]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /restores version 1/);
+  });
+
   it('asks before writing with --confirm, and writes nothing on "n" (exit 6)', async () => {
     const history = async () => (await readdir(join(kvDir, 'meshlet', 'rules-history', 'orders'))).length;
     const count = await history();

@@ -226,6 +226,20 @@ describe('RuleRepository', () => {
     assert.equal((await repo.current('orders')).text, undefined);
   });
 
+  it('rolls back to no rules only after a first version: without history it refuses, keeping the rules in force', async () => {
+    const kv = new InMemoryKvStore();
+    const repo = new RuleRepository({ kv, kinds: [limitKind] });
+    // Written outside the repository (consul kv put, an editor): no version to roll back from.
+    await kv.put(`${RULES_PREFIX}orders`, doc(10));
+    for (const to of [0, undefined]) {
+      await assert.rejects(repo.rollback('orders', { author: 'a', ...(to === undefined ? {} : { to }) }), {
+        code: 'MESHLET_NO_RULE_VERSION',
+      });
+    }
+    assert.equal((await repo.current('orders')).text, doc(10));
+    assert.deepEqual(await repo.history('orders'), []);
+  });
+
   it('records a removal, which can be rolled back too', async () => {
     const kv = new InMemoryKvStore();
     const repo = new RuleRepository({ kv, kinds: [limitKind] });

@@ -198,27 +198,12 @@ export class RuleRepository {
 
   /**
    * Restores version `to` (default: the version before the newest) as a new version.
-   * Rolling back twice returns to where it started, as `git revert` would.
+   * Rolling back twice returns to where it started, as `git revert` would. With
+   * `ifRevision`, refuses (RuleConflictError) if the document changed since it was read at
+   * that revision, as `apply` does.
    */
   async rollback(service: string, opts: { author: string; to?: number; ifRevision?: number; reason?: string }): Promise<RuleVersion> {
-    const history = await this.history(service);
-    // Before the first version there were no rules: rolling that back removes the document.
-    const none: RuleVersion = { version: 0, at: 0, author: '', action: 'delete', document: null };
-    const target =
-      opts.to === undefined
-        ? history.length === 1
-          ? none
-          : history.at(-2)
-        : opts.to === 0
-          ? none
-          : history.find((v) => v.version === opts.to);
-    if (!target) {
-      const known = history.map((v) => v.version).join(', ') || 'none';
-      throw new MeshletError(
-        'MESHLET_NO_RULE_VERSION',
-        `${service}: no version ${opts.to ?? 'before the current one'} to roll back to (versions: ${known})`,
-      );
-    }
+    const target = this.rollbackTarget(service, await this.history(service), opts.to);
     if (target.document !== null) this.validate(target.document, service);
     return this.#write(service, target.document, {
       author: opts.author,
@@ -227,6 +212,28 @@ export class RuleRepository {
       ifRevision: opts.ifRevision,
       reason: opts.reason,
     });
+  }
+
+  /**
+   * The version a rollback to `to` restores, from `versions` (as `history` reads them):
+   * by default the one before the newest. Before the first version there were no rules:
+   * version 0, the default when there is one version, restores that (the document is
+   * removed; recorded, so it can be rolled back too). Throws MESHLET_NO_RULE_VERSION when
+   * there is no such version (0 needs a first version: without history, the rules in force
+   * were written outside the repository, and no rollback removes them).
+   */
+  rollbackTarget(service: string, versions: readonly RuleVersion[], to?: number): RuleVersion {
+    const none: RuleVersion = { version: 0, at: 0, author: '', action: 'delete', document: null };
+    const wanted = to ?? (versions.length === 1 ? 0 : versions.at(-2)?.version);
+    const target = wanted === 0 ? (versions.length > 0 ? none : undefined) : versions.find((v) => v.version === wanted);
+    if (!target) {
+      const known = versions.map((v) => v.version).join(', ') || 'none';
+      throw new MeshletError(
+        'MESHLET_NO_RULE_VERSION',
+        `${service}: no version ${to ?? 'before the current one'} to roll back to (versions: ${known})`,
+      );
+    }
+    return target;
   }
 
   async #write(
