@@ -173,6 +173,19 @@ describe('console API security on a directory store', () => {
     assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_CONSOLE_CHANGE' && e.fields?.author === 'carol'));
   });
 
+  it('rolls back with compare-and-set on the revision the page showed: a stale one changes nothing', async () => {
+    const { cookie, csrf } = await login('erin');
+    const headers = { origin, cookie, [CSRF_HEADER]: csrf };
+    const svc = (await (await fetch(`${origin}/api/service?service=orders`, { headers: { cookie } })).json()) as {
+      rules: { revision: number };
+    };
+    const before = await stored();
+    const stale = await post('/api/rollback', { service: 'orders', to: 1, revision: svc.rules.revision + 1000, reason: 'x' }, headers);
+    assert.equal(stale.status, 409);
+    assert.equal(((await stale.json()) as { error: { code: string } }).error.code, 'MESHLET_RULE_CONFLICT');
+    assert.equal(await stored(), before);
+  });
+
   it('validates as the CLI does, naming the field', async () => {
     const { cookie, csrf } = await login();
     const res = await post(
