@@ -15,6 +15,30 @@ import { createMesh, type FastifyPlugin, type Mesh, MeshletError, type MeshOptio
 import { MeshletExceptionFilter } from './meshlet-exception-filter.js';
 import { MESH, MESHLET_OPTIONS } from './tokens.js';
 
+/** What of an Express 5 application this module reads: its middleware, in order. */
+interface ExpressApp {
+  use(fn: unknown): void;
+  readonly router?: { readonly stack?: { readonly handle?: { readonly name?: string } }[] };
+}
+
+/** body-parser's middleware, by name: what Nest (`bodyParser`, `useBodyParser`) puts on an Express app. */
+const BODY_PARSERS = new Set(['jsonParser', 'urlencodedParser', 'textParser', 'rawParser']);
+
+/**
+ * Moves the middleware just added (the pipeline) in front of the body parsers: Nest adds
+ * them in `init()` before modules configure theirs, so a request the rules refuse would
+ * have its body read and parsed first (up to 100 KB of JSON a request), and a malformed
+ * one answered 400 by the parser instead of 403/429. Other middleware the app added before
+ * (CORS, for a preflight) stays ahead of the pipeline.
+ */
+function aheadOfBodyParsers(app: ExpressApp): void {
+  const stack = app.router?.stack;
+  if (!Array.isArray(stack) || stack.length < 2) return;
+  const first = stack.findIndex((layer) => BODY_PARSERS.has(layer?.handle?.name ?? ''));
+  if (first < 0 || first === stack.length - 1) return;
+  stack.splice(first, 0, stack.pop() as (typeof stack)[number]);
+}
+
 /** Options to create the mesh from, or a mesh made elsewhere. */
 export type MeshletModuleOptions = MeshOptions | { readonly mesh: Mesh };
 
@@ -75,7 +99,9 @@ export class MeshletModule implements NestModule, BeforeApplicationShutdown {
     if (!adapter) return; // a microservice or a standalone application: nothing inbound
     const type = adapter.getType();
     if (type === 'express') {
-      (adapter.getInstance() as { use(fn: unknown): void }).use(this.mesh.express());
+      const app = adapter.getInstance() as ExpressApp;
+      app.use(this.mesh.express());
+      aheadOfBodyParsers(app);
     } else if (type === 'fastify') {
       // The pipeline's onRequest hook only: Nest answers errors itself (the exception
       // filter above), and its Fastify error handler must stay in place.

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
 import { listen, type TestServer } from '@meshlet/core/testing';
 import { HttpModule, HttpService } from '@nestjs/axios';
-import { Controller, Get, type INestApplication, Injectable, Module } from '@nestjs/common';
+import { Body, Controller, Get, type INestApplication, Injectable, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -68,6 +68,11 @@ function appModule(registry: InMemoryRegistry, rules: InMemoryKvStore) {
     @Get('limited')
     limited() {
       return 'ok';
+    }
+
+    @Post('denied')
+    denied(@Body() body: unknown) {
+      return { body };
     }
   }
 
@@ -153,6 +158,39 @@ for (const platform of platforms) {
         await res.text();
       }
       assert.deepEqual(statuses, [200, 429, 429]);
+    });
+
+    // Found by a reviewer: on Express, Nest's body parsers ran before the pipeline, so a
+    // refused request's body was read and parsed, and a malformed one answered 400, not 403.
+    it("refuses a denied request before its body is parsed: 403 for malformed JSON, not the parser's 400", async () => {
+      await mesh.rules.apply(
+        JSON.stringify({
+          service: 'nest-app',
+          auth: { rules: [{ name: 'no-posts', action: 'deny', apis: [{ method: 'POST', path: '/denied' }] }] },
+        }),
+        { author: 'test' },
+      );
+      await mesh.rulesInForce('nest-app');
+      try {
+        const res = await globalThis.fetch(`${base}/denied`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{bad',
+        });
+        const text = await res.text();
+        assert.equal(res.status, 403, text);
+        assert.match(text, /MESHLET_AUTH_DENIED/);
+      } finally {
+        await mesh.rules.apply(JSON.stringify({ service: 'nest-app' }), { author: 'test' });
+        await mesh.rulesInForce('nest-app');
+      }
+      // Admitted, the body is parsed as before.
+      const ok = await globalThis.fetch(`${base}/denied`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"a":1}',
+      });
+      assert.deepEqual([ok.status, await ok.json()], [201, { body: { a: 1 } }]);
     });
 
     it('answers a decorated handler with 429 and Retry-After, in either decorator order', async () => {
