@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { consoleLogger, type KvEntry, type KvStore, type Logger, type Unsubscribe } from '@meshlet/core';
+import { consoleLogger, type KvEntry, type KvStore, type Logger, readBoundedFile, type Unsubscribe } from '@meshlet/core';
 import { configContexts, watchPrefixes } from './config-contexts.js';
 import { ConfigDecryptError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
-import { type ConfigFormat, kindOfFile, parseDocument } from './config-format.js';
+import { CONFIG_DOCUMENT_LIMITS, type ConfigFormat, kindOfFile, parseDocument } from './config-format.js';
 import { type EnvSource, envName, keyOfEnvName, readEnv } from './env-source.js';
 import {
   decryptValue,
@@ -321,18 +320,14 @@ class LayeredConfig implements Config {
   async #readFile(path: string): Promise<Layer> {
     const kind = kindOfFile(path);
     if (!kind) throw new ConfigSourceError(path, 'the local config file must end in .yml, .yaml or .properties');
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      throw new ConfigSourceError(
-        path,
-        `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the path or leave \`file\` out`,
-        {
-          cause: err,
-        },
-      );
-    }
+    // Read bounded (a regular file; as many bytes as the document's characters can take in
+    // UTF-8), then parsed within CONFIG_DOCUMENT_LIMITS: a FIFO or /dev/zero named by mistake
+    // is refused, not read without end.
+    const text = readBoundedFile(
+      path,
+      CONFIG_DOCUMENT_LIMITS.chars * 4,
+      (why) => new ConfigSourceError(path, `${why}; check the path or leave \`file\` out`),
+    );
     return this.#decode(parseDocument(text, kind, path), path, undefined, false);
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,6 +169,23 @@ describe('createConfig: environment and local file', () => {
     const bad = join(dir, 'bad.yml');
     await writeFile(bad, 'a: [');
     await assert.rejects(createConfig(base(kv, { file: bad })), ConfigParseError);
+  });
+
+  it('a local file is read bounded: a FIFO is refused unread, and so is a file past what the document limit can hold', async () => {
+    const kv = new InMemoryKvStore();
+    const fifo = join(dir, 'fifo.yml');
+    execFileSync('mkfifo', [fifo]);
+    // Read without a bound, a FIFO with no writer never ends: this would hang.
+    await assert.rejects(
+      createConfig(base(kv, { file: fifo })),
+      (e: unknown) => e instanceof ConfigSourceError && /not a regular file/.test(e.message),
+    );
+    const big = join(dir, 'big.yml');
+    await writeFile(big, `a: "${'x'.repeat(CONFIG_DOCUMENT_LIMITS.chars * 4)}"\n`);
+    await assert.rejects(
+      createConfig(base(kv, { file: big })),
+      (e: unknown) => e instanceof ConfigSourceError && /at most 4194304/.test(e.message),
+    );
   });
 });
 
