@@ -1,11 +1,13 @@
-import { type Instance, instanceOrigin } from '@meshlet/core';
+import { adminEndpoint, adminToken, badOption, type Instance, wholeNumber } from '@meshlet/core';
 
-/**
- * The instance metadata key that says where an instance's admin endpoint is: a path on
- * the instance's origin (`/_meshlet`), or `:<port><path>` for a separate admin port.
- * Written by the SDK when the admin handler is mounted (same constant as its ADMIN_META_KEY).
- */
-export const ADMIN_META_KEY = 'meshlet-admin';
+/** Core's: the instance metadata key that says where an instance's admin endpoint is. */
+export { ADMIN_META_KEY } from '@meshlet/core';
+
+/** The most of an admin endpoint's answer read: a registration can point anywhere, at a listener that answers without end. */
+export const ADMIN_ANSWER_MAX_BYTES = 1024 * 1024;
+
+/** Admin endpoints an AdminClient asks at once, by default: thousands registered are asked this many at a time. */
+export const ADMIN_CONCURRENCY = 16;
 
 /** The admin status as the CLI reads it: the SDK's AdminStatus, taken defensively from JSON. */
 export interface InstanceStatus {
@@ -61,38 +63,134 @@ export type AdminResult =
   | { readonly ok: false; readonly url?: string; readonly reason: string };
 
 export interface AdminClientOptions {
+  /**
+   * The operator's admin secret (MESHLET_ADMIN_TOKEN). It is never sent: each instance is sent
+   * core's adminToken for the address it is asked at, which opens no other instance.
+   */
   readonly token: string | undefined;
   /** Used for instances that do not advertise ADMIN_META_KEY. */
   readonly defaultPath?: string | undefined;
+  /** Per instance, the answer's body included. */
   readonly timeoutMs: number;
+  /** Instances asked at once (default ADMIN_CONCURRENCY); the rest wait for a slot. */
+  readonly concurrency?: number;
+  /** The most of an answer read (default ADMIN_ANSWER_MAX_BYTES); a longer one is `answer too large`. */
+  readonly maxBytes?: number;
 }
 
 /** Where an instance's admin status is, or undefined when it does not say. */
 export function adminStatusUrl(instance: Instance, defaultPath?: string): string | undefined {
-  const where = instance.metadata[ADMIN_META_KEY] ?? defaultPath;
-  if (where === undefined || where === '') return undefined;
-  let origin = instanceOrigin(instance);
-  let path = where;
-  const m = /^:(\d{1,5})(\/.*)?$/.exec(where);
-  if (m) {
-    origin = origin.replace(/:\d+$/, `:${m[1]}`);
-    path = m[2] ?? '/_meshlet';
-  }
-  if (!path.startsWith('/')) return undefined;
-  return `${origin}${path.replace(/\/+$/, '')}/status`;
+  const at = adminEndpoint(instance, defaultPath);
+  return at && `${at.origin}${at.path}/status`;
 }
 
-/** Asks one instance for its status; never throws: a failure is a reason to show. */
-export async function fetchAdminStatus(instance: Instance, opts: AdminClientOptions): Promise<AdminResult> {
-  const url = adminStatusUrl(instance, opts.defaultPath);
-  if (url === undefined) return { ok: false, reason: 'no endpoint' };
-  if (!opts.token) return { ok: false, url, reason: 'no token' };
-  try {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${opts.token}` }, signal: AbortSignal.timeout(opts.timeoutMs) });
-    if (res.status === 401) return { ok: false, url, reason: 'unauthorized' };
-    if (!res.ok) return { ok: false, url, reason: `HTTP ${res.status}` };
-    return { ok: true, url, status: (await res.json()) as InstanceStatus };
-  } catch (err) {
-    return { ok: false, url, reason: (err as Error).name === 'TimeoutError' ? 'timeout' : 'unreachable' };
+type Fetched =
+  | { readonly ok: true; readonly url: string; readonly text: string }
+  | { readonly ok: false; readonly url?: string; readonly reason: string };
+
+/**
+ * Asks instances' admin endpoints: each with its own token (never the secret), at most
+ * `concurrency` at once however many are asked, each answer bounded in time and size, no
+ * redirect followed. Never throws for an instance: a failure is a reason to show.
+ */
+export class AdminClient {
+  readonly #secret: string | undefined;
+  readonly #defaultPath: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #maxBytes: number;
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(options: AdminClientOptions) {
+    const { timeoutMs, concurrency = ADMIN_CONCURRENCY, maxBytes = ADMIN_ANSWER_MAX_BYTES } = options;
+    if (!wholeNumber(timeoutMs, 1, 2_147_483_647))
+      throw badOption('timeoutMs', `${String(timeoutMs)} must be a whole number of ms, at least 1`);
+    if (!wholeNumber(concurrency, 1, 1_000)) throw badOption('concurrency', `${String(concurrency)} must be a whole number from 1 to 1000`);
+    if (!wholeNumber(maxBytes, 1, 2 ** 30)) throw badOption('maxBytes', `${String(maxBytes)} must be a whole number from 1 to 2^30`);
+    this.#secret = options.token || undefined;
+    this.#defaultPath = options.defaultPath;
+    this.#timeoutMs = timeoutMs;
+    this.#maxBytes = maxBytes;
+    this.#free = concurrency;
+  }
+
+  /** The instance's `/status`. */
+  async status(instance: Instance): Promise<AdminResult> {
+    const got = await this.#get(instance, 'status');
+    if (!got.ok) return got;
+    try {
+      return { ok: true, url: got.url, status: JSON.parse(got.text) as InstanceStatus };
+    } catch {
+      return { ok: false, url: got.url, reason: 'not JSON' };
+    }
+  }
+
+  /** The instance's `/metrics` (Prometheus text), or undefined when it does not answer. */
+  async metricsText(instance: Instance): Promise<string | undefined> {
+    const got = await this.#get(instance, 'metrics');
+    return got.ok ? got.text : undefined;
+  }
+
+  async #get(instance: Instance, what: 'status' | 'metrics'): Promise<Fetched> {
+    const at = adminEndpoint(instance, this.#defaultPath);
+    if (at === undefined) return { ok: false, reason: 'no endpoint' };
+    const url = `${at.origin}${at.path}/${what}`;
+    if (this.#secret === undefined) return { ok: false, url, reason: 'no token' };
+    const token = adminToken(this.#secret, at.authority);
+    await this.#slot();
+    try {
+      const res = await fetch(url, {
+        headers: { authorization: `Bearer ${token}` },
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => {});
+        return { ok: false, url, reason: res.status === 401 ? 'unauthorized' : `HTTP ${res.status}` };
+      }
+      const text = await this.#bodyText(res);
+      return text === undefined ? { ok: false, url, reason: 'answer too large' } : { ok: true, url, text };
+    } catch (err) {
+      return { ok: false, url, reason: (err as Error).name === 'TimeoutError' ? 'timeout' : 'unreachable' };
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** The body as text, or undefined once it passes maxBytes (the rest is not read). */
+  async #bodyText(res: Response): Promise<string | undefined> {
+    const declared = Number(res.headers.get('content-length') ?? 0);
+    if (declared > this.#maxBytes || !res.body) {
+      await res.body?.cancel().catch(() => {});
+      return res.body ? undefined : '';
+    }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > this.#maxBytes) {
+        await reader.cancel().catch(() => {});
+        return undefined;
+      }
+      chunks.push(value);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  #slot(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
   }
 }

@@ -20,7 +20,8 @@ export const consoleCommand: Command = {
   --port <N>            default 7070 (0: any free port)
   --host <addr>         default 127.0.0.1; anything else is reachable beyond this machine
   --console-token <t>   the login token (default MESHLET_CONSOLE_TOKEN, else a random one)
-  --admin-token <t>     the instances' admin endpoint token (default MESHLET_ADMIN_TOKEN)
+  --admin-token <t>     the admin secret the instances were given (default MESHLET_ADMIN_TOKEN;
+                        each instance is sent its own token derived from it, never the secret)
   --snapshot <file>     a registry snapshot file to list instances from
   --allow-unknown       store sections no known kind checks
   --trace-log <file>    a trace log for the Explain page (repeat for more)

@@ -1,4 +1,13 @@
-export { ADMIN_META_KEY, type AdminResult, adminStatusUrl, fetchAdminStatus, type InstanceStatus } from './admin-client.js';
+export {
+  ADMIN_ANSWER_MAX_BYTES,
+  ADMIN_CONCURRENCY,
+  ADMIN_META_KEY,
+  AdminClient,
+  type AdminClientOptions,
+  type AdminResult,
+  adminStatusUrl,
+  type InstanceStatus,
+} from './admin-client.js';
 export { COMMANDS, type RunCliOptions, runCli } from './cli.js';
 export { CliError, NotFoundError, UsageError } from './cli-error.js';
 export { type CliIo, processIo } from './cli-io.js';

@@ -1,6 +1,6 @@
 import { type Instance, MetaKey } from '@meshlet/core';
-import { type AdminResult, fetchAdminStatus, type InstanceStatus } from './admin-client.js';
-import { NotFoundError } from './cli-error.js';
+import { AdminClient, type AdminResult, type InstanceStatus } from './admin-client.js';
+import { NotFoundError, UsageError } from './cli-error.js';
 import { type Command, type CommandContext, integerOption, type OptionValues, printJson, stringOption } from './command.js';
 import { ExitCode } from './exit-code.js';
 import { ConsulRegistryView, type RegistryView, SnapshotRegistryView } from './registry-view.js';
@@ -59,8 +59,9 @@ export const instances: Command = {
   words: ['instances'],
   summary: 'list the instances of a service, with breaker, limiter and rules state from their admin endpoints',
   usage: `instances <service> [--admin-token T] [--json] [registry]
-  Each instance's admin endpoint (metadata "meshlet-admin") is asked for its status.
-  --admin-token <t>  the admin endpoints' bearer token (default MESHLET_ADMIN_TOKEN)
+  Each instance's admin endpoint (metadata "meshlet-admin") is asked for its status, 16 at a
+  time, with its own token derived from the admin secret (the secret is never sent).
+  --admin-token <t>  the admin secret the instances were given (default MESHLET_ADMIN_TOKEN)
   --admin-path <p>   admin path for instances that do not advertise one
   --admin-timeout <ms>  per instance (default 2000)
 ${REGISTRY_USAGE}`,
@@ -76,12 +77,14 @@ ${REGISTRY_USAGE}`,
     const view = registryView(ctx.values, ctx.io.env);
     const list = await view.instances(service);
     if (list.length === 0) throw new NotFoundError(`${service}: no instances in ${view.description}`);
-    const adminOpts = {
+    const timeoutMs = integerOption(ctx.values, 'admin-timeout') ?? 2000;
+    if (timeoutMs < 1 || timeoutMs > 2_147_483_647) throw new UsageError('--admin-timeout must be from 1 to 2147483647 ms');
+    const client = new AdminClient({
       token: stringOption(ctx.values, 'admin-token') ?? ctx.io.env.MESHLET_ADMIN_TOKEN,
       defaultPath: stringOption(ctx.values, 'admin-path'),
-      timeoutMs: integerOption(ctx.values, 'admin-timeout') ?? 2000,
-    };
-    const admin = await Promise.all(list.map((i) => fetchAdminStatus(i, adminOpts)));
+      timeoutMs,
+    });
+    const admin = await Promise.all(list.map((i) => client.status(i)));
     if (ctx.values.json) {
       printJson(
         ctx.io,

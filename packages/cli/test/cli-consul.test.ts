@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CallExecutor, parseBreakerRules } from '@meshlet/breaker';
-import { ManualClock, RULES_HISTORY_PREFIX, RULES_PREFIX } from '@meshlet/core';
+import { type Instance, ManualClock, RULES_HISTORY_PREFIX, RULES_PREFIX } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
@@ -18,6 +18,7 @@ const ADMIN_TOKEN = 'test-admin-token-0123456789';
 /** The SDK's admin handler. Loaded from the sdk's build until the sdk's index exports it. */
 type AdminHandlerFactory = (options: {
   token: string;
+  instance: () => Instance | undefined;
   status: () => unknown;
   path?: string;
 }) => (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
@@ -132,8 +133,10 @@ describe('meshlet on a real Consul agent', () => {
       executor = new CallExecutor({ clock: new ManualClock() });
       executor.setRules('payments', parseBreakerRules({ rules: [{ level: 'instance', consecutiveFailures: 2 }] }, 'breaker'));
       executor.setInstances('payments', ['payments-1', 'payments-2']);
+      let self: Instance | undefined;
       const admin = createAdminHandler({
         token: ADMIN_TOKEN,
+        instance: () => self,
         status: () => ({
           service: 'orders',
           instance: 'orders-a',
@@ -170,7 +173,7 @@ describe('meshlet on a real Consul agent', () => {
       );
       registry = new ConsulRegistry({ address: agent.address });
       const meta = { version: '1.4.0', zone: 'zone-a', lane: 'gray', 'meshlet-admin': '/_meshlet' };
-      await registry.register({
+      self = {
         id: 'orders-a',
         service: 'orders',
         address: '127.0.0.1',
@@ -178,7 +181,8 @@ describe('meshlet on a real Consul agent', () => {
         tags: [],
         metadata: meta,
         health: 'passing',
-      });
+      };
+      await registry.register(self);
       // A second instance with no admin endpoint: listed, with the reason.
       await registry.register({
         id: 'orders-b',
@@ -244,6 +248,44 @@ describe('meshlet on a real Consul agent', () => {
         a?.admin.status?.breakers.map((b) => b.state),
         ['open'],
       );
+    });
+
+    it('sends a registration pointing at a stranger a token that opens no real instance, never the secret', async () => {
+      // Whoever can register in Consul points two instances at their own listener: one at
+      // its address, one at the real instance's address with the admin port set to theirs.
+      const stolen: string[] = [];
+      const trap = await listen((req, res) => {
+        stolen.push(req.headers.authorization ?? '');
+        res.end('{}');
+      });
+      const evil = (id: string, port: number, where: string) =>
+        registry.register({
+          id,
+          service: 'orders',
+          address: '127.0.0.1',
+          port,
+          tags: [],
+          metadata: { 'meshlet-admin': where },
+          health: 'passing',
+        });
+      await evil('orders-evil', trap.port, '/x');
+      await evil('orders-evil-port', app.port, `:${trap.port}/x`);
+      try {
+        const r = await meshlet(['instances', 'orders', ...consul(), ...patientAdmin], { MESHLET_ADMIN_TOKEN: ADMIN_TOKEN });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(row(r.stdout, 'orders-a'), /passing\s+ok\s+payments@7/);
+        assert.equal(stolen.length, 2);
+        for (const authorization of stolen) {
+          assert.match(authorization, /^Bearer [0-9a-f]{64}$/);
+          assert.equal(authorization.includes(ADMIN_TOKEN), false);
+          const replayed = await fetch(`http://127.0.0.1:${app.port}/_meshlet/status`, { headers: { authorization } });
+          assert.equal(replayed.status, 401, 'a stolen token opened the real instance');
+        }
+      } finally {
+        await registry.deregister('orders-evil');
+        await registry.deregister('orders-evil-port');
+        await trap.close();
+      }
     });
 
     it('shows why an admin endpoint said nothing: no token, a wrong token', async () => {

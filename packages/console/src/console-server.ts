@@ -3,13 +3,12 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  AdminClient,
   type AdminResult,
-  adminStatusUrl,
   type CheckedRuleKind,
   canonicalDocument,
   checkRuleDocument,
   explainFromLogs,
-  fetchAdminStatus,
   type RegistryView,
   unifiedDiff,
 } from '@meshlet/cli';
@@ -52,7 +51,10 @@ export interface ConsoleOptions {
   readonly kinds: readonly CheckedRuleKind[];
   /** Where instances are listed; without one, services are those with rules. */
   readonly registry?: RegistryView | undefined;
-  /** Bearer token of the instances' admin endpoints (MESHLET_ADMIN_TOKEN). */
+  /**
+   * The admin secret the instances were given (MESHLET_ADMIN_TOKEN). Never sent: each instance
+   * gets its own token derived from it (AdminClient).
+   */
   readonly adminToken?: string | undefined;
   /** Per admin endpoint. Default 2,000 ms. */
   readonly adminTimeoutMs?: number;
@@ -146,26 +148,13 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     return (await options.registry.instances(service)).slice(0, MAX_INSTANCES_POLLED);
   }
 
-  const adminOpts = () => ({ token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 });
+  const adminOptions = { token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 };
+  new AdminClient(adminOptions); // refuses a bad adminTimeoutMs now, not on every page
+  /** One per API request: its admin fetches, however many services and instances, share its slots. */
+  const adminClient = () => new AdminClient(adminOptions);
 
-  /** An instance's `/metrics` text, or undefined when its admin endpoint does not answer. */
-  async function metricsTextOf(instance: Instance): Promise<string | undefined> {
-    const status = adminStatusUrl(instance);
-    if (status === undefined || !options.adminToken) return undefined;
-    try {
-      const res = await fetch(status.replace(/\/status$/, '/metrics'), {
-        headers: { authorization: `Bearer ${options.adminToken}` },
-        signal: AbortSignal.timeout(options.adminTimeoutMs ?? 2_000),
-      });
-      if (!res.ok) return undefined;
-      return await res.text();
-    } catch {
-      return undefined;
-    }
-  }
-
-  async function metricsOf(instance: Instance): Promise<number | undefined> {
-    const text = await metricsTextOf(instance);
+  async function metricsOf(admin: AdminClient, instance: Instance): Promise<number | undefined> {
+    const text = await admin.metricsText(instance);
     return text === undefined ? undefined : servedRequests(text);
   }
 
@@ -184,12 +173,12 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
    * (breakers opened, calls rejected) beside what its `breaker` section in shadow mode
    * would have done. Callers: every service's instances, bounded as the topology page's.
    */
-  async function breakersAsCalled(service: string) {
+  async function breakersAsCalled(admin: AdminClient, service: string) {
     const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
     const out = { callers: 0, opened: 0, rejected: 0, shadow: null as null | Record<BreakerShadowKey, number> };
     await Promise.all(
       names.map(async (caller) => {
-        const statuses = await Promise.all((await instancesOf(caller)).map((i) => fetchAdminStatus(i, adminOpts())));
+        const statuses = await Promise.all((await instancesOf(caller)).map((i) => admin.status(i)));
         for (const a of statuses) {
           if (!a.ok) continue;
           let calls = false;
@@ -244,9 +233,10 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     'GET /api/service': async (_req, url) => {
       const service = serviceParam(url);
       const [list, current, history] = await Promise.all([instancesOf(service), repo.current(service), repo.history(service)]);
+      const client = adminClient();
       const [admin, served] = await Promise.all([
-        Promise.all(list.map((i) => fetchAdminStatus(i, adminOpts()))),
-        Promise.all(list.map((i) => metricsOf(i))),
+        Promise.all(list.map((i) => client.status(i))),
+        Promise.all(list.map((i) => metricsOf(client, i))),
       ]);
       const live = splits.observe(
         service,
@@ -278,6 +268,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     'GET /api/topology': async () => {
       const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
       const now = clock.now();
+      const admin = adminClient();
       const edges = new Map<string, { from: string; to: string; requests: number; errors: number }>();
       let measured = 0;
       let instances = 0;
@@ -285,7 +276,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         names.map(async (from) => {
           const list = await instancesOf(from);
           instances += list.length;
-          for (const text of await Promise.all(list.map((i) => metricsTextOf(i)))) {
+          for (const text of await Promise.all(list.map((i) => admin.metricsText(i)))) {
             if (text === undefined) continue;
             measured++;
             for (const sample of parsePrometheus(text, ['meshlet_client_'])) {
@@ -329,7 +320,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     'GET /api/limits': async (_req, url) => {
       const service = serviceParam(url);
       const [list, current] = await Promise.all([instancesOf(service), repo.current(service)]);
-      const admin = await Promise.all(list.map((i) => fetchAdminStatus(i, adminOpts())));
+      const client = adminClient();
+      const admin = await Promise.all(list.map((i) => client.status(i)));
       const now = clock.now();
       let allowed = 0;
       let refused = 0;
@@ -425,7 +417,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         mode: section?.mode === 'shadow' ? 'shadow' : 'enforce',
         totals: { allowed, refused, shadowRefused, shadow },
         byRule,
-        breakers: await breakersAsCalled(service),
+        breakers: await breakersAsCalled(client, service),
         outbound,
         over: {
           allowed: counters.steps(`limit:${service}:allowed`),

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RegistryView } from '@meshlet/cli';
 import { FileKvStore, type Instance, MemoryLogger } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { type RunningConsole, SHADOW_KINDS, shadowCounts, startConsole } from '../src/index.js';
 
@@ -48,7 +48,8 @@ describe('GET /api/limits: shadow decisions of every kind', () => {
   before(async () => {
     // A fake instance's admin endpoint: the status an SDK instance serves, with its conditions.
     admin = await listen((req, res) => {
-      if (req.headers.authorization !== `Bearer ${ADMIN_TOKEN}`) {
+      // The token for this address, as the SDK's admin handler checks it.
+      if (req.headers.authorization !== adminAuthorization(ADMIN_TOKEN, admin.port).authorization) {
         res.statusCode = 401;
         res.end();
         return;

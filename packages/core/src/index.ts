@@ -1,3 +1,4 @@
+export { ADMIN_META_KEY, type AdminEndpoint, adminEndpoint, adminToken } from './admin-endpoint.js';
 export {
   type Attempt,
   type AttemptChain,

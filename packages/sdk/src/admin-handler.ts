@@ -1,21 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MeshletError } from '@meshlet/core';
+import { ADMIN_META_KEY, adminEndpoint, adminToken, badOption, type Instance, MeshletError } from '@meshlet/core';
 import type { AdaptiveStats, OutboundAdaptiveStats } from '@meshlet/ratelimit';
 import { writePrometheus } from '@meshlet/trace';
 import { renderStatusMetrics } from './admin-metrics.js';
 
-/**
- * The instance metadata key that tells `meshlet instances` where this instance's admin
- * endpoint is: a path on the instance's own origin (`/_meshlet`), or `:<port><path>` for
- * an admin server on another port (`:9901/_meshlet`).
- */
-export const ADMIN_META_KEY = 'meshlet-admin';
+/** Core's ADMIN_META_KEY: the metadata key that tells `meshlet instances` where this instance's admin endpoint is. */
+export { ADMIN_META_KEY };
 
 /** Where the admin handler answers unless told otherwise. */
 export const DEFAULT_ADMIN_PATH = '/_meshlet';
 
-/** Shortest token accepted: the endpoint tells an attacker which instances are failing. */
+/** Shortest admin secret accepted: the endpoint tells an attacker which instances are failing. */
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
 
 /** The rules this process follows for one service (core's RuleWatcherStatus, plus whose). */
@@ -124,8 +120,19 @@ export interface AdminStatus {
 }
 
 export interface AdminHandlerOptions {
-  /** Required: callers send `Authorization: Bearer <token>`. At least 16 characters. */
+  /**
+   * Required: the operator's admin secret, at least 16 characters. Callers send not it but
+   * `Authorization: Bearer <core's adminToken(secret, "<address>:<port>")>`, for the address
+   * `instance` is registered at.
+   */
   readonly token: string;
+  /**
+   * This process's registration (address, port, metadata): the handler accepts only the token
+   * for the address it names (the admin port when ADMIN_META_KEY says `:<port>`), so a token
+   * sent to another registration opens nothing here. Undefined (not registered): every
+   * request is refused.
+   */
+  readonly instance: () => Instance | undefined;
   readonly status: () => AdminStatus | Promise<AdminStatus>;
   /** Mount point; the status is at `<path>/status`, its metrics at `<path>/metrics`. Default `/_meshlet`. */
   readonly path?: string;
@@ -152,15 +159,26 @@ export class AdminTokenError extends MeshletError {
 
 /**
  * The admin endpoint: `GET <path>/status` answers the instance's status as JSON, and
- * `GET <path>/metrics` the same as Prometheus text, to a caller with the bearer token. Off unless mounted. Only the fields of AdminStatus are
+ * `GET <path>/metrics` the same as Prometheus text, to a caller with this instance's admin
+ * token (adminToken of the secret and its registered address; never the secret itself,
+ * which would let any registration collect it). Off unless mounted. Only the fields of AdminStatus are
  * copied out, one by one, so a status provider that passes something bigger (a config
  * object, a snapshot with secrets) cannot leak it.
  */
 export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
   if (typeof options.token !== 'string' || options.token.length < MIN_ADMIN_TOKEN_LENGTH) throw new AdminTokenError();
+  if (typeof options.instance !== 'function') throw badOption('instance', 'must be a function that returns the registered instance');
+  const secret = options.token;
   const base = normalizePath(options.path ?? DEFAULT_ADMIN_PATH);
-  // Compare digests: equal lengths for timingSafeEqual, and the token's length does not leak.
-  const expected = digest(options.token);
+  // The digest of the token for the authority last registered, made again when it changes.
+  let expected: { authority: string; digest: Buffer } | undefined;
+  const expectedDigest = (): Buffer | undefined => {
+    const instance = options.instance();
+    const authority = instance && adminEndpoint(instance, base || '/')?.authority;
+    if (authority === undefined) return undefined;
+    if (expected?.authority !== authority) expected = { authority, digest: digest(adminToken(secret, authority)) };
+    return expected.digest;
+  };
   const statusPath = `${base}/status`;
   const metricsPath = `${base}/metrics`;
 
@@ -173,9 +191,9 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
       else send(res, 404, { error: 'not found' });
       return;
     }
-    if (!authorized(req.headers.authorization, expected)) {
+    if (!authorized(req.headers.authorization, expectedDigest())) {
       res.setHeader('www-authenticate', 'Bearer realm="meshlet-admin"');
-      send(res, 401, { error: 'unauthorized: send Authorization: Bearer <admin token>' });
+      send(res, 401, { error: "unauthorized: send Authorization: Bearer <this instance's admin token>" });
       return;
     }
     if (pathname !== statusPath && pathname !== metricsPath) {
@@ -201,13 +219,14 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
   };
 }
 
-function authorized(header: string | undefined, expected: Buffer): boolean {
-  if (header === undefined) return false;
+function authorized(header: string | undefined, expected: Buffer | undefined): boolean {
+  if (header === undefined || expected === undefined) return false;
   const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   if (!m?.[1]) return false;
   return timingSafeEqual(digest(m[1]), expected);
 }
 
+// Compare digests: equal lengths for timingSafeEqual, and the token's length does not leak.
 const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
 
 function normalizePath(path: string): string {

@@ -12,6 +12,8 @@ export {
   type TimeoutOptions,
 } from '@meshlet/breaker';
 export {
+  adminEndpoint,
+  adminToken,
   BadDecoratorError,
   BadTagHeaderError,
   type Caller,

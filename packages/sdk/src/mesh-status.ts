@@ -1,4 +1,4 @@
-import type { Registry, ThrottledLogger } from '@meshlet/core';
+import type { Instance, Registry, ThrottledLogger } from '@meshlet/core';
 import type { Tracing } from '@meshlet/trace';
 import { type AdminBreakerShadowStatus, type AdminHandler, type AdminStatus, createAdminHandler } from './admin-handler.js';
 import type { Destinations } from './destinations.js';
@@ -53,17 +53,27 @@ function registryHealth(registry: Registry): { degraded: boolean; errors: number
   return (registry as { status?: { degraded: boolean; errors: number; snapshotErrors?: number } }).status;
 }
 
-/** The admin endpoint when `options.admin` asks for it: `/status` from `status`, `/metrics` from tracing's call metrics. */
+/**
+ * The admin endpoint when `options.admin` asks for it: `/status` from `status`, `/metrics`
+ * from tracing's call metrics; it accepts the token for the address the mesh registered
+ * at, and keeps that address after deregistration, so it still answers while the process drains.
+ */
 export function meshAdmin(
   options: MeshOptions,
   path: string | undefined,
   tracing: Tracing | undefined,
+  registration: Registration,
   status: () => AdminStatus,
 ): { readonly path: string; readonly handler: AdminHandler } | undefined {
   if (!options.admin || path === undefined) return undefined;
   const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
+  let registered: Instance | undefined;
   const handler = createAdminHandler({
     token: options.admin.token,
+    instance: () => {
+      registered = registration.instance ?? registered;
+      return registered;
+    },
     path,
     status,
     metrics: () => callMetrics.map((m) => m?.render() ?? '').join(''),

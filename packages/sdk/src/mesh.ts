@@ -46,7 +46,7 @@ export function createMesh(options: MeshOptions): Mesh {
   const propagation = new TagPropagation(options.dialects);
 
   const outbound = new Outbound(settings, options, { destinations, own, registration, tracing, propagation });
-  const admin = meshAdmin(options, adminPath, tracing, () => meshStatus(settings, { destinations, own, registration }));
+  const admin = meshAdmin(options, adminPath, tracing, registration, () => meshStatus(settings, { destinations, own, registration }));
   const inbound = { tagsFromHeaders: options.tagsFromHeaders ?? [], propagation, logger, owner: undefined as unknown };
   const frameworks = inboundPipeline({
     service,

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { get, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, RuleValidationError } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
 const TOKEN = 'adaptive-admin-token-0123456789';
@@ -61,6 +61,7 @@ describe('adaptive limit by rule, on a real server', () => {
       tagsFromHeaders: [{ header: 'x-priority', tag: 'priority' }],
     });
     server = await listen(mesh.httpHandler((req, res) => held.arrive(req, res)));
+    await mesh.register({ port: server.port });
     await rules.put(
       'meshlet/rules/catalog',
       JSON.stringify({
@@ -115,7 +116,7 @@ describe('adaptive limit by rule, on a real server', () => {
       class: 'default',
     });
 
-    const status = JSON.parse((await send(port, '/_meshlet/status', { authorization: `Bearer ${TOKEN}` })).body);
+    const status = JSON.parse((await send(port, '/_meshlet/status', adminAuthorization(TOKEN, port))).body);
     assert.equal(status.limiter.adaptive.limit, 4);
     assert.equal(status.limiter.adaptive.inFlight, 4);
     assert.equal(status.limiter.adaptive.refused, 2);
@@ -126,7 +127,7 @@ describe('adaptive limit by rule, on a real server', () => {
         ['default', 1],
       ],
     );
-    const metrics = (await send(port, '/_meshlet/metrics', { authorization: `Bearer ${TOKEN}` })).body;
+    const metrics = (await send(port, '/_meshlet/metrics', adminAuthorization(TOKEN, port))).body;
     assert.match(metrics, /^meshlet_adaptive_limit 4$/m);
     assert.match(metrics, /^meshlet_adaptive_in_flight 4$/m);
     assert.match(metrics, /^meshlet_adaptive_refused_total\{class="batch"\} 1$/m);

@@ -1,9 +1,29 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { adminToken, type Instance } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { type AdminStatus, AdminTokenError, createAdminHandler, publicStatus } from '../src/admin-handler.js';
 
+/** The operator's admin secret; callers send adminToken(TOKEN, "<address>:<port>"). */
 const TOKEN = 'a-long-enough-admin-token-0123';
+
+const registered = (port: number, metadata: Record<string, string> = { 'meshlet-admin': '/_meshlet' }): Instance => ({
+  id: `orders-${port}`,
+  service: 'orders',
+  address: '127.0.0.1',
+  port,
+  tags: [],
+  metadata,
+  health: 'passing',
+});
+/** An admin handler on its own server, registered at that server's address. */
+async function serveAdmin(options: Omit<Parameters<typeof createAdminHandler>[0], 'token' | 'instance'>) {
+  let self: Instance | undefined;
+  const admin = createAdminHandler({ token: TOKEN, instance: () => self, ...options });
+  const s = await listen((req, res) => admin(req, res));
+  self = registered(s.port);
+  return { ...s, auth: { authorization: `Bearer ${adminToken(TOKEN, `127.0.0.1:${s.port}`)}` } };
+}
 
 const status = (): AdminStatus => ({
   service: 'orders',
@@ -46,10 +66,14 @@ describe('admin handler', () => {
   let base: string;
   let calls = 0;
   let fallthrough = 0;
+  let self: Instance | undefined;
+  /** This instance's token: the secret's HMAC of the address it is registered at. */
+  let own: { authorization: string };
 
   before(async () => {
     const admin = createAdminHandler({
       token: TOKEN,
+      instance: () => self,
       path: '/_meshlet',
       metrics: () => 'meshlet_client_requests_total{service="payments",api="GET /pay"} 7\n',
       status: () => {
@@ -65,13 +89,15 @@ describe('admin handler', () => {
       }),
     );
     base = `http://127.0.0.1:${server.port}`;
+    self = registered(server.port);
+    own = { authorization: `Bearer ${adminToken(TOKEN, `127.0.0.1:${server.port}`)}` };
   });
   after(() => server.close());
 
   const get = (path: string, headers: Record<string, string> = {}) => fetch(`${base}${path}`, { headers });
 
-  it('answers the status as JSON to a caller with the bearer token', async () => {
-    const res = await get('/_meshlet/status', { authorization: `Bearer ${TOKEN}` });
+  it("answers the status as JSON to a caller with this instance's token", async () => {
+    const res = await get('/_meshlet/status', own);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('cache-control'), 'no-store');
     const body = (await res.json()) as AdminStatus;
@@ -80,7 +106,7 @@ describe('admin handler', () => {
 
   it('serves the status as Prometheus metrics too, degraded states and breakers as numbers', async () => {
     assert.equal((await get('/_meshlet/metrics')).status, 401);
-    const res = await get('/_meshlet/metrics', { authorization: `Bearer ${TOKEN}` });
+    const res = await get('/_meshlet/metrics', own);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
     const lines = (await res.text()).split('\n');
@@ -107,19 +133,20 @@ describe('admin handler', () => {
   });
 
   it('never sends fields beyond AdminStatus, so config values and the token stay in', async () => {
-    const text = await (await get('/_meshlet/status', { authorization: `Bearer ${TOKEN}` })).text();
+    const text = await (await get('/_meshlet/status', own)).text();
     assert.doesNotMatch(text, /s3cret|db\.password|config/);
     assert.equal(text.includes(TOKEN), false);
   });
 
   it('refuses a missing, wrong or differently sized token with 401 and does not ask the provider', async () => {
     const before = calls;
+    const token = own.authorization.slice('Bearer '.length);
     for (const headers of [
       {},
-      { authorization: `Bearer ${TOKEN}x` },
-      { authorization: `Bearer ${TOKEN.slice(0, -1)}` },
-      { authorization: `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}` },
-      { authorization: TOKEN },
+      { authorization: `Bearer ${token}x` },
+      { authorization: `Bearer ${token.slice(0, -1)}` },
+      { authorization: `Basic ${Buffer.from(`u:${token}`).toString('base64')}` },
+      { authorization: token },
     ]) {
       const res = await get('/_meshlet/status', headers);
       assert.equal(res.status, 401, JSON.stringify(headers));
@@ -129,9 +156,23 @@ describe('admin handler', () => {
     assert.equal(calls, before);
   });
 
+  it('refuses the secret itself, the token of another address and one made with another secret', async () => {
+    const before = calls;
+    for (const token of [
+      TOKEN,
+      adminToken(TOKEN, '127.0.0.1:1'),
+      adminToken(TOKEN, `localhost:${server.port}`),
+      adminToken('another-admin-secret-0123', `127.0.0.1:${server.port}`),
+    ]) {
+      const res = await get('/_meshlet/status', { authorization: `Bearer ${token}` });
+      assert.equal(res.status, 401, token);
+    }
+    assert.equal(calls, before);
+  });
+
   it('hides even which admin paths exist from a caller without the token', async () => {
     assert.equal((await get('/_meshlet/other')).status, 401);
-    assert.equal((await get('/_meshlet/other', { authorization: `Bearer ${TOKEN}` })).status, 404);
+    assert.equal((await get('/_meshlet/other', own)).status, 404);
   });
 
   it('passes requests outside its path to the app', async () => {
@@ -143,21 +184,21 @@ describe('admin handler', () => {
   });
 
   it('answers only GET and HEAD', async () => {
-    const res = await fetch(`${base}/_meshlet/status`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    const res = await fetch(`${base}/_meshlet/status`, { method: 'POST', headers: own });
     assert.equal(res.status, 405);
     assert.equal(res.headers.get('allow'), 'GET, HEAD');
   });
 
   it('answers 500 without details when the provider throws', async () => {
-    const admin = createAdminHandler({
-      token: TOKEN,
+    const s = await serveAdmin({
       status: () => {
         throw new Error('secret detail');
       },
     });
-    const s = await listen((req, res) => admin(req, res));
     try {
-      const res = await fetch(`http://127.0.0.1:${s.port}/_meshlet/status`, { headers: { authorization: `bearer ${TOKEN}` } });
+      const res = await fetch(`http://127.0.0.1:${s.port}/_meshlet/status`, {
+        headers: { authorization: s.auth.authorization.replace('Bearer', 'bearer') },
+      });
       assert.equal(res.status, 500);
       assert.doesNotMatch(await res.text(), /secret detail/);
       assert.equal((await fetch(`http://127.0.0.1:${s.port}/elsewhere`)).status, 404);
@@ -167,16 +208,14 @@ describe('admin handler', () => {
   });
 
   it('answers 500, and keeps the process up, when the metrics source throws', async () => {
-    const admin = createAdminHandler({
-      token: TOKEN,
+    const s = await serveAdmin({
       status,
       metrics: () => {
         throw new Error('renderer broke');
       },
     });
-    const s = await listen((req, res) => admin(req, res));
     try {
-      const res = await fetch(`http://127.0.0.1:${s.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const res = await fetch(`http://127.0.0.1:${s.port}/_meshlet/metrics`, { headers: s.auth });
       assert.equal(res.status, 500);
       assert.doesNotMatch(await res.text(), /renderer broke/);
     } finally {
@@ -185,12 +224,34 @@ describe('admin handler', () => {
   });
 
   it('stays off without a token of at least 16 characters', () => {
-    assert.throws(() => createAdminHandler({ token: '', status }), AdminTokenError);
+    const instance = () => registered(8080);
+    assert.throws(() => createAdminHandler({ token: '', status, instance }), AdminTokenError);
     assert.throws(
-      () => createAdminHandler({ token: 'short', status }),
+      () => createAdminHandler({ token: 'short', status, instance }),
       (err: AdminTokenError) => err.code === 'MESHLET_ADMIN_TOKEN',
     );
-    assert.throws(() => createAdminHandler({ token: TOKEN, status, path: 'no-slash' }), /must start with "\/"/);
+    assert.throws(() => createAdminHandler({ token: TOKEN, status, instance, path: 'no-slash' }), /must start with "\/"/);
+    assert.throws(
+      () => createAdminHandler({ token: TOKEN, status } as unknown as Parameters<typeof createAdminHandler>[0]),
+      (err: Error & { code?: string }) => err.code === 'MESHLET_BAD_OPTION' && /^instance:/.test(err.message),
+    );
+  });
+
+  it('refuses every token while not registered, and takes the admin port from a `:<port>` registration', async () => {
+    let self: Instance | undefined;
+    const admin = createAdminHandler({ token: TOKEN, status, instance: () => self });
+    const s = await listen((req, res) => admin(req, res));
+    try {
+      const at = (authority: string) => ({ authorization: `Bearer ${adminToken(TOKEN, authority)}` });
+      const url = `http://127.0.0.1:${s.port}/_meshlet/status`;
+      assert.equal((await fetch(url, { headers: at(`127.0.0.1:${s.port}`) })).status, 401);
+      // Registered with its app on port 1 and this admin server named by `:<port>`.
+      self = registered(1, { 'meshlet-admin': `:${s.port}/_meshlet` });
+      assert.equal((await fetch(url, { headers: at('127.0.0.1:1') })).status, 401);
+      assert.equal((await fetch(url, { headers: at(`127.0.0.1:${s.port}`) })).status, 200);
+    } finally {
+      await s.close();
+    }
   });
 
   it('publicStatus fills what a loose provider left out', () => {

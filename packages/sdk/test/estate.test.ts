@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { meshKey } from '@meshlet/auth';
 import { createContext, InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, runWithContext, withTags } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
 type Echo = { headers: Record<string, string | undefined>; caller?: string };
@@ -250,7 +250,7 @@ describe('warm-up through the mesh', () => {
 });
 
 describe('admin endpoint through the mesh', () => {
-  it('is off unless configured, needs its token, and shows rules and breakers', async () => {
+  it("is off unless configured, needs its instance's token, and shows rules and breakers", async () => {
     const registry = new InMemoryRegistry();
     const token = 'a-token-of-24-characters';
     const mesh = createMesh({ service: 'adm', registry, admin: { token }, logger: new MemoryLogger() });
@@ -259,7 +259,8 @@ describe('admin endpoint through the mesh', () => {
     assert.equal(instance.metadata['meshlet-admin'], '/_meshlet');
     const base = `http://127.0.0.1:${server.port}/_meshlet/status`;
     assert.equal((await globalThis.fetch(base)).status, 401);
-    const ok = await globalThis.fetch(base, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal((await globalThis.fetch(base, { headers: { authorization: `Bearer ${token}` } })).status, 401, 'the secret itself');
+    const ok = await globalThis.fetch(base, { headers: adminAuthorization(token, server.port) });
     const status = (await ok.json()) as { service: string; rules: { service: string }[]; registry: { mode: string } };
     assert.equal(status.service, 'adm');
     assert.deepEqual(
@@ -268,7 +269,10 @@ describe('admin endpoint through the mesh', () => {
     );
     assert.equal(status.registry.mode, 'InMemoryRegistry');
     assert.equal(await (await globalThis.fetch(`http://127.0.0.1:${server.port}/other`)).text(), 'app');
-    await server.close();
+    // Closed (deregistered), it still answers at the address it was registered at.
     await mesh.close();
+    assert.equal(mesh.instance, undefined);
+    assert.equal((await globalThis.fetch(base, { headers: adminAuthorization(token, server.port) })).status, 200);
+    await server.close();
   });
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { adminAuthorization, listen, type TestServer } from '@meshlet/core/testing';
 import { GRPC_PORT_META } from '@meshlet/grpc';
 import { createTracing } from '@meshlet/trace';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
@@ -48,6 +48,7 @@ function setUp(service: string): Setup {
     const rules = new InMemoryKvStore();
     setup.mesh = createMesh({ service: 'gateway', registry, rules, tracing, admin: { token: TOKEN }, logger: new MemoryLogger() });
     setup.admin = await listen(setup.mesh.httpHandler((_req, res) => res.end('ok')));
+    await setup.mesh.register({ port: setup.admin.port });
     setup.client = setup.mesh.grpc.client(Echo, service);
   });
   after(async () => {
@@ -61,7 +62,7 @@ function setUp(service: string): Setup {
 
 /** The admin endpoint's Prometheus output. */
 const metricsOf = async (admin: TestServer) =>
-  (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  (await globalThis.fetch(`http://127.0.0.1:${admin.port}/_meshlet/metrics`, { headers: adminAuthorization(TOKEN, admin.port) })).text();
 
 describe('gRPC client metrics in the admin endpoint', () => {
   const setup = setUp('echo');

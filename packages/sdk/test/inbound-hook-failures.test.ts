@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { Authorizer } from '@meshlet/auth';
 import { InMemoryKvStore, InMemoryRegistry, type LogFields, type Logger, ManualClock, throttledLogger } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { adminAuthorization, listen, type TestServer } from '@meshlet/core/testing';
 import type { TagPropagation } from '@meshlet/propagation';
 import { ALLOWED, type RateLimiter } from '@meshlet/ratelimit';
 import express from 'express';
@@ -82,6 +82,7 @@ describe('an app hook that throws on what a client sent', () => {
         res.end('handler ran');
       }),
     );
+    await mesh.register({ port: http.port });
     const app = express();
     app.use(mesh.express());
     app.get('/{*rest}', (_q, r) => {
@@ -156,7 +157,7 @@ describe('an app hook that throws on what a client sent', () => {
     assert.equal(next[1]?.fields?.count, 50);
     for (const l of lines.lines) assert.doesNotMatch(JSON.stringify(l), new RegExp(SECRET_VALUE));
     const metrics = await (
-      await globalThis.fetch(`http://127.0.0.1:${http.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      await globalThis.fetch(`http://127.0.0.1:${http.port}/_meshlet/metrics`, { headers: adminAuthorization(TOKEN, http.port) })
     ).text();
     assert.match(metrics, /meshlet_conditions_total\{code="MESHLET_TAG_DROPPED"\} 51\n/);
   });

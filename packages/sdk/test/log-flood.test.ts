@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, type LogFields, type Logger, ManualClock, TAG_HEADER } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { adminAuthorization, listen, type TestServer } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
 /** Counts lines; keeps the first few. */
@@ -47,6 +47,7 @@ before(async () => {
     admin: { token: TOKEN },
   });
   server = await listen(mesh.httpHandler((_req, res) => res.end('ok')));
+  await mesh.register({ port: server.port });
 });
 after(async () => {
   await server.close();
@@ -91,7 +92,7 @@ it(`${REQUESTS} requests with 2,048 bad tags each: a handful of lines, every con
   assert.equal(dropped[1]?.fields?.count, (REQUESTS / 2) * 1984);
 
   const metrics = await (
-    await globalThis.fetch(`http://127.0.0.1:${server.port}/_meshlet/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    await globalThis.fetch(`http://127.0.0.1:${server.port}/_meshlet/metrics`, { headers: adminAuthorization(TOKEN, server.port) })
   ).text();
   assert.match(metrics, new RegExp(`meshlet_conditions_total\\{code="MESHLET_TAG_DROPPED"\\} ${REQUESTS * 1984}\\n`));
   assert.match(metrics, new RegExp(`meshlet_conditions_total\\{code="MESHLET_BAD_TAG_HEADER"\\} ${REQUESTS * 2}\\n`));

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { get, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryRegistry, MemoryLogger, RuleValidationError } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { BulkheadFullError, createMesh, type Mesh, OutboundLimitError } from '../src/index.js';
 
@@ -33,7 +33,7 @@ class Held {
 
 function adminGet(port: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path, agent: false, headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+    get({ host: '127.0.0.1', port, path, agent: false, headers: adminAuthorization(TOKEN, port) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
@@ -81,6 +81,7 @@ describe('outbound adaptive limit, on real servers', () => {
       },
     });
     admin = await listen(caller.httpHandler((_req, res) => res.end('shop')));
+    await caller.register({ port: admin.port });
   });
   after(async () => {
     await caller.close();
@@ -192,6 +193,7 @@ describe('client bulkhead beside the adaptive limit, on a real server', () => {
       },
     });
     const admin = await listen(caller.httpHandler((_req, res) => res.end('shop')));
+    await caller.register({ port: admin.port });
     try {
       const first = caller.fetch('http://inventory/stock');
       const a = await held.next();

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { IDENTITY_HEADER, meshKey } from '@meshlet/auth';
 import { CALLER_HEADER, createContext, InMemoryKvStore, InMemoryRegistry, MemoryLogger, runWithContext, TAG_HEADER } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { adminAuthorization, listen, type TestServer } from '@meshlet/core/testing';
 import { Agent, interceptors } from 'undici';
 import { createMesh, MAX_REDIRECTS, type Mesh, RedirectRefusedError } from '../src/index.js';
 
@@ -155,7 +155,9 @@ describe('redirects and the mesh headers', () => {
     }
     // The anonymous attempt is counted by the service that refused it.
     const metrics = await (
-      await globalThis.fetch(`http://127.0.0.1:${redirectorPort}/_meshlet/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      await globalThis.fetch(`http://127.0.0.1:${redirectorPort}/_meshlet/metrics`, {
+        headers: adminAuthorization(ADMIN_TOKEN, redirectorPort),
+      })
     ).text();
     assert.match(metrics, /meshlet_identity_checks_total\{outcome="unsigned"\} [1-9]/);
     assert.match(metrics, /meshlet_identity_checks_total\{outcome="verified"\} [1-9]/);

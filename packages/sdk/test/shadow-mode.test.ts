@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
 
@@ -56,11 +56,11 @@ it('admits every request, and counts, logs and traces what the shadow rule would
     .map((s) => s.attributes['io.meshlet.shadow'] ?? '-');
   assert.deepEqual(shadow, ['-', 'ratelimit:one-cart:would-refuse', 'ratelimit:one-cart:would-refuse']);
 
-  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: adminAuthorization(TOKEN, server.port) })).json()) as {
     limiter: { allowed: number; refused: number; shadowRefused: number };
   };
   assert.deepEqual([status.limiter.refused, status.limiter.shadowRefused], [0, 2]);
-  const metrics = await (await globalThis.fetch(url('/_meshlet/metrics'), { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  const metrics = await (await globalThis.fetch(url('/_meshlet/metrics'), { headers: adminAuthorization(TOKEN, server.port) })).text();
   assert.match(metrics, /^meshlet_ratelimit_shadow_refused_total 2$/m);
   // Per rule too: the rule that would have refused, admitted all three.
   assert.match(metrics, /^meshlet_ratelimit_rule_shadow_refused_total\{rule="one-cart"\} 2$/m);
@@ -85,7 +85,7 @@ it('auth in shadow mode allows the call it would deny, and says so on the span a
   await shop.tracing?.forceFlush();
   const span = exporter.getFinishedSpans().find((s) => s.attributes['url.path'] === '/admin');
   assert.equal(span?.attributes['io.meshlet.shadow'], 'auth:no-admin:would-deny');
-  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+  const status = (await (await globalThis.fetch(url('/_meshlet/status'), { headers: adminAuthorization(TOKEN, server.port) })).json()) as {
     conditions: Record<string, number>;
   };
   assert.equal(status.conditions.MESHLET_AUTH_SHADOW, 2);
@@ -175,8 +175,9 @@ it('breaker and fault sections in shadow mode: every call reaches the server; wh
   });
   // The front's admin endpoint, to read what the breaker section would have done.
   const frontServer = await listen(front.httpHandler((_req, res) => res.end('front')));
+  await front.register({ port: frontServer.port });
   const frontAdmin = async (what: 'status' | 'metrics') =>
-    globalThis.fetch(`http://127.0.0.1:${frontServer.port}/_meshlet/${what}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    globalThis.fetch(`http://127.0.0.1:${frontServer.port}/_meshlet/${what}`, { headers: adminAuthorization(TOKEN, frontServer.port) });
   const shadowOfClientSpans = async () => {
     await front.tracing?.forceFlush();
     const spans = own.getFinishedSpans().filter((x) => x.kind === 2);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { adminToken } from '../admin-endpoint.js';
 import { type Attempt, type AttemptResult, type AttemptTarget, newAttempt, type OutboundCall } from '../attempt.js';
 import type { Instance } from '../instance.js';
 import { RuleValidationError } from '../rules/rule-error.js';
@@ -16,6 +17,11 @@ export interface TestServer {
   readonly port: number;
   /** Closes the server and every connection it holds (keep-alive ones too). */
   close(): Promise<void>;
+}
+
+/** The header of an admin request to the instance registered at `<address>:<port>`: the secret's token for that address. */
+export function adminAuthorization(secret: string, port: number, address = '127.0.0.1'): { authorization: string } {
+  return { authorization: `Bearer ${adminToken(secret, `${address}:${port}`)}` };
 }
 
 /** Starts a node:http server on 127.0.0.1 with an ephemeral port. */
