@@ -114,7 +114,10 @@ export interface MeshOptions {
    * arrived), e.g. the TSF lane an entrance group puts a request in.
    */
   readonly inboundTags?: (tags: TagLookup) => Readonly<Record<string, string>> | undefined;
-  /** Mount the admin status endpoint (off unless given). The token is required of callers. */
+  /**
+   * Mount the admin status endpoint (off unless given). `token` is a secret callers never send:
+   * they send core's adminToken(token, "<address>:<port>") for the address this mesh registered at.
+   */
   readonly admin?: { readonly token: string; readonly path?: string };
   /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */
   readonly healthPath?: string | false;
