@@ -27,7 +27,8 @@ import {
   type TokenBucketRule,
   tokensPerMs,
 } from './ratelimit-rule.js';
-import type { RedisBucketSpec, RedisTokenBuckets } from './redis-token-buckets.js';
+import { RedisKeys, redisKeyPart } from './redis-keys.js';
+import { bucketTtlMs, type RedisBucketSpec, type RedisTokenBuckets } from './redis-token-buckets.js';
 import { TokenBuckets } from './token-bucket.js';
 
 /** The inbound request a decision is about. */
@@ -138,6 +139,13 @@ export interface RateLimiterStats {
   readonly refused: number;
   /** Local buckets held, over every rule (bounded by rules x maxKeysPerRule). */
   readonly buckets: number;
+  /**
+   * Redis keys of distributed rules this instance has written and Redis still holds, over
+   * every rule (bounded by rules x maxKeysPerRule, plus each rule's overflow key).
+   */
+  readonly redisKeys: number;
+  /** Requests of distributed rules sent to their rule's overflow key: a new `by` value while maxKeysPerRule keys were alive. */
+  readonly redisKeysOverflowed: number;
   /** Slots of concurrency rules held now by requests in flight, over every rule. */
   readonly inFlight: number;
   /** Requests admitted that a rule in shadow mode would have refused (counted in `allowed` too). */
@@ -157,7 +165,12 @@ export interface RateLimiterOptions {
   readonly redis?: RedisTokenBuckets;
   /** Healthy instances of this service, for the local share when Redis is down. Default 1. */
   readonly instances?: () => number;
-  /** Most buckets per rule (one per distinct `by` value). Default 10 000. */
+  /**
+   * Most buckets per rule (one per distinct `by` value). Default 10 000. Local buckets past
+   * it are evicted (full ones first); a distributed rule's Redis keys are never evicted
+   * (Redis keeps them until their TTL), so a new value while this many are alive counts
+   * against the rule's one overflow key.
+   */
   readonly maxKeysPerRule?: number;
   /**
    * While degraded, how often one decision tries Redis again. Default 200 ms: until every
@@ -196,6 +209,8 @@ interface CompiledBucketRule extends CompiledTarget {
   readonly slots: undefined;
   readonly distributed: boolean;
   readonly redisPrefix: string;
+  /** For distributed rules: the keys this instance has written to Redis, bounded by maxKeysPerRule. */
+  readonly redisKeys: RedisKeys;
   /** For distributed rules while Redis is down: this instance's share of the limit. */
   share: { instances: number; buckets: TokenBuckets } | undefined;
 }
@@ -362,6 +377,8 @@ export class RateLimiter {
       allowed: this.#allowed,
       refused: this.#refused,
       buckets: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.local.size + (c.share?.buckets.size ?? 0) : sum), 0),
+      redisKeys: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.redisKeys.size : sum), 0),
+      redisKeysOverflowed: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum + c.redisKeys.overflowed : sum), 0),
       inFlight: this.#rules.reduce((sum, c) => (c.slots === undefined ? sum : sum + c.slots.total), 0),
       shadowRefused: this.#shadowRefused,
       ...(this.#adaptive ? { adaptive: this.#adaptive.stats } : {}),
@@ -465,8 +482,15 @@ export class RateLimiter {
     const localOnly = matches.filter((m) => !m.c.distributed);
     const localRefusal = this.#refusal(localOnly, n, false);
     if (localRefusal) return this.#count(localRefusal, matches);
+    // Each rule writes at most maxKeysPerRule keys alive in Redis from this instance: a
+    // new `by` value past them counts against the rule's overflow key.
     const distributed: { readonly c: CompiledBucketRule; readonly key: string }[] = [];
-    for (const m of matches) if (m.c.slots === undefined && m.c.distributed) distributed.push({ c: m.c, key: m.key });
+    const sent = this.#clock.now();
+    for (const m of matches) {
+      if (m.c.slots !== undefined || !m.c.distributed) continue;
+      const part = redisKeyPart(m.key);
+      distributed.push({ c: m.c, key: part === OTHER || m.c.redisKeys.admit(part, sent) ? part : OTHER });
+    }
     const specs: RedisBucketSpec[] = distributed.map((m) => ({
       key: `${m.c.redisPrefix}${m.key}`,
       ratePerMs: tokensPerMs(m.c.rule),
@@ -476,9 +500,11 @@ export class RateLimiter {
     try {
       answer = await (this.#redis as RedisTokenBuckets).tryAcquire(specs, n);
     } catch (err) {
+      this.#touch(distributed);
       this.#markDown(err);
       return this.#count(this.#local(matches, n, true), matches);
     }
+    this.#touch(distributed);
     this.#markUp();
     if (!answer.admitted) {
       const refusing = (distributed[answer.bucket] ?? distributed[0]) as (typeof distributed)[number];
@@ -486,6 +512,12 @@ export class RateLimiter {
     }
     // Local levels may have moved during the round trip; take what fits now.
     return this.#count(this.#local(localOnly, n, false), matches);
+  }
+
+  /** After a round trip, failed or not (Redis may have run the script): each key lives a TTL from now. */
+  #touch(sent: readonly { readonly c: CompiledBucketRule; readonly key: string }[]): void {
+    const now = this.#clock.now();
+    for (const m of sent) m.c.redisKeys.touch(m.key, now);
   }
 
   /** Checks every match, then takes from all of them or from none. */
@@ -627,6 +659,8 @@ export class RateLimiter {
       distributed: rule.mode === 'distributed' && this.#redis !== undefined,
       // The hash tag keeps one service's buckets in one cluster slot, so a multi-rule script is legal there.
       redisPrefix: `${this.#keyPrefix}{${this.#service}}:${rule.name}:${rule.rate}/${rule.perMs}/${rule.burst}:`,
+      // Same numbers, same keys in Redis: they stay counted. New numbers write new keys.
+      redisKeys: same ? previous.redisKeys : new RedisKeys(this.#maxKeys, bucketTtlMs(tokensPerMs(rule), rule.burst)),
       share: same ? previous.share : undefined,
     };
   }

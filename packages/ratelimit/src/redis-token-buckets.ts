@@ -70,6 +70,11 @@ return {1, 0, 0}
 
 export const TOKEN_BUCKET_SHA = createHash('sha1').update(TOKEN_BUCKET_LUA).digest('hex');
 
+/** How long Redis keeps a bucket after a write: the script's PEXPIRE, until it has refilled and a second more. */
+export function bucketTtlMs(ratePerMs: number, burst: number): number {
+  return Math.ceil(burst / ratePerMs) + 1000;
+}
+
 export type RedisAcquired =
   | { readonly admitted: true }
   | { readonly admitted: false; readonly retryAfterMs: number; readonly bucket: number };

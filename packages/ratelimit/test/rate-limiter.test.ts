@@ -254,6 +254,57 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     assert.match(rest[1] as string, /^meshlet:rl:\{orders\}:shared-b:.*ann$/);
   });
 
+  it('writes at most maxKeysPerRule Redis keys alive per rule: a new `by` value past them takes the overflow key until one expires', async () => {
+    const clock = new ManualClock(0);
+    const redis = fakeRedis(async () => [1, 0, 0]);
+    const limiter = new RateLimiter({
+      service: 'orders',
+      clock,
+      maxKeysPerRule: 3,
+      redis: new RedisTokenBuckets({ send: redis.send, clock }),
+    });
+    // rate 1 per second, burst 2: Redis keeps a bucket 2 s + 1 s after its last write.
+    limiter.setRules(section([{ name: 'per-user', by: ['user-id'], rate: 1, unit: 'second', burst: 2, mode: 'distributed' }]));
+    const keyOf = async (user: string) => {
+      await limiter.decide(req('GET', '/', { 'user-id': user }));
+      return (redis.calls.at(-1) as string[])[3] as string;
+    };
+    const prefix = 'meshlet:rl:{orders}:per-user:1/1000/2:';
+    for (const u of ['ann', 'bob', 'cy']) assert.equal(await keyOf(u), `${prefix}${u}`);
+    const overflow = await keyOf('dee');
+    assert.equal(overflow, `${prefix}\u0000other`, 'a fourth value while three keys live: the overflow key');
+    assert.equal(await keyOf('eve'), overflow);
+    clock.advance(1000);
+    assert.equal(await keyOf('ann'), `${prefix}ann`, 'a value that has its key keeps it');
+    assert.deepEqual([limiter.stats.redisKeys, limiter.stats.redisKeysOverflowed], [3, 2]);
+    clock.advance(1999);
+    assert.equal(await keyOf('dee'), overflow, 'bob and cy live in Redis until 3 s after their write');
+    clock.advance(1);
+    assert.equal(await keyOf('dee'), `${prefix}dee`);
+    assert.equal(await keyOf('eve'), `${prefix}eve`);
+    assert.equal(await keyOf('fay'), overflow, 'ann, sent again at 1 s, lives until 4 s');
+    assert.equal(limiter.stats.redisKeys, 3);
+  });
+
+  it('stores a `by` value over 64 characters in the Redis key as its SHA-256: a key name is bounded', async () => {
+    const clock = new ManualClock(0);
+    const redis = fakeRedis(async () => [1, 0, 0]);
+    const limiter = new RateLimiter({ service: 'orders', clock, redis: new RedisTokenBuckets({ send: redis.send, clock }) });
+    limiter.setRules(section([{ name: 'per-user', by: ['user-id', 'tenant'], rate: 1, unit: 'second', burst: 2, mode: 'distributed' }]));
+    const keys: string[] = [];
+    for (const user of ['u'.repeat(512), `${'u'.repeat(511)}v`, 'x'.repeat(30)]) {
+      await limiter.decide(req('GET', '/', { 'user-id': user, tenant: 't'.repeat(40) }));
+      keys.push(((redis.calls.at(-1) as string[])[3] as string).slice('meshlet:rl:{orders}:per-user:1/1000/2:'.length));
+    }
+    const [a, b, c] = keys as [string, string, string];
+    assert.match(a, /^#[A-Za-z0-9_-]{43}$/);
+    assert.match(b, /^#[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(a, b, 'values differing in their last character keep their own buckets');
+    assert.match(c, /^#[A-Za-z0-9_-]{43}$/, 'two short values over 64 characters together: hashed too');
+    await limiter.decide(req('GET', '/', { 'user-id': 'ann', tenant: 'acme' }));
+    assert.ok(((redis.calls.at(-1) as string[])[3] as string).endsWith(':ann\u0000acme'), 'a short key stays readable');
+  });
+
   it('retries with EVAL when Redis answers NOSCRIPT, and uses the script reply', async () => {
     const clock = new ManualClock(0);
     const redis = fakeRedis(async (args) => {

@@ -86,6 +86,41 @@ describe('RateLimiter with a real Redis', () => {
     assert.equal(a.stats.degraded || b.stats.degraded, false);
   });
 
+  it('a flood of distinct 400-byte `by` values writes at most maxKeysPerRule keys to Redis, each name bounded', async () => {
+    const { url } = redisAddress();
+    const connection = await connected(url);
+    const service = `${run}-flood`;
+    const limiter = new RateLimiter({
+      service,
+      redis: new RedisTokenBuckets({ send: connection.send, timeoutMs: 2000 }),
+      maxKeysPerRule: 50,
+    });
+    limiter.setRules(
+      parseRateLimitSection(
+        { rules: [{ name: 'per-user', by: ['user-id'], rate: 10, unit: 'hour', burst: 10, mode: 'distributed' }] },
+        'ratelimit',
+      ),
+    );
+    for (let i = 0; i < 500; i++) {
+      const user = `u${i}-${'x'.repeat(400)}`;
+      await limiter.decide({ method: 'GET', path: '/', tag: (k) => (k === 'user-id' ? user : undefined) });
+    }
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = (await connection.send(['SCAN', cursor, 'MATCH', `meshlet:rl:{${service}}:*`, 'COUNT', '1000'])) as [
+        string,
+        string[],
+      ];
+      cursor = next;
+      keys.push(...batch);
+    } while (cursor !== '0');
+    assert.equal(keys.length, 51, '50 keys of their own and the overflow key');
+    const prefix = `meshlet:rl:{${service}}:per-user:10/3600000/10:`;
+    for (const k of keys) assert.ok(k.startsWith(prefix) && k.length <= prefix.length + 64, k);
+    assert.deepEqual([limiter.stats.redisKeys, limiter.stats.redisKeysOverflowed], [50, 450]);
+  });
+
   it('survives SCRIPT FLUSH (NOSCRIPT) by loading the script again', async () => {
     const { url } = redisAddress();
     const connection = await connected(url);
