@@ -50,6 +50,7 @@ export {
   RateLimiter,
   type RateLimiterOptions,
   type RateLimiterStats,
+  REDIS_STATE_LOG_INTERVAL_MS,
   type RefusingBucketRule,
   type RefusingConcurrencyRule,
   type RefusingRule,

@@ -105,6 +105,13 @@ export const CONCURRENCY_RETRY_AFTER_MS = 1000;
 export const OVERLOAD_LOG_INTERVAL_MS = 10_000;
 
 /**
+ * At most one MESHLET_RATELIMIT_DEGRADED line (and its RECOVERED) per this interval: a
+ * Redis that keeps failing and answering again is told as a count of its outages. The
+ * mesh's interval for per-request codes, so a flapping store costs the log what a flood does.
+ */
+export const REDIS_STATE_LOG_INTERVAL_MS = 60_000;
+
+/**
  * One rule's counts since it was first applied under its name (a reload that keeps the
  * name keeps them): requests it matched that were admitted, requests it refused, and, in
  * shadow mode, requests it would have refused (counted in `allowed` too, as they were
@@ -131,7 +138,7 @@ interface RuleCounts {
 export interface RateLimiterStats {
   /** True while distributed rules are enforced from local shares because Redis does not answer. */
   readonly degraded: boolean;
-  /** Times Redis went from answering to not answering. */
+  /** Degraded periods: times Redis stopped answering after it had answered for `recoverAfterMs` (or since start). */
   readonly outages: number;
   /** Decisions on distributed rules made from local shares. */
   readonly degradedDecisions: number;
@@ -179,6 +186,14 @@ export interface RateLimiterOptions {
    * (the connection fails fast without queueing).
    */
   readonly probeIntervalMs?: number;
+  /**
+   * While degraded, how long probes must find Redis answering, without a failure between,
+   * before distributed rules go back to it (from the first probe it admitted: a refusal
+   * writes nothing, so it shows nothing of a Redis that fails writes). Default 1 000 ms (6 probes at 200 ms): a Redis
+   * that fails every other command (out of memory on writes, replies around the timeout)
+   * stays one outage rather than flipping on every probe.
+   */
+  readonly recoverAfterMs?: number;
   /** Redis key prefix. Default `meshlet:rl:`. */
   readonly keyPrefix?: string;
   /**
@@ -248,7 +263,8 @@ const METHODS_PRECOMPILED = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'O
  * Local rules decide synchronously. Distributed rules ask Redis (one round trip for all
  * of them); when Redis fails or is slow, they fall back to this instance's share of the
  * limit (rate and burst divided by `instances()`), say so once in the log, count it in
- * `stats`, and try Redis again every `probeIntervalMs`.
+ * `stats`, and try Redis again every `probeIntervalMs`; they go back to Redis once probes
+ * have found it answering for `recoverAfterMs`.
  */
 export class RateLimiter {
   readonly #service: string;
@@ -258,6 +274,7 @@ export class RateLimiter {
   readonly #instances: () => number;
   readonly #maxKeys: number;
   readonly #probeMs: number;
+  readonly #recoverAfterMs: number;
   readonly #keyPrefix: string;
   #rules: CompiledRule[] = [];
   #revision = 0;
@@ -267,6 +284,14 @@ export class RateLimiter {
   #anyMethod: CompiledRule[] = [];
   #degraded = false;
   #nextProbeAt = 0;
+  /** While degraded: when probes started finding Redis answering, with no failure since. */
+  #healthySince: number | undefined;
+  #degradedSince = 0;
+  /** A DEGRADED line was written and its RECOVERED line is still due. */
+  #degradedLogged = false;
+  #nextDegradedLogAt = Number.NEGATIVE_INFINITY;
+  /** Outages since the last DEGRADED line, told in the next one. */
+  #unloggedOutages = 0;
   #outages = 0;
   #degradedDecisions = 0;
   #allowed = 0;
@@ -289,6 +314,7 @@ export class RateLimiter {
     this.#instances = options.instances ?? (() => 1);
     this.#maxKeys = options.maxKeysPerRule ?? 10_000;
     this.#probeMs = options.probeIntervalMs ?? 200;
+    this.#recoverAfterMs = options.recoverAfterMs ?? 1000;
     this.#keyPrefix = options.keyPrefix ?? 'meshlet:rl:';
     this.#adaptiveDefault = options.adaptive;
     this.#eventLoopDelay = options.eventLoopDelay;
@@ -505,7 +531,7 @@ export class RateLimiter {
       return this.#count(this.#local(matches, n, true), matches);
     }
     this.#touch(distributed);
-    this.#markUp();
+    this.#markUp(answer.admitted);
     if (!answer.admitted) {
       const refusing = (distributed[answer.bucket] ?? distributed[0]) as (typeof distributed)[number];
       return this.#count(refuse(refusing.c, answer.retryAfterMs), matches);
@@ -572,24 +598,49 @@ export class RateLimiter {
   }
 
   #markDown(err: unknown): void {
-    this.#nextProbeAt = this.#clock.now() + this.#probeMs;
-    if (this.#degraded) return;
-    this.#degraded = true;
-    this.#outages++;
+    const now = this.#clock.now();
+    this.#nextProbeAt = now + this.#probeMs;
+    this.#healthySince = undefined;
+    if (!this.#degraded) {
+      this.#degraded = true;
+      this.#outages++;
+      this.#unloggedOutages++;
+      this.#degradedSince = now;
+    }
+    // One DEGRADED line per interval; an outage that outlasts it is told by the next failed probe.
+    if (this.#degradedLogged || now < this.#nextDegradedLogAt) return;
+    this.#degradedLogged = true;
+    this.#nextDegradedLogAt = now + REDIS_STATE_LOG_INTERVAL_MS;
     this.#logger.warn("rate limit Redis unavailable: distributed rules fall back to this instance's share of the limit", {
       code: 'MESHLET_RATELIMIT_DEGRADED',
       service: this.#service,
       instances: this.#instances(),
+      // Outages since the previous DEGRADED line, this one included.
+      outages: this.#unloggedOutages,
+      intervalMs: REDIS_STATE_LOG_INTERVAL_MS,
       reason: err instanceof Error ? err.message : String(err),
     });
+    this.#unloggedOutages = 0;
   }
 
-  #markUp(): void {
-    if (!this.#degraded) return;
+  /**
+   * Redis answered. While degraded, only an admission counts towards recovery: a refusal
+   * writes nothing, and a Redis out of memory answers refusals while it fails every write.
+   */
+  #markUp(wrote: boolean): void {
+    if (!this.#degraded || !wrote) return;
+    const now = this.#clock.now();
+    this.#healthySince ??= now;
+    if (now - this.#healthySince < this.#recoverAfterMs) return;
     this.#degraded = false;
+    this.#healthySince = undefined;
+    // Only the end of a period whose start was logged: the lines come in pairs.
+    if (!this.#degradedLogged) return;
+    this.#degradedLogged = false;
     this.#logger.info('rate limit Redis answers again: distributed rules are shared again', {
       code: 'MESHLET_RATELIMIT_RECOVERED',
       service: this.#service,
+      degradedMs: now - this.#degradedSince,
     });
   }
 

@@ -184,10 +184,71 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     assert.equal(limiter.stats.degraded, true);
     up = true;
     clock.advance(1000);
+    assert.equal((await limiter.decide(req('GET', '/'))).allowed, true);
+    assert.equal(limiter.stats.degraded, true, 'one good probe: Redis must answer for recoverAfterMs (1 s) first');
+    clock.advance(999);
+    await limiter.decide(req('GET', '/'));
+    assert.equal(limiter.stats.degraded, true);
+    clock.advance(1);
     const recovered = await limiter.decide(req('GET', '/'));
     assert.equal(recovered.allowed, true);
     assert.equal(limiter.stats.degraded, false);
     assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_RECOVERED').length, 1);
+    assert.equal(limiter.stats.outages, 1);
+  });
+
+  it('a Redis that fails every other command stays one outage: one DEGRADED line, no RECOVERED', async () => {
+    // As a Redis out of memory: a refusal (no write) answers, an admission (a write) fails.
+    const clock = new ManualClock(0);
+    const logger = new MemoryLogger();
+    let calls = 0;
+    const redis = fakeRedis(async () => {
+      if (calls++ % 2 === 1) throw new Error("OOM command not allowed when used memory > 'maxmemory'.");
+      return [1, 0, 0];
+    });
+    const limiter = new RateLimiter({ service: 'orders', clock, logger, redis: new RedisTokenBuckets({ send: redis.send, clock }) });
+    limiter.setRules(rules);
+    // 10 s of a request every 50 ms, a probe every 200 ms.
+    for (let t = 0; t < 10_000; t += 50) {
+      await limiter.decide(req('GET', '/'));
+      clock.advance(50);
+    }
+    assert.ok(redis.calls.length >= 50, `probed ${redis.calls.length} times`);
+    assert.equal(limiter.stats.outages, 1);
+    assert.equal(limiter.stats.degraded, true);
+    const codes = logger.entries.map((e) => e.fields?.code);
+    assert.deepEqual(codes, ['MESHLET_RATELIMIT_DEGRADED']);
+  });
+
+  it('a Redis that flaps logs at most one DEGRADED/RECOVERED pair per minute, counting every outage', async () => {
+    // Up 2 s, down 1 s, over and over for 5 minutes (and the hold after the last): 100 outages, each one recovered from.
+    const clock = new ManualClock(0);
+    const logger = new MemoryLogger();
+    const redis = fakeRedis(async () => {
+      if (clock.now() % 3000 >= 2000) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
+      return [1, 0, 0];
+    });
+    const limiter = new RateLimiter({ service: 'orders', clock, logger, redis: new RedisTokenBuckets({ send: redis.send, clock }) });
+    limiter.setRules(rules);
+    for (let t = 0; t < 301_500; t += 50) {
+      await limiter.decide(req('GET', '/'));
+      clock.advance(50);
+    }
+    assert.equal(limiter.stats.outages, 100);
+    assert.equal(limiter.stats.degraded, false);
+    const lines = logger.entries.filter((e) => String(e.fields?.code).startsWith('MESHLET_RATELIMIT_'));
+    const degraded = lines.filter((e) => e.fields?.code === 'MESHLET_RATELIMIT_DEGRADED');
+    assert.equal(degraded.length, 5, 'one a minute');
+    // In pairs, DEGRADED then RECOVERED.
+    assert.deepEqual(
+      lines.map((e) => e.fields?.code),
+      degraded.flatMap(() => ['MESHLET_RATELIMIT_DEGRADED', 'MESHLET_RATELIMIT_RECOVERED']),
+    );
+    // Each line counts the outages since the previous one: 1, then the 20 of each minute.
+    assert.deepEqual(
+      degraded.map((e) => e.fields?.outages),
+      [1, 20, 20, 20, 20],
+    );
   });
 
   it('while degraded, probes Redis every 200 ms by default: the fleet leaves its local shares within 200 ms of Redis being back', async () => {

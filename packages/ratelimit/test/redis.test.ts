@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createServer, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { MemoryLogger } from '@meshlet/core';
 import { connectRedis, type Decision, parseRateLimitSection, RateLimiter, type RedisConnection, RedisTokenBuckets } from '../src/index.js';
 
@@ -152,6 +154,86 @@ describe('RateLimiter with a real Redis', () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+// A Redis of its own: the test makes it refuse every write, which would fail the other
+// test files sharing MESHLET_REDIS_URL.
+describe('RateLimiter with a real Redis out of memory (refusals answered, writes refused)', () => {
+  const script = fileURLToPath(new URL('../../../../scripts/redis.sh', import.meta.url));
+  let port = 0;
+  let connection: RedisConnection | undefined;
+  before(async () => {
+    port = await new Promise<number>((resolve) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const { port: p } = s.address() as { port: number };
+        s.close(() => resolve(p));
+      });
+    });
+    execFileSync(script, ['start', String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  });
+  after(async () => {
+    await connection?.close();
+    execFileSync(script, ['stop', String(port)], { stdio: 'inherit' });
+  });
+
+  it('stays one outage, logged once, until Redis has admitted for recoverAfterMs', async () => {
+    const c = connectRedis(`redis://127.0.0.1:${port}`);
+    connection = c;
+    await c.ready;
+    let sent = 0;
+    const logger = new MemoryLogger();
+    const limiter = new RateLimiter({
+      service: `${run}-oom`,
+      logger,
+      redis: new RedisTokenBuckets({
+        send: (args) => {
+          sent++;
+          return c.send(args);
+        },
+        timeoutMs: 2000,
+      }),
+      probeIntervalMs: 20,
+    });
+    limiter.setRules(
+      parseRateLimitSection(
+        { rules: [{ name: 'per-user', by: ['user-id'], rate: 1, unit: 'hour', burst: 1, mode: 'distributed' }] },
+        'ratelimit',
+      ),
+    );
+    const user = (v: string) => ({ method: 'GET', path: '/', tag: (k: string) => (k === 'user-id' ? v : undefined) });
+    assert.equal((await limiter.decide(user('heavy'))).allowed, true);
+    assert.equal((await limiter.decide(user('heavy'))).allowed, false, 'heavy has spent its token');
+    await c.send(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
+    await c.send(['CONFIG', 'SET', 'maxmemory', '1']);
+    try {
+      // heavy's refusal writes nothing and is answered; a new user's admission is refused (OOM).
+      let i = 0;
+      while (sent < 60) {
+        await limiter.decide(user('heavy'));
+        await limiter.decide(user(`new-${i++}`));
+        await sleep(2);
+      }
+      assert.equal(limiter.stats.outages, 1);
+      assert.equal(limiter.stats.degraded, true);
+      assert.deepEqual(
+        logger.entries.map((e) => e.fields?.code),
+        ['MESHLET_RATELIMIT_DEGRADED'],
+      );
+    } finally {
+      await c.send(['CONFIG', 'SET', 'maxmemory', '0']);
+    }
+    let after = 0;
+    await eventually('recovered once writes succeed again', async () => {
+      await limiter.decide(user(`after-${after++}`));
+      return !limiter.stats.degraded;
+    });
+    assert.deepEqual(
+      logger.entries.map((e) => e.fields?.code),
+      ['MESHLET_RATELIMIT_DEGRADED', 'MESHLET_RATELIMIT_RECOVERED'],
+    );
+    assert.equal(limiter.stats.outages, 1);
   });
 });
 
