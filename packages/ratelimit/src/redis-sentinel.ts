@@ -39,6 +39,12 @@ interface Client {
 export interface SentinelConnectionOptions {
   readonly logger?: Logger;
   readonly connectTimeoutMs?: number;
+  /**
+   * Most time one Sentinel gets to connect and say where the primary is; past it the next
+   * Sentinel is asked. A wedged Sentinel (stopped, or its host overloaded) accepts the
+   * connection and never replies. Default `connectTimeoutMs` (1 000 ms).
+   */
+  readonly lookupTimeoutMs?: number;
   /** How often the Sentinels are asked for the primary when nothing says it moved. Default 5 000 ms. */
   readonly checkIntervalMs?: number;
 }
@@ -52,9 +58,12 @@ export interface SentinelConnectionOptions {
  */
 export function connectRedisSentinel(address: SentinelAddress, options: SentinelConnectionOptions = {}): RedisConnection {
   const connectTimeout = options.connectTimeoutMs ?? 1000;
+  const lookupTimeout = options.lookupTimeoutMs ?? connectTimeout;
   let primary: { key: string; client: Client } | undefined;
   let closed = false;
   let asking: Promise<void> | undefined;
+  /** Ends the Sentinel lookup in progress at once (close() calls it). */
+  let stopLookup: (() => void) | undefined;
   let reported = false;
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => {
@@ -91,26 +100,44 @@ export function connectRedisSentinel(address: SentinelAddress, options: Sentinel
     }
   };
 
+  /**
+   * One Sentinel's answer: the primary's [host, port], or undefined when it is down, does
+   * not know, or has not answered within lookupTimeout (then its connection is dropped).
+   */
+  const lookup = async (s: { readonly host: string; readonly port: number }): Promise<unknown> => {
+    const c = createClient({ socket: { host: s.host, port: s.port, connectTimeout, reconnectStrategy: false } });
+    c.on('error', () => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const givenUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, lookupTimeout, undefined);
+      stopLookup = () => resolve(undefined);
+    });
+    const answered = (async () => {
+      await c.connect();
+      return await c.sendCommand(['SENTINEL', 'get-master-addr-by-name', address.name]);
+    })().catch(() => undefined);
+    try {
+      return await Promise.race([answered, givenUp]);
+    } finally {
+      clearTimeout(timer);
+      stopLookup = undefined;
+      if (c.isOpen) c.destroy();
+    }
+  };
+
   /** Asks the Sentinels, one after the other, where the primary is now (one question at a time). */
   const ask = (): Promise<void> => {
     if (closed) return Promise.resolve();
     asking ??= (async () => {
       for (const s of address.sentinels) {
-        const c = createClient({ socket: { host: s.host, port: s.port, connectTimeout, reconnectStrategy: false } });
-        c.on('error', () => {});
-        try {
-          await c.connect();
-          const reply = (await c.sendCommand(['SENTINEL', 'get-master-addr-by-name', address.name])) as string[] | null;
-          if (Array.isArray(reply) && reply.length === 2) {
-            follow(String(reply[0]), Number(reply[1]));
-            return;
-          }
-        } catch {
-          // this Sentinel is down: ask the next
-        } finally {
-          if (c.isOpen) c.destroy();
+        if (closed) return;
+        const reply = await lookup(s);
+        if (Array.isArray(reply) && reply.length === 2) {
+          follow(String(reply[0]), Number(reply[1]));
+          return;
         }
       }
+      if (closed) return;
       warn('no Sentinel answered for the rate limit Redis primary', { name: address.name });
     })().finally(() => {
       asking = undefined;
@@ -161,6 +188,8 @@ export function connectRedisSentinel(address: SentinelAddress, options: Sentinel
     async close() {
       closed = true;
       clearInterval(timer);
+      // A lookup waits on a Sentinel for at most lookupTimeout; close() does not wait at all.
+      stopLookup?.();
       await asking;
       if (primary?.client.isOpen) primary.client.destroy();
       for (const sub of subscribers) if (sub.isOpen) sub.destroy();

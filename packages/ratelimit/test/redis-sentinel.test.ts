@@ -11,7 +11,7 @@
 // without the limiter refusing anything it should have admitted.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +20,7 @@ import { MemoryLogger } from '@meshlet/core';
 import { createClient } from '@redis/client';
 import {
   connectRedis,
+  connectRedisSentinel,
   parseRateLimitSection,
   parseSentinelUrl,
   RateLimiter,
@@ -110,6 +111,61 @@ it('the ideal bucket: a full burst, then the rate; nothing lost to requests it w
   assert.equal(idealAdmitted([0, 500, 1_000, 1_500], RATE, BURST), 4);
   // Starved for 2 s after the burst: it holds a burst, not two seconds of tokens.
   assert.equal(idealAdmitted([...Array.from({ length: 40 }, () => 0), ...Array.from({ length: 40 }, () => 2_000)], RATE, BURST), 2 * BURST);
+});
+
+/** A TCP listener that accepts and never replies, as a SIGSTOPped Sentinel does. */
+async function wedgedSentinel() {
+  const accepted: Socket[] = [];
+  const server = createServer((socket) => {
+    accepted.push(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    accepted,
+    async close() {
+      for (const socket of accepted) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** `p`, or a failure naming `what` after `ms` (a bound on a hang, not a wait). */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  return Promise.race([p, sleep(ms, undefined, { ref: false }).then(() => assert.fail(`${what}: not within ${ms} ms`))]);
+}
+
+it('a Sentinel that accepts and never answers, listed first, is given up after lookupTimeoutMs: the next one names the primary', async () => {
+  const wedged = await wedgedSentinel();
+  const { sentinels, name } = parseSentinelUrl(url);
+  const connection = connectRedisSentinel(
+    { sentinels: [{ host: '127.0.0.1', port: wedged.port }, ...sentinels], name },
+    { lookupTimeoutMs: 300, connectTimeoutMs: 300 },
+  );
+  try {
+    await within(10_000, 'connected through the next Sentinel', connection.ready);
+    assert.equal(await connection.send(['PING']), 'PONG');
+    assert.ok(wedged.accepted.length >= 1, 'the wedged Sentinel was asked first');
+  } finally {
+    await within(5_000, 'close()', connection.close());
+    await wedged.close();
+  }
+});
+
+it('close() returns while a Sentinel lookup hangs, without waiting for its timeout', async () => {
+  const wedged = await wedgedSentinel();
+  const connection = connectRedisSentinel(
+    { sentinels: [{ host: '127.0.0.1', port: wedged.port }], name: 'meshlet' },
+    { lookupTimeoutMs: 600_000 },
+  );
+  try {
+    // The lookup and the +switch-master subscriber have both connected, and wait.
+    await until(() => wedged.accepted.length >= 2);
+    await within(5_000, 'close() during a lookup', connection.close());
+  } finally {
+    await wedged.close();
+  }
 });
 
 it('a primary failover under load keeps the fleet within 5% of the limit, never open, and the fleet follows the new primary', async () => {
