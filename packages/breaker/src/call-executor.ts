@@ -173,6 +173,16 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   /** False when the request cannot be sent twice (a streamed body): no retries whatever the rule says. */
   readonly retryable?: boolean;
   /**
+   * Asked of an answer the classifier does not call a failure, when the retry rule allows
+   * another attempt: true when it is worth another instance all the same (a gRPC call a
+   * peer's Meshlet limiter refused at its door, RESOURCE_EXHAUSTED with `x-meshlet-limited`:
+   * the handler never ran). Such an answer is retried as a failed one is — within the rule's
+   * count, paid from the retry budget, on an instance not tried yet, after the backoff — but
+   * counts as the answer it is, not against the instance's breaker: a limiter refusing is
+   * not its instance failing. It must not throw.
+   */
+  retryableAnswer?(result: R): boolean;
+  /**
    * Told when a `breaker` section in shadow mode would have decided otherwise
    * (`breaker:<service|api|instance|timeout>:<would-reject|would-open|would-exclude|would-time-out>`);
    * the call goes on as if the section were absent. For the CLIENT span's io.meshlet.shadow.
@@ -720,9 +730,11 @@ export class CallExecutor {
         if (tell) tellSettled(call, rec, out, undefined);
         const failed = classifier.response(out.status);
         const injected = rec.injected === true || call.injected?.(out) === true;
+        // No failure, but worth another instance (GovernedCall.retryableAnswer); asked only while the rule allows one more.
+        const another = !failed && !injected && attempt < retries && call.retryableAnswer?.(out) === true;
         watch?.(injected ? undefined : sh?.rules.classifier.response(out.status));
         // A success whose body's end the front end will tell: settled then (BodyVerdict).
-        if (!failed && !injected && hedger === undefined && call.watchBody !== undefined) {
+        if (!failed && !another && !injected && hedger === undefined && call.watchBody !== undefined) {
           const v = new BodyVerdict(instances, id, permit, sb, sPermit, entry?.breaker, aPermit, classifier, clock, call.signal);
           if (call.watchBody(out, v)) bodyFollows = true;
         }
@@ -736,7 +748,7 @@ export class CallExecutor {
         }
         // An injected failure (a fault rule's abort; a hedge marks only good answers) is the
         // caller's to see, not retried: Envoy's fault filter runs before its router.
-        if (!failed || attempt >= retries || injected) {
+        if (!another && (!failed || attempt >= retries || injected)) {
           res = out;
           break;
         }
@@ -746,7 +758,7 @@ export class CallExecutor {
           res = out;
           break;
         }
-        // The failed response is dropped for the retry: free its connection.
+        // The response is dropped for the retry: free its connection.
         if (call.discard !== undefined) call.discard(out);
         else if (out instanceof Response) void out.body?.cancel().catch(() => {});
         answeredAt = undefined;

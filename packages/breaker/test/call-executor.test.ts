@@ -330,6 +330,56 @@ describe('CallExecutor', () => {
     assert.deepEqual([res.status, sent], [404, ['a', 'b']]);
   });
 
+  it('retries an answer the call calls worth another instance (retryableAnswer) within the rule and budget, as no failure', async () => {
+    const limited = (r: Response) => r.headers.has('x-limited');
+    const section = (maxRetries: number) => ({
+      rules: [
+        { level: 'service', minimumCalls: 100 },
+        { level: 'instance', minimumCalls: 100, consecutiveFailures: 0 },
+      ],
+      retry: { maxRetries, backoff: { baseMs: 0, maxMs: 0 } },
+    });
+    const clock = new ManualClock();
+    const executor = new CallExecutor({ clock });
+    const sent: string[] = [];
+    const asked: number[] = [];
+    const refusing = new Set(['a']);
+    const call = () =>
+      executor.call<Inst>({
+        service: 'orders',
+        method: 'GET',
+        pick: picker(executor),
+        send: async (i) => {
+          sent.push(i.id);
+          return refusing.has(i.id) ? new Response(null, { status: 429, headers: { 'x-limited': '1' } }) : new Response(i.id);
+        },
+        retryableAnswer: (r) => {
+          asked.push(r.status);
+          return limited(r);
+        },
+      });
+    executor.setRules('orders', parseBreakerRules(section(2), 'breaker'));
+    executor.setInstances('orders', ['a', 'b', 'c']);
+    const res = await call();
+    assert.deepEqual([res.status, sent], [200, ['a', 'b']]);
+    const snap = () =>
+      Object.fromEntries(executor.snapshot().map((s) => [`${s.breaker.level}:${s.breaker.instance ?? ''}`, [s.calls, s.failures]]));
+    assert.deepEqual(snap(), { 'service:': [1, 0], 'instance:a': [1, 0], 'instance:b': [1, 0] }, 'the refusal counts against no breaker');
+    assert.equal(executor.retryStats('orders')?.retries, 1, 'paid from the retry budget');
+    assert.deepEqual(asked, [429, 200]);
+    // Every instance refuses: each tried once, the last refusal is the answer.
+    refusing.add('b').add('c');
+    sent.length = 0;
+    assert.equal((await call()).status, 429);
+    assert.deepEqual(sent.sort(), ['a', 'b', 'c']);
+    // No retry left under the rule: not asked, not retried.
+    executor.setRules('orders', parseBreakerRules(section(0), 'breaker'));
+    sent.length = 0;
+    asked.length = 0;
+    assert.equal((await call()).status, 429);
+    assert.deepEqual([sent.length, asked], [1, []]);
+  });
+
   it('waits exponential backoff with full jitter on the clock between attempts', async () => {
     const clock = new ManualClock();
     const delays: number[] = [];

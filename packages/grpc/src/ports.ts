@@ -88,6 +88,8 @@ export interface ExecutorCall<R extends { readonly status: number }> {
   discard?(result: R): void;
   /** True when the result was made by the mesh (an injected fault): no instance breaker counts it. */
   injected?(result: R): boolean;
+  /** True when an answer that is no failure is worth another instance (see @meshlet/breaker's GovernedCall). */
+  retryableAnswer?(result: R): boolean;
 }
 
 /** @meshlet/breaker's CallExecutor: service and API breakers, per-attempt timeout, retries with a budget, instance breakers. */

@@ -260,6 +260,16 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
 
   discard(): void {}
 
+  /**
+   * An answer the breakers do not count as a failure that still goes to another instance
+   * under a retry rule: RESOURCE_EXHAUSTED from a peer's Meshlet limiter (see `retryable`),
+   * which the breakers see as a 429. The executor pays the retry from the budget as any
+   * other, and `pick` gives an instance not tried yet.
+   */
+  retryableAnswer(result: GrpcAttemptResult): boolean {
+    return retryable(result);
+  }
+
   pick(tried: ReadonlySet<string>): AttemptTarget | undefined {
     if (this.#ended !== undefined) return undefined;
     const picker = this.#dest.picker;

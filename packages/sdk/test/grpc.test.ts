@@ -887,6 +887,69 @@ describe('gRPC server: context, auth, limits', () => {
   });
 });
 
+describe("gRPC retries past a peer's limiter", () => {
+  it("a call one instance's Meshlet limiter refused (RESOURCE_EXHAUSTED, x-meshlet-limited) goes to another under a retry rule, counted against no breaker", async () => {
+    const e = estate();
+    // Each server its own rule store: only quota-0's limiter refuses (its one token, then none for an hour).
+    const limitedRules = new InMemoryKvStore();
+    await limitedRules.put(
+      'meshlet/rules/quota',
+      JSON.stringify({ service: 'quota', ratelimit: { rules: [{ name: 'closed', rate: 1, unit: 'hour', burst: 1 }] } }),
+    );
+    const limited = createMesh({ service: 'quota', registry: e.registry, rules: limitedRules, logger: new MemoryLogger() });
+    const open = createMesh({ service: 'quota', ...e, logger: new MemoryLogger() });
+    await limited.rulesInForce('quota');
+    const servers = [
+      await startEcho('quota-0', [limited.grpc.serverInterceptor()]),
+      await startEcho('quota-1', [open.grpc.serverInterceptor()]),
+    ];
+    for (const s of servers) await registerEcho(e, 'quota', s);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    await caller.rules.apply(
+      JSON.stringify({
+        service: 'quota',
+        breaker: {
+          rules: [{ level: 'instance', consecutiveFailures: 1, minimumCalls: 100, sleepWindowMs: 600_000, maxEjectionPercent: 50 }],
+          retry: { maxRetries: 2, backoff: { baseMs: 1, maxMs: 1 } },
+        },
+      }),
+      { author: 'test' },
+    );
+    await caller.rulesInForce('quota');
+    const client = caller.grpc.client(Echo, 'quota');
+    try {
+      const answers: string[] = [];
+      for (let i = 0; i < 6; i++) answers.push((await say(client, 'q')).split('|')[0] as string);
+      assert.deepEqual(
+        [servers[0]?.state.hits, servers[1]?.state.hits, answers.filter((a) => a === 'quota-1').length],
+        [1, 5, 5],
+        'every call answered: those quota-0 refused went on to quota-1',
+      );
+      const q0 = caller.breakers.snapshot().find((b) => b.breaker.instance === 'quota-0');
+      assert.deepEqual([q0?.state, q0?.failures], ['closed', 0], "a limiter's refusal is not its instance failing");
+      assert.ok((caller.breakers.retryStats('quota')?.retries ?? 0) >= 1, 'each paid from the retry budget');
+      // Without a retry rule the refusal is the caller's to see.
+      await caller.rules.rollback('quota', { author: 'test' });
+      await caller.rulesInForce('quota');
+      const codes = new Set<number>();
+      for (let i = 0; i < 4; i++)
+        codes.add(
+          await say(client, 'q').then(
+            () => 0,
+            (err: grpc.ServiceError) => err.code,
+          ),
+        );
+      assert.deepEqual([...codes].sort(), [0, grpc.status.RESOURCE_EXHAUSTED]);
+    } finally {
+      client.close();
+      await caller.close();
+      await limited.close();
+      await open.close();
+      for (const s of servers) await s.close();
+    }
+  });
+});
+
 describe('gRPC with service auth on', () => {
   it("the caller's signed identity travels in metadata: rules on the verified caller apply, a stranger's key is refused", async () => {
     const e = estate();
