@@ -131,7 +131,11 @@ class GovernedServerCall {
         if (!self.#refused) self.#inside(next);
       },
       onCancel() {
-        self.#finish(Status.CANCELLED, 'cancelled by the client');
+        // grpc-js ends a call whose deadline passed by itself, below the interceptors (no
+        // sendStatus through the responder): that end reaches the mesh as a cancel.
+        const deadline = deadlineMs(self.call.getDeadline());
+        if (deadline !== undefined && Date.now() >= deadline) self.#finish(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
+        else self.#finish(Status.CANCELLED, 'cancelled by the client');
       },
     };
     this.responder = {
@@ -152,11 +156,12 @@ class GovernedServerCall {
     else fn(arg as A);
   }
 
-  #finish(code: number, details: string | undefined): void {
+  /** The call's end, once: its slots given back, its span ended with the status (and `errorType`, a refusal's). */
+  #finish(code: number, details: string | undefined, errorType?: string): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#release?.();
-    if (this.#span) endServerSpan(this.#span, code, details);
+    if (this.#span) endServerSpan(this.#span, code, details, errorType);
   }
 
   #onMetadata(metadata: Metadata, next: (metadata: Metadata) => void): void {
@@ -215,10 +220,11 @@ class GovernedServerCall {
 
   #refuse(r: Refusal, metadata: Metadata): void {
     this.#refused = true;
-    this.#span?.setAttribute('error.type', r.errorType);
     const trailers = metadata.clone();
     for (const k of Object.keys(trailers.getMap())) trailers.remove(k);
     for (const [k, v] of Object.entries(r.trailers)) trailers.set(k, v);
+    // Sent below the responder: the span ends here, with the refusal's status.
+    this.#finish(r.code, r.details, r.errorType);
     this.call.sendStatus({ code: r.code, details: r.details, metadata: trailers });
   }
 }
@@ -262,11 +268,11 @@ const SERVER_ERRORS: ReadonlySet<number> = new Set([
   Status.DATA_LOSS,
 ]);
 
-function endServerSpan(span: Span, code: number, details: string | undefined): void {
+/** `errorType`: what refused the call (`rate_limited`, `admission_failed`), named over the status's name. */
+function endServerSpan(span: Span, code: number, details: string | undefined, errorType: string | undefined): void {
   span.setAttribute('rpc.grpc.status_code', code);
-  if (SERVER_ERRORS.has(code)) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: `${statusName(code)}: ${details ?? ''}` });
-    span.setAttribute('error.type', statusName(code));
-  }
+  if (SERVER_ERRORS.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: `${statusName(code)}: ${details ?? ''}` });
+  const type = errorType ?? (SERVER_ERRORS.has(code) ? statusName(code) : undefined);
+  if (type !== undefined) span.setAttribute('error.type', type);
   span.end();
 }

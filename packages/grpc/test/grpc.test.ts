@@ -2,6 +2,7 @@
 // grpc-js servers and clients on 127.0.0.1. The SDK's tests cover it wired to the real router,
 // executor, limiter and tracing (packages/sdk/test/grpc.test.ts).
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -15,7 +16,7 @@ import {
   silentLogger,
   throttledLogger,
 } from '@meshlet/core';
-import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { ROOT_CONTEXT, type Span } from '@opentelemetry/api';
 import { rpcSpan } from '../src/governance.js';
 import {
   ChannelPool,
@@ -33,7 +34,7 @@ import {
   rpcNames,
   statusOfError,
 } from '../src/index.js';
-import type { GrpcClientSpan, GrpcTracing } from '../src/ports.js';
+import type { Admitted, GrpcClientSpan, GrpcServerPorts, GrpcTracing } from '../src/ports.js';
 
 const instance = (id: string, port: number, metadata: Record<string, string> = {}): Instance => ({
   id,
@@ -450,6 +451,184 @@ describe('meshServerInterceptor with fake ports', () => {
     } finally {
       client.close();
       await new Promise<void>((r) => server.tryShutdown(() => r()));
+    }
+  });
+
+  it("ends the SERVER span with the status the call ended with: a refusal's code and what refused, DEADLINE_EXCEEDED past the deadline, CANCELLED for the client's cancel", async () => {
+    const ends: { code: unknown; errorType: unknown }[] = [];
+    let ended: (() => void) | undefined;
+    const nextEnd = () => new Promise<void>((res) => (ended = res));
+    const tracing: GrpcTracing = {
+      tracer: undefined as unknown as GrpcTracing['tracer'],
+      propagation: { extract: () => ROOT_CONTEXT, inject: () => {} },
+      active: () => ROOT_CONTEXT,
+      run: (_ctx, fn) => fn(),
+    };
+    const startServerSpan = () => {
+      const attributes: Record<string, unknown> = {};
+      return {
+        setAttribute(k: string, v: unknown) {
+          attributes[k] = v;
+          return this;
+        },
+        setStatus() {
+          return this;
+        },
+        end() {
+          ends.push({ code: attributes['rpc.grpc.status_code'], errorType: attributes['error.type'] });
+          ended?.();
+        },
+      } as unknown as Span;
+    };
+    type Admission = ReturnType<GrpcServerPorts['admit']>;
+    let admit: () => Admission = () => ({ release: () => {} });
+    let handled = 0;
+    const server = await serve(
+      's',
+      [meshServerInterceptor({ context: () => createContext(), admit: () => admit(), tracing, startServerSpan, logger: silentLogger })],
+      () => {
+        handled++;
+        return undefined;
+      },
+    );
+    const client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => grpc.status.OK,
+        (e: grpc.ServiceError) => e.code,
+      );
+    try {
+      admit = () => ({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: 'limited',
+        trailers: { [LIMITED_TRAILER]: 'r' },
+        errorType: 'rate_limited',
+      });
+      let end = nextEnd();
+      assert.equal(await code(hello(client, 'q')), grpc.status.RESOURCE_EXHAUSTED);
+      await end;
+      admit = () => {
+        throw new Error('auth rule broke');
+      };
+      end = nextEnd();
+      assert.equal(await code(hello(client, 'q')), grpc.status.INTERNAL);
+      await end;
+      assert.deepEqual(ends.splice(0), [
+        { code: grpc.status.RESOURCE_EXHAUSTED, errorType: 'rate_limited' },
+        { code: grpc.status.INTERNAL, errorType: 'admission_failed' },
+      ]);
+      // The server's deadline alone (a raw HTTP/2 client that never cancels): grpc-js ends the
+      // call below the interceptors while the admission is still out.
+      let asked: () => void = () => {};
+      const askedP = new Promise<void>((res) => (asked = res));
+      let decide: (a: Admitted) => void = () => {};
+      admit = () => {
+        asked();
+        return new Promise<Admitted>((res) => (decide = res));
+      };
+      end = nextEnd();
+      const session = http2.connect(`http://127.0.0.1:${server.port}`);
+      const req = session.request({
+        ':method': 'POST',
+        ':path': '/t.T/Hello',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': '30m',
+      });
+      // A status with no message is trailers-only: grpc-status in the response headers.
+      const status = new Promise<string>((res) => req.on('response', (h) => res(String(h['grpc-status']))));
+      req.on('data', () => {});
+      req.end(Buffer.concat([Buffer.from([0, 0, 0, 0, 1]), Buffer.from('q')]));
+      await askedP;
+      await end;
+      assert.equal(await status, String(grpc.status.DEADLINE_EXCEEDED));
+      session.close();
+      decide({ release: () => {} });
+      assert.deepEqual(ends.splice(0), [{ code: grpc.status.DEADLINE_EXCEEDED, errorType: 'DEADLINE_EXCEEDED' }]);
+      // The client's cancel before its deadline.
+      const askedAgain = new Promise<void>((res) => (asked = res));
+      end = nextEnd();
+      const cancelled = (client as unknown as Record<string, (...a: unknown[]) => grpc.ClientUnaryCall>).Hello?.(
+        'q',
+        new grpc.Metadata(),
+        { deadline: Date.now() + 600_000 },
+        () => {},
+      ) as grpc.ClientUnaryCall;
+      await askedAgain;
+      cancelled.cancel();
+      await end;
+      assert.deepEqual(ends.splice(0), [{ code: grpc.status.CANCELLED, errorType: undefined }]);
+      admit = () => ({ release: () => {} });
+      assert.equal(await hello(client, 'after'), 's:after:-:');
+      assert.equal(handled, 1);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+
+  it('a call the client cancelled while its admission was out runs no handler, whether the limiter then admits it (its slot given back) or fails', async () => {
+    let asked: () => void = () => {};
+    let decide: (a: Admitted) => void = () => {};
+    let fail: (e: Error) => void = () => {};
+    let late = false;
+    let cancelled: () => void = () => {};
+    let handled = 0;
+    let released = 0;
+    const server = await serve(
+      's',
+      [
+        meshServerInterceptor({
+          context: () => createContext(),
+          admit: () => {
+            if (!late) return { release: () => {} };
+            asked();
+            return new Promise<Admitted>((res, rej) => {
+              decide = res;
+              fail = rej;
+            });
+          },
+          tracing: undefined,
+          logger: silentLogger,
+        }),
+        // After the mesh's: hears the cancel once the mesh's listener has.
+        (_method, call) =>
+          new grpc.ServerInterceptingCall(call, {
+            start: (next) => next({ onCancel: () => cancelled() }),
+          }),
+      ],
+      () => {
+        handled++;
+        return undefined;
+      },
+    );
+    const client = new Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const cancelWhileAsked = async () => {
+      late = true;
+      const askedP = new Promise<void>((res) => (asked = res));
+      const cancelledP = new Promise<void>((res) => (cancelled = res));
+      const call = (client as unknown as Record<string, (...a: unknown[]) => grpc.ClientUnaryCall>).Hello?.(
+        'q',
+        new grpc.Metadata(),
+        {},
+        () => {},
+      ) as grpc.ClientUnaryCall;
+      await askedP;
+      call.cancel();
+      await cancelledP;
+      late = false;
+    };
+    try {
+      await cancelWhileAsked();
+      decide({ release: () => released++ });
+      await cancelWhileAsked();
+      fail(new Error('limiter store gone'));
+      // A call after them: had either late admission run its handler, it would have by now.
+      assert.equal(await hello(client, 'after'), 's:after:-:');
+      assert.deepEqual([handled, released], [1, 1]);
+    } finally {
+      client.close();
+      await server.close();
     }
   });
 });

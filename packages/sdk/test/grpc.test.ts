@@ -1059,6 +1059,44 @@ describe('gRPC spans and trace context', () => {
       await echo.close();
     }
   });
+  it("a SERVER span of a call the rules refused records the refusal's status and what refused", async () => {
+    const e = estate();
+    await e.rules.put(
+      'meshlet/rules/strict',
+      JSON.stringify({
+        service: 'strict',
+        ratelimit: {
+          rules: [{ name: 'one-say', api: { method: 'POST', path: '/meshlet.interop.Echo/Say' }, rate: 1, unit: 'hour', burst: 1 }],
+        },
+        auth: { rules: [{ name: 'no-count', action: 'deny', apis: [{ method: 'POST', path: '/meshlet.interop.Echo/Count' }] }] },
+      }),
+    );
+    const serverSpans = new InMemorySpanExporter();
+    const server = createMesh({ service: 'strict', ...e, tracing: { exporters: [serverSpans], batch: { delayMs: 1 } } });
+    await server.rulesInForce('strict');
+    const echo = await startEcho('strict-0', [server.grpc.serverInterceptor()]);
+    const raw = new Echo(`127.0.0.1:${echo.port}`, grpc.credentials.createInsecure());
+    try {
+      await say(raw, 'one');
+      assert.equal((await failure(say(raw, 'two'))).code, grpc.status.RESOURCE_EXHAUSTED);
+      const stream = raw.Count({ text: '1' });
+      stream.on('data', () => {});
+      const streamCode = await new Promise<number>((res) => stream.on('error', (err: grpc.ServiceError) => res(err.code)));
+      assert.equal(streamCode, grpc.status.PERMISSION_DENIED);
+      await server.tracing?.forceFlush();
+      const spans = serverSpans.getFinishedSpans().map((s) => [s.name, s.attributes['rpc.grpc.status_code'], s.attributes['error.type']]);
+      assert.deepEqual(spans, [
+        ['meshlet.interop.Echo/Say', grpc.status.OK, undefined],
+        ['meshlet.interop.Echo/Say', grpc.status.RESOURCE_EXHAUSTED, 'rate_limited'],
+        ['meshlet.interop.Echo/Count', grpc.status.PERMISSION_DENIED, 'auth_denied'],
+      ]);
+    } finally {
+      raw.close();
+      await server.close();
+      await echo.close();
+    }
+  });
+
   it('the spans carry what governance adds, as HTTP spans do: a refusal names its breaker, a fault its rule, a refused pick its instances', async () => {
     const e = estate();
     const echo = await startEcho('echo-g');
