@@ -75,10 +75,10 @@ export interface LifecycleDeps {
 }
 
 /**
- * A mesh's life: `serve` (wait until the app answers its health path, register, install
- * the signal handlers), `shutdown` (deregister, wait for callers' caches, drain, close)
- * and `close` (deregister and close at once). `release` closes the mesh's parts; it runs
- * once whichever way the mesh ends.
+ * A mesh's life: `serve` (wait until the server answers its health path, install the
+ * signal handlers, register), `shutdown` (wait for a registration in flight, deregister,
+ * wait for callers' caches, drain, close) and `close` (deregister and close at once).
+ * `release` closes the mesh's parts; it runs once whichever way the mesh ends.
  */
 export class Lifecycle {
   readonly #deps: LifecycleDeps;
@@ -86,6 +86,8 @@ export class Lifecycle {
   #closed = false;
   #servedBy: { server: Server; options: ServeOptions } | undefined;
   #signalHandler: (() => void) | undefined;
+  /** `serve`'s registration while it is in flight: a stop waits for it, then deregisters. */
+  #registering: Promise<unknown> | undefined;
 
   constructor(deps: LifecycleDeps) {
     this.#deps = deps;
@@ -103,11 +105,24 @@ export class Lifecycle {
 
   async serve(server: Server, options: ServeOptions = {}): Promise<Instance> {
     checkServeOptions(options);
-    const { healthPath, logger, service } = this.#deps;
+    const { healthPath } = this.#deps;
     const path = options.healthPath ?? (healthPath || '/health');
     const port = await waitUntilReady(server, path, options.readinessTimeoutMs ?? 30_000);
     this.#servedBy = { server, options };
-    const registered = await this.#deps.register({ port });
+    // The handlers first: a SIGTERM while the registration is in flight stops gracefully
+    // (the stop waits for it, then deregisters) instead of ending the process registered.
+    this.#installSignalHandlers(options);
+    const registering = this.#deps.register({ port });
+    this.#registering = registering;
+    try {
+      return await registering;
+    } finally {
+      this.#registering = undefined;
+    }
+  }
+
+  #installSignalHandlers(options: ServeOptions): void {
+    const { logger, service } = this.#deps;
     const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
     if (signals.length > 0 && !this.#signalHandler) {
       this.#signalHandler = () => {
@@ -124,13 +139,15 @@ export class Lifecycle {
       };
       for (const s of signals) process.once(s, this.#signalHandler);
     }
-    return registered;
   }
 
   async shutdown(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     const opts = this.#servedBy?.options ?? {};
+    // A registration still in flight ends first (failed or not): deregistering before it
+    // lands would leave the instance registered after the stop.
+    await this.#registering?.catch(() => undefined);
     await this.#deps.deregister();
     const delay = opts.deregisterDelayMs ?? (this.#deps.registry instanceof InMemoryRegistry ? 0 : 35_000);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));

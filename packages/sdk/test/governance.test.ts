@@ -252,6 +252,42 @@ describe('lifecycle', () => {
   });
 });
 
+describe('lifecycle: a signal while serve() registers', () => {
+  // Found by a reviewer: the signal handlers were installed once the registration had
+  // resolved, so a SIGTERM while it was in flight ended the process still registered.
+  it('stops gracefully: the stop waits for the registration, then deregisters', async () => {
+    let letRegister!: () => void;
+    const gate = new Promise<void>((r) => {
+      letRegister = r;
+    });
+    let registering!: () => void;
+    const started = new Promise<void>((r) => {
+      registering = r;
+    });
+    class SlowRegistry extends InMemoryRegistry {
+      override async register(instance: Parameters<InMemoryRegistry['register']>[0]): Promise<void> {
+        registering();
+        await gate;
+        await super.register(instance);
+      }
+    }
+    const registry = new SlowRegistry();
+    const mesh = createMesh({ service: 'racing', registry, logger: new MemoryLogger() });
+    const { createServer } = await import('node:http');
+    const server = createServer(mesh.httpHandler((_req, res) => res.end('ok')));
+    server.listen(0, '127.0.0.1');
+    const served = mesh.serve(server, { signals: ['SIGUSR2'], exitOnSignal: false });
+    await started;
+    process.emit('SIGUSR2', 'SIGUSR2');
+    assert.equal(mesh.stopping, true);
+    letRegister();
+    await served;
+    // The stop runs on its own (the signal's); it ends with the server closed.
+    while (server.listening) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(await registry.healthyInstances('racing'), [], 'deregistered after the registration landed');
+  });
+});
+
 describe('limits and auth declared on handlers with decorators', () => {
   it('turns a @RateLimit refusal into 429 in node:http and Express', async () => {
     const { RateLimit } = await import('@meshlet/ratelimit');
