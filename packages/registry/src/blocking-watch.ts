@@ -125,11 +125,20 @@ export class BlockingWatch<T> {
   }
 
   async #takeToken(signal: AbortSignal): Promise<void> {
+    this.#refill();
+    if (this.#tokens < 1) {
+      await sleepUnlessStopped(this.#clock, ((1 - this.#tokens) / RATE) * 1000, signal);
+      // The sleep earned the missing token: credited here, once, so the next refill starts after it.
+      this.#refill();
+    }
+    this.#tokens = Math.max(0, this.#tokens - 1);
+  }
+
+  /** Adds the tokens earned since the last refill (at RATE per second, up to BURST). */
+  #refill(): void {
     const now = this.#clock.now();
     this.#tokens = Math.min(BURST, this.#tokens + ((now - this.#lastRefill) / 1000) * RATE);
     this.#lastRefill = now;
-    if (this.#tokens < 1) await sleepUnlessStopped(this.#clock, ((1 - this.#tokens) / RATE) * 1000, signal);
-    this.#tokens = Math.max(0, this.#tokens - 1);
   }
 }
 

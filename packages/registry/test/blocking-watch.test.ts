@@ -414,6 +414,54 @@ describe('BlockingWatch: rate limit', () => {
     watch.stop();
     await watch.done;
   });
+
+  it('over 5 s of answers that come back at once, makes 60 queries: the burst of 10, then one every 100 ms', async () => {
+    // Simulated time: each timer the watch sets fires as soon as it is set, the clock moved
+    // to its deadline; the first timer past the horizon ends the run. (The slept time was
+    // credited twice, once by the sleep and again at the next refill: 110 queries, 22/s.)
+    const horizon = 5_000;
+    let now = 0;
+    let ended!: () => void;
+    const end = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
+    const clock: Clock = {
+      now: () => now,
+      setTimeout(fn, ms) {
+        if (now + ms > horizon) {
+          ended();
+          return () => {};
+        }
+        let cancelled = false;
+        queueMicrotask(() => {
+          if (cancelled) return;
+          now += ms;
+          fn();
+        });
+        return () => {
+          cancelled = true;
+        };
+      },
+    };
+    const at: number[] = [];
+    const watch = new BlockingWatch<string[]>({
+      query: async () => {
+        at.push(now);
+        return { index: at.length, body: ['a'], status: 200 };
+      },
+      onChange: () => {},
+      clock,
+    }).start();
+    await end;
+    watch.stop();
+    await watch.done;
+    assert.equal(at.length, 60, `queries over ${horizon} ms`);
+    assert.deepEqual(at.slice(0, 10), Array(10).fill(0));
+    assert.deepEqual(
+      at.slice(10),
+      Array.from({ length: 50 }, (_, i) => (i + 1) * 100),
+    );
+  });
 });
 
 describe('BlockingWatch: stop()', () => {
