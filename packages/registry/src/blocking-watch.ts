@@ -1,5 +1,5 @@
 import { type Clock, sleep } from '@meshlet/core';
-import { ConsulError, type ConsulResponse } from './consul-client.js';
+import { ConsulAnswerTooLargeError, ConsulBadAnswerError, ConsulError, type ConsulResponse } from './consul-client.js';
 
 export interface BlockingWatchOptions<T> {
   /** Runs one query; `index` 0 means "answer at once". */
@@ -59,7 +59,7 @@ const RATE = 10;
  * may be a new one whose index is lower than the last one seen, and a query blocking on
  * the old index would be held for the whole wait while the service changes. Outage-like
  * failures (unreachable, timeout, 5xx) back off 100 ms to 1 s with jitter and then wait on
- * the shared `probe`; refusals (4xx) back off up to 10 s.
+ * the shared `probe`; refusals (4xx, an answer the client refused) back off up to 10 s.
  */
 export class BlockingWatch<T> {
   readonly #opts: BlockingWatchOptions<T>;
@@ -142,8 +142,13 @@ export class BlockingWatch<T> {
   }
 }
 
-/** Consul answered and said no (4xx, including 429 Too Many Requests): not an outage. */
+/**
+ * Consul answered and said no (4xx, including 429 Too Many Requests), or answered what the
+ * client refused (not JSON, another shape, too large): not an outage, and asking again at
+ * once would likely get the same answer.
+ */
 function isRefusal(err: unknown): boolean {
+  if (err instanceof ConsulBadAnswerError || err instanceof ConsulAnswerTooLargeError) return true;
   return err instanceof ConsulError && err.status !== undefined && err.status >= 400 && err.status < 500;
 }
 

@@ -1,4 +1,4 @@
-import { MeshletError, readPemFile } from '@meshlet/core';
+import { consoleLogger, type Logger, MeshletError, readPemFile, shownValue, type ThrottledLogger, throttledLogger } from '@meshlet/core';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AgentProbe } from './agent-probe.js';
 
@@ -25,19 +25,65 @@ export interface ConsulClientOptions {
   readonly tls?: ConsulTlsOptions;
   /** The HTTP client. Default: fetch (with `tls`, on an agent of its own). */
   readonly fetch?: typeof globalThis.fetch;
-  /** Per-request timeout for non-blocking calls, ms. Default 5 000. */
+  /**
+   * Per-request timeout for calls that do not block, ms. Default 5 000. A query with
+   * `index=0` (a watch's first read, its read after a failure) does not block either: it is
+   * held to this, whatever longer timeout its caller gave for a blocking wait.
+   */
   readonly timeoutMs?: number;
+  /**
+   * The most bytes read of one answer's body. Default 64 MiB. Past it the answer is refused
+   * (`ConsulAnswerTooLargeError`) and its connection dropped.
+   */
+  readonly maxBodyBytes?: number;
+  /**
+   * Where answers this client refused or corrected are logged (codes
+   * `MESHLET_CONSUL_BAD_INDEX`, `MESHLET_CONSUL_BAD_ANSWER`, `MESHLET_CONSUL_ANSWER_TOO_LARGE`;
+   * each at most once a minute, with a count). Default: warnings to the console.
+   */
+  readonly logger?: Logger;
 }
+
+/** Default `maxBodyBytes`: 64 MiB, far above the 5,000-instance answer of a large service (about 8 MiB). */
+export const CONSUL_MAX_BODY_BYTES = 64 * 2 ** 20;
 
 /** Consul answered with an error status, or could not be reached. */
 export class ConsulError extends MeshletError {
-  static readonly code = 'MESHLET_CONSUL';
+  static readonly code: string = 'MESHLET_CONSUL';
   readonly status: number | undefined;
-  constructor(message: string, status?: number, cause?: unknown) {
-    super(ConsulError.code, message, cause === undefined ? undefined : { cause });
+  constructor(message: string, status?: number, cause?: unknown, code: string = ConsulError.code) {
+    super(code, message, cause === undefined ? undefined : { cause });
     this.status = status;
   }
 }
+
+/**
+ * Consul answered, but not with what the call reads: not JSON, or JSON of another shape
+ * (an object where a list of entries belongs). The caller's last good state stays.
+ */
+export class ConsulBadAnswerError extends ConsulError {
+  static override readonly code = 'MESHLET_CONSUL_BAD_ANSWER';
+  constructor(message: string, status: number) {
+    super(message, status, undefined, ConsulBadAnswerError.code);
+  }
+}
+
+/** An answer's body was longer than the client's `maxBodyBytes`: refused unread past it, its connection dropped. */
+export class ConsulAnswerTooLargeError extends ConsulError {
+  static override readonly code = 'MESHLET_CONSUL_ANSWER_TOO_LARGE';
+  readonly maxBodyBytes: number;
+  constructor(message: string, status: number, maxBodyBytes: number) {
+    super(message, status, undefined, ConsulAnswerTooLargeError.code);
+    this.maxBodyBytes = maxBodyBytes;
+  }
+}
+
+/** What a call expects Consul's JSON answer to be. */
+export type ConsulAnswerShape = 'list' | 'object';
+
+/** The code of an X-Consul-Index that is not an index (read as 0, Consul's reset). */
+const BAD_INDEX = 'MESHLET_CONSUL_BAD_INDEX';
+const ANSWER_CODES = [BAD_INDEX, ConsulBadAnswerError.code, ConsulAnswerTooLargeError.code];
 
 export interface ConsulResponse<T> {
   readonly body: T;
@@ -60,6 +106,8 @@ export class ConsulClient {
   readonly #token: string | undefined;
   readonly #fetch: typeof globalThis.fetch;
   readonly #timeoutMs: number;
+  readonly #maxBodyBytes: number;
+  readonly #log: ThrottledLogger;
 
   constructor(options: ConsulClientOptions = {}) {
     const addr = options.address ?? process.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500';
@@ -68,7 +116,20 @@ export class ConsulClient {
     const tls = options.tls ?? tlsFromEnvironment();
     this.#fetch = options.fetch ?? (tls && this.address.startsWith('https:') ? fetchOverTls(tls) : globalThis.fetch);
     this.#timeoutMs = options.timeoutMs ?? 5_000;
+    const max = options.maxBodyBytes ?? CONSUL_MAX_BODY_BYTES;
+    if (!Number.isSafeInteger(max) || max < 1)
+      throw new MeshletError('MESHLET_BAD_OPTION', `maxBodyBytes: ${shownValue(max)} must be a whole number of bytes, at least 1`);
+    this.#maxBodyBytes = max;
+    this.#log = throttledLogger(options.logger ?? consoleLogger('warn', 'meshlet-consul'), { codes: ANSWER_CODES });
     this.probe = new AgentProbe({ check: (signal) => this.checkLeader(signal) });
+  }
+
+  /**
+   * Answers refused or corrected since start, per code (`MESHLET_CONSUL_BAD_INDEX`,
+   * `MESHLET_CONSUL_BAD_ANSWER`, `MESHLET_CONSUL_ANSWER_TOO_LARGE`), logged or not.
+   */
+  get answerProblems(): ReadonlyMap<string, number> {
+    return this.#log.counts;
   }
 
   /** Resolves when the agent answers and knows a leader (reads can be served); throws otherwise. */
@@ -79,7 +140,8 @@ export class ConsulClient {
 
   /**
    * Sends one request. `notFound` lets 404 through (KV reads of absent keys). For a
-   * blocking query, pass the caller's signal: the wait can be long.
+   * blocking query, pass the caller's signal and a `timeoutMs` over the wait: the wait can
+   * be long. `expect` refuses a JSON answer of another shape (`ConsulBadAnswerError`).
    */
   async request<T>(
     method: 'GET' | 'PUT' | 'DELETE',
@@ -92,12 +154,21 @@ export class ConsulClient {
       timeoutMs?: number;
       /** Error statuses answered with their body rather than thrown (a transaction's 409). */
       accept?: readonly number[];
+      /** The shape of a successful answer's JSON; another one is refused. */
+      expect?: ConsulAnswerShape;
     } = {},
   ): Promise<ConsulResponse<T>> {
     const headers: Record<string, string> = {};
     if (this.#token) headers['x-consul-token'] = this.#token;
-    const timeout = AbortSignal.timeout(Math.ceil(opts.timeoutMs ?? this.#timeoutMs));
-    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const what = `consul ${method} ${path.split('?')[0]}`;
+    // A query with index 0 does not block: Consul answers it at once. A watch's timeout, given
+    // for a blocking wait, would hold its first read 31.6 s on an agent that accepts connections
+    // and says nothing.
+    const asked = opts.timeoutMs ?? this.#timeoutMs;
+    const timeout = AbortSignal.timeout(Math.ceil(queryIndex(path) === 0 ? Math.min(asked, this.#timeoutMs) : asked));
+    // Aborted to drop the connection of an answer refused mid-body.
+    const drop = new AbortController();
+    const signal = AbortSignal.any(opts.signal ? [opts.signal, timeout, drop.signal] : [timeout, drop.signal]);
     let res: Response;
     try {
       res = await this.#fetch(`${this.address}${path}`, {
@@ -107,24 +178,107 @@ export class ConsulClient {
         ...(opts.body !== undefined ? { body: opts.body } : {}),
       });
     } catch (err) {
-      throw new ConsulError(
-        `consul ${method} ${path.split('?')[0]}: unreachable at ${this.address} (${(err as Error).message})`,
-        undefined,
-        err,
-      );
+      throw new ConsulError(`${what}: unreachable at ${this.address} (${(err as Error).message})`, undefined, err);
     }
-    const index = Number(res.headers.get('x-consul-index') ?? 0);
+    const index = this.#index(res, what);
     if (res.status === 404 && opts.notFound) {
       await res.body?.cancel();
       return { body: undefined as T, index, status: 404 };
     }
-    const text = await res.text();
+    const text = await this.#text(res, what, drop);
     if (!res.ok && !opts.accept?.includes(res.status)) {
-      throw new ConsulError(`consul ${method} ${path.split('?')[0]}: HTTP ${res.status}: ${text.trim().slice(0, 300)}`, res.status);
+      throw new ConsulError(`${what}: HTTP ${res.status}: ${text.trim().slice(0, 300)}`, res.status);
     }
-    const body = (opts.raw ? text : text.length ? JSON.parse(text) : undefined) as T;
-    return { body, index, status: res.status };
+    if (opts.raw) return { body: text as T, index, status: res.status };
+    let body: unknown;
+    try {
+      body = text.length ? JSON.parse(text) : undefined;
+    } catch (err) {
+      throw this.#refused(new ConsulBadAnswerError(`${what}: the answer is not JSON (${(err as Error).message})`, res.status));
+    }
+    const shape = res.ok ? opts.expect : undefined;
+    if (shape && !hasShape(body, shape))
+      throw this.#refused(
+        new ConsulBadAnswerError(`${what}: the answer is ${describe(body)}, not ${shape === 'list' ? 'a list' : 'an object'}`, res.status),
+      );
+    return { body: body as T, index, status: res.status };
   }
+
+  /**
+   * X-Consul-Index as a number. One that is not a whole number from 0 up (a proxy's
+   * rewrite, a broken agent) is read as 0, Consul's reset: sent back as `index=NaN` it
+   * would be refused (400 Invalid index) on every query.
+   */
+  #index(res: Response, what: string): number {
+    const header = res.headers.get('x-consul-index');
+    if (header === null) return 0;
+    const index = /^\d{1,16}$/.test(header) ? Number(header) : Number.NaN;
+    if (Number.isSafeInteger(index)) return index;
+    this.#log.warn('consul answered an X-Consul-Index that is not an index: read as 0, a reset', {
+      code: BAD_INDEX,
+      call: what,
+      value: shownValue(header),
+    });
+    return 0;
+  }
+
+  /** The body as UTF-8 text, read at most `maxBodyBytes` of; past it, refused and its connection dropped. */
+  async #text(res: Response, what: string, drop: AbortController): Promise<string> {
+    const max = this.#maxBodyBytes;
+    const tooLarge = () => {
+      drop.abort();
+      return this.#refused(
+        new ConsulAnswerTooLargeError(`${what}: the answer is over maxBodyBytes (${max} bytes): refused`, res.status, max),
+      );
+    };
+    if (Number(res.headers.get('content-length')) > max) {
+      await res.body?.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    if (!res.body) return '';
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read().catch((err: unknown) => {
+        throw new ConsulError(`${what}: the answer broke off (${(err as Error).message})`, undefined, err);
+      });
+      if (done) break;
+      size += value.byteLength;
+      if (size > max) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    return Buffer.concat(chunks, size).toString('utf8');
+  }
+
+  /** Logs a refused answer under its code (at most once a minute per code), and returns the error. */
+  #refused<E extends ConsulError>(err: E): E {
+    this.#log.warn('consul answer refused', { code: err.code, status: err.status, error: err.message });
+    return err;
+  }
+}
+
+/** The `index` parameter of a path's query (a blocking query's), or undefined without one. */
+function queryIndex(path: string): number | undefined {
+  const query = path.indexOf('?');
+  const index = query < 0 ? null : new URLSearchParams(path.slice(query + 1)).get('index');
+  return index === null ? undefined : Number(index);
+}
+
+function hasShape(body: unknown, shape: ConsulAnswerShape): boolean {
+  if (shape === 'list') return Array.isArray(body);
+  return typeof body === 'object' && body !== null && !Array.isArray(body);
+}
+
+/** What a JSON value is, for a refusal (never the value itself: it may be megabytes). */
+function describe(body: unknown): string {
+  if (body === undefined) return 'empty';
+  if (body === null) return 'null';
+  if (Array.isArray(body)) return 'a list';
+  return typeof body === 'object' ? 'an object' : `a ${typeof body}`;
 }
 
 /** Consul's CLI variables for TLS, read as files; undefined when none is set. */

@@ -91,13 +91,16 @@ export class ConsulKvStore implements KvStore {
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
-    const res = await this.client.request<KvPair[] | undefined>('GET', path(key), { notFound: true });
+    const res = await this.client.request<KvPair[] | undefined>('GET', path(key), { notFound: true, expect: 'list' });
     const pair = res.body?.[0];
     return pair ? decode(pair) : undefined;
   }
 
   async list(prefix: string): Promise<readonly KvEntry[]> {
-    const res = await this.client.request<KvPair[] | undefined>('GET', `${path(prefix)}?recurse=true`, { notFound: true });
+    const res = await this.client.request<KvPair[] | undefined>('GET', `${path(prefix)}?recurse=true`, {
+      notFound: true,
+      expect: 'list',
+    });
     return (res.body ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
@@ -124,6 +127,7 @@ export class ConsulKvStore implements KvStore {
     const res = await this.client.request<{ Errors?: { OpIndex: number; What: string }[] | null }>('PUT', '/v1/txn', {
       body: JSON.stringify(writes.map(txnOp)),
       accept: [409],
+      expect: 'object',
     });
     if (res.status !== 409) return true;
     const denied = res.body?.Errors?.find((e) => /permission denied|acl not found/i.test(e.What));
@@ -158,6 +162,7 @@ export class ConsulKvStore implements KvStore {
         this.client.request<KvPair[] | undefined>('GET', `${path(prefix)}?recurse=true&index=${index}&wait=${wait}s`, {
           signal,
           notFound: true,
+          expect: 'list',
           timeoutMs: (wait + wait / 16 + 5) * 1000,
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
@@ -174,12 +179,12 @@ export class ConsulKvStore implements KvStore {
       onError: (err, consecutive) => {
         if (consecutive === 1) {
           failing = true;
-          this.#logger.warn('consul KV unreachable: the last rules and config stay in force', {
+          this.#logger.warn('consul KV query failed: the last rules and config stay in force', {
             code: 'MESHLET_KV_DEGRADED',
             prefix,
             error: (err as Error).message,
           });
-          void fallBack('consul is unreachable', true);
+          void fallBack('a consul query failed', true);
         }
       },
       onRecover: () => {

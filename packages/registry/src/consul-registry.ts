@@ -329,6 +329,7 @@ export class ConsulRegistry implements Registry {
       query: (index, wait, signal) =>
         this.client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}?index=${index}&wait=${wait}s`, {
           signal,
+          expect: 'list',
           timeoutMs: (wait + wait / 16 + 5) * 1000,
         }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
@@ -378,6 +379,7 @@ export class ConsulRegistry implements Registry {
         query: (index, wait, signal) =>
           this.client.request<Record<string, string[]>>('GET', `/v1/catalog/services?index=${index}&wait=${wait}s`, {
             signal,
+            expect: 'object',
             timeoutMs: (wait + wait / 16 + 5) * 1000,
           }),
         waitSeconds: this.#opts.waitSeconds ?? 25,
@@ -425,7 +427,7 @@ export class ConsulRegistry implements Registry {
     this.#lastError = (err as Error).message;
     if (consecutive === 1) {
       this.#failing.add(key);
-      this.#logger.warn('consul unreachable: serving the last known instances', {
+      this.#logger.warn('consul query failed: serving the last known instances', {
         code: 'MESHLET_REGISTRY_DEGRADED',
         watch: key,
         error: this.#lastError,

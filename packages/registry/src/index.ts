@@ -1,5 +1,15 @@
 export { BlockingWatch, type BlockingWatchOptions } from './blocking-watch.js';
-export { ConsulClient, type ConsulClientOptions, ConsulError, type ConsulResponse, type ConsulTlsOptions } from './consul-client.js';
+export {
+  CONSUL_MAX_BODY_BYTES,
+  type ConsulAnswerShape,
+  ConsulAnswerTooLargeError,
+  ConsulBadAnswerError,
+  ConsulClient,
+  type ConsulClientOptions,
+  ConsulError,
+  type ConsulResponse,
+  type ConsulTlsOptions,
+} from './consul-client.js';
 export { ConsulKvStore, type ConsulKvStoreOptions } from './consul-kv-store.js';
 export { ConsulMetaLimits, checkConsulMeta, InvalidMetadataError } from './consul-meta.js';
 export {
