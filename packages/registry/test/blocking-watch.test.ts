@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { type CancelTimer, type Clock, ManualClock } from '@meshlet/core';
 import { AgentProbe } from '../src/agent-probe.js';
 import { BlockingWatch, type BlockingWatchOptions } from '../src/blocking-watch.js';
-import { ConsulError, type ConsulResponse } from '../src/consul-client.js';
+import { ConsulAnswerTooLargeError, ConsulBadAnswerError, ConsulError, type ConsulResponse } from '../src/consul-client.js';
 
 /** One query the watch made, answered by the test. */
 interface Call<T> {
@@ -341,6 +341,30 @@ describe('BlockingWatch: failures', () => {
     }
     await consul.call(9);
     assert.deepEqual(clock.delays, [150, 300, 600, 1200, 2400, 4800, 7500, 7500]);
+    watch.stop();
+    await watch.done;
+  });
+
+  it('an answer the client refused (bad shape, too large) backs off as a refusal, without waiting for the probe', async () => {
+    // The agent answered: the probe would pass at once, and the same answer would come back.
+    let probes = 0;
+    const probe = async () => {
+      probes++;
+    };
+    const { consul, clock, watch, reported } = harness<string[]>({ random: () => 0.5, probe });
+    watch.start();
+    for (let n = 1; n <= 6; n++) {
+      const err =
+        n % 2
+          ? new ConsulBadAnswerError('the answer is an object, not a list', 200)
+          : new ConsulAnswerTooLargeError('over maxBodyBytes', 200, 1);
+      (await consul.call(n)).fail(err);
+      await reported('error', n);
+      clock.advance(clock.delays.at(-1) ?? Number.NaN);
+    }
+    await consul.call(7);
+    assert.deepEqual(clock.delays, [150, 300, 600, 1200, 2400, 4800]);
+    assert.equal(probes, 0);
     watch.stop();
     await watch.done;
   });
