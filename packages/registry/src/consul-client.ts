@@ -44,7 +44,7 @@ export interface ConsulClientOptions {
   readonly logger?: Logger;
 }
 
-/** Default `maxBodyBytes`: 64 MiB, far above the 5,000-instance answer of a large service (about 8 MiB). */
+/** Default `maxBodyBytes`: 64 MiB. A health entry is about 3 KB (node, service, two checks): some 22,000 instances of one service. */
 export const CONSUL_MAX_BODY_BYTES = 64 * 2 ** 20;
 
 /** Consul answered with an error status, or could not be reached. */
