@@ -56,7 +56,17 @@ export {
   type FileKvStoreOptions,
 } from './file-kv-store.js';
 export { grpcMetadataProblem, PRINTABLE_ASCII } from './grpc-metadata.js';
-export { type Health, type Instance, instanceOrigin, MetaKey, SERVICE_NAME, serviceNameProblem } from './instance.js';
+export {
+  type Health,
+  type Instance,
+  instanceAddressProblem,
+  instanceOrigin,
+  instancePortProblem,
+  MetaKey,
+  SERVICE_NAME,
+  serviceNameProblem,
+  urlHost,
+} from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';

@@ -1,3 +1,5 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
 /**
  * The one rule for a service name, everywhere Meshlet takes one (createMesh, rule
  * documents, auth rules, `rulesInForce`, TSF keys): a lower-case DNS label. Spring clients
@@ -50,9 +52,58 @@ export const MetaKey = {
   grpcPort: 'gRPC_port',
 } as const;
 
-/** Base URL of an instance: https when its metadata says `secure=true`. */
+/**
+ * Base URL of an instance: https when its metadata says `secure=true`. An IPv6 address is
+ * kept bare in the instance (`::1`, as Consul and Spring write it) and bracketed here.
+ */
 export function instanceOrigin(instance: Instance): string {
   const scheme = instance.metadata[MetaKey.secure] === 'true' ? 'https' : 'http';
-  const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
-  return `${scheme}://${host}:${instance.port}`;
+  return `${scheme}://${urlHost(instance.address)}:${instance.port}`;
+}
+
+/** An address as a URL's host: an IPv6 address in brackets, anything else as it is. */
+export function urlHost(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+/** The longest host name DNS allows. */
+const HOST_NAME_MAX = 253;
+/** The characters of a host name an instance may have (DNS labels, and `_` as some estates' container names do). */
+const HOST_NAME_CHARS = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * Why `address` cannot be an instance's address, or undefined when it can: an IPv4 address,
+ * a bare IPv6 address (no brackets, no zone: `::1`), or a host name of letters, digits,
+ * `.`, `-` and `_` (at most 253) that a URL keeps as it is. The last rule refuses what a URL
+ * would read as another address (`1.2.3` is 1.2.0.3, `0x7f.1` is 127.0.0.1) or refuse (`999.1.1.1`):
+ * the instance is called at the address the registry names, or not at all.
+ */
+export function instanceAddressProblem(address: unknown): string | undefined {
+  if (typeof address !== 'string') return `${typeof address} is not an address`;
+  const shown = JSON.stringify(address.slice(0, 80));
+  if (isIPv4(address)) return undefined;
+  if (address.includes(':')) {
+    // net accepts a zone (`fe80::1%eth0`); a URL does not.
+    return isIPv6(address) && !address.includes('%')
+      ? undefined
+      : `${shown} is not an IPv6 address (written bare, without brackets or a zone: ::1)`;
+  }
+  if (address.length === 0 || address.length > HOST_NAME_MAX || !HOST_NAME_CHARS.test(address))
+    return `${shown} is not an IP address or a host name (letters, digits, ".", "-" and "_", at most ${HOST_NAME_MAX})`;
+  let host: string | undefined;
+  try {
+    host = new URL(`http://${address}/`).hostname;
+  } catch {
+    host = undefined;
+  }
+  if (host === undefined) return `${shown} is not a host name: a URL refuses it`;
+  if (host !== address.toLowerCase()) return `${shown} is not a host name: a URL reads it as ${host}`;
+  return undefined;
+}
+
+/** Why `port` cannot be an instance's port, or undefined when it can: an integer from 1 to 65535. */
+export function instancePortProblem(port: unknown): string | undefined {
+  return Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65_535
+    ? undefined
+    : `${JSON.stringify(port) ?? String(port)} is not a port (an integer from 1 to 65535)`;
 }
