@@ -5,12 +5,17 @@ import {
   consoleLogger,
   type Health,
   type Instance,
+  instanceAddressProblem,
+  instanceOrigin,
+  instancePortProblem,
   type Logger,
   MetaKey,
   type Registry,
   sleep,
   systemClock,
+  throttledLogger,
   type Unsubscribe,
+  urlHost,
 } from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';
 import { ConsulClient, type ConsulClientOptions, type ConsulError } from './consul-client.js';
@@ -80,6 +85,15 @@ export interface HealthEntry {
   Checks: { Status: string; ServiceID: string }[];
 }
 
+/** One registration of this process's, kept registered (see #registered). */
+interface Registration {
+  readonly body: string;
+  /** The timer that checks the agent still has it; set once its first PUT succeeded. */
+  keeper: NodeJS.Timeout | undefined;
+  /** Its PUT on its way to the agent, if one is. */
+  putting: Promise<unknown> | undefined;
+}
+
 interface CatalogWatch {
   readonly watch: BlockingWatch<Record<string, string[]>>;
   names: readonly string[] | undefined;
@@ -97,6 +111,8 @@ interface ServiceWatch {
   graceTimer: (() => void) | undefined;
   /** The grace of this recovery was logged (once per recovery). */
   graceLogged: boolean;
+  /** Ids of the entries Consul's last answer had that were left out: only new ones are logged. */
+  badIds: ReadonlySet<string>;
 }
 
 export interface ConsulRegistryStatus {
@@ -121,8 +137,13 @@ export class ConsulRegistry implements Registry {
   readonly #logger: Logger;
   readonly #services = new Map<string, ServiceWatch>();
   readonly #heartbeats = new Map<string, NodeJS.Timeout>();
-  /** This process's registrations, to register again after an agent lost them. */
-  readonly #registered = new Map<string, { body: string; keeper: NodeJS.Timeout }>();
+  /**
+   * This process's registrations, to register again after an agent lost them. An entry is
+   * one registration: deregister (and close) remove it, and work begun for it before that
+   * (its PUT, a check whether the agent still has it) sees, after each await, that it is no
+   * longer the id's entry and stops.
+   */
+  readonly #registered = new Map<string, Registration>();
   #recoveredAt = Number.NEGATIVE_INFINITY;
   #catalog: CatalogWatch | undefined;
   #snapshot: Record<string, Instance[]> | undefined;
@@ -136,14 +157,22 @@ export class ConsulRegistry implements Registry {
   #snapshotLogged = false;
   /** The snapshot file was read and had the right shape (a refused one is logged as such, not as routing). */
   #snapshotUsable = false;
+  /** Set while a round of #reregisterMissing is on its way. */
+  #checking = false;
   /** Set while a failed re-registration check waits for the agent to answer again. */
   #awaitingAgent = false;
   readonly #closed = new AbortController();
+  /**
+   * The log of catalog entries left out: anyone who can register in Consul decides how many
+   * there are, so at most one line a minute (with the count since the last).
+   */
+  readonly #badInstanceLog: Logger;
 
   constructor(options: ConsulRegistryOptions = {}) {
     this.client = new ConsulClient(options);
     this.#opts = options;
     this.#logger = options.logger ?? consoleLogger('warn', 'meshlet-registry');
+    this.#badInstanceLog = throttledLogger(this.#logger, { codes: [BAD_INSTANCE], ...(options.clock ? { clock: options.clock } : {}) });
   }
 
   get status(): ConsulRegistryStatus {
@@ -169,7 +198,7 @@ export class ConsulRegistry implements Registry {
       Check:
         check.type === 'http'
           ? {
-              HTTP: `${secure ? 'https' : 'http'}://${instance.address}:${instance.port}${check.path ?? '/health'}`,
+              HTTP: `${instanceOrigin({ ...instance, metadata: meta })}${check.path ?? '/health'}`,
               Interval: check.interval ?? '10s',
               ...(check.timeout ? { Timeout: check.timeout } : {}),
               DeregisterCriticalServiceAfter: deregister,
@@ -177,7 +206,7 @@ export class ConsulRegistry implements Registry {
             }
           : check.type === 'grpc'
             ? {
-                GRPC: `${instance.address.includes(':') ? `[${instance.address}]` : instance.address}:${meta[MetaKey.grpcPort] ?? instance.port}`,
+                GRPC: `${urlHost(instance.address)}:${meta[MetaKey.grpcPort] ?? instance.port}`,
                 GRPCUseTLS: secure,
                 Interval: check.interval ?? '10s',
                 ...(check.timeout ? { Timeout: check.timeout } : {}),
@@ -186,20 +215,42 @@ export class ConsulRegistry implements Registry {
               }
             : { TTL: check.ttl ?? '30s', DeregisterCriticalServiceAfter: deregister, Status: 'passing' },
     };
-    const payload = JSON.stringify(body);
-    await this.client.request('PUT', '/v1/agent/service/register', { body: payload });
+    const registration: Registration = { body: JSON.stringify(body), keeper: undefined, putting: undefined };
+    const previous = this.#registered.get(instance.id);
+    if (previous?.keeper) clearInterval(previous.keeper);
+    this.#registered.set(instance.id, registration);
+    try {
+      await this.#put(registration);
+    } catch (err) {
+      if (this.#registered.get(instance.id) === registration) this.#registered.delete(instance.id);
+      throw err;
+    }
+    // Deregistered (or closed) while the PUT was on its way: nothing to keep.
+    if (this.#registered.get(instance.id) !== registration) return;
     if (check.type === 'ttl') this.#startHeartbeat(instance.id, parseDuration(check.ttl ?? '30s'));
-    this.#keepRegistered(instance.id, payload);
+    this.#keepRegistered(registration);
   }
 
   async deregister(instanceId: string): Promise<void> {
     const kept = this.#registered.get(instanceId);
-    if (kept) clearInterval(kept.keeper);
+    if (kept?.keeper) clearInterval(kept.keeper);
     this.#registered.delete(instanceId);
     const hb = this.#heartbeats.get(instanceId);
     if (hb) clearInterval(hb);
     this.#heartbeats.delete(instanceId);
+    // A registration of the id on its way to the agent goes first: the agent would
+    // otherwise apply it after the deregistration and have the instance back.
+    await kept?.putting?.catch(() => {});
     await this.client.request('PUT', `/v1/agent/service/deregister/${encodeURIComponent(instanceId)}`);
+  }
+
+  /** Sends a registration's PUT, recorded on it while on its way (see deregister). */
+  #put(registration: Registration): Promise<unknown> {
+    const putting = this.client.request('PUT', '/v1/agent/service/register', { body: registration.body });
+    registration.putting = putting;
+    return putting.finally(() => {
+      if (registration.putting === putting) registration.putting = undefined;
+    });
   }
 
   /** Tells Consul a TTL-checked instance is alive (done on a timer by register; exposed for apps that prefer to drive it). */
@@ -262,7 +313,7 @@ export class ConsulRegistry implements Registry {
     this.#closed.abort();
     for (const hb of this.#heartbeats.values()) clearInterval(hb);
     this.#heartbeats.clear();
-    for (const r of this.#registered.values()) clearInterval(r.keeper);
+    for (const r of this.#registered.values()) if (r.keeper) clearInterval(r.keeper);
     this.#registered.clear();
     for (const w of this.#services.values()) {
       w.graceTimer?.();
@@ -291,7 +342,7 @@ export class ConsulRegistry implements Registry {
     /** Consul's answer, as delivered to listeners: right after an outage, a drop is not believed at once. */
     const apply = (entries: HealthEntry[]) => {
       entry.lastAnswer = entries;
-      const all = entries.map((e) => instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true }));
+      const all = this.#instancesOf(service, entry, entries);
       const healthy = all.filter((i) => i.health === 'passing');
       const graceLeft = this.#recoveredAt + grace - clock.now();
       const known = entry.instances ?? [];
@@ -356,6 +407,7 @@ export class ConsulRegistry implements Registry {
       lastAnswer: undefined,
       graceTimer: undefined,
       graceLogged: false,
+      badIds: new Set(),
     };
     this.#services.set(service, entry);
     watch.start();
@@ -368,6 +420,36 @@ export class ConsulRegistry implements Registry {
       deliver(Object.freeze(saved));
     });
     return entry;
+  }
+
+  /**
+   * The instances of Consul's answer that can be called: an entry whose address or port
+   * makes no URL (anyone who can register says what they are) is left out, and logged the
+   * first answer it is in.
+   */
+  #instancesOf(service: string, watch: ServiceWatch, entries: readonly HealthEntry[]): Instance[] {
+    const out: Instance[] = [];
+    const bad = new Set<string>();
+    for (const e of entries) {
+      const instance = instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true });
+      const problem = instanceProblem(instance);
+      if (problem === undefined) {
+        out.push(instance);
+        continue;
+      }
+      const id = String(instance.id);
+      bad.add(id);
+      if (!watch.badIds.has(id))
+        this.#badInstanceLog.warn('a catalog entry cannot be called: left out', {
+          code: BAD_INSTANCE,
+          service,
+          instanceId: id.slice(0, 200),
+          field: problem.field,
+          reason: problem.reason,
+        });
+    }
+    watch.badIds = bad;
+    return out;
   }
 
   #followCatalog(): CatalogWatch {
@@ -444,20 +526,36 @@ export class ConsulRegistry implements Registry {
   }
 
   /** Checks, every reregisterCheckMs, that the agent still knows an instance this process registered. */
-  #keepRegistered(instanceId: string, body: string): void {
-    const existing = this.#registered.get(instanceId);
-    if (existing) clearInterval(existing.keeper);
+  #keepRegistered(registration: Registration): void {
     const keeper = setInterval(() => void this.#reregisterMissing(), this.#opts.reregisterCheckMs ?? 1_000);
     keeper.unref();
-    this.#registered.set(instanceId, { body, keeper });
+    registration.keeper = keeper;
   }
 
+  /**
+   * One round at a time: every keeper and the recovery start one, and rounds that overlapped
+   * on a slow agent would each register a lost instance again.
+   */
   async #reregisterMissing(): Promise<void> {
-    for (const [id, { body }] of this.#registered) {
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      await this.#checkRegistrations();
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  async #checkRegistrations(): Promise<void> {
+    for (const [id, registration] of this.#registered) {
+      // Still being registered (its own PUT on its way): nothing to check yet.
+      if (registration.keeper === undefined || registration.putting !== undefined) continue;
       try {
         const res = await this.client.request('GET', `/v1/agent/service/${encodeURIComponent(id)}`, { notFound: true });
-        if (res.status !== 404) continue;
-        await this.client.request('PUT', '/v1/agent/service/register', { body });
+        // Deregistered, registered anew or closed while the agent answered: the answer is
+        // about a registration that is no longer this one.
+        if (res.status !== 404 || this.#registered.get(id) !== registration) continue;
+        await this.#put(registration);
         this.#logger.warn('the agent had lost this instance: registered it again', {
           code: 'MESHLET_REGISTRY_REREGISTERED',
           instanceId: id,
@@ -524,19 +622,26 @@ export class ConsulRegistry implements Registry {
       );
       return this.#snapshot;
     }
-    const services = snapshotServices(text);
-    if (typeof services === 'string') {
+    const read = snapshotServices(text);
+    if (typeof read === 'string') {
       this.#snapshot = Object.fromEntries(this.#heard);
       this.#snapshotProblem(
         'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
         'registry snapshot corrupt: no instances until Consul answers',
         file,
-        services,
+        read,
         true,
       );
       return this.#snapshot;
     }
-    this.#snapshot = { ...services, ...Object.fromEntries(this.#heard) };
+    if (read.skipped > 0)
+      this.#logger.warn('registry snapshot entries that are not instances: left out', {
+        code: BAD_INSTANCE,
+        file,
+        skipped: read.skipped,
+        first: read.firstSkipped,
+      });
+    this.#snapshot = { ...read.services, ...Object.fromEntries(this.#heard) };
     this.#snapshotUsable = true;
     return this.#snapshot;
   }
@@ -572,7 +677,7 @@ export class ConsulRegistry implements Registry {
     this.#snapshotWrite = this.#snapshotWrite.then(async () => {
       try {
         const onFile = snapshotServices(await readFile(file, 'utf8').catch(() => '{"services":{}}'));
-        const services = { ...(typeof onFile === 'string' ? {} : onFile), ...Object.fromEntries(this.#heard) };
+        const services = { ...(typeof onFile === 'string' ? {} : onFile.services), ...Object.fromEntries(this.#heard) };
         const data = JSON.stringify({ savedAt: new Date().toISOString(), services });
         await mkdir(dirname(file), { recursive: true });
         const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
@@ -590,12 +695,25 @@ export class ConsulRegistry implements Registry {
   }
 }
 
+/** The code of an instance left out because it cannot be called (a Consul entry, a snapshot file's). */
+const BAD_INSTANCE = 'MESHLET_REGISTRY_BAD_INSTANCE';
+
+/** What a snapshot file holds: the instances that can be called, and how many entries were not. */
+export interface SnapshotContent {
+  readonly services: Record<string, Instance[]>;
+  /** Entries left out (not an instance, or one that cannot be called), and services that are not lists. */
+  readonly skipped: number;
+  /** Where the first of them is and what is wrong with it (`services.junk[0] port: …`). */
+  readonly firstSkipped: string | undefined;
+}
+
 /**
- * The services of a snapshot file's text, or why it cannot be used. Every instance is
- * checked for the fields routing reads: a half-written or hand-edited file is refused
- * whole rather than routed from in part.
+ * The services of a snapshot file's text, or why it cannot be used. A file that is not JSON
+ * or has no `services` object is refused whole; within it, each entry that is not an
+ * instance routing can call (see instanceProblem) is left out and counted, so that one bad
+ * entry (an older version's, a hand edit) does not cost every other service its instances.
  */
-export function snapshotServices(text: string): Record<string, Instance[]> | string {
+export function snapshotServices(text: string): SnapshotContent | string {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -605,22 +723,43 @@ export function snapshotServices(text: string): Record<string, Instance[]> | str
   const services = (parsed as { services?: unknown } | null)?.services;
   if (typeof services !== 'object' || services === null || Array.isArray(services)) return '"services" is not an object';
   const out: Record<string, Instance[]> = {};
+  let skipped = 0;
+  let firstSkipped: string | undefined;
+  const skip = (where: string) => {
+    skipped++;
+    firstSkipped ??= where.slice(0, 200);
+  };
   for (const [name, list] of Object.entries(services)) {
-    if (!Array.isArray(list)) return `services.${name} is not a list`;
-    for (const [i, v] of list.entries()) {
-      const inst = v as Partial<Instance> | null;
-      if (
-        typeof inst?.id !== 'string' ||
-        typeof inst.address !== 'string' ||
-        !Number.isInteger(inst.port) ||
-        typeof inst.metadata !== 'object' ||
-        inst.metadata === null
-      )
-        return `services.${name}[${i}] is not an instance (id, address, port, metadata)`;
+    if (!Array.isArray(list)) {
+      skip(`services.${name} is not a list`);
+      continue;
     }
-    out[name] = list as Instance[];
+    const kept: Instance[] = [];
+    for (const [i, v] of list.entries()) {
+      const problem = instanceProblem(v);
+      if (problem === undefined) kept.push(v as Instance);
+      else skip(`services.${name}[${i}] ${problem.field}: ${problem.reason}`);
+    }
+    out[name] = kept;
   }
-  return out;
+  return { services: out, skipped, firstSkipped };
+}
+
+/**
+ * What makes `v` an instance routing cannot call, naming the field, or undefined when it can
+ * be called: an id, an address and a port that make a URL (core's instanceAddressProblem and
+ * instancePortProblem), and metadata.
+ */
+export function instanceProblem(v: unknown): { field: string; reason: string } | undefined {
+  if (typeof v !== 'object' || v === null) return { field: 'instance', reason: 'is not an object' };
+  const inst = v as Partial<Record<keyof Instance, unknown>>;
+  if (typeof inst.id !== 'string' || inst.id === '') return { field: 'id', reason: 'is not a non-empty string' };
+  const address = instanceAddressProblem(inst.address);
+  if (address !== undefined) return { field: 'address', reason: address };
+  const port = instancePortProblem(inst.port);
+  if (port !== undefined) return { field: 'port', reason: port };
+  if (typeof inst.metadata !== 'object' || inst.metadata === null) return { field: 'metadata', reason: 'is not an object' };
+  return undefined;
 }
 
 /**

@@ -104,6 +104,38 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     await registry.close();
   });
 
+  it('an instance at an IPv6 address: registered bare, its HTTP check calls http://[::1]:<port>/health, callers read it bare', async () => {
+    const v6 = createServer((_req, res) => res.end('UP')).listen(0, '::1');
+    await once(v6, 'listening');
+    const port = (v6.address() as AddressInfo).port;
+    const registry = new ConsulRegistry({
+      address: agent.address,
+      waitSeconds: 5,
+      logger: new MemoryLogger(),
+      healthCheck: { type: 'http', interval: '1s' },
+    });
+    try {
+      await registry.register({ ...instance('orders-v6', port), address: '::1' });
+      // The check's output, once it has run, names the URL it called.
+      let output = '';
+      while (output === '') {
+        const checks = (await registry.client.request<Record<string, { Output: string }>>('GET', '/v1/agent/checks')).body;
+        output = checks['service:orders-v6']?.Output ?? '';
+        if (output === '') await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(output, new RegExp(`^HTTP GET http://\\[::1\\]:${port}/health: 200 OK`));
+      const found = await registry.healthyInstances('orders');
+      assert.deepEqual(
+        found.filter((i) => i.id === 'orders-v6').map((i) => [i.address, i.port]),
+        [['::1', port]],
+      );
+    } finally {
+      await registry.deregister('orders-v6');
+      await registry.close();
+      v6.close();
+    }
+  });
+
   it('metadataInTags: writes metadata as key=value tags too, and reads a Hoxton-style registration’s tags as metadata', async () => {
     const hoxton = new ConsulRegistry({ address: agent.address, waitSeconds: 5, metadataInTags: true, logger: new MemoryLogger() });
     const plain = new ConsulRegistry({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });

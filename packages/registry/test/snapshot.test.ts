@@ -33,9 +33,12 @@ const startDuringOutage = async (content: string | undefined, name: string) => {
   const orders = await registry.healthyInstances('orders');
   const payments = await registry.healthyInstances('payments');
   const codes = logger.entries.map((e) => e.fields?.code).filter((c) => typeof c === 'string' && c.includes('SNAPSHOT'));
+  const bad = logger.entries
+    .filter((e) => e.fields?.code === 'MESHLET_REGISTRY_BAD_INSTANCE')
+    .map((e) => ({ skipped: e.fields?.skipped, first: e.fields?.first }));
   const status = registry.status;
   await registry.close();
-  return { orders, payments, codes, status };
+  return { orders, payments, codes, bad, status };
 };
 
 it('a corrupt snapshot: no instances, one log line with a code, one count', async () => {
@@ -46,11 +49,16 @@ it('a corrupt snapshot: no instances, one log line with a code, one count', asyn
   assert.equal(got.status.snapshotErrors, 1);
 });
 
-it('a snapshot of the wrong shape is refused whole', async () => {
-  const got = await startDuringOutage(JSON.stringify({ services: { orders: [instance, { id: 7 }] } }), 'shape');
-  assert.deepEqual(got.orders, []);
-  assert.deepEqual(got.codes, ['MESHLET_REGISTRY_SNAPSHOT_UNREADABLE']);
-  assert.equal(got.status.snapshotErrors, 1);
+it('entries of a snapshot that are not instances routing can call are left out, counted in one line; the rest routes', async () => {
+  const entries = [instance, { id: 7 }, { ...instance, id: 'orders-2', port: 0 }, { ...instance, id: 'orders-3', address: '[::1]' }];
+  const got = await startDuringOutage(JSON.stringify({ services: { orders: entries, payments: 'x' } }), 'shape');
+  assert.deepEqual(
+    got.orders.map((i) => i.id),
+    ['orders-1'],
+  );
+  assert.deepEqual(got.codes, ['MESHLET_REGISTRY_SNAPSHOT']);
+  assert.deepEqual(got.bad, [{ skipped: 4, first: 'services.orders[1] id: is not a non-empty string' }]);
+  assert.equal(got.status.snapshotErrors, 0);
 });
 
 it('an unreadable snapshot (a directory) is logged and counted; a missing one is logged, not an error', async () => {
@@ -76,6 +84,6 @@ it('a good snapshot routes, with one line saying so', async () => {
 it('snapshotServices names what is wrong', () => {
   assert.match(snapshotServices('nope') as string, /not JSON/);
   assert.match(snapshotServices('{"services": []}') as string, /not an object/);
-  assert.match(snapshotServices('{"services": {"a": {}}}') as string, /services.a is not a list/);
-  assert.deepEqual(snapshotServices('{"services": {}}'), {});
+  assert.deepEqual(snapshotServices('{"services": {"a": {}}}'), { services: {}, skipped: 1, firstSkipped: 'services.a is not a list' });
+  assert.deepEqual(snapshotServices('{"services": {}}'), { services: {}, skipped: 0, firstSkipped: undefined });
 });
