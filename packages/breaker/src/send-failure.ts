@@ -2,7 +2,8 @@
  * What a failed attempt's error says about whether the request left this process:
  *
  * - `not-sent`: the connection was never made (refused, unreachable, connect timeout, no
- *   address). Nothing reached any server, so any method may be sent again elsewhere.
+ *   address), its TLS handshake failed, or the instance's address and port make no URL.
+ *   Nothing reached any server, so any method may be sent again elsewhere.
  * - `broken`: the connection broke before an answer (reset, closed by the other side).
  *   undici fails only the request that was being written or awaiting its answer when a
  *   socket closes (it re-dispatches the ones still queued), so such a request may have
@@ -14,6 +15,14 @@
  * undici's `request` throws it as is — and so does a keep-alive socket whose server was
  * killed (undici sees the close and reconnects); a server that dies or drops the
  * connection with the request in flight gives undici's `UND_ERR_SOCKET` ("other side closed").
+ * An origin that is no URL (`http://[[::1]]:80`, a port of 70000, user info) fails in
+ * undici's parseOrigin with Node's `ERR_INVALID_URL`, before any connection; the mesh sends
+ * the path apart from the origin, so that error is always the instance's. undici writes a
+ * request only once the TLS handshake is done (its connector waits for `secureConnect`), so
+ * the errors of a failed handshake are not-sent: a plain HTTP server behind `secure=true`
+ * (`ERR_SSL_WRONG_VERSION_NUMBER`), a certificate the client does not trust or that names
+ * another host, a server that refuses the handshake. Alerts a server can send once the
+ * request may be written (TLS 1.3 `certificate required`, a bad record) are not among them.
  */
 export type SendFailure = 'not-sent' | 'broken' | 'other';
 
@@ -29,6 +38,25 @@ const NOT_SENT_CODES: ReadonlySet<string> = new Set([
   'EAI_AGAIN',
   // undici's ConnectTimeoutError: the TCP (or TLS) connect took too long.
   'UND_ERR_CONNECT_TIMEOUT',
+  // The instance's origin is no URL (undici's parseOrigin, before connecting).
+  'ERR_INVALID_URL',
+  // The TLS handshake failed: what the server answered is not TLS, or it refused the handshake.
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+  'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+  'ERR_SSL_UNSUPPORTED_PROTOCOL',
+  // The server's certificate is not trusted or names another host (checked during the handshake).
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
 ]);
 
 /** System calls that fail before a request byte is written. */

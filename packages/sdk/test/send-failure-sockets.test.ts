@@ -3,7 +3,11 @@
 // connection. The retry rules ("nothing was sent" for any method, "broken" for idempotent
 // ones only) rest on these shapes.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { sendFailureOf } from '@meshlet/breaker';
 import { listen } from '@meshlet/core/testing';
 import { Agent } from 'undici';
@@ -75,5 +79,52 @@ describe('sendFailureOf on real sockets', () => {
     while (up.seen.length < 2) await new Promise((resolve) => setImmediate(resolve));
     await up.kill();
     assert.deepEqual([sendFailureOf(await f), sendFailureOf(await r)], ['broken', 'broken']);
+  });
+
+  it('an origin that is no URL (an address in brackets, port 70000, user info): not sent (ERR_INVALID_URL, before connecting)', async () => {
+    // As instanceOrigin makes them of an address "[::1]", a port 70000, an address "user:pw@127.0.0.1".
+    for (const origin of ['http://[[::1]]:80', 'http://127.0.0.1:70000', 'http://[user:pw@127.0.0.1]:80']) {
+      const f = await errorOf(fetch(`${origin}/`, { method: 'POST', body: 'x' }));
+      const r = await errorOf(agent.request({ origin, path: '/', method: 'POST', body: 'x' }));
+      assert.deepEqual([sendFailureOf(f), sendFailureOf(r)], ['not-sent', 'not-sent'], origin);
+    }
+  });
+
+  it('https to a plain HTTP server: the handshake fails, nothing reaches the handler: not sent', async () => {
+    let seen = 0;
+    const s = await listen((_req, res) => {
+      seen++;
+      res.end();
+    });
+    try {
+      const f = await errorOf(fetch(`https://127.0.0.1:${s.port}/`, { method: 'POST', body: 'x' }));
+      const r = await errorOf(agent.request({ origin: `https://127.0.0.1:${s.port}`, path: '/', method: 'POST', body: 'x' }));
+      assert.equal((r as { code?: string }).code, 'ERR_SSL_WRONG_VERSION_NUMBER');
+      assert.deepEqual([sendFailureOf(f), sendFailureOf(r)], ['not-sent', 'not-sent']);
+      assert.equal(seen, 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a server certificate the client does not trust: the handshake fails, nothing reaches the handler: not sent', async () => {
+    const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../../../../test/fixtures/tls/${name}`, import.meta.url)));
+    let seen = 0;
+    const server = createHttpsServer({ cert: fixture('server.pem'), key: fixture('server.key') }, (_req, res) => {
+      seen++;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const f = await errorOf(fetch(`https://127.0.0.1:${port}/`, { method: 'POST', body: 'x' }));
+      const r = await errorOf(agent.request({ origin: `https://127.0.0.1:${port}`, path: '/', method: 'POST', body: 'x' }));
+      assert.equal((r as { code?: string }).code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+      assert.deepEqual([sendFailureOf(f), sendFailureOf(r)], ['not-sent', 'not-sent']);
+      assert.equal(seen, 0);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
