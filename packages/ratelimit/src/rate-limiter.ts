@@ -522,6 +522,8 @@ export class RateLimiter {
       ratePerMs: tokensPerMs(m.c.rule),
       burst: m.c.rule.burst,
     }));
+    // A probe: this instance is on its local share until Redis has answered for recoverAfterMs.
+    const probing = this.#degraded;
     let answer: Awaited<ReturnType<RedisTokenBuckets['tryAcquire']>>;
     try {
       answer = await (this.#redis as RedisTokenBuckets).tryAcquire(specs, n);
@@ -536,6 +538,9 @@ export class RateLimiter {
       const refusing = (distributed[answer.bucket] ?? distributed[0]) as (typeof distributed)[number];
       return this.#count(refuse(refusing.c, answer.retryAfterMs), matches);
     }
+    // Admitted by Redis while still degraded: the local share decides too, so that the probes
+    // of a recovery add nothing to what a degraded instance admits (the fleet's bound holds).
+    if (probing && this.#degraded) return this.#count(this.#local(matches, n, true), matches);
     // Local levels may have moved during the round trip; take what fits now.
     return this.#count(this.#local(localOnly, n, false), matches);
   }

@@ -184,7 +184,9 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     assert.equal(limiter.stats.degraded, true);
     up = true;
     clock.advance(1000);
-    assert.equal((await limiter.decide(req('GET', '/'))).allowed, true);
+    const probe = await limiter.decide(req('GET', '/'));
+    assert.equal(redis.calls.length, 3, 'the probe asked Redis, which admitted');
+    assert.equal(probe.allowed, false, 'still degraded: the local share (spent) decides a probe too, so probes add nothing to it');
     assert.equal(limiter.stats.degraded, true, 'one good probe: Redis must answer for recoverAfterMs (1 s) first');
     clock.advance(999);
     await limiter.decide(req('GET', '/'));
