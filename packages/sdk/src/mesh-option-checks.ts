@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { DEFAULT_MAX_LIFETIME_MS } from '@meshlet/auth';
-import { badOption, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import { badOption, instanceAddressProblem, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import { checkWarmupOptions } from '@meshlet/route';
@@ -208,6 +208,10 @@ function inRange(value: unknown, min: number, max: number): boolean {
 export function checkAddress(address: unknown, field: string): void {
   if (!(typeof address === 'string' && (isIP(address) !== 0 || HOST_NAME.test(address))))
     throw badOption(field, `${shownValue(address)} must be an IP address or a host name`);
+  // As every reader of the registry checks an instance (core): an address they would leave
+  // out (`1.2.3`, which a URL reads as 1.2.0.3; an IPv6 zone) would register an instance no one calls.
+  const problem = instanceAddressProblem(address);
+  if (problem !== undefined) throw badOption(field, `${problem}; callers would leave this instance out`);
 }
 
 const SERVE_KEYS = ['healthPath', 'readinessTimeoutMs', 'deregisterDelayMs', 'drainTimeoutMs', 'signals', 'exitOnSignal'] as const;

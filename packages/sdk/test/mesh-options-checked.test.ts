@@ -25,6 +25,9 @@ const cases: readonly [string, Record<string, unknown>, string][] = [
   ['an instance id too long', { instanceId: 'i'.repeat(MESH_OPTION_BOUNDS.instanceIdChars + 1) }, 'instanceId'],
   ['an address that is not one', { address: 'not an address' }, 'address'],
   ['a URL for an address', { address: 'http://10.0.0.1' }, 'address'],
+  // Accepted here before, left out by every reader of the registry (core's instanceAddressProblem).
+  ['an address a URL reads as another', { address: '1.2.3' }, 'address'],
+  ['an IPv6 address with a zone', { address: 'fe80::1%eth0' }, 'address'],
   ['a metadata value that is a number', { metadata: { zone: 5 } }, 'metadata.zone'],
   ['a metadata key with a dot', { metadata: { 'a.b': 'c' } }, 'metadata.a.b'],
   ['a metadata key Consul reserves', { metadata: { 'consul-x': 'c' } }, 'metadata.consul-x'],
