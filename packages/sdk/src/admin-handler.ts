@@ -54,6 +54,10 @@ export interface AdminLimiterStatus {
   readonly inFlight?: number;
   /** Requests admitted that a ratelimit section in shadow mode would have refused. */
   readonly shadowRefused?: number;
+  /** Redis keys of distributed rules this instance has written and Redis still holds (bounded per rule). */
+  readonly redisKeys?: number;
+  /** Requests of distributed rules sent to their rule's overflow key: a new `by` value past the per-rule bound. */
+  readonly redisKeysOverflowed?: number;
   /** The adaptive concurrency limit, when one is on. */
   readonly adaptive?: AdminAdaptiveStatus;
   /**
@@ -313,6 +317,8 @@ export function publicStatus(s: AdminStatus): AdminStatus {
             buckets: num(s.limiter.buckets),
             ...opt('inFlight', typeof s.limiter.inFlight === 'number' ? s.limiter.inFlight : undefined),
             ...opt('shadowRefused', typeof s.limiter.shadowRefused === 'number' ? s.limiter.shadowRefused : undefined),
+            ...opt('redisKeys', typeof s.limiter.redisKeys === 'number' ? s.limiter.redisKeys : undefined),
+            ...opt('redisKeysOverflowed', typeof s.limiter.redisKeysOverflowed === 'number' ? s.limiter.redisKeysOverflowed : undefined),
             ...opt('adaptive', s.limiter.adaptive ? publicAdaptive(s.limiter.adaptive) : undefined),
             ...opt(
               'rules',

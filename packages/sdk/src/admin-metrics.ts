@@ -113,6 +113,18 @@ export function renderStatusMetrics(status: AdminStatus): string {
       family(name, 'counter', help);
       out.push(`${name} ${value}`);
     }
+    if (limiter.redisKeysOverflowed !== undefined) {
+      family(
+        'meshlet_ratelimit_redis_keys_overflowed_total',
+        'counter',
+        "Distributed-limit requests counted on their rule's overflow key: a new `by` value while the rule's Redis keys were at their bound.",
+      );
+      out.push(`meshlet_ratelimit_redis_keys_overflowed_total ${limiter.redisKeysOverflowed}`);
+    }
+    if (limiter.redisKeys !== undefined) {
+      family('meshlet_ratelimit_redis_keys', 'gauge', 'Redis keys of distributed rules this instance has written and Redis still holds.');
+      out.push(`meshlet_ratelimit_redis_keys ${limiter.redisKeys}`);
+    }
     if (limiter.inFlight !== undefined) {
       family('meshlet_ratelimit_in_flight', 'gauge', 'Inbound requests holding a concurrency slot now.');
       out.push(`meshlet_ratelimit_in_flight ${limiter.inFlight}`);

@@ -52,6 +52,8 @@ const status = (): AdminStatus => ({
     degradedDecisions: 0,
     buckets: 2,
     inFlight: 1,
+    redisKeys: 10_000,
+    redisKeysOverflowed: 77,
     rules: [
       { name: 'per-user', allowed: 10, refused: 3, shadowRefused: 0 },
       { name: 'uploads', allowed: 2, refused: 0, shadowRefused: 0 },
@@ -118,6 +120,8 @@ describe('admin handler', () => {
       'meshlet_breaker_open{level="instance",service="payments",instance="payments-1"} 1',
       'meshlet_ratelimit_refused_total 3',
       'meshlet_ratelimit_in_flight 1',
+      'meshlet_ratelimit_redis_keys 10000',
+      'meshlet_ratelimit_redis_keys_overflowed_total 77',
       'meshlet_ratelimit_rule_allowed_total{rule="per-user"} 10',
       'meshlet_ratelimit_rule_refused_total{rule="per-user"} 3',
       'meshlet_ratelimit_rule_refused_total{rule="uploads"} 0',
