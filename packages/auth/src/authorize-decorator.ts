@@ -1,4 +1,4 @@
-import { type AnyMethod, type Condition, field, getTag, methodDecorator, RuleValidationError } from '@meshlet/core';
+import { type AnyMethod, type Condition, field, getTag, isAsyncMethod, methodDecorator, RuleValidationError } from '@meshlet/core';
 import { type AuthAction, type IdentityFilter, parseAuthRule } from './auth-rule.js';
 import { Authorizer } from './authorizer.js';
 import { AuthDeniedError } from './forbidden.js';
@@ -87,7 +87,7 @@ function guard<T extends AnyMethod>(method: T, methodName: string, action: AuthA
     ...refused,
     reason: `${refused.reason}: no verified caller (the caller is anonymous: is the mesh's auth on, with keys, and does the caller sign?)`,
   });
-  const isAsync = method.constructor.name === 'AsyncFunction';
+  const isAsync = isAsyncMethod(method);
   const guarded = function (this: unknown, ...args: unknown[]) {
     const who = caller();
     const decision = authorizer.decide(who, { method: '*', path: '/' }, (tag) => getTag(tag));

@@ -77,6 +77,7 @@ export {
   type AsyncMethod,
   type AsyncMethodDecorator,
   BadDecoratorError,
+  isAsyncMethod,
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';

@@ -18,20 +18,39 @@ export class BadDecoratorError extends TypeError {
   }
 }
 
+const ASYNC_METHOD = Symbol.for('meshlet.asyncMethod');
+
+/**
+ * Whether `method` is async by its kind: an async function, or a Meshlet decorator's wrapper
+ * of one (a plain function that returns the method's promise). A decorator that refuses a
+ * call rejects for such a method rather than throwing, however many decorators are stacked.
+ */
+export function isAsyncMethod(method: AnyMethod): boolean {
+  return method.constructor.name === 'AsyncFunction' || (method as { [ASYNC_METHOD]?: boolean })[ASYNC_METHOD] === true;
+}
+
+/** `wrapped`, marked async when `method` is (isAsyncMethod). */
+function keepAsync(method: AnyMethod, wrapped: AnyMethod): AnyMethod {
+  if (isAsyncMethod(method) && !isAsyncMethod(wrapped)) Object.defineProperty(wrapped, ASYNC_METHOD, { value: true });
+  return wrapped;
+}
+
 /**
  * Builds a method decorator from `wrap` (method, its name) → the wrapped method. Tells the
  * two decorator forms apart by their arguments: `(method, context)` with
- * `context.kind === 'method'` (standard), or `(prototype, key, descriptor)` (legacy).
+ * `context.kind === 'method'` (standard), or `(prototype, key, descriptor)` (legacy). The
+ * wrapper of an async method is marked async (isAsyncMethod) for the decorators above it.
  */
 export function methodDecorator(label: string, wrap: (method: AnyMethod, name: string) => AnyMethod): MethodDecorator {
   return ((a: unknown, b: unknown, c?: unknown): unknown => {
     if (typeof a === 'function' && typeof b === 'object' && b !== null && (b as { kind?: unknown }).kind === 'method') {
-      return wrap(a as AnyMethod, String((b as ClassMethodDecoratorContext).name));
+      const method = a as AnyMethod;
+      return keepAsync(method, wrap(method, String((b as ClassMethodDecoratorContext).name)));
     }
     const descriptor = c as PropertyDescriptor | undefined;
     if (typeof descriptor === 'object' && descriptor !== null && typeof descriptor.value === 'function') {
       const method = descriptor.value as AnyMethod;
-      return { ...descriptor, value: keepMetadata(method, wrap(method, String(b as string | symbol))) };
+      return { ...descriptor, value: keepMetadata(method, keepAsync(method, wrap(method, String(b as string | symbol)))) };
     }
     throw new BadDecoratorError(label);
   }) as MethodDecorator;

@@ -1,4 +1,4 @@
-import { type AnyMethod, type Clock, getTag, methodDecorator, RuleValidationError, systemClock } from '@meshlet/core';
+import { type AnyMethod, type Clock, getTag, isAsyncMethod, methodDecorator, RuleValidationError, systemClock } from '@meshlet/core';
 import type { Decision } from './rate-limiter.js';
 import { isConcurrencyRule, parseRateLimitRule, type RateLimitRule, type RateUnit, scopeOf } from './ratelimit-rule.js';
 import { RateLimitedError } from './rejection.js';
@@ -56,7 +56,7 @@ function limit<T extends AnyMethod>(method: T, methodName: string, options: Rate
   declared.push(rule);
   const buckets = new TokenBuckets({ rate: rule.rate, perMs: rule.perMs, burst: rule.burst, clock: clock ?? systemClock });
   const refusing = { name: rule.name, scope: scopeOf(rule), rate: rule.rate, perMs: rule.perMs, burst: rule.burst, mode: rule.mode };
-  const isAsync = method.constructor.name === 'AsyncFunction';
+  const isAsync = isAsyncMethod(method);
   const limited = function (this: unknown, ...args: unknown[]) {
     const got = buckets.tryAcquire(keyOf(rule.by));
     if (!got.admitted) {

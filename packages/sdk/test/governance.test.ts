@@ -336,6 +336,43 @@ describe('limits and auth declared on handlers with decorators', () => {
   });
 });
 
+describe('decorators stacked on an async method', () => {
+  // Found by a reviewer: each decorator told an async method by its constructor, and a
+  // decorator's wrapper is a plain function, so @Authorize above @RateLimit on an async
+  // method threw its refusal synchronously (a caller's .catch() never saw it).
+  it('refuse by rejecting, whichever of them refuses', async () => {
+    const { RateLimit } = await import('@meshlet/ratelimit');
+    const { Authorize, AuthDeniedError } = await import('@meshlet/auth');
+    const { Timeout } = await import('@meshlet/breaker');
+    class Stacked {
+      @Authorize({ identity: 'anonymous' })
+      @RateLimit({ name: 'stacked', rate: 1, unit: 'minute', burst: 1 })
+      @Timeout(60_000)
+      async pay(): Promise<string> {
+        return 'paid';
+      }
+
+      @Authorize({ services: ['billing'] })
+      @RateLimit({ name: 'stacked-denied', rate: 1, unit: 'minute', burst: 1 })
+      async refund(): Promise<string> {
+        return 'refunded';
+      }
+    }
+    const s = new Stacked();
+    let denied: Promise<string> | undefined;
+    assert.doesNotThrow(() => {
+      denied = s.refund();
+    }, '@Authorize above @RateLimit: no synchronous throw');
+    await assert.rejects(denied as Promise<string>, AuthDeniedError);
+    assert.equal(await s.pay(), 'paid');
+    let limited: Promise<string> | undefined;
+    assert.doesNotThrow(() => {
+      limited = s.pay();
+    }, '@RateLimit above @Timeout: no synchronous throw');
+    await assert.rejects(limited as Promise<string>, (e: unknown) => (e as { code?: string }).code === 'MESHLET_RATE_LIMITED');
+  });
+});
+
 describe('Fastify error handler', () => {
   it('answers a decorator refusal with 429 and leaves other errors to Fastify', async () => {
     const { RateLimit } = await import('@meshlet/ratelimit');
