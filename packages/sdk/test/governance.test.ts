@@ -276,9 +276,9 @@ describe('lifecycle: a signal while serve() registers', () => {
     const { createServer } = await import('node:http');
     const server = createServer(mesh.httpHandler((_req, res) => res.end('ok')));
     server.listen(0, '127.0.0.1');
-    const served = mesh.serve(server, { signals: ['SIGUSR2'], exitOnSignal: false });
+    const served = mesh.serve(server, { signals: ['SIGWINCH'], exitOnSignal: false });
     await started;
-    process.emit('SIGUSR2', 'SIGUSR2');
+    process.emit('SIGWINCH', 'SIGWINCH');
     assert.equal(mesh.stopping, true);
     letRegister();
     await served;
