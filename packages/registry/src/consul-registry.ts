@@ -9,6 +9,7 @@ import {
   instanceOrigin,
   instancePortProblem,
   type Logger,
+  MeshletError,
   MetaKey,
   type Registry,
   sleep,
@@ -180,6 +181,9 @@ export class ConsulRegistry implements Registry {
   }
 
   async register(instance: Instance): Promise<void> {
+    // Closed: nothing may be registered (and kept registered by a keeper) any more.
+    if (this.#closed.signal.aborted)
+      throw new MeshletError('MESHLET_CLOSED', `register(${JSON.stringify(instance.id.slice(0, 128))}): this registry is closed`);
     const meta: Record<string, string> = { [MetaKey.secure]: 'false', ...instance.metadata };
     checkConsulMeta(meta);
     const secure = meta[MetaKey.secure] === 'true';
@@ -226,7 +230,7 @@ export class ConsulRegistry implements Registry {
       throw err;
     }
     // Deregistered (or closed) while the PUT was on its way: nothing to keep.
-    if (this.#registered.get(instance.id) !== registration) return;
+    if (this.#registered.get(instance.id) !== registration || this.#closed.signal.aborted) return;
     if (check.type === 'ttl') this.#startHeartbeat(instance.id, parseDuration(check.ttl ?? '30s'));
     this.#keepRegistered(registration);
   }

@@ -159,3 +159,16 @@ it('closed while the check is on its way: the check’s 404 registers nothing ag
   assert.equal(g.registrations, 1);
   assert.equal(await agentHas(id), false);
 });
+
+// Found reviewing the fixes above: register() after close() sent its PUT and started a
+// keeper that re-registered the instance for the life of the process.
+it('a closed registry registers nothing: register() is refused (MESHLET_CLOSED), nothing sent', async () => {
+  const id = `race-after-close-${process.pid}`;
+  const g = gatedFetch(id);
+  const registry = new ConsulRegistry({ address: agent.address, fetch: g.fetchVia, logger: new MemoryLogger(), reregisterCheckMs: 20 });
+  await registry.close();
+  await assert.rejects(registry.register(instance(id)), (e: unknown) => (e as { code?: string }).code === 'MESHLET_CLOSED');
+  await turns();
+  assert.equal(g.registrations, 0);
+  assert.equal(await agentHas(id), false);
+});

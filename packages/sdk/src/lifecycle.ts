@@ -24,8 +24,17 @@ export interface ServeOptions {
   readonly exitOnSignal?: boolean;
 }
 
-/** Waits until `server` listens and its health path answers 2xx; returns the port. */
-export async function waitUntilReady(server: Server, healthPath: string, timeoutMs: number): Promise<number> {
+/**
+ * Waits until `server` listens and its health path answers 2xx; returns the port, or
+ * undefined once `stopped()` says the mesh stopped meanwhile (its health path then answers
+ * 503 for good: no use waiting out the timeout).
+ */
+export async function waitUntilReady(
+  server: Server,
+  healthPath: string,
+  timeoutMs: number,
+  stopped: () => boolean = () => false,
+): Promise<number | undefined> {
   if (!server.listening) await once(server, 'listening');
   const address = server.address() as AddressInfo | null;
   if (!address || typeof address !== 'object') throw new MeshletError('MESHLET_NOT_LISTENING', 'serve(): the server has no TCP address');
@@ -35,6 +44,7 @@ export async function waitUntilReady(server: Server, healthPath: string, timeout
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
+    if (stopped()) return undefined;
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       await res.body?.cancel();
@@ -86,8 +96,8 @@ export class Lifecycle {
   #closed = false;
   #servedBy: { server: Server; options: ServeOptions } | undefined;
   #signalHandler: (() => void) | undefined;
-  /** `serve`'s registration while it is in flight: a stop waits for it, then deregisters. */
-  #registering: Promise<unknown> | undefined;
+  /** The signals the handler is installed on, to take it off when the mesh ends. */
+  #signals: readonly NodeJS.Signals[] = [];
 
   constructor(deps: LifecycleDeps) {
     this.#deps = deps;
@@ -107,18 +117,15 @@ export class Lifecycle {
     checkServeOptions(options);
     const { healthPath } = this.#deps;
     const path = options.healthPath ?? (healthPath || '/health');
-    const port = await waitUntilReady(server, path, options.readinessTimeoutMs ?? 30_000);
+    const stopped = () => this.#stopping || this.#closed;
+    const port = await waitUntilReady(server, path, options.readinessTimeoutMs ?? 30_000, stopped);
+    // Stopped or closed while waiting for the server: nothing to register.
+    if (port === undefined || stopped()) throw new MeshletError('MESHLET_CLOSED', 'serve(): the mesh stopped while its server got ready');
     this.#servedBy = { server, options };
     // The handlers first: a SIGTERM while the registration is in flight stops gracefully
-    // (the stop waits for it, then deregisters) instead of ending the process registered.
+    // (the deregistration waits for it: Registration.deregister) instead of ending the process registered.
     this.#installSignalHandlers(options);
-    const registering = this.#deps.register({ port });
-    this.#registering = registering;
-    try {
-      return await registering;
-    } finally {
-      this.#registering = undefined;
-    }
+    return this.#deps.register({ port });
   }
 
   #installSignalHandlers(options: ServeOptions): void {
@@ -137,6 +144,7 @@ export class Lifecycle {
           },
         );
       };
+      this.#signals = signals;
       for (const s of signals) process.once(s, this.#signalHandler);
     }
   }
@@ -145,9 +153,6 @@ export class Lifecycle {
     if (this.#stopping) return;
     this.#stopping = true;
     const opts = this.#servedBy?.options ?? {};
-    // A registration still in flight ends first (failed or not): deregistering before it
-    // lands would leave the instance registered after the stop.
-    await this.#registering?.catch(() => undefined);
     await this.#deps.deregister();
     const delay = opts.deregisterDelayMs ?? (this.#deps.registry instanceof InMemoryRegistry ? 0 : 35_000);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
@@ -162,6 +167,9 @@ export class Lifecycle {
 
   async #release(): Promise<void> {
     this.#closed = true;
+    // A signal after the end is no longer the mesh's: the process's default (or the app's) again.
+    const handler = this.#signalHandler;
+    if (handler !== undefined) for (const s of this.#signals) process.removeListener(s, handler);
     await this.#deps.release();
   }
 }

@@ -20,6 +20,8 @@ export class Registration {
   readonly #catalog: ServiceCatalog | undefined;
   readonly #adminPath: string | undefined;
   #instance: Instance | undefined;
+  /** The registration on its way, if any: a deregistration waits for it (see deregister). */
+  #registering: Promise<Instance> | undefined;
   #callerHeader: string;
   /** The gRPC port (mesh.grpc.serve), registered as `Meta.gRPC_port`. */
   #grpcPort: number | undefined;
@@ -52,7 +54,19 @@ export class Registration {
     this.#grpcPort = port;
   }
 
-  async register(overrides: { port?: number; address?: string } = {}): Promise<Instance> {
+  /** Registers this process's instance (again, with `overrides`); a deregistration meanwhile waits for it. */
+  register(overrides: { port?: number; address?: string } = {}): Promise<Instance> {
+    const registering = this.#register(overrides);
+    this.#registering = registering;
+    registering
+      .finally(() => {
+        if (this.#registering === registering) this.#registering = undefined;
+      })
+      .catch(() => undefined);
+    return registering;
+  }
+
+  async #register(overrides: { port?: number; address?: string }): Promise<Instance> {
     const { service, version, namespace, clock, metadata, registry } = this.#settings;
     const port = overrides.port ?? this.#options.port;
     if (port === undefined || !validPort(port)) {
@@ -83,7 +97,13 @@ export class Registration {
     return instance;
   }
 
+  /**
+   * Deregisters the instance, once a registration on its way has landed (or failed): the
+   * instance is set only once its metadata is ready, so a deregistration that did not wait
+   * would find none and leave the registration, when it lands, registered after the stop.
+   */
   async deregister(): Promise<void> {
+    await this.#registering?.catch(() => undefined);
     if (!this.#instance) return;
     const id = this.#instance.id;
     this.#instance = undefined;

@@ -285,6 +285,50 @@ describe('lifecycle: a signal while serve() registers', () => {
     // The stop runs on its own (the signal's); it ends with the server closed.
     while (server.listening) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(await registry.healthyInstances('racing'), [], 'deregistered after the registration landed');
+    assert.equal(process.listenerCount('SIGWINCH'), 0, 'the handler is taken off once the mesh ended');
+  });
+
+  // Found reviewing the fix above: close() did not wait, and a registration still making its
+  // metadata (the API catalog's) was not yet known to the deregistration.
+  it('close() during the registration deregisters once it lands; serve() after a stop registers nothing', async () => {
+    let letRegister!: () => void;
+    const gate = new Promise<void>((r) => {
+      letRegister = r;
+    });
+    let registering!: () => void;
+    const started = new Promise<void>((r) => {
+      registering = r;
+    });
+    class SlowRegistry extends InMemoryRegistry {
+      override async register(instance: Parameters<InMemoryRegistry['register']>[0]): Promise<void> {
+        registering();
+        await gate;
+        await super.register(instance);
+      }
+    }
+    const registry = new SlowRegistry();
+    const mesh = createMesh({ service: 'closing', registry, logger: new MemoryLogger() });
+    const { createServer } = await import('node:http');
+    const server = createServer(mesh.httpHandler((_req, res) => res.end('ok')));
+    server.listen(0, '127.0.0.1');
+    const served = mesh.serve(server, { signals: [] });
+    await started;
+    const closed = mesh.close();
+    letRegister();
+    await served;
+    await closed;
+    assert.deepEqual(await registry.healthyInstances('closing'), [], 'deregistered after the registration landed');
+    server.close();
+
+    const other = createMesh({ service: 'stopped-early', registry: new InMemoryRegistry(), logger: new MemoryLogger() });
+    const late = createServer(other.httpHandler((_req, res) => res.end('ok')));
+    // Not listening yet: serve() waits for it; a stop meanwhile leaves nothing to register.
+    const waiting = other.serve(late, { signals: [] });
+    await other.shutdown();
+    late.listen(0, '127.0.0.1');
+    await assert.rejects(waiting, (e: unknown) => (e as { code?: string }).code === 'MESHLET_CLOSED');
+    assert.deepEqual(await other.registry.healthyInstances('stopped-early'), []);
+    late.close();
   });
 });
 
