@@ -1,4 +1,5 @@
 import { adminEndpoint, adminToken, badOption, type Instance, wholeNumber } from '@meshlet/core';
+import { Slots } from './slots.js';
 
 /** Core's: the instance metadata key that says where an instance's admin endpoint is. */
 export { ADMIN_META_KEY } from '@meshlet/core';
@@ -98,8 +99,7 @@ export class AdminClient {
   readonly #defaultPath: string | undefined;
   readonly #timeoutMs: number;
   readonly #maxBytes: number;
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
+  readonly #slots: Slots;
 
   constructor(options: AdminClientOptions) {
     const { timeoutMs, concurrency = ADMIN_CONCURRENCY, maxBytes = ADMIN_ANSWER_MAX_BYTES } = options;
@@ -111,18 +111,24 @@ export class AdminClient {
     this.#defaultPath = options.defaultPath;
     this.#timeoutMs = timeoutMs;
     this.#maxBytes = maxBytes;
-    this.#free = concurrency;
+    this.#slots = new Slots(concurrency);
   }
 
-  /** The instance's `/status`. */
+  /**
+   * The instance's `/status`: a JSON object, else a failure (`not JSON`, `not a status`). Its
+   * fields are as the instance sent them: read each one defensively.
+   */
   async status(instance: Instance): Promise<AdminResult> {
     const got = await this.#get(instance, 'status');
     if (!got.ok) return got;
+    let status: unknown;
     try {
-      return { ok: true, url: got.url, status: JSON.parse(got.text) as InstanceStatus };
+      status = JSON.parse(got.text);
     } catch {
       return { ok: false, url: got.url, reason: 'not JSON' };
     }
+    if (typeof status !== 'object' || status === null || Array.isArray(status)) return { ok: false, url: got.url, reason: 'not a status' };
+    return { ok: true, url: got.url, status: status as InstanceStatus };
   }
 
   /** The instance's `/metrics` (Prometheus text), or undefined when it does not answer. */
@@ -137,7 +143,10 @@ export class AdminClient {
     const url = `${at.origin}${at.path}/${what}`;
     if (this.#secret === undefined) return { ok: false, url, reason: 'no token' };
     const token = adminToken(this.#secret, at.authority);
-    await this.#slot();
+    return this.#slots.run(() => this.#fetch(url, token));
+  }
+
+  async #fetch(url: string, token: string): Promise<Fetched> {
     try {
       const res = await fetch(url, {
         headers: { authorization: `Bearer ${token}` },
@@ -152,8 +161,6 @@ export class AdminClient {
       return text === undefined ? { ok: false, url, reason: 'answer too large' } : { ok: true, url, text };
     } catch (err) {
       return { ok: false, url, reason: (err as Error).name === 'TimeoutError' ? 'timeout' : 'unreachable' };
-    } finally {
-      this.#release();
     }
   }
 
@@ -178,19 +185,5 @@ export class AdminClient {
       chunks.push(value);
     }
     return Buffer.concat(chunks).toString('utf8');
-  }
-
-  #slot(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#waiting.push(resolve));
-  }
-
-  #release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
   }
 }

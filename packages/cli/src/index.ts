@@ -18,5 +18,6 @@ export { type KvTarget, type KvTargetOptions, kvTarget } from './kv-target.js';
 export { ConsulRegistryView, type RegistryView, SnapshotRegistryView } from './registry-view.js';
 export { type CheckedDocument, type CheckOptions, checkRuleDocument } from './rule-check.js';
 export { type CheckedRuleKind, NO_RULE_KINDS, type RuleKindsSource } from './rule-kinds.js';
+export { Slots } from './slots.js';
 export { printable, renderTable } from './table.js';
 export { canonicalDocument, type DiffLine, diffLines, unifiedDiff } from './text-diff.js';

@@ -36,6 +36,22 @@ describe('AdminClient', () => {
     }
   });
 
+  it('takes as a status only a JSON object: anything else is `not a status`, not JSON is `not JSON`', async () => {
+    const answers = ['null', '[]', '5', '"x"', 'true', '{"breakers":"x"}', '{nope'];
+    const s = await listen((req, res) => res.end(answers[Number(req.url?.split('/')[1])]));
+    try {
+      const client = new AdminClient({ token: SECRET, timeoutMs: 20_000 });
+      const reasons = [];
+      for (let k = 0; k < answers.length; k++) {
+        const r = await client.status({ ...at(s.port), metadata: { 'meshlet-admin': `/${k}` } });
+        reasons.push(r.ok ? 'ok' : r.reason);
+      }
+      assert.deepEqual(reasons, ['not a status', 'not a status', 'not a status', 'not a status', 'not a status', 'ok', 'not JSON']);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('stops reading an answer past 1 MiB, one that never ends too', async () => {
     const s = await listen((req, res) => {
       if (req.url?.startsWith('/declared')) {
