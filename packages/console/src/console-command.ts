@@ -7,8 +7,9 @@ const str = (ctx: CommandContext, name: string): string | undefined => {
   return typeof v === 'string' ? v : undefined;
 };
 
-const traceLogs = (ctx: CommandContext): string[] => {
-  const v = (ctx.values as Record<string, unknown>)['trace-log'];
+/** A repeatable option's values. */
+const all = (ctx: CommandContext, name: string): string[] => {
+  const v = (ctx.values as Record<string, unknown>)[name];
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 };
 
@@ -33,6 +34,7 @@ export async function runConsoleCommand(ctx: CommandContext, signal?: AbortSigna
   const portText = str(ctx, 'port') ?? '7070';
   if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new UsageError(`--port must be 0-65535 (got ${portText})`);
   const host = str(ctx, 'host') ?? '127.0.0.1';
+  const publicOrigins = all(ctx, 'public-origin');
   const running = await startConsole({
     kv,
     storeDescription: description,
@@ -41,14 +43,20 @@ export async function runConsoleCommand(ctx: CommandContext, signal?: AbortSigna
     adminToken: str(ctx, 'admin-token') ?? env.MESHLET_ADMIN_TOKEN,
     token: str(ctx, 'console-token') ?? env.MESHLET_CONSOLE_TOKEN,
     host,
+    allowedHosts: all(ctx, 'allowed-host'),
+    publicOrigins,
     port: Number(portText),
     allowUnknown: ctx.values['allow-unknown'] === true,
-    traceLogs: traceLogs(ctx),
+    traceLogs: all(ctx, 'trace-log'),
     logger: consoleLogger('info', 'meshlet-console'),
+  }).catch((err: unknown) => {
+    // A bad --host, --allowed-host or --public-origin: the command line is wrong.
+    if ((err as { code?: unknown }).code === 'MESHLET_BAD_OPTION') throw new UsageError((err as Error).message);
+    throw err;
   });
   ctx.io.out(`meshlet console: ${running.url}  (rules: ${description}; instances: ${registry?.description ?? 'none'})\n`);
   ctx.io.out(`token: ${running.token}\n`);
-  if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
+  if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost' && !publicOrigins.some((o) => o.startsWith('https:'))) {
     ctx.io.err('warning: the console listens beyond this machine; put it behind TLS (a reverse proxy) and keep the token secret\n');
   }
   await new Promise<void>((resolve) => {

@@ -10,13 +10,16 @@ import {
   checkRuleDocument,
   explainFromLogs,
   type RegistryView,
+  Slots,
   unifiedDiff,
 } from '@meshlet/cli';
 import {
+  badOption,
   type Clock,
   type Instance,
   type KvStore,
   type Logger,
+  MAX_RULE_VERSION,
   MetaKey,
   RULES_PREFIX,
   RuleConflictError,
@@ -64,8 +67,18 @@ export interface ConsoleOptions {
   readonly host?: string;
   /** Default 7070; 0 picks a free port. */
   readonly port?: number;
-  /** Extra `host:port` names the console answers to (behind a proxy). */
+  /**
+   * Extra `host[:port]` names the console answers to (the Host header): the machine's name or
+   * address when it listens beyond loopback, a proxy's name.
+   */
   readonly allowedHosts?: readonly string[];
+  /**
+   * Origins the console's page is served from besides its own `http://` ones, e.g.
+   * `https://console.example.com` behind a TLS proxy: logins and changes are accepted from
+   * them (the Origin header), and their host is answered to. A `host` beyond loopback needs
+   * this or `allowedHosts`.
+   */
+  readonly publicOrigins?: readonly string[];
   /** Trace logs (OTLP JSON Lines) the Explain page reads. */
   readonly traceLogs?: readonly string[];
   /** Store sections no kind knows (the CLI's --allow-unknown). Default false. */
@@ -85,9 +98,24 @@ export interface RunningConsole {
 export const MAX_BODY_BYTES = 640 * 1024;
 /** Instances asked for their status per page refresh, at most. */
 export const MAX_INSTANCES_POLLED = 200;
+/** Services the services page lists, at most (the first by name); the answer counts the rest. */
+export const MAX_SERVICES_LISTED = 1_000;
+/** Registry and store reads the console makes at once, over all pages (Consul refuses many connections from one client). */
+export const STORE_READS_AT_ONCE = 16;
+/** History versions per page (the newest first come with the service; older ones with `before`). */
+export const HISTORY_PAGE = 50;
+/** Breakers, and rule documents, shown per instance; the rest are counted. */
+export const MAX_INSTANCE_ENTRIES = 50;
+/** Breakers and rule documents shown in one answer over all its instances; past it, instances show counts only. */
+export const MAX_ANSWER_ENTRIES = 2_000;
+/** Names and texts an instance's status gives are cut to this many characters. */
+const MAX_STATUS_TEXT = 200;
 /** Log codes a request can cause, throttled to one line per code per minute. */
 const PER_REQUEST_CONSOLE_CODES = ['MESHLET_CONSOLE_FAILURE', 'MESHLET_CONSOLE_LOGIN_REFUSED'];
-/** Services the topology page polls, at most. */
+/**
+ * Services the topology page polls and shows, at most: the first by name. Calls to any other
+ * service (not registered, or past this bound) are left out and counted, up to MAX_SERVICES_LISTED names.
+ */
 export const MAX_TOPOLOGY_SERVICES = 100;
 /** Rule names the limits page sums and follows per service, at most (a section's rules are bounded at 1,000). */
 export const MAX_LIMIT_RULES = 1_000;
@@ -95,6 +123,13 @@ const BREAKER_SHADOW_KEYS = ['wouldOpen', 'wouldReject', 'wouldExclude', 'wouldT
 type BreakerShadowKey = (typeof BREAKER_SHADOW_KEYS)[number];
 /** A counter from an admin status (JSON from another process): a finite, non-negative number, else 0. */
 const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+/** A field of an admin status that should be an object, or undefined. */
+const objectOf = (v: unknown): Record<string, unknown> | undefined =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+/** A field of an admin status that should be a list, or none. */
+const listOf = (v: unknown): readonly unknown[] => (Array.isArray(v) ? v : []);
+/** A field of an admin status that should be a string: cut to MAX_STATUS_TEXT, or null. */
+const textOf = (v: unknown): string | null => (typeof v === 'string' ? v.slice(0, MAX_STATUS_TEXT) : null);
 /** Author names are kept to this many characters. */
 const MAX_AUTHOR_LENGTH = 100;
 
@@ -138,14 +173,30 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   const counters = new CounterHistory();
   const publicDir = new URL('../../public/', import.meta.url);
   const host = options.host ?? '127.0.0.1';
-  const allowed = new Set<string>();
+  const allowed = new Set<string>((options.allowedHosts ?? []).map((h, k) => hostName(h, `allowedHosts[${k}]`)));
+  const origins = new Set<string>();
+  (options.publicOrigins ?? []).forEach((o, k) => {
+    const u = publicOrigin(o, `publicOrigins[${k}]`);
+    origins.add(u.origin);
+    allowed.add(u.host);
+  });
+  if (!isLoopback(host) && allowed.size === 0) {
+    throw badOption(
+      'host',
+      `${host} is reachable beyond this machine, and browsers there name it in ways the console cannot know: give the names it answers to, allowedHosts (--allowed-host <host[:port]>) or, behind a TLS proxy, publicOrigins (--public-origin <https://name>)`,
+    );
+  }
 
   const check = (text: string, service?: string) =>
     checkRuleDocument(text, options.kinds, { allowUnknown: options.allowUnknown === true, schemas: true }, service);
 
+  // Shared by every page and poll: one page's services, however many, cannot flood the registry.
+  const storeReads = new Slots(STORE_READS_AT_ONCE);
+
   async function instancesOf(service: string): Promise<readonly Instance[]> {
-    if (!options.registry) return [];
-    return (await options.registry.instances(service)).slice(0, MAX_INSTANCES_POLLED);
+    const registry = options.registry;
+    if (!registry) return [];
+    return (await storeReads.run(() => registry.instances(service))).slice(0, MAX_INSTANCES_POLLED);
   }
 
   const adminOptions = { token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 };
@@ -182,13 +233,15 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         for (const a of statuses) {
           if (!a.ok) continue;
           let calls = false;
-          for (const b of Array.isArray(a.status.breakers) ? a.status.breakers : []) {
-            if (b?.breaker?.service !== service) continue;
+          for (const entry of listOf(a.status.breakers)) {
+            const b = objectOf(entry);
+            if (objectOf(b?.breaker)?.service !== service) continue;
             calls = true;
-            out.opened += count(b.opened);
-            out.rejected += count(b.rejected);
+            out.opened += count(b?.opened);
+            out.rejected += count(b?.rejected);
           }
-          for (const sh of Array.isArray(a.status.breakerShadow) ? a.status.breakerShadow : []) {
+          for (const entry of listOf(a.status.breakerShadow)) {
+            const sh = objectOf(entry);
             if (sh?.service !== service) continue;
             calls = true;
             out.shadow ??= { wouldOpen: 0, wouldReject: 0, wouldExclude: 0, wouldTimeOut: 0 };
@@ -199,6 +252,36 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       }),
     );
     return out;
+  }
+
+  /**
+   * Up to HISTORY_PAGE versions of a service's history, newest last: the newest ones, or those
+   * before version `before`; with how many older ones there are. No documents and no diffs
+   * (GET /api/diff gives one): the page is small however large and long the history.
+   */
+  async function historyPage(service: string, before: number | undefined) {
+    const all = await repo.history(service);
+    const end = before === undefined ? all.length : all.findIndex((v) => v.version >= before);
+    const upTo = end === -1 ? all.length : end;
+    const start = Math.max(0, upTo - HISTORY_PAGE);
+    return {
+      history: all.slice(start, upTo).map((v) => ({
+        version: v.version,
+        at: v.at,
+        author: v.author,
+        reason: v.reason ?? '',
+        action: v.action,
+        restored: v.restored ?? null,
+      })),
+      olderVersions: start,
+    };
+  }
+
+  function versionParam(url: URL, name: string): number {
+    const v = Number(url.searchParams.get(name) ?? '');
+    if (!Number.isSafeInteger(v) || v < 1 || v > MAX_RULE_VERSION)
+      throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', `${name}: a version number`, name);
+    return v;
   }
 
   function serviceParam(url: URL): string {
@@ -212,12 +295,14 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
 
     'GET /api/services': async () => {
       const names = await serviceNames();
+      const listed = names.slice(0, MAX_SERVICES_LISTED);
       return {
         store: options.storeDescription,
         registry: options.registry?.description ?? null,
+        notListed: names.length - listed.length,
         services: await Promise.all(
-          names.map(async (name) => {
-            const [all, current] = await Promise.all([instancesOf(name), repo.current(name)]);
+          listed.map(async (name) => {
+            const [all, current] = await Promise.all([instancesOf(name), storeReads.run(() => repo.current(name))]);
             return {
               name,
               instances: all.length,
@@ -232,7 +317,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
 
     'GET /api/service': async (_req, url) => {
       const service = serviceParam(url);
-      const [list, current, history] = await Promise.all([instancesOf(service), repo.current(service), repo.history(service)]);
+      const [list, current, history] = await Promise.all([instancesOf(service), repo.current(service), historyPage(service, undefined)]);
       const client = adminClient();
       const [admin, served] = await Promise.all([
         Promise.all(list.map((i) => client.status(i))),
@@ -244,29 +329,44 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         clock.now(),
         list.map((instance, k) => ({ instance, served: served[k] })),
       );
+      const budget = { entries: MAX_ANSWER_ENTRIES };
       return {
         service,
-        instances: list.map((i, k) => instanceView(i, admin[k] as AdminResult)),
+        instances: list.map((i, k) => instanceView(i, admin[k] as AdminResult, budget)),
         rules: { text: current.text ?? null, revision: current.revision, sections: sectionsOf(current.text) },
         kinds: options.kinds.map((k) => k.kind.name),
         split: { rules: ruleSplit(current.text), live },
-        history: history.map((v, i) => ({
-          version: v.version,
-          at: v.at,
-          author: v.author,
-          reason: v.reason ?? '',
-          action: v.action,
-          restored: v.restored ?? null,
-          diff: unifiedDiff(canonicalDocument(history[i - 1]?.document ?? undefined), canonicalDocument(v.document ?? undefined), {
-            from: `version ${history[i - 1]?.version ?? 0}`,
-            to: `version ${v.version}`,
-          }),
-        })),
+        ...history,
+      };
+    },
+
+    // Older history, a page at a time: the versions before `before`, newest last.
+    'GET /api/history': async (_req, url) => historyPage(serviceParam(url), versionParam(url, 'before')),
+
+    // One version's change against the version before it, when the page asks for it.
+    'GET /api/diff': async (_req, url) => {
+      const service = serviceParam(url);
+      const version = versionParam(url, 'version');
+      const history = await repo.history(service);
+      const k = history.findIndex((v) => v.version === version);
+      const v = history[k];
+      if (!v) throw new ConsoleError(404, 'MESHLET_CONSOLE_NOT_FOUND', `${service} has no version ${version}`, 'version');
+      const previous = history[k - 1];
+      return {
+        version,
+        diff: unifiedDiff(canonicalDocument(previous?.document ?? undefined), canonicalDocument(v.document ?? undefined), {
+          from: `version ${previous?.version ?? 0}`,
+          to: `version ${v.version}`,
+        }),
       };
     },
 
     'GET /api/topology': async () => {
-      const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
+      const known = await serviceNames();
+      const names = known.slice(0, MAX_TOPOLOGY_SERVICES);
+      const shown = new Set(names);
+      // Called services not shown (not registered, or past the bound): counted, up to a bound.
+      const calledNotShown = new Set<string>();
       const now = clock.now();
       const admin = adminClient();
       const edges = new Map<string, { from: string; to: string; requests: number; errors: number }>();
@@ -283,6 +383,12 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
               const isRequests = sample.name === 'meshlet_client_requests_total';
               if (!isRequests && sample.name !== 'meshlet_client_errors_total') continue;
               const to = sample.labels.service ?? '';
+              // Only services shown: an instance's metrics name what they like, and would
+              // otherwise make the graph (and the browser drawing it) as large as they say.
+              if (!shown.has(to)) {
+                if (calledNotShown.size < MAX_SERVICES_LISTED) calledNotShown.add(to.slice(0, MAX_STATUS_TEXT));
+                continue;
+              }
               const key = `${from}>${to}`;
               let e = edges.get(key);
               if (!e) {
@@ -296,7 +402,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         }),
       );
       return {
-        services: [...new Set([...names, ...[...edges.values()].map((e) => e.to)])].sort(),
+        services: names,
+        notShown: { services: known.length - names.length, called: calledNotShown.size },
         measured,
         instances,
         edges: [...edges.values()]
@@ -329,23 +436,23 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const shadow = shadowCounts(undefined);
       const rows = list.map((i, k) => {
         const a = admin[k] as AdminResult;
-        const l = a.ok ? a.status.limiter : undefined;
+        const l = a.ok ? objectOf(a.status.limiter) : undefined;
         if (l) {
-          allowed += l.allowed;
-          refused += l.refused;
-          shadowRefused += l.shadowRefused ?? 0;
+          allowed += count(l.allowed);
+          refused += count(l.refused);
+          shadowRefused += count(l.shadowRefused);
         }
-        const own = a.ok ? shadowCounts(a.status.conditions) : undefined;
+        const own = a.ok ? shadowCounts(objectOf(a.status.conditions) as Record<string, number> | undefined) : undefined;
         if (own) for (const kind of SHADOW_KINDS) shadow[kind] += own[kind];
         return {
           id: i.id,
           version: i.metadata[MetaKey.version] ?? null,
           admin: a.ok ? 'ok' : a.reason,
-          allowed: l?.allowed ?? null,
-          refused: l?.refused ?? null,
-          degraded: l?.degraded ?? false,
-          inFlight: l?.inFlight ?? null,
-          shadowRefused: l?.shadowRefused ?? null,
+          allowed: l ? count(l.allowed) : null,
+          refused: l ? count(l.refused) : null,
+          degraded: l?.degraded === true,
+          inFlight: typeof l?.inFlight === 'number' ? count(l.inFlight) : null,
+          shadowRefused: typeof l?.shadowRefused === 'number' ? count(l.shadowRefused) : null,
           shadow: own ?? null,
         };
       });
@@ -356,15 +463,15 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       // may name other rules): bounded by MAX_LIMIT_RULES names.
       const perRule = new Map<string, { allowed: number; refused: number; shadowRefused: number }>();
       for (const a of admin) {
-        const rules = a.ok ? a.status.limiter?.rules : undefined;
-        if (!Array.isArray(rules)) continue;
-        for (const r of rules) {
-          if (typeof r?.name !== 'string') continue;
-          let sum = perRule.get(r.name);
+        for (const entry of listOf(a.ok ? objectOf(a.status.limiter)?.rules : undefined)) {
+          const r = objectOf(entry);
+          const name = textOf(r?.name);
+          if (r === undefined || name === null) continue;
+          let sum = perRule.get(name);
           if (!sum) {
             if (perRule.size >= MAX_LIMIT_RULES) continue;
             sum = { allowed: 0, refused: 0, shadowRefused: 0 };
-            perRule.set(r.name, sum);
+            perRule.set(name, sum);
           }
           sum.allowed += count(r.allowed);
           sum.refused += count(r.refused);
@@ -391,14 +498,15 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const outbound: unknown[] = [];
       list.forEach((i, k) => {
         const a = admin[k] as AdminResult;
-        const dests = a.ok && Array.isArray(a.status.outboundAdaptive) ? a.status.outboundAdaptive : [];
-        for (const o of dests) {
-          if (typeof o?.service !== 'string' || outbound.length >= MAX_LIMIT_RULES) continue;
-          const key = `outbound:${i.id}>${o.service}:refused`;
+        for (const entry of listOf(a.ok ? a.status.outboundAdaptive : undefined)) {
+          const o = objectOf(entry);
+          const to = textOf(o?.service);
+          if (o === undefined || to === null || outbound.length >= MAX_LIMIT_RULES) continue;
+          const key = `outbound:${i.id}>${to}:refused`;
           counters.record(key, now, count(o.refused));
           outbound.push({
             instance: i.id,
-            service: o.service,
+            service: to,
             limit: count(o.limit),
             inFlight: count(o.inFlight),
             admitted: count(o.admitted),
@@ -529,7 +637,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       return;
     }
     if (method === 'POST' && url.pathname === '/api/login') {
-      checkOrigin(req, allowed);
+      checkOrigin(req, allowed, origins);
       throttle.check();
       const body = await readJson(req);
       const given = typeof body.token === 'string' ? body.token : '';
@@ -551,7 +659,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     const session = sessions.of(req);
     if (method === 'POST') {
       // Origin first: a foreign page learns nothing, not even whether a session exists.
-      checkOrigin(req, allowed);
+      checkOrigin(req, allowed, origins);
       if (!session) throw unauthorized();
       checkCsrf(req, session);
     } else if (!session) throw unauthorized();
@@ -578,8 +686,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   const port = (server.address() as AddressInfo).port;
   const named = host.includes(':') ? `[${host}]` : host;
   allowed.add(`${named}:${port}`);
-  if (host === '127.0.0.1' || host === '::1' || host === 'localhost') allowed.add(`localhost:${port}`);
-  for (const h of options.allowedHosts ?? []) allowed.add(h);
+  if (isLoopback(host)) allowed.add(`localhost:${port}`);
   return {
     url: `http://${named}:${port}/`,
     token,
@@ -592,7 +699,25 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   };
 }
 
-function instanceView(i: Instance, admin: AdminResult) {
+const isLoopback = (host: string): boolean => host === '127.0.0.1' || host === '::1' || host === 'localhost';
+
+/** `host[:port]` as a Host header names it, else MESHLET_BAD_OPTION naming `field`. */
+function hostName(value: unknown, field: string): string {
+  const u = typeof value === 'string' && value !== '' && !/[/\\?#@\s]/.test(value) ? URL.parse(`http://${value}`) : null;
+  if (!u)
+    throw badOption(field, `${JSON.stringify(value)} must be a host name or address, with a port if not 80 (e.g. console.internal:7070)`);
+  return u.host;
+}
+
+/** An origin (`https://name[:port]`, or http), else MESHLET_BAD_OPTION naming `field`. */
+function publicOrigin(value: unknown, field: string): URL {
+  const u = typeof value === 'string' ? URL.parse(value) : null;
+  if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.pathname !== '/' || u.search || u.hash)
+    throw badOption(field, `${JSON.stringify(value)} must be an origin the page is served from, e.g. https://console.example.com`);
+  return u;
+}
+
+function instanceView(i: Instance, admin: AdminResult, budget: { entries: number }) {
   const m = i.metadata;
   const base = {
     id: i.id,
@@ -607,28 +732,55 @@ function instanceView(i: Instance, admin: AdminResult) {
     warmup: m['warmup-base-weight'] !== undefined ? `weight ${m.weight ?? '?'} of ${m['warmup-base-weight']}` : null,
   };
   if (!admin.ok) return { ...base, admin: { ok: false, reason: admin.reason } };
-  const s = admin.status;
+  // Another process's JSON: every field read for what it is, and bounded.
+  const s = admin.status as Record<string, unknown>;
+  const shown = (all: readonly unknown[]) => {
+    const n = Math.min(all.length, MAX_INSTANCE_ENTRIES, budget.entries);
+    budget.entries -= n;
+    return all.slice(0, n);
+  };
+  const breakers = listOf(s.breakers);
+  const rules = listOf(s.rules);
+  const limiter = objectOf(s.limiter);
+  const shownBreakers = shown(breakers).map((entry) => {
+    const b = objectOf(entry);
+    const at = objectOf(b?.breaker);
+    const service = textOf(at?.service) ?? '?';
+    return {
+      name:
+        at?.level === 'instance'
+          ? `${service}[${textOf(at.instance) ?? ''}]`
+          : at?.level === 'api'
+            ? `${service} ${textOf(at.api) ?? ''}`
+            : service,
+      state: textOf(b?.state) ?? 'unknown',
+      calls: count(b?.calls),
+      failures: count(b?.failures),
+    };
+  });
+  const shownRules = shown(rules).map((entry) => {
+    const r = objectOf(entry);
+    const lastError = objectOf(r?.lastError);
+    return {
+      service: textOf(r?.service) ?? '?',
+      revision: count(r?.revision),
+      lastError: lastError ? { path: textOf(lastError.path) ?? '', message: textOf(lastError.message) ?? '' } : null,
+    };
+  });
   return {
     ...base,
     admin: {
       ok: true,
-      degraded: Object.entries(s.degraded ?? {})
-        .filter(([, on]) => on)
-        .map(([k]) => k),
-      breakers: (s.breakers ?? []).map((b) => ({
-        name:
-          b.breaker.level === 'instance'
-            ? `${b.breaker.service}[${b.breaker.instance ?? ''}]`
-            : b.breaker.level === 'api'
-              ? `${b.breaker.service} ${b.breaker.api ?? ''}`
-              : b.breaker.service,
-        state: b.state,
-        calls: b.calls ?? 0,
-        failures: b.failures ?? 0,
-      })),
-      inFlight: (s.limiter as { inFlight?: number } | undefined)?.inFlight ?? null,
-      limiter: s.limiter ? { allowed: s.limiter.allowed, refused: s.limiter.refused } : null,
-      rules: (s.rules ?? []).map((r) => ({ service: r.service, revision: r.revision, lastError: r.lastError ?? null })),
+      degraded: Object.entries(objectOf(s.degraded) ?? {})
+        .filter(([, on]) => on === true)
+        .slice(0, MAX_INSTANCE_ENTRIES)
+        .map(([k]) => k.slice(0, MAX_STATUS_TEXT)),
+      breakers: shownBreakers,
+      breakersNotShown: breakers.length - shownBreakers.length,
+      inFlight: typeof limiter?.inFlight === 'number' ? count(limiter.inFlight) : null,
+      limiter: limiter ? { allowed: count(limiter.allowed), refused: count(limiter.refused) } : null,
+      rules: shownRules,
+      rulesNotShown: rules.length - shownRules.length,
     },
   };
 }

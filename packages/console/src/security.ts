@@ -113,17 +113,14 @@ export function checkCsrf(req: IncomingMessage, session: Session): void {
 
 /**
  * A change must come from the console's own page: the Origin header (which browsers send
- * with every POST and scripts cannot forge) must name the console's origin.
+ * with every POST and scripts cannot forge) must name the console's origin: `http://` and a
+ * host it answers to, or one of `publicOrigins` (a TLS proxy's `https://` origin).
  */
-export function checkOrigin(req: IncomingMessage, allowedHosts: ReadonlySet<string>): void {
+export function checkOrigin(req: IncomingMessage, allowedHosts: ReadonlySet<string>, publicOrigins: ReadonlySet<string>): void {
   const origin = req.headers.origin;
-  let host: string | undefined;
-  try {
-    host = typeof origin === 'string' ? new URL(origin).host : undefined;
-  } catch {
-    host = undefined;
-  }
-  if (host === undefined || !allowedHosts.has(host) || !origin?.startsWith('http://')) {
+  const u = typeof origin === 'string' ? URL.parse(origin) : null;
+  const own = u !== null && ((u.protocol === 'http:' && allowedHosts.has(u.host)) || publicOrigins.has(u.origin));
+  if (!own) {
     throw new ConsoleError(403, 'MESHLET_CONSOLE_ORIGIN', 'a change must come from the console page (Origin header missing or foreign)');
   }
 }

@@ -165,11 +165,16 @@ describe('console API security on a directory store', () => {
     assert.match(applied.diff, /\+\s+"consecutiveFailures": 9/);
     assert.equal(await stored(), doc(9));
     const view = (await (await fetch(`${origin}/api/service?service=orders`, { headers: { cookie } })).json()) as {
-      history: { version: number; author: string; reason: string; diff: string }[];
+      history: { version: number; author: string; reason: string }[];
     };
     const last = view.history.at(-1);
     assert.deepEqual([last?.version, last?.author, last?.reason], [applied.version, 'carol', 'more patience']);
-    assert.match(last?.diff ?? '', /-\s+"consecutiveFailures": 3/);
+    const change = (await (
+      await fetch(`${origin}/api/diff?service=orders&version=${applied.version}`, { headers: { cookie } })
+    ).json()) as {
+      diff: string;
+    };
+    assert.match(change.diff, /-\s+"consecutiveFailures": 3/);
     assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_CONSOLE_CHANGE' && e.fields?.author === 'carol'));
   });
 
@@ -243,5 +248,133 @@ describe('console API security on a directory store', () => {
     } finally {
       child.kill('SIGTERM');
     }
+  });
+});
+
+/** A request with the Host and Origin a browser behind a proxy would send (fetch cannot set Host). */
+function send(url: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; text: string }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => {
+          text += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+describe('console behind a TLS proxy, and beyond this machine', () => {
+  const bin = () => fileURLToPath(new URL('../../bin/meshlet.js', import.meta.resolve('meshlet')));
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-console-proxy-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('`--public-origin https://…`: a login from the proxy’s origin works, any other https origin is refused', async () => {
+    const child = spawn(
+      process.execPath,
+      [bin(), 'console', '--dir', dir, '--port', '0', '--public-origin', 'https://console.example.com'],
+      {
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', MESHLET_CONSOLE_TOKEN: TOKEN },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    try {
+      let out = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`meshlet console exited with ${code}: ${out}`)));
+        child.stdout.on('data', (d: Buffer) => {
+          out += d;
+          const found = /meshlet console: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
+          if (found && out.includes('token: ')) resolve(found);
+        });
+      });
+      // The proxy passes the public name on as the Host; the browser sends the public origin.
+      const proxied = { host: 'console.example.com' };
+      assert.equal((await send(url, '/', proxied)).status, 200);
+      const login = { token: TOKEN, author: 'alice' };
+      const ok = await send(url, '/api/login', { ...proxied, origin: 'https://console.example.com' }, login);
+      assert.equal(ok.status, 200, ok.text);
+      for (const origin of ['https://evil.example', 'http://console.example.com:8443', 'null']) {
+        const refused = await send(url, '/api/login', { ...proxied, origin }, login);
+        assert.equal(refused.status, 403, origin);
+        assert.match(refused.text, /MESHLET_CONSOLE_ORIGIN/);
+      }
+      // Its own http:// origin still works.
+      assert.equal((await send(url, '/api/login', { origin: url.replace(/\/$/, '') }, login)).status, 200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('refuses to start on a --host beyond loopback without --allowed-host or --public-origin: a usage error', {
+    timeout: 30_000,
+  }, async () => {
+    const child = spawn(process.execPath, [bin(), 'console', '--dir', dir, '--port', '0', '--host', '0.0.0.0'], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => {
+      err += d;
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 2, err);
+    assert.match(err, /host: 0\.0\.0\.0 is reachable beyond this machine/);
+    assert.match(err, /--allowed-host/);
+    assert.match(err, /--public-origin/);
+  });
+
+  it('answers on a --host beyond loopback to the names --allowed-host gives', async () => {
+    const running = await startConsole({
+      kv: new FileKvStore(dir),
+      storeDescription: 'dir',
+      kinds: RULE_KINDS,
+      token: TOKEN,
+      host: '0.0.0.0',
+      port: 0,
+      allowedHosts: ['console.internal:7443'],
+      logger: new MemoryLogger(),
+    });
+    try {
+      const url = running.url.replace('0.0.0.0', '127.0.0.1');
+      assert.equal((await send(url, '/', { host: 'console.internal:7443' })).status, 200);
+      assert.equal((await send(url, '/', { host: 'rebound.example:7443' })).status, 403);
+      const login = await send(
+        url,
+        '/api/login',
+        { host: 'console.internal:7443', origin: 'http://console.internal:7443' },
+        {
+          token: TOKEN,
+          author: 'alice',
+        },
+      );
+      assert.equal(login.status, 200, login.text);
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('refuses an allowed host or public origin that is not one, naming it', async () => {
+    const base = { kv: new FileKvStore(dir), storeDescription: 'dir', kinds: RULE_KINDS, token: TOKEN, port: 0 };
+    await assert.rejects(startConsole({ ...base, allowedHosts: ['a/b'] }), /allowedHosts\[0\]/);
+    await assert.rejects(startConsole({ ...base, publicOrigins: ['https://console.example.com/path'] }), /publicOrigins\[0\]/);
+    await assert.rejects(startConsole({ ...base, publicOrigins: ['ftp://console.example.com'] }), /publicOrigins\[0\]/);
   });
 });
