@@ -5,6 +5,8 @@
 const CSRF_HEADER = 'x-meshlet-csrf';
 let csrf = '';
 let pollTimer = 0;
+/** Which page's polling is live: a page change starts a new one, and the old one stops. */
+let pollRun = 0;
 /** The rules editor's state: the revision it was loaded at (compare-and-set), and whether it was edited. */
 let editor = { service: '', revision: 0, dirty: false };
 
@@ -27,6 +29,29 @@ function h(tag, attrs = {}, ...children) {
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
+}
+
+/**
+ * Refreshes the page `ms` after each answer (never a second request before the first is
+ * answered, however slow the console is), until the page changes. `refresh(current)` should
+ * draw only while `current()` says the page is still the one it polls for.
+ */
+function poll(refresh, ms) {
+  const run = ++pollRun;
+  const current = () => run === pollRun;
+  const tick = async () => {
+    if (!current()) return;
+    try {
+      await refresh(current);
+    } catch {}
+    if (current()) pollTimer = setTimeout(tick, ms);
+  };
+  pollTimer = setTimeout(tick, ms);
+}
+
+function stopPolling() {
+  pollRun++;
+  clearTimeout(pollTimer);
 }
 
 async function api(method, path, body) {
@@ -54,7 +79,7 @@ async function api(method, path, body) {
 }
 
 function showLogin() {
-  clearInterval(pollTimer);
+  stopPolling();
   $('#login').hidden = false;
   $('#view').replaceChildren();
   $('#logout').hidden = true;
@@ -97,23 +122,24 @@ async function loggedIn(session) {
 
 /** #/ — services; #/service/<name>/<tab> — one service. */
 async function route() {
-  clearInterval(pollTimer);
+  stopPolling();
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   if (parts[0] === 'explain') {
     await explainView(parts[1] ?? '');
   } else if (parts[0] === 'topology') {
     await topologyView();
-    pollTimer = setInterval(() => topologyView().catch(() => {}), 3000);
+    poll(topologyView, 3000);
   } else if (parts[0] === 'service' && parts[1]) {
     await serviceView(decodeURIComponent(parts[1]), parts[2] ?? 'instances');
   } else {
     await servicesView();
-    pollTimer = setInterval(() => servicesView().catch(() => {}), 3000);
+    poll(servicesView, 3000);
   }
 }
 
-async function servicesView() {
+async function servicesView(current = () => true) {
   const data = await api('GET', '/api/services');
+  if (!current()) return;
   $('#where').textContent = `rules: ${data.store} · instances: ${data.registry ?? 'none'}`;
   $('#view').replaceChildren(
     h('h1', {}, 'Services'),
@@ -142,6 +168,15 @@ async function servicesView() {
       ),
     ),
     ...(data.services.length === 0 ? [h('p', { class: 'muted' }, 'No services: none registered and none with rules.')] : []),
+    ...(data.notListed
+      ? [
+          h(
+            'p',
+            { class: 'warn', id: 'not-listed' },
+            `${data.notListed} more services not listed (the first ${data.services.length} by name are).`,
+          ),
+        ]
+      : []),
   );
 }
 
@@ -179,23 +214,23 @@ async function serviceView(service, tab) {
     return;
   }
   if (tab === 'limits') {
-    const show = async () => {
+    const show = async (current = () => true) => {
       const d = await api('GET', `/api/limits?service=${encodeURIComponent(service)}`);
+      if (!current()) return;
       $('#revision').textContent = `rules revision ${d.revision || 'none'}`;
       body.replaceChildren(limitsTab(d));
     };
     await show();
-    pollTimer = setInterval(() => show().catch(() => {}), 2000);
+    poll(show, 2000);
     return;
   }
   render(data);
-  // Live views refresh themselves; the rules editor does not (it would lose what is typed).
+  // Live views refresh themselves; the rules editor and the history do not (they would lose what is typed, or opened).
   if (tab === 'instances' || tab === 'gray') {
-    pollTimer = setInterval(async () => {
+    poll(async (current) => {
       if (document.activeElement?.tagName === 'INPUT') return; // do not replace a field being typed in
-      try {
-        render(await api('GET', `/api/service?service=${encodeURIComponent(service)}`));
-      } catch {}
+      const d = await api('GET', `/api/service?service=${encodeURIComponent(service)}`);
+      if (current() && document.activeElement?.tagName !== 'INPUT') render(d);
     }, 2000);
   }
 }
@@ -233,8 +268,11 @@ function instancesTab(d) {
           'td',
           {},
           a.ok
-            ? a.breakers.length
-              ? a.breakers.map((b) => h('span', { class: `pill ${b.state}` }, `${b.name} ${b.state}`))
+            ? a.breakers.length || a.breakersNotShown
+              ? [
+                  a.breakers.map((b) => h('span', { class: `pill ${b.state}` }, `${b.name} ${b.state}`)),
+                  a.breakersNotShown ? h('span', { class: 'muted' }, ` and ${a.breakersNotShown} more`) : null,
+                ]
               : 'none yet'
             : '-',
         ),
@@ -243,7 +281,10 @@ function instancesTab(d) {
         h(
           'td',
           {},
-          a.ok ? a.rules.map((r) => `${r.service}@${r.revision}${r.lastError ? ` (rejected at ${r.lastError.path})` : ''}`).join(' ') : '-',
+          a.ok
+            ? a.rules.map((r) => `${r.service}@${r.revision}${r.lastError ? ` (rejected at ${r.lastError.path})` : ''}`).join(' ') +
+                (a.rulesNotShown ? ` and ${a.rulesNotShown} more` : '')
+            : '-',
         ),
       );
     }),
@@ -564,13 +605,40 @@ function svgEl(tag, attrs = {}, text) {
   return el;
 }
 
-async function topologyView() {
-  const d = await api('GET', '/api/topology');
-  // Columns by depth, callers left of what they call; a cycle stops after as many rounds as services.
-  const depth = new Map(d.services.map((n) => [n, 0]));
-  for (let round = 0; round < d.services.length; round++) {
-    for (const e of d.edges) if (e.from !== e.to) depth.set(e.to, Math.max(depth.get(e.to) ?? 0, (depth.get(e.from) ?? 0) + 1));
+/**
+ * Each service's column: its distance from a service nothing calls (breadth first, so linear
+ * in services and edges); services only in cycles start from the first of them by name.
+ */
+function depths(services, edges) {
+  const calls = new Map(services.map((n) => [n, []]));
+  const called = new Set();
+  for (const e of edges) {
+    if (e.from === e.to || !calls.has(e.from) || !calls.has(e.to)) continue;
+    calls.get(e.from).push(e.to);
+    called.add(e.to);
   }
+  const depth = new Map();
+  const walk = (roots) => {
+    const queue = roots.filter((n) => !depth.has(n));
+    for (const n of queue) depth.set(n, 0);
+    for (let k = 0; k < queue.length; k++) {
+      for (const to of calls.get(queue[k])) {
+        if (depth.has(to)) continue;
+        depth.set(to, depth.get(queue[k]) + 1);
+        queue.push(to);
+      }
+    }
+  };
+  walk(services.filter((n) => !called.has(n)));
+  for (const n of services) if (!depth.has(n)) walk([n]);
+  return depth;
+}
+
+async function topologyView(current = () => true) {
+  const d = await api('GET', '/api/topology');
+  if (!current()) return;
+  // Columns by depth, callers left of what they call.
+  const depth = depths(d.services, d.edges);
   const columns = new Map();
   for (const n of d.services) {
     const c = Math.min(depth.get(n) ?? 0, 10);
@@ -631,6 +699,13 @@ async function topologyView() {
       { class: 'muted' },
       `who calls whom, from the client metrics of ${d.measured} of ${d.instances} instances; rates between the last two polls`,
     ),
+    d.notShown?.services || d.notShown?.called
+      ? h(
+          'p',
+          { class: 'warn', id: 'topology-not-shown' },
+          `Not shown: ${d.notShown.services} more registered services (the first ${d.services.length} by name are shown), and calls to ${d.notShown.called} services that are not among them.`,
+        )
+      : null,
     svg,
     h(
       'table',
@@ -748,49 +823,79 @@ function diffView(text, id) {
   );
 }
 
+/** The newest versions come with the service; older ones a page at a time, each version's diff when it is opened. */
 function historyTab(d) {
   if (d.history.length === 0) return h('p', { class: 'muted' }, 'No history: no rules were ever applied.');
   const reason = h('input', { class: 'reason', id: 'history-reason', placeholder: 'reason for a rollback', 'aria-label': 'reason' });
-  return h(
-    'div',
-    {},
-    h('div', { class: 'row' }, 'Reason for a rollback:', reason),
-    h(
-      'table',
-      { id: 'history' },
+  const inForce = d.history.at(-1).version;
+  const row = (v) => {
+    const change = h('details', {}, h('summary', {}, 'diff'));
+    change.addEventListener(
+      'toggle',
+      async () => {
+        try {
+          const r = await api('GET', `/api/diff?service=${encodeURIComponent(d.service)}&version=${v.version}`);
+          change.append(diffView(r.diff));
+        } catch (err) {
+          change.append(h('p', { class: 'error' }, err.message));
+        }
+      },
+      { once: true },
+    );
+    return h(
+      'tr',
+      { 'data-version': v.version },
+      h('td', {}, v.version),
       h(
-        'tr',
+        'td',
         {},
-        ['version', 'when', 'author', 'action', 'reason', 'change', ''].map((t) => h('th', {}, t)),
+        new Date(v.at)
+          .toISOString()
+          .replace('T', ' ')
+          .replace(/\.\d+Z$/, 'Z'),
       ),
-      [...d.history].reverse().map((v) =>
-        h(
-          'tr',
-          { 'data-version': v.version },
-          h('td', {}, v.version),
-          h(
-            'td',
-            {},
-            new Date(v.at)
-              .toISOString()
-              .replace('T', ' ')
-              .replace(/\.\d+Z$/, 'Z'),
-          ),
-          h('td', { class: 'author' }, v.author),
-          h('td', {}, v.action === 'rollback' ? `rollback to v${v.restored}` : v.action),
-          h('td', { class: 'reason' }, v.reason || '-'),
-          h('td', {}, h('details', {}, h('summary', {}, 'diff'), diffView(v.diff))),
-          h(
-            'td',
-            {},
-            v.version === d.history.at(-1).version
-              ? h('span', { class: 'muted' }, 'in force')
-              : h('button', { class: 'secondary', onclick: () => rollback(d, v.version, reason.value) }, `Roll back to ${v.version}`),
-          ),
-        ),
+      h('td', { class: 'author' }, v.author),
+      h('td', {}, v.action === 'rollback' ? `rollback to v${v.restored}` : v.action),
+      h('td', { class: 'reason' }, v.reason || '-'),
+      h('td', {}, change),
+      h(
+        'td',
+        {},
+        v.version === inForce
+          ? h('span', { class: 'muted' }, 'in force')
+          : h('button', { class: 'secondary', onclick: () => rollback(d, v.version, reason.value) }, `Roll back to ${v.version}`),
       ),
+    );
+  };
+  const table = h(
+    'table',
+    { id: 'history' },
+    h(
+      'tr',
+      {},
+      ['version', 'when', 'author', 'action', 'reason', 'change', ''].map((t) => h('th', {}, t)),
     ),
+    [...d.history].reverse().map(row),
   );
+  const more = h('div', { class: 'row' });
+  const olderThan = (oldest, count) => {
+    if (count === 0) return more.replaceChildren();
+    const button = h('button', { class: 'secondary', id: 'history-more' }, `Load older versions (${count} more)`);
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        const page = await api('GET', `/api/history?service=${encodeURIComponent(d.service)}&before=${oldest}`);
+        table.append(...[...page.history].reverse().map(row));
+        olderThan(page.history[0]?.version ?? oldest, page.history.length ? page.olderVersions : 0);
+      } catch (err) {
+        button.disabled = false;
+        status(err.message, 'error');
+      }
+    });
+    more.replaceChildren(button);
+  };
+  olderThan(d.history[0].version, d.olderVersions ?? 0);
+  return h('div', {}, h('div', { class: 'row' }, 'Reason for a rollback:', reason), table, more);
 }
 
 function rulesTab(d) {

@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConsulRegistryView } from '@meshlet/cli';
-import { RuleRepository } from '@meshlet/core';
+import { RULES_HISTORY_PREFIX, RuleRepository } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh, fetch as meshFetch } from 'meshlet';
 import { RULE_KINDS } from 'meshlet/rule-kinds';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { type RunningConsole, startConsole } from '../src/index.js';
+import { HISTORY_PAGE, type RunningConsole, startConsole } from '../src/index.js';
 
 const TOKEN = 'browser-test-console-token-0123';
 const ADMIN_TOKEN = 'browser-test-admin-token-0123456';
@@ -485,5 +485,28 @@ describe('the console in Chromium, on Consul', () => {
     }
     const afterAll = await kv.get('meshlet/rules/user-service');
     assert.deepEqual([afterAll?.revision, afterAll?.value], [before?.revision, before?.value]);
+  });
+
+  it('shows the newest history first, older versions when asked, and a diff when opened', async () => {
+    const kv = new ConsulKvStore({ address: agent.address });
+    const total = HISTORY_PAGE + 3;
+    for (let v = 1; v <= total; v++) {
+      const document = JSON.stringify({ service: 'ledger', description: `step ${v}` });
+      const entry = { version: v, at: 1_700_000_000_000 + v, author: 'setup', action: 'apply', reason: `step ${v}`, document };
+      await kv.put(`${RULES_HISTORY_PREFIX}ledger/${String(v).padStart(10, '0')}`, JSON.stringify(entry));
+    }
+    await page.goto(`${console_.url}#/service/ledger/history`);
+    await page.waitForSelector(`#history tr[data-version="${total}"]`);
+    assert.equal(await page.locator('#history tr[data-version]').count(), HISTORY_PAGE);
+    assert.equal(await page.textContent('#history-more'), 'Load older versions (3 more)');
+    await page.click('#history-more');
+    await page.waitForSelector('#history tr[data-version="1"]');
+    assert.equal(await page.locator('#history tr[data-version]').count(), total);
+    assert.equal(await page.locator('#history-more').count(), 0);
+    // Diffs are asked for one at a time, when opened.
+    assert.equal(await page.locator('#history pre.diff').count(), 0);
+    await page.click('#history tr[data-version="2"] summary');
+    await page.waitForSelector('#history tr[data-version="2"] pre.diff .add:has-text("step 2")');
+    assert.equal(await page.locator('#history pre.diff').count(), 1);
   });
 });
