@@ -699,13 +699,15 @@ async function topologyView(current = () => true) {
       { class: 'muted' },
       `who calls whom, from the client metrics of ${d.measured} of ${d.instances} instances; rates between the last two polls`,
     ),
-    d.notShown?.services || d.notShown?.called
-      ? h(
-          'p',
-          { class: 'warn', id: 'topology-not-shown' },
-          `Not shown: ${d.notShown.services} more registered services (the first ${d.services.length} by name are shown), and calls to ${d.notShown.called} services that are not among them.`,
-        )
-      : null,
+    ...(d.notShown?.services || d.notShown?.called
+      ? [
+          h(
+            'p',
+            { class: 'warn', id: 'topology-not-shown' },
+            `Not shown: ${d.notShown.services} more registered services (the first ${d.services.length} by name are shown), and calls to ${d.notShown.called} services that are not among them.`,
+          ),
+        ]
+      : []),
     svg,
     h(
       'table',
