@@ -31,7 +31,7 @@ import {
 import { type CallDefaults, defaultCallDefaults } from './call-defaults.js';
 import { CircuitOpenError } from './circuit-open-error.js';
 import { defaultClassifier, type FailureClassifier } from './failure-classifier.js';
-import { Hedger, type HedgeStats } from './hedge.js';
+import { type HedgedAttempt, Hedger, type HedgeStats } from './hedge.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
 import { sendFailureOf } from './send-failure.js';
@@ -117,7 +117,7 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    */
   settled?(attempt: AttemptRecord<I>, result: R | undefined, error: unknown): void;
   /**
-   * Asked for the call's answer when it is a success (not for a hedged call): true when
+   * Asked for the call's answer when it is a success (a hedged call's: the winner's): true when
    * the front end will tell `verdict` how the answer's body ends (`whole`, `broken`), so
    * that a body broken after the headers counts against the instance and the call's
    * breakers as a failed answer would. False (or absent): the answer is settled at its
@@ -179,7 +179,8 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
    * the handler never ran). Such an answer is retried as a failed one is — within the rule's
    * count, paid from the retry budget, on an instance not tried yet, after the backoff — but
    * counts as the answer it is, not against the instance's breaker: a limiter refusing is
-   * not its instance failing. It must not throw.
+   * not its instance failing. A hedged call asks it of every answer: such an answer does
+   * not win the race (the other attempt is waited for). It must not throw.
    */
   retryableAnswer?(result: R): boolean;
   /**
@@ -659,9 +660,9 @@ export class CallExecutor {
           const err = new NoInstanceError(call.service, attempt === 0 ? 'no instance to send to' : 'no instance left to retry on');
           throw refused === undefined ? err : Object.assign(err, { spanAttributes: refusedInstanceAttributes('instance', refused) });
         }
-        const id = instance.id;
+        let id = instance.id;
         // The first attempt starts when the call does: nothing between them waits.
-        const t0 = attempt === 0 ? start : clock.now();
+        let t0 = attempt === 0 ? start : clock.now();
         // The record of this attempt, handed down; with a timeout, its signal is the timeout's
         // abort's, made only if read (a transport may hook the abort instead).
         let abort: AttemptAbort | undefined;
@@ -679,29 +680,54 @@ export class CallExecutor {
         // The attempt's settle (`call.settled`): told here after the await, by runTimed when
         // it races the attempt, by the hedger for the attempts it sends.
         let tell = hedger === undefined && call.settled !== undefined;
+        // A hedged attempt: which instance's outcome is recorded here, read once it settled.
+        const hedged: HedgedAttempt<I> | undefined = hedger === undefined ? undefined : { instance, permit, start: t0, other: undefined };
         let out: R;
         try {
-          if (abort === undefined || direct) {
-            try {
-              out = await this.#send(call, instance, abort === undefined ? call.signal : undefined, rec, hedger, gov, instances);
-            } finally {
-              if (abort !== undefined) (abort as TimedAbort).end();
+          try {
+            if (abort === undefined || direct) {
+              try {
+                out = await this.#send(call, instance, abort === undefined ? call.signal : undefined, rec, hedger, gov, instances, hedged);
+              } finally {
+                if (abort !== undefined) (abort as TimedAbort).end();
+              }
+            } else {
+              const timed = abort;
+              const settled = tell ? (res: R | undefined, err: unknown) => tellSettled(call, rec, res, err) : undefined;
+              tell = false;
+              out = await runTimed(
+                this.#sweep,
+                clock,
+                timeoutMs,
+                call.signal,
+                timed,
+                () =>
+                  this.#send(
+                    call,
+                    rec.target,
+                    call.abortsOnRecord === true ? undefined : timed.signal,
+                    rec,
+                    hedger,
+                    gov,
+                    instances,
+                    hedged,
+                  ),
+                call.service,
+                t0,
+                settled,
+              );
             }
-          } else {
-            const timed = abort;
-            const settled = tell ? (res: R | undefined, err: unknown) => tellSettled(call, rec, res, err) : undefined;
-            tell = false;
-            out = await runTimed(
-              this.#sweep,
-              clock,
-              timeoutMs,
-              call.signal,
-              timed,
-              () => this.#send(call, instance, call.abortsOnRecord === true ? undefined : timed.signal, rec, hedger, gov, instances),
-              call.service,
-              t0,
-              settled,
-            );
+          } finally {
+            // A hedged attempt: the one whose outcome stands is recorded below (see HedgedAttempt),
+            // and a retry leaves out the other's instance too.
+            if (hedged !== undefined) {
+              ({ instance, permit, start: t0 } = hedged);
+              id = instance.id;
+              if (hedged.other !== undefined) {
+                tried ??= new Set();
+                tried.add(hedged.other);
+              }
+            }
           }
         } catch (err) {
           if (tell) tellSettled(call, rec, undefined, err);
@@ -734,7 +760,7 @@ export class CallExecutor {
         const another = !failed && !injected && attempt < retries && call.retryableAnswer?.(out) === true;
         watch?.(injected ? undefined : sh?.rules.classifier.response(out.status));
         // A success whose body's end the front end will tell: settled then (BodyVerdict).
-        if (!failed && !another && !injected && hedger === undefined && call.watchBody !== undefined) {
+        if (!failed && !another && !injected && call.watchBody !== undefined) {
           const v = new BodyVerdict(instances, id, permit, sb, sPermit, entry?.breaker, aPermit, classifier, clock, call.signal);
           if (call.watchBody(out, v)) bodyFollows = true;
         }
@@ -886,10 +912,11 @@ export class CallExecutor {
     hedger?: Hedger,
     gov?: Governance,
     instances?: ServiceInstanceBreakers,
+    hedged?: HedgedAttempt<I>,
   ): Promise<R> {
     if (hedger === undefined) return call.send(instance, signal, rec);
-    const classifier = (gov as Governance).classifier;
-    return hedger.send(call, rec, gov?.budget, (r) => classifier.response(r.status), instances);
+    const g = gov as Governance;
+    return hedger.send(call, rec, g.budget, g.classifier, instances, hedged as HedgedAttempt<I>);
   }
 
   /** The instance for a retry, or undefined when none is left or the budget is spent. */

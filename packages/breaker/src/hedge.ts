@@ -2,8 +2,10 @@ import { type Clock, field, RuleValidationError } from '@meshlet/core';
 import { tellSettled } from './attempt-settled.js';
 import { REJECTED } from './breaker.js';
 import type { AttemptRecord, CallResult, GovernedCall } from './call-executor.js';
+import type { FailureClassifier } from './failure-classifier.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
 import type { RetryBudget } from './retry-budget.js';
+import { sendFailureOf } from './send-failure.js';
 
 /**
  * When a call sends a second attempt to another instance while the first is still out:
@@ -58,19 +60,34 @@ export interface HedgeStats {
 
 interface Call<R> {
   discard?(result: R): void;
-  injected?(result: R): boolean;
 }
 
-function isInjected<R>(call: Call<R>, rec: { readonly injected: boolean } | undefined, result: R): boolean {
-  return rec?.injected === true || call.injected?.(result) === true;
+/**
+ * The attempt of a hedged send whose outcome the executor records (on its instance's
+ * breaker, with its permit; routing's `unreachable`; the body's verdict), as the executor
+ * reads it when the send settles: the first attempt until another stands (the winner, or
+ * the later of two failures). The hedger records every other attempt on its own instance,
+ * once. Once the executor's own abort fired (the attempt's deadline, the caller's signal),
+ * it stops changing: the executor may read it before the race ends.
+ */
+export interface HedgedAttempt<I> {
+  instance: I;
+  /** Its instance breaker's permit (REJECTED: none). */
+  permit: number;
+  /** Clock time it was sent. */
+  start: number;
+  /** The instance of the other attempt, once a hedge went out: a retry leaves it out too. */
+  other: string | undefined;
 }
 
 /**
  * Hedging for one service: the delay (fixed, or a percentile of the latencies its first
  * attempts took) and `send`, which races a first attempt against a hedge sent after the
- * delay. The first answer that is not a failure wins and the other attempt is aborted (its
- * result, if one still arrives, is discarded). A failure waits for the other attempt; when
- * both fail, the later failure stands and the executor's retries take over.
+ * delay. The first answer that is neither a failure nor worth another instance
+ * (`GovernedCall.retryableAnswer`) wins and the other attempt is aborted (its result, if
+ * one still arrives, is discarded). Anything else waits for the other attempt; when both
+ * fail, the later outcome stands and the executor's retries take over. Each attempt's own
+ * outcome is its instance's (see HedgedAttempt).
  */
 export class Hedger {
   readonly policy: HedgePolicy;
@@ -114,23 +131,24 @@ export class Hedger {
 
   /**
    * Sends one attempt (`rec`) of `call`, hedged: after the delay a second attempt goes to
-   * another instance (`call.pick`), paid from `budget`. `failed` tells a failed result (the
-   * executor's classifier). The hedged instance's outcome goes to its own breaker in
-   * `instances` (a hedge it has no permit for is not sent). When the hedge answers, `rec`
-   * is marked `injected`: the executor then records nothing for the first instance — it
-   * neither answered nor failed. No wrapper per call: the executor calls this in place of
-   * `call.send`.
+   * another instance (`call.pick`), paid from `budget`, with a permit of its breaker in
+   * `instances` (none, no hedge). `classifier` (the executor's) tells a failure. `hedged`
+   * is the first attempt (its instance, permit, start) and, when the send settles, the
+   * attempt whose outcome stands: the executor records that one, the hedger the other
+   * (HedgedAttempt). `rec.injected` is set to the standing attempt's own mark (a fault's).
+   * No wrapper per call: the executor calls this in place of `call.send`.
    */
   send<I extends { readonly id: string }, R extends CallResult>(
     call: GovernedCall<I, R>,
     rec: AttemptRecord<I>,
     budget: RetryBudget | undefined,
-    failed: (r: R) => boolean,
-    instances?: ServiceInstanceBreakers,
+    classifier: FailureClassifier,
+    instances: ServiceInstanceBreakers | undefined,
+    hedged: HedgedAttempt<I>,
   ): Promise<R> {
     const delay = this.#delay;
     if (delay === undefined) return this.#timed(call, rec, call.send(rec.target, rec.signal, rec));
-    return this.#race(call, rec, delay, budget, failed, instances);
+    return this.#race(call, rec, delay, budget, classifier, instances, hedged);
   }
 
   #race<I extends { readonly id: string }, R extends CallResult>(
@@ -138,8 +156,9 @@ export class Hedger {
     rec: AttemptRecord<I>,
     delay: number,
     budget: RetryBudget | undefined,
-    failed: (r: R) => boolean,
+    classifier: FailureClassifier,
     instances: ServiceInstanceBreakers | undefined,
+    hedged: HedgedAttempt<I>,
   ): Promise<R> {
     const primary = rec.target;
     const signal = rec.signal;
@@ -151,8 +170,33 @@ export class Hedger {
       let pending = 0;
       const controllers: AbortController[] = [];
       const records: AttemptRecord<I>[] = [];
-      /** Results of attempts that answered with a failure, kept until the call settles. */
+      /** Results of attempts that answered without winning, kept until the call settles. */
       const results: (R | undefined)[] = [];
+      // Per attempt: its instance, its breaker's permit, when it was sent.
+      const targets: I[] = [primary];
+      const permits: number[] = [hedged.permit];
+      const starts: number[] = [hedged.start];
+      /** The attempt `hedged` names: the executor's to record. */
+      let theirs = 0;
+      const handOver = (i: number) => {
+        theirs = i;
+        hedged.instance = targets[i] as I;
+        hedged.permit = permits[i] as number;
+        hedged.start = starts[i] as number;
+        hedged.other = targets[1 - i]?.id;
+      };
+      /** Charges attempt `i`'s outcome to its own instance: its breaker (being aborted counts nothing), and routing when nothing was sent. */
+      const charge = (i: number, outcome: { ok: true; value: R } | { ok: false; error: unknown }, injected: boolean) => {
+        const id = (targets[i] as I).id;
+        const permit = permits[i] as number;
+        if (!outcome.ok && call.unreachable !== undefined && sendFailureOf(outcome.error) === 'not-sent') call.unreachable(targets[i] as I);
+        if (instances === undefined) return;
+        const lost = controllers[i]?.signal.aborted === true || signal?.aborted === true;
+        if (injected) instances.release(id, permit);
+        else if (outcome.ok) instances.record(id, permit, classifier.response(outcome.value.status), clock.now() - (starts[i] as number));
+        else if (lost || classifier.error(outcome.error, call.signal?.aborted === true) === 'ignore') instances.release(id, permit);
+        else instances.record(id, permit, true, clock.now() - (starts[i] as number));
+      };
       const attempt = (instance: I, index: number) => {
         pending++;
         const controller = new AbortController();
@@ -189,18 +233,22 @@ export class Hedger {
           },
         );
       };
-      let hedgePermit = REJECTED;
-      let hedgeId = '';
-      let hedgeStart = 0;
       const finish = (index: number, outcome: { ok: true; value: R } | { ok: false; error: unknown }) => {
         pending--;
-        if (index === 1 && instances !== undefined) {
-          // The hedged instance's own breaker: its answer counts, being aborted does not.
-          const lost = controllers[1]?.signal.aborted === true || signal?.aborted === true;
-          if (outcome.ok && !isInjected(call, records[1], outcome.value))
-            instances.record(hedgeId, hedgePermit, failed(outcome.value), clock.now() - hedgeStart);
-          else if (!outcome.ok && !lost) instances.record(hedgeId, hedgePermit, true, clock.now() - hedgeStart);
-          else instances.release(hedgeId, hedgePermit);
+        const injected = records[index]?.injected === true || (outcome.ok && call.injected?.(outcome.value) === true);
+        // A winner: an answer that is no failure and (unless the mesh made it) not worth another instance.
+        const good =
+          outcome.ok && !classifier.response(outcome.value.status) && (injected || call.retryableAnswer?.(outcome.value) !== true);
+        // The outcome that stands: the first winner, else the last attempt out.
+        const stands = !settled && (good || pending === 0);
+        if (signal?.aborted === true) {
+          // The executor's abort fired: it records the attempt `hedged` names now, whenever the race ends.
+          if (index !== theirs) charge(index, outcome, injected);
+        } else if (stands) {
+          if (index !== theirs) handOver(index);
+        } else {
+          charge(index, outcome, injected);
+          if (index === theirs) handOver(1 - index);
         }
         if (settled) {
           // The loser answered after all: free its connection.
@@ -208,17 +256,16 @@ export class Hedger {
           return;
         }
         if (index === 0) this.record(clock.now() - start);
-        const good = outcome.ok && !failed(outcome.value);
-        // A failure waits while the other attempt is out (or may still be sent).
-        if (!good && pending > 0) {
+        // Anything but a winner waits while the other attempt is out (or may still be sent).
+        if (!stands) {
           if (outcome.ok) results[index] = outcome.value;
           return;
         }
         settled = true;
         cancelTimer();
         if (index === 1 && good) this.#wins++;
-        // The executor's record: the answer is the first instance's only when it gave it.
-        rec.injected = index === 1 ? good : records[0]?.injected === true;
+        // The executor's record: a fault's mark on the attempt it records.
+        rec.injected = records[theirs]?.injected === true;
         controllers.forEach((c, i) => {
           if (i === index) return;
           if (i === 0 && pending > 0) this.record(clock.now() - start); // how long the first had run when it lost
@@ -233,18 +280,21 @@ export class Hedger {
         if (settled) return;
         const second = call.pick(new Set([primary.id]));
         if (second === undefined) return;
+        let permit = REJECTED;
         if (instances !== undefined) {
-          hedgePermit = instances.acquire(second.id);
-          if (hedgePermit === REJECTED) return; // its breaker has no permit (half-open, probes taken)
+          permit = instances.acquire(second.id);
+          if (permit === REJECTED) return; // its breaker has no permit (half-open, probes taken)
         }
         if (budget !== undefined && !budget.tryRetry()) {
-          if (instances !== undefined) instances.release(second.id, hedgePermit);
+          if (instances !== undefined) instances.release(second.id, permit);
           this.#denied++;
           return;
         }
         this.#hedges++;
-        hedgeId = second.id;
-        hedgeStart = clock.now();
+        targets[1] = second;
+        permits[1] = permit;
+        starts[1] = clock.now();
+        hedged.other = second.id;
         attempt(second, 1);
       }, delay);
       attempt(primary, 0);

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { ManualClock, RuleValidationError } from '@meshlet/core';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { CallExecutor, HEDGE_MIN_SAMPLES, HedgeLostError, parseBreakerRules } from '../src/index.js';
+import { type BodyVerdict, CallExecutor, type GovernedCall, HEDGE_MIN_SAMPLES, HedgeLostError, parseBreakerRules } from '../src/index.js';
 
 type Inst = { id: string };
 const instances: Inst[] = [{ id: 'a' }, { id: 'b' }, { id: 'c' }];
@@ -60,8 +60,14 @@ function setup(section: unknown) {
       signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
       sent.push(s);
     });
-  const call = (method = 'GET') => executor.call<Inst>({ service: 'orders', method, path: '/x', pick, send });
-  return { clock, executor, sent, call };
+  const call = (method = 'GET', more?: Partial<GovernedCall<Inst>>) =>
+    executor.call<Inst>({ service: 'orders', method, path: '/x', pick, send, ...more });
+  /** Counts on the instance breaker of `id`. */
+  const breaker = (id: string) => {
+    const b = executor.snapshot().find((s) => s.breaker.instance === id);
+    return { calls: b?.calls ?? 0, failures: b?.failures ?? 0 };
+  };
+  return { clock, executor, sent, call, breaker };
 }
 
 describe('hedged requests', () => {
@@ -136,7 +142,7 @@ describe('hedged requests', () => {
     assert.equal((await both).status, 503, 'no retry policy: the later failure is the answer');
   });
 
-  it("the hedged instance's answer counts on its own breaker; the first instance is credited with nothing", async () => {
+  it("the hedged instance's answer counts on its own breaker; the aborted first instance is credited with nothing", async () => {
     const { clock, sent, call, executor } = setup({
       hedge: { delayMs: 10 },
       rules: [{ level: 'instance', consecutiveFailures: 2, sleepWindowMs: 60_000 }],
@@ -252,5 +258,198 @@ describe('hedged requests', () => {
       if (JSON.stringify(hedge) !== JSON.stringify({ percentile: 90, minDelayMs: 10, maxDelayMs: 5 }))
         assert.equal(schemaOk, path === undefined, `schema on ${JSON.stringify(hedge)}`);
     }
+  });
+});
+
+/** A refused connection, as fetch reports it: nothing was sent. */
+const refused = () => Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED', syscall: 'connect' } });
+/** The first instance not tried, in order: a retry after a hedge could go back to the hedge's instance. */
+const firstUntried = (tried: ReadonlySet<string>) => instances.find((i) => !tried.has(i.id));
+
+describe('hedged attempts: each instance is charged with its own outcome, once', () => {
+  const instanceRule = { level: 'instance', consecutiveFailures: 5, sleepWindowMs: 60_000 };
+
+  it("both fail, the hedge's connection refused last: routing hears of the hedge's instance, each breaker of its own failure", async () => {
+    const { clock, sent, call, breaker } = setup({ hedge: { delayMs: 10 }, rules: [instanceRule] });
+    const unreachable: string[] = [];
+    const res = call('GET', { unreachable: (i) => unreachable.push(i.id) });
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[0]?.answer(503);
+    await settle();
+    sent[1]?.fail(refused());
+    await settle();
+    // Nothing was sent by the standing attempt: the call defaults retry on an instance neither used.
+    assert.deepEqual(
+      sent.map((s) => s.id),
+      ['a', 'b', 'c'],
+    );
+    sent[2]?.answer(200);
+    assert.equal((await res).status, 200);
+    assert.deepEqual(unreachable, ['b'], 'the refused connection was to b, not to a');
+    assert.deepEqual(breaker('a'), { calls: 1, failures: 1 }, "a's own 503");
+    assert.deepEqual(breaker('b'), { calls: 1, failures: 1 }, "b's refused connection, once");
+  });
+
+  it('the first refused while the hedge is out, the hedge then fails: routing hears of the first instance', async () => {
+    const { clock, sent, call, breaker } = setup({ hedge: { delayMs: 10 }, rules: [instanceRule] });
+    const unreachable: string[] = [];
+    const res = call('GET', { unreachable: (i) => unreachable.push(i.id) });
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[0]?.fail(refused());
+    await settle();
+    sent[1]?.answer(503);
+    assert.equal((await res).status, 503, 'the later failure stands (no retry rule: a 503 is not retried)');
+    assert.deepEqual(unreachable, ['a']);
+    assert.deepEqual(breaker('a'), { calls: 1, failures: 1 });
+    assert.deepEqual(breaker('b'), { calls: 1, failures: 1 });
+  });
+
+  it("the hedge wins after the first failed: the first instance's breaker gets its failure", async () => {
+    const { clock, sent, call, breaker } = setup({ hedge: { delayMs: 10 }, rules: [instanceRule] });
+    const res = call();
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[0]?.answer(503);
+    await settle();
+    sent[1]?.answer(200);
+    assert.equal((await res).status, 200);
+    assert.deepEqual(breaker('a'), { calls: 1, failures: 1 }, "a's 503 counts on a");
+    assert.deepEqual(breaker('b'), { calls: 1, failures: 0 }, "b's 200 on b");
+  });
+
+  it('a retry after both failed goes to an instance neither attempt used', async () => {
+    const { clock, sent, call } = setup({ hedge: { delayMs: 10 }, retry: { maxRetries: 1 } });
+    const res = call('GET', { pick: firstUntried });
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[0]?.answer(503);
+    await settle();
+    sent[1]?.answer(502);
+    await settle();
+    // The retry waits out its backoff; it is hedged too, to whatever is left.
+    clock.advance(1_000);
+    await settle();
+    assert.deepEqual(
+      sent.map((s) => s.id),
+      ['a', 'b', 'c'],
+    );
+    sent[2]?.answer(200);
+    assert.equal((await res).status, 200);
+  });
+
+  it("an attempt's timeout counts on the instance that was out at the deadline, once; the other is released", async () => {
+    const { clock, sent, call, breaker } = setup({ hedge: { delayMs: 10 }, timeoutMs: 100, rules: [instanceRule] });
+    // Both out at the deadline: the first attempt's timeout, the hedge aborted.
+    const both = call();
+    await settle();
+    clock.advance(10);
+    await settle();
+    clock.advance(90);
+    await assert.rejects(both, { name: 'TimeoutError' });
+    await settle();
+    assert.deepEqual(breaker('a'), { calls: 1, failures: 1 });
+    assert.deepEqual(breaker('b'), { calls: 0, failures: 0 });
+    // The first failed before the deadline: its own failure on it, the timeout on the hedge's instance.
+    const hedgeOut = call();
+    await settle();
+    clock.advance(10);
+    await settle();
+    const [first, hedge] = sent.slice(2);
+    assert.deepEqual([first?.id, hedge?.id], ['c', 'a']);
+    first?.answer(503);
+    await settle();
+    clock.advance(90);
+    await assert.rejects(hedgeOut, { name: 'TimeoutError' });
+    await settle();
+    assert.deepEqual(breaker('c'), { calls: 1, failures: 1 }, "c's 503");
+    assert.deepEqual(breaker('a'), { calls: 2, failures: 2 }, 'the timeout of the hedge to a');
+  });
+  it('a transport that ignores the abort: the timeout on the first instance, the late answers each on their own, none twice', async () => {
+    const { clock, call, breaker } = setup({ hedge: { delayMs: 10 }, timeoutMs: 100, rules: [instanceRule] });
+    const late: ((status: number) => void)[] = [];
+    const send = () => new Promise<Response>((resolve) => late.push((status) => resolve(new Response(null, { status }))));
+    const res = call('GET', { send });
+    await settle();
+    clock.advance(10);
+    await settle();
+    clock.advance(90);
+    await assert.rejects(res, { name: 'TimeoutError' });
+    assert.deepEqual(breaker('a'), { calls: 1, failures: 1 });
+    late[1]?.(200);
+    late[0]?.(200);
+    await settle();
+    assert.deepEqual(breaker('a'), { calls: 1, failures: 1 }, "a's late answer: the executor recorded a's timeout already");
+    assert.deepEqual(breaker('b'), { calls: 1, failures: 0 }, "b's late answer counts on b");
+  });
+});
+
+describe('hedged attempts: an answer the call says is worth another instance', () => {
+  /** A peer's limiter refused (as gRPC's RESOURCE_EXHAUSTED with x-meshlet-limited, seen as a 429). */
+  const limited = (r: Response) => r.status === 429;
+
+  it('does not win: the other attempt is waited for, and its answer stands', async () => {
+    const { clock, sent, call, executor } = setup({ hedge: { delayMs: 10 }, retry: { maxRetries: 1 } });
+    const res = call('GET', { retryableAnswer: limited });
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[1]?.answer(429);
+    await settle();
+    assert.equal(sent[0]?.signal?.aborted, false, 'the first attempt is still out');
+    sent[0]?.answer(200);
+    assert.equal((await res).status, 200);
+    assert.equal(sent[1]?.discarded, true, "the limiter's answer was freed");
+    assert.equal(executor.hedgeStats('orders')?.wins, 0);
+  });
+
+  it('from both attempts: the call goes to a third instance, as for a failure', async () => {
+    const { clock, sent, call } = setup({ hedge: { delayMs: 10 }, retry: { maxRetries: 1 } });
+    const res = call('GET', { retryableAnswer: limited, pick: firstUntried });
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[1]?.answer(429);
+    await settle();
+    sent[0]?.answer(429);
+    await settle();
+    clock.advance(1_000);
+    await settle();
+    assert.deepEqual(
+      sent.map((s) => s.id),
+      ['a', 'b', 'c'],
+    );
+    sent[2]?.answer(200);
+    assert.equal((await res).status, 200);
+  });
+});
+
+describe("hedged attempts: the winner's body", () => {
+  it("is watched: a body that breaks after the headers is a failure on the winner's instance", async () => {
+    const { clock, sent, call, breaker } = setup({
+      hedge: { delayMs: 10 },
+      rules: [{ level: 'instance', consecutiveFailures: 5, sleepWindowMs: 60_000 }],
+    });
+    let verdict: BodyVerdict | undefined;
+    const res = call('GET', {
+      watchBody: (_r, v) => {
+        verdict = v;
+        return true;
+      },
+    });
+    await settle();
+    clock.advance(10);
+    await settle();
+    sent[1]?.answer(200);
+    assert.equal((await res).status, 200);
+    assert.ok(verdict !== undefined, "the hedge's answer is watched");
+    verdict.broken(Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }));
+    assert.deepEqual(breaker('b'), { calls: 1, failures: 1 }, "the broken body counts on b, the hedge's instance");
+    assert.deepEqual(breaker('a'), { calls: 0, failures: 0 }, 'the aborted first attempt, nothing');
   });
 });
