@@ -123,8 +123,8 @@ export interface AttemptFields {
    */
   load?: { outstanding: number } | undefined;
   /**
-   * Set when the result was not the instance's doing (a fault injected it, a hedge to
-   * another instance answered): it counts for or against no instance.
+   * Set when the result was not the instance's doing (a fault injected it): it counts for
+   * or against no instance.
    */
   injected: boolean;
 }
