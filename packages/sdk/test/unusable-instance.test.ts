@@ -35,13 +35,19 @@ it('POSTs to a service with unusable instances are all answered by the good one;
     plainSeen++;
     res.end('plain');
   });
+  // Its own listener, so a call that dialled user:pw@127.0.0.1 would be counted, not answered 'good'.
+  let userInfoSeen = 0;
+  const userInfo = await listen((_req, res) => {
+    userInfoSeen++;
+    res.end('user-info');
+  });
   const good = await listen((_req, res) => res.end('good'));
-  closers.push(plain.close, good.close);
+  closers.push(plain.close, userInfo.close, good.close);
   const registry = new InMemoryRegistry();
   await registry.register(at('good', '127.0.0.1', good.port));
   await registry.register(at('tls-to-plain', '127.0.0.1', plain.port, { secure: 'true' }));
   // Two: the default retries (2) reach the good one even when both are tried first.
-  await registry.register(at('user-info', 'user:pw@127.0.0.1', good.port));
+  await registry.register(at('user-info', 'user:pw@127.0.0.1', userInfo.port));
   const mesh = createMesh({ service: 'caller', registry, rules: new InMemoryKvStore(), logger: new MemoryLogger() });
   meshes.push(mesh);
   const answers = new Map<string, number>();
@@ -52,6 +58,7 @@ it('POSTs to a service with unusable instances are all answered by the good one;
   }
   assert.deepEqual([...answers], [['good', 80]]);
   assert.equal(plainSeen, 0);
+  assert.equal(userInfoSeen, 0);
 });
 
 it('an instance at an IPv6 address (::1) is called there, by fetch and by request', async () => {
