@@ -32,8 +32,10 @@ export class RedisUnavailableError extends MeshletError {
 /**
  * All-or-nothing token bucket over several keys, in one round trip. Time comes from Redis
  * `TIME` so that the clocks of the instances do not matter; a bucket's state is a hash
- * {tokens, at} that expires once it would have refilled anyway. Replies {1, 0} when
- * admitted, else {0, wait ms, index of the bucket that waits longest (1-based)}.
+ * {tokens, at} that expires once it would have refilled anyway. ARGV is n, then rate (tokens
+ * per ms), burst and TTL (ms) per key: the TTL is bucketTtlMs's, sent rather than computed
+ * here, so the bound on live keys (RedisKeys) and Redis's expiry are one formula. Replies
+ * {1, 0, 0} when admitted, else {0, wait ms, index of the bucket that waits longest (1-based)}.
  */
 export const TOKEN_BUCKET_LUA = `
 local t = redis.call('TIME')
@@ -42,8 +44,8 @@ local n = tonumber(ARGV[1])
 local levels = {}
 local wait, worst = 0, 0
 for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[i * 2])
-  local burst = tonumber(ARGV[i * 2 + 1])
+  local rate = tonumber(ARGV[i * 3 - 1])
+  local burst = tonumber(ARGV[i * 3])
   local s = redis.call('HMGET', key, 'tokens', 'at')
   local tokens = tonumber(s[1])
   local at = tonumber(s[2])
@@ -60,17 +62,18 @@ for i, key in ipairs(KEYS) do
 end
 if worst > 0 then return {0, math.ceil(wait), worst} end
 for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[i * 2])
-  local burst = tonumber(ARGV[i * 2 + 1])
   redis.call('HSET', key, 'tokens', tostring(levels[i] - n), 'at', tostring(now))
-  redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000)
+  redis.call('PEXPIRE', key, ARGV[i * 3 + 1])
 end
 return {1, 0, 0}
 `;
 
 export const TOKEN_BUCKET_SHA = createHash('sha1').update(TOKEN_BUCKET_LUA).digest('hex');
 
-/** How long Redis keeps a bucket after a write: the script's PEXPIRE, until it has refilled and a second more. */
+/**
+ * How long Redis keeps a bucket after a write (the script's PEXPIRE, sent with each call):
+ * until it has refilled, and a second more.
+ */
 export function bucketTtlMs(ratePerMs: number, burst: number): number {
   return Math.ceil(burst / ratePerMs) + 1000;
 }
@@ -108,7 +111,7 @@ export class RedisTokenBuckets {
     const args: string[] = [String(buckets.length)];
     for (const b of buckets) args.push(b.key);
     args.push(String(n));
-    for (const b of buckets) args.push(String(b.ratePerMs), String(b.burst));
+    for (const b of buckets) args.push(String(b.ratePerMs), String(b.burst), String(bucketTtlMs(b.ratePerMs, b.burst)));
     let reply: unknown;
     try {
       reply = await this.#withTimeout(this.#send(['EVALSHA', TOKEN_BUCKET_SHA, ...args]));

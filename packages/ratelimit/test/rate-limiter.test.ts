@@ -334,6 +334,11 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     };
     const prefix = 'meshlet:rl:{orders}:per-user:1/1000/2:';
     for (const u of ['ann', 'bob', 'cy']) assert.equal(await keyOf(u), `${prefix}${u}`);
+    assert.deepEqual(
+      (redis.calls.at(-1) as string[]).slice(4),
+      ['1', '0.001', '2', '3000'],
+      'n, then rate, burst and the TTL this count assumes: Redis expires the key by the same number',
+    );
     const overflow = await keyOf('dee');
     assert.equal(overflow, `${prefix}\u0000other`, 'a fourth value while three keys live: the overflow key');
     assert.equal(await keyOf('eve'), overflow);

@@ -33,6 +33,21 @@ async function eventually(what: string, check: () => Promise<boolean>): Promise<
   assert.fail(`never happened within 10 s: ${what}`);
 }
 
+/** The Redis keys of `service`'s buckets. */
+async function keysOf(connection: RedisConnection, service: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = (await connection.send(['SCAN', cursor, 'MATCH', `meshlet:rl:{${service}}:*`, 'COUNT', '1000'])) as [
+      string,
+      string[],
+    ];
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
 function limiterOn(
   connection: RedisConnection,
   opts: { burst: number; instances?: number; logger?: MemoryLogger; timeoutMs?: number; service?: string },
@@ -107,20 +122,26 @@ describe('RateLimiter with a real Redis', () => {
       const user = `u${i}-${'x'.repeat(400)}`;
       await limiter.decide({ method: 'GET', path: '/', tag: (k) => (k === 'user-id' ? user : undefined) });
     }
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = (await connection.send(['SCAN', cursor, 'MATCH', `meshlet:rl:{${service}}:*`, 'COUNT', '1000'])) as [
-        string,
-        string[],
-      ];
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
+    const keys = await keysOf(connection, service);
     assert.equal(keys.length, 51, '50 keys of their own and the overflow key');
     const prefix = `meshlet:rl:{${service}}:per-user:10/3600000/10:`;
     for (const k of keys) assert.ok(k.startsWith(prefix) && k.length <= prefix.length + 64, k);
     assert.deepEqual([limiter.stats.redisKeys, limiter.stats.redisKeysOverflowed], [50, 450]);
+  });
+
+  it('a bucket of rate 1/s and burst 2 expires within 3 s of its write, the TTL the limiter sends', async () => {
+    const { url } = redisAddress();
+    const connection = await connected(url);
+    const service = `${run}-ttl`;
+    const limiter = new RateLimiter({ service, redis: new RedisTokenBuckets({ send: connection.send, timeoutMs: 2000 }) });
+    limiter.setRules(
+      parseRateLimitSection({ rules: [{ name: 'per-second', rate: 1, unit: 'second', burst: 2, mode: 'distributed' }] }, 'ratelimit'),
+    );
+    assert.equal((await limiter.decide(request)).allowed, true);
+    const keys = await keysOf(connection, service);
+    assert.equal(keys.length, 1);
+    const ttl = Number(await connection.send(['PTTL', keys[0] as string]));
+    assert.ok(ttl > 0 && ttl <= 3000, `PTTL ${ttl}`);
   });
 
   it('survives SCRIPT FLUSH (NOSCRIPT) by loading the script again', async () => {
