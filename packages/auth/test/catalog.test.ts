@@ -9,6 +9,7 @@ import {
   ApiMatcher,
   CATALOG_PATH,
   CATALOG_PREFIX,
+  catalogAnswers,
   catalogHandler,
   createCatalog,
   declaredRoutes,
@@ -191,9 +192,22 @@ describe('catalogHandler', () => {
       assert.equal(post.status, 405);
       assert.equal(post.headers.get('allow'), 'GET, HEAD');
       assert.equal(await (await fetch(`${base}/users/1`)).text(), 'app');
+      assert.equal((await fetch(`${base}//meshlet//apis/`)).status, 200, 'its canonical path');
     } finally {
       server.closeAllConnections();
       server.close();
     }
+  });
+});
+
+describe('catalogAnswers', () => {
+  it('answers the canonical path it is given when it is its own path (a trailing / the same), nothing else', () => {
+    const catalog = createCatalog([{ method: 'GET', path: '/users/{id}' }]);
+    const answer = catalogAnswers(catalog, { path: '/api//meshlet/apis' });
+    assert.equal(answer('GET', '/api/meshlet/apis', {})?.status, 200, 'its path, made canonical once');
+    assert.equal(answer('GET', '/api/meshlet/apis/', {})?.status, 200);
+    assert.equal(answer('HEAD', '/api/meshlet/apis', { 'if-none-match': `"${catalog.hash}"` })?.status, 304);
+    assert.equal(answer('GET', '/meshlet/apis', {}), undefined, 'the path without its mount is another path');
+    assert.equal(answer('GET', '/api/meshlet/apis/x', {}), undefined);
   });
 });

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import {
   AuthDeniedError,
   type Authorizer,
@@ -55,8 +55,8 @@ export interface InboundPipelineDeps {
   readonly tracing: Tracing | undefined;
   /** The admin endpoint, under its path prefix. */
   readonly admin: { readonly path: string; readonly handler: Interceptor } | undefined;
-  /** The API catalog endpoint's answer to an admitted request; undefined for other paths. */
-  readonly catalog: ((req: IncomingMessage) => CatalogAnswer | undefined) | undefined;
+  /** The API catalog endpoint's answer to an admitted request, by its canonical path (requestPath); undefined for other paths. */
+  readonly catalog: ((method: string, path: string, headers: IncomingHttpHeaders) => CatalogAnswer | undefined) | undefined;
   /** The route template of a request by the API catalog, for frameworks that do not route (node:http). */
   readonly routeOf?: (method: string, path: string) => string | undefined;
   readonly logger: InboundOptions['logger'];
@@ -201,7 +201,9 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       // The catalog is an API of this service: answered here, once auth and limits admitted
       // the request, where the app would be called (a default-deny service lists its APIs
       // only to whom its rules let in). Its answer closes the response, which gives the slots back.
-      const answer = deps.catalog?.(req);
+      // Its path is the canonical one the rules compared, not the framework's req.url (Express
+      // strips a mount from it): a rule on the catalog's path is a rule on the catalog.
+      const answer = deps.catalog?.(req.method ?? 'GET', path, req.headers);
       const app = answer ? () => respond(answer.status, answer.headers, answer.body) : () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
     };

@@ -94,6 +94,8 @@ export interface MeshOptions {
    * server spans by route template where the framework does not (node:http). On whenever
    * `auth` is given, too (as when the catalog was part of `auth`). Its endpoint is an API of
    * the service: only a request the service's auth rules and limits admit is answered.
+   * `path` is the request's whole path, the one the rules compare (Express's `originalUrl`):
+   * under `app.use('/api', mesh.express())`, serve it with `path: '/api/meshlet/apis'`.
    */
   readonly catalog?: {
     readonly openapiFiles?: readonly string[];

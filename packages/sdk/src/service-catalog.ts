@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { CATALOG_META_KEY, type CatalogAnswer, catalogAnswers, loadCatalog, publishCatalog } from '@meshlet/auth';
 import { ApiMatcher } from '@meshlet/core';
 import type { MeshOptions } from './mesh-options.js';
@@ -17,7 +17,7 @@ export class ServiceCatalog {
    * is false. The inbound pipeline answers it where it would call the app: after the
    * service's auth rules and limits, as any API of the service.
    */
-  readonly answer: ((req: IncomingMessage) => CatalogAnswer | undefined) | undefined;
+  readonly answer: ((method: string, path: string, headers: IncomingHttpHeaders) => CatalogAnswer | undefined) | undefined;
   readonly #loading: Promise<Catalog>;
   #routes: ApiMatcher | undefined;
 

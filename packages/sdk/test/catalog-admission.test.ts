@@ -125,4 +125,56 @@ describe('the API catalog endpoint with auth on', () => {
       await payment.close();
     }
   });
+
+  it('under an Express mount, is at the whole path the rules compare: a rule on that path covers it', async () => {
+    const logger = new MemoryLogger();
+    const rules = new InMemoryKvStore();
+    await rules.put(
+      'meshlet/rules/payment',
+      JSON.stringify({
+        service: 'payment',
+        auth: { rules: [{ name: 'no-catalog', action: 'deny', apis: [{ path: '/api/meshlet/apis' }] }] },
+      }),
+    );
+    const mounted = async (mesh: Mesh) => {
+      const app = express();
+      app.use('/api', mesh.express());
+      app.use((_req, res) => {
+        res.send('app');
+      });
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      return { port: (server.address() as AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
+    };
+    const registry = new InMemoryRegistry();
+    // The default path, /meshlet/apis: Express hands the mounted middleware /meshlet/apis for
+    // /api/meshlet/apis, which the rules see whole; the catalog is not there.
+    const byDefault = createMesh({ service: 'payment', registry, rules: new InMemoryKvStore(), catalog: { routes }, logger });
+    const atMount = createMesh({ service: 'payment', registry, rules, catalog: { routes, path: '/api/meshlet/apis' }, logger });
+    const unruled = createMesh({
+      service: 'payment',
+      registry,
+      rules: new InMemoryKvStore(),
+      catalog: { routes, path: '/api/meshlet/apis' },
+      logger,
+    });
+    const servers = [await mounted(byDefault), await mounted(atMount), await mounted(unruled)];
+    try {
+      await atMount.rulesInForce('payment');
+      for (const [i, m] of [byDefault, atMount, unruled].entries()) await m.register({ port: (servers[i] as Started).port });
+      const get = async (server: Started, path: string) => {
+        const r = await fetch(`http://127.0.0.1:${server.port}${path}`);
+        return `${r.status} ${(await r.text()).slice(0, 10)}`;
+      };
+      const [d, m, u] = servers as [Started, Started, Started];
+      assert.equal(await get(d, '/api/meshlet/apis'), '200 app', 'not the catalog: the rules saw /api/meshlet/apis');
+      assert.equal((await get(m, '/api/meshlet/apis')).slice(0, 3), '403');
+      assert.equal((await get(m, '/api/meshlet/apis/')).slice(0, 3), '403');
+      assert.equal(await get(u, '/api/meshlet/apis'), '200 {"service"', 'no rule: the catalog');
+      assert.equal(await get(u, '/api/meshlet//apis'), '200 {"service"', 'its canonical path: the one the rules compare');
+    } finally {
+      for (const s of servers) await s.close();
+      for (const m of [byDefault, atMount, unruled]) await m.close();
+    }
+  });
 });
