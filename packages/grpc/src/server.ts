@@ -133,6 +133,9 @@ class GovernedServerCall {
       onCancel() {
         // grpc-js ends a call whose deadline passed by itself, below the interceptors (no
         // sendStatus through the responder): that end reaches the mesh as a cancel.
+        // Date.now(), not a Clock: the server ports have none, and grpc-js's deadline is
+        // wall-clock ms (Date.now() + grpc-timeout when the call arrived) ended by its own
+        // timers; an injected clock would compare that instant with another time line.
         const deadline = deadlineMs(self.call.getDeadline());
         if (deadline !== undefined && Date.now() >= deadline) self.#finish(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
         else self.#finish(Status.CANCELLED, 'cancelled by the client');
