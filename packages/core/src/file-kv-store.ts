@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type FSWatcher, type Stats, watch } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { type Clock, sleep, systemClock } from './clock.js';
 import { MeshletError } from './errors.js';
@@ -111,7 +111,8 @@ export class FileKvStore implements KvStore {
    * Takes the lock file (exclusive create), runs `write`, removes the lock. A lock held by
    * another writer is waited on, FILE_KV_LOCK_RETRY_MS at a time, `lockRetries` times, then
    * refused (FileKvLockedError); one older than `staleLockMs` is a crashed writer's and is
-   * taken over, so a crash does not lock the store for good.
+   * taken over, so a crash does not lock the store for good. The waits are on the store's
+   * clock; a lock's age is not (see #tookOverStale).
    */
   async #locked<T>(write: () => Promise<T>): Promise<T> {
     await mkdir(this.#dir, { recursive: true });
@@ -141,8 +142,13 @@ export class FileKvStore implements KvStore {
   }
 
   /**
-   * Moves a stale lock aside and removes it. The move is checked against the file found
-   * stale (its inode): a lock renewed in between is put back, not taken.
+   * Moves a stale lock aside and removes it. Its age is wall-clock time, Date.now() against
+   * the file's modification time, not the store's clock: the lock is shared by every
+   * process on the directory and the file system stamps it with the wall clock, which they
+   * all read alike (a ManualClock at 0 would find no lock stale, one ahead of the wall
+   * clock a live writer's). The move is checked against the file found stale (same inode
+   * and modification time: a fresh lock may reuse a freed inode); a fresh lock moved aside
+   * is put back (restoreLock), never over a lock created since.
    */
   async #tookOverStale(token: string): Promise<boolean> {
     let found: Stats;
@@ -152,7 +158,7 @@ export class FileKvStore implements KvStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true; // released: try again now
       throw err;
     }
-    if (this.#clock.now() - found.mtimeMs < this.#staleLockMs) return false;
+    if (Date.now() - found.mtimeMs < this.#staleLockMs) return false;
     const aside = `${this.#lock}.${token}.stale`;
     try {
       await rename(this.#lock, aside);
@@ -160,8 +166,9 @@ export class FileKvStore implements KvStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true; // another writer took it over
       throw err;
     }
-    if ((await stat(aside)).ino !== found.ino) {
-      await rename(aside, this.#lock); // a fresh lock: its writer keeps it
+    const moved = await stat(aside);
+    if (moved.ino !== found.ino || moved.mtimeMs !== found.mtimeMs) {
+      await restoreLock(aside, this.#lock);
       return false;
     }
     await unlink(aside);
@@ -263,6 +270,26 @@ export class FileKvStore implements KvStore {
   }
 }
 
+/**
+ * Puts a lock file moved aside back at `lock`, unless a lock is there now: a hard link
+ * fails with EEXIST where a rename would replace that lock, and its writer would go on with
+ * its lock file gone (after the other's unlock, a third could take the lock while it
+ * writes). True when it was put back; when not, the writer of the moved lock has lost it
+ * (its unlock checks its token and leaves the newer lock in place). Exported for the
+ * store's tests, not from the package.
+ */
+export async function restoreLock(aside: string, lock: string): Promise<boolean> {
+  let restored = true;
+  try {
+    await link(aside, lock);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    restored = false;
+  }
+  await unlink(aside);
+  return restored;
+}
+
 const revisionOf = (mtimeMs: number) => Math.round(mtimeMs * 1000);
 
 const LOCK_FILE = '.lock';
@@ -274,7 +301,11 @@ export const FILE_KV_LOCK_RETRY_MS = 10;
 export const FILE_KV_LOCK_RETRIES = 300;
 
 export interface FileKvStoreOptions {
-  /** Ages of the lock file and waits between tries are measured on this clock (default: the system's). */
+  /**
+   * Waits between tries of a held lock are measured on this clock (default: the system's).
+   * A lock's age is wall-clock time (its file's modification time against Date.now()), as
+   * every process sharing the directory reads it.
+   */
   readonly clock?: Clock;
   /** A lock file older than this (ms) is taken over (default FILE_KV_STALE_LOCK_MS). */
   readonly staleLockMs?: number;

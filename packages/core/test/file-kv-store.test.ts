@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { access, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { FileKvLockedError, FileKvStore, type KvEntry, MeshletError } from '../src/index.js';
+import { restoreLock } from '../src/file-kv-store.js';
+import { FileKvLockedError, FileKvStore, type KvEntry, ManualClock, MeshletError } from '../src/index.js';
 
 describe('FileKvStore', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-kv-'));
@@ -134,5 +135,35 @@ describe('FileKvStore', async () => {
       ['k'],
       'the lock file is no key',
     );
+  });
+
+  it("judges a lock's age on the wall clock, whatever the store's clock says", async () => {
+    const root = join(dir, 'i');
+    await mkdir(root, { recursive: true });
+    const lock = join(root, '.lock');
+    await writeFile(lock, 'crashed writer');
+    const minuteAgo = Date.now() / 1000 - 60;
+    await utimes(lock, minuteAgo, minuteAgo);
+    // A ManualClock at 0 put every lock in the future: none was ever stale.
+    assert.equal(await new FileKvStore(root, { clock: new ManualClock(0), lockRetries: 0 }).put('k', 'v'), true);
+    await writeFile(lock, 'live writer');
+    // A clock an hour ahead found a live writer's lock stale and took it.
+    const ahead = new FileKvStore(root, { clock: new ManualClock(Date.now() + 3_600_000), lockRetries: 0 });
+    await assert.rejects(ahead.put('k', 'w'), FileKvLockedError);
+    assert.equal(await readFile(lock, 'utf8'), 'live writer');
+  });
+
+  it('puts a lock moved aside back only where no lock was made since', async () => {
+    const root = join(dir, 'j');
+    await mkdir(root, { recursive: true });
+    const lock = join(root, '.lock');
+    const aside = join(root, '.lock.x.stale');
+    await writeFile(aside, 'moved');
+    assert.equal(await restoreLock(aside, lock), true);
+    assert.equal(await readFile(lock, 'utf8'), 'moved');
+    await writeFile(aside, 'moved again');
+    assert.equal(await restoreLock(aside, lock), false, 'a lock is there now: it is kept');
+    assert.equal(await readFile(lock, 'utf8'), 'moved');
+    await assert.rejects(access(aside), 'nothing left aside');
   });
 });
