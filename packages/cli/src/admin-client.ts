@@ -1,4 +1,4 @@
-import { adminEndpoint, adminToken, badOption, type Instance, wholeNumber } from '@meshlet/core';
+import { adminEndpoint, adminToken, BodyTooLargeError, badOption, type Instance, readBoundedBody, wholeNumber } from '@meshlet/core';
 import { Slots } from './slots.js';
 
 /** Core's: the instance metadata key that says where an instance's admin endpoint is. */
@@ -157,33 +157,10 @@ export class AdminClient {
         await res.body?.cancel().catch(() => {});
         return { ok: false, url, reason: res.status === 401 ? 'unauthorized' : `HTTP ${res.status}` };
       }
-      const text = await this.#bodyText(res);
-      return text === undefined ? { ok: false, url, reason: 'answer too large' } : { ok: true, url, text };
+      return { ok: true, url, text: await readBoundedBody(res, this.#maxBytes) };
     } catch (err) {
+      if (err instanceof BodyTooLargeError) return { ok: false, url, reason: 'answer too large' };
       return { ok: false, url, reason: (err as Error).name === 'TimeoutError' ? 'timeout' : 'unreachable' };
     }
-  }
-
-  /** The body as text, or undefined once it passes maxBytes (the rest is not read). */
-  async #bodyText(res: Response): Promise<string | undefined> {
-    const declared = Number(res.headers.get('content-length') ?? 0);
-    if (declared > this.#maxBytes || !res.body) {
-      await res.body?.cancel().catch(() => {});
-      return res.body ? undefined : '';
-    }
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > this.#maxBytes) {
-        await reader.cancel().catch(() => {});
-        return undefined;
-      }
-      chunks.push(value);
-    }
-    return Buffer.concat(chunks).toString('utf8');
   }
 }

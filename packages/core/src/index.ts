@@ -26,6 +26,7 @@ export {
   sendSettled,
   shadowOf,
 } from './attempt.js';
+export { BodyTooLargeError, readBoundedBody } from './bounded-body.js';
 export { readBoundedFile } from './bounded-file.js';
 export { type CancelTimer, type Clock, ManualClock, sleep, systemClock, type TimerOptions } from './clock.js';
 export {

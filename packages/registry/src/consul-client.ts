@@ -1,4 +1,14 @@
-import { consoleLogger, type Logger, MeshletError, readPemFile, shownValue, type ThrottledLogger, throttledLogger } from '@meshlet/core';
+import {
+  BodyTooLargeError,
+  consoleLogger,
+  type Logger,
+  MeshletError,
+  readBoundedBody,
+  readPemFile,
+  shownValue,
+  type ThrottledLogger,
+  throttledLogger,
+} from '@meshlet/core';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AgentProbe } from './agent-probe.js';
 
@@ -222,36 +232,22 @@ export class ConsulClient {
     return 0;
   }
 
-  /** The body as UTF-8 text, read at most `maxBodyBytes` of; past it, refused and its connection dropped. */
+  /** The body as UTF-8 text, read at most `maxBodyBytes` of (core's readBoundedBody); past it, refused and its connection dropped. */
   async #text(res: Response, what: string, drop: AbortController): Promise<string> {
-    const max = this.#maxBodyBytes;
-    const tooLarge = () => {
-      drop.abort();
-      return this.#refused(
-        new ConsulAnswerTooLargeError(`${what}: the answer is over maxBodyBytes (${max} bytes): refused`, res.status, max),
-      );
-    };
-    if (Number(res.headers.get('content-length')) > max) {
-      await res.body?.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    if (!res.body) return '';
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read().catch((err: unknown) => {
+    try {
+      return await readBoundedBody(res, this.#maxBodyBytes);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError))
         throw new ConsulError(`${what}: the answer broke off (${(err as Error).message})`, undefined, err);
-      });
-      if (done) break;
-      size += value.byteLength;
-      if (size > max) {
-        await reader.cancel().catch(() => {});
-        throw tooLarge();
-      }
-      chunks.push(value);
+      drop.abort();
+      throw this.#refused(
+        new ConsulAnswerTooLargeError(
+          `${what}: the answer is over maxBodyBytes (${err.maxBytes} bytes): refused`,
+          res.status,
+          err.maxBytes,
+        ),
+      );
     }
-    return Buffer.concat(chunks, size).toString('utf8');
   }
 
   /** Logs a refused answer under its code (at most once a minute per code), and returns the error. */
