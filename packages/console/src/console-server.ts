@@ -29,6 +29,7 @@ import {
   silentLogger,
   systemClock,
   throttledLogger,
+  urlHost,
 } from '@meshlet/core';
 import { CounterHistory, parsePrometheus } from './metrics.js';
 import {
@@ -684,7 +685,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     server.listen(options.port ?? 7070, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  const named = host.includes(':') ? `[${host}]` : host;
+  const named = urlHost(host);
   allowed.add(`${named}:${port}`);
   if (isLoopback(host)) allowed.add(`localhost:${port}`);
   return {

@@ -1,5 +1,5 @@
 import { type ChannelCredentials, type ChannelInterface, Client, type ClientOptions, credentials } from '@grpc/grpc-js';
-import { type Instance, MetaKey } from '@meshlet/core';
+import { type Instance, MetaKey, urlHost } from '@meshlet/core';
 import { grpcPortOf } from './registration.js';
 
 export interface ChannelPoolOptions {
@@ -53,8 +53,7 @@ export class ChannelPool {
 
   /** `host:port` of an instance's gRPC endpoint (its `gRPC_port` when registered, else its port). */
   static target(instance: Instance): string {
-    const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
-    return `${host}:${grpcPortOf(instance)}`;
+    return `${urlHost(instance.address)}:${grpcPortOf(instance)}`;
   }
 
   /** The client for an instance's gRPC endpoint. */

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { InMemoryRegistry, type Instance, type Logger, MeshletError, type Registry } from '@meshlet/core';
+import { InMemoryRegistry, type Instance, type Logger, MeshletError, type Registry, urlHost } from '@meshlet/core';
 import { checkServeOptions } from './mesh-option-checks.js';
 
 export interface ServeOptions {
@@ -39,7 +39,7 @@ export async function waitUntilReady(
   const address = server.address() as AddressInfo | null;
   if (!address || typeof address !== 'object') throw new MeshletError('MESHLET_NOT_LISTENING', 'serve(): the server has no TCP address');
   const host = address.address === '::' || address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}${healthPath}`;
+  const url = `http://${urlHost(host)}:${address.port}${healthPath}`;
   // Real time, not the mesh's clock: this waits on a real server over the network.
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
