@@ -36,6 +36,21 @@ describe('AdminClient', () => {
     }
   });
 
+  it('dials no address routing would not call: `127.1` (a URL reads it 127.0.0.1) is `no endpoint`', async () => {
+    let asked = 0;
+    const s = await listen((_req, res) => {
+      asked++;
+      res.end('{"service":"a"}');
+    });
+    try {
+      const r = await new AdminClient({ token: SECRET, timeoutMs: 20_000 }).status({ ...at(s.port), address: '127.1' });
+      assert.deepEqual(r, { ok: false, reason: 'no endpoint' });
+      assert.equal(asked, 0);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('takes as a status only a JSON object: anything else is `not a status`, not JSON is `not JSON`', async () => {
     const answers = ['null', '[]', '5', '"x"', 'true', '{"breakers":"x"}', '{nope'];
     const s = await listen((req, res) => res.end(answers[Number(req.url?.split('/')[1])]));

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { type Instance, MetaKey } from './instance.js';
+import { type Instance, instanceAddressProblem, instancePortProblem, MetaKey, urlHost } from './instance.js';
 
 /**
  * The instance metadata key that says where an instance's admin endpoint is: a path on the
@@ -21,9 +21,13 @@ export interface AdminEndpoint {
 
 /**
  * Where `instance`'s admin endpoint is, from its registration (ADMIN_META_KEY, else
- * `defaultPath`), or undefined when it does not say or says something that is not one.
+ * `defaultPath`), or undefined when it does not say, says something that is not one, or
+ * registered an address or port routing would not call (instanceAddressProblem,
+ * instancePortProblem): no token is made for, and nothing dials, what the registry's
+ * readers leave out.
  */
 export function adminEndpoint(instance: Instance, defaultPath?: string): AdminEndpoint | undefined {
+  if (instanceAddressProblem(instance.address) !== undefined || instancePortProblem(instance.port) !== undefined) return undefined;
   const where = instance.metadata[ADMIN_META_KEY] ?? defaultPath;
   if (where === undefined || where === '') return undefined;
   let port = instance.port;
@@ -34,8 +38,7 @@ export function adminEndpoint(instance: Instance, defaultPath?: string): AdminEn
     path = m[2] ?? '/_meshlet';
   }
   if (!path.startsWith('/') || !(port >= 1 && port <= 65_535)) return undefined;
-  const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
-  const authority = `${host}:${port}`;
+  const authority = `${urlHost(instance.address)}:${port}`;
   const scheme = instance.metadata[MetaKey.secure] === 'true' ? 'https' : 'http';
   return { origin: `${scheme}://${authority}`, authority, path: path.replace(/\/+$/, '') };
 }
