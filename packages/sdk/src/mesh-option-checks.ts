@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { DEFAULT_MAX_LIFETIME_MS } from '@meshlet/auth';
 import { badOption, instanceAddressProblem, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
@@ -69,7 +68,6 @@ export const MESH_OPTION_BOUNDS = Object.freeze({
 const NAMESPACE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const INSTANCE_ID = /^[\x21-\x7e]+$/;
 const INSTANCE_ID_BANNED = /[/?#%]/;
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const MESH_PATH = /^\/[^\s?#]*$/;
 const AUTH_KEYS = ['keys', 'defaultAction', 'ttlMs', 'maxSkewMs', 'openapiFiles', 'routes', 'catalogPath'] as const;
 const CATALOG_KEYS = ['openapiFiles', 'routes', 'path'] as const;
@@ -204,12 +202,12 @@ function inRange(value: unknown, min: number, max: number): boolean {
   return typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max;
 }
 
-/** An address to register: an IP address or a host name. */
+/**
+ * An address to register: one every reader of the registry calls, as core checks an
+ * instance (instanceAddressProblem). An address they would leave out (`1.2.3`, which a URL
+ * reads as 1.2.0.3; an IPv6 zone) would register an instance no one calls.
+ */
 export function checkAddress(address: unknown, field: string): void {
-  if (!(typeof address === 'string' && (isIP(address) !== 0 || HOST_NAME.test(address))))
-    throw badOption(field, `${shownValue(address)} must be an IP address or a host name`);
-  // As every reader of the registry checks an instance (core): an address they would leave
-  // out (`1.2.3`, which a URL reads as 1.2.0.3; an IPv6 zone) would register an instance no one calls.
   const problem = instanceAddressProblem(address);
   if (problem !== undefined) throw badOption(field, `${problem}; callers would leave this instance out`);
 }
