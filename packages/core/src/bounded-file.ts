@@ -7,17 +7,19 @@ export const shownPath = (path: string): string => JSON.stringify(path.length > 
  * Reads a file named by configuration (a PEM file, a key file) as UTF-8: a regular file of
  * at most `maxBytes`. Opened without blocking and looked at before it is read, so a FIFO, a
  * device (`/dev/zero`) or a file that grows past the bound is refused rather than read
- * without end. Every refusal is thrown as `refused(why)`, where `why` starts with the path
- * (shownPath) and never holds the file's content: a key file is a secret.
+ * without end. Every refusal is thrown as `refused(why, errno)`, where `why` starts with the
+ * path (shownPath) and never holds the file's content (a key file is a secret), and `errno`
+ * is the code of a file that could not be opened (`ENOENT`: there is none).
  */
-export function readBoundedFile(path: string, maxBytes: number, refused: (why: string) => Error): string {
+export function readBoundedFile(path: string, maxBytes: number, refused: (why: string, errno?: string) => Error): string {
   const shown = shownPath(path);
   if (path === '' || path.includes('\0')) throw refused(`${shown} is not a file path`);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    throw refused(`${shown} cannot be opened (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    const errno = (err as NodeJS.ErrnoException).code;
+    throw refused(`${shown} cannot be opened (${errno ?? 'error'})`, errno);
   }
   /** An fs call whose failure is a refusal, not a crash. */
   const io = <T>(call: () => T): T => {

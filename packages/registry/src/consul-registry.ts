@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   type Clock,
@@ -12,6 +12,7 @@ import {
   MeshletError,
   MetaKey,
   type Registry,
+  readBoundedFile,
   sleep,
   systemClock,
   throttledLogger,
@@ -19,7 +20,7 @@ import {
   urlHost,
 } from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';
-import { ConsulClient, type ConsulClientOptions, type ConsulError } from './consul-client.js';
+import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, type ConsulError } from './consul-client.js';
 import { checkConsulMeta } from './consul-meta.js';
 
 /** How Consul checks an instance's health. */
@@ -608,44 +609,30 @@ export class ConsulRegistry implements Registry {
     const file = this.#opts.snapshotFile;
     if (!file) return undefined;
     if (this.#snapshot) return this.#snapshot;
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
+    const read = readSnapshotFile(file);
+    if (!read.ok) {
       this.#snapshot = Object.fromEntries(this.#heard);
-      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
       // No file yet is a state too: Consul is down and nothing was ever saved.
       this.#snapshotProblem(
-        missing ? 'MESHLET_REGISTRY_NO_SNAPSHOT' : 'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
-        missing
+        read.missing ? 'MESHLET_REGISTRY_NO_SNAPSHOT' : 'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
+        read.missing
           ? 'no registry snapshot file: no instances until Consul answers'
-          : 'registry snapshot unreadable: no instances until Consul answers',
+          : 'registry snapshot unreadable or corrupt: no instances until Consul answers',
         file,
-        (err as Error).message,
-        !missing,
+        read.reason,
+        !read.missing,
       );
       return this.#snapshot;
     }
-    const read = snapshotServices(text);
-    if (typeof read === 'string') {
-      this.#snapshot = Object.fromEntries(this.#heard);
-      this.#snapshotProblem(
-        'MESHLET_REGISTRY_SNAPSHOT_UNREADABLE',
-        'registry snapshot corrupt: no instances until Consul answers',
-        file,
-        read,
-        true,
-      );
-      return this.#snapshot;
-    }
-    if (read.skipped > 0)
+    const { services, skipped, firstSkipped } = read.content;
+    if (skipped > 0)
       this.#logger.warn('registry snapshot entries that are not instances: left out', {
         code: BAD_INSTANCE,
         file,
-        skipped: read.skipped,
-        first: read.firstSkipped,
+        skipped,
+        first: firstSkipped,
       });
-    this.#snapshot = { ...read.services, ...Object.fromEntries(this.#heard) };
+    this.#snapshot = { ...services, ...Object.fromEntries(this.#heard) };
     this.#snapshotUsable = true;
     return this.#snapshot;
   }
@@ -680,8 +667,8 @@ export class ConsulRegistry implements Registry {
     if (this.#snapshot) this.#snapshot = { ...this.#snapshot, [service]: instances };
     this.#snapshotWrite = this.#snapshotWrite.then(async () => {
       try {
-        const onFile = snapshotServices(await readFile(file, 'utf8').catch(() => '{"services":{}}'));
-        const services = { ...(typeof onFile === 'string' ? {} : onFile.services), ...Object.fromEntries(this.#heard) };
+        const onFile = readSnapshotFile(file);
+        const services = { ...(onFile.ok ? onFile.content.services : {}), ...Object.fromEntries(this.#heard) };
         const data = JSON.stringify({ savedAt: new Date().toISOString(), services });
         await mkdir(dirname(file), { recursive: true });
         const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
@@ -709,6 +696,36 @@ export interface SnapshotContent {
   readonly skipped: number;
   /** Where the first of them is and what is wrong with it (`services.junk[0] port: …`). */
   readonly firstSkipped: string | undefined;
+}
+
+/** The most of a registry snapshot file read: as much as Consul may answer (CONSUL_MAX_BODY_BYTES). */
+export const REGISTRY_SNAPSHOT_MAX_BYTES = CONSUL_MAX_BODY_BYTES;
+
+/** A registry snapshot file read (readSnapshotFile): its content, or why it cannot be used. */
+export type SnapshotRead =
+  | { readonly ok: true; readonly content: SnapshotContent }
+  /** `missing`: there is no file (nothing saved yet), not a broken one. */
+  | { readonly ok: false; readonly missing: boolean; readonly reason: string };
+
+/**
+ * A registry snapshot file (ConsulRegistry's `snapshotFile`) read as ConsulRegistry and
+ * `meshlet --snapshot` read it: a regular file of at most `maxBytes` (core's
+ * readBoundedFile: a FIFO, a device or a file past the bound is refused, not read without
+ * end), its services checked by snapshotServices.
+ */
+export function readSnapshotFile(file: string, maxBytes = REGISTRY_SNAPSHOT_MAX_BYTES): SnapshotRead {
+  let text: string;
+  let missing = false;
+  try {
+    text = readBoundedFile(file, maxBytes, (why, errno) => {
+      missing = errno === 'ENOENT';
+      return new Error(why);
+    });
+  } catch (err) {
+    return { ok: false, missing, reason: (err as Error).message };
+  }
+  const content = snapshotServices(text);
+  return typeof content === 'string' ? { ok: false, missing: false, reason: content } : { ok: true, content };
 }
 
 /**

@@ -19,5 +19,11 @@ export {
   type HealthCheck,
   type HealthEntry,
   instanceFromHealthEntry,
+  instanceProblem,
   parseDuration,
+  REGISTRY_SNAPSHOT_MAX_BYTES,
+  readSnapshotFile,
+  type SnapshotContent,
+  type SnapshotRead,
+  snapshotServices,
 } from './consul-registry.js';

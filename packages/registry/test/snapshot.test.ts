@@ -2,14 +2,14 @@
 // never silently an empty registry. Consul is unreachable here on purpose: a port on
 // 127.0.0.1 that nothing listens on (the snapshot is read only during an outage).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { MemoryLogger } from '@meshlet/core';
-import { snapshotServices } from '../src/consul-registry.js';
-import { ConsulRegistry } from '../src/index.js';
+import { ConsulRegistry, readSnapshotFile, snapshotServices } from '../src/index.js';
 
 let dir = '';
 let deadAddress = '';
@@ -86,4 +86,30 @@ it('snapshotServices names what is wrong', () => {
   assert.match(snapshotServices('{"services": []}') as string, /not an object/);
   assert.deepEqual(snapshotServices('{"services": {"a": {}}}'), { services: {}, skipped: 1, firstSkipped: 'services.a is not a list' });
   assert.deepEqual(snapshotServices('{"services": {}}'), { services: {}, skipped: 0, firstSkipped: undefined });
+});
+
+it('a snapshot that is a FIFO is refused as unreadable, not waited on', { timeout: 20_000 }, async () => {
+  execFileSync('mkfifo', [join(dir, 'a-fifo.json')]);
+  const got = await startDuringOutage(undefined, 'a-fifo');
+  assert.deepEqual(got.codes, ['MESHLET_REGISTRY_SNAPSHOT_UNREADABLE']);
+  assert.equal(got.status.snapshotErrors, 1);
+});
+
+it('readSnapshotFile reads at most its bound, and tells a missing file from a broken one', async () => {
+  const file = join(dir, 'bounded.json');
+  const text = JSON.stringify({ services: { orders: [instance] } });
+  await writeFile(file, text);
+  const read = readSnapshotFile(file, Buffer.byteLength(text));
+  assert.ok(read.ok);
+  assert.deepEqual(
+    read.content.services.orders?.map((i) => i.id),
+    ['orders-1'],
+  );
+  const over = readSnapshotFile(file, Buffer.byteLength(text) - 1);
+  assert.ok(!over.ok && !over.missing && /bytes; at most/.test(over.reason), JSON.stringify(over));
+  const missing = readSnapshotFile(join(dir, 'none.json'));
+  assert.ok(!missing.ok && missing.missing, JSON.stringify(missing));
+  await writeFile(join(dir, 'half.json'), text.slice(0, 10));
+  const corrupt = readSnapshotFile(join(dir, 'half.json'));
+  assert.ok(!corrupt.ok && !corrupt.missing && /not JSON/.test(corrupt.reason), JSON.stringify(corrupt));
 });
