@@ -1,7 +1,7 @@
 import { type Instance, MetaKey } from '@meshlet/core';
 import { AdminClient, type AdminResult, type InstanceStatus } from './admin-client.js';
 import { NotFoundError, UsageError } from './cli-error.js';
-import { type Command, type CommandContext, integerOption, type OptionValues, printJson, stringOption } from './command.js';
+import { type Command, type CommandContext, integerOption, printJson, stringOption } from './command.js';
 import { ExitCode } from './exit-code.js';
 import { ConsulRegistryView, type RegistryView, SnapshotRegistryView } from './registry-view.js';
 import { renderTable } from './table.js';
@@ -17,12 +17,16 @@ const REGISTRY_USAGE = `registry:
   --token <token>    Consul ACL token (default CONSUL_HTTP_TOKEN)
   --snapshot <file>  a registry snapshot file (ConsulRegistry's snapshotFile) instead of Consul`;
 
-function registryView(values: OptionValues, env: Readonly<Record<string, string | undefined>>): RegistryView {
+/** The registry a command reads; entries routing cannot call are left out, and said so on standard error. */
+function registryView(ctx: CommandContext): RegistryView {
+  const { values, io } = ctx;
+  const leftOut = (line: string) => io.err(`meshlet: ${line}\n`);
   const snapshot = stringOption(values, 'snapshot');
-  if (snapshot !== undefined) return new SnapshotRegistryView(snapshot);
+  if (snapshot !== undefined) return new SnapshotRegistryView(snapshot, { leftOut });
   return new ConsulRegistryView({
-    address: stringOption(values, 'consul') ?? env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500',
-    token: stringOption(values, 'token') ?? env.CONSUL_HTTP_TOKEN,
+    address: stringOption(values, 'consul') ?? io.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500',
+    token: stringOption(values, 'token') ?? io.env.CONSUL_HTTP_TOKEN,
+    leftOut,
   });
 }
 
@@ -34,7 +38,7 @@ ${REGISTRY_USAGE}`,
   options: REGISTRY_OPTIONS,
   positionals: [0, 0],
   async run(ctx) {
-    const view = registryView(ctx.values, ctx.io.env);
+    const view = registryView(ctx);
     const names = await view.services();
     const rows = await Promise.all(
       names.map(async (name) => {
@@ -74,7 +78,7 @@ ${REGISTRY_USAGE}`,
   positionals: [1, 1],
   async run(ctx) {
     const service = ctx.positionals[0] as string;
-    const view = registryView(ctx.values, ctx.io.env);
+    const view = registryView(ctx);
     const list = await view.instances(service);
     if (list.length === 0) throw new NotFoundError(`${service}: no instances in ${view.description}`);
     const timeoutMs = integerOption(ctx.values, 'admin-timeout') ?? 2000;

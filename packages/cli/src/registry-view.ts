@@ -1,12 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import type { Instance } from '@meshlet/core';
-import { ConsulClient, type HealthEntry, instanceFromHealthEntry } from '@meshlet/registry';
+import { ConsulClient, type HealthEntry, instanceFromHealthEntry, instanceProblem, readSnapshotFile } from '@meshlet/registry';
 import { CliError } from './cli-error.js';
 import { ExitCode } from './exit-code.js';
 
 /**
  * What `services` and `instances` read: every registered instance, unhealthy ones too
  * (the Registry port gives only passing ones, which is what routing wants and ops do not).
+ * An entry routing cannot call (the registry's instanceProblem: an address or port that
+ * makes no URL) is left out, as ConsulRegistry leaves it out, and told to `leftOut`.
  */
 export interface RegistryView {
   readonly description: string;
@@ -14,55 +15,84 @@ export interface RegistryView {
   instances(service: string): Promise<readonly Instance[]>;
 }
 
+/** Where a view tells what it left out: one line per read (the CLI's standard error). */
+export type LeftOut = (line: string) => void;
+
 /** Consul's catalog and health endpoints, read once (no watches: a command is a snapshot). */
 export class ConsulRegistryView implements RegistryView {
   readonly description: string;
   readonly #client: ConsulClient;
+  readonly #leftOut: LeftOut;
 
-  constructor(options: { address: string; token?: string | undefined }) {
+  constructor(options: { address: string; token?: string | undefined; leftOut?: LeftOut | undefined }) {
     this.#client = new ConsulClient({ address: options.address, ...(options.token ? { token: options.token } : {}) });
+    this.#leftOut = options.leftOut ?? (() => {});
     this.description = `consul ${this.#client.address}`;
   }
 
   async services(): Promise<readonly string[]> {
-    const res = await this.#client.request<Record<string, string[]>>('GET', '/v1/catalog/services');
+    const res = await this.#client.request<Record<string, string[]>>('GET', '/v1/catalog/services', { expect: 'object' });
     return Object.keys(res.body)
       .filter((n) => n !== 'consul')
       .sort();
   }
 
   async instances(service: string): Promise<readonly Instance[]> {
-    const res = await this.#client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}`);
-    return res.body.map((e) => instanceFromHealthEntry(e)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const res = await this.#client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}`, { expect: 'list' });
+    const out: Instance[] = [];
+    let skipped = 0;
+    let first: string | undefined;
+    for (const e of res.body) {
+      const instance = instanceFromHealthEntry(e);
+      const problem = instanceProblem(instance);
+      if (problem === undefined) out.push(instance);
+      else {
+        skipped++;
+        first ??= `${String(instance.id).slice(0, 200)} ${problem.field}: ${problem.reason}`;
+      }
+    }
+    if (skipped > 0)
+      this.#leftOut(`${service}: ${skipped} catalog ${skipped === 1 ? 'entry' : 'entries'} routing cannot call, left out (${first})`);
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 }
 
-/** A registry snapshot file, as ConsulRegistry's `snapshotFile` writes it: `{ services: { name: Instance[] } }`. */
+/**
+ * A registry snapshot file, as ConsulRegistry's `snapshotFile` writes it
+ * (`{ services: { name: Instance[] } }`), read as ConsulRegistry reads it (the registry's
+ * readSnapshotFile: bounded, a regular file, each entry checked).
+ */
 export class SnapshotRegistryView implements RegistryView {
   readonly description: string;
   readonly #file: string;
-  #data: Promise<Record<string, Instance[]>> | undefined;
+  readonly #leftOut: LeftOut;
+  #data: Record<string, Instance[]> | undefined;
 
-  constructor(file: string) {
+  constructor(file: string, options: { leftOut?: LeftOut | undefined } = {}) {
     this.#file = file;
+    this.#leftOut = options.leftOut ?? (() => {});
     this.description = `snapshot ${file}`;
   }
 
   async services(): Promise<readonly string[]> {
-    return Object.keys(await this.#load()).sort();
+    return Object.keys(this.#load()).sort();
   }
 
   async instances(service: string): Promise<readonly Instance[]> {
-    return (await this.#load())[service] ?? [];
+    return this.#load()[service] ?? [];
   }
 
-  #load(): Promise<Record<string, Instance[]>> {
-    this.#data ??= readFile(this.#file, 'utf8').then(
-      (text) => (JSON.parse(text) as { services?: Record<string, Instance[]> }).services ?? {},
-      (err: Error) => {
-        throw new CliError('MESHLET_CLI_READ', `${this.#file}: cannot read the registry snapshot (${err.message})`, ExitCode.failure);
-      },
-    );
-    return this.#data;
+  #load(): Record<string, Instance[]> {
+    if (this.#data) return this.#data;
+    const read = readSnapshotFile(this.#file);
+    if (!read.ok)
+      throw new CliError('MESHLET_CLI_READ', `${this.#file}: cannot read the registry snapshot (${read.reason})`, ExitCode.failure);
+    const { services, skipped, firstSkipped } = read.content;
+    if (skipped > 0)
+      this.#leftOut(
+        `${this.#file}: ${skipped} snapshot ${skipped === 1 ? 'entry' : 'entries'} routing cannot call, left out (${firstSkipped})`,
+      );
+    this.#data = services;
+    return services;
   }
 }
