@@ -200,13 +200,14 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     return (await storeReads.run(() => registry.instances(service))).slice(0, MAX_INSTANCES_POLLED);
   }
 
-  const adminOptions = { token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 };
-  new AdminClient(adminOptions); // refuses a bad adminTimeoutMs now, not on every page
-  /** One per API request: its admin fetches, however many services and instances, share its slots. */
-  const adminClient = () => new AdminClient(adminOptions);
+  /**
+   * One for the console (made now, so a bad adminTimeoutMs is refused at start): every
+   * page's admin fetches, however many tabs poll, share its slots (ADMIN_CONCURRENCY).
+   */
+  const adminClient = new AdminClient({ token: options.adminToken, timeoutMs: options.adminTimeoutMs ?? 2_000 });
 
-  async function metricsOf(admin: AdminClient, instance: Instance): Promise<number | undefined> {
-    const text = await admin.metricsText(instance);
+  async function metricsOf(instance: Instance): Promise<number | undefined> {
+    const text = await adminClient.metricsText(instance);
     return text === undefined ? undefined : servedRequests(text);
   }
 
@@ -225,12 +226,12 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
    * (breakers opened, calls rejected) beside what its `breaker` section in shadow mode
    * would have done. Callers: every service's instances, bounded as the topology page's.
    */
-  async function breakersAsCalled(admin: AdminClient, service: string) {
+  async function breakersAsCalled(service: string) {
     const names = (await serviceNames()).slice(0, MAX_TOPOLOGY_SERVICES);
     const out = { callers: 0, opened: 0, rejected: 0, shadow: null as null | Record<BreakerShadowKey, number> };
     await Promise.all(
       names.map(async (caller) => {
-        const statuses = await Promise.all((await instancesOf(caller)).map((i) => admin.status(i)));
+        const statuses = await Promise.all((await instancesOf(caller)).map((i) => adminClient.status(i)));
         for (const a of statuses) {
           if (!a.ok) continue;
           let calls = false;
@@ -319,10 +320,9 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     'GET /api/service': async (_req, url) => {
       const service = serviceParam(url);
       const [list, current, history] = await Promise.all([instancesOf(service), repo.current(service), historyPage(service, undefined)]);
-      const client = adminClient();
       const [admin, served] = await Promise.all([
-        Promise.all(list.map((i) => client.status(i))),
-        Promise.all(list.map((i) => metricsOf(client, i))),
+        Promise.all(list.map((i) => adminClient.status(i))),
+        Promise.all(list.map((i) => metricsOf(i))),
       ]);
       const live = splits.observe(
         service,
@@ -369,7 +369,6 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       // Called services not shown (not registered, or past the bound): counted, up to a bound.
       const calledNotShown = new Set<string>();
       const now = clock.now();
-      const admin = adminClient();
       const edges = new Map<string, { from: string; to: string; requests: number; errors: number }>();
       let measured = 0;
       let instances = 0;
@@ -377,7 +376,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         names.map(async (from) => {
           const list = await instancesOf(from);
           instances += list.length;
-          for (const text of await Promise.all(list.map((i) => admin.metricsText(i)))) {
+          for (const text of await Promise.all(list.map((i) => adminClient.metricsText(i)))) {
             if (text === undefined) continue;
             measured++;
             for (const sample of parsePrometheus(text, ['meshlet_client_'])) {
@@ -428,8 +427,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     'GET /api/limits': async (_req, url) => {
       const service = serviceParam(url);
       const [list, current] = await Promise.all([instancesOf(service), repo.current(service)]);
-      const client = adminClient();
-      const admin = await Promise.all(list.map((i) => client.status(i)));
+      const admin = await Promise.all(list.map((i) => adminClient.status(i)));
       const now = clock.now();
       let allowed = 0;
       let refused = 0;
@@ -526,7 +524,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
         mode: section?.mode === 'shadow' ? 'shadow' : 'enforce',
         totals: { allowed, refused, shadowRefused, shadow },
         byRule,
-        breakers: await breakersAsCalled(client, service),
+        breakers: await breakersAsCalled(service),
         outbound,
         over: {
           allowed: counters.steps(`limit:${service}:allowed`),

@@ -7,8 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { RegistryView } from '@meshlet/cli';
-import { FileKvStore, type Instance, MemoryLogger, RULES_HISTORY_PREFIX } from '@meshlet/core';
+import { ADMIN_CONCURRENCY, type RegistryView } from '@meshlet/cli';
+import { FileKvStore, InMemoryKvStore, type Instance, MemoryLogger, RULES_HISTORY_PREFIX } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { RULE_KINDS } from 'meshlet/rule-kinds';
 import {
@@ -200,6 +200,74 @@ describe('console: bounds', () => {
     assert.equal(body.notListed, 5);
     // The store's reads share the slots: fewer may be the registry's.
     assert.ok(most > 1 && most <= STORE_READS_AT_ONCE, `${most} at once`);
+  });
+});
+
+describe('console: one admin client', () => {
+  it(`asks admin endpoints ${ADMIN_CONCURRENCY} at a time over all its pages, not per page`, async () => {
+    // 20 instances: a service page asks each for its status and its metrics, 40 fetches.
+    const orders = Array.from({ length: 20 }, (_, k) => instance('orders', `orders-${k}`, 1000 + k));
+    let registryReads = 0;
+    let openRegistry!: () => void;
+    const registryOpen = new Promise<void>((resolve) => {
+      openRegistry = resolve;
+    });
+    const running = await startConsole({
+      // In memory: after the registry answers, a page reaches its admin fetches without I/O.
+      kv: new InMemoryKvStore(),
+      storeDescription: 'memory',
+      kinds: RULE_KINDS,
+      registry: {
+        description: 'fake',
+        services: async () => ['orders'],
+        instances: async () => {
+          registryReads++;
+          await registryOpen;
+          return orders;
+        },
+      },
+      adminToken: ADMIN_TOKEN,
+      token: TOKEN,
+      port: 0,
+      logger: new MemoryLogger(),
+    });
+    cleanup.push(() => running.close());
+    const origin = running.url.replace(/\/$/, '');
+    const login = await fetch(`${origin}/api/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin },
+      body: JSON.stringify({ token: TOKEN, author: 'alice' }),
+    });
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    // Admin fetches are held here (the console's own go through), counted when made.
+    const realFetch = globalThis.fetch;
+    const held: (() => void)[] = [];
+    let releaseAll = false;
+    let adminFetches = 0;
+    globalThis.fetch = (async (input: string | URL | Request, init?: RequestInit) => {
+      if (String(input).startsWith(origin)) return realFetch(input, init);
+      adminFetches++;
+      if (!releaseAll) await new Promise<void>((resolve) => held.push(resolve));
+      return new Response('{}');
+    }) as typeof fetch;
+    try {
+      const page = () => realFetch(`${origin}/api/service?service=orders`, { headers: { cookie } });
+      const pages = Promise.all([page(), page()]);
+      while (registryReads < 2) await new Promise((resolve) => setImmediate(resolve));
+      openRegistry();
+      // Both pages now make their admin fetches in microtasks: a turn of the loop sees them all made.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(adminFetches, ADMIN_CONCURRENCY);
+      releaseAll = true;
+      for (const release of held) release();
+      assert.deepEqual(
+        (await pages).map((r) => r.status),
+        [200, 200],
+      );
+      assert.equal(adminFetches, 80);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
   });
 });
 
