@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   type Clock,
@@ -8,11 +8,12 @@ import {
   type KvWrite,
   type Logger,
   type PutOptions,
+  readBoundedFile,
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
 import { BlockingWatch } from './blocking-watch.js';
-import { ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
+import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
 
 interface KvPair {
   Key: string;
@@ -214,7 +215,10 @@ export class ConsulKvStore implements KvStore {
     this.#snapshot ??= (async () => {
       if (!file) return {};
       try {
-        const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<KvSnapshot>;
+        // Bounded as the registry's snapshot (a regular file, at most what one Consul answer may
+        // be): a FIFO or a device named by mistake is refused, not read without end.
+        const text = readBoundedFile(file, CONSUL_MAX_BODY_BYTES, (why) => new Error(why));
+        const parsed = JSON.parse(text) as Partial<KvSnapshot>;
         return parsed.prefixes && typeof parsed.prefixes === 'object' ? { ...parsed.prefixes } : {};
       } catch {
         return {};

@@ -138,3 +138,20 @@ it('registry: a silent agent; the snapshot’s instances and service names after
   offNames();
   await registry.close();
 });
+
+// Found reviewing the registry's bounded snapshot read: the KV store's own snapshot was read
+// with an unbounded readFile, so a FIFO named as its file hung every snapshot write for good.
+it('KV: a snapshot file that is a FIFO is refused unread: the next snapshot write replaces it', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const fifo = join(dir, 'rules-fifo.json');
+  execFileSync('mkfifo', [fifo]);
+  const live = [{ Key: 'meshlet/rules/stock', Value: Buffer.from('{"live":true}').toString('base64'), ModifyIndex: 50 }];
+  const kv = new ConsulKvStore({ fetch: answering(live), snapshotFile: fifo, clock: new ManualClock(), logger: new MemoryLogger() });
+  const seen = recorder<readonly KvEntry[]>();
+  const off = kv.watch('meshlet/rules/stock', seen.listener);
+  await seen.nth(1);
+  off();
+  await kv.flush(); // read the FIFO whole, this never ended
+  assert.ok((await stat(fifo)).isFile(), 'replaced by a regular snapshot file');
+  assert.equal(JSON.parse(await readFile(fifo, 'utf8')).prefixes['meshlet/rules/stock'][0].revision, 50);
+});
