@@ -252,26 +252,31 @@ describe('lifecycle', () => {
   });
 });
 
+/** An in-memory registry whose register() waits at a gate: `started` once one arrives, `letRegister` opens it. */
+function gatedRegistry() {
+  let letRegister!: () => void;
+  const gate = new Promise<void>((r) => {
+    letRegister = r;
+  });
+  let registering!: () => void;
+  const started = new Promise<void>((r) => {
+    registering = r;
+  });
+  class GatedRegistry extends InMemoryRegistry {
+    override async register(instance: Parameters<InMemoryRegistry['register']>[0]): Promise<void> {
+      registering();
+      await gate;
+      await super.register(instance);
+    }
+  }
+  return { registry: new GatedRegistry(), started, letRegister };
+}
+
 describe('lifecycle: a signal while serve() registers', () => {
   // Found by a reviewer: the signal handlers were installed once the registration had
   // resolved, so a SIGTERM while it was in flight ended the process still registered.
   it('stops gracefully: the stop waits for the registration, then deregisters', async () => {
-    let letRegister!: () => void;
-    const gate = new Promise<void>((r) => {
-      letRegister = r;
-    });
-    let registering!: () => void;
-    const started = new Promise<void>((r) => {
-      registering = r;
-    });
-    class SlowRegistry extends InMemoryRegistry {
-      override async register(instance: Parameters<InMemoryRegistry['register']>[0]): Promise<void> {
-        registering();
-        await gate;
-        await super.register(instance);
-      }
-    }
-    const registry = new SlowRegistry();
+    const { registry, started, letRegister } = gatedRegistry();
     const mesh = createMesh({ service: 'racing', registry, logger: new MemoryLogger() });
     const { createServer } = await import('node:http');
     const server = createServer(mesh.httpHandler((_req, res) => res.end('ok')));
@@ -291,22 +296,7 @@ describe('lifecycle: a signal while serve() registers', () => {
   // Found reviewing the fix above: close() did not wait, and a registration still making its
   // metadata (the API catalog's) was not yet known to the deregistration.
   it('close() during the registration deregisters once it lands; serve() after a stop registers nothing', async () => {
-    let letRegister!: () => void;
-    const gate = new Promise<void>((r) => {
-      letRegister = r;
-    });
-    let registering!: () => void;
-    const started = new Promise<void>((r) => {
-      registering = r;
-    });
-    class SlowRegistry extends InMemoryRegistry {
-      override async register(instance: Parameters<InMemoryRegistry['register']>[0]): Promise<void> {
-        registering();
-        await gate;
-        await super.register(instance);
-      }
-    }
-    const registry = new SlowRegistry();
+    const { registry, started, letRegister } = gatedRegistry();
     const mesh = createMesh({ service: 'closing', registry, logger: new MemoryLogger() });
     const { createServer } = await import('node:http');
     const server = createServer(mesh.httpHandler((_req, res) => res.end('ok')));
