@@ -16,7 +16,14 @@ export const TagLimits = {
 } as const;
 
 /** Why a tag was not taken. */
-export type TagDropReason = 'too-many-tags' | 'empty-key' | 'key-too-long' | 'value-too-long' | 'control-character' | 'header-too-long';
+export type TagDropReason =
+  | 'too-many-tags'
+  | 'empty-key'
+  | 'key-too-long'
+  | 'value-too-long'
+  | 'control-character'
+  | 'malformed-unicode'
+  | 'header-too-long';
 
 export interface DroppedTag {
   readonly key: string;
@@ -37,6 +44,8 @@ export type SystemTagName = (typeof SystemTag)[keyof typeof SystemTag];
 
 // C0 controls and DEL: never legitimate in a tag, and dangerous in logs and headers.
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// A surrogate without its pair: not well-formed UTF-16 (String.prototype.isWellFormed).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 /** True when `s` fits in `max` UTF-8 bytes. A UTF-16 unit is at most 3 bytes, so short strings need no count. */
 const fits = (s: string, max: number) => s.length * 3 <= max || Buffer.byteLength(s, 'utf8') <= max;
 
@@ -46,6 +55,9 @@ export function checkTag(key: string, value: string): TagDropReason | undefined 
   if (!fits(key, TagLimits.maxKeyBytes)) return 'key-too-long';
   if (!fits(value, TagLimits.maxValueBytes)) return 'value-too-long';
   if (CONTROL.test(key) || CONTROL.test(value)) return 'control-character';
+  // A lone surrogate (JSON's "\ud800", which tsf-tags and sct headers may carry) has no UTF-8
+  // form: every dialect that percent-encodes a tag threw on it, failing each outbound call.
+  if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) return 'malformed-unicode';
   return undefined;
 }
 
