@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { listen, type TestServer, testInstance } from '@meshlet/core/testing';
 import ky from 'ky';
 import { createMesh, HELD_BODY_BYTES, type Mesh } from '../src/index.js';
 
@@ -35,33 +35,9 @@ describe('mesh.fetch with a Request body or an async iterable', () => {
     const gone = await listen((_req, res) => res.end());
     const deadPort = gone.port;
     await gone.close();
-    await registry.register({
-      id: 'live',
-      service: 'orders',
-      address: '127.0.0.1',
-      port: live.port,
-      tags: [],
-      metadata: {},
-      health: 'passing',
-    });
-    await registry.register({
-      id: 'dead',
-      service: 'orders',
-      address: '127.0.0.1',
-      port: deadPort,
-      tags: [],
-      metadata: {},
-      health: 'passing',
-    });
-    await registry.register({
-      id: 'one',
-      service: 'single',
-      address: '127.0.0.1',
-      port: live.port,
-      tags: [],
-      metadata: {},
-      health: 'passing',
-    });
+    await registry.register(testInstance('orders', 'live', live.port));
+    await registry.register(testInstance('orders', 'dead', deadPort));
+    await registry.register(testInstance('single', 'one', live.port));
     // Outlier ejection off: every call may go to the dead instance first.
     mesh = createMesh({
       service: 'shop',

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { checkTag, InMemoryRegistry, MemoryLogger, putTag } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { listen, type TestServer, testInstance } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
 describe('a tag that is not well-formed Unicode', () => {
@@ -26,15 +26,7 @@ describe('a tag that is not well-formed Unicode', () => {
     before(async () => {
       ledger = await listen((_req, res) => res.end('ledger ok'));
       const registry = new InMemoryRegistry();
-      await registry.register({
-        id: 'l1',
-        service: 'ledger',
-        address: '127.0.0.1',
-        port: ledger.port,
-        tags: [],
-        metadata: {},
-        health: 'passing',
-      });
+      await registry.register(testInstance('ledger', 'l1', ledger.port));
       // The defaults: auth off, tag headers from anyone, every dialect read.
       mesh = createMesh({ service: 'orders', registry, logger });
       app = await listen(

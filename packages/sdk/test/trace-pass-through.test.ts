@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { type IncomingHttpHeaders, request } from 'node:http';
 import { after, before, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger, type TraceHeaders } from '@meshlet/core';
-import { listen, type TestServer } from '@meshlet/core/testing';
+import { listen, type TestServer, testInstance } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
 const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -23,15 +23,7 @@ before(async () => {
     res.end('ok');
   });
   const registry = new InMemoryRegistry();
-  await registry.register({
-    id: 'up-0',
-    service: 'up',
-    address: '127.0.0.1',
-    port: upstream.port,
-    tags: [],
-    metadata: {},
-    health: 'passing',
-  });
+  await registry.register(testInstance('up', 'up-0', upstream.port));
   mesh = createMesh({ service: 'gateway', port: 1, registry, rules: new InMemoryKvStore(), logger: new MemoryLogger() });
   // A handler of the mesh that calls another service with mesh.fetch.
   gateway = await listen(mesh.httpHandler(async (_req, res) => res.end(await (await mesh.fetch('http://up/')).text())));
