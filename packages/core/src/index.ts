@@ -82,7 +82,16 @@ export {
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';
-export { badOption, isHeaderName, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from './option-checks.js';
+export {
+  badOption,
+  isHeaderName,
+  onlyOptionKeys,
+  optionObject,
+  shownValue,
+  wholeNumber,
+  wholeNumberOption,
+  withMethods,
+} from './option-checks.js';
 export {
   type ApiMatch,
   ApiMatcher,

@@ -23,6 +23,16 @@ export function wholeNumber(value: unknown, min: number, max: number): boolean {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
 }
 
+/**
+ * An option that is a whole number from `min` to `max`: `fallback` when absent, else the
+ * value, else `MESHLET_BAD_OPTION` naming `field`.
+ */
+export function wholeNumberOption(value: unknown, field: string, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!wholeNumber(value, min, max)) throw badOption(field, `${shownValue(value)} must be a whole number from ${min} to ${max}`);
+  return value as number;
+}
+
 /** A value in an error message, bounded. */
 export function shownValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.slice(0, 80));

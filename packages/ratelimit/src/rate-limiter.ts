@@ -9,6 +9,7 @@ import {
   TagLimits,
   type TagLookup,
   type Unsubscribe,
+  wholeNumberOption,
 } from '@meshlet/core';
 import { AdaptiveConcurrency, type AdaptiveStats } from './adaptive-concurrency.js';
 import type { AdaptiveSection, OverloadStatus } from './adaptive-rule.js';
@@ -312,9 +313,9 @@ export class RateLimiter {
     this.#logger = options.logger ?? silentLogger;
     this.#redis = options.redis;
     this.#instances = options.instances ?? (() => 1);
-    this.#maxKeys = options.maxKeysPerRule ?? 10_000;
-    this.#probeMs = options.probeIntervalMs ?? 200;
-    this.#recoverAfterMs = options.recoverAfterMs ?? 1000;
+    this.#maxKeys = wholeNumberOption(options.maxKeysPerRule, 'maxKeysPerRule', 1, 1_000_000, 10_000);
+    this.#probeMs = wholeNumberOption(options.probeIntervalMs, 'probeIntervalMs', 0, 60_000, 200);
+    this.#recoverAfterMs = wholeNumberOption(options.recoverAfterMs, 'recoverAfterMs', 0, 600_000, 1000);
     this.#keyPrefix = options.keyPrefix ?? 'meshlet:rl:';
     this.#adaptiveDefault = options.adaptive;
     this.#eventLoopDelay = options.eventLoopDelay;

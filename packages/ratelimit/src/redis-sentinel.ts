@@ -1,4 +1,4 @@
-import { type Logger, MeshletError } from '@meshlet/core';
+import { type Logger, MeshletError, wholeNumberOption } from '@meshlet/core';
 import { createClient } from '@redis/client';
 import type { RedisConnection } from './redis-client.js';
 import { RedisUnavailableError } from './redis-token-buckets.js';
@@ -57,8 +57,8 @@ export interface SentinelConnectionOptions {
  * once and the limiter enforces each instance's share, so a failover never fails open.
  */
 export function connectRedisSentinel(address: SentinelAddress, options: SentinelConnectionOptions = {}): RedisConnection {
-  const connectTimeout = options.connectTimeoutMs ?? 1000;
-  const lookupTimeout = options.lookupTimeoutMs ?? connectTimeout;
+  const connectTimeout = wholeNumberOption(options.connectTimeoutMs, 'connectTimeoutMs', 1, 600_000, 1000);
+  const lookupTimeout = wholeNumberOption(options.lookupTimeoutMs, 'lookupTimeoutMs', 1, 600_000, connectTimeout);
   let primary: { key: string; client: Client } | undefined;
   let closed = false;
   let asking: Promise<void> | undefined;

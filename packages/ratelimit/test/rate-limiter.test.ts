@@ -149,6 +149,24 @@ function fakeRedis(next: (args: readonly string[]) => Promise<unknown>) {
 describe('RateLimiter (distributed, Redis failing)', () => {
   const rules = section([{ name: 'shared', rate: 1, unit: 'hour', burst: 100, mode: 'distributed' }]);
 
+  it('refuses a bad Redis option naming it (MESHLET_BAD_OPTION): maxKeysPerRule, probeIntervalMs, recoverAfterMs', () => {
+    const redis = new RedisTokenBuckets({ send: fakeRedis(async () => [1, 0, 0]).send });
+    for (const [field, value] of [
+      ['maxKeysPerRule', 0],
+      ['maxKeysPerRule', 1.5],
+      ['probeIntervalMs', -1],
+      ['probeIntervalMs', '200'],
+      ['recoverAfterMs', Number.POSITIVE_INFINITY],
+      ['recoverAfterMs', 600_001],
+    ] as const)
+      assert.throws(
+        () => new RateLimiter({ service: 'orders', redis, [field]: value }),
+        (e: unknown) => (e as { code?: string }).code === 'MESHLET_BAD_OPTION' && (e as Error).message.startsWith(`${field}:`),
+        `${field} ${String(value)}`,
+      );
+    assert.doesNotThrow(() => new RateLimiter({ service: 'orders', redis, probeIntervalMs: 0, recoverAfterMs: 0, maxKeysPerRule: 1 }));
+  });
+
   it('falls back to the local share when Redis refuses connections, logs once, recovers', async () => {
     const clock = new ManualClock(0);
     const logger = new MemoryLogger();

@@ -279,3 +279,18 @@ it('a primary failover under load keeps the fleet within 5% of the limit, never 
   );
   assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_RATELIMIT_REDIS_FAILOVER'));
 });
+
+it('refuses a bad connectTimeoutMs or lookupTimeoutMs naming it (MESHLET_BAD_OPTION), before connecting', () => {
+  const address = { sentinels: [{ host: '127.0.0.1', port: 1 }], name: 'meshlet' };
+  for (const [field, value] of [
+    ['connectTimeoutMs', 0],
+    ['lookupTimeoutMs', -5],
+    ['lookupTimeoutMs', 600_001],
+    ['connectTimeoutMs', Number.NaN],
+  ] as const)
+    assert.throws(
+      () => connectRedisSentinel(address, { [field]: value }),
+      (e: unknown) => (e as { code?: string }).code === 'MESHLET_BAD_OPTION' && (e as Error).message.startsWith(`${field}:`),
+      `${field} ${String(value)}`,
+    );
+});
