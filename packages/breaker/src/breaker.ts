@@ -185,9 +185,11 @@ export class Breaker {
       // A slow probe is a failed probe when slowness can trip the breaker at all.
       if (failed || (slow && p.slowCallRateThreshold > 0)) {
         this.#open(now ?? this.#clock.now(), 'probe-failed');
-      } else if (++this.#probesSucceeded >= p.probes) {
-        this.#close();
+      } else if (!bodyFollows) {
+        this.#probeSucceeded();
       }
+      // A probe whose body is to come succeeds only once it is whole (bodyEnded): closing at
+      // its headers moved the epoch, and a body broken after them was told to no one.
       return;
     }
     if (this.#state !== 'closed') return;
@@ -208,6 +210,7 @@ export class Breaker {
     if (permit !== this.#epoch) return;
     if (this.#state === 'half-open') {
       if (failed) this.#open(now ?? this.#clock.now(), 'probe-failed');
+      else this.#probeSucceeded();
       return;
     }
     if (this.#state !== 'closed') return;
@@ -219,6 +222,10 @@ export class Breaker {
     this.#window.amendFailure(at);
     this.#consecutive++;
     this.#tripIfDue(at);
+  }
+
+  #probeSucceeded(): void {
+    if (++this.#probesSucceeded >= this.policy.probes) this.#close();
   }
 
   #tripIfDue(at: number): void {

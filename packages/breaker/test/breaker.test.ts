@@ -269,4 +269,21 @@ describe('Breaker: a success whose body is told later (bodyFollows, bodyEnded)',
     assert.equal(b.state, 'open');
     assert.equal(b.snapshot().opened, 2);
   });
+
+  // Found in the final review: with one probe (the default outlier detection's), the probe
+  // closed the breaker at its headers, and its body broken after them reopened nothing.
+  it('with one probe: its headers do not close the breaker; a broken body reopens it, a whole one closes it', () => {
+    const { b, clock } = make({ consecutiveFailures: 1, failureRateThreshold: 0, probes: 1 });
+    b.record(b.tryAcquire(), true, 1);
+    clock.advance(5_000);
+    const broken = answered(b);
+    assert.equal(b.state, 'half-open', 'not closed at the headers');
+    b.bodyEnded(broken, true);
+    assert.equal(b.state, 'open');
+    clock.advance(10_000);
+    const whole = answered(b);
+    assert.equal(b.state, 'half-open');
+    b.bodyEnded(whole, false);
+    assert.equal(b.state, 'closed');
+  });
 });
