@@ -267,6 +267,21 @@ describe('createConfig: hot reload', () => {
     config.close();
   });
 
+  // Found in the final review: the key budget was per `---` document, so a stream of
+  // documents each rewriting the same keys passed with the map at the bound.
+  it('a YAML stream is one budget: documents that each rewrite the same keys are refused past it', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'server:\n  port: 8080\n');
+    const config = await createConfig(base(kv, { format: 'yaml' }));
+    const doc = `a: &a {${Array.from({ length: 100 }, (_, i) => `k${i}: 1`).join(', ')}}\nb: [${Array(99).fill('*a').join(',')}]\n`;
+    // Each document 10,000 keys (at the bound alone); three of them write 30,000.
+    await kv.put('config/orders/data', `server:\n  port: 9090\n---\n${doc}---\n${doc}---\n${doc}`);
+    assert.equal(config.get('server.port'), '8080');
+    assert.equal(config.status.lastError?.code, ConfigParseError.code);
+    assert.match(String(config.status.lastError?.message), new RegExp(`more than ${CONFIG_DOCUMENT_LIMITS.keys} keys`));
+    config.close();
+  });
+
   it('refuses a document past its characters or its keys (properties too), naming the bound', async () => {
     const kv = new InMemoryKvStore();
     await kv.put('config/orders/data', 'a=1');
