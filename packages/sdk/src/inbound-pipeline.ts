@@ -10,16 +10,7 @@ import {
   type VerifiedIdentity,
   verifiedCaller,
 } from '@meshlet/auth';
-import {
-  foldCase,
-  getTag,
-  type MeshContext,
-  putTag,
-  REQUEST_PATH_MAX_LENGTH,
-  requestPath,
-  runWithContext,
-  type TagLookup,
-} from '@meshlet/core';
+import { getTag, type MeshContext, putTag, REQUEST_PATH_MAX_LENGTH, requestPath, runWithContext, type TagLookup } from '@meshlet/core';
 import { requestTagsOf, verifiedSourceTags } from '@meshlet/propagation';
 import { ALLOWED, RateLimitedError, type RateLimiter, type Release, rejection } from '@meshlet/ratelimit';
 import { Attr, GovernanceErrorType, type Tracing } from '@meshlet/trace';
@@ -178,10 +169,10 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         span.end(res.statusCode);
       });
     }
-    // One lookup for auth and the limiter; templates compare the path lower-cased, folded here once.
+    // One lookup for auth and the limiter. The canonical path as it is: templates fold it
+    // themselves (foldPath, which keeps the last path it folded, as pathTagValue does).
     const tag = (k: string) => getTag(k, ctx);
-    const folded = foldCase(path);
-    const request = folded === path && ctx.request ? ctx.request : { method: req.method ?? 'GET', path: folded };
+    const request = ctx.request ?? { method: req.method ?? 'GET', path };
     const allowed = authorizer.decide(verifiedCaller(ctx), request, tag);
     // Which auth rule decided (or the section's default, when it denied): `<rule>:allowed|denied`.
     if (span && allowed.shadow === undefined && (allowed.rule !== undefined || !allowed.allowed))
@@ -207,7 +198,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       const app = answer ? () => respond(answer.status, answer.headers, answer.body) : () => next(release);
       return span ? span.run(() => runWithContext(ctx, app)) : runWithContext(ctx, app);
     };
-    const decision = rateLimiter.decide({ method: req.method ?? 'GET', path: folded, tag });
+    const decision = rateLimiter.decide({ method: request.method, path, tag });
     const act = (d: Awaited<typeof decision>) => {
       if (d === ALLOWED) return go(noSlot);
       if (d.allowed && d.shadow && span) span.setAttribute(Attr.meshletShadow, `ratelimit:${d.shadow.name}:would-refuse`);
