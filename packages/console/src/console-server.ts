@@ -132,7 +132,7 @@ const listOf = (v: unknown): readonly unknown[] => (Array.isArray(v) ? v : []);
 /** A field of an admin status that should be a string: cut to MAX_STATUS_TEXT, or null. */
 const textOf = (v: unknown): string | null => (typeof v === 'string' ? v.slice(0, MAX_STATUS_TEXT) : null);
 /** Author names are kept to this many characters. */
-const MAX_AUTHOR_LENGTH = 100;
+const CONSOLE_MAX_AUTHOR_LENGTH = 100;
 
 const STATIC: Readonly<Record<string, { file: string; type: string }>> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
@@ -640,7 +640,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       throttle.check();
       const body = await readJson(req);
       const given = typeof body.token === 'string' ? body.token : '';
-      const author = typeof body.author === 'string' ? body.author.trim().slice(0, MAX_AUTHOR_LENGTH) : '';
+      const author = typeof body.author === 'string' ? body.author.trim().slice(0, CONSOLE_MAX_AUTHOR_LENGTH) : '';
       if (author === '' || /[\u0000-\u001f]/.test(author)) {
         throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'author: your name, recorded with every change', 'author');
       }

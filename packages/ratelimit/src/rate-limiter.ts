@@ -1,6 +1,7 @@
 import {
   type Clock,
   compileConditions,
+  DEFAULT_LOG_INTERVAL_MS,
   type Logger,
   type Matcher,
   type RuleFeed,
@@ -110,7 +111,7 @@ export const OVERLOAD_LOG_INTERVAL_MS = 10_000;
  * Redis that keeps failing and answering again is told as a count of its outages. The
  * mesh's interval for per-request codes, so a flapping store costs the log what a flood does.
  */
-export const REDIS_STATE_LOG_INTERVAL_MS = 60_000;
+export const REDIS_STATE_LOG_INTERVAL_MS = DEFAULT_LOG_INTERVAL_MS;
 
 /**
  * One rule's counts since it was first applied under its name (a reload that keeps the

@@ -8,6 +8,7 @@ import {
   shownValue,
   type ThrottledLogger,
   throttledLogger,
+  wholeNumberOption,
 } from '@meshlet/core';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AgentProbe } from './agent-probe.js';
@@ -126,10 +127,7 @@ export class ConsulClient {
     const tls = options.tls ?? tlsFromEnvironment();
     this.#fetch = options.fetch ?? (tls && this.address.startsWith('https:') ? fetchOverTls(tls) : globalThis.fetch);
     this.#timeoutMs = options.timeoutMs ?? 5_000;
-    const max = options.maxBodyBytes ?? CONSUL_MAX_BODY_BYTES;
-    if (!Number.isSafeInteger(max) || max < 1)
-      throw new MeshletError('MESHLET_BAD_OPTION', `maxBodyBytes: ${shownValue(max)} must be a whole number of bytes, at least 1`);
-    this.#maxBodyBytes = max;
+    this.#maxBodyBytes = wholeNumberOption(options.maxBodyBytes, 'maxBodyBytes', 1, 2 ** 31, CONSUL_MAX_BODY_BYTES);
     this.#log = throttledLogger(options.logger ?? consoleLogger('warn', 'meshlet-consul'), { codes: ANSWER_CODES });
     this.probe = new AgentProbe({ check: (signal) => this.checkLeader(signal) });
   }

@@ -407,6 +407,10 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array[]
 }
 
 /** What undici's dispatch takes as a body, and the content type fetch would add for it. */
+/** An async iterable (a Node Readable, a generator): a body that can be read once, sent as it comes. */
+export const isAsyncIterable = (body: unknown): body is AsyncIterable<Uint8Array> =>
+  typeof body === 'object' && body !== null && typeof (body as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function';
+
 async function requestBody(body: BodyInit | null | undefined): Promise<[RequestBody, string | undefined]> {
   if (body === null || body === undefined) return [null, undefined];
   if (typeof body === 'string') return [body, 'text/plain;charset=UTF-8'];
@@ -416,8 +420,7 @@ async function requestBody(body: BodyInit | null | undefined): Promise<[RequestB
   if (body instanceof URLSearchParams) return [body.toString(), 'application/x-www-form-urlencoded;charset=UTF-8'];
   if (body instanceof ReadableStream) return [body as ReadableStream<Uint8Array>, undefined];
   // An async iterable (a Node Readable, a generator), as fetch takes it with duplex 'half': undici sends it as it comes.
-  if (typeof (body as Partial<AsyncIterable<Uint8Array>>)[Symbol.asyncIterator] === 'function')
-    return [body as unknown as AsyncIterable<Uint8Array>, undefined];
+  if (isAsyncIterable(body)) return [body, undefined];
   // Blob, FormData, anything else fetch accepts: let a Request encode it (the multipart
   // boundary, a Blob's type), then send its bytes.
   const encoded = new Request('http://body.invalid/', { method: 'POST', body });

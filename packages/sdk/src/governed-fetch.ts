@@ -24,7 +24,7 @@ import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type T
 import type { Dispatcher } from 'undici';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { DestinationGuard } from './destination-guard.js';
-import { DispatchedResponse, type Transport } from './dispatcher-fetch.js';
+import { DispatchedResponse, isAsyncIterable, type Transport } from './dispatcher-fetch.js';
 import { MAX_REDIRECTS, REDIRECT_STATUSES, redirectStep, withoutRedirects } from './redirects.js';
 import type { ServiceDirectory } from './service-directory.js';
 import { type UrlParts, urlParts } from './service-url.js';
@@ -408,9 +408,7 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
 }
 
 /** A body that can be read once: a ReadableStream, or an async iterable (a Node Readable, a generator). */
-const sentOnce = (body: unknown): boolean =>
-  body instanceof ReadableStream ||
-  (typeof body === 'object' && body !== null && typeof (body as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function');
+const sentOnce = (body: unknown): boolean => body instanceof ReadableStream || isAsyncIterable(body);
 
 /** How much of a Request's body `mesh.fetch` holds to send it again (a retry, a redirect); past it, the body is sent once. */
 export const HELD_BODY_BYTES = 64 * 1024;
@@ -463,7 +461,6 @@ class FetchCall implements ServiceCall<Response> {
   sentTo = '';
   readonly #body: RequestInit['body'];
   /** fetch's `redirect`: `follow` and `error` are the front end's (governedFetch), so each attempt is sent `manual`. */
-  readonly #redirect: NonNullable<RequestInit['redirect']>;
   readonly #request: Request | undefined;
   readonly #init: RequestInit | undefined;
   /** The mesh's transport, when this call's attempts go to it. */
@@ -475,7 +472,6 @@ class FetchCall implements ServiceCall<Response> {
     method: string,
     body: RequestInit['body'],
     given: RequestInit['headers'],
-    redirect: NonNullable<RequestInit['redirect']>,
     request: Request | undefined,
     init: RequestInit | undefined,
     transport: Transport | undefined,
@@ -492,7 +488,6 @@ class FetchCall implements ServiceCall<Response> {
     this.retryable = !sentOnce(body);
     this.signal = init?.signal ?? request?.signal ?? undefined;
     this.#body = body;
-    this.#redirect = redirect;
     this.#request = request;
     this.#init = init;
     this.#fetch = fetch;
@@ -538,7 +533,7 @@ class FetchCall implements ServiceCall<Response> {
     if (withDispatcher.dispatcher !== undefined) withDispatcher.dispatcher = withoutRedirects(withDispatcher.dispatcher);
     if (attemptSignal) options.signal = attemptSignal;
     // Followed (or refused) by the front end, where the mesh headers can be left behind.
-    if (this.#redirect !== 'manual') options.redirect = 'manual';
+    options.redirect = 'manual';
     return this.#fetch(request ? new Request(target, request) : target, options);
   }
 
@@ -611,7 +606,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const given = init?.headers ?? request?.headers;
     const redirect = init?.redirect ?? request?.redirect ?? 'follow';
     const follow = redirect === 'follow';
-    const call = new FetchCall(url, method, body, given, redirect, request, init, transport, send);
+    const call = new FetchCall(url, method, body, given, request, init, transport, send);
     const res = await pipeline(call);
     if (redirect === 'error' && REDIRECT_STATUSES.has(res.status)) {
       // As fetch fails it; the instance answered, so its breaker counted an answer, not a failure.

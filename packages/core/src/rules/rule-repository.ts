@@ -252,7 +252,8 @@ export class RuleRepository {
     const revision = current?.revision ?? 0;
     if (how.ifRevision !== undefined && how.ifRevision !== revision) throw new RuleConflictError(service);
     const { history, highestKey } = this.#read(service, await this.#kv.list(`${RULES_HISTORY_PREFIX}${service}/`));
-    const next = Math.max(history.versions.at(-1)?.version ?? 0, highestKey) + 1;
+    // Every version read names its own key (readVersion), so the highest key is the newest.
+    const next = highestKey + 1;
     if (next > MAX_RULE_VERSION) {
       throw new MeshletError(
         'MESHLET_RULE_HISTORY_FULL',
