@@ -3,6 +3,7 @@ import {
   apiKey,
   field,
   isHeaderName,
+  isHeaderValue,
   normalizeTemplate,
   pathTemplateProblem,
   type RuleKind,
@@ -120,11 +121,6 @@ function parseWindow(raw: unknown, path: string): WindowSpec {
 
 /** Statuses whose response has no body: `new Response(body, { status })` throws on any body with them. */
 const NULL_BODY_STATUSES: readonly number[] = [204, 205, 304];
-/**
- * RFC 9110's field-value characters (node:http's check): tab, visible ASCII, space and obs-text.
- * No CR, LF or NUL, and Latin-1 only: `Headers` throws on anything else.
- */
-const HEADER_VALUE = /^[\t\x20-\x7E\x80-\xFF]*$/;
 
 function parseFallback(raw: unknown, path: string): StaticFallback {
   const f = field.object(raw, path);
@@ -142,7 +138,7 @@ function parseFallback(raw: unknown, path: string): StaticFallback {
       // JSON.parse makes "__proto__" an own key; assigned below it would set the prototype, and the header would vanish.
       if (k === '__proto__') throw new RuleValidationError(`${path}.headers.${k}`, '"__proto__" cannot be a header name here');
       const value = field.string(v, `${path}.headers.${k}`, 4096);
-      if (!HEADER_VALUE.test(value))
+      if (!isHeaderValue(value))
         throw new RuleValidationError(
           `${path}.headers.${k}`,
           'not a header value: tab, space, visible ASCII and Latin-1 only (no CR, LF, NUL or other control characters)',

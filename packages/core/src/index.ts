@@ -85,6 +85,7 @@ export {
 export {
   badOption,
   isHeaderName,
+  isHeaderValue,
   onlyOptionKeys,
   optionObject,
   shownValue,

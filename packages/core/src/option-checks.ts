@@ -50,6 +50,14 @@ export function isHeaderName(name: string): boolean {
   return HEADER_NAME.test(name);
 }
 
+// What undici sends as a header value: TAB, visible ASCII and space, Latin-1 (no CR, LF or NUL).
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** Whether `value` can be sent as an HTTP header value (undici's own rule: no CR, LF, NUL, nothing past Latin-1). */
+export function isHeaderValue(value: string): boolean {
+  return HEADER_VALUE.test(value);
+}
+
 /** Absent, or an object with these methods; else `MESHLET_BAD_OPTION` naming `field` (`what` says what it must be). */
 export function withMethods(value: unknown, field: string, methods: readonly string[], what: string): void {
   if (value === undefined) return;

@@ -1,4 +1,4 @@
-import { badOption, grpcMetadataProblem, isHeaderName, optionObject, shownValue } from '@meshlet/core';
+import { badOption, grpcMetadataProblem, isHeaderName, isHeaderValue, optionObject, shownValue } from '@meshlet/core';
 import type { OtlpProtocol } from './otlp-exporter-base.js';
 
 /** Extra headers sent to the collector, and their characters in all (names and values). */
@@ -71,7 +71,7 @@ export function otlpHeadersProblem(headers: Readonly<Record<string, unknown>>, p
     const header = name.slice(0, 80);
     if (isReservedOtlpHeader(name)) return { header, problem: 'is set by the exporter or by HTTP itself, not given: leave it out' };
     // undici's own rule for a header value (it would refuse the request, every attempt).
-    if (typeof v !== 'string' || /[^\t\x20-\x7e\x80-\xff]/.test(v))
+    if (typeof v !== 'string' || !isHeaderValue(v))
       return {
         header,
         problem: 'must be a string without line breaks, NUL or other characters HTTP refuses in a header (the value is not shown)',
