@@ -78,9 +78,7 @@ ${REGISTRY_USAGE}`,
   positionals: [1, 1],
   async run(ctx) {
     const service = ctx.positionals[0] as string;
-    const view = registryView(ctx);
-    const list = await view.instances(service);
-    if (list.length === 0) throw new NotFoundError(`${service}: no instances in ${view.description}`);
+    // The options first: a bad one is a usage error before any registry is asked.
     const timeoutMs = integerOption(ctx.values, 'admin-timeout') ?? 2000;
     if (timeoutMs < 1 || timeoutMs > 2_147_483_647) throw new UsageError('--admin-timeout must be from 1 to 2147483647 ms');
     const client = new AdminClient({
@@ -88,6 +86,9 @@ ${REGISTRY_USAGE}`,
       defaultPath: stringOption(ctx.values, 'admin-path'),
       timeoutMs,
     });
+    const view = registryView(ctx);
+    const list = await view.instances(service);
+    if (list.length === 0) throw new NotFoundError(`${service}: no instances in ${view.description}`);
     const admin = await Promise.all(list.map((i) => client.status(i)));
     if (ctx.values.json) {
       printJson(

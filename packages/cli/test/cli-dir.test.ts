@@ -271,6 +271,11 @@ describe('meshlet rules on a --dir store', () => {
     assert.match(usage.stderr, /usage: meshlet rules apply/);
     assert.equal((await inProcess(['rules', 'get', 'orders', '--bogus'])).code, 2);
     assert.equal((await inProcess(['nonsense'])).code, 2);
+    // A bad flag is a usage error before any registry is asked (nothing listens on port 1).
+    for (const bad of ['0', '2147483648', 'x']) {
+      const r = await inProcess(['instances', 'orders', '--consul', 'http://127.0.0.1:1', '--admin-timeout', bad]);
+      assert.equal(r.code, 2, `--admin-timeout ${bad}: ${r.stderr}`);
+    }
     assert.equal((await inProcess(['rules', 'get', 'orders', '--version', 'x', ...store()])).code, 2);
   });
 
