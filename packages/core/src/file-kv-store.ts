@@ -5,6 +5,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { type Clock, sleep, systemClock } from './clock.js';
 import { MeshletError } from './errors.js';
 import type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
+import { wholeNumberOption } from './option-checks.js';
 import type { Unsubscribe } from './registry.js';
 
 /**
@@ -33,8 +34,8 @@ export class FileKvStore implements KvStore {
     this.#dir = dir;
     this.#lock = join(dir, LOCK_FILE);
     this.#clock = options.clock ?? systemClock;
-    this.#staleLockMs = options.staleLockMs ?? FILE_KV_STALE_LOCK_MS;
-    this.#lockRetries = options.lockRetries ?? FILE_KV_LOCK_RETRIES;
+    this.#staleLockMs = wholeNumberOption(options.staleLockMs, 'staleLockMs', 1, 3_600_000, FILE_KV_STALE_LOCK_MS);
+    this.#lockRetries = wholeNumberOption(options.lockRetries, 'lockRetries', 0, 100_000, FILE_KV_LOCK_RETRIES);
   }
 
   async get(key: string): Promise<KvEntry | undefined> {

@@ -33,6 +33,20 @@ describe('FileKvStore', async () => {
     );
   });
 
+  it('refuses a bad lock option naming it (MESHLET_BAD_OPTION)', () => {
+    for (const [field, value] of [
+      ['staleLockMs', 0],
+      ['staleLockMs', Number.POSITIVE_INFINITY],
+      ['lockRetries', -1],
+      ['lockRetries', 1.5],
+    ] as const)
+      assert.throws(
+        () => new FileKvStore(tmpdir(), { [field]: value }),
+        (e: unknown) => e instanceof MeshletError && e.code === 'MESHLET_BAD_OPTION' && e.message.startsWith(`${field}:`),
+        `${field} ${value}`,
+      );
+  });
+
   it('refuses keys that would leave the directory', async () => {
     const kv = new FileKvStore(join(dir, 'b'));
     for (const bad of ['../escape', 'a/../../b', '/abs', 'a//b', '.hidden', '']) {
