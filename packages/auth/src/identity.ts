@@ -84,9 +84,20 @@ export function meshKey(id: string, base64: string): MeshKey {
   return meshKeyCheck({ id, key });
 }
 
-/** Throws BadMeshKeyError when `k` cannot be used (bad id, under MIN_KEY_BYTES). */
+/**
+ * Throws BadMeshKeyError when `k` cannot be used (bad id, key not bytes, under MIN_KEY_BYTES).
+ * The key must be bytes: a string (which a JavaScript caller can pass despite the type) has
+ * no `byteLength`, so a length test alone let a one-character key through, and Node's
+ * `createSecretKey` takes a string as it is.
+ */
 export function meshKeyCheck(k: MeshKey): MeshKey {
-  if (!KEY_ID.test(k.id)) throw new BadMeshKeyError(`id "${String(k.id).slice(0, 40)}" must be 1-32 letters, digits, "_" or "-"`);
+  if (typeof k !== 'object' || k === null) throw new BadMeshKeyError('a mesh key must be an object of id and key');
+  if (typeof k.id !== 'string' || !KEY_ID.test(k.id))
+    throw new BadMeshKeyError(`id "${String(k.id).slice(0, 40)}" must be 1-32 letters, digits, "_" or "-"`);
+  if (!(k.key instanceof Uint8Array))
+    throw new BadMeshKeyError(
+      `"${k.id}": key must be bytes (a Buffer or Uint8Array; meshKey(id, base64) reads base64 text), not ${typeof k.key}`,
+    );
   if (k.key.byteLength < MIN_KEY_BYTES)
     throw new BadMeshKeyError(`"${k.id}" has ${k.key.byteLength} bytes; at least ${MIN_KEY_BYTES} are needed`);
   return k;

@@ -9,6 +9,7 @@ import {
   IdentityVerifier,
   type MeshKey,
   meshKey,
+  meshKeyCheck,
   newIdentityCounters,
   signIdentity,
   verifyIdentity,
@@ -185,6 +186,14 @@ describe('signed caller identity', () => {
     );
     assert.throws(() => meshKey('bad id', b64), BadMeshKeyError);
     assert.throws(() => meshKey('k', 'not base64!'), BadMeshKeyError);
+    // A JavaScript caller can pass text where the type says bytes: refused, not taken as a 1-byte key.
+    for (const key of ['x', 'y'.repeat(64), undefined, 42])
+      assert.throws(
+        () => meshKeyCheck({ id: 'k', key } as unknown as MeshKey),
+        (e: unknown) => e instanceof BadMeshKeyError && /must be bytes/.test(e.message),
+        String(key),
+      );
+    assert.throws(() => new IdentityVerifier({ keys: [{ id: 'k', key: 'x' } as unknown as MeshKey] }), BadMeshKeyError);
     assert.throws(() => new IdentityVerifier({ keys: [] }), BadMeshKeyError);
     assert.throws(() => new IdentityVerifier({ keys: [k1, { ...k2, id: 'k1' }] }), /twice/);
   });

@@ -57,7 +57,14 @@ describe('rotating identity keys on a running mesh', () => {
   it('bad keys are refused with a code and change nothing', async () => {
     // k2 is in force: other bytes under its id would fail every token signed with it at once.
     const k2Rebytes = meshKey('k2', randomBytes(32).toString('base64'));
-    for (const bad of [[], [{ id: 'short', key: new Uint8Array(8) }], [k2, k2], [null], [k2Rebytes]] as unknown as MeshKey[][]) {
+    for (const bad of [
+      [],
+      [{ id: 'short', key: new Uint8Array(8) }],
+      [{ id: 'text', key: 'x' }],
+      [k2, k2],
+      [null],
+      [k2Rebytes],
+    ] as unknown as MeshKey[][]) {
       assert.throws(
         () => orders.setIdentityKeys(bad),
         (err: unknown) => (err as { code?: string }).code === 'MESHLET_BAD_MESH_KEY',
@@ -66,6 +73,18 @@ describe('rotating identity keys on a running mesh', () => {
     const call = await orders.fetch('http://payment/');
     assert.equal(call.status, 200);
     assert.equal(await call.text(), 'k2');
+    // A key given as text (a JavaScript app, or config read without meshKey) signed with one byte before.
+    assert.throws(
+      () =>
+        createMesh({
+          service: 'weak',
+          registry,
+          rules,
+          auth: { keys: [{ id: 'k1', key: 'x' } as unknown as MeshKey] },
+          logger: new MemoryLogger(),
+        }),
+      (err: unknown) => (err as { code?: string }).code === 'MESHLET_BAD_MESH_KEY' && /must be bytes/.test((err as Error).message),
+    );
   });
 
   it('a mesh without auth says so', () => {
