@@ -1,6 +1,7 @@
 // Runs the README's demo and quick start as a newcomer would, so the README stays true.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
@@ -43,8 +44,12 @@ describe('the demo', () => {
     assert.equal(count(stdout, 'Chrome, after rollback', '1.20.0'), n);
   });
 
-  it('runs on a real Consul agent with --consul', async () => {
-    const stdout = await demo(['--consul'], 300);
+  it('runs on a real Consul agent with `npm run demo -- --consul`, as the README says', async () => {
+    // Through the npm script: its `sh -c` dropped the arguments once, and the demo ran in memory.
+    const { stdout } = await run('npm', ['run', '--silent', 'demo', '--', '--consul'], {
+      timeout: 110_000,
+      env: { ...process.env, DEMO_REQUESTS: '300' },
+    });
     assert.match(stdout, /registry: Consul dev agent/);
     assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=Chrome user-tier=vip/);
     const gray = count(stdout, 'Chrome, rule in force', '1.21.0');
@@ -52,6 +57,31 @@ describe('the demo', () => {
     assert.equal(count(stdout, 'Chrome, after rollback', '1.21.0'), 0);
     assert.equal(count(stdout, 'Chrome, after rollback', '1.20.0'), 300);
   });
+});
+
+it('a SIGTERM to the demo on Consul stops its Consul agent too', async () => {
+  const child = spawn(process.execPath, ['examples/dist/demo/main.js', '--consul'], {
+    env: { ...process.env, DEMO_REQUESTS: '1000000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = once(child, 'exit');
+  // Read on until the agent's address is printed (the stream is read to its end, not cut).
+  let out = '';
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (chunk) => {
+      out += String(chunk);
+      const m = /registry: Consul dev agent at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m?.[1] !== undefined) resolve(m[1]);
+    });
+    child.once('exit', () => reject(new Error(`the demo ended first: ${out}`)));
+  });
+  const leader = await fetch(`${address}/v1/status/leader`);
+  assert.equal(leader.status, 200, 'the agent answers while the demo runs');
+  child.kill('SIGTERM');
+  const [code] = await exited;
+  assert.equal(code, 143);
+  // The demo waited for its agent to exit: nothing answers on its port any more.
+  await assert.rejects(fetch(`${address}/v1/status/leader`), /fetch failed/);
 });
 
 it('the quick start prints the tag the gateway set, as seen by user-service', async () => {
