@@ -29,3 +29,35 @@ it('no workspace package depends, through others, on itself', async () => {
   for (const name of edges.keys()) visit(name, [name]);
   assert.deepEqual([...new Set(cycles)], []);
 });
+
+it("each package's source imports the workspace packages its package.json depends on, and no other", async () => {
+  const workspace = new Set<string>();
+  const manifests = new Map<string, { name: string; dependencies?: Record<string, string>; peerDependencies?: Record<string, string> }>();
+  for (const dir of await readdir(join(root, 'packages'))) {
+    const pkg = JSON.parse(await readFile(join(root, 'packages', dir, 'package.json'), 'utf8'));
+    workspace.add(pkg.name);
+    manifests.set(dir, pkg);
+  }
+  // `from '<spec>'` and `import('<spec>')` with a literal: a subpath counts as its package.
+  const IMPORT = /(?:from\s+|import\()\s*'((?:@meshlet\/)?[a-z-]+)(?:\/[^']*)?'/g;
+  const problems: string[] = [];
+  for (const [dir, pkg] of manifests) {
+    const declared = new Set(
+      [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})].filter((d) => workspace.has(d)),
+    );
+    const imported = new Set<string>();
+    // What a user installs runs: the source, and the bin scripts (`meshlet`'s runs the CLI).
+    for (const sub of ['src', 'bin']) {
+      const folder = join(root, 'packages', dir, sub);
+      const files = await readdir(folder, { recursive: true }).catch(() => [] as string[]);
+      for (const file of files) {
+        if (!/\.[mc]?[jt]s$/.test(file) || file.endsWith('.d.ts')) continue;
+        for (const m of (await readFile(join(folder, file), 'utf8')).matchAll(IMPORT))
+          if (m[1] !== undefined && workspace.has(m[1]) && m[1] !== pkg.name) imported.add(m[1]);
+      }
+    }
+    for (const d of imported) if (!declared.has(d)) problems.push(`${pkg.name} imports ${d} without depending on it`);
+    for (const d of declared) if (!imported.has(d)) problems.push(`${pkg.name} depends on ${d} and never imports it`);
+  }
+  assert.deepEqual(problems, []);
+});

@@ -1,5 +1,6 @@
 // axios through the mesh: calls by service name, a 503 retried on the other instance, an
 // open breaker as an AxiosError whose code and cause are Meshlet's.
+// Run: `npm run build && node examples/dist/axios/main.js`.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';

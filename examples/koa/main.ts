@@ -1,4 +1,5 @@
 // Koa with the mesh: `app.use(mesh.koa())`; the handler's tags travel with its calls.
+// Run: `npm run build && node examples/dist/koa/main.js`.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';

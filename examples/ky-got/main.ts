@@ -1,5 +1,6 @@
 // ky and got through the mesh: ky takes the mesh's fetch, got takes its hooks. Both call
 // user-service by name; the tag set here travels with each call.
+// Run: `npm run build && node examples/dist/ky-got/main.js`.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { text as readText } from 'node:stream/consumers';
 import { runConfigCli } from './config-cli.js';
 
 const first = process.argv[2];
@@ -11,7 +10,19 @@ if (first === '--version' || first === '-v') {
 } else
   process.exitCode = await runConfigCli(process.argv.slice(2), {
     env: process.env,
-    readStdin: () => readText(process.stdin),
+    readStdin: async (maxChars) => {
+      // At most maxChars characters (more is refused): stdin can be a file or a device of any size.
+      let text = '';
+      process.stdin.setEncoding('utf8');
+      for await (const chunk of process.stdin) {
+        text += chunk as string;
+        if (text.length >= maxChars) {
+          process.stdin.destroy();
+          break;
+        }
+      }
+      return text;
+    },
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
   });

@@ -1,11 +1,21 @@
 import { parseArgs } from 'node:util';
 import { MeshletError } from '@meshlet/core';
+import { CONFIG_DOCUMENT_LIMITS } from './config-format.js';
 import { encryptValue, generateKey, KEY_ENV, KEY_FILE_ENV, keysFromEnvironment } from './value-cipher.js';
+
+/**
+ * The largest value `encrypt` takes, in characters: a config document's (CONFIG_DOCUMENT_LIMITS),
+ * which no one value can exceed. Standard input is read to one character past it, no further.
+ */
+export const CLI_VALUE_MAX_CHARS = CONFIG_DOCUMENT_LIMITS.chars;
 
 export interface CliIo {
   readonly env: Readonly<Record<string, string | undefined>>;
-  /** Reads standard input to its end; for values kept out of argv (and shell history). */
-  readonly readStdin: () => Promise<string>;
+  /**
+   * Reads standard input to its end, or to `maxChars` characters past which the rest is not
+   * read (the command then refuses the value); for values kept out of argv (and shell history).
+   */
+  readonly readStdin: (maxChars: number) => Promise<string>;
   readonly out: (text: string) => void;
   readonly err: (text: string) => void;
 }
@@ -25,6 +35,11 @@ const USAGE = `usage:
 export async function runConfigCli(argv: readonly string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'keygen') {
+    // It takes nothing: a stray argument is a mistake (a value meant for encrypt?), not ignored.
+    if (rest.length > 0) {
+      io.err(`keygen takes no arguments (${JSON.stringify(rest[0]?.slice(0, 40))})\n${USAGE}`);
+      return 2;
+    }
     io.out(`${generateKey()}\n`);
     return 0;
   }
@@ -55,7 +70,11 @@ export async function runConfigCli(argv: readonly string[], io: CliIo): Promise<
       io.err(`no key: set ${KEY_ENV} (base64, 32 bytes) or ${KEY_FILE_ENV}\n`);
       return 2;
     }
-    const plain = values.length > 0 ? values.join(' ') : (await io.readStdin()).replace(/\r?\n$/, '');
+    const plain = values.length > 0 ? values.join(' ') : (await io.readStdin(CLI_VALUE_MAX_CHARS + 2)).replace(/\r?\n$/, '');
+    if (plain.length > CLI_VALUE_MAX_CHARS) {
+      io.err(`the value is over ${CLI_VALUE_MAX_CHARS} characters, the most a config document holds\n`);
+      return 2;
+    }
     let encrypted: string;
     try {
       encrypted = encryptValue(plain, key, property);
@@ -67,6 +86,12 @@ export async function runConfigCli(argv: readonly string[], io: CliIo): Promise<
     io.out(`${encrypted}\n`);
     return 0;
   }
-  io.err(USAGE);
-  return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+  // Asked for: the usage on standard output, success. Anything else (nothing, an unknown
+  // command) is a usage error, as `meshlet` answers it: exit 2.
+  if (command === 'help' || command === '--help' || command === '-h') {
+    io.out(USAGE);
+    return 0;
+  }
+  io.err(command === undefined ? USAGE : `unknown command ${JSON.stringify(command.slice(0, 40))}\n${USAGE}`);
+  return 2;
 }

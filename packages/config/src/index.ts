@@ -7,7 +7,7 @@ export {
   createConfig,
   MASK,
 } from './config.js';
-export { type CliIo, runConfigCli } from './config-cli.js';
+export { CLI_VALUE_MAX_CHARS, type CliIo, runConfigCli } from './config-cli.js';
 export { type ContextLayout, configContexts, watchPrefixes } from './config-contexts.js';
 export { ConfigDecryptError, ConfigKeyError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
 export { CONFIG_DOCUMENT_LIMITS, type ConfigFormat } from './config-format.js';

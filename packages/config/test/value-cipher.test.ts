@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, MemoryLogger } from '@meshlet/core';
 import {
+  CLI_VALUE_MAX_CHARS,
   ConfigDecryptError,
   ConfigKeyError,
   createConfig,
@@ -322,6 +323,33 @@ describe('meshlet-config CLI', () => {
     assert.deepEqual([unknown.code, unknown.out], [2, '']);
     assert.match(unknown.err, /--proprety/);
     assert.equal((await run(['frobnicate'], {})).code, 2);
-    assert.equal((await run([], {})).code, 0);
+    // Nothing asked is a usage error, as `meshlet` answers it; help is asked for.
+    const nothing = await run([], {});
+    assert.deepEqual([nothing.code, nothing.out], [2, '']);
+    assert.match(nothing.err, /usage:/);
+    const help = await run(['--help'], {});
+    assert.deepEqual([help.code, help.err], [0, '']);
+    assert.match(help.out, /usage:/);
+    // keygen takes nothing: a stray value is refused, not ignored.
+    for (const argv of [
+      ['keygen', 'extra'],
+      ['keygen', '--bogus'],
+    ]) {
+      const stray = await run(argv, {});
+      assert.deepEqual([stray.code, stray.out], [2, ''], argv.join(' '));
+    }
+    // A value from standard input is bounded: what the reader is asked for, and refused past it.
+    let asked = 0;
+    const big = await runConfigCli(['encrypt', '--property', 'p'], {
+      env: { MESHLET_ENCRYPT_KEY: key },
+      readStdin: async (maxChars) => {
+        asked = maxChars;
+        return 'x'.repeat(maxChars);
+      },
+      out: () => {},
+      err: () => {},
+    });
+    assert.equal(big, 2);
+    assert.equal(asked, CLI_VALUE_MAX_CHARS + 2);
   });
 });

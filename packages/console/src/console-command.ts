@@ -50,8 +50,9 @@ export async function runConsoleCommand(ctx: CommandContext, signal?: AbortSigna
     traceLogs: all(ctx, 'trace-log'),
     logger: consoleLogger('info', 'meshlet-console'),
   }).catch((err: unknown) => {
-    // A bad --host, --allowed-host or --public-origin: the command line is wrong.
-    if ((err as { code?: unknown }).code === 'MESHLET_BAD_OPTION') throw new UsageError((err as Error).message);
+    // A bad --host, --allowed-host, --public-origin or --console-token: the command line is wrong.
+    const code = (err as { code?: unknown }).code;
+    if (code === 'MESHLET_BAD_OPTION' || code === 'MESHLET_CONSOLE_TOKEN') throw new UsageError((err as Error).message);
     throw err;
   });
   ctx.io.out(`meshlet console: ${running.url}  (rules: ${description}; instances: ${registry?.description ?? 'none'})\n`);

@@ -341,6 +341,20 @@ describe('console behind a TLS proxy, and beyond this machine', () => {
     assert.match(err, /--public-origin/);
   });
 
+  it('refuses a --console-token under the minimum as a usage error (exit 2), as its other flags', { timeout: 30_000 }, async () => {
+    const child = spawn(process.execPath, [bin(), 'console', '--dir', dir, '--port', '0', '--console-token', 'short'], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => {
+      err += d;
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 2, err);
+    assert.match(err, /console token: at least 16 characters/);
+  });
+
   it('answers on a --host beyond loopback to the names --allowed-host gives', async () => {
     const running = await startConsole({
       kv: new FileKvStore(dir),

@@ -7,6 +7,7 @@ import {
   type KvStore,
   type KvWrite,
   type Logger,
+  MeshletError,
   type PutOptions,
   readBoundedFile,
   systemClock,
@@ -124,7 +125,10 @@ export class ConsulKvStore implements KvStore {
    */
   async putAll(writes: readonly KvWrite[]): Promise<boolean> {
     if (writes.length > TXN_MAX_OPS)
-      throw new RangeError(`putAll: at most ${TXN_MAX_OPS} writes in one Consul transaction (got ${writes.length})`);
+      throw new MeshletError(
+        'MESHLET_KV_TOO_MANY_WRITES',
+        `putAll: at most ${TXN_MAX_OPS} writes in one Consul transaction (got ${writes.length})`,
+      );
     const res = await this.client.request<{ Errors?: { OpIndex: number; What: string }[] | null }>('PUT', '/v1/txn', {
       body: JSON.stringify(writes.map(txnOp)),
       accept: [409],

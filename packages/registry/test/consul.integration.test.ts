@@ -270,6 +270,10 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     assert.equal(await kv.putAll([{ key: 'txn/absent', value: null, ifRevision: 0 }]), true);
     assert.equal(await kv.putAll([{ key: 'txn/doc', value: null, ifRevision: doc?.revision ?? -1 }]), true);
     assert.equal(await kv.get('txn/doc'), undefined);
+    // Past Consul's 64 operations a transaction: refused with a code before it is sent, nothing written.
+    const many = Array.from({ length: 65 }, (_, i) => ({ key: `txn/many/${i}`, value: 'x' }));
+    await assert.rejects(kv.putAll(many), (err: unknown) => (err as { code?: string }).code === 'MESHLET_KV_TOO_MANY_WRITES');
+    assert.deepEqual(await kv.list('txn/many/'), []);
   });
 
   it('KV snapshot: holds the last rule document the watcher accepted, never one it refused', async (t) => {
