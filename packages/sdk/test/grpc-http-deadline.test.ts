@@ -35,9 +35,37 @@ async function waitFor(cond: () => boolean): Promise<void> {
 }
 
 /**
+ * Reads `body` to its end; `cut` runs once a first byte is in. The body's error, 'ended', or
+ * (never cut) how many bytes more came after `cut`, once that is well past a few.
+ */
+async function readPast(body: ReadableStream<Uint8Array> | null, cut: () => void): Promise<unknown> {
+  const reader = (body as ReadableStream<Uint8Array>).getReader();
+  let bytes = 0;
+  let settled = false;
+  const outcome = (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return 'ended';
+      bytes += value.byteLength;
+    }
+  })().catch((err: unknown) => err);
+  void outcome.then(() => {
+    settled = true;
+  });
+  await waitFor(() => bytes > 0);
+  cut();
+  const atCut = bytes;
+  await waitFor(() => settled || bytes > atCut + 20);
+  if (settled) return outcome;
+  void reader.cancel().catch(() => {});
+  return `${bytes - atCut} bytes more after the cut`;
+}
+
+/**
  * A node:http upstream: `/slow` is held until the test ends; `/trickle` sends its headers
- * and a first part of its body, then holds the rest; anything else answers at once.
- * `closed` counts the connections of `/trickle` requests that were closed.
+ * and a first part of its body, then holds the rest; `/dribble` sends its headers, then a
+ * byte of body every few milliseconds until its connection closes; anything else answers
+ * at once. `closed` counts the connections of `/trickle` and `/dribble` requests that were closed.
  */
 async function startUpstream(): Promise<{ server: Server; port: number; hits: string[]; closed: () => number; release(): void }> {
   const held: ServerResponse[] = [];
@@ -51,6 +79,13 @@ async function startUpstream(): Promise<{ server: Server; port: number; hits: st
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('first part;');
       held.push(res);
+    } else if (req.url?.startsWith('/dribble')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const drip = setInterval(() => res.write('.'), 5);
+      req.socket.once('close', () => {
+        clearInterval(drip);
+        closed++;
+      });
     } else res.end('fast');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -244,10 +279,11 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
       }
     });
 
-  for (const front of ['fetch', 'request'] as const)
-    it(`mesh.${front}: a body read before the deadline ends the cut (no timer left on the clock)`, async () => {
+  for (const front of ['fetch', 'request', "an application's fetch"] as const)
+    it(`${front.startsWith('an') ? front : `mesh.${front}`}: a body read before the deadline ends the cut (no timer left on the clock)`, async () => {
       const clock = new ManualClock();
-      const mesh = createMesh({ service: 'clocked-done', registry, rules, clock, logger: new MemoryLogger() });
+      const own = front === "an application's fetch" ? { fetch: ((input, init) => fetch(input, init)) as typeof fetch } : {};
+      const mesh = createMesh({ service: 'clocked-done', registry, rules, clock, logger: new MemoryLogger(), ...own });
       try {
         await mesh.rulesInForce('slow-http');
         // A first call without a deadline starts what a mesh keeps for every call (the sweep of rule timeouts).
@@ -256,8 +292,8 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
         keepInboundDeadline(ctx, Date.now() + 60_000);
         const timersBefore = clock.pendingTimers;
         const text = await runWithContext(ctx, async () => {
-          if (front === 'fetch') return (await mesh.fetch('http://slow-http/fast')).text();
-          return (await mesh.request('http://slow-http/fast')).body.text();
+          if (front === 'request') return (await mesh.request('http://slow-http/fast')).body.text();
+          return (await mesh.fetch('http://slow-http/fast')).text();
         });
         assert.equal(text, 'fast');
         await waitFor(() => clock.pendingTimers === timersBefore);
@@ -267,6 +303,105 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
         await mesh.close();
       }
     });
+
+  // Found in the sdk README: a fetch given in createMesh({ fetch }) was cut up to its headers
+  // only, so a body still dribbling in at the deadline went on being read. That fetch is given
+  // a signal tied to the deadline until its body ends; a service under a rule's timeout (the
+  // attempt's own signal lets go at the headers) and one without.
+  for (const service of ['slow-http', 'plain-http'])
+    it(`an application's fetch, ${service}: a body still dribbling in at the deadline is cut there (MESHLET_DEADLINE, the connection closed)`, {
+      timeout: 15_000,
+    }, async () => {
+      const clock = new ManualClock();
+      const appFetch: typeof fetch = (input, init) => fetch(input, init);
+      const mesh = createMesh({ service: 'clocked-app-fetch', registry, rules, clock, fetch: appFetch, logger: new MemoryLogger() });
+      try {
+        await mesh.rulesInForce(service);
+        const ctx = createContext();
+        keepInboundDeadline(ctx, Date.now() + 1_000);
+        const closedBefore = upstream.closed();
+        const answer = await runWithContext(ctx, () => mesh.fetch(`http://${service}/dribble`));
+        assert.equal(answer.status, 200);
+        const err = await readPast(answer.body, () => clock.advance(1_000));
+        assert.ok(err instanceof DeadlineExceededError, `the body was cut at the deadline, not: ${String(err)}`);
+        assert.equal(err.code, 'MESHLET_DEADLINE');
+        assert.equal(err.sent, true);
+        await waitFor(() => upstream.closed() > closedBefore);
+      } finally {
+        await mesh.close();
+      }
+    });
+
+  it("an application's fetch under a deadline: its answer handed on as it came (status, headers, url, type, a clone), the timer ended once its body is read or cancelled", async () => {
+    const clock = new ManualClock();
+    const appFetch: typeof fetch = (input, init) => fetch(input, init);
+    const mesh = createMesh({ service: 'clocked-app-answer', registry, rules, clock, fetch: appFetch, logger: new MemoryLogger() });
+    try {
+      await mesh.rulesInForce('slow-http');
+      await (await mesh.fetch('http://slow-http/fast')).text();
+      const ctx = createContext();
+      keepInboundDeadline(ctx, Date.now() + 60_000);
+      const timersBefore = clock.pendingTimers;
+      const answer = await runWithContext(ctx, () => mesh.fetch('http://slow-http/fast'));
+      assert.ok(answer instanceof Response);
+      assert.equal(answer.status, 200);
+      assert.equal(answer.statusText, 'OK');
+      assert.equal(answer.headers.get('content-length'), '4');
+      assert.equal(answer.url, `http://127.0.0.1:${upstream.port}/fast`);
+      assert.equal(answer.type, 'basic');
+      assert.equal(answer.redirected, false);
+      const copy = answer.clone();
+      assert.equal(copy.url, answer.url, 'a clone keeps the url');
+      assert.equal(await copy.text(), 'fast');
+      assert.equal(await answer.text(), 'fast');
+      assert.equal(answer.bodyUsed, true);
+      await waitFor(() => clock.pendingTimers === timersBefore);
+      // A body the application gives up ends the timer too.
+      const given = await runWithContext(ctx, () => mesh.fetch('http://slow-http/trickle'));
+      assert.ok(clock.pendingTimers > timersBefore, 'armed over the body');
+      await given.body?.cancel();
+      await waitFor(() => clock.pendingTimers === timersBefore);
+    } finally {
+      await mesh.close();
+    }
+  });
+
+  it("an application's fetch whose Response is its own class: handed on as it came, its body cut at the deadline all the same", {
+    timeout: 15_000,
+  }, async () => {
+    class OwnResponse extends Response {}
+    const clock = new ManualClock();
+    const appFetch: typeof fetch = async (input, init) => {
+      const r = await fetch(input, init);
+      return new OwnResponse(r.body, r);
+    };
+    const mesh = createMesh({ service: 'clocked-own-class', registry, rules, clock, fetch: appFetch, logger: new MemoryLogger() });
+    try {
+      await mesh.rulesInForce('plain-http');
+      const ctx = createContext();
+      keepInboundDeadline(ctx, Date.now() + 1_000);
+      const answer = await runWithContext(ctx, () => mesh.fetch('http://plain-http/dribble'));
+      assert.ok(answer instanceof OwnResponse, 'the same class');
+      const err = await readPast(answer.body, () => clock.advance(1_000));
+      assert.ok(err instanceof DeadlineExceededError, `cut at the deadline, not ${String(err)}`);
+    } finally {
+      await mesh.close();
+    }
+  });
+
+  it("an application's fetch under a rule's timeout: the caller's abort after the headers ends the body", { timeout: 15_000 }, async () => {
+    const appFetch: typeof fetch = (input, init) => fetch(input, init);
+    const mesh = createMesh({ service: 'app-fetch-abort', registry, rules, fetch: appFetch, logger: new MemoryLogger() });
+    try {
+      await mesh.rulesInForce('slow-http');
+      const ac = new AbortController();
+      const answer = await mesh.fetch('http://slow-http/dribble', { signal: ac.signal });
+      const reason = new Error('the caller gave up');
+      assert.equal(await readPast(answer.body, () => ac.abort(reason)), reason);
+    } finally {
+      await mesh.close();
+    }
+  });
 
   // Found by a reviewer: axios's CanceledError (axios.isCancel: the app's own cancel) for a
   // call the deadline cut, and a `responseType: 'stream'` body read whole past the deadline.
