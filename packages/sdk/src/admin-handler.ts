@@ -1,6 +1,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ADMIN_META_KEY, adminEndpoint, adminToken, badOption, type Instance, MeshletError } from '@meshlet/core';
+import {
+  ADMIN_META_KEY,
+  adminEndpoint,
+  adminToken,
+  badOption,
+  canonicalPath,
+  type Instance,
+  MeshletError,
+  requestPath,
+} from '@meshlet/core';
 import type { AdaptiveStats, OutboundAdaptiveStats } from '@meshlet/ratelimit';
 import { writePrometheus } from '@meshlet/trace';
 import { renderStatusMetrics } from './admin-metrics.js';
@@ -150,6 +159,14 @@ export interface AdminHandlerOptions {
  */
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
 
+/**
+ * The admin endpoint's answer to a request by its canonical path (core's requestPath of
+ * the whole target: what the rules and the API catalog compare; under an Express mount,
+ * of `originalUrl`): true once it answered, false (nothing done) for a path outside the
+ * endpoint's. The inbound pipeline gives it the path it computed for the request.
+ */
+export type AdminAnswer = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
+
 /** The admin token is missing or too short to be worth having. */
 export class AdminTokenError extends MeshletError {
   static readonly code = 'MESHLET_ADMIN_TOKEN';
@@ -167,9 +184,22 @@ export class AdminTokenError extends MeshletError {
  * token (adminToken of the secret and its registered address; never the secret itself,
  * which would let any registration collect it). Off unless mounted. Only the fields of AdminStatus are
  * copied out, one by one, so a status provider that passes something bigger (a config
- * object, a snapshot with secrets) cannot leak it.
+ * object, a snapshot with secrets) cannot leak it. `<path>` is the request's whole path,
+ * compared in the canonical form (see AdminAnswer), its case kept as the catalog's is.
  */
 export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
+  const answer = adminAnswers(options);
+  return (req, res, next) => {
+    // A target with no one canonical path (see requestPath) is not the endpoint's.
+    const path = requestPath((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/');
+    if (path !== undefined && answer(req, res, path)) return;
+    if (next) next();
+    else send(res, 404, { error: 'not found' });
+  };
+}
+
+/** The admin endpoint (see createAdminHandler) by the request's canonical path. */
+export function adminAnswers(options: AdminHandlerOptions): AdminAnswer {
   if (typeof options.token !== 'string' || options.token.length < MIN_ADMIN_TOKEN_LENGTH) throw new AdminTokenError();
   if (typeof options.instance !== 'function') throw badOption('instance', 'must be a function that returns the registered instance');
   const secret = options.token;
@@ -183,33 +213,29 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
     if (expected?.authority !== authority) expected = { authority, digest: digest(adminToken(secret, authority)) };
     return expected.digest;
   };
-  const statusPath = `${base}/status`;
-  const metricsPath = `${base}/metrics`;
+  // In the form requestPath gives, so a path written with escapes or "//" is still met.
+  const at = canonicalPath(base);
+  const under = `${at}/`;
+  const statusPath = `${at}/status`;
+  const metricsPath = `${at}/metrics`;
 
-  return (req, res, next) => {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const pathname = q === -1 ? url : url.slice(0, q);
-    if (pathname !== base && !pathname.startsWith(`${base}/`)) {
-      if (next) next();
-      else send(res, 404, { error: 'not found' });
-      return;
-    }
+  return (req, res, path) => {
+    if (path !== at && !path.startsWith(under)) return false;
     if (!authorized(req.headers.authorization, expectedDigest())) {
       res.setHeader('www-authenticate', 'Bearer realm="meshlet-admin"');
       send(res, 401, { error: "unauthorized: send Authorization: Bearer <this instance's admin token>" });
-      return;
+      return true;
     }
-    if (pathname !== statusPath && pathname !== metricsPath) {
-      send(res, 404, { error: `not found; the status is at ${statusPath}, metrics at ${metricsPath}` });
-      return;
+    if (path !== statusPath && path !== metricsPath) {
+      send(res, 404, { error: `not found; the status is at ${base}/status, metrics at ${base}/metrics` });
+      return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, { error: 'method not allowed' });
-      return;
+      return true;
     }
-    const asMetrics = pathname === metricsPath;
+    const asMetrics = path === metricsPath;
     const headOnly = req.method === 'HEAD';
     // Anything that throws on the way (a provider, a renderer) is a 500, never a crash.
     Promise.resolve()
@@ -220,6 +246,7 @@ export function createAdminHandler(options: AdminHandlerOptions): AdminHandler {
         else send(res, 200, open, headOnly);
       })
       .catch(() => send(res, 500, { error: 'status unavailable' }));
+    return true;
   };
 }
 

@@ -27,9 +27,6 @@ export type Respond = (status: number, headers: Readonly<Record<string, string>>
  */
 type Next = (release: Release) => void;
 
-/** A handler that answers some requests itself (admin, catalog) and passes the rest to `next`. */
-export type Interceptor = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
-
 export interface InboundPipelineDeps {
   readonly service: string;
   /** The path answered 200 (503 while stopping), or false. */
@@ -44,8 +41,8 @@ export interface InboundPipelineDeps {
   readonly authorizer: Authorizer;
   readonly rateLimiter: RateLimiter;
   readonly tracing: Tracing | undefined;
-  /** The admin endpoint, under its path prefix. */
-  readonly admin: { readonly path: string; readonly handler: Interceptor } | undefined;
+  /** The admin endpoint's answer to a request by its canonical path (requestPath); false for other paths. */
+  readonly admin: ((req: IncomingMessage, res: ServerResponse, path: string) => boolean) | undefined;
   /** The API catalog endpoint's answer to an admitted request, by its canonical path (requestPath); undefined for other paths. */
   readonly catalog: ((method: string, path: string, headers: IncomingHttpHeaders) => CatalogAnswer | undefined) | undefined;
   /** The route template of a request by the API catalog, for frameworks that do not route (node:http). */
@@ -115,14 +112,10 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
 
   /** `route`: the route template when the framework knows it before the app runs (Fastify). */
   const admit = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: Next, route?: string): void => {
-    const admin = deps.admin;
-    if (admin && req.url?.startsWith(admin.path)) admin.handler(req, res, () => admitApp(req, res, respond, next, route));
-    else admitApp(req, res, respond, next, route);
-  };
-  const admitApp = (req: IncomingMessage, res: ServerResponse, respond: Respond, next: Next, route: string | undefined): void => {
-    // The canonical path, once: what every path rule compares (see requestPath). A target
-    // the frameworks could read as another path than any one form (a dot segment, a "\",
-    // neither a path nor a URL) is refused before the app, as no rule could be sure of it.
+    // The canonical path, once: what every path rule compares (see requestPath), and where
+    // the admin endpoint and the API catalog are found. A target the frameworks could read
+    // as another path than any one form (a dot segment, a "\", neither a path nor a URL) is
+    // refused before the app and the endpoints, as no rule could be sure of it.
     const target = (req as RequestHead).originalUrl ?? req.url ?? '/';
     const path = requestPath(target);
     if (path === undefined) {
@@ -137,6 +130,17 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       }
       return;
     }
+    // The admin endpoint, in front of the rules: its own token admits a caller.
+    if (deps.admin?.(req, res, path) !== true) admitApp(req, res, respond, next, route, path);
+  };
+  const admitApp = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    respond: Respond,
+    next: Next,
+    route: string | undefined,
+    path: string,
+  ): void => {
     let ctx: MeshContext;
     try {
       ctx = withInboundTags(verifiedContextOf(req, path));

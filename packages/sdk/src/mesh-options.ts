@@ -119,6 +119,9 @@ export interface MeshOptions {
   /**
    * Mount the admin status endpoint (off unless given). `token` is a secret callers never send:
    * they send core's adminToken(token, "<address>:<port>") for the address this mesh registered at.
+   * `path` (default `/_meshlet`; published in the registration) is the request's whole path,
+   * compared as the catalog's is (canonical, case kept): under `app.use('/api', mesh.express())`,
+   * give `path: '/api/_meshlet'`.
    */
   readonly admin?: { readonly token: string; readonly path?: string };
   /** Path answered by the mesh with 200 (503 while stopping) for health checks; false to leave it to the app. Default `/health`. */

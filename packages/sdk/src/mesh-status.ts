@@ -1,6 +1,6 @@
 import type { Instance, Registry, ThrottledLogger } from '@meshlet/core';
 import type { Tracing } from '@meshlet/trace';
-import { type AdminBreakerShadowStatus, type AdminHandler, type AdminStatus, createAdminHandler } from './admin-handler.js';
+import { type AdminAnswer, type AdminBreakerShadowStatus, type AdminStatus, adminAnswers } from './admin-handler.js';
 import type { Destinations } from './destinations.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -64,11 +64,11 @@ export function meshAdmin(
   tracing: Tracing | undefined,
   registration: Registration,
   status: () => AdminStatus,
-): { readonly path: string; readonly handler: AdminHandler } | undefined {
+): AdminAnswer | undefined {
   if (!options.admin || path === undefined) return undefined;
   const callMetrics = tracing ? [tracing.clientMetrics, tracing.serverMetrics] : [];
   let registered: Instance | undefined;
-  const handler = createAdminHandler({
+  return adminAnswers({
     token: options.admin.token,
     instance: () => {
       registered = registration.instance ?? registered;
@@ -78,5 +78,4 @@ export function meshAdmin(
     status,
     metrics: () => callMetrics.map((m) => m?.render() ?? '').join(''),
   });
-  return { path, handler };
 }
