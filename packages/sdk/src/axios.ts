@@ -340,11 +340,10 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
 }
 
 /** Calls `done` once an attempt's streamed body has closed (read, failed or destroyed); at once for any other answer. */
-function whenStreamDone(attempt: Attempt, done: () => void): Attempt {
+function whenStreamDone(attempt: Attempt, done: () => void): void {
   const data = attempt.response?.data;
   if (data instanceof Readable && !data.closed && !data.destroyed) data.once('close', done);
   else done();
-  return attempt;
 }
 
 /** Frees an attempt's answer that is not returned (a retry's, a redirect's). */

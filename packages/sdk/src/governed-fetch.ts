@@ -142,11 +142,10 @@ export interface ServiceCall<R extends CallResult> {
   ): Promise<R>;
   /**
    * Calls `done` once `result`'s body ended, failed or was given up (at once when it has
-   * none): how long an inbound deadline's cut stays armed over the body. Returns the result
-   * to hand on: `result`, or one over the same body that tells (an application's fetch's
-   * Response). Absent: `done` at once.
+   * none; never when the front end cannot tell, and the cut then stays armed to the
+   * deadline): how long an inbound deadline's cut stays armed over the body. Absent: at once.
    */
-  whenDone?(result: R, done: () => void): R;
+  whenDone?(result: R, done: () => void): void;
   /**
    * Tells `verdict` whether `result`'s body arrives whole or breaks (the mesh's own
    * transports can tell): true when it will. Absent, or false: the answer is settled at
@@ -336,14 +335,10 @@ class InboundDeadlineCut {
     this.#cancel();
   }
 
-  /**
-   * Ends once `result`'s body is done (the front end tells), so that the deadline cuts the
-   * body too; the result to hand on (see ServiceCall.whenDone).
-   */
-  endWhenDone<R extends CallResult>(call: ServiceCall<R>, result: R): R {
-    if (call.whenDone !== undefined) return call.whenDone(result, () => this.end());
-    this.end();
-    return result;
+  /** Ends once `result`'s body is done (the front end tells), so that the deadline cuts the body too. */
+  endWhenDone<R extends CallResult>(call: ServiceCall<R>, result: R): void {
+    if (call.whenDone === undefined) this.end();
+    else call.whenDone(result, () => this.end());
   }
 }
 
@@ -392,8 +387,11 @@ export function governedCall(deps: GovernedCallDeps): GovernedCallPipeline {
     if (cut !== undefined) {
       const c = cut;
       out = out.then(
-        // Armed until the answer's body is done: a body still arriving at the deadline is cut.
-        (r) => c.endWhenDone(call, r),
+        (r) => {
+          // Armed until the answer's body is done: a body still arriving at the deadline is cut.
+          c.endWhenDone(call, r);
+          return r;
+        },
         (error: unknown) => {
           c.end();
           throw error;
@@ -554,129 +552,12 @@ class FetchCall implements ServiceCall<Response> {
     return response instanceof DispatchedResponse && response.watchBody(verdict);
   }
 
-  whenDone(response: Response, done: () => void): Response {
-    // The mesh's own transport tells when its body is done; another fetch's Response is
-    // handed on over a body that tells.
-    if (!(response instanceof DispatchedResponse)) return tellingWhenDone(response, done);
-    response.whenBodyDone(done);
-    return response;
-  }
-}
-
-/**
- * The global Response, typed so that a subclass may define `url`, `redirected` and `type`
- * as getters (the types declare them as properties). At run time it is Response itself.
- */
-const ResponseWithGetters = Response as unknown as new (
-  body: ReadableStream<Uint8Array>,
-  init: ResponseInit,
-) => Omit<Response, 'url' | 'redirected' | 'type' | 'clone'> & { clone(): Response };
-
-/**
- * An answer of the application's own fetch, handed on under an inbound deadline: its
- * status, headers, url, redirected and type, over its body read through a stream that
- * calls `done` once the body ended, failed or was cancelled (tellingBody). So the
- * deadline's one timer ends with the body, as with the mesh's transport
- * (DispatchedResponse.whenBodyDone), while the fetch's signal cuts the body at the deadline.
- */
-class BodyTellingResponse extends ResponseWithGetters {
-  readonly #url: string;
-  readonly #redirected: boolean;
-  readonly #type: Response['type'];
-
-  constructor(body: ReadableStream<Uint8Array>, of: Pick<Response, 'status' | 'statusText' | 'headers' | 'url' | 'redirected' | 'type'>) {
-    super(body, { status: of.status, statusText: of.statusText, headers: of.headers });
-    this.#url = of.url;
-    this.#redirected = of.redirected;
-    this.#type = of.type;
-  }
-
-  get url(): string {
-    return this.#url;
-  }
-
-  get redirected(): boolean {
-    return this.#redirected;
-  }
-
-  get type(): Response['type'] {
-    return this.#type;
-  }
-
-  override clone(): Response {
-    // Response's clone tees this body into a plain Response: the same answer over its branch.
-    return new BodyTellingResponse(super.clone().body as ReadableStream<Uint8Array>, this as unknown as Response) as unknown as Response;
-  }
-}
-
-/**
- * A byte stream of `body`'s chunks, read from it only as the application reads, that calls
- * `done` once when `body` ended, failed (its error passed on: the deadline's cut fails it
- * with MESHLET_DEADLINE) or was cancelled.
- */
-function tellingBody(body: ReadableStream<Uint8Array>, done: () => void): ReadableStream<Uint8Array> {
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  let told = false;
-  const tell = () => {
-    if (told) return;
-    told = true;
-    done();
-  };
-  return new ReadableStream(
-    {
-      type: 'bytes',
-      async pull(controller) {
-        reader ??= body.getReader();
-        // Until a chunk is enqueued: a pull that enqueues nothing is not called again.
-        for (;;) {
-          let next: Awaited<ReturnType<typeof reader.read>>;
-          try {
-            next = await reader.read();
-          } catch (err) {
-            tell();
-            controller.error(err);
-            return;
-          }
-          if (next.done) {
-            tell();
-            controller.close();
-            // A pending BYOB read must be answered after close.
-            controller.byobRequest?.respond(0);
-            return;
-          }
-          // A copy: a byte stream takes over the chunk's buffer, which may be shared (a pooled Buffer).
-          if (next.value.byteLength > 0) {
-            controller.enqueue(new Uint8Array(next.value));
-            return;
-          }
-        }
-      },
-      cancel(reason) {
-        tell();
-        return reader === undefined ? body.cancel(reason) : reader.cancel(reason);
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
-
-/**
- * `response` over a body that tells when it is done (BodyTellingResponse); `done` at once
- * when it has no body. A Response that is not the platform's own (another class: undici's
- * package, node-fetch), or one the constructor refuses (a status past 599), is handed on
- * as it came, and the deadline's timer runs to the deadline: its body's end cannot be told.
- */
-function tellingWhenDone(response: Response, done: () => void): Response {
-  const body = response.body;
-  if (body === null) {
-    done();
-    return response;
-  }
-  if (Object.getPrototypeOf(response) !== Response.prototype || response.bodyUsed) return response;
-  try {
-    return new BodyTellingResponse(tellingBody(body, done), response) as unknown as Response;
-  } catch {
-    return response;
+  whenDone(response: Response, done: () => void): void {
+    // The mesh's own transport tells when its body is done. Another fetch's Response cannot:
+    // its deadline timer (unref'd) runs to the deadline, when the abort of the signal that
+    // fetch was given cuts a body still arriving and does nothing to one read already. One
+    // pending timer a call until its deadline, rather than a wrapped Response over a copied body.
+    if (response instanceof DispatchedResponse) response.whenBodyDone(done);
   }
 }
 

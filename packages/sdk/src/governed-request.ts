@@ -164,12 +164,11 @@ class RequestCall implements ServiceCall<RequestData> {
     return watchRequestBody(data.body, verdict);
   }
 
-  whenDone(data: RequestData, done: () => void): RequestData {
+  whenDone(data: RequestData, done: () => void): void {
     // The body closes once read to its end, failed or destroyed (undici's and the mesh's alike).
     const body = data.body as unknown as Readable;
     if (body.closed || body.destroyed) done();
     else body.once('close', done);
-    return data;
   }
 
   /** A failed attempt dropped for a retry: read what is left (undici caps it) so the connection is reused. */
