@@ -24,11 +24,20 @@ export interface Clock {
 
 const origin = performance.timeOrigin;
 
+/** Node's longest timer delay; a longer one fires after 1 ms (with a TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export const systemClock: Clock = {
   now: () => origin + performance.now(),
   setTimeout(fn, ms, options) {
-    const t = setTimeout(fn, ms);
-    if (options?.keepAlive !== true) t.unref();
+    // A longer wait is run in legs of at most MAX_TIMER_MS: whatever a caller computes (a
+    // time a registry writer chose), it never becomes a 1 ms loop.
+    let t: ReturnType<typeof setTimeout>;
+    const arm = (left: number) => {
+      t = left > MAX_TIMER_MS ? setTimeout(() => arm(left - MAX_TIMER_MS), MAX_TIMER_MS) : setTimeout(fn, left);
+      if (options?.keepAlive !== true) t.unref();
+    };
+    arm(ms);
     return () => clearTimeout(t);
   },
 };

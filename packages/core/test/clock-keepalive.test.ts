@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ManualClock, sleep } from '../src/index.js';
+import { ManualClock, sleep, systemClock } from '../src/index.js';
 
 const core = fileURLToPath(new URL('../src/index.js', import.meta.url));
 const script = (options: string) =>
@@ -38,4 +38,30 @@ it('passes the options to the clock', () => {
   void sleep(recording, 5, undefined, { keepAlive: true });
   void sleep(recording, 5);
   assert.deepEqual(seen, [{ keepAlive: true }, undefined]);
+});
+
+it('a system-clock timer longer than 2^31-1 ms is run in legs, not turned into 1 ms', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  const cancel = systemClock.setTimeout(() => {}, 30 * 86_400_000);
+  // Node reports an overflowing delay (and makes it 1 ms) with a warning on process.nextTick.
+  await new Promise((resolve) => setImmediate(resolve));
+  cancel();
+  process.off('warning', onWarning);
+  assert.deepEqual(warnings, []);
+});
+
+it('the legs add up: a 30-day system-clock timer fires once, at 30 days', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const day = 86_400_000;
+  let fired = 0;
+  systemClock.setTimeout(() => fired++, 30 * day);
+  t.mock.timers.tick(2 ** 31 - 1); // the first leg
+  t.mock.timers.tick(30 * day - 2 ** 31);
+  assert.equal(fired, 0);
+  t.mock.timers.tick(1);
+  assert.equal(fired, 1);
+  t.mock.timers.tick(60 * day);
+  assert.equal(fired, 1);
 });

@@ -105,6 +105,17 @@ export function warmupWeight(full: number, ageMs: number, options: WarmupOptions
   return weightAt(full, ageMs, r);
 }
 
+/**
+ * The registration time the ramp starts from, or undefined when the instance is not warmed:
+ * none, not a number, or more than one window ahead of `now`. A clock a little ahead
+ * holds the instance at the floor until then; one days ahead (or a registry writer's
+ * nonsense) would hold it at weight 1 for as long, so it reads as unreadable.
+ */
+function rampStart(instance: Instance, now: number, r: Ramp): number | undefined {
+  const at = registeredAt(instance, r.metaKey);
+  return at !== undefined && at - now <= r.windowMs ? at : undefined;
+}
+
 function weightAt(full: number, ageMs: number, r: Ramp): number {
   if (r.windowMs === 0 || ageMs >= r.windowMs) return full;
   const progress = Math.floor((Math.max(0, ageMs) / r.windowMs) * r.steps) / r.steps;
@@ -114,14 +125,14 @@ function weightAt(full: number, ageMs: number, r: Ramp): number {
 
 /**
  * The instances with their `weight` metadata lowered while they warm up, for the router's
- * `setInstances`. Instances not warming (no or bad registration time, or past the window)
- * come back as the same objects; warming ones as copies with `weight` and
+ * `setInstances`. Instances not warming (no or bad registration time, one more than a
+ * window ahead of `now`, or past the window) come back as the same objects; warming ones as copies with `weight` and
  * `warmup-base-weight` set.
  */
 export function applyWarmup(instances: readonly Instance[], now: number, options: WarmupOptions): Instance[] {
   const r = ramp(options);
   return instances.map((instance) => {
-    const at = registeredAt(instance, r.metaKey);
+    const at = rampStart(instance, now, r);
     const full = baseWeight(instance);
     const warming = at !== undefined && now - at < r.windowMs;
     if (!warming) {
@@ -147,7 +158,7 @@ export function nextWarmupChangeAt(instances: readonly Instance[], now: number, 
   const stepMs = r.windowMs / r.steps;
   let next: number | undefined;
   for (const instance of instances) {
-    const at = registeredAt(instance, r.metaKey);
+    const at = rampStart(instance, now, r);
     if (at === undefined || now - at >= r.windowMs) continue;
     // Ages below zero sit at the floor until registration time, then step as usual.
     const age = Math.max(0, now - at);

@@ -83,6 +83,17 @@ describe('applyWarmup and nextWarmupChangeAt', () => {
     assert.equal(nextWarmupChangeAt([c], clock.now(), options), clock.now() + 0.5 * MIN);
   });
 
+  it('a registration time more than one window ahead is unreadable: not warmed, no timer', () => {
+    const ahead = (ms: number) => inst('ahead', { [REGISTERED_AT_META]: String(clock.now() + ms) });
+    const far = ahead(30 * 24 * 60 * MIN); // a host whose clock is 30 days ahead
+    assert.equal(applyWarmup([far], clock.now(), options)[0], far);
+    assert.equal(nextWarmupChangeAt([far], clock.now(), options), undefined);
+    // Up to one window ahead is a clock a little ahead: held at the floor until then.
+    const near = ahead(10 * MIN);
+    assert.equal(applyWarmup([near], clock.now(), options)[0]?.metadata.weight, '10');
+    assert.equal(nextWarmupChangeAt([near], clock.now(), options), clock.now() + 11 * MIN);
+  });
+
   it('re-fed at each change, the weights walk up to full and the timer stops', () => {
     const c = new ManualClock(clock.now());
     const registry = [old, fresh];
@@ -130,6 +141,15 @@ describe('WarmupFeed, in front of Router.setInstances', () => {
     feed.close();
     clock.advance(10 * MIN);
     assert.equal(lists.length, n, 'nothing fed after close');
+  });
+
+  it('sets no timer for an instance registered days ahead', () => {
+    const clock = new ManualClock(1_000 * MIN);
+    const { lists, sink } = fed();
+    const feed = new WarmupFeed(sink, { clock, warmup: { windowMs: 10 * MIN } });
+    feed.setInstances('orders', [inst('ahead', { [REGISTERED_AT_META]: String(clock.now() + 40 * 24 * 60 * MIN) })]);
+    assert.deepEqual(lists, [{ service: 'orders', weights: ['-'] }]);
+    assert.equal(clock.pendingTimers, 0);
   });
 
   it('passes lists on untouched without warm-up, setting no timer', () => {
