@@ -1,4 +1,4 @@
-import type { Condition, Matcher, TagLookup } from '@meshlet/core';
+import { type Condition, comparedValue, type Matcher, type TagLookup } from '@meshlet/core';
 
 /**
  * Finds the first matching rule without testing every rule. Every condition is false on
@@ -97,13 +97,17 @@ export class RuleIndex {
   }
 }
 
-/** The values an `equals` / `in` condition accepts; undefined for other operators. */
+/**
+ * The values an `equals` / `in` condition accepts, in the form the request's tag is
+ * compared with (core's comparedValue, as the compiled matcher has them); undefined for
+ * other operators.
+ */
 function equalityValues(c: Condition): readonly string[] | undefined {
   switch (c.op) {
     case 'equals':
-      return [c.value];
+      return [comparedValue(c.tag, c.value)];
     case 'in':
-      return c.values;
+      return c.values.map((v) => comparedValue(c.tag, v));
     default:
       return undefined;
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Condition, type Instance, NoInstanceError, seededRandom } from '@meshlet/core';
+import { type Condition, type Instance, NoInstanceError, pathTagValue, seededRandom } from '@meshlet/core';
 import { type Destination, parseRouteSection, Router, type RouteSection } from '../src/index.js';
 import { countBy, instance, tags } from './fixtures.js';
 
@@ -47,6 +47,23 @@ describe('rule routing', () => {
       for (const no of nos) assert.equal(versionOf(router, no), 'v1.20', JSON.stringify(no));
     });
   }
+
+  it('routes on request.path as the matcher compares it: /Beta/ by equals "/Beta", "/beta/" and in [...]', () => {
+    // The tag as the context gives it (core's pathTagValue): folded, no trailing slash.
+    const request = { 'request.path': pathTagValue('/Beta/') };
+    const conditions: Condition[] = [
+      { tag: 'request.path', op: 'equals', value: '/Beta' },
+      { tag: 'request.path', op: 'equals', value: '/beta/' },
+      { tag: 'request.path', op: 'in', values: ['/alpha', '/BETA/'] },
+    ];
+    for (const condition of conditions) {
+      const rules = { rules: [{ name: 'beta', when: [condition], destinations: to('v2') }], default: to('v1.20') };
+      const d = routerWith(rules).decide(SVC, tags(request));
+      assert.deepEqual(pickOf(d), { via: 'rule', rule: 'beta', version: 'v2' }, JSON.stringify(condition));
+      // Shadow mode finds the rule through the same index.
+      assert.equal(routerWith({ ...rules, mode: 'shadow' }).decide(SVC, tags(request)).shadow, 'beta', JSON.stringify(condition));
+    }
+  });
 
   it('ANDs the conditions of a rule', () => {
     const when = [

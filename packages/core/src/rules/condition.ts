@@ -136,6 +136,17 @@ export function checkRegex(pattern: string, path: string, ignoreCase = false): L
 const comparedForm = (tag: string): ((value: string) => string) | undefined => (tag === SystemTag.requestPath ? pathTagValue : undefined);
 
 /**
+ * A condition value on `tag` in the form a request's tag is compared with: what an
+ * `equals` / `in` condition holds for. Whatever looks a value up without the compiled
+ * matcher (route's rule index) must file it under this form, or it misses what the
+ * matcher accepts (`equals "/Beta"` against the tag `/beta`).
+ */
+export function comparedValue(tag: string, value: string): string {
+  const form = comparedForm(tag);
+  return form ? form(value) : value;
+}
+
+/**
  * A regex condition on `tag`, compiled as rules run it (checkRegex; ignoring case where the
  * tag's values are folded), or refused naming `path`.
  */
@@ -168,28 +179,28 @@ export function compileConditions(conditions: readonly Condition[]): Matcher {
 
 function compileOne(c: Condition): Matcher {
   const { tag } = c;
-  const form = comparedForm(tag);
+  const compared = (value: string) => comparedValue(tag, value);
   switch (c.op) {
     case 'equals': {
-      const value = form ? form(c.value) : c.value;
+      const value = compared(c.value);
       return (get) => get(tag) === value;
     }
     case 'notEquals': {
-      const value = form ? form(c.value) : c.value;
+      const value = compared(c.value);
       return (get) => {
         const v = get(tag);
         return v !== undefined && v !== value;
       };
     }
     case 'in': {
-      const set = new Set(form ? c.values.map(form) : c.values);
+      const set = new Set(c.values.map(compared));
       return (get) => {
         const v = get(tag);
         return v !== undefined && set.has(v);
       };
     }
     case 'notIn': {
-      const set = new Set(form ? c.values.map(form) : c.values);
+      const set = new Set(c.values.map(compared));
       return (get) => {
         const v = get(tag);
         return v !== undefined && !set.has(v);

@@ -1,6 +1,7 @@
 export {
   type Condition,
   checkRegex,
+  comparedValue,
   compileConditions,
   conditionRegex,
   type LinearRegex,
