@@ -5,9 +5,9 @@
  * 1. Requests through the chain; each hop prints the instance that served it, who called
  *    it and the tags that arrived.
  * 2. Gray release: v1.21 starts behind a rule that keeps all traffic on v1.20; a rule then
- *    sends 20% of Chrome users to it; the split over DEMO_REQUESTS requests (default
- *    10 000) is printed, the rule is rolled back in one call (v1.21 back to 0%), and the
- *    split printed again.
+ *    sends 20% of Chrome requests to it (drawn per request, so one user's requests reach
+ *    both versions); the split over DEMO_REQUESTS requests (default 10 000) is printed,
+ *    the rule is rolled back in one call (v1.21 back to 0%), and the split printed again.
  */
 import { type KvStore, type Registry, TAG_HEADER } from 'meshlet';
 import { demoBackend } from './backend.js';
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     }
   }
 
-  // 2. Gray release: 20% of Chrome users to v1.21, and a way back. Before v1.21 starts, a
+  // 2. Gray release: 20% of Chrome requests to v1.21, and a way back. Before v1.21 starts, a
   // rule keeps all traffic on v1.20 (deployed dark): that is what a rollback returns to.
   const dark = {
     service: 'user-service',
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   );
   const grayRule = {
     service: 'user-service',
-    description: 'gray release: 20% of Chrome users to v1.21',
+    description: 'gray release: 20% of Chrome requests to v1.21',
     route: {
       rules: [
         {

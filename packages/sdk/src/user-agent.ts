@@ -1,5 +1,5 @@
 /**
- * The browser family of a User-Agent string, for routing ("20% of Chrome users"). Looks
+ * The browser family of a User-Agent string, for routing ("20% of Chrome requests"). Looks
  * at the first 512 characters only; order matters because Edge and Opera also say Chrome,
  * and Chrome also says Safari.
  */
