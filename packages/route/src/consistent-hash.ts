@@ -71,14 +71,28 @@ class Ring {
   }
 }
 
+/**
+ * How many points each endpoint gets on the ring: `virtualNodes` for an instance of the
+ * default weight, in proportion to weight, at least 1 each, and MAX_RING_POINTS in all at
+ * most (past that many instances, exactly one each). On a big fleet the points of the
+ * default weight are scaled down; as max(1, round(x)) ≤ x + 1, keeping the scaled total
+ * to MAX_RING_POINTS less one point per endpoint keeps the whole within it.
+ */
+export function ringPointCounts(weights: readonly number[], virtualNodes: number): number[] {
+  const totalWeight = weights.reduce((s, w) => s + w, 0);
+  const perDefault = Math.max(0, Math.min(virtualNodes, ((MAX_RING_POINTS - weights.length) * DEFAULT_WEIGHT) / totalWeight));
+  return weights.map((w) => Math.max(1, Math.round((perDefault * w) / DEFAULT_WEIGHT)));
+}
+
 function buildRing(endpoints: readonly Endpoint[], virtualNodes: number): Ring {
-  const totalWeight = endpoints.reduce((s, e) => s + e.weight, 0);
-  // Scale virtual nodes down on big fleets so that the ring stays under MAX_RING_POINTS.
-  const perDefault = Math.max(1, Math.min(virtualNodes, Math.floor((MAX_RING_POINTS * DEFAULT_WEIGHT) / totalWeight)));
+  const counts = ringPointCounts(
+    endpoints.map((e) => e.weight),
+    virtualNodes,
+  );
   // Packed as hash * 2^20 + owner, so a plain numeric sort orders by hash, then owner.
   const packed: number[] = [];
   endpoints.forEach((e, owner) => {
-    const count = Math.max(1, Math.round((perDefault * e.weight) / DEFAULT_WEIGHT));
+    const count = counts[owner] as number;
     // Points depend on the instance id only: other instances coming and going never move them.
     for (let k = 0; k < count; k++) packed.push(hashString(`${e.instance.id}#${k}`) * 1048576 + owner);
   });

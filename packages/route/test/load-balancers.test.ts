@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Instance } from '@meshlet/core';
 import { seededRandom } from '@meshlet/core';
+import { MAX_RING_POINTS, ringPointCounts } from '../src/consistent-hash.js';
 import {
   buildSchedule,
   ConsistentHash,
@@ -159,6 +160,20 @@ describe('consistent hash', () => {
   it('gives heavier instances more keys', () => {
     const c = countBy(owners(new ConsistentHash(endpoints([300, 100]), 'uid')), (x) => x);
     assert.ok((c.i0 ?? 0) > 2 * (c.i1 ?? 0), JSON.stringify(c));
+  });
+
+  it('keeps the ring within MAX_RING_POINTS, one point per instance at least', () => {
+    const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+    // 10,000 instances of weight 10000 with 1,000 virtual nodes: 1,000,000 points before.
+    const heavy = ringPointCounts(Array(10_000).fill(10_000), 1000);
+    assert.ok(sum(heavy) <= MAX_RING_POINTS, String(sum(heavy)));
+    assert.ok(sum(heavy) > 0.9 * MAX_RING_POINTS, 'scaled down, not cut to one each');
+    // Weights 1 next to 10000: the light ones keep one point each, the total still fits.
+    const mixed = ringPointCounts([...Array(100_000).fill(1), ...Array(1000).fill(10_000)], 1000);
+    assert.ok(sum(mixed) <= MAX_RING_POINTS, String(sum(mixed)));
+    assert.equal(Math.min(...mixed), 1);
+    // A small fleet is not scaled: virtualNodes per default weight, in proportion to weight.
+    assert.deepEqual(ringPointCounts([100, 300, 1], 160), [160, 480, 2]);
   });
 
   it('round-robins requests without the tag, and stays sticky across rule changes through the router', () => {
