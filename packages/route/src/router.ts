@@ -75,6 +75,7 @@ export interface RouteDecision {
   /**
    * With the service's route section in shadow mode: the rule that section would have
    * applied (`(default)` when none of its rules matches); the call was routed without it.
+   * Absent on a lane decision, to which no rule applies.
    */
   readonly shadow?: string;
   /**
@@ -276,7 +277,9 @@ export class Router {
       walk = { lane: undefined, rule: undefined, tried: undefined, fallback: undefined, last: undefined };
       decision = this.#route(table, service, tags, undefined, walk, s.revision);
     }
-    if (decision) return s.shadowSection ? this.#withShadow(s, service, tags, decision) : decision;
+    // A lane request goes to its lane before any rule is tested, enforced or not: a shadow
+    // section would not have applied one to it either.
+    if (decision) return s.shadowSection && decision.via !== 'lane' ? this.#withShadow(s, service, tags, decision) : decision;
     throw new NoInstanceError(service, explain(table, walk as Walk));
   }
 

@@ -305,6 +305,22 @@ describe('route rules in shadow mode (`route.mode: "shadow"`)', () => {
     assert.deepEqual([enforced.instance.metadata.version, enforced.rule, enforced.shadow], ['v2', 'chrome-to-v2', undefined]);
   });
 
+  it('evaluates no rule for a lane request, which enforcement would not apply one to', async () => {
+    const { MemoryLogger } = await import('@meshlet/core');
+    const logger = new MemoryLogger();
+    const router = new Router({ random: seededRandom(1), logger });
+    router.setInstances(SVC, [...fleet, instance(SVC, 'g1', { version: 'v2', lane: 'gray' })]);
+    const rules = { rules: [{ name: 'all-to-v2', destinations: to('v2') }] };
+    router.setRules(SVC, section({ ...rules, mode: 'shadow' }));
+    const lane = router.decide(SVC, tags({ lane: 'gray' }));
+    assert.deepEqual([lane.via, lane.instance.id, lane.rule, lane.shadow], ['lane', 'g1', undefined, undefined]);
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_SHADOW').length, 0);
+    // Enforced, the rule is not applied to it either.
+    router.setRules(SVC, section(rules));
+    const enforced = router.decide(SVC, tags({ lane: 'gray' }));
+    assert.deepEqual([enforced.via, enforced.rule], ['lane', undefined]);
+  });
+
   it('refuses a mode that is neither enforce nor shadow, naming the field', () => {
     assert.throws(() => section({ mode: 'log-only' }), /route\.mode/);
   });
