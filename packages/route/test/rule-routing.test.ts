@@ -132,6 +132,47 @@ describe('rule routing', () => {
     assert.equal(versionOf(router, { 'ua.family': 'Firefox' }), 'v2');
   });
 
+  it('reads each instance’s group keys once per rebuild, not once per distinct group', () => {
+    // 1,000 instances, 200 groups on `v` and one on `v` and `shard`: counting reads of the
+    // selector keys, which the table used to make groups × instances of (201,000).
+    let reads = 0;
+    const counted = (metadata: Record<string, string>) =>
+      new Proxy(metadata, {
+        get: (target, key) => {
+          if (key === 'v' || key === 'shard') reads++;
+          return Reflect.get(target, key);
+        },
+      });
+    const instances = Array.from({ length: 1000 }, (_, i) => ({
+      ...instance(SVC, `i${i}`),
+      metadata: counted({ v: String(i % 250), shard: `s${i % 4}` }),
+    }));
+    const rules: { name: string; when: unknown[]; destinations: { group: Record<string, string>; weight: number }[] }[] = Array.from(
+      { length: 20 },
+      (_, r) => ({
+        name: `r${r}`,
+        when: [{ tag: 'u', op: 'equals', value: String(r) }],
+        destinations: Array.from({ length: 10 }, (_, k) => ({ group: { v: String(r * 10 + k) }, weight: 10 })),
+      }),
+    );
+    rules.push({
+      name: 'two-keys',
+      when: [{ tag: 'u', op: 'equals', value: 'both' }],
+      destinations: [{ group: { v: '7', shard: 's1' }, weight: 100 }],
+    });
+    const router = routerWith({ rules }, instances);
+    router.decide(SVC, tags({ u: '0' }));
+    // Each key indexed once (2 × 1,000), then each group's own members checked (800 + 4).
+    assert.ok(reads <= 3 * instances.length, `${reads} reads`);
+    // The groups are what they were: v=7 is i7, i257, i507, i757; of those, shard s1 is i257 and i757.
+    const two = new Set(Array.from({ length: 8 }, () => router.decide(SVC, tags({ u: 'both' })).instance.id));
+    assert.deepEqual([...two].sort(), ['i257', 'i757']);
+    for (let n = 0; n < 20; n++) {
+      const v = Number(router.decide(SVC, tags({ u: '2' })).instance.metadata.v);
+      assert.ok(v >= 20 && v < 30, String(v));
+    }
+  });
+
   it('never sends to a weight-0 group', () => {
     const router = routerWith({
       default: [
