@@ -71,10 +71,15 @@ export class InstancePool {
       candidates = nearby.candidates;
     }
     this.#balancer = candidates.length === 0 ? undefined : createLoadBalancer(settings.loadBalancer, candidates, settings.random);
-    // A retry may leave the caller's zone: every usable instance, ranked by locality.
+    // A retry goes to the balancer's candidates first, then may leave them: every usable
+    // instance, the others ranked by locality after them.
     const usable = this.panic ? candidates : registered.filter((m) => m.healthy).map((m) => m.endpoint);
+    const first = new Set(candidates);
     this.#retryOrder = usable
-      .map((endpoint) => ({ endpoint, rank: settings.nearby.enabled ? localityRank(endpoint.instance, settings.location) : 0 }))
+      .map((endpoint) => ({
+        endpoint,
+        rank: first.has(endpoint) ? 0 : 1 + (settings.nearby.enabled ? localityRank(endpoint.instance, settings.location) : 0),
+      }))
       .sort((a, b) => a.rank - b.rank);
   }
 
@@ -84,20 +89,19 @@ export class InstancePool {
   }
 
   /**
-   * An instance not in `tried`, for a retry: the balancer's next pick when it offers one
-   * (round robin moves on), else one of the untried instances of the nearest locality
-   * that has any — this zone, this region, then anywhere — by weight. So a retry fails
-   * over to the next locality when its zone's only instance failed, as Envoy's
-   * previous_hosts and previous_priorities retry plug-ins do. Undefined when every
-   * usable instance was tried.
+   * An instance not in `tried`, for a retry: one of the untried instances by weight, drawn
+   * from the balancer's candidates while any is left, then from the nearest locality that
+   * has any — this zone, this region, then anywhere. So a retry fails over to the next
+   * locality when its zone's only instance failed, as Envoy's previous_hosts and
+   * previous_priorities retry plug-ins do. The balancer is not asked: a retry must not move
+   * the round-robin cursor that first attempts share, or with a dead instance in rotation
+   * every retry steps past it and every next first attempt lands on it again. And the draw
+   * is independent, not the schedule's next untried, so dead instances side by side in the
+   * schedule do not fail the retries of each other. Undefined when every usable instance
+   * was tried. `_tags` is unused (the draw does not depend on the request); the router
+   * passes them as it does to `pick`.
    */
-  pickUntried(tags: TagLookup, tried: ReadonlySet<string>): Instance | undefined {
-    const balancer = this.#balancer;
-    if (balancer === undefined) return undefined;
-    for (let i = 0; i < 2; i++) {
-      const next = balancer.pick(tags);
-      if (next !== undefined && !tried.has(next.id)) return next;
-    }
+  pickUntried(_tags: TagLookup, tried: ReadonlySet<string>): Instance | undefined {
     let rank = -1;
     let total = 0;
     let chosen: Instance | undefined;

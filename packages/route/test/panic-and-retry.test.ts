@@ -222,6 +222,17 @@ describe('a retry asks for an instance not yet tried, across localities', () => 
       tried: ['a1'],
       gets: ['b1', 'b2'],
     },
+    {
+      // 1 of 3 healthy in zone a is under nearby's 50%: first attempts spread over the
+      // region, and so do retries, not piling onto the zone's last instance.
+      name: 'the zone under its healthy share: the region’s untried, as first attempts',
+      instances: down(
+        [at('a1', 'a', 'r1'), at('a2', 'a', 'r1'), at('a3', 'a', 'r1'), at('c1', 'c', 'r1'), at('c2', 'c', 'r1')],
+        ['a2', 'a3'],
+      ),
+      tried: ['c1'],
+      gets: ['a1', 'c2'],
+    },
   ];
   for (const row of rows) {
     it(row.name, () => {
@@ -255,6 +266,50 @@ describe('a retry asks for an instance not yet tried, across localities', () => 
     const last = router.decideRetry(SVC, tags(), new Set(['n1', 'n2']));
     assert.deepEqual([last?.instance.id, last?.via], ['o1', 'fallback']);
     assert.equal(router.decideRetry(SVC, tags(), new Set(['n1', 'n2', 'o1'])), undefined);
+  });
+});
+
+describe('a retry leaves the round-robin cursor to first attempts', () => {
+  /**
+   * Calls through the picker as the call executor makes them: a first attempt, then retries
+   * to untried instances while the attempt failed, up to `attempts` in all. An attempt to a
+   * `dead` instance fails (refused, not ejected: the breakers have not caught up).
+   */
+  function run(router: Router, dead: ReadonlySet<string>, calls: number, attempts: number) {
+    const picker = router.picker(SVC);
+    let firstOnDead = 0;
+    let failed = 0;
+    for (let c = 0; c < calls; c++) {
+      let id: string | undefined = picker.first(tags()).id;
+      if (dead.has(id)) firstOnDead++;
+      const tried = new Set<string>();
+      for (let a = 1; id !== undefined && dead.has(id); a++) {
+        tried.add(id);
+        id = a < attempts ? picker.next(tags(), tried)?.id : undefined;
+      }
+      if (id === undefined) failed++;
+    }
+    return { firstOnDead, failed };
+  }
+
+  it('one dead and one live in rotation: half the first attempts go to the dead one, not all', () => {
+    // Found by review: the retry's pick moved the shared cursor past the live instance, so
+    // the next call's first attempt was the dead one's turn again — 1000 of 1000.
+    const router = new Router({ random: seededRandom(3), exclusion: exclusionOf(['o0']) });
+    router.setInstances(SVC, fleetOf(3));
+    const { firstOnDead, failed } = run(router, new Set(['o0', 'o1']), 1000, 2);
+    assert.equal(failed, 0);
+    assert.ok(firstOnDead > 450 && firstOnDead < 550, `${firstOnDead} of 1000 first attempts on the dead instance`);
+  });
+
+  it('four dead of nine in rotation, three attempts: failures near independent draws (4.8%)', () => {
+    // 4/9 · 3/8 · 2/7 = 4.8% of calls meet three dead instances. Retries that walk the
+    // schedule (or move its cursor) meet the dead ones side by side: 16.6% failed in review.
+    const router = new Router({ random: seededRandom(4), exclusion: exclusionOf(['o0']) });
+    router.setInstances(SVC, fleetOf(10));
+    const { firstOnDead, failed } = run(router, new Set(['o0', 'o1', 'o2', 'o3', 'o4']), 4000, 3);
+    assert.ok(firstOnDead > 1600 && firstOnDead < 1950, `${firstOnDead} of 4000 first attempts on a dead instance (4/9: 1778)`);
+    assert.ok(failed > 120 && failed < 270, `${failed} of 4000 calls failed (independent draws: 190)`);
   });
 });
 
