@@ -98,10 +98,9 @@ export class InstancePool {
    * every retry steps past it and every next first attempt lands on it again. And the draw
    * is independent, not the schedule's next untried, so dead instances side by side in the
    * schedule do not fail the retries of each other. Undefined when every usable instance
-   * was tried. `_tags` is unused (the draw does not depend on the request); the router
-   * passes them as it does to `pick`.
+   * was tried. The request's tags play no part in the draw.
    */
-  pickUntried(_tags: TagLookup, tried: ReadonlySet<string>): Instance | undefined {
+  pickUntried(tried: ReadonlySet<string>): Instance | undefined {
     let rank = -1;
     let total = 0;
     let chosen: Instance | undefined;

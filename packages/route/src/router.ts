@@ -538,7 +538,7 @@ export class Router {
 }
 
 function pickIn(pool: InstancePool, tags: TagLookup, tried: ReadonlySet<string> | undefined): Instance | undefined {
-  return tried === undefined ? pool.pick(tags) : pool.pickUntried(tags, tried);
+  return tried === undefined ? pool.pick(tags) : pool.pickUntried(tried);
 }
 
 function explain(table: RouteTable, walk: Walk): string {
