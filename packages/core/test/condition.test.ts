@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { RE2JS } from 're2js';
 import {
   type Condition,
   checkRegex,
@@ -9,6 +10,7 @@ import {
   createContext,
   getTag,
   parseCondition,
+  parseRuleDocument,
   REGEX_MAX_LENGTH,
   REGEX_MAX_PROGRAM,
   RuleValidationError,
@@ -58,6 +60,29 @@ describe('conditions', () => {
     assert.equal(matches({ tag: 'uid', op: 'regex', pattern: '^u-\\d{4}$' }), true);
     assert.equal(matches({ tag: 'uid', op: 'regex', pattern: '^x' }), false);
     assert.equal(matches({ tag: 'missing', op: 'regex', pattern: '.*' }), false);
+  });
+
+  it('compiles a document’s regex once between its bounds check, its parser and the matchers built from it', (t) => {
+    const compiles = t.mock.method(RE2JS, 'compile').mock;
+    const kind = { name: 'gate', parse: (raw: unknown, path: string) => parseCondition(raw, `${path}.when`) };
+    const doc = parseRuleDocument(JSON.stringify({ service: 's', gate: { tag: 'uid', op: 'regex', pattern: '^u-' } }), [kind]);
+    const condition = doc.sections.get('gate') as Condition;
+    const matcher = compileConditions([condition]);
+    compileConditions([condition]);
+    assert.equal(compiles.callCount(), 1);
+    assert.equal(
+      matcher((tag) => (tag === 'uid' ? 'u-1' : undefined)),
+      true,
+    );
+    // A condition object changed since it was read is compiled afresh.
+    const raw: Record<string, unknown> = { tag: 'uid', op: 'regex', pattern: '^u-' };
+    parseCondition(raw, 'when');
+    raw.pattern = '^v-';
+    assert.equal(
+      compileConditions([parseCondition(raw, 'when')])((tag) => (tag === 'uid' ? 'v-1' : undefined)),
+      true,
+    );
+    assert.equal(compiles.callCount(), 3);
   });
 
   it('exists', () => {

@@ -1,17 +1,15 @@
 import {
   type Condition,
+  checkRuleDocumentBounds,
   compileConditions,
-  conditionRegex,
   type Instance,
   type KvEntry,
   type KvStore,
   type Logger,
   type Matcher,
   MetaKey,
-  parseRuleDocument,
   RULE_DOCUMENT_LIMITS,
   RuleValidationError,
-  regexCost,
   silentLogger,
   type TagLookup,
   type Unsubscribe,
@@ -38,16 +36,17 @@ const TAG_IGNORED = ['tagId', 'laneRuleId', 'createTime', 'updateTime'];
 /**
  * Bounds on lane rules. `laneFor` runs on every arriving request and tests every enabled
  * rule of the entrance's lanes (all of them for a request that matches none), so the rules
- * in force together are held to what one Meshlet rule document may hold; each key is
- * also checked alone against RULE_DOCUMENT_LIMITS (its strings, its IN lists, its regexes),
- * as parseRuleDocument checks a document.
+ * in force together are held to what one Meshlet rule document may hold, checked as one
+ * document (`{ service, lanes: [...] }`); each key is also checked alone against
+ * RULE_DOCUMENT_LIMITS (its strings, its IN lists, its regexes), so that a key over them is
+ * refused naming its own field.
  */
 export const TsfLaneLimits = {
   /** Tags of one lane rule: as many conditions as a Meshlet route rule takes. */
   maxTags: 32,
   /** Lane rule keys in force at once: as many rules as a Meshlet route section takes. */
   maxRules: 1000,
-  /** Characters of the lane rules in force, as JSON: one rule document's. */
+  /** Characters of the lane rules in force, as one rule document's JSON (`{ service, lanes }`): one rule document's. */
   maxChars: RULE_DOCUMENT_LIMITS.maxChars,
   /** RE2 instructions over every regex tag of the lane rules in force (as regexCost counts them): one rule document's budget. */
   maxRegexProgram: RULE_DOCUMENT_LIMITS.maxRegexProgram,
@@ -145,12 +144,14 @@ export function convertTsfLaneRule(doc: unknown, notice: NoticeSink): TsfLaneRul
 
 /**
  * Core's document bounds (RULE_DOCUMENT_LIMITS: string and list lengths, the regex budget…),
- * checked by parseRuleDocument on the rule as a one-section document; the field it names
- * is given back as the TSF field (`lane.when[2]…` → `ruleTagList[2].tagValue`).
+ * checked on the rule as a one-section document (its regexes, compiled by the conversion,
+ * are not compiled again); the field core names is given back as the TSF field
+ * (`lane.when[2]…` → `ruleTagList[2].tagValue`).
  */
 function checkLaneRuleBounds(rule: TsfLaneRule): void {
+  const doc = { service: LANES_DOCUMENT, lane: rule };
   try {
-    parseRuleDocument(JSON.stringify({ service: 'tsf-lanes', lane: rule }), [], undefined, { unknownSections: 'keep' });
+    checkRuleDocumentBounds(doc, JSON.stringify(doc));
   } catch (err) {
     if (!(err instanceof RuleValidationError)) throw err;
     const tag = /^lane\.when\[(\d+)\]/.exec(err.path);
@@ -159,17 +160,8 @@ function checkLaneRuleBounds(rule: TsfLaneRule): void {
   }
 }
 
-/** What a lane rule in force takes of TsfLaneLimits' totals. */
-interface LaneRuleCost {
-  readonly chars: number;
-  readonly regexProgram: number;
-}
-
-function laneRuleCost(rule: TsfLaneRule): LaneRuleCost {
-  let regexProgram = 0;
-  for (const c of rule.when) if (c.op === 'regex') regexProgram += regexCost(c.tag, conditionRegex(c.tag, c.pattern, 'pattern'));
-  return { chars: JSON.stringify(rule).length, regexProgram };
-}
+/** The `service` of the documents lane rules are checked as. */
+const LANES_DOCUMENT = 'tsf-lanes';
 
 /** The state of one lane key, as TsfRuleStore's `status`. */
 export interface TsfLaneKeyStatus {
@@ -212,8 +204,6 @@ export class TsfLanes {
   readonly #logger: Logger;
   readonly #infos = new Map<string, KeyState<TsfLane>>();
   readonly #rules = new Map<string, KeyState<TsfLaneRule>>();
-  /** The cost of each lane rule in force, by key. */
-  readonly #ruleCosts = new Map<string, LaneRuleCost>();
   #groupLane = new Map<string, string | null>();
   #entrances = new Map<string, readonly CompiledLaneRule[]>();
   readonly #listeners = new Set<() => void>();
@@ -301,11 +291,7 @@ export class TsfLanes {
     admit: (key: string, value: T) => void = () => {},
   ): void {
     const present = new Set(entries.filter((e) => e.value.trim() !== '').map((e) => e.key));
-    for (const key of [...states.keys()]) {
-      if (present.has(key)) continue;
-      states.delete(key);
-      if (states === this.#rules) this.#ruleCosts.delete(key);
-    }
+    for (const key of [...states.keys()]) if (!present.has(key)) states.delete(key);
     for (const e of entries) {
       if (!present.has(e.key)) continue;
       const st = states.get(e.key) ?? { revision: -1, inForce: 0, value: undefined, error: undefined, notices: [] };
@@ -351,34 +337,38 @@ export class TsfLanes {
   }
 
   /**
-   * Admits a lane rule in place of `key`'s rule in force when the rules in force stay
-   * within TsfLaneLimits; else refuses it (the key keeps its rule in force, if any).
-   * A key refused here is not retried until it changes.
+   * Admits a lane rule in place of `key`'s rule in force when the rules in force, as one
+   * document, stay within TsfLaneLimits; else refuses it (the key keeps its rule in force,
+   * if any). The rule alone is within them (checkLaneRuleBounds), so what is over is the
+   * total. A key refused here is not retried until it changes.
    */
   #admit(key: string, rule: TsfLaneRule): void {
     const L = TsfLaneLimits;
-    const cost = laneRuleCost(rule);
-    let rules = 1;
-    let chars = cost.chars;
-    let regexProgram = cost.regexProgram;
-    for (const [k, c] of this.#ruleCosts) {
-      if (k === key) continue;
-      rules++;
-      chars += c.chars;
-      regexProgram += c.regexProgram;
-    }
-    if (rules > L.maxRules) throw new TsfFieldError('', `more than ${L.maxRules} lane rules would be in force`, 'laneRules');
+    const lanes = [...this.#rules].flatMap(([k, s]) => (k !== key && s.value !== undefined ? [s.value] : []));
+    lanes.push(rule);
+    if (lanes.length > L.maxRules) throw new TsfFieldError('', `more than ${L.maxRules} lane rules would be in force`, 'laneRules');
+    const doc = { service: LANES_DOCUMENT, lanes };
+    const chars = JSON.stringify(doc).length;
     if (chars > L.maxChars) {
-      throw new TsfFieldError('', `the lane rules in force would take ${chars} characters together, more than ${L.maxChars}`, 'laneChars');
-    }
-    if (regexProgram > L.maxRegexProgram) {
       throw new TsfFieldError(
         '',
-        `the lane rules in force would compile to ${regexProgram} regex instructions together, more than ${L.maxRegexProgram}; use fewer or simpler patterns (IN for lists)`,
-        'laneRegexBudget',
+        `the lane rules in force would take ${chars} characters as one document, more than ${L.maxChars}`,
+        'laneChars',
       );
     }
-    this.#ruleCosts.set(key, cost);
+    try {
+      checkRuleDocumentBounds(doc);
+    } catch (err) {
+      if (!(err instanceof RuleValidationError)) throw err;
+      if (err.limit === 'regexBudget') {
+        throw new TsfFieldError(
+          '',
+          `the lane rules in force would compile to more than ${L.maxRegexProgram} regex instructions together; use fewer or simpler patterns (IN for lists)`,
+          'laneRegexBudget',
+        );
+      }
+      throw new TsfFieldError('', `the lane rules in force, as one document: ${err.message}`, err.limit);
+    }
   }
 
   #compile(): void {

@@ -241,7 +241,10 @@ class ServiceView {
   readonly #states = new Map<SourceId, SectionState>();
   readonly #listeners = new Set<(entries: readonly KvEntry[]) => void>();
   readonly #unwatch: Unsubscribe[] = [];
-  #text: string | undefined;
+  /** The document composed from the sections in force; undefined when there are none. */
+  #document: string | undefined;
+  /** The document last shown, as `entry`. */
+  #shown: string | undefined;
   entry: KvEntry | undefined;
 
   constructor(key: string, service: string, sources: readonly SectionSource[], deps: ViewDeps) {
@@ -299,6 +302,7 @@ class ServiceView {
         st.inForce = 0;
         st.error = undefined;
         st.notices = [];
+        this.#document = this.#compose();
       } else this.#convert(source, entry, st);
     }
     this.#emit();
@@ -315,8 +319,9 @@ class ServiceView {
         throw new TsfFieldError('', `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
       }
       const section = source.convert(doc, (path, message) => notices.push({ key: source.key, path, message }));
-      this.#check(source, section);
+      const document = this.#check(source, section);
       st.section = section;
+      this.#document = document;
       st.inForce = entry.revision;
       st.error = undefined;
       st.notices = notices;
@@ -348,27 +353,33 @@ class ServiceView {
   /**
    * What the mesh's RuleWatcher runs on the composed document (parseRuleDocument: its
    * bounds, its regex budget, the kinds' parsers), run here for one key so that a key
-   * over a bound is refused alone and the others still apply: first on the key's section
-   * by itself, then on the document it would compose with the other keys in force (the
-   * bounds are on the whole document). Since every accepted change passes the second
-   * check, and a deleted key only shrinks the document, the document shown always passes.
+   * over a bound is refused alone and the others still apply: on the document the key's
+   * section would compose with the other keys in force (the bounds are on the whole
+   * document), which it gives back; when that is refused, on the key's section by itself,
+   * to say whether the key alone is at fault. Since every accepted change passes, and a
+   * deleted key only shrinks the document, the document shown always passes.
    */
-  #check(source: SectionSource, section: Record<string, unknown>): void {
+  #check(source: SectionSource, section: Record<string, unknown>): string {
     const kinds = [...this.#deps.kinds.values()];
-    const parse = (text: string, what: string): void => {
+    // `keep`: the kinds given may be a subset; the watcher decides what it refuses by name.
+    const parse = (text: string): void => void parseRuleDocument(text, kinds, this.#service, { unknownSections: 'keep' });
+    const document = this.#compose(source.id, section) as string;
+    try {
+      parse(document);
+      return document;
+    } catch (err) {
+      if (!(err instanceof RuleValidationError)) throw err;
+      let what = 'with the other TSF keys of this service in force, converts to a rule document Meshlet refuses';
+      let refusal = err;
       try {
-        // `keep`: the kinds given may be a subset; the watcher decides what it refuses by name.
-        parseRuleDocument(text, kinds, this.#service, { unknownSections: 'keep' });
-      } catch (err) {
-        if (!(err instanceof RuleValidationError)) throw err;
-        throw new TsfFieldError('', `${what}: ${err.message}`, err.limit);
+        parse(JSON.stringify({ service: this.#service, [source.name]: section }));
+      } catch (alone) {
+        if (!(alone instanceof RuleValidationError)) throw alone;
+        what = `converts to a ${source.name} section Meshlet refuses`;
+        refusal = alone;
       }
-    };
-    parse(JSON.stringify({ service: this.#service, [source.name]: section }), `converts to a ${source.name} section Meshlet refuses`);
-    parse(
-      this.#compose(source.id, section) as string,
-      'with the other TSF keys of this service in force, converts to a rule document Meshlet refuses',
-    );
+      throw new TsfFieldError('', `${what}: ${refusal.message}`, refusal.limit);
+    }
   }
 
   /** The document's text from the sections in force, with `replace`'s section in place of its own; undefined when empty. */
@@ -388,9 +399,9 @@ class ServiceView {
 
   #emit(): void {
     if (!this.#ready) return;
-    const text = this.#compose();
-    if (text !== this.#text) {
-      this.#text = text;
+    const text = this.#document;
+    if (text !== this.#shown) {
+      this.#shown = text;
       this.entry = text === undefined ? undefined : { key: this.#key, value: text, revision: this.#deps.nextRevision() };
     }
     const entries = this.entry ? [this.entry] : [];

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Condition, compileConditions, InMemoryKvStore, type Instance, MemoryLogger, RuleWatcher } from '@meshlet/core';
 import { ruleKinds } from 'meshlet';
+import { RE2JS } from 're2js';
 import { parse } from 'yaml';
 import {
   convertTsfAffinity,
@@ -310,6 +311,34 @@ describe('TSF lanes', () => {
       assert.equal(lanes.status.find((s) => s.key === 'lane/rule/r10')?.inForce, 2);
       lanes.update(tsfRuleKey.laneRulePrefix, [...rest.slice(1), r10(4, 2)]);
       assert.equal(error('lane/rule/r10'), undefined);
+    });
+
+    it('compiles a changed lane rule’s regexes once; the rules in force and lane info changes compile none', (t) => {
+      const { lanes, error } = setup();
+      const compiles = t.mock.method(RE2JS, 'compile').mock;
+      const rule = (id: string, revision: number, patterns: readonly string[]) => ({
+        key: `lane/rule/${id}`,
+        revision,
+        value: laneRule(
+          id,
+          patterns.map((value) => ({ op: 'REGEX', value })),
+        ),
+      });
+      lanes.update(tsfRuleKey.laneRulePrefix, [rule('r1', 1, ['^a']), rule('r2', 1, ['^b', '^c'])]);
+      assert.equal(compiles.callCount(), 3);
+      lanes.update(tsfRuleKey.laneRulePrefix, [rule('r1', 2, ['^d']), rule('r2', 1, ['^b', '^c'])]);
+      assert.equal(compiles.callCount(), 4);
+      lanes.update(tsfRuleKey.laneInfoPrefix, [{ ...INFO, revision: 2 }]);
+      assert.equal(compiles.callCount(), 4);
+      assert.equal(error('lane/rule/r1'), undefined);
+      assert.equal(
+        lanes.laneFor('gw', (tag) => (tag === 'q' ? 'dz' : undefined)),
+        'l1',
+      );
+      assert.equal(
+        lanes.laneFor('gw', (tag) => (tag === 'q' ? 'az' : undefined)),
+        undefined,
+      );
     });
 
     it('holds the lane rules in force to TsfLaneLimits.maxRules', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InMemoryKvStore, MemoryLogger, RuleWatcher } from '@meshlet/core';
 import { ruleKinds } from 'meshlet';
+import { RE2JS } from 're2js';
 import { TsfReadOnlyError, TsfRuleStore, tsfRuleKey } from '../src/index.js';
 import { at, edited, fixture } from './fixtures.js';
 
@@ -164,6 +165,19 @@ describe('TsfRuleStore', () => {
     assert.equal((watcher.document?.sections.get('route') as { rules: unknown[] } | undefined)?.rules.length, 2);
     assert.equal((watcher.document?.sections.get('ratelimit') as { rules: { rate: number }[] } | undefined)?.rules[1]?.rate, 100);
     assert.equal(watcher.status.rejected, 0);
+  });
+
+  it('compiles a changed key’s regex once to convert it and once to check the document it composes', async (t) => {
+    const kv = new InMemoryKvStore();
+    const store = new TsfRuleStore({ kv, identity, kinds: ruleKinds });
+    const documents: string[] = [];
+    store.watch('meshlet/rules/user-service', (entries) => documents.push(entries[0]?.value ?? ''));
+    await kv.put(LIMIT, fixture('ratelimit.yaml'));
+    const compiles = t.mock.method(RE2JS, 'compile').mock;
+    // route.yaml holds one REGEX tag.
+    await kv.put(ROUTE, fixture('route.yaml'));
+    assert.equal(compiles.callCount(), 2);
+    assert.deepEqual(Object.keys(JSON.parse(documents.at(-1) ?? '{}')), ['service', 'route', 'ratelimit']);
   });
 
   it('reports unknown TSF fields once per revision, and applies the rest', async () => {

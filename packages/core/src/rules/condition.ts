@@ -46,8 +46,10 @@ export function parseCondition(raw: unknown, path: string): Condition {
     case 'regex': {
       field.onlyKeys(obj, path, ['tag', 'op', 'pattern']);
       const pattern = field.string(obj.pattern, `${path}.pattern`, Number.MAX_SAFE_INTEGER);
-      conditionRegex(tag, pattern, `${path}.pattern`);
-      return { tag, op, pattern };
+      const regex = compiledRegex(obj, tag, pattern, `${path}.pattern`);
+      const condition = { tag, op, pattern };
+      compiledRegexes.set(condition, { regex, tag, pattern });
+      return condition;
     }
     case 'exists':
       field.onlyKeys(obj, path, ['tag', 'op']);
@@ -155,6 +157,25 @@ export function conditionRegex(tag: string, pattern: string, path: string): Line
 }
 
 /**
+ * The regex compiled for a condition, by the object it was read from: a JSON document's
+ * condition object (the document's bounds check compiles it for its size), the Condition
+ * parseCondition returns (compileConditions matches with it). So a regex is compiled once
+ * between the bounds check, its kind's parser and the matchers built from it, however often
+ * they are rebuilt. Weak: it goes with its condition.
+ */
+const compiledRegexes = new WeakMap<object, { readonly regex: LinearRegex; readonly tag: string; readonly pattern: string }>();
+
+/** conditionRegex(tag, pattern, path), compiled once for the condition object `of` (see compiledRegexes). */
+export function compiledRegex(of: object, tag: string, pattern: string, path: string): LinearRegex {
+  const had = compiledRegexes.get(of);
+  // Checked, not assumed: a raw object may have been changed since.
+  if (had !== undefined && had.pattern === pattern && comparedForm(had.tag) === comparedForm(tag)) return had.regex;
+  const regex = conditionRegex(tag, pattern, path);
+  compiledRegexes.set(of, { regex, tag, pattern });
+  return regex;
+}
+
+/**
  * What a regex condition on `tag` counts against a document's budget
  * (RULE_DOCUMENT_LIMITS.maxRegexProgram): its instructions, times how many tag values its
  * tag's longest value is. A tag's value is at most TagLimits.maxValueBytes (512) long; a
@@ -207,7 +228,7 @@ function compileOne(c: Condition): Matcher {
       };
     }
     case 'regex': {
-      const re = conditionRegex(tag, c.pattern, 'pattern');
+      const re = compiledRegex(c, tag, c.pattern, 'pattern');
       return (get) => {
         const v = get(tag);
         return v !== undefined && re.test(v);

@@ -15,6 +15,7 @@ export {
   type TagLookup,
 } from './condition.js';
 export {
+  checkRuleDocumentBounds,
   MAX_RULE_DOCUMENT,
   type ParseRuleDocumentOptions,
   parseRuleDocument,

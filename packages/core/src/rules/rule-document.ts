@@ -1,6 +1,6 @@
 import { SERVICE_NAME } from '../instance.js';
 import { shownValue } from '../option-checks.js';
-import { conditionRegex, regexCost } from './condition.js';
+import { compiledRegex, regexCost } from './condition.js';
 import { field, RuleValidationError } from './rule-error.js';
 
 /**
@@ -107,15 +107,7 @@ export function parseRuleDocument(
   options: ParseRuleDocumentOptions = {},
 ): RuleDocument {
   if (typeof text !== 'string') throw new RuleValidationError('', 'must be JSON text');
-  const { maxBytes } = RULE_DOCUMENT_LIMITS;
-  // A UTF-16 unit is at most 3 bytes: a short text needs no count, nor one over maxChars.
-  if (text.length > RULE_DOCUMENT_LIMITS.maxChars || (text.length * 3 > maxBytes && Buffer.byteLength(text, 'utf8') > maxBytes)) {
-    throw new RuleValidationError(
-      '',
-      `document is ${Buffer.byteLength(text, 'utf8')} bytes of UTF-8, more than ${maxBytes} (maxBytes): a document and its history entry are written base64 in one Consul transaction of at most 512 KiB`,
-      'size',
-    );
-  }
+  checkSize(text);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -147,6 +139,30 @@ export function parseRuleDocument(
     sections.set(key, kind ? parseSection(kind, value, key) : value);
   }
   return { service, ...(description !== undefined ? { description } : {}), sections };
+}
+
+/**
+ * RULE_DOCUMENT_LIMITS on a document built as a value, as parseRuleDocument checks its text
+ * before any kind's parser (the size of `text`, its JSON, when given; then every value's
+ * bounds and the regex budget). For a caller that composes documents from conditions it
+ * parsed: their regexes, compiled by parseCondition, are not compiled again. Throws
+ * RuleValidationError with the path of the first value over a bound.
+ */
+export function checkRuleDocumentBounds(value: unknown, text?: string): void {
+  if (text !== undefined) checkSize(text);
+  checkBounds(value);
+}
+
+function checkSize(text: string): void {
+  const { maxBytes } = RULE_DOCUMENT_LIMITS;
+  // A UTF-16 unit is at most 3 bytes: a short text needs no count, nor one over maxChars.
+  if (text.length > RULE_DOCUMENT_LIMITS.maxChars || (text.length * 3 > maxBytes && Buffer.byteLength(text, 'utf8') > maxBytes)) {
+    throw new RuleValidationError(
+      '',
+      `document is ${Buffer.byteLength(text, 'utf8')} bytes of UTF-8, more than ${maxBytes} (maxBytes): a document and its history entry are written base64 in one Consul transaction of at most 512 KiB`,
+      'size',
+    );
+  }
 }
 
 /** A kind's parser may only refuse with RuleValidationError; anything else it throws is a bug, reported as a refusal of its section. */
@@ -184,7 +200,7 @@ function checkBounds(root: unknown): void {
     if (o.op === 'regex' && typeof o.pattern === 'string') {
       const patternPath = path === '' ? 'pattern' : `${path}.pattern`;
       const tag = typeof o.tag === 'string' ? o.tag : '';
-      regexProgram += regexCost(tag, conditionRegex(tag, o.pattern, patternPath));
+      regexProgram += regexCost(tag, compiledRegex(o, tag, o.pattern, patternPath));
       if (regexProgram > L.maxRegexProgram) {
         throw new RuleValidationError(
           patternPath,
