@@ -227,9 +227,13 @@ async function serviceView(service, tab) {
   render(data);
   // Live views refresh themselves; the rules editor and the history do not (they would lose what is typed, or opened).
   if (tab === 'instances' || tab === 'gray') {
+    let shown = data;
     poll(async (current) => {
       if (document.activeElement?.tagName === 'INPUT') return; // do not replace a field being typed in
-      const d = await api('GET', `/api/service?service=${encodeURIComponent(service)}`);
+      // The history comes back only when the rules changed since the one shown was read.
+      const d = await api('GET', `/api/service?service=${encodeURIComponent(service)}&historyAt=${shown.rules.revision}`);
+      if (d.history === undefined) Object.assign(d, { history: shown.history, olderVersions: shown.olderVersions });
+      shown = d;
       if (current() && document.activeElement?.tagName !== 'INPUT') render(d);
     }, 2000);
   }

@@ -279,6 +279,16 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     };
   }
 
+  /** An optional store revision: undefined when absent. */
+  function revisionParam(url: URL, name: string): number | undefined {
+    const raw = url.searchParams.get(name);
+    if (raw === null) return undefined;
+    const v = Number(raw);
+    if (raw === '' || !Number.isSafeInteger(v) || v < 0)
+      throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', `${name}: a store revision`, name);
+    return v;
+  }
+
   function versionParam(url: URL, name: string): number {
     const v = Number(url.searchParams.get(name) ?? '');
     if (!Number.isSafeInteger(v) || v < 1 || v > MAX_RULE_VERSION)
@@ -317,12 +327,18 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       };
     },
 
+    // The live tabs poll this every 2 s with `historyAt`, the rules revision of the history
+    // they show: the history (every version, read whole from the store) is read again only
+    // when the rules changed since, and is left out of the answer otherwise.
     'GET /api/service': async (_req, url) => {
       const service = serviceParam(url);
-      const [list, current, history] = await Promise.all([instancesOf(service), repo.current(service), historyPage(service, undefined)]);
-      const [admin, served] = await Promise.all([
+      const historyAt = revisionParam(url, 'historyAt');
+      const [list, current] = await Promise.all([instancesOf(service), repo.current(service)]);
+      // Read after the rules: a version written since changes their revision, so the next poll reads it.
+      const [admin, served, history] = await Promise.all([
         Promise.all(list.map((i) => adminClient.status(i))),
         Promise.all(list.map((i) => metricsOf(i))),
+        historyAt === current.revision ? undefined : historyPage(service, undefined),
       ]);
       const live = splits.observe(
         service,

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ADMIN_CONCURRENCY, type RegistryView } from '@meshlet/cli';
-import { FileKvStore, InMemoryKvStore, type Instance, MemoryLogger, RULES_HISTORY_PREFIX } from '@meshlet/core';
+import { FileKvStore, InMemoryKvStore, type Instance, MemoryLogger, RULES_HISTORY_PREFIX, RuleRepository } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { RULE_KINDS } from 'meshlet/rule-kinds';
 import {
@@ -49,10 +49,10 @@ async function adminEndpoint(answer: { status?: string; metrics?: string }) {
   return s.port;
 }
 
-/** A console on a directory store with `registry`, logged in: `get(path)` answers status and JSON. */
-async function consoleWith(registry: RegistryView) {
+/** A console on a directory store (`store(dir)`) with `registry`, logged in: `get(path)` answers status and JSON. */
+async function consoleWith(registry: RegistryView, store = (dir: string) => new FileKvStore(dir)) {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-console-bounds-'));
-  const kv = new FileKvStore(dir);
+  const kv = store(dir);
   const running: RunningConsole = await startConsole({
     kv,
     storeDescription: `directory ${dir}`,
@@ -267,6 +267,49 @@ describe('console: one admin client', () => {
       assert.equal(adminFetches, 80);
     } finally {
       globalThis.fetch = realFetch;
+    }
+  });
+});
+
+describe('console: the live tabs’ poll', () => {
+  it('reads the rule history only when the rules changed since the history the page shows', async () => {
+    const historyReads: string[] = [];
+    class CountingStore extends FileKvStore {
+      override async list(prefix: string) {
+        if (prefix.startsWith(RULES_HISTORY_PREFIX)) historyReads.push(prefix);
+        return super.list(prefix);
+      }
+    }
+    const registry = { description: 'fake', services: async () => ['orders'], instances: async () => [] };
+    const { kv, get } = await consoleWith(registry, (dir) => new CountingStore(dir));
+    const repo = new RuleRepository({ kv, kinds: RULE_KINDS.map((k) => k.kind) });
+    const apply = (n: number) =>
+      repo.apply(JSON.stringify({ service: 'orders', breaker: { rules: [{ level: 'service', consecutiveFailures: n }] } }), {
+        author: 'a',
+      });
+    await apply(1);
+    await apply(2);
+    type Answer = { rules: { revision: number }; history?: { version: number }[]; olderVersions?: number };
+    historyReads.length = 0;
+    const first = await get<Answer>('/api/service?service=orders');
+    assert.deepEqual([first.body.history?.length, historyReads.length], [2, 1]);
+    const polled = await get<Answer>(`/api/service?service=orders&historyAt=${first.body.rules.revision}`);
+    assert.equal(polled.status, 200);
+    assert.deepEqual(
+      [polled.body.rules.revision, polled.body.history, polled.body.olderVersions],
+      [first.body.rules.revision, undefined, undefined],
+    );
+    assert.equal(historyReads.length, 1);
+    await apply(3);
+    historyReads.length = 0;
+    const changed = await get<Answer>(`/api/service?service=orders&historyAt=${first.body.rules.revision}`);
+    assert.deepEqual([changed.body.history?.at(-1)?.version, changed.body.olderVersions, historyReads.length], [3, 0, 1]);
+    for (const bad of ['x', '-1', '', '1.5']) {
+      const refused = await get<{ error: { code: string; path: string } }>(`/api/service?service=orders&historyAt=${bad}`);
+      assert.deepEqual(
+        [refused.status, refused.body.error.code, refused.body.error.path],
+        [400, 'MESHLET_CONSOLE_BAD_REQUEST', 'historyAt'],
+      );
     }
   });
 });
