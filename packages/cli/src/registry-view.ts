@@ -1,5 +1,5 @@
 import type { Instance } from '@meshlet/core';
-import { ConsulClient, type HealthEntry, instanceFromHealthEntry, instanceProblem, readSnapshotFile } from '@meshlet/registry';
+import { ConsulClient, callableInstances, type HealthEntry, readSnapshotFile } from '@meshlet/registry';
 import { CliError } from './cli-error.js';
 import { ExitCode } from './exit-code.js';
 
@@ -7,7 +7,8 @@ import { ExitCode } from './exit-code.js';
  * What `services` and `instances` read: every registered instance, unhealthy ones too
  * (the Registry port gives only passing ones, which is what routing wants and ops do not).
  * An entry routing cannot call (the registry's instanceProblem: an address or port that
- * makes no URL) is left out, as ConsulRegistry leaves it out, and told to `leftOut`.
+ * makes no URL) is left out by the registry's own filter (callableInstances, which
+ * ConsulRegistry runs too), and told to `leftOut`.
  */
 export interface RegistryView {
   readonly description: string;
@@ -39,18 +40,12 @@ export class ConsulRegistryView implements RegistryView {
 
   async instances(service: string): Promise<readonly Instance[]> {
     const res = await this.#client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}`, { expect: 'list' });
-    const out: Instance[] = [];
     let skipped = 0;
     let first: string | undefined;
-    for (const e of res.body) {
-      const instance = instanceFromHealthEntry(e);
-      const problem = instanceProblem(instance);
-      if (problem === undefined) out.push(instance);
-      else {
-        skipped++;
-        first ??= `${String(instance.id).slice(0, 200)} ${problem.field}: ${problem.reason}`;
-      }
-    }
+    const out = callableInstances(res.body, (id, problem) => {
+      skipped++;
+      first ??= `${id.slice(0, 200)} ${problem.field}: ${problem.reason}`;
+    });
     if (skipped > 0)
       this.#leftOut(`${service}: ${skipped} catalog ${skipped === 1 ? 'entry' : 'entries'} routing cannot call, left out (${first})`);
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

@@ -433,26 +433,22 @@ export class ConsulRegistry implements Registry {
    * first answer it is in.
    */
   #instancesOf(service: string, watch: ServiceWatch, entries: readonly HealthEntry[]): Instance[] {
-    const out: Instance[] = [];
     const bad = new Set<string>();
-    for (const e of entries) {
-      const instance = instanceFromHealthEntry(e, { metadataFromTags: this.#opts.metadataInTags === true });
-      const problem = instanceProblem(instance);
-      if (problem === undefined) {
-        out.push(instance);
-        continue;
-      }
-      const id = String(instance.id);
-      bad.add(id);
-      if (!watch.badIds.has(id))
-        this.#badInstanceLog.warn('a catalog entry cannot be called: left out', {
-          code: BAD_INSTANCE,
-          service,
-          instanceId: id.slice(0, 200),
-          field: problem.field,
-          reason: problem.reason,
-        });
-    }
+    const out = callableInstances(
+      entries,
+      (id, problem) => {
+        bad.add(id);
+        if (!watch.badIds.has(id))
+          this.#badInstanceLog.warn('a catalog entry cannot be called: left out', {
+            code: BAD_INSTANCE,
+            service,
+            instanceId: id.slice(0, 200),
+            field: problem.field,
+            reason: problem.reason,
+          });
+      },
+      { metadataFromTags: this.#opts.metadataInTags === true },
+    );
     watch.badIds = bad;
     return out;
   }
@@ -781,6 +777,27 @@ export function instanceProblem(v: unknown): { field: string; reason: string } |
   if (port !== undefined) return { field: 'port', reason: port };
   if (typeof inst.metadata !== 'object' || inst.metadata === null) return { field: 'metadata', reason: 'is not an object' };
   return undefined;
+}
+
+/**
+ * The instances of Consul's health entries that routing can call (instanceFromHealthEntry,
+ * then instanceProblem): an entry whose id, address or port makes no URL (anyone who can
+ * register says what they are) is left out and told to `leftOut`, with its id and what is
+ * wrong. ConsulRegistry logs it; the CLI's view counts it.
+ */
+export function callableInstances(
+  entries: readonly HealthEntry[],
+  leftOut: (id: string, problem: { field: string; reason: string }) => void,
+  options: { metadataFromTags?: boolean } = {},
+): Instance[] {
+  const out: Instance[] = [];
+  for (const e of entries) {
+    const instance = instanceFromHealthEntry(e, options);
+    const problem = instanceProblem(instance);
+    if (problem === undefined) out.push(instance);
+    else leftOut(String(instance.id), problem);
+  }
+  return out;
 }
 
 /**

@@ -16,6 +16,7 @@ export {
   ConsulRegistry,
   type ConsulRegistryOptions,
   type ConsulRegistryStatus,
+  callableInstances,
   type HealthCheck,
   type HealthEntry,
   instanceFromHealthEntry,

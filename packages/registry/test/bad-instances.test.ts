@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { type Instance, ManualClock, MemoryLogger } from '@meshlet/core';
-import { ConsulRegistry, type HealthEntry } from '../src/index.js';
+import { ConsulRegistry, callableInstances, type HealthEntry } from '../src/index.js';
 
 let dir = '';
 let deadAddress = '';
@@ -35,6 +35,29 @@ const entry = (service: string, id: string, address: string, port: number | unde
     Meta: {},
   } as HealthEntry['Service'],
   Checks: [{ Status: 'passing', ServiceID: id }],
+});
+
+it('callableInstances keeps the entries routing can call and tells each one left out, with its id and field', () => {
+  const told: string[] = [];
+  const tagged = {
+    ...entry('orders', 'orders-tagged', '10.0.0.3', 8082),
+    Service: { ...entry('orders', 'x', '10.0.0.3', 8082).Service, ID: 'orders-tagged', Tags: ['zone=a'] },
+  };
+  const entries = [
+    entry('orders', 'orders-1', '10.0.0.1', 8080),
+    entry('orders', 'orders-0', '10.0.0.2', undefined),
+    tagged,
+    entry('orders', 'orders-v6', '[::1]', 8081),
+  ];
+  const kept = callableInstances(entries, (id, problem) => told.push(`${id} ${problem.field}`), { metadataFromTags: true });
+  assert.deepEqual(
+    kept.map((i) => [i.id, i.metadata]),
+    [
+      ['orders-1', {}],
+      ['orders-tagged', { zone: 'a' }],
+    ],
+  );
+  assert.deepEqual(told, ['orders-0 port', 'orders-v6 address']);
 });
 
 /** An agent whose health queries are answered, per service, with the answers pushed, one per query. */
