@@ -2,6 +2,7 @@ import {
   type Condition,
   checkRuleDocumentBounds,
   compileConditions,
+  compiledRegex,
   type Instance,
   type KvEntry,
   type KvStore,
@@ -10,6 +11,7 @@ import {
   MetaKey,
   RULE_DOCUMENT_LIMITS,
   RuleValidationError,
+  regexCost,
   silentLogger,
   type TagLookup,
   type Unsubscribe,
@@ -36,8 +38,8 @@ const TAG_IGNORED = ['tagId', 'laneRuleId', 'createTime', 'updateTime'];
 /**
  * Bounds on lane rules. `laneFor` runs on every arriving request and tests every enabled
  * rule of the entrance's lanes (all of them for a request that matches none), so the rules
- * in force together are held to what one Meshlet rule document may hold, checked as one
- * document (`{ service, lanes: [...] }`); each key is also checked alone against
+ * in force together are held to what one Meshlet rule document may hold (their count,
+ * characters and regex budget summed); each key is also checked alone against
  * RULE_DOCUMENT_LIMITS (its strings, its IN lists, its regexes), so that a key over them is
  * refused naming its own field.
  */
@@ -46,7 +48,7 @@ export const TsfLaneLimits = {
   maxTags: 32,
   /** Lane rule keys in force at once: as many rules as a Meshlet route section takes. */
   maxRules: 1000,
-  /** Characters of the lane rules in force, as one rule document's JSON (`{ service, lanes }`): one rule document's. */
+  /** Characters of the lane rules in force, as JSON: one rule document's. */
   maxChars: RULE_DOCUMENT_LIMITS.maxChars,
   /** RE2 instructions over every regex tag of the lane rules in force (as regexCost counts them): one rule document's budget. */
   maxRegexProgram: RULE_DOCUMENT_LIMITS.maxRegexProgram,
@@ -162,6 +164,30 @@ function checkLaneRuleBounds(rule: TsfLaneRule): void {
 
 /** The `service` of the documents lane rules are checked as. */
 const LANES_DOCUMENT = 'tsf-lanes';
+
+/** What a lane rule in force takes of TsfLaneLimits' totals. */
+interface LaneRuleCost {
+  readonly chars: number;
+  readonly regexProgram: number;
+}
+
+/**
+ * Each converted rule's cost, made once: by the rule object, so it goes with the rule when
+ * the key changes or goes (no second map beside the key states to keep in step). Its
+ * regexes are the conversion's, compiled once (core's compiledRegex).
+ */
+const laneRuleCosts = new WeakMap<TsfLaneRule, LaneRuleCost>();
+
+function laneRuleCost(rule: TsfLaneRule): LaneRuleCost {
+  let cost = laneRuleCosts.get(rule);
+  if (cost === undefined) {
+    let regexProgram = 0;
+    for (const c of rule.when) if (c.op === 'regex') regexProgram += regexCost(c.tag, compiledRegex(c, c.tag, c.pattern, 'pattern'));
+    cost = { chars: JSON.stringify(rule).length, regexProgram };
+    laneRuleCosts.set(rule, cost);
+  }
+  return cost;
+}
 
 /** The state of one lane key, as TsfRuleStore's `status`. */
 export interface TsfLaneKeyStatus {
@@ -337,37 +363,36 @@ export class TsfLanes {
   }
 
   /**
-   * Admits a lane rule in place of `key`'s rule in force when the rules in force, as one
-   * document, stay within TsfLaneLimits; else refuses it (the key keeps its rule in force,
-   * if any). The rule alone is within them (checkLaneRuleBounds), so what is over is the
-   * total. A key refused here is not retried until it changes.
+   * Admits a lane rule in place of `key`'s rule in force when the rules in force stay
+   * within TsfLaneLimits; else refuses it (the key keeps its rule in force, if any). The
+   * rule alone is within them (checkLaneRuleBounds), so what is over is the total: each
+   * rule's part is made once per rule (laneRuleCost), so admitting n keys costs n sums of
+   * numbers, not n checks of every rule in force. A key refused here is not retried until
+   * it changes.
    */
   #admit(key: string, rule: TsfLaneRule): void {
     const L = TsfLaneLimits;
-    const lanes = [...this.#rules].flatMap(([k, s]) => (k !== key && s.value !== undefined ? [s.value] : []));
-    lanes.push(rule);
-    if (lanes.length > L.maxRules) throw new TsfFieldError('', `more than ${L.maxRules} lane rules would be in force`, 'laneRules');
-    const doc = { service: LANES_DOCUMENT, lanes };
-    const chars = JSON.stringify(doc).length;
+    const cost = laneRuleCost(rule);
+    let rules = 1;
+    let chars = cost.chars;
+    let regexProgram = cost.regexProgram;
+    for (const [k, st] of this.#rules) {
+      if (k === key || st.value === undefined) continue;
+      const c = laneRuleCost(st.value);
+      rules++;
+      chars += c.chars;
+      regexProgram += c.regexProgram;
+    }
+    if (rules > L.maxRules) throw new TsfFieldError('', `more than ${L.maxRules} lane rules would be in force`, 'laneRules');
     if (chars > L.maxChars) {
+      throw new TsfFieldError('', `the lane rules in force would take ${chars} characters together, more than ${L.maxChars}`, 'laneChars');
+    }
+    if (regexProgram > L.maxRegexProgram) {
       throw new TsfFieldError(
         '',
-        `the lane rules in force would take ${chars} characters as one document, more than ${L.maxChars}`,
-        'laneChars',
+        `the lane rules in force would compile to ${regexProgram} regex instructions together, more than ${L.maxRegexProgram}; use fewer or simpler patterns (IN for lists)`,
+        'laneRegexBudget',
       );
-    }
-    try {
-      checkRuleDocumentBounds(doc);
-    } catch (err) {
-      if (!(err instanceof RuleValidationError)) throw err;
-      if (err.limit === 'regexBudget') {
-        throw new TsfFieldError(
-          '',
-          `the lane rules in force would compile to more than ${L.maxRegexProgram} regex instructions together; use fewer or simpler patterns (IN for lists)`,
-          'laneRegexBudget',
-        );
-      }
-      throw new TsfFieldError('', `the lane rules in force, as one document: ${err.message}`, err.limit);
     }
   }
 

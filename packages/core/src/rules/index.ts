@@ -3,6 +3,7 @@ export {
   checkRegex,
   comparedValue,
   compileConditions,
+  compiledRegex,
   conditionRegex,
   type LinearRegex,
   type Matcher,
