@@ -10,6 +10,11 @@ export interface BatchOptions {
   readonly maxBatchSize?: number;
   /** How long a partial batch waits before it is exported. Default 1000 ms. */
   readonly delayMs?: number;
+  /**
+   * How long `shutdown` waits in all for the queue to drain and the exporter to close
+   * (an OTLP exporter's `timeoutMs`); what is left then is dropped and counted. Default 10 000 ms.
+   */
+  readonly shutdownTimeoutMs?: number;
   readonly clock?: Clock;
   /** Where a failed export is told (`MESHLET_TRACE_EXPORT_FAILED`); nowhere when absent. */
   readonly logger?: Logger;
@@ -17,6 +22,9 @@ export interface BatchOptions {
 
 /** The codes of what exporting spans can log, once per batch at most: throttled per interval by Tracing's logger. */
 export const EXPORT_LOG_CODES: readonly string[] = ['MESHLET_TRACE_EXPORT_FAILED', 'MESHLET_OTLP_PARTIAL_SUCCESS'];
+/** Logged once by a shutdown that dropped spans (its deadline passed, or a batch failed): not throttled. */
+export const SHUTDOWN_DROPPED_CODE = 'MESHLET_TRACE_SHUTDOWN_DROPPED';
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** An exporter as named in a log line: the trace log's path, the collector's URL, or its class. */
 function exporterName(e: SpanExporter): string {
@@ -61,7 +69,10 @@ type Batch = { readonly spans: ReadableSpan[] } | { readonly line: Buffer; reado
  * A span processor that batches ended spans for one exporter, off the request path.
  * Ending a span costs an array push; the export runs from a timer or once a batch is full.
  * Unlike OpenTelemetry's BatchSpanProcessor it counts what it drops (readable in `stats`),
- * takes an injectable clock, and drains everything on shutdown.
+ * takes an injectable clock, and drains everything on shutdown, within one deadline in all
+ * (`shutdownTimeoutMs`): once it passes, or a batch fails during shutdown (the exporter
+ * would most likely fail the next ones too, each after its own timeout), the rest is
+ * dropped, counted and logged once (`MESHLET_TRACE_SHUTDOWN_DROPPED`).
  */
 export class BatchQueue implements SpanProcessor {
   readonly #exporter: SpanExporter;
@@ -70,11 +81,12 @@ export class BatchQueue implements SpanProcessor {
   /** Its line under construction, and the lines full or due, oldest first. */
   #building: SpanLine | undefined;
   #built: { line: Buffer; count: number }[] = [];
-  /** Spans in #building and #built. */
+  /** Spans in #building and #built, and the line in flight. */
   #encoded = 0;
   readonly #maxQueue: number;
   readonly #maxBatch: number;
   readonly #delayMs: number;
+  readonly #shutdownTimeoutMs: number;
   readonly #clock: Clock;
   readonly #logger: Logger | undefined;
   #queue: ReadableSpan[] = [];
@@ -84,12 +96,19 @@ export class BatchQueue implements SpanProcessor {
   #dropped = 0;
   #failed = 0;
   #shutdown = false;
+  /** Shutdown has begun: a failed batch drops the rest. */
+  #closing = false;
+  /** Shutdown gave up on what was left: the batch in flight's result is no longer counted. */
+  #abandoned = false;
+  /** Spans of the batch of spans (not a line: those are in #encoded) being exported. */
+  #inFlight = 0;
 
   constructor(exporter: SpanExporter, options: BatchOptions = {}) {
     this.#exporter = exporter;
     this.#maxQueue = options.maxQueueSize ?? 8192;
     this.#maxBatch = Math.min(options.maxBatchSize ?? 512, this.#maxQueue);
     this.#delayMs = options.delayMs ?? 1000;
+    this.#shutdownTimeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger;
     this.#lines = isLineExporter(exporter) ? exporter : undefined;
@@ -155,13 +174,49 @@ export class BatchQueue implements SpanProcessor {
     await this.#exporter.forceFlush?.();
   }
 
+  /**
+   * Drains the queue and shuts the exporter down, within `shutdownTimeoutMs` in all: what
+   * is not exported by then is dropped and counted, and the exporter's own shutdown is not
+   * waited for past it (its batch in flight ends by its own timeout, unwaited).
+   */
   async shutdown(): Promise<void> {
-    if (this.#shutdown) return;
-    await this.forceFlush();
-    this.#shutdown = true;
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    await this.#exporter.shutdown();
+    if (this.#closing) return;
+    this.#closing = true;
+    let cancel: CancelTimer | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      cancel = this.#clock.setTimeout(() => resolve('late'), this.#shutdownTimeoutMs, { keepAlive: true });
+    });
+    try {
+      if ((await Promise.race([this.forceFlush().then(() => 'drained' as const), late])) === 'late')
+        this.#abandon(`not exported within the shutdown's ${this.#shutdownTimeoutMs} ms`);
+      this.#shutdown = true;
+      this.#cancelTimer?.();
+      this.#cancelTimer = undefined;
+      await Promise.race([this.#exporter.shutdown(), late]);
+    } finally {
+      this.#shutdown = true;
+      cancel?.();
+    }
+  }
+
+  /** Drops what is queued and the batch in flight (shutdown gave up on them): counted, and logged once. */
+  #abandon(why: string): void {
+    if (this.#abandoned) return;
+    this.#abandoned = true;
+    const n = this.#pending() + this.#inFlight;
+    this.#dropped += n;
+    this.#queue = [];
+    this.#built = [];
+    this.#building = undefined;
+    this.#encoded = 0;
+    this.#inFlight = 0;
+    if (n > 0)
+      this.#logger?.warn('spans dropped at shutdown', {
+        code: SHUTDOWN_DROPPED_CODE,
+        exporter: exporterName(this.#exporter),
+        spans: n,
+        reason: why,
+      });
   }
 
   // Exports batches until fewer than a full batch is left (all of them when `all`: the
@@ -197,6 +252,8 @@ export class BatchQueue implements SpanProcessor {
     let batch = this.#next(true);
     while (batch !== undefined) {
       const b = batch;
+      const n = 'line' in b ? b.count : b.spans.length;
+      if (!('line' in b)) this.#inFlight = n;
       const result = await new Promise<ExportResult>((resolve) => {
         try {
           if ('line' in b) (this.#lines as LineExporter).exportLine(b.line, resolve);
@@ -205,7 +262,9 @@ export class BatchQueue implements SpanProcessor {
           resolve({ code: ExportResultCode.FAILED, error: error as Error });
         }
       });
-      const n = 'line' in b ? b.count : b.spans.length;
+      // Counted as dropped when shutdown gave up on it.
+      if (this.#abandoned) return;
+      this.#inFlight = 0;
       if ('line' in b) this.#encoded -= n;
       if (result.code === ExportResultCode.SUCCESS) this.#exported += n;
       else {
@@ -216,6 +275,10 @@ export class BatchQueue implements SpanProcessor {
           spans: n,
           error: String(result.error?.message ?? 'failed').slice(0, 512),
         });
+        if (this.#closing) {
+          this.#abandon('a batch failed during shutdown');
+          return;
+        }
       }
       batch = this.#next(false);
     }

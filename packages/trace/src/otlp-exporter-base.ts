@@ -87,6 +87,9 @@ export type AttemptAnswer =
       readonly status?: number | undefined;
     };
 
+/** One batch's export, its retries included, unless `timeoutMs` says otherwise. */
+export const DEFAULT_OTLP_TIMEOUT_MS = 10_000;
+
 /** A collector's answer read at most, by either transport: a partial success is a few hundred bytes. */
 export const MAX_ANSWER_BYTES = 64 * 1024;
 /** First wait before a retry, the factor it grows by, and its cap, in ms (before a jitter of ±20%). */
@@ -140,7 +143,7 @@ export abstract class OtlpExporterBase implements LineExporter {
     if (given !== undefined && typeof given !== 'function') checkOtlpHeaders(given, 'otlp.headers', this.protocol);
     this.#headersOf = typeof given === 'function' ? given : undefined;
     this.#headers = typeof given === 'function' ? undefined : { ...given, ...own };
-    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_OTLP_TIMEOUT_MS;
     this.clock = deps.clock ?? systemClock;
     this.#logger = deps.logger;
     this.#random = deps.random ?? Math.random;

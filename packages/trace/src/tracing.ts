@@ -18,7 +18,7 @@ import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, METRICS_LOG_CODE
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
-import type { OtlpHttpOptions } from './otlp-exporter-base.js';
+import { DEFAULT_OTLP_TIMEOUT_MS, type OtlpHttpOptions } from './otlp-exporter-base.js';
 import { OtlpGrpcExporter } from './otlp-grpc-exporter.js';
 import { OtlpHttpExporter } from './otlp-http-exporter.js';
 import { type InboundHeaders, type PropagationOptions, TracePropagation } from './propagation.js';
@@ -45,7 +45,7 @@ export interface TracingOptions {
   /** More exporters (e.g. OpenTelemetry's InMemorySpanExporter in tests); each gets its own batch queue. */
   readonly exporters?: readonly SpanExporter[];
   /** Batch queue settings, for every exporter. */
-  readonly batch?: Omit<BatchOptions, 'clock'>;
+  readonly batch?: Omit<BatchOptions, 'clock' | 'shutdownTimeoutMs'>;
   /** Metrics: per destination service and API (client) and per calling service and route (server). `false` turns them off. */
   readonly metrics?: false | Omit<CallMetricsOptions, 'prefix' | 'logger'>;
   /** Also record `http.client.request.duration` / `http.server.request.duration` to this OpenTelemetry MeterProvider. */
@@ -97,7 +97,13 @@ export interface Tracing {
   readonly stats: BatchStats;
   /** Exports every ended span now. */
   forceFlush(): Promise<void>;
-  /** Flushes and closes the exporters; spans ended before it are not lost. Call it from the service's graceful shutdown. */
+  /**
+   * Flushes and closes the exporters; spans ended before it are not lost, unless the
+   * collector does not take them within its `timeoutMs` (in all, not per batch: the trace
+   * log and other exporters 10 s), or fails a batch meanwhile: then the rest are dropped,
+   * counted in `stats.dropped` and logged once (`MESHLET_TRACE_SHUTDOWN_DROPPED`).
+   * Call it from the service's graceful shutdown.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -121,13 +127,23 @@ export function createTracing(options: TracingOptions): Tracing {
     codes: [...EXPORT_LOG_CODES, ...METRICS_LOG_CODES],
   });
   if (options.log) exporters.push(new TraceLogExporter(options.log));
-  if (options.otlp)
-    exporters.push(
-      options.otlp.protocol === 'grpc'
+  const otlp =
+    options.otlp === undefined
+      ? undefined
+      : options.otlp.protocol === 'grpc'
         ? new OtlpGrpcExporter(options.otlp, { clock, logger })
-        : new OtlpHttpExporter(options.otlp, { clock, logger }),
-    );
-  const queues = exporters.map((e) => new BatchQueue(e, { ...options.batch, clock, logger }));
+        : new OtlpHttpExporter(options.otlp, { clock, logger });
+  if (otlp) exporters.push(otlp);
+  // Shutdown waits for the collector one batch's timeout in all, not one per batch queued.
+  const queues = exporters.map(
+    (e) =>
+      new BatchQueue(e, {
+        ...options.batch,
+        clock,
+        logger,
+        ...(e === otlp ? { shutdownTimeoutMs: options.otlp?.timeoutMs ?? DEFAULT_OTLP_TIMEOUT_MS } : {}),
+      }),
+  );
 
   const resourceAttrs: Record<string, ResourceAttributeValue> = { ...options.resourceAttributes, [Attr.serviceName]: options.service };
   if (options.version) resourceAttrs[Attr.serviceVersion] = options.version;
