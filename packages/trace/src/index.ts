@@ -82,7 +82,13 @@ export {
 export type { ServerRequestInfo, ServerSpan } from './server-span.js';
 export { buildTopology, renderTopologyMermaid, renderTopologySvg, renderTopologyTable, type TopologyEdge } from './topology.js';
 export { topologyCommand } from './topology-cli.js';
-export { TRACE_LOG_FORMATS, TraceLogExporter, type TraceLogFormat, type TraceLogOptions } from './trace-log-exporter.js';
+export {
+  TRACE_LOG_FORMATS,
+  type TraceLogDeps,
+  TraceLogExporter,
+  type TraceLogFormat,
+  type TraceLogOptions,
+} from './trace-log-exporter.js';
 export { decodeTraceRequest, type LoggedAttributeValue, type LoggedSpan, readTraceLog } from './trace-log-reader.js';
 export { Traced, type TracedDecorator, type TracedOptions } from './traced.js';
 export { createTracing, defaultTracing, type InternalSpanOptions, type Tracing, type TracingOptions } from './tracing.js';

@@ -23,6 +23,12 @@ export interface TraceLogOptions {
   readonly format?: TraceLogFormat;
 }
 
+/** What the trace log runs on besides its options: injected in tests. */
+export interface TraceLogDeps {
+  /** Opens the log for appending (a file handle that may write short, in tests). Default node:fs/promises' `open`. */
+  readonly open?: (path: string, flags: string | number) => Promise<FileHandle>;
+}
+
 /** The trace log's formats. */
 export const TRACE_LOG_FORMATS = ['json', 'proto'] as const;
 export type TraceLogFormat = (typeof TRACE_LOG_FORMATS)[number];
@@ -40,6 +46,7 @@ export class TraceLogExporter implements SpanExporter {
   readonly #maxBytes: number;
   readonly #maxFiles: number;
   readonly format: TraceLogFormat;
+  readonly #openFile: (path: string, flags: string | number) => Promise<FileHandle>;
   #file: FileHandle | undefined;
   #size = 0;
   #tail: Promise<void> = Promise.resolve();
@@ -51,8 +58,9 @@ export class TraceLogExporter implements SpanExporter {
   /** Files rotated so far. */
   rotations = 0;
 
-  constructor(options: TraceLogOptions) {
+  constructor(options: TraceLogOptions, deps: TraceLogDeps = {}) {
     this.path = options.path;
+    this.#openFile = deps.open ?? open;
     this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.#maxFiles = Math.max(1, options.maxFiles ?? 3);
     this.format = options.format ?? 'json';
@@ -109,14 +117,26 @@ export class TraceLogExporter implements SpanExporter {
     if (!this.#file) await this.#open();
     if (this.#size > 0 && this.#size + line.length > this.#maxBytes) await this.#rotate();
     const file = this.#file as FileHandle;
-    await file.write(line);
+    try {
+      for (let at = 0; at < line.length; ) {
+        const { bytesWritten } = await file.write(line, at, line.length - at);
+        if (bytesWritten <= 0) throw new Error(`trace log ${this.path}: nothing written`);
+        at += bytesWritten;
+      }
+    } catch (error) {
+      // Part of a line (a full disk, a file-size limit) would misalign every line or frame
+      // after it: the file is cut back to its last whole one, and the batch fails.
+      // (Shrinking a file open for writing does not fail short of an I/O error: the write's error is the one told.)
+      await file.truncate(this.#size).catch(() => undefined);
+      throw error;
+    }
     this.#size += line.length;
     this.#spare = reusableLine(line) ?? this.#spare;
   }
 
   async #open(): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true });
-    this.#file = await open(this.path, 'a');
+    this.#file = await this.#openFile(this.path, 'a');
     this.#size = (await stat(this.path)).size;
   }
 
