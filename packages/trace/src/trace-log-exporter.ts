@@ -1,5 +1,7 @@
-import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { MeshletError } from '@meshlet/core';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import type { SpanLine } from './batch-queue.js';
@@ -22,6 +24,15 @@ export interface TraceLogOptions {
    */
   readonly format?: TraceLogFormat;
 }
+
+/**
+ * How the log is opened: for appending, made when missing, never waiting (a FIFO without a
+ * reader fails at once, ENXIO, instead of blocking a thread of libuv's pool and so
+ * `shutdown` and even `process.exit` for good), and not through a symbolic link as its last
+ * component (ELOOP): rotation renames the path, which for a link would rename the link and
+ * leave a regular file where it was (`/dev/stdout` became one, beside `/dev/stdout.1`).
+ */
+const LOG_OPEN_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | (constants.O_NOFOLLOW ?? 0);
 
 /** What the trace log runs on besides its options: injected in tests. */
 export interface TraceLogDeps {
@@ -48,6 +59,9 @@ export class TraceLogExporter implements SpanExporter {
   readonly format: TraceLogFormat;
   readonly #openFile: (path: string, flags: string | number) => Promise<FileHandle>;
   #file: FileHandle | undefined;
+  /** The open file's identity, to tell when the path names another file (or none). */
+  #dev = 0;
+  #ino = 0;
   #size = 0;
   #tail: Promise<void> = Promise.resolve();
   #closed = false;
@@ -114,7 +128,7 @@ export class TraceLogExporter implements SpanExporter {
   }
 
   async #write(line: Buffer): Promise<void> {
-    if (!this.#file) await this.#open();
+    if (this.#file === undefined || (await this.#replaced())) await this.#open();
     if (this.#size > 0 && this.#size + line.length > this.#maxBytes) await this.#rotate();
     const file = this.#file as FileHandle;
     try {
@@ -134,15 +148,63 @@ export class TraceLogExporter implements SpanExporter {
     this.#spare = reusableLine(line) ?? this.#spare;
   }
 
+  /**
+   * Whether the path no longer names the open file: removed, or moved away (logrotate) and
+   * perhaps replaced. Written on, the old file's lines would go where no reader looks.
+   */
+  async #replaced(): Promise<boolean> {
+    try {
+      const now = await lstat(this.path);
+      return now.ino !== this.#ino || now.dev !== this.#dev;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      throw err;
+    }
+  }
+
+  /**
+   * Opens the path (`LOG_OPEN_FLAGS`), closing the file open before; anything but a regular
+   * file is refused, closed at once: a FIFO, a device, a directory (as core's
+   * readBoundedFile refuses them for reads). Each batch tries again.
+   */
   async #open(): Promise<void> {
+    const before = this.#file;
+    this.#file = undefined;
+    await before?.close().catch(() => undefined);
     await mkdir(dirname(this.path), { recursive: true });
-    this.#file = await this.#openFile(this.path, 'a');
-    this.#size = (await stat(this.path)).size;
+    const refused = (why: string, cause?: unknown) =>
+      new MeshletError(
+        'MESHLET_TRACE_EXPORT_FAILED',
+        `tracing.log.path: ${JSON.stringify(this.path)} ${why}`,
+        cause === undefined ? undefined : { cause },
+      );
+    let file: FileHandle;
+    try {
+      file = await this.#openFile(this.path, LOG_OPEN_FLAGS);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw refused('is a symbolic link: the trace log writes (and rotates) a regular file only', err);
+      if (code === 'ENXIO') throw refused('is a FIFO or socket without a reader: the trace log writes a regular file only', err);
+      throw refused(`cannot be opened (${code ?? 'error'})`, err);
+    }
+    const stats = await file.stat().catch(async (err: unknown) => {
+      await file.close().catch(() => undefined);
+      throw refused(`cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, err);
+    });
+    if (!stats.isFile()) {
+      await file.close().catch(() => undefined);
+      throw refused('is not a regular file: the trace log writes a regular file only');
+    }
+    this.#file = file;
+    this.#dev = stats.dev;
+    this.#ino = stats.ino;
+    this.#size = stats.size;
   }
 
   async #rotate(): Promise<void> {
-    await this.#file?.close();
+    const before = this.#file;
     this.#file = undefined;
+    await before?.close();
     await rm(`${this.path}.${this.#maxFiles}`, { force: true });
     for (let i = this.#maxFiles - 1; i >= 1; i--) {
       await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`).catch((err: NodeJS.ErrnoException) => {

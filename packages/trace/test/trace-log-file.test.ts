@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { type FileHandle, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, mkdtemp, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -112,5 +114,55 @@ describe('trace log file', () => {
     const read = await readTraceLog([path]);
     assert.equal(read.badLines, 0);
     assert.equal(read.spans.length, 2);
+  });
+
+  it('refuses a FIFO, with no reader or with one, at once: the batch failed naming tracing.log.path, nothing blocked', async () => {
+    const path = join(dir, 'spans.fifo');
+    execFileSync('mkfifo', [path]);
+    const e = new TraceLogExporter({ path });
+    const alone = await exported(e, await spans(1));
+    assert.equal(alone.code, ExportResultCode.FAILED);
+    assert.match(alone.error?.message ?? '', /^tracing\.log\.path: ".*spans\.fifo" is a FIFO or socket without a reader/);
+    assert.equal((alone.error as { code?: string }).code, 'MESHLET_TRACE_EXPORT_FAILED');
+    const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const read = await exported(e, await spans(1));
+      assert.equal(read.code, ExportResultCode.FAILED);
+      assert.match(read.error?.message ?? '', /is not a regular file/);
+    } finally {
+      await reader.close();
+    }
+    await e.shutdown();
+  });
+
+  it('refuses a symbolic link as the path, and leaves the link and its file as they were', async () => {
+    const target = join(dir, 'target.jsonl');
+    await writeFile(target, 'kept\n');
+    const path = join(dir, 'link.jsonl');
+    await symlink(target, path);
+    const e = new TraceLogExporter({ path, maxBytes: 1024 });
+    for (let i = 0; i < 3; i++) {
+      const r = await exported(e, await spans(5));
+      assert.equal(r.code, ExportResultCode.FAILED);
+      assert.match(r.error?.message ?? '', /is a symbolic link/);
+    }
+    await e.shutdown();
+    assert.ok((await lstat(path)).isSymbolicLink());
+    assert.equal(await readFile(target, 'utf8'), 'kept\n');
+  });
+
+  it('writes to a new file at the path once the file is removed or moved away under it, not to the old one', async () => {
+    const path = join(dir, 'moved.jsonl');
+    const e = new TraceLogExporter({ path });
+    assert.equal((await exported(e, await spans(2, 0))).code, ExportResultCode.SUCCESS);
+    await rename(path, `${path}.rotated`);
+    assert.equal((await exported(e, await spans(2, 10))).code, ExportResultCode.SUCCESS);
+    await rm(path);
+    assert.equal((await exported(e, await spans(2, 20))).code, ExportResultCode.SUCCESS);
+    assert.equal((await exported(e, await spans(2, 30))).code, ExportResultCode.SUCCESS);
+    await e.shutdown();
+    const urls = async (p: string) => (await readTraceLog([p])).spans.map((s) => s.attributes['url.full']);
+    assert.deepEqual(await urls(`${path}.rotated`), ['http://a/0', 'http://a/1']);
+    assert.deepEqual(await urls(path), ['http://a/20', 'http://a/21', 'http://a/30', 'http://a/31']);
   });
 });
