@@ -1,4 +1,4 @@
-import { consoleLogger, type KvEntry, type KvStore, type Logger, readBoundedFile, type Unsubscribe } from '@meshlet/core';
+import { consoleLogger, decimalNumber, type KvEntry, type KvStore, type Logger, readBoundedFile, type Unsubscribe } from '@meshlet/core';
 import { configContexts, watchPrefixes } from './config-contexts.js';
 import { ConfigDecryptError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
 import { CONFIG_DOCUMENT_LIMITS, type ConfigFormat, kindOfFile, parseDocument } from './config-format.js';
@@ -251,8 +251,8 @@ class LayeredConfig implements Config {
   getNumber(key: string, fallback?: number): number | undefined {
     const raw = this.get(key);
     if (raw === undefined) return fallback;
-    const n = raw.trim() === '' ? Number.NaN : Number(raw);
-    if (!Number.isFinite(n)) throw new ConfigValueError(key, 'a number', this.#shown(key, raw));
+    const n = decimalNumber(raw);
+    if (n === undefined) throw new ConfigValueError(key, 'a decimal number', this.#shown(key, raw));
     return n;
   }
 

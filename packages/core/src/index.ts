@@ -84,6 +84,7 @@ export {
 } from './method-decorator.js';
 export {
   badOption,
+  decimalNumber,
   isHeaderName,
   isHeaderValue,
   onlyOptionKeys,

@@ -33,6 +33,24 @@ export function wholeNumberOption(value: unknown, field: string, min: number, ma
   return value as number;
 }
 
+/** Decimal: an optional sign, digits with at most one point. No exponent, no `0x`/`0b`/`0o`, no `Infinity`. */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)$/;
+
+/**
+ * The number a configuration text writes in decimal (`0.25`, `8080`, ` 1.5 `: around it
+ * blanks are allowed), else undefined: a blank text, `0x10` and `0b1` (which `Number()`
+ * reads as 16 and 1), an exponent (`1e-400`, which it reads as 0), a value past a double's
+ * range, or one not 0 that a double cannot tell from 0 (`0.000…1`). The one reader of
+ * numbers from configuration text.
+ */
+export function decimalNumber(text: string): number | undefined {
+  const t = text.trim();
+  if (!DECIMAL.test(t)) return undefined;
+  const n = Number(t);
+  if (!Number.isFinite(n) || (n === 0 && /[1-9]/.test(t))) return undefined;
+  return n;
+}
+
 /** A value in an error message, bounded. */
 export function shownValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.slice(0, 80));

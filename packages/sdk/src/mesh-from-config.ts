@@ -1,5 +1,14 @@
 import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
-import { consoleLogger, InMemoryKvStore, type KvStore, type Logger, MeshletError, type Registry } from '@meshlet/core';
+import {
+  consoleLogger,
+  decimalNumber,
+  InMemoryKvStore,
+  type KvStore,
+  type Logger,
+  MeshletError,
+  type Registry,
+  shownValue,
+} from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import {
   type OtlpCompression,
@@ -165,12 +174,25 @@ function bad(key: string, message: string): MeshletError {
   return new MeshletError('MESHLET_BAD_OPTION', `${key} (${envOf(key)}): ${message}`);
 }
 
+/** A key's decimal number (core's decimalNumber); unset when absent or empty, as every key; anything else refused naming it. */
 function numberOf(config: Config, key: string): number | undefined {
   const raw = config.get(key);
   if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isFinite(n)) throw bad(key, `"${raw}" is not a number`);
+  const n = decimalNumber(raw);
+  if (n === undefined) throw bad(key, `${shownValue(raw)} is not a decimal number`);
   return n;
+}
+
+/**
+ * The sample ratio's key, checked whether tracing is on or not: a value that would be
+ * refused once tracing is switched on is refused now, not on the day it is.
+ */
+function sampleRatioOf(config: Config): number | undefined {
+  const key = 'meshlet.tracing.sample-ratio';
+  const ratio = numberOf(config, key);
+  if (ratio !== undefined && !(ratio >= 0 && ratio <= 1))
+    throw bad(key, `${ratio} — give a number from 0 (no new traces) to 1 (every trace)`);
+  return ratio;
 }
 
 const OTLP_HEADERS_KEY = 'meshlet.tracing.otlp.headers';
@@ -281,8 +303,7 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   const tracingOn = config.getBoolean('meshlet.tracing.enabled', otlp !== undefined || traceLog !== undefined);
   // Meshlet's key first; else OpenTelemetry's sampler variables, read only when tracing is
   // on (set for another SDK in the same pod, they must not stop a service that does not trace).
-  const sampleRatio =
-    numberOf(config, 'meshlet.tracing.sample-ratio') ?? (env !== undefined && tracingOn ? sampleRatioFromOtelEnvironment(env) : undefined);
+  const sampleRatio = sampleRatioOf(config) ?? (env !== undefined && tracingOn ? sampleRatioFromOtelEnvironment(env) : undefined);
   // What the platform says of the process (its pod, environment…), read only when tracing is on.
   const resourceAttributes = tracingOn ? resourceAttributesOf(config, env) : undefined;
   const port = numberOf(config, 'meshlet.port');

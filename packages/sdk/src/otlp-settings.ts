@@ -1,4 +1,4 @@
-import { isHeaderName, MeshletError, readPemFile } from '@meshlet/core';
+import { decimalNumber, isHeaderName, MeshletError, readPemFile } from '@meshlet/core';
 import {
   isHttpsUrl,
   OTLP_COMPRESSIONS,
@@ -270,8 +270,8 @@ export function sampleRatioFromOtelEnvironment(env: Environment): number | undef
   if (sampler === 'parentbased_always_off') return 0;
   const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
   if (!arg) return 1;
-  const ratio = /^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(arg) ? Number(arg) : Number.NaN;
-  if (!(ratio >= 0 && ratio <= 1))
+  const ratio = decimalNumber(arg);
+  if (ratio === undefined || !(ratio >= 0 && ratio <= 1))
     throw refused('OTEL_TRACES_SAMPLER_ARG', `${JSON.stringify(arg.slice(0, 80))} must be a ratio from 0 to 1`);
   return ratio;
 }

@@ -87,6 +87,40 @@ describe('createMeshFromConfig without Consul', () => {
     );
   });
 
+  it('reads numbers in decimal only: a blank, 0x/0b, an exponent refused naming the key; the sample ratio checked with tracing off too', async () => {
+    const refused = (env: Record<string, string>, pattern: RegExp) =>
+      assert.rejects(createMeshFromConfig({ env: { MESHLET_SERVICE: 'orders', ...env }, logger: new MemoryLogger() }), (err: unknown) => {
+        assert.ok(err instanceof MeshletError);
+        assert.equal(err.code, 'MESHLET_BAD_OPTION');
+        assert.match(err.message, pattern);
+        return true;
+      });
+    const ratio = /^meshlet\.tracing\.sample-ratio \(MESHLET_TRACING_SAMPLERATIO\): /;
+    for (const enabled of [{ MESHLET_TRACING_ENABLED: 'true' }, {}, { MESHLET_TRACING_ENABLED: 'false' }]) {
+      for (const value of [' ', '\t', '0x1', '0b1', '1e-400', 'NaN', 'Infinity'])
+        await refused({ ...enabled, MESHLET_TRACING_SAMPLERATIO: value }, new RegExp(`${ratio.source}.* is not a decimal number`));
+      for (const value of ['2', '-0.5'])
+        await refused({ ...enabled, MESHLET_TRACING_SAMPLERATIO: value }, new RegExp(`${ratio.source}${value} — give a number from 0`));
+    }
+    const timeout = { MESHLET_TRACING_OTLP_URL: 'http://127.0.0.1:4318/v1/traces' };
+    for (const value of ['0x10', '1e3', ' '])
+      await refused(
+        { ...timeout, MESHLET_TRACING_OTLP_TIMEOUTMS: value },
+        /^meshlet\.tracing\.otlp\.timeout-ms \(MESHLET_TRACING_OTLP_TIMEOUTMS\): .* is not a decimal number/,
+      );
+    for (const value of ['0x1f90', '8e3', '\t'])
+      await refused({ MESHLET_PORT: value }, /^meshlet\.port \(MESHLET_PORT\): .* is not a decimal number/);
+    const mesh = await createMeshFromConfig({
+      env: { MESHLET_SERVICE: 'orders', MESHLET_TRACING_ENABLED: 'true', MESHLET_TRACING_SAMPLERATIO: ' 0.25 ' },
+      logger: new MemoryLogger(),
+    });
+    try {
+      assert.ok(mesh.tracing, 'a decimal with blanks around it is read');
+    } finally {
+      await mesh.close();
+    }
+  });
+
   it('refuses a missing service and a bad value with MESHLET_BAD_OPTION naming the variable', async () => {
     const refused = (env: Record<string, string>, pattern: RegExp) =>
       assert.rejects(createMeshFromConfig({ env, logger: new MemoryLogger() }), (err: unknown) => {
@@ -96,7 +130,10 @@ describe('createMeshFromConfig without Consul', () => {
         return true;
       });
     await refused({}, /MESHLET_SERVICE/);
-    await refused({ MESHLET_SERVICE: 'orders', MESHLET_PORT: 'eighty' }, /meshlet\.port \(MESHLET_PORT\): "eighty" is not a number/);
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_PORT: 'eighty' },
+      /meshlet\.port \(MESHLET_PORT\): "eighty" is not a decimal number/,
+    );
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'toml' }, /MESHLET_CONFIG_FORMAT/);
     // createMesh checks the Redis URL (ratelimit-options.ts); from configuration, the key and variable are named.
     await refused(
