@@ -1,4 +1,22 @@
 /**
+ * Characters kept of an attribute value a request decides (`url.full`, `url.path`,
+ * `http.route`, `server.address` from Host): the queue is bounded in spans, so with this
+ * bound it is bounded in bytes too. OpenTelemetry's attribute value length limit
+ * (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`) has no default; 2,048 is what URLs are commonly
+ * held to.
+ */
+export const MAX_REQUEST_VALUE_CHARS = 2048;
+
+/** `value`, or its first characters and `…` (MAX_REQUEST_VALUE_CHARS in all), a surrogate pair never cut. */
+export function boundedRequestValue(value: string): string {
+  if (value.length <= MAX_REQUEST_VALUE_CHARS) return value;
+  let end = MAX_REQUEST_VALUE_CHARS - 1;
+  const last = value.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${value.slice(0, end)}…`;
+}
+
+/**
  * Attribute names. The HTTP ones are OpenTelemetry's stable HTTP semantic conventions
  * (v1.23+); Meshlet's own decisions live under the reverse-domain prefix `io.meshlet.`
  * so they can never collide with a future semantic convention.

@@ -12,7 +12,7 @@ import {
 } from '@meshlet/core';
 import { type Attributes, type Context, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
 import { activeContext } from './active-context.js';
-import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
+import { Attr, boundedRequestValue, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
 import {
   type ClientCall,
   type ClientSpan,
@@ -269,7 +269,7 @@ function urlOf(href: string, path: string): UrlEntry {
   let url = byPath.get(path);
   if (url === undefined) {
     // The attribute as given; its JSON (lone surrogates escaped) flat.
-    const full = `${href}${path}`;
+    const full = boundedRequestValue(`${href}${path}`);
     const json = flat(keyValueJson(Attr.urlFull, full));
     url = [full, json, new Map()];
     if (byPath.size >= URLS_PER_ORIGIN) byPath.clear();

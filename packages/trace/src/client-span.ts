@@ -8,7 +8,7 @@ import {
   TraceFlags,
   trace,
 } from '@opentelemetry/api';
-import { Attr, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
+import { Attr, boundedRequestValue, errorAttributesOf, errorTypeOf, normalizeMethod } from './attributes.js';
 import { ClientSpanRecord } from './client-span-record.js';
 import type { HeadDecision } from './head-sampling.js';
 import type { OutboundHeaders } from './propagation.js';
@@ -92,7 +92,7 @@ interface Target {
   readonly host: string;
   readonly port: number;
   readonly pathname: string;
-  /** `url.full`, redacted. */
+  /** `url.full`, redacted, bounded (boundedRequestValue). */
   readonly full: string;
 }
 
@@ -125,11 +125,17 @@ function targetOf(given: URL | string | SplitUrl): Target {
     const o = originParts(given.origin);
     // A query may carry a signature to redact: that case takes the general path.
     if (given.search === '')
-      return { hostname: o.hostname, host: o.host, port: o.port, pathname: given.path, full: `${o.href}${given.path}` };
+      return {
+        hostname: o.hostname,
+        host: o.host,
+        port: o.port,
+        pathname: given.path,
+        full: boundedRequestValue(`${o.href}${given.path}`),
+      };
     given = `${given.origin}${given.path}${given.search}`;
   }
   const url = typeof given === 'string' ? new URL(given) : given;
-  return { hostname: url.hostname, host: url.host, port: portOf(url), pathname: url.pathname, full: redactUrl(url) };
+  return { hostname: url.hostname, host: url.host, port: portOf(url), pathname: url.pathname, full: boundedRequestValue(redactUrl(url)) };
 }
 
 export function startClientSpan(deps: SpanDeps, parent: Context, call: ClientCall): ClientSpan {

@@ -1,5 +1,13 @@
 export { activeContext, runInContext } from './active-context.js';
-export { Attr, errorAttributesOf, errorTypeOf, GovernanceErrorType, normalizeMethod, OTHER_ERROR } from './attributes.js';
+export {
+  Attr,
+  errorAttributesOf,
+  errorTypeOf,
+  GovernanceErrorType,
+  MAX_REQUEST_VALUE_CHARS,
+  normalizeMethod,
+  OTHER_ERROR,
+} from './attributes.js';
 export { BaggageLimits, baggageWithinLimits } from './baggage-limits.js';
 export { type BatchOptions, BatchQueue, type BatchStats, type LineExporter, type SpanLine } from './batch-queue.js';
 export {

@@ -10,7 +10,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { runInContext } from './active-context.js';
-import { Attr, errorTypeOf, type GovernanceErrorType, normalizeMethod } from './attributes.js';
+import { Attr, boundedRequestValue, errorTypeOf, type GovernanceErrorType, normalizeMethod } from './attributes.js';
 import { type InboundHeaders, simpleParent } from './propagation.js';
 import type { SpanDeps } from './span-deps.js';
 import { SpanRecord } from './span-record.js';
@@ -71,6 +71,8 @@ export function startServerSpan(
   route: string | undefined,
   info: ServerRequestInfo = {},
 ): ServerSpan {
+  // A route may be the request's path folded (apiOfPath): bounded as the path is.
+  if (route !== undefined) route = boundedRequestValue(route);
   // simpleParent once: its answer is the sampler's hint too, and when it says no the
   // propagators alone read the headers (extract would ask simpleParent again).
   const simple = simpleParent(headers);
@@ -102,7 +104,7 @@ function serverAttributes(
   if (m !== method) attributes[Attr.httpRequestMethodOriginal] = method;
   if (info.target !== undefined) {
     const q = info.target.indexOf('?');
-    attributes[Attr.urlPath] = q < 0 ? info.target : info.target.slice(0, q);
+    attributes[Attr.urlPath] = boundedRequestValue(q < 0 ? info.target : info.target.slice(0, q));
   }
   if (route !== undefined) attributes[Attr.httpRoute] = route;
   if (info.rulesRevision) attributes[Attr.meshletRulesRevision] = info.rulesRevision;
@@ -124,9 +126,9 @@ interface HostParts {
 /** `host[:port]`; an IPv6 literal is bracketed. */
 function hostParts(host: string): HostParts {
   const colon = host.lastIndexOf(':');
-  if (colon <= host.lastIndexOf(']')) return { header: host, address: host, port: undefined };
+  if (colon <= host.lastIndexOf(']')) return { header: host, address: boundedRequestValue(host), port: undefined };
   const port = Number(host.slice(colon + 1));
-  return { header: host, address: host.slice(0, colon), port: Number.isInteger(port) ? port : undefined };
+  return { header: host, address: boundedRequestValue(host.slice(0, colon)), port: Number.isInteger(port) ? port : undefined };
 }
 
 // A service is called under one Host (or a few): the last one's parts are kept.
@@ -180,7 +182,8 @@ class ServerSpanHandle implements ServerSpan {
     return this.#span.isRecording();
   }
 
-  setRoute(route: string): void {
+  setRoute(given: string): void {
+    const route = boundedRequestValue(given);
     this.#route = route;
     this.#span.setAttribute(Attr.httpRoute, route);
     this.#span.updateName(`${this.#method} ${route}`);
