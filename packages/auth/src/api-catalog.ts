@@ -25,6 +25,8 @@ export interface RouteDeclaration {
 /** Most APIs a catalog holds; more are dropped with a warning. */
 export const MAX_CATALOG_APIS = 2048;
 const METHODS = new Set<string>(HTTP_METHODS);
+/** Bad entries a skipped-entries warning names; it counts the rest. */
+const NAMED_SKIPS = 5;
 
 const declared: RouteDeclaration[] = [];
 
@@ -45,18 +47,22 @@ export function declaredRoutes(): readonly RouteDeclaration[] {
 /**
  * Builds a catalog: methods in capitals, templates in their canonical spelling (`:id` →
  * `{id}`, no trailing slash), one entry per method and template (the first keeps its
- * summary), sorted by path then method. Bad entries are logged and skipped, never thrown.
+ * summary), sorted by path then method. Bad entries are skipped, never thrown, and logged
+ * once: how many, the first few named.
  */
 export function createCatalog(routes: Iterable<RouteDeclaration>, logger: Logger = silentLogger): ApiCatalog {
   const byKey = new Map<string, ApiEntry>();
+  // One warning for all bad entries: 10,000 of them made 10,000 log lines at start.
+  const skipped: { method: string; path: string; reason: string }[] = [];
+  let skippedCount = 0;
+  const skip = (method: string, path: unknown, reason: string): void => {
+    skippedCount++;
+    if (skipped.length < NAMED_SKIPS) skipped.push({ method, path: String(path).slice(0, 200), reason });
+  };
   for (const r of routes) {
     const method = typeof r.method === 'string' ? r.method.toUpperCase() : '';
     if (!METHODS.has(method)) {
-      logger.warn('catalog entry skipped: unknown method', {
-        code: 'MESHLET_BAD_CATALOG',
-        method: String(r.method).slice(0, 20),
-        path: String(r.path).slice(0, 200),
-      });
+      skip(String(r.method).slice(0, 20), r.path, 'unknown method');
       continue;
     }
     let path: string;
@@ -64,12 +70,7 @@ export function createCatalog(routes: Iterable<RouteDeclaration>, logger: Logger
       path = PathTemplate.parse(r.path).template;
     } catch (err) {
       if (!(err instanceof PathTemplateError)) throw err;
-      logger.warn('catalog entry skipped: bad path template', {
-        code: 'MESHLET_BAD_CATALOG',
-        method,
-        path: String(r.path).slice(0, 200),
-        reason: err.reason,
-      });
+      skip(method, r.path, `bad path template: ${err.reason}`);
       continue;
     }
     const key = `${method} ${path}`;
@@ -83,6 +84,13 @@ export function createCatalog(routes: Iterable<RouteDeclaration>, logger: Logger
       path,
       ...(typeof r.operationId === 'string' && r.operationId !== '' ? { operationId: r.operationId.slice(0, 128) } : {}),
       ...(typeof r.summary === 'string' && r.summary !== '' ? { summary: r.summary.slice(0, 512) } : {}),
+    });
+  }
+  if (skippedCount > 0) {
+    logger.warn(`${skippedCount} catalog entries skipped: unknown method or bad path template`, {
+      code: 'MESHLET_BAD_CATALOG',
+      skipped: skippedCount,
+      first: skipped,
     });
   }
   const apis = [...byKey.values()].sort((a, b) =>

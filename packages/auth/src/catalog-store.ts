@@ -5,7 +5,11 @@ import { type ApiCatalog, type ApiEntry, createCatalog } from './api-catalog.js'
 export const CATALOG_PREFIX = 'meshlet/catalog/';
 /** The registration `Meta` key that carries the catalog's hash. */
 export const CATALOG_META_KEY = 'apis-hash';
-/** Largest catalog value written, in characters: under Consul's 512 KiB value limit. */
+/**
+ * Largest catalog value written, in bytes of UTF-8: half Consul's value limit (`kv_max_value_size`,
+ * 512 KiB of request body by default; past it Consul answers 413). Counted in bytes because
+ * Consul counts bytes: 256 Ki characters of CJK summaries are 570 KB.
+ */
 export const MAX_CATALOG_VALUE = 256 * 1024;
 
 /** A catalog as stored and listed. */
@@ -23,10 +27,11 @@ export interface PublishedCatalog extends ApiCatalog {
 export async function publishCatalog(kv: KvStore, service: string, catalog: ApiCatalog): Promise<string> {
   const key = `${CATALOG_PREFIX}${service}`;
   const value = JSON.stringify({ service, hash: catalog.hash, apis: catalog.apis });
-  if (value.length > MAX_CATALOG_VALUE) {
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_CATALOG_VALUE) {
     throw new MeshletError(
       'MESHLET_CATALOG_TOO_LARGE',
-      `catalog of ${service} is ${value.length} characters (limit ${MAX_CATALOG_VALUE}): drop summaries or split the service`,
+      `catalog of ${service} is ${bytes} bytes of UTF-8 (limit ${MAX_CATALOG_VALUE}): drop summaries or split the service`,
     );
   }
   const current = await kv.get(key);

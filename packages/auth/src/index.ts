@@ -75,5 +75,5 @@ export {
 } from './identity.js';
 export { IdentitySigner, type IdentitySignerOptions } from './identity-signer.js';
 export { IdentityVerifier, type IdentityVerifierOptions } from './identity-verifier.js';
-export { type LoadCatalogOptions, loadCatalog, openApiFromJsdoc, type SwaggerJsdoc } from './load-catalog.js';
+export { type LoadCatalogOptions, loadCatalog, OPENAPI_FILE_BOUNDS, openApiFromJsdoc, type SwaggerJsdoc } from './load-catalog.js';
 export { bindVerifiedCaller, verifiedCaller } from './verified-caller.js';

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { InMemoryKvStore, MemoryLogger } from '@meshlet/core';
@@ -16,12 +20,24 @@ import {
   declareRoutes,
   listCatalogs,
   loadCatalog,
+  MAX_CATALOG_VALUE,
+  OPENAPI_FILE_BOUNDS,
   publishCatalog,
   readCatalog,
   routesFromOpenApi,
 } from '../src/index.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url));
+
+/** A fresh temporary directory, removed after the test. */
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'meshlet-catalog-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** An `@openapi` block declaring `GET <path>`. */
+const annotated = (path: string) => `/**\n * @openapi\n * ${path}:\n *   get:\n *     summary: ok\n */\n`;
 
 describe('API catalog', () => {
   it('reads OpenAPI JSDoc with swagger-jsdoc and merges declared routes', async () => {
@@ -84,7 +100,108 @@ describe('API catalog', () => {
       logger,
     );
     assert.deepEqual(catalog.apis, [{ method: 'GET', path: '/ok' }]);
-    assert.equal(logger.entries.filter((e) => e.level === 'warn').length, 3);
+    assert.equal(logger.entries.filter((e) => e.level === 'warn').length, 1);
+  });
+
+  it('logs 10,000 bad entries once, with their count and the first five', () => {
+    const logger = new MemoryLogger();
+    const routes = Array.from({ length: 10_000 }, (_, i) => ({ method: 'GET', path: `/r${i}/{a}{b}` }));
+    const catalog = createCatalog([...routes, { method: 'FETCH', path: '/x' }, { method: 'GET', path: '/ok' }], logger);
+    assert.deepEqual(catalog.apis, [{ method: 'GET', path: '/ok' }]);
+    assert.equal(logger.entries.length, 1);
+    const [warn] = logger.entries;
+    assert.equal(warn?.fields?.code, 'MESHLET_BAD_CATALOG');
+    assert.equal(warn?.fields?.skipped, 10_001);
+    const first = warn?.fields?.first as { path: string; reason: string }[];
+    assert.deepEqual(
+      first.map((e) => e.path),
+      ['/r0/{a}{b}', '/r1/{a}{b}', '/r2/{a}{b}', '/r3/{a}{b}', '/r4/{a}{b}'],
+    );
+    assert.match(first[0]?.reason ?? '', /^bad path template/);
+  });
+
+  it('reads openapiFiles bounded: a file past maxFileBytes, a FIFO and a directory skipped with one warning', {
+    timeout: 30_000,
+  }, async (t) => {
+    const dir = tempDir(t);
+    copyFileSync(fixture('users-routes.js'), join(dir, 'users.js'));
+    // Past the bound by one byte, and its annotation would parse: skipped for its size alone.
+    writeFileSync(join(dir, 'big.js'), annotated('/big'));
+    truncateSync(join(dir, 'big.js'), OPENAPI_FILE_BOUNDS.maxFileBytes + 1);
+    execFileSync('mkfifo', [join(dir, 'pipe.js')]);
+    mkdirSync(join(dir, 'dir.js'));
+    const logger = new MemoryLogger();
+    const catalog = await loadCatalog({ openapiFiles: [join(dir, '*.js')], routes: [], logger });
+    assert.deepEqual(
+      catalog.apis.map((a) => `${a.method} ${a.path}`),
+      ['GET /files/{name}.{ext}', 'POST /users', 'DELETE /users/{id}', 'GET /users/{id}'],
+    );
+    assert.equal(logger.entries.length, 1);
+    const [warn] = logger.entries;
+    assert.equal(warn?.level, 'warn');
+    assert.equal(warn?.fields?.code, 'MESHLET_BAD_CATALOG');
+    assert.equal(warn?.fields?.skipped, 3);
+    const first = [...((warn?.fields?.first as string[] | undefined) ?? [])].sort();
+    assert.match(first[0] ?? '', /big\.js" is 1048577 bytes; at most 1048576$/);
+    assert.match(first[1] ?? '', /dir\.js" is not a regular file$/);
+    assert.match(first[2] ?? '', /pipe\.js" is not a regular file$/);
+  });
+
+  it('bounds the number of files matched, the bytes and the JSDoc blocks read in all', async (t) => {
+    const { maxFileBytes, maxFiles, maxTotalBytes, maxJsdocBlocks } = OPENAPI_FILE_BOUNDS;
+    const many = join(tempDir(t), 'many');
+    const large = join(tempDir(t), 'large');
+    const dense = join(tempDir(t), 'dense');
+    mkdirSync(many);
+    mkdirSync(large);
+    mkdirSync(dense);
+    for (let i = 0; i < maxFiles + 1; i++) writeFileSync(join(many, `f${i}.js`), annotated(`/f${i}`));
+    const largeFiles = Math.floor(maxTotalBytes / maxFileBytes) + 1;
+    for (let i = 0; i < largeFiles; i++) {
+      writeFileSync(join(large, `l${i}.js`), annotated(`/l${i}`));
+      truncateSync(join(large, `l${i}.js`), maxFileBytes);
+    }
+    writeFileSync(join(dense, 'd0.js'), Array.from({ length: maxJsdocBlocks }, (_, i) => annotated(`/d${i}`)).join(''));
+    writeFileSync(join(dense, 'd1.js'), annotated('/d1'));
+    const given: string[][] = [];
+    const fake = async () => (options: { apis: string[] }) => {
+      given.push(options.apis);
+      return { paths: {} };
+    };
+    const logger = new MemoryLogger();
+    await loadCatalog({ openapiFiles: [join(many, '*.js')], routes: [], logger, loadSwaggerJsdoc: fake });
+    await loadCatalog({ openapiFiles: [join(large, '*.js')], routes: [], logger, loadSwaggerJsdoc: fake });
+    await loadCatalog({ openapiFiles: [join(dense, 'd0.js'), join(dense, 'd1.js')], routes: [], logger, loadSwaggerJsdoc: fake });
+    assert.equal(given[0]?.length, maxFiles);
+    assert.equal(given[1]?.length, largeFiles - 1);
+    assert.deepEqual(given[2], [join(dense, 'd0.js')]);
+    assert.deepEqual(
+      logger.entries.map((e) => [e.fields?.code, e.fields?.skipped]),
+      [
+        ['MESHLET_BAD_CATALOG', 1],
+        ['MESHLET_BAD_CATALOG', 1],
+        ['MESHLET_BAD_CATALOG', 1],
+      ],
+    );
+    assert.deepEqual(logger.entries[0]?.fields?.first, [`more than ${maxFiles} files matched: the rest not read`]);
+    assert.match(String((logger.entries[1]?.fields?.first as string[] | undefined)?.[0]), /past 4194304 bytes in all$/);
+    assert.match(
+      String((logger.entries[2]?.fields?.first as string[] | undefined)?.[0]),
+      /d1\.js" would take the files read past 4096 JSDoc blocks in all$/,
+    );
+  });
+
+  it('hands swagger-jsdoc each matched file as itself, glob characters in its name included', async (t) => {
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'a[1].js'), annotated('/bracket'));
+    writeFileSync(join(dir, 'a1.js'), annotated('/plain'));
+    const logger = new MemoryLogger();
+    const catalog = await loadCatalog({ openapiFiles: [join(dir, 'a[[]1].js')], routes: [], logger });
+    assert.deepEqual(
+      catalog.apis.map((a) => a.path),
+      ['/bracket'],
+    );
+    assert.deepEqual(logger.entries, []);
   });
 
   it('hashes the content, not the order', () => {
@@ -164,6 +281,18 @@ describe('catalog in the KvStore', () => {
       publishCatalog(new InMemoryKvStore(), 's', big),
       (e: unknown) => (e as { code?: string }).code === 'MESHLET_CATALOG_TOO_LARGE',
     );
+  });
+
+  it('measures the catalog in bytes of UTF-8, as Consul does', async () => {
+    // 2,000 summaries of 80 CJK characters: under the bound in characters, over it in bytes.
+    const cjk = createCatalog(Array.from({ length: 2000 }, (_, i) => ({ method: 'GET', path: `/a${i}`, summary: '概'.repeat(80) })));
+    const value = JSON.stringify({ service: 's', hash: cjk.hash, apis: cjk.apis });
+    assert.ok(value.length < MAX_CATALOG_VALUE && Buffer.byteLength(value) > MAX_CATALOG_VALUE);
+    await assert.rejects(publishCatalog(new InMemoryKvStore(), 's', cjk), (e: unknown) => {
+      assert.equal((e as { code?: string }).code, 'MESHLET_CATALOG_TOO_LARGE');
+      assert.match((e as Error).message, /is \d+ bytes of UTF-8 \(limit 262144\)/);
+      return true;
+    });
   });
 });
 

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { CATALOG_META_KEY, type CatalogAnswer, catalogAnswers, loadCatalog, publishCatalog } from '@meshlet/auth';
-import { ApiMatcher } from '@meshlet/core';
+import { ApiMatcher, MeshletError } from '@meshlet/core';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
 
@@ -65,7 +65,8 @@ export class ServiceCatalog {
       return { [CATALOG_META_KEY]: await publishCatalog(settings.kv, settings.service, c) };
     } catch (err) {
       settings.logger.warn('API catalog not published; registering without it', {
-        code: 'MESHLET_BAD_CATALOG',
+        // The cause's own code: MESHLET_CATALOG_TOO_LARGE tells what to change, a store's error that it failed.
+        code: err instanceof MeshletError ? err.code : 'MESHLET_BAD_CATALOG',
         error: (err as Error).message,
       });
       return {};
