@@ -1,6 +1,9 @@
 import { MeshletError } from '@meshlet/core';
 
-/** Consul's limits on service `Meta` (agent/structs: key pattern, 64 pairs, 128/512 bytes, `consul-` reserved). */
+/**
+ * Consul's limits on service `Meta` (agent/structs: key pattern, 64 pairs, 128/512 bytes, `consul-`
+ * reserved). The lengths are UTF-8 bytes, as Go's `len` counts: 171 × `€` (513 bytes) is refused.
+ */
 export const ConsulMetaLimits = { maxPairs: 64, maxKeyLength: 128, maxValueLength: 512 } as const;
 const META_KEY = /^[a-zA-Z0-9_-]+$/;
 
@@ -22,11 +25,11 @@ export function checkConsulMeta(meta: Readonly<Record<string, string>>): void {
   }
   for (const [key, value] of entries) {
     if (!META_KEY.test(key)) throw new InvalidMetadataError(key, 'only letters, digits, "_" and "-" (no dots): Consul rejects other keys');
-    if (key.length > ConsulMetaLimits.maxKeyLength)
-      throw new InvalidMetadataError(key, `longer than ${ConsulMetaLimits.maxKeyLength} characters`);
+    if (Buffer.byteLength(key) > ConsulMetaLimits.maxKeyLength)
+      throw new InvalidMetadataError(key, `longer than ${ConsulMetaLimits.maxKeyLength} bytes`);
     if (key.toLowerCase().startsWith('consul-')) throw new InvalidMetadataError(key, 'the "consul-" prefix is reserved by Consul');
     if (typeof value !== 'string') throw new InvalidMetadataError(key, 'value must be a string');
-    if (value.length > ConsulMetaLimits.maxValueLength)
-      throw new InvalidMetadataError(key, `value longer than ${ConsulMetaLimits.maxValueLength} characters`);
+    if (Buffer.byteLength(value) > ConsulMetaLimits.maxValueLength)
+      throw new InvalidMetadataError(key, `value longer than ${ConsulMetaLimits.maxValueLength} bytes in UTF-8`);
   }
 }

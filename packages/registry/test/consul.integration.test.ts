@@ -177,6 +177,26 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     await registry.close();
   });
 
+  it('measures a metadata value in UTF-8 bytes, as Consul does: 171 × "€" (513 bytes) refused naming the key, 128 × "😀" (512) registered', async () => {
+    const registry = new ConsulRegistry({ address: agent.address });
+    const over = '€'.repeat(171);
+    const direct = { ID: 'bytes-0', Name: 'orders', Address: '127.0.0.1', Port: app.port, Meta: { zone: over } };
+    await assert.rejects(
+      registry.client.request('PUT', '/v1/agent/service/register', { body: JSON.stringify(direct) }),
+      /HTTP 400/,
+      'Consul itself refuses 171 characters of 3 bytes each',
+    );
+    await assert.rejects(
+      registry.register(instance('bytes-1', app.port, { zone: over })),
+      (err: unknown) => err instanceof InvalidMetadataError && err.key === 'zone' && /512 bytes/.test(err.message),
+    );
+    await registry.register(instance('bytes-2', app.port, { zone: '😀'.repeat(128) }));
+    const services = (await registry.client.request<Record<string, { Meta: Record<string, string> }>>('GET', '/v1/agent/services')).body;
+    assert.equal(services['bytes-2']?.Meta.zone, '😀'.repeat(128));
+    await registry.deregister('bytes-2');
+    await registry.close();
+  });
+
   it('follows health: a failing check removes the instance, recovery brings it back, deregister removes it', async () => {
     const registry = new ConsulRegistry({
       address: agent.address,

@@ -34,6 +34,8 @@ const cases: readonly [string, Record<string, unknown>, string, RegExp?][] = [
   ['a metadata value that is a number', { metadata: { zone: 5 } }, 'metadata.zone'],
   ['a metadata key with a dot', { metadata: { 'a.b': 'c' } }, 'metadata.a.b'],
   ['a metadata key Consul reserves', { metadata: { 'consul-x': 'c' } }, 'metadata.consul-x'],
+  // 171 characters, 513 bytes: Consul counts bytes, and refused it only at register().
+  ['a metadata value over 512 bytes in UTF-8', { metadata: { zone: '€'.repeat(171) } }, 'metadata.zone', /512 bytes/],
   ['more metadata pairs than Consul takes', { metadata: manyPairs }, 'metadata'],
   ['metadata that is a string', { metadata: 'zone=a' }, 'metadata'],
   ['an instanceFilter that is not a function', { instanceFilter: 'x' }, 'instanceFilter'],
@@ -113,7 +115,10 @@ it('takes the options at their bounds, and what Spring Cloud and TSF instances c
       namespace: 'namespace-a1b2c3d4',
       instanceId: 'orders:8080:0af7651916cd43dd',
       address: '10.0.0.7',
-      metadata: Object.fromEntries(Array.from({ length: MESH_OPTION_BOUNDS.metadataPairs }, (_, i) => [`TSF_KEY_${i}`, 'v'])),
+      metadata: {
+        ...Object.fromEntries(Array.from({ length: MESH_OPTION_BOUNDS.metadataPairs - 1 }, (_, i) => [`TSF_KEY_${i}`, 'v'])),
+        zone: '😀'.repeat(128), // 512 bytes: Consul's bound
+      },
       healthPath: '/actuator/health',
       catalog: { path: false, routes: [] },
       warmup: { windowMs: WARMUP_BOUNDS.windowMs, floor: 0, curvature: 2, steps: 1000 },
