@@ -5,6 +5,7 @@ import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import { checkWarmupOptions } from '@meshlet/route';
 import { checkHeaderTags } from './inbound.js';
+import { meshMetadataSource } from './mesh-metadata.js';
 import type { MeshOptions } from './mesh-options.js';
 
 /** Every key of MeshOptions: a key not here is refused by name (a misspelt option is not silently off). */
@@ -136,6 +137,10 @@ function checkMetadata(value: unknown): void {
       'metadata',
       `${pairs} pairs; at most ${MESH_OPTION_BOUNDS.metadataPairs} (Consul's ${ConsulMetaLimits.maxPairs}, less the mesh's own)`,
     );
+  for (const key of Object.keys(metadata)) {
+    const source = meshMetadataSource(key);
+    if (source !== undefined) throw badOption(`metadata.${key}`, `the mesh writes "${key}" itself; it comes from ${source}`);
+  }
   try {
     checkConsulMeta(metadata as Record<string, string>);
   } catch (err) {

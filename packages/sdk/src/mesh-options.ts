@@ -26,7 +26,11 @@ export interface MeshOptions {
   readonly address?: string;
   /** Default `<service>-<port>`, as Spring Cloud Consul does. */
   readonly instanceId?: string;
-  /** Extra instance metadata (zone, region, lane, weight…); version and namespace are added. */
+  /**
+   * Extra instance metadata (zone, region, lane, weight, `secure: 'true'` for https). The keys the
+   * mesh writes itself (MESH_METADATA: version, namespace, registered-at, meshlet-admin,
+   * apis-hash, gRPC_port) are refused here, each naming the option that sets it.
+   */
   readonly metadata?: Readonly<Record<string, string>>;
   /** Where services are found. Default: the process-wide in-memory registry. */
   readonly registry?: Registry;

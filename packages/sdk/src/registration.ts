@@ -1,6 +1,7 @@
-import { encodeTags, type Instance, MeshletError, MetaKey } from '@meshlet/core';
+import { CATALOG_META_KEY } from '@meshlet/auth';
+import { ADMIN_META_KEY, encodeTags, type Instance, MeshletError, MetaKey } from '@meshlet/core';
 import { REGISTERED_AT_META } from '@meshlet/route';
-import { ADMIN_META_KEY } from './admin-handler.js';
+import type { MeshMetadataKey } from './mesh-metadata.js';
 import { checkAddress } from './mesh-option-checks.js';
 import type { MeshOptions } from './mesh-options.js';
 import { type MeshSettings, validPort } from './mesh-settings.js';
@@ -77,17 +78,24 @@ export class Registration {
     }
     if (overrides.address !== undefined) checkAddress(overrides.address, 'address');
     const address = overrides.address ?? this.#options.address ?? '127.0.0.1';
-    const extra: Record<string, string> = { [REGISTERED_AT_META]: String(Math.round(clock.now())) };
-    if (this.#adminPath !== undefined) extra[ADMIN_META_KEY] = this.#adminPath;
-    if (this.#grpcPort !== undefined) extra[MetaKey.grpcPort] = String(this.#grpcPort);
-    if (this.#catalog) Object.assign(extra, await this.#catalog.publish(this.#settings));
+    // The mesh's own keys (MESH_METADATA, which createMesh refuses in the app's metadata),
+    // written after the app's so that no other value can stand for them.
+    const own: { [K in MeshMetadataKey]?: string } = {
+      [REGISTERED_AT_META]: String(Math.round(clock.now())),
+      [MetaKey.version]: version,
+      [MetaKey.namespace]: namespace,
+    };
+    if (this.#adminPath !== undefined) own[ADMIN_META_KEY] = this.#adminPath;
+    if (this.#grpcPort !== undefined) own[MetaKey.grpcPort] = String(this.#grpcPort);
+    const catalogHash = await this.#catalog?.publish(this.#settings);
+    if (catalogHash !== undefined) own[CATALOG_META_KEY] = catalogHash;
     const instance: Instance = {
       id: this.#options.instanceId ?? `${service}-${port}`,
       service,
       address,
       port,
       tags: [],
-      metadata: { [MetaKey.secure]: 'false', ...extra, ...metadata, [MetaKey.version]: version, [MetaKey.namespace]: namespace },
+      metadata: { [MetaKey.secure]: 'false', ...metadata, ...own },
       health: 'passing',
     };
     this.#instance = instance;

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { CATALOG_META_KEY, type CatalogAnswer, catalogAnswers, loadCatalog, publishCatalog } from '@meshlet/auth';
+import { type CatalogAnswer, catalogAnswers, loadCatalog, publishCatalog } from '@meshlet/auth';
 import { ApiMatcher, MeshletError } from '@meshlet/core';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -57,19 +57,19 @@ export class ServiceCatalog {
     return this.#routes?.match(method, path)?.entry.path;
   }
 
-  /** Publishes the catalog in the rule store; the registration metadata that names it, or none. */
-  async publish(settings: MeshSettings): Promise<Record<string, string>> {
+  /** Publishes the catalog in the rule store; its hash, which the registration names it by (`apis-hash`), or none. */
+  async publish(settings: MeshSettings): Promise<string | undefined> {
     const c = await this.#loading;
-    if (c.apis.length === 0) return {};
+    if (c.apis.length === 0) return undefined;
     try {
-      return { [CATALOG_META_KEY]: await publishCatalog(settings.kv, settings.service, c) };
+      return await publishCatalog(settings.kv, settings.service, c);
     } catch (err) {
       settings.logger.warn('API catalog not published; registering without it', {
         // The cause's own code: MESHLET_CATALOG_TOO_LARGE tells what to change, a store's error that it failed.
         code: err instanceof MeshletError ? err.code : 'MESHLET_BAD_CATALOG',
         error: (err as Error).message,
       });
-      return {};
+      return undefined;
     }
   }
 }
