@@ -117,7 +117,11 @@ export function checkMeshOptions(options: MeshOptions): void {
   if (o.healthPath !== undefined && o.healthPath !== false) meshPath(o.healthPath, 'healthPath');
   if (o.tagsFromHeaders !== undefined) checkHeaderTags(o.tagsFromHeaders);
   checkCallOptions(o);
-  if (o.admin !== undefined) onlyOptionKeys(optionObject(o.admin, 'admin'), 'admin', ADMIN_KEYS);
+  if (o.admin !== undefined) {
+    const admin = optionObject(o.admin, 'admin');
+    onlyOptionKeys(admin, 'admin', ADMIN_KEYS);
+    if (admin.path !== undefined) checkAdminPath(admin.path);
+  }
   if (o.auth !== undefined) checkAuth(o.auth);
   if (o.catalog !== undefined) {
     const catalog = optionObject(o.catalog, 'catalog');
@@ -147,6 +151,20 @@ function checkMetadata(value: unknown): void {
     const key = (err as { key?: string }).key;
     throw badOption(key === undefined ? 'metadata' : `metadata.${key.slice(0, 80)}`, (err as Error).message);
   }
+}
+
+/**
+ * The admin path is registered as `meshlet-admin` metadata: a path as the health and catalog
+ * paths are, and a value Consul takes (256 characters can be 768 bytes in UTF-8).
+ */
+function checkAdminPath(path: unknown): void {
+  meshPath(path, 'admin.path');
+  const bytes = Buffer.byteLength(path as string);
+  if (bytes > ConsulMetaLimits.maxValueLength)
+    throw badOption(
+      'admin.path',
+      `${bytes} bytes in UTF-8; registered as "meshlet-admin" metadata, it must fit Consul's ${ConsulMetaLimits.maxValueLength}`,
+    );
 }
 
 function checkAuth(value: unknown): void {

@@ -69,6 +69,10 @@ const cases: readonly [string, Record<string, unknown>, string, RegExp?][] = [
   ['a misspelt route key', { route: { panicThreshold: 10 } }, 'route.panicThreshold'],
   ['a misspelt callDefaults key', { callDefaults: { retry: 1 } }, 'callDefaults.retry'],
   ['a misspelt admin key', { admin: { token: 't'.repeat(32), paht: '/admin' } }, 'admin.paht'],
+  // The admin path is registered as metadata: register() refused these (or createAdminHandler, with another code).
+  ['an admin path too long', { admin: { token: 't'.repeat(32), path: `/${'a'.repeat(600)}` } }, 'admin.path'],
+  ['an admin path over 512 bytes in UTF-8', { admin: { token: 't'.repeat(32), path: `/${'€'.repeat(200)}` } }, 'admin.path', /bytes/],
+  ['an admin path without a slash', { admin: { token: 't'.repeat(32), path: 'ops' } }, 'admin.path'],
   [
     'a header tag read from a header name with a space',
     { tagsFromHeaders: [{ header: 'x user', tag: 'user' }] },
