@@ -208,7 +208,12 @@ export interface Mesh {
   readonly tracing: Tracing | undefined;
   /** True from the start of a graceful stop: the health path answers 503. */
   readonly stopping: boolean;
-  /** Registers this instance; call it once the server is listening (or use serve()). */
+  /**
+   * Registers this instance; call it once the server is listening (or use serve()). Called
+   * again, it registers after the one before; an instance under another id (another port)
+   * replaces the one before, which is deregistered. `instance` names it once the registry
+   * took it: a refused registration leaves the one before (or none).
+   */
   register(overrides?: { port?: number; address?: string }): Promise<Instance>;
   /**
    * Rotates the identity keys of a running mesh (auth on): `keys[0]` signs from now on and

@@ -13,6 +13,9 @@ import type { ServiceCatalog } from './service-catalog.js';
  * (address, port, metadata with the registration time for callers' warm-up, the admin path
  * and the catalog's hash), the `x-meshlet-caller` header that names it on every call, and
  * deregistration, which never throws (the registry reaps an instance whose check fails).
+ * It owns the order: registrations run one at a time, in the order asked; the instance is
+ * this process's only once the registry has taken it, and one that a later registration
+ * replaced under another id is deregistered; a deregistration waits for them all.
  */
 export class Registration {
   readonly #settings: MeshSettings;
@@ -20,8 +23,9 @@ export class Registration {
   readonly #own: OwnService;
   readonly #catalog: ServiceCatalog | undefined;
   readonly #adminPath: string | undefined;
+  /** The instance the registry took, until deregistered. */
   #instance: Instance | undefined;
-  /** The registration on its way, if any: a deregistration waits for it (see deregister). */
+  /** The last registration asked for, while on its way: the next one, and a deregistration, wait for it. */
   #registering: Promise<Instance> | undefined;
   #callerHeader: string;
   /** The gRPC port (mesh.grpc.serve), registered as `Meta.gRPC_port`. */
@@ -55,9 +59,14 @@ export class Registration {
     this.#grpcPort = port;
   }
 
-  /** Registers this process's instance (again, with `overrides`); a deregistration meanwhile waits for it. */
+  /**
+   * Registers this process's instance (again, with `overrides`), once the registration before
+   * it has landed or failed: two at once would leave whichever landed last registered, and
+   * the other unknown to the deregistration. A deregistration meanwhile waits for it.
+   */
   register(overrides: { port?: number; address?: string } = {}): Promise<Instance> {
-    const registering = this.#register(overrides);
+    const before = this.#registering?.catch(() => undefined) ?? Promise.resolve();
+    const registering = before.then(() => this.#register(overrides));
     this.#registering = registering;
     registering
       .finally(() => {
@@ -98,23 +107,33 @@ export class Registration {
       metadata: { [MetaKey.secure]: 'false', ...metadata, ...own },
       health: 'passing',
     };
+    await registry.register(instance);
+    // Only once the registry took it: a refused registration leaves the one before in force
+    // (or none), and names no instance the registry does not have.
+    const replaced = this.#instance;
     this.#instance = instance;
     this.#callerHeader = this.#encodeCaller();
     this.#own.signer?.setIdentity({ service, namespace, instance: instance.id, version });
-    await registry.register(instance);
+    // Registered again under another id (another port): the previous entry would otherwise
+    // stay in the registry, called, after close() removed only the new one.
+    if (replaced !== undefined && replaced.id !== instance.id) await this.#deregisterId(replaced.id);
     return instance;
   }
 
   /**
-   * Deregisters the instance, once a registration on its way has landed (or failed): the
-   * instance is set only once its metadata is ready, so a deregistration that did not wait
-   * would find none and leave the registration, when it lands, registered after the stop.
+   * Deregisters the instance, once the registrations on their way have landed (or failed):
+   * the instance is set only once the registry took it, so a deregistration that did not
+   * wait would find none and leave the registration, when it lands, registered after the stop.
    */
   async deregister(): Promise<void> {
     await this.#registering?.catch(() => undefined);
     if (!this.#instance) return;
     const id = this.#instance.id;
     this.#instance = undefined;
+    await this.#deregisterId(id);
+  }
+
+  async #deregisterId(id: string): Promise<void> {
     try {
       await this.#settings.registry.deregister(id);
     } catch (err) {
