@@ -109,7 +109,7 @@ export {
 } from './path-template.js';
 export { PEM_FILE_MAX_BYTES, readPemFile } from './pem-file.js';
 export { type RandomSource, seededRandom } from './random.js';
-export type { Registry, Unsubscribe } from './registry.js';
+export type { InstancesListener, Registry, Unsubscribe } from './registry.js';
 export { canonicalPath, foldCase, foldPath, pathTagValue, REQUEST_PATH_MAX_LENGTH, requestPath } from './request-path.js';
 export * from './rules/index.js';
 export { CALLER_HEADER, type DecodedTags, decodeTagPairs, decodeTags, type EncodedTags, encodeTags, TAG_HEADER } from './tag-header.js';

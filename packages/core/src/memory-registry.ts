@@ -1,13 +1,14 @@
 import type { Health, Instance } from './instance.js';
-import type { Registry, Unsubscribe } from './registry.js';
+import type { InstancesListener, Registry, Unsubscribe } from './registry.js';
 
 /**
  * The embedded registry: every mesh in the process that shares one instance sees the
- * same services. Listeners are called synchronously, so tests observe changes at once.
+ * same services. Listeners are called synchronously, so tests observe changes at once,
+ * with the passing instances and the registered ones that are not (see InstancesListener).
  */
 export class InMemoryRegistry implements Registry {
   readonly #instances = new Map<string, Instance>();
-  readonly #watchers = new Map<string, Set<(instances: readonly Instance[]) => void>>();
+  readonly #watchers = new Map<string, Set<InstancesListener>>();
   readonly #serviceWatchers = new Set<(services: readonly string[]) => void>();
 
   async register(instance: Instance): Promise<void> {
@@ -40,11 +41,11 @@ export class InMemoryRegistry implements Registry {
     return this.#serviceNames();
   }
 
-  watch(service: string, listener: (instances: readonly Instance[]) => void): Unsubscribe {
+  watch(service: string, listener: InstancesListener): Unsubscribe {
     const set = this.#watchers.get(service) ?? new Set();
     this.#watchers.set(service, set);
     set.add(listener);
-    listener(this.#healthy(service));
+    listener(this.#healthy(service), this.#unhealthy(service));
     return () => set.delete(listener);
   }
 
@@ -60,6 +61,12 @@ export class InMemoryRegistry implements Registry {
     return Object.freeze(out);
   }
 
+  #unhealthy(service: string): readonly Instance[] {
+    const out: Instance[] = [];
+    for (const i of this.#instances.values()) if (i.service === service && i.health !== 'passing') out.push(i);
+    return Object.freeze(out);
+  }
+
   #serviceNames(): readonly string[] {
     return Object.freeze([...new Set([...this.#instances.values()].map((i) => i.service))].sort());
   }
@@ -67,8 +74,9 @@ export class InMemoryRegistry implements Registry {
   #changed(service: string, servicesBefore: readonly string[] | undefined): void {
     const watchers = this.#watchers.get(service);
     if (watchers) {
-      const snapshot = this.#healthy(service);
-      for (const w of [...watchers]) w(snapshot);
+      const healthy = this.#healthy(service);
+      const unhealthy = this.#unhealthy(service);
+      for (const w of [...watchers]) w(healthy, unhealthy);
     }
     if (servicesBefore) {
       const after = this.#serviceNames();

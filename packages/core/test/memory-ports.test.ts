@@ -33,6 +33,20 @@ describe('InMemoryRegistry', () => {
     assert.deepEqual(await r.services(), ['svc']);
   });
 
+  it('tells watchers the registered instances that are not passing; a deregistered one is in neither list', async () => {
+    const r = new InMemoryRegistry();
+    for (const id of ['a', 'b', 'c']) await r.register(inst(id));
+    const seen: [string[], string[] | undefined][] = [];
+    r.watch('svc', (list, unhealthy) => seen.push([list.map((i) => i.id), unhealthy?.map((i) => i.id)]));
+    r.setHealth('a', 'critical');
+    await r.deregister('b');
+    assert.deepEqual(seen, [
+      [['a', 'b', 'c'], []],
+      [['b', 'c'], ['a']],
+      [['c'], ['a']],
+    ]);
+  });
+
   it('stops calling a watcher once unsubscribed', async () => {
     const r = new InMemoryRegistry();
     let calls = 0;
