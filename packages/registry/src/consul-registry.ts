@@ -5,6 +5,7 @@ import {
   consoleLogger,
   type Health,
   type Instance,
+  type InstancesListener,
   instanceAddressProblem,
   instanceOrigin,
   instancePortProblem,
@@ -103,8 +104,10 @@ interface CatalogWatch {
 }
 
 interface ServiceWatch {
-  readonly listeners: Set<(instances: readonly Instance[]) => void>;
+  readonly listeners: Set<InstancesListener>;
   instances: readonly Instance[] | undefined;
+  /** The registered instances not passing, as last delivered; undefined when the snapshot file spoke. */
+  unhealthy: readonly Instance[] | undefined;
   readonly watch: BlockingWatch<HealthEntry[]>;
   /** Resolves with the first answer (from Consul, or the snapshot during an outage). */
   readonly first: Promise<void>;
@@ -284,10 +287,10 @@ export class ConsulRegistry implements Registry {
     });
   }
 
-  watch(service: string, listener: (instances: readonly Instance[]) => void): Unsubscribe {
+  watch(service: string, listener: InstancesListener): Unsubscribe {
     const w = this.#follow(service);
     w.listeners.add(listener);
-    if (w.instances) listener(w.instances);
+    if (w.instances) listener(w.instances, w.unhealthy);
     return () => {
       w.listeners.delete(listener);
       // Nobody follows the service any more: stop its blocking query.
@@ -336,10 +339,13 @@ export class ConsulRegistry implements Registry {
     const first = new Promise<void>((r) => {
       resolveFirst = r;
     });
-    const deliver = (instances: readonly Instance[]) => {
+    // `unhealthy`: what Consul has registered but not passing (undefined from the snapshot
+    // file, which keeps only passing ones), so routing tells a deregistration from a failing check.
+    const deliver = (instances: readonly Instance[], unhealthy: readonly Instance[] | undefined) => {
       entry.instances = instances;
+      entry.unhealthy = unhealthy;
       resolveFirst();
-      for (const l of [...entry.listeners]) l(instances);
+      for (const l of [...entry.listeners]) l(instances, unhealthy);
     };
     const key = `service:${service}`;
     const clock = this.#opts.clock ?? systemClock;
@@ -349,6 +355,7 @@ export class ConsulRegistry implements Registry {
       entry.lastAnswer = entries;
       const all = this.#instancesOf(service, entry, entries);
       const healthy = all.filter((i) => i.health === 'passing');
+      const unhealthy = all.filter((i) => i.health !== 'passing');
       const graceLeft = this.#recoveredAt + grace - clock.now();
       const known = entry.instances ?? [];
       if (graceLeft > 0 && known.length > 0) {
@@ -374,11 +381,14 @@ export class ConsulRegistry implements Registry {
               graceMs: grace,
             });
           }
-          if (healthy.length > 0) deliver(Object.freeze([...healthy, ...kept]));
+          if (healthy.length > 0) {
+            const keptIds = new Set(kept.map((i) => i.id));
+            deliver(Object.freeze([...healthy, ...kept]), Object.freeze(unhealthy.filter((i) => !keptIds.has(i.id))));
+          }
           return;
         }
       }
-      deliver(Object.freeze(healthy));
+      deliver(Object.freeze(healthy), Object.freeze(unhealthy));
       this.#remember(service, healthy);
     };
     const watch = new BlockingWatch<HealthEntry[]>({
@@ -398,7 +408,7 @@ export class ConsulRegistry implements Registry {
           void this.#fromSnapshot(service).then((saved) => {
             if (entry.instances !== undefined) return;
             this.#routingFromSnapshot('consul is unreachable');
-            deliver(Object.freeze(saved ?? []));
+            deliver(Object.freeze(saved ?? []), undefined);
           });
         }
       },
@@ -407,6 +417,7 @@ export class ConsulRegistry implements Registry {
     const entry: ServiceWatch = {
       listeners: new Set(),
       instances: undefined,
+      unhealthy: undefined,
       watch,
       first,
       lastAnswer: undefined,
@@ -422,7 +433,7 @@ export class ConsulRegistry implements Registry {
       const saved = await this.#fromSnapshot(service);
       if (saved === undefined || entry.instances !== undefined || this.#services.get(service) !== entry) return;
       this.#routingFromSnapshot(`consul has not answered within ${this.#opts.snapshotWaitMs ?? 100} ms`);
-      deliver(Object.freeze(saved));
+      deliver(Object.freeze(saved), undefined);
     });
     return entry;
   }

@@ -33,13 +33,16 @@ function scriptedConsul(steps: Step[]): typeof globalThis.fetch {
 
 function deliveries(registry: ConsulRegistry) {
   const seen: string[][] = [];
+  /** The watch's second argument with each delivery: registered, not passing. */
+  const unhealthy: (string[] | undefined)[] = [];
   const waiting: { n: number; resolve: () => void }[] = [];
-  const off = registry.watch('orders', (l: readonly Instance[]) => {
+  const off = registry.watch('orders', (l: readonly Instance[], u?: readonly Instance[]) => {
     seen.push(l.map((i) => i.id).sort());
+    unhealthy.push(u?.map((i) => i.id).sort());
     for (const w of waiting.filter((w) => w.n === seen.length)) w.resolve();
   });
   const nth = (n: number) => (seen.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ n, resolve })));
-  return { seen, nth, off };
+  return { seen, unhealthy, nth, off };
 }
 
 it('after an outage, instances reported critical are kept for the grace, then dropped if still critical', async () => {
@@ -51,12 +54,13 @@ it('after an outage, instances reported critical are kept for the grace, then dr
     { answer: [entry('a', 'passing'), entry('b', 'critical')], index: 3 },
   ]);
   const registry = new ConsulRegistry({ fetch, clock, logger, resyncGraceMs: 15_000 });
-  const { seen, nth, off } = deliveries(registry);
+  const { seen, unhealthy, nth, off } = deliveries(registry);
   await nth(2);
   assert.deepEqual(seen, [
     ['a', 'b'],
     ['a', 'b'],
   ]);
+  assert.deepEqual(unhealthy[1], [], 'b is kept as passing, so not listed as unhealthy too');
   assert.ok(logger.entries.some((e) => e.fields?.code === 'MESHLET_REGISTRY_RESYNC'));
   clock.advance(14_999);
   assert.equal(seen.length, 2);
@@ -93,6 +97,24 @@ it('outside an outage, a critical instance goes at once', async () => {
   const { seen, nth, off } = deliveries(registry);
   await nth(2);
   assert.deepEqual(seen[1], ['a']);
+  off();
+  await registry.close();
+});
+
+it('tells the watch which instances are registered but not passing; one deregistered is in neither list', async () => {
+  const clock = new ManualClock(1_000_000);
+  const fetch = scriptedConsul([
+    { answer: [entry('a', 'passing'), entry('b', 'passing'), entry('c', 'passing')], index: 10 },
+    { answer: [entry('a', 'passing'), entry('b', 'critical')], index: 11 },
+  ]);
+  const registry = new ConsulRegistry({ fetch, clock, logger: new MemoryLogger() });
+  const { seen, unhealthy, nth, off } = deliveries(registry);
+  await nth(2);
+  assert.deepEqual(seen, [['a', 'b', 'c'], ['a']]);
+  assert.deepEqual(unhealthy, [[], ['b']]);
+  const late: (string[] | undefined)[] = [];
+  registry.watch('orders', (_l, u) => late.push(u?.map((i) => i.id)))();
+  assert.deepEqual(late, [['b']], 'a listener added later gets it too');
   off();
   await registry.close();
 });
