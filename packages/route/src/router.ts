@@ -42,12 +42,13 @@ export interface RouterOptions {
    */
   readonly panicThresholdPercent?: number;
   /**
-   * How long instances that left are remembered, ms, so that a sudden drop is distrusted:
-   * a registry recovering from an outage reports most instances critical for a few
-   * seconds. The departed count in the panic test, and are routed to in panic, until they
-   * come back, the grace ends, or a connection to one is refused (`reportUnreachable`).
-   * Default 35 000 (Meshlet's `deregisterDelayMs`: an instance that leaves gracefully
-   * serves that long); 0 turns it off.
+   * How long instances that stopped passing are remembered, ms, so that a sudden drop is
+   * distrusted: a registry recovering from an outage reports most instances critical for a
+   * few seconds. The departed count in the panic test, and are routed to in panic, until
+   * they pass again, leave the registry, the grace ends, or a connection to one is refused
+   * (`reportUnreachable`). An instance that left the registry (deregistered) is not one:
+   * see `setInstances`. Default 35 000 (Meshlet's `deregisterDelayMs`, the longest a
+   * stopping instance serves); 0 turns it off.
    */
   readonly departedGraceMs?: number;
   /** For the departed grace. Default systemClock. */
@@ -103,7 +104,7 @@ interface ServiceState {
   instances: readonly Instance[];
   table: RouteTable | undefined;
   loads: Map<string, LoadCount>;
-  /** Instances that left in a sudden drop, with the end of their grace. */
+  /** Instances that stopped passing but are still registered, with the end of their grace. */
   departed: Map<string, { readonly instance: Instance; readonly until: number }>;
   /** The earliest end of a grace in `departed`; +Infinity when empty. */
   graceUntil: number;
@@ -198,10 +199,15 @@ export class Router {
   /**
    * Replaces the instances of `service`. Pass unhealthy ones too when the registry has
    * them: nearby routing measures a zone's healthy share against all its instances.
+   * `unhealthy`: the instances the registry has registered but not passing (a Registry
+   * watch's second argument). Given, a passing instance no longer listed is remembered as
+   * departed only when it is among them: one that left the registry was deregistered on
+   * purpose and is gone, as Envoy leaves a host removed from discovery out of its panic
+   * threshold. Not given, every passing instance no longer listed is remembered.
    */
-  setInstances(service: string, instances: readonly Instance[]): void {
+  setInstances(service: string, instances: readonly Instance[], unhealthy?: readonly Instance[]): void {
     const s = this.#state(service);
-    if (this.#graceMs > 0 && this.#panic > 0) this.#noteDepartures(s, instances);
+    if (this.#graceMs > 0 && this.#panic > 0) this.#noteDepartures(s, instances, unhealthy);
     s.instances = instances;
     s.table = undefined;
     s.shadowTable = undefined;
@@ -219,17 +225,18 @@ export class Router {
   reportUnreachable(instance: Instance): void {
     const s = this.#services.get(instance.service);
     if (s === undefined || !s.departed.delete(instance.id)) return;
-    this.#noteDepartures(s, s.instances);
+    this.#noteDepartures(s, s.instances, undefined);
     s.table = undefined;
   }
 
   /**
-   * Remembers, for the grace, the healthy instances this update removes; forgets the ones
-   * that are back and those whose grace is over. They matter only when the rest are too
-   * few (the panic threshold), and not at all when none is left: a drop to none is the
-   * registry's to judge.
+   * Remembers, for the grace, the healthy instances this update removes that are still
+   * registered (all of them when `unhealthy` is not given: see setInstances); forgets the
+   * ones that are back, those that left the registry, and those whose grace is over. They
+   * matter only when the rest are too few (the panic threshold), and not at all when none
+   * is left: a drop to none is the registry's to judge.
    */
-  #noteDepartures(s: ServiceState, next: readonly Instance[]): void {
+  #noteDepartures(s: ServiceState, next: readonly Instance[], unhealthy: readonly Instance[] | undefined): void {
     const now = this.#clock.now();
     const departed = s.departed;
     const ids = new Set<string>();
@@ -237,10 +244,13 @@ export class Router {
       ids.add(i.id);
       departed.delete(i.id);
     }
-    for (const [id, d] of departed) if (d.until <= now) departed.delete(id);
+    // Registered but not passing: the only ones a registry's sudden drop can be wrong about.
+    const notPassing = unhealthy && new Set(unhealthy.map((i) => i.id));
+    for (const [id, d] of departed) if (d.until <= now || (notPassing !== undefined && !notPassing.has(id))) departed.delete(id);
     if (next !== s.instances) {
       for (const i of s.instances) {
-        if (i.health === 'passing' && !ids.has(i.id)) departed.set(i.id, { instance: i, until: now + this.#graceMs });
+        if (i.health === 'passing' && !ids.has(i.id) && (notPassing === undefined || notPassing.has(i.id)))
+          departed.set(i.id, { instance: i, until: now + this.#graceMs });
       }
     }
     let until = Number.POSITIVE_INFINITY;
@@ -254,9 +264,9 @@ export class Router {
     return rules.follow(routeRuleKind, (section, revision) => this.setRules(service, section, revision));
   }
 
-  /** Follows `service`'s instances in a registry. */
+  /** Follows `service`'s instances in a registry (and the unhealthy ones, when it gives them: see setInstances). */
   followInstances(service: string, registry: Registry): Unsubscribe {
-    return registry.watch(service, (instances) => this.setInstances(service, instances));
+    return registry.watch(service, (instances, unhealthy) => this.setInstances(service, instances, unhealthy));
   }
 
   /**
@@ -487,7 +497,7 @@ export class Router {
   #tableOf(s: ServiceState, service: string): RouteTable {
     // A departed instance's grace ended: rebuild without it. One comparison while none is remembered.
     if (s.graceUntil !== Number.POSITIVE_INFINITY && this.#clock.now() >= s.graceUntil) {
-      this.#noteDepartures(s, s.instances);
+      this.#noteDepartures(s, s.instances, undefined);
       s.table = undefined;
     }
     if (s.table) return s.table;

@@ -171,7 +171,7 @@ export function nextWarmupChangeAt(instances: readonly Instance[], now: number, 
 
 /** What a warm-up feed feeds: the Router (its `setInstances`). */
 export interface InstanceSink {
-  setInstances(service: string, instances: readonly Instance[]): void;
+  setInstances(service: string, instances: readonly Instance[], unhealthy?: readonly Instance[]): void;
 }
 
 /**
@@ -193,22 +193,22 @@ export class WarmupFeed {
     this.#options = options.warmup && options.warmup.windowMs > 0 ? options.warmup : undefined;
   }
 
-  /** Feeds `service`'s instances now, warm-up applied. */
-  setInstances(service: string, instances: readonly Instance[]): void {
+  /** Feeds `service`'s instances now, warm-up applied; `unhealthy` (Router.setInstances) passes as it is. */
+  setInstances(service: string, instances: readonly Instance[], unhealthy?: readonly Instance[]): void {
     this.#timers.get(service)?.();
     this.#timers.delete(service);
     const warmup = this.#options;
     if (!warmup) {
-      this.#sink.setInstances(service, instances);
+      this.#sink.setInstances(service, instances, unhealthy);
       return;
     }
     const now = this.#clock.now();
-    this.#sink.setInstances(service, applyWarmup(instances, now, warmup));
+    this.#sink.setInstances(service, applyWarmup(instances, now, warmup), unhealthy);
     const at = nextWarmupChangeAt(instances, now, warmup);
     if (at !== undefined)
       this.#timers.set(
         service,
-        this.#clock.setTimeout(() => this.setInstances(service, instances), at - now),
+        this.#clock.setTimeout(() => this.setInstances(service, instances, unhealthy), at - now),
       );
   }
 

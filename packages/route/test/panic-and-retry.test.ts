@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Instance, type InstanceExclusion, ManualClock, MemoryLogger, MetaKey, NoInstanceError, seededRandom } from '@meshlet/core';
+import {
+  InMemoryRegistry,
+  type Instance,
+  type InstanceExclusion,
+  ManualClock,
+  MemoryLogger,
+  MetaKey,
+  NoInstanceError,
+  seededRandom,
+} from '@meshlet/core';
 import { Router, type RouterOptions } from '../src/index.js';
 import { instance, tags } from './fixtures.js';
 
@@ -108,6 +117,66 @@ describe('departed grace: a sudden drop does not concentrate traffic on the few 
         .sort(),
       ['o0', 'o1', 'o2'],
     );
+  });
+
+  describe("with the registry telling which instances are registered but not passing (the watch's second argument)", () => {
+    const ids = (list: readonly Instance[]) => list.map((i) => i.id).sort();
+    const codes = (logger: MemoryLogger) => logger.entries.map((e) => e.fields?.code);
+
+    it('a rolling restart of 3 (each deregistered, then replaced): none departed, no panic', () => {
+      const logger = new MemoryLogger();
+      const { router } = setup({ logger });
+      const olds = fleetOf(3);
+      const fresh = ['n0', 'n1', 'n2'].map((id) => instance(SVC, id));
+      router.setInstances(SVC, olds, []);
+      reached(router);
+      for (let k = 0; k < 3; k++) {
+        // olds[k] deregistered: gone from the catalog, so in neither list.
+        router.setInstances(SVC, [...fresh.slice(0, k), ...olds.slice(k + 1)], []);
+        assert.deepEqual(reached(router), ids([...fresh.slice(0, k), ...olds.slice(k + 1)]), `o${k} deregistered`);
+        router.setInstances(SVC, [...fresh.slice(0, k + 1), ...olds.slice(k + 1)], []);
+        reached(router);
+      }
+      assert.deepEqual(router.departed(SVC), []);
+      assert.deepEqual(codes(logger), []);
+    });
+
+    it('2 of 3 going critical (still registered): departed, panic routes to all 3', () => {
+      const logger = new MemoryLogger();
+      const { router } = setup({ logger });
+      const fleet = fleetOf(3);
+      router.setInstances(SVC, fleet, []);
+      reached(router);
+      router.setInstances(SVC, fleet.slice(2), down(fleet.slice(0, 2), ['o0', 'o1']));
+      assert.deepEqual(reached(router), ['o0', 'o1', 'o2']);
+      assert.deepEqual(ids(router.departed(SVC)), ['o0', 'o1']);
+      assert.deepEqual(codes(logger), ['MESHLET_ROUTE_PANIC']);
+      assert.match(String(logger.entries[0]?.fields?.groups), /1 of 1 instances healthy/);
+    });
+
+    it('a critical instance that then leaves the registry is forgotten: 1 of 2, no panic', () => {
+      const { router } = setup();
+      const fleet = fleetOf(3);
+      router.setInstances(SVC, fleet, []);
+      router.setInstances(SVC, fleet.slice(2), down(fleet.slice(0, 2), ['o0', 'o1']));
+      assert.deepEqual(reached(router), ['o0', 'o1', 'o2']);
+      router.setInstances(SVC, fleet.slice(2), down(fleet.slice(1, 2), ['o1']));
+      assert.deepEqual(ids(router.departed(SVC)), ['o1']);
+      assert.deepEqual(reached(router), ['o2']);
+    });
+
+    it('followInstances passes what InMemoryRegistry tells: deregister is gone, setHealth critical is departed', async () => {
+      const registry = new InMemoryRegistry();
+      const fleet = fleetOf(3);
+      for (const i of fleet) await registry.register(i);
+      const { router } = setup();
+      const off = router.followInstances(SVC, registry);
+      await registry.deregister('o0');
+      assert.deepEqual(router.departed(SVC), []);
+      registry.setHealth('o1', 'critical');
+      assert.deepEqual(ids(router.departed(SVC)), ['o1']);
+      off();
+    });
   });
 
   it('a departed instance that refuses a connection is forgotten at once', () => {

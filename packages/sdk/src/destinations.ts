@@ -68,7 +68,7 @@ export class Destinations {
     this.guard = destinationGuard(this.outboundLimits, this.bulkheads);
     this.directory = new ServiceDirectory(settings.registry, {
       follow: (service) => this.#follow(service),
-      instances: (service, instances) => this.#instances(service, instances),
+      instances: (service, instances, unhealthy) => this.#instances(service, instances, unhealthy),
     });
   }
 
@@ -119,9 +119,10 @@ export class Destinations {
     await Promise.race([watcher.ready, new Promise((r) => setTimeout(r, RULES_FIRST_LOAD_MS).unref())]);
   }
 
-  #instances(service: string, instances: readonly Instance[]): void {
+  #instances(service: string, instances: readonly Instance[], unhealthy: readonly Instance[] | undefined): void {
     if (instances.length > 0) this.#record(service).knownInstances = instances.length;
-    this.#warmup.setInstances(service, this.#instanceFilter ? this.#instanceFilter(service, instances) : instances);
+    // `unhealthy` only tells routing which instances are still registered: not filtered.
+    this.#warmup.setInstances(service, this.#instanceFilter ? this.#instanceFilter(service, instances) : instances, unhealthy);
     this.executor.setInstances(
       service,
       instances.map((i) => i.id),

@@ -4,8 +4,11 @@ import { type Instance, type Registry, UnknownServiceError, type Unsubscribe } f
 export interface DirectoryListener {
   /** The first time a service is used: start what it needs (its rules). Awaited before the first call. */
   follow(service: string): Promise<void>;
-  /** Every snapshot of the service's healthy instances. */
-  instances(service: string, instances: readonly Instance[]): void;
+  /**
+   * Every snapshot of the service's healthy instances, with its registered instances that
+   * are not passing when the registry gives them (core's InstancesListener).
+   */
+  instances(service: string, instances: readonly Instance[], unhealthy: readonly Instance[] | undefined): void;
 }
 
 interface Followed {
@@ -93,9 +96,9 @@ export class ServiceDirectory {
     entry.ready = Promise.all([snapshot, this.#listener.follow(service)]).then(() => {
       entry.settled = true;
     });
-    entry.unsubscribe = this.#registry.watch(service, (instances) => {
+    entry.unsubscribe = this.#registry.watch(service, (instances, unhealthy) => {
       entry.instances = instances;
-      this.#listener.instances(service, instances);
+      this.#listener.instances(service, instances, unhealthy);
       firstSnapshot();
     });
     return entry;
