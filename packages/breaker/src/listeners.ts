@@ -1,13 +1,13 @@
-import type { Unsubscribe } from '@meshlet/core';
+import { callListener, type Unsubscribe } from '@meshlet/core';
 
 /**
  * A typed listener set, used as an event property (`breaker.onOpen.add(fn)`). The Set is
  * made on the first listener: most of 10 000 instance breakers never get one.
  */
 export class Listeners<T> {
-  #set: Set<(event: T) => void> | undefined;
+  #set: Set<(event: T) => unknown> | undefined;
 
-  add(listener: (event: T) => void): Unsubscribe {
+  add(listener: (event: T) => unknown): Unsubscribe {
     this.#set ??= new Set();
     this.#set.add(listener);
     return () => {
@@ -19,15 +19,12 @@ export class Listeners<T> {
     return this.#set?.size ?? 0;
   }
 
-  /** Calls every listener; one that throws does not stop the others or the breaker. */
+  /** Calls every listener; one that throws or rejects does not stop the others or the breaker. */
   emit(event: T): void {
     if (this.#set === undefined || this.#set.size === 0) return;
-    for (const l of [...this.#set]) {
-      try {
-        l(event);
-      } catch {
-        // A dashboard listener's bug must not break the call path.
-      }
-    }
+    // A dashboard listener's bug must not break the call path (nor, rejected, end the process).
+    for (const l of [...this.#set]) callListener(() => l(event), ignore);
   }
 }
+
+const ignore = (): void => {};

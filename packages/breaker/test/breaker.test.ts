@@ -220,6 +220,21 @@ describe('Breaker', () => {
     call(true);
     assert.equal(b.state, 'open');
   });
+
+  it("an async listener's rejection is handled, not left to end the process", () => {
+    const { b, call } = make({ consecutiveFailures: 1 });
+    let handled = false;
+    // What an async listener returns, observed: the breaker must attach a rejection handler.
+    b.onOpen.add(() => ({
+      // biome-ignore lint/suspicious/noThenProperty: a thenable, as an async function's promise
+      then: (_ok: unknown, onRejected: unknown) => {
+        handled = typeof onRejected === 'function';
+      },
+    }));
+    call(true);
+    assert.equal(b.state, 'open');
+    assert.equal(handled, true);
+  });
 });
 
 describe('Breaker: a success whose body is told later (bodyFollows, bodyEnded)', () => {

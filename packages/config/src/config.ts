@@ -1,4 +1,14 @@
-import { consoleLogger, decimalNumber, type KvEntry, type KvStore, type Logger, readBoundedFile, type Unsubscribe } from '@meshlet/core';
+import {
+  callListener,
+  consoleLogger,
+  decimalNumber,
+  failureReason,
+  type KvEntry,
+  type KvStore,
+  type Logger,
+  readBoundedFile,
+  type Unsubscribe,
+} from '@meshlet/core';
 import { configContexts, watchPrefixes } from './config-contexts.js';
 import { ConfigDecryptError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
 import { CONFIG_DOCUMENT_LIMITS, type ConfigFormat, kindOfFile, parseDocument } from './config-format.js';
@@ -77,6 +87,8 @@ export interface ConfigStatus {
   readonly rejectedDocuments: number;
   /** `ENC(...)` values that could not be decrypted since start. */
   readonly decryptFailures: number;
+  /** Change listeners that threw or rejected since start (MESHLET_CONFIG_LISTENER_FAILED). */
+  readonly listenerFailures: number;
   readonly lastError?: { readonly code: string; readonly source: string; readonly message: string };
 }
 
@@ -104,8 +116,12 @@ export interface Config {
   isPlainKvValue(key: string): boolean;
   /** Every property in force. `maskSecrets` for logs and debug endpoints. */
   snapshot(options?: { readonly maskSecrets?: boolean }): Readonly<Record<string, string>>;
-  /** Calls `listener` after every change that alters a value in force. */
-  onChange(listener: (event: ConfigChangeEvent) => void): Unsubscribe;
+  /**
+   * Calls `listener` after every change that alters a value in force. A listener that
+   * throws, or returns a promise that rejects, is logged (MESHLET_CONFIG_LISTENER_FAILED)
+   * and counted in `status.listenerFailures`; the others are still called.
+   */
+  onChange(listener: (event: ConfigChangeEvent) => unknown): Unsubscribe;
   /** The KV contexts read, most specific first. */
   readonly contexts: readonly string[];
   readonly status: ConfigStatus;
@@ -120,6 +136,8 @@ export async function createConfig(options: ConfigOptions): Promise<Config> {
 }
 
 export const MASK = '******';
+/** The code logged when an `onChange` listener throws or its promise rejects. */
+const LISTENER_FAILED = 'MESHLET_CONFIG_LISTENER_FAILED';
 // `otlp.headers`: an OTLP collector's headers carry its credential (`meshlet.tracing.otlp.headers`).
 /** Keys named in a 'config applied' log line, at most (the line also gives how many changed). */
 const LOGGED_KEYS = 50;
@@ -161,7 +179,7 @@ class LayeredConfig implements Config {
   readonly #prefixes: readonly string[];
   readonly #entries = new Map<string, { signature: string; entries: readonly KvEntry[] }>();
   readonly #documents = new Map<string, DocumentState>();
-  readonly #listeners = new Set<(event: ConfigChangeEvent) => void>();
+  readonly #listeners = new Set<(event: ConfigChangeEvent) => unknown>();
   readonly #unwatch: Unsubscribe[] = [];
   #fileLayer: Layer = EMPTY;
   #values: Layer = EMPTY;
@@ -170,6 +188,7 @@ class LayeredConfig implements Config {
   #revision = 0;
   #rejected = 0;
   #decryptFailures = 0;
+  #listenerFailures = 0;
   #lastError: ConfigStatus['lastError'];
 
   constructor(o: ConfigOptions) {
@@ -294,7 +313,7 @@ class LayeredConfig implements Config {
     return this.#masked;
   }
 
-  onChange(listener: (event: ConfigChangeEvent) => void): Unsubscribe {
+  onChange(listener: (event: ConfigChangeEvent) => unknown): Unsubscribe {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -304,6 +323,7 @@ class LayeredConfig implements Config {
       revision: this.#revision,
       rejectedDocuments: this.#rejected,
       decryptFailures: this.#decryptFailures,
+      listenerFailures: this.#listenerFailures,
       ...(this.#lastError ? { lastError: this.#lastError } : {}),
     };
   }
@@ -496,13 +516,22 @@ class LayeredConfig implements Config {
     const named = changes.length > LOGGED_KEYS ? changes.slice(0, LOGGED_KEYS) : changes;
     this.#logger.info('config applied', { revision: this.#revision, changed: named.map((c) => c.key), changes: changes.length });
     const event: ConfigChangeEvent = Object.freeze({ changes: Object.freeze(changes), revision: this.#revision });
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.#logger.error('config change listener threw', { reason: (err as Error).message });
-      }
-    }
+    for (const listener of [...this.#listeners])
+      callListener(
+        () => listener(event),
+        (err) => this.#listenerFailed(err, event),
+      );
+  }
+
+  /** A listener that threw or rejected: logged with a code and counted; the others and the values in force are not affected. */
+  #listenerFailed(err: unknown, event: ConfigChangeEvent): void {
+    this.#listenerFailures++;
+    this.#logger.error('a config change listener failed; the new values are in force', {
+      code: LISTENER_FAILED,
+      revision: event.revision,
+      changes: event.changes.length,
+      reason: failureReason(err),
+    });
   }
 }
 

@@ -335,20 +335,40 @@ describe('createConfig: hot reload', () => {
     config.close();
   });
 
-  it('a listener that throws is logged and does not stop the others', async () => {
+  it('a listener that throws, or returns a promise that rejects, is logged with a code and counted; the others are called', async () => {
     const kv = new InMemoryKvStore();
+    const failures: string[] = [];
+    let bothLogged!: () => void;
+    const logged = new Promise<void>((resolve) => {
+      bothLogged = resolve;
+    });
     const logger = new MemoryLogger();
+    const error = logger.error.bind(logger);
+    logger.error = (message, fields) => {
+      error(message, fields);
+      if (fields?.code === 'MESHLET_CONFIG_LISTENER_FAILED') failures.push(String(fields.reason));
+      if (failures.length === 2) bothLogged();
+    };
     const config = await createConfig(base(kv, { logger }));
     let heard = 0;
     config.onChange(() => {
       throw new Error('boom');
     });
+    // Unhandled, this rejection would end the process (and fail this test file).
+    config.onChange(async () => {
+      throw new Error('reconnect failed');
+    });
     config.onChange(() => {
       heard++;
     });
+    const change = nextChange(config);
     await kv.put('config/orders/a', '1');
+    await change;
+    await logged;
     assert.equal(heard, 1);
-    assert.ok(logger.entries.some((e) => e.level === 'error' && e.message.includes('listener')));
+    assert.deepEqual(failures.sort(), ['boom', 'reconnect failed']);
+    assert.equal(config.status.listenerFailures, 2);
+    assert.equal(config.get('a'), '1');
     config.close();
   });
 });

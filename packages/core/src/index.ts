@@ -70,6 +70,7 @@ export {
 } from './instance.js';
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
+export { callListener, failureReason } from './listener-call.js';
 export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
 export { InMemoryKvStore } from './memory-kv-store.js';
 export { InMemoryRegistry } from './memory-registry.js';

@@ -210,19 +210,33 @@ describe('applying: a whole valid document or nothing', () => {
     assert.equal((await repo.history('orders')).length, 1);
   });
 
-  it('a listener that throws is logged with a code and reaches neither the writer nor the other listeners', async () => {
+  it('a listener that throws or rejects is logged with a code and reaches neither the writer nor the other listeners', async () => {
     const kv = new InMemoryKvStore();
     const logger = new MemoryLogger();
+    let rejectionLogged!: () => void;
+    const logged = new Promise<void>((resolve) => {
+      rejectionLogged = resolve;
+    });
+    const error = logger.error.bind(logger);
+    logger.error = (message, fields) => {
+      error(message, fields);
+      if (fields?.error === 'reload failed') rejectionLogged();
+    };
     const watcher = new RuleWatcher({ kv, service: 'orders', kinds: [blob], logger }).start();
     const heard: unknown[] = [];
     watcher.subscribe((d) => {
       if (d) throw new RangeError('Maximum call stack size exceeded');
     });
+    // Unhandled, this rejection would end the process (and fail this test file).
+    watcher.subscribe(async (d) => {
+      if (d) throw new Error('reload failed');
+    });
     watcher.subscribe((d) => heard.push(d?.sections.get('blob')));
     await kv.put(`${RULES_PREFIX}orders`, docWith('{"v":2}'));
+    await logged;
     assert.deepEqual(heard, [undefined, { v: 2 }]);
     const failed = logger.entries.filter((e) => e.fields?.code === 'MESHLET_RULE_LISTENER_FAILED');
-    assert.equal(failed.length, 1);
+    assert.deepEqual(failed.map((e) => e.fields?.error).sort(), ['Maximum call stack size exceeded', 'reload failed']);
     watcher.close();
   });
 });

@@ -1,5 +1,6 @@
 import { MeshletError } from '../errors.js';
 import type { KvStore } from '../kv-store.js';
+import { callListener, failureReason } from '../listener-call.js';
 import type { Logger } from '../logger.js';
 import type { Unsubscribe } from '../registry.js';
 import { type ParseRuleDocumentOptions, parseRuleDocument, type RuleDocument, type RuleKind } from './rule-document.js';
@@ -227,20 +228,20 @@ export class RuleWatcher implements RuleFeed {
   }
 
   /**
-   * A listener that throws (a bug: parsers refuse at parse time what could fail later) is
-   * logged with a code and does not stop the others, nor reach the KvStore's writer — an
-   * apply through an in-memory store would otherwise throw after its write.
+   * A listener that throws or rejects (a bug: parsers refuse at parse time what could fail
+   * later) is logged with a code and does not stop the others, nor reach the KvStore's
+   * writer — an apply through an in-memory store would otherwise throw after its write.
    */
   #notify(listener: Listener, document: RuleDocument | undefined, revision: number): void {
-    try {
-      listener(document, revision);
-    } catch (err) {
-      this.#logger.error('a rules listener failed; that part keeps its previous rules', {
-        code: 'MESHLET_RULE_LISTENER_FAILED',
-        service: this.#service,
-        revision,
-        error: err instanceof Error ? err.message : String(err),
-      });
-    }
+    callListener(
+      () => listener(document, revision),
+      (err) =>
+        this.#logger.error('a rules listener failed; that part keeps its previous rules', {
+          code: 'MESHLET_RULE_LISTENER_FAILED',
+          service: this.#service,
+          revision,
+          error: failureReason(err),
+        }),
+    );
   }
 }
