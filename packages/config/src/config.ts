@@ -177,7 +177,8 @@ class LayeredConfig implements Config {
   readonly #follow: boolean;
   readonly #logger: Logger;
   readonly #prefixes: readonly string[];
-  readonly #entries = new Map<string, { signature: string; entries: readonly KvEntry[] }>();
+  /** Per watched prefix: its entries; `delivery` counts its watch's deliveries (a read of it is kept only if none came meanwhile). */
+  readonly #entries = new Map<string, { signature: string; entries: readonly KvEntry[]; delivery: number }>();
   readonly #documents = new Map<string, DocumentState>();
   readonly #listeners = new Set<(event: ConfigChangeEvent) => unknown>();
   readonly #unwatch: Unsubscribe[] = [];
@@ -186,6 +187,8 @@ class LayeredConfig implements Config {
   #snapshot: Readonly<Record<string, string>> = Object.freeze({});
   #masked: Readonly<Record<string, string>> | undefined;
   #revision = 0;
+  /** Rounds of #settle started; only the newest applies. */
+  #round = 0;
   #rejected = 0;
   #decryptFailures = 0;
   #listenerFailures = 0;
@@ -221,7 +224,7 @@ class LayeredConfig implements Config {
     try {
       const lists = await Promise.all(this.#prefixes.map((p) => this.#kv.list(p)));
       this.#prefixes.forEach((p, i) => {
-        this.#entries.set(p, { signature: signatureOf(lists[i] ?? []), entries: lists[i] ?? [] });
+        this.#entries.set(p, { signature: signatureOf(lists[i] ?? []), entries: lists[i] ?? [], delivery: 0 });
       });
     } catch (err) {
       if (this.#failFast) {
@@ -244,11 +247,43 @@ class LayeredConfig implements Config {
         this.#kv.watch(prefix, (entries) => {
           const signature = signatureOf(entries);
           if (this.#entries.get(prefix)?.signature === signature) return; // a watch may repeat itself
-          this.#entries.set(prefix, { signature, entries });
-          this.#apply();
+          this.#entries.set(prefix, { signature, entries, delivery: (this.#entries.get(prefix)?.delivery ?? 0) + 1 });
+          this.#settle(prefix);
         }),
       );
     }
+  }
+
+  /**
+   * Applies a change seen on one watched prefix together with a fresh read of the other
+   * (watchPrefixes gives at most two: the default context's and the app's). One Consul
+   * transaction that writes under `config/application/` and `config/<app>/` wakes both
+   * blocking queries, but their answers arrive in different event-loop turns (measured on
+   * Consul 1.16: every time, even a setImmediate apart); applied one by one, the listeners
+   * would see the transaction half applied. A read that starts after one watch answered
+   * sees at least that state (Consul reads from the leader by default), so the other half
+   * is in it. The read is kept only if the other watch delivered nothing meanwhile (what a
+   * watch delivers is never older than what it delivered before); when a later change
+   * started its own round, that round applies. A read that fails (Consul down) applies what
+   * the watches gave. A store that calls its watchers before `put` resolves (in memory)
+   * still has the change applied by the time `await kv.put(...)` returns.
+   */
+  #settle(changed: string): void {
+    const round = ++this.#round;
+    const other = this.#prefixes.find((p) => p !== changed);
+    if (other === undefined) {
+      this.#apply();
+      return;
+    }
+    const before = this.#entries.get(other)?.delivery ?? 0;
+    const applyIfNewest = () => {
+      if (round === this.#round) this.#apply();
+    };
+    this.#kv.list(other).then((entries) => {
+      if ((this.#entries.get(other)?.delivery ?? 0) === before)
+        this.#entries.set(other, { signature: signatureOf(entries), entries, delivery: before });
+      applyIfNewest();
+    }, applyIfNewest);
   }
 
   get(key: string): string | undefined {

@@ -335,6 +335,38 @@ describe('createConfig: hot reload', () => {
     config.close();
   });
 
+  it('one transaction across config/application/ and config/<app>/ is one change, though the two watches answer in different turns', async () => {
+    const memory = new InMemoryKvStore();
+    await memory.putAll([
+      { key: 'config/application/x', value: '1' },
+      { key: 'config/orders/y', value: '1' },
+    ]);
+    // As Consul: each prefix's blocking query answers on its own, a turn of the event loop apart.
+    const kv: KvStore = {
+      get: (k) => memory.get(k),
+      list: (p) => memory.list(p),
+      put: (k, v, o) => memory.put(k, v, o),
+      delete: (k, o) => memory.delete(k, o),
+      putAll: (w) => memory.putAll(w),
+      watch: (prefix, listener) => memory.watch(prefix, (entries) => setImmediate(() => listener(entries))),
+    };
+    const config = await createConfig(base(kv));
+    const seen: string[] = [];
+    config.onChange(() => seen.push(`x=${config.get('x')} y=${config.get('y')}`));
+    const change = nextChange(config);
+    await memory.putAll([
+      { key: 'config/application/x', value: '2' },
+      { key: 'config/orders/y', value: '2' },
+    ]);
+    const event = await change;
+    assert.deepEqual(
+      event.changes.map((c) => `${c.key}:${c.oldValue}->${c.newValue}`),
+      ['x:1->2', 'y:1->2'],
+    );
+    assert.deepEqual(seen, ['x=2 y=2']);
+    config.close();
+  });
+
   it('a listener that throws, or returns a promise that rejects, is logged with a code and counted; the others are called', async () => {
     const kv = new InMemoryKvStore();
     const failures: string[] = [];
