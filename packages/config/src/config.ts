@@ -59,7 +59,11 @@ export interface ConfigOptions {
   readonly keys?: readonly EncryptionKey[];
   /** Keys whose values are masked in change events and masked snapshots, besides decrypted ones. */
   readonly secretKeys?: RegExp;
-  /** Fail start when the KV store cannot be read (default true, as Spring's failFast). Otherwise start from env and file. */
+  /**
+   * Fail start when the KV store cannot be read and kept no snapshot of it (default true, as
+   * Spring's failFast). Otherwise start from env and file. A store with a snapshot
+   * (`ConsulKvStore`'s `snapshotFile`) starts from it either way.
+   */
   readonly failFast?: boolean;
   /** Follow the KV store and apply changes hot. Default true. */
   readonly watch?: boolean;
@@ -227,18 +231,32 @@ class LayeredConfig implements Config {
         this.#entries.set(p, { signature: signatureOf(lists[i] ?? []), entries: lists[i] ?? [], delivery: 0 });
       });
     } catch (err) {
-      if (this.#failFast) {
+      // What the store kept for an outage (a snapshot file) is the last state it read: a
+      // process restarted while Consul is down starts from it, failFast or not.
+      const saved = await Promise.all(this.#prefixes.map((p) => this.#kv.saved?.(p)));
+      if (saved.some((entries) => entries !== undefined)) {
+        this.#prefixes.forEach((p, i) => {
+          const entries = saved[i] ?? [];
+          this.#entries.set(p, { signature: signatureOf(entries), entries, delivery: 0 });
+        });
+        this.#logger.warn("config KV unreadable at start; starting from the KV store's snapshot", {
+          code: ConfigSourceError.code,
+          prefixes: this.#prefixes,
+          reason: (err as Error).message,
+        });
+      } else if (this.#failFast) {
         throw new ConfigSourceError(
           `KV ${this.#prefixes.join(', ')}`,
-          `cannot be read (${(err as Error).message}). Check that Consul is reachable, or pass failFast: false to start from the environment and the local file.`,
+          `cannot be read (${(err as Error).message}), and the store kept no snapshot of it. Check that Consul is reachable, or pass failFast: false to start from the environment and the local file.`,
           { cause: err },
         );
+      } else {
+        this.#logger.warn('config KV unreadable at start; starting from the environment and the local file', {
+          code: ConfigSourceError.code,
+          prefixes: this.#prefixes,
+          reason: (err as Error).message,
+        });
       }
-      this.#logger.warn('config KV unreadable at start; starting from the environment and the local file', {
-        code: ConfigSourceError.code,
-        prefixes: this.#prefixes,
-        reason: (err as Error).message,
-      });
     }
     this.#apply();
     if (!this.#follow) return;

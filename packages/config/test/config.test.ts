@@ -431,6 +431,19 @@ describe('createConfig: KV unavailable at start', () => {
     assert.ok(logger.entries.some((e) => e.level === 'warn' && e.fields?.code === ConfigSourceError.code));
     config.close();
   });
+
+  it("starts from the store's snapshot (failFast or not) when the store kept one", async () => {
+    const logger = new MemoryLogger();
+    const kept: KvStore = {
+      ...broken,
+      saved: async (prefix) => (prefix === 'config/orders' ? [{ key: 'config/orders/a', value: 'kept', revision: 7 }] : undefined),
+    };
+    const config = await createConfig(base(kept, { logger }));
+    assert.equal(config.get('a'), 'kept');
+    assert.equal(config.status.revision, 7);
+    assert.ok(logger.entries.some((e) => e.fields?.code === ConfigSourceError.code && /snapshot/.test(e.message)));
+    config.close();
+  });
 });
 
 describe('typed getters', () => {

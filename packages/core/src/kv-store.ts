@@ -46,4 +46,10 @@ export interface KvStore {
    * for the prefix instead, so that a restart during an outage never brings back a refused one.
    */
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => unknown): Unsubscribe;
+  /**
+   * Optional: the entries under `prefix` this store kept for an outage (ConsulKvStore's
+   * `snapshotFile`), or undefined when it kept none. Config starts from them when the store
+   * cannot be read at start.
+   */
+  saved?(prefix: string): Promise<readonly KvEntry[] | undefined>;
 }

@@ -209,6 +209,12 @@ export class ConsulKvStore implements KvStore {
     };
   }
 
+  /** The entries `snapshotFile` holds for `prefix` (as a watch last accepted them); undefined without one. */
+  async saved(prefix: string): Promise<readonly KvEntry[] | undefined> {
+    const entries = (await this.#loadSnapshot())[prefix];
+    return entries === undefined ? undefined : Object.freeze([...entries]);
+  }
+
   /** Waits for pending snapshot writes. */
   async flush(): Promise<void> {
     await this.#snapshotWrite;

@@ -1,4 +1,5 @@
-import { type Config, type ConfigFormat, createConfig, keysFromEnvironment } from '@meshlet/config';
+import { join } from 'node:path';
+import { type Config, type ConfigFormat, ConfigSourceError, createConfig, keysFromEnvironment } from '@meshlet/config';
 import {
   consoleLogger,
   decimalNumber,
@@ -41,7 +42,21 @@ export interface MeshFromConfigOptions {
   /** Options given in code; they win over configuration. */
   readonly overrides?: Partial<MeshOptions>;
   readonly logger?: Logger;
+  /**
+   * Fail start when Consul KV cannot be read and no snapshot of it was kept (default true,
+   * as `createConfig`'s). With false, such a process starts from the environment and the
+   * local file; with `meshlet.consul.snapshot-dir`, it starts from the snapshot either way.
+   */
+  readonly failFast?: boolean;
 }
+
+/** The snapshot files in `meshlet.consul.snapshot-dir`, one pair per service (processes of one service may share them). */
+const snapshotFilesOf = (dir: string, service: string) => ({
+  /** ConsulKvStore's: the config and the rules last read. */
+  kv: join(dir, `${service}.kv.json`),
+  /** ConsulRegistry's: the instances last read. */
+  registry: join(dir, `${service}.registry.json`),
+});
 
 const FORMATS: readonly ConfigFormat[] = ['key-value', 'yaml', 'properties', 'files'];
 
@@ -86,14 +101,30 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     );
   const profiles = boot.getList('meshlet.profiles');
   const consul = consulAddress ? { address: consulAddress, ...(consulToken ? { token: consulToken } : {}) } : undefined;
+  const snapshotDir = boot.get('meshlet.consul.snapshot-dir') || undefined;
+  const snapshots = snapshotDir !== undefined ? snapshotFilesOf(snapshotDir, service) : undefined;
+  const withLogger = options.logger ? { logger: options.logger } : {};
   const kv: KvStore =
     overrides.rules ??
-    (consul ? new ConsulKvStore({ ...consul, ...(options.logger ? { logger: options.logger } : {}) }) : new InMemoryKvStore());
+    (consul
+      ? new ConsulKvStore({ ...consul, ...withLogger, ...(snapshots ? { snapshotFile: snapshots.kv } : {}) })
+      : new InMemoryKvStore());
 
-  const config = await createConfig({ ...common, kv, service, profiles, format, keys: keysFromEnvironment(env) });
+  const config = await createConfig({
+    ...common,
+    kv,
+    service,
+    profiles,
+    format,
+    keys: keysFromEnvironment(env),
+    ...(options.failFast !== undefined ? { failFast: options.failFast } : {}),
+  }).catch((err: unknown) => {
+    throw err instanceof ConfigSourceError && consul !== undefined && overrides.rules === undefined ? unreachable(err) : err;
+  });
   try {
     const registry: Registry | undefined =
-      overrides.registry ?? (consul ? new ConsulRegistry({ ...consul, ...(options.logger ? { logger: options.logger } : {}) }) : undefined);
+      overrides.registry ??
+      (consul ? new ConsulRegistry({ ...consul, ...withLogger, ...(snapshots ? { snapshotFile: snapshots.registry } : {}) }) : undefined);
     const mesh = createMesh({
       ...meshOptionsOf(config, service, env),
       ...(registry ? { registry } : {}),
@@ -127,6 +158,16 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     config.close();
     throw configuredError(err, overrides);
   }
+}
+
+/** Consul KV unreadable at start, with no snapshot: what this function's caller can do about it. */
+function unreachable(err: ConfigSourceError): ConfigSourceError {
+  const cause = err.cause instanceof Error ? err.cause.message : String(err.cause);
+  return new ConfigSourceError(
+    err.source,
+    `cannot be read (${cause}), and no snapshot of it was kept. Check that Consul is reachable; set meshlet.consul.snapshot-dir (MESHLET_CONSUL_SNAPSHOTDIR) so that a process restarted during an outage starts from the last state read; or pass failFast: false to createMeshFromConfig to start from the environment and the local file.`,
+    { cause: err.cause },
+  );
 }
 
 /** The MeshOptions fields configuration gives that createMesh checks, and their keys. */
