@@ -187,6 +187,8 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
   ['tracing.otlp.timeoutMs', 'meshlet.tracing.otlp.timeout-ms'],
   ['tracing.log.path', 'meshlet.tracing.log.path'],
   ['tracing.log.format', 'meshlet.tracing.log.format'],
+  // An open map: `metadata.<name>` is `meshlet.metadata.<name>`, whatever the name.
+  ['metadata.*', 'meshlet.metadata.*'],
 ];
 
 /**
@@ -196,12 +198,21 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
  */
 function configuredError(err: unknown, overrides: Partial<MeshOptions>): unknown {
   if (!(err instanceof MeshletError) || err.code !== 'MESHLET_BAD_OPTION') return err;
-  for (const [field, key] of CHECKED_KEYS) {
-    if (!err.message.startsWith(`${field}: `)) continue;
+  for (const [pattern, keyPattern] of CHECKED_KEYS) {
+    const field = pattern.endsWith('.*') ? mapField(err.message, pattern.slice(0, -1)) : pattern;
+    if (field === undefined || !err.message.startsWith(`${field}: `)) continue;
+    const key = keyPattern.endsWith('.*') ? keyPattern.slice(0, -1) + field.slice(pattern.length - 1) : keyPattern;
     const top = field.split('.')[0] as keyof MeshOptions;
     return overrides[top] !== undefined ? err : bad(key, err.message.slice(field.length + 2));
   }
   return err;
+}
+
+/** The field a refusal names under an open map's `prefix` (`metadata.bad.key: …` → `metadata.bad.key`). */
+function mapField(message: string, prefix: string): string | undefined {
+  if (!message.startsWith(prefix)) return undefined;
+  const end = message.indexOf(': ');
+  return end > prefix.length ? message.slice(0, end) : undefined;
 }
 
 /** The relaxed environment variable of a key, for error messages: `meshlet.auth.keys` → MESHLET_AUTH_KEYS. */

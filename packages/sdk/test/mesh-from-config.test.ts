@@ -135,6 +135,13 @@ describe('createMeshFromConfig without Consul', () => {
       /meshlet\.port \(MESHLET_PORT\): "eighty" is not a decimal number/,
     );
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'toml' }, /MESHLET_CONFIG_FORMAT/);
+    // A metadata name createMesh refuses (Consul's keys take no dots): named by its key, as the README says.
+    const badMetadata = join(dir, 'bad-metadata.properties');
+    await writeFile(badMetadata, 'meshlet.metadata.bad.key=v\n');
+    await refused(
+      { MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FILE: badMetadata },
+      /^meshlet\.metadata\.bad\.key \(MESHLET_METADATA_BAD_KEY\): metadata key "bad\.key"/,
+    );
     // createMesh checks the Redis URL (ratelimit-options.ts); from configuration, the key and variable are named.
     await refused(
       { MESHLET_SERVICE: 'orders', MESHLET_RATELIMIT_REDISURL: 'localhost:6379' },
