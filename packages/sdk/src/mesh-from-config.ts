@@ -122,6 +122,7 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     throw err instanceof ConfigSourceError && consul !== undefined && overrides.rules === undefined ? unreachable(err) : err;
   });
   try {
+    warnUnknownKeys(config, options.logger ?? consoleLogger('warn', service));
     const registry: Registry | undefined =
       overrides.registry ??
       (consul ? new ConsulRegistry({ ...consul, ...withLogger, ...(snapshots ? { snapshotFile: snapshots.registry } : {}) }) : undefined);
@@ -158,6 +159,93 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     config.close();
     throw configuredError(err, overrides);
   }
+}
+
+/**
+ * Every key under `meshlet.` this file (and identity-keys.ts) reads, for the unknown-key
+ * warning; a test holds it to every `'meshlet.…'` literal in those files.
+ */
+export const MESHLET_KEYS: readonly string[] = [
+  'meshlet.service',
+  'meshlet.profiles',
+  'meshlet.config.format',
+  'meshlet.consul.address',
+  'meshlet.consul.token',
+  'meshlet.consul.snapshot-dir',
+  'meshlet.version',
+  'meshlet.namespace',
+  'meshlet.port',
+  'meshlet.address',
+  'meshlet.instance-id',
+  'meshlet.health-path',
+  'meshlet.auth.default-action',
+  'meshlet.admin.token',
+  'meshlet.ratelimit.redis-url',
+  'meshlet.tracing.enabled',
+  'meshlet.tracing.sample-ratio',
+  'meshlet.tracing.otlp.url',
+  'meshlet.tracing.otlp.protocol',
+  'meshlet.tracing.otlp.compression',
+  'meshlet.tracing.otlp.timeout-ms',
+  'meshlet.tracing.otlp.headers',
+  'meshlet.tracing.otlp.certificate',
+  'meshlet.tracing.otlp.client-certificate',
+  'meshlet.tracing.otlp.client-key',
+  'meshlet.tracing.log.path',
+  'meshlet.tracing.log.format',
+];
+/** Open maps: any key under them is read (`meshlet.metadata.zone`, `meshlet.auth.keys[0].id`). */
+export const MESHLET_KEY_MAPS: readonly string[] = [
+  'meshlet.metadata.',
+  `${IDENTITY_KEYS_PREFIX}[`,
+  'meshlet.tracing.resource-attributes.',
+  'meshlet.tracing.resource-attributes[',
+];
+/** Unknown keys named one a line at most, at start; past it, one line counts the rest. */
+const UNKNOWN_KEYS_LOGGED = 20;
+
+/**
+ * Keys under `meshlet.` in configuration that the mesh does not read (a typo,
+ * `meshlet.helth-path`, would otherwise be silently ignored): one warning each at start,
+ * with the nearest known key. Keys given only as a relaxed environment variable are in no
+ * source's key set, so cannot be told.
+ */
+function warnUnknownKeys(config: Config, logger: Logger): void {
+  const known = new Set(MESHLET_KEYS);
+  const unknown = Object.keys(config.snapshot()).filter(
+    (key) => key.startsWith('meshlet.') && !known.has(key) && !MESHLET_KEY_MAPS.some((map) => key.startsWith(map)),
+  );
+  const candidates = [...MESHLET_KEYS, ...MESHLET_KEY_MAPS.map((map) => map.slice(0, -1))];
+  for (const key of unknown.slice(0, UNKNOWN_KEYS_LOGGED)) {
+    let nearest = candidates[0] as string;
+    for (const c of candidates) if (editDistance(key, c) < editDistance(key, nearest)) nearest = c;
+    logger.warn('a configuration key under meshlet. that the mesh does not read: ignored', {
+      code: 'MESHLET_CONFIG_UNKNOWN_KEY',
+      key,
+      nearest,
+    });
+  }
+  if (unknown.length > UNKNOWN_KEYS_LOGGED)
+    logger.warn('more configuration keys under meshlet. that the mesh does not read: ignored', {
+      code: 'MESHLET_CONFIG_UNKNOWN_KEY',
+      more: unknown.length - UNKNOWN_KEYS_LOGGED,
+    });
+}
+
+/** Levenshtein distance: edits from `a` to `b` (keys are short; two rows suffice). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(
+        (previous[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    previous = row;
+  }
+  return previous[b.length] as number;
 }
 
 /** Consul KV unreadable at start, with no snapshot: what this function's caller can do about it. */

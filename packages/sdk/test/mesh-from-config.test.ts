@@ -15,6 +15,7 @@ import { encryptValue, generateKey } from '@meshlet/config';
 import { MemoryLogger, MeshletError } from '@meshlet/core';
 import { decodeTraceProto } from '@meshlet/trace';
 import { type ConfiguredMesh, createMeshFromConfig } from '../src/index.js';
+import { MESHLET_KEY_MAPS, MESHLET_KEYS } from '../src/mesh-from-config.js';
 import {
   otlpFromOtelEnvironment,
   otlpHeadersOf,
@@ -119,6 +120,54 @@ describe('createMeshFromConfig without Consul', () => {
     } finally {
       await mesh.close();
     }
+  });
+
+  it('warns once at start of each key under meshlet. it does not read, naming the nearest known key; open maps are known', async () => {
+    const file = join(dir, 'typos.properties');
+    await writeFile(
+      file,
+      [
+        'meshlet.service=orders',
+        'meshlet.helth-path=/ready',
+        'meshlet.tracing.sample-ration=0.1',
+        'meshlet.verison=9.9.9',
+        'meshlet.version=1.0.0',
+        'meshlet.metadata.zone=z',
+        'meshlet.tracing.resource-attributes.team=t',
+        'app.own.key=1',
+        '',
+      ].join('\n'),
+    );
+    const logger = new MemoryLogger();
+    const mesh = await createMeshFromConfig({ env: { MESHLET_CONFIG_FILE: file }, logger });
+    try {
+      const unknown = logger.entries
+        .filter((e) => e.fields?.code === 'MESHLET_CONFIG_UNKNOWN_KEY')
+        .map((e) => `${e.fields?.key} ~ ${e.fields?.nearest}`);
+      assert.deepEqual(unknown.sort(), [
+        'meshlet.helth-path ~ meshlet.health-path',
+        'meshlet.tracing.sample-ration ~ meshlet.tracing.sample-ratio',
+        'meshlet.verison ~ meshlet.version',
+      ]);
+    } finally {
+      await mesh.close();
+    }
+  });
+
+  it('MESHLET_KEYS holds every meshlet. key the source reads', () => {
+    let read = 0;
+    for (const name of ['mesh-from-config', 'identity-keys']) {
+      const source = readFileSync(fileURLToPath(new URL(`../../src/${name}.ts`, import.meta.url)), 'utf8');
+      for (const [, key] of source.matchAll(/'(meshlet\.[a-z0-9.-]*[a-z0-9])'/g)) {
+        const k = key as string;
+        read++;
+        assert.ok(
+          MESHLET_KEYS.includes(k) || MESHLET_KEY_MAPS.some((map) => map.startsWith(k) || k.startsWith(map)),
+          `${name}.ts reads ${k}`,
+        );
+      }
+    }
+    assert.ok(read > 20, `${read} keys read`);
   });
 
   it('refuses a missing service and a bad value with MESHLET_BAD_OPTION naming the variable', async () => {
