@@ -2,7 +2,9 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   type Clock,
+  callListener,
   consoleLogger,
+  failureReason,
   type Health,
   type Instance,
   type InstancesListener,
@@ -278,6 +280,21 @@ export class ConsulRegistry implements Registry {
     }
   }
 
+  /**
+   * Calls a watch's listener (application code) so that a throw or an async listener's
+   * rejection is logged, not carried into the watch that delivered: the other listeners
+   * are still told, and the watch goes on.
+   */
+  #tell(what: string, call: () => unknown): void {
+    callListener(call, (err) =>
+      this.#logger.warn('a registry watch listener failed', {
+        code: 'MESHLET_REGISTRY_LISTENER_FAILED',
+        watch: what,
+        error: failureReason(err).slice(0, 200),
+      }),
+    );
+  }
+
   async services(): Promise<readonly string[]> {
     return new Promise((resolve) => {
       const off = this.watchServices((names) => {
@@ -345,7 +362,7 @@ export class ConsulRegistry implements Registry {
       entry.instances = instances;
       entry.unhealthy = unhealthy;
       resolveFirst();
-      for (const l of [...entry.listeners]) l(instances, unhealthy);
+      for (const l of [...entry.listeners]) this.#tell(service, () => l(instances, unhealthy));
     };
     const key = `service:${service}`;
     const clock = this.#opts.clock ?? systemClock;
@@ -484,7 +501,8 @@ export class ConsulRegistry implements Registry {
               .filter((n) => n !== 'consul')
               .sort(),
           );
-          for (const l of [...listeners]) l(state.names);
+          const names = state.names;
+          for (const l of [...listeners]) this.#tell('catalog', () => l(names));
         },
         onError: (err, consecutive) => {
           this.#degrade('catalog', err, consecutive);
@@ -492,7 +510,8 @@ export class ConsulRegistry implements Registry {
             void this.#loadSnapshot().then((snap) => {
               if (state.names !== undefined) return;
               state.names = Object.freeze(Object.keys(snap ?? {}).sort());
-              for (const l of [...listeners]) l(state.names);
+              const names = state.names;
+              for (const l of [...listeners]) this.#tell('catalog', () => l(names));
             });
           }
         },
@@ -505,7 +524,8 @@ export class ConsulRegistry implements Registry {
       const snap = await this.#loadSnapshot();
       if (!snap || Object.keys(snap).length === 0 || state.names !== undefined || this.#catalog !== state) return;
       state.names = Object.freeze(Object.keys(snap).sort());
-      for (const l of [...listeners]) l(state.names);
+      const names = state.names;
+      for (const l of [...listeners]) this.#tell('catalog', () => l(names));
     });
     return state;
   }

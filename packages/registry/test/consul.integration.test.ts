@@ -104,6 +104,42 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     await registry.close();
   });
 
+  it('a watch listener that throws, or rejects, is logged (MESHLET_REGISTRY_LISTENER_FAILED); the others are still told and the watch goes on', async () => {
+    const logger = new MemoryLogger();
+    const registry = new ConsulRegistry({ address: agent.address, waitSeconds: 5, logger });
+    try {
+      const offThrow = registry.watch('listened', (list) => {
+        if (list.length > 0) throw new Error('app listener broke');
+      });
+      const offReject = registry.watch('listened', async (list) => {
+        if (list.length > 0) throw new Error('async app listener broke');
+      });
+      const seen: number[] = [];
+      const offSeen = registry.watch('listened', (list) => seen.push(list.length));
+      await registry.register({ ...instance('listened-1', app.port), service: 'listened' });
+      await until<readonly Instance[]>(
+        (cb) => registry.watch('listened', cb),
+        (l) => l.length === 1,
+      );
+      await registry.register({ ...instance('listened-2', app.port), service: 'listened' });
+      await until<readonly Instance[]>(
+        (cb) => registry.watch('listened', cb),
+        (l) => l.length === 2,
+      );
+      const failed = () => logger.entries.filter((e) => e.fields?.code === 'MESHLET_REGISTRY_LISTENER_FAILED');
+      // Each change told the failing listeners (both failures logged) and the last listener too.
+      while (failed().length < 4) await new Promise((r) => setImmediate(r));
+      assert.ok(seen.includes(1) && seen.includes(2), `the third listener saw ${seen}`);
+      offThrow();
+      offReject();
+      offSeen();
+    } finally {
+      await registry.deregister('listened-1');
+      await registry.deregister('listened-2');
+      await registry.close();
+    }
+  });
+
   it('an instance at an IPv6 address: registered bare, its HTTP check calls http://[::1]:<port>/health, callers read it bare', async () => {
     const v6 = createServer((_req, res) => res.end('UP')).listen(0, '::1');
     await once(v6, 'listening');
