@@ -6,6 +6,7 @@ export { LeastRequests } from './least-requests.js';
 export type { LoadBalancer } from './load-balancer.js';
 export { DEFAULT_NEARBY, type Location, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
 export {
+  DEFAULT_LOAD_BALANCER,
   type Destination,
   type GroupSelector,
   LOAD_BALANCERS,

@@ -35,6 +35,12 @@ export type LoadBalancerConfig =
   | { readonly type: 'consistentHash'; readonly hashTag: string; readonly virtualNodes?: number };
 
 export const LOAD_BALANCERS = ['roundRobin', 'random', 'leastRequests', 'consistentHash'] as const;
+/**
+ * The balancer of a service whose rules name none (RouterOptions.loadBalancer changes it):
+ * least requests, weighted, as Istio's default since 1.14. A slow or hung instance keeps
+ * its calls in flight and stops being chosen; round robin would send it 1/n of all calls.
+ */
+export const DEFAULT_LOAD_BALANCER: LoadBalancerConfig = Object.freeze({ type: 'leastRequests' });
 export type LoadBalancerType = (typeof LOAD_BALANCERS)[number];
 
 export interface NearbyConfig {

@@ -19,7 +19,7 @@ import type { LoadCount } from './endpoint.js';
 import type { InstancePool, PoolSettings } from './instance-pool.js';
 import { LANE_TAG } from './lane.js';
 import { DEFAULT_NEARBY, type Location, type NearbyLevel } from './nearby.js';
-import { type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-rule.js';
+import { DEFAULT_LOAD_BALANCER, type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-rule.js';
 import { choosePool, RouteTable } from './route-table.js';
 
 export interface RouterOptions {
@@ -27,7 +27,7 @@ export interface RouterOptions {
   readonly location?: Location;
   /** Nearby defaults; a service's `route.nearby` overrides them. Default: enabled, 50%. */
   readonly nearby?: Partial<NearbyConfig>;
-  /** Balancer for services whose rules name none. Default: smooth weighted round robin. */
+  /** Balancer for services whose rules name none. Default: DEFAULT_LOAD_BALANCER, weighted least requests. */
   readonly loadBalancer?: LoadBalancerConfig;
   /** Instances to leave out for now (open breakers). Default: none. */
   readonly exclusion?: InstanceExclusion;
@@ -166,7 +166,7 @@ export class Router {
   constructor(options: RouterOptions = {}) {
     this.#location = options.location ?? {};
     this.#nearby = { ...DEFAULT_NEARBY, ...options.nearby };
-    this.#loadBalancer = options.loadBalancer ?? { type: 'roundRobin' };
+    this.#loadBalancer = options.loadBalancer ?? DEFAULT_LOAD_BALANCER;
     this.#exclusion = options.exclusion ?? noExclusion;
     this.#random = options.random ?? Math.random;
     this.#laneTag = options.laneTag ?? LANE_TAG;

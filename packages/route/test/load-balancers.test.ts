@@ -42,7 +42,7 @@ describe('smooth weighted round robin', () => {
   });
 
   it('follows metadata weights through the router', () => {
-    const router = new Router({ random: seededRandom(1) });
+    const router = new Router({ random: seededRandom(1), loadBalancer: { type: 'roundRobin' } });
     router.setInstances('svc', [
       instance('svc', 'big', { weight: '300' }),
       instance('svc', 'small'),
@@ -76,7 +76,82 @@ describe('weighted random', () => {
   });
 });
 
+/** Asserts that `got` of `n` picks is within 4 standard deviations of binomial(n, p). */
+function near(got: number, n: number, p: number, what: string): void {
+  const sd = Math.sqrt(n * p * (1 - p));
+  assert.ok(Math.abs(got - n * p) <= 4 * sd, `${what}: ${got} of ${n}, expected ${(n * p).toFixed(1)} ± ${(4 * sd).toFixed(1)}`);
+}
+
 describe('least outstanding requests (power of two choices)', () => {
+  it('picks in proportion to weight when nothing is in flight (seeded)', () => {
+    const weights = [300, 100, 100, 1];
+    const lb = new LeastRequests(endpoints(weights), seededRandom(42));
+    const n = 40_000;
+    const c = ids(Array.from({ length: n }, () => lb.pick()));
+    for (const [i, w] of weights.entries()) near(c[`i${i}`] ?? 0, n, w / 501, `i${i} of weight ${w}`);
+  });
+
+  it('is the default, and follows metadata weights through the router', () => {
+    const router = new Router({ random: seededRandom(1) });
+    router.setInstances('svc', [
+      instance('svc', 'big', { weight: '300' }),
+      instance('svc', 'small'),
+      instance('svc', 'junk', { weight: 'x' }),
+    ]);
+    const n = 10_000;
+    const c = ids(Array.from({ length: n }, () => router.pick('svc', tags())));
+    near(c.big ?? 0, n, 0.6, 'big');
+    near(c.small ?? 0, n, 0.2, 'small');
+    near(c.junk ?? 0, n, 0.2, 'junk');
+    // The default balancer reads the counts: an instance holding calls is passed over.
+    // The default reads the counts: 4 calls in flight at weight 300 is more per unit of
+    // weight than the others' next call at 100 (4/300 > 1/100), so big is passed over.
+    const ends = Array.from({ length: 4 }, () => router.callStarted(instance('svc', 'big')));
+    const loaded = ids(Array.from({ length: 1000 }, () => router.pick('svc', tags())));
+    assert.equal(loaded.big, undefined, JSON.stringify(loaded));
+    for (const end of ends) end();
+  });
+
+  it('chooses an instance less often the more calls it holds, and never once it holds the most', () => {
+    // The others hold 1 and 3. Of the 6 ordered pairs, the held one is kept first when the
+    // other holds at least as many, and taken second when the first holds more:
+    // k = 0 → 4/6, 1 → 3/6, 2 → 2/6, 3 → 1/6, above 3 → 0.
+    const expected = [4 / 6, 3 / 6, 2 / 6, 1 / 6, 0, 0, 0];
+    const n = 12_000;
+    const shares = expected.map((p, k) => {
+      const eps = endpoints([100, 100, 100]);
+      (eps[0] as Endpoint).load.outstanding = 1;
+      (eps[1] as Endpoint).load.outstanding = 3;
+      (eps[2] as Endpoint).load.outstanding = k;
+      const lb = new LeastRequests(eps, seededRandom(100 + k));
+      const got = ids(Array.from({ length: n }, () => lb.pick())).i2 ?? 0;
+      if (p === 0) assert.equal(got, 0, `k = ${k}`);
+      else near(got, n, p, `k = ${k}`);
+      return got;
+    });
+    for (let k = 1; k < 5; k++) assert.ok((shares[k] as number) < (shares[k - 1] as number), JSON.stringify(shares));
+  });
+
+  it('does not flood an instance of low weight (warming up) when the others are busy', () => {
+    // A closed loop of 8 calls, each held 5 steps: the weight-1 instance stays near 1/201.
+    const router = new Router({ random: seededRandom(5) });
+    router.setInstances('svc', [instance('svc', 'a'), instance('svc', 'b'), instance('svc', 'new', { weight: '1' })]);
+    const inFlight: { end: () => void; until: number }[] = [];
+    let calls = 0;
+    let toNew = 0;
+    for (let t = 0; t < 5000; t++) {
+      for (const f of inFlight.filter((x) => x.until <= t)) f.end();
+      inFlight.splice(0, inFlight.length, ...inFlight.filter((x) => x.until > t));
+      while (inFlight.length < 8) {
+        const inst = router.pick('svc', tags());
+        calls++;
+        if (inst.id === 'new') toNew++;
+        inFlight.push({ end: router.callStarted(inst), until: t + 5 });
+      }
+    }
+    assert.ok(toNew <= (2 * calls) / 201, `${toNew} of ${calls}`);
+  });
+
   it('never picks the busiest instance while others are idle', () => {
     const eps = endpoints([100, 100, 100, 100, 100]);
     (eps[2] as Endpoint).load.outstanding = 5;

@@ -184,7 +184,8 @@ describe('rule routing', () => {
   });
 
   it('spreads calls over every instance when there are no rules', () => {
-    const router = new Router({ random: seededRandom(3) });
+    // Round robin named, so that "every instance" can be counted exactly.
+    const router = new Router({ random: seededRandom(3), loadBalancer: { type: 'roundRobin' } });
     router.setInstances(SVC, fleet);
     const ids = countBy(
       Array.from({ length: 50 }, () => router.pick(SVC, tags()).id),
@@ -326,7 +327,8 @@ describe('route rules in shadow mode (`route.mode: "shadow"`)', () => {
   it('routes as if the section were absent, and names the rule it would have applied', async () => {
     const { MemoryLogger } = await import('@meshlet/core');
     const logger = new MemoryLogger();
-    const router = new Router({ random: seededRandom(1), logger });
+    // Round robin named: ten calls then reach each of the five instances exactly twice.
+    const router = new Router({ random: seededRandom(1), logger, loadBalancer: { type: 'roundRobin' } });
     router.setInstances(SVC, fleet);
     const rules = {
       rules: [{ name: 'chrome-to-v2', when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }], destinations: to('v2') }],

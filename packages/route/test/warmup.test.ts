@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Instance, ManualClock } from '@meshlet/core';
-import { applyWarmup, BASE_WEIGHT_META, nextWarmupChangeAt, REGISTERED_AT_META, WarmupFeed, warmupWeight } from '../src/index.js';
+import { type Instance, ManualClock, seededRandom } from '@meshlet/core';
+import { applyWarmup, BASE_WEIGHT_META, nextWarmupChangeAt, REGISTERED_AT_META, Router, WarmupFeed, warmupWeight } from '../src/index.js';
 
 const MIN = 60_000;
 const inst = (id: string, metadata: Record<string, string>): Instance => ({
@@ -163,5 +163,26 @@ describe('WarmupFeed, in front of Router.setInstances', () => {
       { service: 'orders', weights: ['-'] },
       { service: 'orders', weights: ['-'] },
     ]);
+  });
+
+  it('ramps a new instance’s share of calls under the default balancer', () => {
+    const clock = new ManualClock(1_000 * MIN);
+    const router = new Router({ clock, random: seededRandom(17) });
+    const feed = new WarmupFeed(router, { clock, warmup: { windowMs: 10 * MIN, floor: 0.1 } });
+    feed.setInstances('orders', [inst('old', {}), inst('fresh', { [REGISTERED_AT_META]: String(clock.now()) })]);
+    const n = 4000;
+    const share = (p: number, what: string) => {
+      let fresh = 0;
+      for (let i = 0; i < n; i++) if (router.pick('orders', () => undefined).id === 'fresh') fresh++;
+      // Within 4 standard deviations of binomial(n, p).
+      const sd = Math.sqrt(n * p * (1 - p));
+      assert.ok(Math.abs(fresh - n * p) <= 4 * sd, `${what}: ${fresh} of ${n}, expected ${(n * p).toFixed(0)} ± ${(4 * sd).toFixed(0)}`);
+    };
+    share(10 / 110, 'at registration, weight 10 against 100');
+    clock.advance(5 * MIN);
+    share(55 / 155, 'half-way, weight 55 against 100');
+    clock.advance(5 * MIN);
+    share(1 / 2, 'warmed up');
+    feed.close();
   });
 });
