@@ -37,6 +37,10 @@ export async function startService(opts: {
     registry: opts.registry,
     rules: opts.rules,
     ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    // Round robin named, so that the demo's few calls, one at a time, visibly alternate
+    // between user-a and user-b. Without it the default, least requests, draws each call
+    // by weight and passes over an instance that holds calls (README, "Safe defaults").
+    route: { loadBalancer: { type: 'roundRobin' } },
     tagsFromHeaders: [{ header: 'user-agent', tag: 'ua.family', transform: userAgentFamily }],
   });
   const server = createServer(

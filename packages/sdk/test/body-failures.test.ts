@@ -48,7 +48,14 @@ describe('a body broken after the headers counts against the instance', () => {
       ['bad', bad],
     ] as const)
       await registry.register({ id, service, address: '127.0.0.1', port: s.port, tags: [], metadata: {}, health: 'passing' });
-    const mesh = createMesh({ service: 'caller', registry, rules: new InMemoryKvStore(), logger: new MemoryLogger() });
+    // Round robin named: the counts below (every other call to `bad`) need calls in turn.
+    const mesh = createMesh({
+      service: 'caller',
+      registry,
+      rules: new InMemoryKvStore(),
+      logger: new MemoryLogger(),
+      route: { loadBalancer: { type: 'roundRobin' } },
+    });
     meshes.push(mesh);
     return mesh;
   }

@@ -4,7 +4,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { meshKey } from '@meshlet/auth';
-import { createContext, InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, runWithContext, withTags } from '@meshlet/core';
+import {
+  createContext,
+  InMemoryKvStore,
+  InMemoryRegistry,
+  ManualClock,
+  MemoryLogger,
+  runWithContext,
+  seededRandom,
+  withTags,
+} from '@meshlet/core';
 import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
@@ -233,19 +242,32 @@ describe('warm-up through the mesh', () => {
       metadata: meta(clock.now()),
       health: 'passing',
     });
-    const mesh = createMesh({ service: 'c', registry, clock, warmup: { windowMs: 60_000 }, logger: new MemoryLogger() });
-    const share = async () => {
-      let n = 0;
-      for (let i = 0; i < 200; i++) if ((await (await mesh.fetch('http://svc/')).text()) === 'new') n++;
-      return n / 200;
-    };
-    const cold = await share();
-    clock.advance(60_000);
-    const warm = await share();
-    assert.ok(cold < 0.05, `a just-registered instance gets little: ${cold}`);
-    assert.ok(Math.abs(warm - 0.5) < 0.02, `a warm one gets its full share: ${warm}`);
-    await mesh.close();
-    for (const u of ups) await u.close();
+    // The default balancer, on a seeded source: with one call at a time it follows weight.
+    const mesh = createMesh({
+      service: 'c',
+      registry,
+      clock,
+      warmup: { windowMs: 60_000 },
+      route: { random: seededRandom(13) },
+      logger: new MemoryLogger(),
+    });
+    try {
+      const n = 400;
+      /** Asserts that `new` gets a share of n calls within 4 standard deviations of binomial(n, p). */
+      const share = async (p: number, what: string) => {
+        let got = 0;
+        for (let i = 0; i < n; i++) if ((await (await mesh.fetch('http://svc/')).text()) === 'new') got++;
+        const sd = Math.sqrt(n * p * (1 - p));
+        assert.ok(Math.abs(got - n * p) <= 4 * sd, `${what}: ${got} of ${n}, expected ${(n * p).toFixed(1)} ± ${(4 * sd).toFixed(1)}`);
+      };
+      // Just registered: weight 1 (the floor, 1% of 100) against 100.
+      await share(1 / 101, 'a just-registered instance gets little');
+      clock.advance(60_000);
+      await share(1 / 2, 'a warm one gets its full share');
+    } finally {
+      await mesh.close();
+      for (const u of ups) await u.close();
+    }
   });
 });
 

@@ -33,7 +33,15 @@ describe('governed fetch', () => {
       await m.register({ port: s.port });
       meshes.push(m);
     }
-    caller = createMesh({ service: 'gateway', version: '2.0.0', namespace: 'prod', registry, logger: new MemoryLogger() });
+    // Round robin named: the first test checks its alternation.
+    caller = createMesh({
+      service: 'gateway',
+      version: '2.0.0',
+      namespace: 'prod',
+      registry,
+      logger: new MemoryLogger(),
+      route: { loadBalancer: { type: 'roundRobin' } },
+    });
     await caller.register({ port: 1 });
   });
   after(async () => {

@@ -904,7 +904,8 @@ describe("gRPC retries past a peer's limiter", () => {
       await startEcho('quota-1', [open.grpc.serverInterceptor()]),
     ];
     for (const s of servers) await registerEcho(e, 'quota', s);
-    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger() });
+    // Round robin named: every other first attempt goes to quota-0, whose refusal is the subject.
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger(), route: { loadBalancer: { type: 'roundRobin' } } });
     await caller.rules.apply(
       JSON.stringify({
         service: 'quota',

@@ -48,6 +48,8 @@ async function setup(tracing?: { exporters: InMemorySpanExporter[]; batch: { del
     registry,
     rules,
     logger: new MemoryLogger(),
+    // Round robin named: calls in turn, so two calls reach the failing instance once (the span test needs that attempt).
+    route: { loadBalancer: { type: 'roundRobin' } },
     ...(tracing ? { tracing } : {}),
   });
   await caller.register({ port: 1 });

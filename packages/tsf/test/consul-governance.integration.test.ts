@@ -6,7 +6,7 @@ import type { RequestListener } from 'node:http';
 import { describe, it } from 'node:test';
 import { ManualClock, MemoryLogger } from '@meshlet/core';
 import { ConsulRegistry } from '@meshlet/registry';
-import { createMesh, type MeshOptions, ruleKinds, withTags } from 'meshlet';
+import { createMesh, type Mesh, type MeshOptions, ruleKinds, withTags } from 'meshlet';
 import { readTsfWarmup, TSF_BREAKER_PROBES, TsfRuleStore, tsfMetadata, tsfRuleKey } from '../src/index.js';
 import { consulEstate, listen, NS, seeded, until } from './consul-helpers.js';
 import { fixture } from './fixtures.js';
@@ -261,27 +261,30 @@ strategyList:
       kinds: ruleKinds,
       logger: new MemoryLogger(),
     });
-    const shop = mesh({
-      service: 'shop',
-      rules: store,
-      clock,
-      warmup,
-      route: { random: seeded(29), loadBalancer: { type: 'random' } },
-    });
+    // Two callers on the same instances and clock: one drawing at random by weight, one on
+    // the default balancer (least requests, which with calls one at a time follows weight).
+    const callers = {
+      random: mesh({ service: 'shop', rules: store, clock, warmup, route: { random: seeded(29), loadBalancer: { type: 'random' } } }),
+      'the default balancer': mesh({ service: 'shop', rules: store, clock, warmup, route: { random: seeded(31) } }),
+    };
+    const shop = callers.random;
     const N = 400;
-    const share = async () => {
+    const share = async (caller: Mesh) => {
       const counts: Record<string, number> = {};
       for (let i = 0; i < N; i++) {
-        const body = await (await shop.fetch('http://stock/item')).text();
+        const body = await (await caller.fetch('http://stock/item')).text();
         counts[body] = (counts[body] ?? 0) + 1;
       }
       assert.equal((counts['group-s-old'] ?? 0) + (counts['group-s-new'] ?? 0), N, JSON.stringify(counts));
       return counts['group-s-new'] ?? 0;
     };
-    /** Asserts `got` of N is within 4.5 standard deviations of a binomial(N, p) draw. */
-    const near = (got: number, p: number, what: string) => {
+    /** Asserts that each caller's share of N is within 4.5 standard deviations of a binomial(N, p) draw. */
+    const near = async (p: number, what: string) => {
       const tolerance = 4.5 * Math.sqrt(N * p * (1 - p));
-      assert.ok(Math.abs(got - N * p) <= tolerance, `${what}: ${got} of ${N}, expected ${N * p} ± ${tolerance.toFixed(1)}`);
+      for (const [name, caller] of Object.entries(callers)) {
+        const got = await share(caller);
+        assert.ok(Math.abs(got - N * p) <= tolerance, `${what}, ${name}: ${got} of ${N}, expected ${N * p} ± ${tolerance.toFixed(1)}`);
+      }
     };
     // Consul has both, each with the registration time the SDK put in its metadata.
     const registered = Object.fromEntries(
@@ -290,12 +293,12 @@ strategyList:
     assert.deepEqual(registered, { 'group-s-old': clock.now() - 3_600_000, 'group-s-new': clock.now() });
 
     // Just registered: weight max(1, 100 × 0²) = 1 against the old instance's 100.
-    near(await share(), 1 / 101, 'at registration');
+    await near(1 / 101, 'at registration');
     // Half-way: 100 × 0.5² = 25 against 100.
     clock.advance(60_000);
-    near(await share(), 25 / 125, 'half-way through the warm-up');
+    await near(25 / 125, 'half-way through the warm-up');
     // After warmupTime: its full weight, an even split.
     clock.advance(60_000);
-    near(await share(), 1 / 2, 'after the warm-up');
+    await near(1 / 2, 'after the warm-up');
   });
 });
