@@ -13,14 +13,19 @@ export interface ServeOptions {
    * After deregistering, how long to keep serving so that callers' caches drop this
    * instance. Spring Cloud LoadBalancer caches instance lists for 35 s; Meshlet callers
    * see the change within milliseconds. Default: 35 000 ms on a remote registry, 0 on the
-   * in-memory one.
+   * in-memory one. With the drain and the trace flush, a stop takes longer than
+   * Kubernetes' default 30 s grace: raise terminationGracePeriodSeconds (README, "Graceful stop").
    */
   readonly deregisterDelayMs?: number;
   /** How long in-flight requests may take to finish once the server stops accepting. Default 10 000 ms. */
   readonly drainTimeoutMs?: number;
-  /** Signals that start a graceful stop. Default SIGTERM and SIGINT; [] installs none. */
+  /**
+   * Signals that start a graceful stop. Default SIGTERM and SIGINT; [] installs none. The
+   * listeners stay until the mesh is released: a repeated signal during the stop is logged
+   * once (MESHLET_SIGNAL_IGNORED) and ignored.
+   */
   readonly signals?: readonly NodeJS.Signals[];
-  /** Exit the process (code 0) after a signal-driven stop. Default true. */
+  /** Exit the process (code 0) once a signal-driven stop is done. Default true. */
   readonly exitOnSignal?: boolean;
 }
 
@@ -88,14 +93,18 @@ export interface LifecycleDeps {
  * A mesh's life: `serve` (wait until the server answers its health path, install the
  * signal handlers, register), `shutdown` (wait for a registration in flight, deregister,
  * wait for callers' caches, drain, close) and `close` (deregister and close at once).
- * `release` closes the mesh's parts; it runs once whichever way the mesh ends.
+ * The mesh ends once: whichever of `shutdown` and `close` comes first decides how, and
+ * every later call of either (and the signal handler) awaits that same end. `release`
+ * closes the mesh's parts.
  */
 export class Lifecycle {
   readonly #deps: LifecycleDeps;
   #stopping = false;
   #closed = false;
+  /** The mesh's end, once begun: a second caller that returned earlier would let its app exit mid-drain. */
+  #ending: Promise<void> | undefined;
   #servedBy: { server: Server; options: ServeOptions } | undefined;
-  #signalHandler: (() => void) | undefined;
+  #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
   /** The signals the handler is installed on, to take it off when the mesh ends. */
   #signals: readonly NodeJS.Signals[] = [];
 
@@ -117,7 +126,7 @@ export class Lifecycle {
     checkServeOptions(options);
     const { healthPath } = this.#deps;
     const path = options.healthPath ?? (healthPath || '/health');
-    const stopped = () => this.#stopping || this.#closed;
+    const stopped = () => this.#ending !== undefined;
     const port = await waitUntilReady(server, path, options.readinessTimeoutMs ?? 30_000, stopped);
     // Stopped or closed while waiting for the server: nothing to register.
     if (port === undefined || stopped()) throw new MeshletError('MESHLET_CLOSED', 'serve(): the mesh stopped while its server got ready');
@@ -128,12 +137,33 @@ export class Lifecycle {
     return this.#deps.register({ port });
   }
 
+  /**
+   * The first signal starts the graceful stop (or joins one under way) and exits when it is
+   * done. The handlers stay installed until the mesh is released: a repeated signal (Ctrl-C
+   * under `npm run` delivers SIGINT twice, ms apart) is logged once and ignored, where the
+   * default action would kill the process mid-drain, still registered.
+   */
   #installSignalHandlers(options: ServeOptions): void {
     const { logger, service } = this.#deps;
     const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
     if (signals.length > 0 && !this.#signalHandler) {
-      this.#signalHandler = () => {
-        logger.info('graceful stop', { service });
+      let first: NodeJS.Signals | undefined;
+      let repeatLogged = false;
+      this.#signalHandler = (signal) => {
+        if (first !== undefined) {
+          if (!repeatLogged) {
+            repeatLogged = true;
+            logger.warn('signal ignored: the graceful stop goes on, and the process exits when it is done', {
+              code: 'MESHLET_SIGNAL_IGNORED',
+              service,
+              signal,
+              stoppingOn: first,
+            });
+          }
+          return;
+        }
+        first = signal;
+        logger.info('graceful stop', { service, signal });
         void this.shutdown().then(
           () => {
             if (options.exitOnSignal !== false) process.exit(0);
@@ -145,12 +175,21 @@ export class Lifecycle {
         );
       };
       this.#signals = signals;
-      for (const s of signals) process.once(s, this.#signalHandler);
+      for (const s of signals) process.on(s, this.#signalHandler);
     }
   }
 
-  async shutdown(): Promise<void> {
-    if (this.#stopping) return;
+  shutdown(): Promise<void> {
+    this.#ending ??= this.#stop();
+    return this.#ending;
+  }
+
+  close(): Promise<void> {
+    this.#ending ??= this.#closeAtOnce();
+    return this.#ending;
+  }
+
+  async #stop(): Promise<void> {
     this.#stopping = true;
     const opts = this.#servedBy?.options ?? {};
     await this.#deps.deregister();
@@ -160,16 +199,20 @@ export class Lifecycle {
     await this.#release();
   }
 
-  async close(): Promise<void> {
+  async #closeAtOnce(): Promise<void> {
     await this.#deps.deregister();
     await this.#release();
   }
 
   async #release(): Promise<void> {
     this.#closed = true;
-    // A signal after the end is no longer the mesh's: the process's default (or the app's) again.
-    const handler = this.#signalHandler;
-    if (handler !== undefined) for (const s of this.#signals) process.removeListener(s, handler);
-    await this.#deps.release();
+    try {
+      await this.#deps.release();
+    } finally {
+      // Only now (the trace flush included): a signal after the end is no longer the mesh's,
+      // the process's default (or the app's) again.
+      const handler = this.#signalHandler;
+      if (handler !== undefined) for (const s of this.#signals) process.removeListener(s, handler);
+    }
   }
 }

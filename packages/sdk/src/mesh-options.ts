@@ -252,8 +252,14 @@ export interface Mesh {
    * registers, and stops gracefully on SIGTERM/SIGINT.
    */
   serve(server: Server, options?: ServeOptions): Promise<Instance>;
-  /** Graceful stop: health 503, deregister, wait for callers to notice, drain in-flight requests, flush traces. */
+  /**
+   * Graceful stop: health 503, deregister, wait for callers to notice, drain in-flight
+   * requests, flush traces. A call during a stop (or a close) resolves when that is done.
+   */
   shutdown(): Promise<void>;
-  /** Deregisters and stops following the registry and rules, at once. */
+  /**
+   * Deregisters and stops following the registry and rules, at once. During a graceful
+   * stop, resolves when the stop is done (it does not cut the drain).
+   */
   close(): Promise<void>;
 }

@@ -250,6 +250,63 @@ describe('lifecycle', () => {
     await stopped;
     assert.equal(server.listening, false);
   });
+
+  // Found by a reviewer: a second shutdown() returned at once, so an app's own SIGTERM hook
+  // (or NestJS's beforeApplicationShutdown) next to serve()'s let the process exit mid-drain.
+  it('a second shutdown() and a close() during a stop resolve once the stop is done', async () => {
+    const mesh = createMesh({ service: 'twice', logger: new MemoryLogger() });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let arrive!: () => void;
+    const arrived = new Promise<void>((r) => {
+      arrive = r;
+    });
+    const { createServer } = await import('node:http');
+    const server = createServer(
+      mesh.httpHandler(async (_req, res) => {
+        arrive();
+        await gate;
+        res.end('done');
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    const instance = await mesh.serve(server, { signals: [] });
+    const resolved: string[] = [];
+    const inFlight = globalThis.fetch(`http://127.0.0.1:${instance.port}/work`).then(async (r) => {
+      const body = await r.text();
+      resolved.push('in-flight answered');
+      return body;
+    });
+    await arrived;
+    const calls = [
+      mesh.shutdown().then(() => resolved.push('first shutdown')),
+      mesh.shutdown().then(() => resolved.push('second shutdown')),
+      mesh.close().then(() => resolved.push('close')),
+    ];
+    // Draining: the server no longer accepts, the request is still held at the gate.
+    while (server.listening) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(resolved, [], 'nothing resolved while the request is in flight');
+    release();
+    assert.equal(await inFlight, 'done');
+    await Promise.all(calls);
+    assert.deepEqual(resolved, ['in-flight answered', 'first shutdown', 'second shutdown', 'close']);
+  });
+
+  it('shutdown() during a close() resolves with the close: no deregistration delay of its own', { timeout: 20_000 }, async () => {
+    const mesh = createMesh({ service: 'closed-first', logger: new MemoryLogger() });
+    const { createServer } = await import('node:http');
+    const server = createServer(mesh.httpHandler((_req, res) => res.end('ok')));
+    server.listen(0, '127.0.0.1');
+    // A delay the test's timeout would end: a shutdown() that ran its own stop would wait it out.
+    await mesh.serve(server, { signals: [], deregisterDelayMs: 600_000 });
+    const closing = mesh.close();
+    await mesh.shutdown();
+    await closing;
+    assert.equal(mesh.stopping, false, 'the close decided how the mesh ended');
+    server.close();
+  });
 });
 
 /** An in-memory registry whose register() waits at a gate: `started` once one arrives, `letRegister` opens it. */

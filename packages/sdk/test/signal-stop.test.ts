@@ -3,69 +3,13 @@
 // request is in flight. Needs MESHLET_CONSUL_BIN (or consul on PATH): fails, never skips,
 // without it.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
+import { startChild, WAIT_MS } from './child-events.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/serve-child.js', import.meta.url));
-const WAIT_MS = 30_000;
-
-type ChildEvent = { event: string; [field: string]: unknown };
-
-/** The child, with the events it reported on stdout and the tail of its stderr. */
-function startChild(consul: string, service: string) {
-  const proc: ChildProcess = spawn(process.execPath, [CHILD], {
-    env: { ...process.env, MESHLET_TEST_CONSUL: consul, MESHLET_TEST_SERVICE: service },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const events: ChildEvent[] = [];
-  const listeners = new Set<() => void>();
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr = (stderr + d).slice(-4000);
-  });
-  createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    try {
-      events.push(JSON.parse(line) as ChildEvent);
-    } catch {
-      events.push({ event: 'unparsed', line });
-    }
-    for (const l of listeners) l();
-  });
-  const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const describe = () => `child events: ${JSON.stringify(events)}\nchild stderr: ${stderr}`;
-  /** Resolves with the first event named `name`; rejects if the child exits or WAIT_MS passes first. */
-  const event = (name: string) =>
-    new Promise<ChildEvent>((resolve, reject) => {
-      const check = () => {
-        const found = events.find((e) => e.event === name);
-        if (!found) return;
-        done();
-        resolve(found);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`the child did not report "${name}" within ${WAIT_MS} ms\n${describe()}`));
-      }, WAIT_MS);
-      const onExit = () => {
-        check();
-        done();
-        reject(new Error(`the child exited before reporting "${name}"\n${describe()}`));
-      };
-      const done = () => {
-        clearTimeout(timer);
-        listeners.delete(check);
-        proc.off('exit', onExit);
-      };
-      listeners.add(check);
-      proc.once('exit', onExit);
-      check();
-    });
-  return { proc, events, exited, event, describe };
-}
 
 /** Polls `probe` until it returns a value other than undefined; fails after WAIT_MS. */
 async function until<T>(what: string, probe: () => Promise<T | undefined>, intervalMs = 50): Promise<T> {
@@ -121,7 +65,7 @@ describe('mesh.serve() stops gracefully on a real signal', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`${signal}: health 503, deregistered, the request in flight answered, exit code 0`, async () => {
       const service = `signal-stop-${signal.toLowerCase()}`;
-      const child = startChild(consul.address, service);
+      const child = startChild(CHILD, { MESHLET_TEST_CONSUL: consul.address, MESHLET_TEST_SERVICE: service });
       children.push(child.proc);
 
       const served = await child.event('served');
