@@ -323,10 +323,9 @@ describe('console behind a TLS proxy, and beyond this machine', () => {
     }
   });
 
-  it('refuses to start on a --host beyond loopback without --allowed-host or --public-origin: a usage error', {
-    timeout: 30_000,
-  }, async () => {
-    const child = spawn(process.execPath, [bin(), 'console', '--dir', dir, '--port', '0', '--host', '0.0.0.0'], {
+  /** `meshlet console --dir <dir> --port 0 <args>` run to its exit (a refusal to start): its exit code and standard error. */
+  const consoleRefusal = async (args: readonly string[]): Promise<{ code: number | null; err: string }> => {
+    const child = spawn(process.execPath, [bin(), 'console', '--dir', dir, '--port', '0', ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -335,6 +334,13 @@ describe('console behind a TLS proxy, and beyond this machine', () => {
       err += d;
     });
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    return { code, err };
+  };
+
+  it('refuses to start on a --host beyond loopback without --allowed-host or --public-origin: a usage error', {
+    timeout: 30_000,
+  }, async () => {
+    const { code, err } = await consoleRefusal(['--host', '0.0.0.0']);
     assert.equal(code, 2, err);
     assert.match(err, /host: 0\.0\.0\.0 is reachable beyond this machine/);
     assert.match(err, /--allowed-host/);
@@ -342,15 +348,7 @@ describe('console behind a TLS proxy, and beyond this machine', () => {
   });
 
   it('refuses a --console-token under the minimum as a usage error (exit 2), as its other flags', { timeout: 30_000 }, async () => {
-    const child = spawn(process.execPath, [bin(), 'console', '--dir', dir, '--port', '0', '--console-token', 'short'], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => {
-      err += d;
-    });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const { code, err } = await consoleRefusal(['--console-token', 'short']);
     assert.equal(code, 2, err);
     assert.match(err, /console token: at least 16 characters/);
   });
