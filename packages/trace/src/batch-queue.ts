@@ -98,6 +98,8 @@ export class BatchQueue implements SpanProcessor {
   #shutdown = false;
   /** Shutdown has begun: a failed batch drops the rest. */
   #closing = false;
+  /** The one shutdown: every caller of shutdown() waits for it, not only the first. */
+  #closed: Promise<void> | undefined;
   /** Shutdown gave up on what was left: the batch in flight's result is no longer counted. */
   #abandoned = false;
   /** Spans of the batch of spans (not a line: those are in #encoded) being exported. */
@@ -179,8 +181,12 @@ export class BatchQueue implements SpanProcessor {
    * is not exported by then is dropped and counted, and the exporter's own shutdown is not
    * waited for past it (its batch in flight ends by its own timeout, unwaited).
    */
-  async shutdown(): Promise<void> {
-    if (this.#closing) return;
+  shutdown(): Promise<void> {
+    this.#closed ??= this.#shutdownOnce();
+    return this.#closed;
+  }
+
+  async #shutdownOnce(): Promise<void> {
     this.#closing = true;
     let cancel: CancelTimer | undefined;
     const late = new Promise<'late'>((resolve) => {

@@ -31,17 +31,24 @@ describe('shutdown within one deadline', () => {
     const q = new BatchQueue(exporterThat('never', calls), { maxBatchSize: 512, shutdownTimeoutMs: 1000, clock, logger });
     for (let i = 0; i < 2048; i++) q.onEnd(span);
     let done = false;
+    let secondDone = false;
     const closing = q.shutdown().then(() => {
       done = true;
+    });
+    // A second caller (an app's hook beside the mesh's) waits for the same shutdown.
+    const second = q.shutdown().then(() => {
+      secondDone = true;
     });
     clock.advance(999);
     await tick();
     assert.equal(done, false);
+    assert.equal(secondDone, false, 'a second shutdown() does not return before the first');
     clock.advance(1);
     await tick();
     await tick();
     assert.equal(done, true, 'shutdown returned at its deadline');
     await closing;
+    await second;
     assert.deepEqual(calls, [512], 'the batches behind the one in flight were not tried');
     assert.deepEqual(q.stats, { exported: 0, dropped: 2048, failed: 0, queued: 0 });
     assert.deepEqual(
