@@ -132,7 +132,9 @@ export interface Deadline {
  * value keeps a FIFO and one timer armed for its oldest live deadline. An attempt that
  * settles only marks its entry done (O(1)); done entries at the head are dropped when
  * the next one is added or when the timer fires, so the queue holds about the attempts
- * in flight. The timer fires about once per timeout period under steady load.
+ * in flight. The timer fires about once per timeout period under steady load. A value's
+ * queue is dropped when its timer fires with nothing left to watch: a rule whose
+ * timeoutMs changes often leaves no queue per value it ever had.
  */
 export class DeadlineSweep {
   readonly #clock: Clock;
@@ -146,33 +148,39 @@ export class DeadlineSweep {
   add(timeoutMs: number, deadline: Deadline): void {
     let q = this.#queues.get(timeoutMs);
     if (q === undefined) {
-      q = new DeadlineQueue(this.#clock);
+      const made = new DeadlineQueue(this.#clock, () => {
+        if (this.#queues.get(timeoutMs) === made) this.#queues.delete(timeoutMs);
+      });
+      q = made;
       this.#queues.set(timeoutMs, q);
     }
     q.push(deadline);
   }
 
-  /** Entries held (live or done but not yet dropped), and timers armed: for tests. */
-  get stats(): { held: number; timers: number } {
+  /** Entries held (live or done but not yet dropped), timers armed and queues kept (one per timeout value in use): for tests. */
+  get stats(): { held: number; timers: number; queues: number } {
     let held = 0;
     let timers = 0;
     for (const q of this.#queues.values()) {
       held += q.held;
       if (q.armed) timers++;
     }
-    return { held, timers };
+    return { held, timers, queues: this.#queues.size };
   }
 }
 
 class DeadlineQueue {
   readonly #clock: Clock;
+  /** Called when the timer fired and nothing is left to watch: the sweep drops this queue. */
+  readonly #drained: () => void;
   #items: (Deadline | undefined)[] = [];
   #head = 0;
   armed = false;
   #firing = false;
 
-  constructor(clock: Clock) {
+  constructor(clock: Clock, drained: () => void) {
     this.#clock = clock;
+    this.#drained = drained;
   }
 
   get held(): number {
@@ -223,6 +231,8 @@ class DeadlineQueue {
       this.#firing = false;
       this.#dropDone();
       if (this.#head < this.#items.length) this.#arm((this.#items[this.#head] as Deadline).at);
+      // Not armed and empty: a push would arm it again, but the sweep makes a new one instead.
+      else this.#drained();
     }
   };
 }

@@ -82,7 +82,7 @@ describe('DeadlineSweep', () => {
       clock.advance(10_000);
       for (const [i, a] of row.attempts.entries()) assert.equal(expiredAt.get(i), a.expires, `attempt ${i}`);
       assert.equal(clock.pendingTimers, 0, 'no timer left armed');
-      assert.deepEqual(sweep.stats, { held: 0, timers: 0 });
+      assert.deepEqual(sweep.stats, { held: 0, timers: 0, queues: 0 });
     });
   }
 
@@ -99,6 +99,29 @@ describe('DeadlineSweep', () => {
     }
     assert.ok(sweep.stats.held <= 2, `held ${sweep.stats.held}`);
     assert.equal(sweep.stats.timers, 1, 'one timer for the timeout value');
+  });
+
+  it('keeps no queue for a timeout value no longer in use (a rule whose timeoutMs keeps changing)', () => {
+    const clock = new ManualClock(0);
+    const sweep = new DeadlineSweep(clock);
+    // 1,000 timeout values, a few attempts each, settled before their deadline.
+    for (let value = 1_000; value < 2_000; value++) {
+      for (let i = 0; i < 3; i++) {
+        const d: Deadline = { at: clock.now() + value, done: false, expire: () => assert.fail('settled attempts never expire') };
+        sweep.add(value, d);
+        d.done = true;
+      }
+      clock.advance(1);
+    }
+    clock.advance(2_000);
+    assert.deepEqual(sweep.stats, { held: 0, timers: 0, queues: 0 });
+    // A value used again after its queue was dropped is watched as before.
+    let expiredAt: number | undefined;
+    sweep.add(1_500, { at: clock.now() + 1_500, done: false, expire: () => (expiredAt = clock.now()) });
+    const start = clock.now();
+    clock.advance(2_000);
+    assert.equal(expiredAt, start + 1_500);
+    assert.deepEqual(sweep.stats, { held: 0, timers: 0, queues: 0 });
   });
 });
 
