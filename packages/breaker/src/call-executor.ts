@@ -392,6 +392,21 @@ export class CallExecutor {
     this.#shadows.get(service)?.instances?.setInstances(list);
   }
 
+  /**
+   * Drops everything kept for `service`: its breakers (instance ones too, so routing stops
+   * excluding them), retry budget, hedger, shadow section and instance list. The mesh
+   * calls it when it releases an idle destination, after it stopped following its rules;
+   * a call still in flight settles on the state it started with. Fallbacks set with
+   * `setFallback` are the application's and stay.
+   */
+  forget(service: string): void {
+    const gov = this.#services.get(service);
+    this.#services.delete(service);
+    this.#ids.delete(service);
+    if (gov?.instances) this.instanceBreakers.configure(service, undefined);
+    if (this.#shadows.delete(service)) this.#shadowInstances.configure(service, undefined);
+  }
+
   /** The rules of `service` compiled, or the defaults alone the first time a service without rules is called. */
   #governance(service: string): Governance | undefined {
     let gov = this.#services.get(service);

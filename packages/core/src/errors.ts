@@ -34,6 +34,26 @@ export class UnknownServiceError extends MeshletError {
   }
 }
 
+/**
+ * A call to a service not followed yet, while the mesh already follows its cap of
+ * destinations (`destinations.max`) and every one of them has a call in flight: none can
+ * be released to make room. Refused before anything is sent; retry later, or raise the cap.
+ */
+export class TooManyDestinationsError extends MeshletError {
+  static readonly code = 'MESHLET_TOO_MANY_DESTINATIONS';
+  readonly service: string;
+  readonly max: number;
+
+  constructor(service: string, max: number) {
+    super(
+      TooManyDestinationsError.code,
+      `${service}: not called, this mesh already follows ${max} destinations (destinations.max), each with a call in flight. Raise destinations.max, or call fewer services at once.`,
+    );
+    this.service = service;
+    this.max = max;
+  }
+}
+
 /** A tag header could not be decoded. Inbound middleware logs it and goes on without the tags. */
 export class BadTagHeaderError extends MeshletError {
   static readonly code = 'MESHLET_BAD_TAG_HEADER';

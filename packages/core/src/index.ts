@@ -47,7 +47,7 @@ export {
   withTags,
 } from './context.js';
 export { DeadlineExceededError, inboundDeadline, keepInboundDeadline } from './deadline.js';
-export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, UnknownServiceError } from './errors.js';
+export { BadTagHeaderError, MeshletError, NoInstanceError, NoMeshError, TooManyDestinationsError, UnknownServiceError } from './errors.js';
 export {
   FILE_KV_LOCK_RETRIES,
   FILE_KV_LOCK_RETRY_MS,

@@ -26,6 +26,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_REQUEST_PATH_TOO_LONG',
   // A header left out of an outbound call (gRPC metadata refuses its value, a trace header not valid W3C).
   'MESHLET_HEADER_DROPPED',
+  // A call to a new destination past `destinations.max`, every one followed having a call in flight.
+  'MESHLET_TOO_MANY_DESTINATIONS',
 ];
 
 /** Default interval between two lines of one per-request code. */

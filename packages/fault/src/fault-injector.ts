@@ -122,6 +122,11 @@ export class FaultInjector {
     return rules.follow(faultRuleKind, (section) => this.setRules(service, section));
   }
 
+  /** Drops the rules of `service`: the mesh released the destination (its rules are no longer followed). */
+  forget(service: string): void {
+    this.#services.delete(service);
+  }
+
   /** True when some rule of `service` can apply. */
   active(service: string): boolean {
     return this.#services.has(service);

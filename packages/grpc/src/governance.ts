@@ -225,7 +225,6 @@ export class Destination {
   readonly pool: ChannelPool;
   /** The attempt chain of the unary calls (the ports', composed once per mesh; else the span observer alone). */
   readonly chain: AttemptChain;
-  #picker: GrpcPicker | undefined;
   #headers: Readonly<Record<string, string>> | undefined;
   #headerMd: Metadata | undefined;
   #headerKeys: readonly string[] = [];
@@ -238,16 +237,19 @@ export class Destination {
     this.chain = ports.attemptChain ?? defaultChain(ports);
   }
 
-  /** Routing's picker for the service: first instance, then untried ones (made on first use). */
+  /**
+   * Routing's picker for the service: first instance, then untried ones. Asked of routing
+   * per call, not kept for the client's life: a destination released while idle gets a new
+   * picker when it is followed again.
+   */
   get picker(): GrpcPicker {
-    this.#picker ??= this.ports.router.picker(this.service);
-    return this.#picker;
+    return this.ports.router.picker(this.service);
   }
 
-  /** Waits for the directory to follow the service, the first time it is called. */
+  /** Notes the call (the directory releases a destination left idle) and waits for the directory to follow the service, the first time it is called. */
   ensure(): Promise<void> | undefined {
     const { directory } = this.ports;
-    return directory.isReady(this.service) ? undefined : directory.ensure(this.service);
+    return directory.use(this.service) ? undefined : directory.ensure(this.service);
   }
 
   /**

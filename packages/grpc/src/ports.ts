@@ -42,7 +42,7 @@ export interface GrpcPicker {
 export interface GrpcRouter {
   /** Throws NoInstanceError when no instance is left. */
   decide(service: string, tags: TagLookup): RouteChoice;
-  /** The picker of `service`, made once per destination: unary attempts and their retries pick through it. */
+  /** The picker of `service`, made once per destination while it is followed: unary attempts and their retries pick through it. */
   picker(service: string): GrpcPicker;
 }
 
@@ -128,7 +128,8 @@ export interface GrpcStreamGovernance {
 
 /** The SDK's service directory: follows a service's instances and rules from its first call on. */
 export interface GrpcDirectory {
-  isReady(service: string): boolean;
+  /** Notes a call to `service` (an idle destination is released) and says whether it is followed and ready. */
+  use(service: string): boolean;
   ensure(service: string): Promise<void>;
 }
 

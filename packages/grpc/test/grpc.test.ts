@@ -181,7 +181,7 @@ function clientPorts(instances: Instance[], outbound: Record<string, string> = {
   let next = 0;
   return {
     sent,
-    directory: { isReady: () => true, ensure: async () => {} },
+    directory: { use: () => true, ensure: async () => {} },
     router: {
       decide: () => ({ instance: instances[next++ % instances.length] as Instance, rule: undefined, lane: undefined }),
       picker: () => ({

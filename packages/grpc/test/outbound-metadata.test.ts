@@ -121,7 +121,7 @@ function ports(instance: Instance, outbound: () => Record<string, string>, logge
   const choice = { instance, rule: undefined, lane: undefined };
   const clock = new ManualClock();
   const p: GrpcClientPorts = {
-    directory: { isReady: () => true, ensure: async () => {} },
+    directory: { use: () => true, ensure: async () => {} },
     router: { decide: () => choice, picker: () => ({ first: () => choice, next: () => undefined }) },
     executor: { call: async (call) => call.send(call.pick(new Set()) as never, undefined) },
     tracing: undefined,

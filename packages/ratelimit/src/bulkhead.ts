@@ -144,6 +144,14 @@ export class Bulkheads {
     return b;
   }
 
+  /**
+   * Drops the bulkhead of `service`: the mesh released the destination. A call holding one
+   * of its slots gives it back to that bulkhead; the next call makes a new one.
+   */
+  forget(service: string): void {
+    this.#bulkheads.delete(service);
+  }
+
   /** Runs `fn` within `service`'s bulkhead. */
   execute<T>(service: string, fn: (signal?: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     return this.for(service).execute(fn, signal);

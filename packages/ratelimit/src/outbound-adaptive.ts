@@ -177,6 +177,14 @@ export class OutboundAdaptiveLimits {
     return limit;
   }
 
+  /**
+   * Drops the limit of `service`: the mesh released the destination. The next call starts
+   * a new one from its initial limit, as a first call does.
+   */
+  forget(service: string): void {
+    this.#limits.delete(service);
+  }
+
   /** Runs `fn` within `service`'s adaptive limit (directly when it has none). */
   execute<T>(service: string, fn: (signal?: AbortSignal) => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     const limit = this.for(service);

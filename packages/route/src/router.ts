@@ -305,11 +305,13 @@ export class Router {
 
   /**
    * The picker of `service`: `first` is `decide`, `next` is `decideRetry`. One object per
-   * destination, kept for the router's life; the call executor asks it for every attempt.
+   * destination, kept until the destination is forgotten (`forget`): ask for it per call,
+   * not once for a client's life; the call executor asks it for every attempt.
    */
   picker(service: string): RoutePicker {
     const s = this.#state(service);
-    // The service's state is held, not looked up per pick: it lives as long as the router.
+    // The service's state is held, not looked up per pick: a call in flight when the
+    // destination is forgotten goes on with the state it started with.
     s.picker ??= {
       service,
       first: (tags) => this.#decideIn(s, service, tags),
@@ -462,6 +464,27 @@ export class Router {
       ended = true;
       load.outstanding--;
     };
+  }
+
+  /**
+   * Attempts to `service` in flight now (started, not settled: a stream's for its life),
+   * as the in-flight count sees them; 0 when none, or the service is not routed.
+   */
+  outstanding(service: string): number {
+    const s = this.#services.get(service);
+    if (s === undefined) return 0;
+    let n = 0;
+    for (const load of s.loads.values()) n += load.outstanding;
+    return n;
+  }
+
+  /**
+   * Drops everything kept for `service` (rules, instances, loads, departed, picker): the
+   * mesh released the destination (idle). A call still holding its picker goes on with the
+   * state it had; the next call to the name starts from nothing, as a first call does.
+   */
+  forget(service: string): void {
+    this.#services.delete(service);
   }
 
   /** Stops listening to the exclusion. */

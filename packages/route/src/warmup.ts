@@ -213,6 +213,12 @@ export class WarmupFeed {
   }
 
   /** Cancels every pending re-feed. */
+  /** Cancels `service`'s pending warm-up step: the mesh released the destination. */
+  forget(service: string): void {
+    this.#timers.get(service)?.();
+    this.#timers.delete(service);
+  }
+
   close(): void {
     for (const cancel of this.#timers.values()) cancel();
     this.#timers.clear();

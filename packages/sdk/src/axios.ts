@@ -220,7 +220,7 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
     const url = new URL(axios.getUri(config));
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
-    if (!directory.isReady(service)) {
+    if (!directory.use(service)) {
       if (!(await directory.isService(service))) return send(config);
       await directory.ensure(service);
     }

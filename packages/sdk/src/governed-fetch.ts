@@ -586,7 +586,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const url = urlParts(request ? request.url : input instanceof URL ? input : String(input));
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
-    if (!directory.isReady(service)) {
+    if (!directory.use(service)) {
       if (!(await directory.isService(service))) return send(input, init);
       await directory.ensure(service);
     }

@@ -216,6 +216,6 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
       return Promise.reject(err);
     }
     // After its first call a service is known and followed: no await for either.
-    return directory.isReady(url.hostname) ? governed(url, options) : first(input, options, url);
+    return directory.use(url.hostname) ? governed(url, options) : first(input, options, url);
   };
 }

@@ -34,6 +34,7 @@ export {
   SystemTag,
   setTag,
   TAG_HEADER,
+  TooManyDestinationsError,
   UnknownServiceError,
   withTags,
 } from '@meshlet/core';
@@ -49,6 +50,7 @@ export {
   createAdminHandler,
   publicStatus,
 } from './admin-handler.js';
+export { DEFAULT_DESTINATION_IDLE_MS, DEFAULT_MAX_DESTINATIONS } from './destinations.js';
 export { type GotHooks, type GotRequestOptions, type GotResponseLike, gotHooks } from './got.js';
 export { type GovernedAnswer, governedErrorAnswer } from './governed-error.js';
 export { type Fetch, HELD_BODY_BYTES } from './governed-fetch.js';

@@ -1,6 +1,15 @@
 import { constants as osConstants } from 'node:os';
 import { DEFAULT_MAX_LIFETIME_MS } from '@meshlet/auth';
-import { badOption, instanceAddressProblem, onlyOptionKeys, optionObject, shownValue, wholeNumber, withMethods } from '@meshlet/core';
+import {
+  badOption,
+  instanceAddressProblem,
+  onlyOptionKeys,
+  optionObject,
+  shownValue,
+  wholeNumber,
+  wholeNumberOption,
+  withMethods,
+} from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import { checkWarmupOptions } from '@meshlet/route';
@@ -29,6 +38,7 @@ const MESH_KEYS = [
   'catalog',
   'dialects',
   'warmup',
+  'destinations',
   'instanceFilter',
   'inboundTags',
   'admin',
@@ -55,6 +65,10 @@ export const MESH_OPTION_BOUNDS = Object.freeze({
   instanceIdChars: 256,
   /** Metadata pairs of the app's own: Consul's 64 less those the mesh writes itself. */
   metadataPairs: ConsulMetaLimits.maxPairs - 8,
+  /** `destinations.idleMs`: from 1 s to 1 day. */
+  destinationIdleMs: [1_000, 86_400_000] as const,
+  /** `destinations.max`: destinations followed at once. */
+  maxDestinations: 100_000,
   /** A path the mesh answers (health, catalog): starts with `/`, no `?`, `#` or space. */
   pathChars: 256,
   /** Files and routes declared for the API catalog. */
@@ -130,6 +144,12 @@ export function checkMeshOptions(options: MeshOptions): void {
     if (catalog.path !== undefined && catalog.path !== false) meshPath(catalog.path, 'catalog.path');
   }
   if (o.warmup !== undefined) checkWarmupOptions(o.warmup, 'warmup');
+  if (o.destinations !== undefined) {
+    const d = optionObject(o.destinations, 'destinations');
+    onlyOptionKeys(d, 'destinations', ['idleMs', 'max']);
+    wholeNumberOption(d.idleMs, 'destinations.idleMs', MESH_OPTION_BOUNDS.destinationIdleMs[0], MESH_OPTION_BOUNDS.destinationIdleMs[1], 0);
+    wholeNumberOption(d.max, 'destinations.max', 1, MESH_OPTION_BOUNDS.maxDestinations, 0);
+  }
   if (o.dialects !== undefined) checkPropagationOptions(o.dialects, 'dialects');
 }
 

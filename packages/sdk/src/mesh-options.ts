@@ -111,6 +111,17 @@ export interface MeshOptions {
   /** Ramp a new instance's weight up over a window after its registration, so a cold process is not flooded. */
   readonly warmup?: WarmupOptions;
   /**
+   * How long the services this mesh calls stay followed. A destination is followed from its
+   * first call (a registry watch of its instances, a watch of its rules, its breakers,
+   * routing and limits); one not called for `idleMs` (default 10 minutes) with no attempt
+   * in flight is released: its watches end and its state is dropped, and its next call
+   * follows it again, waiting for its instances as a first call does. At most `max`
+   * (default 1,024) are followed at once: a call to another releases the least recently
+   * called one with nothing in flight, and is refused with TooManyDestinationsError
+   * (`MESHLET_TOO_MANY_DESTINATIONS`) when every one has a call in flight.
+   */
+  readonly destinations?: { readonly idleMs?: number; readonly max?: number };
+  /**
    * Adjusts a called service's instances before routing sees them, e.g. TSF lanes:
    * `(service, list) => tsfLanes.annotate(list)`.
    */

@@ -1,8 +1,12 @@
-import { type Instance, type Registry, UnknownServiceError, type Unsubscribe } from '@meshlet/core';
+import { type Clock, type Instance, type Registry, UnknownServiceError, type Unsubscribe } from '@meshlet/core';
 
 /** What the directory tells the mesh about a service it follows. */
 export interface DirectoryListener {
-  /** The first time a service is used: start what it needs (its rules). Awaited before the first call. */
+  /**
+   * The first time a service is used (and again after it was released): start what it
+   * needs (its rules). Awaited before the first call. May throw (the cap on destinations
+   * followed at once): the service is then not followed, and the call fails with that error.
+   */
   follow(service: string): Promise<void>;
   /**
    * Every snapshot of the service's healthy instances, with its registered instances that
@@ -16,6 +20,8 @@ interface Followed {
   ready: Promise<void>;
   /** True once `ready` has resolved: calls then skip awaiting it. */
   settled: boolean;
+  /** When the last call to the service started (`use`, `ensure`), on the mesh's clock. */
+  lastCalled: number;
   unsubscribe: Unsubscribe;
 }
 
@@ -24,10 +30,12 @@ interface Followed {
  * each service this process calls, fed to routing as they change. Calls read memory,
  * never the network. A name once seen stays a service for the life of the process, so a
  * service whose last instance went away fails with NoInstanceError instead of falling
- * through to DNS.
+ * through to DNS. A service is followed (one registry watch) from its first call until
+ * the mesh releases it (`unfollow`: idle, see Destinations); the next call follows it again.
  */
 export class ServiceDirectory {
   readonly #registry: Registry;
+  readonly #clock: Clock;
   readonly #listener: DirectoryListener;
   readonly #known = new Set<string>();
   readonly #followed = new Map<string, Followed>();
@@ -35,8 +43,9 @@ export class ServiceDirectory {
   #servicesLoaded = false;
   readonly #servicesReady: Promise<void>;
 
-  constructor(registry: Registry, listener: DirectoryListener) {
+  constructor(registry: Registry, clock: Clock, listener: DirectoryListener) {
     this.#registry = registry;
+    this.#clock = clock;
     this.#listener = listener;
     let markReady!: () => void;
     this.#servicesReady = new Promise((resolve) => {
@@ -55,18 +64,51 @@ export class ServiceDirectory {
     return this.#known.has(name) || this.#followed.has(name);
   }
 
-  /** Follows `service` (once) and resolves when its instances and rules are known. */
+  /**
+   * Follows `service` (once while it is followed) and resolves when its instances and rules
+   * are known; notes the call. Rejects when the listener refuses to follow it (the cap).
+   */
   ensure(service: string): Promise<void> {
-    return (this.#followed.get(service) ?? this.#follow(service)).ready;
+    const entry = this.#followed.get(service);
+    if (entry === undefined) {
+      try {
+        return this.#follow(service).ready;
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    entry.lastCalled = this.#clock.now();
+    return entry.ready;
   }
 
   /**
-   * True when `service` is followed and ready (ensure has resolved): the state of every
-   * call after the first. Synchronous, so the call path awaits isService and ensure only
-   * until then, not on every call.
+   * Notes a call to `service` (so it is not released as idle) and says whether it is
+   * followed and ready (ensure has resolved): the state of every call after the first.
+   * Synchronous, so the call path awaits isService and ensure only until then, not on every call.
    */
-  isReady(service: string): boolean {
-    return this.#followed.get(service)?.settled === true;
+  use(service: string): boolean {
+    const entry = this.#followed.get(service);
+    if (entry?.settled !== true) return false;
+    entry.lastCalled = this.#clock.now();
+    return true;
+  }
+
+  /**
+   * When the last call to `service` started: +Infinity while its first call waits for it
+   * (it is in use), undefined when it is not followed.
+   */
+  lastCalled(service: string): number | undefined {
+    const entry = this.#followed.get(service);
+    if (entry === undefined) return undefined;
+    return entry.settled ? entry.lastCalled : Number.POSITIVE_INFINITY;
+  }
+
+  /** Stops following `service` (its registry watch ends); the next call follows it again, as a first call. */
+  unfollow(service: string): void {
+    const entry = this.#followed.get(service);
+    if (entry === undefined) return;
+    this.#followed.delete(service);
+    entry.unsubscribe();
   }
 
   /** Like ensure, but for a name that must be a service. */
@@ -91,12 +133,16 @@ export class ServiceDirectory {
     const snapshot = new Promise<void>((resolve) => {
       firstSnapshot = resolve;
     });
-    const entry: Followed = { instances: [], ready: snapshot, settled: false, unsubscribe: () => {} };
+    // Throws before anything is kept when the listener refuses the service (the cap).
+    const rules = this.#listener.follow(service);
+    const entry: Followed = { instances: [], ready: snapshot, settled: false, lastCalled: this.#clock.now(), unsubscribe: () => {} };
     this.#followed.set(service, entry);
-    entry.ready = Promise.all([snapshot, this.#listener.follow(service)]).then(() => {
+    entry.ready = Promise.all([snapshot, rules]).then(() => {
       entry.settled = true;
     });
     entry.unsubscribe = this.#registry.watch(service, (instances, unhealthy) => {
+      // A snapshot already on its way when the service was released is not its concern any more.
+      if (this.#followed.get(service) !== entry) return;
       entry.instances = instances;
       this.#listener.instances(service, instances, unhealthy);
       firstSnapshot();

@@ -161,7 +161,7 @@ export function portsRoutingUnaware(
 ): GrpcClientPorts {
   const choice = (instance: Instance) => ({ instance, rule: undefined, lane: undefined });
   return {
-    directory: { isReady: () => true, ensure: async () => {} },
+    directory: { use: () => true, ensure: async () => {} },
     router: {
       decide: () => choice(first),
       picker: () => ({
