@@ -152,7 +152,9 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
     await register(e, 'statuses', 'bad-s', bad.port);
     await register(e, 'statuses', 'good-s', good.port);
     const clock = new ManualClock(Date.now());
-    const caller = createMesh({ service: 'gateway', ...e, clock, logger: new MemoryLogger() });
+    // Round robin (named: the default balancer draws at random), so that each instance takes every other stream.
+    const route = { loadBalancer: { type: 'roundRobin' as const } };
+    const caller = createMesh({ service: 'gateway', ...e, clock, route, logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'statuses');
     closers.push(
       () => caller.close(),

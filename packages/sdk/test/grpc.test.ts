@@ -517,22 +517,27 @@ describe('gRPC streams to an instance that refuses connections', () => {
   it('with callDefaults.retries 0 (or false) a stream tries one instance only, as a unary call retries none', async () => {
     const e = estate();
     const good = await startEcho('live-r');
-    await liveAndDead(e, 'once', good);
-    for (const callDefaults of [{ retries: 0 }, false as const]) {
-      const caller = createMesh({ service: 'gateway', ...e, callDefaults, logger: new MemoryLogger() });
-      const client = caller.grpc.client(Echo, 'once');
-      try {
-        const codes: number[] = [];
-        // Round robin over the two: the refused instance is first for half of them.
-        for (let i = 0; i < 4; i++) codes.push((await streamEnd(client.Count({ text: '1' }))).code);
-        assert.ok(codes.includes(grpc.status.UNAVAILABLE), `a refused stream not tried again (${JSON.stringify(callDefaults)})`);
-        assert.ok(codes.includes(grpc.status.OK));
-      } finally {
-        client.close();
-        await caller.close();
+    try {
+      await liveAndDead(e, 'once', good);
+      for (const callDefaults of [{ retries: 0 }, false as const]) {
+        // Round robin over the two (named: the default balancer draws at random): the refused instance is first for half of them.
+        const route = { loadBalancer: { type: 'roundRobin' as const } };
+        const caller = createMesh({ service: 'gateway', ...e, callDefaults, route, logger: new MemoryLogger() });
+        const client = caller.grpc.client(Echo, 'once');
+        try {
+          const codes: number[] = [];
+          for (let i = 0; i < 4; i++) codes.push((await streamEnd(client.Count({ text: '1' }))).code);
+          assert.ok(codes.includes(grpc.status.UNAVAILABLE), `a refused stream not tried again (${JSON.stringify(callDefaults)})`);
+          assert.ok(codes.includes(grpc.status.OK));
+        } finally {
+          client.close();
+          await caller.close();
+        }
       }
+    } finally {
+      // Also when an assertion failed: an echo server left open keeps the test process alive.
+      await good.close();
     }
-    await good.close();
   });
 
   it("while its instance's connection is being made the stream waits; the caller's deadline and cancel still end it", async () => {
