@@ -63,5 +63,11 @@ if (files.length === 0) {
   console.error('no test files found: did the build put them in dist/?');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-timeout=180000', ...passOn, ...files], { stdio: 'inherit', env });
+// --test-force-exit: a test file whose tests are done ends even if something it started is
+// still open (a server a failed assertion skipped closing): otherwise the run waits on it,
+// and once a CI run waited until its own time limit, its failure never reported.
+const r = spawnSync(process.execPath, ['--test', '--test-timeout=180000', '--test-force-exit', ...passOn, ...files], {
+  stdio: 'inherit',
+  env,
+});
 process.exitCode = r.status ?? 1;
