@@ -63,11 +63,19 @@ if (files.length === 0) {
   console.error('no test files found: did the build put them in dist/?');
   process.exit(1);
 }
-// --test-force-exit: a test file whose tests are done ends even if something it started is
-// still open (a server a failed assertion skipped closing): otherwise the run waits on it,
-// and once a CI run waited until its own time limit, its failure never reported.
-const r = spawnSync(process.execPath, ['--test', '--test-timeout=180000', '--test-force-exit', ...passOn, ...files], {
+// One bound on the whole run: a test file that leaves a handle open (a server a failed
+// assertion skipped closing) keeps its process, and the run, waiting; once a CI run waited
+// so until its own time limit. Not --test-force-exit: it ends a file once the tests it knows
+// of are done, before subtests a test makes later, and counts them passed (seen in a run).
+const RUN_LIMIT_MS = 45 * 60_000;
+const r = spawnSync(process.execPath, ['--test', '--test-timeout=180000', ...passOn, ...files], {
   stdio: 'inherit',
   env,
+  timeout: RUN_LIMIT_MS,
+  killSignal: 'SIGKILL',
 });
+if (r.error?.code === 'ETIMEDOUT' || r.signal === 'SIGKILL')
+  console.error(
+    `\nthe tests ran past ${RUN_LIMIT_MS / 60_000} minutes and were stopped: a test file likely left something open (a server, a timer) after a failure above`,
+  );
 process.exitCode = r.status ?? 1;
