@@ -52,13 +52,6 @@ import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
  */
 const RETRY_BY_STATUS = 'GET';
 
-/**
- * grpc-js's status for a call that never got a connection (its picker's failure while the
- * subchannel is in TRANSIENT_FAILURE: "No connection established. Last error: connect
- * ECONNREFUSED …"). Nothing reached any server.
- */
-const NOT_CONNECTED = /^No connection established/;
-
 /** The parts of a method definition a unary call uses. */
 export interface UnaryMethod {
   readonly path: string;
@@ -488,10 +481,22 @@ class Attempt implements InterceptingListener {
         trailers: s.metadata,
       };
     owner.lastRetryable = retryable(result);
-    if (result.code === Status.UNAVAILABLE && result.headers === undefined && NOT_CONNECTED.test(result.details))
-      this.#reject(new NotSentError(result));
+    if (result.code === Status.UNAVAILABLE && neverSent(this.#call)) this.#reject(new NotSentError(result));
     else this.#resolve(result);
   }
+}
+
+/**
+ * Whether grpc-js ended the call without ever opening an HTTP/2 stream for it: its own
+ * failure (the picker's while the subchannel is in TRANSIENT_FAILURE, "No connection
+ * established…"; a channel closed), so nothing reached any server. A call's auth context is
+ * its stream's transport's (an object, `{}` without TLS); grpc-js gives null until a stream
+ * was created. Not the status text: a server's trailers-only answer has no headers either,
+ * and a relay passing on its own upstream's "No connection established" would read as not
+ * sent, its handler run again on another instance.
+ */
+function neverSent(call: ChannelCall | undefined): boolean {
+  return call !== undefined && call.getAuthContext() === null;
 }
 
 /** grpc-js's unary argument forms: (arg, [metadata], [options], callback). */

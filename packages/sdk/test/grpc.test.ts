@@ -434,6 +434,42 @@ describe('gRPC client without rules', () => {
   });
 });
 
+describe("gRPC relay passing on its upstream's refused connection", () => {
+  it('a relay\'s answer "No connection established" (its upstream\'s, passed on) is an answer: its handler runs once per call', async () => {
+    const e = estate();
+    // c: an instance whose port refuses connections (bound, then closed).
+    const gone = await startEcho('c-0');
+    gone.server.forceShutdown();
+    await registerGrpcPort(e, 'c', 'c-0', gone.port);
+    const relayMesh = createMesh({ service: 'b', ...e, logger: new MemoryLogger() });
+    const toC = relayMesh.grpc.client(Echo, 'c');
+    const relays: EchoServer[] = [];
+    for (const id of ['b-0', 'b-1', 'b-2']) {
+      const b = await startEcho(id, [relayMesh.grpc.serverInterceptor()], (text) => say(toC, text));
+      relays.push(b);
+      await registerEcho(e, 'b', b);
+    }
+    const caller = createMesh({ service: 'a', ...e, logger: new MemoryLogger() });
+    const toB = caller.grpc.client(Echo, 'b');
+    const hits = () => relays.reduce((n, b) => n + b.state.hits, 0);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const before = hits();
+        const err = await failure(say(toB, 'x', {}, new grpc.Metadata(), 'Relay'));
+        assert.equal(err.code, grpc.status.UNAVAILABLE);
+        assert.match(err.details, /^No connection established/, "c's status, passed on by b");
+        assert.equal(hits() - before, 1, `call ${i}: b's handler ran once (its answer is not "nothing was sent")`);
+      }
+    } finally {
+      toB.close();
+      toC.close();
+      await caller.close();
+      await relayMesh.close();
+      for (const b of relays) await b.close();
+    }
+  });
+});
+
 describe('gRPC streams to an instance that refuses connections', () => {
   /** `service` with a live Echo instance and one whose port refuses connections (bound, then closed). */
   async function liveAndDead(e: Estate, service: string, live?: EchoServer) {
