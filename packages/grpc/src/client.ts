@@ -31,6 +31,7 @@ import {
   type GrpcAttemptResult,
   injectedResult,
   NotSentError,
+  pastDeadline,
   type RpcClientSpan,
   refusalSpan,
   routingTags,
@@ -191,6 +192,13 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
     this.parent = this.#dest.ports.tracing?.active();
     this.#metadata = metadata;
     const deadline = effectiveDeadline(this.#options, ctx, this);
+    const late = pastDeadline(deadline, this.#options, this.#dest.service, this.path);
+    if (late !== undefined) {
+      // Past already: refused before routing, nothing sent; after the caller's turn, once it has its listeners.
+      this.#deadline = deadline;
+      void Promise.resolve(late).then((err) => this.#refusedWith(err));
+      return;
+    }
     if (deadline !== undefined) {
       this.#deadline = deadline;
       const ms = Math.max(0, deadline - Date.now());

@@ -4,6 +4,7 @@ import {
   type AttemptFields,
   type AttemptTarget,
   composeAttempt,
+  DeadlineExceededError,
   getTag,
   type Instance,
   type MeshContext,
@@ -188,6 +189,24 @@ export function effectiveDeadline(
   if (flags & Propagate.CANCELLATION)
     (parent as unknown as { once(e: 'cancelled', f: () => void): void }).once('cancelled', () => call.parentCancelled());
   return deadline;
+}
+
+/**
+ * The refusal of a call whose deadline (`effectiveDeadline`'s) had passed when it was made:
+ * it is not sent, as a governed HTTP call is not. The inbound call's deadline (the request
+ * context's, or its `parent`'s) is `MESHLET_DEADLINE`'s DeadlineExceededError, as HTTP's; the
+ * call's own deadline, a CallEnded with DEADLINE_EXCEEDED. Undefined while time is left.
+ */
+export function pastDeadline(
+  deadline: number | undefined,
+  options: DeadlineOptions,
+  service: string,
+  path: string,
+): MeshletError | undefined {
+  if (deadline === undefined || deadline > Date.now()) return undefined;
+  if (deadlineMs(options.deadline) === deadline)
+    return new CallEnded(Status.DEADLINE_EXCEEDED, `deadline of ${path} exceeded before it was sent`);
+  return new DeadlineExceededError(service, false);
 }
 
 const apis = new Map<string, string>();

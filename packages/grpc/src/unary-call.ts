@@ -34,6 +34,7 @@ import {
   type GrpcAttemptResult,
   injectedResult,
   NotSentError,
+  pastDeadline,
   type RpcClientSpan,
   refusalSpan,
   retryable,
@@ -123,6 +124,8 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
   readonly #sink: UnarySink;
   readonly #deadline: number | undefined;
   #cancelTimer: (() => void) | undefined;
+  /** The refusal of a call whose deadline had passed when it was made. */
+  readonly #late: Error | undefined;
   #serialized: Buffer | undefined;
   #metadata: Metadata | undefined;
   #ended: CallEnded | undefined;
@@ -146,7 +149,9 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
     if (ports.outboundLimit !== undefined) this.#controller = new AbortController();
     const deadline = effectiveDeadline(options, ctx, this);
     this.#deadline = deadline;
-    if (deadline !== undefined)
+    // Past already: `run` refuses it before anything is sent (a timer would fire only after the call went out).
+    this.#late = pastDeadline(deadline, options, dest.service, def.path);
+    if (deadline !== undefined && this.#late === undefined)
       this.#cancelTimer = ports.clock.setTimeout(
         () => this.end(new CallEnded(Status.DEADLINE_EXCEEDED, `deadline of ${def.path} exceeded`)),
         Math.max(0, deadline - Date.now()),
@@ -194,6 +199,11 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
     let headers: Metadata | undefined;
     let message: unknown;
     try {
+      if (this.#late !== undefined) {
+        // Not in the caller's own turn: its callback and events come after it returns, as for any call.
+        await undefined;
+        throw this.#late;
+      }
       const ready = dest.ensure();
       if (ready !== undefined) await ready;
       if (this.#done) return;

@@ -842,6 +842,51 @@ describe('gRPC deadline propagation', () => {
       await slow.close();
     }
   });
+
+  it('a call made after the inbound deadline passed is not sent, unary or stream: DEADLINE_EXCEEDED (MESHLET_DEADLINE)', async () => {
+    const e = estate();
+    const mesh = createMesh({ service: 'relay', ...e, logger: new MemoryLogger() });
+    const upstream = await startEcho('late-0');
+    await registerEcho(e, 'late', upstream);
+    const downstream = mesh.grpc.client(Echo, 'late');
+    let callerDone = () => {};
+    const callerEnded = new Promise<void>((r) => {
+      callerDone = r;
+    });
+    const inner: { code: number; details: string }[] = [];
+    const relay = await startEcho('relay-late', [mesh.grpc.serverInterceptor()], async () => {
+      // The handler goes on past its caller's deadline, then calls upstream.
+      await callerEnded;
+      const unary = await failure(say(downstream, 'x'));
+      inner.push({ code: unary.code, details: unary.details });
+      const stream = await streamEnd(downstream.Count({ text: '1' }));
+      inner.push({ code: stream.code, details: '' });
+      return 'done';
+    });
+    const client = new Echo(`127.0.0.1:${relay.port}`, grpc.credentials.createInsecure());
+    try {
+      // Warm: the channel to upstream is connected, so a call would go out at once.
+      assert.match(await say(downstream, 'warm'), /^late-0\|/);
+      const hits = upstream.state.hits;
+      const outer = await failure(say(client, 'x', { deadline: Date.now() + 50 }, new grpc.Metadata(), 'Relay'));
+      assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
+      callerDone();
+      await waitFor(() => inner.length === 2);
+      assert.deepEqual(
+        inner.map((i) => i.code),
+        [grpc.status.DEADLINE_EXCEEDED, grpc.status.DEADLINE_EXCEEDED],
+      );
+      assert.match(inner[0]?.details ?? '', /deadline of the inbound call being served had passed; nothing was sent/);
+      assert.equal(upstream.state.hits, hits, "upstream's handler never ran");
+    } finally {
+      callerDone();
+      client.close();
+      downstream.close();
+      await mesh.close();
+      await relay.close();
+      await upstream.close();
+    }
+  });
 });
 
 describe('gRPC server: context, auth, limits', () => {
