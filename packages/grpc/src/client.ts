@@ -40,7 +40,7 @@ import {
   targetOf,
 } from './governance.js';
 import type { GrpcClientPorts, GrpcStreamAttempt, GrpcStreamGovernance, RouteChoice } from './ports.js';
-import { httpStatusOf } from './status-map.js';
+import { httpStatusOf, knownStatus } from './status-map.js';
 import { UnaryCall, type UnarySink } from './unary-call.js';
 
 export {
@@ -535,7 +535,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
       this.#listener.onReceiveMessage?.(message);
     });
     stream.on('error', () => {});
-    stream.on('status', (s: StatusObject) =>
+    stream.on('status', (received: StatusObject) => {
+      const s = knownStatus(received);
       done({
         status: httpStatusOf(s.code),
         code: s.code,
@@ -543,8 +544,8 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
         message: undefined,
         headers: undefined,
         trailers: s.metadata,
-      }),
-    );
+      });
+    });
     for (const [m, cb] of this.#pending ?? []) stream.write(m, cb);
     this.#pending = undefined;
     if (this.#halfClosed) stream.end();

@@ -59,7 +59,24 @@ export function grpcCodeOf(httpStatus: number): number {
   }
 }
 
-/** `rpc.grpc.status_code`'s name, for span status messages and logs. */
+/** The last code gRPC defines (UNAUTHENTICATED); 0 to it are the codes there are. */
+const LAST_CODE = Status.UNAUTHENTICATED;
+
+/**
+ * A status as read from a peer, with a code gRPC does not define (past 16, negative, not a
+ * number: grpc-js passes the `grpc-status` number on as it is) as UNKNOWN, its number kept in
+ * the details — as grpc-java's `Status.fromCodeValue` and grpc-go do. What reads the code
+ * (metrics' `error_type`, span names, breakers) then sees one of the 17, whatever a peer sends.
+ */
+export function knownStatus<S extends { code: number; details: string }>(s: S): S {
+  const code = s.code;
+  if (Number.isInteger(code) && code >= 0 && code <= LAST_CODE) return s;
+  return { ...s, code: Status.UNKNOWN, details: `Unknown code ${String(code)}${s.details ? `: ${s.details}` : ''}` };
+}
+
+/** `rpc.grpc.status_code`'s name, for span status messages, logs and metrics; UNKNOWN for a code gRPC does not define. */
 export function statusName(code: number): string {
-  return (Status as unknown as Record<number, string>)[code] ?? String(code);
+  return Number.isInteger(code) && code >= 0 && code <= LAST_CODE
+    ? ((Status as unknown as Record<number, string>)[code] as string)
+    : 'UNKNOWN';
 }

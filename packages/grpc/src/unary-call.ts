@@ -43,7 +43,7 @@ import {
   targetOf,
 } from './governance.js';
 import type { ExecutorAttempt, ExecutorCall } from './ports.js';
-import { grpcCodeOf, httpStatusOf, statusName } from './status-map.js';
+import { grpcCodeOf, httpStatusOf, knownStatus, statusName } from './status-map.js';
 
 /**
  * The method the call executor sees for a unary call. Its only use there is the
@@ -456,8 +456,9 @@ class Attempt implements InterceptingListener {
     }
   }
 
-  onReceiveStatus(s: StatusObject): void {
+  onReceiveStatus(received: StatusObject): void {
     if (this.#done) return;
+    const s = knownStatus(received);
     this.#done = true;
     const owner = this.#owner;
     owner.detach(this);

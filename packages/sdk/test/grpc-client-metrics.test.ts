@@ -2,6 +2,8 @@
 // servers on 127.0.0.1, a mesh with tracing (its call metrics) and the admin endpoint on a
 // real HTTP server, read after the calls.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
@@ -149,5 +151,61 @@ describe('gRPC client metrics of streams in the admin endpoint', () => {
     assert.doesNotMatch(text, new RegExp(`^meshlet_client_errors_total\\{${chatApi}`, 'm'));
     assert.doesNotMatch(text, /Collect/);
     assert.match(text, /^meshlet_client_requests_total\{service="streams",api="_other"\} 1$/m);
+  });
+});
+
+describe('gRPC client metrics and status codes gRPC does not define', () => {
+  it('a peer answering grpc-status 1000+i or not a number: the caller gets UNKNOWN, and error_type is UNKNOWN, one series', async () => {
+    let i = 0;
+    const codes = () => (i % 10 === 9 ? 'abc' : String(1000 + i));
+    const peer = http2.createServer();
+    peer.on('stream', (s) => {
+      s.on('error', () => {});
+      s.resume();
+      s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': codes(), 'grpc-message': 'x' }, { endStream: true });
+      i++;
+    });
+    await new Promise<void>((r) => peer.listen(0, '127.0.0.1', r));
+    const registry = new InMemoryRegistry();
+    const port = (peer.address() as AddressInfo).port;
+    await registry.register({
+      id: 'odd-0',
+      service: 'odd',
+      address: '127.0.0.1',
+      port: 9,
+      tags: [],
+      metadata: { [GRPC_PORT_META]: String(port) },
+      health: 'passing',
+    });
+    const tracing = createTracing({ service: 'gateway', exporters: [new InMemorySpanExporter()], batch: { delayMs: 1 } });
+    const mesh = createMesh({ service: 'gateway', registry, rules: new InMemoryKvStore(), tracing, logger: new MemoryLogger() });
+    const metrics = await listen(tracing.metricsHandler());
+    const client = mesh.grpc.client(Echo, 'odd');
+    try {
+      const first = await failure(say(client, 'x'));
+      assert.equal(first.code, grpc.status.UNKNOWN);
+      assert.equal(first.details, 'Unknown code 1000: x');
+      for (let k = 1; k < 40; k++) assert.equal((await failure(say(client, 'x'))).code, grpc.status.UNKNOWN);
+      const stream = await new Promise<grpc.StatusObject>((res) => {
+        const s = client.Count({ text: '1' });
+        s.on('error', () => {});
+        s.on('status', res);
+      });
+      assert.equal(stream.code, grpc.status.UNKNOWN);
+      const text = await (await globalThis.fetch(`http://127.0.0.1:${metrics.port}/`)).text();
+      const errors = text.split('\n').filter((l) => l.startsWith('meshlet_client_errors_total{'));
+      assert.deepEqual(
+        errors.map((l) => l.replace(/ \d+$/, '')),
+        [
+          'meshlet_client_errors_total{service="odd",api="POST /meshlet.interop.Echo/Say",error_type="UNKNOWN"}',
+          'meshlet_client_errors_total{service="odd",api="POST /meshlet.interop.Echo/Count",error_type="UNKNOWN"}',
+        ],
+      );
+    } finally {
+      client.close();
+      await mesh.close();
+      await metrics.close();
+      await new Promise((r) => peer.close(r));
+    }
   });
 });

@@ -42,6 +42,13 @@ export interface CallMetricsOptions {
 /** The bounds of CallMetrics when its options leave them out. */
 export const CALL_METRICS_DEFAULTS = Object.freeze({ maxApisPerService: 200, maxServices: 256, maxSeries: 4096 });
 
+/**
+ * Distinct `error_type`s kept per series; a call with another is counted under
+ * `error_type="_other"`. A backstop: the error types the mesh records are a constant set
+ * (HTTP's, gRPC's 17 status names), but a series must not grow with what a peer answers.
+ */
+export const MAX_ERROR_TYPES_PER_SERIES = 64;
+
 /** The label value of the calls past a bound. */
 export const OVERFLOW_LABEL = '_other';
 /** Logged (throttled by the logger) when a call is counted under `_other` past a bound. */
@@ -182,7 +189,15 @@ export class CallMetrics {
 
   #count(s: Series, durationMs: number, errorType: string | undefined): void {
     s.requests++;
-    if (errorType !== undefined) s.errors.set(errorType, (s.errors.get(errorType) ?? 0) + 1);
+    if (errorType !== undefined) {
+      let n = s.errors.get(errorType);
+      if (n === undefined && s.errors.size >= MAX_ERROR_TYPES_PER_SERIES && errorType !== OVERFLOW_LABEL) {
+        errorType = OVERFLOW_LABEL;
+        n = s.errors.get(errorType);
+        this.#folded('error types');
+      }
+      s.errors.set(errorType, (n ?? 0) + 1);
+    }
     const seconds = durationMs / 1000;
     s.sum += seconds;
     const bounds = this.#bounds;
@@ -227,7 +242,7 @@ export class CallMetrics {
     }
     if (this.#overflowed > 0)
       out.push(
-        `# HELP ${p}_overflow_total Calls counted under "_other" because the bound on services or series was reached, or a label was refused.`,
+        `# HELP ${p}_overflow_total Calls counted under "_other" because the bound on services, series or error types was reached, or a label was refused.`,
         `# TYPE ${p}_overflow_total counter`,
         `${p}_overflow_total ${this.#overflowed}`,
       );
@@ -288,7 +303,7 @@ export class CallMetrics {
   }
 
   /** Counts and tells (through the logger, which throttles) a call counted under `_other` past a bound. */
-  #folded(bound: 'services' | 'label' | 'series'): void {
+  #folded(bound: 'services' | 'label' | 'series' | 'error types'): void {
     this.#overflowed++;
     this.#logger?.warn('call metrics: a call counted under _other', {
       code: METRICS_OVERFLOW_CODE,

@@ -18,6 +18,7 @@ export {
   type CallRecord,
   DEFAULT_BUCKETS,
   escapeLabel,
+  MAX_ERROR_TYPES_PER_SERIES,
   prometheusHandler,
   type SeriesSnapshot,
   writePrometheus,

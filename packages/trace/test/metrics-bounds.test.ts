@@ -6,7 +6,14 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
 import { ManualClock, MemoryLogger } from '@meshlet/core';
-import { CALL_METRICS_DEFAULTS, CallMetrics, createTracing, escapeLabel, prometheusHandler } from '../src/index.js';
+import {
+  CALL_METRICS_DEFAULTS,
+  CallMetrics,
+  createTracing,
+  escapeLabel,
+  MAX_ERROR_TYPES_PER_SERIES,
+  prometheusHandler,
+} from '../src/index.js';
 
 /** Every line of a Prometheus text exposition: a comment, or a sample of the given prefix. */
 const SAMPLE = /^[a-z_]+(\{([a-z_]+="([^"\\\n\r]|\\["\\n])*",?)*\})? [0-9.e+-]+$/;
@@ -114,6 +121,18 @@ describe('call metrics bounds', () => {
     );
     assert.equal(m.overflowed, 0);
     assert.doesNotMatch(m.render(), /overflow_total/);
+  });
+
+  it('a series keeps at most MAX_ERROR_TYPES_PER_SERIES error types; the rest are counted under error_type="_other", the overflow counted', () => {
+    const m = new CallMetrics({ prefix: 'meshlet_client' });
+    for (let i = 0; i < 5000; i++) m.add('users', 'POST /pkg.S/M', 1, `CODE_${i}`);
+    const [s] = m.snapshot();
+    const types = Object.keys(s?.errors ?? {});
+    assert.equal(types.length, MAX_ERROR_TYPES_PER_SERIES + 1);
+    assert.equal(s?.errors._other, 5000 - MAX_ERROR_TYPES_PER_SERIES);
+    assert.equal(m.overflowed, 5000 - MAX_ERROR_TYPES_PER_SERIES);
+    m.add('users', 'POST /pkg.S/M', 1, 'CODE_0');
+    assert.equal(m.snapshot()[0]?.errors.CODE_0, 2, 'a type already kept is still counted as itself');
   });
 
   it('tracing options take maxServices and maxSeries, within their bounds', async () => {
