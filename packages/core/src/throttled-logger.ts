@@ -28,6 +28,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_HEADER_DROPPED',
   // A call to a new destination past `destinations.max`, every one followed having a call in flight.
   'MESHLET_TOO_MANY_DESTINATIONS',
+  // grpc-js's own log lines (@meshlet/grpc routes them here): a refused metadata value is one per call.
+  'MESHLET_GRPC_LOG',
 ];
 
 /** Default interval between two lines of one per-request code. */

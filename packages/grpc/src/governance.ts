@@ -15,6 +15,7 @@ import {
 } from '@meshlet/core';
 import { type Context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { ChannelPool } from './channel-pool.js';
+import { routeGrpcLog } from './grpc-log.js';
 import { deadlineMs, inboundDeadline } from './inbound-deadline.js';
 import { type DroppedHeader, logDroppedHeader, setMetadata } from './outbound-metadata.js';
 import type { GrpcClientPorts, GrpcClientSpan, GrpcPicker, GrpcTracing, RouteChoice } from './ports.js';
@@ -250,6 +251,7 @@ export class Destination {
   #dropped: DroppedHeader | undefined;
 
   constructor(ports: GrpcClientPorts, service: string, pool: ChannelPool) {
+    routeGrpcLog(ports.logger);
     this.ports = ports;
     this.service = service;
     this.pool = pool;

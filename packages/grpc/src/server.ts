@@ -18,6 +18,7 @@ import { rpcNames } from './rpc-names.js';
 
 const HEALTH_PREFIX = `/${HEALTH_SERVICE}/`;
 
+import { routeGrpcLog } from './grpc-log.js';
 import { statusName } from './status-map.js';
 
 /** The metadata of a call as the lower-case headers the mesh reads (binary `-bin` values left out). */
@@ -86,6 +87,7 @@ function isRefusal(x: Admitted | Refusal): x is Refusal {
  * the tags on), for unary and streaming methods alike.
  */
 export function meshServerInterceptor(ports: GrpcServerPorts): ServerInterceptor {
+  routeGrpcLog(ports.logger);
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     // Health checks are answered as they are, as the HTTP pipeline answers its health path before any governance.
     if (method.path.startsWith(HEALTH_PREFIX)) return new ServerInterceptingCall(call);

@@ -21,9 +21,11 @@ import { rpcSpan } from '../src/governance.js';
 import {
   ChannelPool,
   type ExecutorCall,
+  GRPC_LOG_LINE_MAX,
   GRPC_PORT_META,
   type GrpcClientPorts,
   grpcCodeOf,
+  grpcLogLine,
   grpcPortOf,
   headersOf,
   httpStatusOf,
@@ -44,6 +46,19 @@ const instance = (id: string, port: number, metadata: Record<string, string> = {
   tags: [],
   metadata,
   health: 'passing',
+});
+
+describe("grpc-js's log lines", () => {
+  it('are cut at GRPC_LOG_LINE_MAX, control characters replaced, a refused metadata value left out', () => {
+    assert.equal(grpcLogLine('x'.repeat(5000)).length, GRPC_LOG_LINE_MAX + 1);
+    assert.equal(grpcLogLine('a\nb\u0000c'), 'a\ufffdb\ufffdc');
+    assert.equal(
+      grpcLogLine(
+        `Failed to add metadata entry x-k: ${'é'.repeat(9000)}. Metadata string value "${'é'.repeat(9000)}" contains illegal characters`,
+      ),
+      'Failed to add metadata entry x-k: value refused (not shown)',
+    );
+  });
 });
 
 describe('status codes', () => {
