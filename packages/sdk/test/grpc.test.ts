@@ -125,6 +125,10 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
     const bad = servers[0] as EchoServer;
     bad.state.fail = { code: grpc.status.UNAVAILABLE, details: 'draining' };
     const answers: string[] = [];
+    // Until the failing instance has been tried twice (the default balancer draws at random,
+    // so how many calls that takes varies), then twelve more: none reaches it.
+    for (let i = 0; i < 200 && bad.state.hits < 2; i++) answers.push(await say(client, 'r'));
+    assert.equal(bad.state.hits, 2, 'tried twice');
     for (let i = 0; i < 12; i++) answers.push(await say(client, 'r'));
     assert.equal(answers.filter((a) => a.startsWith('echo-0')).length, 0, 'no answer from the failing instance');
     assert.equal(bad.state.hits, 2, 'two failures eject it: no third attempt reaches it');
