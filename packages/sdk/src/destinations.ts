@@ -177,9 +177,9 @@ export class Destinations {
    * When `service` was last used: its last call, its rules last asked for. +Infinity while
    * a first call waits for it, or while an attempt to it is in flight: not releasable.
    */
-  #lastUse(service: string, r: ServiceRecord): number {
+  #lastUse(service: string, r: ServiceRecord, now: number): number {
     if (this.router.outstanding(service) > 0) return Number.POSITIVE_INFINITY;
-    return Math.max(r.touched, this.directory.lastCalled(service) ?? Number.NEGATIVE_INFINITY);
+    return Math.max(r.touched, this.directory.lastCalled(service, now) ?? Number.NEGATIVE_INFINITY);
   }
 
   /** Past the cap: releases the least recently used destination with nothing in flight, else refuses `service`. */
@@ -188,9 +188,10 @@ export class Destinations {
     if (this.#services.size - (this.#services.has(own) ? 1 : 0) < this.#max) return;
     let oldest: string | undefined;
     let oldestUse = Number.POSITIVE_INFINITY;
+    const now = this.#settings.clock.now();
     for (const [name, r] of this.#services) {
       if (name === own) continue;
-      const used = this.#lastUse(name, r);
+      const used = this.#lastUse(name, r, now);
       if (used < oldestUse) {
         oldest = name;
         oldestUse = used;
@@ -226,7 +227,7 @@ export class Destinations {
     const now = this.#settings.clock.now();
     const own = this.#settings.service;
     for (const [service, r] of [...this.#services]) {
-      if (service !== own && now - this.#lastUse(service, r) >= this.#idleMs) this.#release(service, 'idle');
+      if (service !== own && now - this.#lastUse(service, r, now) >= this.#idleMs) this.#release(service, 'idle');
     }
   }
 

@@ -20,8 +20,10 @@ interface Followed {
   ready: Promise<void>;
   /** True once `ready` has resolved: calls then skip awaiting it. */
   settled: boolean;
-  /** When the last call to the service started (`use`, `ensure`), on the mesh's clock. */
+  /** When a call to the service was last seen (`ensure`, or a look after `use`), on the mesh's clock. */
   lastCalled: number;
+  /** Called since `lastCalled` was last read: `use` sets a flag instead of reading the clock on every call. */
+  calledSince: boolean;
   unsubscribe: Unsubscribe;
 }
 
@@ -89,18 +91,24 @@ export class ServiceDirectory {
   use(service: string): boolean {
     const entry = this.#followed.get(service);
     if (entry?.settled !== true) return false;
-    entry.lastCalled = this.#clock.now();
+    entry.calledSince = true;
     return true;
   }
 
   /**
-   * When the last call to `service` started: +Infinity while its first call waits for it
-   * (it is in use), undefined when it is not followed.
+   * When a call to `service` was last seen, as of `now`: a call since the last look counts
+   * as made `now` (idle release is judged at a look's granularity, not per call);
+   * +Infinity while its first call waits for it (it is in use), undefined when it is not followed.
    */
-  lastCalled(service: string): number | undefined {
+  lastCalled(service: string, now: number): number | undefined {
     const entry = this.#followed.get(service);
     if (entry === undefined) return undefined;
-    return entry.settled ? entry.lastCalled : Number.POSITIVE_INFINITY;
+    if (!entry.settled) return Number.POSITIVE_INFINITY;
+    if (entry.calledSince) {
+      entry.calledSince = false;
+      entry.lastCalled = now;
+    }
+    return entry.lastCalled;
   }
 
   /** Stops following `service` (its registry watch ends); the next call follows it again, as a first call. */
@@ -135,7 +143,14 @@ export class ServiceDirectory {
     });
     // Throws before anything is kept when the listener refuses the service (the cap).
     const rules = this.#listener.follow(service);
-    const entry: Followed = { instances: [], ready: snapshot, settled: false, lastCalled: this.#clock.now(), unsubscribe: () => {} };
+    const entry: Followed = {
+      instances: [],
+      ready: snapshot,
+      settled: false,
+      lastCalled: this.#clock.now(),
+      calledSince: false,
+      unsubscribe: () => {},
+    };
     this.#followed.set(service, entry);
     entry.ready = Promise.all([snapshot, rules]).then(() => {
       entry.settled = true;
