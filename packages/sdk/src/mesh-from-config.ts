@@ -50,6 +50,9 @@ export interface MeshFromConfigOptions {
   readonly failFast?: boolean;
 }
 
+/** The longest `meshlet.consul.snapshot-dir` taken: Linux's PATH_MAX, 4,096 bytes. */
+const SNAPSHOT_DIR_MAX_CHARS = 4096;
+
 /** The snapshot files in `meshlet.consul.snapshot-dir`, one pair per service (processes of one service may share them). */
 const snapshotFilesOf = (dir: string, service: string) => ({
   /** ConsulKvStore's: the config and the rules last read. */
@@ -102,6 +105,12 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
   const profiles = boot.getList('meshlet.profiles');
   const consul = consulAddress ? { address: consulAddress, ...(consulToken ? { token: consulToken } : {}) } : undefined;
   const snapshotDir = boot.get('meshlet.consul.snapshot-dir') || undefined;
+  // A directory path: bounded, no control character (a NUL makes every fs call throw).
+  if (snapshotDir !== undefined && (snapshotDir.length > SNAPSHOT_DIR_MAX_CHARS || /[\u0000-\u001f\u007f]/.test(snapshotDir)))
+    throw new MeshletError(
+      'MESHLET_BAD_OPTION',
+      `meshlet.consul.snapshot-dir (MESHLET_CONSUL_SNAPSHOTDIR): a directory path of at most ${SNAPSHOT_DIR_MAX_CHARS} characters, no control character`,
+    );
   const snapshots = snapshotDir !== undefined ? snapshotFilesOf(snapshotDir, service) : undefined;
   const withLogger = options.logger ? { logger: options.logger } : {};
   const kv: KvStore =

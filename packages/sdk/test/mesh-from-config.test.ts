@@ -184,6 +184,8 @@ describe('createMeshFromConfig without Consul', () => {
       /meshlet\.port \(MESHLET_PORT\): "eighty" is not a decimal number/,
     );
     await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'toml' }, /MESHLET_CONFIG_FORMAT/);
+    for (const bad of ['/tmp/a\u0000b', '/tmp/a\nb', `/${'d'.repeat(4096)}`])
+      await refused({ MESHLET_SERVICE: 'orders', MESHLET_CONSUL_SNAPSHOTDIR: bad }, /MESHLET_CONSUL_SNAPSHOTDIR/);
     // A metadata name createMesh refuses (Consul's keys take no dots): named by its key, as the README says.
     const badMetadata = join(dir, 'bad-metadata.properties');
     await writeFile(badMetadata, 'meshlet.metadata.bad.key=v\n');
