@@ -42,6 +42,8 @@ function suite(line: SpringLine): void {
         service: 'node-caller',
         registry: new ConsulRegistry({ address: consul.address, waitSeconds: 5, logger: new MemoryLogger() }),
         rules: new ConsulKvStore({ address: consul.address, waitSeconds: 5, logger: new MemoryLogger() }),
+        // Round robin, named: the tests count on four calls reaching both instances (the default draws at random).
+        route: { loadBalancer: { type: 'roundRobin' } },
         logger: new MemoryLogger(),
       });
       await eventually(
