@@ -14,6 +14,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_RATELIMIT_SHADOW',
   'MESHLET_AUTH_SHADOW',
   'MESHLET_ROUTE_SHADOW',
+  // A request without the tag of a route rule's `stickyBy`: its group drawn at random.
+  'MESHLET_ROUTE_STICKY_TAG_ABSENT',
   'MESHLET_FAULT_SHADOW',
   'MESHLET_BREAKER_SHADOW',
   'MESHLET_INSTANCE_COUNT_UNKNOWN',

@@ -109,11 +109,23 @@ function buildRing(endpoints: readonly Endpoint[], virtualNodes: number): Ring {
 
 /** FNV-1a over UTF-16 code units with murmur3's finalizer, so that close keys spread. */
 export function hashString(s: string): number {
-  let h = 0x811c9dc5;
+  return finalize(fnv1a(s, FNV_OFFSET));
+}
+
+/** FNV-1a's offset basis: the state before any character. */
+export const FNV_OFFSET = 0x811c9dc5;
+
+/** FNV-1a over `s`'s UTF-16 code units, from state `h`: a prefix hashed once can be continued. */
+export function fnv1a(s: string, h: number): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
+  return h;
+}
+
+/** murmur3's 32-bit finalizer: every input bit reaches every output bit. Unsigned. */
+export function finalize(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

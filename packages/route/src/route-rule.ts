@@ -26,6 +26,12 @@ export interface RouteRule {
   readonly destinations: readonly Destination[];
   /** Where the request goes when the group chosen by weight has no healthy instance. */
   readonly fallback?: readonly Destination[];
+  /**
+   * A request tag (e.g. `user-id`): a request carrying it goes to the group its value hashes
+   * to (salted by the rule's name), so a user stays in one group; without it, or empty,
+   * the group is drawn at random per request.
+   */
+  readonly stickyBy?: string;
 }
 
 export type LoadBalancerConfig =
@@ -117,7 +123,7 @@ export const routeRule: RuleKindEntry<RouteSection> = {
 
 function parseRule(raw: unknown, path: string): RouteRule {
   const obj = field.object(raw, path);
-  field.onlyKeys(obj, path, ['name', 'priority', 'when', 'destinations', 'fallback']);
+  field.onlyKeys(obj, path, ['name', 'priority', 'when', 'destinations', 'fallback', 'stickyBy']);
   const name = field.ruleName(obj.name, `${path}.name`, 128);
   // Optional: a rule without one runs after the rules that name one, in document order.
   const priority = obj.priority === undefined ? DEFAULT_PRIORITY : field.integer(obj.priority, `${path}.priority`, 0, 1_000_000);
@@ -132,6 +138,7 @@ function parseRule(raw: unknown, path: string): RouteRule {
     when: Condition[];
     destinations: readonly Destination[];
     fallback?: readonly Destination[];
+    stickyBy?: string;
   } = {
     name,
     priority,
@@ -139,6 +146,7 @@ function parseRule(raw: unknown, path: string): RouteRule {
     destinations,
   };
   if (obj.fallback !== undefined) rule.fallback = parseDestinations(obj.fallback, `${path}.fallback`);
+  if (obj.stickyBy !== undefined) rule.stickyBy = tagName(obj.stickyBy, `${path}.stickyBy`);
   return rule;
 }
 
@@ -178,10 +186,16 @@ function parseLoadBalancer(raw: unknown, path: string): LoadBalancerConfig {
     return { type };
   }
   field.onlyKeys(obj, path, ['type', 'hashTag', 'virtualNodes']);
-  const hashTag = field.string(obj.hashTag, `${path}.hashTag`, 128);
-  if (hashTag.length === 0) throw new RuleValidationError(`${path}.hashTag`, 'must not be empty');
+  const hashTag = tagName(obj.hashTag, `${path}.hashTag`);
   if (obj.virtualNodes === undefined) return { type, hashTag };
   return { type, hashTag, virtualNodes: field.integer(obj.virtualNodes, `${path}.virtualNodes`, 1, RouteLimits.maxVirtualNodes) };
+}
+
+/** A tag a rule reads: as a condition's `tag`, 1-128 characters. */
+function tagName(raw: unknown, path: string): string {
+  const tag = field.string(raw, path, 128);
+  if (tag.length === 0) throw new RuleValidationError(path, 'must not be empty');
+  return tag;
 }
 
 function parseNearby(raw: unknown, path: string): Partial<NearbyConfig> {

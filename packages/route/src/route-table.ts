@@ -5,6 +5,7 @@ import { LANE_META_KEY } from './lane.js';
 import type { Member } from './nearby.js';
 import type { Destination, GroupSelector, RouteSection } from './route-rule.js';
 import { RuleIndex } from './rule-index.js';
+import { stickySalt } from './sticky.js';
 
 /** Groups chosen by weight: pool i takes r in [cumulative[i-1], cumulative[i]) of r in [0, 100). */
 export interface WeightedPools {
@@ -17,6 +18,9 @@ export interface CompiledRule {
   readonly matches: Matcher;
   readonly destinations: WeightedPools;
   readonly fallback: WeightedPools | undefined;
+  /** The rule's `stickyBy` tag, if any, and its salt's hash state (see sticky.ts). */
+  readonly stickyBy: string | undefined;
+  readonly stickySalt: number;
 }
 
 const EVERYTHING: readonly Destination[] = [{ group: {}, weight: 100 }];
@@ -136,6 +140,8 @@ export class RouteTable {
       matches: compileConditions(r.when),
       destinations: weighted(r.destinations),
       fallback: r.fallback ? weighted(r.fallback) : undefined,
+      stickyBy: r.stickyBy,
+      stickySalt: r.stickyBy === undefined ? 0 : stickySalt(r.name),
     }));
     this.ruleIndex = new RuleIndex(sorted.map((r, i) => ({ when: r.when, matches: (this.rules[i] as CompiledRule).matches })));
     this.defaultRoute = weighted(section?.default ?? EVERYTHING);
@@ -144,9 +150,21 @@ export class RouteTable {
   }
 }
 
+/** The index of the pool that `r` in [0, 100) falls in. */
+export function chooseIndex(w: WeightedPools, r: number): number {
+  const { cumulative } = w;
+  for (let i = 0; i < cumulative.length; i++) if (r < (cumulative[i] as number)) return i;
+  return cumulative.length - 1;
+}
+
+/** `r`'s place in pool `i`'s slice of [0, 100), stretched to [0, 100). */
+export function withinSlice(w: WeightedPools, i: number, r: number): number {
+  const lo = i === 0 ? 0 : (w.cumulative[i - 1] as number);
+  const width = (w.cumulative[i] as number) - lo;
+  return width > 0 ? ((r - lo) / width) * 100 : r;
+}
+
 /** The pool that `r` in [0, 100) falls in. */
 export function choosePool(w: WeightedPools, r: number): InstancePool {
-  const { cumulative, pools } = w;
-  for (let i = 0; i < cumulative.length; i++) if (r < (cumulative[i] as number)) return pools[i] as InstancePool;
-  return pools[pools.length - 1] as InstancePool;
+  return w.pools[chooseIndex(w, r)] as InstancePool;
 }

@@ -20,7 +20,8 @@ import type { InstancePool, PoolSettings } from './instance-pool.js';
 import { LANE_TAG } from './lane.js';
 import { DEFAULT_NEARBY, type Location, type NearbyLevel } from './nearby.js';
 import { DEFAULT_LOAD_BALANCER, type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-rule.js';
-import { choosePool, RouteTable } from './route-table.js';
+import { type CompiledRule, chooseIndex, choosePool, RouteTable, withinSlice } from './route-table.js';
+import { stickyPoint } from './sticky.js';
 
 export interface RouterOptions {
   /** The caller's zone and region, for nearby routing. Without them nearby routing does nothing. */
@@ -373,7 +374,9 @@ export class Router {
     const matched = table.rules[table.ruleIndex.first(lookup)];
     if (matched) {
       if (walk) walk.rule = matched.name;
-      const pool = choosePool(matched.destinations, this.#random() * 100);
+      const point = this.#pointOf(matched, lookup, service, tried === undefined && walk === undefined);
+      const chosen = chooseIndex(matched.destinations, point);
+      const pool = matched.destinations.pools[chosen] as InstancePool;
       if (walk) walk.tried = pool;
       const instance = pickIn(pool, lookup, tried);
       if (instance)
@@ -388,7 +391,11 @@ export class Router {
           spanAttributes: pool.spanAttributes,
         };
       if (matched.fallback) {
-        const fallback = choosePool(matched.fallback, this.#random() * 100);
+        // The same point, its place in the chosen group's slice stretched to [0, 100): a
+        // sticky rule's user keeps one place in the fallback while the group is empty (not
+        // one drawn per request), and the fallback's weights still hold among the group's
+        // users (the point as it is would send a 20% group's users all to the fallback's first 20%).
+        const fallback = choosePool(matched.fallback, withinSlice(matched.destinations, chosen, point));
         if (walk) walk.fallback = fallback;
         const fb = pickIn(fallback, lookup, tried);
         if (fb)
@@ -419,6 +426,28 @@ export class Router {
         spanAttributes: last.spanAttributes,
       };
     return undefined;
+  }
+
+  /**
+   * Where in [0, 100) a request falls for `rule`'s weights: its `stickyBy` tag's hash when
+   * the rule has one and the request carries it, else a random draw. A sticky rule's request
+   * without the tag is told (`report`: on a first attempt only, not again for its retries),
+   * counted and throttled as a per-request code: a misnamed tag shows as a count, not as a
+   * silent per-request split.
+   */
+  #pointOf(rule: CompiledRule, tags: TagLookup, service: string, report: boolean): number {
+    const tag = rule.stickyBy;
+    if (tag === undefined) return this.#random() * 100;
+    const value = tags(tag);
+    if (value !== undefined && value !== '') return stickyPoint(rule.stickySalt, value);
+    if (report)
+      this.#logger.info('request without the tag of a sticky route rule: group drawn at random', {
+        code: 'MESHLET_ROUTE_STICKY_TAG_ABSENT',
+        service,
+        rule: rule.name,
+        tag,
+      });
+    return this.#random() * 100;
   }
 
   /** Adds the rule a section in shadow mode would have applied; counted and logged (the mesh's logger throttles the code). */

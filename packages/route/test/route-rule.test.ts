@@ -58,6 +58,7 @@ const valid: [string, unknown][] = [
     },
   ],
   ['round robin', { loadBalancer: { type: 'roundRobin' } }],
+  ['a sticky rule', { rules: [{ name: 'sticky', stickyBy: 'user-id', destinations: [{ group: {}, weight: 100 }] }] }],
 ];
 
 /** [why, document, path the parser must name, also rejected by the schema?] */
@@ -128,6 +129,18 @@ const invalid: [string, unknown, string, boolean][] = [
   ['unknown balancer', { loadBalancer: { type: 'leastConn' } }, 'route.loadBalancer.type', true],
   ['consistent hash without a tag', { loadBalancer: { type: 'consistentHash' } }, 'route.loadBalancer.hashTag', true],
   ['hashTag on round robin', { loadBalancer: { type: 'roundRobin', hashTag: 'x' } }, 'route.loadBalancer.hashTag', true],
+  ...(
+    [
+      ['that is empty', ''],
+      ['that is 129 characters', 'x'.repeat(129)],
+      ['that is not a string', 7],
+    ] as [string, unknown][]
+  ).map(([why, stickyBy]): [string, unknown, string, boolean] => [
+    `a stickyBy tag ${why} (a tag name is 1-128 characters, as in a condition)`,
+    { rules: [{ name: 'r', stickyBy, destinations: [{ group: {}, weight: 100 }] }] },
+    'route.rules[0].stickyBy',
+    true,
+  ]),
   ['threshold over 100', { nearby: { minHealthyPercent: 120 } }, 'route.nearby.minHealthyPercent', true],
   [
     'range without bounds',
@@ -164,6 +177,8 @@ describe('route section', () => {
     ]);
     assert.deepEqual(section.loadBalancer, { type: 'consistentHash', hashTag: 'user-id', virtualNodes: 100 });
     assert.deepEqual(section.nearby, { enabled: true, minHealthyPercent: 60 });
+    assert.equal(section.rules[0]?.stickyBy, undefined);
+    assert.equal(parseRouteSection({ ...gray, rules: [{ ...gray.rules[0], stickyBy: 'user-id' }] }).rules[0]?.stickyBy, 'user-id');
   });
 
   it('a selector keeps every metadata key it was given, "constructor" and "prototype" too', () => {
