@@ -33,10 +33,14 @@ describe('the demo', () => {
     assert.deepEqual(new Set(users), new Set(['user-a', 'user-b']), 'both user-service instances serve');
     assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=curl note=a,b ✓/);
 
-    // 20% of n Chrome requests to v1.21, within 4 standard deviations.
+    // 20% of the n / 10 Chrome users to v1.21, 10 requests each, within 4 standard deviations
+    // of a fair draw of users; no user on both versions (the rule is sticky by user-id).
+    const chromeUsers = n / 10;
     const gray = count(stdout, 'Chrome, rule in force', '1.21.0');
-    const sd = Math.sqrt(n * 0.2 * 0.8);
-    assert.ok(Math.abs(gray - n * 0.2) < 4 * sd, `v1.21 got ${gray} of ${n}`);
+    assert.equal(gray % 10, 0, `v1.21 got ${gray} of ${n}: whole users`);
+    const sd = Math.sqrt(chromeUsers * 0.2 * 0.8);
+    assert.ok(Math.abs(gray / 10 - chromeUsers * 0.2) < 4 * sd, `v1.21 got ${gray / 10} of ${chromeUsers} users`);
+    assert.match(stdout, new RegExp(`Chrome users on both versions\\s+0 of ${chromeUsers}\\n`));
     assert.equal(count(stdout, 'Firefox, rule in force', '1.21.0'), 0, 'the rule matches Chrome only');
     assert.equal(count(stdout, 'Firefox, rule in force', '1.20.0'), n / 10);
     // The rollback returns to the rule v1.21 started behind: all traffic on v1.20.
@@ -52,8 +56,10 @@ describe('the demo', () => {
     });
     assert.match(stdout, /registry: Consul dev agent/);
     assert.match(stdout, /order-service\s+order-1\s+user-service@1\.20\.0\s+ua\.family=Chrome user-tier=vip/);
+    // 30 users, 10 requests each: some on v1.21, and fewer than 4 standard deviations over 20%.
     const gray = count(stdout, 'Chrome, rule in force', '1.21.0');
-    assert.ok(gray > 20 && gray < 110, `v1.21 got ${gray} of 300`);
+    assert.ok(gray % 10 === 0 && gray > 0 && gray / 10 < 6 + 4 * Math.sqrt(30 * 0.2 * 0.8), `v1.21 got ${gray} of 300`);
+    assert.match(stdout, /Chrome users on both versions\s+0 of 30\n/);
     assert.equal(count(stdout, 'Chrome, after rollback', '1.21.0'), 0);
     assert.equal(count(stdout, 'Chrome, after rollback', '1.20.0'), 300);
   });

@@ -5,9 +5,10 @@
  * 1. Requests through the chain; each hop prints the instance that served it, who called
  *    it and the tags that arrived.
  * 2. Gray release: v1.21 starts behind a rule that keeps all traffic on v1.20; a rule then
- *    sends 20% of Chrome requests to it (drawn per request, so one user's requests reach
- *    both versions); the split over DEMO_REQUESTS requests (default 10 000) is printed,
- *    the rule is rolled back in one call (v1.21 back to 0%), and the split printed again.
+ *    sends 20% of Chrome users to it (`stickyBy: 'user-id'`: each user's requests stay on
+ *    one version); the split over DEMO_REQUESTS requests (default 10 000, from a tenth as
+ *    many users) is printed with the users who saw both versions (none), the rule is rolled
+ *    back in one call (v1.21 back to 0%), and the split printed again.
  */
 import { type KvStore, type Registry, TAG_HEADER } from 'meshlet';
 import { demoBackend } from './backend.js';
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
     }
   }
 
-  // 2. Gray release: 20% of Chrome requests to v1.21, and a way back. Before v1.21 starts, a
+  // 2. Gray release: 20% of Chrome users to v1.21, and a way back. Before v1.21 starts, a
   // rule keeps all traffic on v1.20 (deployed dark): that is what a rollback returns to.
   const dark = {
     service: 'user-service',
@@ -76,12 +77,15 @@ async function main(): Promise<void> {
   );
   const grayRule = {
     service: 'user-service',
-    description: 'gray release: 20% of Chrome requests to v1.21',
+    description: 'gray release: 20% of Chrome users to v1.21',
     route: {
       rules: [
         {
           name: 'chrome-to-v1.21',
           when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }],
+          // A user's group is a hash of their user-id tag (salted by the rule's name): without
+          // it, each request would be drawn, and a user's requests would reach both versions.
+          stickyBy: 'user-id',
           destinations: [
             { group: { version: '1.21.0' }, weight: 20 },
             { group: { version: '1.20.0' }, weight: 80 },
@@ -92,20 +96,29 @@ async function main(): Promise<void> {
     },
   };
 
-  /** Sends `n` requests, 20 at a time, and counts the user-service version that served each. */
+  const USERS = Math.max(1, Math.ceil(REQUESTS / 10));
+  /** Users (by the `user-id` tag) that saw more than one user-service version in the last `split`. */
+  let onBoth = 0;
+  /**
+   * Sends `n` requests, 20 at a time, from USERS users in turn, and counts the user-service
+   * version that served each.
+   */
   async function split(userAgent: string, n: number): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
+    const seen = new Map<string, Set<string>>();
     let sent = 0;
     await Promise.all(
       Array.from({ length: 20 }, async () => {
         while (sent < n) {
-          sent++;
-          const report = await call({ 'user-agent': userAgent });
+          const user = `u${sent++ % USERS}`;
+          const report = await call({ 'user-agent': userAgent, [TAG_HEADER]: `user-id=${user}` });
           const v = report.next?.version ?? '?';
           counts.set(v, (counts.get(v) ?? 0) + 1);
+          seen.set(user, (seen.get(user) ?? new Set()).add(v));
         }
       }),
     );
+    onBoth = [...seen.values()].filter((versions) => versions.size > 1).length;
     return counts;
   }
   const show = (label: string, counts: Map<string, number>) => {
@@ -114,13 +127,14 @@ async function main(): Promise<void> {
     console.log(`  ${pad(label, 34)} ${parts.join('   ')}`);
   };
 
-  console.log(`\ngray release, ${REQUESTS} requests each (Firefox ${Math.ceil(REQUESTS / 10)})`);
+  console.log(`\ngray release, ${REQUESTS} requests each from ${USERS} users (Firefox ${Math.ceil(REQUESTS / 10)} requests)`);
   console.log(`  rule applied as version ${darkVersion?.version}: ${dark.description}`);
   const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo', reason: 'gray release' });
   // The gateway calls user-service: wait until its watch of the rule store has the rule.
   await gateway?.mesh.rulesInForce('user-service');
   console.log(`  rule applied as version ${applied?.version}: ${grayRule.description}`);
   show('Chrome, rule in force', await split(CHROME, REQUESTS));
+  console.log(`  ${pad('Chrome users on both versions', 34)} ${onBoth} of ${USERS}`);
   show('Firefox, rule in force', await split(FIREFOX, Math.ceil(REQUESTS / 10)));
   const back = await gateway?.mesh.rules.rollback('user-service', { author: 'demo', reason: 'the way back' });
   await gateway?.mesh.rulesInForce('user-service');
