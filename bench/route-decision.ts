@@ -5,7 +5,9 @@
 // reported apart. Two rule sets: "equality" rules (equals / in, as most tag routing rules
 // are, plus regex / exists rules on tags the request lacks), which the rule index skips
 // without testing them; and "mixed", where 30 range / regex rules on tags the request has
-// must each be tested, the worst case of the index.
+// must each be tested, the worst case of the index. The "sticky" row is the round robin
+// row with the matching rule's group chosen by a hash of the request's `user-id` (stickyBy)
+// instead of the random draw, side by side in one run.
 import { createContext, getTag, type Instance, MetaKey, seededRandom } from '@meshlet/core';
 import { type LoadBalancerConfig, parseRouteSection, Router } from '@meshlet/route';
 import { fmt, machine, median, table } from './harness.js';
@@ -16,8 +18,10 @@ const SIZES = [10, 1_000, 10_000];
 const SERVICE = 'user-service';
 
 type RuleSet = 'equality' | 'mixed';
-const CASES: [RuleSet, string, LoadBalancerConfig][] = [
+/** [rules, balancer (row label), balancer, the matching rule sticky by `user-id`] */
+const CASES: [RuleSet, string, LoadBalancerConfig, boolean?][] = [
   ['equality', 'round robin', { type: 'roundRobin' }],
+  ['equality', 'round robin, rule sticky by user-id', { type: 'roundRobin' }, true],
   ['equality', 'random', { type: 'random' }],
   ['equality', 'least requests', { type: 'leastRequests' }],
   ['equality', 'consistent hash', { type: 'consistentHash', hashTag: 'user-id' }],
@@ -42,7 +46,7 @@ function fleet(n: number): Instance[] {
 }
 
 /** 100 rules; only `chrome-gray` (the 91st) matches the benchmark's request. */
-function rules(set: RuleSet, loadBalancer: LoadBalancerConfig) {
+function rules(set: RuleSet, loadBalancer: LoadBalancerConfig, sticky = false) {
   const misses = (i: number) => {
     switch (i % 5) {
       case 0:
@@ -69,6 +73,7 @@ function rules(set: RuleSet, loadBalancer: LoadBalancerConfig) {
         ? {
             name: 'chrome-gray',
             priority: i,
+            ...(sticky ? { stickyBy: 'user-id' } : {}),
             when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }],
             destinations: [
               { group: { version: 'v1.21' }, weight: 20 },
@@ -94,12 +99,12 @@ export async function routeDecision(): Promise<string> {
   const lookup = (t: string) => getTag(t, ctx);
   const rows: (string | number)[][] = [];
   let sink = 0;
-  for (const [set, name, lb] of CASES) {
+  for (const [set, name, lb, sticky] of CASES) {
     const row: (string | number)[] = [set, name];
     const rebuilds: string[] = [];
     const routers = SIZES.map((n) => {
       const router = new Router({ location: { zone: 'z0', region: 'r1' }, random: seededRandom(n) });
-      router.setRules(SERVICE, rules(set, lb));
+      router.setRules(SERVICE, rules(set, lb, sticky));
       router.setInstances(SERVICE, fleet(n));
       const t0 = process.hrtime.bigint();
       sink += router.decide(SERVICE, lookup).instance.port; // builds the table and the balancers
