@@ -62,6 +62,13 @@ export interface AttemptRecord<I> extends AttemptFields {
    * `signal`, which makes an AbortSignal on first read. Undefined without a timeout.
    */
   readonly abort?: AttemptAbort | undefined;
+  /**
+   * True for the one attempt of a call that goes again to an instance already tried because
+   * its kept-alive connection went stale (SendFailure `stale`): the transport should send it
+   * on a new connection, not on another kept-alive one that may have gone stale too (the
+   * mesh's own transports do).
+   */
+  readonly freshConnection?: boolean;
 }
 
 /**
@@ -80,6 +87,8 @@ export interface GovernedCall<I extends { readonly id: string }, R extends CallR
   /**
    * An instance not in `tried`, or undefined when none is left. Routing leaves out what
    * the InstanceExclusion excludes; `tried` holds the instances this call already used.
+   * The first attempt's pick is given an empty set; a later one may be too (an attempt
+   * that goes again to the only instance after its connection went stale: SendFailure).
    */
   pick(tried: ReadonlySet<string>): I | undefined;
   /**
@@ -656,6 +665,9 @@ export class CallExecutor {
       if (notSentRetries > 0 || retries > 0 || hedger !== undefined) gov.budget?.recordCall(start);
       let tried: Set<string> | undefined;
       let next = call.pick(EMPTY);
+      // An attempt went again to an instance already tried (a stale connection): once a call.
+      let wentAgain = false;
+      let fresh = false;
       for (let attempt = 0; ; attempt++) {
         // Take the instance breaker's permit; an instance whose probe permits are all taken
         // (routing had not yet heard) is skipped for another.
@@ -690,6 +702,10 @@ export class CallExecutor {
         }
         const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, first?.notes, abort, entry?.key);
         if (refused !== undefined) rec.attributes = refusedInstanceAttributes(undefined, refused);
+        if (fresh) {
+          rec.freshConnection = true;
+          fresh = false;
+        }
         const watch = sh === undefined ? undefined : this.#watchAttempt(sh, call, id, rec, first?.api);
         first = undefined;
         // The attempt's settle (`call.settled`): told here after the await, by runTimed when
@@ -760,11 +776,20 @@ export class CallExecutor {
           const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
           if (failure === 'not-sent') call.unreachable?.(instance);
           if (verdict !== 'failure') throw err;
-          const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' ? brokenRetries : retries;
+          const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' || failure === 'stale' ? brokenRetries : retries;
           if (attempt >= limit) throw err;
           tried ??= new Set();
-          next = this.#nextForRetry(gov, call, tried, id);
+          // A stale kept-alive connection says nothing about its instance: with no untried
+          // instance left, the attempt may go again to one already tried, on a new connection.
+          // Once a call: a new connection cannot meet the idle-close race again, so a second
+          // stale failure is an instance closing what it is sent, not a race.
+          const again = failure === 'stale' && !wentAgain;
+          next = this.#nextForRetry(gov, call, tried, id, again);
           if (next === undefined) throw err;
+          if (again && tried.has(next.id)) {
+            wentAgain = true;
+            fresh = true;
+          }
           await this.#backoff(retry, attempt, call.signal);
           continue;
         }
@@ -934,15 +959,26 @@ export class CallExecutor {
     return hedger.send(call, rec, g.budget, g.classifier, instances, hedged as HedgedAttempt<I>);
   }
 
-  /** The instance for a retry, or undefined when none is left or the budget is spent. */
+  /**
+   * The instance for a retry, or undefined when none is left or the budget is spent. With
+   * `again` (the failed attempt's connection went stale) and no untried instance left,
+   * routing picks among the tried ones less `failedId`: that instance again, if routing
+   * would still send the call there.
+   */
   #nextForRetry<I extends { readonly id: string }, R extends CallResult>(
     gov: Governance,
     call: GovernedCall<I, R>,
     tried: Set<string>,
     failedId: string,
+    again = false,
   ): I | undefined {
     tried.add(failedId);
-    const next = call.pick(tried);
+    let next = call.pick(tried);
+    if (next === undefined && again) {
+      const others = new Set(tried);
+      others.delete(failedId);
+      next = call.pick(others);
+    }
     if (next === undefined) return undefined;
     if (gov.budget !== undefined && !gov.budget.tryRetry()) {
       this.#logger.debug('retry budget spent; not retrying', { code: 'MESHLET_RETRY_BUDGET', service: call.service });
@@ -1094,6 +1130,7 @@ class Rec<I> implements AttemptRecord<I> {
   spanNotes: number | undefined = undefined;
   load: { outstanding: number } | undefined = undefined;
   injected = false;
+  freshConnection = false;
   readonly abort: AttemptAbort | undefined;
   readonly #signal: AbortSignal | undefined;
 
@@ -1131,6 +1168,6 @@ function record<I>(
   notes: string[] | undefined,
   abort?: AttemptAbort,
   api?: string,
-): AttemptRecord<I> {
+): Rec<I> {
   return new Rec(call, target, number, signal, breaker, notes, abort, api);
 }

@@ -8,6 +8,13 @@
  *   undici fails only the request that was being written or awaiting its answer when a
  *   socket closes (it re-dispatches the ones still queued), so such a request may have
  *   reached the server: only an idempotent one may be sent again (RFC 9110 §9.2.2).
+ * - `stale`: broken, on a kept-alive connection that had carried an earlier exchange, before
+ *   any byte of this attempt's answer: most likely the server closed the connection as idle
+ *   just as the request was written (Node's best-known transient failure). Only a transport
+ *   that watches its sockets can tell (the mesh's own: `markStaleConnection`); it is broken
+ *   all the same for the methods that may be sent again (undici wrote the request: it cannot
+ *   know whether the server read it), but the executor may send it once more to an instance
+ *   already tried, on a new connection, when no untried instance is left.
  * - `other`: anything else (a timeout, an abort, a bug): says nothing either way.
  *
  * Checked against real sockets (test/send-failure-sockets.test.ts): a closed port gives
@@ -24,7 +31,20 @@
  * another host, a server that refuses the handshake. Alerts a server can send once the
  * request may be written (TLS 1.3 `certificate required`, a bad record) are not among them.
  */
-export type SendFailure = 'not-sent' | 'broken' | 'other';
+export type SendFailure = 'not-sent' | 'broken' | 'stale' | 'other';
+
+/** Errors a transport marked as its kept-alive connection's going stale (see SendFailure). */
+const staleErrors = new WeakSet<object>();
+
+/**
+ * Marks `err` as the failure of a request written on a kept-alive connection that had
+ * carried an earlier exchange, before any byte of its answer (SendFailure `stale`). For
+ * a transport that watches its sockets: the mark is on the error object, wherever it is
+ * nested (`cause`) by the time the executor classifies it.
+ */
+export function markStaleConnection(err: object): void {
+  staleErrors.add(err);
+}
 
 /** Error codes of a connect that did not happen. */
 const NOT_SENT_CODES: ReadonlySet<string> = new Set([
@@ -71,6 +91,7 @@ const MAX_DEPTH = 4;
 function classify(err: unknown, depth: number): SendFailure {
   if (err === null || typeof err !== 'object' || depth > MAX_DEPTH) return 'other';
   const e = err as { code?: unknown; syscall?: unknown; cause?: unknown; errors?: unknown };
+  if (staleErrors.has(err)) return 'stale';
   if (typeof e.syscall === 'string' && NOT_SENT_SYSCALLS.has(e.syscall)) return 'not-sent';
   if (typeof e.code === 'string') {
     if (NOT_SENT_CODES.has(e.code)) return 'not-sent';
@@ -83,7 +104,7 @@ function classify(err: unknown, depth: number): SendFailure {
     let other = false;
     for (const inner of e.errors.slice(0, 8)) {
       const v = classify(inner, depth + 1);
-      if (v === 'broken') broken = true;
+      if (v === 'broken' || v === 'stale') broken = true;
       else if (v === 'other') other = true;
     }
     return broken ? 'broken' : other ? 'other' : 'not-sent';

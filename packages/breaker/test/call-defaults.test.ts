@@ -6,6 +6,7 @@ import {
   CallExecutor,
   type CallExecutorOptions,
   defaultOutlierPolicy,
+  markStaleConnection,
   parseBreakerRules,
   type SendFailure,
   sendFailureOf,
@@ -19,6 +20,12 @@ const sysErr = (code: string, syscall: string) => Object.assign(new Error(`${sys
 const refused = () => sysErr('ECONNREFUSED', 'connect');
 const fetchFailed = (cause: unknown) => new TypeError('fetch failed', { cause });
 const socketClosed = () => Object.assign(new Error('other side closed'), { name: 'SocketError', code: 'UND_ERR_SOCKET' });
+/** As the mesh's Agent marks it: closed on a kept-alive connection before any byte of the answer (packages/sdk/test/stale-connection.test.ts plays it on real sockets). */
+const staleClosed = () => {
+  const err = socketClosed();
+  markStaleConnection(err);
+  return err;
+};
 
 describe('sendFailureOf', () => {
   const table: [string, unknown, SendFailure][] = [
@@ -34,6 +41,9 @@ describe('sendFailureOf', () => {
     ['fetch: other side closed as the cause', fetchFailed(socketClosed()), 'broken'],
     ['reset while reading the answer', fetchFailed(sysErr('ECONNRESET', 'read')), 'broken'],
     ['broken pipe while writing', sysErr('EPIPE', 'write'), 'broken'],
+    ['marked stale: closed on a kept-alive connection before the answer', staleClosed(), 'stale'],
+    ['fetch: marked stale as the cause', fetchFailed(staleClosed()), 'stale'],
+    ['happy eyeballs: one address went stale', new AggregateError([refused(), staleClosed()]), 'broken'],
     ['fetch failed without a cause', new TypeError('fetch failed'), 'other'],
     ['a timeout', Object.assign(new Error('timed out'), { name: 'TimeoutError' }), 'other'],
     ['an abort', new DOMException('aborted', 'AbortError'), 'other'],
@@ -67,11 +77,12 @@ function picker(executor: CallExecutor, list: Inst[] = three) {
   };
 }
 
-type Outcome = 'ok' | 'refused' | 'closed' | 'other' | 503;
+type Outcome = 'ok' | 'refused' | 'closed' | 'stale' | 'other' | 503;
 
 function fail(o: Outcome): Response {
   if (o === 'refused') throw fetchFailed(refused());
   if (o === 'closed') throw fetchFailed(socketClosed());
+  if (o === 'stale') throw fetchFailed(staleClosed());
   if (o === 'other') throw new Error('boom');
   return new Response(null, { status: o === 'ok' ? 200 : o });
 }
@@ -200,6 +211,129 @@ describe('CallExecutor defaults: retry on another instance when nothing was sent
         send: async (i) => {
           sent.push(i.id);
           return fail(row.upstream[i.id] ?? 'ok');
+        },
+      });
+      if (row.result === 'throws') await assert.rejects(call);
+      else assert.equal((await call).status, row.result);
+      assert.deepEqual(sent, row.sent);
+    });
+  }
+});
+
+describe('CallExecutor: a stale kept-alive connection when no untried instance is left', () => {
+  interface Row {
+    name: string;
+    method: string;
+    instances: string[];
+    /** What each attempt meets, in order; past the list: an answer. */
+    outcomes: Outcome[];
+    options?: CallExecutorOptions;
+    section?: unknown;
+    /** The instance of each attempt, and whether it asked for a new connection. */
+    sent: string[];
+    result: number | 'throws';
+  }
+  const rows: Row[] = [
+    {
+      name: 'GET on the only instance: once more to it, on a new connection',
+      method: 'GET',
+      instances: ['a'],
+      outcomes: ['stale'],
+      sent: ['a', 'a fresh'],
+      result: 200,
+    },
+    {
+      name: 'the extra attempt is one: stale again, the call fails (two retries allowed)',
+      method: 'GET',
+      instances: ['a'],
+      outcomes: ['stale', 'stale', 'stale'],
+      sent: ['a', 'a fresh'],
+      result: 'throws',
+    },
+    {
+      name: 'a refused connection is not sent to the instance again',
+      method: 'GET',
+      instances: ['a'],
+      outcomes: ['refused'],
+      sent: ['a'],
+      result: 'throws',
+    },
+    {
+      name: 'a connection that broke without being stale (a new one) is not sent to the instance again',
+      method: 'GET',
+      instances: ['a'],
+      outcomes: ['closed'],
+      sent: ['a'],
+      result: 'throws',
+    },
+    {
+      name: 'a POST is not sent again: it may have reached the server',
+      method: 'POST',
+      instances: ['a'],
+      outcomes: ['stale'],
+      sent: ['a'],
+      result: 'throws',
+    },
+    {
+      name: "a rule's retry of non-idempotent methods covers it",
+      method: 'POST',
+      instances: ['a'],
+      outcomes: ['stale'],
+      section: { retry: { maxRetries: 1, retryNonIdempotent: true, backoff: { baseMs: 0 } } },
+      sent: ['a', 'a fresh'],
+      result: 200,
+    },
+    {
+      name: 'no retry allowed: sent once',
+      method: 'GET',
+      instances: ['a'],
+      outcomes: ['stale'],
+      options: { defaults: { retries: 0 } },
+      sent: ['a'],
+      result: 'throws',
+    },
+    {
+      name: 'an untried instance first; then the last stale one again',
+      method: 'GET',
+      instances: ['a', 'b'],
+      outcomes: ['stale', 'stale'],
+      sent: ['a', 'b', 'b fresh'],
+      result: 200,
+    },
+    {
+      name: 'after a refusal and a stale connection: the stale one again, not the refusing one',
+      method: 'GET',
+      instances: ['a', 'b'],
+      outcomes: ['refused', 'stale'],
+      sent: ['a', 'b', 'b fresh'],
+      result: 200,
+    },
+    {
+      name: 'the retries are counted: none left after two instances, no extra attempt',
+      method: 'GET',
+      instances: ['a', 'b', 'c'],
+      outcomes: ['stale', 'stale', 'stale'],
+      sent: ['a', 'b', 'c'],
+      result: 'throws',
+    },
+  ];
+  for (const row of rows) {
+    it(row.name, async () => {
+      const executor = new CallExecutor({ clock: new ManualClock(), ...row.options });
+      if (row.section !== undefined) executor.setRules('orders', parseBreakerRules(row.section, 'breaker'));
+      executor.setInstances('orders', row.instances);
+      const sent: string[] = [];
+      const outcomes = [...row.outcomes];
+      const call = executor.call<Inst>({
+        service: 'orders',
+        method: row.method,
+        pick: picker(
+          executor,
+          row.instances.map((id) => ({ id })),
+        ),
+        send: async (i, _signal, attempt) => {
+          sent.push(attempt.freshConnection === true ? `${i.id} fresh` : i.id);
+          return fail(outcomes.shift() ?? 'ok');
         },
       });
       if (row.result === 'throws') await assert.rejects(call);
