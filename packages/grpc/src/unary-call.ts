@@ -277,7 +277,7 @@ export class UnaryCall implements ExecutorCall<GrpcAttemptResult>, OutboundCall<
     if (this.#ended !== undefined) return undefined;
     const picker = this.#dest.picker;
     const tags = this.tags;
-    if (tried.size === 0) return targetOf(picker.first(tags));
+    if (tried.size === 0 && this.started === 0) return targetOf(picker.first(tags));
     // Before any attempt went out, `tried` holds instances whose breakers refused the pick
     // (routing had not yet heard): another instance, as for HTTP. After one, a retry: only
     // after a status gRPC calls safe to retry. Either way an instance not yet tried, nearest
