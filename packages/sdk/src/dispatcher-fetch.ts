@@ -40,6 +40,8 @@ export interface TransportRequest {
   readonly abort?: AttemptAbort | undefined;
   /** A second signal that aborts the body after the attempt's own signal let go (the caller's). */
   readonly bodySignal?: AbortSignal | undefined;
+  /** Send on a new connection (the attempt goes again after a stale one: AttemptRecord.freshConnection). */
+  readonly fresh?: boolean | undefined;
 }
 
 /** Sends one attempt; resolves with the answer as fetch would (unfollowed redirects included). */
@@ -620,9 +622,10 @@ function codingOf(raw: Buffer[] | string[]): string | undefined {
 
 /**
  * A Transport over `dispatcher` (the mesh's shared Agent): one `dispatch` per attempt,
- * no WHATWG Request, the answer a DispatchedResponse.
+ * no WHATWG Request, the answer a DispatchedResponse. An attempt to send on a new
+ * connection goes to `fresh` (MeshAgents.fresh), with `reset: true`.
  */
-export function dispatcherTransport(dispatcher: Dispatcher): Transport {
+export function dispatcherTransport(dispatcher: Dispatcher, fresh: Dispatcher = dispatcher): Transport {
   return function send(req: TransportRequest): Promise<Response> {
     const { signal, bodySignal, abort } = req;
     if (abort?.aborted) return Promise.reject(abort.reason);
@@ -631,10 +634,11 @@ export function dispatcherTransport(dispatcher: Dispatcher): Transport {
     const body = req.body;
     if (body !== null && body !== undefined && (req.method === 'GET' || req.method === 'HEAD'))
       return Promise.reject(new TypeError('Request with GET/HEAD method cannot have body.'));
+    const via = req.fresh === true ? fresh : dispatcher;
     // Most bodies need no await: a string, bytes or nothing.
-    if (body === null || body === undefined) return dispatchOnce(dispatcher, req, null, undefined);
-    if (typeof body === 'string') return dispatchOnce(dispatcher, req, body, 'text/plain;charset=UTF-8');
-    return requestBody(body).then(([b, type]) => dispatchOnce(dispatcher, req, b, type));
+    if (body === null || body === undefined) return dispatchOnce(via, req, null, undefined);
+    if (typeof body === 'string') return dispatchOnce(via, req, body, 'text/plain;charset=UTF-8');
+    return requestBody(body).then(([b, type]) => dispatchOnce(via, req, b, type));
   };
 }
 
@@ -661,6 +665,8 @@ function dispatchOnce(
           method: req.method as Dispatcher.HttpMethod,
           headers: headerList(req.headers, contentType),
           body: body as NonNullable<Dispatcher.DispatchOptions['body']>,
+          // The socket takes no other request and closes after the answer: a new connection for each.
+          ...(req.fresh === true ? { reset: true } : {}),
         },
         handler,
       );

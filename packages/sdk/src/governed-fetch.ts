@@ -133,12 +133,15 @@ export interface ServiceCall<R extends CallResult> {
    * timeout and the caller's), or with `takesAbort`, the executor's AttemptAbort when the
    * attempt is timed. `bodySignal` is the caller's (with the inbound deadline's when there
    * is one): it also ends the answer's body while it is read, after `cancel` let go.
+   * `fresh`: the attempt goes again to an instance whose kept-alive connection went stale
+   * (AttemptRecord.freshConnection): send it on a new connection when the client can.
    */
   send(
     origin: string,
     headers: CallHeaders,
     cancel: AttemptAbort | AbortSignal | undefined,
     bodySignal: AbortSignal | undefined,
+    fresh: boolean,
   ): Promise<R>;
   /**
    * Calls `done` once `result`'s body ended, failed or was given up (at once when it has
@@ -214,8 +217,9 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
 
   pick(tried: ReadonlySet<string>): RouteDecision | undefined {
     // The first pick throws NoInstanceError with routing's explanation; a retry or hedge
-    // takes an instance not yet tried, nearest locality first.
-    return tried.size === 0 ? this.#picker.first(this.tags) : this.#picker.next(this.tags, tried);
+    // takes an instance not yet tried, nearest locality first (an empty `tried` after an
+    // attempt: any instance, for one that goes again after a stale connection).
+    return tried.size === 0 && this.attempts === 0 ? this.#picker.first(this.tags) : this.#picker.next(this.tags, tried);
   }
 
   watchBody(result: R, verdict: BodyVerdict): boolean {
@@ -236,8 +240,15 @@ class PipelineCall<R extends CallResult> implements GovernedCall<RouteDecision, 
   transport(attempt: Attempt<R>): Promise<R> {
     // A timed attempt's abort, without reading its signal (which would make one); a hedge's
     // racing attempt, or an untimed one, has its signal only.
-    const abort = this.#call.takesAbort === true ? (attempt as unknown as AttemptRecord<RouteDecision>).abort : undefined;
-    return this.#call.send(originOf(attempt.target.instance), this.headers, abort ?? attempt.signal, this.signal);
+    const rec = attempt as unknown as AttemptRecord<RouteDecision>;
+    const abort = this.#call.takesAbort === true ? rec.abort : undefined;
+    return this.#call.send(
+      originOf(attempt.target.instance),
+      this.headers,
+      abort ?? attempt.signal,
+      this.signal,
+      rec.freshConnection === true,
+    );
   }
 
   fromResponse(response: Response): R {
@@ -503,6 +514,7 @@ class FetchCall implements ServiceCall<Response> {
     headers: CallHeaders,
     cancel: AttemptAbort | AbortSignal | undefined,
     bodySignal: AbortSignal | undefined,
+    fresh: boolean,
   ): Promise<Response> {
     const pathAndQuery = `${this.path}${this.search}`;
     const target = `${origin}${pathAndQuery}`;
@@ -522,6 +534,7 @@ class FetchCall implements ServiceCall<Response> {
         signal: timed !== undefined ? undefined : ((cancel as AbortSignal | undefined) ?? this.signal),
         abort: timed,
         bodySignal,
+        fresh,
       });
     }
     const attemptSignal = cancel instanceof AbortSignal || cancel === undefined ? cancel : cancel.signal;

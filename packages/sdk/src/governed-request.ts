@@ -18,6 +18,11 @@ export interface GovernedRequestDeps {
   readonly directory: ServiceDirectory;
   /** Sends governed attempts: the mesh's shared keep-alive Agent. */
   readonly dispatcher: Dispatcher;
+  /**
+   * Sends an attempt that goes again after a stale connection (MeshAgents.fresh), with
+   * `reset: true`: each on a new connection. Default: `dispatcher`.
+   */
+  readonly fresh?: Dispatcher;
   /** Sends URLs that are not services. Default: undici's `request`, options untouched. */
   readonly passThrough?: typeof undiciRequest;
 }
@@ -101,13 +106,17 @@ class RequestCall implements ServiceCall<RequestData> {
   readonly takesAbort = true;
   readonly settlesOnAbort: boolean;
   readonly #via: Dispatcher;
+  /** Where an attempt goes on a new connection: the mesh's fresh Agent, or the application's own dispatcher. */
+  readonly #fresh: Dispatcher;
+  /** True when `#fresh` is the mesh's: its requests are sent with `reset: true`. */
+  readonly #meshFresh: boolean;
   /** Path and query, as sent. */
   readonly #target: string;
   readonly #body: string | Uint8Array | null;
   /** The caller's options when the call is not dispatchable: sent through `request`. */
   readonly #options: RequestOptions | undefined;
 
-  constructor(url: UrlParts, options: RequestOptions | undefined, dispatcher: Dispatcher) {
+  constructor(url: UrlParts, options: RequestOptions | undefined, dispatcher: Dispatcher, fresh: Dispatcher) {
     this.service = url.hostname;
     this.method = (options?.method ?? 'GET').toUpperCase() as Dispatcher.HttpMethod;
     this.path = url.pathname;
@@ -119,18 +128,37 @@ class RequestCall implements ServiceCall<RequestData> {
     this.signal = options?.signal instanceof AbortSignal ? options.signal : undefined;
     // The application's own dispatcher never follows a redirect for a governed attempt.
     this.#via = options?.dispatcher !== undefined ? withoutRedirects(options.dispatcher) : dispatcher;
+    // Only the mesh's own Agent marks a stale connection, so only its attempts go again.
+    this.#meshFresh = options?.dispatcher === undefined;
+    this.#fresh = this.#meshFresh ? fresh : this.#via;
     const direct = dispatchable(options);
     this.settlesOnAbort = direct;
     this.#body = direct ? ((body ?? null) as string | Uint8Array | null) : null;
     this.#options = direct ? undefined : options;
   }
 
-  send(origin: string, headers: CallHeaders, cancel: AttemptCancel, bodySignal: AbortSignal | undefined): Promise<RequestData> {
+  send(
+    origin: string,
+    headers: CallHeaders,
+    cancel: AttemptCancel,
+    bodySignal: AbortSignal | undefined,
+    fresh: boolean,
+  ): Promise<RequestData> {
     const options = this.#options;
+    const via = fresh ? this.#fresh : this.#via;
+    // On the mesh's fresh Agent: the socket takes no other request and closes after the answer.
+    const reset = fresh && this.#meshFresh;
     if (options === undefined)
       return dispatchRequest(
-        this.#via,
-        { origin, path: this.#target, method: this.method, headers: headers as Record<string, string | string[]>, body: this.#body },
+        via,
+        {
+          origin,
+          path: this.#target,
+          method: this.method,
+          headers: headers as Record<string, string | string[]>,
+          body: this.#body,
+          ...(reset ? { reset: true } : {}),
+        },
         cancel,
         bodySignal,
       );
@@ -143,9 +171,10 @@ class RequestCall implements ServiceCall<RequestData> {
       attemptSignal !== undefined && bodySignal !== undefined && attemptSignal !== bodySignal
         ? AbortSignal.any([attemptSignal, bodySignal])
         : (attemptSignal ?? bodySignal ?? rest.signal ?? null);
-    return this.#via
+    return via
       .request<null>({
         ...rest,
+        ...(reset ? { reset: true } : {}),
         origin,
         path: this.#target,
         method: this.method,
@@ -189,12 +218,13 @@ class RequestCall implements ServiceCall<RequestData> {
  */
 export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCallPipeline): MeshRequest {
   const { directory, dispatcher } = deps;
+  const fresh = deps.fresh ?? dispatcher;
   const passThrough = deps.passThrough ?? undiciRequest;
 
   const governed = (url: UrlParts, options: RequestOptions | undefined): Promise<ResponseData> => {
     let call: RequestCall;
     try {
-      call = new RequestCall(url, options, dispatcher);
+      call = new RequestCall(url, options, dispatcher, fresh);
     } catch (err) {
       return Promise.reject(err);
     }

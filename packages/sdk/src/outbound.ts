@@ -1,10 +1,10 @@
 import type { TagPropagation } from '@meshlet/propagation';
 import type { Tracing } from '@meshlet/trace';
-import { Agent } from 'undici';
 import type { Destinations } from './destinations.js';
 import { dispatcherTransport } from './dispatcher-fetch.js';
 import { type Fetch, type GovernedCallDeps, type GovernedCallPipeline, governedCall, governedFetch } from './governed-fetch.js';
 import { governedRequest, type MeshRequest } from './governed-request.js';
+import { MeshAgents } from './mesh-agents.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
 import type { OwnService } from './own-service.js';
@@ -22,7 +22,8 @@ export class Outbound {
   readonly pipeline: GovernedCallPipeline;
   /** What the pipeline reads, for the gRPC front end (`mesh.grpc`), which has a pipeline of its own. */
   readonly deps: GovernedCallDeps;
-  readonly #agent = new Agent();
+  /** The shared keep-alive Agent, and the one for an attempt that goes again after a stale connection. */
+  readonly #agents = new MeshAgents();
 
   constructor(
     settings: MeshSettings,
@@ -55,13 +56,13 @@ export class Outbound {
     // No fetch of the application's own: governed attempts go over the shared Agent (see
     // dispatcher-fetch.ts); everything else still goes to global fetch.
     const send = options.fetch ?? globalThis.fetch;
-    const transport = options.fetch === undefined ? dispatcherTransport(this.#agent) : undefined;
+    const agents = this.#agents;
+    const transport = options.fetch === undefined ? dispatcherTransport(agents.shared, agents.fresh) : undefined;
     this.fetch = governedFetch({ ...deps, send, ...(transport ? { transport } : {}) }, pipeline);
-    this.request = governedRequest({ directory: destinations.directory, dispatcher: this.#agent }, pipeline);
+    this.request = governedRequest({ directory: destinations.directory, dispatcher: agents.shared, fresh: agents.fresh }, pipeline);
   }
 
   async close(): Promise<void> {
-    // Destroy, not close: a body the application never read would hold close() forever.
-    await this.#agent.destroy();
+    await this.#agents.close();
   }
 }

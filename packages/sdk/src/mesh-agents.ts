@@ -1,0 +1,69 @@
+import type { Socket } from 'node:net';
+import { markStaleConnection } from '@meshlet/breaker';
+import { Agent, buildConnector } from 'undici';
+
+/**
+ * undici's own connector, each socket it makes watched for the failure the call executor
+ * may send once more to an instance already tried (breaker's SendFailure `stale`): the
+ * request was written on a kept-alive connection that had carried an earlier exchange, and
+ * the connection broke (closed or reset by the server) before any byte of its answer
+ * arrived. That is the idle-close race: the server closes a connection it holds idle just
+ * as the client writes the next request on it.
+ *
+ * undici tells a request neither which socket it went on nor whether that socket was new,
+ * so the socket tells it: every `write` notes the bytes read so far (a write after bytes
+ * were read since the previous one starts a later request: the connection is reused), and
+ * the socket's `error` event — how undici learns of a reset, and how it closes the socket
+ * with its own "other side closed" — marks the error when nothing was read since the last
+ * write. undici fails the request with that very error object (fetch's TypeError has it as
+ * its `cause`). A TLS session ticket read after the first write counts as an answer byte:
+ * not marked, the conservative side.
+ */
+export function staleWatchingConnector(): buildConnector.connector {
+  const connect = buildConnector({});
+  return (options, callback) =>
+    connect(options, (...args) => {
+      // A failed connect calls back with the error alone.
+      const socket = args[1];
+      if (socket) watchForStale(socket);
+      callback(...args);
+    });
+}
+
+function watchForStale(socket: Socket): void {
+  let written = false;
+  let reused = false;
+  let readAtWrite = 0;
+  const write = socket.write;
+  // undici writes every request through the socket's own `write` (corked for a body).
+  socket.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
+    const read = socket.bytesRead;
+    if (written && read > readAtWrite) reused = true;
+    written = true;
+    readAtWrite = read;
+    return write.apply(this, args);
+  } as Socket['write'];
+  // Registered before undici's own listener, which keeps the error for the request.
+  socket.on('error', (err: Error) => {
+    if (reused && socket.bytesRead === readAtWrite) markStaleConnection(err);
+  });
+}
+
+/**
+ * The undici Agents the mesh's own transports send governed attempts on: `shared`, one
+ * keep-alive Agent for every call, its sockets watched for going stale
+ * (staleWatchingConnector); and `fresh`, for the one attempt of a call that goes again to
+ * an instance after its connection went stale. Every request on `fresh` is sent with
+ * `reset: true` (`connection: close`): undici takes no other request on that socket and
+ * closes it after the answer, so each of them goes on a connection of its own, never on
+ * another kept-alive one that may have gone stale too.
+ */
+export class MeshAgents {
+  readonly shared = new Agent({ connect: staleWatchingConnector() });
+  readonly fresh = new Agent();
+
+  async close(): Promise<void> {
+    // Destroy, not close: a body the application never read would hold close() forever.
+    await Promise.all([this.shared.destroy(), this.fresh.destroy()]);
+  }
+}

@@ -1,0 +1,215 @@
+// The keep-alive race on a service with one instance: the server closes a kept-alive
+// connection just as the next request is written on it, and the request fails with no byte
+// of an answer (undici's "other side closed", or ECONNRESET). Played here deterministically
+// by a real server on 127.0.0.1 that answers the first request of each connection and
+// closes (or resets) the connection when a second one arrives on it. With no untried
+// instance left, an idempotent call goes once more to the same instance, on a new
+// connection; a POST is not sent again (it may have reached the server); a refused
+// connection is not retried on the instance that refused it; and the extra attempt is one.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, describe, it } from 'node:test';
+import { sendFailureOf } from '@meshlet/breaker';
+import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { createMesh, type Mesh } from '../src/index.js';
+
+type Drop = 'close' | 'reset';
+
+/** One request as the server saw it: its connection, its place on it, and whether the client asked to close after it. */
+interface Seen {
+  readonly connection: number;
+  readonly nth: number;
+  readonly close: boolean;
+  readonly dropped: boolean;
+}
+
+/**
+ * A server that answers the first request of each connection (kept alive) and, when a
+ * second request arrives on it, closes (FIN) or resets (RST) the connection without
+ * writing a byte: what the client sees when it wrote on a connection the server was
+ * closing as idle. With `dropAll`, every request is dropped so.
+ */
+class RacingServer {
+  readonly seen: Seen[] = [];
+  /** Connections that answered a request and are still open (kept alive). */
+  idle = 0;
+  dropAll = false;
+  readonly #server: net.Server;
+  #connections = 0;
+
+  constructor(readonly drop: Drop) {
+    this.#server = net.createServer((socket) => this.#serve(socket));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve((this.#server.address() as net.AddressInfo).port)));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #serve(socket: net.Socket): void {
+    const connection = this.#connections++;
+    let nth = 0;
+    let buffered = '';
+    let answered = false;
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (answered) this.idle--;
+    });
+    socket.on('data', (chunk) => {
+      buffered += chunk.toString('latin1');
+      for (;;) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buffered.slice(0, end).toLowerCase();
+        const length = Number(/content-length: *(\d+)/.exec(head)?.[1] ?? 0);
+        if (buffered.length < end + 4 + length) return;
+        buffered = buffered.slice(end + 4 + length);
+        const dropped = nth > 0 || this.dropAll;
+        this.seen.push({ connection, nth: nth++, close: head.includes('connection: close'), dropped });
+        if (dropped) {
+          if (this.drop === 'reset') socket.resetAndDestroy();
+          else socket.destroy();
+          return;
+        }
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+        if (!answered) this.idle++;
+        answered = true;
+      }
+    });
+  }
+}
+
+const meshes: Mesh[] = [];
+const servers: RacingServer[] = [];
+after(async () => {
+  for (const m of meshes) await m.close();
+  for (const s of servers) await s.close();
+});
+
+async function oneInstance(drop: Drop): Promise<{ mesh: Mesh; server: RacingServer }> {
+  const server = new RacingServer(drop);
+  servers.push(server);
+  const port = await server.listen();
+  const registry = new InMemoryRegistry();
+  await registry.register({ id: 'only', service: 'single', address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing' });
+  const mesh = createMesh({ service: 'caller', registry, rules: new InMemoryKvStore() });
+  meshes.push(mesh);
+  return { mesh, server };
+}
+
+type Client = 'fetch' | 'request';
+
+function call(mesh: Mesh, client: Client, method: 'GET' | 'POST'): Promise<string> {
+  const body = method === 'POST' ? { body: 'order' } : {};
+  if (client === 'fetch') return mesh.fetch('http://single/x', { method, ...body }).then((r) => r.text());
+  return mesh.request('http://single/x', { method, ...body }).then((r) => r.body.text());
+}
+
+async function failureOf(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  return assert.fail('the call did not fail');
+}
+
+describe('a kept-alive connection closed by the single instance as a request is written on it', () => {
+  for (const client of ['fetch', 'request'] as const) {
+    for (const drop of ['close', 'reset'] as const) {
+      it(`${client}, ${drop}: a GET goes again to the instance on a new connection, and is answered`, async () => {
+        const { mesh, server } = await oneInstance(drop);
+        // Calls one after the other until one was written on a kept-alive connection (undici
+        // reuses one within the first three calls): every call is answered.
+        for (let i = 0; i < 8 && !server.seen.some((s) => s.dropped); i++) assert.equal(await call(mesh, client, 'GET'), 'ok');
+        const at = server.seen.findIndex((s) => s.dropped);
+        assert.ok(at > 0, `no request met a closing connection: ${JSON.stringify(server.seen)}`);
+        // The one after it: the same request on a connection of its own, closed after the answer.
+        assert.deepEqual(server.seen.slice(at + 1), [{ connection: server.seen[at + 1]?.connection, nth: 0, close: true, dropped: false }]);
+      });
+    }
+
+    it(`${client}: a POST that met it is not sent again (it may have reached the server)`, async () => {
+      const { mesh, server } = await oneInstance('close');
+      let calls = 0;
+      let failed = 0;
+      for (; calls < 8 && failed === 0; calls++) {
+        try {
+          await call(mesh, client, 'POST');
+        } catch (err) {
+          assert.equal(sendFailureOf(err), 'stale');
+          failed++;
+        }
+      }
+      assert.equal(failed, 1);
+      // Each call sent once: the dropped POST was not sent again.
+      assert.equal(server.seen.length, calls, JSON.stringify(server.seen));
+    });
+
+    it(`${client}: the extra attempt is one — when it is dropped too, the call fails`, async () => {
+      const { mesh, server } = await oneInstance('close');
+      let metReuse = false;
+      for (let i = 0; i < 8 && !metReuse; i++) {
+        server.dropAll = false;
+        while (server.idle === 0) await call(mesh, client, 'GET');
+        // Every request dropped now: a kept-alive connection's (stale), then the new one's.
+        server.dropAll = true;
+        const before = server.seen.length;
+        const err = await failureOf(call(mesh, client, 'GET'));
+        const sent = server.seen.slice(before).map((s) => [s.nth, s.close]);
+        if (sent[0]?.[0] === 0) {
+          // undici opened a new connection for it (its kept-alive one was not free yet): broken, not stale, not sent again.
+          assert.deepEqual(sent, [[0, false]]);
+          continue;
+        }
+        metReuse = true;
+        // The kept-alive connection, then one new connection, dropped before an answer too
+        // (broken, not stale: it carried nothing before): no third attempt, though two retries are allowed.
+        assert.deepEqual(sent, [
+          [1, false],
+          [0, true],
+        ]);
+        assert.equal(sendFailureOf(err), 'broken');
+      }
+      assert.ok(metReuse, `no call was written on a kept-alive connection: ${JSON.stringify(server.seen)}`);
+    });
+  }
+});
+
+describe('a refused connection on the single instance', () => {
+  const exporter = new InMemorySpanExporter();
+
+  it('is not sent to it again (fetch and request)', async () => {
+    const closed = await listen((_req, res) => res.end());
+    await closed.close();
+    const registry = new InMemoryRegistry();
+    await registry.register({
+      id: 'gone',
+      service: 'single',
+      address: '127.0.0.1',
+      port: closed.port,
+      tags: [],
+      metadata: {},
+      health: 'passing',
+    });
+    const mesh = createMesh({
+      service: 'caller',
+      registry,
+      rules: new InMemoryKvStore(),
+      tracing: { exporters: [exporter], metrics: false },
+    });
+    meshes.push(mesh);
+    for (const client of ['fetch', 'request'] as const) {
+      const err = await failureOf(call(mesh, client, 'GET'));
+      assert.equal(sendFailureOf(err), 'not-sent');
+      await mesh.tracing?.forceFlush();
+      assert.equal(exporter.getFinishedSpans().length, 1, `${client}: one attempt`);
+      exporter.reset();
+    }
+  });
+});
