@@ -150,6 +150,9 @@ export function statusOfError(err: unknown): { code: number; details: string } {
     // latency already rose is what the limit prevents; RESOURCE_EXHAUSTED is retried only
     // with backoff, if at all.
     case 'MESHLET_OUTBOUND_LIMITED':
+    // The mesh follows its cap of destinations (`destinations.max`), each with a call in
+    // flight: a local resource again, freed as those calls end; nothing was sent.
+    case 'MESHLET_TOO_MANY_DESTINATIONS':
       return { code: Status.RESOURCE_EXHAUSTED, details: message };
     case 'MESHLET_CANCELLED':
       return { code: Status.CANCELLED, details: message };

@@ -91,6 +91,7 @@ describe('status codes', () => {
     assert.equal(statusOfError(err('MESHLET_NO_INSTANCE')).code, grpc.status.UNAVAILABLE);
     assert.equal(statusOfError(err('MESHLET_TIMEOUT')).code, grpc.status.DEADLINE_EXCEEDED);
     assert.equal(statusOfError(err('MESHLET_BULKHEAD_FULL')).code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(statusOfError(err('MESHLET_TOO_MANY_DESTINATIONS')).code, grpc.status.RESOURCE_EXHAUSTED);
     assert.equal(statusOfError(new Error('boom')).code, grpc.status.INTERNAL);
   });
 });

@@ -1466,6 +1466,45 @@ describe('gRPC and the client bulkhead', () => {
   });
 });
 
+describe('gRPC and the destinations cap', () => {
+  it('a unary call to a new destination past destinations.max, every one followed having a call in flight, ends RESOURCE_EXHAUSTED (nothing sent)', async () => {
+    const e = estate();
+    const server = createMesh({ service: 'echo', ...e, logger: new MemoryLogger() });
+    const held = await startEcho('held-0', [server.grpc.serverInterceptor()]);
+    const other = await startEcho('other-0', [server.grpc.serverInterceptor()]);
+    await registerEcho(e, 'held', held);
+    await registerEcho(e, 'other', other);
+    const caller = createMesh({ service: 'gateway', ...e, logger: new MemoryLogger(), destinations: { max: 1 } });
+    const heldClient = caller.grpc.client(Echo, 'held');
+    const otherClient = caller.grpc.client(Echo, 'other');
+    let release = () => {};
+    held.state.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      const inFlight = say(heldClient, 'a');
+      while (held.state.hits < 1) await new Promise((r) => setImmediate(r));
+      // A deadline, so that a call let through fails the test instead of waiting.
+      const refused = await failure(say(otherClient, 'b', { deadline: Date.now() + 5_000 }));
+      assert.equal(refused.code, grpc.status.RESOURCE_EXHAUSTED, refused.details);
+      assert.match(refused.details, /other: not called, this mesh already follows 1 destinations \(destinations\.max\)/);
+      assert.equal(other.state.hits, 0, 'the refused call was never sent');
+      release();
+      assert.match(await inFlight, /^held-0\|in=a/);
+      // Nothing in flight any more: the held destination makes room.
+      assert.match(await say(otherClient, 'c'), /^other-0\|in=c/);
+    } finally {
+      release();
+      heldClient.close();
+      otherClient.close();
+      await caller.close();
+      await server.close();
+      await held.close();
+      await other.close();
+    }
+  });
+});
+
 describe('gRPC streaming', () => {
   const e = estate();
   let server: Mesh;
