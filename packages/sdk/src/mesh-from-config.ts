@@ -187,6 +187,8 @@ export const MESHLET_KEYS: readonly string[] = [
   'meshlet.address',
   'meshlet.instance-id',
   'meshlet.health-path',
+  'meshlet.destinations.idle-ms',
+  'meshlet.destinations.max',
   'meshlet.auth.default-action',
   'meshlet.admin.token',
   'meshlet.ratelimit.redis-url',
@@ -276,6 +278,8 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
   ['instanceId', 'meshlet.instance-id'],
   ['address', 'meshlet.address'],
   ['healthPath', 'meshlet.health-path'],
+  ['destinations.idleMs', 'meshlet.destinations.idle-ms'],
+  ['destinations.max', 'meshlet.destinations.max'],
   ['ratelimit.redisUrl', 'meshlet.ratelimit.redis-url'],
   ['tracing.sampleRatio', 'meshlet.tracing.sample-ratio'],
   ['tracing.otlp.url', 'meshlet.tracing.otlp.url'],
@@ -463,6 +467,9 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   const namespace = get('meshlet.namespace');
   const address = get('meshlet.address');
   const instanceId = get('meshlet.instance-id');
+  // Bounded by createMesh (mesh-option-checks.ts), its refusal renamed to the key (configuredError).
+  const idleMs = numberOf(config, 'meshlet.destinations.idle-ms');
+  const maxDestinations = numberOf(config, 'meshlet.destinations.max');
   return {
     service,
     ...(version ? { version } : {}),
@@ -475,6 +482,14 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
     ...(adminToken ? { admin: { token: adminToken } } : {}),
     ...(redisUrl ? { ratelimit: { redisUrl } } : {}),
     ...(healthPath ? { healthPath: healthPath === 'false' ? false : healthPath } : {}),
+    ...(idleMs !== undefined || maxDestinations !== undefined
+      ? {
+          destinations: {
+            ...(idleMs !== undefined ? { idleMs } : {}),
+            ...(maxDestinations !== undefined ? { max: maxDestinations } : {}),
+          },
+        }
+      : {}),
     ...(tracingOn
       ? {
           tracing: {

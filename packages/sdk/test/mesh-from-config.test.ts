@@ -12,9 +12,10 @@ import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { encryptValue, generateKey } from '@meshlet/config';
-import { MemoryLogger, MeshletError } from '@meshlet/core';
+import { InMemoryRegistry, type InstancesListener, ManualClock, MemoryLogger, MeshletError, type Unsubscribe } from '@meshlet/core';
+import { listen } from '@meshlet/core/testing';
 import { decodeTraceProto } from '@meshlet/trace';
-import { type ConfiguredMesh, createMeshFromConfig } from '../src/index.js';
+import { type ConfiguredMesh, createMeshFromConfig, TooManyDestinationsError } from '../src/index.js';
 import { MESHLET_KEY_MAPS, MESHLET_KEYS } from '../src/mesh-from-config.js';
 import {
   otlpFromOtelEnvironment,
@@ -131,6 +132,8 @@ describe('createMeshFromConfig without Consul', () => {
         'meshlet.helth-path=/ready',
         'meshlet.tracing.sample-ration=0.1',
         'meshlet.verison=9.9.9',
+        'meshlet.destinations.idlems=60000',
+        'meshlet.destinations.max=10',
         'meshlet.version=1.0.0',
         'meshlet.metadata.zone=z',
         'meshlet.tracing.resource-attributes.team=t',
@@ -145,6 +148,7 @@ describe('createMeshFromConfig without Consul', () => {
         .filter((e) => e.fields?.code === 'MESHLET_CONFIG_UNKNOWN_KEY')
         .map((e) => `${e.fields?.key} ~ ${e.fields?.nearest}`);
       assert.deepEqual(unknown.sort(), [
+        'meshlet.destinations.idlems ~ meshlet.destinations.idle-ms',
         'meshlet.helth-path ~ meshlet.health-path',
         'meshlet.tracing.sample-ration ~ meshlet.tracing.sample-ratio',
         'meshlet.verison ~ meshlet.version',
@@ -794,6 +798,23 @@ describe('createMeshFromConfig without Consul', () => {
       /^meshlet\.port \(MESHLET_PORT\): 70000 is not a port number/,
     );
     assert.match(await refusal({ MESHLET_SERVICE: 'orders' }, { port: 70000 }), /^port: 70000 is not a port number/);
+    // The destinations keys, bounded as createMesh bounds `destinations`.
+    for (const [env, pattern] of [
+      [
+        { MESHLET_DESTINATIONS_IDLEMS: '999' },
+        /^meshlet\.destinations\.idle-ms \(MESHLET_DESTINATIONS_IDLEMS\): 999 must be a whole number from 1000 to 86400000/,
+      ],
+      [
+        { MESHLET_DESTINATIONS_IDLEMS: '1e4' },
+        /^meshlet\.destinations\.idle-ms \(MESHLET_DESTINATIONS_IDLEMS\): "1e4" is not a decimal number/,
+      ],
+      [
+        { MESHLET_DESTINATIONS_MAX: '0' },
+        /^meshlet\.destinations\.max \(MESHLET_DESTINATIONS_MAX\): 0 must be a whole number from 1 to 100000/,
+      ],
+      [{ MESHLET_DESTINATIONS_MAX: '2.5' }, /^meshlet\.destinations\.max \(MESHLET_DESTINATIONS_MAX\): 2\.5 must be a whole number/],
+    ] as const)
+      assert.match(await refusal({ MESHLET_SERVICE: 'orders', ...env }), pattern);
   });
 
   it('takes an empty Redis URL variable as none (the local limits), as every empty variable is unset', async () => {
@@ -806,6 +827,58 @@ describe('createMeshFromConfig without Consul', () => {
       assert.equal(mesh.config.get('meshlet.ratelimit.redis-url'), '');
     } finally {
       await mesh.close();
+    }
+  });
+
+  it('follows destinations as meshlet.destinations.idle-ms and .max say: a second one refused past max 1, one released once idle', async () => {
+    /** Open registry watches by service: a destination followed holds one. */
+    const open = new Map<string, number>();
+    const registry = new (class extends InMemoryRegistry {
+      override watch(service: string, listener: InstancesListener): Unsubscribe {
+        const un = super.watch(service, listener);
+        open.set(service, (open.get(service) ?? 0) + 1);
+        return () => {
+          open.set(service, (open.get(service) ?? 0) - 1);
+          un();
+        };
+      }
+    })();
+    const heldResponses: ServerResponse[] = [];
+    const upstream = await listen((req: IncomingMessage, res: ServerResponse) => {
+      if (req.url === '/hold') heldResponses.push(res);
+      else res.end('ok');
+    });
+    for (const service of ['svc-a', 'svc-b'])
+      await registry.register({
+        id: `${service}-0`,
+        service,
+        address: '127.0.0.1',
+        port: upstream.port,
+        tags: [],
+        metadata: {},
+        health: 'passing',
+      });
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const mesh = await createMeshFromConfig({
+      env: { MESHLET_SERVICE: 'orders', MESHLET_DESTINATIONS_IDLEMS: '5000', MESHLET_DESTINATIONS_MAX: '1' },
+      overrides: { registry, clock },
+      logger: new MemoryLogger(),
+    });
+    try {
+      const heldCall = mesh.fetch('http://svc-a/hold');
+      while (heldResponses.length === 0) await new Promise((r) => setImmediate(r));
+      await assert.rejects(mesh.fetch('http://svc-b/'), TooManyDestinationsError, 'max 1, its one destination busy');
+      heldResponses[0]?.end('ok');
+      assert.equal(await (await heldCall).text(), 'ok');
+      clock.advance(4_999);
+      assert.equal(open.get('svc-a'), 1, 'not idle for 5 s yet');
+      // Looked for every idleMs when under a minute: released by the second look.
+      clock.advance(5_001);
+      assert.equal(open.get('svc-a'), 0, 'released after 5 s idle');
+    } finally {
+      for (const res of heldResponses) res.end();
+      await mesh.close();
+      await upstream.close();
     }
   });
 });
