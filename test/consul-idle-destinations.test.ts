@@ -1,8 +1,10 @@
-// A caller of many services on a real Consul agent: each service it follows holds two
-// blocking queries (its instances, its rules), each a connection to the agent, whose
-// default http_max_conns_per_client is 200. Destinations left idle are released, so 300
-// services called once each never hold the agent's connections all at once, and the
-// connections drop once they are idle.
+// A caller of many services on a real Consul agent, whose default
+// http_max_conns_per_client is 200: each service it follows holds a blocking query of its
+// instances (a connection to the agent), and the rules of all of them are read through one
+// blocking query of meshlet/rules/. 150 services called at once stay under the agent's
+// limit (two queries each hit HTTP 429 past the 124th–138th). Destinations left idle are
+// released, so 300 services called once each never hold the agent's connections all at
+// once, and the connections drop once they are idle.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -13,8 +15,10 @@ import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, type Mesh } from 'meshlet';
 
 const SERVICES = 300;
-/** Services called in a row: two connections each stay under the agent's 200. */
+/** Services called in a row. */
 const WAVE = 75;
+/** Services followed at once in the second test: at two queries each the agent refused the 124th to 138th. */
+const AT_ONCE = 150;
 const IDLE_MS = 1_000;
 /** The blocking queries' wait: a stopped one holds its connection at the agent until then. */
 const WAIT_SECONDS = 2;
@@ -62,6 +66,17 @@ async function until(test: () => boolean, what: () => string, timeoutMs = 30_000
   }
 }
 
+/** Registers `count` services `svc-<i>` straight on the agent (no check: passing), on one keep-alive connection. */
+async function registerServices(agent: ConsulAgent, count: number, port: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`${agent.address}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ ID: `svc-${i}-0`, Name: `svc-${i}`, Address: '127.0.0.1', Port: port }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+}
+
 describe('Consul: idle destinations release their connections to the agent', { skip: process.platform !== 'linux' }, () => {
   let agent: ConsulAgent;
   let server: Server;
@@ -72,14 +87,7 @@ describe('Consul: idle destinations release their connections to the agent', { s
     server = createServer((_req, res) => res.end('ok'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
-    // Registered straight on the agent (no check: passing), on one keep-alive connection.
-    for (let i = 0; i < SERVICES; i++) {
-      const res = await fetch(`${agent.address}/v1/agent/service/register`, {
-        method: 'PUT',
-        body: JSON.stringify({ ID: `svc-${i}-0`, Name: `svc-${i}`, Address: '127.0.0.1', Port: port }),
-      });
-      assert.equal(res.status, 200, await res.text());
-    }
+    await registerServices(agent, SERVICES, port);
     caller = createMesh({
       service: 'caller',
       registry: new ConsulRegistry({ address: agent.address, waitSeconds: WAIT_SECONDS, logger: new MemoryLogger() }),
@@ -118,5 +126,44 @@ describe('Consul: idle destinations release their connections to the agent', { s
       );
     }
     assert.ok(most < 200, `at most ${most} connections at the agent`);
+  });
+});
+
+describe('Consul: the rules of every destination through one query', { skip: process.platform !== 'linux' }, () => {
+  let agent: ConsulAgent;
+  let server: Server;
+  let caller: Mesh;
+
+  before(async () => {
+    agent = await startConsulAgent();
+    server = createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await registerServices(agent, AT_ONCE, (server.address() as { port: number }).port);
+    caller = createMesh({
+      service: 'caller',
+      registry: new ConsulRegistry({ address: agent.address, waitSeconds: WAIT_SECONDS, logger: new MemoryLogger() }),
+      rules: new ConsulKvStore({ address: agent.address, waitSeconds: WAIT_SECONDS, logger: new MemoryLogger() }),
+      logger: new MemoryLogger(),
+    });
+  });
+  after(async () => {
+    await caller?.close();
+    server?.close();
+    await agent?.stop();
+  });
+
+  it(`${AT_ONCE} services followed at once: one connection each and one for all their rules, under the agent's 200; every call answered`, async () => {
+    const first = sockets(agent.httpPort);
+    let most = 0;
+    for (let i = 0; i < AT_ONCE; i++) {
+      const res = await caller.fetch(`http://svc-${i}/`);
+      assert.equal(res.status, 200, `svc-${i}`);
+      assert.equal(await res.text(), 'ok');
+      most = Math.max(most, sockets(agent.httpPort).agents);
+    }
+    // The caller's own watches and its rules' query were there before the first call; a
+    // connection its HTTP client keeps alive between queries may come and go.
+    assert.ok(most <= first.agents + AT_ONCE + 2, `${most} connections at the agent, ${first.agents} before the first call`);
+    assert.ok(most < 200, `${most} connections at the agent`);
   });
 });

@@ -9,18 +9,13 @@ import {
   type Logger,
   MeshletError,
   type PutOptions,
+  RULES_PREFIX,
   readBoundedFile,
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
-import { BlockingWatch } from './blocking-watch.js';
 import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
-
-interface KvPair {
-  Key: string;
-  Value: string | null;
-  ModifyIndex: number;
-}
+import { decodeKvPair as decode, type KvPair, KvPrefixQuery } from './kv-prefix-query.js';
 
 export interface ConsulKvStoreOptions extends ConsulClientOptions {
   readonly waitSeconds?: number;
@@ -40,6 +35,33 @@ export interface ConsulKvStoreOptions extends ConsulClientOptions {
   readonly snapshotWaitMs?: number;
   /** Time for the snapshot wait; tests pass a ManualClock. Default systemClock. */
   readonly clock?: Clock;
+  /**
+   * Prefixes whose watches share one blocking query: every watch of a key or prefix under
+   * one of them rides on one query of it (recurse), and hears only of changes to its own
+   * keys. A mesh's rule watchers, one per service it calls, then hold one connection to the
+   * agent instead of one each; each change under the prefix brings every document under it.
+   * Each must end with `/`; at most 16. `[]` gives every watch its own query. Default
+   * `['meshlet/rules/']` (core's RULES_PREFIX).
+   */
+  readonly sharedPrefixes?: readonly string[];
+}
+
+/** The most `sharedPrefixes` a store takes: a handful of roots, each one query. */
+const MAX_SHARED_PREFIXES = 16;
+/** Characters of one shared prefix: a bound on the option, well past any key path in use. */
+const MAX_SHARED_PREFIX_LENGTH = 512;
+
+function checkSharedPrefixes(given: unknown): readonly string[] {
+  if (given === undefined) return [RULES_PREFIX];
+  const bad = (why: string) => new MeshletError('MESHLET_BAD_OPTION', `sharedPrefixes: ${why}`);
+  if (!Array.isArray(given) || given.length > MAX_SHARED_PREFIXES) throw bad(`must be an array of at most ${MAX_SHARED_PREFIXES} prefixes`);
+  for (const p of given) {
+    if (typeof p !== 'string' || p.length < 2 || p.length > MAX_SHARED_PREFIX_LENGTH || !p.endsWith('/') || p.startsWith('/'))
+      throw bad(
+        `${typeof p === 'string' ? JSON.stringify(p.slice(0, 100)) : typeof p} must be a key prefix of 2 to ${MAX_SHARED_PREFIX_LENGTH} characters ending with / (not starting with it)`,
+      );
+  }
+  return Object.freeze([...given]);
 }
 
 /** What `snapshotFile` holds. */
@@ -49,11 +71,6 @@ interface KvSnapshot {
 }
 
 const path = (key: string) => `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
-const decode = (p: KvPair): KvEntry => ({
-  key: p.Key,
-  value: p.Value === null ? '' : Buffer.from(p.Value, 'base64').toString('utf8'),
-  revision: p.ModifyIndex,
-});
 
 /** Consul's limit on operations in one transaction. */
 const TXN_MAX_OPS = 64;
@@ -75,8 +92,9 @@ function txnOp(w: KvWrite): { KV: { Verb: string; Key: string; Value?: string; I
 /**
  * The KvStore port on Consul KV: where rules and config live in production. Revisions
  * are Consul's ModifyIndex, so compare-and-set is Consul's `?cas=`. Watches are blocking
- * queries on the prefix; during an outage a watch stays quiet (the last state holds) and
- * resyncs when Consul returns.
+ * queries on the prefix, one shared by every watch under a `sharedPrefixes` entry (the rule
+ * documents); during an outage a watch stays quiet (the last state holds) and resyncs when
+ * Consul returns.
  */
 export class ConsulKvStore implements KvStore {
   readonly client: ConsulClient;
@@ -85,8 +103,11 @@ export class ConsulKvStore implements KvStore {
   #snapshot: Promise<Record<string, KvEntry[]>> | undefined;
   #snapshotWrite: Promise<void> = Promise.resolve();
   #snapshotLogged = false;
+  readonly #sharedPrefixes: readonly string[];
+  readonly #queries = new Map<string, KvPrefixQuery>();
 
   constructor(options: ConsulKvStoreOptions = {}) {
+    this.#sharedPrefixes = checkSharedPrefixes(options.sharedPrefixes);
     this.client = new ConsulClient(options);
     this.#opts = options;
     this.#logger = options.logger ?? consoleLogger('warn', 'meshlet-kv');
@@ -141,7 +162,6 @@ export class ConsulKvStore implements KvStore {
   }
 
   watch(prefix: string, listener: (entries: readonly KvEntry[]) => unknown): Unsubscribe {
-    let failing = false;
     let live = false;
     let fromSnapshot = false;
     let stopped = false;
@@ -162,41 +182,15 @@ export class ConsulKvStore implements KvStore {
       }
       listener(Object.freeze([...(saved ?? [])]));
     };
-    const watch = new BlockingWatch<KvPair[] | undefined>({
-      query: (index, wait, signal) =>
-        this.client.request<KvPair[] | undefined>('GET', `${path(prefix)}?recurse=true&index=${index}&wait=${wait}s`, {
-          signal,
-          notFound: true,
-          expect: 'list',
-          timeoutMs: (wait + wait / 16 + 5) * 1000,
-        }),
-      waitSeconds: this.#opts.waitSeconds ?? 25,
-      probe: (signal) => this.client.probe.wait(signal),
-      // ModifyIndex per key tells every change; the values need not be compared.
-      signature: (pairs) => (pairs ?? []).map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n'),
-      onChange: (pairs) => {
+    const unfollow = this.#queryFor(prefix).follow(prefix, {
+      onEntries: (entries) => {
         live = true;
         cancelWait();
-        const entries = (pairs ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : 1));
-        // Only what the listener accepted is kept for a restart during an outage.
-        if (listener(Object.freeze(entries)) !== false) this.#remember(prefix, entries);
+        // Only what the listener accepted is kept for a restart during an outage (per watched prefix, as asked).
+        if (listener(entries) !== false) this.#remember(prefix, [...entries]);
       },
-      onError: (err, consecutive) => {
-        if (consecutive === 1) {
-          failing = true;
-          this.#logger.warn('consul KV query failed: the last rules and config stay in force', {
-            code: 'MESHLET_KV_DEGRADED',
-            prefix,
-            error: (err as Error).message,
-          });
-          void fallBack('a consul query failed', true);
-        }
-      },
-      onRecover: () => {
-        if (failing) this.#logger.warn('consul KV reachable again', { code: 'MESHLET_KV_RECOVERED', prefix });
-        failing = false;
-      },
-    }).start();
+      onFailure: () => void fallBack('a consul query failed', true),
+    });
     if (this.#opts.snapshotFile && !live)
       cancelWait = (this.#opts.clock ?? systemClock).setTimeout(
         () => void fallBack(`consul has not answered within ${this.#opts.snapshotWaitMs ?? 100} ms`, false),
@@ -205,8 +199,55 @@ export class ConsulKvStore implements KvStore {
     return () => {
       stopped = true;
       cancelWait();
-      watch.stop();
+      unfollow();
     };
+  }
+
+  /**
+   * The blocking query that serves a watch of `prefix`: the one of the shared prefix it lies
+   * under (`sharedPrefixes`), else its own; made on the first watch, ended with the last.
+   */
+  #queryFor(prefix: string): KvPrefixQuery {
+    const root = this.#sharedPrefixes.find((p) => prefix.startsWith(p)) ?? prefix;
+    const running = this.#queries.get(root);
+    if (running) return running;
+    let failing = false;
+    const query = new KvPrefixQuery({
+      prefix: root,
+      query: (index, wait, signal) =>
+        this.client.request<KvPair[] | undefined>('GET', `${path(root)}?recurse=true&index=${index}&wait=${wait}s`, {
+          signal,
+          notFound: true,
+          expect: 'list',
+          timeoutMs: (wait + wait / 16 + 5) * 1000,
+        }),
+      waitSeconds: this.#opts.waitSeconds ?? 25,
+      probe: (signal) => this.client.probe.wait(signal),
+      // Once per query, not per watch riding on it.
+      onError: (err, consecutive) => {
+        if (consecutive !== 1) return;
+        failing = true;
+        this.#logger.warn('consul KV query failed: the last rules and config stay in force', {
+          code: 'MESHLET_KV_DEGRADED',
+          prefix: root,
+          error: (err as Error).message,
+        });
+      },
+      onRecover: () => {
+        if (failing) this.#logger.warn('consul KV reachable again', { code: 'MESHLET_KV_RECOVERED', prefix: root });
+        failing = false;
+      },
+      onIdle: () => {
+        if (this.#queries.get(root) === query) this.#queries.delete(root);
+      },
+    });
+    this.#queries.set(root, query);
+    return query;
+  }
+
+  /** The blocking queries running now, by prefix, with how many watches ride on each (for tests and benchmarks). */
+  get queries(): ReadonlyMap<string, number> {
+    return new Map([...this.#queries].map(([prefix, q]) => [prefix, q.followers]));
   }
 
   /** The entries `snapshotFile` holds for `prefix` (as a watch last accepted them); undefined without one. */

@@ -332,6 +332,72 @@ describe('ConsulRegistry and ConsulKvStore on a real Consul agent', () => {
     assert.deepEqual(await kv.list('txn/many/'), []);
   });
 
+  it("KV: the watches of 100 services' rules ride on one blocking query of meshlet/rules/; a change reaches only its own watch", async (t) => {
+    const store = new ConsulKvStore({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });
+    // Every KV read the store sends, counted where it leaves for the agent.
+    const reads: string[] = [];
+    const request = store.client.request.bind(store.client);
+    store.client.request = ((method, target, options) => {
+      if (method === 'GET' && target.startsWith('/v1/kv/')) reads.push(target);
+      return request(method, target, options);
+    }) as typeof store.client.request;
+    const N = 100;
+    const key = (i: number) => `${RULES_PREFIX}shared-${String(i).padStart(3, '0')}`;
+    await Promise.all(Array.from({ length: N }, (_, i) => store.put(key(i), JSON.stringify({ limit: { max: (i % 100) + 1 } }))));
+    const told: (readonly { key: string; value: string }[])[][] = Array.from({ length: N }, () => []);
+    const waiting = new Map<number, { n: number; resolve: () => void }>();
+    /** Resolves once watch `i` has been told `n` times. */
+    const heard = (i: number, n: number) =>
+      (told[i]?.length ?? 0) >= n ? Promise.resolve() : new Promise<void>((resolve) => waiting.set(i, { n, resolve }));
+    const offs = Array.from({ length: N }, (_, i) =>
+      store.watch(key(i), (entries) => {
+        told[i]?.push(entries);
+        const w = waiting.get(i);
+        if (w && (told[i]?.length ?? 0) >= w.n) w.resolve();
+      }),
+    );
+    t.after(() => {
+      for (const off of offs) off();
+    });
+    await Promise.all(Array.from({ length: N }, (_, i) => heard(i, 1)));
+    assert.deepEqual([...store.queries], [[RULES_PREFIX, N]]);
+    assert.equal(reads.filter((r) => r.includes('index=0')).length, 1, 'one first read for every watch');
+
+    // One document written: its watch alone is told, with the new text.
+    await store.put(key(7), '{"limit":{"max":70}}');
+    await heard(7, 2);
+    assert.equal(told[7]?.[1]?.[0]?.value, '{"limit":{"max":70}}');
+    // A key nobody follows, then one that is: the shared query wakes for both, and tells only the second's watch.
+    await store.put(`${RULES_PREFIX}not-followed`, '{}');
+    await store.put(key(7), '{"limit":{"max":71}}');
+    await heard(7, 3);
+    // A document deleted: its watch hears "none".
+    await store.delete(key(8));
+    await heard(8, 2);
+    assert.deepEqual(told[8]?.[1], []);
+    assert.deepEqual(
+      told.map((t) => t.length),
+      Array.from({ length: N }, (_, i) => (i === 7 ? 3 : i === 8 ? 2 : 1)),
+    );
+
+    // A watch started now is told at once from the last answer: no read of its own.
+    const before = reads.length;
+    let late: readonly { value: string }[] | undefined;
+    const offLate = store.watch(key(50), (entries) => {
+      late = entries;
+    });
+    assert.deepEqual(
+      late?.map((e) => e.value),
+      ['{"limit":{"max":51}}'],
+    );
+    assert.equal(reads.length, before);
+    offLate();
+    for (const off of offs) off();
+    assert.equal(store.queries.size, 0, 'the query ends with its last watch');
+    await store.delete(`${RULES_PREFIX}not-followed`);
+    await Promise.all(Array.from({ length: N }, (_, i) => store.delete(key(i))));
+  });
+
   it('KV snapshot: holds the last rule document the watcher accepted, never one it refused', async (t) => {
     const snapshotFile = join(dir, 'rules-snapshot.json');
     const key = `${RULES_PREFIX}orders`;

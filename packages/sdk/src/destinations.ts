@@ -28,10 +28,11 @@ const RULES_FIRST_LOAD_MS = 3_000;
  */
 export const DEFAULT_DESTINATION_IDLE_MS = 10 * 60_000;
 /**
- * Destinations followed at once (`destinations.max`): each holds a registry watch and a
- * rule watch (two blocking queries, two connections to a Consul agent, whose default
- * `http_max_conns_per_client` is 200 for the whole process). Envoy's DNS cache holds at
- * most `max_hosts`, 1,024, and refuses a new host past it.
+ * Destinations followed at once (`destinations.max`): each holds a registry watch (a
+ * blocking query, a connection to a Consul agent, whose default `http_max_conns_per_client`
+ * is 200 for the whole process) and a rule watch (on Consul, served by the store's one
+ * query of `meshlet/rules/`). Envoy's DNS cache holds at most `max_hosts`, 1,024, and
+ * refuses a new host past it.
  */
 export const DEFAULT_MAX_DESTINATIONS = 1_024;
 /** Longest time between two looks for idle destinations: one is released within idleMs and this of its last call. */
