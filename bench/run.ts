@@ -50,6 +50,7 @@ const sections: Section[] = [
   { name: 'consul-propagation', run: (await import('./consul-propagation.js')).consulPropagation },
   { name: 'registry-resync', run: (await import('./registry-resync.js')).registryResync },
   { name: 'registry-scale', run: (await import('./registry-scale.js')).registryScale },
+  { name: 'consul-rules-prefix', run: (await import('./consul-rules-prefix.js')).consulRulesPrefix },
   { name: 'trace-overhead', run: (await import('./trace-overhead.js')).traceOverhead },
   { name: 'inbound-trace', run: (await import('./inbound-trace.js')).inboundTrace },
   { name: 'inbound-alloc', run: () => import('./inbound-alloc.js').then((m) => m.inboundAlloc()) },
