@@ -1,4 +1,5 @@
 import { currentContext, getTag, MeshletError, NoMeshError, RuleRepository, serviceNameProblem } from '@meshlet/core';
+import { unrouteGrpcLog } from '@meshlet/grpc';
 import { TagPropagation } from '@meshlet/propagation';
 import { adaptiveProtection } from './adaptive-protection.js';
 import { streamSlot } from './destination-guard.js';
@@ -75,6 +76,8 @@ export function createMesh(options: MeshOptions): Mesh {
     deregister: () => registration.deregister(),
     async release() {
       grpc?.close();
+      // grpc-js's lines no longer to this mesh's logger: to a live mesh's, or grpc-js's default.
+      unrouteGrpcLog(logger);
       destinations.close();
       await tracing?.shutdown();
       await own.close();

@@ -1,11 +1,12 @@
-// grpc-js's own log lines (process-global): the first mesh to use gRPC routes them through its
-// throttled logger, cut and without a refused metadata value; an application's logger set
-// before stays. Its own file: the first mesh of the process is the one under test.
+// grpc-js's own log lines (process-global): the oldest live mesh that uses gRPC gets them
+// through its throttled logger, cut and without a refused metadata value; with no mesh left,
+// grpc-js's default logger is back; an application's logger set before stays. Its own file:
+// the meshes of the process are the ones under test.
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { getLogger } from '@grpc/grpc-js/build/src/logging.js';
+import { getLogger, log } from '@grpc/grpc-js/build/src/logging.js';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { GRPC_LOG_CODE, GRPC_LOG_LINE_MAX } from '@meshlet/grpc';
 import { createMesh } from '../src/index.js';
@@ -13,6 +14,7 @@ import { startEcho } from './grpc-echo.js';
 
 const grpcDefault = getLogger();
 const estate = () => ({ registry: new InMemoryRegistry(), rules: new InMemoryKvStore() });
+const grpcLines = (logger: MemoryLogger) => logger.entries.filter((e) => e.fields?.code === GRPC_LOG_CODE).map((e) => e.fields?.line);
 
 describe("grpc-js's log lines", () => {
   it("an application's grpc-js logger set before the first mesh is left as it is", async () => {
@@ -21,6 +23,58 @@ describe("grpc-js's log lines", () => {
     const mesh = createMesh({ service: 'first', ...estate(), logger: new MemoryLogger() });
     try {
       mesh.grpc.serverInterceptor();
+      assert.equal(getLogger(), own);
+    } finally {
+      await mesh.close();
+      grpc.setLogger(grpcDefault);
+    }
+  });
+
+  it("a closed mesh's logger gets no more grpc-js lines: a live mesh's does, and with none left grpc-js's default is back", async () => {
+    const la = new MemoryLogger();
+    const lb = new MemoryLogger();
+    const a = createMesh({ service: 'first', ...estate(), logger: la });
+    const b = createMesh({ service: 'second', ...estate(), logger: lb });
+    try {
+      a.grpc.serverInterceptor();
+      await a.close();
+      b.grpc.serverInterceptor();
+      log(grpc.logVerbosity.ERROR, 'line one');
+      assert.deepEqual(grpcLines(la), []);
+      assert.deepEqual(grpcLines(lb), ['line one']);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    assert.equal(getLogger(), grpcDefault);
+  });
+
+  it("with two live meshes, the lines go to the first's; once it closes, to the second's", async () => {
+    const la = new MemoryLogger();
+    const lb = new MemoryLogger();
+    const a = createMesh({ service: 'first', ...estate(), logger: la });
+    const b = createMesh({ service: 'second', ...estate(), logger: lb });
+    try {
+      a.grpc.serverInterceptor();
+      b.grpc.serverInterceptor();
+      log(grpc.logVerbosity.ERROR, 'while both live');
+      await a.close();
+      log(grpc.logVerbosity.ERROR, 'after the first closed');
+      assert.deepEqual(grpcLines(la), ['while both live']);
+      assert.deepEqual(grpcLines(lb), ['after the first closed']);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("an application's grpc-js logger set after a mesh routed it stays when the mesh closes", async () => {
+    const mesh = createMesh({ service: 'first', ...estate(), logger: new MemoryLogger() });
+    const own = { error: () => {}, info: () => {}, debug: () => {} };
+    try {
+      mesh.grpc.serverInterceptor();
+      grpc.setLogger(own);
+      await mesh.close();
       assert.equal(getLogger(), own);
     } finally {
       await mesh.close();
