@@ -25,9 +25,63 @@ export interface ServeOptions {
    * once (MESHLET_SIGNAL_IGNORED) and ignored.
    */
   readonly signals?: readonly NodeJS.Signals[];
-  /** Exit the process (code 0) once a signal-driven stop is done. Default true. */
+  /**
+   * Exit the process once a signal-driven stop is done: once every mesh's stop (or close)
+   * under way in the process is, code 1 if one failed, else 0. Default true.
+   */
   readonly exitOnSignal?: boolean;
 }
+
+/**
+ * The mesh ends (graceful stops and closes) under way in this process, over every mesh, and
+ * whether a signal asked it to exit. Signals are process-wide: every mesh that serve()d
+ * gets the same SIGTERM, and the first to finish exiting the process would cut the
+ * others' drains and trace flushes. The process exits once the last end under way settles.
+ */
+class ProcessEnds {
+  #underWay = 0;
+  #exitWanted = false;
+  #failed = false;
+  #repeatLogged = false;
+
+  /** Counts an end under way; the function returned says once how it settled. */
+  begin(): (failed: boolean) => void {
+    this.#underWay++;
+    let settled = false;
+    return (failed) => {
+      if (settled) return;
+      settled = true;
+      this.#underWay--;
+      // An end that failed before the signal was the app's to handle (it got the rejection).
+      if (failed && this.#exitWanted) this.#failed = true;
+      this.#exitIfSettled();
+    };
+  }
+
+  /** Exits the process once no end is under way: code 1 if one failed meanwhile, else 0. */
+  exitWhenSettled(): void {
+    this.#exitWanted = true;
+    this.#exitIfSettled();
+  }
+
+  /** True once a signal asked the process to exit. */
+  get exiting(): boolean {
+    return this.#exitWanted;
+  }
+
+  /** True the first time a repeated signal comes: one log line for the process, not one per mesh. */
+  firstRepeat(): boolean {
+    if (this.#repeatLogged) return false;
+    this.#repeatLogged = true;
+    return true;
+  }
+
+  #exitIfSettled(): void {
+    if (this.#exitWanted && this.#underWay === 0) process.exit(this.#failed ? 1 : 0);
+  }
+}
+
+const processEnds = new ProcessEnds();
 
 /**
  * Waits until `server` listens and its health path answers 2xx; returns the port, or
@@ -138,55 +192,65 @@ export class Lifecycle {
   }
 
   /**
-   * The first signal starts the graceful stop (or joins one under way) and exits when it is
-   * done. The handlers stay installed until the mesh is released: a repeated signal (Ctrl-C
-   * under `npm run` delivers SIGINT twice, ms apart) is logged once and ignored, where the
-   * default action would kill the process mid-drain, still registered.
+   * The first signal starts the graceful stop (or joins one under way); the process exits
+   * once every mesh's stop under way is done (`ProcessEnds`). The handlers stay installed
+   * until the mesh is released, or, once the process is exiting, until it exits: a repeated
+   * signal (Ctrl-C under `npm run` delivers SIGINT twice, ms apart) is logged once and
+   * ignored, where the default action would kill the process mid-drain, still registered.
    */
   #installSignalHandlers(options: ServeOptions): void {
     const { logger, service } = this.#deps;
     const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
-    if (signals.length > 0 && !this.#signalHandler) {
-      let first: NodeJS.Signals | undefined;
-      let repeatLogged = false;
-      this.#signalHandler = (signal) => {
-        if (first !== undefined) {
-          if (!repeatLogged) {
-            repeatLogged = true;
-            logger.warn('signal ignored: the graceful stop goes on, and the process exits when it is done', {
-              code: 'MESHLET_SIGNAL_IGNORED',
-              service,
-              signal,
-              stoppingOn: first,
-            });
-          }
-          return;
-        }
-        first = signal;
-        logger.info('graceful stop', { service, signal });
-        void this.shutdown().then(
-          () => {
-            if (options.exitOnSignal !== false) process.exit(0);
-          },
-          (err: Error) => {
-            logger.error('graceful stop failed', { error: err.message });
-            process.exit(1);
-          },
-        );
-      };
-      this.#signals = signals;
-      for (const s of signals) process.on(s, this.#signalHandler);
-    }
+    if (signals.length === 0 || this.#signalHandler) return;
+    let first: NodeJS.Signals | undefined;
+    this.#signalHandler = (signal) => {
+      if (first !== undefined) {
+        if (processEnds.firstRepeat())
+          logger.warn('signal ignored: the graceful stop goes on, and the process exits when it is done', {
+            code: 'MESHLET_SIGNAL_IGNORED',
+            service,
+            signal,
+            stoppingOn: first,
+          });
+        return;
+      }
+      first = signal;
+      logger.info('graceful stop', { service, signal });
+      // Settles after the failure is logged: the exit waits for it.
+      const settled = processEnds.begin();
+      void this.shutdown().then(
+        () => settled(false),
+        (err: Error) => {
+          logger.error('graceful stop failed', { error: err.message });
+          settled(true);
+        },
+      );
+      if (options.exitOnSignal !== false) processEnds.exitWhenSettled();
+    };
+    this.#signals = signals;
+    for (const s of signals) process.on(s, this.#signalHandler);
   }
 
   shutdown(): Promise<void> {
-    this.#ending ??= this.#stop();
+    this.#ending ??= this.#counted(() => this.#stop());
     return this.#ending;
   }
 
   close(): Promise<void> {
-    this.#ending ??= this.#closeAtOnce();
+    this.#ending ??= this.#counted(() => this.#closeAtOnce());
     return this.#ending;
+  }
+
+  /** The mesh's end, counted among the process's ends under way: a signal's exit waits for it. */
+  async #counted(end: () => Promise<void>): Promise<void> {
+    const settled = processEnds.begin();
+    try {
+      await end();
+      settled(false);
+    } catch (err) {
+      settled(true);
+      throw err;
+    }
   }
 
   async #stop(): Promise<void> {
@@ -210,9 +274,10 @@ export class Lifecycle {
       await this.#deps.release();
     } finally {
       // Only now (the trace flush included): a signal after the end is no longer the mesh's,
-      // the process's default (or the app's) again.
+      // the process's default (or the app's) again. Unless the process is exiting once the
+      // other meshes' stops are done: a repeated signal meanwhile is ignored, not fatal.
       const handler = this.#signalHandler;
-      if (handler !== undefined) for (const s of this.#signals) process.removeListener(s, handler);
+      if (handler !== undefined && !processEnds.exiting) for (const s of this.#signals) process.removeListener(s, handler);
     }
   }
 }
