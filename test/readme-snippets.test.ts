@@ -75,7 +75,8 @@ const SNIPPETS: Record<string, Spec> = {
   'packages/sdk/README.md#1': { prelude: MESH, compileOnly: 'calls user-service' },
   'packages/sdk/README.md#2': { prelude: MESH, compileOnly: 'calls user-service; examples/axios is run' },
   'packages/sdk/README.md#3': { compileOnly: 'listens and registers; test/mesh-from-config.test.ts covers it' },
-  'packages/sdk/README.md#4': {
+  'packages/sdk/README.md#4': { compileOnly: 'listens on 8080 in a worker thread; packages/sdk/test/worker-serve.test.ts covers it' },
+  'packages/sdk/README.md#5': {
     prelude:
       "import { createConfig } from '@meshlet/config';\nimport { InMemoryKvStore } from '@meshlet/core';\nimport { createMesh, followIdentityKeys, meshKeysFromConfig } from 'meshlet';\nconst kv = new InMemoryKvStore();\n",
     compileOnly: 'needs keys in the config; packages/sdk/test covers it',

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isMainThread } from 'node:worker_threads';
 import { InMemoryRegistry, type Instance, type Logger, MeshletError, type Registry, urlHost } from '@meshlet/core';
 import { checkServeOptions } from './mesh-option-checks.js';
 
@@ -22,7 +23,8 @@ export interface ServeOptions {
   /**
    * Signals that start a graceful stop. Default SIGTERM and SIGINT; [] installs none. The
    * listeners stay until the mesh is released: a repeated signal during the stop is logged
-   * once (MESHLET_SIGNAL_IGNORED) and ignored.
+   * once (MESHLET_SIGNAL_IGNORED) and ignored. In a worker thread, which gets no signals,
+   * none are installed (MESHLET_SIGNALS_NOT_IN_WORKER): the main thread calls shutdown().
    */
   readonly signals?: readonly NodeJS.Signals[];
   /**
@@ -158,6 +160,8 @@ export class Lifecycle {
   /** The mesh's end, once begun: a second caller that returned earlier would let its app exit mid-drain. */
   #ending: Promise<void> | undefined;
   #servedBy: { server: Server; options: ServeOptions } | undefined;
+  /** True once the first serve() decided on the signal handlers (installed, or not in a worker). */
+  #signalsDecided = false;
   #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
   /** The signals the handler is installed on, to take it off when the mesh ends. */
   #signals: readonly NodeJS.Signals[] = [];
@@ -197,11 +201,25 @@ export class Lifecycle {
    * until the mesh is released, or, once the process is exiting, until it exits: a repeated
    * signal (Ctrl-C under `npm run` delivers SIGINT twice, ms apart) is logged once and
    * ignored, where the default action would kill the process mid-drain, still registered.
+   * A worker thread gets no signals (Node delivers them to the main thread): there the
+   * main thread must call `shutdown()`, and the mesh says so.
    */
   #installSignalHandlers(options: ServeOptions): void {
     const { logger, service } = this.#deps;
     const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
-    if (signals.length === 0 || this.#signalHandler) return;
+    if (signals.length === 0 || this.#signalsDecided) return;
+    this.#signalsDecided = true;
+    if (!isMainThread) {
+      logger.warn(
+        'no signal handlers in a worker thread: signals reach the main thread only; call mesh.shutdown() from it (post the worker a message)',
+        {
+          code: 'MESHLET_SIGNALS_NOT_IN_WORKER',
+          service,
+          signals: signals.join(','),
+        },
+      );
+      return;
+    }
     let first: NodeJS.Signals | undefined;
     this.#signalHandler = (signal) => {
       if (first !== undefined) {
