@@ -1,8 +1,7 @@
-#!/usr/bin/env node
 // `meshlet topology <trace-log>...`: the service dependency graph of trace logs.
-import { realpathSync } from 'node:fs';
+// bin/meshlet-topology.js runs it. No run-when-executed check here: its top-level await kept
+// require() from loading @meshlet/trace, and in a bundle every app passed for the executed file.
 import { writeFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildTopology, renderTopologyMermaid, renderTopologySvg, renderTopologyTable } from './topology.js';
 import { readTraceLog } from './trace-log-reader.js';
@@ -46,7 +45,3 @@ function parse(argv: readonly string[]) {
     options: { format: { type: 'string', short: 'f' }, out: { type: 'string', short: 'o' }, help: { type: 'boolean', short: 'h' } },
   });
 }
-
-// Run when executed, not when imported (import.meta.main needs Node 22.18+).
-const invoked = process.argv[1] ? realpathSync(process.argv[1]) : '';
-if (invoked === fileURLToPath(import.meta.url)) process.exitCode = await topologyCommand(process.argv.slice(2));

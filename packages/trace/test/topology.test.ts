@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { buildTopology, type OtlpSpan, renderTopologyMermaid, renderTopologySvg, renderTopologyTable } from '../src/index.js';
 import { topologyCommand } from '../src/topology-cli.js';
 
@@ -112,5 +114,13 @@ describe('topology', () => {
     assert.equal(await topologyCommand([], (t) => (usage += t)), 2);
     assert.match(usage, /^usage:/);
     assert.equal(await topologyCommand([path, '--format', 'png'], () => undefined), 2);
+  });
+
+  it('runs only from its bin: the module run as the main script (as a bundle of an app is) does nothing', () => {
+    // An app bundled with esbuild is one file holding this module: a check "am I the executed
+    // file?" passed there, and every bundled app ran the topology command on its own argv.
+    const module = fileURLToPath(new URL('../src/topology-cli.js', import.meta.url));
+    const run = spawnSync(process.execPath, [module, 'app-argument'], { encoding: 'utf8' });
+    assert.deepEqual([run.status, run.stdout, run.stderr], [0, '', '']);
   });
 });
