@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { buildTopology, renderTopologyMermaid, renderTopologySvg, renderTopologyTable } from './topology.js';
 import { readTraceLog } from './trace-log-reader.js';
 
-const USAGE = `usage: topology-cli <trace-log>... [--format table|mermaid|svg] [--out <file>]
+const USAGE = `usage: meshlet-topology <trace-log>... [--format table|mermaid|svg] [--out <file>]
   Reads OTLP JSON Lines trace logs (rotated files too: pass log.jsonl log.jsonl.1 ...)
   and prints the service dependency graph with calls, errors, p50 and p99 per edge.`;
 
