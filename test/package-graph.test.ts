@@ -61,3 +61,26 @@ it("each package's source imports the workspace packages its package.json depend
   }
   assert.deepEqual(problems, []);
 });
+
+it('@grpc/grpc-js is an optional peer of every package that loads it, never a dependency: the app has one copy', async () => {
+  // A dependency gave a package its own copy beside an app's at another version, and the
+  // two refuse each other's objects: "Channel credentials must be a ChannelCredentials object".
+  const problems: string[] = [];
+  for (const dir of await readdir(join(root, 'packages'))) {
+    const pkg = JSON.parse(await readFile(join(root, 'packages', dir, 'package.json'), 'utf8')) as {
+      name: string;
+      dependencies?: Record<string, string>;
+      peerDependencies?: Record<string, string>;
+      peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+    };
+    const source = await readdir(join(root, 'packages', dir, 'src'), { recursive: true });
+    let loads = false;
+    for (const file of source)
+      if (file.endsWith('.ts') && (await readFile(join(root, 'packages', dir, 'src', file), 'utf8')).includes("'@grpc/grpc-js"))
+        loads = true;
+    if (pkg.dependencies?.['@grpc/grpc-js'] !== undefined) problems.push(`${pkg.name} depends on @grpc/grpc-js`);
+    if (loads && (pkg.peerDependencies?.['@grpc/grpc-js'] === undefined || pkg.peerDependenciesMeta?.['@grpc/grpc-js']?.optional !== true))
+      problems.push(`${pkg.name} loads @grpc/grpc-js without it as an optional peer`);
+  }
+  assert.deepEqual(problems, []);
+});

@@ -1,31 +1,20 @@
-import {
-  type ChannelCredentials,
-  type Client,
-  type ClientOptions,
-  credentials,
-  type Interceptor,
-  type Server,
-  type ServerInterceptor,
-  type ServiceDefinition,
-  status,
-} from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import type * as GrpcJs from '@grpc/grpc-js';
+import type { ChannelCredentials, Client, ClientOptions, Interceptor, Server, ServerInterceptor, ServiceDefinition } from '@grpc/grpc-js';
 import { type Authorizer, verifiedCaller } from '@meshlet/auth';
-import { badOption, CALLER_HEADER, getTag, type MeshContext, onlyOptionKeys, optionObject, shownValue, wholeNumber } from '@meshlet/core';
 import {
-  type Admitted,
-  addHealthService,
-  ChannelPool,
-  type ChannelPoolOptions,
-  Destination,
-  type GrpcClientPorts,
-  governMethods,
-  interceptorFor,
-  LIMITED_TRAILER,
-  meshServerInterceptor,
-  type Refusal,
-  rpcSpanObserver,
-  stopGracefully,
-} from '@meshlet/grpc';
+  badOption,
+  CALLER_HEADER,
+  getTag,
+  type MeshContext,
+  MeshletError,
+  onlyOptionKeys,
+  optionObject,
+  shownValue,
+  wholeNumber,
+} from '@meshlet/core';
+import type * as MeshletGrpc from '@meshlet/grpc';
+import type { Admitted, ChannelPool, ChannelPoolOptions, GrpcClientPorts, Refusal } from '@meshlet/grpc';
 import { requestTagsOf } from '@meshlet/propagation';
 import type { Decision, RateLimiter } from '@meshlet/ratelimit';
 import { errorAttributesOf, startRpcClientSpan, startRpcServerSpan } from '@meshlet/trace';
@@ -35,8 +24,33 @@ import type { GovernedCallDeps } from './governed-fetch.js';
 import { checkGrpcShutdownOptions } from './mesh-option-checks.js';
 import type { RequestHead } from './mesh-options.js';
 
-const PERMISSION_DENIED = status.PERMISSION_DENIED;
-const RESOURCE_EXHAUSTED = status.RESOURCE_EXHAUSTED;
+/**
+ * @grpc/grpc-js and @meshlet/grpc, loaded with this module when grpc-js is installed, else
+ * undefined. grpc-js is an optional peer: an app that speaks gRPC has its own, and that one
+ * copy must serve the mesh too (a second copy refuses the app's credentials and clients);
+ * an app that does not is spared it. Loaded synchronously, so `mesh.grpc` stays a getter.
+ */
+const grpcModules = loadGrpc();
+
+function loadGrpc(): { grpcJs: typeof GrpcJs; meshletGrpc: typeof MeshletGrpc } | undefined {
+  const require = createRequire(import.meta.url);
+  let grpcJs: typeof GrpcJs;
+  try {
+    grpcJs = require('@grpc/grpc-js') as typeof GrpcJs;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
+    throw err;
+  }
+  return { grpcJs, meshletGrpc: require('@meshlet/grpc') as typeof MeshletGrpc };
+}
+
+/** What `mesh.grpc` and the `grpc` option say when @grpc/grpc-js is not installed. */
+const GRPC_NOT_INSTALLED = 'needs @grpc/grpc-js, an optional peer dependency of meshlet: npm install @grpc/grpc-js';
+
+function grpcLoaded(): { grpcJs: typeof GrpcJs; meshletGrpc: typeof MeshletGrpc } {
+  if (grpcModules === undefined) throw new MeshletError('MESHLET_GRPC_NOT_INSTALLED', `mesh.grpc ${GRPC_NOT_INSTALLED}`);
+  return grpcModules;
+}
 
 /** A grpc-js generated client's constructor (`loadPackageDefinition(…).pkg.Service`, or protoc's). */
 export type GrpcClientConstructor<C extends Client = Client> = (new (
@@ -97,6 +111,20 @@ export interface MeshGrpcDeps extends GovernedCallDeps {
 }
 
 export function meshGrpc(deps: MeshGrpcDeps): MeshGrpc {
+  const { grpcJs, meshletGrpc } = grpcLoaded();
+  const { credentials, status } = grpcJs;
+  const {
+    addHealthService,
+    ChannelPool,
+    Destination,
+    governMethods,
+    interceptorFor,
+    LIMITED_TRAILER,
+    meshServerInterceptor,
+    rpcSpanObserver,
+    stopGracefully,
+  } = meshletGrpc;
+  const { PERMISSION_DENIED, RESOURCE_EXHAUSTED } = status;
   const { logger } = deps;
   let pool: ChannelPool | undefined;
   const channels = () => {
@@ -268,6 +296,7 @@ export const MAX_GRPC_CHANNELS = 65_536;
  */
 export function checkGrpcOptions(options: { readonly channels?: ChannelPoolOptions } | undefined): void {
   if (options === undefined) return;
+  if (grpcModules === undefined) throw badOption('grpc', GRPC_NOT_INSTALLED);
   const grpcOption = optionObject(options, 'grpc');
   onlyOptionKeys(grpcOption, 'grpc', ['channels']);
   if (grpcOption.channels === undefined) return;

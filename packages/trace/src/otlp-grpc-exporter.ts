@@ -10,6 +10,16 @@ import {
 import { retryDelayOfStatusDetails } from './otlp-proto.js';
 import type { OtlpTls } from './otlp-tls.js';
 
+/** grpc-js is an optional peer of @meshlet/trace (loaded with the first batch): its absence says what to install. */
+function grpcJsMissing(err: unknown): never {
+  if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+  throw new MeshletError(
+    'MESHLET_GRPC_NOT_INSTALLED',
+    "otlp.protocol 'grpc' needs @grpc/grpc-js, an optional peer dependency of @meshlet/trace: npm install @grpc/grpc-js",
+    { cause: err },
+  );
+}
+
 /** The collector's trace service method (opentelemetry-proto's collector/trace/v1). */
 const EXPORT_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
@@ -66,7 +76,7 @@ export class OtlpGrpcExporter extends OtlpExporterBase {
 
   /** The channel to the collector, made with the first batch. */
   #clientNow(): Promise<{ grpc: typeof GrpcJs; client: GrpcJs.Client }> {
-    this.#client ??= import('@grpc/grpc-js').then((grpc) => {
+    this.#client ??= import('@grpc/grpc-js').catch(grpcJsMissing).then((grpc) => {
       const tls = this.#tls;
       const pem = (text: string | undefined) => (text === undefined ? null : Buffer.from(text));
       const credentials = this.#secure
