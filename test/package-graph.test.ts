@@ -84,3 +84,29 @@ it('@grpc/grpc-js is an optional peer of every package that loads it, never a de
   }
   assert.deepEqual(problems, []);
 });
+
+it("every package declares the root's Node.js versions, and no dependency asks for a later one", async () => {
+  // OpenTelemetry 3 (under @meshlet/trace, so under meshlet) needs 22.15: packages saying >=22
+  // let npm install them on 22.12, with EBADENGINE warnings.
+  type Manifest = { name: string; engines?: { node?: string }; dependencies?: Record<string, string> };
+  const json = async (file: string) => JSON.parse(await readFile(join(root, file), 'utf8')) as Manifest;
+  const lowest = (range: string | undefined) =>
+    /^>=\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$/
+      .exec(range?.trim() ?? '')
+      ?.slice(1)
+      .map((n) => Number(n ?? 0));
+  const wanted = (await json('package.json')).engines?.node;
+  const ours = lowest(wanted);
+  assert.ok(ours, `the root's engines.node is a >= range: ${wanted}`);
+  const problems: string[] = [];
+  for (const dir of await readdir(join(root, 'packages'))) {
+    const pkg = await json(join('packages', dir, 'package.json'));
+    if (pkg.engines?.node !== wanted) problems.push(`${pkg.name} says ${pkg.engines?.node}`);
+    for (const dep of Object.keys(pkg.dependencies ?? {})) {
+      const theirs = lowest((await json(join('node_modules', dep, 'package.json'))).engines?.node);
+      if (theirs && theirs.join('.') !== ours.join('.') && theirs.reduce((c, n, k) => c || n - (ours[k] ?? 0), 0) > 0)
+        problems.push(`${pkg.name}'s dependency ${dep} needs ${theirs.join('.')}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
