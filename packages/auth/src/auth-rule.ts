@@ -10,6 +10,7 @@ import {
   type RuleKindEntry,
   RuleValidationError,
   SERVICE_NAME,
+  shippedSchema,
 } from '@meshlet/core';
 
 export type AuthAction = 'allow' | 'deny';
@@ -135,5 +136,5 @@ export const authRuleKind: RuleKind<AuthSection> = { name: 'auth', parse: parseA
 /** The `auth` rule kind as this package publishes it: parser and JSON Schema. */
 export const authRule: RuleKindEntry<AuthSection> = {
   kind: authRuleKind,
-  schema: { package: '@meshlet/auth', file: 'schema/auth.schema.json' },
+  schema: shippedSchema('@meshlet/auth', 'schema/auth.schema.json', import.meta.url),
 };

@@ -9,6 +9,7 @@ import {
   type RuleKind,
   type RuleKindEntry,
   RuleValidationError,
+  shippedSchema,
 } from '@meshlet/core';
 import { type BreakerPolicy, defaultBreakerPolicy } from './breaker-policy.js';
 import { type FailureClassifier, type StatusSpec, statusClassifier } from './failure-classifier.js';
@@ -341,5 +342,5 @@ export const breakerRuleKind: RuleKind<BreakerRules> = { name: 'breaker', parse:
 /** The `breaker` rule kind as this package publishes it: parser and JSON Schema. */
 export const breakerRule: RuleKindEntry<BreakerRules> = {
   kind: breakerRuleKind,
-  schema: { package: '@meshlet/breaker', file: 'schema/breaker.schema.json' },
+  schema: shippedSchema('@meshlet/breaker', 'schema/breaker.schema.json', import.meta.url),
 };

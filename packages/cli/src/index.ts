@@ -16,7 +16,7 @@ export { ExitCode, type ExitCodeValue } from './exit-code.js';
 export { type ExplainedHop, explainFromLogs, explainTrace } from './explain-command.js';
 export { type KvTarget, type KvTargetOptions, kvTarget } from './kv-target.js';
 export { ConsulRegistryView, type LeftOut, type RegistryView, SnapshotRegistryView } from './registry-view.js';
-export { type CheckedDocument, type CheckOptions, checkRuleDocument } from './rule-check.js';
+export { type CheckedDocument, type CheckOptions, checkRuleDocument, SCHEMA_UNAVAILABLE } from './rule-check.js';
 export { type CheckedRuleKind, NO_RULE_KINDS, type RuleKindsSource } from './rule-kinds.js';
 export { Slots } from './slots.js';
 export { printable, renderTable } from './table.js';

@@ -1,7 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseRuleDocument, type RuleDocument, RuleValidationError } from '@meshlet/core';
+import { MeshletError, parseRuleDocument, type RuleDocument, type RuleKindSchema, RuleValidationError } from '@meshlet/core';
 import type { CheckedRuleKind } from './rule-kinds.js';
 
 export interface CheckOptions {
@@ -54,8 +52,7 @@ export async function checkRuleDocument(
     const raw = JSON.parse(text) as Record<string, unknown>;
     for (const k of kinds) {
       if (!(k.kind.name in raw) || !k.schema) continue;
-      const validate = await schemaValidator(k.schema);
-      if (!validate) continue;
+      const validate = await schemaValidator(k.kind.name, k.schema);
       const problem = validate(raw[k.kind.name]);
       if (problem)
         throw new RuleValidationError(
@@ -70,27 +67,33 @@ export async function checkRuleDocument(
 
 type SchemaCheck = (value: unknown) => { path: string; message: string } | undefined;
 
-const validators = new Map<string, Promise<SchemaCheck | undefined>>();
+/** Code of the error a schema check gives when a kind's schema cannot be read. */
+export const SCHEMA_UNAVAILABLE = 'MESHLET_RULE_SCHEMA_UNAVAILABLE';
 
-/** Compiles a package's schema once; undefined when the package does not ship it. */
-function schemaValidator(schema: { package: string; file: string }): Promise<SchemaCheck | undefined> {
-  const key = `${schema.package}/${schema.file}`;
+const validators = new Map<string, Promise<SchemaCheck>>();
+
+/** Compiles a kind's schema once; a schema that cannot be read fails the check, naming the kind (never skipped). */
+function schemaValidator(kind: string, schema: RuleKindSchema): Promise<SchemaCheck> {
+  const key = schema.url.href;
   let v = validators.get(key);
   if (v === undefined) {
-    v = compile(schema);
+    v = compile(kind, schema);
     validators.set(key, v);
+    v.catch(() => validators.delete(key));
   }
   return v;
 }
 
-async function compile(schema: { package: string; file: string }): Promise<SchemaCheck | undefined> {
+async function compile(kind: string, schema: RuleKindSchema): Promise<SchemaCheck> {
   let text: string;
   try {
-    // The package's entry is <root>/dist/src/index.js; the schema sits at <root>/<file>.
-    const entry = fileURLToPath(import.meta.resolve(schema.package));
-    text = await readFile(join(dirname(entry), '..', '..', schema.file), 'utf8');
-  } catch {
-    return undefined;
+    text = await readFile(schema.url, 'utf8');
+  } catch (err) {
+    throw new MeshletError(
+      SCHEMA_UNAVAILABLE,
+      `the JSON Schema of rule kind "${kind}" (${schema.package}/${schema.file}) cannot be read from ${schema.url.href}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   // Loaded only when schemas are checked: the other commands need not pay for it.
   const { Ajv2020 } = await import('ajv/dist/2020.js');

@@ -1,12 +1,12 @@
-import type { RuleKind } from '@meshlet/core';
+import type { RuleKind, RuleKindSchema } from '@meshlet/core';
 import { CliError } from './cli-error.js';
 import { ExitCode } from './exit-code.js';
 
 /** A rule section the CLI can check: its parser, and where its package publishes the JSON Schema. */
 export interface CheckedRuleKind {
   readonly kind: RuleKind<unknown>;
-  /** Package name and path inside it of the section's JSON Schema (draft 2020-12), if published. */
-  readonly schema?: { readonly package: string; readonly file: string };
+  /** The section's JSON Schema (draft 2020-12), if published: core's `shippedSchema`. */
+  readonly schema?: RuleKindSchema;
 }
 
 /**

@@ -1,4 +1,12 @@
-import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
+import {
+  type Condition,
+  field,
+  parseCondition,
+  type RuleKind,
+  type RuleKindEntry,
+  RuleValidationError,
+  shippedSchema,
+} from '@meshlet/core';
 
 /** One fault rule: for a share of the calls whose tags match, delay and/or abort. */
 export interface FaultRule {
@@ -76,5 +84,5 @@ export const faultRuleKind: RuleKind<FaultSection> = { name: 'fault', parse: par
 /** The `fault` rule kind as this package publishes it: parser and JSON Schema. */
 export const faultRule: RuleKindEntry<FaultSection> = {
   kind: faultRuleKind,
-  schema: { package: '@meshlet/fault', file: 'schema/fault.schema.json' },
+  schema: shippedSchema('@meshlet/fault', 'schema/fault.schema.json', import.meta.url),
 };

@@ -1,4 +1,12 @@
-import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
+import {
+  type Condition,
+  field,
+  parseCondition,
+  type RuleKind,
+  type RuleKindEntry,
+  RuleValidationError,
+  shippedSchema,
+} from '@meshlet/core';
 import { type AdaptiveSection, parseAdaptiveSection } from './adaptive-rule.js';
 import { parsePathTemplate } from './path-matcher.js';
 
@@ -207,5 +215,5 @@ export const ratelimitRuleKind: RuleKind<RateLimitSection> = { name: 'ratelimit'
 /** The `ratelimit` rule kind as this package publishes it: parser and JSON Schema. */
 export const ratelimitRule: RuleKindEntry<RateLimitSection> = {
   kind: ratelimitRuleKind,
-  schema: { package: '@meshlet/ratelimit', file: 'schema/ratelimit.schema.json' },
+  schema: shippedSchema('@meshlet/ratelimit', 'schema/ratelimit.schema.json', import.meta.url),
 };

@@ -1,4 +1,12 @@
-import { type Condition, field, parseCondition, type RuleKind, type RuleKindEntry, RuleValidationError } from '@meshlet/core';
+import {
+  type Condition,
+  field,
+  parseCondition,
+  type RuleKind,
+  type RuleKindEntry,
+  RuleValidationError,
+  shippedSchema,
+} from '@meshlet/core';
 
 /** The priority of a rule that names none: after every explicit priority up to it, in document order. */
 export const DEFAULT_PRIORITY = 1_000_000;
@@ -118,7 +126,7 @@ export const routeRuleKind: RuleKind<RouteSection> = { name: 'route', parse: par
 /** The `route` rule kind as this package publishes it: parser and JSON Schema. */
 export const routeRule: RuleKindEntry<RouteSection> = {
   kind: routeRuleKind,
-  schema: { package: '@meshlet/route', file: 'schema/route.schema.json' },
+  schema: shippedSchema('@meshlet/route', 'schema/route.schema.json', import.meta.url),
 };
 
 function parseRule(raw: unknown, path: string): RouteRule {

@@ -20,6 +20,7 @@ it('lists each kind once, each with its schema named after it and shipped by its
   for (const { kind, schema } of RULE_KINDS) {
     assert.equal(schema.file, `schema/${kind.name}.schema.json`, kind.name);
     const text = readFileSync(require.resolve(`${schema.package}/${schema.file}`), 'utf8');
+    assert.equal(readFileSync(schema.url, 'utf8'), text, `${kind.name}: the url the CLI reads is the file the package exports`);
     assert.equal((JSON.parse(text) as { $schema?: string }).$schema, 'https://json-schema.org/draft/2020-12/schema', kind.name);
   }
 });

@@ -24,6 +24,8 @@ export {
   type RuleDocument,
   type RuleKind,
   type RuleKindEntry,
+  type RuleKindSchema,
+  shippedSchema,
 } from './rule-document.js';
 export { field, MAX_RULE_REASON_LENGTH, RuleValidationError } from './rule-error.js';
 export {

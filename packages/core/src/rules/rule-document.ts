@@ -22,7 +22,24 @@ export interface RuleKind<T> {
  */
 export interface RuleKindEntry<T = unknown> {
   readonly kind: RuleKind<T>;
-  readonly schema: { readonly package: string; readonly file: string };
+  readonly schema: RuleKindSchema;
+}
+
+/** Where a kind's JSON Schema is: its package and path there (for messages), and the file itself. */
+export interface RuleKindSchema {
+  readonly package: string;
+  readonly file: string;
+  /** The file, found from the kind's own module: the checker need not resolve the package's name. */
+  readonly url: URL;
+}
+
+/**
+ * The schema `file` that `pkg` ships, found from `moduleUrl`, the `import.meta.url` of a module
+ * in the package's `dist/src/`. Not by the package's name: a checker (the CLI) resolving the
+ * name from where it is installed missed a package npm had nested elsewhere.
+ */
+export function shippedSchema(pkg: string, file: string, moduleUrl: string): RuleKindSchema {
+  return { package: pkg, file, url: new URL(`../../${file}`, moduleUrl) };
 }
 
 /**
