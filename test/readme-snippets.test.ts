@@ -134,6 +134,7 @@ const tsconfig = (legacy: boolean, files: string[]) =>
       declaration: false,
       declarationMap: false,
       sourceMap: false,
+      inlineSources: false,
       rootDir: '.',
       outDir: 'out',
       ...(legacy ? { experimentalDecorators: true, emitDecoratorMetadata: true } : {}),
