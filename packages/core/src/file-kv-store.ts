@@ -65,20 +65,12 @@ export class FileKvStore implements KvStore {
     return entries.filter((e): e is KvEntry => e !== undefined);
   }
 
-  async put(key: string, value: string, options?: PutOptions): Promise<boolean> {
-    return this.#serial(async () => {
-      if (!(await this.#matches(key, options))) return false;
-      await this.#write(key, value);
-      return true;
-    });
+  put(key: string, value: string, options?: PutOptions): Promise<boolean> {
+    return this.putAll([withRevision({ key, value }, options)]);
   }
 
-  async delete(key: string, options?: PutOptions): Promise<boolean> {
-    return this.#serial(async () => {
-      if (!(await this.#matches(key, options))) return false;
-      await this.#write(key, null);
-      return true;
-    });
+  delete(key: string, options?: PutOptions): Promise<boolean> {
+    return this.putAll([withRevision({ key, value: null }, options)]);
   }
 
   /**
@@ -92,8 +84,13 @@ export class FileKvStore implements KvStore {
     return this.#serial(async () => {
       const matched = await Promise.all(writes.map((w) => this.#matches(w.key, w)));
       if (!matched.every(Boolean)) return false;
+      // A revision is a modification time, so each write's must be past the one it replaces:
+      // two writes within the file system's clock tick (coarse: a few ms on Linux) got one
+      // time, and a compare-and-set read before the second still matched after it (a lost
+      // update between two processes, 36 of 40 increments kept), and a watcher saw no change.
+      const floor = Math.max(0, ...(await Promise.all(writes.map((w) => this.#mtimeOf(w.key)))));
       let mtime: number | undefined;
-      for (const w of writes) mtime = await this.#write(w.key, w.value, mtime);
+      for (const w of writes) mtime = await this.#write(w.key, w.value, mtime, floor);
       return true;
     });
   }
@@ -187,10 +184,11 @@ export class FileKvStore implements KvStore {
 
   /**
    * Writes (or, for null, deletes) one key's file; with `mtime` (seconds), gives the file
-   * that modification time before it appears. Returns the written file's modification time
+   * that modification time before it appears; without, the file system's, or 1 ms past
+   * `floor` (seconds) when that is not later. Returns the written file's modification time
    * in seconds (`mtime` again for a delete).
    */
-  async #write(key: string, value: string | null, mtime?: number): Promise<number | undefined> {
+  async #write(key: string, value: string | null, mtime: number | undefined, floor: number): Promise<number | undefined> {
     const path = this.#path(key);
     let written = mtime;
     if (value === null) {
@@ -203,8 +201,11 @@ export class FileKvStore implements KvStore {
       await mkdir(dirname(path), { recursive: true });
       const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
       await writeFile(tmp, value);
-      if (mtime === undefined) written = (await stat(tmp)).mtimeMs / 1000;
-      else await utimes(tmp, mtime, mtime);
+      if (mtime === undefined) {
+        const fsTime = (await stat(tmp)).mtimeMs / 1000;
+        written = fsTime > floor ? fsTime : floor + 0.001;
+        if (written !== fsTime) await utimes(tmp, written, written);
+      } else await utimes(tmp, mtime, mtime);
       // rename keeps the modification time: readers see the file whole and with it.
       await rename(tmp, path);
     }
@@ -233,6 +234,16 @@ export class FileKvStore implements KvStore {
       throw new MeshletError('MESHLET_BAD_KEY', `key "${key}": must be a relative path of non-empty parts, none starting with "."`);
     }
     return path;
+  }
+
+  /** The modification time of `key`'s file in seconds; 0 when there is none. */
+  async #mtimeOf(key: string): Promise<number> {
+    try {
+      return (await stat(this.#path(key))).mtimeMs / 1000;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
   }
 
   async #matches(key: string, options: PutOptions | undefined): Promise<boolean> {
@@ -290,6 +301,9 @@ export async function restoreLock(aside: string, lock: string): Promise<boolean>
   await unlink(aside);
   return restored;
 }
+
+const withRevision = (w: KvWrite, options: PutOptions | undefined): KvWrite =>
+  options?.ifRevision === undefined ? w : { ...w, ifRevision: options.ifRevision };
 
 const revisionOf = (mtimeMs: number) => Math.round(mtimeMs * 1000);
 

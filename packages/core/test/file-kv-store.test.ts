@@ -112,6 +112,29 @@ describe('FileKvStore', async () => {
     assert.equal((await new FileKvStore(root).get('counter'))?.value, '40');
   });
 
+  it('gives each write a revision past the one it replaces, even when the file system clock did not move past it', async () => {
+    // Two writes within the file system's clock tick got one modification time, so one
+    // revision: a compare-and-set read first the second still matched second it.
+    const root = join(dir, 'tick');
+    const kv = new FileKvStore(root);
+    await kv.put('k', 'one');
+    const ahead = Date.now() / 1000 + 60;
+    await utimes(join(root, 'k'), ahead, ahead);
+    const first = (await kv.get('k'))?.revision ?? 0;
+    assert.equal(await kv.put('k', 'two', { ifRevision: first }), true);
+    const second = (await kv.get('k'))?.revision ?? 0;
+    assert.ok(second > first, `revision ${second} is past ${first}`);
+    assert.equal(await kv.put('k', 'three', { ifRevision: first }), false, 'the revision read before the write no longer matches');
+    assert.equal(
+      await kv.putAll([
+        { key: 'k', value: 'four', ifRevision: second },
+        { key: 'other', value: 'x' },
+      ]),
+      true,
+    );
+    assert.ok(((await kv.get('k'))?.revision ?? 0) > second, 'a putAll moves past it too');
+  });
+
   it('waits for a lock another writer holds, then refuses with a typed error, writing nothing', async () => {
     const root = join(dir, 'f');
     await mkdir(root, { recursive: true });
