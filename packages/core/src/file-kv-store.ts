@@ -12,7 +12,8 @@ import type { Unsubscribe } from './registry.js';
  * A KvStore in a directory: key `meshlet/rules/orders` is the file
  * `<dir>/meshlet/rules/orders`. For the embedded default, so that ops can edit rules
  * with an editor and see them applied. A file's revision is its modification time in
- * microseconds, so compare-and-set is only as fine as the file system's clock. Writes
+ * microseconds; each write of the store sets one past the time it replaces (the file
+ * system's clock is coarse: two writes in one tick would share a revision). Writes
  * go through a temporary file and a rename, so a reader never sees
  * half a document. Each write checks and writes holding the lock file `<dir>/.lock`, so
  * writers in other processes (two operators' CLIs) or other stores on the same directory
