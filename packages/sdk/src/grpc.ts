@@ -6,6 +6,7 @@ import {
   badOption,
   CALLER_HEADER,
   getTag,
+  type Logger,
   type MeshContext,
   MeshletError,
   onlyOptionKeys,
@@ -42,6 +43,14 @@ function loadGrpc(): { grpcJs: typeof GrpcJs; meshletGrpc: typeof MeshletGrpc } 
     throw err;
   }
   return { grpcJs, meshletGrpc: require('@meshlet/grpc') as typeof MeshletGrpc };
+}
+
+/**
+ * Takes `logger` out of the loggers grpc-js's lines go to (a mesh being released): nothing to
+ * do when grpc-js is not installed, since then no line was ever routed.
+ */
+export function unrouteGrpcLogOf(logger: Logger): void {
+  grpcModules?.meshletGrpc.unrouteGrpcLog(logger);
 }
 
 /** What `mesh.grpc` and the `grpc` option say when @grpc/grpc-js is not installed. */

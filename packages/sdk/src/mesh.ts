@@ -1,11 +1,10 @@
 import { currentContext, getTag, MeshletError, NoMeshError, RuleRepository, serviceNameProblem } from '@meshlet/core';
-import { unrouteGrpcLog } from '@meshlet/grpc';
 import { TagPropagation } from '@meshlet/propagation';
 import { adaptiveProtection } from './adaptive-protection.js';
 import { streamSlot } from './destination-guard.js';
 import { Destinations } from './destinations.js';
 import type { Fetch } from './governed-fetch.js';
-import { checkGrpcOptions, type MeshGrpc, meshGrpc } from './grpc.js';
+import { checkGrpcOptions, type MeshGrpc, meshGrpc, unrouteGrpcLogOf } from './grpc.js';
 import { inboundPipeline } from './inbound-pipeline.js';
 import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
@@ -77,7 +76,7 @@ export function createMesh(options: MeshOptions): Mesh {
     async release() {
       grpc?.close();
       // grpc-js's lines no longer to this mesh's logger: to a live mesh's, or grpc-js's default.
-      unrouteGrpcLog(logger);
+      unrouteGrpcLogOf(logger);
       destinations.close();
       await tracing?.shutdown();
       await own.close();
