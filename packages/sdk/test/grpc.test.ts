@@ -95,6 +95,8 @@ describe('gRPC client: routing, retries, deadlines, faults', () => {
             },
           ],
           default: [{ group: { version: '1.0' }, weight: 100 }],
+          // Named: the default balancer draws at random, and six draws may all land on one instance.
+          loadBalancer: { type: 'roundRobin' },
         },
       }),
       { author: 'test' },
@@ -532,26 +534,33 @@ describe('gRPC streams to an instance that refuses connections', () => {
 
   it('each try is its own attempt: a CLIENT span for the refused instance, then one for the instance that took the stream', async () => {
     const spans = new InMemorySpanExporter();
-    await withLiveAndDead('traced', 'live-t', { tracing: { exporters: [spans], batch: { delayMs: 1 } } }, async (client, _live, caller) => {
-      for (let i = 0; i < 6; i++) assert.equal((await streamEnd(client.Count({ text: '1' }))).code, grpc.status.OK);
-      await caller.tracing?.forceFlush();
-      const count = spans.getFinishedSpans().filter((x) => x.name === 'meshlet.interop.Echo/Count');
-      const refused = count.filter((x) => x.attributes['io.meshlet.instance'] === 'traced-gone');
-      const taken = count.filter((x) => x.attributes['io.meshlet.instance'] === 'live-t');
-      assert.ok(refused.length > 0, 'the refused instance was tried first at least once');
-      for (const r of refused) {
-        assert.equal(r.attributes['rpc.grpc.status_code'], grpc.status.UNAVAILABLE);
-        assert.equal(r.attributes['io.meshlet.attempt'], undefined, 'a first try');
-      }
-      assert.equal(taken.length, 6, 'one span per stream on the live instance');
-      for (const t of taken) assert.equal(t.attributes['rpc.grpc.status_code'], grpc.status.OK);
-      assert.equal(
-        taken.filter((t) => t.attributes['io.meshlet.attempt'] === 1).length,
-        refused.length,
-        'each refused try followed by a second',
-      );
-      assert.equal(count.length, 6 + refused.length);
-    });
+    // Round robin over the two (named: the default balancer draws at random, and six draws may all miss the refused one).
+    const route = { loadBalancer: { type: 'roundRobin' as const } };
+    await withLiveAndDead(
+      'traced',
+      'live-t',
+      { route, tracing: { exporters: [spans], batch: { delayMs: 1 } } },
+      async (client, _live, caller) => {
+        for (let i = 0; i < 6; i++) assert.equal((await streamEnd(client.Count({ text: '1' }))).code, grpc.status.OK);
+        await caller.tracing?.forceFlush();
+        const count = spans.getFinishedSpans().filter((x) => x.name === 'meshlet.interop.Echo/Count');
+        const refused = count.filter((x) => x.attributes['io.meshlet.instance'] === 'traced-gone');
+        const taken = count.filter((x) => x.attributes['io.meshlet.instance'] === 'live-t');
+        assert.ok(refused.length > 0, 'the refused instance was tried first at least once');
+        for (const r of refused) {
+          assert.equal(r.attributes['rpc.grpc.status_code'], grpc.status.UNAVAILABLE);
+          assert.equal(r.attributes['io.meshlet.attempt'], undefined, 'a first try');
+        }
+        assert.equal(taken.length, 6, 'one span per stream on the live instance');
+        for (const t of taken) assert.equal(t.attributes['rpc.grpc.status_code'], grpc.status.OK);
+        assert.equal(
+          taken.filter((t) => t.attributes['io.meshlet.attempt'] === 1).length,
+          refused.length,
+          'each refused try followed by a second',
+        );
+        assert.equal(count.length, 6 + refused.length);
+      },
+    );
   });
 
   it('with callDefaults.retries 0 (or false) a stream tries one instance only, as a unary call retries none', async () => {
