@@ -1,6 +1,6 @@
-import { type AttemptChain, type AttemptStage, composeAttempt } from '@meshlet/core';
+import { type AttemptChain, type AttemptHandler, type AttemptStage, composeAttempt, sendAttempt } from '@meshlet/core';
 import { faultInterceptor } from '@meshlet/fault';
-import type { Tracing } from '@meshlet/trace';
+import { type Tracing, withoutAppTracing } from '@meshlet/trace';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
 /** A protocol's CLIENT span stage for the mesh's tracing: HTTP's `clientSpanInterceptor`, gRPC's `rpcSpanObserver`. */
@@ -27,14 +27,25 @@ export function attemptStages(deps: AttemptStageDeps, span: SpanStage): AttemptS
 }
 
 /**
+ * The transport of a traced attempt: the mesh's CLIENT span stage wrote its trace context,
+ * so an application's own OpenTelemetry client instrumentation (undici's, http's, gRPC's)
+ * runs with tracing suppressed for it: no second CLIENT span, no second `traceparent`
+ * (which a callee drops with the first). Free without an OpenTelemetry context manager.
+ */
+const sendWithoutAppTracing: AttemptHandler = (attempt) => withoutAppTracing(sendAttempt, attempt);
+
+/**
  * The attempt chain of one protocol, composed once per mesh. The observers are told by the
  * chain and settled by the executor after its await: no promise of theirs per attempt. One
  * that throws (a span exporter's bug) does not fail the call: logged as
- * `MESHLET_ATTEMPT_OBSERVER_FAILED`, once per interval (the mesh's throttled logger).
+ * `MESHLET_ATTEMPT_OBSERVER_FAILED`, once per interval (the mesh's throttled logger). With
+ * tracing, the transport runs with an application's OpenTelemetry tracing suppressed; without
+ * it the application's instrumentation is the only record of the call and is left alone.
  */
 export function meshAttemptChain(deps: AttemptStageDeps & Pick<GovernedCallDeps, 'logger'>, span: SpanStage): AttemptChain {
   const { logger } = deps;
   return composeAttempt(attemptStages(deps, span), {
+    ...(deps.tracing ? { last: sendWithoutAppTracing } : {}),
     onError: (error: unknown) =>
       logger.warn('a per-attempt observer threw; the call went on without it', {
         code: 'MESHLET_ATTEMPT_OBSERVER_FAILED',

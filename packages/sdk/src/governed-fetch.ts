@@ -20,7 +20,7 @@ import {
 import type { ServiceFaults } from '@meshlet/fault';
 import { requestTagsOf, type TagPropagation } from '@meshlet/propagation';
 import type { RouteDecision, RoutePicker, Router } from '@meshlet/route';
-import { Attr, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
+import { Attr, appSpanActive, type ClientSpan, clientSpanInterceptor, errorAttributesOf, type Tracing } from '@meshlet/trace';
 import type { Dispatcher } from 'undici';
 import { meshAttemptChain } from './attempt-stages.js';
 import type { DestinationGuard } from './destination-guard.js';
@@ -315,9 +315,11 @@ function writeHeaders(deps: GovernedCallDeps, ctx: MeshContext, service: string,
     const [name, value] = deps.identityHeader(service);
     setHeader(headers, name, value);
   }
-  if (!deps.tracing && ctx.trace && !hasHeader(headers, 'traceparent')) {
+  if (!deps.tracing && ctx.trace && !hasHeader(headers, 'traceparent') && !appSpanActive()) {
     // No tracing configured: pass the caller's trace context on as it came (a context keeps
-    // it only as valid W3C trace context: core's keptTraceContext).
+    // it only as valid W3C trace context: core's keptTraceContext). Not when the app's own
+    // OpenTelemetry has a span active: its client instrumentation writes a traceparent, and
+    // two (this one and its own) would make the callee drop both.
     setHeader(headers, 'traceparent', ctx.trace.traceparent);
     if (ctx.trace.tracestate) setHeader(headers, 'tracestate', ctx.trace.tracestate);
   }

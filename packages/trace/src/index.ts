@@ -1,4 +1,4 @@
-export { activeContext, runInContext } from './active-context.js';
+export { activeContext, appSpanActive, runInContext, withoutAppTracing } from './active-context.js';
 export {
   Attr,
   errorAttributesOf,
