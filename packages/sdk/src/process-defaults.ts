@@ -15,7 +15,8 @@ import type { Mesh } from './mesh-options.js';
  * - The request context's AsyncLocalStorage lives in @meshlet/core (`context.ts`, one per
  *   process under a global symbol, so two copies of the package share it).
  * - The last tracing created (@meshlet/trace's `defaultTracing()`): what `@Traced()` uses
- *   when not given one, for the same reason as the last mesh.
+ *   when not given one outside a request (inside one: the tracing serving it), for the
+ *   same reason as the last mesh.
  * - Caches of values computed from their keys (parsed origins, RPC names, key objects, a
  *   mesh's internals for the axios / got front ends, in WeakMaps where keyed by objects):
  *   they hold nothing a second mesh could see differently.

@@ -24,6 +24,12 @@ export function activeContext(): Context {
   return trace.getSpan(otel) === undefined ? (storage.getStore() ?? otel) : otel;
 }
 
+/**
+ * Where a request's context keeps the Tracing serving it (set with its SERVER span, and by
+ * `Tracing.run`): what `@Traced()` records through, rather than the last Tracing created.
+ */
+export const TRACING_KEY: symbol = createContextKey('meshlet.trace.tracing');
+
 function enterOtel<T>(ctx: Context, fn: () => T): T {
   return otelContext.with(ctx, fn);
 }

@@ -9,7 +9,7 @@ import {
   TraceFlags,
   trace,
 } from '@opentelemetry/api';
-import { runInContext } from './active-context.js';
+import { runInContext, TRACING_KEY } from './active-context.js';
 import { Attr, boundedRequestValue, errorTypeOf, type GovernanceErrorType, normalizeMethod } from './attributes.js';
 import { type InboundHeaders, simpleParent } from './propagation.js';
 import type { SpanDeps } from './span-deps.js';
@@ -70,6 +70,7 @@ export function startServerSpan(
   method: string,
   route: string | undefined,
   info: ServerRequestInfo = {},
+  owner?: object,
 ): ServerSpan {
   // A route may be the request's path folded (apiOfPath): bounded as the path is.
   if (route !== undefined) route = boundedRequestValue(route);
@@ -80,7 +81,7 @@ export function startServerSpan(
   const m = normalizeMethod(method);
   const recording = deps.spanRecording;
   const decision = recording?.sampler.decide(parent, SpanKind.SERVER, simple !== undefined);
-  if (recording === undefined || decision === undefined) return tracerServerSpan(deps, parent, headers, method, m, route, info);
+  if (recording === undefined || decision === undefined) return tracerServerSpan(deps, parent, headers, method, m, route, info, owner);
   let span: Span;
   if ((decision.context.traceFlags & TraceFlags.SAMPLED) === 0) {
     // Not recorded: the span context alone, without attributes; the metrics are recorded all the same.
@@ -89,7 +90,16 @@ export function startServerSpan(
     const attributes = serverAttributes(headers, method, m, route, info);
     span = new SpanRecord(recording, SpanKind.SERVER, route ? `${m} ${route}` : m, decision, attributes, Object.keys(attributes).length);
   }
-  return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+  return new ServerSpanHandle(deps, span, contextOf(parent, span, owner), m, route, info.caller);
+}
+
+/**
+ * The request's context: its SERVER span, and the Tracing that made it (`TRACING_KEY`), so
+ * that `@Traced()` inside records through the tracing serving the request.
+ */
+function contextOf(parent: Context, span: Span, owner: object | undefined): Context {
+  const ctx = trace.setSpan(parent, span);
+  return owner === undefined ? ctx : ctx.setValue(TRACING_KEY, owner);
 }
 
 /** The SERVER span's attributes at its start, in order (what OpenTelemetry's tracer would be given). */
@@ -143,6 +153,7 @@ function tracerServerSpan(
   m: string,
   route: string | undefined,
   info: ServerRequestInfo,
+  owner: object | undefined,
 ): ServerSpan {
   // Head sampling first: a request that will not be recorded (its caller did not sample,
   // or ratio 0) gets the span context OpenTelemetry's tracer would give it, without the
@@ -150,11 +161,11 @@ function tracerServerSpan(
   const unsampled = deps.sampler.unsampledServer(parent);
   if (unsampled !== undefined) {
     const span = trace.wrapSpanContext(unsampled);
-    return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+    return new ServerSpanHandle(deps, span, contextOf(parent, span, owner), m, route, info.caller);
   }
   const attributes = serverAttributes(headers, method, m, route, info);
   const span = deps.tracer.startSpan(route ? `${m} ${route}` : m, { kind: SpanKind.SERVER, attributes }, parent);
-  return new ServerSpanHandle(deps, span, trace.setSpan(parent, span), m, route, info.caller);
+  return new ServerSpanHandle(deps, span, contextOf(parent, span, owner), m, route, info.caller);
 }
 
 class ServerSpanHandle implements ServerSpan {

@@ -13,7 +13,11 @@ import { defaultTracing, type Tracing } from './tracing.js';
 export interface TracedOptions {
   /** Span name. Default `<Class>.<method>`. */
   readonly name?: string;
-  /** The tracing to record into. Default: the most recently created one, looked up per call (no tracing: the method runs untraced). */
+  /**
+   * The tracing to record into. Default, looked up per call: the one serving the current
+   * request (a mesh's inbound request), else the most recently created one (no tracing: the
+   * method runs untraced).
+   */
   readonly tracing?: Tracing;
 }
 

@@ -11,7 +11,7 @@ import {
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
-import { activeContext, runInContext } from './active-context.js';
+import { activeContext, runInContext, TRACING_KEY } from './active-context.js';
 import { Attr } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats, EXPORT_LOG_CODES } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, METRICS_LOG_CODES, servePrometheus } from './call-metrics.js';
@@ -89,7 +89,7 @@ export interface Tracing {
   inSpan<T>(name: string, fn: () => Promise<T>, options?: InternalSpanOptions): Promise<T>;
   /** The active trace context (a server span's, a `@Traced` method's). */
   active(): Context;
-  /** Runs `fn` with `ctx` active. */
+  /** Runs `fn` with `ctx` active, as this Tracing's (what `@Traced()` inside records through). */
   run<T>(ctx: Context, fn: () => T): T;
   /** A node:http handler serving the metrics in Prometheus text format; it never throws (a failed render is a 500, logged once a minute). */
   metricsHandler(): (req: IncomingMessage, res: ServerResponse) => void;
@@ -109,9 +109,13 @@ export interface Tracing {
 
 let lastTracing: Tracing | undefined;
 
-/** The tracing most recently created in this process (what `@Traced()` uses by default). */
+/**
+ * What `@Traced()` records through when not given a Tracing: the one serving the current
+ * request (its SERVER span's context, or `Tracing.run`'s, says which), else the one most
+ * recently created in this process (and not shut down).
+ */
 export function defaultTracing(): Tracing | undefined {
-  return lastTracing;
+  return (activeContext().getValue(TRACING_KEY) as Tracing | undefined) ?? lastTracing;
 }
 
 /** Creates tracing for a service. Invalid options throw MeshletError `MESHLET_BAD_OPTION`. */
@@ -203,11 +207,11 @@ export function createTracing(options: TracingOptions): Tracing {
     propagation,
     clientMetrics,
     serverMetrics,
-    startServerSpan: (headers, method, route, info) => startServerSpan(deps, headers, method, route, info),
+    startServerSpan: (headers, method, route, info) => startServerSpan(deps, headers, method, route, info, tracing),
     startClientSpan: (parent, call) => startClientSpan(deps, parent ?? activeContext(), call),
     inSpan: (name, fn, spanOptions) => inInternalSpan(deps, name, fn, spanOptions?.attributes),
     active: activeContext,
-    run: runInContext,
+    run: (ctx, fn) => runInContext(ctx.getValue(TRACING_KEY) === tracing ? ctx : ctx.setValue(TRACING_KEY, tracing), fn),
     metricsHandler: () =>
       servePrometheus(
         [clientMetrics, serverMetrics].filter((m) => m !== undefined),

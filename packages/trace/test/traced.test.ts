@@ -70,6 +70,32 @@ describe('@Traced()', () => {
     }
     assert.equal(await new Plain().ping(), 'pong');
   });
+
+  it("records through the tracing serving the request (its server span's, or run's), not the one created last", async () => {
+    const ea = memoryExporter();
+    const eb = memoryExporter();
+    const a = createTracing({ service: 'svc-a', exporters: [ea] });
+    const b = createTracing({ service: 'svc-b', exporters: [eb] }); // created last
+    class Orders {
+      @Traced()
+      async place(): Promise<void> {}
+    }
+    const orders = new Orders();
+    const server = a.startServerSpan({}, 'POST', '/orders');
+    await server.run(() => orders.place());
+    server.end(200);
+    // Tracing.run (what the gRPC server runs a call's handler in) says whose it is too.
+    const caller = a.propagation.extract({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
+    await a.run(caller, () => orders.place());
+    await orders.place(); // outside any request: the last created
+    await a.forceFlush();
+    await b.forceFlush();
+    const names = (e: typeof ea) => e.getFinishedSpans().map((s) => `${s.resource.attributes['service.name']} ${s.name}`);
+    assert.deepEqual(names(ea), ['svc-a Orders.place', 'svc-a POST /orders', 'svc-a Orders.place']);
+    assert.deepEqual(names(eb), ['svc-b Orders.place']);
+    await a.shutdown();
+    await b.shutdown();
+  });
 });
 
 it('refuses a misspelt option, an empty name and a tracing that is not one, naming the field', () => {
