@@ -127,7 +127,8 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
     await register(e, 'ejecting', 'live-e', live.port);
     await register(e, 'ejecting', 'dead-e', await deadPort());
     const clock = new ManualClock(Date.now());
-    const { caller, tries } = tracedCaller(e, { clock });
+    // Round robin (named: the default balancer draws at random), so that the dead instance is first for every other stream until ejected.
+    const { caller, tries } = tracedCaller(e, { clock, route: { loadBalancer: { type: 'roundRobin' } } });
     const client = caller.grpc.client(Echo, 'ejecting');
     closers.push(
       () => caller.close(),
@@ -185,7 +186,10 @@ describe('gRPC streams feed the instance breakers (outlier detection)', () => {
     await register(e, 'probing', 'probe-a', a.port);
     await register(e, 'probing', 'probe-b', b.port);
     const clock = new ManualClock(Date.now());
-    const caller = createMesh({ service: 'gateway', ...e, clock, logger: new MemoryLogger() });
+    // Round robin (named: the default balancer draws at random), so that a takes every other stream: five failures
+    // in the first twenty, and a again among the last six.
+    const route = { loadBalancer: { type: 'roundRobin' as const } };
+    const caller = createMesh({ service: 'gateway', ...e, clock, route, logger: new MemoryLogger() });
     const client = caller.grpc.client(Echo, 'probing');
     closers.push(
       () => caller.close(),
@@ -389,7 +393,9 @@ describe('gRPC stream connect retries and the retry budget', () => {
     await register(e, 'budgeted', 'live-b', live.port);
     await register(e, 'budgeted', 'dead-b', await deadPort());
     const clock = new ManualClock(Date.now());
-    const { caller, tries } = tracedCaller(e, { clock, callDefaults: { outlierDetection: false } });
+    // Round robin (named: the default balancer draws at random), so that the dead instance is first for every other stream.
+    const route = { loadBalancer: { type: 'roundRobin' as const } };
+    const { caller, tries } = tracedCaller(e, { clock, route, callDefaults: { outlierDetection: false } });
     const client = caller.grpc.client(Echo, 'budgeted');
     try {
       // A budget of nothing: no retry is ever affordable.
@@ -422,7 +428,9 @@ describe('gRPC stream connect retries and the retry budget', () => {
     const live = await streamServer('live-c');
     await register(e, 'affordable', 'live-c', live.port);
     await register(e, 'affordable', 'dead-c', await deadPort());
-    const { caller, tries } = tracedCaller(e, { clock: new ManualClock(Date.now()), callDefaults: { outlierDetection: false } });
+    // Round robin (named: the default balancer draws at random), so that the dead instance is first for every other stream.
+    const route = { loadBalancer: { type: 'roundRobin' as const } };
+    const { caller, tries } = tracedCaller(e, { clock: new ManualClock(Date.now()), route, callDefaults: { outlierDetection: false } });
     const client = caller.grpc.client(Echo, 'affordable');
     try {
       for (let i = 0; i < 10; i++) assert.equal((await collect(client)).code, grpc.status.OK);
