@@ -29,7 +29,7 @@ type Row = (string | number)[];
 function fakeClockRun(): Row {
   // A fake clock that is only a number: ManualClock's timer bookkeeping would dominate the cost.
   let now = 0;
-  const clock: Clock = { now: () => now, setTimeout: () => () => {} };
+  const clock: Clock = { now: () => now, wallNow: () => now, setTimeout: () => () => {} };
   const limiter = new RateLimiter({ service: 'bench', clock });
   limiter.setRules(rules(LOCAL_RATE, LOCAL_BURST, 'local'));
   const offered = LOCAL_RATE * OVERLOAD * SECONDS;

@@ -24,7 +24,7 @@ export class IdentitySigner {
   readonly #clock: Clock;
   readonly #ttlMs: number;
   readonly #refreshMs: number;
-  readonly #cache = new Map<string, { header: string; renewAt: number }>();
+  readonly #cache = new Map<string, { header: string; issuedAt: number; renewAt: number }>();
   /** Signatures computed so far (for tests and metrics: cache misses). */
   signatures = 0;
 
@@ -38,15 +38,19 @@ export class IdentitySigner {
     this.header();
   }
 
-  /** The header value to send to `audience` (a service name; '' for any). */
+  /**
+   * The header value to send to `audience` (a service name; '' for any). The cache is judged
+   * on the wall clock, as the token is: after a step either way (now before the token's
+   * issue, or past its half-life) the token is signed again with the wall time in force.
+   */
   header(audience = ''): string {
-    const now = this.#clock.now();
+    const now = this.#clock.wallNow();
     const cached = this.#cache.get(audience);
-    if (cached !== undefined && now < cached.renewAt) return cached.header;
+    if (cached !== undefined && now >= cached.issuedAt && now < cached.renewAt) return cached.header;
     const header = signIdentity(this.#identity, this.#key, this.#clock, { ttlMs: this.#ttlMs, audience });
     this.signatures++;
     if (this.#cache.size >= MAX_AUDIENCES && cached === undefined) this.#cache.clear();
-    this.#cache.set(audience, { header, renewAt: now + this.#refreshMs });
+    this.#cache.set(audience, { header, issuedAt: now, renewAt: now + this.#refreshMs });
     return header;
   }
 

@@ -69,8 +69,10 @@ export class IdentityVerifier {
     if (header !== undefined && this.#cacheSize > 0) {
       const hit = this.#cache.get(header);
       if (hit !== undefined) {
-        const now = this.#clock.now();
-        if (now <= hit.expiresAt + this.#options.maxSkewMs) {
+        // Its times against the wall clock, as checkIdentity judges them (a step may have moved it).
+        const now = this.#clock.wallNow();
+        const skew = this.#options.maxSkewMs;
+        if (now <= hit.expiresAt + skew && hit.issuedAt <= now + skew) {
           this.counters.verified++;
           return { ok: true, identity: hit };
         }

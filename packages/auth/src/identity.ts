@@ -134,7 +134,8 @@ export interface SignOptions {
 export function signIdentity(identity: CallerIdentity, key: MeshKey, clock: Clock, options: SignOptions = {}): string {
   const ttl = options.ttlMs ?? DEFAULT_IDENTITY_TTL_MS;
   if (!(ttl > 0)) throw new MeshletError('MESHLET_BAD_OPTION', `ttlMs: ${ttl} must be greater than 0`);
-  const issued = Math.floor(clock.now());
+  // Wall time: the verifier is another process, which judges the token on its own wall clock.
+  const issued = Math.floor(clock.wallNow());
   const fields = [
     VERSION,
     key.id,
@@ -206,7 +207,7 @@ export function checkIdentity(
   const [aud, svc, ns, inst, ver] = decoded as [string, string, string, string, string];
   if (svc === '' || expiresAt <= issuedAt || expiresAt - issuedAt > (options.maxLifetimeMs ?? DEFAULT_MAX_LIFETIME_MS))
     return refuse('malformed');
-  const now = clock.now();
+  const now = clock.wallNow();
   const skew = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
   if (now > expiresAt + skew) return refuse('expired');
   if (issuedAt > now + skew) return refuse('not-yet-valid');

@@ -246,3 +246,43 @@ describe('IdentityVerifier', () => {
     );
   });
 });
+
+describe('identity tokens across a step of the wall clock', () => {
+  const HOUR = 3_600_000;
+  const signerOptions = { identity: checkout, key: k1 };
+
+  it('a process started an hour behind signs tokens its peers accept once the wall clock is stepped right', () => {
+    // Its monotonic clock started an hour behind and stays there; NTP steps the wall clock.
+    const behind = new ManualClock(T0 - HOUR);
+    const signer = new IdentitySigner({ ...signerOptions, clock: behind });
+    const peer = new IdentityVerifier({ keys: [k1], clock: new ManualClock(T0) });
+    assert.deepEqual(peer.check(signer.header('payment')), { ok: false, reason: 'expired' }, 'before the step: its wall clock is wrong');
+    behind.stepWall(HOUR);
+    behind.advance(1_000); // well within the cached token's half-life
+    const after = peer.check(signer.header('payment'));
+    assert.equal(after.ok, true);
+    assert.equal(after.ok && after.identity.issuedAt, T0 + 1_000);
+  });
+
+  it('signs again when the wall clock steps back before a cached token was issued', () => {
+    const clock = new ManualClock(T0);
+    const signer = new IdentitySigner({ ...signerOptions, clock });
+    const first = signer.header('payment');
+    clock.stepWall(-HOUR);
+    const peer = new IdentityVerifier({ keys: [k1], clock: new ManualClock(T0 - HOUR) });
+    assert.deepEqual(peer.check(first), { ok: false, reason: 'not-yet-valid' });
+    assert.equal(peer.check(signer.header('payment')).ok, true);
+  });
+
+  it("a verifier whose wall clock was stepped right accepts a right peer's tokens, and judges a remembered one on it", () => {
+    const behind = new ManualClock(T0 - HOUR);
+    const verifier = new IdentityVerifier({ keys: [k1], clock: behind });
+    const token = signIdentity(checkout, k1, new ManualClock(T0));
+    assert.deepEqual(verifier.check(token), { ok: false, reason: 'not-yet-valid' });
+    behind.stepWall(HOUR);
+    assert.equal(verifier.check(token).ok, true);
+    assert.equal(verifier.check(token).ok, true, 'remembered');
+    behind.stepWall(HOUR);
+    assert.deepEqual(verifier.check(token), { ok: false, reason: 'expired' }, 'the remembered token is judged on the wall clock too');
+  });
+});

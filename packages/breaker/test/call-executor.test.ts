@@ -385,6 +385,7 @@ describe('CallExecutor', () => {
     const delays: number[] = [];
     const recording = {
       now: () => clock.now(),
+      wallNow: () => clock.wallNow(),
       setTimeout: (fn: () => void, ms: number) => {
         delays.push(ms);
         return clock.setTimeout(fn, ms);

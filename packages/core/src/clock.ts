@@ -14,10 +14,21 @@ export interface TimerOptions {
 /**
  * Time as a port. Limiters and breakers take a Clock so that tests run on a ManualClock
  * and are exact; production uses `systemClock`.
+ *
+ * Two readings: `now()` for intervals (deadlines, windows, durations), which a step of the
+ * host's clock must not bend, and `wallNow()` for a time that leaves the process (a token's
+ * issue and expiry, `registered-at`, a rule version's `at`, a span's start) or is compared
+ * with one that came in, which other hosts read on their own wall clocks.
  */
 export interface Clock {
-  /** Milliseconds since the epoch, possibly fractional. */
+  /**
+   * Monotonic milliseconds, possibly fractional: for intervals only. The system clock's is
+   * `performance.timeOrigin + performance.now()`, near the epoch at start but not after:
+   * a step of the host's clock (NTP) or a suspend does not move it.
+   */
   now(): number;
+  /** Milliseconds since the epoch on the wall clock (`Date.now()`): it follows the host's steps. */
+  wallNow(): number;
   /** Calls `fn` once after `ms` milliseconds. The timer does not keep the process alive unless asked to. */
   setTimeout(fn: () => void, ms: number, options?: TimerOptions): CancelTimer;
 }
@@ -29,6 +40,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export const systemClock: Clock = {
   now: () => origin + performance.now(),
+  wallNow: () => Date.now(),
   setTimeout(fn, ms, options) {
     // A longer wait is run in legs of at most MAX_TIMER_MS: whatever a caller computes (a
     // time a registry writer chose), it never becomes a 1 ms loop.
@@ -48,9 +60,14 @@ interface PendingTimer {
   fn: () => void;
 }
 
-/** A clock that moves only when told to. Timers fire in order of due time during `advance`. */
+/**
+ * A clock that moves only when told to. Timers fire in order of due time during `advance`.
+ * Its wall time follows `now()` until `stepWall` moves it apart, as NTP steps a host's.
+ */
 export class ManualClock implements Clock {
   #now: number;
+  /** wallNow() − now(). */
+  #wallOffset = 0;
   #seq = 0;
   #timers: PendingTimer[] = [];
 
@@ -60,6 +77,15 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.#now;
+  }
+
+  wallNow(): number {
+    return this.#now + this.#wallOffset;
+  }
+
+  /** Steps the wall clock by `ms` (negative: back), leaving `now()` and the timers where they are. */
+  stepWall(ms: number): void {
+    this.#wallOffset += ms;
   }
 
   setTimeout(fn: () => void, ms: number): CancelTimer {

@@ -30,6 +30,7 @@ it('passes the options to the clock', () => {
   const clock = new ManualClock(0);
   const recording = {
     now: () => clock.now(),
+    wallNow: () => clock.wallNow(),
     setTimeout: (fn: () => void, ms: number, o?: unknown) => {
       seen.push(o);
       return clock.setTimeout(fn, ms);

@@ -95,6 +95,13 @@ describe('RuleWatcher', () => {
 });
 
 describe('RuleRepository', () => {
+  it("stamps a version with the wall clock's time, not the monotonic one", async () => {
+    const clock = new ManualClock(1_000);
+    clock.stepWall(3_600_000); // NTP stepped the host's clock an hour on since the start
+    const repo = new RuleRepository({ kv: new InMemoryKvStore(), kinds: [limitKind], clock });
+    assert.equal((await repo.apply(doc(10), { author: 'ana' })).at, 3_601_000);
+  });
+
   it('validates before writing, keeps history, and rolls back in one call', async () => {
     const kv = new InMemoryKvStore();
     const clock = new ManualClock(1_000);

@@ -102,7 +102,7 @@ describe('TokenBuckets', () => {
 
   it('neither mints nor burns tokens when the clock steps back', () => {
     let now = 10_000;
-    const buckets = new TokenBuckets({ rate: 1, burst: 1, clock: { now: () => now, setTimeout: () => () => {} } });
+    const buckets = new TokenBuckets({ rate: 1, burst: 1, clock: { now: () => now, wallNow: () => now, setTimeout: () => () => {} } });
     assert.equal(buckets.tryAcquire('k').admitted, true);
     now = 5_000;
     assert.equal(buckets.tryAcquire('k').admitted, false);

@@ -33,6 +33,7 @@ export interface BlockingWatchOptions<T> {
 /** Real time with timers that keep the process alive, as a watch's loop always had. */
 const realTime: Clock = {
   now: () => performance.now(),
+  wallNow: () => Date.now(),
   setTimeout(fn, ms) {
     const t = setTimeout(fn, ms);
     return () => clearTimeout(t);

@@ -53,6 +53,9 @@ class RecordingClock implements Clock {
   now(): number {
     return this.manual.now();
   }
+  wallNow(): number {
+    return this.manual.wallNow();
+  }
   setTimeout(fn: () => void, ms: number): CancelTimer {
     this.delays.push(ms);
     for (const w of this.#waiting.filter((w) => w.n === this.delays.length)) w.resolve();
@@ -451,6 +454,7 @@ describe('BlockingWatch: rate limit', () => {
     });
     const clock: Clock = {
       now: () => now,
+      wallNow: () => now,
       setTimeout(fn, ms) {
         if (now + ms > horizon) {
           ended();

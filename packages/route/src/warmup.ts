@@ -202,7 +202,8 @@ export class WarmupFeed {
       this.#sink.setInstances(service, instances, unhealthy);
       return;
     }
-    const now = this.#clock.now();
+    // Wall time: `registered-at` is the instance's wall clock, not this process's monotonic one.
+    const now = this.#clock.wallNow();
     this.#sink.setInstances(service, applyWarmup(instances, now, warmup), unhealthy);
     const at = nextWarmupChangeAt(instances, now, warmup);
     if (at !== undefined)

@@ -90,7 +90,7 @@ export class Registration {
     // The mesh's own keys (MESH_METADATA, which createMesh refuses in the app's metadata),
     // written after the app's so that no other value can stand for them.
     const own: { [K in MeshMetadataKey]?: string } = {
-      [REGISTERED_AT_META]: String(Math.round(clock.now())),
+      [REGISTERED_AT_META]: String(Math.round(clock.wallNow())),
       [MetaKey.version]: version,
       [MetaKey.namespace]: namespace,
     };

@@ -43,12 +43,15 @@ it('refuses in the app metadata each key the mesh writes, naming metadata.<key> 
 
 it('registers the app’s secure and zone, and the mesh’s own keys from what sets them', async () => {
   const registry = new InMemoryRegistry();
+  // `registered-at` is wall time: here the wall clock was stepped an hour on since the start.
+  const clock = new ManualClock(1_700_000_000_000 - 3_600_000);
+  clock.stepWall(3_600_000);
   const mesh = createMesh({
     ...base(),
     registry,
     version: '2.1.0',
     namespace: 'prod',
-    clock: new ManualClock(1_700_000_000_000),
+    clock,
     metadata: { secure: 'true', zone: 'zone-a', lane: 'blue' },
     admin: { token: 't'.repeat(32), path: '/ops' },
     catalog: { routes: [{ method: 'GET', path: '/orders' }] },

@@ -1,8 +1,9 @@
 import { performance } from 'node:perf_hooks';
+import { type Clock, systemClock } from '@meshlet/core';
 import type { Attributes, AttributeValue, Exception, HrTime, Link, Span, SpanContext, SpanStatus, TimeInput } from '@opentelemetry/api';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
-import { hrTime, hrTimeDuration, isTimeInput, isTimeInputHrTime, millisToHrTime } from '@opentelemetry/core';
+import { hrTimeDuration, isTimeInput, isTimeInputHrTime, millisToHrTime } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace';
 
@@ -12,17 +13,72 @@ export interface RecordDeps {
   readonly scope: InstrumentationScope;
   /** Hands an ended span to the batch queues. */
   readonly ended: (span: ReadableSpan) => void;
+  /** Where a record's start falls on the wall clock. */
+  readonly wall: WallAnchors;
 }
 
-// OpenTelemetry's hrTime(), `addHrTimes(millisToHrTime(timeOrigin), millisToHrTime(now))`,
-// with the time origin converted once (it does not change) and one array made instead of three.
-const [ORIGIN_S, ORIGIN_NS] = millisToHrTime(performance.timeOrigin);
+/**
+ * The wall-clock time (epoch ms, and as seconds and nanoseconds) of performance.now()'s
+ * zero: a record's times are this plus its performance.now() readings, so its start is on
+ * the wall clock and its duration is monotonic, as OpenTelemetry's span makes them.
+ */
+export interface WallAnchor {
+  readonly ms: number;
+  readonly s: number;
+  readonly ns: number;
+}
 
-/** OpenTelemetry's `hrTime(ms)`: `ms` on the performance clock as epoch seconds and nanoseconds. */
-export function hrTimeAt(ms: number): HrTime {
+/** The anchor at `ms` since the epoch. */
+export const wallAnchor = (ms: number): WallAnchor => {
+  const [s, ns] = millisToHrTime(ms);
+  return { ms, s, ns };
+};
+
+/** performance.timeOrigin: where the wall clock was at performance.now()'s zero (what OpenTelemetry's hrTime() adds). */
+const ORIGIN_ANCHOR = wallAnchor(performance.timeOrigin);
+
+/** A record's start reads the wall clock again after this much performance-clock time since the last read (ms). */
+export const WALL_CHECK_MS = 100;
+/** A wall reading this close to the anchor in force keeps it: Date.now() counts whole ms (ms). */
+const WALL_JITTER_MS = 2;
+
+/**
+ * The anchor in force for a record starting now. A record reads one clock at its start
+ * (performance.now()); the wall clock is read again only when WALL_CHECK_MS have passed
+ * since the last read, and the anchor moves when the wall clock is away from it by more
+ * than its resolution: after a step of the host's clock (NTP) or a suspend, which the
+ * performance clock does not follow, records started from the next read on carry the
+ * wall time (those within WALL_CHECK_MS of the step carry the time before it).
+ */
+export class WallAnchors {
+  readonly #clock: Clock;
+  #anchor = ORIGIN_ANCHOR;
+  #checkedAt = Number.NEGATIVE_INFINITY;
+
+  /** `clock`'s wall time less its monotonic time is the offset from performance.timeOrigin (the system clock's: the host's step). */
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
+  }
+
+  /** The anchor of a record whose start read `ms` on the performance clock. */
+  at(ms: number): WallAnchor {
+    if (ms - this.#checkedAt < WALL_CHECK_MS) return this.#anchor;
+    this.#checkedAt = ms;
+    const wall = performance.timeOrigin + (this.#clock.wallNow() - this.#clock.now());
+    if (Math.abs(wall - this.#anchor.ms) > WALL_JITTER_MS) this.#anchor = wallAnchor(wall);
+    return this.#anchor;
+  }
+}
+
+/**
+ * `ms` on the performance clock as epoch seconds and nanoseconds, from `anchor` (by
+ * default performance.timeOrigin, which makes it OpenTelemetry's `hrTime(ms)`); the anchor
+ * converted once and one array made instead of three.
+ */
+export function hrTimeAt(ms: number, anchor: WallAnchor = ORIGIN_ANCHOR): HrTime {
   const whole = Math.trunc(ms / 1e3);
-  let s = ORIGIN_S + whole;
-  let ns = ORIGIN_NS + Math.round((ms - whole * 1e3) * 1e6); // ms % 1e3, exactly (see writeHrTimeAt)
+  let s = anchor.s + whole;
+  let ns = anchor.ns + Math.round((ms - whole * 1e3) * 1e6); // ms % 1e3, exactly (see writeHrTimeAt)
   if (ns >= 1e9) {
     ns -= 1e9;
     s += 1;
@@ -31,16 +87,16 @@ export function hrTimeAt(ms: number): HrTime {
 }
 
 /**
- * `hrTimeAt(ms)` as its two parts handed to `write` (no array made): what the trace log
+ * `hrTimeAt(ms, anchor)` as its two parts handed to `write` (no array made): what the trace log
  * writes a record's times with. The same arithmetic as `hrTimeAt` (a test holds the
  * written times equal to the HrTime ones).
  */
-export function writeHrTimeAt(ms: number, write: { nanos(s: number, ns: number): void }): void {
+export function writeHrTimeAt(ms: number, anchor: WallAnchor, write: { nanos(s: number, ns: number): void }): void {
   const whole = Math.trunc(ms / 1e3);
-  let s = ORIGIN_S + whole;
+  let s = anchor.s + whole;
   // `ms % 1e3` without the floating-point remainder's call: exact all the same (whole * 1e3
   // is an integer within a factor of two of ms, so the subtraction is exact).
-  let ns = ORIGIN_NS + Math.round((ms - whole * 1e3) * 1e6);
+  let ns = anchor.ns + Math.round((ms - whole * 1e3) * 1e6);
   if (ns >= 1e9) {
     ns -= 1e9;
     s += 1;
@@ -92,6 +148,8 @@ export class ClientSpanRecord implements Span, ReadableSpan {
    */
   readonly startMs: number;
   endMs = Number.NaN;
+  /** Where the performance clock's zero fell on the wall clock at the start: the times' epoch. */
+  readonly anchor: WallAnchor;
   // Plain fields, not #private: a span wrapped by Object.create still answers.
   private hrStart: HrTime | undefined;
   private hrEnd: HrTime = NOT_ENDED;
@@ -143,7 +201,9 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     this.hexIds = hexIds;
     this.resource = deps.resource;
     this.instrumentationScope = deps.scope;
-    this.startMs = performance.now();
+    const start = performance.now();
+    this.startMs = start;
+    this.anchor = deps.wall.at(start);
   }
 
   get attributes(): Attributes {
@@ -177,12 +237,12 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   }
 
   get startTime(): HrTime {
-    if (this.hrStart === undefined) this.hrStart = hrTimeAt(this.startMs);
+    if (this.hrStart === undefined) this.hrStart = hrTimeAt(this.startMs, this.anchor);
     return this.hrStart;
   }
 
   get endTime(): HrTime {
-    if (this.hrEnd === NOT_ENDED && !Number.isNaN(this.endMs)) this.hrEnd = hrTimeAt(this.endMs);
+    if (this.hrEnd === NOT_ENDED && !Number.isNaN(this.endMs)) this.hrEnd = hrTimeAt(this.endMs, this.anchor);
     return this.hrEnd;
   }
 
@@ -238,7 +298,12 @@ export class ClientSpanRecord implements Span, ReadableSpan {
     if (isTimeInput(attributesOrTime)) time ??= attributesOrTime;
     else attributes = attributesOrTime;
     if (this.events === NO_EVENTS) this.events = [];
-    this.events.push({ name, time: timeOf(time), ...(attributes ? { attributes: { ...attributes } } : {}), droppedAttributesCount: 0 });
+    this.events.push({
+      name,
+      time: timeOf(time, this.anchor),
+      ...(attributes ? { attributes: { ...attributes } } : {}),
+      droppedAttributesCount: 0,
+    });
     return this;
   }
 
@@ -276,7 +341,7 @@ export class ClientSpanRecord implements Span, ReadableSpan {
       const end = performance.now();
       this.endMs = end < this.startMs ? this.startMs : end;
     } else {
-      const end = timeOf(endTime);
+      const end = timeOf(endTime, this.anchor);
       const start = this.startTime;
       this.hrEnd = end[0] < start[0] || (end[0] === start[0] && end[1] < start[1]) ? [start[0], start[1]] : end;
     }
@@ -301,9 +366,10 @@ export class ClientSpanRecord implements Span, ReadableSpan {
   }
 }
 
-function timeOf(time: TimeInput | undefined): HrTime {
-  if (time === undefined) return hrTime();
+/** A given time as OpenTelemetry's span reads it: a number up to performance.now() is on the performance clock (from the record's anchor), a larger one epoch ms. */
+function timeOf(time: TimeInput | undefined, anchor: WallAnchor): HrTime {
+  if (time === undefined) return hrTimeAt(performance.now(), anchor);
   if (isTimeInputHrTime(time)) return time;
-  if (typeof time === 'number') return time <= performance.now() ? hrTime(time) : millisToHrTime(time);
+  if (typeof time === 'number') return time <= performance.now() ? hrTimeAt(time, anchor) : millisToHrTime(time);
   return millisToHrTime(time.getTime());
 }

@@ -133,7 +133,7 @@ export class OtlpHttpExporter extends OtlpExporterBase {
         what: `collector answered ${status}`,
         status,
         retry,
-        waitMs: retry ? retryAfterMs(res.headers['retry-after'], this.clock.now()) : undefined,
+        waitMs: retry ? retryAfterMs(res.headers['retry-after'], this.clock.wallNow()) : undefined,
       };
     } finally {
       cancel();

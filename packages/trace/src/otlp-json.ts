@@ -666,9 +666,9 @@ function writeRecord(out: ByteWriter, span: ReadableSpan): boolean {
   // `","flags":…,"name":…,"kind":…,"startTimeUnixNano":"` (its leading quote only after an id), kept per name.
   out.put(headOf(name, contextFlags(sc.traceFlags, parent?.isRemote), r.kind + 1, parent !== undefined || !traceState));
   // Times from the performance clock's ms when the record has them (no HrTime made), else its HrTime.
-  writeHrTimeAt(r.startMs, out);
+  writeHrTimeAt(r.startMs, r.anchor, out);
   out.put(END);
-  if (!Number.isNaN(r.endMs)) writeHrTimeAt(r.endMs, out);
+  if (!Number.isNaN(r.endMs)) writeHrTimeAt(r.endMs, r.anchor, out);
   else {
     const endTime = r.endTime;
     out.nanos(endTime[0], endTime[1]);

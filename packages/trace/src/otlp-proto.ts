@@ -395,10 +395,10 @@ function writeSpan(w: ProtoWriter, span: ReadableSpan): void {
   const record = Object.getPrototypeOf(span) === ClientSpanRecord.prototype ? (span as ClientSpanRecord) : undefined;
   if (record !== undefined) {
     w.byte(key(7, 1));
-    writeHrTimeAt(record.startMs, w);
+    writeHrTimeAt(record.startMs, record.anchor, w);
     if (!Number.isNaN(record.endMs)) {
       w.byte(key(8, 1));
-      writeHrTimeAt(record.endMs, w);
+      writeHrTimeAt(record.endMs, record.anchor, w);
     } else writeTime(w, 8, record.endTime);
   } else {
     writeTime(w, 7, span.startTime);
@@ -445,10 +445,10 @@ function writeRecord(w: ProtoWriter, r: ClientSpanRecord): boolean {
   w.at = at;
   w.put(head);
   w.buf[w.at++] = key(7, 1);
-  writeHrTimeAt(r.startMs, w);
+  writeHrTimeAt(r.startMs, r.anchor, w);
   if (!Number.isNaN(r.endMs)) {
     w.buf[w.at++] = key(8, 1);
-    writeHrTimeAt(r.endMs, w);
+    writeHrTimeAt(r.endMs, r.anchor, w);
   } else writeTime(w, 8, r.endTime);
   w.put(attributes);
   const late = r.lateKeys;

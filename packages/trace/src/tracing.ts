@@ -16,6 +16,7 @@ import { Attr } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats, EXPORT_LOG_CODES } from './batch-queue.js';
 import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, METRICS_LOG_CODES, servePrometheus } from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
+import { WallAnchors } from './client-span-record.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
 import { inInternalSpan } from './internal-span.js';
 import { DEFAULT_OTLP_TIMEOUT_MS, type OtlpHttpOptions } from './otlp-exporter-base.js';
@@ -183,6 +184,7 @@ export function createTracing(options: TracingOptions): Tracing {
       ended: (span) => {
         for (const q of queues) q.onEnd(span);
       },
+      wall: new WallAnchors(clock),
     },
     clock,
     clientMetrics,

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { ManualClock } from '@meshlet/core';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { hrTime, hrTimeToNanoseconds, TraceState } from '@opentelemetry/core';
 import { TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
-import { hrTimeAt } from '../src/client-span-record.js';
+import { hrTimeAt, WALL_CHECK_MS, WallAnchors } from '../src/client-span-record.js';
 import { PooledIdGenerator } from '../src/head-sampling.js';
 import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
+import { encodeTraceLineBytes } from '../src/otlp-json.js';
 import { SpanRecord } from '../src/span-record.js';
 import { memoryExporter } from './servers.js';
 
@@ -258,6 +260,56 @@ describe("the span record's clock", () => {
     const readings = [0, 0.0001, 1, 999.9999999, 1000, 123_456.789_012, performance.now(), 86_400_000.5];
     for (let i = 0; i < 2000; i++) readings.push(Math.random() * 1e7);
     for (const ms of readings) assert.deepEqual(hrTimeAt(ms), hrTime(ms), String(ms));
+  });
+
+  it('moves its wall anchor when a check finds the wall clock stepped, WALL_CHECK_MS of span starts apart, not for a jitter', () => {
+    const clock = new ManualClock(0);
+    const anchors = new WallAnchors(clock);
+    const origin = performance.timeOrigin;
+    assert.equal(anchors.at(1_000).ms, origin);
+    clock.stepWall(1); // under Date.now()'s resolution: the same anchor
+    assert.equal(anchors.at(1_000 + WALL_CHECK_MS).ms, origin);
+    clock.stepWall(3_600_000);
+    assert.equal(anchors.at(1_000 + 1.5 * WALL_CHECK_MS).ms, origin, 'not read again before WALL_CHECK_MS');
+    assert.equal(anchors.at(1_000 + 2 * WALL_CHECK_MS).ms, origin + 3_600_001);
+    clock.stepWall(-7_200_001); // and back, past where it started
+    assert.equal(anchors.at(1_000 + 3 * WALL_CHECK_MS).ms, origin - 3_600_000);
+  });
+
+  it('starts spans on the wall clock, stepped since the process started, and times them on the monotonic one', async () => {
+    const HOUR = 3_600_000;
+    const nanos = ([sec, ns]: [number, number]) => String(BigInt(sec) * 1_000_000_000n + BigInt(ns));
+    // As after an NTP step: the monotonic clock (performance.now()'s) an hour behind the wall clock.
+    const clock = new ManualClock(performance.timeOrigin + performance.now());
+    clock.stepWall(HOUR);
+    const exporter = memoryExporter();
+    const tracing = createTracing({ service: 'orders', exporters: [exporter], clock });
+    open.push(tracing);
+    const wallBefore = Date.now() + HOUR;
+    const server = tracing.startServerSpan({}, 'GET', '/orders/:id');
+    const client = tracing.startClientSpan(server.context, { method: 'GET', url: 'http://10.0.0.1:8080/x', service: 'inventory' });
+    client.end(200);
+    server.end(200);
+    const wallAfter = Date.now() + HOUR;
+    await tracing.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    assert.deepEqual(spans.map((s) => s.kind).sort(), [SpanKind.SERVER, SpanKind.CLIENT].sort());
+    const line = JSON.parse(encodeTraceLineBytes(spans).toString()) as {
+      resourceSpans: { scopeSpans: { spans: { startTimeUnixNano: string; endTimeUnixNano: string }[] }[] }[];
+    };
+    const written = line.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans));
+    for (const s of spans) {
+      const startMs = hrTimeToNanoseconds(s.startTime) / 1e6;
+      // Date.now() counts whole ms: the span's start may be up to 1 ms past the reading before it.
+      assert.ok(startMs >= wallBefore - 1 && startMs <= wallAfter + 1, `${s.name}: start ${startMs} in [${wallBefore}, ${wallAfter}]`);
+      const durationMs = hrTimeToNanoseconds(s.duration) / 1e6;
+      assert.ok(durationMs >= 0 && durationMs <= wallAfter - wallBefore + 1, `${s.name}: duration ${durationMs}`);
+    }
+    assert.deepEqual(
+      written.map((w) => [w.startTimeUnixNano, w.endTimeUnixNano]).sort(),
+      spans.map((s) => [nanos(s.startTime), nanos(s.endTime)]).sort(),
+      'the trace log writes the same times',
+    );
   });
 });
 

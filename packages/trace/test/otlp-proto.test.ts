@@ -7,7 +7,7 @@ import { SpanKind } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import type { RecordDeps } from '../src/client-span-record.js';
+import { type RecordDeps, WallAnchors } from '../src/client-span-record.js';
 import {
   createTracing,
   decodeTraceProto,
@@ -32,6 +32,7 @@ describe('the protobuf trace log encoding', () => {
     resource: resourceFromAttributes({ 'service.name': service }),
     scope: { name: '@meshlet/trace', version: '0.1.0' },
     ended: () => {},
+    wall: new WallAnchors(),
   });
 
   it('decodes to what the OTLP/JSON line parses to: random records, late keys, events, links, statuses, parents, tracestate, two resources', () => {

@@ -8,7 +8,7 @@ import { type Attempt, type AttemptHandler, type Instance, ManualClock } from '@
 import { type Attributes, type SpanContext, TraceFlags } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { ClientSpanRecord, hrTimeAt, type RecordDeps, writeHrTimeAt } from '../src/client-span-record.js';
+import { ClientSpanRecord, hrTimeAt, type RecordDeps, WallAnchors, wallAnchor, writeHrTimeAt } from '../src/client-span-record.js';
 import { clientSpanInterceptor, createTracing, TraceLogExporter } from '../src/index.js';
 import { encodeTraceLineBytes, encodeTraceRequest, keyValuesJson, reusableLine, TraceLineBuilder } from '../src/otlp-json.js';
 import { hex, randomRecord, rng, text } from './random-spans.js';
@@ -20,6 +20,7 @@ describe('a span written as bytes', () => {
     resource: resourceFromAttributes({ 'service.name': service }),
     scope: { name: '@meshlet/trace', version: '0.1.0' },
     ended: () => {},
+    wall: new WallAnchors(),
   });
 
   it('gives exactly JSON.stringify(encodeTraceRequest(spans)): random records, attributes, late keys, events, links, statuses, parents, tracestate', () => {
@@ -200,7 +201,12 @@ describe('a span written as bytes', () => {
 });
 
 describe("a span record's times", () => {
-  const deps: RecordDeps = { resource: resourceFromAttributes({ 'service.name': 't' }), scope: { name: 's' }, ended: () => {} };
+  const deps: RecordDeps = {
+    resource: resourceFromAttributes({ 'service.name': 't' }),
+    scope: { name: 's' },
+    ended: () => {},
+    wall: new WallAnchors(),
+  };
   const context = (): SpanContext => ({ traceId: hex(16), spanId: hex(8), traceFlags: TraceFlags.SAMPLED });
 
   it('reads as HrTime for any exporter: start, end, duration consistent; not ended: the placeholders', () => {
@@ -287,10 +293,12 @@ describe('writeHrTimeAt', () => {
     const readings = [0, 0.0001, 0.5, 1, 999.9999999, 999.99999999, 1000, 1000.0000001, 123_456.789_012, performance.now(), 86_400_000.5];
     const r = rng(11);
     for (let i = 0; i < 20_000; i++) readings.push(r() * 10 ** Math.floor(r() * 10));
-    for (const ms of readings) {
-      let got: number[] = [];
-      writeHrTimeAt(ms, { nanos: (s, ns) => (got = [s, ns]) });
-      assert.deepEqual(got, hrTimeAt(ms), String(ms));
-    }
+    // From the process's time origin, and from an anchor an hour on (a wall clock stepped).
+    for (const anchor of [wallAnchor(performance.timeOrigin), wallAnchor(performance.timeOrigin + 3_600_000.123_456)])
+      for (const ms of readings) {
+        let got: number[] = [];
+        writeHrTimeAt(ms, anchor, { nanos: (s, ns) => (got = [s, ns]) });
+        assert.deepEqual(got, hrTimeAt(ms, anchor), String(ms));
+      }
   });
 });

@@ -3,7 +3,7 @@ import { ManualClock } from '@meshlet/core';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import type { RecordDeps } from '../src/client-span-record.js';
+import { type RecordDeps, WallAnchors } from '../src/client-span-record.js';
 import { createTracing, encodeTraceLine, type Tracing } from '../src/index.js';
 import { randomRecord, rng } from './random-spans.js';
 import { memoryExporter } from './servers.js';
@@ -101,6 +101,7 @@ export function randomSpans(seed: number): ReadableSpan[] {
     resource: resourceFromAttributes({ 'service.name': 'r' }),
     scope: { name: 'x', version: '1' },
     ended: () => {},
+    wall: new WallAnchors(),
   };
   return Array.from({ length: 20 }, () => randomRecord(r, deps, true));
 }

@@ -23,7 +23,7 @@ const VERSION_KEY = /^\d{10}$/;
 /** One accepted change of a service's rules. */
 export interface RuleVersion {
   readonly version: number;
-  /** Epoch milliseconds. */
+  /** Epoch milliseconds, on the wall clock of the process that wrote it. */
   readonly at: number;
   readonly author: string;
   /** Why, as the author said (`meshlet rules apply --reason`, the console); absent when not given. */
@@ -262,7 +262,7 @@ export class RuleRepository {
     }
     const version: RuleVersion = {
       version: next,
-      at: this.#clock.now(),
+      at: this.#clock.wallNow(),
       author: how.author.slice(0, MAX_AUTHOR_LENGTH),
       ...(how.reason ? { reason: how.reason.slice(0, MAX_REASON_LENGTH) } : {}),
       action: how.action,
