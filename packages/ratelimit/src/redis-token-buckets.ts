@@ -32,7 +32,8 @@ export class RedisUnavailableError extends MeshletError {
 /**
  * All-or-nothing token bucket over several keys, in one round trip. Time comes from Redis
  * `TIME` so that the clocks of the instances do not matter; a bucket's state is a hash
- * {tokens, at} that expires once it would have refilled anyway. ARGV is n, then rate (tokens
+ * {tokens, at} that expires once it would have refilled anyway; an `at` ahead of `TIME` (Redis's
+ * clock stepped back) is moved to `TIME`, even by a refusal. ARGV is n, then rate (tokens
  * per ms), burst and TTL (ms) per key: the TTL is bucketTtlMs's, sent rather than computed
  * here, so the bound on live keys (RedisKeys) and Redis's expiry are one formula. Replies
  * {1, 0, 0} when admitted, else {0, wait ms, index of the bucket that waits longest (1-based)}.
@@ -53,6 +54,10 @@ for i, key in ipairs(KEYS) do
     tokens = burst
   elseif now > at then
     tokens = math.min(burst, tokens + (now - at) * rate)
+  elseif now < at then
+    -- Redis's clock stepped back: nothing refilled, and the refill goes on from its new time
+    -- (else a drained bucket would refill nothing until the clock was back at at).
+    redis.call('HSET', key, 'at', tostring(now))
   end
   levels[i] = tokens
   if tokens + 1e-6 < n then

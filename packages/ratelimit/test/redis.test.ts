@@ -144,6 +144,28 @@ describe('RateLimiter with a real Redis', () => {
     assert.ok(ttl > 0 && ttl <= 3000, `PTTL ${ttl}`);
   });
 
+  it("refills a drained bucket from Redis's time after its clock stepped back (a stored `at` ahead of TIME)", async () => {
+    const { url } = redisAddress();
+    const connection = await connected(url);
+    const buckets = new RedisTokenBuckets({ send: connection.send, timeoutMs: 2000 });
+    const key = `meshlet:rl:{${run}-step}:b`;
+    const bucket = { key, ratePerMs: 0.001, burst: 1 }; // 1 a second
+    assert.equal((await buckets.tryAcquire([bucket])).admitted, true);
+    const redisNow = async () => {
+      const [s, us] = (await connection.send(['TIME'])) as [string, string];
+      return Number(s) * 1000 + Number(us) / 1000;
+    };
+    // Redis's clock steps an hour back: the bucket's `at` is an hour ahead of TIME.
+    await connection.send(['HSET', key, 'tokens', '0', 'at', String((await redisNow()) + 3_600_000)]);
+    const refused = await buckets.tryAcquire([bucket]);
+    assert.deepEqual(refused, { admitted: false, retryAfterMs: 1000, bucket: 0 });
+    const at = Number(await connection.send(['HGET', key, 'at']));
+    assert.ok(at <= (await redisNow()), 'the refusal moved `at` back to TIME');
+    // A second of Redis's time later (written, not waited for), the bucket has refilled a token.
+    await connection.send(['HSET', key, 'at', String(at - 1000)]);
+    assert.equal((await buckets.tryAcquire([bucket])).admitted, true);
+  });
+
   it('survives SCRIPT FLUSH (NOSCRIPT) by loading the script again', async () => {
     const { url } = redisAddress();
     const connection = await connected(url);
