@@ -101,10 +101,11 @@ export async function waitUntilReady(
   if (!address || typeof address !== 'object') throw new MeshletError('MESHLET_NOT_LISTENING', 'serve(): the server has no TCP address');
   const host = address.address === '::' || address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
   const url = `http://${urlHost(host)}:${address.port}${healthPath}`;
-  // Real time, not the mesh's clock: this waits on a real server over the network.
-  const deadline = Date.now() + timeoutMs;
+  // Real time, not the mesh's clock: this waits on a real server over the network. Monotonic
+  // (performance.now()), not Date.now(): a step of the host's clock must not end the wait.
+  const deadline = performance.now() + timeoutMs;
   let last = 'no answer';
-  while (Date.now() < deadline) {
+  while (performance.now() < deadline) {
     if (stopped()) return undefined;
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
