@@ -123,8 +123,21 @@ export interface Deadline {
   readonly at: number;
   /** Set when the attempt settled (the sweep then drops it), or when it expired. */
   done: boolean;
-  expire(): void;
+  /** `lateMs`: how long after `at` it expired (TimeoutError.lateMs). */
+  expire(lateMs: number): void;
 }
+
+/**
+ * A deadline timer that fires this late (ms) or later found the event loop held up (a
+ * blocked loop, a stalled process): answers that came in meanwhile are still unread in the
+ * socket buffers. Its expiry waits for them (DeadlineQueue), and a timeout acted on this
+ * late is the loop's, not the instance's (the executor does not count it on the instance
+ * breaker).
+ */
+export const LOOP_LATE_MS = 100;
+
+/** A TimeoutError acted on LOOP_LATE_MS or more after its deadline: the loop was late, not (as far as anyone can tell) the instance. */
+export const timedOutByLoop = (err: unknown): boolean => err instanceof TimeoutError && err.lateMs >= LOOP_LATE_MS;
 
 /**
  * Per-attempt timeouts without a timer per attempt: the deadlines of one timeout value
@@ -177,6 +190,8 @@ class DeadlineQueue {
   #head = 0;
   armed = false;
   #firing = false;
+  /** The timer fired late and the expiry waits for one turn of the loop (see #fire). */
+  #waited = false;
 
   constructor(clock: Clock, drained: () => void) {
     this.#clock = clock;
@@ -213,9 +228,24 @@ class DeadlineQueue {
   }
 
   readonly #fire = (): void => {
+    const now = this.#clock.now();
+    if (!this.#waited) {
+      this.#dropDone();
+      const first = this.#items[this.#head];
+      if (first !== undefined && now - first.at >= LOOP_LATE_MS) {
+        // The loop was held up past the deadline. This is the timers phase; the poll phase,
+        // which reads the answers that came in meanwhile, comes after it, and the check
+        // phase (setImmediate) after that: expire then, the attempts they answered settled.
+        // A real immediate whatever the clock: it waits for the real loop's I/O (a
+        // ManualClock fires on time, never this late). Still armed: a push arms nothing.
+        this.#waited = true;
+        setImmediate(this.#fire).unref();
+        return;
+      }
+    }
+    this.#waited = false;
     this.armed = false;
     this.#firing = true;
-    const now = this.#clock.now();
     const items = this.#items;
     try {
       while (this.#head < items.length) {
@@ -223,7 +253,7 @@ class DeadlineQueue {
         if (!d.done) {
           if (d.at > now) break;
           d.done = true;
-          d.expire();
+          d.expire(now - d.at);
         }
         items[this.#head++] = undefined;
       }
@@ -274,10 +304,10 @@ class TimedAttempt<T> implements Deadline {
     this.#caller?.removeEventListener('abort', this);
   }
 
-  expire(): void {
+  expire(lateMs: number): void {
     // The sweep set `done` already.
     this.#caller?.removeEventListener('abort', this);
-    const err = new TimeoutError(this.#timeoutMs, this.#service);
+    const err = new TimeoutError(this.#timeoutMs, this.#service, lateMs);
     this.#abort.abort(err);
     this.#reject(err);
   }
@@ -378,10 +408,10 @@ export class TimedAbort extends AttemptAbort implements Deadline {
     caller?.addEventListener('abort', this, { once: true });
   }
 
-  expire(): void {
+  expire(lateMs: number): void {
     // The sweep set `done` already.
     this.#caller?.removeEventListener('abort', this);
-    this.abort(new TimeoutError(this.#timeoutMs, this.#service));
+    this.abort(new TimeoutError(this.#timeoutMs, this.#service, lateMs));
   }
 
   /** The caller's signal aborted. */

@@ -15,7 +15,7 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { tellSettled } from './attempt-settled.js';
-import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
+import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort, timedOutByLoop } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { BodyVerdict } from './body-verdict.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -766,7 +766,8 @@ export class CallExecutor {
           watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
           const verdict = classifier.error(err, callerAborted);
           if (instances !== undefined) {
-            if (verdict === 'ignore' || rec.injected === true) instances.release(id, permit);
+            // A timeout the loop was late for (blocked past the deadline) says nothing of the instance.
+            if (verdict === 'ignore' || rec.injected === true || timedOutByLoop(err)) instances.release(id, permit);
             else {
               const end = clock.now();
               instances.record(id, permit, verdict === 'failure', end - t0, end);

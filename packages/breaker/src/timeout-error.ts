@@ -5,13 +5,19 @@ export class TimeoutError extends MeshletError {
   static readonly code = 'MESHLET_TIMEOUT';
   readonly timeoutMs: number;
   readonly service: string | undefined;
+  /**
+   * How long after the deadline the timeout was acted on (ms): LOOP_LATE_MS or more, the
+   * event loop was held up (blocked, stalled) and the time is the loop's, not the upstream's.
+   */
+  readonly lateMs: number;
 
-  constructor(timeoutMs: number, service?: string) {
+  constructor(timeoutMs: number, service?: string, lateMs = 0) {
     super(
       TimeoutError.code,
       `${service ?? 'call'}: no answer within ${timeoutMs} ms; the attempt was aborted. Raise the timeout in the breaker rule if the upstream is slow by design.`,
     );
     this.timeoutMs = timeoutMs;
     this.service = service;
+    this.lateMs = lateMs;
   }
 }

@@ -6,6 +6,7 @@ import {
   type CallExecutorOptions,
   CircuitOpenError,
   type GovernedCall,
+  LOOP_LATE_MS,
   parseBreakerRules,
   TimeoutError,
 } from '../src/index.js';
@@ -177,6 +178,30 @@ describe('CallExecutor', () => {
     assert.ok(seen?.reason instanceof TimeoutError);
     assert.equal(executor.instanceBreakers.forService('orders')?.breaker('a').snapshot().failures, 1);
     assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('does not count on the instance breaker a timeout the loop was LOOP_LATE_MS or more late for, and expires it a turn of the loop later', async () => {
+    const manual = new ManualClock();
+    // A loop blocked past the deadline: the timer runs late, and the clock reads the lateness.
+    let blocked = 0;
+    const clock = {
+      now: () => manual.now() + blocked,
+      wallNow: () => manual.wallNow() + blocked,
+      setTimeout: manual.setTimeout.bind(manual),
+    };
+    const executor = new CallExecutor({ clock });
+    executor.setRules('orders', parseBreakerRules({ timeoutMs: 100, rules: [{ level: 'instance', consecutiveFailures: 0 }] }, 'breaker'));
+    let seen: AbortSignal | undefined;
+    const send = (_i: Inst, signal: AbortSignal) => {
+      seen = signal;
+      return new Promise<Response>(() => {});
+    };
+    const pending = executor.call<Inst>({ service: 'orders', method: 'GET', pick: () => ({ id: 'a' }), send });
+    blocked = LOOP_LATE_MS;
+    manual.advance(100);
+    assert.equal(seen?.aborted, false, 'not expired in the timers phase: answers read in the poll phase come first');
+    await assert.rejects(pending, (e: unknown) => e instanceof TimeoutError && e.lateMs >= LOOP_LATE_MS);
+    assert.equal(executor.instanceBreakers.forService('orders')?.breaker('a').snapshot().failures, 0);
   });
 
   describe('a timed attempt whose transport settles on its abort (settlesOnAbort): no race, the same outcomes', () => {
