@@ -170,7 +170,10 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
         // Express knows the route only after routing, inside the app.
         const matched = (req as { route?: { path?: string }; baseUrl?: string }).route?.path;
         if (route === undefined && typeof matched === 'string') span.setRoute(`${(req as { baseUrl?: string }).baseUrl ?? ''}${matched}`);
-        span.end(res.statusCode);
+        // Closed before the answer was finished (the caller gave up on a hung handler):
+        // not node's default 200, an error of its own that the server metrics count.
+        if (res.writableFinished) span.end(res.statusCode);
+        else span.endUnanswered(res.headersSent ? res.statusCode : undefined);
       });
     }
     // One lookup for auth and the limiter. The canonical path as it is: templates fold it

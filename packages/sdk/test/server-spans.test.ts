@@ -137,3 +137,37 @@ it('the API catalog without auth: served, published with the registration, and n
     await users.close();
   }
 });
+
+it('a request whose caller gave up before the handler answered: server span error client_closed, no status code, counted as a server error', async () => {
+  const own = ownTracing();
+  const hung = createMesh({ service: 'hung', registry, rules, tracing: own.tracing, logger: new MemoryLogger() });
+  let closed!: Promise<void>;
+  let arrived!: () => void;
+  const arrival = new Promise<void>((r) => {
+    arrived = r;
+  });
+  // Never answers; the pipeline's close listener runs before this one (it was added first).
+  const srv = await listen(
+    hung.httpHandler((_req, res) => {
+      closed = new Promise((r) => res.once('close', () => r()));
+      arrived();
+    }),
+  );
+  try {
+    const gaveUp = new AbortController();
+    const call = globalThis.fetch(`http://127.0.0.1:${srv.port}/orders/1`, { signal: gaveUp.signal }).catch((e: Error) => e.name);
+    await arrival;
+    gaveUp.abort();
+    assert.equal(await call, 'AbortError');
+    await closed;
+    const span = (await spans(hung, own.exporter)).find((s) => s.kind === SERVER);
+    assert.equal(span?.attributes['error.type'], 'client_closed');
+    assert.equal(span?.attributes['http.response.status_code'], undefined);
+    assert.equal(span?.status.code, 2);
+    const errors = hung.tracing?.serverMetrics?.snapshot().map((s) => s.errors);
+    assert.deepEqual(errors, [{ client_closed: 1 }]);
+  } finally {
+    await srv.close();
+    await hung.close();
+  }
+});

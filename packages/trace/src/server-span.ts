@@ -48,7 +48,17 @@ export interface ServerSpan {
   setOutcome(errorType: GovernanceErrorType): void;
   /** Ends the span with the response status (5xx is an error on the server side; 4xx is not). */
   end(statusCode: number, error?: unknown): void;
+  /**
+   * Ends the span of a request whose answer was never finished: the connection closed
+   * first (the caller gave up, or the socket was destroyed). An error, `error.type`
+   * `client_closed`; `http.response.status_code` only when a status was sent (`sentStatus`),
+   * never node's default 200 for an answer that did not go out.
+   */
+  endUnanswered(sentStatus?: number): void;
 }
+
+/** `error.type` of a request whose connection closed before its answer was finished. */
+export const CLIENT_CLOSED = 'client_closed';
 
 const headerValue = (headers: InboundHeaders, name: string): string | undefined => {
   if (headers instanceof Headers) return headers.get(name) ?? undefined;
@@ -213,24 +223,31 @@ class ServerSpanHandle implements ServerSpan {
   }
 
   end(statusCode: number, error?: unknown): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    const span = this.#span;
-    span.setAttribute(Attr.httpResponseStatusCode, statusCode);
     let errorType: string | undefined = this.#outcome;
     if (error !== undefined) errorType = errorTypeOf(error);
     else if (statusCode >= 500) errorType = String(statusCode);
+    const failed = error !== undefined || statusCode >= 500;
+    this.#finish(statusCode, errorType, failed, error instanceof Error ? error.message : undefined);
+  }
+
+  endUnanswered(sentStatus?: number): void {
+    this.#finish(sentStatus, CLIENT_CLOSED, true, undefined);
+  }
+
+  #finish(statusCode: number | undefined, errorType: string | undefined, failed: boolean, message: string | undefined): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const span = this.#span;
+    if (statusCode !== undefined) span.setAttribute(Attr.httpResponseStatusCode, statusCode);
     if (errorType !== undefined) span.setAttribute(Attr.errorType, errorType);
-    if (error !== undefined || statusCode >= 500) {
-      const message = error instanceof Error ? error.message : undefined;
-      span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
-    }
+    if (failed) span.setStatus(message ? { code: SpanStatusCode.ERROR, message } : { code: SpanStatusCode.ERROR });
     span.end();
     const durationMs = this.#deps.clock.now() - this.#start;
     const api = this.#route ? `${this.#method} ${this.#route}` : this.#method;
     this.#deps.serverMetrics?.record({ service: this.#caller ?? '', api, durationMs, errorType });
     if (this.#deps.serverDuration) {
-      const attrs: Attributes = { [Attr.httpRequestMethod]: this.#method, [Attr.httpResponseStatusCode]: statusCode };
+      const attrs: Attributes = { [Attr.httpRequestMethod]: this.#method };
+      if (statusCode !== undefined) attrs[Attr.httpResponseStatusCode] = statusCode;
       if (this.#route) attrs[Attr.httpRoute] = this.#route;
       if (errorType !== undefined) attrs[Attr.errorType] = errorType;
       this.#deps.serverDuration.record(durationMs / 1000, attrs);
