@@ -54,13 +54,15 @@ export function renderStatusMetrics(status: AdminStatus): string {
   family('meshlet_rules_rejected_total', 'counter', 'Rule documents refused (the last good ones stayed in force), by service.');
   for (const r of status.rules) out.push(`meshlet_rules_rejected_total{${labels({ service: r.service })}} ${r.rejected}`);
 
-  family('meshlet_breaker_open', 'gauge', 'Breakers not closed: 1 open, 0.5 half-open, 0 closed.');
+  // Each family's samples right after its HELP and TYPE, as the text format wants.
+  const breakers = status.breakers.map((b) => ({
+    b,
+    l: labels({ level: b.breaker.level, service: b.breaker.service, api: b.breaker.api, instance: b.breaker.instance }),
+  }));
+  family('meshlet_breaker_open', 'gauge', 'Breaker state, by breaker: 1 open, 0.5 half-open, 0 closed.');
+  for (const { b, l } of breakers) out.push(`meshlet_breaker_open{${l}} ${b.state === 'open' ? 1 : b.state === 'half-open' ? 0.5 : 0}`);
   family('meshlet_breaker_opened_total', 'counter', 'Times a breaker opened.');
-  for (const b of status.breakers) {
-    const l = labels({ level: b.breaker.level, service: b.breaker.service, api: b.breaker.api, instance: b.breaker.instance });
-    out.push(`meshlet_breaker_open{${l}} ${b.state === 'open' ? 1 : b.state === 'half-open' ? 0.5 : 0}`);
-    out.push(`meshlet_breaker_opened_total{${l}} ${b.opened}`);
-  }
+  for (const { b, l } of breakers) out.push(`meshlet_breaker_opened_total{${l}} ${b.opened}`);
 
   if (status.breakerShadow && status.breakerShadow.length > 0) {
     // Beside meshlet_breaker_opened_total and the breakers' rejections: what a section in

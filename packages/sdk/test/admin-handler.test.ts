@@ -3,6 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { adminToken, type Instance } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { type AdminStatus, AdminTokenError, createAdminHandler, publicStatus } from '../src/admin-handler.js';
+import { renderStatusMetrics } from '../src/admin-metrics.js';
+import { assertFamiliesContiguous } from './prometheus-text.js';
 
 /** The operator's admin secret; callers send adminToken(TOKEN, "<address>:<port>"). */
 const TOKEN = 'a-long-enough-admin-token-0123';
@@ -134,6 +136,40 @@ describe('admin handler', () => {
     ])
       assert.ok(lines.includes(expected), `missing: ${expected}`);
     assert.ok(!lines.some((l) => l.includes('s3cret')));
+  });
+
+  it("keeps each metric family's HELP, TYPE and samples together, breakers' two families included", () => {
+    const full: AdminStatus = {
+      ...status(),
+      registry: { mode: 'consul', degraded: false, errors: 1, snapshotErrors: 0 },
+      conditions: { MESHLET_BAD_HEADER: 2 },
+      identity: { verified: 3 },
+      breakers: [
+        ...status().breakers,
+        { ...(status().breakers[0] as AdminStatus['breakers'][number]), breaker: { level: 'service', service: 'stock' }, state: 'closed' },
+      ],
+      outboundAdaptive: [
+        {
+          service: 'payments',
+          limit: 10,
+          mode: 'track',
+          minRttMs: 2,
+          sampleRttMs: 3,
+          eventLoopDelayMs: 0,
+          probes: 1,
+          busyProbes: 0,
+          inFlight: 1,
+          admitted: 5,
+          refused: 0,
+        },
+      ],
+    };
+    const text = renderStatusMetrics(full);
+    const families = assertFamiliesContiguous(text);
+    assert.ok(families.includes('meshlet_breaker_open') && families.includes('meshlet_breaker_opened_total'));
+    // Closed breakers are there too (0): the HELP says what the gauge is, not "not closed".
+    assert.match(text, /^meshlet_breaker_open\{level="service",service="stock"\} 0$/m);
+    assert.match(text, /^# HELP meshlet_breaker_open Breaker state, by breaker: 1 open, 0\.5 half-open, 0 closed\.$/m);
   });
 
   it('never sends fields beyond AdminStatus, so config values and the token stay in', async () => {

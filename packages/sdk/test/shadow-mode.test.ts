@@ -7,6 +7,7 @@ import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
+import { assertFamiliesContiguous } from './prometheus-text.js';
 
 const TOKEN = 'shadow-test-admin-token-0123';
 const exporter = new InMemorySpanExporter();
@@ -62,6 +63,8 @@ it('admits every request, and counts, logs and traces what the shadow rule would
   assert.deepEqual([status.limiter.refused, status.limiter.shadowRefused], [0, 2]);
   const metrics = await (await globalThis.fetch(url('/_meshlet/metrics'), { headers: adminAuthorization(TOKEN, server.port) })).text();
   assert.match(metrics, /^meshlet_ratelimit_shadow_refused_total 2$/m);
+  // The whole text, the status's families and the tracing's call metrics: each family together.
+  assert.ok(assertFamiliesContiguous(metrics).includes('meshlet_server_request_duration_seconds'));
   // Per rule too: the rule that would have refused, admitted all three.
   assert.match(metrics, /^meshlet_ratelimit_rule_shadow_refused_total\{rule="one-cart"\} 2$/m);
   assert.match(metrics, /^meshlet_ratelimit_rule_allowed_total\{rule="one-cart"\} 3$/m);
