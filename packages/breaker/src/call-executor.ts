@@ -19,7 +19,7 @@ import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort, timedOutByLoop } fro
 import { backoffDelay } from './backoff.js';
 import { BodyVerdict } from './body-verdict.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
-import { BreakerEvents, type BreakerLevel } from './breaker-events.js';
+import { BreakerEvents, type BreakerId, type BreakerLevel } from './breaker-events.js';
 import {
   type ApiRule,
   type BreakerRules,
@@ -320,6 +320,20 @@ export class CallExecutor {
     this.instanceBreakers = options.instanceBreakers ?? new InstanceBreakers({ clock: this.#clock });
     this.#defaults = options.defaults === false ? undefined : { ...defaultCallDefaults, ...options.defaults };
     this.#shadowInstances = new InstanceBreakers({ clock: this.#clock, events: this.#shadowEvents });
+    // An enforced breaker's opening (an instance's: its ejection) is a degraded state: one
+    // coded line, and back to closed another (the logger throttles both: breakers can flap).
+    for (const events of [this.events, this.instanceBreakers.events]) {
+      events.onOpen.add((e) =>
+        this.#logger.warn('breaker opened; calls it covers are rejected until it probes', {
+          code: 'MESHLET_BREAKER_OPENED',
+          ...breakerFields(e.breaker),
+          reason: e.reason,
+        }),
+      );
+      events.onClose.add((e) =>
+        this.#logger.info('breaker closed; calls flow again', { code: 'MESHLET_BREAKER_CLOSED', ...breakerFields(e.breaker) }),
+      );
+    }
     this.#shadowEvents.onOpen.add((e) => {
       const sh = this.#shadows.get(e.breaker.service);
       if (sh === undefined) return;
@@ -1171,4 +1185,14 @@ function record<I>(
   api?: string,
 ): Rec<I> {
   return new Rec(call, target, number, signal, breaker, notes, abort, api);
+}
+
+/** A breaker's identity as log fields: level, service, and its API or instance when it has one. */
+function breakerFields(b: BreakerId): Record<string, string> {
+  return {
+    level: b.level,
+    service: b.service,
+    ...(b.api !== undefined ? { api: b.api } : {}),
+    ...(b.instance !== undefined ? { instance: b.instance } : {}),
+  };
 }

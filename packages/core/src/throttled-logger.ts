@@ -18,6 +18,9 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_ROUTE_STICKY_TAG_ABSENT',
   'MESHLET_FAULT_SHADOW',
   'MESHLET_BREAKER_SHADOW',
+  // An enforced breaker's opening and closing: under flapping, or many instances, one per call.
+  'MESHLET_BREAKER_OPENED',
+  'MESHLET_BREAKER_CLOSED',
   'MESHLET_INSTANCE_COUNT_UNKNOWN',
   'MESHLET_ATTEMPT_OBSERVER_FAILED',
   'MESHLET_CONTEXT_FAILED',
