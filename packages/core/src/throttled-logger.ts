@@ -11,6 +11,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_BAD_TAG_HEADER',
   'MESHLET_NO_TAG_SCOPES',
   'MESHLET_RATELIMIT_FAILED',
+  // A request a rate limit rule refused (429), named by its rule.
+  'MESHLET_RATE_LIMITED',
   'MESHLET_RATELIMIT_SHADOW',
   'MESHLET_AUTH_SHADOW',
   'MESHLET_ROUTE_SHADOW',

@@ -675,6 +675,15 @@ export class RateLimiter {
       this.#refused++;
       const counts = this.#countsOf.get(d.rule);
       if (counts) counts.refused++;
+      // The operator's first look is the log: the rule that refused, as the 429 body names
+      // it. Warn, as the adaptive limit's MESHLET_OVERLOADED, so the default level shows it;
+      // a per-request code: the mesh's logger keeps it to a line per interval, counted.
+      this.#logger.warn('rate limit rule refused a request', {
+        code: 'MESHLET_RATE_LIMITED',
+        service: this.#service,
+        rule: d.rule.name,
+        scope: d.rule.scope,
+      });
     }
     return d;
   }

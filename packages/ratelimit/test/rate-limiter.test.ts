@@ -73,6 +73,20 @@ describe('RateLimiter (local)', () => {
     });
   });
 
+  it('logs a refusal with code MESHLET_RATE_LIMITED naming the rule, as the 429 body does', () => {
+    const clock = new ManualClock(0);
+    const logger = new MemoryLogger();
+    const limiter = new RateLimiter({ service: 'orders', clock, logger });
+    limiter.setRules(section([{ name: 'one-a-minute', rate: 1, unit: 'minute', burst: 1 }]));
+    assert.equal(sync(limiter.decide(req('GET', '/'))).allowed, true);
+    assert.equal(logger.entries.length, 0);
+    assert.equal(sync(limiter.decide(req('GET', '/'))).allowed, false);
+    assert.deepEqual(
+      logger.entries.map((e) => [e.level, e.fields]),
+      [['warn', { code: 'MESHLET_RATE_LIMITED', service: 'orders', rule: 'one-a-minute', scope: 'service' }]],
+    );
+  });
+
   it('takes tokens only when every matching rule admits', () => {
     const clock = new ManualClock(0);
     const limiter = new RateLimiter({ service: 'orders', clock });
@@ -236,7 +250,8 @@ describe('RateLimiter (distributed, Redis failing)', () => {
     assert.ok(redis.calls.length >= 50, `probed ${redis.calls.length} times`);
     assert.equal(limiter.stats.outages, 1);
     assert.equal(limiter.stats.degraded, true);
-    const codes = logger.entries.map((e) => e.fields?.code);
+    // The outage's lines (the refusals' MESHLET_RATE_LIMITED are the mesh logger's to throttle).
+    const codes = logger.entries.map((e) => e.fields?.code).filter((c) => c !== 'MESHLET_RATE_LIMITED');
     assert.deepEqual(codes, ['MESHLET_RATELIMIT_DEGRADED']);
   });
 

@@ -227,6 +227,8 @@ describe('RateLimiter with a real Redis out of memory (refusals answered, writes
     await c.ready;
     let sent = 0;
     const logger = new MemoryLogger();
+    // The outage's lines (the refusals' MESHLET_RATE_LIMITED are the mesh logger's to throttle).
+    const outageCodes = () => logger.entries.map((e) => e.fields?.code).filter((c) => c !== 'MESHLET_RATE_LIMITED');
     const limiter = new RateLimiter({
       service: `${run}-oom`,
       logger,
@@ -260,10 +262,7 @@ describe('RateLimiter with a real Redis out of memory (refusals answered, writes
       }
       assert.equal(limiter.stats.outages, 1);
       assert.equal(limiter.stats.degraded, true);
-      assert.deepEqual(
-        logger.entries.map((e) => e.fields?.code),
-        ['MESHLET_RATELIMIT_DEGRADED'],
-      );
+      assert.deepEqual(outageCodes(), ['MESHLET_RATELIMIT_DEGRADED']);
     } finally {
       await c.send(['CONFIG', 'SET', 'maxmemory', '0']);
     }
@@ -272,10 +271,7 @@ describe('RateLimiter with a real Redis out of memory (refusals answered, writes
       await limiter.decide(user(`after-${after++}`));
       return !limiter.stats.degraded;
     });
-    assert.deepEqual(
-      logger.entries.map((e) => e.fields?.code),
-      ['MESHLET_RATELIMIT_DEGRADED', 'MESHLET_RATELIMIT_RECOVERED'],
-    );
+    assert.deepEqual(outageCodes(), ['MESHLET_RATELIMIT_DEGRADED', 'MESHLET_RATELIMIT_RECOVERED']);
     assert.equal(limiter.stats.outages, 1);
   });
 });
