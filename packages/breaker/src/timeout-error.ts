@@ -1,6 +1,11 @@
 import { MeshletError } from '@meshlet/core';
 
-/** An attempt took longer than its timeout and was aborted. */
+/**
+ * An attempt took longer than its timeout and was aborted. Traces record it as
+ * `error.type=timeout`, and the span takes `spanAttributes`: `io.meshlet.timeout_ms`, which
+ * says the mesh timed the attempt (a caller's AbortSignal.timeout is a `timeout` too), so
+ * `meshlet explain` blames the breaker rule's timeoutMs only then.
+ */
 export class TimeoutError extends MeshletError {
   static readonly code = 'MESHLET_TIMEOUT';
   readonly timeoutMs: number;
@@ -10,6 +15,8 @@ export class TimeoutError extends MeshletError {
    * event loop was held up (blocked, stalled) and the time is the loop's, not the upstream's.
    */
   readonly lateMs: number;
+  /** The names are @meshlet/trace's Attr (a sibling, not imported). */
+  readonly spanAttributes: Readonly<Record<string, number>>;
 
   constructor(timeoutMs: number, service?: string, lateMs = 0) {
     super(
@@ -19,5 +26,6 @@ export class TimeoutError extends MeshletError {
     this.timeoutMs = timeoutMs;
     this.service = service;
     this.lateMs = lateMs;
+    this.spanAttributes = { 'io.meshlet.timeout_ms': timeoutMs };
   }
 }

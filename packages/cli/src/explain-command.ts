@@ -212,7 +212,16 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
       out.push(
         `limit: the adaptive limit of calls to ${rulesServiceOf(span)} (ratelimit.outboundAdaptive) refused it — the call was not sent`,
       );
-    if (error === 'timeout') out.push('timed out (breaker rule timeoutMs)');
+    if (error === 'timeout') {
+      // The mesh's own timeout names itself on the span; any other `timeout` (a TimeoutError
+      // from the caller's AbortSignal.timeout, an inbound gRPC deadline) was not a rule's.
+      const timeoutMs = a['io.meshlet.timeout_ms'];
+      out.push(
+        typeof timeoutMs === 'number'
+          ? `timed out: no answer within ${timeoutMs} ms (breaker rule timeoutMs)`
+          : "timed out: the caller's deadline or abort (not a breaker rule)",
+      );
+    }
   }
   const shadow = str(a['io.meshlet.shadow']);
   // One note per kind that would have decided otherwise, space-separated.

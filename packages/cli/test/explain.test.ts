@@ -519,3 +519,52 @@ describe('meshlet explain: a call a real API breaker refused', () => {
     }
   });
 });
+
+describe('meshlet explain: who timed an attempt out', () => {
+  it("blames the breaker rule's timeoutMs only when the mesh timed the attempt, else the caller's deadline", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-explain-timeout-'));
+    let arrived: () => void = () => {};
+    // Never answers: each attempt ends by a timeout, the rule's or the caller's.
+    const upstream = await listen(() => arrived());
+    try {
+      const registry = new InMemoryRegistry();
+      await registry.register(testInstance('orders', 'orders-1', upstream.port));
+      await registry.register(testInstance('stock', 'stock-1', upstream.port));
+      const rules = new FileKvStore(join(dir, 'rules'));
+      const log = join(dir, 'shop.jsonl');
+      const shop = createMesh({ service: 'shop', registry, rules, tracing: { log: { path: log }, batch: { delayMs: 10 } } });
+      await shop.rules.apply(JSON.stringify({ service: 'orders', breaker: { timeoutMs: 50, rules: [] } }), {
+        author: 'alice',
+      });
+      await shop.rulesInForce('orders');
+      await assert.rejects(shop.fetch('http://orders/orders/1'), (e: Error & { code?: string }) => e.code === 'MESHLET_TIMEOUT');
+      // stock has no rules: the caller gives up once the request is in (AbortSignal.timeout's TimeoutError).
+      const caller = new AbortController();
+      const inFlight = new Promise<void>((r) => {
+        arrived = r;
+      });
+      const call = shop.fetch('http://stock/items/1', { signal: caller.signal });
+      await inFlight;
+      caller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+      await assert.rejects(call);
+      await shop.close(); // flushes the trace log
+
+      const { spans } = await readTraceLog([log]);
+      const timedOut = (peer: string) => {
+        const span = spans.find((s) => s.attributes['service.peer.name'] === peer && s.attributes['error.type'] === 'timeout');
+        assert.ok(span, `a timeout span to ${peer}`);
+        return span;
+      };
+      const byRule = timedOut('orders');
+      const byCaller = timedOut('stock');
+      assert.equal(byRule.attributes['io.meshlet.timeout_ms'], 50);
+      assert.equal(byCaller.attributes['io.meshlet.timeout_ms'], undefined);
+      const timeoutLines = (span: typeof byRule) => decisionsOf(span).filter((d) => d.startsWith('timed out'));
+      assert.deepEqual(timeoutLines(byRule), ['timed out: no answer within 50 ms (breaker rule timeoutMs)']);
+      assert.deepEqual(timeoutLines(byCaller), ["timed out: the caller's deadline or abort (not a breaker rule)"]);
+    } finally {
+      await upstream.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

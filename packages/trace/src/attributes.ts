@@ -89,6 +89,12 @@ export const Attr = {
    * beside the refusing breaker's io.meshlet.circuit.* and the fallback's status code.
    */
   meshletFallback: 'io.meshlet.fallback',
+  /**
+   * The mesh timed this attempt out (a breaker rule's `timeoutMs`, @meshlet/breaker's
+   * TimeoutError): its timeout in ms, beside `error.type` `timeout`. Absent on a `timeout`
+   * the caller's own deadline or AbortSignal.timeout cut.
+   */
+  meshletTimeoutMs: 'io.meshlet.timeout_ms',
 } as const;
 
 /**
