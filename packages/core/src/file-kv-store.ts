@@ -83,13 +83,18 @@ export class FileKvStore implements KvStore {
    */
   async putAll(writes: readonly KvWrite[]): Promise<boolean> {
     return this.#serial(async () => {
-      const matched = await Promise.all(writes.map((w) => this.#matches(w.key, w)));
-      if (!matched.every(Boolean)) return false;
-      // A revision is a modification time, so each write's must be past the one it replaces:
-      // two writes within the file system's clock tick (coarse: a few ms on Linux) got one
-      // time, and a compare-and-set read before the second still matched after it (a lost
-      // update between two processes, 36 of 40 increments kept), and a watcher saw no change.
-      const floor = Math.max(0, ...(await Promise.all(writes.map((w) => this.#mtimeOf(w.key)))));
+      // One stat per key: its revision for the compare-and-set, and the floor of the time
+      // written. A revision is a modification time, so each write's must be past the one it
+      // replaces: two writes within the file system's clock tick (coarse: a few ms on Linux)
+      // got one time, and a compare-and-set read before the second still matched after it
+      // (a lost update between two processes, 36 of 40 increments kept), and a watcher saw
+      // no change.
+      const times = await Promise.all(writes.map((w) => this.#mtimeOf(w.key)));
+      const matched = writes.every(
+        (w, i) => w.ifRevision === undefined || (times[i] === 0 ? 0 : revisionOf(times[i] as number)) === w.ifRevision,
+      );
+      if (!matched) return false;
+      const floor = Math.max(0, ...times) / 1000;
       let mtime: number | undefined;
       for (const w of writes) mtime = await this.#write(w.key, w.value, mtime, floor);
       return true;
@@ -237,19 +242,14 @@ export class FileKvStore implements KvStore {
     return path;
   }
 
-  /** The modification time of `key`'s file in seconds; 0 when there is none. */
+  /** The modification time of `key`'s file in ms (`revisionOf` reads it); 0 when there is none. */
   async #mtimeOf(key: string): Promise<number> {
     try {
-      return (await stat(this.#path(key))).mtimeMs / 1000;
+      return (await stat(this.#path(key))).mtimeMs;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
       throw err;
     }
-  }
-
-  async #matches(key: string, options: PutOptions | undefined): Promise<boolean> {
-    if (options?.ifRevision === undefined) return true;
-    return ((await this.get(key))?.revision ?? 0) === options.ifRevision;
   }
 
   #ensureFsWatch(): void {
