@@ -1,6 +1,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
+  badOption,
   type Clock,
   consoleLogger,
   type KvEntry,
@@ -11,6 +12,7 @@ import {
   type PutOptions,
   RULES_PREFIX,
   readBoundedFile,
+  shownValue,
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
@@ -53,12 +55,13 @@ const MAX_SHARED_PREFIX_LENGTH = 512;
 
 function checkSharedPrefixes(given: unknown): readonly string[] {
   if (given === undefined) return [RULES_PREFIX];
-  const bad = (why: string) => new MeshletError('MESHLET_BAD_OPTION', `sharedPrefixes: ${why}`);
-  if (!Array.isArray(given) || given.length > MAX_SHARED_PREFIXES) throw bad(`must be an array of at most ${MAX_SHARED_PREFIXES} prefixes`);
+  if (!Array.isArray(given) || given.length > MAX_SHARED_PREFIXES)
+    throw badOption('sharedPrefixes', `must be an array of at most ${MAX_SHARED_PREFIXES} prefixes`);
   for (const p of given) {
     if (typeof p !== 'string' || p.length < 2 || p.length > MAX_SHARED_PREFIX_LENGTH || !p.endsWith('/') || p.startsWith('/'))
-      throw bad(
-        `${typeof p === 'string' ? JSON.stringify(p.slice(0, 100)) : typeof p} must be a key prefix of 2 to ${MAX_SHARED_PREFIX_LENGTH} characters ending with / (not starting with it)`,
+      throw badOption(
+        'sharedPrefixes',
+        `${shownValue(p)} must be a key prefix of 2 to ${MAX_SHARED_PREFIX_LENGTH} characters ending with / (not starting with it)`,
       );
   }
   return Object.freeze([...given]);
