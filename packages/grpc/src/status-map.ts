@@ -70,13 +70,14 @@ const LAST_CODE = Status.UNAUTHENTICATED;
  */
 export function knownStatus<S extends { code: number; details: string }>(s: S): S {
   const code = s.code;
-  if (Number.isInteger(code) && code >= 0 && code <= LAST_CODE) return s;
+  if (isDefinedCode(code)) return s;
   return { ...s, code: Status.UNKNOWN, details: `Unknown code ${String(code)}${s.details ? `: ${s.details}` : ''}` };
 }
 
 /** `rpc.grpc.status_code`'s name, for span status messages, logs and metrics; UNKNOWN for a code gRPC does not define. */
 export function statusName(code: number): string {
-  return Number.isInteger(code) && code >= 0 && code <= LAST_CODE
-    ? ((Status as unknown as Record<number, string>)[code] as string)
-    : 'UNKNOWN';
+  return isDefinedCode(code) ? ((Status as unknown as Record<number, string>)[code] as string) : 'UNKNOWN';
 }
+
+/** One of the 17 codes gRPC defines. */
+const isDefinedCode = (code: number): boolean => Number.isInteger(code) && code >= 0 && code <= LAST_CODE;
