@@ -67,6 +67,7 @@ const sections: Section[] = [
   { name: 'adaptive-convergence', run: (await import('./adaptive-convergence.js')).adaptiveConvergence },
   { name: 'adaptive-overload', run: (await import('./adaptive-overload.js')).adaptiveOverload },
   { name: 'hedge-tail', run: (await import('./hedge-tail.js')).hedgeTail },
+  { name: 'import-cost', run: (await import('./import-cost.js')).importCost },
   { name: 'profile-governed', run: (await import('./profile-governed.js')).profileGoverned, optIn: true },
 ];
 

@@ -1,5 +1,5 @@
 import type { Logger } from '@meshlet/core';
-import { createClient } from '@redis/client';
+import { redisCreateClient } from './redis-module.js';
 import { connectRedisSentinel, parseSentinelUrl } from './redis-sentinel.js';
 import type { RedisCommand } from './redis-token-buckets.js';
 
@@ -31,6 +31,7 @@ export interface RedisConnection {
  */
 export function connectRedis(url: string, options: { logger?: Logger; connectTimeoutMs?: number } = {}): RedisConnection {
   if (url.startsWith('redis+sentinel:')) return connectRedisSentinel(parseSentinelUrl(url), options);
+  const createClient = redisCreateClient();
   const client = createClient({
     url,
     disableOfflineQueue: true,

@@ -1,6 +1,6 @@
 import { type Logger, MeshletError, wholeNumberOption } from '@meshlet/core';
-import { createClient } from '@redis/client';
 import type { RedisConnection } from './redis-client.js';
+import { redisCreateClient } from './redis-module.js';
 import { RedisUnavailableError } from './redis-token-buckets.js';
 
 /** Where the Sentinels are and which primary they watch, from `redis+sentinel://h1:p1,h2:p2/<name>`. */
@@ -59,6 +59,7 @@ export interface SentinelConnectionOptions {
 export function connectRedisSentinel(address: SentinelAddress, options: SentinelConnectionOptions = {}): RedisConnection {
   const connectTimeout = wholeNumberOption(options.connectTimeoutMs, 'connectTimeoutMs', 1, 600_000, 1000);
   const lookupTimeout = wholeNumberOption(options.lookupTimeoutMs, 'lookupTimeoutMs', 1, 600_000, connectTimeout);
+  const createClient = redisCreateClient();
   let primary: { key: string; client: Client } | undefined;
   let closed = false;
   let asking: Promise<void> | undefined;
