@@ -51,7 +51,10 @@ it("delivers answers that came in while the client's loop was blocked past the t
     // 30 calls in flight.
     const outcomes = Array.from({ length: 30 }, () =>
       mesh.fetch('http://back/x').then(
-        async (r) => (await r.text(), r.status),
+        async (r) => {
+          await r.text();
+          return r.status;
+        },
         (e: { code?: string }) => e.code,
       ),
     );

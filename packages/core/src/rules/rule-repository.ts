@@ -251,7 +251,7 @@ export class RuleRepository {
     const current = await this.#kv.get(key);
     const revision = current?.revision ?? 0;
     if (how.ifRevision !== undefined && how.ifRevision !== revision) throw new RuleConflictError(service);
-    const { history, highestKey } = this.#read(service, await this.#kv.list(`${RULES_HISTORY_PREFIX}${service}/`));
+    const { highestKey } = this.#read(service, await this.#kv.list(`${RULES_HISTORY_PREFIX}${service}/`));
     // Every version read names its own key (readVersion), so the highest key is the newest.
     const next = highestKey + 1;
     if (next > MAX_RULE_VERSION) {
