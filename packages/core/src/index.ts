@@ -71,7 +71,19 @@ export {
 export { type InstanceExclusion, noExclusion } from './instance-exclusion.js';
 export type { KvEntry, KvStore, KvWrite, PutOptions } from './kv-store.js';
 export { callListener, failureReason } from './listener-call.js';
-export { consoleLogger, type LogFields, type Logger, type LogLevel, MemoryLogger, silentLogger } from './logger.js';
+export {
+  AdoptableLogger,
+  type AdoptsLogger,
+  adoptsLogger,
+  atLevel,
+  consoleLogger,
+  LOG_LEVELS,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+  MemoryLogger,
+  silentLogger,
+} from './logger.js';
 export { InMemoryKvStore } from './memory-kv-store.js';
 export { InMemoryRegistry } from './memory-registry.js';
 export {

@@ -43,3 +43,62 @@ export class MemoryLogger implements Logger {
     this.entries.push({ level: 'error', message, fields });
   }
 }
+
+/**
+ * A component that can log through the mesh that uses it (ConsulRegistry, ConsulKvStore,
+ * Config): one built without a logger of its own logs through the last logger adopted, so
+ * that its conditions follow the mesh's logger and level and are counted in
+ * `meshlet_conditions_total`; one given a logger at construction keeps it.
+ */
+export interface AdoptsLogger {
+  adoptLogger(logger: Logger): void;
+}
+
+/** Whether `component` can take the mesh's logger (AdoptsLogger). */
+export const adoptsLogger = (component: unknown): component is AdoptsLogger =>
+  typeof component === 'object' && component !== null && typeof (component as AdoptsLogger).adoptLogger === 'function';
+
+/**
+ * A component's logger: `own` when one was given at construction (never replaced), else
+ * `fallback` until a logger is adopted, then the last one adopted.
+ */
+export class AdoptableLogger implements Logger, AdoptsLogger {
+  #to: Logger;
+  readonly #own: boolean;
+  constructor(own: Logger | undefined, fallback: Logger) {
+    this.#to = own ?? fallback;
+    this.#own = own !== undefined;
+  }
+  adoptLogger(logger: Logger): void {
+    if (!this.#own) this.#to = logger;
+  }
+  debug(message: string, fields?: LogFields) {
+    this.#to.debug(message, fields);
+  }
+  info(message: string, fields?: LogFields) {
+    this.#to.info(message, fields);
+  }
+  warn(message: string, fields?: LogFields) {
+    this.#to.warn(message, fields);
+  }
+  error(message: string, fields?: LogFields) {
+    this.#to.error(message, fields);
+  }
+}
+
+/** The log levels a mesh's `logLevel` (`meshlet.log.level`) takes. */
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/** `logger` without the entries below `level`. */
+export function atLevel(logger: Logger, level: LogLevel): Logger {
+  const at =
+    (entry: Exclude<LogLevel, 'silent'>, write: (message: string, fields?: LogFields) => void) => (message: string, fields?: LogFields) => {
+      if (rank[entry] >= rank[level]) write(message, fields);
+    };
+  return {
+    debug: at('debug', (m, f) => logger.debug(m, f)),
+    info: at('info', (m, f) => logger.info(m, f)),
+    warn: at('warn', (m, f) => logger.warn(m, f)),
+    error: at('error', (m, f) => logger.error(m, f)),
+  };
+}

@@ -1,4 +1,5 @@
 import {
+  AdoptableLogger,
   BodyTooLargeError,
   consoleLogger,
   type Logger,
@@ -119,6 +120,8 @@ export class ConsulClient {
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
   readonly #log: ThrottledLogger;
+  /** Where #log writes: `logger`, else the console until a mesh's logger is adopted. */
+  readonly #logTo: AdoptableLogger;
 
   constructor(options: ConsulClientOptions = {}) {
     const addr = options.address ?? process.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500';
@@ -128,7 +131,8 @@ export class ConsulClient {
     this.#fetch = options.fetch ?? (tls && this.address.startsWith('https:') ? fetchOverTls(tls) : globalThis.fetch);
     this.#timeoutMs = options.timeoutMs ?? 5_000;
     this.#maxBodyBytes = wholeNumberOption(options.maxBodyBytes, 'maxBodyBytes', 1, 2 ** 31, CONSUL_MAX_BODY_BYTES);
-    this.#log = throttledLogger(options.logger ?? consoleLogger('warn', 'meshlet-consul'), { codes: ANSWER_CODES });
+    this.#logTo = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-consul'));
+    this.#log = throttledLogger(this.#logTo, { codes: ANSWER_CODES });
     this.probe = new AgentProbe({ check: (signal) => this.checkLeader(signal) });
   }
 
@@ -136,6 +140,11 @@ export class ConsulClient {
    * Answers refused or corrected since start, per code (`MESHLET_CONSUL_BAD_INDEX`,
    * `MESHLET_CONSUL_BAD_ANSWER`, `MESHLET_CONSUL_ANSWER_TOO_LARGE`), logged or not.
    */
+  /** Logs through `logger` from now on, when this client was built without one (AdoptsLogger). */
+  adoptLogger(logger: Logger): void {
+    this.#logTo.adoptLogger(logger);
+  }
+
   get answerProblems(): ReadonlyMap<string, number> {
     return this.#log.counts;
   }

@@ -1,6 +1,8 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
+  AdoptableLogger,
+  type AdoptsLogger,
   badOption,
   type Clock,
   consoleLogger,
@@ -18,6 +20,11 @@ import {
 } from '@meshlet/core';
 import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
 import { decodeKvPair as decode, type KvPair, KvPrefixQuery } from './kv-prefix-query.js';
+
+/** ConsulKvStore's health, as the admin status shows it (`degraded.kv`). */
+export interface ConsulKvStoreStatus {
+  readonly degraded: boolean;
+}
 
 export interface ConsulKvStoreOptions extends ConsulClientOptions {
   readonly waitSeconds?: number;
@@ -99,10 +106,12 @@ function txnOp(w: KvWrite): { KV: { Verb: string; Key: string; Value?: string; I
  * documents); during an outage a watch stays quiet (the last state holds) and resyncs when
  * Consul returns.
  */
-export class ConsulKvStore implements KvStore {
+export class ConsulKvStore implements KvStore, AdoptsLogger {
   readonly client: ConsulClient;
   readonly #opts: ConsulKvStoreOptions;
-  readonly #logger: Logger;
+  readonly #logger: AdoptableLogger;
+  /** The prefixes whose blocking query is failing now (Consul unreachable): the last state holds. */
+  readonly #failing = new Set<string>();
   #snapshot: Promise<Record<string, KvEntry[]>> | undefined;
   #snapshotWrite: Promise<void> = Promise.resolve();
   #snapshotLogged = false;
@@ -113,7 +122,18 @@ export class ConsulKvStore implements KvStore {
     this.#sharedPrefixes = checkSharedPrefixes(options.sharedPrefixes);
     this.client = new ConsulClient(options);
     this.#opts = options;
-    this.#logger = options.logger ?? consoleLogger('warn', 'meshlet-kv');
+    this.#logger = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-kv'));
+  }
+
+  /** Logs through `logger` from now on (its client too), when built without a `logger` (AdoptsLogger). */
+  adoptLogger(logger: Logger): void {
+    this.#logger.adoptLogger(logger);
+    this.client.adoptLogger(logger);
+  }
+
+  /** `degraded` while a watch's query is failing: the rules and config last read stay in force. */
+  get status(): ConsulKvStoreStatus {
+    return { degraded: this.#failing.size > 0 };
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
@@ -214,7 +234,6 @@ export class ConsulKvStore implements KvStore {
     const root = this.#sharedPrefixes.find((p) => prefix.startsWith(p)) ?? prefix;
     const running = this.#queries.get(root);
     if (running) return running;
-    let failing = false;
     const query = new KvPrefixQuery({
       prefix: root,
       query: (index, wait, signal) =>
@@ -229,7 +248,7 @@ export class ConsulKvStore implements KvStore {
       // Once per query, not per watch riding on it.
       onError: (err, consecutive) => {
         if (consecutive !== 1) return;
-        failing = true;
+        this.#failing.add(root);
         this.#logger.warn('consul KV query failed: the last rules and config stay in force', {
           code: 'MESHLET_KV_DEGRADED',
           prefix: root,
@@ -237,11 +256,13 @@ export class ConsulKvStore implements KvStore {
         });
       },
       onRecover: () => {
-        if (failing) this.#logger.warn('consul KV reachable again', { code: 'MESHLET_KV_RECOVERED', prefix: root });
-        failing = false;
+        if (this.#failing.delete(root)) this.#logger.warn('consul KV reachable again', { code: 'MESHLET_KV_RECOVERED', prefix: root });
       },
       onIdle: () => {
-        if (this.#queries.get(root) === query) this.#queries.delete(root);
+        if (this.#queries.get(root) !== query) return;
+        this.#queries.delete(root);
+        // Nothing follows the prefix any more: its outage is no one's.
+        this.#failing.delete(root);
       },
     });
     this.#queries.set(root, query);

@@ -1,6 +1,8 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
+  AdoptableLogger,
+  type AdoptsLogger,
   type Clock,
   callListener,
   consoleLogger,
@@ -138,10 +140,10 @@ export interface ConsulRegistryStatus {
  * blocking queries so that calls read memory. During a Consul outage every watch keeps
  * its last known instances (and the snapshot file keeps them across a restart).
  */
-export class ConsulRegistry implements Registry {
+export class ConsulRegistry implements Registry, AdoptsLogger {
   readonly client: ConsulClient;
   readonly #opts: ConsulRegistryOptions;
-  readonly #logger: Logger;
+  readonly #logger: AdoptableLogger;
   readonly #services = new Map<string, ServiceWatch>();
   readonly #heartbeats = new Map<string, NodeJS.Timeout>();
   /**
@@ -178,8 +180,17 @@ export class ConsulRegistry implements Registry {
   constructor(options: ConsulRegistryOptions = {}) {
     this.client = new ConsulClient(options);
     this.#opts = options;
-    this.#logger = options.logger ?? consoleLogger('warn', 'meshlet-registry');
+    this.#logger = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-registry'));
     this.#badInstanceLog = throttledLogger(this.#logger, { codes: [BAD_INSTANCE], ...(options.clock ? { clock: options.clock } : {}) });
+  }
+
+  /**
+   * Logs through `logger` from now on (its client too), when built without a `logger`: the
+   * mesh given this registry calls it, so that its conditions are the mesh's (AdoptsLogger).
+   */
+  adoptLogger(logger: Logger): void {
+    this.#logger.adoptLogger(logger);
+    this.client.adoptLogger(logger);
   }
 
   get status(): ConsulRegistryStatus {
