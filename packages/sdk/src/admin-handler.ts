@@ -124,7 +124,7 @@ export interface AdminStatus {
   /** The adaptive limit of each destination called, when `ratelimit.outboundAdaptive` is on. */
   readonly outboundAdaptive?: readonly AdminOutboundAdaptiveStatus[];
   readonly registry: { readonly mode: string; readonly degraded: boolean; readonly errors?: number; readonly snapshotErrors?: number };
-  /** Named degraded flags (`registry`, `ratelimitRedis`, `rules`…); true means running on a fallback. */
+  /** Named degraded flags (`registry`, `kv`, `ratelimitRedis`); true means running on a fallback. */
   readonly degraded: Readonly<Record<string, boolean>>;
   /** Coded log entries by code since start, written or throttled (`MESHLET_TAG_DROPPED`…). */
   readonly conditions?: Readonly<Record<string, number>>;

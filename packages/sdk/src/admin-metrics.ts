@@ -16,7 +16,11 @@ export function renderStatusMetrics(status: AdminStatus): string {
       .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
       .join(',');
 
-  family('meshlet_degraded', 'gauge', 'Running on a fallback (1): the last known registry state, local shares of distributed limits.');
+  family(
+    'meshlet_degraded',
+    'gauge',
+    'Running on a fallback (1): the last known registry state, the last rules read (kv), local shares of distributed limits.',
+  );
   for (const [what, on] of Object.entries(status.degraded)) out.push(`meshlet_degraded{${labels({ what })}} ${on ? 1 : 0}`);
   if (status.registry.errors !== undefined) {
     family('meshlet_registry_errors_total', 'counter', 'Registry requests that failed.');

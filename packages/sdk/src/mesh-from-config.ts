@@ -1,11 +1,15 @@
 import { join } from 'node:path';
 import { type Config, type ConfigFormat, ConfigSourceError, createConfig, keysFromEnvironment } from '@meshlet/config';
 import {
+  AdoptableLogger,
+  atLevel,
   consoleLogger,
   decimalNumber,
   InMemoryKvStore,
   type KvStore,
+  LOG_LEVELS,
   type Logger,
+  type LogLevel,
   MeshletError,
   type Registry,
   shownValue,
@@ -21,6 +25,7 @@ import {
 } from '@meshlet/trace';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
+import { meshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
 import {
   type Environment,
@@ -83,11 +88,13 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
   const env = options.env ?? process.env;
   const overrides = options.overrides ?? {};
   const file = env.MESHLET_CONFIG_FILE;
-  const common = { env, ...(file ? { file } : {}), ...(options.logger ? { logger: options.logger } : {}) };
+  const common = { env, ...(file ? { file } : {}) };
+  const withLogger = options.logger ? { logger: options.logger } : {};
 
   // Bootstrap: who am I, and where is Consul (environment and the local file only).
-  const boot = await createConfig({ ...common, kv: new InMemoryKvStore(), service: 'application', watch: false, keys: [] });
+  const boot = await createConfig({ ...common, ...withLogger, kv: new InMemoryKvStore(), service: 'application', watch: false, keys: [] });
   const service = overrides.service ?? boot.get('meshlet.service');
+  const bootLevel = overrides.logLevel ?? logLevelOf(boot);
   boot.close();
   if (!service)
     throw new MeshletError(
@@ -112,15 +119,24 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
       `meshlet.consul.snapshot-dir (MESHLET_CONSUL_SNAPSHOTDIR): a directory path of at most ${SNAPSHOT_DIR_MAX_CHARS} characters, no control character`,
     );
   const snapshots = snapshotDir !== undefined ? snapshotFilesOf(snapshotDir, service) : undefined;
-  const withLogger = options.logger ? { logger: options.logger } : {};
+  // What is built here (config, Consul KV and registry) logs through `relay`: until the mesh
+  // is made, as the mesh will (the logger given, the level configured); then through the
+  // mesh's own logger, so that their conditions are counted in meshlet_conditions_total.
+  const bootLogger = options.logger
+    ? bootLevel !== undefined
+      ? atLevel(options.logger, bootLevel)
+      : options.logger
+    : consoleLogger(bootLevel ?? 'warn', service);
+  const relay = new AdoptableLogger(undefined, bootLogger);
   const kv: KvStore =
     overrides.rules ??
     (consul
-      ? new ConsulKvStore({ ...consul, ...withLogger, ...(snapshots ? { snapshotFile: snapshots.kv } : {}) })
+      ? new ConsulKvStore({ ...consul, logger: relay, ...(snapshots ? { snapshotFile: snapshots.kv } : {}) })
       : new InMemoryKvStore());
 
   const config = await createConfig({
     ...common,
+    logger: relay,
     kv,
     service,
     profiles,
@@ -131,10 +147,10 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
     throw err instanceof ConfigSourceError && consul !== undefined && overrides.rules === undefined ? unreachable(err) : err;
   });
   try {
-    warnUnknownKeys(config, options.logger ?? consoleLogger('warn', service));
+    warnUnknownKeys(config, bootLogger);
     const registry: Registry | undefined =
       overrides.registry ??
-      (consul ? new ConsulRegistry({ ...consul, ...withLogger, ...(snapshots ? { snapshotFile: snapshots.registry } : {}) }) : undefined);
+      (consul ? new ConsulRegistry({ ...consul, logger: relay, ...(snapshots ? { snapshotFile: snapshots.registry } : {}) }) : undefined);
     const mesh = createMesh({
       ...meshOptionsOf(config, service, env),
       ...(registry ? { registry } : {}),
@@ -142,13 +158,15 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
       ...(options.logger ? { logger: options.logger } : {}),
       ...overrides,
     });
+    const meshLogger = meshInternals(mesh).logger;
+    relay.adoptLogger(meshLogger);
     // Hot where it is safe: a change of the keys in config rotates them (a bad one is logged, the keys in force stay).
     const unfollow = config.get(`${IDENTITY_KEYS_PREFIX}[0].id`) !== undefined ? followIdentityKeys(mesh, config) : () => {};
     // OpenTelemetry's name for the service is not Meshlet's (its registry name names the
     // spans): said once, at start, to whoever set one that differs.
     const otelName = mesh.tracing !== undefined ? otelServiceNameUnused(env, service) : undefined;
     if (otelName !== undefined)
-      (options.logger ?? consoleLogger('warn', service)).warn("OTEL_SERVICE_NAME is not used: the spans carry the mesh's service", {
+      meshLogger.warn("OTEL_SERVICE_NAME is not used: the spans carry the mesh's service", {
         code: 'MESHLET_OTEL_SERVICE_NAME_UNUSED',
         otelServiceName: otelName,
         service,
@@ -204,6 +222,7 @@ export const MESHLET_KEYS: readonly string[] = [
   'meshlet.tracing.otlp.client-key',
   'meshlet.tracing.log.path',
   'meshlet.tracing.log.format',
+  'meshlet.log.level',
 ];
 /** Open maps: any key under them is read (`meshlet.metadata.zone`, `meshlet.auth.keys[0].id`). */
 export const MESHLET_KEY_MAPS: readonly string[] = [
@@ -325,6 +344,16 @@ const envOf = (key: string) =>
 
 function bad(key: string, message: string): MeshletError {
   return new MeshletError('MESHLET_BAD_OPTION', `${key} (${envOf(key)}): ${message}`);
+}
+
+const LOG_LEVEL_KEY = 'meshlet.log.level';
+
+/** `meshlet.log.level`: one of LOG_LEVELS; unset when absent or empty; anything else refused naming it. */
+function logLevelOf(config: Config): LogLevel | undefined {
+  const raw = config.get(LOG_LEVEL_KEY);
+  if (raw === undefined || raw === '') return undefined;
+  if (!LOG_LEVELS.includes(raw as LogLevel)) throw bad(LOG_LEVEL_KEY, `${shownValue(raw)} must be one of ${LOG_LEVELS.join(', ')}`);
+  return raw as LogLevel;
 }
 
 /** A key's decimal number (core's decimalNumber); unset when absent or empty, as every key; anything else refused naming it. */
@@ -470,8 +499,10 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   // Bounded by createMesh (mesh-option-checks.ts), its refusal renamed to the key (configuredError).
   const idleMs = numberOf(config, 'meshlet.destinations.idle-ms');
   const maxDestinations = numberOf(config, 'meshlet.destinations.max');
+  const logLevel = logLevelOf(config);
   return {
     service,
+    ...(logLevel !== undefined ? { logLevel } : {}),
     ...(version ? { version } : {}),
     ...(namespace ? { namespace } : {}),
     ...(port !== undefined ? { port } : {}),

@@ -3,6 +3,8 @@ import { DEFAULT_MAX_LIFETIME_MS } from '@meshlet/auth';
 import {
   badOption,
   instanceAddressProblem,
+  LOG_LEVELS,
+  type LogLevel,
   onlyOptionKeys,
   optionObject,
   shownValue,
@@ -29,6 +31,7 @@ const MESH_KEYS = [
   'registry',
   'rules',
   'tagsFromHeaders',
+  'logLevel',
   'tagHeaders',
   'route',
   'callDefaults',
@@ -125,6 +128,8 @@ export function checkMeshOptions(options: MeshOptions): void {
   for (const key of ['instanceFilter', 'inboundTags', 'fetch'] as const)
     if (o[key] !== undefined && typeof o[key] !== 'function') throw badOption(key, `${shownValue(o[key])} must be a function`);
   withMethods(o.logger, 'logger', ['debug', 'info', 'warn', 'error'], 'a Logger');
+  if (o.logLevel !== undefined && !LOG_LEVELS.includes(o.logLevel as LogLevel))
+    throw badOption('logLevel', `${shownValue(o.logLevel)} must be one of ${LOG_LEVELS.join(', ')}`);
   withMethods(o.clock, 'clock', ['now', 'setTimeout'], 'a Clock');
   withMethods(o.registry, 'registry', ['register', 'deregister', 'watch'], 'a Registry');
   withMethods(o.rules, 'rules', ['get', 'put', 'watch'], 'a KvStore');

@@ -1,7 +1,18 @@
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { MeshKey, RouteDeclaration } from '@meshlet/auth';
 import type { CallDefaults, CallExecutor } from '@meshlet/breaker';
-import type { Clock, Instance, KvStore, Logger, MeshContext, Registry, RuleRepository, RuleWatcherStatus, TagLookup } from '@meshlet/core';
+import type {
+  Clock,
+  Instance,
+  KvStore,
+  Logger,
+  LogLevel,
+  MeshContext,
+  Registry,
+  RuleRepository,
+  RuleWatcherStatus,
+  TagLookup,
+} from '@meshlet/core';
 import type { ChannelPoolOptions } from '@meshlet/grpc';
 import type { TagPropagationOptions } from '@meshlet/propagation';
 import type { BulkheadOptions, RateLimiter } from '@meshlet/ratelimit';
@@ -144,6 +155,12 @@ export interface MeshOptions {
   readonly clock?: Clock;
   /** Where the mesh logs; wrapped so that per-request conditions are logged at most once per code per `logIntervalMs`. */
   readonly logger?: Logger;
+  /**
+   * The least level written (`debug`, `info`, `warn`, `error`): entries below it are counted
+   * (`meshlet_conditions_total`), not written. Default `warn` for the default logger (JSON
+   * lines on stderr); with `logger` given, every level is passed on unless this is set.
+   */
+  readonly logLevel?: LogLevel;
   /** Least time between two log lines of one per-request code (a bad header, a dropped tag). Default 60 000. */
   readonly logIntervalMs?: number;
   /** The HTTP client governed calls are sent with. Default: global fetch. */

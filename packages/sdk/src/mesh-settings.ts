@@ -1,4 +1,6 @@
 import {
+  adoptsLogger,
+  atLevel,
   type Clock,
   consoleLogger,
   type KvStore,
@@ -78,7 +80,7 @@ export function meshSettings(options: MeshOptions): MeshSettings {
     clock,
     // Per-request conditions (bad headers, dropped tags) are logged at most once per code per
     // interval, whatever a client sends; every coded entry is counted for the metrics.
-    logger: throttledLogger(options.logger ?? consoleLogger('warn', service), {
+    logger: throttledLogger(baseLogger(options), {
       clock,
       ...(options.logIntervalMs !== undefined ? { intervalMs: options.logIntervalMs } : {}),
     }),
@@ -87,6 +89,21 @@ export function meshSettings(options: MeshOptions): MeshSettings {
     metadata: options.metadata ?? {},
     outboundLimits,
   };
+}
+
+/** Where the mesh writes: the logger given (from `logLevel` up when set), else JSON lines on stderr from `logLevel` (default warn) up. */
+function baseLogger(options: MeshOptions) {
+  if (options.logger === undefined) return consoleLogger(options.logLevel ?? 'warn', options.service);
+  return options.logLevel === undefined ? options.logger : atLevel(options.logger, options.logLevel);
+}
+
+/**
+ * The registry and the rule store log through the mesh's logger when built without one of
+ * their own (ConsulRegistry, ConsulKvStore): their degraded states are then counted in
+ * `meshlet_conditions_total` and written at the mesh's level. One given a logger keeps it.
+ */
+export function adoptComponents(settings: MeshSettings): void {
+  for (const component of [settings.registry, settings.kv]) if (adoptsLogger(component)) component.adoptLogger(settings.logger);
 }
 
 /** The mesh's tracing: the one given, one made from the options, or none. */

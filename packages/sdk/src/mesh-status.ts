@@ -12,7 +12,7 @@ export function meshStatus(
   settings: MeshSettings,
   parts: { readonly destinations: Destinations; readonly own: OwnService; readonly registration: Registration },
 ): AdminStatus {
-  const { service, version, registry, logger } = settings;
+  const { service, version, registry, kv, logger } = settings;
   const { destinations, own, registration } = parts;
   const registryStatus = registryHealth(registry);
   const instance = registration.instance;
@@ -31,7 +31,12 @@ export function meshStatus(
       ...(registryStatus ? { errors: registryStatus.errors } : {}),
       ...(registryStatus?.snapshotErrors !== undefined ? { snapshotErrors: registryStatus.snapshotErrors } : {}),
     },
-    degraded: { registry: registryStatus?.degraded ?? false, ratelimitRedis: own.rateLimiter.stats.degraded },
+    degraded: {
+      registry: registryStatus?.degraded ?? false,
+      // The rule and config store unreachable: the mesh runs on the rules last read.
+      kv: (kv as { status?: { degraded: boolean } }).status?.degraded ?? false,
+      ratelimitRedis: own.rateLimiter.stats.degraded,
+    },
     conditions: Object.fromEntries((logger as ThrottledLogger).counts),
     ...(own.verifier ? { identity: { ...own.verifier.counters } } : {}),
   };

@@ -10,7 +10,7 @@ import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
 import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
-import { meshSettings, meshTracing } from './mesh-settings.js';
+import { adoptComponents, meshSettings, meshTracing } from './mesh-settings.js';
 import { meshAdmin, meshStatus } from './mesh-status.js';
 import { Outbound } from './outbound.js';
 import { OwnService } from './own-service.js';
@@ -35,6 +35,7 @@ export function createMesh(options: MeshOptions): Mesh {
   // Checked with the options, before anything starts; its sampler starts on first read.
   const adaptive = adaptiveProtection(options.ratelimit?.adaptive);
   const { service, version, namespace, registry, kv, clock, logger, healthPath } = settings;
+  adoptComponents(settings);
   const tracing = meshTracing(settings, options);
   const destinations = new Destinations(settings, options);
   const { directory, router, executor } = destinations;
