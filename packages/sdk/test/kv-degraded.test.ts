@@ -8,7 +8,7 @@ import { InMemoryRegistry, MemoryLogger } from '@meshlet/core';
 import { adminAuthorization, listen, type TestServer } from '@meshlet/core/testing';
 import { ConsulKvStore } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
-import { createMesh, type Mesh } from '../src/index.js';
+import { createMesh, createMeshFromConfig, type Mesh } from '../src/index.js';
 
 const TOKEN = 'a-long-enough-admin-token-0123';
 
@@ -63,4 +63,28 @@ it('degraded.kv and meshlet_degraded{what="kv"} are set while Consul KV is down 
   assert.match(await admin('metrics'), /^meshlet_degraded\{what="kv"\} 0$/m);
   assert.equal(logged('MESHLET_KV_RECOVERED'), 1);
   assert.match(await admin('metrics'), /^meshlet_conditions_total\{code="MESHLET_KV_RECOVERED"\} 1$/m);
+});
+
+it('createMeshFromConfig: a config document rejected after start is logged through the given logger and counted by the mesh', async (t) => {
+  const given = new MemoryLogger();
+  const kv = new ConsulKvStore({ address: agent.address, logger: new MemoryLogger() });
+  await kv.put('config/billing/data', 'meshlet:\n  version: 1.0.0\n');
+  const configured = await createMeshFromConfig({
+    logger: given,
+    env: { MESHLET_SERVICE: 'billing', MESHLET_CONSUL_ADDRESS: agent.address, MESHLET_CONFIG_FORMAT: 'yaml' },
+    overrides: { admin: { token: TOKEN }, registry: new InMemoryRegistry() },
+  });
+  const app = await listen(configured.httpHandler((_req, res) => res.end('app')));
+  t.after(async () => {
+    await configured.close();
+    app.server.close();
+  });
+  await configured.register({ port: app.port });
+  // Built by createMeshFromConfig before the mesh existed: it logs through the mesh now.
+  await kv.put('config/billing/data', 'meshlet: [unclosed\n');
+  const rejected = () => given.entries.find((e) => e.level === 'error' && typeof e.fields?.code === 'string');
+  await waitFor(() => rejected() !== undefined);
+  const code = String(rejected()?.fields?.code);
+  const res = await fetch(`http://127.0.0.1:${app.port}/_meshlet/metrics`, { headers: adminAuthorization(TOKEN, app.port) });
+  assert.match(await res.text(), new RegExp(`^meshlet_conditions_total\\{code="${code}"\\} 1$`, 'm'));
 });
