@@ -3,7 +3,8 @@
 # (default 16379), `scripts/redis.sh stop [PORT]`. Installs Debian's redis-server when it
 # is missing, so a fresh CI machine needs nothing by hand. Listens on 127.0.0.1 only,
 # keeps nothing on disk, and runs daemonized with its pidfile under a temp directory.
-# Prints the URL to use as MESHLET_REDIS_URL.
+# Prints the URL to use as MESHLET_REDIS_URL. Exits 3 when the port is taken by another
+# server (`npm test` then tries another port).
 set -euo pipefail
 
 cmd="${1:-start}"
@@ -48,10 +49,20 @@ redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
   --daemonize yes --pidfile "$pidfile" --dir "$dir" --logfile "$dir/redis.log" \
   --save '' --appendonly no >/dev/null
 
+# The server answering must be the one started here: when someone else bound the port
+# first, ours exits and theirs answers PING (and a later `stop` must not stop theirs).
 for _ in $(seq 1 100); do
   if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
-    echo "redis://127.0.0.1:$port"
-    exit 0
+    answering="$(redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')"
+    if [ -f "$pidfile" ] && [ "$answering" = "$(cat "$pidfile")" ]; then
+      echo "redis://127.0.0.1:$port"
+      exit 0
+    fi
+    if ! running; then
+      echo "redis.sh: 127.0.0.1:$port is taken by another server (process $answering)" >&2
+      rm -rf "$dir"
+      exit 3
+    fi
   fi
   sleep 0.1
 done

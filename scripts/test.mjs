@@ -37,11 +37,23 @@ env.MESHLET_GRPC_PEER_JAR ??= prepare('scripts/grpc-peer.sh');
 env.MESHLET_OTELCOL ??= prepare('scripts/otel-collector.sh');
 // Chromium for the console's browser tests, from Debian's packages (installed once).
 env.MESHLET_CHROMIUM ??= prepare('scripts/chromium.sh');
-// One Redis for the distributed rate-limit tests, on its own port, stopped at exit.
-const redisPort = '16379';
-if (!env.MESHLET_REDIS_URL) {
-  env.MESHLET_REDIS_URL = prepare('scripts/redis.sh', ['start', redisPort]);
-  process.on('exit', () => spawnSync('scripts/redis.sh', ['stop', redisPort], { stdio: 'inherit' }));
+// One Redis for the distributed rate-limit tests, stopped at exit. On a free port of this
+// run's own (as the tests' Consul agents), not a fixed one: a second `npm test` on the
+// machine would share a fixed port's Redis and stop it under the first when it ended.
+if (!env.MESHLET_REDIS_URL) env.MESHLET_REDIS_URL = await startRedis();
+
+async function startRedis() {
+  const { freeLoopbackPorts } = await import('@meshlet/registry/testing');
+  for (let attempt = 1; ; attempt++) {
+    const [port] = (await freeLoopbackPorts(1)).map(String);
+    console.log(`\n$ scripts/redis.sh start ${port}`);
+    const r = spawnSync('scripts/redis.sh', ['start', port], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+    // 3: someone bound the port between the check and Redis's bind; another port then.
+    if (r.status === 3 && attempt < 3) continue;
+    if (r.status !== 0) process.exit(r.status ?? 1);
+    process.on('exit', () => spawnSync('scripts/redis.sh', ['stop', port], { stdio: 'inherit' }));
+    return r.stdout.trim().split('\n').at(-1);
+  }
 }
 
 // Redis Sentinel from Debian's packages for the failover test (which starts its own set).
