@@ -4,6 +4,8 @@
 // carried through Spring. The Spring app and
 // Consul start once for the file; Java, the jar or Consul missing fails the file.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { createConfig } from '@meshlet/config';
 import { decodeTags, encodeTags, TAG_HEADER } from '@meshlet/core';
@@ -274,5 +276,16 @@ function suite(line: SpringLine): void {
     assert.deepEqual(failures, []);
     // Zone preference fell back to the other zone once zone-a had no instance left.
     assert.ok((servedBy.get('node-svc-b') ?? 0) >= 20, JSON.stringify(Object.fromEntries(servedBy)));
+  });
+
+  it("the peer's JVM keeps Tomcat's base dir in a temp dir of its own, removed when it stops", async () => {
+    // Tomcat's tomcat.0.* and tomcat-docbase.* were left in /tmp by every run.
+    const made = await readdir(spring.tempDir);
+    assert.ok(
+      made.some((f) => f.startsWith('tomcat.')),
+      `no tomcat.* in ${spring.tempDir}: ${made.join(', ')}`,
+    );
+    await spring.stop();
+    assert.equal(existsSync(spring.tempDir), false, `${spring.tempDir} is left after stop`);
   });
 }

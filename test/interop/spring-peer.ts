@@ -3,8 +3,9 @@
 // test Consul agent, for the interop tests.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -73,6 +74,8 @@ export interface SpringPeer {
   /** `http://127.0.0.1:<port>` */
   readonly url: string;
   readonly instanceId: string;
+  /** The JVM's java.io.tmpdir (Tomcat's base dir is made there); removed once the JVM has exited. */
+  readonly tempDir: string;
   /** Everything the app logged so far (stdout and stderr). */
   logs(): string;
   /** SIGTERM: Spring deregisters from Consul and shuts down gracefully. */
@@ -130,7 +133,11 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
   // Port 0 by default: Tomcat binds a free port itself and logs it (a port chosen here
   // could be taken by someone else in the seconds the JVM takes to start).
   let port = options.port ?? 0;
+  // The JVM's temp dir, removed when it exits: Tomcat makes its base dir and docbase
+  // (tomcat.<port>.*, tomcat-docbase.*) there, and left them in /tmp by the thousand.
+  const javaTmp = mkdtempSync(join(tmpdir(), 'meshlet-spring-peer-'));
   const args = [
+    `-Djava.io.tmpdir=${javaTmp}`,
     // Start-up time over peak speed: the peer serves a handful of test requests.
     '-XX:TieredStopAtLevel=1',
     '-XX:+UseSerialGC',
@@ -158,8 +165,17 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
   try {
     child = spawn('java', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
+    rmSync(javaTmp, { recursive: true, force: true });
     throw new Error(`could not run java: ${(err as Error).message}. Install a JDK 17+ (Debian: openjdk-17-jdk-headless).`);
   }
+  // On every way out (stop, kill, a crash, a failed start); 'close' also comes after a
+  // spawn that failed ('error' without 'exit'). stop() and kill() wait for it.
+  const tmpRemoved = new Promise<void>((done) =>
+    child.once('close', () => {
+      rmSync(javaTmp, { recursive: true, force: true });
+      done();
+    }),
+  );
   let output = '';
   const keep = (d: Buffer) => {
     output += d.toString();
@@ -186,12 +202,14 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     return port === 0 ? undefined : `http://127.0.0.1:${port}`;
   };
   const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const done = once(child, 'exit');
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await done;
-    clearTimeout(timer);
+    if (child.exitCode === null && child.signalCode === null) {
+      const done = once(child, 'exit');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await done;
+      clearTimeout(timer);
+    }
+    await tmpRemoved;
   };
   const timeoutMs = options.startTimeoutMs ?? 180_000;
   try {
@@ -201,12 +219,14 @@ export async function startSpringPeer(options: SpringPeerOptions): Promise<Sprin
     throw err;
   }
   const kill = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const done = once(child, 'exit');
-    child.kill('SIGKILL');
-    await done;
+    if (child.exitCode === null && child.signalCode === null) {
+      const done = once(child, 'exit');
+      child.kill('SIGKILL');
+      await done;
+    }
+    await tmpRemoved;
   };
-  return { port, url: `http://127.0.0.1:${port}`, instanceId: options.instanceId, logs: () => output, stop, kill };
+  return { port, url: `http://127.0.0.1:${port}`, instanceId: options.instanceId, tempDir: javaTmp, logs: () => output, stop, kill };
 }
 
 /**
