@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { globSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -191,13 +191,25 @@ describe('README snippets', () => {
     }
   });
 
-  it('runs the snippets that need nothing outside the process', async () => {
+  it('runs the snippets that need nothing outside the process, their temp files in a dir of the test', async () => {
+    // A snippet's mkdtemp(tmpdir()) (the trace README's orders-*) lands here, not in the
+    // machine's /tmp (where every run left one), and is removed with the dir.
+    const tmp = join(dir, 'tmp');
+    await mkdir(tmp);
     for (const s of all.filter((x) => x.spec?.run)) {
       const js = join(dir, 'out', s.file.replace(/\.ts$/, '.js'));
-      const r = await run(process.execPath, [js], { cwd: dir, timeout: 30_000 }).catch((err: { stderr?: string; code?: number }) => {
-        assert.fail(`${s.id} exited ${err.code}: ${err.stderr}`);
-      });
+      const r = await run(process.execPath, [js], { cwd: dir, timeout: 30_000, env: { ...process.env, TMPDIR: tmp } }).catch(
+        (err: { stderr?: string; code?: number }) => {
+          assert.fail(`${s.id} exited ${err.code}: ${err.stderr}`);
+        },
+      );
       if (s.spec?.run instanceof RegExp) assert.match(r.stdout, s.spec.run, s.id);
     }
+    const left = await readdir(tmp);
+    assert.ok(
+      left.some((f) => f.startsWith('orders-')),
+      `the trace README's orders-* dir is not in ${tmp}: ${left.join(', ')}`,
+    );
+    await rm(tmp, { recursive: true, force: true });
   });
 });
