@@ -16,6 +16,7 @@ import {
 import {
   badOption,
   type Clock,
+  hasControlCharacter,
   type Instance,
   type KvStore,
   type Logger,
@@ -657,7 +658,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       const body = await readJson(req);
       const given = typeof body.token === 'string' ? body.token : '';
       const author = typeof body.author === 'string' ? body.author.trim().slice(0, CONSOLE_MAX_AUTHOR_LENGTH) : '';
-      if (author === '' || /[\u0000-\u001f]/.test(author)) {
+      if (author === '' || hasControlCharacter(author)) {
         throw new ConsoleError(400, 'MESHLET_CONSOLE_BAD_REQUEST', 'author: your name, recorded with every change', 'author');
       }
       const session = sessions.login(given, author);

@@ -91,6 +91,12 @@ describe('console API security on a directory store', () => {
     const noName = await post('/api/login', { token: TOKEN, author: ' ' }, { origin });
     assert.equal(noName.status, 400);
     assert.equal(((await noName.json()) as { error: { path: string } }).error.path, 'author');
+    // The author is recorded with every change and logged: no control character, DEL included.
+    for (const author of ['bob\u0007', 'bob\u007f']) {
+      const bad = await post('/api/login', { token: TOKEN, author }, { origin });
+      assert.equal(bad.status, 400, JSON.stringify(author));
+      assert.equal(((await bad.json()) as { error: { path: string } }).error.path, 'author');
+    }
   });
 
   it('a change without the token, the CSRF token or the Origin changes nothing', async () => {

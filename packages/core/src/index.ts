@@ -98,6 +98,7 @@ export {
 export {
   badOption,
   decimalNumber,
+  hasControlCharacter,
   isHeaderName,
   isHeaderValue,
   onlyOptionKeys,

@@ -76,6 +76,18 @@ export function isHeaderValue(value: string): boolean {
   return HEADER_VALUE.test(value);
 }
 
+// C0 controls and DEL: never legitimate in a name, a tag, a path or a header; dangerous in
+// logs (a line break forges a line) and to the file system (a NUL makes every call throw).
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Whether `text` holds a control character (C0, U+0000–U+001F, or DEL, U+007F): the one
+ * check of tags, the caller header, configured paths and keys, and the console's author.
+ */
+export function hasControlCharacter(text: string): boolean {
+  return CONTROL_CHARACTER.test(text);
+}
+
 /** Absent, or an object with these methods; else `MESHLET_BAD_OPTION` naming `field` (`what` says what it must be). */
 export function withMethods(value: unknown, field: string, methods: readonly string[], what: string): void {
   if (value === undefined) return;

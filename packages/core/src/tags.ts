@@ -4,6 +4,7 @@
  * with the request to every downstream hop. Every bound here is enforced: a tag over a
  * bound is dropped with a warning, never an exception or a 500.
  */
+import { hasControlCharacter } from './option-checks.js';
 export const TagLimits = {
   /** Most tags one request may carry. */
   maxTags: 64,
@@ -42,8 +43,6 @@ export const SystemTag = {
 } as const;
 export type SystemTagName = (typeof SystemTag)[keyof typeof SystemTag];
 
-// C0 controls and DEL: never legitimate in a tag, and dangerous in logs and headers.
-const CONTROL = /[\u0000-\u001f\u007f]/;
 // A surrogate without its pair: not well-formed UTF-16 (String.prototype.isWellFormed).
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 /** True when `s` fits in `max` UTF-8 bytes. A UTF-16 unit is at most 3 bytes, so short strings need no count. */
@@ -54,7 +53,7 @@ export function checkTag(key: string, value: string): TagDropReason | undefined 
   if (key.length === 0) return 'empty-key';
   if (!fits(key, TagLimits.maxKeyBytes)) return 'key-too-long';
   if (!fits(value, TagLimits.maxValueBytes)) return 'value-too-long';
-  if (CONTROL.test(key) || CONTROL.test(value)) return 'control-character';
+  if (hasControlCharacter(key) || hasControlCharacter(value)) return 'control-character';
   // A lone surrogate (JSON's "\ud800", which tsf-tags and sct headers may carry) has no UTF-8
   // form: every dialect that percent-encodes a tag threw on it, failing each outbound call.
   if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value)) return 'malformed-unicode';

@@ -1,4 +1,4 @@
-import { type Caller, TagLimits } from '@meshlet/core';
+import { type Caller, hasControlCharacter, TagLimits } from '@meshlet/core';
 import { meshletDialect } from './meshlet-dialect.js';
 import { type PolarisDialectOptions, polarisDialect } from './polaris-dialect.js';
 import { checkPropagationOptions } from './propagation-options.js';
@@ -58,8 +58,6 @@ export interface OutboundHeaders {
   readonly headers: Readonly<Record<string, string>>;
   readonly dropped: readonly DialectDroppedTag[];
 }
-
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 const NO_OPTIONS: { readonly tags?: boolean } = Object.freeze({});
 const NO_DIALECTS: readonly TagDialect[] = Object.freeze([]);
@@ -194,7 +192,7 @@ export class TagPropagation {
     for (const name of this.#passThrough) {
       const v = headerValue(headers, name);
       if (v === undefined) continue;
-      if (v.length > TagLimits.maxHeaderBytes || CONTROL.test(v)) {
+      if (v.length > TagLimits.maxHeaderBytes || hasControlCharacter(v)) {
         warnings.push(warning(name, 'pass-through header over the header bound or with control characters: not passed on'));
         continue;
       }

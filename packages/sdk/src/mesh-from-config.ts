@@ -5,6 +5,7 @@ import {
   atLevel,
   consoleLogger,
   decimalNumber,
+  hasControlCharacter,
   InMemoryKvStore,
   type KvStore,
   LOG_LEVELS,
@@ -113,7 +114,7 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
   const consul = consulAddress ? { address: consulAddress, ...(consulToken ? { token: consulToken } : {}) } : undefined;
   const snapshotDir = boot.get('meshlet.consul.snapshot-dir') || undefined;
   // A directory path: bounded, no control character (a NUL makes every fs call throw).
-  if (snapshotDir !== undefined && (snapshotDir.length > SNAPSHOT_DIR_MAX_CHARS || /[\u0000-\u001f\u007f]/.test(snapshotDir)))
+  if (snapshotDir !== undefined && (snapshotDir.length > SNAPSHOT_DIR_MAX_CHARS || hasControlCharacter(snapshotDir)))
     throw new MeshletError(
       'MESHLET_BAD_OPTION',
       `meshlet.consul.snapshot-dir (MESHLET_CONSUL_SNAPSHOTDIR): a directory path of at most ${SNAPSHOT_DIR_MAX_CHARS} characters, no control character`,

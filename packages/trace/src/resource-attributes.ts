@@ -1,4 +1,4 @@
-import { shownValue } from '@meshlet/core';
+import { hasControlCharacter, shownValue } from '@meshlet/core';
 
 /** The resource attributes a Tracing sets from its own options: the service's identity, never given. */
 export const OWN_RESOURCE_KEYS: readonly string[] = ['service.name', 'service.version', 'service.namespace', 'service.instance.id'];
@@ -24,8 +24,7 @@ export function resourceAttributesProblem(attributes: Readonly<Record<string, un
   if (keys.length > b.attributes) return { problem: `${keys.length} attributes; at most ${b.attributes}` };
   let chars = 0;
   for (const key of keys) {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: a control character is what is refused
-    if (key === '' || key.length > b.keyChars || /[\u0000-\u001f\u007f]/.test(key))
+    if (key === '' || key.length > b.keyChars || hasControlCharacter(key))
       return { problem: `${shownValue(key)} is not a key: 1 to ${b.keyChars} characters, no control character` };
     const shown = key.slice(0, 80);
     if (OWN_RESOURCE_KEYS.includes(key))
