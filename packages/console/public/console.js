@@ -336,6 +336,8 @@ function grayTab(d) {
               splitBar(
                 r.destinations.map((x) => ({ key: x.group.replace(/^version=/, ''), label: `${x.group}: ${x.weight}%`, value: x.weight })),
               ),
+              // Who gets which group: by this tag's value, the same group every time (text, never markup).
+              r.stickyBy ? h('div', { class: 'muted sticky' }, `sticky by ${r.stickyBy}`) : null,
             ),
           ),
         ),

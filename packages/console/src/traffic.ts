@@ -20,6 +20,8 @@ export interface RuleSplit {
   readonly name: string;
   readonly when: string;
   readonly destinations: readonly { readonly group: string; readonly weight: number }[];
+  /** A rule's `stickyBy`: the request tag whose value picks the group (a user stays in one). */
+  readonly stickyBy?: string;
 }
 
 const groupLabel = (g: unknown): string =>
@@ -57,8 +59,13 @@ export function ruleSplit(documentText: string | undefined): RuleSplit[] {
       : [];
   const out: RuleSplit[] = [];
   for (const [i, r] of (doc.route?.rules ?? []).entries()) {
-    const x = r as { name?: unknown; when?: unknown; destinations?: unknown };
-    out.push({ name: typeof x.name === 'string' ? x.name : `rule ${i + 1}`, when: whenLabel(x.when), destinations: dests(x.destinations) });
+    const x = r as { name?: unknown; when?: unknown; destinations?: unknown; stickyBy?: unknown };
+    out.push({
+      name: typeof x.name === 'string' ? x.name : `rule ${i + 1}`,
+      when: whenLabel(x.when),
+      destinations: dests(x.destinations),
+      ...(typeof x.stickyBy === 'string' ? { stickyBy: x.stickyBy } : {}),
+    });
   }
   if (doc.route?.default) out.push({ name: 'default', when: 'no rule matched', destinations: dests(doc.route.default) });
   return out;

@@ -52,6 +52,18 @@ const baseline = {
   route: { default: [{ group: { version: '1.20.0' }, weight: 100 }] },
 };
 const grayRoute = {
+  // Beta users, none in the test's traffic: a sticky rule the gray page shows as such.
+  rules: [
+    {
+      name: 'beta',
+      when: [{ tag: 'user-tier', op: 'equals', value: 'beta' }],
+      stickyBy: 'user-id',
+      destinations: [
+        { group: { version: '1.21.0' }, weight: 50 },
+        { group: { version: '1.20.0' }, weight: 50 },
+      ],
+    },
+  ],
   default: [
     { group: { version: '1.21.0' }, weight: 20 },
     { group: { version: '1.20.0' }, weight: 80 },
@@ -255,6 +267,7 @@ describe('the console in Chromium, on Consul', () => {
 
     // The gray page: the rules' split, then the traffic's.
     await page.waitForSelector('#rule-split:has-text("version=1.21.0: 20%")');
+    assert.equal(await page.textContent('#rule-split tr:has-text("beta") .sticky'), 'sticky by user-id');
     const gray = await gateway.rulesInForce('user-service');
     await page.waitForSelector(`text=since revision ${gray.revision} was seen`);
     const sent = await traffic(200);

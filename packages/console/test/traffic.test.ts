@@ -71,6 +71,14 @@ describe('traffic split from metrics', () => {
               when: [{ tag: 'ua.family', op: 'equals', value: 'Chrome' }],
               destinations: [{ group: { version: '1.21.0' }, weight: 100 }],
             },
+            {
+              name: 'beta',
+              stickyBy: 'user-id',
+              destinations: [
+                { group: { version: '1.21.0' }, weight: 10 },
+                { group: { version: '1.20.0' }, weight: 90 },
+              ],
+            },
           ],
           default: [{ group: { version: '1.20.0' }, weight: 100 }],
         },
@@ -78,6 +86,15 @@ describe('traffic split from metrics', () => {
     );
     assert.deepEqual(rows, [
       { name: 'chrome', when: 'ua.family equals "Chrome"', destinations: [{ group: 'version=1.21.0', weight: 100 }] },
+      {
+        name: 'beta',
+        when: 'always',
+        destinations: [
+          { group: 'version=1.21.0', weight: 10 },
+          { group: 'version=1.20.0', weight: 90 },
+        ],
+        stickyBy: 'user-id',
+      },
       { name: 'default', when: 'no rule matched', destinations: [{ group: 'version=1.20.0', weight: 100 }] },
     ]);
   });
