@@ -13,7 +13,7 @@ export {
 } from './client.js';
 export { DEFAULT_STREAM_CONNECT_RETRIES, Destination, type SpanPorts } from './governance.js';
 export { type GracefulStopOptions, stopGracefully } from './graceful-stop.js';
-export { GRPC_LOG_CODE, GRPC_LOG_LINE_MAX, grpcLogLine, routeGrpcLog, unrouteGrpcLog } from './grpc-log.js';
+export { grpcLogLine, routeGrpcLog, unrouteGrpcLog } from './grpc-log.js';
 export { addHealthService, HEALTH_SERVICE, healthServiceDefinition, ServingStatus } from './health.js';
 export { deadlineMs, inboundDeadline, keepInboundDeadline } from './inbound-deadline.js';
 export { type DroppedHeader, HEADER_DROPPED } from './outbound-metadata.js';

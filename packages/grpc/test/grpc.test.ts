@@ -18,10 +18,10 @@ import {
 } from '@meshlet/core';
 import { ROOT_CONTEXT, type Span } from '@opentelemetry/api';
 import { rpcSpan } from '../src/governance.js';
+import { GRPC_LOG_LINE_MAX } from '../src/grpc-log.js';
 import {
   ChannelPool,
   type ExecutorCall,
-  GRPC_LOG_LINE_MAX,
   GRPC_PORT_META,
   type GrpcClientPorts,
   grpcCodeOf,
@@ -49,6 +49,14 @@ const instance = (id: string, port: number, metadata: Record<string, string> = {
 });
 
 describe("grpc-js's log lines", () => {
+  it("the package's index leaves out the constants only tests use (GRPC_LOG_CODE, GRPC_LOG_LINE_MAX)", async () => {
+    const index: Record<string, unknown> = await import('../src/index.js');
+    assert.deepEqual(
+      ['GRPC_LOG_CODE', 'GRPC_LOG_LINE_MAX'].filter((name) => name in index),
+      [],
+    );
+  });
+
   it('are cut at GRPC_LOG_LINE_MAX, control characters replaced, a refused metadata value left out', () => {
     assert.equal(grpcLogLine('x'.repeat(5000)).length, GRPC_LOG_LINE_MAX + 1);
     assert.equal(grpcLogLine('a\nb\u0000c'), 'a\ufffdb\ufffdc');

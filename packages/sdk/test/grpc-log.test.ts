@@ -8,11 +8,13 @@ import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { getLogger, log } from '@grpc/grpc-js/build/src/logging.js';
 import { InMemoryKvStore, InMemoryRegistry, MemoryLogger } from '@meshlet/core';
-import { GRPC_LOG_CODE, GRPC_LOG_LINE_MAX } from '@meshlet/grpc';
 import { createMesh } from '../src/index.js';
 import { startEcho } from './grpc-echo.js';
 
 const grpcDefault = getLogger();
+// As the grpc README says them (the package's constants are not exported): the code, and a line's bound.
+const GRPC_LOG_CODE = 'MESHLET_GRPC_LOG';
+const GRPC_LOG_LINE_MAX = 200;
 const estate = () => ({ registry: new InMemoryRegistry(), rules: new InMemoryKvStore() });
 const grpcLines = (logger: MemoryLogger) => logger.entries.filter((e) => e.fields?.code === GRPC_LOG_CODE).map((e) => e.fields?.line);
 
