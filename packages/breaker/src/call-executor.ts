@@ -34,6 +34,7 @@ import { defaultClassifier, type FailureClassifier } from './failure-classifier.
 import { type HedgedAttempt, Hedger, type HedgeStats } from './hedge.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
+import { RetryCounts, type RetryCountsSnapshot, type RetryReason, retryReasonOfStatus, retrySpanAttributes } from './retry-counts.js';
 import { sendFailureOf } from './send-failure.js';
 import { TrackedCall } from './tracked-call.js';
 
@@ -308,6 +309,8 @@ export class CallExecutor {
   readonly #shadows = new Map<string, Shadow>();
   readonly #shadowEvents = new BreakerEvents();
   readonly #shadowInstances: InstanceBreakers;
+  /** Retries per called service, by reason (sent, refused by the budget): kept across rule changes. */
+  readonly #retryCounts = new Map<string, RetryCounts>();
   /** The attempts' timeouts: one timer per timeout value, not one per attempt. */
   readonly #sweep: DeadlineSweep;
 
@@ -426,6 +429,7 @@ export class CallExecutor {
     const gov = this.#services.get(service);
     this.#services.delete(service);
     this.#ids.delete(service);
+    this.#retryCounts.delete(service);
     if (gov?.instances) this.instanceBreakers.configure(service, undefined);
     if (this.#shadows.delete(service)) this.#shadowInstances.configure(service, undefined);
   }
@@ -481,12 +485,26 @@ export class CallExecutor {
     const now = this.#clock.now();
     this.instanceBreakers.poll(now);
     if (mayRetry) gov.budget?.recordCall(now);
-    return new TrackedCall(service, gov.instances, gov.budget, gov.classifier, this.#clock, levels);
+    return new TrackedCall(service, gov.instances, gov.budget, gov.classifier, this.#clock, levels, this.#retriesOf(service));
   }
 
   /** Retry budget counters of `service`. */
   retryStats(service: string): { calls: number; retries: number; denied: number } | undefined {
     return this.#services.get(service)?.budget?.stats;
+  }
+
+  /** Retries of every called service that had one (sent or refused), by reason, since it was first called. */
+  retryCounts(): RetryCountsSnapshot[] {
+    return [...this.#retryCounts.values()].map((c) => c.snapshot);
+  }
+
+  #retriesOf(service: string): RetryCounts {
+    let c = this.#retryCounts.get(service);
+    if (c === undefined) {
+      c = new RetryCounts(service, this.#logger);
+      this.#retryCounts.set(service, c);
+    }
+    return c;
   }
 
   /** Hedging counters of `service`, when its rules hedge. */
@@ -682,6 +700,8 @@ export class CallExecutor {
       // An attempt went again to an instance already tried (a stale connection): once a call.
       let wentAgain = false;
       let fresh = false;
+      /** Why the next attempt is a retry (undefined: it is the first). */
+      let retryReason: RetryReason | undefined;
       for (let attempt = 0; ; attempt++) {
         // Take the instance breaker's permit; an instance whose probe permits are all taken
         // (routing had not yet heard) is skipped for another.
@@ -716,6 +736,12 @@ export class CallExecutor {
         }
         const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, first?.notes, abort, entry?.key);
         if (refused !== undefined) rec.attributes = refusedInstanceAttributes(undefined, refused);
+        if (retryReason !== undefined) {
+          this.#retriesOf(call.service).sent(retryReason);
+          // The span says why: a `stale` retry on an instance already tried is why it got two attempts.
+          const why = retrySpanAttributes(retryReason);
+          rec.attributes = rec.attributes === undefined ? why : { ...rec.attributes, ...why };
+        }
         if (fresh) {
           rec.freshConnection = true;
           fresh = false;
@@ -799,8 +825,9 @@ export class CallExecutor {
           // Once a call: a new connection cannot meet the idle-close race again, so a second
           // stale failure is an instance closing what it is sent, not a race.
           const again = failure === 'stale' && !wentAgain;
-          next = this.#nextForRetry(gov, call, tried, id, again);
+          next = this.#nextForRetry(gov, call, tried, id, failure, again);
           if (next === undefined) throw err;
+          retryReason = failure;
           if (again && tried.has(next.id)) {
             wentAgain = true;
             fresh = true;
@@ -834,11 +861,13 @@ export class CallExecutor {
           break;
         }
         tried ??= new Set();
-        next = this.#nextForRetry(gov, call, tried, id);
+        const reason = another ? 'answer' : retryReasonOfStatus(out.status);
+        next = this.#nextForRetry(gov, call, tried, id, reason);
         if (next === undefined) {
           res = out;
           break;
         }
+        retryReason = reason;
         // The response is dropped for the retry: free its connection.
         if (call.discard !== undefined) call.discard(out);
         else if (out instanceof Response) void out.body?.cancel().catch(() => {});
@@ -975,7 +1004,8 @@ export class CallExecutor {
   }
 
   /**
-   * The instance for a retry, or undefined when none is left or the budget is spent. With
+   * The instance for a retry for `reason`, or undefined when none is left or the budget is
+   * spent (counted and logged, MESHLET_RETRY_BUDGET). With
    * `again` (the failed attempt's connection went stale) and no untried instance left,
    * routing picks among the tried ones less `failedId`: that instance again, if routing
    * would still send the call there.
@@ -985,6 +1015,7 @@ export class CallExecutor {
     call: GovernedCall<I, R>,
     tried: Set<string>,
     failedId: string,
+    reason: RetryReason,
     again = false,
   ): I | undefined {
     tried.add(failedId);
@@ -996,7 +1027,7 @@ export class CallExecutor {
     }
     if (next === undefined) return undefined;
     if (gov.budget !== undefined && !gov.budget.tryRetry()) {
-      this.#logger.debug('retry budget spent; not retrying', { code: 'MESHLET_RETRY_BUDGET', service: call.service });
+      this.#retriesOf(call.service).refused(reason);
       return undefined;
     }
     return next;

@@ -55,6 +55,7 @@ export { defaultClassifier, type FailureClassifier, type StatusSpec, statusClass
 export { HEDGE_MIN_SAMPLES, HedgeLostError, type HedgePolicy, Hedger, type HedgeStats, parseHedgePolicy } from './hedge.js';
 export { InstanceBreakers, type InstanceBreakersOptions, ServiceInstanceBreakers } from './instance-breakers.js';
 export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
+export type { RetryCountsSnapshot, RetryReason } from './retry-counts.js';
 export { markStaleConnection, type SendFailure, sendFailureOf } from './send-failure.js';
 export { CountWindow, createWindow, type SlidingWindow, TimeWindow, type WindowSpec } from './sliding-window.js';
 export { TimeoutError } from './timeout-error.js';

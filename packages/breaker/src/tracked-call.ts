@@ -3,6 +3,7 @@ import { type Breaker, REJECTED } from './breaker.js';
 import type { FailureClassifier } from './failure-classifier.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
 import type { RetryBudget } from './retry-budget.js';
+import type { RetryCounts, RetryReason } from './retry-counts.js';
 
 /** Where a permit's outcome goes: a breaker (or two) that gave it. */
 interface PermitHolder {
@@ -30,6 +31,7 @@ export class TrackedCall {
   readonly outcome: TrackedAttempt;
   readonly #instances: ServiceInstanceBreakers | undefined;
   readonly #budget: RetryBudget | undefined;
+  readonly #retries: RetryCounts | undefined;
   readonly #classifier: FailureClassifier;
   readonly #clock: Clock;
 
@@ -41,10 +43,12 @@ export class TrackedCall {
     classifier: FailureClassifier,
     clock: Clock,
     levels: readonly { readonly breaker: Breaker; readonly permit: number }[] = [],
+    retries?: RetryCounts,
   ) {
     this.service = service;
     this.#instances = instances;
     this.#budget = budget;
+    this.#retries = retries;
     this.#classifier = classifier;
     this.#clock = clock;
     const holder: PermitHolder | undefined =
@@ -80,9 +84,19 @@ export class TrackedCall {
     return new TrackedAttempt(holder, instances.breaker(instanceId).state === 'half-open', this.#classifier, this.#clock);
   }
 
-  /** Takes one further try from the destination's retry budget: false when it is spent (counted in its `denied`). True without a budget. */
-  retry(): boolean {
-    return this.#budget === undefined || this.#budget.tryRetry();
+  /**
+   * Takes one further try, for `reason` (a refused connection: `not-sent`), from the
+   * destination's retry budget: false when it is spent (counted in its `denied`, and in the
+   * executor's retry counts with MESHLET_RETRY_BUDGET). True without a budget. A true is
+   * counted as a retry sent.
+   */
+  retry(reason: RetryReason): boolean {
+    if (this.#budget !== undefined && !this.#budget.tryRetry()) {
+      this.#retries?.refused(reason);
+      return false;
+    }
+    this.#retries?.sent(reason);
+    return true;
   }
 }
 

@@ -94,9 +94,9 @@ describe('CallExecutor.track (a call the executor does not run)', () => {
     // A call that may not retry is not counted.
     executor.track('orders', false);
     assert.deepEqual(executor.retryStats('orders'), { calls: 4, retries: 0, denied: 0 });
-    assert.equal(calls[0]?.retry(), true);
-    assert.equal(calls[1]?.retry(), true);
-    assert.equal(calls[2]?.retry(), false, '50% of 4 calls: 2 retries');
+    assert.equal(calls[0]?.retry('not-sent'), true);
+    assert.equal(calls[1]?.retry('not-sent'), true);
+    assert.equal(calls[2]?.retry('not-sent'), false, '50% of 4 calls: 2 retries');
     assert.deepEqual(executor.retryStats('orders'), { calls: 4, retries: 2, denied: 1 });
   });
 

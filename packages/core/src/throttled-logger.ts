@@ -18,6 +18,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_ROUTE_SHADOW',
   // A request without the tag of a route rule's `stickyBy`: its group drawn at random.
   'MESHLET_ROUTE_STICKY_TAG_ABSENT',
+  // A failed call not retried because the destination's retry budget was spent: one per call.
+  'MESHLET_RETRY_BUDGET',
   'MESHLET_FAULT_SHADOW',
   'MESHLET_BREAKER_SHADOW',
   // An enforced breaker's opening and closing: under flapping, or many instances, one per call.

@@ -393,7 +393,7 @@ class MeshCall implements InterceptingCallInterface, UnarySink, OutboundCall<Grp
         tried.add(attempt.target.id);
         const next = this.#next(tried);
         // Another try is paid from the destination's retry budget, as a unary retry is: spent, the refusal is the stream's end.
-        if (next !== undefined && (tracked === undefined || tracked.retry())) {
+        if (next !== undefined && (tracked === undefined || tracked.retry('not-sent'))) {
           choice = next;
           continue;
         }

@@ -122,8 +122,12 @@ export interface GrpcStreamGovernance {
   readonly outcome: GrpcStreamAttempt;
   /** The breaker's permit for a try of `instanceId`; undefined when its breaker refuses (open, its probes taken). */
   attempt(instanceId: string): GrpcStreamAttempt | undefined;
-  /** Takes one further try from the destination's retry budget; false when it is spent. */
-  retry(): boolean;
+  /**
+   * Takes one further try from the destination's retry budget; false when it is spent.
+   * `reason`: why (a stream is tried again only when its connection was refused), for the
+   * retry counts (`meshlet_retries_total`).
+   */
+  retry(reason: 'not-sent'): boolean;
 }
 
 /** The SDK's service directory: follows a service's instances and rules from its first call on. */

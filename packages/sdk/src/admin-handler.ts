@@ -104,6 +104,17 @@ export interface AdminBreakerShadowStatus {
   readonly wouldTimeOut: number;
 }
 
+/**
+ * One called service's retries since it was first called (@meshlet/breaker's
+ * RetryCountsSnapshot), by reason (RetryReason: `not-sent`, `broken`, `stale`, `other`,
+ * a failed answer's status class `5xx`…, `answer`): those sent, those the retry budget refused.
+ */
+export interface AdminRetryStatus {
+  readonly service: string;
+  readonly sent: Readonly<Record<string, number>>;
+  readonly budgetRefused: Readonly<Record<string, number>>;
+}
+
 /** The adaptive concurrency limit: @meshlet/ratelimit's own stats type (its AdaptiveLimitState and counters). */
 export type AdminAdaptiveStatus = AdaptiveStats;
 
@@ -120,6 +131,8 @@ export interface AdminStatus {
   readonly breakers: readonly AdminBreakerStatus[];
   /** Called services whose `breaker` section is in shadow mode, and what it would have done. */
   readonly breakerShadow?: readonly AdminBreakerShadowStatus[];
+  /** Called services retried (or whose retries the budget refused), by reason. */
+  readonly retries?: readonly AdminRetryStatus[];
   readonly limiter?: AdminLimiterStatus;
   /** The adaptive limit of each destination called, when `ratelimit.outboundAdaptive` is on. */
   readonly outboundAdaptive?: readonly AdminOutboundAdaptiveStatus[];
@@ -330,6 +343,14 @@ export function publicStatus(s: AdminStatus): AdminStatus {
         wouldOpen: num(b.wouldOpen),
         wouldExclude: num(b.wouldExclude),
         wouldTimeOut: num(b.wouldTimeOut),
+      })),
+    ),
+    ...opt(
+      'retries',
+      s.retries?.map((r) => ({
+        service: String(r.service),
+        sent: conditionCounts(r.sent),
+        budgetRefused: conditionCounts(r.budgetRefused),
       })),
     ),
     ...opt(

@@ -99,6 +99,24 @@ export function renderStatusMetrics(status: AdminStatus): string {
     }
   }
 
+  if (status.retries && status.retries.length > 0) {
+    family(
+      'meshlet_retries_total',
+      'counter',
+      'Retries sent, by called service and reason (not-sent, broken, stale, other, 5xx…, answer).',
+    );
+    for (const r of status.retries)
+      for (const [reason, n] of Object.entries(r.sent)) out.push(`meshlet_retries_total{${labels({ service: r.service, reason })}} ${n}`);
+    family(
+      'meshlet_retries_budget_refused_total',
+      'counter',
+      'Retries the retry budget refused (the failure went to the caller), by called service and reason.',
+    );
+    for (const r of status.retries)
+      for (const [reason, n] of Object.entries(r.budgetRefused))
+        out.push(`meshlet_retries_budget_refused_total{${labels({ service: r.service, reason })}} ${n}`);
+  }
+
   const limiter = status.limiter;
   if (limiter) {
     const counters: [string, number, string][] = [

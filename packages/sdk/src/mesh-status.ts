@@ -23,6 +23,7 @@ export function meshStatus(
     rules: destinations.rulesStatus(),
     breakers: destinations.executor.snapshot(),
     breakerShadow: breakerShadowOf(destinations),
+    retries: destinations.executor.retryCounts(),
     limiter: own.rateLimiter.stats,
     ...(destinations.outboundLimits ? { outboundAdaptive: destinations.outboundLimits.stats } : {}),
     registry: {

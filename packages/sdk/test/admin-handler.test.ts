@@ -46,6 +46,7 @@ const status = (): AdminStatus => ({
     },
   ],
   breakerShadow: [{ service: 'payments', wouldReject: 4, wouldOpen: 1, wouldExclude: 2, wouldTimeOut: 0 }],
+  retries: [{ service: 'payments', sent: { 'not-sent': 3, stale: 1 }, budgetRefused: { '5xx': 2 } }],
   limiter: {
     allowed: 10,
     refused: 3,
@@ -132,6 +133,9 @@ describe('admin handler', () => {
       'meshlet_breaker_shadow_opened_total{service="payments"} 1',
       'meshlet_breaker_shadow_excluded_total{service="payments"} 2',
       'meshlet_breaker_shadow_timed_out_total{service="payments"} 0',
+      'meshlet_retries_total{service="payments",reason="not-sent"} 3',
+      'meshlet_retries_total{service="payments",reason="stale"} 1',
+      'meshlet_retries_budget_refused_total{service="payments",reason="5xx"} 2',
       'meshlet_client_requests_total{service="payments",api="GET /pay"} 7',
     ])
       assert.ok(lines.includes(expected), `missing: ${expected}`);

@@ -11,11 +11,12 @@ import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { sendFailureOf } from '@meshlet/breaker';
 import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { createMesh, type Mesh } from '../src/index.js';
 
 type Drop = 'close' | 'reset';
+const TOKEN = 'stale-connection-admin-secret';
 
 /** One request as the server saw it: its connection, its place on it, and whether the client asked to close after it. */
 interface Seen {
@@ -179,6 +180,46 @@ describe('a kept-alive connection closed by the single instance as a request is 
       assert.ok(metReuse, `no call was written on a kept-alive connection: ${JSON.stringify(server.seen)}`);
     });
   }
+});
+
+describe('the attempt that went again after a stale connection', () => {
+  it('says why on its span (io.meshlet.retry) and is counted in meshlet_retries_total', async () => {
+    const server = new RacingServer('close');
+    servers.push(server);
+    const port = await server.listen();
+    const registry = new InMemoryRegistry();
+    await registry.register({ id: 'only', service: 'single', address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing' });
+    const exporter = new InMemorySpanExporter();
+    const mesh = createMesh({
+      service: 'caller',
+      registry,
+      rules: new InMemoryKvStore(),
+      tracing: { exporters: [exporter], metrics: false },
+      admin: { token: TOKEN },
+    });
+    meshes.push(mesh);
+    const own = await listen(mesh.httpHandler((_req, res) => res.end()));
+    try {
+      await mesh.register({ port: own.port });
+      for (let i = 0; i < 8 && !server.seen.some((s) => s.dropped); i++) assert.equal(await call(mesh, 'fetch', 'GET'), 'ok');
+      assert.ok(
+        server.seen.some((s) => s.dropped),
+        'no request met a closing connection',
+      );
+      await mesh.tracing?.forceFlush();
+      const retried = exporter
+        .getFinishedSpans()
+        .filter((x) => x.kind === 2 && x.attributes['io.meshlet.retry'] !== undefined)
+        .map((x) => [x.attributes['io.meshlet.instance'], x.attributes['io.meshlet.retry']]);
+      assert.deepEqual(retried, [['only', 'stale']]);
+      const metrics = await (
+        await globalThis.fetch(`http://127.0.0.1:${own.port}/_meshlet/metrics`, { headers: adminAuthorization(TOKEN, own.port) })
+      ).text();
+      assert.match(metrics, /^meshlet_retries_total\{service="single",reason="stale"\} 1$/m);
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 describe('a refused connection on the single instance', () => {

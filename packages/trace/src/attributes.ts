@@ -95,6 +95,13 @@ export const Attr = {
    * the caller's own deadline or AbortSignal.timeout cut.
    */
   meshletTimeoutMs: 'io.meshlet.timeout_ms',
+  /**
+   * Why this attempt is a retry (@meshlet/breaker's RetryReason): the failed attempt's
+   * `not-sent`, `broken`, `stale` (its kept-alive connection went stale: this attempt may go
+   * to the same instance, on a new connection) or `other`; a failed answer's status class
+   * (`5xx`…); `answer` (an answer the caller asked to retry). Absent on a first attempt.
+   */
+  meshletRetry: 'io.meshlet.retry',
 } as const;
 
 /**
