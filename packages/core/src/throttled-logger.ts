@@ -14,6 +14,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   // A request a rate limit rule refused (429), named by its rule.
   'MESHLET_RATE_LIMITED',
   'MESHLET_RATELIMIT_SHADOW',
+  // A request without a usable value of a rate limit rule's `by` tags: counted against its shared bucket.
+  'MESHLET_RATELIMIT_TAG_ABSENT',
   'MESHLET_AUTH_SHADOW',
   'MESHLET_ROUTE_SHADOW',
   // A request without the tag of a route rule's `stickyBy`: its group drawn at random.

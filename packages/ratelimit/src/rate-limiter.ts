@@ -89,7 +89,17 @@ export type Decision =
       /** In shadow mode (`ratelimit.mode: "shadow"`): the rule that would have refused this request. */
       readonly shadow?: RefusingRule;
     }
-  | { readonly allowed: false; readonly rule: RefusingRule; readonly retryAfterSeconds: number };
+  | {
+      readonly allowed: false;
+      readonly rule: RefusingRule;
+      readonly retryAfterSeconds: number;
+      /**
+       * `shared`: the rule's one bucket for every request without a usable value of its `by`
+       * tags (absent, over 512 bytes; for a distributed rule also a new value past
+       * maxKeysPerRule) refused it, not a bucket of the request's own. Absent otherwise.
+       */
+      readonly bucket?: 'shared';
+    };
 
 const noRelease: Release = () => undefined;
 
@@ -483,6 +493,7 @@ export class RateLimiter {
       if (c.path !== undefined && !c.path(request.path)) continue;
       if (c.when !== undefined && !c.when(request.tag)) continue;
       const m: Match = { c, key: bucketKey(c.by, request.tag) };
+      if (m.key === OTHER) this.#tagAbsent(c);
       if (matches === undefined) matches = [m];
       else matches.push(m);
       if (c.distributed) remote = true;
@@ -494,9 +505,9 @@ export class RateLimiter {
         const only = matches[0] as Match;
         const { c, key } = only;
         if (c.slots !== undefined)
-          return this.#count(c.slots.hasFree(key) ? hold(only.key, c.slots) : refuse(c, CONCURRENCY_RETRY_AFTER_MS), only);
+          return this.#count(c.slots.hasFree(key) ? hold(only.key, c.slots) : refuse(c, CONCURRENCY_RETRY_AFTER_MS, key), only);
         const got = c.local.tryAcquire(key, n);
-        return this.#count(got.admitted ? ALLOWED : refuse(c, got.retryAfterMs), only);
+        return this.#count(got.admitted ? ALLOWED : refuse(c, got.retryAfterMs, key), only);
       }
       return this.#count(this.#local(matches, n, false), matches);
     }
@@ -538,7 +549,7 @@ export class RateLimiter {
     this.#markUp(answer.admitted);
     if (!answer.admitted) {
       const refusing = (distributed[answer.bucket] ?? distributed[0]) as (typeof distributed)[number];
-      return this.#count(refuse(refusing.c, answer.retryAfterMs), matches);
+      return this.#count(refuse(refusing.c, answer.retryAfterMs, refusing.key), matches);
     }
     // Admitted by Redis while still degraded: the local share decides too, so that the probes
     // of a recovery add nothing to what a degraded instance admits (the fleet's bound holds).
@@ -584,7 +595,7 @@ export class RateLimiter {
         worst = m;
       }
     }
-    return worst ? refuse(worst.c, wait) : undefined;
+    return worst ? refuse(worst.c, wait, worst.key) : undefined;
   }
 
   #buckets(c: CompiledBucketRule, degraded: boolean): TokenBuckets {
@@ -651,6 +662,21 @@ export class RateLimiter {
     });
   }
 
+  /**
+   * A request without a usable value of `c`'s `by` tags: it counts against the rule's one
+   * shared bucket, with every other such request. A per-request code (the mesh's logger
+   * keeps it to a line per interval, counted): a misnamed tag turns a per-user limit into
+   * one for everybody, and this is where it shows.
+   */
+  #tagAbsent(c: CompiledRule): void {
+    this.#logger.info("request without a usable value of a rate limit rule's `by` tags: counted against its shared bucket", {
+      code: 'MESHLET_RATELIMIT_TAG_ABSENT',
+      service: this.#service,
+      rule: c.rule.name,
+      by: c.by.join(','),
+    });
+  }
+
   /** Counts `d` for the service and for each rule: `matched` admitted it, or its `rule` refused it. */
   #count(d: Decision, matched?: Match | readonly Match[]): Decision {
     if (!d.allowed && this.#shadow) {
@@ -665,6 +691,7 @@ export class RateLimiter {
         code: 'MESHLET_RATELIMIT_SHADOW',
         service: this.#service,
         rule: d.rule.name,
+        ...(d.bucket ? { bucket: d.bucket } : {}),
       });
       return { allowed: true, rule: undefined, retryAfterSeconds: 0, release: noRelease, shadow: d.rule };
     }
@@ -683,6 +710,8 @@ export class RateLimiter {
         service: this.#service,
         rule: d.rule.name,
         scope: d.rule.scope,
+        // The shared bucket of requests without the rule's `by` tags refused it, not the request's own.
+        ...(d.bucket ? { bucket: d.bucket } : {}),
       });
     }
     return d;
@@ -787,8 +816,12 @@ function releasing(held: readonly Held[]): Decision {
   };
 }
 
-function refuse(c: CompiledRule, waitMs: number): Decision {
-  return { allowed: false, rule: c.refusing, retryAfterSeconds: Number.isFinite(waitMs) ? Math.max(1, Math.ceil(waitMs / 1000)) : 3600 };
+/** The refusal by `c`'s bucket `key` (OTHER: the shared one). */
+function refuse(c: CompiledRule, waitMs: number, key: string): Decision {
+  const retryAfterSeconds = Number.isFinite(waitMs) ? Math.max(1, Math.ceil(waitMs / 1000)) : 3600;
+  return key === OTHER
+    ? { allowed: false, rule: c.refusing, retryAfterSeconds, bucket: 'shared' }
+    : { allowed: false, rule: c.refusing, retryAfterSeconds };
 }
 
 /**

@@ -21,6 +21,11 @@ export interface RejectionBody {
   readonly retryAfterSeconds: number;
   /** The request's traffic class, when the adaptive limit refused. */
   readonly class?: string;
+  /**
+   * `shared`: the rule's one bucket for requests without a usable value of its `by` tags
+   * refused it (every such request counts against it), not a bucket of the caller's own.
+   */
+  readonly bucket?: 'shared';
 }
 
 /** Code of a refusal by the adaptive concurrency limit. */
@@ -39,6 +44,7 @@ export function rejection(decision: Extract<Decision, { allowed: false }>, servi
     limit: describeLimit(rule),
     retryAfterSeconds: decision.retryAfterSeconds,
     ...(overload?.class !== undefined ? { class: overload.class } : {}),
+    ...(decision.bucket !== undefined ? { bucket: decision.bucket } : {}),
   };
   return {
     status: overload?.status ?? 429,

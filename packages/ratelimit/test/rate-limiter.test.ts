@@ -87,6 +87,41 @@ describe('RateLimiter (local)', () => {
     );
   });
 
+  it('a request without the `by` tag is told (MESHLET_RATELIMIT_TAG_ABSENT), and a refusal by the shared bucket says so in the 429 and the log', () => {
+    const clock = new ManualClock(0);
+    const logger = new MemoryLogger();
+    const limiter = new RateLimiter({ service: 'orders', clock, logger });
+    // A misnamed tag: requests carry `user-id`, the rule splits by `userid`.
+    limiter.setRules(section([{ name: 'per-user', by: ['userid'], rate: 1, unit: 'hour', burst: 1 }]));
+    assert.equal(sync(limiter.decide(req('GET', '/', { 'user-id': 'ann' }))).allowed, true);
+    const d = sync(limiter.decide(req('GET', '/', { 'user-id': 'bob' })));
+    assert.equal(d.allowed, false, "bob is refused by ann's request: one bucket for both");
+    if (d.allowed) return;
+    assert.equal(d.bucket, 'shared');
+    assert.equal(JSON.parse(rejection(d, 'orders').body).bucket, 'shared');
+    assert.deepEqual(
+      logger.entries.map((e) => [e.level, e.fields]),
+      [
+        ['info', { code: 'MESHLET_RATELIMIT_TAG_ABSENT', service: 'orders', rule: 'per-user', by: 'userid' }],
+        ['info', { code: 'MESHLET_RATELIMIT_TAG_ABSENT', service: 'orders', rule: 'per-user', by: 'userid' }],
+        ['warn', { code: 'MESHLET_RATE_LIMITED', service: 'orders', rule: 'per-user', scope: 'tag', bucket: 'shared' }],
+      ],
+    );
+    // A request with the tag: its own bucket, nothing told, and its refusal names no shared bucket.
+    logger.entries.length = 0;
+    limiter.setRules(section([{ name: 'per-user', by: ['user-id'], rate: 1, unit: 'hour', burst: 1 }]));
+    assert.equal(sync(limiter.decide(req('GET', '/', { 'user-id': 'cy' }))).allowed, true);
+    const own = sync(limiter.decide(req('GET', '/', { 'user-id': 'cy' })));
+    assert.equal(own.allowed, false);
+    if (own.allowed) return;
+    assert.equal(own.bucket, undefined);
+    assert.equal(JSON.parse(rejection(own, 'orders').body).bucket, undefined);
+    assert.deepEqual(
+      logger.entries.map((e) => e.fields?.code),
+      ['MESHLET_RATE_LIMITED'],
+    );
+  });
+
   it('takes tokens only when every matching rule admits', () => {
     const clock = new ManualClock(0);
     const limiter = new RateLimiter({ service: 'orders', clock });

@@ -213,6 +213,7 @@ export function inboundPipeline(deps: InboundPipelineDeps): FrameworkAdapters {
       if (span) {
         span.setOutcome(GovernanceErrorType.rateLimited);
         span.setAttribute(Attr.meshletLimiter, `${d.rule.name}:rejected`);
+        if (d.bucket !== undefined) span.setAttribute(Attr.meshletLimiterBucket, d.bucket);
       }
       const r = rejection(d, service);
       respond(r.status, r.headers, r.body);

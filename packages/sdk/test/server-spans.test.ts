@@ -26,7 +26,12 @@ before(async () => {
     'meshlet/rules/shop',
     JSON.stringify({
       service: 'shop',
-      ratelimit: { rules: [{ name: 'one-cart', api: { method: 'GET', path: '/cart' }, rate: 1, unit: 'minute', burst: 1 }] },
+      ratelimit: {
+        rules: [
+          { name: 'one-cart', api: { method: 'GET', path: '/cart' }, rate: 1, unit: 'minute', burst: 1 },
+          { name: 'per-user-hits', api: { method: 'GET', path: '/hits' }, by: ['user-id'], rate: 1, unit: 'minute', burst: 1 },
+        ],
+      },
       auth: { rules: [{ name: 'no-admin', action: 'deny', apis: [{ method: '*', path: '/admin' }] }] },
     }),
   );
@@ -68,6 +73,23 @@ it('a refused request has its server span: error.type rate_limited or auth_denie
   assert.equal(got[1]?.attributes['io.meshlet.limiter'], 'one-cart:rejected');
   const errors = shop.tracing?.serverMetrics?.snapshot().flatMap((s) => [...Object.entries(s.errors)].map(([t, n]) => `${t}=${n}`));
   assert.deepEqual(errors?.sort(), ['auth_denied=1', 'rate_limited=1']);
+});
+
+it("a refusal by a rule's shared bucket (requests without its `by` tag) says so on the span and in the 429 body", async () => {
+  exporter.reset();
+  const url = `http://127.0.0.1:${server.port}/hits`;
+  assert.equal((await globalThis.fetch(url)).status, 200);
+  const refused = await globalThis.fetch(url);
+  assert.equal(refused.status, 429);
+  assert.equal(((await refused.json()) as { bucket?: string }).bucket, 'shared');
+  const got = (await spans(shop)).filter((s) => s.kind === SERVER);
+  assert.deepEqual(
+    got.map((s) => [s.attributes['io.meshlet.limiter'], s.attributes['io.meshlet.limiter.bucket']]),
+    [
+      [undefined, undefined],
+      ['per-user-hits:rejected', 'shared'],
+    ],
+  );
 });
 
 it('a Fastify route names the server span before the handler runs', async () => {

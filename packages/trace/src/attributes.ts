@@ -47,6 +47,11 @@ export const Attr = {
   meshletLane: 'io.meshlet.lane',
   /** The limiter decision: `allowed`, `rejected`, or the limiter's name. */
   meshletLimiter: 'io.meshlet.limiter',
+  /**
+   * `shared` beside a refusal in io.meshlet.limiter: the rule's one bucket for requests
+   * without a usable value of its `by` tags refused it, not a bucket of the caller's own.
+   */
+  meshletLimiterBucket: 'io.meshlet.limiter.bucket',
   /** The breaker state seen by the call: `closed`, `open`, `half_open`. */
   meshletBreaker: 'io.meshlet.breaker',
   /** The API key (`GET /orders/{id}`) of the api breaker the call passed, when an api breaker rule covers it. */
