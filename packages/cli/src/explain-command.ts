@@ -4,6 +4,7 @@ import type { LoggedSpan } from '@meshlet/trace';
 import { NotFoundError, UsageError } from './cli-error.js';
 import { type Command, printJson, STORE_OPTIONS, STORE_USAGE } from './command.js';
 import { ExitCode } from './exit-code.js';
+import { printable } from './table.js';
 
 /** What `explain` reads of a logged span. */
 type SpanLike = Omit<LoggedSpan, 'statusCode' | 'attributes'> & { readonly attributes: Readonly<Record<string, unknown>> };
@@ -27,6 +28,11 @@ export const MAX_EXPLAINED_REVISIONS = 100;
 
 /** A condition's text is cut to this many characters in explain's lines. */
 const MAX_CONDITION_TEXT = 300;
+
+/** A span's status message is cut to this many characters in explain's lines. */
+const MAX_STATUS_TEXT = 500;
+
+const cut = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
 /** The version of a service's rules that a span's `io.meshlet.rules.revision` names (core's RuleVersion, as explain reads it). */
 export interface ExplainedRules {
@@ -107,8 +113,7 @@ export function ruleCondition(sections: Readonly<Record<string, unknown>> | unde
   if (typeof rule.identity === 'string' && rule.identity !== 'any') parts.push(`identity ${rule.identity}`);
   if (Array.isArray(rule.when) && rule.when.length) parts.push(rule.when.map(conditionText).join(' and '));
   if (Array.isArray(rule.by) && rule.by.length) parts.push(`per ${rule.by.join(', ')}`);
-  const text = parts.length ? parts.join('; ') : 'always (no condition)';
-  return text.length > MAX_CONDITION_TEXT ? `${text.slice(0, MAX_CONDITION_TEXT - 1)}…` : text;
+  return cut(parts.length ? parts.join('; ') : 'always (no condition)', MAX_CONDITION_TEXT);
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -154,7 +159,11 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     const limiter = str(a['io.meshlet.limiter']);
     if (limiter) {
       const name = limiter.replace(/:rejected$/, '');
-      out.push(`limit: ${name} refused it (429)${when('ratelimit', name)}`);
+      // The rule's one bucket for requests without its `by` tags refused it: a misnamed tag
+      // makes a per-caller limit one for everybody.
+      const shared =
+        a['io.meshlet.limiter.bucket'] === 'shared' ? ' from its shared bucket (requests without its `by` tags count together)' : '';
+      out.push(`limit: ${name} refused it (429)${shared}${when('ratelimit', name)}`);
     } else if (error !== 'rate_limited')
       out.push(str(a['io.meshlet.shadow'])?.startsWith('ratelimit:') ? 'limit: admitted' : 'limit: admitted (no limit rule refused it)');
     const auth = str(a['io.meshlet.auth']);
@@ -205,7 +214,11 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
       else if (breaker) out.push(`breaker: ${breaker}${refused}`);
     }
     const resend = a['http.request.resend_count'];
-    if (typeof resend === 'number' && resend > 0) out.push(`retry: attempt ${resend + 1}`);
+    if (typeof resend === 'number' && resend > 0) {
+      // Why (io.meshlet.retry): `stale` is a kept-alive connection that went stale, sent again on a new one.
+      const why = str(a['io.meshlet.retry']);
+      out.push(`retry: attempt ${resend + 1}${why ? ` (after ${why})` : ''}`);
+    }
     if (error === 'no_instance') out.push('no instance to send to');
     if (error === 'BulkheadFullError') out.push(`limit: the bulkhead of calls to ${rulesServiceOf(span)} was full — the call was not sent`);
     if (error === 'OutboundLimitError')
@@ -243,6 +256,9 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     out.push(`shadow: ${subject} ${what} (not enforced)${extra}`);
   }
   if (error && !TOLD_ERRORS.has(error)) out.push(`error: ${error}`);
+  // The span's status message: the error's own words (routing's says which groups were empty).
+  // Printable: a message may hold a line break or an escape sequence from a remote's answer.
+  if (span.statusMessage) out.push(`status: ${cut(printable(span.statusMessage), MAX_STATUS_TEXT)}`);
   return out;
 }
 

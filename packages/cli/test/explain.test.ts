@@ -15,6 +15,7 @@ import { runCli } from '../src/index.js';
 
 const ROUTED = '4bf92f3577b34da6a3ce929d0e0e4736';
 const REFUSED = '0af7651916cd43dd8448eb211c80319c';
+const NO_ROUTE = '5b8efff798038103d269b633813fc60c';
 const traceparent = (trace: string) => `00-${trace}-00f067aa0ba902b7-01`;
 
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -39,6 +40,7 @@ describe('meshlet explain', () => {
   const meshes: Mesh[] = [];
   let gatewayUrl = '';
   let gatewayRevision = 0;
+  let emptyRevision = 0;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'meshlet-explain-'));
@@ -58,6 +60,11 @@ describe('meshlet explain', () => {
       const server = createServer(
         mesh.httpHandler(async (_req, res) => {
           if (!downstream) return void res.end('ok');
+          // A service whose route rule sends every call to a group with no instance.
+          if (_req.url === '/empty') {
+            res.statusCode = 503;
+            return void res.end(await meshFetch('http://empty-service/x').then(String, (err: Error) => err.message));
+          }
           res.end(await (await meshFetch(`http://${downstream}/users/7`)).text());
         }),
       );
@@ -82,8 +89,23 @@ describe('meshlet explain', () => {
       }),
       { author: 'alice', reason: 'one a minute on GET /' },
     );
+    await registry.register(testInstance('empty-service', 'empty-1', 1, { metadata: { version: '1.21.0' } }));
+    await gateway.rules.apply(
+      JSON.stringify({
+        service: 'empty-service',
+        // The rule's group and the default route are both empty: routing refuses the call.
+        route: {
+          rules: [{ name: 'to-v9', destinations: [{ group: { version: '9' }, weight: 100 }] }],
+          default: [{ group: { version: '9' }, weight: 100 }],
+        },
+      }),
+      { author: 'test' },
+    );
     await gateway.rulesInForce('user-service');
     await gateway.rulesInForce('gateway');
+    await gateway.rulesInForce('empty-service');
+    emptyRevision = (await new RuleRepository({ kv: rules, kinds: [] }).current('empty-service')).revision;
+    assert.equal((await globalThis.fetch(`${gatewayUrl}empty`, { headers: { traceparent: traceparent(NO_ROUTE) } })).status, 503);
     assert.equal((await globalThis.fetch(gatewayUrl, { headers: { traceparent: traceparent(ROUTED) } })).status, 200);
     assert.equal((await globalThis.fetch(gatewayUrl, { headers: { traceparent: traceparent(REFUSED) } })).status, 429);
     // Shutdown flushes the trace logs.
@@ -130,6 +152,22 @@ describe('meshlet explain', () => {
       new RegExp(`^rules: gateway version 1 \\(revision ${gatewayRevision}\\), apply by alice at .*Z — "one a minute on GET /"$`),
     );
     assert.equal(limit, 'limit: one-a-minute refused it (429) — when api GET /');
+  });
+
+  it("names the rules revision and the route rule of a call routing refused, and prints the span's status message", async () => {
+    const r = await cli(['explain', NO_ROUTE, ...logs(), '--json']);
+    assert.equal(r.code, 0, r.err);
+    const { hops } = JSON.parse(r.out) as { hops: { service: string; side: string; decisions: string[] }[] };
+    const client = hops.find((h) => h.side === 'client');
+    assert.deepEqual(client?.decisions.slice(0, 3), [
+      `rules: empty-service at revision ${emptyRevision}`,
+      'route: rule "to-v9" chose the destination group',
+      'no instance to send to',
+    ]);
+    assert.match(
+      client?.decisions[3] ?? '',
+      /^status: empty-service: nothing left to route to: rule "to-v9" chose group \{"version":"9"\} \(0 of 0 instances healthy\)/,
+    );
   });
 
   it('says so when the trace is not in the logs, or the id is not one', async () => {
@@ -510,9 +548,12 @@ describe('meshlet explain: a call a real API breaker refused', () => {
       const r = await cli(['explain', span.traceId, log, '--json', '--dir', join(dir, 'rules')]);
       assert.equal(r.code, 0, r.err);
       const { hops } = JSON.parse(r.out) as { hops: { decisions: string[] }[] };
-      assert.deepEqual(hops[0]?.decisions.slice(1), [
+      assert.deepEqual(hops[0]?.decisions.slice(1, 2), [
         `breaker: refused by the api breaker of orders GET /orders/{id} (open) — failure rate ≥ 50% over 10 s (at least 10 calls) or 2 failures in a row; open 60 s, then 3 probes (rules version 1, revision ${revision}) — the call was not sent`,
       ]);
+      // The span's status message: the refusal's own words (its wait read on the real clock).
+      assert.match(hops[0]?.decisions[2] ?? '', /^status: orders GET \/orders\/\{id\}: api circuit breaker is open; retry after \d+ ms/);
+      assert.equal(hops[0]?.decisions.length, 3);
     } finally {
       await upstream.close();
       await rm(dir, { recursive: true, force: true });
@@ -566,5 +607,38 @@ describe('meshlet explain: who timed an attempt out', () => {
       await upstream.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('meshlet explain: a shared limit bucket and a retry’s reason', () => {
+  const span = (kind: number, attributes: Record<string, unknown>) => ({
+    traceId: 'a'.repeat(32),
+    spanId: 'b'.repeat(16),
+    parentSpanId: undefined,
+    name: 'GET',
+    kind,
+    service: 'front',
+    startTimeUnixNano: 0n,
+    durationMs: 1,
+    attributes,
+  });
+
+  it('says a refusal came from the shared bucket of requests without the rule’s `by` tags', () => {
+    const shared = decisionsOf(span(2, { 'io.meshlet.limiter': 'per-user:rejected', 'io.meshlet.limiter.bucket': 'shared' }));
+    assert.ok(
+      shared.includes('limit: per-user refused it (429) from its shared bucket (requests without its `by` tags count together)'),
+      JSON.stringify(shared),
+    );
+    assert.ok(decisionsOf(span(2, { 'io.meshlet.limiter': 'per-user:rejected' })).includes('limit: per-user refused it (429)'));
+  });
+
+  it('names why an attempt was a retry', () => {
+    const retried = decisionsOf(span(3, { 'http.request.resend_count': 1, 'io.meshlet.instance': 'a', 'io.meshlet.retry': 'stale' }));
+    assert.ok(retried.includes('retry: attempt 2 (after stale)'), JSON.stringify(retried));
+  });
+
+  it('prints the status message on one line, control characters escaped', () => {
+    const lines = decisionsOf({ ...span(3, { 'error.type': 'Error' }), statusMessage: 'boom\nnext\u001b[2Jline' });
+    assert.ok(lines.includes('status: boom next\\x1b[2Jline'), JSON.stringify(lines));
   });
 });

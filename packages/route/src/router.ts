@@ -291,7 +291,9 @@ export class Router {
     // A lane request goes to its lane before any rule is tested, enforced or not: a shadow
     // section would not have applied one to it either.
     if (decision) return s.shadowSection && decision.via !== 'lane' ? this.#withShadow(s, service, tags, decision) : decision;
-    throw new NoInstanceError(service, explain(table, walk as Walk));
+    throw Object.assign(new NoInstanceError(service, explain(table, walk as Walk)), {
+      spanAttributes: refusalAttributes(s.revision, (walk as Walk).rule),
+    });
   }
 
   /**
@@ -601,6 +603,18 @@ export class Router {
 
 function pickIn(pool: InstancePool, tags: TagLookup, tried: ReadonlySet<string> | undefined): Instance | undefined {
   return tried === undefined ? pool.pick(tags) : pool.pickUntried(tried);
+}
+
+/**
+ * The span attributes of a call routing refused (its NoInstanceError's `spanAttributes`):
+ * the revision of the rule document whose route section decided, and the rule that matched
+ * when one did, as a routed call's span has them (RouteDecision `revision`, `rule`).
+ */
+function refusalAttributes(revision: number, rule: string | undefined): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  if (revision > 0) out['io.meshlet.rules.revision'] = revision;
+  if (rule !== undefined) out['io.meshlet.route'] = rule;
+  return out;
 }
 
 function explain(table: RouteTable, walk: Walk): string {

@@ -225,6 +225,25 @@ describe('rule routing', () => {
     assert.throws(() => empty.decide('ghost', tags()), /ghost: no instance is registered/);
   });
 
+  it("puts the document's revision and the matched rule on the refusal's span attributes", () => {
+    const down = fleet.map((i) => (i.metadata.version === 'v1.21' ? { ...i, health: 'critical' as const } : i));
+    const router = new Router({ random: seededRandom(1) });
+    router.setInstances(SVC, down);
+    router.setRules(SVC, section({ rules: [{ name: 'gray', priority: 1, when: [], destinations: to('v1.21') }], default: to('v7') }), 42);
+    const refusal = (r: Router) => {
+      try {
+        r.decide(SVC, tags());
+      } catch (err) {
+        return (err as { spanAttributes?: unknown }).spanAttributes;
+      }
+      return assert.fail('routed');
+    };
+    assert.deepEqual(refusal(router), { 'io.meshlet.rules.revision': 42, 'io.meshlet.route': 'gray' });
+    // No rule matched, rules set directly (revision 0): neither is named.
+    router.setRules(SVC, section({ rules: [], default: to('v7') }));
+    assert.deepEqual(refusal(router), {});
+  });
+
   it('leaves out instances the exclusion names, and refreshes when it changes', () => {
     const { excluded, listeners, exclusion } = mutableExclusion();
     const router = new Router({ exclusion, random: seededRandom(1) });

@@ -15,6 +15,8 @@ describe('refusal spans', () => {
   let upstream: TestServer;
   let ok: TestServer;
   let mesh: Mesh;
+  /** Store revision of lone's rule document, whose route section finds no instance. */
+  let loneRevision = 0;
 
   before(async () => {
     upstream = await listen((_req, res) => {
@@ -80,6 +82,7 @@ describe('refusal spans', () => {
       'meshlet/rules/lone',
       JSON.stringify({ service: 'lone', route: { rules: [], default: [{ group: { version: 'v9' }, weight: 100 }] } }),
     );
+    loneRevision = (await rules.get('meshlet/rules/lone'))?.revision ?? 0;
     mesh = createMesh({
       service: 'caller',
       registry,
@@ -163,6 +166,13 @@ describe('refusal spans', () => {
 
     it(`${name}: no instance to send to is one span for the logical call, with the error`, async () => {
       await assert.rejects(call('http://lone/x'), NoInstanceError);
+      await mesh.tracing?.forceFlush();
+      // The revision of the rule document whose route section found nothing, as a routed call's span has it.
+      assert.deepEqual(
+        exporter.getFinishedSpans().map((s) => s.attributes['io.meshlet.rules.revision']),
+        [loneRevision],
+      );
+      assert.ok(loneRevision > 0);
       assert.deepEqual(await spans(), [{ error: 'no_instance', instance: undefined }]);
     });
   }

@@ -19,6 +19,8 @@ export interface LoggedSpan {
   readonly durationMs: number;
   /** 0 unset, 1 ok, 2 error. */
   readonly statusCode: number;
+  /** The status description (an error's message, e.g. routing's NoInstanceError: which groups were empty); absent when none. */
+  readonly statusMessage?: string;
   readonly attributes: Readonly<Record<string, LoggedAttributeValue>>;
 }
 
@@ -60,6 +62,7 @@ function spansOf(req: OtlpTraceRequest): LoggedSpan[] {
           startTimeUnixNano: start,
           durationMs: Number(BigInt(s.endTimeUnixNano) - start) / 1e6,
           statusCode: s.status?.code ?? 0,
+          ...(s.status?.message ? { statusMessage: s.status.message } : {}),
           attributes: record(s.attributes),
         });
       }
