@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { RuleConflictError, type RuleHistory, RuleRepository, RuleValidationError, type RuleVersion } from '@meshlet/core';
+import { emptyGroups, parseRouteSection } from '@meshlet/route';
 import { CliError, NotFoundError } from './cli-error.js';
 import {
   type Command,
@@ -12,6 +13,7 @@ import {
   stringOption,
 } from './command.js';
 import { ExitCode } from './exit-code.js';
+import { ConsulRegistryView } from './registry-view.js';
 import { checkRuleDocument } from './rule-check.js';
 import { printable, renderTable } from './table.js';
 import { canonicalDocument, unifiedDiff } from './text-diff.js';
@@ -206,6 +208,47 @@ ${STORE_USAGE}`,
   },
 };
 
+/** Code of `rules apply`'s warning: a route rule sends traffic to a group no instance serves now. */
+export const EMPTY_ROUTE_GROUP_CODE = 'MESHLET_ROUTE_GROUP_EMPTY';
+
+/**
+ * Warnings for the groups the document's `route` section (enforced) sends traffic to that no passing
+ * instance of its service serves now, read from the registry of the Consul the rules go
+ * to. Not a refusal: instances may register after the rules. None when the rules go to a
+ * directory (no registry is known) or the registry cannot be read (unreachable, an ACL):
+ * the check is a courtesy, never a reason for an apply to fail.
+ */
+async function emptyGroupWarnings(ctx: CommandContext, service: string, text: string): Promise<string[]> {
+  if (stringOption(ctx.values, 'dir') !== undefined) return [];
+  let section: ReturnType<typeof parseRouteSection>;
+  try {
+    const raw = (JSON.parse(text) as { route?: unknown }).route;
+    if (raw === undefined) return [];
+    section = parseRouteSection(raw);
+  } catch {
+    return [];
+  }
+  // A section in shadow mode routes nothing.
+  if (section.mode === 'shadow') return [];
+  const view = new ConsulRegistryView({
+    address: stringOption(ctx.values, 'consul') ?? ctx.io.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500',
+    token: stringOption(ctx.values, 'token') ?? ctx.io.env.CONSUL_HTTP_TOKEN,
+  });
+  let instances: Awaited<ReturnType<ConsulRegistryView['instances']>>;
+  try {
+    instances = await view.instances(service);
+  } catch {
+    return [];
+  }
+  return emptyGroups(section, instances).map((g) => {
+    const where = g.rule === undefined ? 'the default route' : `route rule "${g.rule}"${g.list === 'fallback' ? ' (its fallback)' : ''}`;
+    const now = g.registered === 0 ? 'no instance' : `${g.registered} registered, none passing`;
+    return printable(
+      `${where} sends traffic to group ${JSON.stringify(g.group)}, which has ${now} of ${service} in ${view.description} now (${EMPTY_ROUTE_GROUP_CODE})`,
+    );
+  });
+}
+
 export const rulesApply: Command = {
   words: ['rules', 'apply'],
   summary: 'check a rule file, show the change, write it with compare-and-set',
@@ -237,8 +280,12 @@ ${STORE_USAGE}`,
       return ExitCode.ok;
     }
     if (!json) ctx.io.out(diff);
+    // Told before the question, so whoever confirms has read them.
+    const warnings = await emptyGroupWarnings(ctx, service, text);
+    for (const w of warnings) ctx.io.err(`warning: ${w}\n`);
+    const warned = warnings.length > 0 ? { warnings } : {};
     if (ctx.values['dry-run']) {
-      if (json) printJson(ctx.io, { service, changed: true, written: false, diff });
+      if (json) printJson(ctx.io, { service, changed: true, written: false, diff, ...warned });
       else ctx.io.out('dry run: nothing written\n');
       return ExitCode.ok;
     }
@@ -248,7 +295,8 @@ ${STORE_USAGE}`,
     }
     const version = await repo.apply(text, { author: author(ctx), ifRevision: current.revision, ...reason(ctx) });
     const after = await repo.current(service);
-    if (json) printJson(ctx.io, { service, changed: true, written: true, version: version.version, revision: after.revision, diff });
+    if (json)
+      printJson(ctx.io, { service, changed: true, written: true, version: version.version, revision: after.revision, diff, ...warned });
     else ctx.io.out(`applied: ${service} version ${version.version} (revision ${after.revision}) by ${version.author}\n`);
     return ExitCode.ok;
   },

@@ -203,6 +203,42 @@ describe('meshlet on a real Consul agent', () => {
 
     const row = (stdout: string, id: string) => stdout.split('\n').find((l) => l.startsWith(`${id} `)) ?? '';
 
+    it('rules apply warns, without refusing, when a route rule sends traffic to a group no instance serves now', async () => {
+      await registry.register({
+        id: 'shipping-1',
+        service: 'shipping',
+        address: '127.0.0.1',
+        port: app.port,
+        tags: [],
+        metadata: { version: '1.0.0' },
+        health: 'passing',
+      });
+      try {
+        const v1 = [{ group: { version: '1.0.0' }, weight: 100 }];
+        await writeFile(
+          file('shipping.json'),
+          JSON.stringify({
+            service: 'shipping',
+            route: { rules: [{ name: 'to-v2', destinations: [{ group: { version: '2.0.0' }, weight: 100 }], fallback: v1 }], default: v1 },
+          }),
+        );
+        const warning = `warning: route rule "to-v2" sends traffic to group {"version":"2.0.0"}, which has no instance of shipping in consul ${agent.address} now (MESHLET_ROUTE_GROUP_EMPTY)\n`;
+        const dry = await meshlet(['rules', 'apply', file('shipping.json'), ...consul(), '--dry-run']);
+        assert.equal(dry.code, 0, dry.stderr);
+        assert.equal(dry.stderr, warning, 'the v2 group only: the fallback and the default have shipping-1');
+        const applied = await meshlet(['rules', 'apply', file('shipping.json'), ...consul(), '--yes', '--json']);
+        assert.equal(applied.code, 0, applied.stderr);
+        const out = JSON.parse(applied.stdout) as { written: boolean; warnings?: string[] };
+        assert.deepEqual([out.written, out.warnings], [true, [warning.slice('warning: '.length, -1)]]);
+        // A rule directory: no registry is known, no warning.
+        const local = await meshlet(['rules', 'apply', file('shipping.json'), '--dir', join(dir, 'rules'), '--yes']);
+        assert.equal(local.code, 0, local.stderr);
+        assert.equal(local.stderr, '');
+      } finally {
+        await registry.deregister('shipping-1');
+      }
+    });
+
     it('lists services with their instance counts', async () => {
       const r = await meshlet(['services', ...consul()]);
       assert.equal(r.code, 0, r.stderr);

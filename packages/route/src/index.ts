@@ -1,4 +1,5 @@
 export { ConsistentHash, DEFAULT_VIRTUAL_NODES, hashString, MAX_RING_POINTS } from './consistent-hash.js';
+export { type EmptyGroup, emptyGroups } from './empty-groups.js';
 export { DEFAULT_WEIGHT, type Endpoint, instanceWeight, type LoadCounter, MAX_WEIGHT } from './endpoint.js';
 export { createLoadBalancer, InstancePool, type PoolSettings } from './instance-pool.js';
 export { LANE_META_KEY, LANE_TAG } from './lane.js';
