@@ -115,6 +115,24 @@ export interface AdminRetryStatus {
   readonly budgetRefused: Readonly<Record<string, number>>;
 }
 
+/**
+ * One called service's hedging (`breaker.hedge`), from @meshlet/breaker's HedgeStats: the
+ * counters start again when the service's hedge rule changes (a new hedger).
+ */
+export interface AdminHedgeStatus {
+  readonly service: string;
+  /** Calls that could have hedged (idempotent, a delay known). */
+  readonly eligible: number;
+  /** Second attempts sent. */
+  readonly hedges: number;
+  /** Hedged calls the second attempt won. */
+  readonly wins: number;
+  /** Hedges the retry budget refused. */
+  readonly denied: number;
+  /** The delay in force, ms; absent while a percentile policy has too few samples. */
+  readonly delayMs?: number;
+}
+
 /** The adaptive concurrency limit: @meshlet/ratelimit's own stats type (its AdaptiveLimitState and counters). */
 export type AdminAdaptiveStatus = AdaptiveStats;
 
@@ -133,6 +151,8 @@ export interface AdminStatus {
   readonly breakerShadow?: readonly AdminBreakerShadowStatus[];
   /** Called services retried (or whose retries the budget refused), by reason. */
   readonly retries?: readonly AdminRetryStatus[];
+  /** Called services whose rules hedge, and how their hedges fared. */
+  readonly hedges?: readonly AdminHedgeStatus[];
   readonly limiter?: AdminLimiterStatus;
   /** The adaptive limit of each destination called, when `ratelimit.outboundAdaptive` is on. */
   readonly outboundAdaptive?: readonly AdminOutboundAdaptiveStatus[];
@@ -351,6 +371,17 @@ export function publicStatus(s: AdminStatus): AdminStatus {
         service: String(r.service),
         sent: conditionCounts(r.sent),
         budgetRefused: conditionCounts(r.budgetRefused),
+      })),
+    ),
+    ...opt(
+      'hedges',
+      s.hedges?.map((h) => ({
+        service: String(h.service),
+        eligible: num(h.eligible),
+        hedges: num(h.hedges),
+        wins: num(h.wins),
+        denied: num(h.denied),
+        ...opt('delayMs', typeof h.delayMs === 'number' ? h.delayMs : undefined),
       })),
     ),
     ...opt(

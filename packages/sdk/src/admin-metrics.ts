@@ -1,5 +1,5 @@
 import { escapeLabel } from '@meshlet/trace';
-import type { AdminBreakerShadowStatus, AdminOutboundAdaptiveStatus, AdminStatus } from './admin-handler.js';
+import type { AdminBreakerShadowStatus, AdminHedgeStatus, AdminOutboundAdaptiveStatus, AdminStatus } from './admin-handler.js';
 
 /**
  * The admin status as Prometheus metrics: what runs degraded (registry, Redis), rule
@@ -115,6 +115,34 @@ export function renderStatusMetrics(status: AdminStatus): string {
     for (const r of status.retries)
       for (const [reason, n] of Object.entries(r.budgetRefused))
         out.push(`meshlet_retries_budget_refused_total{${labels({ service: r.service, reason })}} ${n}`);
+  }
+
+  if (status.hedges && status.hedges.length > 0) {
+    const hedges = status.hedges;
+    const perService: [string, 'gauge' | 'counter', (h: AdminHedgeStatus) => number | undefined, string][] = [
+      [
+        'meshlet_hedge_eligible_total',
+        'counter',
+        (h) => h.eligible,
+        'Calls that could have hedged (idempotent, a delay known), by called service.',
+      ],
+      ['meshlet_hedges_total', 'counter', (h) => h.hedges, 'Second attempts sent by hedging, by called service.'],
+      ['meshlet_hedge_wins_total', 'counter', (h) => h.wins, 'Hedged calls the second attempt won, by called service.'],
+      ['meshlet_hedges_budget_refused_total', 'counter', (h) => h.denied, 'Hedges the retry budget refused, by called service.'],
+      [
+        'meshlet_hedge_delay_ms',
+        'gauge',
+        (h) => h.delayMs,
+        'The hedge delay in force, ms, by called service (absent while a percentile has too few samples).',
+      ],
+    ];
+    for (const [name, type, value, help] of perService) {
+      family(name, type, help);
+      for (const h of hedges) {
+        const v = value(h);
+        if (v !== undefined) out.push(`${name}{${labels({ service: h.service })}} ${v}`);
+      }
+    }
   }
 
   const limiter = status.limiter;

@@ -1,6 +1,6 @@
 import type { Instance, Registry, ThrottledLogger } from '@meshlet/core';
 import type { Tracing } from '@meshlet/trace';
-import { type AdminAnswer, type AdminBreakerShadowStatus, type AdminStatus, adminAnswers } from './admin-handler.js';
+import { type AdminAnswer, type AdminBreakerShadowStatus, type AdminHedgeStatus, type AdminStatus, adminAnswers } from './admin-handler.js';
 import type { Destinations } from './destinations.js';
 import type { MeshOptions } from './mesh-options.js';
 import type { MeshSettings } from './mesh-settings.js';
@@ -24,6 +24,7 @@ export function meshStatus(
     breakers: destinations.executor.snapshot(),
     breakerShadow: breakerShadowOf(destinations),
     retries: destinations.executor.retryCounts(),
+    hedges: hedgesOf(destinations),
     limiter: own.rateLimiter.stats,
     ...(destinations.outboundLimits ? { outboundAdaptive: destinations.outboundLimits.stats } : {}),
     registry: {
@@ -50,6 +51,24 @@ function breakerShadowOf(destinations: Destinations): AdminBreakerShadowStatus[]
     const s = destinations.executor.shadowStats(service);
     if (s)
       out.push({ service, wouldReject: s.wouldReject, wouldOpen: s.wouldOpen, wouldExclude: s.wouldExclude, wouldTimeOut: s.wouldTimeOut });
+  }
+  return out;
+}
+
+/** How each called service whose rules hedge has hedged (one entry per such service). */
+function hedgesOf(destinations: Destinations): AdminHedgeStatus[] {
+  const out: AdminHedgeStatus[] = [];
+  for (const { service } of destinations.rulesStatus()) {
+    const h = destinations.executor.hedgeStats(service);
+    if (h)
+      out.push({
+        service,
+        eligible: h.eligible,
+        hedges: h.hedges,
+        wins: h.wins,
+        denied: h.denied,
+        ...(h.delayMs !== undefined ? { delayMs: h.delayMs } : {}),
+      });
   }
   return out;
 }

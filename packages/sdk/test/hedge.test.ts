@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger } from '@meshlet/core';
-import { listen } from '@meshlet/core/testing';
+import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { createMesh, type Mesh } from '../src/index.js';
 
 interface Arrival {
@@ -36,6 +36,8 @@ class Arrivals {
   }
 }
 
+const ADMIN_TOKEN = 'a-long-enough-admin-token-0123';
+
 describe('hedged requests through the mesh', () => {
   const registry = new InMemoryRegistry();
   const rules = new InMemoryKvStore();
@@ -59,7 +61,7 @@ describe('hedged requests through the mesh', () => {
         health: 'passing',
       });
     }
-    caller = createMesh({ service: 'shop', registry, rules, clock, logger: new MemoryLogger() });
+    caller = createMesh({ service: 'shop', registry, rules, clock, logger: new MemoryLogger(), admin: { token: ADMIN_TOKEN } });
     await caller.rules.apply(JSON.stringify({ service: 'inventory', breaker: { hedge: { delayMs: 20 } } }), { author: 'test' });
   });
   after(async () => {
@@ -106,5 +108,24 @@ describe('hedged requests through the mesh', () => {
     next.res.end('ok');
     await (await get).text();
     assert.equal(caller.breakers.hedgeStats('inventory')?.eligible, (before?.eligible ?? 0) + 1, 'only the GET was eligible');
+  });
+  it("the admin metrics carry each called service's hedging, as hedgeStats counts it", async () => {
+    const own = await listen(caller.httpHandler((_req, res) => res.end('shop')));
+    servers.push(own);
+    await caller.register({ port: own.port });
+    const stats = caller.breakers.hedgeStats('inventory');
+    assert.ok(stats !== undefined && stats.hedges >= 2, 'the tests above hedged');
+    const res = await globalThis.fetch(`http://127.0.0.1:${own.port}/_meshlet/metrics`, {
+      headers: adminAuthorization(ADMIN_TOKEN, own.port),
+    });
+    const text = await res.text();
+    for (const [family, n] of [
+      ['meshlet_hedge_eligible_total', stats.eligible],
+      ['meshlet_hedges_total', stats.hedges],
+      ['meshlet_hedge_wins_total', stats.wins],
+      ['meshlet_hedges_budget_refused_total', stats.denied],
+      ['meshlet_hedge_delay_ms', 20],
+    ] as const)
+      assert.match(text, new RegExp(`^${family}\\{service="inventory"\\} ${n}$`, 'm'));
   });
 });
