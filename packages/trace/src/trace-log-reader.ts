@@ -44,6 +44,20 @@ export function decodeTraceRequest(line: string): LoggedSpan[] {
   return spansOf(JSON.parse(line) as OtlpTraceRequest);
 }
 
+/**
+ * A span field of the type OTLP gives it. A trace log is input (a file anyone could have
+ * written): a field of another type makes its line a bad one (counted in `badLines`), not
+ * a TypeError in whatever reads the span (a number as a status message stopped `meshlet explain`).
+ */
+function required<T extends 'string' | 'number'>(v: unknown, type: T): T extends 'string' ? string : number {
+  if (typeof v !== type) throw new TypeError(`a span field is not a ${type}`);
+  return v as T extends 'string' ? string : number;
+}
+
+function optional<T extends 'string' | 'number'>(v: unknown, type: T): (T extends 'string' ? string : number) | undefined {
+  return v === undefined || v === null ? undefined : required(v, type);
+}
+
 /** The spans of one ExportTraceServiceRequest, in its object form (parsed OTLP/JSON, or decoded protobuf). */
 function spansOf(req: OtlpTraceRequest): LoggedSpan[] {
   const out: LoggedSpan[] = [];
@@ -52,17 +66,18 @@ function spansOf(req: OtlpTraceRequest): LoggedSpan[] {
     for (const ss of rs.scopeSpans ?? []) {
       for (const s of ss.spans ?? []) {
         const start = BigInt(s.startTimeUnixNano);
+        const message = optional(s.status?.message, 'string');
         out.push({
-          traceId: s.traceId,
-          spanId: s.spanId,
-          parentSpanId: s.parentSpanId || undefined,
-          name: s.name,
-          kind: s.kind,
+          traceId: required(s.traceId, 'string'),
+          spanId: required(s.spanId, 'string'),
+          parentSpanId: optional(s.parentSpanId, 'string') || undefined,
+          name: required(s.name, 'string'),
+          kind: required(s.kind, 'number'),
           service,
           startTimeUnixNano: start,
           durationMs: Number(BigInt(s.endTimeUnixNano) - start) / 1e6,
-          statusCode: s.status?.code ?? 0,
-          ...(s.status?.message ? { statusMessage: s.status.message } : {}),
+          statusCode: optional(s.status?.code, 'number') ?? 0,
+          ...(message ? { statusMessage: message } : {}),
           attributes: record(s.attributes),
         });
       }
