@@ -39,30 +39,29 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   # The package starts a system instance on 6379 where an init system runs; ours is separate.
 fi
 
-if running && redis-cli -p "$port" ping >/dev/null 2>&1; then
+if running && [ "$(timeout 1 redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
   echo "redis://127.0.0.1:$port"
   exit 0
 fi
 
 mkdir -p "$dir"
+rm -f "$dir/redis.log"
 redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes \
   --daemonize yes --pidfile "$pidfile" --dir "$dir" --logfile "$dir/redis.log" \
   --save '' --appendonly no >/dev/null
 
-# The server answering must be the one started here: when someone else bound the port
-# first, ours exits and theirs answers PING (and a later `stop` must not stop theirs).
+# The server answering must be the one started here. When something else holds the port
+# (a Redis or any other listener), ours cannot bind: it logs so and exits before writing
+# its pidfile, and whatever holds the port must not be asked anything (it may never answer).
 for _ in $(seq 1 100); do
-  if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
-    answering="$(redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')"
-    if [ -f "$pidfile" ] && [ "$answering" = "$(cat "$pidfile")" ]; then
-      echo "redis://127.0.0.1:$port"
-      exit 0
-    fi
-    if ! running; then
-      echo "redis.sh: 127.0.0.1:$port is taken by another server (process $answering)" >&2
-      rm -rf "$dir"
-      exit 3
-    fi
+  if grep -q 'Could not create server TCP listening socket' "$dir/redis.log" 2>/dev/null; then
+    echo "redis.sh: 127.0.0.1:$port is taken by another server" >&2
+    rm -rf "$dir"
+    exit 3
+  fi
+  if running && [ "$(timeout 1 redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+    echo "redis://127.0.0.1:$port"
+    exit 0
   fi
   sleep 0.1
 done
