@@ -1,4 +1,5 @@
 import type { Clock } from '@meshlet/core';
+import type { FailureClassifier, Verdict } from './failure-classifier.js';
 import { TimeoutError } from './timeout-error.js';
 
 /**
@@ -131,13 +132,22 @@ export interface Deadline {
  * A deadline timer that fires this late (ms) or later found the event loop held up (a
  * blocked loop, a stalled process): answers that came in meanwhile are still unread in the
  * socket buffers. Its expiry waits for them (DeadlineQueue), and a timeout acted on this
- * late is the loop's, not the instance's (the executor does not count it on the instance
- * breaker).
+ * late is the loop's, not the upstream's (no breaker counts it: breakerVerdict).
  */
 export const LOOP_LATE_MS = 100;
 
 /** A TimeoutError acted on LOOP_LATE_MS or more after its deadline: the loop was late, not (as far as anyone can tell) the instance. */
 export const timedOutByLoop = (err: unknown): boolean => err instanceof TimeoutError && err.lateMs >= LOOP_LATE_MS;
+
+/**
+ * What an attempt's or a call's error says to the breakers, at every level (instance,
+ * service, API, and their shadows): the classifier's verdict, except that a timeout the
+ * loop was late for says nothing of any upstream (the process stalled, not the service).
+ * Only the breakers: such a timeout is still a failure for the retry that follows it.
+ */
+export function breakerVerdict(classifier: FailureClassifier, err: unknown, callerAborted: boolean): Verdict {
+  return timedOutByLoop(err) ? 'ignore' : classifier.error(err, callerAborted);
+}
 
 /**
  * Per-attempt timeouts without a timer per attempt: the deadlines of one timeout value

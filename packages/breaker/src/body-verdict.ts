@@ -1,4 +1,5 @@
 import type { Clock } from '@meshlet/core';
+import { breakerVerdict } from './attempt-signal.js';
 import type { Breaker } from './breaker.js';
 import type { FailureClassifier } from './failure-classifier.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
@@ -58,7 +59,7 @@ export class BodyVerdict {
 
   /** The body failed with `error` after the headers (a reset, a truncated body); the caller's own abort counts nothing. */
   broken(error: unknown): void {
-    const verdict = this.#classifier.error(error, this.#signal?.aborted === true);
+    const verdict = breakerVerdict(this.#classifier, error, this.#signal?.aborted === true);
     if (verdict === 'ignore') this.#told = true;
     else this.#tell(verdict === 'failure');
   }

@@ -15,7 +15,7 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { tellSettled } from './attempt-settled.js';
-import { AttemptAbort, DeadlineSweep, runTimed, TimedAbort, timedOutByLoop } from './attempt-signal.js';
+import { AttemptAbort, breakerVerdict, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { BodyVerdict } from './body-verdict.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -570,7 +570,7 @@ export class CallExecutor {
       done(sh.rules.classifier.response(res.status));
       return res;
     } catch (err) {
-      done(sh.rules.classifier.error(err, call.signal?.aborted === true) === 'failure' ? true : undefined);
+      done(breakerVerdict(sh.rules.classifier, err, call.signal?.aborted === true) === 'failure' ? true : undefined);
       throw err;
     }
   }
@@ -803,34 +803,41 @@ export class CallExecutor {
         } catch (err) {
           if (tell) tellSettled(call, rec, undefined, err);
           const callerAborted = call.signal?.aborted === true;
-          watch?.(sh?.rules.classifier.error(err, callerAborted) === 'failure' ? true : undefined);
           const verdict = classifier.error(err, callerAborted);
-          if (instances !== undefined) {
-            // A timeout the loop was late for (blocked past the deadline) says nothing of the instance.
-            if (verdict === 'ignore' || rec.injected === true || timedOutByLoop(err)) instances.release(id, permit);
-            else {
-              const end = clock.now();
-              instances.record(id, permit, verdict === 'failure', end - t0, end);
-            }
-          }
           // Classified once: for routing (a refused connection) and for the retry below.
           const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
           if (failure === 'not-sent') call.unreachable?.(instance);
-          if (verdict !== 'failure') throw err;
-          const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' || failure === 'stale' ? brokenRetries : retries;
-          if (attempt >= limit) throw err;
-          tried ??= new Set();
-          // A stale kept-alive connection says nothing about its instance: with no untried
-          // instance left, the attempt may go again to one already tried, on a new connection.
-          // Once a call: a new connection cannot meet the idle-close race again, so a second
-          // stale failure is an instance closing what it is sent, not a race.
-          const again = failure === 'stale' && !wentAgain;
-          next = this.#nextForRetry(gov, call, tried, id, failure, again);
-          if (next === undefined) throw err;
-          retryReason = failure;
-          if (again && tried.has(next.id)) {
-            wentAgain = true;
-            fresh = true;
+          try {
+            if (verdict !== 'failure') throw err;
+            const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' || failure === 'stale' ? brokenRetries : retries;
+            if (attempt >= limit) throw err;
+            tried ??= new Set();
+            // A stale kept-alive connection says nothing about its instance: with no untried
+            // instance left, the attempt may go again to one already tried, on a new connection.
+            // Once a call: a new connection cannot meet the idle-close race again, so a second
+            // stale failure is an instance closing what it is sent, not a race.
+            const again = failure === 'stale' && !wentAgain;
+            next = this.#nextForRetry(gov, call, tried, id, failure, again);
+            if (next === undefined) throw err;
+            retryReason = failure;
+            if (again && tried.has(next.id)) {
+              wentAgain = true;
+              fresh = true;
+            }
+          } finally {
+            // Recorded once the retry is decided: an attempt that goes again to its instance on
+            // a new connection leaves the instance's verdict to that attempt (the race was the
+            // connection pool's), at the instance breaker as at its shadow.
+            if (watch !== undefined && sh !== undefined)
+              watch(fresh ? undefined : breakerVerdict(sh.rules.classifier, err, callerAborted) === 'failure' ? true : undefined);
+            if (instances !== undefined) {
+              const counted = breakerVerdict(classifier, err, callerAborted);
+              if (counted === 'ignore' || rec.injected === true || fresh) instances.release(id, permit);
+              else {
+                const end = clock.now();
+                instances.record(id, permit, counted === 'failure', end - t0, end);
+              }
+            }
           }
           await this.#backoff(retry, attempt, call.signal);
           continue;
@@ -875,7 +882,7 @@ export class CallExecutor {
         await this.#backoff(retry, attempt, call.signal);
       }
     } catch (err) {
-      if (gov.classifier.error(err, call.signal?.aborted === true) === 'failure') {
+      if (breakerVerdict(gov.classifier, err, call.signal?.aborted === true) === 'failure') {
         const end = clock.now();
         const ms = end - start;
         sb?.record(sPermit, true, ms, end);

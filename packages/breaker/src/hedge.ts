@@ -1,5 +1,6 @@
 import { type Clock, field, RuleValidationError } from '@meshlet/core';
 import { tellSettled } from './attempt-settled.js';
+import { breakerVerdict } from './attempt-signal.js';
 import { REJECTED } from './breaker.js';
 import type { AttemptRecord, CallResult, GovernedCall } from './call-executor.js';
 import type { FailureClassifier } from './failure-classifier.js';
@@ -194,7 +195,8 @@ export class Hedger {
         const lost = controllers[i]?.signal.aborted === true || signal?.aborted === true;
         if (injected) instances.release(id, permit);
         else if (outcome.ok) instances.record(id, permit, classifier.response(outcome.value.status), clock.now() - (starts[i] as number));
-        else if (lost || classifier.error(outcome.error, call.signal?.aborted === true) === 'ignore') instances.release(id, permit);
+        else if (lost || breakerVerdict(classifier, outcome.error, call.signal?.aborted === true) === 'ignore')
+          instances.release(id, permit);
         else instances.record(id, permit, true, clock.now() - (starts[i] as number));
       };
       const attempt = (instance: I, index: number) => {

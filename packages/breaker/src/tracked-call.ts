@@ -1,4 +1,5 @@
 import type { Clock } from '@meshlet/core';
+import { breakerVerdict } from './attempt-signal.js';
 import { type Breaker, REJECTED } from './breaker.js';
 import type { FailureClassifier } from './failure-classifier.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
@@ -143,7 +144,7 @@ export class TrackedAttempt {
 
   /** The try failed with `error` (a refused connection, …): counted as the executor counts an attempt's error; the caller's own abort counts nothing. */
   failed(error: unknown, callerAborted: boolean, durationMs?: number): void {
-    const verdict = this.#classifier.error(error, callerAborted);
+    const verdict = breakerVerdict(this.#classifier, error, callerAborted);
     if (verdict === 'ignore') this.released();
     else this.#record(verdict === 'failure', durationMs);
   }

@@ -204,6 +204,55 @@ describe('CallExecutor', () => {
     assert.equal(executor.instanceBreakers.forService('orders')?.breaker('a').snapshot().failures, 0);
   });
 
+  for (const { late, counted } of [
+    { late: 0, counted: 1 },
+    { late: LOOP_LATE_MS, counted: 0 },
+  ]) {
+    it(`a timeout the loop was ${late} ms late for counts ${counted} on each of the instance, service and API breakers`, async () => {
+      const manual = new ManualClock();
+      let blocked = 0;
+      const clock = {
+        now: () => manual.now() + blocked,
+        wallNow: () => manual.wallNow() + blocked,
+        setTimeout: manual.setTimeout.bind(manual),
+      };
+      const executor = new CallExecutor({ clock });
+      const never = { consecutiveFailures: 0, minimumCalls: 100 };
+      executor.setRules(
+        'orders',
+        parseBreakerRules(
+          {
+            timeoutMs: 100,
+            rules: [
+              { level: 'instance', ...never },
+              { level: 'service', ...never },
+              { level: 'api', apis: [{ method: 'GET', path: '/x' }], ...never },
+            ],
+          },
+          'breaker',
+        ),
+      );
+      const pending = executor.call<Inst>({
+        service: 'orders',
+        method: 'GET',
+        path: '/x',
+        pick: () => ({ id: 'a' }),
+        send: () => new Promise<Response>(() => {}),
+      });
+      blocked = late;
+      manual.advance(100);
+      await assert.rejects(pending, (e: unknown) => e instanceof TimeoutError && e.lateMs === late);
+      assert.deepEqual(
+        executor.snapshot().map((b) => [b.breaker.level, b.calls, b.failures]),
+        [
+          ['service', counted, counted],
+          ['api', counted, counted],
+          ['instance', counted, counted],
+        ],
+      );
+    });
+  }
+
   describe('a timed attempt whose transport settles on its abort (settlesOnAbort): no race, the same outcomes', () => {
     // The transport hooks the record's abort and rejects with its reason, as the mesh's
     // undici dispatch does; `answer` answers the attempt (undefined: it never does).

@@ -182,6 +182,48 @@ describe('a kept-alive connection closed by the single instance as a request is 
   }
 });
 
+describe("the single instance's breaker, when its kept-alive connections close as requests are written on them", () => {
+  // A rule that would eject the instance at a failure rate of 20% over 5 calls, were it not
+  // the last one: its trips are counted (vetoedTrips) all the same.
+  const RULE = {
+    breaker: { rules: [{ level: 'instance', failureRateThreshold: 20, minimumCalls: 5, window: { type: 'count', size: 100 } }] },
+  };
+  const instanceBreaker = (mesh: Mesh) => mesh.breakers.snapshot().find((b) => b.breaker.instance === 'only');
+
+  it('counts no failure, and no trip, for races the new connection then answered', async () => {
+    const { mesh, server } = await oneInstance('close');
+    await mesh.rules.apply(JSON.stringify({ service: 'single', ...RULE }), { author: 'test' });
+    await mesh.rulesInForce('single');
+    const races = () => server.seen.filter((s) => s.dropped).length;
+    for (let i = 0; i < 40 && races() < 5; i++) assert.equal(await call(mesh, 'fetch', 'GET'), 'ok');
+    assert.equal(races(), 5);
+    const b = instanceBreaker(mesh);
+    assert.deepEqual([b?.state, b?.failures, b?.vetoedTrips, b?.opened], ['closed', 0, 0, 0]);
+    // Every call and its answered attempt counted: the dropped attempts counted nothing.
+    assert.equal(b?.calls, server.seen.length - 5);
+  });
+
+  it('counts the failure of the new connection when it is dropped too: one per call', async () => {
+    const { mesh, server } = await oneInstance('close');
+    await mesh.rules.apply(JSON.stringify({ service: 'single', ...RULE }), { author: 'test' });
+    await mesh.rulesInForce('single');
+    for (let i = 0; i < 8; i++) {
+      server.dropAll = false;
+      while (server.idle === 0) await call(mesh, 'fetch', 'GET');
+      server.dropAll = true;
+      const before = server.seen.length;
+      const failuresBefore = instanceBreaker(mesh)?.failures ?? 0;
+      await failureOf(call(mesh, 'fetch', 'GET'));
+      // undici opened a new connection for it (its kept-alive one was not free yet): one broken attempt, counted.
+      if (server.seen[before]?.nth === 0) continue;
+      assert.equal(server.seen.length - before, 2, 'the kept-alive connection, then a new one');
+      assert.equal((instanceBreaker(mesh)?.failures ?? 0) - failuresBefore, 1);
+      return;
+    }
+    assert.fail(`no call was written on a kept-alive connection: ${JSON.stringify(server.seen)}`);
+  });
+});
+
 describe('the attempt that went again after a stale connection', () => {
   it('says why on its span (io.meshlet.retry) and is counted in meshlet_retries_total', async () => {
     const server = new RacingServer('close');
