@@ -248,8 +248,10 @@ class DeadlineQueue {
         // phase (setImmediate) after that: expire then, the attempts they answered settled.
         // A real immediate whatever the clock: it waits for the real loop's I/O (a
         // ManualClock fires on time, never this late). Still armed: a push arms nothing.
+        // Ref'd: an unref'd immediate lets the poll phase block until the loop's next other
+        // event (seconds, in a quiet process); this one holds the loop for one turn only.
         this.#waited = true;
-        setImmediate(this.#fire).unref();
+        setImmediate(this.#fire);
         return;
       }
     }
