@@ -26,6 +26,8 @@ export class FileKvStore implements KvStore {
   readonly #clock: Clock;
   readonly #staleLockMs: number;
   readonly #lockRetries: number;
+  /** The lock file this store last found held, and how old it was then (see #tookOverStale). */
+  #held: { readonly ino: number; readonly mtimeMs: number; readonly since: number; readonly ageThen: number } | undefined;
   readonly #watchers = new Set<{ prefix: string; listener: (entries: readonly KvEntry[]) => void; signature: string }>();
   #fsWatcher: FSWatcher | undefined;
   #pending: NodeJS.Timeout | undefined;
@@ -115,8 +117,8 @@ export class FileKvStore implements KvStore {
    * Takes the lock file (exclusive create), runs `write`, removes the lock. A lock held by
    * another writer is waited on, FILE_KV_LOCK_RETRY_MS at a time, `lockRetries` times, then
    * refused (FileKvLockedError); one older than `staleLockMs` is a crashed writer's and is
-   * taken over, so a crash does not lock the store for good. The waits are on the store's
-   * clock; a lock's age is not (see #tookOverStale).
+   * taken over, so a crash does not lock the store for good. The waits and a lock's age
+   * are on the store's clock (see #tookOverStale).
    */
   async #locked<T>(write: () => Promise<T>): Promise<T> {
     await mkdir(this.#dir, { recursive: true });
@@ -146,13 +148,18 @@ export class FileKvStore implements KvStore {
   }
 
   /**
-   * Moves a stale lock aside and removes it. Its age is wall-clock time, Date.now() against
-   * the file's modification time, not the store's clock: the lock is shared by every
-   * process on the directory and the file system stamps it with the wall clock, which they
-   * all read alike (a ManualClock at 0 would find no lock stale, one ahead of the wall
-   * clock a live writer's). The move is checked against the file found stale (same inode
-   * and modification time: a fresh lock may reuse a freed inode); a fresh lock moved aside
-   * is put back (restoreLock), never over a lock created since.
+   * Moves a stale lock aside and removes it. A lock's age when this store first finds it
+   * held is its file's: the store clock's wall time against the modification time, the only
+   * age a file another process made has (every process on the directory reads the wall
+   * clock alike; none can read another's monotonic clock). From then on the store's
+   * monotonic clock adds the time it has watched the same file, which a step of the wall
+   * clock does not move: the age first read is held within [0, staleLockMs], and a lock is
+   * stale only once watched FILE_KV_STALE_LOCK_WATCH_MS too. So a step forward cannot make
+   * a live writer's lock (held for milliseconds) stale, and a step back delays a crashed
+   * writer's by staleLockMs of watching at most, not by the step. The move is checked
+   * against the file found stale (same inode and modification time: a fresh lock may reuse
+   * a freed inode); a fresh lock moved aside is put back (restoreLock), never over a lock
+   * created since.
    */
   async #tookOverStale(token: string): Promise<boolean> {
     let found: Stats;
@@ -162,7 +169,14 @@ export class FileKvStore implements KvStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true; // released: try again now
       throw err;
     }
-    if (Date.now() - found.mtimeMs < this.#staleLockMs) return false;
+    const now = this.#clock.now();
+    let held = this.#held;
+    if (held === undefined || held.ino !== found.ino || held.mtimeMs !== found.mtimeMs) {
+      const age = Math.min(Math.max(this.#clock.wallNow() - found.mtimeMs, 0), this.#staleLockMs);
+      held = this.#held = { ino: found.ino, mtimeMs: found.mtimeMs, since: now, ageThen: age };
+    }
+    const watched = now - held.since;
+    if (watched < Math.min(FILE_KV_STALE_LOCK_WATCH_MS, this.#staleLockMs) || held.ageThen + watched < this.#staleLockMs) return false;
     const aside = `${this.#lock}.${token}.stale`;
     try {
       await rename(this.#lock, aside);
@@ -311,6 +325,11 @@ const revisionOf = (mtimeMs: number) => Math.round(mtimeMs * 1000);
 const LOCK_FILE = '.lock';
 /** A lock file older than this is taken to be a crashed writer's, and taken over. */
 export const FILE_KV_STALE_LOCK_MS = 30_000;
+/**
+ * How long a writer watches a held lock (the same file, on its monotonic clock) before it
+ * may take it over, however old the file says it is: longer than a live write holds it.
+ */
+export const FILE_KV_STALE_LOCK_WATCH_MS = 1_000;
 /** How long a writer waits between tries of a held lock. */
 export const FILE_KV_LOCK_RETRY_MS = 10;
 /** How many times a writer tries a held lock again before refusing: 3 s at FILE_KV_LOCK_RETRY_MS. */
@@ -318,9 +337,9 @@ export const FILE_KV_LOCK_RETRIES = 300;
 
 export interface FileKvStoreOptions {
   /**
-   * Waits between tries of a held lock are measured on this clock (default: the system's).
-   * A lock's age is wall-clock time (its file's modification time against Date.now()), as
-   * every process sharing the directory reads it.
+   * Waits between tries of a held lock, and a lock's age, are measured on this clock
+   * (default: the system's): first its file's modification time against `wallNow()`, as
+   * every process sharing the directory reads it, then the time watched on `now()`.
    */
   readonly clock?: Clock;
   /** A lock file older than this (ms) is taken over (default FILE_KV_STALE_LOCK_MS). */

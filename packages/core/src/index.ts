@@ -52,6 +52,7 @@ export {
   FILE_KV_LOCK_RETRIES,
   FILE_KV_LOCK_RETRY_MS,
   FILE_KV_STALE_LOCK_MS,
+  FILE_KV_STALE_LOCK_WATCH_MS,
   FileKvLockedError,
   FileKvStore,
   type FileKvStoreOptions,

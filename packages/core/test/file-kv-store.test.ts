@@ -1,12 +1,22 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { restoreLock } from '../src/file-kv-store.js';
-import { FileKvLockedError, FileKvStore, type KvEntry, ManualClock, MeshletError } from '../src/index.js';
+import {
+  type Clock,
+  FILE_KV_LOCK_RETRY_MS,
+  FILE_KV_STALE_LOCK_WATCH_MS,
+  FileKvLockedError,
+  FileKvStore,
+  type KvEntry,
+  ManualClock,
+  MeshletError,
+} from '../src/index.js';
 
 describe('FileKvStore', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-kv-'));
@@ -174,20 +184,64 @@ describe('FileKvStore', async () => {
     );
   });
 
-  it("judges a lock's age on the wall clock, whatever the store's clock says", async () => {
-    const root = join(dir, 'i');
+  /**
+   * A ManualClock at the wall time whose waits pass at once, a turn of the loop each;
+   * `onWait(n)` runs at the n-th wait, before time moves.
+   */
+  function turningClock(onWait: (n: number) => void = () => {}) {
+    const manual = new ManualClock(Date.now());
+    let waits = 0;
+    const clock: Clock = {
+      now: () => manual.now(),
+      wallNow: () => manual.wallNow(),
+      setTimeout: (fn, ms) => {
+        const cancel = manual.setTimeout(fn, ms);
+        onWait(++waits);
+        setImmediate(() => manual.advance(ms));
+        return cancel;
+      },
+    };
+    return { manual, clock, waits: () => waits };
+  }
+
+  async function heldLock(name: string, holder: string, ageS: number): Promise<string> {
+    const root = join(dir, name);
     await mkdir(root, { recursive: true });
     const lock = join(root, '.lock');
-    await writeFile(lock, 'crashed writer');
-    const minuteAgo = Date.now() / 1000 - 60;
-    await utimes(lock, minuteAgo, minuteAgo);
-    // A ManualClock at 0 put every lock in the future: none was ever stale.
-    assert.equal(await new FileKvStore(root, { clock: new ManualClock(0), lockRetries: 0 }).put('k', 'v'), true);
-    await writeFile(lock, 'live writer');
-    // A clock an hour ahead found a live writer's lock stale and took it.
-    const ahead = new FileKvStore(root, { clock: new ManualClock(Date.now() + 3_600_000), lockRetries: 0 });
-    await assert.rejects(ahead.put('k', 'w'), FileKvLockedError);
-    assert.equal(await readFile(lock, 'utf8'), 'live writer');
+    await writeFile(lock, holder);
+    const stamped = Date.now() / 1000 - ageS;
+    await utimes(lock, stamped, stamped);
+    return root;
+  }
+
+  it(`takes over a lock its file says is a minute old once it has watched it ${FILE_KV_STALE_LOCK_WATCH_MS} ms on the store's clock`, async () => {
+    const root = await heldLock('i', 'crashed writer', 60);
+    const { clock, waits } = turningClock();
+    assert.equal(await new FileKvStore(root, { clock }).put('k', 'v'), true);
+    assert.equal(waits() * FILE_KV_LOCK_RETRY_MS, FILE_KV_STALE_LOCK_WATCH_MS);
+  });
+
+  it('does not take the lock of a live writer whose file looks an hour old (the wall clock stepped forward), if it is released within the watch', async () => {
+    const root = await heldLock('i2', 'live writer', 3_600);
+    const lock = join(root, '.lock');
+    let atRelease: string | undefined;
+    // The live writer finishes at the 50th wait (500 ms): its lock was never taken.
+    const { clock, waits } = turningClock((n) => {
+      if (n !== 50) return;
+      atRelease = readFileSync(lock, 'utf8');
+      unlinkSync(lock);
+    });
+    assert.equal(await new FileKvStore(root, { clock }).put('k', 'v'), true);
+    assert.deepEqual([atRelease, waits()], ['live writer', 50]);
+  });
+
+  it("takes over a crashed writer's lock after staleLockMs of watching when the wall clock stepped back past it", async () => {
+    const root = await heldLock('i3', 'crashed writer', 60);
+    const { manual, clock, waits } = turningClock();
+    // An hour back: the file's stamp is in the store's future, its age 0 when first seen.
+    manual.stepWall(-3_600_000);
+    assert.equal(await new FileKvStore(root, { clock, staleLockMs: 2_000, lockRetries: 1_000 }).put('k', 'v'), true);
+    assert.equal(waits() * FILE_KV_LOCK_RETRY_MS, 2_000);
   });
 
   it('puts a lock moved aside back only where no lock was made since', async () => {
