@@ -108,7 +108,8 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
-let lastTracing: Tracing | undefined;
+/** Every Tracing created and not shut down, oldest first. */
+const liveTracings: Tracing[] = [];
 
 /**
  * What `@Traced()` records through when not given a Tracing: the one serving the current
@@ -116,7 +117,7 @@ let lastTracing: Tracing | undefined;
  * recently created in this process (and not shut down).
  */
 export function defaultTracing(): Tracing | undefined {
-  return (activeContext().getValue(TRACING_KEY) as Tracing | undefined) ?? lastTracing;
+  return (activeContext().getValue(TRACING_KEY) as Tracing | undefined) ?? liveTracings.at(-1);
 }
 
 /** Creates tracing for a service. Invalid options throw MeshletError `MESHLET_BAD_OPTION`. */
@@ -233,11 +234,13 @@ export function createTracing(options: TracingOptions): Tracing {
     forceFlush: () => provider.forceFlush(),
     shutdown() {
       closing ??= provider.shutdown().finally(() => {
-        if (lastTracing === tracing) lastTracing = undefined;
+        // The one created before it takes over, if still live.
+        const i = liveTracings.indexOf(tracing);
+        if (i !== -1) liveTracings.splice(i, 1);
       });
       return closing;
     },
   };
-  lastTracing = tracing;
+  liveTracings.push(tracing);
   return tracing;
 }
