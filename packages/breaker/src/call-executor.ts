@@ -495,7 +495,8 @@ export class CallExecutor {
 
   /** Retries of every called service that had one (sent or refused), by reason, since it was first called. */
   retryCounts(): RetryCountsSnapshot[] {
-    return [...this.#retryCounts.values()].map((c) => c.snapshot);
+    // A gRPC stream's tracked call holds its service's counts from the start, retried or not.
+    return [...this.#retryCounts.values()].filter((c) => c.any).map((c) => c.snapshot);
   }
 
   #retriesOf(service: string): RetryCounts {

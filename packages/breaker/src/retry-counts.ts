@@ -69,6 +69,11 @@ export class RetryCounts {
     });
   }
 
+  /** Whether a retry was sent or refused yet. */
+  get any(): boolean {
+    return this.#sent.size > 0 || this.#refused.size > 0;
+  }
+
   get snapshot(): RetryCountsSnapshot {
     return { service: this.service, sent: Object.fromEntries(this.#sent), budgetRefused: Object.fromEntries(this.#refused) };
   }

@@ -112,4 +112,10 @@ describe('retry counts', () => {
     assert.deepEqual([tracked[0]?.retry('not-sent'), tracked[1]?.retry('not-sent')], [true, false], '50% of 2 calls: one retry');
     assert.deepEqual(executor.retryCounts(), [{ service: 'orders', sent: { 'not-sent': 1 }, budgetRefused: { 'not-sent': 1 } }]);
   });
+
+  it('a gRPC stream tracked and never retried lists no retry counts for its service', () => {
+    const executor = new CallExecutor({ clock: new ManualClock() });
+    executor.track('orders', true);
+    assert.deepEqual(executor.retryCounts(), []);
+  });
 });
