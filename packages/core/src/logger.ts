@@ -1,3 +1,5 @@
+import { type ThrottledLoggerOptions, throttledLogger } from './throttled-logger.js';
+
 export type LogFields = Readonly<Record<string, unknown>>;
 
 /** Logging as a port: plug in pino, winston or anything with these four methods. */
@@ -61,12 +63,19 @@ export const adoptsLogger = (component: unknown): component is AdoptsLogger =>
 /**
  * A component's logger: `own` when one was given at construction (never replaced), else
  * `fallback` until a logger is adopted, then the last one adopted.
+ *
+ * `throttle` names the codes the component can log once per answer or entry (anyone who can
+ * write to Consul decides how often): written to `own` or `fallback` at most once per code
+ * per interval (throttledLogger). Entries go to an adopted logger, the mesh's, unthrottled:
+ * it throttles these codes itself (they are in PER_REQUEST_CODES) after counting each in
+ * `meshlet_conditions_total`, which a throttle here would undercount.
  */
 export class AdoptableLogger implements Logger, AdoptsLogger {
   #to: Logger;
   readonly #own: boolean;
-  constructor(own: Logger | undefined, fallback: Logger) {
-    this.#to = own ?? fallback;
+  constructor(own: Logger | undefined, fallback: Logger, throttle?: ThrottledLoggerOptions) {
+    const given = own ?? fallback;
+    this.#to = throttle === undefined ? given : throttledLogger(given, throttle);
     this.#own = own !== undefined;
   }
   adoptLogger(logger: Logger): void {

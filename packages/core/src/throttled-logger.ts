@@ -41,6 +41,13 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_TOO_MANY_DESTINATIONS',
   // grpc-js's own log lines (@meshlet/grpc routes them here): a refused metadata value is one per call.
   'MESHLET_GRPC_LOG',
+  // A Consul answer refused or corrected (@meshlet/registry's ConsulClient): one per answer,
+  // and a proxy or a broken agent can make every answer one.
+  'MESHLET_CONSUL_BAD_INDEX',
+  'MESHLET_CONSUL_BAD_ANSWER',
+  'MESHLET_CONSUL_ANSWER_TOO_LARGE',
+  // A catalog entry that cannot be called, left out: anyone who can register decides how many.
+  'MESHLET_REGISTRY_BAD_INSTANCE',
 ];
 
 /** Default interval between two lines of one per-request code. */

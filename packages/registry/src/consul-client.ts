@@ -51,7 +51,9 @@ export interface ConsulClientOptions {
   /**
    * Where answers this client refused or corrected are logged (codes
    * `MESHLET_CONSUL_BAD_INDEX`, `MESHLET_CONSUL_BAD_ANSWER`, `MESHLET_CONSUL_ANSWER_TOO_LARGE`;
-   * each at most once a minute, with a count). Default: warnings to the console.
+   * each at most once a minute, with a count). Default: warnings to the console, until a
+   * mesh given this client's registry or store adopts it: then the mesh's logger, which
+   * counts each in `meshlet_conditions_total`.
    */
   readonly logger?: Logger;
 }
@@ -119,8 +121,12 @@ export class ConsulClient {
   readonly #fetch: typeof globalThis.fetch;
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
+  /** Counts every answer refused or corrected (`answerProblems`), and writes each to #logTo. */
   readonly #log: ThrottledLogger;
-  /** Where #log writes: `logger`, else the console until a mesh's logger is adopted. */
+  /**
+   * Where #log writes: `logger`, else the console, each at most once a minute per code;
+   * once a mesh's logger is adopted, that, which counts each answer and throttles them itself.
+   */
   readonly #logTo: AdoptableLogger;
 
   constructor(options: ConsulClientOptions = {}) {
@@ -131,20 +137,20 @@ export class ConsulClient {
     this.#fetch = options.fetch ?? (tls && this.address.startsWith('https:') ? fetchOverTls(tls) : globalThis.fetch);
     this.#timeoutMs = options.timeoutMs ?? 5_000;
     this.#maxBodyBytes = wholeNumberOption(options.maxBodyBytes, 'maxBodyBytes', 1, 2 ** 31, CONSUL_MAX_BODY_BYTES);
-    this.#logTo = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-consul'));
-    this.#log = throttledLogger(this.#logTo, { codes: ANSWER_CODES });
+    this.#logTo = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-consul'), { codes: ANSWER_CODES });
+    this.#log = throttledLogger(this.#logTo, { codes: [] });
     this.probe = new AgentProbe({ check: (signal) => this.checkLeader(signal) });
+  }
+
+  /** Logs through `logger` from now on, when this client was built without one (AdoptsLogger). */
+  adoptLogger(logger: Logger): void {
+    this.#logTo.adoptLogger(logger);
   }
 
   /**
    * Answers refused or corrected since start, per code (`MESHLET_CONSUL_BAD_INDEX`,
    * `MESHLET_CONSUL_BAD_ANSWER`, `MESHLET_CONSUL_ANSWER_TOO_LARGE`), logged or not.
    */
-  /** Logs through `logger` from now on, when this client was built without one (AdoptsLogger). */
-  adoptLogger(logger: Logger): void {
-    this.#logTo.adoptLogger(logger);
-  }
-
   get answerProblems(): ReadonlyMap<string, number> {
     return this.#log.counts;
   }

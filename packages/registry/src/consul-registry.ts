@@ -20,7 +20,6 @@ import {
   readBoundedFile,
   sleep,
   systemClock,
-  throttledLogger,
   type Unsubscribe,
   urlHost,
 } from '@meshlet/core';
@@ -143,6 +142,11 @@ export interface ConsulRegistryStatus {
 export class ConsulRegistry implements Registry, AdoptsLogger {
   readonly client: ConsulClient;
   readonly #opts: ConsulRegistryOptions;
+  /**
+   * Catalog entries left out (MESHLET_REGISTRY_BAD_INSTANCE): anyone who can register in
+   * Consul decides how many there are, so at most one line a minute (with the count since
+   * the last), by this logger or, once adopted, by the mesh's, which counts each.
+   */
   readonly #logger: AdoptableLogger;
   readonly #services = new Map<string, ServiceWatch>();
   readonly #heartbeats = new Map<string, NodeJS.Timeout>();
@@ -171,17 +175,14 @@ export class ConsulRegistry implements Registry, AdoptsLogger {
   /** Set while a failed re-registration check waits for the agent to answer again. */
   #awaitingAgent = false;
   readonly #closed = new AbortController();
-  /**
-   * The log of catalog entries left out: anyone who can register in Consul decides how many
-   * there are, so at most one line a minute (with the count since the last).
-   */
-  readonly #badInstanceLog: Logger;
 
   constructor(options: ConsulRegistryOptions = {}) {
     this.client = new ConsulClient(options);
     this.#opts = options;
-    this.#logger = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-registry'));
-    this.#badInstanceLog = throttledLogger(this.#logger, { codes: [BAD_INSTANCE], ...(options.clock ? { clock: options.clock } : {}) });
+    this.#logger = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-registry'), {
+      codes: [BAD_INSTANCE],
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
   }
 
   /**
@@ -478,7 +479,7 @@ export class ConsulRegistry implements Registry, AdoptsLogger {
       (id, problem) => {
         bad.add(id);
         if (!watch.badIds.has(id))
-          this.#badInstanceLog.warn('a catalog entry cannot be called: left out', {
+          this.#logger.warn('a catalog entry cannot be called: left out', {
             code: BAD_INSTANCE,
             service,
             instanceId: id.slice(0, 200),

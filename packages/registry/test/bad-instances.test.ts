@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { type Instance, ManualClock, MemoryLogger } from '@meshlet/core';
+import { type Instance, ManualClock, MemoryLogger, throttledLogger } from '@meshlet/core';
 import { ConsulRegistry, callableInstances, type HealthEntry } from '../src/index.js';
 
 let dir = '';
@@ -176,6 +176,21 @@ it('thousands of bad entries: one line a minute, counting the new ones; one seen
   assert.equal(lines[1]?.fields?.count, 5_000);
   assert.equal(lines[1]?.fields?.instanceId, 'bad-new');
   hold();
+  await registry.close();
+});
+
+it("built without a logger, adopted by a mesh: the mesh's logger counts every entry left out and writes one line a minute", async () => {
+  const a = agent();
+  const registry = new ConsulRegistry({ fetch: a.fetchVia });
+  // What a mesh adopts: its logger, counting every coded entry (meshlet_conditions_total).
+  const written = new MemoryLogger();
+  const mesh = throttledLogger(written, { clock: new ManualClock() });
+  registry.adoptLogger(mesh);
+  const bad = Array.from({ length: 50 }, (_, i) => entry('shop', `bad-${i}`, '10.0.0.1', 0));
+  a.answer('shop', [entry('shop', 'good', '10.0.0.1', 8080), ...bad]);
+  assert.equal((await registry.healthyInstances('shop')).length, 1);
+  assert.equal(mesh.counts.get('MESHLET_REGISTRY_BAD_INSTANCE'), 50);
+  assert.equal(badCodes(written).length, 1);
   await registry.close();
 });
 

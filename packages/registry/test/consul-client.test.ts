@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { type Instance, type KvEntry, type LogFields, MemoryLogger } from '@meshlet/core';
+import { type Instance, type KvEntry, type LogFields, MemoryLogger, throttledLogger } from '@meshlet/core';
 import {
   CONSUL_MAX_BODY_BYTES,
   ConsulAnswerTooLargeError,
@@ -80,6 +80,19 @@ describe('ConsulClient: X-Consul-Index', () => {
     assert.equal(client.answerProblems.get('MESHLET_CONSUL_BAD_INDEX'), values.length);
     assert.deepEqual(codes(logger), ['MESHLET_CONSUL_BAD_INDEX']);
     assert.equal(logger.entries[0]?.fields?.value, '"abc"');
+  });
+
+  it("built without a logger, adopted by a mesh: the mesh's logger counts every bad index and writes one line", async () => {
+    const { fetch } = scripted(() => json([], 'not-a-number'));
+    const client = new ConsulClient({ fetch });
+    // What a mesh adopts: its logger, counting every coded entry (meshlet_conditions_total).
+    const written = new MemoryLogger();
+    const mesh = throttledLogger(written);
+    client.adoptLogger(mesh);
+    for (let n = 0; n < 7; n++) await client.request('GET', '/v1/kv/a?index=0');
+    assert.equal(client.answerProblems.get('MESHLET_CONSUL_BAD_INDEX'), 7);
+    assert.equal(mesh.counts.get('MESHLET_CONSUL_BAD_INDEX'), 7, 'each answer reaches the mesh, not one a minute');
+    assert.deepEqual(codes(written), ['MESHLET_CONSUL_BAD_INDEX'], 'the mesh throttles the lines');
   });
 
   it('a whole number is read as it is, and no header is 0 without a word', async () => {
