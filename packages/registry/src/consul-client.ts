@@ -104,6 +104,11 @@ export interface ConsulResponse<T> {
   /** X-Consul-Index: the blocking-query index of this answer. */
   readonly index: number;
   readonly status: number;
+  /**
+   * True when Consul left out results the token may not read
+   * (`X-Consul-Results-Filtered-By-ACLs`): the answer is what the token sees, not all there is.
+   */
+  readonly filteredByAcls?: boolean;
 }
 
 /**
@@ -212,7 +217,8 @@ export class ConsulClient {
     if (!res.ok && !opts.accept?.includes(res.status)) {
       throw new ConsulError(`${what}: HTTP ${res.status}: ${text.trim().slice(0, 300)}`, res.status);
     }
-    if (opts.raw) return { body: text as T, index, status: res.status };
+    const filtered = res.headers.get('x-consul-results-filtered-by-acls') === 'true' ? { filteredByAcls: true } : {};
+    if (opts.raw) return { body: text as T, index, status: res.status, ...filtered };
     let body: unknown;
     try {
       body = text.length ? JSON.parse(text) : undefined;
@@ -224,7 +230,7 @@ export class ConsulClient {
       throw this.#refused(
         new ConsulBadAnswerError(`${what}: the answer is ${describe(body)}, not ${shape === 'list' ? 'a list' : 'an object'}`, res.status),
       );
-    return { body: body as T, index, status: res.status };
+    return { body: body as T, index, status: res.status, ...filtered };
   }
 
   /**
