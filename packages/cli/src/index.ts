@@ -15,7 +15,7 @@ export type { Command, CommandContext } from './command.js';
 export { ExitCode, type ExitCodeValue } from './exit-code.js';
 export { type ExplainedHop, explainFromLogs, explainTrace } from './explain-command.js';
 export { type KvTarget, type KvTargetOptions, kvTarget } from './kv-target.js';
-export { ConsulRegistryView, type LeftOut, type RegistryView, SnapshotRegistryView } from './registry-view.js';
+export { ConsulRegistryView, type InstanceReadings, type LeftOut, type RegistryView, SnapshotRegistryView } from './registry-view.js';
 export { type CheckedDocument, type CheckOptions, checkRuleDocument, SCHEMA_UNAVAILABLE } from './rule-check.js';
 export { type CheckedRuleKind, NO_RULE_KINDS, type RuleKindsSource } from './rule-kinds.js';
 export { Slots } from './slots.js';

@@ -19,6 +19,16 @@ export interface RegistryView {
 /** Where a view tells what it left out: one line per read (the CLI's standard error). */
 export type LeftOut = (line: string) => void;
 
+/** A service's instances from one health query, under each reading of metadata a ConsulRegistry may use. */
+export interface InstanceReadings {
+  /** Metadata from `Meta` alone: ConsulRegistry's default. */
+  readonly meta: readonly Instance[];
+  /** Metadata from `Meta` and `key=value` tags: ConsulRegistry's `metadataInTags` (Spring Cloud Hoxton). */
+  readonly metaAndTags: readonly Instance[];
+  /** Consul left out entries the token may not read (X-Consul-Results-Filtered-By-ACLs). */
+  readonly filteredByAcls: boolean;
+}
+
 /** Consul's catalog and health endpoints, read once (no watches: a command is a snapshot). */
 export class ConsulRegistryView implements RegistryView {
   readonly description: string;
@@ -33,24 +43,39 @@ export class ConsulRegistryView implements RegistryView {
 
   async services(): Promise<readonly string[]> {
     const res = await this.#client.request<Record<string, string[]>>('GET', '/v1/catalog/services', { expect: 'object' });
+    if (res.filteredByAcls) this.#leftOut(`the catalog lists only the services this token may read (${FILTERED_BY_ACLS})`);
     return Object.keys(res.body)
       .filter((n) => n !== 'consul')
       .sort();
   }
 
   async instances(service: string): Promise<readonly Instance[]> {
+    return (await this.readings(service)).meta;
+  }
+
+  /** The instances of `service` under each metadata reading, from one health query, sorted by id. */
+  async readings(service: string): Promise<InstanceReadings> {
     const res = await this.#client.request<HealthEntry[]>('GET', `/v1/health/service/${encodeURIComponent(service)}`, { expect: 'list' });
+    const filteredByAcls = res.filteredByAcls === true;
+    if (filteredByAcls) this.#leftOut(`${service}: only the instances this token may read are shown (${FILTERED_BY_ACLS})`);
     let skipped = 0;
     let first: string | undefined;
-    const out = callableInstances(res.body, (id, problem) => {
+    const meta = callableInstances(res.body, (id, problem) => {
       skipped++;
       first ??= `${id.slice(0, 200)} ${problem.field}: ${problem.reason}`;
     });
     if (skipped > 0)
       this.#leftOut(`${service}: ${skipped} catalog ${skipped === 1 ? 'entry' : 'entries'} routing cannot call, left out (${first})`);
-    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // The same entries are left out under both readings: an address or port, not metadata, makes them uncallable.
+    const metaAndTags = callableInstances(res.body, () => {}, { metadataFromTags: true });
+    return { meta: byId(meta), metaAndTags: byId(metaAndTags), filteredByAcls };
   }
 }
+
+/** The header by which Consul says it left out what the token may not read. */
+const FILTERED_BY_ACLS = 'X-Consul-Results-Filtered-By-ACLs';
+
+const byId = (list: Instance[]) => list.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
 /**
  * A registry snapshot file, as ConsulRegistry's `snapshotFile` writes it

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { RuleConflictError, type RuleHistory, RuleRepository, RuleValidationError, type RuleVersion } from '@meshlet/core';
-import { emptyGroups, parseRouteSection } from '@meshlet/route';
+import { type EmptyGroup, emptyGroups, parseRouteSection } from '@meshlet/route';
 import { CliError, NotFoundError } from './cli-error.js';
 import {
   type Command,
@@ -13,7 +13,7 @@ import {
   stringOption,
 } from './command.js';
 import { ExitCode } from './exit-code.js';
-import { ConsulRegistryView } from './registry-view.js';
+import { ConsulRegistryView, type InstanceReadings } from './registry-view.js';
 import { checkRuleDocument } from './rule-check.js';
 import { printable, renderTable } from './table.js';
 import { canonicalDocument, unifiedDiff } from './text-diff.js';
@@ -215,8 +215,9 @@ export const EMPTY_ROUTE_GROUP_CODE = 'MESHLET_ROUTE_GROUP_EMPTY';
  * Warnings for the groups the document's `route` section (enforced) sends traffic to that no passing
  * instance of its service serves now, read from the registry of the Consul the rules go
  * to. Not a refusal: instances may register after the rules. None when the rules go to a
- * directory (no registry is known) or the registry cannot be read (unreachable, an ACL):
- * the check is a courtesy, never a reason for an apply to fail.
+ * directory (no registry is known) or the registry cannot be read (unreachable, an ACL
+ * refusing the query or filtering its answer): the check is a courtesy, never a reason for
+ * an apply to fail.
  */
 async function emptyGroupWarnings(ctx: CommandContext, service: string, text: string): Promise<string[]> {
   if (stringOption(ctx.values, 'dir') !== undefined) return [];
@@ -234,13 +235,23 @@ async function emptyGroupWarnings(ctx: CommandContext, service: string, text: st
     address: stringOption(ctx.values, 'consul') ?? ctx.io.env.CONSUL_HTTP_ADDR ?? 'http://127.0.0.1:8500',
     token: stringOption(ctx.values, 'token') ?? ctx.io.env.CONSUL_HTTP_TOKEN,
   });
-  let instances: Awaited<ReturnType<ConsulRegistryView['instances']>>;
+  let readings: InstanceReadings;
   try {
-    instances = await view.instances(service);
+    readings = await view.readings(service);
   } catch {
     return [];
   }
-  return emptyGroups(section, instances).map((g) => {
+  // What the token sees is not the registry: an empty answer says nothing of the groups.
+  if (readings.filteredByAcls) return [];
+  // Whether the estate keeps metadata in tags (metadataInTags) is the meshes' setting, not
+  // known here: a group is empty only if empty under both readings.
+  const key = (g: EmptyGroup) => JSON.stringify([g.rule, g.list, g.group]);
+  const emptyWithTags = new Map(emptyGroups(section, readings.metaAndTags).map((g) => [key(g), g]));
+  const empty = emptyGroups(section, readings.meta).flatMap((g) => {
+    const withTags = emptyWithTags.get(key(g));
+    return withTags === undefined ? [] : [{ ...g, registered: Math.max(g.registered, withTags.registered) }];
+  });
+  return empty.map((g) => {
     const where = g.rule === undefined ? 'the default route' : `route rule "${g.rule}"${g.list === 'fallback' ? ' (its fallback)' : ''}`;
     const now = g.registered === 0 ? 'no instance' : `${g.registered} registered, none passing`;
     return printable(

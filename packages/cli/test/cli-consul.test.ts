@@ -239,6 +239,44 @@ describe('meshlet on a real Consul agent', () => {
       }
     });
 
+    it('rules apply does not warn of a group whose instances carry its metadata as key=value tags (metadataInTags)', async () => {
+      // Spring Cloud Hoxton's way: no Meta, the version in a tag. A mesh reading with
+      // metadataInTags routes this group; the CLI does not know whether the meshes do.
+      const put = (path: string, body?: unknown) =>
+        fetch(`${agent.address}${path}`, { method: 'PUT', ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const registered = await put('/v1/agent/service/register', {
+        ID: 'billing-hox',
+        Name: 'billing',
+        Address: '127.0.0.1',
+        Port: app.port,
+        Tags: ['version=2.0.0'],
+      });
+      assert.equal(registered.status, 200);
+      try {
+        await writeFile(
+          file('billing.json'),
+          JSON.stringify({
+            service: 'billing',
+            route: {
+              rules: [
+                { name: 'to-v2', destinations: [{ group: { version: '2.0.0' }, weight: 100 }] },
+                { name: 'to-v3', destinations: [{ group: { version: '3.0.0' }, weight: 100 }] },
+              ],
+            },
+          }),
+        );
+        const dry = await meshlet(['rules', 'apply', file('billing.json'), ...consul(), '--dry-run']);
+        assert.equal(dry.code, 0, dry.stderr);
+        assert.equal(
+          dry.stderr,
+          `warning: route rule "to-v3" sends traffic to group {"version":"3.0.0"}, which has no instance of billing in consul ${agent.address} now (MESHLET_ROUTE_GROUP_EMPTY)\n`,
+          'the v3 group only: v2 is served under the tags reading',
+        );
+      } finally {
+        await put('/v1/agent/service/deregister/billing-hox');
+      }
+    });
+
     it('lists services with their instance counts', async () => {
       const r = await meshlet(['services', ...consul()]);
       assert.equal(r.code, 0, r.stderr);
