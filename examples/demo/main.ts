@@ -127,7 +127,9 @@ async function main(): Promise<void> {
     console.log(`  ${pad(label, 34)} ${parts.join('   ')}`);
   };
 
-  console.log(`\ngray release, ${REQUESTS} requests each from ${USERS} users (Firefox ${Math.ceil(REQUESTS / 10)} requests)`);
+  console.log(
+    `\ngray release: ${USERS} users, ${Math.round(REQUESTS / USERS)} requests each (${REQUESTS} Chrome requests, ${Math.ceil(REQUESTS / 10)} Firefox)`,
+  );
   console.log(`  rule applied as version ${darkVersion?.version}: ${dark.description}`);
   const applied = await gateway?.mesh.rules.apply(JSON.stringify(grayRule), { author: 'demo', reason: 'gray release' });
   // The gateway calls user-service: wait until its watch of the rule store has the rule.
@@ -140,6 +142,9 @@ async function main(): Promise<void> {
   await gateway?.mesh.rulesInForce('user-service');
   console.log(`  rolled back (version ${back?.version} restores ${back?.restored === 0 ? 'no rules' : `version ${back?.restored}`})`);
   show('Chrome, after rollback', await split(CHROME, REQUESTS));
+  console.log(
+    '  so: the rule sent a share of Chrome *users* to v1.21, each user always to one version, Firefox never; the rollback put everyone back on v1.20',
+  );
 
   for (const s of services) await s.stop();
 }
