@@ -135,8 +135,11 @@ export class FileKvStore implements KvStore {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      if (await this.#tookOverStale(token)) continue;
-      if (attempt >= this.#lockRetries) throw new FileKvLockedError(this.#lock, this.#staleLockMs);
+      const stale = await this.#tookOverStale(token);
+      if (stale === true) continue;
+      // A lock old enough to take over is waited for until watched long enough, whatever
+      // lockRetries says: each process's watch starts at zero (a CLI run makes a store).
+      if (stale === false && attempt >= this.#lockRetries) throw new FileKvLockedError(this.#lock, this.#staleLockMs);
       // Kept alive: a script whose only work is this write must not exit while it waits.
       await sleep(this.#clock, FILE_KV_LOCK_RETRY_MS, undefined, { keepAlive: true });
     }
@@ -159,9 +162,9 @@ export class FileKvStore implements KvStore {
    * writer's by staleLockMs of watching at most, not by the step. The move is checked
    * against the file found stale (same inode and modification time: a fresh lock may reuse
    * a freed inode); a fresh lock moved aside is put back (restoreLock), never over a lock
-   * created since.
+   * created since. `'watching'`: stale by its age, not yet watched long enough.
    */
-  async #tookOverStale(token: string): Promise<boolean> {
+  async #tookOverStale(token: string): Promise<boolean | 'watching'> {
     let found: Stats;
     try {
       found = await stat(this.#lock);
@@ -176,7 +179,8 @@ export class FileKvStore implements KvStore {
       held = this.#held = { ino: found.ino, mtimeMs: found.mtimeMs, since: now, ageThen: age };
     }
     const watched = now - held.since;
-    if (watched < Math.min(FILE_KV_STALE_LOCK_WATCH_MS, this.#staleLockMs) || held.ageThen + watched < this.#staleLockMs) return false;
+    if (held.ageThen + watched < this.#staleLockMs) return false;
+    if (watched < Math.min(FILE_KV_STALE_LOCK_WATCH_MS, this.#staleLockMs)) return 'watching';
     const aside = `${this.#lock}.${token}.stale`;
     try {
       await rename(this.#lock, aside);

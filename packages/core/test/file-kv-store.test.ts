@@ -221,6 +221,13 @@ describe('FileKvStore', async () => {
     assert.equal(waits() * FILE_KV_LOCK_RETRY_MS, FILE_KV_STALE_LOCK_WATCH_MS);
   });
 
+  it('takes over a lock its file says is an hour old with lockRetries 0: the watch is waited for, whatever lockRetries says', async () => {
+    const root = await heldLock('i0', 'crashed writer', 3_600);
+    const { clock, waits } = turningClock();
+    assert.equal(await new FileKvStore(root, { clock, lockRetries: 0 }).put('k', 'v'), true);
+    assert.equal(waits() * FILE_KV_LOCK_RETRY_MS, FILE_KV_STALE_LOCK_WATCH_MS);
+  });
+
   it('does not take the lock of a live writer whose file looks an hour old (the wall clock stepped forward), if it is released within the watch', async () => {
     const root = await heldLock('i2', 'live writer', 3_600);
     const lock = join(root, '.lock');
