@@ -96,6 +96,7 @@ export {
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';
+export { NewestLive } from './newest-live.js';
 export {
   badOption,
   decimalNumber,

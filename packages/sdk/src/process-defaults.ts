@@ -1,4 +1,4 @@
-import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
+import { InMemoryKvStore, InMemoryRegistry, NewestLive } from '@meshlet/core';
 import type { Mesh } from './mesh-options.js';
 
 /*
@@ -11,10 +11,10 @@ import type { Mesh } from './mesh-options.js';
  *   use; never closed (they hold no sockets or timers).
  * - The last mesh: the module-level `fetch` (a drop-in for global fetch in code that has no
  *   mesh at hand) sends through the mesh serving the current request, else the mesh
- *   created last. Cleared when that mesh closes.
+ *   created last and still open (core's NewestLive: when it closes, the one before it).
  * - The request context's AsyncLocalStorage lives in @meshlet/core (`context.ts`, one per
  *   process under a global symbol, so two copies of the package share it).
- * - The last tracing created (@meshlet/trace's `defaultTracing()`): what `@Traced()` uses
+ * - The newest tracing not shut down (@meshlet/trace's `defaultTracing()`, a NewestLive too): what `@Traced()` uses
  *   when not given one outside a request (inside one: the tracing serving it), for the
  *   same reason as the last mesh.
  * - Caches of values computed from their keys (parsed origins, RPC names, key objects, a
@@ -36,15 +36,15 @@ export function defaultRuleStore(): InMemoryKvStore {
   return processRules;
 }
 
-let last: Mesh | undefined;
+const meshes = new NewestLive<Mesh>();
 /** The mesh created last in this process and not closed since, for the module-level fetch. */
 export const lastMesh = {
-  get: (): Mesh | undefined => last,
+  get: (): Mesh | undefined => meshes.newest(),
   set(mesh: Mesh): void {
-    last = mesh;
+    meshes.add(mesh);
   },
-  /** Forgets `mesh` if it is the last one (it closed). */
+  /** Forgets `mesh` (it closed): the one created before it, if still open, takes over. */
   forget(mesh: Mesh): void {
-    if (last === mesh) last = undefined;
+    meshes.remove(mesh);
   },
 };

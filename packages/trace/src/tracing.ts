@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Clock, consoleLogger, type Logger, systemClock, throttledLogger } from '@meshlet/core';
+import { type Clock, consoleLogger, type Logger, NewestLive, systemClock, throttledLogger } from '@meshlet/core';
 import type { AttributeValue, Context, MeterProvider, Tracer } from '@opentelemetry/api';
 import type { InstrumentationScope } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -108,8 +108,8 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
-/** Every Tracing created and not shut down, oldest first. */
-const liveTracings: Tracing[] = [];
+/** Every Tracing created and not shut down (held weakly). */
+const liveTracings = new NewestLive<Tracing>();
 
 /**
  * What `@Traced()` records through when not given a Tracing: the one serving the current
@@ -117,7 +117,7 @@ const liveTracings: Tracing[] = [];
  * recently created in this process (and not shut down).
  */
 export function defaultTracing(): Tracing | undefined {
-  return (activeContext().getValue(TRACING_KEY) as Tracing | undefined) ?? liveTracings.at(-1);
+  return (activeContext().getValue(TRACING_KEY) as Tracing | undefined) ?? liveTracings.newest();
 }
 
 /** Creates tracing for a service. Invalid options throw MeshletError `MESHLET_BAD_OPTION`. */
@@ -235,12 +235,11 @@ export function createTracing(options: TracingOptions): Tracing {
     shutdown() {
       closing ??= provider.shutdown().finally(() => {
         // The one created before it takes over, if still live.
-        const i = liveTracings.indexOf(tracing);
-        if (i !== -1) liveTracings.splice(i, 1);
+        liveTracings.remove(tracing);
       });
       return closing;
     },
   };
-  liveTracings.push(tracing);
+  liveTracings.add(tracing);
   return tracing;
 }
