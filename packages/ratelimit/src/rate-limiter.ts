@@ -2,6 +2,7 @@ import {
   type Clock,
   compileConditions,
   DEFAULT_LOG_INTERVAL_MS,
+  type LogFields,
   type Logger,
   type Matcher,
   type RuleFeed,
@@ -225,6 +226,8 @@ interface CompiledTarget {
   readonly path: PathMatcher | undefined;
   readonly when: Matcher | undefined;
   readonly by: readonly string[];
+  /** The fields of its MESHLET_RATELIMIT_TAG_ABSENT line, made once: that code can come with every request. */
+  readonly tagAbsent: LogFields;
   /** This rule's counts, carried over a reload that keeps its name. */
   readonly counts: RuleCounts;
 }
@@ -669,12 +672,7 @@ export class RateLimiter {
    * one for everybody, and this is where it shows.
    */
   #tagAbsent(c: CompiledRule): void {
-    this.#logger.info("request without a usable value of a rate limit rule's `by` tags: counted against its shared bucket", {
-      code: 'MESHLET_RATELIMIT_TAG_ABSENT',
-      service: this.#service,
-      rule: c.rule.name,
-      by: c.by.join(','),
-    });
+    this.#logger.info("request without a usable value of a rate limit rule's `by` tags: counted against its shared bucket", c.tagAbsent);
   }
 
   /** Counts `d` for the service and for each rule: `matched` admitted it, or its `rule` refused it. */
@@ -722,6 +720,7 @@ export class RateLimiter {
       path: rule.api ? parsePathTemplate(rule.api.path, 'api.path') : undefined,
       when: rule.when.length > 0 ? compileConditions(rule.when) : undefined,
       by: rule.by,
+      tagAbsent: Object.freeze({ code: 'MESHLET_RATELIMIT_TAG_ABSENT', service: this.#service, rule: rule.name, by: rule.by.join(',') }),
       counts: old?.counts ?? { allowed: 0, refused: 0, shadowRefused: 0 },
     };
     if (isConcurrencyRule(rule)) {
