@@ -1,14 +1,18 @@
 import { MeshletError } from '@meshlet/core';
 
-/** A config document (YAML or properties) that cannot be parsed. Its previous values stay. */
+/**
+ * A config document (YAML or properties) that cannot be parsed. After start its previous
+ * values stay; at start it fails `createConfig` (`failFast`), or the config starts without it.
+ */
 export class ConfigParseError extends MeshletError {
   static readonly code = 'MESHLET_CONFIG_PARSE';
   /** Where the document came from: a KV key or a file path. */
   readonly source: string;
   readonly reason: string;
 
-  constructor(source: string, reason: string) {
-    super(ConfigParseError.code, `${source}: ${reason}. Fix the document; until then its previous values stay in force.`);
+  /** `outcome`: what becomes of the document's values, for the message. */
+  constructor(source: string, reason: string, outcome = 'Fix the document; until then its previous values stay in force') {
+    super(ConfigParseError.code, `${source}: ${reason}. ${outcome}.`);
     this.source = source;
     this.reason = reason;
   }

@@ -60,8 +60,9 @@ export interface ConfigOptions {
   /** Keys whose values are masked in change events and masked snapshots, besides decrypted ones. */
   readonly secretKeys?: RegExp;
   /**
-   * Fail start when the KV store cannot be read and kept no snapshot of it (default true, as
-   * Spring's failFast). Otherwise start from env and file. A store with a snapshot
+   * Fail start when the KV store cannot be read and kept no snapshot of it, or when a KV
+   * document read at start does not parse (default true, as Spring's failFast). Otherwise
+   * start from env and file, or without that document. A store with a snapshot
    * (`ConsulKvStore`'s `snapshotFile`) starts from it either way.
    */
   readonly failFast?: boolean;
@@ -142,6 +143,8 @@ export async function createConfig(options: ConfigOptions): Promise<Config> {
 export const MASK = '******';
 /** The code logged when an `onChange` listener throws or its promise rejects. */
 const LISTENER_FAILED = 'MESHLET_CONFIG_LISTENER_FAILED';
+/** The code logged when, in `key-value` format, the data key holds a document the format leaves unread. */
+const FORMAT_MISMATCH = 'MESHLET_CONFIG_FORMAT_MISMATCH';
 // `otlp.headers`: an OTLP collector's headers carry its credential (`meshlet.tracing.otlp.headers`).
 /** Keys named in a 'config applied' log line, at most (the line also gives how many changed). */
 const LOGGED_KEYS = 50;
@@ -193,6 +196,8 @@ class LayeredConfig implements Config {
   #revision = 0;
   /** Rounds of #settle started; only the newest applies. */
   #round = 0;
+  /** Until the first read is applied: a document that does not parse then has no previous values. */
+  #starting = true;
   #rejected = 0;
   #decryptFailures = 0;
   #listenerFailures = 0;
@@ -259,6 +264,7 @@ class LayeredConfig implements Config {
       }
     }
     this.#apply();
+    this.#starting = false;
     if (!this.#follow) return;
     for (const prefix of this.#prefixes) {
       this.#unwatch.push(
@@ -420,7 +426,11 @@ class LayeredConfig implements Config {
       if (this.#format === 'key-value') {
         for (const e of byKey.values()) {
           if (e.key.startsWith(context) && !e.key.endsWith('/')) {
-            take(e, (x) => new Map([[x.key.slice(context.length).replaceAll('/', '.'), x.value]]));
+            take(e, (x) => {
+              const key = x.key.slice(context.length).replaceAll('/', '.');
+              if (key === this.#dataKey) this.#warnIfDocument(x);
+              return new Map([[key, x.value]]);
+            });
           }
         }
       } else if (this.#format === 'files') {
@@ -446,19 +456,19 @@ class LayeredConfig implements Config {
     try {
       raw = parse(entry);
     } catch (err) {
-      const error =
-        err instanceof ConfigParseError
-          ? err
-          : new ConfigParseError(entry.key, `invalid document: ${String((err as Error).message).split('\n')[0]}`);
+      const reason = err instanceof ConfigParseError ? err.reason : `invalid document: ${String((err as Error).message).split('\n')[0]}`;
+      // At start there are no previous values to keep: as Spring's failFast, the start fails
+      // (the service would run on settings nobody wrote), or goes on without the document.
+      if (this.#starting && this.#failFast)
+        throw new ConfigParseError(entry.key, reason, 'Fix the document, or pass failFast: false to start without it');
+      const error = this.#starting
+        ? new ConfigParseError(entry.key, reason, 'Fix the document; until then its values are not in force')
+        : new ConfigParseError(entry.key, reason);
       this.#rejected++;
       this.#lastError = { code: error.code, source: entry.key, message: error.message };
-      this.#logger.error('config document rejected; its previous values stay', {
-        code: error.code,
-        key: entry.key,
-        revision: entry.revision,
-        reason: error.reason,
-        inForce: previous?.revision ?? 0,
-      });
+      const fields = { code: error.code, key: entry.key, revision: entry.revision, reason };
+      if (this.#starting) this.#logger.error('config document rejected at start (failFast: false); started without it', fields);
+      else this.#logger.error('config document rejected; its previous values stay', { ...fields, inForce: previous?.revision ?? 0 });
       const kept: DocumentState = { revision: previous?.revision ?? 0, values: previous?.values ?? EMPTY, failedRevision: entry.revision };
       this.#documents.set(entry.key, kept);
       return kept;
@@ -466,6 +476,30 @@ class LayeredConfig implements Config {
     const state: DocumentState = { revision: entry.revision, values: this.#decode(raw, entry.key, previous?.values, true) };
     this.#documents.set(entry.key, state);
     return state;
+  }
+
+  /**
+   * In `key-value` format, a value under the data key (`config/orders/data`) is one property
+   * named `data`. Spring teams keep a YAML or properties document there (Spring Cloud
+   * Consul's `format: YAML`, `data-key: data`); one that holds `meshlet.` keys is said once
+   * per revision (#document parses each revision once), since those keys are otherwise
+   * ignored without a word. Nothing else changes.
+   */
+  #warnIfDocument(entry: KvEntry): void {
+    for (const kind of ['yaml', 'properties'] as const) {
+      let keys: Map<string, string>;
+      try {
+        keys = parseDocument(entry.value, kind, entry.key);
+      } catch {
+        continue;
+      }
+      if (![...keys.keys()].some((k) => k.startsWith('meshlet.'))) continue;
+      this.#logger.warn(
+        `config key holds a ${kind} document with meshlet. keys, read as one property in key-value format: its keys are ignored; set MESHLET_CONFIG_FORMAT=${kind} (createConfig's format: '${kind}')`,
+        { code: FORMAT_MISMATCH, key: entry.key, revision: entry.revision, format: kind },
+      );
+      return;
+    }
   }
 
   /** Decrypts ENC(...) values; one that fails keeps the previous value of that key, if any. `kv`: the document is the KV store's. */

@@ -110,6 +110,36 @@ describe('createConfig: formats', () => {
     config.close();
   });
 
+  it('key-value: a data key holding a YAML or properties document with meshlet. keys is read as it was, and said once per revision, naming the key and MESHLET_CONFIG_FORMAT', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
+    const doc = 'meshlet:\n  version: 1.2.3\n';
+    await kv.put('config/orders/data', doc);
+    await kv.put('config/application/data', 'meshlet.namespace=prod\n');
+    await kv.put('config/orders/feature/data', doc); // not the data key of a context: a property like any
+    await kv.put('config/orders,dev/data', 'plain: yaml without meshlet keys\n');
+    const config = await createConfig(base(kv, { logger }));
+    const hints = () => logger.entries.filter((e) => e.fields?.code === 'MESHLET_CONFIG_FORMAT_MISMATCH');
+    assert.equal(config.get('data'), 'plain: yaml without meshlet keys\n', 'read as before: one property');
+    assert.equal(config.get('meshlet.version'), undefined);
+    assert.deepEqual(
+      hints().map((e) => [e.level, e.fields?.key, e.fields?.format]),
+      [
+        ['warn', 'config/orders/data', 'yaml'],
+        ['warn', 'config/application/data', 'properties'],
+      ],
+    );
+    assert.match(String(hints()[0]?.message), /MESHLET_CONFIG_FORMAT=yaml/);
+
+    await kv.put('config/orders/other', 'x'); // another key changes: not said again
+    assert.equal(config.get('other'), 'x');
+    assert.equal(hints().length, 2);
+    await kv.put('config/orders/data', `${doc}  namespace: dev\n`); // the document changes: said once more
+    assert.equal(hints().length, 3);
+    assert.equal(hints()[2]?.fields?.key, 'config/orders/data');
+    config.close();
+  });
+
   it('files: config/<name>[-profile].yml|.yaml|.properties, with "-" as the profile separator', async () => {
     const kv = new InMemoryKvStore();
     await kv.put('config/application.yml', 'a: app\nb: app\nc: app\n');
@@ -311,12 +341,31 @@ describe('createConfig: hot reload', () => {
     config.close();
   });
 
-  it('a document that is bad from the start contributes nothing, and is applied once fixed', async () => {
+  it('a document that is bad at start fails start (failFast), naming its key and the parse error', async () => {
     const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'meshlet:\n  version: [1.2\n');
+    await assert.rejects(createConfig(base(kv, { format: 'yaml' })), (err: unknown) => {
+      assert.ok(err instanceof ConfigParseError);
+      assert.equal(err.source, 'config/orders/data');
+      assert.match(err.reason, /^invalid YAML: /);
+      assert.match(err.message, /failFast: false to start without it/);
+      assert.doesNotMatch(err.message, /previous values/);
+      return true;
+    });
+  });
+
+  it('with failFast: false, a document that is bad at start contributes nothing, is logged as such, and is applied once fixed', async () => {
+    const kv = new InMemoryKvStore();
+    const logger = new MemoryLogger();
     await kv.put('config/orders/data', 'a=\\uZZZZ');
-    const config = await createConfig(base(kv, { format: 'properties' }));
+    const config = await createConfig(base(kv, { format: 'properties', failFast: false, logger }));
     assert.deepEqual(config.snapshot(), {});
     assert.equal(config.status.rejectedDocuments, 1);
+    const rejected = logger.entries.filter((e) => e.fields?.code === ConfigParseError.code);
+    assert.equal(rejected.length, 1);
+    assert.match(String(rejected[0]?.message), /at start .*started without it/);
+    assert.equal(rejected[0]?.fields?.key, 'config/orders/data');
+    assert.doesNotMatch(String(config.status.lastError?.message), /previous values/);
     const change = nextChange(config);
     await kv.put('config/orders/data', 'a=1');
     assert.deepEqual((await change).changes, [{ key: 'a', oldValue: undefined, newValue: '1', secret: false }]);

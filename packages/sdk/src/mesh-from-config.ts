@@ -49,9 +49,11 @@ export interface MeshFromConfigOptions {
   readonly overrides?: Partial<MeshOptions>;
   readonly logger?: Logger;
   /**
-   * Fail start when Consul KV cannot be read and no snapshot of it was kept (default true,
-   * as `createConfig`'s). With false, such a process starts from the environment and the
-   * local file; with `meshlet.consul.snapshot-dir`, it starts from the snapshot either way.
+   * Fail start when Consul KV cannot be read and no snapshot of it was kept, or when a
+   * config document read at start does not parse (`ConfigParseError` naming its key; default
+   * true, as `createConfig`'s). With false, such a process starts from the environment and
+   * the local file, or without that document (logged); with `meshlet.consul.snapshot-dir`,
+   * an unreadable KV starts from the snapshot either way.
    */
   readonly failFast?: boolean;
 }

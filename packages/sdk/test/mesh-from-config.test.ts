@@ -11,8 +11,16 @@ import { after, before, describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { encryptValue, generateKey } from '@meshlet/config';
-import { InMemoryRegistry, type InstancesListener, ManualClock, MemoryLogger, MeshletError, type Unsubscribe } from '@meshlet/core';
+import { ConfigParseError, encryptValue, generateKey } from '@meshlet/config';
+import {
+  InMemoryKvStore,
+  InMemoryRegistry,
+  type InstancesListener,
+  ManualClock,
+  MemoryLogger,
+  MeshletError,
+  type Unsubscribe,
+} from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { decodeTraceProto } from '@meshlet/trace';
 import { type ConfiguredMesh, createMeshFromConfig, TooManyDestinationsError } from '../src/index.js';
@@ -118,6 +126,31 @@ describe('createMeshFromConfig without Consul', () => {
     });
     try {
       assert.ok(mesh.tracing, 'a decimal with blanks around it is read');
+    } finally {
+      await mesh.close();
+    }
+  });
+
+  it('refuses to start on a KV document that does not parse, naming its key; with failFast: false starts without it and says so', async () => {
+    const kv = new InMemoryKvStore();
+    await kv.put('config/orders/data', 'meshlet:\n  version: [1.2.3\n');
+    const env = { MESHLET_SERVICE: 'orders', MESHLET_CONFIG_FORMAT: 'yaml' };
+    await assert.rejects(createMeshFromConfig({ env, logger: new MemoryLogger(), overrides: { rules: kv } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigParseError);
+      assert.equal(err.source, 'config/orders/data');
+      assert.match(err.message, /^config\/orders\/data: invalid YAML: .*failFast: false/);
+      return true;
+    });
+
+    const logger = new MemoryLogger();
+    const mesh = await createMeshFromConfig({ env, logger, failFast: false, overrides: { rules: kv } });
+    try {
+      assert.equal(mesh.version, '0.0.0', 'the default: the document is not in force');
+      const rejected = logger.entries.filter((e) => e.fields?.code === ConfigParseError.code);
+      assert.deepEqual(
+        rejected.map((e) => [e.message, e.fields?.key]),
+        [['config document rejected at start (failFast: false); started without it', 'config/orders/data']],
+      );
     } finally {
       await mesh.close();
     }
