@@ -44,8 +44,13 @@ async function admin(what: 'status' | 'metrics'): Promise<string> {
 const kvDegraded = async () => (JSON.parse(await admin('status')) as { degraded: Record<string, boolean> }).degraded.kv;
 const logged = (code: string) => logger.entries.filter((e) => e.fields?.code === code).length;
 
-async function waitFor(test: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await test())) await new Promise((r) => setTimeout(r, 20));
+/** Waits for `test`; fails naming `what` if it has not held within 20 s (the blocking query's wait is 1 s here). */
+async function waitFor(test: () => boolean | Promise<boolean>, what = 'the condition'): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (!(await test())) {
+    if (performance.now() > deadline) assert.fail(`${what} did not hold within 20 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 it('degraded.kv and meshlet_degraded{what="kv"} are set while Consul KV is down and cleared when it is back; both codes go through the mesh logger', async () => {
@@ -53,13 +58,13 @@ it('degraded.kv and meshlet_degraded{what="kv"} are set while Consul KV is down 
   assert.match(await admin('metrics'), /^meshlet_degraded\{what="kv"\} 0$/m);
 
   await agent.stop();
-  await waitFor(async () => (await kvDegraded()) === true);
+  await waitFor(async () => (await kvDegraded()) === true, 'degraded.kv true after Consul stopped');
   assert.match(await admin('metrics'), /^meshlet_degraded\{what="kv"\} 1$/m);
   assert.equal(logged('MESHLET_KV_DEGRADED'), 1, "written through the mesh's logger");
   assert.match(await admin('metrics'), /^meshlet_conditions_total\{code="MESHLET_KV_DEGRADED"\} 1$/m);
 
   await agent.restart();
-  await waitFor(async () => (await kvDegraded()) === false);
+  await waitFor(async () => (await kvDegraded()) === false, 'degraded.kv false after Consul restarted');
   assert.match(await admin('metrics'), /^meshlet_degraded\{what="kv"\} 0$/m);
   assert.equal(logged('MESHLET_KV_RECOVERED'), 1);
   assert.match(await admin('metrics'), /^meshlet_conditions_total\{code="MESHLET_KV_RECOVERED"\} 1$/m);
@@ -83,7 +88,7 @@ it('createMeshFromConfig: a config document rejected after start is logged throu
   // Built by createMeshFromConfig before the mesh existed: it logs through the mesh now.
   await kv.put('config/billing/data', 'meshlet: [unclosed\n');
   const rejected = () => given.entries.find((e) => e.level === 'error' && typeof e.fields?.code === 'string');
-  await waitFor(() => rejected() !== undefined);
+  await waitFor(() => rejected() !== undefined, 'the rejected config document logged');
   const code = String(rejected()?.fields?.code);
   const res = await fetch(`http://127.0.0.1:${app.port}/_meshlet/metrics`, { headers: adminAuthorization(TOKEN, app.port) });
   assert.match(await res.text(), new RegExp(`^meshlet_conditions_total\\{code="${code}"\\} 1$`, 'm'));
