@@ -15,7 +15,7 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { tellSettled } from './attempt-settled.js';
-import { AttemptAbort, breakerVerdict, DeadlineSweep, runTimed, TimedAbort } from './attempt-signal.js';
+import { AttemptAbort, breakerVerdict, DeadlineSweep, runTimed, TimedAbort, timedOutByLoop } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { BodyVerdict } from './body-verdict.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -807,8 +807,9 @@ export class CallExecutor {
           const verdict = classifier.error(err, callerAborted);
           // Classified once: for routing (a refused connection) and for the retry below.
           const failure = verdict === 'failure' || call.unreachable !== undefined ? sendFailureOf(err) : 'other';
-          if (failure === 'not-sent') call.unreachable?.(instance);
           try {
+            // Inside the try: the permit is recorded or released whatever this does.
+            if (failure === 'not-sent') call.unreachable?.(instance);
             if (verdict !== 'failure') throw err;
             const limit = failure === 'not-sent' ? notSentRetries : failure === 'broken' || failure === 'stale' ? brokenRetries : retries;
             if (attempt >= limit) throw err;
@@ -832,7 +833,7 @@ export class CallExecutor {
             if (watch !== undefined && sh !== undefined)
               watch(fresh ? undefined : breakerVerdict(sh.rules.classifier, err, callerAborted) === 'failure' ? true : undefined);
             if (instances !== undefined) {
-              const counted = breakerVerdict(classifier, err, callerAborted);
+              const counted = timedOutByLoop(err) ? 'ignore' : verdict;
               if (counted === 'ignore' || rec.injected === true || fresh) instances.release(id, permit);
               else {
                 const end = clock.now();
