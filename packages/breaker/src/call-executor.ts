@@ -309,7 +309,7 @@ export class CallExecutor {
   readonly #shadows = new Map<string, Shadow>();
   readonly #shadowEvents = new BreakerEvents();
   readonly #shadowInstances: InstanceBreakers;
-  /** Retries per called service, by reason (sent, refused by the budget): kept across rule changes. */
+  /** Retries per called service, by reason (sent, refused by the budget): kept across rule changes, dropped with the destination (forget). */
   readonly #retryCounts = new Map<string, RetryCounts>();
   /** The attempts' timeouts: one timer per timeout value, not one per attempt. */
   readonly #sweep: DeadlineSweep;
@@ -493,7 +493,7 @@ export class CallExecutor {
     return this.#services.get(service)?.budget?.stats;
   }
 
-  /** Retries of every called service that had one (sent or refused), by reason, since it was first called. */
+  /** Retries of every called service that had one (sent or refused), by reason, since the destination was last followed. */
   retryCounts(): RetryCountsSnapshot[] {
     // A gRPC stream's tracked call holds its service's counts from the start, retried or not.
     return [...this.#retryCounts.values()].filter((c) => c.any).map((c) => c.snapshot);

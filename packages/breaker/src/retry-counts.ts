@@ -37,7 +37,8 @@ export interface RetryCountsSnapshot {
 
 /**
  * The retries of one called service since the executor first retried it, kept across rule
- * changes (a new budget starts its window afresh; these counters do not): what
+ * changes (a new budget starts its window afresh; these counters do not) and dropped with
+ * the destination when it is released as idle (CallExecutor.forget; they start again): what
  * `meshlet_retries_total` and `meshlet_retries_budget_refused_total` export.
  */
 export class RetryCounts {

@@ -105,7 +105,7 @@ export interface AdminBreakerShadowStatus {
 }
 
 /**
- * One called service's retries since it was first called (@meshlet/breaker's
+ * One called service's retries since the destination was last followed (released when idle, the counts start again) (@meshlet/breaker's
  * RetryCountsSnapshot), by reason (RetryReason: `not-sent`, `broken`, `stale`, `other`,
  * a failed answer's status class `5xx`…, `answer`): those sent, those the retry budget refused.
  */
