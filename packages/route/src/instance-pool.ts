@@ -1,10 +1,10 @@
-import { type Instance, namedIds, type RandomSource, type TagLookup } from '@meshlet/core';
+import { badOption, type Instance, namedIds, type RandomSource, shownValue, type TagLookup } from '@meshlet/core';
 import { ConsistentHash } from './consistent-hash.js';
 import type { Endpoint } from './endpoint.js';
 import { LeastRequests } from './least-requests.js';
 import type { LoadBalancer } from './load-balancer.js';
 import { type Location, localityRank, type Member, type NearbyLevel, nearbyCandidates } from './nearby.js';
-import type { LoadBalancerConfig, NearbyConfig } from './route-rule.js';
+import { LOAD_BALANCERS, type LoadBalancerConfig, type NearbyConfig } from './route-rule.js';
 import { SmoothWeightedRoundRobin } from './smooth-weighted-round-robin.js';
 import { WeightedRandom } from './weighted-random.js';
 
@@ -145,5 +145,11 @@ export function createLoadBalancer(config: LoadBalancerConfig, endpoints: readon
       return new LeastRequests(endpoints, random);
     case 'consistentHash':
       return new ConsistentHash(endpoints, config.hashTag, config.virtualNodes);
+    default: {
+      // A type no parser checked (a Router built directly, a cast): refused, never a pool with no balancer.
+      const unknown: never = config;
+      const type: unknown = (unknown as { type?: unknown }).type;
+      throw badOption('loadBalancer.type', `${shownValue(type)} must be one of ${LOAD_BALANCERS.join(', ')}`);
+    }
   }
 }

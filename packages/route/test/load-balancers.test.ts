@@ -6,6 +6,7 @@ import { MAX_RING_POINTS, ringPointCounts } from '../src/consistent-hash.js';
 import {
   buildSchedule,
   ConsistentHash,
+  createLoadBalancer,
   type Endpoint,
   LeastRequests,
   parseRouteSection,
@@ -264,5 +265,23 @@ describe('consistent hash', () => {
     const first = router.pick('svc', tags({ uid: 'alice' })).id;
     router.setRules('svc', parseRouteSection({ ...section, rules: [] }));
     assert.equal(router.pick('svc', tags({ uid: 'alice' })).id, first);
+  });
+});
+
+describe('createLoadBalancer', () => {
+  it('refuses a type it does not know, naming the types, instead of returning no balancer', () => {
+    // What the case-sensitive "roundRobin" became when a Router was given it unchecked.
+    const config = { type: 'roundrobin' } as unknown as Parameters<typeof createLoadBalancer>[0];
+    assert.throws(
+      () => createLoadBalancer(config, endpoints([1]), Math.random),
+      (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'MESHLET_BAD_OPTION');
+        assert.match(
+          (e as Error).message,
+          /^loadBalancer\.type: "roundrobin" must be one of roundRobin, random, leastRequests, consistentHash$/,
+        );
+        return true;
+      },
+    );
   });
 });

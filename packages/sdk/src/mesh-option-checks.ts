@@ -7,6 +7,7 @@ import {
   type LogLevel,
   onlyOptionKeys,
   optionObject,
+  RuleValidationError,
   shownValue,
   wholeNumber,
   wholeNumberOption,
@@ -14,7 +15,7 @@ import {
 } from '@meshlet/core';
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
-import { checkWarmupOptions } from '@meshlet/route';
+import { checkWarmupOptions, parseRouteSection } from '@meshlet/route';
 import { checkHeaderTags } from './inbound.js';
 import { meshMetadataSource } from './mesh-metadata.js';
 import type { MeshOptions } from './mesh-options.js';
@@ -229,6 +230,13 @@ function checkCallOptions(options: Record<string, unknown>): void {
   if (options.route !== undefined) {
     const route = optionObject(options.route, 'route');
     onlyOptionKeys(route, 'route', ROUTE_KEYS);
+    checkRouteSectionValues(route);
+    if (route.laneTag !== undefined && !(typeof route.laneTag === 'string' && route.laneTag !== '' && route.laneTag.length <= 128))
+      throw badOption('route.laneTag', `${shownValue(route.laneTag)} must be a tag name of 1 to 128 characters`);
+    if (route.random !== undefined && typeof route.random !== 'function')
+      throw badOption('route.random', `${shownValue(route.random)} must be a function returning a number in [0, 1)`);
+    withMethods(route.clock, 'route.clock', ['now', 'setTimeout'], 'a Clock');
+    withMethods(route.logger, 'route.logger', ['debug', 'info', 'warn', 'error'], 'a Logger');
     if (route.panicThresholdPercent !== undefined && !inRange(route.panicThresholdPercent, 0, 100))
       throw badOption('route.panicThresholdPercent', `${shownValue(route.panicThresholdPercent)} must be a number from 0 to 100`);
     if (route.departedGraceMs !== undefined && !inRange(route.departedGraceMs, 0, 3_600_000))
@@ -244,6 +252,23 @@ function checkCallOptions(options: Record<string, unknown>): void {
     throw badOption('callDefaults.retries', `${shownValue(retries)} must be a whole number from 0 to 10`);
   if (outlierDetection !== undefined && outlierDetection !== false && (typeof outlierDetection !== 'object' || outlierDetection === null))
     throw badOption('callDefaults.outlierDetection', 'must be an instance rule, or false to turn ejection off');
+}
+
+/**
+ * `route.loadBalancer` and `route.nearby` are what a rule document's route section holds:
+ * checked by that section's own parser, so the option takes what a rule takes (a balancer
+ * it does not know would leave every service with nothing to route to).
+ */
+function checkRouteSectionValues(route: Record<string, unknown>): void {
+  const section: Record<string, unknown> = {};
+  if (route.loadBalancer !== undefined) section.loadBalancer = route.loadBalancer;
+  if (route.nearby !== undefined) section.nearby = route.nearby;
+  try {
+    parseRouteSection(section, 'route');
+  } catch (err) {
+    if (err instanceof RuleValidationError) throw badOption(err.path, err.reason);
+    throw err;
+  }
 }
 
 function inRange(value: unknown, min: number, max: number): boolean {
