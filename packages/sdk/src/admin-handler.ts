@@ -167,7 +167,7 @@ export interface AdminStatus {
 
 export interface AdminHandlerOptions {
   /**
-   * Required: the operator's admin secret, at least 16 characters. Callers send not it but
+   * Required: the operator's admin secret, at least 16 characters (MIN_ADMIN_TOKEN_LENGTH). Callers send not it but
    * `Authorization: Bearer <core's adminToken(secret, "<address>:<port>")>`, for the address
    * `instance` is registered at.
    */
@@ -176,7 +176,7 @@ export interface AdminHandlerOptions {
    * This process's registration (address, port, metadata): the handler accepts only the token
    * for the address it names (the admin port when ADMIN_META_KEY says `:<port>`), so a token
    * sent to another registration opens nothing here. Undefined (not registered): every
-   * request is refused.
+   * request is answered 503 `MESHLET_ADMIN_NOT_REGISTERED`.
    */
   readonly instance: () => Instance | undefined;
   readonly status: () => AdminStatus | Promise<AdminStatus>;
@@ -200,16 +200,38 @@ export type AdminHandler = (req: IncomingMessage, res: ServerResponse, next?: ()
  */
 export type AdminAnswer = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
 
-/** The admin token is missing or too short to be worth having. */
+/**
+ * The admin token is missing or too short to be worth having. `field` names where it came
+ * from: `admin.token` (createMesh), `meshlet.admin.token (MESHLET_ADMIN_TOKEN)` (createMeshFromConfig).
+ */
 export class AdminTokenError extends MeshletError {
   static readonly code = 'MESHLET_ADMIN_TOKEN';
-  constructor() {
+  readonly field: string;
+  constructor(field = 'admin.token') {
     super(
       AdminTokenError.code,
-      `the admin endpoint needs a token of at least ${MIN_ADMIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 24\`); it is off until given one`,
+      `${field}: the admin endpoint needs a secret of at least ${MIN_ADMIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 24\`); it is off until given one`,
     );
+    this.field = field;
   }
 }
+
+/**
+ * The answers to a caller the endpoint does not serve. Each is the same for every caller and
+ * every token sent, so that none tells a wrong token from another (no oracle), and none
+ * echoes what was sent or the registered address.
+ */
+const UNAUTHORIZED = Object.freeze({
+  error:
+    'unauthorized: send Authorization: Bearer <token>, the token being adminToken(secret, "<address>:<port>") (HMAC-SHA256 in hex, keyed with the admin secret, of the address and port this instance is registered at; never the secret itself); see the sdk README\'s "Admin tokens"',
+  code: 'MESHLET_ADMIN_UNAUTHORIZED',
+});
+// Whether an instance is registered is public (the registry lists it); the token is checked
+// against the registered address, so before there is one no token can be right.
+const NOT_REGISTERED = Object.freeze({
+  error: 'not registered yet: the admin token is checked against the address this instance registers; call mesh.register() or mesh.serve()',
+  code: 'MESHLET_ADMIN_NOT_REGISTERED',
+});
 
 /**
  * The admin endpoint: `GET <path>/status` answers the instance's status as JSON, and
@@ -239,9 +261,8 @@ export function adminAnswers(options: AdminHandlerOptions): AdminAnswer {
   const base = normalizePath(options.path ?? DEFAULT_ADMIN_PATH);
   // The digest of the token for the authority last registered, made again when it changes.
   let expected: { authority: string; digest: Buffer } | undefined;
-  const expectedDigest = (): Buffer | undefined => {
-    const instance = options.instance();
-    const authority = instance && adminEndpoint(instance, base || '/')?.authority;
+  const expectedDigest = (instance: Instance): Buffer | undefined => {
+    const authority = adminEndpoint(instance, base || '/')?.authority;
     if (authority === undefined) return undefined;
     if (expected?.authority !== authority) expected = { authority, digest: digest(adminToken(secret, authority)) };
     return expected.digest;
@@ -254,9 +275,14 @@ export function adminAnswers(options: AdminHandlerOptions): AdminAnswer {
 
   return (req, res, path) => {
     if (path !== at && !path.startsWith(under)) return false;
-    if (!authorized(req.headers.authorization, expectedDigest())) {
+    const instance = options.instance();
+    if (instance === undefined) {
+      send(res, 503, NOT_REGISTERED);
+      return true;
+    }
+    if (!authorized(req.headers.authorization, expectedDigest(instance))) {
       res.setHeader('www-authenticate', 'Bearer realm="meshlet-admin"');
-      send(res, 401, { error: "unauthorized: send Authorization: Bearer <this instance's admin token>" });
+      send(res, 401, UNAUTHORIZED);
       return true;
     }
     if (path !== statusPath && path !== metricsPath) {

@@ -24,6 +24,7 @@ import {
   resourceAttributesProblem,
   type TraceLogFormat,
 } from '@meshlet/trace';
+import { AdminTokenError } from './admin-handler.js';
 import { followIdentityKeys, IDENTITY_KEYS_PREFIX, meshKeysFromConfig } from './identity-keys.js';
 import { createMesh } from './mesh.js';
 import { meshInternals } from './mesh-internals.js';
@@ -320,6 +321,9 @@ const CHECKED_KEYS: readonly (readonly [field: string, key: string])[] = [
  * option field the operator never wrote; a value given in code (`overrides`) keeps its field.
  */
 function configuredError(err: unknown, overrides: Partial<MeshOptions>): unknown {
+  // The one admin refusal not a MESHLET_BAD_OPTION: renamed the same way, its type kept (users catch it).
+  if (err instanceof AdminTokenError && overrides.admin === undefined)
+    return new AdminTokenError(`${ADMIN_TOKEN_KEY} (${envOf(ADMIN_TOKEN_KEY)})`);
   if (!(err instanceof MeshletError) || err.code !== 'MESHLET_BAD_OPTION') return err;
   for (const [pattern, keyPattern] of CHECKED_KEYS) {
     const field = pattern.endsWith('.*') ? mapField(err.message, pattern.slice(0, -1)) : pattern;
@@ -350,6 +354,7 @@ function bad(key: string, message: string): MeshletError {
 }
 
 const LOG_LEVEL_KEY = 'meshlet.log.level';
+const ADMIN_TOKEN_KEY = 'meshlet.admin.token';
 
 /** `meshlet.log.level`: one of LOG_LEVELS; unset when absent or empty; anything else refused naming it. */
 function logLevelOf(config: Config): LogLevel | undefined {
@@ -492,7 +497,7 @@ export function meshOptionsOf(config: Config, service: string, env?: Environment
   // What the platform says of the process (its pod, environment…), read only when tracing is on.
   const resourceAttributes = tracingOn ? resourceAttributesOf(config, env) : undefined;
   const port = numberOf(config, 'meshlet.port');
-  const adminToken = get('meshlet.admin.token');
+  const adminToken = get(ADMIN_TOKEN_KEY);
   const redisUrl = get('meshlet.ratelimit.redis-url');
   const healthPath = get('meshlet.health-path');
   const version = get('meshlet.version');

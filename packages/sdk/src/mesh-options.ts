@@ -143,7 +143,8 @@ export interface MeshOptions {
    */
   readonly inboundTags?: (tags: TagLookup) => Readonly<Record<string, string>> | undefined;
   /**
-   * Mount the admin status endpoint (off unless given). `token` is a secret callers never send:
+   * Mount the admin status endpoint (off unless given). `token` is a secret of at least 16
+   * characters (shorter: AdminTokenError, `MESHLET_ADMIN_TOKEN`) that callers never send:
    * they send core's adminToken(token, "<address>:<port>") for the address this mesh registered at.
    * `path` (default `/_meshlet`; published in the registration) is the request's whole path,
    * compared as the catalog's is (canonical, case kept): under `app.use('/api', mesh.express())`,

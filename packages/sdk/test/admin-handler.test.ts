@@ -200,8 +200,9 @@ describe('admin handler', () => {
     assert.equal(calls, before);
   });
 
-  it('refuses the secret itself, the token of another address and one made with another secret', async () => {
+  it('refuses the secret itself, the token of another address and one made with another secret, all alike', async () => {
     const before = calls;
+    const bodies = new Set<string>();
     for (const token of [
       TOKEN,
       adminToken(TOKEN, '127.0.0.1:1'),
@@ -210,8 +211,16 @@ describe('admin handler', () => {
     ]) {
       const res = await get('/_meshlet/status', { authorization: `Bearer ${token}` });
       assert.equal(res.status, 401, token);
+      bodies.add(await res.text());
     }
     assert.equal(calls, before);
+    // One answer for every wrong token (no oracle): how a token is made, nothing sent echoed.
+    assert.equal(bodies.size, 1);
+    const body = JSON.parse([...bodies][0] as string) as { error: string; code: string };
+    assert.equal(body.code, 'MESHLET_ADMIN_UNAUTHORIZED');
+    assert.ok(body.error.includes('adminToken(secret, "<address>:<port>") (HMAC-SHA256 in hex'), body.error);
+    assert.match(body.error, /"Admin tokens"/);
+    assert.doesNotMatch(body.error, new RegExp(`127\\.0\\.0\\.1|${server.port}`));
   });
 
   it('hides even which admin paths exist from a caller without the token', async () => {
@@ -272,7 +281,10 @@ describe('admin handler', () => {
     assert.throws(() => createAdminHandler({ token: '', status, instance }), AdminTokenError);
     assert.throws(
       () => createAdminHandler({ token: 'short', status, instance }),
-      (err: AdminTokenError) => err.code === 'MESHLET_ADMIN_TOKEN',
+      (err: AdminTokenError) =>
+        err.code === 'MESHLET_ADMIN_TOKEN' &&
+        /^admin\.token: .* at least 16 characters/.test(err.message) &&
+        !err.message.includes('short'),
     );
     assert.throws(() => createAdminHandler({ token: TOKEN, status, instance, path: 'no-slash' }), /must start with "\/"/);
     assert.throws(
@@ -281,14 +293,25 @@ describe('admin handler', () => {
     );
   });
 
-  it('refuses every token while not registered, and takes the admin port from a `:<port>` registration', async () => {
+  it('answers 503 not registered to every caller until registered, and takes the admin port from a `:<port>` registration', async () => {
     let self: Instance | undefined;
     const admin = createAdminHandler({ token: TOKEN, status, instance: () => self });
     const s = await listen((req, res) => admin(req, res));
     try {
       const at = (authority: string) => ({ authorization: `Bearer ${adminToken(TOKEN, authority)}` });
       const url = `http://127.0.0.1:${s.port}/_meshlet/status`;
-      assert.equal((await fetch(url, { headers: at(`127.0.0.1:${s.port}`) })).status, 401);
+      // The right token, a wrong one and none: one answer, which says what to do (not a 401 that blames the token).
+      const answers = new Set<string>();
+      for (const headers of [at(`127.0.0.1:${s.port}`), at('127.0.0.1:1'), {}]) {
+        const res = await fetch(url, { headers });
+        assert.equal(res.status, 503);
+        assert.equal(res.headers.get('www-authenticate'), null);
+        answers.add(await res.text());
+      }
+      assert.equal(answers.size, 1);
+      const body = JSON.parse([...answers][0] as string) as { error: string; code: string };
+      assert.equal(body.code, 'MESHLET_ADMIN_NOT_REGISTERED');
+      assert.match(body.error, /^not registered yet: .*call mesh\.register\(\) or mesh\.serve\(\)$/);
       // Registered with its app on port 1 and this admin server named by `:<port>`.
       self = registered(1, { 'meshlet-admin': `:${s.port}/_meshlet` });
       assert.equal((await fetch(url, { headers: at('127.0.0.1:1') })).status, 401);

@@ -23,7 +23,7 @@ import {
 } from '@meshlet/core';
 import { listen } from '@meshlet/core/testing';
 import { decodeTraceProto } from '@meshlet/trace';
-import { type ConfiguredMesh, createMeshFromConfig, TooManyDestinationsError } from '../src/index.js';
+import { AdminTokenError, type ConfiguredMesh, createMeshFromConfig, type MeshOptions, TooManyDestinationsError } from '../src/index.js';
 import { MESHLET_KEY_MAPS, MESHLET_KEYS } from '../src/mesh-from-config.js';
 import {
   otlpFromOtelEnvironment,
@@ -848,6 +848,31 @@ describe('createMeshFromConfig without Consul', () => {
       [{ MESHLET_DESTINATIONS_MAX: '2.5' }, /^meshlet\.destinations\.max \(MESHLET_DESTINATIONS_MAX\): 2\.5 must be a whole number/],
     ] as const)
       assert.match(await refusal({ MESHLET_SERVICE: 'orders', ...env }), pattern);
+  });
+
+  it('names meshlet.admin.token (MESHLET_ADMIN_TOKEN) when the configured admin secret is too short, admin.token when the option is', async () => {
+    const refusal = async (overrides?: Partial<MeshOptions>) => {
+      let caught: unknown;
+      await createMeshFromConfig({
+        env: { MESHLET_SERVICE: 'orders', MESHLET_ADMIN_TOKEN: 'too-short' },
+        logger: new MemoryLogger(),
+        ...(overrides ? { overrides } : {}),
+      }).then(
+        (mesh) => mesh.close(),
+        (err: unknown) => {
+          caught = err;
+        },
+      );
+      assert.ok(caught instanceof AdminTokenError, 'refused with the admin token error');
+      assert.equal(caught.code, 'MESHLET_ADMIN_TOKEN');
+      assert.equal(caught.message.includes('too-short'), false, 'the secret is not shown');
+      return caught.message;
+    };
+    assert.match(
+      await refusal(),
+      /^meshlet\.admin\.token \(MESHLET_ADMIN_TOKEN\): the admin endpoint needs a secret of at least 16 characters/,
+    );
+    assert.match(await refusal({ admin: { token: 'also-short' } }), /^admin\.token: /);
   });
 
   it('takes an empty Redis URL variable as none (the local limits), as every empty variable is unset', async () => {
