@@ -221,7 +221,7 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
     if (!directory.use(service)) {
-      if (!(await directory.isService(service))) return send(config);
+      if (!(await directory.governs(service))) return send(config);
       await directory.ensure(service);
     }
     const signal = callerSignal(config);

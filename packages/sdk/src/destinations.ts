@@ -108,7 +108,7 @@ export class Destinations {
     this.bulkheads = bulkheads ? new Bulkheads(bulkheads) : undefined;
     this.outboundLimits = outboundAdaptive === undefined ? undefined : new OutboundAdaptiveLimits({ ...outboundAdaptive, clock });
     this.guard = destinationGuard(this.outboundLimits, this.bulkheads);
-    this.directory = new ServiceDirectory(settings.registry, clock, {
+    this.directory = new ServiceDirectory(settings.registry, clock, logger, {
       follow: (service) => this.#follow(service),
       instances: (service, instances, unhealthy) => this.#instances(service, instances, unhealthy),
     });

@@ -51,7 +51,7 @@ export function gotHooks(mesh: Mesh): GotHooks {
       async (options) => {
         if (options.url === undefined) return undefined;
         const url = new URL(String(options.url));
-        if (!directory.use(url.hostname) && !(await directory.isService(url.hostname))) return undefined;
+        if (!directory.use(url.hostname) && !(await directory.governs(url.hostname))) return undefined;
         const headers = new Headers();
         for (const [k, v] of Object.entries(options.headers)) {
           if (v === undefined) continue;

@@ -602,7 +602,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
     const service = url.hostname;
     // After its first call a service is known and followed: no await for either.
     if (!directory.use(service)) {
-      if (!(await directory.isService(service))) return send(input, init);
+      if (!(await directory.governs(service))) return send(input, init);
       await directory.ensure(service);
     }
 

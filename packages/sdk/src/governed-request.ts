@@ -233,7 +233,7 @@ export function governedRequest(deps: GovernedRequestDeps, pipeline: GovernedCal
 
   // The first call to a host: is it a service, and its instances and rules followed.
   const first = async (input: string | URL, options: RequestOptions | undefined, url: UrlParts): Promise<ResponseData> => {
-    if (!(await directory.isService(url.hostname))) return passThrough(input, options) as Promise<ResponseData>;
+    if (!(await directory.governs(url.hostname))) return passThrough(input, options) as Promise<ResponseData>;
     await directory.ensure(url.hostname);
     return governed(url, options);
   };

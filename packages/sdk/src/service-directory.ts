@@ -1,4 +1,4 @@
-import { type Clock, type Instance, type Registry, UnknownServiceError, type Unsubscribe } from '@meshlet/core';
+import { type Clock, type Instance, type Logger, type Registry, UnknownServiceError, type Unsubscribe } from '@meshlet/core';
 
 /** What the directory tells the mesh about a service it follows. */
 export interface DirectoryListener {
@@ -39,16 +39,19 @@ export class ServiceDirectory {
   readonly #registry: Registry;
   readonly #clock: Clock;
   readonly #listener: DirectoryListener;
+  readonly #logger: Logger;
   readonly #known = new Set<string>();
   readonly #followed = new Map<string, Followed>();
   readonly #unsubscribeServices: Unsubscribe;
   #servicesLoaded = false;
   readonly #servicesReady: Promise<void>;
 
-  constructor(registry: Registry, clock: Clock, listener: DirectoryListener) {
+  /** `logger`: the mesh's (throttled, counted), for the calls to a host that is not a service (`governs`). */
+  constructor(registry: Registry, clock: Clock, logger: Logger, listener: DirectoryListener) {
     this.#registry = registry;
     this.#clock = clock;
     this.#listener = listener;
+    this.#logger = logger;
     let markReady!: () => void;
     this.#servicesReady = new Promise((resolve) => {
       markReady = resolve;
@@ -64,6 +67,24 @@ export class ServiceDirectory {
   async isService(name: string): Promise<boolean> {
     if (!this.#servicesLoaded) await this.#servicesReady;
     return this.#known.has(name) || this.#followed.has(name);
+  }
+
+  /**
+   * Whether a call to `host` is governed: isService, what every front end (fetch, request,
+   * axios, got) asks of a host it has not called as a service yet. A single-label host that
+   * is not a service is most likely a misspelt or never registered one, whose call would fail
+   * at DNS with nothing said: `MESHLET_NOT_A_SERVICE` (per request, so throttled and counted).
+   * At warn, the mesh's default level, or the one it is for would not see it; a host DNS does
+   * resolve (a Kubernetes short name) costs one line a minute, and is silenced by its full name.
+   */
+  async governs(host: string): Promise<boolean> {
+    if (await this.isService(host)) return true;
+    if (singleLabel(host))
+      this.#logger.warn('call sent ungoverned, as a plain HTTP call through DNS: its host is not a service in the registry', {
+        code: 'MESHLET_NOT_A_SERVICE',
+        host: host.slice(0, 128),
+      });
+    return false;
   }
 
   /**
@@ -164,4 +185,12 @@ export class ServiceDirectory {
     });
     return entry;
   }
+}
+
+/**
+ * A host of one label, as a service name is: no dot (a URL writes an all-digit host as a
+ * dotted IPv4 address), not an IPv6 address (a `:`), not `localhost`.
+ */
+function singleLabel(host: string): boolean {
+  return host !== '' && host !== 'localhost' && !host.includes('.') && !host.includes(':');
 }

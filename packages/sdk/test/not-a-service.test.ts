@@ -1,0 +1,110 @@
+// A call to a single-label host that is not a service (a misspelt service name, one never
+// registered) went out to DNS and failed as a bare `fetch failed` / ENOTFOUND, nothing
+// logged. Every front end (fetch, request, axios, got) now says so through the mesh's
+// throttled logger, MESHLET_NOT_A_SERVICE, counted; nothing for a service, a host with a
+// dot, an IP address or localhost. The calls here never reach DNS: the ungoverned send is
+// the test's own (fetch, axios's adapter), aborted before it connects (request), or looked up
+// by the test (got).
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { InMemoryKvStore, InMemoryRegistry, ManualClock, MemoryLogger, type ThrottledLogger } from '@meshlet/core';
+import { listen, type TestServer } from '@meshlet/core/testing';
+import axios, { type AxiosAdapter } from 'axios';
+import got from 'got';
+import { axiosAdapter } from '../src/axios.js';
+import { createMesh, gotHooks, type Mesh } from '../src/index.js';
+import { meshInternals } from '../src/mesh-internals.js';
+
+const CODE = 'MESHLET_NOT_A_SERVICE';
+const logger = new MemoryLogger();
+const clock = new ManualClock(1_000_000);
+/** URLs the mesh's fetch sent ungoverned. */
+const sentOut: string[] = [];
+let mesh: Mesh;
+let users: TestServer;
+
+before(async () => {
+  const registry = new InMemoryRegistry();
+  users = await listen((_req, res) => res.end('hi'));
+  await registry.register({
+    id: 'user-svc-1',
+    service: 'user-svc',
+    address: '127.0.0.1',
+    port: users.port,
+    tags: [],
+    metadata: {},
+    health: 'passing',
+  });
+  mesh = createMesh({
+    service: 'gw',
+    registry,
+    rules: new InMemoryKvStore(),
+    logger,
+    clock,
+    // Governed calls (to the instance) sent on; any other recorded and answered here.
+    fetch: async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      if (url.startsWith(`http://127.0.0.1:${users.port}/`)) return globalThis.fetch(input, init);
+      sentOut.push(url);
+      return new Response('outside');
+    },
+  });
+});
+after(async () => {
+  await mesh.close();
+  await users.close();
+});
+
+const lines = () => logger.entries.filter((e) => e.fields?.code === CODE);
+const counted = () => (meshInternals(mesh).logger as ThrottledLogger).counts.get(CODE) ?? 0;
+
+it('says nothing of calls to a service, a host with a dot, an IP address or localhost', async () => {
+  for (let i = 0; i < 2; i++) assert.equal(await (await mesh.fetch('http://user-svc/x')).text(), 'hi');
+  for (const url of [
+    'http://api.example.com/x',
+    'http://127.0.0.1:1/x',
+    'http://[::1]:1/x',
+    'http://localhost:1/x',
+    'http://user-svc.local/x',
+  ])
+    assert.equal(await (await mesh.fetch(url)).text(), 'outside', url);
+  assert.equal(counted(), 0);
+  assert.deepEqual(lines(), []);
+});
+
+it('logs a call to a single-label host that is not a service at warn, naming the host cut, once an interval, counting each', async () => {
+  const res = await mesh.fetch('http://user-svcx/x');
+  assert.equal(await res.text(), 'outside');
+  assert.equal(sentOut.at(-1), 'http://user-svcx/x', 'sent as given, ungoverned');
+  const [line] = lines();
+  assert.equal(line?.level, 'warn');
+  assert.match(line?.message ?? '', /ungoverned.*not a service in the registry/);
+  assert.equal(line?.fields?.host, 'user-svcx');
+  // The message is fixed; the host in its field is cut, whatever length it was given.
+  const long = `h${'x'.repeat(5_000)}`;
+  await mesh.fetch(`http://${long}/x`);
+  clock.advance(60_000);
+  await mesh.fetch(`http://${long}/x`);
+  const written = lines();
+  assert.equal(written.length, 2, 'the second call was counted, not written');
+  assert.equal(written[1]?.fields?.host, long.slice(0, 128));
+  assert.equal(written[1]?.message, line?.message);
+  assert.equal(counted(), 3);
+});
+
+it('is said by mesh.request, axios and got as by mesh.fetch', async () => {
+  const before = counted();
+  // Aborted before it connects: the host is never looked up.
+  await assert.rejects(mesh.request('http://orders-svc/x', { signal: AbortSignal.abort() }));
+  assert.equal(counted(), before + 1, 'mesh.request');
+  const outside: AxiosAdapter = async (config) => ({ data: 'outside', status: 200, statusText: 'OK', headers: {}, config });
+  const client = axios.create({ adapter: axiosAdapter(mesh, { adapter: outside }) });
+  assert.equal((await client.get('http://orders-svc/x')).data, 'outside');
+  assert.equal(counted(), before + 2, 'axios');
+  const hooks = gotHooks(mesh);
+  // The name looked up as 127.0.0.1 by the test, not DNS: got sends it itself, to the server here.
+  const lookup = (_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) =>
+    options.all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4);
+  assert.equal(await got(`http://orders-svc:${users.port}/x`, { hooks, dnsLookup: lookup as never, retry: { limit: 0 } }).text(), 'hi');
+  assert.equal(counted(), before + 3, 'got');
+});
