@@ -20,6 +20,8 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_ROUTE_SHADOW',
   // A request without the tag of a route rule's `stickyBy`: its group drawn at random.
   'MESHLET_ROUTE_STICKY_TAG_ABSENT',
+  // A call whose route rule chose a group with no instance to route to, sent to its fallback or the default route.
+  'MESHLET_ROUTE_GROUP_EMPTY',
   // A failed call not retried because the destination's retry budget was spent: one per call.
   'MESHLET_RETRY_BUDGET',
   'MESHLET_FAULT_SHADOW',

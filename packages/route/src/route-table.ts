@@ -11,6 +11,20 @@ import { stickySalt } from './sticky.js';
 export interface WeightedPools {
   readonly cumulative: readonly number[];
   readonly pools: readonly InstancePool[];
+  /** Each pool's group as rules name it, keys sorted (`{"version":"1.21"}`, `{}` for every instance), cut for spans and logs. */
+  readonly groups: readonly string[];
+}
+
+/** A decision's span attributes (RouteDecision `spanAttributes`). */
+export type RouteSpanAttributes = Readonly<Record<string, string | number>>;
+
+/**
+ * What a rule's decision that left its chosen group for another tells: the span's
+ * attributes, and the fields of its MESHLET_ROUTE_GROUP_EMPTY line.
+ */
+export interface Redirect {
+  readonly spanAttributes: RouteSpanAttributes;
+  readonly logFields: Readonly<Record<string, string | number>>;
 }
 
 export interface CompiledRule {
@@ -21,9 +35,21 @@ export interface CompiledRule {
   /** The rule's `stickyBy` tag, if any, and its salt's hash state (see sticky.ts). */
   readonly stickyBy: string | undefined;
   readonly stickySalt: number;
+  /**
+   * Made on the first decision that needs each, kept with the table (rebuilt on any change),
+   * so a decision allocates nothing: the span attributes of a decision served by destination
+   * group i (`routed[i]`), and of one whose group i had nothing to route to and that went
+   * to the fallback's group j (`redirects[i * width + j]`) or the default route's group k
+   * (`redirects[i * width + fallbacks + k]`), width being fallbacks + defaults.
+   */
+  readonly routed: (RouteSpanAttributes | undefined)[];
+  readonly redirects: (Redirect | undefined)[];
 }
 
 const EVERYTHING: readonly Destination[] = [{ group: {}, weight: 100 }];
+
+/** Longest group name (its selector's JSON) on a span or a log line; 16 keys of 128 characters can be long. */
+const GROUP_NAME_MAX = 256;
 
 /**
  * Everything about routing to one service that depends only on its rules, its instances
@@ -109,29 +135,29 @@ export class RouteTable {
     };
     // One pool per distinct selector, shared by every rule that names it.
     const pools = new Map<string, InstancePool>();
+    const names = new Map<InstancePool, string>();
     const poolFor = (group: GroupSelector): InstancePool => {
       const entries = Object.entries(group).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       const key = JSON.stringify(entries);
       let pool = pools.get(key);
       if (!pool) {
+        const name = JSON.stringify(Object.fromEntries(entries));
         let shortest: readonly Member[] = baseline;
         for (const [k, v] of entries) {
           const list = withValue(k, v);
           if (list.length < shortest.length) shortest = list;
         }
         const members = shortest.filter((m) => entries.every(([k, v]) => m.endpoint.instance.metadata[k] === v));
-        pool = new InstancePool(
-          entries.length === 0 ? 'every instance' : `group ${JSON.stringify(Object.fromEntries(entries))}`,
-          members,
-          settings,
-        );
+        pool = new InstancePool(entries.length === 0 ? 'every instance' : `group ${name}`, members, settings);
         pools.set(key, pool);
+        names.set(pool, name.length > GROUP_NAME_MAX ? `${name.slice(0, GROUP_NAME_MAX)}…` : name);
       }
       return pool;
     };
     const weighted = (list: readonly Destination[]): WeightedPools => {
       let sum = 0;
-      return { cumulative: list.map((d) => (sum += d.weight)), pools: list.map((d) => poolFor(d.group)) };
+      const chosen = list.map((d) => poolFor(d.group));
+      return { cumulative: list.map((d) => (sum += d.weight)), pools: chosen, groups: chosen.map((p) => names.get(p) as string) };
     };
     // Array sort is stable: equal priorities keep document order.
     const sorted = [...(section?.rules ?? [])].sort((a, b) => a.priority - b.priority);
@@ -142,6 +168,8 @@ export class RouteTable {
       fallback: r.fallback ? weighted(r.fallback) : undefined,
       stickyBy: r.stickyBy,
       stickySalt: r.stickyBy === undefined ? 0 : stickySalt(r.name),
+      routed: [],
+      redirects: [],
     }));
     this.ruleIndex = new RuleIndex(sorted.map((r, i) => ({ when: r.when, matches: (this.rules[i] as CompiledRule).matches })));
     this.defaultRoute = weighted(section?.default ?? EVERYTHING);
@@ -162,9 +190,4 @@ export function withinSlice(w: WeightedPools, i: number, r: number): number {
   const lo = i === 0 ? 0 : (w.cumulative[i - 1] as number);
   const width = (w.cumulative[i] as number) - lo;
   return width > 0 ? ((r - lo) / width) * 100 : r;
-}
-
-/** The pool that `r` in [0, 100) falls in. */
-export function choosePool(w: WeightedPools, r: number): InstancePool {
-  return w.pools[chooseIndex(w, r)] as InstancePool;
 }

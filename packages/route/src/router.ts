@@ -20,7 +20,15 @@ import type { InstancePool, PoolSettings } from './instance-pool.js';
 import { LANE_TAG } from './lane.js';
 import { DEFAULT_NEARBY, type Location, type NearbyLevel } from './nearby.js';
 import { DEFAULT_LOAD_BALANCER, type LoadBalancerConfig, type NearbyConfig, type RouteSection, routeRuleKind } from './route-rule.js';
-import { type CompiledRule, chooseIndex, choosePool, RouteTable, withinSlice } from './route-table.js';
+import {
+  type CompiledRule,
+  chooseIndex,
+  type Redirect,
+  type RouteSpanAttributes,
+  RouteTable,
+  type WeightedPools,
+  withinSlice,
+} from './route-table.js';
 import { stickyPoint } from './sticky.js';
 
 export interface RouterOptions {
@@ -374,10 +382,14 @@ export class Router {
     }
     const lookup: TagLookup = table.readsDestination ? (t) => (t === SystemTag.destinationService ? service : tags(t)) : tags;
     const matched = table.rules[table.ruleIndex.first(lookup)];
+    // Only a first attempt's decision tells of an empty group: a retry that tried the
+    // group's every instance, or the walk for an explanation, is not one.
+    const report = tried === undefined && walk === undefined;
+    let chosen = -1;
     if (matched) {
       if (walk) walk.rule = matched.name;
-      const point = this.#pointOf(matched, lookup, service, tried === undefined && walk === undefined);
-      const chosen = chooseIndex(matched.destinations, point);
+      const point = this.#pointOf(matched, lookup, service, report);
+      chosen = chooseIndex(matched.destinations, point);
       const pool = matched.destinations.pools[chosen] as InstancePool;
       if (walk) walk.tried = pool;
       const instance = pickIn(pool, lookup, tried);
@@ -390,17 +402,19 @@ export class Router {
           lane: undefined,
           level: pool.level,
           revision,
-          spanAttributes: pool.spanAttributes,
+          spanAttributes: matched.routed[chosen] ?? routedAttributes(matched, chosen),
         };
       if (matched.fallback) {
         // The same point, its place in the chosen group's slice stretched to [0, 100): a
         // sticky rule's user keeps one place in the fallback while the group is empty (not
         // one drawn per request), and the fallback's weights still hold among the group's
         // users (the point as it is would send a 20% group's users all to the fallback's first 20%).
-        const fallback = choosePool(matched.fallback, withinSlice(matched.destinations, chosen, point));
+        const index = chooseIndex(matched.fallback, withinSlice(matched.destinations, chosen, point));
+        const fallback = matched.fallback.pools[index] as InstancePool;
         if (walk) walk.fallback = fallback;
         const fb = pickIn(fallback, lookup, tried);
-        if (fb)
+        if (fb) {
+          const redirect = this.#redirect(table, matched, chosen, index, report);
           return {
             id: fb.id,
             instance: fb,
@@ -409,11 +423,13 @@ export class Router {
             lane: undefined,
             level: fallback.level,
             revision,
-            spanAttributes: fallback.spanAttributes,
+            spanAttributes: redirect.spanAttributes,
           };
+        }
       }
     }
-    const last = choosePool(table.defaultRoute, this.#random() * 100);
+    const index = chooseIndex(table.defaultRoute, this.#random() * 100);
+    const last = table.defaultRoute.pools[index] as InstancePool;
     if (walk) walk.last = last;
     const instance = pickIn(last, lookup, tried);
     if (instance)
@@ -425,7 +441,9 @@ export class Router {
         lane: undefined,
         level: last.level,
         revision,
-        spanAttributes: last.spanAttributes,
+        spanAttributes: matched
+          ? this.#redirect(table, matched, chosen, (matched.fallback?.pools.length ?? 0) + index, report).spanAttributes
+          : last.spanAttributes,
       };
     return undefined;
   }
@@ -450,6 +468,25 @@ export class Router {
         tag,
       });
     return this.#random() * 100;
+  }
+
+  /**
+   * What a decision that left `rule`'s chosen group (`chosen`, with nothing to route to)
+   * for another tells, `target` indexing the fallback's groups then the default route's:
+   * made once per table. On a first attempt (`report`), logged as a per-request code (the
+   * mesh's logger throttles and counts it): a rule applied in code, or whose group's
+   * instances all left, routes every call elsewhere without a word otherwise.
+   */
+  #redirect(table: RouteTable, rule: CompiledRule, chosen: number, target: number, report: boolean): Redirect {
+    const fallbacks = rule.fallback?.pools.length ?? 0;
+    const at = chosen * (fallbacks + table.defaultRoute.pools.length) + target;
+    let redirect = rule.redirects[at];
+    if (redirect === undefined) {
+      redirect = redirectOf(table, rule, chosen, target);
+      rule.redirects[at] = redirect;
+    }
+    if (report) this.#logger.warn("a route rule's group has no instance to route to: calls go to another group", redirect.logFields);
+    return redirect;
   }
 
   /** Adds the rule a section in shadow mode would have applied; counted and logged (the mesh's logger throttles the code). */
@@ -599,6 +636,46 @@ export class Router {
     }
     return s.table;
   }
+}
+
+/** The span attributes of a decision `rule`'s destination group `chosen` served (kept in `rule.routed`). */
+function routedAttributes(rule: CompiledRule, chosen: number): RouteSpanAttributes {
+  const { destinations, stickyBy } = rule;
+  const attributes: Record<string, string | number> = { 'io.meshlet.route.group': destinations.groups[chosen] as string };
+  if (stickyBy !== undefined) attributes['io.meshlet.route.sticky_by'] = stickyBy;
+  Object.assign(attributes, (destinations.pools[chosen] as InstancePool).spanAttributes);
+  rule.routed[chosen] = attributes;
+  return attributes;
+}
+
+/**
+ * The span attributes and log fields of a decision that left `rule`'s group `chosen` for
+ * its fallback's group `target`, or (past the fallback's groups) the default route's: the
+ * group the rule chose, and `io.meshlet.route.fallback`, where the call went instead
+ * (`fallback:<group>` or `default:<group>`).
+ */
+function redirectOf(table: RouteTable, rule: CompiledRule, chosen: number, target: number): Redirect {
+  const fallbacks = rule.fallback?.pools.length ?? 0;
+  const toFallback = target < fallbacks;
+  const to: WeightedPools = toFallback ? (rule.fallback as WeightedPools) : table.defaultRoute;
+  const index = toFallback ? target : target - fallbacks;
+  const group = rule.destinations.groups[chosen] as string;
+  const empty = rule.destinations.pools[chosen] as InstancePool;
+  const servedBy = `${toFallback ? 'fallback' : 'default'}:${to.groups[index] as string}`;
+  const spanAttributes: Record<string, string | number> = { 'io.meshlet.route.group': group, 'io.meshlet.route.fallback': servedBy };
+  // The fallback's group is found from the sticky point; the default route's is drawn at random.
+  if (rule.stickyBy !== undefined && toFallback) spanAttributes['io.meshlet.route.sticky_by'] = rule.stickyBy;
+  Object.assign(spanAttributes, (to.pools[index] as InstancePool).spanAttributes);
+  const logFields = {
+    code: 'MESHLET_ROUTE_GROUP_EMPTY',
+    service: table.service,
+    rule: rule.name.length > 128 ? `${rule.name.slice(0, 128)}…` : rule.name,
+    group,
+    registered: empty.total,
+    healthy: empty.healthy,
+    to: servedBy,
+  };
+  return { spanAttributes, logFields };
 }
 
 function pickIn(pool: InstancePool, tags: TagLookup, tried: ReadonlySet<string> | undefined): Instance | undefined {

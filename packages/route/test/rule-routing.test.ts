@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Condition, type Instance, NoInstanceError, pathTagValue, seededRandom } from '@meshlet/core';
+import { type Condition, type Instance, MemoryLogger, NoInstanceError, PER_REQUEST_CODES, pathTagValue, seededRandom } from '@meshlet/core';
 import { type Destination, parseRouteSection, Router, type RouteSection } from '../src/index.js';
 import { countBy, instance, tags } from './fixtures.js';
 
@@ -203,6 +203,63 @@ describe('rule routing', () => {
     assert.deepEqual(pickOf(noFallback.decide(SVC, tags())), { via: 'default', rule: 'gray', version: 'v1.20' });
     const emptyFallback = routerWith({ rules: [{ ...rule, fallback: to('v9') }], default: to('v1.20') }, down);
     assert.deepEqual(pickOf(emptyFallback.decide(SVC, tags())), { via: 'default', rule: 'gray', version: 'v1.20' });
+  });
+
+  it('tells of a rule group with no instance to route to: MESHLET_ROUTE_GROUP_EMPTY per first attempt (a per-request code), the group and where the call went on the decision', () => {
+    const down = fleet.map((i) => (i.metadata.version === 'v1.21' ? { ...i, health: 'critical' as const } : i));
+    const logger = new MemoryLogger();
+    const router = new Router({ random: seededRandom(1), logger });
+    router.setInstances(SVC, down);
+    const rule = { name: 'gray', priority: 1, when: [], stickyBy: 'user-id', destinations: to('v1.21') };
+    router.setRules(SVC, section({ rules: [{ ...rule, fallback: to('v2') }], default: to('v1.20') }));
+    const viaFallback = router.decide(SVC, tags({ 'user-id': 'u1' }));
+    assert.deepEqual(viaFallback.spanAttributes, {
+      'io.meshlet.route.group': '{"version":"v1.21"}',
+      'io.meshlet.route.fallback': 'fallback:{"version":"v2"}',
+      'io.meshlet.route.sticky_by': 'user-id',
+    });
+    // One object per table, not one per decision.
+    assert.equal(router.decide(SVC, tags({ 'user-id': 'u2' })).spanAttributes, viaFallback.spanAttributes);
+    router.decideRetry(SVC, tags({ 'user-id': 'u1' }), new Set(['c1']));
+    const told = logger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_GROUP_EMPTY');
+    assert.equal(told.length, 2, 'once per first attempt, not for the retry');
+    assert.equal(told[0]?.level, 'warn');
+    assert.deepEqual(told[0]?.fields, {
+      code: 'MESHLET_ROUTE_GROUP_EMPTY',
+      service: SVC,
+      rule: 'gray',
+      group: '{"version":"v1.21"}',
+      registered: 2,
+      healthy: 0,
+      to: 'fallback:{"version":"v2"}',
+    });
+    // Per request: the mesh's logger throttles it (and counts it in meshlet_conditions_total).
+    assert.ok(PER_REQUEST_CODES.includes('MESHLET_ROUTE_GROUP_EMPTY'));
+
+    router.setRules(SVC, section({ rules: [rule], default: to('v1.20') }));
+    const viaDefault = router.decide(SVC, tags({ 'user-id': 'u1' }));
+    assert.equal(viaDefault.via, 'default');
+    assert.deepEqual(viaDefault.spanAttributes, {
+      'io.meshlet.route.group': '{"version":"v1.21"}',
+      'io.meshlet.route.fallback': 'default:{"version":"v1.20"}',
+    });
+    assert.equal(
+      logger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_GROUP_EMPTY').at(-1)?.fields?.to,
+      'default:{"version":"v1.20"}',
+    );
+  });
+
+  it('names the group a rule chose, and its stickyBy tag, on the decision (one object per group, not per decision)', () => {
+    const logger = new MemoryLogger();
+    const router = new Router({ random: seededRandom(1), logger });
+    router.setInstances(SVC, fleet);
+    router.setRules(SVC, section({ rules: [{ name: 'gray', when: [], stickyBy: 'user-id', destinations: to('v1.21') }] }));
+    const first = router.decide(SVC, tags({ 'user-id': 'u1' }));
+    assert.deepEqual(first.spanAttributes, { 'io.meshlet.route.group': '{"version":"v1.21"}', 'io.meshlet.route.sticky_by': 'user-id' });
+    assert.equal(router.decide(SVC, tags({ 'user-id': 'u2' })).spanAttributes, first.spanAttributes);
+    router.setRules(SVC, section({ rules: [{ name: 'plain', when: [], destinations: to('v2') }] }));
+    assert.deepEqual(router.decide(SVC, tags()).spanAttributes, { 'io.meshlet.route.group': '{"version":"v2"}' });
+    assert.equal(logger.entries.length, 0, 'nothing logged when the chosen group serves');
   });
 
   it('says why when nothing is left', () => {

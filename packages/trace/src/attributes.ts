@@ -43,6 +43,16 @@ export const Attr = {
   codeFunctionName: 'code.function.name',
   /** The route rule that chose the destination. */
   meshletRoute: 'io.meshlet.route',
+  /** The destination group that rule chose, its selector as JSON (`{"version":"1.21"}`). Set by routing. */
+  meshletRouteGroup: 'io.meshlet.route.group',
+  /** The tag that rule chooses its group by (its `stickyBy`), when it has one. */
+  meshletRouteStickyBy: 'io.meshlet.route.sticky_by',
+  /**
+   * The chosen group had no instance to route to (none registered, passing, or out of open
+   * breakers): where the call went instead, `fallback:<group>` (the rule's fallback) or
+   * `default:<group>` (the default route). Logged as MESHLET_ROUTE_GROUP_EMPTY too.
+   */
+  meshletRouteFallback: 'io.meshlet.route.fallback',
   /** The lane (gray-release swim lane) the call ran in. */
   meshletLane: 'io.meshlet.lane',
   /** The limiter decision: `allowed`, `rejected`, or the limiter's name. */
