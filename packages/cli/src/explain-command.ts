@@ -132,6 +132,29 @@ const TOLD_ERRORS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * What a route rule chose, from the attributes routing put on the span: the group, `sticky
+ * by <tag>` for a rule with `stickyBy`, and where the call went when the group had nothing
+ * to route to. A span without the group (a refused call, or one from a version before
+ * routing named it) says only that the rule chose.
+ */
+function routeChoiceText(a: SpanLike['attributes']): string {
+  const group = str(a['io.meshlet.route.group']);
+  if (group === undefined) return 'chose the destination group';
+  const sticky = str(a['io.meshlet.route.sticky_by']);
+  let text = `chose ${groupText(group)}${sticky ? ` (sticky by ${sticky})` : ''}`;
+  const fallback = str(a['io.meshlet.route.fallback']);
+  const m = fallback ? /^(fallback|default):(.*)$/s.exec(fallback) : null;
+  if (m) {
+    const [, list, to = ''] = m;
+    text += `, which had no instance to route to: sent to ${list === 'fallback' ? 'its fallback' : 'the default route'}, ${groupText(to)}`;
+  }
+  return text;
+}
+
+/** A group as routing names it on the span (its selector as JSON), in words. */
+const groupText = (group: string) => (group === '{}' ? 'every instance' : `group ${group}`);
+
+/**
  * The decisions a span's attributes record, in words; what a span does not record is said
  * so. With `rules` (the document its revision names, from a store), each named rule's
  * version and condition too.
@@ -186,7 +209,7 @@ export function decisionsOf(span: SpanLike, rules?: SpanRules): string[] {
     if (route || instance || !beforeRouting)
       out.push(
         route
-          ? `route: rule "${route}" chose the destination group${when('route', route)}`
+          ? `route: rule "${route}" ${routeChoiceText(a)}${when('route', route)}`
           : 'route: no route rule matched (default destinations or every instance)',
       );
     // Instances of the pool routing picked from that it skipped because their breakers are open.

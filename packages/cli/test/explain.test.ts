@@ -128,7 +128,7 @@ describe('meshlet explain', () => {
     assert.match(
       r.out,
       // The rules line: once the CLIENT span carries the called service's revision (governed-fetch).
-      /^ {4}gateway client .*\n( {6}rules: user-service at revision \d+\n)? {6}route: rule "all-to-v1\.21" chose the destination group\n {6}instance: user-service-1/m,
+      /^ {4}gateway client .*\n( {6}rules: user-service at revision \d+\n)? {6}route: rule "all-to-v1\.21" chose group \{"version":"1\.21\.0"\}\n {6}instance: user-service-1/m,
     );
     assert.match(r.out, /^ {6}user-service server .*→ 200/m);
   });
@@ -270,6 +270,27 @@ describe('meshlet explain: the rule, its version and its condition', () => {
       'route: rule "chrome-to-v1.21" chose the destination group — when ua.family equals "Chrome" and user in ["ana", "bo"]',
     ]);
     assert.equal(decisionsOf(client)[0], 'rules: user-service at revision 57', 'without a store: the revision alone');
+  });
+
+  it('a CLIENT span: the group the route rule chose, sticky by its tag, and where an empty group sent the call', () => {
+    const routed = (extra: Record<string, unknown>) =>
+      decisionsOf(span(3, 'gateway', { 'service.peer.name': 'user-service', 'io.meshlet.route': 'chrome-to-v1.21', ...extra }))[0];
+    assert.equal(
+      routed({ 'io.meshlet.route.group': '{"version":"1.21"}', 'io.meshlet.route.sticky_by': 'user-id' }),
+      'route: rule "chrome-to-v1.21" chose group {"version":"1.21"} (sticky by user-id)',
+    );
+    assert.equal(
+      routed({ 'io.meshlet.route.group': '{"version":"1.21"}' }),
+      'route: rule "chrome-to-v1.21" chose group {"version":"1.21"}',
+    );
+    assert.equal(
+      routed({ 'io.meshlet.route.group': '{"version":"1.21"}', 'io.meshlet.route.fallback': 'fallback:{"version":"1.20"}' }),
+      'route: rule "chrome-to-v1.21" chose group {"version":"1.21"}, which had no instance to route to: sent to its fallback, group {"version":"1.20"}',
+    );
+    assert.equal(
+      routed({ 'io.meshlet.route.group': '{"version":"1.21"}', 'io.meshlet.route.fallback': 'default:{}' }),
+      'route: rule "chrome-to-v1.21" chose group {"version":"1.21"}, which had no instance to route to: sent to the default route, every instance',
+    );
   });
 
   it('a SERVER span: the auth rule that denied, with its callers and APIs', () => {
