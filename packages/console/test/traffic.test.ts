@@ -10,7 +10,7 @@ const instance = (id: string, version: string): Instance =>
 describe('traffic split from metrics', () => {
   it('sums the inbound request counters of an admin endpoint', () => {
     const text = [
-      '# HELP meshlet_server_requests_total Calls, by service and API.',
+      '# HELP meshlet_server_requests_total Requests served, by calling service ("" when the caller is not known: an edge request) and API (the route, or the method when the framework gives no route).',
       '# TYPE meshlet_server_requests_total counter',
       'meshlet_server_requests_total{service="gateway",api="GET /users/{id}"} 12',
       'meshlet_server_requests_total{service="",api="GET"} 3',

@@ -37,7 +37,33 @@ export interface CallMetricsOptions {
    * core's checkTag allows; give it a throttled logger (createTracing does).
    */
   readonly logger?: Logger;
+  /** The HELP texts of the three families, saying what this side counts. Default CLIENT_CALL_METRICS_HELP. */
+  readonly help?: CallMetricsHelp;
 }
+
+/** The HELP text of each family CallMetrics renders (one line each: no line feed). */
+export interface CallMetricsHelp {
+  readonly requests: string;
+  readonly errors: string;
+  readonly duration: string;
+}
+
+/** What `meshlet_client_*` count: attempts this service made. */
+export const CLIENT_CALL_METRICS_HELP: CallMetricsHelp = Object.freeze({
+  requests: 'Calls made (each attempt), by called service and API (METHOD and path, ids folded).',
+  errors: 'Failed calls made (each attempt), by called service, API and error.type.',
+  duration: 'Latency of calls made (each attempt), by called service and API.',
+});
+
+const SERVER_LABELS =
+  'by calling service ("" when the caller is not known: an edge request) and API (the route, or the method when the framework gives no route)';
+
+/** What `meshlet_server_*` count: requests this service served. */
+export const SERVER_CALL_METRICS_HELP: CallMetricsHelp = Object.freeze({
+  requests: `Requests served, ${SERVER_LABELS}.`,
+  errors: `Failed requests served, ${SERVER_LABELS}, and error.type.`,
+  duration: `Latency of requests served, ${SERVER_LABELS}.`,
+});
 
 /** The bounds of CallMetrics when its options leave them out. */
 export const CALL_METRICS_DEFAULTS = Object.freeze({ maxApisPerService: 200, maxServices: 256, maxSeries: 4096 });
@@ -133,6 +159,7 @@ export interface SeriesSnapshot {
  */
 export class CallMetrics {
   readonly #prefix: string;
+  readonly #help: CallMetricsHelp;
   readonly #bounds: readonly number[];
   readonly #maxApis: number;
   readonly #maxServices: number;
@@ -146,6 +173,7 @@ export class CallMetrics {
 
   constructor(options: CallMetricsOptions) {
     this.#prefix = options.prefix;
+    this.#help = options.help ?? CLIENT_CALL_METRICS_HELP;
     this.#bounds = [...(options.buckets ?? DEFAULT_BUCKETS)].sort((a, b) => a - b);
     this.#maxApis = options.maxApisPerService ?? CALL_METRICS_DEFAULTS.maxApisPerService;
     this.#maxServices = options.maxServices ?? CALL_METRICS_DEFAULTS.maxServices;
@@ -224,14 +252,15 @@ export class CallMetrics {
   /** The Prometheus text exposition (format 0.0.4) of every series. */
   render(): string {
     const p = this.#prefix;
+    const help = this.#help;
     const snap = this.snapshot();
-    const out: string[] = [`# HELP ${p}_requests_total Calls, by service and API.`, `# TYPE ${p}_requests_total counter`];
+    const out: string[] = [`# HELP ${p}_requests_total ${help.requests}`, `# TYPE ${p}_requests_total counter`];
     for (const s of snap) out.push(`${p}_requests_total{${labels(s)}} ${s.requests}`);
-    out.push(`# HELP ${p}_errors_total Failed calls, by service, API and error.type.`, `# TYPE ${p}_errors_total counter`);
+    out.push(`# HELP ${p}_errors_total ${help.errors}`, `# TYPE ${p}_errors_total counter`);
     for (const s of snap) {
       for (const [type, n] of Object.entries(s.errors)) out.push(`${p}_errors_total{${labels(s)},error_type="${escapeLabel(type)}"} ${n}`);
     }
-    out.push(`# HELP ${p}_request_duration_seconds Call latency.`, `# TYPE ${p}_request_duration_seconds histogram`);
+    out.push(`# HELP ${p}_request_duration_seconds ${help.duration}`, `# TYPE ${p}_request_duration_seconds histogram`);
     for (const s of snap) {
       const l = labels(s);
       s.buckets.forEach((n, i) => {

@@ -14,7 +14,15 @@ import {
 import { activeContext, runInContext, TRACING_KEY } from './active-context.js';
 import { Attr } from './attributes.js';
 import { type BatchOptions, BatchQueue, type BatchStats, EXPORT_LOG_CODES } from './batch-queue.js';
-import { CallMetrics, type CallMetricsOptions, DEFAULT_BUCKETS, METRICS_LOG_CODES, servePrometheus } from './call-metrics.js';
+import {
+  CallMetrics,
+  type CallMetricsOptions,
+  CLIENT_CALL_METRICS_HELP,
+  DEFAULT_BUCKETS,
+  METRICS_LOG_CODES,
+  SERVER_CALL_METRICS_HELP,
+  servePrometheus,
+} from './call-metrics.js';
 import { type ClientCall, type ClientSpan, startClientSpan } from './client-span.js';
 import { WallAnchors } from './client-span-record.js';
 import { HeadSampler, PooledIdGenerator } from './head-sampling.js';
@@ -167,8 +175,12 @@ export function createTracing(options: TracingOptions): Tracing {
   const tracer = provider.getTracer('@meshlet/trace', '0.1.0');
   const propagation = new TracePropagation(options.propagation);
   const metricsOptions = options.metrics === false ? undefined : (options.metrics ?? {});
-  const clientMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_client', logger }) : undefined;
-  const serverMetrics = metricsOptions ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server', logger }) : undefined;
+  const clientMetrics = metricsOptions
+    ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_client', logger, help: CLIENT_CALL_METRICS_HELP })
+    : undefined;
+  const serverMetrics = metricsOptions
+    ? new CallMetrics({ ...metricsOptions, prefix: 'meshlet_server', logger, help: SERVER_CALL_METRICS_HELP })
+    : undefined;
   const meter = options.meterProvider?.getMeter('@meshlet/trace', '0.1.0');
   const advice = { explicitBucketBoundaries: [...(metricsOptions?.buckets ?? DEFAULT_BUCKETS)] };
   const deps: SpanDeps = withSpanRecording({

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock, MeshletError } from '@meshlet/core';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { apiOfPath, CallMetrics, createTracing } from '../src/index.js';
+import { apiOfPath, CallMetrics, CLIENT_CALL_METRICS_HELP, createTracing, SERVER_CALL_METRICS_HELP } from '../src/index.js';
 import { listen } from './servers.js';
 
 describe('metrics', () => {
@@ -74,6 +74,24 @@ describe('metrics', () => {
       await server.close();
       await tracing.shutdown();
     }
+  });
+
+  it('says in HELP what each side counts: calls made by called service, requests served by calling service and route', () => {
+    const tracing = createTracing({ service: 'web', metrics: {} });
+    const client = tracing.clientMetrics?.render() ?? '';
+    const server = tracing.serverMetrics?.render() ?? '';
+    for (const [text, help] of [
+      [client, CLIENT_CALL_METRICS_HELP],
+      [server, SERVER_CALL_METRICS_HELP],
+    ] as const) {
+      const side = text === client ? 'meshlet_client' : 'meshlet_server';
+      assert.ok(text.includes(`# HELP ${side}_requests_total ${help.requests}\n`), text);
+      assert.ok(text.includes(`# HELP ${side}_errors_total ${help.errors}\n`), text);
+      assert.ok(text.includes(`# HELP ${side}_request_duration_seconds ${help.duration}\n`), text);
+    }
+    assert.match(server, /^# HELP meshlet_server_requests_total Requests served, by calling service \(""/m);
+    assert.match(server, /the route, or the method when the framework gives no route/);
+    assert.match(client, /^# HELP meshlet_client_requests_total Calls made .*by called service/m);
   });
 
   it('bounds the APIs per service and escapes label values', () => {
