@@ -75,7 +75,7 @@ const rows: readonly Row[] = [
     expect: {
       tried: ['b', 'c'],
       outcome: 'ECONNREFUSED',
-      spans: [{ 'error.type': 'TypeError' }, { 'http.request.resend_count': 1, 'error.type': 'TypeError' }],
+      spans: [{ 'error.type': 'ECONNREFUSED' }, { 'http.request.resend_count': 1, 'error.type': 'ECONNREFUSED' }],
     },
   },
   {

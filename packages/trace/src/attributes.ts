@@ -153,16 +153,57 @@ const BY_CODE: Readonly<Record<string, GovernanceErrorType>> = {
 };
 
 /**
+ * Codes of a failed connection or exchange (Node's system errors, undici's, TLS's) that
+ * `error.type` takes instead of the wrapper's class name: fetch fails with a `TypeError`
+ * whatever happened, its cause says what (the conventions allow the inner error's type
+ * for a wrapper that does not classify). A fixed list: a code not in it leaves the class
+ * name, so no value from elsewhere can make a new label.
+ */
+export const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPROTO',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+]);
+
+/**
  * The `error.type` of a thrown value: a governance type for the MeshletError codes above
- * and for fetch's TimeoutError/AbortError from a timeout signal, else the error's name,
- * else `_OTHER`.
+ * and for fetch's TimeoutError/AbortError from a timeout signal; for a network failure its
+ * code (NETWORK_ERROR_CODES, on the error or its `cause`: `ECONNREFUSED`, `UND_ERR_SOCKET`);
+ * else the error's name, else `_OTHER`.
  */
 export function errorTypeOf(error: unknown): string {
   if (typeof error !== 'object' || error === null) return OTHER_ERROR;
-  const { code, name } = error as { code?: unknown; name?: unknown };
+  const { code, name, cause } = error as { code?: unknown; name?: unknown; cause?: unknown };
   if (typeof code === 'string') {
     const t = BY_CODE[code];
     if (t) return t;
+    if (NETWORK_ERROR_CODES.has(code)) return code;
+  }
+  if (typeof cause === 'object' && cause !== null) {
+    const inner = (cause as { code?: unknown }).code;
+    if (typeof inner === 'string' && NETWORK_ERROR_CODES.has(inner)) return inner;
   }
   if (name === 'TimeoutError') return 'timeout';
   if (typeof name === 'string' && name !== '' && name !== 'Error') return name;

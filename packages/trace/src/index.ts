@@ -5,6 +5,7 @@ export {
   errorTypeOf,
   GovernanceErrorType,
   MAX_REQUEST_VALUE_CHARS,
+  NETWORK_ERROR_CODES,
   normalizeMethod,
   OTHER_ERROR,
 } from './attributes.js';

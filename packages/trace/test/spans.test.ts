@@ -98,6 +98,12 @@ describe('client spans', () => {
       [new DOMException('slow', 'TimeoutError'), 'timeout'],
       [new MeshletError('MESHLET_DEADLINE', "the caller's deadline passed"), 'timeout'],
       [new TypeError('fetch failed'), 'TypeError'],
+      // A network failure: its code from the allow-list, on the cause (fetch) or the error itself.
+      [new TypeError('fetch failed', { cause: Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }) }), 'ECONNREFUSED'],
+      [new TypeError('fetch failed', { cause: Object.assign(new Error('closed'), { code: 'UND_ERR_SOCKET' }) }), 'UND_ERR_SOCKET'],
+      [Object.assign(new Error('reset'), { code: 'ECONNRESET' }), 'ECONNRESET'],
+      // A code not on the list (a remote value could be anything) keeps the class name.
+      [new TypeError('fetch failed', { cause: { code: 'EVIL_<script>' } }), 'TypeError'],
       ['a string', '_OTHER'],
     ];
     for (const [error] of outcomes)
