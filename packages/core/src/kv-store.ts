@@ -1,3 +1,4 @@
+import type { Logger } from './logger.js';
 import type { Unsubscribe } from './registry.js';
 
 export interface KvEntry {
@@ -52,4 +53,15 @@ export interface KvStore {
    * cannot be read at start.
    */
   saved?(prefix: string): Promise<readonly KvEntry[] | undefined>;
+  /**
+   * Optional: true while the store cannot be read and the entries last read stay in force
+   * (ConsulKvStore during a Consul outage): the mesh's `meshlet_degraded{what="kv"}`. A store
+   * that wraps another (TsfRuleStore) tells the wrapped one's.
+   */
+  readonly degraded?: boolean;
+  /**
+   * Optional (core's AdoptsLogger): a store built without a logger of its own logs through
+   * the mesh's once the mesh is given it; a store that wraps another passes it on.
+   */
+  adoptLogger?(logger: Logger): void;
 }

@@ -133,7 +133,12 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
 
   /** `degraded` while a watch's query is failing: the rules and config last read stay in force. */
   get status(): ConsulKvStoreStatus {
-    return { degraded: this.#failing.size > 0 };
+    return { degraded: this.degraded };
+  }
+
+  /** While a watch's query is failing (KvStore's `degraded`). */
+  get degraded(): boolean {
+    return this.#failing.size > 0;
   }
 
   async get(key: string): Promise<KvEntry | undefined> {

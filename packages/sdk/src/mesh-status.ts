@@ -36,7 +36,7 @@ export function meshStatus(
     degraded: {
       registry: registryStatus?.degraded ?? false,
       // The rule and config store unreachable: the mesh runs on the rules last read.
-      kv: (kv as { status?: { degraded: boolean } }).status?.degraded ?? false,
+      kv: kv.degraded === true,
       ratelimitRedis: own.rateLimiter.stats.degraded,
     },
     conditions: Object.fromEntries((logger as ThrottledLogger).counts),

@@ -1,4 +1,5 @@
 import {
+  AdoptableLogger,
   type KvEntry,
   type KvStore,
   type KvWrite,
@@ -96,7 +97,7 @@ export class TsfRuleStore implements KvStore {
   readonly #identity: TsfLocalIdentity;
   readonly #namespaceOf: (service: string) => string;
   readonly #kinds: ReadonlyMap<string, RuleKind<unknown>>;
-  readonly #logger: Logger;
+  readonly #logger: AdoptableLogger;
   readonly #prefix: string;
   readonly #views = new Map<string, ServiceView>();
   #revision = 0;
@@ -110,8 +111,19 @@ export class TsfRuleStore implements KvStore {
     if (!options.identity.namespaceId) throw new MeshletError('MESHLET_BAD_OPTION', 'identity.namespaceId: give the TSF namespace id');
     this.#namespaceOf = options.namespaceOf ?? (() => options.identity.namespaceId);
     this.#kinds = new Map((options.kinds ?? []).map((k) => [k.name, k]));
-    this.#logger = options.logger ?? silentLogger;
+    this.#logger = new AdoptableLogger(options.logger, silentLogger);
     this.#prefix = options.prefix ?? RULES_PREFIX;
+  }
+
+  /** While the wrapped store cannot be read (its `degraded`): the rules last read stay in force. */
+  get degraded(): boolean {
+    return this.#kv.degraded === true;
+  }
+
+  /** Logs through `logger` when built without one, and has the wrapped store do the same (KvStore's adoptLogger). */
+  adoptLogger(logger: Logger): void {
+    this.#logger.adoptLogger(logger);
+    this.#kv.adoptLogger?.(logger);
   }
 
   /** The TSF keys followed now and what each contributes. */
