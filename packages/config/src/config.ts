@@ -407,7 +407,15 @@ class LayeredConfig implements Config {
       CONFIG_DOCUMENT_LIMITS.chars * 4,
       (why) => new ConfigSourceError(path, `${why}; check the path or leave \`file\` out`),
     );
-    return this.#decode(parseDocument(text, kind, path), path, undefined, false);
+    let parsed: Map<string, string>;
+    try {
+      parsed = parseDocument(text, kind, path);
+    } catch (err) {
+      // The file is read at start only: there are no previous values to keep.
+      if (err instanceof ConfigParseError) throw new ConfigParseError(err.source, err.reason, 'Fix the file: it is read only at start');
+      throw err;
+    }
+    return this.#decode(parsed, path, undefined, false);
   }
 
   /** Rebuilds the values in force from the KV entries, reusing every document whose revision did not change. */
