@@ -154,13 +154,28 @@ export class AdminClient {
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
       if (!res.ok) {
-        await res.body?.cancel().catch(() => {});
-        return { ok: false, url, reason: res.status === 401 ? 'unauthorized' : `HTTP ${res.status}` };
+        const code = res.status === 503 ? await answerCode(res) : undefined;
+        if (code === undefined) await res.body?.cancel().catch(() => {});
+        const reason = res.status === 401 ? 'unauthorized' : code === NOT_REGISTERED ? 'not registered yet' : `HTTP ${res.status}`;
+        return { ok: false, url, reason };
       }
       return { ok: true, url, text: await readBoundedBody(res, this.#maxBytes) };
     } catch (err) {
       if (err instanceof BodyTooLargeError) return { ok: false, url, reason: 'answer too large' };
       return { ok: false, url, reason: (err as Error).name === 'TimeoutError' ? 'timeout' : 'unreachable' };
     }
+  }
+}
+
+/** The code an instance's admin endpoint answers before its mesh registers (sdk's admin handler). */
+const NOT_REGISTERED = 'MESHLET_ADMIN_NOT_REGISTERED';
+
+/** The `code` of a refusal's JSON body, read within 4 KB; undefined when there is none. */
+async function answerCode(res: Response): Promise<string | undefined> {
+  try {
+    const body = JSON.parse(await readBoundedBody(res, 4096)) as { code?: unknown };
+    return typeof body.code === 'string' ? body.code : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -36,6 +36,25 @@ describe('AdminClient', () => {
     }
   });
 
+  it("names an instance whose mesh has not registered yet (the admin endpoint's 503 MESHLET_ADMIN_NOT_REGISTERED); another 503 stays `HTTP 503`", async () => {
+    const bodies = ['{"error":"not registered yet","code":"MESHLET_ADMIN_NOT_REGISTERED"}', '{"error":"busy"}', 'not json'];
+    const s = await listen((req, res) => {
+      res.statusCode = 503;
+      res.end(bodies[Number(req.url?.split('/')[1])]);
+    });
+    try {
+      const client = new AdminClient({ token: SECRET, timeoutMs: 20_000 });
+      const reasons = [];
+      for (let k = 0; k < bodies.length; k++) {
+        const r = await client.status({ ...at(s.port), metadata: { 'meshlet-admin': `/${k}` } });
+        reasons.push(r.ok ? 'ok' : r.reason);
+      }
+      assert.deepEqual(reasons, ['not registered yet', 'HTTP 503', 'HTTP 503']);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('dials no address routing would not call: `127.1` (a URL reads it 127.0.0.1) is `no endpoint`', async () => {
     let asked = 0;
     const s = await listen((_req, res) => {
