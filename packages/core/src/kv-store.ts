@@ -64,4 +64,6 @@ export interface KvStore {
    * the mesh's once the mesh is given it; a store that wraps another passes it on.
    */
   adoptLogger?(logger: Logger): void;
+  /** Optional, with adoptLogger: gives back a logger adopted before (its mesh closed). */
+  releaseLogger?(logger: Logger): void;
 }

@@ -1,3 +1,4 @@
+import { NewestLive } from './newest-live.js';
 import { type ThrottledLoggerOptions, throttledLogger } from './throttled-logger.js';
 
 export type LogFields = Readonly<Record<string, unknown>>;
@@ -54,15 +55,21 @@ export class MemoryLogger implements Logger {
  */
 export interface AdoptsLogger {
   adoptLogger(logger: Logger): void;
+  /** Gives back `logger` (its mesh closed): the one adopted before it, if still live, or the component's own logs again. */
+  releaseLogger(logger: Logger): void;
 }
 
 /** Whether `component` can take the mesh's logger (AdoptsLogger). */
 export const adoptsLogger = (component: unknown): component is AdoptsLogger =>
-  typeof component === 'object' && component !== null && typeof (component as AdoptsLogger).adoptLogger === 'function';
+  typeof component === 'object' &&
+  component !== null &&
+  typeof (component as AdoptsLogger).adoptLogger === 'function' &&
+  typeof (component as AdoptsLogger).releaseLogger === 'function';
 
 /**
  * A component's logger: `own` when one was given at construction (never replaced), else
- * `fallback` until a logger is adopted, then the last one adopted.
+ * `fallback` until a logger is adopted, then the newest one adopted and not given back
+ * (releaseLogger: its mesh closed), held weakly.
  *
  * `throttle` names the codes the component can log once per answer or entry (anyone who can
  * write to Consul decides how often): written to `own` or `fallback` at most once per code
@@ -71,27 +78,36 @@ export const adoptsLogger = (component: unknown): component is AdoptsLogger =>
  * `meshlet_conditions_total`, which a throttle here would undercount.
  */
 export class AdoptableLogger implements Logger, AdoptsLogger {
-  #to: Logger;
+  /** The logger given at construction, else the fallback (throttled when asked). */
+  readonly #base: Logger;
   readonly #own: boolean;
+  /** The loggers adopted and not given back, newest first: several meshes may share a component. */
+  readonly #adopted = new NewestLive<Logger>();
   constructor(own: Logger | undefined, fallback: Logger, throttle?: ThrottledLoggerOptions) {
     const given = own ?? fallback;
-    this.#to = throttle === undefined ? given : throttledLogger(given, throttle);
+    this.#base = throttle === undefined ? given : throttledLogger(given, throttle);
     this.#own = own !== undefined;
   }
   adoptLogger(logger: Logger): void {
-    if (!this.#own) this.#to = logger;
+    if (!this.#own) this.#adopted.add(logger);
+  }
+  releaseLogger(logger: Logger): void {
+    this.#adopted.remove(logger);
+  }
+  #to(): Logger {
+    return this.#own ? this.#base : (this.#adopted.newest() ?? this.#base);
   }
   debug(message: string, fields?: LogFields) {
-    this.#to.debug(message, fields);
+    this.#to().debug(message, fields);
   }
   info(message: string, fields?: LogFields) {
-    this.#to.info(message, fields);
+    this.#to().info(message, fields);
   }
   warn(message: string, fields?: LogFields) {
-    this.#to.warn(message, fields);
+    this.#to().warn(message, fields);
   }
   error(message: string, fields?: LogFields) {
-    this.#to.error(message, fields);
+    this.#to().error(message, fields);
   }
 }
 

@@ -42,3 +42,30 @@ it('holds its items weakly: one no longer referenced elsewhere is collected and 
   assert.equal(run.status, 0, run.stderr);
   assert.equal(run.stdout, 'true');
 });
+
+it('AdoptableLogger: a logger given at construction is never replaced; adopted ones are given back newest first', async () => {
+  const { AdoptableLogger, MemoryLogger } = await import('../src/index.js');
+  const fallback = new MemoryLogger();
+  const a = new MemoryLogger();
+  const b = new MemoryLogger();
+  const adoptable = new AdoptableLogger(undefined, fallback);
+  adoptable.adoptLogger(a);
+  adoptable.adoptLogger(b);
+  adoptable.warn('1');
+  adoptable.releaseLogger(b);
+  adoptable.warn('2');
+  adoptable.releaseLogger(a);
+  adoptable.warn('3');
+  assert.deepEqual(
+    [b, a, fallback].map((l) => l.entries.map((e) => e.message)),
+    [['1'], ['2'], ['3']],
+  );
+  const given = new MemoryLogger();
+  const owned = new AdoptableLogger(given, fallback);
+  owned.adoptLogger(a);
+  owned.warn('4');
+  assert.deepEqual(
+    given.entries.map((e) => e.message),
+    ['4'],
+  );
+});

@@ -152,6 +152,11 @@ export class ConsulClient {
     this.#logTo.adoptLogger(logger);
   }
 
+  /** Gives `logger` back (its mesh closed). */
+  releaseLogger(logger: Logger): void {
+    this.#logTo.releaseLogger(logger);
+  }
+
   /**
    * Answers refused or corrected since start, per code (`MESHLET_CONSUL_BAD_INDEX`,
    * `MESHLET_CONSUL_BAD_ANSWER`, `MESHLET_CONSUL_ANSWER_TOO_LARGE`), logged or not.

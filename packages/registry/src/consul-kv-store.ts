@@ -131,6 +131,12 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     this.client.adoptLogger(logger);
   }
 
+  /** Gives `logger` back (its mesh closed): the one adopted before it, or this store's own, logs again. */
+  releaseLogger(logger: Logger): void {
+    this.#logger.releaseLogger(logger);
+    this.client.releaseLogger(logger);
+  }
+
   /** `degraded` while a watch's query is failing: the rules and config last read stay in force. */
   get status(): ConsulKvStoreStatus {
     return { degraded: this.degraded };

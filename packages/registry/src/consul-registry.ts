@@ -194,6 +194,12 @@ export class ConsulRegistry implements Registry, AdoptsLogger {
     this.client.adoptLogger(logger);
   }
 
+  /** Gives `logger` back (its mesh closed): the one adopted before it, or this store's own, logs again. */
+  releaseLogger(logger: Logger): void {
+    this.#logger.releaseLogger(logger);
+    this.client.releaseLogger(logger);
+  }
+
   get status(): ConsulRegistryStatus {
     return { degraded: this.#failing.size > 0, errors: this.#errors, lastError: this.#lastError, snapshotErrors: this.#snapshotErrors };
   }

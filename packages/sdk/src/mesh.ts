@@ -10,7 +10,7 @@ import { koaMiddleware } from './koa.js';
 import { Lifecycle } from './lifecycle.js';
 import { setMeshInternals } from './mesh-internals.js';
 import type { Mesh, MeshOptions } from './mesh-options.js';
-import { adoptComponents, meshSettings, meshTracing } from './mesh-settings.js';
+import { adoptComponents, meshSettings, meshTracing, releaseComponents } from './mesh-settings.js';
 import { meshAdmin, meshStatus } from './mesh-status.js';
 import { Outbound } from './outbound.js';
 import { OwnService } from './own-service.js';
@@ -83,6 +83,7 @@ export function createMesh(options: MeshOptions): Mesh {
       await own.close();
       await outbound.close();
       lastMesh.forget(mesh);
+      releaseComponents(settings);
     },
   });
 

@@ -126,6 +126,12 @@ export class TsfRuleStore implements KvStore {
     this.#kv.adoptLogger?.(logger);
   }
 
+  /** Gives `logger` back (its mesh closed), here and to the wrapped store. */
+  releaseLogger(logger: Logger): void {
+    this.#logger.releaseLogger(logger);
+    this.#kv.releaseLogger?.(logger);
+  }
+
   /** The TSF keys followed now and what each contributes. */
   get status(): readonly TsfKeyStatus[] {
     return [...this.#views.values()].flatMap((v) => v.status());
