@@ -28,10 +28,11 @@ export class ConfigDecryptError extends MeshletError {
   readonly source: string;
   readonly reason: string;
 
-  constructor(key: string, source: string, reason: string) {
+  /** `kept`: the key had a value before (it stays); else the key has none until the value decrypts. */
+  constructor(key: string, source: string, reason: string, kept = true) {
     super(
       ConfigDecryptError.code,
-      `config value "${key}" from ${source}: ${reason}. Check MESHLET_ENCRYPT_KEY / MESHLET_ENCRYPT_KEY_FILE holds the key it was encrypted with; the previous value stays.`,
+      `config value "${key}" from ${source}: ${reason}. Check MESHLET_ENCRYPT_KEY / MESHLET_ENCRYPT_KEY_FILE holds the key it was encrypted with; ${kept ? 'the previous value stays' : 'the key has no value until it decrypts'}.`,
     );
     this.key = key;
     this.source = source;

@@ -518,19 +518,20 @@ class LayeredConfig implements Config {
         out.set(key, kv ? { value, secret: this.#secretKeys.test(key), plainInKv: true } : { value, secret: this.#secretKeys.test(key) });
         continue;
       }
-      const plain = this.#decrypt(key, value, source);
-      const kept = plain === undefined ? previous?.get(key) : { value: plain, secret: true };
+      const before = previous?.get(key);
+      const plain = this.#decrypt(key, value, source, before !== undefined);
+      const kept = plain === undefined ? before : { value: plain, secret: true };
       if (kept) out.set(key, kept);
     }
     return out;
   }
 
-  #decrypt(key: string, value: string, source: string): string | undefined {
+  #decrypt(key: string, value: string, source: string, hadValue: boolean): string | undefined {
     try {
       return decryptValue(value, this.#keys, key);
     } catch (err) {
       if (!(err instanceof UndecryptableValue)) throw err;
-      const error = new ConfigDecryptError(key, source, err.message);
+      const error = new ConfigDecryptError(key, source, err.message, hadValue);
       this.#decryptFailures++;
       this.#lastError = { code: error.code, source, message: error.message };
       this.#logger.error(error.message, { code: error.code, key, source });
@@ -566,7 +567,8 @@ class LayeredConfig implements Config {
     let value: Value | undefined;
     if (raw !== undefined) {
       if (isEncrypted(raw)) {
-        const plain = this.#decrypt(key, raw, `environment variable ${name}`);
+        // Read once: an environment variable has no previous value.
+        const plain = this.#decrypt(key, raw, `environment variable ${name}`, false);
         value = plain === undefined ? undefined : { value: plain, secret: true };
       } else {
         value = { value: raw, secret: this.#secretKeys.test(key) };

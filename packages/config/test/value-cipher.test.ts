@@ -192,7 +192,7 @@ describe('encrypted values in config', () => {
     const error = logger.entries.find((e) => e.level === 'error');
     assert.equal(error?.fields?.key, 'db.pass');
     assert.equal(error?.fields?.source, 'config/orders/db/pass');
-    assert.match(error?.message ?? '', /"db\.pass"/);
+    assert.match(error?.message ?? '', /"db\.pass".*the previous value stays/);
     assert.ok(!JSON.stringify(logger.entries).includes('keep-me'));
 
     // Other changes go on being applied.
@@ -211,6 +211,8 @@ describe('encrypted values in config', () => {
     assert.equal(onlyB.get('new'), 'under-b');
     assert.equal(onlyB.get('old'), undefined);
     assert.equal(onlyB.status.decryptFailures, 1);
+    // At start the key had no value: the message does not say one stays.
+    assert.match(logger.entries.find((e) => e.level === 'error')?.message ?? '', /"old".*the key has no value until it decrypts/);
     onlyB.close();
 
     const rotated = await createConfig({ kv, service: 'orders', env: { MESHLET_ENCRYPT_KEY: `${keyB},${keyA}` }, logger });
