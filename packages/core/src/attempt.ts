@@ -32,9 +32,10 @@ export interface AttemptTarget {
   /** Store revision of the rule document whose route section decided (0: none in force). */
   readonly revision?: number;
   /**
-   * Routing's own span attributes for the decision (instances of the pool it picked from
-   * skipped because their breakers are open): one object per pool, made when the routing
-   * table is rebuilt; undefined for most decisions.
+   * Routing's own span attributes for the decision (the group a rule chose, where an empty
+   * group sent the call, instances of the pool skipped because their breakers are open): one
+   * object per pool or rule group, made when the routing table is rebuilt, so a span can
+   * take them with the attributes it starts with; undefined for most decisions without a rule.
    */
   readonly spanAttributes?: Readonly<Record<string, string | number>> | undefined;
 }

@@ -414,7 +414,6 @@ export class Router {
         if (walk) walk.fallback = fallback;
         const fb = pickIn(fallback, lookup, tried);
         if (fb) {
-          const redirect = this.#redirect(table, matched, chosen, index, report);
           return {
             id: fb.id,
             instance: fb,
@@ -423,7 +422,10 @@ export class Router {
             lane: undefined,
             level: fallback.level,
             revision,
-            spanAttributes: redirect.spanAttributes,
+            // A retry that has tried the group's every instance leaves a group that is not empty.
+            spanAttributes: pool.empty
+              ? this.#redirect(table, matched, chosen, index, report).spanAttributes
+              : (matched.routed[chosen] ?? routedAttributes(matched, chosen)),
           };
         }
       }
@@ -441,9 +443,12 @@ export class Router {
         lane: undefined,
         level: last.level,
         revision,
-        spanAttributes: matched
-          ? this.#redirect(table, matched, chosen, (matched.fallback?.pools.length ?? 0) + index, report).spanAttributes
-          : last.spanAttributes,
+        spanAttributes:
+          matched === undefined
+            ? last.spanAttributes
+            : (matched.destinations.pools[chosen] as InstancePool).empty
+              ? this.#redirect(table, matched, chosen, (matched.fallback?.pools.length ?? 0) + index, report).spanAttributes
+              : (matched.routed[chosen] ?? routedAttributes(matched, chosen)),
       };
     return undefined;
   }

@@ -249,6 +249,24 @@ describe('rule routing', () => {
     );
   });
 
+  it("a retry that has tried the group's every instance leaves it without calling it empty: the group, no fallback, nothing logged", () => {
+    const logger = new MemoryLogger();
+    const router = new Router({ random: seededRandom(1), logger });
+    router.setInstances(SVC, fleet);
+    router.setRules(
+      SVC,
+      section({ rules: [{ name: 'gray', priority: 1, when: [], destinations: to('v1.21'), fallback: to('v2') }], default: to('v1.20') }),
+    );
+    const retry = router.decideRetry(SVC, tags({}), new Set(['b1', 'b2']));
+    assert.equal(retry?.via, 'fallback');
+    assert.deepEqual(retry?.spanAttributes, { 'io.meshlet.route.group': '{"version":"v1.21"}' });
+    router.setRules(SVC, section({ rules: [{ name: 'gray', priority: 1, when: [], destinations: to('v1.21') }], default: to('v1.20') }));
+    const toDefault = router.decideRetry(SVC, tags({}), new Set(['b1', 'b2']));
+    assert.equal(toDefault?.via, 'default');
+    assert.deepEqual(toDefault?.spanAttributes, { 'io.meshlet.route.group': '{"version":"v1.21"}' });
+    assert.equal(logger.entries.filter((e) => e.fields?.code === 'MESHLET_ROUTE_GROUP_EMPTY').length, 0);
+  });
+
   it('names the group a rule chose, and its stickyBy tag, on the decision (one object per group, not per decision)', () => {
     const logger = new MemoryLogger();
     const router = new Router({ random: seededRandom(1), logger });

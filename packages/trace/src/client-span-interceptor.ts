@@ -36,8 +36,8 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  * shadow notes; and routing's own. The record's `settled` hook (a shadow deadline's note)
  * ran before.
  */
-function addLate(span: Pick<ClientSpan, 'setAttribute'>, attempt: Attempt, notesBefore: number): void {
-  const routed = attempt.target.spanAttributes;
+function addLate(span: Pick<ClientSpan, 'setAttribute'>, attempt: Attempt, notesBefore: number, routedAtStart = false): void {
+  const routed = routedAtStart ? undefined : attempt.target.spanAttributes;
   if (routed !== undefined) for (const k in routed) span.setAttribute(k, routed[k] as string | number);
   const attributes = attempt.attributes;
   if (attributes !== undefined) for (const k in attributes) span.setAttribute(k, attributes[k] as string | number);
@@ -291,6 +291,8 @@ interface MadeJson {
   readonly api: string | undefined;
   readonly id: string;
   readonly revision: number | undefined;
+  /** Routing's attributes (Attempt's target.spanAttributes): one object per routing table, compared by identity. */
+  readonly routed: Readonly<Record<string, string | number>> | undefined;
   /** method, server.address, server.port, and the comma before url.full. */
   readonly before: string;
   /** The comma after url.full, then the rest. */
@@ -303,7 +305,12 @@ const madeByInstance = new WeakMap<Attempt['target']['instance'], MadeJson>();
 
 /** A sampled attempt's attributes, as `startClientSpan` gives them (made once per URL and kind of attempt). */
 function sampledAttributes(attempt: Attempt, method: string, origin: OriginParts, full: string): Attributes {
-  return clientAttributes(spanCallOf(attempt), { hostname: origin.hostname, port: origin.port, full }, method);
+  const attributes = clientAttributes(spanCallOf(attempt), { hostname: origin.hostname, port: origin.port, full }, method);
+  // Routing's (the group a rule chose, an ejected instance): one object per routing table,
+  // so they join the attributes made once for this kind of attempt, not set per span at its end.
+  const routed = attempt.target.spanAttributes;
+  if (routed !== undefined) for (const k in routed) attributes[k] = routed[k] as string | number;
+  return attributes;
 }
 
 function madeJson(attempt: Attempt, method: string, origin: OriginParts, full: string): MadeJson {
@@ -320,7 +327,8 @@ function madeJson(attempt: Attempt, method: string, origin: OriginParts, full: s
     last.breaker === attempt.breaker &&
     last.api === attempt.api &&
     last.id === target.id &&
-    last.revision === target.revision
+    last.revision === target.revision &&
+    last.routed === target.spanAttributes
   )
     return last;
   // The same encoder as the trace log's, over the attributes before and after url.full.
@@ -343,6 +351,7 @@ function madeJson(attempt: Attempt, method: string, origin: OriginParts, full: s
     api: attempt.api,
     id: target.id,
     revision: target.revision,
+    routed: target.spanAttributes,
     before: flat(`${keyValuesJson(before)},`),
     after: flat(`,${keyValuesJson(after)}`),
   };
@@ -360,7 +369,8 @@ function endSampled(
   error: unknown,
 ): void {
   // Started with no shadow note (else the general path): any note now is a late one.
-  addLate(span, attempt, 0);
+  // Routing's attributes are in those it started with (sampledAttributes).
+  addLate(span, attempt, 0, true);
   let errorType: string | undefined;
   if (status !== undefined) {
     span.setAttribute(Attr.httpResponseStatusCode, status);
