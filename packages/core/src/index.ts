@@ -96,7 +96,7 @@ export {
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';
-export { NewestLive } from './newest-live.js';
+export { NEWEST_LIVE_MAX, NewestLive } from './newest-live.js';
 export {
   badOption,
   decimalNumber,

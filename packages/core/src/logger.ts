@@ -55,21 +55,21 @@ export class MemoryLogger implements Logger {
  */
 export interface AdoptsLogger {
   adoptLogger(logger: Logger): void;
-  /** Gives back `logger` (its mesh closed): the one adopted before it, if still live, or the component's own logs again. */
-  releaseLogger(logger: Logger): void;
+  /**
+   * Optional: gives back `logger` (its mesh closed): the one adopted before it, if still
+   * open, or the component's own logs again. A component without it keeps the last adopted.
+   */
+  releaseLogger?(logger: Logger): void;
 }
 
 /** Whether `component` can take the mesh's logger (AdoptsLogger). */
 export const adoptsLogger = (component: unknown): component is AdoptsLogger =>
-  typeof component === 'object' &&
-  component !== null &&
-  typeof (component as AdoptsLogger).adoptLogger === 'function' &&
-  typeof (component as AdoptsLogger).releaseLogger === 'function';
+  typeof component === 'object' && component !== null && typeof (component as AdoptsLogger).adoptLogger === 'function';
 
 /**
  * A component's logger: `own` when one was given at construction (never replaced), else
  * `fallback` until a logger is adopted, then the newest one adopted and not given back
- * (releaseLogger: its mesh closed), held weakly.
+ * (releaseLogger: its mesh closed).
  *
  * `throttle` names the codes the component can log once per answer or entry (anyone who can
  * write to Consul decides how often): written to `own` or `fallback` at most once per code

@@ -6,6 +6,7 @@ import {
   RuleWatcher,
   type RuleWatcherStatus,
   TooManyDestinationsError,
+  throttledLogger,
   type Unsubscribe,
 } from '@meshlet/core';
 import { FaultInjector } from '@meshlet/fault';
@@ -94,8 +95,10 @@ export class Destinations {
     this.executor = new CallExecutor({ clock, logger, ...(options.callDefaults !== undefined ? { defaults: options.callDefaults } : {}) });
     this.router = new Router({
       clock,
-      logger,
       ...options.route,
+      // A route.logger of the app's own is throttled as the mesh's is: the router's codes can
+      // come with every call (MESHLET_ROUTE_GROUP_EMPTY, MESHLET_ROUTE_STICKY_TAG_ABSENT).
+      logger: options.route?.logger === undefined ? logger : throttledLogger(options.route.logger, { clock }),
       exclusion: this.executor.instanceBreakers,
       location: {
         ...(metadata[MetaKey.zone] ? { zone: metadata[MetaKey.zone] } : {}),

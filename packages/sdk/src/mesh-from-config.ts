@@ -14,6 +14,7 @@ import {
   MeshletError,
   type Registry,
   shownValue,
+  throttledLogger,
 } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '@meshlet/registry';
 import {
@@ -123,20 +124,26 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
       `meshlet.consul.snapshot-dir (MESHLET_CONSUL_SNAPSHOTDIR): a directory path of at most ${SNAPSHOT_DIR_MAX_CHARS} characters, no control character`,
     );
   const snapshots = snapshotDir !== undefined ? snapshotFilesOf(snapshotDir, service) : undefined;
-  // What is built here (config, Consul KV and registry) logs through `relay`: until the mesh
-  // is made, as the mesh will (the logger given, the level configured); then through the
-  // mesh's own logger, so that their conditions are counted in meshlet_conditions_total.
+  // The config built here logs through `relay`: until the mesh is made, as the mesh will (the
+  // logger given, the level configured); then through the mesh's own logger, so that its
+  // conditions are counted in meshlet_conditions_total.
   const bootLogger = options.logger
     ? bootLevel !== undefined
       ? atLevel(options.logger, bootLevel)
       : options.logger
     : consoleLogger(bootLevel ?? 'warn', service);
   const relay = new AdoptableLogger(undefined, bootLogger);
-  const kv: KvStore =
-    overrides.rules ??
-    (consul
-      ? new ConsulKvStore({ ...consul, logger: relay, ...(snapshots ? { snapshotFile: snapshots.kv } : {}) })
-      : new InMemoryKvStore());
+  // The Consul store and registry are built without a logger of their own and adopt the
+  // boot logger (throttled, as their own would be); the mesh adopts them over it once made
+  // (createMesh), so their per-answer codes reach the mesh's logger one by one and each is
+  // counted (built with `relay` as their own, they throttled before the mesh saw them).
+  const bootThrottled = throttledLogger(bootLogger);
+  const consulKv =
+    consul && overrides.rules === undefined
+      ? new ConsulKvStore({ ...consul, ...(snapshots ? { snapshotFile: snapshots.kv } : {}) })
+      : undefined;
+  consulKv?.adoptLogger(bootThrottled);
+  const kv: KvStore = overrides.rules ?? consulKv ?? new InMemoryKvStore();
 
   const config = await createConfig({
     ...common,
@@ -152,9 +159,12 @@ export async function createMeshFromConfig(options: MeshFromConfigOptions = {}):
   });
   try {
     warnUnknownKeys(config, bootLogger);
-    const registry: Registry | undefined =
-      overrides.registry ??
-      (consul ? new ConsulRegistry({ ...consul, logger: relay, ...(snapshots ? { snapshotFile: snapshots.registry } : {}) }) : undefined);
+    const consulRegistry =
+      consul && overrides.registry === undefined
+        ? new ConsulRegistry({ ...consul, ...(snapshots ? { snapshotFile: snapshots.registry } : {}) })
+        : undefined;
+    consulRegistry?.adoptLogger(bootThrottled);
+    const registry: Registry | undefined = overrides.registry ?? consulRegistry;
     const mesh = createMesh({
       ...meshOptionsOf(config, service, env),
       ...(registry ? { registry } : {}),

@@ -16,6 +16,7 @@ import {
 import { checkPropagationOptions } from '@meshlet/propagation';
 import { ConsulMetaLimits, checkConsulMeta } from '@meshlet/registry';
 import { checkWarmupOptions, parseRouteSection } from '@meshlet/route';
+import { AdminTokenError, MIN_ADMIN_TOKEN_LENGTH } from './admin-handler.js';
 import { checkHeaderTags } from './inbound.js';
 import { meshMetadataSource } from './mesh-metadata.js';
 import type { MeshOptions } from './mesh-options.js';
@@ -141,6 +142,8 @@ export function checkMeshOptions(options: MeshOptions): void {
     const admin = optionObject(o.admin, 'admin');
     onlyOptionKeys(admin, 'admin', ADMIN_KEYS);
     if (admin.path !== undefined) checkAdminPath(admin.path);
+    // Here, before anything starts (the admin endpoint is made after the watches are).
+    if (typeof admin.token !== 'string' || admin.token.length < MIN_ADMIN_TOKEN_LENGTH) throw new AdminTokenError();
   }
   if (o.auth !== undefined) checkAuth(o.auth);
   if (o.catalog !== undefined) {

@@ -108,7 +108,7 @@ export function adoptComponents(settings: MeshSettings): void {
 
 /** At close: the registry and rule store log again through the mesh adopted before this one, if still open, or their own. */
 export function releaseComponents(settings: MeshSettings): void {
-  for (const component of [settings.registry, settings.kv]) if (adoptsLogger(component)) component.releaseLogger(settings.logger);
+  for (const component of [settings.registry, settings.kv]) if (adoptsLogger(component)) component.releaseLogger?.(settings.logger);
 }
 
 /** The mesh's tracing: the one given, one made from the options, or none. */

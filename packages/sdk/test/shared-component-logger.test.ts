@@ -37,3 +37,17 @@ it('a shared registry logs through the newest open mesh, then the older one, the
   say(3);
   assert.deepEqual([seen(newerLog), seen(olderLog), seen(own)], [[1], [2], [3]]);
 });
+
+it('a rule store with adoptLogger and no releaseLogger is still given the mesh logger', async () => {
+  let adopted: Logger | undefined;
+  const rules = Object.assign(new InMemoryKvStore(), {
+    adoptLogger(logger: Logger) {
+      adopted = logger;
+    },
+  });
+  const given = new MemoryLogger();
+  const mesh = createMesh({ service: 'solo', registry: new InMemoryRegistry(), rules, logger: given });
+  adopted?.warn('kv degraded', { code: 'MESHLET_KV_DEGRADED' });
+  await mesh.close();
+  assert.equal(given.entries.filter((e) => e.fields?.code === 'MESHLET_KV_DEGRADED').length, 1);
+});

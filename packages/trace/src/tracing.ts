@@ -116,7 +116,7 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
-/** Every Tracing created and not shut down (held weakly). */
+/** Every Tracing created and not shut down, newest last (at most NEWEST_LIVE_MAX). */
 const liveTracings = new NewestLive<Tracing>();
 
 /**
