@@ -35,12 +35,19 @@ interface Followed {
  * through to DNS. A service is followed (one registry watch) from its first call until
  * the mesh releases it (`unfollow`: idle, see Destinations); the next call follows it again.
  */
+/** Distinct unknown single-label hosts remembered for the log line. */
+const UNKNOWN_HOSTS_KEPT = 64;
+
 export class ServiceDirectory {
   readonly #registry: Registry;
   readonly #clock: Clock;
   readonly #listener: DirectoryListener;
   readonly #logger: Logger;
   readonly #known = new Set<string>();
+  /** Single-label hosts called that were no service (for MESHLET_NOT_A_SERVICE's `hosts`), at most UNKNOWN_HOSTS_KEPT. */
+  readonly #unknownHosts = new Set<string>();
+  /** The first 8 of them, joined once when one is added. */
+  #unknownList = '';
   readonly #followed = new Map<string, Followed>();
   readonly #unsubscribeServices: Unsubscribe;
   #servicesLoaded = false;
@@ -79,11 +86,22 @@ export class ServiceDirectory {
    */
   async governs(host: string): Promise<boolean> {
     if (await this.isService(host)) return true;
-    if (singleLabel(host))
+    if (singleLabel(host)) {
+      const cut = host.slice(0, 128);
+      // The line a minute names one host; `hosts` lists the first ones seen, so a misspelt
+      // service is not hidden behind a short name called on purpose. `services` says what the
+      // registry listed (0: not read, or empty).
+      if (this.#unknownHosts.size < UNKNOWN_HOSTS_KEPT && !this.#unknownHosts.has(cut)) {
+        this.#unknownHosts.add(cut);
+        if (this.#unknownHosts.size <= 8) this.#unknownList = [...this.#unknownHosts].join(',');
+      }
       this.#logger.warn('call sent ungoverned, as a plain HTTP call through DNS: its host is not a service in the registry', {
         code: 'MESHLET_NOT_A_SERVICE',
-        host: host.slice(0, 128),
+        host: cut,
+        hosts: this.#unknownList,
+        services: this.#known.size,
       });
+    }
     return false;
   }
 

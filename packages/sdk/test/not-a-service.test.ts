@@ -88,6 +88,9 @@ it('logs a call to a single-label host that is not a service at warn, naming the
   const written = lines();
   assert.equal(written.length, 2, 'the second call was counted, not written');
   assert.equal(written[1]?.fields?.host, long.slice(0, 128));
+  // The line names the distinct hosts seen, not only the one that came when it was written.
+  assert.equal(written[1]?.fields?.hosts, `user-svcx,${long.slice(0, 128)}`);
+  assert.equal(typeof written[1]?.fields?.services, 'number');
   assert.equal(written[1]?.message, line?.message);
   assert.equal(counted(), 3);
 });
