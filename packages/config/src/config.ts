@@ -63,7 +63,11 @@ export interface ConfigOptions {
    * Fail start when the KV store cannot be read and kept no snapshot of it, or when a KV
    * document read at start does not parse (default true, as Spring's failFast). Otherwise
    * start from env and file, or without that document. A store with a snapshot
-   * (`ConsulKvStore`'s `snapshotFile`) starts from it either way.
+   * (`ConsulKvStore`'s `snapshotFile`) starts from it when Consul cannot be read, failFast or
+   * not; a document in that snapshot that does not parse fails the start as one read from
+   * Consul would (a snapshot keeps only documents accepted, so it takes a change of the
+   * bounds between versions). "Does not parse" includes Meshlet's bounds
+   * (CONFIG_DOCUMENT_LIMITS: 1 MiB, 10,000 keys), which Spring does not have.
    */
   readonly failFast?: boolean;
   /** Follow the KV store and apply changes hot. Default true. */
