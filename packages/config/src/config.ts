@@ -64,10 +64,10 @@ export interface ConfigOptions {
    * document read at start does not parse (default true, as Spring's failFast). Otherwise
    * start from env and file, or without that document. A store with a snapshot
    * (`ConsulKvStore`'s `snapshotFile`) starts from it when Consul cannot be read, failFast or
-   * not; a document in that snapshot that does not parse fails the start as one read from
-   * Consul would (a snapshot keeps only documents accepted, so it takes a change of the
-   * bounds between versions). "Does not parse" includes Meshlet's bounds
-   * (CONFIG_DOCUMENT_LIMITS: 1 MiB, 10,000 keys), which Spring does not have.
+   * not, without any document in it that does not parse (it keeps what KV held, a document
+   * refused while running included, and nothing can be fixed while Consul is unreadable).
+   * "Does not parse" includes Meshlet's bounds (CONFIG_DOCUMENT_LIMITS: 1 MiB, 10,000 keys),
+   * which Spring does not have.
    */
   readonly failFast?: boolean;
   /** Follow the KV store and apply changes hot. Default true. */
@@ -185,6 +185,8 @@ class LayeredConfig implements Config {
   readonly #relaxed: boolean;
   readonly #secretKeys: RegExp;
   readonly #failFast: boolean;
+  /** Started from the KV store's snapshot: Consul could not be read. */
+  #fromSnapshot = false;
   readonly #follow: boolean;
   readonly #logger: Logger;
   readonly #prefixes: readonly string[];
@@ -244,6 +246,7 @@ class LayeredConfig implements Config {
       // process restarted while Consul is down starts from it, failFast or not.
       const saved = await Promise.all(this.#prefixes.map((p) => this.#kv.saved?.(p)));
       if (saved.some((entries) => entries !== undefined)) {
+        this.#fromSnapshot = true;
         this.#prefixes.forEach((p, i) => {
           const entries = saved[i] ?? [];
           this.#entries.set(p, { signature: signatureOf(entries), entries, delivery: 0 });
@@ -471,7 +474,10 @@ class LayeredConfig implements Config {
       const reason = err instanceof ConfigParseError ? err.reason : `invalid document: ${String((err as Error).message).split('\n')[0]}`;
       // At start there are no previous values to keep: as Spring's failFast, the start fails
       // (the service would run on settings nobody wrote), or goes on without the document.
-      if (this.#starting && this.#failFast)
+      // From the snapshot (Consul unreadable), nothing can be fixed now: the start goes on
+      // without the document, as with failFast: false (the snapshot keeps what KV held, a
+      // document refused while running included).
+      if (this.#starting && this.#failFast && !this.#fromSnapshot)
         throw new ConfigParseError(entry.key, reason, 'Fix the document, or pass failFast: false to start without it');
       const error = this.#starting
         ? new ConfigParseError(entry.key, reason, 'Fix the document; until then its values are not in force')
@@ -479,7 +485,13 @@ class LayeredConfig implements Config {
       this.#rejected++;
       this.#lastError = { code: error.code, source: entry.key, message: error.message };
       const fields = { code: error.code, key: entry.key, revision: entry.revision, reason };
-      if (this.#starting) this.#logger.error('config document rejected at start (failFast: false); started without it', fields);
+      if (this.#starting)
+        this.#logger.error(
+          this.#fromSnapshot
+            ? "config document in the KV store's snapshot rejected at start; started without it"
+            : 'config document rejected at start (failFast: false); started without it',
+          fields,
+        );
       else this.#logger.error('config document rejected; its previous values stay', { ...fields, inForce: previous?.revision ?? 0 });
       const kept: DocumentState = { revision: previous?.revision ?? 0, values: previous?.values ?? EMPTY, failedRevision: entry.revision };
       this.#documents.set(entry.key, kept);

@@ -496,6 +496,19 @@ describe('createConfig: KV unavailable at start', () => {
     assert.ok(logger.entries.some((e) => e.fields?.code === ConfigSourceError.code && /snapshot/.test(e.message)));
     config.close();
   });
+
+  it('starts from the snapshot without a document in it that does not parse, failFast or not (it keeps what KV held, a refused one too; nothing can be fixed while Consul is down)', async () => {
+    const logger = new MemoryLogger();
+    const kept: KvStore = {
+      ...broken,
+      saved: async (prefix) =>
+        prefix === 'config/orders' ? [{ key: 'config/orders/data', value: 'a: [unclosed', revision: 8 }] : undefined,
+    };
+    const config = await createConfig(base(kept, { logger, format: 'yaml' }));
+    const rejected = logger.entries.find((e) => e.level === 'error' && e.fields?.code === 'MESHLET_CONFIG_PARSE');
+    assert.match(rejected?.message ?? '', /snapshot rejected at start; started without it/);
+    config.close();
+  });
 });
 
 describe('typed getters', () => {
