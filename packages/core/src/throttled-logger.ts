@@ -50,8 +50,6 @@ export const PER_REQUEST_CODES: readonly string[] = [
   'MESHLET_CONSUL_ANSWER_TOO_LARGE',
   // A catalog entry that cannot be called, left out: anyone who can register decides how many.
   'MESHLET_REGISTRY_BAD_INSTANCE',
-  // A call to a single-label host that is not a service (@meshlet/sdk's ServiceDirectory.governs): one per call.
-  'MESHLET_NOT_A_SERVICE',
 ];
 
 /** Default interval between two lines of one per-request code. */

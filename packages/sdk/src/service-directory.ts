@@ -35,7 +35,7 @@ interface Followed {
  * through to DNS. A service is followed (one registry watch) from its first call until
  * the mesh releases it (`unfollow`: idle, see Destinations); the next call follows it again.
  */
-/** Distinct unknown single-label hosts remembered for the log line. */
+/** Distinct unknown single-label hosts said in the log, at most: the lines a process can write about them. */
 const UNKNOWN_HOSTS_KEPT = 64;
 
 export class ServiceDirectory {
@@ -44,10 +44,8 @@ export class ServiceDirectory {
   readonly #listener: DirectoryListener;
   readonly #logger: Logger;
   readonly #known = new Set<string>();
-  /** Single-label hosts called that were no service (for MESHLET_NOT_A_SERVICE's `hosts`), at most UNKNOWN_HOSTS_KEPT. */
+  /** Single-label hosts called that were no service, each said once (MESHLET_NOT_A_SERVICE), at most UNKNOWN_HOSTS_KEPT. */
   readonly #unknownHosts = new Set<string>();
-  /** The first 8 of them, joined once when one is added. */
-  #unknownList = '';
   readonly #followed = new Map<string, Followed>();
   readonly #unsubscribeServices: Unsubscribe;
   #servicesLoaded = false;
@@ -80,27 +78,26 @@ export class ServiceDirectory {
    * Whether a call to `host` is governed: isService, what every front end (fetch, request,
    * axios, got) asks of a host it has not called as a service yet. A single-label host that
    * is not a service is most likely a misspelt or never registered one, whose call would fail
-   * at DNS with nothing said: `MESHLET_NOT_A_SERVICE` (per request, so throttled and counted).
-   * At warn, the mesh's default level, or the one it is for would not see it; a host DNS does
-   * resolve (a Kubernetes short name) costs one line a minute, and is silenced by its full name.
+   * at DNS with nothing said: `MESHLET_NOT_A_SERVICE`, once per host (so not a per-request
+   * code: each host's line is written, none throttled behind another's), counted. At warn,
+   * the mesh's default level, or the one it is for would not see it.
    */
   async governs(host: string): Promise<boolean> {
     if (await this.isService(host)) return true;
     if (singleLabel(host)) {
+      // Once per host, for the first UNKNOWN_HOSTS_KEPT: a misspelt service is said when it is
+      // first called, and a short name called on purpose (a Kubernetes service outside the
+      // mesh) once, not every minute for the life of the process. `services`: what the
+      // registry listed (0: not read yet, or empty).
       const cut = host.slice(0, 128);
-      // The line a minute names one host; `hosts` lists the first ones seen, so a misspelt
-      // service is not hidden behind a short name called on purpose. `services` says what the
-      // registry listed (0: not read, or empty).
       if (this.#unknownHosts.size < UNKNOWN_HOSTS_KEPT && !this.#unknownHosts.has(cut)) {
         this.#unknownHosts.add(cut);
-        if (this.#unknownHosts.size <= 8) this.#unknownList = [...this.#unknownHosts].join(',');
+        this.#logger.warn('call sent ungoverned, as a plain HTTP call through DNS: its host is not a service in the registry', {
+          code: 'MESHLET_NOT_A_SERVICE',
+          host: cut,
+          services: this.#known.size,
+        });
       }
-      this.#logger.warn('call sent ungoverned, as a plain HTTP call through DNS: its host is not a service in the registry', {
-        code: 'MESHLET_NOT_A_SERVICE',
-        host: cut,
-        hosts: this.#unknownList,
-        services: this.#known.size,
-      });
     }
     return false;
   }
