@@ -21,11 +21,6 @@ import {
 import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
 import { decodeKvPair as decode, type KvPair, KvPrefixQuery } from './kv-prefix-query.js';
 
-/** ConsulKvStore's health, as the admin status shows it (`degraded.kv`). */
-export interface ConsulKvStoreStatus {
-  readonly degraded: boolean;
-}
-
 export interface ConsulKvStoreOptions extends ConsulClientOptions {
   readonly waitSeconds?: number;
   readonly logger?: Logger;
@@ -137,12 +132,7 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     this.client.releaseLogger(logger);
   }
 
-  /** `degraded` while a watch's query is failing: the rules and config last read stay in force. */
-  get status(): ConsulKvStoreStatus {
-    return { degraded: this.degraded };
-  }
-
-  /** While a watch's query is failing (KvStore's `degraded`). */
+  /** While a watch's query is failing (KvStore's `degraded`): the rules and config last read stay in force. */
   get degraded(): boolean {
     return this.#failing.size > 0;
   }

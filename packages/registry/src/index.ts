@@ -10,7 +10,7 @@ export {
   type ConsulResponse,
   type ConsulTlsOptions,
 } from './consul-client.js';
-export { ConsulKvStore, type ConsulKvStoreOptions, type ConsulKvStoreStatus } from './consul-kv-store.js';
+export { ConsulKvStore, type ConsulKvStoreOptions } from './consul-kv-store.js';
 export { ConsulMetaLimits, checkConsulMeta, InvalidMetadataError } from './consul-meta.js';
 export {
   ConsulRegistry,
