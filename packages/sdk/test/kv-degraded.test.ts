@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { InMemoryRegistry, MemoryLogger } from '@meshlet/core';
-import { adminAuthorization, listen, type TestServer } from '@meshlet/core/testing';
+import { adminAuthorization, listen, type TestServer, waitFor } from '@meshlet/core/testing';
 import { ConsulKvStore } from '@meshlet/registry';
 import { type ConsulAgent, startConsulAgent } from '@meshlet/registry/testing';
 import { createMesh, createMeshFromConfig, type Mesh } from '../src/index.js';
@@ -43,15 +43,6 @@ async function admin(what: 'status' | 'metrics'): Promise<string> {
 
 const kvDegraded = async () => (JSON.parse(await admin('status')) as { degraded: Record<string, boolean> }).degraded.kv;
 const logged = (code: string) => logger.entries.filter((e) => e.fields?.code === code).length;
-
-/** Waits for `test`; fails naming `what` if it has not held within 20 s (the blocking query's wait is 1 s here). */
-async function waitFor(test: () => boolean | Promise<boolean>, what = 'the condition'): Promise<void> {
-  const deadline = performance.now() + 20_000;
-  while (!(await test())) {
-    if (performance.now() > deadline) assert.fail(`${what} did not hold within 20 s`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 it('degraded.kv and meshlet_degraded{what="kv"} are set while Consul KV is down and cleared when it is back; both codes go through the mesh logger', async () => {
   assert.equal(await kvDegraded(), false);

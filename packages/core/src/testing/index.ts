@@ -1,6 +1,6 @@
 /**
  * Helpers for Meshlet's own tests and for tests of code built on it: a loopback server,
- * the assertion every rule parser's tests make, and outbound call and attempt records for
+ * a wait on a condition, the assertion every rule parser's tests make, and outbound call and attempt records for
  * tests of attempt-chain stages. Not used at run time.
  */
 import assert from 'node:assert/strict';
@@ -81,4 +81,16 @@ export function testAttempt<R extends AttemptResult>(
 /** A passing instance of `service` on 127.0.0.1:`port`, no tags or metadata; `fields` over that. */
 export function testInstance(service: string, id: string, port: number, fields: Partial<Instance> = {}): Instance {
   return { id, service, address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing', ...fields };
+}
+
+/**
+ * Waits for `test` to hold, looking every 20 ms; fails naming `what` if it has not held
+ * within `timeoutMs` (a test waits on a condition, never on a sleep).
+ */
+export async function waitFor(test: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await test())) {
+    if (performance.now() > deadline) throw new Error(`${what} did not hold within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
