@@ -47,6 +47,25 @@ function setup(section: unknown, statusOf: (id: string, n: number) => number = (
   return { clock, executor, sent, call, pick };
 }
 
+/**
+ * A clock whose timers can run late, as in a blocked loop: `timerLate(ms, late)` moves the
+ * clock `ms` and fires what is due with the clock reading `late` ms past it.
+ */
+function lateTimers() {
+  const manual = new ManualClock();
+  let blocked = 0;
+  const clock = {
+    now: () => manual.now() + blocked,
+    wallNow: () => manual.wallNow() + blocked,
+    setTimeout: manual.setTimeout.bind(manual),
+  };
+  const timerLate = (ms: number, late: number) => {
+    blocked = late;
+    manual.advance(ms);
+  };
+  return { clock, timerLate };
+}
+
 describe('CallExecutor', () => {
   it('without rules, passes the call straight to send', async () => {
     const executor = new CallExecutor();
@@ -181,14 +200,7 @@ describe('CallExecutor', () => {
   });
 
   it('does not count on the instance breaker a timeout the loop was LOOP_LATE_MS or more late for, and expires it a turn of the loop later', async () => {
-    const manual = new ManualClock();
-    // A loop blocked past the deadline: the timer runs late, and the clock reads the lateness.
-    let blocked = 0;
-    const clock = {
-      now: () => manual.now() + blocked,
-      wallNow: () => manual.wallNow() + blocked,
-      setTimeout: manual.setTimeout.bind(manual),
-    };
+    const { clock, timerLate } = lateTimers();
     const executor = new CallExecutor({ clock });
     executor.setRules('orders', parseBreakerRules({ timeoutMs: 100, rules: [{ level: 'instance', consecutiveFailures: 0 }] }, 'breaker'));
     let seen: AbortSignal | undefined;
@@ -197,8 +209,7 @@ describe('CallExecutor', () => {
       return new Promise<Response>(() => {});
     };
     const pending = executor.call<Inst>({ service: 'orders', method: 'GET', pick: () => ({ id: 'a' }), send });
-    blocked = LOOP_LATE_MS;
-    manual.advance(100);
+    timerLate(100, LOOP_LATE_MS);
     assert.equal(seen?.aborted, false, 'not expired in the timers phase: answers read in the poll phase come first');
     await assert.rejects(pending, (e: unknown) => e instanceof TimeoutError && e.lateMs >= LOOP_LATE_MS);
     assert.equal(executor.instanceBreakers.forService('orders')?.breaker('a').snapshot().failures, 0);
@@ -209,13 +220,7 @@ describe('CallExecutor', () => {
     { late: LOOP_LATE_MS, counted: 0 },
   ]) {
     it(`a timeout the loop was ${late} ms late for counts ${counted} on each of the instance, service and API breakers`, async () => {
-      const manual = new ManualClock();
-      let blocked = 0;
-      const clock = {
-        now: () => manual.now() + blocked,
-        wallNow: () => manual.wallNow() + blocked,
-        setTimeout: manual.setTimeout.bind(manual),
-      };
+      const { clock, timerLate } = lateTimers();
       const executor = new CallExecutor({ clock });
       const never = { consecutiveFailures: 0, minimumCalls: 100 };
       executor.setRules(
@@ -239,8 +244,7 @@ describe('CallExecutor', () => {
         pick: () => ({ id: 'a' }),
         send: () => new Promise<Response>(() => {}),
       });
-      blocked = late;
-      manual.advance(100);
+      timerLate(100, late);
       await assert.rejects(pending, (e: unknown) => e instanceof TimeoutError && e.lateMs === late);
       assert.deepEqual(
         executor.snapshot().map((b) => [b.breaker.level, b.calls, b.failures]),
