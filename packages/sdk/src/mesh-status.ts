@@ -44,33 +44,39 @@ export function meshStatus(
   };
 }
 
-/** What each called service's `breaker` section in shadow mode would have done (read from the executor, one entry per such service). */
-function breakerShadowOf(destinations: Destinations): AdminBreakerShadowStatus[] {
-  const out: AdminBreakerShadowStatus[] = [];
+/** One entry per called service for which `read` has something (its executor's per-service stats). */
+function perService<T>(destinations: Destinations, read: (service: string) => T | undefined): T[] {
+  const out: T[] = [];
   for (const { service } of destinations.rulesStatus()) {
-    const s = destinations.executor.shadowStats(service);
-    if (s)
-      out.push({ service, wouldReject: s.wouldReject, wouldOpen: s.wouldOpen, wouldExclude: s.wouldExclude, wouldTimeOut: s.wouldTimeOut });
+    const entry = read(service);
+    if (entry !== undefined) out.push(entry);
   }
   return out;
 }
 
-/** How each called service whose rules hedge has hedged (one entry per such service). */
+/** What each called service's `breaker` section in shadow mode would have done. */
+function breakerShadowOf(destinations: Destinations): AdminBreakerShadowStatus[] {
+  return perService(destinations, (service) => {
+    const s = destinations.executor.shadowStats(service);
+    return s && { service, wouldReject: s.wouldReject, wouldOpen: s.wouldOpen, wouldExclude: s.wouldExclude, wouldTimeOut: s.wouldTimeOut };
+  });
+}
+
+/** How each called service whose rules hedge has hedged. */
 function hedgesOf(destinations: Destinations): AdminHedgeStatus[] {
-  const out: AdminHedgeStatus[] = [];
-  for (const { service } of destinations.rulesStatus()) {
+  return perService(destinations, (service) => {
     const h = destinations.executor.hedgeStats(service);
-    if (h)
-      out.push({
+    return (
+      h && {
         service,
         eligible: h.eligible,
         hedges: h.hedges,
         wins: h.wins,
         denied: h.denied,
         ...(h.delayMs !== undefined ? { delayMs: h.delayMs } : {}),
-      });
-  }
-  return out;
+      }
+    );
+  });
 }
 
 /** A registry that reports its health (ConsulRegistry does); the in-memory one does not. */
