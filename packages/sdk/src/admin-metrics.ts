@@ -16,6 +16,20 @@ export function renderStatusMetrics(status: AdminStatus): string {
       .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
       .join(',');
 
+  /** Families with one sample per called service (a row's value undefined: no sample). */
+  const byService = <T extends { readonly service: string }>(
+    rows: readonly T[],
+    families: readonly [string, 'gauge' | 'counter', (row: T) => number | undefined, string][],
+  ) => {
+    for (const [name, type, value, help] of families) {
+      family(name, type, help);
+      for (const row of rows) {
+        const v = value(row);
+        if (v !== undefined) out.push(`${name}{${labels({ service: row.service })}} ${v}`);
+      }
+    }
+  };
+
   family(
     'meshlet_degraded',
     'gauge',
@@ -136,13 +150,7 @@ export function renderStatusMetrics(status: AdminStatus): string {
         'The hedge delay in force, ms, by called service (absent while a percentile has too few samples).',
       ],
     ];
-    for (const [name, type, value, help] of perService) {
-      family(name, type, help);
-      for (const h of hedges) {
-        const v = value(h);
-        if (v !== undefined) out.push(`${name}{${labels({ service: h.service })}} ${v}`);
-      }
-    }
+    byService(hedges, perService);
   }
 
   const limiter = status.limiter;
@@ -242,10 +250,7 @@ export function renderStatusMetrics(status: AdminStatus): string {
         "Calls refused by the destination's adaptive limit (OutboundLimitError, MESHLET_OUTBOUND_LIMITED).",
       ],
     ];
-    for (const [name, type, value, help] of perService) {
-      family(name, type, help);
-      for (const a of outbound) out.push(`${name}{${labels({ service: a.service })}} ${value(a)}`);
-    }
+    byService(outbound, perService);
   }
   return `${out.join('\n')}\n`;
 }
