@@ -1,4 +1,4 @@
-import type { Logger } from './logger.js';
+import type { AdoptsLogger } from './logger.js';
 import type { Unsubscribe } from './registry.js';
 
 export interface KvEntry {
@@ -26,9 +26,11 @@ export interface KvWrite {
 
 /**
  * A key/value store as a port: where rules and config come from. In memory by default,
- * Consul KV in production. Keys are `/`-separated paths.
+ * Consul KV in production. Keys are `/`-separated paths. Optionally AdoptsLogger: a store
+ * built without a logger of its own logs through the mesh's once the mesh is given it, and
+ * gets it back at close; a store that wraps another passes both on.
  */
-export interface KvStore {
+export interface KvStore extends Partial<AdoptsLogger> {
   get(key: string): Promise<KvEntry | undefined>;
   /** Every entry whose key starts with `prefix`, sorted by key. */
   list(prefix: string): Promise<readonly KvEntry[]>;
@@ -59,11 +61,4 @@ export interface KvStore {
    * that wraps another (TsfRuleStore) tells the wrapped one's.
    */
   readonly degraded?: boolean;
-  /**
-   * Optional (core's AdoptsLogger): a store built without a logger of its own logs through
-   * the mesh's once the mesh is given it; a store that wraps another passes it on.
-   */
-  adoptLogger?(logger: Logger): void;
-  /** Optional, with adoptLogger: gives back a logger adopted before (its mesh closed). */
-  releaseLogger?(logger: Logger): void;
 }
