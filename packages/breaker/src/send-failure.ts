@@ -1,3 +1,5 @@
+import { BROKEN_ERROR_CODES, NOT_SENT_ERROR_CODES } from '@meshlet/core';
+
 /**
  * What a failed attempt's error says about whether the request left this process:
  *
@@ -46,44 +48,8 @@ export function markStaleConnection(err: object): void {
   staleErrors.add(err);
 }
 
-/** Error codes of a connect that did not happen. */
-const NOT_SENT_CODES: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EADDRNOTAVAIL',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  // undici's ConnectTimeoutError: the TCP (or TLS) connect took too long.
-  'UND_ERR_CONNECT_TIMEOUT',
-  // The instance's origin is no URL (undici's parseOrigin, before connecting).
-  'ERR_INVALID_URL',
-  // The TLS handshake failed: what the server answered is not TLS, or it refused the handshake.
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
-  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
-  'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
-  'ERR_SSL_UNSUPPORTED_PROTOCOL',
-  // The server's certificate is not trusted or names another host (checked during the handshake).
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-]);
-
 /** System calls that fail before a request byte is written. */
 const NOT_SENT_SYSCALLS: ReadonlySet<string> = new Set(['connect', 'getaddrinfo']);
-
-/** A connection that broke once the request may have been written. */
-const BROKEN_CODES: ReadonlySet<string> = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
 /** How deep into `cause` / AggregateError `errors` to look: fetch nests one level, happy eyeballs one more. */
 const MAX_DEPTH = 4;
@@ -94,8 +60,8 @@ function classify(err: unknown, depth: number): SendFailure {
   if (staleErrors.has(err)) return 'stale';
   if (typeof e.syscall === 'string' && NOT_SENT_SYSCALLS.has(e.syscall)) return 'not-sent';
   if (typeof e.code === 'string') {
-    if (NOT_SENT_CODES.has(e.code)) return 'not-sent';
-    if (BROKEN_CODES.has(e.code)) return 'broken';
+    if (NOT_SENT_ERROR_CODES.has(e.code)) return 'not-sent';
+    if (BROKEN_ERROR_CODES.has(e.code)) return 'broken';
   }
   // Happy eyeballs (net's autoSelectFamily) fails with an AggregateError of one error per
   // address: not sent only when no address took the request.

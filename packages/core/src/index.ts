@@ -96,6 +96,7 @@ export {
   type MethodDecorator,
   methodDecorator,
 } from './method-decorator.js';
+export { BROKEN_ERROR_CODES, NETWORK_ERROR_CODES, NOT_SENT_ERROR_CODES } from './network-errors.js';
 export { NEWEST_LIVE_MAX, NewestLive } from './newest-live.js';
 export {
   badOption,

@@ -1,3 +1,5 @@
+import { NETWORK_ERROR_CODES } from '@meshlet/core';
+
 /**
  * Characters kept of an attribute value a request decides (`url.full`, `url.path`,
  * `http.route`, `server.address` from Host): the queue is bounded in spans, so with this
@@ -151,41 +153,6 @@ const BY_CODE: Readonly<Record<string, GovernanceErrorType>> = {
   MESHLET_DEADLINE: 'timeout',
   MESHLET_AUTH_DENIED: 'auth_denied',
 };
-
-/**
- * Codes of a failed connection or exchange (Node's system errors, undici's, TLS's) that
- * `error.type` takes instead of the wrapper's class name: fetch fails with a `TypeError`
- * whatever happened, its cause says what (the conventions allow the inner error's type
- * for a wrapper that does not classify). A fixed list: a code not in it leaves the class
- * name, so no value from elsewhere can make a new label.
- */
-export const NETWORK_ERROR_CODES: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EADDRNOTAVAIL',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPROTO',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
-  'UND_ERR_DESTROYED',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_HAS_EXPIRED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-]);
 
 /**
  * The `error.type` of a thrown value: a governance type for the MeshletError codes above

@@ -1,3 +1,5 @@
+/** The codes `error.type` takes for a network failure (core's list, shared with the breaker's SendFailure). */
+export { NETWORK_ERROR_CODES } from '@meshlet/core';
 export { activeContext, appSpanActive, runInContext, withoutAppTracing } from './active-context.js';
 export {
   Attr,
@@ -5,7 +7,6 @@ export {
   errorTypeOf,
   GovernanceErrorType,
   MAX_REQUEST_VALUE_CHARS,
-  NETWORK_ERROR_CODES,
   normalizeMethod,
   OTHER_ERROR,
 } from './attributes.js';
