@@ -19,6 +19,7 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
+import { KvKeysQuery, type KvKeysQueryOptions } from './kv-keys-query.js';
 import { decodeKvPair as decode, type KvPair, KvPrefixQuery } from './kv-prefix-query.js';
 
 export interface ConsulKvStoreOptions extends ConsulClientOptions {
@@ -48,6 +49,15 @@ export interface ConsulKvStoreOptions extends ConsulClientOptions {
    * `['meshlet/rules/']` (core's RULES_PREFIX).
    */
   readonly sharedPrefixes?: readonly string[];
+  /**
+   * What a shared query asks for. `'keys'`: the key list alone (`?keys=true`); when it moves,
+   * one transaction of `check-index` finds which of the watched keys changed and another
+   * reads those, so a change brings the list and the changed documents this process follows,
+   * not every document. `'recurse'`: every document under the prefix on each change, in one
+   * round trip (a process that follows nearly all of them and wants each change one round trip
+   * sooner). Default `'keys'`.
+   */
+  readonly sharedQuery?: 'keys' | 'recurse';
 }
 
 /** The most `sharedPrefixes` a store takes: a handful of roots, each one query. */
@@ -67,6 +77,12 @@ function checkSharedPrefixes(given: unknown): readonly string[] {
       );
   }
   return Object.freeze([...given]);
+}
+
+function checkSharedQuery(given: unknown): 'keys' | 'recurse' {
+  if (given === undefined) return 'keys';
+  if (given !== 'keys' && given !== 'recurse') throw badOption('sharedQuery', `${shownValue(given)} must be 'keys' or 'recurse'`);
+  return given;
 }
 
 /** What `snapshotFile` holds. */
@@ -111,10 +127,12 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
   #snapshotWrite: Promise<void> = Promise.resolve();
   #snapshotLogged = false;
   readonly #sharedPrefixes: readonly string[];
-  readonly #queries = new Map<string, KvPrefixQuery>();
+  readonly #sharedQuery: 'keys' | 'recurse';
+  readonly #queries = new Map<string, KvPrefixQuery | KvKeysQuery>();
 
   constructor(options: ConsulKvStoreOptions = {}) {
     this.#sharedPrefixes = checkSharedPrefixes(options.sharedPrefixes);
+    this.#sharedQuery = checkSharedQuery(options.sharedQuery);
     this.client = new ConsulClient(options);
     this.#opts = options;
     this.#logger = new AdoptableLogger(options.logger, consoleLogger('warn', 'meshlet-kv'));
@@ -231,19 +249,20 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
    * The blocking query that serves a watch of `prefix`: the one of the shared prefix it lies
    * under (`sharedPrefixes`), else its own; made on the first watch, ended with the last.
    */
-  #queryFor(prefix: string): KvPrefixQuery {
-    const root = this.#sharedPrefixes.find((p) => prefix.startsWith(p)) ?? prefix;
+  #queryFor(prefix: string): KvPrefixQuery | KvKeysQuery {
+    const shared = this.#sharedPrefixes.find((p) => prefix.startsWith(p));
+    const root = shared ?? prefix;
     const running = this.#queries.get(root);
     if (running) return running;
-    const query = new KvPrefixQuery({
+    const blocking = <T>(what: string, index: number, wait: number, signal: AbortSignal) =>
+      this.client.request<T>('GET', `${path(root)}?${what}=true&index=${index}&wait=${wait}s`, {
+        signal,
+        notFound: true,
+        expect: 'list',
+        timeoutMs: (wait + wait / 16 + 5) * 1000,
+      });
+    const common: Omit<KvKeysQueryOptions, 'listKeys' | 'changed' | 'read'> = {
       prefix: root,
-      query: (index, wait, signal) =>
-        this.client.request<KvPair[] | undefined>('GET', `${path(root)}?recurse=true&index=${index}&wait=${wait}s`, {
-          signal,
-          notFound: true,
-          expect: 'list',
-          timeoutMs: (wait + wait / 16 + 5) * 1000,
-        }),
       waitSeconds: this.#opts.waitSeconds ?? 25,
       probe: (signal) => this.client.probe.wait(signal),
       // Once per query, not per watch riding on it.
@@ -265,9 +284,75 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
         // Nothing follows the prefix any more: its outage is no one's.
         this.#failing.delete(root);
       },
-    });
+    };
+    const query =
+      shared !== undefined && this.#sharedQuery === 'keys'
+        ? new KvKeysQuery({
+            ...common,
+            listKeys: (index, wait, signal) => blocking<string[] | undefined>('keys', index, wait, signal),
+            changed: (known, signal) => this.#changed(known, signal),
+            read: (keys, signal) => this.#read(keys, signal),
+          })
+        : new KvPrefixQuery({ ...common, query: (index, wait, signal) => blocking<KvPair[] | undefined>('recurse', index, wait, signal) });
     this.#queries.set(root, query);
     return query;
+  }
+
+  /** Of `known`, the keys whose ModifyIndex is another now or that are gone: transactions of `check-index` (no values), 64 operations each. */
+  async #changed(known: readonly KvPair[], signal: AbortSignal): Promise<ReadonlySet<string>> {
+    const changed = new Set<string>();
+    for (let i = 0; i < known.length; i += TXN_MAX_OPS) {
+      const chunk = known.slice(i, i + TXN_MAX_OPS);
+      const ops = chunk.map((p) => ({ KV: { Verb: 'check-index', Key: p.Key, Index: p.ModifyIndex } }));
+      const { failed } = await this.#readTxn(ops, signal);
+      for (const opIndex of failed.keys()) changed.add((chunk[opIndex] as KvPair).Key);
+    }
+    return changed;
+  }
+
+  /** The pairs of `keys` (transactions of `get`, 64 operations each); a key gone since the list is left out. */
+  async #read(keys: readonly string[], signal: AbortSignal): Promise<KvPair[]> {
+    const pairs: KvPair[] = [];
+    for (let i = 0; i < keys.length; i += TXN_MAX_OPS) {
+      let chunk = keys.slice(i, i + TXN_MAX_OPS);
+      // A `get` of a key deleted since the list fails the whole transaction: asked again without it.
+      while (chunk.length > 0) {
+        const { results, failed } = await this.#readTxn(
+          chunk.map((Key) => ({ KV: { Verb: 'get', Key } })),
+          signal,
+        );
+        if (failed.size === 0) {
+          pairs.push(...results);
+          break;
+        }
+        chunk = chunk.filter((_, n) => !failed.has(n));
+      }
+    }
+    return pairs;
+  }
+
+  /**
+   * One read-only transaction (Consul answers it without Raft, as other reads). Consul rolls
+   * it back with 409 naming every operation that failed; a refused permission is thrown.
+   */
+  async #readTxn(
+    ops: readonly { KV: { Verb: string; Key: string; Index?: number } }[],
+    signal: AbortSignal,
+  ): Promise<{ results: KvPair[]; failed: ReadonlyMap<number, string> }> {
+    const res = await this.client.request<{
+      Results?: { KV?: KvPair }[] | null;
+      Errors?: { OpIndex: number; What: string }[] | null;
+    }>('PUT', '/v1/txn', { body: JSON.stringify(ops), signal, accept: [409], expect: 'object' });
+    if (res.status !== 409) return { results: (res.body.Results ?? []).flatMap((r) => (r.KV ? [r.KV] : [])), failed: new Map() };
+    const errors = res.body.Errors ?? [];
+    const denied = errors.find((e) => /permission denied|acl not found/i.test(e.What));
+    if (denied) throw new ConsulError(`consul PUT /v1/txn: HTTP 403: ${denied.What}`, 403);
+    const failed = new Map(
+      errors.filter((e) => Number.isInteger(e.OpIndex) && e.OpIndex >= 0 && e.OpIndex < ops.length).map((e) => [e.OpIndex, e.What]),
+    );
+    // A 409 that names no operation of ours would make the caller loop: refused as a bad answer.
+    if (failed.size === 0) throw new ConsulError(`consul PUT /v1/txn: HTTP 409 naming no operation`, 409);
+    return { results: [], failed };
   }
 
   /** The blocking queries running now, by prefix, with how many watches ride on each (for tests and benchmarks). */

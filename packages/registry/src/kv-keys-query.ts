@@ -1,0 +1,174 @@
+import type { Unsubscribe } from '@meshlet/core';
+import { BlockingWatch, type BlockingWatchOptions } from './blocking-watch.js';
+import type { ConsulResponse } from './consul-client.js';
+import { decodeKvPair, type KvPair, type KvPrefixFollower } from './kv-prefix-query.js';
+
+export interface KvKeysQueryOptions extends Omit<BlockingWatchOptions<unknown>, 'query' | 'onChange' | 'signature'> {
+  readonly prefix: string;
+  /** The keys under the prefix (`?keys=true`), blocking on `index`; undefined when there are none (404). */
+  readonly listKeys: (index: number, waitSeconds: number, signal: AbortSignal) => Promise<ConsulResponse<string[] | undefined>>;
+  /** Of `known` (key and the ModifyIndex last read), the keys whose ModifyIndex is another now, or that are gone. */
+  readonly changed: (known: readonly KvPair[], signal: AbortSignal) => Promise<ReadonlySet<string>>;
+  /** The pairs of `keys`, with their values; a key gone since is left out. */
+  readonly read: (keys: readonly string[], signal: AbortSignal) => Promise<KvPair[]>;
+  /** Called once the last follower has left and the query has stopped: the query is done. */
+  readonly onIdle?: () => void;
+}
+
+interface Follower extends KvPrefixFollower {
+  readonly prefix: string;
+  /** `key@ModifyIndex` of the entries last delivered; undefined before the first delivery. */
+  signature: string | undefined;
+}
+
+/**
+ * One Consul blocking query of a prefix's key list (`?keys=true`) shared by every watch of a
+ * key or prefix under it: one connection to the agent, as KvPrefixQuery, but a change brings
+ * the key list rather than every document. When the list's index moves (Consul's index of a
+ * keys query is the highest ModifyIndex under the prefix, deletes included, so it moves on
+ * every write under it), the keys the followers cover are checked (`changed`: a transaction
+ * of `check-index`, no values), and only those that changed, or are new to a follower, are
+ * read (`read`); a key gone from the list is a delete, read from nothing. A follower is told
+ * only when its own keys changed. The reads are part of the query: one that fails is a failed
+ * query (backoff, `onError`), and the next query reads again.
+ */
+export class KvKeysQuery {
+  readonly prefix: string;
+  readonly #opts: KvKeysQueryOptions;
+  readonly #followers = new Set<Follower>();
+  #watch: BlockingWatch<undefined> | undefined;
+  /** The last key list, sorted; undefined before the first answer. */
+  #keys: readonly string[] | undefined;
+  /** The index whose key list the followers' keys were last read for. */
+  #readAt: number | undefined;
+  /** The pairs read, of the keys some follower covers, as of the last read. */
+  readonly #pairs = new Map<string, KvPair>();
+  /** Reads run one at a time, in order: a step's and a late follower's. */
+  #reading: Promise<unknown> = Promise.resolve();
+  #failing = false;
+  #done = false;
+  /** Aborts a late follower's read when the query ends. */
+  readonly #stop = new AbortController();
+
+  constructor(options: KvKeysQueryOptions) {
+    this.prefix = options.prefix;
+    this.#opts = options;
+  }
+
+  /** Follows the keys under `prefix` (the query's own prefix or one under it). */
+  follow(prefix: string, follower: KvPrefixFollower): Unsubscribe {
+    if (this.#done) throw new Error(`the query of ${this.prefix} has ended`);
+    if (!prefix.startsWith(this.prefix)) throw new Error(`${prefix} is not under ${this.prefix}`);
+    const f: Follower = { prefix, signature: undefined, onEntries: follower.onEntries, onFailure: follower.onFailure };
+    this.#followers.add(f);
+    if (this.#keys !== undefined) this.#join(f, this.#keys);
+    else if (this.#failing) f.onFailure();
+    this.#watch ??= new BlockingWatch<undefined>({
+      ...this.#opts,
+      // The reads happen inside the query, so that a failed one is a failed query: nothing
+      // is left for onChange.
+      query: async (index, wait, signal) => {
+        const res = await this.#opts.listKeys(index, wait, signal);
+        const keys = [...(res.body ?? [])].sort();
+        // A wait that ended with nothing written keeps its index: nothing to read, unless a
+        // follower has not had its first delivery (its own read failed).
+        const untold = [...this.#followers].some((x) => x.signature === undefined);
+        if (res.index !== this.#readAt || untold) await this.#serially(() => this.#step(keys, res.index, signal));
+        return { ...res, body: undefined };
+      },
+      signature: () => '',
+      onChange: () => {},
+      onError: (err, consecutive) => {
+        this.#failing = true;
+        this.#opts.onError?.(err, consecutive);
+        if (consecutive === 1) for (const x of [...this.#followers]) x.onFailure();
+      },
+      onRecover: () => {
+        this.#failing = false;
+        this.#opts.onRecover?.();
+      },
+    }).start();
+    return () => {
+      if (!this.#followers.delete(f) || this.#followers.size > 0) return;
+      this.#done = true;
+      this.#stop.abort();
+      this.#watch?.stop();
+      this.#opts.onIdle?.();
+    };
+  }
+
+  /** How many watches ride on this query. */
+  get followers(): number {
+    return this.#followers.size;
+  }
+
+  #serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#reading.then(work);
+    this.#reading = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * A follower that joins after an answer: told at once when the keys under its prefix in the
+   * last list are all read already (another follower covers them); else they are read first.
+   */
+  #join(f: Follower, keys: readonly string[]): void {
+    if (under(keys, f.prefix).every((k) => this.#pairs.has(k))) {
+      this.#tell(f);
+      return;
+    }
+    void this.#serially(async () => {
+      if (!this.#followers.has(f) || f.signature !== undefined || this.#keys === undefined) return;
+      const missing = under(this.#keys, f.prefix).filter((k) => !this.#pairs.has(k));
+      for (const p of await this.#opts.read(missing, this.#stop.signal)) this.#pairs.set(p.Key, p);
+      this.#tell(f);
+    }).catch(() => {
+      // The next query's step reads for it (a follower not told yet makes one); until then its snapshot, if any.
+      if (this.#followers.has(f) && f.signature === undefined) f.onFailure();
+    });
+  }
+
+  /** Reads what changed for the followers since the last step, and tells each whose keys changed. */
+  async #step(keys: readonly string[], index: number, signal: AbortSignal): Promise<void> {
+    const followers = [...this.#followers];
+    const covered = new Set<string>();
+    for (const f of followers) for (const k of under(keys, f.prefix)) covered.add(k);
+    const known = [...this.#pairs.values()].filter((p) => covered.has(p.Key));
+    const changed = known.length > 0 ? await this.#opts.changed(known, signal) : new Set<string>();
+    const toRead = [...covered].filter((k) => changed.has(k) || !this.#pairs.has(k));
+    const read = toRead.length > 0 ? await this.#opts.read(toRead, signal) : [];
+    // Changed all at once, after the reads: a follower joining meanwhile sees the last step's state whole.
+    // Keys gone from the list (deleted, or the token may no longer read them), or no longer followed, are dropped.
+    for (const k of [...this.#pairs.keys()]) if (!covered.has(k) || changed.has(k)) this.#pairs.delete(k);
+    for (const p of read) this.#pairs.set(p.Key, p);
+    this.#keys = keys;
+    this.#readAt = index;
+    this.#failing = false;
+    for (const f of [...this.#followers]) if (this.#followers.has(f)) this.#tell(f);
+  }
+
+  /** Delivers the entries under `f.prefix` when they differ from what `f` last got. */
+  #tell(f: Follower): void {
+    const mine = under(this.#keys ?? [], f.prefix)
+      .map((k) => this.#pairs.get(k))
+      .filter((p): p is KvPair => p !== undefined);
+    const signature = mine.map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n');
+    if (signature === f.signature) return;
+    f.signature = signature;
+    f.onEntries(Object.freeze(mine.map(decodeKvPair)));
+  }
+}
+
+/** The keys of `sorted` that start with `prefix`: a run found by binary search. */
+function under(sorted: readonly string[], prefix: string): string[] {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] as string) < prefix) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: string[] = [];
+  for (let i = lo; i < sorted.length && (sorted[i] as string).startsWith(prefix); i++) out.push(sorted[i] as string);
+  return out;
+}
