@@ -1,10 +1,14 @@
-// The rule watches of N services on a real Consul agent, read two ways:
-//   shared     one blocking query of meshlet/rules/ (recurse) for all of them (ConsulKvStore's default)
-//   per watch  one blocking query per service (`sharedPrefixes: []`, as before)
+// The rule watches of N services on a real Consul agent, read three ways:
+//   keys       one blocking query of meshlet/rules/'s key list for all of them, then a
+//              check-index transaction of the watched keys and a read of the changed ones
+//              (ConsulKvStore's default, `sharedQuery: 'keys'`)
+//   recurse    one blocking query of meshlet/rules/ bringing every document (`sharedQuery: 'recurse'`)
+//   per watch  one blocking query per service (`sharedPrefixes: []`)
 // For each: the connections the process holds to the agent once every watcher has its
 // document (from /proc, Linux; the agent refuses past http_max_conns_per_client, 200 by
-// default), the bytes of the answer one change brings (the body of the same query, read
-// once more after the change), and the ms from the PUT of one service's document to its
+// default), the bytes the store received for one change (every answer's body, counted
+// through the client's fetch, from the PUT to the watcher having it; the dev agent indents
+// its JSON), and the ms from the PUT of one service's document to its
 // watcher having it in force (RuleWatcher.until, the mesh's own kinds parse it), median of
 // CHANGES changes 100 ms apart (the query loop's rate limit is 10 a second).
 import { execFileSync } from 'node:child_process';
@@ -98,6 +102,26 @@ function connectionsTo(port: number): number {
   return n;
 }
 
+type Way = 'keys' | 'recurse' | 'per watch';
+const WAYS: readonly Way[] = ['per watch', 'recurse', 'keys'];
+
+/** A fetch that adds the bytes of every answer's body to `counter.bytes`. */
+function countingFetch(counter: { bytes: number }): typeof fetch {
+  return async (input, init) => {
+    const res = await fetch(input, init);
+    if (!res.body) return res;
+    const counted = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          counter.bytes += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(counted, { status: res.status, statusText: res.statusText, headers: res.headers });
+  };
+}
+
 interface Run {
   readonly way: string;
   readonly n: number;
@@ -108,14 +132,20 @@ interface Run {
   readonly refused: number;
 }
 
-async function run(n: number, shared: boolean): Promise<Run> {
+async function run(n: number, way: Way): Promise<Run> {
   const agent = await startConsulAgent();
   try {
     const service = (i: number) => `svc-${String(i).padStart(4, '0')}`;
     const writer = new ConsulKvStore({ address: agent.address, logger: silentLogger });
     // One at a time: the writer keeps one connection, so the count below is the watches'.
     for (let i = 0; i < n; i++) await writer.put(`${RULES_PREFIX}${service(i)}`, ruleDocument(service(i), 0));
-    const store = new ConsulKvStore({ address: agent.address, logger: silentLogger, ...(shared ? {} : { sharedPrefixes: [] }) });
+    const received = { bytes: 0 };
+    const store = new ConsulKvStore({
+      address: agent.address,
+      logger: silentLogger,
+      fetch: countingFetch(received),
+      ...(way === 'per watch' ? { sharedPrefixes: [] } : { sharedQuery: way }),
+    });
     let refused = 0;
     const request = store.client.request.bind(store.client);
     store.client.request = ((method, target, options) =>
@@ -130,24 +160,24 @@ async function run(n: number, shared: boolean): Promise<Run> {
       await Promise.race([Promise.all(watchers.map((w) => w.ready)), new Promise((r) => setTimeout(r, 10_000))]);
       const connections = connectionsTo(agent.httpPort);
       const times: number[] = [];
-      let bytes = 0;
+      const bytes: number[] = [];
       for (let c = 1; c <= CHANGES && refused === 0; c++) {
         const target = service((c * 7) % n);
+        received.bytes = 0;
         const t0 = performance.now();
         await writer.put(`${RULES_PREFIX}${target}`, ruleDocument(target, c));
         const revision = (await writer.get(`${RULES_PREFIX}${target}`))?.revision ?? 0;
         await watchers[(c * 7) % n]?.until(revision);
         times.push(performance.now() - t0);
-        const asked = shared ? RULES_PREFIX : `${RULES_PREFIX}${target}`;
-        bytes = (await (await fetch(`${agent.address}/v1/kv/${asked}?recurse=true`)).arrayBuffer()).byteLength;
+        bytes.push(received.bytes);
         await new Promise((r) => setTimeout(r, 100));
       }
       return {
-        way: shared ? 'shared' : 'per watch',
+        way,
         n,
         connections,
         queries: [...store.queries.keys()].length,
-        bytes,
+        bytes: bytes.length ? median(bytes) : Number.NaN,
         applyMs: times.length ? median(times) : Number.NaN,
         refused,
       };
@@ -163,20 +193,28 @@ export async function consulRulesPrefix(): Promise<string> {
   consulBinary();
   const rows: (string | number)[][] = [];
   for (const n of SIZES) {
-    for (const shared of [false, true]) {
-      if (!shared && n > PER_WATCH_MAX) continue;
-      process.stderr.write(`consul-rules-prefix: ${n} services, ${shared ? 'shared' : 'per watch'}\n`);
-      const r = await run(n, shared);
+    for (const way of WAYS) {
+      if (way === 'per watch' && n > PER_WATCH_MAX) continue;
+      process.stderr.write(`consul-rules-prefix: ${n} services, ${way}\n`);
+      const r = await run(n, way);
       rows.push([r.n, r.way, r.queries, r.connections, r.refused, fmt(r.bytes), Number.isNaN(r.applyMs) ? '—' : fmt(r.applyMs, 1)]);
     }
   }
   return [
-    `## Consul: rule watches of N services, one query or one each (${machine()})`,
+    `## Consul: rule watches of N services, one query (key list, or every document) or one each (${machine()})`,
     '',
-    `Document ${fmt(Buffer.byteLength(ruleDocument(`svc-0000`, 0)))} bytes; ms to apply: median of ${CHANGES} changes, PUT to the watcher having it in force.`,
+    `Document ${fmt(Buffer.byteLength(ruleDocument(`svc-0000`, 0)))} bytes; one process follows every service; bytes received and ms to apply: medians of ${CHANGES} changes, PUT to the watcher having it in force.`,
     '',
     table(
-      ['services', 'way', 'blocking queries', 'connections to the agent', 'HTTP 429', 'bytes an answer brings', 'ms to apply one change'],
+      [
+        'services',
+        'way',
+        'blocking queries',
+        'connections to the agent',
+        'HTTP 429',
+        'bytes received per change',
+        'ms to apply one change',
+      ],
       rows,
     ),
   ].join('\n');

@@ -298,14 +298,20 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     return query;
   }
 
-  /** Of `known`, the keys whose ModifyIndex is another now or that are gone: transactions of `check-index` (no values), 64 operations each. */
+  /**
+   * Of `known`, the keys whose ModifyIndex is another now or that are gone: transactions of
+   * `check-index` (no values), 64 operations each (Consul's documented bound).
+   */
   async #changed(known: readonly KvPair[], signal: AbortSignal): Promise<ReadonlySet<string>> {
     const changed = new Set<string>();
-    for (let i = 0; i < known.length; i += TXN_MAX_OPS) {
-      const chunk = known.slice(i, i + TXN_MAX_OPS);
+    for (let i = 0; i < known.length; i += TXN_MAX_OPS - 1) {
+      const chunk = known.slice(i, i + TXN_MAX_OPS - 1);
       const ops = chunk.map((p) => ({ KV: { Verb: 'check-index', Key: p.Key, Index: p.ModifyIndex } }));
+      // A check that never holds (no key's ModifyIndex is 0): Consul then answers with the failed
+      // checks alone, where a transaction that held would bring every key's metadata back.
+      ops.push({ KV: { Verb: 'check-index', Key: (chunk[0] as KvPair).Key, Index: 0 } });
       const { failed } = await this.#readTxn(ops, signal);
-      for (const opIndex of failed.keys()) changed.add((chunk[opIndex] as KvPair).Key);
+      for (const opIndex of failed.keys()) if (opIndex < chunk.length) changed.add((chunk[opIndex] as KvPair).Key);
     }
     return changed;
   }
