@@ -44,7 +44,7 @@ export interface ConsulKvStoreOptions extends ConsulClientOptions {
    * Prefixes whose watches share one blocking query: every watch of a key or prefix under
    * one of them rides on one query of it (recurse), and hears only of changes to its own
    * keys. A mesh's rule watchers, one per service it calls, then hold one connection to the
-   * agent instead of one each; each change under the prefix brings every document under it.
+   * agent instead of one each (what a change brings: `sharedQuery`).
    * Each must end with `/`; at most 16. `[]` gives every watch its own query. Default
    * `['meshlet/rules/']` (core's RULES_PREFIX).
    */
