@@ -310,7 +310,7 @@ export function axiosAdapter(mesh: Mesh, options: AxiosAdapterOptions = {}): Axi
       hops,
       maxHops: allowed,
       sendsOnce: !replayable(config.data),
-      isService: (host) => directory.isService(host),
+      governs: (host) => directory.governs(host),
       discard: () => discard(attempt),
     });
     if (step === undefined) return undefined; // as axios would see it: a Location that is not a URL is not followed

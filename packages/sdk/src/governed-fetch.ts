@@ -650,7 +650,7 @@ export function governedFetch(deps: GovernedFetchDeps, pipeline: GovernedCallPip
       hops,
       maxHops: MAX_REDIRECTS,
       sendsOnce: sentOnce(body),
-      isService: (host) => directory.isService(host),
+      governs: (host) => directory.governs(host),
       discard: () => void res.body?.cancel().catch(() => {}),
     });
     if (step === undefined) return res; // as the client would see it: a Location that is not a URL is not followed

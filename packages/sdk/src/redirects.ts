@@ -83,7 +83,12 @@ export interface RedirectFrom {
   readonly maxHops: number;
   /** The body can be sent once only (a stream). */
   readonly sendsOnce: boolean;
-  readonly isService: (host: string) => Promise<boolean>;
+  /**
+   * Whether a call to a host is governed: the directory's `governs`, as for a first call, so
+   * a redirect to a single-label host that is no service is said (MESHLET_NOT_A_SERVICE) as
+   * a call to it is.
+   */
+  readonly governs: (host: string) => Promise<boolean>;
   /** Frees the redirect's answer: told once the redirect is followed or refused (not for a Location that is no URL, whose answer is returned). */
   readonly discard: () => void;
 }
@@ -107,7 +112,7 @@ export async function redirectStep(from: RedirectFrom): Promise<RedirectStep | u
   if (!toGet && from.sendsOnce)
     throw new RedirectRefusedError(service, `${status} to ${next.origin} would send a streamed body a second time`);
   const sameInstance = next.origin === new URL(from.sentTo).origin;
-  const intoMesh = sameInstance || (next.protocol === 'http:' && (await from.isService(next.hostname)));
+  const intoMesh = sameInstance || (next.protocol === 'http:' && (await from.governs(next.hostname)));
   // To another service (another origin, as the app sees it): the credentials were given for this one.
   const otherService = intoMesh && !sameInstance && next.host !== service;
   const stays = (name: string): boolean =>

@@ -1,7 +1,8 @@
 // A call to a single-label host that is not a service (a misspelt service name, one never
 // registered) went out to DNS and failed as a bare `fetch failed` / ENOTFOUND, nothing
 // logged. Every front end (fetch, request, axios, got) now says so through the mesh's
-// throttled logger, MESHLET_NOT_A_SERVICE, counted; nothing for a service, a host with a
+// throttled logger, MESHLET_NOT_A_SERVICE, counted, and so do the redirects mesh.fetch and
+// axios follow themselves to such a host; nothing for a service, a host with a
 // dot, an IP address or localhost. The calls here never reach DNS: the ungoverned send is
 // the test's own (fetch, axios's adapter), aborted before it connects (request), or looked up
 // by the test (got).
@@ -25,7 +26,15 @@ let users: TestServer;
 
 before(async () => {
   const registry = new InMemoryRegistry();
-  users = await listen((_req, res) => res.end('hi'));
+  users = await listen((req, res) => {
+    // A redirect off the mesh, to a single-label host that is no service.
+    if (req.url === '/away') {
+      res.writeHead(302, { location: 'http://orders-r/there' });
+      res.end();
+      return;
+    }
+    res.end('hi');
+  });
   await registry.register({
     id: 'user-svc-1',
     service: 'user-svc',
@@ -115,4 +124,22 @@ it('is said by mesh.request, axios and got as by mesh.fetch', async () => {
     options.all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4);
   assert.equal(await got(`http://orders-c:${users.port}/x`, { hooks, dnsLookup: lookup as never, retry: { limit: 0 } }).text(), 'hi');
   assert.equal(counted(), before + 3, 'got');
+});
+
+it('is said of a redirect to a single-label host that is not a service, as of a call to it', async () => {
+  const before = counted();
+  const res = await mesh.fetch('http://user-svc/away');
+  assert.equal(await res.text(), 'outside');
+  assert.equal(sentOut.at(-1), 'http://orders-r/there', 'followed off the mesh');
+  assert.equal(counted(), before + 1);
+  assert.equal(lines().at(-1)?.fields?.host, 'orders-r');
+  // axios follows a redirect through the same step: the instance's 302, then off the mesh.
+  const adapter: AxiosAdapter = async (config) =>
+    String(config.url).includes(`127.0.0.1:${users.port}/`)
+      ? { data: '', status: 302, statusText: 'Found', headers: { location: 'http://orders-s/there' }, config }
+      : { data: 'outside', status: 200, statusText: 'OK', headers: {}, config };
+  const client = axios.create({ adapter: axiosAdapter(mesh, { adapter }) });
+  assert.equal((await client.get('http://user-svc/away')).data, 'outside');
+  assert.equal(counted(), before + 2, 'axios');
+  assert.equal(lines().at(-1)?.fields?.host, 'orders-s');
 });
