@@ -72,6 +72,12 @@ export interface ThrottledLogger extends Logger {
   readonly counts: ReadonlyMap<string, number>;
   /** Entries of throttled codes not written (counted in `counts` all the same). */
   readonly suppressed: number;
+  /**
+   * A logger that writes to `logger`, throttled as this one is (its clock, interval and
+   * codes; its own lines and `suppressed`), its entries counted in this one's `counts`: a
+   * second sink of the same conditions (a router's logger of the app's own), one count.
+   */
+  writingTo(logger: Logger): ThrottledLogger;
 }
 
 interface CodeState {
@@ -89,10 +95,14 @@ interface CodeState {
  * for the metrics. The clock is injected: tests move time, not wait for it.
  */
 export function throttledLogger(logger: Logger, options: ThrottledLoggerOptions = {}): ThrottledLogger {
+  return throttledInto(logger, options, new Map());
+}
+
+/** throttledLogger counting into `counts`: its own map, or the one of the logger it was made from (writingTo). */
+function throttledInto(logger: Logger, options: ThrottledLoggerOptions, counts: Map<string, number>): ThrottledLogger {
   const clock = options.clock ?? systemClock;
   const intervalMs = options.intervalMs ?? DEFAULT_LOG_INTERVAL_MS;
   const throttled = new Set(options.codes ?? PER_REQUEST_CODES);
-  const counts = new Map<string, number>();
   const states = new Map<string, CodeState>();
   let suppressed = 0;
 
@@ -131,5 +141,6 @@ export function throttledLogger(logger: Logger, options: ThrottledLoggerOptions 
     get suppressed() {
       return suppressed;
     },
+    writingTo: (other) => throttledInto(other, options, counts),
   };
 }

@@ -42,3 +42,19 @@ it('counts at most 256 distinct codes; the rest under "other"', () => {
   assert.equal(log.counts.size, 257);
   assert.equal(log.counts.get('other'), 44);
 });
+
+it('writingTo: another sink, throttled on its own with the same interval, its entries counted in the first one', () => {
+  const clock = new ManualClock(0);
+  const first = new MemoryLogger();
+  const second = new MemoryLogger();
+  const log = throttledLogger(first, { clock, intervalMs: 1_000 });
+  const other = log.writingTo(second);
+  log.warn('dropped', { code: 'MESHLET_TAG_DROPPED' });
+  for (let i = 0; i < 3; i++) other.warn('dropped', { code: 'MESHLET_TAG_DROPPED' });
+  assert.equal(first.entries.length, 1);
+  assert.equal(second.entries.length, 1, 'its own line, not throttled behind the first sink');
+  assert.equal(second.entries[0]?.fields?.intervalMs, 1_000);
+  assert.equal(log.counts.get('MESHLET_TAG_DROPPED'), 4);
+  assert.equal(other.counts, log.counts);
+  assert.deepEqual([log.suppressed, other.suppressed], [0, 2]);
+});

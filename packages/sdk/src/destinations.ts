@@ -6,7 +6,6 @@ import {
   RuleWatcher,
   type RuleWatcherStatus,
   TooManyDestinationsError,
-  throttledLogger,
   type Unsubscribe,
 } from '@meshlet/core';
 import { FaultInjector } from '@meshlet/fault';
@@ -96,9 +95,10 @@ export class Destinations {
     this.router = new Router({
       clock,
       ...options.route,
-      // A route.logger of the app's own is throttled as the mesh's is: the router's codes can
-      // come with every call (MESHLET_ROUTE_GROUP_EMPTY, MESHLET_ROUTE_STICKY_TAG_ABSENT).
-      logger: options.route?.logger === undefined ? logger : throttledLogger(options.route.logger, { clock }),
+      // A route.logger of the app's own is throttled as the mesh's is (the router's codes can
+      // come with every call: MESHLET_ROUTE_GROUP_EMPTY, MESHLET_ROUTE_STICKY_TAG_ABSENT), and
+      // its entries are counted with the mesh's, in meshlet_conditions_total.
+      logger: options.route?.logger === undefined ? logger : logger.writingTo(options.route.logger),
       exclusion: this.executor.instanceBreakers,
       location: {
         ...(metadata[MetaKey.zone] ? { zone: metadata[MetaKey.zone] } : {}),
