@@ -18,6 +18,55 @@ export class ConfigParseError extends MeshletError {
   }
 }
 
+/** Which bound of CONFIG_DOCUMENT_LIMITS a document exceeded: its text's characters, or its keys once flattened. */
+export type ConfigDocumentBound = 'chars' | 'keys';
+
+/**
+ * A config document past CONFIG_DOCUMENT_LIMITS (1 MiB of text, 10,000 keys once
+ * flattened): it may parse, and Spring, which has no such bounds, may read it, but the
+ * mesh does not. Refused as a document that does not parse is (ConfigParseError): after
+ * start its previous values stay; at start it fails `createConfig` (`failFast`), or the
+ * config starts without it.
+ */
+export class ConfigTooLargeError extends MeshletError {
+  static readonly code = 'MESHLET_CONFIG_TOO_LARGE';
+  /** Where the document came from: a KV key or a file path. */
+  readonly source: string;
+  readonly bound: ConfigDocumentBound;
+  readonly limit: number;
+  /** What the document measured against `bound`. */
+  readonly measured: number;
+  /**
+   * `measured` is where counting stopped, the document holding at least that many: a YAML
+   * document's keys are counted up to the first past the limit (its aliases can flatten to millions).
+   */
+  readonly atLeast: boolean;
+  readonly reason: string;
+
+  /** `outcome`: what becomes of the document's values, for the message. */
+  constructor(
+    source: string,
+    bound: ConfigDocumentBound,
+    limit: number,
+    measured: number,
+    atLeast = false,
+    outcome = 'Fix the document; until then its previous values stay in force',
+  ) {
+    const shown = atLeast ? `more than ${measured - 1}` : String(measured);
+    const reason =
+      bound === 'chars'
+        ? `the document is too large: ${shown} characters, at most ${limit}`
+        : `the document is too large: ${shown} keys once flattened (a YAML alias's keys counted at each place it is used), at most ${limit}`;
+    super(ConfigTooLargeError.code, `${source}: ${reason}. ${outcome}.`);
+    this.source = source;
+    this.bound = bound;
+    this.limit = limit;
+    this.measured = measured;
+    this.atLeast = atLeast;
+    this.reason = reason;
+  }
+}
+
 /**
  * An `ENC(...)` value that no configured key decrypts (wrong key, tampered or truncated
  * ciphertext). Names the property and where it came from, never the value.

@@ -1,4 +1,4 @@
-import { ConfigParseError } from './config-errors.js';
+import { ConfigTooLargeError } from './config-errors.js';
 import { parseProperties } from './properties-format.js';
 import { parseYaml } from './yaml-format.js';
 
@@ -22,14 +22,14 @@ export type ConfigFormat = 'key-value' | 'yaml' | 'properties' | 'files';
 
 /**
  * Parses a document by its format, or by the file name's extension for `files`; one past
- * CONFIG_DOCUMENT_LIMITS is refused (ConfigParseError naming the bound), its work bounded
- * by them too.
+ * CONFIG_DOCUMENT_LIMITS is refused (ConfigTooLargeError naming the bound), its work bounded
+ * by them too; one that does not parse, ConfigParseError.
  */
 export function parseDocument(text: string, kind: 'yaml' | 'properties', source: string): Map<string, string> {
   const { chars, keys } = CONFIG_DOCUMENT_LIMITS;
-  if (text.length > chars) throw new ConfigParseError(source, `the document has ${text.length} characters; at most ${chars}`);
+  if (text.length > chars) throw new ConfigTooLargeError(source, 'chars', chars, text.length);
   const out = kind === 'yaml' ? parseYaml(text, source, keys) : parseProperties(text, source);
-  if (out.size > keys) throw new ConfigParseError(source, `the document has ${out.size} keys; at most ${keys}`);
+  if (out.size > keys) throw new ConfigTooLargeError(source, 'keys', keys, out.size);
   return out;
 }
 

@@ -10,7 +10,7 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { configContexts, watchPrefixes } from './config-contexts.js';
-import { ConfigDecryptError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
+import { ConfigDecryptError, ConfigParseError, ConfigSourceError, ConfigTooLargeError, ConfigValueError } from './config-errors.js';
 import { CONFIG_DOCUMENT_LIMITS, type ConfigFormat, kindOfFile, parseDocument } from './config-format.js';
 import { type EnvSource, envName, keyOfEnvName, readEnv } from './env-source.js';
 import {
@@ -66,8 +66,8 @@ export interface ConfigOptions {
    * (`ConsulKvStore`'s `snapshotFile`) starts from it when Consul cannot be read, failFast or
    * not, without any document in it that does not parse (it keeps what KV held, a document
    * refused while running included, and nothing can be fixed while Consul is unreadable).
-   * "Does not parse" includes Meshlet's bounds (CONFIG_DOCUMENT_LIMITS: 1 MiB, 10,000 keys),
-   * which Spring does not have.
+   * A document past Meshlet's bounds (CONFIG_DOCUMENT_LIMITS: 1 MiB, 10,000 keys), which
+   * Spring does not have, is refused the same way, as ConfigTooLargeError (`MESHLET_CONFIG_TOO_LARGE`).
    */
   readonly failFast?: boolean;
   /** Follow the KV store and apply changes hot. Default true. */
@@ -419,7 +419,8 @@ class LayeredConfig implements Config {
       parsed = parseDocument(text, kind, path);
     } catch (err) {
       // The file is read at start only: there are no previous values to keep.
-      if (err instanceof ConfigParseError) throw new ConfigParseError(err.source, err.reason, 'Fix the file: it is read only at start');
+      if (err instanceof ConfigParseError || err instanceof ConfigTooLargeError)
+        throw documentRefused(err, path, 'Fix the file: it is read only at start');
       throw err;
     }
     return this.#decode(parsed, path, undefined, false);
@@ -471,20 +472,29 @@ class LayeredConfig implements Config {
     try {
       raw = parse(entry);
     } catch (err) {
-      const reason = err instanceof ConfigParseError ? err.reason : `invalid document: ${String((err as Error).message).split('\n')[0]}`;
       // At start there are no previous values to keep: as Spring's failFast, the start fails
       // (the service would run on settings nobody wrote), or goes on without the document.
       // From the snapshot (Consul unreadable), nothing can be fixed now: the start goes on
       // without the document, as with failFast: false (the snapshot keeps what KV held, a
       // document refused while running included).
       if (this.#starting && this.#failFast && !this.#fromSnapshot)
-        throw new ConfigParseError(entry.key, reason, 'Fix the document, or pass failFast: false to start without it');
-      const error = this.#starting
-        ? new ConfigParseError(entry.key, reason, 'Fix the document; until then its values are not in force')
-        : new ConfigParseError(entry.key, reason);
+        throw documentRefused(err, entry.key, 'Fix the document, or pass failFast: false to start without it');
+      const error = documentRefused(
+        err,
+        entry.key,
+        this.#starting ? 'Fix the document; until then its values are not in force' : undefined,
+      );
       this.#rejected++;
       this.#lastError = { code: error.code, source: entry.key, message: error.message };
-      const fields = { code: error.code, key: entry.key, revision: entry.revision, reason };
+      const fields = {
+        code: error.code,
+        key: entry.key,
+        revision: entry.revision,
+        reason: error.reason,
+        ...(error instanceof ConfigTooLargeError
+          ? { bound: error.bound, limit: error.limit, measured: error.measured, atLeast: error.atLeast }
+          : {}),
+      };
       if (this.#starting)
         this.#logger.error(
           this.#fromSnapshot
@@ -649,3 +659,14 @@ class LayeredConfig implements Config {
 }
 
 const signatureOf = (entries: readonly KvEntry[]) => entries.map((e) => `${e.key}@${e.revision}`).join('\n');
+
+/**
+ * The refusal of a document from `source` that a parser refused with `err`, saying what
+ * becomes of its values (`outcome`; default: its previous values stay): too large (past
+ * CONFIG_DOCUMENT_LIMITS) or does not parse (any other error of the parser's).
+ */
+function documentRefused(err: unknown, source: string, outcome?: string): ConfigParseError | ConfigTooLargeError {
+  if (err instanceof ConfigTooLargeError) return new ConfigTooLargeError(source, err.bound, err.limit, err.measured, err.atLeast, outcome);
+  const reason = err instanceof ConfigParseError ? err.reason : `invalid document: ${String((err as Error).message).split('\n')[0]}`;
+  return new ConfigParseError(source, reason, outcome);
+}

@@ -9,7 +9,15 @@ export {
 } from './config.js';
 export { CLI_VALUE_MAX_CHARS, type CliIo, runConfigCli } from './config-cli.js';
 export { type ContextLayout, configContexts, watchPrefixes } from './config-contexts.js';
-export { ConfigDecryptError, ConfigKeyError, ConfigParseError, ConfigSourceError, ConfigValueError } from './config-errors.js';
+export {
+  ConfigDecryptError,
+  type ConfigDocumentBound,
+  ConfigKeyError,
+  ConfigParseError,
+  ConfigSourceError,
+  ConfigTooLargeError,
+  ConfigValueError,
+} from './config-errors.js';
 export { CONFIG_DOCUMENT_LIMITS, type ConfigFormat } from './config-format.js';
 export { envName } from './env-source.js';
 export { parseProperties } from './properties-format.js';

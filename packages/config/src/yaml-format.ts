@@ -1,5 +1,5 @@
 import { parseAllDocuments, Scalar, type Tags } from 'yaml';
-import { ConfigParseError } from './config-errors.js';
+import { ConfigParseError, ConfigTooLargeError } from './config-errors.js';
 
 /**
  * Parses a YAML document into dotted keys the way Spring's YamlProcessor flattens it:
@@ -9,7 +9,7 @@ import { ConfigParseError } from './config-errors.js';
  * winning. YAML 1.1 (SnakeYAML's dialect): `yes`/`on` are booleans and `<<` merges.
  * At most `maxKeys` keys written over the whole stream once flattened, an alias's keys
  * counted at each place it is used and a key a later document sets again counted again:
- * the flattening stops there (ConfigParseError), so its work is bounded too.
+ * the flattening stops there (ConfigTooLargeError), so its work is bounded too.
  */
 export function parseYaml(text: string, source = 'yaml', maxKeys = Number.POSITIVE_INFINITY): Map<string, string> {
   const out = new Map<string, string>();
@@ -58,11 +58,8 @@ interface KeyBudget {
 }
 
 function put(out: Map<string, string>, key: string, value: string, budget: KeyBudget): void {
-  if (--budget.left < 0)
-    throw new ConfigParseError(
-      budget.source,
-      `the document flattens to more than ${budget.max} keys (an alias's keys count at each place it is used)`,
-    );
+  // Counted no further: an alias's keys count at each place it is used, millions from a few KB.
+  if (--budget.left < 0) throw new ConfigTooLargeError(budget.source, 'keys', budget.max, budget.max + 1, true);
   out.set(key, value);
 }
 

@@ -10,6 +10,7 @@ import {
   type ConfigOptions,
   ConfigParseError,
   ConfigSourceError,
+  ConfigTooLargeError,
   ConfigValueError,
   createConfig,
 } from '../src/index.js';
@@ -295,8 +296,13 @@ describe('createConfig: hot reload', () => {
     await kv.put('config/orders/data', bomb);
     assert.equal(config.get('server.port'), '8080');
     assert.equal(config.status.rejectedDocuments, 1);
-    assert.equal(config.status.lastError?.code, ConfigParseError.code);
-    assert.match(String(config.status.lastError?.message), new RegExp(`more than ${CONFIG_DOCUMENT_LIMITS.keys} keys`));
+    assert.equal(config.status.lastError?.code, ConfigTooLargeError.code);
+    assert.match(String(config.status.lastError?.message), new RegExp(`too large: more than ${CONFIG_DOCUMENT_LIMITS.keys} keys`));
+    const [line] = logger.entries.filter((e) => e.fields?.code === ConfigTooLargeError.code);
+    assert.deepEqual(
+      [line?.fields?.key, line?.fields?.bound, line?.fields?.limit, line?.fields?.measured],
+      ['config/orders/data', 'keys', CONFIG_DOCUMENT_LIMITS.keys, CONFIG_DOCUMENT_LIMITS.keys + 1],
+    );
     config.close();
   });
 
@@ -310,23 +316,31 @@ describe('createConfig: hot reload', () => {
     // Each document 10,000 keys (at the bound alone); three of them write 30,000.
     await kv.put('config/orders/data', `server:\n  port: 9090\n---\n${doc}---\n${doc}---\n${doc}`);
     assert.equal(config.get('server.port'), '8080');
-    assert.equal(config.status.lastError?.code, ConfigParseError.code);
+    assert.equal(config.status.lastError?.code, ConfigTooLargeError.code);
     assert.match(String(config.status.lastError?.message), new RegExp(`more than ${CONFIG_DOCUMENT_LIMITS.keys} keys`));
     config.close();
   });
 
-  it('refuses a document past its characters or its keys (properties too), naming the bound', async () => {
+  it('refuses a document past its characters or its keys (properties too) as too large, naming the bound and the measure', async () => {
     const kv = new InMemoryKvStore();
     await kv.put('config/orders/data', 'a=1');
     const config = await createConfig(base(kv, { format: 'properties' }));
     const many = Array.from({ length: CONFIG_DOCUMENT_LIMITS.keys + 1 }, (_, i) => `k${i}=1`).join('\n');
     await kv.put('config/orders/data', many);
+    assert.equal(config.status.lastError?.code, ConfigTooLargeError.code);
     assert.match(
       String(config.status.lastError?.message),
-      new RegExp(`${CONFIG_DOCUMENT_LIMITS.keys + 1} keys; at most ${CONFIG_DOCUMENT_LIMITS.keys}`),
+      new RegExp(
+        `^config/orders/data: the document is too large: ${CONFIG_DOCUMENT_LIMITS.keys + 1} keys .*at most ${CONFIG_DOCUMENT_LIMITS.keys}`,
+      ),
     );
-    await kv.put('config/orders/data', `a=${'x'.repeat(CONFIG_DOCUMENT_LIMITS.chars)}`);
-    assert.match(String(config.status.lastError?.message), new RegExp(`characters; at most ${CONFIG_DOCUMENT_LIMITS.chars}`));
+    const text = `a=${'x'.repeat(CONFIG_DOCUMENT_LIMITS.chars)}`;
+    await kv.put('config/orders/data', text);
+    assert.equal(config.status.lastError?.code, ConfigTooLargeError.code);
+    assert.match(
+      String(config.status.lastError?.message),
+      new RegExp(`too large: ${text.length} characters, at most ${CONFIG_DOCUMENT_LIMITS.chars}\\. .*previous values stay`),
+    );
     assert.equal(config.status.rejectedDocuments, 2);
     assert.equal(config.get('a'), '1');
     config.close();
@@ -355,6 +369,40 @@ describe('createConfig: hot reload', () => {
       assert.doesNotMatch(err.message, /previous values/);
       return true;
     });
+  });
+
+  it('a document too large at start fails start (failFast) as too large, not as one that does not parse, naming its key and bound', async () => {
+    const kv = new InMemoryKvStore();
+    // Parses (Spring would read it); past the key bound only.
+    await kv.put('config/orders/data', Array.from({ length: CONFIG_DOCUMENT_LIMITS.keys + 5 }, (_, i) => `k${i}=1`).join('\n'));
+    await assert.rejects(createConfig(base(kv, { format: 'properties' })), (err: unknown) => {
+      assert.ok(err instanceof ConfigTooLargeError);
+      assert.deepEqual(
+        [err.code, err.source, err.bound, err.limit, err.measured],
+        ['MESHLET_CONFIG_TOO_LARGE', 'config/orders/data', 'keys', CONFIG_DOCUMENT_LIMITS.keys, CONFIG_DOCUMENT_LIMITS.keys + 5],
+      );
+      assert.match(err.message, /too large/);
+      assert.doesNotMatch(err.message, /parse/);
+      assert.match(err.message, /failFast: false to start without it/);
+      return true;
+    });
+    // failFast: false starts without it, logged with the bound.
+    const logger = new MemoryLogger();
+    const config = await createConfig(base(kv, { format: 'properties', failFast: false, logger }));
+    assert.deepEqual(config.snapshot(), {});
+    const [line] = logger.entries.filter((e) => e.fields?.code === ConfigTooLargeError.code);
+    assert.match(String(line?.message), /at start .*started without it/);
+    assert.deepEqual([line?.fields?.bound, line?.fields?.measured], ['keys', CONFIG_DOCUMENT_LIMITS.keys + 5]);
+    config.close();
+  });
+
+  it('a local file too large is refused at start as too large', async () => {
+    const big = join(dir, 'many.properties');
+    await writeFile(big, Array.from({ length: CONFIG_DOCUMENT_LIMITS.keys + 1 }, (_, i) => `k${i}=1`).join('\n'));
+    await assert.rejects(
+      createConfig(base(new InMemoryKvStore(), { file: big })),
+      (e: unknown) => e instanceof ConfigTooLargeError && e.source === big && /too large.*read only at start/.test(e.message),
+    );
   });
 
   it('with failFast: false, a document that is bad at start contributes nothing, is logged as such, and is applied once fixed', async () => {

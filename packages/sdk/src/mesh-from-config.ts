@@ -52,7 +52,8 @@ export interface MeshFromConfigOptions {
   readonly logger?: Logger;
   /**
    * Fail start when Consul KV cannot be read and no snapshot of it was kept, or when a
-   * config document read at start does not parse (`ConfigParseError` naming its key; default
+   * config document read at start does not parse (`ConfigParseError` naming its key) or is
+   * past the config's bounds (`ConfigTooLargeError` naming its key and the bound; default
    * true, as `createConfig`'s). With false, such a process starts from the environment and
    * the local file, or without that document (logged); with `meshlet.consul.snapshot-dir`,
    * an unreadable KV starts from the snapshot either way.
