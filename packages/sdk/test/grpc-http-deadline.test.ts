@@ -25,6 +25,11 @@ import { Echo, type EchoClient, type EchoServer, failure, say, startEcho } from 
 
 /** The rule's timeout: the HTTP call would wait this long without the inbound deadline. */
 const RULE_TIMEOUT_MS = 5_000;
+/**
+ * The caller's deadline where the handler must run before it passes: gRPC does not start a
+ * handler whose deadline has passed, and 200 ms was not enough on a loaded 2-core machine.
+ */
+const CALLER_DEADLINE_MS = 1_000;
 
 async function waitFor(cond: () => boolean): Promise<void> {
   const until = Date.now() + 15_000;
@@ -165,7 +170,7 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
   });
 
   for (const front of ['fetch', 'request'] as const) {
-    it(`mesh.${front} under a 200 ms caller deadline is cut at the deadline with MESHLET_DEADLINE, not held for the rule's ${RULE_TIMEOUT_MS} ms timeout`, async () => {
+    it(`mesh.${front} under a ${CALLER_DEADLINE_MS} ms caller deadline is cut at the deadline with MESHLET_DEADLINE, not held for the rule's ${RULE_TIMEOUT_MS} ms timeout`, async () => {
       let inner: unknown;
       let took = -1;
       const sent = upstream.hits.length;
@@ -182,7 +187,7 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
           throw err;
         }
       };
-      const outer = await failure(say(client, 'x', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      const outer = await failure(say(client, 'x', { deadline: Date.now() + CALLER_DEADLINE_MS }, new grpc.Metadata(), 'Relay'));
       assert.equal(outer.code, grpc.status.DEADLINE_EXCEEDED);
       await waitFor(() => inner !== undefined);
       assert.ok(inner instanceof DeadlineExceededError, `the HTTP call ended with the deadline's error, not ${String(inner)}`);
@@ -411,7 +416,7 @@ describe('the inbound gRPC deadline on HTTP calls made in its handler', () => {
           throw err;
         }
       };
-      await failure(say(client, 'x', { deadline: Date.now() + 200 }, new grpc.Metadata(), 'Relay'));
+      await failure(say(client, 'x', { deadline: Date.now() + CALLER_DEADLINE_MS }, new grpc.Metadata(), 'Relay'));
       await waitFor(() => inner !== undefined);
       assert.ok(inner instanceof AxiosError, String(inner));
       assert.equal(axios.isCancel(inner), false, 'not the caller cancelling');
