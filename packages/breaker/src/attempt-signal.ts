@@ -124,29 +124,86 @@ export interface Deadline {
   readonly at: number;
   /** Set when the attempt settled (the sweep then drops it), or when it expired. */
   done: boolean;
-  /** `lateMs`: how long after `at` it expired (TimeoutError.lateMs). */
-  expire(lateMs: number): void;
+  /**
+   * `lateMs`: how long after `at` it expired (TimeoutError.lateMs); `loopLagging`: the loop
+   * had been late at deadline timers for a while (LoopLag), not only now (TimeoutError.loopLagging).
+   */
+  expire(lateMs: number, loopLagging: boolean): void;
 }
 
 /**
  * A deadline timer that fires this late (ms) or later found the event loop held up (a
  * blocked loop, a stalled process): answers that came in meanwhile are still unread in the
  * socket buffers. Its expiry waits for them (DeadlineQueue), and a timeout acted on this
- * late is the loop's, not the upstream's (no breaker counts it: breakerVerdict).
+ * late is the loop's, not the upstream's (no breaker counts it: breakerVerdict; unless the
+ * loop lags for good, when the service and API breakers do: callVerdict).
  */
 export const LOOP_LATE_MS = 100;
+
+/**
+ * How long the loop must have been late at deadline timers (LOOP_LATE_MS or more, each
+ * late fire within LOOP_LAG_GAP_MS of the one before) for a late timeout to count on the
+ * service and API breakers again: see LoopLag.
+ */
+export const LOOP_LAG_SPAN_MS = 1_000;
+
+/** The longest gap between two late deadline timers that still makes them one spell of lag (LoopLag). */
+export const LOOP_LAG_GAP_MS = 10_000;
 
 /** A TimeoutError acted on LOOP_LATE_MS or more after its deadline: the loop was late, not (as far as anyone can tell) the instance. */
 export const timedOutByLoop = (err: unknown): boolean => err instanceof TimeoutError && err.lateMs >= LOOP_LATE_MS;
 
 /**
- * What an attempt's or a call's error says to the breakers, at every level (instance,
- * service, API, and their shadows): the classifier's verdict, except that a timeout the
- * loop was late for says nothing of any upstream (the process stalled, not the service).
- * Only the breakers: such a timeout is still a failure for the retry that follows it.
+ * What an attempt's error says to an instance breaker (and its shadow): the classifier's
+ * verdict, except that a timeout the loop was late for says nothing of the instance (the
+ * process stalled or lags, not the instance), whether the loop lags for good or not: one
+ * instance of many is no more to blame than the others. Only the breakers: such a timeout
+ * is still a failure for the retry that follows it.
  */
 export function breakerVerdict(classifier: FailureClassifier, err: unknown, callerAborted: boolean): Verdict {
   return timedOutByLoop(err) ? 'ignore' : classifier.error(err, callerAborted);
+}
+
+/**
+ * What a call's error says to its service and API breakers (and their shadows): as
+ * breakerVerdict, except that a late timeout counts again when the loop had been lagging
+ * (TimeoutError.loopLagging). A one-off stall leaves these breakers alone; a process whose
+ * loop is late all the time would otherwise never open its service breaker over a hung
+ * upstream, every call of it timing out late and none counted.
+ */
+export function callVerdict(classifier: FailureClassifier, err: unknown, callerAborted: boolean): Verdict {
+  return timedOutByLoop(err) && !(err as TimeoutError).loopLagging ? 'ignore' : classifier.error(err, callerAborted);
+}
+
+/**
+ * Tells a one-off stall of the event loop from a loop that lags for good, from what the
+ * deadline timers see (no timer or sampler of its own: the sweep's timers fire anyway while
+ * attempts are in flight, and late ones matter only then). The loop is lagging when its
+ * deadline timers have fired LOOP_LATE_MS or more late over LOOP_LAG_SPAN_MS or more, no two
+ * late fires more than LOOP_LAG_GAP_MS apart. Why this rule: a stall (a 3 s sync task, a
+ * GC pause) makes every timer due meanwhile fire late at one moment, the stall's end, so
+ * its spell of lateness spans nothing; a loop that lags is late again at the next fires,
+ * seconds later. On-time fires between do not end a spell: in a loop whose turns take
+ * 150 ms, a timer fires anywhere from 0 to 150 ms late, and the on-time ones' timeouts count
+ * anyway. The gap bounds how far apart two stalls may be to be taken for lag (two within
+ * 10 s are). Per sweep (per executor), on its clock.
+ */
+export class LoopLag {
+  /** When the current spell of late fires began, and its last late fire. */
+  #since = Number.NEGATIVE_INFINITY;
+  #last = Number.NEGATIVE_INFINITY;
+
+  /** A deadline timer fired at `now`, `lateMs` after it was due. */
+  fired(now: number, lateMs: number): void {
+    if (lateMs < LOOP_LATE_MS) return;
+    if (now - this.#last > LOOP_LAG_GAP_MS) this.#since = now;
+    this.#last = now;
+  }
+
+  /** The loop has been late at deadline timers for LOOP_LAG_SPAN_MS or more, its last late fire within LOOP_LAG_GAP_MS of `now`. */
+  lagging(now: number): boolean {
+    return now - this.#last <= LOOP_LAG_GAP_MS && this.#last - this.#since >= LOOP_LAG_SPAN_MS;
+  }
 }
 
 /**
@@ -162,6 +219,8 @@ export function breakerVerdict(classifier: FailureClassifier, err: unknown, call
 export class DeadlineSweep {
   readonly #clock: Clock;
   readonly #queues = new Map<number, DeadlineQueue>();
+  /** What every queue's timer saw of the loop's lateness. */
+  readonly lag = new LoopLag();
 
   constructor(clock: Clock) {
     this.#clock = clock;
@@ -171,7 +230,7 @@ export class DeadlineSweep {
   add(timeoutMs: number, deadline: Deadline): void {
     let q = this.#queues.get(timeoutMs);
     if (q === undefined) {
-      const made = new DeadlineQueue(this.#clock, () => {
+      const made = new DeadlineQueue(this.#clock, this.lag, () => {
         if (this.#queues.get(timeoutMs) === made) this.#queues.delete(timeoutMs);
       });
       q = made;
@@ -194,6 +253,9 @@ export class DeadlineSweep {
 
 class DeadlineQueue {
   readonly #clock: Clock;
+  readonly #lag: LoopLag;
+  /** When the armed timer is due (a clock reading), to tell how late it fired. */
+  #due = 0;
   /** Called when the timer fired and nothing is left to watch: the sweep drops this queue. */
   readonly #drained: () => void;
   #items: (Deadline | undefined)[] = [];
@@ -203,8 +265,9 @@ class DeadlineQueue {
   /** The timer fired late and the expiry waits for one turn of the loop (see #fire). */
   #waited = false;
 
-  constructor(clock: Clock, drained: () => void) {
+  constructor(clock: Clock, lag: LoopLag, drained: () => void) {
     this.#clock = clock;
+    this.#lag = lag;
     this.#drained = drained;
   }
 
@@ -234,12 +297,16 @@ class DeadlineQueue {
 
   #arm(at: number): void {
     this.armed = true;
-    this.#clock.setTimeout(this.#fire, Math.max(1, Math.ceil(at - this.#clock.now())));
+    const now = this.#clock.now();
+    const delay = Math.max(1, Math.ceil(at - now));
+    this.#due = now + delay;
+    this.#clock.setTimeout(this.#fire, delay);
   }
 
   readonly #fire = (): void => {
     const now = this.#clock.now();
     if (!this.#waited) {
+      this.#lag.fired(now, now - this.#due);
       this.#dropDone();
       const first = this.#items[this.#head];
       if (first !== undefined && now - first.at >= LOOP_LATE_MS) {
@@ -259,13 +326,14 @@ class DeadlineQueue {
     this.armed = false;
     this.#firing = true;
     const items = this.#items;
+    const lagging = this.#lag.lagging(now);
     try {
       while (this.#head < items.length) {
         const d = items[this.#head] as Deadline;
         if (!d.done) {
           if (d.at > now) break;
           d.done = true;
-          d.expire(now - d.at);
+          d.expire(now - d.at, lagging);
         }
         items[this.#head++] = undefined;
       }
@@ -316,10 +384,10 @@ class TimedAttempt<T> implements Deadline {
     this.#caller?.removeEventListener('abort', this);
   }
 
-  expire(lateMs: number): void {
+  expire(lateMs: number, loopLagging: boolean): void {
     // The sweep set `done` already.
     this.#caller?.removeEventListener('abort', this);
-    const err = new TimeoutError(this.#timeoutMs, this.#service, lateMs);
+    const err = new TimeoutError(this.#timeoutMs, this.#service, lateMs, loopLagging);
     this.#abort.abort(err);
     this.#reject(err);
   }
@@ -420,10 +488,10 @@ export class TimedAbort extends AttemptAbort implements Deadline {
     caller?.addEventListener('abort', this, { once: true });
   }
 
-  expire(lateMs: number): void {
+  expire(lateMs: number, loopLagging: boolean): void {
     // The sweep set `done` already.
     this.#caller?.removeEventListener('abort', this);
-    this.abort(new TimeoutError(this.#timeoutMs, this.#service, lateMs));
+    this.abort(new TimeoutError(this.#timeoutMs, this.#service, lateMs, loopLagging));
   }
 
   /** The caller's signal aborted. */

@@ -15,7 +15,7 @@ import {
   type Unsubscribe,
 } from '@meshlet/core';
 import { tellSettled } from './attempt-settled.js';
-import { AttemptAbort, breakerVerdict, DeadlineSweep, runTimed, TimedAbort, timedOutByLoop } from './attempt-signal.js';
+import { AttemptAbort, breakerVerdict, callVerdict, DeadlineSweep, runTimed, TimedAbort, timedOutByLoop } from './attempt-signal.js';
 import { backoffDelay } from './backoff.js';
 import { BodyVerdict } from './body-verdict.js';
 import { Breaker, type BreakerSnapshot, REJECTED } from './breaker.js';
@@ -571,7 +571,7 @@ export class CallExecutor {
       done(sh.rules.classifier.response(res.status));
       return res;
     } catch (err) {
-      done(breakerVerdict(sh.rules.classifier, err, call.signal?.aborted === true) === 'failure' ? true : undefined);
+      done(callVerdict(sh.rules.classifier, err, call.signal?.aborted === true) === 'failure' ? true : undefined);
       throw err;
     }
   }
@@ -884,7 +884,7 @@ export class CallExecutor {
         await this.#backoff(retry, attempt, call.signal);
       }
     } catch (err) {
-      if (breakerVerdict(gov.classifier, err, call.signal?.aborted === true) === 'failure') {
+      if (callVerdict(gov.classifier, err, call.signal?.aborted === true) === 'failure') {
         const end = clock.now();
         const ms = end - start;
         sb?.record(sPermit, true, ms, end);

@@ -1,4 +1,14 @@
-export { type AbortHook, AttemptAbort, type Deadline, DeadlineSweep, LOOP_LATE_MS, runTimed, TimedAbort } from './attempt-signal.js';
+export {
+  type AbortHook,
+  AttemptAbort,
+  type Deadline,
+  DeadlineSweep,
+  LOOP_LAG_GAP_MS,
+  LOOP_LAG_SPAN_MS,
+  LOOP_LATE_MS,
+  runTimed,
+  TimedAbort,
+} from './attempt-signal.js';
 export { type BackoffOptions, backoffDelay } from './backoff.js';
 export { BodyVerdict } from './body-verdict.js';
 export { Breaker, type BreakerGroupOptions, type BreakerSnapshot, REJECTED } from './breaker.js';

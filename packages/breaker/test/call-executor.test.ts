@@ -6,6 +6,8 @@ import {
   type CallExecutorOptions,
   CircuitOpenError,
   type GovernedCall,
+  LOOP_LAG_GAP_MS,
+  LOOP_LAG_SPAN_MS,
   LOOP_LATE_MS,
   parseBreakerRules,
   TimeoutError,
@@ -256,6 +258,88 @@ describe('CallExecutor', () => {
       );
     });
   }
+
+  describe('late timeouts in a loop that lags (LoopLag): counted on the service and API breakers, never on the instance one', () => {
+    /** One call a step, never answered: `gap` ms pass on time, then its deadline timer fires `late` ms late. */
+    async function lateTimeouts(steps: { gap: number; late: number }[]) {
+      const { clock, timerLate } = lateTimers();
+      const executor = new CallExecutor({ clock });
+      const never = { consecutiveFailures: 0, minimumCalls: 100 };
+      executor.setRules(
+        'orders',
+        parseBreakerRules(
+          {
+            timeoutMs: 100,
+            rules: [
+              { level: 'instance', ...never },
+              { level: 'service', ...never },
+              { level: 'api', apis: [{ method: 'GET', path: '/x' }], ...never },
+            ],
+          },
+          'breaker',
+        ),
+      );
+      const lagging: boolean[] = [];
+      let blocked = 0;
+      for (const { gap, late } of steps) {
+        // The loop's time moves on (blocked, on time), then the next call's deadline timer fires late.
+        blocked += gap;
+        timerLate(0, blocked);
+        const pending = executor.call<Inst>({
+          service: 'orders',
+          method: 'GET',
+          path: '/x',
+          pick: () => ({ id: 'a' }),
+          send: () => new Promise<Response>(() => {}),
+        });
+        blocked += late;
+        timerLate(100, blocked);
+        await assert.rejects(pending, (e: unknown) => {
+          assert.ok(e instanceof TimeoutError && e.lateMs === late);
+          lagging.push(e.loopLagging);
+          return true;
+        });
+      }
+      const counts = executor.snapshot().map((b) => [b.breaker.level, b.calls, b.failures]);
+      return { lagging, counts };
+    }
+
+    it('a loop late at every deadline timer for LOOP_LAG_SPAN_MS: its late timeouts count from then on at the service and API levels', async () => {
+      // A timer 150 ms late every 250 ms: the fifth fire is LOOP_LAG_SPAN_MS after the first.
+      const { lagging, counts } = await lateTimeouts(Array.from({ length: 6 }, () => ({ gap: 0, late: 150 })));
+      assert.equal(LOOP_LAG_SPAN_MS, 1_000);
+      assert.deepEqual(lagging, [false, false, false, false, true, true]);
+      assert.deepEqual(counts, [
+        ['service', 2, 2],
+        ['api', 2, 2],
+        ['instance', 0, 0],
+      ]);
+    });
+
+    it('a one-off stall, then the loop on time: no late timeout counts anywhere', async () => {
+      // A 3 s stall, then on-time timers for 2 s (their timeouts count: they are the upstream's).
+      const { lagging, counts } = await lateTimeouts([{ gap: 0, late: 3_000 }, ...Array.from({ length: 20 }, () => ({ gap: 0, late: 0 }))]);
+      assert.deepEqual(lagging, Array(21).fill(false));
+      assert.deepEqual(counts, [
+        ['service', 20, 20],
+        ['api', 20, 20],
+        ['instance', 20, 20],
+      ]);
+    });
+
+    it('two stalls more than LOOP_LAG_GAP_MS apart are two one-off stalls, not lag', async () => {
+      const { lagging, counts } = await lateTimeouts([
+        { gap: 0, late: 3_000 },
+        { gap: LOOP_LAG_GAP_MS, late: 3_000 },
+      ]);
+      assert.deepEqual(lagging, [false, false]);
+      assert.deepEqual(counts, [
+        ['service', 0, 0],
+        ['api', 0, 0],
+        ['instance', 0, 0],
+      ]);
+    });
+  });
 
   describe('a timed attempt whose transport settles on its abort (settlesOnAbort): no race, the same outcomes', () => {
     // The transport hooks the record's abort and rejects with its reason, as the mesh's
