@@ -35,7 +35,7 @@ import { type HedgedAttempt, Hedger, type HedgeStats } from './hedge.js';
 import { InstanceBreakers, type ServiceInstanceBreakers } from './instance-breakers.js';
 import { RetryBudget } from './retry-budget.js';
 import { RetryCounts, type RetryCountsSnapshot, type RetryReason, retryReasonOfStatus, retrySpanAttributes } from './retry-counts.js';
-import { sendFailureOf } from './send-failure.js';
+import { sendFailureOf, staleRepeated } from './send-failure.js';
 import { TrackedCall } from './tracked-call.js';
 
 /** Methods that may be sent twice without harm (RFC 9110 §9.2.2). */
@@ -829,12 +829,17 @@ export class CallExecutor {
           } finally {
             // Recorded once the retry is decided: an attempt that goes again to its instance on
             // a new connection leaves the instance's verdict to that attempt (the race was the
-            // connection pool's), at the instance breaker as at its shadow.
+            // connection pool's), at the instance breaker as at its shadow. One that goes to
+            // another instance or ends the call counts only when its transport marked it
+            // repeated: the instance's kept-alive connections broke so before with none
+            // answering between, which a race on a healthy instance does not do and an instance
+            // that breaks every reused connection always does (markStaleConnection).
+            const unsaid = fresh || (failure === 'stale' && !staleRepeated(err));
             if (watch !== undefined && sh !== undefined)
-              watch(fresh ? undefined : breakerVerdict(sh.rules.classifier, err, callerAborted) === 'failure' ? true : undefined);
+              watch(unsaid ? undefined : breakerVerdict(sh.rules.classifier, err, callerAborted) === 'failure' ? true : undefined);
             if (instances !== undefined) {
               const counted = timedOutByLoop(err) ? 'ignore' : verdict;
-              if (counted === 'ignore' || rec.injected === true || fresh) instances.release(id, permit);
+              if (counted === 'ignore' || rec.injected === true || unsaid) instances.release(id, permit);
               else {
                 const end = clock.now();
                 instances.record(id, permit, counted === 'failure', end - t0, end);

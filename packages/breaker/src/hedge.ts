@@ -6,7 +6,7 @@ import type { AttemptRecord, CallResult, GovernedCall } from './call-executor.js
 import type { FailureClassifier } from './failure-classifier.js';
 import type { ServiceInstanceBreakers } from './instance-breakers.js';
 import type { RetryBudget } from './retry-budget.js';
-import { sendFailureOf } from './send-failure.js';
+import { sendFailureOf, staleRepeated } from './send-failure.js';
 
 /**
  * When a call sends a second attempt to another instance while the first is still out:
@@ -195,7 +195,12 @@ export class Hedger {
         const lost = controllers[i]?.signal.aborted === true || signal?.aborted === true;
         if (injected) instances.release(id, permit);
         else if (outcome.ok) instances.record(id, permit, classifier.response(outcome.value.status), clock.now() - (starts[i] as number));
-        else if (lost || breakerVerdict(classifier, outcome.error, call.signal?.aborted === true) === 'ignore')
+        else if (
+          lost ||
+          breakerVerdict(classifier, outcome.error, call.signal?.aborted === true) === 'ignore' ||
+          // A lone stale failure says nothing of its instance (markStaleConnection).
+          (sendFailureOf(outcome.error) === 'stale' && !staleRepeated(outcome.error))
+        )
           instances.release(id, permit);
         else instances.record(id, permit, true, clock.now() - (starts[i] as number));
       };

@@ -66,7 +66,7 @@ export { HEDGE_MIN_SAMPLES, HedgeLostError, type HedgePolicy, Hedger, type Hedge
 export { InstanceBreakers, type InstanceBreakersOptions, ServiceInstanceBreakers } from './instance-breakers.js';
 export { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
 export type { RetryCountsSnapshot, RetryReason } from './retry-counts.js';
-export { markStaleConnection, type SendFailure, sendFailureOf } from './send-failure.js';
+export { markStaleConnection, type SendFailure, sendFailureOf, staleRepeated } from './send-failure.js';
 export { CountWindow, createWindow, type SlidingWindow, TimeWindow, type WindowSpec } from './sliding-window.js';
 export { TimeoutError } from './timeout-error.js';
 export { TrackedAttempt, TrackedCall } from './tracked-call.js';

@@ -35,17 +35,24 @@ import { BROKEN_ERROR_CODES, NOT_SENT_ERROR_CODES } from '@meshlet/core';
  */
 export type SendFailure = 'not-sent' | 'broken' | 'stale' | 'other';
 
-/** Errors a transport marked as its kept-alive connection's going stale (see SendFailure). */
-const staleErrors = new WeakSet<object>();
+/** Errors a transport marked as its kept-alive connection's going stale (see SendFailure), each with whether it is `repeated`. */
+const staleErrors = new WeakMap<object, boolean>();
 
 /**
  * Marks `err` as the failure of a request written on a kept-alive connection that had
  * carried an earlier exchange, before any byte of its answer (SendFailure `stale`). For
  * a transport that watches its sockets: the mark is on the error object, wherever it is
  * nested (`cause`) by the time the executor classifies it.
+ *
+ * `repeated`: the instance's kept-alive connections broke so before, and none of them has
+ * answered since. A stale failure that does not go again to its instance (it goes to
+ * another one, or ends the call: a POST) counts on the instance's breaker only when
+ * repeated: the idle-close race hits a healthy instance now and then, between answers on
+ * its kept-alive connections, while an instance that breaks every reused connection never
+ * answers on one. Default false: a transport that cannot tell leaves a lone race uncounted.
  */
-export function markStaleConnection(err: object): void {
-  staleErrors.add(err);
+export function markStaleConnection(err: object, repeated = false): void {
+  staleErrors.set(err, repeated);
 }
 
 /** System calls that fail before a request byte is written. */
@@ -76,6 +83,28 @@ function classify(err: unknown, depth: number): SendFailure {
     return broken ? 'broken' : other ? 'other' : 'not-sent';
   }
   return e.cause === undefined ? 'other' : classify(e.cause, depth + 1);
+}
+
+/** The mark markStaleConnection put on `err` or an error nested in it: undefined when none. */
+function staleMark(err: unknown, depth: number): boolean | undefined {
+  if (err === null || typeof err !== 'object' || depth > MAX_DEPTH) return undefined;
+  const mark = staleErrors.get(err);
+  if (mark !== undefined) return mark;
+  const e = err as { cause?: unknown; errors?: unknown };
+  if (Array.isArray(e.errors))
+    for (const inner of e.errors.slice(0, 8)) {
+      const m = staleMark(inner, depth + 1);
+      if (m !== undefined) return m;
+    }
+  return staleMark(e.cause, depth + 1);
+}
+
+/**
+ * True when a `stale` failure was marked repeated (markStaleConnection): it counts on its
+ * instance's breaker even when the call does not go again to that instance.
+ */
+export function staleRepeated(err: unknown): boolean {
+  return staleMark(err, 0) === true;
 }
 
 /** Classifies a failed attempt's error; see SendFailure. */

@@ -343,6 +343,38 @@ describe('CallExecutor: a stale kept-alive connection when no untried instance i
   }
 });
 
+describe("CallExecutor: a stale failure that does not go again to its instance, on that instance's breaker", () => {
+  // The stale attempt on `a` goes to `b` (a GET) or ends the call (a POST): it counts on a's
+  // breaker only when its transport marked it repeated (a's kept-alive connections broke so
+  // before, none answering between), not for a lone race on a healthy instance.
+  for (const method of ['GET', 'POST'] as const) {
+    for (const repeated of [false, true]) {
+      it(`${method}, ${repeated ? 'repeated: counted' : 'a lone race: not counted'}`, async () => {
+        const executor = new CallExecutor({ clock: new ManualClock() });
+        executor.setInstances('orders', ['a', 'b']);
+        const sent: string[] = [];
+        const call = executor.call<Inst>({
+          service: 'orders',
+          method,
+          pick: picker(executor, [{ id: 'a' }, { id: 'b' }]),
+          send: async (i) => {
+            sent.push(i.id);
+            if (i.id !== 'a') return new Response(null, { status: 200 });
+            const err = socketClosed();
+            markStaleConnection(err, repeated);
+            throw fetchFailed(err);
+          },
+        });
+        if (method === 'POST') await assert.rejects(call);
+        else assert.equal((await call).status, 200);
+        assert.deepEqual(sent, method === 'POST' ? ['a'] : ['a', 'b']);
+        const a = executor.instanceBreakers.forService('orders')?.breaker('a').snapshot();
+        assert.deepEqual([a?.calls, a?.failures], repeated ? [1, 1] : [0, 0]);
+      });
+    }
+  }
+});
+
 describe('CallExecutor defaults: passive outlier ejection', () => {
   function fleet(size: number, options: CallExecutorOptions = {}) {
     const clock = new ManualClock();

@@ -21,23 +21,60 @@ import { Agent, buildConnector } from 'undici';
  */
 export function staleWatchingConnector(): buildConnector.connector {
   const connect = buildConnector({});
+  const origins = new StaleOrigins();
   return (options, callback) =>
     connect(options, (...args) => {
       // A failed connect calls back with the error alone.
       const socket = args[1];
-      if (socket) watchForStale(socket);
+      if (socket) watchForStale(socket, origins, `${options.protocol}//${options.hostname}:${options.port}`);
       callback(...args);
     });
 }
 
-function watchForStale(socket: Socket): void {
+/** Origins kept at most: those whose kept-alive connections last broke stale, the oldest dropped first. */
+const MAX_STALE_ORIGINS = 1_024;
+
+/**
+ * Per origin (an instance), whether its last kept-alive connection to end a request broke
+ * stale: a second such break with none of its kept-alive connections answering between is
+ * marked repeated (markStaleConnection), and counts on the instance's breaker even when
+ * the call does not go again to it. Why this rule: the idle-close race hits a healthy
+ * instance only when a connection sat idle just as long as its keep-alive timeout, and its
+ * other reused connections answer between races; an instance that resets every reused
+ * connection never answers on one — its calls alternate a new connection's answer and a
+ * reused one's break, so a rule that any answer ends the run would never count it. Two
+ * idle connections closed at once can both race: the second then counts, one failure.
+ */
+class StaleOrigins {
+  readonly #broken = new Set<string>();
+
+  /** A kept-alive connection to `origin` broke stale: true when the one before it did too, none answering between. */
+  broke(origin: string): boolean {
+    if (this.#broken.has(origin)) return true;
+    if (this.#broken.size >= MAX_STALE_ORIGINS) this.#broken.delete(this.#broken.values().next().value as string);
+    this.#broken.add(origin);
+    return false;
+  }
+
+  /** A kept-alive connection to `origin` answered. */
+  answered(origin: string): void {
+    if (this.#broken.size !== 0) this.#broken.delete(origin);
+  }
+}
+
+function watchForStale(socket: Socket, origins: StaleOrigins, origin: string): void {
   let written = false;
   let reused = false;
   let readAtWrite = 0;
+  /** A reused connection's request answered (bytes read since it was written): the origin's run of stale breaks ends. */
+  const noteAnswer = () => {
+    if (reused && socket.bytesRead > readAtWrite) origins.answered(origin);
+  };
   const write = socket.write;
   // undici writes every request through the socket's own `write` (corked for a body).
   socket.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
     const read = socket.bytesRead;
+    noteAnswer();
     if (written && read > readAtWrite) reused = true;
     written = true;
     readAtWrite = read;
@@ -45,8 +82,10 @@ function watchForStale(socket: Socket): void {
   } as Socket['write'];
   // Registered before undici's own listener, which keeps the error for the request.
   socket.on('error', (err: Error) => {
-    if (reused && socket.bytesRead === readAtWrite) markStaleConnection(err);
+    if (reused && socket.bytesRead === readAtWrite) markStaleConnection(err, origins.broke(origin));
   });
+  // A reused connection's last answer, on a socket closed (idle, or after it) before another write.
+  socket.once('close', noteAnswer);
 }
 
 /**

@@ -27,10 +27,12 @@ interface Seen {
 }
 
 /**
- * A server that answers the first request of each connection (kept alive) and, when a
- * second request arrives on it, closes (FIN) or resets (RST) the connection without
+ * A server that answers the first `answers` requests of each connection (kept alive) and,
+ * when the next one arrives on it, closes (FIN) or resets (RST) the connection without
  * writing a byte: what the client sees when it wrote on a connection the server was
- * closing as idle. With `dropAll`, every request is dropped so.
+ * closing as idle. With `answers` 1 (the default) it breaks every reused connection; with
+ * more, it is a healthy instance whose connections race now and then. With `dropAll`,
+ * every request is dropped so.
  */
 class RacingServer {
   readonly seen: Seen[] = [];
@@ -40,7 +42,10 @@ class RacingServer {
   readonly #server: net.Server;
   #connections = 0;
 
-  constructor(readonly drop: Drop) {
+  constructor(
+    readonly drop: Drop,
+    readonly answers = 1,
+  ) {
     this.#server = net.createServer((socket) => this.#serve(socket));
   }
 
@@ -70,7 +75,7 @@ class RacingServer {
         const length = Number(/content-length: *(\d+)/.exec(head)?.[1] ?? 0);
         if (buffered.length < end + 4 + length) return;
         buffered = buffered.slice(end + 4 + length);
-        const dropped = nth > 0 || this.dropAll;
+        const dropped = nth >= this.answers || this.dropAll;
         this.seen.push({ connection, nth: nth++, close: head.includes('connection: close'), dropped });
         if (dropped) {
           if (this.drop === 'reset') socket.resetAndDestroy();
@@ -221,6 +226,73 @@ describe("the single instance's breaker, when its kept-alive connections close a
       return;
     }
     assert.fail(`no call was written on a kept-alive connection: ${JSON.stringify(server.seen)}`);
+  });
+});
+
+describe("a POST's stale failure on one of two instances, at the instance breakers", () => {
+  // The POST is not sent again (it may have reached the server): the stale attempt ends the
+  // call. A rule that would eject an instance at a failure rate of 20% over 5 calls.
+  const RULE = {
+    breaker: { rules: [{ level: 'instance', failureRateThreshold: 20, minimumCalls: 5, window: { type: 'count', size: 100 } }] },
+  };
+
+  async function twoInstances(answers: number): Promise<{ mesh: Mesh; racing: RacingServer[] }> {
+    const racing = [new RacingServer('close', answers), new RacingServer('close', answers)];
+    servers.push(...racing);
+    const registry = new InMemoryRegistry();
+    for (const [i, server] of racing.entries()) {
+      const port = await server.listen();
+      await registry.register({ id: `i${i}`, service: 'single', address: '127.0.0.1', port, tags: [], metadata: {}, health: 'passing' });
+    }
+    const mesh = createMesh({ service: 'caller', registry, rules: new InMemoryKvStore() });
+    meshes.push(mesh);
+    await mesh.rules.apply(JSON.stringify({ service: 'single', ...RULE }), { author: 'test' });
+    await mesh.rulesInForce('single');
+    return { mesh, racing };
+  }
+
+  /** POSTs one after the other until `races` of them met a closing connection; the instance breakers then. */
+  async function postUntil(mesh: Mesh, racing: RacingServer[], races: number) {
+    const met = () => racing.reduce((n, s) => n + s.seen.filter((x) => x.dropped).length, 0);
+    for (let i = 0; i < 200 && met() < races; i++) {
+      try {
+        await call(mesh, 'fetch', 'POST');
+      } catch (err) {
+        assert.equal(sendFailureOf(err), 'stale');
+      }
+    }
+    assert.equal(met(), races, 'races met');
+    return mesh.breakers
+      .snapshot()
+      .filter((b) => b.breaker.level === 'instance')
+      .sort((x, y) => String(x.breaker.instance).localeCompare(String(y.breaker.instance)));
+  }
+
+  it('a healthy instance whose connections race now and then (answered between): no failure counted, no trip', async () => {
+    // Three answers a connection, then a race: 6 races are 6 failed POSTs of some 24.
+    const { mesh, racing } = await twoInstances(3);
+    const breakers = await postUntil(mesh, racing, 6);
+    assert.deepEqual(
+      breakers.map((b) => [b.breaker.instance, b.calls > 0, b.failures, b.opened + b.vetoedTrips]),
+      [
+        ['i0', true, 0, 0],
+        ['i1', true, 0, 0],
+      ],
+    );
+  });
+
+  it('an instance that breaks every reused connection: its repeated stale failures count, and it trips', async () => {
+    const { mesh, racing } = await twoInstances(1);
+    const breakers = await postUntil(mesh, racing, 8);
+    // Per instance, the first break of a run counts nothing, every later one (no reused connection answered) one failure.
+    assert.ok(
+      breakers.every((b) => b.failures > 0),
+      JSON.stringify(breakers),
+    );
+    assert.ok(
+      breakers.some((b) => b.opened + b.vetoedTrips > 0),
+      JSON.stringify(breakers),
+    );
   });
 });
 
