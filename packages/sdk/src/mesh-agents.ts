@@ -16,11 +16,15 @@ import { Agent, buildConnector } from 'undici';
  * the socket's `error` event — how undici learns of a reset, and how it closes the socket
  * with its own "other side closed" — marks the error when nothing was read since the last
  * write. undici fails the request with that very error object (fetch's TypeError has it as
- * its `cause`). A TLS session ticket read after the first write counts as an answer byte:
- * not marked, the conservative side.
+ * its `cause`). On a TLS socket `bytesRead` counts the bytes it decrypted for its reader
+ * (HTTP bytes), not TLS records: a session ticket, or the close_notify alert of a server
+ * closing gracefully, is no answer byte, and a TLS stale failure is marked as a TCP one is
+ * (test/stale-connection.test.ts, over a TLS server).
+ *
+ * `connectorOptions`: undici's connector options (`ca`, for a server with a private CA).
  */
-export function staleWatchingConnector(): buildConnector.connector {
-  const connect = buildConnector({});
+export function staleWatchingConnector(connectorOptions: buildConnector.BuildOptions = {}): buildConnector.connector {
+  const connect = buildConnector(connectorOptions);
   const origins = new StaleOrigins();
   return (options, callback) =>
     connect(options, (...args) => {

@@ -7,15 +7,21 @@
 // connection; a POST is not sent again (it may have reached the server); a refused
 // connection is not retried on the instance that refused it; and the extra attempt is one.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { sendFailureOf } from '@meshlet/breaker';
 import { InMemoryKvStore, InMemoryRegistry } from '@meshlet/core';
 import { adminAuthorization, listen } from '@meshlet/core/testing';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { Agent } from 'undici';
 import { createMesh, type Mesh } from '../src/index.js';
+import { staleWatchingConnector } from '../src/mesh-agents.js';
 
-type Drop = 'close' | 'reset';
+/** How the server drops a connection: `close` destroys it (FIN), `reset` sends RST, `end` ends it (on TLS with a close_notify alert first, as a server closing an idle connection gracefully does). */
+type Drop = 'close' | 'reset' | 'end';
 const TOKEN = 'stale-connection-admin-secret';
 
 /** One request as the server saw it: its connection, its place on it, and whether the client asked to close after it. */
@@ -45,8 +51,13 @@ class RacingServer {
   constructor(
     readonly drop: Drop,
     readonly answers = 1,
+    /** A certificate and key: the server speaks TLS. */
+    tlsOptions?: tls.TlsOptions,
   ) {
-    this.#server = net.createServer((socket) => this.#serve(socket));
+    this.#server =
+      tlsOptions === undefined
+        ? net.createServer((socket) => this.#serve(socket))
+        : tls.createServer(tlsOptions, (socket) => this.#serve(socket));
   }
 
   listen(): Promise<number> {
@@ -78,7 +89,9 @@ class RacingServer {
         const dropped = nth >= this.answers || this.dropAll;
         this.seen.push({ connection, nth: nth++, close: head.includes('connection: close'), dropped });
         if (dropped) {
-          if (this.drop === 'reset') socket.resetAndDestroy();
+          // A TLS socket resets through the TCP socket under it (its own handle cannot).
+          if (this.drop === 'reset') ((socket as { _parent?: net.Socket })._parent ?? socket).resetAndDestroy();
+          else if (this.drop === 'end') socket.end();
           else socket.destroy();
           return;
         }
@@ -294,6 +307,41 @@ describe("a POST's stale failure on one of two instances, at the instance breake
       JSON.stringify(breakers),
     );
   });
+});
+
+describe('the stale mark over TLS (staleWatchingConnector)', () => {
+  const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../../../../test/fixtures/tls/${name}`, import.meta.url)));
+  // `end`: the server's TLS close_notify alert, read before the close, is no byte of an
+  // answer (a TLSSocket's bytesRead counts decrypted bytes, not TLS records).
+  for (const drop of ['end', 'close', 'reset'] as const) {
+    it(`${drop}: a kept-alive https connection broken before any byte of its answer is marked stale`, async () => {
+      const server = new RacingServer(drop, 1, { cert: fixture('server.pem'), key: fixture('server.key') });
+      servers.push(server);
+      const port = await server.listen();
+      const agent = new Agent({ connect: staleWatchingConnector({ ca: fixture('ca.pem') }) });
+      try {
+        const origin = `https://127.0.0.1:${port}`;
+        // Requests one after the other until one goes on a kept-alive connection (undici
+        // reuses one within the first three): the others are each a connection's first, answered.
+        let err: unknown;
+        for (let i = 0; i < 8 && err === undefined; i++)
+          await agent.request({ origin, path: '/x', method: 'GET' }).then(
+            (r) => r.body.text(),
+            (e: unknown) => {
+              err = e;
+            },
+          );
+        assert.deepEqual(
+          server.seen.filter((x) => x.dropped).map((x) => x.nth),
+          [1],
+          'one request went on a kept-alive connection, and was dropped',
+        );
+        assert.equal(sendFailureOf(err), 'stale');
+      } finally {
+        await agent.destroy();
+      }
+    });
+  }
 });
 
 describe('the attempt that went again after a stale connection', () => {
