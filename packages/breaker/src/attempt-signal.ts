@@ -142,13 +142,20 @@ export const LOOP_LATE_MS = 100;
 
 /**
  * How long the loop must have been late at deadline timers (LOOP_LATE_MS or more, each
- * late fire within LOOP_LAG_GAP_MS of the one before) for a late timeout to count on the
- * service and API breakers again: see LoopLag.
+ * late fire within LOOP_LAG_GAP_MS of the one before, no on-time fire LOOP_LAG_QUIET_MS
+ * after one) for a late timeout to count on the service and API breakers again: see LoopLag.
  */
 export const LOOP_LAG_SPAN_MS = 1_000;
 
 /** The longest gap between two late deadline timers that still makes them one spell of lag (LoopLag). */
 export const LOOP_LAG_GAP_MS = 10_000;
+
+/**
+ * How long after a spell's last late deadline timer an on-time one (less than LOOP_LATE_MS
+ * late) ends the spell: the loop was on time that long, so the next late fire is a new stall
+ * (LoopLag).
+ */
+export const LOOP_LAG_QUIET_MS = 1_000;
 
 /** A TimeoutError acted on LOOP_LATE_MS or more after its deadline: the loop was late, not (as far as anyone can tell) the instance. */
 export const timedOutByLoop = (err: unknown): boolean => err instanceof TimeoutError && err.lateMs >= LOOP_LATE_MS;
@@ -180,13 +187,18 @@ export function callVerdict(classifier: FailureClassifier, err: unknown, callerA
  * deadline timers see (no timer or sampler of its own: the sweep's timers fire anyway while
  * attempts are in flight, and late ones matter only then). The loop is lagging when its
  * deadline timers have fired LOOP_LATE_MS or more late over LOOP_LAG_SPAN_MS or more, no two
- * late fires more than LOOP_LAG_GAP_MS apart. Why this rule: a stall (a 3 s sync task, a
- * GC pause) makes every timer due meanwhile fire late at one moment, the stall's end, so
- * its spell of lateness spans nothing; a loop that lags is late again at the next fires,
- * seconds later. On-time fires between do not end a spell: in a loop whose turns take
- * 150 ms, a timer fires anywhere from 0 to 150 ms late, and the on-time ones' timeouts count
- * anyway. The gap bounds how far apart two stalls may be to be taken for lag (two within
- * 10 s are). Per sweep (per executor), on its clock.
+ * late fires more than LOOP_LAG_GAP_MS apart, and no on-time fire LOOP_LAG_QUIET_MS or more
+ * after the last late one. Why this rule: a stall (a 3 s sync task, a GC pause) makes every
+ * timer due meanwhile fire late at one moment, the stall's end, so its spell of lateness
+ * spans nothing; a loop that lags is late again at the next fires. An on-time fire soon
+ * after a late one does not end a spell: in a loop whose turns take 150 ms, a timer fires
+ * anywhere from 0 to 150 ms late, its late fires a few hundred ms apart (and the on-time
+ * ones' timeouts count anyway). An on-time fire a quiet second after the last late one
+ * does: the loop kept time meanwhile, so stalls that recur (400 ms every 4 s) are each a
+ * one-off, never adding up to a spell. Two stalls read as lag only when no on-time fire a
+ * second clear of the first comes between them (no attempt in flight meanwhile, or stalls
+ * less than a second apart), and at most LOOP_LAG_GAP_MS apart. Per sweep (per executor),
+ * on its clock.
  */
 export class LoopLag {
   /** When the current spell of late fires began, and its last late fire. */
@@ -195,7 +207,11 @@ export class LoopLag {
 
   /** A deadline timer fired at `now`, `lateMs` after it was due. */
   fired(now: number, lateMs: number): void {
-    if (lateMs < LOOP_LATE_MS) return;
+    if (lateMs < LOOP_LATE_MS) {
+      // On time a quiet second after the spell's last late fire: the spell is over.
+      if (now - this.#last >= LOOP_LAG_QUIET_MS) this.#last = Number.NEGATIVE_INFINITY;
+      return;
+    }
     if (now - this.#last > LOOP_LAG_GAP_MS) this.#since = now;
     this.#last = now;
   }

@@ -4,6 +4,7 @@ export {
   type Deadline,
   DeadlineSweep,
   LOOP_LAG_GAP_MS,
+  LOOP_LAG_QUIET_MS,
   LOOP_LAG_SPAN_MS,
   LOOP_LATE_MS,
   runTimed,

@@ -7,6 +7,7 @@ import {
   CircuitOpenError,
   type GovernedCall,
   LOOP_LAG_GAP_MS,
+  LOOP_LAG_QUIET_MS,
   LOOP_LAG_SPAN_MS,
   LOOP_LATE_MS,
   parseBreakerRules,
@@ -324,6 +325,34 @@ describe('CallExecutor', () => {
         ['service', 20, 20],
         ['api', 20, 20],
         ['instance', 20, 20],
+      ]);
+    });
+
+    it('a loop late at every other deadline timer lags: an on-time fire less than LOOP_LAG_QUIET_MS after a late one does not end the spell', async () => {
+      // A timer 150 ms late, the next on time, and so on: late fires 350 ms apart, the fourth LOOP_LAG_SPAN_MS after the first.
+      const { lagging, counts } = await lateTimeouts(Array.from({ length: 8 }, (_, i) => ({ gap: 0, late: i % 2 === 0 ? 150 : 0 })));
+      assert.deepEqual(lagging, [false, false, false, false, false, false, true, true]);
+      // The four on-time timeouts count everywhere; of the late ones, the one acted on while lagging at the service and API levels.
+      assert.deepEqual(counts, [
+        ['service', 5, 5],
+        ['api', 5, 5],
+        ['instance', 4, 4],
+      ]);
+    });
+
+    it('stalls that recur with the loop on time between them are each a one-off: no late timeout counts anywhere', async () => {
+      // A 400 ms stall every 3.6 s, the loop on time between them (a deadline timer on time 3.1 s after
+      // each stall): each stall within LOOP_LAG_GAP_MS of the one before, but that on-time fire ends its spell.
+      assert.equal(LOOP_LAG_QUIET_MS, 1_000);
+      const stall = { gap: 0, late: 400 };
+      const onTime = { gap: 3_000, late: 0 };
+      const { lagging, counts } = await lateTimeouts([stall, onTime, stall, onTime, stall]);
+      assert.deepEqual(lagging, [false, false, false, false, false]);
+      // Only the on-time timeouts count: they are the upstream's.
+      assert.deepEqual(counts, [
+        ['service', 2, 2],
+        ['api', 2, 2],
+        ['instance', 2, 2],
       ]);
     });
 
