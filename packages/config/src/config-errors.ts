@@ -38,7 +38,9 @@ export class ConfigTooLargeError extends MeshletError {
   readonly measured: number;
   /**
    * `measured` is where counting stopped, the document holding at least that many: a YAML
-   * document's keys are counted up to the first past the limit (its aliases can flatten to millions).
+   * document's keys are counted up to the first past the limit (its aliases can flatten to
+   * millions); a local file past the bytes the limit can take is not read, its characters
+   * put at a quarter of its bytes (UTF-8 takes at most 4 a character).
    */
   readonly atLeast: boolean;
   readonly reason: string;

@@ -408,19 +408,21 @@ class LayeredConfig implements Config {
     if (!kind) throw new ConfigSourceError(path, 'the local config file must end in .yml, .yaml or .properties');
     // Read bounded (a regular file; as many bytes as the document's characters can take in
     // UTF-8), then parsed within CONFIG_DOCUMENT_LIMITS: a FIFO or /dev/zero named by mistake
-    // is refused, not read without end.
-    const text = readBoundedFile(
-      path,
-      CONFIG_DOCUMENT_LIMITS.chars * 4,
-      (why) => new ConfigSourceError(path, `${why}; check the path or leave \`file\` out`),
+    // is refused, not read without end. A regular file past the bound is a document too large
+    // as any other is: UTF-8 takes at most 4 bytes a character, so it holds more characters
+    // than the limit, at least a quarter of its bytes.
+    const { chars } = CONFIG_DOCUMENT_LIMITS;
+    const text = readBoundedFile(path, chars * 4, (why, _errno, bytes) =>
+      bytes === undefined
+        ? new ConfigSourceError(path, `${why}; check the path or leave \`file\` out`)
+        : new ConfigTooLargeError(path, 'chars', chars, Math.ceil(bytes / 4), true, FILE_REFUSED_OUTCOME),
     );
     let parsed: Map<string, string>;
     try {
       parsed = parseDocument(text, kind, path);
     } catch (err) {
       // The file is read at start only: there are no previous values to keep.
-      if (err instanceof ConfigParseError || err instanceof ConfigTooLargeError)
-        throw documentRefused(err, path, 'Fix the file: it is read only at start');
+      if (err instanceof ConfigParseError || err instanceof ConfigTooLargeError) throw documentRefused(err, path, FILE_REFUSED_OUTCOME);
       throw err;
     }
     return this.#decode(parsed, path, undefined, false);
@@ -659,6 +661,9 @@ class LayeredConfig implements Config {
 }
 
 const signatureOf = (entries: readonly KvEntry[]) => entries.map((e) => `${e.key}@${e.revision}`).join('\n');
+
+/** What becomes of a local file refused at start, for the refusal's message. */
+const FILE_REFUSED_OUTCOME = 'Fix the file: it is read only at start';
 
 /**
  * The refusal of a document from `source` that a parser refused with `err`, saying what

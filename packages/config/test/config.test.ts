@@ -205,7 +205,7 @@ describe('createConfig: environment and local file', () => {
     );
   });
 
-  it('a local file is read bounded: a FIFO is refused unread, and so is a file past what the document limit can hold', async () => {
+  it('a local file is read bounded: a FIFO is refused unread as no source, a file past what the document limit can hold unread as too large', async () => {
     const kv = new InMemoryKvStore();
     const fifo = join(dir, 'fifo.yml');
     execFileSync('mkfifo', [fifo]);
@@ -214,12 +214,20 @@ describe('createConfig: environment and local file', () => {
       createConfig(base(kv, { file: fifo })),
       (e: unknown) => e instanceof ConfigSourceError && /not a regular file/.test(e.message),
     );
+    // Past 4 bytes a character (UTF-8's most), a file holds more characters than a document
+    // may: refused as a document past 1 MiB of text is, at least a quarter of its bytes counted.
     const big = join(dir, 'big.yml');
-    await writeFile(big, `a: "${'x'.repeat(CONFIG_DOCUMENT_LIMITS.chars * 4)}"\n`);
-    await assert.rejects(
-      createConfig(base(kv, { file: big })),
-      (e: unknown) => e instanceof ConfigSourceError && /at most 4194304/.test(e.message),
-    );
+    const text = `a: "${'x'.repeat(CONFIG_DOCUMENT_LIMITS.chars * 4)}"\n`;
+    await writeFile(big, text);
+    await assert.rejects(createConfig(base(kv, { file: big })), (e: unknown) => {
+      assert.ok(e instanceof ConfigTooLargeError, String(e));
+      assert.deepEqual(
+        [e.code, e.source, e.bound, e.limit, e.measured, e.atLeast],
+        ['MESHLET_CONFIG_TOO_LARGE', big, 'chars', CONFIG_DOCUMENT_LIMITS.chars, Math.ceil(text.length / 4), true],
+      );
+      assert.match(e.message, /too large: more than \d+ characters, at most 1048576\. Fix the file: it is read only at start/);
+      return true;
+    });
   });
 });
 
