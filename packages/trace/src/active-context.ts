@@ -12,6 +12,18 @@ const storage: AsyncLocalStorage<Context> = globals[STORE_KEY] ?? new AsyncLocal
 globals[STORE_KEY] = storage;
 
 /**
+ * Where OpenTelemetry's API (this major version's) keeps what is registered globally,
+ * the context manager under `context`: its `context.active()` and `context.with()` use the
+ * Noop manager (the root context; `fn` run as it is) when nothing is there. Read directly,
+ * one property instead of the API's lookups, on every traced attempt.
+ */
+const OTEL_API: unique symbol = Symbol.for('opentelemetry.js.api.1') as never;
+const otelGlobals = globalThis as { [OTEL_API]?: { readonly context?: unknown } };
+
+/** No context manager registered at all: OpenTelemetry's active context is the root, and `with` makes none active. */
+const noContextManager = (): boolean => otelGlobals[OTEL_API]?.context === undefined;
+
+/**
  * The active trace context. `runInContext` sets both Meshlet's store and OpenTelemetry's
  * active context; when an application registered an OpenTelemetry context manager, the
  * spans it starts inside (`startActiveSpan`) are in OpenTelemetry's context only. So:
@@ -19,6 +31,7 @@ globals[STORE_KEY] = storage;
  * it), else the store (no context manager: OpenTelemetry's context is always the root).
  */
 export function activeContext(): Context {
+  if (noContextManager()) return storage.getStore() ?? ROOT_CONTEXT;
   const otel = otelContext.active();
   if (otel === ROOT_CONTEXT) return storage.getStore() ?? otel;
   return trace.getSpan(otel) === undefined ? (storage.getStore() ?? otel) : otel;
@@ -43,8 +56,8 @@ export function runInContext<T>(ctx: Context, fn: () => T): T {
   return storage.run(ctx, enterOtel<T>, ctx, fn);
 }
 
-// Whether OpenTelemetry has a context manager: the Noop one (none registered) runs a
-// function without making any context active.
+// Whether OpenTelemetry has a context manager: the Noop one (none registered, or one of an
+// incompatible API version) runs a function without making any context active.
 const PROBE = ROOT_CONTEXT.setValue(createContextKey('meshlet.trace.probe'), true);
 const probeActive = (): boolean => otelContext.active() === PROBE;
 
@@ -57,6 +70,7 @@ const probeActive = (): boolean => otelContext.active() === PROBE;
  * context means a manager is registered; only at the root is it probed.
  */
 export function withoutAppTracing<A, R>(fn: (arg: A) => R, arg: A): R {
+  if (noContextManager()) return fn(arg);
   const active = otelContext.active();
   if (active === ROOT_CONTEXT && !otelContext.with(PROBE, probeActive)) return fn(arg);
   return otelContext.with(suppressTracing(active), fn, undefined, arg);
