@@ -735,7 +735,17 @@ export class CallExecutor {
             abort = new TimedAbort(this.#sweep, t0, timeoutMs, call.signal, call.service);
           }
         }
-        const rec = record(call, instance, attempt, abort !== undefined ? undefined : call.signal, state, first?.notes, abort, entry?.key);
+        const rec = record(
+          call,
+          instance,
+          attempt,
+          abort !== undefined ? undefined : call.signal,
+          state,
+          first?.notes,
+          abort,
+          entry?.key,
+          t0,
+        );
         if (refused !== undefined) rec.attributes = refusedInstanceAttributes(undefined, refused);
         if (retryReason !== undefined) {
           this.#retriesOf(call.service).sent(retryReason);
@@ -1192,6 +1202,7 @@ class Rec<I> implements AttemptRecord<I> {
   injected = false;
   freshConnection = false;
   readonly abort: AttemptAbort | undefined;
+  readonly startedAt: number | undefined;
   readonly #signal: AbortSignal | undefined;
 
   constructor(
@@ -1203,6 +1214,7 @@ class Rec<I> implements AttemptRecord<I> {
     notes: string[] | undefined,
     abort: AttemptAbort | undefined,
     api: string | undefined,
+    startedAt: number | undefined,
   ) {
     this.call = call;
     this.target = target;
@@ -1212,6 +1224,7 @@ class Rec<I> implements AttemptRecord<I> {
     this.api = api;
     this.notes = notes;
     this.abort = abort;
+    this.startedAt = startedAt;
   }
 
   get signal(): AbortSignal | undefined {
@@ -1228,8 +1241,9 @@ function record<I>(
   notes: string[] | undefined,
   abort?: AttemptAbort,
   api?: string,
+  startedAt?: number,
 ): Rec<I> {
-  return new Rec(call, target, number, signal, breaker, notes, abort, api);
+  return new Rec(call, target, number, signal, breaker, notes, abort, api, startedAt);
 }
 
 /** A breaker's identity as log fields: level, service, and its API or instance when it has one. */

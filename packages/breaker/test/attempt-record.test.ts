@@ -122,3 +122,30 @@ describe('CallExecutor hands each attempt down as a record', () => {
     assert.equal(executor.instanceBreakers.isExcluded('a'), false);
   });
 });
+
+describe('CallExecutor puts its clock reading at the start of each attempt on its record (startedAt)', () => {
+  it('the first attempt’s is the call’s start, a retry’s the reading after its backoff', async () => {
+    const clock = new ManualClock(5_000);
+    const executor = new CallExecutor({ clock, random: () => 0.5 });
+    executor.setRules(
+      'orders',
+      parseBreakerRules({ rules: [{ level: 'service' }], retry: { maxRetries: 1, backoff: { baseMs: 0, maxMs: 0 } } }, 'breaker'),
+    );
+    executor.setInstances('orders', ids);
+    const started: (number | undefined)[] = [];
+    const call: GovernedCall<Inst, Response> = {
+      service: 'orders',
+      method: 'GET',
+      path: '/x',
+      pick: (tried) => ids.map((id) => ({ id })).find((i) => !tried.has(i.id)),
+      send: async (_instance, _signal, attempt) => {
+        started.push(attempt.startedAt);
+        clock.advance(10);
+        return new Response(null, { status: started.length === 1 ? 503 : 200 });
+      },
+    };
+    const res = await executor.call(call);
+    assert.equal(res.status, 200);
+    assert.deepEqual(started, [5_000, 5_010]);
+  });
+});

@@ -104,6 +104,12 @@ export interface AttemptFields {
    */
   settled: (() => void) | undefined;
   /**
+   * The executor's clock reading when it handed the attempt down (the first attempt's is
+   * the call's start: nothing waits between them), for an observer on the same clock to time
+   * the attempt from instead of reading the clock again; undefined when the executor does not say.
+   */
+  readonly startedAt?: number | undefined;
+  /**
    * The CLIENT span observer's state between `started` and `settled` (trace's span record
    * or span handle); undefined when the attempt has none (unsampled) and once it ended.
    */

@@ -1,10 +1,13 @@
-import { type AttemptChain, type AttemptHandler, type AttemptStage, composeAttempt, sendAttempt } from '@meshlet/core';
+import { type AttemptChain, type AttemptHandler, type AttemptStage, type Clock, composeAttempt, sendAttempt } from '@meshlet/core';
 import { faultInterceptor } from '@meshlet/fault';
 import { type Tracing, withoutAppTracing } from '@meshlet/trace';
 import type { GovernedCallDeps } from './governed-fetch.js';
 
-/** A protocol's CLIENT span stage for the mesh's tracing: HTTP's `clientSpanInterceptor`, gRPC's `rpcSpanObserver`. */
-export type SpanStage = (tracing: Tracing) => AttemptStage;
+/**
+ * A protocol's CLIENT span stage for the mesh's tracing: HTTP's `clientSpanInterceptor`,
+ * gRPC's `rpcSpanObserver`; `clock` is the executor's, which the attempts' `startedAt` is read on.
+ */
+export type SpanStage = (tracing: Tracing, clock: Clock) => AttemptStage;
 
 /** What the attempt stages read from the mesh. */
 export type AttemptStageDeps = Pick<GovernedCallDeps, 'tracing' | 'router' | 'faults' | 'clock'>;
@@ -20,7 +23,7 @@ export type AttemptStageDeps = Pick<GovernedCallDeps, 'tracing' | 'router' | 'fa
  */
 export function attemptStages(deps: AttemptStageDeps, span: SpanStage): AttemptStage[] {
   const stages: AttemptStage[] = [];
-  if (deps.tracing) stages.push(span(deps.tracing));
+  if (deps.tracing) stages.push(span(deps.tracing, deps.clock));
   stages.push(deps.router.inFlight);
   stages.push(faultInterceptor({ faults: deps.faults, clock: deps.clock }));
   return stages;

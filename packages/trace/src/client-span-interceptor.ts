@@ -95,10 +95,14 @@ function endSpan(span: ClientSpan, attempt: Attempt, result: AttemptResult | und
  * attempt builds no span at all: its trace context is written into the headers straight
  * from the decision, and the call metrics are recorded when it settles (see
  * `headSampledObserver`). Any other Tracing gets `startClientSpan` per attempt.
+ *
+ * `attemptClock`: the clock the attempts' `startedAt` is read on (the executor's, the
+ * mesh's). When it is the Tracing's own, an unsampled attempt's call metrics are timed from
+ * that reading instead of a clock read of their own.
  */
-export function clientSpanObserver(tracing: Pick<Tracing, 'startClientSpan'>): AttemptObserver {
+export function clientSpanObserver(tracing: Pick<Tracing, 'startClientSpan'>, attemptClock?: Clock): AttemptObserver {
   const deps = (tracing as { readonly [SPAN_DEPS]?: SpanDeps })[SPAN_DEPS];
-  if (deps !== undefined) return headSampledObserver(deps);
+  if (deps !== undefined) return headSampledObserver(deps, attemptClock !== undefined && attemptClock === deps.clock);
   return {
     started(attempt: Attempt): void {
       startSpan(tracing.startClientSpan(undefined, spanCallOf(attempt)), attempt);
@@ -117,17 +121,22 @@ export function clientSpanObserver(tracing: Pick<Tracing, 'startClientSpan'>): A
  * `(attempt, next)` for a chain of interceptors, that is also the observer, which
  * `composeAttempt` tells directly (no promise of its own).
  */
-export function clientSpanInterceptor(tracing: Pick<Tracing, 'startClientSpan'>): AttemptInterceptor & AttemptObserver {
-  return aroundObserver(clientSpanObserver(tracing));
+export function clientSpanInterceptor(
+  tracing: Pick<Tracing, 'startClientSpan'>,
+  attemptClock?: Clock,
+): AttemptInterceptor & AttemptObserver {
+  return aroundObserver(clientSpanObserver(tracing, attemptClock));
 }
 
 /**
  * The CLIENT span observer over a Tracing's own parts. The same spans, headers and metrics
  * as `startClientSpan` per attempt (a test holds them equal); what differs is what an
  * unsampled attempt costs: a span context and a traceparent, no span handle, no span, no
- * URL parts, no attribute or call object; the metrics when it settles.
+ * URL parts, no attribute or call object; the metrics when it settles, timed from the
+ * attempt's `startedAt` when it is on this clock (`sharedStart`: one clock read an attempt,
+ * not two; a third of the unsampled attempt's own time was its two reads).
  */
-function headSampledObserver(deps: SpanDeps): AttemptObserver {
+function headSampledObserver(deps: SpanDeps, sharedStart: boolean): AttemptObserver {
   const { sampler, clock } = deps;
   const recordsMetrics = deps.clientMetrics !== undefined || deps.clientDuration !== undefined;
   return {
@@ -147,7 +156,7 @@ function headSampledObserver(deps: SpanDeps): AttemptObserver {
         return;
       }
       injectDecided(deps, parent, decision.context, undefined, attempt.call.headers as OutboundHeaders);
-      if (recordsMetrics) attempt.spanStart = nowOf(clock);
+      if (recordsMetrics) attempt.spanStart = sharedStart && attempt.startedAt !== undefined ? attempt.startedAt : nowOf(clock);
     },
     settled(attempt: Attempt, result: AttemptResult | undefined, error: unknown): void {
       const span = attempt.span;

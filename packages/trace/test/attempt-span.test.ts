@@ -303,3 +303,34 @@ describe('the CLIENT span interceptor over a Tracing’s own parts (head-sampled
     assert.ok(spans.filter((s) => (s as { madeJson?: string }).madeJson !== undefined).length > n / 2);
   });
 });
+
+describe("an unsampled attempt's call metrics and the executor's start reading", () => {
+  /** The duration the call metrics record for one unsampled attempt that began (startedAt) at 995 and is sent at 1,000, answered 7 ms later. */
+  async function durationOf(attemptClock: 'the tracing’s' | 'another' | 'none'): Promise<number | undefined> {
+    const clock = new ManualClock(1_000);
+    const durations: number[] = [];
+    const meterProvider = {
+      getMeter: () => ({ createHistogram: () => ({ record: (v: number) => durations.push(v) }) }),
+    } as unknown as MeterProvider;
+    const tracing = createTracing({ service: 'orders', sampleRatio: 0, clock, meterProvider });
+    open.push(tracing);
+    const given = attemptClock === 'the tracing’s' ? clock : attemptClock === 'another' ? new ManualClock(1_000) : undefined;
+    const interceptor = clientSpanInterceptor(tracing, given);
+    const call = testCall<Res>({ service: 'inventory', method: 'GET', path: '/items/42' });
+    const attempt = testAttempt(call, { id: 'inv-1', instance: inst, rule: undefined, lane: undefined }, { startedAt: 995 });
+    await interceptor(attempt, () => {
+      clock.advance(7);
+      return Promise.resolve({ status: 200 }) as never;
+    });
+    return durations[0];
+  }
+
+  it('are timed from the attempt’s startedAt when the executor reads the tracing’s clock (one clock read an attempt, not two)', async () => {
+    assert.equal(await durationOf('the tracing’s'), 0.012);
+  });
+
+  it('read the tracing’s own clock at the start when the attempt’s startedAt is on another clock, or its clock is not given', async () => {
+    assert.equal(await durationOf('another'), 0.007);
+    assert.equal(await durationOf('none'), 0.007);
+  });
+});
