@@ -1,6 +1,6 @@
 // Issue 17: a process started while Consul does not answer uses its snapshot files within
 // `snapshotWaitMs`, on the injected clock. Consul here is a fetch that never answers (an
-// agent that accepts connections and says nothing) or answers at once.
+// agent that accepts connections and says nothing) or a fake agent's KV that answers at once.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { type Instance, type KvEntry, ManualClock, MemoryLogger } from '@meshlet/core';
 import { ConsulKvStore, ConsulRegistry } from '../src/index.js';
+import { fakeConsulKv } from './fake-consul-kv.js';
 
 /** An agent that accepts every request and never answers (until the caller gives up). */
 const silent = ((_input: string | URL | Request, init?: RequestInit) =>
@@ -15,14 +16,6 @@ const silent = ((_input: string | URL | Request, init?: RequestInit) =>
     const signal = init?.signal;
     signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
   })) as typeof globalThis.fetch;
-
-/** An agent that answers every request at once with `body` at index 7. */
-const answering = (body: unknown) =>
-  (async () =>
-    new Response(JSON.stringify(body), {
-      status: 200,
-      headers: { 'content-type': 'application/json', 'x-consul-index': '7' },
-    })) as unknown as typeof globalThis.fetch;
 
 /** Calls to a listener, and a promise for the n-th. */
 function recorder<T>() {
@@ -95,7 +88,7 @@ it('KV: Consul answering first wins, and the snapshot is not delivered after it'
   const file = join(dir, 'rules-live.json');
   await writeFile(file, await readFile(kvFile, 'utf8'));
   const live = [{ Key: 'meshlet/rules/stock', Value: Buffer.from('{"live":true}').toString('base64'), ModifyIndex: 50 }];
-  const kv = new ConsulKvStore({ fetch: answering(live), snapshotFile: file, clock, logger: new MemoryLogger() });
+  const kv = new ConsulKvStore({ fetch: fakeConsulKv(live).fetch, snapshotFile: file, clock, logger: new MemoryLogger() });
   const seen = recorder<readonly KvEntry[]>();
   const off = kv.watch('meshlet/rules/stock', seen.listener);
   await seen.nth(1);
@@ -146,7 +139,12 @@ it('KV: a snapshot file that is a FIFO is refused unread: the next snapshot writ
   const fifo = join(dir, 'rules-fifo.json');
   execFileSync('mkfifo', [fifo]);
   const live = [{ Key: 'meshlet/rules/stock', Value: Buffer.from('{"live":true}').toString('base64'), ModifyIndex: 50 }];
-  const kv = new ConsulKvStore({ fetch: answering(live), snapshotFile: fifo, clock: new ManualClock(), logger: new MemoryLogger() });
+  const kv = new ConsulKvStore({
+    fetch: fakeConsulKv(live).fetch,
+    snapshotFile: fifo,
+    clock: new ManualClock(),
+    logger: new MemoryLogger(),
+  });
   const seen = recorder<readonly KvEntry[]>();
   const off = kv.watch('meshlet/rules/stock', seen.listener);
   await seen.nth(1);
