@@ -187,8 +187,13 @@ export class ConsulClient {
       timeoutMs?: number;
       /** Error statuses answered with their body rather than thrown (a transaction's 409). */
       accept?: readonly number[];
-      /** The shape of a successful answer's JSON; another one is refused. */
+      /** The shape of a successful (or accepted) answer's JSON; another one is refused. */
       expect?: ConsulAnswerShape;
+      /**
+       * What is wrong inside an answer of the `expect`ed shape, as `the answer is <what>`
+       * ends; undefined when nothing is. One that is wrong is refused as one of another shape.
+       */
+      check?: (body: unknown) => string | undefined;
     } = {},
   ): Promise<ConsulResponse<T>> {
     const headers: Record<string, string> = {};
@@ -230,11 +235,15 @@ export class ConsulClient {
     } catch (err) {
       throw this.#refused(new ConsulBadAnswerError(`${what}: the answer is not JSON (${(err as Error).message})`, res.status));
     }
-    const shape = res.ok ? opts.expect : undefined;
+    // An accepted error status (a transaction's 409) is read as an answer too.
+    const read = res.ok || opts.accept?.includes(res.status) === true;
+    const shape = read ? opts.expect : undefined;
     if (shape && !hasShape(body, shape))
       throw this.#refused(
         new ConsulBadAnswerError(`${what}: the answer is ${describe(body)}, not ${shape === 'list' ? 'a list' : 'an object'}`, res.status),
       );
+    const problem = read ? opts.check?.(body) : undefined;
+    if (problem !== undefined) throw this.#refused(new ConsulBadAnswerError(`${what}: the answer is ${problem}`, res.status));
     return { body: body as T, index, status: res.status, ...filtered };
   }
 
@@ -294,7 +303,7 @@ function hasShape(body: unknown, shape: ConsulAnswerShape): boolean {
 }
 
 /** What a JSON value is, for a refusal (never the value itself: it may be megabytes). */
-function describe(body: unknown): string {
+export function describe(body: unknown): string {
   if (body === undefined) return 'empty';
   if (body === null) return 'null';
   if (Array.isArray(body)) return 'a list';

@@ -18,9 +18,9 @@ import {
   systemClock,
   type Unsubscribe,
 } from '@meshlet/core';
-import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError } from './consul-client.js';
+import { CONSUL_MAX_BODY_BYTES, ConsulClient, type ConsulClientOptions, ConsulError, describe } from './consul-client.js';
 import { KvKeysQuery, type KvKeysQueryOptions } from './kv-keys-query.js';
-import { decodeKvPair as decode, type KvPair, KvPrefixQuery } from './kv-prefix-query.js';
+import { decodeKvPair as decode, type KvPair, KvPrefixQuery, kvPairListProblem, kvPairProblem } from './kv-prefix-query.js';
 
 export interface ConsulKvStoreOptions extends ConsulClientOptions {
   readonly waitSeconds?: number;
@@ -93,6 +93,38 @@ interface KvSnapshot {
 
 const path = (key: string) => `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
 
+/** What is wrong with a `?keys=true` answer as a key list, or undefined. */
+function keyListProblem(body: unknown): string | undefined {
+  if (!Array.isArray(body)) return undefined; // the client's shape check refuses it
+  const n = body.findIndex((k) => typeof k !== 'string');
+  return n < 0 ? undefined : `a list holding ${describe(body[n])} at [${n}], not a list of keys`;
+}
+
+/** What is wrong with a transaction's answer (200 or 409): Results of KV pairs, Errors naming operations; or undefined. */
+function txnAnswerProblem(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined; // the client's shape check refuses it
+  const { Results, Errors } = body as Record<string, unknown>;
+  if (Results !== undefined && Results !== null) {
+    if (!Array.isArray(Results)) return `an object whose Results is ${describe(Results)}, not a list`;
+    for (const [n, r] of Results.entries()) {
+      if (typeof r !== 'object' || r === null || Array.isArray(r)) return `${describe(r)} at Results[${n}], not a result`;
+      const kv = (r as { KV?: unknown }).KV;
+      const problem = kv === undefined || kv === null ? undefined : kvPairProblem(kv, `Results[${n}].KV`);
+      if (problem) return problem;
+    }
+  }
+  if (Errors !== undefined && Errors !== null) {
+    if (!Array.isArray(Errors)) return `an object whose Errors is ${describe(Errors)}, not a list`;
+    for (const [n, e] of Errors.entries()) {
+      if (typeof e !== 'object' || e === null || Array.isArray(e)) return `${describe(e)} at Errors[${n}], not an error`;
+      const { OpIndex, What } = e as Record<string, unknown>;
+      if (!Number.isSafeInteger(OpIndex) || typeof What !== 'string')
+        return `an error without a whole OpIndex and a string What at Errors[${n}]`;
+    }
+  }
+  return undefined;
+}
+
 /** Consul's limit on operations in one transaction. */
 const TXN_MAX_OPS = 64;
 
@@ -156,7 +188,11 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
-    const res = await this.client.request<KvPair[] | undefined>('GET', path(key), { notFound: true, expect: 'list' });
+    const res = await this.client.request<KvPair[] | undefined>('GET', path(key), {
+      notFound: true,
+      expect: 'list',
+      check: kvPairListProblem,
+    });
     const pair = res.body?.[0];
     return pair ? decode(pair) : undefined;
   }
@@ -165,6 +201,7 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     const res = await this.client.request<KvPair[] | undefined>('GET', `${path(prefix)}?recurse=true`, {
       notFound: true,
       expect: 'list',
+      check: kvPairListProblem,
     });
     return (res.body ?? []).map(decode).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -196,6 +233,7 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
       body: JSON.stringify(writes.map(txnOp)),
       accept: [409],
       expect: 'object',
+      check: txnAnswerProblem,
     });
     if (res.status !== 409) return true;
     const denied = res.body?.Errors?.find((e) => /permission denied|acl not found/i.test(e.What));
@@ -254,11 +292,12 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     const root = shared ?? prefix;
     const running = this.#queries.get(root);
     if (running) return running;
-    const blocking = <T>(what: string, index: number, wait: number, signal: AbortSignal) =>
+    const blocking = <T>(what: 'keys' | 'recurse', index: number, wait: number, signal: AbortSignal) =>
       this.client.request<T>('GET', `${path(root)}?${what}=true&index=${index}&wait=${wait}s`, {
         signal,
         notFound: true,
         expect: 'list',
+        check: what === 'keys' ? keyListProblem : kvPairListProblem,
         timeoutMs: (wait + wait / 16 + 5) * 1000,
       });
     const common: Omit<KvKeysQueryOptions, 'listKeys' | 'changed' | 'read'> = {
@@ -348,7 +387,7 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     const res = await this.client.request<{
       Results?: { KV?: KvPair }[] | null;
       Errors?: { OpIndex: number; What: string }[] | null;
-    }>('PUT', '/v1/txn', { body: JSON.stringify(ops), signal, accept: [409], expect: 'object' });
+    }>('PUT', '/v1/txn', { body: JSON.stringify(ops), signal, accept: [409], expect: 'object', check: txnAnswerProblem });
     if (res.status !== 409) return { results: (res.body.Results ?? []).flatMap((r) => (r.KV ? [r.KV] : [])), failed: new Map() };
     const errors = res.body.Errors ?? [];
     const denied = errors.find((e) => /permission denied|acl not found/i.test(e.What));

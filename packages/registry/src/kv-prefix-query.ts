@@ -1,11 +1,32 @@
 import type { KvEntry, Unsubscribe } from '@meshlet/core';
 import { BlockingWatch, type BlockingWatchOptions } from './blocking-watch.js';
+import { describe } from './consul-client.js';
 
 /** One key as Consul KV answers it. */
 export interface KvPair {
   Key: string;
   Value: string | null;
   ModifyIndex: number;
+}
+
+/** What is wrong with `p` as a KV pair decodeKvPair reads (`the answer is …` ends), or undefined. */
+export function kvPairProblem(p: unknown, where: string): string | undefined {
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) return `${describe(p)} at ${where}, not a KV pair`;
+  const { Key, Value, ModifyIndex } = p as Record<string, unknown>;
+  if (typeof Key !== 'string') return `a KV pair whose Key is ${describe(Key)} at ${where}`;
+  if (Value !== null && typeof Value !== 'string') return `a KV pair whose Value is ${describe(Value)} at ${where}`;
+  if (!Number.isSafeInteger(ModifyIndex) || (ModifyIndex as number) < 0) return `a KV pair whose ModifyIndex is not an index at ${where}`;
+  return undefined;
+}
+
+/** What is wrong with a list answer (a `?recurse` read's, a key's) as KV pairs, or undefined. */
+export function kvPairListProblem(body: unknown): string | undefined {
+  if (!Array.isArray(body)) return undefined; // the client's shape check refuses it
+  for (const [n, p] of body.entries()) {
+    const problem = kvPairProblem(p, `[${n}]`);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 export const decodeKvPair = (p: KvPair): KvEntry => ({

@@ -14,9 +14,11 @@ import {
   ConsulBadAnswerError,
   ConsulClient,
   ConsulKvStore,
+  type ConsulKvStoreOptions,
   ConsulRegistry,
   type HealthEntry,
 } from '../src/index.js';
+import { type FakeRequest, fakeConsulKv, json as jsonWithStatus } from './fake-consul-kv.js';
 
 /** A fetch that answers the n-th request (from 0) with `answer(n, url)`, and records the URLs. */
 function scripted(answer: (n: number, url: string) => Response) {
@@ -181,24 +183,97 @@ describe('ConsulClient: the shape of an answer', () => {
     assert.match(registry.status.lastError ?? '', /the answer is an object, not a list/);
   });
 
-  it('KV: a prefix answered with an object is refused; the watch keeps the entries it had', async () => {
-    const pair = { Key: 'meshlet/rules/a', Value: Buffer.from('x').toString('base64'), ModifyIndex: 3 };
-    const { fetch, made } = scripted((n, url) =>
-      url.includes('/v1/status/leader') ? json('"l"') : n === 0 ? json([pair], '3') : json({ a: 1 }, '4'),
-    );
-    const kv = new ConsulKvStore({ fetch, logger: new MemoryLogger() });
+  const rulesA = { Key: 'meshlet/rules/a', Value: Buffer.from('x').toString('base64'), ModifyIndex: 3 };
+
+  /**
+   * Watches meshlet/rules/ on a fake agent holding `rulesA` at index 3 whose `bad` answers the
+   * requests it picks; resolves once the watch's query has failed, with the refusal logged if any.
+   */
+  async function watchThroughBadAnswer(bad: (req: FakeRequest) => Response | undefined, options: ConsulKvStoreOptions = {}) {
+    const { fetch } = fakeConsulKv([rulesA], bad);
+    const logger = new WaitingLogger();
+    const kv = new ConsulKvStore({ fetch, logger, ...options });
     const seen: (readonly KvEntry[])[] = [];
     const off = kv.watch('meshlet/rules/', (e) => seen.push(e));
+    let degraded: boolean;
     try {
-      await made(3);
+      // The store logs the failed query after the client's refusal (or any other failure).
+      await logger.logged('MESHLET_KV_DEGRADED');
+      degraded = kv.degraded; // until the watch ends: its outage is then no one's
     } finally {
       off();
     }
-    assert.deepEqual(
-      seen.map((list) => list.map((e) => e.key)),
-      [['meshlet/rules/a']],
+    const refusal = logger.entries.find((e) => e.fields?.code === 'MESHLET_CONSUL_BAD_ANSWER')?.fields?.error;
+    return { kv, degraded, keys: seen.map((list) => list.map((e) => e.key)), refusal: String(refusal) };
+  }
+
+  it('KV: a prefix answered with an object is refused; the watch keeps the entries it had', async () => {
+    // The default shared query: its key list, after the first, is an object; so is a read of the prefix.
+    const { kv, keys, refusal } = await watchThroughBadAnswer((req) =>
+      (req.params.get('keys') !== null && req.params.get('index') === '3') || req.params.has('recurse') ? json({ a: 1 }, '4') : undefined,
     );
+    assert.deepEqual(keys, [['meshlet/rules/a']]);
+    assert.match(refusal, /the answer is an object, not a list/);
     await assert.rejects(kv.list('meshlet/rules/'), { code: 'MESHLET_CONSUL_BAD_ANSWER' });
+  });
+
+  it('KV (sharedQuery recurse): a prefix answered with an object is refused; the watch keeps the entries it had', async () => {
+    const { kv, keys, refusal } = await watchThroughBadAnswer(
+      (req) => (req.params.has('recurse') && req.params.get('index') !== '0' ? json({ a: 1 }, '4') : undefined),
+      { sharedQuery: 'recurse' },
+    );
+    assert.deepEqual(keys, [['meshlet/rules/a']]);
+    assert.match(refusal, /the answer is an object, not a list/);
+    await assert.rejects(kv.list('meshlet/rules/'), { code: 'MESHLET_CONSUL_BAD_ANSWER' });
+  });
+
+  // Found reviewing the keys query: its list was sorted and searched as strings, so a non-string
+  // threw a TypeError (a failed query, not a refused answer: neither logged nor counted as one).
+  for (const [what, list] of [
+    ['a number', ['meshlet/rules/a', 7]],
+    ['null', [null, 'meshlet/rules/a']],
+    ['an object', ['meshlet/rules/a', { Key: 'meshlet/rules/b' }]],
+  ] as const) {
+    it(`KV: a key list holding ${what} is refused as a bad answer; the watch keeps the entries it had`, async () => {
+      const { degraded, keys, refusal } = await watchThroughBadAnswer((req) =>
+        req.params.get('keys') !== null && req.params.get('index') === '3' ? json(list, '4') : undefined,
+      );
+      assert.deepEqual(keys, [['meshlet/rules/a']]);
+      assert.match(refusal, /the answer is a list holding .* at \[\d\], not a list of keys/);
+      assert.equal(degraded, true);
+    });
+  }
+
+  // The key list moves (index 4, same key): the watched key's check-index transaction is answered with `body`.
+  for (const [what, status, body, expected] of [
+    ['Results an object', 200, { Results: { KV: rulesA }, Errors: null }, /Results is an object, not a list/],
+    ['Results holding a number', 200, { Results: [7], Errors: null }, /a number at Results\[0\], not a result/],
+    ['a KV whose Key is not a string', 200, { Results: [{ KV: { ...rulesA, Key: 5 } }] }, /Key is a number at Results\[0\]\.KV/],
+    ['a KV whose ModifyIndex is not an index', 200, { Results: [{ KV: { ...rulesA, ModifyIndex: '3' } }] }, /ModifyIndex is not an index/],
+    ['Errors an object (409)', 409, { Results: null, Errors: { OpIndex: 1 } }, /Errors is an object, not a list/],
+    ['an error without OpIndex (409)', 409, { Results: null, Errors: [{ What: 'x' }] }, /without a whole OpIndex/],
+  ] as const) {
+    it(`KV: a transaction answer with ${what} is refused as a bad answer; the watch keeps the entries it had`, async () => {
+      let txns = 0;
+      const { degraded, keys, refusal } = await watchThroughBadAnswer((req) => {
+        if (req.params.get('keys') !== null && req.params.get('index') === '3') return json(['meshlet/rules/a'], '4');
+        // The first transaction reads the key; the next checks it.
+        if (req.url.endsWith('/v1/txn') && txns++ > 0) return jsonWithStatus(body, '4', status);
+        return undefined;
+      });
+      assert.deepEqual(keys, [['meshlet/rules/a']]);
+      assert.match(refusal, expected);
+      assert.equal(degraded, true);
+    });
+  }
+
+  it('KV (sharedQuery recurse): a list holding something not a KV pair is refused as a bad answer', async () => {
+    const { keys, refusal } = await watchThroughBadAnswer(
+      (req) => (req.params.has('recurse') && req.params.get('index') === '3' ? json([rulesA, { Key: 'meshlet/rules/b' }], '4') : undefined),
+      { sharedQuery: 'recurse' },
+    );
+    assert.deepEqual(keys, [['meshlet/rules/a']]);
+    assert.match(refusal, /a KV pair whose Value is empty at \[1\]/);
   });
 });
 
