@@ -46,6 +46,14 @@ export class KvKeysQuery {
   /** Reads run one at a time, in order: a step's and a late follower's. */
   #reading: Promise<unknown> = Promise.resolve();
   #failing = false;
+  /**
+   * The query failed since the last step: the pairs read may be another agent's (a restarted
+   * dev agent starts its indexes again), so the next step reads every followed key afresh
+   * rather than checking ModifyIndexes that may have come round to the same numbers.
+   */
+  #unsure = false;
+  /** A step is reading: a follower joining now waits for it (#join) rather than being told from pairs it is about to replace. */
+  #stepping = false;
   #done = false;
   /** Aborts a late follower's read when the query ends. */
   readonly #stop = new AbortController();
@@ -80,6 +88,9 @@ export class KvKeysQuery {
       onChange: () => {},
       onError: (err, consecutive) => {
         this.#failing = true;
+        // The next answer is read whatever its index (it may equal the last one read, from another agent).
+        this.#readAt = undefined;
+        this.#unsure = true;
         this.#opts.onError?.(err, consecutive);
         if (consecutive === 1) for (const x of [...this.#followers]) x.onFailure();
       },
@@ -113,7 +124,7 @@ export class KvKeysQuery {
    * last list are all read already (another follower covers them); else they are read first.
    */
   #join(f: Follower, keys: readonly string[]): void {
-    if (under(keys, f.prefix).every((k) => this.#pairs.has(k))) {
+    if (!this.#stepping && under(keys, f.prefix).every((k) => this.#pairs.has(k))) {
       this.#tell(f);
       return;
     }
@@ -130,11 +141,25 @@ export class KvKeysQuery {
 
   /** Reads what changed for the followers since the last step, and tells each whose keys changed. */
   async #step(keys: readonly string[], index: number, signal: AbortSignal): Promise<void> {
+    this.#stepping = true;
+    try {
+      await this.#readAndTell(keys, index, signal);
+    } finally {
+      this.#stepping = false;
+    }
+  }
+
+  /** The step: its reads, then (`#stepping` over, the state whole) the followers told. */
+  async #readAndTell(keys: readonly string[], index: number, signal: AbortSignal): Promise<void> {
+    // The followers as the step starts: it reads for these and tells these; one that joins
+    // meanwhile is read for after it (#join), since the keys it covers may be dropped here.
     const followers = [...this.#followers];
     const covered = new Set<string>();
     for (const f of followers) for (const k of under(keys, f.prefix)) covered.add(k);
     const known = [...this.#pairs.values()].filter((p) => covered.has(p.Key));
-    const changed = known.length > 0 ? await this.#opts.changed(known, signal) : new Set<string>();
+    const unsure = this.#unsure;
+    const changed =
+      unsure || known.length === 0 ? new Set<string>(unsure ? known.map((p) => p.Key) : []) : await this.#opts.changed(known, signal);
     const toRead = [...covered].filter((k) => changed.has(k) || !this.#pairs.has(k));
     const read = toRead.length > 0 ? await this.#opts.read(toRead, signal) : [];
     // Changed all at once, after the reads: a follower joining meanwhile sees the last step's state whole.
@@ -144,7 +169,10 @@ export class KvKeysQuery {
     this.#keys = keys;
     this.#readAt = index;
     this.#failing = false;
-    for (const f of [...this.#followers]) if (this.#followers.has(f)) this.#tell(f);
+    if (unsure) this.#unsure = false;
+    // A follower told here may start another watch at once: it is told from this state.
+    this.#stepping = false;
+    for (const f of followers) if (this.#followers.has(f)) this.#tell(f);
   }
 
   /** Delivers the entries under `f.prefix` when they differ from what `f` last got. */

@@ -20,16 +20,31 @@ export const json = (body: unknown, index?: number | string, status = 200) =>
   });
 
 /**
- * Answers from `pairs` (fixed) at index their highest ModifyIndex: a blocking query at that
- * index or past it waits, as Consul's does, until its caller aborts it. `answer` may answer a
- * request itself first (a bad answer, a moved index), else undefined.
+ * Answers from `pairs` at index their highest ModifyIndex: a blocking query at that index or
+ * past it waits, as Consul's does, until its caller aborts it (or `drop()`). `pairs` is read
+ * at each request: a test may change it (then `drop()` the blocked queries, as an agent's
+ * restart does). `answer` may answer a request itself first (a bad answer, a moved index, a
+ * refused connection), else undefined.
  */
 export function fakeConsulKv(pairs: readonly KvPair[], answer?: (req: FakeRequest) => Response | undefined) {
   const requests: FakeRequest[] = [];
   const waiting: { n: number; resolve: () => void }[] = [];
-  const index = Math.max(1, ...pairs.map((p) => p.ModifyIndex));
-  const byKey = new Map(pairs.map((p) => [p.Key, p]));
+  const blocked = new Set<(err: Error) => void>();
+  let index = 1;
+  let byKey = new Map<string, KvPair>();
+  /** A blocking query with nothing new: no answer until its caller aborts it, or drop(). */
+  const block = (signal: AbortSignal | null | undefined) =>
+    new Promise<Response>((_resolve, reject) => {
+      const end = (err: Error) => {
+        blocked.delete(end);
+        reject(err);
+      };
+      blocked.add(end);
+      signal?.addEventListener('abort', () => end(signal.reason as Error), { once: true });
+    });
   const fetch = (async (input: string | URL | Request, init?: RequestInit) => {
+    index = Math.max(1, ...pairs.map((p) => p.ModifyIndex));
+    byKey = new Map(pairs.map((p) => [p.Key, p]));
     const url = new URL(String(input));
     const kv = url.pathname.startsWith('/v1/kv/');
     const req: FakeRequest = {
@@ -46,7 +61,7 @@ export function fakeConsulKv(pairs: readonly KvPair[], answer?: (req: FakeReques
     if (url.pathname === '/v1/status/leader') return json('127.0.0.1:8300');
     if (url.pathname === '/v1/txn') return txn(JSON.parse(String(init?.body)) as { KV: { Verb: string; Key: string; Index?: number } }[]);
     if (req.key === undefined) return new Response('no such endpoint', { status: 404 });
-    if (Number(url.searchParams.get('index') ?? 0) >= index) return blocked(init?.signal);
+    if (Number(url.searchParams.get('index') ?? 0) >= index) return block(init?.signal);
     const prefix = req.key;
     const under = [...byKey.values()].filter((p) => p.Key.startsWith(prefix)).sort((a, b) => (a.Key < b.Key ? -1 : 1));
     if (url.searchParams.has('keys'))
@@ -79,10 +94,9 @@ export function fakeConsulKv(pairs: readonly KvPair[], answer?: (req: FakeReques
 
   /** Resolves once `n` requests have been made. */
   const made = (n: number) => (requests.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ n, resolve })));
-  return { fetch, requests, made };
-}
-
-/** A blocking query with nothing new: no answer until its caller aborts it. */
-function blocked(signal: AbortSignal | null | undefined): Promise<Response> {
-  return new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true }));
+  /** Ends every blocked query as a connection the agent closed does (fetch's TypeError). */
+  const drop = () => {
+    for (const end of [...blocked]) end(new TypeError('fetch failed'));
+  };
+  return { fetch, requests, made, drop };
 }

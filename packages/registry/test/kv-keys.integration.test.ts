@@ -160,3 +160,49 @@ it("sharedQuery 'recurse' keeps the query that brings every document; a bad valu
   );
   await writer.delete(key('h'));
 });
+
+it('a watch removed and added again while a step reads is told its key as it is, not as deleted', async (t) => {
+  const store = new ConsulKvStore({ address: agent.address, waitSeconds: 5, logger: new MemoryLogger() });
+  const writer = new ConsulKvStore({ address: agent.address, logger: new MemoryLogger() });
+  await writer.put(key('r'), 'r1');
+  await writer.put(key('s'), 's1');
+  // The next transaction, once armed, waits at `gate` until released: the step's read is held in flight.
+  let armed = false;
+  let held: () => void = () => {};
+  const inFlight = new Promise<void>((arrived) => {
+    const request = store.client.request.bind(store.client);
+    store.client.request = (async (method, target, options) => {
+      if (armed && target === '/v1/txn') {
+        armed = false;
+        await new Promise<void>((release) => {
+          held = release;
+          arrived();
+        });
+      }
+      return request(method, target, options);
+    }) as typeof store.client.request;
+  });
+  const s = watchKey(store, key('s'));
+  const first = watchKey(store, key('r'));
+  t.after(() => s.off());
+  await Promise.all([s.heard(1), first.heard(1)]);
+  first.off(); // a reload replaces the watcher of r…
+  armed = true;
+  await writer.put(key('s'), 's2'); // …a write elsewhere starts a step, its read held…
+  await inFlight;
+  const again = watchKey(store, key('r')); // …and the new watcher of r comes while it reads
+  t.after(() => again.off());
+  held();
+  await s.heard(2);
+  // One more step: everything queued behind the first (the new watcher's own read) is done by its end.
+  await writer.put(key('s'), 's3');
+  await s.heard(3);
+  assert.ok(again.got.length >= 1, 'the new watcher was told');
+  assert.deepEqual(
+    again.got.map((entries) => entries.map((x) => x.value)),
+    again.got.map(() => ['r1']),
+    'every delivery holds r as it is',
+  );
+  await writer.delete(key('r'));
+  await writer.delete(key('s'));
+});
