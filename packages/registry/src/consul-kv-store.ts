@@ -5,7 +5,9 @@ import {
   type AdoptsLogger,
   badOption,
   type Clock,
+  callListener,
   consoleLogger,
+  failureReason,
   type KvEntry,
   type KvStore,
   type KvWrite,
@@ -247,6 +249,29 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
     let stopped = false;
     let cancelWait = () => {};
     /** Consul has not answered yet: the snapshot's entries for the prefix (with `orEmpty`, none known means none). */
+    /**
+     * Calls the listener: its fault (a throw, an async listener's rejection) is not Consul's,
+     * so the query and the other watches go on; true when it accepted the entries (kept).
+     */
+    const tell = (entries: readonly KvEntry[]): boolean => {
+      let accepted = false;
+      callListener(
+        () => {
+          const result = listener(entries);
+          accepted = result !== false;
+          return result;
+        },
+        (err) => {
+          accepted = false;
+          this.#logger.warn('a KV watch listener failed', {
+            code: 'MESHLET_KV_LISTENER_FAILED',
+            watch: prefix,
+            error: failureReason(err).slice(0, 200),
+          });
+        },
+      );
+      return accepted;
+    };
     const fallBack = async (why: string, orEmpty: boolean) => {
       if (live || fromSnapshot || stopped || !this.#opts.snapshotFile) return;
       const saved = (await this.#loadSnapshot())[prefix];
@@ -260,14 +285,16 @@ export class ConsulKvStore implements KvStore, AdoptsLogger {
           why,
         });
       }
-      listener(Object.freeze([...(saved ?? [])]));
+      tell(Object.freeze([...(saved ?? [])]));
     };
     const unfollow = this.#queryFor(prefix).follow(prefix, {
       onEntries: (entries) => {
+        if (stopped) return;
         live = true;
         cancelWait();
+        const accepted = tell(entries);
         // Only what the listener accepted is kept for a restart during an outage (per watched prefix, as asked).
-        if (listener(entries) !== false) this.#remember(prefix, [...entries]);
+        if (accepted) this.#remember(prefix, [...entries]);
       },
       onFailure: () => void fallBack('a consul query failed', true),
     });

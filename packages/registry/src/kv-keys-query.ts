@@ -1,4 +1,4 @@
-import type { Unsubscribe } from '@meshlet/core';
+import { systemClock, type Unsubscribe } from '@meshlet/core';
 import { BlockingWatch, type BlockingWatchOptions } from './blocking-watch.js';
 import type { ConsulResponse } from './consul-client.js';
 import { decodeKvPair, type KvPair, type KvPrefixFollower } from './kv-prefix-query.js';
@@ -19,7 +19,14 @@ interface Follower extends KvPrefixFollower {
   readonly prefix: string;
   /** `key@ModifyIndex` of the entries last delivered; undefined before the first delivery. */
   signature: string | undefined;
+  /** Its own first reads (#join) that failed in a row: the retry's backoff. */
+  joinFailures?: number;
 }
+
+/** A failed first read of a follower's own keys is tried again after this (ms), doubling… */
+const JOIN_RETRY_MIN_MS = 200;
+/** …up to this. */
+const JOIN_RETRY_MAX_MS = 10_000;
 
 /**
  * One Consul blocking query of a prefix's key list (`?keys=true`) shared by every watch of a
@@ -132,10 +139,17 @@ export class KvKeysQuery {
       if (!this.#followers.has(f) || f.signature !== undefined || this.#keys === undefined) return;
       const missing = under(this.#keys, f.prefix).filter((k) => !this.#pairs.has(k));
       for (const p of await this.#opts.read(missing, this.#stop.signal)) this.#pairs.set(p.Key, p);
-      this.#tell(f);
+      // Unwatched, or told by a step, while it read: nothing more for it.
+      if (this.#followers.has(f) && f.signature === undefined) this.#tell(f);
     }).catch(() => {
-      // The next query's step reads for it (a follower not told yet makes one); until then its snapshot, if any.
-      if (this.#followers.has(f) && f.signature === undefined) f.onFailure();
+      if (!this.#followers.has(f) || f.signature !== undefined || this.#done) return;
+      // Its snapshot meanwhile, if any; read again after a backoff, not only once the blocking list next answers.
+      f.onFailure();
+      f.joinFailures = (f.joinFailures ?? 0) + 1;
+      const backoff = Math.min(JOIN_RETRY_MAX_MS, JOIN_RETRY_MIN_MS * 2 ** (f.joinFailures - 1));
+      (this.#opts.clock ?? systemClock).setTimeout(() => {
+        if (this.#followers.has(f) && f.signature === undefined && this.#keys !== undefined && !this.#done) this.#join(f, this.#keys);
+      }, backoff);
     });
   }
 
@@ -164,6 +178,15 @@ export class KvKeysQuery {
     const read = toRead.length > 0 ? await this.#opts.read(toRead, signal) : [];
     // Changed all at once, after the reads: a follower joining meanwhile sees the last step's state whole.
     // Keys gone from the list (deleted, or the token may no longer read them), or no longer followed, are dropped.
+    // After a failed query the keys were read afresh (`unsure`): one whose value differs at the
+    // same ModifyIndex (an agent that came back with its indexes begun again) is news, though
+    // its followers' `key@ModifyIndex` signatures do not show it.
+    const rewritten = new Set<string>();
+    if (unsure)
+      for (const p of read) {
+        const had = this.#pairs.get(p.Key);
+        if (had !== undefined && had.ModifyIndex === p.ModifyIndex && had.Value !== p.Value) rewritten.add(p.Key);
+      }
     for (const k of [...this.#pairs.keys()]) if (!covered.has(k) || changed.has(k)) this.#pairs.delete(k);
     for (const p of read) this.#pairs.set(p.Key, p);
     this.#keys = keys;
@@ -172,7 +195,14 @@ export class KvKeysQuery {
     if (unsure) this.#unsure = false;
     // A follower told here may start another watch at once: it is told from this state.
     this.#stepping = false;
-    for (const f of followers) if (this.#followers.has(f)) this.#tell(f);
+    for (const f of followers) {
+      if (!this.#followers.has(f)) continue;
+      if (rewritten.size > 0 && under(keys, f.prefix).some((k) => rewritten.has(k))) f.signature = undefined;
+      this.#tell(f);
+    }
+    // Those that came while it read (the first step's included: no list to join then) are read for now.
+    const started = new Set(followers);
+    for (const f of [...this.#followers]) if (f.signature === undefined && !started.has(f)) this.#join(f, keys);
   }
 
   /** Delivers the entries under `f.prefix` when they differ from what `f` last got. */

@@ -11,6 +11,8 @@ export interface FakeRequest {
   /** The path's key (decoded) for a KV request, else undefined. */
   readonly key: string | undefined;
   readonly params: URLSearchParams;
+  /** The request's body (a transaction's operations), if any. */
+  readonly body: string | undefined;
 }
 
 export const json = (body: unknown, index?: number | string, status = 200) =>
@@ -24,9 +26,9 @@ export const json = (body: unknown, index?: number | string, status = 200) =>
  * past it waits, as Consul's does, until its caller aborts it (or `drop()`). `pairs` is read
  * at each request: a test may change it (then `drop()` the blocked queries, as an agent's
  * restart does). `answer` may answer a request itself first (a bad answer, a moved index, a
- * refused connection), else undefined.
+ * refused connection; a promise holds the request until it settles), else undefined.
  */
-export function fakeConsulKv(pairs: readonly KvPair[], answer?: (req: FakeRequest) => Response | undefined) {
+export function fakeConsulKv(pairs: readonly KvPair[], answer?: (req: FakeRequest) => Response | Promise<Response> | undefined) {
   const requests: FakeRequest[] = [];
   const waiting: { n: number; resolve: () => void }[] = [];
   const blocked = new Set<(err: Error) => void>();
@@ -53,6 +55,7 @@ export function fakeConsulKv(pairs: readonly KvPair[], answer?: (req: FakeReques
       url: String(input),
       key: kv ? url.pathname.slice('/v1/kv/'.length).split('/').map(decodeURIComponent).join('/') : undefined,
       params: url.searchParams,
+      body: init?.body === undefined || init.body === null ? undefined : String(init.body),
     };
     requests.push(req);
     for (const w of waiting.filter((w) => w.n === requests.length)) w.resolve();
