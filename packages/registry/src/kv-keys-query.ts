@@ -1,7 +1,7 @@
 import { systemClock, type Unsubscribe } from '@meshlet/core';
 import { BlockingWatch, type BlockingWatchOptions } from './blocking-watch.js';
 import type { ConsulResponse } from './consul-client.js';
-import { decodeKvPair, type KvPair, type KvPrefixFollower } from './kv-prefix-query.js';
+import { decodeKvPair, type KvPair, type KvPrefixFollower, pairsSignature, sortedRun } from './kv-prefix-query.js';
 
 export interface KvKeysQueryOptions extends Omit<BlockingWatchOptions<unknown>, 'query' | 'onChange' | 'signature'> {
   readonly prefix: string;
@@ -210,23 +210,12 @@ export class KvKeysQuery {
     const mine = under(this.#keys ?? [], f.prefix)
       .map((k) => this.#pairs.get(k))
       .filter((p): p is KvPair => p !== undefined);
-    const signature = mine.map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n');
+    const signature = pairsSignature(mine);
     if (signature === f.signature) return;
     f.signature = signature;
     f.onEntries(Object.freeze(mine.map(decodeKvPair)));
   }
 }
 
-/** The keys of `sorted` that start with `prefix`: a run found by binary search. */
-function under(sorted: readonly string[], prefix: string): string[] {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((sorted[mid] as string) < prefix) lo = mid + 1;
-    else hi = mid;
-  }
-  const out: string[] = [];
-  for (let i = lo; i < sorted.length && (sorted[i] as string).startsWith(prefix); i++) out.push(sorted[i] as string);
-  return out;
-}
+/** The keys of `sorted` that start with `prefix`. */
+const under = (sorted: readonly string[], prefix: string): string[] => sortedRun(sorted, prefix, (k) => k);

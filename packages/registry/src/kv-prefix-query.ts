@@ -96,7 +96,7 @@ export class KvPrefixQuery {
     this.#watch ??= new BlockingWatch<KvPair[] | undefined>({
       ...this.#opts,
       // ModifyIndex per key tells every change; the values need not be compared.
-      signature: (pairs) => (pairs ?? []).map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n'),
+      signature: (pairs) => pairsSignature(pairs ?? []),
       onChange: (pairs) => this.#answer(pairs ?? []),
       onError: (err, consecutive) => {
         this.#failing = true;
@@ -130,8 +130,8 @@ export class KvPrefixQuery {
 
   /** Delivers the entries under `f.prefix` when they differ from what `f` last got. */
   #tell(f: Follower, sorted: readonly KvPair[]): void {
-    const mine = under(sorted, f.prefix);
-    const signature = mine.map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n');
+    const mine = sortedRun(sorted, f.prefix, pairKey);
+    const signature = pairsSignature(mine);
     if (signature === f.signature) return;
     f.signature = signature;
     // Decoded only for the follower whose keys changed.
@@ -139,16 +139,24 @@ export class KvPrefixQuery {
   }
 }
 
-/** The pairs of `sorted` whose key starts with `prefix`: a run found by binary search. */
-function under(sorted: readonly KvPair[], prefix: string): KvPair[] {
+/**
+ * The items of `sorted` (by `keyOf`, in JavaScript's string order) whose key starts with
+ * `prefix`: a run found by binary search. Both shared queries' followers find their keys so.
+ */
+export function sortedRun<T>(sorted: readonly T[], prefix: string, keyOf: (item: T) => string): T[] {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if ((sorted[mid] as KvPair).Key < prefix) lo = mid + 1;
+    if (keyOf(sorted[mid] as T) < prefix) lo = mid + 1;
     else hi = mid;
   }
-  const out: KvPair[] = [];
-  for (let i = lo; i < sorted.length && (sorted[i] as KvPair).Key.startsWith(prefix); i++) out.push(sorted[i] as KvPair);
+  const out: T[] = [];
+  for (let i = lo; i < sorted.length && keyOf(sorted[i] as T).startsWith(prefix); i++) out.push(sorted[i] as T);
   return out;
 }
+
+/** What a follower was last told, as `key@ModifyIndex` lines: ModifyIndex per key tells every change. */
+export const pairsSignature = (pairs: readonly KvPair[]): string => pairs.map((p) => `${p.Key}@${p.ModifyIndex}`).join('\n');
+
+const pairKey = (p: KvPair) => p.Key;
